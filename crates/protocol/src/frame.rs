@@ -212,7 +212,7 @@ mod tests {
         let frame = encode(&big, 1000).unwrap();
         assert!(matches!(
             decode::<Msg>(&frame, 50),
-            Err(FrameError::TooLong { len: 103, max: 50 })
+            Err(FrameError::TooLong { len: 104, max: 50 })
         ));
         assert_eq!(decode::<Msg>(&[0, 0], 50), Err(FrameError::Empty));
         assert_eq!(

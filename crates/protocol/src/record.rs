@@ -211,7 +211,8 @@ impl RecordSealer {
         head.copy_from_slice(&header);
         let tag = self.key.seal_in_place(nonce(self.next_sequence), &header, body);
         buf.extend_from_slice(&tag);
-        self.next_sequence += 1;
+        // Saturates only after the end record at the last sequence number; nothing follows it.
+        self.next_sequence = self.next_sequence.saturating_add(1);
         self.finished = end;
         Ok(())
     }
@@ -375,7 +376,7 @@ impl RecordOpener {
         {
             return Err(self.fail(RecordError::Tampered));
         }
-        self.next_sequence += 1;
+        self.next_sequence = self.next_sequence.saturating_add(1);
         if header.end {
             if !body.is_empty() {
                 return Err(self.fail(RecordError::Malformed));
@@ -450,5 +451,58 @@ impl RecordOpener {
             OpenerState::Failed(e) => Err(e.clone()),
             OpenerState::Open => Err(self.fail(RecordError::Truncated)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zeroize::Zeroizing;
+
+    fn pair() -> (RecordSealer, RecordOpener) {
+        let secret = Zeroizing::new([9u8; 32]);
+        (
+            RecordSealer::new(Backend::default(), &secret, Role::Viewer, 5),
+            RecordOpener::new(Backend::default(), &secret, Role::Viewer, 5),
+        )
+    }
+
+    #[test]
+    fn counter_exhaustion_closes_the_stream() {
+        let (mut sealer, mut opener) = pair();
+        sealer.set_next_sequence(u64::MAX - 1);
+        opener.next_sequence = u64::MAX - 1;
+        let mut wire = Vec::new();
+        sealer.seal(b"last", 100, &mut wire).unwrap();
+        let len = wire.len();
+        assert_eq!(
+            sealer.seal(b"one too many", 100, &mut wire),
+            Err(RecordError::CounterExhausted)
+        );
+        assert_eq!(wire.len(), len, "nothing appended on failure");
+        // The end-of-stream record still uses the reserved last sequence number.
+        sealer.finish(&mut wire).unwrap();
+        assert!(sealer.is_finished());
+        let mut rest = &wire[..];
+        let mut got = Vec::new();
+        while !rest.is_empty() {
+            let (used, opened) = opener.decapsulate(rest).unwrap();
+            rest = &rest[used..];
+            got.push(matches!(opened, Some(Opened::End)));
+        }
+        assert_eq!(got, [false, true]);
+        opener.finish().unwrap();
+    }
+
+    #[test]
+    fn header_layout() {
+        let (mut sealer, _) = pair();
+        let mut wire = Vec::new();
+        sealer.seal(b"abc", 100, &mut wire).unwrap();
+        assert_eq!(wire.len(), HEADER_LEN + 3 + TAG_LEN);
+        assert_eq!(&wire[..2], &[KIND_DATA, b'V']);
+        assert_eq!(&wire[2..6], &(3 + TAG_LEN as u32).to_be_bytes());
+        assert_eq!(&wire[6..14], &5u64.to_be_bytes());
+        assert_eq!(&wire[14..22], &0u64.to_be_bytes());
     }
 }

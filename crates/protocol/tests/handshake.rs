@@ -1,5 +1,7 @@
 //! The code-gated handshake: right and wrong codes, a relay in the middle, identities.
 
+#![allow(clippy::unwrap_used)] // test helpers panic on setup failure by design
+
 mod common;
 
 use common::*;

@@ -1,5 +1,6 @@
 //! Helpers shared by the protocol's integration tests.
-#![allow(dead_code)]
+
+#![allow(clippy::unwrap_used)] // test helpers panic on setup failure by design
 
 use std::path::PathBuf;
 
