@@ -1,6 +1,7 @@
 //! Helpers shared by the protocol's integration tests.
 
-#![allow(clippy::unwrap_used)] // test helpers panic on setup failure by design
+// Each test binary uses a different subset; helpers panic on setup failure by design.
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::path::PathBuf;
 
