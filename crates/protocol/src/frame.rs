@@ -40,6 +40,9 @@ pub enum FrameError {
     /// The body decoded but left bytes over; only one encoding of a message is valid.
     #[error("{0} trailing bytes after message")]
     TrailingBytes(usize),
+    /// The body decoded but is not the canonical encoding (an overlong varint, say).
+    #[error("non-canonical message encoding")]
+    NonCanonical,
 }
 
 /// Encodes `message` as one frame appended to `out`.
@@ -70,7 +73,9 @@ pub fn encode<T: Serialize>(message: &T, max_body: usize) -> Result<Vec<u8>, Fra
 }
 
 /// Decodes a frame body (version byte and message, without the length prefix).
-pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
+///
+/// Only the canonical encoding is accepted, so every message has exactly one wire form.
+pub fn decode_body<T: DeserializeOwned + Serialize>(body: &[u8]) -> Result<T, FrameError> {
     let (&version, message) = body.split_first().ok_or(FrameError::Empty)?;
     if version != VERSION {
         return Err(FrameError::UnsupportedVersion(version));
@@ -79,11 +84,15 @@ pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
     if !rest.is_empty() {
         return Err(FrameError::TrailingBytes(rest.len()));
     }
+    // postcard accepts overlong varints; re-encoding is cheap at these message sizes.
+    if postcard::to_allocvec(&value).map_or(true, |canonical| canonical != message) {
+        return Err(FrameError::NonCanonical);
+    }
     Ok(value)
 }
 
 /// Decodes exactly one complete frame (length prefix included).
-pub fn decode<T: DeserializeOwned>(frame: &[u8], max_body: usize) -> Result<T, FrameError> {
+pub fn decode<T: DeserializeOwned + Serialize>(frame: &[u8], max_body: usize) -> Result<T, FrameError> {
     let mut reader = FrameReader::new(max_body);
     let used = reader.push(frame)?;
     if used != frame.len() {
@@ -147,7 +156,7 @@ impl FrameReader {
     }
 
     /// Decodes and removes the completed frame, or returns `None` if it is not complete yet.
-    pub fn take<T: DeserializeOwned>(&mut self) -> Result<Option<T>, FrameError> {
+    pub fn take<T: DeserializeOwned + Serialize>(&mut self) -> Result<Option<T>, FrameError> {
         if self.body_len().is_none() || self.wanted() != 0 {
             return Ok(None);
         }
@@ -223,6 +232,11 @@ mod tests {
         assert_eq!(
             decode::<Msg>(&[0, 4, VERSION, 0, 5, 0], 50),
             Err(FrameError::TrailingBytes(1))
+        );
+        // Variant 0 and value 5, with the variant as an overlong varint.
+        assert_eq!(
+            decode::<Msg>(&[0, 4, VERSION, 0x80, 0, 5], 50),
+            Err(FrameError::NonCanonical)
         );
     }
 
