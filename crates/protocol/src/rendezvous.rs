@@ -95,6 +95,51 @@ pub enum Refusal {
     /// The client sent something that is not a valid rendezvous message here.
     #[error("malformed or unexpected request")]
     BadRequest,
+    /// The other side of the session left.
+    #[error("the other side left the session")]
+    PeerLeft,
+    /// The customer's side turned this viewer away (the end-to-end handshake failed).
+    #[error("the customer's side rejected the connection (wrong code?)")]
+    Released,
+}
+
+/// Offset of [`Refusal`] close codes: a connection the relay closes for a reason carries
+/// QUIC application error code `CLOSE_CODE_BASE + index of the reason`.
+pub const CLOSE_CODE_BASE: u32 = 0x100;
+
+impl Refusal {
+    const ALL: [Refusal; 13] = [
+        Refusal::UnknownSession,
+        Refusal::Expired,
+        Refusal::AlreadyPaired,
+        Refusal::Burned,
+        Refusal::RateLimited { retry_after_secs: 0 },
+        Refusal::VersionUnsupported {
+            supported: frame::VERSION,
+        },
+        Refusal::Capacity,
+        Refusal::LimitExceeded,
+        Refusal::IdleTimeout,
+        Refusal::ShuttingDown,
+        Refusal::BadRequest,
+        Refusal::PeerLeft,
+        Refusal::Released,
+    ];
+
+    /// The QUIC application close code that carries this reason.
+    pub fn close_code(&self) -> u32 {
+        let index = Self::ALL
+            .iter()
+            .position(|r| std::mem::discriminant(r) == std::mem::discriminant(self))
+            .unwrap_or(0);
+        CLOSE_CODE_BASE + index as u32
+    }
+
+    /// The reason a close code carries (fields such as retry times are not carried).
+    pub fn from_close_code(code: u64) -> Option<Refusal> {
+        let index = code.checked_sub(u64::from(CLOSE_CODE_BASE))?;
+        Self::ALL.get(usize::try_from(index).ok()?).copied()
+    }
 }
 
 /// Encodes a client message as a frame.
@@ -173,6 +218,8 @@ mod tests {
             Refusal::IdleTimeout,
             Refusal::ShuttingDown,
             Refusal::BadRequest,
+            Refusal::PeerLeft,
+            Refusal::Released,
         ] {
             v.push(RelayMessage::Refused(r));
         }
@@ -215,6 +262,18 @@ mod tests {
         let mut frame = (body.len() as u16).to_be_bytes().to_vec();
         frame.extend_from_slice(&body);
         assert_eq!(decode_client(&frame), Err(FrameError::Malformed));
+    }
+
+    #[test]
+    fn close_codes_round_trip() {
+        for m in all_relay() {
+            if let RelayMessage::Refused(r) = m {
+                let back = Refusal::from_close_code(u64::from(r.close_code())).unwrap();
+                assert_eq!(std::mem::discriminant(&back), std::mem::discriminant(&r));
+            }
+        }
+        assert_eq!(Refusal::from_close_code(0), None);
+        assert_eq!(Refusal::from_close_code(u64::MAX), None);
     }
 
     #[test]

@@ -1,0 +1,152 @@
+//! An agent's or viewer's control line to the relay: connect, register or join, and the
+//! relay's events for the rest of the session.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ponte_protocol::SessionId;
+use ponte_protocol::rendezvous::{self, ClientMessage, MAX_MESSAGE, Refusal, RelayMessage};
+
+use crate::framed::{self, FramedError};
+use crate::tls::{CertFingerprint, SeenFingerprint};
+
+/// How long a client waits for the relay to answer a request.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What went wrong talking to the relay.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The relay refused the request or ended the session.
+    #[error("the relay refused: {0}")]
+    Refused(Refusal),
+    /// The QUIC connection could not be set up.
+    #[error("could not connect to the relay: {0}")]
+    Connect(#[from] quinn::ConnectError),
+    /// The connection failed or was closed.
+    #[error("connection to the relay lost: {0}")]
+    Connection(#[from] quinn::ConnectionError),
+    /// A message could not be read or written.
+    #[error(transparent)]
+    Framed(#[from] FramedError),
+    /// The relay sent something that makes no sense here.
+    #[error("unexpected answer from the relay: {0:?}")]
+    Unexpected(RelayMessage),
+    /// The relay closed the control line.
+    #[error("the relay closed the session")]
+    Closed,
+}
+
+impl ClientError {
+    /// The relay's reason, if the relay refused or closed with one.
+    pub fn refusal(&self) -> Option<Refusal> {
+        match self {
+            ClientError::Refused(r) => Some(*r),
+            ClientError::Connection(e) => refusal_of(e),
+            ClientError::Framed(FramedError::Read(quinn::ReadError::ConnectionLost(e)))
+            | ClientError::Framed(FramedError::Write(quinn::WriteError::ConnectionLost(e))) => refusal_of(e),
+            _ => None,
+        }
+    }
+}
+
+/// The reason a relay gave when it closed a connection.
+pub fn refusal_of(error: &quinn::ConnectionError) -> Option<Refusal> {
+    match error {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            Refusal::from_close_code(close.error_code.into_inner())
+        }
+        _ => None,
+    }
+}
+
+/// A connection to the relay with its control stream.
+#[derive(Debug)]
+pub struct RelayClient {
+    connection: quinn::Connection,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    fingerprint: Option<CertFingerprint>,
+}
+
+impl RelayClient {
+    /// Connects to the relay at `addr` and opens the control stream.
+    pub async fn connect(
+        endpoint: &quinn::Endpoint,
+        addr: SocketAddr,
+        server_name: &str,
+        config: quinn::ClientConfig,
+        seen: &SeenFingerprint,
+    ) -> Result<RelayClient, ClientError> {
+        let connection = endpoint.connect_with(config, addr, server_name)?.await?;
+        let (send, recv) = connection.open_bi().await?;
+        let fingerprint = crate::tls::peer_fingerprint(&connection).or_else(|| seen.get());
+        Ok(RelayClient {
+            connection,
+            send,
+            recv,
+            fingerprint,
+        })
+    }
+
+    /// The QUIC connection (for the forwarded streams after pairing).
+    pub fn connection(&self) -> &quinn::Connection {
+        &self.connection
+    }
+
+    /// The fingerprint of the relay's certificate, bound into the end-to-end handshake.
+    pub fn relay_fingerprint(&self) -> Option<CertFingerprint> {
+        self.fingerprint
+    }
+
+    /// Sends one request.
+    pub async fn send(&mut self, message: &ClientMessage) -> Result<(), ClientError> {
+        framed::write(&mut self.send, &rendezvous::encode_client(message)).await?;
+        Ok(())
+    }
+
+    /// Waits for the relay's next message. A refusal is returned as a message, not an error.
+    pub async fn next(&mut self) -> Result<RelayMessage, ClientError> {
+        match framed::read::<RelayMessage>(&mut self.recv, MAX_MESSAGE).await {
+            Ok(Some(m)) => Ok(m),
+            Ok(None) => Err(self.closed_reason()),
+            Err(FramedError::Read(quinn::ReadError::ConnectionLost(e))) => Err(e.into()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn closed_reason(&self) -> ClientError {
+        match self.connection.close_reason() {
+            Some(e) => ClientError::Connection(e),
+            None => ClientError::Closed,
+        }
+    }
+
+    async fn answer(&mut self) -> Result<RelayMessage, ClientError> {
+        match tokio::time::timeout(ANSWER_TIMEOUT, self.next()).await {
+            Ok(Ok(RelayMessage::Refused(r))) => Err(ClientError::Refused(r)),
+            Ok(other) => other,
+            Err(_) => Err(FramedError::Timeout.into()),
+        }
+    }
+
+    /// Agent: registers and returns the new session ID and how long it can be joined.
+    pub async fn register(&mut self) -> Result<(SessionId, Duration), ClientError> {
+        self.send(&ClientMessage::Register).await?;
+        match self.answer().await? {
+            RelayMessage::Registered {
+                session,
+                expires_in_secs,
+            } => Ok((session, Duration::from_secs(expires_in_secs.into()))),
+            other => Err(ClientError::Unexpected(other)),
+        }
+    }
+
+    /// Viewer: joins the session and waits until the relay has paired it.
+    pub async fn join(&mut self, session: SessionId) -> Result<(), ClientError> {
+        self.send(&ClientMessage::Join { session }).await?;
+        match self.answer().await? {
+            RelayMessage::Paired => Ok(()),
+            other => Err(ClientError::Unexpected(other)),
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! Forwarding between a paired agent and viewer: every stream one side opens is mirrored on
+//! the other side's connection, bytes are copied both ways, FIN, RESET_STREAM and
+//! STOP_SENDING propagate, datagrams are passed on.
+//!
+//! Copying reads one chunk at a time and writes it before reading the next, so a slow reader
+//! slows the writer through QUIC flow control and the relay holds at most one chunk per
+//! stream direction.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use quinn::{Connection, RecvStream, SendStream};
+use tokio::sync::Mutex;
+use tokio::task::JoinSet;
+
+use crate::bucket::TokenBucket;
+
+/// Largest chunk read from a stream at a time.
+const CHUNK: usize = 64 * 1024;
+
+/// Bandwidth limits and activity tracking shared by a session's copy tasks.
+#[derive(Debug)]
+pub struct Budget {
+    session: Option<Mutex<TokenBucket>>,
+    total: Option<Arc<Mutex<TokenBucket>>>,
+    start: Instant,
+    /// Milliseconds since `start` of the last forwarded byte.
+    last_activity_ms: AtomicU64,
+}
+
+impl Budget {
+    /// A budget limited per session (bytes/s) and by the relay-wide bucket.
+    pub fn new(session_rate: Option<u64>, total: Option<Arc<Mutex<TokenBucket>>>) -> Budget {
+        let now = Instant::now();
+        Budget {
+            // A quarter second of burst keeps short bursts fast without defeating the limit.
+            session: session_rate.map(|r| {
+                Mutex::new(TokenBucket::new(
+                    r as f64,
+                    (r as f64 / 4.0).max(CHUNK as f64),
+                    now,
+                ))
+            }),
+            total,
+            start: now,
+            last_activity_ms: AtomicU64::new(0),
+        }
+    }
+
+    async fn spend(&self, bytes: usize) {
+        self.last_activity_ms
+            .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+        crate::metrics::forwarded(bytes);
+        let mut wait = Duration::ZERO;
+        if let Some(b) = &self.session {
+            wait = wait.max(b.lock().await.take_with_debt(bytes as f64, Instant::now()));
+        }
+        if let Some(b) = &self.total {
+            wait = wait.max(b.lock().await.take_with_debt(bytes as f64, Instant::now()));
+        }
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Time since the last forwarded byte (or since the start).
+    pub fn idle_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_activity_ms.load(Ordering::Relaxed));
+        self.start.elapsed().saturating_sub(last)
+    }
+}
+
+/// Copies one stream direction until it ends, propagating FIN, RESET and STOP_SENDING.
+async fn copy(mut from: RecvStream, mut to: SendStream, budget: Arc<Budget>) {
+    loop {
+        let chunk = tokio::select! {
+            chunk = from.read_chunk(CHUNK, true) => chunk,
+            stopped = to.stopped() => {
+                if let Ok(Some(code)) = stopped {
+                    let _ = from.stop(code);
+                }
+                return;
+            }
+        };
+        match chunk {
+            Ok(Some(chunk)) => {
+                budget.spend(chunk.bytes.len()).await;
+                if let Err(e) = to.write_chunk(chunk.bytes).await {
+                    if let quinn::WriteError::Stopped(code) = e {
+                        let _ = from.stop(code);
+                    }
+                    return;
+                }
+            }
+            Ok(None) => {
+                let _ = to.finish();
+                return;
+            }
+            Err(quinn::ReadError::Reset(code)) => {
+                let _ = to.reset(code);
+                return;
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// Mirrors streams and datagrams opened on `a` onto `b` until either connection fails.
+async fn mirror(
+    a: Connection,
+    b: Connection,
+    budget: Arc<Budget>,
+    tasks: Arc<std::sync::Mutex<JoinSet<()>>>,
+) {
+    let spawn = |f| {
+        let mut tasks = tasks.lock().unwrap_or_else(|e| e.into_inner());
+        // Reap finished copies so a long session with many streams does not accumulate them.
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(f);
+    };
+    loop {
+        tokio::select! {
+            bi = a.accept_bi() => {
+                let Ok((a_send, a_recv)) = bi else { return };
+                let Ok((b_send, b_recv)) = b.open_bi().await else { return };
+                spawn(copy(a_recv, b_send, budget.clone()));
+                spawn(copy(b_recv, a_send, budget.clone()));
+            }
+            uni = a.accept_uni() => {
+                let Ok(a_recv) = uni else { return };
+                let Ok(b_send) = b.open_uni().await else { return };
+                spawn(copy(a_recv, b_send, budget.clone()));
+            }
+            datagram = a.read_datagram() => {
+                let Ok(datagram) = datagram else { return };
+                budget.spend(datagram.len()).await;
+                // Datagrams are unreliable by nature; one the other side cannot take is dropped.
+                let _ = b.send_datagram(datagram);
+            }
+        }
+    }
+}
+
+/// Why forwarding stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// The agent's connection closed.
+    AgentGone,
+    /// The viewer's connection closed.
+    ViewerGone,
+    /// No traffic for the idle timeout.
+    Idle,
+    /// The session reached its maximum duration.
+    MaxDuration,
+}
+
+/// Forwards between `agent` and `viewer` until one leaves or a limit ends the session.
+pub async fn run(
+    agent: Connection,
+    viewer: Connection,
+    budget: Arc<Budget>,
+    idle: Duration,
+    max: Duration,
+) -> End {
+    let tasks = Arc::new(std::sync::Mutex::new(JoinSet::new()));
+    let idle_watch = async {
+        loop {
+            let remaining = idle.saturating_sub(budget.idle_for());
+            if remaining.is_zero() {
+                return;
+            }
+            tokio::time::sleep(remaining.max(Duration::from_millis(100))).await;
+        }
+    };
+    let end = tokio::select! {
+        _ = mirror(agent.clone(), viewer.clone(), budget.clone(), tasks.clone()) => {
+            if agent.close_reason().is_some() { End::AgentGone } else { End::ViewerGone }
+        }
+        _ = mirror(viewer.clone(), agent.clone(), budget.clone(), tasks.clone()) => {
+            if viewer.close_reason().is_some() { End::ViewerGone } else { End::AgentGone }
+        }
+        _ = agent.closed() => End::AgentGone,
+        _ = viewer.closed() => End::ViewerGone,
+        _ = idle_watch => End::Idle,
+        _ = tokio::time::sleep(max) => End::MaxDuration,
+    };
+    tasks.lock().unwrap_or_else(|e| e.into_inner()).abort_all();
+    end
+}
