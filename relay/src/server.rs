@@ -186,11 +186,15 @@ async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
     }
 }
 
+/// How long a refused client gets to read the refusal and hang up before it is closed.
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+
 async fn refuse(connection: &Connection, send: &mut SendStream, reason: Refusal) {
     let _ = framed::write(send, &rendezvous::encode_relay(&RelayMessage::Refused(reason))).await;
     let _ = send.finish();
-    // Give the refusal a moment to reach the client before the close overtakes it.
-    let _ = tokio::time::timeout(Duration::from_millis(200), send.stopped()).await;
+    // A close discards data the client has not read yet, so let the client hang up first;
+    // the close carries the same reason for clients that do not.
+    let _ = tokio::time::timeout(REFUSAL_LINGER, connection.closed()).await;
     close(connection, reason);
 }
 

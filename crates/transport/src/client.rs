@@ -108,16 +108,17 @@ impl RelayClient {
     pub async fn next(&mut self) -> Result<RelayMessage, ClientError> {
         match framed::read::<RelayMessage>(&mut self.recv, MAX_MESSAGE).await {
             Ok(Some(m)) => Ok(m),
-            Ok(None) => Err(self.closed_reason()),
+            Ok(None) => Err(self.closed_reason().await),
             Err(FramedError::Read(quinn::ReadError::ConnectionLost(e))) => Err(e.into()),
             Err(e) => Err(e.into()),
         }
     }
 
-    fn closed_reason(&self) -> ClientError {
-        match self.connection.close_reason() {
-            Some(e) => ClientError::Connection(e),
-            None => ClientError::Closed,
+    /// The control stream ended: the relay closes the connection right after, with the reason.
+    async fn closed_reason(&self) -> ClientError {
+        match tokio::time::timeout(Duration::from_secs(3), self.connection.closed()).await {
+            Ok(e) => ClientError::Connection(e),
+            Err(_) => ClientError::Closed,
         }
     }
 

@@ -1,0 +1,411 @@
+//! The relay with real quinn clients on loopback: pairing, forwarding, refusals, limits.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use ponte_protocol::frame::VERSION;
+use ponte_protocol::rendezvous::{self, ClientMessage, Refusal, RelayMessage};
+use ponte_transport::client::ClientError;
+
+#[tokio::test]
+async fn pairs_and_forwards_many_streams_both_ways_in_order() {
+    let r = relay().await;
+    let (agent, viewer) = r.pair().await;
+    let (a, v) = (agent.connection().clone(), viewer.connection().clone());
+
+    // 20 bidirectional streams from each side, each carrying a distinct payload one way and
+    // its echo back; 5 unidirectional streams each way.
+    let mut tasks = Vec::new();
+    for (opener, acceptor, base) in [(a.clone(), v.clone(), 0u64), (v.clone(), a.clone(), 1000)] {
+        tasks.push(tokio::spawn(async move {
+            for i in 0..20u64 {
+                let data = payload(base + i, 10_000 + (i as usize) * 3_000);
+                let (mut send, mut recv) = opener.open_bi().await.unwrap();
+                send.write_all(&data).await.unwrap();
+                send.finish().unwrap();
+                let (mut back_send, mut back_recv) = acceptor.accept_bi().await.unwrap();
+                let got = back_recv.read_to_end(1 << 20).await.unwrap();
+                assert_eq!(got, data, "stream {i} from {base}");
+                back_send.write_all(&got).await.unwrap();
+                back_send.finish().unwrap();
+                assert_eq!(recv.read_to_end(1 << 20).await.unwrap(), data);
+            }
+            for i in 0..5u64 {
+                let data = payload(base + 500 + i, 50_000);
+                let mut send = opener.open_uni().await.unwrap();
+                send.write_all(&data).await.unwrap();
+                send.finish().unwrap();
+                let mut recv = acceptor.accept_uni().await.unwrap();
+                assert_eq!(recv.read_to_end(1 << 20).await.unwrap(), data);
+            }
+        }));
+        // Run the two directions one after the other so accepts match opens.
+        tasks.pop().unwrap().await.unwrap();
+    }
+
+    // Datagrams both ways.
+    a.send_datagram(b"ping".to_vec().into()).unwrap();
+    assert_eq!(&v.read_datagram().await.unwrap()[..], b"ping");
+    v.send_datagram(b"pong".to_vec().into()).unwrap();
+    assert_eq!(&a.read_datagram().await.unwrap()[..], b"pong");
+}
+
+#[tokio::test]
+async fn fin_reset_and_stop_sending_propagate() {
+    let r = relay().await;
+    let (agent, viewer) = r.pair().await;
+    let (a, v) = (agent.connection().clone(), viewer.connection().clone());
+
+    // RESET_STREAM with its code.
+    let (mut send, _recv) = a.open_bi().await.unwrap();
+    send.write_all(b"partial").await.unwrap();
+    let (_vs, mut vr) = v.accept_bi().await.unwrap();
+    let mut buf = [0u8; 7];
+    vr.read_exact(&mut buf).await.unwrap();
+    send.reset(quinn::VarInt::from_u32(7)).unwrap();
+    assert!(
+        matches!(vr.read_to_end(100).await, Err(quinn::ReadToEndError::Read(quinn::ReadError::Reset(c))) if c.into_inner() == 7)
+    );
+
+    // STOP_SENDING with its code reaches the writer.
+    let (mut send, _recv) = a.open_bi().await.unwrap();
+    send.write_all(b"x").await.unwrap();
+    let (_vs, mut vr) = v.accept_bi().await.unwrap();
+    vr.stop(quinn::VarInt::from_u32(9)).unwrap();
+    let stopped = tokio::time::timeout(Duration::from_secs(5), send.stopped())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stopped.map(|c| c.into_inner()), Some(9));
+
+    // FIN: the reader sees a clean end after the data.
+    let (mut send, _recv) = v.open_bi().await.unwrap();
+    send.write_all(b"done").await.unwrap();
+    send.finish().unwrap();
+    let (_as, mut ar) = a.accept_bi().await.unwrap();
+    assert_eq!(ar.read_to_end(100).await.unwrap(), b"done");
+}
+
+async fn join_error(r: &TestRelay, session: ponte_protocol::SessionId, from: u8) -> Refusal {
+    let mut viewer = r.connect_from(&endpoint(from)).await.unwrap();
+    let err = viewer.join(session).await.unwrap_err();
+    refusal(&err).unwrap_or_else(|| panic!("no refusal in {err:?}"))
+}
+
+#[tokio::test]
+async fn refuses_unknown_already_paired_and_burned_ids() {
+    let r = relay().await;
+    assert_eq!(
+        join_error(&r, "123456789".parse().unwrap(), 1).await,
+        Refusal::UnknownSession
+    );
+
+    let mut agent = r.connect().await;
+    let (id, _) = agent.register().await.unwrap();
+    let mut viewer = r.connect().await;
+    viewer.join(id).await.unwrap();
+    assert_eq!(join_error(&r, id, 2).await, Refusal::AlreadyPaired);
+
+    // Burning ends the session, disconnects the viewer with the reason, refuses later joins.
+    agent.send(&ClientMessage::Burn).await.unwrap();
+    let closed = viewer.connection().closed().await;
+    assert_eq!(
+        ponte_transport::client::refusal_of(&closed),
+        Some(Refusal::Burned)
+    );
+    assert_eq!(join_error(&r, id, 3).await, Refusal::Burned);
+}
+
+#[tokio::test]
+async fn session_ids_expire_and_the_agent_is_told() {
+    let r = relay_with(|c| c.registry.pairing_ttl = Duration::from_secs(1)).await;
+    let mut agent = r.connect().await;
+    let (id, ttl) = agent.register().await.unwrap();
+    assert_eq!(ttl, Duration::from_secs(1));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Either the join sees it expire or the sweep got there first: both say "expired".
+    assert_eq!(join_error(&r, id, 2).await, Refusal::Expired);
+    let msg = tokio::time::timeout(Duration::from_secs(5), agent.next())
+        .await
+        .unwrap();
+    match msg {
+        Ok(RelayMessage::Refused(Refusal::Expired)) => {}
+        Err(e) => assert_eq!(refusal(&e), Some(Refusal::Expired), "{e:?}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn version_mismatch_and_garbage_are_refused_with_reasons() {
+    let r = relay().await;
+    for (bytes, expected) in [
+        (
+            vec![0, 2, VERSION + 1, 0],
+            Refusal::VersionUnsupported { supported: VERSION },
+        ),
+        (vec![0, 3, VERSION, 0xff, 0xff], Refusal::BadRequest),
+        (vec![0xff, 0xff], Refusal::BadRequest),
+        (
+            rendezvous::encode_client(&ClientMessage::Release),
+            Refusal::BadRequest,
+        ),
+    ] {
+        let connection = r.raw_connection().await;
+        let (mut send, mut recv) = connection.open_bi().await.unwrap();
+        send.write_all(&bytes).await.unwrap();
+        let answer = ponte_transport::framed::read::<RelayMessage>(&mut recv, rendezvous::MAX_MESSAGE).await;
+        assert_eq!(
+            answer.unwrap(),
+            Some(RelayMessage::Refused(expected)),
+            "{bytes:?}"
+        );
+        // The connection is then closed with the same reason.
+        let closed = connection.closed().await;
+        assert_eq!(
+            ponte_transport::client::refusal_of(&closed).map(|r| r.close_code()),
+            Some(expected.close_code())
+        );
+    }
+    // The relay still serves normal clients.
+    r.pair().await;
+}
+
+#[tokio::test]
+async fn a_join_flood_from_one_ip_is_throttled_while_another_ip_gets_through() {
+    let r = relay_with(|c| {
+        c.registry.join_burst = 5.0;
+        c.registry.join_rate = 0.1;
+    })
+    .await;
+    let mut agent = r.connect().await;
+    let (id, _) = agent.register().await.unwrap();
+    let flooder = endpoint(7);
+    let mut limited = 0;
+    for n in 0..12u32 {
+        let guess = ponte_protocol::SessionId::try_from(n).unwrap();
+        let mut v = r.connect_from(&flooder).await.unwrap();
+        if let Some(Refusal::RateLimited { retry_after_secs }) =
+            v.join(guess).await.err().as_ref().and_then(refusal)
+        {
+            assert!(retry_after_secs >= 1);
+            limited += 1;
+        }
+    }
+    assert_eq!(limited, 7);
+    let mut honest = r.connect_from(&endpoint(8)).await.unwrap();
+    honest.join(id).await.unwrap();
+}
+
+#[tokio::test]
+async fn joins_per_session_and_waiting_sessions_are_capped() {
+    let r = relay_with(|c| {
+        c.registry.joins_per_session = 1;
+        c.registry.waiting_per_ip = 2;
+    })
+    .await;
+    let ep = endpoint(9);
+    let mut agents = Vec::new();
+    for _ in 0..2 {
+        let mut a = r.connect_from(&ep).await.unwrap();
+        a.register().await.unwrap();
+        agents.push(a);
+    }
+    let mut third = r.connect_from(&ep).await.unwrap();
+    assert_eq!(
+        refusal(&third.register().await.unwrap_err()),
+        Some(Refusal::Capacity)
+    );
+    // Another IP may still register.
+    let mut other = r.connect_from(&endpoint(10)).await.unwrap();
+    let (id, _) = other.register().await.unwrap();
+    let mut v = r.connect().await;
+    v.join(id).await.unwrap();
+    drop(v);
+    assert_eq!(other.next().await.unwrap(), RelayMessage::Paired);
+    // The viewer left; the agent hears it and releases, but one join per session was the cap.
+    assert_eq!(other.next().await.unwrap(), RelayMessage::PeerLeft);
+    other.send(&ClientMessage::Release).await.unwrap();
+    assert!(matches!(other.next().await.unwrap(), RelayMessage::Registered { session, .. } if session == id));
+    assert!(matches!(
+        join_error(&r, id, 11).await,
+        Refusal::RateLimited { .. }
+    ));
+}
+
+#[tokio::test]
+async fn release_disconnects_the_viewer_and_lets_another_join() {
+    let r = relay().await;
+    let mut agent = r.connect().await;
+    let (id, _) = agent.register().await.unwrap();
+    let mut first = r.connect().await;
+    first.join(id).await.unwrap();
+    assert_eq!(agent.next().await.unwrap(), RelayMessage::Paired);
+    agent.send(&ClientMessage::Release).await.unwrap();
+    let closed = first.connection().closed().await;
+    assert_eq!(
+        ponte_transport::client::refusal_of(&closed),
+        Some(Refusal::Released)
+    );
+    assert!(matches!(
+        agent.next().await.unwrap(),
+        RelayMessage::Registered { .. }
+    ));
+    let mut second = r.connect().await;
+    second.join(id).await.unwrap();
+    assert_eq!(agent.next().await.unwrap(), RelayMessage::Paired);
+}
+
+#[tokio::test]
+async fn when_one_side_leaves_the_other_hears_why() {
+    let r = relay().await;
+    // Viewer leaves: the agent is told and the ID cannot be joined again.
+    let (mut agent, viewer) = r.pair().await;
+    viewer.connection().close(0u32.into(), b"bye");
+    assert_eq!(agent.next().await.unwrap(), RelayMessage::PeerLeft);
+    // Agent leaves: the viewer is closed with "peer left".
+    let (agent, viewer) = r.pair().await;
+    agent.connection().close(0u32.into(), b"bye");
+    let closed = viewer.connection().closed().await;
+    assert_eq!(
+        ponte_transport::client::refusal_of(&closed),
+        Some(Refusal::PeerLeft)
+    );
+    eventually(5, || r.relay.counts() == (0, 0) || r.relay.counts().1 == 0).await;
+}
+
+#[tokio::test]
+async fn idle_and_overlong_sessions_are_closed_with_reasons() {
+    let r = relay_with(|c| c.idle_timeout = Duration::from_millis(500)).await;
+    let (mut agent, viewer) = r.pair().await;
+    let closed = tokio::time::timeout(Duration::from_secs(5), viewer.connection().closed())
+        .await
+        .unwrap();
+    assert_eq!(
+        ponte_transport::client::refusal_of(&closed),
+        Some(Refusal::IdleTimeout)
+    );
+    let end = agent.next().await;
+    assert!(
+        matches!(&end, Ok(RelayMessage::Refused(Refusal::IdleTimeout)))
+            || end.as_ref().err().and_then(refusal) == Some(Refusal::IdleTimeout),
+        "{end:?}"
+    );
+
+    let r = relay_with(|c| c.max_session = Duration::from_millis(500)).await;
+    let (_agent, viewer) = r.pair().await;
+    let closed = tokio::time::timeout(Duration::from_secs(5), viewer.connection().closed())
+        .await
+        .unwrap();
+    assert_eq!(
+        ponte_transport::client::refusal_of(&closed),
+        Some(Refusal::LimitExceeded)
+    );
+}
+
+#[tokio::test]
+async fn session_bandwidth_is_limited() {
+    let rate = 1_000_000u64;
+    let r = relay_with(|c| c.session_bandwidth = Some(rate)).await;
+    let (agent, viewer) = r.pair().await;
+    let data = payload(1, 1_500_000);
+    let start = std::time::Instant::now();
+    let (mut send, _) = agent.connection().open_bi().await.unwrap();
+    let writer = tokio::spawn(async move {
+        send.write_all(&data).await.unwrap();
+        send.finish().unwrap();
+        send
+    });
+    let (_s, mut recv) = viewer.connection().accept_bi().await.unwrap();
+    let got = recv.read_to_end(2_000_000).await.unwrap();
+    let elapsed = start.elapsed();
+    let _ = writer.await;
+    assert_eq!(got.len(), 1_500_000);
+    // 250 kB of burst, then 1 MB/s: at least ~1.25 s.
+    assert!(elapsed >= Duration::from_millis(1100), "too fast: {elapsed:?}");
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_are_refused_at_accept() {
+    let r = relay_with(|c| c.max_connections = 2).await;
+    let _a = r.connect().await;
+    let _b = r.connect().await;
+    let third = r.connect_from(&endpoint(12)).await;
+    assert!(
+        matches!(
+            third,
+            Err(ClientError::Connection(quinn::ConnectionError::ConnectionClosed(
+                _
+            )))
+        ),
+        "{third:?}"
+    );
+}
+
+#[tokio::test]
+async fn half_open_and_silent_clients_do_not_leak_sessions() {
+    let r = relay_with(|c| c.request_timeout = Duration::from_millis(300)).await;
+    // Connects but never opens a stream.
+    let silent = r.raw_connection().await;
+    let closed = tokio::time::timeout(Duration::from_secs(5), silent.closed())
+        .await
+        .unwrap();
+    assert!(
+        matches!(closed, quinn::ConnectionError::ApplicationClosed(_)),
+        "{closed:?}"
+    );
+    // Opens a stream but sends half a frame.
+    let half = r.raw_connection().await;
+    let (mut send, _recv) = half.open_bi().await.unwrap();
+    send.write_all(&[0, 10, VERSION]).await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(5), half.closed())
+        .await
+        .unwrap();
+    assert!(
+        matches!(closed, quinn::ConnectionError::ApplicationClosed(_)),
+        "{closed:?}"
+    );
+    // An oversized length prefix is refused at once.
+    let big = r.raw_connection().await;
+    let (mut send, mut recv) = big.open_bi().await.unwrap();
+    send.write_all(&[0xff, 0xff, VERSION]).await.unwrap();
+    let answer = ponte_transport::framed::read::<RelayMessage>(&mut recv, rendezvous::MAX_MESSAGE)
+        .await
+        .unwrap();
+    assert_eq!(answer, Some(RelayMessage::Refused(Refusal::BadRequest)));
+    assert_eq!(r.relay.counts(), (0, 0));
+    r.pair().await;
+}
+
+#[tokio::test]
+async fn shutdown_tells_waiting_agents_and_lets_paired_sessions_finish() {
+    let r = relay_with(|c| c.shutdown_grace = Duration::from_secs(1)).await;
+    let mut waiting = r.connect().await;
+    waiting.register().await.unwrap();
+    let (_agent, viewer) = r.pair().await;
+    let relay = r.relay;
+    let shutdown = tokio::spawn(relay.shutdown());
+    let msg = tokio::time::timeout(Duration::from_secs(5), waiting.next())
+        .await
+        .unwrap();
+    assert!(
+        matches!(&msg, Ok(RelayMessage::Refused(Refusal::ShuttingDown)))
+            || msg.as_ref().err().and_then(refusal) == Some(Refusal::ShuttingDown),
+        "{msg:?}"
+    );
+    // The paired session still forwards during the grace period...
+    let (mut s, _) = viewer.connection().open_bi().await.unwrap();
+    s.write_all(b"still here").await.unwrap();
+    // ...and is closed with the reason after it.
+    let closed = tokio::time::timeout(Duration::from_secs(5), viewer.connection().closed())
+        .await
+        .unwrap();
+    assert_eq!(
+        ponte_transport::client::refusal_of(&closed),
+        Some(Refusal::ShuttingDown)
+    );
+    shutdown.await.unwrap();
+}
