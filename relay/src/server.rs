@@ -54,6 +54,15 @@ fn close(connection: &Connection, reason: Refusal) {
     );
 }
 
+/// Why a peer's connection ended, as told to the other peer: the relay closing everything
+/// at shutdown is not the peer leaving.
+fn departure(connection: &Connection) -> Refusal {
+    match connection.close_reason() {
+        Some(quinn::ConnectionError::LocallyClosed) => Refusal::ShuttingDown,
+        _ => Refusal::PeerLeft,
+    }
+}
+
 /// A running relay.
 pub struct Relay {
     endpoint: quinn::Endpoint,
@@ -301,7 +310,7 @@ async fn agent_loop(
                     refuse(connection, send, Refusal::BadRequest).await;
                     return Refusal::BadRequest;
                 }
-                Ok(None) | Err(_) => return Refusal::PeerLeft,
+                Ok(None) | Err(_) => return departure(connection),
             },
             event = inbox.recv() => match event {
                 Some(RelayMessage::Refused(reason)) => {
@@ -315,7 +324,7 @@ async fn agent_loop(
                 }
                 None => return Refusal::PeerLeft,
             },
-            _ = connection.closed() => return Refusal::PeerLeft,
+            _ = connection.closed() => return departure(connection),
         }
     }
 }
@@ -367,7 +376,7 @@ async fn viewer(
                 let _ = agent.events.try_send(RelayMessage::PeerLeft);
             }
         }
-        End::AgentGone => close(&connection, Refusal::PeerLeft),
+        End::AgentGone => close(&connection, departure(&agent)),
         End::Idle | End::MaxDuration => {
             let reason = if end == End::Idle {
                 Refusal::IdleTimeout
