@@ -12,8 +12,11 @@ use std::time::Duration;
 pub fn binary(name: &str) -> PathBuf {
     static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     let exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/<test> → target/<profile>/<name>
-    let dir = exe.parent().and_then(|d| d.parent()).unwrap().to_owned();
+    // Tests run from target/<profile>/deps/, bench binaries from target/<profile>/.
+    let mut dir = exe.parent().unwrap().to_owned();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     if !built.iter().any(|b| b == name) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

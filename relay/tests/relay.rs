@@ -409,3 +409,73 @@ async fn shutdown_tells_waiting_agents_and_lets_paired_sessions_finish() {
     );
     shutdown.await.unwrap();
 }
+
+#[tokio::test]
+async fn total_bandwidth_is_limited_across_sessions() {
+    let rate = 1_000_000u64;
+    let r = relay_with(|c| {
+        c.session_bandwidth = None;
+        c.total_bandwidth = Some(rate);
+    })
+    .await;
+    let start = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for n in 0..2u64 {
+        let (agent, viewer) = r.pair().await;
+        tasks.push(tokio::spawn(async move {
+            let (mut send, _) = agent.connection().open_bi().await.unwrap();
+            send.write_all(&payload(n, 750_000)).await.unwrap();
+            send.finish().unwrap();
+            let (_s, mut recv) = viewer.connection().accept_bi().await.unwrap();
+            let got = recv.read_to_end(1_000_000).await.unwrap();
+            assert_eq!(got.len(), 750_000);
+            (agent, viewer)
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // 1.5 MB in total at 1 MB/s after a 250 kB burst.
+    assert!(
+        start.elapsed() >= Duration::from_millis(1100),
+        "too fast: {:?}",
+        start.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_ca_issued_certificate_is_served_and_verified_by_roots() {
+    use rustls::pki_types::CertificateDer;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["relay.example".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &rcgen::Issuer::new(ca_params, &ca_key))
+        .unwrap();
+    let (cert_path, key_path) = (dir.path().join("chain.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, leaf.pem() + &ca.pem()).unwrap();
+    std::fs::write(&key_path, leaf_key.serialize_pem()).unwrap();
+
+    let r = relay_with(|c| c.cert = Some((cert_path, key_path))).await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from(ca.der().to_vec())).unwrap();
+    let trust = ponte_transport::tls::RelayTrust::Roots(std::sync::Arc::new(roots));
+    let connect = |name: &'static str| {
+        let (config, seen) = ponte_transport::tls::client_config(
+            &trust,
+            ponte_transport::tls::transport_config(Duration::from_secs(30)),
+        )
+        .unwrap();
+        let addr = r.addr;
+        async move { ponte_transport::client::RelayClient::connect(&endpoint(1), addr, name, config, &seen).await }
+    };
+    let mut client = connect("relay.example").await.unwrap();
+    client.register().await.unwrap();
+    assert_eq!(client.relay_fingerprint(), Some(r.relay.fingerprint()));
+    // The wrong name fails verification.
+    assert!(connect("other.example").await.is_err());
+}

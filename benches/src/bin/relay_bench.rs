@@ -1,0 +1,276 @@
+//! Relay figures, all in one run so they compare on the same machine state:
+//! throughput relayed vs direct, 64-byte round-trip latency relayed vs direct (p50/p99),
+//! pairings per second, and the relay's resident memory per idle paired session.
+//!
+//! Run: `cargo run --release -p ponte-benches --bin relay-bench [-- --sessions 10000]`.
+//! The relay is the real `ponte-relay` binary (release build) in its own process.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use ponte_protocol::rendezvous::RelayMessage;
+use ponte_tests::{Running, binary};
+use ponte_transport::client::RelayClient;
+use ponte_transport::tls::{self, CertFingerprint, RelayTrust};
+use quinn::{Connection, Endpoint};
+use tokio::sync::Semaphore;
+
+const TRANSFER: usize = 1 << 30;
+const ROUND_TRIPS: usize = 5000;
+
+fn transport() -> quinn::TransportConfig {
+    tls::transport_config(Duration::from_secs(60))
+}
+
+fn relay_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+        .unwrap_or(0)
+}
+
+struct Relay {
+    running: Running,
+    addr: SocketAddr,
+    fp: CertFingerprint,
+    _dir: tempfile::TempDir,
+}
+
+fn start_relay() -> Relay {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(binary("ponte-relay"));
+    cmd.args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .args([
+            "--session-bandwidth",
+            "0",
+            "--total-bandwidth",
+            "0",
+            "--max-waiting-per-ip",
+            "100000",
+            "--max-waiting",
+            "100000",
+            "--join-burst",
+            "1000000",
+            "--joins-per-minute",
+            "100000000",
+            "--max-connections",
+            "100000",
+        ]);
+    let running = Running::start(cmd);
+    let addr = running
+        .line_after("listening on ", Duration::from_secs(30))
+        .parse()
+        .unwrap();
+    let fp = running
+        .line_after("fingerprint: ", Duration::from_secs(30))
+        .parse()
+        .unwrap();
+    Relay {
+        running,
+        addr,
+        fp,
+        _dir: dir,
+    }
+}
+
+/// Where and how to reach the relay.
+#[derive(Clone, Copy)]
+struct Target {
+    addr: SocketAddr,
+    fp: CertFingerprint,
+}
+
+async fn client(ep: &Endpoint, relay: Target) -> RelayClient {
+    let (config, seen) = tls::client_config(&RelayTrust::Pinned(relay.fp), transport()).unwrap();
+    RelayClient::connect(ep, relay.addr, "ponte-relay", config, &seen)
+        .await
+        .unwrap()
+}
+
+async fn pair(ep: &Endpoint, relay: Target) -> (RelayClient, RelayClient) {
+    let mut agent = client(ep, relay).await;
+    let (id, _) = agent.register().await.unwrap();
+    let mut viewer = client(ep, relay).await;
+    viewer.join(id).await.unwrap();
+    assert_eq!(agent.next().await.unwrap(), RelayMessage::Paired);
+    (agent, viewer)
+}
+
+/// A direct quinn connection pair on loopback with the same TLS and transport settings.
+async fn direct() -> (Connection, Connection, Endpoint, Endpoint) {
+    let cert = rcgen::generate_simple_self_signed(vec!["direct".into()]).unwrap();
+    let fp = CertFingerprint::of(cert.cert.der());
+    let key = rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der()).unwrap();
+    let server = tls::server_config(vec![cert.cert.der().clone()], key, transport()).unwrap();
+    let server_ep = Endpoint::server(server, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = server_ep.local_addr().unwrap();
+    let client_ep = Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let (config, _) = tls::client_config(&RelayTrust::Pinned(fp), transport()).unwrap();
+    let connecting = client_ep.connect_with(config, addr, "direct").unwrap();
+    let (client, server) = tokio::join!(connecting, async {
+        server_ep.accept().await.unwrap().await.unwrap()
+    });
+    (client.unwrap(), server, client_ep, server_ep)
+}
+
+/// Seconds to move TRANSFER bytes from `a` to `b` on a unidirectional stream.
+async fn transfer(a: &Connection, b: &Connection) -> f64 {
+    let chunk = vec![0x5au8; 256 * 1024];
+    let start = Instant::now();
+    let a = a.clone();
+    let writer = tokio::spawn(async move {
+        let mut s = a.open_uni().await.unwrap();
+        let mut left = TRANSFER;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            s.write_all(&chunk[..n]).await.unwrap();
+            left -= n;
+        }
+        s.finish().unwrap();
+        let _ = s.stopped().await;
+    });
+    let mut r = b.accept_uni().await.unwrap();
+    let mut got = 0usize;
+    while let Some(c) = r.read_chunk(1 << 20, true).await.unwrap() {
+        got += c.bytes.len();
+    }
+    writer.await.unwrap();
+    assert_eq!(got, TRANSFER);
+    start.elapsed().as_secs_f64()
+}
+
+/// Round-trip times of 64-byte messages echoed by `b`.
+async fn latencies(a: &Connection, b: &Connection) -> Vec<Duration> {
+    let (mut send, mut recv) = a.open_bi().await.unwrap();
+    send.write_all(&[0u8; 64]).await.unwrap();
+    let (mut bs, mut br) = b.accept_bi().await.unwrap();
+    let echo = tokio::spawn(async move {
+        let mut buf = [0u8; 64];
+        while br.read_exact(&mut buf).await.is_ok() {
+            if bs.write_all(&buf).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut buf = [0u8; 64];
+    recv.read_exact(&mut buf).await.unwrap();
+    let mut out = Vec::with_capacity(ROUND_TRIPS);
+    for _ in 0..ROUND_TRIPS {
+        let t = Instant::now();
+        send.write_all(&buf).await.unwrap();
+        recv.read_exact(&mut buf).await.unwrap();
+        out.push(t.elapsed());
+    }
+    send.finish().unwrap();
+    echo.abort();
+    out.sort();
+    out
+}
+
+fn pct(sorted: &[Duration], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e6
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let max_sessions: usize = args
+        .iter()
+        .position(|a| a == "--sessions")
+        .and_then(|i| args.get(i + 1))
+        .map(|s| s.parse().context("--sessions N"))
+        .transpose()?
+        .unwrap_or(10_000);
+    let running = start_relay();
+    let pid = running.running.child.id();
+    let relay = Target {
+        addr: running.addr,
+        fp: running.fp,
+    };
+    let ep = Endpoint::client("127.0.0.1:0".parse().unwrap())?;
+
+    println!(
+        "## Relay figures ({} MiB transfers, {ROUND_TRIPS} round trips)\n",
+        TRANSFER >> 20
+    );
+    // Throughput: alternate relayed and direct runs, report the best of three each.
+    let (agent, viewer) = pair(&ep, relay).await;
+    let (dc, ds, _e1, _e2) = direct().await;
+    let mut relayed = Vec::new();
+    let mut direct_t = Vec::new();
+    for _ in 0..3 {
+        relayed.push(transfer(agent.connection(), viewer.connection()).await);
+        direct_t.push(transfer(&dc, &ds).await);
+    }
+    let mbps = |t: &[f64]| TRANSFER as f64 / t.iter().cloned().fold(f64::MAX, f64::min) / 1e6;
+    let (r_mbps, d_mbps) = (mbps(&relayed), mbps(&direct_t));
+    println!("| path | throughput | ratio |\n|---|---|---|");
+    println!("| direct quinn | {d_mbps:.0} MB/s | 100% |");
+    println!(
+        "| through ponte-relay | {r_mbps:.0} MB/s | {:.0}% |\n",
+        100.0 * r_mbps / d_mbps
+    );
+
+    let rl = latencies(agent.connection(), viewer.connection()).await;
+    let dl = latencies(&dc, &ds).await;
+    println!("| path | RTT p50 | RTT p99 |\n|---|---|---|");
+    println!(
+        "| direct quinn | {:.0} µs | {:.0} µs |",
+        pct(&dl, 0.5),
+        pct(&dl, 0.99)
+    );
+    println!(
+        "| through ponte-relay | {:.0} µs | {:.0} µs |  (p99 ratio {:.2}×)\n",
+        pct(&rl, 0.5),
+        pct(&rl, 0.99),
+        pct(&rl, 0.99) / pct(&dl, 0.99)
+    );
+    drop((agent, viewer));
+
+    // Pairings per second and memory per idle paired session.
+    let base = relay_rss_kib(pid);
+    let endpoints: Vec<Endpoint> = (0..8)
+        .map(|_| Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap())
+        .collect();
+    let gate = Arc::new(Semaphore::new(64));
+    let mut sessions = Vec::new();
+    println!(
+        "| paired idle sessions | pairings/s (this step) | relay RSS | relay bytes per session |\n|---|---|---|---|"
+    );
+    for target in [1000usize, max_sessions] {
+        if target <= sessions.len() {
+            continue;
+        }
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for n in sessions.len()..target {
+            let (gate, ep) = (gate.clone(), endpoints[n % endpoints.len()].clone());
+            tasks.push(tokio::spawn(async move {
+                let _permit = gate.acquire_owned().await.unwrap();
+                pair(&ep, relay).await
+            }));
+        }
+        let added = tasks.len();
+        for t in tasks {
+            sessions.push(t.await?);
+        }
+        let rate = added as f64 / start.elapsed().as_secs_f64();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let rss = relay_rss_kib(pid);
+        println!(
+            "| {target} | {rate:.0} | {} MiB | {} |",
+            rss / 1024,
+            (rss.saturating_sub(base)) * 1024 / target as u64
+        );
+    }
+    drop(running);
+    Ok(())
+}
