@@ -163,3 +163,21 @@ async fn config_file_and_environment_layer_under_flags() {
         "{out:?}"
     );
 }
+
+#[test]
+fn the_relay_dependency_graph_holds_no_session_cryptography() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["tree", "-p", "ponte-relay", "-e", "normal", "--prefix", "none", "--offline"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let tree = String::from_utf8(out.stdout).unwrap();
+    assert!(tree.contains("ponte-protocol"), "{tree}");
+    for forbidden in ["spake2 ", "x25519-dalek ", "aes-gcm ", "rsa "] {
+        assert!(
+            !tree.lines().any(|l| l.starts_with(forbidden)),
+            "ponte-relay depends on {forbidden}"
+        );
+    }
+}
