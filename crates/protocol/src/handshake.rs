@@ -337,6 +337,12 @@ impl AgentHandshake {
         result
     }
 
+    /// Gives up on an attempt whose `Auth` message could not even be decoded. It counts as a
+    /// failed attempt: the viewer may have learned as much as from a wrong guess.
+    pub fn reject_undecodable(self, attempts: &mut CodeAttempts) {
+        attempts.record_failure();
+    }
+
     fn verify(
         self,
         message: &ViewerMessage,

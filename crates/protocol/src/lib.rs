@@ -11,7 +11,8 @@
 //! - With the `e2e` feature (default, and off in the relay): [`handshake`] (SPAKE2 + X25519,
 //!   key confirmation, assistant identity), [`key_schedule`], [`identity`] (RSA-PSS keys and
 //!   organisation certificates), [`record`] (the AES-256-GCM record layer), [`session`]
-//!   (per-stream keys) and [`cipher`] (the AES-256-GCM backend seam).
+//!   (per-stream keys), [`cipher`] (the AES-256-GCM backend seam) and [`app`] (the
+//!   application messages inside a session).
 //!
 //! docs/PROTOCOL.md in the repository is the normative wire specification.
 
@@ -21,6 +22,8 @@ pub mod frame;
 pub mod ids;
 pub mod rendezvous;
 
+#[cfg(feature = "e2e")]
+pub mod app;
 #[cfg(feature = "e2e")]
 pub mod cipher;
 #[cfg(feature = "e2e")]

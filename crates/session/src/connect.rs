@@ -1,0 +1,117 @@
+//! Connecting to a relay: resolve the address, choose how to trust its certificate (pinned
+//! fingerprint, a CA, or trust on first use), connect and open the control line.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ponte_transport::client::RelayClient;
+use ponte_transport::tls::{self, CertFingerprint, RelayTrust};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+use crate::SessionError;
+use crate::known_relays::{KnownRelays, Verdict};
+
+/// Default relay address.
+pub const DEFAULT_RELAY: &str = "127.0.0.1:4433";
+
+/// How to reach and trust a relay.
+#[derive(Debug, Clone)]
+pub struct RelayOptions {
+    /// `host:port`.
+    pub address: String,
+    /// Accept exactly this certificate.
+    pub fingerprint: Option<CertFingerprint>,
+    /// Verify the relay's certificate against this CA (PEM file).
+    pub ca: Option<PathBuf>,
+    /// Where trust-on-first-use fingerprints are remembered.
+    pub known_relays: KnownRelays,
+}
+
+/// How a first-use or changed fingerprint went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrustNote {
+    /// Verified by pin or CA, or matched the remembered fingerprint.
+    Trusted,
+    /// First connection to this relay: its fingerprint is now remembered.
+    FirstUse(CertFingerprint),
+    /// The fingerprint changed and the user accepted the new one.
+    AcceptedChange(CertFingerprint),
+}
+
+fn idle_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// Connects to the relay. When trust on first use meets a changed fingerprint, `confirm` is
+/// asked (with the remembered and the new fingerprint) whether to continue anyway.
+pub async fn connect(
+    options: &RelayOptions,
+    confirm_change: impl FnOnce(CertFingerprint, CertFingerprint) -> bool,
+) -> Result<(RelayClient, TrustNote), SessionError> {
+    let addr = tokio::net::lookup_host(&options.address)
+        .await
+        .map_err(|e| SessionError::Setup(format!("cannot resolve relay {}: {e}", options.address)))?
+        .next()
+        .ok_or_else(|| SessionError::Setup(format!("relay {} has no address", options.address)))?;
+    let host = options
+        .address
+        .rsplit_once(':')
+        .map_or(options.address.as_str(), |(h, _)| h);
+    let server_name = host.trim_start_matches('[').trim_end_matches(']');
+    let trust = match (&options.fingerprint, &options.ca) {
+        (Some(fp), _) => RelayTrust::Pinned(*fp),
+        (None, Some(ca)) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_file_iter(ca)
+                .map_err(|e| SessionError::Setup(format!("reading CA {}: {e}", ca.display())))?
+            {
+                let cert =
+                    cert.map_err(|e| SessionError::Setup(format!("reading CA {}: {e}", ca.display())))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| SessionError::Setup(format!("CA {}: {e}", ca.display())))?;
+            }
+            RelayTrust::Roots(Arc::new(roots))
+        }
+        (None, None) => RelayTrust::FirstUse,
+    };
+    let (config, seen) = tls::client_config(&trust, tls::transport_config(idle_timeout()))
+        .map_err(|e| SessionError::Setup(e.to_string()))?;
+    let bind = if addr.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" };
+    let endpoint = quinn::Endpoint::client(bind.parse().map_err(|_| SessionError::Setup("bind".into()))?)
+        .map_err(|e| SessionError::Setup(format!("cannot open a UDP socket: {e}")))?;
+    let client = RelayClient::connect(&endpoint, addr, server_name, config, &seen).await?;
+    let note = match trust {
+        RelayTrust::FirstUse => {
+            let fp = client
+                .relay_fingerprint()
+                .ok_or_else(|| SessionError::Setup("the relay presented no certificate".into()))?;
+            let verdict = options
+                .known_relays
+                .check(&options.address, fp)
+                .map_err(|e| SessionError::Setup(format!("cannot update known relays: {e}")))?;
+            match verdict {
+                Verdict::New => TrustNote::FirstUse(fp),
+                Verdict::Known => TrustNote::Trusted,
+                Verdict::Changed(known) => {
+                    if !confirm_change(known, fp) {
+                        client.connection().close(0u32.into(), b"certificate changed");
+                        return Err(SessionError::FingerprintChanged {
+                            known: known.to_string(),
+                            seen: fp.to_string(),
+                        });
+                    }
+                    options
+                        .known_relays
+                        .remember(&options.address, fp)
+                        .map_err(|e| SessionError::Setup(format!("cannot update known relays: {e}")))?;
+                    TrustNote::AcceptedChange(fp)
+                }
+            }
+        }
+        _ => TrustNote::Trusted,
+    };
+    Ok((client, note))
+}

@@ -1,0 +1,89 @@
+//! # ponte-session
+//!
+//! What the agent and the viewer share: connecting to the relay (with certificate pinning or
+//! trust on first use), driving the code-gated handshake over the first relayed stream, and
+//! sealed streams carrying typed messages afterwards.
+
+#![forbid(unsafe_code)]
+
+pub mod connect;
+pub mod files;
+pub mod handshake;
+pub mod known_relays;
+pub mod secure;
+
+use ponte_protocol::handshake::HandshakeError;
+use ponte_protocol::record::RecordError;
+use ponte_protocol::rendezvous::Refusal;
+use ponte_transport::client::ClientError;
+
+pub use secure::{SecureRecv, SecureSend, SecureStream, Session};
+
+/// What went wrong in a session.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// Talking to the relay failed.
+    #[error(transparent)]
+    Relay(#[from] ClientError),
+    /// The end-to-end handshake failed.
+    #[error(transparent)]
+    Handshake(#[from] HandshakeError),
+    /// A record failed (tampering, truncation, …).
+    #[error("secure stream: {0}")]
+    Record(#[from] RecordError),
+    /// A message did not decode.
+    #[error("bad message: {0}")]
+    Frame(ponte_protocol::frame::FrameError),
+    /// The connection failed.
+    #[error("connection lost: {0}")]
+    Connection(#[from] quinn::ConnectionError),
+    /// Reading failed.
+    #[error("read: {0}")]
+    Read(#[from] quinn::ReadError),
+    /// Writing failed.
+    #[error("write: {0}")]
+    Write(#[from] quinn::WriteError),
+    /// A stream ended where a message was expected.
+    #[error("the other side closed the stream unexpectedly")]
+    UnexpectedEnd,
+    /// Waiting for the peer took too long.
+    #[error("timed out waiting for the other side")]
+    Timeout,
+    /// The relay's certificate changed since it was first seen, and the user did not accept it.
+    #[error(
+        "the relay's certificate fingerprint changed (was {known}, now {seen}); \
+         refusing to continue. If the operator confirms the new fingerprint, pass --fingerprint {seen}"
+    )]
+    FingerprintChanged {
+        /// What was remembered.
+        known: String,
+        /// What the relay presented.
+        seen: String,
+    },
+    /// Setting up the connection failed.
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl SessionError {
+    /// The relay's reason, if the relay refused or closed with one.
+    pub fn refusal(&self) -> Option<Refusal> {
+        match self {
+            SessionError::Relay(e) => e.refusal(),
+            SessionError::Connection(e)
+            | SessionError::Read(quinn::ReadError::ConnectionLost(e))
+            | SessionError::Write(quinn::WriteError::ConnectionLost(e)) => {
+                ponte_transport::client::refusal_of(e)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Seconds since the Unix epoch, for certificate validity.
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
