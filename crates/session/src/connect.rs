@@ -44,11 +44,12 @@ fn idle_timeout() -> Duration {
     Duration::from_secs(30)
 }
 
-/// Connects to the relay. When trust on first use meets a changed fingerprint, `confirm` is
-/// asked (with the remembered and the new fingerprint) whether to continue anyway.
+/// Connects to the relay. When trust on first use meets a changed fingerprint, the
+/// connection is refused with [`SessionError::FingerprintChanged`] unless `accept_change`
+/// (the user confirmed the new fingerprint after being warned).
 pub async fn connect(
     options: &RelayOptions,
-    confirm_change: impl FnOnce(CertFingerprint, CertFingerprint) -> bool,
+    accept_change: bool,
 ) -> Result<(RelayClient, TrustNote), SessionError> {
     let addr = tokio::net::lookup_host(&options.address)
         .await
@@ -96,7 +97,7 @@ pub async fn connect(
                 Verdict::New => TrustNote::FirstUse(fp),
                 Verdict::Known => TrustNote::Trusted,
                 Verdict::Changed(known) => {
-                    if !confirm_change(known, fp) {
+                    if !accept_change {
                         client.connection().close(0u32.into(), b"certificate changed");
                         return Err(SessionError::FingerprintChanged {
                             known: known.to_string(),
