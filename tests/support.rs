@@ -62,6 +62,24 @@ impl Running {
         Running { child, lines }
     }
 
+    /// The next JSON line on stdout whose `event` is `name`, waiting up to `timeout`.
+    pub fn event(&self, name: &str, timeout: Duration) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                        && v["event"] == name
+                    {
+                        return v;
+                    }
+                }
+                Err(_) => panic!("no {name:?} event within {timeout:?}"),
+            }
+        }
+    }
+
     /// The rest of the first stdout line starting with `prefix`, waiting up to `timeout`.
     pub fn line_after(&self, prefix: &str, timeout: Duration) -> String {
         let deadline = std::time::Instant::now() + timeout;
@@ -83,6 +101,11 @@ impl Running {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
+        self.wait(timeout)
+    }
+
+    /// Waits for the process to exit by itself, up to `timeout`.
+    pub fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
         let deadline = std::time::Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {

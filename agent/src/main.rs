@@ -7,6 +7,7 @@ mod ui;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
@@ -185,6 +186,9 @@ async fn run(cli: &Cli, ui: &Ui) -> anyhow::Result<ExitCode> {
                         Err(e) => {
                             if attempts.must_burn() {
                                 let _ = client.send(&ClientMessage::Burn).await;
+                                // The relay ends the session (telling the viewer why), then
+                                // the control line; closing first would say "peer left".
+                                let _ = tokio::time::timeout(Duration::from_secs(3), client.next()).await;
                                 client.connection().close(0u32.into(), b"burned");
                                 ui.burned();
                                 break None;
@@ -275,6 +279,8 @@ async fn run_session(
         }
     };
     let _ = control.send.finish().await;
+    // Closing discards unacknowledged data: let the assistant receive why the session ended.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(3), control.send.flushed()).await;
     ui.ended(&reason);
     session.connection().close(0u32.into(), b"session ended");
     // Give the close a moment to reach the relay so the assistant hears it promptly.

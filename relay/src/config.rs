@@ -203,6 +203,7 @@ impl Settings {
             max_connections: self.max_connections.unwrap_or(20_000),
             request_timeout: secs(self.request_timeout_secs, 10),
             shutdown_grace: secs(self.shutdown_grace_secs, 30),
+            tap: None,
         }
     }
 }
@@ -212,6 +213,20 @@ pub fn default_data_dir() -> PathBuf {
     dirs::data_dir()
         .unwrap_or_else(|| PathBuf::from("."))
         .join("ponte-relay")
+}
+
+/// A copy of every forwarded byte, for tests that prove what the relay can see. Settable only
+/// from code (never from the command line or a config file).
+#[derive(Clone)]
+pub struct Tap(pub std::sync::Arc<TapFn>);
+
+/// The function a [`Tap`] calls with each forwarded chunk.
+pub type TapFn = dyn Fn(&[u8]) + Send + Sync;
+
+impl std::fmt::Debug for Tap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tap")
+    }
 }
 
 /// The relay's resolved configuration.
@@ -243,6 +258,8 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Grace period for paired sessions at shutdown.
     pub shutdown_grace: Duration,
+    /// Observer of forwarded bytes (tests only).
+    pub tap: Option<Tap>,
 }
 
 impl Config {

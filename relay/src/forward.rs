@@ -27,11 +27,16 @@ pub struct Budget {
     start: Instant,
     /// Milliseconds since `start` of the last forwarded byte.
     last_activity_ms: AtomicU64,
+    tap: Option<crate::config::Tap>,
 }
 
 impl Budget {
     /// A budget limited per session (bytes/s) and by the relay-wide bucket.
-    pub fn new(session_rate: Option<u64>, total: Option<Arc<Mutex<TokenBucket>>>) -> Budget {
+    pub fn new(
+        session_rate: Option<u64>,
+        total: Option<Arc<Mutex<TokenBucket>>>,
+        tap: Option<crate::config::Tap>,
+    ) -> Budget {
         let now = Instant::now();
         Budget {
             // A quarter second of burst keeps short bursts fast without defeating the limit.
@@ -45,6 +50,7 @@ impl Budget {
             total,
             start: now,
             last_activity_ms: AtomicU64::new(0),
+            tap,
         }
     }
 
@@ -85,6 +91,9 @@ async fn copy(mut from: RecvStream, mut to: SendStream, budget: Arc<Budget>) {
         };
         match chunk {
             Ok(Some(chunk)) => {
+                if let Some(tap) = &budget.tap {
+                    (tap.0)(&chunk.bytes);
+                }
                 budget.spend(chunk.bytes.len()).await;
                 if let Err(e) = to.write_chunk(chunk.bytes).await {
                     if let quinn::WriteError::Stopped(code) = e {

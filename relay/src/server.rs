@@ -156,8 +156,12 @@ impl Relay {
 
 async fn sweep(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut shutting_down = shared.shutting_down.clone();
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutting_down.wait_for(|s| *s) => return,
+        }
         let expired = shared.registry().sweep(Instant::now());
         for (id, agent) in expired {
             debug!(session = %id, "session expired unpaired");
@@ -361,6 +365,7 @@ async fn viewer(
     let budget = Arc::new(Budget::new(
         shared.config.session_bandwidth,
         shared.total_bandwidth.clone(),
+        shared.config.tap.clone(),
     ));
     let end = forward::run(
         agent.clone(),

@@ -283,7 +283,7 @@ pub enum Transfer {
         mode: u32,
     },
     /// Bytes of the current file or command output.
-    Data(Vec<u8>),
+    Data(#[serde(with = "serde_bytes")] Vec<u8>),
     /// The current file is complete; its SHA-256.
     FileEnd {
         /// SHA-256 of the file's bytes.
@@ -298,6 +298,7 @@ pub enum Transfer {
         /// True for standard error.
         stderr: bool,
         /// The bytes.
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
     /// The command exited with this status (`None`: killed by a signal).

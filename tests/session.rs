@@ -1,0 +1,355 @@
+//! A whole remote-assistance session with the real binaries: an in-process relay (so the test
+//! can see every byte it forwards), `ponte-agent --json --allow …` and `ponte-viewer --batch`.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ponte_relay::config::Tap;
+use ponte_relay::{Config, Relay};
+use ponte_tests::{Running, binary};
+use sha2::{Digest, Sha256};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// One test's world: a relay, and private home/config/data directories for the programs.
+struct World {
+    relay: Option<Relay>,
+    addr: std::net::SocketAddr,
+    seen: Arc<Mutex<Vec<u8>>>,
+    dir: tempfile::TempDir,
+}
+
+impl World {
+    async fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let tap_seen = seen.clone();
+        let mut config = Config::new("127.0.0.1:0".parse().unwrap(), dir.path().join("relay"));
+        config.tap = Some(Tap(Arc::new(move |bytes| {
+            tap_seen.lock().unwrap().extend_from_slice(bytes)
+        })));
+        let relay = Relay::start(config).await.unwrap();
+        for d in ["home", "agent-home", "config", "data"] {
+            std::fs::create_dir_all(dir.path().join(d)).unwrap();
+        }
+        let addr = relay.local_addr().unwrap();
+        World {
+            relay: Some(relay),
+            addr,
+            seen,
+            dir,
+        }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    fn command(&self, bin: &str) -> Command {
+        let mut cmd = Command::new(binary(bin));
+        cmd.env("HOME", self.path("home"))
+            .env("XDG_CONFIG_HOME", self.path("config"))
+            .env("XDG_DATA_HOME", self.path("data"))
+            .env("PONTE_RELAY", self.addr.to_string())
+            .env_remove("RUST_LOG");
+        cmd
+    }
+
+    /// Starts an agent with `--json` and the given extra arguments; returns it with its ID
+    /// and code.
+    fn agent(&self, args: &[&str]) -> (Running, String, String) {
+        let mut cmd = self.command("ponte-agent");
+        cmd.arg("--json")
+            .arg("--dir")
+            .arg(self.path("agent-home"))
+            .args(args)
+            .stdin(Stdio::null());
+        let agent = Running::start(cmd);
+        let ready = agent.event("ready", WAIT);
+        let id = ready["session_id"].as_str().unwrap().to_owned();
+        let code = ready["code"].as_str().unwrap().to_owned();
+        (agent, id, code)
+    }
+
+    fn viewer(&self, id: &str, code: &str, batch: &str) -> Output {
+        let file = self.path(&format!("batch-{}.txt", rand_suffix()));
+        std::fs::write(&file, batch).unwrap();
+        let mut cmd = self.command("ponte-viewer");
+        cmd.args(["connect", id, "--code", code, "--batch"]).arg(&file);
+        run_with_timeout(cmd, WAIT)
+    }
+
+    fn relay_saw(&self, needle: &[u8]) -> bool {
+        self.seen
+            .lock()
+            .unwrap()
+            .windows(needle.len())
+            .any(|w| w == needle)
+    }
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Output {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(timeout);
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    });
+    let out = child.wait_with_output().unwrap();
+    drop(killer);
+    out
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn sha256_file(path: &Path) -> [u8; 32] {
+    Sha256::digest(std::fs::read(path).unwrap()).into()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_output_status_and_the_relay_sees_no_plaintext() {
+    let w = World::new().await;
+    let (agent, id, code) = w.agent(&["--allow", "terminal"]);
+    let marker = "PLAINTEXT-MARKER-91f3e";
+    let out = w.viewer(
+        &id,
+        &code,
+        &format!("exec echo {marker}-$((40+2))\nexec echo to-stderr >&2; exit 3\n"),
+    );
+    assert!(text(&out.stdout).contains(&format!("{marker}-42")), "{out:?}");
+    assert!(text(&out.stderr).contains("to-stderr"), "{out:?}");
+    assert!(text(&out.stderr).contains("exit status 3"), "{out:?}");
+    assert!(!out.status.success(), "a failed command fails the batch");
+    // The relay forwarded the session but never saw the marker, the output or the code.
+    assert!(w.seen.lock().unwrap().len() > 1000);
+    assert!(!w.relay_saw(marker.as_bytes()));
+    assert!(!w.relay_saw(code.as_bytes()));
+    let consent = agent.event("activity", WAIT);
+    assert!(
+        consent["text"].as_str().unwrap().contains("command started"),
+        "{consent}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn put_then_get_100_mb_with_matching_hashes() {
+    let w = World::new().await;
+    let (_agent, id, code) = w.agent(&["--allow", "upload,download"]);
+    let src = w.path("big.bin");
+    let mut data = vec![0u8; 100 << 20];
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    for chunk in data.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    std::fs::write(&src, &data).unwrap();
+    let back = w.path("back.bin");
+    let out = w.viewer(
+        &id,
+        &code,
+        &format!(
+            "put {} big-remote.bin\nget big-remote.bin {}\n",
+            src.display(),
+            back.display()
+        ),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let remote = w.path("agent-home/big-remote.bin");
+    assert_eq!(sha256_file(&remote), sha256_file(&src));
+    assert_eq!(sha256_file(&back), sha256_file(&src));
+    // No partial files are left behind.
+    assert!(!w.path("agent-home/.big-remote.bin.ponte-partial").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_directory_round_trip_and_no_overwrite_without_asking() {
+    let w = World::new().await;
+    let (_agent, id, code) = w.agent(&["--allow", "upload,download"]);
+    let tree = w.path("tree");
+    std::fs::create_dir_all(tree.join("a/b")).unwrap();
+    std::fs::create_dir_all(tree.join("empty")).unwrap();
+    std::fs::write(tree.join("top.txt"), "top").unwrap();
+    std::fs::write(tree.join("a/mid.txt"), "middle").unwrap();
+    std::fs::write(tree.join("a/b/deep.bin"), vec![7u8; 70_000]).unwrap();
+    let back = w.path("tree-back");
+    let out = w.viewer(
+        &id,
+        &code,
+        &format!(
+            "put {} remote-tree\nget remote-tree {}\nput {} remote-tree\n",
+            tree.display(),
+            back.display(),
+            tree.display()
+        ),
+    );
+    for rel in ["top.txt", "a/mid.txt", "a/b/deep.bin"] {
+        assert_eq!(
+            std::fs::read(tree.join(rel)).unwrap(),
+            std::fs::read(back.join(rel)).unwrap(),
+            "{rel}"
+        );
+    }
+    assert!(back.join("empty").is_dir());
+    // The third command would overwrite the remote tree: refused, so the batch fails.
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("already exists"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_capability_is_refused_clearly_and_logged() {
+    let w = World::new().await;
+    let (agent, id, code) = w.agent(&["--allow", "terminal"]);
+    let out = w.viewer(&id, &code, "info\n");
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("refused") && err.contains("info"), "{err}");
+    let logged = agent.event("activity", WAIT);
+    assert_eq!(logged["kind"], "refused", "{logged}");
+    // Downloads without the grant are asked per file; a scripted agent cannot ask: refused.
+    let (_agent2, id2, code2) = w.agent(&["--allow", "terminal"]);
+    std::fs::write(w.path("agent-home/secret.txt"), "secret").unwrap();
+    let out = w.viewer(
+        &id2,
+        &code2,
+        &format!("get secret.txt {}\n", w.path("stolen.txt").display()),
+    );
+    assert!(!out.status.success());
+    assert!(!w.path("stolen.txt").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_wrong_codes_burn_the_session() {
+    let w = World::new().await;
+    let (agent, id, code) = w.agent(&["--allow", "all"]);
+    let wrong = if code == "00000000" {
+        "11111111"
+    } else {
+        "00000000"
+    };
+    for attempt in 1..=3 {
+        let out = w.viewer(&id, wrong, "exec echo should-not-run\n");
+        assert!(!out.status.success());
+        let err = text(&out.stderr);
+        if attempt < 3 {
+            assert!(err.contains("wrong code"), "attempt {attempt}: {err}");
+            assert_eq!(agent.event("wrong_code", WAIT)["attempts_left"], 3 - attempt);
+        } else {
+            assert!(
+                err.contains("no longer valid") || err.contains("wrong code"),
+                "attempt 3: {err}"
+            );
+        }
+        assert!(!text(&out.stdout).contains("should-not-run"));
+    }
+    agent.event("burned", WAIT);
+    let fresh = agent.event("ready", WAIT);
+    assert_ne!(fresh["session_id"].as_str().unwrap(), id);
+    // The burned pair no longer works, even with the right code.
+    let out = w.viewer(&id, &code, "exec echo late\n");
+    assert!(!out.status.success());
+    assert!(!text(&out.stdout).contains("late"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_customer_ending_the_session_ends_the_viewer_with_the_reason() {
+    let w = World::new().await;
+    let (mut agent, id, code) = w.agent(&["--allow", "terminal"]);
+    let mut cmd = w.command("ponte-viewer");
+    let batch = w.path("long.txt");
+    std::fs::write(&batch, "exec sleep 30\nexec echo after\n").unwrap();
+    cmd.args(["connect", &id, "--code", &code, "--batch"]).arg(&batch);
+    let viewer = std::thread::spawn(move || run_with_timeout(cmd, WAIT));
+    agent.event("activity", WAIT); // the command started
+    let _ = Command::new("kill")
+        .args(["-INT", &agent.child.id().to_string()])
+        .status();
+    let ended = agent.event("ended", WAIT);
+    assert_eq!(ended["reason"], "you ended the session");
+    let log = ended["log"].as_str().unwrap();
+    assert!(
+        std::fs::read_to_string(log)
+            .unwrap()
+            .contains("command started: sleep 30")
+    );
+    let out = viewer.join().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("the customer ended the session"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!text(&out.stdout).contains("after"));
+    let status = agent.wait(Duration::from_secs(10));
+    assert!(
+        status.success(),
+        "the agent exits cleanly when the session ends: {status:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trust_on_first_use_catches_a_changed_relay_certificate() {
+    let mut w = World::new().await;
+    let (agent, _id, _code) = w.agent(&[]);
+    drop(agent);
+    // The same address now answers with another certificate.
+    w.relay.take().unwrap().shutdown().await;
+    // The old endpoint may hold the port for a moment while its connections drain.
+    let mut impostor = None;
+    for _ in 0..100 {
+        match Relay::start(Config::new(w.addr, w.path("impostor"))).await {
+            Ok(r) => {
+                impostor = Some(r);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let impostor = impostor.expect("port reusable");
+    let mut cmd = w.command("ponte-agent");
+    cmd.arg("--json").stdin(Stdio::null());
+    let out = run_with_timeout(cmd, WAIT);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("fingerprint changed"),
+        "{}",
+        text(&out.stderr)
+    );
+    // The viewer refuses too, and accepting the new fingerprint explicitly works.
+    let mut cmd = w.command("ponte-viewer");
+    cmd.args(["connect", "123456789", "--code", "12345678"]);
+    let out = run_with_timeout(cmd, WAIT);
+    assert!(
+        text(&out.stderr).contains("fingerprint changed"),
+        "{}",
+        text(&out.stderr)
+    );
+    let mut cmd = w.command("ponte-agent");
+    cmd.args(["--json", "--accept-new-fingerprint"]);
+    let accepted = Running::start(cmd);
+    accepted.event("ready", WAIT);
+    drop(impostor);
+}
