@@ -1,0 +1,205 @@
+//! End-to-end session figures with the real release binaries, in one run:
+//! - `get` of a large file through the relay (viewer ← agent, E2E encrypted, SHA-256 checked)
+//!   against a raw byte copy relayed by the same relay process (no E2E, no files);
+//! - the time from starting `ponte-viewer connect` to a ready session (relay join, handshake,
+//!   consent) — measured as a whole viewer run with an empty batch.
+//!
+//! Run: `cargo run --release -p ponte-benches --bin session-bench [-- --mib 1024]`.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ponte_protocol::rendezvous::RelayMessage;
+use ponte_tests::{Running, binary};
+use ponte_transport::client::RelayClient;
+use ponte_transport::tls::{self, CertFingerprint, RelayTrust};
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+async fn raw_relayed_copy(addr: std::net::SocketAddr, fp: CertFingerprint, bytes: usize) -> f64 {
+    let ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let connect = || async {
+        let (config, seen) = tls::client_config(
+            &RelayTrust::Pinned(fp),
+            tls::transport_config(Duration::from_secs(60)),
+        )
+        .unwrap();
+        RelayClient::connect(&ep, addr, "ponte-relay", config, &seen)
+            .await
+            .unwrap()
+    };
+    let mut agent = connect().await;
+    let (id, _) = agent.register().await.unwrap();
+    let mut viewer = connect().await;
+    viewer.join(id).await.unwrap();
+    assert_eq!(agent.next().await.unwrap(), RelayMessage::Paired);
+    let start = Instant::now();
+    let a = agent.connection().clone();
+    let writer = tokio::spawn(async move {
+        let chunk = vec![0x42u8; 256 * 1024];
+        let mut s = a.open_uni().await.unwrap();
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            s.write_all(&chunk[..n]).await.unwrap();
+            left -= n;
+        }
+        s.finish().unwrap();
+        let _ = s.stopped().await;
+    });
+    let mut r = viewer.connection().accept_uni().await.unwrap();
+    let mut got = 0;
+    while let Some(c) = r.read_chunk(1 << 20, true).await.unwrap() {
+        got += c.bytes.len();
+    }
+    writer.await.unwrap();
+    assert_eq!(got, bytes);
+    bytes as f64 / start.elapsed().as_secs_f64() / 1e6
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mib = arg("--mib", 1024) as usize;
+    let dir = tempfile::tempdir()?;
+    for d in ["home", "config", "data", "agent"] {
+        std::fs::create_dir_all(dir.path().join(d))?;
+    }
+    let mut relay = Command::new(binary("ponte-relay"));
+    relay
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--session-bandwidth",
+            "0",
+            "--total-bandwidth",
+            "0",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("relay"));
+    let relay = Running::start(relay);
+    let addr: std::net::SocketAddr = relay
+        .line_after("listening on ", Duration::from_secs(30))
+        .parse()?;
+    let fp: CertFingerprint = relay
+        .line_after("fingerprint: ", Duration::from_secs(30))
+        .parse()?;
+    let env = |cmd: &mut Command| {
+        cmd.env("HOME", dir.path().join("home"))
+            .env("XDG_CONFIG_HOME", dir.path().join("config"))
+            .env("XDG_DATA_HOME", dir.path().join("data"))
+            .env("PONTE_RELAY", addr.to_string())
+            .args(["--fingerprint", &fp.to_string()]);
+    };
+    let file = dir.path().join("agent/big.bin");
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&file)?);
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut buf = vec![0u8; 1 << 20];
+        for _ in 0..mib {
+            for c in buf.chunks_mut(8) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                c.copy_from_slice(&x.to_le_bytes());
+            }
+            f.write_all(&buf)?;
+        }
+    }
+    // The viewer identity is created once, outside the timed runs.
+    let mut make_identity = Command::new(binary("ponte-viewer"));
+    make_identity
+        .env("XDG_CONFIG_HOME", dir.path().join("config"))
+        .args(["identity", "new", "--name", "bench"]);
+    make_identity.stdout(Stdio::null()).status()?;
+
+    let mut connect_times = Vec::new();
+    let mut get_rates = Vec::new();
+    for run in 0..3 {
+        let mut agent = Command::new(binary("ponte-agent"));
+        env(&mut agent);
+        agent
+            .args(["--json", "--allow", "all", "--dir"])
+            .arg(dir.path().join("agent"))
+            .stdin(Stdio::null());
+        let agent = Running::start(agent);
+        let ready = agent.event("ready", Duration::from_secs(30));
+        let (id, code) = (
+            ready["session_id"].as_str().unwrap().to_owned(),
+            ready["code"].as_str().unwrap().to_owned(),
+        );
+        let batch = dir.path().join(format!("batch{run}.txt"));
+        let dest = dir.path().join(format!("got{run}.bin"));
+        std::fs::write(&batch, format!("get big.bin {}\n", dest.display()))?;
+        let mut viewer = Command::new(binary("ponte-viewer"));
+        env(&mut viewer);
+        viewer
+            .args(["connect", &id, "--code", &code, "--batch"])
+            .arg(&batch);
+        let start = Instant::now();
+        let out = viewer.stdin(Stdio::null()).output()?;
+        let total = start.elapsed().as_secs_f64();
+        anyhow::ensure!(
+            out.status.success(),
+            "viewer failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::remove_file(&dest)?;
+
+        // The same with an empty batch: connect, handshake, consent, quit.
+        let agent2 = {
+            let mut a = Command::new(binary("ponte-agent"));
+            env(&mut a);
+            a.args(["--json", "--allow", "all"]).stdin(Stdio::null());
+            Running::start(a)
+        };
+        let ready = agent2.event("ready", Duration::from_secs(30));
+        let (id, code) = (
+            ready["session_id"].as_str().unwrap().to_owned(),
+            ready["code"].as_str().unwrap().to_owned(),
+        );
+        let empty = dir.path().join("empty.txt");
+        std::fs::write(&empty, "")?;
+        let mut viewer = Command::new(binary("ponte-viewer"));
+        env(&mut viewer);
+        viewer
+            .args(["connect", &id, "--code", &code, "--batch"])
+            .arg(&empty);
+        let start = Instant::now();
+        let out = viewer.stdin(Stdio::null()).output()?;
+        let connect = start.elapsed().as_secs_f64();
+        anyhow::ensure!(
+            out.status.success(),
+            "viewer failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        connect_times.push(connect);
+        // The get's own time is the whole run minus a session set-up.
+        get_rates.push((mib << 20) as f64 / (total - connect).max(1e-3) / 1e6);
+        drop((agent, agent2));
+    }
+    let raw = raw_relayed_copy(addr, fp, mib << 20).await;
+    let best = get_rates.iter().cloned().fold(0.0, f64::max);
+    let connect = connect_times.iter().cloned().fold(f64::MAX, f64::min);
+    println!("## Session figures ({mib} MiB file, best of 3)\n");
+    println!("| measure | value |\n|---|---|");
+    println!("| raw byte copy relayed by the same relay | {raw:.0} MB/s |");
+    println!(
+        "| E2E `get` through the relay (SHA-256 verified, written to disk) | {best:.0} MB/s ({:.0}% of raw) |",
+        100.0 * best / raw
+    );
+    println!(
+        "| `ponte-viewer connect` to ready session (process start to exit, empty batch) | {:.0} ms |",
+        connect * 1000.0
+    );
+    Ok(())
+}
