@@ -404,3 +404,86 @@ async fn a_certified_assistant_shows_as_verified() {
         "{consent}"
     );
 }
+
+/// Acts as a viewer through the library to drive the agent's pseudo-terminal.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_terminal_runs_a_real_shell_and_cleans_up() {
+    use ponte_protocol::app::{Control, Request, Response, Transfer};
+    use ponte_protocol::handshake::Credentials;
+    use ponte_protocol::identity::PrivateKey;
+    use ponte_session::connect::RelayOptions;
+    use ponte_session::known_relays::KnownRelays;
+
+    let w = World::new().await;
+    let (agent, id, code) = w.agent(&["--allow", "terminal"]);
+    let fp = w.relay.as_ref().unwrap().fingerprint();
+    let options = RelayOptions {
+        address: w.addr.to_string(),
+        fingerprint: Some(fp),
+        ca: None,
+        known_relays: KnownRelays::at(w.path("kr")),
+    };
+    let (mut client, _) = ponte_session::connect::connect(&options, false).await.unwrap();
+    let session_id = id.parse().unwrap();
+    client.join(session_id).await.unwrap();
+    let key =
+        PrivateKey::from_pem(include_str!("../crates/protocol/tests/vectors/assistant.key.pem")).unwrap();
+    let creds = Credentials {
+        key,
+        certificate: None,
+    };
+    let (session, mut control) =
+        ponte_session::handshake::viewer(&client, session_id, code.parse().unwrap(), &creds)
+            .await
+            .unwrap();
+    assert!(matches!(
+        control.recv.expect::<Control>().await.unwrap(),
+        Control::Grants(_)
+    ));
+
+    let mut stream = session.open().await.unwrap();
+    stream
+        .send
+        .send(&Request::Shell { cols: 100, rows: 30 })
+        .await
+        .unwrap();
+    assert_eq!(
+        stream.recv.expect::<Response>().await.unwrap(),
+        Response::Accepted
+    );
+    let input = "stty size; echo $((6*7))-ok; sleep 300 & echo bg=$!; exit 7\n";
+    stream
+        .send
+        .send(&Transfer::Input(input.as_bytes().to_vec()))
+        .await
+        .unwrap();
+    let mut output = Vec::new();
+    let status = loop {
+        match stream.recv.expect::<Transfer>().await.unwrap() {
+            Transfer::Output { data, .. } => output.extend_from_slice(&data),
+            Transfer::Exit(code) => break code,
+            other => panic!("{other:?}"),
+        }
+    };
+    let output = text(&output);
+    assert!(output.contains("30 100"), "{output}");
+    assert!(output.contains("42-ok"), "{output}");
+    assert_eq!(status, Some(7));
+    agent.event("activity", WAIT);
+    // The background job started on the terminal does not outlive it.
+    // The first "bg=" is the terminal echoing the typed command; the number follows a later one.
+    let bg: u32 = output
+        .split("bg=")
+        .filter_map(|s| s.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+        .next()
+        .unwrap();
+    let mut gone = false;
+    for _ in 0..50 {
+        if !Path::new(&format!("/proc/{bg}")).exists() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone, "background process {bg} survived the terminal");
+}

@@ -1,6 +1,7 @@
 //! `ponte-agent`: see `ponte-agent --help`.
 
 mod serve;
+mod shell;
 mod sysinfo;
 mod ui;
 

@@ -40,6 +40,8 @@ pub fn authorize(request: &Request, grants: Grants) -> Decision {
         )),
         Request::Info if grants.allows(Capability::Info) => Decision::Allow,
         Request::Info => refused(Capability::Info),
+        Request::Shell { .. } if grants.allows(Capability::Terminal) => Decision::Allow,
+        Request::Shell { .. } => refused(Capability::Terminal),
     }
 }
 
@@ -57,6 +59,11 @@ pub struct Context {
 impl Context {
     fn grants(&self) -> Grants {
         *self.grants.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The directory commands and shells start in.
+    pub fn base(&self) -> &Path {
+        &self.base
     }
 
     fn resolve(&self, path: &str) -> PathBuf {
@@ -77,6 +84,7 @@ fn describe(request: &Request) -> String {
             path, total_bytes, ..
         } => format!("put on this computer: {path} ({})", size(*total_bytes)),
         Request::Info => "read system information".into(),
+        Request::Shell { .. } => "open a terminal".into(),
     }
 }
 
@@ -118,6 +126,7 @@ pub async fn serve(mut stream: SecureStream, ctx: Context) {
         Request::Get { path } => get(&mut stream, &ctx, &path).await,
         Request::Put { path, overwrite, .. } => put(&mut stream, &ctx, &path, overwrite).await,
         Request::Info => info(&mut stream, &ctx).await,
+        Request::Shell { cols, rows } => crate::shell::shell(&mut stream, &ctx, cols, rows).await,
     };
     if let Err(e) = result {
         ctx.ui.activity("failed", &format!("failed: {what}: {e}"));
@@ -254,7 +263,9 @@ mod tests {
         assert!(matches!(authorize(&get, none), Decision::Ask(_)));
 
         let all = Grants::all();
-        for r in [&exec, &put, &get, &Request::Info] {
+        let shell = Request::Shell { cols: 80, rows: 24 };
+        assert!(matches!(authorize(&shell, none), Decision::Refuse(r) if r.contains("terminal")));
+        for r in [&exec, &put, &get, &Request::Info, &shell] {
             assert_eq!(authorize(r, all), Decision::Allow);
         }
         // One grant does not open another.

@@ -184,10 +184,8 @@ impl<A: Clone, V> Registry<A, V> {
             });
         }
         match entry.state {
-            State::Waiting { expires } if now >= expires => {
-                self.remove(id, Refusal::Expired, now);
-                Err(Refusal::Expired)
-            }
+            // Left in place for `sweep`, which removes it and tells the agent.
+            State::Waiting { expires } if now >= expires => Err(Refusal::Expired),
             State::Waiting { .. } => {
                 let generation = self.next_generation;
                 self.next_generation += 1;
@@ -332,6 +330,8 @@ mod tests {
         let (id, _) = r.register(1, ip(1), t, &mut rng).unwrap();
         let late = t + Duration::from_secs(61);
         assert_eq!(r.join(id, 1, ip(2), late).unwrap_err(), Refusal::Expired);
+        // The sweep removes it and hands back the agent to tell.
+        assert_eq!(r.sweep(late), vec![(id, 1)]);
         assert_eq!(r.join(id, 1, ip(2), late).unwrap_err(), Refusal::Expired);
         assert_eq!(r.waiting(), 0);
 

@@ -38,7 +38,7 @@ pub enum Command {
     Info,
     /// Send a chat message.
     Chat(String),
-    /// Interactive shell (not available yet).
+    /// Interactive shell on the customer's computer (prompt only).
     Shell,
     /// End the session.
     Quit,
@@ -48,6 +48,7 @@ pub enum Command {
 
 /// Help text of the prompt.
 pub const HELP: &str = "commands:
+  shell                 open a terminal on the customer's computer (exit the shell to return)
   exec CMD              run CMD on the customer's computer (output and exit status)
   get [-f] REMOTE LOCAL copy a file or directory from the customer's computer
   put [-f] LOCAL REMOTE copy a file or directory to the customer's computer
@@ -205,7 +206,7 @@ impl Viewer {
                     .await
                     .map_err(|e| self.explain(e.into()))?;
             }
-            Command::Shell => bail!("the interactive shell is not available yet; use exec CMD"),
+            Command::Shell => bail!("shell needs an interactive terminal; in a batch use exec CMD"),
             Command::Help => println!("{HELP}"),
             Command::Quit => return Ok(false),
         }
@@ -311,6 +312,52 @@ impl Viewer {
             }
             Transfer::Failed(reason) => bail!("the customer's computer did not accept the files: {reason}"),
             _ => bail!("unexpected message from the customer's computer"),
+        }
+    }
+
+    /// An interactive terminal on the customer's computer, in raw mode until the remote shell
+    /// exits. `input` delivers the local keystrokes.
+    pub async fn shell(&self, input: &mut tokio::sync::mpsc::Receiver<Vec<u8>>) -> anyhow::Result<()> {
+        let (cols, rows) = crossterm::terminal::size().unwrap_or((80, 24));
+        let mut stream = self.request(&Request::Shell { cols, rows }).await?;
+        crossterm::terminal::enable_raw_mode().context("switching the terminal to raw mode")?;
+        struct Restore;
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                let _ = crossterm::terminal::disable_raw_mode();
+            }
+        }
+        let _restore = Restore;
+        #[cfg(unix)]
+        let mut resized = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())?;
+        loop {
+            #[cfg(unix)]
+            let resize = resized.recv();
+            #[cfg(not(unix))]
+            let resize = std::future::pending::<Option<()>>();
+            tokio::select! {
+                message = stream.recv.recv::<Transfer>() => match message.map_err(|e| self.explain(e.into()))? {
+                    Some(Transfer::Output { data, .. }) => {
+                        let mut out = std::io::stdout().lock();
+                        out.write_all(&data)?;
+                        out.flush()?;
+                    }
+                    Some(Transfer::Exit(_)) | None => return Ok(()),
+                    Some(_) => bail!("unexpected message from the customer's computer"),
+                },
+                keys = input.recv() => match keys {
+                    Some(bytes) => stream.send.send(&Transfer::Input(bytes)).await.map_err(|e| self.explain(e.into()))?,
+                    None => {
+                        stream.send.finish().await?;
+                        return Ok(());
+                    }
+                },
+                _ = resize => {
+                    if let Ok((cols, rows)) = crossterm::terminal::size() {
+                        stream.send.send(&Transfer::Resize { cols, rows }).await?;
+                    }
+                }
+            }
         }
     }
 

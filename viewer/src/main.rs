@@ -3,7 +3,6 @@
 mod commands;
 mod identity;
 
-use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -307,28 +306,43 @@ async fn batch(viewer: &mut Viewer, source: &str) -> anyhow::Result<ExitCode> {
 
 async fn interactive(viewer: &mut Viewer) -> ExitCode {
     eprintln!("{HELP}");
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(4);
+    // Raw bytes from stdin: lines at the prompt, keystrokes in a shell.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
     std::thread::spawn(move || {
-        for line in std::io::stdin().lock().lines().map_while(Result::ok) {
-            if tx.blocking_send(line).is_err() {
-                break;
+        let mut buf = [0u8; 4096];
+        loop {
+            match std::io::Read::read(&mut std::io::stdin(), &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if tx.blocking_send(buf[..n].to_vec()).is_err() {
+                        break;
+                    }
+                }
             }
         }
     });
+    let mut pending = Vec::new();
     loop {
         eprint!("ponte> ");
-        let Some(line) = rx.recv().await else {
-            return ExitCode::SUCCESS;
-        };
-        match commands::parse(&line) {
-            Ok(Some(Command::Quit)) => return ExitCode::SUCCESS,
-            Ok(Some(command)) => {
-                if let Err(e) = viewer.run(command).await {
-                    eprintln!("[ponte] {e:#}");
-                }
+        let line = loop {
+            if let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                break String::from_utf8_lossy(&line).into_owned();
             }
-            Ok(None) => {}
-            Err(e) => eprintln!("[ponte] {e}"),
+            match rx.recv().await {
+                Some(bytes) => pending.extend_from_slice(&bytes),
+                None => return ExitCode::SUCCESS,
+            }
+        };
+        let result = match commands::parse(&line) {
+            Ok(Some(Command::Quit)) => return ExitCode::SUCCESS,
+            Ok(Some(Command::Shell)) => viewer.shell(&mut rx).await,
+            Ok(Some(command)) => viewer.run(command).await.map(|_| ()),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            eprintln!("[ponte] {e:#}");
         }
         if let Some(reason) = viewer.ended() {
             eprintln!("[ponte] session ended: {reason}");

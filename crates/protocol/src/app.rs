@@ -254,6 +254,14 @@ pub enum Request {
     },
     /// Send system information.
     Info,
+    /// Start the customer's shell on a pseudo-terminal of this size; output comes as
+    /// [`Transfer::Output`], keystrokes go as [`Transfer::Input`], and [`Transfer::Exit`] ends it.
+    Shell {
+        /// Columns.
+        cols: u16,
+        /// Rows.
+        rows: u16,
+    },
 }
 
 /// The agent's answer to a request.
@@ -305,6 +313,15 @@ pub enum Transfer {
     Exit(Option<i32>),
     /// System information as key/value lines.
     Info(Vec<(String, String)>),
+    /// Keystrokes for an interactive shell.
+    Input(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// The viewer's terminal changed size.
+    Resize {
+        /// Columns.
+        cols: u16,
+        /// Rows.
+        rows: u16,
+    },
 }
 
 #[cfg(test)]
