@@ -96,9 +96,9 @@ async fn main() -> anyhow::Result<()> {
         cmd.env("HOME", dir.path().join("home"))
             .env("XDG_CONFIG_HOME", dir.path().join("config"))
             .env("XDG_DATA_HOME", dir.path().join("data"))
-            .env("PONTE_RELAY", addr.to_string())
-            .args(["--fingerprint", &fp.to_string()]);
+            .env("PONTE_RELAY", addr.to_string());
     };
+    let pin = ["--fingerprint".to_owned(), fp.to_string()];
     let file = dir.path().join("agent/big.bin");
     {
         use std::io::Write;
@@ -159,7 +159,9 @@ async fn main() -> anyhow::Result<()> {
         let agent2 = {
             let mut a = Command::new(binary("ponte-agent"));
             env(&mut a);
-            a.args(["--json", "--allow", "all"]).stdin(Stdio::null());
+            a.args(["--json", "--allow", "all"])
+                .args(&pin)
+                .stdin(Stdio::null());
             Running::start(a)
         };
         let ready = agent2.event("ready", Duration::from_secs(30));
