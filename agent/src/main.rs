@@ -17,10 +17,8 @@ use ponte_protocol::handshake::{CodeAttempts, HandshakeError};
 use ponte_protocol::identity::{PeerIdentity, PublicKey, TrustStore};
 use ponte_protocol::rendezvous::{ClientMessage, Refusal, RelayMessage};
 use ponte_protocol::{OneTimeCode, os_rng};
-use ponte_session::connect::{DEFAULT_RELAY, RelayOptions, TrustNote};
-use ponte_session::known_relays::KnownRelays;
+use ponte_session::connect::{RelayArgs, TrustNote};
 use ponte_session::{SecureStream, Session, SessionError};
-use ponte_transport::tls::CertFingerprint;
 
 use crate::ui::Ui;
 
@@ -33,18 +31,8 @@ use crate::ui::Ui;
 #[derive(Debug, Parser)]
 #[command(name = "ponte-agent", version, about, long_about)]
 struct Cli {
-    /// The relay to meet the assistant at (host:port).
-    #[arg(long, env = "PONTE_RELAY", default_value = DEFAULT_RELAY)]
-    relay: String,
-
-    /// Accept only the relay certificate with this SHA-256 fingerprint (64 hex digits, as
-    /// printed by ponte-relay). Without it or --ca, the first fingerprint seen is remembered.
-    #[arg(long)]
-    fingerprint: Option<CertFingerprint>,
-
-    /// Verify the relay's certificate with this CA certificate (PEM).
-    #[arg(long)]
-    ca: Option<PathBuf>,
+    #[command(flatten)]
+    relay: RelayArgs,
 
     /// Print JSON lines on stdout instead of text (for scripts); nothing is asked.
     #[arg(long)]
@@ -67,11 +55,6 @@ struct Cli {
     /// Directory that relative paths of the assistant refer to [default: your home].
     #[arg(long)]
     dir: Option<PathBuf>,
-
-    /// Continue even if the relay's certificate changed since the last time (after checking
-    /// the new fingerprint with the relay's operator).
-    #[arg(long)]
-    accept_new_fingerprint: bool,
 }
 
 /// `ponte-agent.toml` beside the binary: organisation keys an installer pre-trusts.
@@ -129,20 +112,15 @@ async fn main() -> ExitCode {
 }
 
 async fn connect(cli: &Cli, ui: &Ui) -> anyhow::Result<ponte_transport::client::RelayClient> {
-    let options = RelayOptions {
-        address: cli.relay.clone(),
-        fingerprint: cli.fingerprint,
-        ca: cli.ca.clone(),
-        known_relays: KnownRelays::default_location(),
-    };
-    let result = match ponte_session::connect::connect(&options, cli.accept_new_fingerprint).await {
+    let options = cli.relay.options();
+    let result = match ponte_session::connect::connect(&options, cli.relay.accept_new_fingerprint).await {
         Err(SessionError::FingerprintChanged { known, seen }) if !ui.is_json() => {
             ui.note(&format!(
                 "WARNING: the relay {} presents a DIFFERENT certificate than before.\n  \
                  before: {known}\n  now:    {seen}\n  \
                  Someone may be intercepting the connection. Only continue if the relay's operator \
                  confirms the new fingerprint. Continue? [y/N]",
-                cli.relay
+                cli.relay.relay
             ));
             if matches!(ui.next_line().await.as_deref(), Some("y" | "Y" | "yes")) {
                 ponte_session::connect::connect(&options, true).await
@@ -152,11 +130,11 @@ async fn connect(cli: &Cli, ui: &Ui) -> anyhow::Result<ponte_transport::client::
         }
         other => other,
     };
-    let (client, note) = result.with_context(|| format!("connecting to the relay {}", cli.relay))?;
+    let (client, note) = result.with_context(|| format!("connecting to the relay {}", cli.relay.relay))?;
     match note {
         TrustNote::FirstUse(fp) => ui.note(&format!(
             "First connection to relay {}; remembered its fingerprint {fp}",
-            cli.relay
+            cli.relay.relay
         )),
         TrustNote::AcceptedChange(fp) => ui.note(&format!("Accepted the relay's new fingerprint {fp}")),
         TrustNote::Trusted => {}

@@ -12,9 +12,7 @@ use clap::{Parser, Subcommand};
 use ponte_protocol::handshake::HandshakeError;
 use ponte_protocol::{OneTimeCode, SessionId};
 use ponte_session::SessionError;
-use ponte_session::connect::{DEFAULT_RELAY, RelayOptions, TrustNote};
-use ponte_session::known_relays::KnownRelays;
-use ponte_transport::tls::CertFingerprint;
+use ponte_session::connect::{RelayArgs, TrustNote};
 
 use crate::commands::{Command, HELP, Viewer};
 
@@ -56,15 +54,8 @@ struct Connect {
     /// The one-time code the customer read out (e.g. "1234-5678").
     #[arg(long)]
     code: OneTimeCode,
-    /// The relay (host:port).
-    #[arg(long, env = "PONTE_RELAY", default_value = DEFAULT_RELAY)]
-    relay: String,
-    /// Accept only the relay certificate with this SHA-256 fingerprint.
-    #[arg(long)]
-    fingerprint: Option<CertFingerprint>,
-    /// Verify the relay's certificate with this CA certificate (PEM).
-    #[arg(long)]
-    ca: Option<PathBuf>,
+    #[command(flatten)]
+    relay: RelayArgs,
     /// Run the commands in FILE (or - for stdin), one per line, then quit; exit non-zero if any
     /// failed.
     #[arg(long)]
@@ -72,9 +63,6 @@ struct Connect {
     /// Identity directory [default: ~/.config/ponte/identity].
     #[arg(long)]
     identity_dir: Option<PathBuf>,
-    /// Continue even if the relay's certificate changed since the last time.
-    #[arg(long)]
-    accept_new_fingerprint: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -216,25 +204,22 @@ async fn connect(c: Connect) -> anyhow::Result<ExitCode> {
             dir.display()
         );
     }
-    let options = RelayOptions {
-        address: c.relay.clone(),
-        fingerprint: c.fingerprint,
-        ca: c.ca.clone(),
-        known_relays: KnownRelays::default_location(),
-    };
-    let (mut client, note) = ponte_session::connect::connect(&options, c.accept_new_fingerprint)
-        .await
-        .map_err(|e| match e {
-            e @ SessionError::FingerprintChanged { .. } => anyhow::anyhow!(
-                "WARNING: {e}. Someone may be intercepting the connection; rerun with --accept-new-fingerprint \
+    let (mut client, note) = ponte_session::connect::connect(
+        &c.relay.options(),
+        c.relay.accept_new_fingerprint,
+    )
+    .await
+    .map_err(|e| match e {
+        e @ SessionError::FingerprintChanged { .. } => anyhow::anyhow!(
+            "WARNING: {e}. Someone may be intercepting the connection; rerun with --accept-new-fingerprint \
                  only after the relay's operator confirmed the new fingerprint."
-            ),
-            other => anyhow::anyhow!(other).context(format!("connecting to the relay {}", c.relay)),
-        })?;
+        ),
+        other => anyhow::anyhow!(other).context(format!("connecting to the relay {}", c.relay.relay)),
+    })?;
     if let TrustNote::FirstUse(fp) = note {
         eprintln!(
             "[ponte] first connection to relay {}; remembered its fingerprint {fp}",
-            c.relay
+            c.relay.relay
         );
     }
     client.join(c.session_id).await.map_err(|e| explain(e.into()))?;

@@ -123,28 +123,7 @@ async fn direct() -> (Connection, Connection, Endpoint, Endpoint) {
 
 /// Seconds to move TRANSFER bytes from `a` to `b` on a unidirectional stream.
 async fn transfer(a: &Connection, b: &Connection) -> f64 {
-    let chunk = vec![0x5au8; 256 * 1024];
-    let start = Instant::now();
-    let a = a.clone();
-    let writer = tokio::spawn(async move {
-        let mut s = a.open_uni().await.unwrap();
-        let mut left = TRANSFER;
-        while left > 0 {
-            let n = left.min(chunk.len());
-            s.write_all(&chunk[..n]).await.unwrap();
-            left -= n;
-        }
-        s.finish().unwrap();
-        let _ = s.stopped().await;
-    });
-    let mut r = b.accept_uni().await.unwrap();
-    let mut got = 0usize;
-    while let Some(c) = r.read_chunk(1 << 20, true).await.unwrap() {
-        got += c.bytes.len();
-    }
-    writer.await.unwrap();
-    assert_eq!(got, TRANSFER);
-    start.elapsed().as_secs_f64()
+    ponte_benches::stream_bytes(a, b, TRANSFER).await.as_secs_f64()
 }
 
 /// Round-trip times of 64-byte messages echoed by `b`.

@@ -42,28 +42,8 @@ async fn raw_relayed_copy(addr: std::net::SocketAddr, fp: CertFingerprint, bytes
     let mut viewer = connect().await;
     viewer.join(id).await.unwrap();
     assert_eq!(agent.next().await.unwrap(), RelayMessage::Paired);
-    let start = Instant::now();
-    let a = agent.connection().clone();
-    let writer = tokio::spawn(async move {
-        let chunk = vec![0x42u8; 256 * 1024];
-        let mut s = a.open_uni().await.unwrap();
-        let mut left = bytes;
-        while left > 0 {
-            let n = left.min(chunk.len());
-            s.write_all(&chunk[..n]).await.unwrap();
-            left -= n;
-        }
-        s.finish().unwrap();
-        let _ = s.stopped().await;
-    });
-    let mut r = viewer.connection().accept_uni().await.unwrap();
-    let mut got = 0;
-    while let Some(c) = r.read_chunk(1 << 20, true).await.unwrap() {
-        got += c.bytes.len();
-    }
-    writer.await.unwrap();
-    assert_eq!(got, bytes);
-    bytes as f64 / start.elapsed().as_secs_f64() / 1e6
+    let took = ponte_benches::stream_bytes(agent.connection(), viewer.connection(), bytes).await;
+    bytes as f64 / took.as_secs_f64() / 1e6
 }
 
 #[tokio::main]

@@ -29,6 +29,41 @@ pub struct RelayOptions {
     pub known_relays: KnownRelays,
 }
 
+/// The command-line options of agent and viewer that choose and verify the relay.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RelayArgs {
+    /// The relay (host:port).
+    #[arg(long, env = "PONTE_RELAY", default_value = DEFAULT_RELAY)]
+    pub relay: String,
+
+    /// Accept only the relay certificate with this SHA-256 fingerprint (64 hex digits, as
+    /// printed by ponte-relay). Without it or --ca, the first fingerprint seen is remembered
+    /// and a later change is refused.
+    #[arg(long)]
+    pub fingerprint: Option<CertFingerprint>,
+
+    /// Verify the relay's certificate with this CA certificate (PEM).
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+
+    /// Continue even if the relay's certificate changed since the last time (only after the
+    /// relay's operator confirmed the new fingerprint).
+    #[arg(long)]
+    pub accept_new_fingerprint: bool,
+}
+
+impl RelayArgs {
+    /// The connection options, remembering first-use fingerprints in the user's config dir.
+    pub fn options(&self) -> RelayOptions {
+        RelayOptions {
+            address: self.relay.clone(),
+            fingerprint: self.fingerprint,
+            ca: self.ca.clone(),
+            known_relays: KnownRelays::default_location(),
+        }
+    }
+}
+
 /// How a first-use or changed fingerprint went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TrustNote {
