@@ -487,3 +487,26 @@ async fn the_terminal_runs_a_real_shell_and_cleans_up() {
     }
     assert!(gone, "background process {bg} survived the terminal");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_does_not_leave_processes_behind() {
+    let w = World::new().await;
+    let (_agent, id, code) = w.agent(&["--allow", "terminal"]);
+    let out = w.viewer(&id, &code, "exec sleep 300 & echo bg=$!\n");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let bg: u32 = stdout
+        .split("bg=")
+        .filter_map(|s| s.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+        .next()
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let mut gone = false;
+    for _ in 0..50 {
+        if !Path::new(&format!("/proc/{bg}")).exists() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone, "background process {bg} outlived its command");
+}

@@ -134,19 +134,11 @@ pub async fn serve(mut stream: SecureStream, ctx: Context) {
 }
 
 async fn exec(stream: &mut SecureStream, ctx: &Context, command: &str) -> anyhow::Result<()> {
-    let shell = std::env::var("SHELL").unwrap_or_else(|_| "/bin/sh".into());
-    let mut child = match tokio::process::Command::new(&shell)
-        .arg("-c")
-        .arg(command)
-        .current_dir(&ctx.base)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-    {
+    // A session of its own, so the command's whole process tree ends with this request.
+    let (mut child, _session) = match crate::shell::spawn_command(command, &ctx.base) {
         Ok(c) => c,
         Err(e) => {
+            let shell = crate::shell::user_shell();
             stream
                 .send
                 .send(&Response::Refused(format!("cannot start {shell}: {e}")))
@@ -161,7 +153,16 @@ async fn exec(stream: &mut SecureStream, ctx: &Context, command: &str) -> anyhow
     };
     let (mut out_buf, mut err_buf) = (vec![0u8; MAX_CHUNK], vec![0u8; MAX_CHUNK]);
     let (mut out_open, mut err_open) = (true, true);
+    let mut exited = None;
+    // Output until both pipes close, or until the command has exited and its last output is
+    // passed on: background jobs it left holding the pipes are ended with its session.
     while out_open || err_open {
+        let drain = async {
+            match exited {
+                Some(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             n = out.read(&mut out_buf), if out_open => match n? {
                 0 => out_open = false,
@@ -171,9 +172,14 @@ async fn exec(stream: &mut SecureStream, ctx: &Context, command: &str) -> anyhow
                 0 => err_open = false,
                 n => stream.send.send(&Transfer::Output { stderr: true, data: err_buf[..n].to_vec() }).await?,
             },
+            status = child.wait(), if exited.is_none() => exited = Some(status?),
+            _ = drain => break,
         }
     }
-    let status = child.wait().await?;
+    let status = match exited {
+        Some(status) => status,
+        None => child.wait().await?,
+    };
     stream.send.send(&Transfer::Exit(status.code())).await?;
     stream.send.finish().await?;
     ctx.ui

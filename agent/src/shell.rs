@@ -13,7 +13,7 @@ use crate::serve::Context;
 /// the pseudo-terminal closed, which hangs up everything the shell started on it.
 #[cfg(unix)]
 pub async fn shell(stream: &mut SecureStream, ctx: &Context, cols: u16, rows: u16) -> anyhow::Result<()> {
-    let shell = std::env::var("SHELL").unwrap_or_else(|_| "/bin/sh".into());
+    let shell = user_shell();
     let started = (|| -> Result<_, pty_process::Error> {
         let (pty, pts) = pty_process::open()?;
         pty.resize(pty_process::Size::new(rows.max(1), cols.max(1)))?;
@@ -36,7 +36,10 @@ pub async fn shell(stream: &mut SecureStream, ctx: &Context, cols: u16, rows: u1
     };
     stream.send.send(&Response::Accepted).await?;
     ctx.ui.activity("command", &format!("terminal opened ({shell})"));
-    let session = child.id();
+    let _session = SessionGuard {
+        leader: child.id(),
+        _terminal: None,
+    };
     let (mut read, mut write) = pty.into_split();
     let mut buf = vec![0u8; MAX_CHUNK];
     let mut status = None;
@@ -68,10 +71,7 @@ pub async fn shell(stream: &mut SecureStream, ctx: &Context, cols: u16, rows: u1
             },
         }
     }
-    drop(child); // kill_on_drop: the shell, if it still runs.
-    if let Some(session) = session {
-        hang_up(session);
-    }
+    drop(child); // kill_on_drop: the shell, if it still runs; the guard ends the rest.
     let code = status.and_then(|s| s.code());
     let _ = stream.send.send(&Transfer::Exit(code)).await;
     let _ = stream.send.finish().await;
@@ -79,8 +79,54 @@ pub async fn shell(stream: &mut SecureStream, ctx: &Context, cols: u16, rows: u1
     Ok(())
 }
 
-/// Kills every process of the terminal's session (the shell was its leader), including
-/// background jobs that would otherwise outlive the assistant's terminal.
+/// Ends every process of a session when dropped (see [`hang_up`]).
+pub struct SessionGuard {
+    leader: Option<u32>,
+    /// Keeps the session's terminal open while the guard lives.
+    _terminal: Option<pty_process::Pty>,
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        if let Some(leader) = self.leader {
+            hang_up(leader);
+        }
+    }
+}
+
+/// Starts `command` with the customer's shell as the leader of a new session, with pipes for
+/// output, so that everything it starts — pipelines, background jobs — ends with the guard.
+#[cfg(unix)]
+pub fn spawn_command(
+    command: &str,
+    dir: &std::path::Path,
+) -> std::io::Result<(tokio::process::Child, SessionGuard)> {
+    use std::process::Stdio;
+    let (pty, pts) = pty_process::open().map_err(std::io::Error::other)?;
+    let child = pty_process::Command::new(user_shell())
+        .arg("-c")
+        .arg(command)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn(pts)
+        .map_err(std::io::Error::other)?;
+    let guard = SessionGuard {
+        leader: child.id(),
+        _terminal: Some(pty),
+    };
+    Ok((child, guard))
+}
+
+/// The customer's login shell.
+pub fn user_shell() -> String {
+    std::env::var("SHELL").unwrap_or_else(|_| "/bin/sh".into())
+}
+
+/// Kills every process of the session `session` leads (the shell was its leader), including
+/// background jobs that would otherwise outlive the assistant's terminal or command.
 #[cfg(unix)]
 fn hang_up(session: u32) {
     let Ok(mut system) = sysinfo::System::new() else {
