@@ -124,7 +124,12 @@ pub async fn serve(mut stream: SecureStream, ctx: Context) {
     let result = match request {
         Request::Exec { command } => exec(&mut stream, &ctx, &command).await,
         Request::Get { path } => get(&mut stream, &ctx, &path).await,
-        Request::Put { path, overwrite, .. } => put(&mut stream, &ctx, &path, overwrite).await,
+        Request::Put {
+            path,
+            overwrite,
+            total_bytes,
+            ..
+        } => put(&mut stream, &ctx, &path, overwrite, total_bytes).await,
         Request::Info => info(&mut stream, &ctx).await,
         Request::Shell { cols, rows } => crate::shell::shell(&mut stream, &ctx, cols, rows).await,
     };
@@ -201,7 +206,10 @@ async fn get(stream: &mut SecureStream, ctx: &Context, path: &str) -> anyhow::Re
         "download",
         &format!("sending {} ({})", source.display(), size(total)),
     );
-    files::send_path(&mut stream.send, &source, &mut |_| {}).await?;
+    let bar = ctx.ui.progress(&format!("sending {}", source.display()));
+    bar.set_length(total);
+    files::send_path(&mut stream.send, &source, &mut |n| bar.inc(n)).await?;
+    bar.finish_and_clear();
     stream.send.finish().await?;
     stream.send.flushed().await;
     ctx.ui.activity(
@@ -211,10 +219,32 @@ async fn get(stream: &mut SecureStream, ctx: &Context, path: &str) -> anyhow::Re
     Ok(())
 }
 
-async fn put(stream: &mut SecureStream, ctx: &Context, path: &str, overwrite: bool) -> anyhow::Result<()> {
+async fn put(
+    stream: &mut SecureStream,
+    ctx: &Context,
+    path: &str,
+    overwrite: bool,
+    total_bytes: u64,
+) -> anyhow::Result<()> {
     let dest = ctx.resolve(path);
-    if !overwrite && tokio::fs::symlink_metadata(&dest).await.is_ok() {
-        let reason = format!("{} already exists on the customer's computer", dest.display());
+    let exists = tokio::fs::symlink_metadata(&dest).await.is_ok();
+    // Replacing the customer's files needs the assistant to ask for it (-f) and, when someone
+    // is at the keyboard, the customer's yes; a scripted agent's --allow upload is that yes.
+    let refusal = match (exists, overwrite) {
+        (true, false) => Some(format!(
+            "{} already exists on the customer's computer",
+            dest.display()
+        )),
+        (true, true) if !ctx.ui.is_json() => {
+            let question = format!(
+                "The assistant wants to REPLACE {} on this computer. Allow?",
+                dest.display()
+            );
+            (!ctx.ui.ask(&question).await).then(|| "the customer declined to replace the file".to_owned())
+        }
+        _ => None,
+    };
+    if let Some(reason) = refusal {
         ctx.ui.activity("refused", &format!("refused upload: {reason}"));
         stream.send.send(&Response::Refused(reason)).await?;
         return Ok(stream.send.finish().await?);
@@ -222,7 +252,10 @@ async fn put(stream: &mut SecureStream, ctx: &Context, path: &str, overwrite: bo
     stream.send.send(&Response::Accepted).await?;
     ctx.ui
         .activity("upload", &format!("receiving {}", dest.display()));
-    let result = files::receive_into(&mut stream.recv, &dest, overwrite, &mut |_| {}).await;
+    let bar = ctx.ui.progress(&format!("receiving {}", dest.display()));
+    bar.set_length(total_bytes);
+    let result = files::receive_into(&mut stream.recv, &dest, overwrite, &mut |n| bar.inc(n)).await;
+    bar.finish_and_clear();
     // Tell the assistant whether the files arrived intact.
     let outcome = match &result {
         Ok(_) => Transfer::Done,

@@ -24,12 +24,6 @@ pub struct Ui {
     questions: Arc<Mutex<std::collections::VecDeque<tokio::sync::oneshot::Sender<bool>>>>,
 }
 
-fn now_text() -> String {
-    let secs = ponte_session::now_unix();
-    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
-    format!("{h:02}:{m:02}:{s:02} UTC")
-}
-
 /// Strips control characters from peer-supplied text before it reaches the terminal, so an
 /// assistant cannot rewrite the customer's screen with escape sequences.
 pub fn printable(s: &str) -> String {
@@ -98,7 +92,7 @@ impl Ui {
 
     fn log_line(&self, text: &str) {
         if let Some(file) = self.log.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-            let _ = writeln!(file, "{} {}", now_text(), text);
+            let _ = writeln!(file, "{} {}", ponte_session::clock(), text);
         }
     }
 
@@ -242,8 +236,22 @@ impl Ui {
         if self.json {
             self.emit(json!({"event": "activity", "kind": kind, "text": text}));
         } else {
-            self.say(&format!("  [{}] {text}", now_text()));
+            self.say(&format!("  [{}] {text}", ponte_session::clock()));
         }
+    }
+
+    /// A progress bar for a transfer (hidden in JSON mode and when stdout is not a terminal).
+    pub fn progress(&self, what: &str) -> indicatif::ProgressBar {
+        if self.json {
+            return indicatif::ProgressBar::hidden();
+        }
+        let bar = indicatif::ProgressBar::with_draw_target(Some(0), indicatif::ProgressDrawTarget::stdout());
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("  {msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.set_message(printable(what));
+        bar
     }
 
     /// A chat message from the assistant.
@@ -253,7 +261,7 @@ impl Ui {
         if self.json {
             self.emit(json!({"event": "chat", "from": "assistant", "text": text}));
         } else {
-            self.say(&format!("  [{}] assistant: {text}", now_text()));
+            self.say(&format!("  [{}] assistant: {text}", ponte_session::clock()));
         }
     }
 

@@ -132,7 +132,8 @@ impl Viewer {
                     }
                     Ok(Some(Control::Chat { text, .. })) => {
                         eprintln!(
-                            "[ponte] customer: {}",
+                            "[ponte] {} customer: {}",
+                            ponte_session::clock(),
                             text.chars().filter(|c| !c.is_control()).collect::<String>()
                         );
                     }

@@ -80,6 +80,17 @@ impl SessionError {
     }
 }
 
+/// The current time of day as `HH:MM:SS UTC`, for activity and chat lines.
+pub fn clock() -> String {
+    let secs = now_unix();
+    format!(
+        "{:02}:{:02}:{:02} UTC",
+        (secs / 3600) % 24,
+        (secs / 60) % 60,
+        secs % 60
+    )
+}
+
 /// Seconds since the Unix epoch, for certificate validity.
 pub fn now_unix() -> u64 {
     std::time::SystemTime::now()
