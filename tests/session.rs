@@ -70,6 +70,11 @@ impl World {
             .stdin(Stdio::null());
         let agent = Running::start(cmd);
         let ready = agent.event("ready", WAIT);
+        let first: serde_json::Value = serde_json::from_str(&agent.first_line().unwrap()).unwrap();
+        assert_eq!(
+            first["event"], "ready",
+            "the first stdout line is the ready event"
+        );
         let id = ready["session_id"].as_str().unwrap().to_owned();
         let code = ready["code"].as_str().unwrap().to_owned();
         (agent, id, code)

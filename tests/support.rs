@@ -38,6 +38,8 @@ pub struct Running {
     /// The process.
     pub child: Child,
     lines: mpsc::Receiver<String>,
+    /// The first stdout line, once read.
+    first_line: std::cell::RefCell<Option<String>>,
 }
 
 impl Running {
@@ -59,7 +61,11 @@ impl Running {
                 }
             }
         });
-        Running { child, lines }
+        Running {
+            child,
+            lines,
+            first_line: std::cell::RefCell::new(None),
+        }
     }
 
     /// The next JSON line on stdout whose `event` is `name`, waiting up to `timeout`.
@@ -69,6 +75,7 @@ impl Running {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) => {
+                    self.first_line.borrow_mut().get_or_insert_with(|| line.clone());
                     if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
                         && v["event"] == name
                     {
@@ -78,6 +85,11 @@ impl Running {
                 Err(_) => panic!("no {name:?} event within {timeout:?}"),
             }
         }
+    }
+
+    /// The first line the process printed on stdout (once something was read).
+    pub fn first_line(&self) -> Option<String> {
+        self.first_line.borrow().clone()
     }
 
     /// The rest of the first stdout line starting with `prefix`, waiting up to `timeout`.

@@ -137,9 +137,10 @@ impl Ui {
     }
 
     /// A note for the customer (relay trust, reconnects).
+    /// In JSON mode notes go to stderr: stdout's first line is always the `ready` event.
     pub fn note(&self, text: &str) {
         if self.json {
-            self.emit(json!({"event": "note", "text": text}));
+            eprintln!("ponte-agent: {text}");
         } else {
             self.say(&format!("  {text}"));
         }
