@@ -129,6 +129,26 @@ fn sha256_file(path: &Path) -> [u8; 32] {
     Sha256::digest(std::fs::read(path).unwrap()).into()
 }
 
+/// The PID printed as `bg=PID` by a command (the first `bg=` may be the terminal echoing it).
+fn background_pid(output: &str) -> u32 {
+    output
+        .split("bg=")
+        .filter_map(|s| s.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+        .next()
+        .unwrap_or_else(|| panic!("no bg=PID in {output}"))
+}
+
+/// Waits up to 5 s for process `pid` to be gone.
+async fn assert_gone(pid: u32) {
+    for _ in 0..50 {
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("background process {pid} outlived its terminal or command");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn exec_output_status_and_the_relay_sees_no_plaintext() {
     let w = World::new().await;
@@ -476,21 +496,7 @@ async fn the_terminal_runs_a_real_shell_and_cleans_up() {
     assert_eq!(status, Some(7));
     agent.event("activity", WAIT);
     // The background job started on the terminal does not outlive it.
-    // The first "bg=" is the terminal echoing the typed command; the number follows a later one.
-    let bg: u32 = output
-        .split("bg=")
-        .filter_map(|s| s.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
-        .next()
-        .unwrap();
-    let mut gone = false;
-    for _ in 0..50 {
-        if !Path::new(&format!("/proc/{bg}")).exists() {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(gone, "background process {bg} survived the terminal");
+    assert_gone(background_pid(&output)).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -499,19 +505,5 @@ async fn a_command_does_not_leave_processes_behind() {
     let (_agent, id, code) = w.agent(&["--allow", "terminal"]);
     let out = w.viewer(&id, &code, "exec sleep 300 & echo bg=$!\n");
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let stdout = text(&out.stdout);
-    let bg: u32 = stdout
-        .split("bg=")
-        .filter_map(|s| s.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
-        .next()
-        .unwrap_or_else(|| panic!("{stdout}"));
-    let mut gone = false;
-    for _ in 0..50 {
-        if !Path::new(&format!("/proc/{bg}")).exists() {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(gone, "background process {bg} outlived its command");
+    assert_gone(background_pid(&text(&out.stdout))).await;
 }
