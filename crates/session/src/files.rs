@@ -10,7 +10,6 @@ use std::path::{Component, Path, PathBuf};
 
 use ponte_protocol::app::{EntryKind, MAX_CHUNK, MAX_PATH, Transfer};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::SessionError;
 use crate::secure::{SecureRecv, SecureSend};
@@ -120,29 +119,50 @@ async fn send_file(
     relative: String,
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> Result<(), TransferError> {
-    let mut file = tokio::fs::File::open(path).await.map_err(io(path))?;
-    let meta = file.metadata().await.map_err(io(path))?;
+    let meta = tokio::fs::metadata(path).await.map_err(io(path))?;
     send.send(&Transfer::File {
         path: relative,
         size: meta.len(),
         mode: mode_of(&meta),
     })
     .await?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; MAX_CHUNK];
-    loop {
-        let n = file.read(&mut buf).await.map_err(io(path))?;
-        if n == 0 {
-            break;
+    // Reading and hashing run on a blocking thread, a few chunks ahead of sealing and sending.
+    let (chunks, mut next) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
+    let source = path.to_owned();
+    let reader = tokio::task::spawn_blocking(move || -> std::io::Result<[u8; 32]> {
+        use std::io::Read;
+        let mut file = std::fs::File::open(&source)?;
+        let mut hasher = Sha256::new();
+        loop {
+            let mut chunk = vec![0u8; MAX_CHUNK];
+            let mut filled = 0;
+            while filled < chunk.len() {
+                match file.read(&mut chunk[filled..])? {
+                    0 => break,
+                    n => filled += n,
+                }
+            }
+            if filled == 0 {
+                return Ok(hasher.finalize().into());
+            }
+            chunk.truncate(filled);
+            hasher.update(&chunk);
+            if chunks.blocking_send(chunk).is_err() {
+                return Err(std::io::Error::other("transfer abandoned"));
+            }
         }
-        hasher.update(&buf[..n]);
-        send.send(&Transfer::Data(buf[..n].to_vec())).await?;
-        progress(n as u64);
+    });
+    while let Some(chunk) = next.recv().await {
+        let n = chunk.len() as u64;
+        send.send(&Transfer::Data(chunk)).await?;
+        progress(n);
     }
-    send.send(&Transfer::FileEnd {
-        sha256: hasher.finalize().into(),
-    })
-    .await?;
+    let sha256 = reader
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|r| r)
+        .map_err(io(path))?;
+    send.send(&Transfer::FileEnd { sha256 }).await?;
     Ok(())
 }
 
@@ -293,33 +313,50 @@ async fn receive_file(
         path: partial_path(target),
         committed: false,
     };
-    let mut file = tokio::fs::File::create(&partial.path)
-        .await
-        .map_err(io(&partial.path))?;
-    let mut hasher = Sha256::new();
+    // Hashing and writing run on a blocking thread while the next records arrive.
+    let (chunks, mut next) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
+    let partial_file = partial.path.clone();
+    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<[u8; 32]> {
+        use std::io::Write;
+        let mut file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&partial_file)?);
+        let mut hasher = Sha256::new();
+        while let Some(chunk) = next.blocking_recv() {
+            hasher.update(&chunk);
+            file.write_all(&chunk)?;
+        }
+        file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        Ok(hasher.finalize().into())
+    });
     let mut received = 0u64;
-    let expected = loop {
-        match recv.expect::<Transfer>().await? {
-            Transfer::Data(bytes) => {
+    let outcome = loop {
+        match recv.expect::<Transfer>().await {
+            Ok(Transfer::Data(bytes)) => {
                 received += bytes.len() as u64;
                 if received > size {
-                    return Err(TransferError::Protocol);
+                    break Err(TransferError::Protocol);
                 }
-                hasher.update(&bytes);
-                file.write_all(&bytes).await.map_err(io(&partial.path))?;
-                progress(bytes.len() as u64);
+                let n = bytes.len() as u64;
+                if chunks.send(bytes).await.is_err() {
+                    break Ok(None); // The writer failed; its error is reported below.
+                }
+                progress(n);
             }
-            Transfer::FileEnd { sha256 } => break sha256,
-            Transfer::Failed(reason) => return Err(TransferError::Remote(reason)),
-            _ => return Err(TransferError::Protocol),
+            Ok(Transfer::FileEnd { sha256 }) => break Ok(Some(sha256)),
+            Ok(Transfer::Failed(reason)) => break Err(TransferError::Remote(reason)),
+            Ok(_) => break Err(TransferError::Protocol),
+            Err(e) => break Err(e.into()),
         }
     };
-    file.flush().await.map_err(io(&partial.path))?;
-    file.sync_all().await.map_err(io(&partial.path))?;
-    drop(file);
-    let actual: [u8; 32] = hasher.finalize().into();
-    if actual != expected || received != size {
-        return Err(TransferError::HashMismatch(target.to_owned()));
+    drop(chunks);
+    let written = writer
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|r| r)
+        .map_err(io(&partial.path));
+    match (outcome?, written) {
+        (Some(expected), Ok(actual)) if actual == expected && received == size => {}
+        (_, Err(e)) => return Err(e),
+        _ => return Err(TransferError::HashMismatch(target.to_owned())),
     }
     #[cfg(unix)]
     {
