@@ -507,3 +507,19 @@ async fn a_command_does_not_leave_processes_behind() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_gone(background_pid(&text(&out.stdout))).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_nothing_granted_the_session_still_carries_chat() {
+    let w = World::new().await;
+    let (agent, id, code) = w.agent(&[]);
+    let started = std::time::Instant::now();
+    let out = w.viewer(&id, &code, "chat anyone there?\nexec true\n");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the viewer waited for consent it had"
+    );
+    let err = text(&out.stderr);
+    assert!(err.contains("the customer allows: nothing"), "{err}");
+    assert!(err.contains("refused"), "{err}");
+    assert_eq!(agent.event("chat", WAIT)["text"], "anyone there?");
+}

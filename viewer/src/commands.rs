@@ -102,8 +102,8 @@ pub struct Viewer {
     control: SecureSend,
     /// Why the session ended, once it has.
     pub ended: Arc<Mutex<Option<String>>>,
-    /// What the customer allows.
-    pub grants: Arc<Mutex<Grants>>,
+    /// What the customer allows; `None` until the customer has answered the consent prompt.
+    pub grants: Arc<Mutex<Option<Grants>>>,
 }
 
 fn progress(total: u64, what: &str) -> ProgressBar {
@@ -121,13 +121,13 @@ impl Viewer {
     pub fn new(session: Session, control: SecureStream) -> Viewer {
         let SecureStream { send, mut recv, .. } = control;
         let ended = Arc::new(Mutex::new(None));
-        let grants = Arc::new(Mutex::new(Grants::NONE));
+        let grants = Arc::new(Mutex::new(None));
         let (ended2, grants2, connection) = (ended.clone(), grants.clone(), session.connection().clone());
         tokio::spawn(async move {
             let reason = loop {
                 match recv.recv::<Control>().await {
                     Ok(Some(Control::Grants(g))) => {
-                        *grants2.lock().unwrap_or_else(|e| e.into_inner()) = g;
+                        *grants2.lock().unwrap_or_else(|e| e.into_inner()) = Some(g);
                         eprintln!("[ponte] the customer allows: {g}");
                     }
                     Ok(Some(Control::Chat { text, .. })) => {

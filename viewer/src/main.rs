@@ -230,18 +230,18 @@ async fn connect(c: Connect) -> anyhow::Result<ExitCode> {
     eprintln!("[ponte] connected end-to-end; waiting for the customer to allow access…");
     let mut viewer = Viewer::new(session, control);
     // The customer's consent arrives as the first grants message.
-    let waited = tokio::time::timeout(Duration::from_secs(600), async {
+    let answered = tokio::time::timeout(Duration::from_secs(600), async {
         loop {
-            if viewer.ended().is_some()
-                || *viewer.grants.lock().unwrap_or_else(|e| e.into_inner()) != Default::default()
-            {
+            if viewer.ended().is_some() || viewer.grants.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     })
     .await;
-    let _ = waited;
+    if answered.is_err() {
+        eprintln!("[ponte] the customer has not answered yet; requests will be refused until they do");
+    }
     let code = match c.batch.as_deref() {
         Some(source) => batch(&mut viewer, source).await?,
         None => interactive(&mut viewer).await,
