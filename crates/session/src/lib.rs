@@ -33,7 +33,7 @@ pub enum SessionError {
     Record(#[from] RecordError),
     /// A message did not decode.
     #[error("bad message: {0}")]
-    Frame(ponte_protocol::frame::FrameError),
+    Frame(#[from] ponte_protocol::frame::FrameError),
     /// The connection failed.
     #[error("connection lost: {0}")]
     Connection(#[from] quinn::ConnectionError),

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use ponte_protocol::Role;
 use ponte_protocol::app::MAX_MESSAGE;
-use ponte_protocol::frame::{self, FrameError};
+use ponte_protocol::frame;
 use ponte_protocol::record::{HEADER_LEN, Opened, RecordError, RecordHeader, RecordOpener, RecordSealer};
 use ponte_protocol::session::{SessionKeys, StreamKeys};
 use serde::Serialize;
@@ -199,11 +199,5 @@ impl Session {
         let parsed = RecordHeader::parse(&header)?;
         let keys = self.keys.lock().await.accept_stream(parsed.stream)?;
         Ok(SecureStream::new(keys, send, recv, Some(header)))
-    }
-}
-
-impl From<FrameError> for SessionError {
-    fn from(e: FrameError) -> Self {
-        SessionError::Frame(e)
     }
 }
