@@ -104,75 +104,53 @@ async fn main() -> anyhow::Result<()> {
         .args(["identity", "new", "--name", "bench"]);
     make_identity.stdout(Stdio::null()).status()?;
 
-    let mut connect_times = Vec::new();
-    let mut get_rates = Vec::new();
-    let mut raw_rates = Vec::new();
-    for run in 0..3 {
+    // One session: an agent, and a viewer running `batch`; returns the viewer's wall time.
+    let session = |name: &str, batch: &str| -> anyhow::Result<f64> {
         let mut agent = Command::new(binary("ponte-agent"));
         env(&mut agent);
         agent
             .args(["--json", "--allow", "all", "--dir"])
             .arg(dir.path().join("agent"))
-            .stdin(Stdio::null());
+            .args(&pin);
         let agent = Running::start(agent);
         let ready = agent.event("ready", Duration::from_secs(30));
         let (id, code) = (
-            ready["session_id"].as_str().unwrap().to_owned(),
-            ready["code"].as_str().unwrap().to_owned(),
+            ready["session_id"].as_str().unwrap_or_default(),
+            ready["code"].as_str().unwrap_or_default(),
         );
-        let batch = dir.path().join(format!("batch{run}.txt"));
-        let dest = dir.path().join(format!("got{run}.bin"));
-        std::fs::write(&batch, format!("get big.bin {}\n", dest.display()))?;
+        let file = dir.path().join(format!("{name}.txt"));
+        std::fs::write(&file, batch)?;
         let mut viewer = Command::new(binary("ponte-viewer"));
         env(&mut viewer);
         viewer
-            .args(["connect", &id, "--code", &code, "--batch"])
-            .arg(&batch);
+            .args(["connect", id, "--code", code, "--batch"])
+            .arg(&file)
+            .args(&pin);
         let start = Instant::now();
         let out = viewer.stdin(Stdio::null()).output()?;
-        let total = start.elapsed().as_secs_f64();
+        let took = start.elapsed().as_secs_f64();
         anyhow::ensure!(
             out.status.success(),
             "viewer failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        std::fs::remove_file(&dest)?;
+        Ok(took)
+    };
 
+    let mut connect_times = Vec::new();
+    let mut get_rates = Vec::new();
+    let mut raw_rates = Vec::new();
+    for run in 0..3 {
+        let dest = dir.path().join(format!("got{run}.bin"));
+        let total = session("get", &format!("get big.bin {}\n", dest.display()))?;
+        std::fs::remove_file(&dest)?;
         // The same with an empty batch: connect, handshake, consent, quit.
-        let agent2 = {
-            let mut a = Command::new(binary("ponte-agent"));
-            env(&mut a);
-            a.args(["--json", "--allow", "all"])
-                .args(&pin)
-                .stdin(Stdio::null());
-            Running::start(a)
-        };
-        let ready = agent2.event("ready", Duration::from_secs(30));
-        let (id, code) = (
-            ready["session_id"].as_str().unwrap().to_owned(),
-            ready["code"].as_str().unwrap().to_owned(),
-        );
-        let empty = dir.path().join("empty.txt");
-        std::fs::write(&empty, "")?;
-        let mut viewer = Command::new(binary("ponte-viewer"));
-        env(&mut viewer);
-        viewer
-            .args(["connect", &id, "--code", &code, "--batch"])
-            .arg(&empty);
-        let start = Instant::now();
-        let out = viewer.stdin(Stdio::null()).output()?;
-        let connect = start.elapsed().as_secs_f64();
-        anyhow::ensure!(
-            out.status.success(),
-            "viewer failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let connect = session("empty", "")?;
         connect_times.push(connect);
         // The get's own time is the whole run minus a session set-up.
         get_rates.push((mib << 20) as f64 / (total - connect).max(1e-3) / 1e6);
         // Interleaved with the gets, so both see the same machine state.
         raw_rates.push(raw_relayed_copy(addr, fp, mib << 20).await);
-        drop((agent, agent2));
     }
     let raw = raw_rates.iter().cloned().fold(0.0, f64::max);
     let best = get_rates.iter().cloned().fold(0.0, f64::max);

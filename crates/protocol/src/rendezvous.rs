@@ -206,23 +206,10 @@ mod tests {
             RelayMessage::Paired,
             RelayMessage::PeerLeft,
         ];
-        for r in [
-            Refusal::UnknownSession,
-            Refusal::Expired,
-            Refusal::AlreadyPaired,
-            Refusal::Burned,
-            Refusal::RateLimited { retry_after_secs: 30 },
-            Refusal::VersionUnsupported { supported: 1 },
-            Refusal::Capacity,
-            Refusal::LimitExceeded,
-            Refusal::IdleTimeout,
-            Refusal::ShuttingDown,
-            Refusal::BadRequest,
-            Refusal::PeerLeft,
-            Refusal::Released,
-        ] {
-            v.push(RelayMessage::Refused(r));
-        }
+        v.extend(Refusal::ALL.into_iter().map(RelayMessage::Refused));
+        v.push(RelayMessage::Refused(Refusal::RateLimited {
+            retry_after_secs: 30,
+        }));
         v
     }
 
