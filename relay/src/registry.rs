@@ -14,6 +14,9 @@ use rand_core::CryptoRng;
 
 use crate::bucket::TokenBucket;
 
+/// Most recently ended session IDs remembered for their refusal reason.
+pub const MAX_TOMBSTONES: usize = 100_000;
+
 /// The limits the registry enforces.
 #[derive(Debug, Clone)]
 pub struct RegistryLimits {
@@ -237,8 +240,12 @@ impl<A: Clone, V> Registry<A, V> {
     /// viewer, if any, to disconnect.
     pub fn remove(&mut self, id: SessionId, reason: Refusal, now: Instant) -> Option<V> {
         let entry = self.sessions.remove(&id)?;
-        self.tombstones
-            .insert(id, (reason, now + self.limits.pairing_ttl));
+        // Bounded: a client that registers and leaves in a loop must not grow the table
+        // without limit; past the cap a late join just hears "unknown".
+        if self.tombstones.len() < MAX_TOMBSTONES {
+            self.tombstones
+                .insert(id, (reason, now + self.limits.pairing_ttl));
+        }
         match entry.state {
             State::Waiting { .. } => {
                 self.set_waiting(entry.agent_ip, false);
@@ -344,6 +351,23 @@ mod tests {
             r.join(id, 1, ip(3), t + Duration::from_secs(3600)).unwrap_err(),
             Refusal::UnknownSession
         );
+    }
+
+    #[test]
+    fn tombstones_are_bounded() {
+        let mut r: Registry<u32, u32> = Registry::new(RegistryLimits {
+            waiting_per_ip: u32::MAX,
+            waiting_total: usize::MAX,
+            ..limits()
+        });
+        let t = Instant::now();
+        let mut rng = ponte_protocol::os_rng();
+        for _ in 0..MAX_TOMBSTONES + 10 {
+            let (id, _) = r.register(1, ip(1), t, &mut rng).unwrap();
+            r.remove(id, Refusal::Burned, t);
+        }
+        assert_eq!(r.tombstones.len(), MAX_TOMBSTONES);
+        assert!(r.is_empty());
     }
 
     #[test]
