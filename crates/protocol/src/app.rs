@@ -262,6 +262,14 @@ pub enum Request {
         /// Rows.
         rows: u16,
     },
+    /// Share the screen: the agent streams [`ScreenUpdate`](crate::screen::ScreenUpdate)s, the
+    /// viewer answers with [`ScreenFeedback`](crate::screen::ScreenFeedback).
+    Screen {
+        /// Most frames per second the viewer wants (the agent caps it too).
+        max_fps: u8,
+    },
+    /// Inject these input events; the agent answers [`Transfer::Done`] once they are injected.
+    Input(Vec<crate::screen::InputEvent>),
 }
 
 /// The agent's answer to a request.

@@ -12,7 +12,7 @@
 //!   key confirmation, assistant identity), [`key_schedule`], [`identity`] (RSA-PSS keys and
 //!   organisation certificates), [`record`] (the AES-256-GCM record layer), [`session`]
 //!   (per-stream keys), [`cipher`] (the AES-256-GCM backend seam) and [`app`] (the
-//!   application messages inside a session).
+//!   application messages inside a session) with [`screen`] (screen sharing and input).
 //!
 //! docs/PROTOCOL.md in the repository is the normative wire specification.
 
@@ -36,6 +36,8 @@ pub mod key_schedule;
 pub mod record;
 #[cfg(feature = "e2e")]
 mod role;
+#[cfg(feature = "e2e")]
+pub mod screen;
 #[cfg(feature = "e2e")]
 pub mod session;
 
