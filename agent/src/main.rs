@@ -1,5 +1,7 @@
 //! `ponte-agent`: see `ponte-agent --help`.
 
+mod desktop;
+mod screen;
 mod serve;
 mod shell;
 mod sysinfo;
@@ -39,7 +41,7 @@ struct Cli {
     json: bool,
 
     /// Grant these without asking: comma-separated terminal, upload, download, info, chat,
-    /// or all.
+    /// screen, control (mouse and keyboard; includes screen), or all.
     #[arg(long, value_parser = Grants::parse_list)]
     allow: Option<Grants>,
 
@@ -55,6 +57,15 @@ struct Cli {
     /// Directory that relative paths of the assistant refer to [default: your home].
     #[arg(long)]
     dir: Option<PathBuf>,
+
+    /// The X display to share [default: $DISPLAY].
+    #[arg(long)]
+    display: Option<String>,
+
+    /// Which monitor to share when there are several: its number in the RandR list, from 0
+    /// [default: the primary monitor].
+    #[arg(long)]
+    monitor: Option<usize>,
 }
 
 /// `ponte-agent.toml` beside the binary: organisation keys an installer pre-trusts.
@@ -231,6 +242,10 @@ async fn run_session(
             .clone()
             .or_else(dirs::home_dir)
             .unwrap_or_else(|| PathBuf::from(".")),
+        display: screen::DisplayOptions {
+            display: cli.display.clone(),
+            monitor: cli.monitor,
+        },
     };
     let reason = loop {
         tokio::select! {

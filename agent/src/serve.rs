@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use ponte_protocol::app::{Capability, Grants, MAX_CHUNK, MAX_PATH, Request, Response, Transfer};
+use ponte_protocol::screen::{InputEvent, MAX_EVENTS};
 use ponte_session::SecureStream;
 use ponte_session::files::{self, TransferError};
 use tokio::io::AsyncReadExt;
@@ -42,6 +43,13 @@ pub fn authorize(request: &Request, grants: Grants) -> Decision {
         Request::Info => refused(Capability::Info),
         Request::Shell { .. } if grants.allows(Capability::Terminal) => Decision::Allow,
         Request::Shell { .. } => refused(Capability::Terminal),
+        Request::Screen { .. } if grants.allows(Capability::Screen) => Decision::Allow,
+        Request::Screen { .. } => refused(Capability::Screen),
+        Request::Input(events) if events.len() > MAX_EVENTS || !events.iter().all(InputEvent::is_valid) => {
+            Decision::Refuse("malformed input events".into())
+        }
+        Request::Input(_) if grants.allows(Capability::Control) => Decision::Allow,
+        Request::Input(_) => refused(Capability::Control),
     }
 }
 
@@ -54,10 +62,13 @@ pub struct Context {
     pub ui: Ui,
     /// Where relative paths of the assistant are resolved.
     pub base: PathBuf,
+    /// The desktop to share.
+    pub display: crate::screen::DisplayOptions,
 }
 
 impl Context {
-    fn grants(&self) -> Grants {
+    /// What the customer allows now.
+    pub fn grants(&self) -> Grants {
         *self.grants.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -85,6 +96,8 @@ fn describe(request: &Request) -> String {
         } => format!("put on this computer: {path} ({})", size(*total_bytes)),
         Request::Info => "read system information".into(),
         Request::Shell { .. } => "open a terminal".into(),
+        Request::Screen { .. } => "see the screen".into(),
+        Request::Input(events) => format!("use the mouse and keyboard: {}", crate::screen::describe(events)),
     }
 }
 
@@ -132,6 +145,8 @@ pub async fn serve(mut stream: SecureStream, ctx: Context) {
         } => put(&mut stream, &ctx, &path, overwrite, total_bytes).await,
         Request::Info => info(&mut stream, &ctx).await,
         Request::Shell { cols, rows } => crate::shell::shell(&mut stream, &ctx, cols, rows).await,
+        Request::Screen { max_fps } => crate::screen::share(stream, &ctx, max_fps).await,
+        Request::Input(events) => crate::screen::input(&mut stream, &ctx, events).await,
     };
     if let Err(e) = result {
         ctx.ui.activity("failed", &format!("failed: {what}: {e}"));
@@ -301,10 +316,23 @@ mod tests {
         // Downloads without a session grant are asked per file.
         assert!(matches!(authorize(&get, none), Decision::Ask(_)));
 
+        let screen = Request::Screen { max_fps: 30 };
+        let click = Request::Input(vec![InputEvent::Button {
+            button: 1,
+            pressed: true,
+        }]);
+        assert!(matches!(authorize(&screen, none), Decision::Refuse(r) if r.contains("screen")));
+        assert!(matches!(authorize(&click, none), Decision::Refuse(r) if r.contains("control")));
+        let view_only = Grants::parse_list("screen").unwrap();
+        assert_eq!(authorize(&screen, view_only), Decision::Allow);
+        assert!(matches!(authorize(&click, view_only), Decision::Refuse(r) if r.contains("control")));
+        let flood = Request::Input(vec![InputEvent::Move { x: 1, y: 1 }; MAX_EVENTS + 1]);
+        assert!(matches!(authorize(&flood, Grants::all()), Decision::Refuse(_)));
+
         let all = Grants::all();
         let shell = Request::Shell { cols: 80, rows: 24 };
         assert!(matches!(authorize(&shell, none), Decision::Refuse(r) if r.contains("terminal")));
-        for r in [&exec, &put, &get, &Request::Info, &shell] {
+        for r in [&exec, &put, &get, &Request::Info, &shell, &screen, &click] {
             assert_eq!(authorize(r, all), Decision::Allow);
         }
         // One grant does not open another.

@@ -178,7 +178,13 @@ impl Ui {
         ));
         let mut grants = Grants::NONE;
         for c in Capability::ALL {
-            if matches!(c, Capability::Screen | Capability::Control | Capability::Chat) {
+            // Chat is always possible; control is only asked for once the screen is shared.
+            let skip = match c {
+                Capability::Chat => true,
+                Capability::Control => !grants.allows(Capability::Screen),
+                _ => false,
+            };
+            if skip {
                 continue;
             }
             self.say(&format!("    Allow them to {}? [y/N]", c.describe()));

@@ -1,5 +1,6 @@
 //! The assistant's commands in a session, typed at the prompt or read from a batch file:
-//! `exec CMD`, `get REMOTE LOCAL`, `put LOCAL REMOTE`, `info`, `chat TEXT`, `quit`.
+//! `exec CMD`, `get REMOTE LOCAL`, `put LOCAL REMOTE`, `info`, `screen`, `screenshot FILE`,
+//! `click X Y`, `type TEXT`, `chat TEXT`, `quit`.
 
 use std::io::Write;
 use std::path::Path;
@@ -8,8 +9,11 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use ponte_protocol::app::{Control, EndReason, Grants, Request, Response, Transfer};
+use ponte_protocol::screen::InputEvent;
 use ponte_session::files;
 use ponte_session::{SecureSend, SecureStream, Session};
+
+use crate::screen::{self, Progress, ScreenClient};
 
 /// One parsed command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +44,21 @@ pub enum Command {
     Chat(String),
     /// Interactive shell on the customer's computer (prompt only).
     Shell,
+    /// Open a window showing the customer's screen.
+    Screen,
+    /// Save the customer's current screen as PNG.
+    Screenshot(String),
+    /// Click at a position on the customer's screen.
+    Click {
+        /// Horizontal position.
+        x: u16,
+        /// Vertical position.
+        y: u16,
+        /// X button (1 left, 2 middle, 3 right).
+        button: u8,
+    },
+    /// Type text on the customer's computer.
+    Type(String),
     /// End the session.
     Quit,
     /// Show the commands.
@@ -53,6 +72,10 @@ pub const HELP: &str = "commands:
   get [-f] REMOTE LOCAL copy a file or directory from the customer's computer
   put [-f] LOCAL REMOTE copy a file or directory to the customer's computer
   info                  show the customer's system information
+  screen                open a window with the customer's screen (mouse and keyboard when allowed)
+  screenshot FILE.png   save the customer's current screen as PNG
+  click X Y [BUTTON]    click at X,Y on the customer's screen (left, middle or right)
+  type TEXT             type TEXT on the customer's computer
   chat TEXT             send a chat message
   quit                  end the session";
 
@@ -90,6 +113,31 @@ pub fn parse(line: &str) -> anyhow::Result<Option<Command>> {
         "chat" if !rest.is_empty() => Command::Chat(rest.to_owned()),
         "chat" => bail!("chat needs a message"),
         "shell" => Command::Shell,
+        "screen" => Command::Screen,
+        "screenshot" if !rest.is_empty() => Command::Screenshot(rest.to_owned()),
+        "screenshot" => bail!("screenshot needs a file name: screenshot FILE.png"),
+        "click" => {
+            let parts: Vec<&str> = rest.split_whitespace().collect();
+            let usage = "usage: click X Y [left|middle|right]";
+            let (x, y, button) = match parts.as_slice() {
+                [x, y] => (x, y, "left"),
+                [x, y, b] => (x, y, *b),
+                _ => bail!("{usage}"),
+            };
+            let button = match button {
+                "left" | "1" => 1,
+                "middle" | "2" => 2,
+                "right" | "3" => 3,
+                other => bail!("unknown button {other:?}; {usage}"),
+            };
+            Command::Click {
+                x: x.parse().with_context(|| format!("bad X {x:?}; {usage}"))?,
+                y: y.parse().with_context(|| format!("bad Y {y:?}; {usage}"))?,
+                button,
+            }
+        }
+        "type" if !rest.is_empty() => Command::Type(rest.to_owned()),
+        "type" => bail!("type needs text"),
         "quit" | "exit" => Command::Quit,
         "help" | "?" => Command::Help,
         other => bail!("unknown command {other:?}; type help"),
@@ -104,6 +152,10 @@ pub struct Viewer {
     pub ended: Arc<Mutex<Option<String>>>,
     /// What the customer allows; `None` until the customer has answered the consent prompt.
     pub grants: Arc<Mutex<Option<Grants>>>,
+    /// The shared screen, once asked for.
+    screen: Option<ScreenClient>,
+    /// What had arrived at the last screenshot.
+    last_shot: Progress,
 }
 
 fn progress(total: u64, what: &str) -> ProgressBar {
@@ -154,6 +206,8 @@ impl Viewer {
             control: send,
             ended,
             grants,
+            screen: None,
+            last_shot: Progress::default(),
         }
     }
 
@@ -208,6 +262,23 @@ impl Viewer {
                     .map_err(|e| self.explain(e.into()))?;
             }
             Command::Shell => bail!("shell needs an interactive terminal; in a batch use exec CMD"),
+            Command::Screen => self.window().await?,
+            Command::Screenshot(path) => self.screenshot(&path).await?,
+            Command::Click { x, y, button } => {
+                self.input(vec![
+                    InputEvent::Move { x, y },
+                    InputEvent::Button {
+                        button,
+                        pressed: true,
+                    },
+                    InputEvent::Button {
+                        button,
+                        pressed: false,
+                    },
+                ])
+                .await?
+            }
+            Command::Type(text) => self.input(vec![InputEvent::Text(text)]).await?,
             Command::Help => println!("{HELP}"),
             Command::Quit => return Ok(false),
         }
@@ -362,6 +433,55 @@ impl Viewer {
         }
     }
 
+    /// The screen stream, opened on first use (again if the last one ended).
+    async fn screen(&mut self) -> anyhow::Result<&mut ScreenClient> {
+        if self.screen.as_ref().is_some_and(|s| s.progress().ended.is_some()) {
+            self.screen = None;
+        }
+        let client = match self.screen.take() {
+            Some(client) => client,
+            None => {
+                let stream = self.request(&Request::Screen { max_fps: screen::FPS }).await?;
+                self.last_shot = Progress::default();
+                ScreenClient::start(stream)?
+            }
+        };
+        Ok(self.screen.insert(client))
+    }
+
+    async fn screenshot(&mut self, path: &str) -> anyhow::Result<()> {
+        let client = self.screen().await?;
+        let now = client.refresh().await?;
+        let (width, height) = client.save_png(Path::new(path))?;
+        let last = std::mem::replace(&mut self.last_shot, now.clone());
+        eprintln!(
+            "[ponte] saved {path} ({width}×{height}; {} tiles in {} frames since the last screenshot)",
+            now.tiles - last.tiles,
+            now.frames - last.frames
+        );
+        Ok(())
+    }
+
+    async fn input(&self, events: Vec<InputEvent>) -> anyhow::Result<()> {
+        let mut stream = self.request(&Request::Input(events)).await?;
+        match stream
+            .recv
+            .expect::<Transfer>()
+            .await
+            .map_err(|e| self.explain(e.into()))?
+        {
+            Transfer::Done => Ok(()),
+            Transfer::Failed(reason) => bail!("the customer's computer did not take the input: {reason}"),
+            _ => bail!("unexpected message from the customer's computer"),
+        }
+    }
+
+    async fn window(&mut self) -> anyhow::Result<()> {
+        let grants = self.grants.clone();
+        let client = self.screen().await?;
+        crate::window::show(client, grants).await
+    }
+
     async fn info(&self) -> anyhow::Result<()> {
         let mut stream = self.request(&Request::Info).await?;
         match stream
@@ -414,5 +534,32 @@ mod tests {
         assert!(parse("get onlyone").is_err());
         assert!(parse("exec").is_err());
         assert!(parse("rm -rf /").is_err());
+        assert_eq!(
+            parse("screenshot a.png").unwrap(),
+            Some(Command::Screenshot("a.png".into()))
+        );
+        assert_eq!(
+            parse("click 10 20 right").unwrap(),
+            Some(Command::Click {
+                x: 10,
+                y: 20,
+                button: 3
+            })
+        );
+        assert_eq!(
+            parse("click 10 20").unwrap(),
+            Some(Command::Click {
+                x: 10,
+                y: 20,
+                button: 1
+            })
+        );
+        assert!(parse("click 10").is_err());
+        assert!(parse("click -1 5").is_err());
+        assert!(parse("click 1 5 thumb").is_err());
+        assert_eq!(
+            parse("type hello world").unwrap(),
+            Some(Command::Type("hello world".into()))
+        );
     }
 }

@@ -2,6 +2,8 @@
 
 mod commands;
 mod identity;
+mod screen;
+mod window;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -252,20 +254,31 @@ async fn connect(c: Connect) -> anyhow::Result<ExitCode> {
 }
 
 async fn batch(viewer: &mut Viewer, source: &str) -> anyhow::Result<ExitCode> {
-    let text = if source == "-" {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
-        s
+    let reader: Box<dyn std::io::BufRead + Send> = if source == "-" {
+        Box::new(std::io::BufReader::new(std::io::stdin()))
     } else {
-        std::fs::read_to_string(source).with_context(|| format!("reading {source}"))?
+        let file = std::fs::File::open(source).with_context(|| format!("reading {source}"))?;
+        Box::new(std::io::BufReader::new(file))
     };
+    // Lines are run as they arrive, so a script can drive the session step by step on stdin.
+    let (tx, mut lines) = tokio::sync::mpsc::channel::<String>(16);
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(reader).map_while(Result::ok) {
+            if tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
     let mut failed = 0;
-    for (n, line) in text.lines().enumerate() {
+    let mut n = 0;
+    while let Some(line) = lines.recv().await {
+        n += 1;
+        let line = line.as_str();
         let command = match commands::parse(line) {
             Ok(Some(c)) => c,
             Ok(None) => continue,
             Err(e) => {
-                eprintln!("[ponte] line {}: {e}", n + 1);
+                eprintln!("[ponte] line {n}: {e}");
                 failed += 1;
                 continue;
             }
@@ -274,7 +287,7 @@ async fn batch(viewer: &mut Viewer, source: &str) -> anyhow::Result<ExitCode> {
             Ok(true) => {}
             Ok(false) => break,
             Err(e) => {
-                eprintln!("[ponte] line {}: {line}: {e:#}", n + 1);
+                eprintln!("[ponte] line {n}: {line}: {e:#}");
                 failed += 1;
                 if viewer.ended().is_some() {
                     break;

@@ -225,7 +225,13 @@ mod tests {
         assert_eq!(keysym_for_char('\n'), 0xff0d);
         assert_eq!(keysym_for_char('é'), 0xe9);
         assert_eq!(keysym_for_char('€'), 0x0100_20ac);
-        assert!(!InputEvent::Button { button: 0, pressed: true }.is_valid());
+        assert!(
+            !InputEvent::Button {
+                button: 0,
+                pressed: true
+            }
+            .is_valid()
+        );
         assert!(!InputEvent::Text("x".repeat(MAX_TEXT + 1)).is_valid());
     }
 }

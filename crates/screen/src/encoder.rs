@@ -112,8 +112,10 @@ impl Encoder {
             self.width = image.width;
             self.height = image.height;
             self.previous.clear();
-            self.previous
-                .resize(usize::from(image.width) * usize::from(image.height) * CAPTURE_BYTES_PER_PIXEL, 0);
+            self.previous.resize(
+                usize::from(image.width) * usize::from(image.height) * CAPTURE_BYTES_PER_PIXEL,
+                0,
+            );
             updates.push(ScreenUpdate::Size {
                 width: image.width,
                 height: image.height,
@@ -132,7 +134,8 @@ impl Encoder {
                 let changed = resized
                     || (0..th).any(|r| {
                         let start = (ty + r) * row_bytes + tx * CAPTURE_BYTES_PER_PIXEL;
-                        image.row(ty + r, tx, tw) != &self.previous[start..start + tw * CAPTURE_BYTES_PER_PIXEL]
+                        image.row(ty + r, tx, tw)
+                            != &self.previous[start..start + tw * CAPTURE_BYTES_PER_PIXEL]
                     });
                 if !changed {
                     continue;
@@ -141,8 +144,11 @@ impl Encoder {
                 // Keep what the viewer will have.
                 for r in 0..th {
                     let start = (ty + r) * row_bytes + tx * CAPTURE_BYTES_PER_PIXEL;
-                    self.previous[start..start + tw * CAPTURE_BYTES_PER_PIXEL]
-                        .copy_from_slice(image.row(ty + r, tx, tw));
+                    self.previous[start..start + tw * CAPTURE_BYTES_PER_PIXEL].copy_from_slice(image.row(
+                        ty + r,
+                        tx,
+                        tw,
+                    ));
                 }
                 let size = tile.data.len() + TILE_OVERHEAD;
                 if batch_bytes + size > MESSAGE_BUDGET {
@@ -167,17 +173,31 @@ impl Encoder {
             sync,
             tiles,
         });
-        Ok(Some(EncodedFrame { updates, tiles, bytes }))
+        Ok(Some(EncodedFrame {
+            updates,
+            tiles,
+            bytes,
+        }))
     }
 
-    fn encode_tile(&mut self, image: &Image<'_>, x: usize, y: usize, w: usize, h: usize) -> Result<Tile, ScreenError> {
+    fn encode_tile(
+        &mut self,
+        image: &Image<'_>,
+        x: usize,
+        y: usize,
+        w: usize,
+        h: usize,
+    ) -> Result<Tile, ScreenError> {
         self.packed.clear();
         for r in 0..h {
             for px in image.row(y + r, x, w).chunks_exact(CAPTURE_BYTES_PER_PIXEL) {
                 self.packed.extend_from_slice(&px[..BYTES_PER_PIXEL]);
             }
         }
-        let compressed = self.compressor.compress(&self.packed).map_err(|_| ScreenError::Codec)?;
+        let compressed = self
+            .compressor
+            .compress(&self.packed)
+            .map_err(|_| ScreenError::Codec)?;
         // Noise does not compress; the raw tile is then smaller and cheaper to decode.
         let (codec, data) = if compressed.len() < self.packed.len() {
             (Codec::Zstd, compressed)

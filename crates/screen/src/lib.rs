@@ -82,7 +82,13 @@ mod tests {
         let mut encoder = Encoder::new().unwrap();
         let frame = encoder.encode(&image(&data, w, h), 0).unwrap().unwrap();
         assert_eq!(frame.tiles, 4 * 3);
-        assert!(matches!(frame.updates[0], ScreenUpdate::Size { width: 200, height: 130 }));
+        assert!(matches!(
+            frame.updates[0],
+            ScreenUpdate::Size {
+                width: 200,
+                height: 130
+            }
+        ));
         let mut canvas = Canvas::new().unwrap();
         apply_all(&mut canvas, frame);
         assert_eq!((canvas.width(), canvas.height()), (w, h));
@@ -96,8 +102,15 @@ mod tests {
         let mut data = picture(w, h, 0);
         let mut encoder = Encoder::new().unwrap();
         let mut canvas = Canvas::new().unwrap();
-        apply_all(&mut canvas, encoder.encode(&image(&data, w, h), 0).unwrap().unwrap());
-        assert_eq!(encoder.encode(&image(&data, w, h), 0).unwrap(), None, "nothing changed");
+        apply_all(
+            &mut canvas,
+            encoder.encode(&image(&data, w, h), 0).unwrap().unwrap(),
+        );
+        assert_eq!(
+            encoder.encode(&image(&data, w, h), 0).unwrap(),
+            None,
+            "nothing changed"
+        );
 
         // One pixel in tile (1, 2), and a row crossing tiles (0, 3) and (1, 3).
         let at = |x: usize, y: usize| (y * usize::from(w) + x) * 4;
@@ -113,7 +126,14 @@ mod tests {
         // A refresh is answered even when nothing changed.
         let frame = encoder.encode(&image(&data, w, h), 7).unwrap().unwrap();
         assert_eq!(frame.tiles, 0);
-        assert!(matches!(frame.updates.last(), Some(ScreenUpdate::FrameEnd { sync: 7, tiles: 0, .. })));
+        assert!(matches!(
+            frame.updates.last(),
+            Some(ScreenUpdate::FrameEnd {
+                sync: 7,
+                tiles: 0,
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -121,7 +141,10 @@ mod tests {
         let mut encoder = Encoder::new().unwrap();
         let mut canvas = Canvas::new().unwrap();
         let a = picture(128, 128, 1);
-        apply_all(&mut canvas, encoder.encode(&image(&a, 128, 128), 0).unwrap().unwrap());
+        apply_all(
+            &mut canvas,
+            encoder.encode(&image(&a, 128, 128), 0).unwrap().unwrap(),
+        );
         let b = picture(192, 64, 1);
         let frame = encoder.encode(&image(&b, 192, 64), 0).unwrap().unwrap();
         assert_eq!(frame.tiles, 3);
@@ -172,7 +195,10 @@ mod tests {
         let mut canvas = Canvas::new().unwrap();
         apply_all(&mut canvas, encoder.encode(&img, 0).unwrap().unwrap());
         assert!(matches(&canvas, &packed));
-        let short = Image { data: &data[..100], ..img };
+        let short = Image {
+            data: &data[..100],
+            ..img
+        };
         assert_eq!(encoder.encode(&short, 0), Err(ScreenError::ShortImage));
     }
 
@@ -180,8 +206,20 @@ mod tests {
     fn hostile_updates_are_errors() {
         let mut canvas = Canvas::new().unwrap();
         assert!(canvas.apply(ScreenUpdate::Size { width: 0, height: 5 }).is_err());
-        assert!(canvas.apply(ScreenUpdate::Size { width: 9000, height: 5 }).is_err());
-        canvas.apply(ScreenUpdate::Size { width: 100, height: 100 }).unwrap();
+        assert!(
+            canvas
+                .apply(ScreenUpdate::Size {
+                    width: 9000,
+                    height: 5
+                })
+                .is_err()
+        );
+        canvas
+            .apply(ScreenUpdate::Size {
+                width: 100,
+                height: 100,
+            })
+            .unwrap();
         let tile = |x, y, width, height, codec, data: Vec<u8>| {
             ScreenUpdate::Tiles(vec![Tile {
                 x,
@@ -202,7 +240,10 @@ mod tests {
         assert_eq!(canvas.apply(garbage), Err(ScreenError::BadTile));
         // A zstd bomb: 1 MiB of zeros compressed, claimed as one 10×10 tile.
         let bomb = zstd::bulk::compress(&vec![0u8; 1 << 20], 1).unwrap();
-        assert_eq!(canvas.apply(tile(0, 0, 10, 10, Codec::Zstd, bomb)), Err(ScreenError::BadTile));
+        assert_eq!(
+            canvas.apply(tile(0, 0, 10, 10, Codec::Zstd, bomb)),
+            Err(ScreenError::BadTile)
+        );
         let cursor = ScreenUpdate::CursorShape {
             width: 4,
             height: 4,

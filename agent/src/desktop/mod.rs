@@ -1,0 +1,83 @@
+//! The customer's desktop behind a seam: capture, pointer, input injection and the on-screen
+//! indicator. X11 is the first back end; Windows and macOS ones implement the same trait.
+
+mod x11;
+
+use ponte_protocol::screen::InputEvent;
+
+/// The part of the desktop that is shared.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Monitor {
+    /// Its name (RandR monitor name, or "screen").
+    pub name: String,
+    /// Left edge on the whole desktop.
+    pub x: i16,
+    /// Top edge on the whole desktop.
+    pub y: i16,
+    /// Width in pixels.
+    pub width: u16,
+    /// Height in pixels.
+    pub height: u16,
+}
+
+/// A captured picture: rows of 4-byte pixels (blue, green, red, padding).
+#[derive(Debug)]
+pub struct Capture<'a> {
+    /// Width in pixels.
+    pub width: u16,
+    /// Height in pixels.
+    pub height: u16,
+    /// Bytes per row.
+    pub stride: usize,
+    /// The pixels.
+    pub data: &'a [u8],
+}
+
+/// The pointer's image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CursorShape {
+    /// Width in pixels.
+    pub width: u16,
+    /// Height in pixels.
+    pub height: u16,
+    /// Hot spot, horizontal.
+    pub hot_x: u16,
+    /// Hot spot, vertical.
+    pub hot_y: u16,
+    /// Premultiplied ARGB pixels.
+    pub argb: Vec<u32>,
+}
+
+/// What the on-screen indicator tells the customer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Indicator {
+    /// The screen is shared, view only.
+    Viewing,
+    /// The assistant may use the mouse and keyboard.
+    Controlling,
+}
+
+/// A desktop the agent can share.
+pub trait Desktop: Send {
+    /// The shared monitor.
+    fn monitor(&self) -> &Monitor;
+    /// Captures the shared monitor if it may have changed since the last capture (always
+    /// when `force`); `None` when nothing changed.
+    fn capture(&mut self, force: bool) -> anyhow::Result<Option<Capture<'_>>>;
+    /// The pointer position relative to the shared monitor.
+    fn pointer(&mut self) -> anyhow::Result<(i32, i32)>;
+    /// The pointer's image, when it changed since the last call.
+    fn cursor_shape(&mut self) -> anyhow::Result<Option<CursorShape>>;
+    /// Whether the customer moved the pointer since our last injected event.
+    fn local_input_since_injection(&mut self) -> anyhow::Result<bool>;
+    /// Injects one input event; returns once the display has processed it.
+    fn inject(&mut self, event: &InputEvent) -> anyhow::Result<()>;
+    /// Shows, changes or (with `None`) removes the indicator.
+    fn show_indicator(&mut self, state: Option<Indicator>) -> anyhow::Result<()>;
+}
+
+/// Opens the desktop on `display` (X11 display name; default `$DISPLAY`), sharing monitor
+/// `monitor` (default the primary one).
+pub fn open(display: Option<&str>, monitor: Option<usize>) -> anyhow::Result<Box<dyn Desktop>> {
+    Ok(Box::new(x11::X11::open(display, monitor)?))
+}

@@ -1,0 +1,523 @@
+//! The X11 back end: capture with MIT-SHM (plain GetImage when shared memory is unavailable),
+//! change notification with DAMAGE, monitors with RandR, the pointer with XFixes, input with
+//! XTest, and the on-screen indicator as an override-redirect window.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+use anyhow::{Context, bail};
+use ponte_protocol::screen::{InputEvent, MAX_CURSOR, keysym_for_char};
+use x11rb::connection::{Connection, RequestConnection};
+use x11rb::protocol::Event;
+use x11rb::protocol::damage::{ConnectionExt as _, ReportLevel};
+use x11rb::protocol::randr::{ConnectionExt as _, NotifyMask};
+use x11rb::protocol::shm::ConnectionExt as _;
+use x11rb::protocol::xfixes::{ConnectionExt as _, CursorNotifyMask};
+use x11rb::protocol::xproto::{
+    self, ConnectionExt as _, CreateGCAux, CreateWindowAux, EventMask, ImageFormat, WindowClass,
+};
+use x11rb::protocol::xtest::ConnectionExt as _;
+use x11rb::rust_connection::RustConnection;
+
+use super::{Capture, CursorShape, Desktop, Indicator, Monitor};
+
+/// XTest event types (core protocol event codes).
+const KEY_PRESS: u8 = 2;
+const KEY_RELEASE: u8 = 3;
+const BUTTON_PRESS: u8 = 4;
+const BUTTON_RELEASE: u8 = 5;
+const MOTION_NOTIFY: u8 = 6;
+const SHIFT_L: u32 = 0xffe1;
+
+/// Where captured pixels arrive.
+enum Grabber {
+    /// A shared memory segment the server writes into; read back with `pread`, so no unsafe
+    /// mapping is needed.
+    Shm { seg: u32, file: File, size: usize },
+    /// Pixels in the GetImage reply.
+    Plain,
+}
+
+/// A connection to an X display.
+pub struct X11 {
+    conn: RustConnection,
+    root: u32,
+    monitor_choice: Option<usize>,
+    monitor: Monitor,
+    grabber: Grabber,
+    shm_available: bool,
+    buffer: Vec<u8>,
+    /// Set by DAMAGE (or always, without it): something may have changed since the last capture.
+    dirty: bool,
+    damage: bool,
+    cursor_changed: bool,
+    xfixes: bool,
+    keymap: Keymap,
+    /// Where our last injected motion left the pointer: if it moved elsewhere since, the
+    /// customer is using the mouse.
+    injected_pointer: Option<(i16, i16)>,
+    /// Keycodes remapped to type characters the keymap lacks, restored when dropped.
+    remapped: Vec<u8>,
+    indicator: Option<IndicatorWindow>,
+}
+
+struct Keymap {
+    min: u8,
+    per_keycode: usize,
+    keysyms: Vec<u32>,
+}
+
+impl Keymap {
+    fn load(conn: &RustConnection) -> anyhow::Result<Keymap> {
+        let setup = conn.setup();
+        let (min, max) = (setup.min_keycode, setup.max_keycode);
+        let reply = conn.get_keyboard_mapping(min, max - min + 1)?.reply()?;
+        Ok(Keymap {
+            min,
+            per_keycode: usize::from(reply.keysyms_per_keycode).max(1),
+            keysyms: reply.keysyms,
+        })
+    }
+
+    /// The keycode and shift level (0 or 1) that produce `keysym`.
+    fn find(&self, keysym: u32) -> Option<(u8, usize)> {
+        for level in 0..self.per_keycode.min(2) {
+            for (i, syms) in self.keysyms.chunks(self.per_keycode).enumerate() {
+                if syms.get(level) == Some(&keysym) {
+                    return Some((self.min + i as u8, level));
+                }
+            }
+        }
+        None
+    }
+
+    /// A keycode with no keysyms, free to remap.
+    fn spare(&self, taken: &[u8]) -> Option<u8> {
+        self.keysyms
+            .chunks(self.per_keycode)
+            .enumerate()
+            .rev()
+            .map(|(i, syms)| (self.min + i as u8, syms))
+            .find(|(code, syms)| syms.iter().all(|s| *s == 0) && !taken.contains(code))
+            .map(|(code, _)| code)
+    }
+}
+
+struct IndicatorWindow {
+    window: u32,
+    gc: u32,
+    state: Indicator,
+}
+
+impl X11 {
+    /// Connects to `display` (or `$DISPLAY`) and selects monitor `monitor` (index in the RandR
+    /// list; default the primary one).
+    pub fn open(display: Option<&str>, monitor: Option<usize>) -> anyhow::Result<X11> {
+        let (conn, screen_num) = x11rb::connect(display).with_context(|| match display {
+            Some(d) => format!("cannot open X display {d}"),
+            None => "cannot open the X display (is $DISPLAY set? use --display)".into(),
+        })?;
+        let screen = &conn.setup().roots[screen_num];
+        let root = screen.root;
+        let format = conn
+            .setup()
+            .pixmap_formats
+            .iter()
+            .find(|f| f.depth == screen.root_depth)
+            .map(|f| f.bits_per_pixel);
+        if screen.root_depth != 24 && screen.root_depth != 32 || format != Some(32) {
+            bail!(
+                "unsupported display format (depth {}, {:?} bits per pixel; 24/32 needed)",
+                screen.root_depth,
+                format
+            );
+        }
+        if conn.setup().image_byte_order != xproto::ImageOrder::LSB_FIRST {
+            bail!("unsupported display byte order (big-endian)");
+        }
+        let has = |name: &'static str| conn.extension_information(name).ok().flatten().is_some();
+        let damage = has("DAMAGE") && conn.damage_query_version(1, 1)?.reply().is_ok();
+        if damage {
+            let id = conn.generate_id()?;
+            conn.damage_create(id, root, ReportLevel::NON_EMPTY)?;
+        }
+        if has("RANDR") && conn.randr_query_version(1, 5)?.reply().is_ok() {
+            conn.randr_select_input(root, NotifyMask::SCREEN_CHANGE)?;
+        }
+        let xfixes = has("XFIXES") && conn.xfixes_query_version(4, 0)?.reply().is_ok();
+        if xfixes {
+            conn.xfixes_select_cursor_input(root, CursorNotifyMask::DISPLAY_CURSOR)?;
+        }
+        let shm_available = has("MIT-SHM") && conn.shm_query_version()?.reply().is_ok();
+        let keymap = Keymap::load(&conn)?;
+        let mut x11 = X11 {
+            conn,
+            root,
+            monitor_choice: monitor,
+            monitor: Monitor::default(),
+            grabber: Grabber::Plain,
+            shm_available,
+            buffer: Vec::new(),
+            dirty: true,
+            damage,
+            cursor_changed: xfixes,
+            xfixes,
+            keymap,
+            injected_pointer: None,
+            remapped: Vec::new(),
+            indicator: None,
+        };
+        x11.monitor = x11.find_monitor()?;
+        x11.setup_grabber()?;
+        Ok(x11)
+    }
+
+    fn find_monitor(&self) -> anyhow::Result<Monitor> {
+        let geometry = self.conn.get_geometry(self.root)?.reply()?;
+        let whole = Monitor {
+            name: "screen".into(),
+            x: 0,
+            y: 0,
+            width: geometry.width,
+            height: geometry.height,
+        };
+        let monitors = match self.conn.randr_get_monitors(self.root, true) {
+            Ok(cookie) => cookie.reply().map(|r| r.monitors).unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        let pick =
+            match self.monitor_choice {
+                Some(i) => Some(monitors.get(i).with_context(|| {
+                    format!("there is no monitor {i} (this display has {})", monitors.len())
+                })?),
+                None => monitors.iter().find(|m| m.primary).or(monitors.first()),
+            };
+        Ok(match pick {
+            Some(m) if m.width > 0 && m.height > 0 => Monitor {
+                name: self
+                    .conn
+                    .get_atom_name(m.name)
+                    .ok()
+                    .and_then(|c| c.reply().ok())
+                    .map(|r| String::from_utf8_lossy(&r.name).into_owned())
+                    .unwrap_or_else(|| "monitor".into()),
+                x: m.x,
+                y: m.y,
+                width: m.width,
+                height: m.height,
+            },
+            _ => whole,
+        })
+    }
+
+    /// Sets up shared memory for the current monitor size, or plain GetImage without it.
+    fn setup_grabber(&mut self) -> anyhow::Result<()> {
+        if let Grabber::Shm { seg, .. } = self.grabber {
+            let _ = self.conn.shm_detach(seg);
+        }
+        self.grabber = Grabber::Plain;
+        let size = usize::from(self.monitor.width) * usize::from(self.monitor.height) * 4;
+        self.buffer.resize(size, 0);
+        if !self.shm_available {
+            return Ok(());
+        }
+        let attempt = || -> anyhow::Result<Grabber> {
+            let fd = rustix::fs::memfd_create("ponte-screen", rustix::fs::MemfdFlags::CLOEXEC)?;
+            let file = File::from(fd);
+            file.set_len(size as u64)?;
+            let seg = self.conn.generate_id()?;
+            self.conn
+                .shm_attach_fd(seg, std::os::fd::OwnedFd::from(file.try_clone()?), false)?
+                .check()?;
+            Ok(Grabber::Shm { seg, file, size })
+        };
+        match attempt() {
+            Ok(g) => self.grabber = g,
+            // A remote display cannot share memory with us; GetImage works everywhere.
+            Err(e) => {
+                tracing::info!("MIT-SHM unavailable ({e:#}); capturing with GetImage");
+                self.shm_available = false;
+            }
+        }
+        Ok(())
+    }
+
+    fn drain_events(&mut self) -> anyhow::Result<bool> {
+        let mut resized = false;
+        while let Some(event) = self.conn.poll_for_event()? {
+            match event {
+                Event::DamageNotify(e) => {
+                    self.dirty = true;
+                    self.conn.damage_subtract(e.damage, 0u32, 0u32)?;
+                }
+                Event::RandrScreenChangeNotify(_) => resized = true,
+                Event::XfixesCursorNotify(_) => self.cursor_changed = true,
+                Event::Expose(_) => self.draw_indicator()?,
+                _ => {}
+            }
+        }
+        Ok(resized)
+    }
+
+    fn grab(&mut self) -> anyhow::Result<()> {
+        let m = &self.monitor;
+        match &self.grabber {
+            Grabber::Shm { seg, file, size } => {
+                self.conn
+                    .shm_get_image(
+                        self.root,
+                        m.x,
+                        m.y,
+                        m.width,
+                        m.height,
+                        !0,
+                        ImageFormat::Z_PIXMAP.into(),
+                        *seg,
+                        0,
+                    )?
+                    .reply()?;
+                file.read_exact_at(&mut self.buffer[..*size], 0)?;
+            }
+            Grabber::Plain => {
+                let reply = self
+                    .conn
+                    .get_image(ImageFormat::Z_PIXMAP, self.root, m.x, m.y, m.width, m.height, !0)?
+                    .reply()?;
+                if reply.data.len() < self.buffer.len() {
+                    bail!("short image from the X server");
+                }
+                let len = self.buffer.len();
+                self.buffer.copy_from_slice(&reply.data[..len]);
+            }
+        }
+        Ok(())
+    }
+
+    fn key(&mut self, keycode: u8, pressed: bool) -> anyhow::Result<()> {
+        let kind = if pressed { KEY_PRESS } else { KEY_RELEASE };
+        self.conn.xtest_fake_input(kind, keycode, 0, self.root, 0, 0, 0)?;
+        Ok(())
+    }
+
+    /// The keycode and level for `keysym`, remapping a spare keycode when the keymap has none.
+    fn keycode(&mut self, keysym: u32) -> anyhow::Result<(u8, usize)> {
+        if let Some(found) = self.keymap.find(keysym) {
+            return Ok(found);
+        }
+        let code = self
+            .keymap
+            .spare(&self.remapped)
+            .context("no free keycode to type this character")?;
+        let per = self.keymap.per_keycode;
+        let syms = vec![keysym; per];
+        self.conn
+            .change_keyboard_mapping(1, code, per as u8, &syms)?
+            .check()?;
+        let at = usize::from(code - self.keymap.min) * per;
+        self.keymap.keysyms[at..at + per].copy_from_slice(&syms);
+        self.remapped.push(code);
+        // Clients apply the new mapping when they see MappingNotify; give them a moment.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        Ok((code, 0))
+    }
+
+    fn type_keysym(&mut self, keysym: u32) -> anyhow::Result<()> {
+        let (code, level) = self.keycode(keysym)?;
+        let shift = match level {
+            1 => Some(self.keycode(SHIFT_L)?.0),
+            _ => None,
+        };
+        if let Some(s) = shift {
+            self.key(s, true)?;
+        }
+        self.key(code, true)?;
+        self.key(code, false)?;
+        if let Some(s) = shift {
+            self.key(s, false)?;
+        }
+        Ok(())
+    }
+
+    fn draw_indicator(&mut self) -> anyhow::Result<()> {
+        let Some(ind) = &self.indicator else { return Ok(()) };
+        let (text, color): (&[u8], u32) = match ind.state {
+            Indicator::Viewing => (b" Ponte: your screen is shared (view only) ", 0x00_1f_6f_d0),
+            Indicator::Controlling => (
+                b" Ponte: the assistant CONTROLS mouse and keyboard ",
+                0x00_d0_20_20,
+            ),
+        };
+        self.conn.change_gc(
+            ind.gc,
+            &xproto::ChangeGCAux::new().background(color).foreground(0xffffff),
+        )?;
+        self.conn.change_window_attributes(
+            ind.window,
+            &xproto::ChangeWindowAttributesAux::new().background_pixel(color),
+        )?;
+        self.conn.clear_area(false, ind.window, 0, 0, 0, 0)?;
+        self.conn.image_text8(ind.window, ind.gc, 4, 15, text)?;
+        self.conn.flush()?;
+        Ok(())
+    }
+}
+
+impl Drop for X11 {
+    fn drop(&mut self) {
+        // Give back the keycodes borrowed for characters the keymap lacked.
+        let per = self.keymap.per_keycode;
+        for code in std::mem::take(&mut self.remapped) {
+            let _ = self
+                .conn
+                .change_keyboard_mapping(1, code, per as u8, &vec![0; per]);
+        }
+        if let Grabber::Shm { seg, .. } = self.grabber {
+            let _ = self.conn.shm_detach(seg);
+        }
+        let _ = self.conn.flush();
+    }
+}
+
+impl Desktop for X11 {
+    fn monitor(&self) -> &Monitor {
+        &self.monitor
+    }
+
+    fn capture(&mut self, force: bool) -> anyhow::Result<Option<Capture<'_>>> {
+        if self.drain_events()? {
+            let monitor = self.find_monitor()?;
+            if monitor != self.monitor {
+                self.monitor = monitor;
+                self.setup_grabber()?;
+                self.dirty = true;
+            }
+        }
+        if !(self.dirty || force || !self.damage) {
+            return Ok(None);
+        }
+        // Damage arriving from here on belongs to the next capture.
+        self.dirty = false;
+        self.grab()?;
+        Ok(Some(Capture {
+            width: self.monitor.width,
+            height: self.monitor.height,
+            stride: usize::from(self.monitor.width) * 4,
+            data: &self.buffer,
+        }))
+    }
+
+    fn pointer(&mut self) -> anyhow::Result<(i32, i32)> {
+        let p = self.conn.query_pointer(self.root)?.reply()?;
+        Ok((
+            i32::from(p.root_x) - i32::from(self.monitor.x),
+            i32::from(p.root_y) - i32::from(self.monitor.y),
+        ))
+    }
+
+    fn cursor_shape(&mut self) -> anyhow::Result<Option<CursorShape>> {
+        if !(self.xfixes && std::mem::take(&mut self.cursor_changed)) {
+            return Ok(None);
+        }
+        let c = self.conn.xfixes_get_cursor_image()?.reply()?;
+        if c.width > MAX_CURSOR || c.height > MAX_CURSOR {
+            return Ok(None);
+        }
+        Ok(Some(CursorShape {
+            width: c.width,
+            height: c.height,
+            hot_x: c.xhot,
+            hot_y: c.yhot,
+            argb: c.cursor_image,
+        }))
+    }
+
+    fn local_input_since_injection(&mut self) -> anyhow::Result<bool> {
+        let Some(expected) = self.injected_pointer else {
+            return Ok(false);
+        };
+        let p = self.conn.query_pointer(self.root)?.reply()?;
+        Ok((p.root_x, p.root_y) != expected)
+    }
+
+    fn inject(&mut self, event: &InputEvent) -> anyhow::Result<()> {
+        match event {
+            InputEvent::Move { x, y } => {
+                let m = &self.monitor;
+                let x = (*x).min(m.width.saturating_sub(1)) as i16 + m.x;
+                let y = (*y).min(m.height.saturating_sub(1)) as i16 + m.y;
+                self.conn
+                    .xtest_fake_input(MOTION_NOTIFY, 0, 0, self.root, x, y, 0)?;
+            }
+            InputEvent::Button { button, pressed } => {
+                let kind = if *pressed { BUTTON_PRESS } else { BUTTON_RELEASE };
+                self.conn.xtest_fake_input(kind, *button, 0, self.root, 0, 0, 0)?;
+            }
+            InputEvent::Key { keysym, pressed } => {
+                let (code, _) = self.keycode(*keysym)?;
+                self.key(code, *pressed)?;
+            }
+            InputEvent::Text(text) => {
+                for c in text.chars() {
+                    self.type_keysym(keysym_for_char(c))?;
+                }
+            }
+        }
+        // The reply comes after the server processed the events: the pointer is where our
+        // input left it, and any other movement from now on is the customer's.
+        let p = self.conn.query_pointer(self.root)?.reply()?;
+        self.injected_pointer = Some((p.root_x, p.root_y));
+        Ok(())
+    }
+
+    fn show_indicator(&mut self, state: Option<Indicator>) -> anyhow::Result<()> {
+        match (state, &mut self.indicator) {
+            (None, None) => return Ok(()),
+            (None, Some(ind)) => {
+                self.conn.destroy_window(ind.window)?;
+                self.indicator = None;
+            }
+            (Some(state), Some(ind)) if ind.state == state => return Ok(()),
+            (Some(state), Some(ind)) => ind.state = state,
+            (Some(state), None) => {
+                let window = self.conn.generate_id()?;
+                let gc = self.conn.generate_id()?;
+                let m = &self.monitor;
+                let width = 420u16.min(m.width);
+                self.conn.create_window(
+                    x11rb::COPY_DEPTH_FROM_PARENT,
+                    window,
+                    self.root,
+                    m.x + (m.width.saturating_sub(width) / 2) as i16,
+                    m.y,
+                    width,
+                    20,
+                    0,
+                    WindowClass::INPUT_OUTPUT,
+                    x11rb::COPY_FROM_PARENT,
+                    &CreateWindowAux::new()
+                        .override_redirect(1)
+                        .background_pixel(0)
+                        .event_mask(EventMask::EXPOSURE),
+                )?;
+                let font = self.conn.generate_id()?;
+                let aux = match self.conn.open_font(font, b"fixed")?.check() {
+                    Ok(()) => CreateGCAux::new().font(font),
+                    Err(_) => CreateGCAux::new(),
+                };
+                self.conn.create_gc(gc, window, &aux)?;
+                self.conn.map_window(window)?;
+                self.indicator = Some(IndicatorWindow { window, gc, state });
+            }
+        }
+        if let Some(ind) = &self.indicator {
+            // Keep it above whatever the customer raises.
+            self.conn.configure_window(
+                ind.window,
+                &xproto::ConfigureWindowAux::new().stack_mode(xproto::StackMode::ABOVE),
+            )?;
+        }
+        self.draw_indicator()?;
+        self.conn.get_input_focus()?.reply()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,154 @@
+//! The customer's screen on the assistant's side: a stream of tile updates rebuilt into a
+//! [`Canvas`], acknowledged frame by frame so the agent paces itself to what arrives here.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use ponte_protocol::screen::{ScreenFeedback, ScreenUpdate};
+use ponte_screen::{Applied, Canvas};
+use ponte_session::SecureStream;
+use tokio::sync::{mpsc, watch};
+
+/// Frames per second the viewer asks for.
+pub const FPS: u8 = 60;
+
+/// How long a screenshot waits for the frame it asked for.
+const REFRESH_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What has arrived so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Complete frames.
+    pub frames: u64,
+    /// Tiles in them.
+    pub tiles: u64,
+    /// The highest refresh answered.
+    pub sync: u64,
+    /// Why the stream ended, once it has.
+    pub ended: Option<String>,
+}
+
+/// A shared screen.
+pub struct ScreenClient {
+    /// The picture (shared with a window, if one is open).
+    pub canvas: Arc<Mutex<Canvas>>,
+    progress: watch::Receiver<Progress>,
+    feedback: mpsc::Sender<ScreenFeedback>,
+    next_sync: u64,
+}
+
+impl ScreenClient {
+    /// Starts receiving on an accepted screen stream.
+    pub fn start(stream: SecureStream) -> anyhow::Result<ScreenClient> {
+        let SecureStream {
+            mut send, mut recv, ..
+        } = stream;
+        let canvas = Arc::new(Mutex::new(Canvas::new()?));
+        let (progress_tx, progress) = watch::channel(Progress::default());
+        let (feedback, mut feedback_rx) = mpsc::channel::<ScreenFeedback>(256);
+        let acks = feedback.clone();
+        tokio::spawn(async move {
+            while let Some(message) = feedback_rx.recv().await {
+                if send.send(&message).await.is_err() {
+                    break;
+                }
+            }
+            let _ = send.finish().await;
+        });
+        let picture = canvas.clone();
+        tokio::spawn(async move {
+            let ended = loop {
+                let update = match recv.recv::<ScreenUpdate>().await {
+                    Ok(Some(u)) => u,
+                    Ok(None) => break "the customer's computer stopped sharing the screen".to_owned(),
+                    Err(e) => break format!("the screen stream failed: {e}"),
+                };
+                let applied = picture.lock().unwrap_or_else(|e| e.into_inner()).apply(update);
+                match applied {
+                    Ok(Applied::Frame { frame, sync, .. }) => {
+                        let (frames, tiles) = {
+                            let c = picture.lock().unwrap_or_else(|e| e.into_inner());
+                            (c.frames, c.tiles)
+                        };
+                        progress_tx.send_modify(|p| {
+                            p.frames = frames;
+                            p.tiles = tiles;
+                            p.sync = p.sync.max(sync);
+                        });
+                        if acks.send(ScreenFeedback::Ack { frame }).await.is_err() {
+                            break "the screen stream closed".to_owned();
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => break format!("the customer's computer sent a bad screen update: {e}"),
+                }
+            };
+            progress_tx.send_modify(|p| p.ended = Some(ended));
+        });
+        Ok(ScreenClient {
+            canvas,
+            progress,
+            feedback,
+            next_sync: 0,
+        })
+    }
+
+    /// What has arrived so far.
+    pub fn progress(&self) -> Progress {
+        self.progress.borrow().clone()
+    }
+
+    /// A receiver of progress (for a window).
+    pub fn progress_receiver(&self) -> watch::Receiver<Progress> {
+        self.progress.clone()
+    }
+
+    /// A sender of input events (for a window).
+    pub fn input_sender(&self) -> mpsc::Sender<ScreenFeedback> {
+        self.feedback.clone()
+    }
+
+    /// Waits for a frame captured after now; returns the progress at that frame.
+    pub async fn refresh(&mut self) -> anyhow::Result<Progress> {
+        self.next_sync += 1;
+        let sync = self.next_sync;
+        if let Some(reason) = self.progress().ended {
+            bail!("{reason}");
+        }
+        self.feedback
+            .send(ScreenFeedback::Refresh { sync })
+            .await
+            .context("the screen stream closed")?;
+        let mut progress = self.progress.clone();
+        let wait = progress.wait_for(|p| p.sync >= sync || p.ended.is_some());
+        let p = tokio::time::timeout(REFRESH_TIMEOUT, wait)
+            .await
+            .context("the customer's computer sent no frame in time")?
+            .context("the screen stream closed")?
+            .clone();
+        match p.ended {
+            Some(reason) if p.sync < sync => bail!("{reason}"),
+            _ => Ok(p),
+        }
+    }
+
+    /// Saves the picture as PNG.
+    pub fn save_png(&self, path: &std::path::Path) -> anyhow::Result<(u16, u16)> {
+        let (width, height, rgb) = {
+            let c = self.canvas.lock().unwrap_or_else(|e| e.into_inner());
+            (c.width(), c.height(), c.rgb())
+        };
+        if width == 0 {
+            bail!("no picture received yet");
+        }
+        let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), width.into(), height.into());
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.set_depth(png::BitDepth::Eight);
+        let mut writer = encoder.write_header()?;
+        writer.write_image_data(&rgb)?;
+        writer.finish()?;
+        Ok((width, height))
+    }
+}
