@@ -369,10 +369,10 @@ impl ApplicationHandler for App {
             let c = self.shared.canvas.lock().unwrap_or_else(|e| e.into_inner());
             (c.frames, c.cursor_position)
         };
-        if self.drawn != Some(now) || self.control != Some(self.control()) {
-            if let Some(s) = &self.surface {
-                s.window.request_redraw();
-            }
+        if (self.drawn != Some(now) || self.control != Some(self.control()))
+            && let Some(s) = &self.surface
+        {
+            s.window.request_redraw();
         }
         event_loop.set_control_flow(ControlFlow::WaitUntil(Instant::now() + FRAME_INTERVAL));
     }

@@ -1,0 +1,501 @@
+//! Screen sharing and remote control end to end, on Xvfb displays the tests start themselves:
+//! the agent shares one, the viewer's window opens on another, and the tests draw on and
+//! query both X servers directly to check what arrived.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use x11rb::connection::Connection;
+use x11rb::protocol::Event;
+use x11rb::protocol::xproto::{
+    AtomEnum, ConnectionExt as _, CreateGCAux, CreateWindowAux, EventMask, ImageFormat, InputFocus,
+    Rectangle, WindowClass,
+};
+use x11rb::protocol::xtest::ConnectionExt as _;
+use x11rb::rust_connection::RustConnection;
+
+mod world;
+
+use world::*;
+
+/// An Xvfb server on a free display number, stopped when dropped.
+struct Xvfb {
+    child: Child,
+    display: String,
+}
+
+impl Xvfb {
+    fn start(width: u16, height: u16) -> Xvfb {
+        let first = 100 + (std::process::id() % 500) as usize * 10;
+        for n in first..first + 200 {
+            if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
+                continue;
+            }
+            let mut child = Command::new("Xvfb")
+                .arg(format!(":{n}"))
+                .args([
+                    "-screen",
+                    "0",
+                    &format!("{width}x{height}x24"),
+                    "-nolisten",
+                    "tcp",
+                    "-noreset",
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("Xvfb is needed for the screen tests (apt-get install xvfb)");
+            let display = format!(":{n}");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if child.try_wait().unwrap().is_some() {
+                    break; // Display taken by someone else: try the next one.
+                }
+                if x11rb::connect(Some(&display)).is_ok() {
+                    return Xvfb { child, display };
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("could not start Xvfb");
+    }
+
+    fn connect(&self) -> RustConnection {
+        x11rb::connect(Some(&self.display)).unwrap().0
+    }
+}
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn root(conn: &RustConnection) -> u32 {
+    conn.setup().roots[0].root
+}
+
+/// Waits until the server processed everything sent so far.
+fn sync(conn: &RustConnection) {
+    conn.get_input_focus().unwrap().reply().unwrap();
+}
+
+/// Covers the screen with a window showing `pixel(x, y)` (0xRRGGBB).
+fn draw(conn: &RustConnection, width: u16, height: u16, pixel: impl Fn(usize, usize) -> u32) -> u32 {
+    let window = conn.generate_id().unwrap();
+    conn.create_window(
+        24,
+        window,
+        root(conn),
+        0,
+        0,
+        width,
+        height,
+        0,
+        WindowClass::INPUT_OUTPUT,
+        0,
+        &CreateWindowAux::new().override_redirect(1).background_pixel(0),
+    )
+    .unwrap();
+    conn.map_window(window).unwrap();
+    let gc = conn.generate_id().unwrap();
+    conn.create_gc(gc, window, &CreateGCAux::new()).unwrap();
+    sync(conn);
+    // Strips of 16 rows keep each request under the core protocol's size limit.
+    for y0 in (0..usize::from(height)).step_by(16) {
+        let rows = 16.min(usize::from(height) - y0);
+        let mut data = Vec::with_capacity(usize::from(width) * rows * 4);
+        for y in y0..y0 + rows {
+            for x in 0..usize::from(width) {
+                data.extend_from_slice(&pixel(x, y).to_le_bytes());
+            }
+        }
+        conn.put_image(
+            ImageFormat::Z_PIXMAP,
+            window,
+            gc,
+            width,
+            rows as u16,
+            0,
+            y0 as i16,
+            0,
+            24,
+            &data,
+        )
+        .unwrap();
+    }
+    sync(conn);
+    window
+}
+
+/// The display's own picture as 0xRRGGBB pixels.
+fn dump(conn: &RustConnection) -> (u16, u16, Vec<u32>) {
+    let screen = &conn.setup().roots[0];
+    let (w, h) = (screen.width_in_pixels, screen.height_in_pixels);
+    let reply = conn
+        .get_image(ImageFormat::Z_PIXMAP, root(conn), 0, 0, w, h, !0)
+        .unwrap()
+        .reply()
+        .unwrap();
+    let pixels = reply
+        .data
+        .chunks_exact(4)
+        .map(|p| u32::from_le_bytes([p[0], p[1], p[2], 0]))
+        .collect();
+    (w, h, pixels)
+}
+
+fn read_png(path: &Path) -> (u16, u16, Vec<u32>) {
+    let decoder = png::Decoder::new(BufReader::new(std::fs::File::open(path).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!(info.color_type, png::ColorType::Rgb);
+    let pixels = buf[..info.buffer_size()]
+        .chunks_exact(3)
+        .map(|p| u32::from(p[0]) << 16 | u32::from(p[1]) << 8 | u32::from(p[2]))
+        .collect();
+    (info.width as u16, info.height as u16, pixels)
+}
+
+/// A viewer driven line by line on stdin (`--batch -`), its messages read from stderr.
+struct Scripted {
+    child: Child,
+    stdin: ChildStdin,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Scripted {
+    fn start(w: &World, id: &str, code: &str, display: Option<&str>) -> Scripted {
+        let mut cmd = w.command("ponte-viewer");
+        cmd.args(["connect", id, "--code", code, "--batch", "-"]);
+        match display {
+            Some(d) => cmd.env("DISPLAY", d),
+            None => cmd.env_remove("DISPLAY"),
+        };
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if std::env::var_os("PONTE_TEST_LOGS").is_some() {
+                    eprintln!("viewer: {line}");
+                }
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Scripted { child, stdin, lines }
+    }
+
+    fn send(&mut self, line: &str) {
+        writeln!(self.stdin, "{line}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    /// The next stderr line containing `needle`; a failed command fails the test.
+    fn expect(&self, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("the viewer never said {needle:?}"));
+            if line.contains(needle) {
+                return line;
+            }
+            assert!(!line.starts_with("[ponte] line"), "a command failed: {line}");
+        }
+    }
+}
+
+impl Drop for Scripted {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// "N tiles in M frames" from a screenshot line.
+fn tiles(line: &str) -> u64 {
+    let before = line.split(" tiles in ").next().unwrap();
+    before.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+fn pattern(x: usize, y: usize) -> u32 {
+    // Smooth areas and sharp edges, like a desktop; every channel varies.
+    let block = if (x / 40 + y / 30).is_multiple_of(3) { 0x20_40_80 } else { 0 };
+    ((x as u32 * 3) & 0xff) << 16 | ((y as u32 * 5) & 0xff) << 8 | ((x ^ y) as u32 & 0xff) ^ block
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn screenshots_match_the_display_and_only_changed_tiles_follow() {
+    let x = Xvfb::start(640, 480);
+    let conn = x.connect();
+    let window = draw(&conn, 640, 480, pattern);
+    let w = World::new().await;
+    let (agent, id, code) = w.agent(&["--allow", "screen", "--display", &x.display]);
+    let mut viewer = Scripted::start(&w, &id, &code, None);
+
+    let first = w.path("first.png");
+    viewer.send(&format!("screenshot {}", first.display()));
+    let line = viewer.expect("saved");
+    assert!(
+        tiles(&line) >= 80,
+        "the first frames cover all 10×8 tiles: {line}"
+    );
+    let started = agent.event("activity", WAIT);
+    assert!(
+        started["text"]
+            .as_str()
+            .unwrap()
+            .contains("screen sharing started"),
+        "{started}"
+    );
+    assert_eq!(
+        read_png(&first),
+        dump(&conn),
+        "the screenshot is the display, pixel for pixel"
+    );
+
+    // A 10×10 square inside one tile.
+    let gc = conn.generate_id().unwrap();
+    conn.create_gc(gc, window, &CreateGCAux::new().foreground(0x00ff00))
+        .unwrap();
+    let square = Rectangle {
+        x: 100,
+        y: 100,
+        width: 10,
+        height: 10,
+    };
+    conn.poly_fill_rectangle(window, gc, &[square]).unwrap();
+    sync(&conn);
+    let second = w.path("second.png");
+    viewer.send(&format!("screenshot {}", second.display()));
+    let line = viewer.expect("saved");
+    assert_eq!(tiles(&line), 1, "only the changed tile is sent: {line}");
+    let (width, _, pixels) = read_png(&second);
+    assert_eq!(
+        pixels[105 * usize::from(width) + 105],
+        0x00ff00,
+        "the change arrived"
+    );
+    assert_eq!(read_png(&second), dump(&conn));
+}
+
+/// The keys a window received, as text.
+fn typed(conn: &RustConnection, events: &[Event]) -> String {
+    let setup = conn.setup();
+    let (min, max) = (setup.min_keycode, setup.max_keycode);
+    let map = conn
+        .get_keyboard_mapping(min, max - min + 1)
+        .unwrap()
+        .reply()
+        .unwrap();
+    let per = usize::from(map.keysyms_per_keycode);
+    let mut shift = false;
+    let mut text = String::new();
+    for e in events {
+        match e {
+            Event::KeyPress(k) | Event::KeyRelease(k) => {
+                let syms = &map.keysyms[usize::from(k.detail - min) * per..][..per];
+                let pressed = matches!(e, Event::KeyPress(_));
+                match syms[0] {
+                    0xffe1 | 0xffe2 => shift = pressed,
+                    _ if pressed => {
+                        let sym = if shift && per > 1 && syms[1] != 0 {
+                            syms[1]
+                        } else {
+                            syms[0]
+                        };
+                        text.push(char::from_u32(sym).unwrap_or('?'));
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    text
+}
+
+/// Events for `window` until `done` says enough, or 10 s.
+fn collect(conn: &RustConnection, done: impl Fn(&[Event]) -> bool) -> Vec<Event> {
+    let mut events = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && !done(&events) {
+        match conn.poll_for_event().unwrap() {
+            Some(e) => events.push(e),
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    events
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn click_and_type_reach_the_display_only_with_control() {
+    let x = Xvfb::start(640, 480);
+    let conn = x.connect();
+    let window = conn.generate_id().unwrap();
+    conn.create_window(
+        24,
+        window,
+        root(&conn),
+        50,
+        50,
+        300,
+        200,
+        0,
+        WindowClass::INPUT_OUTPUT,
+        0,
+        &CreateWindowAux::new()
+            .override_redirect(1)
+            .event_mask(EventMask::KEY_PRESS | EventMask::KEY_RELEASE | EventMask::BUTTON_PRESS),
+    )
+    .unwrap();
+    conn.map_window(window).unwrap();
+    conn.set_input_focus(InputFocus::POINTER_ROOT, window, 0u32)
+        .unwrap();
+    sync(&conn);
+
+    let w = World::new().await;
+    let (agent, id, code) = w.agent(&["--allow", "control", "--display", &x.display]);
+    let out = w.viewer(&id, &code, "click 120 130\ntype Hi there, 1+1=2!\n");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let events = collect(&conn, |e| typed(&conn, e).len() >= 17);
+    let click = events.iter().find_map(|e| match e {
+        Event::ButtonPress(b) => Some((b.detail, b.root_x, b.root_y, b.event_x, b.event_y)),
+        _ => None,
+    });
+    assert_eq!(
+        click,
+        Some((1, 120, 130, 70, 80)),
+        "the left click landed in the window"
+    );
+    assert_eq!(typed(&conn, &events), "Hi there, 1+1=2!");
+    let p = conn.query_pointer(root(&conn)).unwrap().reply().unwrap();
+    assert_eq!((p.root_x, p.root_y), (120, 130));
+    let activity = agent.event("activity", WAIT);
+    assert!(
+        activity["text"]
+            .as_str()
+            .unwrap()
+            .contains("pointer to (120, 130)"),
+        "{activity}"
+    );
+    drop(agent);
+
+    // View only: refused, logged, and nothing moves.
+    let (agent, id, code) = w.agent(&["--allow", "screen", "--display", &x.display]);
+    let out = w.viewer(&id, &code, "click 10 10\n");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("has not allowed 'control'"), "{stderr}");
+    let refused = agent.event("activity", WAIT);
+    assert_eq!(refused["kind"], "refused");
+    assert!(
+        refused["text"].as_str().unwrap().contains("mouse and keyboard"),
+        "{refused}"
+    );
+    let p = conn.query_pointer(root(&conn)).unwrap().reply().unwrap();
+    assert_eq!((p.root_x, p.root_y), (120, 130), "the pointer did not move");
+}
+
+/// Top-level windows on `conn` whose title contains `needle`, with their geometry.
+fn window_titled(conn: &RustConnection, needle: &str) -> Option<(String, i16, i16, u16, u16)> {
+    let net_wm_name = conn
+        .intern_atom(false, b"_NET_WM_NAME")
+        .unwrap()
+        .reply()
+        .unwrap()
+        .atom;
+    let tree = conn.query_tree(root(conn)).unwrap().reply().unwrap();
+    for child in tree.children {
+        for property in [net_wm_name, AtomEnum::WM_NAME.into()] {
+            let title = conn
+                .get_property(false, child, property, AtomEnum::ANY, 0, 1024)
+                .unwrap()
+                .reply()
+                .unwrap();
+            let title = String::from_utf8_lossy(&title.value).into_owned();
+            if title.contains(needle) {
+                let g = conn.get_geometry(child).unwrap().reply().unwrap();
+                return Some((title, g.x, g.y, g.width, g.height));
+            }
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_viewer_window_shows_the_remote_screen_and_forwards_the_mouse() {
+    let customer = Xvfb::start(640, 480);
+    let assistant = Xvfb::start(1280, 720);
+    let remote = customer.connect();
+    // Red left half, blue right half: easy to find again after scaling.
+    draw(
+        &remote,
+        640,
+        480,
+        |x, _| if x < 320 { 0xff0000 } else { 0x0000ff },
+    );
+    let local = assistant.connect();
+
+    let w = World::new().await;
+    let (_agent, id, code) = w.agent(&["--allow", "control", "--display", &customer.display]);
+    let mut viewer = Scripted::start(&w, &id, &code, Some(&assistant.display));
+    viewer.send("screen");
+    viewer.expect("showing the customer's screen");
+
+    let deadline = Instant::now() + WAIT;
+    let (red, blue) = loop {
+        let (_, _, pixels) = dump(&local);
+        let count = |c: u32| pixels.iter().filter(|p| **p == c).count();
+        let (red, blue) = (count(0xff0000), count(0x0000ff));
+        if red > 50_000 && blue > 50_000 || Instant::now() > deadline {
+            break (red, blue);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        red > 50_000 && blue > 50_000,
+        "the window shows the remote screen: {red} red, {blue} blue"
+    );
+    let (title, x, y, width, height) = window_titled(&local, "Ponte").expect("a Ponte window");
+    assert!(title.contains("CONTROL"), "{title}");
+
+    // A click in the middle of the window lands in the middle of the customer's screen.
+    let (cx, cy) = (x + (width / 2) as i16, y + (height / 2) as i16);
+    local.xtest_fake_input(6, 0, 0, root(&local), cx, cy, 0).unwrap();
+    local.xtest_fake_input(4, 1, 0, root(&local), 0, 0, 0).unwrap();
+    local.xtest_fake_input(5, 1, 0, root(&local), 0, 0, 0).unwrap();
+    sync(&local);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let at = loop {
+        let p = remote.query_pointer(root(&remote)).unwrap().reply().unwrap();
+        if (p.root_x - 320).abs() <= 2 && (p.root_y - 240).abs() <= 2 || Instant::now() > deadline {
+            break (p.root_x, p.root_y);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        (at.0 - 320).abs() <= 2 && (at.1 - 240).abs() <= 2,
+        "pointer at {at:?}"
+    );
+}

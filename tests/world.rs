@@ -1,0 +1,130 @@
+//! The world of an end-to-end test: an in-process relay with a tap on every forwarded byte,
+//! private home/config/data directories, and the real agent and viewer binaries.
+
+#![allow(clippy::unwrap_used, dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ponte_relay::config::Tap;
+use ponte_relay::{Config, Relay};
+use ponte_tests::{Running, binary};
+use sha2::{Digest, Sha256};
+
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// One test's world: a relay, and private home/config/data directories for the programs.
+pub struct World {
+    pub relay: Option<Relay>,
+    pub addr: std::net::SocketAddr,
+    pub seen: Arc<Mutex<Vec<u8>>>,
+    pub dir: tempfile::TempDir,
+}
+
+impl World {
+    pub async fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let tap_seen = seen.clone();
+        let mut config = Config::new("127.0.0.1:0".parse().unwrap(), dir.path().join("relay"));
+        config.tap = Some(Tap(Arc::new(move |bytes| {
+            tap_seen.lock().unwrap().extend_from_slice(bytes)
+        })));
+        let relay = Relay::start(config).await.unwrap();
+        for d in ["home", "agent-home", "config", "data"] {
+            std::fs::create_dir_all(dir.path().join(d)).unwrap();
+        }
+        let addr = relay.local_addr().unwrap();
+        World {
+            relay: Some(relay),
+            addr,
+            seen,
+            dir,
+        }
+    }
+
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    pub fn command(&self, bin: &str) -> Command {
+        let mut cmd = Command::new(binary(bin));
+        cmd.env("HOME", self.path("home"))
+            .env("XDG_CONFIG_HOME", self.path("config"))
+            .env("XDG_DATA_HOME", self.path("data"))
+            .env("PONTE_RELAY", self.addr.to_string())
+            .env_remove("RUST_LOG");
+        cmd
+    }
+
+    /// Starts an agent with `--json` and the given extra arguments; returns it with its ID
+    /// and code.
+    pub fn agent(&self, args: &[&str]) -> (Running, String, String) {
+        let mut cmd = self.command("ponte-agent");
+        cmd.arg("--json")
+            .arg("--dir")
+            .arg(self.path("agent-home"))
+            .args(args)
+            .stdin(Stdio::null());
+        let agent = Running::start(cmd);
+        let ready = agent.event("ready", WAIT);
+        let first: serde_json::Value = serde_json::from_str(&agent.first_line().unwrap()).unwrap();
+        assert_eq!(
+            first["event"], "ready",
+            "the first stdout line is the ready event"
+        );
+        let id = ready["session_id"].as_str().unwrap().to_owned();
+        let code = ready["code"].as_str().unwrap().to_owned();
+        (agent, id, code)
+    }
+
+    pub fn viewer(&self, id: &str, code: &str, batch: &str) -> Output {
+        let file = self.path(&format!("batch-{}.txt", rand_suffix()));
+        std::fs::write(&file, batch).unwrap();
+        let mut cmd = self.command("ponte-viewer");
+        cmd.args(["connect", id, "--code", code, "--batch"]).arg(&file);
+        run_with_timeout(cmd, WAIT)
+    }
+
+    pub fn relay_saw(&self, needle: &[u8]) -> bool {
+        self.seen
+            .lock()
+            .unwrap()
+            .windows(needle.len())
+            .any(|w| w == needle)
+    }
+}
+
+pub fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+pub fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Output {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(timeout);
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    });
+    let out = child.wait_with_output().unwrap();
+    drop(killer);
+    out
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+pub fn sha256_file(path: &Path) -> [u8; 32] {
+    Sha256::digest(std::fs::read(path).unwrap()).into()
+}
