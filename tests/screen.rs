@@ -240,7 +240,11 @@ fn tiles(line: &str) -> u64 {
 
 fn pattern(x: usize, y: usize) -> u32 {
     // Smooth areas and sharp edges, like a desktop; every channel varies.
-    let block = if (x / 40 + y / 30).is_multiple_of(3) { 0x20_40_80 } else { 0 };
+    let block = if (x / 40 + y / 30).is_multiple_of(3) {
+        0x20_40_80
+    } else {
+        0
+    };
     ((x as u32 * 3) & 0xff) << 16 | ((y as u32 * 5) & 0xff) << 8 | ((x ^ y) as u32 & 0xff) ^ block
 }
 
