@@ -6,7 +6,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -21,63 +21,9 @@ use x11rb::rust_connection::RustConnection;
 
 mod world;
 
+use ponte_tests::Xvfb;
+
 use world::*;
-
-/// An Xvfb server on a free display number, stopped when dropped.
-struct Xvfb {
-    child: Child,
-    display: String,
-}
-
-impl Xvfb {
-    fn start(width: u16, height: u16) -> Xvfb {
-        let first = 100 + (std::process::id() % 500) as usize * 10;
-        for n in first..first + 200 {
-            if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-                continue;
-            }
-            let mut child = Command::new("Xvfb")
-                .arg(format!(":{n}"))
-                .args([
-                    "-screen",
-                    "0",
-                    &format!("{width}x{height}x24"),
-                    "-nolisten",
-                    "tcp",
-                    "-noreset",
-                ])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("Xvfb is needed for the screen tests (apt-get install xvfb)");
-            let display = format!(":{n}");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if child.try_wait().unwrap().is_some() {
-                    break; // Display taken by someone else: try the next one.
-                }
-                if x11rb::connect(Some(&display)).is_ok() {
-                    return Xvfb { child, display };
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("could not start Xvfb");
-    }
-
-    fn connect(&self) -> RustConnection {
-        x11rb::connect(Some(&self.display)).unwrap().0
-    }
-}
-
-impl Drop for Xvfb {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn root(conn: &RustConnection) -> u32 {
     conn.setup().roots[0].root

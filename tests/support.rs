@@ -2,10 +2,10 @@
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The path of a workspace binary, built (or confirmed up to date) once per test process so
 /// a test never runs a stale binary.
@@ -147,3 +147,63 @@ pub fn free_tcp_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// An Xvfb server on a free display number, stopped when dropped.
+pub struct Xvfb {
+    child: Child,
+    /// Its display name (`:N`).
+    pub display: String,
+}
+
+impl Xvfb {
+    /// Starts a server with one screen of this size at 24-bit depth.
+    pub fn start(width: u16, height: u16) -> Xvfb {
+        let first = 100 + (std::process::id() % 500) as usize * 10;
+        for n in first..first + 200 {
+            if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
+                continue;
+            }
+            let mut child = Command::new("Xvfb")
+                .arg(format!(":{n}"))
+                .args([
+                    "-screen",
+                    "0",
+                    &format!("{width}x{height}x24"),
+                    "-nolisten",
+                    "tcp",
+                    "-noreset",
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("Xvfb is needed for the screen tests (apt-get install xvfb)");
+            let display = format!(":{n}");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if child.try_wait().unwrap().is_some() {
+                    break; // Display taken by someone else: try the next one.
+                }
+                if x11rb::connect(Some(&display)).is_ok() {
+                    return Xvfb { child, display };
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("could not start Xvfb");
+    }
+
+    /// A new connection to it.
+    pub fn connect(&self) -> x11rb::rust_connection::RustConnection {
+        x11rb::connect(Some(&self.display)).unwrap().0
+    }
+}
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
