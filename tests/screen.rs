@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use x11rb::connection::Connection;
 use x11rb::protocol::Event;
+use x11rb::protocol::randr::ConnectionExt as _;
 use x11rb::protocol::xproto::{
     AtomEnum, ConnectionExt as _, CreateGCAux, CreateWindowAux, EventMask, ImageFormat, InputFocus,
     Rectangle, WindowClass,
@@ -447,5 +448,83 @@ async fn the_viewer_window_shows_the_remote_screen_and_forwards_the_mouse() {
     assert!(
         (at.0 - 320).abs() <= 2 && (at.1 - 240).abs() <= 2,
         "pointer at {at:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chosen_monitor_is_shared_alone_even_without_shared_memory() {
+    let x = Xvfb::start_with(640, 480, &["-extension", "MIT-SHM"]);
+    let conn = x.connect();
+    draw(&conn, 640, 480, pattern);
+    // A second monitor on the right half of the screen.
+    let name = conn
+        .intern_atom(false, b"PONTE-RIGHT")
+        .unwrap()
+        .reply()
+        .unwrap()
+        .atom;
+    let right = x11rb::protocol::randr::MonitorInfo {
+        name,
+        primary: false,
+        automatic: false,
+        x: 320,
+        y: 0,
+        width: 320,
+        height: 480,
+        width_in_millimeters: 80,
+        height_in_millimeters: 120,
+        outputs: vec![],
+    };
+    conn.randr_set_monitor(root(&conn), right)
+        .unwrap()
+        .check()
+        .unwrap();
+    let monitors = conn
+        .randr_get_monitors(root(&conn), true)
+        .unwrap()
+        .reply()
+        .unwrap()
+        .monitors;
+    let index = monitors
+        .iter()
+        .position(|m| m.name == name)
+        .expect("the monitor was added");
+
+    let w = World::new().await;
+    let args = [
+        "--allow",
+        "control",
+        "--display",
+        &x.display,
+        "--monitor",
+        &index.to_string(),
+    ];
+    let (_agent, id, code) = w.agent(&args);
+    let shot = w.path("right.png");
+    let out = w.viewer(
+        &id,
+        &code,
+        &format!("screenshot {}\nclick 10 20\n", shot.display()),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (width, height, pixels) = read_png(&shot);
+    assert_eq!((width, height), (320, 480));
+    let (_, _, whole) = dump(&conn);
+    // The top 20 rows showed the agent's indicator bar, removed when the viewer left.
+    assert_eq!(pixels[5 * 320 + 300], 0xd0_20_20, "the red 'control' indicator was on the screen");
+    for y in 20..480 {
+        for x in 0..320 {
+            assert_eq!(
+                pixels[y * 320 + x],
+                whole[y * 640 + 320 + x],
+                "pixel ({x}, {y}) of the monitor"
+            );
+        }
+    }
+    let p = conn.query_pointer(root(&conn)).unwrap().reply().unwrap();
+    assert_eq!(
+        (p.root_x, p.root_y),
+        (330, 20),
+        "positions are relative to the monitor"
     );
 }

@@ -158,9 +158,18 @@ pub struct Xvfb {
 impl Xvfb {
     /// Starts a server with one screen of this size at 24-bit depth.
     pub fn start(width: u16, height: u16) -> Xvfb {
-        let first = 100 + (std::process::id() % 500) as usize * 10;
-        for n in first..first + 200 {
-            if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
+        Xvfb::start_with(width, height, &[])
+    }
+
+    /// Starts a server with extra arguments (e.g. `-extension MIT-SHM`).
+    pub fn start_with(width: u16, height: u16, args: &[&str]) -> Xvfb {
+        // Tests in one process start servers concurrently: each takes its own numbers.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let base = 100 + (std::process::id() % 500) as usize * 10;
+        for _ in 0..200 {
+            let n = base + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 5000;
+            let taken = |p: String| Path::new(&p).exists();
+            if taken(format!("/tmp/.X11-unix/X{n}")) || taken(format!("/tmp/.X{n}-lock")) {
                 continue;
             }
             let mut child = Command::new("Xvfb")
@@ -173,6 +182,7 @@ impl Xvfb {
                     "tcp",
                     "-noreset",
                 ])
+                .args(args)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -206,4 +216,3 @@ impl Drop for Xvfb {
         let _ = self.child.wait();
     }
 }
-

@@ -25,7 +25,9 @@ use ponte_tests::{Running, Xvfb, binary};
 use ponte_transport::client::RelayClient;
 use ponte_transport::tls::{self, CertFingerprint, RelayTrust};
 use x11rb::connection::Connection;
-use x11rb::protocol::xproto::{ConnectionExt as _, CreateGCAux, CreateWindowAux, ImageFormat, Rectangle, WindowClass};
+use x11rb::protocol::xproto::{
+    ConnectionExt as _, CreateGCAux, CreateWindowAux, ImageFormat, Rectangle, WindowClass,
+};
 use x11rb::rust_connection::RustConnection;
 
 const W: u16 = 1920;
@@ -74,7 +76,8 @@ impl Scene {
         let font = conn.generate_id().unwrap();
         conn.open_font(font, b"fixed").unwrap();
         let (text, fill) = (conn.generate_id().unwrap(), conn.generate_id().unwrap());
-        conn.create_gc(text, window, &CreateGCAux::new().font(font)).unwrap();
+        conn.create_gc(text, window, &CreateGCAux::new().font(font))
+            .unwrap();
         conn.create_gc(fill, window, &CreateGCAux::new()).unwrap();
         let scene = Scene {
             conn,
@@ -100,8 +103,8 @@ impl Scene {
 
     fn words(&mut self, n: usize) -> Vec<u8> {
         const WORDS: [&str; 12] = [
-            "invoice", "ledger", "the", "customer", "total", "2026", "error:", "ok", "path", "/usr/lib", "and",
-            "config",
+            "invoice", "ledger", "the", "customer", "total", "2026", "error:", "ok", "path", "/usr/lib",
+            "and", "config",
         ];
         let mut s = Vec::new();
         while s.len() < n {
@@ -116,14 +119,20 @@ impl Scene {
         let aux = x11rb::protocol::xproto::ChangeGCAux::new().foreground(color);
         self.conn.change_gc(self.fill, &aux).unwrap();
         let r = Rectangle { x, y, width, height };
-        self.conn.poly_fill_rectangle(self.window, self.fill, &[r]).unwrap();
+        self.conn
+            .poly_fill_rectangle(self.window, self.fill, &[r])
+            .unwrap();
     }
 
     fn line(&mut self, fg: u32, bg: u32, row_y: i16, len: usize) {
-        let aux = x11rb::protocol::xproto::ChangeGCAux::new().foreground(fg).background(bg);
+        let aux = x11rb::protocol::xproto::ChangeGCAux::new()
+            .foreground(fg)
+            .background(bg);
         self.conn.change_gc(self.text, &aux).unwrap();
         let text = self.words(len);
-        self.conn.image_text8(self.window, self.text, 8, row_y + LINE - 3, &text).unwrap();
+        self.conn
+            .image_text8(self.window, self.text, 8, row_y + LINE - 3, &text)
+            .unwrap();
     }
 
     /// A terminal: grey text on black, full of output.
@@ -177,21 +186,35 @@ impl Scene {
             .background(0x00_1e_1e_1e);
         self.conn.change_gc(self.text, &aux).unwrap();
         self.conn
-            .image_text8(self.window, self.text, 8 + col * COLUMN, row * LINE + LINE - 3, &c)
+            .image_text8(
+                self.window,
+                self.text,
+                8 + col * COLUMN,
+                row * LINE + LINE - 3,
+                &c,
+            )
             .unwrap();
         self.sync();
     }
 
     fn capture(&self) -> Vec<u8> {
         let root = self.conn.setup().roots[0].root;
-        let reply = self.conn.get_image(ImageFormat::Z_PIXMAP, root, 0, 0, W, H, !0).unwrap().reply().unwrap();
+        let reply = self
+            .conn
+            .get_image(ImageFormat::Z_PIXMAP, root, 0, 0, W, H, !0)
+            .unwrap()
+            .reply()
+            .unwrap();
         reply.data
     }
 }
 
 /// Bytes on the wire (frames, before the record layer's 38 bytes each) of an encoded frame.
 fn wire_bytes(updates: &[ScreenUpdate]) -> usize {
-    updates.iter().map(|u| frame::encode(u, MAX_MESSAGE).unwrap().len()).sum()
+    updates
+        .iter()
+        .map(|u| frame::encode(u, MAX_MESSAGE).unwrap().len())
+        .sum()
 }
 
 #[derive(Default)]
@@ -312,22 +335,42 @@ fn compare_codecs(scenes: &[(&str, &Stats)]) {
 }
 
 /// An in-process viewer joined to the agent's session with a screen stream.
-async fn viewer(addr: std::net::SocketAddr, fp: CertFingerprint, id: &str, code: &str) -> ponte_session::SecureStream {
+async fn viewer(
+    addr: std::net::SocketAddr,
+    fp: CertFingerprint,
+    id: &str,
+    code: &str,
+) -> ponte_session::SecureStream {
     let ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    let (config, seen) =
-        tls::client_config(&RelayTrust::Pinned(fp), tls::transport_config(Duration::from_secs(60))).unwrap();
-    let mut client = RelayClient::connect(&ep, addr, "ponte-relay", config, &seen).await.unwrap();
+    let (config, seen) = tls::client_config(
+        &RelayTrust::Pinned(fp),
+        tls::transport_config(Duration::from_secs(60)),
+    )
+    .unwrap();
+    let mut client = RelayClient::connect(&ep, addr, "ponte-relay", config, &seen)
+        .await
+        .unwrap();
     let session_id: SessionId = id.parse().unwrap();
     client.join(session_id).await.unwrap();
     let key = PrivateKey::generate(&mut ponte_protocol::os_rng()).unwrap();
-    let credentials = Credentials { key, certificate: None };
+    let credentials = Credentials {
+        key,
+        certificate: None,
+    };
     let code: OneTimeCode = code.parse().unwrap();
-    let (session, mut control) =
-        ponte_session::handshake::viewer(&client, session_id, code, &credentials).await.unwrap();
-    assert!(matches!(control.recv.expect::<Control>().await.unwrap(), Control::Grants(_)));
+    let (session, mut control) = ponte_session::handshake::viewer(&client, session_id, code, &credentials)
+        .await
+        .unwrap();
+    assert!(matches!(
+        control.recv.expect::<Control>().await.unwrap(),
+        Control::Grants(_)
+    ));
     let mut stream = session.open().await.unwrap();
     stream.send.send(&Request::Screen { max_fps: 60 }).await.unwrap();
-    assert_eq!(stream.recv.expect::<Response>().await.unwrap(), Response::Accepted);
+    assert_eq!(
+        stream.recv.expect::<Response>().await.unwrap(),
+        Response::Accepted
+    );
     // Keep the session alive for the stream's lifetime.
     std::mem::forget((client, session, control, ep));
     stream
@@ -339,36 +382,71 @@ async fn main() -> anyhow::Result<()> {
     let x = Xvfb::start(W, H);
     let mut scene = Scene::new(x.connect());
 
-    println!("encoder at {W}×{H}, {frames} frames per scene (zstd level {}):", ponte_screen::ZSTD_LEVEL);
+    println!(
+        "encoder at {W}×{H}, {frames} frames per scene (zstd level {}):",
+        ponte_screen::ZSTD_LEVEL
+    );
     scene.terminal();
     let typing = measure(&mut scene, frames, |s, n| s.type_char(n));
     report("(b) typing in terminal", &typing);
     scene.page();
     let scrolling = measure(&mut scene, frames, |s, n| s.scroll(n as i16));
     report("(c) scrolling a page", &scrolling);
-    let full = measure(&mut scene, frames.min(40), |s, n| if n % 2 == 0 { s.terminal() } else { s.page() });
+    let full = measure(&mut scene, frames.min(40), |s, n| {
+        if n % 2 == 0 { s.terminal() } else { s.page() }
+    });
     report("(a) full-screen change", &full);
-    compare_codecs(&[("(a) full-screen change", &full), ("(b) typing", &typing), ("(c) scrolling", &scrolling)]);
+    compare_codecs(&[
+        ("(a) full-screen change", &full),
+        ("(b) typing", &typing),
+        ("(c) scrolling", &scrolling),
+    ]);
 
     // Through the relay.
     let dir = tempfile::tempdir()?;
     let mut relay = std::process::Command::new(binary("ponte-relay"));
     relay
-        .args(["--listen", "127.0.0.1:0", "--session-bandwidth", "0", "--total-bandwidth", "0", "--data-dir"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--session-bandwidth",
+            "0",
+            "--total-bandwidth",
+            "0",
+            "--data-dir",
+        ])
         .arg(dir.path().join("relay"));
     let relay = Running::start(relay);
-    let addr: std::net::SocketAddr = relay.line_after("listening on ", Duration::from_secs(30)).parse()?;
-    let fp: CertFingerprint = relay.line_after("fingerprint: ", Duration::from_secs(30)).parse()?;
+    let addr: std::net::SocketAddr = relay
+        .line_after("listening on ", Duration::from_secs(30))
+        .parse()?;
+    let fp: CertFingerprint = relay
+        .line_after("fingerprint: ", Duration::from_secs(30))
+        .parse()?;
     let mut agent = std::process::Command::new(binary("ponte-agent"));
     agent
         .env("HOME", dir.path())
         .env("XDG_DATA_HOME", dir.path())
         .env("XDG_CONFIG_HOME", dir.path())
-        .args(["--json", "--allow", "screen", "--display", &x.display, "--relay", &addr.to_string()])
+        .args([
+            "--json",
+            "--allow",
+            "screen",
+            "--display",
+            &x.display,
+            "--relay",
+            &addr.to_string(),
+        ])
         .args(["--fingerprint", &fp.to_string()]);
     let agent = Running::start(agent);
     let ready = agent.event("ready", Duration::from_secs(30));
-    let stream = viewer(addr, fp, ready["session_id"].as_str().unwrap(), ready["code"].as_str().unwrap()).await;
+    let stream = viewer(
+        addr,
+        fp,
+        ready["session_id"].as_str().unwrap(),
+        ready["code"].as_str().unwrap(),
+    )
+    .await;
 
     // The viewer task: applies updates, acknowledges frames, publishes each frame's time.
     let canvas = Arc::new(Mutex::new(Canvas::new()?));
@@ -379,7 +457,10 @@ async fn main() -> anyhow::Result<()> {
     let counted = bytes.clone();
     tokio::spawn(async move {
         while let Ok(Some(update)) = recv.recv::<ScreenUpdate>().await {
-            counted.fetch_add(frame::encode(&update, MAX_MESSAGE).unwrap().len(), std::sync::atomic::Ordering::Relaxed);
+            counted.fetch_add(
+                frame::encode(&update, MAX_MESSAGE).unwrap().len(),
+                std::sync::atomic::Ordering::Relaxed,
+            );
             let applied = picture.lock().unwrap().apply(update).unwrap();
             if let Applied::Frame { frame, .. } = applied {
                 let _ = frame_tx.send(Instant::now());
@@ -401,7 +482,9 @@ async fn main() -> anyhow::Result<()> {
         scene.rect(color, px, py, 32, 32);
         scene.conn.flush()?;
         loop {
-            let at = tokio::time::timeout(Duration::from_secs(5), frame_rx.recv()).await?.unwrap();
+            let at = tokio::time::timeout(Duration::from_secs(5), frame_rx.recv())
+                .await?
+                .unwrap();
             let c = canvas.lock().unwrap();
             let pixel = c.pixels()[(py as usize + 16) * usize::from(W) + px as usize + 16];
             if pixel == color {
@@ -429,7 +512,11 @@ async fn main() -> anyhow::Result<()> {
         let mut n = 0;
         while start.elapsed() < Duration::from_secs(5) {
             if full {
-                if n % 2 == 0 { scene.terminal() } else { scene.page() }
+                if n % 2 == 0 {
+                    scene.terminal()
+                } else {
+                    scene.page()
+                }
             } else {
                 scene.scroll(n);
             }
