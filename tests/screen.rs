@@ -511,7 +511,11 @@ async fn a_chosen_monitor_is_shared_alone_even_without_shared_memory() {
     assert_eq!((width, height), (320, 480));
     let (_, _, whole) = dump(&conn);
     // The top 20 rows showed the agent's indicator bar, removed when the viewer left.
-    assert_eq!(pixels[5 * 320 + 300], 0xd0_20_20, "the red 'control' indicator was on the screen");
+    assert_eq!(
+        pixels[5 * 320 + 300],
+        0xd0_20_20,
+        "the red 'control' indicator was on the screen"
+    );
     for y in 20..480 {
         for x in 0..320 {
             assert_eq!(
