@@ -9,7 +9,7 @@ use ponte_protocol::screen::{InputEvent, ScreenFeedback, ScreenUpdate};
 use ponte_screen::{EncodedFrame, Encoder, Image};
 use ponte_session::{SecureSend, SecureStream};
 
-use crate::desktop::{self, CursorShape, Desktop, Indicator};
+use crate::desktop::{self, CursorImage, Desktop, Indicator};
 use crate::serve::Context;
 
 /// The agent's own cap on frames per second.
@@ -48,7 +48,7 @@ struct Worker {
 struct Step {
     frame: Option<EncodedFrame>,
     pointer: Option<(i32, i32)>,
-    shape: Option<CursorShape>,
+    shape: Option<CursorImage>,
 }
 
 /// What happened to an input event.

@@ -4,6 +4,7 @@
 mod x11;
 
 use ponte_protocol::screen::InputEvent;
+pub use ponte_screen::CursorImage;
 
 /// The part of the desktop that is shared.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -33,21 +34,6 @@ pub struct Capture<'a> {
     pub data: &'a [u8],
 }
 
-/// The pointer's image.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CursorShape {
-    /// Width in pixels.
-    pub width: u16,
-    /// Height in pixels.
-    pub height: u16,
-    /// Hot spot, horizontal.
-    pub hot_x: u16,
-    /// Hot spot, vertical.
-    pub hot_y: u16,
-    /// Premultiplied ARGB pixels.
-    pub argb: Vec<u32>,
-}
-
 /// What the on-screen indicator tells the customer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Indicator {
@@ -67,7 +53,7 @@ pub trait Desktop: Send {
     /// The pointer position relative to the shared monitor.
     fn pointer(&mut self) -> anyhow::Result<(i32, i32)>;
     /// The pointer's image, when it changed since the last call.
-    fn cursor_shape(&mut self) -> anyhow::Result<Option<CursorShape>>;
+    fn cursor_shape(&mut self) -> anyhow::Result<Option<CursorImage>>;
     /// Whether the customer moved the pointer since our last injected event.
     fn local_input_since_injection(&mut self) -> anyhow::Result<bool>;
     /// Injects one input event; returns once the display has processed it.

@@ -19,7 +19,7 @@ use x11rb::protocol::xproto::{
 use x11rb::protocol::xtest::ConnectionExt as _;
 use x11rb::rust_connection::RustConnection;
 
-use super::{Capture, CursorShape, Desktop, Indicator, Monitor};
+use super::{Capture, CursorImage, Desktop, Indicator, Monitor};
 
 /// XTest event types (core protocol event codes).
 const KEY_PRESS: u8 = 2;
@@ -414,7 +414,7 @@ impl Desktop for X11 {
         ))
     }
 
-    fn cursor_shape(&mut self) -> anyhow::Result<Option<CursorShape>> {
+    fn cursor_shape(&mut self) -> anyhow::Result<Option<CursorImage>> {
         if !(self.xfixes && std::mem::take(&mut self.cursor_changed)) {
             return Ok(None);
         }
@@ -422,7 +422,7 @@ impl Desktop for X11 {
         if c.width > MAX_CURSOR || c.height > MAX_CURSOR {
             return Ok(None);
         }
-        Ok(Some(CursorShape {
+        Ok(Some(CursorImage {
             width: c.width,
             height: c.height,
             hot_x: c.xhot,
