@@ -58,40 +58,56 @@ impl SecureSend {
 pub struct SecureRecv {
     quic: quinn::RecvStream,
     opener: RecordOpener,
+    /// The record being read: its first `filled` bytes have arrived.
     buf: Vec<u8>,
+    filled: usize,
     /// A header already read from the stream (the first one, read to learn the stream number).
     pending_header: Option<[u8; HEADER_LEN]>,
 }
 
 impl SecureRecv {
     /// Receives the next message; `None` at the authenticated end of the stream.
+    ///
+    /// Cancel-safe: bytes of a record read before the future is dropped stay in the buffer and
+    /// the next call continues the same record, so `recv` can wait in `select!` beside other
+    /// work without losing part of a message.
     pub async fn recv<T: DeserializeOwned + Serialize>(&mut self) -> Result<Option<T>, SessionError> {
-        let mut header = [0u8; HEADER_LEN];
-        match self.pending_header.take() {
-            Some(h) => header = h,
-            None => match self.quic.read_exact(&mut header).await {
-                Ok(()) => {}
-                Err(quinn::ReadExactError::FinishedEarly(0)) => {
-                    self.opener.finish()?;
-                    return Ok(None);
-                }
-                Err(quinn::ReadExactError::FinishedEarly(_)) => return Err(RecordError::Truncated.into()),
-                Err(quinn::ReadExactError::ReadError(e)) => return Err(e.into()),
-            },
+        if let Some(header) = self.pending_header.take() {
+            self.buf.clear();
+            self.buf.extend_from_slice(&header);
+            self.filled = HEADER_LEN;
         }
-        let parsed = RecordHeader::parse(&header)?;
-        self.buf.clear();
-        self.buf.extend_from_slice(&header);
-        self.buf.resize(HEADER_LEN + parsed.length as usize, 0);
-        match self.quic.read_exact(&mut self.buf[HEADER_LEN..]).await {
-            Ok(()) => {}
-            Err(quinn::ReadExactError::FinishedEarly(_)) => return Err(RecordError::Truncated.into()),
-            Err(quinn::ReadExactError::ReadError(e)) => return Err(e.into()),
+        if !self.fill_to(HEADER_LEN).await? {
+            self.opener.finish()?;
+            return Ok(None);
         }
+        let parsed = RecordHeader::parse(&self.buf[..HEADER_LEN])?;
+        let total = HEADER_LEN + parsed.length as usize;
+        self.fill_to(total).await?;
+        // The record is complete: the next call starts a new one.
+        self.filled = 0;
+        self.buf.truncate(total);
         match self.opener.open_in_place(&mut self.buf)? {
             Opened::End => Ok(None),
             Opened::Data(plaintext) => Ok(Some(frame::decode(plaintext, MAX_MESSAGE)?)),
         }
+    }
+
+    /// Reads until the buffer holds `want` bytes of the current record; `false` when the stream
+    /// ended cleanly before its first byte.
+    async fn fill_to(&mut self, want: usize) -> Result<bool, SessionError> {
+        if self.buf.len() < want {
+            self.buf.resize(want, 0);
+        }
+        while self.filled < want {
+            // quinn's `read` is cancel-safe: bytes are only taken when it completes.
+            match self.quic.read(&mut self.buf[self.filled..want]).await? {
+                Some(n) => self.filled += n,
+                None if self.filled == 0 => return Ok(false),
+                None => return Err(RecordError::Truncated.into()),
+            }
+        }
+        Ok(true)
     }
 
     /// Receives the next message, which must exist.
@@ -134,6 +150,7 @@ impl SecureStream {
                 quic: recv,
                 opener: keys.opener,
                 buf: Vec::new(),
+                filled: 0,
                 pending_header: header,
             },
         }
@@ -199,5 +216,75 @@ impl Session {
         let parsed = RecordHeader::parse(&header)?;
         let keys = self.keys.lock().await.accept_stream(parsed.stream)?;
         Ok(SecureStream::new(keys, send, recv, Some(header)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use ponte_protocol::key_schedule;
+    use ponte_transport::tls::{self, CertFingerprint, RelayTrust};
+
+    /// An agent and a viewer session over a direct loopback QUIC connection.
+    async fn pair() -> (Session, Session, quinn::Endpoint, quinn::Endpoint) {
+        let cert = rcgen::generate_simple_self_signed(vec!["ponte-relay".into()]).unwrap();
+        let der = cert.cert.der().clone();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+        let transport = || tls::transport_config(Duration::from_secs(10));
+        let server_config = tls::server_config(vec![der.clone()], key, transport()).unwrap();
+        let server = quinn::Endpoint::server(server_config, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let (client_config, _) =
+            tls::client_config(&RelayTrust::Pinned(CertFingerprint::of(&der)), transport()).unwrap();
+        let mut client = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        client.set_default_client_config(client_config);
+        let connecting = client
+            .connect(server.local_addr().unwrap(), "ponte-relay")
+            .unwrap();
+        let (client_conn, server_conn) = tokio::join!(connecting, async {
+            server.accept().await.unwrap().await.unwrap()
+        });
+        let secrets = key_schedule::derive(&[7; 32], b"pake key", &[9; 32]);
+        let agent = Session::new(server_conn, SessionKeys::from_secrets(Role::Agent, &secrets));
+        let viewer = Session::new(
+            client_conn.unwrap(),
+            SessionKeys::from_secrets(Role::Viewer, &secrets),
+        );
+        (agent, viewer, server, client)
+    }
+
+    /// Seals `message` as the next record, as `send` would, without writing it.
+    fn record(send: &mut SecureSend, message: &str) -> Vec<u8> {
+        let mut buf = vec![0; HEADER_LEN];
+        frame::encode_into(&message.to_owned(), MAX_MESSAGE, &mut buf).unwrap();
+        send.sealer.seal_in_place(&mut buf).unwrap();
+        buf
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_recv_loses_nothing() {
+        let (agent, viewer, _server, _client) = pair().await;
+        let mut sender = agent.open().await.unwrap();
+        sender.send.send(&"first".to_owned()).await.unwrap();
+        let mut receiver = viewer.accept().await.unwrap();
+        assert_eq!(receiver.recv.expect::<String>().await.unwrap(), "first");
+
+        let long = "x".repeat(30_000);
+        // Cut inside the header, then inside the body; each time a waiting recv is cancelled.
+        for (message, cut) in [(long.as_str(), HEADER_LEN / 2), ("second", HEADER_LEN + 3)] {
+            let bytes = record(&mut sender.send, message);
+            sender.send.quic.write_all(&bytes[..cut]).await.unwrap();
+            let waited =
+                tokio::time::timeout(Duration::from_millis(200), receiver.recv.recv::<String>()).await;
+            assert!(
+                waited.is_err(),
+                "the record is incomplete, so recv is still waiting"
+            );
+            sender.send.quic.write_all(&bytes[cut..]).await.unwrap();
+            assert_eq!(receiver.recv.expect::<String>().await.unwrap(), message);
+        }
+        sender.send.finish().await.unwrap();
+        assert_eq!(receiver.recv.recv::<String>().await.unwrap(), None);
     }
 }
