@@ -174,15 +174,6 @@ pub async fn share(stream: SecureStream, ctx: &Context, max_fps: u8) -> anyhow::
             &format!("screen sharing started ({} {}×{})", m.name, m.width, m.height),
         );
     }
-    // Feedback is read by its own task: a half-read message is never dropped by select!.
-    let (feedback_tx, mut feedback) = tokio::sync::mpsc::channel::<ScreenFeedback>(64);
-    let reader = tokio::spawn(async move {
-        while let Ok(Some(message)) = recv.recv::<ScreenFeedback>().await {
-            if feedback_tx.send(message).await.is_err() {
-                break;
-            }
-        }
-    });
     let fps = max_fps.clamp(1, MAX_FPS);
     let mut ticker = tokio::time::interval(Duration::from_secs(1) / u32::from(fps));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -194,7 +185,7 @@ pub async fn share(stream: SecureStream, ctx: &Context, max_fps: u8) -> anyhow::
             _ = ticker.tick() => {
                 let grants = ctx.grants();
                 if !grants.allows(Capability::Screen) {
-                    break "the customer stopped sharing the screen";
+                    break "the customer stopped sharing the screen".to_owned();
                 }
                 let control = grants.allows(Capability::Control);
                 let indicator = Some(if control { Indicator::Controlling } else { Indicator::Viewing });
@@ -210,10 +201,10 @@ pub async fn share(stream: SecureStream, ctx: &Context, max_fps: u8) -> anyhow::
                     }
                 }
             }
-            message = feedback.recv() => match message {
-                Some(ScreenFeedback::Ack { frame }) => acked = acked.max(frame.min(sent)),
-                Some(ScreenFeedback::Refresh { sync: s }) => sync = sync.max(s),
-                Some(ScreenFeedback::Input(event)) => {
+            message = recv.recv::<ScreenFeedback>() => match message {
+                Ok(Some(ScreenFeedback::Ack { frame })) => acked = acked.max(frame.min(sent)),
+                Ok(Some(ScreenFeedback::Refresh { sync: s })) => sync = sync.max(s),
+                Ok(Some(ScreenFeedback::Input(event))) => {
                     if !ctx.grants().allows(Capability::Control) || !event.is_valid() {
                         if let Some(n) = dropped.count() {
                             ctx.ui.activity("refused", &format!(
@@ -235,11 +226,11 @@ pub async fn share(stream: SecureStream, ctx: &Context, max_fps: u8) -> anyhow::
                         ));
                     }
                 }
-                None => break "the assistant closed the screen",
+                Ok(None) => break "the assistant closed the screen".to_owned(),
+                Err(e) => break format!("the screen stream failed ({e})"),
             },
         }
     };
-    reader.abort();
     let _ = on_worker(&mut worker, |w| w.desktop.show_indicator(None)).await;
     let _ = send.finish().await;
     ctx.ui.activity("screen", &format!("screen sharing ended: {end}"));

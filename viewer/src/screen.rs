@@ -64,13 +64,13 @@ impl ScreenClient {
                     Ok(None) => break "the customer's computer stopped sharing the screen".to_owned(),
                     Err(e) => break format!("the screen stream failed: {e}"),
                 };
-                let applied = picture.lock().unwrap_or_else(|e| e.into_inner()).apply(update);
+                let (applied, frames, tiles) = {
+                    let mut c = picture.lock().unwrap_or_else(|e| e.into_inner());
+                    let applied = c.apply(update);
+                    (applied, c.frames, c.tiles)
+                };
                 match applied {
                     Ok(Applied::Frame { frame, sync, .. }) => {
-                        let (frames, tiles) = {
-                            let c = picture.lock().unwrap_or_else(|e| e.into_inner());
-                            (c.frames, c.tiles)
-                        };
                         progress_tx.send_modify(|p| {
                             p.frames = frames;
                             p.tiles = tiles;

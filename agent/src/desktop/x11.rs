@@ -442,9 +442,13 @@ impl Desktop for X11 {
     fn inject(&mut self, event: &InputEvent) -> anyhow::Result<()> {
         match event {
             InputEvent::Move { x, y } => {
+                // On the shared monitor, whatever the assistant sent.
+                let on = |v: u16, size: u16, origin: i16| {
+                    i16::try_from(v.min(size.saturating_sub(1)))
+                        .map_or(i16::MAX, |v| v.saturating_add(origin))
+                };
                 let m = &self.monitor;
-                let x = (*x).min(m.width.saturating_sub(1)) as i16 + m.x;
-                let y = (*y).min(m.height.saturating_sub(1)) as i16 + m.y;
+                let (x, y) = (on(*x, m.width, m.x), on(*y, m.height, m.y));
                 self.conn
                     .xtest_fake_input(MOTION_NOTIFY, 0, 0, self.root, x, y, 0)?;
             }
