@@ -29,3 +29,34 @@ pub async fn stream_bytes(a: &quinn::Connection, b: &quinn::Connection, bytes: u
     assert_eq!(got, bytes, "every byte arrives");
     start.elapsed()
 }
+
+/// Starts the release relay binary on a loopback port with no bandwidth limits; returns it with
+/// its address and certificate fingerprint.
+pub fn start_relay(
+    data_dir: &std::path::Path,
+) -> anyhow::Result<(
+    ponte_tests::Running,
+    std::net::SocketAddr,
+    ponte_transport::tls::CertFingerprint,
+)> {
+    let mut relay = std::process::Command::new(ponte_tests::binary("ponte-relay"));
+    relay
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--session-bandwidth",
+            "0",
+            "--total-bandwidth",
+            "0",
+        ])
+        .arg("--data-dir")
+        .arg(data_dir);
+    let relay = ponte_tests::Running::start(relay);
+    let addr = relay
+        .line_after("listening on ", Duration::from_secs(30))
+        .parse()?;
+    let fp = relay
+        .line_after("fingerprint: ", Duration::from_secs(30))
+        .parse()?;
+    Ok((relay, addr, fp))
+}

@@ -406,25 +406,7 @@ async fn main() -> anyhow::Result<()> {
 
     // Through the relay.
     let dir = tempfile::tempdir()?;
-    let mut relay = std::process::Command::new(binary("ponte-relay"));
-    relay
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--session-bandwidth",
-            "0",
-            "--total-bandwidth",
-            "0",
-            "--data-dir",
-        ])
-        .arg(dir.path().join("relay"));
-    let relay = Running::start(relay);
-    let addr: std::net::SocketAddr = relay
-        .line_after("listening on ", Duration::from_secs(30))
-        .parse()?;
-    let fp: CertFingerprint = relay
-        .line_after("fingerprint: ", Duration::from_secs(30))
-        .parse()?;
+    let (_relay, addr, fp) = ponte_benches::start_relay(&dir.path().join("relay"))?;
     let mut agent = std::process::Command::new(binary("ponte-agent"));
     agent
         .env("HOME", dir.path())

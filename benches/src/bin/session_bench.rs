@@ -55,25 +55,7 @@ async fn main() -> anyhow::Result<()> {
     for d in ["home", "config", "data", "agent"] {
         std::fs::create_dir_all(dir.path().join(d))?;
     }
-    let mut relay = Command::new(binary("ponte-relay"));
-    relay
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--session-bandwidth",
-            "0",
-            "--total-bandwidth",
-            "0",
-            "--data-dir",
-        ])
-        .arg(dir.path().join("relay"));
-    let relay = Running::start(relay);
-    let addr: std::net::SocketAddr = relay
-        .line_after("listening on ", Duration::from_secs(30))
-        .parse()?;
-    let fp: CertFingerprint = relay
-        .line_after("fingerprint: ", Duration::from_secs(30))
-        .parse()?;
+    let (_relay, addr, fp) = ponte_benches::start_relay(&dir.path().join("relay"))?;
     let env = |cmd: &mut Command| {
         cmd.env("HOME", dir.path().join("home"))
             .env("XDG_CONFIG_HOME", dir.path().join("config"))
