@@ -318,39 +318,11 @@ async fn a_certified_assistant_shows_as_verified() {
 /// Acts as a viewer through the library to drive the agent's pseudo-terminal.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_terminal_runs_a_real_shell_and_cleans_up() {
-    use ponte_protocol::app::{Control, Request, Response, Transfer};
-    use ponte_protocol::handshake::Credentials;
-    use ponte_protocol::identity::PrivateKey;
-    use ponte_session::connect::RelayOptions;
-    use ponte_session::known_relays::KnownRelays;
+    use ponte_protocol::app::{Request, Response, Transfer};
 
     let w = World::new().await;
     let (agent, id, code) = w.agent(&["--allow", "terminal"]);
-    let fp = w.relay.as_ref().unwrap().fingerprint();
-    let options = RelayOptions {
-        address: w.addr.to_string(),
-        fingerprint: Some(fp),
-        ca: None,
-        known_relays: KnownRelays::at(w.path("kr")),
-    };
-    let (mut client, _) = ponte_session::connect::connect(&options, false).await.unwrap();
-    let session_id = id.parse().unwrap();
-    client.join(session_id).await.unwrap();
-    let key =
-        PrivateKey::from_pem(include_str!("../crates/protocol/tests/vectors/assistant.key.pem")).unwrap();
-    let creds = Credentials {
-        key,
-        certificate: None,
-    };
-    let (session, mut control) =
-        ponte_session::handshake::viewer(&client, session_id, code.parse().unwrap(), &creds)
-            .await
-            .unwrap();
-    assert!(matches!(
-        control.recv.expect::<Control>().await.unwrap(),
-        Control::Grants(_)
-    ));
-
+    let (_client, session, _control) = w.join(&id, &code).await;
     let mut stream = session.open().await.unwrap();
     stream
         .send

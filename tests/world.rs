@@ -88,6 +88,41 @@ impl World {
         run_with_timeout(cmd, WAIT)
     }
 
+    /// Joins the agent's session as a viewer through the library (with the test vectors'
+    /// assistant key); returns once the customer's grants arrived. Keep the client alive.
+    pub async fn join(
+        &self,
+        id: &str,
+        code: &str,
+    ) -> (
+        ponte_transport::client::RelayClient,
+        ponte_session::Session,
+        ponte_session::SecureStream,
+    ) {
+        use ponte_protocol::app::Control;
+        let options = ponte_session::connect::RelayOptions {
+            address: self.addr.to_string(),
+            fingerprint: Some(self.relay.as_ref().unwrap().fingerprint()),
+            ca: None,
+            known_relays: ponte_session::known_relays::KnownRelays::at(self.path("kr")),
+        };
+        let (mut client, _) = ponte_session::connect::connect(&options, false).await.unwrap();
+        let session_id = id.parse().unwrap();
+        client.join(session_id).await.unwrap();
+        let pem = include_str!("../crates/protocol/tests/vectors/assistant.key.pem");
+        let credentials = ponte_protocol::handshake::Credentials {
+            key: ponte_protocol::identity::PrivateKey::from_pem(pem).unwrap(),
+            certificate: None,
+        };
+        let (session, mut control) =
+            ponte_session::handshake::viewer(&client, session_id, code.parse().unwrap(), &credentials)
+                .await
+                .unwrap();
+        let grants = control.recv.expect::<Control>().await.unwrap();
+        assert!(matches!(grants, Control::Grants(_)), "{grants:?}");
+        (client, session, control)
+    }
+
     pub fn relay_saw(&self, needle: &[u8]) -> bool {
         self.seen
             .lock()
