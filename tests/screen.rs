@@ -532,3 +532,103 @@ async fn a_chosen_monitor_is_shared_alone_even_without_shared_memory() {
         "positions are relative to the monitor"
     );
 }
+
+/// Reads screen updates until none arrives for `quiet`, applying them to `canvas`; returns how
+/// many frames ended and the last pointer position and whether a pointer image came.
+async fn drain(
+    recv: &mut ponte_session::SecureRecv,
+    canvas: &mut ponte_screen::Canvas,
+    quiet: Duration,
+) -> (Vec<u64>, Option<(i32, i32)>, bool) {
+    use ponte_protocol::screen::ScreenUpdate;
+    let (mut frames, mut pointer, mut shape) = (Vec::new(), None, false);
+    while let Ok(update) = tokio::time::timeout(quiet, recv.expect::<ScreenUpdate>()).await {
+        let update = update.unwrap();
+        match &update {
+            ScreenUpdate::FrameEnd { frame, .. } => frames.push(*frame),
+            ScreenUpdate::Cursor { x, y } => pointer = Some((*x, *y)),
+            ScreenUpdate::CursorShape { .. } => shape = true,
+            _ => {}
+        }
+        canvas.apply(update).unwrap();
+    }
+    (frames, pointer, shape)
+}
+
+/// Drives the screen stream through the library: what a stalled viewer receives, the pointer,
+/// and input on the stream without the `control` grant.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_viewer_gets_fewer_newer_frames_and_input_without_control_is_dropped() {
+    use ponte_protocol::app::{Request, Response};
+    use ponte_protocol::screen::{InputEvent, ScreenFeedback};
+
+    let x = Xvfb::start(320, 240);
+    let conn = x.connect();
+    let window = draw(&conn, 320, 240, pattern);
+    let w = World::new().await;
+    let (agent, id, code) = w.agent(&["--allow", "screen", "--display", &x.display]);
+    let (_client, session, _control) = w.join(&id, &code).await;
+    let mut stream = session.open().await.unwrap();
+    stream.send.send(&Request::Screen { max_fps: 60 }).await.unwrap();
+    assert_eq!(
+        stream.recv.expect::<Response>().await.unwrap(),
+        Response::Accepted
+    );
+
+    // The viewer acknowledges nothing while the screen keeps changing.
+    let gc = conn.generate_id().unwrap();
+    conn.create_gc(gc, window, &CreateGCAux::new()).unwrap();
+    let paint = |color: u32| {
+        let aux = x11rb::protocol::xproto::ChangeGCAux::new().foreground(color);
+        conn.change_gc(gc, &aux).unwrap();
+        let square = Rectangle {
+            x: 100,
+            y: 100,
+            width: 50,
+            height: 50,
+        };
+        conn.poly_fill_rectangle(window, gc, &[square]).unwrap();
+        sync(&conn);
+    };
+    for step in 0..40u32 {
+        paint(0x0010_2030 + step);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    conn.warp_pointer(0u32, root(&conn), 0, 0, 0, 0, 200, 50).unwrap();
+    sync(&conn);
+    let mut canvas = ponte_screen::Canvas::new().unwrap();
+    let (frames, pointer, shape) = drain(&mut stream.recv, &mut canvas, Duration::from_secs(1)).await;
+    assert_eq!(
+        frames,
+        vec![1, 2],
+        "at most two unacknowledged frames, however much changed"
+    );
+    assert_eq!(pointer, Some((200, 50)), "the pointer still follows");
+    assert!(shape, "the pointer's image was sent");
+
+    // Acknowledged: the next frame is the newest picture, not the backlog.
+    stream.send.send(&ScreenFeedback::Ack { frame: 2 }).await.unwrap();
+    let (frames, _, _) = drain(&mut stream.recv, &mut canvas, Duration::from_secs(1)).await;
+    assert_eq!(frames, vec![3], "one frame catches up");
+    let newest = canvas.pixels()[120 * 320 + 120];
+    assert_eq!(newest, 0x0010_2030 + 39, "it shows the last change");
+
+    // Input on the stream without `control` is dropped, reported, and does nothing.
+    let click = InputEvent::Move { x: 5, y: 5 };
+    stream.send.send(&ScreenFeedback::Input(click)).await.unwrap();
+    let dropped = loop {
+        let activity = agent.event("activity", WAIT);
+        if activity["kind"] == "refused" {
+            break activity;
+        }
+    };
+    assert!(
+        dropped["text"]
+            .as_str()
+            .unwrap()
+            .contains("dropped 1 input event"),
+        "{dropped}"
+    );
+    let p = conn.query_pointer(root(&conn)).unwrap().reply().unwrap();
+    assert_eq!((p.root_x, p.root_y), (200, 50));
+}
