@@ -85,8 +85,9 @@ fn draw(conn: &RustConnection, width: u16, height: u16, pixel: impl Fn(usize, us
 
 /// The display's own picture as 0xRRGGBB pixels.
 fn dump(conn: &RustConnection) -> (u16, u16, Vec<u32>) {
-    let screen = &conn.setup().roots[0];
-    let (w, h) = (screen.width_in_pixels, screen.height_in_pixels);
+    // The root's current size (the setup's is from connection time).
+    let geometry = conn.get_geometry(root(conn)).unwrap().reply().unwrap();
+    let (w, h) = (geometry.width, geometry.height);
     let reply = conn
         .get_image(ImageFormat::Z_PIXMAP, root(conn), 0, 0, w, h, !0)
         .unwrap()
@@ -631,4 +632,72 @@ async fn a_stalled_viewer_gets_fewer_newer_frames_and_input_without_control_is_d
     );
     let p = conn.query_pointer(root(&conn)).unwrap().reply().unwrap();
     assert_eq!((p.root_x, p.root_y), (200, 50));
+}
+
+/// Changes the display's resolution as xrandr does: a new mode on the output, the CRTC set
+/// to it, the screen resized.
+fn resize(conn: &RustConnection, width: u16, height: u16) {
+    use x11rb::protocol::randr::{ModeInfo, Rotation};
+    let res = conn
+        .randr_get_screen_resources(root(conn))
+        .unwrap()
+        .reply()
+        .unwrap();
+    let name = format!("{width}x{height}");
+    let info = ModeInfo {
+        width,
+        height,
+        htotal: width,
+        vtotal: height,
+        name_len: name.len() as u16,
+        ..Default::default()
+    };
+    let mode = conn
+        .randr_create_mode(root(conn), info, name.as_bytes())
+        .unwrap()
+        .reply()
+        .unwrap()
+        .mode;
+    conn.randr_add_output_mode(res.outputs[0], mode)
+        .unwrap()
+        .check()
+        .unwrap();
+    conn.randr_set_crtc_config(
+        res.crtcs[0],
+        0,
+        res.config_timestamp,
+        0,
+        0,
+        mode,
+        Rotation::ROTATE0,
+        &res.outputs,
+    )
+    .unwrap()
+    .reply()
+    .unwrap();
+    conn.randr_set_screen_size(root(conn), width, height, 100, 100)
+        .unwrap()
+        .check()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sharing_follows_a_resolution_change() {
+    let x = Xvfb::start(640, 480);
+    let conn = x.connect();
+    draw(&conn, 640, 480, pattern);
+    let w = World::new().await;
+    let (_agent, id, code) = w.agent(&["--allow", "screen", "--display", &x.display]);
+    let mut viewer = Scripted::start(&w, &id, &code, None);
+    let before = w.path("before.png");
+    viewer.send(&format!("screenshot {}", before.display()));
+    assert!(viewer.expect("saved").contains("640×480"));
+
+    resize(&conn, 320, 240);
+    let after = w.path("after.png");
+    viewer.send(&format!("screenshot {}", after.display()));
+    let line = viewer.expect("saved");
+    assert!(line.contains("320×240"), "{line}");
+    assert_eq!(tiles(&line), 5 * 4, "every tile of the new size is sent again");
+    assert_eq!(read_png(&after), dump(&conn));
 }
