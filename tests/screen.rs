@@ -701,3 +701,61 @@ async fn sharing_follows_a_resolution_change() {
     assert_eq!(tiles(&line), 5 * 4, "every tile of the new size is sent again");
     assert_eq!(read_png(&after), dump(&conn));
 }
+
+/// Where the pointer is on the display, once it settles at `want` or after 5 s.
+fn pointer_at(conn: &RustConnection, want: (i16, i16)) -> (i16, i16) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let p = conn.query_pointer(root(conn)).unwrap().reply().unwrap();
+        if (p.root_x, p.root_y) == want || Instant::now() > deadline {
+            return (p.root_x, p.root_y);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_customers_mouse_wins_over_the_assistants() {
+    use ponte_protocol::app::{Request, Response};
+    use ponte_protocol::screen::{InputEvent, ScreenFeedback};
+
+    let x = Xvfb::start(320, 240);
+    let conn = x.connect();
+    let w = World::new().await;
+    let (agent, id, code) = w.agent(&["--allow", "control", "--display", &x.display]);
+    let (_client, session, _control) = w.join(&id, &code).await;
+    let mut stream = session.open().await.unwrap();
+    stream.send.send(&Request::Screen { max_fps: 60 }).await.unwrap();
+    assert_eq!(
+        stream.recv.expect::<Response>().await.unwrap(),
+        Response::Accepted
+    );
+    let to = |x, y| ScreenFeedback::Input(InputEvent::Move { x, y });
+
+    stream.send.send(&to(10, 10)).await.unwrap();
+    assert_eq!(
+        pointer_at(&conn, (10, 10)),
+        (10, 10),
+        "the assistant moves the pointer"
+    );
+    // The customer moves the mouse (another client's XTest input, as a real mouse would).
+    conn.xtest_fake_input(6, 0, 0, root(&conn), 300, 200, 0).unwrap();
+    sync(&conn);
+    stream.send.send(&to(20, 20)).await.unwrap();
+    let paused = loop {
+        let activity = agent.event("activity", WAIT);
+        if activity["text"].as_str().unwrap().contains("you moved the mouse") {
+            break activity;
+        }
+    };
+    assert_eq!(paused["kind"], "control");
+    assert_eq!(
+        pointer_at(&conn, (300, 200)),
+        (300, 200),
+        "the customer's position stands"
+    );
+    // After the pause the assistant's input works again.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    stream.send.send(&to(30, 30)).await.unwrap();
+    assert_eq!(pointer_at(&conn, (30, 30)), (30, 30));
+}

@@ -100,7 +100,6 @@ impl Worker {
         }
         if self.desktop.local_input_since_injection()? {
             self.paused_until = Some(now + LOCAL_INPUT_PAUSE);
-            // The next injection starts afresh after the pause.
             return Ok(Injected::LocalInputWins);
         }
         for event in events {

@@ -54,7 +54,8 @@ pub trait Desktop: Send {
     fn pointer(&mut self) -> anyhow::Result<(i32, i32)>;
     /// The pointer's image, when it changed since the last call.
     fn cursor_shape(&mut self) -> anyhow::Result<Option<CursorImage>>;
-    /// Whether the customer moved the pointer since our last injected event.
+    /// Whether the customer moved the pointer since our last injected event (or since the
+    /// last time this said so).
     fn local_input_since_injection(&mut self) -> anyhow::Result<bool>;
     /// Injects one input event; returns once the display has processed it.
     fn inject(&mut self, event: &InputEvent) -> anyhow::Result<()>;

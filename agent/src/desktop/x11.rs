@@ -436,7 +436,10 @@ impl Desktop for X11 {
             return Ok(false);
         };
         let p = self.conn.query_pointer(self.root)?.reply()?;
-        Ok((p.root_x, p.root_y) != expected)
+        let now = (p.root_x, p.root_y);
+        // Where the customer left it is the new baseline: only further movement counts again.
+        self.injected_pointer = Some(now);
+        Ok(now != expected)
     }
 
     fn inject(&mut self, event: &InputEvent) -> anyhow::Result<()> {
