@@ -53,8 +53,6 @@ pub struct EncodedFrame {
     pub updates: Vec<ScreenUpdate>,
     /// Tiles in the frame.
     pub tiles: u32,
-    /// Compressed pixel bytes in the frame.
-    pub bytes: usize,
 }
 
 /// Keeps the last frame sent and encodes the next one as the tiles that differ from it.
@@ -96,11 +94,6 @@ impl Encoder {
         })
     }
 
-    /// Frames encoded so far.
-    pub fn frames(&self) -> u64 {
-        self.frame
-    }
-
     /// Encodes `image` as the tiles that changed since the last frame. Returns `None` when
     /// nothing changed, unless `sync` is non-zero (a frame that answers a refresh is always
     /// sent, if need be with no tiles).
@@ -126,7 +119,7 @@ impl Encoder {
         let side = usize::from(TILE);
         let mut batch = Vec::new();
         let mut batch_bytes = 0;
-        let (mut tiles, mut bytes) = (0u32, 0usize);
+        let mut tiles = 0u32;
         for ty in (0..h).step_by(side) {
             let th = side.min(h - ty);
             for tx in (0..w).step_by(side) {
@@ -156,7 +149,6 @@ impl Encoder {
                     batch_bytes = 0;
                 }
                 batch_bytes += size;
-                bytes += tile.data.len();
                 tiles += 1;
                 batch.push(tile);
             }
@@ -173,11 +165,7 @@ impl Encoder {
             sync,
             tiles,
         });
-        Ok(Some(EncodedFrame {
-            updates,
-            tiles,
-            bytes,
-        }))
+        Ok(Some(EncodedFrame { updates, tiles }))
     }
 
     fn encode_tile(
