@@ -30,6 +30,8 @@ struct Shared {
     registry: Mutex<Registry<AgentLink, Connection>>,
     total_bandwidth: Option<Arc<tokio::sync::Mutex<TokenBucket>>>,
     shutting_down: watch::Receiver<bool>,
+    /// Set just before the relay closes every connection at the end of a shutdown.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -55,9 +57,12 @@ fn close(connection: &Connection, reason: Refusal) {
 }
 
 /// Why a peer's connection ended, as told to the other peer: the relay closing everything
-/// at shutdown is not the peer leaving.
-fn departure(connection: &Connection) -> Refusal {
+/// at shutdown is not the peer leaving. The flag covers connections whose close the relay has
+/// begun but that do not report it yet, whichever side of a pair notices first.
+fn departure(shared: &Shared, connection: &Connection) -> Refusal {
+    let closing = shared.closing.load(std::sync::atomic::Ordering::SeqCst);
     match connection.close_reason() {
+        _ if closing => Refusal::ShuttingDown,
         Some(quinn::ConnectionError::LocallyClosed) => Refusal::ShuttingDown,
         _ => Refusal::PeerLeft,
     }
@@ -100,6 +105,7 @@ impl Relay {
             config,
             total_bandwidth,
             shutting_down,
+            closing: std::sync::atomic::AtomicBool::new(false),
         });
         tokio::spawn(sweep(shared.clone()));
         let accept = tokio::spawn(accept_loop(endpoint.clone(), shared.clone()));
@@ -144,6 +150,9 @@ impl Relay {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let reason = Refusal::ShuttingDown;
+        self.shared
+            .closing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.endpoint.close(
             VarInt::from_u32(reason.close_code()),
             reason.to_string().as_bytes(),
@@ -314,7 +323,7 @@ async fn agent_loop(
                     refuse(connection, send, Refusal::BadRequest).await;
                     return Refusal::BadRequest;
                 }
-                Ok(None) | Err(_) => return departure(connection),
+                Ok(None) | Err(_) => return departure(shared, connection),
             },
             event = inbox.recv() => match event {
                 Some(RelayMessage::Refused(reason)) => {
@@ -328,7 +337,7 @@ async fn agent_loop(
                 }
                 None => return Refusal::PeerLeft,
             },
-            _ = connection.closed() => return departure(connection),
+            _ = connection.closed() => return departure(shared, connection),
         }
     }
 }
@@ -381,7 +390,7 @@ async fn viewer(
                 let _ = agent.events.try_send(RelayMessage::PeerLeft);
             }
         }
-        End::AgentGone => close(&connection, departure(&agent)),
+        End::AgentGone => close(&connection, departure(&shared, &agent)),
         End::Idle | End::MaxDuration => {
             let reason = if end == End::Idle {
                 Refusal::IdleTimeout
