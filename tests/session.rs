@@ -166,7 +166,7 @@ async fn three_wrong_codes_burn_the_session() {
         let err = text(&out.stderr);
         if attempt < 3 {
             assert!(err.contains("wrong code"), "attempt {attempt}: {err}");
-            assert_eq!(agent.event("wrong_code", WAIT)["attempts_left"], 3 - attempt);
+            assert_eq!(agent.attempt("wrong_code", WAIT)["attempts_left"], 3 - attempt);
         } else {
             assert!(
                 err.contains("no longer valid") || err.contains("wrong code"),
@@ -175,7 +175,7 @@ async fn three_wrong_codes_burn_the_session() {
         }
         assert!(!text(&out.stdout).contains("should-not-run"));
     }
-    agent.event("burned", WAIT);
+    agent.attempt("burned", WAIT);
     let fresh = agent.event("ready", WAIT);
     assert_ne!(fresh["session_id"].as_str().unwrap(), id);
     // The burned pair no longer works, even with the right code.

@@ -70,6 +70,25 @@ impl Running {
 
     /// The next JSON line on stdout whose `event` is `name`, waiting up to `timeout`.
     pub fn event(&self, name: &str, timeout: Duration) -> serde_json::Value {
+        self.event_where(&format!("{name:?}"), |v| v["event"] == name, timeout)
+    }
+
+    /// The next `attempt` event with this `outcome`, waiting up to `timeout`.
+    pub fn attempt(&self, outcome: &str, timeout: Duration) -> serde_json::Value {
+        self.event_where(
+            &format!("attempt {outcome:?}"),
+            |v| v["event"] == "attempt" && v["outcome"] == outcome,
+            timeout,
+        )
+    }
+
+    /// The next JSON line on stdout that `wanted` accepts, waiting up to `timeout`.
+    pub fn event_where(
+        &self,
+        what: &str,
+        wanted: impl Fn(&serde_json::Value) -> bool,
+        timeout: Duration,
+    ) -> serde_json::Value {
         let deadline = std::time::Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -77,12 +96,12 @@ impl Running {
                 Ok(line) => {
                     self.first_line.borrow_mut().get_or_insert_with(|| line.clone());
                     if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                        && v["event"] == name
+                        && wanted(&v)
                     {
                         return v;
                     }
                 }
-                Err(_) => panic!("no {name:?} event within {timeout:?}"),
+                Err(_) => panic!("no {what} event within {timeout:?}"),
             }
         }
     }

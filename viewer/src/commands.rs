@@ -4,16 +4,13 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use ponte_protocol::app::{Control, EndReason, Grants, Request, Response, Transfer};
 use ponte_protocol::screen::InputEvent;
 use ponte_session::files;
-use ponte_session::{SecureSend, SecureStream, Session};
-
-use crate::screen::{self, Progress, ScreenClient};
+use ponte_viewer::screen::{self, Progress, ScreenClient};
+use ponte_viewer::{TerminalOutput, Viewer};
 
 /// One parsed command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,254 +141,143 @@ pub fn parse(line: &str) -> anyhow::Result<Option<Command>> {
     }))
 }
 
-/// A running session from the viewer's side.
-pub struct Viewer {
-    session: Session,
-    control: SecureSend,
-    /// Why the session ended, once it has.
-    pub ended: Arc<Mutex<Option<String>>>,
-    /// What the customer allows; `None` until the customer has answered the consent prompt.
-    pub grants: Arc<Mutex<Option<Grants>>>,
+/// Runs commands against a joined session and prints what happens. Everything from the
+/// customer's computer is printed through `PeerText` (inert), except a terminal's and a
+/// command's own output, which goes to the assistant's terminal as a terminal shows it.
+pub struct Runner {
+    viewer: Viewer,
     /// The shared screen, once asked for.
     screen: Option<ScreenClient>,
     /// What had arrived at the last screenshot.
     last_shot: Progress,
 }
 
-fn progress(total: u64, what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(total);
+/// A progress bar for a transfer, fed by [`Progress`] steps.
+fn progress_bar(what: &str) -> (ProgressBar, impl FnMut(files::Progress) + Send + use<>) {
+    let bar = ProgressBar::new(0);
     bar.set_style(
-        ProgressStyle::with_template("{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+        ProgressStyle::with_template("{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.set_message(what.to_owned());
-    bar
+    let feed = bar.clone();
+    (bar, move |step| match step {
+        files::Progress::Started(totals) => feed.set_length(totals.bytes),
+        files::Progress::Advanced(n) => feed.inc(n),
+    })
 }
 
-impl Viewer {
-    /// Wraps an established session; a task prints what arrives on the control stream.
-    pub fn new(session: Session, control: SecureStream) -> Viewer {
-        let SecureStream { send, mut recv, .. } = control;
-        let ended = Arc::new(Mutex::new(None));
-        let grants = Arc::new(Mutex::new(None));
-        let (ended2, grants2, connection) = (ended.clone(), grants.clone(), session.connection().clone());
-        tokio::spawn(async move {
-            let reason = loop {
-                match recv.recv::<Control>().await {
-                    Ok(Some(Control::Grants(g))) => {
-                        *grants2.lock().unwrap_or_else(|e| e.into_inner()) = Some(g);
-                        eprintln!("[ponte] the customer allows: {g}");
-                    }
-                    Ok(Some(Control::Chat { text, .. })) => {
-                        eprintln!(
-                            "[ponte] {} customer: {}",
-                            ponte_session::clock(),
-                            text.chars().filter(|c| !c.is_control()).collect::<String>()
-                        );
-                    }
-                    Ok(Some(Control::End(reason))) => break reason.to_string(),
-                    Ok(None) => break "the customer's side closed the session".into(),
-                    Err(e) => break format!("connection lost ({e})"),
-                }
-            };
-            let mut ended = ended2.lock().unwrap_or_else(|e| e.into_inner());
-            if ended.is_none() {
-                eprintln!("[ponte] session ended: {reason}");
-                *ended = Some(reason);
-            }
-            connection.close(0u32.into(), b"session ended");
-        });
-        Viewer {
-            session,
-            control: send,
-            ended,
-            grants,
+impl Runner {
+    /// Commands for `viewer`.
+    pub fn new(viewer: Viewer) -> Runner {
+        Runner {
+            viewer,
             screen: None,
             last_shot: Progress::default(),
         }
     }
 
-    /// Why the session ended, if it did.
-    pub fn ended(&self) -> Option<String> {
-        self.ended.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    async fn request(&self, request: &Request) -> anyhow::Result<SecureStream> {
-        let mut stream = self.session.open().await.map_err(|e| self.explain(e.into()))?;
-        stream
-            .send
-            .send(request)
-            .await
-            .map_err(|e| self.explain(e.into()))?;
-        match stream
-            .recv
-            .expect::<Response>()
-            .await
-            .map_err(|e| self.explain(e.into()))?
-        {
-            Response::Accepted => Ok(stream),
-            Response::Refused(reason) => bail!("refused by the customer's computer: {reason}"),
-        }
-    }
-
-    /// Replaces a transport error with the session's end reason when there is one.
-    fn explain(&self, e: anyhow::Error) -> anyhow::Error {
-        match self.ended() {
-            Some(reason) => anyhow::anyhow!("session ended: {reason}"),
-            None => e,
-        }
+    /// The session.
+    pub fn viewer(&mut self) -> &mut Viewer {
+        &mut self.viewer
     }
 
     /// Runs one command; `Ok(false)` means the session should end.
     pub async fn run(&mut self, command: Command) -> anyhow::Result<bool> {
-        if let Some(reason) = self.ended() {
+        if let Some(reason) = self.viewer.state().ended {
             bail!("session ended: {reason}");
         }
         match command {
-            Command::Exec(cmd) => self.exec(&cmd).await?,
-            Command::Get { remote, local, force } => self.get(&remote, &local, force).await?,
-            Command::Put { local, remote, force } => self.put(&local, &remote, force).await?,
-            Command::Info => self.info().await?,
-            Command::Chat(text) => {
-                self.control
-                    .send(&Control::Chat {
-                        text,
-                        sent_unix_ms: ponte_session::now_unix() * 1000,
+            Command::Exec(cmd) => {
+                let status = self
+                    .viewer
+                    .exec(&cmd, |stderr, data| {
+                        let _ = if stderr {
+                            std::io::stderr().lock().write_all(data)
+                        } else {
+                            let mut out = std::io::stdout().lock();
+                            out.write_all(data).and_then(|()| out.flush())
+                        };
                     })
-                    .await
-                    .map_err(|e| self.explain(e.into()))?;
+                    .await?;
+                match status {
+                    Some(0) => {}
+                    Some(code) => bail!("exit status {code}"),
+                    None => bail!("the command was killed by a signal"),
+                }
             }
+            Command::Get { remote, local, force } => {
+                let (bar, mut feed) = progress_bar(&remote);
+                let totals = self
+                    .viewer
+                    .get(&remote, Path::new(&local), force, &mut feed)
+                    .await;
+                bar.finish_and_clear();
+                let totals = totals?;
+                eprintln!(
+                    "[ponte] received {remote} → {local} ({} file(s), {} bytes, SHA-256 verified)",
+                    totals.files, totals.bytes
+                );
+            }
+            Command::Put { local, remote, force } => {
+                let (bar, mut feed) = progress_bar(&local);
+                let totals = self
+                    .viewer
+                    .put(Path::new(&local), &remote, force, &mut feed)
+                    .await;
+                bar.finish_and_clear();
+                let totals = totals?;
+                eprintln!(
+                    "[ponte] sent {local} → {remote} ({} file(s), {} bytes, SHA-256 verified by the customer's computer)",
+                    totals.files, totals.bytes
+                );
+            }
+            Command::Info => {
+                let facts = self.viewer.info().await?;
+                let shown: Vec<(String, String)> = facts
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+                let width = shown.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
+                for (k, v) in shown {
+                    println!("{k:width$}  {v}");
+                }
+            }
+            Command::Chat(text) => self.viewer.chat(&text).await?,
             Command::Shell => bail!("shell needs an interactive terminal; in a batch use exec CMD"),
-            Command::Screen => self.window().await?,
+            Command::Screen => {
+                let state = self.viewer.watch();
+                let client = self.screen().await?;
+                ponte_viewer::window::show(client, state).await?;
+            }
             Command::Screenshot(path) => self.screenshot(&path).await?,
             Command::Click { x, y, button } => {
-                self.input(vec![
-                    InputEvent::Move { x, y },
-                    InputEvent::Button {
-                        button,
-                        pressed: true,
-                    },
-                    InputEvent::Button {
-                        button,
-                        pressed: false,
-                    },
-                ])
-                .await?
+                self.viewer
+                    .input(vec![
+                        InputEvent::Move { x, y },
+                        InputEvent::Button {
+                            button,
+                            pressed: true,
+                        },
+                        InputEvent::Button {
+                            button,
+                            pressed: false,
+                        },
+                    ])
+                    .await?
             }
-            Command::Type(text) => self.input(vec![InputEvent::Text(text)]).await?,
+            Command::Type(text) => self.viewer.input(vec![InputEvent::Text(text.into())]).await?,
             Command::Help => println!("{HELP}"),
             Command::Quit => return Ok(false),
         }
         Ok(true)
     }
 
-    /// Ends the session from the assistant's side.
-    pub async fn quit(&mut self) {
-        let already = {
-            let mut ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
-            let already = ended.is_some();
-            ended.get_or_insert_with(|| "you ended the session".into());
-            already
-        };
-        if !already {
-            let _ = self.control.send(&Control::End(EndReason::AssistantEnded)).await;
-            let _ = self.control.finish().await;
-            self.control.flushed().await;
-        }
-        self.session.connection().close(0u32.into(), b"quit");
-    }
-
-    async fn exec(&self, cmd: &str) -> anyhow::Result<()> {
-        let mut stream = self
-            .request(&Request::Exec {
-                command: cmd.to_owned(),
-            })
-            .await?;
-        loop {
-            match stream
-                .recv
-                .expect::<Transfer>()
-                .await
-                .map_err(|e| self.explain(e.into()))?
-            {
-                Transfer::Output { stderr: false, data } => {
-                    let mut out = std::io::stdout().lock();
-                    out.write_all(&data)?;
-                    out.flush()?;
-                }
-                Transfer::Output { stderr: true, data } => std::io::stderr().lock().write_all(&data)?,
-                Transfer::Exit(Some(0)) => return Ok(()),
-                Transfer::Exit(Some(code)) => bail!("exit status {code}"),
-                Transfer::Exit(None) => bail!("the command was killed by a signal"),
-                _ => bail!("unexpected message from the customer's computer"),
-            }
-        }
-    }
-
-    async fn get(&self, remote: &str, local: &str, force: bool) -> anyhow::Result<()> {
-        let local = Path::new(local);
-        if !force && local.exists() {
-            bail!("{} already exists (use get -f to replace it)", local.display());
-        }
-        let mut stream = self
-            .request(&Request::Get {
-                path: remote.to_owned(),
-            })
-            .await?;
-        let bar = progress(0, remote);
-        let bytes = files::receive_into(&mut stream.recv, local, force, &mut |n| {
-            bar.inc(n);
-        })
-        .await
-        .map_err(|e| self.explain(e.into()))?;
-        bar.finish_and_clear();
-        eprintln!(
-            "[ponte] received {remote} → {} ({bytes} bytes, SHA-256 verified)",
-            local.display()
-        );
-        Ok(())
-    }
-
-    async fn put(&self, local: &str, remote: &str, force: bool) -> anyhow::Result<()> {
-        let source = Path::new(local);
-        let (kind, total) = files::measure(source)
-            .await
-            .with_context(|| format!("reading {local}"))?;
-        let request = Request::Put {
-            path: remote.to_owned(),
-            kind,
-            total_bytes: total,
-            overwrite: force,
-        };
-        let mut stream = self.request(&request).await?;
-        let bar = progress(total, local);
-        files::send_path(&mut stream.send, source, &mut |n| bar.inc(n))
-            .await
-            .map_err(|e| self.explain(e.into()))?;
-        stream.send.finish().await.map_err(|e| self.explain(e.into()))?;
-        bar.finish_and_clear();
-        match stream
-            .recv
-            .expect::<Transfer>()
-            .await
-            .map_err(|e| self.explain(e.into()))?
-        {
-            Transfer::Done => {
-                eprintln!(
-                    "[ponte] sent {local} → {remote} ({total} bytes, SHA-256 verified by the customer's computer)"
-                );
-                Ok(())
-            }
-            Transfer::Failed(reason) => bail!("the customer's computer did not accept the files: {reason}"),
-            _ => bail!("unexpected message from the customer's computer"),
-        }
-    }
-
     /// An interactive terminal on the customer's computer, in raw mode until the remote shell
     /// exits. `input` delivers the local keystrokes.
     pub async fn shell(&self, input: &mut tokio::sync::mpsc::Receiver<Vec<u8>>) -> anyhow::Result<()> {
         let (cols, rows) = crossterm::terminal::size().unwrap_or((80, 24));
-        let mut stream = self.request(&Request::Shell { cols, rows }).await?;
+        let mut terminal = self.viewer.shell(cols, rows).await?;
         crossterm::terminal::enable_raw_mode().context("switching the terminal to raw mode")?;
         struct Restore;
         impl Drop for Restore {
@@ -408,25 +294,24 @@ impl Viewer {
             #[cfg(not(unix))]
             let resize = std::future::pending::<Option<()>>();
             tokio::select! {
-                message = stream.recv.recv::<Transfer>() => match message.map_err(|e| self.explain(e.into()))? {
-                    Some(Transfer::Output { data, .. }) => {
+                output = terminal.output() => match output? {
+                    TerminalOutput::Output(data) => {
                         let mut out = std::io::stdout().lock();
                         out.write_all(&data)?;
                         out.flush()?;
                     }
-                    Some(Transfer::Exit(_)) | None => return Ok(()),
-                    Some(_) => bail!("unexpected message from the customer's computer"),
+                    TerminalOutput::Exit(_) => return Ok(()),
                 },
                 keys = input.recv() => match keys {
-                    Some(bytes) => stream.send.send(&Transfer::Input(bytes)).await.map_err(|e| self.explain(e.into()))?,
+                    Some(bytes) => terminal.input(bytes).await?,
                     None => {
-                        stream.send.finish().await?;
+                        terminal.close().await?;
                         return Ok(());
                     }
                 },
                 _ = resize => {
                     if let Ok((cols, rows)) = crossterm::terminal::size() {
-                        stream.send.send(&Transfer::Resize { cols, rows }).await?;
+                        terminal.resize(cols, rows).await?;
                     }
                 }
             }
@@ -441,9 +326,8 @@ impl Viewer {
         let client = match self.screen.take() {
             Some(client) => client,
             None => {
-                let stream = self.request(&Request::Screen { max_fps: screen::FPS }).await?;
                 self.last_shot = Progress::default();
-                ScreenClient::start(stream)?
+                self.viewer.screen(screen::FPS).await?
             }
         };
         Ok(self.screen.insert(client))
@@ -460,45 +344,6 @@ impl Viewer {
             now.frames - last.frames
         );
         Ok(())
-    }
-
-    async fn input(&self, events: Vec<InputEvent>) -> anyhow::Result<()> {
-        let mut stream = self.request(&Request::Input(events)).await?;
-        match stream
-            .recv
-            .expect::<Transfer>()
-            .await
-            .map_err(|e| self.explain(e.into()))?
-        {
-            Transfer::Done => Ok(()),
-            Transfer::Failed(reason) => bail!("the customer's computer did not take the input: {reason}"),
-            _ => bail!("unexpected message from the customer's computer"),
-        }
-    }
-
-    async fn window(&mut self) -> anyhow::Result<()> {
-        let grants = self.grants.clone();
-        let client = self.screen().await?;
-        crate::window::show(client, grants).await
-    }
-
-    async fn info(&self) -> anyhow::Result<()> {
-        let mut stream = self.request(&Request::Info).await?;
-        match stream
-            .recv
-            .expect::<Transfer>()
-            .await
-            .map_err(|e| self.explain(e.into()))?
-        {
-            Transfer::Info(facts) => {
-                let width = facts.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-                for (k, v) in facts {
-                    println!("{k:width$}  {v}");
-                }
-                Ok(())
-            }
-            _ => bail!("unexpected message from the customer's computer"),
-        }
     }
 }
 

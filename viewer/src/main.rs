@@ -1,9 +1,6 @@
 //! `ponte-viewer`: see `ponte-viewer --help`.
 
 mod commands;
-mod identity;
-mod screen;
-mod window;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,12 +8,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use ponte_protocol::handshake::HandshakeError;
 use ponte_protocol::{OneTimeCode, SessionId};
-use ponte_session::SessionError;
 use ponte_session::connect::{RelayArgs, TrustNote};
+use ponte_viewer::{JoinOptions, Notice, identity};
 
-use crate::commands::{Command, HELP, Viewer};
+use crate::commands::{Command, HELP, Runner};
 
 /// Ponte viewer: help a customer on their computer — terminal, files, system information and
 /// chat — end-to-end encrypted through a Ponte relay.
@@ -180,23 +176,6 @@ async fn main() -> ExitCode {
     })
 }
 
-fn explain(e: SessionError) -> anyhow::Error {
-    match e {
-        SessionError::Handshake(HandshakeError::WrongCode) => {
-            anyhow::anyhow!(
-                "wrong code: the customer's computer did not accept it. Ask them to read it again."
-            )
-        }
-        SessionError::Handshake(HandshakeError::Burned) => anyhow::anyhow!(
-            "the code was tried wrongly too often and is no longer valid; the customer now sees a new ID and code"
-        ),
-        other => match other.refusal() {
-            Some(reason) => anyhow::anyhow!("the relay refused: {reason}"),
-            None => anyhow::anyhow!(other),
-        },
-    }
-}
-
 async fn connect(c: Connect) -> anyhow::Result<ExitCode> {
     let dir = c.identity_dir.clone().unwrap_or_else(identity::default_dir);
     let (credentials, created) = identity::load_or_create(&dir)?;
@@ -206,16 +185,18 @@ async fn connect(c: Connect) -> anyhow::Result<ExitCode> {
             dir.display()
         );
     }
-    let (mut client, note) = ponte_session::connect::connect(
-        &c.relay.options(),
-        c.relay.accept_new_fingerprint,
-    )
-    .await
-    .map_err(|e| match e {
-        e @ SessionError::FingerprintChanged { .. } => anyhow::anyhow!(
-            "WARNING: {e}. Someone may be intercepting the connection; rerun with --accept-new-fingerprint \
-                 only after the relay's operator confirmed the new fingerprint."
-        ),
+    eprintln!("[ponte] joining session {} at {}…", c.session_id, c.relay.relay);
+    let options = JoinOptions {
+        relay: c.relay.options(),
+        accept_new_fingerprint: c.relay.accept_new_fingerprint,
+        session: c.session_id,
+        code: c.code,
+        credentials,
+    };
+    let (mut viewer, note) = ponte_viewer::join(options).await.map_err(|e| match e {
+        e @ (ponte_viewer::ViewerError::WrongCode
+        | ponte_viewer::ViewerError::Burned
+        | ponte_viewer::ViewerError::FingerprintChanged(_)) => anyhow::anyhow!(e),
         other => anyhow::anyhow!(other).context(format!("connecting to the relay {}", c.relay.relay)),
     })?;
     if let TrustNote::FirstUse(fp) = note {
@@ -224,36 +205,32 @@ async fn connect(c: Connect) -> anyhow::Result<ExitCode> {
             c.relay.relay
         );
     }
-    client.join(c.session_id).await.map_err(|e| explain(e.into()))?;
-    eprintln!("[ponte] joined session {}; authenticating…", c.session_id);
-    let (session, control) = ponte_session::handshake::viewer(&client, c.session_id, c.code, &credentials)
-        .await
-        .map_err(explain)?;
     eprintln!("[ponte] connected end-to-end; waiting for the customer to allow access…");
-    let mut viewer = Viewer::new(session, control);
-    // The customer's consent arrives as the first grants message.
-    let answered = tokio::time::timeout(Duration::from_secs(600), async {
-        loop {
-            if viewer.ended().is_some() || viewer.grants.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
-                return;
+    // What the customer's side says is printed as it arrives, inert.
+    if let Some(mut notices) = viewer.notices() {
+        tokio::spawn(async move {
+            while let Some(notice) = notices.recv().await {
+                match notice {
+                    Notice::Grants(g) => eprintln!("[ponte] the customer allows: {g}"),
+                    Notice::Chat(text) => eprintln!("[ponte] {} customer: {text}", ponte_session::clock()),
+                    Notice::Ended(reason) => eprintln!("[ponte] session ended: {reason}"),
+                }
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-    if answered.is_err() {
+        });
+    }
+    if viewer.consent(Duration::from_secs(600)).await.is_none() && viewer.state().ended.is_none() {
         eprintln!("[ponte] the customer has not answered yet; requests will be refused until they do");
     }
+    let mut runner = Runner::new(viewer);
     let code = match c.batch.as_deref() {
-        Some(source) => batch(&mut viewer, source).await?,
-        None => interactive(&mut viewer).await,
+        Some(source) => batch(&mut runner, source).await?,
+        None => interactive(&mut runner).await,
     };
-    viewer.quit().await;
-    drop(client);
+    runner.viewer().quit().await;
     Ok(code)
 }
 
-async fn batch(viewer: &mut Viewer, source: &str) -> anyhow::Result<ExitCode> {
+async fn batch(runner: &mut Runner, source: &str) -> anyhow::Result<ExitCode> {
     let reader: Box<dyn std::io::BufRead + Send> = if source == "-" {
         Box::new(std::io::BufReader::new(std::io::stdin()))
     } else {
@@ -283,13 +260,13 @@ async fn batch(viewer: &mut Viewer, source: &str) -> anyhow::Result<ExitCode> {
                 continue;
             }
         };
-        match viewer.run(command).await {
+        match runner.run(command).await {
             Ok(true) => {}
             Ok(false) => break,
             Err(e) => {
                 eprintln!("[ponte] line {n}: {line}: {e:#}");
                 failed += 1;
-                if viewer.ended().is_some() {
+                if runner.viewer().state().ended.is_some() {
                     break;
                 }
             }
@@ -302,7 +279,7 @@ async fn batch(viewer: &mut Viewer, source: &str) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn interactive(viewer: &mut Viewer) -> ExitCode {
+async fn interactive(runner: &mut Runner) -> ExitCode {
     eprintln!("{HELP}");
     // Raw bytes from stdin: lines at the prompt, keystrokes in a shell.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
@@ -334,16 +311,15 @@ async fn interactive(viewer: &mut Viewer) -> ExitCode {
         };
         let result = match commands::parse(&line) {
             Ok(Some(Command::Quit)) => return ExitCode::SUCCESS,
-            Ok(Some(Command::Shell)) => viewer.shell(&mut rx).await,
-            Ok(Some(command)) => viewer.run(command).await.map(|_| ()),
+            Ok(Some(Command::Shell)) => runner.shell(&mut rx).await,
+            Ok(Some(command)) => runner.run(command).await.map(|_| ()),
             Ok(None) => Ok(()),
             Err(e) => Err(e),
         };
         if let Err(e) = result {
             eprintln!("[ponte] {e:#}");
         }
-        if let Some(reason) = viewer.ended() {
-            eprintln!("[ponte] session ended: {reason}");
+        if runner.viewer().state().ended.is_some() {
             return ExitCode::FAILURE;
         }
     }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use ponte_protocol::app::{Capability, Grants};
+use ponte_protocol::app::Capability;
 use ponte_protocol::screen::{InputEvent, ScreenFeedback, keysym_for_char};
 use ponte_screen::Canvas;
 use tokio::sync::{mpsc, watch};
@@ -20,6 +20,7 @@ use winit::platform::run_on_demand::EventLoopExtRunOnDemand;
 use winit::platform::x11::EventLoopBuilderExtX11;
 use winit::window::{Window, WindowId};
 
+use crate::client::State;
 use crate::screen::{Progress, ScreenClient};
 
 /// How often the window looks for a new frame.
@@ -34,14 +35,14 @@ const BORDER: u32 = 4;
 struct Shared {
     canvas: Arc<Mutex<Canvas>>,
     progress: watch::Receiver<Progress>,
-    grants: Arc<Mutex<Option<Grants>>>,
+    state: watch::Receiver<State>,
     input: mpsc::Sender<ScreenFeedback>,
 }
 
 type Job = (Shared, std_mpsc::Sender<anyhow::Result<()>>);
 
 /// Shows the screen in a window until the customer stops sharing or the assistant closes it.
-pub async fn show(client: &ScreenClient, grants: Arc<Mutex<Option<Grants>>>) -> anyhow::Result<()> {
+pub async fn show(client: &ScreenClient, state: watch::Receiver<State>) -> anyhow::Result<()> {
     static WINDOW_THREAD: OnceLock<Mutex<std_mpsc::Sender<Job>>> = OnceLock::new();
     let jobs = WINDOW_THREAD.get_or_init(|| {
         let (tx, rx) = std_mpsc::channel::<Job>();
@@ -51,7 +52,7 @@ pub async fn show(client: &ScreenClient, grants: Arc<Mutex<Option<Grants>>>) -> 
     let shared = Shared {
         canvas: client.canvas.clone(),
         progress: client.progress_receiver(),
-        grants,
+        state,
         input: client.input_sender(),
     };
     let (done_tx, done_rx) = std_mpsc::channel();
@@ -115,9 +116,9 @@ impl App {
 
     fn control(&self) -> bool {
         self.shared
+            .state
+            .borrow()
             .grants
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .is_some_and(|g| g.allows(Capability::Control))
     }
 

@@ -1,7 +1,10 @@
 //! The customer's desktop behind a seam: capture, pointer, input injection and the on-screen
 //! indicator. X11 is the first back end; Windows and macOS ones implement the same trait.
 
+mod worker;
 mod x11;
+
+pub use worker::{DesktopWorker, DisplayOptions, Injected, Sharing, Step};
 
 use ponte_protocol::screen::InputEvent;
 pub use ponte_screen::CursorImage;
@@ -61,6 +64,9 @@ pub trait Desktop: Send {
     fn inject(&mut self, event: &InputEvent) -> anyhow::Result<()>;
     /// Shows, changes or (with `None`) removes the indicator.
     fn show_indicator(&mut self, state: Option<Indicator>) -> anyhow::Result<()>;
+    /// Gives back what input injection borrowed (keycodes remapped to type characters the
+    /// keymap lacks).
+    fn restore_keymap(&mut self) -> anyhow::Result<()>;
 }
 
 /// Opens the desktop on `display` (X11 display name; default `$DISPLAY`), sharing monitor

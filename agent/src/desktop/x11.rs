@@ -364,13 +364,7 @@ impl X11 {
 
 impl Drop for X11 {
     fn drop(&mut self) {
-        // Give back the keycodes borrowed for characters the keymap lacked.
-        let per = self.keymap.per_keycode;
-        for code in std::mem::take(&mut self.remapped) {
-            let _ = self
-                .conn
-                .change_keyboard_mapping(1, code, per as u8, &vec![0; per]);
-        }
+        let _ = self.restore_keymap();
         if let Grabber::Shm { seg, .. } = self.grabber {
             let _ = self.conn.shm_detach(seg);
         }
@@ -464,7 +458,7 @@ impl Desktop for X11 {
                 self.key(code, *pressed)?;
             }
             InputEvent::Text(text) => {
-                for c in text.chars() {
+                for c in text.as_raw().chars() {
                     self.type_keysym(keysym_for_char(c))?;
                 }
             }
@@ -473,6 +467,18 @@ impl Desktop for X11 {
         // input left it, and any other movement from now on is the customer's.
         let p = self.conn.query_pointer(self.root)?.reply()?;
         self.injected_pointer = Some((p.root_x, p.root_y));
+        Ok(())
+    }
+
+    fn restore_keymap(&mut self) -> anyhow::Result<()> {
+        let per = self.keymap.per_keycode;
+        for code in std::mem::take(&mut self.remapped) {
+            self.conn
+                .change_keyboard_mapping(1, code, per as u8, &vec![0; per])?;
+            let at = usize::from(code - self.keymap.min) * per;
+            self.keymap.keysyms[at..at + per].fill(0);
+        }
+        self.conn.flush()?;
         Ok(())
     }
 

@@ -10,6 +10,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::text::PeerText;
+
 /// Largest application message (frame body). Leaves room in a 64 KiB record.
 pub const MAX_MESSAGE: usize = 60 * 1024;
 
@@ -209,9 +211,7 @@ pub enum Control {
     /// Either way: a chat message.
     Chat {
         /// The text (at most [`MAX_CHAT`] bytes).
-        text: String,
-        /// When it was sent, milliseconds since the Unix epoch (sender's clock).
-        sent_unix_ms: u64,
+        text: PeerText,
     },
     /// Either way: the session ends now.
     End(EndReason),
@@ -233,20 +233,23 @@ pub enum Request {
     /// finishes with [`Transfer::Exit`].
     Exec {
         /// The command line.
-        command: String,
+        command: PeerText,
     },
     /// Send the file or directory at `path` (on the customer's machine).
     Get {
         /// Path on the customer's machine.
-        path: String,
+        path: PeerText,
     },
     /// Receive a file or directory into `path` on the customer's machine; the viewer streams
-    /// [`Transfer`] entries after an accepting [`Response`].
+    /// [`Transfer`] entries after an accepting [`Response`]. The customer may be asked with
+    /// these numbers, so they bind: a transfer that exceeds them fails.
     Put {
         /// Destination path on the customer's machine.
-        path: String,
+        path: PeerText,
         /// File or directory.
         kind: EntryKind,
+        /// How many files will follow.
+        files: u64,
         /// Total bytes that will follow.
         total_bytes: u64,
         /// Replace an existing destination.
@@ -278,7 +281,7 @@ pub enum Response {
     /// The request goes ahead.
     Accepted,
     /// The request was refused, with a reason for the assistant.
-    Refused(String),
+    Refused(PeerText),
 }
 
 /// Messages after the response on a request stream.
@@ -287,12 +290,12 @@ pub enum Transfer {
     /// A directory to create (path relative to the transfer root, `/`-separated).
     Dir {
         /// Relative path.
-        path: String,
+        path: PeerText,
     },
     /// A file begins; [`Transfer::Data`] follows, then [`Transfer::FileEnd`].
     File {
         /// Relative path (empty for a single-file transfer).
-        path: String,
+        path: PeerText,
         /// Size in bytes.
         size: u64,
         /// Unix permission bits.
@@ -307,8 +310,9 @@ pub enum Transfer {
     },
     /// Everything was sent.
     Done,
-    /// The sender gave up; the receiver must discard partial results.
-    Failed(String),
+    /// The sender gave up (or the agent stopped the request); the receiver must discard
+    /// partial results.
+    Failed(PeerText),
     /// Command output.
     Output {
         /// True for standard error.
@@ -320,7 +324,7 @@ pub enum Transfer {
     /// The command exited with this status (`None`: killed by a signal).
     Exit(Option<i32>),
     /// System information as key/value lines.
-    Info(Vec<(String, String)>),
+    Info(Vec<(PeerText, PeerText)>),
     /// Keystrokes for an interactive shell.
     Input(#[serde(with = "serde_bytes")] Vec<u8>),
     /// The viewer's terminal changed size.
@@ -329,6 +333,14 @@ pub enum Transfer {
         cols: u16,
         /// Rows.
         rows: u16,
+    },
+    /// First message of every file transfer: what will follow. The receiver fails the
+    /// transfer if more files or bytes arrive.
+    Total {
+        /// Number of files.
+        files: u64,
+        /// Bytes in all files.
+        bytes: u64,
     },
 }
 

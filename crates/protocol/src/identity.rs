@@ -458,10 +458,10 @@ impl TrustStore {
 pub enum PeerIdentity {
     /// The assistant's certificate chains to a trusted organisation key.
     Verified {
-        /// The assistant's name.
-        name: String,
-        /// The organisation that vouches for the assistant.
-        organisation: String,
+        /// The assistant's name (from the certificate: text of the peer's).
+        name: crate::text::PeerText,
+        /// The organisation that vouches for the assistant (from the certificate).
+        organisation: crate::text::PeerText,
         /// Fingerprint of the assistant's key.
         fingerprint: Fingerprint,
     },
@@ -491,8 +491,8 @@ impl PeerIdentity {
         };
         match cert.verify(key, trust, now) {
             Ok((name, organisation)) => PeerIdentity::Verified {
-                name: name.to_owned(),
-                organisation: organisation.to_owned(),
+                name: name.into(),
+                organisation: organisation.into(),
                 fingerprint,
             },
             Err(reason) => PeerIdentity::Unverified { fingerprint, reason },

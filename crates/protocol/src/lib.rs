@@ -8,6 +8,8 @@
 //! - [`ids`]: session IDs and one-time codes.
 //! - [`frame`] and [`rendezvous`]: the length-bounded, versioned messages agents and viewers
 //!   exchange with the relay. Always built.
+//! - [`text`]: [`PeerText`], the one type every string from the other side travels in, shown
+//!   only in an inert, escaped form.
 //! - With the `e2e` feature (default, and off in the relay): [`handshake`] (SPAKE2 + X25519,
 //!   key confirmation, assistant identity), [`key_schedule`], [`identity`] (RSA-PSS keys and
 //!   organisation certificates), [`record`] (the AES-256-GCM record layer), [`session`]
@@ -21,6 +23,7 @@
 pub mod frame;
 pub mod ids;
 pub mod rendezvous;
+pub mod text;
 
 #[cfg(feature = "e2e")]
 pub mod app;
@@ -44,3 +47,4 @@ pub mod session;
 pub use ids::{OneTimeCode, ParseIdError, SessionId, os_rng};
 #[cfg(feature = "e2e")]
 pub use role::Role;
+pub use text::PeerText;

@@ -157,7 +157,7 @@ pub enum InputEvent {
         pressed: bool,
     },
     /// Type this text.
-    Text(String),
+    Text(crate::text::PeerText),
 }
 
 impl InputEvent {
@@ -232,6 +232,6 @@ mod tests {
             }
             .is_valid()
         );
-        assert!(!InputEvent::Text("x".repeat(MAX_TEXT + 1)).is_valid());
+        assert!(!InputEvent::Text("x".repeat(MAX_TEXT + 1).into()).is_valid());
     }
 }

@@ -1,14 +1,18 @@
 //! File and directory transfer over a sealed stream, the same code for both directions.
 //!
-//! The sender walks the source and streams [`Transfer`] entries; every file ends with its
-//! SHA-256. The receiver writes each file to a hidden partial file beside its destination and
-//! renames it into place only after the hash matched, so a failed or cancelled transfer never
-//! leaves a file that looks complete. Entry paths are relative and checked: nothing a peer
-//! sends can write outside the destination.
+//! The sender measures the source, announces it ([`Transfer::Total`]) and streams
+//! [`Transfer`] entries; every file ends with its SHA-256. The receiver holds the sender to its
+//! announcement, and writes each file through a fresh, randomly named partial file beside its
+//! destination — created exclusively, never through a symbolic link, readable only by its
+//! owner — that is renamed into place only after the size and hash matched. A failed or
+//! cancelled transfer therefore never leaves a file that looks complete, and a planted link
+//! cannot redirect a write. Entry paths are relative and checked: nothing a peer sends can
+//! write outside the destination or through a link inside it.
 
 use std::path::{Component, Path, PathBuf};
 
 use ponte_protocol::app::{EntryKind, MAX_CHUNK, MAX_PATH, Transfer};
+use ponte_protocol::text::PeerText;
 use sha2::{Digest, Sha256};
 
 use crate::SessionError;
@@ -21,28 +25,40 @@ pub enum TransferError {
     #[error(transparent)]
     Session(#[from] SessionError),
     /// A local file operation failed.
-    #[error("{path}: {error}")]
+    #[error("{}: {error}", PeerText::path(path))]
     Io {
         /// The file concerned.
         path: PathBuf,
         /// What happened.
         error: std::io::Error,
     },
-    /// The peer sent a path that would leave the destination (or is otherwise unusable).
+    /// The peer sent a path that would leave the destination, go through a symbolic link, or
+    /// is otherwise unusable.
     #[error("unsafe path from the other side: {0:?}")]
-    UnsafePath(String),
+    UnsafePath(PeerText),
     /// The received bytes do not match the sender's hash.
-    #[error("{0}: integrity check failed (SHA-256 mismatch); the partial file was removed")]
+    #[error("{}: integrity check failed (SHA-256 mismatch); the partial file was removed", PeerText::path(.0))]
     HashMismatch(PathBuf),
     /// The sender reported a failure.
     #[error("the other side failed: {0}")]
-    Remote(String),
+    Remote(PeerText),
     /// The sender broke the entry sequence.
     #[error("unexpected message in the transfer")]
     Protocol,
-    /// The destination exists and overwriting was not allowed.
-    #[error("{0} already exists (not overwritten)")]
+    /// More files or bytes arrived than were announced (or allowed).
+    #[error("the other side sent more than it announced ({0})")]
+    TooMuch(&'static str),
+    /// The destination exists and replacing it was not allowed.
+    #[error("{} already exists (not replaced)", PeerText::path(.0))]
     Exists(PathBuf),
+    /// The receiver's guard refused an entry.
+    #[error("{}: {reason}", PeerText::path(path))]
+    Refused {
+        /// The entry's destination.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TransferError + '_ {
@@ -52,16 +68,57 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TransferError + '_ {
     }
 }
 
+/// How many files and bytes a transfer carries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Regular files.
+    pub files: u64,
+    /// Bytes in them.
+    pub bytes: u64,
+}
+
+/// What is at a path, as far as a transfer would send it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Measured {
+    /// A single file or a directory tree.
+    pub kind: EntryKind,
+    /// What would be sent.
+    pub totals: Totals,
+    /// Hidden entries (names starting with `.`) inside a directory: included in `totals`
+    /// with [`Hidden::Include`], otherwise what is left out.
+    pub hidden: u64,
+}
+
+/// Whether a directory transfer includes hidden entries (names starting with `.`): a grant to
+/// copy a folder is not a grant to copy the `.ssh` inside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hidden {
+    /// Send them too.
+    Include,
+    /// Leave them out.
+    Skip,
+}
+
+/// How a transfer advances, for progress bars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// The transfer announced its size.
+    Started(Totals),
+    /// This many more bytes went through.
+    Advanced(u64),
+}
+
 /// Joins a peer-supplied relative path to `root`, refusing anything that could escape it:
 /// absolute paths, `..`, drive prefixes, empty or over-long paths and NUL bytes.
-pub fn safe_join(root: &Path, relative: &str) -> Result<PathBuf, TransferError> {
-    let unsafe_path = || TransferError::UnsafePath(relative.chars().take(200).collect());
-    if relative.is_empty() || relative.len() > MAX_PATH || relative.contains('\0') || relative.contains('\\')
-    {
+pub fn safe_join(root: &Path, relative: &PeerText) -> Result<PathBuf, TransferError> {
+    let unsafe_path =
+        || TransferError::UnsafePath(relative.as_raw().chars().take(200).collect::<String>().into());
+    let raw = relative.as_raw();
+    if raw.is_empty() || raw.len() > MAX_PATH || raw.contains('\0') || raw.contains('\\') {
         return Err(unsafe_path());
     }
     let mut out = root.to_owned();
-    for component in Path::new(relative).components() {
+    for component in Path::new(raw).components() {
         match component {
             Component::Normal(part) => out.push(part),
             Component::CurDir => {}
@@ -74,32 +131,60 @@ pub fn safe_join(root: &Path, relative: &str) -> Result<PathBuf, TransferError> 
     Ok(out)
 }
 
-/// The kind and total size of what is at `path` (symbolic links are not followed).
-pub async fn measure(path: &Path) -> Result<(EntryKind, u64), TransferError> {
+/// Whether a file name is hidden by convention.
+pub fn is_hidden(name: &std::ffi::OsStr) -> bool {
+    name.as_encoded_bytes().first() == Some(&b'.')
+}
+
+/// What a transfer of `path` would carry (symbolic links are neither followed nor sent).
+pub async fn measure(path: &Path, hidden: Hidden) -> Result<Measured, TransferError> {
     let meta = tokio::fs::symlink_metadata(path).await.map_err(io(path))?;
-    if meta.is_dir() {
-        let mut total = 0;
-        let mut stack = vec![path.to_owned()];
-        while let Some(dir) = stack.pop() {
-            let mut entries = tokio::fs::read_dir(&dir).await.map_err(io(&dir))?;
-            while let Some(entry) = entries.next_entry().await.map_err(io(&dir))? {
-                let meta = entry.metadata().await.map_err(io(&entry.path()))?;
-                if meta.is_dir() {
-                    stack.push(entry.path());
-                } else if meta.is_file() {
-                    total += meta.len();
-                }
-            }
-        }
-        Ok((EntryKind::Dir, total))
-    } else if meta.is_file() {
-        Ok((EntryKind::File, meta.len()))
-    } else {
-        Err(TransferError::Io {
+    if meta.is_file() {
+        return Ok(Measured {
+            kind: EntryKind::File,
+            totals: Totals {
+                files: 1,
+                bytes: meta.len(),
+            },
+            hidden: 0,
+        });
+    }
+    if !meta.is_dir() {
+        return Err(TransferError::Io {
             path: path.to_owned(),
             error: std::io::Error::other("not a regular file or directory"),
-        })
+        });
     }
+    let mut measured = Measured {
+        kind: EntryKind::Dir,
+        totals: Totals::default(),
+        hidden: 0,
+    };
+    let mut stack = vec![path.to_owned()];
+    while let Some(dir) = stack.pop() {
+        let mut entries = tokio::fs::read_dir(&dir).await.map_err(io(&dir))?;
+        while let Some(entry) = entries.next_entry().await.map_err(io(&dir))? {
+            if entry.file_name().to_str().is_none() {
+                continue; // Not sent (see send_entries).
+            }
+            let hidden_entry = is_hidden(&entry.file_name());
+            if hidden_entry {
+                measured.hidden += 1;
+                if hidden == Hidden::Skip {
+                    continue;
+                }
+            }
+            // DirEntry::metadata does not follow symbolic links.
+            let meta = entry.metadata().await.map_err(io(&entry.path()))?;
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else if meta.is_file() {
+                measured.totals.files += 1;
+                measured.totals.bytes += meta.len();
+            }
+        }
+    }
+    Ok(measured)
 }
 
 #[cfg(unix)]
@@ -113,25 +198,47 @@ fn mode_of(_: &std::fs::Metadata) -> u32 {
     0o644
 }
 
+/// Opens a file for reading without following a symbolic link in its last component.
+fn open_source(path: &Path) -> std::io::Result<std::fs::File> {
+    #[cfg(unix)]
+    {
+        use rustix::fs::{Mode, OFlags};
+        let fd = rustix::fs::open(
+            path,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(std::fs::File::from(fd))
+    }
+    #[cfg(not(unix))]
+    std::fs::File::open(path)
+}
+
 async fn send_file(
     send: &mut SecureSend,
     path: &Path,
     relative: String,
-    progress: &mut (dyn FnMut(u64) + Send),
+    progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<(), TransferError> {
-    let meta = tokio::fs::metadata(path).await.map_err(io(path))?;
+    let source = open_source(path).map_err(io(path))?;
+    let meta = source.metadata().map_err(io(path))?;
+    if !meta.is_file() {
+        return Err(TransferError::Io {
+            path: path.to_owned(),
+            error: std::io::Error::other("not a regular file"),
+        });
+    }
     send.send(&Transfer::File {
-        path: relative,
+        path: relative.into(),
         size: meta.len(),
         mode: mode_of(&meta),
     })
     .await?;
     // Reading and hashing run on a blocking thread, a few chunks ahead of sealing and sending.
     let (chunks, mut next) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
-    let source = path.to_owned();
     let reader = tokio::task::spawn_blocking(move || -> std::io::Result<[u8; 32]> {
         use std::io::Read;
-        let mut file = std::fs::File::open(&source)?;
+        let mut file = source;
         let mut hasher = Sha256::new();
         loop {
             let mut chunk = vec![0u8; MAX_CHUNK];
@@ -155,7 +262,7 @@ async fn send_file(
     while let Some(chunk) = next.recv().await {
         let n = chunk.len() as u64;
         send.send(&Transfer::Data(chunk)).await?;
-        progress(n);
+        progress(Progress::Advanced(n));
     }
     let sha256 = reader
         .await
@@ -166,38 +273,49 @@ async fn send_file(
     Ok(())
 }
 
-/// Streams the file or directory at `source`, then `Done`. `progress` gets byte counts.
-/// On a local error the receiver is told with `Failed` before the error is returned.
+/// Announces and streams the file or directory at `source`, then `Done`; returns what was
+/// announced. On a local error the receiver is told with `Failed` before the error is returned.
 pub async fn send_path(
     send: &mut SecureSend,
     source: &Path,
-    progress: &mut (dyn FnMut(u64) + Send),
-) -> Result<(), TransferError> {
-    let result = send_entries(send, source, progress).await;
-    if let Err(TransferError::Io { path, error }) = &result {
-        let _ = send
-            .send(&Transfer::Failed(format!("{}: {error}", path.display())))
-            .await;
+    hidden: Hidden,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<Totals, TransferError> {
+    let result = async {
+        let measured = measure(source, hidden).await?;
+        send.send(&Transfer::Total {
+            files: measured.totals.files,
+            bytes: measured.totals.bytes,
+        })
+        .await?;
+        progress(Progress::Started(measured.totals));
+        send_entries(send, source, measured.kind, hidden, progress).await?;
+        Ok(measured.totals)
     }
-    result?;
+    .await;
+    if let Err(e @ TransferError::Io { .. }) = &result {
+        let _ = send.send(&Transfer::Failed(e.to_string().into())).await;
+    }
+    let totals = result?;
     send.send(&Transfer::Done).await?;
-    Ok(())
+    Ok(totals)
 }
 
 async fn send_entries(
     send: &mut SecureSend,
     source: &Path,
-    progress: &mut (dyn FnMut(u64) + Send),
+    kind: EntryKind,
+    hidden: Hidden,
+    progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<(), TransferError> {
-    let meta = tokio::fs::symlink_metadata(source).await.map_err(io(source))?;
-    if !meta.is_dir() {
+    if kind == EntryKind::File {
         return send_file(send, source, String::new(), progress).await;
     }
     let mut stack = vec![(source.to_owned(), String::new())];
     while let Some((dir, relative)) = stack.pop() {
         if !relative.is_empty() {
             send.send(&Transfer::Dir {
-                path: relative.clone(),
+                path: relative.clone().into(),
             })
             .await?;
         }
@@ -211,6 +329,9 @@ async fn send_entries(
             let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
                 continue; // Names that are not UTF-8 cannot be sent portably; skipped.
             };
+            if hidden == Hidden::Skip && is_hidden(entry.file_name().as_os_str()) {
+                continue;
+            }
             let rel = if relative.is_empty() {
                 name
             } else {
@@ -224,6 +345,24 @@ async fn send_entries(
             }
         }
     }
+    Ok(())
+}
+
+/// Where and how a transfer is received.
+pub struct Destination<'a> {
+    /// The file (single-file transfer) or directory (tree) to create. Its parent must exist.
+    pub path: &'a Path,
+    /// Replace an existing file, or merge into an existing directory.
+    pub replace: bool,
+    /// At most this much may arrive, whatever the sender announces.
+    pub limit: Option<Totals>,
+    /// Asked before every directory or file is created (with its full path); an error fails
+    /// the transfer with that reason.
+    pub guard: &'a (dyn Fn(&Path) -> Result<(), String> + Sync),
+}
+
+/// Accepts every entry (a destination the receiving user chose).
+pub fn no_guard(_: &Path) -> Result<(), String> {
     Ok(())
 }
 
@@ -241,61 +380,167 @@ impl Drop for Partial {
     }
 }
 
+/// The suffix of every partial file's name.
+pub const PARTIAL_SUFFIX: &str = ".ponte-partial";
+
+/// A fresh, unpredictable hidden sibling name for receiving `dest`.
 fn partial_path(dest: &Path) -> PathBuf {
+    use rand_core::Rng as _;
     let name = dest
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    dest.with_file_name(format!(".{name}.ponte-partial"))
+    let mut random = [0u8; 8];
+    ponte_protocol::os_rng().fill_bytes(&mut random);
+    let tag: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    dest.with_file_name(format!(".{name}.{tag}{PARTIAL_SUFFIX}"))
 }
 
-/// Receives a transfer into `dest` (a file path for a single file, a directory for a tree)
-/// and returns the bytes received. Existing files are replaced only with `overwrite`.
+/// Creates `path` exclusively (never through a symbolic link), readable only by its owner.
+fn create_partial(path: &Path) -> std::io::Result<std::fs::File> {
+    #[cfg(unix)]
+    {
+        use rustix::fs::{Mode, OFlags};
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rustix::fs::open(path, flags, Mode::from_raw_mode(0o600))?;
+        Ok(std::fs::File::from(fd))
+    }
+    #[cfg(not(unix))]
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+}
+
+/// The permissions a received file gets: the owner's read and write, execute if the sender's
+/// file was executable by its owner — never anything for group or others, whatever the peer says.
+fn received_mode(peer_mode: u32) -> u32 {
+    0o600 | (peer_mode & 0o100)
+}
+
+/// Moves the verified partial file into place; without `replace`, never over an existing entry
+/// (even one that appeared during the transfer).
+fn commit(partial: &Path, target: &Path, replace: bool) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    if !replace {
+        use rustix::fs::{CWD, RenameFlags};
+        return Ok(rustix::fs::renameat_with(
+            CWD,
+            partial,
+            CWD,
+            target,
+            RenameFlags::NOREPLACE,
+        )?);
+    }
+    if !replace && std::fs::symlink_metadata(target).is_ok() {
+        return Err(std::io::ErrorKind::AlreadyExists.into());
+    }
+    std::fs::rename(partial, target)
+}
+
+/// Fails if an existing component of `target` below `root` is a symbolic link, so that a tree
+/// merged into an existing directory cannot be redirected elsewhere.
+fn refuse_links(root: &Path, target: &Path, relative: &PeerText) -> Result<(), TransferError> {
+    let Ok(below) = target.strip_prefix(root) else {
+        return Err(TransferError::UnsafePath(relative.clone()));
+    };
+    let mut at = root.to_owned();
+    for part in below.parent().into_iter().flat_map(Path::components) {
+        at.push(part);
+        match std::fs::symlink_metadata(&at) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(TransferError::UnsafePath(relative.clone()));
+            }
+            Ok(_) => {}
+            Err(_) => break, // Not there yet: created by this transfer.
+        }
+    }
+    Ok(())
+}
+
+/// Receives a transfer into `dest` and returns what arrived.
 pub async fn receive_into(
     recv: &mut SecureRecv,
-    dest: &Path,
-    overwrite: bool,
-    progress: &mut (dyn FnMut(u64) + Send),
-) -> Result<u64, TransferError> {
-    let mut total = 0u64;
+    dest: Destination<'_>,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<Totals, TransferError> {
+    let announced = match recv.expect::<Transfer>().await? {
+        Transfer::Total { files, bytes } => Totals { files, bytes },
+        Transfer::Failed(reason) => return Err(TransferError::Remote(reason)),
+        _ => return Err(TransferError::Protocol),
+    };
+    if let Some(limit) = dest.limit
+        && (announced.files > limit.files || announced.bytes > limit.bytes)
+    {
+        return Err(TransferError::TooMuch("it announced more than it asked for"));
+    }
+    progress(Progress::Started(announced));
+    let mut received = Totals::default();
     let mut root_is_dir = false;
     loop {
         match recv.expect::<Transfer>().await? {
-            Transfer::Done => return Ok(total),
+            Transfer::Done => return Ok(received),
             Transfer::Failed(reason) => return Err(TransferError::Remote(reason)),
             Transfer::Dir { path } => {
                 if !root_is_dir {
-                    create_root(dest, overwrite).await?;
+                    create_root(&dest).await?;
                     root_is_dir = true;
                 }
-                let target = safe_join(dest, &path)?;
-                tokio::fs::create_dir_all(&target).await.map_err(io(&target))?;
+                let target = safe_join(dest.path, &path)?;
+                refuse_links(dest.path, &target, &path)?;
+                guard(&dest, &target)?;
+                tokio::fs::DirBuilder::new()
+                    .recursive(true)
+                    .create(&target)
+                    .await
+                    .map_err(io(&target))?;
             }
             Transfer::File { path, size, mode } => {
+                received.files += 1;
+                if received.files > announced.files {
+                    return Err(TransferError::TooMuch("files"));
+                }
+                if size > announced.bytes - received.bytes {
+                    return Err(TransferError::TooMuch("bytes"));
+                }
                 let target = if path.is_empty() {
-                    dest.to_owned()
+                    if root_is_dir || received.files > 1 {
+                        return Err(TransferError::Protocol);
+                    }
+                    dest.path.to_owned()
                 } else {
                     if !root_is_dir {
-                        create_root(dest, overwrite).await?;
+                        create_root(&dest).await?;
                         root_is_dir = true;
                     }
-                    safe_join(dest, &path)?
+                    let target = safe_join(dest.path, &path)?;
+                    refuse_links(dest.path, &target, &path)?;
+                    target
                 };
-                if !overwrite && tokio::fs::symlink_metadata(&target).await.is_ok() {
+                guard(&dest, &target)?;
+                if !dest.replace && tokio::fs::symlink_metadata(&target).await.is_ok() {
                     return Err(TransferError::Exists(target));
                 }
-                total += receive_file(recv, &target, size, mode, progress).await?;
+                received.bytes += receive_file(recv, &target, size, mode, dest.replace, progress).await?;
             }
             _ => return Err(TransferError::Protocol),
         }
     }
 }
 
-async fn create_root(dest: &Path, overwrite: bool) -> Result<(), TransferError> {
-    match tokio::fs::symlink_metadata(dest).await {
-        Ok(meta) if meta.is_dir() && overwrite => Ok(()),
-        Ok(_) => Err(TransferError::Exists(dest.to_owned())),
-        Err(_) => tokio::fs::create_dir_all(dest).await.map_err(io(dest)),
+fn guard(dest: &Destination<'_>, target: &Path) -> Result<(), TransferError> {
+    (dest.guard)(target).map_err(|reason| TransferError::Refused {
+        path: target.to_owned(),
+        reason,
+    })
+}
+
+async fn create_root(dest: &Destination<'_>) -> Result<(), TransferError> {
+    guard(dest, dest.path)?;
+    match tokio::fs::symlink_metadata(dest.path).await {
+        Ok(meta) if meta.is_dir() && dest.replace => Ok(()),
+        Ok(_) => Err(TransferError::Exists(dest.path.to_owned())),
+        Err(_) => tokio::fs::create_dir(dest.path).await.map_err(io(dest.path)),
     }
 }
 
@@ -304,28 +549,27 @@ async fn receive_file(
     target: &Path,
     size: u64,
     mode: u32,
-    progress: &mut (dyn FnMut(u64) + Send),
+    replace: bool,
+    progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<u64, TransferError> {
-    if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
-        tokio::fs::create_dir_all(parent).await.map_err(io(parent))?;
-    }
     let mut partial = Partial {
         path: partial_path(target),
         committed: false,
     };
+    let file = create_partial(&partial.path).map_err(io(&partial.path))?;
     // Hashing and writing run on a blocking thread while the next records arrive.
     let (chunks, mut next) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
-    let partial_file = partial.path.clone();
-    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<[u8; 32]> {
+    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<([u8; 32], std::fs::File)> {
         use std::io::Write;
-        let mut file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&partial_file)?);
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
         let mut hasher = Sha256::new();
         while let Some(chunk) = next.blocking_recv() {
             hasher.update(&chunk);
-            file.write_all(&chunk)?;
+            out.write_all(&chunk)?;
         }
-        file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        Ok(hasher.finalize().into())
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        Ok((hasher.finalize().into(), file))
     });
     let mut received = 0u64;
     let outcome = loop {
@@ -333,13 +577,13 @@ async fn receive_file(
             Ok(Transfer::Data(bytes)) => {
                 received += bytes.len() as u64;
                 if received > size {
-                    break Err(TransferError::Protocol);
+                    break Err(TransferError::TooMuch("bytes in a file"));
                 }
                 let n = bytes.len() as u64;
                 if chunks.send(bytes).await.is_err() {
                     break Ok(None); // The writer failed; its error is reported below.
                 }
-                progress(n);
+                progress(Progress::Advanced(n));
             }
             Ok(Transfer::FileEnd { sha256 }) => break Ok(Some(sha256)),
             Ok(Transfer::Failed(reason)) => break Err(TransferError::Remote(reason)),
@@ -353,24 +597,25 @@ async fn receive_file(
         .map_err(|e| std::io::Error::other(e.to_string()))
         .and_then(|r| r)
         .map_err(io(&partial.path));
-    match (outcome?, written) {
-        (Some(expected), Ok(actual)) if actual == expected && received == size => {}
+    let file = match (outcome?, written) {
+        (Some(expected), Ok((actual, file))) if actual == expected && received == size => file,
         (_, Err(e)) => return Err(e),
         _ => return Err(TransferError::HashMismatch(target.to_owned())),
-    }
+    };
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let perms = std::fs::Permissions::from_mode(mode & 0o777 | 0o600);
-        tokio::fs::set_permissions(&partial.path, perms)
-            .await
+        // On the open handle: the name could have been swapped since it was created.
+        file.set_permissions(std::fs::Permissions::from_mode(received_mode(mode)))
             .map_err(io(&partial.path))?;
     }
     #[cfg(not(unix))]
     let _ = mode;
-    tokio::fs::rename(&partial.path, target)
-        .await
-        .map_err(io(target))?;
+    drop(file);
+    commit(&partial.path, target, replace).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => TransferError::Exists(target.to_owned()),
+        _ => io(target)(e),
+    })?;
     partial.committed = true;
     Ok(received)
 }
@@ -382,8 +627,9 @@ mod tests {
     #[test]
     fn safe_join_refuses_escapes() {
         let root = Path::new("/dest");
-        assert_eq!(safe_join(root, "a/b.txt").unwrap(), Path::new("/dest/a/b.txt"));
-        assert_eq!(safe_join(root, "./a").unwrap(), Path::new("/dest/a"));
+        let join = |p: &str| safe_join(root, &PeerText::from(p));
+        assert_eq!(join("a/b.txt").unwrap(), Path::new("/dest/a/b.txt"));
+        assert_eq!(join("./a").unwrap(), Path::new("/dest/a"));
         for bad in [
             "",
             "..",
@@ -395,16 +641,61 @@ mod tests {
             ".",
             "./",
         ] {
-            assert!(safe_join(root, bad).is_err(), "{bad:?} accepted");
+            assert!(join(bad).is_err(), "{bad:?} accepted");
         }
-        assert!(safe_join(root, &"a/".repeat(3000)).is_err());
+        assert!(join(&"a/".repeat(3000)).is_err());
     }
 
     #[test]
-    fn partial_names_are_hidden_siblings() {
-        assert_eq!(
-            partial_path(Path::new("/d/file.bin")),
-            Path::new("/d/.file.bin.ponte-partial")
+    fn partial_names_are_hidden_unpredictable_siblings() {
+        let a = partial_path(Path::new("/d/file.bin"));
+        let b = partial_path(Path::new("/d/file.bin"));
+        assert_ne!(a, b);
+        assert_eq!(a.parent(), Some(Path::new("/d")));
+        let name = a.file_name().unwrap().to_str().unwrap();
+        assert!(
+            name.starts_with(".file.bin.") && name.ends_with(PARTIAL_SUFFIX),
+            "{name}"
+        );
+    }
+
+    #[test]
+    fn received_files_are_private() {
+        assert_eq!(received_mode(0o777), 0o700);
+        assert_eq!(received_mode(0o666), 0o600);
+        assert_eq!(received_mode(0o644), 0o600);
+        assert_eq!(received_mode(0o4755), 0o700);
+        assert_eq!(received_mode(0), 0o600);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_planted_link_is_never_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        let link = dir.path().join("planted");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        assert!(create_partial(&link).is_err(), "a link is not created through");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        // Committing without replace never lands on an existing entry, link or not.
+        let partial = dir.path().join("p");
+        std::fs::write(&partial, "new").unwrap();
+        let err = commit(&partial, &link, false).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        // Links inside a destination tree refuse entries below them.
+        std::fs::create_dir(dir.path().join("tree")).unwrap();
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("tree/out")).unwrap();
+        let target = dir.path().join("tree/out/x");
+        assert!(refuse_links(&dir.path().join("tree"), &target, &"out/x".into()).is_err());
+        assert!(
+            refuse_links(
+                &dir.path().join("tree"),
+                &dir.path().join("tree/new/x"),
+                &"new/x".into()
+            )
+            .is_ok()
         );
     }
 }

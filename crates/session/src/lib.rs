@@ -15,15 +15,17 @@ pub mod secure;
 use ponte_protocol::handshake::HandshakeError;
 use ponte_protocol::record::RecordError;
 use ponte_protocol::rendezvous::Refusal;
+use ponte_protocol::text::PeerText;
 use ponte_transport::client::ClientError;
 
 pub use secure::{SecureRecv, SecureSend, SecureStream, Session};
 
-/// What went wrong in a session.
+/// What went wrong in a session. Errors that can quote the relay or the peer (QUIC close
+/// reasons) are shown through [`PeerText`], inert.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
     /// Talking to the relay failed.
-    #[error(transparent)]
+    #[error("{}", PeerText::new(.0.to_string()))]
     Relay(#[from] ClientError),
     /// The end-to-end handshake failed.
     #[error(transparent)]
@@ -35,13 +37,13 @@ pub enum SessionError {
     #[error("bad message: {0}")]
     Frame(#[from] ponte_protocol::frame::FrameError),
     /// The connection failed.
-    #[error("connection lost: {0}")]
+    #[error("connection lost: {}", PeerText::new(.0.to_string()))]
     Connection(#[from] quinn::ConnectionError),
     /// Reading failed.
-    #[error("read: {0}")]
+    #[error("read: {}", PeerText::new(.0.to_string()))]
     Read(#[from] quinn::ReadError),
     /// Writing failed.
-    #[error("write: {0}")]
+    #[error("write: {}", PeerText::new(.0.to_string()))]
     Write(#[from] quinn::WriteError),
     /// A stream ended where a message was expected.
     #[error("the other side closed the stream unexpectedly")]

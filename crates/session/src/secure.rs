@@ -15,29 +15,48 @@ use tokio::sync::Mutex;
 use crate::SessionError;
 
 /// The sending half of a sealed stream.
+///
+/// Cancel-safe: a `send` dropped half-way through writing its record leaves the rest in the
+/// buffer, and the next `send` or `finish` writes it first. So a task that runs a request can
+/// be stopped at any await point and the stream still carries whole records — the agent
+/// relies on this to tell the assistant why it stopped something.
 #[derive(Debug)]
 pub struct SecureSend {
     quic: quinn::SendStream,
     sealer: RecordSealer,
     buf: Vec<u8>,
+    /// How much of `buf` is on the stream already.
+    written: usize,
 }
 
 impl SecureSend {
     /// Sends one message as one record.
     pub async fn send<T: Serialize>(&mut self, message: &T) -> Result<(), SessionError> {
+        self.write_pending().await?;
         self.buf.clear();
         self.buf.resize(HEADER_LEN, 0);
         frame::encode_into(message, MAX_MESSAGE, &mut self.buf)?;
         self.sealer.seal_in_place(&mut self.buf)?;
-        self.quic.write_all(&self.buf).await?;
+        self.written = 0;
+        self.write_pending().await
+    }
+
+    /// Writes what is left of the current record. quinn's `write` is cancel-safe (nothing
+    /// is written unless it completes), so the count stays true whenever this is dropped.
+    async fn write_pending(&mut self) -> Result<(), SessionError> {
+        while self.written < self.buf.len() {
+            self.written += self.quic.write(&self.buf[self.written..]).await?;
+        }
         Ok(())
     }
 
     /// Sends the authenticated end of the stream and finishes the QUIC stream.
     pub async fn finish(&mut self) -> Result<(), SessionError> {
+        self.write_pending().await?;
         self.buf.clear();
         self.sealer.finish(&mut self.buf)?;
-        self.quic.write_all(&self.buf).await?;
+        self.written = 0;
+        self.write_pending().await?;
         let _ = self.quic.finish();
         Ok(())
     }
@@ -47,9 +66,9 @@ impl SecureSend {
         let _ = self.quic.reset(0u32.into());
     }
 
-    /// Waits until the peer has received everything (or stopped the stream).
-    pub async fn flushed(&mut self) {
-        let _ = tokio::time::timeout(Duration::from_secs(30), self.quic.stopped()).await;
+    /// Waits until the peer has received everything (or stopped the stream), at most `limit`.
+    pub async fn flushed(&mut self, limit: Duration) {
+        let _ = tokio::time::timeout(limit, self.quic.stopped()).await;
     }
 }
 
@@ -145,6 +164,7 @@ impl SecureStream {
                 quic: send,
                 sealer: keys.sealer,
                 buf: Vec::new(),
+                written: 0,
             },
             recv: SecureRecv {
                 quic: recv,
@@ -286,5 +306,42 @@ mod tests {
         }
         sender.send.finish().await.unwrap();
         assert_eq!(receiver.recv.recv::<String>().await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_send_completes_its_record_first() {
+        let (agent, viewer, _server, _client) = pair().await;
+        let mut sender = agent.open().await.unwrap();
+        sender.send.send(&"open".to_owned()).await.unwrap();
+        let mut receiver = viewer.accept().await.unwrap();
+        assert_eq!(receiver.recv.expect::<String>().await.unwrap(), "open");
+        // Nobody reads: flow control fills up and a send is cut off part-way.
+        let big = "y".repeat(50_000);
+        let mut whole = 0;
+        loop {
+            match tokio::time::timeout(Duration::from_millis(200), sender.send.send(&big)).await {
+                Ok(sent) => {
+                    sent.unwrap();
+                    whole += 1;
+                }
+                Err(_) => break,
+            }
+            assert!(whole < 10_000, "flow control never pushed back");
+        }
+        assert!(sender.send.written > 0 && sender.send.written < sender.send.buf.len());
+        // The next message follows the interrupted one, which arrives whole.
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(m) = receiver.recv.recv::<String>().await.unwrap() {
+                got.push(m);
+            }
+            got
+        });
+        sender.send.send(&"after".to_owned()).await.unwrap();
+        sender.send.finish().await.unwrap();
+        let got = reader.await.unwrap();
+        assert_eq!(got.len(), whole + 2);
+        assert!(got[..=whole].iter().all(|m| *m == big));
+        assert_eq!(got[whole + 1], "after");
     }
 }

@@ -1,0 +1,278 @@
+//! `get` (under `download`) and `put` (under `upload`): files and folders, resolved and
+//! classified against the shared folder before anything is read or written.
+//!
+//! - Reading: with `download` granted, files inside the shared folder go without a question;
+//!   a folder's hidden entries are left out. Anything else — no grant, outside the folder,
+//!   hidden, a startup place — is asked per request, showing the resolved path, file or
+//!   folder, count and size; a "yes" copies the folder with its hidden entries.
+//! - Writing needs `upload`. Inside the folder a new file or folder goes without a question;
+//!   outside it, hidden or startup places, and replacing anything are asked (a script's agent,
+//!   which nobody can ask, replaces only inside its folder, when the assistant asked for it).
+//!   Missing folders are created only inside the shared folder or after a "yes". The
+//!   assistant's announced count and size bind: more fails the transfer.
+
+use std::time::{Duration, Instant};
+
+use ponte_protocol::app::{Capability, EntryKind, MAX_PATH, Transfer};
+use ponte_protocol::text::PeerText;
+use ponte_session::SecureStream;
+use ponte_session::files::{self, Destination, Hidden, Progress, Totals};
+
+use super::{Context, Decision, Handler, not_allowed};
+use crate::frontend::{Activity, Event, Kind, Question, Why, size};
+use crate::scope::{Last, Place};
+
+/// How often a transfer's progress is shown.
+const PROGRESS_EVERY: Duration = Duration::from_millis(200);
+
+/// Forwards a transfer's progress to the front-end, at most every [`PROGRESS_EVERY`].
+fn progress(ctx: &Context, what: PeerText) -> impl FnMut(Progress) + Send + use<> {
+    let events = ctx.events.clone();
+    let transfer = ctx.next_id();
+    let mut last = None::<Instant>;
+    let mut done = 0u64;
+    let mut total = 0u64;
+    move |step| {
+        match step {
+            Progress::Started(t) => total = t.bytes,
+            Progress::Advanced(n) => done += n,
+        }
+        let finished = done >= total;
+        if finished || last.is_none_or(|t| t.elapsed() >= PROGRESS_EVERY) {
+            last = Some(Instant::now());
+            events.emit(Event::Transfer {
+                transfer,
+                what: what.clone(),
+                progress: match step {
+                    Progress::Started(t) => Progress::Started(t),
+                    Progress::Advanced(_) => Progress::Advanced(done),
+                },
+            });
+        }
+    }
+}
+
+fn describe_totals(kind: EntryKind, totals: Totals) -> String {
+    match kind {
+        EntryKind::File => size(totals.bytes),
+        EntryKind::Dir => format!("{} files, {}", totals.files, size(totals.bytes)),
+    }
+}
+
+/// A request to copy from this computer.
+pub struct Get {
+    path: PeerText,
+    place: Option<Place>,
+    hidden: Hidden,
+    /// Hidden entries of a folder that are left out.
+    skipped: u64,
+    kind: EntryKind,
+}
+
+impl Get {
+    /// A request for `path`.
+    pub fn new(path: PeerText) -> Get {
+        Get {
+            path,
+            place: None,
+            hidden: Hidden::Skip,
+            skipped: 0,
+            kind: EntryKind::File,
+        }
+    }
+}
+
+impl Handler for Get {
+    const GRANT: Capability = Capability::Download;
+
+    fn describe(&self) -> String {
+        format!("copy {} from this computer", self.path)
+    }
+
+    async fn decide(&mut self, ctx: &Context, granted: bool) -> Decision {
+        let place = match ctx.scope.resolve(&self.path, Last::Follow) {
+            Ok(place) => place,
+            Err(e) => return Decision::Refuse(e.to_string()),
+        };
+        let mut why = place.concerns();
+        if !granted {
+            why.insert(0, Why::NotGranted);
+        }
+        // Asked, the customer sees everything that would go, hidden entries included.
+        let hidden = if why.is_empty() {
+            Hidden::Skip
+        } else {
+            Hidden::Include
+        };
+        let measured = match files::measure(&place.path, hidden).await {
+            Ok(m) => m,
+            Err(e) => return Decision::Refuse(e.to_string()),
+        };
+        self.kind = measured.kind;
+        if hidden == Hidden::Skip {
+            self.skipped = measured.hidden;
+        } else {
+            let question = Question::Copy {
+                path: place.shown(),
+                kind: measured.kind,
+                totals: measured.totals,
+                hidden: measured.hidden,
+                why,
+            };
+            if let Err(reason) = ctx.ask(question).await {
+                return Decision::Refuse(reason);
+            }
+            self.hidden = Hidden::Include;
+        }
+        self.place = Some(place);
+        Decision::Allow
+    }
+
+    async fn run(self, stream: &mut SecureStream, ctx: &Context) -> anyhow::Result<Activity> {
+        let place = self.place.ok_or_else(|| anyhow::anyhow!("no place"))?;
+        let shown = place.shown();
+        ctx.events.activity(Kind::Download, format!("sending {shown}"));
+        let mut progress = progress(ctx, shown.clone());
+        let totals = files::send_path(&mut stream.send, &place.path, self.hidden, &mut progress).await?;
+        let mut text = format!("sent {shown} ({})", describe_totals(self.kind, totals));
+        if self.skipped > 0 {
+            text.push_str(&format!("; {} hidden item(s) left out", self.skipped));
+        }
+        Ok(Activity {
+            kind: Kind::Download,
+            text,
+        })
+    }
+}
+
+/// A request to put something on this computer.
+pub struct Put {
+    path: PeerText,
+    kind: EntryKind,
+    totals: Totals,
+    overwrite: bool,
+    place: Option<Place>,
+    /// The concerns the customer answered for the destination itself.
+    asked: Vec<Why>,
+}
+
+impl Put {
+    /// A request to put `files` files of `bytes` bytes as a `kind` at `path`.
+    pub fn new(path: PeerText, kind: EntryKind, files: u64, bytes: u64, overwrite: bool) -> Put {
+        Put {
+            path,
+            kind,
+            totals: Totals { files, bytes },
+            overwrite,
+            place: None,
+            asked: Vec::new(),
+        }
+    }
+}
+
+impl Handler for Put {
+    const GRANT: Capability = Capability::Upload;
+
+    fn describe(&self) -> String {
+        format!(
+            "put {} on this computer ({})",
+            self.path,
+            describe_totals(self.kind, self.totals)
+        )
+    }
+
+    async fn decide(&mut self, ctx: &Context, granted: bool) -> Decision {
+        if !granted {
+            return not_allowed(Self::GRANT);
+        }
+        if self.path.len() > MAX_PATH || (self.kind == EntryKind::File && self.totals.files != 1) {
+            return Decision::Refuse("malformed request".into());
+        }
+        let place = match ctx.scope.resolve(&self.path, Last::Keep) {
+            Ok(place) => place,
+            Err(e) => return Decision::Refuse(e.to_string()),
+        };
+        let existing = std::fs::symlink_metadata(&place.path).ok();
+        let mut why = place.concerns();
+        if let Some(meta) = &existing {
+            if !self.overwrite {
+                return Decision::Refuse(format!(
+                    "{} already exists on the customer's computer",
+                    place.shown()
+                ));
+            }
+            if meta.is_dir() != (self.kind == EntryKind::Dir) {
+                return Decision::Refuse(format!(
+                    "{} exists and is not a {}",
+                    place.shown(),
+                    if meta.is_dir() { "file" } else { "folder" }
+                ));
+            }
+            why.push(Why::Replaces);
+        }
+        // A script's agent cannot ask: its upload grant covers replacing inside its folder.
+        let scripted_replace = !ctx.interactive && why == [Why::Replaces];
+        if !why.is_empty() && !scripted_replace {
+            let question = Question::Put {
+                path: place.shown(),
+                kind: self.kind,
+                totals: self.totals,
+                creates: place.missing.as_deref().map(PeerText::path),
+                why: why.clone(),
+            };
+            if let Err(reason) = ctx.ask(question).await {
+                return Decision::Refuse(reason);
+            }
+        }
+        self.asked = why;
+        self.place = Some(place);
+        Decision::Allow
+    }
+
+    async fn run(self, stream: &mut SecureStream, ctx: &Context) -> anyhow::Result<Activity> {
+        let place = self.place.ok_or_else(|| anyhow::anyhow!("no place"))?;
+        let shown = place.shown();
+        if let Some(parent) = place.path.parent().filter(|_| place.missing.is_some()) {
+            tokio::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(parent)
+                .await
+                .map_err(|e| anyhow::anyhow!("creating {}: {e}", PeerText::path(parent)))?;
+        }
+        ctx.events.activity(Kind::Upload, format!("receiving {shown}"));
+        // Merging into an existing folder: an entry that is hidden, a startup place or
+        // outside the folder needs its own question, which a running transfer cannot ask.
+        let asked = self.asked.clone();
+        let scope = &ctx.scope;
+        let merging = asked.contains(&Why::Replaces) && self.kind == EntryKind::Dir;
+        let guard = move |target: &std::path::Path| -> Result<(), String> {
+            if !merging {
+                return Ok(());
+            }
+            let entry = scope
+                .resolve(&PeerText::path(target), Last::Keep)
+                .map_err(|e| e.to_string())?;
+            match entry.concerns().into_iter().find(|w| !asked.contains(w)) {
+                None => Ok(()),
+                Some(why) => Err(format!("not written: {why}; put it on its own to be asked")),
+            }
+        };
+        let mut progress = progress(ctx, shown.clone());
+        let destination = Destination {
+            path: &place.path,
+            replace: self.overwrite,
+            limit: Some(self.totals),
+            guard: &guard,
+        };
+        let received = files::receive_into(&mut stream.recv, destination, &mut progress).await?;
+        stream.send.send(&Transfer::Done).await?;
+        Ok(Activity {
+            kind: Kind::Upload,
+            text: format!(
+                "received {shown} ({}, SHA-256 verified)",
+                describe_totals(self.kind, received)
+            ),
+        })
+    }
+}

@@ -1,0 +1,28 @@
+//! `info`: the operating system, machine and network facts of [`crate::sysinfo`]. Under `info`.
+
+use ponte_protocol::app::{Capability, Transfer};
+use ponte_session::SecureStream;
+
+use super::{Context, Handler};
+use crate::frontend::{Activity, Kind};
+
+/// A system information request.
+pub struct Info;
+
+impl Handler for Info {
+    const GRANT: Capability = Capability::Info;
+
+    fn describe(&self) -> String {
+        "read system information".into()
+    }
+
+    async fn run(self, stream: &mut SecureStream, _: &Context) -> anyhow::Result<Activity> {
+        let facts = tokio::task::spawn_blocking(crate::sysinfo::collect).await?;
+        let facts = facts.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        stream.send.send(&Transfer::Info(facts)).await?;
+        Ok(Activity {
+            kind: Kind::Info,
+            text: "system information read".into(),
+        })
+    }
+}

@@ -1,0 +1,124 @@
+//! What the assistant can ask the agent to do, one module per capability behind one small
+//! trait, [`Handler`]. The dispatcher ([`crate::dispatch`]) runs every request the same way:
+//! decide, refuse or accept, run under a lease on the live grants, finish.
+
+pub mod exec;
+pub mod files;
+pub mod info;
+pub mod input;
+pub mod screen;
+pub mod shell;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ponte_protocol::app::Capability;
+use ponte_session::SecureStream;
+
+use crate::desktop::DesktopWorker;
+use crate::frontend::{Activity, Events, Question};
+use crate::grants::LiveGrants;
+use crate::questions::{Answer, Questions};
+use crate::scope::Scope;
+
+/// What every request of a session shares.
+pub struct Context {
+    /// Shown to the customer and journaled.
+    pub events: Events,
+    /// What the customer allows now.
+    pub grants: LiveGrants,
+    /// Questions, one at a time.
+    pub questions: Questions,
+    /// The shared folder.
+    pub scope: Scope,
+    /// Whether someone can be asked; if not (scripts), what needs a question is refused.
+    pub interactive: bool,
+    /// The desktop, for the screen and input.
+    pub desktop: DesktopWorker,
+    next: AtomicU64,
+}
+
+impl Context {
+    /// The context of a session.
+    pub fn new(
+        events: Events,
+        grants: LiveGrants,
+        questions: Questions,
+        scope: Scope,
+        interactive: bool,
+        desktop: DesktopWorker,
+    ) -> Context {
+        Context {
+            events,
+            grants,
+            questions,
+            scope,
+            interactive,
+            desktop,
+            next: AtomicU64::new(1),
+        }
+    }
+
+    /// A number for a terminal or transfer, unique in the session.
+    pub fn next_id(&self) -> u64 {
+        self.next.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Asks the customer; `Err` says why the answer is no.
+    pub async fn ask(&self, question: Question) -> Result<(), String> {
+        if !self.interactive {
+            return Err("nobody can be asked at the customer's computer (it runs for a script)".into());
+        }
+        match self.questions.ask(question).await {
+            Answer::Yes => Ok(()),
+            Answer::No => Err("the customer declined".into()),
+            Answer::Busy => Err("the customer has too many questions open; try again later".into()),
+            Answer::NoAnswer => Err("the customer did not answer".into()),
+        }
+    }
+}
+
+/// Whether a request may run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// It runs.
+    Allow,
+    /// It is refused, with the reason the assistant and the customer see.
+    Refuse(String),
+}
+
+/// The refusal of a request whose capability is not granted.
+pub fn not_allowed(c: Capability) -> Decision {
+    Decision::Refuse(format!("the customer has not allowed '{c}'"))
+}
+
+/// One kind of request.
+pub trait Handler: Send + Sized {
+    /// The capability it runs under: revoking it stops the request.
+    const GRANT: Capability;
+
+    /// What is asked, for the customer's activity list (peer text escaped).
+    fn describe(&self) -> String;
+
+    /// Whether it may run, given whether [`Handler::GRANT`] is granted now. May look at the
+    /// file system and ask the customer. The default allows exactly what is granted.
+    fn decide(&mut self, ctx: &Context, granted: bool) -> impl Future<Output = Decision> + Send {
+        let _ = ctx;
+        async move {
+            if granted {
+                Decision::Allow
+            } else {
+                not_allowed(Self::GRANT)
+            }
+        }
+    }
+
+    /// Runs the accepted request on its stream; the activity line says how it ended. The
+    /// dispatcher may drop this future at any point (the grant was revoked): what it started
+    /// must end with it (drop guards), and it must leave nothing half-done that looks done.
+    fn run(
+        self,
+        stream: &mut SecureStream,
+        ctx: &Context,
+    ) -> impl Future<Output = anyhow::Result<Activity>> + Send;
+}

@@ -1,0 +1,171 @@
+//! Sharing the screen on a request stream (under `screen`), with the assistant's mouse and
+//! keyboard on the same stream (each event only while `control` is granted when it arrives).
+
+use std::time::{Duration, Instant};
+
+use ponte_protocol::app::Capability;
+use ponte_protocol::screen::{ScreenFeedback, ScreenUpdate};
+use ponte_screen::Encoder;
+use ponte_session::{SecureSend, SecureStream};
+
+use super::{Context, Handler};
+use crate::desktop::{Injected, Step};
+use crate::frontend::{Activity, Kind};
+
+/// The agent's own cap on frames per second.
+pub const MAX_FPS: u8 = 60;
+
+/// Frames sent but not yet acknowledged before the agent stops capturing: a slow viewer gets
+/// fewer, newer frames rather than a queue.
+const IN_FLIGHT: u64 = 2;
+
+/// How often a stream of dropped or paused input is reported to the customer.
+const REPORT_EVERY: Duration = Duration::from_secs(5);
+
+/// Rate-limits a repeated report to the customer.
+struct Reporter {
+    last: Option<Instant>,
+    count: u64,
+}
+
+impl Reporter {
+    fn new() -> Reporter {
+        Reporter { last: None, count: 0 }
+    }
+
+    /// Counts one occurrence; returns how many to report now, if it is time.
+    fn count(&mut self) -> Option<u64> {
+        self.count += 1;
+        if self.last.is_some_and(|t| t.elapsed() < REPORT_EVERY) {
+            return None;
+        }
+        self.last = Some(Instant::now());
+        Some(std::mem::take(&mut self.count))
+    }
+}
+
+/// A screen request.
+pub struct Screen {
+    max_fps: u8,
+}
+
+impl Screen {
+    /// A screen stream of at most `max_fps` frames per second.
+    pub fn new(max_fps: u8) -> Screen {
+        Screen { max_fps }
+    }
+}
+
+impl Handler for Screen {
+    const GRANT: Capability = Capability::Screen;
+
+    fn describe(&self) -> String {
+        "see the screen".into()
+    }
+
+    async fn run(self, stream: &mut SecureStream, ctx: &Context) -> anyhow::Result<Activity> {
+        let monitor = ctx
+            .desktop
+            .open()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot share the screen: {e:#}"))?;
+        let _sharing = ctx.desktop.share();
+        ctx.events.activity(
+            Kind::Screen,
+            format!(
+                "screen sharing started ({} {}×{})",
+                monitor.name, monitor.width, monitor.height
+            ),
+        );
+        let fps = self.max_fps.clamp(1, MAX_FPS);
+        let mut ticker = tokio::time::interval(Duration::from_secs(1) / u32::from(fps));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut encoder = Box::new(Encoder::new()?);
+        let (mut sent, mut acked, mut sync) = (0u64, 0u64, 0u64);
+        let mut pointer = None;
+        let (mut dropped, mut paused) = (Reporter::new(), Reporter::new());
+        let mut controlling = false;
+        let end = loop {
+            tokio::select! {
+                _ = ticker.tick() => {
+                    let want = sync;
+                    let capture = sent - acked < IN_FLIGHT;
+                    let (back, step) = ctx.desktop.step(want, capture, encoder).await?;
+                    encoder = back;
+                    let step = step?;
+                    let framed = step.frame.is_some();
+                    send_step(&mut stream.send, step, &mut pointer).await?;
+                    if framed {
+                        sent += 1;
+                        if want == sync {
+                            sync = 0; // Answered.
+                        }
+                    }
+                }
+                message = stream.recv.recv::<ScreenFeedback>() => match message {
+                    Ok(Some(ScreenFeedback::Ack { frame })) => acked = acked.max(frame.min(sent)),
+                    Ok(Some(ScreenFeedback::Refresh { sync: s })) => sync = sync.max(s),
+                    Ok(Some(ScreenFeedback::Input(event))) => {
+                        let allowed = ctx.grants.now().allows(Capability::Control) && event.is_valid();
+                        let injected = if allowed {
+                            ctx.desktop.inject(vec![event]).await?
+                        } else {
+                            Injected::NotAllowed
+                        };
+                        match injected {
+                            Injected::Done if !controlling => {
+                                controlling = true;
+                                ctx.events.activity(Kind::Control, "the assistant is using your mouse and keyboard");
+                            }
+                            Injected::Done => {}
+                            Injected::LocalInputWins => if let Some(n) = paused.count() {
+                                ctx.events.activity(Kind::Control, format!(
+                                    "you moved the mouse: {n} input event(s) of the assistant paused"
+                                ));
+                            },
+                            Injected::NotAllowed => if let Some(n) = dropped.count() {
+                                ctx.events.activity(Kind::Refused, format!(
+                                    "dropped {n} input event(s) from the assistant: control is not allowed"
+                                ));
+                            },
+                        }
+                    }
+                    Ok(None) => break "the assistant closed the screen".to_owned(),
+                    Err(e) => break format!("the screen stream failed ({e})"),
+                },
+            }
+        };
+        Ok(Activity {
+            kind: Kind::Screen,
+            text: format!("screen sharing ended: {end}"),
+        })
+    }
+}
+
+async fn send_step(
+    send: &mut SecureSend,
+    step: Step,
+    last_pointer: &mut Option<(i32, i32)>,
+) -> anyhow::Result<()> {
+    if let Some(shape) = step.shape {
+        send.send(&ScreenUpdate::CursorShape {
+            width: shape.width,
+            height: shape.height,
+            hot_x: shape.hot_x,
+            hot_y: shape.hot_y,
+            argb: shape.argb.iter().flat_map(|p| p.to_le_bytes()).collect(),
+        })
+        .await?;
+    }
+    if *last_pointer != Some(step.pointer) {
+        *last_pointer = Some(step.pointer);
+        let (x, y) = step.pointer;
+        send.send(&ScreenUpdate::Cursor { x, y }).await?;
+    }
+    if let Some(frame) = step.frame {
+        for update in &frame.updates {
+            send.send(update).await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,103 @@
+//! The interactive terminal: the customer's shell on a pseudo-terminal, as the customer's user.
+//! Under `terminal`. The customer sees every command line the assistant enters, and the
+//! session log keeps the whole transcript.
+
+use std::time::Duration;
+
+use ponte_protocol::app::{Capability, MAX_CHUNK, Transfer};
+use ponte_session::SecureStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::{Context, Handler};
+use crate::frontend::{Activity, Kind};
+use crate::process::{SessionGuard, user_shell};
+use crate::transcript::{Keystrokes, Transcript};
+
+/// A terminal request.
+pub struct Shell {
+    cols: u16,
+    rows: u16,
+}
+
+impl Shell {
+    /// A terminal of this size.
+    pub fn new(cols: u16, rows: u16) -> Shell {
+        Shell { cols, rows }
+    }
+}
+
+impl Handler for Shell {
+    const GRANT: Capability = Capability::Terminal;
+
+    fn describe(&self) -> String {
+        "open a terminal".into()
+    }
+
+    /// Runs the shell until it exits or the assistant leaves; either way the shell is killed
+    /// and the pseudo-terminal closed, which hangs up everything started on it.
+    async fn run(self, stream: &mut SecureStream, ctx: &Context) -> anyhow::Result<Activity> {
+        let shell = user_shell();
+        let size = pty_process::Size::new(self.rows.max(1), self.cols.max(1));
+        let (pty, pts) = pty_process::open()?;
+        pty.resize(size)?;
+        let mut child = pty_process::Command::new(&shell)
+            .current_dir(ctx.scope.root())
+            .env("TERM", "xterm-256color")
+            .kill_on_drop(true)
+            .spawn(pts)
+            .map_err(|e| anyhow::anyhow!("cannot start a terminal ({shell}): {e}"))?;
+        // Dropped with this future: the shell and everything it started end.
+        let _session = SessionGuard::new(child.id());
+        let terminal = ctx.next_id();
+        ctx.events.activity(
+            Kind::Command,
+            format!("terminal {terminal} opened ({shell}); what the assistant types is shown here"),
+        );
+        let mut transcript = Transcript::new(terminal, ctx.events.clone());
+        let mut keystrokes = Keystrokes::new(terminal, ctx.events.clone());
+        let (mut read, mut write) = pty.into_split();
+        let mut buf = vec![0u8; MAX_CHUNK];
+        let mut status = None;
+        loop {
+            tokio::select! {
+                n = read.read(&mut buf) => match n {
+                    // EIO or EOF once nothing holds the terminal open any more.
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        transcript.output(&buf[..n]);
+                        stream.send.send(&Transfer::Output { stderr: false, data: buf[..n].to_vec() }).await?;
+                    }
+                },
+                exit = child.wait() => {
+                    status = exit.ok();
+                    // Pass on what the shell wrote just before it exited.
+                    while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(100), read.read(&mut buf)).await {
+                        if n == 0 {
+                            break;
+                        }
+                        transcript.output(&buf[..n]);
+                        stream.send.send(&Transfer::Output { stderr: false, data: buf[..n].to_vec() }).await?;
+                    }
+                    break;
+                }
+                message = stream.recv.recv::<Transfer>() => match message {
+                    Ok(Some(Transfer::Input(bytes))) => {
+                        keystrokes.typed(&bytes);
+                        write.write_all(&bytes).await?;
+                    }
+                    Ok(Some(Transfer::Resize { cols, rows })) => {
+                        let _ = write.resize(pty_process::Size::new(rows.max(1), cols.max(1)));
+                    }
+                    // The assistant closed the terminal, left, or sent something else.
+                    _ => break,
+                },
+            }
+        }
+        let code = status.and_then(|s| s.code());
+        stream.send.send(&Transfer::Exit(code)).await?;
+        Ok(Activity {
+            kind: Kind::Command,
+            text: format!("terminal {terminal} closed"),
+        })
+    }
+}

@@ -1,0 +1,89 @@
+//! The customer's inputs, routed the moment they arrive — whatever the session is busy with.
+//!
+//! Answers go to the question desk; grants and revocations are applied to the live grants at
+//! once (so a revocation stops what runs even while the session waits on a slow assistant);
+//! chat, consent and "end" are handed to the session.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use ponte_protocol::app::Grants;
+use tokio::sync::{mpsc, watch};
+
+use crate::frontend::{Event, Events, Input};
+use crate::grants::LiveGrants;
+use crate::questions::Questions;
+
+/// What the session reads of the customer.
+pub struct Customer {
+    /// The answer to the consent question.
+    pub consent: mpsc::Receiver<Grants>,
+    /// Chat messages to send.
+    pub chat: mpsc::Receiver<String>,
+    /// Becomes true when the customer ends the session (or the front-end goes away).
+    pub end: watch::Receiver<bool>,
+    active: Arc<AtomicBool>,
+}
+
+impl Customer {
+    /// From now on grants and revocations apply (the customer has consented).
+    pub fn activate(&self) {
+        self.active.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Waits until the customer ends the session (`customer.end`). Cancel-safe.
+pub async fn ended(end: &mut watch::Receiver<bool>) {
+    let _ = end.wait_for(|ended| *ended).await;
+}
+
+/// Starts routing `inputs`; returns what the session reads.
+pub fn route(
+    mut inputs: mpsc::Receiver<crate::frontend::Input>,
+    events: Events,
+    questions: Questions,
+    grants: LiveGrants,
+) -> Customer {
+    let (consent_tx, consent) = mpsc::channel(1);
+    let (chat_tx, chat) = mpsc::channel(64);
+    let (end_tx, end) = watch::channel(false);
+    let active = Arc::new(AtomicBool::new(false));
+    let is_active = active.clone();
+    tokio::spawn(async move {
+        while let Some(input) = inputs.recv().await {
+            match input {
+                Input::Answer { question, allow } => {
+                    questions.answer(question, allow);
+                }
+                Input::Consent(g) => {
+                    let _ = consent_tx.try_send(g);
+                }
+                Input::Grant(c) | Input::Revoke(c) if !is_active.load(Ordering::SeqCst) => {
+                    events.emit(Event::Note(format!(
+                        "Nobody is connected: nothing to grant or revoke ({c})."
+                    )));
+                }
+                Input::Grant(c) => {
+                    grants.grant(c);
+                }
+                Input::Revoke(c) => {
+                    grants.revoke(c);
+                }
+                Input::Chat(text) => {
+                    let _ = chat_tx.try_send(text);
+                }
+                Input::End => {
+                    let _ = end_tx.send(true);
+                }
+            }
+        }
+        // The front-end is gone: nobody can watch the session any more.
+        let _ = end_tx.send(true);
+    });
+    Customer {
+        consent,
+        chat,
+        end,
+        active,
+    }
+}

@@ -1,0 +1,100 @@
+//! The one dispatcher: every request stream of the assistant goes through [`serve`], which
+//! decides, refuses or accepts, runs the capability under a lease on the live grants, and
+//! finishes — the same sequence for every capability, written once.
+//!
+//! A request runs only while its capability's lease holds: when the customer revokes it, the
+//! dispatcher drops the running capability at once (its processes, partial files and input die
+//! with it), tells the assistant why on the same stream, and the customer sees what stopped.
+
+use std::time::Duration;
+
+use ponte_protocol::app::{Request, Response, Transfer};
+use ponte_protocol::text::PeerText;
+use ponte_session::SecureStream;
+
+use crate::capability::{Context, Decision, Handler, exec, files, info, input, screen, shell};
+use crate::frontend::Kind;
+
+/// How long a new stream may take to say what it requests.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long the assistant gets to receive the end of a request before the stream is dropped.
+const FINISH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves one request stream to its end.
+pub async fn serve(mut stream: SecureStream, ctx: &Context) {
+    let request = match tokio::time::timeout(REQUEST_TIMEOUT, stream.recv.recv::<Request>()).await {
+        Ok(Ok(Some(request))) => request,
+        // Silence, garbage or a closed stream: nothing was asked.
+        _ => {
+            stream.send.reset();
+            return;
+        }
+    };
+    match request {
+        Request::Exec { command } => run(exec::Exec::new(command), stream, ctx).await,
+        Request::Shell { cols, rows } => run(shell::Shell::new(cols, rows), stream, ctx).await,
+        Request::Get { path } => run(files::Get::new(path), stream, ctx).await,
+        Request::Put {
+            path,
+            kind,
+            files,
+            total_bytes,
+            overwrite,
+        } => {
+            let put = files::Put::new(path, kind, files, total_bytes, overwrite);
+            run(put, stream, ctx).await
+        }
+        Request::Info => run(info::Info, stream, ctx).await,
+        Request::Screen { max_fps } => run(screen::Screen::new(max_fps), stream, ctx).await,
+        Request::Input(events) => run(input::Input::new(events), stream, ctx).await,
+    }
+}
+
+async fn run<H: Handler>(mut handler: H, mut stream: SecureStream, ctx: &Context) {
+    let what = handler.describe();
+    let mut lease = ctx.grants.lease(H::GRANT);
+    let granted = ctx.grants.now().allows(H::GRANT);
+    let decision = tokio::select! {
+        decision = handler.decide(ctx, granted) => decision,
+        stop = lease.ended() => Decision::Refuse(stop.to_string()),
+    };
+    if let Decision::Refuse(reason) = decision {
+        ctx.events
+            .activity(Kind::Refused, format!("refused: {what} ({reason})"));
+        let _ = stream.send.send(&Response::Refused(reason.into())).await;
+        finish(stream).await;
+        return;
+    }
+    if stream.send.send(&Response::Accepted).await.is_err() {
+        return;
+    }
+    let outcome = tokio::select! {
+        // Errors may quote the peer (or the relay, through quinn): shown inert.
+        result = handler.run(&mut stream, ctx) => result.map_err(|e| (Kind::Failed, PeerText::new(format!("{e:#}")).to_string())),
+        stop = lease.ended() => Err((Kind::Stopped, stop.to_string())),
+    };
+    match outcome {
+        Ok(done) => ctx.events.emit(crate::frontend::Event::Activity(done)),
+        Err((kind, reason)) => {
+            let verb = if kind == Kind::Stopped {
+                "stopped"
+            } else {
+                "failed"
+            };
+            ctx.events.activity(kind, format!("{verb}: {what} ({reason})"));
+            // Complete records only (SecureSend is cancel-safe), so this arrives intact.
+            let _ = stream
+                .send
+                .send(&Transfer::Failed(format!("{verb}: {reason}").into()))
+                .await;
+        }
+    }
+    finish(stream).await;
+}
+
+async fn finish(mut stream: SecureStream) {
+    if stream.send.finish().await.is_ok() {
+        stream.send.flushed(FINISH_TIMEOUT).await;
+    }
+}

@@ -1,0 +1,456 @@
+//! The seam between the agent core and what the customer looks at: the core sends
+//! [`Event`]s, the front-end sends back [`Input`]s (answers and the customer's commands).
+//!
+//! A front-end (the terminal UI, JSON lines for scripts, a window) is a task or thread that
+//! owns a [`Frontend`]'s two channel ends. Everything in an event that came from the assistant
+//! is a [`PeerText`], shown escaped; a front-end never needs to clean anything itself.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ponte_protocol::app::{Capability, EntryKind, Grants};
+use ponte_protocol::identity::PeerIdentity;
+use ponte_protocol::text::PeerText;
+use ponte_protocol::{OneTimeCode, SessionId};
+use ponte_session::files::{Progress, Totals};
+use tokio::sync::mpsc;
+
+use crate::journal::Journal;
+
+/// What the core tells the customer.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A note about the connection (relay trust, a new code).
+    Note(String),
+    /// The session ID and code to read to the assistant.
+    Ready {
+        /// The relay's session ID.
+        session: SessionId,
+        /// The one-time code (shown, never logged).
+        code: OneTimeCode,
+        /// How long the pair can be used.
+        valid_for: Duration,
+    },
+    /// Someone tried to connect.
+    Attempt(Attempt),
+    /// An assistant proved the code: who it is. Answer with [`Input::Consent`].
+    ConsentNeeded {
+        /// Who is asking.
+        peer: PeerIdentity,
+        /// The folder file permissions cover.
+        scope: PathBuf,
+    },
+    /// The session started with these permissions.
+    Connected {
+        /// Who connected.
+        peer: PeerIdentity,
+        /// What they may do.
+        granted: Grants,
+    },
+    /// The permissions changed.
+    Grants(Grants),
+    /// A yes/no question. At most one is open; answer it with [`Input::Answer`] and its id.
+    Question {
+        /// Binds the answer to this question.
+        id: QuestionId,
+        /// What is asked.
+        question: Question,
+    },
+    /// The open question is closed.
+    QuestionClosed {
+        /// Which one.
+        id: QuestionId,
+        /// How.
+        outcome: Closed,
+    },
+    /// Something the assistant did, or the agent did on its behalf.
+    Activity(Activity),
+    /// A line of a terminal the assistant uses (output as the pseudo-terminal produced it).
+    Terminal {
+        /// Which terminal or command (numbered per session).
+        terminal: u64,
+        /// The line.
+        line: PeerText,
+    },
+    /// A file transfer advanced.
+    Transfer {
+        /// Which transfer (numbered per session).
+        transfer: u64,
+        /// What is transferred, for a progress bar.
+        what: PeerText,
+        /// How far.
+        progress: Progress,
+    },
+    /// A chat message.
+    Chat {
+        /// Who wrote it.
+        from: Party,
+        /// The text.
+        text: PeerText,
+    },
+    /// The agent failed (e.g. the relay cannot be reached); it exits. The last event.
+    Failed {
+        /// What went wrong.
+        error: String,
+    },
+    /// The session (or the wait for one) ended; the agent exits. The last event.
+    Ended {
+        /// Why.
+        reason: String,
+        /// The session's log file, if one was written.
+        log: Option<PathBuf>,
+    },
+}
+
+/// Who wrote a chat message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Party {
+    /// The customer.
+    Customer,
+    /// The assistant.
+    Assistant,
+}
+
+/// A connection attempt of someone who had the session ID.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    /// Someone joined and is proving the code.
+    Connecting,
+    /// They tried a wrong code.
+    WrongCode {
+        /// Tries left before the code is burned.
+        attempts_left: u8,
+    },
+    /// They left before proving anything.
+    Abandoned,
+    /// The attempt failed for another reason (which may quote the relay or the peer).
+    Failed(PeerText),
+    /// The code was tried wrongly too often; a new pair follows.
+    Burned,
+    /// The pair expired unused; a new one follows.
+    Expired,
+}
+
+impl fmt::Display for Attempt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Attempt::Connecting => f.write_str("Someone is connecting with your session ID…"),
+            Attempt::WrongCode { attempts_left } => write!(
+                f,
+                "Someone tried to connect with a wrong code ({attempts_left} tries left)."
+            ),
+            Attempt::Abandoned => {
+                f.write_str("Someone connected with your session ID and left without a code.")
+            }
+            Attempt::Failed(reason) => write!(f, "A connection attempt failed: {reason}"),
+            Attempt::Burned => {
+                f.write_str("The code was tried wrongly too often and is no longer valid. Here is a new one.")
+            }
+            Attempt::Expired => f.write_str("The code expired unused. Here is a new one."),
+        }
+    }
+}
+
+/// What an activity line is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Commands and terminals.
+    Command,
+    /// Files copied from this computer.
+    Download,
+    /// Files put on this computer.
+    Upload,
+    /// System information.
+    Info,
+    /// Screen sharing.
+    Screen,
+    /// Mouse and keyboard.
+    Control,
+    /// Permission changes.
+    Permissions,
+    /// A request the agent refused.
+    Refused,
+    /// A request that failed.
+    Failed,
+    /// A request stopped because the customer revoked its permission or the session ended.
+    Stopped,
+}
+
+impl Kind {
+    /// The name in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Command => "command",
+            Kind::Download => "download",
+            Kind::Upload => "upload",
+            Kind::Info => "info",
+            Kind::Screen => "screen",
+            Kind::Control => "control",
+            Kind::Permissions => "permissions",
+            Kind::Refused => "refused",
+            Kind::Failed => "failed",
+            Kind::Stopped => "stopped",
+        }
+    }
+}
+
+/// One line of the activity list. Peer text inside `text` is already escaped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Activity {
+    /// What it is about.
+    pub kind: Kind,
+    /// What happened.
+    pub text: String,
+}
+
+/// Identifies a question, so an answer approves only the question it was given to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QuestionId(pub u64);
+
+/// How a question was closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    /// The customer answered.
+    Answered {
+        /// Yes or no.
+        allow: bool,
+    },
+    /// The request went away or nobody answered in time.
+    Withdrawn,
+}
+
+/// Why a file question is asked although the permission may be granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// The permission is not granted for the session.
+    NotGranted,
+    /// Outside the folder the customer shares.
+    OutsideFolder,
+    /// A hidden file or folder (settings, keys, browser profiles).
+    Hidden,
+    /// A place programs start from automatically.
+    Startup,
+    /// It replaces something that exists.
+    Replaces,
+}
+
+impl fmt::Display for Why {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Why::NotGranted => "you have not allowed this for the whole session",
+            Why::OutsideFolder => "it is OUTSIDE the folder you share",
+            Why::Hidden => "it is HIDDEN (settings, passwords or keys are kept in such places)",
+            Why::Startup => "programs there START AUTOMATICALLY",
+            Why::Replaces => "it REPLACES what is there now",
+        })
+    }
+}
+
+/// A yes/no question for the customer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Question {
+    /// The relay presents another certificate than the one remembered.
+    RelayChanged {
+        /// The relay address.
+        relay: String,
+        /// The remembered fingerprint.
+        known: String,
+        /// The one presented now.
+        seen: String,
+    },
+    /// The assistant wants to copy something from this computer.
+    Copy {
+        /// The resolved absolute path.
+        path: PeerText,
+        /// File or folder.
+        kind: EntryKind,
+        /// What would be copied.
+        totals: Totals,
+        /// Hidden entries inside a folder (copied when allowed here).
+        hidden: u64,
+        /// Why this is asked.
+        why: Vec<Why>,
+    },
+    /// The assistant wants to put something on this computer.
+    Put {
+        /// The resolved absolute path.
+        path: PeerText,
+        /// File or folder.
+        kind: EntryKind,
+        /// What the assistant announced.
+        totals: Totals,
+        /// Folders that would be created first.
+        creates: Option<PeerText>,
+        /// Why this is asked.
+        why: Vec<Why>,
+    },
+}
+
+/// A human size.
+pub fn size(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64),
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        1 => "1 byte".into(),
+        b => format!("{b} bytes"),
+    }
+}
+
+fn what(kind: EntryKind, path: &PeerText, totals: Totals) -> String {
+    match kind {
+        EntryKind::File => format!("the file {path} ({})", size(totals.bytes)),
+        EntryKind::Dir => format!(
+            "the folder {path} ({} file{}, {})",
+            totals.files,
+            if totals.files == 1 { "" } else { "s" },
+            size(totals.bytes)
+        ),
+    }
+}
+
+fn because(f: &mut fmt::Formatter<'_>, why: &[Why]) -> fmt::Result {
+    for w in why {
+        write!(f, "\n    - {w}")?;
+    }
+    Ok(())
+}
+
+impl fmt::Display for Question {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Question::RelayChanged { relay, known, seen } => write!(
+                f,
+                "WARNING: the relay {relay} presents a DIFFERENT certificate than before.\n    \
+                 before: {known}\n    now:    {seen}\n    \
+                 Someone may be intercepting the connection. Continue only if the relay's operator \
+                 confirmed the new fingerprint."
+            ),
+            Question::Copy {
+                path,
+                kind,
+                totals,
+                hidden,
+                why,
+            } => {
+                write!(
+                    f,
+                    "The assistant wants to COPY {} FROM this computer.",
+                    what(*kind, path, *totals)
+                )?;
+                if *hidden > 0 {
+                    write!(f, " It includes {hidden} hidden item(s).")?;
+                }
+                because(f, why)
+            }
+            Question::Put {
+                path,
+                kind,
+                totals,
+                creates,
+                why,
+            } => {
+                write!(
+                    f,
+                    "The assistant wants to PUT {} ON this computer.",
+                    what(*kind, path, *totals)
+                )?;
+                if let Some(folder) = creates {
+                    write!(f, " This creates the folder {folder}.")?;
+                }
+                because(f, why)
+            }
+        }
+    }
+}
+
+/// What the customer tells the core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// The answer to [`Event::ConsentNeeded`]: what the assistant may do.
+    Consent(Grants),
+    /// The answer to a question.
+    Answer {
+        /// The question answered.
+        question: QuestionId,
+        /// Yes or no.
+        allow: bool,
+    },
+    /// Allow this from now on.
+    Grant(Capability),
+    /// Stop allowing this, and stop whatever runs under it.
+    Revoke(Capability),
+    /// Send a chat message.
+    Chat(String),
+    /// End the session (or stop waiting for one).
+    End,
+}
+
+/// The core's ends of a front-end's channels.
+pub struct Frontend {
+    /// Where events go.
+    pub events: mpsc::UnboundedSender<Event>,
+    /// Where the customer's inputs come from. When it closes, the session ends.
+    pub inputs: mpsc::Receiver<Input>,
+}
+
+/// The front-end's ends: events to show, inputs to send.
+pub struct FrontendEnds {
+    /// Events to show, in order.
+    pub events: mpsc::UnboundedReceiver<Event>,
+    /// The customer's inputs.
+    pub inputs: mpsc::Sender<Input>,
+}
+
+/// A connected pair of ends.
+pub fn channel() -> (Frontend, FrontendEnds) {
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let (inputs_tx, inputs_rx) = mpsc::channel(64);
+    (
+        Frontend {
+            events: events_tx,
+            inputs: inputs_rx,
+        },
+        FrontendEnds {
+            events: events_rx,
+            inputs: inputs_tx,
+        },
+    )
+}
+
+/// Where the core's events go: into the session's journal, then to the front-end. Everything
+/// the customer is shown is therefore also in the log file.
+#[derive(Clone)]
+pub struct Events {
+    to_frontend: mpsc::UnboundedSender<Event>,
+    journal: Journal,
+}
+
+impl Events {
+    /// Events for `to_frontend`, journaled in `journal`.
+    pub fn new(to_frontend: mpsc::UnboundedSender<Event>, journal: Journal) -> Events {
+        Events { to_frontend, journal }
+    }
+
+    /// Records and shows an event.
+    pub fn emit(&self, event: Event) {
+        if !self.journal.record(&event) {
+            return; // Over the journal's budget for terminal output: not shown either.
+        }
+        let _ = self.to_frontend.send(event);
+    }
+
+    /// Records and shows an activity line.
+    pub fn activity(&self, kind: Kind, text: impl Into<String>) {
+        self.emit(Event::Activity(Activity {
+            kind,
+            text: text.into(),
+        }));
+    }
+
+    /// The session's journal.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+}

@@ -1,0 +1,78 @@
+//! # ponte-agent
+//!
+//! The core of the program a customer starts to let an assistant help: waiting for the
+//! assistant ([`rendezvous`]), the consent and the session ([`session`]), every request served
+//! by one [`dispatch`]er under the live [`grants`], one [`capability`] module per thing the
+//! assistant can do, questions one at a time ([`questions`]), the file [`scope`], and the
+//! session [`journal`]. Front-ends — the terminal UI and JSON lines in [`ui`], a window — talk
+//! to it only through [`frontend`]'s events and inputs.
+//!
+//! Against a hostile assistant (a modified viewer sending anything) the promises hold here,
+//! on the customer's machine: nothing runs without its grant and stops when the grant is
+//! revoked; a "yes" approves only the question shown; everything from the assistant is shown
+//! inert; files are written only where the customer can see, safely; the customer sees
+//! everything the assistant does, and it is in the log.
+
+#![forbid(unsafe_code)]
+
+pub mod capability;
+pub mod config;
+pub mod customer;
+pub mod desktop;
+pub mod dispatch;
+pub mod frontend;
+pub mod grants;
+pub mod journal;
+pub mod process;
+pub mod questions;
+pub mod rendezvous;
+pub mod scope;
+pub mod session;
+pub mod sysinfo;
+pub mod transcript;
+pub mod ui;
+
+pub use config::Config;
+pub use frontend::{Event, Frontend, Input};
+
+use crate::frontend::Events;
+use crate::grants::LiveGrants;
+use crate::journal::Journal;
+use crate::questions::Questions;
+
+/// Runs the agent until the session ends (or the customer quits waiting); the last event is
+/// [`Event::Ended`], or [`Event::Failed`] with the error that is also returned.
+pub async fn run(config: Config, frontend: Frontend) -> anyhow::Result<()> {
+    let Frontend {
+        events: to_frontend,
+        inputs,
+    } = frontend;
+    let events = Events::new(to_frontend, Journal::new());
+    let questions = Questions::new(events.clone());
+    let grants = LiveGrants::new();
+    let mut customer = customer::route(inputs, events.clone(), questions.clone(), grants.clone());
+    let result = async {
+        Ok(
+            match rendezvous::pair(&config, &events, &questions, &mut customer).await? {
+                None => "you quit before anyone connected".to_owned(),
+                Some(paired) => {
+                    session::run(&config, paired, &events, &questions, &grants, &mut customer).await?
+                }
+            },
+        )
+    }
+    .await;
+    match result {
+        Ok(reason) => {
+            let log = events.journal().path();
+            events.emit(Event::Ended { reason, log });
+            Ok(())
+        }
+        Err(e) => {
+            events.emit(Event::Failed {
+                error: format!("{e:#}"),
+            });
+            Err(e)
+        }
+    }
+}

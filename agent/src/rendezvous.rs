@@ -1,0 +1,147 @@
+//! Waiting for the assistant: connect to the relay, register, show the session ID and code,
+//! and run the code-gated handshake with whoever joins — telling the customer about every
+//! attempt — until one succeeds, the customer quits, or a relay error ends it. Wrong codes
+//! burn the pair after three tries; an expired or burned pair is replaced by a new one.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use ponte_protocol::handshake::{CodeAttempts, HandshakeError};
+use ponte_protocol::identity::PeerIdentity;
+use ponte_protocol::rendezvous::{ClientMessage, Refusal, RelayMessage};
+use ponte_protocol::{OneTimeCode, SessionId, os_rng};
+use ponte_session::connect::TrustNote;
+use ponte_session::{SecureStream, Session, SessionError};
+use ponte_transport::client::RelayClient;
+
+use crate::config::{Config, default_log};
+use crate::customer::Customer;
+use crate::frontend::{Attempt, Event, Events, Question};
+use crate::questions::{Answer, Questions};
+
+/// A session that passed the handshake.
+pub struct Paired {
+    /// The relay connection (keep it alive).
+    pub client: RelayClient,
+    /// The end-to-end session.
+    pub session: Session,
+    /// The control stream.
+    pub control: SecureStream,
+    /// Who the assistant is.
+    pub peer: PeerIdentity,
+    /// The session ID.
+    pub id: SessionId,
+}
+
+async fn connect(config: &Config, events: &Events, questions: &Questions) -> anyhow::Result<RelayClient> {
+    let address = &config.relay.address;
+    let result = match ponte_session::connect::connect(&config.relay, config.accept_new_fingerprint).await {
+        Err(SessionError::FingerprintChanged { known, seen }) if config.interactive => {
+            let question = Question::RelayChanged {
+                relay: address.clone(),
+                known: known.clone(),
+                seen: seen.clone(),
+            };
+            match questions.ask(question).await {
+                Answer::Yes => ponte_session::connect::connect(&config.relay, true).await,
+                _ => Err(SessionError::FingerprintChanged { known, seen }),
+            }
+        }
+        other => other,
+    };
+    let (client, note) = result.with_context(|| format!("connecting to the relay {address}"))?;
+    match note {
+        TrustNote::FirstUse(fp) => events.emit(Event::Note(format!(
+            "First connection to relay {address}; remembered its fingerprint {fp}"
+        ))),
+        TrustNote::AcceptedChange(fp) => {
+            events.emit(Event::Note(format!("Accepted the relay's new fingerprint {fp}")))
+        }
+        TrustNote::Trusted => {}
+    }
+    Ok(client)
+}
+
+/// Waits for an assistant with the right code; `None` if the customer quit first.
+pub async fn pair(
+    config: &Config,
+    events: &Events,
+    questions: &Questions,
+    customer: &mut Customer,
+) -> anyhow::Result<Option<Paired>> {
+    loop {
+        let mut client = tokio::select! {
+            client = connect(config, events, questions) => client?,
+            () = crate::customer::ended(&mut customer.end) => return Ok(None),
+        };
+        let (id, ttl) = client.register().await.context("registering with the relay")?;
+        let code = OneTimeCode::random(&mut os_rng());
+        let mut attempts = CodeAttempts::new();
+        if !events.journal().is_open() {
+            let path = config.log.clone().unwrap_or_else(|| default_log(id));
+            if let Err(e) = events.journal().open(&path) {
+                events.emit(Event::Note(format!(
+                    "Cannot write the activity log {}: {e}",
+                    path.display()
+                )));
+            }
+        }
+        events.emit(Event::Ready {
+            session: id,
+            code: code.clone(),
+            valid_for: ttl,
+        });
+        loop {
+            let message = tokio::select! {
+                m = client.next() => m.context("connection to the relay")?,
+                () = crate::customer::ended(&mut customer.end) => return Ok(None),
+            };
+            match message {
+                RelayMessage::Paired => {
+                    events.emit(Event::Attempt(Attempt::Connecting));
+                    let trust = &config.trust;
+                    let outcome = tokio::select! {
+                        outcome = ponte_session::handshake::agent(&client, id, &code, &mut attempts, trust) => outcome,
+                        () = crate::customer::ended(&mut customer.end) => return Ok(None),
+                    };
+                    let error = match outcome {
+                        Ok((session, control, peer)) => {
+                            return Ok(Some(Paired {
+                                client,
+                                session,
+                                control,
+                                peer,
+                                id,
+                            }));
+                        }
+                        Err(e) => e,
+                    };
+                    if attempts.must_burn() {
+                        let _ = client.send(&ClientMessage::Burn).await;
+                        // The relay ends the session (telling the viewer why), then the control
+                        // line; closing first would say "peer left".
+                        let _ = tokio::time::timeout(Duration::from_secs(3), client.next()).await;
+                        client.connection().close(0u32.into(), b"burned");
+                        events.emit(Event::Attempt(Attempt::Burned));
+                        break;
+                    }
+                    events.emit(Event::Attempt(match error {
+                        SessionError::Handshake(HandshakeError::WrongCode) => Attempt::WrongCode {
+                            attempts_left: attempts.remaining(),
+                        },
+                        SessionError::UnexpectedEnd | SessionError::Timeout => Attempt::Abandoned,
+                        other => Attempt::Failed(other.to_string().into()),
+                    }));
+                    client.send(&ClientMessage::Release).await?;
+                }
+                RelayMessage::PeerLeft => client.send(&ClientMessage::Release).await?,
+                RelayMessage::Registered { .. } => {}
+                RelayMessage::Refused(Refusal::Expired) => {
+                    events.emit(Event::Attempt(Attempt::Expired));
+                    break;
+                }
+                RelayMessage::Refused(reason) => anyhow::bail!("the relay ended the session: {reason}"),
+            }
+        }
+    }
+}

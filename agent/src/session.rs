@@ -1,0 +1,191 @@
+//! A session with a connected assistant: consent, then serving requests under the live grants
+//! until either side ends it. The session loop never waits on the assistant: messages to it go
+//! through a writer task, so the customer's "end" and revocations always act at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ponte_protocol::app::{Control, EndReason, Grants, MAX_CHAT};
+use ponte_protocol::text::PeerText;
+use tokio::sync::mpsc;
+
+use crate::capability::Context;
+use crate::config::Config;
+use crate::customer::Customer;
+use crate::desktop::DesktopWorker;
+use crate::frontend::{Event, Events, Kind, Party};
+use crate::grants::LiveGrants;
+use crate::questions::Questions;
+use crate::rendezvous::Paired;
+use crate::scope::Scope;
+
+/// How long the customer has to answer the consent question.
+const CONSENT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// How long requests get to wind down when the session ends.
+const WIND_DOWN: Duration = Duration::from_secs(3);
+
+/// Runs the session to its end; returns why it ended.
+pub async fn run(
+    config: &Config,
+    paired: Paired,
+    events: &Events,
+    questions: &Questions,
+    grants: &LiveGrants,
+    customer: &mut Customer,
+) -> anyhow::Result<String> {
+    let Paired {
+        client,
+        session,
+        control,
+        peer,
+        ..
+    } = paired;
+    let ponte_session::SecureStream {
+        send: control_send,
+        recv: mut control_recv,
+        ..
+    } = control;
+    // Everything for the assistant goes through one writer, so nothing here waits on it.
+    let (to_assistant, mut outbox) = mpsc::unbounded_channel::<Control>();
+    let writer = tokio::spawn(async move {
+        let mut send = control_send;
+        while let Some(message) = outbox.recv().await {
+            if send.send(&message).await.is_err() {
+                return;
+            }
+        }
+        if send.finish().await.is_ok() {
+            // Closing discards unacknowledged data: let the assistant hear why it ended.
+            send.flushed(WIND_DOWN).await;
+        }
+    });
+    let scope = Scope::new(&config.scope, dirs::home_dir())?;
+
+    let granted = match config.allow {
+        Some(g) => Some(g),
+        None if !config.interactive => Some(Grants::NONE),
+        None => {
+            events.emit(Event::ConsentNeeded {
+                peer: peer.clone(),
+                scope: scope.root().to_owned(),
+            });
+            let deadline = tokio::time::sleep(CONSENT_TIMEOUT);
+            tokio::pin!(deadline);
+            loop {
+                tokio::select! {
+                    g = customer.consent.recv() => break g,
+                    () = crate::customer::ended(&mut customer.end) => break None,
+                    () = &mut deadline => break None,
+                    // The assistant may chat, or leave, while the customer reads.
+                    message = control_recv.recv::<Control>() => match message {
+                        Ok(Some(Control::Chat { text })) if text.len() <= MAX_CHAT => {
+                            events.emit(Event::Chat { from: Party::Assistant, text });
+                        }
+                        Ok(Some(_)) => {}
+                        Ok(None) | Err(_) => {
+                            let reason = "the assistant left before you answered".to_owned();
+                            return Ok(close(client, writer, to_assistant, reason).await);
+                        }
+                    },
+                }
+            }
+        }
+    };
+    let Some(granted) = granted else {
+        let _ = to_assistant.send(Control::End(EndReason::Declined));
+        return Ok(close(client, writer, to_assistant, "you declined the session".into()).await);
+    };
+    grants.set(granted);
+    customer.activate();
+    events.emit(Event::Connected { peer, granted });
+    let _ = to_assistant.send(Control::Grants(granted));
+
+    let desktop = DesktopWorker::start(config.display.clone(), grants.subscribe());
+    let ctx = Arc::new(Context::new(
+        events.clone(),
+        grants.clone(),
+        questions.clone(),
+        scope,
+        config.interactive,
+        desktop,
+    ));
+    let mut requests = tokio::task::JoinSet::new();
+    let mut changes = grants.subscribe();
+    let mut last = granted;
+    let reason = loop {
+        tokio::select! {
+            stream = session.accept() => match stream {
+                Ok(stream) => {
+                    let ctx = ctx.clone();
+                    requests.spawn(async move { crate::dispatch::serve(stream, &ctx).await });
+                }
+                Err(e) => break format!("the connection was lost ({})", PeerText::new(e.to_string())),
+            },
+            message = control_recv.recv::<Control>() => match message {
+                Ok(Some(Control::Chat { text })) if text.len() > MAX_CHAT => {
+                    events.activity(Kind::Refused, "a chat message from the assistant was too long and dropped");
+                }
+                Ok(Some(Control::Chat { text })) => events.emit(Event::Chat { from: Party::Assistant, text }),
+                Ok(Some(Control::End(reason))) => break reason.to_string(),
+                Ok(Some(Control::Grants(_))) => {} // Only the customer grants.
+                Ok(None) | Err(_) => break "the assistant disconnected".into(),
+            },
+            Ok(()) = changes.changed() => {
+                let now = grants.now();
+                if now != last {
+                    last = now;
+                    events.emit(Event::Grants(now));
+                    events.activity(Kind::Permissions, format!("permissions changed: now allowed {now}"));
+                    let _ = to_assistant.send(Control::Grants(now));
+                }
+            }
+            Some(text) = customer.chat.recv() => {
+                let text = truncate(text, MAX_CHAT);
+                events.emit(Event::Chat { from: Party::Customer, text: PeerText::new(text.clone()) });
+                let _ = to_assistant.send(Control::Chat { text: text.into() });
+            }
+            () = crate::customer::ended(&mut customer.end) => {
+                let _ = to_assistant.send(Control::End(EndReason::CustomerEnded));
+                break "you ended the session".into();
+            }
+            Some(_) = requests.join_next() => {}
+        }
+    };
+    // Every lease ends: running requests stop, their processes and partial files with them.
+    grants.end();
+    let _ = tokio::time::timeout(WIND_DOWN, async { while requests.join_next().await.is_some() {} }).await;
+    requests.shutdown().await;
+    if let Ok(ctx) = Arc::try_unwrap(ctx) {
+        ctx.desktop.close().await;
+    }
+    drop(session);
+    Ok(close(client, writer, to_assistant, reason).await)
+}
+
+/// Lets the writer deliver what is queued, then closes the connection; returns `reason`.
+async fn close(
+    client: ponte_transport::client::RelayClient,
+    writer: tokio::task::JoinHandle<()>,
+    to_assistant: mpsc::UnboundedSender<Control>,
+    reason: String,
+) -> String {
+    drop(to_assistant);
+    let _ = tokio::time::timeout(WIND_DOWN + Duration::from_secs(1), writer).await;
+    client.connection().close(0u32.into(), b"session ended");
+    // Give the close a moment to reach the relay so the assistant hears it promptly.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    reason
+}
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}

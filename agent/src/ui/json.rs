@@ -1,0 +1,116 @@
+//! JSON lines for scripts: one object per event on stdout, the first always `ready`; notes go
+//! to stderr. Nothing is asked (the core is told the agent is not interactive); Ctrl-C ends.
+
+use std::io::Write as _;
+
+use ponte_protocol::app::Grants;
+use serde_json::{Value, json};
+
+use crate::frontend::{Attempt, Closed, Event, FrontendEnds, Input, Party};
+
+fn names(grants: Grants) -> Vec<&'static str> {
+    grants.list().iter().map(|c| c.name()).collect()
+}
+
+/// The JSON object for an event (`None`: not printed).
+pub fn to_json(event: &Event) -> Option<Value> {
+    Some(match event {
+        Event::Note(_) => return None,
+        Event::Ready {
+            session,
+            code,
+            valid_for,
+        } => json!({
+            "event": "ready",
+            "session_id": session.to_digits(),
+            "code": code.digits(),
+            "expires_in_secs": valid_for.as_secs(),
+        }),
+        Event::Attempt(attempt) => {
+            let mut v = json!({"event": "attempt", "text": attempt.to_string()});
+            let outcome = match attempt {
+                Attempt::Connecting => "connecting",
+                Attempt::WrongCode { attempts_left } => {
+                    v["attempts_left"] = json!(attempts_left);
+                    "wrong_code"
+                }
+                Attempt::Abandoned => "abandoned",
+                Attempt::Failed(reason) => {
+                    v["reason"] = json!(reason.to_string());
+                    "failed"
+                }
+                Attempt::Burned => "burned",
+                Attempt::Expired => "expired",
+            };
+            v["outcome"] = json!(outcome);
+            v
+        }
+        Event::ConsentNeeded { peer, scope } => json!({
+            "event": "consent_needed",
+            "peer": peer.to_string(),
+            "verified": peer.is_verified(),
+            "folder": ponte_protocol::PeerText::path(scope).to_string(),
+        }),
+        Event::Connected { peer, granted } => json!({
+            "event": "consent",
+            "peer": peer.to_string(),
+            "verified": peer.is_verified(),
+            "granted": names(*granted),
+        }),
+        Event::Grants(grants) => json!({"event": "grants", "granted": names(*grants)}),
+        Event::Question { id, question } => json!({
+            "event": "question", "id": id.0, "text": question.to_string(),
+        }),
+        Event::QuestionClosed { id, outcome } => json!({
+            "event": "question_closed",
+            "id": id.0,
+            "outcome": match outcome {
+                Closed::Answered { allow: true } => "yes",
+                Closed::Answered { allow: false } => "no",
+                Closed::Withdrawn => "withdrawn",
+            },
+        }),
+        Event::Activity(a) => json!({"event": "activity", "kind": a.kind.name(), "text": a.text}),
+        Event::Terminal { terminal, line } => json!({
+            "event": "terminal", "terminal": terminal, "line": line.to_string(),
+        }),
+        Event::Transfer { .. } => return None,
+        Event::Chat { from, text } => json!({
+            "event": "chat",
+            "from": match from { Party::Assistant => "assistant", Party::Customer => "customer" },
+            "text": text.to_string(),
+        }),
+        Event::Failed { error } => json!({"event": "error", "message": error}),
+        Event::Ended { reason, log } => json!({
+            "event": "ended",
+            "reason": reason,
+            "log": log.as_ref().map(|p| p.display().to_string()),
+        }),
+    })
+}
+
+/// Runs the JSON front-end until the session has ended.
+pub async fn run(ends: FrontendEnds) {
+    let FrontendEnds { mut events, inputs } = ends;
+    loop {
+        tokio::select! {
+            event = events.recv() => {
+                let Some(event) = event else { break };
+                if let Event::Note(text) = &event {
+                    eprintln!("ponte-agent: {text}");
+                }
+                if let Some(value) = to_json(&event) {
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(out, "{value}");
+                    let _ = out.flush();
+                }
+                if matches!(event, Event::Ended { .. } | Event::Failed { .. }) {
+                    break;
+                }
+            }
+            _ = tokio::signal::ctrl_c() => {
+                let _ = inputs.send(Input::End).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,330 @@
+//! The terminal front-end: shows the session ID and code, who connected, a consent dialog, the
+//! activity list and questions; reads the customer's lines. Commands (`revoke NAME`,
+//! `grant NAME`, `chat TEXT`, `end`) are recognised before anything is taken as an answer, and
+//! an answer goes to the one question on screen — typed within [`SETTLE`] of a question
+//! appearing, it is not taken, so a question swapped under the customer's fingers cannot
+//! catch their "y".
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::time::{Duration, Instant};
+
+use ponte_protocol::app::{Capability, Grants};
+use ponte_protocol::identity::PeerIdentity;
+use ponte_session::files::Progress;
+use tokio::sync::mpsc;
+
+use crate::frontend::{Closed, Event, FrontendEnds, Input, Party, QuestionId};
+
+/// How long a question must have been on screen before an answer counts.
+pub const SETTLE: Duration = Duration::from_millis(700);
+
+const COMMANDS: &str =
+    "Commands: revoke NAME, grant NAME (terminal, upload, download, info, screen, control), chat TEXT, end";
+
+fn say(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}");
+    let _ = out.flush();
+}
+
+/// Runs the terminal front-end until the session has ended.
+pub async fn run(ends: FrontendEnds) {
+    let FrontendEnds { mut events, inputs } = ends;
+    let (line_tx, mut lines) = mpsc::channel::<String>(16);
+    std::thread::spawn(move || {
+        let stdin = std::io::stdin();
+        let mut line = String::new();
+        while stdin.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+            if line_tx.blocking_send(line.trim().to_owned()).is_err() {
+                break;
+            }
+            line.clear();
+        }
+    });
+    let mut ui = TextUi {
+        inputs,
+        open: None,
+        consent: None,
+        bars: HashMap::new(),
+    };
+    let mut stdin_open = true;
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(Event::Ended { reason, log }) => {
+                    ui.ended(&reason, log);
+                    break;
+                }
+                Some(Event::Failed { .. }) | None => break, // main prints the error.
+                Some(event) => ui.show(event),
+            },
+            line = lines.recv(), if stdin_open => match line {
+                Some(line) => ui.line(&line).await,
+                None => stdin_open = false,
+            },
+            _ = tokio::signal::ctrl_c() => ui.send(Input::End).await,
+        }
+    }
+}
+
+struct Consent {
+    grants: Grants,
+    asking: Option<Capability>,
+}
+
+impl Consent {
+    /// The next capability to ask about: chat always works, control only with the screen.
+    fn next(&mut self) -> Option<Capability> {
+        let after = self
+            .asking
+            .and_then(|c| Capability::ALL.iter().position(|x| *x == c));
+        let start = after.map_or(0, |i| i + 1);
+        self.asking = Capability::ALL[start..].iter().copied().find(|c| match c {
+            Capability::Chat => false,
+            Capability::Control => self.grants.allows(Capability::Screen),
+            _ => true,
+        });
+        self.asking
+    }
+}
+
+struct TextUi {
+    inputs: mpsc::Sender<Input>,
+    /// The question on screen, and since when.
+    open: Option<(QuestionId, Instant)>,
+    consent: Option<Consent>,
+    bars: HashMap<u64, indicatif::ProgressBar>,
+}
+
+fn yes_no(line: &str) -> Option<bool> {
+    match line.to_ascii_lowercase().as_str() {
+        "y" | "yes" => Some(true),
+        "n" | "no" | "" => Some(false),
+        _ => None,
+    }
+}
+
+/// A customer's command, if the line is one.
+fn command(line: &str) -> Option<Result<Input, String>> {
+    let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
+    let rest = rest.trim();
+    Some(match word {
+        "end" | "quit" | "q" | "stop" => Ok(Input::End),
+        "revoke" | "grant" => match rest.parse::<Capability>() {
+            Ok(c) if word == "revoke" => Ok(Input::Revoke(c)),
+            Ok(c) => Ok(Input::Grant(c)),
+            Err(e) => Err(e.to_string()),
+        },
+        "chat" if !rest.is_empty() => Ok(Input::Chat(rest.to_owned())),
+        "help" | "?" => Err(COMMANDS.to_owned()),
+        _ => return None,
+    })
+}
+
+impl TextUi {
+    async fn send(&self, input: Input) {
+        let _ = self.inputs.send(input).await;
+    }
+
+    async fn line(&mut self, line: &str) {
+        match command(line) {
+            Some(Ok(input)) => return self.send(input).await,
+            Some(Err(help)) => return say(&format!("  {help}")),
+            None => {}
+        }
+        if let Some(consent) = &mut self.consent
+            && let Some(c) = consent.asking
+        {
+            match yes_no(line) {
+                Some(true) => consent.grants.grant(c),
+                Some(false) => {}
+                None => return say("    Please answer y (yes) or n (no)."),
+            }
+            match consent.next() {
+                Some(c) => say(&format!("    Allow them to {}? [y/N]", c.describe())),
+                None => {
+                    let grants = consent.grants;
+                    self.consent = None;
+                    self.send(Input::Consent(grants)).await;
+                }
+            }
+            return;
+        }
+        if let Some((id, since)) = self.open {
+            if since.elapsed() < SETTLE {
+                return say("    The question just changed. Read it, then answer again.");
+            }
+            match yes_no(line) {
+                Some(allow) => {
+                    self.send(Input::Answer { question: id, allow }).await;
+                }
+                None => say("    Please answer y (yes) or n (no)."),
+            }
+            return;
+        }
+        if !line.is_empty() {
+            say(&format!("  {COMMANDS}"));
+        }
+    }
+
+    fn show(&mut self, event: Event) {
+        match event {
+            Event::Note(text) => say(&format!("  {text}")),
+            Event::Ready {
+                session,
+                code,
+                valid_for,
+            } => say(&format!(
+                "\n  Read these to your assistant:\n\n      Session ID:  {session}\n      Code:        {}\n\n  \
+                 They can be used for {} minutes. Nobody can connect without both.\n  \
+                 Press Ctrl-C to quit.\n",
+                code.reveal(),
+                valid_for.as_secs().div_ceil(60)
+            )),
+            Event::Attempt(attempt) => say(&format!("  {attempt}")),
+            Event::ConsentNeeded { peer, scope } => {
+                let who = match &peer {
+                    PeerIdentity::Verified { .. } => format!("  {peer}"),
+                    PeerIdentity::Unverified { fingerprint, reason } => format!(
+                        "  !!! UNVERIFIED ASSISTANT !!!\n  Nobody you trust vouches for this person ({reason}).\n  \
+                         If you did not call this company yourself, type 'end' now.\n  Key fingerprint: {fingerprint}"
+                    ),
+                };
+                say(&format!(
+                    "\n  An assistant has connected.\n{who}\n\n  \
+                     Files: the folder {} is shared. Hidden files, places programs start from and anything\n  \
+                     outside it are asked one by one.\n\n  What may they do? (y or n; 'end' ends the session)",
+                    ponte_protocol::PeerText::path(&scope)
+                ));
+                let mut consent = Consent {
+                    grants: Grants::NONE,
+                    asking: None,
+                };
+                if let Some(c) = consent.next() {
+                    say(&format!("    Allow them to {}? [y/N]", c.describe()));
+                }
+                self.consent = Some(consent);
+            }
+            Event::Connected { granted, .. } => say(&format!(
+                "  Allowed: {granted}.\n  Type 'revoke NAME', 'grant NAME', 'chat TEXT' or 'end'."
+            )),
+            Event::Grants(grants) => say(&format!("  Allowed now: {grants}.")),
+            Event::Question { id, question } => {
+                self.open = Some((id, Instant::now()));
+                say(&format!("\n  ? {question}\n    Allow? [y/N]"));
+            }
+            Event::QuestionClosed { id, outcome } => {
+                if self.open.is_some_and(|(open, _)| open == id) {
+                    self.open = None;
+                }
+                if outcome == Closed::Withdrawn {
+                    say("    (That question was withdrawn: the request ended or waited too long.)");
+                }
+            }
+            Event::Activity(activity) => say(&format!("  [{}] {}", ponte_session::clock(), activity.text)),
+            Event::Terminal { .. } => {} // Command lines are activities; the transcript is in the log.
+            Event::Transfer {
+                transfer,
+                what,
+                progress,
+            } => self.progress(transfer, &what, progress),
+            Event::Chat { from, text } => {
+                let who = match from {
+                    Party::Assistant => "assistant",
+                    Party::Customer => "you",
+                };
+                say(&format!("  [{}] {who}: {text}", ponte_session::clock()));
+            }
+            Event::Ended { reason, log } => self.ended(&reason, log),
+            Event::Failed { error } => say(&format!("  ponte-agent failed: {error}")),
+        }
+    }
+
+    fn progress(&mut self, transfer: u64, what: &ponte_protocol::PeerText, progress: Progress) {
+        match progress {
+            Progress::Started(totals) => {
+                let bar = indicatif::ProgressBar::with_draw_target(
+                    Some(totals.bytes),
+                    indicatif::ProgressDrawTarget::stdout(),
+                );
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "  {msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                );
+                bar.set_message(what.to_string());
+                self.bars.insert(transfer, bar);
+            }
+            Progress::Advanced(done) => {
+                if let Some(bar) = self.bars.get(&transfer) {
+                    bar.set_position(done);
+                    if Some(done) >= bar.length() {
+                        bar.finish_and_clear();
+                        self.bars.remove(&transfer);
+                    }
+                }
+            }
+        }
+    }
+
+    fn ended(&mut self, reason: &str, log: Option<std::path::PathBuf>) {
+        for (_, bar) in self.bars.drain() {
+            bar.abandon();
+        }
+        say(&format!("\n  Session ended: {reason}."));
+        if let Some(log) = log {
+            say(&format!("  What happened is recorded in {}", log.display()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_come_before_answers() {
+        assert_eq!(command("end"), Some(Ok(Input::End)));
+        assert_eq!(
+            command("revoke terminal"),
+            Some(Ok(Input::Revoke(Capability::Terminal)))
+        );
+        assert_eq!(
+            command("grant control"),
+            Some(Ok(Input::Grant(Capability::Control)))
+        );
+        assert!(matches!(command("revoke sudo"), Some(Err(_))));
+        assert_eq!(
+            command("chat hello there"),
+            Some(Ok(Input::Chat("hello there".into())))
+        );
+        assert_eq!(command("y"), None);
+        assert_eq!(yes_no("Y"), Some(true));
+        assert_eq!(yes_no(""), Some(false));
+        assert_eq!(yes_no("maybe"), None);
+    }
+
+    #[test]
+    fn consent_asks_control_only_with_the_screen() {
+        let mut consent = Consent {
+            grants: Grants::NONE,
+            asking: None,
+        };
+        let mut asked = Vec::new();
+        while let Some(c) = consent.next() {
+            asked.push(c);
+        }
+        assert!(!asked.contains(&Capability::Chat) && !asked.contains(&Capability::Control));
+        let mut consent = Consent {
+            grants: Grants::parse_list("screen").unwrap(),
+            asking: None,
+        };
+        let mut asked = Vec::new();
+        while let Some(c) = consent.next() {
+            asked.push(c);
+        }
+        assert_eq!(asked.last(), Some(&Capability::Control));
+    }
+}

@@ -1,0 +1,478 @@
+//! A joined session from the assistant's side, with typed operations: exec, shell, get, put,
+//! info, screen, input, chat. The CLI, the window, the tests and the benchmarks all use these.
+//!
+//! Everything the customer's computer sends is hostile input here: strings arrive as
+//! [`PeerText`] and are shown inert, files are received through the same checked, link-safe
+//! code as on the agent, and every wait for an answer is bounded.
+
+use std::path::Path;
+use std::time::Duration;
+
+use ponte_protocol::app::{Control, EndReason, Grants, Request, Response, Transfer};
+use ponte_protocol::handshake::{Credentials, HandshakeError};
+use ponte_protocol::rendezvous::Refusal;
+use ponte_protocol::screen::InputEvent;
+use ponte_protocol::text::PeerText;
+use ponte_protocol::{OneTimeCode, SessionId};
+use ponte_session::connect::{RelayOptions, TrustNote};
+use ponte_session::files::{self, Destination, Hidden, Progress, Totals, TransferError};
+use ponte_session::{SecureSend, SecureStream, Session, SessionError};
+use ponte_transport::client::RelayClient;
+use tokio::sync::{Mutex, mpsc, watch};
+
+use crate::screen::ScreenClient;
+
+/// How long a request waits for the customer's computer to accept or refuse it: longer than
+/// the agent gives the customer to answer a question.
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(200);
+
+/// How long a short request (info, input) waits for its result once accepted.
+const RESULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What can go wrong for the assistant.
+#[derive(Debug, thiserror::Error)]
+pub enum ViewerError {
+    /// The code was wrong.
+    #[error("wrong code: the customer's computer did not accept it. Ask them to read it again.")]
+    WrongCode,
+    /// The code was burned.
+    #[error(
+        "the code was tried wrongly too often and is no longer valid; the customer now sees a new ID and code"
+    )]
+    Burned,
+    /// The relay refused.
+    #[error("the relay refused: {0}")]
+    Relay(Refusal),
+    /// The relay's certificate changed since the last time.
+    #[error(
+        "WARNING: {0}. Someone may be intercepting the connection; rerun with --accept-new-fingerprint \
+         only after the relay's operator confirmed the new fingerprint."
+    )]
+    FingerprintChanged(SessionError),
+    /// The customer's computer refused the request.
+    #[error("refused by the customer's computer: {0}")]
+    Refused(PeerText),
+    /// The customer's computer stopped or failed the request.
+    #[error("the customer's computer reports: {0}")]
+    Failed(PeerText),
+    /// The session has ended.
+    #[error("session ended: {0}")]
+    Ended(String),
+    /// The customer's computer did not answer in time.
+    #[error("the customer's computer did not answer in time")]
+    Timeout,
+    /// It sent something that does not belong here.
+    #[error("unexpected message from the customer's computer")]
+    Unexpected,
+    /// A local file problem.
+    #[error("{}: {error}", PeerText::path(path))]
+    Local {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What happened.
+        error: std::io::Error,
+    },
+    /// A transfer failed.
+    #[error(transparent)]
+    Transfer(TransferError),
+    /// The session failed.
+    #[error(transparent)]
+    Session(SessionError),
+    /// The screen or window failed.
+    #[error("{0:#}")]
+    Screen(anyhow::Error),
+}
+
+impl From<SessionError> for ViewerError {
+    fn from(e: SessionError) -> ViewerError {
+        match e {
+            SessionError::Handshake(HandshakeError::WrongCode) => ViewerError::WrongCode,
+            SessionError::Handshake(HandshakeError::Burned) => ViewerError::Burned,
+            e @ SessionError::FingerprintChanged { .. } => ViewerError::FingerprintChanged(e),
+            other => match other.refusal() {
+                Some(reason) => ViewerError::Relay(reason),
+                None => ViewerError::Session(other),
+            },
+        }
+    }
+}
+
+impl From<TransferError> for ViewerError {
+    fn from(e: TransferError) -> ViewerError {
+        match e {
+            TransferError::Session(e) => e.into(),
+            TransferError::Remote(reason) => ViewerError::Failed(reason),
+            other => ViewerError::Transfer(other),
+        }
+    }
+}
+
+/// How to join a session.
+pub struct JoinOptions {
+    /// How to reach and trust the relay.
+    pub relay: RelayOptions,
+    /// Continue if the relay's certificate changed since the last time.
+    pub accept_new_fingerprint: bool,
+    /// The session ID the customer read out.
+    pub session: SessionId,
+    /// The code the customer read out.
+    pub code: OneTimeCode,
+    /// The assistant's identity.
+    pub credentials: Credentials,
+}
+
+/// What the viewer knows of the session.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct State {
+    /// What the customer allows; `None` until the customer has answered.
+    pub grants: Option<Grants>,
+    /// Why the session ended, once it has.
+    pub ended: Option<String>,
+}
+
+/// What the customer's side says on the control stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// The permissions now.
+    Grants(Grants),
+    /// A chat message from the customer.
+    Chat(PeerText),
+    /// The session ended.
+    Ended(String),
+}
+
+/// A joined session.
+pub struct Viewer {
+    _client: RelayClient,
+    session: Session,
+    control: Mutex<SecureSend>,
+    state: watch::Receiver<State>,
+    ended_tx: watch::Sender<State>,
+    notices: Option<mpsc::UnboundedReceiver<Notice>>,
+}
+
+/// The output of a terminal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TerminalOutput {
+    /// Bytes the terminal wrote (a terminal's own escapes included: shown by a terminal).
+    Output(Vec<u8>),
+    /// The shell exited with this status (`None`: killed by a signal).
+    Exit(Option<i32>),
+}
+
+/// An interactive terminal on the customer's computer.
+pub struct Terminal {
+    stream: SecureStream,
+}
+
+impl Terminal {
+    /// Keystrokes.
+    pub async fn input(&mut self, bytes: Vec<u8>) -> Result<(), ViewerError> {
+        Ok(self.stream.send.send(&Transfer::Input(bytes)).await?)
+    }
+
+    /// The local terminal changed size.
+    pub async fn resize(&mut self, cols: u16, rows: u16) -> Result<(), ViewerError> {
+        Ok(self.stream.send.send(&Transfer::Resize { cols, rows }).await?)
+    }
+
+    /// Closes the terminal (the shell and everything it started end).
+    pub async fn close(&mut self) -> Result<(), ViewerError> {
+        Ok(self.stream.send.finish().await?)
+    }
+
+    /// The next output. Cancel-safe.
+    pub async fn output(&mut self) -> Result<TerminalOutput, ViewerError> {
+        match self.stream.recv.recv::<Transfer>().await? {
+            Some(Transfer::Output { data, .. }) => Ok(TerminalOutput::Output(data)),
+            Some(Transfer::Exit(code)) => Ok(TerminalOutput::Exit(code)),
+            Some(Transfer::Failed(reason)) => Err(ViewerError::Failed(reason)),
+            None => Ok(TerminalOutput::Exit(None)),
+            Some(_) => Err(ViewerError::Unexpected),
+        }
+    }
+}
+
+/// Connects to the relay, joins the session and runs the handshake.
+pub async fn join(options: JoinOptions) -> Result<(Viewer, TrustNote), ViewerError> {
+    let (mut client, note) =
+        ponte_session::connect::connect(&options.relay, options.accept_new_fingerprint).await?;
+    client.join(options.session).await.map_err(SessionError::from)?;
+    let (session, control) =
+        ponte_session::handshake::viewer(&client, options.session, options.code, &options.credentials)
+            .await?;
+    Ok((Viewer::new(client, session, control), note))
+}
+
+impl Viewer {
+    fn new(client: RelayClient, session: Session, control: SecureStream) -> Viewer {
+        let SecureStream { send, mut recv, .. } = control;
+        let (state_tx, state) = watch::channel(State::default());
+        let (notices_tx, notices) = mpsc::unbounded_channel();
+        let tx = state_tx.clone();
+        let connection = session.connection().clone();
+        tokio::spawn(async move {
+            let reason = loop {
+                match recv.recv::<Control>().await {
+                    Ok(Some(Control::Grants(g))) => {
+                        tx.send_modify(|s| s.grants = Some(g));
+                        let _ = notices_tx.send(Notice::Grants(g));
+                    }
+                    Ok(Some(Control::Chat { text })) => {
+                        let _ = notices_tx.send(Notice::Chat(text));
+                    }
+                    Ok(Some(Control::End(reason))) => break reason.to_string(),
+                    Ok(None) => break "the customer's side closed the session".into(),
+                    Err(e) => break format!("connection lost ({e})"),
+                }
+            };
+            let mut first = false;
+            tx.send_modify(|s| {
+                if s.ended.is_none() {
+                    s.ended = Some(reason.clone());
+                    first = true;
+                }
+            });
+            if first {
+                let _ = notices_tx.send(Notice::Ended(reason));
+            }
+            connection.close(0u32.into(), b"session ended");
+        });
+        Viewer {
+            _client: client,
+            session,
+            control: Mutex::new(send),
+            state,
+            ended_tx: state_tx,
+            notices: Some(notices),
+        }
+    }
+
+    /// What the viewer knows now.
+    pub fn state(&self) -> State {
+        self.state.borrow().clone()
+    }
+
+    /// Follows the state (for a window).
+    pub fn watch(&self) -> watch::Receiver<State> {
+        self.state.clone()
+    }
+
+    /// The customer's notices (grants, chat, end), for a front-end to show; once.
+    pub fn notices(&mut self) -> Option<mpsc::UnboundedReceiver<Notice>> {
+        self.notices.take()
+    }
+
+    /// Waits until the customer answered the consent question (or the session ended), at most
+    /// `limit`; returns the grants.
+    pub async fn consent(&self, limit: Duration) -> Option<Grants> {
+        let mut state = self.state.clone();
+        let answered = state.wait_for(|s| s.grants.is_some() || s.ended.is_some());
+        match tokio::time::timeout(limit, answered).await {
+            Ok(Ok(s)) => s.grants,
+            _ => None,
+        }
+    }
+
+    /// The end-to-end session, for raw streams.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// A transport error becomes the session's end reason when there is one.
+    fn explain(&self, e: impl Into<ViewerError>) -> ViewerError {
+        match self.state.borrow().ended.clone() {
+            Some(reason) => ViewerError::Ended(reason),
+            None => e.into(),
+        }
+    }
+
+    /// Sends a request and waits for the customer's computer to accept it; the stream then
+    /// carries the request's messages.
+    pub async fn request(&self, request: &Request) -> Result<SecureStream, ViewerError> {
+        if let Some(reason) = self.state.borrow().ended.clone() {
+            return Err(ViewerError::Ended(reason));
+        }
+        let mut stream = self.session.open().await.map_err(|e| self.explain(e))?;
+        stream.send.send(request).await.map_err(|e| self.explain(e))?;
+        let response = tokio::time::timeout(RESPONSE_TIMEOUT, stream.recv.expect::<Response>())
+            .await
+            .map_err(|_| ViewerError::Timeout)?
+            .map_err(|e| self.explain(e))?;
+        match response {
+            Response::Accepted => Ok(stream),
+            Response::Refused(reason) => Err(ViewerError::Refused(reason)),
+        }
+    }
+
+    /// The next message of a request, or why there is none.
+    async fn next(&self, stream: &mut SecureStream) -> Result<Transfer, ViewerError> {
+        match stream
+            .recv
+            .expect::<Transfer>()
+            .await
+            .map_err(|e| self.explain(e))?
+        {
+            Transfer::Failed(reason) => Err(ViewerError::Failed(reason)),
+            other => Ok(other),
+        }
+    }
+
+    /// Runs a command; `output` gets its output as it comes (`true`: standard error). Returns
+    /// the exit status (`None`: killed by a signal).
+    pub async fn exec(
+        &self,
+        command: &str,
+        mut output: impl FnMut(bool, &[u8]),
+    ) -> Result<Option<i32>, ViewerError> {
+        let mut stream = self
+            .request(&Request::Exec {
+                command: command.into(),
+            })
+            .await?;
+        loop {
+            match self.next(&mut stream).await? {
+                Transfer::Output { stderr, data } => output(stderr, &data),
+                Transfer::Exit(code) => return Ok(code),
+                _ => return Err(ViewerError::Unexpected),
+            }
+        }
+    }
+
+    /// Opens a terminal of this size.
+    pub async fn shell(&self, cols: u16, rows: u16) -> Result<Terminal, ViewerError> {
+        let stream = self.request(&Request::Shell { cols, rows }).await?;
+        Ok(Terminal { stream })
+    }
+
+    /// Copies `remote` from the customer's computer to `local` (replacing only with `force`,
+    /// and then never through a symbolic link).
+    pub async fn get(
+        &self,
+        remote: &str,
+        local: &Path,
+        force: bool,
+        progress: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<Totals, ViewerError> {
+        let local_error = |error| ViewerError::Local {
+            path: local.to_owned(),
+            error,
+        };
+        if !force && std::fs::symlink_metadata(local).is_ok() {
+            return Err(local_error(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "already exists (use get -f to replace it)",
+            )));
+        }
+        if let Some(parent) = local.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(local_error)?;
+        }
+        let mut stream = self.request(&Request::Get { path: remote.into() }).await?;
+        let destination = Destination {
+            path: local,
+            replace: force,
+            limit: None,
+            guard: &files::no_guard,
+        };
+        let result = files::receive_into(&mut stream.recv, destination, progress).await;
+        result.map_err(|e| match e {
+            TransferError::Session(e) => self.explain(e),
+            other => other.into(),
+        })
+    }
+
+    /// Copies `local` to `remote` on the customer's computer (replacing only with `force`).
+    pub async fn put(
+        &self,
+        local: &Path,
+        remote: &str,
+        force: bool,
+        progress: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<Totals, ViewerError> {
+        let measured = files::measure(local, Hidden::Include).await?;
+        let request = Request::Put {
+            path: remote.into(),
+            kind: measured.kind,
+            files: measured.totals.files,
+            total_bytes: measured.totals.bytes,
+            overwrite: force,
+        };
+        let mut stream = self.request(&request).await?;
+        if let Err(e) = files::send_path(&mut stream.send, local, Hidden::Include, progress).await {
+            // Tell the customer's computer to discard what arrived.
+            let _ = stream.send.send(&Transfer::Failed(e.to_string().into())).await;
+            let _ = stream.send.finish().await;
+            // It may have failed first, with the better reason.
+            if let Ok(Ok(Transfer::Failed(reason))) =
+                tokio::time::timeout(Duration::from_secs(2), stream.recv.expect::<Transfer>()).await
+            {
+                return Err(ViewerError::Failed(reason));
+            }
+            return Err(match e {
+                TransferError::Session(e) => self.explain(e),
+                other => other.into(),
+            });
+        }
+        stream.send.finish().await.map_err(|e| self.explain(e))?;
+        match self.next(&mut stream).await? {
+            Transfer::Done => Ok(measured.totals),
+            _ => Err(ViewerError::Unexpected),
+        }
+    }
+
+    /// The customer's system information.
+    pub async fn info(&self) -> Result<Vec<(PeerText, PeerText)>, ViewerError> {
+        let mut stream = self.request(&Request::Info).await?;
+        match tokio::time::timeout(RESULT_TIMEOUT, self.next(&mut stream)).await {
+            Ok(Ok(Transfer::Info(facts))) => Ok(facts),
+            Ok(Ok(_)) => Err(ViewerError::Unexpected),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(ViewerError::Timeout),
+        }
+    }
+
+    /// Starts receiving the customer's screen.
+    pub async fn screen(&self, max_fps: u8) -> Result<ScreenClient, ViewerError> {
+        let stream = self.request(&Request::Screen { max_fps }).await?;
+        ScreenClient::start(stream).map_err(ViewerError::Screen)
+    }
+
+    /// Injects input events (click, type) on the customer's computer.
+    pub async fn input(&self, events: Vec<InputEvent>) -> Result<(), ViewerError> {
+        let mut stream = self.request(&Request::Input(events)).await?;
+        match tokio::time::timeout(RESULT_TIMEOUT, self.next(&mut stream)).await {
+            Ok(Ok(Transfer::Done)) => Ok(()),
+            Ok(Ok(_)) => Err(ViewerError::Unexpected),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(ViewerError::Timeout),
+        }
+    }
+
+    /// Sends a chat message.
+    pub async fn chat(&self, text: &str) -> Result<(), ViewerError> {
+        self.control
+            .lock()
+            .await
+            .send(&Control::Chat { text: text.into() })
+            .await
+            .map_err(|e| self.explain(e))
+    }
+
+    /// Ends the session from the assistant's side.
+    pub async fn quit(&self) {
+        let mut already = true;
+        self.ended_tx.send_modify(|s| {
+            if s.ended.is_none() {
+                s.ended = Some("you ended the session".into());
+                already = false;
+            }
+        });
+        if !already {
+            let mut control = self.control.lock().await;
+            let _ = control.send(&Control::End(EndReason::AssistantEnded)).await;
+            let _ = control.finish().await;
+            control.flushed(Duration::from_secs(5)).await;
+        }
+        self.session.connection().close(0u32.into(), b"quit");
+    }
+}

@@ -1,0 +1,20 @@
+//! # ponte-viewer
+//!
+//! The assistant's side of a Ponte session as a library: [`client::join`] a customer's session
+//! and use it through typed operations ([`client::Viewer`]: exec, shell, get, put, info,
+//! screen, input, chat); [`screen`] rebuilds the customer's screen, [`window`] shows it, and
+//! [`identity`] keeps the assistant's key and certificate. The `ponte-viewer` command, the
+//! end-to-end tests and the benchmarks are front-ends of this library.
+//!
+//! The customer's computer may be hostile too: what it sends is shown only through
+//! [`ponte_protocol::PeerText`], files it sends are written link-safe and private, and every
+//! wait is bounded.
+
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod identity;
+pub mod screen;
+pub mod window;
+
+pub use client::{JoinOptions, Notice, State, Terminal, TerminalOutput, Viewer, ViewerError, join};
