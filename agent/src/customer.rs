@@ -58,10 +58,8 @@ pub fn route(
                 Input::Consent(g) => {
                     let _ = consent_tx.try_send(g);
                 }
-                Input::Grant(c) | Input::Revoke(c) if !is_active.load(Ordering::SeqCst) => {
-                    events.emit(Event::Note(format!(
-                        "Nobody is connected: nothing to grant or revoke ({c})."
-                    )));
+                Input::Grant(_) | Input::Revoke(_) | Input::Chat(_) if !is_active.load(Ordering::SeqCst) => {
+                    events.emit(Event::Note("Nobody is connected yet.".into()));
                 }
                 Input::Grant(c) => {
                     grants.grant(c);

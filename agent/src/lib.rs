@@ -35,6 +35,8 @@ pub mod ui;
 pub use config::Config;
 pub use frontend::{Event, Frontend, Input};
 
+use anyhow::Context as _;
+
 use crate::frontend::Events;
 use crate::grants::LiveGrants;
 use crate::journal::Journal;
@@ -52,11 +54,22 @@ pub async fn run(config: Config, frontend: Frontend) -> anyhow::Result<()> {
     let grants = LiveGrants::new();
     let mut customer = customer::route(inputs, events.clone(), questions.clone(), grants.clone());
     let result = async {
+        let scope = scope::Scope::new(&config.scope, dirs::home_dir())
+            .with_context(|| format!("the shared folder {}", config.scope.display()))?;
         Ok(
             match rendezvous::pair(&config, &events, &questions, &mut customer).await? {
                 None => "you quit before anyone connected".to_owned(),
                 Some(paired) => {
-                    session::run(&config, paired, &events, &questions, &grants, &mut customer).await?
+                    session::run(
+                        &config,
+                        scope,
+                        paired,
+                        &events,
+                        &questions,
+                        &grants,
+                        &mut customer,
+                    )
+                    .await?
                 }
             },
         )

@@ -99,10 +99,31 @@ pub async fn pair(
             match message {
                 RelayMessage::Paired => {
                     events.emit(Event::Attempt(Attempt::Connecting));
-                    let trust = &config.trust;
-                    let outcome = tokio::select! {
-                        outcome = ponte_session::handshake::agent(&client, id, &code, &mut attempts, trust) => outcome,
-                        () = crate::customer::ended(&mut customer.end) => return Ok(None),
+                    let context = ponte_session::handshake::context(&client, id)?;
+                    let outcome = {
+                        let connection = client.connection().clone();
+                        let attempt = ponte_session::handshake::agent(
+                            connection,
+                            context,
+                            &code,
+                            &mut attempts,
+                            &config.trust,
+                        );
+                        tokio::pin!(attempt);
+                        // The relay says when the viewer leaves: no need to wait out the timeout.
+                        loop {
+                            tokio::select! {
+                                outcome = &mut attempt => break outcome,
+                                message = client.next() => match message.context("connection to the relay")? {
+                                    RelayMessage::PeerLeft => break Err(SessionError::UnexpectedEnd),
+                                    RelayMessage::Refused(reason) => {
+                                        anyhow::bail!("the relay ended the session: {reason}")
+                                    }
+                                    _ => {}
+                                },
+                                () = crate::customer::ended(&mut customer.end) => return Ok(None),
+                            }
+                        }
                     };
                     let error = match outcome {
                         Ok((session, control, peer)) => {
@@ -125,16 +146,23 @@ pub async fn pair(
                         events.emit(Event::Attempt(Attempt::Burned));
                         break;
                     }
+                    // Free the ID for the next attempt first, then tell the customer.
+                    client.send(&ClientMessage::Release).await?;
                     events.emit(Event::Attempt(match error {
                         SessionError::Handshake(HandshakeError::WrongCode) => Attempt::WrongCode {
                             attempts_left: attempts.remaining(),
                         },
-                        SessionError::UnexpectedEnd | SessionError::Timeout => Attempt::Abandoned,
-                        other => Attempt::Failed(other.to_string().into()),
+                        // A broken proof: counted, and shown as what it was.
+                        e @ (SessionError::Handshake(_)
+                        | SessionError::Frame(_)
+                        | SessionError::Record(_)) => Attempt::Failed(e.to_string().into()),
+                        // Silence, or the connection went away: they left before proving anything.
+                        _ => Attempt::Abandoned,
                     }));
-                    client.send(&ClientMessage::Release).await?;
                 }
-                RelayMessage::PeerLeft => client.send(&ClientMessage::Release).await?,
+                // Every failed attempt was released already; releasing again could turn away
+                // the next viewer, whom the relay may have paired in the meantime.
+                RelayMessage::PeerLeft => {}
                 RelayMessage::Registered { .. } => {}
                 RelayMessage::Refused(Refusal::Expired) => {
                     events.emit(Event::Attempt(Attempt::Expired));

@@ -28,6 +28,7 @@ const WIND_DOWN: Duration = Duration::from_secs(3);
 /// Runs the session to its end; returns why it ended.
 pub async fn run(
     config: &Config,
+    scope: Scope,
     paired: Paired,
     events: &Events,
     questions: &Questions,
@@ -60,11 +61,10 @@ pub async fn run(
             send.flushed(WIND_DOWN).await;
         }
     });
-    let scope = Scope::new(&config.scope, dirs::home_dir())?;
 
     let granted = match config.allow {
-        Some(g) => Some(g),
-        None if !config.interactive => Some(Grants::NONE),
+        Some(g) => Ok(g),
+        None if !config.interactive => Ok(Grants::NONE),
         None => {
             events.emit(Event::ConsentNeeded {
                 peer: peer.clone(),
@@ -74,9 +74,9 @@ pub async fn run(
             tokio::pin!(deadline);
             loop {
                 tokio::select! {
-                    g = customer.consent.recv() => break g,
-                    () = crate::customer::ended(&mut customer.end) => break None,
-                    () = &mut deadline => break None,
+                    g = customer.consent.recv() => break g.ok_or("you ended the session"),
+                    () = crate::customer::ended(&mut customer.end) => break Err("you ended the session"),
+                    () = &mut deadline => break Err("you did not answer in time"),
                     // The assistant may chat, or leave, while the customer reads.
                     message = control_recv.recv::<Control>() => match message {
                         Ok(Some(Control::Chat { text })) if text.len() <= MAX_CHAT => {
@@ -92,9 +92,12 @@ pub async fn run(
             }
         }
     };
-    let Some(granted) = granted else {
-        let _ = to_assistant.send(Control::End(EndReason::Declined));
-        return Ok(close(client, writer, to_assistant, "you declined the session".into()).await);
+    let granted = match granted {
+        Ok(granted) => granted,
+        Err(reason) => {
+            let _ = to_assistant.send(Control::End(EndReason::Declined));
+            return Ok(close(client, writer, to_assistant, reason.into()).await);
+        }
     };
     grants.set(granted);
     customer.activate();

@@ -206,8 +206,8 @@ impl TextUi {
                 }
                 self.consent = Some(consent);
             }
-            Event::Connected { granted, .. } => say(&format!(
-                "  Allowed: {granted}.\n  Type 'revoke NAME', 'grant NAME', 'chat TEXT' or 'end'."
+            Event::Connected { peer, granted } => say(&format!(
+                "  Connected: {peer}.\n  Allowed: {granted}.\n  Type 'revoke NAME', 'grant NAME', 'chat TEXT' or 'end'."
             )),
             Event::Grants(grants) => say(&format!("  Allowed now: {grants}.")),
             Event::Question { id, question } => {

@@ -18,7 +18,8 @@ use crate::{SessionError, now_unix};
 /// How long either side waits for the other's handshake message.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn context(client: &RelayClient, session: SessionId) -> Result<HandshakeContext, SessionError> {
+/// What a handshake over `client`'s relay for `session` is bound to.
+pub fn context(client: &RelayClient, session: SessionId) -> Result<HandshakeContext, SessionError> {
     let relay = client
         .relay_fingerprint()
         .ok_or_else(|| SessionError::Setup("the relay presented no certificate".into()))?;
@@ -38,19 +39,18 @@ fn framed_error(e: FramedError) -> SessionError {
     }
 }
 
-/// The agent's side of one handshake attempt with a freshly paired viewer. On failure the
-/// attempt is counted in `attempts` and the viewer is told why; the caller then releases the
-/// session (or burns it when `attempts.must_burn()`).
+/// The agent's side of one handshake attempt with a freshly paired viewer, over the relay
+/// connection `connection` (bound to `ctx`, see [`context`]). On failure the attempt is counted
+/// in `attempts` and the viewer is told why; the caller then releases the session (or burns it
+/// when `attempts.must_burn()`). Dropping the future abandons the attempt.
 pub async fn agent(
-    client: &RelayClient,
-    session: SessionId,
+    connection: quinn::Connection,
+    ctx: HandshakeContext,
     code: &OneTimeCode,
     attempts: &mut CodeAttempts,
     trust: &TrustStore,
 ) -> Result<(Session, SecureStream, PeerIdentity), SessionError> {
-    let ctx = context(client, session)?;
     let (handshake, hello) = AgentHandshake::start(ctx, code, attempts, &mut os_rng())?;
-    let connection = client.connection().clone();
     let (mut send, mut recv) = connection.open_bi().await?;
     framed::write(&mut send, &hello.encode())
         .await
