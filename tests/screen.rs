@@ -560,7 +560,7 @@ async fn drain(
 /// and input on the stream without the `control` grant.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stalled_viewer_gets_fewer_newer_frames_and_input_without_control_is_dropped() {
-    use ponte_protocol::app::{Request, Response};
+    use ponte_protocol::app::Request;
     use ponte_protocol::screen::{InputEvent, ScreenFeedback};
 
     let x = Xvfb::start(320, 240);
@@ -568,13 +568,8 @@ async fn a_stalled_viewer_gets_fewer_newer_frames_and_input_without_control_is_d
     let window = draw(&conn, 320, 240, pattern);
     let w = World::new().await;
     let (agent, id, code) = w.agent(&["--allow", "screen", "--display", &x.display]);
-    let (_client, session, _control) = w.join(&id, &code).await;
-    let mut stream = session.open().await.unwrap();
-    stream.send.send(&Request::Screen { max_fps: 60 }).await.unwrap();
-    assert_eq!(
-        stream.recv.expect::<Response>().await.unwrap(),
-        Response::Accepted
-    );
+    let viewer = w.assistant(&id, &code).await;
+    let mut stream = viewer.request(&Request::Screen { max_fps: 60 }).await.unwrap();
 
     // The viewer acknowledges nothing while the screen keeps changing.
     let gc = conn.generate_id().unwrap();
@@ -716,20 +711,15 @@ fn pointer_at(conn: &RustConnection, want: (i16, i16)) -> (i16, i16) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_customers_mouse_wins_over_the_assistants() {
-    use ponte_protocol::app::{Request, Response};
+    use ponte_protocol::app::Request;
     use ponte_protocol::screen::{InputEvent, ScreenFeedback};
 
     let x = Xvfb::start(320, 240);
     let conn = x.connect();
     let w = World::new().await;
     let (agent, id, code) = w.agent(&["--allow", "control", "--display", &x.display]);
-    let (_client, session, _control) = w.join(&id, &code).await;
-    let mut stream = session.open().await.unwrap();
-    stream.send.send(&Request::Screen { max_fps: 60 }).await.unwrap();
-    assert_eq!(
-        stream.recv.expect::<Response>().await.unwrap(),
-        Response::Accepted
-    );
+    let viewer = w.assistant(&id, &code).await;
+    let mut stream = viewer.request(&Request::Screen { max_fps: 60 }).await.unwrap();
     let to = |x, y| ScreenFeedback::Input(InputEvent::Move { x, y });
 
     stream.send.send(&to(10, 10)).await.unwrap();
@@ -758,4 +748,154 @@ async fn the_customers_mouse_wins_over_the_assistants() {
     tokio::time::sleep(Duration::from_millis(1200)).await;
     stream.send.send(&to(30, 30)).await.unwrap();
     assert_eq!(pointer_at(&conn, (30, 30)), (30, 30));
+}
+
+/// The colour of the indicator bar's middle (top centre of the screen), if any.
+fn indicator(conn: &RustConnection) -> u32 {
+    let (w, _, pixels) = dump(conn);
+    pixels[5 * usize::from(w) + usize::from(w) / 2]
+}
+
+/// Waits up to `limit` for `done` to hold.
+fn within(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+const RED: u32 = 0xd0_20_20;
+const BLUE: u32 = 0x1f_6f_d0;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn click_and_type_go_through_the_indicator_and_the_customers_mouse_pause() {
+    use ponte_protocol::screen::InputEvent;
+    use ponte_viewer::ViewerError;
+
+    let x = Xvfb::start(320, 240);
+    let conn = x.connect();
+    let w = World::new().await;
+    let (agent, id, code) = w.agent(&["--allow", "control", "--display", &x.display]);
+    let viewer = w.assistant(&id, &code).await;
+    viewer.consent(WAIT).await.unwrap();
+    let click = |x, y| {
+        vec![
+            InputEvent::Move { x, y },
+            InputEvent::Button {
+                button: 1,
+                pressed: true,
+            },
+            InputEvent::Button {
+                button: 1,
+                pressed: false,
+            },
+        ]
+    };
+    assert_ne!(indicator(&conn), RED);
+    viewer.input(click(10, 10)).await.unwrap();
+    assert!(
+        within(Duration::from_secs(2), || indicator(&conn) == RED),
+        "a click without a shared screen shows the red control bar"
+    );
+    assert_eq!(pointer_at(&conn, (10, 10)), (10, 10));
+    // The customer moves the mouse: the next click waits, and the customer's position stands.
+    conn.xtest_fake_input(6, 0, 0, root(&conn), 300, 200, 0).unwrap();
+    sync(&conn);
+    let paused = viewer.input(click(20, 20)).await.unwrap_err();
+    assert!(
+        matches!(&paused, ViewerError::Failed(r) if r.as_raw().contains("using the mouse")),
+        "{paused}"
+    );
+    assert_eq!(pointer_at(&conn, (300, 200)), (300, 200));
+    let shown = agent.event_where(
+        "paused",
+        |v| {
+            v["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("you moved the mouse"))
+        },
+        WAIT,
+    );
+    assert_eq!(shown["kind"], "control");
+    // Typing waits too, then works once the pause is over.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    viewer.input(vec![InputEvent::Text("ok".into())]).await.unwrap();
+    viewer.input(click(30, 30)).await.unwrap();
+    assert_eq!(pointer_at(&conn, (30, 30)), (30, 30));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn revoking_control_releases_held_keys_and_buttons_at_once() {
+    use ponte_protocol::app::{Request, Transfer};
+    use ponte_protocol::screen::{InputEvent, ScreenFeedback};
+
+    let x = Xvfb::start(320, 240);
+    let conn = x.connect();
+    let w = World::new().await;
+    let (mut agent, id, code) = w.text_agent(&["--allow", "control", "--display", &x.display]);
+    let viewer = w.assistant(&id, &code).await;
+    viewer.consent(WAIT).await.unwrap();
+    let mut stream = viewer.request(&Request::Screen { max_fps: 30 }).await.unwrap();
+    let keys_down = || {
+        let keymap = conn.query_keymap().unwrap().reply().unwrap();
+        keymap.keys.iter().map(|b| b.count_ones()).sum::<u32>()
+    };
+    let button_down = || {
+        let p = conn.query_pointer(root(&conn)).unwrap().reply().unwrap();
+        u16::from(p.mask) & u16::from(x11rb::protocol::xproto::KeyButMask::BUTTON1) != 0
+    };
+    assert_eq!(keys_down(), 0);
+    for event in [
+        InputEvent::Key {
+            keysym: 0x61,
+            pressed: true,
+        },
+        InputEvent::Button {
+            button: 1,
+            pressed: true,
+        },
+    ] {
+        stream.send.send(&ScreenFeedback::Input(event)).await.unwrap();
+    }
+    assert!(
+        within(Duration::from_secs(5), || keys_down() == 1 && button_down()),
+        "the assistant holds a key and a button"
+    );
+    assert!(within(Duration::from_secs(2), || indicator(&conn) == RED));
+    agent.send("revoke control");
+    let revoked = Instant::now();
+    assert!(
+        within(Duration::from_secs(1), || keys_down() == 0 && !button_down()),
+        "released within a second"
+    );
+    assert!(revoked.elapsed() < Duration::from_secs(1));
+    // The screen is still shared, view only: the bar turns blue.
+    assert!(within(Duration::from_secs(2), || indicator(&conn) == BLUE));
+    agent.expect("permissions changed: now allowed screen");
+    // Revoking the screen ends the stream with the reason, and the bar goes away.
+    agent.send("revoke screen");
+    let revoked = Instant::now();
+    let reason = loop {
+        match stream.recv.recv::<Transfer>().await {
+            // Screen updates decode as other messages or not at all: skip them.
+            Ok(Some(Transfer::Failed(reason))) => break reason,
+            Ok(None) => panic!("the stream ended without a reason"),
+            _ => continue,
+        }
+    };
+    assert!(
+        revoked.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        revoked.elapsed()
+    );
+    assert!(reason.as_raw().contains("revoked 'screen'"), "{reason}");
+    assert!(within(Duration::from_secs(2), || indicator(&conn) != BLUE
+        && indicator(&conn) != RED));
+    agent.expect("stopped: see the screen");
 }

@@ -3,7 +3,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -13,26 +12,6 @@ use ponte_tests::Running;
 mod world;
 
 use world::*;
-
-/// The PID printed as `bg=PID` by a command (the first `bg=` may be the terminal echoing it).
-fn background_pid(output: &str) -> u32 {
-    output
-        .split("bg=")
-        .filter_map(|s| s.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
-        .next()
-        .unwrap_or_else(|| panic!("no bg=PID in {output}"))
-}
-
-/// Waits up to 5 s for process `pid` to be gone.
-async fn assert_gone(pid: u32) {
-    for _ in 0..50 {
-        if !Path::new(&format!("/proc/{pid}")).exists() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("background process {pid} outlived its terminal or command");
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn exec_output_status_and_the_relay_sees_no_plaintext() {
@@ -318,33 +297,19 @@ async fn a_certified_assistant_shows_as_verified() {
 /// Acts as a viewer through the library to drive the agent's pseudo-terminal.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_terminal_runs_a_real_shell_and_cleans_up() {
-    use ponte_protocol::app::{Request, Response, Transfer};
+    use ponte_viewer::TerminalOutput;
 
     let w = World::new().await;
     let (agent, id, code) = w.agent(&["--allow", "terminal"]);
-    let (_client, session, _control) = w.join(&id, &code).await;
-    let mut stream = session.open().await.unwrap();
-    stream
-        .send
-        .send(&Request::Shell { cols: 100, rows: 30 })
-        .await
-        .unwrap();
-    assert_eq!(
-        stream.recv.expect::<Response>().await.unwrap(),
-        Response::Accepted
-    );
+    let viewer = w.assistant(&id, &code).await;
+    let mut terminal = viewer.shell(100, 30).await.unwrap();
     let input = "stty size; echo $((6*7))-ok; sleep 300 & echo bg=$!; exit 7\n";
-    stream
-        .send
-        .send(&Transfer::Input(input.as_bytes().to_vec()))
-        .await
-        .unwrap();
+    terminal.input(input.as_bytes().to_vec()).await.unwrap();
     let mut output = Vec::new();
     let status = loop {
-        match stream.recv.expect::<Transfer>().await.unwrap() {
-            Transfer::Output { data, .. } => output.extend_from_slice(&data),
-            Transfer::Exit(code) => break code,
-            other => panic!("{other:?}"),
+        match terminal.output().await.unwrap() {
+            TerminalOutput::Output(data) => output.extend_from_slice(&data),
+            TerminalOutput::Exit(code) => break code,
         }
     };
     let output = text(&output);
@@ -379,4 +344,74 @@ async fn with_nothing_granted_the_session_still_carries_chat() {
     assert!(err.contains("the customer allows: nothing"), "{err}");
     assert!(err.contains("refused"), "{err}");
     assert_eq!(agent.event("chat", WAIT)["text"], "anyone there?");
+}
+
+/// A hostile agent — built here from the session library — answers the real viewer with
+/// escape sequences in every string it sends back; the assistant's terminal shows them inert.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hostile_agents_strings_reach_the_assistant_inert() {
+    use ponte_protocol::app::{Control, Grants, Request, Response, Transfer};
+    use ponte_protocol::handshake::CodeAttempts;
+    use ponte_protocol::identity::TrustStore;
+    use ponte_protocol::rendezvous::RelayMessage;
+
+    const EVIL: &str = "\x1b]0;pwned\x07\x1b[2J\x1b[31m\r\nforged\u{202e}line";
+    let w = World::new().await;
+    let (mut client, _) = ponte_session::connect::connect(&w.relay_options(), false)
+        .await
+        .unwrap();
+    let (id, _) = client.register().await.unwrap();
+    let code = ponte_protocol::OneTimeCode::random(&mut ponte_protocol::os_rng());
+    let mut cmd = w.command("ponte-viewer");
+    let batch = w.path("hostile.txt");
+    std::fs::write(&batch, "info\nexec ls\nchat hello\n").unwrap();
+    cmd.args(["connect", &id.to_digits(), "--code", &code.digits(), "--batch"])
+        .arg(&batch);
+    let viewer = std::thread::spawn(move || run_with_timeout(cmd, WAIT));
+    assert_eq!(client.next().await.unwrap(), RelayMessage::Paired);
+    let mut attempts = CodeAttempts::new();
+    let (session, mut control, _) = ponte_session::handshake::agent(
+        client.connection().clone(),
+        ponte_session::handshake::context(&client, id).unwrap(),
+        &code,
+        &mut attempts,
+        &TrustStore::new(),
+    )
+    .await
+    .unwrap();
+    control.send.send(&Control::Grants(Grants::all())).await.unwrap();
+    control
+        .send
+        .send(&Control::Chat { text: EVIL.into() })
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let mut stream = session.accept().await.unwrap();
+        match stream.recv.expect::<Request>().await.unwrap() {
+            Request::Info => {
+                stream.send.send(&Response::Accepted).await.unwrap();
+                let facts = vec![(EVIL.into(), EVIL.into())];
+                stream.send.send(&Transfer::Info(facts)).await.unwrap();
+            }
+            _ => stream.send.send(&Response::Refused(EVIL.into())).await.unwrap(),
+        }
+        stream.send.finish().await.unwrap();
+    }
+    let out = viewer.join().unwrap();
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    for shown in [&stdout, &stderr] {
+        assert!(
+            !shown.contains('\x1b') && !shown.contains('\r') && !shown.contains('\u{202e}'),
+            "{shown:?}"
+        );
+        assert!(!shown.lines().any(|l| l.starts_with("forged")), "{shown}");
+    }
+    let escaped = "\\x1b]0;pwned\\x07\\x1b[2J\\x1b[31m\\r\\nforged\\u{202e}line";
+    assert!(stdout.contains(escaped), "info values: {stdout}");
+    assert!(
+        stderr.contains(&format!("refused by the customer's computer: {escaped}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&format!("customer: {escaped}")), "chat: {stderr}");
+    drop(client);
 }

@@ -88,39 +88,69 @@ impl World {
         run_with_timeout(cmd, WAIT)
     }
 
-    /// Joins the agent's session as a viewer through the library (with the test vectors'
-    /// assistant key); returns once the customer's grants arrived. Keep the client alive.
-    pub async fn join(
-        &self,
-        id: &str,
-        code: &str,
-    ) -> (
-        ponte_transport::client::RelayClient,
-        ponte_session::Session,
-        ponte_session::SecureStream,
-    ) {
-        use ponte_protocol::app::Control;
-        let options = ponte_session::connect::RelayOptions {
-            address: self.addr.to_string(),
-            fingerprint: Some(self.relay.as_ref().unwrap().fingerprint()),
-            ca: None,
-            known_relays: ponte_session::known_relays::KnownRelays::at(self.path("kr")),
-        };
-        let (mut client, _) = ponte_session::connect::connect(&options, false).await.unwrap();
-        let session_id = id.parse().unwrap();
-        client.join(session_id).await.unwrap();
+    /// Joins the agent's session as an assistant through the viewer core (with the test
+    /// vectors' assistant key) — the base of the tests' hostile viewers. Returns once the
+    /// customer answered (or `consent` is false).
+    pub async fn assistant(&self, id: &str, code: &str) -> ponte_viewer::Viewer {
         let pem = include_str!("../crates/protocol/tests/vectors/assistant.key.pem");
         let credentials = ponte_protocol::handshake::Credentials {
             key: ponte_protocol::identity::PrivateKey::from_pem(pem).unwrap(),
             certificate: None,
         };
-        let (session, mut control) =
-            ponte_session::handshake::viewer(&client, session_id, code.parse().unwrap(), &credentials)
-                .await
-                .unwrap();
-        let grants = control.recv.expect::<Control>().await.unwrap();
-        assert!(matches!(grants, Control::Grants(_)), "{grants:?}");
-        (client, session, control)
+        self.assistant_as(id, code, credentials).await
+    }
+
+    /// [`World::assistant`] with these credentials.
+    pub async fn assistant_as(
+        &self,
+        id: &str,
+        code: &str,
+        credentials: ponte_protocol::handshake::Credentials,
+    ) -> ponte_viewer::Viewer {
+        let options = ponte_viewer::JoinOptions {
+            relay: self.relay_options(),
+            accept_new_fingerprint: false,
+            session: id.parse().unwrap(),
+            code: code.parse().unwrap(),
+            credentials,
+        };
+        let (viewer, _) = ponte_viewer::join(options).await.unwrap();
+        viewer
+    }
+
+    /// How the in-process relay is reached and pinned.
+    pub fn relay_options(&self) -> ponte_session::connect::RelayOptions {
+        ponte_session::connect::RelayOptions {
+            address: self.addr.to_string(),
+            fingerprint: Some(self.relay.as_ref().unwrap().fingerprint()),
+            ca: None,
+            known_relays: ponte_session::known_relays::KnownRelays::at(self.path("kr")),
+        }
+    }
+
+    /// Starts an agent with its terminal UI, driven on stdin; returns it with its ID and code.
+    pub fn text_agent(&self, args: &[&str]) -> (TextAgent, String, String) {
+        let mut cmd = self.command("ponte-agent");
+        if !args.contains(&"--dir") {
+            cmd.arg("--dir").arg(self.path("agent-home"));
+        }
+        cmd.args(args);
+        let agent = TextAgent::start(cmd);
+        let id = agent
+            .expect("Session ID:")
+            .split("Session ID:")
+            .nth(1)
+            .unwrap()
+            .trim()
+            .to_owned();
+        let code = agent
+            .expect("Code:")
+            .split("Code:")
+            .nth(1)
+            .unwrap()
+            .trim()
+            .to_owned();
+        (agent, id, code)
     }
 
     pub fn relay_saw(&self, needle: &[u8]) -> bool {
@@ -130,6 +160,26 @@ impl World {
             .windows(needle.len())
             .any(|w| w == needle)
     }
+}
+
+/// The PID printed as `bg=PID` by a command (the first `bg=` may be the terminal echoing it).
+pub fn background_pid(output: &str) -> u32 {
+    output
+        .split("bg=")
+        .filter_map(|s| s.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+        .next()
+        .unwrap_or_else(|| panic!("no bg=PID in {output}"))
+}
+
+/// Waits up to 5 s for process `pid` to be gone.
+pub async fn assert_gone(pid: u32) {
+    for _ in 0..50 {
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("background process {pid} outlived its terminal or command");
 }
 
 pub fn rand_suffix() -> u64 {
@@ -162,4 +212,115 @@ pub fn text(bytes: &[u8]) -> String {
 
 pub fn sha256_file(path: &Path) -> [u8; 32] {
     Sha256::digest(std::fs::read(path).unwrap()).into()
+}
+
+/// An agent with its terminal UI: the customer's lines go to its stdin, its screen is read
+/// line by line (and kept).
+pub struct TextAgent {
+    pub child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// Every line read so far.
+    pub seen: std::cell::RefCell<Vec<String>>,
+}
+
+impl TextAgent {
+    fn start(mut cmd: Command) -> TextAgent {
+        use std::io::BufRead;
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(if std::env::var_os("PONTE_TEST_LOGS").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if std::env::var_os("PONTE_TEST_LOGS").is_some() {
+                    eprintln!("agent: {line}");
+                }
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        TextAgent {
+            child,
+            stdin,
+            lines,
+            seen: Default::default(),
+        }
+    }
+
+    /// Types a line, as the customer would.
+    pub fn send(&mut self, line: &str) {
+        use std::io::Write;
+        writeln!(self.stdin, "{line}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    /// The next line containing `needle`, waiting up to [`WAIT`].
+    pub fn expect(&self, needle: &str) -> String {
+        self.expect_within(needle, WAIT)
+    }
+
+    /// The next line containing `needle`, waiting up to `timeout`.
+    pub fn expect_within(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = self.lines.recv_timeout(left).unwrap_or_else(|_| {
+                panic!(
+                    "the agent never showed {needle:?}; it showed {:#?}",
+                    self.seen.borrow()
+                )
+            });
+            self.seen.borrow_mut().push(line.clone());
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+
+    /// Lines shown within `wait` from now.
+    pub fn lines_within(&self, wait: Duration) -> Vec<String> {
+        let deadline = std::time::Instant::now() + wait;
+        let mut out = Vec::new();
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+        {
+            self.seen.borrow_mut().push(line.clone());
+            out.push(line);
+        }
+        out
+    }
+
+    /// Waits for the program to exit, up to `timeout`.
+    pub fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the agent did not exit in {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for TextAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -14,16 +14,14 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ponte_protocol::app::{Control, MAX_MESSAGE, Request, Response};
+use ponte_protocol::app::{MAX_MESSAGE, Request};
 use ponte_protocol::frame;
 use ponte_protocol::handshake::Credentials;
 use ponte_protocol::identity::PrivateKey;
 use ponte_protocol::screen::{ScreenFeedback, ScreenUpdate};
-use ponte_protocol::{OneTimeCode, SessionId};
 use ponte_screen::{Applied, Canvas, Encoder, Image};
 use ponte_tests::{Running, Xvfb, binary};
-use ponte_transport::client::RelayClient;
-use ponte_transport::tls::{self, CertFingerprint, RelayTrust};
+use ponte_transport::tls::CertFingerprint;
 use x11rb::connection::Connection;
 use x11rb::protocol::xproto::{
     ConnectionExt as _, CreateGCAux, CreateWindowAux, ImageFormat, Rectangle, WindowClass,
@@ -336,45 +334,34 @@ fn compare_codecs(scenes: &[(&str, &Stats)]) {
     }
 }
 
-/// An in-process viewer joined to the agent's session with a screen stream.
+/// An in-process viewer (the viewer core) joined to the agent's session with a screen stream.
 async fn viewer(
     addr: std::net::SocketAddr,
     fp: CertFingerprint,
     id: &str,
     code: &str,
 ) -> ponte_session::SecureStream {
-    let ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    let (config, seen) = tls::client_config(
-        &RelayTrust::Pinned(fp),
-        tls::transport_config(Duration::from_secs(60)),
-    )
-    .unwrap();
-    let mut client = RelayClient::connect(&ep, addr, "ponte-relay", config, &seen)
-        .await
-        .unwrap();
-    let session_id: SessionId = id.parse().unwrap();
-    client.join(session_id).await.unwrap();
-    let key = PrivateKey::generate(&mut ponte_protocol::os_rng()).unwrap();
-    let credentials = Credentials {
-        key,
-        certificate: None,
+    let dir = tempfile::tempdir().unwrap();
+    let options = ponte_viewer::JoinOptions {
+        relay: ponte_session::connect::RelayOptions {
+            address: addr.to_string(),
+            fingerprint: Some(fp),
+            ca: None,
+            known_relays: ponte_session::known_relays::KnownRelays::at(dir.path().join("known")),
+        },
+        accept_new_fingerprint: false,
+        session: id.parse().unwrap(),
+        code: code.parse().unwrap(),
+        credentials: Credentials {
+            key: PrivateKey::generate(&mut ponte_protocol::os_rng()).unwrap(),
+            certificate: None,
+        },
     };
-    let code: OneTimeCode = code.parse().unwrap();
-    let (session, mut control) = ponte_session::handshake::viewer(&client, session_id, code, &credentials)
-        .await
-        .unwrap();
-    assert!(matches!(
-        control.recv.expect::<Control>().await.unwrap(),
-        Control::Grants(_)
-    ));
-    let mut stream = session.open().await.unwrap();
-    stream.send.send(&Request::Screen { max_fps: 60 }).await.unwrap();
-    assert_eq!(
-        stream.recv.expect::<Response>().await.unwrap(),
-        Response::Accepted
-    );
+    let (viewer, _) = ponte_viewer::join(options).await.unwrap();
+    viewer.consent(Duration::from_secs(60)).await.unwrap();
+    let stream = viewer.request(&Request::Screen { max_fps: 60 }).await.unwrap();
     // Keep the session alive for the stream's lifetime.
-    std::mem::forget((client, session, control, ep));
+    std::mem::forget(viewer);
     stream
 }
 

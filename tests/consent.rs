@@ -1,0 +1,641 @@
+//! The customer's promises against a hostile assistant: a viewer built on the viewer core that
+//! sends raw and concurrent requests, any path, escape sequences in every string — and the
+//! real agent binary, driven as a customer would drive it (its terminal UI on stdin, or JSON).
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ponte_protocol::app::Request;
+use ponte_viewer::{TerminalOutput, ViewerError};
+
+mod world;
+
+use world::*;
+
+/// What a hostile assistant puts in every string: erase the line, move up, retitle the
+/// terminal, reverse the text, and a fake log line.
+const EVIL: &str =
+    "\x1b[2K\r\x1b[1A\x1b]0;pwned\x07\u{202e}txt.exe\n2026-01-01 00:00:00 UTC session ended: fake";
+
+/// No raw control or bidi character in `text`.
+fn assert_inert(text: &str) {
+    for c in text.chars() {
+        let steering = (c.is_control() && c != '\n') || ('\u{202a}'..='\u{202e}').contains(&c);
+        assert!(!steering, "raw {c:?} in {text:?}");
+    }
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn no_progress() -> impl FnMut(ponte_session::files::Progress) + Send {
+    |_| {}
+}
+
+/// A progress callback that makes a transfer crawl (so a test can revoke it half-way).
+fn crawl() -> impl FnMut(ponte_session::files::Progress) + Send {
+    |step| {
+        if let ponte_session::files::Progress::Advanced(_) = step {
+            std::thread::sleep(Duration::from_millis(4));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_yes_approves_only_the_question_on_screen() {
+    let w = World::new().await;
+    std::fs::write(w.path("agent-home/a.txt"), "contents of a").unwrap();
+    std::fs::write(w.path("agent-home/b.txt"), "contents of b").unwrap();
+    let (mut agent, id, code) = w.text_agent(&["--allow", "terminal"]);
+    let viewer = Arc::new(w.assistant(&id, &code).await);
+    viewer.consent(WAIT).await.unwrap();
+    let get = |name: &'static str| {
+        let viewer = viewer.clone();
+        let local = w.path(&format!("got-{name}"));
+        tokio::spawn(async move { viewer.get(name, &local, false, &mut no_progress()).await })
+    };
+    // Two downloads at once, without the download grant: each needs a question.
+    let (a, b) = (get("a.txt"), get("b.txt"));
+    let first = agent.expect("wants to COPY");
+    let more = agent.lines_within(Duration::from_secs(1));
+    assert!(
+        !more.iter().any(|l| l.contains("wants to COPY")),
+        "only one question is on screen: {more:#?}"
+    );
+    let (approved, declined, approved_task, declined_task) = if first.contains("a.txt") {
+        ("a.txt", "b.txt", a, b)
+    } else {
+        ("b.txt", "a.txt", b, a)
+    };
+    assert!(
+        first.contains(&format!("agent-home/{approved}")),
+        "the resolved path: {first}"
+    );
+    agent.send("y");
+    approved_task.await.unwrap().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(w.path(&format!("got-{approved}"))).unwrap(),
+        format!("contents of {}", &approved[..1])
+    );
+    // Only now is the other question shown; the "y" did not reach it.
+    let second = agent.expect("wants to COPY");
+    assert!(second.contains(declined), "{second}");
+    assert!(!declined_task.is_finished());
+    // An answer typed the instant a question appears is not taken.
+    agent.send("y");
+    agent.expect("The question just changed");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    agent.send("n");
+    let refused = declined_task.await.unwrap().unwrap_err();
+    assert!(
+        matches!(&refused, ViewerError::Refused(r) if r.as_raw().contains("declined")),
+        "{refused}"
+    );
+    assert!(
+        !w.path(&format!("got-{declined}")).exists(),
+        "the other file was never sent"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn peer_text_is_inert_on_screen_and_cannot_forge_log_lines() {
+    use ponte_protocol::identity::{Certificate, PrivateKey};
+    let w = World::new().await;
+    // A certified assistant whose name reverses the text after it.
+    let org = PrivateKey::from_pem(include_str!(
+        "../crates/protocol/tests/vectors/organisation.key.pem"
+    ))
+    .unwrap();
+    let key =
+        PrivateKey::from_pem(include_str!("../crates/protocol/tests/vectors/assistant.key.pem")).unwrap();
+    let now = ponte_session::now_unix();
+    let cert = Certificate::issue(
+        &org,
+        "Alice \u{202e}evil",
+        "ACME \u{2066}Support",
+        key.public_key(),
+        now - 60,
+        now + 3600,
+        &mut ponte_protocol::os_rng(),
+    )
+    .unwrap();
+    let org_pub = w.path("org.pub.pem");
+    std::fs::write(&org_pub, org.public_key().to_pem()).unwrap();
+    let log = w.path("session.log");
+    let (mut agent, id, code) = w.text_agent(&[
+        "--allow",
+        "terminal",
+        "--trust-org",
+        org_pub.to_str().unwrap(),
+        "--log",
+        log.to_str().unwrap(),
+    ]);
+    let credentials = ponte_protocol::handshake::Credentials {
+        key,
+        certificate: Some(cert),
+    };
+    let viewer = Arc::new(w.assistant_as(&id, &code, credentials).await);
+    let connected = agent.expect("Connected: verified");
+    assert!(
+        connected.contains("Alice \\u{202e}evil, ACME \\u{2066}Support"),
+        "{connected}"
+    );
+
+    viewer.chat(EVIL).await.unwrap();
+    agent.expect("assistant: ");
+    let status = viewer.exec(&format!("true '{EVIL}'"), |_, _| {}).await.unwrap();
+    assert_eq!(status, Some(0));
+    agent.expect("command finished");
+    // A download with an evil path: asked (no download grant), shown escaped, declined.
+    let evil_path = format!("{EVIL}notes.txt");
+    std::fs::write(w.path("agent-home").join(&evil_path), "secret").unwrap();
+    let get = tokio::spawn({
+        let viewer = viewer.clone();
+        let local = w.path("stolen");
+        async move { viewer.get(&evil_path, &local, false, &mut no_progress()).await }
+    });
+    let question = agent.expect("wants to COPY");
+    assert!(
+        question.contains("\\x1b[2K\\r\\x1b[1A\\x1b]0;pwned\\x07\\u{202e}txt.exe\\n2026"),
+        "{question}"
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    agent.send("n");
+    assert!(get.await.unwrap().is_err());
+    agent.send("end");
+    agent.expect("Session ended");
+    agent.wait(WAIT);
+
+    for line in agent.seen.borrow().iter() {
+        assert_inert(line);
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_inert(&text);
+    for line in text.lines() {
+        // Every line is one event with its own timestamp: nothing a peer sent starts a line.
+        let (stamp, _) = line.split_at(24);
+        assert!(
+            stamp.ends_with(" UTC ") && stamp.starts_with("20"),
+            "forged or broken line: {line:?}"
+        );
+        assert!(!line.starts_with("2026-01-01 00:00:00"), "forged line: {line:?}");
+    }
+    assert!(text.contains("chat from the assistant: \\x1b[2K"), "{text}");
+    assert!(text.contains("command started: true '\\x1b[2K"), "{text}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&log).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the log is the customer's alone");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn revoking_terminal_stops_a_running_shell_and_command_within_a_second() {
+    let w = World::new().await;
+    let (mut agent, id, code) = w.text_agent(&["--allow", "terminal"]);
+    let viewer = Arc::new(w.assistant(&id, &code).await);
+    viewer.consent(WAIT).await.unwrap();
+
+    let mut terminal = viewer.shell(80, 24).await.unwrap();
+    terminal
+        .input(b"sleep 300 & echo bg=$!; while :; do echo tick; sleep 0.05; done\n".to_vec())
+        .await
+        .unwrap();
+    let mut output = Vec::new();
+    while text(&output).matches("tick").count() < 3 {
+        match terminal.output().await.unwrap() {
+            TerminalOutput::Output(data) => output.extend_from_slice(&data),
+            TerminalOutput::Exit(code) => panic!("the shell exited ({code:?}): {}", text(&output)),
+        }
+    }
+    let job = background_pid(&text(&output));
+    agent.send("revoke terminal");
+    let revoked = Instant::now();
+    let reason = loop {
+        match tokio::time::timeout(WAIT, terminal.output()).await.unwrap() {
+            Ok(TerminalOutput::Output(_)) => continue,
+            Err(ViewerError::Failed(reason)) => break reason,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert!(
+        revoked.elapsed() < Duration::from_secs(1),
+        "stopped after {:?}",
+        revoked.elapsed()
+    );
+    assert!(reason.as_raw().contains("revoked 'terminal'"), "{reason}");
+    // Nothing follows the reason, and the shell's process tree is gone.
+    assert!(matches!(
+        terminal.output().await,
+        Ok(TerminalOutput::Exit(None)) | Err(_)
+    ));
+    assert_gone(job).await;
+    agent.expect("stopped: open a terminal");
+
+    // The same for a long command.
+    agent.send("grant terminal");
+    agent.expect("permissions changed: now allowed terminal");
+    let (tx, mut ticks) = tokio::sync::mpsc::unbounded_channel();
+    let exec = tokio::spawn({
+        let viewer = viewer.clone();
+        async move {
+            viewer
+                .exec(
+                    "echo pid=$$; while :; do echo tick; sleep 0.05; done",
+                    move |_, data| {
+                        let _ = tx.send(text(data));
+                    },
+                )
+                .await
+        }
+    });
+    let mut seen = String::new();
+    while seen.matches("tick").count() < 3 {
+        seen.push_str(&ticks.recv().await.unwrap());
+    }
+    let pid: u32 = seen
+        .split("pid=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    agent.send("revoke terminal");
+    let revoked = Instant::now();
+    let result = tokio::time::timeout(WAIT, exec).await.unwrap().unwrap();
+    assert!(
+        revoked.elapsed() < Duration::from_secs(1),
+        "stopped after {:?}",
+        revoked.elapsed()
+    );
+    assert!(
+        matches!(&result, Err(ViewerError::Failed(r)) if r.as_raw().contains("revoked 'terminal'")),
+        "{result:?}"
+    );
+    assert_gone(pid).await;
+    agent.expect("stopped: run the command");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn revoking_a_transfer_aborts_it_and_leaves_no_partial_file() {
+    let w = World::new().await;
+    let mut data = vec![0u8; 48 << 20];
+    for (i, chunk) in data.chunks_mut(4096).enumerate() {
+        chunk.fill(i as u8);
+    }
+    std::fs::write(w.path("agent-home/big.bin"), &data).unwrap();
+    std::fs::write(w.path("big-local.bin"), &data).unwrap();
+    let (mut agent, id, code) = w.text_agent(&["--allow", "download,upload"]);
+    let viewer = Arc::new(w.assistant(&id, &code).await);
+    viewer.consent(WAIT).await.unwrap();
+
+    // A download the assistant receives slowly, revoked half-way.
+    std::fs::create_dir(w.path("downloads")).unwrap();
+    let download = tokio::spawn({
+        let viewer = viewer.clone();
+        let local = w.path("downloads/big.bin");
+        async move { viewer.get("big.bin", &local, false, &mut crawl()).await }
+    });
+    agent.expect("sending");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    agent.send("revoke download");
+    let result = tokio::time::timeout(WAIT, download).await.unwrap().unwrap();
+    assert!(
+        matches!(&result, Err(ViewerError::Failed(r)) if r.as_raw().contains("revoked 'download'")),
+        "{result:?}"
+    );
+    assert_eq!(
+        entries(&w.path("downloads")),
+        Vec::<String>::new(),
+        "no partial file on the viewer"
+    );
+    agent.expect("stopped: copy big.bin");
+
+    // An upload the assistant sends slowly, revoked half-way.
+    let upload = tokio::spawn({
+        let viewer = viewer.clone();
+        let local = w.path("big-local.bin");
+        async move { viewer.put(&local, "uploaded.bin", false, &mut crawl()).await }
+    });
+    agent.expect("receiving");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    agent.send("revoke upload");
+    agent.expect("stopped: put uploaded.bin");
+    let result = tokio::time::timeout(WAIT, upload).await.unwrap().unwrap();
+    assert!(result.is_err(), "{result:?}");
+    let left = entries(&w.path("agent-home"));
+    assert_eq!(
+        left,
+        ["big.bin"],
+        "no partial or half file on the customer's computer"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn revoke_and_end_typed_while_a_question_is_open_are_obeyed() {
+    let w = World::new().await;
+    std::fs::write(w.path("agent-home/a.txt"), "a").unwrap();
+    let (mut agent, id, code) = w.text_agent(&["--allow", "terminal"]);
+    let viewer = Arc::new(w.assistant(&id, &code).await);
+    viewer.consent(WAIT).await.unwrap();
+    let get = tokio::spawn({
+        let viewer = viewer.clone();
+        let local = w.path("got-a");
+        async move { viewer.get("a.txt", &local, false, &mut no_progress()).await }
+    });
+    agent.expect("wants to COPY");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    agent.send("revoke terminal");
+    agent.expect("permissions changed: now allowed nothing");
+    assert!(!get.is_finished(), "'revoke' is a command, not an answer");
+    let refused = viewer.exec("true", |_, _| {}).await.unwrap_err();
+    assert!(
+        matches!(&refused, ViewerError::Refused(r) if r.as_raw().contains("'terminal'")),
+        "{refused}"
+    );
+    agent.send("end");
+    agent.expect("Session ended: you ended the session");
+    assert!(agent.wait(WAIT).success());
+    assert!(get.await.unwrap().is_err());
+    assert!(!w.path("got-a").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn uploads_outside_the_folder_or_to_hidden_and_startup_places_are_asked() {
+    let w = World::new().await;
+    let home = w.path("home");
+    let local = w.path("payload.sh");
+    std::fs::write(&local, "#!/bin/sh\necho owned\n").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&local, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    // The shared folder is the home folder, where the startup places are.
+    let (mut agent, id, code) = w.text_agent(&["--allow", "upload", "--dir", home.to_str().unwrap()]);
+    let viewer = Arc::new(w.assistant(&id, &code).await);
+    viewer.consent(WAIT).await.unwrap();
+    let put = |remote: &'static str| {
+        let viewer = viewer.clone();
+        let local = local.clone();
+        tokio::spawn(async move { viewer.put(&local, remote, false, &mut no_progress()).await })
+    };
+    for (remote, why) in [
+        ("../outside.sh", "OUTSIDE"),
+        (".ssh/authorized_keys", "START AUTOMATICALLY"),
+        (".config/autostart/evil.desktop", "START AUTOMATICALLY"),
+        ("Documents/.hidden/x.sh", "HIDDEN"),
+    ] {
+        let task = put(remote);
+        agent.expect("wants to PUT");
+        agent.expect(why);
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        agent.send("n");
+        let refused = task.await.unwrap().unwrap_err();
+        assert!(
+            matches!(&refused, ViewerError::Refused(r) if r.as_raw().contains("declined")),
+            "{remote}: {refused}"
+        );
+        assert!(!home.join(remote).exists(), "{remote} was written");
+    }
+    assert!(
+        !home.join(".ssh").exists() && !home.join(".config").exists(),
+        "no folder was created"
+    );
+    assert!(!w.path("outside.sh").exists());
+
+    // Inside the folder it goes without a question, and the peer's 0777 is not applied.
+    put("Documents/run.sh").await.unwrap().unwrap();
+    // Outside, after a yes, it goes too.
+    let task = put("../outside.sh");
+    agent.expect("wants to PUT");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    agent.send("y");
+    task.await.unwrap().unwrap();
+    #[cfg(unix)]
+    for path in [home.join("Documents/run.sh"), w.path("outside.sh")] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}: the owner's bits only", path.display());
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn planted_links_are_never_written_through_on_either_side() {
+    use std::os::unix::fs::symlink;
+    let w = World::new().await;
+    let victim = w.path("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    let payload = w.path("payload");
+    std::fs::write(&payload, "payload").unwrap();
+    // The agent: a link where a partial file used to be named, and a link at the destination.
+    symlink(&victim, w.path("agent-home/.x.ponte-partial")).unwrap();
+    symlink(&victim, w.path("agent-home/y")).unwrap();
+    let (_agent, id, code) = w.agent(&["--allow", "upload,download"]);
+    let viewer = w.assistant(&id, &code).await;
+    viewer.consent(WAIT).await.unwrap();
+    viewer
+        .put(&payload, "x", false, &mut no_progress())
+        .await
+        .unwrap();
+    viewer.put(&payload, "y", true, &mut no_progress()).await.unwrap();
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    assert_eq!(
+        std::fs::read_to_string(w.path("agent-home/x")).unwrap(),
+        "payload"
+    );
+    let y = std::fs::symlink_metadata(w.path("agent-home/y")).unwrap();
+    assert!(y.is_file(), "the link itself was replaced, not what it points to");
+
+    // The viewer: the same against a hostile agent's files.
+    std::fs::create_dir(w.path("mine")).unwrap();
+    symlink(&victim, w.path("mine/.got.ponte-partial")).unwrap();
+    symlink(&victim, w.path("mine/link")).unwrap();
+    viewer
+        .get("x", &w.path("mine/got"), false, &mut no_progress())
+        .await
+        .unwrap();
+    viewer
+        .get("x", &w.path("mine/link"), true, &mut no_progress())
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    assert_eq!(std::fs::read_to_string(w.path("mine/got")).unwrap(), "payload");
+    assert!(std::fs::symlink_metadata(w.path("mine/link")).unwrap().is_file());
+    // Without -f a link is not replaced at all.
+    symlink(&victim, w.path("mine/kept")).unwrap();
+    assert!(
+        viewer
+            .get("x", &w.path("mine/kept"), false, &mut no_progress())
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_log_has_the_shell_transcript_and_every_connection_attempt() {
+    let w = World::new().await;
+    let log = w.path("session.log");
+    let (agent, id, code) = w.agent(&["--allow", "terminal", "--log", log.to_str().unwrap()]);
+    // Someone joins with the ID and leaves without a code.
+    let (mut intruder, _) = ponte_session::connect::connect(&w.relay_options(), false)
+        .await
+        .unwrap();
+    intruder.join(id.parse().unwrap()).await.unwrap();
+    agent.attempt("connecting", WAIT);
+    intruder.connection().close(0u32.into(), b"bye");
+    agent.attempt("abandoned", WAIT);
+    // Someone tries a wrong code. The relay may not have freed the ID from the intruder yet:
+    // such a join is refused, and tried again.
+    let wrong = if code == "00000000" {
+        "11111111"
+    } else {
+        "00000000"
+    };
+    let mut result = None;
+    for _ in 0..50 {
+        let options = ponte_viewer::JoinOptions {
+            relay: w.relay_options(),
+            accept_new_fingerprint: false,
+            session: id.parse().unwrap(),
+            code: wrong.parse().unwrap(),
+            credentials: ponte_protocol::handshake::Credentials {
+                key: ponte_protocol::identity::PrivateKey::from_pem(include_str!(
+                    "../crates/protocol/tests/vectors/assistant.key.pem"
+                ))
+                .unwrap(),
+                certificate: None,
+            },
+        };
+        match ponte_viewer::join(options).await {
+            Err(ViewerError::Relay(ponte_protocol::rendezvous::Refusal::AlreadyPaired)) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => {
+                result = Some(other.map(|_| ()));
+                break;
+            }
+        }
+    }
+    assert!(matches!(result, Some(Err(ViewerError::WrongCode))), "{result:?}");
+    assert_eq!(agent.attempt("wrong_code", WAIT)["attempts_left"], 2);
+
+    let viewer = w.assistant(&id, &code).await;
+    viewer.consent(WAIT).await.unwrap();
+    let mut terminal = viewer.shell(80, 24).await.unwrap();
+    terminal
+        .input(b"echo transcript-$((6*7))\nexit\n".to_vec())
+        .await
+        .unwrap();
+    while let Ok(TerminalOutput::Output(_)) = terminal.output().await {}
+    let entered = agent.event_where(
+        "entered",
+        |v| {
+            v["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("the assistant entered"))
+        },
+        WAIT,
+    );
+    assert!(
+        entered["text"]
+            .as_str()
+            .unwrap()
+            .ends_with("echo transcript-$((6*7))"),
+        "{entered}"
+    );
+    viewer.quit().await;
+    agent.event("ended", WAIT);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let transcript: Vec<&str> = text.lines().filter(|l| l.contains(" terminal 1 | ")).collect();
+    assert!(transcript.iter().any(|l| l.ends_with("transcript-42")), "{text}");
+    assert!(
+        transcript.iter().any(|l| l.contains("echo transcript-$((6*7))")),
+        "{text}"
+    );
+    assert!(text.contains("left without a code"), "{text}");
+    assert!(text.contains("wrong code (2 tries left)"), "{text}");
+    assert!(!text.contains(&code), "the code is never logged");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_requests_waits_its_turn_and_nothing_runs_ungranted() {
+    let w = World::new().await;
+    let (agent, id, code) = w.agent(&["--allow", "info"]);
+    let viewer = Arc::new(w.assistant(&id, &code).await);
+    viewer.consent(WAIT).await.unwrap();
+    // Many raw requests at once, of every kind the customer did not allow.
+    let mut tasks = Vec::new();
+    for n in 0..40 {
+        let viewer = viewer.clone();
+        let request = match n % 4 {
+            0 => Request::Exec {
+                command: format!("touch {}", w.path(&format!("ran-{n}")).display()).into(),
+            },
+            1 => Request::Shell { cols: 80, rows: 24 },
+            2 => Request::Get {
+                path: "/etc/hostname".into(),
+            },
+            _ => Request::Input(vec![]),
+        };
+        tasks.push(tokio::spawn(
+            async move { viewer.request(&request).await.map(|_| ()) },
+        ));
+    }
+    for task in tasks {
+        assert!(task.await.unwrap().is_err());
+    }
+    assert!(viewer.info().await.is_ok(), "the session still works");
+    assert!((0..40).all(|n| !w.path(&format!("ran-{n}")).exists()));
+    drop(agent);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_download_grant_does_not_cover_hidden_files_or_the_world_outside() {
+    let w = World::new().await;
+    let home = w.path("agent-home");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    std::fs::write(home.join(".ssh/id_ed25519"), "PRIVATE KEY").unwrap();
+    std::fs::create_dir_all(home.join("project/.git")).unwrap();
+    std::fs::write(home.join("project/readme.txt"), "read me").unwrap();
+    std::fs::write(home.join("project/.env"), "PASSWORD=x").unwrap();
+    std::fs::write(home.join("project/.git/config"), "[core]").unwrap();
+    std::fs::write(w.path("outside.txt"), "outside").unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(home.join(".ssh"), home.join("keys")).unwrap();
+    // Scripted: nobody can be asked, so what needs a question is refused.
+    let (_agent, id, code) = w.agent(&["--allow", "download"]);
+    let viewer = w.assistant(&id, &code).await;
+    viewer.consent(WAIT).await.unwrap();
+    let local = |name: &str| w.path(&format!("got/{name}"));
+    for remote in [
+        ".ssh/id_ed25519",
+        "keys/id_ed25519",
+        "../outside.txt",
+        "project/.env",
+    ] {
+        let refused = viewer
+            .get(remote, &local("x"), false, &mut no_progress())
+            .await
+            .unwrap_err();
+        assert!(matches!(&refused, ViewerError::Refused(_)), "{remote}: {refused}");
+        assert!(!local("x").exists(), "{remote} was sent");
+    }
+    // A folder goes without its hidden entries.
+    viewer
+        .get("project", &local("project"), false, &mut no_progress())
+        .await
+        .unwrap();
+    assert_eq!(entries(&local("project")), ["readme.txt"]);
+}
