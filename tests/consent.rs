@@ -175,7 +175,7 @@ async fn peer_text_is_inert_on_screen_and_cannot_forge_log_lines() {
     agent.expect("Session ended");
     agent.wait(WAIT);
 
-    for line in agent.seen.borrow().iter() {
+    for line in agent.seen().iter() {
         assert_inert(line);
     }
     let text = std::fs::read_to_string(&log).unwrap();

@@ -1,9 +1,9 @@
 //! Helpers for the end-to-end tests: find and start Ponte's binaries, read what they print.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -33,39 +33,86 @@ pub fn binary(name: &str) -> PathBuf {
     dir.join(name)
 }
 
-/// A child process whose stdout lines are collected in the background.
+/// How long [`Running::expect`] waits for a line.
+pub const LINE_WAIT: Duration = Duration::from_secs(60);
+
+/// A child process whose stdout lines are collected in the background (and kept), with its
+/// stdin at hand when the command was given a piped one.
 pub struct Running {
     /// The process.
     pub child: Child,
+    stdin: Option<ChildStdin>,
     lines: mpsc::Receiver<String>,
-    /// The first stdout line, once read.
-    first_line: std::cell::RefCell<Option<String>>,
+    /// Every stdout line read so far.
+    seen: std::cell::RefCell<Vec<String>>,
 }
 
 impl Running {
-    /// Starts `command` with stdout collected; set PONTE_TEST_LOGS=1 to see its stderr.
+    /// Starts `command` with stdout collected; set PONTE_TEST_LOGS=1 to see its stderr and
+    /// stdout.
     pub fn start(mut command: Command) -> Running {
+        let logs = std::env::var_os("PONTE_TEST_LOGS").is_some();
         // Logs go nowhere unless PONTE_TEST_LOGS is set (an undrained pipe would block the child).
-        let stderr = if std::env::var_os("PONTE_TEST_LOGS").is_some() {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        };
+        let stderr = if logs { Stdio::inherit() } else { Stdio::null() };
         let mut child = command.stdout(Stdio::piped()).stderr(stderr).spawn().unwrap();
         let stdout: ChildStdout = child.stdout.take().unwrap();
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if logs {
+                    eprintln!("stdout: {line}");
+                }
                 if tx.send(line).is_err() {
                     break;
                 }
             }
         });
         Running {
+            stdin: child.stdin.take(),
             child,
             lines,
-            first_line: std::cell::RefCell::new(None),
+            seen: std::cell::RefCell::new(Vec::new()),
         }
+    }
+
+    /// The next stdout line, if one comes before `deadline`.
+    fn next_line(&self, deadline: Instant) -> Option<String> {
+        let line = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .ok()?;
+        self.seen.borrow_mut().push(line.clone());
+        Some(line)
+    }
+
+    /// Every stdout line read so far.
+    pub fn seen(&self) -> Vec<String> {
+        self.seen.borrow().clone()
+    }
+
+    /// Types a line on the process's stdin (started with `Stdio::piped()`).
+    pub fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("started with a piped stdin");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// The next stdout line containing `needle`, waiting up to [`LINE_WAIT`].
+    pub fn expect(&self, needle: &str) -> String {
+        let deadline = Instant::now() + LINE_WAIT;
+        loop {
+            match self.next_line(deadline) {
+                Some(line) if line.contains(needle) => return line,
+                Some(_) => {}
+                None => panic!("never printed {needle:?}; printed {:#?}", self.seen()),
+            }
+        }
+    }
+
+    /// The stdout lines printed within `wait` from now.
+    pub fn lines_within(&self, wait: Duration) -> Vec<String> {
+        let deadline = Instant::now() + wait;
+        std::iter::from_fn(|| self.next_line(deadline)).collect()
     }
 
     /// The next JSON line on stdout whose `event` is `name`, waiting up to `timeout`.
@@ -75,8 +122,9 @@ impl Running {
 
     /// The next `attempt` event with this `outcome`, waiting up to `timeout`.
     pub fn attempt(&self, outcome: &str, timeout: Duration) -> serde_json::Value {
+        let what = format!("attempt {outcome:?}");
         self.event_where(
-            &format!("attempt {outcome:?}"),
+            &what,
             |v| v["event"] == "attempt" && v["outcome"] == outcome,
             timeout,
         )
@@ -89,40 +137,35 @@ impl Running {
         wanted: impl Fn(&serde_json::Value) -> bool,
         timeout: Duration,
     ) -> serde_json::Value {
-        let deadline = std::time::Instant::now() + timeout;
+        let deadline = Instant::now() + timeout;
         loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.first_line.borrow_mut().get_or_insert_with(|| line.clone());
-                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                        && wanted(&v)
-                    {
-                        return v;
-                    }
-                }
-                Err(_) => panic!("no {what} event within {timeout:?}"),
+            let Some(line) = self.next_line(deadline) else {
+                panic!("no {what} event within {timeout:?}");
+            };
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && wanted(&v)
+            {
+                return v;
             }
         }
     }
 
     /// The first line the process printed on stdout (once something was read).
     pub fn first_line(&self) -> Option<String> {
-        self.first_line.borrow().clone()
+        self.seen.borrow().first().cloned()
     }
 
     /// The rest of the first stdout line starting with `prefix`, waiting up to `timeout`.
     pub fn line_after(&self, prefix: &str, timeout: Duration) -> String {
-        let deadline = std::time::Instant::now() + timeout;
+        let deadline = Instant::now() + timeout;
         loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
+            match self.next_line(deadline) {
+                Some(line) => {
                     if let Some(rest) = line.strip_prefix(prefix) {
                         return rest.trim().to_owned();
                     }
                 }
-                Err(_) => panic!("no line starting with {prefix:?} within {timeout:?}"),
+                None => panic!("no line starting with {prefix:?} within {timeout:?}"),
             }
         }
     }

@@ -128,14 +128,15 @@ impl World {
         }
     }
 
-    /// Starts an agent with its terminal UI, driven on stdin; returns it with its ID and code.
-    pub fn text_agent(&self, args: &[&str]) -> (TextAgent, String, String) {
+    /// Starts an agent with its terminal UI, driven on stdin as the customer would; returns it
+    /// with its ID and code.
+    pub fn text_agent(&self, args: &[&str]) -> (Running, String, String) {
         let mut cmd = self.command("ponte-agent");
         if !args.contains(&"--dir") {
             cmd.arg("--dir").arg(self.path("agent-home"));
         }
-        cmd.args(args);
-        let agent = TextAgent::start(cmd);
+        cmd.args(args).stdin(Stdio::piped());
+        let agent = Running::start(cmd);
         let id = agent
             .expect("Session ID:")
             .split("Session ID:")
@@ -212,115 +213,4 @@ pub fn text(bytes: &[u8]) -> String {
 
 pub fn sha256_file(path: &Path) -> [u8; 32] {
     Sha256::digest(std::fs::read(path).unwrap()).into()
-}
-
-/// An agent with its terminal UI: the customer's lines go to its stdin, its screen is read
-/// line by line (and kept).
-pub struct TextAgent {
-    pub child: std::process::Child,
-    stdin: std::process::ChildStdin,
-    lines: std::sync::mpsc::Receiver<String>,
-    /// Every line read so far.
-    pub seen: std::cell::RefCell<Vec<String>>,
-}
-
-impl TextAgent {
-    fn start(mut cmd: Command) -> TextAgent {
-        use std::io::BufRead;
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(if std::env::var_os("PONTE_TEST_LOGS").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-                if std::env::var_os("PONTE_TEST_LOGS").is_some() {
-                    eprintln!("agent: {line}");
-                }
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        TextAgent {
-            child,
-            stdin,
-            lines,
-            seen: Default::default(),
-        }
-    }
-
-    /// Types a line, as the customer would.
-    pub fn send(&mut self, line: &str) {
-        use std::io::Write;
-        writeln!(self.stdin, "{line}").unwrap();
-        self.stdin.flush().unwrap();
-    }
-
-    /// The next line containing `needle`, waiting up to [`WAIT`].
-    pub fn expect(&self, needle: &str) -> String {
-        self.expect_within(needle, WAIT)
-    }
-
-    /// The next line containing `needle`, waiting up to `timeout`.
-    pub fn expect_within(&self, needle: &str, timeout: Duration) -> String {
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let line = self.lines.recv_timeout(left).unwrap_or_else(|_| {
-                panic!(
-                    "the agent never showed {needle:?}; it showed {:#?}",
-                    self.seen.borrow()
-                )
-            });
-            self.seen.borrow_mut().push(line.clone());
-            if line.contains(needle) {
-                return line;
-            }
-        }
-    }
-
-    /// Lines shown within `wait` from now.
-    pub fn lines_within(&self, wait: Duration) -> Vec<String> {
-        let deadline = std::time::Instant::now() + wait;
-        let mut out = Vec::new();
-        while let Ok(line) = self
-            .lines
-            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
-        {
-            self.seen.borrow_mut().push(line.clone());
-            out.push(line);
-        }
-        out
-    }
-
-    /// Waits for the program to exit, up to `timeout`.
-    pub fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the agent did not exit in {timeout:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for TextAgent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
