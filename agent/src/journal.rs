@@ -118,11 +118,16 @@ impl Journal {
             Event::Connected { peer, granted } => {
                 inner.write(&format!("connected: {peer}; allowed: {granted}"))
             }
-            Event::Grants(grants) => inner.write(&format!("permissions now: {grants}")),
+            Event::Grants(_) => {} // The permissions activity line says it.
             Event::Question { id, question } => inner.write(&format!(
                 "question {}: {}",
                 id.0,
-                question.to_string().replace('\n', " ")
+                question
+                    .to_string()
+                    .lines()
+                    .map(str::trim)
+                    .collect::<Vec<_>>()
+                    .join(" ")
             )),
             Event::QuestionClosed { id, outcome } => inner.write(&format!(
                 "question {}: {}",

@@ -6,7 +6,9 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use indicatif::{ProgressBar, ProgressStyle};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ponte_protocol::screen::InputEvent;
 use ponte_session::files;
 use ponte_viewer::screen::{self, Progress, ScreenClient};
@@ -152,9 +154,10 @@ pub struct Runner {
     last_shot: Progress,
 }
 
-/// A progress bar for a transfer, fed by [`Progress`] steps.
+/// A progress bar for a transfer, fed by [`Progress`] steps: shown once the transfer starts
+/// (not while the customer is still being asked), with the size it announced.
 fn progress_bar(what: &str) -> (ProgressBar, impl FnMut(files::Progress) + Send + use<>) {
-    let bar = ProgressBar::new(0);
+    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::hidden());
     bar.set_style(
         ProgressStyle::with_template("{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -162,9 +165,25 @@ fn progress_bar(what: &str) -> (ProgressBar, impl FnMut(files::Progress) + Send 
     bar.set_message(what.to_owned());
     let feed = bar.clone();
     (bar, move |step| match step {
-        files::Progress::Started(totals) => feed.set_length(totals.bytes),
+        files::Progress::Started(totals) => {
+            feed.set_length(totals.bytes);
+            feed.set_draw_target(ProgressDrawTarget::stderr());
+        }
         files::Progress::Advanced(n) => feed.inc(n),
     })
+}
+
+/// Whether the terminal is in raw mode (a remote shell runs): lines then need a carriage
+/// return of their own.
+static RAW: AtomicBool = AtomicBool::new(false);
+
+/// Prints a line of the viewer's own on stderr, whatever mode the terminal is in.
+pub fn say(line: &str) {
+    if RAW.load(Ordering::Relaxed) {
+        eprint!("\r{line}\r\n");
+    } else {
+        eprintln!("{line}");
+    }
 }
 
 impl Runner {
@@ -279,10 +298,12 @@ impl Runner {
         let (cols, rows) = crossterm::terminal::size().unwrap_or((80, 24));
         let mut terminal = self.viewer.shell(cols, rows).await?;
         crossterm::terminal::enable_raw_mode().context("switching the terminal to raw mode")?;
+        RAW.store(true, Ordering::Relaxed);
         struct Restore;
         impl Drop for Restore {
             fn drop(&mut self) {
                 let _ = crossterm::terminal::disable_raw_mode();
+                RAW.store(false, Ordering::Relaxed);
             }
         }
         let _restore = Restore;

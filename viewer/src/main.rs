@@ -210,11 +210,11 @@ async fn connect(c: Connect) -> anyhow::Result<ExitCode> {
     if let Some(mut notices) = viewer.notices() {
         tokio::spawn(async move {
             while let Some(notice) = notices.recv().await {
-                match notice {
-                    Notice::Grants(g) => eprintln!("[ponte] the customer allows: {g}"),
-                    Notice::Chat(text) => eprintln!("[ponte] {} customer: {text}", ponte_session::clock()),
-                    Notice::Ended(reason) => eprintln!("[ponte] session ended: {reason}"),
-                }
+                commands::say(&match notice {
+                    Notice::Grants(g) => format!("[ponte] the customer allows: {g}"),
+                    Notice::Chat(text) => format!("[ponte] {} customer: {text}", ponte_session::clock()),
+                    Notice::Ended(reason) => format!("[ponte] session ended: {reason}"),
+                });
             }
         });
     }

@@ -47,7 +47,7 @@ impl Handler for Exec {
         // this future owns — also when the dispatcher drops it on revocation.
         let (mut child, _session) = crate::process::spawn_command(command.as_raw(), ctx.scope.root())
             .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", crate::process::user_shell()))?;
-        let terminal = ctx.next_id();
+        let terminal = ctx.next_terminal();
         ctx.events.activity(
             Kind::Command,
             format!("command started: {command} (terminal {terminal})"),

@@ -28,7 +28,7 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 /// Forwards a transfer's progress to the front-end, at most every [`PROGRESS_EVERY`].
 fn progress(ctx: &Context, what: PeerText) -> impl FnMut(Progress) + Send + use<> {
     let events = ctx.events.clone();
-    let transfer = ctx.next_id();
+    let transfer = ctx.next_transfer();
     let mut last = None::<Instant>;
     let mut done = 0u64;
     let mut total = 0u64;

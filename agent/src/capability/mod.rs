@@ -35,7 +35,8 @@ pub struct Context {
     pub interactive: bool,
     /// The desktop, for the screen and input.
     pub desktop: DesktopWorker,
-    next: AtomicU64,
+    terminals: AtomicU64,
+    transfers: AtomicU64,
 }
 
 impl Context {
@@ -55,13 +56,19 @@ impl Context {
             scope,
             interactive,
             desktop,
-            next: AtomicU64::new(1),
+            terminals: AtomicU64::new(1),
+            transfers: AtomicU64::new(1),
         }
     }
 
-    /// A number for a terminal or transfer, unique in the session.
-    pub fn next_id(&self) -> u64 {
-        self.next.fetch_add(1, Ordering::Relaxed)
+    /// The number of the session's next terminal or command (1, 2, …).
+    pub fn next_terminal(&self) -> u64 {
+        self.terminals.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The number of the session's next transfer.
+    pub fn next_transfer(&self) -> u64 {
+        self.transfers.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Asks the customer; `Err` says why the answer is no.

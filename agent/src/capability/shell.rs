@@ -48,7 +48,7 @@ impl Handler for Shell {
             .map_err(|e| anyhow::anyhow!("cannot start a terminal ({shell}): {e}"))?;
         // Dropped with this future: the shell and everything it started end.
         let _session = SessionGuard::new(child.id());
-        let terminal = ctx.next_id();
+        let terminal = ctx.next_terminal();
         ctx.events.activity(
             Kind::Command,
             format!("terminal {terminal} opened ({shell}); what the assistant types is shown here"),

@@ -209,7 +209,7 @@ impl TextUi {
             Event::Connected { peer, granted } => say(&format!(
                 "  Connected: {peer}.\n  Allowed: {granted}.\n  Type 'revoke NAME', 'grant NAME', 'chat TEXT' or 'end'."
             )),
-            Event::Grants(grants) => say(&format!("  Allowed now: {grants}.")),
+            Event::Grants(_) => {} // The permissions activity line says it.
             Event::Question { id, question } => {
                 self.open = Some((id, Instant::now()));
                 say(&format!("\n  ? {question}\n    Allow? [y/N]"));
