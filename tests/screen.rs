@@ -899,3 +899,108 @@ async fn revoking_control_releases_held_keys_and_buttons_at_once() {
         && indicator(&conn) != RED));
     agent.expect("stopped: see the screen");
 }
+
+/// The agent's own terminal is on the shared screen: whatever the assistant types there (a
+/// "grant", a "y") is not taken as the customer's; the customer's own typing is.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_assistant_cannot_grant_or_answer_through_the_agents_own_terminal() {
+    use ponte_protocol::app::Capability;
+    use ponte_protocol::screen::InputEvent;
+
+    let x = Xvfb::start(800, 600);
+    let w = World::new().await;
+    std::fs::write(w.path("agent-home/secret.txt"), "secret").unwrap();
+    let screen = w.path("agent-screen.txt");
+    let agent = format!(
+        "{} --dir {} --allow control --display {} | tee {}",
+        ponte_tests::binary("ponte-agent").display(),
+        w.path("agent-home").display(),
+        x.display,
+        screen.display()
+    );
+    let mut xterm = w
+        .program("xterm")
+        .env("DISPLAY", &x.display)
+        .args(["-geometry", "120x30+0+0", "-e", "sh", "-c", &agent])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("xterm is needed for this test (apt-get install xterm)");
+    let shown = || std::fs::read_to_string(&screen).unwrap_or_default();
+    assert!(
+        within(WAIT, || shown().contains("Code:")),
+        "the agent started in its terminal"
+    );
+    let field = |name: &str| {
+        let text = shown();
+        let line = text.lines().find(|l| l.contains(name)).unwrap().to_owned();
+        line.split(name).nth(1).unwrap().trim().to_owned()
+    };
+    let (id, code) = (field("Session ID:"), field("Code:"));
+    let viewer = std::sync::Arc::new(w.assistant(&id, &code).await);
+    viewer.consent(WAIT).await.unwrap();
+    let screen_lines = |needle: &str| shown().matches(needle).count();
+    // The customer's own keyboard (another X client, like a real keyboard).
+    let customer_types = |text: &str| {
+        let status = std::process::Command::new("xdotool")
+            .env("DISPLAY", &x.display)
+            .args(["type", "--delay", "20", text])
+            .status()
+            .expect("xdotool is needed for this test (apt-get install xdotool)");
+        assert!(status.success());
+    };
+    // The pointer over the agent's terminal gives it the keyboard (no window manager here).
+    viewer
+        .input(vec![InputEvent::Move { x: 200, y: 200 }])
+        .await
+        .unwrap();
+    viewer
+        .input(vec![InputEvent::Text("grant terminal\n".into())])
+        .await
+        .unwrap();
+    assert!(
+        within(Duration::from_secs(5), || screen_lines("Not taken") == 1),
+        "{}",
+        shown()
+    );
+    assert!(!viewer.state().grants.unwrap().allows(Capability::Terminal));
+    // The customer's own typing, once the assistant has stopped, is taken.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    customer_types("grant info\n");
+    assert!(
+        within(Duration::from_secs(5), || viewer
+            .state()
+            .grants
+            .is_some_and(|g| g.allows(Capability::Info))),
+        "{}",
+        shown()
+    );
+    assert!(!viewer.state().grants.unwrap().allows(Capability::Terminal));
+
+    // A question: the assistant's "y" is not taken; the customer's "n" is.
+    let get = tokio::spawn({
+        let viewer = viewer.clone();
+        let local = w.path("stolen.txt");
+        async move { viewer.get("secret.txt", &local, false, &mut |_| {}).await }
+    });
+    assert!(within(Duration::from_secs(10), || shown().contains("wants to COPY")));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    viewer.input(vec![InputEvent::Text("y\n".into())]).await.unwrap();
+    assert!(
+        within(Duration::from_secs(5), || screen_lines("Not taken") == 2),
+        "{}",
+        shown()
+    );
+    assert!(!get.is_finished(), "the question is still open");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    customer_types("n\n");
+    let refused = tokio::time::timeout(WAIT, get)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert!(refused.to_string().contains("declined"), "{refused}");
+    assert!(!w.path("stolen.txt").exists());
+    let _ = xterm.kill();
+    let _ = xterm.wait();
+}

@@ -49,8 +49,14 @@ impl World {
         self.dir.path().join(p)
     }
 
+    /// A command for one of Ponte's binaries in this world.
     pub fn command(&self, bin: &str) -> Command {
-        let mut cmd = Command::new(binary(bin));
+        self.program(binary(bin))
+    }
+
+    /// Any program with this world's home, config and data directories and relay.
+    pub fn program(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new(program);
         cmd.env("HOME", self.path("home"))
             .env("XDG_CONFIG_HOME", self.path("config"))
             .env("XDG_DATA_HOME", self.path("data"))

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use ponte_protocol::app::Grants;
 use tokio::sync::{mpsc, watch};
 
+use crate::desktop::InjectedInput;
 use crate::frontend::{Event, Events, Input};
 use crate::grants::LiveGrants;
 use crate::questions::Questions;
@@ -43,6 +44,7 @@ pub fn route(
     events: Events,
     questions: Questions,
     grants: LiveGrants,
+    injected: InjectedInput,
 ) -> Customer {
     let (consent_tx, consent) = mpsc::channel(1);
     let (chat_tx, chat) = mpsc::channel(64);
@@ -51,6 +53,16 @@ pub fn route(
     let is_active = active.clone();
     tokio::spawn(async move {
         while let Some(input) = inputs.recv().await {
+            // What the assistant may have typed or clicked itself is not taken as the customer's.
+            let widening = matches!(input, Input::Grant(_) | Input::Answer { allow: true, .. });
+            if widening && injected.recent() {
+                events.emit(Event::Note(
+                    "Not taken: the assistant was just typing or clicking on this computer. \
+                     If that was you, wait a moment and type it again."
+                        .into(),
+                ));
+                continue;
+            }
             match input {
                 Input::Answer { question, allow } => {
                     questions.answer(question, allow);

@@ -91,8 +91,8 @@ pub enum Event {
     },
     /// The agent failed (e.g. the relay cannot be reached); it exits. The last event.
     Failed {
-        /// What went wrong.
-        error: String,
+        /// What went wrong (it may quote the relay).
+        error: PeerText,
     },
     /// The session (or the wait for one) ended; the agent exits. The last event.
     Ended {

@@ -52,7 +52,14 @@ pub async fn run(config: Config, frontend: Frontend) -> anyhow::Result<()> {
     let events = Events::new(to_frontend, Journal::new());
     let questions = Questions::new(events.clone());
     let grants = LiveGrants::new();
-    let mut customer = customer::route(inputs, events.clone(), questions.clone(), grants.clone());
+    let injected = desktop::InjectedInput::default();
+    let mut customer = customer::route(
+        inputs,
+        events.clone(),
+        questions.clone(),
+        grants.clone(),
+        injected.clone(),
+    );
     let result = async {
         let scope = scope::Scope::new(&config.scope, dirs::home_dir())
             .with_context(|| format!("the shared folder {}", config.scope.display()))?;
@@ -60,16 +67,13 @@ pub async fn run(config: Config, frontend: Frontend) -> anyhow::Result<()> {
             match rendezvous::pair(&config, &events, &questions, &mut customer).await? {
                 None => "you quit before anyone connected".to_owned(),
                 Some(paired) => {
-                    session::run(
-                        &config,
-                        scope,
-                        paired,
-                        &events,
-                        &questions,
-                        &grants,
-                        &mut customer,
-                    )
-                    .await?
+                    let parts = session::Parts {
+                        events: &events,
+                        questions: &questions,
+                        grants: &grants,
+                        injected,
+                    };
+                    session::run(&config, scope, paired, parts, &mut customer).await?
                 }
             },
         )
@@ -82,8 +86,9 @@ pub async fn run(config: Config, frontend: Frontend) -> anyhow::Result<()> {
             Ok(())
         }
         Err(e) => {
+            // The chain may quote the relay (close reasons): inert.
             events.emit(Event::Failed {
-                error: format!("{e:#}"),
+                error: ponte_protocol::PeerText::new(format!("{e:#}")),
             });
             Err(e)
         }

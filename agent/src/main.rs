@@ -100,7 +100,8 @@ async fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ponte-agent: {e:#}");
+            // The chain may quote the relay (close reasons): inert.
+            eprintln!("ponte-agent: {}", ponte_protocol::PeerText::new(format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

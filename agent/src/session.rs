@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use crate::capability::Context;
 use crate::config::Config;
 use crate::customer::Customer;
-use crate::desktop::DesktopWorker;
+use crate::desktop::{DesktopWorker, InjectedInput};
 use crate::frontend::{Event, Events, Kind, Party};
 use crate::grants::LiveGrants;
 use crate::questions::Questions;
@@ -25,16 +25,32 @@ const CONSENT_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long requests get to wind down when the session ends.
 const WIND_DOWN: Duration = Duration::from_secs(3);
 
+/// The core's parts a session uses.
+pub struct Parts<'a> {
+    /// Shown and journaled.
+    pub events: &'a Events,
+    /// The question desk.
+    pub questions: &'a Questions,
+    /// The live grants.
+    pub grants: &'a LiveGrants,
+    /// When the assistant last typed or clicked.
+    pub injected: InjectedInput,
+}
+
 /// Runs the session to its end; returns why it ended.
 pub async fn run(
     config: &Config,
     scope: Scope,
     paired: Paired,
-    events: &Events,
-    questions: &Questions,
-    grants: &LiveGrants,
+    parts: Parts<'_>,
     customer: &mut Customer,
 ) -> anyhow::Result<String> {
+    let Parts {
+        events,
+        questions,
+        grants,
+        injected,
+    } = parts;
     let Paired {
         client,
         session,
@@ -104,7 +120,7 @@ pub async fn run(
     events.emit(Event::Connected { peer, granted });
     let _ = to_assistant.send(Control::Grants(granted));
 
-    let desktop = DesktopWorker::start(config.display.clone(), grants.subscribe());
+    let desktop = DesktopWorker::start(config.display.clone(), grants.subscribe(), injected);
     let ctx = Arc::new(Context::new(
         events.clone(),
         grants.clone(),

@@ -6,6 +6,34 @@ mod x11;
 
 pub use worker::{DesktopWorker, DisplayOptions, Injected, Sharing, Step};
 
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// When the assistant last pressed a key or a button on this computer. Whatever the customer's
+/// side receives right after may have been typed or clicked by the assistant (into the agent's
+/// own terminal, say), so grants and "yes" answers arriving then are not taken.
+#[derive(Debug, Clone, Default)]
+pub struct InjectedInput(Arc<Mutex<Option<Instant>>>);
+
+impl InjectedInput {
+    /// How long after the assistant's last key or button the customer's grants and "yes"
+    /// answers are not taken.
+    pub const GUARD: Duration = Duration::from_secs(3);
+
+    /// The assistant is about to press keys or buttons.
+    pub fn mark(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    }
+
+    /// Whether the assistant pressed a key or button within [`InjectedInput::GUARD`].
+    pub fn recent(&self) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|t| t.elapsed() < Self::GUARD)
+    }
+}
+
 use ponte_protocol::screen::InputEvent;
 pub use ponte_screen::CursorImage;
 

@@ -86,19 +86,24 @@ impl Drop for Sharing {
 
 impl DesktopWorker {
     /// Starts the worker; the desktop itself is opened on first use.
-    pub fn start(options: DisplayOptions, grants: watch::Receiver<grants::State>) -> DesktopWorker {
+    pub fn start(
+        options: DisplayOptions,
+        grants: watch::Receiver<grants::State>,
+        injected: super::InjectedInput,
+    ) -> DesktopWorker {
         let (jobs, rx) = std_mpsc::channel();
         let sharing = Arc::new(AtomicUsize::new(0));
         let mut worker = Worker {
             options,
             grants,
+            injected,
             sharing: sharing.clone(),
             desktop: None,
             paused_until: None,
             held_keys: Vec::new(),
             held_buttons: Vec::new(),
             control: false,
-            injected: false,
+            injected_since_grant: false,
             indicator: None,
         };
         let thread = std::thread::Builder::new()
@@ -172,6 +177,7 @@ impl DesktopWorker {
 struct Worker {
     options: DisplayOptions,
     grants: watch::Receiver<grants::State>,
+    injected: super::InjectedInput,
     sharing: Arc<AtomicUsize>,
     desktop: Option<Box<dyn Desktop>>,
     paused_until: Option<Instant>,
@@ -180,7 +186,7 @@ struct Worker {
     /// Whether control was granted at the last look.
     control: bool,
     /// Whether the assistant injected input since control was last granted.
-    injected: bool,
+    injected_since_grant: bool,
     indicator: Option<Indicator>,
 }
 
@@ -254,27 +260,43 @@ impl Worker {
         Ok(step)
     }
 
+    /// Injects `events` one by one while control stays granted and the customer leaves the
+    /// mouse alone: both are looked at before every event, so a long batch stops at once.
     fn inject(&mut self, events: &[InputEvent]) -> anyhow::Result<Injected> {
-        if !self.control {
-            return Ok(Injected::NotAllowed);
-        }
-        let now = Instant::now();
-        if self.paused_until.is_some_and(|t| now < t) {
-            return Ok(Injected::LocalInputWins);
-        }
-        if self.desktop()?.local_input_since_injection()? {
-            self.paused_until = Some(now + LOCAL_INPUT_PAUSE);
-            return Ok(Injected::LocalInputWins);
-        }
-        // The indicator goes up before the first event lands.
-        self.injected = true;
-        self.reconcile();
-        let Some(desktop) = self.desktop.as_deref_mut() else {
-            anyhow::bail!("no desktop");
-        };
-        for event in events {
-            desktop.inject(event)?;
-            match *event {
+        // Text goes character by character, so that it too stops mid-way.
+        let events = events.iter().flat_map(|event| match event {
+            InputEvent::Text(text) => text
+                .as_raw()
+                .chars()
+                .map(|c| InputEvent::Text(c.to_string().into()))
+                .collect(),
+            other => vec![other.clone()],
+        });
+        for (n, event) in events.enumerate() {
+            if n > 0 {
+                self.reconcile();
+            }
+            if !self.control {
+                return Ok(Injected::NotAllowed);
+            }
+            let now = Instant::now();
+            if self.paused_until.is_some_and(|t| now < t) {
+                return Ok(Injected::LocalInputWins);
+            }
+            if self.desktop()?.local_input_since_injection()? {
+                self.paused_until = Some(now + LOCAL_INPUT_PAUSE);
+                return Ok(Injected::LocalInputWins);
+            }
+            if !matches!(event, InputEvent::Move { .. }) {
+                self.injected.mark();
+            }
+            // The indicator goes up before the first event lands.
+            if !self.injected_since_grant {
+                self.injected_since_grant = true;
+                self.reconcile();
+            }
+            self.desktop()?.inject(&event)?;
+            match event {
                 InputEvent::Key { keysym, pressed } => {
                     self.held_keys.retain(|k| *k != keysym);
                     if pressed {
@@ -322,11 +344,11 @@ impl Worker {
         let control = state.grants.allows(Capability::Control) && !state.ended();
         if self.control && !control {
             self.release();
-            self.injected = false;
+            self.injected_since_grant = false;
         }
         self.control = control;
         let sharing = self.sharing.load(Ordering::SeqCst) > 0;
-        let want = if control && (sharing || self.injected) {
+        let want = if control && (sharing || self.injected_since_grant) {
             Some(Indicator::Controlling)
         } else if sharing && !state.ended() {
             Some(Indicator::Viewing)

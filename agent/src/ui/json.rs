@@ -80,7 +80,7 @@ pub fn to_json(event: &Event) -> Option<Value> {
             "from": match from { Party::Assistant => "assistant", Party::Customer => "customer" },
             "text": text.to_string(),
         }),
-        Event::Failed { error } => json!({"event": "error", "message": error}),
+        Event::Failed { error } => json!({"event": "error", "message": error.to_string()}),
         Event::Ended { reason, log } => json!({
             "event": "ended",
             "reason": reason,
