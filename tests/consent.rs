@@ -639,3 +639,58 @@ async fn the_download_grant_does_not_cover_hidden_files_or_the_world_outside() {
         .unwrap();
     assert_eq!(entries(&local("project")), ["readme.txt"]);
 }
+
+/// Reads a PID the command wrote to `file`, waiting for it to appear.
+async fn pid_in(file: &Path) -> u32 {
+    for _ in 0..100 {
+        if let Ok(text) = std::fs::read_to_string(file)
+            && let Ok(pid) = text.trim().parse()
+        {
+            return pid;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no PID in {}", file.display());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nothing_the_assistant_starts_outlives_a_revocation_or_the_session() {
+    let w = World::new().await;
+    let (mut agent, id, code) = w.text_agent(&["--allow", "terminal"]);
+    let viewer = w.assistant(&id, &code).await;
+    viewer.consent(WAIT).await.unwrap();
+    // A process that leaves its command's session and parent, as a daemon would.
+    let detach = |name: &str| {
+        format!(
+            "setsid -f sh -c 'echo $$ > {}; exec sleep 300' </dev/null >/dev/null 2>&1",
+            w.path(name).display()
+        )
+    };
+    assert_eq!(
+        viewer.exec(&detach("first.pid"), |_, _| {}).await.unwrap(),
+        Some(0)
+    );
+    let first = pid_in(&w.path("first.pid")).await;
+    assert!(
+        Path::new(&format!("/proc/{first}")).exists(),
+        "it survived its command"
+    );
+    agent.send("revoke terminal");
+    agent.expect("permissions changed");
+    assert_gone(first).await;
+
+    agent.send("grant terminal");
+    agent.expect("permissions changed: now allowed terminal");
+    assert_eq!(
+        viewer.exec(&detach("second.pid"), |_, _| {}).await.unwrap(),
+        Some(0)
+    );
+    let second = pid_in(&w.path("second.pid")).await;
+    // The customer closes the agent's terminal window: SIGHUP ends the session properly.
+    let _ = std::process::Command::new("kill")
+        .args(["-HUP", &agent.child.id().to_string()])
+        .status();
+    agent.expect("Session ended");
+    assert!(agent.wait(WAIT).success());
+    assert_gone(second).await;
+}

@@ -61,6 +61,7 @@ pub async fn run(config: Config, frontend: Frontend) -> anyhow::Result<()> {
         injected.clone(),
     );
     let result = async {
+        process::adopt_orphans().context("becoming the reaper of the assistant's processes")?;
         let scope = scope::Scope::new(&config.scope, dirs::home_dir())
             .with_context(|| format!("the shared folder {}", config.scope.display()))?;
         Ok(

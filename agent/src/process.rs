@@ -1,6 +1,10 @@
 //! Processes started for the assistant: each command or shell leads a session of its own on a
 //! pseudo-terminal, so that everything it starts — pipelines, background jobs — is found and
-//! ended with it.
+//! ended with it. What leaves that session (`setsid`, double forks) is still the agent's:
+//! the agent is the reaper of its descendants ([`adopt_orphans`]), and revoking `terminal` or
+//! ending the session ends every one of them ([`end_descendants`]).
+
+use std::collections::HashMap;
 
 /// The customer's login shell.
 pub fn user_shell() -> String {
@@ -69,5 +73,69 @@ fn hang_up(session: u32) {
         if process.session_id() == Some(leader) {
             process.kill();
         }
+    }
+}
+
+/// Makes the agent the reaper of everything it starts: a process that detaches (double fork,
+/// `setsid -f`, `nohup … &`) is re-parented to the agent instead of to init, so it remains
+/// among the agent's descendants.
+pub fn adopt_orphans() -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    rustix::process::set_child_subreaper(Some(rustix::process::getpid()))?;
+    Ok(())
+}
+
+/// Kills every process descended from the agent, however it detached, until none is left
+/// (bounded rounds, for processes forking while they are killed). Returns how many were
+/// killed.
+pub fn end_descendants() -> usize {
+    let me = sysinfo::Pid::from_u32(std::process::id());
+    let mut killed = 0;
+    for _ in 0..20 {
+        let Ok(mut system) = sysinfo::System::new() else {
+            return killed;
+        };
+        system.refresh_processes(sysinfo::ProcessesToUpdate::All, true);
+        let mut children: HashMap<sysinfo::Pid, Vec<&sysinfo::Process>> = HashMap::new();
+        for process in system.processes().values() {
+            // Threads (of the agent too) are listed as tasks: never "kill" a thread.
+            if process.thread_kind().is_none()
+                && let Some(parent) = process.parent()
+            {
+                children.entry(parent).or_default().push(process);
+            }
+        }
+        let mut found = Vec::new();
+        let mut stack = vec![me];
+        while let Some(pid) = stack.pop() {
+            for child in children.get(&pid).into_iter().flatten() {
+                stack.push(child.pid());
+                if child.status() != sysinfo::ProcessStatus::Zombie {
+                    found.push(*child);
+                } else if pid == me {
+                    reap(child.pid());
+                }
+            }
+        }
+        if found.is_empty() {
+            break;
+        }
+        for process in found {
+            if process.kill() {
+                killed += 1;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    killed
+}
+
+/// Collects the exit status of an adopted orphan that has died, so it does not linger as a
+/// zombie. (Children the agent started itself are reaped by tokio; by the time this runs for
+/// them, their requests have ended.)
+fn reap(pid: sysinfo::Pid) {
+    #[cfg(target_os = "linux")]
+    if let Some(pid) = rustix::process::Pid::from_raw(pid.as_u32() as i32) {
+        let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG);
     }
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ponte_protocol::app::{Control, EndReason, Grants, MAX_CHAT};
+use ponte_protocol::app::{Capability, Control, EndReason, Grants, MAX_CHAT};
 use ponte_protocol::text::PeerText;
 use tokio::sync::mpsc;
 
@@ -152,6 +152,10 @@ pub async fn run(
             },
             Ok(()) = changes.changed() => {
                 let now = grants.now();
+                if last.allows(Capability::Terminal) && !now.allows(Capability::Terminal) {
+                    // Whatever left its command's session (setsid, double forks) ends too.
+                    tokio::task::spawn_blocking(crate::process::end_descendants);
+                }
                 if now != last {
                     last = now;
                     events.emit(Event::Grants(now));
@@ -175,6 +179,16 @@ pub async fn run(
     grants.end();
     let _ = tokio::time::timeout(WIND_DOWN, async { while requests.join_next().await.is_some() {} }).await;
     requests.shutdown().await;
+    // Nothing the assistant started outlives the session, however it detached.
+    let ended = tokio::task::spawn_blocking(crate::process::end_descendants)
+        .await
+        .unwrap_or(0);
+    if ended > 0 {
+        events.activity(
+            Kind::Command,
+            format!("ended {ended} process(es) the assistant had left running"),
+        );
+    }
     if let Ok(ctx) = Arc::try_unwrap(ctx) {
         ctx.desktop.close().await;
     }

@@ -92,6 +92,7 @@ pub fn to_json(event: &Event) -> Option<Value> {
 /// Runs the JSON front-end until the session has ended.
 pub async fn run(ends: FrontendEnds) {
     let FrontendEnds { mut events, inputs } = ends;
+    let mut stop = super::StopSignals::listen();
     loop {
         tokio::select! {
             event = events.recv() => {
@@ -108,7 +109,7 @@ pub async fn run(ends: FrontendEnds) {
                     break;
                 }
             }
-            _ = tokio::signal::ctrl_c() => {
+            () = stop.recv() => {
                 let _ = inputs.send(Input::End).await;
             }
         }

@@ -49,6 +49,7 @@ pub async fn run(ends: FrontendEnds) {
         bars: HashMap::new(),
     };
     let mut stdin_open = true;
+    let mut stop = super::StopSignals::listen();
     loop {
         tokio::select! {
             event = events.recv() => match event {
@@ -63,7 +64,7 @@ pub async fn run(ends: FrontendEnds) {
                 Some(line) => ui.line(&line).await,
                 None => stdin_open = false,
             },
-            _ = tokio::signal::ctrl_c() => ui.send(Input::End).await,
+            () = stop.recv() => ui.send(Input::End).await,
         }
     }
 }
