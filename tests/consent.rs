@@ -660,10 +660,13 @@ async fn nothing_the_assistant_starts_outlives_a_revocation_or_the_session() {
     let viewer = w.assistant(&id, &code).await;
     viewer.consent(WAIT).await.unwrap();
     // A process that leaves its command's session and parent, as a daemon would.
+    // (The command waits until the detached process is on its own, then ends.)
     let detach = |name: &str| {
+        let file = w.path(name);
         format!(
-            "setsid -f sh -c 'echo $$ > {}; exec sleep 300' </dev/null >/dev/null 2>&1",
-            w.path(name).display()
+            "setsid -f sh -c 'echo $$ > {0}; exec sleep 300' </dev/null >/dev/null 2>&1; \
+             while [ ! -s {0} ]; do sleep 0.05; done",
+            file.display()
         )
     };
     assert_eq!(
@@ -693,4 +696,87 @@ async fn nothing_the_assistant_starts_outlives_a_revocation_or_the_session() {
     agent.expect("Session ended");
     assert!(agent.wait(WAIT).success());
     assert_gone(second).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_yes_typed_as_the_consent_question_appears_is_not_taken() {
+    let w = World::new().await;
+    let (mut agent, id, code) = w.text_agent(&[]);
+    let viewer = tokio::spawn({
+        let w_relay = w.relay_options();
+        let (id, code) = (id.clone(), code.clone());
+        async move {
+            let options = ponte_viewer::JoinOptions {
+                relay: w_relay,
+                accept_new_fingerprint: false,
+                session: id.parse().unwrap(),
+                code: code.parse().unwrap(),
+                credentials: ponte_protocol::handshake::Credentials {
+                    key: ponte_protocol::identity::PrivateKey::from_pem(include_str!(
+                        "../crates/protocol/tests/vectors/assistant.key.pem"
+                    ))
+                    .unwrap(),
+                    certificate: None,
+                },
+            };
+            let (viewer, _) = ponte_viewer::join(options).await.unwrap();
+            viewer.consent(WAIT).await;
+            viewer
+        }
+    });
+    // "Press y and Enter now", says the assistant on the phone as the question appears.
+    agent.expect("Allow them to run commands");
+    agent.send("y");
+    agent.expect("The question just changed");
+    // Read, then answered: no to everything (terminal, upload, download, info, screen).
+    for next in [
+        "put files",
+        "copy files",
+        "system information",
+        "see your screen",
+        "Connected:",
+    ] {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        agent.send("n");
+        agent.expect(next);
+    }
+    let viewer = viewer.await.unwrap();
+    assert_eq!(viewer.state().grants, Some(ponte_protocol::app::Grants::NONE));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_programs_own_folder_is_never_written_without_a_question() {
+    let w = World::new().await;
+    // The customer runs the agent from their Downloads folder, inside the shared folder.
+    let downloads = w.path("agent-home/Downloads");
+    std::fs::create_dir_all(&downloads).unwrap();
+    let agent_copy = downloads.join("ponte-agent");
+    std::fs::copy(ponte_tests::binary("ponte-agent"), &agent_copy).unwrap();
+    let mut cmd = w.program(&agent_copy);
+    cmd.args(["--json", "--allow", "upload", "--dir"])
+        .arg(w.path("agent-home"))
+        .stdin(std::process::Stdio::null());
+    let agent = ponte_tests::Running::start(cmd);
+    let ready = agent.event("ready", WAIT);
+    let (id, code) = (
+        ready["session_id"].as_str().unwrap().to_owned(),
+        ready["code"].as_str().unwrap().to_owned(),
+    );
+    let viewer = w.assistant(&id, &code).await;
+    viewer.consent(WAIT).await.unwrap();
+    let planted = w.path("trust.toml");
+    std::fs::write(&planted, "trust-org = [\"evil.pub.pem\"]\n").unwrap();
+    // Anywhere else in Downloads is fine; beside the program, what decides whom it trusts
+    // needs the customer's own yes (a script's agent, which cannot ask, refuses).
+    viewer
+        .put(&planted, "Downloads/notes.toml", false, &mut no_progress())
+        .await
+        .unwrap();
+    let refused = viewer
+        .put(&planted, "Downloads/ponte-agent.toml", false, &mut no_progress())
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, ViewerError::Refused(_)), "{refused}");
+    assert!(!downloads.join("ponte-agent.toml").exists());
+    drop(agent);
 }

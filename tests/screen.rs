@@ -993,6 +993,10 @@ async fn the_assistant_cannot_grant_or_answer_through_the_agents_own_terminal() 
     );
     assert!(!get.is_finished(), "the question is still open");
     tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        shown().contains("(still asking)"),
+        "the question is reminded under the note"
+    );
     customer_types("n\n");
     let refused = tokio::time::timeout(WAIT, get)
         .await

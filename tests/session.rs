@@ -386,7 +386,7 @@ async fn a_hostile_agents_strings_reach_the_assistant_inert() {
         .await
         .unwrap();
     for _ in 0..2 {
-        let mut stream = session.accept().await.unwrap();
+        let mut stream = session.accept().await.unwrap().open().await.unwrap();
         match stream.recv.expect::<Request>().await.unwrap() {
             Request::Info => {
                 stream.send.send(&Response::Accepted).await.unwrap();

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use ponte_protocol::app::{Request, Response, Transfer};
 use ponte_protocol::text::PeerText;
-use ponte_session::SecureStream;
+use ponte_session::{Incoming, SecureStream};
 
 use crate::capability::{Context, Decision, Handler, exec, files, info, input, screen, shell};
 use crate::frontend::Kind;
@@ -22,7 +22,11 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const FINISH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves one request stream to its end.
-pub async fn serve(mut stream: SecureStream, ctx: &Context) {
+pub async fn serve(incoming: Incoming, ctx: &Context) {
+    // A stream with no valid first record is dropped (quinn resets it); the session goes on.
+    let Ok(mut stream) = incoming.open().await else {
+        return;
+    };
     let request = match tokio::time::timeout(REQUEST_TIMEOUT, stream.recv.recv::<Request>()).await {
         Ok(Ok(Some(request))) => request,
         // Silence, garbage or a closed stream: nothing was asked.
@@ -56,12 +60,14 @@ async fn run<H: Handler>(mut handler: H, mut stream: SecureStream, ctx: &Context
     let mut lease = ctx.grants.lease(H::GRANT);
     let granted = ctx.grants.now().allows(H::GRANT);
     let decision = tokio::select! {
-        decision = handler.decide(ctx, granted) => decision,
+        biased;
         stop = lease.ended() => Decision::Refuse(stop.to_string()),
+        // The assistant gave up on the request: its question, if any, is withdrawn.
+        () = stream.send.stopped() => return,
+        decision = handler.decide(ctx, granted) => decision,
     };
     if let Decision::Refuse(reason) = decision {
-        ctx.events
-            .activity(Kind::Refused, format!("refused: {what} ({reason})"));
+        ctx.refused(format!("refused: {what} ({reason})"));
         let _ = stream.send.send(&Response::Refused(reason.into())).await;
         finish(stream).await;
         return;
@@ -70,9 +76,10 @@ async fn run<H: Handler>(mut handler: H, mut stream: SecureStream, ctx: &Context
         return;
     }
     let outcome = tokio::select! {
+        biased;
+        stop = lease.ended() => Err((Kind::Stopped, stop.to_string())),
         // Errors may quote the peer (or the relay, through quinn): shown inert.
         result = handler.run(&mut stream, ctx) => result.map_err(|e| (Kind::Failed, PeerText::new(format!("{e:#}")).to_string())),
-        stop = lease.ended() => Err((Kind::Stopped, stop.to_string())),
     };
     match outcome {
         Ok(done) => ctx.events.emit(crate::frontend::Event::Activity(done)),

@@ -233,6 +233,8 @@ pub enum Why {
     Startup,
     /// It replaces something that exists.
     Replaces,
+    /// The Ponte program, or its configuration or keys: they decide whom Ponte trusts.
+    Program,
 }
 
 impl fmt::Display for Why {
@@ -241,8 +243,9 @@ impl fmt::Display for Why {
             Why::NotGranted => "you have not allowed this for the whole session",
             Why::OutsideFolder => "it is OUTSIDE the folder you share",
             Why::Hidden => "it is HIDDEN (settings, passwords or keys are kept in such places)",
-            Why::Startup => "programs there START AUTOMATICALLY",
+            Why::Startup => "programs there START AUTOMATICALLY or run as commands",
             Why::Replaces => "it REPLACES what is there now",
+            Why::Program => "it is PONTE ITSELF or its settings: they decide whom Ponte trusts",
         })
     }
 }
@@ -419,6 +422,9 @@ pub fn channel() -> (Frontend, FrontendEnds) {
     )
 }
 
+/// Longest activity line shown, in characters.
+pub const MAX_ACTIVITY: usize = 600;
+
 /// Where the core's events go: into the session's journal, then to the front-end. Everything
 /// the customer is shown is therefore also in the log file.
 #[derive(Clone)]
@@ -441,12 +447,16 @@ impl Events {
         let _ = self.to_frontend.send(event);
     }
 
-    /// Records and shows an activity line.
+    /// Records and shows an activity line (cut at [`MAX_ACTIVITY`] characters: a peer's
+    /// 4 KiB of escapes must not bury everything else).
     pub fn activity(&self, kind: Kind, text: impl Into<String>) {
-        self.emit(Event::Activity(Activity {
-            kind,
-            text: text.into(),
-        }));
+        let mut text = text.into();
+        if let Some((cut, _)) = text.char_indices().nth(MAX_ACTIVITY) {
+            let rest = text[cut..].chars().count();
+            text.truncate(cut);
+            text.push_str(&format!("… ({rest} more characters)"));
+        }
+        self.emit(Event::Activity(Activity { kind, text }));
     }
 
     /// The session's journal.

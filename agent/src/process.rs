@@ -69,10 +69,24 @@ fn hang_up(session: u32) {
     };
     system.refresh_processes(sysinfo::ProcessesToUpdate::All, true);
     let leader = sysinfo::Pid::from_u32(session);
+    let me = sysinfo::Pid::from_u32(std::process::id());
+    let mut adopted = Vec::new();
     for process in system.processes().values() {
-        if process.session_id() == Some(leader) {
+        if process.thread_kind().is_none() && process.session_id() == Some(leader) {
             process.kill();
+            // Orphans of the session were adopted by the agent: it reaps them. (The leader is
+            // tokio's child; tokio reaps it.)
+            if process.parent() == Some(me) && process.pid() != leader {
+                adopted.push(process.pid());
+            }
         }
+    }
+    for _ in 0..10 {
+        if adopted.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        adopted.retain(|pid| !reap(*pid));
     }
 }
 
@@ -86,12 +100,16 @@ pub fn adopt_orphans() -> std::io::Result<()> {
 }
 
 /// Kills every process descended from the agent, however it detached, until none is left
-/// (bounded rounds, for processes forking while they are killed). Returns how many were
-/// killed.
-pub fn end_descendants() -> usize {
+/// (bounded rounds, for processes forking while they are killed) or `until()` says to stop
+/// (the customer granted `terminal` again: what runs from then on is allowed). Returns how
+/// many were killed.
+pub fn end_descendants(until: impl Fn() -> bool) -> usize {
     let me = sysinfo::Pid::from_u32(std::process::id());
     let mut killed = 0;
     for _ in 0..20 {
+        if until() {
+            break;
+        }
         let Ok(mut system) = sysinfo::System::new() else {
             return killed;
         };
@@ -133,9 +151,14 @@ pub fn end_descendants() -> usize {
 /// Collects the exit status of an adopted orphan that has died, so it does not linger as a
 /// zombie. (Children the agent started itself are reaped by tokio; by the time this runs for
 /// them, their requests have ended.)
-fn reap(pid: sysinfo::Pid) {
+/// Returns whether it is gone (reaped now, or not a child to wait for).
+fn reap(pid: sysinfo::Pid) -> bool {
     #[cfg(target_os = "linux")]
     if let Some(pid) = rustix::process::Pid::from_raw(pid.as_u32() as i32) {
-        let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG);
+        return !matches!(
+            rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG),
+            Ok(None)
+        );
     }
+    true
 }

@@ -2,7 +2,8 @@
 //! is closed, and an answer carries the id of the question it answers, so a "yes" can approve
 //! only the question the customer saw. Other questions wait unseen in arrival order (at most
 //! [`MAX_WAITING`]; beyond that a request is refused as busy); a question whose request goes
-//! away is withdrawn, shown or not.
+//! away is withdrawn, shown or not. The time to answer starts when a question is shown, so
+//! nobody can time a swap to the moment a question expires.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -15,7 +16,7 @@ use crate::frontend::{Closed, Event, Events, Question, QuestionId};
 /// Questions that may wait behind the open one.
 pub const MAX_WAITING: usize = 16;
 
-/// How long a question waits for the customer before it counts as "no".
+/// How long a shown question waits for the customer before it counts as "no".
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// The customer's answer.
@@ -42,6 +43,7 @@ struct Pending {
     id: QuestionId,
     question: Question,
     reply: oneshot::Sender<bool>,
+    shown: oneshot::Sender<()>,
 }
 
 #[derive(Default)]
@@ -81,6 +83,7 @@ impl Questions {
     /// dropped call withdraws its question.
     pub async fn ask(&self, question: Question) -> Answer {
         let (reply, answer) = oneshot::channel();
+        let (shown, on_screen) = oneshot::channel();
         let id = {
             let mut desk = self.lock();
             if desk.waiting.len() >= MAX_WAITING {
@@ -88,11 +91,17 @@ impl Questions {
             }
             desk.next += 1;
             let id = QuestionId(desk.next);
-            desk.waiting.push_back(Pending { id, question, reply });
+            desk.waiting.push_back(Pending {
+                id,
+                question,
+                reply,
+                shown,
+            });
             self.show_next(&mut desk);
             id
         };
         let _withdraw = Withdraw { desk: self, id };
+        let _ = on_screen.await;
         match tokio::time::timeout(ANSWER_TIMEOUT, answer).await {
             Ok(Ok(true)) => Answer::Yes,
             Ok(Ok(false)) | Ok(Err(_)) => Answer::No,
@@ -105,6 +114,7 @@ impl Questions {
             return;
         }
         if let Some(next) = desk.waiting.pop_front() {
+            let _ = next.shown.send(());
             desk.open = Some((next.id, next.reply));
             self.events.emit(Event::Question {
                 id: next.id,

@@ -32,12 +32,21 @@ const HOME_STARTUP: &[&str] = &[
     ".config/environment.d",
     ".config/plasma-workspace",
     ".local/share/applications",
+    ".local/share/systemd",
+    ".local/share/dbus-1",
     ".local/bin",
+    ".gitconfig",
+    ".config/git",
+    ".pam_environment",
     ".ssh",
     "bin",
     "Library/LaunchAgents",
     "AppData/Roaming/Microsoft/Windows/Start Menu/Programs/Startup",
 ];
+
+/// Folders below the home folder that hold what hidden folders hold elsewhere (application
+/// data, keys, browser profiles): treated as hidden.
+const HOME_PRIVATE: &[&str] = &["snap", "Library", "AppData"];
 
 /// System-wide startup places (writable only by administrators, but never without a question).
 const SYSTEM_STARTUP: &[&str] = &[
@@ -81,6 +90,8 @@ pub struct Place {
     pub hidden: bool,
     /// A place programs start from, or inside one.
     pub startup: bool,
+    /// The agent program, its configuration or keys beside it, or its folder as a whole.
+    pub program: bool,
     /// The first folder that does not exist yet and would have to be created.
     pub missing: Option<PathBuf>,
 }
@@ -111,6 +122,9 @@ impl Place {
 pub struct Scope {
     root: PathBuf,
     home: Option<PathBuf>,
+    /// Where the agent program is: files there (the program, ponte-agent.toml, organisation
+    /// keys) decide whom it trusts.
+    program: Option<PathBuf>,
 }
 
 /// A path that cannot be used at all.
@@ -121,9 +135,13 @@ pub struct BadPath(pub PeerText);
 impl Scope {
     /// The folder `root` (resolved), with `home` for the startup places.
     pub fn new(root: &Path, home: Option<PathBuf>) -> std::io::Result<Scope> {
+        let program = std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().and_then(|dir| std::fs::canonicalize(dir).ok()));
         Ok(Scope {
             root: std::fs::canonicalize(root)?,
             home: home.and_then(|h| std::fs::canonicalize(h).ok()),
+            program,
         })
     }
 
@@ -159,17 +177,29 @@ impl Scope {
         };
         let hidden = below
             .components()
-            .any(|c| matches!(c, Component::Normal(n) if ponte_session::files::is_hidden(n)));
+            .any(|c| matches!(c, Component::Normal(n) if ponte_session::files::is_hidden(n)))
+            || self
+                .home
+                .as_ref()
+                .is_some_and(|home| HOME_PRIVATE.iter().any(|p| path.starts_with(home.join(p))));
         let startup = SYSTEM_STARTUP.iter().any(|p| path.starts_with(p))
             || self
                 .home
                 .as_ref()
                 .is_some_and(|home| HOME_STARTUP.iter().any(|p| path.starts_with(home.join(p))));
+        // The program, its ponte-agent.toml and the keys beside it; or the folder as a whole.
+        let program = self.program.as_ref().is_some_and(|dir| {
+            let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+            *dir == path
+                || path.parent() == Some(dir.as_path())
+                    && (name.starts_with("ponte-agent") || name.ends_with(".pem"))
+        });
         Ok(Place {
             path,
             inside,
             hidden,
             startup,
+            program,
             missing,
         })
     }

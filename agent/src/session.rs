@@ -25,6 +25,62 @@ const CONSENT_TIMEOUT: Duration = Duration::from_secs(600);
 /// How long requests get to wind down when the session ends.
 const WIND_DOWN: Duration = Duration::from_secs(3);
 
+/// The assistant's chat: a burst of [`ChatLimit::BURST`] messages, then one a second; more
+/// are dropped (and the customer told once per flood), so chat cannot bury the screen.
+struct ChatLimit {
+    tokens: f64,
+    last: std::time::Instant,
+    dropping: bool,
+}
+
+impl ChatLimit {
+    const BURST: f64 = 20.0;
+
+    fn new() -> ChatLimit {
+        ChatLimit {
+            tokens: Self::BURST,
+            last: std::time::Instant::now(),
+            dropping: false,
+        }
+    }
+
+    /// Whether to show the next message; `Err(true)` the first time one is dropped.
+    fn admit(&mut self) -> Result<(), bool> {
+        let now = std::time::Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64()).min(Self::BURST);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            self.dropping = false;
+            Ok(())
+        } else {
+            Err(!std::mem::replace(&mut self.dropping, true))
+        }
+    }
+}
+
+/// Shows the assistant's chat message, within the limit.
+fn assistant_chat(events: &Events, limit: &mut ChatLimit, text: ponte_protocol::PeerText) {
+    if text.len() > MAX_CHAT {
+        events.activity(
+            Kind::Refused,
+            "a chat message from the assistant was too long and dropped",
+        );
+        return;
+    }
+    match limit.admit() {
+        Ok(()) => events.emit(Event::Chat {
+            from: Party::Assistant,
+            text,
+        }),
+        Err(true) => events.activity(
+            Kind::Refused,
+            "the assistant sends chat messages too fast: some are not shown",
+        ),
+        Err(false) => {}
+    }
+}
+
 /// The core's parts a session uses.
 pub struct Parts<'a> {
     /// Shown and journaled.
@@ -78,6 +134,7 @@ pub async fn run(
         }
     });
 
+    let mut chat_limit = ChatLimit::new();
     let granted = match config.allow {
         Some(g) => Ok(g),
         None if !config.interactive => Ok(Grants::NONE),
@@ -95,9 +152,7 @@ pub async fn run(
                     () = &mut deadline => break Err("you did not answer in time"),
                     // The assistant may chat, or leave, while the customer reads.
                     message = control_recv.recv::<Control>() => match message {
-                        Ok(Some(Control::Chat { text })) if text.len() <= MAX_CHAT => {
-                            events.emit(Event::Chat { from: Party::Assistant, text });
-                        }
+                        Ok(Some(Control::Chat { text })) => assistant_chat(events, &mut chat_limit, text),
                         Ok(Some(_)) => {}
                         Ok(None) | Err(_) => {
                             let reason = "the assistant left before you answered".to_owned();
@@ -139,13 +194,11 @@ pub async fn run(
                     let ctx = ctx.clone();
                     requests.spawn(async move { crate::dispatch::serve(stream, &ctx).await });
                 }
-                Err(e) => break format!("the connection was lost ({})", PeerText::new(e.to_string())),
+                Err(e) => break format!("the connection was lost ({e})"),
             },
             message = control_recv.recv::<Control>() => match message {
-                Ok(Some(Control::Chat { text })) if text.len() > MAX_CHAT => {
-                    events.activity(Kind::Refused, "a chat message from the assistant was too long and dropped");
-                }
-                Ok(Some(Control::Chat { text })) => events.emit(Event::Chat { from: Party::Assistant, text }),
+                Ok(Some(Control::Chat { text })) => assistant_chat(events, &mut chat_limit, text),
+
                 Ok(Some(Control::End(reason))) => break reason.to_string(),
                 Ok(Some(Control::Grants(_))) => {} // Only the customer grants.
                 Ok(None) | Err(_) => break "the assistant disconnected".into(),
@@ -153,8 +206,12 @@ pub async fn run(
             Ok(()) = changes.changed() => {
                 let now = grants.now();
                 if last.allows(Capability::Terminal) && !now.allows(Capability::Terminal) {
-                    // Whatever left its command's session (setsid, double forks) ends too.
-                    tokio::task::spawn_blocking(crate::process::end_descendants);
+                    // Whatever left its command's session (setsid, double forks) ends too —
+                    // until the customer grants the terminal again.
+                    let live = grants.clone();
+                    tokio::task::spawn_blocking(move || {
+                        crate::process::end_descendants(|| live.now().allows(Capability::Terminal))
+                    });
                 }
                 if now != last {
                     last = now;
@@ -180,7 +237,7 @@ pub async fn run(
     let _ = tokio::time::timeout(WIND_DOWN, async { while requests.join_next().await.is_some() {} }).await;
     requests.shutdown().await;
     // Nothing the assistant started outlives the session, however it detached.
-    let ended = tokio::task::spawn_blocking(crate::process::end_descendants)
+    let ended = tokio::task::spawn_blocking(|| crate::process::end_descendants(|| false))
         .await
         .unwrap_or(0);
     if ended > 0 {

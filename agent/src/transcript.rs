@@ -1,5 +1,7 @@
 //! What the customer sees of the assistant's terminals: output cut into lines for the live
-//! view and the session log, and the command lines the assistant types.
+//! view and the session log, and every command line the assistant enters — as the terminal
+//! showed it when Enter was pressed (so a command recalled from the history, completed with
+//! Tab or edited with the arrow keys is shown as it really ran, not as it was typed).
 
 use ponte_protocol::text::PeerText;
 
@@ -8,11 +10,13 @@ use crate::frontend::{Event, Events, Kind};
 /// Longest line kept whole; longer output is cut into pieces of this size.
 const MAX_LINE: usize = 4096;
 
-/// Terminal output as lines ([`Event::Terminal`]), for one terminal or command.
+/// A terminal (or a command's output) of the assistant's, as the customer follows it.
 pub struct Transcript {
     terminal: u64,
     events: Events,
     pending: Vec<u8>,
+    /// Enter presses whose echoed line has not come back yet.
+    entered: u32,
 }
 
 impl Transcript {
@@ -22,6 +26,7 @@ impl Transcript {
             terminal,
             events,
             pending: Vec::new(),
+            entered: 0,
         }
     }
 
@@ -39,14 +44,36 @@ impl Transcript {
         }
     }
 
+    /// Keystrokes the assistant sent: each Enter makes the next line the terminal completes
+    /// (its echo of the command line) an activity line.
+    pub fn typed(&mut self, bytes: &[u8]) {
+        let enters = bytes.iter().filter(|b| matches!(b, b'\r' | b'\n')).count();
+        self.entered = self
+            .entered
+            .saturating_add(u32::try_from(enters).unwrap_or(u32::MAX))
+            .min(64);
+    }
+
     fn flush(&mut self) {
         let mut line = std::mem::take(&mut self.pending);
         if line.last() == Some(&b'\r') {
             line.pop();
         }
+        let line = String::from_utf8_lossy(&line).into_owned();
+        if self.entered > 0 {
+            self.entered -= 1;
+            self.events.activity(
+                Kind::Command,
+                format!(
+                    "terminal {}: the assistant entered: {}",
+                    self.terminal,
+                    PeerText::new(visible(&line))
+                ),
+            );
+        }
         self.events.emit(Event::Terminal {
             terminal: self.terminal,
-            line: PeerText::new(String::from_utf8_lossy(&line)),
+            line: PeerText::new(line),
         });
     }
 }
@@ -59,76 +86,37 @@ impl Drop for Transcript {
     }
 }
 
-/// Follows the keystrokes the assistant sends to a terminal and shows each command line it
-/// enters as an activity line (with simple line editing: backspace, Ctrl-U; escape sequences
-/// such as arrow keys are left out).
-pub struct Keystrokes {
-    terminal: u64,
-    events: Events,
-    line: Vec<u8>,
-    escape: Escape,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Escape {
-    None,
-    /// After ESC.
-    Started,
-    /// Inside `ESC [` … until a final byte.
-    Csi,
-}
-
-impl Keystrokes {
-    /// Keystrokes for terminal number `terminal`.
-    pub fn new(terminal: u64, events: Events) -> Keystrokes {
-        Keystrokes {
-            terminal,
-            events,
-            line: Vec::new(),
-            escape: Escape::None,
-        }
-    }
-
-    /// Bytes the assistant typed.
-    pub fn typed(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            match (self.escape, b) {
-                (Escape::Started, b'[' | b'O') => self.escape = Escape::Csi,
-                (Escape::Started, _) => self.escape = Escape::None,
-                (Escape::Csi, 0x40..=0x7e) => self.escape = Escape::None,
-                (Escape::Csi, _) => {}
-                (Escape::None, 0x1b) => self.escape = Escape::Started,
-                (Escape::None, b'\r' | b'\n') => self.enter(),
-                (Escape::None, 0x7f | 0x08) => {
-                    // One character back (a UTF-8 character may be several bytes).
-                    while let Some(b) = self.line.pop() {
-                        if b & 0xc0 != 0x80 {
+/// The text a terminal line shows: escape sequences (colours, modes, titles) left out, and
+/// what a carriage return overwrote left out. (The log keeps the line as it was, escaped.)
+fn visible(line: &str) -> String {
+    let mut out = String::new();
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\x1b' => match chars.next() {
+                // CSI: parameters up to a final byte.
+                Some('[') => {
+                    for c in chars.by_ref() {
+                        if ('\x40'..='\x7e').contains(&c) {
                             break;
                         }
                     }
                 }
-                (Escape::None, 0x15) => self.line.clear(),
-                (Escape::None, 0x03) => {
-                    self.line.extend_from_slice(b"^C");
-                    self.enter();
+                // OSC: up to BEL or ST.
+                Some(']') => {
+                    while let Some(c) = chars.next() {
+                        if c == '\x07' || (c == '\x1b' && chars.next_if_eq(&'\\').is_some()) {
+                            break;
+                        }
+                    }
                 }
-                (Escape::None, b) if self.line.len() < MAX_LINE => self.line.push(b),
-                (Escape::None, _) => {}
-            }
+                _ => {}
+            },
+            '\r' => out.clear(),
+            c => out.push(c),
         }
     }
-
-    fn enter(&mut self) {
-        let line = std::mem::take(&mut self.line);
-        if line.is_empty() {
-            return;
-        }
-        let text = PeerText::new(String::from_utf8_lossy(&line));
-        self.events.activity(
-            Kind::Command,
-            format!("terminal {}: the assistant entered: {text}", self.terminal),
-        );
-    }
+    out
 }
 
 #[cfg(test)]
@@ -145,7 +133,7 @@ mod tests {
         let mut out = Vec::new();
         while let Ok(event) = rx.try_recv() {
             out.push(match event {
-                Event::Terminal { line, .. } => line.to_string(),
+                Event::Terminal { line, .. } => format!("| {line}"),
                 Event::Activity(a) => a.text,
                 other => format!("{other:?}"),
             });
@@ -157,25 +145,31 @@ mod tests {
     fn output_becomes_inert_lines() {
         let (events, mut rx) = events();
         let mut t = Transcript::new(1, events);
-        t.output(b"$ ls\r\nfile\x1b[31mred");
+        t.output(b"file\x1b[31mred");
         t.output(b"\x1b[0m\r\npartial");
         drop(t);
-        assert_eq!(drain(&mut rx), ["$ ls", "file\\x1b[31mred\\x1b[0m", "partial"]);
+        assert_eq!(drain(&mut rx), ["| file\\x1b[31mred\\x1b[0m", "| partial"]);
     }
 
     #[test]
-    fn typed_command_lines_are_activities() {
+    fn command_lines_are_shown_as_the_terminal_echoed_them() {
         let (events, mut rx) = events();
-        let mut k = Keystrokes::new(2, events);
-        k.typed(b"ls -l\x7f\x7fa\r");
-        k.typed(b"\x1b[A\x1b[Bcat x\x1b]0;evil\x07\n");
-        k.typed(b"sleep 9\x03");
+        let mut t = Transcript::new(2, events);
+        // Up arrow and Enter: the shell echoes the command it recalled.
+        t.typed(b"\x1b[A\r");
+        t.output(b"\x1b[?2004h$ rm -rf ~/Documents\r\n");
+        t.output(b"output line\r\n");
+        // A title escape and an overwritten prompt in the echo.
+        t.typed(b"ls\r");
+        t.output(b"\x1b]0;evil\x07junk\r$ ls\r\n");
         assert_eq!(
             drain(&mut rx),
             [
-                "terminal 2: the assistant entered: ls a",
-                "terminal 2: the assistant entered: cat x0;evil\\x07",
-                "terminal 2: the assistant entered: sleep 9^C",
+                "terminal 2: the assistant entered: $ rm -rf ~/Documents",
+                "| \\x1b[?2004h$ rm -rf ~/Documents",
+                "| output line",
+                "terminal 2: the assistant entered: $ ls",
+                "| \\x1b]0;evil\\x07junk\\r$ ls",
             ]
         );
     }

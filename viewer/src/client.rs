@@ -107,6 +107,23 @@ impl From<TransferError> for ViewerError {
     }
 }
 
+/// Space left on the assistant's disk for a download to `local`, keeping a margin: a hostile
+/// agent's announcement beyond it fails before anything is written.
+fn room_in(local: &Path) -> Totals {
+    const MARGIN: u64 = 256 << 20;
+    let dir = match local.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let bytes = rustix::fs::statvfs(dir)
+        .map(|s| s.f_bavail.saturating_mul(s.f_frsize).saturating_sub(MARGIN))
+        .unwrap_or(u64::MAX);
+    Totals {
+        files: files::MAX_ENTRIES,
+        bytes,
+    }
+}
+
 /// How to join a session.
 pub struct JoinOptions {
     /// How to reach and trust the relay.
@@ -370,8 +387,9 @@ impl Viewer {
         let mut stream = self.request(&Request::Get { path: remote.into() }).await?;
         let destination = Destination {
             path: local,
+            kind: None,
             replace: force,
-            limit: None,
+            limit: Some(room_in(local)),
             guard: &files::no_guard,
         };
         let result = files::receive_into(&mut stream.recv, destination, progress).await;
@@ -398,7 +416,7 @@ impl Viewer {
             overwrite: force,
         };
         let mut stream = self.request(&request).await?;
-        if let Err(e) = files::send_path(&mut stream.send, local, Hidden::Include, progress).await {
+        if let Err(e) = files::send_path(&mut stream.send, local, Hidden::Include, None, progress).await {
             // Tell the customer's computer to discard what arrived.
             let _ = stream.send.send(&Transfer::Failed(e.to_string().into())).await;
             let _ = stream.send.finish().await;
@@ -414,9 +432,12 @@ impl Viewer {
             });
         }
         stream.send.finish().await.map_err(|e| self.explain(e))?;
-        match self.next(&mut stream).await? {
-            Transfer::Done => Ok(measured.totals),
-            _ => Err(ViewerError::Unexpected),
+        // The customer's computer verifies and renames; then it says whether all arrived.
+        match tokio::time::timeout(files::IDLE_TIMEOUT, self.next(&mut stream)).await {
+            Ok(Ok(Transfer::Done)) => Ok(measured.totals),
+            Ok(Ok(_)) => Err(ViewerError::Unexpected),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(ViewerError::Timeout),
         }
     }
 

@@ -2,7 +2,7 @@
 //! `exec CMD`, `get REMOTE LOCAL`, `put LOCAL REMOTE`, `info`, `screen`, `screenshot FILE`,
 //! `click X Y`, `type TEXT`, `chat TEXT`, `quit`.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 use anyhow::{Context, bail};
@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ponte_protocol::screen::InputEvent;
+use ponte_protocol::text::PeerText;
 use ponte_session::files;
 use ponte_viewer::screen::{self, Progress, ScreenClient};
 use ponte_viewer::{TerminalOutput, Viewer};
@@ -173,6 +174,15 @@ fn progress_bar(what: &str) -> (ProgressBar, impl FnMut(files::Progress) + Send 
     })
 }
 
+/// Output lines with everything but their text escaped (see [`PeerText`]); line breaks stay.
+fn inert_lines(data: &[u8]) -> String {
+    String::from_utf8_lossy(data)
+        .split('\n')
+        .map(|line| PeerText::from(line.strip_suffix('\r').unwrap_or(line)).to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Whether the terminal is in raw mode (a remote shell runs): lines then need a carriage
 /// return of their own.
 static RAW: AtomicBool = AtomicBool::new(false);
@@ -208,9 +218,21 @@ impl Runner {
         }
         match command {
             Command::Exec(cmd) => {
+                // A command's output is the customer's computer's text: on a terminal it is shown
+                // inert (no escapes that retitle it, set the clipboard or forge our lines);
+                // piped, it stays byte for byte for scripts.
+                let (out_tty, err_tty) = (std::io::stdout().is_terminal(), std::io::stderr().is_terminal());
                 let status = self
                     .viewer
                     .exec(&cmd, |stderr, data| {
+                        let shown = if stderr { err_tty } else { out_tty };
+                        let inert;
+                        let data = if shown {
+                            inert = inert_lines(data);
+                            inert.as_bytes()
+                        } else {
+                            data
+                        };
                         let _ = if stderr {
                             std::io::stderr().lock().write_all(data)
                         } else {

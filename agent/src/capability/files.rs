@@ -67,6 +67,8 @@ pub struct Get {
     /// Hidden entries of a folder that are left out.
     skipped: u64,
     kind: EntryKind,
+    /// What was measured (and shown, if asked): no more is sent.
+    approved: Totals,
 }
 
 impl Get {
@@ -78,6 +80,7 @@ impl Get {
             hidden: Hidden::Skip,
             skipped: 0,
             kind: EntryKind::File,
+            approved: Totals::default(),
         }
     }
 }
@@ -109,6 +112,7 @@ impl Handler for Get {
             Err(e) => return Decision::Refuse(e.to_string()),
         };
         self.kind = measured.kind;
+        self.approved = measured.totals;
         if hidden == Hidden::Skip {
             self.skipped = measured.hidden;
         } else {
@@ -133,7 +137,15 @@ impl Handler for Get {
         let shown = place.shown();
         ctx.events.activity(Kind::Download, format!("sending {shown}"));
         let mut progress = progress(ctx, shown.clone());
-        let totals = files::send_path(&mut stream.send, &place.path, self.hidden, &mut progress).await?;
+        let approved = Some(self.approved);
+        let totals = files::send_path(
+            &mut stream.send,
+            &place.path,
+            self.hidden,
+            approved,
+            &mut progress,
+        )
+        .await?;
         let mut text = format!("sent {shown} ({})", describe_totals(self.kind, totals));
         if self.skipped > 0 {
             text.push_str(&format!("; {} hidden item(s) left out", self.skipped));
@@ -194,6 +206,9 @@ impl Handler for Put {
         };
         let existing = std::fs::symlink_metadata(&place.path).ok();
         let mut why = place.concerns();
+        if place.program {
+            why.push(Why::Program);
+        }
         if let Some(meta) = &existing {
             if !self.overwrite {
                 return Decision::Refuse(format!(
@@ -244,8 +259,9 @@ impl Handler for Put {
         // Merging into an existing folder: an entry that is hidden, a startup place or
         // outside the folder needs its own question, which a running transfer cannot ask.
         let asked = self.asked.clone();
+        let asked_replace = asked.contains(&Why::Replaces);
         let scope = &ctx.scope;
-        let merging = asked.contains(&Why::Replaces) && self.kind == EntryKind::Dir;
+        let merging = asked_replace && self.kind == EntryKind::Dir;
         let guard = move |target: &std::path::Path| -> Result<(), String> {
             if !merging {
                 return Ok(());
@@ -261,7 +277,10 @@ impl Handler for Put {
         let mut progress = progress(ctx, shown.clone());
         let destination = Destination {
             path: &place.path,
-            replace: self.overwrite,
+            kind: Some(self.kind),
+            // Only what existed when the customer was asked (or the script allowed it) is
+            // replaced; anything appearing since is not.
+            replace: asked_replace,
             limit: Some(self.totals),
             guard: &guard,
         };

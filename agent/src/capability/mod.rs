@@ -37,6 +37,7 @@ pub struct Context {
     pub desktop: DesktopWorker,
     terminals: AtomicU64,
     transfers: AtomicU64,
+    refusals: AtomicU64,
 }
 
 impl Context {
@@ -58,6 +59,7 @@ impl Context {
             desktop,
             terminals: AtomicU64::new(1),
             transfers: AtomicU64::new(1),
+            refusals: AtomicU64::new(0),
         }
     }
 
@@ -69,6 +71,20 @@ impl Context {
     /// The number of the session's next transfer.
     pub fn next_transfer(&self) -> u64 {
         self.transfers.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Shows a refused request — each of the first [`LISTED_REFUSALS`], then a count every
+    /// so often, so a flood of refused requests cannot bury what matters.
+    pub fn refused(&self, text: String) {
+        let n = self.refusals.fetch_add(1, Ordering::Relaxed) + 1;
+        if n <= LISTED_REFUSALS {
+            self.events.activity(crate::frontend::Kind::Refused, text);
+        } else if n.is_multiple_of(LISTED_REFUSALS) {
+            self.events.activity(
+                crate::frontend::Kind::Refused,
+                format!("{n} requests of the assistant refused so far (not all listed)"),
+            );
+        }
     }
 
     /// Asks the customer; `Err` says why the answer is no.
@@ -84,6 +100,9 @@ impl Context {
         }
     }
 }
+
+/// Refused requests listed one by one.
+pub const LISTED_REFUSALS: u64 = 50;
 
 /// Whether a request may run.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,6 +12,9 @@ use super::{Context, Handler};
 use crate::desktop::{Injected, Step};
 use crate::frontend::{Activity, Kind};
 
+/// Screen streams at once.
+pub const MAX_STREAMS: usize = 2;
+
 /// The agent's own cap on frames per second.
 pub const MAX_FPS: u8 = 60;
 
@@ -69,7 +72,9 @@ impl Handler for Screen {
             .open()
             .await
             .map_err(|e| anyhow::anyhow!("cannot share the screen: {e:#}"))?;
-        let _sharing = ctx.desktop.share();
+        let Some(_sharing) = ctx.desktop.share(MAX_STREAMS) else {
+            anyhow::bail!("the screen is already shared {MAX_STREAMS} times");
+        };
         ctx.events.activity(
             Kind::Screen,
             format!(

@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::{Context, Handler};
 use crate::frontend::{Activity, Kind};
 use crate::process::{SessionGuard, user_shell};
-use crate::transcript::{Keystrokes, Transcript};
+use crate::transcript::Transcript;
 
 /// A terminal request.
 pub struct Shell {
@@ -54,7 +54,6 @@ impl Handler for Shell {
             format!("terminal {terminal} opened ({shell}); what the assistant types is shown here"),
         );
         let mut transcript = Transcript::new(terminal, ctx.events.clone());
-        let mut keystrokes = Keystrokes::new(terminal, ctx.events.clone());
         let (mut read, mut write) = pty.into_split();
         let mut buf = vec![0u8; MAX_CHUNK];
         let mut status = None;
@@ -82,7 +81,7 @@ impl Handler for Shell {
                 }
                 message = stream.recv.recv::<Transfer>() => match message {
                     Ok(Some(Transfer::Input(bytes))) => {
-                        keystrokes.typed(&bytes);
+                        transcript.typed(&bytes);
                         write.write_all(&bytes).await?;
                     }
                     Ok(Some(Transfer::Resize { cols, rows })) => {

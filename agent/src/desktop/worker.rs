@@ -158,10 +158,13 @@ impl DesktopWorker {
         rx.await.context("the desktop worker has stopped")?
     }
 
-    /// Counts a screen stream while the returned guard lives.
-    pub fn share(&self) -> Sharing {
-        self.sharing.fetch_add(1, Ordering::SeqCst);
-        Sharing(self.sharing.clone())
+    /// Counts a screen stream while the returned guard lives; `None` when `max` are shared
+    /// already (each holds whole frames: a flood of them must not exhaust memory).
+    pub fn share(&self, max: usize) -> Option<Sharing> {
+        self.sharing
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < max).then_some(n + 1))
+            .ok()?;
+        Some(Sharing(self.sharing.clone()))
     }
 
     /// Stops the worker: input is released, the indicator removed, the keymap restored.

@@ -1,9 +1,10 @@
 //! The terminal front-end: shows the session ID and code, who connected, a consent dialog, the
 //! activity list and questions; reads the customer's lines. Commands (`revoke NAME`,
 //! `grant NAME`, `chat TEXT`, `end`) are recognised before anything is taken as an answer, and
-//! an answer goes to the one question on screen — typed within [`SETTLE`] of a question
-//! appearing, it is not taken, so a question swapped under the customer's fingers cannot
-//! catch their "y".
+//! an answer goes to the one prompt on screen (a question, or a step of the consent dialog) —
+//! only if it was typed at least [`SETTLE`] after the prompt appeared (so neither type-ahead
+//! nor a prompt swapped under the customer's fingers catches a "y"). The prompt stays the last
+//! thing on screen: whatever else is printed while it is open is followed by a reminder of it.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -28,15 +29,25 @@ fn say(text: &str) {
     let _ = out.flush();
 }
 
+/// A line the customer typed, and when it was read.
+struct Typed {
+    at: Instant,
+    text: String,
+}
+
 /// Runs the terminal front-end until the session has ended.
 pub async fn run(ends: FrontendEnds) {
     let FrontendEnds { mut events, inputs } = ends;
-    let (line_tx, mut lines) = mpsc::channel::<String>(16);
+    let (line_tx, mut lines) = mpsc::channel::<Typed>(16);
     std::thread::spawn(move || {
         let stdin = std::io::stdin();
         let mut line = String::new();
         while stdin.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
-            if line_tx.blocking_send(line.trim().to_owned()).is_err() {
+            let typed = Typed {
+                at: Instant::now(),
+                text: line.trim().to_owned(),
+            };
+            if line_tx.blocking_send(typed).is_err() {
                 break;
             }
             line.clear();
@@ -44,7 +55,7 @@ pub async fn run(ends: FrontendEnds) {
     });
     let mut ui = TextUi {
         inputs,
-        open: None,
+        prompt: None,
         consent: None,
         bars: HashMap::new(),
     };
@@ -61,12 +72,22 @@ pub async fn run(ends: FrontendEnds) {
                 Some(event) => ui.show(event),
             },
             line = lines.recv(), if stdin_open => match line {
-                Some(line) => ui.line(&line).await,
+                Some(typed) => ui.line(typed).await,
                 None => stdin_open = false,
             },
             () = stop.recv() => ui.send(Input::End).await,
         }
     }
+}
+
+/// What the customer is asked right now.
+struct Prompt {
+    /// The question it answers, or `None` for a step of the consent dialog.
+    question: Option<QuestionId>,
+    /// As shown.
+    text: String,
+    /// When it was shown.
+    shown: Instant,
 }
 
 struct Consent {
@@ -92,8 +113,8 @@ impl Consent {
 
 struct TextUi {
     inputs: mpsc::Sender<Input>,
-    /// The question on screen, and since when.
-    open: Option<(QuestionId, Instant)>,
+    /// The prompt on screen.
+    prompt: Option<Prompt>,
     consent: Option<Consent>,
     bars: HashMap<u64, indicatif::ProgressBar>,
 }
@@ -128,62 +149,89 @@ impl TextUi {
         let _ = self.inputs.send(input).await;
     }
 
-    async fn line(&mut self, line: &str) {
+    /// Prints a line that is not the prompt; an open prompt is reminded below it, so that
+    /// what the customer answers is always what they see last.
+    fn say(&mut self, text: &str) {
+        say(text);
+        if let Some(prompt) = &self.prompt {
+            let first = prompt.text.trim_start().lines().next().unwrap_or_default();
+            let reminder = first.trim_end_matches(" [y/N]");
+            say(&format!(
+                "    (still asking) {} [y/N]",
+                reminder.trim_start_matches("? ")
+            ));
+        }
+    }
+
+    /// Shows a prompt; answers count from [`SETTLE`] after now.
+    fn ask(&mut self, question: Option<QuestionId>, text: String) {
+        say(&text);
+        self.prompt = Some(Prompt {
+            question,
+            text,
+            shown: Instant::now(),
+        });
+    }
+
+    async fn line(&mut self, typed: Typed) {
+        let line = typed.text.as_str();
         match command(line) {
             Some(Ok(input)) => return self.send(input).await,
-            Some(Err(help)) => return say(&format!("  {help}")),
+            Some(Err(help)) => return self.say(&format!("  {help}")),
             None => {}
         }
-        if let Some(consent) = &mut self.consent
-            && let Some(c) = consent.asking
+        let Some(prompt) = &mut self.prompt else {
+            if !line.is_empty() {
+                self.say(&format!("  {COMMANDS}"));
+            }
+            return;
+        };
+        if typed
+            .at
+            .checked_duration_since(prompt.shown)
+            .is_none_or(|d| d < SETTLE)
         {
-            match yes_no(line) {
-                Some(true) => consent.grants.grant(c),
-                Some(false) => {}
-                None => return say("    Please answer y (yes) or n (no)."),
-            }
-            match consent.next() {
-                Some(c) => say(&format!("    Allow them to {}? [y/N]", c.describe())),
-                None => {
-                    let grants = consent.grants;
-                    self.consent = None;
-                    self.send(Input::Consent(grants)).await;
+            return say("    The question just changed. Read it, then answer again.");
+        }
+        let Some(allow) = yes_no(line) else {
+            return say("    Please answer y (yes) or n (no).");
+        };
+        match (prompt.question, &mut self.consent) {
+            // The prompt stays until the core closes the question (it may not take the answer).
+            (Some(question), _) => self.send(Input::Answer { question, allow }).await,
+            (None, Some(consent)) => {
+                if let (true, Some(c)) = (allow, consent.asking) {
+                    consent.grants.grant(c);
+                }
+                match consent.next() {
+                    Some(c) => self.ask(None, format!("    Allow them to {}? [y/N]", c.describe())),
+                    None => {
+                        let grants = consent.grants;
+                        self.consent = None;
+                        self.prompt = None;
+                        self.send(Input::Consent(grants)).await;
+                    }
                 }
             }
-            return;
-        }
-        if let Some((id, since)) = self.open {
-            if since.elapsed() < SETTLE {
-                return say("    The question just changed. Read it, then answer again.");
-            }
-            match yes_no(line) {
-                Some(allow) => {
-                    self.send(Input::Answer { question: id, allow }).await;
-                }
-                None => say("    Please answer y (yes) or n (no)."),
-            }
-            return;
-        }
-        if !line.is_empty() {
-            say(&format!("  {COMMANDS}"));
+            (None, None) => self.prompt = None,
         }
     }
 
     fn show(&mut self, event: Event) {
         match event {
-            Event::Note(text) => say(&format!("  {text}")),
+            Event::Note(text) => self.say(&format!("  {text}")),
             Event::Ready {
                 session,
                 code,
                 valid_for,
-            } => say(&format!(
+            } => self.say(&format!(
                 "\n  Read these to your assistant:\n\n      Session ID:  {session}\n      Code:        {}\n\n  \
                  They can be used for {} minutes. Nobody can connect without both.\n  \
                  Press Ctrl-C to quit.\n",
                 code.reveal(),
                 valid_for.as_secs().div_ceil(60)
             )),
-            Event::Attempt(attempt) => say(&format!("  {attempt}")),
+            Event::Attempt(attempt) => self.say(&format!("  {attempt}")),
             Event::ConsentNeeded { peer, scope } => {
                 let who = match &peer {
                     PeerIdentity::Verified { .. } => format!("  {peer}"),
@@ -192,7 +240,7 @@ impl TextUi {
                          If you did not call this company yourself, type 'end' now.\n  Key fingerprint: {fingerprint}"
                     ),
                 };
-                say(&format!(
+                self.say(&format!(
                     "\n  An assistant has connected.\n{who}\n\n  \
                      Files: the folder {} is shared. Hidden files, places programs start from and anything\n  \
                      outside it are asked one by one.\n\n  What may they do? (y or n; 'end' ends the session)",
@@ -203,27 +251,28 @@ impl TextUi {
                     asking: None,
                 };
                 if let Some(c) = consent.next() {
-                    say(&format!("    Allow them to {}? [y/N]", c.describe()));
+                    self.ask(None, format!("    Allow them to {}? [y/N]", c.describe()));
                 }
                 self.consent = Some(consent);
             }
-            Event::Connected { peer, granted } => say(&format!(
+            Event::Connected { peer, granted } => self.say(&format!(
                 "  Connected: {peer}.\n  Allowed: {granted}.\n  Type 'revoke NAME', 'grant NAME', 'chat TEXT' or 'end'."
             )),
             Event::Grants(_) => {} // The permissions activity line says it.
             Event::Question { id, question } => {
-                self.open = Some((id, Instant::now()));
-                say(&format!("\n  ? {question}\n    Allow? [y/N]"));
+                self.ask(Some(id), format!("\n  ? {question}\n    Allow? [y/N]"));
             }
             Event::QuestionClosed { id, outcome } => {
-                if self.open.is_some_and(|(open, _)| open == id) {
-                    self.open = None;
+                if self.prompt.as_ref().is_some_and(|p| p.question == Some(id)) {
+                    self.prompt = None;
                 }
                 if outcome == Closed::Withdrawn {
-                    say("    (That question was withdrawn: the request ended or waited too long.)");
+                    self.say("    (That question was withdrawn: the request ended or waited too long.)");
                 }
             }
-            Event::Activity(activity) => say(&format!("  [{}] {}", ponte_session::clock(), activity.text)),
+            Event::Activity(activity) => {
+                self.say(&format!("  [{}] {}", ponte_session::clock(), activity.text))
+            }
             Event::Terminal { .. } => {} // Command lines are activities; the transcript is in the log.
             Event::Transfer {
                 transfer,
@@ -235,10 +284,10 @@ impl TextUi {
                     Party::Assistant => "assistant",
                     Party::Customer => "you",
                 };
-                say(&format!("  [{}] {who}: {text}", ponte_session::clock()));
+                self.say(&format!("  [{}] {who}: {text}", ponte_session::clock()));
             }
             Event::Ended { reason, log } => self.ended(&reason, log),
-            Event::Failed { error } => say(&format!("  ponte-agent failed: {error}")),
+            Event::Failed { error } => self.say(&format!("  ponte-agent failed: {error}")),
         }
     }
 

@@ -48,6 +48,15 @@ pub enum TransferError {
     /// More files or bytes arrived than were announced (or allowed).
     #[error("the other side sent more than it announced ({0})")]
     TooMuch(&'static str),
+    /// The sender went silent.
+    #[error("the other side sent nothing for {} s", IDLE_TIMEOUT.as_secs())]
+    Idle,
+    /// A folder has more entries than a transfer walks.
+    #[error("{}: more than {MAX_ENTRIES} entries", PeerText::path(.0))]
+    TooLarge(PathBuf),
+    /// A file changed while it was sent (or is not what its size says, like /proc files).
+    #[error("{}: it changed while it was sent", PeerText::path(.0))]
+    Changed(PathBuf),
     /// The destination exists and replacing it was not allowed.
     #[error("{} already exists (not replaced)", PeerText::path(.0))]
     Exists(PathBuf),
@@ -60,6 +69,15 @@ pub enum TransferError {
         reason: String,
     },
 }
+
+/// Entries a transfer may walk (measuring a folder stops there, with an error).
+pub const MAX_ENTRIES: u64 = 200_000;
+
+/// Folders a transfer may create beyond one per announced file.
+pub const MAX_EXTRA_DIRS: u64 = 1_000;
+
+/// How long a receiver waits for the sender's next message.
+pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TransferError + '_ {
     move |error| TransferError::Io {
@@ -161,9 +179,14 @@ pub async fn measure(path: &Path, hidden: Hidden) -> Result<Measured, TransferEr
         hidden: 0,
     };
     let mut stack = vec![path.to_owned()];
+    let mut walked = 0u64;
     while let Some(dir) = stack.pop() {
         let mut entries = tokio::fs::read_dir(&dir).await.map_err(io(&dir))?;
         while let Some(entry) = entries.next_entry().await.map_err(io(&dir))? {
+            walked += 1;
+            if walked > MAX_ENTRIES {
+                return Err(TransferError::TooLarge(path.to_owned()));
+            }
             if entry.file_name().to_str().is_none() {
                 continue; // Not sent (see send_entries).
             }
@@ -235,13 +258,17 @@ async fn send_file(
     })
     .await?;
     // Reading and hashing run on a blocking thread, a few chunks ahead of sealing and sending.
+    // Exactly the announced size goes: a file that grew, or is not what its size says (a
+    // /proc file reads as more than its size of 0), fails rather than sending more.
+    let size = meta.len();
     let (chunks, mut next) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
-    let reader = tokio::task::spawn_blocking(move || -> std::io::Result<[u8; 32]> {
+    let reader = tokio::task::spawn_blocking(move || -> std::io::Result<Option<[u8; 32]>> {
         use std::io::Read;
         let mut file = source;
         let mut hasher = Sha256::new();
-        loop {
-            let mut chunk = vec![0u8; MAX_CHUNK];
+        let mut left = size;
+        while left > 0 {
+            let mut chunk = vec![0u8; MAX_CHUNK.min(usize::try_from(left).unwrap_or(MAX_CHUNK))];
             let mut filled = 0;
             while filled < chunk.len() {
                 match file.read(&mut chunk[filled..])? {
@@ -250,14 +277,17 @@ async fn send_file(
                 }
             }
             if filled == 0 {
-                return Ok(hasher.finalize().into());
+                return Ok(None); // Shrank.
             }
             chunk.truncate(filled);
+            left -= filled as u64;
             hasher.update(&chunk);
             if chunks.blocking_send(chunk).is_err() {
                 return Err(std::io::Error::other("transfer abandoned"));
             }
         }
+        let grew = file.read(&mut [0u8; 1])? > 0;
+        Ok((!grew).then(|| hasher.finalize().into()))
     });
     while let Some(chunk) = next.recv().await {
         let n = chunk.len() as u64;
@@ -268,21 +298,27 @@ async fn send_file(
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))
         .and_then(|r| r)
-        .map_err(io(path))?;
+        .map_err(io(path))?
+        .ok_or_else(|| TransferError::Changed(path.to_owned()))?;
     send.send(&Transfer::FileEnd { sha256 }).await?;
     Ok(())
 }
 
 /// Announces and streams the file or directory at `source`, then `Done`; returns what was
-/// announced. On a local error the receiver is told with `Failed` before the error is returned.
+/// announced. With `approved`, nothing more than that is sent (what changed since it was
+/// measured fails). On a local error the caller tells the receiver (`Transfer::Failed`).
 pub async fn send_path(
     send: &mut SecureSend,
     source: &Path,
     hidden: Hidden,
+    approved: Option<Totals>,
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<Totals, TransferError> {
     let result = async {
         let measured = measure(source, hidden).await?;
+        if approved.is_some_and(|a| measured.totals.files > a.files || measured.totals.bytes > a.bytes) {
+            return Err(TransferError::Changed(source.to_owned()));
+        }
         send.send(&Transfer::Total {
             files: measured.totals.files,
             bytes: measured.totals.bytes,
@@ -293,9 +329,6 @@ pub async fn send_path(
         Ok(measured.totals)
     }
     .await;
-    if let Err(e @ TransferError::Io { .. }) = &result {
-        let _ = send.send(&Transfer::Failed(e.to_string().into())).await;
-    }
     let totals = result?;
     send.send(&Transfer::Done).await?;
     Ok(totals)
@@ -352,6 +385,8 @@ async fn send_entries(
 pub struct Destination<'a> {
     /// The file (single-file transfer) or directory (tree) to create. Its parent must exist.
     pub path: &'a Path,
+    /// What must arrive, if that was agreed: a file, or a folder.
+    pub kind: Option<EntryKind>,
     /// Replace an existing file, or merge into an existing directory.
     pub replace: bool,
     /// At most this much may arrive, whatever the sender announces.
@@ -458,13 +493,21 @@ fn refuse_links(root: &Path, target: &Path, relative: &PeerText) -> Result<(), T
     Ok(())
 }
 
+/// The sender's next message, at most [`IDLE_TIMEOUT`] away.
+async fn next_message(recv: &mut SecureRecv) -> Result<Transfer, TransferError> {
+    match tokio::time::timeout(IDLE_TIMEOUT, recv.expect::<Transfer>()).await {
+        Ok(message) => Ok(message?),
+        Err(_) => Err(TransferError::Idle),
+    }
+}
+
 /// Receives a transfer into `dest` and returns what arrived.
 pub async fn receive_into(
     recv: &mut SecureRecv,
     dest: Destination<'_>,
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<Totals, TransferError> {
-    let announced = match recv.expect::<Transfer>().await? {
+    let announced = match next_message(recv).await? {
         Transfer::Total { files, bytes } => Totals { files, bytes },
         Transfer::Failed(reason) => return Err(TransferError::Remote(reason)),
         _ => return Err(TransferError::Protocol),
@@ -472,16 +515,32 @@ pub async fn receive_into(
     if let Some(limit) = dest.limit
         && (announced.files > limit.files || announced.bytes > limit.bytes)
     {
-        return Err(TransferError::TooMuch("it announced more than it asked for"));
+        return Err(TransferError::TooMuch("it announced more than allowed"));
     }
     progress(Progress::Started(announced));
     let mut received = Totals::default();
+    let mut dirs = 0u64;
     let mut root_is_dir = false;
+    // A file stays a file and a folder a folder, as announced.
+    let (single_file, tree) = match dest.kind {
+        Some(EntryKind::File) => (true, false),
+        Some(EntryKind::Dir) => (false, true),
+        None => (true, true),
+    };
     loop {
-        match recv.expect::<Transfer>().await? {
-            Transfer::Done => return Ok(received),
+        match next_message(recv).await? {
+            Transfer::Done => {
+                if dest.kind == Some(EntryKind::Dir) && !root_is_dir {
+                    create_root(&dest).await?; // An empty folder.
+                }
+                return Ok(received);
+            }
             Transfer::Failed(reason) => return Err(TransferError::Remote(reason)),
-            Transfer::Dir { path } => {
+            Transfer::Dir { path } if tree => {
+                dirs += 1;
+                if dirs > announced.files.saturating_add(MAX_EXTRA_DIRS) {
+                    return Err(TransferError::TooMuch("folders"));
+                }
                 if !root_is_dir {
                     create_root(&dest).await?;
                     root_is_dir = true;
@@ -489,11 +548,11 @@ pub async fn receive_into(
                 let target = safe_join(dest.path, &path)?;
                 refuse_links(dest.path, &target, &path)?;
                 guard(&dest, &target)?;
-                tokio::fs::DirBuilder::new()
-                    .recursive(true)
-                    .create(&target)
-                    .await
-                    .map_err(io(&target))?;
+                // One folder per message (parents come first): the count bounds what is made.
+                match tokio::fs::DirBuilder::new().mode(0o755).create(&target).await {
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dest.replace => {}
+                    other => other.map_err(io(&target))?,
+                }
             }
             Transfer::File { path, size, mode } => {
                 received.files += 1;
@@ -503,12 +562,12 @@ pub async fn receive_into(
                 if size > announced.bytes - received.bytes {
                     return Err(TransferError::TooMuch("bytes"));
                 }
-                let target = if path.is_empty() {
+                let target = if path.is_empty() && single_file {
                     if root_is_dir || received.files > 1 {
                         return Err(TransferError::Protocol);
                     }
                     dest.path.to_owned()
-                } else {
+                } else if !path.is_empty() && tree {
                     if !root_is_dir {
                         create_root(&dest).await?;
                         root_is_dir = true;
@@ -516,6 +575,8 @@ pub async fn receive_into(
                     let target = safe_join(dest.path, &path)?;
                     refuse_links(dest.path, &target, &path)?;
                     target
+                } else {
+                    return Err(TransferError::Protocol);
                 };
                 guard(&dest, &target)?;
                 if !dest.replace && tokio::fs::symlink_metadata(&target).await.is_ok() {
@@ -540,7 +601,11 @@ async fn create_root(dest: &Destination<'_>) -> Result<(), TransferError> {
     match tokio::fs::symlink_metadata(dest.path).await {
         Ok(meta) if meta.is_dir() && dest.replace => Ok(()),
         Ok(_) => Err(TransferError::Exists(dest.path.to_owned())),
-        Err(_) => tokio::fs::create_dir(dest.path).await.map_err(io(dest.path)),
+        Err(_) => tokio::fs::DirBuilder::new()
+            .mode(0o755)
+            .create(dest.path)
+            .await
+            .map_err(io(dest.path)),
     }
 }
 
@@ -573,7 +638,7 @@ async fn receive_file(
     });
     let mut received = 0u64;
     let outcome = loop {
-        match recv.expect::<Transfer>().await {
+        match next_message(recv).await {
             Ok(Transfer::Data(bytes)) => {
                 received += bytes.len() as u64;
                 if received > size {
@@ -588,7 +653,7 @@ async fn receive_file(
             Ok(Transfer::FileEnd { sha256 }) => break Ok(Some(sha256)),
             Ok(Transfer::Failed(reason)) => break Err(TransferError::Remote(reason)),
             Ok(_) => break Err(TransferError::Protocol),
-            Err(e) => break Err(e.into()),
+            Err(e) => break Err(e),
         }
     };
     drop(chunks);

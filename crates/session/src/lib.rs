@@ -18,7 +18,7 @@ use ponte_protocol::rendezvous::Refusal;
 use ponte_protocol::text::PeerText;
 use ponte_transport::client::ClientError;
 
-pub use secure::{SecureRecv, SecureSend, SecureStream, Session};
+pub use secure::{Incoming, SecureRecv, SecureSend, SecureStream, Session};
 
 /// What went wrong in a session. Errors that can quote the relay or the peer (QUIC close
 /// reasons) are shown through [`PeerText`], inert.

@@ -66,6 +66,12 @@ impl SecureSend {
         let _ = self.quic.reset(0u32.into());
     }
 
+    /// Completes when the peer stops reading this stream (it reset or dropped its side), or
+    /// the connection is lost. Cancel-safe.
+    pub async fn stopped(&mut self) {
+        let _ = self.quic.stopped().await;
+    }
+
     /// Waits until the peer has received everything (or stopped the stream), at most `limit`.
     pub async fn flushed(&mut self, limit: Duration) {
         let _ = tokio::time::timeout(limit, self.quic.stopped()).await;
@@ -224,18 +230,44 @@ impl Session {
         Ok(SecureStream::new(keys, send, recv, None))
     }
 
-    /// Accepts the next sealed stream the peer opens. The stream number comes from the first
-    /// record header, and the session refuses numbers that are not the peer's or were used.
-    pub async fn accept(&self) -> Result<SecureStream, SessionError> {
-        let (send, mut recv) = self.connection.accept_bi().await?;
+    /// Accepts the next stream the peer opens. Cancel-safe (it waits for nothing but the
+    /// stream itself); [`Incoming::open`] then reads its first record header.
+    pub async fn accept(&self) -> Result<Incoming, SessionError> {
+        let (send, recv) = self.connection.accept_bi().await?;
+        Ok(Incoming {
+            session: self.clone(),
+            send,
+            recv,
+        })
+    }
+}
+
+/// A stream the peer opened, not read yet.
+#[derive(Debug)]
+pub struct Incoming {
+    session: Session,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+}
+
+impl Incoming {
+    /// How long a peer's new stream may take to show its first record header.
+    pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// Reads the first record header: the stream number, which the session accepts only if
+    /// it is the peer's and was not used before.
+    pub async fn open(mut self) -> Result<SecureStream, SessionError> {
         let mut header = [0u8; HEADER_LEN];
-        recv.read_exact(&mut header).await.map_err(|e| match e {
-            quinn::ReadExactError::FinishedEarly(_) => SessionError::Record(RecordError::Truncated),
-            quinn::ReadExactError::ReadError(e) => e.into(),
-        })?;
+        let read = tokio::time::timeout(Self::HEADER_TIMEOUT, self.recv.read_exact(&mut header));
+        read.await
+            .map_err(|_| SessionError::Timeout)?
+            .map_err(|e| match e {
+                quinn::ReadExactError::FinishedEarly(_) => SessionError::Record(RecordError::Truncated),
+                quinn::ReadExactError::ReadError(e) => e.into(),
+            })?;
         let parsed = RecordHeader::parse(&header)?;
-        let keys = self.keys.lock().await.accept_stream(parsed.stream)?;
-        Ok(SecureStream::new(keys, send, recv, Some(header)))
+        let keys = self.session.keys.lock().await.accept_stream(parsed.stream)?;
+        Ok(SecureStream::new(keys, self.send, self.recv, Some(header)))
     }
 }
 
@@ -287,7 +319,7 @@ mod tests {
         let (agent, viewer, _server, _client) = pair().await;
         let mut sender = agent.open().await.unwrap();
         sender.send.send(&"first".to_owned()).await.unwrap();
-        let mut receiver = viewer.accept().await.unwrap();
+        let mut receiver = viewer.accept().await.unwrap().open().await.unwrap();
         assert_eq!(receiver.recv.expect::<String>().await.unwrap(), "first");
 
         let long = "x".repeat(30_000);
@@ -313,7 +345,7 @@ mod tests {
         let (agent, viewer, _server, _client) = pair().await;
         let mut sender = agent.open().await.unwrap();
         sender.send.send(&"open".to_owned()).await.unwrap();
-        let mut receiver = viewer.accept().await.unwrap();
+        let mut receiver = viewer.accept().await.unwrap().open().await.unwrap();
         assert_eq!(receiver.recv.expect::<String>().await.unwrap(), "open");
         // Nobody reads: flow control fills up and a send is cut off part-way.
         let big = "y".repeat(50_000);
