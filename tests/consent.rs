@@ -339,6 +339,34 @@ async fn revoking_a_transfer_aborts_it_and_leaves_no_partial_file() {
         ["big.bin"],
         "no partial or half file on the customer's computer"
     );
+
+    // A folder, revoked half-way: the folder it made goes too (its first file was complete).
+    std::fs::create_dir(w.path("tree")).unwrap();
+    std::fs::write(w.path("tree/a.bin"), &data[..4 << 20]).unwrap();
+    std::fs::write(w.path("tree/b.bin"), &data).unwrap();
+    agent.send("grant upload");
+    agent.expect("permissions changed: now allowed upload");
+    let upload = tokio::spawn({
+        let viewer = viewer.clone();
+        let local = w.path("tree");
+        async move { viewer.put(&local, "uploaded-tree", false, &mut crawl()).await }
+    });
+    agent.expect("receiving");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    agent.send("revoke upload");
+    agent.expect("stopped: put uploaded-tree");
+    assert!(
+        tokio::time::timeout(WAIT, upload)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_err()
+    );
+    assert_eq!(
+        entries(&w.path("agent-home")),
+        ["big.bin"],
+        "no half folder either"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -521,6 +521,7 @@ pub async fn receive_into(
     let mut received = Totals::default();
     let mut dirs = 0u64;
     let mut root_is_dir = false;
+    let mut made = None;
     // A file stays a file and a folder a folder, as announced.
     let (single_file, tree) = match dest.kind {
         Some(EntryKind::File) => (true, false),
@@ -531,7 +532,10 @@ pub async fn receive_into(
         match next_message(recv).await? {
             Transfer::Done => {
                 if dest.kind == Some(EntryKind::Dir) && !root_is_dir {
-                    create_root(&dest).await?; // An empty folder.
+                    made = create_root(&dest).await?; // An empty folder.
+                }
+                if let Some(made) = &mut made {
+                    made.keep = true;
                 }
                 return Ok(received);
             }
@@ -542,7 +546,7 @@ pub async fn receive_into(
                     return Err(TransferError::TooMuch("folders"));
                 }
                 if !root_is_dir {
-                    create_root(&dest).await?;
+                    made = create_root(&dest).await?;
                     root_is_dir = true;
                 }
                 let target = safe_join(dest.path, &path)?;
@@ -569,7 +573,7 @@ pub async fn receive_into(
                     dest.path.to_owned()
                 } else if !path.is_empty() && tree {
                     if !root_is_dir {
-                        create_root(&dest).await?;
+                        made = create_root(&dest).await?;
                         root_is_dir = true;
                     }
                     let target = safe_join(dest.path, &path)?;
@@ -596,16 +600,39 @@ fn guard(dest: &Destination<'_>, target: &Path) -> Result<(), TransferError> {
     })
 }
 
-async fn create_root(dest: &Destination<'_>) -> Result<(), TransferError> {
+/// A folder a transfer created: removed with everything in it unless the transfer completes,
+/// so a failed or cancelled folder transfer does not leave a folder that looks complete.
+struct MadeFolder {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Drop for MadeFolder {
+    fn drop(&mut self) {
+        if !self.keep {
+            // Never follows a link: a link put in its place is removed, not its target.
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// Creates (or, replacing, merges into) the destination folder; `Some` when it was created.
+async fn create_root(dest: &Destination<'_>) -> Result<Option<MadeFolder>, TransferError> {
     guard(dest, dest.path)?;
     match tokio::fs::symlink_metadata(dest.path).await {
-        Ok(meta) if meta.is_dir() && dest.replace => Ok(()),
+        Ok(meta) if meta.is_dir() && dest.replace => Ok(None),
         Ok(_) => Err(TransferError::Exists(dest.path.to_owned())),
-        Err(_) => tokio::fs::DirBuilder::new()
-            .mode(0o755)
-            .create(dest.path)
-            .await
-            .map_err(io(dest.path)),
+        Err(_) => {
+            tokio::fs::DirBuilder::new()
+                .mode(0o755)
+                .create(dest.path)
+                .await
+                .map_err(io(dest.path))?;
+            Ok(Some(MadeFolder {
+                path: dest.path.to_owned(),
+                keep: false,
+            }))
+        }
     }
 }
 
