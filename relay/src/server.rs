@@ -342,6 +342,20 @@ async fn agent_loop(
     }
 }
 
+/// Refuses every stream the peer has opened that the relay has not taken yet.
+async fn drop_stale_streams(connection: &Connection) {
+    // A zero timeout polls each accept once: only streams already there are taken.
+    while let Ok(Ok((mut send, mut recv))) =
+        tokio::time::timeout(Duration::ZERO, connection.accept_bi()).await
+    {
+        let _ = send.reset(VarInt::from_u32(0));
+        let _ = recv.stop(VarInt::from_u32(0));
+    }
+    while let Ok(Ok(mut recv)) = tokio::time::timeout(Duration::ZERO, connection.accept_uni()).await {
+        let _ = recv.stop(VarInt::from_u32(0));
+    }
+}
+
 /// A viewer: join, then forward between it and the agent until the session ends.
 async fn viewer(
     connection: Connection,
@@ -363,6 +377,10 @@ async fn viewer(
     crate::metrics::pairing_latency(pairing.latency);
     shared.publish_counts();
     info!(session = %id, "viewer paired");
+    // Streams the agent opened for an earlier viewer (who left before the relay forwarded
+    // them) must not reach this one: the agent opens this pairing's handshake stream only once
+    // it hears `Paired`, so whatever is already waiting is stale.
+    drop_stale_streams(&pairing.agent.connection).await;
     // Tell the agent first: it opens the handshake stream as soon as it hears of the viewer.
     if pairing.agent.events.send(RelayMessage::Paired).await.is_err()
         || !send_relay(&mut send, &RelayMessage::Paired).await
