@@ -46,6 +46,8 @@ pub fn reason_label(r: &Refusal) -> &'static str {
         Refusal::BadRequest => "bad_request",
         Refusal::PeerLeft => "peer_left",
         Refusal::Released => "released",
+        Refusal::CredentialRequired => "credential_required",
+        Refusal::CredentialRefused => "credential_refused",
     }
 }
 

@@ -7,7 +7,8 @@
 //!
 //! - [`ids`]: session IDs and one-time codes.
 //! - [`frame`] and [`rendezvous`]: the length-bounded, versioned messages agents and viewers
-//!   exchange with the relay. Always built.
+//!   exchange with the relay, and [`credential`], the text form of an operator's assistant
+//!   credential. Always built.
 //! - With the `e2e` feature (default, and off in the relay): [`handshake`] (SPAKE2 + X25519,
 //!   key confirmation, assistant identity), [`key_schedule`], [`identity`] (RSA-PSS keys and
 //!   organisation certificates), [`record`] (the AES-256-GCM record layer), [`session`]
@@ -18,6 +19,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod credential;
 pub mod frame;
 pub mod ids;
 pub mod rendezvous;
