@@ -195,6 +195,8 @@ async fn run(cli: &Cli, ui: &Ui) -> anyhow::Result<ExitCode> {
                 }
                 RelayMessage::PeerLeft => client.send(&ClientMessage::Release).await?,
                 RelayMessage::Registered { .. } => {}
+                // The relay turned a viewer away; the session goes on (to be shown to the customer).
+                RelayMessage::JoinRefused(_) => {}
                 RelayMessage::Refused(Refusal::Expired) => {
                     ui.note("The code expired unused; here is a new one.");
                     break None;
