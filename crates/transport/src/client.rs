@@ -42,7 +42,7 @@ pub enum ClientError {
 
 /// What a viewer presents with its join besides the session ID.
 #[derive(Debug, Default)]
-pub struct JoinOptions {
+pub struct JoinExtras {
     /// The operator-issued assistant credential, for relays that require one.
     pub credential: Option<AssistantCredential>,
     /// The operator's reference for this work, written into the relay's ledger.
@@ -157,20 +157,20 @@ impl RelayClient {
 
     /// Viewer: joins the session and waits until the relay has paired it.
     pub async fn join(&mut self, session: SessionId) -> Result<(), ClientError> {
-        self.join_with(session, &JoinOptions::default()).await
+        self.join_with(session, &JoinExtras::default()).await
     }
 
     /// Viewer: joins the session presenting a credential and a ticket, if given, and waits
     /// until the relay has paired it. A relay that refuses the credential says so
     /// ([`Refusal::CredentialRequired`], [`Refusal::CredentialRefused`]).
-    pub async fn join_with(&mut self, session: SessionId, options: &JoinOptions) -> Result<(), ClientError> {
+    pub async fn join_with(&mut self, session: SessionId, options: &JoinExtras) -> Result<(), ClientError> {
         let message = match options {
             // The plain form keeps working with relays that predate `JoinAs`.
-            JoinOptions {
+            JoinExtras {
                 credential: None,
                 ticket: None,
             } => ClientMessage::Join { session },
-            JoinOptions { credential, ticket } => ClientMessage::JoinAs {
+            JoinExtras { credential, ticket } => ClientMessage::JoinAs {
                 session,
                 ticket: ticket.clone(),
                 proof: credential

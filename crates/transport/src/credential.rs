@@ -132,6 +132,33 @@ impl AssistantCredential {
     }
 }
 
+/// Environment variable holding the credential itself, or the path of a file with it.
+pub const ENV: &str = "PONTE_CREDENTIAL";
+
+/// The credential to present: the file given explicitly, else the value of [`ENV`] (the
+/// credential's text, or a path to a file holding it), else `default_file` if it exists, else
+/// none. A credential that is given but unusable is an error, never silently skipped.
+pub fn find(
+    explicit: Option<&Path>,
+    env: Option<&str>,
+    default_file: Option<&Path>,
+) -> Result<Option<AssistantCredential>, CredentialError> {
+    if let Some(path) = explicit {
+        return AssistantCredential::read(path).map(Some);
+    }
+    if let Some(value) = env.map(str::trim).filter(|v| !v.is_empty()) {
+        return if value.starts_with(ponte_protocol::credential::PREFIX) {
+            AssistantCredential::parse(value).map(Some)
+        } else {
+            AssistantCredential::read(Path::new(value)).map(Some)
+        };
+    }
+    match default_file {
+        Some(path) if path.exists() => AssistantCredential::read(path).map(Some),
+        _ => Ok(None),
+    }
+}
+
 /// The connection's exporter value that proofs sign; both ends of a TLS connection compute the
 /// same one.
 pub fn exporter(connection: &quinn::Connection) -> Option<[u8; PROOF_EXPORTER_LEN]> {
@@ -193,6 +220,36 @@ mod tests {
         // Garbage keys are refused, not panics.
         forged.key = [0xff; 32];
         assert!(!verify(&forged, &exporter, id, Some(&ticket)));
+    }
+
+    #[test]
+    fn find_prefers_the_flag_then_the_environment_then_the_default_file() {
+        let dir = std::env::temp_dir().join(format!("ponte-find-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |name: &str, c: &AssistantCredential| {
+            let path = dir.join(name);
+            std::fs::write(&path, format!("{}\n", *c.to_text())).unwrap();
+            path
+        };
+        let (a, b, c) = (
+            AssistantCredential::generate().unwrap(),
+            AssistantCredential::generate().unwrap(),
+            AssistantCredential::generate().unwrap(),
+        );
+        let (fa, fc) = (write("a", &a), write("c", &c));
+        let key = |found: Option<AssistantCredential>| found.map(|c| c.public_key());
+        let b_text = b.to_text();
+        assert_eq!(key(find(Some(&fa), Some(&b_text), Some(&fc)).unwrap()), Some(a.public_key()));
+        assert_eq!(key(find(None, Some(&b_text), Some(&fc)).unwrap()), Some(b.public_key()));
+        let fa_text = fa.display().to_string();
+        assert_eq!(key(find(None, Some(&fa_text), Some(&fc)).unwrap()), Some(a.public_key()));
+        assert_eq!(key(find(None, Some(" "), Some(&fc)).unwrap()), Some(c.public_key()));
+        assert_eq!(key(find(None, None, Some(&dir.join("missing"))).unwrap()), None);
+        assert_eq!(key(find(None, None, None).unwrap()), None);
+        // Given but unusable is an error.
+        assert!(find(Some(&dir.join("missing")), None, None).is_err());
+        assert!(find(None, Some("ponte-assistant-v1-00"), None).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
