@@ -58,6 +58,8 @@ struct Connect {
     code: OneTimeCode,
     #[command(flatten)]
     relay: RelayArgs,
+    #[command(flatten)]
+    assistant: ponte_session::connect::AssistantArgs,
     /// Run the commands in FILE (or - for stdin), one per line, then quit; exit non-zero if any
     /// failed.
     #[arg(long)]
@@ -224,7 +226,11 @@ async fn connect(c: Connect) -> anyhow::Result<ExitCode> {
             c.relay.relay
         );
     }
-    client.join(c.session_id).await.map_err(|e| explain(e.into()))?;
+    let extras = c.assistant.join_extras()?;
+    client
+        .join_with(c.session_id, &extras)
+        .await
+        .map_err(|e| explain(e.into()))?;
     eprintln!("[ponte] joined session {}; authenticating…", c.session_id);
     let (session, control) = ponte_session::handshake::viewer(&client, c.session_id, c.code, &credentials)
         .await
