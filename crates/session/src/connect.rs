@@ -208,7 +208,10 @@ mod tests {
         let ok = Viewer::try_parse_from(["viewer", "--ticket", "ACME-4711"]).unwrap();
         assert_eq!(ok.assistant.ticket.unwrap().as_str(), "ACME-4711");
         for bad in ["=cmd()", "two\nlines", ""] {
-            assert!(Viewer::try_parse_from(["viewer", "--ticket", bad]).is_err(), "{bad:?}");
+            assert!(
+                Viewer::try_parse_from(["viewer", "--ticket", bad]).is_err(),
+                "{bad:?}"
+            );
         }
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("credential");

@@ -239,11 +239,23 @@ mod tests {
         let (fa, fc) = (write("a", &a), write("c", &c));
         let key = |found: Option<AssistantCredential>| found.map(|c| c.public_key());
         let b_text = b.to_text();
-        assert_eq!(key(find(Some(&fa), Some(&b_text), Some(&fc)).unwrap()), Some(a.public_key()));
-        assert_eq!(key(find(None, Some(&b_text), Some(&fc)).unwrap()), Some(b.public_key()));
+        assert_eq!(
+            key(find(Some(&fa), Some(&b_text), Some(&fc)).unwrap()),
+            Some(a.public_key())
+        );
+        assert_eq!(
+            key(find(None, Some(&b_text), Some(&fc)).unwrap()),
+            Some(b.public_key())
+        );
         let fa_text = fa.display().to_string();
-        assert_eq!(key(find(None, Some(&fa_text), Some(&fc)).unwrap()), Some(a.public_key()));
-        assert_eq!(key(find(None, Some(" "), Some(&fc)).unwrap()), Some(c.public_key()));
+        assert_eq!(
+            key(find(None, Some(&fa_text), Some(&fc)).unwrap()),
+            Some(a.public_key())
+        );
+        assert_eq!(
+            key(find(None, Some(" "), Some(&fc)).unwrap()),
+            Some(c.public_key())
+        );
         assert_eq!(key(find(None, None, Some(&dir.join("missing"))).unwrap()), None);
         assert_eq!(key(find(None, None, None).unwrap()), None);
         // Given but unusable is an error.
