@@ -2,8 +2,12 @@
 //! throughput relayed vs direct, 64-byte round-trip latency relayed vs direct (p50/p99),
 //! pairings per second, and the relay's resident memory per idle paired session.
 //!
-//! Run: `cargo run --release -p ponte-benches --bin relay-bench [-- --sessions 10000]`.
-//! The relay is the real `ponte-relay` binary (release build) in its own process.
+//! With `--baseline PATH` (a `ponte-relay` built from before the hardening of issue #10), the
+//! same run also measures throughput and pairing rate through that relay, interleaved with
+//! this one's, and prints the ratios.
+//!
+//! Run: `cargo run --release -p ponte-benches --bin relay-bench [-- --sessions 10000]
+//! [--baseline PATH]`. The relays are real release binaries, each in its own process.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -43,9 +47,26 @@ struct Relay {
     _dir: tempfile::TempDir,
 }
 
-fn start_relay() -> Relay {
+/// Starts a relay binary. Both kinds get the limits lifted that would stop one benchmark
+/// client from opening thousands of sessions; the hardened one keeps its default windows,
+/// Retry policy and (SQLite) ledger, which is what the comparison is about.
+fn start_relay(program: &std::path::Path, hardened: bool) -> Relay {
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(binary("ponte-relay"));
+    let mut cmd = Command::new(program);
+    if hardened {
+        cmd.args([
+            "--max-connections-per-source",
+            "1000000",
+            "--registration-burst",
+            "1000000",
+            "--registrations-per-minute",
+            "100000000",
+            "--max-buffered-mib",
+            "100000000",
+            "--max-buffered-per-source-mib",
+            "100000000",
+        ]);
+    }
     cmd.args(["--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
         .args([
@@ -154,6 +175,88 @@ async fn latencies(a: &Connection, b: &Connection) -> Vec<Duration> {
     out
 }
 
+/// Pairs `n` sessions (64 at a time) and returns them with the rate.
+async fn pairings(endpoints: &[Endpoint], relay: Target, n: usize) -> (Vec<(RelayClient, RelayClient)>, f64) {
+    let gate = Arc::new(Semaphore::new(64));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let (gate, ep) = (gate.clone(), endpoints[i % endpoints.len()].clone());
+        tasks.push(tokio::spawn(async move {
+            let _permit = gate.acquire_owned().await.unwrap();
+            pair(&ep, relay).await
+        }));
+    }
+    let mut sessions = Vec::with_capacity(n);
+    for t in tasks {
+        sessions.push(t.await.unwrap());
+    }
+    (sessions, n as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Closes sessions in batches (thousands of CONNECTION_CLOSE at once overflow loopback
+/// buffers) and waits a moment for the relay to settle.
+async fn close_all(sessions: Vec<(RelayClient, RelayClient)>) {
+    for batch in sessions.chunks(50) {
+        for (a, v) in batch {
+            a.connection().close(0u32.into(), b"done");
+            v.connection().close(0u32.into(), b"done");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+/// Throughput and pairing rate through the baseline relay and this one, interleaved.
+async fn before_after(baseline: &std::path::Path, ep: &Endpoint) -> anyhow::Result<()> {
+    let old = start_relay(baseline, false);
+    let new = start_relay(&binary("ponte-relay"), true);
+    let targets = [
+        Target {
+            addr: old.addr,
+            fp: old.fp,
+        },
+        Target {
+            addr: new.addr,
+            fp: new.fp,
+        },
+    ];
+    let mut best = [0f64; 2];
+    let mut rates = [0f64; 2];
+    let pairs = [pair(ep, targets[0]).await, pair(ep, targets[1]).await];
+    for _ in 0..5 {
+        for (i, (agent, viewer)) in pairs.iter().enumerate() {
+            let mbps = TRANSFER as f64 / transfer(agent.connection(), viewer.connection()).await / 1e6;
+            best[i] = best[i].max(mbps);
+        }
+    }
+    drop(pairs);
+    let endpoints: Vec<Endpoint> = (0..8)
+        .map(|_| Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap())
+        .collect();
+    for _ in 0..3 {
+        for (i, target) in targets.iter().enumerate() {
+            let (sessions, rate) = pairings(&endpoints, *target, 1000).await;
+            rates[i] = rates[i].max(rate);
+            close_all(sessions).await;
+        }
+    }
+    println!("## Before and after the hardening (issue #10), interleaved, best of 5 and of 3\n");
+    println!("| relay | throughput | pairings/s (1000, 64 at a time) |\n|---|---|---|");
+    println!("| before hardening | {:.0} MB/s | {:.0} |", best[0], rates[0]);
+    println!(
+        "| hardened (default windows, Retry under load, SQLite ledger) | {:.0} MB/s | {:.0} |",
+        best[1], rates[1]
+    );
+    println!(
+        "| ratio hardened / before | {:.1}% | {:.1}% |\n",
+        100.0 * best[1] / best[0],
+        100.0 * rates[1] / rates[0]
+    );
+    drop((old, new));
+    Ok(())
+}
+
 fn pct(sorted: &[Duration], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e6
 }
@@ -168,13 +271,21 @@ async fn main() -> anyhow::Result<()> {
         .map(|s| s.parse().context("--sessions N"))
         .transpose()?
         .unwrap_or(10_000);
-    let running = start_relay();
+    let baseline = args
+        .iter()
+        .position(|a| a == "--baseline")
+        .and_then(|i| args.get(i + 1))
+        .map(std::path::PathBuf::from);
+    let ep = Endpoint::client("127.0.0.1:0".parse().unwrap())?;
+    if let Some(baseline) = &baseline {
+        before_after(baseline, &ep).await?;
+    }
+    let running = start_relay(&binary("ponte-relay"), true);
     let pid = running.running.child.id();
     let relay = Target {
         addr: running.addr,
         fp: running.fp,
     };
-    let ep = Endpoint::client("127.0.0.1:0".parse().unwrap())?;
 
     println!(
         "## Relay figures ({} MiB transfers, {ROUND_TRIPS} round trips)\n",
