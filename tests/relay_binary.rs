@@ -95,6 +95,44 @@ async fn starts_pairs_forwards_reports_metrics_and_shuts_down_gracefully() {
     assert_eq!(metric(&body, "ponte_relay_joins_total{outcome=\"paired\"}"), 1.0);
     assert!(metric(&body, "ponte_relay_forwarded_bytes_total") >= 100_000.0);
     assert!(body.contains("ponte_relay_pairing_latency_seconds"));
+    // The operator's series: memory reserved for the paired session, no credential refusals
+    // on an open relay, nothing turned away at the door.
+    assert!(metric(&body, "ponte_relay_buffer_reserved_bytes") > 0.0);
+    assert_eq!(
+        metric(
+            &body,
+            "ponte_relay_auth_refusals_total{reason=\"credential_required\"}"
+        ),
+        0.0
+    );
+    assert!(!body.contains("ponte_relay_connections_refused_total{"), "{body}");
+    // An agent that gives up is a session ended by its agent; the ledger (SQLite in the data
+    // directory) stores its row and the paired session's open row.
+    let mut quitter = client(addr, fp).await;
+    quitter.register().await.unwrap();
+    quitter.connection().close(0u32.into(), b"bye");
+    let mut body = String::new();
+    for _ in 0..50 {
+        body = tokio::task::spawn_blocking(move || scrape(metrics))
+            .await
+            .unwrap();
+        if body.contains("ponte_relay_sessions_ended_total{reason=\"agent_left\"} 1")
+            && metric(&body, "ponte_relay_ledger_rows_written_total") >= 2.0
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        body.contains("ponte_relay_sessions_ended_total{reason=\"agent_left\"} 1"),
+        "{body}"
+    );
+    assert!(
+        metric(&body, "ponte_relay_ledger_rows_written_total") >= 2.0,
+        "{body}"
+    );
+    assert_eq!(metric(&body, "ponte_relay_ledger_up"), 1.0);
+    assert_eq!(metric(&body, "ponte_relay_ledger_rows_failed_total"), 0.0);
 
     // SIGTERM: the waiting agent is told; the paired viewer is closed after the grace period.
     let _ = Command::new("kill")
