@@ -51,8 +51,13 @@ struct Relay {
 /// client from opening thousands of sessions; the hardened one keeps its default windows,
 /// Retry policy and (SQLite) ledger, which is what the comparison is about.
 fn start_relay(program: &std::path::Path, hardened: bool) -> Relay {
+    start_relay_with(program, hardened, &[])
+}
+
+fn start_relay_with(program: &std::path::Path, hardened: bool, extra: &[&str]) -> Relay {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(program);
+    cmd.args(extra);
     if hardened {
         cmd.args([
             "--max-connections-per-source",
@@ -207,27 +212,34 @@ async fn close_all(sessions: Vec<(RelayClient, RelayClient)>) {
     tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
-/// Throughput and pairing rate through the baseline relay and this one, interleaved.
+/// Throughput, echo latency and pairing rate through the baseline relay and this one (with
+/// and without its ledger), interleaved.
 async fn before_after(baseline: &std::path::Path, ep: &Endpoint) -> anyhow::Result<()> {
-    let old = start_relay(baseline, false);
-    let new = start_relay(&binary("ponte-relay"), true);
-    let targets = [
-        Target {
-            addr: old.addr,
-            fp: old.fp,
-        },
-        Target {
-            addr: new.addr,
-            fp: new.fp,
-        },
+    let relays = [
+        start_relay(baseline, false),
+        start_relay(&binary("ponte-relay"), true),
+        start_relay_with(&binary("ponte-relay"), true, &["--ledger", "none"]),
     ];
-    let mut best = [0f64; 2];
-    let mut rates = [0f64; 2];
-    let pairs = [pair(ep, targets[0]).await, pair(ep, targets[1]).await];
+    let targets: Vec<Target> = relays
+        .iter()
+        .map(|r| Target {
+            addr: r.addr,
+            fp: r.fp,
+        })
+        .collect();
+    let mut best = [0f64; 3];
+    let mut p99 = [f64::MAX; 3];
+    let mut rates = [0f64; 3];
+    let mut pairs = Vec::new();
+    for t in &targets {
+        pairs.push(pair(ep, *t).await);
+    }
     for _ in 0..5 {
         for (i, (agent, viewer)) in pairs.iter().enumerate() {
             let mbps = TRANSFER as f64 / transfer(agent.connection(), viewer.connection()).await / 1e6;
             best[i] = best[i].max(mbps);
+            let rtt = latencies(agent.connection(), viewer.connection()).await;
+            p99[i] = p99[i].min(pct(&rtt, 0.99));
         }
     }
     drop(pairs);
@@ -241,19 +253,30 @@ async fn before_after(baseline: &std::path::Path, ep: &Endpoint) -> anyhow::Resu
             close_all(sessions).await;
         }
     }
-    println!("## Before and after the hardening (issue #10), interleaved, best of 5 and of 3\n");
-    println!("| relay | throughput | pairings/s (1000, 64 at a time) |\n|---|---|---|");
-    println!("| before hardening | {:.0} MB/s | {:.0} |", best[0], rates[0]);
+    println!("## Before and after the hardening (issue #10), interleaved in one run\n");
     println!(
-        "| hardened (default windows, Retry under load, SQLite ledger) | {:.0} MB/s | {:.0} |",
-        best[1], rates[1]
+        "Throughput and echo p99: best of 5 runs each; pairings/s: best of 3 runs of 1,000 pairings, 64 at a time.\n"
     );
-    println!(
-        "| ratio hardened / before | {:.1}% | {:.1}% |\n",
-        100.0 * best[1] / best[0],
-        100.0 * rates[1] / rates[0]
-    );
-    drop((old, new));
+    println!("| relay | throughput | echo RTT p99 | pairings/s |\n|---|---|---|---|");
+    let names = [
+        "before hardening",
+        "hardened, defaults (SQLite ledger)",
+        "hardened, `--ledger none`",
+    ];
+    for i in 0..3 {
+        println!("| {} | {:.0} MB/s | {:.0} µs | {:.0} |", names[i], best[i], p99[i], rates[i]);
+    }
+    for i in 1..3 {
+        println!(
+            "| ratio {} / before | {:.1}% | {:.2}× | {:.1}% |",
+            names[i],
+            100.0 * best[i] / best[0],
+            p99[i] / p99[0],
+            100.0 * rates[i] / rates[0]
+        );
+    }
+    println!();
+    drop(relays);
     Ok(())
 }
 
