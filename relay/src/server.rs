@@ -414,32 +414,29 @@ async fn agent(
         .config
         .ledger_addresses
         .keep(connection.remote_address().ip());
-    let mut link = None;
+    let mut made = None;
     let registered = shared.registry().register(
         |id| {
-            let made = AgentLink {
+            let link = AgentLink {
                 connection: connection.clone(),
                 source,
                 events,
                 record: SessionRecord::new(&shared.ledger, id, address),
                 reservation: Arc::new(Mutex::new(None)),
             };
-            link = Some(made.clone());
-            made
+            made = Some(link.clone());
+            link
         },
         source,
         Instant::now(),
         &mut ponte_protocol::os_rng(),
     );
-    let ((id, ttl), Some(link)) = (
-        match registered {
-            Ok(x) => x,
-            Err(reason) => return refuse(&connection, &mut send, reason).await,
-        },
-        link,
-    ) else {
-        return;
+    let (id, ttl) = match registered {
+        Ok(x) => x,
+        Err(reason) => return refuse(&connection, &mut send, reason).await,
     };
+    // A successful registration made the link.
+    let Some(link) = made else { return };
     shared.publish_counts();
     info!(session = %id, "agent registered");
     let registered = RelayMessage::Registered {

@@ -244,12 +244,18 @@ impl Ledger {
         }
     }
 
-    /// Hands a row to the writer without waiting; a full queue drops it (counted).
+    /// Hands a row to the writer without waiting; a full queue drops it (counted, and
+    /// logged at most once a minute: a stalled database must not flood the log too).
     pub fn record(&self, row: Row) {
+        static LAST_WARNING: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
         let Some(queue) = &self.queue else { return };
         if queue.try_send(Message::Row(Box::new(row))).is_err() {
             crate::metrics::ledger_failed(1);
-            warn!("ledger: queue full or writer gone, a row was dropped");
+            let mut last = LAST_WARNING.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                *last = Some(Instant::now());
+                warn!("ledger: the writer is behind (queue full); rows are being dropped and counted");
+            }
         }
     }
 
