@@ -264,7 +264,10 @@ async fn before_after(baseline: &std::path::Path, ep: &Endpoint) -> anyhow::Resu
         "hardened, `--ledger none`",
     ];
     for i in 0..3 {
-        println!("| {} | {:.0} MB/s | {:.0} µs | {:.0} |", names[i], best[i], p99[i], rates[i]);
+        println!(
+            "| {} | {:.0} MB/s | {:.0} µs | {:.0} |",
+            names[i], best[i], p99[i], rates[i]
+        );
     }
     for i in 1..3 {
         println!(
