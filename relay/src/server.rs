@@ -457,14 +457,13 @@ async fn agent(
     let viewer = shared.registry().remove(id, Instant::now());
     shared.publish_counts();
     if let Some(viewer) = viewer {
-        close(
-            &viewer.connection,
-            if end == Refusal::Burned {
-                Refusal::Burned
-            } else {
-                Refusal::PeerLeft
-            },
-        );
+        // At shutdown the endpoint's close reaches each connection in its own time; whichever
+        // comes first, the viewer must hear that the relay is stopping, not that the agent left.
+        let reason = match end {
+            Refusal::Burned | Refusal::ShuttingDown => end,
+            _ => Refusal::PeerLeft,
+        };
+        close(&viewer.connection, reason);
     }
     info!(session = %id, reason = %end, "agent session ended");
 }
@@ -682,9 +681,13 @@ async fn viewer(
     // it hears `Paired`, so whatever is already waiting is stale.
     drop_stale_streams(&agent.connection).await;
     // Tell the agent first: it opens the handshake stream as soon as it hears of the viewer.
-    if agent.events.send(RelayMessage::Paired).await.is_err()
-        || !send_relay(&mut send, &RelayMessage::Paired).await
-    {
+    // Bounded: an agent that stopped reading its control line must not hold this viewer.
+    let told = tokio::time::timeout(
+        shared.config.request_timeout,
+        agent.events.send(RelayMessage::Paired),
+    )
+    .await;
+    if !matches!(told, Ok(Ok(()))) || !send_relay(&mut send, &RelayMessage::Paired).await {
         agent
             .record
             .pairing_ended(generation, EndReason::ViewerLeft, 0, 0);
