@@ -40,6 +40,18 @@ const BATCH: usize = 512;
 /// How long the writer waits before trying an unreachable database again.
 const RECONNECT_AFTER: Duration = Duration::from_secs(5);
 
+/// Longest a batch or a purge may take before the writer gives up on the connection (a
+/// database behind a dead network link would otherwise hold the writer forever).
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn bounded<T>(
+    work: impl std::future::Future<Output = Result<T, LedgerError>>,
+) -> Result<T, LedgerError> {
+    tokio::time::timeout(STATEMENT_TIMEOUT, work)
+        .await
+        .unwrap_or_else(|_| Err(LedgerError::Schema("the database did not answer in time".into())))
+}
+
 /// What went wrong with the ledger database.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -308,7 +320,7 @@ async fn writer(target: Target, mut rx: mpsc::Receiver<Message>, settings: Write
                     && let Some(s) = connected(&target, &mut store, &mut retry_at).await
                 {
                     let cutoff = now_ms().saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
-                    match s.purge(cutoff).await {
+                    match bounded(s.purge(cutoff)).await {
                         Ok(n) => {
                             crate::metrics::ledger_purged(n);
                             info!(rows = n, days = retention.as_secs() / 86_400, "ledger: purged sessions past the retention period");
@@ -316,6 +328,7 @@ async fn writer(target: Target, mut rx: mpsc::Receiver<Message>, settings: Write
                         Err(e) => {
                             error!("ledger: purge failed: {e}");
                             store = None;
+                            crate::metrics::ledger_up(false);
                         }
                     }
                 }
@@ -332,7 +345,7 @@ async fn writer(target: Target, mut rx: mpsc::Receiver<Message>, settings: Write
         if !rows.is_empty() {
             let n = rows.len() as u64;
             let result = match connected(&target, &mut store, &mut retry_at).await {
-                Some(s) => s.upsert(rows).await,
+                Some(s) => bounded(s.upsert(rows)).await,
                 None => Err(LedgerError::Schema("not connected".into())),
             };
             match result {
@@ -343,11 +356,9 @@ async fn writer(target: Target, mut rx: mpsc::Receiver<Message>, settings: Write
                         error!(rows = n, "ledger: cannot write to {target}: {e}");
                         last_complaint = Some(Instant::now());
                     }
-                    if matches!(store, Some(Store::Postgres(_))) {
-                        // The connection may be gone; reconnect for the next batch.
-                        store = None;
-                        crate::metrics::ledger_up(false);
-                    }
+                    // The connection may be gone or stuck: open a fresh one for the next batch.
+                    store = None;
+                    crate::metrics::ledger_up(false);
                 }
             }
         }
@@ -364,7 +375,7 @@ async fn connected<'a>(
     retry_at: &mut Instant,
 ) -> Option<&'a mut Store> {
     if store.is_none() && Instant::now() >= *retry_at {
-        match target.open().await {
+        match bounded(target.open()).await {
             Ok(Some(s)) => {
                 info!("ledger: {target}");
                 crate::metrics::ledger_up(true);
