@@ -545,6 +545,7 @@ async fn the_log_has_the_shell_transcript_and_every_connection_attempt() {
                 .unwrap(),
                 certificate: None,
             },
+            extras: Default::default(),
         };
         match ponte_viewer::join(options).await {
             Err(ViewerError::Relay(ponte_protocol::rendezvous::Refusal::AlreadyPaired)) => {
@@ -746,6 +747,7 @@ async fn a_yes_typed_as_the_consent_question_appears_is_not_taken() {
                     .unwrap(),
                     certificate: None,
                 },
+                extras: Default::default(),
             };
             let (viewer, _) = ponte_viewer::join(options).await.unwrap();
             viewer.consent(WAIT).await;

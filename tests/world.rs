@@ -119,6 +119,7 @@ impl World {
             session: id.parse().unwrap(),
             code: code.parse().unwrap(),
             credentials,
+            extras: Default::default(),
         };
         let (viewer, _) = ponte_viewer::join(options).await.unwrap();
         viewer

@@ -126,6 +126,8 @@ pub enum Attempt {
     Abandoned,
     /// The attempt failed for another reason (which may quote the relay or the peer).
     Failed(PeerText),
+    /// The relay turned someone away who asked to join (the session goes on).
+    TurnedAway(ponte_protocol::rendezvous::Refusal),
     /// The code was tried wrongly too often; a new pair follows.
     Burned,
     /// The pair expired unused; a new one follows.
@@ -144,6 +146,10 @@ impl fmt::Display for Attempt {
                 f.write_str("Someone connected with your session ID and left without a code.")
             }
             Attempt::Failed(reason) => write!(f, "A connection attempt failed: {reason}"),
+            Attempt::TurnedAway(reason) => write!(
+                f,
+                "Someone else tried to connect with your session ID; the relay turned them away ({reason})."
+            ),
             Attempt::Burned => {
                 f.write_str("The code was tried wrongly too often and is no longer valid. Here is a new one.")
             }

@@ -116,6 +116,9 @@ pub async fn pair(
                                 outcome = &mut attempt => break outcome,
                                 message = client.next() => match message.context("connection to the relay")? {
                                     RelayMessage::PeerLeft => break Err(SessionError::UnexpectedEnd),
+                                    RelayMessage::JoinRefused(reason) => {
+                                        events.emit(Event::Attempt(Attempt::TurnedAway(reason)));
+                                    }
                                     RelayMessage::Refused(reason) => {
                                         anyhow::bail!("the relay ended the session: {reason}")
                                     }
@@ -164,6 +167,9 @@ pub async fn pair(
                 // the next viewer, whom the relay may have paired in the meantime.
                 RelayMessage::PeerLeft => {}
                 RelayMessage::Registered { .. } => {}
+                RelayMessage::JoinRefused(reason) => {
+                    events.emit(Event::Attempt(Attempt::TurnedAway(reason)));
+                }
                 RelayMessage::Refused(Refusal::Expired) => {
                     events.emit(Event::Attempt(Attempt::Expired));
                     break;

@@ -8,7 +8,11 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
+use crate::admission::{AdmissionLimits, RetryMode};
+use crate::ledger::AddressMode;
+use crate::memory::{BufferLimits, Tier};
 use crate::registry::RegistryLimits;
+use crate::source::SourceMask;
 
 /// Ponte relay: pairs a customer's agent with an assistant's viewer by session ID and
 /// forwards their end-to-end encrypted QUIC streams. It holds no key that could decrypt them.
@@ -27,11 +31,90 @@ pub struct Cli {
     pub settings: Settings,
 }
 
-/// Subcommands.
+/// Subcommands. Each reads the same `--data-dir`, `--config` and environment as the server,
+/// so it finds the server's assistants file and ledger.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Print the SHA-256 fingerprint of the relay's certificate (generating it on first use).
     Fingerprint,
+    /// Manage the assistants allowed to join when `--assistants required`.
+    Assistant {
+        /// What to do.
+        #[command(subcommand)]
+        command: AssistantCommand,
+    },
+    /// Read the session ledger.
+    Ledger {
+        /// What to do.
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
+}
+
+/// `ponte-relay assistant …`
+#[derive(Debug, Subcommand)]
+pub enum AssistantCommand {
+    /// Add an assistant and print its credential once (the relay keeps only its public key).
+    Add {
+        /// The account name (letters, digits and . _ @ -), shown in the ledger.
+        name: String,
+        /// Write the credential to this file (created, owner-only) instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// List the assistants.
+    List,
+    /// Remove an assistant: its credential stops working at its next join.
+    Remove {
+        /// The account name.
+        name: String,
+    },
+}
+
+/// `ponte-relay ledger …`
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Print the sessions registered in a period, as CSV or JSON.
+    Export {
+        /// First day (YYYY-MM-DD, UTC) or time (RFC 3339) to include [default: everything].
+        #[arg(long)]
+        since: Option<String>,
+        /// First day or time to leave out [default: now and later are included].
+        #[arg(long)]
+        until: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: crate::ledger::report::Format,
+    },
+    /// Print the total connected time (paired to ended) per ticket or per assistant.
+    Report {
+        /// Group by ticket reference or by assistant account.
+        #[arg(long, value_enum)]
+        by: crate::ledger::report::GroupBy,
+        /// Round each session up to a multiple of this many minutes first.
+        #[arg(long, value_name = "MINUTES")]
+        round_up: Option<u32>,
+        /// First day (YYYY-MM-DD, UTC) or time (RFC 3339) to include.
+        #[arg(long)]
+        since: Option<String>,
+        /// First day or time to leave out.
+        #[arg(long)]
+        until: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: crate::ledger::report::ReportFormat,
+    },
+}
+
+/// Who may join sessions as an assistant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum AssistantMode {
+    /// Anyone with a session ID (and the customer's code).
+    #[default]
+    Open,
+    /// Only viewers presenting a credential from `ponte-relay assistant add`.
+    Required,
 }
 
 /// Log output format.
@@ -92,21 +175,37 @@ pub struct Settings {
     #[arg(long, env = "PONTE_RELAY_MAX_SESSION_SECS")]
     pub max_session_secs: Option<u64>,
 
-    /// Join attempts per client IP per minute, sustained [default: 20].
+    /// Join attempts per source per minute, sustained [default: 20].
     #[arg(long, env = "PONTE_RELAY_JOINS_PER_MINUTE")]
     pub joins_per_minute: Option<u32>,
 
-    /// Join attempts per client IP in a burst [default: 10].
+    /// Join attempts per source in a burst [default: 10].
     #[arg(long, env = "PONTE_RELAY_JOIN_BURST")]
     pub join_burst: Option<u32>,
 
-    /// Join attempts against one session ID over its life [default: 10].
-    #[arg(long, env = "PONTE_RELAY_JOINS_PER_SESSION")]
-    pub joins_per_session: Option<u32>,
+    /// Viewers that may try the code of one session ID (pairings in which the viewer sent
+    /// something); refused joins and viewers that leave without a word do not count
+    /// [default: 10].
+    #[arg(long, env = "PONTE_RELAY_ATTEMPTS_PER_SESSION", alias = "joins-per-session")]
+    #[serde(alias = "joins-per-session")]
+    pub attempts_per_session: Option<u32>,
 
-    /// Unpaired sessions one IP may hold [default: 20].
-    #[arg(long, env = "PONTE_RELAY_MAX_WAITING_PER_IP")]
-    pub max_waiting_per_ip: Option<u32>,
+    /// Agent registrations per source per minute, sustained [default: 30].
+    #[arg(long, env = "PONTE_RELAY_REGISTRATIONS_PER_MINUTE")]
+    pub registrations_per_minute: Option<u32>,
+
+    /// Agent registrations per source in a burst [default: 10].
+    #[arg(long, env = "PONTE_RELAY_REGISTRATION_BURST")]
+    pub registration_burst: Option<u32>,
+
+    /// Unpaired sessions one source may hold [default: 20].
+    #[arg(
+        long,
+        env = "PONTE_RELAY_MAX_WAITING_PER_SOURCE",
+        alias = "max-waiting-per-ip"
+    )]
+    #[serde(alias = "max-waiting-per-ip")]
+    pub max_waiting_per_source: Option<u32>,
 
     /// Unpaired sessions in total [default: 50000].
     #[arg(long, env = "PONTE_RELAY_MAX_WAITING")]
@@ -125,40 +224,105 @@ pub struct Settings {
     #[arg(long, env = "PONTE_RELAY_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
 
-    /// Seconds a client has to send its first request [default: 10].
+    /// Concurrent QUIC connections from one source [default: 64].
+    #[arg(long, env = "PONTE_RELAY_MAX_CONNECTIONS_PER_SOURCE")]
+    pub max_connections_per_source: Option<u32>,
+
+    /// When clients must prove their address with a QUIC Retry before the relay keeps state
+    /// for them [default: under-load: half the connection slots taken, or many handshakes in
+    /// progress].
+    #[arg(long, env = "PONTE_RELAY_RETRY", value_enum)]
+    pub retry: Option<RetryMode>,
+
+    /// IPv6 prefix length that counts as one source for every per-source limit [default: 64].
+    #[arg(long, env = "PONTE_RELAY_IPV6_PREFIX", value_parser = clap::value_parser!(u8).range(16..=128))]
+    pub ipv6_prefix: Option<u8>,
+
+    /// Receive window of each forwarded stream, in KiB [default: 1024].
+    #[arg(long, env = "PONTE_RELAY_STREAM_WINDOW_KIB", value_parser = clap::value_parser!(u64).range(16..=65536))]
+    pub stream_window_kib: Option<u64>,
+
+    /// Receive and send window of each paired connection, in KiB [default: 2048].
+    #[arg(long, env = "PONTE_RELAY_CONNECTION_WINDOW_KIB", value_parser = clap::value_parser!(u64).range(64..=262144))]
+    pub connection_window_kib: Option<u64>,
+
+    /// Memory all paired connections' windows may reserve together, in MiB [default: 4096].
+    #[arg(long, env = "PONTE_RELAY_MAX_BUFFERED_MIB")]
+    pub max_buffered_mib: Option<u64>,
+
+    /// Memory the paired connections of one source may reserve, in MiB [default: 256].
+    #[arg(long, env = "PONTE_RELAY_MAX_BUFFERED_PER_SOURCE_MIB")]
+    pub max_buffered_per_source_mib: Option<u64>,
+
+    /// Seconds a client has to finish its handshake and to send its first request [default: 10].
     #[arg(long, env = "PONTE_RELAY_REQUEST_TIMEOUT_SECS")]
     pub request_timeout_secs: Option<u64>,
 
     /// Seconds paired sessions may go on after SIGTERM/SIGINT before they are closed [default: 30].
     #[arg(long, env = "PONTE_RELAY_SHUTDOWN_GRACE_SECS")]
     pub shutdown_grace_secs: Option<u64>,
+
+    /// Who may join: `open` (anyone with the ID and code) or `required` (only assistants with
+    /// a credential from `ponte-relay assistant add`) [default: open].
+    #[arg(long, env = "PONTE_RELAY_ASSISTANTS", value_enum)]
+    pub assistants: Option<AssistantMode>,
+
+    /// The session ledger: `postgres://USER:PASSWORD@HOST/DB`, `sqlite:PATH` or `none`
+    /// [default: ledger.sqlite3 in the data directory].
+    #[arg(long, env = "PONTE_RELAY_LEDGER", global = true, hide_env_values = true)]
+    pub ledger: Option<String>,
+
+    /// Days ledger rows are kept; older ones are purged hourly; 0 keeps them [default: 365].
+    #[arg(long, env = "PONTE_RELAY_LEDGER_RETENTION_DAYS")]
+    pub ledger_retention_days: Option<u32>,
+
+    /// How much of the peers' IP addresses the ledger keeps: `full`, `truncated` (/24 and
+    /// /48) or `none` [default: truncated].
+    #[arg(long, env = "PONTE_RELAY_LEDGER_ADDRESSES", value_enum)]
+    pub ledger_addresses: Option<AddressMode>,
 }
 
 impl Settings {
     /// Fills every unset field from `file`.
     pub fn or(self, file: Settings) -> Settings {
-        Settings {
-            config: self.config.or(file.config),
-            listen: self.listen.or(file.listen),
-            data_dir: self.data_dir.or(file.data_dir),
-            cert: self.cert.or(file.cert),
-            key: self.key.or(file.key),
-            metrics: self.metrics.or(file.metrics),
-            log_format: self.log_format.or(file.log_format),
-            pairing_ttl_secs: self.pairing_ttl_secs.or(file.pairing_ttl_secs),
-            idle_timeout_secs: self.idle_timeout_secs.or(file.idle_timeout_secs),
-            max_session_secs: self.max_session_secs.or(file.max_session_secs),
-            joins_per_minute: self.joins_per_minute.or(file.joins_per_minute),
-            join_burst: self.join_burst.or(file.join_burst),
-            joins_per_session: self.joins_per_session.or(file.joins_per_session),
-            max_waiting_per_ip: self.max_waiting_per_ip.or(file.max_waiting_per_ip),
-            max_waiting: self.max_waiting.or(file.max_waiting),
-            session_bandwidth: self.session_bandwidth.or(file.session_bandwidth),
-            total_bandwidth: self.total_bandwidth.or(file.total_bandwidth),
-            max_connections: self.max_connections.or(file.max_connections),
-            request_timeout_secs: self.request_timeout_secs.or(file.request_timeout_secs),
-            shutdown_grace_secs: self.shutdown_grace_secs.or(file.shutdown_grace_secs),
+        macro_rules! merge {
+            ($($field:ident),* $(,)?) => { Settings { $($field: self.$field.or(file.$field)),* } };
         }
+        merge!(
+            config,
+            listen,
+            data_dir,
+            cert,
+            key,
+            metrics,
+            log_format,
+            pairing_ttl_secs,
+            idle_timeout_secs,
+            max_session_secs,
+            joins_per_minute,
+            join_burst,
+            attempts_per_session,
+            registrations_per_minute,
+            registration_burst,
+            max_waiting_per_source,
+            max_waiting,
+            session_bandwidth,
+            total_bandwidth,
+            max_connections,
+            max_connections_per_source,
+            retry,
+            ipv6_prefix,
+            stream_window_kib,
+            connection_window_kib,
+            max_buffered_mib,
+            max_buffered_per_source_mib,
+            request_timeout_secs,
+            shutdown_grace_secs,
+            assistants,
+            ledger,
+            ledger_retention_days,
+            ledger_addresses,
+        )
     }
 
     /// Reads the config file, if one is named, and merges it under these settings.
@@ -180,6 +344,8 @@ impl Settings {
             0 => None,
             n => Some(n),
         };
+        let max_connections = self.max_connections.unwrap_or(20_000);
+        let window = self.connection_window_kib.unwrap_or(2048) << 10;
         Config {
             listen: self
                 .listen
@@ -192,17 +358,41 @@ impl Settings {
                 pairing_ttl: secs(self.pairing_ttl_secs, 600),
                 join_rate: f64::from(self.joins_per_minute.unwrap_or(20)) / 60.0,
                 join_burst: f64::from(self.join_burst.unwrap_or(10)),
-                joins_per_session: self.joins_per_session.unwrap_or(10),
-                waiting_per_ip: self.max_waiting_per_ip.unwrap_or(20),
+                register_rate: f64::from(self.registrations_per_minute.unwrap_or(30)) / 60.0,
+                register_burst: f64::from(self.registration_burst.unwrap_or(10)),
+                attempts_per_session: self.attempts_per_session.unwrap_or(10),
+                waiting_per_source: self.max_waiting_per_source.unwrap_or(20),
                 waiting_total: self.max_waiting.unwrap_or(50_000),
             },
             idle_timeout: secs(self.idle_timeout_secs, 900),
             max_session: secs(self.max_session_secs, 12 * 3600),
             session_bandwidth: rate(self.session_bandwidth, 256 << 20),
             total_bandwidth: rate(self.total_bandwidth, 1 << 30),
-            max_connections: self.max_connections.unwrap_or(20_000),
+            admission: AdmissionLimits {
+                max_connections,
+                per_source: self.max_connections_per_source.unwrap_or(64),
+                retry: self.retry.unwrap_or_default(),
+            },
+            sources: SourceMask::new(self.ipv6_prefix.unwrap_or(crate::source::DEFAULT_IPV6_PREFIX)),
+            stream_window: self.stream_window_kib.unwrap_or(1024) << 10,
+            buffers: BufferLimits {
+                total: self.max_buffered_mib.unwrap_or(4096).saturating_mul(1 << 20),
+                per_source: self
+                    .max_buffered_per_source_mib
+                    .unwrap_or(256)
+                    .saturating_mul(1 << 20),
+                full: Tier { window },
+            },
             request_timeout: secs(self.request_timeout_secs, 10),
             shutdown_grace: secs(self.shutdown_grace_secs, 30),
+            assistants: self.assistants.unwrap_or_default(),
+            ledger: self.ledger,
+            ledger_retention: match self.ledger_retention_days.unwrap_or(365) {
+                0 => None,
+                days => Some(Duration::from_secs(u64::from(days) * 86_400)),
+            },
+            ledger_addresses: self.ledger_addresses.unwrap_or_default(),
+            ledger_purge_every: Duration::from_secs(3600),
             tap: None,
         }
     }
@@ -234,7 +424,7 @@ impl std::fmt::Debug for Tap {
 pub struct Config {
     /// UDP listen address.
     pub listen: SocketAddr,
-    /// Where the self-signed certificate lives.
+    /// Where the self-signed certificate, the assistants and the SQLite ledger live.
     pub data_dir: PathBuf,
     /// A CA-issued certificate chain and key (PEM files) to use instead.
     pub cert: Option<(PathBuf, PathBuf)>,
@@ -252,17 +442,38 @@ pub struct Config {
     pub session_bandwidth: Option<u64>,
     /// Total bandwidth in bytes per second (None: unlimited).
     pub total_bandwidth: Option<u64>,
-    /// Concurrent connections.
-    pub max_connections: usize,
-    /// Time a client has for its first request.
+    /// Connection slots, per source and in total, and address validation.
+    pub admission: AdmissionLimits,
+    /// How client addresses group into sources.
+    pub sources: SourceMask,
+    /// Receive window of each stream, in bytes.
+    pub stream_window: u64,
+    /// Windows of paired connections and the memory they may reserve.
+    pub buffers: BufferLimits,
+    /// Time a client has for its handshake and its first request.
     pub request_timeout: Duration,
     /// Grace period for paired sessions at shutdown.
     pub shutdown_grace: Duration,
+    /// Who may join as an assistant.
+    pub assistants: AssistantMode,
+    /// The `--ledger` setting as given (see [`crate::ledger::Target::parse`]).
+    pub ledger: Option<String>,
+    /// How long ledger rows are kept (None: forever).
+    pub ledger_retention: Option<Duration>,
+    /// How much of the peers' addresses the ledger keeps.
+    pub ledger_addresses: AddressMode,
+    /// How often old ledger rows are purged (settable only from code, for tests).
+    pub ledger_purge_every: Duration,
     /// Observer of forwarded bytes (tests only).
     pub tap: Option<Tap>,
 }
 
 impl Config {
+    /// Where the ledger lives, from `--ledger` and the data directory.
+    pub fn ledger_target(&self) -> Result<crate::ledger::Target, crate::ledger::LedgerError> {
+        crate::ledger::Target::parse(self.ledger.as_deref(), &self.data_dir)
+    }
+
     /// Defaults, listening on `listen`, with state in `data_dir`.
     pub fn new(listen: SocketAddr, data_dir: PathBuf) -> Config {
         Settings {
@@ -292,7 +503,60 @@ mod tests {
         assert_eq!(c.registry.pairing_ttl, Duration::from_secs(45));
         assert_eq!(c.session_bandwidth, None);
         assert_eq!(c.total_bandwidth, Some(1 << 30));
-        assert_eq!(c.max_connections, 20_000);
+        assert_eq!(c.admission.max_connections, 20_000);
+        assert_eq!(c.admission.retry, RetryMode::UnderLoad);
+        assert_eq!(c.assistants, AssistantMode::Open);
+        assert_eq!(c.ledger_retention, Some(Duration::from_secs(365 * 86_400)));
+        assert!(matches!(
+            c.ledger_target().unwrap(),
+            crate::ledger::Target::Sqlite(_)
+        ));
+    }
+
+    #[test]
+    fn old_names_of_renamed_settings_still_work() {
+        let file: Settings = toml::from_str("joins-per-session = 4\nmax-waiting-per-ip = 3").unwrap();
+        let c = file.resolve();
+        assert_eq!(c.registry.attempts_per_session, 4);
+        assert_eq!(c.registry.waiting_per_source, 3);
+        let cli = Cli::try_parse_from(["ponte-relay", "--joins-per-session", "5"]).unwrap();
+        assert_eq!(cli.settings.attempts_per_session, Some(5));
+    }
+
+    #[test]
+    fn subcommands_take_the_server_settings() {
+        let cli = Cli::try_parse_from([
+            "ponte-relay",
+            "ledger",
+            "report",
+            "--by",
+            "ticket",
+            "--round-up",
+            "15",
+            "--data-dir",
+            "/tmp/x",
+            "--ledger",
+            "postgres://u@h/db",
+        ])
+        .unwrap();
+        assert_eq!(cli.settings.data_dir, Some(PathBuf::from("/tmp/x")));
+        assert!(matches!(
+            cli.command,
+            Some(Command::Ledger {
+                command: LedgerCommand::Report {
+                    round_up: Some(15),
+                    ..
+                }
+            })
+        ));
+        let cli = Cli::try_parse_from(["ponte-relay", "assistant", "add", "alice", "--out", "f"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Assistant {
+                command: AssistantCommand::Add { .. }
+            })
+        ));
+        assert!(Cli::try_parse_from(["ponte-relay", "--ipv6-prefix", "8"]).is_err());
     }
 
     #[test]

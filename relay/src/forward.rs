@@ -4,7 +4,7 @@
 //!
 //! Copying reads one chunk at a time and writes it before reading the next, so a slow reader
 //! slows the writer through QUIC flow control and the relay holds at most one chunk per
-//! stream direction.
+//! stream direction besides what the connections' windows allow (see [`crate::memory`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,7 +17,16 @@ use tokio::task::JoinSet;
 use crate::bucket::TokenBucket;
 
 /// Largest chunk read from a stream at a time.
-const CHUNK: usize = 64 * 1024;
+const CHUNK: usize = crate::memory::CHUNK as usize;
+
+/// Which way bytes go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// From the agent to the viewer.
+    AgentToViewer,
+    /// From the viewer to the agent.
+    ViewerToAgent,
+}
 
 /// Bandwidth limits and activity tracking shared by a session's copy tasks.
 #[derive(Debug)]
@@ -28,6 +37,8 @@ pub struct Budget {
     /// Milliseconds since `start` of the last forwarded byte.
     last_activity_ms: AtomicU64,
     tap: Option<crate::config::Tap>,
+    agent_to_viewer: AtomicU64,
+    viewer_to_agent: AtomicU64,
 }
 
 impl Budget {
@@ -51,12 +62,27 @@ impl Budget {
             start: now,
             last_activity_ms: AtomicU64::new(0),
             tap,
+            agent_to_viewer: AtomicU64::new(0),
+            viewer_to_agent: AtomicU64::new(0),
         }
     }
 
-    async fn spend(&self, bytes: usize) {
+    /// Bytes forwarded so far in one direction.
+    pub fn forwarded(&self, direction: Direction) -> u64 {
+        match direction {
+            Direction::AgentToViewer => self.agent_to_viewer.load(Ordering::Relaxed),
+            Direction::ViewerToAgent => self.viewer_to_agent.load(Ordering::Relaxed),
+        }
+    }
+
+    async fn spend(&self, bytes: usize, direction: Direction) {
         self.last_activity_ms
             .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+        let counter = match direction {
+            Direction::AgentToViewer => &self.agent_to_viewer,
+            Direction::ViewerToAgent => &self.viewer_to_agent,
+        };
+        counter.fetch_add(bytes as u64, Ordering::Relaxed);
         crate::metrics::forwarded(bytes);
         let mut wait = Duration::ZERO;
         if let Some(b) = &self.session {
@@ -78,7 +104,7 @@ impl Budget {
 }
 
 /// Copies one stream direction until it ends, propagating FIN, RESET and STOP_SENDING.
-async fn copy(mut from: RecvStream, mut to: SendStream, budget: Arc<Budget>) {
+async fn copy(mut from: RecvStream, mut to: SendStream, budget: Arc<Budget>, direction: Direction) {
     loop {
         let chunk = tokio::select! {
             chunk = from.read_chunk(CHUNK, true) => chunk,
@@ -94,7 +120,7 @@ async fn copy(mut from: RecvStream, mut to: SendStream, budget: Arc<Budget>) {
                 if let Some(tap) = &budget.tap {
                     (tap.0)(&chunk.bytes);
                 }
-                budget.spend(chunk.bytes.len()).await;
+                budget.spend(chunk.bytes.len(), direction).await;
                 if let Err(e) = to.write_chunk(chunk.bytes).await {
                     if let quinn::WriteError::Stopped(code) = e {
                         let _ = from.stop(code);
@@ -121,7 +147,12 @@ async fn mirror(
     b: Connection,
     budget: Arc<Budget>,
     tasks: Arc<std::sync::Mutex<JoinSet<()>>>,
+    direction: Direction,
 ) {
+    let back = match direction {
+        Direction::AgentToViewer => Direction::ViewerToAgent,
+        Direction::ViewerToAgent => Direction::AgentToViewer,
+    };
     let spawn = |f| {
         let mut tasks = tasks.lock().unwrap_or_else(|e| e.into_inner());
         // Reap finished copies so a long session with many streams does not accumulate them.
@@ -133,17 +164,17 @@ async fn mirror(
             bi = a.accept_bi() => {
                 let Ok((a_send, a_recv)) = bi else { return };
                 let Ok((b_send, b_recv)) = b.open_bi().await else { return };
-                spawn(copy(a_recv, b_send, budget.clone()));
-                spawn(copy(b_recv, a_send, budget.clone()));
+                spawn(copy(a_recv, b_send, budget.clone(), direction));
+                spawn(copy(b_recv, a_send, budget.clone(), back));
             }
             uni = a.accept_uni() => {
                 let Ok(a_recv) = uni else { return };
                 let Ok(b_send) = b.open_uni().await else { return };
-                spawn(copy(a_recv, b_send, budget.clone()));
+                spawn(copy(a_recv, b_send, budget.clone(), direction));
             }
             datagram = a.read_datagram() => {
                 let Ok(datagram) = datagram else { return };
-                budget.spend(datagram.len()).await;
+                budget.spend(datagram.len(), direction).await;
                 // Datagrams are unreliable by nature; one the other side cannot take is dropped.
                 let _ = b.send_datagram(datagram);
             }
@@ -183,10 +214,10 @@ pub async fn run(
         }
     };
     let end = tokio::select! {
-        _ = mirror(agent.clone(), viewer.clone(), budget.clone(), tasks.clone()) => {
+        _ = mirror(agent.clone(), viewer.clone(), budget.clone(), tasks.clone(), Direction::AgentToViewer) => {
             if agent.close_reason().is_some() { End::AgentGone } else { End::ViewerGone }
         }
-        _ = mirror(viewer.clone(), agent.clone(), budget.clone(), tasks.clone()) => {
+        _ = mirror(viewer.clone(), agent.clone(), budget.clone(), tasks.clone(), Direction::ViewerToAgent) => {
             if viewer.close_reason().is_some() { End::ViewerGone } else { End::AgentGone }
         }
         _ = agent.closed() => End::AgentGone,

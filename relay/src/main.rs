@@ -1,7 +1,12 @@
 //! `ponte-relay`: see `ponte-relay --help`.
 
+use std::io::Write;
+
+use anyhow::Context;
 use clap::Parser;
-use ponte_relay::config::{Cli, Command, LogFormat};
+use ponte_relay::assistants::AssistantStore;
+use ponte_relay::config::{AssistantCommand, Cli, Command, Config, LedgerCommand, LogFormat};
+use ponte_relay::ledger::report;
 use ponte_relay::{Relay, cert};
 use tracing_subscriber::EnvFilter;
 
@@ -33,17 +38,122 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+fn assistant(config: &Config, command: AssistantCommand) -> anyhow::Result<()> {
+    let store = AssistantStore::in_dir(&config.data_dir);
+    match command {
+        AssistantCommand::Add { name, out } => {
+            // Claim the output file first, so a failure there leaves no assistant behind.
+            let file = out
+                .as_ref()
+                .map(|path| {
+                    let mut options = std::fs::OpenOptions::new();
+                    options.write(true).create_new(true);
+                    #[cfg(unix)]
+                    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                    options
+                        .open(path)
+                        .with_context(|| format!("creating {}", path.display()))
+                })
+                .transpose()?;
+            let credential = store.add(&name)?;
+            let text = credential.to_text();
+            match (file, out) {
+                (Some(mut file), Some(path)) => {
+                    if let Err(e) = file.write_all(format!("{}\n", *text).as_bytes()) {
+                        let _ = store.remove(&name);
+                        let _ = std::fs::remove_file(&path);
+                        return Err(e).with_context(|| format!("writing {}", path.display()));
+                    }
+                    eprintln!(
+                        "added assistant {name}; credential written to {} (hand it over privately, then delete your copy)",
+                        path.display()
+                    );
+                }
+                _ => {
+                    eprintln!(
+                        "added assistant {name}; its credential follows and is shown only this once.\n\
+                         The assistant saves it as ~/.config/ponte/credential (or passes --credential FILE)."
+                    );
+                    println!("{}", *text);
+                }
+            }
+        }
+        AssistantCommand::List => {
+            let all = store.load()?;
+            if all.is_empty() {
+                eprintln!("no assistants in {}", store.path().display());
+            }
+            for a in all {
+                let added =
+                    report::format_time(i64::try_from(a.created).unwrap_or(i64::MAX).saturating_mul(1000));
+                println!(
+                    "{}  added {}  key {}",
+                    a.name,
+                    added,
+                    ponte_transport::credential::key_fingerprint(&a.key)
+                );
+            }
+        }
+        AssistantCommand::Remove { name } => {
+            store.remove(&name)?;
+            eprintln!("removed assistant {name}; its credential stops working at its next join");
+        }
+    }
+    Ok(())
+}
+
+fn period(since: Option<&str>, until: Option<&str>) -> anyhow::Result<(i64, i64)> {
+    let since = since.map(report::parse_time).transpose()?.unwrap_or(i64::MIN);
+    let until = until.map(report::parse_time).transpose()?.unwrap_or(i64::MAX);
+    Ok((since, until))
+}
+
+async fn ledger(config: &Config, command: LedgerCommand) -> anyhow::Result<()> {
+    let target = config.ledger_target()?;
+    let mut store = target
+        .open()
+        .await
+        .with_context(|| format!("opening the ledger ({target})"))?
+        .context("the ledger is off (--ledger none)")?;
+    let mut out = std::io::stdout().lock();
+    match command {
+        LedgerCommand::Export { since, until, format } => {
+            let (since, until) = period(since.as_deref(), until.as_deref())?;
+            let rows = store.rows(since, until).await?;
+            report::export(&rows, format, &mut out)?;
+        }
+        LedgerCommand::Report {
+            by,
+            round_up,
+            since,
+            until,
+            format,
+        } => {
+            let (since, until) = period(since.as_deref(), until.as_deref())?;
+            let rows = store.rows(since, until).await?;
+            report::write_totals(&report::totals(&rows, by, round_up), by, format, &mut out)?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = cli.settings.with_file()?.resolve();
-    if let Some(Command::Fingerprint) = cli.command {
-        let identity = match &config.cert {
-            Some((c, k)) => cert::load(c, k)?,
-            None => cert::load_or_generate(&config.data_dir)?,
-        };
-        println!("{}", identity.fingerprint());
-        return Ok(());
+    match cli.command {
+        Some(Command::Fingerprint) => {
+            let identity = match &config.cert {
+                Some((c, k)) => cert::load(c, k)?,
+                None => cert::load_or_generate(&config.data_dir)?,
+            };
+            println!("{}", identity.fingerprint());
+            return Ok(());
+        }
+        Some(Command::Assistant { command }) => return assistant(&config, command),
+        Some(Command::Ledger { command }) => return ledger(&config, command).await,
+        None => {}
     }
     init_logging(config.log_format);
     if let Some(addr) = config.metrics {

@@ -24,9 +24,48 @@ pub fn serve(addr: SocketAddr) -> anyhow::Result<()> {
         "ponte_relay_pairing_latency_seconds",
         "Time from registration to pairing"
     );
+    metrics::describe_counter!(
+        "ponte_relay_sessions_ended_total",
+        "Sessions ended, by end reason"
+    );
+    metrics::describe_counter!("ponte_relay_ledger_rows_written_total", "Ledger rows stored");
+    metrics::describe_counter!(
+        "ponte_relay_ledger_rows_failed_total",
+        "Ledger rows lost (queue full or database failing)"
+    );
+    metrics::describe_counter!(
+        "ponte_relay_ledger_rows_purged_total",
+        "Ledger rows purged by retention"
+    );
+    metrics::describe_gauge!(
+        "ponte_relay_ledger_up",
+        "1 while the ledger database is connected"
+    );
+    metrics::describe_counter!(
+        "ponte_relay_auth_refusals_total",
+        "Joins refused for a missing or refused assistant credential"
+    );
+    metrics::describe_counter!(
+        "ponte_relay_connections_refused_total",
+        "Connections refused at the door, by reason"
+    );
+    metrics::describe_counter!(
+        "ponte_relay_retries_total",
+        "QUIC Retry packets sent (address validation)"
+    );
+    metrics::describe_gauge!(
+        "ponte_relay_buffer_reserved_bytes",
+        "Memory reserved for paired connections' windows"
+    );
     // Publish zeros so dashboards see every series from the start.
     sessions(0, 0);
     forwarded(0);
+    ledger_written(0);
+    ledger_failed(0);
+    buffers_reserved(0);
+    for reason in ["credential_required", "credential_refused"] {
+        metrics::counter!("ponte_relay_auth_refusals_total", "reason" => reason).increment(0);
+    }
     Ok(())
 }
 
@@ -46,6 +85,8 @@ pub fn reason_label(r: &Refusal) -> &'static str {
         Refusal::BadRequest => "bad_request",
         Refusal::PeerLeft => "peer_left",
         Refusal::Released => "released",
+        Refusal::CredentialRequired => "credential_required",
+        Refusal::CredentialRefused => "credential_refused",
     }
 }
 
@@ -73,4 +114,60 @@ pub fn pairing_latency(d: Duration) {
 /// Counts forwarded bytes.
 pub fn forwarded(bytes: usize) {
     metrics::counter!("ponte_relay_forwarded_bytes_total").increment(bytes as u64);
+}
+
+/// Counts a session that ended, by its ledger end reason.
+pub fn session_ended(reason: &str) {
+    let label = match reason {
+        "agent_left" => "agent_left",
+        "viewer_left" => "viewer_left",
+        "expired" => "expired",
+        "burned" => "burned",
+        "idle_timeout" => "idle_timeout",
+        "limit_exceeded" => "limit_exceeded",
+        "shutting_down" => "shutting_down",
+        "bad_request" => "bad_request",
+        _ => "other",
+    };
+    metrics::counter!("ponte_relay_sessions_ended_total", "reason" => label).increment(1);
+}
+
+/// Counts ledger rows stored.
+pub fn ledger_written(rows: u64) {
+    metrics::counter!("ponte_relay_ledger_rows_written_total").increment(rows);
+}
+
+/// Counts ledger rows lost.
+pub fn ledger_failed(rows: u64) {
+    metrics::counter!("ponte_relay_ledger_rows_failed_total").increment(rows);
+}
+
+/// Counts ledger rows purged.
+pub fn ledger_purged(rows: u64) {
+    metrics::counter!("ponte_relay_ledger_rows_purged_total").increment(rows);
+}
+
+/// Whether the ledger database is connected.
+pub fn ledger_up(up: bool) {
+    metrics::gauge!("ponte_relay_ledger_up").set(if up { 1.0 } else { 0.0 });
+}
+
+/// Counts a join refused for its credential.
+pub fn auth_refused(r: &Refusal) {
+    metrics::counter!("ponte_relay_auth_refusals_total", "reason" => reason_label(r)).increment(1);
+}
+
+/// Counts a connection refused at the door (`full` or `per_source`).
+pub fn connection_refused(reason: &'static str) {
+    metrics::counter!("ponte_relay_connections_refused_total", "reason" => reason).increment(1);
+}
+
+/// Counts a Retry sent.
+pub fn retry() {
+    metrics::counter!("ponte_relay_retries_total").increment(1);
+}
+
+/// Records the bytes reserved for windows.
+pub fn buffers_reserved(bytes: u64) {
+    metrics::gauge!("ponte_relay_buffer_reserved_bytes").set(bytes as f64);
 }

@@ -3,9 +3,16 @@
 //!
 //! It is synchronous and generic over the agent and viewer handles, so the rules are tested
 //! without sockets; the server keeps it behind a mutex and does the I/O.
+//!
+//! Two rules keep a known session ID from being locked out or probed:
+//! - only pairings that could have cost the customer a code attempt count against a session
+//!   (the viewer sent something towards the agent); refused joins and viewers that left
+//!   without a word do not;
+//! - a viewer hears the same answer, `UnknownSession`, for IDs that are unknown, expired,
+//!   burned, in use or used up, so scanning tells it only which IDs it could join right now.
+//!   The agent is told the real reason of every join turned away from its session.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use ponte_protocol::SessionId;
@@ -13,8 +20,9 @@ use ponte_protocol::rendezvous::Refusal;
 use rand_core::CryptoRng;
 
 use crate::bucket::TokenBucket;
+use crate::source::Source;
 
-/// Most recently ended session IDs remembered for their refusal reason.
+/// Most recently ended session IDs kept out of reuse.
 pub const MAX_TOMBSTONES: usize = 100_000;
 
 /// The limits the registry enforces.
@@ -22,14 +30,18 @@ pub const MAX_TOMBSTONES: usize = 100_000;
 pub struct RegistryLimits {
     /// How long a session ID can be joined after registration (or release).
     pub pairing_ttl: Duration,
-    /// Join attempts per IP: sustained rate per second.
+    /// Join attempts per source: sustained rate per second.
     pub join_rate: f64,
-    /// Join attempts per IP: burst.
+    /// Join attempts per source: burst.
     pub join_burst: f64,
-    /// Join attempts against one session ID over its lifetime.
-    pub joins_per_session: u32,
-    /// Waiting (unpaired) sessions one IP may hold.
-    pub waiting_per_ip: u32,
+    /// Registrations per source: sustained rate per second.
+    pub register_rate: f64,
+    /// Registrations per source: burst.
+    pub register_burst: f64,
+    /// Pairings with a viewer that spoke (a possible code guess) one session ID allows.
+    pub attempts_per_session: u32,
+    /// Waiting (unpaired) sessions one source may hold.
+    pub waiting_per_source: u32,
     /// Waiting sessions in total.
     pub waiting_total: usize,
 }
@@ -41,28 +53,61 @@ enum State<V> {
     Waiting { expires: Instant },
     /// A viewer is paired; `generation` tells this pairing from later ones.
     Paired { viewer: V, generation: u64 },
-    /// The paired viewer left; nobody may join until the agent releases the session.
+    /// The paired viewer left; nobody may join until the agent releases the session, so a
+    /// release meant for that viewer can never turn away a newer one.
     Vacated,
 }
 
 #[derive(Debug)]
 struct Entry<A, V> {
     agent: A,
-    agent_ip: IpAddr,
+    agent_source: Source,
     registered: Instant,
-    joins: u32,
+    attempts: u32,
     state: State<V>,
 }
 
 /// The outcome of a successful join.
 #[derive(Debug)]
-pub struct Pairing<A> {
+pub struct Pairing<A, R> {
     /// The agent's handle.
     pub agent: A,
     /// Identifies this pairing in [`Registry::viewer_left`].
     pub generation: u64,
-    /// Time from registration to pairing.
+    /// Time from registration (or release) to pairing.
     pub latency: Duration,
+    /// What the caller's `reserve` returned for this pairing.
+    pub reserved: R,
+}
+
+/// What [`Registry::release`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Released<V> {
+    /// A pairing was released (the session was paired, or vacated by its viewer).
+    pub pairing: bool,
+    /// The viewer to disconnect, if it was still there.
+    pub viewer: Option<V>,
+    /// How long the session can now be joined.
+    pub window: Duration,
+}
+
+/// A join turned away: what the viewer hears and, when the join reached a live session, the
+/// agent to tell and why.
+#[derive(Debug)]
+pub struct TurnedAway<A> {
+    /// The refusal the viewer gets.
+    pub to_viewer: Refusal,
+    /// The session's agent and the real reason, for the customer.
+    pub tell_agent: Option<(A, Refusal)>,
+}
+
+impl<A> TurnedAway<A> {
+    fn viewer_only(to_viewer: Refusal) -> Self {
+        TurnedAway {
+            to_viewer,
+            tell_agent: None,
+        }
+    }
 }
 
 /// The session table.
@@ -70,11 +115,30 @@ pub struct Pairing<A> {
 pub struct Registry<A, V> {
     limits: RegistryLimits,
     sessions: HashMap<SessionId, Entry<A, V>>,
-    /// Recently ended IDs and why, so a late join hears "expired" or "burned", not "unknown".
-    tombstones: HashMap<SessionId, (Refusal, Instant)>,
-    waiting_by_ip: HashMap<IpAddr, u32>,
-    join_buckets: HashMap<IpAddr, TokenBucket>,
+    /// Recently ended IDs and until when they are kept out of reuse, so that an assistant
+    /// with an old ID never lands in a new customer's session.
+    tombstones: HashMap<SessionId, Instant>,
+    waiting_by_source: HashMap<Source, u32>,
+    waiting: usize,
+    paired: usize,
+    join_buckets: HashMap<Source, TokenBucket>,
+    register_buckets: HashMap<Source, TokenBucket>,
     next_generation: u64,
+}
+
+fn take(
+    buckets: &mut HashMap<Source, TokenBucket>,
+    source: Source,
+    rate: f64,
+    burst: f64,
+    now: Instant,
+) -> Result<(), Refusal> {
+    let bucket = buckets
+        .entry(source)
+        .or_insert_with(|| TokenBucket::new(rate, burst, now));
+    bucket.try_take(1.0, now).map_err(|wait| Refusal::RateLimited {
+        retry_after_secs: wait.as_secs().clamp(1, u64::from(u32::MAX)) as u32,
+    })
 }
 
 impl<A: Clone, V> Registry<A, V> {
@@ -84,23 +148,23 @@ impl<A: Clone, V> Registry<A, V> {
             limits,
             sessions: HashMap::new(),
             tombstones: HashMap::new(),
-            waiting_by_ip: HashMap::new(),
+            waiting_by_source: HashMap::new(),
+            waiting: 0,
+            paired: 0,
             join_buckets: HashMap::new(),
+            register_buckets: HashMap::new(),
             next_generation: 0,
         }
     }
 
     /// Sessions waiting for a viewer.
     pub fn waiting(&self) -> usize {
-        self.waiting_by_ip.values().map(|&n| n as usize).sum()
+        self.waiting
     }
 
     /// Sessions with a paired viewer.
     pub fn paired(&self) -> usize {
-        self.sessions
-            .values()
-            .filter(|e| matches!(e.state, State::Paired { .. }))
-            .count()
+        self.paired
     }
 
     /// All sessions, in any state.
@@ -113,28 +177,38 @@ impl<A: Clone, V> Registry<A, V> {
         self.sessions.is_empty()
     }
 
-    fn set_waiting(&mut self, ip: IpAddr, waiting: bool) {
-        let n = self.waiting_by_ip.entry(ip).or_insert(0);
+    fn count_waiting(&mut self, source: Source, waiting: bool) {
+        let n = self.waiting_by_source.entry(source).or_insert(0);
         if waiting {
             *n += 1;
+            self.waiting += 1;
         } else {
             *n = n.saturating_sub(1);
+            self.waiting = self.waiting.saturating_sub(1);
             if *n == 0 {
-                self.waiting_by_ip.remove(&ip);
+                self.waiting_by_source.remove(&source);
             }
         }
     }
 
-    /// Registers a waiting agent under a fresh random session ID.
+    /// Registers a waiting agent from `source` under a fresh random session ID; `agent` makes
+    /// the agent's handle once the ID is chosen.
     pub fn register(
         &mut self,
-        agent: A,
-        ip: IpAddr,
+        agent: impl FnOnce(SessionId) -> A,
+        source: Source,
         now: Instant,
         rng: &mut impl CryptoRng,
     ) -> Result<(SessionId, Duration), Refusal> {
-        if self.waiting_by_ip.get(&ip).copied().unwrap_or(0) >= self.limits.waiting_per_ip
-            || self.waiting() >= self.limits.waiting_total
+        take(
+            &mut self.register_buckets,
+            source,
+            self.limits.register_rate,
+            self.limits.register_burst,
+            now,
+        )?;
+        if self.waiting_by_source.get(&source).copied().unwrap_or(0) >= self.limits.waiting_per_source
+            || self.waiting >= self.limits.waiting_total
         {
             return Err(Refusal::Capacity);
         }
@@ -147,49 +221,71 @@ impl<A: Clone, V> Registry<A, V> {
         self.sessions.insert(
             id,
             Entry {
-                agent,
-                agent_ip: ip,
+                agent: agent(id),
+                agent_source: source,
                 registered: now,
-                joins: 0,
+                attempts: 0,
                 state: State::Waiting {
                     expires: now + self.limits.pairing_ttl,
                 },
             },
         );
-        self.set_waiting(ip, true);
+        self.count_waiting(source, true);
         Ok((id, self.limits.pairing_ttl))
     }
 
-    /// A viewer from `ip` asks to join `id`.
-    pub fn join(
+    /// A viewer from `source` asks to join `id`. `credential` is the verdict on the
+    /// credential it presented (the caller checks it outside the lock). `reserve` is called
+    /// with the agent once everything else allows the pairing; `None` from it refuses the join
+    /// for lack of capacity.
+    pub fn join<R>(
         &mut self,
         id: SessionId,
         viewer: V,
-        ip: IpAddr,
+        source: Source,
         now: Instant,
-    ) -> Result<Pairing<A>, Refusal> {
-        let bucket = self
-            .join_buckets
-            .entry(ip)
-            .or_insert_with(|| TokenBucket::new(self.limits.join_rate, self.limits.join_burst, now));
-        if let Err(wait) = bucket.try_take(1.0, now) {
-            return Err(Refusal::RateLimited {
-                retry_after_secs: wait.as_secs().max(1) as u32,
+        credential: Result<(), Refusal>,
+        reserve: impl FnOnce(&A) -> Option<R>,
+    ) -> Result<Pairing<A, R>, TurnedAway<A>> {
+        take(
+            &mut self.join_buckets,
+            source,
+            self.limits.join_rate,
+            self.limits.join_burst,
+            now,
+        )
+        .map_err(TurnedAway::viewer_only)?;
+        let entry = self.sessions.get_mut(&id);
+        if let Err(refusal) = credential {
+            // The answer does not depend on the ID, so it tells a scanner nothing.
+            return Err(TurnedAway {
+                to_viewer: refusal,
+                tell_agent: entry.map(|e| (e.agent.clone(), refusal)),
             });
         }
-        let Some(entry) = self.sessions.get_mut(&id) else {
-            return Err(self.tombstones.get(&id).map_or(Refusal::UnknownSession, |t| t.0));
+        let Some(entry) = entry else {
+            return Err(TurnedAway::viewer_only(Refusal::UnknownSession));
         };
-        entry.joins += 1;
-        if entry.joins > self.limits.joins_per_session {
-            return Err(Refusal::RateLimited {
-                retry_after_secs: self.limits.pairing_ttl.as_secs() as u32,
-            });
+        let turned = |reason| TurnedAway {
+            to_viewer: Refusal::UnknownSession,
+            tell_agent: Some((entry.agent.clone(), reason)),
+        };
+        if entry.attempts >= self.limits.attempts_per_session {
+            return Err(turned(Refusal::LimitExceeded));
         }
         match entry.state {
             // Left in place for `sweep`, which removes it and tells the agent.
-            State::Waiting { expires } if now >= expires => Err(Refusal::Expired),
+            State::Waiting { expires } if now >= expires => {
+                Err(TurnedAway::viewer_only(Refusal::UnknownSession))
+            }
+            State::Paired { .. } | State::Vacated => Err(turned(Refusal::AlreadyPaired)),
             State::Waiting { .. } => {
+                let Some(reserved) = reserve(&entry.agent) else {
+                    return Err(TurnedAway {
+                        to_viewer: Refusal::Capacity,
+                        tell_agent: Some((entry.agent.clone(), Refusal::Capacity)),
+                    });
+                };
                 let generation = self.next_generation;
                 self.next_generation += 1;
                 entry.state = State::Paired { viewer, generation };
@@ -197,39 +293,74 @@ impl<A: Clone, V> Registry<A, V> {
                     agent: entry.agent.clone(),
                     generation,
                     latency: now.saturating_duration_since(entry.registered),
+                    reserved,
                 };
-                let agent_ip = entry.agent_ip;
-                self.set_waiting(agent_ip, false);
+                let agent_source = entry.agent_source;
+                self.count_waiting(agent_source, false);
+                self.paired += 1;
                 Ok(pairing)
             }
-            State::Paired { .. } | State::Vacated => Err(Refusal::AlreadyPaired),
         }
     }
 
-    /// The agent turned its viewer away (failed handshake): the session waits again with a
-    /// fresh joining window. Returns the viewer to disconnect, and the new window.
-    pub fn release(&mut self, id: SessionId, now: Instant) -> Option<(Option<V>, Duration)> {
-        let entry = self.sessions.get_mut(&id)?;
-        let expires = now + self.limits.pairing_ttl;
-        let previous = std::mem::replace(&mut entry.state, State::Waiting { expires });
-        let ip = entry.agent_ip;
-        entry.registered = now;
-        let viewer = match previous {
+    /// The viewer paired with `id` right now, if any.
+    pub fn viewer(&self, id: SessionId) -> Option<&V> {
+        match &self.sessions.get(&id)?.state {
             State::Paired { viewer, .. } => Some(viewer),
-            State::Vacated => None,
-            State::Waiting { .. } => return Some((None, self.limits.pairing_ttl)),
-        };
-        self.set_waiting(ip, true);
-        Some((viewer, self.limits.pairing_ttl))
+            _ => None,
+        }
     }
 
-    /// The viewer of pairing `generation` disconnected. Returns the agent to tell, unless
-    /// the session has moved on (released, re-paired or gone).
-    pub fn viewer_left(&mut self, id: SessionId, generation: u64) -> Option<A> {
+    /// The agent turned its viewer away (the end-to-end handshake failed): the session waits
+    /// again with a fresh joining window. `viewer_spoke` says whether the paired viewer sent
+    /// anything to the agent (only then was it an attempt at the code).
+    pub fn release(&mut self, id: SessionId, now: Instant, viewer_spoke: bool) -> Option<Released<V>> {
+        let entry = self.sessions.get_mut(&id)?;
+        let viewer = match &entry.state {
+            State::Waiting { expires } => {
+                // Nothing to release; the window is not extended by asking.
+                return Some(Released {
+                    pairing: false,
+                    viewer: None,
+                    window: expires.saturating_duration_since(now),
+                });
+            }
+            State::Paired { .. } | State::Vacated => {
+                let expires = now + self.limits.pairing_ttl;
+                match std::mem::replace(&mut entry.state, State::Waiting { expires }) {
+                    State::Paired { viewer, .. } => {
+                        self.paired = self.paired.saturating_sub(1);
+                        if viewer_spoke {
+                            entry.attempts += 1;
+                        }
+                        Some(viewer)
+                    }
+                    _ => None,
+                }
+            }
+        };
+        entry.registered = now;
+        let source = entry.agent_source;
+        self.count_waiting(source, true);
+        Some(Released {
+            pairing: true,
+            viewer,
+            window: self.limits.pairing_ttl,
+        })
+    }
+
+    /// The viewer of pairing `generation` disconnected (`viewer_spoke`: it had sent something
+    /// to the agent). Returns the agent to tell, unless the session has moved on (released,
+    /// re-paired or gone).
+    pub fn viewer_left(&mut self, id: SessionId, generation: u64, viewer_spoke: bool) -> Option<A> {
         let entry = self.sessions.get_mut(&id)?;
         match entry.state {
             State::Paired { generation: g, .. } if g == generation => {
                 entry.state = State::Vacated;
+                if viewer_spoke {
+                    entry.attempts += 1;
+                }
+                self.paired = self.paired.saturating_sub(1);
                 Some(entry.agent.clone())
             }
             _ => None,
@@ -238,20 +369,22 @@ impl<A: Clone, V> Registry<A, V> {
 
     /// The session ends (agent left, burned it, or a limit ended it). Returns the paired
     /// viewer, if any, to disconnect.
-    pub fn remove(&mut self, id: SessionId, reason: Refusal, now: Instant) -> Option<V> {
+    pub fn remove(&mut self, id: SessionId, now: Instant) -> Option<V> {
         let entry = self.sessions.remove(&id)?;
         // Bounded: a client that registers and leaves in a loop must not grow the table
-        // without limit; past the cap a late join just hears "unknown".
+        // without limit; past the cap an ID may come back sooner.
         if self.tombstones.len() < MAX_TOMBSTONES {
-            self.tombstones
-                .insert(id, (reason, now + self.limits.pairing_ttl));
+            self.tombstones.insert(id, now + self.limits.pairing_ttl);
         }
         match entry.state {
             State::Waiting { .. } => {
-                self.set_waiting(entry.agent_ip, false);
+                self.count_waiting(entry.agent_source, false);
                 None
             }
-            State::Paired { viewer, .. } => Some(viewer),
+            State::Paired { viewer, .. } => {
+                self.paired = self.paired.saturating_sub(1);
+                Some(viewer)
+            }
             State::Vacated => None,
         }
     }
@@ -270,10 +403,11 @@ impl<A: Clone, V> Registry<A, V> {
             if let Some(entry) = self.sessions.get(&id) {
                 agents.push((id, entry.agent.clone()));
             }
-            self.remove(id, Refusal::Expired, now);
+            self.remove(id, now);
         }
-        self.tombstones.retain(|_, (_, until)| now < *until);
+        self.tombstones.retain(|_, until| now < *until);
         self.join_buckets.retain(|_, b| !b.is_full(now));
+        self.register_buckets.retain(|_, b| !b.is_full(now));
         agents
     }
 
@@ -290,25 +424,50 @@ impl<A: Clone, V> Registry<A, V> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::Ipv4Addr;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    fn default_source(ip: IpAddr) -> Source {
+        crate::source::SourceMask::default().source(ip)
+    }
 
     fn limits() -> RegistryLimits {
         RegistryLimits {
             pairing_ttl: Duration::from_secs(60),
             join_rate: 1.0,
             join_burst: 5.0,
-            joins_per_session: 3,
-            waiting_per_ip: 2,
+            register_rate: 1.0,
+            register_burst: 100.0,
+            attempts_per_session: 3,
+            waiting_per_source: 2,
             waiting_total: 3,
         }
     }
 
-    fn ip(n: u8) -> IpAddr {
-        IpAddr::V4(Ipv4Addr::new(10, 0, 0, n))
+    fn ip(n: u8) -> Source {
+        default_source(IpAddr::V4(Ipv4Addr::new(10, 0, 0, n)))
+    }
+
+    fn v6(s: &str) -> Source {
+        default_source(s.parse().unwrap())
     }
 
     fn reg() -> Registry<u32, u32> {
         Registry::new(limits())
+    }
+
+    fn join(
+        r: &mut Registry<u32, u32>,
+        id: SessionId,
+        viewer: u32,
+        from: Source,
+        t: Instant,
+    ) -> Result<Pairing<u32, ()>, TurnedAway<u32>> {
+        r.join(id, viewer, from, t, Ok(()), |_| Some(()))
+    }
+
+    fn refusal(r: Result<Pairing<u32, ()>, TurnedAway<u32>>) -> (Refusal, Option<(u32, Refusal)>) {
+        let t = r.unwrap_err();
+        (t.to_viewer, t.tell_agent)
     }
 
     #[test]
@@ -316,58 +475,72 @@ mod tests {
         let mut r = reg();
         let t = Instant::now();
         let mut rng = ponte_protocol::os_rng();
-        let (id, ttl) = r.register(1, ip(1), t, &mut rng).unwrap();
+        let (id, ttl) = r.register(|_| 1, ip(1), t, &mut rng).unwrap();
         assert_eq!(ttl, Duration::from_secs(60));
         assert_eq!(r.waiting(), 1);
-        let p = r.join(id, 100, ip(2), t + Duration::from_secs(1)).unwrap();
+        let p = join(&mut r, id, 100, ip(2), t + Duration::from_secs(1)).unwrap();
         assert_eq!(p.agent, 1);
         assert_eq!(p.latency, Duration::from_secs(1));
         assert_eq!((r.waiting(), r.paired()), (0, 1));
-        assert_eq!(r.join(id, 101, ip(3), t).unwrap_err(), Refusal::AlreadyPaired);
-    }
-
-    #[test]
-    fn unknown_expired_burned() {
-        let mut r = reg();
-        let t = Instant::now();
-        let mut rng = ponte_protocol::os_rng();
-        let unknown: SessionId = "000000000".parse().unwrap();
-        assert_eq!(r.join(unknown, 1, ip(2), t).unwrap_err(), Refusal::UnknownSession);
-
-        let (id, _) = r.register(1, ip(1), t, &mut rng).unwrap();
-        let late = t + Duration::from_secs(61);
-        assert_eq!(r.join(id, 1, ip(2), late).unwrap_err(), Refusal::Expired);
-        // The sweep removes it and hands back the agent to tell.
-        assert_eq!(r.sweep(late), vec![(id, 1)]);
-        assert_eq!(r.join(id, 1, ip(2), late).unwrap_err(), Refusal::Expired);
-        assert_eq!(r.waiting(), 0);
-
-        let (id, _) = r.register(1, ip(1), t, &mut rng).unwrap();
-        assert_eq!(r.remove(id, Refusal::Burned, t), None);
-        assert_eq!(r.join(id, 1, ip(2), t).unwrap_err(), Refusal::Burned);
-        // Tombstones are forgotten after a while.
-        r.sweep(t + Duration::from_secs(3600));
+        assert_eq!(r.viewer(id), Some(&100));
+        // Another viewer hears "unknown"; the agent hears the truth.
         assert_eq!(
-            r.join(id, 1, ip(3), t + Duration::from_secs(3600)).unwrap_err(),
-            Refusal::UnknownSession
+            refusal(join(&mut r, id, 101, ip(3), t)),
+            (Refusal::UnknownSession, Some((1, Refusal::AlreadyPaired)))
         );
     }
 
     #[test]
-    fn tombstones_are_bounded() {
+    fn unknown_expired_burned_and_paired_ids_get_one_answer() {
+        let mut r = reg();
+        let t = Instant::now();
+        let mut rng = ponte_protocol::os_rng();
+        let unknown: SessionId = "000000000".parse().unwrap();
+        assert_eq!(
+            refusal(join(&mut r, unknown, 1, ip(2), t)),
+            (Refusal::UnknownSession, None)
+        );
+
+        let (id, _) = r.register(|_| 1, ip(1), t, &mut rng).unwrap();
+        let late = t + Duration::from_secs(61);
+        assert_eq!(
+            refusal(join(&mut r, id, 1, ip(2), late)),
+            (Refusal::UnknownSession, None)
+        );
+        // The sweep removes it and hands back the agent to tell.
+        assert_eq!(r.sweep(late), vec![(id, 1)]);
+        assert_eq!(
+            refusal(join(&mut r, id, 1, ip(3), late)),
+            (Refusal::UnknownSession, None)
+        );
+        assert_eq!(r.waiting(), 0);
+
+        let (id, _) = r.register(|_| 1, ip(1), t, &mut rng).unwrap();
+        assert_eq!(r.remove(id, t), None);
+        assert_eq!(
+            refusal(join(&mut r, id, 1, ip(4), t)),
+            (Refusal::UnknownSession, None)
+        );
+    }
+
+    #[test]
+    fn ended_ids_are_not_reissued_for_a_while_and_tombstones_are_bounded() {
         let mut r: Registry<u32, u32> = Registry::new(RegistryLimits {
-            waiting_per_ip: u32::MAX,
+            waiting_per_source: u32::MAX,
             waiting_total: usize::MAX,
+            register_burst: f64::MAX,
             ..limits()
         });
         let t = Instant::now();
         let mut rng = ponte_protocol::os_rng();
         for _ in 0..MAX_TOMBSTONES + 10 {
-            let (id, _) = r.register(1, ip(1), t, &mut rng).unwrap();
-            r.remove(id, Refusal::Burned, t);
+            let (id, _) = r.register(|_| 1, ip(1), t, &mut rng).unwrap();
+            r.remove(id, t);
         }
         assert_eq!(r.tombstones.len(), MAX_TOMBSTONES);
         assert!(r.is_empty());
+        r.sweep(t + Duration::from_secs(3600));
+        assert!(r.tombstones.is_empty());
     }
 
     #[test]
@@ -375,55 +548,190 @@ mod tests {
         let mut r = reg();
         let t = Instant::now();
         let mut rng = ponte_protocol::os_rng();
-        let (id, _) = r.register(7, ip(1), t, &mut rng).unwrap();
+        let (id, _) = r.register(|_| 7, ip(1), t, &mut rng).unwrap();
         assert!(r.sweep(t + Duration::from_secs(59)).is_empty());
         assert_eq!(r.sweep(t + Duration::from_secs(60)), vec![(id, 7)]);
         assert!(r.is_empty());
     }
 
     #[test]
-    fn waiting_caps_per_ip_and_total() {
+    fn waiting_caps_per_source_and_total() {
         let mut r = reg();
         let t = Instant::now();
         let mut rng = ponte_protocol::os_rng();
-        r.register(1, ip(1), t, &mut rng).unwrap();
-        r.register(2, ip(1), t, &mut rng).unwrap();
-        assert_eq!(r.register(3, ip(1), t, &mut rng).unwrap_err(), Refusal::Capacity);
-        r.register(4, ip(2), t, &mut rng).unwrap();
-        assert_eq!(r.register(5, ip(3), t, &mut rng).unwrap_err(), Refusal::Capacity);
+        r.register(|_| 1, ip(1), t, &mut rng).unwrap();
+        r.register(|_| 2, ip(1), t, &mut rng).unwrap();
+        assert_eq!(
+            r.register(|_| 3, ip(1), t, &mut rng).unwrap_err(),
+            Refusal::Capacity
+        );
+        r.register(|_| 4, ip(2), t, &mut rng).unwrap();
+        assert_eq!(
+            r.register(|_| 5, ip(3), t, &mut rng).unwrap_err(),
+            Refusal::Capacity
+        );
     }
 
     #[test]
-    fn join_flood_from_one_ip_is_throttled_others_get_through() {
+    fn registrations_are_rate_limited_per_source() {
+        let mut r: Registry<u32, u32> = Registry::new(RegistryLimits {
+            register_burst: 2.0,
+            waiting_per_source: 100,
+            waiting_total: 100,
+            ..limits()
+        });
+        let t = Instant::now();
+        let mut rng = ponte_protocol::os_rng();
+        for _ in 0..2 {
+            let (id, _) = r.register(|_| 1, ip(1), t, &mut rng).unwrap();
+            r.remove(id, t);
+        }
+        assert!(matches!(
+            r.register(|_| 1, ip(1), t, &mut rng),
+            Err(Refusal::RateLimited { retry_after_secs: 1 })
+        ));
+        r.register(|_| 1, ip(2), t, &mut rng).unwrap();
+        r.register(|_| 1, ip(1), t + Duration::from_secs(1), &mut rng)
+            .unwrap();
+    }
+
+    #[test]
+    fn per_source_limits_aggregate_an_ipv6_prefix() {
         let mut r = reg();
         let t = Instant::now();
         let mut rng = ponte_protocol::os_rng();
-        let (id, _) = r.register(1, ip(1), t, &mut rng).unwrap();
+        // Waiting sessions: two per source, and every address of a /64 is the same source.
+        r.register(|_| 1, v6("2001:db8:1:1::1"), t, &mut rng).unwrap();
+        r.register(|_| 2, v6("2001:db8:1:1::2"), t, &mut rng).unwrap();
+        assert_eq!(
+            r.register(|_| 3, v6("2001:db8:1:1:8000::3"), t, &mut rng)
+                .unwrap_err(),
+            Refusal::Capacity
+        );
+        // Joins: a burst of five per source, spread over many addresses of one /64.
+        let unknown: SessionId = "999999999".parse().unwrap();
+        let mut limited = 0;
+        for n in 0..20u16 {
+            let from = v6(&format!("2001:db8:2:2::{n:x}"));
+            if let Err(TurnedAway {
+                to_viewer: Refusal::RateLimited { .. },
+                ..
+            }) = join(&mut r, unknown, 0, from, t)
+            {
+                limited += 1;
+            }
+        }
+        assert_eq!(limited, 15, "the /64 shares one burst of 5");
+        // The next /64 has its own.
+        assert_eq!(
+            refusal(join(&mut r, unknown, 0, v6("2001:db8:2:3::1"), t)).0,
+            Refusal::UnknownSession
+        );
+        // Registrations share a bucket per /64 too.
+        let mut tight: Registry<u32, u32> = Registry::new(RegistryLimits {
+            register_burst: 1.0,
+            ..limits()
+        });
+        tight.register(|_| 1, v6("2001:db8:9:9::1"), t, &mut rng).unwrap();
+        assert!(matches!(
+            tight.register(|_| 2, v6("2001:db8:9:9::2"), t, &mut rng),
+            Err(Refusal::RateLimited { .. })
+        ));
+    }
+
+    #[test]
+    fn join_flood_from_one_source_is_throttled_others_get_through() {
+        let mut r = reg();
+        let t = Instant::now();
+        let mut rng = ponte_protocol::os_rng();
+        let (id, _) = r.register(|_| 1, ip(1), t, &mut rng).unwrap();
         let unknown: SessionId = "999999999".parse().unwrap();
         let mut limited = 0;
         for _ in 0..20 {
-            if let Err(Refusal::RateLimited { .. }) = r.join(unknown, 0, ip(66), t) {
+            if let Err(TurnedAway {
+                to_viewer: Refusal::RateLimited { .. },
+                ..
+            }) = join(&mut r, unknown, 0, ip(66), t)
+            {
                 limited += 1;
             }
         }
         assert_eq!(limited, 15, "burst of 5, then throttled");
-        assert!(r.join(id, 9, ip(2), t).is_ok());
+        assert!(join(&mut r, id, 9, ip(2), t).is_ok());
     }
 
     #[test]
-    fn joins_per_session_are_capped() {
+    fn only_pairings_where_the_viewer_spoke_count_against_a_session() {
+        let mut r: Registry<u32, u32> = Registry::new(RegistryLimits {
+            join_burst: 1000.0,
+            ..limits()
+        });
+        let t = Instant::now();
+        let mut rng = ponte_protocol::os_rng();
+        let (id, _) = r.register(|_| 1, ip(1), t, &mut rng).unwrap();
+        // Many viewers that pair and leave without a word, and refused joins while paired,
+        // cost nothing.
+        for n in 0..50u32 {
+            let p = join(&mut r, id, n, ip(10), t).unwrap();
+            assert!(join(&mut r, id, 1000 + n, ip(11), t).is_err());
+            assert_eq!(r.viewer_left(id, p.generation, false), Some(1));
+            r.release(id, t, false).unwrap();
+        }
+        // Three that spoke (possible code guesses) use the session up.
+        for n in 0..3u32 {
+            let p = join(&mut r, id, n, ip(12), t).unwrap();
+            if n == 0 {
+                // Turned away by the agent while still connected.
+                assert_eq!(r.release(id, t, true).unwrap().viewer, Some(n));
+            } else {
+                r.viewer_left(id, p.generation, true);
+                r.release(id, t, false).unwrap();
+            }
+        }
+        assert_eq!(
+            refusal(join(&mut r, id, 9, ip(13), t)),
+            (Refusal::UnknownSession, Some((1, Refusal::LimitExceeded)))
+        );
+    }
+
+    #[test]
+    fn credential_refusals_do_not_depend_on_the_id_and_reach_the_agent() {
         let mut r = reg();
         let t = Instant::now();
         let mut rng = ponte_protocol::os_rng();
-        let (id, _) = r.register(1, ip(1), t, &mut rng).unwrap();
-        for n in 0..3 {
-            r.join(id, n, ip(10 + n as u8), t).unwrap();
-            r.release(id, t).unwrap();
-        }
-        assert!(matches!(
-            r.join(id, 9, ip(20), t),
-            Err(Refusal::RateLimited { .. })
-        ));
+        let (id, _) = r.register(|_| 1, ip(1), t, &mut rng).unwrap();
+        let unknown: SessionId = "999999999".parse().unwrap();
+        let mut attempt = |id, credential| {
+            r.join(id, 5, ip(2), t, credential, |_| Some(()))
+                .map(|_| ())
+                .map_err(|e| (e.to_viewer, e.tell_agent))
+        };
+        assert_eq!(
+            attempt(unknown, Err(Refusal::CredentialRequired)),
+            Err((Refusal::CredentialRequired, None))
+        );
+        assert_eq!(
+            attempt(id, Err(Refusal::CredentialRefused)),
+            Err((Refusal::CredentialRefused, Some((1, Refusal::CredentialRefused))))
+        );
+        assert_eq!(attempt(id, Ok(())), Ok(()));
+    }
+
+    #[test]
+    fn a_pairing_the_reservation_cannot_pay_for_is_refused_for_capacity() {
+        let mut r = reg();
+        let t = Instant::now();
+        let mut rng = ponte_protocol::os_rng();
+        let (id, _) = r.register(|_| 1, ip(1), t, &mut rng).unwrap();
+        let refused = r.join(id, 5, ip(2), t, Ok(()), |_| None::<()>);
+        let turned = refused.unwrap_err();
+        assert_eq!(turned.to_viewer, Refusal::Capacity);
+        assert_eq!(turned.tell_agent, Some((1, Refusal::Capacity)));
+        assert_eq!((r.waiting(), r.paired()), (1, 0));
+        let p = r
+            .join(id, 5, ip(2), t, Ok(()), |agent| Some(*agent * 10))
+            .unwrap();
+        assert_eq!(p.reserved, 10);
     }
 
     #[test]
@@ -431,18 +739,33 @@ mod tests {
         let mut r = reg();
         let t = Instant::now();
         let mut rng = ponte_protocol::os_rng();
-        let (id, _) = r.register(1, ip(1), t, &mut rng).unwrap();
-        let p = r.join(id, 100, ip(2), t).unwrap();
+        let (id, _) = r.register(|_| 1, ip(1), t, &mut rng).unwrap();
+        let p = join(&mut r, id, 100, ip(2), t).unwrap();
         // The viewer leaves: the agent is told, nobody can join until it releases.
-        assert_eq!(r.viewer_left(id, p.generation), Some(1));
-        assert_eq!(r.join(id, 101, ip(3), t).unwrap_err(), Refusal::AlreadyPaired);
-        assert_eq!(r.release(id, t).unwrap().0, None);
-        let p2 = r.join(id, 102, ip(4), t).unwrap();
+        assert_eq!(r.viewer_left(id, p.generation, false), Some(1));
+        assert_eq!(
+            refusal(join(&mut r, id, 101, ip(3), t)).0,
+            Refusal::UnknownSession
+        );
+        let released = r.release(id, t, false).unwrap();
+        assert!(released.pairing && released.viewer.is_none());
+        let p2 = join(&mut r, id, 102, ip(4), t).unwrap();
         // Releasing hands back the viewer to disconnect; its late departure is ignored.
-        assert_eq!(r.release(id, t).unwrap().0, Some(102));
-        assert_eq!(r.viewer_left(id, p2.generation), None);
+        assert_eq!(r.release(id, t, false).unwrap().viewer, Some(102));
+        assert_eq!(r.viewer_left(id, p2.generation, false), None);
+        assert_eq!((r.waiting(), r.paired()), (1, 0));
+        // A release with nobody paired changes nothing and does not extend the window.
+        let later = t + Duration::from_secs(10);
+        assert_eq!(
+            r.release(id, later, false).unwrap(),
+            Released {
+                pairing: false,
+                viewer: None,
+                window: Duration::from_secs(50)
+            }
+        );
         assert_eq!(r.waiting(), 1);
-        assert_eq!(r.remove(id, Refusal::PeerLeft, t), None);
+        assert_eq!(r.remove(id, t), None);
         assert_eq!(r.waiting(), 0);
     }
 }

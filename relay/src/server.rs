@@ -1,41 +1,104 @@
-//! The relay server: accepts QUIC connections, runs each client's rendezvous, pairs viewers
-//! with waiting agents and forwards between them; shuts down gracefully.
+//! The relay server: admits QUIC connections, runs each client's rendezvous, pairs viewers
+//! with waiting agents and forwards between them, keeps the ledger; shuts down gracefully.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ponte_protocol::SessionId;
-use ponte_protocol::rendezvous::{self, ClientMessage, MAX_MESSAGE, Refusal, RelayMessage};
+use ponte_protocol::rendezvous::{
+    self, AssistantProof, ClientMessage, MAX_MESSAGE, Refusal, RelayMessage, Ticket,
+};
 use ponte_transport::framed::{self, FramedError};
 use ponte_transport::tls::CertFingerprint;
 use quinn::{Connection, RecvStream, SendStream, VarInt};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
+use crate::admission::{Admission, Admitted, Crowded, Decision, Load};
+use crate::assistants::Assistants;
 use crate::bucket::TokenBucket;
-use crate::config::Config;
-use crate::forward::{self, Budget, End};
-use crate::registry::Registry;
+use crate::config::{AssistantMode, Config};
+use crate::forward::{self, Budget, Direction, End};
+use crate::ledger::{EndReason, Ledger, SessionRecord, ViewerFacts, WriterSettings};
+use crate::memory::{self, Buffers, Reservation};
+use crate::registry::{Registry, TurnedAway};
+use crate::source::Source;
 
-/// What the registry keeps of an agent: its connection and a line to its control task.
+/// What the registry keeps of an agent.
 #[derive(Debug, Clone)]
 struct AgentLink {
     connection: Connection,
+    source: Source,
+    /// A line to the agent's control task.
     events: mpsc::Sender<RelayMessage>,
+    record: SessionRecord,
+    /// The agent connection's windows, reserved at its first pairing and kept until it
+    /// closes: credit granted to a QUIC peer cannot be taken back.
+    reservation: Arc<Mutex<Option<Reservation>>>,
+}
+
+/// What the registry keeps of a paired viewer.
+#[derive(Debug)]
+struct ViewerLink {
+    connection: Connection,
+    budget: Arc<Budget>,
+}
+
+impl ViewerLink {
+    /// Whether it sent anything towards the agent, that is, could have tried the code.
+    fn spoke(&self) -> bool {
+        self.budget.forwarded(Direction::ViewerToAgent) > 0
+    }
+}
+
+/// Counters for what the relay turned away at the door (tests and logs read them; the same
+/// events go to the metrics).
+#[derive(Debug, Default)]
+struct Counters {
+    retries: AtomicU64,
+    refused_full: AtomicU64,
+    refused_source: AtomicU64,
+    auth_refused: AtomicU64,
+}
+
+/// A snapshot of the relay's own accounting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// Sessions waiting for a viewer.
+    pub waiting: usize,
+    /// Sessions with a paired viewer.
+    pub paired: usize,
+    /// Bytes of windows reserved for paired connections.
+    pub buffers_reserved: u64,
+    /// QUIC Retry packets sent.
+    pub retries: u64,
+    /// Connections refused because every slot was taken.
+    pub refused_full: u64,
+    /// Connections refused because their source held its share.
+    pub refused_source: u64,
+    /// Joins refused for their credential.
+    pub auth_refused: u64,
 }
 
 struct Shared {
     config: Config,
-    registry: Mutex<Registry<AgentLink, Connection>>,
+    registry: Mutex<Registry<AgentLink, ViewerLink>>,
     total_bandwidth: Option<Arc<tokio::sync::Mutex<TokenBucket>>>,
     shutting_down: watch::Receiver<bool>,
     /// Set just before the relay closes every connection at the end of a shutdown.
-    closing: std::sync::atomic::AtomicBool,
+    closing: AtomicBool,
+    admission: Admission,
+    buffers: Buffers,
+    assistants: Assistants,
+    ledger: Ledger,
+    handshaking: AtomicUsize,
+    counters: Counters,
 }
 
 impl Shared {
-    fn registry(&self) -> std::sync::MutexGuard<'_, Registry<AgentLink, Connection>> {
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry<AgentLink, ViewerLink>> {
         // A panic while holding the lock cannot leave the table half-updated in a way that
         // matters more than stopping the relay would.
         self.registry.lock().unwrap_or_else(|e| e.into_inner())
@@ -60,11 +123,24 @@ fn close(connection: &Connection, reason: Refusal) {
 /// at shutdown is not the peer leaving. The flag covers connections whose close the relay has
 /// begun but that do not report it yet, whichever side of a pair notices first.
 fn departure(shared: &Shared, connection: &Connection) -> Refusal {
-    let closing = shared.closing.load(std::sync::atomic::Ordering::SeqCst);
+    let closing = shared.closing.load(Ordering::SeqCst);
     match connection.close_reason() {
         _ if closing => Refusal::ShuttingDown,
         Some(quinn::ConnectionError::LocallyClosed) => Refusal::ShuttingDown,
         _ => Refusal::PeerLeft,
+    }
+}
+
+/// The ledger's name for why a session ended, from the reason its agent's task stopped.
+fn end_reason(reason: Refusal) -> EndReason {
+    match reason {
+        Refusal::Burned => EndReason::Burned,
+        Refusal::Expired => EndReason::Expired,
+        Refusal::IdleTimeout => EndReason::IdleTimeout,
+        Refusal::LimitExceeded => EndReason::LimitExceeded,
+        Refusal::ShuttingDown => EndReason::ShuttingDown,
+        Refusal::BadRequest | Refusal::VersionUnsupported { .. } => EndReason::BadRequest,
+        _ => EndReason::AgentLeft,
     }
 }
 
@@ -86,10 +162,8 @@ impl Relay {
             None => crate::cert::load_or_generate(&config.data_dir)?,
         };
         let fingerprint = identity.fingerprint();
-        let mut transport = ponte_transport::tls::transport_config(Duration::from_secs(30));
-        // Streams a peer may have open at once; mirrored streams count on both sides.
-        transport.max_concurrent_bidi_streams(VarInt::from_u32(256));
-        transport.max_concurrent_uni_streams(VarInt::from_u32(256));
+        let ledger_target = config.ledger_target()?;
+        let transport = memory::unpaired_transport(config.stream_window);
         let server = ponte_transport::tls::server_config(identity.chain, identity.key, transport)?;
         let endpoint = quinn::Endpoint::server(server, config.listen)?;
         let (shutdown, shutting_down) = watch::channel(false);
@@ -100,12 +174,26 @@ impl Relay {
                 Instant::now(),
             )))
         });
+        info!(ledger = %ledger_target, assistants = ?config.assistants, "relay starting");
+        let ledger = Ledger::start(
+            ledger_target,
+            WriterSettings {
+                retention: config.ledger_retention,
+                purge_every: config.ledger_purge_every,
+            },
+        );
         let shared = Arc::new(Shared {
             registry: Mutex::new(Registry::new(config.registry.clone())),
+            admission: Admission::new(config.admission),
+            buffers: Buffers::new(config.buffers),
+            assistants: Assistants::new(&config.data_dir),
+            ledger,
             config,
             total_bandwidth,
             shutting_down,
-            closing: std::sync::atomic::AtomicBool::new(false),
+            closing: AtomicBool::new(false),
+            handshaking: AtomicUsize::new(0),
+            counters: Counters::default(),
         });
         tokio::spawn(sweep(shared.clone()));
         let accept = tokio::spawn(accept_loop(endpoint.clone(), shared.clone()));
@@ -134,13 +222,34 @@ impl Relay {
         (r.waiting(), r.paired())
     }
 
+    /// The relay's own accounting right now.
+    pub fn stats(&self) -> Stats {
+        let (waiting, paired) = self.counts();
+        let c = &self.shared.counters;
+        Stats {
+            waiting,
+            paired,
+            buffers_reserved: self.shared.buffers.used(),
+            retries: c.retries.load(Ordering::Relaxed),
+            refused_full: c.refused_full.load(Ordering::Relaxed),
+            refused_source: c.refused_source.load(Ordering::Relaxed),
+            auth_refused: c.auth_refused.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Bytes reserved for the paired connections of the source `ip` belongs to.
+    pub fn buffers_reserved_by(&self, ip: std::net::IpAddr) -> u64 {
+        self.shared.buffers.used_by(self.shared.config.sources.source(ip))
+    }
+
     /// Graceful shutdown: stop accepting, tell waiting agents, let paired sessions finish for
-    /// up to the grace period, then close everything with a reason.
+    /// up to the grace period, close everything with a reason, and store the ledger's last rows.
     pub async fn shutdown(self) {
         info!("shutting down: no new connections");
         let _ = self.shutdown.send(true);
         let waiting = self.shared.registry().waiting_agents();
         for (_, agent) in waiting {
+            agent.record.ended(EndReason::ShuttingDown);
             let _ = agent
                 .events
                 .try_send(RelayMessage::Refused(Refusal::ShuttingDown));
@@ -150,15 +259,14 @@ impl Relay {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let reason = Refusal::ShuttingDown;
-        self.shared
-            .closing
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.shared.closing.store(true, Ordering::SeqCst);
         self.endpoint.close(
             VarInt::from_u32(reason.close_code()),
             reason.to_string().as_bytes(),
         );
         self.accept.abort();
         let _ = tokio::time::timeout(Duration::from_secs(3), self.endpoint.wait_idle()).await;
+        self.shared.ledger.flush(Duration::from_secs(5)).await;
         info!("relay stopped");
     }
 }
@@ -174,6 +282,7 @@ async fn sweep(shared: Arc<Shared>) {
         let expired = shared.registry().sweep(Instant::now());
         for (id, agent) in expired {
             debug!(session = %id, "session expired unpaired");
+            agent.record.ended(EndReason::Expired);
             let _ = agent.events.try_send(RelayMessage::Refused(Refusal::Expired));
         }
         shared.publish_counts();
@@ -188,19 +297,47 @@ async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
             _ = shutting_down.wait_for(|s| *s) => None,
         };
         let Some(incoming) = incoming else { break };
-        if endpoint.open_connections() >= shared.config.max_connections {
-            crate::metrics::refused(&Refusal::Capacity);
-            incoming.refuse();
-            continue;
-        }
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let remote = incoming.remote_address();
-            match incoming.await {
-                Ok(connection) => handle(connection, shared).await,
-                Err(e) => debug!(%remote, "handshake failed: {e}"),
+        let source = shared.config.sources.source(incoming.remote_address().ip());
+        let load = Load {
+            open: endpoint.open_connections(),
+            handshaking: shared.handshaking.load(Ordering::Relaxed),
+        };
+        let counters = &shared.counters;
+        match shared
+            .admission
+            .decide(source, incoming.remote_address_validated(), load)
+        {
+            Decision::Refuse(crowded) => {
+                let (counter, label) = match crowded {
+                    Crowded::Full => (&counters.refused_full, "full"),
+                    Crowded::Source => (&counters.refused_source, "per_source"),
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                crate::metrics::connection_refused(label);
+                incoming.refuse();
             }
-        });
+            Decision::Retry if incoming.may_retry() => {
+                counters.retries.fetch_add(1, Ordering::Relaxed);
+                crate::metrics::retry();
+                let _ = incoming.retry();
+            }
+            Decision::Retry => incoming.refuse(),
+            Decision::Accept(slot) => {
+                let shared = shared.clone();
+                shared.handshaking.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(async move {
+                    let remote = incoming.remote_address();
+                    // A handshake that does not finish in time gives its slot back.
+                    let connected = tokio::time::timeout(shared.config.request_timeout, incoming).await;
+                    shared.handshaking.fetch_sub(1, Ordering::Relaxed);
+                    match connected {
+                        Ok(Ok(connection)) => handle(connection, source, slot, shared).await,
+                        Ok(Err(e)) => debug!(%remote, "handshake failed: {e}"),
+                        Err(_) => debug!(%remote, "handshake timed out"),
+                    }
+                });
+            }
+        }
     }
     // Refuse whatever still knocks until the endpoint closes.
     while let Some(incoming) = endpoint.accept().await {
@@ -220,9 +357,10 @@ async fn refuse(connection: &Connection, send: &mut SendStream, reason: Refusal)
     close(connection, reason);
 }
 
-async fn handle(connection: Connection, shared: Arc<Shared>) {
+async fn handle(connection: Connection, source: Source, slot: Admitted, shared: Arc<Shared>) {
+    // The connection holds its slot until this task ends.
+    let _slot = slot;
     let timeout = shared.config.request_timeout;
-    let ip = connection.remote_address().ip();
     let (mut send, mut recv) = match tokio::time::timeout(timeout, connection.accept_bi()).await {
         Ok(Ok(streams)) => streams,
         Ok(Err(_)) => return,
@@ -230,8 +368,27 @@ async fn handle(connection: Connection, shared: Arc<Shared>) {
     };
     let first = framed::read_timeout::<ClientMessage>(&mut recv, MAX_MESSAGE, timeout).await;
     match first {
-        Ok(Some(ClientMessage::Register)) => agent(connection, send, recv, ip, shared).await,
-        Ok(Some(ClientMessage::Join { session })) => viewer(connection, send, session, ip, shared).await,
+        Ok(Some(ClientMessage::Register)) => agent(connection, send, recv, source, shared).await,
+        Ok(Some(ClientMessage::Join { session })) => {
+            let join = Join {
+                session,
+                ticket: None,
+                proof: None,
+            };
+            viewer(connection, send, recv, join, source, shared).await
+        }
+        Ok(Some(ClientMessage::JoinAs {
+            session,
+            ticket,
+            proof,
+        })) => {
+            let join = Join {
+                session,
+                ticket,
+                proof,
+            };
+            viewer(connection, send, recv, join, source, shared).await
+        }
         Ok(Some(_)) | Ok(None) => refuse(&connection, &mut send, Refusal::BadRequest).await,
         Err(FramedError::Frame(e)) => refuse(&connection, &mut send, rendezvous::refusal_for(&e)).await,
         Err(_) => close(&connection, Refusal::BadRequest),
@@ -249,16 +406,28 @@ async fn agent(
     connection: Connection,
     mut send: SendStream,
     mut recv: RecvStream,
-    ip: IpAddr,
+    source: Source,
     shared: Arc<Shared>,
 ) {
-    let (events, mut inbox) = mpsc::channel(8);
+    let (events, mut inbox) = mpsc::channel(16);
+    let address = shared
+        .config
+        .ledger_addresses
+        .keep(connection.remote_address().ip());
+    let mut made = None;
     let registered = shared.registry().register(
-        AgentLink {
-            connection: connection.clone(),
-            events,
+        |id| {
+            let link = AgentLink {
+                connection: connection.clone(),
+                source,
+                events,
+                record: SessionRecord::new(&shared.ledger, id, address),
+                reservation: Arc::new(Mutex::new(None)),
+            };
+            made = Some(link.clone());
+            link
         },
-        ip,
+        source,
         Instant::now(),
         &mut ponte_protocol::os_rng(),
     );
@@ -266,27 +435,35 @@ async fn agent(
         Ok(x) => x,
         Err(reason) => return refuse(&connection, &mut send, reason).await,
     };
+    // A successful registration made the link.
+    let Some(link) = made else { return };
     shared.publish_counts();
     info!(session = %id, "agent registered");
     let registered = RelayMessage::Registered {
         session: id,
-        expires_in_secs: ttl.as_secs() as u32,
+        expires_in_secs: ttl.as_secs().try_into().unwrap_or(u32::MAX),
     };
     let mut end = Refusal::PeerLeft;
     if send_relay(&mut send, &registered).await {
-        end = agent_loop(id, &connection, &mut send, &mut recv, &mut inbox, &shared).await;
+        end = agent_loop(id, &link, &mut send, &mut recv, &mut inbox, &shared).await;
     }
-    let viewer = shared.registry().remove(id, end, Instant::now());
+    link.record.ended(match end {
+        Refusal::PeerLeft => match departure(&shared, &connection) {
+            Refusal::ShuttingDown => EndReason::ShuttingDown,
+            _ => EndReason::AgentLeft,
+        },
+        other => end_reason(other),
+    });
+    let viewer = shared.registry().remove(id, Instant::now());
     shared.publish_counts();
     if let Some(viewer) = viewer {
-        close(
-            &viewer,
-            if end == Refusal::Burned {
-                Refusal::Burned
-            } else {
-                Refusal::PeerLeft
-            },
-        );
+        // At shutdown the endpoint's close reaches each connection in its own time; whichever
+        // comes first, the viewer must hear that the relay is stopping, not that the agent left.
+        let reason = match end {
+            Refusal::Burned | Refusal::ShuttingDown => end,
+            _ => Refusal::PeerLeft,
+        };
+        close(&viewer.connection, reason);
     }
     info!(session = %id, reason = %end, "agent session ended");
 }
@@ -294,23 +471,39 @@ async fn agent(
 /// Runs until the agent leaves or the session ends; returns why.
 async fn agent_loop(
     id: SessionId,
-    connection: &Connection,
+    link: &AgentLink,
     send: &mut SendStream,
     recv: &mut RecvStream,
     inbox: &mut mpsc::Receiver<RelayMessage>,
     shared: &Shared,
 ) -> Refusal {
+    let connection = &link.connection;
     loop {
         tokio::select! {
             request = framed::read::<ClientMessage>(recv, MAX_MESSAGE) => match request {
                 Ok(Some(ClientMessage::Release)) => {
-                    let released = shared.registry().release(id, Instant::now());
-                    let Some((viewer, ttl)) = released else { return Refusal::PeerLeft };
-                    if let Some(viewer) = viewer {
-                        close(&viewer, Refusal::Released);
+                    let released = {
+                        let mut r = shared.registry();
+                        let spoke = r.viewer(id).is_some_and(ViewerLink::spoke);
+                        let released = r.release(id, Instant::now(), spoke);
+                        if released.as_ref().is_some_and(|r| r.pairing) {
+                            // Under the lock, so a new pairing cannot open the windows first.
+                            memory::close_down(connection);
+                        }
+                        released
+                    };
+                    let Some(released) = released else { return Refusal::PeerLeft };
+                    if released.pairing {
+                        link.record.released();
+                    }
+                    if let Some(viewer) = released.viewer {
+                        close(&viewer.connection, Refusal::Released);
                     }
                     shared.publish_counts();
-                    let again = RelayMessage::Registered { session: id, expires_in_secs: ttl.as_secs() as u32 };
+                    let again = RelayMessage::Registered {
+                        session: id,
+                        expires_in_secs: released.window.as_secs().try_into().unwrap_or(u32::MAX),
+                    };
                     if !send_relay(send, &again).await {
                         return Refusal::PeerLeft;
                     }
@@ -322,6 +515,11 @@ async fn agent_loop(
                 Ok(Some(_)) => {
                     refuse(connection, send, Refusal::BadRequest).await;
                     return Refusal::BadRequest;
+                }
+                Err(FramedError::Frame(e)) => {
+                    let reason = rendezvous::refusal_for(&e);
+                    refuse(connection, send, reason).await;
+                    return reason;
                 }
                 Ok(None) | Err(_) => return departure(shared, connection),
             },
@@ -356,67 +554,209 @@ async fn drop_stale_streams(connection: &Connection) {
     }
 }
 
+/// What a viewer asked for.
+struct Join {
+    session: SessionId,
+    ticket: Option<Ticket>,
+    proof: Option<AssistantProof>,
+}
+
+/// The verdict on a join's credential: the assistant's name, none (open relay, none
+/// presented), or a refusal. A credential presented to an open relay is still checked, so a
+/// revoked one is never silently ignored.
+fn check_credential(
+    shared: &Shared,
+    connection: &Connection,
+    join: &Join,
+) -> Result<Option<String>, Refusal> {
+    let Some(proof) = &join.proof else {
+        return match shared.config.assistants {
+            AssistantMode::Required => Err(Refusal::CredentialRequired),
+            AssistantMode::Open => Ok(None),
+        };
+    };
+    let verified = ponte_transport::credential::exporter(connection).is_some_and(|exporter| {
+        ponte_transport::credential::verify(proof, &exporter, join.session, join.ticket.as_ref())
+    });
+    // Looked up even after a bad signature, so the time taken does not say which failed.
+    let name = shared.assistants.lookup(&proof.key);
+    match name {
+        Some(name) if verified => Ok(Some(name)),
+        _ => Err(Refusal::CredentialRefused),
+    }
+}
+
+/// Waits until the viewer breaks the rendezvous protocol: after its join it has nothing more
+/// to say on its control line. A clean end of the line is fine and waits forever.
+async fn misbehaves(recv: &mut RecvStream) {
+    match framed::read::<ClientMessage>(recv, MAX_MESSAGE).await {
+        Ok(Some(_)) | Err(FramedError::Frame(_) | FramedError::Truncated) => {}
+        Ok(None) | Err(_) => std::future::pending().await,
+    }
+}
+
 /// A viewer: join, then forward between it and the agent until the session ends.
 async fn viewer(
     connection: Connection,
     mut send: SendStream,
-    id: SessionId,
-    ip: IpAddr,
+    mut recv: RecvStream,
+    join: Join,
+    source: Source,
     shared: Arc<Shared>,
 ) {
-    let joined = shared.registry().join(id, connection.clone(), ip, Instant::now());
-    let pairing = match joined {
-        Ok(p) => p,
-        Err(reason) => {
-            crate::metrics::join(crate::metrics::reason_label(&reason));
-            debug!(session = %id, %reason, "join refused");
-            return refuse(&connection, &mut send, reason).await;
-        }
-    };
-    crate::metrics::join("paired");
-    crate::metrics::pairing_latency(pairing.latency);
-    shared.publish_counts();
-    info!(session = %id, "viewer paired");
-    // Streams the agent opened for an earlier viewer (who left before the relay forwarded
-    // them) must not reach this one: the agent opens this pairing's handshake stream only once
-    // it hears `Paired`, so whatever is already waiting is stale.
-    drop_stale_streams(&pairing.agent.connection).await;
-    // Tell the agent first: it opens the handshake stream as soon as it hears of the viewer.
-    if pairing.agent.events.send(RelayMessage::Paired).await.is_err()
-        || !send_relay(&mut send, &RelayMessage::Paired).await
-    {
-        shared.registry().viewer_left(id, pairing.generation);
-        return close(&connection, Refusal::PeerLeft);
-    }
-    let agent = pairing.agent.connection.clone();
+    let id = join.session;
+    let credential = check_credential(&shared, &connection, &join);
     let budget = Arc::new(Budget::new(
         shared.config.session_bandwidth,
         shared.total_bandwidth.clone(),
         shared.config.tap.clone(),
     ));
-    let end = forward::run(
-        agent.clone(),
-        connection.clone(),
-        budget,
-        shared.config.idle_timeout,
-        shared.config.max_session,
+    let link = ViewerLink {
+        connection: connection.clone(),
+        budget: budget.clone(),
+    };
+    let joined = shared.registry().join(
+        id,
+        link,
+        source,
+        Instant::now(),
+        credential.as_ref().map(|_| ()).map_err(|r| *r),
+        |agent: &AgentLink| {
+            let mine = shared.buffers.reserve(source)?;
+            let mut theirs = agent.reservation.lock().unwrap_or_else(|e| e.into_inner());
+            if theirs.is_none() {
+                *theirs = Some(shared.buffers.reserve(agent.source)?);
+            }
+            memory::open_up(
+                &agent.connection,
+                theirs.as_ref().map_or(mine.tier(), Reservation::tier),
+            );
+            memory::open_up(&connection, mine.tier());
+            Some(mine)
+        },
+    );
+    let pairing = match joined {
+        Ok(p) => p,
+        Err(TurnedAway {
+            to_viewer,
+            tell_agent,
+        }) => {
+            crate::metrics::join(crate::metrics::reason_label(&to_viewer));
+            if matches!(
+                to_viewer,
+                Refusal::CredentialRequired | Refusal::CredentialRefused
+            ) {
+                shared.counters.auth_refused.fetch_add(1, Ordering::Relaxed);
+                crate::metrics::auth_refused(&to_viewer);
+            }
+            if let Some((agent, reason)) = tell_agent {
+                let _ = agent.events.try_send(RelayMessage::JoinRefused(reason));
+            }
+            debug!(session = %id, reason = %to_viewer, "join refused");
+            return refuse(&connection, &mut send, to_viewer).await;
+        }
+    };
+    // Held for the life of this task, which is the life of the viewer's connection.
+    let _reservation = pairing.reserved;
+    let agent = pairing.agent;
+    let generation = pairing.generation;
+    crate::metrics::join("paired");
+    crate::metrics::pairing_latency(pairing.latency);
+    shared.publish_counts();
+    let assistant = credential.ok().flatten();
+    info!(session = %id, assistant = assistant.as_deref().unwrap_or("-"), "viewer paired");
+    agent.record.paired(
+        generation,
+        ViewerFacts {
+            assistant,
+            ticket: join.ticket,
+            address: shared
+                .config
+                .ledger_addresses
+                .keep(connection.remote_address().ip()),
+        },
+    );
+    // Streams the agent opened for an earlier viewer (who left before the relay forwarded
+    // them) must not reach this one: the agent opens this pairing's handshake stream only once
+    // it hears `Paired`, so whatever is already waiting is stale.
+    drop_stale_streams(&agent.connection).await;
+    // Tell the agent first: it opens the handshake stream as soon as it hears of the viewer.
+    // Bounded: an agent that stopped reading its control line must not hold this viewer.
+    let told = tokio::time::timeout(
+        shared.config.request_timeout,
+        agent.events.send(RelayMessage::Paired),
     )
     .await;
-    match end {
-        End::ViewerGone => {
-            if let Some(agent) = shared.registry().viewer_left(id, pairing.generation) {
-                let _ = agent.events.try_send(RelayMessage::PeerLeft);
-            }
+    if !matches!(told, Ok(Ok(()))) || !send_relay(&mut send, &RelayMessage::Paired).await {
+        agent
+            .record
+            .pairing_ended(generation, EndReason::ViewerLeft, 0, 0);
+        if shared.registry().viewer_left(id, generation, false).is_some() {
+            memory::close_down(&agent.connection);
         }
-        End::AgentGone => close(&connection, departure(&shared, &agent)),
-        End::Idle | End::MaxDuration => {
-            let reason = if end == End::Idle {
-                Refusal::IdleTimeout
+        return close(&connection, Refusal::PeerLeft);
+    }
+    let forwarded = forward::run(
+        agent.connection.clone(),
+        connection.clone(),
+        budget.clone(),
+        shared.config.idle_timeout,
+        shared.config.max_session,
+    );
+    let end = tokio::select! {
+        end = forwarded => Some(end),
+        () = misbehaves(&mut recv) => None,
+    };
+    let (a2v, v2a) = (
+        budget.forwarded(Direction::AgentToViewer),
+        budget.forwarded(Direction::ViewerToAgent),
+    );
+    let spoke = v2a > 0;
+    let viewer_gone = |reason: Refusal| {
+        let mut r = shared.registry();
+        if let Some(agent) = r.viewer_left(id, generation, spoke) {
+            memory::close_down(&agent.connection);
+            let _ = agent.events.try_send(RelayMessage::PeerLeft);
+        }
+        drop(r);
+        if reason != Refusal::PeerLeft {
+            close(&connection, reason);
+        }
+    };
+    match end {
+        None => {
+            warn!(session = %id, "viewer broke the rendezvous protocol");
+            agent
+                .record
+                .pairing_ended(generation, EndReason::BadRequest, a2v, v2a);
+            viewer_gone(Refusal::BadRequest);
+        }
+        Some(End::ViewerGone) => {
+            agent
+                .record
+                .pairing_ended(generation, EndReason::ViewerLeft, a2v, v2a);
+            viewer_gone(Refusal::PeerLeft);
+        }
+        Some(End::AgentGone) => {
+            let reason = departure(&shared, &agent.connection);
+            let ended = if reason == Refusal::ShuttingDown {
+                EndReason::ShuttingDown
             } else {
-                Refusal::LimitExceeded
+                EndReason::AgentLeft
+            };
+            agent.record.pairing_ended(generation, ended, a2v, v2a);
+            close(&connection, reason);
+        }
+        Some(end @ (End::Idle | End::MaxDuration)) => {
+            let (reason, ended) = if end == End::Idle {
+                (Refusal::IdleTimeout, EndReason::IdleTimeout)
+            } else {
+                (Refusal::LimitExceeded, EndReason::LimitExceeded)
             };
             warn!(session = %id, %reason, "closing session");
-            let _ = pairing.agent.events.try_send(RelayMessage::Refused(reason));
+            agent.record.pairing_ended(generation, ended, a2v, v2a);
+            agent.record.ended(ended);
+            let _ = agent.events.try_send(RelayMessage::Refused(reason));
             close(&connection, reason);
         }
     }

@@ -97,7 +97,7 @@ async fn join_error(r: &TestRelay, session: ponte_protocol::SessionId, from: u8)
 }
 
 #[tokio::test]
-async fn refuses_unknown_already_paired_and_burned_ids() {
+async fn unknown_paired_and_burned_ids_get_one_answer_and_the_agent_hears_why() {
     let r = relay().await;
     assert_eq!(
         join_error(&r, "123456789".parse().unwrap(), 1).await,
@@ -108,7 +108,13 @@ async fn refuses_unknown_already_paired_and_burned_ids() {
     let (id, _) = agent.register().await.unwrap();
     let mut viewer = r.connect().await;
     viewer.join(id).await.unwrap();
-    assert_eq!(join_error(&r, id, 2).await, Refusal::AlreadyPaired);
+    assert_eq!(agent.next().await.unwrap(), RelayMessage::Paired);
+    // A second viewer learns nothing about the ID; the customer's side is told.
+    assert_eq!(join_error(&r, id, 2).await, Refusal::UnknownSession);
+    assert_eq!(
+        agent.next().await.unwrap(),
+        RelayMessage::JoinRefused(Refusal::AlreadyPaired)
+    );
 
     // Burning ends the session, disconnects the viewer with the reason, refuses later joins.
     agent.send(&ClientMessage::Burn).await.unwrap();
@@ -117,7 +123,7 @@ async fn refuses_unknown_already_paired_and_burned_ids() {
         ponte_transport::client::refusal_of(&closed),
         Some(Refusal::Burned)
     );
-    assert_eq!(join_error(&r, id, 3).await, Refusal::Burned);
+    assert_eq!(join_error(&r, id, 3).await, Refusal::UnknownSession);
 }
 
 #[tokio::test]
@@ -127,8 +133,9 @@ async fn session_ids_expire_and_the_agent_is_told() {
     let (id, ttl) = agent.register().await.unwrap();
     assert_eq!(ttl, Duration::from_secs(1));
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    // Either the join sees it expire or the sweep got there first: both say "expired".
-    assert_eq!(join_error(&r, id, 2).await, Refusal::Expired);
+    // Either the join sees it expire or the sweep got there first: the viewer hears only
+    // that the ID cannot be joined.
+    assert_eq!(join_error(&r, id, 2).await, Refusal::UnknownSession);
     let msg = tokio::time::timeout(Duration::from_secs(5), agent.next())
         .await
         .unwrap();
@@ -201,10 +208,10 @@ async fn a_join_flood_from_one_ip_is_throttled_while_another_ip_gets_through() {
 }
 
 #[tokio::test]
-async fn joins_per_session_and_waiting_sessions_are_capped() {
+async fn attempts_per_session_and_waiting_sessions_are_capped() {
     let r = relay_with(|c| {
-        c.registry.joins_per_session = 1;
-        c.registry.waiting_per_ip = 2;
+        c.registry.attempts_per_session = 1;
+        c.registry.waiting_per_source = 2;
     })
     .await;
     let ep = endpoint(9);
@@ -219,21 +226,40 @@ async fn joins_per_session_and_waiting_sessions_are_capped() {
         refusal(&third.register().await.unwrap_err()),
         Some(Refusal::Capacity)
     );
-    // Another IP may still register.
+    // Another source may still register.
     let mut other = r.connect_from(&endpoint(10)).await.unwrap();
     let (id, _) = other.register().await.unwrap();
+    // A viewer that pairs and leaves without a word costs nothing...
+    for _ in 0..3 {
+        let mut v = r.connect().await;
+        v.join(id).await.unwrap();
+        assert_eq!(other.next().await.unwrap(), RelayMessage::Paired);
+        v.connection().close(0u32.into(), b"bye");
+        assert_eq!(other.next().await.unwrap(), RelayMessage::PeerLeft);
+        other.send(&ClientMessage::Release).await.unwrap();
+        assert!(
+            matches!(other.next().await.unwrap(), RelayMessage::Registered { session, .. } if session == id)
+        );
+    }
+    // ...one that sent something (it could have tried the code) uses up the one attempt.
     let mut v = r.connect().await;
     v.join(id).await.unwrap();
-    drop(v);
     assert_eq!(other.next().await.unwrap(), RelayMessage::Paired);
-    // The viewer left; the agent hears it and releases, but one join per session was the cap.
-    assert_eq!(other.next().await.unwrap(), RelayMessage::PeerLeft);
+    let mut s = v.connection().open_uni().await.unwrap();
+    s.write_all(b"a guess").await.unwrap();
+    s.finish().unwrap();
+    let mut got = other.connection().accept_uni().await.unwrap();
+    assert_eq!(got.read_to_end(100).await.unwrap(), b"a guess");
     other.send(&ClientMessage::Release).await.unwrap();
-    assert!(matches!(other.next().await.unwrap(), RelayMessage::Registered { session, .. } if session == id));
     assert!(matches!(
-        join_error(&r, id, 11).await,
-        Refusal::RateLimited { .. }
+        other.next().await.unwrap(),
+        RelayMessage::Registered { .. }
     ));
+    assert_eq!(join_error(&r, id, 11).await, Refusal::UnknownSession);
+    assert_eq!(
+        other.next().await.unwrap(),
+        RelayMessage::JoinRefused(Refusal::LimitExceeded)
+    );
 }
 
 #[tokio::test]
@@ -330,7 +356,7 @@ async fn session_bandwidth_is_limited() {
 
 #[tokio::test]
 async fn connections_beyond_the_limit_are_refused_at_accept() {
-    let r = relay_with(|c| c.max_connections = 2).await;
+    let r = relay_with(|c| c.admission.max_connections = 2).await;
     let _a = r.connect().await;
     let _b = r.connect().await;
     let third = r.connect_from(&endpoint(12)).await;

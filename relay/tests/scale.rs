@@ -27,8 +27,12 @@ fn rss_kib() -> u64 {
 async fn a_thousand_concurrent_sessions_each_verified() {
     let r = Arc::new(
         relay_with(|c| {
-            c.registry.waiting_per_ip = SESSIONS as u32;
+            c.registry.waiting_per_source = SESSIONS as u32;
             c.registry.join_burst = SESSIONS as f64;
+            c.registry.register_burst = SESSIONS as f64;
+            c.admission.per_source = SESSIONS as u32;
+            c.buffers.per_source = u64::MAX;
+            c.buffers.total = u64::MAX;
         })
         .await,
     );

@@ -17,7 +17,7 @@ use ponte_protocol::{OneTimeCode, SessionId};
 use ponte_session::connect::{RelayOptions, TrustNote};
 use ponte_session::files::{self, Destination, Hidden, Progress, Totals, TransferError};
 use ponte_session::{SecureSend, SecureStream, Session, SessionError};
-use ponte_transport::client::RelayClient;
+use ponte_transport::client::{JoinExtras, RelayClient};
 use tokio::sync::{Mutex, mpsc, watch};
 
 use crate::screen::ScreenClient;
@@ -136,6 +136,8 @@ pub struct JoinOptions {
     pub code: OneTimeCode,
     /// The assistant's identity.
     pub credentials: Credentials,
+    /// What the relay is shown: the operator's credential, a ticket for its ledger.
+    pub extras: JoinExtras,
 }
 
 /// What the viewer knows of the session.
@@ -214,7 +216,10 @@ impl Terminal {
 pub async fn join(options: JoinOptions) -> Result<(Viewer, TrustNote), ViewerError> {
     let (mut client, note) =
         ponte_session::connect::connect(&options.relay, options.accept_new_fingerprint).await?;
-    client.join(options.session).await.map_err(SessionError::from)?;
+    client
+        .join_with(options.session, &options.extras)
+        .await
+        .map_err(SessionError::from)?;
     let (session, control) =
         ponte_session::handshake::viewer(&client, options.session, options.code, &options.credentials)
             .await?;

@@ -54,6 +54,8 @@ struct Connect {
     code: OneTimeCode,
     #[command(flatten)]
     relay: RelayArgs,
+    #[command(flatten)]
+    assistant: ponte_session::connect::AssistantArgs,
     /// Run the commands in FILE (or - for stdin), one per line, then quit; exit non-zero if any
     /// failed.
     #[arg(long)]
@@ -192,6 +194,7 @@ async fn connect(c: Connect) -> anyhow::Result<ExitCode> {
         session: c.session_id,
         code: c.code,
         credentials,
+        extras: c.assistant.join_extras()?,
     };
     let (mut viewer, note) = ponte_viewer::join(options).await.map_err(|e| match e {
         e @ (ponte_viewer::ViewerError::WrongCode

@@ -39,6 +39,10 @@ pub fn to_json(event: &Event) -> Option<Value> {
                     v["reason"] = json!(reason.to_string());
                     "failed"
                 }
+                Attempt::TurnedAway(reason) => {
+                    v["reason"] = json!(reason.to_string());
+                    "turned_away"
+                }
                 Attempt::Burned => "burned",
                 Attempt::Expired => "expired",
             };

@@ -2,8 +2,12 @@
 //! throughput relayed vs direct, 64-byte round-trip latency relayed vs direct (p50/p99),
 //! pairings per second, and the relay's resident memory per idle paired session.
 //!
-//! Run: `cargo run --release -p ponte-benches --bin relay-bench [-- --sessions 10000]`.
-//! The relay is the real `ponte-relay` binary (release build) in its own process.
+//! With `--baseline PATH` (a `ponte-relay` built from before the hardening of issue #10), the
+//! same run also measures throughput and pairing rate through that relay, interleaved with
+//! this one's, and prints the ratios.
+//!
+//! Run: `cargo run --release -p ponte-benches --bin relay-bench [-- --sessions 10000]
+//! [--baseline PATH]`. The relays are real release binaries, each in its own process.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -43,9 +47,31 @@ struct Relay {
     _dir: tempfile::TempDir,
 }
 
-fn start_relay() -> Relay {
+/// Starts a relay binary. Both kinds get the limits lifted that would stop one benchmark
+/// client from opening thousands of sessions; the hardened one keeps its default windows,
+/// Retry policy and (SQLite) ledger, which is what the comparison is about.
+fn start_relay(program: &std::path::Path, hardened: bool) -> Relay {
+    start_relay_with(program, hardened, &[])
+}
+
+fn start_relay_with(program: &std::path::Path, hardened: bool, extra: &[&str]) -> Relay {
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(binary("ponte-relay"));
+    let mut cmd = Command::new(program);
+    cmd.args(extra);
+    if hardened {
+        cmd.args([
+            "--max-connections-per-source",
+            "1000000",
+            "--registration-burst",
+            "1000000",
+            "--registrations-per-minute",
+            "100000000",
+            "--max-buffered-mib",
+            "100000000",
+            "--max-buffered-per-source-mib",
+            "100000000",
+        ]);
+    }
     cmd.args(["--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
         .args([
@@ -154,6 +180,109 @@ async fn latencies(a: &Connection, b: &Connection) -> Vec<Duration> {
     out
 }
 
+/// Pairs `n` sessions (64 at a time) and returns them with the rate.
+async fn pairings(endpoints: &[Endpoint], relay: Target, n: usize) -> (Vec<(RelayClient, RelayClient)>, f64) {
+    let gate = Arc::new(Semaphore::new(64));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let (gate, ep) = (gate.clone(), endpoints[i % endpoints.len()].clone());
+        tasks.push(tokio::spawn(async move {
+            let _permit = gate.acquire_owned().await.unwrap();
+            pair(&ep, relay).await
+        }));
+    }
+    let mut sessions = Vec::with_capacity(n);
+    for t in tasks {
+        sessions.push(t.await.unwrap());
+    }
+    (sessions, n as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Closes sessions in batches (thousands of CONNECTION_CLOSE at once overflow loopback
+/// buffers) and waits a moment for the relay to settle.
+async fn close_all(sessions: Vec<(RelayClient, RelayClient)>) {
+    for batch in sessions.chunks(50) {
+        for (a, v) in batch {
+            a.connection().close(0u32.into(), b"done");
+            v.connection().close(0u32.into(), b"done");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+/// Throughput, echo latency and pairing rate through the baseline relay and this one (with
+/// and without its ledger), interleaved.
+async fn before_after(baseline: &std::path::Path, ep: &Endpoint) -> anyhow::Result<()> {
+    let relays = [
+        start_relay(baseline, false),
+        start_relay(&binary("ponte-relay"), true),
+        start_relay_with(&binary("ponte-relay"), true, &["--ledger", "none"]),
+    ];
+    let targets: Vec<Target> = relays
+        .iter()
+        .map(|r| Target {
+            addr: r.addr,
+            fp: r.fp,
+        })
+        .collect();
+    let mut best = [0f64; 3];
+    let mut p99 = [f64::MAX; 3];
+    let mut rates = [0f64; 3];
+    let mut pairs = Vec::new();
+    for t in &targets {
+        pairs.push(pair(ep, *t).await);
+    }
+    for _ in 0..5 {
+        for (i, (agent, viewer)) in pairs.iter().enumerate() {
+            let mbps = TRANSFER as f64 / transfer(agent.connection(), viewer.connection()).await / 1e6;
+            best[i] = best[i].max(mbps);
+            let rtt = latencies(agent.connection(), viewer.connection()).await;
+            p99[i] = p99[i].min(pct(&rtt, 0.99));
+        }
+    }
+    drop(pairs);
+    let endpoints: Vec<Endpoint> = (0..8)
+        .map(|_| Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap())
+        .collect();
+    for _ in 0..3 {
+        for (i, target) in targets.iter().enumerate() {
+            let (sessions, rate) = pairings(&endpoints, *target, 1000).await;
+            rates[i] = rates[i].max(rate);
+            close_all(sessions).await;
+        }
+    }
+    println!("## Before and after the hardening (issue #10), interleaved in one run\n");
+    println!(
+        "Throughput and echo p99: best of 5 runs each; pairings/s: best of 3 runs of 1,000 pairings, 64 at a time.\n"
+    );
+    println!("| relay | throughput | echo RTT p99 | pairings/s |\n|---|---|---|---|");
+    let names = [
+        "before hardening",
+        "hardened, defaults (SQLite ledger)",
+        "hardened, `--ledger none`",
+    ];
+    for i in 0..3 {
+        println!(
+            "| {} | {:.0} MB/s | {:.0} µs | {:.0} |",
+            names[i], best[i], p99[i], rates[i]
+        );
+    }
+    for i in 1..3 {
+        println!(
+            "| ratio {} / before | {:.1}% | {:.2}× | {:.1}% |",
+            names[i],
+            100.0 * best[i] / best[0],
+            p99[i] / p99[0],
+            100.0 * rates[i] / rates[0]
+        );
+    }
+    println!();
+    drop(relays);
+    Ok(())
+}
+
 fn pct(sorted: &[Duration], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e6
 }
@@ -168,13 +297,21 @@ async fn main() -> anyhow::Result<()> {
         .map(|s| s.parse().context("--sessions N"))
         .transpose()?
         .unwrap_or(10_000);
-    let running = start_relay();
+    let baseline = args
+        .iter()
+        .position(|a| a == "--baseline")
+        .and_then(|i| args.get(i + 1))
+        .map(std::path::PathBuf::from);
+    let ep = Endpoint::client("127.0.0.1:0".parse().unwrap())?;
+    if let Some(baseline) = &baseline {
+        before_after(baseline, &ep).await?;
+    }
+    let running = start_relay(&binary("ponte-relay"), true);
     let pid = running.running.child.id();
     let relay = Target {
         addr: running.addr,
         fp: running.fp,
     };
-    let ep = Endpoint::client("127.0.0.1:0".parse().unwrap())?;
 
     println!(
         "## Relay figures ({} MiB transfers, {ROUND_TRIPS} round trips)\n",

@@ -356,6 +356,7 @@ async fn viewer(
             key: PrivateKey::generate(&mut ponte_protocol::os_rng()).unwrap(),
             certificate: None,
         },
+        extras: Default::default(),
     };
     let (viewer, _) = ponte_viewer::join(options).await.unwrap();
     viewer.consent(Duration::from_secs(60)).await.unwrap();

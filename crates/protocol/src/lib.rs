@@ -7,7 +7,8 @@
 //!
 //! - [`ids`]: session IDs and one-time codes.
 //! - [`frame`] and [`rendezvous`]: the length-bounded, versioned messages agents and viewers
-//!   exchange with the relay. Always built.
+//!   exchange with the relay, and [`credential`], the text form of an operator's assistant
+//!   credential. Always built.
 //! - [`text`]: [`PeerText`], the one type every string from the other side travels in, shown
 //!   only in an inert, escaped form.
 //! - With the `e2e` feature (default, and off in the relay): [`handshake`] (SPAKE2 + X25519,
@@ -20,6 +21,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod credential;
 pub mod frame;
 pub mod ids;
 pub mod rendezvous;

@@ -5,7 +5,13 @@
 //! the viewer joins with that ID; the relay answers both with [`RelayMessage::Paired`] and
 //! from then on mirrors every *other* stream between them. The code never appears here.
 //!
+//! A viewer may also present an operator-issued assistant credential — a signature bound to
+//! its TLS connection with the relay, see [`AssistantProof`] — and a [`Ticket`] reference that
+//! the relay writes into its session ledger.
+//!
 //! Messages are [`frame`](crate::frame)s of at most [`MAX_MESSAGE`] bytes.
+
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +38,16 @@ pub enum ClientMessage {
     /// Agent: this session ID is spent (the code was guessed wrong too often, or the session
     /// ended); forget it and refuse any further join.
     Burn,
+    /// Viewer: [`ClientMessage::Join`] with what an operator may ask of assistants: a proof of
+    /// an assistant credential and a ticket reference for the ledger.
+    JoinAs {
+        /// The ID the customer read out.
+        session: SessionId,
+        /// The operator's reference for this piece of work (visible to the operator).
+        ticket: Option<Ticket>,
+        /// Proof that the viewer holds an assistant credential of this relay.
+        proof: Option<AssistantProof>,
+    },
 }
 
 /// A message from the relay to an agent or a viewer.
@@ -50,14 +66,19 @@ pub enum RelayMessage {
     PeerLeft,
     /// The request was refused, or the session ended, for this reason.
     Refused(Refusal),
+    /// Agent: a viewer asked to join this session and the relay turned it away for this
+    /// reason. Sent for every refused join against a live session ID, so the customer sees
+    /// every attempt; the session itself goes on.
+    JoinRefused(Refusal),
 }
 
 /// Why the relay refused a request or ended a session. Every limit the relay enforces has
 /// its own reason so the client can tell its user what happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum Refusal {
-    /// No session with this ID is waiting.
-    #[error("no session with this ID is waiting")]
+    /// No session with this ID can be joined. A relay answers this for unknown, expired,
+    /// burned and already paired IDs alike, so that scanning IDs tells little.
+    #[error("no session with this ID can be joined (wrong, expired, ended or already in use)")]
     UnknownSession,
     /// The session ID was valid but its joining window has passed.
     #[error("the session ID has expired")]
@@ -101,6 +122,156 @@ pub enum Refusal {
     /// The customer's side turned this viewer away (the end-to-end handshake failed).
     #[error("the customer's side rejected the connection (wrong code?)")]
     Released,
+    /// The relay admits only assistants with a credential from its operator, and none was
+    /// presented.
+    #[error(
+        "this relay admits only assistants with a credential from its operator (ponte-viewer --credential FILE)"
+    )]
+    CredentialRequired,
+    /// The presented assistant credential is unknown to the relay, revoked, or its proof is
+    /// invalid.
+    #[error("the relay did not accept this assistant credential (unknown or revoked)")]
+    CredentialRefused,
+}
+
+/// The longest ticket reference, in bytes.
+pub const MAX_TICKET: usize = 64;
+
+/// An operator's reference for a piece of work (a support ticket number, say), sent by the
+/// viewer when it joins and written into the relay's ledger so sessions can be billed per
+/// ticket. The operator sees it; it is not end-to-end encrypted.
+///
+/// 1 to [`MAX_TICKET`] characters from `A–Z a–z 0–9 space . _ - : / #`, starting with a
+/// letter, a digit or `#` and not ending in a space: enough for ticket numbers and safe to put
+/// in a log line, a CSV cell or a spreadsheet without escaping surprises.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Ticket(String);
+
+/// A ticket reference that breaks the rules of [`Ticket`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "a ticket reference is 1 to 64 characters (letters, digits, space and . _ - : / #), starting with a letter, a digit or #"
+)]
+pub struct BadTicket;
+
+impl Ticket {
+    /// The reference as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Ticket {
+    type Error = BadTicket;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        let allowed = |c: char| c.is_ascii_alphanumeric() || " ._-:/#".contains(c);
+        let first_ok = s
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '#');
+        if s.len() > MAX_TICKET || !first_ok || s.ends_with(' ') || !s.chars().all(allowed) {
+            return Err(BadTicket);
+        }
+        Ok(Ticket(s))
+    }
+}
+
+impl std::str::FromStr for Ticket {
+    type Err = BadTicket;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ticket::try_from(s.to_owned())
+    }
+}
+
+impl From<Ticket> for String {
+    fn from(t: Ticket) -> String {
+        t.0
+    }
+}
+
+impl fmt::Display for Ticket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Ticket({:?})", self.0)
+    }
+}
+
+/// Proof that a viewer holds an assistant credential: the credential's Ed25519 public key and
+/// its signature over [`proof_message`], which binds the TLS connection to the relay (through
+/// a keying-material exporter), the session ID and the ticket. Nothing in it is secret or
+/// reusable on another connection; the relay keeps only public keys.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssistantProof {
+    /// Ed25519 public key of the credential (32 bytes).
+    pub key: [u8; 32],
+    /// Ed25519 signature over [`proof_message`] (64 bytes, as two halves for serde).
+    pub signature: [[u8; 32]; 2],
+}
+
+impl AssistantProof {
+    /// A proof from a public key and a 64-byte signature.
+    pub fn new(key: [u8; 32], signature: &[u8; 64]) -> AssistantProof {
+        let mut halves = [[0u8; 32]; 2];
+        halves[0].copy_from_slice(&signature[..32]);
+        halves[1].copy_from_slice(&signature[32..]);
+        AssistantProof {
+            key,
+            signature: halves,
+        }
+    }
+
+    /// The signature as 64 contiguous bytes.
+    pub fn signature_bytes(&self) -> [u8; 64] {
+        let mut out = [0u8; 64];
+        out[..32].copy_from_slice(&self.signature[0]);
+        out[32..].copy_from_slice(&self.signature[1]);
+        out
+    }
+}
+
+impl fmt::Debug for AssistantProof {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Not secret, but long and useless in logs: the key's first bytes identify it.
+        write!(
+            f,
+            "AssistantProof(key {:02x}{:02x}{:02x}{:02x}…)",
+            self.key[0], self.key[1], self.key[2], self.key[3]
+        )
+    }
+}
+
+/// TLS exporter label whose output (32 bytes, empty context) a credential proof signs.
+pub const PROOF_EXPORTER_LABEL: &[u8] = b"EXPORTER-ponte-assistant-proof";
+
+/// Bytes of exporter output a proof signs.
+pub const PROOF_EXPORTER_LEN: usize = 32;
+
+/// What an assistant credential signs when its viewer joins: a fixed context string, the TLS
+/// exporter value of the viewer's connection to the relay, the session ID and the ticket.
+///
+/// `"ponte/1 assistant proof" ‖ 0x00 ‖ exporter ‖ u32(session) ‖ lp(ticket)` (the empty
+/// string when there is no ticket).
+pub fn proof_message(
+    exporter: &[u8; PROOF_EXPORTER_LEN],
+    session: SessionId,
+    ticket: Option<&Ticket>,
+) -> Vec<u8> {
+    let ticket = ticket.map_or("", Ticket::as_str).as_bytes();
+    let mut m = Vec::with_capacity(24 + PROOF_EXPORTER_LEN + 8 + ticket.len());
+    m.extend_from_slice(b"ponte/1 assistant proof\0");
+    m.extend_from_slice(exporter);
+    m.extend_from_slice(&session.value().to_be_bytes());
+    m.extend_from_slice(&(ticket.len() as u32).to_be_bytes());
+    m.extend_from_slice(ticket);
+    m
 }
 
 /// Offset of [`Refusal`] close codes: a connection the relay closes for a reason carries
@@ -108,7 +279,7 @@ pub enum Refusal {
 pub const CLOSE_CODE_BASE: u32 = 0x100;
 
 impl Refusal {
-    const ALL: [Refusal; 13] = [
+    const ALL: [Refusal; 15] = [
         Refusal::UnknownSession,
         Refusal::Expired,
         Refusal::AlreadyPaired,
@@ -124,6 +295,8 @@ impl Refusal {
         Refusal::BadRequest,
         Refusal::PeerLeft,
         Refusal::Released,
+        Refusal::CredentialRequired,
+        Refusal::CredentialRefused,
     ];
 
     /// The QUIC application close code that carries this reason.
@@ -194,6 +367,17 @@ mod tests {
             },
             ClientMessage::Release,
             ClientMessage::Burn,
+            ClientMessage::JoinAs {
+                session: "000000042".parse().unwrap(),
+                ticket: None,
+                proof: None,
+            },
+            // The largest message there is: the longest ticket and a proof.
+            ClientMessage::JoinAs {
+                session: "999999999".parse().unwrap(),
+                ticket: Some("#".repeat(MAX_TICKET).parse().unwrap()),
+                proof: Some(AssistantProof::new([0xff; 32], &[0xee; 64])),
+            },
         ]
     }
 
@@ -210,6 +394,7 @@ mod tests {
         v.push(RelayMessage::Refused(Refusal::RateLimited {
             retry_after_secs: 30,
         }));
+        v.extend(Refusal::ALL.into_iter().map(RelayMessage::JoinRefused));
         v
     }
 
@@ -234,6 +419,86 @@ mod tests {
             session: "123456789".parse().unwrap(),
         });
         assert_eq!(bytes, [0, 6, 1, 1, 0x95, 0x9a, 0xef, 0x3a]);
+    }
+
+    #[test]
+    fn join_as_layout_is_stable() {
+        // version 1, variant 4 (JoinAs), session ID 1, Some("T-1"), None.
+        let bytes = encode_client(&ClientMessage::JoinAs {
+            session: "000000001".parse().unwrap(),
+            ticket: Some("T-1".parse().unwrap()),
+            proof: None,
+        });
+        assert_eq!(bytes, [0, 9, 1, 4, 1, 1, 3, b'T', b'-', b'1', 0]);
+        // A proof is the 32-byte key and the 64-byte signature, raw.
+        let proof = AssistantProof::new([1; 32], &[2; 64]);
+        let bytes = encode_client(&ClientMessage::JoinAs {
+            session: "000000001".parse().unwrap(),
+            ticket: None,
+            proof: Some(proof.clone()),
+        });
+        assert_eq!(&bytes[..7], [0, 101, 1, 4, 1, 0, 1]);
+        assert_eq!(&bytes[7..39], [1; 32]);
+        assert_eq!(&bytes[39..], [2; 64]);
+        assert_eq!(proof.signature_bytes(), [2; 64]);
+    }
+
+    #[test]
+    fn tickets_are_bounded_and_plain() {
+        for good in [
+            "1",
+            "#4711",
+            "ACME-2026/11 42",
+            "T:1.2_3",
+            &"a".repeat(MAX_TICKET),
+        ] {
+            assert_eq!(good.parse::<Ticket>().unwrap().as_str(), good);
+        }
+        for bad in [
+            "",
+            " lead",
+            "trail ",
+            "-1",
+            "=SUM(A1)",
+            "@x",
+            "a,b",
+            "quo\"te",
+            "new\nline",
+            "tab\t",
+            "\u{1b}[31m",
+            "é",
+            &"a".repeat(MAX_TICKET + 1),
+        ] {
+            assert_eq!(bad.parse::<Ticket>(), Err(BadTicket), "{bad:?}");
+        }
+        // The same rules hold on the wire: a bad ticket does not decode.
+        let mut frame = encode_client(&ClientMessage::JoinAs {
+            session: "000000001".parse().unwrap(),
+            ticket: Some("T-1".parse().unwrap()),
+            proof: None,
+        });
+        frame[7] = b'\n';
+        assert_eq!(decode_client(&frame), Err(FrameError::Malformed));
+    }
+
+    #[test]
+    fn proof_message_binds_exporter_session_and_ticket() {
+        let exporter = [7u8; PROOF_EXPORTER_LEN];
+        let id: SessionId = "123456789".parse().unwrap();
+        let ticket: Ticket = "T-1".parse().unwrap();
+        let m = proof_message(&exporter, id, Some(&ticket));
+        let mut expected = b"ponte/1 assistant proof\0".to_vec();
+        expected.extend_from_slice(&exporter);
+        expected.extend_from_slice(&123_456_789u32.to_be_bytes());
+        expected.extend_from_slice(&[0, 0, 0, 3]);
+        expected.extend_from_slice(b"T-1");
+        assert_eq!(m, expected);
+        assert_ne!(m, proof_message(&exporter, id, None));
+        assert_ne!(m, proof_message(&[8; 32], id, Some(&ticket)));
+        assert_ne!(
+            m,
+            proof_message(&exporter, "123456780".parse().unwrap(), Some(&ticket))
+        );
     }
 
     #[test]

@@ -78,6 +78,18 @@ fn compute() -> Vec<(&'static str, Vec<u8>)> {
             expires_in_secs: 600,
         }),
     ));
+    out.push((
+        "rendezvous_join_as",
+        rendezvous::encode_client(&ClientMessage::JoinAs {
+            session: context().session,
+            ticket: Some("ACME-4711".parse().unwrap()),
+            proof: Some(rendezvous::AssistantProof::new([0x11; 32], &[0x22; 64])),
+        }),
+    ));
+    out.push((
+        "rendezvous_join_refused",
+        rendezvous::encode_relay(&RelayMessage::JoinRefused(rendezvous::Refusal::CredentialRefused)),
+    ));
     out
 }
 

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ponte_transport::client::RelayClient;
+use ponte_protocol::rendezvous::Ticket;
+use ponte_transport::client::{ClientError, JoinExtras, RelayClient};
 use ponte_transport::tls::{self, CertFingerprint, RelayTrust};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -61,6 +62,45 @@ impl RelayArgs {
             ca: self.ca.clone(),
             known_relays: KnownRelays::default_location(),
         }
+    }
+}
+
+/// What an assistant's viewer presents to a relay that asks: the operator's credential and a
+/// ticket reference for the operator's ledger.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AssistantArgs {
+    /// The assistant credential from the relay's operator (`ponte-relay assistant add`).
+    /// Without it: the PONTE_CREDENTIAL environment variable (the credential itself or a file
+    /// path), else the file `credential` in Ponte's config directory (~/.config/ponte) if there.
+    #[arg(long, value_name = "FILE")]
+    pub credential: Option<PathBuf>,
+
+    /// The operator's reference for this work (a ticket number, say: letters, digits, space
+    /// and . _ - : / #, at most 64), written into the relay's session ledger. The relay's
+    /// operator sees it; the customer's data does not go with it.
+    #[arg(long, value_name = "REF")]
+    pub ticket: Option<Ticket>,
+}
+
+impl AssistantArgs {
+    /// Where the credential is looked for when neither the flag nor the environment names one.
+    pub fn default_credential_file() -> Option<PathBuf> {
+        dirs::config_dir().map(|d| d.join("ponte").join("credential"))
+    }
+
+    /// What to present with the join ([`RelayClient::join_with`]).
+    pub fn join_extras(&self) -> Result<JoinExtras, SessionError> {
+        let env = std::env::var(ponte_transport::credential::ENV).ok();
+        let credential = ponte_transport::credential::find(
+            self.credential.as_deref(),
+            env.as_deref(),
+            Self::default_credential_file().as_deref(),
+        )
+        .map_err(|e| SessionError::Relay(ClientError::Credential(e)))?;
+        Ok(JoinExtras {
+            credential,
+            ticket: self.ticket.clone(),
+        })
     }
 }
 
@@ -150,4 +190,34 @@ pub async fn connect(
         _ => TrustNote::Trusted,
     };
     Ok((client, note))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Viewer {
+        #[command(flatten)]
+        assistant: AssistantArgs,
+    }
+
+    #[test]
+    fn tickets_are_checked_when_parsed_and_credentials_when_read() {
+        let ok = Viewer::try_parse_from(["viewer", "--ticket", "ACME-4711"]).unwrap();
+        assert_eq!(ok.assistant.ticket.unwrap().as_str(), "ACME-4711");
+        for bad in ["=cmd()", "two\nlines", ""] {
+            assert!(
+                Viewer::try_parse_from(["viewer", "--ticket", bad]).is_err(),
+                "{bad:?}"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("credential");
+        std::fs::write(&path, "not a credential").unwrap();
+        let args = Viewer::try_parse_from(["viewer", "--credential", path.to_str().unwrap()]).unwrap();
+        let err = args.assistant.join_extras().unwrap_err();
+        assert!(err.to_string().contains("not an assistant credential"), "{err}");
+    }
 }

@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ponte_protocol::SessionId;
-use ponte_protocol::rendezvous::{self, ClientMessage, MAX_MESSAGE, Refusal, RelayMessage};
+use ponte_protocol::rendezvous::{self, ClientMessage, MAX_MESSAGE, Refusal, RelayMessage, Ticket};
 
+use crate::credential::{AssistantCredential, CredentialError};
 use crate::framed::{self, FramedError};
 use crate::tls::{CertFingerprint, SeenFingerprint};
 
@@ -34,6 +35,18 @@ pub enum ClientError {
     /// The relay closed the control line.
     #[error("the relay closed the session")]
     Closed,
+    /// The assistant credential could not be used.
+    #[error(transparent)]
+    Credential(#[from] CredentialError),
+}
+
+/// What a viewer presents with its join besides the session ID.
+#[derive(Debug, Default)]
+pub struct JoinExtras {
+    /// The operator-issued assistant credential, for relays that require one.
+    pub credential: Option<AssistantCredential>,
+    /// The operator's reference for this work, written into the relay's ledger.
+    pub ticket: Option<Ticket>,
 }
 
 impl ClientError {
@@ -144,7 +157,29 @@ impl RelayClient {
 
     /// Viewer: joins the session and waits until the relay has paired it.
     pub async fn join(&mut self, session: SessionId) -> Result<(), ClientError> {
-        self.send(&ClientMessage::Join { session }).await?;
+        self.join_with(session, &JoinExtras::default()).await
+    }
+
+    /// Viewer: joins the session presenting a credential and a ticket, if given, and waits
+    /// until the relay has paired it. A relay that refuses the credential says so
+    /// ([`Refusal::CredentialRequired`], [`Refusal::CredentialRefused`]).
+    pub async fn join_with(&mut self, session: SessionId, options: &JoinExtras) -> Result<(), ClientError> {
+        let message = match options {
+            // The plain form keeps working with relays that predate `JoinAs`.
+            JoinExtras {
+                credential: None,
+                ticket: None,
+            } => ClientMessage::Join { session },
+            JoinExtras { credential, ticket } => ClientMessage::JoinAs {
+                session,
+                ticket: ticket.clone(),
+                proof: credential
+                    .as_ref()
+                    .map(|c| c.prove(&self.connection, session, ticket.as_ref()))
+                    .transpose()?,
+            },
+        };
+        self.send(&message).await?;
         match self.answer().await? {
             RelayMessage::Paired => Ok(()),
             other => Err(ClientError::Unexpected(other)),

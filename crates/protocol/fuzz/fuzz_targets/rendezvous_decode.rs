@@ -1,13 +1,26 @@
-//! Hostile bytes into the rendezvous decoders, whole and through the streaming frame reader.
+//! Hostile bytes into the rendezvous decoders, whole and through the streaming frame reader,
+//! and into the parsers of what a viewer presents with a join: tickets and credential text.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use ponte_protocol::credential::CredentialSecret;
 use ponte_protocol::frame::FrameReader;
-use ponte_protocol::rendezvous::{self, ClientMessage, MAX_MESSAGE, RelayMessage};
+use ponte_protocol::rendezvous::{self, ClientMessage, MAX_MESSAGE, PROOF_EXPORTER_LEN, RelayMessage, Ticket};
 
 fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Ok(ticket) = text.parse::<Ticket>() {
+            assert_eq!(ticket.as_str(), text, "a ticket is kept as given");
+        }
+        if let Ok(secret) = text.parse::<CredentialSecret>() {
+            assert_eq!(secret.to_text().parse::<CredentialSecret>(), Ok(secret));
+        }
+    }
     if let Ok(m) = rendezvous::decode_client(data) {
         assert_eq!(rendezvous::encode_client(&m), data, "decoding must be canonical");
+        if let ClientMessage::JoinAs { session, ticket, .. } = &m {
+            let _ = rendezvous::proof_message(&[0; PROOF_EXPORTER_LEN], *session, ticket.as_ref());
+        }
     }
     if let Ok(m) = rendezvous::decode_relay(data) {
         assert_eq!(rendezvous::encode_relay(&m), data, "decoding must be canonical");

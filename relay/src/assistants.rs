@@ -1,0 +1,340 @@
+//! The operator's assistants: who may join sessions when the relay requires a credential.
+//!
+//! Each assistant is a name and the Ed25519 public key of its credential, one line each in
+//! `assistants` in the data directory (written whole and renamed into place, so a reader
+//! never sees half a file). The relay holds no secret: a credential's secret exists only in
+//! the assistant's file, printed once by `ponte-relay assistant add`. The running relay
+//! re-reads the file when it changes, so a removal takes effect at the next join.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use ponte_transport::credential::{AssistantCredential, CredentialError};
+
+/// The file's name in the data directory.
+pub const FILE: &str = "assistants";
+
+/// Longest assistant name.
+pub const MAX_NAME: usize = 64;
+
+/// What went wrong with the assistants file.
+#[derive(Debug, thiserror::Error)]
+pub enum AssistantError {
+    /// Reading or writing the file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A line of the file is not `NAME KEY CREATED`.
+    #[error("{path}, line {line}: not an assistant entry")]
+    Corrupt {
+        /// The file.
+        path: String,
+        /// 1-based line number.
+        line: usize,
+    },
+    /// The name breaks the rules.
+    #[error(
+        "an assistant name is 1 to 64 characters (letters, digits and . _ @ -), starting with a letter or digit"
+    )]
+    BadName,
+    /// The name is taken.
+    #[error("there is already an assistant named {0}")]
+    Exists(String),
+    /// No such assistant.
+    #[error("there is no assistant named {0}")]
+    Unknown(String),
+    /// A credential could not be made.
+    #[error(transparent)]
+    Credential(#[from] CredentialError),
+}
+
+/// One assistant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assistant {
+    /// The operator's name for the account (in the ledger and in `assistant list`).
+    pub name: String,
+    /// The credential's Ed25519 public key.
+    pub key: [u8; 32],
+    /// When it was added (seconds since 1970, UTC).
+    pub created: u64,
+}
+
+/// Checks an assistant name: plain enough for a log line, a CSV cell and a shell.
+pub fn check_name(name: &str) -> Result<(), AssistantError> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "._@-".contains(c);
+    let first_ok = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    if name.len() > MAX_NAME || !first_ok || !name.chars().all(allowed) {
+        return Err(AssistantError::BadName);
+    }
+    Ok(())
+}
+
+fn hex(key: &[u8; 32]) -> String {
+    key.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 || !s.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (o, pair) in out.iter_mut().zip(s.as_bytes().chunks_exact(2)) {
+        *o = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// The assistants file of a data directory.
+#[derive(Debug, Clone)]
+pub struct AssistantStore {
+    path: PathBuf,
+}
+
+impl AssistantStore {
+    /// The store in `data_dir`.
+    pub fn in_dir(data_dir: &Path) -> AssistantStore {
+        AssistantStore {
+            path: data_dir.join(FILE),
+        }
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn io(&self, source: std::io::Error) -> AssistantError {
+        AssistantError::Io {
+            path: self.path.display().to_string(),
+            source,
+        }
+    }
+
+    /// Every assistant; none if the file does not exist yet.
+    pub fn load(&self) -> Result<Vec<Assistant>, AssistantError> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(self.io(e)),
+        };
+        let mut out = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let corrupt = || AssistantError::Corrupt {
+                path: self.path.display().to_string(),
+                line: i + 1,
+            };
+            let mut fields = line.split_whitespace();
+            let (Some(name), Some(key), Some(created), None) =
+                (fields.next(), fields.next(), fields.next(), fields.next())
+            else {
+                return Err(corrupt());
+            };
+            check_name(name).map_err(|_| corrupt())?;
+            out.push(Assistant {
+                name: name.to_owned(),
+                key: unhex(key).ok_or_else(corrupt)?,
+                created: created.parse().map_err(|_| corrupt())?,
+            });
+        }
+        Ok(out)
+    }
+
+    fn save(&self, assistants: &[Assistant]) -> Result<(), AssistantError> {
+        use std::io::Write;
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(|e| self.io(e))?;
+        let mut text = String::from(
+            "# ponte-relay assistants: name, credential public key (Ed25519, hex), added (Unix time)\n",
+        );
+        for a in assistants {
+            text.push_str(&format!("{} {} {}\n", a.name, hex(&a.key), a.created));
+        }
+        let tmp = self.path.with_extension(format!("tmp{}", std::process::id()));
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&tmp).map_err(|e| self.io(e))?;
+        file.write_all(text.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(|e| self.io(e))?;
+        std::fs::rename(&tmp, &self.path).map_err(|e| self.io(e))
+    }
+
+    /// Adds an assistant and returns its new credential (to hand over once; the relay keeps
+    /// only the public key).
+    pub fn add(&self, name: &str) -> Result<AssistantCredential, AssistantError> {
+        check_name(name)?;
+        let mut all = self.load()?;
+        if all.iter().any(|a| a.name == name) {
+            return Err(AssistantError::Exists(name.to_owned()));
+        }
+        let credential = AssistantCredential::generate()?;
+        let created = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        all.push(Assistant {
+            name: name.to_owned(),
+            key: credential.public_key(),
+            created,
+        });
+        self.save(&all)?;
+        Ok(credential)
+    }
+
+    /// Removes an assistant; its credential stops working at the next join.
+    pub fn remove(&self, name: &str) -> Result<(), AssistantError> {
+        let mut all = self.load()?;
+        let before = all.len();
+        all.retain(|a| a.name != name);
+        if all.len() == before {
+            return Err(AssistantError::Unknown(name.to_owned()));
+        }
+        self.save(&all)
+    }
+}
+
+/// What identifies a version of the file: it is replaced by rename, so a new inode, size or
+/// modification time means new contents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp(Option<(SystemTime, u64, u64)>);
+
+fn stamp(path: &Path) -> Stamp {
+    let meta = std::fs::metadata(path).ok();
+    Stamp(meta.map(|m| {
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(&m);
+        #[cfg(not(unix))]
+        let inode = 0;
+        (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len(), inode)
+    }))
+}
+
+/// The running relay's view of the assistants, re-read when the file changes.
+#[derive(Debug)]
+pub struct Assistants {
+    store: AssistantStore,
+    cache: Mutex<(Option<Stamp>, Vec<Assistant>)>,
+}
+
+impl Assistants {
+    /// The assistants of `data_dir`, read at the first lookup.
+    pub fn new(data_dir: &Path) -> Assistants {
+        Assistants {
+            store: AssistantStore::in_dir(data_dir),
+            cache: Mutex::new((None, Vec::new())),
+        }
+    }
+
+    /// The name of the assistant whose credential has this public key, if any.
+    pub fn lookup(&self, key: &[u8; 32]) -> Option<String> {
+        let now = stamp(self.store.path());
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.0.as_ref() != Some(&now) {
+            let loaded = self.store.load().unwrap_or_else(|e| {
+                // Fail closed: a broken file admits nobody until the operator fixes it.
+                tracing::error!("assistants file unusable, refusing every credential: {e}");
+                Vec::new()
+            });
+            *cache = (Some(now), loaded);
+        }
+        // Public keys are not secret, but comparing every entry in constant time keeps the
+        // answer's timing independent of which keys are registered.
+        let mut found = None;
+        for a in &cache.1 {
+            if ct_eq(&a.key, key) {
+                found = Some(a.name.clone());
+            }
+        }
+        found
+    }
+}
+
+fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn add_list_remove_and_the_relay_sees_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = AssistantStore::in_dir(dir.path());
+        let live = Assistants::new(dir.path());
+        assert!(store.load().unwrap().is_empty());
+        let alice = store.add("alice").unwrap();
+        let bob = store.add("bob@acme.example").unwrap();
+        assert!(matches!(store.add("alice"), Err(AssistantError::Exists(_))));
+        let names: Vec<String> = store.load().unwrap().into_iter().map(|a| a.name).collect();
+        assert_eq!(names, ["alice", "bob@acme.example"]);
+        assert_eq!(live.lookup(&alice.public_key()).as_deref(), Some("alice"));
+        assert_eq!(
+            live.lookup(&bob.public_key()).as_deref(),
+            Some("bob@acme.example")
+        );
+        store.remove("alice").unwrap();
+        assert_eq!(
+            live.lookup(&alice.public_key()),
+            None,
+            "removal takes effect at once"
+        );
+        assert_eq!(
+            live.lookup(&bob.public_key()).as_deref(),
+            Some("bob@acme.example")
+        );
+        assert!(matches!(store.remove("alice"), Err(AssistantError::Unknown(_))));
+        // Only public keys are stored: the credential's secret is nowhere in the file.
+        let text = std::fs::read_to_string(store.path()).unwrap();
+        let secret = bob.to_text();
+        assert!(!text.contains(&secret[ponte_protocol::credential::PREFIX.len()..]));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(store.path()).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{mode:o}");
+        }
+    }
+
+    #[test]
+    fn names_are_plain_and_a_corrupt_file_admits_nobody() {
+        for good in ["a", "alice", "bob@acme.example", "x-1_2.3", &"a".repeat(MAX_NAME)] {
+            assert!(check_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "-a",
+            "@a",
+            "a b",
+            "a,b",
+            "a\nb",
+            "é",
+            &"a".repeat(MAX_NAME + 1),
+        ] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = AssistantStore::in_dir(dir.path());
+        let alice = store.add("alice").unwrap();
+        let live = Assistants::new(dir.path());
+        assert!(live.lookup(&alice.public_key()).is_some());
+        let mut text = std::fs::read_to_string(store.path()).unwrap();
+        text.push_str("mallory not-a-key 0\n");
+        std::fs::write(store.path(), text).unwrap();
+        assert!(matches!(
+            store.load(),
+            Err(AssistantError::Corrupt { line: 3, .. })
+        ));
+        assert_eq!(live.lookup(&alice.public_key()), None);
+    }
+}

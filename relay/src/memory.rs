@@ -1,0 +1,245 @@
+//! The memory peers can make the relay hold, and its caps.
+//!
+//! A QUIC peer may send as much as the relay's flow-control windows allow, and what it sends
+//! stays in the relay until the other peer takes it. So the windows are promises of memory.
+//! An unpaired connection gets tiny windows and no streams beyond its control line; a pairing
+//! reserves each connection's windows — receive, send and datagram buffers — from a pool
+//! capped in total and per source, before they are opened. (Copy tasks hold besides at most
+//! one chunk per open stream, usually one packet's payload: see [`crate::forward`].) When the pool cannot give full
+//! windows, the pairing gets small ones (slower, still working); when it cannot give even
+//! those, the join is refused with `Capacity`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use quinn::{Connection, VarInt};
+
+use crate::source::Source;
+
+/// Largest chunk a copy task reads from a stream at a time.
+pub const CHUNK: u64 = 64 * 1024;
+
+/// An unpaired connection's receive window: room for its rendezvous messages, nothing more.
+pub const UNPAIRED_WINDOW: u64 = 16 * 1024;
+
+/// Buffer for datagrams in each direction of a connection (endpoint-wide in quinn).
+pub const DATAGRAM_BUFFER: u64 = 64 * 1024;
+
+/// Streams of each kind a paired peer may have open at once; mirrored streams count on both
+/// sides.
+pub const PAIRED_STREAMS: u32 = 256;
+
+/// The smallest windows a pairing gets when the pool is tight.
+pub const MIN_WINDOW: u64 = 64 * 1024;
+
+/// How much a paired connection may make the relay hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tier {
+    /// Connection receive window and send window, each, in bytes.
+    pub window: u64,
+}
+
+impl Tier {
+    /// Everything reserved for one connection of this tier.
+    pub fn bytes(&self) -> u64 {
+        2 * self.window + 2 * DATAGRAM_BUFFER
+    }
+}
+
+/// The caps of the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferLimits {
+    /// Bytes reserved for all connections together.
+    pub total: u64,
+    /// Bytes reserved for the connections of one source.
+    pub per_source: u64,
+    /// The windows a pairing gets when they fit.
+    pub full: Tier,
+}
+
+#[derive(Debug)]
+struct Pool {
+    limits: BufferLimits,
+    used: u64,
+    by_source: HashMap<Source, u64>,
+}
+
+impl Pool {
+    fn fits(&self, source: Source, bytes: u64) -> bool {
+        let theirs = self.by_source.get(&source).copied().unwrap_or(0);
+        self.used.saturating_add(bytes) <= self.limits.total
+            && theirs.saturating_add(bytes) <= self.limits.per_source
+    }
+}
+
+/// The relay's buffer pool, shared by every connection.
+#[derive(Debug, Clone)]
+pub struct Buffers(Arc<Mutex<Pool>>);
+
+/// Memory reserved for one connection, given back when dropped.
+#[derive(Debug)]
+pub struct Reservation {
+    pool: Buffers,
+    source: Source,
+    tier: Tier,
+}
+
+impl Reservation {
+    /// The windows this reservation pays for.
+    pub fn tier(&self) -> Tier {
+        self.tier
+    }
+}
+
+impl Buffers {
+    /// An empty pool with these caps.
+    pub fn new(limits: BufferLimits) -> Buffers {
+        Buffers(Arc::new(Mutex::new(Pool {
+            limits,
+            used: 0,
+            by_source: HashMap::new(),
+        })))
+    }
+
+    fn pool(&self) -> std::sync::MutexGuard<'_, Pool> {
+        // The pool's fields are updated together under the lock; a panic elsewhere cannot
+        // leave them half-written.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reserves full windows for a connection from `source`, or the smallest ones if full
+    /// ones do not fit; `None` if neither does.
+    pub fn reserve(&self, source: Source) -> Option<Reservation> {
+        let mut pool = self.pool();
+        let full = pool.limits.full;
+        let small = Tier {
+            window: MIN_WINDOW.min(full.window),
+        };
+        let tier = [full, small].into_iter().find(|t| pool.fits(source, t.bytes()))?;
+        pool.used += tier.bytes();
+        *pool.by_source.entry(source).or_insert(0) += tier.bytes();
+        crate::metrics::buffers_reserved(pool.used);
+        Some(Reservation {
+            pool: self.clone(),
+            source,
+            tier,
+        })
+    }
+
+    /// Bytes reserved right now, in total.
+    pub fn used(&self) -> u64 {
+        self.pool().used
+    }
+
+    /// Bytes reserved right now for one source.
+    pub fn used_by(&self, source: Source) -> u64 {
+        self.pool().by_source.get(&source).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut pool = self.pool.pool();
+        let bytes = self.tier.bytes();
+        pool.used = pool.used.saturating_sub(bytes);
+        if let Some(n) = pool.by_source.get_mut(&self.source) {
+            *n = n.saturating_sub(bytes);
+            if *n == 0 {
+                pool.by_source.remove(&self.source);
+            }
+        }
+        crate::metrics::buffers_reserved(pool.used);
+    }
+}
+
+/// Transport settings every connection starts with: one bidirectional stream (the control
+/// line), no unidirectional one, and windows for rendezvous messages only. `stream_window`
+/// bounds each stream once paired.
+pub fn unpaired_transport(stream_window: u64) -> quinn::TransportConfig {
+    let mut t = ponte_transport::tls::transport_config(std::time::Duration::from_secs(30));
+    t.max_concurrent_bidi_streams(VarInt::from_u32(1))
+        .max_concurrent_uni_streams(VarInt::from_u32(0))
+        .receive_window(VarInt::from_u32(UNPAIRED_WINDOW as u32))
+        .stream_receive_window(VarInt::from_u64(stream_window).unwrap_or(VarInt::MAX))
+        .send_window(UNPAIRED_WINDOW)
+        .datagram_receive_buffer_size(Some(DATAGRAM_BUFFER as usize))
+        .datagram_send_buffer_size(DATAGRAM_BUFFER as usize);
+    t
+}
+
+/// Opens a connection up for forwarding with the windows of `tier`.
+pub fn open_up(connection: &Connection, tier: Tier) {
+    connection.set_receive_window(VarInt::from_u64(tier.window).unwrap_or(VarInt::MAX));
+    connection.set_send_window(tier.window);
+    connection.set_max_concurrent_bi_streams(VarInt::from_u32(PAIRED_STREAMS));
+    connection.set_max_concurrent_uni_streams(VarInt::from_u32(PAIRED_STREAMS));
+}
+
+/// Takes a connection back to unpaired limits (its pairing ended; it waits for another).
+/// Credit already granted cannot be taken back in QUIC, so its reservation stays until the
+/// connection closes.
+pub fn close_down(connection: &Connection) {
+    connection.set_max_concurrent_bi_streams(VarInt::from_u32(1));
+    connection.set_max_concurrent_uni_streams(VarInt::from_u32(0));
+    connection.set_receive_window(VarInt::from_u32(UNPAIRED_WINDOW as u32));
+    connection.set_send_window(UNPAIRED_WINDOW);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::SourceMask;
+
+    fn src(s: &str) -> Source {
+        SourceMask::default().source(s.parse().unwrap())
+    }
+
+    #[test]
+    fn reservations_are_capped_per_source_and_in_total_and_given_back() {
+        let full = Tier { window: 1 << 20 };
+        let small = Tier { window: MIN_WINDOW };
+        let buffers = Buffers::new(BufferLimits {
+            total: 3 * full.bytes(),
+            per_source: 2 * full.bytes(),
+            full,
+        });
+        let a1 = buffers.reserve(src("192.0.2.1")).unwrap();
+        let a2 = buffers.reserve(src("192.0.2.1")).unwrap();
+        assert_eq!((a1.tier(), a2.tier()), (full, full));
+        // Source .1 has used its whole share (exactly two full reservations).
+        assert!(buffers.reserve(src("192.0.2.1")).is_none());
+        assert_eq!(buffers.used_by(src("192.0.2.1")), 2 * full.bytes());
+        // Another source gets the last full reservation, then only small ones.
+        let b1 = buffers.reserve(src("192.0.2.2")).unwrap();
+        assert_eq!(b1.tier(), full);
+        drop(a1);
+        let b2 = buffers.reserve(src("192.0.2.2")).unwrap();
+        assert_eq!(b2.tier(), full);
+        let b3 = buffers.reserve(src("192.0.2.3"));
+        assert!(b3.is_none(), "total cap reached");
+        drop((a2, b1, b2));
+        assert_eq!(buffers.used(), 0);
+        assert_eq!(buffers.used_by(src("192.0.2.1")), 0);
+        // A pool with room for less than a full reservation hands out small ones.
+        let tight = Buffers::new(BufferLimits {
+            total: full.bytes() - 1,
+            per_source: u64::MAX,
+            full,
+        });
+        assert_eq!(tight.reserve(src("192.0.2.9")).unwrap().tier(), small);
+    }
+
+    #[test]
+    fn ipv6_sources_share_their_prefix_budget() {
+        let full = Tier { window: 1 << 20 };
+        let buffers = Buffers::new(BufferLimits {
+            total: u64::MAX,
+            per_source: full.bytes(),
+            full,
+        });
+        let _a = buffers.reserve(src("2001:db8:0:1::1")).unwrap();
+        // Same /64, another address: the /64's budget is spent; small windows do not fit either.
+        assert!(buffers.reserve(src("2001:db8:0:1::2")).is_none());
+        assert!(buffers.reserve(src("2001:db8:0:2::1")).is_some());
+    }
+}
