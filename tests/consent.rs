@@ -182,9 +182,14 @@ async fn peer_text_is_inert_on_screen_and_cannot_forge_log_lines() {
     assert_inert(&text);
     for line in text.lines() {
         // Every line is one event with its own timestamp: nothing a peer sent starts a line.
-        let (stamp, _) = line.split_at(24);
+        // …in the customer's time zone (the tests' agents run in Europe/Rome), with the date.
+        let stamp: Vec<&str> = line.splitn(4, ' ').collect();
         assert!(
-            stamp.ends_with(" UTC ") && stamp.starts_with("20"),
+            stamp.len() == 4
+                && stamp[0].len() == 10
+                && stamp[0].starts_with("20")
+                && stamp[1].len() == 8
+                && ["CET", "CEST"].contains(&stamp[2]),
             "forged or broken line: {line:?}"
         );
         assert!(!line.starts_with("2026-01-01 00:00:00"), "forged line: {line:?}");
@@ -244,7 +249,7 @@ async fn revoking_terminal_stops_a_running_shell_and_command_within_a_second() {
 
     // The same for a long command.
     agent.send("grant terminal");
-    agent.expect("permissions changed: now allowed terminal");
+    agent.expect("permissions changed: now allowed Terminal");
     let (tx, mut ticks) = tokio::sync::mpsc::unbounded_channel();
     let exec = tokio::spawn({
         let viewer = viewer.clone();
@@ -345,7 +350,7 @@ async fn revoking_a_transfer_aborts_it_and_leaves_no_partial_file() {
     std::fs::write(w.path("tree/a.bin"), &data[..4 << 20]).unwrap();
     std::fs::write(w.path("tree/b.bin"), &data).unwrap();
     agent.send("grant upload");
-    agent.expect("permissions changed: now allowed upload");
+    agent.expect("permissions changed: now allowed Put files here");
     let upload = tokio::spawn({
         let viewer = viewer.clone();
         let local = w.path("tree");
@@ -594,7 +599,7 @@ async fn the_log_has_the_shell_transcript_and_every_connection_attempt() {
         "{text}"
     );
     assert!(text.contains("left without a code"), "{text}");
-    assert!(text.contains("wrong code (2 tries left)"), "{text}");
+    assert!(text.contains("wrong code — 2 tries left"), "{text}");
     assert!(!text.contains(&code), "the code is never logged");
 }
 
@@ -712,7 +717,7 @@ async fn nothing_the_assistant_starts_outlives_a_revocation_or_the_session() {
     assert_gone(first).await;
 
     agent.send("grant terminal");
-    agent.expect("permissions changed: now allowed terminal");
+    agent.expect("permissions changed: now allowed Terminal");
     assert_eq!(
         viewer.exec(&detach("second.pid"), |_, _| {}).await.unwrap(),
         Some(0)

@@ -622,7 +622,7 @@ async fn a_stalled_viewer_gets_fewer_newer_frames_and_input_without_control_is_d
         dropped["text"]
             .as_str()
             .unwrap()
-            .contains("dropped 1 input event"),
+            .contains("dropped one input event"),
         "{dropped}"
     );
     let p = conn.query_pointer(root(&conn)).unwrap().reply().unwrap();
@@ -877,7 +877,7 @@ async fn revoking_control_releases_held_keys_and_buttons_at_once() {
     assert!(revoked.elapsed() < Duration::from_secs(1));
     // The screen is still shared, view only: the bar turns blue.
     assert!(within(Duration::from_secs(2), || indicator(&conn) == BLUE));
-    agent.expect("permissions changed: now allowed screen");
+    agent.expect("permissions changed: now allowed See the screen");
     // Revoking the screen ends the stream with the reason, and the bar goes away.
     agent.send("revoke screen");
     let revoked = Instant::now();
@@ -912,7 +912,7 @@ async fn the_assistant_cannot_grant_or_answer_through_the_agents_own_terminal() 
     std::fs::write(w.path("agent-home/secret.txt"), "secret").unwrap();
     let screen = w.path("agent-screen.txt");
     let agent = format!(
-        "{} --dir {} --allow control --display {} | tee {}",
+        "{} --text --dir {} --allow control --display {} | tee {}",
         ponte_tests::binary("ponte-agent").display(),
         w.path("agent-home").display(),
         x.display,

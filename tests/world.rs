@@ -61,6 +61,12 @@ impl World {
             .env("XDG_CONFIG_HOME", self.path("config"))
             .env("XDG_DATA_HOME", self.path("data"))
             .env("PONTE_RELAY", self.addr.to_string())
+            // English, whatever the machine's locale; tests of other languages set their own.
+            .env("LANG", "C.UTF-8")
+            // A customer's time zone: logs and the window show local time with the date.
+            .env("TZ", "Europe/Rome")
+            .env_remove("LC_ALL")
+            .env_remove("LC_MESSAGES")
             .env_remove("RUST_LOG");
         cmd
     }
@@ -139,6 +145,7 @@ impl World {
     /// with its ID and code.
     pub fn text_agent(&self, args: &[&str]) -> (Running, String, String) {
         let mut cmd = self.command("ponte-agent");
+        cmd.arg("--text");
         if !args.contains(&"--dir") {
             cmd.arg("--dir").arg(self.path("agent-home"));
         }

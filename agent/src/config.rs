@@ -28,6 +28,8 @@ pub struct Config {
     pub log: Option<PathBuf>,
     /// The desktop to share.
     pub display: DisplayOptions,
+    /// The customer's language.
+    pub tr: std::sync::Arc<crate::i18n::Tr>,
 }
 
 /// `ponte-agent.toml` beside the binary: organisation keys an installer pre-trusts.

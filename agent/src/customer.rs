@@ -56,11 +56,7 @@ pub fn route(
             // What the assistant may have typed or clicked itself is not taken as the customer's.
             let widening = matches!(input, Input::Grant(_) | Input::Answer { allow: true, .. });
             if widening && injected.recent() {
-                events.emit(Event::Note(
-                    "Not taken: the assistant was just typing or clicking on this computer. \
-                     If that was you, wait a moment and type it again."
-                        .into(),
-                ));
+                events.emit(Event::Note(crate::t!(events.tr(), "not-taken")));
                 continue;
             }
             match input {
@@ -71,7 +67,7 @@ pub fn route(
                     let _ = consent_tx.try_send(g);
                 }
                 Input::Grant(_) | Input::Revoke(_) | Input::Chat(_) if !is_active.load(Ordering::SeqCst) => {
-                    events.emit(Event::Note("Nobody is connected yet.".into()));
+                    events.emit(Event::Note(crate::t!(events.tr(), "nobody-connected")));
                 }
                 Input::Grant(c) => {
                     grants.grant(c);

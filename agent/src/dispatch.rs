@@ -12,8 +12,9 @@ use ponte_protocol::app::{Request, Response, Transfer};
 use ponte_protocol::text::PeerText;
 use ponte_session::{Incoming, SecureStream};
 
-use crate::capability::{Context, Decision, Handler, exec, files, info, input, screen, shell};
+use crate::capability::{Context, Decision, Handler, Reason, exec, files, info, input, screen, shell};
 use crate::frontend::Kind;
+use crate::t;
 
 /// How long a new stream may take to say what it requests.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -56,19 +57,23 @@ pub async fn serve(incoming: Incoming, ctx: &Context) {
 }
 
 async fn run<H: Handler>(mut handler: H, mut stream: SecureStream, ctx: &Context) {
-    let what = handler.describe();
+    let tr = ctx.tr();
+    let what = handler.describe(tr);
     let mut lease = ctx.grants.lease(H::GRANT);
     let granted = ctx.grants.now().allows(H::GRANT);
     let decision = tokio::select! {
         biased;
-        stop = lease.ended() => Decision::Refuse(stop.to_string()),
+        stop = lease.ended() => Decision::Refuse(Reason::Stopped(stop)),
         // The assistant gave up on the request: its question, if any, is withdrawn.
         () = stream.send.stopped() => return,
         decision = handler.decide(ctx, granted) => decision,
     };
     if let Decision::Refuse(reason) = decision {
-        ctx.refused(format!("refused: {what} ({reason})"));
-        let _ = stream.send.send(&Response::Refused(reason.into())).await;
+        ctx.refused(t!(tr, "refused", what = &what, reason = reason.local(tr)));
+        let _ = stream
+            .send
+            .send(&Response::Refused(reason.english().into()))
+            .await;
         finish(stream).await;
         return;
     }
@@ -77,24 +82,29 @@ async fn run<H: Handler>(mut handler: H, mut stream: SecureStream, ctx: &Context
     }
     let outcome = tokio::select! {
         biased;
-        stop = lease.ended() => Err((Kind::Stopped, stop.to_string())),
+        stop = lease.ended() => Err((Kind::Stopped, Reason::Stopped(stop))),
         // Errors may quote the peer (or the relay, through quinn): shown inert.
-        result = handler.run(&mut stream, ctx) => result.map_err(|e| (Kind::Failed, PeerText::new(format!("{e:#}")).to_string())),
+        result = handler.run(&mut stream, ctx) => {
+            result.map_err(|e| (Kind::Failed, Reason::Error(PeerText::new(format!("{e:#}")).to_string())))
+        }
     };
     match outcome {
         Ok(done) => ctx.events.emit(crate::frontend::Event::Activity(done)),
         Err((kind, reason)) => {
-            let verb = if kind == Kind::Stopped {
-                "stopped"
-            } else {
-                "failed"
+            let (line, verb) = match kind {
+                Kind::Stopped => (
+                    t!(tr, "stopped", what = &what, reason = reason.local(tr)),
+                    "stopped",
+                ),
+                _ => (
+                    t!(tr, "failed", what = &what, reason = reason.local(tr)),
+                    "failed",
+                ),
             };
-            ctx.events.activity(kind, format!("{verb}: {what} ({reason})"));
+            ctx.events.activity(kind, line);
             // Complete records only (SecureSend is cancel-safe), so this arrives intact.
-            let _ = stream
-                .send
-                .send(&Transfer::Failed(format!("{verb}: {reason}").into()))
-                .await;
+            let told = format!("{verb}: {}", reason.english());
+            let _ = stream.send.send(&Transfer::Failed(told.into())).await;
         }
     }
     finish(stream).await;

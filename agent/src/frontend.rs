@@ -5,7 +5,6 @@
 //! owns a [`Frontend`]'s two channel ends. Everything in an event that came from the assistant
 //! is a [`PeerText`], shown escaped; a front-end never needs to clean anything itself.
 
-use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -16,6 +15,8 @@ use ponte_protocol::{OneTimeCode, SessionId};
 use ponte_session::files::{Progress, Totals};
 use tokio::sync::mpsc;
 
+use crate::desktop::InjectedInput;
+use crate::i18n::Tr;
 use crate::journal::Journal;
 
 /// What the core tells the customer.
@@ -82,6 +83,11 @@ pub enum Event {
         /// How far.
         progress: Progress,
     },
+    /// A screen stream started (`true`) or ended (`false`); several may run at once.
+    Sharing {
+        /// Started or ended.
+        active: bool,
+    },
     /// A chat message.
     Chat {
         /// Who wrote it.
@@ -132,30 +138,6 @@ pub enum Attempt {
     Burned,
     /// The pair expired unused; a new one follows.
     Expired,
-}
-
-impl fmt::Display for Attempt {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Attempt::Connecting => f.write_str("Someone is connecting with your session ID…"),
-            Attempt::WrongCode { attempts_left } => write!(
-                f,
-                "Someone tried to connect with a wrong code ({attempts_left} tries left)."
-            ),
-            Attempt::Abandoned => {
-                f.write_str("Someone connected with your session ID and left without a code.")
-            }
-            Attempt::Failed(reason) => write!(f, "A connection attempt failed: {reason}"),
-            Attempt::TurnedAway(reason) => write!(
-                f,
-                "Someone else tried to connect with your session ID; the relay turned them away ({reason})."
-            ),
-            Attempt::Burned => {
-                f.write_str("The code was tried wrongly too often and is no longer valid. Here is a new one.")
-            }
-            Attempt::Expired => f.write_str("The code expired unused. Here is a new one."),
-        }
-    }
 }
 
 /// What an activity line is about.
@@ -243,19 +225,6 @@ pub enum Why {
     Program,
 }
 
-impl fmt::Display for Why {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Why::NotGranted => "you have not allowed this for the whole session",
-            Why::OutsideFolder => "it is OUTSIDE the folder you share",
-            Why::Hidden => "it is HIDDEN (settings, passwords or keys are kept in such places)",
-            Why::Startup => "programs there START AUTOMATICALLY or run as commands",
-            Why::Replaces => "it REPLACES what is there now",
-            Why::Program => "it is PONTE ITSELF or its settings: they decide whom Ponte trusts",
-        })
-    }
-}
-
 /// A yes/no question for the customer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Question {
@@ -296,84 +265,6 @@ pub enum Question {
     },
 }
 
-/// A human size.
-pub fn size(bytes: u64) -> String {
-    match bytes {
-        b if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64),
-        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
-        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
-        1 => "1 byte".into(),
-        b => format!("{b} bytes"),
-    }
-}
-
-fn what(kind: EntryKind, path: &PeerText, totals: Totals) -> String {
-    match kind {
-        EntryKind::File => format!("the file {path} ({})", size(totals.bytes)),
-        EntryKind::Dir => format!(
-            "the folder {path} ({} file{}, {})",
-            totals.files,
-            if totals.files == 1 { "" } else { "s" },
-            size(totals.bytes)
-        ),
-    }
-}
-
-fn because(f: &mut fmt::Formatter<'_>, why: &[Why]) -> fmt::Result {
-    for w in why {
-        write!(f, "\n    - {w}")?;
-    }
-    Ok(())
-}
-
-impl fmt::Display for Question {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Question::RelayChanged { relay, known, seen } => write!(
-                f,
-                "WARNING: the relay {relay} presents a DIFFERENT certificate than before.\n    \
-                 before: {known}\n    now:    {seen}\n    \
-                 Someone may be intercepting the connection. Continue only if the relay's operator \
-                 confirmed the new fingerprint."
-            ),
-            Question::Copy {
-                path,
-                kind,
-                totals,
-                hidden,
-                why,
-            } => {
-                write!(
-                    f,
-                    "The assistant wants to COPY {} FROM this computer.",
-                    what(*kind, path, *totals)
-                )?;
-                if *hidden > 0 {
-                    write!(f, " It includes {hidden} hidden item(s).")?;
-                }
-                because(f, why)
-            }
-            Question::Put {
-                path,
-                kind,
-                totals,
-                creates,
-                why,
-            } => {
-                write!(
-                    f,
-                    "The assistant wants to PUT {} ON this computer.",
-                    what(*kind, path, *totals)
-                )?;
-                if let Some(folder) = creates {
-                    write!(f, " This creates the folder {folder}.")?;
-                }
-                because(f, why)
-            }
-        }
-    }
-}
-
 /// What the customer tells the core.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
@@ -402,6 +293,8 @@ pub struct Frontend {
     pub events: mpsc::UnboundedSender<Event>,
     /// Where the customer's inputs come from. When it closes, the session ends.
     pub inputs: mpsc::Receiver<Input>,
+    /// When the assistant last pressed a key or button here.
+    pub injected: InjectedInput,
 }
 
 /// The front-end's ends: events to show, inputs to send.
@@ -410,20 +303,29 @@ pub struct FrontendEnds {
     pub events: mpsc::UnboundedReceiver<Event>,
     /// The customer's inputs.
     pub inputs: mpsc::Sender<Input>,
+    /// The customer's language.
+    pub tr: std::sync::Arc<Tr>,
+    /// When the assistant last pressed a key or button on this desktop: a window on it must
+    /// not take such presses as the customer's.
+    pub injected: InjectedInput,
 }
 
-/// A connected pair of ends.
-pub fn channel() -> (Frontend, FrontendEnds) {
+/// A connected pair of ends; the front-end speaks `tr`.
+pub fn channel(tr: std::sync::Arc<Tr>) -> (Frontend, FrontendEnds) {
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let (inputs_tx, inputs_rx) = mpsc::channel(64);
+    let injected = InjectedInput::default();
     (
         Frontend {
             events: events_tx,
             inputs: inputs_rx,
+            injected: injected.clone(),
         },
         FrontendEnds {
             events: events_rx,
             inputs: inputs_tx,
+            tr,
+            injected,
         },
     )
 }
@@ -453,14 +355,14 @@ impl Events {
         let _ = self.to_frontend.send(event);
     }
 
-    /// Records and shows an activity line (cut at [`MAX_ACTIVITY`] characters: a peer's
-    /// 4 KiB of escapes must not bury everything else).
+    /// Records and shows an activity line, already in the customer's language (cut at
+    /// [`MAX_ACTIVITY`] characters: a peer's 4 KiB of escapes must not bury everything else).
     pub fn activity(&self, kind: Kind, text: impl Into<String>) {
         let mut text = text.into();
         if let Some((cut, _)) = text.char_indices().nth(MAX_ACTIVITY) {
             let rest = text[cut..].chars().count();
             text.truncate(cut);
-            text.push_str(&format!("… ({rest} more characters)"));
+            text.push_str(&crate::t!(self.tr(), "more-characters", count = rest));
         }
         self.emit(Event::Activity(Activity { kind, text }));
     }
@@ -468,5 +370,10 @@ impl Events {
     /// The session's journal.
     pub fn journal(&self) -> &Journal {
         &self.journal
+    }
+
+    /// The customer's language.
+    pub fn tr(&self) -> &Tr {
+        self.journal.tr()
     }
 }

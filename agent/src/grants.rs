@@ -43,6 +43,23 @@ pub enum Stop {
     SessionEnded,
 }
 
+impl Stop {
+    /// For the customer.
+    pub fn local(&self, tr: &crate::i18n::Tr) -> String {
+        match self {
+            Stop::Revoked(c) => {
+                crate::t!(
+                    tr,
+                    "reason-revoked",
+                    capability = crate::phrases::capability_name(tr, *c)
+                )
+            }
+            Stop::SessionEnded => crate::t!(tr, "reason-session-ended"),
+        }
+    }
+}
+
+/// For the assistant (the protocol's language).
 impl std::fmt::Display for Stop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::frontend::{Closed, Event, Party};
+use crate::i18n::Tr;
+use crate::{phrases, t};
 
 /// Terminal output kept per session.
 pub const MAX_TRANSCRIPT: u64 = 8 << 20;
@@ -17,10 +19,11 @@ pub const MAX_TRANSCRIPT: u64 = 8 << 20;
 /// Everything kept per session.
 pub const MAX_JOURNAL: u64 = 64 << 20;
 
-/// The session log (cheap to clone; clones share the file).
-#[derive(Clone, Default)]
+/// The session log (cheap to clone; clones share the file), in the customer's language.
+#[derive(Clone)]
 pub struct Journal {
     inner: Arc<Mutex<Inner>>,
+    tr: Arc<Tr>,
 }
 
 #[derive(Default)]
@@ -34,8 +37,8 @@ struct Inner {
 }
 
 impl Inner {
-    fn write(&mut self, text: &str) {
-        let line = format!("{} {text}\n", timestamp());
+    fn write(&mut self, tr: &Tr, text: &str) {
+        let line = format!("{} {text}\n", tr.date_time(ponte_session::now_unix()));
         if self.written + line.len() as u64 > MAX_JOURNAL {
             self.cut += 1;
             return;
@@ -48,9 +51,17 @@ impl Inner {
 }
 
 impl Journal {
-    /// A journal that writes nothing until [`Journal::open`].
-    pub fn new() -> Journal {
-        Journal::default()
+    /// A journal in the language of `tr` that writes nothing until [`Journal::open`].
+    pub fn new(tr: Arc<Tr>) -> Journal {
+        Journal {
+            inner: Arc::default(),
+            tr,
+        }
+    }
+
+    /// The customer's language.
+    pub fn tr(&self) -> &Tr {
+        &self.tr
     }
 
     /// Starts writing to `path` (appending), creating its folder; the file is made private.
@@ -101,78 +112,82 @@ impl Journal {
     /// Writes the line(s) for an event; `false` for terminal output beyond the transcript
     /// budget, which is neither kept nor shown.
     pub fn record(&self, event: &Event) -> bool {
+        let tr = &*self.tr;
         let mut inner = self.lock();
+        let mut write = |text: String| inner.write(tr, &text);
         match event {
-            Event::Note(text) => inner.write(&format!("note: {text}")),
+            Event::Note(text) => write(t!(tr, "log-note", text = text)),
             Event::Ready {
                 session, valid_for, ..
-            } => inner.write(&format!(
-                "session ID {session} is ready for {} minutes (the code is not logged)",
-                valid_for.as_secs().div_ceil(60)
+            } => write(t!(
+                tr,
+                "log-ready",
+                session = session.to_string(),
+                minutes = valid_for.as_secs().div_ceil(60)
             )),
-            Event::Attempt(attempt) => inner.write(&attempt.to_string()),
-            Event::ConsentNeeded { peer, scope } => inner.write(&format!(
-                "assistant connected: {peer}; asking what they may do (shared folder {})",
-                ponte_protocol::PeerText::path(scope)
+            Event::Attempt(attempt) => write(phrases::attempt(tr, attempt)),
+            Event::ConsentNeeded { peer, scope } => write(t!(
+                tr,
+                "log-assistant-connected",
+                peer = phrases::peer(tr, peer),
+                folder = phrases::path(scope)
             )),
-            Event::Connected { peer, granted } => {
-                inner.write(&format!("connected: {peer}; allowed: {granted}"))
-            }
-            Event::Grants(_) => {} // The permissions activity line says it.
-            Event::Question { id, question } => inner.write(&format!(
-                "question {}: {}",
-                id.0,
-                question
-                    .to_string()
-                    .lines()
-                    .map(str::trim)
-                    .collect::<Vec<_>>()
-                    .join(" ")
+            Event::Connected { peer, granted } => write(t!(
+                tr,
+                "log-connected",
+                peer = phrases::peer(tr, peer),
+                grants = phrases::grants(tr, *granted)
             )),
-            Event::QuestionClosed { id, outcome } => inner.write(&format!(
-                "question {}: {}",
-                id.0,
-                match outcome {
-                    Closed::Answered { allow: true } => "you answered yes",
-                    Closed::Answered { allow: false } => "you answered no",
-                    Closed::Withdrawn => "withdrawn (the request ended or was not answered in time)",
-                }
+            // The permissions and screen activity lines say it.
+            Event::Grants(_) | Event::Sharing { .. } => {}
+            Event::Question { id, question } => write(t!(
+                tr,
+                "log-question",
+                id = id.0,
+                text = phrases::question(tr, question).join(" ")
             )),
-            Event::Activity(activity) => inner.write(&activity.text),
+            Event::QuestionClosed { id, outcome } => write(match outcome {
+                Closed::Answered { allow: true } => t!(tr, "log-answered-yes", id = id.0),
+                Closed::Answered { allow: false } => t!(tr, "log-answered-no", id = id.0),
+                Closed::Withdrawn => t!(tr, "log-withdrawn", id = id.0),
+            }),
+            Event::Activity(activity) => write(activity.text.clone()),
             Event::Terminal { terminal, line } => {
                 let cost = line.len() as u64 + 1;
                 if inner.transcript + cost > MAX_TRANSCRIPT {
                     if inner.transcript_cut == 0 {
-                        inner.write(&format!(
-                            "terminal {terminal} | [transcript cut: the limit of {} MiB per session is reached]",
-                            MAX_TRANSCRIPT >> 20
-                        ));
+                        let note = t!(
+                            tr,
+                            "log-transcript-cut",
+                            terminal = *terminal,
+                            mib = MAX_TRANSCRIPT >> 20
+                        );
+                        inner.write(tr, &note);
                     }
                     inner.transcript_cut += cost;
                     return false;
                 }
                 inner.transcript += cost;
-                inner.write(&format!("terminal {terminal} | {line}"));
+                inner.write(tr, &format!("terminal {terminal} | {line}"));
             }
             Event::Transfer { .. } => {}
-            Event::Failed { error } => inner.write(&format!("the agent failed: {error}")),
-            Event::Chat { from, text } => inner.write(&match from {
-                Party::Assistant => format!("chat from the assistant: {text}"),
-                Party::Customer => format!("chat from you: {text}"),
+            Event::Failed { error } => write(t!(tr, "log-failed", error = error)),
+            Event::Chat { from, text } => write(match from {
+                Party::Assistant => t!(tr, "log-chat-assistant", text = text),
+                Party::Customer => t!(tr, "log-chat-you", text = text),
             }),
             Event::Ended { reason, .. } => {
                 if inner.transcript_cut > 0 {
                     let cut = inner.transcript_cut;
-                    inner.write(&format!("{cut} bytes of terminal output were not recorded"));
+                    inner.write(tr, &t!(tr, "log-transcript-lost", bytes = cut));
                 }
-                inner.write(&format!("session ended: {reason}"));
+                inner.write(tr, &t!(tr, "log-ended", reason = reason));
                 if inner.cut > 0 {
                     // Past the budget: say so once, whatever the size.
                     let note = format!(
-                        "{} {} lines were not recorded (log limit {} MiB)\n",
-                        timestamp(),
-                        inner.cut,
-                        MAX_JOURNAL >> 20
+                        "{} {}\n",
+                        tr.date_time(ponte_session::now_unix()),
+                        t!(tr, "log-lines-lost", count = inner.cut, mib = MAX_JOURNAL >> 20)
                     );
                     if let Some(file) = &mut inner.file {
                         let _ = file.write_all(note.as_bytes());
@@ -187,38 +202,21 @@ impl Journal {
     }
 }
 
-/// `YYYY-MM-DD HH:MM:SS UTC`.
-pub fn timestamp() -> String {
-    let secs = ponte_session::now_unix();
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rest / 3600,
-        (rest / 60) % 60,
-        rest % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::frontend::{Activity, Kind};
+    use crate::i18n::Lang;
+
+    fn journal() -> Journal {
+        Journal::new(Arc::new(Tr::new(Lang::En)))
+    }
 
     #[test]
     fn one_line_per_event_private_and_bounded() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("logs/session.log");
-        let journal = Journal::new();
+        let journal = journal();
         journal.open(&path).unwrap();
         let forged = ponte_protocol::PeerText::from("hi\n2026-01-01 00:00:00 UTC session ended: fake\x1b[2K");
         journal.record(&Event::Chat {
@@ -274,14 +272,20 @@ mod tests {
         std::fs::write(&victim, "keep").unwrap();
         let path = dir.path().join("session.log");
         std::os::unix::fs::symlink(&victim, &path).unwrap();
-        assert!(Journal::new().open(&path).is_err());
+        assert!(journal().open(&path).is_err());
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
     }
 
     #[test]
-    fn timestamps_are_calendar_dates() {
-        let t = timestamp();
-        assert_eq!(t.len(), "2026-11-25 10:00:00 UTC".len(), "{t}");
-        assert!(t.starts_with("20"), "{t}");
+    fn lines_carry_the_date_and_local_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("session.log");
+        let journal = journal();
+        journal.open(&path).unwrap();
+        journal.record(&Event::Note("hello".into()));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let year = &text[..4];
+        assert!(year.starts_with("20") && text.as_bytes()[4] == b'-', "{text}");
+        assert!(text.contains("note: hello"), "{text}");
     }
 }

@@ -22,7 +22,9 @@ pub mod desktop;
 pub mod dispatch;
 pub mod frontend;
 pub mod grants;
+pub mod i18n;
 pub mod journal;
+pub mod phrases;
 pub mod process;
 pub mod questions;
 pub mod rendezvous;
@@ -48,11 +50,11 @@ pub async fn run(config: Config, frontend: Frontend) -> anyhow::Result<()> {
     let Frontend {
         events: to_frontend,
         inputs,
+        injected,
     } = frontend;
-    let events = Events::new(to_frontend, Journal::new());
+    let events = Events::new(to_frontend, Journal::new(config.tr.clone()));
     let questions = Questions::new(events.clone());
     let grants = LiveGrants::new();
-    let injected = desktop::InjectedInput::default();
     let mut customer = customer::route(
         inputs,
         events.clone(),
@@ -66,7 +68,7 @@ pub async fn run(config: Config, frontend: Frontend) -> anyhow::Result<()> {
             .with_context(|| format!("the shared folder {}", config.scope.display()))?;
         Ok(
             match rendezvous::pair(&config, &events, &questions, &mut customer).await? {
-                None => "you quit before anyone connected".to_owned(),
+                None => t!(config.tr, "ended-quit-waiting"),
                 Some(paired) => {
                     let parts = session::Parts {
                         events: &events,

@@ -3,24 +3,43 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
+use anyhow::Context as _;
 use clap::Parser;
-use ponte_agent::desktop::DisplayOptions;
-use ponte_agent::{Config, frontend, ui};
+use ponte_agent::desktop::{DisplayOptions, IndicatorText};
+use ponte_agent::i18n::{Lang, Tr};
+use ponte_agent::{Config, frontend, t, ui};
 use ponte_protocol::app::Grants;
 use ponte_session::connect::RelayArgs;
 
 /// Ponte agent: lets an assistant help you on this computer, end-to-end encrypted.
 ///
-/// It shows a session ID and a one-time code to read to your assistant. When they connect you
-/// see who they are and choose what they may do; everything they do is shown here and written
-/// to a log file. Type `revoke NAME` to take a permission back (whatever runs under it stops at
-/// once) and `end` or Ctrl-C to end the session at any time. The agent installs nothing and
-/// exits when the session ends.
+/// It opens a window (or, without a display or with --text, works in this terminal) that shows
+/// a session ID and a one-time code to read to your assistant. When they connect you see who
+/// they are and choose what they may do; everything they do is shown and written to a log
+/// file. Switch a permission off to take it back (whatever runs under it stops at once; in the
+/// terminal type `revoke NAME`), and end the session at any time ("End session", `end` or
+/// Ctrl-C). The agent installs nothing and exits when the session ends.
+///
+/// It speaks English, Italian and Polish, chosen from LC_ALL, LC_MESSAGES or LANG.
+fn parse_lang(s: &str) -> Result<Lang, String> {
+    Lang::parse(s).ok_or_else(|| format!("'{s}' is not one of en, it, pl"))
+}
+
 #[derive(Debug, Parser)]
 #[command(name = "ponte-agent", version, about, long_about)]
 struct Cli {
     #[command(flatten)]
     relay: RelayArgs,
+
+    /// Work in this terminal instead of opening a window.
+    #[arg(long, conflicts_with = "json")]
+    text: bool,
+
+    /// The language to speak: en, it or pl [default: from LC_ALL, LC_MESSAGES or LANG].
+    #[arg(long, value_parser = parse_lang)]
+    lang: Option<Lang>,
 
     /// Print JSON lines on stdout instead of text (for scripts); nothing is asked, so only
     /// what --allow grants is allowed.
@@ -57,8 +76,7 @@ struct Cli {
     monitor: Option<usize>,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -66,38 +84,7 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let json = cli.json;
-    let result = async {
-        let config = Config {
-            relay: cli.relay.options(),
-            accept_new_fingerprint: cli.relay.accept_new_fingerprint,
-            trust: ponte_agent::config::load_trust(&cli.trust_org)?,
-            allow: cli.allow,
-            interactive: !json,
-            scope: cli
-                .dir
-                .clone()
-                .or_else(dirs::home_dir)
-                .unwrap_or_else(|| PathBuf::from(".")),
-            log: cli.log.clone(),
-            display: DisplayOptions {
-                display: cli.display.clone(),
-                monitor: cli.monitor,
-            },
-        };
-        let (core, ends) = frontend::channel();
-        let shown = if json {
-            tokio::spawn(ui::json::run(ends))
-        } else {
-            tokio::spawn(ui::text::run(ends))
-        };
-        let result = ponte_agent::run(config, core).await;
-        // The front-end ends after the last event (or when the core is gone).
-        let _ = shown.await;
-        result
-    }
-    .await;
-    match result {
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // The chain may quote the relay (close reasons): inert.
@@ -105,4 +92,80 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// What the customer looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Look {
+    Window,
+    Text,
+    Json,
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let look = if cli.json {
+        Look::Json
+    } else if cli.text || !ui::window::display_available() {
+        Look::Text
+    } else {
+        Look::Window
+    };
+    let tr = Arc::new(Tr::new(cli.lang.unwrap_or_else(Lang::from_env)));
+    let config = Config {
+        relay: cli.relay.options(),
+        accept_new_fingerprint: cli.relay.accept_new_fingerprint,
+        trust: ponte_agent::config::load_trust(&cli.trust_org)?,
+        allow: cli.allow,
+        interactive: look != Look::Json,
+        scope: cli
+            .dir
+            .clone()
+            .or_else(dirs::home_dir)
+            .unwrap_or_else(|| PathBuf::from(".")),
+        log: cli.log.clone(),
+        display: DisplayOptions {
+            display: cli.display.clone(),
+            monitor: cli.monitor,
+            indicator: IndicatorText {
+                viewing: t!(tr, "indicator-viewing"),
+                controlling: t!(tr, "indicator-controlling"),
+            },
+        },
+        tr: tr.clone(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let (core, ends) = frontend::channel(tr);
+    let core = runtime.spawn(ponte_agent::run(config, core));
+    let ends = match look {
+        // The window runs on this thread (toolkits want the main one); the core on the runtime.
+        Look::Window => match ui::window::run(runtime.handle(), ends) {
+            Ok(()) => None,
+            Err(ui::window::NoWindow { ends, error }) => {
+                let error = ponte_protocol::PeerText::new(error);
+                match ends {
+                    Some(_) => {
+                        eprintln!("ponte-agent: cannot open a window ({error}); using the terminal instead.")
+                    }
+                    None => eprintln!("ponte-agent: the window failed: {error}"),
+                }
+                ends
+            }
+        },
+        _ => Some(ends),
+    };
+    runtime.block_on(async {
+        if let Some(ends) = ends {
+            let shown = if look == Look::Json {
+                tokio::spawn(ui::json::run(ends))
+            } else {
+                tokio::spawn(ui::text::run(ends))
+            };
+            // The front-end ends after the last event (or when the core is gone).
+            let _ = shown.await;
+        }
+        core.await.context("the agent's core")?
+    })
 }

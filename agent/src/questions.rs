@@ -166,7 +166,13 @@ mod tests {
 
     fn desk() -> (Questions, tokio::sync::mpsc::UnboundedReceiver<Event>) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        (Questions::new(Events::new(tx, Journal::new())), rx)
+        (
+            Questions::new(Events::new(
+                tx,
+                Journal::new(std::sync::Arc::new(crate::i18n::Tr::new(crate::i18n::Lang::En))),
+            )),
+            rx,
+        )
     }
 
     fn question(n: u64) -> Question {

@@ -51,12 +51,17 @@ async fn connect(config: &Config, events: &Events, questions: &Questions) -> any
     };
     let (client, note) = result.with_context(|| format!("connecting to the relay {address}"))?;
     match note {
-        TrustNote::FirstUse(fp) => events.emit(Event::Note(format!(
-            "First connection to relay {address}; remembered its fingerprint {fp}"
+        TrustNote::FirstUse(fp) => events.emit(Event::Note(crate::t!(
+            events.tr(),
+            "first-relay",
+            relay = address,
+            fingerprint = fp.to_string()
         ))),
-        TrustNote::AcceptedChange(fp) => {
-            events.emit(Event::Note(format!("Accepted the relay's new fingerprint {fp}")))
-        }
+        TrustNote::AcceptedChange(fp) => events.emit(Event::Note(crate::t!(
+            events.tr(),
+            "accepted-relay",
+            fingerprint = fp.to_string()
+        ))),
         TrustNote::Trusted => {}
     }
     Ok(client)
@@ -80,9 +85,11 @@ pub async fn pair(
         if !events.journal().is_open() {
             let path = config.log.clone().unwrap_or_else(|| default_log(id));
             if let Err(e) = events.journal().open(&path) {
-                events.emit(Event::Note(format!(
-                    "Cannot write the activity log {}: {e}",
-                    path.display()
+                events.emit(Event::Note(crate::t!(
+                    events.tr(),
+                    "log-unwritable",
+                    path = crate::phrases::path(&path),
+                    error = e.to_string()
                 )));
             }
         }

@@ -62,10 +62,7 @@ impl ChatLimit {
 /// Shows the assistant's chat message, within the limit.
 fn assistant_chat(events: &Events, limit: &mut ChatLimit, text: ponte_protocol::PeerText) {
     if text.len() > MAX_CHAT {
-        events.activity(
-            Kind::Refused,
-            "a chat message from the assistant was too long and dropped",
-        );
+        events.activity(Kind::Refused, crate::t!(events.tr(), "chat-too-long"));
         return;
     }
     match limit.admit() {
@@ -73,10 +70,7 @@ fn assistant_chat(events: &Events, limit: &mut ChatLimit, text: ponte_protocol::
             from: Party::Assistant,
             text,
         }),
-        Err(true) => events.activity(
-            Kind::Refused,
-            "the assistant sends chat messages too fast: some are not shown",
-        ),
+        Err(true) => events.activity(Kind::Refused, crate::t!(events.tr(), "chat-too-fast")),
         Err(false) => {}
     }
 }
@@ -135,6 +129,7 @@ pub async fn run(
     });
 
     let mut chat_limit = ChatLimit::new();
+    let tr = events.tr();
     let granted = match config.allow {
         Some(g) => Ok(g),
         None if !config.interactive => Ok(Grants::NONE),
@@ -147,15 +142,15 @@ pub async fn run(
             tokio::pin!(deadline);
             loop {
                 tokio::select! {
-                    g = customer.consent.recv() => break g.ok_or("you ended the session"),
-                    () = crate::customer::ended(&mut customer.end) => break Err("you ended the session"),
-                    () = &mut deadline => break Err("you did not answer in time"),
+                    g = customer.consent.recv() => break g.ok_or_else(|| crate::t!(tr, "ended-you")),
+                    () = crate::customer::ended(&mut customer.end) => break Err(crate::t!(tr, "ended-you")),
+                    () = &mut deadline => break Err(crate::t!(tr, "ended-no-answer")),
                     // The assistant may chat, or leave, while the customer reads.
                     message = control_recv.recv::<Control>() => match message {
                         Ok(Some(Control::Chat { text })) => assistant_chat(events, &mut chat_limit, text),
                         Ok(Some(_)) => {}
                         Ok(None) | Err(_) => {
-                            let reason = "the assistant left before you answered".to_owned();
+                            let reason = crate::t!(tr, "ended-left-before-answer");
                             return Ok(close(client, writer, to_assistant, reason).await);
                         }
                     },
@@ -167,7 +162,7 @@ pub async fn run(
         Ok(granted) => granted,
         Err(reason) => {
             let _ = to_assistant.send(Control::End(EndReason::Declined));
-            return Ok(close(client, writer, to_assistant, reason.into()).await);
+            return Ok(close(client, writer, to_assistant, reason).await);
         }
     };
     grants.set(granted);
@@ -194,14 +189,18 @@ pub async fn run(
                     let ctx = ctx.clone();
                     requests.spawn(async move { crate::dispatch::serve(stream, &ctx).await });
                 }
-                Err(e) => break format!("the connection was lost ({e})"),
+                Err(e) => break crate::t!(tr, "ended-connection-lost", error = e.to_string()),
             },
             message = control_recv.recv::<Control>() => match message {
                 Ok(Some(Control::Chat { text })) => assistant_chat(events, &mut chat_limit, text),
 
-                Ok(Some(Control::End(reason))) => break reason.to_string(),
+                Ok(Some(Control::End(reason))) => break match reason {
+                    EndReason::AssistantEnded => crate::t!(tr, "ended-assistant"),
+                    EndReason::CustomerEnded => crate::t!(tr, "ended-you"),
+                    EndReason::Declined => crate::t!(tr, "ended-declined"),
+                },
                 Ok(Some(Control::Grants(_))) => {} // Only the customer grants.
-                Ok(None) | Err(_) => break "the assistant disconnected".into(),
+                Ok(None) | Err(_) => break crate::t!(tr, "ended-assistant-left"),
             },
             Ok(()) = changes.changed() => {
                 let now = grants.now();
@@ -216,7 +215,10 @@ pub async fn run(
                 if now != last {
                     last = now;
                     events.emit(Event::Grants(now));
-                    events.activity(Kind::Permissions, format!("permissions changed: now allowed {now}"));
+                    events.activity(
+                        Kind::Permissions,
+                        crate::t!(tr, "permissions-changed", grants = crate::phrases::grants(tr, now)),
+                    );
                     let _ = to_assistant.send(Control::Grants(now));
                 }
             }
@@ -227,7 +229,7 @@ pub async fn run(
             }
             () = crate::customer::ended(&mut customer.end) => {
                 let _ = to_assistant.send(Control::End(EndReason::CustomerEnded));
-                break "you ended the session".into();
+                break crate::t!(tr, "ended-you");
             }
             Some(_) = requests.join_next() => {}
         }
@@ -241,10 +243,7 @@ pub async fn run(
         .await
         .unwrap_or(0);
     if ended > 0 {
-        events.activity(
-            Kind::Command,
-            format!("ended {ended} process(es) the assistant had left running"),
-        );
+        events.activity(Kind::Command, crate::t!(tr, "processes-ended", count = ended));
     }
     if let Ok(ctx) = Arc::try_unwrap(ctx) {
         ctx.desktop.close().await;

@@ -64,10 +64,11 @@ impl Transcript {
             self.entered -= 1;
             self.events.activity(
                 Kind::Command,
-                format!(
-                    "terminal {}: the assistant entered: {}",
-                    self.terminal,
-                    PeerText::new(visible(&line))
+                crate::t!(
+                    self.events.tr(),
+                    "terminal-entered",
+                    terminal = self.terminal,
+                    line = &PeerText::new(visible(&line))
                 ),
             );
         }
@@ -126,7 +127,13 @@ mod tests {
 
     fn events() -> (Events, tokio::sync::mpsc::UnboundedReceiver<Event>) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        (Events::new(tx, Journal::new()), rx)
+        (
+            Events::new(
+                tx,
+                Journal::new(std::sync::Arc::new(crate::i18n::Tr::new(crate::i18n::Lang::En))),
+            ),
+            rx,
+        )
     }
 
     fn drain(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Event>) -> Vec<String> {

@@ -8,8 +8,10 @@ use ponte_protocol::text::PeerText;
 use ponte_session::SecureStream;
 use tokio::io::AsyncReadExt;
 
-use super::{Context, Decision, Handler, not_allowed};
+use super::{Context, Decision, Handler, Reason, not_allowed};
 use crate::frontend::{Activity, Kind};
+use crate::i18n::Tr;
+use crate::t;
 use crate::transcript::Transcript;
 
 /// A command request.
@@ -27,13 +29,13 @@ impl Exec {
 impl Handler for Exec {
     const GRANT: Capability = Capability::Terminal;
 
-    fn describe(&self) -> String {
-        format!("run the command: {}", self.command)
+    fn describe(&self, tr: &Tr) -> String {
+        t!(tr, "request-exec", command = &self.command)
     }
 
     async fn decide(&mut self, _: &Context, granted: bool) -> Decision {
         if self.command.len() > MAX_PATH {
-            Decision::Refuse("command too long".into())
+            Decision::Refuse(Reason::TooLong)
         } else if granted {
             Decision::Allow
         } else {
@@ -48,10 +50,13 @@ impl Handler for Exec {
         let (mut child, _session) = crate::process::spawn_command(command.as_raw(), ctx.scope.root())
             .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", crate::process::user_shell()))?;
         let terminal = ctx.next_terminal();
-        ctx.events.activity(
-            Kind::Command,
-            format!("command started: {command} (terminal {terminal})"),
+        let started = t!(
+            ctx.tr(),
+            "command-started",
+            command = command,
+            terminal = terminal
         );
+        ctx.events.activity(Kind::Command, started);
         let mut transcript = Transcript::new(terminal, ctx.events.clone());
         transcript.output(format!("$ {}\n", command.as_raw()).as_bytes());
         let (Some(mut out), Some(mut err)) = (child.stdout.take(), child.stderr.take()) else {
@@ -97,7 +102,12 @@ impl Handler for Exec {
         stream.send.send(&Transfer::Exit(status.code())).await?;
         Ok(Activity {
             kind: Kind::Command,
-            text: format!("command finished ({status}): {command}"),
+            text: t!(
+                ctx.tr(),
+                "command-finished",
+                status = status.code().map_or_else(|| "✕".to_owned(), |c| c.to_string()),
+                command = command
+            ),
         })
     }
 }

@@ -18,9 +18,11 @@ use ponte_protocol::text::PeerText;
 use ponte_session::SecureStream;
 use ponte_session::files::{self, Destination, Hidden, Progress, Totals};
 
-use super::{Context, Decision, Handler, not_allowed};
-use crate::frontend::{Activity, Event, Kind, Question, Why, size};
+use super::{Context, Decision, Handler, Reason, not_allowed};
+use crate::frontend::{Activity, Event, Kind, Question, Why};
+use crate::i18n::Tr;
 use crate::scope::{Last, Place};
+use crate::{phrases, t};
 
 /// How often a transfer's progress is shown.
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
@@ -49,13 +51,6 @@ fn progress(ctx: &Context, what: PeerText) -> impl FnMut(Progress) + Send + use<
                 },
             });
         }
-    }
-}
-
-fn describe_totals(kind: EntryKind, totals: Totals) -> String {
-    match kind {
-        EntryKind::File => size(totals.bytes),
-        EntryKind::Dir => format!("{} files, {}", totals.files, size(totals.bytes)),
     }
 }
 
@@ -88,14 +83,14 @@ impl Get {
 impl Handler for Get {
     const GRANT: Capability = Capability::Download;
 
-    fn describe(&self) -> String {
-        format!("copy {} from this computer", self.path)
+    fn describe(&self, tr: &Tr) -> String {
+        t!(tr, "request-get", path = &self.path)
     }
 
     async fn decide(&mut self, ctx: &Context, granted: bool) -> Decision {
         let place = match ctx.scope.resolve(&self.path, Last::Follow) {
             Ok(place) => place,
-            Err(e) => return Decision::Refuse(e.to_string()),
+            Err(e) => return Decision::Refuse(Reason::Unusable(e.0)),
         };
         let mut why = place.concerns();
         if !granted {
@@ -109,7 +104,7 @@ impl Handler for Get {
         };
         let measured = match files::measure(&place.path, hidden).await {
             Ok(m) => m,
-            Err(e) => return Decision::Refuse(e.to_string()),
+            Err(e) => return Decision::Refuse(Reason::Error(e.to_string())),
         };
         self.kind = measured.kind;
         self.approved = measured.totals;
@@ -135,7 +130,8 @@ impl Handler for Get {
     async fn run(self, stream: &mut SecureStream, ctx: &Context) -> anyhow::Result<Activity> {
         let place = self.place.ok_or_else(|| anyhow::anyhow!("no place"))?;
         let shown = place.shown();
-        ctx.events.activity(Kind::Download, format!("sending {shown}"));
+        ctx.events
+            .activity(Kind::Download, t!(ctx.tr(), "sending", path = &shown));
         let mut progress = progress(ctx, shown.clone());
         let approved = Some(self.approved);
         let totals = files::send_path(
@@ -146,10 +142,12 @@ impl Handler for Get {
             &mut progress,
         )
         .await?;
-        let mut text = format!("sent {shown} ({})", describe_totals(self.kind, totals));
+        let tr = ctx.tr();
+        let mut what = phrases::totals(tr, self.kind, totals);
         if self.skipped > 0 {
-            text.push_str(&format!("; {} hidden item(s) left out", self.skipped));
+            what = format!("{what}; {}", t!(tr, "sent-hidden-left-out", count = self.skipped));
         }
+        let text = t!(tr, "sent", path = &shown, what = what);
         Ok(Activity {
             kind: Kind::Download,
             text,
@@ -185,12 +183,9 @@ impl Put {
 impl Handler for Put {
     const GRANT: Capability = Capability::Upload;
 
-    fn describe(&self) -> String {
-        format!(
-            "put {} on this computer ({})",
-            self.path,
-            describe_totals(self.kind, self.totals)
-        )
+    fn describe(&self, tr: &Tr) -> String {
+        let what = phrases::totals(tr, self.kind, self.totals);
+        t!(tr, "request-put", path = &self.path, what = what)
     }
 
     async fn decide(&mut self, ctx: &Context, granted: bool) -> Decision {
@@ -198,11 +193,11 @@ impl Handler for Put {
             return not_allowed(Self::GRANT);
         }
         if self.path.len() > MAX_PATH || (self.kind == EntryKind::File && self.totals.files != 1) {
-            return Decision::Refuse("malformed request".into());
+            return Decision::Refuse(Reason::Malformed);
         }
         let place = match ctx.scope.resolve(&self.path, Last::Keep) {
             Ok(place) => place,
-            Err(e) => return Decision::Refuse(e.to_string()),
+            Err(e) => return Decision::Refuse(Reason::Unusable(e.0)),
         };
         let existing = std::fs::symlink_metadata(&place.path).ok();
         let mut why = place.concerns();
@@ -211,17 +206,13 @@ impl Handler for Put {
         }
         if let Some(meta) = &existing {
             if !self.overwrite {
-                return Decision::Refuse(format!(
-                    "{} already exists on the customer's computer",
-                    place.shown()
-                ));
+                return Decision::Refuse(Reason::Exists(place.shown()));
             }
             if meta.is_dir() != (self.kind == EntryKind::Dir) {
-                return Decision::Refuse(format!(
-                    "{} exists and is not a {}",
-                    place.shown(),
-                    if meta.is_dir() { "file" } else { "folder" }
-                ));
+                return Decision::Refuse(Reason::NotA {
+                    path: place.shown(),
+                    folder: !meta.is_dir(),
+                });
             }
             why.push(Why::Replaces);
         }
@@ -255,7 +246,8 @@ impl Handler for Put {
                 .await
                 .map_err(|e| anyhow::anyhow!("creating {}: {e}", PeerText::path(parent)))?;
         }
-        ctx.events.activity(Kind::Upload, format!("receiving {shown}"));
+        ctx.events
+            .activity(Kind::Upload, t!(ctx.tr(), "receiving", path = &shown));
         // Merging into an existing folder: an entry that is hidden, a startup place or
         // outside the folder needs its own question, which a running transfer cannot ask.
         let asked = self.asked.clone();
@@ -271,7 +263,7 @@ impl Handler for Put {
                 .map_err(|e| e.to_string())?;
             match entry.concerns().into_iter().find(|w| !asked.contains(w)) {
                 None => Ok(()),
-                Some(why) => Err(format!("not written: {why}; put it on its own to be asked")),
+                Some(why) => Err(format!("not written ({why:?}): put it on its own to be asked")),
             }
         };
         let mut progress = progress(ctx, shown.clone());
@@ -288,9 +280,11 @@ impl Handler for Put {
         stream.send.send(&Transfer::Done).await?;
         Ok(Activity {
             kind: Kind::Upload,
-            text: format!(
-                "received {shown} ({}, SHA-256 verified)",
-                describe_totals(self.kind, received)
+            text: t!(
+                ctx.tr(),
+                "received",
+                path = &shown,
+                what = phrases::totals(ctx.tr(), self.kind, received)
             ),
         })
     }

@@ -5,9 +5,11 @@ use ponte_protocol::app::{Capability, Transfer};
 use ponte_protocol::screen::{InputEvent, MAX_EVENTS};
 use ponte_session::SecureStream;
 
-use super::{Context, Decision, Handler, not_allowed};
+use super::{Context, Decision, Handler, Reason, not_allowed};
 use crate::desktop::Injected;
 use crate::frontend::{Activity, Kind};
+use crate::i18n::Tr;
+use crate::t;
 
 /// An input request.
 pub struct Input {
@@ -22,36 +24,39 @@ impl Input {
 }
 
 /// The input events as the customer reads them.
-pub fn describe(events: &[InputEvent]) -> String {
+pub fn describe(tr: &Tr, events: &[InputEvent]) -> String {
     let parts: Vec<String> = events
         .iter()
         .filter_map(|e| match e {
-            InputEvent::Move { x, y } => Some(format!("pointer to ({x}, {y})")),
+            InputEvent::Move { x, y } => Some(t!(tr, "input-pointer", x = *x, y = *y)),
             InputEvent::Button {
                 button,
                 pressed: true,
-            } => Some(format!("button {button} click")),
+            } => Some(t!(tr, "input-click", button = *button)),
             InputEvent::Key {
                 keysym,
                 pressed: true,
-            } => Some(format!("key {keysym:#x}")),
-            InputEvent::Text(text) => Some(format!("typed \"{text}\"")),
+            } => Some(t!(tr, "input-key", key = format!("{keysym:#x}"))),
+            InputEvent::Text(text) => Some(t!(tr, "input-typed", text = text)),
             InputEvent::Button { .. } | InputEvent::Key { .. } => None,
         })
         .collect();
+    if parts.is_empty() {
+        return t!(tr, "input-release");
+    }
     parts.join(", ")
 }
 
 impl Handler for Input {
     const GRANT: Capability = Capability::Control;
 
-    fn describe(&self) -> String {
-        format!("use the mouse and keyboard: {}", describe(&self.events))
+    fn describe(&self, tr: &Tr) -> String {
+        t!(tr, "request-input", what = describe(tr, &self.events))
     }
 
     async fn decide(&mut self, _: &Context, granted: bool) -> Decision {
         if self.events.len() > MAX_EVENTS || !self.events.iter().all(InputEvent::is_valid) {
-            Decision::Refuse("malformed input events".into())
+            Decision::Refuse(Reason::Malformed)
         } else if granted {
             Decision::Allow
         } else {
@@ -60,13 +65,13 @@ impl Handler for Input {
     }
 
     async fn run(self, stream: &mut SecureStream, ctx: &Context) -> anyhow::Result<Activity> {
-        let what = describe(&self.events);
+        let what = describe(ctx.tr(), &self.events);
         match ctx.desktop.inject(self.events).await? {
             Injected::Done => {
                 stream.send.send(&Transfer::Done).await?;
                 Ok(Activity {
                     kind: Kind::Control,
-                    text: format!("the assistant's input: {what}"),
+                    text: t!(ctx.tr(), "input-done", what = &what),
                 })
             }
             Injected::LocalInputWins => {
@@ -76,7 +81,7 @@ impl Handler for Input {
                     .await?;
                 Ok(Activity {
                     kind: Kind::Control,
-                    text: format!("you moved the mouse: the assistant's input paused ({what})"),
+                    text: t!(ctx.tr(), "input-paused", what = &what),
                 })
             }
             Injected::NotAllowed => anyhow::bail!("the customer has not allowed 'control'"),

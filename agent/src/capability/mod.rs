@@ -18,8 +18,11 @@ use ponte_session::SecureStream;
 use crate::desktop::DesktopWorker;
 use crate::frontend::{Activity, Events, Question};
 use crate::grants::LiveGrants;
+use crate::grants::Stop;
 use crate::questions::{Answer, Questions};
 use crate::scope::Scope;
+use crate::t;
+use ponte_protocol::text::PeerText;
 
 /// What every request of a session shares.
 pub struct Context {
@@ -80,23 +83,107 @@ impl Context {
         if n <= LISTED_REFUSALS {
             self.events.activity(crate::frontend::Kind::Refused, text);
         } else if n.is_multiple_of(LISTED_REFUSALS) {
-            self.events.activity(
-                crate::frontend::Kind::Refused,
-                format!("{n} requests of the assistant refused so far (not all listed)"),
-            );
+            let text = t!(self.tr(), "refused-count", count = n);
+            self.events.activity(crate::frontend::Kind::Refused, text);
         }
     }
 
     /// Asks the customer; `Err` says why the answer is no.
-    pub async fn ask(&self, question: Question) -> Result<(), String> {
+    pub async fn ask(&self, question: Question) -> Result<(), Reason> {
         if !self.interactive {
-            return Err("nobody can be asked at the customer's computer (it runs for a script)".into());
+            return Err(Reason::CannotAsk);
         }
         match self.questions.ask(question).await {
             Answer::Yes => Ok(()),
-            Answer::No => Err("the customer declined".into()),
-            Answer::Busy => Err("the customer has too many questions open; try again later".into()),
-            Answer::NoAnswer => Err("the customer did not answer".into()),
+            Answer::No => Err(Reason::Declined),
+            Answer::Busy => Err(Reason::Busy),
+            Answer::NoAnswer => Err(Reason::NoAnswer),
+        }
+    }
+
+    /// The customer's language.
+    pub fn tr(&self) -> &crate::i18n::Tr {
+        self.events.tr()
+    }
+}
+
+/// Why a request is refused or stopped: told to the assistant in English (the protocol's
+/// language) and shown to the customer in theirs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// The capability is not granted.
+    NotAllowed(Capability),
+    /// The customer said no.
+    Declined,
+    /// Nobody can be asked (a script's agent).
+    CannotAsk,
+    /// Too many questions wait.
+    Busy,
+    /// The customer did not answer in time.
+    NoAnswer,
+    /// The grant ended while it ran, or the session did.
+    Stopped(Stop),
+    /// The command is longer than allowed.
+    TooLong,
+    /// The request breaks the protocol's rules.
+    Malformed,
+    /// The destination exists and replacing was not asked for.
+    Exists(PeerText),
+    /// The destination exists as the other kind (file / folder).
+    NotA {
+        /// The destination.
+        path: PeerText,
+        /// It should have been a folder.
+        folder: bool,
+    },
+    /// The path cannot be used at all.
+    Unusable(PeerText),
+    /// An error of the system (its own words).
+    Error(String),
+}
+
+impl Reason {
+    /// For the assistant.
+    pub fn english(&self) -> String {
+        match self {
+            Reason::NotAllowed(c) => format!("the customer has not allowed '{c}'"),
+            Reason::Declined => "the customer declined".into(),
+            Reason::CannotAsk => {
+                "nobody can be asked at the customer's computer (it runs for a script)".into()
+            }
+            Reason::Busy => "the customer has too many questions open; try again later".into(),
+            Reason::NoAnswer => "the customer did not answer".into(),
+            Reason::Stopped(stop) => stop.to_string(),
+            Reason::TooLong => "command too long".into(),
+            Reason::Malformed => "malformed request".into(),
+            Reason::Exists(path) => format!("{path} already exists on the customer's computer"),
+            Reason::NotA { path, folder: true } => format!("{path} exists and is not a folder"),
+            Reason::NotA { path, folder: false } => format!("{path} exists and is not a file"),
+            Reason::Unusable(path) => format!("unusable path {path}"),
+            Reason::Error(e) => e.clone(),
+        }
+    }
+
+    /// For the customer.
+    pub fn local(&self, tr: &crate::i18n::Tr) -> String {
+        match self {
+            Reason::NotAllowed(c) => t!(
+                tr,
+                "reason-not-allowed",
+                capability = crate::phrases::capability_name(tr, *c)
+            ),
+            Reason::Declined => t!(tr, "reason-declined"),
+            Reason::CannotAsk => t!(tr, "reason-cannot-ask"),
+            Reason::Busy => t!(tr, "reason-busy"),
+            Reason::NoAnswer => t!(tr, "reason-no-answer"),
+            Reason::Stopped(stop) => stop.local(tr),
+            Reason::TooLong => t!(tr, "reason-too-long"),
+            Reason::Malformed => t!(tr, "reason-malformed"),
+            Reason::Exists(path) => t!(tr, "reason-exists", path = path),
+            Reason::NotA { path, folder: true } => t!(tr, "reason-not-a-folder", path = path),
+            Reason::NotA { path, folder: false } => t!(tr, "reason-not-a-file", path = path),
+            Reason::Unusable(path) => t!(tr, "reason-unusable", path = path),
+            Reason::Error(e) => t!(tr, "reason-error", error = e),
         }
     }
 }
@@ -109,13 +196,13 @@ pub const LISTED_REFUSALS: u64 = 50;
 pub enum Decision {
     /// It runs.
     Allow,
-    /// It is refused, with the reason the assistant and the customer see.
-    Refuse(String),
+    /// It is refused.
+    Refuse(Reason),
 }
 
 /// The refusal of a request whose capability is not granted.
 pub fn not_allowed(c: Capability) -> Decision {
-    Decision::Refuse(format!("the customer has not allowed '{c}'"))
+    Decision::Refuse(Reason::NotAllowed(c))
 }
 
 /// One kind of request.
@@ -123,8 +210,8 @@ pub trait Handler: Send + Sized {
     /// The capability it runs under: revoking it stops the request.
     const GRANT: Capability;
 
-    /// What is asked, for the customer's activity list (peer text escaped).
-    fn describe(&self) -> String;
+    /// What is asked, for the customer's activity list, in their language (peer text escaped).
+    fn describe(&self, tr: &crate::i18n::Tr) -> String;
 
     /// Whether it may run, given whether [`Handler::GRANT`] is granted now. May look at the
     /// file system and ask the customer. The default allows exactly what is granted.

@@ -11,6 +11,9 @@ use ponte_session::{SecureSend, SecureStream};
 use super::{Context, Handler};
 use crate::desktop::{Injected, Step};
 use crate::frontend::{Activity, Kind};
+use crate::i18n::Tr;
+use crate::t;
+use ponte_protocol::text::PeerText;
 
 /// Screen streams at once.
 pub const MAX_STREAMS: usize = 2;
@@ -62,8 +65,8 @@ impl Screen {
 impl Handler for Screen {
     const GRANT: Capability = Capability::Screen;
 
-    fn describe(&self) -> String {
-        "see the screen".into()
+    fn describe(&self, tr: &Tr) -> String {
+        t!(tr, "request-screen")
     }
 
     async fn run(self, stream: &mut SecureStream, ctx: &Context) -> anyhow::Result<Activity> {
@@ -75,13 +78,15 @@ impl Handler for Screen {
         let Some(_sharing) = ctx.desktop.share(MAX_STREAMS) else {
             anyhow::bail!("the screen is already shared {MAX_STREAMS} times");
         };
-        ctx.events.activity(
-            Kind::Screen,
-            format!(
-                "screen sharing started ({} {}×{})",
-                monitor.name, monitor.width, monitor.height
-            ),
+        let started = t!(
+            ctx.tr(),
+            "screen-started",
+            monitor = PeerText::new(monitor.name.clone()).to_string(),
+            width = monitor.width,
+            height = monitor.height
         );
+        ctx.events.activity(Kind::Screen, started);
+        let _shown = Shown::new(&ctx.events);
         let fps = self.max_fps.clamp(1, MAX_FPS);
         let mut ticker = tokio::time::interval(Duration::from_secs(1) / u32::from(fps));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -120,30 +125,42 @@ impl Handler for Screen {
                         match injected {
                             Injected::Done if !controlling => {
                                 controlling = true;
-                                ctx.events.activity(Kind::Control, "the assistant is using your mouse and keyboard");
+                                ctx.events.activity(Kind::Control, t!(ctx.tr(), "control-using"));
                             }
                             Injected::Done => {}
                             Injected::LocalInputWins => if let Some(n) = paused.count() {
-                                ctx.events.activity(Kind::Control, format!(
-                                    "you moved the mouse: {n} input event(s) of the assistant paused"
-                                ));
+                                ctx.events.activity(Kind::Control, t!(ctx.tr(), "control-paused", count = n));
                             },
                             Injected::NotAllowed => if let Some(n) = dropped.count() {
-                                ctx.events.activity(Kind::Refused, format!(
-                                    "dropped {n} input event(s) from the assistant: control is not allowed"
-                                ));
+                                ctx.events.activity(Kind::Refused, t!(ctx.tr(), "control-dropped", count = n));
                             },
                         }
                     }
-                    Ok(None) => break "the assistant closed the screen".to_owned(),
-                    Err(e) => break format!("the screen stream failed ({e})"),
+                    Ok(None) => break t!(ctx.tr(), "screen-ended-closed"),
+                    Err(e) => break t!(ctx.tr(), "screen-ended-failed", error = e.to_string()),
                 },
             }
         };
         Ok(Activity {
             kind: Kind::Screen,
-            text: format!("screen sharing ended: {end}"),
+            text: t!(ctx.tr(), "screen-ended", reason = end),
         })
+    }
+}
+
+/// Tells the front-end the screen is shared for as long as it lives (however the stream ends).
+struct Shown<'a>(&'a crate::frontend::Events);
+
+impl<'a> Shown<'a> {
+    fn new(events: &'a crate::frontend::Events) -> Shown<'a> {
+        events.emit(crate::frontend::Event::Sharing { active: true });
+        Shown(events)
+    }
+}
+
+impl Drop for Shown<'_> {
+    fn drop(&mut self) {
+        self.0.emit(crate::frontend::Event::Sharing { active: false });
     }
 }
 

@@ -10,7 +10,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{Context, Handler};
 use crate::frontend::{Activity, Kind};
+use crate::i18n::Tr;
 use crate::process::{SessionGuard, user_shell};
+use crate::t;
 use crate::transcript::Transcript;
 
 /// A terminal request.
@@ -29,8 +31,8 @@ impl Shell {
 impl Handler for Shell {
     const GRANT: Capability = Capability::Terminal;
 
-    fn describe(&self) -> String {
-        "open a terminal".into()
+    fn describe(&self, tr: &Tr) -> String {
+        t!(tr, "request-shell")
     }
 
     /// Runs the shell until it exits or the assistant leaves; either way the shell is killed
@@ -49,10 +51,8 @@ impl Handler for Shell {
         // Dropped with this future: the shell and everything it started end.
         let _session = SessionGuard::new(child.id());
         let terminal = ctx.next_terminal();
-        ctx.events.activity(
-            Kind::Command,
-            format!("terminal {terminal} opened ({shell}); what the assistant types is shown here"),
-        );
+        let opened = t!(ctx.tr(), "terminal-opened", terminal = terminal, shell = &shell);
+        ctx.events.activity(Kind::Command, opened);
         let mut transcript = Transcript::new(terminal, ctx.events.clone());
         let (mut read, mut write) = pty.into_split();
         let mut buf = vec![0u8; MAX_CHUNK];
@@ -96,7 +96,7 @@ impl Handler for Shell {
         stream.send.send(&Transfer::Exit(code)).await?;
         Ok(Activity {
             kind: Kind::Command,
-            text: format!("terminal {terminal} closed"),
+            text: t!(ctx.tr(), "terminal-closed", terminal = terminal),
         })
     }
 }

@@ -4,7 +4,7 @@
 mod worker;
 mod x11;
 
-pub use worker::{DesktopWorker, DisplayOptions, Injected, Sharing, Step};
+pub use worker::{DesktopWorker, DisplayOptions, IndicatorText, Injected, Sharing, Step};
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -27,10 +27,15 @@ impl InjectedInput {
 
     /// Whether the assistant pressed a key or button within [`InjectedInput::GUARD`].
     pub fn recent(&self) -> bool {
+        self.within(Self::GUARD)
+    }
+
+    /// Whether the assistant pressed a key or button within `span`.
+    pub fn within(&self, span: Duration) -> bool {
         self.0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .is_some_and(|t| t.elapsed() < Self::GUARD)
+            .is_some_and(|t| t.elapsed() < span)
     }
 }
 
@@ -91,7 +96,7 @@ pub trait Desktop: Send {
     /// Injects one input event; returns once the display has processed it.
     fn inject(&mut self, event: &InputEvent) -> anyhow::Result<()>;
     /// Shows, changes or (with `None`) removes the indicator.
-    fn show_indicator(&mut self, state: Option<Indicator>) -> anyhow::Result<()>;
+    fn show_indicator(&mut self, shown: Option<(Indicator, &str)>) -> anyhow::Result<()>;
     /// Gives back what input injection borrowed (keycodes remapped to type characters the
     /// keymap lacks).
     fn restore_keymap(&mut self) -> anyhow::Result<()>;

@@ -31,6 +31,17 @@ pub struct DisplayOptions {
     pub display: Option<String>,
     /// RandR monitor index (default the primary one).
     pub monitor: Option<usize>,
+    /// What the indicator says, in the customer's language.
+    pub indicator: IndicatorText,
+}
+
+/// The indicator's sentences.
+#[derive(Debug, Clone, Default)]
+pub struct IndicatorText {
+    /// While the screen is shared, view only.
+    pub viewing: String,
+    /// While the assistant may use the mouse and keyboard.
+    pub controlling: String,
 }
 
 /// What one capture step produced.
@@ -361,7 +372,12 @@ impl Worker {
         if want != self.indicator
             && let Some(desktop) = &mut self.desktop
         {
-            match desktop.show_indicator(want) {
+            let text = &self.options.indicator;
+            let shown = want.map(|state| match state {
+                Indicator::Viewing => (state, text.viewing.as_str()),
+                Indicator::Controlling => (state, text.controlling.as_str()),
+            });
+            match desktop.show_indicator(shown) {
                 Ok(()) => self.indicator = want,
                 Err(e) => tracing::warn!("showing the indicator: {e:#}"),
             }

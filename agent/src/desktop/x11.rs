@@ -107,6 +107,8 @@ struct IndicatorWindow {
     window: u32,
     gc: u32,
     state: Indicator,
+    /// What it says, as 16-bit characters for an ISO 10646 font (Latin-1 for `fixed`).
+    text: Vec<xproto::Char2b>,
 }
 
 impl X11 {
@@ -340,12 +342,9 @@ impl X11 {
 
     fn draw_indicator(&mut self) -> anyhow::Result<()> {
         let Some(ind) = &self.indicator else { return Ok(()) };
-        let (text, color): (&[u8], u32) = match ind.state {
-            Indicator::Viewing => (b" Ponte: your screen is shared (view only) ", 0x00_1f_6f_d0),
-            Indicator::Controlling => (
-                b" Ponte: the assistant CONTROLS mouse and keyboard ",
-                0x00_d0_20_20,
-            ),
+        let color = match ind.state {
+            Indicator::Viewing => 0x00_1f_6f_d0,
+            Indicator::Controlling => 0x00_d0_20_20,
         };
         self.conn.change_gc(
             ind.gc,
@@ -356,7 +355,9 @@ impl X11 {
             &xproto::ChangeWindowAttributesAux::new().background_pixel(color),
         )?;
         self.conn.clear_area(false, ind.window, 0, 0, 0, 0)?;
-        self.conn.image_text8(ind.window, ind.gc, 4, 15, text)?;
+        // At most 255 characters go in one request.
+        let text = &ind.text[..ind.text.len().min(255)];
+        self.conn.image_text16(ind.window, ind.gc, 4, 15, text)?;
         self.conn.flush()?;
         Ok(())
     }
@@ -482,20 +483,50 @@ impl Desktop for X11 {
         Ok(())
     }
 
-    fn show_indicator(&mut self, state: Option<Indicator>) -> anyhow::Result<()> {
-        match (state, &mut self.indicator) {
+    fn show_indicator(&mut self, shown: Option<(Indicator, &str)>) -> anyhow::Result<()> {
+        match (shown, &mut self.indicator) {
             (None, None) => return Ok(()),
             (None, Some(ind)) => {
                 self.conn.destroy_window(ind.window)?;
                 self.indicator = None;
             }
-            (Some(state), Some(ind)) if ind.state == state => return Ok(()),
-            (Some(state), Some(ind)) => ind.state = state,
-            (Some(state), None) => {
+            (Some((state, _)), Some(ind)) if ind.state == state => return Ok(()),
+            // The bar is made anew for a new sentence: its width follows the text.
+            (Some(_), Some(ind)) => {
+                self.conn.destroy_window(ind.window)?;
+                self.indicator = None;
+                return self.show_indicator(shown);
+            }
+            (Some((state, sentence)), None) => {
                 let window = self.conn.generate_id()?;
                 let gc = self.conn.generate_id()?;
+                // A font with every character of every language the agent speaks, if the
+                // display has one; else `fixed` (Latin-1: other characters become '?').
+                let font = self.conn.generate_id()?;
+                let unicode = self
+                    .conn
+                    .open_font(
+                        font,
+                        b"-misc-fixed-medium-r-semicondensed--13-*-*-*-*-*-iso10646-1",
+                    )?
+                    .check()
+                    .is_ok();
+                let latin1 = !unicode && self.conn.open_font(font, b"fixed")?.check().is_ok();
+                let text: Vec<xproto::Char2b> = format!(" {sentence} ")
+                    .chars()
+                    .map(|c| match u16::try_from(u32::from(c)) {
+                        Ok(code) if unicode || code < 256 => code,
+                        _ => u16::from(b'?'),
+                    })
+                    .map(|code| xproto::Char2b {
+                        byte1: (code >> 8) as u8,
+                        byte2: code as u8,
+                    })
+                    .collect();
+                // Both fonts are 6 pixels wide.
                 let m = &self.monitor;
-                let width = 420u16.min(m.width);
+                let wanted = u16::try_from(text.len().min(255)).unwrap_or(255) * 6 + 8;
+                let width = wanted.min(m.width);
                 self.conn.create_window(
                     x11rb::COPY_DEPTH_FROM_PARENT,
                     window,
@@ -512,14 +543,19 @@ impl Desktop for X11 {
                         .background_pixel(0)
                         .event_mask(EventMask::EXPOSURE),
                 )?;
-                let font = self.conn.generate_id()?;
-                let aux = match self.conn.open_font(font, b"fixed")?.check() {
-                    Ok(()) => CreateGCAux::new().font(font),
-                    Err(_) => CreateGCAux::new(),
+                let aux = if unicode || latin1 {
+                    CreateGCAux::new().font(font)
+                } else {
+                    CreateGCAux::new()
                 };
                 self.conn.create_gc(gc, window, &aux)?;
                 self.conn.map_window(window)?;
-                self.indicator = Some(IndicatorWindow { window, gc, state });
+                self.indicator = Some(IndicatorWindow {
+                    window,
+                    gc,
+                    state,
+                    text,
+                });
             }
         }
         if let Some(ind) = &self.indicator {

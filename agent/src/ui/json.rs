@@ -7,13 +7,15 @@ use ponte_protocol::app::Grants;
 use serde_json::{Value, json};
 
 use crate::frontend::{Attempt, Closed, Event, FrontendEnds, Input, Party};
+use crate::i18n::Tr;
+use crate::phrases;
 
 fn names(grants: Grants) -> Vec<&'static str> {
     grants.list().iter().map(|c| c.name()).collect()
 }
 
 /// The JSON object for an event (`None`: not printed).
-pub fn to_json(event: &Event) -> Option<Value> {
+pub fn to_json(event: &Event, tr: &Tr) -> Option<Value> {
     Some(match event {
         Event::Note(_) => return None,
         Event::Ready {
@@ -27,7 +29,7 @@ pub fn to_json(event: &Event) -> Option<Value> {
             "expires_in_secs": valid_for.as_secs(),
         }),
         Event::Attempt(attempt) => {
-            let mut v = json!({"event": "attempt", "text": attempt.to_string()});
+            let mut v = json!({"event": "attempt", "text": phrases::attempt(tr, attempt)});
             let outcome = match attempt {
                 Attempt::Connecting => "connecting",
                 Attempt::WrongCode { attempts_left } => {
@@ -61,9 +63,10 @@ pub fn to_json(event: &Event) -> Option<Value> {
             "verified": peer.is_verified(),
             "granted": names(*granted),
         }),
+        Event::Sharing { active } => json!({"event": "sharing", "active": active}),
         Event::Grants(grants) => json!({"event": "grants", "granted": names(*grants)}),
         Event::Question { id, question } => json!({
-            "event": "question", "id": id.0, "text": question.to_string(),
+            "event": "question", "id": id.0, "text": phrases::question(tr, question).join("\n"),
         }),
         Event::QuestionClosed { id, outcome } => json!({
             "event": "question_closed",
@@ -95,7 +98,12 @@ pub fn to_json(event: &Event) -> Option<Value> {
 
 /// Runs the JSON front-end until the session has ended.
 pub async fn run(ends: FrontendEnds) {
-    let FrontendEnds { mut events, inputs } = ends;
+    let FrontendEnds {
+        mut events,
+        inputs,
+        tr,
+        ..
+    } = ends;
     let mut stop = super::StopSignals::listen();
     loop {
         tokio::select! {
@@ -104,7 +112,7 @@ pub async fn run(ends: FrontendEnds) {
                 if let Event::Note(text) = &event {
                     eprintln!("ponte-agent: {text}");
                 }
-                if let Some(value) = to_json(&event) {
+                if let Some(value) = to_json(&event, &tr) {
                     let mut out = std::io::stdout().lock();
                     let _ = writeln!(out, "{value}");
                     let _ = out.flush();

@@ -1,8 +1,10 @@
-//! The agent's front-ends: [`text`] for a person at a terminal, [`json`] for scripts. Each is
-//! a task that shows the core's events and sends back the customer's inputs.
+//! The agent's front-ends: [`window`] for the customer (the default on a desktop), [`text`] for
+//! a person at a terminal, [`json`] for scripts. Each shows the core's events and sends back
+//! the customer's inputs.
 
 pub mod json;
 pub mod text;
+pub mod window;
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
 

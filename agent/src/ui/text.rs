@@ -15,13 +15,14 @@ use ponte_protocol::identity::PeerIdentity;
 use ponte_session::files::Progress;
 use tokio::sync::mpsc;
 
+use std::sync::Arc;
+
 use crate::frontend::{Closed, Event, FrontendEnds, Input, Party, QuestionId};
+use crate::i18n::Tr;
+use crate::{phrases, t};
 
 /// How long a question must have been on screen before an answer counts.
 pub const SETTLE: Duration = Duration::from_millis(700);
-
-const COMMANDS: &str =
-    "Commands: revoke NAME, grant NAME (terminal, upload, download, info, screen, control), chat TEXT, end";
 
 fn say(text: &str) {
     let mut out = std::io::stdout().lock();
@@ -35,9 +36,25 @@ struct Typed {
     text: String,
 }
 
+/// The time of day now, in the customer's time zone.
+fn clock(tr: &Tr) -> String {
+    tr.time_of_day(ponte_session::now_unix())
+}
+
+/// The consent dialog's question about `c`.
+fn consent_prompt(tr: &Tr, c: Capability) -> String {
+    let what = t!(tr, "consent-allow-cap", what = phrases::capability(tr, c));
+    format!("    {what} [y/N]")
+}
+
 /// Runs the terminal front-end until the session has ended.
 pub async fn run(ends: FrontendEnds) {
-    let FrontendEnds { mut events, inputs } = ends;
+    let FrontendEnds {
+        mut events,
+        inputs,
+        tr,
+        ..
+    } = ends;
     let (line_tx, mut lines) = mpsc::channel::<Typed>(16);
     std::thread::spawn(move || {
         let stdin = std::io::stdin();
@@ -54,6 +71,7 @@ pub async fn run(ends: FrontendEnds) {
         }
     });
     let mut ui = TextUi {
+        tr,
         inputs,
         prompt: None,
         consent: None,
@@ -112,6 +130,7 @@ impl Consent {
 }
 
 struct TextUi {
+    tr: Arc<Tr>,
     inputs: mpsc::Sender<Input>,
     /// The prompt on screen.
     prompt: Option<Prompt>,
@@ -119,16 +138,9 @@ struct TextUi {
     bars: HashMap<u64, indicatif::ProgressBar>,
 }
 
-fn yes_no(line: &str) -> Option<bool> {
-    match line.to_ascii_lowercase().as_str() {
-        "y" | "yes" => Some(true),
-        "n" | "no" | "" => Some(false),
-        _ => None,
-    }
-}
-
-/// A customer's command, if the line is one.
-fn command(line: &str) -> Option<Result<Input, String>> {
+/// A customer's command, if the line is one (the words are English in every language, as
+/// `--help` and the hint say).
+fn command(tr: &Tr, line: &str) -> Option<Result<Input, String>> {
     let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
     let rest = rest.trim();
     Some(match word {
@@ -139,7 +151,7 @@ fn command(line: &str) -> Option<Result<Input, String>> {
             Err(e) => Err(e.to_string()),
         },
         "chat" if !rest.is_empty() => Ok(Input::Chat(rest.to_owned())),
-        "help" | "?" => Err(COMMANDS.to_owned()),
+        "help" | "?" => Err(t!(tr, "commands-help")),
         _ => return None,
     })
 }
@@ -155,10 +167,10 @@ impl TextUi {
         say(text);
         if let Some(prompt) = &self.prompt {
             let first = prompt.text.trim_start().lines().next().unwrap_or_default();
-            let reminder = first.trim_end_matches(" [y/N]");
+            let reminder = first.trim_start_matches("? ");
             say(&format!(
-                "    (still asking) {} [y/N]",
-                reminder.trim_start_matches("? ")
+                "    {}",
+                t!(self.tr, "question-still-asking", question = reminder)
             ));
         }
     }
@@ -175,14 +187,15 @@ impl TextUi {
 
     async fn line(&mut self, typed: Typed) {
         let line = typed.text.as_str();
-        match command(line) {
+        match command(&self.tr, line) {
             Some(Ok(input)) => return self.send(input).await,
             Some(Err(help)) => return self.say(&format!("  {help}")),
             None => {}
         }
         let Some(prompt) = &mut self.prompt else {
             if !line.is_empty() {
-                self.say(&format!("  {COMMANDS}"));
+                let help = t!(self.tr, "commands-help");
+                self.say(&format!("  {help}"));
             }
             return;
         };
@@ -191,10 +204,10 @@ impl TextUi {
             .checked_duration_since(prompt.shown)
             .is_none_or(|d| d < SETTLE)
         {
-            return say("    The question just changed. Read it, then answer again.");
+            return say(&format!("    {}", t!(self.tr, "question-changed")));
         }
-        let Some(allow) = yes_no(line) else {
-            return say("    Please answer y (yes) or n (no).");
+        let Some(allow) = self.tr.yes_no(line) else {
+            return say(&format!("    {}", t!(self.tr, "question-answer-yn")));
         };
         match (prompt.question, &mut self.consent) {
             // The prompt stays until the core closes the question (it may not take the answer).
@@ -204,7 +217,10 @@ impl TextUi {
                     consent.grants.grant(c);
                 }
                 match consent.next() {
-                    Some(c) => self.ask(None, format!("    Allow them to {}? [y/N]", c.describe())),
+                    Some(c) => {
+                        let text = consent_prompt(&self.tr, c);
+                        self.ask(None, text);
+                    }
                     None => {
                         let grants = consent.grants;
                         self.consent = None;
@@ -218,6 +234,7 @@ impl TextUi {
     }
 
     fn show(&mut self, event: Event) {
+        let tr = self.tr.clone();
         match event {
             Event::Note(text) => self.say(&format!("  {text}")),
             Event::Ready {
@@ -225,54 +242,65 @@ impl TextUi {
                 code,
                 valid_for,
             } => self.say(&format!(
-                "\n  Read these to your assistant:\n\n      Session ID:  {session}\n      Code:        {}\n\n  \
-                 They can be used for {} minutes. Nobody can connect without both.\n  \
-                 Press Ctrl-C to quit.\n",
+                "\n  {}\n\n      {:<12} {session}\n      {:<12} {}\n\n  {}\n  {}\n",
+                t!(tr, "ready-title"),
+                t!(tr, "ready-session"),
+                t!(tr, "ready-code"),
                 code.reveal(),
-                valid_for.as_secs().div_ceil(60)
+                t!(tr, "ready-valid", minutes = valid_for.as_secs().div_ceil(60)),
+                t!(tr, "ready-quit"),
             )),
-            Event::Attempt(attempt) => self.say(&format!("  {attempt}")),
+            Event::Attempt(attempt) => self.say(&format!("  {}", phrases::attempt(&tr, &attempt))),
             Event::ConsentNeeded { peer, scope } => {
                 let who = match &peer {
-                    PeerIdentity::Verified { .. } => format!("  {peer}"),
+                    PeerIdentity::Verified { .. } => format!("  {}", phrases::peer(&tr, &peer)),
                     PeerIdentity::Unverified { fingerprint, reason } => format!(
-                        "  !!! UNVERIFIED ASSISTANT !!!\n  Nobody you trust vouches for this person ({reason}).\n  \
-                         If you did not call this company yourself, type 'end' now.\n  Key fingerprint: {fingerprint}"
+                        "  !!! {} !!!\n  {}\n  {}\n  {}",
+                        t!(tr, "unverified-title"),
+                        t!(tr, "unverified-body", reason = phrases::certificate(&tr, reason)),
+                        t!(tr, "unverified-stop-text"),
+                        t!(tr, "key-fingerprint", fingerprint = fingerprint.to_string()),
                     ),
                 };
                 self.say(&format!(
-                    "\n  An assistant has connected.\n{who}\n\n  \
-                     Files: the folder {} is shared. Hidden files, places programs start from and anything\n  \
-                     outside it are asked one by one.\n\n  What may they do? (y or n; 'end' ends the session)",
-                    ponte_protocol::PeerText::path(&scope)
+                    "\n  {}\n{who}\n\n  {}\n\n  {}",
+                    t!(tr, "consent-connected"),
+                    t!(tr, "consent-files", folder = phrases::path(&scope)),
+                    t!(tr, "consent-what-text"),
                 ));
                 let mut consent = Consent {
                     grants: Grants::NONE,
                     asking: None,
                 };
                 if let Some(c) = consent.next() {
-                    self.ask(None, format!("    Allow them to {}? [y/N]", c.describe()));
+                    self.ask(None, consent_prompt(&tr, c));
                 }
                 self.consent = Some(consent);
             }
             Event::Connected { peer, granted } => self.say(&format!(
-                "  Connected: {peer}.\n  Allowed: {granted}.\n  Type 'revoke NAME', 'grant NAME', 'chat TEXT' or 'end'."
+                "  {}\n  {}\n  {}",
+                t!(tr, "connected", peer = phrases::peer(&tr, &peer)),
+                t!(tr, "allowed", grants = phrases::grants(&tr, granted)),
+                t!(tr, "commands-hint"),
             )),
-            Event::Grants(_) => {} // The permissions activity line says it.
+            // The permissions and screen activity lines say it.
+            Event::Grants(_) | Event::Sharing { .. } => {}
             Event::Question { id, question } => {
-                self.ask(Some(id), format!("\n  ? {question}\n    Allow? [y/N]"));
+                let lines = phrases::question(&tr, &question).join("\n    ");
+                self.ask(
+                    Some(id),
+                    format!("\n  ? {lines}\n    {}", t!(tr, "question-allow-text")),
+                );
             }
             Event::QuestionClosed { id, outcome } => {
                 if self.prompt.as_ref().is_some_and(|p| p.question == Some(id)) {
                     self.prompt = None;
                 }
                 if outcome == Closed::Withdrawn {
-                    self.say("    (That question was withdrawn: the request ended or waited too long.)");
+                    self.say(&format!("    {}", t!(tr, "question-withdrawn")));
                 }
             }
-            Event::Activity(activity) => {
-                self.say(&format!("  [{}] {}", ponte_session::clock(), activity.text))
-            }
+            Event::Activity(activity) => self.say(&format!("  [{}] {}", clock(&tr), activity.text)),
             Event::Terminal { .. } => {} // Command lines are activities; the transcript is in the log.
             Event::Transfer {
                 transfer,
@@ -280,14 +308,14 @@ impl TextUi {
                 progress,
             } => self.progress(transfer, &what, progress),
             Event::Chat { from, text } => {
-                let who = match from {
-                    Party::Assistant => "assistant",
-                    Party::Customer => "you",
+                let line = match from {
+                    Party::Assistant => t!(tr, "chat-assistant", text = &text),
+                    Party::Customer => t!(tr, "chat-you", text = &text),
                 };
-                self.say(&format!("  [{}] {who}: {text}", ponte_session::clock()));
+                self.say(&format!("  [{}] {line}", clock(&tr)));
             }
             Event::Ended { reason, log } => self.ended(&reason, log),
-            Event::Failed { error } => self.say(&format!("  ponte-agent failed: {error}")),
+            Event::Failed { error } => self.say(&format!("  {}", t!(tr, "agent-failed", error = &error))),
         }
     }
 
@@ -323,9 +351,12 @@ impl TextUi {
         for (_, bar) in self.bars.drain() {
             bar.abandon();
         }
-        say(&format!("\n  Session ended: {reason}."));
+        say(&format!("\n  {}", t!(self.tr, "ended", reason = reason)));
         if let Some(log) = log {
-            say(&format!("  What happened is recorded in {}", log.display()));
+            say(&format!(
+                "  {}",
+                t!(self.tr, "ended-log", path = phrases::path(&log))
+            ));
         }
     }
 }
@@ -336,6 +367,8 @@ mod tests {
 
     #[test]
     fn commands_come_before_answers() {
+        let tr = Tr::new(crate::i18n::Lang::En);
+        let command = |line| command(&tr, line);
         assert_eq!(command("end"), Some(Ok(Input::End)));
         assert_eq!(
             command("revoke terminal"),
@@ -351,9 +384,9 @@ mod tests {
             Some(Ok(Input::Chat("hello there".into())))
         );
         assert_eq!(command("y"), None);
-        assert_eq!(yes_no("Y"), Some(true));
-        assert_eq!(yes_no(""), Some(false));
-        assert_eq!(yes_no("maybe"), None);
+        assert_eq!(tr.yes_no("Y"), Some(true));
+        assert_eq!(tr.yes_no(""), Some(false));
+        assert_eq!(tr.yes_no("maybe"), None);
     }
 
     #[test]

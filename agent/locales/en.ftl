@@ -1,0 +1,238 @@
+# Ponte agent — what the customer reads. English.
+# Arguments written { $path }, { $command }, { $text }, { $peer }, { $reason } are already made
+# inert (escaped) where they come from the assistant. Keep every key in it.ftl and pl.ftl too.
+
+## Waiting for the assistant
+ready-title = Read these to your assistant:
+ready-session = Session ID:
+ready-code = Code:
+ready-valid = { $minutes ->
+    [one] They can be used for one minute. Nobody can connect without both.
+   *[other] They can be used for { $minutes } minutes. Nobody can connect without both.
+}
+ready-quit = Press Ctrl-C to quit.
+ready-instruction = Read the session ID and the code to your assistant on the phone. Nobody can connect without both.
+ready-countdown = Valid for { $time }
+ready-copy = Copy
+ready-copied = Copied
+
+## Connection attempts
+attempt-connecting = Someone is connecting with your session ID…
+attempt-wrong-code = { $left ->
+    [one] Someone tried a wrong code — one try left.
+   *[other] Someone tried a wrong code — { $left } tries left.
+}
+attempt-abandoned = Someone connected with your session ID and left without a code.
+attempt-failed = A connection attempt failed: { $reason }
+attempt-turned-away = Someone else tried to connect with your session ID; the relay turned them away ({ $reason }).
+attempt-burned = The code was tried wrongly too often and is no longer valid. Here is a new one.
+attempt-expired = The code expired unused. Here is a new one.
+
+## Who is asking
+peer-verified = verified: { $name }, { $organisation }
+peer-unverified = UNVERIFIED ({ $reason }); key fingerprint { $fingerprint }
+unverified-title = UNVERIFIED ASSISTANT
+unverified-body = Nobody you trust vouches for this person ({ $reason }).
+unverified-stop = If you did not call this company yourself, end the session now.
+unverified-stop-text = If you did not call this company yourself, type 'end' now.
+key-fingerprint = Key fingerprint: { $fingerprint }
+cert-missing = no certificate
+cert-malformed = the certificate is malformed
+cert-bad-text = the certificate's name is not acceptable
+cert-unknown-issuer = issued by an organisation this computer does not trust
+cert-bad-signature = the organisation's signature on the certificate is invalid
+cert-key-mismatch = the certificate belongs to a different key
+cert-expired = the certificate has expired
+cert-not-yet-valid = the certificate is not valid yet
+
+## Consent
+consent-connected = An assistant has connected.
+consent-files = Files: the folder { $folder } is shared. Hidden files, places programs start from and anything outside it are asked one by one.
+consent-what = What may they do?
+consent-what-text = What may they do? (y or n; 'end' ends the session)
+consent-allow-cap = Allow them to { $what }?
+consent-allow-selected = Allow selected
+consent-deny = Deny
+cap-terminal = run commands and a terminal as you
+cap-upload = put files on this computer
+cap-download = copy files from this computer (otherwise you are asked per file)
+cap-info = read system information (OS, CPU, memory, disks, network)
+cap-chat = chat with you
+cap-screen = see your screen
+cap-control = use your mouse and keyboard
+name-terminal = Terminal
+name-upload = Put files here
+name-download = Copy files from here
+name-info = System information
+name-chat = Chat
+name-screen = See the screen
+name-control = Mouse and keyboard
+grants-nothing = nothing
+connected = Connected: { $peer }.
+allowed = Allowed: { $grants }.
+commands-hint = Type 'revoke NAME', 'grant NAME', 'chat TEXT' or 'end'.
+commands-help = Commands: revoke NAME, grant NAME (terminal, upload, download, info, screen, control), chat TEXT, end
+
+## Questions
+question-copy-file = The assistant wants to COPY the file { $path } ({ $size }) FROM this computer.
+question-copy-folder = { $files ->
+    [one] The assistant wants to COPY the folder { $path } (one file, { $size }) FROM this computer.
+   *[other] The assistant wants to COPY the folder { $path } ({ $files } files, { $size }) FROM this computer.
+}
+question-hidden-items = { $count ->
+    [one] It includes one hidden item.
+   *[other] It includes { $count } hidden items.
+}
+question-put-file = The assistant wants to PUT the file { $path } ({ $size }) ON this computer.
+question-put-folder = { $files ->
+    [one] The assistant wants to PUT the folder { $path } (one file, { $size }) ON this computer.
+   *[other] The assistant wants to PUT the folder { $path } ({ $files } files, { $size }) ON this computer.
+}
+question-creates = This creates the folder { $folder }.
+question-relay-changed = WARNING: the relay { $relay } presents a DIFFERENT certificate than before (before: { $known }, now: { $seen }). Someone may be intercepting the connection. Continue only if the relay's operator confirmed the new fingerprint.
+question-allow = Allow?
+question-allow-text = Allow? [y/N]
+question-changed = The question just changed. Read it, then answer again.
+question-answer-yn = Please answer y (yes) or n (no).
+question-still-asking = (still asking) { $question }
+question-withdrawn = (That question was withdrawn: the request ended or waited too long.)
+why-not-granted = you have not allowed this for the whole session
+why-outside = it is OUTSIDE the folder you share
+why-hidden = it is HIDDEN (settings, passwords or keys are kept in such places)
+why-startup = programs there START AUTOMATICALLY or run as commands
+why-replaces = it REPLACES what is there now
+why-program = it is PONTE ITSELF or its settings: they decide whom Ponte trusts
+answer-yes-words = y, yes
+answer-no-words = n, no
+
+## What the assistant does
+command-started = command started: { $command } (terminal { $terminal })
+command-finished = command finished ({ $status }): { $command }
+terminal-opened = terminal { $terminal } opened ({ $shell }); what the assistant types is shown here
+terminal-closed = terminal { $terminal } closed
+terminal-entered = terminal { $terminal }: the assistant entered: { $line }
+sending = sending { $path }
+sent = sent { $path } ({ $what })
+sent-hidden-left-out = { $count ->
+    [one] one hidden item left out
+   *[other] { $count } hidden items left out
+}
+receiving = receiving { $path }
+received = received { $path } ({ $what }, SHA-256 verified)
+files-and-size = { $files ->
+    [one] one file, { $size }
+   *[other] { $files } files, { $size }
+}
+info-read = system information read
+screen-started = screen sharing started ({ $monitor } { $width }×{ $height })
+screen-ended = screen sharing ended: { $reason }
+screen-ended-closed = the assistant closed the screen
+screen-ended-failed = the screen stream failed ({ $error })
+control-using = the assistant is using your mouse and keyboard
+control-paused = { $count ->
+    [one] you moved the mouse: one input event of the assistant paused
+   *[other] you moved the mouse: { $count } input events of the assistant paused
+}
+control-dropped = { $count ->
+    [one] dropped one input event from the assistant: control is not allowed
+   *[other] dropped { $count } input events from the assistant: control is not allowed
+}
+input-done = the assistant's input: { $what }
+input-paused = you moved the mouse: the assistant's input paused ({ $what })
+input-pointer = pointer to ({ $x }, { $y })
+input-click = button { $button } click
+input-key = key { $key }
+input-release = key or button released
+input-typed = typed "{ $text }"
+request-exec = run the command: { $command }
+request-shell = open a terminal
+request-get = copy { $path } from this computer
+request-put = put { $path } on this computer ({ $what })
+request-info = read system information
+request-screen = see the screen
+request-input = use the mouse and keyboard: { $what }
+refused = refused: { $what } ({ $reason })
+stopped = stopped: { $what } ({ $reason })
+failed = failed: { $what } ({ $reason })
+refused-count = { $count } requests of the assistant refused so far (not all listed)
+permissions-changed = permissions changed: now allowed { $grants }
+chat-too-long = a chat message from the assistant was too long and dropped
+chat-too-fast = the assistant sends chat messages too fast: some are not shown
+processes-ended = { $count ->
+    [one] ended one process the assistant had left running
+   *[other] ended { $count } processes the assistant had left running
+}
+more-characters = … ({ $count } more characters)
+not-taken = Not taken: the assistant was just typing or clicking on this computer. If that was you, wait a moment and do it again.
+nobody-connected = Nobody is connected yet.
+first-relay = First connection to relay { $relay }; remembered its fingerprint { $fingerprint }
+accepted-relay = Accepted the relay's new fingerprint { $fingerprint }
+log-unwritable = Cannot write the activity log { $path }: { $error }
+
+## Why a request was refused or stopped (the assistant is told in English)
+reason-not-allowed = you have not allowed '{ $capability }'
+reason-declined = you declined
+reason-cannot-ask = nobody can be asked here (the agent runs for a script)
+reason-busy = too many questions were open
+reason-no-answer = you did not answer
+reason-revoked = you revoked '{ $capability }'
+reason-session-ended = the session ended
+reason-too-long = the command is too long
+reason-malformed = the request is malformed
+reason-exists = { $path } already exists
+reason-not-a-file = { $path } exists and is not a file
+reason-not-a-folder = { $path } exists and is not a folder
+reason-unusable = unusable path { $path }
+reason-error = { $error }
+
+## Chat
+chat-assistant = assistant: { $text }
+chat-you = you: { $text }
+chat-send = Send
+
+## The end
+ended = Session ended: { $reason }.
+ended-log = What happened is recorded in { $path }
+ended-open-log = Open the log
+ended-you = you ended the session
+ended-quit-waiting = you quit before anyone connected
+ended-left-before-answer = the assistant left before you answered
+ended-no-answer = you did not answer in time
+ended-connection-lost = the connection was lost ({ $error })
+ended-assistant-left = the assistant disconnected
+ended-assistant = the assistant ended the session
+ended-declined = the session was declined
+agent-failed = ponte-agent failed: { $error }
+
+## The window
+window-title = Ponte — remote assistance
+window-end-session = End session
+window-activity = What the assistant does
+window-terminal = The assistant's terminal (read only)
+window-transfers = Transfers
+window-chat = Chat
+window-permissions = What the assistant may do
+window-screen-viewing = Your screen is being shared (view only).
+window-screen-controlling = The assistant CONTROLS your mouse and keyboard.
+window-close = Close
+
+## The bar on the shared screen
+indicator-viewing = Ponte: your screen is shared (view only)
+indicator-controlling = Ponte: the assistant CONTROLS mouse and keyboard
+
+## The log
+log-ready = session ID { $session } is ready for { $minutes } minutes (the code is not logged)
+log-assistant-connected = assistant connected: { $peer }; asking what they may do (shared folder { $folder })
+log-connected = connected: { $peer }; allowed: { $grants }
+log-question = question { $id }: { $text }
+log-answered-yes = question { $id }: you answered yes
+log-answered-no = question { $id }: you answered no
+log-withdrawn = question { $id }: withdrawn (the request ended or was not answered in time)
+log-note = note: { $text }
+log-chat-assistant = chat from the assistant: { $text }
+log-chat-you = chat from you: { $text }
+log-transcript-cut = terminal { $terminal } | [transcript cut: the limit of { $mib } MiB per session is reached]
+log-transcript-lost = { $bytes } bytes of terminal output were not recorded
+log-lines-lost = { $count } lines were not recorded (log limit { $mib } MiB)
+log-ended = session ended: { $reason }
+log-failed = the agent failed: { $error }

@@ -1,0 +1,236 @@
+# Ponte agent — ciò che il cliente legge. Italiano.
+
+## In attesa dell'assistente
+ready-title = Leggi questi numeri al tuo assistente:
+ready-session = ID sessione:
+ready-code = Codice:
+ready-valid = { $minutes ->
+    [one] Valgono per un minuto. Nessuno può collegarsi senza entrambi.
+   *[other] Valgono per { $minutes } minuti. Nessuno può collegarsi senza entrambi.
+}
+ready-quit = Premi Ctrl-C per uscire.
+ready-instruction = Leggi al telefono l'ID sessione e il codice al tuo assistente. Nessuno può collegarsi senza entrambi.
+ready-countdown = Valido ancora { $time }
+ready-copy = Copia
+ready-copied = Copiato
+
+## Tentativi di connessione
+attempt-connecting = Qualcuno si sta collegando con il tuo ID sessione…
+attempt-wrong-code = { $left ->
+    [one] Qualcuno ha provato un codice sbagliato — resta un tentativo.
+   *[other] Qualcuno ha provato un codice sbagliato — restano { $left } tentativi.
+}
+attempt-abandoned = Qualcuno si è collegato con il tuo ID sessione ed è uscito senza codice.
+attempt-failed = Un tentativo di connessione non è riuscito: { $reason }
+attempt-turned-away = Qualcun altro ha provato a collegarsi con il tuo ID sessione; il relay lo ha respinto ({ $reason }).
+attempt-burned = Il codice è stato sbagliato troppe volte e non è più valido. Eccone uno nuovo.
+attempt-expired = Il codice è scaduto senza essere usato. Eccone uno nuovo.
+
+## Chi chiede
+peer-verified = verificato: { $name }, { $organisation }
+peer-unverified = NON VERIFICATO ({ $reason }); impronta della chiave { $fingerprint }
+unverified-title = ASSISTENTE NON VERIFICATO
+unverified-body = Nessuno di cui ti fidi garantisce per questa persona ({ $reason }).
+unverified-stop = Se non sei stato tu a chiamare questa azienda, termina subito la sessione.
+unverified-stop-text = Se non sei stato tu a chiamare questa azienda, scrivi subito 'end'.
+key-fingerprint = Impronta della chiave: { $fingerprint }
+cert-missing = nessun certificato
+cert-malformed = il certificato non è valido
+cert-bad-text = il nome nel certificato non è accettabile
+cert-unknown-issuer = rilasciato da un'organizzazione di cui questo computer non si fida
+cert-bad-signature = la firma dell'organizzazione sul certificato non è valida
+cert-key-mismatch = il certificato appartiene a un'altra chiave
+cert-expired = il certificato è scaduto
+cert-not-yet-valid = il certificato non è ancora valido
+
+## Consenso
+consent-connected = Un assistente si è collegato.
+consent-files = File: la cartella { $folder } è condivisa. I file nascosti, i luoghi da cui partono i programmi e tutto ciò che è fuori da essa vengono chiesti uno per uno.
+consent-what = Che cosa può fare?
+consent-what-text = Che cosa può fare? (y o n; 'end' termina la sessione)
+consent-allow-cap = Permettere di { $what }?
+consent-allow-selected = Consenti le scelte
+consent-deny = Rifiuta
+cap-terminal = eseguire comandi e un terminale come te
+cap-upload = mettere file su questo computer
+cap-download = copiare file da questo computer (altrimenti ti viene chiesto file per file)
+cap-info = leggere le informazioni di sistema (sistema operativo, CPU, memoria, dischi, rete)
+cap-chat = chattare con te
+cap-screen = vedere il tuo schermo
+cap-control = usare il tuo mouse e la tua tastiera
+name-terminal = Terminale
+name-upload = Mettere file qui
+name-download = Copiare file da qui
+name-info = Informazioni di sistema
+name-chat = Chat
+name-screen = Vedere lo schermo
+name-control = Mouse e tastiera
+grants-nothing = niente
+connected = Collegato: { $peer }.
+allowed = Consentito: { $grants }.
+commands-hint = Scrivi 'revoke NOME', 'grant NOME', 'chat TESTO' o 'end'.
+commands-help = Comandi: revoke NOME, grant NOME (terminal, upload, download, info, screen, control), chat TESTO, end
+
+## Domande
+question-copy-file = L'assistente vuole COPIARE il file { $path } ({ $size }) DA questo computer.
+question-copy-folder = { $files ->
+    [one] L'assistente vuole COPIARE la cartella { $path } (un file, { $size }) DA questo computer.
+   *[other] L'assistente vuole COPIARE la cartella { $path } ({ $files } file, { $size }) DA questo computer.
+}
+question-hidden-items = { $count ->
+    [one] Contiene un elemento nascosto.
+   *[other] Contiene { $count } elementi nascosti.
+}
+question-put-file = L'assistente vuole METTERE il file { $path } ({ $size }) SU questo computer.
+question-put-folder = { $files ->
+    [one] L'assistente vuole METTERE la cartella { $path } (un file, { $size }) SU questo computer.
+   *[other] L'assistente vuole METTERE la cartella { $path } ({ $files } file, { $size }) SU questo computer.
+}
+question-creates = Verrà creata la cartella { $folder }.
+question-relay-changed = ATTENZIONE: il relay { $relay } presenta un certificato DIVERSO da prima (prima: { $known }, ora: { $seen }). Qualcuno potrebbe intercettare la connessione. Continua solo se il gestore del relay ha confermato la nuova impronta.
+question-allow = Consentire?
+question-allow-text = Consentire? [s/N]
+question-changed = La domanda è appena cambiata. Leggila, poi rispondi di nuovo.
+question-answer-yn = Rispondi s (sì) o n (no).
+question-still-asking = (in attesa di risposta) { $question }
+question-withdrawn = (La domanda è stata ritirata: la richiesta è terminata o ha atteso troppo.)
+why-not-granted = non l'hai consentito per tutta la sessione
+why-outside = è FUORI dalla cartella che condividi
+why-hidden = è NASCOSTO (impostazioni, password o chiavi si trovano in luoghi così)
+why-startup = i programmi lì PARTONO DA SOLI o vengono eseguiti come comandi
+why-replaces = SOSTITUISCE ciò che c'è ora
+why-program = è PONTE STESSO o le sue impostazioni: decidono di chi Ponte si fida
+answer-yes-words = s, si, sì, y, yes
+answer-no-words = n, no
+
+## Che cosa fa l'assistente
+command-started = comando avviato: { $command } (terminale { $terminal })
+command-finished = comando terminato ({ $status }): { $command }
+terminal-opened = terminale { $terminal } aperto ({ $shell }); qui vedi ciò che l'assistente scrive
+terminal-closed = terminale { $terminal } chiuso
+terminal-entered = terminale { $terminal }: l'assistente ha inserito: { $line }
+sending = invio di { $path }
+sent = inviato { $path } ({ $what })
+sent-hidden-left-out = { $count ->
+    [one] un elemento nascosto escluso
+   *[other] { $count } elementi nascosti esclusi
+}
+receiving = ricezione di { $path }
+received = ricevuto { $path } ({ $what }, SHA-256 verificato)
+files-and-size = { $files ->
+    [one] un file, { $size }
+   *[other] { $files } file, { $size }
+}
+info-read = informazioni di sistema lette
+screen-started = condivisione dello schermo avviata ({ $monitor } { $width }×{ $height })
+screen-ended = condivisione dello schermo terminata: { $reason }
+screen-ended-closed = l'assistente ha chiuso lo schermo
+screen-ended-failed = il flusso dello schermo si è interrotto ({ $error })
+control-using = l'assistente sta usando il tuo mouse e la tua tastiera
+control-paused = { $count ->
+    [one] hai mosso il mouse: un evento dell'assistente messo in pausa
+   *[other] hai mosso il mouse: { $count } eventi dell'assistente messi in pausa
+}
+control-dropped = { $count ->
+    [one] scartato un evento dell'assistente: il controllo non è consentito
+   *[other] scartati { $count } eventi dell'assistente: il controllo non è consentito
+}
+input-done = input dell'assistente: { $what }
+input-paused = hai mosso il mouse: l'input dell'assistente è in pausa ({ $what })
+input-pointer = puntatore a ({ $x }, { $y })
+input-click = clic del pulsante { $button }
+input-key = tasto { $key }
+input-release = tasto o pulsante rilasciato
+input-typed = scritto "{ $text }"
+request-exec = eseguire il comando: { $command }
+request-shell = aprire un terminale
+request-get = copiare { $path } da questo computer
+request-put = mettere { $path } su questo computer ({ $what })
+request-info = leggere le informazioni di sistema
+request-screen = vedere lo schermo
+request-input = usare mouse e tastiera: { $what }
+refused = rifiutato: { $what } ({ $reason })
+stopped = fermato: { $what } ({ $reason })
+failed = non riuscito: { $what } ({ $reason })
+refused-count = { $count } richieste dell'assistente rifiutate finora (non tutte elencate)
+permissions-changed = permessi cambiati: ora consentito { $grants }
+chat-too-long = un messaggio dell'assistente era troppo lungo ed è stato scartato
+chat-too-fast = l'assistente invia messaggi troppo velocemente: alcuni non vengono mostrati
+processes-ended = { $count ->
+    [one] terminato un processo che l'assistente aveva lasciato in esecuzione
+   *[other] terminati { $count } processi che l'assistente aveva lasciato in esecuzione
+}
+more-characters = … (altri { $count } caratteri)
+not-taken = Non accettato: l'assistente stava appena scrivendo o cliccando su questo computer. Se eri tu, aspetta un momento e riprova.
+nobody-connected = Non è ancora collegato nessuno.
+first-relay = Prima connessione al relay { $relay }; memorizzata la sua impronta { $fingerprint }
+accepted-relay = Accettata la nuova impronta del relay { $fingerprint }
+log-unwritable = Impossibile scrivere il registro delle attività { $path }: { $error }
+
+## Perché una richiesta è stata rifiutata o fermata
+reason-not-allowed = non hai consentito '{ $capability }'
+reason-declined = hai rifiutato
+reason-cannot-ask = qui non si può chiedere a nessuno (l'agente è usato da uno script)
+reason-busy = c'erano troppe domande aperte
+reason-no-answer = non hai risposto
+reason-revoked = hai revocato '{ $capability }'
+reason-session-ended = la sessione è terminata
+reason-too-long = il comando è troppo lungo
+reason-malformed = la richiesta non è valida
+reason-exists = { $path } esiste già
+reason-not-a-file = { $path } esiste e non è un file
+reason-not-a-folder = { $path } esiste e non è una cartella
+reason-unusable = percorso non utilizzabile { $path }
+reason-error = { $error }
+
+## Chat
+chat-assistant = assistente: { $text }
+chat-you = tu: { $text }
+chat-send = Invia
+
+## La fine
+ended = Sessione terminata: { $reason }.
+ended-log = Ciò che è successo è registrato in { $path }
+ended-open-log = Apri il registro
+ended-you = hai terminato la sessione
+ended-quit-waiting = sei uscito prima che qualcuno si collegasse
+ended-left-before-answer = l'assistente se n'è andato prima della tua risposta
+ended-no-answer = non hai risposto in tempo
+ended-connection-lost = la connessione si è interrotta ({ $error })
+ended-assistant-left = l'assistente si è scollegato
+ended-assistant = l'assistente ha terminato la sessione
+ended-declined = la sessione è stata rifiutata
+agent-failed = ponte-agent non è riuscito: { $error }
+
+## La finestra
+window-title = Ponte — assistenza remota
+window-end-session = Termina la sessione
+window-activity = Che cosa fa l'assistente
+window-terminal = Il terminale dell'assistente (solo lettura)
+window-transfers = Trasferimenti
+window-chat = Chat
+window-permissions = Che cosa può fare l'assistente
+window-screen-viewing = Il tuo schermo è condiviso (solo visione).
+window-screen-controlling = L'assistente CONTROLLA il tuo mouse e la tua tastiera.
+window-close = Chiudi
+
+## La barra sullo schermo condiviso
+indicator-viewing = Ponte: il tuo schermo è condiviso (solo visione)
+indicator-controlling = Ponte: l'assistente CONTROLLA mouse e tastiera
+
+## Il registro
+log-ready = l'ID sessione { $session } è valido per { $minutes } minuti (il codice non viene registrato)
+log-assistant-connected = assistente collegato: { $peer }; si chiede che cosa può fare (cartella condivisa { $folder })
+log-connected = collegato: { $peer }; consentito: { $grants }
+log-question = domanda { $id }: { $text }
+log-answered-yes = domanda { $id }: hai risposto sì
+log-answered-no = domanda { $id }: hai risposto no
+log-withdrawn = domanda { $id }: ritirata (la richiesta è terminata o non ha avuto risposta in tempo)
+log-note = nota: { $text }
+log-chat-assistant = chat dall'assistente: { $text }
+log-chat-you = chat da te: { $text }
+log-transcript-cut = terminale { $terminal } | [trascrizione interrotta: raggiunto il limite di { $mib } MiB per sessione]
+log-transcript-lost = { $bytes } byte di output del terminale non registrati
+log-lines-lost = { $count } righe non registrate (limite del registro { $mib } MiB)
+log-ended = sessione terminata: { $reason }
+log-failed = l'agente non è riuscito: { $error }

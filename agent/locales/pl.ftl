@@ -1,0 +1,246 @@
+# Ponte agent — to, co czyta klient. Polski.
+
+## Oczekiwanie na asystenta
+ready-title = Podaj te dane swojemu asystentowi:
+ready-session = ID sesji:
+ready-code = Kod:
+ready-valid = { $minutes ->
+    [one] Są ważne przez minutę. Nikt nie połączy się bez obu.
+    [few] Są ważne przez { $minutes } minuty. Nikt nie połączy się bez obu.
+   *[other] Są ważne przez { $minutes } minut. Nikt nie połączy się bez obu.
+}
+ready-quit = Naciśnij Ctrl-C, aby zakończyć.
+ready-instruction = Przeczytaj asystentowi przez telefon ID sesji i kod. Nikt nie połączy się bez obu.
+ready-countdown = Ważne jeszcze { $time }
+ready-copy = Kopiuj
+ready-copied = Skopiowano
+
+## Próby połączenia
+attempt-connecting = Ktoś łączy się z Twoim ID sesji…
+attempt-wrong-code = { $left ->
+    [one] Ktoś podał błędny kod — została jedna próba.
+    [few] Ktoś podał błędny kod — zostały { $left } próby.
+   *[other] Ktoś podał błędny kod — zostało { $left } prób.
+}
+attempt-abandoned = Ktoś połączył się z Twoim ID sesji i wyszedł bez kodu.
+attempt-failed = Próba połączenia nie powiodła się: { $reason }
+attempt-turned-away = Ktoś inny próbował połączyć się z Twoim ID sesji; przekaźnik go odrzucił ({ $reason }).
+attempt-burned = Kod został zbyt wiele razy podany błędnie i jest już nieważny. Oto nowy.
+attempt-expired = Kod wygasł nieużyty. Oto nowy.
+
+## Kto pyta
+peer-verified = zweryfikowany: { $name }, { $organisation }
+peer-unverified = NIEZWERYFIKOWANY ({ $reason }); odcisk klucza { $fingerprint }
+unverified-title = NIEZWERYFIKOWANY ASYSTENT
+unverified-body = Nikt, komu ufasz, nie poręcza za tę osobę ({ $reason }).
+unverified-stop = Jeśli to nie Ty zadzwoniłeś do tej firmy, zakończ sesję teraz.
+unverified-stop-text = Jeśli to nie Ty zadzwoniłeś do tej firmy, wpisz teraz 'end'.
+key-fingerprint = Odcisk klucza: { $fingerprint }
+cert-missing = brak certyfikatu
+cert-malformed = certyfikat jest uszkodzony
+cert-bad-text = nazwa w certyfikacie jest niedopuszczalna
+cert-unknown-issuer = wystawiony przez organizację, której ten komputer nie ufa
+cert-bad-signature = podpis organizacji na certyfikacie jest nieprawidłowy
+cert-key-mismatch = certyfikat należy do innego klucza
+cert-expired = certyfikat wygasł
+cert-not-yet-valid = certyfikat nie jest jeszcze ważny
+
+## Zgoda
+consent-connected = Asystent się połączył.
+consent-files = Pliki: udostępniony jest folder { $folder }. O pliki ukryte, miejsca, z których uruchamiają się programy, i wszystko poza nim pytamy osobno.
+consent-what = Co może robić?
+consent-what-text = Co może robić? (y lub n; 'end' kończy sesję)
+consent-allow-cap = Pozwolić { $what }?
+consent-allow-selected = Zezwól na wybrane
+consent-deny = Odmów
+cap-terminal = uruchamiać polecenia i terminal jako Ty
+cap-upload = umieszczać pliki na tym komputerze
+cap-download = kopiować pliki z tego komputera (inaczej pytamy o każdy plik)
+cap-info = odczytywać informacje o systemie (system, procesor, pamięć, dyski, sieć)
+cap-chat = rozmawiać z Tobą na czacie
+cap-screen = widzieć Twój ekran
+cap-control = używać Twojej myszy i klawiatury
+name-terminal = Terminal
+name-upload = Umieszczanie plików
+name-download = Kopiowanie plików
+name-info = Informacje o systemie
+name-chat = Czat
+name-screen = Podgląd ekranu
+name-control = Mysz i klawiatura
+grants-nothing = nic
+connected = Połączono: { $peer }.
+allowed = Dozwolone: { $grants }.
+commands-hint = Wpisz 'revoke NAZWA', 'grant NAZWA', 'chat TEKST' lub 'end'.
+commands-help = Polecenia: revoke NAZWA, grant NAZWA (terminal, upload, download, info, screen, control), chat TEKST, end
+
+## Pytania
+question-copy-file = Asystent chce SKOPIOWAĆ plik { $path } ({ $size }) Z tego komputera.
+question-copy-folder = { $files ->
+    [one] Asystent chce SKOPIOWAĆ folder { $path } (jeden plik, { $size }) Z tego komputera.
+    [few] Asystent chce SKOPIOWAĆ folder { $path } ({ $files } pliki, { $size }) Z tego komputera.
+   *[other] Asystent chce SKOPIOWAĆ folder { $path } ({ $files } plików, { $size }) Z tego komputera.
+}
+question-hidden-items = { $count ->
+    [one] Zawiera jeden ukryty element.
+    [few] Zawiera { $count } ukryte elementy.
+   *[other] Zawiera { $count } ukrytych elementów.
+}
+question-put-file = Asystent chce UMIEŚCIĆ plik { $path } ({ $size }) NA tym komputerze.
+question-put-folder = { $files ->
+    [one] Asystent chce UMIEŚCIĆ folder { $path } (jeden plik, { $size }) NA tym komputerze.
+    [few] Asystent chce UMIEŚCIĆ folder { $path } ({ $files } pliki, { $size }) NA tym komputerze.
+   *[other] Asystent chce UMIEŚCIĆ folder { $path } ({ $files } plików, { $size }) NA tym komputerze.
+}
+question-creates = Zostanie utworzony folder { $folder }.
+question-relay-changed = UWAGA: przekaźnik { $relay } przedstawia INNY certyfikat niż wcześniej (wcześniej: { $known }, teraz: { $seen }). Ktoś może przechwytywać połączenie. Kontynuuj tylko wtedy, gdy operator przekaźnika potwierdził nowy odcisk.
+question-allow = Zezwolić?
+question-allow-text = Zezwolić? [t/N]
+question-changed = Pytanie właśnie się zmieniło. Przeczytaj je i odpowiedz ponownie.
+question-answer-yn = Odpowiedz t (tak) lub n (nie).
+question-still-asking = (czeka na odpowiedź) { $question }
+question-withdrawn = (To pytanie zostało wycofane: prośba się zakończyła albo czekała zbyt długo.)
+why-not-granted = nie zezwoliłeś na to na całą sesję
+why-outside = jest POZA udostępnionym folderem
+why-hidden = jest UKRYTE (w takich miejscach są ustawienia, hasła lub klucze)
+why-startup = programy stamtąd URUCHAMIAJĄ SIĘ SAME lub działają jako polecenia
+why-replaces = ZASTĘPUJE to, co tam teraz jest
+why-program = to SAM PONTE lub jego ustawienia: decydują, komu Ponte ufa
+answer-yes-words = t, tak, y, yes
+answer-no-words = n, nie, no
+
+## Co robi asystent
+command-started = uruchomiono polecenie: { $command } (terminal { $terminal })
+command-finished = polecenie zakończone ({ $status }): { $command }
+terminal-opened = otwarto terminal { $terminal } ({ $shell }); tutaj widać, co wpisuje asystent
+terminal-closed = zamknięto terminal { $terminal }
+terminal-entered = terminal { $terminal }: asystent wpisał: { $line }
+sending = wysyłanie { $path }
+sent = wysłano { $path } ({ $what })
+sent-hidden-left-out = { $count ->
+    [one] pominięto jeden ukryty element
+    [few] pominięto { $count } ukryte elementy
+   *[other] pominięto { $count } ukrytych elementów
+}
+receiving = odbieranie { $path }
+received = odebrano { $path } ({ $what }, SHA-256 sprawdzony)
+files-and-size = { $files ->
+    [one] jeden plik, { $size }
+    [few] { $files } pliki, { $size }
+   *[other] { $files } plików, { $size }
+}
+info-read = odczytano informacje o systemie
+screen-started = rozpoczęto udostępnianie ekranu ({ $monitor } { $width }×{ $height })
+screen-ended = zakończono udostępnianie ekranu: { $reason }
+screen-ended-closed = asystent zamknął podgląd ekranu
+screen-ended-failed = strumień ekranu został przerwany ({ $error })
+control-using = asystent używa Twojej myszy i klawiatury
+control-paused = { $count ->
+    [one] poruszyłeś myszą: wstrzymano jedno zdarzenie asystenta
+    [few] poruszyłeś myszą: wstrzymano { $count } zdarzenia asystenta
+   *[other] poruszyłeś myszą: wstrzymano { $count } zdarzeń asystenta
+}
+control-dropped = { $count ->
+    [one] odrzucono jedno zdarzenie asystenta: sterowanie nie jest dozwolone
+    [few] odrzucono { $count } zdarzenia asystenta: sterowanie nie jest dozwolone
+   *[other] odrzucono { $count } zdarzeń asystenta: sterowanie nie jest dozwolone
+}
+input-done = działania asystenta: { $what }
+input-paused = poruszyłeś myszą: działania asystenta wstrzymane ({ $what })
+input-pointer = wskaźnik na ({ $x }, { $y })
+input-click = kliknięcie przycisku { $button }
+input-key = klawisz { $key }
+input-release = zwolniono klawisz lub przycisk
+input-typed = wpisano "{ $text }"
+request-exec = uruchomić polecenie: { $command }
+request-shell = otworzyć terminal
+request-get = skopiować { $path } z tego komputera
+request-put = umieścić { $path } na tym komputerze ({ $what })
+request-info = odczytać informacje o systemie
+request-screen = widzieć ekran
+request-input = używać myszy i klawiatury: { $what }
+refused = odmówiono: { $what } ({ $reason })
+stopped = zatrzymano: { $what } ({ $reason })
+failed = nie powiodło się: { $what } ({ $reason })
+refused-count = Dotąd odmówiono { $count } prośbom asystenta (nie wszystkie są wymienione)
+permissions-changed = zmieniono uprawnienia: teraz dozwolone { $grants }
+chat-too-long = wiadomość od asystenta była zbyt długa i została odrzucona
+chat-too-fast = asystent wysyła wiadomości zbyt szybko: niektóre nie są pokazywane
+processes-ended = { $count ->
+    [one] zakończono jeden proces pozostawiony przez asystenta
+    [few] zakończono { $count } procesy pozostawione przez asystenta
+   *[other] zakończono { $count } procesów pozostawionych przez asystenta
+}
+more-characters = … (jeszcze { $count } znaków)
+not-taken = Nie przyjęto: asystent przed chwilą pisał lub klikał na tym komputerze. Jeśli to byłeś Ty, poczekaj chwilę i spróbuj ponownie.
+nobody-connected = Nikt jeszcze nie jest połączony.
+first-relay = Pierwsze połączenie z przekaźnikiem { $relay }; zapamiętano jego odcisk { $fingerprint }
+accepted-relay = Przyjęto nowy odcisk przekaźnika { $fingerprint }
+log-unwritable = Nie można zapisać dziennika działań { $path }: { $error }
+
+## Dlaczego prośbie odmówiono lub ją zatrzymano
+reason-not-allowed = nie zezwoliłeś na '{ $capability }'
+reason-declined = odmówiłeś
+reason-cannot-ask = tu nie można nikogo zapytać (agent działa dla skryptu)
+reason-busy = było zbyt wiele otwartych pytań
+reason-no-answer = nie odpowiedziałeś
+reason-revoked = cofnąłeś '{ $capability }'
+reason-session-ended = sesja się zakończyła
+reason-too-long = polecenie jest zbyt długie
+reason-malformed = prośba jest nieprawidłowa
+reason-exists = { $path } już istnieje
+reason-not-a-file = { $path } istnieje i nie jest plikiem
+reason-not-a-folder = { $path } istnieje i nie jest folderem
+reason-unusable = nieprzydatna ścieżka { $path }
+reason-error = { $error }
+
+## Czat
+chat-assistant = asystent: { $text }
+chat-you = Ty: { $text }
+chat-send = Wyślij
+
+## Koniec
+ended = Sesja zakończona: { $reason }.
+ended-log = Przebieg jest zapisany w { $path }
+ended-open-log = Otwórz dziennik
+ended-you = zakończyłeś sesję
+ended-quit-waiting = zakończyłeś, zanim ktoś się połączył
+ended-left-before-answer = asystent wyszedł przed Twoją odpowiedzią
+ended-no-answer = nie odpowiedziałeś na czas
+ended-connection-lost = połączenie zostało przerwane ({ $error })
+ended-assistant-left = asystent się rozłączył
+ended-assistant = asystent zakończył sesję
+ended-declined = sesja została odrzucona
+agent-failed = ponte-agent nie powiódł się: { $error }
+
+## Okno
+window-title = Ponte — zdalna pomoc
+window-end-session = Zakończ sesję
+window-activity = Co robi asystent
+window-terminal = Terminal asystenta (tylko do odczytu)
+window-transfers = Przesyłanie
+window-chat = Czat
+window-permissions = Co może robić asystent
+window-screen-viewing = Twój ekran jest udostępniany (tylko podgląd).
+window-screen-controlling = Asystent STERUJE Twoją myszą i klawiaturą.
+window-close = Zamknij
+
+## Pasek na udostępnianym ekranie
+indicator-viewing = Ponte: Twój ekran jest udostępniany (tylko podgląd)
+indicator-controlling = Ponte: asystent STERUJE myszą i klawiaturą
+
+## Dziennik
+log-ready = ID sesji { $session } jest ważne przez { $minutes } min (kod nie jest zapisywany)
+log-assistant-connected = połączył się asystent: { $peer }; pytanie, co może robić (udostępniony folder { $folder })
+log-connected = połączono: { $peer }; dozwolone: { $grants }
+log-question = pytanie { $id }: { $text }
+log-answered-yes = pytanie { $id }: odpowiedziałeś tak
+log-answered-no = pytanie { $id }: odpowiedziałeś nie
+log-withdrawn = pytanie { $id }: wycofane (prośba się zakończyła lub nie było odpowiedzi na czas)
+log-note = uwaga: { $text }
+log-chat-assistant = czat od asystenta: { $text }
+log-chat-you = czat od Ciebie: { $text }
+log-transcript-cut = terminal { $terminal } | [zapis przerwany: osiągnięto limit { $mib } MiB na sesję]
+log-transcript-lost = nie zapisano { $bytes } bajtów wyjścia terminala
+log-lines-lost = nie zapisano { $count } wierszy (limit dziennika { $mib } MiB)
+log-ended = sesja zakończona: { $reason }
+log-failed = agent nie powiódł się: { $error }

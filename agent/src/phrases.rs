@@ -1,0 +1,191 @@
+//! What the core's events say, in the customer's language: the one place that turns attempts,
+//! questions, identities and permissions into sentences (for the terminal UI, the window, the
+//! log and JSON alike).
+
+use ponte_protocol::app::{Capability, EntryKind, Grants};
+use ponte_protocol::identity::{CertificateError, PeerIdentity};
+use ponte_protocol::text::PeerText;
+use ponte_session::files::Totals;
+
+use crate::frontend::{Attempt, Question, Why};
+use crate::i18n::Tr;
+use crate::t;
+
+/// An attempt, as a sentence.
+pub fn attempt(tr: &Tr, attempt: &Attempt) -> String {
+    match attempt {
+        Attempt::Connecting => t!(tr, "attempt-connecting"),
+        Attempt::WrongCode { attempts_left } => t!(tr, "attempt-wrong-code", left = *attempts_left),
+        Attempt::Abandoned => t!(tr, "attempt-abandoned"),
+        Attempt::Failed(reason) => t!(tr, "attempt-failed", reason = reason),
+        // The relay's reasons are the protocol's (English) words.
+        Attempt::TurnedAway(reason) => t!(tr, "attempt-turned-away", reason = reason.to_string()),
+        Attempt::Burned => t!(tr, "attempt-burned"),
+        Attempt::Expired => t!(tr, "attempt-expired"),
+    }
+}
+
+/// Why a certificate does not make an assistant "verified".
+pub fn certificate(tr: &Tr, error: &CertificateError) -> String {
+    match error {
+        CertificateError::Missing => t!(tr, "cert-missing"),
+        CertificateError::Malformed => t!(tr, "cert-malformed"),
+        CertificateError::BadText => t!(tr, "cert-bad-text"),
+        CertificateError::UnknownIssuer(_) => t!(tr, "cert-unknown-issuer"),
+        CertificateError::BadSignature => t!(tr, "cert-bad-signature"),
+        CertificateError::KeyMismatch => t!(tr, "cert-key-mismatch"),
+        CertificateError::Expired { .. } => t!(tr, "cert-expired"),
+        CertificateError::NotYetValid { .. } => t!(tr, "cert-not-yet-valid"),
+    }
+}
+
+/// Who the assistant is: "verified: NAME, ORGANISATION" or "UNVERIFIED (why); key …".
+pub fn peer(tr: &Tr, peer: &PeerIdentity) -> String {
+    match peer {
+        PeerIdentity::Verified {
+            name, organisation, ..
+        } => t!(tr, "peer-verified", name = name, organisation = organisation),
+        PeerIdentity::Unverified { fingerprint, reason } => t!(
+            tr,
+            "peer-unverified",
+            reason = certificate(tr, reason),
+            fingerprint = fingerprint.to_string()
+        ),
+    }
+}
+
+/// What a capability lets the assistant do ("run commands and a terminal as you").
+pub fn capability(tr: &Tr, c: Capability) -> String {
+    match c {
+        Capability::Terminal => t!(tr, "cap-terminal"),
+        Capability::Upload => t!(tr, "cap-upload"),
+        Capability::Download => t!(tr, "cap-download"),
+        Capability::Info => t!(tr, "cap-info"),
+        Capability::Chat => t!(tr, "cap-chat"),
+        Capability::Screen => t!(tr, "cap-screen"),
+        Capability::Control => t!(tr, "cap-control"),
+    }
+}
+
+/// A capability's short name ("Terminal").
+pub fn capability_name(tr: &Tr, c: Capability) -> String {
+    match c {
+        Capability::Terminal => t!(tr, "name-terminal"),
+        Capability::Upload => t!(tr, "name-upload"),
+        Capability::Download => t!(tr, "name-download"),
+        Capability::Info => t!(tr, "name-info"),
+        Capability::Chat => t!(tr, "name-chat"),
+        Capability::Screen => t!(tr, "name-screen"),
+        Capability::Control => t!(tr, "name-control"),
+    }
+}
+
+/// What is granted, as a list of short names ("nothing" for none).
+pub fn grants(tr: &Tr, grants: Grants) -> String {
+    let names: Vec<String> = grants
+        .list()
+        .into_iter()
+        .map(|c| capability_name(tr, c))
+        .collect();
+    if names.is_empty() {
+        t!(tr, "grants-nothing")
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Why a question is asked.
+pub fn why(tr: &Tr, why: Why) -> String {
+    match why {
+        Why::NotGranted => t!(tr, "why-not-granted"),
+        Why::OutsideFolder => t!(tr, "why-outside"),
+        Why::Hidden => t!(tr, "why-hidden"),
+        Why::Startup => t!(tr, "why-startup"),
+        Why::Replaces => t!(tr, "why-replaces"),
+        Why::Program => t!(tr, "why-program"),
+    }
+}
+
+/// Files and size ("3 files, 1.5 MiB"; a single file: its size).
+pub fn totals(tr: &Tr, kind: EntryKind, totals: Totals) -> String {
+    match kind {
+        EntryKind::File => tr.size(totals.bytes),
+        EntryKind::Dir => t!(
+            tr,
+            "files-and-size",
+            files = totals.files,
+            size = tr.size(totals.bytes)
+        ),
+    }
+}
+
+/// A question: its first line says what would happen, one line per reason follows.
+pub fn question(tr: &Tr, question: &Question) -> Vec<String> {
+    let mut lines = Vec::new();
+    let (headline, reasons): (String, &[Why]) = match question {
+        Question::RelayChanged { relay, known, seen } => (
+            t!(
+                tr,
+                "question-relay-changed",
+                relay = relay,
+                known = known,
+                seen = seen
+            ),
+            &[],
+        ),
+        Question::Copy {
+            path,
+            kind,
+            totals,
+            hidden,
+            why,
+        } => {
+            let size = tr.size(totals.bytes);
+            let mut line = match kind {
+                EntryKind::File => t!(tr, "question-copy-file", path = path, size = size),
+                EntryKind::Dir => t!(
+                    tr,
+                    "question-copy-folder",
+                    path = path,
+                    files = totals.files,
+                    size = size
+                ),
+            };
+            if *hidden > 0 {
+                line = format!("{line} {}", t!(tr, "question-hidden-items", count = *hidden));
+            }
+            (line, why.as_slice())
+        }
+        Question::Put {
+            path,
+            kind,
+            totals,
+            creates,
+            why,
+        } => {
+            let size = tr.size(totals.bytes);
+            let mut line = match kind {
+                EntryKind::File => t!(tr, "question-put-file", path = path, size = size),
+                EntryKind::Dir => t!(
+                    tr,
+                    "question-put-folder",
+                    path = path,
+                    files = totals.files,
+                    size = size
+                ),
+            };
+            if let Some(folder) = creates {
+                line = format!("{line} {}", t!(tr, "question-creates", folder = folder));
+            }
+            (line, why.as_slice())
+        }
+    };
+    lines.push(headline);
+    lines.extend(reasons.iter().map(|w| format!("- {}", why(tr, *w))));
+    lines
+}
+
+/// A path for the customer (escaped, as everything that came from the assistant).
+pub fn path(path: &std::path::Path) -> String {
+    PeerText::path(path).to_string()
+}

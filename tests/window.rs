@@ -1,0 +1,446 @@
+//! The customer's window, driven the way a customer does: the tests read the screen (a
+//! screenshot of an Xvfb display, read with tesseract OCR), click words with xdotool, and
+//! check with a real viewer through a real relay what the clicks did.
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ponte_protocol::app::Capability;
+use ponte_protocol::screen::InputEvent;
+use ponte_tests::{Running, Xvfb};
+use ponte_viewer::{Notice, TerminalOutput, ViewerError};
+use x11rb::connection::Connection;
+use x11rb::protocol::xproto::{ConnectionExt as _, ImageFormat};
+
+mod world;
+
+use world::*;
+
+/// How long the window may take to show something.
+const SHOW: Duration = Duration::from_secs(30);
+
+/// A word tesseract read, with its box.
+#[derive(Debug, Clone)]
+struct Word {
+    text: String,
+    line: (u32, u32, u32, u32),
+    x: i32,
+    y: i32,
+    w: i32,
+    h: i32,
+}
+
+/// What is on the display: its words and where they are.
+struct Seen {
+    words: Vec<Word>,
+}
+
+impl Seen {
+    fn text(&self) -> String {
+        self.words
+            .iter()
+            .map(|w| w.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The centre of the first place `phrase` is written (consecutive words of one line).
+    fn find(&self, phrase: &str) -> Option<(i32, i32)> {
+        let wanted: Vec<&str> = phrase.split_whitespace().collect();
+        let clean = |s: &str| s.trim_matches(|c: char| !c.is_alphanumeric()).to_owned();
+        self.words.windows(wanted.len()).find_map(|run| {
+            let same_line = run.iter().all(|w| w.line == run[0].line);
+            let matches = run
+                .iter()
+                .zip(&wanted)
+                .all(|(w, want)| clean(&w.text) == clean(want));
+            (same_line && matches).then(|| {
+                let (first, last) = (&run[0], &run[run.len() - 1]);
+                ((first.x + last.x + last.w) / 2, first.y + first.h / 2)
+            })
+        })
+    }
+}
+
+/// The display's pixels as RGB, cropped to what is not black (the window: there is no
+/// window manager, so nothing else is drawn).
+fn screenshot(x: &Xvfb) -> (Vec<u8>, usize, usize) {
+    let (conn, screen) = x11rb::connect(Some(&x.display)).unwrap();
+    let root = &conn.setup().roots[screen];
+    let (width, height) = (
+        usize::from(root.width_in_pixels),
+        usize::from(root.height_in_pixels),
+    );
+    let image = conn
+        .get_image(
+            ImageFormat::Z_PIXMAP,
+            root.root,
+            0,
+            0,
+            root.width_in_pixels,
+            root.height_in_pixels,
+            !0,
+        )
+        .unwrap()
+        .reply()
+        .unwrap();
+    let rgb: Vec<u8> = image
+        .data
+        .chunks_exact(4)
+        .flat_map(|p| [p[2], p[1], p[0]])
+        .collect();
+    let lit = |x: usize, y: usize| rgb[(y * width + x) * 3..][..3].iter().any(|&c| c > 16);
+    let w = (0..width)
+        .rev()
+        .find(|&x| (0..height).any(|y| lit(x, y)))
+        .map_or(width, |x| x + 1);
+    let h = (0..height)
+        .rev()
+        .find(|&y| (0..w).any(|x| lit(x, y)))
+        .map_or(height, |y| y + 1);
+    let cropped = (0..h)
+        .flat_map(|y| rgb[y * width * 3..][..w * 3].to_vec())
+        .collect();
+    (cropped, w, h)
+}
+
+fn write_png(path: &std::path::Path, data: &[u8], width: usize, height: usize, color: png::ColorType) {
+    let file = std::fs::File::create(path).unwrap();
+    let mut encoder = png::Encoder::new(file, width as u32, height as u32);
+    encoder.set_color(color);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder.write_header().unwrap().write_image_data(data).unwrap();
+}
+
+/// A grey picture for OCR, `scale` times larger: tesseract reads UI-sized text far better
+/// enlarged. `invert` turns light text on coloured ground (the red warning, the buttons)
+/// into dark on light: the darkest channel, inverted.
+fn for_ocr(rgb: &[u8], width: usize, height: usize, scale: usize, invert: bool) -> Vec<u8> {
+    let grey = |p: &[u8]| {
+        if invert {
+            255 - p[0].min(p[1]).min(p[2])
+        } else {
+            ((u32::from(p[0]) * 30 + u32::from(p[1]) * 59 + u32::from(p[2]) * 11) / 100) as u8
+        }
+    };
+    let mut out = Vec::with_capacity(width * height * scale * scale);
+    for y in 0..height * scale {
+        for x in 0..width * scale {
+            out.push(grey(&rgb[((y / scale) * width + x / scale) * 3..][..3]));
+        }
+    }
+    out
+}
+
+/// Reads the display. Each `attempt` prepares the picture differently (scale), so that
+/// waiting for something is not asking the same question of the same picture again.
+fn look(x: &Xvfb, name: &str, attempt: usize) -> Seen {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("window");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (rgb, width, height) = screenshot(x);
+    write_png(
+        &dir.join(format!("{name}.png")),
+        &rgb,
+        width,
+        height,
+        png::ColorType::Rgb,
+    );
+    let scale = [2, 3, 1][attempt % 3];
+    let mut words = Vec::new();
+    // Page segmentation 3 (automatic) reads the large session ID and code; 6 (one uniform
+    // block) the widgets' text; the inverted picture the white text on red and green. All
+    // are kept, their lines apart.
+    for (pass, (psm, invert)) in [(3, false), (6, false), (6, true)].into_iter().enumerate() {
+        let path = dir.join(format!("{name}-ocr{pass}.png"));
+        let grey = for_ocr(&rgb, width, height, scale, invert);
+        write_png(
+            &path,
+            &grey,
+            width * scale,
+            height * scale,
+            png::ColorType::Grayscale,
+        );
+        let out = Command::new("tesseract")
+            // One thread: several fight over two cores and are many times slower.
+            .env("OMP_THREAD_LIMIT", "1")
+            .arg(&path)
+            .args(["-", "--psm", &psm.to_string(), "tsv"])
+            .stderr(Stdio::null())
+            .output()
+            .expect("tesseract is needed for the window tests (apt-get install tesseract-ocr)");
+        assert!(out.status.success(), "tesseract failed on {}", path.display());
+        let pass = pass as u32;
+        let at = |v: i32| v / scale as i32;
+        words.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .skip(1)
+                .filter_map(|line| {
+                    let f: Vec<&str> = line.split('\t').collect();
+                    let n = |i: usize| f.get(i).and_then(|v| v.parse::<i32>().ok());
+                    let text = f.get(11)?.trim();
+                    if f.len() != 12 || text.is_empty() {
+                        return None;
+                    }
+                    Some(Word {
+                        text: text.to_owned(),
+                        line: (pass, n(2)? as u32, n(3)? as u32, n(4)? as u32),
+                        x: at(n(6)?),
+                        y: at(n(7)?),
+                        w: at(n(8)?),
+                        h: at(n(9)?),
+                    })
+                }),
+        );
+    }
+    Seen { words }
+}
+
+/// Reads the display until `found` finds something in it.
+fn wait_for<T>(x: &Xvfb, name: &str, mut found: impl FnMut(&Seen) -> Option<T>) -> T {
+    let deadline = Instant::now() + SHOW;
+    for attempt in 0.. {
+        let seen = look(x, name, attempt);
+        if let Some(t) = found(&seen) {
+            return t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the window never showed what {name} looks for; it shows: {}",
+            seen.text()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    unreachable!()
+}
+
+/// Where `phrase` is, once the window shows it.
+fn wait_for_phrase(x: &Xvfb, name: &str, phrase: &str) -> (i32, i32) {
+    wait_for(x, name, |seen| seen.find(phrase))
+}
+
+/// The customer clicks at `(px, py)` (a local click: xdotool, not the assistant).
+fn click(x: &Xvfb, (px, py): (i32, i32)) {
+    let status = Command::new("xdotool")
+        .env("DISPLAY", &x.display)
+        .args([
+            "mousemove",
+            &px.to_string(),
+            &py.to_string(),
+            "sleep",
+            "0.2",
+            "click",
+            "1",
+        ])
+        .status()
+        .expect("xdotool is needed for the window tests (apt-get install xdotool)");
+    assert!(status.success());
+    std::thread::sleep(Duration::from_millis(300));
+}
+
+/// The session ID (`123 456 789`) and code (`1234-5678`) in what the window shows.
+fn id_and_code(seen: &Seen) -> Option<(String, String)> {
+    let words: Vec<&str> = seen.words.iter().map(|w| w.text.as_str()).collect();
+    let digits = |s: &str, n: usize| s.len() == n && s.chars().all(|c| c.is_ascii_digit());
+    let id = words
+        .windows(3)
+        .find(|w| w.iter().all(|p| digits(p, 3)))
+        .map(|w| w.concat())?;
+    let code = words.iter().find_map(|w| {
+        let (a, b) = w.split_once('-')?;
+        (digits(a, 4) && digits(b, 4)).then(|| format!("{a}{b}"))
+    })?;
+    Some((id, code))
+}
+
+/// Starts the agent with its window on `x`.
+fn window_agent(w: &World, x: &Xvfb, lang: &str, args: &[&str]) -> Running {
+    let mut cmd = w.command("ponte-agent");
+    cmd.env("DISPLAY", &x.display)
+        .env("LANG", lang)
+        .arg("--dir")
+        .arg(w.path("agent-home"))
+        .args(args)
+        .stdin(Stdio::null());
+    Running::start(cmd)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_customer_reads_the_code_allows_by_clicking_revokes_and_ends_the_session() {
+    let x = Xvfb::start(1024, 800);
+    let w = World::new().await;
+    let mut agent = window_agent(&w, &x, "C.UTF-8", &[]);
+    let (id, code) = wait_for(&x, "waiting", id_and_code);
+    // What the customer reads out works for the assistant.
+    let mut viewer = w.assistant(&id, &code).await;
+    let mut notices = viewer.notices().unwrap();
+    wait_for_phrase(&x, "consent", "UNVERIFIED ASSISTANT");
+    for phrase in ["Terminal", "Copy files from here"] {
+        let at = wait_for_phrase(&x, "consent", phrase);
+        click(&x, at);
+    }
+    let allow = wait_for_phrase(&x, "consent", "Allow selected");
+    click(&x, allow);
+    let granted = viewer.consent(WAIT).await.expect("the customer allowed");
+    assert!(granted.allows(Capability::Terminal) && granted.allows(Capability::Download));
+    assert!(!granted.allows(Capability::Info) && !granted.allows(Capability::Upload));
+    let mut out = Vec::new();
+    let status = viewer
+        .exec("echo clicked-$((6*7))", |_, data| out.extend_from_slice(data))
+        .await
+        .unwrap();
+    assert_eq!((status, text(&out).trim()), (Some(0), "clicked-42"));
+    let refused = viewer.info().await.unwrap_err();
+    assert!(
+        matches!(&refused, ViewerError::Refused(r) if r.as_raw().contains("info")),
+        "{refused}"
+    );
+
+    // Switching the terminal off stops a running shell.
+    let mut terminal = viewer.shell(80, 24).await.unwrap();
+    terminal
+        .input(b"while :; do echo tick; sleep 0.1; done\n".to_vec())
+        .await
+        .unwrap();
+    let mut output = Vec::new();
+    while text(&output).matches("tick").count() < 3 {
+        match tokio::time::timeout(WAIT, terminal.output())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            TerminalOutput::Output(data) => output.extend_from_slice(&data),
+            TerminalOutput::Exit(code) => panic!("the shell exited ({code:?})"),
+        }
+    }
+    let switch = wait_for_phrase(&x, "session", "Terminal");
+    click(&x, switch);
+    let reason = loop {
+        match tokio::time::timeout(Duration::from_secs(10), terminal.output()).await {
+            Ok(Ok(TerminalOutput::Output(_))) => continue,
+            Ok(Err(ViewerError::Failed(reason))) => break reason,
+            other => panic!("the shell went on after the switch was clicked off: {other:?}"),
+        }
+    };
+    assert!(reason.as_raw().contains("revoked 'terminal'"), "{reason}");
+
+    // "End session" ends the viewer's session with the reason.
+    let end = wait_for_phrase(&x, "session", "End session");
+    click(&x, end);
+    let ended = tokio::time::timeout(WAIT, async {
+        loop {
+            match notices.recv().await {
+                Some(Notice::Ended(reason)) => break reason,
+                Some(_) => continue,
+                None => panic!("the session went away without a reason"),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(ended.contains("customer ended"), "{ended}");
+    let close = wait_for(&x, "ended", |seen| {
+        seen.text()
+            .contains("Session ended")
+            .then(|| seen.find("Close"))
+            .flatten()
+    });
+    click(&x, close);
+    assert!(
+        agent.wait(WAIT).success(),
+        "the agent exits when the customer closes the window"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_assistants_clicks_on_the_window_do_nothing() {
+    let x = Xvfb::start(1024, 800);
+    let w = World::new().await;
+    let mut agent = window_agent(
+        &w,
+        &x,
+        "C.UTF-8",
+        &["--allow", "terminal,control", "--display", &x.display],
+    );
+    let (id, code) = wait_for(&x, "control-waiting", id_and_code);
+    let viewer = w.assistant(&id, &code).await;
+    viewer.consent(WAIT).await.unwrap();
+    let end = wait_for_phrase(&x, "control-session", "End session");
+    let switch = wait_for_phrase(&x, "control-session", "Terminal");
+    let click_at = |(px, py): (i32, i32)| {
+        let (x, y) = (u16::try_from(px).unwrap(), u16::try_from(py).unwrap());
+        vec![
+            InputEvent::Move { x, y },
+            InputEvent::Button {
+                button: 1,
+                pressed: true,
+            },
+            InputEvent::Button {
+                button: 1,
+                pressed: false,
+            },
+        ]
+    };
+    // The assistant clicks the terminal switch, "End session", and presses Enter and space
+    // (a focused button's keys).
+    viewer.input(click_at(switch)).await.unwrap();
+    viewer.input(click_at(end)).await.unwrap();
+    for keysym in [0xff0d_u32, 0x20] {
+        for pressed in [true, false] {
+            viewer
+                .input(vec![InputEvent::Key { keysym, pressed }])
+                .await
+                .unwrap();
+        }
+    }
+    // The window says why (for a few seconds).
+    wait_for_phrase(&x, "control-after", "Not taken");
+    let mut out = Vec::new();
+    let status = viewer
+        .exec("echo still-here", |_, d| out.extend_from_slice(d))
+        .await;
+    assert!(
+        matches!(status, Ok(Some(0))) && text(&out).contains("still-here"),
+        "the session and the terminal permission survive the assistant's clicks: {status:?}"
+    );
+    assert!(agent.child.try_wait().unwrap().is_none(), "the agent still runs");
+    // The customer's own click, a moment later, works.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    click(&x, end);
+    let close = wait_for(&x, "control-ended", |seen| {
+        seen.text()
+            .contains("Session ended")
+            .then(|| seen.find("Close"))
+            .flatten()
+    });
+    click(&x, close);
+    assert!(agent.wait(WAIT).success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_window_and_the_terminal_speak_italian_and_polish() {
+    for (lang, session, unverified) in [
+        ("it_IT.UTF-8", "ID sessione", "ASSISTENTE NON VERIFICATO"),
+        ("pl_PL.UTF-8", "ID sesji", "NIEZWERYFIKOWANY ASYSTENT"),
+    ] {
+        let x = Xvfb::start(1024, 800);
+        let w = World::new().await;
+        let mut agent = window_agent(&w, &x, lang, &[]);
+        let (id, code) = wait_for(&x, &format!("{lang}-waiting"), |seen| {
+            seen.text().contains(session).then(|| id_and_code(seen)).flatten()
+        });
+        let viewer = w.assistant(&id, &code).await;
+        wait_for_phrase(&x, &format!("{lang}-consent"), unverified);
+        drop(viewer);
+        agent.terminate(WAIT);
+
+        // The terminal UI too.
+        let mut cmd = w.command("ponte-agent");
+        cmd.env("LANG", lang).arg("--text").stdin(Stdio::piped());
+        let mut text_agent = Running::start(cmd);
+        text_agent.expect(session);
+        text_agent.terminate(WAIT);
+    }
+}
