@@ -87,6 +87,7 @@ pub fn reason_label(r: &Refusal) -> &'static str {
         Refusal::Released => "released",
         Refusal::CredentialRequired => "credential_required",
         Refusal::CredentialRefused => "credential_refused",
+        Refusal::ClusterUnavailable => "cluster_unavailable",
     }
 }
 
