@@ -182,6 +182,8 @@ pub async fn pair(
                     break;
                 }
                 RelayMessage::Refused(reason) => anyhow::bail!("the relay ended the session: {reason}"),
+                // Only viewers are redirected (to the node that holds the session).
+                RelayMessage::Redirect { .. } => {}
             }
         }
     }

@@ -1,5 +1,8 @@
 //! The relay's TLS identity: a CA-issued certificate from files, or a self-signed one that is
 //! generated on first start and kept in the data directory so its fingerprint stays stable.
+//!
+//! A relay cluster has a cluster key instead ([`init_cluster`]): it signs one certificate per
+//! node ([`certify_node`]), and clients pin the cluster key, not each node.
 
 use std::path::Path;
 
@@ -16,6 +19,13 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// The fingerprint of the cluster key that signed this node's certificate, when the chain
+    /// ends with a cluster certificate that verifies it (what clients pin for a cluster).
+    pub fn cluster_fingerprint(&self) -> Option<ponte_transport::tls::CertFingerprint> {
+        let (end_entity, rest) = self.chain.split_first()?;
+        ponte_transport::tls::signing_cluster(end_entity, rest)
+    }
+
     /// SHA-256 fingerprint of the end-entity certificate.
     pub fn fingerprint(&self) -> ponte_transport::tls::CertFingerprint {
         ponte_transport::tls::CertFingerprint::of(self.chain.first().map(|c| c.as_ref()).unwrap_or_default())
@@ -52,6 +62,144 @@ pub fn load_or_generate(data_dir: &Path) -> anyhow::Result<Identity> {
         .with_context(|| format!("writing {}", cert_path.display()))?;
     tracing::info!(path = %cert_path.display(), "generated a self-signed certificate");
     load(&cert_path, &key_path)
+}
+
+/// The cluster's certificate and key files in the cluster directory.
+pub const CLUSTER_CERT_FILE: &str = "cluster-cert.pem";
+/// The cluster key (private: only `cluster certify` needs it, never a running node).
+pub const CLUSTER_KEY_FILE: &str = "cluster-key.pem";
+
+/// The subject of every cluster certificate; node certificates name it as their issuer, so a
+/// certificate re-made from the same key for signing matches the one clients hold.
+fn cluster_params() -> anyhow::Result<rcgen::CertificateParams> {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Ponte relay cluster");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    Ok(params)
+}
+
+/// Creates the cluster key and its certificate in `dir` (refusing to replace an existing
+/// one: every client pinned to it would be locked out). Returns the cluster fingerprint that
+/// clients pin.
+pub fn init_cluster(dir: &Path) -> anyhow::Result<ponte_transport::tls::CertFingerprint> {
+    let cert_path = dir.join(CLUSTER_CERT_FILE);
+    let key_path = dir.join(CLUSTER_KEY_FILE);
+    anyhow::ensure!(
+        !cert_path.exists() && !key_path.exists(),
+        "a cluster key already exists in {} (clients pin it; remove it by hand to start over)",
+        dir.display()
+    );
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let key = rcgen::KeyPair::generate().context("generating the cluster key")?;
+    let cert = cluster_params()?
+        .self_signed(&key)
+        .context("making the cluster certificate")?;
+    write_new_private(&key_path, key.serialize_pem().as_bytes())?;
+    std::fs::write(&cert_path, cert.pem()).with_context(|| format!("writing {}", cert_path.display()))?;
+    ponte_transport::tls::cluster_fingerprint(cert.der()).context("reading the new cluster certificate")
+}
+
+/// The fingerprint of the cluster certificate in `dir`.
+pub fn cluster_fingerprint(dir: &Path) -> anyhow::Result<ponte_transport::tls::CertFingerprint> {
+    let path = dir.join(CLUSTER_CERT_FILE);
+    let cert = CertificateDer::from_pem_file(&path).with_context(|| format!("reading {}", path.display()))?;
+    ponte_transport::tls::cluster_fingerprint(&cert)
+        .with_context(|| format!("{} is not a certificate", path.display()))
+}
+
+/// The files `certify_node` wrote.
+#[derive(Debug)]
+pub struct NodeFiles {
+    /// The node's certificate chain (node certificate, then the cluster certificate).
+    pub cert: std::path::PathBuf,
+    /// The node's private key.
+    pub key: std::path::PathBuf,
+}
+
+/// Issues a certificate for node `name` signed by the cluster key in `dir`, valid for the
+/// cluster name [`ponte_transport::tls::NODE_NAME`] (what clients pinning the cluster key
+/// check), the node's name and the host of `public_addr` (for clients that use the cluster
+/// certificate as a CA). Writes `node-NAME-cert.pem` and `node-NAME-key.pem` into `out`.
+pub fn certify_node(
+    dir: &Path,
+    name: &crate::cluster::NodeName,
+    public_addr: Option<&ponte_protocol::rendezvous::NodeAddress>,
+    out: &Path,
+) -> anyhow::Result<NodeFiles> {
+    let key_path = dir.join(CLUSTER_KEY_FILE);
+    let key_pem =
+        std::fs::read_to_string(&key_path).with_context(|| format!("reading {}", key_path.display()))?;
+    let cluster_key = rcgen::KeyPair::from_pem(&key_pem).context("parsing the cluster key")?;
+    let cluster_cert_path = dir.join(CLUSTER_CERT_FILE);
+    let cluster_cert = std::fs::read_to_string(&cluster_cert_path)
+        .with_context(|| format!("reading {}", cluster_cert_path.display()))?;
+    // The certificate must belong to this key, or clients would get a chain that fails.
+    let cluster_der = CertificateDer::from_pem_slice(cluster_cert.as_bytes())
+        .with_context(|| format!("parsing {}", cluster_cert_path.display()))?;
+    use rcgen::PublicKeyData;
+    anyhow::ensure!(
+        ponte_transport::tls::cluster_fingerprint(&cluster_der)
+            == Some(ponte_transport::tls::CertFingerprint::of(
+                &cluster_key.subject_public_key_info()
+            )),
+        "{} does not belong to {}",
+        cluster_cert_path.display(),
+        key_path.display()
+    );
+    let issuer = rcgen::Issuer::new(cluster_params()?, cluster_key);
+    let mut names = vec![
+        ponte_transport::tls::NODE_NAME.to_owned(),
+        name.as_str().to_owned(),
+    ];
+    if let Some(addr) = public_addr {
+        names.push(addr.host().to_owned());
+    }
+    names.dedup();
+    let mut params = rcgen::CertificateParams::new(names).context("node certificate names")?;
+    params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        format!("Ponte relay node {}", name.as_str()),
+    );
+    params.is_ca = rcgen::IsCa::ExplicitNoCa;
+    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    params.use_authority_key_identifier_extension = true;
+    let node_key = rcgen::KeyPair::generate().context("generating the node key")?;
+    let cert = params
+        .signed_by(&node_key, &issuer)
+        .context("signing the node certificate")?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let files = NodeFiles {
+        cert: out.join(format!("node-{}-cert.pem", name.as_str())),
+        key: out.join(format!("node-{}-key.pem", name.as_str())),
+    };
+    write_private(&files.key, node_key.serialize_pem().as_bytes())?;
+    // The chain carries the cluster certificate so that clients can check the signature.
+    std::fs::write(&files.cert, format!("{}{}", cert.pem(), cluster_cert))
+        .with_context(|| format!("writing {}", files.cert.display()))?;
+    Ok(files)
+}
+
+/// Like [`write_private`], but never replaces an existing file.
+fn write_new_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {

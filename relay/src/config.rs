@@ -49,6 +49,43 @@ pub enum Command {
         #[command(subcommand)]
         command: LedgerCommand,
     },
+    /// Set up and watch a relay cluster (several nodes sharing state in Redis).
+    Cluster {
+        /// What to do.
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+}
+
+/// `ponte-relay cluster …`
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Create the cluster key and certificate, and print the fingerprint clients pin. Keep the
+    /// key off the nodes: only `certify` needs it.
+    Init {
+        /// Directory for cluster-key.pem and cluster-cert.pem [default: DATA_DIR/cluster].
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Issue a node's certificate, signed by the cluster key; start the node with
+    /// `--cert node-NAME-cert.pem --key node-NAME-key.pem`.
+    Certify {
+        /// The node's name (as given to the node with --node-name).
+        #[arg(long)]
+        node_name: crate::cluster::NodeName,
+        /// The node's public address, also written into the certificate for clients that use
+        /// the cluster certificate as a CA.
+        #[arg(long)]
+        public_addr: Option<ponte_protocol::rendezvous::NodeAddress>,
+        /// Directory with the cluster key [default: DATA_DIR/cluster].
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Where to write the node's certificate and key [default: the cluster directory].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// List the cluster's live nodes, their sessions and health (needs --cluster).
+    Status,
 }
 
 /// `ponte-relay assistant …`
@@ -280,6 +317,20 @@ pub struct Settings {
     /// /48) or `none` [default: truncated].
     #[arg(long, env = "PONTE_RELAY_LEDGER_ADDRESSES", value_enum)]
     pub ledger_addresses: Option<AddressMode>,
+
+    /// Join a relay cluster whose shared state is this Redis (`redis://HOST:PORT/DB`); needs
+    /// --node-name and --public-addr [default: a single relay].
+    #[arg(long, env = "PONTE_RELAY_CLUSTER", global = true, hide_env_values = true)]
+    pub cluster: Option<String>,
+
+    /// This node's name in the cluster (letters, digits, - _ .).
+    #[arg(long, env = "PONTE_RELAY_NODE_NAME")]
+    pub node_name: Option<crate::cluster::NodeName>,
+
+    /// Where clients reach this node (host:port); viewers that join on another node are sent
+    /// here.
+    #[arg(long, env = "PONTE_RELAY_PUBLIC_ADDR")]
+    pub public_addr: Option<ponte_protocol::rendezvous::NodeAddress>,
 }
 
 impl Settings {
@@ -322,6 +373,9 @@ impl Settings {
             ledger,
             ledger_retention_days,
             ledger_addresses,
+            cluster,
+            node_name,
+            public_addr,
         )
     }
 
@@ -335,6 +389,17 @@ impl Settings {
         let file: Settings =
             toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
         Ok(self.or(file))
+    }
+
+    /// Checks what `resolve` cannot default: a cluster node needs its name and address.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.cluster.is_some() {
+            anyhow::ensure!(
+                self.node_name.is_some() && self.public_addr.is_some(),
+                "--cluster needs --node-name and --public-addr"
+            );
+        }
+        Ok(())
     }
 
     /// The settings with defaults applied.
@@ -394,6 +459,14 @@ impl Settings {
             ledger_addresses: self.ledger_addresses.unwrap_or_default(),
             ledger_purge_every: Duration::from_secs(3600),
             tap: None,
+            cluster: match (self.cluster, self.node_name, self.public_addr) {
+                (Some(url), Some(node), Some(public_addr)) => Some(crate::cluster::ClusterSettings {
+                    url,
+                    node,
+                    public_addr,
+                }),
+                _ => None,
+            },
         }
     }
 }
@@ -466,6 +539,8 @@ pub struct Config {
     pub ledger_purge_every: Duration,
     /// Observer of forwarded bytes (tests only).
     pub tap: Option<Tap>,
+    /// The cluster this node belongs to (None: a single relay).
+    pub cluster: Option<crate::cluster::ClusterSettings>,
 }
 
 impl Config {

@@ -12,6 +12,7 @@ pub mod admission;
 pub mod assistants;
 pub mod bucket;
 pub mod cert;
+pub mod cluster;
 pub mod config;
 pub mod forward;
 pub mod ledger;

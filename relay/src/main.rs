@@ -5,7 +5,7 @@ use std::io::Write;
 use anyhow::Context;
 use clap::Parser;
 use ponte_relay::assistants::AssistantStore;
-use ponte_relay::config::{AssistantCommand, Cli, Command, Config, LedgerCommand, LogFormat};
+use ponte_relay::config::{AssistantCommand, Cli, ClusterCommand, Command, Config, LedgerCommand, LogFormat};
 use ponte_relay::ledger::report;
 use ponte_relay::{Relay, cert};
 use tracing_subscriber::EnvFilter;
@@ -138,10 +138,61 @@ async fn ledger(config: &Config, command: LedgerCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn cluster(config: &Config, url: Option<&str>, command: ClusterCommand) -> anyhow::Result<()> {
+    let default_dir = || config.data_dir.join("cluster");
+    match command {
+        ClusterCommand::Init { dir } => {
+            let dir = dir.unwrap_or_else(default_dir);
+            let fp = cert::init_cluster(&dir)?;
+            eprintln!(
+                "created the cluster key in {}; keep cluster-key.pem off the nodes and certify each node with\n  ponte-relay cluster certify --node-name NAME --public-addr HOST:PORT",
+                dir.display()
+            );
+            println!("cluster fingerprint: {fp}");
+        }
+        ClusterCommand::Certify {
+            node_name,
+            public_addr,
+            dir,
+            out,
+        } => {
+            let dir = dir.unwrap_or_else(default_dir);
+            let out = out.unwrap_or_else(|| dir.clone());
+            let files = cert::certify_node(&dir, &node_name, public_addr.as_ref(), &out)?;
+            eprintln!("certified node {node_name}; start it with:");
+            println!("--cert {} --key {}", files.cert.display(), files.key.display());
+        }
+        ClusterCommand::Status => {
+            let url = url.context("cluster status needs --cluster redis://HOST:PORT/DB")?;
+            let nodes = ponte_relay::cluster::status(url).await?;
+            if nodes.is_empty() {
+                eprintln!("no live nodes");
+            }
+            println!(
+                "{:<20} {:<28} {:>8} {:>8}  {:<8} last seen",
+                "node", "address", "waiting", "paired", "state"
+            );
+            for n in nodes {
+                let state = if n.draining { "draining" } else { "up" };
+                println!(
+                    "{:<20} {:<28} {:>8} {:>8}  {:<8} {} ms ago",
+                    n.name, n.addr, n.waiting, n.paired, state, n.last_seen_ms
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let config = cli.settings.with_file()?.resolve();
+    let settings = cli.settings.with_file()?;
+    let cluster_url = settings.cluster.clone();
+    if cli.command.is_none() {
+        settings.check()?;
+    }
+    let config = settings.resolve();
     match cli.command {
         Some(Command::Fingerprint) => {
             let identity = match &config.cert {
@@ -153,16 +204,21 @@ async fn main() -> anyhow::Result<()> {
         }
         Some(Command::Assistant { command }) => return assistant(&config, command),
         Some(Command::Ledger { command }) => return ledger(&config, command).await,
+        Some(Command::Cluster { command }) => return cluster(&config, cluster_url.as_deref(), command).await,
         None => {}
     }
     init_logging(config.log_format);
     if let Some(addr) = config.metrics {
-        ponte_relay::metrics::serve(addr)?;
+        let node = config.cluster.as_ref().map(|c| c.node.as_str());
+        ponte_relay::metrics::serve(addr, node)?;
     }
     let relay = Relay::start(config.clone()).await?;
     // These two lines are the operator's (and scripts') way to find and pin the relay.
     println!("listening on {}", relay.local_addr()?);
     println!("fingerprint: {}", relay.fingerprint());
+    if let Some(fp) = relay.cluster_fingerprint() {
+        println!("cluster fingerprint: {fp}");
+    }
     if let Some(addr) = config.metrics {
         println!("metrics on http://{addr}/metrics");
     }

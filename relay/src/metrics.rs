@@ -6,10 +6,14 @@ use std::time::Duration;
 
 use ponte_protocol::rendezvous::Refusal;
 
-/// Starts the HTTP exporter on `addr` (GET /metrics).
-pub fn serve(addr: SocketAddr) -> anyhow::Result<()> {
-    metrics_exporter_prometheus::PrometheusBuilder::new()
-        .with_http_listener(addr)
+/// Starts the HTTP exporter on `addr` (GET /metrics). A cluster node labels every series with
+/// `node="NAME"`, so one dashboard can sum or split the nodes.
+pub fn serve(addr: SocketAddr, node: Option<&str>) -> anyhow::Result<()> {
+    let mut builder = metrics_exporter_prometheus::PrometheusBuilder::new().with_http_listener(addr);
+    if let Some(node) = node {
+        builder = builder.add_global_label("node", node);
+    }
+    builder
         .install()
         .map_err(|e| anyhow::anyhow!("metrics endpoint on {addr}: {e}"))?;
     metrics::describe_gauge!("ponte_relay_sessions_waiting", "Sessions waiting for a viewer");
@@ -57,6 +61,18 @@ pub fn serve(addr: SocketAddr) -> anyhow::Result<()> {
         "ponte_relay_buffer_reserved_bytes",
         "Memory reserved for paired connections' windows"
     );
+    metrics::describe_counter!(
+        "ponte_relay_cluster_operations_total",
+        "Round trips to the cluster's Redis"
+    );
+    metrics::describe_gauge!(
+        "ponte_relay_cluster_up",
+        "1 while the cluster's Redis answers (cluster nodes only)"
+    );
+    metrics::describe_counter!(
+        "ponte_relay_redirects_total",
+        "Viewers sent to the cluster node that holds their session"
+    );
     // Publish zeros so dashboards see every series from the start.
     sessions(0, 0);
     forwarded(0);
@@ -87,6 +103,7 @@ pub fn reason_label(r: &Refusal) -> &'static str {
         Refusal::Released => "released",
         Refusal::CredentialRequired => "credential_required",
         Refusal::CredentialRefused => "credential_refused",
+        Refusal::ClusterUnavailable => "cluster_unavailable",
     }
 }
 
@@ -170,4 +187,19 @@ pub fn retry() {
 /// Records the bytes reserved for windows.
 pub fn buffers_reserved(bytes: u64) {
     metrics::gauge!("ponte_relay_buffer_reserved_bytes").set(bytes as f64);
+}
+
+/// Counts a round trip to the cluster's Redis.
+pub fn cluster_operation() {
+    metrics::counter!("ponte_relay_cluster_operations_total").increment(1);
+}
+
+/// Whether the cluster's Redis answers.
+pub fn cluster_up(up: bool) {
+    metrics::gauge!("ponte_relay_cluster_up").set(if up { 1.0 } else { 0.0 });
+}
+
+/// Counts a viewer redirected to another node.
+pub fn redirect() {
+    metrics::counter!("ponte_relay_redirects_total").increment(1);
 }

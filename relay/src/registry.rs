@@ -200,6 +200,58 @@ impl<A: Clone, V> Registry<A, V> {
         now: Instant,
         rng: &mut impl CryptoRng,
     ) -> Result<(SessionId, Duration), Refusal> {
+        self.admit_registration(source, now)?;
+        let id = loop {
+            let id = SessionId::random(rng);
+            if self.is_free(id) {
+                break id;
+            }
+        };
+        Ok((id, self.insert(id, agent(id), source, now)))
+    }
+
+    /// Registers a waiting agent under `id`, which the caller chose and claimed elsewhere (a
+    /// relay cluster claims IDs in its shared state first). The same local limits apply; an ID
+    /// this node still knows is refused as [`Refusal::Capacity`].
+    pub fn register_as(
+        &mut self,
+        id: SessionId,
+        agent: impl FnOnce(SessionId) -> A,
+        source: Source,
+        now: Instant,
+    ) -> Result<Duration, Refusal> {
+        self.admit_registration(source, now)?;
+        if !self.is_free(id) {
+            return Err(Refusal::Capacity);
+        }
+        Ok(self.insert(id, agent(id), source, now))
+    }
+
+    /// Whether `id` is neither in use nor recently ended on this node.
+    pub fn is_free(&self, id: SessionId) -> bool {
+        !self.sessions.contains_key(&id) && !self.tombstones.contains_key(&id)
+    }
+
+    /// Whether this node holds session `id` (in any state).
+    pub fn contains(&self, id: SessionId) -> bool {
+        self.sessions.contains_key(&id)
+    }
+
+    /// Every session held and whether a viewer could join it now.
+    pub fn sessions(&self) -> Vec<(SessionId, bool)> {
+        self.sessions.iter().map(|(id, e)| (*id, self.open(e))).collect()
+    }
+
+    /// Whether a viewer could join session `id` now.
+    pub fn joinable(&self, id: SessionId) -> bool {
+        self.sessions.get(&id).is_some_and(|e| self.open(e))
+    }
+
+    fn open(&self, e: &Entry<A, V>) -> bool {
+        matches!(e.state, State::Waiting { .. }) && e.attempts < self.limits.attempts_per_session
+    }
+
+    fn admit_registration(&mut self, source: Source, now: Instant) -> Result<(), Refusal> {
         take(
             &mut self.register_buckets,
             source,
@@ -212,16 +264,14 @@ impl<A: Clone, V> Registry<A, V> {
         {
             return Err(Refusal::Capacity);
         }
-        let id = loop {
-            let id = SessionId::random(rng);
-            if !self.sessions.contains_key(&id) && !self.tombstones.contains_key(&id) {
-                break id;
-            }
-        };
+        Ok(())
+    }
+
+    fn insert(&mut self, id: SessionId, agent: A, source: Source, now: Instant) -> Duration {
         self.sessions.insert(
             id,
             Entry {
-                agent: agent(id),
+                agent,
                 agent_source: source,
                 registered: now,
                 attempts: 0,
@@ -231,7 +281,7 @@ impl<A: Clone, V> Registry<A, V> {
             },
         );
         self.count_waiting(source, true);
-        Ok((id, self.limits.pairing_ttl))
+        self.limits.pairing_ttl
     }
 
     /// A viewer from `source` asks to join `id`. `credential` is the verdict on the

@@ -19,6 +19,7 @@ use tracing::{debug, info, warn};
 use crate::admission::{Admission, Admitted, Crowded, Decision, Load};
 use crate::assistants::Assistants;
 use crate::bucket::TokenBucket;
+use crate::cluster::{Cluster, Health, Joinable, RateLimit, RegisterLimits};
 use crate::config::{AssistantMode, Config};
 use crate::forward::{self, Budget, Direction, End};
 use crate::ledger::{EndReason, Ledger, SessionRecord, ViewerFacts, WriterSettings};
@@ -95,6 +96,10 @@ struct Shared {
     ledger: Ledger,
     handshaking: AtomicUsize,
     counters: Counters,
+    /// The cluster's shared state, when this relay is a node of one.
+    cluster: Option<Arc<Cluster>>,
+    /// Set at SIGTERM: the node takes no new sessions and tells the cluster so.
+    draining: AtomicBool,
 }
 
 impl Shared {
@@ -104,10 +109,35 @@ impl Shared {
         self.registry.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Tells the cluster, in the background, what became of session `id` (of an agent from
+    /// `source`). A lost update is repaired by the next heartbeat, which rewrites every claim.
+    fn cluster_update(&self, id: SessionId, source: Source, update: ClusterUpdate) {
+        let Some(cluster) = self.cluster.clone() else {
+            return;
+        };
+        let ttl = self.config.registry.pairing_ttl;
+        tokio::spawn(async move {
+            let done = match update {
+                ClusterUpdate::Joinable(j) => cluster.set_joinable(id, source, j, ttl).await,
+                ClusterUpdate::Ended => cluster.ended(id, source, ttl).await,
+            };
+            if let Err(e) = done {
+                debug!(session = %id, "cluster update deferred to the next heartbeat: {e}");
+            }
+        });
+    }
+
     fn publish_counts(&self) {
         let r = self.registry();
         crate::metrics::sessions(r.waiting(), r.paired());
     }
+}
+
+/// A change of a session that the cluster must hear of.
+#[derive(Debug, Clone, Copy)]
+enum ClusterUpdate {
+    Joinable(Joinable),
+    Ended,
 }
 
 /// Closes a connection with a reason the client can show.
@@ -150,7 +180,9 @@ pub struct Relay {
     shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
     fingerprint: CertFingerprint,
+    cluster_fingerprint: Option<CertFingerprint>,
     accept: tokio::task::JoinHandle<()>,
+    heartbeat: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Relay {
@@ -162,6 +194,16 @@ impl Relay {
             None => crate::cert::load_or_generate(&config.data_dir)?,
         };
         let fingerprint = identity.fingerprint();
+        let cluster_fingerprint = identity.cluster_fingerprint();
+        let cluster = config.cluster.clone().map(Cluster::new).transpose()?;
+        if let Some(cluster) = &cluster {
+            if cluster_fingerprint.is_none() {
+                warn!(
+                    "this cluster node's certificate is not signed by a cluster key: clients must pin each node"
+                );
+            }
+            info!(node = %cluster.node(), public_addr = %cluster.public_addr(), "joining the relay cluster");
+        }
         let ledger_target = config.ledger_target()?;
         let transport = memory::unpaired_transport(config.stream_window);
         let server = ponte_transport::tls::server_config(identity.chain, identity.key, transport)?;
@@ -194,15 +236,23 @@ impl Relay {
             closing: AtomicBool::new(false),
             handshaking: AtomicUsize::new(0),
             counters: Counters::default(),
+            cluster,
+            draining: AtomicBool::new(false),
         });
         tokio::spawn(sweep(shared.clone()));
+        let heartbeat = shared
+            .cluster
+            .clone()
+            .map(|cluster| tokio::spawn(heartbeat(shared.clone(), cluster)));
         let accept = tokio::spawn(accept_loop(endpoint.clone(), shared.clone()));
         Ok(Relay {
             endpoint,
             shared,
             shutdown,
             fingerprint,
+            cluster_fingerprint,
             accept,
+            heartbeat,
         })
     }
 
@@ -214,6 +264,17 @@ impl Relay {
     /// SHA-256 fingerprint of the relay's certificate.
     pub fn fingerprint(&self) -> CertFingerprint {
         self.fingerprint
+    }
+
+    /// The fingerprint of the cluster key that signed this node's certificate, if it did:
+    /// what clients of a cluster pin.
+    pub fn cluster_fingerprint(&self) -> Option<CertFingerprint> {
+        self.cluster_fingerprint
+    }
+
+    /// Round trips this node made to the cluster's Redis (0 outside a cluster).
+    pub fn cluster_operations(&self) -> u64 {
+        self.shared.cluster.as_ref().map_or(0, |c| c.operations())
     }
 
     /// Sessions waiting and paired right now.
@@ -246,7 +307,12 @@ impl Relay {
     /// up to the grace period, close everything with a reason, and store the ledger's last rows.
     pub async fn shutdown(self) {
         info!("shutting down: no new connections");
+        self.shared.draining.store(true, Ordering::SeqCst);
         let _ = self.shutdown.send(true);
+        if let Some(cluster) = &self.shared.cluster {
+            // Tell the cluster at once rather than at the next heartbeat.
+            let _ = cluster.heartbeat(health(&self.shared), &[]).await;
+        }
         let waiting = self.shared.registry().waiting_agents();
         for (_, agent) in waiting {
             agent.record.ended(EndReason::ShuttingDown);
@@ -266,9 +332,75 @@ impl Relay {
         );
         self.accept.abort();
         let _ = tokio::time::timeout(Duration::from_secs(3), self.endpoint.wait_idle()).await;
+        if let Some(heartbeat) = self.heartbeat {
+            heartbeat.abort();
+        }
+        if let Some(cluster) = &self.shared.cluster {
+            // The claims of sessions still held expire with their lease.
+            if let Err(e) = cluster.leave().await {
+                warn!("could not leave the cluster cleanly (its entry expires by itself): {e}");
+            }
+        }
         self.shared.ledger.flush(Duration::from_secs(5)).await;
         info!("relay stopped");
     }
+}
+
+fn health(shared: &Shared) -> Health {
+    let r = shared.registry();
+    Health {
+        waiting: r.waiting(),
+        paired: r.paired(),
+        draining: shared.draining.load(Ordering::SeqCst),
+    }
+}
+
+/// Renews this node's cluster entry and its sessions' claims until the relay stops.
+async fn heartbeat(shared: Arc<Shared>, cluster: Arc<Cluster>) {
+    let mut tick = tokio::time::interval(crate::cluster::HEARTBEAT);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let sessions: Vec<_> = shared
+            .registry()
+            .sessions()
+            .into_iter()
+            .map(|(id, open)| (id, if open { Joinable::Yes } else { Joinable::No }))
+            .collect();
+        if let Err(e) = cluster.heartbeat(health(&shared), &sessions).await {
+            debug!("cluster heartbeat failed: {e}");
+        }
+    }
+}
+
+/// Claims a cluster-wide unique session ID for a new agent from `source`, within the
+/// cluster-wide registration limits.
+async fn claim(cluster: &Cluster, shared: &Shared, source: Source) -> Result<SessionId, Refusal> {
+    let limits = &shared.config.registry;
+    let wanted = RegisterLimits {
+        rate: RateLimit {
+            rate: limits.register_rate,
+            burst: limits.register_burst,
+        },
+        waiting_per_source: limits.waiting_per_source,
+        pairing_ttl: limits.pairing_ttl,
+    };
+    // With a billion IDs a collision is rare; a few tries bound the work anyway.
+    for _ in 0..8 {
+        let id = SessionId::random(&mut ponte_protocol::os_rng());
+        if !shared.registry().is_free(id) {
+            continue;
+        }
+        match cluster.register(id, source, &wanted).await {
+            Ok(None) => continue,
+            Ok(Some(verdict)) => return verdict.map(|()| id),
+            Err(e) => {
+                warn!("registration refused: {e}");
+                return Err(Refusal::ClusterUnavailable);
+            }
+        }
+    }
+    Err(Refusal::Capacity)
 }
 
 async fn sweep(shared: Arc<Shared>) {
@@ -283,6 +415,7 @@ async fn sweep(shared: Arc<Shared>) {
         for (id, agent) in expired {
             debug!(session = %id, "session expired unpaired");
             agent.record.ended(EndReason::Expired);
+            shared.cluster_update(id, agent.source, ClusterUpdate::Ended);
             let _ = agent.events.try_send(RelayMessage::Refused(Refusal::Expired));
         }
         shared.publish_counts();
@@ -415,22 +548,32 @@ async fn agent(
         .ledger_addresses
         .keep(connection.remote_address().ip());
     let mut made = None;
-    let registered = shared.registry().register(
-        |id| {
-            let link = AgentLink {
-                connection: connection.clone(),
-                source,
-                events,
-                record: SessionRecord::new(&shared.ledger, id, address),
-                reservation: Arc::new(Mutex::new(None)),
-            };
-            made = Some(link.clone());
-            link
+    let make = |id| {
+        let link = AgentLink {
+            connection: connection.clone(),
+            source,
+            events,
+            record: SessionRecord::new(&shared.ledger, id, address),
+            reservation: Arc::new(Mutex::new(None)),
+        };
+        made = Some(link.clone());
+        link
+    };
+    let registered = match &shared.cluster {
+        None => shared
+            .registry()
+            .register(make, source, Instant::now(), &mut ponte_protocol::os_rng()),
+        Some(cluster) => match claim(cluster, &shared, source).await {
+            Ok(id) => {
+                let local = shared.registry().register_as(id, make, source, Instant::now());
+                if local.is_err() {
+                    shared.cluster_update(id, source, ClusterUpdate::Ended);
+                }
+                local.map(|ttl| (id, ttl))
+            }
+            Err(reason) => Err(reason),
         },
-        source,
-        Instant::now(),
-        &mut ponte_protocol::os_rng(),
-    );
+    };
     let (id, ttl) = match registered {
         Ok(x) => x,
         Err(reason) => return refuse(&connection, &mut send, reason).await,
@@ -455,6 +598,7 @@ async fn agent(
         other => end_reason(other),
     });
     let viewer = shared.registry().remove(id, Instant::now());
+    shared.cluster_update(id, source, ClusterUpdate::Ended);
     shared.publish_counts();
     if let Some(viewer) = viewer {
         // At shutdown the endpoint's close reaches each connection in its own time; whichever
@@ -495,6 +639,10 @@ async fn agent_loop(
                     let Some(released) = released else { return Refusal::PeerLeft };
                     if released.pairing {
                         link.record.released();
+                        let open = shared.registry().joinable(id);
+                        if open {
+                            shared.cluster_update(id, link.source, ClusterUpdate::Joinable(Joinable::Yes));
+                        }
                     }
                     if let Some(viewer) = released.viewer {
                         close(&viewer.connection, Refusal::Released);
@@ -595,6 +743,23 @@ async fn misbehaves(recv: &mut RecvStream) {
     }
 }
 
+/// Sends a viewer to the node that holds its session, and lets it hang up first (like a
+/// refusal) so the redirect is read before the connection closes.
+async fn redirect(
+    connection: &Connection,
+    send: &mut SendStream,
+    id: SessionId,
+    node: rendezvous::NodeAddress,
+) {
+    crate::metrics::redirect();
+    crate::metrics::join("redirected");
+    debug!(session = %id, %node, "viewer redirected");
+    let _ = send_relay(send, &RelayMessage::Redirect { node }).await;
+    let _ = send.finish();
+    let _ = tokio::time::timeout(REFUSAL_LINGER, connection.closed()).await;
+    connection.close(VarInt::from_u32(0), b"redirected");
+}
+
 /// A viewer: join, then forward between it and the agent until the session ends.
 async fn viewer(
     connection: Connection,
@@ -605,6 +770,30 @@ async fn viewer(
     shared: Arc<Shared>,
 ) {
     let id = join.session;
+    if let Some(cluster) = shared.cluster.clone() {
+        let limit = RateLimit {
+            rate: shared.config.registry.join_rate,
+            burst: shared.config.registry.join_burst,
+        };
+        // Without Redis the node's own join limits below still hold.
+        if let Ok(Err(refusal)) = cluster.take_join(source, limit).await {
+            crate::metrics::join(crate::metrics::reason_label(&refusal));
+            return refuse(&connection, &mut send, refusal).await;
+        }
+        if !shared.registry().contains(id) {
+            match cluster.locate(id).await {
+                Ok(Some(node)) if node != *cluster.public_addr() => {
+                    return redirect(&connection, &mut send, id, node).await;
+                }
+                // Unknown to the cluster too: the registry gives the usual answer below.
+                Ok(_) => {}
+                Err(e) => {
+                    debug!(session = %id, "join refused: {e}");
+                    return refuse(&connection, &mut send, Refusal::ClusterUnavailable).await;
+                }
+            }
+        }
+    }
     let credential = check_credential(&shared, &connection, &join);
     let budget = Arc::new(Budget::new(
         shared.config.session_bandwidth,
@@ -659,6 +848,7 @@ async fn viewer(
     // Held for the life of this task, which is the life of the viewer's connection.
     let _reservation = pairing.reserved;
     let agent = pairing.agent;
+    shared.cluster_update(id, agent.source, ClusterUpdate::Joinable(Joinable::No));
     let generation = pairing.generation;
     crate::metrics::join("paired");
     crate::metrics::pairing_latency(pairing.latency);

@@ -70,6 +70,13 @@ pub enum RelayMessage {
     /// reason. Sent for every refused join against a live session ID, so the customer sees
     /// every attempt; the session itself goes on.
     JoinRefused(Refusal),
+    /// Viewer: the session lives on another node of this relay cluster; connect to `node`,
+    /// verify it by the same cluster key, and join there again. The relay closes this
+    /// connection after sending it. A client follows at most one redirect.
+    Redirect {
+        /// The owning node's public address.
+        node: NodeAddress,
+    },
 }
 
 /// Why the relay refused a request or ended a session. Every limit the relay enforces has
@@ -132,6 +139,11 @@ pub enum Refusal {
     /// invalid.
     #[error("the relay did not accept this assistant credential (unknown or revoked)")]
     CredentialRefused,
+    /// A node of a relay cluster cannot reach the cluster's shared state, so it cannot issue
+    /// a cluster-wide unique session ID or find a session on another node; sessions it
+    /// already holds go on. Try again shortly (or another node).
+    #[error("the relay cluster's shared state is unreachable; try again in a moment")]
+    ClusterUnavailable,
 }
 
 /// The longest ticket reference, in bytes.
@@ -201,6 +213,87 @@ impl fmt::Display for Ticket {
 impl fmt::Debug for Ticket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Ticket({:?})", self.0)
+    }
+}
+
+/// The longest node address, in bytes.
+pub const MAX_NODE_ADDRESS: usize = 128;
+
+/// Where a relay node can be reached: `host:port`, the host a DNS name (letters, digits, `.`
+/// and `-`), an IPv4 address or a bracketed IPv6 address, the port 1 to 65535. At most
+/// [`MAX_NODE_ADDRESS`] bytes. A relay sends it in [`RelayMessage::Redirect`]; the strict form
+/// keeps a hostile relay from handing a client anything but an address to connect to.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct NodeAddress(String);
+
+/// A node address that breaks the rules of [`NodeAddress`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a node address is host:port (a DNS name, an IPv4 address or [IPv6]), at most 128 characters")]
+pub struct BadNodeAddress;
+
+impl NodeAddress {
+    /// The address as text (`host:port`).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The host part (without brackets for IPv6).
+    pub fn host(&self) -> &str {
+        let host = self.0.rsplit_once(':').map_or(self.0.as_str(), |(h, _)| h);
+        host.trim_start_matches('[').trim_end_matches(']')
+    }
+}
+
+impl TryFrom<String> for NodeAddress {
+    type Error = BadNodeAddress;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        let (host, port) = s.rsplit_once(':').ok_or(BadNodeAddress)?;
+        let port_ok = !port.is_empty()
+            && port.len() <= 5
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && port.parse::<u16>().is_ok_and(|p| p != 0);
+        let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+            None => {
+                !host.is_empty()
+                    && !host.starts_with(['-', '.'])
+                    && host
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+            }
+        };
+        if s.len() > MAX_NODE_ADDRESS || !port_ok || !host_ok {
+            return Err(BadNodeAddress);
+        }
+        Ok(NodeAddress(s))
+    }
+}
+
+impl std::str::FromStr for NodeAddress {
+    type Err = BadNodeAddress;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        NodeAddress::try_from(s.to_owned())
+    }
+}
+
+impl From<NodeAddress> for String {
+    fn from(a: NodeAddress) -> String {
+        a.0
+    }
+}
+
+impl fmt::Display for NodeAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for NodeAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NodeAddress({:?})", self.0)
     }
 }
 
@@ -279,7 +372,7 @@ pub fn proof_message(
 pub const CLOSE_CODE_BASE: u32 = 0x100;
 
 impl Refusal {
-    const ALL: [Refusal; 15] = [
+    const ALL: [Refusal; 16] = [
         Refusal::UnknownSession,
         Refusal::Expired,
         Refusal::AlreadyPaired,
@@ -297,6 +390,7 @@ impl Refusal {
         Refusal::Released,
         Refusal::CredentialRequired,
         Refusal::CredentialRefused,
+        Refusal::ClusterUnavailable,
     ];
 
     /// The QUIC application close code that carries this reason.
@@ -395,6 +489,15 @@ mod tests {
             retry_after_secs: 30,
         }));
         v.extend(Refusal::ALL.into_iter().map(RelayMessage::JoinRefused));
+        v.push(RelayMessage::Redirect {
+            node: "relay-b.example.com:4433".parse().unwrap(),
+        });
+        // The largest relay message there is.
+        v.push(RelayMessage::Redirect {
+            node: format!("{}:65535", "a".repeat(MAX_NODE_ADDRESS - 6))
+                .parse()
+                .unwrap(),
+        });
         v
     }
 
@@ -479,6 +582,52 @@ mod tests {
         });
         frame[7] = b'\n';
         assert_eq!(decode_client(&frame), Err(FrameError::Malformed));
+    }
+
+    #[test]
+    fn node_addresses_are_host_and_port_only() {
+        for good in [
+            "relay-b.example.com:4433",
+            "127.0.0.1:1",
+            "[::1]:4433",
+            "[2001:db8::7]:65535",
+            "b:4433",
+        ] {
+            let a: NodeAddress = good.parse().unwrap();
+            assert_eq!(a.as_str(), good);
+        }
+        assert_eq!("[::1]:4433".parse::<NodeAddress>().unwrap().host(), "::1");
+        assert_eq!("b.example:1".parse::<NodeAddress>().unwrap().host(), "b.example");
+        for bad in [
+            "",
+            "relay",
+            "relay:",
+            ":4433",
+            "relay:0",
+            "relay:65536",
+            "relay:+44",
+            "relay:004433",
+            "-relay:1",
+            ".relay:1",
+            "re lay:1",
+            "user@relay:1",
+            "relay/x:1",
+            "[::1:1",
+            "[nonsense]:1",
+            "relay:1\n",
+            "\u{1b}[31m:1",
+            "é:1",
+            &format!("{}:1", "a".repeat(MAX_NODE_ADDRESS)),
+        ] {
+            assert_eq!(bad.parse::<NodeAddress>(), Err(BadNodeAddress), "{bad:?}");
+        }
+        // The same rules hold on the wire.
+        let mut frame = encode_relay(&RelayMessage::Redirect {
+            node: "b:4433".parse().unwrap(),
+        });
+        assert_eq!(frame, [0, 9, 1, 5, 6, b'b', b':', b'4', b'4', b'3', b'3']);
+        frame[5] = b'/';
+        assert_eq!(decode_relay(&frame), Err(FrameError::Malformed));
     }
 
     #[test]

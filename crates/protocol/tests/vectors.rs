@@ -90,6 +90,16 @@ fn compute() -> Vec<(&'static str, Vec<u8>)> {
         "rendezvous_join_refused",
         rendezvous::encode_relay(&RelayMessage::JoinRefused(rendezvous::Refusal::CredentialRefused)),
     ));
+    out.push((
+        "rendezvous_redirect",
+        rendezvous::encode_relay(&RelayMessage::Redirect {
+            node: "relay-b.example.com:4433".parse().unwrap(),
+        }),
+    ));
+    out.push((
+        "rendezvous_cluster_unavailable",
+        rendezvous::encode_relay(&RelayMessage::Refused(rendezvous::Refusal::ClusterUnavailable)),
+    ));
     out
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ponte_protocol::rendezvous::Ticket;
-use ponte_transport::client::{ClientError, JoinExtras, RelayClient};
+use ponte_transport::client::{ClientError, JoinExtras, Redirects, RelayClient};
 use ponte_transport::tls::{self, CertFingerprint, RelayTrust};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -20,7 +20,8 @@ pub const DEFAULT_RELAY: &str = "127.0.0.1:4433";
 /// How to reach and trust a relay.
 #[derive(Debug, Clone)]
 pub struct RelayOptions {
-    /// `host:port`.
+    /// `host:port`, or several separated by commas (the nodes of a relay cluster), tried in
+    /// order; every address a name resolves to is tried too.
     pub address: String,
     /// Accept exactly this certificate.
     pub fingerprint: Option<CertFingerprint>,
@@ -33,12 +34,14 @@ pub struct RelayOptions {
 /// The command-line options of agent and viewer that choose and verify the relay.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RelayArgs {
-    /// The relay (host:port).
+    /// The relay (host:port), or several (a,b,c: the nodes of a relay cluster), tried in order
+    /// until one answers.
     #[arg(long, env = "PONTE_RELAY", default_value = DEFAULT_RELAY)]
     pub relay: String,
 
     /// Accept only the relay certificate with this SHA-256 fingerprint (64 hex digits, as
-    /// printed by ponte-relay). Without it or --ca, the first fingerprint seen is remembered
+    /// printed by ponte-relay), or, for a relay cluster, any node certified by the cluster key
+    /// with this fingerprint (`cluster fingerprint:` as printed by `ponte-relay cluster init`). Without it or --ca, the first fingerprint seen is remembered
     /// and a later change is refused.
     #[arg(long)]
     pub fingerprint: Option<CertFingerprint>,
@@ -115,8 +118,35 @@ pub enum TrustNote {
     AcceptedChange(CertFingerprint),
 }
 
+/// Silence after which the relay counts as lost. Keep-alives go every third of it, so only a
+/// relay (node) that died or a cut network is silent this long; short, so both sides of a
+/// session on a node that died hear it in seconds.
 fn idle_timeout() -> Duration {
-    Duration::from_secs(30)
+    Duration::from_secs(10)
+}
+
+/// How long one address gets to answer before the next is tried.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The addresses to try, in order: each comma-separated entry, each address it resolves to.
+async fn candidates(address: &str) -> Result<Vec<(std::net::SocketAddr, String)>, SessionError> {
+    let mut out = Vec::new();
+    let mut failure = None;
+    for entry in address.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let host = entry.rsplit_once(':').map_or(entry, |(h, _)| h);
+        let server_name = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host(entry)).await {
+            Ok(Ok(addrs)) => out.extend(addrs.map(|a| (a, server_name.clone()))),
+            Ok(Err(e)) => failure = Some(format!("cannot resolve relay {entry}: {e}")),
+            Err(_) => failure = Some(format!("cannot resolve relay {entry}: timed out")),
+        }
+    }
+    if out.is_empty() {
+        return Err(SessionError::Setup(
+            failure.unwrap_or_else(|| format!("relay {address} has no address")),
+        ));
+    }
+    Ok(out)
 }
 
 /// Connects to the relay. When trust on first use meets a changed fingerprint, the
@@ -126,16 +156,7 @@ pub async fn connect(
     options: &RelayOptions,
     accept_change: bool,
 ) -> Result<(RelayClient, TrustNote), SessionError> {
-    let addr = tokio::net::lookup_host(&options.address)
-        .await
-        .map_err(|e| SessionError::Setup(format!("cannot resolve relay {}: {e}", options.address)))?
-        .next()
-        .ok_or_else(|| SessionError::Setup(format!("relay {} has no address", options.address)))?;
-    let host = options
-        .address
-        .rsplit_once(':')
-        .map_or(options.address.as_str(), |(h, _)| h);
-    let server_name = host.trim_start_matches('[').trim_end_matches(']');
+    let candidates = candidates(&options.address).await?;
     let trust = match (&options.fingerprint, &options.ca) {
         (Some(fp), _) => RelayTrust::Pinned(*fp),
         (None, Some(ca)) => {
@@ -153,16 +174,51 @@ pub async fn connect(
         }
         (None, None) => RelayTrust::FirstUse,
     };
-    let (config, seen) = tls::client_config(&trust, tls::transport_config(idle_timeout()))
-        .map_err(|e| SessionError::Setup(e.to_string()))?;
-    let bind = if addr.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" };
-    let endpoint = quinn::Endpoint::client(bind.parse().map_err(|_| SessionError::Setup("bind".into()))?)
-        .map_err(|e| SessionError::Setup(format!("cannot open a UDP socket: {e}")))?;
-    let client = RelayClient::connect(&endpoint, addr, server_name, config, &seen).await?;
+    let mut last_error = None;
+    let mut connected = None;
+    for (addr, server_name) in candidates {
+        let (config, seen) = tls::client_config(&trust, tls::transport_config(idle_timeout()))
+            .map_err(|e| SessionError::Setup(e.to_string()))?;
+        let bind = if addr.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" };
+        let endpoint = quinn::Endpoint::client(bind.parse().map_err(|_| SessionError::Setup("bind".into()))?)
+            .map_err(|e| SessionError::Setup(format!("cannot open a UDP socket: {e}")))?;
+        let attempt = RelayClient::connect(&endpoint, addr, &server_name, config.clone(), &seen);
+        match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+            Ok(Ok(client)) => {
+                connected = Some((client, endpoint, config));
+                break;
+            }
+            Ok(Err(e)) => last_error = Some(SessionError::Relay(e)),
+            Err(_) => {
+                last_error = Some(SessionError::Setup(format!("relay {addr} did not answer")));
+            }
+        }
+    }
+    let Some((mut client, endpoint, config)) = connected else {
+        return Err(last_error.unwrap_or_else(|| SessionError::Setup("no relay address".into())));
+    };
+    // A cluster node may send the viewer to the node holding its session: trust that node
+    // exactly as this one (the pinned key, the CA, or what first use just recorded).
+    let redirect_config = match &trust {
+        RelayTrust::FirstUse => match client.trust_anchor() {
+            Some(anchor) => {
+                tls::client_config(&RelayTrust::Pinned(anchor), tls::transport_config(idle_timeout()))
+                    .map_err(|e| SessionError::Setup(e.to_string()))?
+                    .0
+            }
+            None => config,
+        },
+        _ => config,
+    };
+    client.follow_redirects(Redirects {
+        endpoint,
+        config: redirect_config,
+    });
     let note = match trust {
         RelayTrust::FirstUse => {
+            // For a cluster this is the cluster key: every node of it is the same relay.
             let fp = client
-                .relay_fingerprint()
+                .trust_anchor()
                 .ok_or_else(|| SessionError::Setup("the relay presented no certificate".into()))?;
             let verdict = options
                 .known_relays

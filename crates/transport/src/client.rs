@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ponte_protocol::SessionId;
-use ponte_protocol::rendezvous::{self, ClientMessage, MAX_MESSAGE, Refusal, RelayMessage, Ticket};
+use ponte_protocol::rendezvous::{
+    self, ClientMessage, MAX_MESSAGE, NodeAddress, Refusal, RelayMessage, Ticket,
+};
 
 use crate::credential::{AssistantCredential, CredentialError};
 use crate::framed::{self, FramedError};
@@ -38,6 +40,14 @@ pub enum ClientError {
     /// The assistant credential could not be used.
     #[error(transparent)]
     Credential(#[from] CredentialError),
+    /// The node the relay redirected to could not be reached (or verified).
+    #[error("the relay sent this session to its node {node}, which cannot be reached: {reason}")]
+    Redirect {
+        /// The node's address.
+        node: NodeAddress,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// What a viewer presents with its join besides the session ID.
@@ -72,6 +82,17 @@ pub fn refusal_of(error: &quinn::ConnectionError) -> Option<Refusal> {
     }
 }
 
+/// How a client reaches the node a relay cluster redirects it to: its endpoint and a
+/// configuration that trusts exactly what the first node was trusted as (the same pinned
+/// cluster key, or the same CA).
+#[derive(Debug, Clone)]
+pub struct Redirects {
+    /// The client's endpoint.
+    pub endpoint: quinn::Endpoint,
+    /// TLS and transport settings for the node.
+    pub config: quinn::ClientConfig,
+}
+
 /// A connection to the relay with its control stream.
 #[derive(Debug)]
 pub struct RelayClient {
@@ -79,6 +100,8 @@ pub struct RelayClient {
     send: quinn::SendStream,
     recv: quinn::RecvStream,
     fingerprint: Option<CertFingerprint>,
+    anchor: Option<CertFingerprint>,
+    redirects: Option<Redirects>,
 }
 
 impl RelayClient {
@@ -93,12 +116,60 @@ impl RelayClient {
         let connection = endpoint.connect_with(config, addr, server_name)?.await?;
         let (send, recv) = connection.open_bi().await?;
         let fingerprint = crate::tls::peer_fingerprint(&connection).or_else(|| seen.get());
+        let anchor = crate::tls::peer_anchor(&connection).or_else(|| seen.anchor());
         Ok(RelayClient {
             connection,
             send,
             recv,
             fingerprint,
+            anchor,
+            redirects: None,
         })
+    }
+
+    /// Lets [`RelayClient::join_with`] follow a cluster's redirect (one, at most) with these
+    /// settings. Without them a redirect is an [`ClientError::Unexpected`] answer.
+    pub fn follow_redirects(&mut self, redirects: Redirects) {
+        self.redirects = Some(redirects);
+    }
+
+    /// Moves this client to the node at `node`: connects (bounded by [`ANSWER_TIMEOUT`]),
+    /// opens the control line there and closes the old connection.
+    async fn move_to(&mut self, node: &NodeAddress) -> Result<(), ClientError> {
+        let Some(redirects) = self.redirects.clone() else {
+            return Err(ClientError::Unexpected(RelayMessage::Redirect {
+                node: node.clone(),
+            }));
+        };
+        let failed = |reason: String| ClientError::Redirect {
+            node: node.clone(),
+            reason,
+        };
+        let moved = tokio::time::timeout(ANSWER_TIMEOUT, async {
+            let addr = tokio::net::lookup_host(node.as_str())
+                .await
+                .map_err(|e| failed(e.to_string()))?
+                .next()
+                .ok_or_else(|| failed("no address".into()))?;
+            let connection = redirects
+                .endpoint
+                .connect_with(redirects.config, addr, node.host())
+                .map_err(|e| failed(e.to_string()))?
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+            let (send, recv) = connection.open_bi().await?;
+            Ok::<_, ClientError>((connection, send, recv))
+        })
+        .await
+        .map_err(|_| failed("timed out".into()))??;
+        let (connection, send, recv) = moved;
+        self.connection.close(0u32.into(), b"redirected");
+        self.fingerprint = crate::tls::peer_fingerprint(&connection);
+        self.anchor = crate::tls::peer_anchor(&connection);
+        self.connection = connection;
+        self.send = send;
+        self.recv = recv;
+        Ok(())
     }
 
     /// The QUIC connection (for the forwarded streams after pairing).
@@ -109,6 +180,12 @@ impl RelayClient {
     /// The fingerprint of the relay's certificate, bound into the end-to-end handshake.
     pub fn relay_fingerprint(&self) -> Option<CertFingerprint> {
         self.fingerprint
+    }
+
+    /// What to pin for this relay: the fingerprint of the cluster key that signed the node's
+    /// certificate for a relay cluster, else the certificate's own fingerprint.
+    pub fn trust_anchor(&self) -> Option<CertFingerprint> {
+        self.anchor
     }
 
     /// Sends one request.
@@ -163,7 +240,29 @@ impl RelayClient {
     /// Viewer: joins the session presenting a credential and a ticket, if given, and waits
     /// until the relay has paired it. A relay that refuses the credential says so
     /// ([`Refusal::CredentialRequired`], [`Refusal::CredentialRefused`]).
+    ///
+    /// A node of a relay cluster that does not hold the session redirects the viewer to the one
+    /// that does ([`RelayMessage::Redirect`]); with [`RelayClient::follow_redirects`] the
+    /// client moves there and joins again, once.
     pub async fn join_with(&mut self, session: SessionId, options: &JoinExtras) -> Result<(), ClientError> {
+        match self.join_here(session, options).await? {
+            None => Ok(()),
+            Some(node) => {
+                self.move_to(&node).await?;
+                match self.join_here(session, options).await? {
+                    None => Ok(()),
+                    Some(node) => Err(ClientError::Unexpected(RelayMessage::Redirect { node })),
+                }
+            }
+        }
+    }
+
+    /// One join on the current connection: paired (`None`) or sent elsewhere.
+    async fn join_here(
+        &mut self,
+        session: SessionId,
+        options: &JoinExtras,
+    ) -> Result<Option<NodeAddress>, ClientError> {
         let message = match options {
             // The plain form keeps working with relays that predate `JoinAs`.
             JoinExtras {
@@ -181,7 +280,8 @@ impl RelayClient {
         };
         self.send(&message).await?;
         match self.answer().await? {
-            RelayMessage::Paired => Ok(()),
+            RelayMessage::Paired => Ok(None),
+            RelayMessage::Redirect { node } => Ok(Some(node)),
             other => Err(ClientError::Unexpected(other)),
         }
     }

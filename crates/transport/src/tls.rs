@@ -110,7 +110,8 @@ pub fn server_config(
 /// How a client decides to trust the relay.
 #[derive(Debug, Clone)]
 pub enum RelayTrust {
-    /// Accept exactly the certificate with this SHA-256 fingerprint.
+    /// Accept exactly the certificate with this SHA-256 fingerprint, or any node certificate
+    /// signed by the cluster key with this fingerprint ([`cluster_fingerprint`]).
     Pinned(CertFingerprint),
     /// Verify the certificate chain against these roots and the server name.
     Roots(Arc<rustls::RootCertStore>),
@@ -119,23 +120,114 @@ pub enum RelayTrust {
     FirstUse,
 }
 
-/// The fingerprint of the certificate the relay presented, filled in during the handshake.
+/// What the relay presented, filled in during the handshake: its certificate's fingerprint
+/// and, when a cluster key signed that certificate, the cluster key's fingerprint.
 #[derive(Debug, Clone, Default)]
-pub struct SeenFingerprint(Arc<Mutex<Option<CertFingerprint>>>);
+pub struct SeenFingerprint(Arc<Mutex<Option<Seen>>>);
+
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    cert: CertFingerprint,
+    cluster: Option<CertFingerprint>,
+}
 
 impl SeenFingerprint {
-    /// The fingerprint seen, once the TLS handshake has looked at the certificate.
+    /// The certificate's fingerprint, once the TLS handshake has looked at the certificate.
     pub fn get(&self) -> Option<CertFingerprint> {
+        self.seen().map(|s| s.cert)
+    }
+
+    /// What a client pins for this relay: the cluster key's fingerprint when the relay is a
+    /// node of a cluster (its certificate is signed by the cluster key it sent along), else
+    /// its certificate's fingerprint.
+    pub fn anchor(&self) -> Option<CertFingerprint> {
+        self.seen().map(|s| s.cluster.unwrap_or(s.cert))
+    }
+
+    /// Whether the relay presented a node certificate signed by a cluster key.
+    pub fn is_cluster(&self) -> bool {
+        self.seen().is_some_and(|s| s.cluster.is_some())
+    }
+
+    fn seen(&self) -> Option<Seen> {
         *self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn set(&self, fp: CertFingerprint) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(fp);
+    fn set(&self, seen: Seen) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(seen);
     }
 }
 
-/// Checks the end-entity certificate by fingerprint (or records it, for first use) and
-/// still verifies the handshake signature, so the peer must hold the certificate's key.
+/// The DNS name every cluster node certificate carries (besides its own names). Clients that
+/// pin a cluster key verify node certificates for this name, so that a node can be reached
+/// under any address.
+pub const NODE_NAME: &str = "ponte-relay";
+
+/// The fingerprint of a cluster key: SHA-256 of the DER SubjectPublicKeyInfo of the cluster's
+/// certificate (`openssl x509 -pubkey -noout | openssl pkey -pubin -outform der | sha256sum`).
+/// Pinning the key rather than the certificate lets the operator re-issue the certificate.
+pub fn cluster_fingerprint(cluster_cert_der: &[u8]) -> Option<CertFingerprint> {
+    let cert = CertificateDer::from(cluster_cert_der);
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).ok()?;
+    let anchor = roots.roots.first()?;
+    Some(CertFingerprint::of(&der_sequence(
+        anchor.subject_public_key_info.as_ref(),
+    )))
+}
+
+/// `contents` wrapped in a DER SEQUENCE header (the trust anchor keeps the SPKI without it).
+fn der_sequence(contents: &[u8]) -> Vec<u8> {
+    let len = contents.len();
+    let mut out = vec![0x30];
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|b| **b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend_from_slice(&bytes[skip..]);
+    }
+    out.extend_from_slice(contents);
+    out
+}
+
+/// The cluster key that signed `end_entity`, if the last certificate of the chain is a cluster
+/// certificate whose key signed it (checked like any CA: signature, validity, usage, for the
+/// name [`NODE_NAME`]).
+fn cluster_of(
+    end_entity: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    now: UnixTime,
+    provider: &Arc<CryptoProvider>,
+) -> Option<CertFingerprint> {
+    let cluster_cert = intermediates.last()?;
+    let fingerprint = cluster_fingerprint(cluster_cert)?;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cluster_cert.clone().into_owned()).ok()?;
+    let verifier =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()
+            .ok()?;
+    let name = ServerName::try_from(NODE_NAME).ok()?;
+    verifier
+        .verify_server_cert(end_entity, &[], &name, &[], now)
+        .ok()
+        .map(|_| fingerprint)
+}
+
+/// The fingerprint of the cluster key that signed `end_entity`, if `chain` (the rest of the
+/// chain a relay presents) ends with a cluster certificate that verifies it right now.
+pub fn signing_cluster(
+    end_entity: &CertificateDer<'_>,
+    chain: &[CertificateDer<'_>],
+) -> Option<CertFingerprint> {
+    cluster_of(end_entity, chain, UnixTime::now(), &provider())
+}
+
+/// Checks the end-entity certificate by fingerprint, or by the fingerprint of the cluster key
+/// that signed it (or records both, for first use), and still verifies the handshake
+/// signature, so the peer must hold the certificate's key.
 #[derive(Debug)]
 struct FingerprintVerifier {
     expected: Option<CertFingerprint>,
@@ -147,17 +239,18 @@ impl ServerCertVerifier for FingerprintVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
+        intermediates: &[CertificateDer<'_>],
         _server_name: &ServerName<'_>,
         _ocsp_response: &[u8],
-        _now: UnixTime,
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let fp = CertFingerprint::of(end_entity);
-        self.seen.set(fp);
+        let cert = CertFingerprint::of(end_entity);
+        let cluster = cluster_of(end_entity, intermediates, now, &self.provider);
+        self.seen.set(Seen { cert, cluster });
         match self.expected {
-            Some(expected) if expected != fp => Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::ApplicationVerificationFailure,
-            )),
+            Some(expected) if expected != cert && Some(expected) != cluster => Err(
+                rustls::Error::InvalidCertificate(rustls::CertificateError::ApplicationVerificationFailure),
+            ),
             _ => Ok(ServerCertVerified::assertion()),
         }
     }
@@ -238,6 +331,16 @@ pub fn peer_fingerprint(connection: &quinn::Connection) -> Option<CertFingerprin
     let identity = connection.peer_identity()?;
     let chain = identity.downcast::<Vec<CertificateDer<'static>>>().ok()?;
     chain.first().map(|c| CertFingerprint::of(c))
+}
+
+/// What a client pins for a connected relay: the cluster key's fingerprint when the relay's
+/// certificate is signed by the cluster certificate at the end of its chain, else the
+/// certificate's fingerprint.
+pub fn peer_anchor(connection: &quinn::Connection) -> Option<CertFingerprint> {
+    let identity = connection.peer_identity()?;
+    let chain = identity.downcast::<Vec<CertificateDer<'static>>>().ok()?;
+    let (end_entity, rest) = chain.split_first()?;
+    Some(signing_cluster(end_entity, rest).unwrap_or_else(|| CertFingerprint::of(end_entity)))
 }
 
 #[cfg(test)]

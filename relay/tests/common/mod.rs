@@ -1,6 +1,8 @@
 //! Test harness: an in-process relay on loopback and real quinn clients.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod redis;
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 

@@ -1,16 +1,23 @@
 //! Hostile bytes into the rendezvous decoders, whole and through the streaming frame reader,
-//! and into the parsers of what a viewer presents with a join: tickets and credential text.
+//! and into the parsers of what a viewer presents with a join (tickets, credential text) and
+//! of the node address a relay redirects a viewer to.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use ponte_protocol::credential::CredentialSecret;
 use ponte_protocol::frame::FrameReader;
-use ponte_protocol::rendezvous::{self, ClientMessage, MAX_MESSAGE, PROOF_EXPORTER_LEN, RelayMessage, Ticket};
+use ponte_protocol::rendezvous::{
+    self, ClientMessage, MAX_MESSAGE, NodeAddress, PROOF_EXPORTER_LEN, RelayMessage, Ticket,
+};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
         if let Ok(ticket) = text.parse::<Ticket>() {
             assert_eq!(ticket.as_str(), text, "a ticket is kept as given");
+        }
+        if let Ok(node) = text.parse::<NodeAddress>() {
+            assert_eq!(node.as_str(), text, "a node address is kept as given");
+            assert!(text.ends_with(node.host()) || text.contains(node.host()));
         }
         if let Ok(secret) = text.parse::<CredentialSecret>() {
             assert_eq!(secret.to_text().parse::<CredentialSecret>(), Ok(secret));

@@ -1,0 +1,647 @@
+//! Relay clusters: several nodes behind one name share their session registry and per-source
+//! limits in Redis. No consensus of our own: every decision that must hold cluster-wide is one
+//! atomic Lua script on the Redis server (claim an ID, take a token, count a waiting session).
+//!
+//! What lives where:
+//! - each node keeps its own sessions in memory ([`crate::registry`]) and forwards them itself;
+//!   a session never spans nodes, because a viewer that joins on another node is *redirected*
+//!   to the owning node ([`ponte_protocol::rendezvous::RelayMessage::Redirect`]) — see
+//!   docs/PROTOCOL.md for why redirect and not forwarding;
+//! - Redis holds, per session ID, which node owns it and whether it can be joined; per node,
+//!   its public address and health; per source, token buckets and its waiting sessions.
+//!
+//! Every entry expires: a node renews its own every [`HEARTBEAT`], so the entries of a node
+//! that dies are gone within [`SESSION_LEASE`] and its ID claims with them. When Redis cannot
+//! be reached, a node keeps forwarding what it holds, refuses what needs the cluster
+//! ([`Refusal::ClusterUnavailable`]) and rewrites its entries as soon as Redis answers again.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use ponte_protocol::SessionId;
+use ponte_protocol::rendezvous::{NodeAddress, Refusal};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tracing::{info, warn};
+
+use crate::source::Source;
+
+/// How long a node's claim on a session ID lasts without renewal: the time after which the
+/// sessions of a dead node are forgotten by the cluster.
+pub const SESSION_LEASE: Duration = Duration::from_secs(15);
+
+/// How long a node's own entry (address, health) lasts without renewal: after this, a dead
+/// node is no longer a redirect target.
+pub const NODE_LEASE: Duration = Duration::from_secs(6);
+
+/// How often a node renews its entries and its sessions' claims.
+pub const HEARTBEAT: Duration = Duration::from_secs(2);
+
+/// The longest a node waits for Redis in one operation before treating it as unreachable.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Most session claims renewed in one script call (bounds one Redis command's size).
+const RENEW_CHUNK: usize = 1000;
+
+/// Key prefix of everything Ponte keeps in Redis.
+pub const PREFIX: &str = "ponte:";
+
+/// A node's name in the cluster: 1 to 63 letters, digits, `-`, `_` or `.`.
+#[derive(Clone, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(try_from = "String")]
+pub struct NodeName(String);
+
+impl TryFrom<String> for NodeName {
+    type Error = BadNodeName;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+/// A node name that breaks the rules of [`NodeName`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a node name is 1 to 63 letters, digits, '-', '_' or '.'")]
+pub struct BadNodeName;
+
+impl NodeName {
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for NodeName {
+    type Err = BadNodeName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let ok = (1..=63).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if ok {
+            Ok(NodeName(s.to_owned()))
+        } else {
+            Err(BadNodeName)
+        }
+    }
+}
+
+impl fmt::Display for NodeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for NodeName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NodeName({:?})", self.0)
+    }
+}
+
+/// How a node joins its cluster.
+#[derive(Clone)]
+pub struct ClusterSettings {
+    /// `redis://HOST:PORT/DB` (or `rediss://`, `redis+unix://`).
+    pub url: String,
+    /// This node's name.
+    pub node: NodeName,
+    /// Where clients reach this node (sent to viewers redirected here).
+    pub public_addr: NodeAddress,
+}
+
+impl fmt::Debug for ClusterSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL may carry a password.
+        f.debug_struct("ClusterSettings")
+            .field("node", &self.node)
+            .field("public_addr", &self.public_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The cluster's shared state could not be used.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClusterError {
+    /// Redis did not answer in time or refused the operation.
+    #[error("the cluster's Redis is unreachable: {0}")]
+    Unavailable(String),
+    /// The Redis URL is not usable.
+    #[error("bad cluster URL: {0}")]
+    BadUrl(String),
+}
+
+impl From<redis::RedisError> for ClusterError {
+    fn from(e: redis::RedisError) -> Self {
+        ClusterError::Unavailable(e.to_string())
+    }
+}
+
+/// A token-bucket limit as Redis applies it (GCRA): one request every `interval`, `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    /// Sustained rate, per second.
+    pub rate: f64,
+    /// Requests allowed at once.
+    pub burst: f64,
+}
+
+impl RateLimit {
+    fn interval_ms(&self) -> u64 {
+        if self.rate <= 0.0 {
+            return u64::MAX / 4;
+        }
+        ((1000.0 / self.rate).ceil() as u64).max(1)
+    }
+
+    fn tolerance_ms(&self) -> u64 {
+        (self.interval_ms() as f64 * self.burst.max(1.0)).min((u64::MAX / 4) as f64) as u64
+    }
+}
+
+/// What a registration asks of the cluster.
+#[derive(Debug, Clone, Copy)]
+pub struct RegisterLimits {
+    /// Registrations per source.
+    pub rate: RateLimit,
+    /// Waiting sessions one source may hold, cluster-wide.
+    pub waiting_per_source: u32,
+    /// How long the new session can be joined.
+    pub pairing_ttl: Duration,
+}
+
+/// The state of a session as the cluster sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Joinable {
+    /// A viewer may join it (on its node).
+    Yes,
+    /// Paired, vacated or used up: joins get the same answer as an unknown ID.
+    No,
+}
+
+/// One node's entry, as `cluster status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// The node's name.
+    pub name: String,
+    /// Its public address.
+    pub addr: String,
+    /// Sessions waiting for a viewer.
+    pub waiting: u64,
+    /// Sessions paired.
+    pub paired: u64,
+    /// Whether it is draining (stopping after its sessions end).
+    pub draining: bool,
+    /// Milliseconds since its last heartbeat (by Redis' clock).
+    pub last_seen_ms: u64,
+}
+
+/// What a node reports about itself at each heartbeat.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Health {
+    /// Sessions waiting for a viewer.
+    pub waiting: usize,
+    /// Sessions paired.
+    pub paired: usize,
+    /// Stopping: takes no new sessions.
+    pub draining: bool,
+}
+
+// Milliseconds by the Redis server's clock, so that every node agrees on expiry.
+const NOW: &str =
+    "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) ";
+
+// GCRA on KEYS[n] with interval ARGV[i] and tolerance ARGV[i+1]: returns 0 when a token was
+// taken, else the milliseconds to wait.
+const GCRA: &str = "local function gcra(key, interval, tolerance, now) \
+    local tat = tonumber(redis.call('GET', key) or now) \
+    if tat < now then tat = now end \
+    if tat + interval - now > tolerance then return tat + interval - now - tolerance end \
+    redis.call('SET', key, tat + interval, 'PX', math.ceil(tat + interval - now + 1000)) \
+    return 0 end ";
+
+/// KEYS: session, register bucket, waiting set. ARGV: node, lease ms, interval, tolerance,
+/// waiting cap, pairing ttl ms, id. Returns {0} ID taken, {1, wait} rate limited, {2} waiting
+/// cap reached, {3} registered.
+fn register_script() -> String {
+    format!(
+        "{NOW}{GCRA}\
+        if redis.call('EXISTS', KEYS[1]) == 1 then return {{0, 0}} end \
+        redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now) \
+        if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[5]) then return {{2, 0}} end \
+        local wait = gcra(KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4]), now) \
+        if wait > 0 then return {{1, math.ceil(wait)}} end \
+        redis.call('ZADD', KEYS[3], now + tonumber(ARGV[6]), ARGV[7]) \
+        redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[6]) + 1000) \
+        redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) \
+        return {{3, 0}}"
+    )
+}
+
+/// KEYS: bucket. ARGV: interval, tolerance. Returns 0 or the milliseconds to wait.
+fn rate_script() -> String {
+    format!("{NOW}{GCRA} return math.ceil(gcra(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), now))")
+}
+
+/// KEYS: session. ARGV: node-key prefix. The address of the node that holds a joinable
+/// session, or nil (unknown, tombstoned, not joinable, or its node is gone).
+const LOCATE: &str = "local n = redis.call('GET', KEYS[1]) \
+    if (not n) or n == '-' or string.sub(n, -1) == '!' then return false end \
+    return redis.call('HGET', ARGV[1] .. n, 'addr')";
+
+/// KEYS: session, waiting set. ARGV: node, new value, px, op on the waiting set (0 none,
+/// 1 remove, 2 add), id, pairing ttl ms. Changes the session's entry only while this node
+/// owns it.
+fn update_script() -> String {
+    format!(
+        "{NOW}\
+        local v = redis.call('GET', KEYS[1]) \
+        if v ~= ARGV[1] and v ~= ARGV[1] .. '!' then return 0 end \
+        redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) \
+        if ARGV[4] == '1' then redis.call('ZREM', KEYS[2], ARGV[5]) end \
+        if ARGV[4] == '2' then \
+            redis.call('ZADD', KEYS[2], now + tonumber(ARGV[6]), ARGV[5]) \
+            redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[6]) + 1000) end \
+        return 1"
+    )
+}
+
+/// KEYS: session claims. ARGV: node, lease ms, then each key's value. Renews (or, after Redis
+/// lost them, re-creates) this node's claims, never taking over another node's.
+const RENEW: &str = "for i, k in ipairs(KEYS) do \
+    local v = redis.call('GET', k) \
+    if (not v) or v == ARGV[1] or v == ARGV[1] .. '!' then \
+        redis.call('SET', k, ARGV[i + 2], 'PX', ARGV[2]) end end \
+    return #KEYS";
+
+/// KEYS: node entry, node set. ARGV: name, addr, waiting, paired, draining, lease ms.
+fn heartbeat_script() -> String {
+    format!(
+        "{NOW}\
+        redis.call('HSET', KEYS[1], 'addr', ARGV[2], 'waiting', ARGV[3], 'paired', ARGV[4], \
+            'draining', ARGV[5], 'seen', now) \
+        redis.call('PEXPIRE', KEYS[1], ARGV[6]) \
+        redis.call('SADD', KEYS[2], ARGV[1]) \
+        return 1"
+    )
+}
+
+/// A node's handle on the cluster's shared state.
+pub struct Cluster {
+    settings: ClusterSettings,
+    redis: ConnectionManager,
+    register: redis::Script,
+    rate: redis::Script,
+    locate: redis::Script,
+    update: redis::Script,
+    renew: redis::Script,
+    heartbeat: redis::Script,
+    /// Round trips to Redis so far (the benchmark's "Redis operations per session").
+    operations: AtomicU64,
+    /// Whether the last operation reached Redis (logged on each change).
+    reachable: AtomicBool,
+}
+
+impl fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cluster")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+fn session_key(id: SessionId) -> String {
+    format!("{PREFIX}session:{id}")
+}
+
+fn node_key(name: &str) -> String {
+    format!("{PREFIX}node:{name}")
+}
+
+fn nodes_key() -> String {
+    format!("{PREFIX}nodes")
+}
+
+fn waiting_key(source: Source) -> String {
+    format!("{PREFIX}waiting:{source}")
+}
+
+fn bucket_key(kind: &str, source: Source) -> String {
+    format!("{PREFIX}rate:{kind}:{source}")
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX / 4).max(1)
+}
+
+/// A connection manager that reconnects by itself and gives up on each operation quickly,
+/// so a node never waits long on a Redis that is gone.
+fn connect(url: &str) -> Result<ConnectionManager, ClusterError> {
+    let client = redis::Client::open(url).map_err(|e| ClusterError::BadUrl(e.to_string()))?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(OPERATION_TIMEOUT))
+        .set_response_timeout(Some(OPERATION_TIMEOUT))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(500));
+    ConnectionManager::new_lazy_with_config(client, config).map_err(|e| ClusterError::BadUrl(e.to_string()))
+}
+
+impl Cluster {
+    /// A handle for this node. Does not wait for Redis: a node starts (and holds its own
+    /// sessions) while Redis is down, and uses it once it answers.
+    pub fn new(settings: ClusterSettings) -> Result<Arc<Cluster>, ClusterError> {
+        let redis = connect(&settings.url)?;
+        Ok(Arc::new(Cluster {
+            settings,
+            redis,
+            register: redis::Script::new(&register_script()),
+            rate: redis::Script::new(&rate_script()),
+            locate: redis::Script::new(LOCATE),
+            update: redis::Script::new(&update_script()),
+            renew: redis::Script::new(RENEW),
+            heartbeat: redis::Script::new(&heartbeat_script()),
+            operations: AtomicU64::new(0),
+            reachable: AtomicBool::new(true),
+        }))
+    }
+
+    /// This node's name.
+    pub fn node(&self) -> &NodeName {
+        &self.settings.node
+    }
+
+    /// This node's public address.
+    pub fn public_addr(&self) -> &NodeAddress {
+        &self.settings.public_addr
+    }
+
+    /// Round trips to Redis made so far.
+    pub fn operations(&self) -> u64 {
+        self.operations.load(Ordering::Relaxed)
+    }
+
+    /// Whether the last operation reached Redis.
+    pub fn reachable(&self) -> bool {
+        self.reachable.load(Ordering::Relaxed)
+    }
+
+    /// Runs one script invocation with a deadline, noting whether Redis answered.
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        invocation: redis::ScriptInvocation<'_>,
+    ) -> Result<T, ClusterError> {
+        self.operations.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::cluster_operation();
+        let mut redis = self.redis.clone();
+        let result =
+            match tokio::time::timeout(OPERATION_TIMEOUT * 2, invocation.invoke_async(&mut redis)).await {
+                Ok(Ok(v)) => Ok(v),
+                Ok(Err(e)) => Err(ClusterError::from(e)),
+                Err(_) => Err(ClusterError::Unavailable("timed out".into())),
+            };
+        let ok = result.is_ok();
+        if self.reachable.swap(ok, Ordering::Relaxed) != ok {
+            match &result {
+                Ok(_) => info!("cluster state reachable again"),
+                Err(e) => warn!("{e}; holding current sessions, refusing new ones"),
+            }
+            crate::metrics::cluster_up(ok);
+        }
+        result
+    }
+
+    /// Claims `id` for a new session of `source` on this node, after the cluster-wide
+    /// registration limits. `Ok(None)`: the ID is taken (pick another).
+    pub async fn register(
+        &self,
+        id: SessionId,
+        source: Source,
+        limits: &RegisterLimits,
+    ) -> Result<Option<Result<(), Refusal>>, ClusterError> {
+        let mut call = self.register.prepare_invoke();
+        call.key(session_key(id))
+            .key(bucket_key("register", source))
+            .key(waiting_key(source))
+            .arg(self.settings.node.as_str())
+            .arg(millis(SESSION_LEASE.max(limits.pairing_ttl)))
+            .arg(limits.rate.interval_ms())
+            .arg(limits.rate.tolerance_ms())
+            .arg(limits.waiting_per_source)
+            .arg(millis(limits.pairing_ttl))
+            .arg(id.to_string());
+        let (code, wait): (u8, u64) = self.run(call).await?;
+        Ok(match code {
+            0 => None,
+            1 => Some(Err(rate_limited(wait))),
+            2 => Some(Err(Refusal::Capacity)),
+            _ => Some(Ok(())),
+        })
+    }
+
+    /// Takes a join token for `source` from the cluster-wide bucket.
+    pub async fn take_join(
+        &self,
+        source: Source,
+        limit: RateLimit,
+    ) -> Result<Result<(), Refusal>, ClusterError> {
+        let mut call = self.rate.prepare_invoke();
+        call.key(bucket_key("join", source))
+            .arg(limit.interval_ms())
+            .arg(limit.tolerance_ms());
+        let wait: u64 = self.run(call).await?;
+        Ok(if wait == 0 {
+            Ok(())
+        } else {
+            Err(rate_limited(wait))
+        })
+    }
+
+    /// The public address of the node holding `id`, if it is joinable there.
+    pub async fn locate(&self, id: SessionId) -> Result<Option<NodeAddress>, ClusterError> {
+        let mut call = self.locate.prepare_invoke();
+        call.key(session_key(id)).arg(format!("{PREFIX}node:"));
+        let addr: Option<String> = self.run(call).await?;
+        // Another node wrote it, but Redis is shared with whoever can reach it: still checked.
+        Ok(addr.and_then(|a| a.parse().ok()))
+    }
+
+    /// Records that session `id` (of an agent from `source`) became joinable or not.
+    pub async fn set_joinable(
+        &self,
+        id: SessionId,
+        source: Source,
+        joinable: Joinable,
+        pairing_ttl: Duration,
+    ) -> Result<(), ClusterError> {
+        let node = self.settings.node.as_str();
+        let (value, op) = match joinable {
+            Joinable::Yes => (node.to_owned(), "2"),
+            Joinable::No => (format!("{node}!"), "1"),
+        };
+        let mut call = self.update.prepare_invoke();
+        call.key(session_key(id))
+            .key(waiting_key(source))
+            .arg(node)
+            .arg(value)
+            .arg(millis(SESSION_LEASE.max(pairing_ttl)))
+            .arg(op)
+            .arg(id.to_string())
+            .arg(millis(pairing_ttl));
+        let _: u8 = self.run(call).await?;
+        Ok(())
+    }
+
+    /// Session `id` ended: its ID stays out of reuse for `quarantine` (an assistant with an
+    /// old ID must never land in a new customer's session), then is forgotten.
+    pub async fn ended(
+        &self,
+        id: SessionId,
+        source: Source,
+        quarantine: Duration,
+    ) -> Result<(), ClusterError> {
+        let mut call = self.update.prepare_invoke();
+        call.key(session_key(id))
+            .key(waiting_key(source))
+            .arg(self.settings.node.as_str())
+            .arg("-")
+            .arg(millis(quarantine))
+            .arg("1")
+            .arg(id.to_string())
+            .arg(0);
+        let _: u8 = self.run(call).await?;
+        Ok(())
+    }
+
+    /// Renews this node's entry and the claims of the sessions it holds.
+    pub async fn heartbeat(
+        &self,
+        health: Health,
+        sessions: &[(SessionId, Joinable)],
+    ) -> Result<(), ClusterError> {
+        let node = self.settings.node.as_str();
+        let mut call = self.heartbeat.prepare_invoke();
+        call.key(node_key(node))
+            .key(nodes_key())
+            .arg(node)
+            .arg(self.settings.public_addr.as_str())
+            .arg(health.waiting)
+            .arg(health.paired)
+            .arg(u8::from(health.draining))
+            .arg(millis(NODE_LEASE));
+        let _: u8 = self.run(call).await?;
+        let busy = format!("{node}!");
+        for chunk in sessions.chunks(RENEW_CHUNK) {
+            let mut call = self.renew.prepare_invoke();
+            call.arg(node).arg(millis(SESSION_LEASE));
+            for (id, _) in chunk {
+                call.key(session_key(*id));
+            }
+            for (_, joinable) in chunk {
+                call.arg(if *joinable == Joinable::Yes {
+                    node
+                } else {
+                    busy.as_str()
+                });
+            }
+            let _: u64 = self.run(call).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes this node's entry (a node that stops cleanly is no redirect target).
+    pub async fn leave(&self) -> Result<(), ClusterError> {
+        let mut redis = self.redis.clone();
+        let node = self.settings.node.as_str();
+        let mut pipe = redis::pipe();
+        pipe.del(node_key(node)).srem(nodes_key(), node);
+        let removed = pipe.query_async::<()>(&mut redis);
+        match tokio::time::timeout(OPERATION_TIMEOUT * 2, removed).await {
+            Ok(r) => Ok(r?),
+            Err(_) => Err(ClusterError::Unavailable("timed out".into())),
+        }
+    }
+}
+
+fn rate_limited(wait_ms: u64) -> Refusal {
+    Refusal::RateLimited {
+        retry_after_secs: u32::try_from(wait_ms.div_ceil(1000).max(1)).unwrap_or(u32::MAX),
+    }
+}
+
+/// Reads every node's entry (for `ponte-relay cluster status`), dropping names whose entry
+/// has expired (dead nodes).
+pub async fn status(url: &str) -> Result<Vec<NodeStatus>, ClusterError> {
+    let mut redis = connect(url)?;
+    let fetch = async {
+        let names: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(nodes_key())
+            .query_async(&mut redis)
+            .await?;
+        let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut redis).await?;
+        let now = secs * 1000 + micros / 1000;
+        let mut nodes = Vec::new();
+        for name in names {
+            let fields: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+                .arg(node_key(&name))
+                .query_async(&mut redis)
+                .await?;
+            if fields.is_empty() {
+                let _: () = redis::cmd("SREM")
+                    .arg(nodes_key())
+                    .arg(&name)
+                    .query_async(&mut redis)
+                    .await?;
+                continue;
+            }
+            let num = |k: &str| fields.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            nodes.push(NodeStatus {
+                addr: fields.get("addr").cloned().unwrap_or_default(),
+                waiting: num("waiting"),
+                paired: num("paired"),
+                draining: num("draining") == 1,
+                last_seen_ms: now.saturating_sub(num("seen")),
+                name,
+            });
+        }
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok::<_, ClusterError>(nodes)
+    };
+    tokio::time::timeout(Duration::from_secs(5), fetch)
+        .await
+        .map_err(|_| ClusterError::Unavailable("timed out".into()))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_names_are_plain() {
+        for good in ["a", "relay-b", "eu_1.prod", &"x".repeat(63)] {
+            assert_eq!(good.parse::<NodeName>().unwrap().as_str(), good);
+        }
+        for bad in ["", "a b", "a:b", "é", "a\n", &"x".repeat(64), "a!"] {
+            assert_eq!(bad.parse::<NodeName>(), Err(BadNodeName), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn gcra_parameters() {
+        let l = RateLimit {
+            rate: 20.0 / 60.0,
+            burst: 10.0,
+        };
+        assert_eq!(l.interval_ms(), 3000);
+        assert_eq!(l.tolerance_ms(), 30_000);
+        assert!(
+            RateLimit {
+                rate: 0.0,
+                burst: 1.0
+            }
+            .interval_ms()
+                > 1 << 40
+        );
+        assert_eq!(rate_limited(1), Refusal::RateLimited { retry_after_secs: 1 });
+        assert_eq!(rate_limited(2001), Refusal::RateLimited { retry_after_secs: 3 });
+    }
+}

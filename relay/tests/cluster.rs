@@ -1,0 +1,391 @@
+//! Relay clusters in one process: three nodes sharing a real redis-server on loopback, clients
+//! that pin the cluster key. Node death and SIGTERM with real processes are in tests/cluster.rs
+//! at the workspace root.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::redis::RedisServer;
+use common::{endpoint, eventually, refusal};
+use ponte_protocol::SessionId;
+use ponte_protocol::rendezvous::{Refusal, RelayMessage};
+use ponte_relay::cluster::{Cluster, ClusterSettings, NodeName, RateLimit, RegisterLimits};
+use ponte_relay::{Config, Relay, cert};
+use ponte_transport::client::{ClientError, Redirects, RelayClient};
+use ponte_transport::tls::{self, CertFingerprint, RelayTrust};
+
+struct Node {
+    relay: Relay,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A cluster key in a directory of its own.
+struct ClusterKey {
+    dir: tempfile::TempDir,
+    fingerprint: CertFingerprint,
+}
+
+impl ClusterKey {
+    fn new() -> ClusterKey {
+        let dir = tempfile::tempdir().unwrap();
+        let fingerprint = cert::init_cluster(dir.path()).unwrap();
+        ClusterKey { dir, fingerprint }
+    }
+}
+
+async fn node_with(key: &ClusterKey, redis: &str, name: &str, tweak: impl FnOnce(&mut Config)) -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
+    let node: NodeName = name.parse().unwrap();
+    let public = addr.to_string().parse().unwrap();
+    let files = cert::certify_node(key.dir.path(), &node, Some(&public), dir.path()).unwrap();
+    let mut config = Config::new(addr, dir.path().to_owned());
+    config.cert = Some((files.cert, files.key));
+    config.cluster = Some(ClusterSettings {
+        url: redis.to_owned(),
+        node,
+        public_addr: public,
+    });
+    tweak(&mut config);
+    let relay = Relay::start(config).await.unwrap();
+    assert_eq!(relay.cluster_fingerprint(), Some(key.fingerprint));
+    Node {
+        addr: relay.local_addr().unwrap(),
+        relay,
+        _dir: dir,
+    }
+}
+
+async fn node(key: &ClusterKey, redis: &str, name: &str) -> Node {
+    node_with(key, redis, name, |_| {}).await
+}
+
+/// A client that pins the cluster key and follows redirects with the same trust.
+async fn client_pinned(addr: SocketAddr, pin: CertFingerprint, from: u8) -> Result<RelayClient, ClientError> {
+    let (config, seen) = tls::client_config(
+        &RelayTrust::Pinned(pin),
+        tls::transport_config(Duration::from_secs(30)),
+    )
+    .unwrap();
+    let ep = endpoint(from);
+    let mut client = RelayClient::connect(&ep, addr, "ponte-relay", config.clone(), &seen).await?;
+    client.follow_redirects(Redirects { endpoint: ep, config });
+    Ok(client)
+}
+
+async fn client(node: &Node, key: &ClusterKey) -> RelayClient {
+    client_pinned(node.addr, key.fingerprint, 1).await.unwrap()
+}
+
+/// Sends `data` from `from` to `to` over a new forwarded stream and checks it arrives.
+async fn forwarded(from: &RelayClient, to: &RelayClient, data: &[u8]) {
+    let (mut send, _recv) = from.connection().open_bi().await.unwrap();
+    send.write_all(data).await.unwrap();
+    send.finish().unwrap();
+    let (_s, mut recv) = tokio::time::timeout(Duration::from_secs(10), to.connection().accept_bi())
+        .await
+        .unwrap()
+        .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), recv.read_to_end(1 << 20))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, data);
+}
+
+#[tokio::test]
+async fn viewers_joining_on_other_nodes_are_redirected_to_the_agents_node() {
+    let redis = RedisServer::start();
+    let key = ClusterKey::new();
+    let (a, b, c) = (
+        node(&key, &redis.url(), "a").await,
+        node(&key, &redis.url(), "b").await,
+        node(&key, &redis.url(), "c").await,
+    );
+    for (n, via) in [(1u64, &b), (2, &c)] {
+        let mut agent = client(&a, &key).await;
+        let (id, _) = agent.register().await.unwrap();
+        let mut viewer = client(via, &key).await;
+        viewer.join(id).await.unwrap();
+        assert_eq!(agent.next().await.unwrap(), RelayMessage::Paired);
+        // The viewer now talks to node A, the one that holds the session.
+        assert_eq!(viewer.connection().remote_address(), a.addr);
+        assert_eq!(a.relay.counts(), (0, 1));
+        assert_eq!(via.relay.counts(), (0, 0));
+        forwarded(&viewer, &agent, &common::payload(n, 100_000)).await;
+        forwarded(&agent, &viewer, &common::payload(n + 10, 1000)).await;
+        viewer.connection().close(0u32.into(), b"done");
+        agent.connection().close(0u32.into(), b"done");
+        eventually(5, || a.relay.counts() == (0, 0)).await;
+    }
+
+    // A client that does not follow redirects is told where to go and nothing else.
+    let mut agent = client(&a, &key).await;
+    let (id, _) = agent.register().await.unwrap();
+    let (config, seen) = tls::client_config(
+        &RelayTrust::Pinned(key.fingerprint),
+        tls::transport_config(Duration::from_secs(30)),
+    )
+    .unwrap();
+    let mut plain = RelayClient::connect(&endpoint(1), b.addr, "ponte-relay", config, &seen)
+        .await
+        .unwrap();
+    match plain.join(id).await {
+        Err(ClientError::Unexpected(RelayMessage::Redirect { node })) => {
+            assert_eq!(node.as_str(), a.addr.to_string())
+        }
+        other => panic!("expected a redirect, got {other:?}"),
+    }
+    // Unknown IDs get the usual answer on every node, not a redirect.
+    let mut viewer = client(&c, &key).await;
+    let err = viewer.join("123456789".parse().unwrap()).await.unwrap_err();
+    assert_eq!(refusal(&err), Some(Refusal::UnknownSession));
+    // A paired session is not advertised either: same answer as an unknown ID.
+    let mut first = client(&b, &key).await;
+    first.join(id).await.unwrap();
+    eventually(5, || a.relay.counts() == (0, 1)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut second = client(&c, &key).await;
+    let err = second.join(id).await.unwrap_err();
+    assert_eq!(refusal(&err), Some(Refusal::UnknownSession), "{err}");
+    assert!(a.relay.cluster_operations() > 0);
+}
+
+#[tokio::test]
+async fn session_ids_are_claimed_atomically_cluster_wide() {
+    let redis = RedisServer::start();
+    let handles: Vec<Arc<Cluster>> = ["a", "b", "c"]
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            Cluster::new(ClusterSettings {
+                url: redis.url(),
+                node: name.parse().unwrap(),
+                public_addr: format!("127.0.0.1:{}", 5000 + i).parse().unwrap(),
+            })
+            .unwrap()
+        })
+        .collect();
+    let limits = RegisterLimits {
+        rate: RateLimit {
+            rate: 1e6,
+            burst: 1e6,
+        },
+        waiting_per_source: 1_000_000,
+        pairing_ttl: Duration::from_secs(60),
+    };
+    let source = ponte_relay::source::SourceMask::default().source("10.0.0.1".parse().unwrap());
+    // Every node races for the same 100 IDs at once: each ID must go to exactly one.
+    let mut tasks = Vec::new();
+    for n in 0..100u32 {
+        let id: SessionId = format!("{:09}", 100_000_000 + n).parse().unwrap();
+        for cluster in &handles {
+            let cluster = cluster.clone();
+            tasks.push(tokio::spawn(async move {
+                let won = cluster.register(id, source, &limits).await.unwrap();
+                (id, won.is_some())
+            }));
+        }
+    }
+    let mut winners = std::collections::HashMap::new();
+    for t in tasks {
+        let (id, won) = t.await.unwrap();
+        *winners.entry(id).or_insert(0) += u32::from(won);
+    }
+    assert_eq!(winners.len(), 100);
+    assert!(winners.values().all(|w| *w == 1), "{winners:?}");
+}
+
+#[tokio::test]
+async fn ids_stay_unique_under_concurrent_registration_on_all_nodes() {
+    let redis = RedisServer::start();
+    let key = ClusterKey::new();
+    let open = |c: &mut Config| {
+        c.registry.register_burst = 1e6;
+        c.registry.register_rate = 1e6;
+        c.registry.waiting_per_source = 1_000_000;
+        c.admission.per_source = 1000;
+    };
+    let nodes = [
+        node_with(&key, &redis.url(), "a", open).await,
+        node_with(&key, &redis.url(), "b", open).await,
+        node_with(&key, &redis.url(), "c", open).await,
+    ];
+    let mut tasks = Vec::new();
+    for node in &nodes {
+        for _ in 0..100 {
+            let (addr, pin) = (node.addr, key.fingerprint);
+            tasks.push(tokio::spawn(async move {
+                let mut agent = client_pinned(addr, pin, 1).await.unwrap();
+                let (id, _) = agent.register().await.unwrap();
+                (id, agent)
+            }));
+        }
+    }
+    let mut ids = std::collections::HashSet::new();
+    let mut agents = Vec::new();
+    for t in tasks {
+        let (id, agent) = t.await.unwrap();
+        assert!(ids.insert(id), "duplicate session ID {id}");
+        agents.push(agent);
+    }
+    assert_eq!(ids.len(), 300);
+    for node in &nodes {
+        assert_eq!(node.relay.counts(), (100, 0));
+    }
+}
+
+#[tokio::test]
+async fn a_join_flood_spread_over_the_nodes_is_limited_as_if_it_hit_one() {
+    let redis = RedisServer::start();
+    let key = ClusterKey::new();
+    let limits = |c: &mut Config| {
+        c.registry.join_burst = 5.0;
+        c.registry.join_rate = 1.0 / 60.0;
+    };
+    let nodes = [
+        node_with(&key, &redis.url(), "a", limits).await,
+        node_with(&key, &redis.url(), "b", limits).await,
+        node_with(&key, &redis.url(), "c", limits).await,
+    ];
+    let mut unknown = 0;
+    let mut limited = 0;
+    for i in 0..15 {
+        let mut viewer = client(&nodes[i % 3], &key).await;
+        let err = viewer.join("123456789".parse().unwrap()).await.unwrap_err();
+        match refusal(&err) {
+            Some(Refusal::UnknownSession) => unknown += 1,
+            Some(Refusal::RateLimited { .. }) => limited += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // Each node alone would have let 5 through (15 in all).
+    assert_eq!((unknown, limited), (5, 10));
+    // Another source still has its own budget.
+    let mut other = client_pinned(nodes[0].addr, key.fingerprint, 2).await.unwrap();
+    let err = other.join("123456789".parse().unwrap()).await.unwrap_err();
+    assert_eq!(refusal(&err), Some(Refusal::UnknownSession));
+}
+
+#[tokio::test]
+async fn waiting_sessions_per_source_are_capped_cluster_wide() {
+    let redis = RedisServer::start();
+    let key = ClusterKey::new();
+    let limits = |c: &mut Config| c.registry.waiting_per_source = 2;
+    let (a, b) = (
+        node_with(&key, &redis.url(), "a", limits).await,
+        node_with(&key, &redis.url(), "b", limits).await,
+    );
+    let mut first = client(&a, &key).await;
+    first.register().await.unwrap();
+    let mut second = client(&b, &key).await;
+    second.register().await.unwrap();
+    let mut third = client(&a, &key).await;
+    let err = third.register().await.unwrap_err();
+    assert_eq!(refusal(&err), Some(Refusal::Capacity));
+}
+
+#[tokio::test]
+async fn established_sessions_survive_a_redis_outage_and_new_ones_resume_after_it() {
+    let mut redis = RedisServer::start();
+    let key = ClusterKey::new();
+    let (a, b) = (
+        node(&key, &redis.url(), "a").await,
+        node(&key, &redis.url(), "b").await,
+    );
+    let mut agent = client(&a, &key).await;
+    let (id, _) = agent.register().await.unwrap();
+    let mut viewer = client(&b, &key).await;
+    viewer.join(id).await.unwrap();
+    assert_eq!(agent.next().await.unwrap(), RelayMessage::Paired);
+    // A session still waiting when Redis goes away.
+    let mut waiting = client(&a, &key).await;
+    let (waiting_id, _) = waiting.register().await.unwrap();
+
+    redis.stop();
+    forwarded(&viewer, &agent, b"still here").await;
+    let mut late = client(&a, &key).await;
+    let err = late.register().await.unwrap_err();
+    assert_eq!(refusal(&err), Some(Refusal::ClusterUnavailable), "{err}");
+    // A join for a session held elsewhere cannot be placed either; one held here still works.
+    let mut lost = client(&b, &key).await;
+    let err = lost.join(waiting_id).await.unwrap_err();
+    assert_eq!(refusal(&err), Some(Refusal::ClusterUnavailable), "{err}");
+
+    redis.restart();
+    // The nodes reconnect by themselves and rewrite their claims into the empty Redis.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let again = loop {
+        let mut c = client(&a, &key).await;
+        match c.register().await {
+            Ok(_) => break c,
+            Err(e) => {
+                assert_eq!(refusal(&e), Some(Refusal::ClusterUnavailable), "{e}");
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "registration did not recover"
+                );
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    };
+    tokio::time::sleep(ponte_relay::cluster::HEARTBEAT * 2).await;
+    let mut v = client(&b, &key).await;
+    v.join(waiting_id).await.unwrap();
+    assert_eq!(waiting.next().await.unwrap(), RelayMessage::Paired);
+    forwarded(&viewer, &agent, b"and after").await;
+    again.connection().close(0u32.into(), b"");
+}
+
+#[tokio::test]
+async fn a_node_certified_by_another_cluster_key_is_refused() {
+    let redis = RedisServer::start();
+    let ours = ClusterKey::new();
+    let theirs = ClusterKey::new();
+    let good = node(&ours, &redis.url(), "good").await;
+    let foreign = node(&theirs, &redis.url(), "foreign").await;
+    // Pinned to our key: any of our nodes, never theirs.
+    client_pinned(good.addr, ours.fingerprint, 1).await.unwrap();
+    let err = client_pinned(foreign.addr, ours.fingerprint, 1)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ClientError::Connect(_) | ClientError::Connection(_)),
+        "{err:?}"
+    );
+    // The node's own certificate fingerprint is not the cluster key's.
+    assert_ne!(good.relay.fingerprint(), ours.fingerprint);
+
+    // A redirect (from a hostile node sharing the Redis) to a foreign node fails too.
+    let mut agent = client(&foreign, &theirs).await;
+    let (id, _) = agent.register().await.unwrap();
+    let mut viewer = client(&good, &ours).await;
+    let err = viewer.join(id).await.unwrap_err();
+    assert!(matches!(err, ClientError::Redirect { .. }), "{err:?}");
+
+    // First use remembers the cluster key, not the node's certificate.
+    let (config, seen) = tls::client_config(
+        &RelayTrust::FirstUse,
+        tls::transport_config(Duration::from_secs(30)),
+    )
+    .unwrap();
+    let c = RelayClient::connect(&endpoint(1), good.addr, "ponte-relay", config, &seen)
+        .await
+        .unwrap();
+    assert_eq!(c.trust_anchor(), Some(ours.fingerprint));
+    assert_eq!(c.relay_fingerprint(), Some(good.relay.fingerprint()));
+}

@@ -1,0 +1,328 @@
+//! A relay cluster with a real redis-server on loopback: the agent and viewer binaries across
+//! three in-process nodes (whose taps show what a relay sees), and three `ponte-relay`
+//! processes for node death (SIGKILL) and draining (SIGTERM).
+
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ponte_protocol::rendezvous::{Refusal, RelayMessage};
+use ponte_relay::cluster::ClusterSettings;
+use ponte_relay::config::Tap;
+use ponte_relay::{Config, Relay, cert};
+use ponte_tests::{RedisServer, Running, binary};
+use ponte_transport::client::{ClientError, Redirects, RelayClient};
+use ponte_transport::tls::{self, CertFingerprint, RelayTrust};
+
+mod world;
+
+use world::{WAIT, rand_suffix, run_with_timeout, sha256_file, text};
+
+const START: Duration = Duration::from_secs(30);
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `ponte-relay cluster init` in `dir`; returns the cluster fingerprint it printed.
+fn cluster_init(dir: &Path) -> CertFingerprint {
+    let out = Command::new(binary("ponte-relay"))
+        .args(["cluster", "init", "--dir"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
+        .trim()
+        .strip_prefix("cluster fingerprint: ")
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// `ponte-relay cluster certify`; returns the `--cert … --key …` arguments it printed.
+fn cluster_certify(dir: &Path, name: &str, public: SocketAddr) -> Vec<String> {
+    let out = Command::new(binary("ponte-relay"))
+        .args(["cluster", "certify", "--node-name", name, "--public-addr"])
+        .arg(public.to_string())
+        .arg("--dir")
+        .arg(dir)
+        .arg("--out")
+        .arg(dir.join(name))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout).split_whitespace().map(str::to_owned).collect()
+}
+
+/// A node as a process.
+struct NodeProcess {
+    running: Running,
+    addr: SocketAddr,
+}
+
+fn node_process(dir: &Path, redis: &RedisServer, name: &str, extra: &[&str]) -> NodeProcess {
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
+    let cert_args = cluster_certify(dir, name, addr);
+    let mut cmd = Command::new(binary("ponte-relay"));
+    cmd.args(["--listen", &addr.to_string(), "--data-dir"])
+        .arg(dir.join(name))
+        .args(["--cluster", &redis.url(), "--node-name", name])
+        .args(["--public-addr", &addr.to_string()])
+        .args(&cert_args)
+        .args(extra);
+    let running = Running::start(cmd);
+    assert_eq!(running.line_after("listening on ", START), addr.to_string());
+    running.line_after("cluster fingerprint: ", START);
+    NodeProcess { running, addr }
+}
+
+/// A rendezvous client pinned to the cluster key, following redirects, that notices a
+/// silent node within `idle`.
+async fn client(addr: SocketAddr, pin: CertFingerprint, idle: Duration) -> Result<RelayClient, ClientError> {
+    let (config, seen) = tls::client_config(&RelayTrust::Pinned(pin), tls::transport_config(idle)).unwrap();
+    let ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let mut c = RelayClient::connect(&ep, addr, "ponte-relay", config.clone(), &seen).await?;
+    c.follow_redirects(Redirects { endpoint: ep, config });
+    Ok(c)
+}
+
+/// An agent on `at` and a viewer joined through `via`, paired.
+async fn session(at: SocketAddr, via: SocketAddr, pin: CertFingerprint) -> (RelayClient, RelayClient) {
+    let idle = Duration::from_secs(3);
+    let mut agent = client(at, pin, idle).await.unwrap();
+    let (id, _) = agent.register().await.unwrap();
+    let mut viewer = client(via, pin, idle).await.unwrap();
+    viewer.join(id).await.unwrap();
+    assert_eq!(agent.next().await.unwrap(), RelayMessage::Paired);
+    (agent, viewer)
+}
+
+/// Whether bytes still go from `from` to `to`.
+async fn flows(from: &RelayClient, to: &RelayClient) -> Result<(), String> {
+    let go = async {
+        let (mut send, _r) = from.connection().open_bi().await.map_err(|e| e.to_string())?;
+        send.write_all(b"ping").await.map_err(|e| e.to_string())?;
+        send.finish().map_err(|e| e.to_string())?;
+        let (_s, mut recv) = to.connection().accept_bi().await.map_err(|e| e.to_string())?;
+        let got = recv.read_to_end(16).await.map_err(|e| e.to_string())?;
+        if got == b"ping" {
+            Ok(())
+        } else {
+            Err("wrong bytes".into())
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), go)
+        .await
+        .map_err(|_| "timed out".to_string())?
+}
+
+/// An in-process node with a tap on what it forwards.
+async fn tapped_node(
+    key_dir: &Path,
+    redis: &RedisServer,
+    name: &str,
+    seen: Arc<Mutex<Vec<u8>>>,
+) -> (Relay, SocketAddr) {
+    let dir = key_dir.join(name);
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
+    let public = addr.to_string().parse().unwrap();
+    let node = name.parse().unwrap();
+    let files = cert::certify_node(key_dir, &node, Some(&public), &dir).unwrap();
+    let mut config = Config::new(addr, dir);
+    config.cert = Some((files.cert, files.key));
+    config.tap = Some(Tap(Arc::new(move |b| seen.lock().unwrap().extend_from_slice(b))));
+    config.cluster = Some(ClusterSettings {
+        url: redis.url(),
+        node,
+        public_addr: public,
+    });
+    let relay = Relay::start(config).await.unwrap();
+    let addr = relay.local_addr().unwrap();
+    (relay, addr)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_on_node_a_is_joined_through_b_and_c_end_to_end() {
+    let redis = RedisServer::start();
+    let w = world::World::new().await;
+    let keys = w.path("cluster");
+    let pin = cert::init_cluster(&keys).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (_a, a) = tapped_node(&keys, &redis, "a", seen.clone()).await;
+    let (_b, b) = tapped_node(&keys, &redis, "b", seen.clone()).await;
+    let (_c, c) = tapped_node(&keys, &redis, "c", seen.clone()).await;
+    let marker = format!("CLUSTER-PLAINTEXT-{}", rand_suffix());
+    let file = w.path("upload.bin");
+    std::fs::write(&file, format!("{marker} in a file").repeat(10_000)).unwrap();
+
+    for (via, batch) in [
+        (b, format!("exec echo {marker}-$((40+2))\n")),
+        (c, format!("put {} remote.bin\n", file.display())),
+    ] {
+        // The agent pins the cluster key; the viewer trusts on first use through another node.
+        let mut cmd = w.command("ponte-agent");
+        cmd.env("PONTE_RELAY", a.to_string())
+            .args([
+                "--json",
+                "--allow",
+                "terminal,upload",
+                "--fingerprint",
+                &pin.to_string(),
+            ])
+            .arg("--dir")
+            .arg(w.path("agent-home"))
+            .stdin(std::process::Stdio::null());
+        let agent = Running::start(cmd);
+        let ready = agent.event("ready", WAIT);
+        let (id, code) = (
+            ready["session_id"].as_str().unwrap().to_owned(),
+            ready["code"].as_str().unwrap().to_owned(),
+        );
+        let batch_file = w.path(&format!("batch-{}", rand_suffix()));
+        std::fs::write(&batch_file, batch).unwrap();
+        let mut viewer = w.command("ponte-viewer");
+        viewer
+            .env("PONTE_RELAY", via.to_string())
+            .args(["connect", &id, "--code", &code, "--batch"])
+            .arg(&batch_file);
+        let out = run_with_timeout(viewer, WAIT);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        if via == b {
+            assert!(text(&out.stdout).contains(&format!("{marker}-42")), "{out:?}");
+        }
+        assert!(
+            !seen
+                .lock()
+                .unwrap()
+                .windows(code.len())
+                .any(|w| w == code.as_bytes())
+        );
+    }
+    assert_eq!(sha256_file(&w.path("agent-home/remote.bin")), sha256_file(&file));
+    // The viewer remembered the cluster key for the node it first used.
+    let known = std::fs::read_to_string(w.path("config/ponte/known_relays")).unwrap();
+    assert!(known.contains(&pin.to_string()), "{known}");
+    let seen = seen.lock().unwrap();
+    assert!(seen.len() > 100_000, "the nodes forwarded the sessions");
+    assert!(!seen.windows(marker.len()).any(|w| w == marker.as_bytes()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_node_ends_only_its_own_sessions_and_the_others_carry_on() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let pin = cluster_init(dir.path());
+    let a = node_process(dir.path(), &redis, "a", &[]);
+    let mut b = node_process(dir.path(), &redis, "b", &[]);
+    let c = node_process(dir.path(), &redis, "c", &[]);
+
+    let (on_a, v_a) = session(a.addr, c.addr, pin).await;
+    let (on_b, v_b) = session(b.addr, a.addr, pin).await;
+    let (on_c, v_c) = session(c.addr, b.addr, pin).await;
+    // A session still waiting on B, to be forgotten by the cluster.
+    let mut waiting_b = client(b.addr, pin, Duration::from_secs(3)).await.unwrap();
+    let (waiting_id, _) = waiting_b.register().await.unwrap();
+    for (x, y) in [(&on_a, &v_a), (&on_b, &v_b), (&on_c, &v_c)] {
+        flows(y, x).await.unwrap();
+    }
+
+    b.running.child.kill().unwrap();
+    let killed = Instant::now();
+    // B's sessions end on both sides, each with an error, in seconds (the clients' idle
+    // timeout), not after the relay's 15-minute idle timeout.
+    for side in [&on_b, &v_b] {
+        let reason = tokio::time::timeout(Duration::from_secs(10), side.connection().closed())
+            .await
+            .expect("B's clients notice the node is gone");
+        assert!(matches!(reason, quinn::ConnectionError::TimedOut), "{reason:?}");
+    }
+    assert!(killed.elapsed() < Duration::from_secs(10));
+    // The others go on.
+    flows(&v_a, &on_a).await.unwrap();
+    flows(&v_c, &on_c).await.unwrap();
+    // New sessions work on A and C, across them too.
+    let (x, y) = session(a.addr, c.addr, pin).await;
+    flows(&y, &x).await.unwrap();
+    // The dead node is no redirect target once its entry expired.
+    tokio::time::sleep(ponte_relay::cluster::NODE_LEASE + Duration::from_secs(1)).await;
+    let mut v = client(a.addr, pin, Duration::from_secs(3)).await.unwrap();
+    let err = v.join(waiting_id).await.unwrap_err();
+    assert_eq!(err.refusal(), Some(Refusal::UnknownSession), "{err}");
+    // A client given every node's address reaches a live one.
+    let kr = dir.path().join("known_relays");
+    let options = ponte_session::connect::RelayOptions {
+        address: format!("{},{},{}", b.addr, a.addr, c.addr),
+        fingerprint: Some(pin),
+        ca: None,
+        known_relays: ponte_session::known_relays::KnownRelays::at(kr),
+    };
+    let (mut agent, _) = ponte_session::connect::connect(&options, false).await.unwrap();
+    assert_eq!(agent.connection().remote_address(), a.addr);
+    agent.register().await.unwrap();
+    // `cluster status` lists the live nodes only.
+    let out = Command::new(binary("ponte-relay"))
+        .args(["cluster", "status", "--cluster", &redis.url()])
+        .output()
+        .unwrap();
+    let status = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        status.contains(&a.addr.to_string()) && status.contains(&c.addr.to_string()),
+        "{status}"
+    );
+    assert!(!status.contains(&b.addr.to_string()), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_drains_a_node_its_session_finishes_and_it_exits() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let pin = cluster_init(dir.path());
+    let a = node_process(dir.path(), &redis, "a", &[]);
+    let mut c = node_process(dir.path(), &redis, "c", &["--shutdown-grace-secs", "60"]);
+    let (agent, viewer) = session(c.addr, a.addr, pin).await;
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &c.running.child.id().to_string()])
+        .status();
+    // The cluster hears that C drains; C takes no new session; its session goes on.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = Command::new(binary("ponte-relay"))
+            .args(["cluster", "status", "--cluster", &redis.url()])
+            .output()
+            .unwrap();
+        let status = text(&out.stdout);
+        if status
+            .lines()
+            .any(|l| l.starts_with("c ") && l.contains("draining"))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "C never reported draining:\n{status}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let refused = match client(c.addr, pin, Duration::from_secs(3)).await {
+        Err(_) => true,
+        Ok(mut late) => late.register().await.is_err(),
+    };
+    assert!(refused, "a draining node took a new session");
+    flows(&viewer, &agent).await.unwrap();
+    // New sessions land on A.
+    let (x, y) = session(a.addr, a.addr, pin).await;
+    flows(&y, &x).await.unwrap();
+    // The session ends; C exits well before its grace period.
+    viewer.connection().close(0u32.into(), b"done");
+    agent.connection().close(0u32.into(), b"done");
+    let status = c.running.wait(Duration::from_secs(20));
+    assert!(status.success(), "{status:?}");
+}
