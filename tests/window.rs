@@ -225,15 +225,9 @@ fn wait_for_phrase(x: &Xvfb, name: &str, phrase: &str) -> (i32, i32) {
 fn click(x: &Xvfb, (px, py): (i32, i32)) {
     let status = Command::new("xdotool")
         .env("DISPLAY", &x.display)
-        .args([
-            "mousemove",
-            &px.to_string(),
-            &py.to_string(),
-            "sleep",
-            "0.2",
-            "click",
-            "1",
-        ])
+        // As a hand clicks: the button is down for a moment, not for no time at all.
+        .args(["mousemove", &px.to_string(), &py.to_string(), "sleep", "0.2"])
+        .args(["mousedown", "1", "sleep", "0.1", "mouseup", "1"])
         .status()
         .expect("xdotool is needed for the window tests (apt-get install xdotool)");
     assert!(status.success());

@@ -214,6 +214,8 @@ window-chat = Chat
 window-permissions = What the assistant may do
 window-screen-viewing = Your screen is being shared (view only).
 window-screen-controlling = The assistant CONTROLS your mouse and keyboard.
+window-since = Connected since { $time }
+window-ended-at = Ended at { $time }
 window-close = Close
 
 ## The bar on the shared screen

@@ -212,6 +212,8 @@ window-chat = Chat
 window-permissions = Che cosa può fare l'assistente
 window-screen-viewing = Il tuo schermo è condiviso (solo visione).
 window-screen-controlling = L'assistente CONTROLLA il tuo mouse e la tua tastiera.
+window-since = Collegato dalle { $time }
+window-ended-at = Terminata alle { $time }
 window-close = Chiudi
 
 ## La barra sullo schermo condiviso

@@ -222,6 +222,8 @@ window-chat = Czat
 window-permissions = Co może robić asystent
 window-screen-viewing = Twój ekran jest udostępniany (tylko podgląd).
 window-screen-controlling = Asystent STERUJE Twoją myszą i klawiaturą.
+window-since = Połączono o { $time }
+window-ended-at = Zakończono o { $time }
 window-close = Zamknij
 
 ## Pasek na udostępnianym ekranie

@@ -104,10 +104,14 @@ enum Stage {
         scope: PathBuf,
         selected: Grants,
     },
-    /// The session runs.
-    Session { peer: PeerIdentity },
-    /// It is over.
-    Ended { reason: String, log: Option<PathBuf> },
+    /// The session runs (since this date and time).
+    Session { peer: PeerIdentity, since: String },
+    /// It is over (at this date and time).
+    Ended {
+        reason: String,
+        log: Option<PathBuf>,
+        at: String,
+    },
 }
 
 struct Ready {
@@ -249,7 +253,8 @@ impl Window {
             }
             Event::Connected { peer, granted } => {
                 self.grants = granted;
-                self.stage = Stage::Session { peer };
+                let since = tr.date_time(ponte_session::now_unix());
+                self.stage = Stage::Session { peer, since };
             }
             Event::Grants(grants) => self.grants = grants,
             Event::Question { id, question } => {
@@ -312,6 +317,7 @@ impl Window {
                 self.stage = Stage::Ended {
                     reason: t!(tr, "agent-failed", error = &error),
                     log: None,
+                    at: tr.date_time(ponte_session::now_unix()),
                 };
             }
             Event::Ended { reason, log } => {
@@ -319,6 +325,7 @@ impl Window {
                 self.stage = Stage::Ended {
                     reason: t!(tr, "ended", reason = reason),
                     log,
+                    at: tr.date_time(ponte_session::now_unix()),
                 };
             }
         }
@@ -493,10 +500,12 @@ impl Window {
 
     fn session(&mut self, ui: &mut egui::Ui) {
         let tr = self.tr.clone();
-        let Stage::Session { peer } = &self.stage else {
+        let Stage::Session { peer, since } = &self.stage else {
             return;
         };
+        let since = t!(tr, "window-since", time = since);
         who(ui, &tr, &peer.clone());
+        ui.label(since);
         if self.sharing > 0 {
             let (text, color) = if self.grants.allows(Capability::Control) {
                 (t!(tr, "window-screen-controlling"), RED)
@@ -575,10 +584,11 @@ impl Window {
 
     fn ended(&mut self, ui: &mut egui::Ui) {
         let tr = self.tr.clone();
-        let Stage::Ended { reason, log } = &self.stage else {
+        let Stage::Ended { reason, log, at } = &self.stage else {
             return;
         };
         ui.heading(reason);
+        ui.label(t!(tr, "window-ended-at", time = at));
         ui.add_space(8.0);
         if let Some(log) = log {
             ui.label(t!(tr, "ended-log", path = phrases::path(log)));
