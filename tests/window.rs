@@ -438,3 +438,31 @@ async fn the_window_and_the_terminal_speak_italian_and_polish() {
         text_agent.terminate(WAIT);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_window_works_with_the_keyboard_alone() {
+    let x = Xvfb::start(1024, 800);
+    let w = World::new().await;
+    let mut agent = window_agent(&w, &x, "C.UTF-8", &[]);
+    let (id, code) = wait_for(&x, "keyboard-waiting", id_and_code);
+    let viewer = w.assistant(&id, &code).await;
+    wait_for_phrase(&x, "keyboard-consent", "UNVERIFIED ASSISTANT");
+    // A window manager gives a new window the keyboard; Xvfb has none, so the test does.
+    // Then: Tab to the terminal switch, Space; five Tabs on to "Allow selected" (past put,
+    // copy, information, screen; the control switch is off while the screen is), Enter.
+    let keys = Command::new("xdotool")
+        .env("DISPLAY", &x.display)
+        .args(["search", "--name", "^Ponte", "windowfocus", "--sync", "%1"])
+        .args(["sleep", "0.3", "key", "--delay", "150", "Tab", "space"])
+        .args(["Tab", "Tab", "Tab", "Tab", "Tab", "Return"])
+        .status()
+        .unwrap();
+    assert!(keys.success());
+    let granted = viewer.consent(WAIT).await.expect("allowed from the keyboard");
+    assert_eq!(
+        granted.list(),
+        vec![Capability::Terminal],
+        "exactly the switch turned on"
+    );
+    agent.terminate(WAIT);
+}
