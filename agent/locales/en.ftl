@@ -91,6 +91,7 @@ question-put-folder = { $files ->
 question-creates = This creates the folder { $folder }.
 question-relay-changed = WARNING: the relay { $relay } presents a DIFFERENT certificate than before (before: { $known }, now: { $seen }). Someone may be intercepting the connection. Continue only if the relay's operator confirmed the new fingerprint.
 question-allow = Allow?
+question-allow-button = Allow
 question-allow-text = Allow? [y/N]
 question-changed = The question just changed. Read it, then answer again.
 question-answer-yn = Please answer y (yes) or n (no).

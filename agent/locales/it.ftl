@@ -89,6 +89,7 @@ question-put-folder = { $files ->
 question-creates = Verrà creata la cartella { $folder }.
 question-relay-changed = ATTENZIONE: il relay { $relay } presenta un certificato DIVERSO da prima (prima: { $known }, ora: { $seen }). Qualcuno potrebbe intercettare la connessione. Continua solo se il gestore del relay ha confermato la nuova impronta.
 question-allow = Consentire?
+question-allow-button = Consenti
 question-allow-text = Consentire? [s/N]
 question-changed = La domanda è appena cambiata. Leggila, poi rispondi di nuovo.
 question-answer-yn = Rispondi s (sì) o n (no).

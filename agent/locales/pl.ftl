@@ -94,6 +94,7 @@ question-put-folder = { $files ->
 question-creates = Zostanie utworzony folder { $folder }.
 question-relay-changed = UWAGA: przekaźnik { $relay } przedstawia INNY certyfikat niż wcześniej (wcześniej: { $known }, teraz: { $seen }). Ktoś może przechwytywać połączenie. Kontynuuj tylko wtedy, gdy operator przekaźnika potwierdził nowy odcisk.
 question-allow = Zezwolić?
+question-allow-button = Zezwól
 question-allow-text = Zezwolić? [t/N]
 question-changed = Pytanie właśnie się zmieniło. Przeczytaj je i odpowiedz ponownie.
 question-answer-yn = Odpowiedz t (tak) lub n (nie).

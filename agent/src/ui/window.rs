@@ -623,15 +623,21 @@ impl Window {
             }
             ui.add_space(8.0);
             ui.label(t!(tr, "question-allow"));
+            // Large buttons, well apart: this answer matters.
+            let size = egui::vec2(140.0, 40.0);
             ui.horizontal(|ui| {
-                if ui
-                    .add_enabled(settled, egui::Button::new(t!(tr, "consent-deny")))
-                    .clicked()
-                {
+                let deny = egui::Button::new(RichText::new(t!(tr, "consent-deny")).size(20.0)).min_size(size);
+                if ui.add_enabled(settled, deny).clicked() {
                     answer = Some(false);
                 }
-                let allow = egui::Button::new(RichText::new(t!(tr, "question-allow")).color(Color32::WHITE))
-                    .fill(GREEN);
+                ui.add_space(24.0);
+                let allow = egui::Button::new(
+                    RichText::new(t!(tr, "question-allow-button"))
+                        .size(20.0)
+                        .color(Color32::WHITE),
+                )
+                .fill(GREEN)
+                .min_size(size);
                 if ui.add_enabled(settled, allow).clicked() {
                     answer = Some(true);
                 }
