@@ -69,6 +69,8 @@ pub struct Canvas {
     pub lossy: u64,
     /// Moved rectangles received.
     pub copies: u64,
+    /// Bytes of pixel data (tiles and lossy images) received.
+    pub bytes: u64,
     /// The agent's figures for the last frame that had them.
     pub stats: Option<FrameStats>,
 }
@@ -99,6 +101,7 @@ impl Canvas {
             tiles: 0,
             lossy: 0,
             copies: 0,
+            bytes: 0,
             stats: None,
         })
     }
@@ -143,6 +146,7 @@ impl Canvas {
                 let n = tiles.len();
                 for tile in tiles {
                     self.draw(&tile)?;
+                    self.bytes += tile.data.len() as u64;
                 }
                 self.tiles += n as u64;
                 Ok(Applied::Tiles(n))
@@ -179,6 +183,7 @@ impl Canvas {
                 let n = rects.len();
                 for rect in rects {
                     self.draw_lossy(&rect)?;
+                    self.bytes += rect.data.len() as u64;
                 }
                 self.lossy += n as u64;
                 Ok(Applied::Lossy(n))

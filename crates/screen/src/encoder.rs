@@ -54,6 +54,8 @@ impl Image<'_> {
 /// One encoded frame, ready to send in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncodedFrame {
+    /// The frame's number.
+    pub number: u64,
     /// The messages: possibly `Size`, then `Copy`, `Lossy` and `Tiles` batches that each fit a
     /// message, then `Stats` and `FrameEnd`.
     pub updates: Vec<ScreenUpdate>,
@@ -68,6 +70,13 @@ pub struct EncodedFrame {
 }
 
 impl EncodedFrame {
+    /// Whether the frame answers refresh `sync` (the picture is exact after it).
+    pub fn answers(&self, sync: u64) -> bool {
+        self.updates
+            .iter()
+            .any(|u| matches!(u, ScreenUpdate::FrameEnd { sync: s, .. } if *s >= sync))
+    }
+
     /// The frame's statistics, for the sender to complete with what it measured.
     pub fn stats_mut(&mut self) -> Option<&mut FrameStats> {
         self.updates.iter_mut().rev().find_map(|u| match u {
@@ -299,7 +308,7 @@ impl Encoder {
             }
             let place = self.place(i);
             let mut tile = self.encode_tile(image, place)?;
-            if let Some(webp) = lossy::lossless(image, place.x, place.y, place.w, place.h)
+            if let Some(webp) = lossy::lossless_tile(image, place.x, place.y, place.w, place.h)
                 && webp.len() < tile.data.len()
             {
                 tile.codec = Codec::Webp;
@@ -317,6 +326,7 @@ impl Encoder {
             return Ok(None);
         }
         let mut frame = EncodedFrame {
+            number: self.frame + 1,
             updates,
             tiles: tiles.len() as u32,
             lossy: rects.len() as u32,
@@ -441,7 +451,7 @@ impl Encoder {
                 n += 1;
             }
             let (a, b) = (self.place(first), self.place(first + n - 1));
-            let made = lossy::rects(
+            let made = lossy::lossy_rects(
                 image,
                 a.x,
                 a.y,

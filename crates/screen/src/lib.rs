@@ -459,7 +459,7 @@ mod tests {
         let ok = crate::lossy::LADDER[2];
         let src = photo(64, 64, 3);
         let img = image(&src, 64, 64);
-        let good = crate::lossy::rects(&img, 0, 0, 64, 64, ok, 60_000)
+        let good = crate::lossy::lossy_rects(&img, 0, 0, 64, 64, ok, 60_000)
             .unwrap()
             .remove(0)
             .data;

@@ -98,8 +98,9 @@ fn encode(rgb: &[u8], w: usize, h: usize, quality: f32, lossless: bool) -> Optio
     encoder.encode_advanced(&config).ok().map(|m| m.to_vec())
 }
 
-/// The rectangle as lossy images at `rung`, split in halves until each fits `max_bytes`.
-pub(crate) fn rects(
+/// The rectangle (`w`×`h` at `x`,`y` of `image`) as lossy images at `rung`, split in halves
+/// on tile boundaries until each fits `max_bytes`.
+pub fn lossy_rects(
     image: &Image<'_>,
     x: usize,
     y: usize,
@@ -127,13 +128,13 @@ pub(crate) fn rects(
     let half = (w / 2)
         .next_multiple_of(usize::from(TILE))
         .min(w - usize::from(TILE));
-    let mut out = rects(image, x, y, half, h, rung, max_bytes)?;
-    out.extend(rects(image, x + half, y, w - half, h, rung, max_bytes)?);
+    let mut out = lossy_rects(image, x, y, half, h, rung, max_bytes)?;
+    out.extend(lossy_rects(image, x + half, y, w - half, h, rung, max_bytes)?);
     Ok(out)
 }
 
-/// A tile as a lossless WebP image, if the encoder manages.
-pub(crate) fn lossless(image: &Image<'_>, x: usize, y: usize, w: usize, h: usize) -> Option<Vec<u8>> {
+/// A tile (`w`×`h` at `x`,`y` of `image`) as a lossless WebP image, if libwebp manages.
+pub fn lossless_tile(image: &Image<'_>, x: usize, y: usize, w: usize, h: usize) -> Option<Vec<u8>> {
     let mut rgb = Vec::new();
     pack(image, x, y, w, h, 1, &mut rgb);
     // Quality is effort for lossless WebP: the lowest still predicts, which is what photos need.
