@@ -1,6 +1,8 @@
 //! Helpers for the end-to-end tests: find and start Ponte's binaries, read what they print.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
+pub mod link;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};

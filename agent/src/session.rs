@@ -178,6 +178,7 @@ pub async fn run(
         scope,
         config.interactive,
         desktop,
+        Some(session.clone()),
     ));
     let mut requests = tokio::task::JoinSet::new();
     let mut changes = grants.subscribe();

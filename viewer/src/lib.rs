@@ -14,6 +14,7 @@
 
 pub mod client;
 pub mod identity;
+pub mod overlay;
 pub mod screen;
 pub mod window;
 

@@ -100,6 +100,12 @@ struct App {
     /// Where the picture sits in the window: offset and scaled size.
     placement: (u32, u32, u32, u32),
     control: Option<bool>,
+    /// Whether the statistics overlay is shown (F2).
+    overlay: bool,
+    /// Frames and pixel bytes at the start of the current second, and the last second's rates.
+    rates: (Instant, u64, u64, f64, f64),
+    /// How long the last redraw took, milliseconds.
+    present_ms: f64,
 }
 
 impl App {
@@ -111,6 +117,9 @@ impl App {
             drawn: None,
             placement: (0, 0, 0, 0),
             control: None,
+            overlay: false,
+            rates: (Instant::now(), 0, 0, 0.0, 0.0),
+            present_ms: 0.0,
         }
     }
 
@@ -147,6 +156,7 @@ impl App {
     }
 
     fn redraw(&mut self) -> anyhow::Result<()> {
+        let started = Instant::now();
         let control = self.control();
         let Some(s) = self.surface.as_mut() else {
             return Ok(());
@@ -200,9 +210,22 @@ impl App {
                 }
             }
         }
+        let (since, frames, bytes, _, _) = self.rates;
+        let elapsed = since.elapsed().as_secs_f64();
+        if elapsed >= 1.0 {
+            let fps = (canvas.frames - frames) as f64 / elapsed;
+            let rate = (canvas.bytes - bytes) as f64 / elapsed;
+            self.rates = (Instant::now(), canvas.frames, canvas.bytes, fps, rate);
+        }
+        if self.overlay {
+            let lines =
+                crate::overlay::lines(canvas.stats.as_ref(), self.rates.3, self.rates.4, self.present_ms);
+            crate::overlay::draw(&mut buffer, ww, wh, &lines);
+        }
         self.drawn = Some((canvas.frames, canvas.cursor_position));
         drop(canvas);
         buffer.present().map_err(|e| anyhow::anyhow!("{e}"))?;
+        self.present_ms = started.elapsed().as_secs_f64() * 1e3;
         Ok(())
     }
 }
@@ -351,6 +374,14 @@ impl ApplicationHandler for App {
                 });
             }
             WindowEvent::KeyboardInput { event, .. } => {
+                // F2 is the viewer's own: it shows or hides the statistics.
+                if event.logical_key == Key::Named(NamedKey::F2) {
+                    if event.state == ElementState::Pressed && !event.repeat {
+                        self.overlay = !self.overlay;
+                        self.drawn = None;
+                    }
+                    return;
+                }
                 if let Some(keysym) = keysym(&event.logical_key) {
                     let pressed = event.state == ElementState::Pressed;
                     self.send(InputEvent::Key { keysym, pressed });

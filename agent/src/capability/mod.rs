@@ -38,6 +38,8 @@ pub struct Context {
     pub interactive: bool,
     /// The desktop, for the screen and input.
     pub desktop: DesktopWorker,
+    /// The session, whose QUIC path figures pace the screen (none in tests without one).
+    pub session: Option<ponte_session::Session>,
     terminals: AtomicU64,
     transfers: AtomicU64,
     refusals: AtomicU64,
@@ -52,6 +54,7 @@ impl Context {
         scope: Scope,
         interactive: bool,
         desktop: DesktopWorker,
+        session: Option<ponte_session::Session>,
     ) -> Context {
         Context {
             events,
@@ -60,6 +63,7 @@ impl Context {
             scope,
             interactive,
             desktop,
+            session,
             terminals: AtomicU64::new(1),
             transfers: AtomicU64::new(1),
             refusals: AtomicU64::new(0),

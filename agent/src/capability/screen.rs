@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use ponte_protocol::app::Capability;
 use ponte_protocol::screen::{ScreenFeedback, ScreenUpdate};
-use ponte_screen::Encoder;
+use ponte_screen::{Encoder, Pacer, PathSample};
 use ponte_session::{SecureSend, SecureStream};
 
 use super::{Context, Handler};
@@ -21,9 +21,9 @@ pub const MAX_STREAMS: usize = 2;
 /// The agent's own cap on frames per second.
 pub const MAX_FPS: u8 = 60;
 
-/// Frames sent but not yet acknowledged before the agent stops capturing: a slow viewer gets
-/// fewer, newer frames rather than a queue.
-const IN_FLIGHT: u64 = 2;
+/// How long a refresh waits for the picture to become exact by itself before the frame
+/// budget is lifted to make it so (a screenshot of a continuously changing photo screen).
+const REFRESH_PATIENCE: Duration = Duration::from_secs(5);
 
 /// How often a stream of dropped or paused input is reported to the customer.
 const REPORT_EVERY: Duration = Duration::from_secs(5);
@@ -91,7 +91,10 @@ impl Handler for Screen {
         let mut ticker = tokio::time::interval(Duration::from_secs(1) / u32::from(fps));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut encoder = Box::new(Encoder::new()?);
-        let (mut sent, mut acked, mut sync) = (0u64, 0u64, 0u64);
+        // Frames are paced by the viewer's acknowledgements and sized by the QUIC path.
+        let mut pacer = Pacer::new();
+        let mut sync = 0u64;
+        let mut sync_since = Instant::now();
         let mut pointer = None;
         let (mut dropped, mut paused) = (Reporter::new(), Reporter::new());
         let mut controlling = false;
@@ -99,22 +102,39 @@ impl Handler for Screen {
             tokio::select! {
                 _ = ticker.tick() => {
                     let want = sync;
-                    let capture = sent - acked < IN_FLIGHT;
+                    if let Some(session) = &ctx.session {
+                        let path = session.connection().stats().path;
+                        pacer.on_path(PathSample { rtt: path.rtt, cwnd: path.cwnd, lost_packets: path.lost_packets });
+                    }
+                    let budget = if want != 0 && sync_since.elapsed() > REFRESH_PATIENCE {
+                        usize::MAX
+                    } else {
+                        pacer.budget()
+                    };
+                    let capture = pacer.may_send().then_some(budget);
                     let (back, step) = ctx.desktop.step(want, capture, encoder).await?;
                     encoder = back;
-                    let step = step?;
-                    let framed = step.frame.is_some();
-                    send_step(&mut stream.send, step, &mut pointer).await?;
-                    if framed {
-                        sent += 1;
-                        if want == sync {
-                            sync = 0; // Answered.
+                    let mut step = step?;
+                    if let Some(frame) = &mut step.frame {
+                        if let Some(stats) = frame.stats_mut() {
+                            stats.rtt_us = pacer.rtt().map_or(0, |r| r.as_micros().min(u32::MAX.into()) as u32);
+                            stats.rate = pacer.rate().map_or(0, |r| r.min(f64::from(u32::MAX)) as u32);
+                        }
+                        pacer.sent(frame.number, frame.bytes, Instant::now());
+                        if want != 0 && frame.answers(want) {
+                            sync = 0;
                         }
                     }
+                    send_step(&mut stream.send, step, &mut pointer).await?;
                 }
                 message = stream.recv.recv::<ScreenFeedback>() => match message {
-                    Ok(Some(ScreenFeedback::Ack { frame })) => acked = acked.max(frame.min(sent)),
-                    Ok(Some(ScreenFeedback::Refresh { sync: s })) => sync = sync.max(s),
+                    Ok(Some(ScreenFeedback::Ack { frame })) => pacer.acked(frame, Instant::now()),
+                    Ok(Some(ScreenFeedback::Refresh { sync: s })) => {
+                        if sync == 0 {
+                            sync_since = Instant::now();
+                        }
+                        sync = sync.max(s);
+                    }
                     Ok(Some(ScreenFeedback::Input(event))) => {
                         let allowed = ctx.grants.now().allows(Capability::Control) && event.is_valid();
                         let injected = if allowed {

@@ -72,7 +72,7 @@ enum Job {
     Open(Reply<Monitor>),
     Step {
         sync: u64,
-        capture: bool,
+        budget: Option<usize>,
         encoder: Box<Encoder>,
         reply: oneshot::Sender<(Box<Encoder>, anyhow::Result<Step>)>,
     },
@@ -149,13 +149,13 @@ impl DesktopWorker {
     pub async fn step(
         &self,
         sync: u64,
-        capture: bool,
+        budget: Option<usize>,
         encoder: Box<Encoder>,
     ) -> anyhow::Result<(Box<Encoder>, anyhow::Result<Step>)> {
         let (reply, rx) = oneshot::channel();
         self.submit(Job::Step {
             sync,
-            capture,
+            budget,
             encoder,
             reply,
         })?;
@@ -244,11 +244,11 @@ impl Worker {
             }
             Job::Step {
                 sync,
-                capture,
+                budget,
                 mut encoder,
                 reply,
             } => {
-                let step = self.step(sync, capture, &mut encoder);
+                let step = self.step(sync, budget, &mut encoder);
                 let _ = reply.send((encoder, step));
             }
             Job::Inject(events, reply) => {
@@ -257,17 +257,30 @@ impl Worker {
         }
     }
 
-    fn step(&mut self, sync: u64, capture: bool, encoder: &mut Encoder) -> anyhow::Result<Step> {
+    fn step(&mut self, sync: u64, budget: Option<usize>, encoder: &mut Encoder) -> anyhow::Result<Step> {
         let desktop = self.desktop()?;
         let mut step = Step::default();
-        if capture && let Some(c) = desktop.capture(sync != 0)? {
+        let started = Instant::now();
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        if let Some(budget) = budget
+            && let Some(c) = desktop.capture(sync != 0)?
+        {
             let image = Image {
                 width: c.width,
                 height: c.height,
                 stride: c.stride,
                 data: c.data,
             };
-            step.frame = encoder.encode(&image, sync)?;
+            let captured = Instant::now();
+            step.frame = encoder.encode_within(&image, sync, budget, captured)?;
+            if let Some(stats) = step.frame.as_mut().and_then(EncodedFrame::stats_mut) {
+                let micros = |d: Duration| d.as_micros().min(u32::MAX.into()) as u32;
+                stats.captured_unix_us = unix.as_micros().min(u64::MAX.into()) as u64;
+                stats.capture_us = micros(captured - started);
+                stats.encode_us = micros(captured.elapsed());
+            }
         }
         step.pointer = desktop.pointer()?;
         step.shape = desktop.cursor_shape()?;

@@ -7,7 +7,15 @@
 //!   viewer: sustained frames per second while the screen scrolls, and the latency from a
 //!   change on the display to the viewer having the frame that shows it (p50/p99).
 //!
-//! Run: `cargo run --release -p ponte-benches --bin screen-bench [-- --frames 200]`.
+//!
+//! With `--link dsl|mobile|lan`, instead: the real agent reaches the relay through the link
+//! emulator (`ponte_tests::link`) and an in-process viewer measures what the assistant feels —
+//! first usable and exact picture of a photo-like desktop, typing latency, scrolling frame
+//! rate and frame age, frame age under full-screen changes every 100 ms — with per-stage
+//! latency, printing a JSON line per scene.
+//!
+//! Run: `cargo run --release -p ponte-benches --bin screen-bench [-- --frames 200]`, or
+//! `cargo run --release -p ponte-benches --bin screen-bench -- --link dsl [--seconds 30]`.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -18,7 +26,7 @@ use ponte_protocol::app::{MAX_MESSAGE, Request};
 use ponte_protocol::frame;
 use ponte_protocol::handshake::Credentials;
 use ponte_protocol::identity::PrivateKey;
-use ponte_protocol::screen::{ScreenFeedback, ScreenUpdate};
+use ponte_protocol::screen::{FrameStats, ScreenFeedback, ScreenUpdate};
 use ponte_screen::{Applied, Canvas, Encoder, Image};
 use ponte_tests::{Running, Xvfb, binary};
 use ponte_transport::tls::CertFingerprint;
@@ -195,6 +203,30 @@ impl Scene {
         self.sync();
     }
 
+    /// Shows a BGRX picture of the whole screen (in strips: a request has a size limit).
+    fn put(&self, data: &[u8]) {
+        let rows = 30;
+        let (w, h) = (usize::from(W), usize::from(H));
+        for y in (0..h).step_by(rows) {
+            let n = rows.min(h - y);
+            self.conn
+                .put_image(
+                    ImageFormat::Z_PIXMAP,
+                    self.window,
+                    self.fill,
+                    W,
+                    n as u16,
+                    0,
+                    y as i16,
+                    0,
+                    24,
+                    &data[y * w * 4..(y + n) * w * 4],
+                )
+                .unwrap();
+        }
+        self.sync();
+    }
+
     fn capture(&self) -> Vec<u8> {
         let root = self.conn.setup().roots[0].root;
         let reply = self
@@ -205,6 +237,59 @@ impl Scene {
             .unwrap();
         reply.data
     }
+}
+
+/// A photo-like desktop (BGRX): a sky gradient over hills of fractal value noise, with a
+/// photo's grain — smooth to the eye, and nothing a lossless coder can shrink much.
+fn photo(seed: u64) -> Vec<u8> {
+    let (w, h) = (usize::from(W), usize::from(H));
+    let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    // Three octaves of value noise on grids of 240, 60 and 15 pixels.
+    let octaves: Vec<(usize, Vec<f32>)> = [240usize, 60, 15]
+        .iter()
+        .map(|&cell| {
+            let (gw, gh) = (w / cell + 2, h / cell + 2);
+            (
+                cell,
+                (0..gw * gh).map(|_| (next() % 1000) as f32 / 1000.0).collect(),
+            )
+        })
+        .collect();
+    let mut data = Vec::with_capacity(w * h * 4);
+    for y in 0..h {
+        for x in 0..w {
+            let mut v = 0.0;
+            let mut amp = 0.6;
+            for (cell, grid) in &octaves {
+                let gw = w / cell + 2;
+                let (fx, fy) = (x as f32 / *cell as f32, y as f32 / *cell as f32);
+                let (ix, iy) = (fx as usize, fy as usize);
+                let (tx, ty) = (fx - ix as f32, fy - iy as f32);
+                let at = |i: usize, j: usize| grid[j * gw + i];
+                let top = at(ix, iy) * (1.0 - tx) + at(ix + 1, iy) * tx;
+                let bottom = at(ix, iy + 1) * (1.0 - tx) + at(ix + 1, iy + 1) * tx;
+                v += amp * (top * (1.0 - ty) + bottom * ty);
+                amp /= 2.0;
+            }
+            let horizon = h as f32 * (0.45 + 0.2 * v);
+            let grain = (next() % 13) as f32 - 6.0;
+            let (r, g, b) = if (y as f32) < horizon {
+                let t = y as f32 / horizon;
+                (90.0 + 80.0 * t, 140.0 + 60.0 * t, 230.0 - 20.0 * t)
+            } else {
+                (60.0 + 120.0 * v, 90.0 + 110.0 * v, 40.0 + 60.0 * v)
+            };
+            let c = |f: f32| (f + grain).clamp(0.0, 255.0) as u8;
+            data.extend_from_slice(&[c(b), c(g), c(r), 0]);
+        }
+    }
+    data
 }
 
 /// Bytes on the wire (frames, before the record layer's 38 bytes each) of an encoded frame.
@@ -366,8 +451,396 @@ async fn viewer(
     stream
 }
 
+fn unix_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
+}
+
+/// A frame as the bench's viewer received it.
+#[derive(Debug, Clone, Copy)]
+struct Arrival {
+    at: Instant,
+    unix_us: u64,
+    stats: FrameStats,
+    /// Applying the frame's updates, microseconds.
+    decode_us: u64,
+    /// Bytes of its messages.
+    bytes: usize,
+}
+
+impl Arrival {
+    /// How old the oldest change the picture lacks is, now that this frame is shown (agent
+    /// and viewer share the machine's clock here).
+    fn age_ms(&self) -> f64 {
+        let since = self
+            .stats
+            .captured_unix_us
+            .saturating_sub(u64::from(self.stats.backlog_us));
+        self.unix_us.saturating_sub(since) as f64 / 1e3
+    }
+
+    fn network_ms(&self) -> f64 {
+        let encoded =
+            self.stats.captured_unix_us + u64::from(self.stats.capture_us) + u64::from(self.stats.encode_us);
+        self.unix_us.saturating_sub(encoded) as f64 / 1e3
+    }
+}
+
+/// Per-stage means over frames, milliseconds.
+fn stages(frames: &[Arrival]) -> serde_json::Value {
+    let m = |f: &dyn Fn(&Arrival) -> f64| mean(frames.iter().map(f));
+    serde_json::json!({
+        "capture_ms": m(&|a| f64::from(a.stats.capture_us) / 1e3),
+        "encode_ms": m(&|a| f64::from(a.stats.encode_us) / 1e3),
+        "network_ms": m(&|a| a.network_ms()),
+        "decode_ms": m(&|a| a.decode_us as f64 / 1e3),
+    })
+}
+
+/// Lossy and lossless codecs on the photo-like desktop: bytes, encode and decode time, error.
+fn compare_photo_codecs() {
+    use ponte_protocol::screen::{Codec, LossyRect, Tile};
+    let data = photo(1);
+    let img = Image {
+        width: W,
+        height: H,
+        stride: usize::from(W) * 4,
+        data: &data,
+    };
+    // Everything the viewer gets, decoded by the viewer's Canvas, against the original.
+    let judge = |name: &str, updates: Vec<ScreenUpdate>, encode_ms: f64| {
+        let bytes: usize = updates
+            .iter()
+            .map(|u| frame::encode(u, MAX_MESSAGE).unwrap().len())
+            .sum();
+        let mut canvas = Canvas::new().unwrap();
+        canvas.apply(ScreenUpdate::Size { width: W, height: H }).unwrap();
+        let start = Instant::now();
+        for u in updates {
+            canvas.apply(u).unwrap();
+        }
+        let decode_ms = start.elapsed().as_secs_f64() * 1e3;
+        let mut sq = 0f64;
+        for (p, px) in canvas.pixels().iter().zip(data.chunks_exact(4)) {
+            for (shift, i) in [(16, 2), (8, 1), (0, 0)] {
+                let d = f64::from((p >> shift) as u8) - f64::from(px[i]);
+                sq += d * d;
+            }
+        }
+        let mse = sq / (f64::from(W) * f64::from(H) * 3.0);
+        let psnr = if mse == 0.0 {
+            f64::INFINITY
+        } else {
+            10.0 * (255.0f64 * 255.0 / mse).log10()
+        };
+        let seconds_dsl = bytes as f64 * 8.0 / 5e6;
+        println!(
+            "{}",
+            serde_json::json!({"scene": "codec", "codec": name, "bytes": bytes, "encode_ms": encode_ms,
+                "decode_ms": decode_ms, "psnr_db": if psnr.is_finite() { psnr } else { 999.0 },
+                "seconds_at_5_mbit": seconds_dsl})
+        );
+    };
+    // Exact: what the encoder does without a budget (zstd tiles), and lossless WebP tiles.
+    let mut encoder = Encoder::new().unwrap();
+    let start = Instant::now();
+    let frame = encoder.encode(&img, 0).unwrap().unwrap();
+    judge(
+        "zstd-3 tiles (exact)",
+        frame.updates,
+        start.elapsed().as_secs_f64() * 1e3,
+    );
+    let start = Instant::now();
+    let mut tiles = Vec::new();
+    for ty in (0..usize::from(H)).step_by(64) {
+        for tx in (0..usize::from(W)).step_by(64) {
+            let (tw, th) = (64.min(usize::from(W) - tx), 64.min(usize::from(H) - ty));
+            let data = ponte_screen::lossy::lossless_tile(&img, tx, ty, tw, th).unwrap();
+            tiles.push(Tile {
+                x: tx as u16,
+                y: ty as u16,
+                width: tw as u16,
+                height: th as u16,
+                codec: Codec::Webp,
+                data,
+            });
+        }
+    }
+    let encode_ms = start.elapsed().as_secs_f64() * 1e3;
+    let updates: Vec<ScreenUpdate> = tiles.chunks(4).map(|c| ScreenUpdate::Tiles(c.to_vec())).collect();
+    judge("webp lossless tiles (exact)", updates, encode_ms);
+    // Every rung of the lossy ladder, over the whole screen in tile rows as the encoder sends.
+    for rung in ponte_screen::lossy::LADDER {
+        let start = Instant::now();
+        let mut rects: Vec<LossyRect> = Vec::new();
+        for ty in (0..usize::from(H)).step_by(64) {
+            let th = 64.min(usize::from(H) - ty);
+            rects.extend(ponte_screen::lossy::lossy_rects(&img, 0, ty, 1920, th, rung, 60_000).unwrap());
+        }
+        let encode_ms = start.elapsed().as_secs_f64() * 1e3;
+        let updates = rects.chunks(2).map(|c| ScreenUpdate::Lossy(c.to_vec())).collect();
+        judge(
+            &format!("webp q{} scale 1/{}", rung.quality, rung.scale),
+            updates,
+            encode_ms,
+        );
+    }
+}
+
+/// The emulated-link scenes, each a JSON line.
+async fn link_scenes(name: &str, seconds: u64) -> anyhow::Result<()> {
+    use ponte_tests::link::{Link, Profile};
+    let profile = Profile::named(name).ok_or_else(|| anyhow::anyhow!("unknown link {name}"))?;
+    let x = Xvfb::start(W, H);
+    let mut scene = Scene::new(x.connect());
+    let photos = [photo(1), photo(2)];
+    scene.put(&photos[0]);
+
+    let dir = tempfile::tempdir()?;
+    let (_relay, addr, fp) = ponte_benches::start_relay(&dir.path().join("relay"))?;
+    let link = Link::start(addr, profile)?;
+    let mut agent = std::process::Command::new(binary("ponte-agent"));
+    agent
+        .env("HOME", dir.path())
+        .env("XDG_DATA_HOME", dir.path())
+        .env("XDG_CONFIG_HOME", dir.path())
+        .args([
+            "--json",
+            "--allow",
+            "screen",
+            "--display",
+            &x.display,
+            "--relay",
+            &link.addr.to_string(),
+        ])
+        .args(["--fingerprint", &fp.to_string()]);
+    let agent = Running::start(agent);
+    let ready = agent.event("ready", Duration::from_secs(30));
+    let started = Instant::now();
+    let stream = viewer(
+        addr,
+        fp,
+        ready["session_id"].as_str().unwrap(),
+        ready["code"].as_str().unwrap(),
+    )
+    .await;
+    // The request's answer is in; the first frame's clock starts here.
+    let requested = Instant::now();
+    eprintln!(
+        "joined through the link in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let canvas = Arc::new(Mutex::new(Canvas::new()?));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Arrival>();
+    let (mut send, mut recv) = (stream.send, stream.recv);
+    let picture = canvas.clone();
+    tokio::spawn(async move {
+        let (mut decode, mut bytes, mut stats) = (Duration::ZERO, 0, FrameStats::default());
+        while let Ok(Some(update)) = recv.recv::<ScreenUpdate>().await {
+            bytes += frame::encode(&update, MAX_MESSAGE).unwrap().len();
+            let start = Instant::now();
+            let applied = picture.lock().unwrap().apply(update).unwrap();
+            decode += start.elapsed();
+            match applied {
+                Applied::Stats => stats = picture.lock().unwrap().stats.unwrap(),
+                Applied::Frame { frame, .. } => {
+                    let arrival = Arrival {
+                        at: Instant::now(),
+                        unix_us: unix_us(),
+                        stats,
+                        decode_us: decode.as_micros() as u64,
+                        bytes,
+                    };
+                    (decode, bytes) = (Duration::ZERO, 0);
+                    let _ = tx.send(arrival);
+                    send.send(&ScreenFeedback::Ack { frame }).await.unwrap();
+                }
+                _ => {}
+            }
+        }
+    });
+
+    // (1) A photo-like desktop: first usable picture (nothing stale), then exact.
+    let (mut usable, mut exact, mut bytes) = (None, None, 0);
+    let mut frames = Vec::new();
+    while exact.is_none() {
+        let a = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("stream ended"))?;
+        bytes += a.bytes;
+        frames.push(a);
+        if usable.is_none() && a.stats.backlog_us == 0 {
+            usable = Some(a.at - requested);
+        }
+        if a.stats.inexact_tiles == 0 {
+            exact = Some(a.at - requested);
+        }
+    }
+    let pixel_exact = {
+        let c = canvas.lock().unwrap();
+        c.pixels()
+            .iter()
+            .zip(scene.capture().chunks_exact(4))
+            .all(|(p, px)| *p == u32::from(px[2]) << 16 | u32::from(px[1]) << 8 | u32::from(px[0]))
+    };
+    let first = frames[0].stats;
+    println!(
+        "{}",
+        serde_json::json!({
+            "link": name, "scene": "photo",
+            "first_usable_ms": usable.unwrap().as_secs_f64() * 1e3,
+            "exact_ms": exact.unwrap().as_secs_f64() * 1e3,
+            "pixel_exact": pixel_exact,
+            "first_frame_bytes": frames[0].bytes,
+            "first_quality": first.quality, "first_scale": first.scale,
+            "bytes_to_exact": bytes, "frames": frames.len(),
+            "stages": stages(&frames),
+        })
+    );
+
+    // Waits until the picture is exact and nothing arrives for a while.
+    async fn settle(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Arrival>) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            match tokio::time::timeout(Duration::from_millis(700), rx.recv()).await {
+                Ok(Some(_)) => {}
+                _ => return,
+            }
+        }
+    }
+
+    // (2) Typing in a terminal: a glyph-sized change of a new colour, ten a second.
+    scene.terminal();
+    settle(&mut rx).await;
+    let mut latencies = Vec::new();
+    let mut frames = Vec::new();
+    for n in 0..100u32 {
+        let color = 0x0030_0000 + n * 0x0101;
+        let (px, py) = (8 + (n as i16 % 200) * COLUMN, (H as i16 / LINE - 1) * LINE);
+        let start = Instant::now();
+        scene.rect(color, px, py, COLUMN as u16, LINE as u16);
+        scene.conn.flush()?;
+        loop {
+            let a = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("stream ended"))?;
+            frames.push(a);
+            let c = canvas.lock().unwrap();
+            if c.pixels()[(py as usize + 6) * usize::from(W) + px as usize + 3] == color {
+                latencies.push(a.at.duration_since(start).as_secs_f64() * 1e3);
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "{}",
+        serde_json::json!({
+            "link": name, "scene": "typing",
+            "p50_ms": percentile(&latencies, 0.5), "p95_ms": percentile(&latencies, 0.95),
+            "max_ms": percentile(&latencies, 1.0),
+            "bytes_per_frame": mean(frames.iter().map(|a| a.bytes as f64)),
+            "stages": stages(&frames),
+        })
+    );
+
+    // (3) Scrolling a page three lines at a time, 60 times a second, for 5 s.
+    scene.page();
+    settle(&mut rx).await;
+    let copies_before = canvas.lock().unwrap().copies;
+    let mut frames = Vec::new();
+    let start = Instant::now();
+    let mut n = 0;
+    let mut tick = tokio::time::interval(Duration::from_millis(16));
+    while start.elapsed() < Duration::from_secs(5) {
+        tick.tick().await;
+        scene.scroll(n);
+        n += 1;
+        while let Ok(a) = rx.try_recv() {
+            frames.push(a);
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let ages: Vec<f64> = frames.iter().map(Arrival::age_ms).collect();
+    println!(
+        "{}",
+        serde_json::json!({
+            "link": name, "scene": "scrolling",
+            "fps": frames.len() as f64 / secs, "scrolls_drawn": n,
+            "age_p50_ms": percentile(&ages, 0.5), "age_p95_ms": percentile(&ages, 0.95),
+            "age_max_ms": percentile(&ages, 1.0),
+            "bytes_per_s": frames.iter().map(|a| a.bytes).sum::<usize>() as f64 / secs,
+            "copies": canvas.lock().unwrap().copies - copies_before,
+            "stages": stages(&frames),
+        })
+    );
+
+    // (4) Full-screen changes every 100 ms: terminal, photo, page, other photo.
+    settle(&mut rx).await;
+    let mut frames = Vec::new();
+    let start = Instant::now();
+    let mut n = 0;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    while start.elapsed() < Duration::from_secs(seconds) {
+        tick.tick().await;
+        match n % 4 {
+            0 => scene.terminal(),
+            1 => scene.put(&photos[0]),
+            2 => scene.page(),
+            _ => scene.put(&photos[1]),
+        }
+        n += 1;
+        while let Ok(a) = rx.try_recv() {
+            frames.push(a);
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let ages: Vec<f64> = frames.iter().map(Arrival::age_ms).collect();
+    let qualities: Vec<f64> = frames
+        .iter()
+        .filter(|a| a.stats.quality > 0)
+        .map(|a| f64::from(a.stats.quality))
+        .collect();
+    println!(
+        "{}",
+        serde_json::json!({
+            "link": name, "scene": "full-screen",
+            "seconds": secs, "changes": n, "fps": frames.len() as f64 / secs,
+            "age_p50_ms": percentile(&ages, 0.5), "age_p95_ms": percentile(&ages, 0.95),
+            "age_max_ms": percentile(&ages, 1.0),
+            "bytes_per_s": frames.iter().map(|a| a.bytes).sum::<usize>() as f64 / secs,
+            "mean_quality_when_lossy": mean(qualities.into_iter()),
+            "mean_budget": mean(frames.iter().map(|a| f64::from(a.stats.budget))),
+            "mean_rate": mean(frames.iter().map(|a| f64::from(a.stats.rate))),
+            "stages": stages(&frames),
+        })
+    );
+    let c = &link.counters;
+    eprintln!(
+        "link: {} B up ({} dropped), {} B down ({} dropped)",
+        c.up_bytes.load(std::sync::atomic::Ordering::Relaxed),
+        c.up_dropped.load(std::sync::atomic::Ordering::Relaxed),
+        c.down_bytes.load(std::sync::atomic::Ordering::Relaxed),
+        c.down_dropped.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    drop(agent);
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--codecs") {
+        compare_photo_codecs();
+        return Ok(());
+    }
+    if let Some(i) = args.iter().position(|a| a == "--link") {
+        let name = args.get(i + 1).map_or("dsl", String::as_str);
+        return link_scenes(name, arg("--seconds", 30)).await;
+    }
     let frames = arg("--frames", 200) as usize;
     let x = Xvfb::start(W, H);
     let mut scene = Scene::new(x.connect());

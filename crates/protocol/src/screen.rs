@@ -29,6 +29,12 @@ pub const MAX_TEXT: usize = 4096;
 /// Most input events in one [`Request::Input`](crate::app::Request::Input).
 pub const MAX_EVENTS: usize = 256;
 
+/// Largest side of a [`LossyRect`] on the screen, in pixels.
+pub const MAX_LOSSY_SIDE: u16 = 2048;
+
+/// Largest downscaling factor of a [`LossyRect`].
+pub const MAX_SCALE: u8 = 8;
+
 /// How a tile's bytes are compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Codec {
@@ -36,6 +42,90 @@ pub enum Codec {
     Raw,
     /// One zstd frame of the pixels.
     Zstd,
+    /// One still WebP image of the tile's size (lossless when the agent means it exact:
+    /// photo-like tiles, where WebP's prediction beats zstd on raw pixels by far).
+    Webp,
+}
+
+/// An approximation of a rectangle of the screen: one lossy WebP image, possibly downscaled,
+/// that exact [`Tile`]s replace later. Sent where exact pixels would take too long to arrive.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LossyRect {
+    /// Left edge on the screen.
+    pub x: u16,
+    /// Top edge on the screen.
+    pub y: u16,
+    /// Width on the screen (at most [`MAX_LOSSY_SIDE`]).
+    pub width: u16,
+    /// Height on the screen (at most [`MAX_LOSSY_SIDE`]).
+    pub height: u16,
+    /// The image is `ceil(width / scale) × ceil(height / scale)`, stretched back by the viewer
+    /// (1 to [`MAX_SCALE`]).
+    pub scale: u8,
+    /// The WebP image.
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
+}
+
+impl std::fmt::Debug for LossyRect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LossyRect")
+            .field("x", &self.x)
+            .field("y", &self.y)
+            .field("width", &self.width)
+            .field("height", &self.height)
+            .field("scale", &self.scale)
+            .field("bytes", &self.data.len())
+            .finish()
+    }
+}
+
+/// Pixels that moved on the screen (scrolling, a dragged window): the viewer copies them from
+/// its own picture instead of receiving them again. Source and destination may overlap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyRect {
+    /// Left edge of the source.
+    pub src_x: u16,
+    /// Top edge of the source.
+    pub src_y: u16,
+    /// Left edge of the destination.
+    pub x: u16,
+    /// Top edge of the destination.
+    pub y: u16,
+    /// Width.
+    pub width: u16,
+    /// Height.
+    pub height: u16,
+}
+
+/// What a frame cost on the agent, for the viewer's statistics (sent just before its
+/// [`ScreenUpdate::FrameEnd`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrameStats {
+    /// When the picture was captured, microseconds since the Unix epoch on the agent's clock
+    /// (comparable with the viewer's only when both run on one machine, as in benchmarks).
+    pub captured_unix_us: u64,
+    /// Capturing the picture, microseconds.
+    pub capture_us: u32,
+    /// Finding changes and encoding them, microseconds.
+    pub encode_us: u32,
+    /// How long the oldest change not yet sent had waited at capture, microseconds (0: the
+    /// picture is complete after this frame).
+    pub backlog_us: u32,
+    /// The byte budget the pacer gave this frame.
+    pub budget: u32,
+    /// The agent's estimate of the path: round-trip time, microseconds.
+    pub rtt_us: u32,
+    /// The agent's estimate of the path: bytes per second.
+    pub rate: u32,
+    /// Tiles still approximate (lossy) or not yet sent after this frame.
+    pub inexact_tiles: u32,
+    /// Lossy WebP quality used in this frame (0: none).
+    pub quality: u8,
+    /// Downscaling of lossy rectangles in this frame (0: none).
+    pub scale: u8,
+    /// Pixels moved by [`CopyRect`]s in this frame.
+    pub copied_pixels: u32,
 }
 
 /// A rectangle of changed pixels.
@@ -112,6 +202,12 @@ pub enum ScreenUpdate {
         /// Tiles sent in this frame.
         tiles: u32,
     },
+    /// Lossy approximations of the frame being sent.
+    Lossy(Vec<LossyRect>),
+    /// Moved pixels of the frame being sent, applied in order before its tiles.
+    Copy(Vec<CopyRect>),
+    /// What the frame being sent cost.
+    Stats(FrameStats),
 }
 
 /// Viewer → agent on a screen stream.

@@ -1,7 +1,10 @@
 //! The viewer's side: the remote picture rebuilt from [`ScreenUpdate`]s. Every update comes
 //! from the network, so every size and position is checked before it touches memory.
 
-use ponte_protocol::screen::{BYTES_PER_PIXEL, Codec, MAX_CURSOR, MAX_SIDE, ScreenUpdate, TILE, Tile};
+use ponte_protocol::screen::{
+    BYTES_PER_PIXEL, Codec, CopyRect, FrameStats, LossyRect, MAX_CURSOR, MAX_LOSSY_SIDE, MAX_SCALE, MAX_SIDE,
+    ScreenUpdate, TILE, Tile,
+};
 
 use crate::ScreenError;
 
@@ -27,6 +30,12 @@ pub enum Applied {
     Resized,
     /// This many tiles were drawn.
     Tiles(usize),
+    /// This many lossy rectangles were drawn.
+    Lossy(usize),
+    /// This many rectangles were moved.
+    Copied(usize),
+    /// The agent's figures for the frame being received.
+    Stats,
     /// The pointer moved or changed shape.
     Cursor,
     /// A frame is complete.
@@ -56,6 +65,14 @@ pub struct Canvas {
     pub frames: u64,
     /// Tiles received.
     pub tiles: u64,
+    /// Lossy rectangles received.
+    pub lossy: u64,
+    /// Moved rectangles received.
+    pub copies: u64,
+    /// Bytes of pixel data (tiles and lossy images) received.
+    pub bytes: u64,
+    /// The agent's figures for the last frame that had them.
+    pub stats: Option<FrameStats>,
 }
 
 impl std::fmt::Debug for Canvas {
@@ -82,6 +99,10 @@ impl Canvas {
             scratch: Vec::new(),
             frames: 0,
             tiles: 0,
+            lossy: 0,
+            copies: 0,
+            bytes: 0,
+            stats: None,
         })
     }
 
@@ -125,6 +146,7 @@ impl Canvas {
                 let n = tiles.len();
                 for tile in tiles {
                     self.draw(&tile)?;
+                    self.bytes += tile.data.len() as u64;
                 }
                 self.tiles += n as u64;
                 Ok(Applied::Tiles(n))
@@ -157,6 +179,27 @@ impl Canvas {
                 });
                 Ok(Applied::Cursor)
             }
+            ScreenUpdate::Lossy(rects) => {
+                let n = rects.len();
+                for rect in rects {
+                    self.draw_lossy(&rect)?;
+                    self.bytes += rect.data.len() as u64;
+                }
+                self.lossy += n as u64;
+                Ok(Applied::Lossy(n))
+            }
+            ScreenUpdate::Copy(rects) => {
+                let n = rects.len();
+                for rect in rects {
+                    self.copy(&rect)?;
+                }
+                self.copies += n as u64;
+                Ok(Applied::Copied(n))
+            }
+            ScreenUpdate::Stats(stats) => {
+                self.stats = Some(stats);
+                Ok(Applied::Stats)
+            }
             ScreenUpdate::FrameEnd { frame, sync, tiles } => {
                 self.frames += 1;
                 Ok(Applied::Frame { frame, sync, tiles })
@@ -187,6 +230,14 @@ impl Canvas {
                     .map_err(|_| ScreenError::BadTile)?;
                 &self.scratch
             }
+            Codec::Webp => {
+                decode_webp(&tile.data, w, h, &mut self.scratch)?;
+                // WebP gives red, green, blue; tiles are blue, green, red.
+                for px in self.scratch.chunks_exact_mut(BYTES_PER_PIXEL) {
+                    px.swap(0, 2);
+                }
+                &self.scratch
+            }
         };
         if pixels.len() != len {
             return Err(ScreenError::BadTile);
@@ -203,4 +254,97 @@ impl Canvas {
         }
         Ok(())
     }
+}
+
+impl Canvas {
+    fn inside(&self, x: u16, y: u16, w: u16, h: u16) -> bool {
+        usize::from(x) + usize::from(w) <= usize::from(self.width)
+            && usize::from(y) + usize::from(h) <= usize::from(self.height)
+    }
+
+    fn draw_lossy(&mut self, rect: &LossyRect) -> Result<(), ScreenError> {
+        let (w, h, scale) = (rect.width, rect.height, rect.scale);
+        if w == 0 || h == 0 || w > MAX_LOSSY_SIDE || h > MAX_LOSSY_SIDE || !self.inside(rect.x, rect.y, w, h)
+        {
+            return Err(ScreenError::TileOutside);
+        }
+        if scale == 0 || scale > MAX_SCALE {
+            return Err(ScreenError::BadTile);
+        }
+        let s = usize::from(scale);
+        let (sw, sh) = (usize::from(w).div_ceil(s), usize::from(h).div_ceil(s));
+        decode_webp(&rect.data, sw, sh, &mut self.scratch)?;
+        let stride = usize::from(self.width);
+        for r in 0..usize::from(h) {
+            let src = &self.scratch[(r / s) * sw * BYTES_PER_PIXEL..][..sw * BYTES_PER_PIXEL];
+            let start = (usize::from(rect.y) + r) * stride + usize::from(rect.x);
+            // Nearest neighbour: a preview only has to be recognisable until the exact tiles come.
+            for (c, dst) in self.pixels[start..start + usize::from(w)].iter_mut().enumerate() {
+                let px = &src[(c / s) * BYTES_PER_PIXEL..][..BYTES_PER_PIXEL];
+                *dst = u32::from(px[0]) << 16 | u32::from(px[1]) << 8 | u32::from(px[2]);
+            }
+        }
+        Ok(())
+    }
+
+    fn copy(&mut self, rect: &CopyRect) -> Result<(), ScreenError> {
+        let (w, h) = (usize::from(rect.width), usize::from(rect.height));
+        if w == 0
+            || h == 0
+            || !self.inside(rect.src_x, rect.src_y, rect.width, rect.height)
+            || !self.inside(rect.x, rect.y, rect.width, rect.height)
+        {
+            return Err(ScreenError::TileOutside);
+        }
+        let stride = usize::from(self.width);
+        let (sx, sy, dx, dy) = (
+            usize::from(rect.src_x),
+            usize::from(rect.src_y),
+            usize::from(rect.x),
+            usize::from(rect.y),
+        );
+        // Overlapping moves: copy rows in the order that reads each source row before it is
+        // overwritten (bottom-up when moving down).
+        let rows: Box<dyn Iterator<Item = usize>> = if dy > sy {
+            Box::new((0..h).rev())
+        } else {
+            Box::new(0..h)
+        };
+        for r in rows {
+            let from = (sy + r) * stride + sx;
+            self.pixels.copy_within(from..from + w, (dy + r) * stride + dx);
+        }
+        Ok(())
+    }
+}
+
+/// Decodes a WebP image that must be `w`×`h` into `out` as red, green, blue rows. The size is
+/// checked against the header before anything is allocated for pixels.
+fn decode_webp(data: &[u8], w: usize, h: usize, out: &mut Vec<u8>) -> Result<(), ScreenError> {
+    let mut decoder =
+        image_webp::WebPDecoder::new(std::io::Cursor::new(data)).map_err(|_| ScreenError::BadTile)?;
+    let (dw, dh) = decoder.dimensions();
+    if (dw as usize, dh as usize) != (w, h) || decoder.is_animated() {
+        return Err(ScreenError::BadTile);
+    }
+    // Headers can claim anything; the decoder's own allocations are bounded to a few times the
+    // picture, which is bounded by the checks above.
+    decoder.set_memory_limit(w * h * 16 + (1 << 20));
+    let size = decoder.output_buffer_size().ok_or(ScreenError::BadTile)?;
+    let channels = if decoder.has_alpha() { 4 } else { 3 };
+    if size != w * h * channels {
+        return Err(ScreenError::BadTile);
+    }
+    out.clear();
+    out.resize(size, 0);
+    decoder.read_image(out).map_err(|_| ScreenError::BadTile)?;
+    if channels == 4 {
+        let mut to = 0;
+        for from in (0..size).step_by(4) {
+            out.copy_within(from..from + 3, to);
+            to += 3;
+        }
+        out.truncate(to);
+    }
+    Ok(())
 }

@@ -1,9 +1,15 @@
 //! The agent's side: finds the tiles that changed since the last frame sent and compresses them.
 
+use std::time::Instant;
+
 use ponte_protocol::app::MAX_MESSAGE;
-use ponte_protocol::screen::{BYTES_PER_PIXEL, Codec, MAX_SIDE, ScreenUpdate, TILE, Tile};
+use ponte_protocol::screen::{
+    BYTES_PER_PIXEL, Codec, CopyRect, FrameStats, LossyRect, MAX_LOSSY_SIDE, MAX_SIDE, ScreenUpdate, TILE,
+    Tile,
+};
 
 use crate::ScreenError;
+use crate::lossy;
 
 /// Bytes per captured pixel (blue, green, red, padding: X11's ZPixmap at depth 24).
 pub const CAPTURE_BYTES_PER_PIXEL: usize = 4;
@@ -28,7 +34,7 @@ pub struct Image<'a> {
 }
 
 impl Image<'_> {
-    fn row(&self, y: usize, x: usize, width: usize) -> &[u8] {
+    pub(crate) fn row(&self, y: usize, x: usize, width: usize) -> &[u8] {
         let start = y * self.stride + x * CAPTURE_BYTES_PER_PIXEL;
         &self.data[start..start + width * CAPTURE_BYTES_PER_PIXEL]
     }
@@ -48,23 +54,99 @@ impl Image<'_> {
 /// One encoded frame, ready to send in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncodedFrame {
-    /// The messages: possibly `Size`, then `Tiles` batches that each fit a message, then
-    /// `FrameEnd`.
+    /// The frame's number.
+    pub number: u64,
+    /// The messages: possibly `Size`, then `Copy`, `Lossy` and `Tiles` batches that each fit a
+    /// message, then `Stats` and `FrameEnd`.
     pub updates: Vec<ScreenUpdate>,
-    /// Tiles in the frame.
+    /// Exact tiles in the frame.
     pub tiles: u32,
+    /// Lossy rectangles in the frame.
+    pub lossy: u32,
+    /// Moved rectangles in the frame.
+    pub copies: u32,
+    /// Bytes of pixel data (tiles and lossy images) in the frame.
+    pub bytes: usize,
 }
 
-/// Keeps the last frame sent and encodes the next one as the tiles that differ from it.
+impl EncodedFrame {
+    /// Whether the frame answers refresh `sync` (the picture is exact after it).
+    pub fn answers(&self, sync: u64) -> bool {
+        self.updates
+            .iter()
+            .any(|u| matches!(u, ScreenUpdate::FrameEnd { sync: s, .. } if *s >= sync))
+    }
+
+    /// The frame's statistics, for the sender to complete with what it measured.
+    pub fn stats_mut(&mut self) -> Option<&mut FrameStats> {
+        self.updates.iter_mut().rev().find_map(|u| match u {
+            ScreenUpdate::Stats(s) => Some(s),
+            _ => None,
+        })
+    }
+}
+
+/// What the viewer has of a tile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Level {
+    /// The exact pixels.
+    Exact,
+    /// A lossy approximation of the current pixels (to be refined).
+    Lossy,
+    /// Older pixels (the tile changed and nothing of the change was sent yet).
+    Stale,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct TileState {
+    level: Level,
+    /// Since when the tile has not been exact.
+    since: Option<Instant>,
+}
+
+impl TileState {
+    const EXACT: TileState = TileState {
+        level: Level::Exact,
+        since: None,
+    };
+
+    /// The less exact of two states (for content that a move mixed).
+    fn worst(self, other: TileState) -> TileState {
+        TileState {
+            level: self.level.max(other.level),
+            since: match (self.since, other.since) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
+        }
+    }
+}
+
+/// A tile's place and size in pixels.
+#[derive(Debug, Clone, Copy)]
+struct Place {
+    x: usize,
+    y: usize,
+    w: usize,
+    h: usize,
+}
+
+/// Keeps the last frame sent and encodes the next one as what differs from it: moved
+/// content as copies, text and UI as exact tiles, photo-like tiles lossy when the byte budget
+/// cannot carry them exactly (refined to exact pixels in later frames, as the budget allows).
 pub struct Encoder {
     width: u16,
     height: u16,
-    /// The last frame sent, packed (stride = width * 4).
+    /// The pixels the viewer has, or approximates, packed (stride = width * 4).
     previous: Vec<u8>,
+    /// Per tile, row by row.
+    states: Vec<TileState>,
     frame: u64,
     compressor: zstd::bulk::Compressor<'static>,
     /// Scratch: one tile's pixels in wire order.
     packed: Vec<u8>,
+    /// Learned bytes per screen pixel of each rung of [`lossy::LADDER`].
+    lossy_cost: [f64; lossy::LADDER.len()],
 }
 
 impl std::fmt::Debug for Encoder {
@@ -81,6 +163,13 @@ impl std::fmt::Debug for Encoder {
 /// 1 (docs/BENCHMARKS.md § Screen), and half the size of lz4 at about twice its time.
 pub const ZSTD_LEVEL: i32 = 3;
 
+/// A tile whose zstd output is above this share of its raw size (percent) is photo-like:
+/// text and UI compress to a few percent, photos and gradients barely.
+const PHOTO_PERCENT: usize = 20;
+
+/// With at least this many changed tiles, look for moved content first.
+const SCROLL_MIN_TILES: usize = 8;
+
 impl Encoder {
     /// An encoder whose first frame is sent whole.
     pub fn new() -> Result<Encoder, ScreenError> {
@@ -88,20 +177,40 @@ impl Encoder {
             width: 0,
             height: 0,
             previous: Vec::new(),
+            states: Vec::new(),
             frame: 0,
             compressor: zstd::bulk::Compressor::new(ZSTD_LEVEL).map_err(|_| ScreenError::Codec)?,
             packed: Vec::new(),
+            lossy_cost: lossy::LADDER.map(|r| r.cost),
         })
     }
 
-    /// Encodes `image` as the tiles that changed since the last frame. Returns `None` when
-    /// nothing changed, unless `sync` is non-zero (a frame that answers a refresh is always
-    /// sent, if need be with no tiles).
+    /// Encodes `image` exactly as what changed since the last frame (no byte budget: for
+    /// fast links). See [`Encoder::encode_within`].
     pub fn encode(&mut self, image: &Image<'_>, sync: u64) -> Result<Option<EncodedFrame>, ScreenError> {
+        self.encode_within(image, sync, usize::MAX, Instant::now())
+    }
+
+    /// Encodes `image` as what changed since the last frame, in about `budget` bytes of pixel
+    /// data: moved content first, then changed text and UI tiles exactly (oldest change
+    /// first), then changed photo-like tiles — exactly if they fit, else lossy at the best
+    /// quality that fits — and with what is left, lossy tiles that did not change are refined
+    /// to exact pixels. What does not fit waits for the next frame. At least one thing is sent
+    /// when something changed, so a tiny budget slows the picture down but never stops it.
+    ///
+    /// Returns `None` when there is nothing to send. `sync` (non-zero) is answered in the
+    /// frame's `FrameEnd` once the viewer's picture is exact; a frame is then sent even with
+    /// nothing in it.
+    pub fn encode_within(
+        &mut self,
+        image: &Image<'_>,
+        sync: u64,
+        budget: usize,
+        now: Instant,
+    ) -> Result<Option<EncodedFrame>, ScreenError> {
         image.check()?;
         let mut updates = Vec::new();
-        let resized = (image.width, image.height) != (self.width, self.height);
-        if resized {
+        if (image.width, image.height) != (self.width, self.height) {
             self.width = image.width;
             self.height = image.height;
             self.previous.clear();
@@ -109,76 +218,315 @@ impl Encoder {
                 usize::from(image.width) * usize::from(image.height) * CAPTURE_BYTES_PER_PIXEL,
                 0,
             );
+            self.states.clear();
+            let stale = TileState {
+                level: Level::Stale,
+                since: Some(now),
+            };
+            self.states.resize(self.tiles_x() * self.tiles_y(), stale);
             updates.push(ScreenUpdate::Size {
                 width: image.width,
                 height: image.height,
             });
         }
-        let (w, h) = (usize::from(self.width), usize::from(self.height));
-        let row_bytes = w * CAPTURE_BYTES_PER_PIXEL;
-        let side = usize::from(TILE);
-        let mut batch = Vec::new();
-        let mut batch_bytes = 0;
-        let mut tiles = 0u32;
-        for ty in (0..h).step_by(side) {
-            let th = side.min(h - ty);
-            for tx in (0..w).step_by(side) {
-                let tw = side.min(w - tx);
-                let changed = resized
-                    || (0..th).any(|r| {
-                        let start = (ty + r) * row_bytes + tx * CAPTURE_BYTES_PER_PIXEL;
-                        image.row(ty + r, tx, tw)
-                            != &self.previous[start..start + tw * CAPTURE_BYTES_PER_PIXEL]
-                    });
-                if !changed {
-                    continue;
+        let mut stats = FrameStats {
+            budget: budget.min(u32::MAX as usize) as u32,
+            ..FrameStats::default()
+        };
+
+        let mut changed = self.changed(image);
+        let mut copies = Vec::new();
+        if changed.len() >= SCROLL_MIN_TILES {
+            copies = crate::scroll::vertical_moves(&self.previous, image);
+            if !copies.is_empty() {
+                for rect in &copies {
+                    self.apply_copy(rect);
+                    stats.copied_pixels = stats
+                        .copied_pixels
+                        .saturating_add(u32::from(rect.width) * u32::from(rect.height));
                 }
-                let tile = self.encode_tile(image, tx, ty, tw, th)?;
-                // Keep what the viewer will have.
-                for r in 0..th {
-                    let start = (ty + r) * row_bytes + tx * CAPTURE_BYTES_PER_PIXEL;
-                    self.previous[start..start + tw * CAPTURE_BYTES_PER_PIXEL].copy_from_slice(image.row(
-                        ty + r,
-                        tx,
-                        tw,
-                    ));
-                }
-                let size = tile.data.len() + TILE_OVERHEAD;
-                if batch_bytes + size > MESSAGE_BUDGET {
-                    updates.push(ScreenUpdate::Tiles(std::mem::take(&mut batch)));
-                    batch_bytes = 0;
-                }
-                batch_bytes += size;
-                tiles += 1;
-                batch.push(tile);
+                changed = self.changed(image);
             }
         }
-        if !batch.is_empty() {
-            updates.push(ScreenUpdate::Tiles(batch));
+        for &i in &changed {
+            let s = &mut self.states[i];
+            s.level = Level::Stale;
+            s.since = s.since.or(Some(now));
         }
-        if tiles == 0 && sync == 0 {
+
+        let mut left = budget;
+        let mut tiles = Vec::new();
+        let mut rects = Vec::new();
+        let mut touched = vec![false; self.states.len()];
+        // Changed tiles, oldest change first.
+        let mut stale: Vec<usize> = (0..self.states.len())
+            .filter(|&i| self.states[i].level == Level::Stale)
+            .collect();
+        stale.sort_by_key(|&i| (self.states[i].since, i));
+        let mut photos = Vec::new();
+        for i in stale {
+            let place = self.place(i);
+            let tile = self.encode_tile(image, place)?;
+            let photo = tile.data.len() * 100 > place.w * place.h * BYTES_PER_PIXEL * PHOTO_PERCENT;
+            if photo {
+                photos.push((i, tile));
+            } else if spend(&mut left, tile.data.len() + TILE_OVERHEAD, tiles.is_empty()) {
+                self.sent_exact(image, i, tile, &mut tiles, &mut touched);
+            }
+        }
+        if !photos.is_empty() {
+            let exact: usize = photos.iter().map(|(_, t)| t.data.len() + TILE_OVERHEAD).sum();
+            if exact <= left {
+                left -= exact;
+                for (i, tile) in photos {
+                    self.sent_exact(image, i, tile, &mut tiles, &mut touched);
+                }
+            } else {
+                let pixels: usize = photos
+                    .iter()
+                    .map(|&(i, _)| self.place(i).w * self.place(i).h)
+                    .sum();
+                let rung = (0..lossy::LADDER.len())
+                    .find(|&r| (self.lossy_cost[r] * pixels as f64) as usize <= left)
+                    .unwrap_or(lossy::LADDER.len() - 1);
+                let chosen: Vec<usize> = photos.iter().map(|&(i, _)| i).collect();
+                let bytes = self.send_lossy(image, &chosen, rung, &mut rects, &mut touched)?;
+                left = left.saturating_sub(bytes);
+                self.lossy_cost[rung] = (self.lossy_cost[rung] + bytes as f64 / pixels.max(1) as f64) / 2.0;
+                stats.quality = lossy::LADDER[rung].quality as u8;
+                stats.scale = lossy::LADDER[rung].scale;
+            }
+        }
+        // Refinement: lossy tiles that stood still, oldest first, while the budget lasts.
+        let mut lossy_tiles: Vec<usize> = (0..self.states.len())
+            .filter(|&i| self.states[i].level == Level::Lossy && !touched[i])
+            .collect();
+        lossy_tiles.sort_by_key(|&i| (self.states[i].since, i));
+        for i in lossy_tiles {
+            if left < TILE_OVERHEAD {
+                break;
+            }
+            let place = self.place(i);
+            let mut tile = self.encode_tile(image, place)?;
+            if let Some(webp) = lossy::lossless_tile(image, place.x, place.y, place.w, place.h)
+                && webp.len() < tile.data.len()
+            {
+                tile.codec = Codec::Webp;
+                tile.data = webp;
+            }
+            if !spend(&mut left, tile.data.len() + TILE_OVERHEAD, false) {
+                break;
+            }
+            self.sent_exact(image, i, tile, &mut tiles, &mut touched);
+        }
+
+        let exact = self.states.iter().all(|s| s.level == Level::Exact);
+        let nothing = tiles.is_empty() && rects.is_empty() && copies.is_empty() && updates.is_empty();
+        if nothing && (sync == 0 || !exact) {
             return Ok(None);
         }
-        self.frame += 1;
-        updates.push(ScreenUpdate::FrameEnd {
-            frame: self.frame,
-            sync,
-            tiles,
+        let mut frame = EncodedFrame {
+            number: self.frame + 1,
+            updates,
+            tiles: tiles.len() as u32,
+            lossy: rects.len() as u32,
+            copies: copies.len() as u32,
+            bytes: tiles.iter().map(|t: &Tile| t.data.len()).sum::<usize>()
+                + rects.iter().map(|r: &LossyRect| r.data.len()).sum::<usize>(),
+        };
+        if !copies.is_empty() {
+            frame.updates.push(ScreenUpdate::Copy(copies));
+        }
+        batches(rects, |r| r.data.len(), ScreenUpdate::Lossy, &mut frame.updates);
+        batches(tiles, |t| t.data.len(), ScreenUpdate::Tiles, &mut frame.updates);
+        stats.inexact_tiles = self.states.iter().filter(|s| s.level != Level::Exact).count() as u32;
+        let backlog = self
+            .states
+            .iter()
+            .filter(|s| s.level == Level::Stale)
+            .filter_map(|s| s.since)
+            .min();
+        stats.backlog_us = backlog.map_or(0, |t| {
+            now.duration_since(t).as_micros().min(u32::MAX.into()) as u32
         });
-        Ok(Some(EncodedFrame { updates, tiles }))
+        frame.updates.push(ScreenUpdate::Stats(stats));
+        self.frame += 1;
+        frame.updates.push(ScreenUpdate::FrameEnd {
+            frame: self.frame,
+            sync: if exact { sync } else { 0 },
+            tiles: frame.tiles,
+        });
+        Ok(Some(frame))
     }
 
-    fn encode_tile(
+    fn tiles_x(&self) -> usize {
+        usize::from(self.width).div_ceil(usize::from(TILE))
+    }
+
+    fn tiles_y(&self) -> usize {
+        usize::from(self.height).div_ceil(usize::from(TILE))
+    }
+
+    fn place(&self, i: usize) -> Place {
+        let side = usize::from(TILE);
+        let (x, y) = ((i % self.tiles_x()) * side, (i / self.tiles_x()) * side);
+        Place {
+            x,
+            y,
+            w: side.min(usize::from(self.width) - x),
+            h: side.min(usize::from(self.height) - y),
+        }
+    }
+
+    /// Tiles whose pixels differ from what the viewer has (or approximates).
+    fn changed(&self, image: &Image<'_>) -> Vec<usize> {
+        let row_bytes = usize::from(self.width) * CAPTURE_BYTES_PER_PIXEL;
+        (0..self.states.len())
+            .filter(|&i| {
+                let p = self.place(i);
+                (0..p.h).any(|r| {
+                    let start = (p.y + r) * row_bytes + p.x * CAPTURE_BYTES_PER_PIXEL;
+                    image.row(p.y + r, p.x, p.w)
+                        != &self.previous[start..start + p.w * CAPTURE_BYTES_PER_PIXEL]
+                })
+            })
+            .collect()
+    }
+
+    /// Keeps what the viewer will have of tile `i`: the image's pixels at `level`.
+    fn keep(&mut self, image: &Image<'_>, i: usize, level: Level, touched: &mut [bool]) {
+        let p = self.place(i);
+        let row_bytes = usize::from(self.width) * CAPTURE_BYTES_PER_PIXEL;
+        for r in 0..p.h {
+            let start = (p.y + r) * row_bytes + p.x * CAPTURE_BYTES_PER_PIXEL;
+            self.previous[start..start + p.w * CAPTURE_BYTES_PER_PIXEL].copy_from_slice(image.row(
+                p.y + r,
+                p.x,
+                p.w,
+            ));
+        }
+        let s = &mut self.states[i];
+        s.level = level;
+        if level == Level::Exact {
+            s.since = None;
+        }
+        touched[i] = true;
+    }
+
+    fn sent_exact(
         &mut self,
         image: &Image<'_>,
-        x: usize,
-        y: usize,
-        w: usize,
-        h: usize,
-    ) -> Result<Tile, ScreenError> {
+        i: usize,
+        tile: Tile,
+        tiles: &mut Vec<Tile>,
+        touched: &mut [bool],
+    ) {
+        self.keep(image, i, Level::Exact, touched);
+        tiles.push(tile);
+    }
+
+    /// Sends tiles `chosen` as lossy rectangles (runs of neighbouring tiles in a tile row) at
+    /// `rung` of the ladder; returns the bytes of image data.
+    fn send_lossy(
+        &mut self,
+        image: &Image<'_>,
+        chosen: &[usize],
+        rung: usize,
+        rects: &mut Vec<LossyRect>,
+        touched: &mut [bool],
+    ) -> Result<usize, ScreenError> {
+        let mut sorted = chosen.to_vec();
+        sorted.sort_unstable();
+        let max_run = usize::from(MAX_LOSSY_SIDE / TILE);
+        let mut bytes = 0;
+        let mut k = 0;
+        while k < sorted.len() {
+            let first = sorted[k];
+            let mut n = 1;
+            while k + n < sorted.len()
+                && sorted[k + n] == first + n
+                && (first + n) % self.tiles_x() != 0
+                && n < max_run
+            {
+                n += 1;
+            }
+            let (a, b) = (self.place(first), self.place(first + n - 1));
+            let made = lossy::lossy_rects(
+                image,
+                a.x,
+                a.y,
+                b.x + b.w - a.x,
+                a.h,
+                lossy::LADDER[rung],
+                MESSAGE_BUDGET,
+            )?;
+            bytes += made.iter().map(|r| r.data.len() + TILE_OVERHEAD).sum::<usize>();
+            rects.extend(made);
+            for i in first..first + n {
+                self.keep(image, i, Level::Lossy, touched);
+            }
+            k += n;
+        }
+        Ok(bytes)
+    }
+
+    /// Moves the viewer's pixels in `previous` as the viewer will, and the tiles' states with
+    /// them (a tile is only as exact as everything that moved into it).
+    fn apply_copy(&mut self, rect: &CopyRect) {
+        let (w, h) = (usize::from(rect.width), usize::from(rect.height));
+        let (sx, sy, dx, dy) = (
+            usize::from(rect.src_x),
+            usize::from(rect.src_y),
+            usize::from(rect.x),
+            usize::from(rect.y),
+        );
+        let side = usize::from(TILE);
+        let mut moved = Vec::new();
+        for ty in dy / side..=(dy + h - 1) / side {
+            for tx in dx / side..=(dx + w - 1) / side {
+                let i = ty * self.tiles_x() + tx;
+                let p = self.place(i);
+                // The part of tile i the copy covers, and where it comes from.
+                let (x0, x1) = (p.x.max(dx), (p.x + p.w).min(dx + w));
+                let (y0, y1) = (p.y.max(dy), (p.y + p.h).min(dy + h));
+                let covers_all = (x0, x1, y0, y1) == (p.x, p.x + p.w, p.y, p.y + p.h);
+                let mut state = if covers_all {
+                    TileState::EXACT
+                } else {
+                    self.states[i]
+                };
+                let (fx0, fy0) = (x0 + sx - dx, y0 + sy - dy);
+                let (fx1, fy1) = (x1 - 1 + sx - dx, y1 - 1 + sy - dy);
+                for fy in fy0 / side..=fy1 / side {
+                    for fx in fx0 / side..=fx1 / side {
+                        state = state.worst(self.states[fy * self.tiles_x() + fx]);
+                    }
+                }
+                moved.push((i, state));
+            }
+        }
+        for (i, state) in moved {
+            self.states[i] = state;
+        }
+        let stride = usize::from(self.width) * CAPTURE_BYTES_PER_PIXEL;
+        let rows: Box<dyn Iterator<Item = usize>> = if dy > sy {
+            Box::new((0..h).rev())
+        } else {
+            Box::new(0..h)
+        };
+        for r in rows {
+            let from = (sy + r) * stride + sx * CAPTURE_BYTES_PER_PIXEL;
+            self.previous.copy_within(
+                from..from + w * CAPTURE_BYTES_PER_PIXEL,
+                (dy + r) * stride + dx * CAPTURE_BYTES_PER_PIXEL,
+            );
+        }
+    }
+
+    fn encode_tile(&mut self, image: &Image<'_>, p: Place) -> Result<Tile, ScreenError> {
         self.packed.clear();
-        for r in 0..h {
-            for px in image.row(y + r, x, w).chunks_exact(CAPTURE_BYTES_PER_PIXEL) {
+        for r in 0..p.h {
+            for px in image.row(p.y + r, p.x, p.w).chunks_exact(CAPTURE_BYTES_PER_PIXEL) {
                 self.packed.extend_from_slice(&px[..BYTES_PER_PIXEL]);
             }
         }
@@ -194,12 +542,48 @@ impl Encoder {
         };
         // Tile coordinates and sides are below MAX_SIDE (checked), so they fit u16.
         Ok(Tile {
-            x: x as u16,
-            y: y as u16,
-            width: w as u16,
-            height: h as u16,
+            x: p.x as u16,
+            y: p.y as u16,
+            width: p.w as u16,
+            height: p.h as u16,
             codec,
             data,
         })
+    }
+}
+
+/// Takes `cost` from the budget if it fits (or if `anyway`, so a frame is never empty).
+fn spend(left: &mut usize, cost: usize, anyway: bool) -> bool {
+    if cost <= *left {
+        *left -= cost;
+        true
+    } else if anyway {
+        *left = 0;
+        true
+    } else {
+        false
+    }
+}
+
+/// Splits `items` into messages that fit.
+fn batches<T>(
+    items: Vec<T>,
+    size: impl Fn(&T) -> usize,
+    wrap: impl Fn(Vec<T>) -> ScreenUpdate,
+    out: &mut Vec<ScreenUpdate>,
+) {
+    let mut batch = Vec::new();
+    let mut batch_bytes = 0;
+    for item in items {
+        let n = size(&item) + TILE_OVERHEAD;
+        if batch_bytes + n > MESSAGE_BUDGET && !batch.is_empty() {
+            out.push(wrap(std::mem::take(&mut batch)));
+            batch_bytes = 0;
+        }
+        batch_bytes += n;
+        batch.push(item);
+    }
+    if !batch.is_empty() {
+        out.push(wrap(batch));
     }
 }

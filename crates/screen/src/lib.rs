@@ -1,17 +1,22 @@
 //! # ponte-screen
 //!
-//! Sans-IO screen sharing: the agent's [`Encoder`] turns captured pictures into the tiles that
-//! changed since the last frame sent, compressed; the viewer's [`Canvas`] rebuilds the picture
-//! from them. Capture, input injection and windows live in the agent and viewer; the wire
+//! Sans-IO screen sharing: the agent's [`Encoder`] turns captured pictures into what changed
+//! since the last frame sent — moved content, exact tiles, lossy previews of photo-like regions
+//! refined to exact pixels later — within the byte budget its [`Pacer`] sets from the path;
+//! the viewer's [`Canvas`] rebuilds the picture from them. Capture, input injection and windows live in the agent and viewer; the wire
 //! messages are [`ponte_protocol::screen`].
 
 #![forbid(unsafe_code)]
 
 mod canvas;
 mod encoder;
+pub mod lossy;
+mod pacer;
+mod scroll;
 
 pub use canvas::{Applied, Canvas, CursorImage};
 pub use encoder::{CAPTURE_BYTES_PER_PIXEL, EncodedFrame, Encoder, Image, ZSTD_LEVEL};
+pub use pacer::{FRAME_TIME, MAX_IN_FLIGHT, MIN_BUDGET, Pacer, PathSample};
 
 /// What went wrong encoding a picture or applying an update.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -268,6 +273,269 @@ mod tests {
         assert_eq!(canvas.apply(t), Err(ScreenError::TileOutside));
     }
 
+    /// A BGRX photo-like picture: gradients under noise, which zstd cannot shrink much.
+    fn photo(width: u16, height: u16, seed: u32) -> Vec<u8> {
+        let mut state = 0x9E37_79B9u32 ^ seed;
+        let mut data = Vec::new();
+        for y in 0..usize::from(height) {
+            for x in 0..usize::from(width) {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                let n = (state % 48) as usize;
+                data.extend_from_slice(&[
+                    ((x + n) / 3) as u8,
+                    ((y + n) / 2) as u8,
+                    ((x + y) / 4 + n) as u8,
+                    0,
+                ]);
+            }
+        }
+        data
+    }
+
+    fn apply_frame(canvas: &mut Canvas, frame: &EncodedFrame) -> u64 {
+        let mut answered = 0;
+        for update in frame.updates.clone() {
+            if let Applied::Frame { sync, .. } = canvas.apply(update).unwrap() {
+                answered = sync;
+            }
+        }
+        answered
+    }
+
+    #[test]
+    fn a_photo_on_a_small_budget_goes_lossy_then_exact() {
+        let (w, h) = (512, 256);
+        let data = photo(w, h, 1);
+        let mut encoder = Encoder::new().unwrap();
+        let mut canvas = Canvas::new().unwrap();
+        let budget = 16 * 1024;
+        let now = std::time::Instant::now();
+        let first = encoder
+            .encode_within(&image(&data, w, h), 1, budget, now)
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.tiles, 0, "nothing exact fits");
+        assert!(first.lossy > 0);
+        assert!(first.bytes <= budget, "{} bytes", first.bytes);
+        assert_eq!(
+            apply_frame(&mut canvas, &first),
+            0,
+            "a lossy picture does not answer a refresh"
+        );
+        let stats = first.updates.iter().find_map(|u| match u {
+            ScreenUpdate::Stats(s) => Some(*s),
+            _ => None,
+        });
+        assert_eq!(stats.unwrap().inexact_tiles, 8 * 4);
+        assert!(!matches(&canvas, &data));
+        // Close already: every pixel within a preview's error of the original.
+        let exact_zstd = zstd::bulk::compress(&data, 3).unwrap().len();
+        let mut frames = 1;
+        let mut sent = first.bytes;
+        loop {
+            let frame = encoder
+                .encode_within(&image(&data, w, h), 1, budget, now)
+                .unwrap()
+                .unwrap();
+            assert!(frame.bytes <= budget, "{} bytes", frame.bytes);
+            sent += frame.bytes;
+            frames += 1;
+            if apply_frame(&mut canvas, &frame) == 1 {
+                break;
+            }
+            assert!(frames < 100, "refinement does not end");
+        }
+        assert!(matches(&canvas, &data), "refined to exact pixels");
+        assert!(frames > 2, "refined over several frames");
+        assert!(
+            sent < exact_zstd * 2,
+            "refinement costs {sent} bytes, zstd alone {exact_zstd}"
+        );
+        assert_eq!(
+            encoder
+                .encode_within(&image(&data, w, h), 0, budget, now)
+                .unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn the_lowest_rung_is_small() {
+        // A 1920×1080 photo on a budget that cannot take it: a preview of a few tens of KB.
+        let (w, h) = (1920, 1080);
+        let data = photo(w, h, 2);
+        let mut encoder = Encoder::new().unwrap();
+        let frame = encoder
+            .encode_within(&image(&data, w, h), 0, 1, std::time::Instant::now())
+            .unwrap()
+            .unwrap();
+        assert_eq!(frame.tiles, 0);
+        assert!(frame.bytes < 40_000, "{} bytes", frame.bytes);
+        let mut canvas = Canvas::new().unwrap();
+        apply_frame(&mut canvas, &frame);
+        // Usable: on average within a few levels of the original.
+        let error: u64 = canvas
+            .pixels()
+            .iter()
+            .zip(data.chunks_exact(4))
+            .map(|(p, px)| u64::from((*p as u8).abs_diff(px[0])))
+            .sum();
+        let mean = error as f64 / (f64::from(w) * f64::from(h));
+        assert!(mean < 24.0, "mean error {mean}");
+    }
+
+    /// Text-like rows: runs of dark "glyphs" on white that differ row by row.
+    fn page(width: u16, height: u16, seed: u32) -> Vec<u8> {
+        let mut state = 0x1234_5678u32 ^ seed;
+        let mut data = Vec::new();
+        for _ in 0..usize::from(height) {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            let row = state;
+            for x in 0..usize::from(width) {
+                let ink = (row.rotate_left((x / 5) as u32 % 32) & 3) == 0;
+                let v = if ink { 0x20 } else { 0xff };
+                data.extend_from_slice(&[v, v, v, 0]);
+            }
+        }
+        data
+    }
+
+    fn scroll(data: &mut [u8], width: u16, by: usize, seed: u32) {
+        let row = usize::from(width) * 4;
+        data.copy_within(by * row.., 0);
+        let fresh = page(width, by as u16, seed);
+        let len = data.len();
+        data[len - fresh.len()..].copy_from_slice(&fresh);
+    }
+
+    #[test]
+    fn a_scroll_is_a_move_plus_the_new_rows() {
+        let (w, h) = (640, 480);
+        let mut data = page(w, h, 1);
+        let mut encoder = Encoder::new().unwrap();
+        let mut canvas = Canvas::new().unwrap();
+        apply_all(
+            &mut canvas,
+            encoder.encode(&image(&data, w, h), 0).unwrap().unwrap(),
+        );
+        scroll(&mut data, w, 39, 2);
+        let frame = encoder.encode(&image(&data, w, h), 0).unwrap().unwrap();
+        assert_eq!(frame.copies, 1, "one move of the whole width");
+        // The 39 new rows lie in the last two tile rows (416..480): 10 tiles each at most.
+        assert!(frame.tiles <= 20, "{} tiles", frame.tiles);
+        let copied = frame.updates.iter().find_map(|u| match u {
+            ScreenUpdate::Copy(c) => Some(c[0]),
+            _ => None,
+        });
+        let c = copied.unwrap();
+        assert_eq!((c.src_y - c.y, c.width), (39, 640));
+        apply_all(&mut canvas, frame);
+        assert!(matches(&canvas, &data));
+    }
+
+    #[test]
+    fn hostile_lossy_and_copies_are_errors() {
+        let mut canvas = Canvas::new().unwrap();
+        canvas
+            .apply(ScreenUpdate::Size {
+                width: 100,
+                height: 100,
+            })
+            .unwrap();
+        let lossy = |x, y, width, height, scale, data: Vec<u8>| {
+            ScreenUpdate::Lossy(vec![ponte_protocol::screen::LossyRect {
+                x,
+                y,
+                width,
+                height,
+                scale,
+                data,
+            }])
+        };
+        let ok = crate::lossy::LADDER[2];
+        let src = photo(64, 64, 3);
+        let img = image(&src, 64, 64);
+        let good = crate::lossy::lossy_rects(&img, 0, 0, 64, 64, ok, 60_000)
+            .unwrap()
+            .remove(0)
+            .data;
+        assert!(canvas.apply(lossy(0, 0, 64, 64, 2, good.clone())).is_ok());
+        // The image must be exactly the rectangle's size at its scale.
+        assert_eq!(
+            canvas.apply(lossy(0, 0, 64, 64, 1, good.clone())),
+            Err(ScreenError::BadTile)
+        );
+        assert_eq!(
+            canvas.apply(lossy(0, 0, 60, 64, 2, good.clone())),
+            Err(ScreenError::BadTile)
+        );
+        assert_eq!(
+            canvas.apply(lossy(50, 0, 64, 64, 2, good.clone())),
+            Err(ScreenError::TileOutside)
+        );
+        assert_eq!(
+            canvas.apply(lossy(0, 0, 64, 64, 0, good.clone())),
+            Err(ScreenError::BadTile)
+        );
+        assert_eq!(
+            canvas.apply(lossy(0, 0, 64, 64, 9, good.clone())),
+            Err(ScreenError::BadTile)
+        );
+        let mut truncated = good.clone();
+        truncated.truncate(good.len() / 2);
+        assert_eq!(
+            canvas.apply(lossy(0, 0, 64, 64, 2, truncated)),
+            Err(ScreenError::BadTile)
+        );
+        assert_eq!(
+            canvas.apply(lossy(0, 0, 8, 8, 1, b"RIFF\0\0\0\0WEBPVP8 ".to_vec())),
+            Err(ScreenError::BadTile)
+        );
+        let webp_tile = Tile {
+            x: 0,
+            y: 0,
+            width: 16,
+            height: 32,
+            codec: Codec::Webp,
+            data: good,
+        };
+        assert_eq!(
+            canvas.apply(ScreenUpdate::Tiles(vec![webp_tile])),
+            Err(ScreenError::BadTile)
+        );
+        let copy = |src_x, src_y, x, y, width, height| {
+            ScreenUpdate::Copy(vec![ponte_protocol::screen::CopyRect {
+                src_x,
+                src_y,
+                x,
+                y,
+                width,
+                height,
+            }])
+        };
+        assert!(canvas.apply(copy(0, 10, 0, 0, 100, 90)).is_ok());
+        assert_eq!(
+            canvas.apply(copy(0, 11, 0, 0, 100, 90)),
+            Err(ScreenError::TileOutside)
+        );
+        assert_eq!(
+            canvas.apply(copy(0, 0, 1, 0, 100, 10)),
+            Err(ScreenError::TileOutside)
+        );
+        assert_eq!(
+            canvas.apply(copy(0, 0, 0, 0, 0, 10)),
+            Err(ScreenError::TileOutside)
+        );
+        assert_eq!(
+            canvas.apply(copy(u16::MAX, 0, 0, 0, 10, 10)),
+            Err(ScreenError::TileOutside)
+        );
+    }
+
     proptest::proptest! {
         #[test]
         fn any_change_round_trips(
@@ -285,6 +553,43 @@ mod tests {
             if let Some(frame) = encoder.encode(&image(&data, w, h), 0).unwrap() {
                 apply_all(&mut canvas, frame);
             }
+            proptest::prop_assert!(matches(&canvas, &data));
+        }
+    }
+
+    proptest::proptest! {
+        // Each case encodes WebP in a debug build: fewer cases keep the suite quick.
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+        /// Scrolls, photos and text under any budgets: once the budget is lifted the picture
+        /// is exact, whatever was lossy, stale or moved before.
+        #[test]
+        fn anything_under_any_budget_ends_exact(
+            steps in proptest::collection::vec((0usize..70, 0usize..3, 1usize..40_000), 1..6)
+        ) {
+            let (w, h) = (256u16, 192u16);
+            let mut data = page(w, h, 7);
+            let photo_part = photo(w, 64, 5);
+            data[..photo_part.len()].copy_from_slice(&photo_part);
+            let mut encoder = Encoder::new().unwrap();
+            let mut canvas = Canvas::new().unwrap();
+            let now = std::time::Instant::now();
+            for (k, (by, what, budget)) in steps.into_iter().enumerate() {
+                match what {
+                    0 => scroll(&mut data, w, by.max(1), k as u32),
+                    1 => {
+                        let p = photo(w, 64, k as u32);
+                        let at = (by % 128) * usize::from(w) * 4;
+                        data[at..at + p.len()].copy_from_slice(&p);
+                    }
+                    _ => {}
+                }
+                if let Some(frame) = encoder.encode_within(&image(&data, w, h), 0, budget, now).unwrap() {
+                    apply_frame(&mut canvas, &frame);
+                }
+            }
+            let frame = encoder.encode_within(&image(&data, w, h), 9, usize::MAX, now).unwrap().unwrap();
+            proptest::prop_assert_eq!(apply_frame(&mut canvas, &frame), 9);
             proptest::prop_assert!(matches(&canvas, &data));
         }
     }

@@ -1,0 +1,328 @@
+//! Screen sharing through the link emulator (`ponte_tests::link`) between the agent and the
+//! relay: short, bounded runs that check behaviour, not figures (those are in screen-bench).
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use ponte_protocol::app::Request;
+use ponte_protocol::screen::{FrameStats, ScreenFeedback, ScreenUpdate};
+use ponte_screen::{Applied, Canvas};
+use ponte_tests::Xvfb;
+use ponte_tests::link::{Link, Profile};
+use x11rb::connection::Connection;
+use x11rb::protocol::xproto::{
+    ConnectionExt as _, CreateGCAux, CreateWindowAux, ImageFormat, Rectangle, WindowClass,
+};
+use x11rb::rust_connection::RustConnection;
+
+mod world;
+
+use world::*;
+
+fn root(conn: &RustConnection) -> u32 {
+    conn.setup().roots[0].root
+}
+
+fn sync(conn: &RustConnection) {
+    conn.get_input_focus().unwrap().reply().unwrap();
+}
+
+/// A full-screen window, and a graphics context on it.
+fn window(conn: &RustConnection, width: u16, height: u16) -> (u32, u32) {
+    let window = conn.generate_id().unwrap();
+    conn.create_window(
+        24,
+        window,
+        root(conn),
+        0,
+        0,
+        width,
+        height,
+        0,
+        WindowClass::INPUT_OUTPUT,
+        0,
+        &CreateWindowAux::new().override_redirect(1).background_pixel(0),
+    )
+    .unwrap();
+    conn.map_window(window).unwrap();
+    let gc = conn.generate_id().unwrap();
+    conn.create_gc(gc, window, &CreateGCAux::new()).unwrap();
+    sync(conn);
+    (window, gc)
+}
+
+/// Paints `pixel(x, y)` (0xRRGGBB) over the window, in strips under the request size limit.
+fn paint(
+    conn: &RustConnection,
+    (window, gc): (u32, u32),
+    width: u16,
+    height: u16,
+    pixel: impl Fn(usize, usize) -> u32,
+) {
+    for y0 in (0..usize::from(height)).step_by(16) {
+        let rows = 16.min(usize::from(height) - y0);
+        let mut data = Vec::with_capacity(usize::from(width) * rows * 4);
+        for y in y0..y0 + rows {
+            for x in 0..usize::from(width) {
+                data.extend_from_slice(&pixel(x, y).to_le_bytes());
+            }
+        }
+        conn.put_image(
+            ImageFormat::Z_PIXMAP,
+            window,
+            gc,
+            width,
+            rows as u16,
+            0,
+            y0 as i16,
+            0,
+            24,
+            &data,
+        )
+        .unwrap();
+    }
+    sync(conn);
+}
+
+/// Photo-like: gradients under strong grain, which no lossless coder shrinks much.
+fn photo(seed: u32) -> impl Fn(usize, usize) -> u32 {
+    move |x, y| {
+        let mut h = (x as u32).wrapping_mul(0x9E37_79B9) ^ (y as u32).wrapping_mul(0x85EB_CA6B) ^ seed;
+        h ^= h >> 15;
+        h = h.wrapping_mul(0x2C1B_3C6D);
+        h ^= h >> 12;
+        let n = h % 40;
+        let c = |v: usize| (v as u32 + n).min(255);
+        c(x / 5) << 16 | c(y / 4) << 8 | c((x + y) / 10)
+    }
+}
+
+/// The display as 0xRRGGBB pixels.
+fn dump(conn: &RustConnection, width: u16, height: u16) -> Vec<u32> {
+    let reply = conn
+        .get_image(ImageFormat::Z_PIXMAP, root(conn), 0, 0, width, height, !0)
+        .unwrap()
+        .reply()
+        .unwrap();
+    reply
+        .data
+        .chunks_exact(4)
+        .map(|p| u32::from_le_bytes([p[0], p[1], p[2], 0]))
+        .collect()
+}
+
+fn unix_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
+}
+
+/// An agent sharing `display` whose relay is reached through a link of `profile`, and a
+/// screen stream to it.
+struct Shared {
+    _agent: ponte_tests::Running,
+    _link: Link,
+    _viewer: ponte_viewer::Viewer,
+    stream: ponte_session::SecureStream,
+    canvas: Canvas,
+}
+
+impl Shared {
+    async fn start(w: &World, display: &str, profile: Profile) -> Shared {
+        let link = Link::start(w.addr, profile).unwrap();
+        let fp = w.relay.as_ref().unwrap().fingerprint().to_string();
+        let relay = link.addr.to_string();
+        let (agent, id, code) = w.agent(&[
+            "--allow",
+            "screen",
+            "--display",
+            display,
+            "--relay",
+            &relay,
+            "--fingerprint",
+            &fp,
+        ]);
+        let viewer = w.assistant(&id, &code).await;
+        let stream = viewer.request(&Request::Screen { max_fps: 30 }).await.unwrap();
+        Shared {
+            _agent: agent,
+            _link: link,
+            _viewer: viewer,
+            stream,
+            canvas: Canvas::new().unwrap(),
+        }
+    }
+
+    /// Applies updates until a frame ends (acknowledging it); returns its figures.
+    async fn frame(&mut self) -> FrameStats {
+        loop {
+            let update = tokio::time::timeout(WAIT, self.stream.recv.expect::<ScreenUpdate>())
+                .await
+                .expect("a frame in time")
+                .unwrap();
+            if let Applied::Frame { frame, .. } = self.canvas.apply(update).unwrap() {
+                self.stream
+                    .send
+                    .send(&ScreenFeedback::Ack { frame })
+                    .await
+                    .unwrap();
+                return self.canvas.stats.unwrap();
+            }
+        }
+    }
+}
+
+/// Over DSL (5 Mbit/s up), a photo-like screen is first a complete lossy picture, well before
+/// its lossless size could have crossed the uplink, and later exactly the display.
+#[tokio::test(flavor = "multi_thread")]
+async fn over_a_slow_uplink_a_photo_is_usable_first_and_exact_later() {
+    let (width, height) = (1024, 768);
+    let x = Xvfb::start(width, height);
+    let conn = x.connect();
+    paint(&conn, window(&conn, width, height), width, height, photo(1));
+    let display = dump(&conn, width, height);
+    let raw: Vec<u8> = display
+        .iter()
+        .flat_map(|p| p.to_le_bytes()[..3].to_vec())
+        .collect();
+    let lossless = zstd::bulk::compress(&raw, 3).unwrap().len();
+    // What the lossless picture alone needs on 5 Mbit/s.
+    let lossless_time = Duration::from_secs_f64(lossless as f64 * 8.0 / 5e6);
+    assert!(
+        lossless_time > Duration::from_secs(1),
+        "the test picture is photo-like: {lossless} B"
+    );
+
+    let w = World::new().await;
+    let mut shared = Shared::start(&w, &x.display, Profile::dsl()).await;
+    let start = Instant::now();
+    let usable = loop {
+        let stats = shared.frame().await;
+        if stats.backlog_us == 0 {
+            break start.elapsed();
+        }
+    };
+    assert!(shared.canvas.lossy > 0, "the first picture is lossy");
+    assert!(
+        usable < lossless_time / 2,
+        "usable after {usable:?}; lossless alone takes {lossless_time:?}"
+    );
+    let error: u64 = shared
+        .canvas
+        .pixels()
+        .iter()
+        .zip(&display)
+        .map(|(a, b)| u64::from(((a >> 8) as u8).abs_diff((b >> 8) as u8)))
+        .sum();
+    let mean = error as f64 / display.len() as f64;
+    assert!(mean < 30.0, "a recognisable picture (mean error {mean:.1})");
+    assert_ne!(shared.canvas.pixels(), &display[..], "not exact yet");
+
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while shared.frame().await.inexact_tiles > 0 {
+        assert!(Instant::now() < deadline, "never refined to exact");
+    }
+    assert!(shared.canvas.tiles > 0, "refined with exact tiles");
+    assert_eq!(
+        shared.canvas.pixels(),
+        &display[..],
+        "refined to the display, pixel for pixel"
+    );
+}
+
+/// Over DSL, a screen that changes completely every 100 ms: frames keep coming and the
+/// picture's age stays bounded instead of growing with a queue.
+#[tokio::test(flavor = "multi_thread")]
+async fn over_a_slow_uplink_constant_change_keeps_the_frame_age_bounded() {
+    let (width, height) = (800, 600);
+    let x = Xvfb::start(width, height);
+    let conn = x.connect();
+    let win = window(&conn, width, height);
+    paint(&conn, win, width, height, photo(0));
+    let w = World::new().await;
+    let mut shared = Shared::start(&w, &x.display, Profile::dsl()).await;
+    shared.frame().await;
+
+    // The painter: a new full-screen photo every 100 ms for 6 s (on its own connection).
+    let display = x.display.clone();
+    let painter = std::thread::spawn(move || {
+        let (conn, _) = x11rb::connect(Some(&display)).unwrap();
+        let win = window(&conn, width, height);
+        for seed in 1..=60 {
+            let started = Instant::now();
+            paint(&conn, win, width, height, photo(seed));
+            std::thread::sleep(Duration::from_millis(100).saturating_sub(started.elapsed()));
+        }
+    });
+    let start = Instant::now();
+    let mut ages = Vec::new();
+    while !painter.is_finished() {
+        let stats = shared.frame().await;
+        let since = stats.captured_unix_us.saturating_sub(u64::from(stats.backlog_us));
+        ages.push((
+            start.elapsed(),
+            Duration::from_micros(unix_us().saturating_sub(since)),
+        ));
+    }
+    painter.join().unwrap();
+    assert!(ages.len() >= 20, "frames kept coming: {}", ages.len());
+    let late: Vec<Duration> = ages
+        .iter()
+        .filter(|(t, _)| *t > Duration::from_secs(2))
+        .map(|(_, a)| *a)
+        .collect();
+    let worst = late.iter().max().unwrap();
+    assert!(
+        *worst < Duration::from_secs(2),
+        "frame age reached {worst:?}: {ages:?}"
+    );
+}
+
+/// Through the link, a page scrolled by CopyArea travels as a move plus the new rows.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scroll_travels_as_a_move_and_the_new_rows() {
+    let (width, height) = (640, 480);
+    let x = Xvfb::start(width, height);
+    let conn = x.connect();
+    let win = window(&conn, width, height);
+    // Text-like rows: dark marks on white that differ from row to row.
+    let page = |x: usize, y: usize| {
+        let h = (y as u32)
+            .wrapping_mul(0x9E37_79B9)
+            .rotate_left((x / 6) as u32 % 32);
+        if h & 3 == 0 { 0x20_20_20 } else { 0xff_ff_ff }
+    };
+    paint(&conn, win, width, height, page);
+    let w = World::new().await;
+    let mut shared = Shared::start(&w, &x.display, Profile::lan()).await;
+    while shared.frame().await.inexact_tiles > 0 {}
+    let tiles = shared.canvas.tiles;
+
+    // Scroll up by 40 rows and draw the new ones, as a browser does.
+    conn.copy_area(win.0, win.0, win.1, 0, 40, 0, 0, width, height - 40)
+        .unwrap();
+    let aux = x11rb::protocol::xproto::ChangeGCAux::new().foreground(0x00ff_ffff);
+    conn.change_gc(win.1, &aux).unwrap();
+    let fresh = Rectangle {
+        x: 0,
+        y: 440,
+        width,
+        height: 40,
+    };
+    conn.poly_fill_rectangle(win.0, win.1, &[fresh]).unwrap();
+    sync(&conn);
+    let display = dump(&conn, width, height);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while shared.canvas.pixels() != &display[..] {
+        assert!(Instant::now() < deadline, "the scroll never arrived");
+        shared.frame().await;
+    }
+    let copies = shared.canvas.copies;
+    // One move, or a few where the agent's indicator at the top splits the page's stripes.
+    assert!((1..=4).contains(&copies), "{copies} moves");
+    let sent = shared.canvas.tiles - tiles;
+    // The 40 new rows lie in the last two tile rows: at most 2 × 10 tiles, not 80.
+    assert!(sent <= 20, "{sent} tiles sent for a scroll");
+}
