@@ -140,10 +140,19 @@ impl Link {
             .worker_threads(1)
             .enable_all()
             .build()?;
-        let listen = runtime.block_on(UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)))?;
+        // Bound here with std so that starting a link works inside a caller's runtime too
+        // (blocking on our own runtime there would panic).
+        let listen = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+        listen.set_nonblocking(true)?;
         let addr = listen.local_addr()?;
         let counters = Arc::new(Counters::default());
-        runtime.spawn(serve(Arc::new(listen), relay, profile, counters.clone()));
+        let serving = counters.clone();
+        runtime.spawn(async move {
+            match UdpSocket::from_std(listen) {
+                Ok(listen) => serve(Arc::new(listen), relay, profile, serving).await,
+                Err(e) => eprintln!("link: cannot listen: {e}"),
+            }
+        });
         Ok(Link {
             addr,
             counters,

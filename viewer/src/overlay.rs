@@ -142,7 +142,7 @@ mod tests {
 
     #[test]
     fn text_is_drawn_in_a_box_that_fits() {
-        let (w, h) = (100, 20);
+        let (w, h) = (100, 40);
         let mut buffer = vec![0x00ff_ffff; (w * h) as usize];
         draw(
             &mut buffer,

@@ -70,6 +70,18 @@ pub struct Capture<'a> {
     pub data: &'a [u8],
 }
 
+/// Which picture a capture asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    /// A new picture only if the screen may have changed since the last capture.
+    Changes,
+    /// The current picture, grabbed again only if the screen may have changed (the encoder
+    /// still has work on it: tiles to refine or that did not fit the last frame).
+    Latest,
+    /// A picture grabbed now whatever the change tracking says (a refresh).
+    Fresh,
+}
+
 /// What the on-screen indicator tells the customer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Indicator {
@@ -83,9 +95,9 @@ pub enum Indicator {
 pub trait Desktop: Send {
     /// The shared monitor.
     fn monitor(&self) -> &Monitor;
-    /// Captures the shared monitor if it may have changed since the last capture (always
-    /// when `force`); `None` when nothing changed.
-    fn capture(&mut self, force: bool) -> anyhow::Result<Option<Capture<'_>>>;
+    /// Captures the shared monitor as `want` says; `None` when nothing changed and
+    /// [`Want::Changes`] was asked.
+    fn capture(&mut self, want: Want) -> anyhow::Result<Option<Capture<'_>>>;
     /// The pointer position relative to the shared monitor.
     fn pointer(&mut self) -> anyhow::Result<(i32, i32)>;
     /// The pointer's image, when it changed since the last call.

@@ -15,7 +15,7 @@ use ponte_protocol::screen::InputEvent;
 use ponte_screen::{EncodedFrame, Encoder, Image};
 use tokio::sync::{oneshot, watch};
 
-use super::{CursorImage, Desktop, Indicator, Monitor};
+use super::{CursorImage, Desktop, Indicator, Monitor, Want};
 use crate::grants;
 
 /// How often the worker looks at the grants when nothing else happens.
@@ -265,7 +265,13 @@ impl Worker {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
         if let Some(budget) = budget
-            && let Some(c) = desktop.capture(sync != 0)?
+            && let Some(c) = desktop.capture(if sync != 0 {
+                Want::Fresh
+            } else if encoder.pending() {
+                Want::Latest
+            } else {
+                Want::Changes
+            })?
         {
             let image = Image {
                 width: c.width,

@@ -19,7 +19,7 @@ use x11rb::protocol::xproto::{
 use x11rb::protocol::xtest::ConnectionExt as _;
 use x11rb::rust_connection::RustConnection;
 
-use super::{Capture, CursorImage, Desktop, Indicator, Monitor};
+use super::{Capture, CursorImage, Desktop, Indicator, Monitor, Want};
 
 /// XTest event types (core protocol event codes).
 const KEY_PRESS: u8 = 2;
@@ -378,7 +378,7 @@ impl Desktop for X11 {
         &self.monitor
     }
 
-    fn capture(&mut self, force: bool) -> anyhow::Result<Option<Capture<'_>>> {
+    fn capture(&mut self, want: Want) -> anyhow::Result<Option<Capture<'_>>> {
         if self.drain_events()? {
             let monitor = self.find_monitor()?;
             if monitor != self.monitor {
@@ -387,12 +387,16 @@ impl Desktop for X11 {
                 self.dirty = true;
             }
         }
-        if !(self.dirty || force || !self.damage) {
-            return Ok(None);
+        let changed = self.dirty || !self.damage;
+        match want {
+            Want::Changes if !changed => return Ok(None),
+            Want::Latest if !changed => {}
+            _ => {
+                // Damage arriving from here on belongs to the next capture.
+                self.dirty = false;
+                self.grab()?;
+            }
         }
-        // Damage arriving from here on belongs to the next capture.
-        self.dirty = false;
-        self.grab()?;
         Ok(Some(Capture {
             width: self.monitor.width,
             height: self.monitor.height,

@@ -359,6 +359,13 @@ impl Encoder {
         Ok(Some(frame))
     }
 
+    /// Whether the viewer's picture is not yet exactly the last image: tiles are lossy or
+    /// changes did not fit the budget. The next frame has work even if the screen stands
+    /// still.
+    pub fn pending(&self) -> bool {
+        self.states.iter().any(|s| s.level != Level::Exact)
+    }
+
     fn tiles_x(&self) -> usize {
         usize::from(self.width).div_ceil(usize::from(TILE))
     }
