@@ -120,7 +120,9 @@ impl Handler for Screen {
                             stats.rtt_us = pacer.rtt().map_or(0, |r| r.as_micros().min(u32::MAX.into()) as u32);
                             stats.rate = pacer.rate().map_or(0, |r| r.min(f64::from(u32::MAX)) as u32);
                         }
-                        pacer.sent(frame.number, frame.bytes, Instant::now());
+                        // A frame says what the path carries only if it was cut to the budget.
+                        let full = encoder.pending() && frame.bytes.saturating_mul(2) >= budget;
+                        pacer.sent(frame.number, frame.bytes, full, Instant::now());
                         if want != 0 && frame.answers(want) {
                             sync = 0;
                         }

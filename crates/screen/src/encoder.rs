@@ -167,6 +167,11 @@ pub const ZSTD_LEVEL: i32 = 3;
 /// text and UI compress to a few percent, photos and gradients barely.
 const PHOTO_PERCENT: usize = 20;
 
+/// A changed text or UI tile that has waited this long for room in a frame goes lossy like a
+/// photo (refined later): when the screen changes faster than the path carries it exactly,
+/// the picture's age stays bounded instead of exact text queueing behind exact text.
+const LATE: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// With at least this many changed tiles, look for moved content first.
 const SCROLL_MIN_TILES: usize = 8;
 
@@ -193,8 +198,8 @@ impl Encoder {
 
     /// Encodes `image` as what changed since the last frame, in about `budget` bytes of pixel
     /// data: moved content first, then changed text and UI tiles exactly (oldest change
-    /// first), then changed photo-like tiles — exactly if they fit, else lossy at the best
-    /// quality that fits — and with what is left, lossy tiles that did not change are refined
+    /// first), then changed photo-like tiles and text tiles that waited [`LATE`] — exactly
+    /// if they fit, else lossy at the best quality that fits — and with what is left, lossy tiles that did not change are refined
     /// to exact pixels. What does not fit waits for the next frame. At least one thing is sent
     /// when something changed, so a tiny budget slows the picture down but never stops it.
     ///
@@ -263,6 +268,7 @@ impl Encoder {
             .filter(|&i| self.states[i].level == Level::Stale)
             .collect();
         stale.sort_by_key(|&i| (self.states[i].since, i));
+        // Photo-like tiles, and text tiles that have waited too long: exact if all fit, else lossy.
         let mut photos = Vec::new();
         for i in stale {
             let place = self.place(i);
@@ -272,6 +278,11 @@ impl Encoder {
                 photos.push((i, tile));
             } else if spend(&mut left, tile.data.len() + TILE_OVERHEAD, tiles.is_empty()) {
                 self.sent_exact(image, i, tile, &mut tiles, &mut touched);
+            } else if self.states[i]
+                .since
+                .is_some_and(|t| now.saturating_duration_since(t) >= LATE)
+            {
+                photos.push((i, tile));
             }
         }
         if !photos.is_empty() {

@@ -413,6 +413,46 @@ mod tests {
     }
 
     #[test]
+    fn text_changing_faster_than_the_budget_goes_lossy_and_stays_young() {
+        // A page of text that changes completely every 100 ms, on a budget that carries a
+        // fraction of it exactly: late tiles go lossy, so nothing waits for long.
+        let (w, h) = (640, 480);
+        let mut encoder = Encoder::new().unwrap();
+        let mut canvas = Canvas::new().unwrap();
+        let start = std::time::Instant::now();
+        let mut worst = 0;
+        for n in 0..30u32 {
+            let data = page(w, h, n);
+            let now = start + std::time::Duration::from_millis(100 * u64::from(n));
+            let frame = encoder
+                .encode_within(&image(&data, w, h), 0, 8 * 1024, now)
+                .unwrap()
+                .unwrap();
+            apply_frame(&mut canvas, &frame);
+            let stats = frame.updates.iter().find_map(|u| match u {
+                ScreenUpdate::Stats(s) => Some(*s),
+                _ => None,
+            });
+            worst = worst.max(stats.unwrap().backlog_us);
+        }
+        assert!(canvas.lossy > 0, "late text went lossy");
+        assert!(worst <= 400_000, "a change waited {worst} µs");
+        // Once the page stands still it is refined to exact text.
+        let data = page(w, h, 99);
+        let now = start + std::time::Duration::from_secs(5);
+        for _ in 0..200 {
+            let Some(frame) = encoder
+                .encode_within(&image(&data, w, h), 0, 8 * 1024, now)
+                .unwrap()
+            else {
+                break;
+            };
+            apply_frame(&mut canvas, &frame);
+        }
+        assert!(matches(&canvas, &data));
+    }
+
+    #[test]
     fn a_scroll_is_a_move_plus_the_new_rows() {
         let (w, h) = (640, 480);
         let mut data = page(w, h, 1);
