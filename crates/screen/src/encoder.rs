@@ -463,7 +463,7 @@ impl Encoder {
             let mut n = 1;
             while k + n < sorted.len()
                 && sorted[k + n] == first + n
-                && (first + n) % self.tiles_x() != 0
+                && !(first + n).is_multiple_of(self.tiles_x())
                 && n < max_run
             {
                 n += 1;
