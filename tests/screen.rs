@@ -604,7 +604,11 @@ async fn a_stalled_viewer_gets_fewer_newer_frames_and_input_without_control_is_d
     assert!(shape, "the pointer's image was sent");
 
     // Acknowledged: the next frame is the newest picture, not the backlog.
-    stream.send.send(&ScreenFeedback::Ack { frame: most }).await.unwrap();
+    stream
+        .send
+        .send(&ScreenFeedback::Ack { frame: most })
+        .await
+        .unwrap();
     let (frames, _, _) = drain(&mut stream.recv, &mut canvas, Duration::from_secs(1)).await;
     assert_eq!(frames, vec![most + 1], "one frame catches up");
     let newest = canvas.pixels()[120 * 320 + 120];
