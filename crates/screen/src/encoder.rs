@@ -242,7 +242,11 @@ impl Encoder {
         let mut changed = self.changed(image);
         let mut copies = Vec::new();
         if changed.len() >= SCROLL_MIN_TILES {
-            copies = crate::scroll::vertical_moves(&self.previous, image);
+            let mut stripes = vec![false; self.tiles_x()];
+            for &i in &changed {
+                stripes[i % self.tiles_x()] = true;
+            }
+            copies = crate::scroll::vertical_moves(&self.previous, image, &stripes);
             if !copies.is_empty() {
                 for rect in &copies {
                     self.apply_copy(rect);

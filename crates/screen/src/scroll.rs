@@ -18,41 +18,57 @@ const MIN_VOTES: u32 = 8;
 /// Shortest run of moved rows worth a copy.
 const MIN_RUN: usize = 16;
 
-/// A row's hash (FNV-1a over 8-byte words: fast, and collisions only cost bytes).
+/// A row's hash: FNV-1a over 8-byte words in four independent lanes (the multiplications of
+/// one lane wait for each other; four lanes keep the core busy). Collisions only cost bytes.
 fn hash(row: &[u8]) -> u64 {
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
-    let mut words = row.chunks_exact(8);
-    for w in &mut words {
-        let v = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
-        h = (h ^ v).wrapping_mul(0x0000_0100_0000_01b3);
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut lanes = [0xcbf2_9ce4_8422_2325u64; 4];
+    let mut blocks = row.chunks_exact(32);
+    for b in &mut blocks {
+        for (lane, w) in lanes.iter_mut().zip(b.chunks_exact(8)) {
+            let v = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+            *lane = (*lane ^ v).wrapping_mul(PRIME);
+        }
     }
-    for &b in words.remainder() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    let mut h = lanes
+        .iter()
+        .fold(0u64, |h, &l| (h ^ l).wrapping_mul(PRIME).rotate_left(29));
+    for &b in blocks.remainder() {
+        h = (h ^ u64::from(b)).wrapping_mul(PRIME);
     }
     h
 }
 
+/// Stripes looked at first: if none of them moved, the change is no scroll and the other
+/// stripes are not hashed (a full-screen change costs a few stripes, not the whole screen).
+const PROBES: usize = 4;
+
 /// The vertical moves from `previous` (packed, `width * 4` bytes per row) to `current`, in the
 /// order they must be applied.
-pub(crate) fn vertical_moves(previous: &[u8], current: &Image<'_>) -> Vec<CopyRect> {
+///
+/// `changed[s]`: whether column stripe `s` has changed tiles (only those can hold moved rows).
+pub(crate) fn vertical_moves(previous: &[u8], current: &Image<'_>, changed: &[bool]) -> Vec<CopyRect> {
     let (w, h) = (usize::from(current.width), usize::from(current.height));
     let side = usize::from(TILE);
-    let mut found: Vec<(isize, usize, usize, usize, usize)> = Vec::new(); // (dy, x, width, y, height)
     let mut hp = vec![0u64; h];
     let mut hc = vec![0u64; h];
-    for x in (0..w).step_by(side) {
+    // The runs of rows of stripe `x` that moved: (dy, x, width, y, height).
+    let mut stripe = |x: usize| -> Vec<(isize, usize, usize, usize, usize)> {
         let sw = side.min(w - x);
         for y in 0..h {
             let start = (y * w + x) * CAPTURE_BYTES_PER_PIXEL;
             hp[y] = hash(&previous[start..start + sw * CAPTURE_BYTES_PER_PIXEL]);
             hc[y] = hash(current.row(y, x, sw));
         }
-        let Some(dy) = offset(&hp, &hc) else { continue };
+        let Some(dy) = offset(&hp, &hc) else {
+            return Vec::new();
+        };
         // Runs of rows y whose content was at y + dy, starting at a row that changed.
         let moved = |y: usize| {
             let s = y as isize + dy;
             s >= 0 && (s as usize) < h && hc[y] == hp[s as usize]
         };
+        let mut runs = Vec::new();
         let mut y = 0;
         while y < h {
             if !(moved(y) && hc[y] != hp[y]) {
@@ -64,9 +80,26 @@ pub(crate) fn vertical_moves(previous: &[u8], current: &Image<'_>) -> Vec<CopyRe
                 y += 1;
             }
             if y - start >= MIN_RUN {
-                found.push((dy, x, sw, start, y - start));
+                runs.push((dy, x, sw, start, y - start));
             }
         }
+        runs
+    };
+    let stripes: Vec<usize> = (0..w.div_ceil(side))
+        .filter(|&s| changed.get(s).copied().unwrap_or(true))
+        .collect();
+    let probes: Vec<usize> = (0..PROBES.min(stripes.len()))
+        .map(|k| stripes[(2 * k + 1) * stripes.len() / (2 * PROBES.min(stripes.len()))])
+        .collect();
+    let mut found = Vec::new();
+    for &s in &probes {
+        found.extend(stripe(s * side));
+    }
+    if found.is_empty() {
+        return Vec::new();
+    }
+    for &s in stripes.iter().filter(|s| !probes.contains(s)) {
+        found.extend(stripe(s * side));
     }
     // Merge neighbouring stripes that moved the same rows by the same offset.
     found.sort_by_key(|&(dy, x, _, y, height)| (dy, y, height, x));
