@@ -450,6 +450,38 @@ async fn the_viewer_window_shows_the_remote_screen_and_forwards_the_mouse() {
         (at.0 - 320).abs() <= 2 && (at.1 - 240).abs() <= 2,
         "pointer at {at:?}"
     );
+
+    // F2 (the viewer's own key, not forwarded) shows the statistics overlay: yellow figures
+    // on a darkened box at the window's top left. Xvfb has no window manager to give the
+    // window the keyboard, so xdotool does.
+    let keys = std::process::Command::new("xdotool")
+        .env("DISPLAY", &assistant.display)
+        .args(["search", "--name", "^Ponte", "windowfocus", "--sync", "%1"])
+        .args(["sleep", "0.3", "key", "F2"])
+        .status()
+        .expect("xdotool is needed (apt-get install xdotool)");
+    assert!(keys.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (lit, pixels) = loop {
+        let (_, _, pixels) = dump(&local);
+        let lit = pixels.iter().filter(|p| **p == 0xffff60).count();
+        if lit > 200 || Instant::now() > deadline {
+            break (lit, pixels);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let shot = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("viewer-overlay.png");
+    let rgb: Vec<u8> = pixels
+        .iter()
+        .flat_map(|p| [(p >> 16) as u8, (p >> 8) as u8, *p as u8])
+        .collect();
+    let mut encoder = png::Encoder::new(std::fs::File::create(&shot).unwrap(), 1280, 720);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.write_header().unwrap().write_image_data(&rgb).unwrap();
+    assert!(
+        lit > 200,
+        "the overlay's figures are drawn ({lit} pixels; {shot:?})"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
