@@ -169,7 +169,8 @@ const PHOTO_PERCENT: usize = 20;
 
 /// A changed text or UI tile that has waited this long for room in a frame goes lossy like a
 /// photo (refined later): when the screen changes faster than the path carries it exactly,
-/// the picture's age stays bounded instead of exact text queueing behind exact text.
+/// the picture's age stays bounded instead of exact text queueing behind exact text. (In a
+/// frame that moves content, at once.)
 const LATE: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// With at least this many changed tiles, look for moved content first.
@@ -263,6 +264,9 @@ impl Encoder {
             s.since = s.since.or(Some(now));
         }
 
+        // While content moves, the rows it uncovers that do not fit exactly go lossy at once:
+        // a scroll keeps its pace and the text sharpens when it stops.
+        let scrolling = !copies.is_empty();
         let mut left = budget;
         let mut tiles = Vec::new();
         let mut rects = Vec::new();
@@ -282,9 +286,10 @@ impl Encoder {
                 photos.push((i, tile));
             } else if spend(&mut left, tile.data.len() + TILE_OVERHEAD, tiles.is_empty()) {
                 self.sent_exact(image, i, tile, &mut tiles, &mut touched);
-            } else if self.states[i]
-                .since
-                .is_some_and(|t| now.saturating_duration_since(t) >= LATE)
+            } else if scrolling
+                || self.states[i]
+                    .since
+                    .is_some_and(|t| now.saturating_duration_since(t) >= LATE)
             {
                 photos.push((i, tile));
             }

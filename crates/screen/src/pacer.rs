@@ -16,7 +16,7 @@ pub const MAX_IN_FLIGHT: usize = 4;
 
 /// How long one frame's pixels should take on the path. The bytes in flight are bounded by
 /// about twice this, so the queue behind a change is too.
-pub const FRAME_TIME: Duration = Duration::from_millis(100);
+pub const FRAME_TIME: Duration = Duration::from_millis(60);
 
 /// No frame gets a smaller budget (a few text tiles, or a preview of a photo screen).
 pub const MIN_BUDGET: usize = 12 * 1024;
@@ -203,7 +203,10 @@ mod tests {
             cwnd: 32_000,
             lost_packets: 0,
         });
-        assert_eq!(p.budget(), 80_000);
+        assert_eq!(
+            p.budget(),
+            (640_000.0 * PROBE_GAIN * FRAME_TIME.as_secs_f64()) as usize
+        );
         // A collapsed window still leaves a usable frame.
         p.on_path(PathSample {
             rtt: 500 * MS,
@@ -260,7 +263,8 @@ mod tests {
         assert!((550_000.0..=700_000.0).contains(&rate), "{rate}");
         // The budget drains in about FRAME_TIME (with the probing gain).
         let drain = p.budget() as f64 / 625_000.0;
-        assert!((0.08..=0.14).contains(&drain), "{drain}");
+        let frame = FRAME_TIME.as_secs_f64();
+        assert!((frame * 0.8..=frame * 1.4).contains(&drain), "{drain}");
         // The path gets slower: believed within a second or so.
         let rate = saturate(&mut p, 200_000.0, 3.0, &mut t);
         assert!((150_000.0..=260_000.0).contains(&rate), "{rate}");
