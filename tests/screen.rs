@@ -14,92 +14,18 @@ use x11rb::connection::Connection;
 use x11rb::protocol::Event;
 use x11rb::protocol::randr::ConnectionExt as _;
 use x11rb::protocol::xproto::{
-    AtomEnum, ConnectionExt as _, CreateGCAux, CreateWindowAux, EventMask, ImageFormat, InputFocus,
-    Rectangle, WindowClass,
+    AtomEnum, ConnectionExt as _, CreateGCAux, CreateWindowAux, EventMask, InputFocus, Rectangle, WindowClass,
 };
 use x11rb::protocol::xtest::ConnectionExt as _;
 use x11rb::rust_connection::RustConnection;
 
+mod display;
 mod world;
 
 use ponte_tests::Xvfb;
 
+use display::*;
 use world::*;
-
-fn root(conn: &RustConnection) -> u32 {
-    conn.setup().roots[0].root
-}
-
-/// Waits until the server processed everything sent so far.
-fn sync(conn: &RustConnection) {
-    conn.get_input_focus().unwrap().reply().unwrap();
-}
-
-/// Covers the screen with a window showing `pixel(x, y)` (0xRRGGBB).
-fn draw(conn: &RustConnection, width: u16, height: u16, pixel: impl Fn(usize, usize) -> u32) -> u32 {
-    let window = conn.generate_id().unwrap();
-    conn.create_window(
-        24,
-        window,
-        root(conn),
-        0,
-        0,
-        width,
-        height,
-        0,
-        WindowClass::INPUT_OUTPUT,
-        0,
-        &CreateWindowAux::new().override_redirect(1).background_pixel(0),
-    )
-    .unwrap();
-    conn.map_window(window).unwrap();
-    let gc = conn.generate_id().unwrap();
-    conn.create_gc(gc, window, &CreateGCAux::new()).unwrap();
-    sync(conn);
-    // Strips of 16 rows keep each request under the core protocol's size limit.
-    for y0 in (0..usize::from(height)).step_by(16) {
-        let rows = 16.min(usize::from(height) - y0);
-        let mut data = Vec::with_capacity(usize::from(width) * rows * 4);
-        for y in y0..y0 + rows {
-            for x in 0..usize::from(width) {
-                data.extend_from_slice(&pixel(x, y).to_le_bytes());
-            }
-        }
-        conn.put_image(
-            ImageFormat::Z_PIXMAP,
-            window,
-            gc,
-            width,
-            rows as u16,
-            0,
-            y0 as i16,
-            0,
-            24,
-            &data,
-        )
-        .unwrap();
-    }
-    sync(conn);
-    window
-}
-
-/// The display's own picture as 0xRRGGBB pixels.
-fn dump(conn: &RustConnection) -> (u16, u16, Vec<u32>) {
-    // The root's current size (the setup's is from connection time).
-    let geometry = conn.get_geometry(root(conn)).unwrap().reply().unwrap();
-    let (w, h) = (geometry.width, geometry.height);
-    let reply = conn
-        .get_image(ImageFormat::Z_PIXMAP, root(conn), 0, 0, w, h, !0)
-        .unwrap()
-        .reply()
-        .unwrap();
-    let pixels = reply
-        .data
-        .chunks_exact(4)
-        .map(|p| u32::from_le_bytes([p[0], p[1], p[2], 0]))
-        .collect();
-    (w, h, pixels)
-}
 
 fn read_png(path: &Path) -> (u16, u16, Vec<u32>) {
     let decoder = png::Decoder::new(BufReader::new(std::fs::File::open(path).unwrap()));

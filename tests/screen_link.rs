@@ -10,80 +10,13 @@ use ponte_protocol::screen::{FrameStats, ScreenFeedback, ScreenUpdate};
 use ponte_screen::{Applied, Canvas};
 use ponte_tests::Xvfb;
 use ponte_tests::link::{Link, Profile};
-use x11rb::connection::Connection;
-use x11rb::protocol::xproto::{
-    ConnectionExt as _, CreateGCAux, CreateWindowAux, ImageFormat, Rectangle, WindowClass,
-};
-use x11rb::rust_connection::RustConnection;
+use x11rb::protocol::xproto::{ConnectionExt as _, Rectangle};
 
+mod display;
 mod world;
 
+use display::*;
 use world::*;
-
-fn root(conn: &RustConnection) -> u32 {
-    conn.setup().roots[0].root
-}
-
-fn sync(conn: &RustConnection) {
-    conn.get_input_focus().unwrap().reply().unwrap();
-}
-
-/// A full-screen window, and a graphics context on it.
-fn window(conn: &RustConnection, width: u16, height: u16) -> (u32, u32) {
-    let window = conn.generate_id().unwrap();
-    conn.create_window(
-        24,
-        window,
-        root(conn),
-        0,
-        0,
-        width,
-        height,
-        0,
-        WindowClass::INPUT_OUTPUT,
-        0,
-        &CreateWindowAux::new().override_redirect(1).background_pixel(0),
-    )
-    .unwrap();
-    conn.map_window(window).unwrap();
-    let gc = conn.generate_id().unwrap();
-    conn.create_gc(gc, window, &CreateGCAux::new()).unwrap();
-    sync(conn);
-    (window, gc)
-}
-
-/// Paints `pixel(x, y)` (0xRRGGBB) over the window, in strips under the request size limit.
-fn paint(
-    conn: &RustConnection,
-    (window, gc): (u32, u32),
-    width: u16,
-    height: u16,
-    pixel: impl Fn(usize, usize) -> u32,
-) {
-    for y0 in (0..usize::from(height)).step_by(16) {
-        let rows = 16.min(usize::from(height) - y0);
-        let mut data = Vec::with_capacity(usize::from(width) * rows * 4);
-        for y in y0..y0 + rows {
-            for x in 0..usize::from(width) {
-                data.extend_from_slice(&pixel(x, y).to_le_bytes());
-            }
-        }
-        conn.put_image(
-            ImageFormat::Z_PIXMAP,
-            window,
-            gc,
-            width,
-            rows as u16,
-            0,
-            y0 as i16,
-            0,
-            24,
-            &data,
-        )
-        .unwrap();
-    }
-    sync(conn);
-}
 
 /// Photo-like: gradients under strong grain, which no lossless coder shrinks much.
 fn photo(seed: u32) -> impl Fn(usize, usize) -> u32 {
@@ -96,20 +29,6 @@ fn photo(seed: u32) -> impl Fn(usize, usize) -> u32 {
         let c = |v: usize| (v as u32 + n).min(255);
         c(x / 5) << 16 | c(y / 4) << 8 | c((x + y) / 10)
     }
-}
-
-/// The display as 0xRRGGBB pixels.
-fn dump(conn: &RustConnection, width: u16, height: u16) -> Vec<u32> {
-    let reply = conn
-        .get_image(ImageFormat::Z_PIXMAP, root(conn), 0, 0, width, height, !0)
-        .unwrap()
-        .reply()
-        .unwrap();
-    reply
-        .data
-        .chunks_exact(4)
-        .map(|p| u32::from_le_bytes([p[0], p[1], p[2], 0]))
-        .collect()
 }
 
 fn unix_us() -> u64 {
@@ -182,7 +101,7 @@ async fn over_a_slow_uplink_a_photo_is_usable_first_and_exact_later() {
     let x = Xvfb::start(width, height);
     let conn = x.connect();
     paint(&conn, window(&conn, width, height), width, height, photo(1));
-    let display = dump(&conn, width, height);
+    let display = dump(&conn).2;
     let raw: Vec<u8> = display
         .iter()
         .flat_map(|p| p.to_le_bytes()[..3].to_vec())
@@ -206,7 +125,7 @@ async fn over_a_slow_uplink_a_photo_is_usable_first_and_exact_later() {
     };
     assert!(shared.canvas.lossy > 0, "the first picture is lossy");
     // The display now, with the agent's indicator bar on it.
-    let display = dump(&conn, width, height);
+    let display = dump(&conn).2;
     assert!(
         usable < lossless_time / 2,
         "usable after {usable:?}; lossless alone takes {lossless_time:?}"
@@ -315,7 +234,7 @@ async fn a_scroll_travels_as_a_move_and_the_new_rows() {
     };
     conn.poly_fill_rectangle(win.0, win.1, &[fresh]).unwrap();
     sync(&conn);
-    let display = dump(&conn, width, height);
+    let display = dump(&conn).2;
     let deadline = Instant::now() + Duration::from_secs(20);
     while shared.canvas.pixels() != &display[..] {
         assert!(Instant::now() < deadline, "the scroll never arrived");
