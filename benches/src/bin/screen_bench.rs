@@ -419,6 +419,26 @@ fn compare_codecs(scenes: &[(&str, &Stats)]) {
     }
 }
 
+/// The release agent sharing `display` through the relay at `relay` (pinned by `fp`), with its
+/// "ready" event (session ID and code).
+fn start_agent(
+    home: &std::path::Path,
+    display: &str,
+    relay: std::net::SocketAddr,
+    fp: &CertFingerprint,
+) -> (Running, serde_json::Value) {
+    let mut agent = std::process::Command::new(binary("ponte-agent"));
+    agent
+        .env("HOME", home)
+        .env("XDG_DATA_HOME", home)
+        .env("XDG_CONFIG_HOME", home)
+        .args(["--json", "--allow", "screen", "--display", display])
+        .args(["--relay", &relay.to_string(), "--fingerprint", &fp.to_string()]);
+    let agent = Running::start(agent);
+    let ready = agent.event("ready", Duration::from_secs(30));
+    (agent, ready)
+}
+
 /// An in-process viewer (the viewer core) joined to the agent's session with a screen stream.
 async fn viewer(
     addr: std::net::SocketAddr,
@@ -601,23 +621,7 @@ async fn link_scenes(name: &str, seconds: u64) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let (_relay, addr, fp) = ponte_benches::start_relay(&dir.path().join("relay"))?;
     let link = Link::start(addr, profile)?;
-    let mut agent = std::process::Command::new(binary("ponte-agent"));
-    agent
-        .env("HOME", dir.path())
-        .env("XDG_DATA_HOME", dir.path())
-        .env("XDG_CONFIG_HOME", dir.path())
-        .args([
-            "--json",
-            "--allow",
-            "screen",
-            "--display",
-            &x.display,
-            "--relay",
-            &link.addr.to_string(),
-        ])
-        .args(["--fingerprint", &fp.to_string()]);
-    let agent = Running::start(agent);
-    let ready = agent.event("ready", Duration::from_secs(30));
+    let (agent, ready) = start_agent(dir.path(), &x.display, link.addr, &fp);
     let started = Instant::now();
     let stream = viewer(
         addr,
@@ -868,23 +872,7 @@ async fn main() -> anyhow::Result<()> {
     // Through the relay.
     let dir = tempfile::tempdir()?;
     let (_relay, addr, fp) = ponte_benches::start_relay(&dir.path().join("relay"))?;
-    let mut agent = std::process::Command::new(binary("ponte-agent"));
-    agent
-        .env("HOME", dir.path())
-        .env("XDG_DATA_HOME", dir.path())
-        .env("XDG_CONFIG_HOME", dir.path())
-        .args([
-            "--json",
-            "--allow",
-            "screen",
-            "--display",
-            &x.display,
-            "--relay",
-            &addr.to_string(),
-        ])
-        .args(["--fingerprint", &fp.to_string()]);
-    let agent = Running::start(agent);
-    let ready = agent.event("ready", Duration::from_secs(30));
+    let (agent, ready) = start_agent(dir.path(), &x.display, addr, &fp);
     let stream = viewer(
         addr,
         fp,
