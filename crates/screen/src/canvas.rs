@@ -180,6 +180,8 @@ impl Canvas {
                 Ok(Applied::Cursor)
             }
             ScreenUpdate::Lossy(rects) => {
+                let area = rects.iter().map(|r| r.width as usize * r.height as usize);
+                self.check_area(area)?;
                 let n = rects.len();
                 for rect in rects {
                     self.draw_lossy(&rect)?;
@@ -189,6 +191,7 @@ impl Canvas {
                 Ok(Applied::Lossy(n))
             }
             ScreenUpdate::Copy(rects) => {
+                self.check_area(rects.iter().map(|r| r.width as usize * r.height as usize))?;
                 let n = rects.len();
                 for rect in rects {
                     self.copy(&rect)?;
@@ -222,12 +225,14 @@ impl Canvas {
         let pixels: &[u8] = match tile.codec {
             Codec::Raw => &tile.data,
             Codec::Zstd => {
+                // Exactly the tile's size: a bomb fails instead of writing more.
                 self.scratch.clear();
-                self.scratch.reserve(len);
-                // The capacity bounds the output: a bomb fails instead of allocating.
-                self.decompressor
-                    .decompress_to_buffer(&tile.data, &mut self.scratch)
+                self.scratch.resize(len, 0);
+                let n = self
+                    .decompressor
+                    .decompress_to_buffer(&tile.data, &mut self.scratch[..])
                     .map_err(|_| ScreenError::BadTile)?;
+                self.scratch.truncate(n);
                 &self.scratch
             }
             Codec::Webp => {
@@ -257,6 +262,17 @@ impl Canvas {
 }
 
 impl Canvas {
+    /// An honest agent's rectangles in one message never overlap, so together they cover at
+    /// most the screen; more is a hostile agent making the viewer work (copies of a whole
+    /// screen, thousands of times over) and is refused before anything is drawn.
+    fn check_area(&self, areas: impl Iterator<Item = usize>) -> Result<(), ScreenError> {
+        let screen = usize::from(self.width) * usize::from(self.height);
+        if areas.sum::<usize>() > screen {
+            return Err(ScreenError::TileOutside);
+        }
+        Ok(())
+    }
+
     fn inside(&self, x: u16, y: u16, w: u16, h: u16) -> bool {
         usize::from(x) + usize::from(w) <= usize::from(self.width)
             && usize::from(y) + usize::from(h) <= usize::from(self.height)
@@ -321,6 +337,12 @@ impl Canvas {
 /// Decodes a WebP image that must be `w`×`h` into `out` as red, green, blue rows. The size is
 /// checked against the header before anything is allocated for pixels.
 fn decode_webp(data: &[u8], w: usize, h: usize, out: &mut Vec<u8>) -> Result<(), ScreenError> {
+    // Only the simple formats libwebp writes for opaque pictures: one VP8 (lossy) or VP8L
+    // (lossless) chunk. The extended format's outer size could disagree with its frame's, and
+    // the decoder would allocate for the frame's before noticing.
+    if !matches!(data.get(12..16), Some(b"VP8 " | b"VP8L")) {
+        return Err(ScreenError::BadTile);
+    }
     let mut decoder =
         image_webp::WebPDecoder::new(std::io::Cursor::new(data)).map_err(|_| ScreenError::BadTile)?;
     let (dw, dh) = decoder.dimensions();

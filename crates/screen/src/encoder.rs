@@ -173,6 +173,12 @@ const PHOTO_PERCENT: usize = 20;
 /// frame that moves content, at once.)
 const LATE: std::time::Duration = std::time::Duration::from_millis(200);
 
+/// Refinements tried per frame that do not fit the budget left before refining stops.
+const REFINE_TRIES: usize = 4;
+
+/// Upper bound of one copy-rect's encoding, for splitting them into messages.
+const COPY_BYTES: usize = 16;
+
 /// With at least this many changed tiles, look for moved content first.
 const SCROLL_MIN_TILES: usize = 8;
 
@@ -322,6 +328,7 @@ impl Encoder {
             .filter(|&i| self.states[i].level == Level::Lossy && !touched[i])
             .collect();
         lossy_tiles.sort_by_key(|&i| (self.states[i].since, i));
+        let mut misses = 0;
         for i in lossy_tiles {
             if left < TILE_OVERHEAD {
                 break;
@@ -334,8 +341,17 @@ impl Encoder {
                 tile.codec = Codec::Webp;
                 tile.data = webp;
             }
-            if !spend(&mut left, tile.data.len() + TILE_OVERHEAD, false) {
-                break;
+            // The first refinement goes out even over the budget when the frame is otherwise
+            // empty (a noisy tile larger than a small budget must not block the rest forever);
+            // a tile that does not fit lets smaller ones behind it go first.
+            let anyway = tiles.is_empty() && rects.is_empty() && copies.is_empty();
+            if !spend(&mut left, tile.data.len() + TILE_OVERHEAD, anyway) {
+                // Each try costs an encode: a few, then the rest waits for the next frame.
+                misses += 1;
+                if misses == REFINE_TRIES {
+                    break;
+                }
+                continue;
             }
             self.sent_exact(image, i, tile, &mut tiles, &mut touched);
         }
@@ -354,9 +370,8 @@ impl Encoder {
             bytes: tiles.iter().map(|t: &Tile| t.data.len()).sum::<usize>()
                 + rects.iter().map(|r: &LossyRect| r.data.len()).sum::<usize>(),
         };
-        if !copies.is_empty() {
-            frame.updates.push(ScreenUpdate::Copy(copies));
-        }
+        // A copy is a few bytes on the wire; many of them still must not overflow a message.
+        batches(copies, |_| COPY_BYTES, ScreenUpdate::Copy, &mut frame.updates);
         batches(rects, |r| r.data.len(), ScreenUpdate::Lossy, &mut frame.updates);
         batches(tiles, |t| t.data.len(), ScreenUpdate::Tiles, &mut frame.updates);
         stats.inexact_tiles = self.states.iter().filter(|s| s.level != Level::Exact).count() as u32;
@@ -383,7 +398,8 @@ impl Encoder {
     /// changes did not fit the budget. The next frame has work even if the screen stands
     /// still.
     pub fn pending(&self) -> bool {
-        self.states.iter().any(|s| s.level != Level::Exact)
+        // No picture yet: the first frame is the whole screen, changed or not.
+        self.states.is_empty() || self.states.iter().any(|s| s.level != Level::Exact)
     }
 
     fn tiles_x(&self) -> usize {

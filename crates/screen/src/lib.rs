@@ -453,6 +453,36 @@ mod tests {
     }
 
     #[test]
+    fn noise_larger_than_the_smallest_budget_is_still_refined() {
+        // Pure noise: every tile's exact form is the raw 12 KiB, more than a budget of 12 KiB
+        // with framing. Refinement must still reach exact pixels, a tile per frame.
+        let (w, h) = (256u16, 128u16);
+        let mut state = 0x2545_f491u32;
+        let data: Vec<u8> = (0..usize::from(w) * usize::from(h) * 4)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                state as u8
+            })
+            .collect();
+        let mut encoder = Encoder::new().unwrap();
+        let mut canvas = Canvas::new().unwrap();
+        let now = std::time::Instant::now();
+        for _ in 0..40 {
+            match encoder
+                .encode_within(&image(&data, w, h), 0, 12 * 1024, now)
+                .unwrap()
+            {
+                Some(frame) => apply_all(&mut canvas, frame),
+                None => break,
+            }
+        }
+        assert!(!encoder.pending(), "refinement finished");
+        assert!(matches(&canvas, &data));
+    }
+
+    #[test]
     fn a_scroll_is_a_move_plus_the_new_rows() {
         let (w, h) = (640, 480);
         let mut data = page(w, h, 1);
@@ -534,6 +564,40 @@ mod tests {
         assert_eq!(
             canvas.apply(lossy(0, 0, 8, 8, 1, b"RIFF\0\0\0\0WEBPVP8 ".to_vec())),
             Err(ScreenError::BadTile)
+        );
+        // The extended format (VP8X) is refused whatever its sizes say.
+        let mut extended = good.clone();
+        extended[12..16].copy_from_slice(b"VP8X");
+        assert_eq!(
+            canvas.apply(lossy(0, 0, 64, 64, 2, extended)),
+            Err(ScreenError::BadTile)
+        );
+        // Rectangles that together cover more than the screen: refused before any drawing.
+        let twice = ScreenUpdate::Lossy(vec![
+            ponte_protocol::screen::LossyRect {
+                x: 0,
+                y: 0,
+                width: 64,
+                height: 64,
+                scale: 2,
+                data: good.clone(),
+            };
+            3
+        ]);
+        assert_eq!(canvas.apply(twice), Err(ScreenError::TileOutside));
+        let whole = ponte_protocol::screen::CopyRect {
+            src_x: 0,
+            src_y: 1,
+            x: 0,
+            y: 0,
+            width: 100,
+            height: 99,
+        };
+        assert!(canvas.apply(ScreenUpdate::Copy(vec![whole])).is_ok());
+        assert_eq!(
+            canvas.apply(ScreenUpdate::Copy(vec![whole; 2])),
+            Err(ScreenError::TileOutside),
+            "a screen's worth of copying per message at most"
         );
         let webp_tile = Tile {
             x: 0,

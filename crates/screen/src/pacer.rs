@@ -18,8 +18,9 @@ pub const MAX_IN_FLIGHT: usize = 4;
 /// about twice this, so the queue behind a change is too.
 pub const FRAME_TIME: Duration = Duration::from_millis(60);
 
-/// No frame gets a smaller budget (a few text tiles, or a preview of a photo screen).
-pub const MIN_BUDGET: usize = 12 * 1024;
+/// No frame gets a smaller budget (a few text tiles, a preview of a photo screen, and more
+/// than one raw 64×64 tile with its framing, so refinement always progresses).
+pub const MIN_BUDGET: usize = 16 * 1024;
 
 /// Budgets ask for this much more than the path was seen to deliver, so that a path faster
 /// than what the frames so far needed shows itself in the next samples.
