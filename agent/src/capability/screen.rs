@@ -104,7 +104,7 @@ impl Handler for Screen {
                     let want = sync;
                     if let Some(session) = &ctx.session {
                         let path = session.connection().stats().path;
-                        pacer.on_path(PathSample { rtt: path.rtt, cwnd: path.cwnd, lost_packets: path.lost_packets });
+                        pacer.on_path(PathSample { rtt: path.rtt, cwnd: path.cwnd });
                     }
                     let budget = if want != 0 && sync_since.elapsed() > REFRESH_PATIENCE {
                         usize::MAX

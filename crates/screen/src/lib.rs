@@ -157,18 +157,23 @@ mod tests {
         assert!(matches(&canvas, &b));
     }
 
-    #[test]
-    fn a_full_screen_of_noise_splits_into_messages_that_fit() {
-        let (w, h) = (640, 480);
-        let mut state = 0x1234_5678u32;
-        let data: Vec<u8> = (0..usize::from(w) * usize::from(h) * 4)
+    /// A BGRX picture of random bytes, which nothing compresses.
+    fn noise(width: u16, height: u16, seed: u32) -> Vec<u8> {
+        let mut state = seed;
+        (0..usize::from(width) * usize::from(height) * 4)
             .map(|_| {
                 state ^= state << 13;
                 state ^= state >> 17;
                 state ^= state << 5;
                 state as u8
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn a_full_screen_of_noise_splits_into_messages_that_fit() {
+        let (w, h) = (640, 480);
+        let data = noise(w, h, 0x1234_5678);
         let mut encoder = Encoder::new().unwrap();
         let frame = encoder.encode(&image(&data, w, h), 0).unwrap().unwrap();
         assert!(frame.updates.len() > 10);
@@ -457,15 +462,7 @@ mod tests {
         // Pure noise: every tile's exact form is the raw 12 KiB, more than a budget of 12 KiB
         // with framing. Refinement must still reach exact pixels, a tile per frame.
         let (w, h) = (256u16, 128u16);
-        let mut state = 0x2545_f491u32;
-        let data: Vec<u8> = (0..usize::from(w) * usize::from(h) * 4)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                state as u8
-            })
-            .collect();
+        let data = noise(w, h, 0x2545_f491);
         let mut encoder = Encoder::new().unwrap();
         let mut canvas = Canvas::new().unwrap();
         let now = std::time::Instant::now();

@@ -36,8 +36,6 @@ pub struct PathSample {
     pub rtt: Duration,
     /// Congestion window, bytes.
     pub cwnd: u64,
-    /// Packets lost so far.
-    pub lost_packets: u64,
 }
 
 /// The pacer's state.
@@ -184,7 +182,6 @@ mod tests {
         p.on_path(PathSample {
             rtt: 50 * MS,
             cwnd: 32_000,
-            lost_packets: 0,
         });
         p.sent(10, p.budget(), true, t + 80 * MS);
         assert!(p.may_send());
@@ -202,7 +199,6 @@ mod tests {
         p.on_path(PathSample {
             rtt: 50 * MS,
             cwnd: 32_000,
-            lost_packets: 0,
         });
         assert_eq!(
             p.budget(),
@@ -212,7 +208,6 @@ mod tests {
         p.on_path(PathSample {
             rtt: 500 * MS,
             cwnd: 2_400,
-            lost_packets: 9,
         });
         assert_eq!(p.budget(), MIN_BUDGET);
     }
@@ -251,14 +246,12 @@ mod tests {
         p.on_path(PathSample {
             rtt: 50 * MS,
             cwnd: 15_000,
-            lost_packets: 0,
         });
         // The window says 300 KB/s; the acknowledgements find the path's 625 KB/s (5 Mbit/s)
         // after a few frames, and the window (grown meanwhile) no longer limits.
         p.on_path(PathSample {
             rtt: 50 * MS,
             cwnd: 1_000_000,
-            lost_packets: 0,
         });
         let rate = saturate(&mut p, 625_000.0, 3.0, &mut t);
         assert!((550_000.0..=700_000.0).contains(&rate), "{rate}");
@@ -297,7 +290,6 @@ mod tests {
         p.on_path(PathSample {
             rtt: 50 * MS,
             cwnd: 15_000,
-            lost_packets: 0,
         });
         assert_eq!(p.rtt(), Some(50 * MS));
     }
