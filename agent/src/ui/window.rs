@@ -378,13 +378,8 @@ impl eframe::App for Window {
                     return;
                 }
                 ui.add_space(6.0);
-                let end = egui::Button::new(
-                    RichText::new(t!(tr, "window-end-session"))
-                        .size(22.0)
-                        .color(Color32::WHITE),
-                )
-                .fill(RED)
-                .min_size(egui::vec2(ui.available_width(), 48.0));
+                let end = filled(t!(tr, "window-end-session"), 22.0, RED)
+                    .min_size(egui::vec2(ui.available_width(), 48.0));
                 if ui.add(end).clicked() {
                     self.send(Input::End);
                 }
@@ -483,13 +478,14 @@ impl Window {
         ui.add_space(10.0);
         let mut answer = None;
         ui.horizontal(|ui| {
-            let allow =
-                egui::Button::new(RichText::new(t!(tr, "consent-allow-selected")).color(Color32::WHITE))
-                    .fill(GREEN);
+            let allow = filled(t!(tr, "consent-allow-selected"), ANSWER_TEXT, GREEN).min_size(ANSWER);
             if ui.add(allow).clicked() {
                 answer = Some(chosen);
             }
-            if ui.button(t!(tr, "consent-deny")).clicked() {
+            ui.add_space(24.0);
+            let deny =
+                egui::Button::new(RichText::new(t!(tr, "consent-deny")).size(ANSWER_TEXT)).min_size(ANSWER);
+            if ui.add(deny).clicked() {
                 answer = Some(Grants::NONE);
             }
         });
@@ -624,20 +620,14 @@ impl Window {
             ui.add_space(8.0);
             ui.label(t!(tr, "question-allow"));
             // Large buttons, well apart: this answer matters.
-            let size = egui::vec2(140.0, 40.0);
             ui.horizontal(|ui| {
-                let deny = egui::Button::new(RichText::new(t!(tr, "consent-deny")).size(20.0)).min_size(size);
+                let deny = egui::Button::new(RichText::new(t!(tr, "consent-deny")).size(ANSWER_TEXT))
+                    .min_size(ANSWER);
                 if ui.add_enabled(settled, deny).clicked() {
                     answer = Some(false);
                 }
                 ui.add_space(24.0);
-                let allow = egui::Button::new(
-                    RichText::new(t!(tr, "question-allow-button"))
-                        .size(20.0)
-                        .color(Color32::WHITE),
-                )
-                .fill(GREEN)
-                .min_size(size);
+                let allow = filled(t!(tr, "question-allow-button"), ANSWER_TEXT, GREEN).min_size(ANSWER);
                 if ui.add_enabled(settled, allow).clicked() {
                     answer = Some(true);
                 }
@@ -647,6 +637,15 @@ impl Window {
             self.send(Input::Answer { question: id, allow });
         }
     }
+}
+
+/// The size of an answer button (allow, deny) and of its text: large, because it matters.
+const ANSWER: egui::Vec2 = egui::vec2(140.0, 40.0);
+const ANSWER_TEXT: f32 = 20.0;
+
+/// A button in a strong colour with white text of `size`.
+fn filled(text: String, size: f32, fill: Color32) -> egui::Button<'static> {
+    egui::Button::new(RichText::new(text).size(size).color(Color32::WHITE)).fill(fill)
 }
 
 /// Who is asking: verified on green, or the red UNVERIFIED warning.
