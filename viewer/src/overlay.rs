@@ -141,6 +141,28 @@ mod tests {
     }
 
     #[test]
+    fn a_hostile_agents_figures_stay_short_and_inside() {
+        let stats = FrameStats {
+            captured_unix_us: u64::MAX,
+            capture_us: u32::MAX,
+            encode_us: u32::MAX,
+            backlog_us: u32::MAX,
+            budget: u32::MAX,
+            rtt_us: u32::MAX,
+            rate: u32::MAX,
+            inexact_tiles: u32::MAX,
+            quality: u8::MAX,
+            scale: u8::MAX,
+            copied_pixels: u32::MAX,
+        };
+        let l = lines(Some(&stats), f64::MAX, f64::NAN, f64::INFINITY);
+        assert!(l.iter().all(|line| line.len() < 400), "{l:?}");
+        let (w, h) = (64, 16);
+        let mut buffer = vec![0; (w * h) as usize];
+        draw(&mut buffer, w, h, &l);
+    }
+
+    #[test]
     fn text_is_drawn_in_a_box_that_fits() {
         let (w, h) = (100, 40);
         let mut buffer = vec![0x00ff_ffff; (w * h) as usize];

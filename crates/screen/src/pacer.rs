@@ -281,6 +281,31 @@ mod tests {
     }
 
     #[test]
+    fn a_hostile_viewers_acknowledgements_do_not_open_the_gate() {
+        // Acknowledgements of frames never sent, of u64::MAX, or going backwards: the pacer
+        // forgets only frames it sent, and the budget stays what the path allows.
+        let mut p = Pacer::new();
+        let t = Instant::now();
+        p.on_path(PathSample {
+            rtt: 50 * MS,
+            cwnd: 32_000,
+        });
+        let budget = p.budget();
+        p.acked(u64::MAX, t);
+        p.acked(7, t + MS);
+        assert_eq!(p.budget(), budget, "acks of nothing measure nothing");
+        p.sent(1, budget, true, t);
+        p.sent(2, budget, true, t);
+        assert!(!p.may_send());
+        p.acked(0, t + 10 * MS);
+        assert!(!p.may_send(), "an ack of an older frame frees nothing");
+        // Acknowledging everything at once, however early, is bounded by the window.
+        p.acked(u64::MAX, t + 10 * MS);
+        assert!(p.may_send());
+        assert!(p.budget() <= budget, "{} > {budget}", p.budget());
+    }
+
+    #[test]
     fn the_round_trip_comes_from_the_connection_else_the_acknowledgements() {
         let mut p = Pacer::new();
         let t = Instant::now();
