@@ -2,11 +2,11 @@
 //! rate at which the viewer's acknowledgements show frames arriving, measured BBR-style as
 //! a running mean of the delivery rate while the path was busy (samples from an idle path
 //! count only when they raise it), capped by the QUIC connection's congestion window over its round-trip time — so a
-//! frame drains in about [`FRAME_TIME`]. A new frame is captured only while less than two
+//! frame drains in about [`FRAME_TIME`]. A new frame is captured only while less than three
 //! frames' worth of bytes (and at most [`MAX_IN_FLIGHT`] frames) wait for acknowledgement:
-//! one draining and one behind it keep the path busy (which is what makes the acknowledgements
-//! measure it), a slow path gets fewer, newer frames instead of a queue, and small frames
-//! (typing, scrolling) still follow each other closely.
+//! more than a round trip in flight keeps the path busy while the agent captures and encodes
+//! (which is what makes the acknowledgements measure it), a slow path gets fewer, newer frames
+//! instead of a queue, and small frames (typing, scrolling) still follow each other closely.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -14,9 +14,15 @@ use std::time::{Duration, Instant};
 /// Frames sent but not yet acknowledged before the agent stops capturing.
 pub const MAX_IN_FLIGHT: usize = 4;
 
-/// How long one frame's pixels should take on the path. The bytes in flight are bounded by
-/// about twice this, so the queue behind a change is too.
-pub const FRAME_TIME: Duration = Duration::from_millis(60);
+/// How long one frame's pixels should take on the path: short enough for 25 frames a second
+/// when the path is the limit.
+pub const FRAME_TIME: Duration = Duration::from_millis(40);
+
+/// Frames' worth of bytes that may wait for acknowledgement. More than one round trip of the
+/// path must be in flight, or the path idles while the agent captures and encodes (and the
+/// acknowledgements, seeing an idle path, never measure it); bounded, so the queue behind a
+/// change is too (3 × 40 ms × the probe gain: 150 ms of the path's rate).
+const FRAMES_IN_FLIGHT: usize = 3;
 
 /// No frame gets a smaller budget (a few text tiles, a preview of a photo screen, and more
 /// than one raw 64×64 tile with its framing, so refinement always progresses).
@@ -79,7 +85,7 @@ impl Pacer {
     /// Whether a new frame may be captured now.
     pub fn may_send(&self) -> bool {
         let waiting: usize = self.in_flight.iter().map(|f| f.1).sum();
-        self.in_flight.len() < MAX_IN_FLIGHT && waiting < self.budget().saturating_mul(2)
+        self.in_flight.len() < MAX_IN_FLIGHT && waiting < self.budget().saturating_mul(FRAMES_IN_FLIGHT)
     }
 
     /// Frame `frame` of `bytes` went out; `full`: the encoder had more to send than the
@@ -178,16 +184,17 @@ mod tests {
         p.acked(1, t + 60 * MS);
         p.acked(MAX_IN_FLIGHT as u64, t + 70 * MS);
         assert!(p.in_flight.is_empty());
-        // Frames as large as the budget: one draining and one behind it, no third.
+        // Frames as large as the budget: FRAMES_IN_FLIGHT of them, no more.
         p.on_path(PathSample {
             rtt: 50 * MS,
             cwnd: 32_000,
         });
-        p.sent(10, p.budget(), true, t + 80 * MS);
-        assert!(p.may_send());
-        p.sent(11, p.budget(), true, t + 80 * MS);
-        assert!(!p.may_send(), "two budgets' worth of bytes wait");
-        p.acked(11, t + 200 * MS);
+        for n in 0..FRAMES_IN_FLIGHT as u64 {
+            assert!(p.may_send());
+            p.sent(10 + n, p.budget(), true, t + 80 * MS);
+        }
+        assert!(!p.may_send(), "{FRAMES_IN_FLIGHT} budgets' worth of bytes wait");
+        p.acked(10 + FRAMES_IN_FLIGHT as u64, t + 200 * MS);
         assert!(p.may_send());
     }
 
@@ -294,8 +301,9 @@ mod tests {
         p.acked(u64::MAX, t);
         p.acked(7, t + MS);
         assert_eq!(p.budget(), budget, "acks of nothing measure nothing");
-        p.sent(1, budget, true, t);
-        p.sent(2, budget, true, t);
+        for n in 1..=FRAMES_IN_FLIGHT as u64 {
+            p.sent(n, budget, true, t);
+        }
         assert!(!p.may_send());
         p.acked(0, t + 10 * MS);
         assert!(!p.may_send(), "an ack of an older frame frees nothing");
