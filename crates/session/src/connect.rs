@@ -125,6 +125,16 @@ fn idle_timeout() -> Duration {
     Duration::from_secs(10)
 }
 
+/// The transport of an agent's or viewer's connection to the relay. Their uplinks are the
+/// slow and lossy legs of a session (a customer's DSL or 4G line), where BBR keeps sending at
+/// the path's rate through random loss that makes Cubic back off (docs/BENCHMARKS.md § Screen
+/// over slow uplinks). The relay, in a data centre, keeps quinn's default.
+fn client_transport() -> quinn::TransportConfig {
+    let mut t = tls::transport_config(idle_timeout());
+    t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
+    t
+}
+
 /// How long one address gets to answer before the next is tried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -177,7 +187,7 @@ pub async fn connect(
     let mut last_error = None;
     let mut connected = None;
     for (addr, server_name) in candidates {
-        let (config, seen) = tls::client_config(&trust, tls::transport_config(idle_timeout()))
+        let (config, seen) = tls::client_config(&trust, client_transport())
             .map_err(|e| SessionError::Setup(e.to_string()))?;
         let bind = if addr.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" };
         let endpoint = quinn::Endpoint::client(bind.parse().map_err(|_| SessionError::Setup("bind".into()))?)
@@ -202,7 +212,7 @@ pub async fn connect(
     let redirect_config = match &trust {
         RelayTrust::FirstUse => match client.trust_anchor() {
             Some(anchor) => {
-                tls::client_config(&RelayTrust::Pinned(anchor), tls::transport_config(idle_timeout()))
+                tls::client_config(&RelayTrust::Pinned(anchor), client_transport())
                     .map_err(|e| SessionError::Setup(e.to_string()))?
                     .0
             }
