@@ -187,8 +187,8 @@ pub async fn connect(
     let mut last_error = None;
     let mut connected = None;
     for (addr, server_name) in candidates {
-        let (config, seen) = tls::client_config(&trust, client_transport())
-            .map_err(|e| SessionError::Setup(e.to_string()))?;
+        let (config, seen) =
+            tls::client_config(&trust, client_transport()).map_err(|e| SessionError::Setup(e.to_string()))?;
         let bind = if addr.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" };
         let endpoint = quinn::Endpoint::client(bind.parse().map_err(|_| SessionError::Setup("bind".into()))?)
             .map_err(|e| SessionError::Setup(format!("cannot open a UDP socket: {e}")))?;
