@@ -26,7 +26,7 @@ use zeroize::Zeroizing;
 
 use crate::cipher::{AeadKey, Backend, NONCE_LEN, TAG_LEN};
 use crate::frame::{self, FrameError};
-use crate::identity::{Certificate, PeerIdentity, PrivateKey, PublicKey, TrustStore};
+use crate::identity::{Certificate, Fingerprint, PeerIdentity, PrivateKey, PublicKey, TrustStore};
 use crate::key_schedule::{self, HASH_LEN, HandshakeSecrets, Transcript};
 use crate::session::SessionKeys;
 use crate::{OneTimeCode, Role, SessionId};
@@ -65,6 +65,15 @@ pub enum HandshakeError {
     /// The message could not be decoded.
     #[error(transparent)]
     Frame(#[from] FrameError),
+    /// Quick access: the assistant proved who it is, but the customer has not (or no longer)
+    /// let it reconnect without a code: no opt-in, expired or removed, or another
+    /// organisation.
+    #[error("not allowed to reconnect without a code: {0}")]
+    NotTrusted(Box<PeerIdentity>),
+    /// Quick access: the other side does not hold the device key the viewer expected (another
+    /// device answered, or someone in the middle).
+    #[error("the other side is not the expected device")]
+    WrongDevice,
 }
 
 /// Why the agent gave up a handshake, told to the viewer so it can say so plainly.
@@ -79,6 +88,8 @@ pub enum AbortReason {
     Burned,
     /// Any other failure of the viewer's message.
     Invalid,
+    /// Quick access: this assistant may not reconnect to this device without a code.
+    NotTrusted,
 }
 
 /// The agent's first message.
@@ -213,7 +224,7 @@ fn pake_key(spake: Spake2<Ed25519Group>, peer: &[u8]) -> Result<Zeroizing<Vec<u8
         .map_err(|_| HandshakeError::Malformed("PAKE message"))
 }
 
-fn x25519(secret: EphemeralSecret, peer: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>, HandshakeError> {
+pub(crate) fn x25519(secret: EphemeralSecret, peer: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>, HandshakeError> {
     let shared = secret.diffie_hellman(&X25519Public::from(*peer));
     if !shared.was_contributory() {
         return Err(HandshakeError::Malformed("X25519 low-order point"));
@@ -358,12 +369,7 @@ impl AgentHandshake {
             return Err(HandshakeError::WrongCode);
         }
 
-        let proof = open_identity(&secrets, &th1, &auth.sealed_identity)?;
-        let key =
-            PublicKey::from_der(&proof.public_key).map_err(|e| HandshakeError::BadIdentity(e.to_string()))?;
-        key.verify_transcript(&th1, &proof.signature)
-            .map_err(|_| HandshakeError::BadSignature)?;
-        let peer = PeerIdentity::evaluate(&key, proof.certificate.as_ref(), trust, now_unix);
+        let (peer, _) = check_identity(&secrets, &th1, &auth.sealed_identity, trust, now_unix)?;
 
         let th2 = second_transcript(&th1, auth);
         let confirm = key_schedule::confirmation(&secrets.confirm_agent, &th2);
@@ -375,6 +381,28 @@ impl AgentHandshake {
             },
         ))
     }
+}
+
+/// Opens the viewer's sealed identity proof, checks its signature over `th1` and evaluates
+/// the certificate. Returns who the viewer is and, when verified, the fingerprint of the
+/// organisation key that issued its certificate.
+pub(crate) fn check_identity(
+    secrets: &HandshakeSecrets,
+    th1: &[u8; HASH_LEN],
+    sealed: &[u8],
+    trust: &TrustStore,
+    now_unix: u64,
+) -> Result<(PeerIdentity, Option<Fingerprint>), HandshakeError> {
+    let proof = open_identity(secrets, th1, sealed)?;
+    let key = PublicKey::from_der(&proof.public_key).map_err(|e| HandshakeError::BadIdentity(e.to_string()))?;
+    key.verify_transcript(th1, &proof.signature)
+        .map_err(|_| HandshakeError::BadSignature)?;
+    let peer = PeerIdentity::evaluate(&key, proof.certificate.as_ref(), trust, now_unix);
+    let issuer = match (&peer, &proof.certificate) {
+        (PeerIdentity::Verified { .. }, Some(cert)) => Some(cert.body.issuer),
+        _ => None,
+    };
+    Ok((peer, issuer))
 }
 
 fn open_identity(
@@ -400,12 +428,35 @@ fn open_identity(
     }
 }
 
+/// The viewer's identity proof (key, certificate, signature over `th1`), sealed with the
+/// handshake's identity key so that only the other end of the handshake can read it.
+pub(crate) fn seal_identity(
+    secrets: &HandshakeSecrets,
+    th1: &[u8; HASH_LEN],
+    credentials: &Credentials,
+    rng: &mut impl CryptoRng,
+) -> Result<Vec<u8>, HandshakeError> {
+    let proof = IdentityProof {
+        public_key: credentials.key.public_key().der().to_vec(),
+        certificate: credentials.certificate.clone(),
+        signature: credentials
+            .key
+            .sign_transcript(th1, rng)
+            .map_err(|e| HandshakeError::Signing(e.to_string()))?,
+    };
+    let mut sealed = postcard::to_allocvec(&proof).map_err(|_| HandshakeError::Malformed("identity"))?;
+    let tag = identity_key(secrets).seal_in_place([0; NONCE_LEN], th1, &mut sealed);
+    sealed.extend_from_slice(&tag);
+    Ok(sealed)
+}
+
 impl HandshakeError {
     /// What the agent tells the viewer after this failure, given the attempts left.
     pub fn abort_reason(&self, attempts: &CodeAttempts) -> AbortReason {
         match self {
             _ if attempts.must_burn() => AbortReason::Burned,
             HandshakeError::WrongCode => AbortReason::WrongCode,
+            HandshakeError::NotTrusted(_) => AbortReason::NotTrusted,
             _ => AbortReason::Invalid,
         }
     }
@@ -440,11 +491,14 @@ impl std::fmt::Debug for ViewerAwaitingConfirm {
     }
 }
 
-fn aborted(reason: AbortReason) -> HandshakeError {
+pub(crate) fn aborted(reason: AbortReason) -> HandshakeError {
     match reason {
         AbortReason::WrongCode => HandshakeError::WrongCode,
         AbortReason::Burned => HandshakeError::Burned,
         AbortReason::Invalid => HandshakeError::BadIdentity("the agent rejected the handshake".into()),
+        AbortReason::NotTrusted => HandshakeError::BadIdentity(
+            "the customer has not allowed this assistant to reconnect without a code".into(),
+        ),
     }
 }
 
@@ -479,18 +533,7 @@ impl ViewerHandshake {
         let dh = x25519(secret, &hello.x25519)?;
         let secrets = key_schedule::derive(&th1, &pake, &dh);
 
-        let proof = IdentityProof {
-            public_key: credentials.key.public_key().der().to_vec(),
-            certificate: credentials.certificate.clone(),
-            signature: credentials
-                .key
-                .sign_transcript(&th1, rng)
-                .map_err(|e| HandshakeError::Signing(e.to_string()))?,
-        };
-        let mut sealed_identity =
-            postcard::to_allocvec(&proof).map_err(|_| HandshakeError::Malformed("identity"))?;
-        let tag = identity_key(&secrets).seal_in_place([0; NONCE_LEN], &th1, &mut sealed_identity);
-        sealed_identity.extend_from_slice(&tag);
+        let sealed_identity = seal_identity(&secrets, &th1, credentials, rng)?;
 
         let auth = ViewerAuth {
             pake: pake_msg,

@@ -85,6 +85,31 @@ pub fn os_rng() -> rand_core::UnwrapErr<getrandom::SysRng> {
     rand_core::UnwrapErr(getrandom::SysRng)
 }
 
+/// What a relay knows a quick-access device by: 16 bytes derived from the device's public
+/// key (`SHA-256("ponte/1 device tag\0" ‖ key)`, first 16 bytes), never the key itself.
+///
+/// It is stable for one device key, so the relay can tell that the same device came back; it
+/// is no secret and proves nothing: whoever answers under a tag must still complete the
+/// key-authenticated handshake with the device's private key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DeviceTag(pub [u8; 16]);
+
+impl fmt::Display for DeviceTag {
+    /// 32 lowercase hex digits.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for DeviceTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DeviceTag({self})")
+    }
+}
+
 /// A relay-issued session ID: 9 random digits, shown as `123 456 789`.
 ///
 /// It names a waiting agent on one relay. It is not a secret (the relay sees it), but it is

@@ -12,7 +12,9 @@
 //! - [`text`]: [`PeerText`], the one type every string from the other side travels in, shown
 //!   only in an inert, escaped form.
 //! - With the `e2e` feature (default, and off in the relay): [`handshake`] (SPAKE2 + X25519,
-//!   key confirmation, assistant identity), [`key_schedule`], [`identity`] (RSA-PSS keys and
+//!   key confirmation, assistant identity), [`key_handshake`] (quick access: the
+//!   handshake authenticated by the customer's [`device`] key and the assistant's key instead
+//!   of a code), [`key_schedule`], [`identity`] (RSA-PSS keys and
 //!   organisation certificates), [`record`] (the AES-256-GCM record layer), [`session`]
 //!   (per-stream keys), [`cipher`] (the AES-256-GCM backend seam) and [`app`] (the
 //!   application messages inside a session) with [`screen`] (screen sharing and input).
@@ -32,9 +34,13 @@ pub mod app;
 #[cfg(feature = "e2e")]
 pub mod cipher;
 #[cfg(feature = "e2e")]
+pub mod device;
+#[cfg(feature = "e2e")]
 pub mod handshake;
 #[cfg(feature = "e2e")]
 pub mod identity;
+#[cfg(feature = "e2e")]
+pub mod key_handshake;
 #[cfg(feature = "e2e")]
 pub mod key_schedule;
 #[cfg(feature = "e2e")]
@@ -46,7 +52,7 @@ pub mod screen;
 #[cfg(feature = "e2e")]
 pub mod session;
 
-pub use ids::{OneTimeCode, ParseIdError, SessionId, os_rng};
+pub use ids::{DeviceTag, OneTimeCode, ParseIdError, SessionId, os_rng};
 #[cfg(feature = "e2e")]
 pub use role::Role;
 pub use text::PeerText;

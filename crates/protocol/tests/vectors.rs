@@ -9,7 +9,9 @@
 mod common;
 
 use common::*;
-use ponte_protocol::handshake::{AgentHandshake, AgentMessage, CodeAttempts, ViewerHandshake};
+use ponte_protocol::device::DeviceKey;
+use ponte_protocol::handshake::{AbortReason, AgentHandshake, AgentMessage, CodeAttempts, ViewerHandshake};
+use ponte_protocol::key_handshake::{Admission, Admits, KeyAgentHandshake, KeyAgentMessage, KeyViewerHandshake};
 use ponte_protocol::record::{Opened, RecordHeader};
 use ponte_protocol::rendezvous::{self, ClientMessage, RelayMessage};
 
@@ -100,7 +102,50 @@ fn compute() -> Vec<(&'static str, Vec<u8>)> {
         "rendezvous_cluster_unavailable",
         rendezvous::encode_relay(&RelayMessage::Refused(rendezvous::Refusal::ClusterUnavailable)),
     ));
+    out.extend(key_handshake());
     out
+}
+
+/// The key-authenticated handshake of quick access, with a seeded device key.
+fn key_handshake() -> Vec<(&'static str, Vec<u8>)> {
+    let device = DeviceKey::generate(&mut rng(300));
+    let creds = certified_credentials();
+    let admissions = [Admission {
+        admits: Admits::Organisation(org_key().public_key().fingerprint()),
+        not_after: NOW + 86_400,
+    }];
+    let (agent, hello) = KeyAgentHandshake::start(context(), &device, &mut rng(400));
+    let (auth, viewer) = KeyViewerHandshake::new(context(), device.public())
+        .receive_hello(&hello, &creds, &mut rng(500))
+        .unwrap();
+    let (confirm, outcome) = agent
+        .receive(&auth, &device, &trust_org(), &admissions, NOW)
+        .unwrap();
+    let mut viewer_keys = viewer.receive_confirm(&confirm).unwrap();
+    let mut agent_keys = outcome.keys;
+    let mut a = agent_keys.open_stream().unwrap();
+    let mut wire = Vec::new();
+    a.sealer.seal(b"hello from the agent", 1024, &mut wire).unwrap();
+    let record = wire.clone();
+    let mut incoming = viewer_keys
+        .accept_stream(RecordHeader::parse(&wire).unwrap().stream)
+        .unwrap();
+    assert_eq!(
+        incoming.opener.open_in_place(&mut wire).unwrap(),
+        Opened::Data(b"hello from the agent")
+    );
+    vec![
+        ("key_device_public", device.public().0.to_vec()),
+        ("key_device_tag", device.public().tag().0.to_vec()),
+        ("key_agent_hello", hello.encode()),
+        ("key_viewer_auth", auth.encode()),
+        ("key_agent_confirm", confirm.encode()),
+        (
+            "key_agent_abort_not_trusted",
+            KeyAgentMessage::Abort(AbortReason::NotTrusted).encode(),
+        ),
+        ("key_agent_stream0_record0", record),
+    ]
 }
 
 fn render(vectors: &[(&str, Vec<u8>)]) -> String {
