@@ -239,3 +239,25 @@ log-transcript-lost = { $bytes } bytes of terminal output were not recorded
 log-lines-lost = { $count } lines were not recorded (log limit { $mib } MiB)
 log-ended = session ended: { $reason }
 log-failed = the agent failed: { $error }
+
+## Quick access (ponte-agent trusted)
+trusted-none = No assistant may connect without a code.
+trusted-title = These may connect without a code while you have Ponte open (you still see who connects and decide):
+trusted-assistant = { $name }, { $organisation } (only this assistant)
+trusted-line = { $number }. { $who } — until { $until }; permissions remembered: { $grants }
+trusted-without-asking = ; allowed without asking
+trusted-expired = ; EXPIRED
+trusted-remove-hint = To take one back: ponte-agent trusted remove NUMBER
+trusted-removed = Removed: { $who }. They need a new code to connect again.
+trusted-no-such = There is no number { $number }; see ponte-agent trusted list.
+trusted-organisation = any verified assistant of { $organisation } (asked by { $name })
+attempt-not-trusted = { $peer } tried to connect without a code, but you have not allowed that (or it expired or was removed). They were turned away.
+question-quick-access = Let { $who } connect without a code whenever you start Ponte, until { $until }?
+question-quick-access-grants = Next time these permissions will be pre-selected: { $grants }. You will still see who connects and decide.
+question-quick-access-revoke = You can take it back at any time (ponte-agent trusted remove).
+quick-waiting = Also waiting for { $who }: they can connect without a code (quick access).
+quick-granted = { $who } may now connect without a code until { $until }.
+quick-declined = Quick access was not allowed.
+quick-unverified = The assistant asked to connect without a code next time; that is possible only for verified assistants.
+quick-unavailable = Quick access is off: { $error }
+consent-remembered = Pre-selected from last time (quick access): { $grants }

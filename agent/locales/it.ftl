@@ -237,3 +237,25 @@ log-transcript-lost = { $bytes } byte di output del terminale non registrati
 log-lines-lost = { $count } righe non registrate (limite del registro { $mib } MiB)
 log-ended = sessione terminata: { $reason }
 log-failed = l'agente non è riuscito: { $error }
+
+## Accesso rapido (ponte-agent trusted)
+trusted-none = Nessun assistente può collegarsi senza codice.
+trusted-title = Questi possono collegarsi senza codice quando Ponte è aperto (vedi comunque chi si collega e decidi tu):
+trusted-assistant = { $name }, { $organisation } (solo questo assistente)
+trusted-line = { $number }. { $who } — fino al { $until }; permessi ricordati: { $grants }
+trusted-without-asking = ; consentito senza chiedere
+trusted-expired = ; SCADUTO
+trusted-remove-hint = Per revocarne uno: ponte-agent trusted remove NUMERO
+trusted-removed = Rimosso: { $who }. Per ricollegarsi servirà un nuovo codice.
+trusted-no-such = Non esiste il numero { $number }; vedi ponte-agent trusted list.
+trusted-organisation = qualsiasi assistente verificato di { $organisation } (richiesto da { $name })
+attempt-not-trusted = { $peer } ha provato a collegarsi senza codice, ma non l'hai permesso (o il permesso è scaduto o è stato rimosso). È stato respinto.
+question-quick-access = Permettere a { $who } di collegarsi senza codice ogni volta che avvii Ponte, fino al { $until }?
+question-quick-access-grants = La prossima volta questi permessi saranno già selezionati: { $grants }. Vedrai comunque chi si collega e deciderai tu.
+question-quick-access-revoke = Puoi revocarlo in qualsiasi momento (ponte-agent trusted remove).
+quick-waiting = In attesa anche di { $who }: può collegarsi senza codice (accesso rapido).
+quick-granted = { $who } può ora collegarsi senza codice fino al { $until }.
+quick-declined = L'accesso rapido non è stato permesso.
+quick-unverified = L'assistente ha chiesto di collegarsi senza codice la prossima volta; è possibile solo per assistenti verificati.
+quick-unavailable = Accesso rapido disattivato: { $error }
+consent-remembered = Già selezionati dall'ultima volta (accesso rapido): { $grants }

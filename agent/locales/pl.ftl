@@ -247,3 +247,25 @@ log-transcript-lost = nie zapisano { $bytes } bajtów wyjścia terminala
 log-lines-lost = nie zapisano { $count } wierszy (limit dziennika { $mib } MiB)
 log-ended = sesja zakończona: { $reason }
 log-failed = agent nie powiódł się: { $error }
+
+## Szybki dostęp (ponte-agent trusted)
+trusted-none = Żaden asystent nie może połączyć się bez kodu.
+trusted-title = Ci mogą połączyć się bez kodu, gdy Ponte jest otwarte (nadal widzisz, kto się łączy, i decydujesz):
+trusted-assistant = { $name }, { $organisation } (tylko ten asystent)
+trusted-line = { $number }. { $who } — do { $until }; zapamiętane uprawnienia: { $grants }
+trusted-without-asking = ; dozwolone bez pytania
+trusted-expired = ; WYGASŁO
+trusted-remove-hint = Aby cofnąć: ponte-agent trusted remove NUMER
+trusted-removed = Usunięto: { $who }. Do ponownego połączenia potrzebny będzie nowy kod.
+trusted-no-such = Nie ma numeru { $number }; zobacz ponte-agent trusted list.
+trusted-organisation = każdy zweryfikowany asystent firmy { $organisation } (prośba od: { $name })
+attempt-not-trusted = { $peer } próbował połączyć się bez kodu, ale nie zezwolono na to (albo zgoda wygasła lub została usunięta). Odrzucono.
+question-quick-access = Pozwolić, aby { $who } łączył się bez kodu za każdym razem, gdy uruchomisz Ponte, do { $until }?
+question-quick-access-grants = Następnym razem te uprawnienia będą wstępnie zaznaczone: { $grants }. Nadal zobaczysz, kto się łączy, i zdecydujesz.
+question-quick-access-revoke = Możesz to cofnąć w każdej chwili (ponte-agent trusted remove).
+quick-waiting = Czekam też na: { $who } — może połączyć się bez kodu (szybki dostęp).
+quick-granted = { $who } może teraz łączyć się bez kodu do { $until }.
+quick-declined = Nie zezwolono na szybki dostęp.
+quick-unverified = Asystent poprosił o połączenie bez kodu następnym razem; jest to możliwe tylko dla zweryfikowanych asystentów.
+quick-unavailable = Szybki dostęp wyłączony: { $error }
+consent-remembered = Wstępnie zaznaczone z ostatniego razu (szybki dostęp): { $grants }

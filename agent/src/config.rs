@@ -30,6 +30,8 @@ pub struct Config {
     pub display: DisplayOptions,
     /// The customer's language.
     pub tr: std::sync::Arc<crate::i18n::Tr>,
+    /// The quick-access trust file ([`crate::trusted`]); `None`: no quick access at all.
+    pub trusted: Option<PathBuf>,
 }
 
 /// `ponte-agent.toml` beside the binary: organisation keys an installer pre-trusts.

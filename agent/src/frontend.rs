@@ -41,6 +41,9 @@ pub enum Event {
         peer: PeerIdentity,
         /// The folder file permissions cover.
         scope: PathBuf,
+        /// Permissions to pre-select: what the customer granted when they allowed this
+        /// assistant quick access (nothing for a session with a code).
+        remembered: Grants,
     },
     /// The session started with these permissions.
     Connected {
@@ -138,6 +141,9 @@ pub enum Attempt {
     Burned,
     /// The pair expired unused; a new one follows.
     Expired,
+    /// A verified assistant tried to connect without a code, but no opt-in of the customer's
+    /// lets it (none, expired, removed, or another organisation's): turned away.
+    NotTrusted(PeerIdentity),
 }
 
 /// What an activity line is about.
@@ -262,6 +268,15 @@ pub enum Question {
         creates: Option<PeerText>,
         /// Why this is asked.
         why: Vec<Why>,
+    },
+    /// The (verified) assistant asks to connect later without a code.
+    QuickAccess {
+        /// Who would be let in (already a sentence: the assistant, or their organisation).
+        who: String,
+        /// Until when, seconds since the Unix epoch.
+        until: u64,
+        /// The permissions that would be pre-selected next time.
+        grants: Grants,
     },
 }
 

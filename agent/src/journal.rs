@@ -126,7 +126,7 @@ impl Journal {
                 minutes = valid_for.as_secs().div_ceil(60)
             )),
             Event::Attempt(attempt) => write(phrases::attempt(tr, attempt)),
-            Event::ConsentNeeded { peer, scope } => write(t!(
+            Event::ConsentNeeded { peer, scope, .. } => write(t!(
                 tr,
                 "log-assistant-connected",
                 peer = phrases::peer(tr, peer),

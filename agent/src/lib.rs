@@ -32,6 +32,7 @@ pub mod scope;
 pub mod session;
 pub mod sysinfo;
 pub mod transcript;
+pub mod trusted;
 pub mod ui;
 
 pub use config::Config;

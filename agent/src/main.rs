@@ -74,6 +74,68 @@ struct Cli {
     /// [default: the primary monitor].
     #[arg(long)]
     monitor: Option<usize>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Quick access: the assistants you let connect without a code (list them, take one back).
+    Trusted {
+        #[command(subcommand)]
+        action: Trusted,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Trusted {
+    /// Show who may connect without a code, until when, with which remembered permissions.
+    List,
+    /// Take one back: from now on they need a new code again (NUMBER as in `trusted list`).
+    Remove {
+        /// The entry's number in `ponte-agent trusted list`.
+        number: usize,
+    },
+}
+
+/// `ponte-agent trusted …`: works on the trust file only; nothing connects anywhere.
+fn trusted(tr: &Tr, action: Trusted) -> anyhow::Result<()> {
+    use ponte_agent::trusted::{Trusted as Store, TrustedError};
+    let path = Store::default_path().context("no configuration folder for this user")?;
+    let mut store = Store::load(&path)?;
+    match action {
+        Trusted::List => {
+            let now = ponte_session::now_unix();
+            if store.entries().is_empty() {
+                println!("{}", t!(tr, "trusted-none"));
+                return Ok(());
+            }
+            println!("{}", t!(tr, "trusted-title"));
+            for (i, entry) in store.entries().iter().enumerate() {
+                println!("  {}", ponte_agent::phrases::trusted_entry(tr, i + 1, entry, now));
+            }
+            println!("{}", t!(tr, "trusted-remove-hint"));
+        }
+        Trusted::Remove { number } => match store.remove(number) {
+            Ok(entry) => {
+                store.save()?;
+                println!(
+                    "{}",
+                    t!(
+                        tr,
+                        "trusted-removed",
+                        who = ponte_agent::phrases::trusted_who(tr, &entry)
+                    )
+                );
+            }
+            Err(TrustedError::NoSuchEntry(n)) => {
+                anyhow::bail!("{}", t!(tr, "trusted-no-such", number = n))
+            }
+            Err(e) => return Err(e.into()),
+        },
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -111,6 +173,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Look::Window
     };
     let tr = Arc::new(Tr::new(cli.lang.unwrap_or_else(Lang::from_env)));
+    if let Some(Command::Trusted { action }) = cli.command {
+        return trusted(&tr, action);
+    }
     let config = Config {
         relay: cli.relay.options(),
         accept_new_fingerprint: cli.relay.accept_new_fingerprint,
@@ -132,6 +197,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             },
         },
         tr: tr.clone(),
+        trusted: ponte_agent::trusted::Trusted::default_path(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

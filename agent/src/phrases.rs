@@ -22,6 +22,7 @@ pub fn attempt(tr: &Tr, attempt: &Attempt) -> String {
         Attempt::TurnedAway(reason) => t!(tr, "attempt-turned-away", reason = reason.to_string()),
         Attempt::Burned => t!(tr, "attempt-burned"),
         Attempt::Expired => t!(tr, "attempt-expired"),
+        Attempt::NotTrusted(who) => t!(tr, "attempt-not-trusted", peer = peer(tr, who)),
     }
 }
 
@@ -92,6 +93,57 @@ pub fn grants(tr: &Tr, grants: Grants) -> String {
     } else {
         names.join(", ")
     }
+}
+
+/// Whom a quick-access opt-in lets in ("Alice, Example Support (only this assistant)").
+pub fn trusted_who(tr: &Tr, entry: &crate::trusted::Entry) -> String {
+    // Names from a certificate are the peer's text: inert.
+    let scope = match entry.admits {
+        ponte_protocol::key_handshake::Admits::Assistant(_) => crate::trusted::Scope::Assistant,
+        ponte_protocol::key_handshake::Admits::Organisation(_) => crate::trusted::Scope::Organisation,
+    };
+    quick_who(
+        tr,
+        &PeerText::new(entry.name.clone()),
+        &PeerText::new(entry.organisation.clone()),
+        scope,
+    )
+}
+
+/// Whom quick access would let in: the assistant, or any of its organisation.
+pub fn quick_who(tr: &Tr, name: &PeerText, organisation: &PeerText, scope: crate::trusted::Scope) -> String {
+    match scope {
+        crate::trusted::Scope::Assistant => {
+            t!(tr, "trusted-assistant", name = name, organisation = organisation)
+        }
+        crate::trusted::Scope::Organisation => {
+            t!(
+                tr,
+                "trusted-organisation",
+                name = name,
+                organisation = organisation
+            )
+        }
+    }
+}
+
+/// One line of `ponte-agent trusted list`.
+pub fn trusted_entry(tr: &Tr, number: usize, entry: &crate::trusted::Entry, now: u64) -> String {
+    let mut line = t!(
+        tr,
+        "trusted-line",
+        number = number,
+        who = trusted_who(tr, entry),
+        until = tr.date_time(entry.not_after),
+        grants = grants(tr, entry.grants)
+    );
+    if entry.without_asking {
+        line.push_str(&t!(tr, "trusted-without-asking"));
+    }
+    if !entry.is_active(now) {
+        line.push_str(&t!(tr, "trusted-expired"));
+    }
+    line
 }
 
 /// Why a question is asked.
@@ -178,6 +230,21 @@ pub fn question(tr: &Tr, question: &Question) -> Vec<String> {
                 line = format!("{line} {}", t!(tr, "question-creates", folder = folder));
             }
             (line, why.as_slice())
+        }
+        Question::QuickAccess {
+            who,
+            until,
+            grants: g,
+        } => {
+            lines.push(t!(
+                tr,
+                "question-quick-access",
+                who = who,
+                until = tr.date_time(*until)
+            ));
+            lines.push(t!(tr, "question-quick-access-grants", grants = grants(tr, *g)));
+            lines.push(t!(tr, "question-quick-access-revoke"));
+            return lines;
         }
     };
     lines.push(headline);

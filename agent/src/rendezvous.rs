@@ -2,6 +2,10 @@
 //! and run the code-gated handshake with whoever joins — telling the customer about every
 //! attempt — until one succeeds, the customer quits, or a relay error ends it. Wrong codes
 //! burn the pair after three tries; an expired or burned pair is replaced by a new one.
+//!
+//! With unexpired quick-access opt-ins ([`crate::trusted`]) the agent also registers its
+//! device tag and says whom it waits for; a viewer that joins by the tag gets the
+//! key-authenticated handshake instead, and only the assistants those opt-ins admit get in.
 
 use std::time::Duration;
 
@@ -18,6 +22,7 @@ use crate::config::{Config, default_log};
 use crate::customer::Customer;
 use crate::frontend::{Attempt, Event, Events, Question};
 use crate::questions::{Answer, Questions};
+use crate::trusted::{Entry, Trusted};
 
 /// A session that passed the handshake.
 pub struct Paired {
@@ -31,6 +36,45 @@ pub struct Paired {
     pub peer: PeerIdentity,
     /// The session ID.
     pub id: SessionId,
+    /// The quick-access opt-in that let the assistant in without a code, if it did.
+    pub quick: Option<Entry>,
+}
+
+/// The customer's quick-access opt-ins, if there are active ones (`Ok(None)`: none). A trust
+/// file that cannot be used turns quick access off; the caller tells the customer why.
+fn load_trusted(config: &Config) -> Result<Option<Trusted>, crate::trusted::TrustedError> {
+    let Some(path) = config.trusted.as_deref() else {
+        return Ok(None);
+    };
+    let trusted = Trusted::load(path)?;
+    Ok(Some(trusted).filter(|t| t.any_active(ponte_session::now_unix())))
+}
+
+/// Runs one handshake attempt while watching the relay line: the relay says when the viewer
+/// leaves, so there is no need to wait out the handshake timeout. `None`: the customer quit.
+async fn attempt<T>(
+    client: &mut RelayClient,
+    events: &Events,
+    customer: &mut Customer,
+    attempt: impl std::future::Future<Output = Result<T, SessionError>>,
+) -> anyhow::Result<Option<Result<T, SessionError>>> {
+    tokio::pin!(attempt);
+    loop {
+        tokio::select! {
+            outcome = &mut attempt => return Ok(Some(outcome)),
+            message = client.next() => match message.context("connection to the relay")? {
+                RelayMessage::PeerLeft => return Ok(Some(Err(SessionError::UnexpectedEnd))),
+                RelayMessage::JoinRefused(reason) => {
+                    events.emit(Event::Attempt(Attempt::TurnedAway(reason)));
+                }
+                RelayMessage::Refused(reason) => {
+                    anyhow::bail!("the relay ended the session: {reason}")
+                }
+                _ => {}
+            },
+            () = crate::customer::ended(&mut customer.end) => return Ok(None),
+        }
+    }
 }
 
 async fn connect(config: &Config, events: &Events, questions: &Questions) -> anyhow::Result<RelayClient> {
@@ -79,7 +123,15 @@ pub async fn pair(
             client = connect(config, events, questions) => client?,
             () = crate::customer::ended(&mut customer.end) => return Ok(None),
         };
-        let (id, ttl) = client.register().await.context("registering with the relay")?;
+        let (trusted, trouble) = match load_trusted(config) {
+            Ok(trusted) => (trusted, None),
+            Err(e) => (None, Some(e)),
+        };
+        let registered = match trusted.as_ref().and_then(Trusted::device) {
+            Some(device) => client.register_device(device.public().tag()).await,
+            None => client.register().await,
+        };
+        let (id, ttl) = registered.context("registering with the relay")?;
         let code = OneTimeCode::random(&mut os_rng());
         let mut attempts = CodeAttempts::new();
         if !events.journal().is_open() {
@@ -98,6 +150,20 @@ pub async fn pair(
             code: code.clone(),
             valid_for: ttl,
         });
+        if let Some(e) = trouble {
+            events.emit(Event::Note(crate::t!(
+                events.tr(),
+                "quick-unavailable",
+                error = e.to_string()
+            )));
+        }
+        if let Some(trusted) = &trusted {
+            let now = ponte_session::now_unix();
+            for entry in trusted.entries().iter().filter(|e| e.is_active(now)) {
+                let who = crate::phrases::trusted_who(events.tr(), entry);
+                events.emit(Event::Note(crate::t!(events.tr(), "quick-waiting", who = who)));
+            }
+        }
         loop {
             let message = tokio::select! {
                 m = client.next() => m.context("connection to the relay")?,
@@ -107,33 +173,16 @@ pub async fn pair(
                 RelayMessage::Paired => {
                     events.emit(Event::Attempt(Attempt::Connecting));
                     let context = ponte_session::handshake::context(&client, id)?;
-                    let outcome = {
-                        let connection = client.connection().clone();
-                        let attempt = ponte_session::handshake::agent(
-                            connection,
-                            context,
-                            &code,
-                            &mut attempts,
-                            &config.trust,
-                        );
-                        tokio::pin!(attempt);
-                        // The relay says when the viewer leaves: no need to wait out the timeout.
-                        loop {
-                            tokio::select! {
-                                outcome = &mut attempt => break outcome,
-                                message = client.next() => match message.context("connection to the relay")? {
-                                    RelayMessage::PeerLeft => break Err(SessionError::UnexpectedEnd),
-                                    RelayMessage::JoinRefused(reason) => {
-                                        events.emit(Event::Attempt(Attempt::TurnedAway(reason)));
-                                    }
-                                    RelayMessage::Refused(reason) => {
-                                        anyhow::bail!("the relay ended the session: {reason}")
-                                    }
-                                    _ => {}
-                                },
-                                () = crate::customer::ended(&mut customer.end) => return Ok(None),
-                            }
-                        }
+                    let connection = client.connection().clone();
+                    let handshake = ponte_session::handshake::agent(
+                        connection,
+                        context,
+                        &code,
+                        &mut attempts,
+                        &config.trust,
+                    );
+                    let Some(outcome) = attempt(&mut client, events, customer, handshake).await? else {
+                        return Ok(None);
                     };
                     let error = match outcome {
                         Ok((session, control, peer)) => {
@@ -143,6 +192,7 @@ pub async fn pair(
                                 control,
                                 peer,
                                 id,
+                                quick: None,
                             }));
                         }
                         Err(e) => e,
@@ -184,6 +234,58 @@ pub async fn pair(
                 RelayMessage::Refused(reason) => anyhow::bail!("the relay ended the session: {reason}"),
                 // Only viewers are redirected (to the node that holds the session).
                 RelayMessage::Redirect { .. } => {}
+                RelayMessage::PairedDevice { session } => {
+                    events.emit(Event::Attempt(Attempt::Connecting));
+                    // Only an agent that registered its device tag, for this session, runs the
+                    // key handshake; anything else is a relay error and the viewer is let go.
+                    let device = trusted
+                        .as_ref()
+                        .and_then(Trusted::device)
+                        .filter(|_| session == id);
+                    let outcome = match (device, &trusted) {
+                        (Some(device), Some(trusted)) => {
+                            let context = ponte_session::handshake::context(&client, id)?;
+                            let connection = client.connection().clone();
+                            let admissions = trusted.admissions();
+                            let handshake = ponte_session::handshake::agent_key(
+                                connection,
+                                context,
+                                device,
+                                &config.trust,
+                                &admissions,
+                            );
+                            match attempt(&mut client, events, customer, handshake).await? {
+                                Some(outcome) => outcome,
+                                None => return Ok(None),
+                            }
+                        }
+                        _ => Err(SessionError::Handshake(HandshakeError::UnexpectedMessage)),
+                    };
+                    let error = match outcome {
+                        Ok((session, control, admitted)) => {
+                            let quick = trusted.and_then(|t| t.entries().get(admitted.admission).cloned());
+                            return Ok(Some(Paired {
+                                client,
+                                session,
+                                control,
+                                peer: admitted.peer,
+                                id,
+                                quick,
+                            }));
+                        }
+                        Err(e) => e,
+                    };
+                    client.send(&ClientMessage::Release).await?;
+                    events.emit(Event::Attempt(match error {
+                        SessionError::Handshake(HandshakeError::NotTrusted(peer)) => {
+                            Attempt::NotTrusted(*peer)
+                        }
+                        e @ (SessionError::Handshake(_)
+                        | SessionError::Frame(_)
+                        | SessionError::Record(_)) => Attempt::Failed(e.to_string().into()),
+                        _ => Attempt::Abandoned,
+                    }));
+                }
             }
         }
     }

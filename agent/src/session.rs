@@ -5,7 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ponte_protocol::app::{Capability, Control, EndReason, Grants, MAX_CHAT};
+use ponte_protocol::app::{Capability, Control, EndReason, Grants, MAX_CHAT, QuickAccessGrant};
+use ponte_protocol::identity::PeerIdentity;
+use ponte_protocol::os_rng;
 use ponte_protocol::text::PeerText;
 use tokio::sync::mpsc;
 
@@ -13,11 +15,12 @@ use crate::capability::Context;
 use crate::config::Config;
 use crate::customer::Customer;
 use crate::desktop::{DesktopWorker, InjectedInput};
-use crate::frontend::{Event, Events, Kind, Party};
+use crate::frontend::{Event, Events, Kind, Party, Question};
 use crate::grants::LiveGrants;
-use crate::questions::Questions;
+use crate::questions::{Answer, Questions};
 use crate::rendezvous::Paired;
 use crate::scope::Scope;
+use crate::trusted::{Scope as TrustScope, Trusted};
 
 /// How long the customer has to answer the consent question.
 const CONSENT_TIMEOUT: Duration = Duration::from_secs(600);
@@ -106,6 +109,7 @@ pub async fn run(
         session,
         control,
         peer,
+        quick,
         ..
     } = paired;
     let ponte_session::SecureStream {
@@ -133,10 +137,16 @@ pub async fn run(
     let granted = match config.allow {
         Some(g) => Ok(g),
         None if !config.interactive => Ok(Grants::NONE),
+        // The customer chose "allow without asking" for this opt-in: they still see who
+        // connected and every action, and can revoke or end at any moment.
+        None if quick.as_ref().is_some_and(|e| e.without_asking) => {
+            Ok(quick.as_ref().map_or(Grants::NONE, |e| e.grants))
+        }
         None => {
             events.emit(Event::ConsentNeeded {
                 peer: peer.clone(),
                 scope: scope.root().to_owned(),
+                remembered: quick.as_ref().map_or(Grants::NONE, |e| e.grants),
             });
             let deadline = tokio::time::sleep(CONSENT_TIMEOUT);
             tokio::pin!(deadline);
@@ -167,7 +177,10 @@ pub async fn run(
     };
     grants.set(granted);
     customer.activate();
-    events.emit(Event::Connected { peer, granted });
+    events.emit(Event::Connected {
+        peer: peer.clone(),
+        granted,
+    });
     let _ = to_assistant.send(Control::Grants(granted));
 
     let desktop = DesktopWorker::start(config.display.clone(), grants.subscribe(), injected);
@@ -183,6 +196,8 @@ pub async fn run(
     let mut requests = tokio::task::JoinSet::new();
     let mut changes = grants.subscribe();
     let mut last = granted;
+    // One quick-access request per session: a viewer cannot queue questions or flood the log.
+    let mut quick_asked = false;
     let reason = loop {
         tokio::select! {
             stream = session.accept() => match stream {
@@ -200,7 +215,15 @@ pub async fn run(
                     EndReason::CustomerEnded => crate::t!(tr, "ended-you"),
                     EndReason::Declined => crate::t!(tr, "ended-declined"),
                 },
-                Ok(Some(Control::Grants(_))) => {} // Only the customer grants.
+                Ok(Some(Control::Grants(_) | Control::QuickAccess(_))) => {} // Only the customer grants.
+                Ok(Some(Control::QuickAccessRequest { organisation, days })) => {
+                    if std::mem::replace(&mut quick_asked, true) {
+                        let _ = to_assistant.send(Control::QuickAccess(None));
+                    } else {
+                        let request = QuickRequest { organisation, days, grants: grants.now() };
+                        offer_quick_access(config, events, questions, &peer, request, to_assistant.clone());
+                    }
+                }
                 Ok(None) | Err(_) => break crate::t!(tr, "ended-assistant-left"),
             },
             Ok(()) = changes.changed() => {
@@ -251,6 +274,91 @@ pub async fn run(
     }
     drop(session);
     Ok(close(client, writer, to_assistant, reason).await)
+}
+
+/// What the assistant asked for with [`Control::QuickAccessRequest`].
+struct QuickRequest {
+    organisation: bool,
+    days: u32,
+    /// What the customer allows now: pre-selected next time.
+    grants: Grants,
+}
+
+/// The assistant asked to reconnect later without a code: asks the customer (only for a
+/// verified assistant, and only if someone can be asked), keeps the opt-in and gives the
+/// assistant the device's key. Runs beside the session loop, which never waits on a question.
+fn offer_quick_access(
+    config: &Config,
+    events: &Events,
+    questions: &Questions,
+    peer: &PeerIdentity,
+    request: QuickRequest,
+    to_assistant: mpsc::UnboundedSender<Control>,
+) {
+    let tr = events.tr();
+    let (
+        PeerIdentity::Verified {
+            name, organisation, ..
+        },
+        Some(path),
+        true,
+    ) = (peer, config.trusted.clone(), config.interactive)
+    else {
+        if !peer.is_verified() {
+            events.activity(Kind::Refused, crate::t!(tr, "quick-unverified"));
+        }
+        let _ = to_assistant.send(Control::QuickAccess(None));
+        return;
+    };
+    let scope = if request.organisation {
+        TrustScope::Organisation
+    } else {
+        TrustScope::Assistant
+    };
+    let days = request.days.clamp(1, crate::trusted::MAX_DAYS);
+    let now = ponte_session::now_unix();
+    let until = now + u64::from(days) * 86_400;
+    let who = crate::phrases::quick_who(tr, name, organisation, scope);
+    let question = Question::QuickAccess {
+        who: who.clone(),
+        until,
+        grants: request.grants,
+    };
+    let (events, questions, peer) = (events.clone(), questions.clone(), peer.clone());
+    tokio::spawn(async move {
+        let tr = events.tr();
+        let grant = if questions.ask(question).await == Answer::Yes {
+            let stored = Trusted::load(&path).and_then(|mut trusted| {
+                let device = trusted.add(&peer, scope, days, request.grants, false, now, &mut os_rng())?;
+                trusted.save()?;
+                Ok(device)
+            });
+            match stored {
+                Ok(device) => {
+                    let until_text = tr.date_time(until);
+                    events.activity(
+                        Kind::Permissions,
+                        crate::t!(tr, "quick-granted", who = who, until = until_text),
+                    );
+                    Some(QuickAccessGrant {
+                        device,
+                        not_after: until,
+                    })
+                }
+                Err(e) => {
+                    events.activity(
+                        Kind::Failed,
+                        crate::t!(tr, "quick-unavailable", error = e.to_string()),
+                    );
+                    None
+                }
+            }
+        } else {
+            events.activity(Kind::Refused, crate::t!(tr, "quick-declined"));
+            None
+        };
+        let _ = to_assistant.send(Control::QuickAccess(grant));
+    });
 }
 
 /// Lets the writer deliver what is queued, then closes the connection; returns `reason`.

@@ -220,6 +220,15 @@ pub struct Settings {
     #[arg(long, env = "PONTE_RELAY_JOIN_BURST")]
     pub join_burst: Option<u32>,
 
+    /// Quick-access device lookups (a viewer joining by device tag) per source per minute,
+    /// sustained [default: 6].
+    #[arg(long, env = "PONTE_RELAY_DEVICE_LOOKUPS_PER_MINUTE")]
+    pub device_lookups_per_minute: Option<u32>,
+
+    /// Quick-access device lookups per source in a burst [default: 3].
+    #[arg(long, env = "PONTE_RELAY_DEVICE_LOOKUP_BURST")]
+    pub device_lookup_burst: Option<u32>,
+
     /// Viewers that may try the code of one session ID (pairings in which the viewer sent
     /// something); refused joins and viewers that leave without a word do not count
     /// [default: 10].
@@ -352,6 +361,8 @@ impl Settings {
             max_session_secs,
             joins_per_minute,
             join_burst,
+            device_lookups_per_minute,
+            device_lookup_burst,
             attempts_per_session,
             registrations_per_minute,
             registration_burst,
@@ -428,6 +439,8 @@ impl Settings {
                 attempts_per_session: self.attempts_per_session.unwrap_or(10),
                 waiting_per_source: self.max_waiting_per_source.unwrap_or(20),
                 waiting_total: self.max_waiting.unwrap_or(50_000),
+                device_lookup_rate: f64::from(self.device_lookups_per_minute.unwrap_or(6)) / 60.0,
+                device_lookup_burst: f64::from(self.device_lookup_burst.unwrap_or(3)),
             },
             idle_timeout: secs(self.idle_timeout_secs, 900),
             max_session: secs(self.max_session_secs, 12 * 3600),

@@ -15,8 +15,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use ponte_protocol::SessionId;
 use ponte_protocol::rendezvous::Refusal;
+use ponte_protocol::{DeviceTag, SessionId};
 use rand_core::CryptoRng;
 
 use crate::bucket::TokenBucket;
@@ -44,6 +44,11 @@ pub struct RegistryLimits {
     pub waiting_per_source: u32,
     /// Waiting sessions in total.
     pub waiting_total: usize,
+    /// Device-tag lookups (quick-access joins) per source: sustained rate per second. Lower
+    /// than joins: a tag is long-lived, so probing tags must be slow.
+    pub device_lookup_rate: f64,
+    /// Device-tag lookups per source: burst.
+    pub device_lookup_burst: f64,
 }
 
 /// Where a session is in its life.
@@ -65,6 +70,8 @@ struct Entry<A, V> {
     registered: Instant,
     attempts: u32,
     state: State<V>,
+    /// The device tag this session is findable under (quick access), while it holds it.
+    device: Option<DeviceTag>,
 }
 
 /// The outcome of a successful join.
@@ -123,6 +130,10 @@ pub struct Registry<A, V> {
     paired: usize,
     join_buckets: HashMap<Source, TokenBucket>,
     register_buckets: HashMap<Source, TokenBucket>,
+    /// Which session holds each device tag: at most one tag per session, so this is bounded
+    /// by the session table.
+    devices: HashMap<DeviceTag, SessionId>,
+    device_buckets: HashMap<Source, TokenBucket>,
     next_generation: u64,
 }
 
@@ -153,6 +164,8 @@ impl<A: Clone, V> Registry<A, V> {
             paired: 0,
             join_buckets: HashMap::new(),
             register_buckets: HashMap::new(),
+            devices: HashMap::new(),
+            device_buckets: HashMap::new(),
             next_generation: 0,
         }
     }
@@ -227,6 +240,44 @@ impl<A: Clone, V> Registry<A, V> {
         Ok(self.insert(id, agent(id), source, now))
     }
 
+    /// Makes session `id` findable under device tag `tag` (quick access). The latest claim
+    /// holds the tag: a customer who restarts the agent takes it back from the old session.
+    /// Nothing is checked about the claimant — whoever answers under a tag must still complete
+    /// the key-authenticated handshake with the device's private key.
+    pub fn claim_device(&mut self, id: SessionId, tag: DeviceTag) {
+        let Some(entry) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        if let Some(old) = entry.device.replace(tag) {
+            self.devices.remove(&old);
+        }
+        if let Some(previous) = self.devices.insert(tag, id)
+            && previous != id
+            && let Some(e) = self.sessions.get_mut(&previous)
+        {
+            e.device = None;
+        }
+    }
+
+    /// The session findable under `tag`, for a viewer from `source`; each lookup costs one
+    /// token of the source's device-lookup bucket. Unknown tags are `UnknownSession`, like
+    /// unknown IDs.
+    pub fn find_device(
+        &mut self,
+        tag: DeviceTag,
+        source: Source,
+        now: Instant,
+    ) -> Result<SessionId, Refusal> {
+        take(
+            &mut self.device_buckets,
+            source,
+            self.limits.device_lookup_rate,
+            self.limits.device_lookup_burst,
+            now,
+        )?;
+        self.devices.get(&tag).copied().ok_or(Refusal::UnknownSession)
+    }
+
     /// Whether `id` is neither in use nor recently ended on this node.
     pub fn is_free(&self, id: SessionId) -> bool {
         !self.sessions.contains_key(&id) && !self.tombstones.contains_key(&id)
@@ -278,6 +329,7 @@ impl<A: Clone, V> Registry<A, V> {
                 state: State::Waiting {
                     expires: now + self.limits.pairing_ttl,
                 },
+                device: None,
             },
         );
         self.count_waiting(source, true);
@@ -421,6 +473,11 @@ impl<A: Clone, V> Registry<A, V> {
     /// viewer, if any, to disconnect.
     pub fn remove(&mut self, id: SessionId, now: Instant) -> Option<V> {
         let entry = self.sessions.remove(&id)?;
+        if let Some(tag) = entry.device
+            && self.devices.get(&tag) == Some(&id)
+        {
+            self.devices.remove(&tag);
+        }
         // Bounded: a client that registers and leaves in a loop must not grow the table
         // without limit; past the cap an ID may come back sooner.
         if self.tombstones.len() < MAX_TOMBSTONES {
@@ -458,6 +515,7 @@ impl<A: Clone, V> Registry<A, V> {
         self.tombstones.retain(|_, until| now < *until);
         self.join_buckets.retain(|_, b| !b.is_full(now));
         self.register_buckets.retain(|_, b| !b.is_full(now));
+        self.device_buckets.retain(|_, b| !b.is_full(now));
         agents
     }
 
@@ -490,6 +548,8 @@ mod tests {
             attempts_per_session: 3,
             waiting_per_source: 2,
             waiting_total: 3,
+            device_lookup_rate: 0.1,
+            device_lookup_burst: 3.0,
         }
     }
 
@@ -538,6 +598,46 @@ mod tests {
             refusal(join(&mut r, id, 101, ip(3), t)),
             (Refusal::UnknownSession, Some((1, Refusal::AlreadyPaired)))
         );
+    }
+
+    #[test]
+    fn device_tags_find_the_latest_live_claim_and_lookups_are_limited() {
+        let mut r = reg();
+        let t = Instant::now();
+        let mut rng = ponte_protocol::os_rng();
+        let tag = DeviceTag([7; 16]);
+        let (first, _) = r.register(|_| 1, ip(1), t, &mut rng).unwrap();
+        r.claim_device(first, tag);
+        assert_eq!(r.find_device(tag, ip(9), t), Ok(first));
+        assert_eq!(
+            r.find_device(DeviceTag([8; 16]), ip(9), t),
+            Err(Refusal::UnknownSession)
+        );
+        // A later claim (the customer restarted the agent, or someone else) takes the tag.
+        let (second, _) = r.register(|_| 2, ip(2), t, &mut rng).unwrap();
+        r.claim_device(second, tag);
+        assert_eq!(r.find_device(tag, ip(9), t), Ok(second));
+        // That source's burst (3) is spent.
+        assert_eq!(
+            r.find_device(tag, ip(9), t),
+            Err(Refusal::RateLimited { retry_after_secs: 10 })
+        );
+        assert_eq!(r.find_device(tag, ip(10), t), Ok(second));
+        // The old session ending does not take the tag from the new one; the new one ending does.
+        r.remove(first, t);
+        assert_eq!(r.find_device(tag, ip(10), t), Ok(second));
+        r.remove(second, t);
+        assert_eq!(r.find_device(tag, ip(10), t), Err(Refusal::UnknownSession));
+        // Lookups of a source are rate-limited whatever the answer; the bucket refills.
+        assert!(matches!(
+            r.find_device(tag, ip(10), t),
+            Err(Refusal::RateLimited { .. })
+        ));
+        assert_eq!(
+            r.find_device(tag, ip(10), t + Duration::from_secs(10)),
+            Err(Refusal::UnknownSession)
+        );
+        assert!(r.devices.is_empty());
     }
 
     #[test]

@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ponte_protocol::SessionId;
 use ponte_protocol::rendezvous::{
-    self, AssistantProof, ClientMessage, MAX_MESSAGE, Refusal, RelayMessage, Ticket,
+    self, AssistantProof, ClientMessage, JoinTarget, MAX_MESSAGE, Refusal, RelayMessage, Ticket,
 };
+use ponte_protocol::{DeviceTag, SessionId};
 use ponte_transport::framed::{self, FramedError};
 use ponte_transport::tls::CertFingerprint;
 use quinn::{Connection, RecvStream, SendStream, VarInt};
@@ -501,10 +501,44 @@ async fn handle(connection: Connection, source: Source, slot: Admitted, shared: 
     };
     let first = framed::read_timeout::<ClientMessage>(&mut recv, MAX_MESSAGE, timeout).await;
     match first {
-        Ok(Some(ClientMessage::Register)) => agent(connection, send, recv, source, shared).await,
+        Ok(Some(ClientMessage::Register)) => agent(connection, send, recv, source, shared, None).await,
+        Ok(Some(ClientMessage::RegisterDevice { tag })) => {
+            agent(connection, send, recv, source, shared, Some(tag)).await
+        }
+        Ok(Some(ClientMessage::JoinDevice { tag, ticket, proof })) => {
+            // The credential first, as for joins by ID: a viewer a credential-only relay
+            // refuses learns nothing about the tag.
+            let target = JoinTarget::Device(tag);
+            if let Err(reason) =
+                check_credential(&shared, &connection, target, proof.as_ref(), ticket.as_ref())
+            {
+                crate::metrics::join(crate::metrics::reason_label(&reason));
+                shared.counters.auth_refused.fetch_add(1, Ordering::Relaxed);
+                crate::metrics::auth_refused(&reason);
+                return refuse(&connection, &mut send, reason).await;
+            }
+            let found = shared.registry().find_device(tag, source, Instant::now());
+            match found {
+                Ok(session) => {
+                    let join = Join {
+                        session,
+                        device: Some(tag),
+                        ticket,
+                        proof,
+                    };
+                    viewer(connection, send, recv, join, source, shared).await
+                }
+                Err(reason) => {
+                    crate::metrics::join(crate::metrics::reason_label(&reason));
+                    debug!(%reason, "device join refused");
+                    refuse(&connection, &mut send, reason).await
+                }
+            }
+        }
         Ok(Some(ClientMessage::Join { session })) => {
             let join = Join {
                 session,
+                device: None,
                 ticket: None,
                 proof: None,
             };
@@ -517,6 +551,7 @@ async fn handle(connection: Connection, source: Source, slot: Admitted, shared: 
         })) => {
             let join = Join {
                 session,
+                device: None,
                 ticket,
                 proof,
             };
@@ -541,6 +576,7 @@ async fn agent(
     mut recv: RecvStream,
     source: Source,
     shared: Arc<Shared>,
+    device: Option<DeviceTag>,
 ) {
     let (events, mut inbox) = mpsc::channel(16);
     let address = shared
@@ -580,6 +616,11 @@ async fn agent(
     };
     // A successful registration made the link.
     let Some(link) = made else { return };
+    if let Some(tag) = device {
+        // Device tags are this node's alone: a relay cluster does not share them (yet), so a
+        // viewer finds a device only on the node the agent registered with.
+        shared.registry().claim_device(id, tag);
+    }
     shared.publish_counts();
     info!(session = %id, "agent registered");
     let registered = RelayMessage::Registered {
@@ -705,6 +746,9 @@ async fn drop_stale_streams(connection: &Connection) {
 /// What a viewer asked for.
 struct Join {
     session: SessionId,
+    /// Set when the viewer joined by device tag (quick access): its credential proof binds the
+    /// tag, and both peers hear `PairedDevice`.
+    device: Option<DeviceTag>,
     ticket: Option<Ticket>,
     proof: Option<AssistantProof>,
 }
@@ -715,17 +759,18 @@ struct Join {
 fn check_credential(
     shared: &Shared,
     connection: &Connection,
-    join: &Join,
+    target: JoinTarget,
+    proof: Option<&AssistantProof>,
+    ticket: Option<&Ticket>,
 ) -> Result<Option<String>, Refusal> {
-    let Some(proof) = &join.proof else {
+    let Some(proof) = proof else {
         return match shared.config.assistants {
             AssistantMode::Required => Err(Refusal::CredentialRequired),
             AssistantMode::Open => Ok(None),
         };
     };
-    let verified = ponte_transport::credential::exporter(connection).is_some_and(|exporter| {
-        ponte_transport::credential::verify(proof, &exporter, join.session, join.ticket.as_ref())
-    });
+    let verified = ponte_transport::credential::exporter(connection)
+        .is_some_and(|exporter| ponte_transport::credential::verify(proof, &exporter, target, ticket));
     // Looked up even after a bad signature, so the time taken does not say which failed.
     let name = shared.assistants.lookup(&proof.key);
     match name {
@@ -794,7 +839,17 @@ async fn viewer(
             }
         }
     }
-    let credential = check_credential(&shared, &connection, &join);
+    let target = match join.device {
+        Some(tag) => JoinTarget::Device(tag),
+        None => JoinTarget::Session(join.session),
+    };
+    let credential = check_credential(
+        &shared,
+        &connection,
+        target,
+        join.proof.as_ref(),
+        join.ticket.as_ref(),
+    );
     let budget = Arc::new(Budget::new(
         shared.config.session_bandwidth,
         shared.total_bandwidth.clone(),
@@ -872,12 +927,12 @@ async fn viewer(
     drop_stale_streams(&agent.connection).await;
     // Tell the agent first: it opens the handshake stream as soon as it hears of the viewer.
     // Bounded: an agent that stopped reading its control line must not hold this viewer.
-    let told = tokio::time::timeout(
-        shared.config.request_timeout,
-        agent.events.send(RelayMessage::Paired),
-    )
-    .await;
-    if !matches!(told, Ok(Ok(()))) || !send_relay(&mut send, &RelayMessage::Paired).await {
+    let paired = match join.device {
+        Some(_) => RelayMessage::PairedDevice { session: id },
+        None => RelayMessage::Paired,
+    };
+    let told = tokio::time::timeout(shared.config.request_timeout, agent.events.send(paired.clone())).await;
+    if !matches!(told, Ok(Ok(()))) || !send_relay(&mut send, &paired).await {
         agent
             .record
             .pairing_ended(generation, EndReason::ViewerLeft, 0, 0);

@@ -8,7 +8,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use ponte_protocol::app::{Control, EndReason, Grants, Request, Response, Transfer};
+use ponte_protocol::app::{Control, EndReason, Grants, QuickAccessGrant, Request, Response, Transfer};
+use ponte_protocol::device::DevicePublic;
 use ponte_protocol::handshake::{Credentials, HandshakeError};
 use ponte_protocol::rendezvous::Refusal;
 use ponte_protocol::screen::InputEvent;
@@ -55,6 +56,12 @@ pub enum ViewerError {
     /// The customer's computer stopped or failed the request.
     #[error("the customer's computer reports: {0}")]
     Failed(PeerText),
+    /// Quick access: whoever answered for the device does not hold its key.
+    #[error(
+        "the computer that answered is not the customer's device you remembered (its key does not match); \
+         nothing was sent to it"
+    )]
+    WrongDevice,
     /// The session has ended.
     #[error("session ended: {0}")]
     Ended(String),
@@ -88,6 +95,7 @@ impl From<SessionError> for ViewerError {
         match e {
             SessionError::Handshake(HandshakeError::WrongCode) => ViewerError::WrongCode,
             SessionError::Handshake(HandshakeError::Burned) => ViewerError::Burned,
+            SessionError::Handshake(HandshakeError::WrongDevice) => ViewerError::WrongDevice,
             e @ SessionError::FingerprintChanged { .. } => ViewerError::FingerprintChanged(e),
             other => match other.refusal() {
                 Some(reason) => ViewerError::Relay(reason),
@@ -140,11 +148,28 @@ pub struct JoinOptions {
     pub extras: JoinExtras,
 }
 
+/// How to reach a customer's device for quick access (no code: the device's key from the
+/// address book, [`crate::devices`]).
+pub struct DeviceJoinOptions {
+    /// How to reach and trust the relay.
+    pub relay: RelayOptions,
+    /// Continue if the relay's certificate changed since the last time.
+    pub accept_new_fingerprint: bool,
+    /// The device's public key.
+    pub device: DevicePublic,
+    /// The assistant's identity (the customer's opt-in names it or its organisation).
+    pub credentials: Credentials,
+    /// What the relay is shown: the operator's credential, a ticket for its ledger.
+    pub extras: JoinExtras,
+}
+
 /// What the viewer knows of the session.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct State {
     /// What the customer allows; `None` until the customer has answered.
     pub grants: Option<Grants>,
+    /// The customer's answer to [`Viewer::request_quick_access`], once it came.
+    pub quick_access: Option<Option<QuickAccessGrant>>,
     /// Why the session ended, once it has.
     pub ended: Option<String>,
 }
@@ -212,6 +237,21 @@ impl Terminal {
     }
 }
 
+/// Connects to the relay, finds the customer's device by its tag and runs the
+/// key-authenticated handshake: no code, and only the device that holds the key answers. The
+/// customer must have started the agent; otherwise the relay knows no such device.
+pub async fn join_device(options: DeviceJoinOptions) -> Result<(Viewer, TrustNote), ViewerError> {
+    let (mut client, note) =
+        ponte_session::connect::connect(&options.relay, options.accept_new_fingerprint).await?;
+    let session = client
+        .join_device(options.device.tag(), &options.extras)
+        .await
+        .map_err(SessionError::from)?;
+    let (session, control) =
+        ponte_session::handshake::viewer_key(&client, session, options.device, &options.credentials).await?;
+    Ok((Viewer::new(client, session, control), note))
+}
+
 /// Connects to the relay, joins the session and runs the handshake.
 pub async fn join(options: JoinOptions) -> Result<(Viewer, TrustNote), ViewerError> {
     let (mut client, note) =
@@ -243,6 +283,11 @@ impl Viewer {
                     Ok(Some(Control::Chat { text })) => {
                         let _ = notices_tx.send(Notice::Chat(text));
                     }
+                    Ok(Some(Control::QuickAccess(grant))) => {
+                        tx.send_modify(|s| s.quick_access = Some(grant));
+                    }
+                    // Only the assistant asks for quick access.
+                    Ok(Some(Control::QuickAccessRequest { .. })) => {}
                     Ok(Some(Control::End(reason))) => break reason.to_string(),
                     Ok(None) => break "the customer's side closed the session".into(),
                     Err(e) => break format!("connection lost ({e})"),
@@ -293,6 +338,37 @@ impl Viewer {
         match tokio::time::timeout(limit, answered).await {
             Ok(Ok(s)) => s.grants,
             _ => None,
+        }
+    }
+
+    /// Asks the customer to let this assistant (or, with `organisation`, any verified
+    /// assistant of its organisation) reconnect without a code for `days` days; waits for
+    /// the answer (at most [`RESPONSE_TIMEOUT`]). `None`: the customer declined, or could not be
+    /// asked (quick access is only for verified assistants).
+    pub async fn request_quick_access(
+        &self,
+        organisation: bool,
+        days: u32,
+    ) -> Result<Option<QuickAccessGrant>, ViewerError> {
+        if let Some(reason) = self.state.borrow().ended.clone() {
+            return Err(ViewerError::Ended(reason));
+        }
+        self.control
+            .lock()
+            .await
+            .send(&Control::QuickAccessRequest { organisation, days })
+            .await
+            .map_err(|e| self.explain(e))?;
+        let mut state = self.state.clone();
+        let answered = state.wait_for(|s| s.quick_access.is_some() || s.ended.is_some());
+        match tokio::time::timeout(RESPONSE_TIMEOUT, answered).await {
+            Ok(Ok(s)) => match (s.quick_access, s.ended.clone()) {
+                (Some(grant), _) => Ok(grant),
+                (None, Some(reason)) => Err(ViewerError::Ended(reason)),
+                (None, None) => Err(ViewerError::Unexpected),
+            },
+            Ok(Err(_)) => Err(ViewerError::Unexpected),
+            Err(_) => Err(ViewerError::Timeout),
         }
     }
 

@@ -59,6 +59,15 @@ pub enum Command {
     },
     /// Type text on the customer's computer.
     Type(String),
+    /// Ask the customer for quick access and remember their device under this name.
+    Remember {
+        /// The name in the address book.
+        name: String,
+        /// Any verified assistant of the organisation, not only this one.
+        organisation: bool,
+        /// How long, in days.
+        days: u32,
+    },
     /// End the session.
     Quit,
     /// Show the commands.
@@ -77,6 +86,10 @@ pub const HELP: &str = "commands:
   click X Y [BUTTON]    click at X,Y on the customer's screen (left, middle or right)
   type TEXT             type TEXT on the customer's computer
   chat TEXT             send a chat message
+  remember [--org] [--days N] NAME
+                        ask the customer to let you (--org: your organisation) reconnect
+                        without a code for N days (default 90); saves their device as NAME
+                        for `ponte-viewer connect --device NAME`
   quit                  end the session";
 
 /// Parses one line; `None` for blank lines and comments.
@@ -138,6 +151,33 @@ pub fn parse(line: &str) -> anyhow::Result<Option<Command>> {
         }
         "type" if !rest.is_empty() => Command::Type(rest.to_owned()),
         "type" => bail!("type needs text"),
+        "remember" => {
+            let usage = "usage: remember [--org] [--days N] NAME";
+            let mut organisation = false;
+            let mut days = 90;
+            let mut words = rest.split_whitespace().peekable();
+            while let Some(flag) = words.next_if(|w| w.starts_with("--")) {
+                match flag {
+                    "--org" => organisation = true,
+                    "--days" => {
+                        let n = words.next().with_context(|| usage.to_owned())?;
+                        days = n
+                            .parse()
+                            .with_context(|| format!("bad number of days {n:?}; {usage}"))?;
+                    }
+                    other => bail!("unknown option {other:?}; {usage}"),
+                }
+            }
+            let name = words.collect::<Vec<_>>().join(" ");
+            if name.is_empty() {
+                bail!("{usage}");
+            }
+            Command::Remember {
+                name,
+                organisation,
+                days,
+            }
+        }
         "quit" | "exit" => Command::Quit,
         "help" | "?" => Command::Help,
         other => bail!("unknown command {other:?}; type help"),
@@ -308,6 +348,25 @@ impl Runner {
                     .await?
             }
             Command::Type(text) => self.viewer.input(vec![InputEvent::Text(text.into())]).await?,
+            Command::Remember {
+                name,
+                organisation,
+                days,
+            } => {
+                eprintln!("[ponte] asking the customer for quick access…");
+                match self.viewer.request_quick_access(organisation, days).await? {
+                    Some(grant) => {
+                        let path = ponte_viewer::devices::Devices::default_path();
+                        let mut book = ponte_viewer::devices::Devices::load(&path)?;
+                        book.add(&name, grant)?;
+                        book.save()?;
+                        eprintln!(
+                            "[ponte] the customer allowed quick access; saved as {name:?} (ponte-viewer connect --device {name:?})"
+                        );
+                    }
+                    None => bail!("the customer did not allow quick access"),
+                }
+            }
             Command::Help => println!("{HELP}"),
             Command::Quit => return Ok(false),
         }

@@ -13,9 +13,13 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod devices;
 pub mod identity;
 pub mod overlay;
 pub mod screen;
 pub mod window;
 
-pub use client::{JoinOptions, Notice, State, Terminal, TerminalOutput, Viewer, ViewerError, join};
+pub use client::{
+    DeviceJoinOptions, JoinOptions, Notice, State, Terminal, TerminalOutput, Viewer, ViewerError, join,
+    join_device,
+};

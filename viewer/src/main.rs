@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use ponte_protocol::rendezvous::Refusal;
 use ponte_protocol::{OneTimeCode, SessionId};
 use ponte_session::connect::{RelayArgs, TrustNote};
-use ponte_viewer::{JoinOptions, Notice, identity};
+use ponte_viewer::devices::Devices;
+use ponte_viewer::{DeviceJoinOptions, JoinOptions, Notice, identity};
 
 use crate::commands::{Command, HELP, Runner};
 
@@ -18,7 +20,8 @@ use crate::commands::{Command, HELP, Runner};
 /// chat — end-to-end encrypted through a Ponte relay.
 ///
 /// Ask the customer to start ponte-agent and read you the session ID and code, then run
-/// `ponte-viewer connect ID --code CODE`.
+/// `ponte-viewer connect ID --code CODE`. A customer who allowed you quick access (`remember
+/// NAME` in a session) only needs to start ponte-agent: `ponte-viewer connect --device NAME`.
 #[derive(Debug, Parser)]
 #[command(name = "ponte-viewer", version, about, long_about)]
 struct Cli {
@@ -30,6 +33,8 @@ struct Cli {
 enum Top {
     /// Join a customer's session and work in it (prompt, or --batch).
     Connect(Connect),
+    /// The customers' devices you may reconnect to without a code (quick access), by name.
+    Devices,
     /// Your assistant identity (an RSA-3072 key customers see as your fingerprint).
     Identity {
         #[command(subcommand)]
@@ -48,10 +53,16 @@ enum Top {
 #[derive(Debug, clap::Args)]
 struct Connect {
     /// The session ID the customer read out (e.g. "123 456 789").
-    session_id: SessionId,
+    #[arg(required_unless_present = "device")]
+    session_id: Option<SessionId>,
     /// The one-time code the customer read out (e.g. "1234-5678").
-    #[arg(long)]
-    code: OneTimeCode,
+    #[arg(long, required_unless_present = "device")]
+    code: Option<OneTimeCode>,
+    /// Quick access: connect without a code to the customer's device saved under NAME (see
+    /// `ponte-viewer devices`). The customer must have started ponte-agent; they still see who
+    /// connects and decide.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["session_id", "code"])]
+    device: Option<String>,
     #[command(flatten)]
     relay: RelayArgs,
     #[command(flatten)]
@@ -124,6 +135,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Top::Connect(c) => connect(c).await,
+        Top::Devices => devices(),
         Top::Identity {
             command,
             identity_dir,
@@ -187,19 +199,45 @@ async fn connect(c: Connect) -> anyhow::Result<ExitCode> {
             dir.display()
         );
     }
-    eprintln!("[ponte] joining session {} at {}…", c.session_id, c.relay.relay);
-    let options = JoinOptions {
-        relay: c.relay.options(),
-        accept_new_fingerprint: c.relay.accept_new_fingerprint,
-        session: c.session_id,
-        code: c.code,
-        credentials,
-        extras: c.assistant.join_extras()?,
+    let joined = match (&c.device, c.session_id, c.code.clone()) {
+        (Some(name), _, _) => {
+            let book = Devices::load(&Devices::default_path())?;
+            let device = book.get(name)?;
+            eprintln!(
+                "[ponte] connecting to {name:?} at {} (quick access)…",
+                c.relay.relay
+            );
+            let options = DeviceJoinOptions {
+                relay: c.relay.options(),
+                accept_new_fingerprint: c.relay.accept_new_fingerprint,
+                device: device.key,
+                credentials,
+                extras: c.assistant.join_extras()?,
+            };
+            ponte_viewer::join_device(options).await
+        }
+        (None, Some(session), Some(code)) => {
+            eprintln!("[ponte] joining session {session} at {}…", c.relay.relay);
+            let options = JoinOptions {
+                relay: c.relay.options(),
+                accept_new_fingerprint: c.relay.accept_new_fingerprint,
+                session,
+                code,
+                credentials,
+                extras: c.assistant.join_extras()?,
+            };
+            ponte_viewer::join(options).await
+        }
+        _ => anyhow::bail!("give the session ID and --code, or --device NAME"),
     };
-    let (mut viewer, note) = ponte_viewer::join(options).await.map_err(|e| match e {
+    let (mut viewer, note) = joined.map_err(|e| match e {
         e @ (ponte_viewer::ViewerError::WrongCode
         | ponte_viewer::ViewerError::Burned
+        | ponte_viewer::ViewerError::WrongDevice
         | ponte_viewer::ViewerError::FingerprintChanged(_)) => anyhow::anyhow!(e),
+        ponte_viewer::ViewerError::Relay(Refusal::UnknownSession) if c.device.is_some() => anyhow::anyhow!(
+            "the customer's device is not waiting: ask them to start ponte-agent (quick access works only while it runs)"
+        ),
         other => anyhow::anyhow!(other).context(format!("connecting to the relay {}", c.relay.relay)),
     })?;
     if let TrustNote::FirstUse(fp) = note {
@@ -231,6 +269,25 @@ async fn connect(c: Connect) -> anyhow::Result<ExitCode> {
     };
     runner.viewer().quit().await;
     Ok(code)
+}
+
+/// `ponte-viewer devices`: the address book.
+fn devices() -> anyhow::Result<ExitCode> {
+    let path = Devices::default_path();
+    let book = Devices::load(&path)?;
+    if book.list().is_empty() {
+        println!("no devices yet: in a session, `remember NAME` asks the customer for quick access");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let now = ponte_session::now_unix();
+    for device in book.list() {
+        let left = match device.not_after.checked_sub(now) {
+            Some(secs) => format!("{} day(s) left", secs.div_ceil(86_400)),
+            None => "EXPIRED".to_owned(),
+        };
+        println!("{}  ({left})  relay tag {}", device.name, device.key.tag());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn batch(runner: &mut Runner, source: &str) -> anyhow::Result<ExitCode> {

@@ -47,15 +47,24 @@ pub fn to_json(event: &Event, tr: &Tr) -> Option<Value> {
                 }
                 Attempt::Burned => "burned",
                 Attempt::Expired => "expired",
+                Attempt::NotTrusted(peer) => {
+                    v["peer"] = json!(peer.to_string());
+                    "not_trusted"
+                }
             };
             v["outcome"] = json!(outcome);
             v
         }
-        Event::ConsentNeeded { peer, scope } => json!({
+        Event::ConsentNeeded {
+            peer,
+            scope,
+            remembered,
+        } => json!({
             "event": "consent_needed",
             "peer": peer.to_string(),
             "verified": peer.is_verified(),
             "folder": ponte_protocol::PeerText::path(scope).to_string(),
+            "remembered": names(*remembered),
         }),
         Event::Connected { peer, granted } => json!({
             "event": "consent",

@@ -251,7 +251,11 @@ impl TextUi {
                 t!(tr, "ready-quit"),
             )),
             Event::Attempt(attempt) => self.say(&format!("  {}", phrases::attempt(&tr, &attempt))),
-            Event::ConsentNeeded { peer, scope } => {
+            Event::ConsentNeeded {
+                peer,
+                scope,
+                remembered,
+            } => {
                 let who = match &peer {
                     PeerIdentity::Verified { .. } => format!("  {}", phrases::peer(&tr, &peer)),
                     PeerIdentity::Unverified { fingerprint, reason } => format!(
@@ -268,6 +272,10 @@ impl TextUi {
                     t!(tr, "consent-files", folder = phrases::path(&scope)),
                     t!(tr, "consent-what-text"),
                 ));
+                if remembered != Grants::NONE {
+                    let grants = phrases::grants(&tr, remembered);
+                    self.say(&format!("  {}", t!(tr, "consent-remembered", grants = grants)));
+                }
                 let mut consent = Consent {
                     grants: Grants::NONE,
                     asking: None,

@@ -244,11 +244,17 @@ impl Window {
                 };
                 push(&mut self.notes, (phrases::attempt(&tr, &attempt), color));
             }
-            Event::ConsentNeeded { peer, scope } => {
+            Event::ConsentNeeded {
+                peer,
+                scope,
+                remembered,
+            } => {
+                // Quick access pre-selects what the customer granted last time; they still
+                // confirm (or change) it.
                 self.stage = Stage::Consent {
                     peer,
                     scope,
-                    selected: Grants::NONE,
+                    selected: remembered,
                 };
             }
             Event::Connected { peer, granted } => {

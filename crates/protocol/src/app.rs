@@ -215,6 +215,27 @@ pub enum Control {
     },
     /// Either way: the session ends now.
     End(EndReason),
+    /// Viewer → agent: the assistant asks to reconnect later without a code (quick access).
+    /// The agent asks the customer, and only for a verified assistant; the answer is
+    /// [`Control::QuickAccess`].
+    QuickAccessRequest {
+        /// Any verified assistant of the organisation (`true`), or only this one.
+        organisation: bool,
+        /// How long, in days (the agent allows 1 to 365).
+        days: u32,
+    },
+    /// Agent → viewer: the customer's answer to [`Control::QuickAccessRequest`]: the device
+    /// to reconnect to and until when, or `None` (declined, unverified, or nobody to ask).
+    QuickAccess(Option<QuickAccessGrant>),
+}
+
+/// What a viewer keeps in its address book when the customer allows quick access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuickAccessGrant {
+    /// The device's public key (`ponte-viewer connect --device` finds and authenticates it).
+    pub device: crate::device::DevicePublic,
+    /// End of the opt-in, seconds since the Unix epoch.
+    pub not_after: u64,
 }
 
 /// Whether a file is copied as a single file or a directory tree.

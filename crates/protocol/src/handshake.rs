@@ -26,7 +26,7 @@ use zeroize::Zeroizing;
 
 use crate::cipher::{AeadKey, Backend, NONCE_LEN, TAG_LEN};
 use crate::frame::{self, FrameError};
-use crate::identity::{Certificate, Fingerprint, PeerIdentity, PrivateKey, PublicKey, TrustStore};
+use crate::identity::{Certificate, PeerIdentity, PrivateKey, PublicKey, TrustStore};
 use crate::key_schedule::{self, HASH_LEN, HandshakeSecrets, Transcript};
 use crate::session::SessionKeys;
 use crate::{OneTimeCode, Role, SessionId};
@@ -224,7 +224,10 @@ fn pake_key(spake: Spake2<Ed25519Group>, peer: &[u8]) -> Result<Zeroizing<Vec<u8
         .map_err(|_| HandshakeError::Malformed("PAKE message"))
 }
 
-pub(crate) fn x25519(secret: EphemeralSecret, peer: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>, HandshakeError> {
+pub(crate) fn x25519(
+    secret: EphemeralSecret,
+    peer: &[u8; 32],
+) -> Result<Zeroizing<[u8; 32]>, HandshakeError> {
     let shared = secret.diffie_hellman(&X25519Public::from(*peer));
     if !shared.was_contributory() {
         return Err(HandshakeError::Malformed("X25519 low-order point"));
@@ -369,7 +372,7 @@ impl AgentHandshake {
             return Err(HandshakeError::WrongCode);
         }
 
-        let (peer, _) = check_identity(&secrets, &th1, &auth.sealed_identity, trust, now_unix)?;
+        let peer = check_identity(&secrets, &th1, &auth.sealed_identity, trust, now_unix)?;
 
         let th2 = second_transcript(&th1, auth);
         let confirm = key_schedule::confirmation(&secrets.confirm_agent, &th2);
@@ -384,25 +387,25 @@ impl AgentHandshake {
 }
 
 /// Opens the viewer's sealed identity proof, checks its signature over `th1` and evaluates
-/// the certificate. Returns who the viewer is and, when verified, the fingerprint of the
-/// organisation key that issued its certificate.
+/// the certificate: who the viewer is.
 pub(crate) fn check_identity(
     secrets: &HandshakeSecrets,
     th1: &[u8; HASH_LEN],
     sealed: &[u8],
     trust: &TrustStore,
     now_unix: u64,
-) -> Result<(PeerIdentity, Option<Fingerprint>), HandshakeError> {
+) -> Result<PeerIdentity, HandshakeError> {
     let proof = open_identity(secrets, th1, sealed)?;
-    let key = PublicKey::from_der(&proof.public_key).map_err(|e| HandshakeError::BadIdentity(e.to_string()))?;
+    let key =
+        PublicKey::from_der(&proof.public_key).map_err(|e| HandshakeError::BadIdentity(e.to_string()))?;
     key.verify_transcript(th1, &proof.signature)
         .map_err(|_| HandshakeError::BadSignature)?;
-    let peer = PeerIdentity::evaluate(&key, proof.certificate.as_ref(), trust, now_unix);
-    let issuer = match (&peer, &proof.certificate) {
-        (PeerIdentity::Verified { .. }, Some(cert)) => Some(cert.body.issuer),
-        _ => None,
-    };
-    Ok((peer, issuer))
+    Ok(PeerIdentity::evaluate(
+        &key,
+        proof.certificate.as_ref(),
+        trust,
+        now_unix,
+    ))
 }
 
 fn open_identity(

@@ -464,6 +464,8 @@ pub enum PeerIdentity {
         organisation: crate::text::PeerText,
         /// Fingerprint of the assistant's key.
         fingerprint: Fingerprint,
+        /// Fingerprint of the organisation key that issued the certificate.
+        issuer: Fingerprint,
     },
     /// Nobody the agent trusts vouches for this assistant.
     Unverified {
@@ -494,6 +496,7 @@ impl PeerIdentity {
                 name: name.into(),
                 organisation: organisation.into(),
                 fingerprint,
+                issuer: cert.body.issuer,
             },
             Err(reason) => PeerIdentity::Unverified { fingerprint, reason },
         }

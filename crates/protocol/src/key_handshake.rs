@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use x25519_dalek::{EphemeralSecret, PublicKey as X25519Public, SharedSecret, StaticSecret};
 use zeroize::Zeroizing;
 
+use crate::Role;
 use crate::device::{DeviceKey, DevicePublic};
 use crate::frame::{self, FrameError};
 use crate::handshake::{
@@ -37,7 +38,6 @@ use crate::handshake::{
 use crate::identity::{Fingerprint, PeerIdentity, TrustStore};
 use crate::key_schedule::{self, HASH_LEN, HandshakeSecrets, Transcript};
 use crate::session::SessionKeys;
-use crate::Role;
 
 /// Messages the agent sends in a key-authenticated handshake.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,20 +109,29 @@ pub struct Admission {
 }
 
 impl Admission {
-    fn admits(&self, peer: &PeerIdentity, issuer: Option<Fingerprint>, now: u64) -> bool {
-        let PeerIdentity::Verified { fingerprint, .. } = peer else {
+    /// Whether this opt-in lets `peer` in at `now` (seconds since the Unix epoch).
+    pub fn admits(&self, peer: &PeerIdentity, now: u64) -> bool {
+        let PeerIdentity::Verified {
+            fingerprint, issuer, ..
+        } = peer
+        else {
             // Quick access is for verified assistants only, at opt-in and at every reconnect.
             return false;
         };
         now <= self.not_after
             && match self.admits {
                 Admits::Assistant(key) => key == *fingerprint,
-                Admits::Organisation(org) => Some(org) == issuer,
+                Admits::Organisation(org) => org == *issuer,
             }
     }
 }
 
-fn transcript(context: &HandshakeContext, device: &DevicePublic, e_a: &[u8; 32], e_v: &[u8; 32]) -> [u8; HASH_LEN] {
+fn transcript(
+    context: &HandshakeContext,
+    device: &DevicePublic,
+    e_a: &[u8; 32],
+    e_v: &[u8; 32],
+) -> [u8; HASH_LEN] {
     let mut t = Transcript::new("key handshake");
     t.absorb(b"ponte/1");
     t.absorb(context.session.to_digits().as_bytes());
@@ -224,11 +233,8 @@ impl KeyAgentHandshake {
             // The viewer computed other keys: it expected another device.
             return Err(HandshakeError::WrongDevice);
         }
-        let (peer, issuer) = check_identity(&secrets, &th1, &auth.sealed_identity, trust, now_unix)?;
-        let Some(admission) = admissions
-            .iter()
-            .position(|a| a.admits(&peer, issuer, now_unix))
-        else {
+        let peer = check_identity(&secrets, &th1, &auth.sealed_identity, trust, now_unix)?;
+        let Some(admission) = admissions.iter().position(|a| a.admits(&peer, now_unix)) else {
             return Err(HandshakeError::NotTrusted(Box::new(peer)));
         };
         let th2 = second_transcript(&th1, auth);
@@ -297,7 +303,10 @@ impl KeyViewerHandshake {
             sealed_identity,
         };
         let th2 = second_transcript(&th1, &auth);
-        Ok((KeyViewerMessage::Auth(auth), KeyViewerAwaitingConfirm { th2, secrets }))
+        Ok((
+            KeyViewerMessage::Auth(auth),
+            KeyViewerAwaitingConfirm { th2, secrets },
+        ))
     }
 }
 

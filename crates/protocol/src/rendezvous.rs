@@ -15,8 +15,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::SessionId;
 use crate::frame::{self, FrameError};
+use crate::{DeviceTag, SessionId};
 
 /// Upper bound of a rendezvous frame body. Real messages are a few bytes; the bound keeps a
 /// hostile peer from making the relay buffer more.
@@ -43,6 +43,24 @@ pub enum ClientMessage {
     JoinAs {
         /// The ID the customer read out.
         session: SessionId,
+        /// The operator's reference for this piece of work (visible to the operator).
+        ticket: Option<Ticket>,
+        /// Proof that the viewer holds an assistant credential of this relay.
+        proof: Option<AssistantProof>,
+    },
+    /// Agent: [`ClientMessage::Register`], and be findable under this device tag too (quick
+    /// access: the customer let some assistants reconnect without a code). The latest live
+    /// registration of a tag holds it; a registration by anyone else only leads a viewer into
+    /// a key handshake it will fail.
+    RegisterDevice {
+        /// Derived from the device's public key; the relay never learns the key.
+        tag: DeviceTag,
+    },
+    /// Viewer: pair me with the agent waiting under this device tag (quick access), with what
+    /// [`ClientMessage::JoinAs`] carries. The relay answers [`RelayMessage::PairedDevice`].
+    JoinDevice {
+        /// The device the assistant's address book names.
+        tag: DeviceTag,
         /// The operator's reference for this piece of work (visible to the operator).
         ticket: Option<Ticket>,
         /// Proof that the viewer holds an assistant credential of this relay.
@@ -76,6 +94,12 @@ pub enum RelayMessage {
     Redirect {
         /// The owning node's public address.
         node: NodeAddress,
+    },
+    /// Both, instead of [`RelayMessage::Paired`]: a viewer joined by device tag; forwarding
+    /// starts and the agent runs the key-authenticated handshake, bound to `session`.
+    PairedDevice {
+        /// The agent's current session ID (the viewer did not know it).
+        session: SessionId,
     },
 }
 
@@ -347,21 +371,52 @@ pub const PROOF_EXPORTER_LABEL: &[u8] = b"EXPORTER-ponte-assistant-proof";
 /// Bytes of exporter output a proof signs.
 pub const PROOF_EXPORTER_LEN: usize = 32;
 
+/// What a viewer joins: a session by ID, or a device by tag (quick access).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinTarget {
+    /// The session ID the customer read out.
+    Session(SessionId),
+    /// The device tag from the assistant's address book.
+    Device(DeviceTag),
+}
+
+impl From<SessionId> for JoinTarget {
+    fn from(session: SessionId) -> JoinTarget {
+        JoinTarget::Session(session)
+    }
+}
+
+impl From<DeviceTag> for JoinTarget {
+    fn from(tag: DeviceTag) -> JoinTarget {
+        JoinTarget::Device(tag)
+    }
+}
+
 /// What an assistant credential signs when its viewer joins: a fixed context string, the TLS
-/// exporter value of the viewer's connection to the relay, the session ID and the ticket.
+/// exporter value of the viewer's connection to the relay, what it joins and the ticket.
 ///
 /// `"ponte/1 assistant proof" ‖ 0x00 ‖ exporter ‖ u32(session) ‖ lp(ticket)` (the empty
-/// string when there is no ticket).
+/// string when there is no ticket), or for a device join
+/// `"ponte/1 assistant device proof" ‖ 0x00 ‖ exporter ‖ tag (16 bytes) ‖ lp(ticket)`.
 pub fn proof_message(
     exporter: &[u8; PROOF_EXPORTER_LEN],
-    session: SessionId,
+    target: impl Into<JoinTarget>,
     ticket: Option<&Ticket>,
 ) -> Vec<u8> {
     let ticket = ticket.map_or("", Ticket::as_str).as_bytes();
-    let mut m = Vec::with_capacity(24 + PROOF_EXPORTER_LEN + 8 + ticket.len());
-    m.extend_from_slice(b"ponte/1 assistant proof\0");
-    m.extend_from_slice(exporter);
-    m.extend_from_slice(&session.value().to_be_bytes());
+    let mut m = Vec::with_capacity(32 + PROOF_EXPORTER_LEN + 20 + ticket.len());
+    match target.into() {
+        JoinTarget::Session(session) => {
+            m.extend_from_slice(b"ponte/1 assistant proof\0");
+            m.extend_from_slice(exporter);
+            m.extend_from_slice(&session.value().to_be_bytes());
+        }
+        JoinTarget::Device(tag) => {
+            m.extend_from_slice(b"ponte/1 assistant device proof\0");
+            m.extend_from_slice(exporter);
+            m.extend_from_slice(&tag.0);
+        }
+    }
     m.extend_from_slice(&(ticket.len() as u32).to_be_bytes());
     m.extend_from_slice(ticket);
     m
@@ -472,6 +527,14 @@ mod tests {
                 ticket: Some("#".repeat(MAX_TICKET).parse().unwrap()),
                 proof: Some(AssistantProof::new([0xff; 32], &[0xee; 64])),
             },
+            ClientMessage::RegisterDevice {
+                tag: DeviceTag([0xab; 16]),
+            },
+            ClientMessage::JoinDevice {
+                tag: DeviceTag([0xcd; 16]),
+                ticket: Some("#".repeat(MAX_TICKET).parse().unwrap()),
+                proof: Some(AssistantProof::new([0xff; 32], &[0xee; 64])),
+            },
         ]
     }
 
@@ -483,6 +546,9 @@ mod tests {
             },
             RelayMessage::Paired,
             RelayMessage::PeerLeft,
+            RelayMessage::PairedDevice {
+                session: "999999999".parse().unwrap(),
+            },
         ];
         v.extend(Refusal::ALL.into_iter().map(RelayMessage::Refused));
         v.push(RelayMessage::Refused(Refusal::RateLimited {
@@ -628,6 +694,18 @@ mod tests {
         assert_eq!(frame, [0, 9, 1, 5, 6, b'b', b':', b'4', b'4', b'3', b'3']);
         frame[5] = b'/';
         assert_eq!(decode_relay(&frame), Err(FrameError::Malformed));
+    }
+
+    #[test]
+    fn device_proofs_differ_from_session_proofs_and_bind_the_tag() {
+        let exporter = [7u8; PROOF_EXPORTER_LEN];
+        let a = proof_message(&exporter, DeviceTag([1; 16]), None);
+        assert!(a.starts_with(b"ponte/1 assistant device proof\0"));
+        assert_ne!(a, proof_message(&exporter, DeviceTag([2; 16]), None));
+        assert_ne!(
+            a,
+            proof_message(&exporter, "000000001".parse::<SessionId>().unwrap(), None)
+        );
     }
 
     #[test]

@@ -64,7 +64,12 @@ fn run_with(
     }
 }
 
-fn run(agent_device: &DeviceKey, expected: DevicePublic, credentials: &Credentials, admissions: &[Admission]) -> Run {
+fn run(
+    agent_device: &DeviceKey,
+    expected: DevicePublic,
+    credentials: &Credentials,
+    admissions: &[Admission],
+) -> Run {
     run_with(
         agent_device,
         expected,
@@ -84,9 +89,18 @@ fn admitted_assistant_and_right_device_share_keys() {
     let mut agent = agent.unwrap();
     let mut viewer = viewer.unwrap();
     assert_eq!(agent.admission, 0);
-    assert_eq!(agent.peer.to_string(), "verified: Alice Example, Example Support Ltd");
-    assert_eq!(exchange(&mut agent.keys, &mut viewer, b"to the viewer"), b"to the viewer");
-    assert_eq!(exchange(&mut viewer, &mut agent.keys, b"to the agent"), b"to the agent");
+    assert_eq!(
+        agent.peer.to_string(),
+        "verified: Alice Example, Example Support Ltd"
+    );
+    assert_eq!(
+        exchange(&mut agent.keys, &mut viewer, b"to the viewer"),
+        b"to the viewer"
+    );
+    assert_eq!(
+        exchange(&mut viewer, &mut agent.keys, b"to the agent"),
+        b"to the agent"
+    );
 }
 
 #[test]
@@ -209,7 +223,12 @@ fn another_device_answering_fails_on_both_sides() {
     // own): the viewer expected device 1, device 2 answers.
     let expected = device(1);
     let impostor = device(2);
-    let Run { agent, viewer } = run(&impostor, expected.public(), &certified_credentials(), &[org_admission()]);
+    let Run { agent, viewer } = run(
+        &impostor,
+        expected.public(),
+        &certified_credentials(),
+        &[org_admission()],
+    );
     assert_eq!(agent.unwrap_err(), HandshakeError::WrongDevice);
     assert!(viewer.is_err());
 }
@@ -241,7 +260,9 @@ fn an_impostor_that_admits_everyone_still_cannot_confirm() {
         );
     }
     assert_eq!(
-        viewer.receive_confirm(&KeyAgentMessage::Confirm([7; 32])).unwrap_err(),
+        viewer
+            .receive_confirm(&KeyAgentMessage::Confirm([7; 32]))
+            .unwrap_err(),
         HandshakeError::WrongDevice
     );
 }

@@ -11,7 +11,9 @@ mod common;
 use common::*;
 use ponte_protocol::device::DeviceKey;
 use ponte_protocol::handshake::{AbortReason, AgentHandshake, AgentMessage, CodeAttempts, ViewerHandshake};
-use ponte_protocol::key_handshake::{Admission, Admits, KeyAgentHandshake, KeyAgentMessage, KeyViewerHandshake};
+use ponte_protocol::key_handshake::{
+    Admission, Admits, KeyAgentHandshake, KeyAgentMessage, KeyViewerHandshake,
+};
 use ponte_protocol::record::{Opened, RecordHeader};
 use ponte_protocol::rendezvous::{self, ClientMessage, RelayMessage};
 

@@ -1,12 +1,18 @@
-//! The end-to-end handshake driven over the first relayed stream.
+//! The end-to-end handshakes driven over the first relayed stream: the code-gated one
+//! ([`agent`], [`viewer`]) and the key-authenticated one of quick access ([`agent_key`],
+//! [`viewer_key`]).
 
 use std::time::Duration;
 
+use ponte_protocol::device::{DeviceKey, DevicePublic};
 use ponte_protocol::handshake::{
-    AgentHandshake, AgentMessage, AgentOutcome, CodeAttempts, Credentials, HandshakeContext, HandshakeError,
-    MAX_MESSAGE, ViewerHandshake, ViewerMessage,
+    AbortReason, AgentHandshake, AgentMessage, AgentOutcome, CodeAttempts, Credentials, HandshakeContext,
+    HandshakeError, MAX_MESSAGE, ViewerHandshake, ViewerMessage,
 };
 use ponte_protocol::identity::{PeerIdentity, TrustStore};
+use ponte_protocol::key_handshake::{
+    Admission, KeyAgentHandshake, KeyAgentMessage, KeyAgentOutcome, KeyViewerHandshake, KeyViewerMessage,
+};
 use ponte_protocol::rendezvous::Refusal;
 use ponte_protocol::{OneTimeCode, SessionId, os_rng};
 use ponte_transport::client::RelayClient;
@@ -127,6 +133,116 @@ pub async fn viewer(
         return Err(match closed {
             Ok(e) => released(e.into()),
             Err(_) => SessionError::UnexpectedEnd,
+        });
+    };
+    let keys = waiting.receive_confirm(&answer)?;
+    let session = Session::new(connection, keys);
+    let control = session.control(send, recv).await?;
+    Ok((session, control))
+}
+
+/// The agent's side of one key-authenticated handshake (quick access) with a viewer that
+/// joined by device tag: the same stream and limits as [`agent`], with the device key and
+/// the customer's opt-ins instead of the code. On failure the viewer is told why (no code
+/// attempt is counted: there is none); the caller releases the session.
+pub async fn agent_key(
+    connection: quinn::Connection,
+    ctx: HandshakeContext,
+    device: &DeviceKey,
+    trust: &TrustStore,
+    admissions: &[Admission],
+) -> Result<(Session, SecureStream, Admitted), SessionError> {
+    let (handshake, hello) = KeyAgentHandshake::start(ctx, device, &mut os_rng());
+    let (mut send, mut recv) = connection.open_bi().await?;
+    framed::write(&mut send, &hello.encode())
+        .await
+        .map_err(framed_error)?;
+    let auth = match framed::read_timeout::<KeyViewerMessage>(&mut recv, MAX_MESSAGE, HANDSHAKE_TIMEOUT).await
+    {
+        Ok(Some(auth)) => auth,
+        Ok(None) => return Err(SessionError::UnexpectedEnd),
+        Err(e) => {
+            let _ = framed::write(&mut send, &KeyAgentMessage::Abort(AbortReason::Invalid).encode()).await;
+            return Err(framed_error(e));
+        }
+    };
+    match handshake.receive(&auth, device, trust, admissions, now_unix()) {
+        Ok((
+            confirm,
+            KeyAgentOutcome {
+                keys,
+                peer,
+                admission,
+            },
+        )) => {
+            framed::write(&mut send, &confirm.encode())
+                .await
+                .map_err(framed_error)?;
+            let session = Session::new(connection, keys);
+            let control = session.control(send, recv).await?;
+            Ok((session, control, Admitted { peer, admission }))
+        }
+        Err(e) => {
+            let abort = KeyAgentMessage::Abort(e.abort_reason(&CodeAttempts::new()));
+            let _ = framed::write(&mut send, &abort.encode()).await;
+            let _ = send.finish();
+            Err(e.into())
+        }
+    }
+}
+
+/// Who a key-authenticated handshake let in, and under which opt-in.
+#[derive(Debug)]
+pub struct Admitted {
+    /// The (verified) assistant.
+    pub peer: PeerIdentity,
+    /// Index of the admission that let it in.
+    pub admission: usize,
+}
+
+/// The viewer's side of a key-authenticated handshake with the device `device`, after the
+/// relay paired it by device tag with the agent's session `session`. Fails with
+/// [`HandshakeError::WrongDevice`] when whoever answered does not hold the device key.
+pub async fn viewer_key(
+    client: &RelayClient,
+    session: SessionId,
+    device: DevicePublic,
+    credentials: &Credentials,
+) -> Result<(Session, SecureStream), SessionError> {
+    let ctx = context(client, session)?;
+    let connection = client.connection().clone();
+    // The agent lets go of a viewer it refused (`Release`), and the relay's close may overtake
+    // the agent's `Abort`: say what it most likely means.
+    let released = |e: SessionError| match e.refusal() {
+        Some(Refusal::Released) => SessionError::Handshake(HandshakeError::BadIdentity(
+            "the customer's computer turned the connection away: this assistant may not reconnect \
+             without a code there (not allowed, expired or removed), or it is not the device you remembered"
+                .into(),
+        )),
+        _ => e,
+    };
+    let (mut send, mut recv) = tokio::time::timeout(HANDSHAKE_TIMEOUT, connection.accept_bi())
+        .await
+        .map_err(|_| SessionError::Timeout)?
+        .map_err(|e| released(e.into()))?;
+    let hello = framed::read_timeout::<KeyAgentMessage>(&mut recv, MAX_MESSAGE, HANDSHAKE_TIMEOUT)
+        .await
+        .map_err(|e| released(framed_error(e)))?
+        .ok_or(SessionError::UnexpectedEnd)?;
+    let (auth, waiting) =
+        KeyViewerHandshake::new(ctx, device).receive_hello(&hello, credentials, &mut os_rng())?;
+    framed::write(&mut send, &auth.encode())
+        .await
+        .map_err(|e| released(framed_error(e)))?;
+    let answer = framed::read_timeout::<KeyAgentMessage>(&mut recv, MAX_MESSAGE, HANDSHAKE_TIMEOUT)
+        .await
+        .map_err(|e| released(framed_error(e)))?;
+    let Some(answer) = answer else {
+        // Closing without a word is no proof of holding the device key.
+        let closed = tokio::time::timeout(Duration::from_secs(3), connection.closed()).await;
+        return Err(match closed {
+            Ok(e) => released(e.into()),
+            Err(_) => SessionError::Handshake(HandshakeError::WrongDevice),
         });
     };
     let keys = waiting.receive_confirm(&answer)?;

@@ -4,10 +4,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use ponte_protocol::SessionId;
 use ponte_protocol::rendezvous::{
-    self, ClientMessage, MAX_MESSAGE, NodeAddress, Refusal, RelayMessage, Ticket,
+    self, ClientMessage, JoinTarget, MAX_MESSAGE, NodeAddress, Refusal, RelayMessage, Ticket,
 };
+use ponte_protocol::{DeviceTag, SessionId};
 
 use crate::credential::{AssistantCredential, CredentialError};
 use crate::framed::{self, FramedError};
@@ -222,7 +222,16 @@ impl RelayClient {
 
     /// Agent: registers and returns the new session ID and how long it can be joined.
     pub async fn register(&mut self) -> Result<(SessionId, Duration), ClientError> {
-        self.send(&ClientMessage::Register).await?;
+        self.register_with(ClientMessage::Register).await
+    }
+
+    /// Agent (quick access): registers, and is findable under `tag` too.
+    pub async fn register_device(&mut self, tag: DeviceTag) -> Result<(SessionId, Duration), ClientError> {
+        self.register_with(ClientMessage::RegisterDevice { tag }).await
+    }
+
+    async fn register_with(&mut self, message: ClientMessage) -> Result<(SessionId, Duration), ClientError> {
+        self.send(&message).await?;
         match self.answer().await? {
             RelayMessage::Registered {
                 session,
@@ -245,44 +254,66 @@ impl RelayClient {
     /// that does ([`RelayMessage::Redirect`]); with [`RelayClient::follow_redirects`] the
     /// client moves there and joins again, once.
     pub async fn join_with(&mut self, session: SessionId, options: &JoinExtras) -> Result<(), ClientError> {
-        match self.join_here(session, options).await? {
-            None => Ok(()),
-            Some(node) => {
-                self.move_to(&node).await?;
-                match self.join_here(session, options).await? {
-                    None => Ok(()),
-                    Some(node) => Err(ClientError::Unexpected(RelayMessage::Redirect { node })),
-                }
-            }
+        match self.join_target(JoinTarget::Session(session), options).await? {
+            RelayMessage::Paired => Ok(()),
+            other => Err(ClientError::Unexpected(other)),
         }
     }
 
-    /// One join on the current connection: paired (`None`) or sent elsewhere.
-    async fn join_here(
+    /// Viewer (quick access): joins the agent waiting under the device tag `tag` and returns
+    /// its session ID, which the key-authenticated handshake binds. Whoever answers under the
+    /// tag must still prove it holds the device key.
+    pub async fn join_device(
         &mut self,
-        session: SessionId,
+        tag: DeviceTag,
         options: &JoinExtras,
-    ) -> Result<Option<NodeAddress>, ClientError> {
-        let message = match options {
-            // The plain form keeps working with relays that predate `JoinAs`.
-            JoinExtras {
-                credential: None,
-                ticket: None,
-            } => ClientMessage::Join { session },
-            JoinExtras { credential, ticket } => ClientMessage::JoinAs {
-                session,
-                ticket: ticket.clone(),
-                proof: credential
-                    .as_ref()
-                    .map(|c| c.prove(&self.connection, session, ticket.as_ref()))
-                    .transpose()?,
-            },
-        };
-        self.send(&message).await?;
-        match self.answer().await? {
-            RelayMessage::Paired => Ok(None),
-            RelayMessage::Redirect { node } => Ok(Some(node)),
+    ) -> Result<SessionId, ClientError> {
+        match self.join_target(JoinTarget::Device(tag), options).await? {
+            RelayMessage::PairedDevice { session } => Ok(session),
             other => Err(ClientError::Unexpected(other)),
         }
+    }
+
+    /// Joins `target`, following at most one redirect; returns the relay's pairing answer.
+    async fn join_target(
+        &mut self,
+        target: JoinTarget,
+        options: &JoinExtras,
+    ) -> Result<RelayMessage, ClientError> {
+        match self.join_here(target, options).await? {
+            RelayMessage::Redirect { node } => {
+                self.move_to(&node).await?;
+                self.join_here(target, options).await
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// One join on the current connection: the relay's answer (a refusal is an error).
+    async fn join_here(
+        &mut self,
+        target: JoinTarget,
+        options: &JoinExtras,
+    ) -> Result<RelayMessage, ClientError> {
+        let proof = options
+            .credential
+            .as_ref()
+            .map(|c| c.prove(&self.connection, target, options.ticket.as_ref()))
+            .transpose()?;
+        let ticket = options.ticket.clone();
+        let message = match target {
+            // The plain form keeps working with relays that predate `JoinAs`.
+            JoinTarget::Session(session) if proof.is_none() && ticket.is_none() => {
+                ClientMessage::Join { session }
+            }
+            JoinTarget::Session(session) => ClientMessage::JoinAs {
+                session,
+                ticket,
+                proof,
+            },
+            JoinTarget::Device(tag) => ClientMessage::JoinDevice { tag, ticket, proof },
+        };
+        self.send(&message).await?;
+        self.answer().await
     }
 }

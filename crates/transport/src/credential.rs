@@ -10,10 +10,9 @@
 use std::path::Path;
 
 use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
-use ponte_protocol::SessionId;
 use ponte_protocol::credential::{BadCredential, CredentialSecret};
 use ponte_protocol::rendezvous::{
-    AssistantProof, PROOF_EXPORTER_LABEL, PROOF_EXPORTER_LEN, Ticket, proof_message,
+    AssistantProof, JoinTarget, PROOF_EXPORTER_LABEL, PROOF_EXPORTER_LEN, Ticket, proof_message,
 };
 
 /// What went wrong with a credential.
@@ -111,21 +110,21 @@ impl AssistantCredential {
     pub fn prove(
         &self,
         connection: &quinn::Connection,
-        session: SessionId,
+        target: impl Into<JoinTarget>,
         ticket: Option<&Ticket>,
     ) -> Result<AssistantProof, CredentialError> {
         let exporter = exporter(connection).ok_or(CredentialError::Exporter)?;
-        Ok(self.prove_for(&exporter, session, ticket))
+        Ok(self.prove_for(&exporter, target, ticket))
     }
 
     /// [`AssistantCredential::prove`] for a known exporter value (sans-IO, for tests).
     pub fn prove_for(
         &self,
         exporter: &[u8; PROOF_EXPORTER_LEN],
-        session: SessionId,
+        target: impl Into<JoinTarget>,
         ticket: Option<&Ticket>,
     ) -> AssistantProof {
-        let signature = self.pair.sign(&proof_message(exporter, session, ticket));
+        let signature = self.pair.sign(&proof_message(exporter, target, ticket));
         let mut bytes = [0u8; 64];
         bytes.copy_from_slice(signature.as_ref());
         AssistantProof::new(self.public_key(), &bytes)
@@ -174,14 +173,11 @@ pub fn exporter(connection: &quinn::Connection) -> Option<[u8; PROOF_EXPORTER_LE
 pub fn verify(
     proof: &AssistantProof,
     exporter: &[u8; PROOF_EXPORTER_LEN],
-    session: SessionId,
+    target: impl Into<JoinTarget>,
     ticket: Option<&Ticket>,
 ) -> bool {
     UnparsedPublicKey::new(&ED25519, proof.key)
-        .verify(
-            &proof_message(exporter, session, ticket),
-            &proof.signature_bytes(),
-        )
+        .verify(&proof_message(exporter, target, ticket), &proof.signature_bytes())
         .is_ok()
 }
 
@@ -194,6 +190,7 @@ pub fn key_fingerprint(key: &[u8; 32]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ponte_protocol::SessionId;
 
     #[test]
     fn proofs_verify_only_for_their_binding() {

@@ -28,6 +28,9 @@ fuzz_target!(|data: &[u8]| {
         if let ClientMessage::JoinAs { session, ticket, .. } = &m {
             let _ = rendezvous::proof_message(&[0; PROOF_EXPORTER_LEN], *session, ticket.as_ref());
         }
+        if let ClientMessage::JoinDevice { tag, ticket, .. } = &m {
+            let _ = rendezvous::proof_message(&[0; PROOF_EXPORTER_LEN], *tag, ticket.as_ref());
+        }
     }
     if let Ok(m) = rendezvous::decode_relay(data) {
         assert_eq!(rendezvous::encode_relay(&m), data, "decoding must be canonical");

@@ -1,0 +1,433 @@
+//! The customer's quick-access opt-ins: which verified assistants (or organisations) may
+//! reconnect without a code, until when, and the device key they reconnect to.
+//!
+//! Kept only on this machine, in one file readable by the user alone
+//! (`<config dir>/ponte/trusted.json`, mode 0600 in a 0700 folder), listed and revoked with
+//! `ponte-agent trusted list` / `remove N`. A file that others could read or change is refused:
+//! whoever can write it could let themselves in. When the last opt-in goes, the device key
+//! goes with it, so a stolen copy of an old key stops being worth anything to the thief once
+//! assistants are given a new one.
+
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use ponte_protocol::app::Grants;
+use ponte_protocol::device::{DeviceKey, DevicePublic};
+use ponte_protocol::identity::{Fingerprint, PeerIdentity};
+use ponte_protocol::key_handshake::{Admission, Admits};
+use rand_core::CryptoRng;
+use serde::{Deserialize, Serialize};
+
+/// Days an opt-in lasts unless the customer chooses otherwise.
+pub const DEFAULT_DAYS: u32 = 90;
+/// The longest an opt-in may last.
+pub const MAX_DAYS: u32 = 365;
+/// Most opt-ins one file holds: bounds the file and the handshake's work.
+pub const MAX_ENTRIES: usize = 64;
+/// Largest trust file read.
+const MAX_FILE: u64 = 256 * 1024;
+const DAY: u64 = 86_400;
+
+/// What can go wrong with the trust file.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustedError {
+    /// Reading or writing failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The file is not ours to trust: others may read or write it.
+    #[error("{0}: readable or writable by other users (must be 0600); quick access is off until it is fixed")]
+    Permissions(PathBuf),
+    /// The file does not parse.
+    #[error("{0}: not a valid trust file")]
+    Malformed(PathBuf),
+    /// Quick access is only for assistants a trusted organisation vouches for.
+    #[error("quick access is only offered to verified assistants")]
+    Unverified,
+    /// The file holds as many opt-ins as it may.
+    #[error("too many quick-access entries (at most {MAX_ENTRIES}); remove one first")]
+    Full,
+    /// No entry has that number.
+    #[error("no entry number {0}")]
+    NoSuchEntry(usize),
+}
+
+/// Whom an opt-in is for, as the customer chose at the end of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Only the assistant who helped.
+    Assistant,
+    /// Any verified assistant of that assistant's organisation.
+    Organisation,
+}
+
+/// One opt-in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Whom it admits.
+    pub admits: Admits,
+    /// The assistant's name from the certificate at opt-in (peer text: show it inert).
+    pub name: String,
+    /// The organisation's name from the certificate at opt-in (peer text: show it inert).
+    pub organisation: String,
+    /// When the customer opted in, seconds since the Unix epoch.
+    pub created: u64,
+    /// When it ends, seconds since the Unix epoch.
+    pub not_after: u64,
+    /// The permissions granted in that session: pre-selected on the consent screen next time.
+    pub grants: Grants,
+    /// Whether the remembered permissions apply without asking (the customer still sees who
+    /// connected and can stop everything).
+    pub without_asking: bool,
+}
+
+impl Entry {
+    /// Whether the opt-in still holds at `now`.
+    pub fn is_active(&self, now: u64) -> bool {
+        now <= self.not_after
+    }
+
+    /// The handshake's view of it.
+    pub fn admission(&self) -> Admission {
+        Admission {
+            admits: self.admits,
+            not_after: self.not_after,
+        }
+    }
+}
+
+/// The file as stored. No `Debug`: it holds the device's secret.
+#[derive(Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileFormat {
+    /// The device's X25519 secret (hex), present while there is an entry.
+    device_key: Option<String>,
+    entries: Vec<Entry>,
+}
+
+/// The opt-ins and the device key, as stored.
+#[derive(Debug)]
+pub struct Trusted {
+    path: PathBuf,
+    device: Option<DeviceKey>,
+    entries: Vec<Entry>,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrustedError + '_ {
+    move |source| TrustedError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn hex32(s: &str) -> Option<[u8; 32]> {
+    let bytes = s.as_bytes();
+    if bytes.len() != 64 || !bytes.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (o, pair) in out.iter_mut().zip(bytes.chunks(2)) {
+        *o = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(out)
+}
+
+impl Trusted {
+    /// `<config dir>/ponte/trusted.json`.
+    pub fn default_path() -> Option<PathBuf> {
+        dirs::config_dir().map(|d| d.join("ponte").join("trusted.json"))
+    }
+
+    /// Reads the file at `path`; a missing file is an empty list.
+    pub fn load(path: &Path) -> Result<Trusted, TrustedError> {
+        let mut trusted = Trusted {
+            path: path.to_owned(),
+            device: None,
+            entries: Vec::new(),
+        };
+        let meta = match std::fs::symlink_metadata(path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(trusted),
+            Err(e) => return Err(io(path)(e)),
+        };
+        if !meta.is_file() || meta.permissions().mode() & 0o077 != 0 {
+            return Err(TrustedError::Permissions(path.to_owned()));
+        }
+        if meta.len() > MAX_FILE {
+            return Err(TrustedError::Malformed(path.to_owned()));
+        }
+        let text = std::fs::read_to_string(path).map_err(io(path))?;
+        let file: FileFormat =
+            serde_json::from_str(&text).map_err(|_| TrustedError::Malformed(path.to_owned()))?;
+        if file.entries.len() > MAX_ENTRIES {
+            return Err(TrustedError::Malformed(path.to_owned()));
+        }
+        trusted.device = match file.device_key {
+            Some(hex) => Some(DeviceKey::from_bytes(
+                hex32(&hex).ok_or_else(|| TrustedError::Malformed(path.to_owned()))?,
+            )),
+            None => None,
+        };
+        trusted.entries = file.entries;
+        Ok(trusted)
+    }
+
+    /// Writes the file (0600, replaced atomically), or deletes it when no entry is left.
+    pub fn save(&self) -> Result<(), TrustedError> {
+        let path = &self.path;
+        if self.entries.is_empty() {
+            return match std::fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(path)(e)),
+                _ => Ok(()),
+            };
+        }
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io(dir))?;
+        let file = FileFormat {
+            device_key: self.device.as_ref().map(|d| {
+                let bytes = d.to_bytes();
+                bytes.iter().map(|b| format!("{b:02x}")).collect()
+            }),
+            entries: self.entries.clone(),
+        };
+        let text = zeroize::Zeroizing::new(serde_json::to_string_pretty(&file).unwrap_or_default());
+        let partial = dir.join(format!(".trusted.json.{}.partial", std::process::id()));
+        let _ = std::fs::remove_file(&partial);
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&partial)
+            .map_err(io(&partial))?;
+        out.write_all(text.as_bytes())
+            .and_then(|()| out.sync_all())
+            .map_err(io(&partial))?;
+        std::fs::rename(&partial, path).map_err(io(path))
+    }
+
+    /// Every opt-in, expired ones included (the customer may want to see and remove them).
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// The device key, if the customer ever opted in.
+    pub fn device(&self) -> Option<&DeviceKey> {
+        self.device.as_ref()
+    }
+
+    /// Whether any opt-in still holds at `now`: then the agent also waits for those assistants.
+    pub fn any_active(&self, now: u64) -> bool {
+        self.device.is_some() && self.entries.iter().any(|e| e.is_active(now))
+    }
+
+    /// The admissions for the handshake, index for index with [`Trusted::entries`].
+    pub fn admissions(&self) -> Vec<Admission> {
+        self.entries.iter().map(Entry::admission).collect()
+    }
+
+    /// Lets a verified `peer` reconnect for `days` (clamped to 1..=[`MAX_DAYS`]); creates the
+    /// device key on the first opt-in. Returns the device's public key for the assistant. A
+    /// second opt-in for the same assistant or organisation replaces the first.
+    #[allow(clippy::too_many_arguments)] // each is one of the customer's choices
+    pub fn add(
+        &mut self,
+        peer: &PeerIdentity,
+        scope: Scope,
+        days: u32,
+        grants: Grants,
+        without_asking: bool,
+        now: u64,
+        rng: &mut impl CryptoRng,
+    ) -> Result<DevicePublic, TrustedError> {
+        let PeerIdentity::Verified {
+            name,
+            organisation,
+            fingerprint,
+            issuer,
+        } = peer
+        else {
+            return Err(TrustedError::Unverified);
+        };
+        let admits = match scope {
+            Scope::Assistant => Admits::Assistant(*fingerprint),
+            Scope::Organisation => Admits::Organisation(*issuer),
+        };
+        self.entries.retain(|e| e.admits != admits);
+        if self.entries.len() >= MAX_ENTRIES {
+            return Err(TrustedError::Full);
+        }
+        let days = u64::from(days.clamp(1, MAX_DAYS));
+        self.entries.push(Entry {
+            admits,
+            name: name.as_raw().to_owned(),
+            organisation: organisation.as_raw().to_owned(),
+            created: now,
+            not_after: now.saturating_add(days * DAY),
+            grants,
+            without_asking,
+        });
+        let device = self.device.get_or_insert_with(|| DeviceKey::generate(rng));
+        Ok(device.public())
+    }
+
+    /// Removes entry `number` (1-based, as listed). The device key goes with the last one.
+    pub fn remove(&mut self, number: usize) -> Result<Entry, TrustedError> {
+        if number == 0 || number > self.entries.len() {
+            return Err(TrustedError::NoSuchEntry(number));
+        }
+        let entry = self.entries.remove(number - 1);
+        if self.entries.is_empty() {
+            self.device = None;
+        }
+        Ok(entry)
+    }
+}
+
+/// The key fingerprint an entry is about, for listing.
+pub fn admitted_fingerprint(admits: &Admits) -> &Fingerprint {
+    match admits {
+        Admits::Assistant(f) | Admits::Organisation(f) => f,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use ponte_protocol::identity::CertificateError;
+
+    fn verified() -> PeerIdentity {
+        PeerIdentity::Verified {
+            name: "Alice".into(),
+            organisation: "Example Support".into(),
+            fingerprint: Fingerprint([1; 32]),
+            issuer: Fingerprint([2; 32]),
+        }
+    }
+
+    #[test]
+    fn opt_in_is_saved_0600_listed_and_removed_with_the_device_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ponte").join("trusted.json");
+        let mut t = Trusted::load(&path).unwrap();
+        assert!(t.entries().is_empty() && t.device().is_none());
+        let d = t
+            .add(
+                &verified(),
+                Scope::Organisation,
+                DEFAULT_DAYS,
+                Grants::all(),
+                false,
+                1000,
+                &mut ponte_protocol::os_rng(),
+            )
+            .unwrap();
+        t.save().unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let dir_mode = std::fs::metadata(path.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(dir_mode & 0o777, 0o700);
+
+        let mut again = Trusted::load(&path).unwrap();
+        assert_eq!(again.device().unwrap().public(), d);
+        assert_eq!(again.entries().len(), 1);
+        let e = &again.entries()[0];
+        assert_eq!(e.admits, Admits::Organisation(Fingerprint([2; 32])));
+        assert_eq!(e.not_after, 1000 + 90 * DAY);
+        assert!(again.any_active(1000 + 90 * DAY) && !again.any_active(1001 + 90 * DAY));
+
+        assert!(matches!(again.remove(2), Err(TrustedError::NoSuchEntry(2))));
+        assert!(matches!(again.remove(0), Err(TrustedError::NoSuchEntry(0))));
+        again.remove(1).unwrap();
+        assert!(again.device().is_none());
+        again.save().unwrap();
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn only_verified_assistants_and_at_most_a_year() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = Trusted::load(&dir.path().join("t.json")).unwrap();
+        let unverified = PeerIdentity::Unverified {
+            fingerprint: Fingerprint([1; 32]),
+            reason: CertificateError::Missing,
+        };
+        assert!(matches!(
+            t.add(
+                &unverified,
+                Scope::Assistant,
+                30,
+                Grants::NONE,
+                false,
+                0,
+                &mut ponte_protocol::os_rng()
+            ),
+            Err(TrustedError::Unverified)
+        ));
+        assert!(t.device().is_none());
+        t.add(
+            &verified(),
+            Scope::Assistant,
+            10_000,
+            Grants::NONE,
+            false,
+            0,
+            &mut ponte_protocol::os_rng(),
+        )
+        .unwrap();
+        assert_eq!(t.entries()[0].not_after, 365 * DAY);
+        // The same assistant again replaces, not duplicates.
+        t.add(
+            &verified(),
+            Scope::Assistant,
+            0,
+            Grants::NONE,
+            false,
+            0,
+            &mut ponte_protocol::os_rng(),
+        )
+        .unwrap();
+        assert_eq!(t.entries().len(), 1);
+        assert_eq!(t.entries()[0].not_after, DAY);
+    }
+
+    #[test]
+    fn a_file_others_can_read_or_a_broken_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trusted.json");
+        let mut t = Trusted::load(&path).unwrap();
+        t.add(
+            &verified(),
+            Scope::Assistant,
+            1,
+            Grants::NONE,
+            false,
+            0,
+            &mut ponte_protocol::os_rng(),
+        )
+        .unwrap();
+        t.save().unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(Trusted::load(&path), Err(TrustedError::Permissions(_))));
+        std::fs::write(&path, "{not json").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(matches!(Trusted::load(&path), Err(TrustedError::Malformed(_))));
+        // A symlink is not followed.
+        let link = dir.path().join("link.json");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        assert!(matches!(Trusted::load(&link), Err(TrustedError::Permissions(_))));
+    }
+}

@@ -1,0 +1,200 @@
+//! Quick-access rendezvous by device tag, with real quinn clients on loopback: an agent
+//! registered under a tag is found by it, lookups are rate-limited, a credential-only relay
+//! refuses before looking, and whoever else claims a tag only gets a failed key handshake.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use ponte_protocol::device::DeviceKey;
+use ponte_protocol::handshake::{Credentials, HandshakeContext, HandshakeError, MAX_MESSAGE};
+use ponte_protocol::identity::{Certificate, PrivateKey, TrustStore};
+use ponte_protocol::key_handshake::{
+    Admission, Admits, KeyAgentHandshake, KeyAgentMessage, KeyViewerHandshake, KeyViewerMessage,
+};
+use ponte_protocol::rendezvous::{Refusal, RelayMessage};
+use ponte_protocol::{DeviceTag, SessionId, os_rng};
+use ponte_transport::client::{JoinExtras, RelayClient};
+use ponte_transport::framed;
+
+const ASSISTANT: &str = include_str!("../../crates/protocol/tests/vectors/assistant.key.pem");
+const ORGANISATION: &str = include_str!("../../crates/protocol/tests/vectors/organisation.key.pem");
+/// Inside the test certificate's validity.
+const NOW: u64 = 1_800_000_000;
+
+#[tokio::test]
+async fn a_viewer_finds_the_agent_by_tag_and_both_hear_the_session() {
+    let r = relay().await;
+    let tag = DeviceTag([5; 16]);
+    let mut agent = r.connect().await;
+    let (id, _) = agent.register_device(tag).await.unwrap();
+    let mut viewer = r.connect_from(&endpoint(2)).await.unwrap();
+    let session = viewer.join_device(tag, &JoinExtras::default()).await.unwrap();
+    assert_eq!(session, id);
+    assert_eq!(
+        agent.next().await.unwrap(),
+        RelayMessage::PairedDevice { session: id }
+    );
+    // Streams are forwarded as after any pairing.
+    let (mut send, _recv) = agent.connection().open_bi().await.unwrap();
+    send.write_all(b"hello").await.unwrap();
+    send.finish().unwrap();
+    let (_s, mut recv) = viewer.connection().accept_bi().await.unwrap();
+    assert_eq!(recv.read_to_end(100).await.unwrap(), b"hello");
+
+    // The same session can still be joined by ID once free; an unknown tag is unknown.
+    let mut other = r.connect_from(&endpoint(3)).await.unwrap();
+    let err = other
+        .join_device(DeviceTag([6; 16]), &JoinExtras::default())
+        .await
+        .unwrap_err();
+    assert_eq!(refusal(&err), Some(Refusal::UnknownSession));
+}
+
+#[tokio::test]
+async fn device_lookups_are_rate_limited_per_source() {
+    let r = relay_with(|c| {
+        c.registry.device_lookup_burst = 2.0;
+        c.registry.device_lookup_rate = 1.0 / 60.0;
+    })
+    .await;
+    let ep = endpoint(7);
+    for i in 0..2u8 {
+        let mut v = r.connect_from(&ep).await.unwrap();
+        let err = v
+            .join_device(DeviceTag([i; 16]), &JoinExtras::default())
+            .await
+            .unwrap_err();
+        assert_eq!(refusal(&err), Some(Refusal::UnknownSession));
+    }
+    let mut v = r.connect_from(&ep).await.unwrap();
+    let err = v
+        .join_device(DeviceTag([9; 16]), &JoinExtras::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refusal(&err), Some(Refusal::RateLimited { .. })),
+        "{err:?}"
+    );
+    // Another source is not affected.
+    let mut w = r.connect_from(&endpoint(8)).await.unwrap();
+    let err = w
+        .join_device(DeviceTag([9; 16]), &JoinExtras::default())
+        .await
+        .unwrap_err();
+    assert_eq!(refusal(&err), Some(Refusal::UnknownSession));
+}
+
+#[tokio::test]
+async fn a_credential_only_relay_refuses_before_looking_the_tag_up() {
+    let r = relay_with(|c| c.assistants = ponte_relay::config::AssistantMode::Required).await;
+    let tag = DeviceTag([5; 16]);
+    let mut agent = r.connect().await;
+    agent.register_device(tag).await.unwrap();
+    let mut viewer = r.connect_from(&endpoint(2)).await.unwrap();
+    let err = viewer.join_device(tag, &JoinExtras::default()).await.unwrap_err();
+    assert_eq!(refusal(&err), Some(Refusal::CredentialRequired));
+}
+
+fn context(client: &RelayClient, session: SessionId) -> HandshakeContext {
+    HandshakeContext {
+        session,
+        relay: client.relay_fingerprint().unwrap().0,
+    }
+}
+
+fn credentials() -> Credentials {
+    let key = PrivateKey::from_pem(ASSISTANT).unwrap();
+    let org = PrivateKey::from_pem(ORGANISATION).unwrap();
+    let cert = Certificate::issue(
+        &org,
+        "Alice Example",
+        "Example Support Ltd",
+        key.public_key(),
+        1_770_000_000,
+        1_830_000_000,
+        &mut os_rng(),
+    )
+    .unwrap();
+    Credentials {
+        key,
+        certificate: Some(cert),
+    }
+}
+
+/// Runs the key handshake between a paired agent (holding `device`) and viewer (expecting
+/// `expected`) through the relay; returns whether each side succeeded.
+async fn key_handshake(
+    agent: &RelayClient,
+    viewer: &RelayClient,
+    session: SessionId,
+    device: &DeviceKey,
+    expected: &DeviceKey,
+) -> (Result<(), HandshakeError>, Result<(), HandshakeError>) {
+    let org = PrivateKey::from_pem(ORGANISATION).unwrap();
+    let mut trust = TrustStore::new();
+    trust.add(org.public_key().clone());
+    let admissions = [Admission {
+        admits: Admits::Organisation(org.public_key().fingerprint()),
+        not_after: NOW + 60,
+    }];
+    let (hs, hello) = KeyAgentHandshake::start(context(agent, session), device, &mut os_rng());
+    let (mut a_send, mut a_recv) = agent.connection().open_bi().await.unwrap();
+    a_send.write_all(&hello.encode()).await.unwrap();
+    let (mut v_send, mut v_recv) = viewer.connection().accept_bi().await.unwrap();
+    let hello: KeyAgentMessage = framed::read(&mut v_recv, MAX_MESSAGE).await.unwrap().unwrap();
+    let (auth, waiting) = KeyViewerHandshake::new(context(viewer, session), expected.public())
+        .receive_hello(&hello, &credentials(), &mut os_rng())
+        .unwrap();
+    v_send.write_all(&auth.encode()).await.unwrap();
+    let auth: KeyViewerMessage = framed::read(&mut a_recv, MAX_MESSAGE).await.unwrap().unwrap();
+    let (answer, agent_result) = match hs.receive(&auth, device, &trust, &admissions, NOW) {
+        Ok((confirm, _)) => (confirm, Ok(())),
+        Err(e) => (
+            KeyAgentMessage::Abort(e.abort_reason(&Default::default())),
+            Err(e),
+        ),
+    };
+    a_send.write_all(&answer.encode()).await.unwrap();
+    let answer: KeyAgentMessage = framed::read(&mut v_recv, MAX_MESSAGE).await.unwrap().unwrap();
+    (agent_result, waiting.receive_confirm(&answer).map(|_| ()))
+}
+
+#[tokio::test]
+async fn the_right_device_completes_the_key_handshake_through_the_relay() {
+    let r = relay().await;
+    let device = DeviceKey::generate(&mut os_rng());
+    let tag = device.public().tag();
+    let mut agent = r.connect().await;
+    agent.register_device(tag).await.unwrap();
+    let mut viewer = r.connect_from(&endpoint(2)).await.unwrap();
+    let session = viewer.join_device(tag, &JoinExtras::default()).await.unwrap();
+    assert_eq!(
+        agent.next().await.unwrap(),
+        RelayMessage::PairedDevice { session }
+    );
+    let (a, v) = key_handshake(&agent, &viewer, session, &device, &device).await;
+    assert_eq!(a, Ok(()));
+    assert_eq!(v, Ok(()));
+}
+
+#[tokio::test]
+async fn someone_else_claiming_the_tag_gets_only_a_failed_handshake() {
+    // The real device registers, then an impostor (a hostile relay operator's own agent, or
+    // anyone who learned the tag) claims the same tag later and is the one the viewer meets.
+    let r = relay().await;
+    let device = DeviceKey::generate(&mut os_rng());
+    let impostor = DeviceKey::generate(&mut os_rng());
+    let tag = device.public().tag();
+    let mut real = r.connect().await;
+    real.register_device(tag).await.unwrap();
+    let mut fake = r.connect_from(&endpoint(3)).await.unwrap();
+    fake.register_device(tag).await.unwrap();
+    let mut viewer = r.connect_from(&endpoint(2)).await.unwrap();
+    let session = viewer.join_device(tag, &JoinExtras::default()).await.unwrap();
+    assert_eq!(fake.next().await.unwrap(), RelayMessage::PairedDevice { session });
+    let (a, v) = key_handshake(&fake, &viewer, session, &impostor, &device).await;
+    assert_eq!(a, Err(HandshakeError::WrongDevice));
+    assert!(v.is_err(), "{v:?}");
+}

@@ -1,0 +1,306 @@
+//! Quick access end to end, with the real relay, agent and viewer: the customer opts in at the
+//! assistant's request, starts the agent by hand again later, and the assistant reconnects by
+//! device name without a code — still through the consent screen. And everything that must
+//! not get in does not: unverified assistants, removed or expired opt-ins, another
+//! organisation's assistant, and a device whose agent is not running.
+
+#![allow(clippy::unwrap_used)]
+
+mod world;
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use world::*;
+
+/// Long enough after a prompt appears for the agent to take the answer.
+const SETTLE: Duration = Duration::from_millis(800);
+
+/// Runs `ponte-viewer` with `args` in `w` and checks it succeeded; returns stdout.
+fn viewer_cli(w: &World, args: &[&str]) -> String {
+    let mut cmd = w.command("ponte-viewer");
+    cmd.args(args);
+    let out = run_with_timeout(cmd, WAIT);
+    assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+/// An assistant identity in `dir`, certified as NAME of ORGANISATION by the organisation key
+/// at `org` (created if missing); returns the organisation's public key file.
+fn certified(w: &World, dir: &str, name: &str, org: &str, organisation: &str) -> String {
+    let identity = w.path(dir);
+    let identity_dir = identity.to_str().unwrap();
+    viewer_cli(
+        w,
+        &["identity", "new", "--name", name, "--identity-dir", identity_dir],
+    );
+    let org = w.path(org);
+    if !PathBuf::from(format!("{}.key.pem", org.display())).exists() {
+        viewer_cli(w, &["org", "new", "--out", org.to_str().unwrap()]);
+    }
+    viewer_cli(
+        w,
+        &[
+            "org",
+            "certify",
+            "--org-key",
+            &format!("{}.key.pem", org.display()),
+            "--assistant",
+            identity.join("assistant.pub.pem").to_str().unwrap(),
+            "--name",
+            name,
+            "--organisation",
+            organisation,
+            "--out",
+            identity.join("assistant.cert.pem").to_str().unwrap(),
+        ],
+    );
+    format!("{}.pub.pem", org.display())
+}
+
+/// Starts a viewer with a batch of commands in a thread (the test meanwhile plays the
+/// customer); join it for its output.
+fn viewer_in_background(w: &World, connect: &[&str], batch: &str) -> std::thread::JoinHandle<Output> {
+    let file = w.path(&format!("batch-{}.txt", rand_suffix()));
+    std::fs::write(&file, batch).unwrap();
+    let mut cmd: Command = w.command("ponte-viewer");
+    cmd.arg("connect").args(connect).arg("--batch").arg(&file);
+    std::thread::spawn(move || run_with_timeout(cmd, WAIT))
+}
+
+fn answer(agent: &mut ponte_tests::Running, prompt: &str, yes: bool) -> String {
+    let line = agent.expect(prompt);
+    std::thread::sleep(SETTLE);
+    agent.send(if yes { "y" } else { "n" });
+    line
+}
+
+fn trusted_file(w: &World) -> PathBuf {
+    w.path("config/ponte/trusted.json")
+}
+
+/// Session 1 with a code: the assistant asks with `remember`, the customer says yes.
+fn opt_in(w: &World, org_pub: &str, identity: &str, remember: &str) {
+    let (mut agent, id, code) = w.text_agent(&["--allow", "terminal", "--trust-org", org_pub]);
+    let batch = format!("remember {remember}\nquit\n");
+    let viewer = viewer_in_background(
+        w,
+        &[
+            &id,
+            "--code",
+            &code,
+            "--identity-dir",
+            w.path(identity).to_str().unwrap(),
+        ],
+        &batch,
+    );
+    let question = answer(
+        &mut agent,
+        "connect without a code whenever you start Ponte",
+        true,
+    );
+    assert!(question.contains("ACME Support"), "{question}");
+    agent.expect("may now connect without a code until");
+    let out = viewer.join().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("saved as"), "{}", text(&out.stderr));
+    agent.expect("Session ended");
+    assert!(agent.wait(WAIT).success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_opting_in_the_assistant_reconnects_by_device_without_a_code() {
+    let w = World::new().await;
+    let org_pub = certified(&w, "alice", "Alice Example", "acme", "ACME Support");
+    opt_in(&w, &org_pub, "alice", "--org Rossi office");
+
+    // What the customer's side keeps: one entry, readable by the customer only, listed.
+    let mode = std::fs::metadata(trusted_file(&w)).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let mut list = w.command("ponte-agent");
+    list.args(["trusted", "list"]);
+    let listed = text(&run_with_timeout(list, WAIT).stdout);
+    assert!(
+        listed.contains("1. any verified assistant of ACME Support (asked by Alice Example)"),
+        "{listed}"
+    );
+    assert!(listed.contains("Terminal"), "the grants to pre-select: {listed}");
+    // …and the assistant's address book.
+    assert!(viewer_cli(&w, &["devices"]).contains("Rossi office"));
+
+    // Later: the customer starts the agent by hand; the assistant connects with no code and
+    // the customer still sees who it is and decides, with last time's grants pre-selected.
+    let (mut agent, _, _) = w.text_agent(&["--trust-org", &org_pub]);
+    agent.expect("Also waiting for any verified assistant of ACME Support");
+    let viewer = viewer_in_background(
+        &w,
+        &[
+            "--device",
+            "Rossi office",
+            "--identity-dir",
+            w.path("alice").to_str().unwrap(),
+        ],
+        "exec echo quick-$((40+2))\nquit\n",
+    );
+    agent.expect("verified: Alice Example, ACME Support");
+    agent.expect("Pre-selected from last time (quick access): Terminal");
+    answer(&mut agent, "run commands and a terminal", true);
+    for prompt in [
+        "put files",
+        "copy files",
+        "read system information",
+        "see your screen",
+    ] {
+        answer(&mut agent, prompt, false);
+    }
+    let out = viewer.join().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("quick-42"), "{}", text(&out.stdout));
+    agent.expect("Session ended");
+    assert!(
+        agent.wait(WAIT).success(),
+        "the agent exits when the session ends"
+    );
+
+    // Nothing runs now: the device cannot be reached, and the viewer says why.
+    let mut cmd = w.command("ponte-viewer");
+    cmd.args(["connect", "--device", "Rossi office", "--identity-dir"])
+        .arg(w.path("alice"))
+        .args(["--batch", "-"]);
+    let started = std::time::Instant::now();
+    let out = run_with_timeout(cmd, WAIT);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("ask them to start ponte-agent"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(started.elapsed() < Duration::from_secs(20), "fails promptly");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_quick_access_for_unverified_assistants() {
+    let w = World::new().await;
+    let (mut agent, id, code) = w.text_agent(&["--allow", "terminal"]);
+    // An identity without a certificate: UNVERIFIED to this agent.
+    let viewer = viewer_in_background(&w, &[&id, "--code", &code], "remember Rossi\nquit\n");
+    agent.expect("only for verified assistants");
+    let out = viewer.join().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("did not allow quick access"),
+        "{}",
+        text(&out.stderr)
+    );
+    agent.expect("Session ended");
+    agent.wait(WAIT);
+    assert!(!trusted_file(&w).exists(), "nothing was stored");
+    assert!(!viewer_cli(&w, &["devices"]).contains("Rossi"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn removed_expired_and_other_organisations_are_turned_away() {
+    let w = World::new().await;
+    let acme = certified(&w, "alice", "Alice Example", "acme", "ACME Support");
+    let other = certified(&w, "mallory", "Mallory", "other", "Other Support");
+    opt_in(&w, &acme, "alice", "Rossi");
+
+    // Another organisation's assistant (trusted by the customer as verified, but never
+    // allowed quick access) who got hold of the device's key: refused, and the customer is told.
+    let (mut agent, _, _) = w.text_agent(&["--trust-org", &acme, "--trust-org", &other]);
+    agent.expect("Also waiting for Alice Example, ACME Support (only this assistant)");
+    let out = viewer_in_background(
+        &w,
+        &[
+            "--device",
+            "Rossi",
+            "--identity-dir",
+            w.path("mallory").to_str().unwrap(),
+        ],
+        "quit\n",
+    )
+    .join()
+    .unwrap();
+    assert!(!out.status.success());
+    agent.expect("verified: Mallory, Other Support tried to connect without a code");
+    assert!(
+        text(&out.stderr).contains("reconnect without a code"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // The customer's entry has expired (and another, for someone else, still holds): the
+    // assistant is refused by the agent.
+    let mut file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(trusted_file(&w)).unwrap()).unwrap();
+    let mut someone_else = file["entries"][0].clone();
+    someone_else["admits"] = serde_json::json!({ "Assistant": vec![7u8; 32] });
+    file["entries"][0]["not_after"] = serde_json::json!(1);
+    file["entries"].as_array_mut().unwrap().push(someone_else);
+    std::fs::write(trusted_file(&w), file.to_string()).unwrap();
+    // Restarted by hand, as every time.
+    agent.send("end");
+    agent.wait(WAIT);
+    let (mut agent, _, _) = w.text_agent(&["--trust-org", &acme]);
+    agent.expect("Also waiting for");
+    let out = viewer_in_background(
+        &w,
+        &[
+            "--device",
+            "Rossi",
+            "--identity-dir",
+            w.path("alice").to_str().unwrap(),
+        ],
+        "quit\n",
+    )
+    .join()
+    .unwrap();
+    assert!(!out.status.success());
+    agent.expect("verified: Alice Example, ACME Support tried to connect without a code");
+
+    // Removed: `trusted list` numbers them, `trusted remove` takes one back; with nothing
+    // left the device key is gone and the agent no longer waits for anyone but a code.
+    agent.send("end");
+    agent.wait(WAIT);
+    for _ in 0..2 {
+        let mut remove = w.command("ponte-agent");
+        remove.args(["trusted", "remove", "1"]);
+        let out = run_with_timeout(remove, WAIT);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(text(&out.stdout).contains("Removed:"), "{}", text(&out.stdout));
+    }
+    assert!(!trusted_file(&w).exists());
+    let mut list = w.command("ponte-agent");
+    list.args(["trusted", "list"]);
+    assert!(text(&run_with_timeout(list, WAIT).stdout).contains("No assistant may connect without a code"));
+    let mut remove = w.command("ponte-agent");
+    remove.args(["trusted", "remove", "1"]);
+    assert!(!run_with_timeout(remove, WAIT).status.success());
+    let (agent, _, _) = w.text_agent(&["--trust-org", &acme]);
+    let out = viewer_in_background(
+        &w,
+        &[
+            "--device",
+            "Rossi",
+            "--identity-dir",
+            w.path("alice").to_str().unwrap(),
+        ],
+        "quit\n",
+    )
+    .join()
+    .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("ask them to start ponte-agent"),
+        "{}",
+        text(&out.stderr)
+    );
+    agent.lines_within(Duration::from_millis(500));
+    assert!(
+        !agent.seen().iter().any(|l| l.contains("Also waiting")),
+        "{:#?}",
+        agent.seen()
+    );
+}
