@@ -206,7 +206,7 @@ mod tests {
         assert!(!verify(
             &proof,
             &exporter,
-            "123456780".parse().unwrap(),
+            "123456780".parse::<SessionId>().unwrap(),
             Some(&ticket)
         ));
         assert!(!verify(&proof, &exporter, id, None));
