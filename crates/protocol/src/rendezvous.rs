@@ -724,7 +724,11 @@ mod tests {
         assert_ne!(m, proof_message(&[8; 32], id, Some(&ticket)));
         assert_ne!(
             m,
-            proof_message(&exporter, "123456780".parse::<SessionId>().unwrap(), Some(&ticket))
+            proof_message(
+                &exporter,
+                "123456780".parse::<SessionId>().unwrap(),
+                Some(&ticket)
+            )
         );
     }
 

@@ -296,7 +296,8 @@ fn another_session_or_relay_fails() {
 #[test]
 fn tampered_auth_fails_without_panic() {
     let d = device(1);
-    let tampers: Vec<Box<dyn FnOnce(&mut KeyViewerMessage)>> = vec![
+    type Tamper = Box<dyn FnOnce(&mut KeyViewerMessage)>;
+    let tampers: Vec<Tamper> = vec![
         Box::new(|m| {
             let KeyViewerMessage::Auth(a) = m;
             a.confirm[0] ^= 1;
