@@ -466,3 +466,92 @@ async fn the_window_works_with_the_keyboard_alone() {
     );
     agent.terminate(WAIT);
 }
+
+/// Runs `ponte-viewer` with `args` in `w` and checks it succeeded.
+fn viewer_cli(w: &World, args: &[&str]) {
+    let mut cmd = w.command("ponte-viewer");
+    cmd.args(args);
+    let out = run_with_timeout(cmd, WAIT);
+    assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_window_asks_about_quick_access_and_keeps_the_customers_yes() {
+    let x = Xvfb::start(1024, 800);
+    let w = World::new().await;
+    // A verified assistant: Alice, certified by ACME Support, whom the customer's agent trusts.
+    let identity = w.path("alice");
+    let org = w.path("acme");
+    let identity_dir = identity.to_str().unwrap();
+    viewer_cli(
+        &w,
+        &[
+            "identity",
+            "new",
+            "--name",
+            "Alice Example",
+            "--identity-dir",
+            identity_dir,
+        ],
+    );
+    viewer_cli(&w, &["org", "new", "--out", org.to_str().unwrap()]);
+    let certify = [
+        "org".to_owned(),
+        "certify".into(),
+        "--org-key".into(),
+        format!("{}.key.pem", org.display()),
+        "--assistant".into(),
+        identity.join("assistant.pub.pem").display().to_string(),
+        "--name".into(),
+        "Alice Example".into(),
+        "--organisation".into(),
+        "ACME Support".into(),
+        "--out".into(),
+        identity.join("assistant.cert.pem").display().to_string(),
+    ];
+    viewer_cli(&w, &certify.iter().map(String::as_str).collect::<Vec<_>>());
+    let org_pub = format!("{}.pub.pem", org.display());
+
+    let mut agent = window_agent(&w, &x, "C.UTF-8", &["--trust-org", &org_pub]);
+    let (id, code) = wait_for(&x, "quick-waiting", id_and_code);
+    let (credentials, created) = ponte_viewer::identity::load_or_create(&identity).unwrap();
+    assert!(!created);
+    let viewer = w.assistant_as(&id, &code, credentials).await;
+    wait_for_phrase(&x, "quick-consent", "ACME Support");
+    click(&x, wait_for_phrase(&x, "quick-consent", "Terminal"));
+    click(&x, wait_for_phrase(&x, "quick-consent", "Allow selected"));
+    viewer.consent(WAIT).await.expect("the customer allowed");
+
+    // The assistant asks; the window puts the question to the customer, who clicks Allow.
+    let asking = tokio::spawn(async move {
+        let answer = viewer.request_quick_access(true, 30).await;
+        (answer, viewer)
+    });
+    wait_for_phrase(&x, "quick-question", "connect without a code");
+    // OCR does not read the short button labels on their fills; the Allow button sits
+    // below and right of the "Allow?" line (Deny, then Allow, each 140 px wide).
+    let allow = wait_for(&x, "quick-question", |seen| {
+        let w = seen.words.iter().find(|w| w.text == "Allow?")?;
+        Some((w.x + 244, w.y + w.h / 2 + 39))
+    });
+    click(&x, allow);
+    let (answer, viewer) = asking.await.unwrap();
+    let grant = answer.unwrap().expect("the customer said yes in the window");
+    let now = ponte_session::now_unix();
+    let days = grant.not_after.saturating_sub(now) / 86_400;
+    assert!((29..=30).contains(&days), "{days} days");
+    // Kept on the customer's computer, with what they granted to pre-select next time.
+    let trusted: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(w.path("config/ponte/trusted.json")).unwrap()).unwrap();
+    let entry = &trusted["entries"][0];
+    assert_eq!(entry["organisation"], "ACME Support", "{trusted}");
+    assert_eq!(entry["without_asking"], false, "{trusted}");
+    // The activity log says so (the line wraps: read the text, not a phrase on one line).
+    wait_for(&x, "quick-granted", |seen| {
+        seen.text()
+            .contains("may now connect without a code")
+            .then_some(())
+    });
+    viewer.quit().await;
+    agent.terminate(WAIT);
+}
