@@ -304,3 +304,39 @@ async fn removed_expired_and_other_organisations_are_turned_away() {
         agent.seen()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_opt_in_removed_while_the_agent_waits_no_longer_opens_it() {
+    let w = World::new().await;
+    let acme = certified(&w, "alice", "Alice Example", "acme", "ACME Support");
+    opt_in(&w, &acme, "alice", "Rossi");
+    let (mut agent, _, _) = w.text_agent(&["--trust-org", &acme]);
+    agent.expect("Also waiting for Alice Example");
+    // The customer takes it back without closing Ponte.
+    let mut remove = w.command("ponte-agent");
+    remove.args(["trusted", "remove", "1"]);
+    let out = run_with_timeout(remove, WAIT);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = viewer_in_background(
+        &w,
+        &[
+            "--device",
+            "Rossi",
+            "--identity-dir",
+            w.path("alice").to_str().unwrap(),
+        ],
+        "exec echo opened\nquit\n",
+    )
+    .join()
+    .unwrap();
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    assert!(!text(&out.stdout).contains("opened"));
+    agent.lines_within(Duration::from_millis(500));
+    assert!(
+        !agent.seen().iter().any(|l| l.contains("verified: Alice Example")),
+        "no consent question for a removed opt-in: {:#?}",
+        agent.seen()
+    );
+    agent.send("end");
+    agent.wait(WAIT);
+}

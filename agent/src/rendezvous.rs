@@ -236,13 +236,21 @@ pub async fn pair(
                 RelayMessage::Redirect { .. } => {}
                 RelayMessage::PairedDevice { session } => {
                     events.emit(Event::Attempt(Attempt::Connecting));
+                    // The customer may have taken an opt-in back (`ponte-agent trusted remove`)
+                    // since the agent registered: every attempt reads the file again, and only
+                    // the key whose tag was registered answers.
+                    let registered = trusted.as_ref().and_then(Trusted::device).map(|d| d.public());
+                    let current = load_trusted(config)
+                        .ok()
+                        .flatten()
+                        .filter(|t| t.device().map(|d| d.public()) == registered);
                     // Only an agent that registered its device tag, for this session, runs the
                     // key handshake; anything else is a relay error and the viewer is let go.
-                    let device = trusted
+                    let device = current
                         .as_ref()
                         .and_then(Trusted::device)
                         .filter(|_| session == id);
-                    let outcome = match (device, &trusted) {
+                    let outcome = match (device, &current) {
                         (Some(device), Some(trusted)) => {
                             let context = ponte_session::handshake::context(&client, id)?;
                             let connection = client.connection().clone();
@@ -263,7 +271,7 @@ pub async fn pair(
                     };
                     let error = match outcome {
                         Ok((session, control, admitted)) => {
-                            let quick = trusted.and_then(|t| t.entries().get(admitted.admission).cloned());
+                            let quick = current.and_then(|t| t.entries().get(admitted.admission).cloned());
                             return Ok(Some(Paired {
                                 client,
                                 session,
