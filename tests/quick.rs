@@ -340,3 +340,22 @@ async fn an_opt_in_removed_while_the_agent_waits_no_longer_opens_it() {
     agent.send("end");
     agent.wait(WAIT);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_question_goes_away_with_the_session() {
+    let w = World::new().await;
+    let acme = certified(&w, "alice", "Alice Example", "acme", "ACME Support");
+    let (mut agent, id, code) = w.text_agent(&["--allow", "terminal", "--trust-org", &acme]);
+    let (credentials, _) = ponte_viewer::identity::load_or_create(&w.path("alice")).unwrap();
+    let viewer = w.assistant_as(&id, &code, credentials).await;
+    // The assistant asks and goes away before the customer answers.
+    let asking = tokio::spawn(async move { viewer.request_quick_access(false, 30).await });
+    agent.expect("connect without a code whenever you start Ponte");
+    asking.abort();
+    agent.expect("That question was withdrawn");
+    agent.expect("Session ended");
+    // A late yes stores nothing.
+    agent.send("y");
+    agent.wait(WAIT);
+    assert!(!trusted_file(&w).exists(), "nothing was stored");
+}

@@ -198,6 +198,8 @@ pub async fn run(
     let mut last = granted;
     // One quick-access request per session: a viewer cannot queue questions or flood the log.
     let mut quick_asked = false;
+    // The question outlives no session: aborted at the end, which withdraws it.
+    let mut quick_question: Option<tokio::task::JoinHandle<()>> = None;
     let reason = loop {
         tokio::select! {
             stream = session.accept() => match stream {
@@ -221,7 +223,8 @@ pub async fn run(
                         let _ = to_assistant.send(Control::QuickAccess(None));
                     } else {
                         let request = QuickRequest { organisation, days, grants: grants.now() };
-                        offer_quick_access(config, events, questions, &peer, request, to_assistant.clone());
+                        quick_question =
+                            offer_quick_access(config, events, questions, &peer, request, to_assistant.clone());
                     }
                 }
                 Ok(None) | Err(_) => break crate::t!(tr, "ended-assistant-left"),
@@ -258,6 +261,9 @@ pub async fn run(
             Some(_) = requests.join_next() => {}
         }
     };
+    if let Some(question) = quick_question {
+        question.abort();
+    }
     // Every lease ends: running requests stop, their processes and partial files with them.
     grants.end();
     let _ = tokio::time::timeout(WIND_DOWN, async { while requests.join_next().await.is_some() {} }).await;
@@ -294,7 +300,7 @@ fn offer_quick_access(
     peer: &PeerIdentity,
     request: QuickRequest,
     to_assistant: mpsc::UnboundedSender<Control>,
-) {
+) -> Option<tokio::task::JoinHandle<()>> {
     let tr = events.tr();
     let (
         PeerIdentity::Verified {
@@ -308,7 +314,7 @@ fn offer_quick_access(
             events.activity(Kind::Refused, crate::t!(tr, "quick-unverified"));
         }
         let _ = to_assistant.send(Control::QuickAccess(None));
-        return;
+        return None;
     };
     let scope = if request.organisation {
         TrustScope::Organisation
@@ -325,7 +331,9 @@ fn offer_quick_access(
         grants: request.grants,
     };
     let (events, questions, peer) = (events.clone(), questions.clone(), peer.clone());
-    tokio::spawn(async move {
+    // Only the answer is awaited: once it came, storing and telling the assistant run to the
+    // end, so an abort never leaves an opt-in the assistant did not hear of.
+    Some(tokio::spawn(async move {
         let tr = events.tr();
         let grant = if questions.ask(question).await == Answer::Yes {
             let stored = Trusted::load(&path).and_then(|mut trusted| {
@@ -358,7 +366,7 @@ fn offer_quick_access(
             None
         };
         let _ = to_assistant.send(Control::QuickAccess(grant));
-    });
+    }))
 }
 
 /// Lets the writer deliver what is queued, then closes the connection; returns `reason`.
