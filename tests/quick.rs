@@ -359,3 +359,35 @@ async fn the_question_goes_away_with_the_session() {
     agent.wait(WAIT);
     assert!(!trusted_file(&w).exists(), "nothing was stored");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_name_the_address_book_cannot_keep_is_refused_before_the_customer_is_asked() {
+    let w = World::new().await;
+    let acme = certified(&w, "alice", "Alice Example", "acme", "ACME Support");
+    let (mut agent, id, code) = w.text_agent(&["--allow", "terminal", "--trust-org", &acme]);
+    let out = viewer_in_background(
+        &w,
+        &[
+            &id,
+            "--code",
+            &code,
+            "--identity-dir",
+            w.path("alice").to_str().unwrap(),
+        ],
+        "remember ../../etc/Rossi\nquit\n",
+    )
+    .join()
+    .unwrap();
+    assert!(!out.status.success());
+    agent.expect("Session ended");
+    assert!(
+        !agent
+            .seen()
+            .iter()
+            .any(|l| l.contains("connect without a code whenever")),
+        "the customer was asked: {:#?}",
+        agent.seen()
+    );
+    agent.wait(WAIT);
+    assert!(!trusted_file(&w).exists(), "nothing was stored");
+}

@@ -353,11 +353,13 @@ impl Runner {
                 organisation,
                 days,
             } => {
+                // The address book first: the customer answers once per session.
+                let path = ponte_viewer::devices::Devices::default_path();
+                let mut book = ponte_viewer::devices::Devices::load(&path)?;
+                book.can_add(&name)?;
                 eprintln!("[ponte] asking the customer for quick access…");
                 match self.viewer.request_quick_access(organisation, days).await? {
                     Some(grant) => {
-                        let path = ponte_viewer::devices::Devices::default_path();
-                        let mut book = ponte_viewer::devices::Devices::load(&path)?;
                         book.add(&name, grant)?;
                         book.save()?;
                         eprintln!(

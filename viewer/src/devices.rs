@@ -151,13 +151,21 @@ impl Devices {
             .ok_or_else(|| DevicesError::Unknown(name.to_owned()))
     }
 
-    /// Remembers `grant` under `name`, replacing a device of that name.
-    pub fn add(&mut self, name: &str, grant: QuickAccessGrant) -> Result<(), DevicesError> {
+    /// Whether a device can be kept under `name` (new, or replacing the one of that name):
+    /// checked before the customer is asked, so their yes is never lost to a bad name or a
+    /// full address book.
+    pub fn can_add(&self, name: &str) -> Result<(), DevicesError> {
         check_name(name)?;
-        self.devices.retain(|d| d.name != name);
-        if self.devices.len() >= MAX_DEVICES {
+        if self.devices.len() >= MAX_DEVICES && !self.devices.iter().any(|d| d.name == name) {
             return Err(DevicesError::Full);
         }
+        Ok(())
+    }
+
+    /// Remembers `grant` under `name`, replacing a device of that name.
+    pub fn add(&mut self, name: &str, grant: QuickAccessGrant) -> Result<(), DevicesError> {
+        self.can_add(name)?;
+        self.devices.retain(|d| d.name != name);
         self.devices.push(Device {
             name: name.to_owned(),
             key: grant.device,
