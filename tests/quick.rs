@@ -70,6 +70,19 @@ fn viewer_in_background(w: &World, connect: &[&str], batch: &str) -> std::thread
     std::thread::spawn(move || run_with_timeout(cmd, WAIT))
 }
 
+/// `ponte-viewer connect --device DEVICE` as the assistant whose identity is in `identity`,
+/// running `batch`; waits for it.
+fn by_device(w: &World, device: &str, identity: &str, batch: &str) -> Output {
+    let identity = w.path(identity);
+    viewer_in_background(
+        w,
+        &["--device", device, "--identity-dir", identity.to_str().unwrap()],
+        batch,
+    )
+    .join()
+    .unwrap()
+}
+
 fn answer(agent: &mut ponte_tests::Running, prompt: &str, yes: bool) -> String {
     let line = agent.expect(prompt);
     std::thread::sleep(SETTLE);
@@ -211,18 +224,7 @@ async fn removed_expired_and_other_organisations_are_turned_away() {
     // allowed quick access) who got hold of the device's key: refused, and the customer is told.
     let (mut agent, _, _) = w.text_agent(&["--trust-org", &acme, "--trust-org", &other]);
     agent.expect("Also waiting for Alice Example, ACME Support (only this assistant)");
-    let out = viewer_in_background(
-        &w,
-        &[
-            "--device",
-            "Rossi",
-            "--identity-dir",
-            w.path("mallory").to_str().unwrap(),
-        ],
-        "quit\n",
-    )
-    .join()
-    .unwrap();
+    let out = by_device(&w, "Rossi", "mallory", "quit\n");
     assert!(!out.status.success());
     agent.expect("verified: Mallory, Other Support tried to connect without a code");
     assert!(
@@ -245,18 +247,7 @@ async fn removed_expired_and_other_organisations_are_turned_away() {
     agent.wait(WAIT);
     let (mut agent, _, _) = w.text_agent(&["--trust-org", &acme]);
     agent.expect("Also waiting for");
-    let out = viewer_in_background(
-        &w,
-        &[
-            "--device",
-            "Rossi",
-            "--identity-dir",
-            w.path("alice").to_str().unwrap(),
-        ],
-        "quit\n",
-    )
-    .join()
-    .unwrap();
+    let out = by_device(&w, "Rossi", "alice", "quit\n");
     assert!(!out.status.success());
     agent.expect("verified: Alice Example, ACME Support tried to connect without a code");
 
@@ -279,18 +270,7 @@ async fn removed_expired_and_other_organisations_are_turned_away() {
     remove.args(["trusted", "remove", "1"]);
     assert!(!run_with_timeout(remove, WAIT).status.success());
     let (agent, _, _) = w.text_agent(&["--trust-org", &acme]);
-    let out = viewer_in_background(
-        &w,
-        &[
-            "--device",
-            "Rossi",
-            "--identity-dir",
-            w.path("alice").to_str().unwrap(),
-        ],
-        "quit\n",
-    )
-    .join()
-    .unwrap();
+    let out = by_device(&w, "Rossi", "alice", "quit\n");
     assert!(!out.status.success());
     assert!(
         text(&out.stderr).contains("ask them to start ponte-agent"),
@@ -317,18 +297,7 @@ async fn an_opt_in_removed_while_the_agent_waits_no_longer_opens_it() {
     remove.args(["trusted", "remove", "1"]);
     let out = run_with_timeout(remove, WAIT);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let out = viewer_in_background(
-        &w,
-        &[
-            "--device",
-            "Rossi",
-            "--identity-dir",
-            w.path("alice").to_str().unwrap(),
-        ],
-        "exec echo opened\nquit\n",
-    )
-    .join()
-    .unwrap();
+    let out = by_device(&w, "Rossi", "alice", "exec echo opened\nquit\n");
     assert!(!out.status.success(), "{}", text(&out.stdout));
     assert!(!text(&out.stdout).contains("opened"));
     agent.lines_within(Duration::from_millis(500));
