@@ -161,6 +161,8 @@ macro_rules! framed {
         }
     };
 }
+// The key handshake's messages are framed the same way.
+pub(crate) use framed;
 framed!(AgentMessage);
 framed!(ViewerMessage);
 

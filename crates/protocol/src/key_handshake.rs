@@ -71,24 +71,8 @@ pub enum KeyViewerMessage {
     Auth(KeyViewerAuth),
 }
 
-macro_rules! framed {
-    ($t:ty) => {
-        impl $t {
-            /// Encodes the message as a frame.
-            pub fn encode(&self) -> Vec<u8> {
-                // Bounded by construction like the code handshake's messages.
-                frame::encode(self, MAX_MESSAGE).unwrap_or_default()
-            }
-
-            /// Decodes one complete frame.
-            pub fn decode(bytes: &[u8]) -> Result<Self, FrameError> {
-                frame::decode(bytes, MAX_MESSAGE)
-            }
-        }
-    };
-}
-framed!(KeyAgentMessage);
-framed!(KeyViewerMessage);
+crate::handshake::framed!(KeyAgentMessage);
+crate::handshake::framed!(KeyViewerMessage);
 
 /// Whom one of the customer's opt-ins lets reconnect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
