@@ -8,8 +8,7 @@
 //! goes with it, so a stolen copy of an old key stops being worth anything to the thief once
 //! assistants are given a new one.
 
-use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use ponte_protocol::app::Grants;
@@ -186,12 +185,6 @@ impl Trusted {
                 _ => Ok(()),
             };
         }
-        let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(io(dir))?;
         let file = FileFormat {
             device_key: self.device.as_ref().map(|d| {
                 let bytes = d.to_bytes();
@@ -200,18 +193,7 @@ impl Trusted {
             entries: self.entries.clone(),
         };
         let text = zeroize::Zeroizing::new(serde_json::to_string_pretty(&file).unwrap_or_default());
-        let partial = dir.join(format!(".trusted.json.{}.partial", std::process::id()));
-        let _ = std::fs::remove_file(&partial);
-        let mut out = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&partial)
-            .map_err(io(&partial))?;
-        out.write_all(text.as_bytes())
-            .and_then(|()| out.sync_all())
-            .map_err(io(&partial))?;
-        std::fs::rename(&partial, path).map_err(io(path))
+        ponte_session::private_file::replace(path, text.as_bytes()).map_err(io(path))
     }
 
     /// Every opt-in, expired ones included (the customer may want to see and remove them).

@@ -6,8 +6,6 @@
 //! One JSON file (`<config dir>/ponte/devices.json`), written 0600: it tells who the
 //! assistant's customers are.
 
-use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 use ponte_protocol::app::QuickAccessGrant;
@@ -113,29 +111,11 @@ impl Devices {
 
     /// Writes the address book (0600, replaced atomically).
     pub fn save(&self) -> Result<(), DevicesError> {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        let io = |path: &Path| {
-            let path = path.to_owned();
-            move |source| DevicesError::Io { path, source }
-        };
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(io(dir))?;
         let text = serde_json::to_string_pretty(&self.devices).unwrap_or_default();
-        let partial = dir.join(format!(".devices.json.{}.partial", std::process::id()));
-        let _ = std::fs::remove_file(&partial);
-        let mut out = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&partial)
-            .map_err(io(&partial))?;
-        out.write_all(text.as_bytes())
-            .and_then(|()| out.sync_all())
-            .map_err(io(&partial))?;
-        std::fs::rename(&partial, &self.path).map_err(io(&self.path))
+        ponte_session::private_file::replace(&self.path, text.as_bytes()).map_err(|source| DevicesError::Io {
+            path: self.path.clone(),
+            source,
+        })
     }
 
     /// Every device, in the order added.

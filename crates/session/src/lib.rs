@@ -10,6 +10,7 @@ pub mod connect;
 pub mod files;
 pub mod handshake;
 pub mod known_relays;
+pub mod private_file;
 pub mod secure;
 
 use ponte_protocol::handshake::HandshakeError;
