@@ -360,3 +360,39 @@ async fn a_name_the_address_book_cannot_keep_is_refused_before_the_customer_is_a
     agent.wait(WAIT);
     assert!(!trusted_file(&w).exists(), "nothing was stored");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_requests_asks_the_customer_once() {
+    // A modified viewer sends the request twenty times at once: one question, the rest
+    // refused without bothering the customer.
+    let w = World::new().await;
+    let acme = certified(&w, "alice", "Alice Example", "acme", "ACME Support");
+    let (mut agent, id, code) = w.text_agent(&["--allow", "terminal", "--trust-org", &acme]);
+    let (credentials, _) = ponte_viewer::identity::load_or_create(&w.path("alice")).unwrap();
+    let viewer = std::sync::Arc::new(w.assistant_as(&id, &code, credentials).await);
+    let asks: Vec<_> = (0..20)
+        .map(|n| {
+            let viewer = viewer.clone();
+            tokio::spawn(async move { viewer.request_quick_access(n % 2 == 0, u32::MAX).await })
+        })
+        .collect();
+    answer(
+        &mut agent,
+        "connect without a code whenever you start Ponte",
+        false,
+    );
+    for ask in asks {
+        assert_eq!(ask.await.unwrap().unwrap(), None);
+    }
+    agent.lines_within(Duration::from_millis(500));
+    let questions = agent
+        .seen()
+        .iter()
+        .filter(|l| l.contains("connect without a code whenever"))
+        .count();
+    assert_eq!(questions, 1, "{:#?}", agent.seen());
+    assert!(!trusted_file(&w).exists(), "nothing was stored");
+    viewer.quit().await;
+    agent.send("end");
+    agent.wait(WAIT);
+}
