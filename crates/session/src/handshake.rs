@@ -111,30 +111,18 @@ pub async fn viewer(
         Some(Refusal::Burned) => SessionError::Handshake(HandshakeError::Burned),
         _ => e,
     };
-    let (mut send, mut recv) = tokio::time::timeout(HANDSHAKE_TIMEOUT, connection.accept_bi())
-        .await
-        .map_err(|_| SessionError::Timeout)?
-        .map_err(|e| released(e.into()))?;
-    let hello = framed::read_timeout::<AgentMessage>(&mut recv, MAX_MESSAGE, HANDSHAKE_TIMEOUT)
-        .await
-        .map_err(|e| released(framed_error(e)))?
-        .ok_or(SessionError::UnexpectedEnd)?;
-    let (auth, waiting) =
-        ViewerHandshake::new(ctx, code).receive_hello(&hello, credentials, &mut os_rng())?;
-    framed::write(&mut send, &auth.encode())
-        .await
-        .map_err(|e| released(framed_error(e)))?;
-    let answer = framed::read_timeout::<AgentMessage>(&mut recv, MAX_MESSAGE, HANDSHAKE_TIMEOUT)
-        .await
-        .map_err(|e| released(framed_error(e)))?;
-    let Some(answer) = answer else {
-        // The agent closed the stream without a word: treat like a rejection if the relay says so.
-        let closed = tokio::time::timeout(Duration::from_secs(3), connection.closed()).await;
-        return Err(match closed {
-            Ok(e) => released(e.into()),
-            Err(_) => SessionError::UnexpectedEnd,
-        });
-    };
+    let (send, recv, waiting, answer) = viewer_exchange::<AgentMessage, _>(
+        &connection,
+        released,
+        |hello| {
+            let (auth, waiting) =
+                ViewerHandshake::new(ctx, code).receive_hello(hello, credentials, &mut os_rng())?;
+            Ok((auth.encode(), waiting))
+        },
+        // The agent closed the stream without a word: a rejection if the relay says so.
+        SessionError::UnexpectedEnd,
+    )
+    .await?;
     let keys = waiting.receive_confirm(&answer)?;
     let session = Session::new(connection, keys);
     let control = session.control(send, recv).await?;
@@ -221,32 +209,58 @@ pub async fn viewer_key(
         )),
         _ => e,
     };
-    let (mut send, mut recv) = tokio::time::timeout(HANDSHAKE_TIMEOUT, connection.accept_bi())
-        .await
-        .map_err(|_| SessionError::Timeout)?
-        .map_err(|e| released(e.into()))?;
-    let hello = framed::read_timeout::<KeyAgentMessage>(&mut recv, MAX_MESSAGE, HANDSHAKE_TIMEOUT)
-        .await
-        .map_err(|e| released(framed_error(e)))?
-        .ok_or(SessionError::UnexpectedEnd)?;
-    let (auth, waiting) =
-        KeyViewerHandshake::new(ctx, device).receive_hello(&hello, credentials, &mut os_rng())?;
-    framed::write(&mut send, &auth.encode())
-        .await
-        .map_err(|e| released(framed_error(e)))?;
-    let answer = framed::read_timeout::<KeyAgentMessage>(&mut recv, MAX_MESSAGE, HANDSHAKE_TIMEOUT)
-        .await
-        .map_err(|e| released(framed_error(e)))?;
-    let Some(answer) = answer else {
+    let (send, recv, waiting, answer) = viewer_exchange::<KeyAgentMessage, _>(
+        &connection,
+        released,
+        |hello| {
+            let (auth, waiting) =
+                KeyViewerHandshake::new(ctx, device).receive_hello(hello, credentials, &mut os_rng())?;
+            Ok((auth.encode(), waiting))
+        },
         // Closing without a word is no proof of holding the device key.
-        let closed = tokio::time::timeout(Duration::from_secs(3), connection.closed()).await;
-        return Err(match closed {
-            Ok(e) => released(e.into()),
-            Err(_) => SessionError::Handshake(HandshakeError::WrongDevice),
-        });
-    };
+        SessionError::Handshake(HandshakeError::WrongDevice),
+    )
+    .await?;
     let keys = waiting.receive_confirm(&answer)?;
     let session = Session::new(connection, keys);
     let control = session.control(send, recv).await?;
     Ok((session, control))
+}
+
+/// The viewer's half of either handshake on the stream the agent opens: reads the agent's
+/// hello, sends what `respond` makes of it, and reads the agent's answer — each within
+/// [`HANDSHAKE_TIMEOUT`]. `released` explains a close by the relay; `silent` is the error when
+/// the agent closes the stream without answering and the relay does not say why.
+async fn viewer_exchange<M, W>(
+    connection: &quinn::Connection,
+    released: impl Fn(SessionError) -> SessionError,
+    respond: impl FnOnce(&M) -> Result<(Vec<u8>, W), SessionError>,
+    silent: SessionError,
+) -> Result<(quinn::SendStream, quinn::RecvStream, W, M), SessionError>
+where
+    M: serde::Serialize + serde::de::DeserializeOwned,
+{
+    let (mut send, mut recv) = tokio::time::timeout(HANDSHAKE_TIMEOUT, connection.accept_bi())
+        .await
+        .map_err(|_| SessionError::Timeout)?
+        .map_err(|e| released(e.into()))?;
+    let hello = framed::read_timeout::<M>(&mut recv, MAX_MESSAGE, HANDSHAKE_TIMEOUT)
+        .await
+        .map_err(|e| released(framed_error(e)))?
+        .ok_or(SessionError::UnexpectedEnd)?;
+    let (auth, waiting) = respond(&hello)?;
+    framed::write(&mut send, &auth)
+        .await
+        .map_err(|e| released(framed_error(e)))?;
+    let answer = framed::read_timeout::<M>(&mut recv, MAX_MESSAGE, HANDSHAKE_TIMEOUT)
+        .await
+        .map_err(|e| released(framed_error(e)))?;
+    let Some(answer) = answer else {
+        let closed = tokio::time::timeout(Duration::from_secs(3), connection.closed()).await;
+        return Err(match closed {
+            Ok(e) => released(e.into()),
+            Err(_) => silent,
+        });
+    };
+    Ok((send, recv, waiting, answer))
 }
