@@ -159,7 +159,11 @@ async fn after_opting_in_the_assistant_reconnects_by_device_without_a_code() {
     );
     agent.expect("verified: Alice Example, ACME Support");
     agent.expect("Pre-selected from last time (quick access): Terminal");
-    answer(&mut agent, "run commands and a terminal", true);
+    // Enter keeps what is pre-selected ([Y/n]); the others still default to no.
+    let line = agent.expect("run commands and a terminal");
+    assert!(line.contains("[Y/n]"), "{line}");
+    std::thread::sleep(SETTLE);
+    agent.send("");
     for prompt in [
         "put files",
         "copy files",
@@ -395,4 +399,67 @@ async fn a_flood_of_requests_asks_the_customer_once() {
     viewer.quit().await;
     agent.send("end");
     agent.wait(WAIT);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_customer_chooses_how_long() {
+    // The assistant proposes 90 days; the customer answers "y 30" (after a period the agent
+    // does not take), and the opt-in lasts 30 days, on both sides.
+    let w = World::new().await;
+    let acme = certified(&w, "alice", "Alice Example", "acme", "ACME Support");
+    let (mut agent, id, code) = w.text_agent(&["--allow", "terminal", "--trust-org", &acme]);
+    let (credentials, _) = ponte_viewer::identity::load_or_create(&w.path("alice")).unwrap();
+    let viewer = w.assistant_as(&id, &code, credentials).await;
+    viewer.consent(WAIT).await.expect("allowed by --allow");
+    let asking = tokio::spawn(async move { (viewer.request_quick_access(true, 90).await, viewer) });
+    agent.expect("For 90 days, until");
+    agent.expect("y 30");
+    std::thread::sleep(SETTLE);
+    agent.send("y 400");
+    agent.expect("a number of days from 1 to 365");
+    agent.send("y 30");
+    let (answer, viewer) = asking.await.unwrap();
+    let grant = answer.unwrap().expect("the customer said yes");
+    let trusted: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(trusted_file(&w)).unwrap()).unwrap();
+    let entry = &trusted["entries"][0];
+    let (created, not_after) = (entry["created"].as_u64().unwrap(), entry["not_after"].as_u64().unwrap());
+    assert_eq!(not_after - created, 30 * 86_400, "{trusted}");
+    assert_eq!(grant.not_after, not_after, "the assistant is told the customer's period");
+    assert_eq!(entry["without_asking"], false, "{trusted}");
+    // One opt-in per session: a second request is refused, and the assistant is not handed
+    // the first answer again.
+    assert_eq!(viewer.request_quick_access(true, 90).await.unwrap(), None);
+    viewer.quit().await;
+    agent.expect("Session ended");
+    agent.wait(WAIT);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn allowed_without_asking_skips_the_consent_screen_not_the_customers_eyes() {
+    let w = World::new().await;
+    let acme = certified(&w, "alice", "Alice Example", "acme", "ACME Support");
+    opt_in(&w, &acme, "alice", "Rossi");
+    // The customer ticked "allow without asking" (in the window: tests/window.rs); here the
+    // file says so.
+    let path = trusted_file(&w);
+    let mut trusted: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    trusted["entries"][0]["without_asking"] = true.into();
+    std::fs::write(&path, trusted.to_string()).unwrap();
+
+    let (mut agent, _, _) = w.text_agent(&["--trust-org", &acme]);
+    agent.expect("Also waiting for Alice Example, ACME Support (only this assistant)");
+    let out = by_device(&w, "Rossi", "alice", "exec echo auto-$((40+2))\nquit\n");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("auto-42"), "{}", text(&out.stdout));
+    // The customer is not asked, but sees who connected and what they may do.
+    agent.expect("Alice Example");
+    agent.expect("Allowed: Terminal");
+    agent.expect("Session ended");
+    agent.wait(WAIT);
+    assert!(
+        !agent.seen().iter().any(|l| l.contains("[y/N]") || l.contains("[Y/n]")),
+        "{:#?}",
+        agent.seen()
+    );
 }

@@ -528,9 +528,14 @@ async fn the_window_asks_about_quick_access_and_keeps_the_customers_yes() {
         (answer, viewer)
     });
     wait_for_phrase(&x, "quick-question", "connect without a code");
+    // The assistant proposed 30 days; the customer chooses a year, and lets the permissions
+    // granted now apply next time without asking.
+    click(&x, wait_for_phrase(&x, "quick-question", "365 days"));
+    click(&x, wait_for_phrase(&x, "quick-question", "without asking me"));
+    wait_for_phrase(&x, "quick-question-terms", "still see who connects");
     // OCR does not read the short button labels on their fills; the Allow button sits
     // below and right of the "Allow?" line (Deny, then Allow, each 140 px wide).
-    let allow = wait_for(&x, "quick-question", |seen| {
+    let allow = wait_for(&x, "quick-question-terms", |seen| {
         let w = seen.words.iter().find(|w| w.text == "Allow?")?;
         Some((w.x + 244, w.y + w.h / 2 + 39))
     });
@@ -539,13 +544,21 @@ async fn the_window_asks_about_quick_access_and_keeps_the_customers_yes() {
     let grant = answer.unwrap().expect("the customer said yes in the window");
     let now = ponte_session::now_unix();
     let days = grant.not_after.saturating_sub(now) / 86_400;
-    assert!((29..=30).contains(&days), "{days} days");
-    // Kept on the customer's computer, with what they granted to pre-select next time.
-    let trusted: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(w.path("config/ponte/trusted.json")).unwrap()).unwrap();
-    let entry = &trusted["entries"][0];
-    assert_eq!(entry["organisation"], "ACME Support", "{trusted}");
-    assert_eq!(entry["without_asking"], false, "{trusted}");
+    assert!((364..=365).contains(&days), "{days} days");
+    // Kept on the customer's computer, with what they granted, on their terms.
+    let trusted_file = w.path("config/ponte/trusted.json");
+    // (The file goes with its last entry.)
+    let entries = || match std::fs::read_to_string(&trusted_file) {
+        Ok(text) => serde_json::from_str::<serde_json::Value>(&text).unwrap()["entries"]
+            .as_array()
+            .unwrap()
+            .clone(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => panic!("{e}"),
+    };
+    let entry = &entries()[0];
+    assert_eq!(entry["organisation"], "ACME Support", "{entry}");
+    assert_eq!(entry["without_asking"], true, "{entry}");
     // The activity log says so (the line wraps: read the text, not a phrase on one line).
     wait_for(&x, "quick-granted", |seen| {
         seen.text()
@@ -553,5 +566,21 @@ async fn the_window_asks_about_quick_access_and_keeps_the_customers_yes() {
             .then_some(())
     });
     viewer.quit().await;
+
+    // After the session the window lists the opt-in, and the customer takes it back there.
+    let remove = wait_for(&x, "quick-list", |seen| {
+        seen.text().contains("who may connect without a code").then_some(())?;
+        let w = seen.words.iter().find(|w| w.text == "Remove")?;
+        Some((w.x + w.w / 2, w.y + w.h / 2))
+    });
+    click(&x, remove);
+    let deadline = std::time::Instant::now() + WAIT;
+    while !entries().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "still there: {:?}", entries());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    wait_for(&x, "quick-list-empty", |seen| {
+        (!seen.text().contains("who may connect without a code")).then_some(())
+    });
     agent.terminate(WAIT);
 }

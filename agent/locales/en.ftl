@@ -252,12 +252,27 @@ trusted-removed = Removed: { $who }. They need a new code to connect again.
 trusted-no-such = There is no number { $number }; see ponte-agent trusted list.
 trusted-organisation = any verified assistant of { $organisation } (asked by { $name })
 attempt-not-trusted = { $peer } tried to connect without a code, but you have not allowed that (or it expired or was removed). They were turned away.
-question-quick-access = Let { $who } connect without a code whenever you start Ponte, until { $until }?
+question-quick-access = Let { $who } connect without a code whenever you start Ponte?
+question-quick-access-until = { $days ->
+    [one] For one day, until { $until }.
+   *[other] For { $days } days, until { $until }.
+}
 question-quick-access-grants = Next time these permissions will be pre-selected: { $grants }. You will still see who connects and decide.
-question-quick-access-revoke = You can take it back at any time (ponte-agent trusted remove).
+question-quick-access-revoke = You can take it back at any time: in this window while Ponte waits, or with ponte-agent trusted remove.
 quick-waiting = Also waiting for { $who }: they can connect without a code (quick access).
 quick-granted = { $who } may now connect without a code until { $until }.
 quick-declined = Quick access was not allowed.
 quick-unverified = The assistant asked to connect without a code next time; that is possible only for verified assistants.
 quick-unavailable = Quick access is off: { $error }
 consent-remembered = Pre-selected from last time (quick access): { $grants }
+quick-list-remove = Remove
+quick-list-title = Quick access: who may connect without a code
+quick-without-asking-note = You will still see who connects, and can end the session at any time.
+quick-without-asking = Next time, allow these permissions at once without asking me
+quick-period-option = { $days ->
+    [one] one day (until { $until })
+   *[other] { $days } days (until { $until })
+}
+quick-period = For how long?
+question-quick-days = Type y and a number of days from 1 to 365 (e.g. y 30), or n.
+question-quick-text = Allow for { $days } days? [y/N] — or type y and another number of days, e.g. y 30

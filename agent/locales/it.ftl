@@ -250,12 +250,27 @@ trusted-removed = Rimosso: { $who }. Per ricollegarsi servirà un nuovo codice.
 trusted-no-such = Non esiste il numero { $number }; vedi ponte-agent trusted list.
 trusted-organisation = qualsiasi assistente verificato di { $organisation } (richiesto da { $name })
 attempt-not-trusted = { $peer } ha provato a collegarsi senza codice, ma non l'hai permesso (o il permesso è scaduto o è stato rimosso). È stato respinto.
-question-quick-access = Permettere a { $who } di collegarsi senza codice ogni volta che avvii Ponte, fino al { $until }?
+question-quick-access = Permettere a { $who } di collegarsi senza codice ogni volta che avvii Ponte?
+question-quick-access-until = { $days ->
+    [one] Per un giorno, fino al { $until }.
+   *[other] Per { $days } giorni, fino al { $until }.
+}
 question-quick-access-grants = La prossima volta questi permessi saranno già selezionati: { $grants }. Vedrai comunque chi si collega e deciderai tu.
-question-quick-access-revoke = Puoi revocarlo in qualsiasi momento (ponte-agent trusted remove).
+question-quick-access-revoke = Puoi revocarlo in qualsiasi momento: in questa finestra mentre Ponte attende, oppure con ponte-agent trusted remove.
 quick-waiting = In attesa anche di { $who }: può collegarsi senza codice (accesso rapido).
 quick-granted = { $who } può ora collegarsi senza codice fino al { $until }.
 quick-declined = L'accesso rapido non è stato permesso.
 quick-unverified = L'assistente ha chiesto di collegarsi senza codice la prossima volta; è possibile solo per assistenti verificati.
 quick-unavailable = Accesso rapido disattivato: { $error }
 consent-remembered = Già selezionati dall'ultima volta (accesso rapido): { $grants }
+quick-list-remove = Rimuovi
+quick-list-title = Accesso rapido: chi può collegarsi senza codice
+quick-without-asking-note = Vedrai comunque chi si collega e potrai terminare la sessione in qualsiasi momento.
+quick-without-asking = La prossima volta consenti subito questi permessi, senza chiedermelo
+quick-period-option = { $days ->
+    [one] un giorno (fino al { $until })
+   *[other] { $days } giorni (fino al { $until })
+}
+quick-period = Per quanto tempo?
+question-quick-days = Scrivi s e un numero di giorni da 1 a 365 (es. s 30), oppure n.
+question-quick-text = Consentire per { $days } giorni? [s/N] — oppure scrivi s e un altro numero di giorni, es. s 30

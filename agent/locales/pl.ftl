@@ -260,12 +260,27 @@ trusted-removed = Usunięto: { $who }. Do ponownego połączenia potrzebny będz
 trusted-no-such = Nie ma numeru { $number }; zobacz ponte-agent trusted list.
 trusted-organisation = każdy zweryfikowany asystent firmy { $organisation } (prośba od: { $name })
 attempt-not-trusted = { $peer } próbował połączyć się bez kodu, ale nie zezwolono na to (albo zgoda wygasła lub została usunięta). Odrzucono.
-question-quick-access = Pozwolić, aby { $who } łączył się bez kodu za każdym razem, gdy uruchomisz Ponte, do { $until }?
+question-quick-access = Pozwolić, aby { $who } łączył się bez kodu za każdym razem, gdy uruchomisz Ponte?
+question-quick-access-until = { $days ->
+    [one] Przez jeden dzień, do { $until }.
+   *[other] Przez { $days } dni, do { $until }.
+}
 question-quick-access-grants = Następnym razem te uprawnienia będą wstępnie zaznaczone: { $grants }. Nadal zobaczysz, kto się łączy, i zdecydujesz.
-question-quick-access-revoke = Możesz to cofnąć w każdej chwili (ponte-agent trusted remove).
+question-quick-access-revoke = Możesz to cofnąć w każdej chwili: w tym oknie, gdy Ponte czeka, albo poleceniem ponte-agent trusted remove.
 quick-waiting = Czekam też na: { $who } — może połączyć się bez kodu (szybki dostęp).
 quick-granted = { $who } może teraz łączyć się bez kodu do { $until }.
 quick-declined = Nie zezwolono na szybki dostęp.
 quick-unverified = Asystent poprosił o połączenie bez kodu następnym razem; jest to możliwe tylko dla zweryfikowanych asystentów.
 quick-unavailable = Szybki dostęp wyłączony: { $error }
 consent-remembered = Wstępnie zaznaczone z ostatniego razu (szybki dostęp): { $grants }
+quick-list-remove = Usuń
+quick-list-title = Szybki dostęp: kto może połączyć się bez kodu
+quick-without-asking-note = Nadal zobaczysz, kto się łączy, i w każdej chwili możesz zakończyć sesję.
+quick-without-asking = Następnym razem od razu zezwól na te uprawnienia, bez pytania mnie
+quick-period-option = { $days ->
+    [one] jeden dzień (do { $until })
+   *[other] { $days } dni (do { $until })
+}
+quick-period = Na jak długo?
+question-quick-days = Wpisz t i liczbę dni od 1 do 365 (np. t 30) albo n.
+question-quick-text = Zezwolić na { $days } dni? [t/N] — albo wpisz t i inną liczbę dni, np. t 30

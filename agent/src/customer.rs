@@ -4,6 +4,7 @@
 //! once (so a revocation stops what runs even while the session waits on a slow assistant);
 //! chat, consent and "end" are handed to the session.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -11,7 +12,7 @@ use ponte_protocol::app::Grants;
 use tokio::sync::{mpsc, watch};
 
 use crate::desktop::InjectedInput;
-use crate::frontend::{Event, Events, Input};
+use crate::frontend::{Event, Events, Input, Kind};
 use crate::grants::LiveGrants;
 use crate::questions::Questions;
 
@@ -38,6 +39,33 @@ pub async fn ended(end: &mut watch::Receiver<bool>) {
     let _ = end.wait_for(|ended| *ended).await;
 }
 
+/// Takes a quick-access opt-in back (from the window's list) and shows the list as it is now.
+fn untrust(path: Option<&std::path::Path>, events: &Events, entry: &crate::trusted::Entry) {
+    let Some(path) = path else { return };
+    let tr = events.tr();
+    let removed = crate::trusted::Trusted::load(path).and_then(|mut trusted| {
+        let removed = trusted.remove_entry(entry);
+        if removed {
+            trusted.save()?;
+        }
+        Ok((removed, trusted.entries().to_vec()))
+    });
+    match removed {
+        Ok((removed, entries)) => {
+            if removed {
+                let who = crate::phrases::trusted_who(tr, entry);
+                events.activity(Kind::Permissions, crate::t!(tr, "trusted-removed", who = who));
+            }
+            events.emit(Event::QuickAccess(entries));
+        }
+        Err(e) => events.emit(Event::Note(crate::t!(
+            tr,
+            "quick-unavailable",
+            error = e.to_string()
+        ))),
+    }
+}
+
 /// Starts routing `inputs`; returns what the session reads.
 pub fn route(
     mut inputs: mpsc::Receiver<crate::frontend::Input>,
@@ -45,6 +73,7 @@ pub fn route(
     questions: Questions,
     grants: LiveGrants,
     injected: InjectedInput,
+    trusted: Option<PathBuf>,
 ) -> Customer {
     let (consent_tx, consent) = mpsc::channel(1);
     let (chat_tx, chat) = mpsc::channel(64);
@@ -54,15 +83,20 @@ pub fn route(
     tokio::spawn(async move {
         while let Some(input) = inputs.recv().await {
             // What the assistant may have typed or clicked itself is not taken as the customer's.
-            let widening = matches!(input, Input::Grant(_) | Input::Answer { allow: true, .. });
+            let widening = match &input {
+                Input::Grant(_) => true,
+                Input::Answer { reply, .. } => reply.allows(),
+                _ => false,
+            };
             if widening && injected.recent() {
                 events.emit(Event::Note(crate::t!(events.tr(), "not-taken")));
                 continue;
             }
             match input {
-                Input::Answer { question, allow } => {
-                    questions.answer(question, allow);
+                Input::Answer { question, reply } => {
+                    questions.answer(question, reply);
                 }
+                Input::Untrust(entry) => untrust(trusted.as_deref(), &events, &entry),
                 Input::Consent(g) => {
                     let _ = consent_tx.try_send(g);
                 }

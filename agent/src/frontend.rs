@@ -103,6 +103,9 @@ pub enum Event {
         /// What went wrong (it may quote the relay).
         error: PeerText,
     },
+    /// The customer's quick-access opt-ins, as stored now (sent before the session ID and
+    /// after every change); take one back with [`Input::Untrust`].
+    QuickAccess(Vec<crate::trusted::Entry>),
     /// The session (or the wait for one) ended; the agent exits. The last event.
     Ended {
         /// Why.
@@ -269,15 +272,44 @@ pub enum Question {
         /// Why this is asked.
         why: Vec<Why>,
     },
-    /// The (verified) assistant asks to connect later without a code.
+    /// The (verified) assistant asks to connect later without a code. The customer chooses
+    /// for how long (answer with [`Reply::QuickAccess`]; a plain yes takes `days`).
     QuickAccess {
         /// Who would be let in (already a sentence: the assistant, or their organisation).
         who: String,
-        /// Until when, seconds since the Unix epoch.
-        until: u64,
+        /// The period proposed, in days (1 to [`crate::trusted::MAX_DAYS`]).
+        days: u32,
         /// The permissions that would be pre-selected next time.
         grants: Grants,
     },
+}
+
+/// The customer's terms for a quick-access opt-in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuickTerms {
+    /// How long it lasts (clamped to 1 to [`crate::trusted::MAX_DAYS`]).
+    pub days: u32,
+    /// The permissions granted now apply next time without the consent screen (the customer
+    /// still sees who connected and can stop everything).
+    pub without_asking: bool,
+}
+
+/// The customer's answer to a question.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    /// No.
+    No,
+    /// Yes (to a quick-access question: on the terms proposed).
+    Yes,
+    /// Yes to a quick-access question, on the customer's own terms.
+    QuickAccess(QuickTerms),
+}
+
+impl Reply {
+    /// Whether it is a yes.
+    pub fn allows(self) -> bool {
+        self != Reply::No
+    }
 }
 
 /// What the customer tells the core.
@@ -290,8 +322,10 @@ pub enum Input {
         /// The question answered.
         question: QuestionId,
         /// Yes or no.
-        allow: bool,
+        reply: Reply,
     },
+    /// Take back a quick-access opt-in (as listed in [`Event::QuickAccess`]).
+    Untrust(crate::trusted::Entry),
     /// Allow this from now on.
     Grant(Capability),
     /// Stop allowing this, and stop whatever runs under it.

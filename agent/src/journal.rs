@@ -139,7 +139,8 @@ impl Journal {
                 grants = phrases::grants(tr, *granted)
             )),
             // The permissions and screen activity lines say it.
-            Event::Grants(_) | Event::Sharing { .. } => {}
+            // Changes to the list are activity lines of their own.
+            Event::Grants(_) | Event::Sharing { .. } | Event::QuickAccess(_) => {}
             Event::Question { id, question } => write(t!(
                 tr,
                 "log-question",

@@ -62,6 +62,7 @@ pub async fn run(config: Config, frontend: Frontend) -> anyhow::Result<()> {
         questions.clone(),
         grants.clone(),
         injected.clone(),
+        config.trusted.clone(),
     );
     let result = async {
         process::adopt_orphans().context("becoming the reaper of the assistant's processes")?;

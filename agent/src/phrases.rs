@@ -231,16 +231,13 @@ pub fn question(tr: &Tr, question: &Question) -> Vec<String> {
             }
             (line, why.as_slice())
         }
-        Question::QuickAccess {
-            who,
-            until,
-            grants: g,
-        } => {
+        Question::QuickAccess { who, days, grants: g } => {
+            lines.push(t!(tr, "question-quick-access", who = who));
             lines.push(t!(
                 tr,
-                "question-quick-access",
-                who = who,
-                until = tr.date_time(*until)
+                "question-quick-access-until",
+                days = *days,
+                until = tr.date_time(crate::trusted::ends(ponte_session::now_unix(), *days))
             ));
             lines.push(t!(tr, "question-quick-access-grants", grants = grants(tr, *g)));
             lines.push(t!(tr, "question-quick-access-revoke"));

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use crate::frontend::{Closed, Event, Events, Question, QuestionId};
+use crate::frontend::{Closed, Event, Events, Question, QuestionId, QuickTerms, Reply};
 
 /// Questions that may wait behind the open one.
 pub const MAX_WAITING: usize = 16;
@@ -22,8 +22,8 @@ pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(180);
 /// The customer's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Answer {
-    /// Yes.
-    Yes,
+    /// Yes (with the customer's terms, if they chose some for a quick-access question).
+    Yes(Option<QuickTerms>),
     /// No.
     No,
     /// Not asked: too many questions wait already.
@@ -42,14 +42,14 @@ pub struct Questions {
 struct Pending {
     id: QuestionId,
     question: Question,
-    reply: oneshot::Sender<bool>,
+    reply: oneshot::Sender<Reply>,
     shown: oneshot::Sender<()>,
 }
 
 #[derive(Default)]
 struct Desk {
     next: u64,
-    open: Option<(QuestionId, oneshot::Sender<bool>)>,
+    open: Option<(QuestionId, oneshot::Sender<Reply>)>,
     waiting: VecDeque<Pending>,
 }
 
@@ -103,8 +103,9 @@ impl Questions {
         let _withdraw = Withdraw { desk: self, id };
         let _ = on_screen.await;
         match tokio::time::timeout(ANSWER_TIMEOUT, answer).await {
-            Ok(Ok(true)) => Answer::Yes,
-            Ok(Ok(false)) | Ok(Err(_)) => Answer::No,
+            Ok(Ok(Reply::Yes)) => Answer::Yes(None),
+            Ok(Ok(Reply::QuickAccess(terms))) => Answer::Yes(Some(terms)),
+            Ok(Ok(Reply::No)) | Ok(Err(_)) => Answer::No,
             Err(_) => Answer::NoAnswer,
         }
     }
@@ -125,14 +126,16 @@ impl Questions {
 
     /// The customer's answer to question `id`; ignored (returns `false`) unless `id` is the
     /// open question.
-    pub fn answer(&self, id: QuestionId, allow: bool) -> bool {
+    pub fn answer(&self, id: QuestionId, answer: Reply) -> bool {
         let mut desk = self.lock();
         match desk.open.take() {
             Some((open, reply)) if open == id => {
-                let _ = reply.send(allow);
+                let _ = reply.send(answer);
                 self.events.emit(Event::QuestionClosed {
                     id,
-                    outcome: Closed::Answered { allow },
+                    outcome: Closed::Answered {
+                        allow: answer.allows(),
+                    },
                 });
                 self.show_next(&mut desk);
                 true
@@ -206,13 +209,13 @@ mod tests {
         tokio::task::yield_now().await;
         // The second waits unseen; an answer naming it does nothing.
         assert!(events.try_recv().is_err(), "only one question is shown");
-        assert!(!desk.answer(QuestionId(id1.0 + 1), true));
-        assert!(desk.answer(id1, true));
-        assert_eq!(first.await.unwrap(), Answer::Yes);
+        assert!(!desk.answer(QuestionId(id1.0 + 1), Reply::Yes));
+        assert!(desk.answer(id1, Reply::Yes));
+        assert_eq!(first.await.unwrap(), Answer::Yes(None));
         assert!(matches!(events.recv().await, Some(Event::QuestionClosed { id, .. }) if id == id1));
         let (id2, q2) = shown(events.recv().await);
         assert_eq!(q2, question(2));
-        assert!(desk.answer(id2, false));
+        assert!(desk.answer(id2, Reply::No));
         assert_eq!(second.await.unwrap(), Answer::No);
         // An old id cannot answer a later question.
         let third = tokio::spawn({
@@ -221,7 +224,7 @@ mod tests {
         });
         let _ = events.recv().await; // closed
         let (id3, _) = shown(events.recv().await);
-        assert!(!desk.answer(id1, true));
+        assert!(!desk.answer(id1, Reply::Yes));
         third.abort();
         let _ = third.await;
         assert!(

@@ -87,7 +87,7 @@ async fn connect(config: &Config, events: &Events, questions: &Questions) -> any
                 seen: seen.clone(),
             };
             match questions.ask(question).await {
-                Answer::Yes => ponte_session::connect::connect(&config.relay, true).await,
+                Answer::Yes(_) => ponte_session::connect::connect(&config.relay, true).await,
                 _ => Err(SessionError::FingerprintChanged { known, seen }),
             }
         }
@@ -144,6 +144,11 @@ pub async fn pair(
                     error = e.to_string()
                 )));
             }
+        }
+        if let Some(path) = config.trusted.as_deref() {
+            // All of them, expired too, for the window's list (an unusable file lists none).
+            let entries = Trusted::load(path).map(|t| t.entries().to_vec()).unwrap_or_default();
+            events.emit(Event::QuickAccess(entries));
         }
         events.emit(Event::Ready {
             session: id,

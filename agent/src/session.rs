@@ -15,7 +15,7 @@ use crate::capability::Context;
 use crate::config::Config;
 use crate::customer::Customer;
 use crate::desktop::{DesktopWorker, InjectedInput};
-use crate::frontend::{Event, Events, Kind, Party, Question};
+use crate::frontend::{Event, Events, Kind, Party, Question, QuickTerms};
 use crate::grants::LiveGrants;
 use crate::questions::{Answer, Questions};
 use crate::rendezvous::Paired;
@@ -321,13 +321,11 @@ fn offer_quick_access(
     } else {
         TrustScope::Assistant
     };
-    let days = request.days.clamp(1, crate::trusted::MAX_DAYS);
-    let now = ponte_session::now_unix();
-    let until = now + u64::from(days) * 86_400;
+    let proposed = request.days.clamp(1, crate::trusted::MAX_DAYS);
     let who = crate::phrases::quick_who(tr, name, organisation, scope);
     let question = Question::QuickAccess {
         who: who.clone(),
-        until,
+        days: proposed,
         grants: request.grants,
     };
     let (events, questions, peer) = (events.clone(), questions.clone(), peer.clone());
@@ -335,19 +333,37 @@ fn offer_quick_access(
     // end, so an abort never leaves an opt-in the assistant did not hear of.
     Some(tokio::spawn(async move {
         let tr = events.tr();
-        let grant = if questions.ask(question).await == Answer::Yes {
+        let grant = if let Answer::Yes(terms) = questions.ask(question).await {
+            // The customer's terms, or the proposal; "without asking" only means something
+            // with permissions to apply.
+            let terms = terms.unwrap_or(QuickTerms {
+                days: proposed,
+                without_asking: false,
+            });
+            let without_asking = terms.without_asking && request.grants != Grants::NONE;
+            let now = ponte_session::now_unix();
+            let until = crate::trusted::ends(now, terms.days);
             let stored = Trusted::load(&path).and_then(|mut trusted| {
-                let device = trusted.add(&peer, scope, days, request.grants, false, now, &mut os_rng())?;
+                let device = trusted.add(
+                    &peer,
+                    scope,
+                    terms.days,
+                    request.grants,
+                    without_asking,
+                    now,
+                    &mut os_rng(),
+                )?;
                 trusted.save()?;
-                Ok(device)
+                Ok((device, trusted.entries().to_vec()))
             });
             match stored {
-                Ok(device) => {
-                    let until_text = tr.date_time(until);
-                    events.activity(
-                        Kind::Permissions,
-                        crate::t!(tr, "quick-granted", who = who, until = until_text),
-                    );
+                Ok((device, entries)) => {
+                    events.emit(Event::QuickAccess(entries));
+                    let mut line = crate::t!(tr, "quick-granted", who = who, until = tr.date_time(until));
+                    if without_asking {
+                        line.push_str(&crate::t!(tr, "trusted-without-asking"));
+                    }
+                    events.activity(Kind::Permissions, line);
                     Some(QuickAccessGrant {
                         device,
                         not_after: until,

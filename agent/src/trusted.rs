@@ -247,13 +247,12 @@ impl Trusted {
         if self.entries.len() >= MAX_ENTRIES {
             return Err(TrustedError::Full);
         }
-        let days = u64::from(days.clamp(1, MAX_DAYS));
         self.entries.push(Entry {
             admits,
             name: name.as_raw().to_owned(),
             organisation: organisation.as_raw().to_owned(),
             created: now,
-            not_after: now.saturating_add(days * DAY),
+            not_after: ends(now, days),
             grants,
             without_asking,
         });
@@ -272,6 +271,21 @@ impl Trusted {
         }
         Ok(entry)
     }
+
+    /// Removes the entry equal to `entry`, wherever it is now (the file may have changed since
+    /// it was listed); `false` if there is none. The device key goes with the last one.
+    pub fn remove_entry(&mut self, entry: &Entry) -> bool {
+        match self.entries.iter().position(|e| e == entry) {
+            Some(i) => self.remove(i + 1).is_ok(),
+            None => false,
+        }
+    }
+}
+
+/// When an opt-in of `days` (clamped to 1..=[`MAX_DAYS`]) made at `now` ends, seconds since
+/// the Unix epoch.
+pub fn ends(now: u64, days: u32) -> u64 {
+    now.saturating_add(u64::from(days.clamp(1, MAX_DAYS)) * DAY)
 }
 
 /// The key fingerprint an entry is about, for listing.

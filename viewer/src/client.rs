@@ -168,8 +168,10 @@ pub struct DeviceJoinOptions {
 pub struct State {
     /// What the customer allows; `None` until the customer has answered.
     pub grants: Option<Grants>,
-    /// The customer's answer to [`Viewer::request_quick_access`], once it came.
+    /// The customer's last answer to [`Viewer::request_quick_access`], once one came.
     pub quick_access: Option<Option<QuickAccessGrant>>,
+    /// How many such answers came: a request waits for one more than there were before it.
+    pub quick_answers: u32,
     /// Why the session ended, once it has.
     pub ended: Option<String>,
 }
@@ -284,7 +286,10 @@ impl Viewer {
                         let _ = notices_tx.send(Notice::Chat(text));
                     }
                     Ok(Some(Control::QuickAccess(grant))) => {
-                        tx.send_modify(|s| s.quick_access = Some(grant));
+                        tx.send_modify(|s| {
+                            s.quick_access = Some(grant);
+                            s.quick_answers = s.quick_answers.saturating_add(1);
+                        });
                     }
                     // Only the assistant asks for quick access.
                     Ok(Some(Control::QuickAccessRequest { .. })) => {}
@@ -350,9 +355,13 @@ impl Viewer {
         organisation: bool,
         days: u32,
     ) -> Result<Option<QuickAccessGrant>, ViewerError> {
-        if let Some(reason) = self.state.borrow().ended.clone() {
-            return Err(ViewerError::Ended(reason));
-        }
+        let before = {
+            let state = self.state.borrow();
+            if let Some(reason) = state.ended.clone() {
+                return Err(ViewerError::Ended(reason));
+            }
+            state.quick_answers
+        };
         self.control
             .lock()
             .await
@@ -360,9 +369,10 @@ impl Viewer {
             .await
             .map_err(|e| self.explain(e))?;
         let mut state = self.state.clone();
-        let answered = state.wait_for(|s| s.quick_access.is_some() || s.ended.is_some());
+        // An earlier answer (or one the agent sent unasked) is not this request's.
+        let answered = state.wait_for(|s| s.quick_answers > before || s.ended.is_some());
         match tokio::time::timeout(RESPONSE_TIMEOUT, answered).await {
-            Ok(Ok(s)) => match (s.quick_access, s.ended.clone()) {
+            Ok(Ok(s)) => match (s.quick_access.filter(|_| s.quick_answers > before), s.ended.clone()) {
                 (Some(grant), _) => Ok(grant),
                 (None, Some(reason)) => Err(ViewerError::Ended(reason)),
                 (None, None) => Err(ViewerError::Unexpected),

@@ -98,7 +98,7 @@ impl Context {
             return Err(Reason::CannotAsk);
         }
         match self.questions.ask(question).await {
-            Answer::Yes => Ok(()),
+            Answer::Yes(_) => Ok(()),
             Answer::No => Err(Reason::Declined),
             Answer::Busy => Err(Reason::Busy),
             Answer::NoAnswer => Err(Reason::NoAnswer),

@@ -17,7 +17,7 @@ fn names(grants: Grants) -> Vec<&'static str> {
 /// The JSON object for an event (`None`: not printed).
 pub fn to_json(event: &Event, tr: &Tr) -> Option<Value> {
     Some(match event {
-        Event::Note(_) => return None,
+        Event::Note(_) | Event::QuickAccess(_) => return None,
         Event::Ready {
             session,
             code,

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use std::sync::Arc;
 
-use crate::frontend::{Closed, Event, FrontendEnds, Input, Party, QuestionId};
+use crate::frontend::{Closed, Event, FrontendEnds, Input, Party, Question, QuestionId, QuickTerms, Reply};
 use crate::i18n::Tr;
 use crate::{phrases, t};
 
@@ -41,10 +41,10 @@ fn clock(tr: &Tr) -> String {
     tr.time_of_day(ponte_session::now_unix())
 }
 
-/// The consent dialog's question about `c`.
-fn consent_prompt(tr: &Tr, c: Capability) -> String {
+/// The consent dialog's question about `c`; Enter keeps what is pre-selected.
+fn consent_prompt(tr: &Tr, c: Capability, preselected: bool) -> String {
     let what = t!(tr, "consent-allow-cap", what = phrases::capability(tr, c));
-    format!("    {what} [y/N]")
+    format!("    {what} {}", if preselected { "[Y/n]" } else { "[y/N]" })
 }
 
 /// Runs the terminal front-end until the session has ended.
@@ -102,6 +102,8 @@ pub async fn run(ends: FrontendEnds) {
 struct Prompt {
     /// The question it answers, or `None` for a step of the consent dialog.
     question: Option<QuestionId>,
+    /// For a quick-access question, the days proposed (a yes may name others: `y 30`).
+    days: Option<u32>,
     /// As shown.
     text: String,
     /// When it was shown.
@@ -110,6 +112,8 @@ struct Prompt {
 
 struct Consent {
     grants: Grants,
+    /// What the customer granted when they allowed quick access: pre-selected.
+    remembered: Grants,
     asking: Option<Capability>,
 }
 
@@ -176,10 +180,11 @@ impl TextUi {
     }
 
     /// Shows a prompt; answers count from [`SETTLE`] after now.
-    fn ask(&mut self, question: Option<QuestionId>, text: String) {
+    fn ask(&mut self, question: Option<QuestionId>, days: Option<u32>, text: String) {
         say(&text);
         self.prompt = Some(Prompt {
             question,
+            days,
             text,
             shown: Instant::now(),
         });
@@ -206,20 +211,40 @@ impl TextUi {
         {
             return say(&format!("    {}", t!(self.tr, "question-changed")));
         }
-        let Some(allow) = self.tr.yes_no(line) else {
+        // A quick-access yes may name the days: "y 30".
+        let (word, days) = match (prompt.days, line.split_once(' ')) {
+            (Some(_), Some((word, days))) => match days.trim().parse::<u32>() {
+                Ok(days) if (1..=crate::trusted::MAX_DAYS).contains(&days) => (word, Some(days)),
+                _ => return say(&format!("    {}", t!(self.tr, "question-quick-days"))),
+            },
+            _ => (line, None),
+        };
+        let Some(allow) = self.tr.yes_no(word) else {
             return say(&format!("    {}", t!(self.tr, "question-answer-yn")));
         };
         match (prompt.question, &mut self.consent) {
             // The prompt stays until the core closes the question (it may not take the answer).
-            (Some(question), _) => self.send(Input::Answer { question, allow }).await,
+            (Some(question), _) => {
+                let reply = match (allow, days) {
+                    (false, _) => Reply::No,
+                    (true, None) => Reply::Yes,
+                    (true, Some(days)) => Reply::QuickAccess(QuickTerms {
+                        days,
+                        without_asking: false,
+                    }),
+                };
+                self.send(Input::Answer { question, reply }).await;
+            }
             (None, Some(consent)) => {
-                if let (true, Some(c)) = (allow, consent.asking) {
+                // Enter keeps a pre-selected permission.
+                let keep = line.is_empty() && consent.asking.is_some_and(|c| consent.remembered.allows(c));
+                if let (true, Some(c)) = (allow || keep, consent.asking) {
                     consent.grants.grant(c);
                 }
                 match consent.next() {
                     Some(c) => {
-                        let text = consent_prompt(&self.tr, c);
-                        self.ask(None, text);
+                        let text = consent_prompt(&self.tr, c, consent.remembered.allows(c));
+                        self.ask(None, None, text);
                     }
                     None => {
                         let grants = consent.grants;
@@ -278,10 +303,11 @@ impl TextUi {
                 }
                 let mut consent = Consent {
                     grants: Grants::NONE,
+                    remembered,
                     asking: None,
                 };
                 if let Some(c) = consent.next() {
-                    self.ask(None, consent_prompt(&tr, c));
+                    self.ask(None, None, consent_prompt(&tr, c, remembered.allows(c)));
                 }
                 self.consent = Some(consent);
             }
@@ -291,14 +317,15 @@ impl TextUi {
                 t!(tr, "allowed", grants = phrases::grants(&tr, granted)),
                 t!(tr, "commands-hint"),
             )),
-            // The permissions and screen activity lines say it.
-            Event::Grants(_) | Event::Sharing { .. } => {}
+            // The permissions and screen activity lines say it; `ponte-agent trusted list` lists.
+            Event::Grants(_) | Event::Sharing { .. } | Event::QuickAccess(_) => {}
             Event::Question { id, question } => {
                 let lines = phrases::question(&tr, &question).join("\n    ");
-                self.ask(
-                    Some(id),
-                    format!("\n  ? {lines}\n    {}", t!(tr, "question-allow-text")),
-                );
+                let (days, hint) = match question {
+                    Question::QuickAccess { days, .. } => (Some(days), t!(tr, "question-quick-text", days = days)),
+                    _ => (None, t!(tr, "question-allow-text")),
+                };
+                self.ask(Some(id), days, format!("\n  ? {lines}\n    {hint}"));
             }
             Event::QuestionClosed { id, outcome } => {
                 if self.prompt.as_ref().is_some_and(|p| p.question == Some(id)) {
@@ -401,6 +428,7 @@ mod tests {
     fn consent_asks_control_only_with_the_screen() {
         let mut consent = Consent {
             grants: Grants::NONE,
+            remembered: Grants::NONE,
             asking: None,
         };
         let mut asked = Vec::new();
@@ -410,6 +438,7 @@ mod tests {
         assert!(!asked.contains(&Capability::Chat) && !asked.contains(&Capability::Control));
         let mut consent = Consent {
             grants: Grants::parse_list("screen").unwrap(),
+            remembered: Grants::NONE,
             asking: None,
         };
         let mut asked = Vec::new();

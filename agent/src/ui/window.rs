@@ -23,7 +23,10 @@ use ponte_session::files::Progress;
 use tokio::sync::mpsc;
 
 use crate::desktop::InjectedInput;
-use crate::frontend::{Attempt, Closed, Event, FrontendEnds, Input, Kind, Party, QuestionId};
+use crate::frontend::{
+    Attempt, Closed, Event, FrontendEnds, Input, Kind, Party, QuestionId, QuickTerms, Reply,
+};
+use crate::trusted::Entry;
 use crate::i18n::Tr;
 use crate::ui::text::SETTLE;
 use crate::{phrases, t};
@@ -124,6 +127,34 @@ struct Question {
     id: QuestionId,
     lines: Vec<String>,
     shown: Instant,
+    /// For a quick-access question: the customer's choices so far.
+    quick: Option<QuickChoice>,
+}
+
+/// The terms of a quick-access opt-in as the customer sets them in its dialog.
+struct QuickChoice {
+    who: String,
+    grants: Grants,
+    /// The periods offered (the assistant's proposal among them), in days.
+    periods: Vec<u32>,
+    days: u32,
+    without_asking: bool,
+}
+
+impl QuickChoice {
+    /// A week, a month, three months, a year, and what the assistant proposed (chosen).
+    fn new(who: String, proposed: u32, grants: Grants) -> QuickChoice {
+        let mut periods = vec![7, 30, crate::trusted::DEFAULT_DAYS, crate::trusted::MAX_DAYS, proposed];
+        periods.sort_unstable();
+        periods.dedup();
+        QuickChoice {
+            who,
+            grants,
+            periods,
+            days: proposed,
+            without_asking: false,
+        }
+    }
 }
 
 struct Transfer {
@@ -148,6 +179,8 @@ struct Window {
     chat: VecDeque<String>,
     draft: String,
     question: Option<Question>,
+    /// The customer's quick-access opt-ins, to list and take back.
+    trusted: Vec<Entry>,
     copied: Option<Instant>,
     /// A click or key the window did not take (the assistant was using this desktop).
     refused_at: Option<Instant>,
@@ -206,6 +239,7 @@ impl Window {
             chat: VecDeque::new(),
             draft: String::new(),
             question: None,
+            trusted: Vec::new(),
             copied: None,
             refused_at: None,
         }
@@ -264,12 +298,20 @@ impl Window {
             }
             Event::Grants(grants) => self.grants = grants,
             Event::Question { id, question } => {
+                let quick = match &question {
+                    crate::frontend::Question::QuickAccess { who, days, grants } => {
+                        Some(QuickChoice::new(who.clone(), *days, *grants))
+                    }
+                    _ => None,
+                };
                 self.question = Some(Question {
                     id,
                     lines: phrases::question(&tr, &question),
                     shown: Instant::now(),
+                    quick,
                 });
             }
+            Event::QuickAccess(entries) => self.trusted = entries,
             Event::QuestionClosed { id, outcome } => {
                 if self.question.as_ref().is_some_and(|q| q.id == id) {
                     self.question = None;
@@ -408,6 +450,9 @@ impl eframe::App for Window {
                     }
                     if !matches!(self.stage, Stage::Session { .. } | Stage::Ended { .. }) {
                         self.show_notes(ui);
+                    }
+                    if matches!(self.stage, Stage::Waiting(_) | Stage::Ended { .. }) {
+                        self.trusted(ui);
                     }
                 });
         });
@@ -611,17 +656,21 @@ impl Window {
     /// The open question, as a dialog bound to its id.
     fn question(&mut self, ctx: &egui::Context) {
         let tr = self.tr.clone();
-        let Some(question) = &self.question else { return };
+        let Some(question) = &mut self.question else { return };
         let (id, settled) = (question.id, question.shown.elapsed() >= SETTLE);
         let mut answer = None;
         egui::Modal::new(egui::Id::new(("question", id.0))).show(ctx, |ui| {
             ui.set_max_width(520.0);
-            let mut lines = question.lines.iter();
-            if let Some(headline) = lines.next() {
-                ui.label(RichText::new(headline).strong());
-            }
-            for line in lines {
-                ui.colored_label(RED, line);
+            if let Some(quick) = &mut question.quick {
+                quick_terms(ui, &tr, quick);
+            } else {
+                let mut lines = question.lines.iter();
+                if let Some(headline) = lines.next() {
+                    ui.label(RichText::new(headline).strong());
+                }
+                for line in lines {
+                    ui.colored_label(RED, line);
+                }
             }
             ui.add_space(8.0);
             ui.label(t!(tr, "question-allow"));
@@ -630,19 +679,75 @@ impl Window {
                 let deny = egui::Button::new(RichText::new(t!(tr, "consent-deny")).size(ANSWER_TEXT))
                     .min_size(ANSWER);
                 if ui.add_enabled(settled, deny).clicked() {
-                    answer = Some(false);
+                    answer = Some(Reply::No);
                 }
                 ui.add_space(24.0);
                 let allow = filled(t!(tr, "question-allow-button"), ANSWER_TEXT, GREEN).min_size(ANSWER);
                 if ui.add_enabled(settled, allow).clicked() {
-                    answer = Some(true);
+                    answer = Some(match &question.quick {
+                        Some(quick) => Reply::QuickAccess(QuickTerms {
+                            days: quick.days,
+                            without_asking: quick.without_asking,
+                        }),
+                        None => Reply::Yes,
+                    });
                 }
             });
         });
-        if let Some(allow) = answer {
-            self.send(Input::Answer { question: id, allow });
+        if let Some(reply) = answer {
+            self.send(Input::Answer { question: id, reply });
         }
     }
+
+    /// The customer's quick-access opt-ins, each with a button to take it back.
+    fn trusted(&mut self, ui: &mut egui::Ui) {
+        if self.trusted.is_empty() {
+            return;
+        }
+        let tr = self.tr.clone();
+        let now = ponte_session::now_unix();
+        let mut remove = None;
+        ui.separator();
+        ui.label(RichText::new(t!(tr, "quick-list-title")).strong());
+        for (i, entry) in self.trusted.iter().enumerate() {
+            ui.horizontal_wrapped(|ui| {
+                if ui.button(t!(tr, "quick-list-remove")).clicked() {
+                    remove = Some(entry.clone());
+                }
+                ui.label(phrases::trusted_entry(&tr, i + 1, entry, now));
+            });
+        }
+        if let Some(entry) = remove {
+            self.send(Input::Untrust(entry));
+        }
+    }
+}
+
+/// The quick-access question: who, for how long, what would be pre-selected (or applied
+/// without asking), and how to take it back.
+fn quick_terms(ui: &mut egui::Ui, tr: &Tr, quick: &mut QuickChoice) {
+    ui.label(RichText::new(t!(tr, "question-quick-access", who = &quick.who)).strong());
+    ui.add_space(4.0);
+    ui.label(t!(tr, "quick-period"));
+    let now = ponte_session::now_unix();
+    for &days in &quick.periods {
+        let until = tr.date_time(crate::trusted::ends(now, days));
+        ui.radio_value(
+            &mut quick.days,
+            days,
+            t!(tr, "quick-period-option", days = days, until = until),
+        );
+    }
+    ui.add_space(4.0);
+    if quick.grants != Grants::NONE {
+        let grants = phrases::grants(tr, quick.grants);
+        ui.label(t!(tr, "question-quick-access-grants", grants = grants));
+        ui.checkbox(&mut quick.without_asking, t!(tr, "quick-without-asking"));
+        if quick.without_asking {
+            ui.colored_label(AMBER, t!(tr, "quick-without-asking-note"));
+        }
+    }
+    ui.label(t!(tr, "question-quick-access-revoke"));
 }
 
 /// The size of an answer button (allow, deny) and of its text: large, because it matters.
