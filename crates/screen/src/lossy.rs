@@ -51,6 +51,13 @@ pub const LADDER: [Rung; 5] = [
 /// libwebp's fastest method: these pictures live a fraction of a second before refinement.
 const METHOD: i32 = 0;
 
+/// Effort (WebP's quality, for lossless) and method of refinement tiles. They stay on screen
+/// and their bytes dominate a photo's time to exact on a slow uplink: on the bench's photo,
+/// 50/1 makes 64×64 tiles 22 % smaller than 0/0 (1.56 MB against 1.99 MB for 1920×1080) at
+/// about 2 ms a tile instead of 0.6; more effort gains under 1 % for twice the time.
+const LOSSLESS_EFFORT: f32 = 50.0;
+const LOSSLESS_METHOD: i32 = 1;
+
 /// The rectangle (`w`×`h` at `x`,`y`) as red, green, blue, averaged over `scale`×`scale`
 /// blocks; returns the picture's width and height.
 fn pack(
@@ -93,7 +100,7 @@ fn encode(rgb: &[u8], w: usize, h: usize, quality: f32, lossless: bool) -> Optio
     let mut config = webp::WebPConfig::new().ok()?;
     config.lossless = i32::from(lossless);
     config.quality = quality;
-    config.method = METHOD;
+    config.method = if lossless { LOSSLESS_METHOD } else { METHOD };
     let encoder = webp::Encoder::from_rgb(rgb, u32::try_from(w).ok()?, u32::try_from(h).ok()?);
     encoder.encode_advanced(&config).ok().map(|m| m.to_vec())
 }
@@ -137,6 +144,5 @@ pub fn lossy_rects(
 pub fn lossless_tile(image: &Image<'_>, x: usize, y: usize, w: usize, h: usize) -> Option<Vec<u8>> {
     let mut rgb = Vec::new();
     pack(image, x, y, w, h, 1, &mut rgb);
-    // Quality is effort for lossless WebP: the lowest still predicts, which is what photos need.
-    encode(&rgb, w, h, 0.0, true)
+    encode(&rgb, w, h, LOSSLESS_EFFORT, true)
 }
