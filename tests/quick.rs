@@ -423,9 +423,15 @@ async fn the_customer_chooses_how_long() {
     let trusted: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(trusted_file(&w)).unwrap()).unwrap();
     let entry = &trusted["entries"][0];
-    let (created, not_after) = (entry["created"].as_u64().unwrap(), entry["not_after"].as_u64().unwrap());
+    let (created, not_after) = (
+        entry["created"].as_u64().unwrap(),
+        entry["not_after"].as_u64().unwrap(),
+    );
     assert_eq!(not_after - created, 30 * 86_400, "{trusted}");
-    assert_eq!(grant.not_after, not_after, "the assistant is told the customer's period");
+    assert_eq!(
+        grant.not_after, not_after,
+        "the assistant is told the customer's period"
+    );
     assert_eq!(entry["without_asking"], false, "{trusted}");
     // One opt-in per session: a second request is refused, and the assistant is not handed
     // the first answer again.
@@ -443,7 +449,8 @@ async fn allowed_without_asking_skips_the_consent_screen_not_the_customers_eyes(
     // The customer ticked "allow without asking" (in the window: tests/window.rs); here the
     // file says so.
     let path = trusted_file(&w);
-    let mut trusted: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut trusted: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     trusted["entries"][0]["without_asking"] = true.into();
     std::fs::write(&path, trusted.to_string()).unwrap();
 
@@ -458,7 +465,10 @@ async fn allowed_without_asking_skips_the_consent_screen_not_the_customers_eyes(
     agent.expect("Session ended");
     agent.wait(WAIT);
     assert!(
-        !agent.seen().iter().any(|l| l.contains("[y/N]") || l.contains("[Y/n]")),
+        !agent
+            .seen()
+            .iter()
+            .any(|l| l.contains("[y/N]") || l.contains("[Y/n]")),
         "{:#?}",
         agent.seen()
     );

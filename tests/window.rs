@@ -569,14 +569,20 @@ async fn the_window_asks_about_quick_access_and_keeps_the_customers_yes() {
 
     // After the session the window lists the opt-in, and the customer takes it back there.
     let remove = wait_for(&x, "quick-list", |seen| {
-        seen.text().contains("who may connect without a code").then_some(())?;
+        seen.text()
+            .contains("who may connect without a code")
+            .then_some(())?;
         let w = seen.words.iter().find(|w| w.text == "Remove")?;
         Some((w.x + w.w / 2, w.y + w.h / 2))
     });
     click(&x, remove);
     let deadline = std::time::Instant::now() + WAIT;
     while !entries().is_empty() {
-        assert!(std::time::Instant::now() < deadline, "still there: {:?}", entries());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still there: {:?}",
+            entries()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     wait_for(&x, "quick-list-empty", |seen| {

@@ -147,7 +147,9 @@ pub async fn pair(
         }
         if let Some(path) = config.trusted.as_deref() {
             // All of them, expired too, for the window's list (an unusable file lists none).
-            let entries = Trusted::load(path).map(|t| t.entries().to_vec()).unwrap_or_default();
+            let entries = Trusted::load(path)
+                .map(|t| t.entries().to_vec())
+                .unwrap_or_default();
             events.emit(Event::QuickAccess(entries));
         }
         events.emit(Event::Ready {

@@ -372,7 +372,10 @@ impl Viewer {
         // An earlier answer (or one the agent sent unasked) is not this request's.
         let answered = state.wait_for(|s| s.quick_answers > before || s.ended.is_some());
         match tokio::time::timeout(RESPONSE_TIMEOUT, answered).await {
-            Ok(Ok(s)) => match (s.quick_access.filter(|_| s.quick_answers > before), s.ended.clone()) {
+            Ok(Ok(s)) => match (
+                s.quick_access.filter(|_| s.quick_answers > before),
+                s.ended.clone(),
+            ) {
                 (Some(grant), _) => Ok(grant),
                 (None, Some(reason)) => Err(ViewerError::Ended(reason)),
                 (None, None) => Err(ViewerError::Unexpected),

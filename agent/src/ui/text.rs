@@ -322,7 +322,9 @@ impl TextUi {
             Event::Question { id, question } => {
                 let lines = phrases::question(&tr, &question).join("\n    ");
                 let (days, hint) = match question {
-                    Question::QuickAccess { days, .. } => (Some(days), t!(tr, "question-quick-text", days = days)),
+                    Question::QuickAccess { days, .. } => {
+                        (Some(days), t!(tr, "question-quick-text", days = days))
+                    }
                     _ => (None, t!(tr, "question-allow-text")),
                 };
                 self.ask(Some(id), days, format!("\n  ? {lines}\n    {hint}"));

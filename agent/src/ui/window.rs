@@ -26,8 +26,8 @@ use crate::desktop::InjectedInput;
 use crate::frontend::{
     Attempt, Closed, Event, FrontendEnds, Input, Kind, Party, QuestionId, QuickTerms, Reply,
 };
-use crate::trusted::Entry;
 use crate::i18n::Tr;
+use crate::trusted::Entry;
 use crate::ui::text::SETTLE;
 use crate::{phrases, t};
 
@@ -144,7 +144,13 @@ struct QuickChoice {
 impl QuickChoice {
     /// A week, a month, three months, a year, and what the assistant proposed (chosen).
     fn new(who: String, proposed: u32, grants: Grants) -> QuickChoice {
-        let mut periods = vec![7, 30, crate::trusted::DEFAULT_DAYS, crate::trusted::MAX_DAYS, proposed];
+        let mut periods = vec![
+            7,
+            30,
+            crate::trusted::DEFAULT_DAYS,
+            crate::trusted::MAX_DAYS,
+            proposed,
+        ];
         periods.sort_unstable();
         periods.dedup();
         QuickChoice {
@@ -656,7 +662,9 @@ impl Window {
     /// The open question, as a dialog bound to its id.
     fn question(&mut self, ctx: &egui::Context) {
         let tr = self.tr.clone();
-        let Some(question) = &mut self.question else { return };
+        let Some(question) = &mut self.question else {
+            return;
+        };
         let (id, settled) = (question.id, question.shown.elapsed() >= SETTLE);
         let mut answer = None;
         egui::Modal::new(egui::Id::new(("question", id.0))).show(ctx, |ui| {
