@@ -43,12 +43,8 @@ pub async fn ended(end: &mut watch::Receiver<bool>) {
 fn untrust(path: Option<&std::path::Path>, events: &Events, entry: &crate::trusted::Entry) {
     let Some(path) = path else { return };
     let tr = events.tr();
-    let removed = crate::trusted::Trusted::load(path).and_then(|mut trusted| {
-        let removed = trusted.remove_entry(entry);
-        if removed {
-            trusted.save()?;
-        }
-        Ok((removed, trusted.entries().to_vec()))
+    let removed = crate::trusted::Trusted::update(path, |trusted| {
+        Ok((trusted.remove_entry(entry), trusted.entries().to_vec()))
     });
     match removed {
         Ok((removed, entries)) => {

@@ -103,9 +103,9 @@ enum Trusted {
 fn trusted(tr: &Tr, action: Trusted) -> anyhow::Result<()> {
     use ponte_agent::trusted::{Trusted as Store, TrustedError};
     let path = Store::default_path().context("no configuration folder for this user")?;
-    let mut store = Store::load(&path)?;
     match action {
         Trusted::List => {
+            let store = Store::load(&path)?;
             let now = ponte_session::now_unix();
             if store.entries().is_empty() {
                 println!("{}", t!(tr, "trusted-none"));
@@ -117,9 +117,8 @@ fn trusted(tr: &Tr, action: Trusted) -> anyhow::Result<()> {
             }
             println!("{}", t!(tr, "trusted-remove-hint"));
         }
-        Trusted::Remove { number } => match store.remove(number) {
+        Trusted::Remove { number } => match Store::update(&path, |store| store.remove(number)) {
             Ok(entry) => {
-                store.save()?;
                 println!(
                     "{}",
                     t!(

@@ -343,7 +343,7 @@ fn offer_quick_access(
             let without_asking = terms.without_asking && request.grants != Grants::NONE;
             let now = ponte_session::now_unix();
             let until = crate::trusted::ends(now, terms.days);
-            let stored = Trusted::load(&path).and_then(|mut trusted| {
+            let stored = Trusted::update(&path, |trusted| {
                 let device = trusted.add(
                     &peer,
                     scope,
@@ -353,7 +353,6 @@ fn offer_quick_access(
                     now,
                     &mut os_rng(),
                 )?;
-                trusted.save()?;
                 Ok((device, trusted.entries().to_vec()))
             });
             match stored {

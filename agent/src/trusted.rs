@@ -8,7 +8,8 @@
 //! goes with it, so a stolen copy of an old key stops being worth anything to the thief once
 //! assistants are given a new one.
 
-use std::os::unix::fs::PermissionsExt as _;
+use std::io::Read as _;
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use ponte_protocol::app::Grants;
@@ -149,18 +150,35 @@ impl Trusted {
             device: None,
             entries: Vec::new(),
         };
-        let meta = match std::fs::symlink_metadata(path) {
-            Ok(meta) => meta,
+        // Opened without following a link, then checked on the open file itself: nothing can
+        // be swapped in between the check and the read.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
+            .open(path);
+        let file = match file {
+            Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(trusted),
+            // A symbolic link (ELOOP) is not ours to trust.
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+                return Err(TrustedError::Permissions(path.to_owned()));
+            }
             Err(e) => return Err(io(path)(e)),
         };
-        if !meta.is_file() || meta.permissions().mode() & 0o077 != 0 {
+        let meta = file.metadata().map_err(io(path))?;
+        if !meta.is_file()
+            || meta.permissions().mode() & 0o077 != 0
+            || meta.uid() != rustix::process::getuid().as_raw()
+        {
             return Err(TrustedError::Permissions(path.to_owned()));
         }
-        if meta.len() > MAX_FILE {
+        let mut text = String::new();
+        file.take(MAX_FILE + 1)
+            .read_to_string(&mut text)
+            .map_err(io(path))?;
+        if text.len() as u64 > MAX_FILE {
             return Err(TrustedError::Malformed(path.to_owned()));
         }
-        let text = std::fs::read_to_string(path).map_err(io(path))?;
         let file: FileFormat =
             serde_json::from_str(&text).map_err(|_| TrustedError::Malformed(path.to_owned()))?;
         if file.entries.len() > MAX_ENTRIES {
@@ -174,6 +192,39 @@ impl Trusted {
         };
         trusted.entries = file.entries;
         Ok(trusted)
+    }
+
+    /// Loads the file at `path`, lets `change` modify it and saves it, all under a lock
+    /// beside the file: an opt-in being stored, a removal in the window and `ponte-agent
+    /// trusted remove` in another process never lose each other's change.
+    pub fn update<T>(
+        path: &Path,
+        change: impl FnOnce(&mut Trusted) -> Result<T, TrustedError>,
+    ) -> Result<T, TrustedError> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io(dir))?;
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let lock_path = dir.join(format!(".{name}.lock"));
+        let lock = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
+        // Released when `lock` closes, after the save.
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| io(&lock_path)(e.into()))?;
+        let mut trusted = Trusted::load(path)?;
+        let out = change(&mut trusted)?;
+        trusted.save()?;
+        Ok(out)
     }
 
     /// Writes the file (0600, replaced atomically), or deletes it when no entry is left.
@@ -309,6 +360,53 @@ mod tests {
             fingerprint: Fingerprint([1; 32]),
             issuer: Fingerprint([2; 32]),
         }
+    }
+
+    #[test]
+    fn concurrent_changes_are_all_kept() {
+        // Eight writers (as an opt-in being stored, the window's Remove and `trusted remove`
+        // in other processes would be) each add their own assistant: none is lost.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ponte").join("trusted.json");
+        let writers: Vec<_> = (0..8u8)
+            .map(|n| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let peer = PeerIdentity::Verified {
+                        name: format!("Assistant {n}").into(),
+                        organisation: "Example Support".into(),
+                        fingerprint: Fingerprint([n; 32]),
+                        issuer: Fingerprint([99; 32]),
+                    };
+                    Trusted::update(&path, |t| {
+                        t.add(
+                            &peer,
+                            Scope::Assistant,
+                            30,
+                            Grants::NONE,
+                            false,
+                            1000,
+                            &mut ponte_protocol::os_rng(),
+                        )
+                    })
+                    .unwrap();
+                })
+            })
+            .collect();
+        writers.into_iter().for_each(|w| w.join().unwrap());
+        assert_eq!(Trusted::load(&path).unwrap().entries().len(), 8);
+    }
+
+    #[test]
+    fn a_link_or_someone_elses_file_is_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("elsewhere.json");
+        std::fs::write(&real, r#"{"device_key":null,"entries":[]}"#).unwrap();
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let link = dir.path().join("trusted.json");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert!(matches!(Trusted::load(&link), Err(TrustedError::Permissions(_))));
+        assert!(Trusted::load(&real).is_ok());
     }
 
     #[test]
