@@ -230,7 +230,13 @@ pub(crate) fn x25519(
     secret: EphemeralSecret,
     peer: &[u8; 32],
 ) -> Result<Zeroizing<[u8; 32]>, HandshakeError> {
-    let shared = secret.diffie_hellman(&X25519Public::from(*peer));
+    contributory(secret.diffie_hellman(&X25519Public::from(*peer)))
+}
+
+/// The shared secret, unless the peer's key was a low-order point (no secret at all).
+pub(crate) fn contributory(
+    shared: x25519_dalek::SharedSecret,
+) -> Result<Zeroizing<[u8; 32]>, HandshakeError> {
     if !shared.was_contributory() {
         return Err(HandshakeError::Malformed("X25519 low-order point"));
     }

@@ -25,15 +25,14 @@
 
 use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
-use x25519_dalek::{EphemeralSecret, PublicKey as X25519Public, SharedSecret, StaticSecret};
-use zeroize::Zeroizing;
+use x25519_dalek::{EphemeralSecret, PublicKey as X25519Public, StaticSecret};
 
 use crate::Role;
 use crate::device::{DeviceKey, DevicePublic};
 use crate::frame::{self, FrameError};
 use crate::handshake::{
     AbortReason, Credentials, HandshakeContext, HandshakeError, MAX_MESSAGE, aborted, check_identity,
-    seal_identity, x25519,
+    contributory, seal_identity, x25519,
 };
 use crate::identity::{Fingerprint, PeerIdentity, TrustStore};
 use crate::key_schedule::{self, HASH_LEN, HandshakeSecrets, Transcript};
@@ -134,17 +133,6 @@ fn second_transcript(th1: &[u8; HASH_LEN], auth: &KeyViewerAuth) -> [u8; HASH_LE
     t.hash()
 }
 
-fn contributory(shared: SharedSecret) -> Result<Zeroizing<[u8; 32]>, HandshakeError> {
-    if !shared.was_contributory() {
-        return Err(HandshakeError::Malformed("X25519 low-order point"));
-    }
-    Ok(Zeroizing::new(shared.to_bytes()))
-}
-
-fn derive(th1: &[u8; HASH_LEN], es: &[u8; 32], ee: &[u8; 32]) -> HandshakeSecrets {
-    key_schedule::derive(th1, es, ee)
-}
-
 /// What the agent learns from a successful key-authenticated handshake.
 #[derive(Debug)]
 pub struct KeyAgentOutcome {
@@ -212,7 +200,7 @@ impl KeyAgentHandshake {
         let th1 = transcript(&self.context, &self.device, &self.e_a, &auth.x25519);
         let ee = x25519(self.secret, &auth.x25519)?;
         let es = contributory(device.diffie_hellman(&auth.x25519))?;
-        let secrets = derive(&th1, &es, &ee);
+        let secrets = key_schedule::derive(&th1, &es[..], &ee);
         if !key_schedule::confirmation_matches(&secrets.confirm_viewer, &th1, &auth.confirm) {
             // The viewer computed other keys: it expected another device.
             return Err(HandshakeError::WrongDevice);
@@ -279,7 +267,7 @@ impl KeyViewerHandshake {
         let th1 = transcript(&self.context, &self.device, e_a, &e_v);
         let ee = contributory(secret.diffie_hellman(&X25519Public::from(*e_a)))?;
         let es = contributory(secret.diffie_hellman(&X25519Public::from(self.device.0)))?;
-        let secrets = derive(&th1, &es, &ee);
+        let secrets = key_schedule::derive(&th1, &es[..], &ee);
         let sealed_identity = seal_identity(&secrets, &th1, credentials, rng)?;
         let auth = KeyViewerAuth {
             x25519: e_v,

@@ -336,6 +336,38 @@ fn tampered_auth_fails_without_panic() {
 }
 
 #[test]
+fn a_hostile_agent_cannot_confuse_the_viewer() {
+    // A modified agent (or a relay answering for one) says Hello with a low-order point
+    // (no shared secret), confirms before it was asked, says Hello where the confirmation
+    // belongs, or confirms with a made-up tag: errors, never keys, never a panic.
+    let d = device(1);
+    let creds = certified_credentials();
+    let viewer = || KeyViewerHandshake::new(context(), d.public());
+    for point in [[0u8; 32], {
+        let mut one = [0u8; 32];
+        one[0] = 1;
+        one
+    }] {
+        let hello = KeyAgentMessage::Hello { x25519: point };
+        assert!(viewer().receive_hello(&hello, &creds, &mut rng(2)).is_err());
+    }
+    assert!(matches!(
+        viewer().receive_hello(&KeyAgentMessage::Confirm([0; 32]), &creds, &mut rng(2)),
+        Err(HandshakeError::UnexpectedMessage)
+    ));
+    let (_, hello) = KeyAgentHandshake::start(context(), &d, &mut rng(3));
+    let waiting = || viewer().receive_hello(&hello, &creds, &mut rng(4)).unwrap().1;
+    assert!(matches!(
+        waiting().receive_confirm(&hello),
+        Err(HandshakeError::UnexpectedMessage)
+    ));
+    assert!(matches!(
+        waiting().receive_confirm(&KeyAgentMessage::Confirm([7; 32])),
+        Err(HandshakeError::WrongDevice)
+    ));
+}
+
+#[test]
 fn abort_reason_for_refusal_is_not_trusted() {
     let e = HandshakeError::NotTrusted(Box::new(PeerIdentity::Unverified {
         fingerprint: assistant_key().public_key().fingerprint(),

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use ponte_protocol::device::{DeviceKey, DevicePublic};
+use ponte_protocol::frame::FrameError;
 use ponte_protocol::handshake::{
     AbortReason, AgentHandshake, AgentMessage, AgentOutcome, CodeAttempts, Credentials, HandshakeContext,
     HandshakeError, MAX_MESSAGE, ViewerHandshake, ViewerMessage,
@@ -14,6 +15,7 @@ use ponte_protocol::key_handshake::{
     Admission, KeyAgentHandshake, KeyAgentMessage, KeyAgentOutcome, KeyViewerHandshake, KeyViewerMessage,
 };
 use ponte_protocol::rendezvous::Refusal;
+use ponte_protocol::session::SessionKeys;
 use ponte_protocol::{OneTimeCode, SessionId, os_rng};
 use ponte_transport::client::RelayClient;
 use ponte_transport::framed::{self, FramedError};
@@ -57,41 +59,62 @@ pub async fn agent(
     trust: &TrustStore,
 ) -> Result<(Session, SecureStream, PeerIdentity), SessionError> {
     let (handshake, hello) = AgentHandshake::start(ctx, code, attempts, &mut os_rng())?;
+    agent_exchange::<ViewerMessage, _>(connection, hello.encode(), |auth| {
+        let auth = match auth {
+            Ok(auth) => auth,
+            Err(e) => {
+                // Garbage in place of the viewer's proof counts like a wrong proof.
+                let err = HandshakeError::Frame(e);
+                handshake.reject_undecodable(attempts);
+                return Err((
+                    AgentMessage::Abort(err.abort_reason(attempts)).encode(),
+                    err.into(),
+                ));
+            }
+        };
+        match handshake.receive(&auth, attempts, trust, now_unix()) {
+            Ok((confirm, AgentOutcome { keys, peer })) => Ok((confirm.encode(), keys, peer)),
+            Err(e) => Err((AgentMessage::Abort(e.abort_reason(attempts)).encode(), e.into())),
+        }
+    })
+    .await
+}
+
+/// What the agent's side of either handshake makes of the viewer's message: the confirmation
+/// to send, the session keys and who it let in — or the abort to send and the error.
+type Verdict<T> = Result<(Vec<u8>, SessionKeys, T), (Vec<u8>, SessionError)>;
+
+/// The agent's half of either handshake: opens the stream, sends `hello`, reads the viewer's
+/// message within [`HANDSHAKE_TIMEOUT`] and lets `judge` decide (also about a message that
+/// does not decode); sends the confirmation and sets the session up, or sends the abort.
+async fn agent_exchange<M, T>(
+    connection: quinn::Connection,
+    hello: Vec<u8>,
+    judge: impl FnOnce(Result<M, FrameError>) -> Verdict<T>,
+) -> Result<(Session, SecureStream, T), SessionError>
+where
+    M: serde::Serialize + serde::de::DeserializeOwned,
+{
     let (mut send, mut recv) = connection.open_bi().await?;
-    framed::write(&mut send, &hello.encode())
-        .await
-        .map_err(framed_error)?;
-    let auth = match framed::read_timeout::<ViewerMessage>(&mut recv, MAX_MESSAGE, HANDSHAKE_TIMEOUT).await {
-        Ok(Some(auth)) => auth,
+    framed::write(&mut send, &hello).await.map_err(framed_error)?;
+    let auth = match framed::read_timeout::<M>(&mut recv, MAX_MESSAGE, HANDSHAKE_TIMEOUT).await {
+        Ok(Some(auth)) => Ok(auth),
         // The viewer left or stalled before proving anything: no guess was made.
         Ok(None) => return Err(SessionError::UnexpectedEnd),
-        Err(FramedError::Frame(e)) => {
-            // Garbage in place of the viewer's proof counts like a wrong proof.
-            let err = HandshakeError::Frame(e);
-            handshake.reject_undecodable(attempts);
-            let _ = framed::write(
-                &mut send,
-                &AgentMessage::Abort(err.abort_reason(attempts)).encode(),
-            )
-            .await;
-            return Err(err.into());
-        }
+        Err(FramedError::Frame(e)) => Err(e),
         Err(e) => return Err(framed_error(e)),
     };
-    match handshake.receive(&auth, attempts, trust, now_unix()) {
-        Ok((confirm, AgentOutcome { keys, peer })) => {
-            framed::write(&mut send, &confirm.encode())
-                .await
-                .map_err(framed_error)?;
+    match judge(auth) {
+        Ok((confirm, keys, admitted)) => {
+            framed::write(&mut send, &confirm).await.map_err(framed_error)?;
             let session = Session::new(connection, keys);
             let control = session.control(send, recv).await?;
-            Ok((session, control, peer))
+            Ok((session, control, admitted))
         }
-        Err(e) => {
-            let abort = AgentMessage::Abort(e.abort_reason(attempts));
-            let _ = framed::write(&mut send, &abort.encode()).await;
+        Err((abort, e)) => {
+            let _ = framed::write(&mut send, &abort).await;
             let _ = send.finish();
-            Err(e.into())
+            Err(e)
         }
     }
 }
@@ -141,42 +164,22 @@ pub async fn agent_key(
     admissions: &[Admission],
 ) -> Result<(Session, SecureStream, Admitted), SessionError> {
     let (handshake, hello) = KeyAgentHandshake::start(ctx, device, &mut os_rng());
-    let (mut send, mut recv) = connection.open_bi().await?;
-    framed::write(&mut send, &hello.encode())
-        .await
-        .map_err(framed_error)?;
-    let auth = match framed::read_timeout::<KeyViewerMessage>(&mut recv, MAX_MESSAGE, HANDSHAKE_TIMEOUT).await
-    {
-        Ok(Some(auth)) => auth,
-        Ok(None) => return Err(SessionError::UnexpectedEnd),
-        Err(e) => {
-            let _ = framed::write(&mut send, &KeyAgentMessage::Abort(AbortReason::Invalid).encode()).await;
-            return Err(framed_error(e));
+    agent_exchange::<KeyViewerMessage, _>(connection, hello.encode(), |auth| {
+        let abort = |reason| KeyAgentMessage::Abort(reason).encode();
+        let auth = auth.map_err(|e| (abort(AbortReason::Invalid), SessionError::Frame(e)))?;
+        match handshake.receive(&auth, device, trust, admissions, now_unix()) {
+            Ok((
+                confirm,
+                KeyAgentOutcome {
+                    keys,
+                    peer,
+                    admission,
+                },
+            )) => Ok((confirm.encode(), keys, Admitted { peer, admission })),
+            Err(e) => Err((abort(e.abort_reason(&CodeAttempts::new())), e.into())),
         }
-    };
-    match handshake.receive(&auth, device, trust, admissions, now_unix()) {
-        Ok((
-            confirm,
-            KeyAgentOutcome {
-                keys,
-                peer,
-                admission,
-            },
-        )) => {
-            framed::write(&mut send, &confirm.encode())
-                .await
-                .map_err(framed_error)?;
-            let session = Session::new(connection, keys);
-            let control = session.control(send, recv).await?;
-            Ok((session, control, Admitted { peer, admission }))
-        }
-        Err(e) => {
-            let abort = KeyAgentMessage::Abort(e.abort_reason(&CodeAttempts::new()));
-            let _ = framed::write(&mut send, &abort.encode()).await;
-            let _ = send.finish();
-            Err(e.into())
-        }
-    }
+    })
+    .await
 }
 
 /// Who a key-authenticated handshake let in, and under which opt-in.
