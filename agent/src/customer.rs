@@ -40,16 +40,17 @@ pub async fn ended(end: &mut watch::Receiver<bool>) {
 }
 
 /// Takes a quick-access opt-in back (from the window's list) and shows the list as it is now.
-fn untrust(path: Option<&std::path::Path>, events: &Events, entry: &crate::trusted::Entry) {
-    let Some(path) = path else { return };
+async fn untrust(path: PathBuf, events: Events, entry: crate::trusted::Entry) {
     let tr = events.tr();
-    let removed = crate::trusted::Trusted::update(path, |trusted| {
-        Ok((trusted.remove_entry(entry), trusted.entries().to_vec()))
-    });
+    let removed = crate::trusted::Trusted::update_async(path, {
+        let entry = entry.clone();
+        move |trusted| Ok((trusted.remove_entry(&entry), trusted.entries().to_vec()))
+    })
+    .await;
     match removed {
         Ok((removed, entries)) => {
             if removed {
-                let who = crate::phrases::trusted_who(tr, entry);
+                let who = crate::phrases::trusted_who(tr, &entry);
                 events.activity(Kind::Permissions, crate::t!(tr, "trusted-removed", who = who));
             }
             events.emit(Event::QuickAccess(entries));
@@ -92,7 +93,12 @@ pub fn route(
                 Input::Answer { question, reply } => {
                     questions.answer(question, reply);
                 }
-                Input::Untrust(entry) => untrust(trusted.as_deref(), &events, &entry),
+                // Off the router: a slow trust file must not hold "end".
+                Input::Untrust(entry) => {
+                    if let Some(path) = trusted.clone() {
+                        tokio::spawn(untrust(path, events.clone(), entry));
+                    }
+                }
                 Input::Consent(g) => {
                     let _ = consent_tx.try_send(g);
                 }

@@ -123,10 +123,16 @@ pub async fn pair(
             client = connect(config, events, questions) => client?,
             () = crate::customer::ended(&mut customer.end) => return Ok(None),
         };
-        let (trusted, trouble) = match load_trusted(config) {
-            Ok(trusted) => (trusted, None),
+        let (loaded, trouble) = match config.trusted.as_deref().map(Trusted::load).transpose() {
+            Ok(loaded) => (loaded, None),
             Err(e) => (None, Some(e)),
         };
+        if config.trusted.is_some() {
+            // All of them, expired too, for the window's list (an unusable file lists none).
+            let entries = loaded.as_ref().map(|t| t.entries().to_vec()).unwrap_or_default();
+            events.emit(Event::QuickAccess(entries));
+        }
+        let trusted = loaded.filter(|t| t.any_active(ponte_session::now_unix()));
         let registered = match trusted.as_ref().and_then(Trusted::device) {
             Some(device) => client.register_device(device.public().tag()).await,
             None => client.register().await,
@@ -144,13 +150,6 @@ pub async fn pair(
                     error = e.to_string()
                 )));
             }
-        }
-        if let Some(path) = config.trusted.as_deref() {
-            // All of them, expired too, for the window's list (an unusable file lists none).
-            let entries = Trusted::load(path)
-                .map(|t| t.entries().to_vec())
-                .unwrap_or_default();
-            events.emit(Event::QuickAccess(entries));
         }
         events.emit(Event::Ready {
             session: id,

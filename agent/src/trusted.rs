@@ -9,12 +9,12 @@
 //! assistants are given a new one.
 
 use std::io::Read as _;
-use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use ponte_protocol::app::Grants;
 use ponte_protocol::device::{DeviceKey, DevicePublic};
-use ponte_protocol::identity::{Fingerprint, PeerIdentity};
+use ponte_protocol::identity::PeerIdentity;
 use ponte_protocol::key_handshake::{Admission, Admits};
 use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
@@ -125,18 +125,6 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrustedError + '_ {
     }
 }
 
-fn hex32(s: &str) -> Option<[u8; 32]> {
-    let bytes = s.as_bytes();
-    if bytes.len() != 64 || !bytes.iter().all(u8::is_ascii_hexdigit) {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (o, pair) in out.iter_mut().zip(bytes.chunks(2)) {
-        *o = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
-    }
-    Some(out)
-}
-
 impl Trusted {
     /// `<config dir>/ponte/trusted.json`.
     pub fn default_path() -> Option<PathBuf> {
@@ -185,9 +173,12 @@ impl Trusted {
             return Err(TrustedError::Malformed(path.to_owned()));
         }
         trusted.device = match file.device_key {
-            Some(hex) => Some(DeviceKey::from_bytes(
-                hex32(&hex).ok_or_else(|| TrustedError::Malformed(path.to_owned()))?,
-            )),
+            Some(text) => {
+                let mut key = zeroize::Zeroizing::new([0u8; 32]);
+                hex::decode_to_slice(&text, &mut *key)
+                    .map_err(|_| TrustedError::Malformed(path.to_owned()))?;
+                Some(DeviceKey::from_bytes(*key))
+            }
             None => None,
         };
         trusted.entries = file.entries;
@@ -196,35 +187,30 @@ impl Trusted {
 
     /// Loads the file at `path`, lets `change` modify it and saves it, all under a lock
     /// beside the file: an opt-in being stored, a removal in the window and `ponte-agent
-    /// trusted remove` in another process never lose each other's change.
+    /// trusted remove` in another process never lose each other's change. Blocks (at most
+    /// [`ponte_session::private_file::LOCK_WAIT`] for the lock): async callers use
+    /// [`Trusted::update_async`].
     pub fn update<T>(
         path: &Path,
         change: impl FnOnce(&mut Trusted) -> Result<T, TrustedError>,
     ) -> Result<T, TrustedError> {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(io(dir))?;
-        let name = path.file_name().unwrap_or_default().to_string_lossy();
-        let lock_path = dir.join(format!(".{name}.lock"));
-        let lock = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-            .open(&lock_path)
-            .map_err(io(&lock_path))?;
-        // Released when `lock` closes, after the save.
-        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
-            .map_err(|e| io(&lock_path)(e.into()))?;
+        let _lock = ponte_session::private_file::Lock::acquire(path).map_err(io(path))?;
         let mut trusted = Trusted::load(path)?;
         let out = change(&mut trusted)?;
         trusted.save()?;
         Ok(out)
+    }
+
+    /// [`Trusted::update`] for async callers: on a blocking thread, so a slow lock never
+    /// holds the runtime's workers.
+    pub async fn update_async<T: Send + 'static>(
+        path: PathBuf,
+        change: impl FnOnce(&mut Trusted) -> Result<T, TrustedError> + Send + 'static,
+    ) -> Result<T, TrustedError> {
+        let at = path.clone();
+        tokio::task::spawn_blocking(move || Trusted::update(&path, change))
+            .await
+            .unwrap_or_else(|e| Err(io(&at)(std::io::Error::other(e))))
     }
 
     /// Writes the file (0600, replaced atomically), or deletes it when no entry is left.
@@ -237,10 +223,7 @@ impl Trusted {
             };
         }
         let file = FileFormat {
-            device_key: self.device.as_ref().map(|d| {
-                let bytes = d.to_bytes();
-                bytes.iter().map(|b| format!("{b:02x}")).collect()
-            }),
+            device_key: self.device.as_ref().map(|d| hex::encode(&d.to_bytes()[..])),
             entries: self.entries.clone(),
         };
         let text = zeroize::Zeroizing::new(serde_json::to_string_pretty(&file).unwrap_or_default());
@@ -339,19 +322,16 @@ pub fn ends(now: u64, days: u32) -> u64 {
     now.saturating_add(u64::from(days.clamp(1, MAX_DAYS)) * DAY)
 }
 
-/// The key fingerprint an entry is about, for listing.
-pub fn admitted_fingerprint(admits: &Admits) -> &Fingerprint {
-    match admits {
-        Admits::Assistant(f) | Admits::Organisation(f) => f,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use ponte_protocol::identity::CertificateError;
+    use ponte_protocol::identity::{CertificateError, Fingerprint};
+
+    fn rng() -> impl CryptoRng {
+        ponte_protocol::os_rng()
+    }
 
     fn verified() -> PeerIdentity {
         PeerIdentity::Verified {
@@ -379,15 +359,7 @@ mod tests {
                         issuer: Fingerprint([99; 32]),
                     };
                     Trusted::update(&path, |t| {
-                        t.add(
-                            &peer,
-                            Scope::Assistant,
-                            30,
-                            Grants::NONE,
-                            false,
-                            1000,
-                            &mut ponte_protocol::os_rng(),
-                        )
+                        t.add(&peer, Scope::Assistant, 30, Grants::NONE, false, 1000, &mut rng())
                     })
                     .unwrap();
                 })
@@ -423,7 +395,7 @@ mod tests {
                 Grants::all(),
                 false,
                 1000,
-                &mut ponte_protocol::os_rng(),
+                &mut rng(),
             )
             .unwrap();
         t.save().unwrap();
@@ -467,7 +439,7 @@ mod tests {
                 Grants::NONE,
                 false,
                 0,
-                &mut ponte_protocol::os_rng()
+                &mut rng()
             ),
             Err(TrustedError::Unverified)
         ));
@@ -479,7 +451,7 @@ mod tests {
             Grants::NONE,
             false,
             0,
-            &mut ponte_protocol::os_rng(),
+            &mut rng(),
         )
         .unwrap();
         assert_eq!(t.entries()[0].not_after, 365 * DAY);
@@ -491,7 +463,7 @@ mod tests {
             Grants::NONE,
             false,
             0,
-            &mut ponte_protocol::os_rng(),
+            &mut rng(),
         )
         .unwrap();
         assert_eq!(t.entries().len(), 1);
@@ -510,7 +482,7 @@ mod tests {
             Grants::NONE,
             false,
             0,
-            &mut ponte_protocol::os_rng(),
+            &mut rng(),
         )
         .unwrap();
         t.save().unwrap();

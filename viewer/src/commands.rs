@@ -354,14 +354,19 @@ impl Runner {
                 days,
             } => {
                 // The address book first: the customer answers once per session.
-                let path = ponte_viewer::devices::Devices::default_path();
-                let mut book = ponte_viewer::devices::Devices::load(&path)?;
-                book.can_add(&name)?;
+                use ponte_viewer::devices::Devices;
+                let path = Devices::default_path();
+                Devices::load(&path)?.can_add(&name)?;
                 eprintln!("[ponte] asking the customer for quick access…");
                 match self.viewer.request_quick_access(organisation, days).await? {
                     Some(grant) => {
-                        book.add(&name, grant)?;
-                        book.save()?;
+                        // Read again under the lock: another viewer may have added a device
+                        // while the customer thought about it.
+                        let added = name.clone();
+                        tokio::task::spawn_blocking(move || {
+                            Devices::update(&path, |book| book.add(&added, grant))
+                        })
+                        .await??;
                         eprintln!(
                             "[ponte] the customer allowed quick access; saved as {name:?} (ponte-viewer connect --device {name:?})"
                         );

@@ -48,10 +48,26 @@ pub enum DevicesError {
 pub struct Device {
     /// The assistant's name for it.
     pub name: String,
-    /// Its public key.
+    /// Its public key (64 hex digits in the file).
+    #[serde(with = "hex_key")]
     pub key: DevicePublic,
     /// Until when the customer allowed quick access (seconds since the Unix epoch).
     pub not_after: u64,
+}
+
+/// A device key in the file as its 64 hex digits (docs/PROTOCOL.md § 9.1), readable and
+/// comparable with what the agent shows, rather than 32 numbers.
+mod hex_key {
+    use ponte_protocol::device::DevicePublic;
+    use serde::Deserialize as _;
+
+    pub fn serialize<S: serde::Serializer>(key: &DevicePublic, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(key)
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<DevicePublic, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// The address book.
@@ -107,6 +123,22 @@ impl Devices {
             path: path.to_owned(),
             devices,
         })
+    }
+
+    /// Loads the address book, lets `change` modify it and saves it, under the file's lock:
+    /// two viewers remembering devices at once both keep theirs. Blocks (briefly).
+    pub fn update<T>(
+        path: &Path,
+        change: impl FnOnce(&mut Devices) -> Result<T, DevicesError>,
+    ) -> Result<T, DevicesError> {
+        let _lock = ponte_session::private_file::Lock::acquire(path).map_err(|source| DevicesError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut book = Devices::load(path)?;
+        let out = change(&mut book)?;
+        book.save()?;
+        Ok(out)
     }
 
     /// Writes the address book (0600, replaced atomically).
@@ -191,11 +223,34 @@ mod tests {
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600
         );
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(&"03".repeat(32)), "the key as hex: {text}");
         let again = Devices::load(&path).unwrap();
         assert_eq!(again.list().len(), 1);
+        assert_eq!(again.get("Rossi office").unwrap().key, DevicePublic([3; 32]));
         assert_eq!(again.get("Rossi office").unwrap().not_after, 100);
         assert!(matches!(again.get("nobody"), Err(DevicesError::Unknown(_))));
         std::fs::write(&path, "[{\"name\": \"x\"}]").unwrap();
         assert!(matches!(Devices::load(&path), Err(DevicesError::Malformed(_))));
+    }
+
+    #[test]
+    fn two_viewers_remembering_at_once_both_keep_theirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ponte").join("devices.json");
+        let writers: Vec<_> = (0..8u8)
+            .map(|n| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let grant = QuickAccessGrant {
+                        device: DevicePublic([n; 32]),
+                        not_after: 99,
+                    };
+                    Devices::update(&path, |book| book.add(&format!("device {n}"), grant)).unwrap();
+                })
+            })
+            .collect();
+        writers.into_iter().for_each(|w| w.join().unwrap());
+        assert_eq!(Devices::load(&path).unwrap().list().len(), 8);
     }
 }

@@ -81,10 +81,7 @@ impl DevicePublic {
 impl fmt::Display for DevicePublic {
     /// 64 lowercase hex digits.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
+        f.write_str(&hex::encode(self.0))
     }
 }
 
@@ -103,15 +100,8 @@ impl FromStr for DevicePublic {
     type Err = ParseDeviceError;
 
     fn from_str(s: &str) -> Result<DevicePublic, ParseDeviceError> {
-        let s = s.trim().as_bytes();
-        if s.len() != 64 || !s.iter().all(u8::is_ascii_hexdigit) {
-            return Err(ParseDeviceError);
-        }
         let mut out = [0u8; 32];
-        for (o, pair) in out.iter_mut().zip(s.chunks(2)) {
-            let hex = std::str::from_utf8(pair).map_err(|_| ParseDeviceError)?;
-            *o = u8::from_str_radix(hex, 16).map_err(|_| ParseDeviceError)?;
-        }
+        hex::decode_to_slice(s.trim(), &mut out).map_err(|_| ParseDeviceError)?;
         Ok(DevicePublic(out))
     }
 }

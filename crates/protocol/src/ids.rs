@@ -97,10 +97,7 @@ pub struct DeviceTag(pub [u8; 16]);
 impl fmt::Display for DeviceTag {
     /// 32 lowercase hex digits.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
+        f.write_str(&hex::encode(self.0))
     }
 }
 

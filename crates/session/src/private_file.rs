@@ -25,6 +25,45 @@ pub fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&partial, path)
 }
 
+/// Longest wait for another change of the same file to finish.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// An exclusive lock on changing `path` (on a lock file beside it: the file itself is
+/// replaced by renaming), held until dropped. Whoever holds it only loads and saves a small
+/// file: waiting longer than [`LOCK_WAIT`] means something is wrong there, and is an error.
+/// Blocks: async callers take it on a blocking thread.
+pub struct Lock(#[allow(dead_code)] std::fs::File);
+
+impl Lock {
+    /// Takes the lock for changing `path`, creating its folder (0700) if missing.
+    pub fn acquire(path: &Path) -> std::io::Result<Lock> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(dir.join(format!(".{name}.lock")))?;
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => return Ok(Lock(file)),
+                Err(rustix::io::Errno::WOULDBLOCK) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
