@@ -18,48 +18,6 @@ use world::*;
 /// Long enough after a prompt appears for the agent to take the answer.
 const SETTLE: Duration = Duration::from_millis(800);
 
-/// Runs `ponte-viewer` with `args` in `w` and checks it succeeded; returns stdout.
-fn viewer_cli(w: &World, args: &[&str]) -> String {
-    let mut cmd = w.command("ponte-viewer");
-    cmd.args(args);
-    let out = run_with_timeout(cmd, WAIT);
-    assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
-    text(&out.stdout)
-}
-
-/// An assistant identity in `dir`, certified as NAME of ORGANISATION by the organisation key
-/// at `org` (created if missing); returns the organisation's public key file.
-fn certified(w: &World, dir: &str, name: &str, org: &str, organisation: &str) -> String {
-    let identity = w.path(dir);
-    let identity_dir = identity.to_str().unwrap();
-    viewer_cli(
-        w,
-        &["identity", "new", "--name", name, "--identity-dir", identity_dir],
-    );
-    let org = w.path(org);
-    if !PathBuf::from(format!("{}.key.pem", org.display())).exists() {
-        viewer_cli(w, &["org", "new", "--out", org.to_str().unwrap()]);
-    }
-    viewer_cli(
-        w,
-        &[
-            "org",
-            "certify",
-            "--org-key",
-            &format!("{}.key.pem", org.display()),
-            "--assistant",
-            identity.join("assistant.pub.pem").to_str().unwrap(),
-            "--name",
-            name,
-            "--organisation",
-            organisation,
-            "--out",
-            identity.join("assistant.cert.pem").to_str().unwrap(),
-        ],
-    );
-    format!("{}.pub.pem", org.display())
-}
-
 /// Starts a viewer with a batch of commands in a thread (the test meanwhile plays the
 /// customer); join it for its output.
 fn viewer_in_background(w: &World, connect: &[&str], batch: &str) -> std::thread::JoinHandle<Output> {
@@ -94,6 +52,16 @@ fn trusted_file(w: &World) -> PathBuf {
     w.path("config/ponte/trusted.json")
 }
 
+/// The customer ticked "allow without asking" for the first opt-in (in the window:
+/// tests/window.rs); here the file says so.
+fn allow_without_asking(w: &World) {
+    let path = trusted_file(w);
+    let mut trusted: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    trusted["entries"][0]["without_asking"] = true.into();
+    std::fs::write(&path, trusted.to_string()).unwrap();
+}
+
 /// Session 1 with a code: the assistant asks with `remember`, the customer says yes.
 fn opt_in(w: &World, org_pub: &str, identity: &str, remember: &str) {
     let (mut agent, id, code) = w.text_agent(&["--allow", "terminal", "--trust-org", org_pub]);
@@ -126,7 +94,7 @@ fn opt_in(w: &World, org_pub: &str, identity: &str, remember: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn after_opting_in_the_assistant_reconnects_by_device_without_a_code() {
     let w = World::new().await;
-    let org_pub = certified(&w, "alice", "Alice Example", "acme", "ACME Support");
+    let org_pub = w.certified("alice", "Alice Example", "acme", "ACME Support");
     opt_in(&w, &org_pub, "alice", "--org Rossi office");
 
     // What the customer's side keeps: one entry, readable by the customer only, listed.
@@ -141,7 +109,7 @@ async fn after_opting_in_the_assistant_reconnects_by_device_without_a_code() {
     );
     assert!(listed.contains("Terminal"), "the grants to pre-select: {listed}");
     // …and the assistant's address book.
-    assert!(viewer_cli(&w, &["devices"]).contains("Rossi office"));
+    assert!(w.viewer_cli(&["devices"]).contains("Rossi office"));
 
     // Later: the customer starts the agent by hand; the assistant connects with no code and
     // the customer still sees who it is and decides, with last time's grants pre-selected.
@@ -214,14 +182,14 @@ async fn no_quick_access_for_unverified_assistants() {
     agent.expect("Session ended");
     agent.wait(WAIT);
     assert!(!trusted_file(&w).exists(), "nothing was stored");
-    assert!(!viewer_cli(&w, &["devices"]).contains("Rossi"));
+    assert!(!w.viewer_cli(&["devices"]).contains("Rossi"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn removed_expired_and_other_organisations_are_turned_away() {
     let w = World::new().await;
-    let acme = certified(&w, "alice", "Alice Example", "acme", "ACME Support");
-    let other = certified(&w, "mallory", "Mallory", "other", "Other Support");
+    let acme = w.certified("alice", "Alice Example", "acme", "ACME Support");
+    let other = w.certified("mallory", "Mallory", "other", "Other Support");
     opt_in(&w, &acme, "alice", "Rossi");
 
     // Another organisation's assistant (trusted by the customer as verified, but never
@@ -292,7 +260,7 @@ async fn removed_expired_and_other_organisations_are_turned_away() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_opt_in_removed_while_the_agent_waits_no_longer_opens_it() {
     let w = World::new().await;
-    let acme = certified(&w, "alice", "Alice Example", "acme", "ACME Support");
+    let acme = w.certified("alice", "Alice Example", "acme", "ACME Support");
     opt_in(&w, &acme, "alice", "Rossi");
     let (mut agent, _, _) = w.text_agent(&["--trust-org", &acme]);
     agent.expect("Also waiting for Alice Example");
@@ -317,7 +285,7 @@ async fn an_opt_in_removed_while_the_agent_waits_no_longer_opens_it() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_question_goes_away_with_the_session() {
     let w = World::new().await;
-    let acme = certified(&w, "alice", "Alice Example", "acme", "ACME Support");
+    let acme = w.certified("alice", "Alice Example", "acme", "ACME Support");
     let (mut agent, id, code) = w.text_agent(&["--allow", "terminal", "--trust-org", &acme]);
     let (credentials, _) = ponte_viewer::identity::load_or_create(&w.path("alice")).unwrap();
     let viewer = w.assistant_as(&id, &code, credentials).await;
@@ -336,7 +304,7 @@ async fn the_question_goes_away_with_the_session() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_name_the_address_book_cannot_keep_is_refused_before_the_customer_is_asked() {
     let w = World::new().await;
-    let acme = certified(&w, "alice", "Alice Example", "acme", "ACME Support");
+    let acme = w.certified("alice", "Alice Example", "acme", "ACME Support");
     let (mut agent, id, code) = w.text_agent(&["--allow", "terminal", "--trust-org", &acme]);
     let out = viewer_in_background(
         &w,
@@ -370,7 +338,7 @@ async fn a_flood_of_requests_asks_the_customer_once() {
     // A modified viewer sends the request twenty times at once: one question, the rest
     // refused without bothering the customer.
     let w = World::new().await;
-    let acme = certified(&w, "alice", "Alice Example", "acme", "ACME Support");
+    let acme = w.certified("alice", "Alice Example", "acme", "ACME Support");
     let (mut agent, id, code) = w.text_agent(&["--allow", "terminal", "--trust-org", &acme]);
     let (credentials, _) = ponte_viewer::identity::load_or_create(&w.path("alice")).unwrap();
     let viewer = std::sync::Arc::new(w.assistant_as(&id, &code, credentials).await);
@@ -406,7 +374,7 @@ async fn the_customer_chooses_how_long() {
     // The assistant proposes 90 days; the customer answers "y 30" (after a period the agent
     // does not take), and the opt-in lasts 30 days, on both sides.
     let w = World::new().await;
-    let acme = certified(&w, "alice", "Alice Example", "acme", "ACME Support");
+    let acme = w.certified("alice", "Alice Example", "acme", "ACME Support");
     let (mut agent, id, code) = w.text_agent(&["--allow", "terminal", "--trust-org", &acme]);
     let (credentials, _) = ponte_viewer::identity::load_or_create(&w.path("alice")).unwrap();
     let viewer = w.assistant_as(&id, &code, credentials).await;
@@ -444,15 +412,9 @@ async fn the_customer_chooses_how_long() {
 #[tokio::test(flavor = "multi_thread")]
 async fn allowed_without_asking_skips_the_consent_screen_not_the_customers_eyes() {
     let w = World::new().await;
-    let acme = certified(&w, "alice", "Alice Example", "acme", "ACME Support");
+    let acme = w.certified("alice", "Alice Example", "acme", "ACME Support");
     opt_in(&w, &acme, "alice", "Rossi");
-    // The customer ticked "allow without asking" (in the window: tests/window.rs); here the
-    // file says so.
-    let path = trusted_file(&w);
-    let mut trusted: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    trusted["entries"][0]["without_asking"] = true.into();
-    std::fs::write(&path, trusted.to_string()).unwrap();
+    allow_without_asking(&w);
 
     let (mut agent, _, _) = w.text_agent(&["--trust-org", &acme]);
     agent.expect("Also waiting for Alice Example, ACME Support (only this assistant)");
@@ -472,4 +434,62 @@ async fn allowed_without_asking_skips_the_consent_screen_not_the_customers_eyes(
         "{:#?}",
         agent.seen()
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_opt_in_never_begets_another() {
+    // In a session opened by quick access, the assistant cannot ask for a new (longer, wider)
+    // opt-in: refused without asking the customer; only a session with the code can.
+    let w = World::new().await;
+    let acme = w.certified("alice", "Alice Example", "acme", "ACME Support");
+    opt_in(&w, &acme, "alice", "Rossi");
+    allow_without_asking(&w);
+    let before = std::fs::read_to_string(trusted_file(&w)).unwrap();
+    let (mut agent, _, _) = w.text_agent(&["--trust-org", &acme]);
+    agent.expect("Also waiting for Alice Example");
+    let out = by_device(&w, "Rossi", "alice", "remember --org --days 365 Again\nquit\n");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("did not allow quick access"),
+        "{}",
+        text(&out.stderr)
+    );
+    agent.send("end");
+    agent.wait(WAIT);
+    assert!(
+        !agent
+            .seen()
+            .iter()
+            .any(|l| l.contains("connect without a code whenever")),
+        "the customer was asked: {:#?}",
+        agent.seen()
+    );
+    assert_eq!(std::fs::read_to_string(trusted_file(&w)).unwrap(), before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_viewer_that_keeps_asking_is_cut_off() {
+    // A modified viewer sends quick-access requests without end. Beyond the first (put to
+    // the customer) each is refused at once — and a viewer that does not read would pile the
+    // refusals up in the agent's memory — so after a bounded number the agent ends the
+    // session, and nothing is stored.
+    let w = World::new().await;
+    let acme = w.certified("alice", "Alice Example", "acme", "ACME Support");
+    let (mut agent, id, code) = w.text_agent(&["--allow", "terminal", "--trust-org", &acme]);
+    let (credentials, _) = ponte_viewer::identity::load_or_create(&w.path("alice")).unwrap();
+    let viewer = std::sync::Arc::new(w.assistant_as(&id, &code, credentials).await);
+    viewer.consent(WAIT).await.expect("allowed by --allow");
+    let asks: Vec<_> = (0..100)
+        .map(|_| {
+            let viewer = viewer.clone();
+            tokio::spawn(async move { viewer.request_quick_access(false, 30).await })
+        })
+        .collect();
+    agent.expect("sent request after request");
+    assert!(agent.wait(WAIT).success());
+    for ask in asks {
+        let answer = tokio::time::timeout(WAIT, ask).await.unwrap().unwrap();
+        assert!(matches!(answer, Ok(None) | Err(_)), "{answer:?}");
+    }
+    assert!(!trusted_file(&w).exists(), "nothing was stored");
 }

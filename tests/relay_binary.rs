@@ -586,3 +586,54 @@ async fn a_ledger_that_cannot_be_written_is_counted_and_the_relay_keeps_relaying
         "the database password reached the log"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_join_by_device_needs_a_proof_made_for_that_device() {
+    // A modified viewer holding a valid credential replays a proof made for another target (a
+    // session ID, another device tag) in a join by device tag: refused before the tag is
+    // looked up, and the agent hears nothing of it. The proof made for the tag gets in.
+    use ponte_protocol::DeviceTag;
+    use ponte_protocol::rendezvous::{ClientMessage, JoinTarget};
+    use ponte_transport::credential::AssistantCredential;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("relay");
+    let cred_file = dir.path().join("alice.credential");
+    let add = relay_cli(
+        &data,
+        &["assistant", "add", "alice", "--out", cred_file.to_str().unwrap()],
+    );
+    assert!(add.status.success(), "{add:?}");
+    let alice = AssistantCredential::read(&cred_file).unwrap();
+    let relay = LoggedRelay::start(&data, &["--assistants", "required"]);
+    let tag = DeviceTag([5; 16]);
+    let mut agent = client(relay.addr, relay.fp).await;
+    let (id, _) = agent.register_device(tag).await.unwrap();
+    for target in [JoinTarget::Session(id), JoinTarget::Device(DeviceTag([6; 16]))] {
+        let mut v = client(relay.addr, relay.fp).await;
+        let proof = alice.prove(v.connection(), target, None).unwrap();
+        v.send(&ClientMessage::JoinDevice {
+            tag,
+            ticket: None,
+            proof: Some(proof),
+        })
+        .await
+        .unwrap();
+        let refusal = match v.next().await {
+            Ok(RelayMessage::Refused(r)) => Some(r),
+            Ok(other) => panic!("{target:?}: {other:?}"),
+            Err(e) => e.refusal(),
+        };
+        assert_eq!(refusal, Some(Refusal::CredentialRefused), "{target:?}");
+    }
+    let mut v = client(relay.addr, relay.fp).await;
+    let extras = ponte_transport::client::JoinExtras {
+        credential: Some(alice),
+        ticket: None,
+    };
+    assert_eq!(v.join_device(tag, &extras).await.unwrap(), id);
+    // The first thing the agent hears is the good join.
+    assert_eq!(
+        agent.next().await.unwrap(),
+        RelayMessage::PairedDevice { session: id }
+    );
+}

@@ -246,35 +246,10 @@ async fn trust_on_first_use_catches_a_changed_relay_certificate() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_certified_assistant_shows_as_verified() {
     let w = World::new().await;
-    let viewer_cli = |args: &[&str]| {
-        let mut cmd = w.command("ponte-viewer");
-        cmd.args(args);
-        let out = run_with_timeout(cmd, WAIT);
-        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
-        text(&out.stdout)
-    };
-    let identity = w.path("config/ponte/identity");
-    viewer_cli(&["identity", "new", "--name", "Alice"]);
-    let org = w.path("acme");
-    viewer_cli(&["org", "new", "--out", org.to_str().unwrap()]);
-    let cert = identity.join("assistant.cert.pem");
-    viewer_cli(&[
-        "org",
-        "certify",
-        "--org-key",
-        &format!("{}.key.pem", org.display()),
-        "--assistant",
-        identity.join("assistant.pub.pem").to_str().unwrap(),
-        "--name",
-        "Alice Example",
-        "--organisation",
-        "ACME Support",
-        "--out",
-        cert.to_str().unwrap(),
-    ]);
-    assert!(viewer_cli(&["identity", "show"]).contains("ACME Support"));
+    // The identity where the viewer looks by default.
+    let org_pub = w.certified("config/ponte/identity", "Alice Example", "acme", "ACME Support");
+    assert!(w.viewer_cli(&["identity", "show"]).contains("ACME Support"));
 
-    let org_pub = format!("{}.pub.pem", org.display());
     let (agent, id, code) = w.agent(&["--allow", "chat", "--trust-org", &org_pub]);
     let out = w.viewer(&id, &code, "chat hello from Alice\n");
     assert!(out.status.success(), "{}", text(&out.stderr));

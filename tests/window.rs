@@ -468,49 +468,13 @@ async fn the_window_works_with_the_keyboard_alone() {
 }
 
 /// Runs `ponte-viewer` with `args` in `w` and checks it succeeded.
-fn viewer_cli(w: &World, args: &[&str]) {
-    let mut cmd = w.command("ponte-viewer");
-    cmd.args(args);
-    let out = run_with_timeout(cmd, WAIT);
-    assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_window_asks_about_quick_access_and_keeps_the_customers_yes() {
     let x = Xvfb::start(1024, 800);
     let w = World::new().await;
     // A verified assistant: Alice, certified by ACME Support, whom the customer's agent trusts.
+    let org_pub = w.certified("alice", "Alice Example", "acme", "ACME Support");
     let identity = w.path("alice");
-    let org = w.path("acme");
-    let identity_dir = identity.to_str().unwrap();
-    viewer_cli(
-        &w,
-        &[
-            "identity",
-            "new",
-            "--name",
-            "Alice Example",
-            "--identity-dir",
-            identity_dir,
-        ],
-    );
-    viewer_cli(&w, &["org", "new", "--out", org.to_str().unwrap()]);
-    let certify = [
-        "org".to_owned(),
-        "certify".into(),
-        "--org-key".into(),
-        format!("{}.key.pem", org.display()),
-        "--assistant".into(),
-        identity.join("assistant.pub.pem").display().to_string(),
-        "--name".into(),
-        "Alice Example".into(),
-        "--organisation".into(),
-        "ACME Support".into(),
-        "--out".into(),
-        identity.join("assistant.cert.pem").display().to_string(),
-    ];
-    viewer_cli(&w, &certify.iter().map(String::as_str).collect::<Vec<_>>());
-    let org_pub = format!("{}.pub.pem", org.display());
 
     let mut agent = window_agent(&w, &x, "C.UTF-8", &["--trust-org", &org_pub]);
     let (id, code) = wait_for(&x, "quick-waiting", id_and_code);

@@ -54,6 +54,42 @@ impl World {
         self.program(binary(bin))
     }
 
+    /// Runs `ponte-viewer ARGS` and checks it succeeded; returns its standard output.
+    pub fn viewer_cli(&self, args: &[&str]) -> String {
+        let mut cmd = self.command("ponte-viewer");
+        cmd.args(args);
+        let out = run_with_timeout(cmd, WAIT);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    }
+
+    /// An assistant identity in `dir`, certified as `name` of `organisation` by the organisation
+    /// key at `org` (created if missing); returns the organisation's public key file.
+    pub fn certified(&self, dir: &str, name: &str, org: &str, organisation: &str) -> String {
+        let identity = self.path(dir);
+        let identity_dir = identity.to_str().unwrap();
+        self.viewer_cli(&["identity", "new", "--name", name, "--identity-dir", identity_dir]);
+        let org = self.path(org);
+        if !PathBuf::from(format!("{}.key.pem", org.display())).exists() {
+            self.viewer_cli(&["org", "new", "--out", org.to_str().unwrap()]);
+        }
+        self.viewer_cli(&[
+            "org",
+            "certify",
+            "--org-key",
+            &format!("{}.key.pem", org.display()),
+            "--assistant",
+            identity.join("assistant.pub.pem").to_str().unwrap(),
+            "--name",
+            name,
+            "--organisation",
+            organisation,
+            "--out",
+            identity.join("assistant.cert.pem").to_str().unwrap(),
+        ]);
+        format!("{}.pub.pem", org.display())
+    }
+
     /// Any program with this world's home, config and data directories and relay.
     pub fn program(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut cmd = Command::new(program);

@@ -203,6 +203,7 @@ ended-connection-lost = the connection was lost ({ $error })
 ended-assistant-left = the assistant disconnected
 ended-assistant = the assistant ended the session
 ended-declined = the session was declined
+ended-flooded = the assistant's program sent request after request; the session was ended
 agent-failed = ponte-agent failed: { $error }
 
 ## The window

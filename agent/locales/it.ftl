@@ -201,6 +201,7 @@ ended-connection-lost = la connessione si è interrotta ({ $error })
 ended-assistant-left = l'assistente si è scollegato
 ended-assistant = l'assistente ha terminato la sessione
 ended-declined = la sessione è stata rifiutata
+ended-flooded = il programma dell'assistente ha inviato una richiesta dopo l'altra; la sessione è stata terminata
 agent-failed = ponte-agent non è riuscito: { $error }
 
 ## La finestra

@@ -211,6 +211,7 @@ ended-connection-lost = połączenie zostało przerwane ({ $error })
 ended-assistant-left = asystent się rozłączył
 ended-assistant = asystent zakończył sesję
 ended-declined = sesja została odrzucona
+ended-flooded = program asystenta wysyłał żądanie za żądaniem; sesja została zakończona
 agent-failed = ponte-agent nie powiódł się: { $error }
 
 ## Okno

@@ -109,7 +109,7 @@ pub async fn run(
         session,
         control,
         peer,
-        quick,
+        quick: quick_entry,
         ..
     } = paired;
     let ponte_session::SecureStream {
@@ -133,20 +133,21 @@ pub async fn run(
     });
 
     let mut chat_limit = ChatLimit::new();
+    let mut quick = QuickRequests::default();
     let tr = events.tr();
     let granted = match config.allow {
         Some(g) => Ok(g),
         None if !config.interactive => Ok(Grants::NONE),
         // The customer chose "allow without asking" for this opt-in: they still see who
         // connected and every action, and can revoke or end at any moment.
-        None if quick.as_ref().is_some_and(|e| e.without_asking) => {
-            Ok(quick.as_ref().map_or(Grants::NONE, |e| e.grants))
+        None if quick_entry.as_ref().is_some_and(|e| e.without_asking) => {
+            Ok(quick_entry.as_ref().map_or(Grants::NONE, |e| e.grants))
         }
         None => {
             events.emit(Event::ConsentNeeded {
                 peer: peer.clone(),
                 scope: scope.root().to_owned(),
-                remembered: quick.as_ref().map_or(Grants::NONE, |e| e.grants),
+                remembered: quick_entry.as_ref().map_or(Grants::NONE, |e| e.grants),
             });
             let deadline = tokio::time::sleep(CONSENT_TIMEOUT);
             tokio::pin!(deadline);
@@ -158,6 +159,13 @@ pub async fn run(
                     // The assistant may chat, or leave, while the customer reads.
                     message = control_recv.recv::<Control>() => match message {
                         Ok(Some(Control::Chat { text })) => assistant_chat(events, &mut chat_limit, text),
+                        // Nothing is granted yet, so there is nothing to remember.
+                        Ok(Some(Control::QuickAccessRequest { .. })) => {
+                            if !quick.refuse(&to_assistant) {
+                                let reason = crate::t!(tr, "ended-flooded");
+                                return Ok(close(client, writer, to_assistant, reason).await);
+                            }
+                        }
                         Ok(Some(_)) => {}
                         Ok(None) | Err(_) => {
                             let reason = crate::t!(tr, "ended-left-before-answer");
@@ -196,8 +204,6 @@ pub async fn run(
     let mut requests = tokio::task::JoinSet::new();
     let mut changes = grants.subscribe();
     let mut last = granted;
-    // One quick-access request per session: a viewer cannot queue questions or flood the log.
-    let mut quick_asked = false;
     // The question outlives no session: aborted at the end, which withdraws it.
     let mut quick_question: Option<tokio::task::JoinHandle<()>> = None;
     let reason = loop {
@@ -218,13 +224,15 @@ pub async fn run(
                     EndReason::Declined => crate::t!(tr, "ended-declined"),
                 },
                 Ok(Some(Control::Grants(_) | Control::QuickAccess(_))) => {} // Only the customer grants.
+                // Asked once per session, and only in a session opened with the code: an
+                // opt-in never begets another.
                 Ok(Some(Control::QuickAccessRequest { organisation, days })) => {
-                    if std::mem::replace(&mut quick_asked, true) {
-                        let _ = to_assistant.send(Control::QuickAccess(None));
-                    } else {
+                    if quick_entry.is_none() && !std::mem::replace(&mut quick.asked, true) {
                         let request = QuickRequest { organisation, days, grants: grants.now() };
                         quick_question =
                             offer_quick_access(config, events, questions, &peer, request, to_assistant.clone());
+                    } else if !quick.refuse(&to_assistant) {
+                        break crate::t!(tr, "ended-flooded");
                     }
                 }
                 Ok(None) | Err(_) => break crate::t!(tr, "ended-assistant-left"),
@@ -280,6 +288,32 @@ pub async fn run(
     }
     drop(session);
     Ok(close(client, writer, to_assistant, reason).await)
+}
+
+/// Quick-access requests that are refused at once (a second one, one before consent, one in
+/// a session opened by quick access) get an answer each — up to this many in a session; a
+/// viewer that sends more (each answer would wait in memory while a viewer that does not read
+/// holds the writer) ends the session.
+const MAX_QUICK_REFUSALS: u32 = 32;
+
+/// The viewer's quick-access requests in this session.
+#[derive(Default)]
+struct QuickRequests {
+    /// One was put to the customer.
+    asked: bool,
+    refused: u32,
+}
+
+impl QuickRequests {
+    /// Answers a request "no" without asking; `false` when the viewer has sent too many.
+    fn refuse(&mut self, to_assistant: &mpsc::UnboundedSender<Control>) -> bool {
+        self.refused += 1;
+        if self.refused > MAX_QUICK_REFUSALS {
+            return false;
+        }
+        let _ = to_assistant.send(Control::QuickAccess(None));
+        true
+    }
 }
 
 /// What the assistant asked for with [`Control::QuickAccessRequest`].
@@ -343,18 +377,20 @@ fn offer_quick_access(
             let without_asking = terms.without_asking && request.grants != Grants::NONE;
             let now = ponte_session::now_unix();
             let until = crate::trusted::ends(now, terms.days);
-            let stored = Trusted::update(&path, |trusted| {
+            let (opt_in, grants) = (peer.clone(), request.grants);
+            let stored = Trusted::update_async(path, move |trusted| {
                 let device = trusted.add(
-                    &peer,
+                    &opt_in,
                     scope,
                     terms.days,
-                    request.grants,
+                    grants,
                     without_asking,
                     now,
                     &mut os_rng(),
                 )?;
                 Ok((device, trusted.entries().to_vec()))
-            });
+            })
+            .await;
             match stored {
                 Ok((device, entries)) => {
                     events.emit(Event::QuickAccess(entries));

@@ -168,8 +168,8 @@ pub struct DeviceJoinOptions {
 pub struct State {
     /// What the customer allows; `None` until the customer has answered.
     pub grants: Option<Grants>,
-    /// The customer's last answer to [`Viewer::request_quick_access`], once one came.
-    pub quick_access: Option<Option<QuickAccessGrant>>,
+    /// The customer's last answer to [`Viewer::request_quick_access`] (`None`: no, or none yet).
+    pub quick_access: Option<QuickAccessGrant>,
     /// How many such answers came: a request waits for one more than there were before it.
     pub quick_answers: u32,
     /// Why the session ended, once it has.
@@ -287,7 +287,7 @@ impl Viewer {
                     }
                     Ok(Some(Control::QuickAccess(grant))) => {
                         tx.send_modify(|s| {
-                            s.quick_access = Some(grant);
+                            s.quick_access = grant;
                             s.quick_answers = s.quick_answers.saturating_add(1);
                         });
                     }
@@ -372,14 +372,11 @@ impl Viewer {
         // An earlier answer (or one the agent sent unasked) is not this request's.
         let answered = state.wait_for(|s| s.quick_answers > before || s.ended.is_some());
         match tokio::time::timeout(RESPONSE_TIMEOUT, answered).await {
-            Ok(Ok(s)) => match (
-                s.quick_access.filter(|_| s.quick_answers > before),
-                s.ended.clone(),
-            ) {
-                (Some(grant), _) => Ok(grant),
-                (None, Some(reason)) => Err(ViewerError::Ended(reason)),
-                (None, None) => Err(ViewerError::Unexpected),
-            },
+            Ok(Ok(s)) if s.quick_answers > before => Ok(s.quick_access),
+            Ok(Ok(s)) => Err(s
+                .ended
+                .clone()
+                .map_or(ViewerError::Unexpected, ViewerError::Ended)),
             Ok(Err(_)) => Err(ViewerError::Unexpected),
             Err(_) => Err(ViewerError::Timeout),
         }
