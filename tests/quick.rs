@@ -52,6 +52,16 @@ fn trusted_file(w: &World) -> PathBuf {
     w.path("config/ponte/trusted.json")
 }
 
+/// A session with the code between a text agent that trusts ACME Support and Alice, a
+/// verified assistant of ACME, through the viewer library (the test plays the viewer,
+/// modified or not).
+async fn alice_in_a_code_session(w: &World) -> (ponte_tests::Running, ponte_viewer::Viewer) {
+    let acme = w.certified("alice", "Alice Example", "acme", "ACME Support");
+    let (agent, id, code) = w.text_agent(&["--allow", "terminal", "--trust-org", &acme]);
+    let (credentials, _) = ponte_viewer::identity::load_or_create(&w.path("alice")).unwrap();
+    (agent, w.assistant_as(&id, &code, credentials).await)
+}
+
 /// The customer ticked "allow without asking" for the first opt-in (in the window:
 /// tests/window.rs); here the file says so.
 fn allow_without_asking(w: &World) {
@@ -285,10 +295,7 @@ async fn an_opt_in_removed_while_the_agent_waits_no_longer_opens_it() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_question_goes_away_with_the_session() {
     let w = World::new().await;
-    let acme = w.certified("alice", "Alice Example", "acme", "ACME Support");
-    let (mut agent, id, code) = w.text_agent(&["--allow", "terminal", "--trust-org", &acme]);
-    let (credentials, _) = ponte_viewer::identity::load_or_create(&w.path("alice")).unwrap();
-    let viewer = w.assistant_as(&id, &code, credentials).await;
+    let (mut agent, viewer) = alice_in_a_code_session(&w).await;
     // The assistant asks and goes away before the customer answers.
     let asking = tokio::spawn(async move { viewer.request_quick_access(false, 30).await });
     agent.expect("connect without a code whenever you start Ponte");
@@ -338,10 +345,8 @@ async fn a_flood_of_requests_asks_the_customer_once() {
     // A modified viewer sends the request twenty times at once: one question, the rest
     // refused without bothering the customer.
     let w = World::new().await;
-    let acme = w.certified("alice", "Alice Example", "acme", "ACME Support");
-    let (mut agent, id, code) = w.text_agent(&["--allow", "terminal", "--trust-org", &acme]);
-    let (credentials, _) = ponte_viewer::identity::load_or_create(&w.path("alice")).unwrap();
-    let viewer = std::sync::Arc::new(w.assistant_as(&id, &code, credentials).await);
+    let (mut agent, viewer) = alice_in_a_code_session(&w).await;
+    let viewer = std::sync::Arc::new(viewer);
     let asks: Vec<_> = (0..20)
         .map(|n| {
             let viewer = viewer.clone();
@@ -374,10 +379,7 @@ async fn the_customer_chooses_how_long() {
     // The assistant proposes 90 days; the customer answers "y 30" (after a period the agent
     // does not take), and the opt-in lasts 30 days, on both sides.
     let w = World::new().await;
-    let acme = w.certified("alice", "Alice Example", "acme", "ACME Support");
-    let (mut agent, id, code) = w.text_agent(&["--allow", "terminal", "--trust-org", &acme]);
-    let (credentials, _) = ponte_viewer::identity::load_or_create(&w.path("alice")).unwrap();
-    let viewer = w.assistant_as(&id, &code, credentials).await;
+    let (mut agent, viewer) = alice_in_a_code_session(&w).await;
     viewer.consent(WAIT).await.expect("allowed by --allow");
     let asking = tokio::spawn(async move { (viewer.request_quick_access(true, 90).await, viewer) });
     agent.expect("For 90 days, until");
@@ -474,10 +476,8 @@ async fn a_viewer_that_keeps_asking_is_cut_off() {
     // refusals up in the agent's memory — so after a bounded number the agent ends the
     // session, and nothing is stored.
     let w = World::new().await;
-    let acme = w.certified("alice", "Alice Example", "acme", "ACME Support");
-    let (mut agent, id, code) = w.text_agent(&["--allow", "terminal", "--trust-org", &acme]);
-    let (credentials, _) = ponte_viewer::identity::load_or_create(&w.path("alice")).unwrap();
-    let viewer = std::sync::Arc::new(w.assistant_as(&id, &code, credentials).await);
+    let (mut agent, viewer) = alice_in_a_code_session(&w).await;
+    let viewer = std::sync::Arc::new(viewer);
     viewer.consent(WAIT).await.expect("allowed by --allow");
     let asks: Vec<_> = (0..100)
         .map(|_| {

@@ -5,14 +5,20 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
-/// Replaces `path` with `bytes`: the folder is created 0700 if missing, the file is written
-/// 0600 beside it, synced, then renamed over the old one.
-pub fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// The folder of `path`, created 0700 if missing.
+fn folder(path: &Path) -> std::io::Result<&Path> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)?;
+    Ok(dir)
+}
+
+/// Replaces `path` with `bytes`: the folder is created 0700 if missing, the file is written
+/// 0600 beside it, synced, then renamed over the old one.
+pub fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = folder(path)?;
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let partial = dir.join(format!(".{name}.{}.partial", std::process::id()));
     let _ = std::fs::remove_file(&partial);
@@ -37,11 +43,7 @@ pub struct Lock(#[allow(dead_code)] std::fs::File);
 impl Lock {
     /// Takes the lock for changing `path`, creating its folder (0700) if missing.
     pub fn acquire(path: &Path) -> std::io::Result<Lock> {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
+        let dir = folder(path)?;
         let name = path.file_name().unwrap_or_default().to_string_lossy();
         let file = std::fs::OpenOptions::new()
             .read(true)
