@@ -493,3 +493,47 @@ async fn a_viewer_that_keeps_asking_is_cut_off() {
     }
     assert!(!trusted_file(&w).exists(), "nothing was stored");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn whoever_holds_the_device_key_cannot_hold_up_the_code_session() {
+    // Every organisation the customer opted in for knows the device's public key, and so its
+    // tag. One of them (or whoever copied an address book) joins by the tag and says nothing,
+    // holding its line for the handshake timeout; meanwhile the assistant the customer is on
+    // the phone with joins with the ID and code and gets in at once. The session ID the tag
+    // joiner learns is not the code session's, and a join by it is refused.
+    let w = World::new().await;
+    let acme = w.certified("alice", "Alice Example", "acme", "ACME Support");
+    opt_in(&w, &acme, "alice", "Rossi");
+    let book = ponte_viewer::devices::Devices::load(&w.path("config/ponte/devices.json")).unwrap();
+    let tag = book.list()[0].key.tag();
+    let (mut agent, id, code) = w.text_agent(&["--trust-org", &acme, "--allow", "terminal"]);
+    agent.expect("Also waiting for");
+    let relay = w.relay_options();
+    let client = || ponte_session::connect::connect(&relay, false);
+    let (mut silent, _) = client().await.unwrap();
+    let quick_id = silent
+        .join_device(tag, &Default::default())
+        .await
+        .expect("the tag is found");
+    assert_ne!(quick_id.to_string(), id, "the tag leads to a session of its own");
+    let (mut by_id, _) = client().await.unwrap();
+    let refused = match by_id.join(quick_id).await {
+        Err(e) => e.refusal(),
+        Ok(()) => None,
+    };
+    assert_eq!(refused, Some(ponte_protocol::rendezvous::Refusal::UnknownSession));
+
+    let started = std::time::Instant::now();
+    let viewer = viewer_in_background(&w, &[&id, "--code", &code], "exec echo by-code-$((40+2))\nquit\n");
+    let out = viewer.join().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("by-code-42"), "{}", text(&out.stdout));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the code session did not wait for the silent joiner's handshake timeout ({:?})",
+        started.elapsed()
+    );
+    drop(silent);
+    agent.expect("Session ended");
+    assert!(agent.wait(WAIT).success());
+}

@@ -4,8 +4,9 @@
 //! burn the pair after three tries; an expired or burned pair is replaced by a new one.
 //!
 //! With unexpired quick-access opt-ins ([`crate::trusted`]) the agent also registers its
-//! device tag and says whom it waits for; a viewer that joins by the tag gets the
-//! key-authenticated handshake instead, and only the assistants those opt-ins admit get in.
+//! device tag, on a second relay connection, and says whom it waits for; a viewer that joins
+//! by the tag gets the key-authenticated handshake instead, and only the assistants those
+//! opt-ins admit get in.
 
 use std::time::Duration;
 
@@ -51,19 +52,18 @@ fn load_trusted(config: &Config) -> Result<Option<Trusted>, crate::trusted::Trus
 }
 
 /// Runs one handshake attempt while watching the relay line: the relay says when the viewer
-/// leaves, so there is no need to wait out the handshake timeout. `None`: the customer quit.
+/// leaves, so there is no need to wait out the handshake timeout.
 async fn attempt<T>(
     client: &mut RelayClient,
     events: &Events,
-    customer: &mut Customer,
     attempt: impl std::future::Future<Output = Result<T, SessionError>>,
-) -> anyhow::Result<Option<Result<T, SessionError>>> {
+) -> anyhow::Result<Result<T, SessionError>> {
     tokio::pin!(attempt);
     loop {
         tokio::select! {
-            outcome = &mut attempt => return Ok(Some(outcome)),
+            outcome = &mut attempt => return Ok(outcome),
             message = client.next() => match message.context("connection to the relay")? {
-                RelayMessage::PeerLeft => return Ok(Some(Err(SessionError::UnexpectedEnd))),
+                RelayMessage::PeerLeft => return Ok(Err(SessionError::UnexpectedEnd)),
                 RelayMessage::JoinRefused(reason) => {
                     events.emit(Event::Attempt(Attempt::TurnedAway(reason)));
                 }
@@ -72,7 +72,6 @@ async fn attempt<T>(
                 }
                 _ => {}
             },
-            () = crate::customer::ended(&mut customer.end) => return Ok(None),
         }
     }
 }
@@ -111,33 +110,86 @@ async fn connect(config: &Config, events: &Events, questions: &Questions) -> any
     Ok(client)
 }
 
-/// Waits for an assistant with the right code; `None` if the customer quit first.
+/// Waits for an assistant with the right code — or, with quick-access opt-ins, for one they
+/// admit — whichever gets in first; `None` if the customer quit first.
+///
+/// The two ways in are two registrations on two relay connections: the session ID the
+/// customer reads out, and the device tag. Whoever holds the device's public key (every
+/// organisation the customer opted in for) can find the tag, so nothing done there may touch
+/// the code session: a silent or failing joiner by tag holds only its own line, learns only
+/// its own session ID (which no join by ID reaches), and costs the code nothing.
 pub async fn pair(
     config: &Config,
     events: &Events,
     questions: &Questions,
     customer: &mut Customer,
 ) -> anyhow::Result<Option<Paired>> {
-    loop {
-        let mut client = tokio::select! {
-            client = connect(config, events, questions) => client?,
-            () = crate::customer::ended(&mut customer.end) => return Ok(None),
-        };
-        let (loaded, trouble) = match config.trusted.as_deref().map(Trusted::load).transpose() {
-            Ok(loaded) => (loaded, None),
-            Err(e) => (None, Some(e)),
-        };
-        if config.trusted.is_some() {
-            // All of them, expired too, for the window's list (an unusable file lists none).
-            let entries = loaded.as_ref().map(|t| t.entries().to_vec()).unwrap_or_default();
-            events.emit(Event::QuickAccess(entries));
+    let client = tokio::select! {
+        client = connect(config, events, questions) => client?,
+        () = crate::customer::ended(&mut customer.end) => return Ok(None),
+    };
+    let (loaded, trouble) = match config.trusted.as_deref().map(Trusted::load).transpose() {
+        Ok(loaded) => (loaded, None),
+        Err(e) => (None, Some(e)),
+    };
+    if config.trusted.is_some() {
+        // All of them, expired too, for the window's list (an unusable file lists none).
+        let entries = loaded.as_ref().map(|t| t.entries().to_vec()).unwrap_or_default();
+        events.emit(Event::QuickAccess(entries));
+    }
+    let trusted = loaded.filter(|t| t.any_active(ponte_session::now_unix()));
+    // The quick-access line starts once the ID and code are shown (so the customer reads them
+    // first, and the relay is pinned by the code line's connection).
+    let shown = tokio::sync::Notify::new();
+    let code = code_line(config, events, questions, client, &shown);
+    let quick = async {
+        shown.notified().await;
+        if let Some(e) = trouble {
+            events.emit(Event::Note(crate::t!(
+                events.tr(),
+                "quick-unavailable",
+                error = e.to_string()
+            )));
         }
-        let trusted = loaded.filter(|t| t.any_active(ponte_session::now_unix()));
-        let registered = match trusted.as_ref().and_then(Trusted::device) {
-            Some(device) => client.register_device(device.public().tag()).await,
-            None => client.register().await,
-        };
-        let (id, ttl) = registered.context("registering with the relay")?;
+        match trusted {
+            Some(trusted) => quick_line(config, events, trusted).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(code, quick);
+    let mut quick_open = true;
+    loop {
+        tokio::select! {
+            paired = &mut code => return paired.map(Some),
+            paired = &mut quick, if quick_open => match paired {
+                Ok(paired) => return Ok(Some(paired)),
+                // The code still works: say why quick access stopped, and go on with it.
+                Err(e) => {
+                    quick_open = false;
+                    events.emit(Event::Note(crate::t!(
+                        events.tr(),
+                        "quick-unavailable",
+                        error = format!("{e:#}")
+                    )));
+                }
+            },
+            () = crate::customer::ended(&mut customer.end) => return Ok(None),
+        }
+    }
+}
+
+/// The code session: register, show the ID and code, and run the code-gated handshake with
+/// whoever joins, until one succeeds. Wrong codes burn the pair after three tries; an expired
+/// or burned pair is replaced by a new one on a new connection.
+async fn code_line(
+    config: &Config,
+    events: &Events,
+    questions: &Questions,
+    mut client: RelayClient,
+    shown: &tokio::sync::Notify,
+) -> anyhow::Result<Paired> {
+    loop {
+        let (id, ttl) = client.register().await.context("registering with the relay")?;
         let code = OneTimeCode::random(&mut os_rng());
         let mut attempts = CodeAttempts::new();
         if !events.journal().is_open() {
@@ -156,26 +208,9 @@ pub async fn pair(
             code: code.clone(),
             valid_for: ttl,
         });
-        if let Some(e) = trouble {
-            events.emit(Event::Note(crate::t!(
-                events.tr(),
-                "quick-unavailable",
-                error = e.to_string()
-            )));
-        }
-        if let Some(trusted) = &trusted {
-            let now = ponte_session::now_unix();
-            for entry in trusted.entries().iter().filter(|e| e.is_active(now)) {
-                let who = crate::phrases::trusted_who(events.tr(), entry);
-                events.emit(Event::Note(crate::t!(events.tr(), "quick-waiting", who = who)));
-            }
-        }
+        shown.notify_one();
         loop {
-            let message = tokio::select! {
-                m = client.next() => m.context("connection to the relay")?,
-                () = crate::customer::ended(&mut customer.end) => return Ok(None),
-            };
-            match message {
+            match client.next().await.context("connection to the relay")? {
                 RelayMessage::Paired => {
                     events.emit(Event::Attempt(Attempt::Connecting));
                     let context = ponte_session::handshake::context(&client, id)?;
@@ -187,19 +222,16 @@ pub async fn pair(
                         &mut attempts,
                         &config.trust,
                     );
-                    let Some(outcome) = attempt(&mut client, events, customer, handshake).await? else {
-                        return Ok(None);
-                    };
-                    let error = match outcome {
+                    let error = match attempt(&mut client, events, handshake).await? {
                         Ok((session, control, peer)) => {
-                            return Ok(Some(Paired {
+                            return Ok(Paired {
                                 client,
                                 session,
                                 control,
                                 peer,
                                 id,
                                 quick: None,
-                            }));
+                            });
                         }
                         Err(e) => e,
                     };
@@ -218,40 +250,56 @@ pub async fn pair(
                         SessionError::Handshake(HandshakeError::WrongCode) => Attempt::WrongCode {
                             attempts_left: attempts.remaining(),
                         },
-                        // A broken proof: counted, and shown as what it was.
-                        e @ (SessionError::Handshake(_)
-                        | SessionError::Frame(_)
-                        | SessionError::Record(_)) => Attempt::Failed(e.to_string().into()),
-                        // Silence, or the connection went away: they left before proving anything.
-                        _ => Attempt::Abandoned,
+                        error => failed(error),
                     }));
                 }
-                // Every failed attempt was released already; releasing again could turn away
-                // the next viewer, whom the relay may have paired in the meantime.
-                RelayMessage::PeerLeft => {}
-                RelayMessage::Registered { .. } => {}
-                RelayMessage::JoinRefused(reason) => {
-                    events.emit(Event::Attempt(Attempt::TurnedAway(reason)));
-                }
+                // A join by tag never reaches a code session (the relay keeps them apart); a
+                // relay that says otherwise gets the viewer back, unanswered.
+                RelayMessage::PairedDevice { .. } => client.send(&ClientMessage::Release).await?,
                 RelayMessage::Refused(Refusal::Expired) => {
                     events.emit(Event::Attempt(Attempt::Expired));
                     break;
                 }
-                RelayMessage::Refused(reason) => anyhow::bail!("the relay ended the session: {reason}"),
-                // Only viewers are redirected (to the node that holds the session).
-                RelayMessage::Redirect { .. } => {}
+                other => other_news(events, other)?,
+            }
+        }
+        client = connect(config, events, questions).await?;
+    }
+}
+
+/// The quick-access line: register the device tag on a connection of its own and run the
+/// key-authenticated handshake with whoever joins by it, until an assistant the opt-ins admit
+/// gets in. Its registration is renewed when it expires.
+async fn quick_line(config: &Config, events: &Events, trusted: Trusted) -> anyhow::Result<Paired> {
+    let Some(registered) = trusted.device().map(|d| d.public()) else {
+        return std::future::pending().await;
+    };
+    let now = ponte_session::now_unix();
+    for entry in trusted.entries().iter().filter(|e| e.is_active(now)) {
+        let who = crate::phrases::trusted_who(events.tr(), entry);
+        events.emit(Event::Note(crate::t!(events.tr(), "quick-waiting", who = who)));
+    }
+    loop {
+        let (mut client, _) = ponte_session::connect::connect(&config.relay, false)
+            .await
+            .context("connecting to the relay")?;
+        let (id, _) = client
+            .register_device(registered.tag())
+            .await
+            .context("registering for quick access")?;
+        loop {
+            match client.next().await.context("connection to the relay")? {
                 RelayMessage::PairedDevice { session } => {
                     events.emit(Event::Attempt(Attempt::Connecting));
                     // The customer may have taken an opt-in back (`ponte-agent trusted remove`)
                     // since the agent registered: every attempt reads the file again, and only
                     // the key whose tag was registered answers.
-                    let registered = trusted.as_ref().and_then(Trusted::device).map(|d| d.public());
                     let current = load_trusted(config)
                         .ok()
                         .flatten()
-                        .filter(|t| t.device().map(|d| d.public()) == registered);
-                    // Only an agent that registered its device tag, for this session, runs the
-                    // key handshake; anything else is a relay error and the viewer is let go.
+                        .filter(|t| t.device().map(|d| d.public()) == Some(registered));
+                    // Only for this registration's session; anything else is a relay error
+                    // and the viewer is let go.
                     let device = current
                         .as_ref()
                         .and_then(Trusted::device)
@@ -268,24 +316,21 @@ pub async fn pair(
                                 &config.trust,
                                 &admissions,
                             );
-                            match attempt(&mut client, events, customer, handshake).await? {
-                                Some(outcome) => outcome,
-                                None => return Ok(None),
-                            }
+                            attempt(&mut client, events, handshake).await?
                         }
                         _ => Err(SessionError::Handshake(HandshakeError::UnexpectedMessage)),
                     };
                     let error = match outcome {
                         Ok((session, control, admitted)) => {
                             let quick = current.and_then(|t| t.entries().get(admitted.admission).cloned());
-                            return Ok(Some(Paired {
+                            return Ok(Paired {
                                 client,
                                 session,
                                 control,
                                 peer: admitted.peer,
                                 id,
                                 quick,
-                            }));
+                            });
                         }
                         Err(e) => e,
                     };
@@ -294,13 +339,43 @@ pub async fn pair(
                         SessionError::Handshake(HandshakeError::NotTrusted(peer)) => {
                             Attempt::NotTrusted(*peer)
                         }
-                        e @ (SessionError::Handshake(_)
-                        | SessionError::Frame(_)
-                        | SessionError::Record(_)) => Attempt::Failed(e.to_string().into()),
-                        _ => Attempt::Abandoned,
+                        error => failed(error),
                     }));
                 }
+                // Nobody was given this registration's ID: a join by it is a relay error.
+                RelayMessage::Paired => client.send(&ClientMessage::Release).await?,
+                // Renewed quietly: the customer sees the code session's expiry, not this one's.
+                RelayMessage::Refused(Refusal::Expired) => break,
+                other => other_news(events, other)?,
             }
         }
     }
+}
+
+/// What the customer is told about a failed handshake (other than a wrong code).
+fn failed(error: SessionError) -> Attempt {
+    match error {
+        // A broken proof: counted, and shown as what it was.
+        e @ (SessionError::Handshake(_) | SessionError::Frame(_) | SessionError::Record(_)) => {
+            Attempt::Failed(e.to_string().into())
+        }
+        // Silence, or the connection went away: they left before proving anything.
+        _ => Attempt::Abandoned,
+    }
+}
+
+/// The relay's other news on a waiting line, alike for both.
+fn other_news(events: &Events, message: RelayMessage) -> anyhow::Result<()> {
+    match message {
+        RelayMessage::JoinRefused(reason) => {
+            events.emit(Event::Attempt(Attempt::TurnedAway(reason)));
+        }
+        RelayMessage::Refused(reason) => anyhow::bail!("the relay ended the session: {reason}"),
+        // Every failed attempt was released already; releasing again could turn away the next
+        // viewer, whom the relay may have paired in the meantime. Only viewers are redirected
+        // (to the node that holds the session).
+        RelayMessage::PeerLeft | RelayMessage::Registered { .. } | RelayMessage::Redirect { .. } => {}
+        RelayMessage::Paired | RelayMessage::PairedDevice { .. } => {}
+    }
+    Ok(())
 }

@@ -72,6 +72,18 @@ struct Entry<A, V> {
     state: State<V>,
     /// The device tag this session is findable under (quick access), while it holds it.
     device: Option<DeviceTag>,
+    /// Registered for quick access: joined by its device tag only, never by its ID (which the
+    /// customer never read out, and which the key handshake's viewer learns).
+    quick: bool,
+}
+
+/// The session a viewer asks for, and how it found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Joining {
+    /// By the session ID the customer read out: a code session.
+    Id(SessionId),
+    /// By a device tag (quick access) that led to this session.
+    Device(SessionId),
 }
 
 /// The outcome of a successful join.
@@ -248,6 +260,7 @@ impl<A: Clone, V> Registry<A, V> {
         let Some(entry) = self.sessions.get_mut(&id) else {
             return;
         };
+        entry.quick = true;
         if let Some(old) = entry.device.replace(tag) {
             self.devices.remove(&old);
         }
@@ -330,6 +343,7 @@ impl<A: Clone, V> Registry<A, V> {
                     expires: now + self.limits.pairing_ttl,
                 },
                 device: None,
+                quick: false,
             },
         );
         self.count_waiting(source, true);
@@ -342,7 +356,7 @@ impl<A: Clone, V> Registry<A, V> {
     /// for lack of capacity.
     pub fn join<R>(
         &mut self,
-        id: SessionId,
+        joining: Joining,
         viewer: V,
         source: Source,
         now: Instant,
@@ -357,7 +371,13 @@ impl<A: Clone, V> Registry<A, V> {
             now,
         )
         .map_err(TurnedAway::viewer_only)?;
-        let entry = self.sessions.get_mut(&id);
+        let (id, by_device) = match joining {
+            Joining::Id(id) => (id, false),
+            Joining::Device(id) => (id, true),
+        };
+        // A quick-access session is not there for a join by ID, nor a code session for a
+        // join by tag: the same answer as for an ID nobody holds.
+        let entry = self.sessions.get_mut(&id).filter(|e| e.quick == by_device);
         if let Err(refusal) = credential {
             // The answer does not depend on the ID, so it tells a scanner nothing.
             return Err(TurnedAway {
@@ -572,7 +592,7 @@ mod tests {
         from: Source,
         t: Instant,
     ) -> Result<Pairing<u32, ()>, TurnedAway<u32>> {
-        r.join(id, viewer, from, t, Ok(()), |_| Some(()))
+        r.join(Joining::Id(id), viewer, from, t, Ok(()), |_| Some(()))
     }
 
     fn refusal(r: Result<Pairing<u32, ()>, TurnedAway<u32>>) -> (Refusal, Option<(u32, Refusal)>) {
@@ -598,6 +618,38 @@ mod tests {
             refusal(join(&mut r, id, 101, ip(3), t)),
             (Refusal::UnknownSession, Some((1, Refusal::AlreadyPaired)))
         );
+    }
+
+    #[test]
+    fn quick_access_sessions_are_joined_by_tag_only_and_code_sessions_by_id_only() {
+        let mut r = reg();
+        let t = Instant::now();
+        let mut rng = ponte_protocol::os_rng();
+        let (code, _) = r.register(|_| 1, ip(1), t, &mut rng).unwrap();
+        let (quick, _) = r.register(|_| 2, ip(1), t, &mut rng).unwrap();
+        r.claim_device(quick, DeviceTag([7; 16]));
+        let mut attempt = |joining| {
+            r.join(joining, 5, ip(2), t, Ok(()), |_| Some(()))
+                .map(|p| p.agent)
+                .map_err(|e| (e.to_viewer, e.tell_agent))
+        };
+        // The wrong way in is an unknown session, and neither agent hears of it.
+        assert_eq!(attempt(Joining::Id(quick)), Err((Refusal::UnknownSession, None)));
+        assert_eq!(
+            attempt(Joining::Device(code)),
+            Err((Refusal::UnknownSession, None))
+        );
+        assert_eq!(attempt(Joining::Device(quick)), Ok(2));
+        assert_eq!(attempt(Joining::Id(code)), Ok(1));
+        // A session that lost its tag to a newer claim stays a quick-access session.
+        let (newer, _) = r.register(|_| 3, ip(1), t, &mut rng).unwrap();
+        r.claim_device(newer, DeviceTag([7; 16]));
+        r.release(quick, t, false);
+        let mut attempt = |joining| {
+            r.join(joining, 6, ip(3), t, Ok(()), |_| Some(()))
+                .map(|p| p.agent)
+        };
+        assert!(attempt(Joining::Id(quick)).is_err());
     }
 
     #[test]
@@ -852,7 +904,7 @@ mod tests {
         let (id, _) = r.register(|_| 1, ip(1), t, &mut rng).unwrap();
         let unknown: SessionId = "999999999".parse().unwrap();
         let mut attempt = |id, credential| {
-            r.join(id, 5, ip(2), t, credential, |_| Some(()))
+            r.join(Joining::Id(id), 5, ip(2), t, credential, |_| Some(()))
                 .map(|_| ())
                 .map_err(|e| (e.to_viewer, e.tell_agent))
         };
@@ -873,13 +925,13 @@ mod tests {
         let t = Instant::now();
         let mut rng = ponte_protocol::os_rng();
         let (id, _) = r.register(|_| 1, ip(1), t, &mut rng).unwrap();
-        let refused = r.join(id, 5, ip(2), t, Ok(()), |_| None::<()>);
+        let refused = r.join(Joining::Id(id), 5, ip(2), t, Ok(()), |_| None::<()>);
         let turned = refused.unwrap_err();
         assert_eq!(turned.to_viewer, Refusal::Capacity);
         assert_eq!(turned.tell_agent, Some((1, Refusal::Capacity)));
         assert_eq!((r.waiting(), r.paired()), (1, 0));
         let p = r
-            .join(id, 5, ip(2), t, Ok(()), |agent| Some(*agent * 10))
+            .join(Joining::Id(id), 5, ip(2), t, Ok(()), |agent| Some(*agent * 10))
             .unwrap();
         assert_eq!(p.reserved, 10);
     }

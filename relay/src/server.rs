@@ -24,7 +24,7 @@ use crate::config::{AssistantMode, Config};
 use crate::forward::{self, Budget, Direction, End};
 use crate::ledger::{EndReason, Ledger, SessionRecord, ViewerFacts, WriterSettings};
 use crate::memory::{self, Buffers, Reservation};
-use crate::registry::{Registry, TurnedAway};
+use crate::registry::{Joining, Registry, TurnedAway};
 use crate::source::Source;
 
 /// What the registry keeps of an agent.
@@ -859,8 +859,12 @@ async fn viewer(
         connection: connection.clone(),
         budget: budget.clone(),
     };
+    let joining = match join.device {
+        Some(_) => Joining::Device(id),
+        None => Joining::Id(id),
+    };
     let joined = shared.registry().join(
-        id,
+        joining,
         link,
         source,
         Instant::now(),

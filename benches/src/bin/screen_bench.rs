@@ -683,6 +683,15 @@ async fn link_scenes(name: &str, seconds: u64) -> anyhow::Result<()> {
             exact = Some(a.at - requested);
         }
     }
+    // What the customer's uplink carried until then (payload, retransmissions, QUIC's own
+    // packets) and dropped (loss and a full queue): how much of the link the picture used.
+    let (link_bytes, link_dropped) = {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            link.counters.up_bytes.load(Relaxed),
+            link.counters.up_dropped.load(Relaxed),
+        )
+    };
     let pixel_exact = {
         let c = canvas.lock().unwrap();
         c.pixels()
@@ -701,6 +710,7 @@ async fn link_scenes(name: &str, seconds: u64) -> anyhow::Result<()> {
             "first_frame_bytes": frames[0].bytes,
             "first_quality": first.quality, "first_scale": first.scale,
             "bytes_to_exact": bytes, "frames": frames.len(),
+            "link_up_bytes": link_bytes, "link_up_dropped": link_dropped,
             "stages": stages(&frames),
         })
     );
