@@ -326,3 +326,99 @@ async fn sigterm_drains_a_node_its_session_finishes_and_it_exits() {
     let status = c.running.wait(Duration::from_secs(20));
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn assistant_accounts_belong_to_the_cluster_and_a_removal_reaches_every_node() {
+    // The operator adds an assistant once, for the cluster; every node (credentials required)
+    // admits it, whichever node holds the session and whichever the viewer reaches first. A
+    // removal stops it on every node within a heartbeat or so.
+    use ponte_transport::client::JoinExtras;
+    use ponte_transport::credential::AssistantCredential;
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let pin = cluster_init(dir.path());
+    let relay_cli = |args: &[&str]| {
+        let out = Command::new(binary("ponte-relay"))
+            .args(args)
+            .args(["--cluster", &redis.url(), "--data-dir"])
+            .arg(dir.path().join("operator"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let file = dir.path().join("alice.credential");
+    relay_cli(&["assistant", "add", "alice", "--out", file.to_str().unwrap()]);
+    assert!(relay_cli(&["assistant", "list"]).starts_with("alice "));
+    assert!(
+        !dir.path().join("operator/assistants").exists(),
+        "the account is the cluster's, not a local file's"
+    );
+
+    let node = |name: &'static str| {
+        let (dir, redis) = (dir.path().to_owned(), redis.url());
+        async move {
+            let addr = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
+            let public = addr.to_string().parse().unwrap();
+            let node = name.parse().unwrap();
+            let files = cert::certify_node(&dir, &node, Some(&public), &dir.join(name)).unwrap();
+            let mut config = Config::new(addr, dir.join(name));
+            config.cert = Some((files.cert, files.key));
+            config.assistants = ponte_relay::config::AssistantMode::Required;
+            // Every client here comes from 127.0.0.1: lift the per-source limits.
+            config.registry.join_burst = 1000.0;
+            config.registry.register_burst = 1000.0;
+            config.cluster = Some(ClusterSettings {
+                url: redis,
+                node,
+                public_addr: public,
+            });
+            Relay::start(config).await.unwrap()
+        }
+    };
+    let (a, b) = (node("a").await, node("b").await);
+    let (a, b) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+    let idle = Duration::from_secs(3);
+    let alice = || JoinExtras {
+        credential: Some(AssistantCredential::read(&file).unwrap()),
+        ticket: None,
+    };
+    // Joins of alice to an agent on `at`, through `via`: the refusal, if any.
+    let join = |at, via, extras: JoinExtras| async move {
+        let mut agent = client(at, pin, idle).await.unwrap();
+        let (id, _) = agent.register().await.unwrap();
+        let mut viewer = client(via, pin, idle).await.unwrap();
+        match viewer.join_with(id, &extras).await {
+            Ok(()) => {
+                assert_eq!(agent.next().await.unwrap(), RelayMessage::Paired);
+                None
+            }
+            Err(e) => Some(e.refusal().unwrap_or_else(|| panic!("{e}"))),
+        }
+    };
+    for (at, via) in [(a, b), (b, b), (b, a)] {
+        assert_eq!(join(at, via, alice()).await, None, "{at} via {via}");
+        assert_eq!(
+            join(at, via, JoinExtras::default()).await,
+            Some(Refusal::CredentialRequired)
+        );
+    }
+
+    relay_cli(&["assistant", "remove", "alice"]);
+    let removed = Instant::now();
+    for at in [a, b] {
+        loop {
+            match join(at, at, alice()).await {
+                Some(refusal) => {
+                    assert_eq!(refusal, Refusal::CredentialRefused);
+                    break;
+                }
+                None => assert!(
+                    removed.elapsed() < ponte_relay::cluster::HEARTBEAT * 3,
+                    "{at} still admits a removed assistant"
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}

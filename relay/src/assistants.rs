@@ -2,9 +2,13 @@
 //!
 //! Each assistant is a name and the Ed25519 public key of its credential, one line each in
 //! `assistants` in the data directory (written whole and renamed into place, so a reader
-//! never sees half a file). The relay holds no secret: a credential's secret exists only in
-//! the assistant's file, printed once by `ponte-relay assistant add`. The running relay
-//! re-reads the file when it changes, so a removal takes effect at the next join.
+//! never sees half a file) — or, for a relay cluster, one field each of a Redis hash, so that
+//! every node knows the same accounts. The relay holds no secret: a credential's secret exists
+//! only in the assistant's file, printed once by `ponte-relay assistant add`. A single relay
+//! re-reads the file when it changes, so a removal takes effect at the next join; a cluster
+//! node reads the hash at each heartbeat, so a removal takes effect on every node within
+//! [`crate::cluster::HEARTBEAT`] (while Redis is unreachable, nodes keep the accounts they
+//! last read).
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -51,6 +55,9 @@ pub enum AssistantError {
     /// A credential could not be made.
     #[error(transparent)]
     Credential(#[from] CredentialError),
+    /// The cluster's Redis could not be used.
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 /// One assistant.
@@ -64,6 +71,46 @@ pub struct Assistant {
     pub created: u64,
 }
 
+impl Assistant {
+    /// The account as one line of the assistants file (and one value of the cluster's hash).
+    fn line(&self) -> String {
+        format!("{} {} {}", self.name, hex::encode(self.key), self.created)
+    }
+
+    /// An account from its line; `None` if the line is not one.
+    fn parse(line: &str) -> Option<Assistant> {
+        let mut fields = line.split_whitespace();
+        let (Some(name), Some(key), Some(created), None) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            return None;
+        };
+        check_name(name).ok()?;
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(key, &mut bytes).ok()?;
+        Some(Assistant {
+            name: name.to_owned(),
+            key: bytes,
+            created: created.parse().ok()?,
+        })
+    }
+
+    /// A new account for `name` and its credential (to hand over once).
+    fn generate(name: &str) -> Result<(Assistant, AssistantCredential), AssistantError> {
+        check_name(name)?;
+        let credential = AssistantCredential::generate()?;
+        let created = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let assistant = Assistant {
+            name: name.to_owned(),
+            key: credential.public_key(),
+            created,
+        };
+        Ok((assistant, credential))
+    }
+}
+
 /// Checks an assistant name: plain enough for a log line, a CSV cell and a shell.
 pub fn check_name(name: &str) -> Result<(), AssistantError> {
     let allowed = |c: char| c.is_ascii_alphanumeric() || "._@-".contains(c);
@@ -72,21 +119,6 @@ pub fn check_name(name: &str) -> Result<(), AssistantError> {
         return Err(AssistantError::BadName);
     }
     Ok(())
-}
-
-fn hex(key: &[u8; 32]) -> String {
-    key.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<[u8; 32]> {
-    if s.len() != 64 || !s.is_ascii() {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (o, pair) in out.iter_mut().zip(s.as_bytes().chunks_exact(2)) {
-        *o = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
-    }
-    Some(out)
 }
 
 /// The assistants file of a data directory.
@@ -128,22 +160,10 @@ impl AssistantStore {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let corrupt = || AssistantError::Corrupt {
+            out.push(Assistant::parse(line).ok_or_else(|| AssistantError::Corrupt {
                 path: self.path.display().to_string(),
                 line: i + 1,
-            };
-            let mut fields = line.split_whitespace();
-            let (Some(name), Some(key), Some(created), None) =
-                (fields.next(), fields.next(), fields.next(), fields.next())
-            else {
-                return Err(corrupt());
-            };
-            check_name(name).map_err(|_| corrupt())?;
-            out.push(Assistant {
-                name: name.to_owned(),
-                key: unhex(key).ok_or_else(corrupt)?,
-                created: created.parse().map_err(|_| corrupt())?,
-            });
+            })?);
         }
         Ok(out)
     }
@@ -156,7 +176,8 @@ impl AssistantStore {
             "# ponte-relay assistants: name, credential public key (Ed25519, hex), added (Unix time)\n",
         );
         for a in assistants {
-            text.push_str(&format!("{} {} {}\n", a.name, hex(&a.key), a.created));
+            text.push_str(&a.line());
+            text.push('\n');
         }
         let tmp = self.path.with_extension(format!("tmp{}", std::process::id()));
         let mut options = std::fs::OpenOptions::new();
@@ -173,20 +194,12 @@ impl AssistantStore {
     /// Adds an assistant and returns its new credential (to hand over once; the relay keeps
     /// only the public key).
     pub fn add(&self, name: &str) -> Result<AssistantCredential, AssistantError> {
-        check_name(name)?;
+        let (assistant, credential) = Assistant::generate(name)?;
         let mut all = self.load()?;
         if all.iter().any(|a| a.name == name) {
             return Err(AssistantError::Exists(name.to_owned()));
         }
-        let credential = AssistantCredential::generate()?;
-        let created = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        all.push(Assistant {
-            name: name.to_owned(),
-            key: credential.public_key(),
-            created,
-        });
+        all.push(assistant);
         self.save(&all)?;
         Ok(credential)
     }
@@ -201,6 +214,51 @@ impl AssistantStore {
         }
         self.save(&all)
     }
+}
+
+/// The cluster's accounts, for `ponte-relay assistant … --cluster`: the same operations as
+/// [`AssistantStore`]'s, on the Redis hash every node reads.
+impl crate::cluster::AssistantBook {
+    /// Every account, by name. An entry that is not an account (written by hand) is skipped
+    /// and reported, as the nodes skip it.
+    pub async fn assistants(&self) -> Result<Vec<Assistant>, AssistantError> {
+        Ok(parse_book(self.lines().await?))
+    }
+
+    /// Adds an account and returns its new credential (to hand over once).
+    pub async fn add_assistant(&self, name: &str) -> Result<AssistantCredential, AssistantError> {
+        let (assistant, credential) = Assistant::generate(name)?;
+        if !self.add(name, &assistant.line()).await? {
+            return Err(AssistantError::Exists(name.to_owned()));
+        }
+        Ok(credential)
+    }
+
+    /// Removes an account; its credential stops working on every node within a heartbeat.
+    pub async fn remove_assistant(&self, name: &str) -> Result<(), AssistantError> {
+        if !self.remove(name).await? {
+            return Err(AssistantError::Unknown(name.to_owned()));
+        }
+        Ok(())
+    }
+}
+
+/// The accounts of the cluster's hash, sorted by name; entries that are not accounts (or
+/// whose line names another account) are skipped — admitting nobody by them.
+pub fn parse_book(lines: std::collections::HashMap<String, String>) -> Vec<Assistant> {
+    let mut all: Vec<Assistant> = lines
+        .into_iter()
+        .filter_map(|(name, line)| {
+            let parsed = Assistant::parse(&line).filter(|a| a.name == name);
+            if parsed.is_none() {
+                let name: String = name.chars().take(MAX_NAME + 1).collect();
+                tracing::error!(name = ?name, "cluster assistant entry unusable, skipped");
+            }
+            parsed
+        })
+        .collect();
+    all.sort_by(|a, b| a.name.cmp(&b.name));
+    all
 }
 
 /// What identifies a version of the file: it is replaced by rename, so a new inode, size or
@@ -219,10 +277,12 @@ fn stamp(path: &Path) -> Stamp {
     }))
 }
 
-/// The running relay's view of the assistants, re-read when the file changes.
+/// The running relay's view of the assistants: re-read when the file changes, or (on a
+/// cluster node) replaced at each heartbeat.
 #[derive(Debug)]
 pub struct Assistants {
-    store: AssistantStore,
+    /// The file (`None`: a cluster node, fed by [`Assistants::replace`]).
+    store: Option<AssistantStore>,
     cache: Mutex<(Option<Stamp>, Vec<Assistant>)>,
 }
 
@@ -230,22 +290,29 @@ impl Assistants {
     /// The assistants of `data_dir`, read at the first lookup.
     pub fn new(data_dir: &Path) -> Assistants {
         Assistants {
-            store: AssistantStore::in_dir(data_dir),
+            store: Some(AssistantStore::in_dir(data_dir)),
             cache: Mutex::new((None, Vec::new())),
         }
     }
 
+    /// A cluster node's: none until the first [`Assistants::replace`].
+    pub fn shared() -> Assistants {
+        Assistants {
+            store: None,
+            cache: Mutex::new((None, Vec::new())),
+        }
+    }
+
+    /// The accounts as the cluster has them now.
+    pub fn replace(&self, assistants: Vec<Assistant>) {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).1 = assistants;
+    }
+
     /// The name of the assistant whose credential has this public key, if any.
     pub fn lookup(&self, key: &[u8; 32]) -> Option<String> {
-        let now = stamp(self.store.path());
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.0.as_ref() != Some(&now) {
-            let loaded = self.store.load().unwrap_or_else(|e| {
-                // Fail closed: a broken file admits nobody until the operator fixes it.
-                tracing::error!("assistants file unusable, refusing every credential: {e}");
-                Vec::new()
-            });
-            *cache = (Some(now), loaded);
+        if let Some(store) = &self.store {
+            reload(store, &mut cache);
         }
         // Public keys are not secret, but comparing every entry in constant time keeps the
         // answer's timing independent of which keys are registered.
@@ -256,6 +323,19 @@ impl Assistants {
             }
         }
         found
+    }
+}
+
+/// Reads the file again if it changed.
+fn reload(store: &AssistantStore, cache: &mut (Option<Stamp>, Vec<Assistant>)) {
+    let now = stamp(store.path());
+    if cache.0.as_ref() != Some(&now) {
+        let loaded = store.load().unwrap_or_else(|e| {
+            // Fail closed: a broken file admits nobody until the operator fixes it.
+            tracing::error!("assistants file unusable, refusing every credential: {e}");
+            Vec::new()
+        });
+        *cache = (Some(now), loaded);
     }
 }
 

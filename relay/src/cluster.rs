@@ -8,13 +8,15 @@
 //!   to the owning node ([`ponte_protocol::rendezvous::RelayMessage::Redirect`]) — see
 //!   docs/PROTOCOL.md for why redirect and not forwarding;
 //! - Redis holds, per session ID, which node owns it and whether it can be joined; per node,
-//!   its public address and health; per source, token buckets and its waiting sessions.
+//!   its public address and health; per source, token buckets and its waiting sessions; and the
+//!   operator's assistant accounts, which every node reads again at each heartbeat.
 //!
 //! Every entry expires: a node renews its own every [`HEARTBEAT`], so the entries of a node
 //! that dies are gone within [`SESSION_LEASE`] and its ID claims with them. When Redis cannot
 //! be reached, a node keeps forwarding what it holds, refuses what needs the cluster
 //! ([`Refusal::ClusterUnavailable`]) and rewrites its entries as soon as Redis answers again.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -322,6 +324,10 @@ fn nodes_key() -> String {
     format!("{PREFIX}nodes")
 }
 
+fn assistants_key() -> String {
+    format!("{PREFIX}assistants")
+}
+
 fn waiting_key(source: Source) -> String {
     format!("{PREFIX}waiting:{source}")
 }
@@ -548,6 +554,20 @@ impl Cluster {
         Ok(())
     }
 
+    /// The cluster's assistant accounts, as the lines of an assistants file (field: name).
+    pub async fn assistant_lines(&self) -> Result<HashMap<String, String>, ClusterError> {
+        self.operations.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::cluster_operation();
+        let mut redis = self.redis.clone();
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(assistants_key());
+        let read = cmd.query_async(&mut redis);
+        match tokio::time::timeout(OPERATION_TIMEOUT * 2, read).await {
+            Ok(r) => Ok(r?),
+            Err(_) => Err(ClusterError::Unavailable("timed out".into())),
+        }
+    }
+
     /// Removes this node's entry (a node that stops cleanly is no redirect target).
     pub async fn leave(&self) -> Result<(), ClusterError> {
         let mut redis = self.redis.clone();
@@ -565,6 +585,45 @@ impl Cluster {
 fn rate_limited(wait_ms: u64) -> Refusal {
     Refusal::RateLimited {
         retry_after_secs: u32::try_from(wait_ms.div_ceil(1000).max(1)).unwrap_or(u32::MAX),
+    }
+}
+
+/// The operator's side of the cluster's assistant accounts (`ponte-relay assistant …
+/// --cluster`): one Redis hash, name → the account's line of an assistants file.
+#[derive(Clone)]
+pub struct AssistantBook {
+    redis: ConnectionManager,
+}
+
+impl AssistantBook {
+    /// The book in the cluster's Redis at `url`.
+    pub fn open(url: &str) -> Result<AssistantBook, ClusterError> {
+        Ok(AssistantBook { redis: connect(url)? })
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, ClusterError> {
+        let mut redis = self.redis.clone();
+        match tokio::time::timeout(Duration::from_secs(5), cmd.query_async(&mut redis)).await {
+            Ok(r) => Ok(r?),
+            Err(_) => Err(ClusterError::Unavailable("timed out".into())),
+        }
+    }
+
+    /// Every account: name → line.
+    pub async fn lines(&self) -> Result<HashMap<String, String>, ClusterError> {
+        self.query(redis::cmd("HGETALL").arg(assistants_key())).await
+    }
+
+    /// Adds an account unless the name is taken; whether it was added.
+    pub async fn add(&self, name: &str, line: &str) -> Result<bool, ClusterError> {
+        self.query(redis::cmd("HSETNX").arg(assistants_key()).arg(name).arg(line))
+            .await
+    }
+
+    /// Removes an account; whether there was one.
+    pub async fn remove(&self, name: &str) -> Result<bool, ClusterError> {
+        self.query(redis::cmd("HDEL").arg(assistants_key()).arg(name))
+            .await
     }
 }
 

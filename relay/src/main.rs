@@ -4,10 +4,12 @@ use std::io::Write;
 
 use anyhow::Context;
 use clap::Parser;
-use ponte_relay::assistants::AssistantStore;
+use ponte_relay::assistants::{Assistant, AssistantError, AssistantStore};
+use ponte_relay::cluster::AssistantBook;
 use ponte_relay::config::{AssistantCommand, Cli, ClusterCommand, Command, Config, LedgerCommand, LogFormat};
 use ponte_relay::ledger::report;
 use ponte_relay::{Relay, cert};
+use ponte_transport::credential::AssistantCredential;
 use tracing_subscriber::EnvFilter;
 
 fn init_logging(format: LogFormat) {
@@ -38,8 +40,47 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-fn assistant(config: &Config, command: AssistantCommand) -> anyhow::Result<()> {
-    let store = AssistantStore::in_dir(&config.data_dir);
+/// The operator's assistants: the data directory's file, or the cluster's (with --cluster).
+enum Book {
+    File(AssistantStore),
+    Cluster(AssistantBook),
+}
+
+impl Book {
+    async fn load(&self) -> Result<Vec<Assistant>, AssistantError> {
+        match self {
+            Book::File(store) => store.load(),
+            Book::Cluster(book) => book.assistants().await,
+        }
+    }
+
+    async fn add(&self, name: &str) -> Result<AssistantCredential, AssistantError> {
+        match self {
+            Book::File(store) => store.add(name),
+            Book::Cluster(book) => book.add_assistant(name).await,
+        }
+    }
+
+    async fn remove(&self, name: &str) -> Result<(), AssistantError> {
+        match self {
+            Book::File(store) => store.remove(name),
+            Book::Cluster(book) => book.remove_assistant(name).await,
+        }
+    }
+
+    fn place(&self) -> String {
+        match self {
+            Book::File(store) => store.path().display().to_string(),
+            Book::Cluster(_) => "the cluster".to_owned(),
+        }
+    }
+}
+
+async fn assistant(config: &Config, cluster: Option<&str>, command: AssistantCommand) -> anyhow::Result<()> {
+    let store = match cluster {
+        Some(url) => Book::Cluster(AssistantBook::open(url)?),
+        None => Book::File(AssistantStore::in_dir(&config.data_dir)),
+    };
     match command {
         AssistantCommand::Add { name, out } => {
             // Claim the output file first, so a failure there leaves no assistant behind.
@@ -55,12 +96,12 @@ fn assistant(config: &Config, command: AssistantCommand) -> anyhow::Result<()> {
                         .with_context(|| format!("creating {}", path.display()))
                 })
                 .transpose()?;
-            let credential = store.add(&name)?;
+            let credential = store.add(&name).await?;
             let text = credential.to_text();
             match (file, out) {
                 (Some(mut file), Some(path)) => {
                     if let Err(e) = file.write_all(format!("{}\n", *text).as_bytes()) {
-                        let _ = store.remove(&name);
+                        let _ = store.remove(&name).await;
                         let _ = std::fs::remove_file(&path);
                         return Err(e).with_context(|| format!("writing {}", path.display()));
                     }
@@ -79,9 +120,9 @@ fn assistant(config: &Config, command: AssistantCommand) -> anyhow::Result<()> {
             }
         }
         AssistantCommand::List => {
-            let all = store.load()?;
+            let all = store.load().await?;
             if all.is_empty() {
-                eprintln!("no assistants in {}", store.path().display());
+                eprintln!("no assistants in {}", store.place());
             }
             for a in all {
                 let added =
@@ -95,8 +136,16 @@ fn assistant(config: &Config, command: AssistantCommand) -> anyhow::Result<()> {
             }
         }
         AssistantCommand::Remove { name } => {
-            store.remove(&name)?;
-            eprintln!("removed assistant {name}; its credential stops working at its next join");
+            store.remove(&name).await?;
+            match store {
+                Book::File(_) => {
+                    eprintln!("removed assistant {name}; its credential stops working at its next join")
+                }
+                Book::Cluster(_) => eprintln!(
+                    "removed assistant {name}; its credential stops working on every node within {} s",
+                    ponte_relay::cluster::HEARTBEAT.as_secs()
+                ),
+            }
         }
     }
     Ok(())
@@ -202,7 +251,9 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", identity.fingerprint());
             return Ok(());
         }
-        Some(Command::Assistant { command }) => return assistant(&config, command),
+        Some(Command::Assistant { command }) => {
+            return assistant(&config, cluster_url.as_deref(), command).await;
+        }
         Some(Command::Ledger { command }) => return ledger(&config, command).await,
         Some(Command::Cluster { command }) => return cluster(&config, cluster_url.as_deref(), command).await,
         None => {}

@@ -228,7 +228,10 @@ impl Relay {
             registry: Mutex::new(Registry::new(config.registry.clone())),
             admission: Admission::new(config.admission),
             buffers: Buffers::new(config.buffers),
-            assistants: Assistants::new(&config.data_dir),
+            assistants: match &cluster {
+                Some(_) => Assistants::shared(),
+                None => Assistants::new(&config.data_dir),
+            },
             ledger,
             config,
             total_bandwidth,
@@ -239,6 +242,17 @@ impl Relay {
             cluster,
             draining: AtomicBool::new(false),
         });
+        if let Some(cluster) = &shared.cluster {
+            let local = crate::assistants::AssistantStore::in_dir(&shared.config.data_dir);
+            if local.load().is_ok_and(|a| !a.is_empty()) {
+                warn!(
+                    file = %local.path().display(),
+                    "a cluster node uses the cluster's assistants, not this file's (ponte-relay assistant add NAME --cluster URL)"
+                );
+            }
+            // Before the first join; without Redis, credentials wait for the first heartbeat.
+            refresh_assistants(&shared, cluster).await;
+        }
         tokio::spawn(sweep(shared.clone()));
         let heartbeat = shared
             .cluster
@@ -370,6 +384,15 @@ async fn heartbeat(shared: Arc<Shared>, cluster: Arc<Cluster>) {
         if let Err(e) = cluster.heartbeat(health(&shared), &sessions).await {
             debug!("cluster heartbeat failed: {e}");
         }
+        refresh_assistants(&shared, &cluster).await;
+    }
+}
+
+/// Reads the cluster's assistant accounts; while Redis cannot be read, the last ones read stay.
+async fn refresh_assistants(shared: &Shared, cluster: &Cluster) {
+    match cluster.assistant_lines().await {
+        Ok(lines) => shared.assistants.replace(crate::assistants::parse_book(lines)),
+        Err(e) => debug!("cluster assistants not read, keeping the last known: {e}"),
     }
 }
 
