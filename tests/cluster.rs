@@ -228,6 +228,42 @@ async fn a_killed_node_ends_only_its_own_sessions_and_the_others_carry_on() {
     let (on_a, v_a) = session(a.addr, c.addr, pin).await;
     let (on_b, v_b) = session(b.addr, a.addr, pin).await;
     let (on_c, v_c) = session(c.addr, b.addr, pin).await;
+    // And the real agent and viewer in a session on B, to hear what their users are told.
+    let home = dir.path().join("customer");
+    std::fs::create_dir_all(&home).unwrap();
+    let mut cmd = Command::new(binary("ponte-agent"));
+    cmd.args(["--json", "--allow", "terminal", "--relay", &b.addr.to_string()])
+        .args(["--fingerprint", &pin.to_string(), "--dir"])
+        .arg(&home)
+        .env("HOME", &home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("LANG", "C.UTF-8")
+        .stdin(std::process::Stdio::null());
+    let mut agent = Running::start(cmd);
+    let ready = agent.event("ready", WAIT);
+    let (viewer, _) = ponte_viewer::join(ponte_viewer::JoinOptions {
+        relay: ponte_session::connect::RelayOptions {
+            address: b.addr.to_string(),
+            fingerprint: Some(pin),
+            ca: None,
+            known_relays: ponte_session::known_relays::KnownRelays::at(dir.path().join("kr-viewer")),
+        },
+        accept_new_fingerprint: false,
+        session: ready["session_id"].as_str().unwrap().parse().unwrap(),
+        code: ready["code"].as_str().unwrap().parse().unwrap(),
+        credentials: ponte_protocol::handshake::Credentials {
+            key: ponte_protocol::identity::PrivateKey::from_pem(include_str!(
+                "../crates/protocol/tests/vectors/assistant.key.pem"
+            ))
+            .unwrap(),
+            certificate: None,
+        },
+        extras: Default::default(),
+    })
+    .await
+    .unwrap();
+    viewer.consent(WAIT).await.expect("allowed by --allow");
     // A session still waiting on B, to be forgotten by the cluster.
     let mut waiting_b = client(b.addr, pin, Duration::from_secs(3)).await.unwrap();
     let (waiting_id, _) = waiting_b.register().await.unwrap();
@@ -246,6 +282,21 @@ async fn a_killed_node_ends_only_its_own_sessions_and_the_others_carry_on() {
         assert!(matches!(reason, quinn::ConnectionError::TimedOut), "{reason:?}");
     }
     assert!(killed.elapsed() < Duration::from_secs(10));
+    // The customer and the assistant are told the relay fell silent (the programs' idle
+    // timeout is 10 s), not that the other side left.
+    let ended = agent.event("ended", Duration::from_secs(20));
+    let reason = ended["reason"].as_str().unwrap();
+    assert!(reason.contains("relay stopped answering"), "{reason}");
+    let mut state = viewer.watch();
+    let told = tokio::time::timeout(Duration::from_secs(20), state.wait_for(|s| s.ended.is_some()))
+        .await
+        .expect("the viewer hears it too")
+        .unwrap()
+        .ended
+        .clone()
+        .unwrap();
+    assert!(told.contains("relay stopped answering"), "{told}");
+    assert!(agent.wait(WAIT).success(), "the agent exits");
     // The others go on.
     flows(&v_a, &on_a).await.unwrap();
     flows(&v_c, &on_c).await.unwrap();

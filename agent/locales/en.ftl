@@ -200,6 +200,7 @@ ended-quit-waiting = you quit before anyone connected
 ended-left-before-answer = the assistant left before you answered
 ended-no-answer = you did not answer in time
 ended-connection-lost = the connection was lost ({ $error })
+ended-relay-lost = the relay stopped answering (the relay, or its node of a cluster, may be down); start Ponte again for a new session
 ended-assistant-left = the assistant disconnected
 ended-assistant = the assistant ended the session
 ended-declined = the session was declined

@@ -198,6 +198,7 @@ ended-quit-waiting = sei uscito prima che qualcuno si collegasse
 ended-left-before-answer = l'assistente se n'è andato prima della tua risposta
 ended-no-answer = non hai risposto in tempo
 ended-connection-lost = la connessione si è interrotta ({ $error })
+ended-relay-lost = il relay ha smesso di rispondere (il relay, o il suo nodo del cluster, potrebbe essere fuori servizio); avvia di nuovo Ponte per una nuova sessione
 ended-assistant-left = l'assistente si è scollegato
 ended-assistant = l'assistente ha terminato la sessione
 ended-declined = la sessione è stata rifiutata

@@ -208,6 +208,7 @@ ended-quit-waiting = zakończyłeś, zanim ktoś się połączył
 ended-left-before-answer = asystent wyszedł przed Twoją odpowiedzią
 ended-no-answer = nie odpowiedziałeś na czas
 ended-connection-lost = połączenie zostało przerwane ({ $error })
+ended-relay-lost = przekaźnik przestał odpowiadać (przekaźnik lub jego węzeł klastra może nie działać); uruchom Ponte ponownie, aby rozpocząć nową sesję
 ended-assistant-left = asystent się rozłączył
 ended-assistant = asystent zakończył sesję
 ended-declined = sesja została odrzucona

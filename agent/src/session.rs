@@ -213,7 +213,7 @@ pub async fn run(
                     let ctx = ctx.clone();
                     requests.spawn(async move { crate::dispatch::serve(stream, &ctx).await });
                 }
-                Err(e) => break crate::t!(tr, "ended-connection-lost", error = e.to_string()),
+                Err(e) => break lost(tr, &e),
             },
             message = control_recv.recv::<Control>() => match message {
                 Ok(Some(Control::Chat { text })) => assistant_chat(events, &mut chat_limit, text),
@@ -235,6 +235,7 @@ pub async fn run(
                         break crate::t!(tr, "ended-flooded");
                     }
                 }
+                Err(e) if e.relay_silent() => break lost(tr, &e),
                 Ok(None) | Err(_) => break crate::t!(tr, "ended-assistant-left"),
             },
             Ok(()) = changes.changed() => {
@@ -445,4 +446,14 @@ fn truncate(mut text: String, max: usize) -> String {
         text.truncate(end);
     }
     text
+}
+
+/// Why the session ended when its connection did: the relay falling silent is told apart from
+/// other failures, so the customer knows to start again rather than wait for the assistant.
+fn lost(tr: &crate::i18n::Tr, error: &ponte_session::SessionError) -> String {
+    if error.relay_silent() {
+        crate::t!(tr, "ended-relay-lost")
+    } else {
+        crate::t!(tr, "ended-connection-lost", error = error.to_string())
+    }
 }

@@ -295,6 +295,9 @@ impl Viewer {
                     Ok(Some(Control::QuickAccessRequest { .. })) => {}
                     Ok(Some(Control::End(reason))) => break reason.to_string(),
                     Ok(None) => break "the customer's side closed the session".into(),
+                    Err(e) if e.relay_silent() => {
+                        break "the relay stopped answering: the relay, or its node of a cluster, may be down (connect again; another node may answer)".into()
+                    }
                     Err(e) => break format!("connection lost ({e})"),
                 }
             };

@@ -73,11 +73,23 @@ impl SessionError {
     pub fn refusal(&self) -> Option<Refusal> {
         match self {
             SessionError::Relay(e) => e.refusal(),
+            _ => self.connection().and_then(ponte_transport::client::refusal_of),
+        }
+    }
+
+    /// Whether the relay stopped answering: nothing came back for the idle timeout, so the
+    /// relay (or its node of a cluster) died or the network was cut — not the peer leaving,
+    /// which the relay would have said.
+    pub fn relay_silent(&self) -> bool {
+        matches!(self.connection(), Some(quinn::ConnectionError::TimedOut))
+    }
+
+    /// Why the connection to the relay ended, if that is what failed.
+    fn connection(&self) -> Option<&quinn::ConnectionError> {
+        match self {
             SessionError::Connection(e)
             | SessionError::Read(quinn::ReadError::ConnectionLost(e))
-            | SessionError::Write(quinn::WriteError::ConnectionLost(e)) => {
-                ponte_transport::client::refusal_of(e)
-            }
+            | SessionError::Write(quinn::WriteError::ConnectionLost(e)) => Some(e),
             _ => None,
         }
     }
