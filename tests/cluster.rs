@@ -14,23 +14,15 @@ use ponte_protocol::rendezvous::{Refusal, RelayMessage};
 use ponte_relay::cluster::ClusterSettings;
 use ponte_relay::config::Tap;
 use ponte_relay::{Config, Relay, cert};
-use ponte_tests::{RedisServer, Running, binary};
-use ponte_transport::client::{ClientError, Redirects, RelayClient};
-use ponte_transport::tls::{self, CertFingerprint, RelayTrust};
+use ponte_tests::{RedisServer, Running, binary, free_udp_port, relay_client as client};
+use ponte_transport::client::RelayClient;
+use ponte_transport::tls::CertFingerprint;
 
 mod world;
 
 use world::{WAIT, rand_suffix, run_with_timeout, sha256_file, text};
 
 const START: Duration = Duration::from_secs(30);
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// `ponte-relay cluster init` in `dir`; returns the cluster fingerprint it printed.
 fn cluster_init(dir: &Path) -> CertFingerprint {
@@ -83,16 +75,6 @@ fn node_process(dir: &Path, redis: &RedisServer, name: &str, extra: &[&str]) -> 
     assert_eq!(running.line_after("listening on ", START), addr.to_string());
     running.line_after("cluster fingerprint: ", START);
     NodeProcess { running, addr }
-}
-
-/// A rendezvous client pinned to the cluster key, following redirects, that notices a
-/// silent node within `idle`.
-async fn client(addr: SocketAddr, pin: CertFingerprint, idle: Duration) -> Result<RelayClient, ClientError> {
-    let (config, seen) = tls::client_config(&RelayTrust::Pinned(pin), tls::transport_config(idle)).unwrap();
-    let ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    let mut c = RelayClient::connect(&ep, addr, "ponte-relay", config.clone(), &seen).await?;
-    c.follow_redirects(Redirects { endpoint: ep, config });
-    Ok(c)
 }
 
 /// An agent on `at` and a viewer joined through `via`, paired.

@@ -1,6 +1,7 @@
 //! The session ledger with the real binaries, on SQLite (the default) and on a real
 //! PostgreSQL server: a real session becomes one plausible row; export as CSV and JSON;
-//! reports per ticket and per assistant; retention purges old rows.
+//! reports per ticket and per assistant; retention purges old rows; a relay cluster's nodes
+//! sharing one PostgreSQL ledger write one row per session.
 //!
 //! PostgreSQL comes from `PONTE_TEST_POSTGRES` (`postgres://USER:PASSWORD@HOST:PORT/DB`, a
 //! role that may create databases); `bash .ci/run` starts a server on loopback and sets it.
@@ -440,4 +441,87 @@ async fn sqlite_retention_purges_old_rows() {
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_retention_purges_old_rows() {
     retention_purges_old_rows(Backend::postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_one_row_per_session_across_a_relay_cluster() {
+    // Three nodes write one PostgreSQL ledger. Viewers that join through another node are
+    // redirected to the node holding the session: each session is one row, with its ticket,
+    // whichever nodes the viewer touched — the redirecting node writes nothing.
+    use ponte_relay::cluster::ClusterSettings;
+    use ponte_relay::{Config, Relay, cert};
+    use ponte_transport::client::JoinExtras;
+    let backend = Backend::postgres().await;
+    let Backend::Postgres { url, .. } = &backend else {
+        unreachable!()
+    };
+    let redis = ponte_tests::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("cluster");
+    let pin = cert::init_cluster(&keys).unwrap();
+    let mut nodes = Vec::new();
+    for name in ["a", "b", "c"] {
+        let addr = SocketAddr::from(([127, 0, 0, 1], ponte_tests::free_udp_port()));
+        let public = addr.to_string().parse().unwrap();
+        let node = name.parse().unwrap();
+        let files = cert::certify_node(&keys, &node, Some(&public), &dir.path().join(name)).unwrap();
+        let mut config = Config::new(addr, dir.path().join(name));
+        config.cert = Some((files.cert, files.key));
+        config.ledger = Some(url.clone());
+        // Every client here comes from 127.0.0.1: lift the per-source limits.
+        config.registry.join_burst = 1000.0;
+        config.registry.register_burst = 1000.0;
+        config.cluster = Some(ClusterSettings {
+            url: redis.url(),
+            node,
+            public_addr: public,
+        });
+        nodes.push(Relay::start(config).await.unwrap());
+    }
+    let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.local_addr().unwrap()).collect();
+    let idle = Duration::from_secs(5);
+    let mut sessions = Vec::new();
+    for (via, ticket) in [(1, "T-via-b"), (2, "T-via-c"), (0, "T-on-a")] {
+        let mut agent = ponte_tests::relay_client(addrs[0], pin, idle).await.unwrap();
+        let (id, _) = agent.register().await.unwrap();
+        let mut viewer = ponte_tests::relay_client(addrs[via], pin, idle).await.unwrap();
+        let extras = JoinExtras {
+            credential: None,
+            ticket: Some(ticket.parse().unwrap()),
+        };
+        viewer.join_with(id, &extras).await.unwrap();
+        assert_eq!(
+            agent.next().await.unwrap(),
+            ponte_protocol::rendezvous::RelayMessage::Paired
+        );
+        assert_eq!(
+            viewer.connection().remote_address(),
+            addrs[0],
+            "moved to the owning node"
+        );
+        viewer.connection().close(0u32.into(), b"done");
+        agent.connection().close(0u32.into(), b"done");
+        sessions.push((id.to_string().replace(' ', ""), ticket));
+    }
+    // A graceful stop hands the last rows to the database.
+    for node in nodes {
+        node.shutdown().await;
+    }
+    let mut rows = backend
+        .store(dir.path())
+        .await
+        .rows(i64::MIN, i64::MAX)
+        .await
+        .unwrap();
+    rows.sort_by_key(|r| r.registered);
+    let got: Vec<(String, &str)> = rows
+        .iter()
+        .map(|r| (r.session.clone(), r.ticket.as_deref().unwrap_or("-")))
+        .collect();
+    assert_eq!(got, sessions, "{rows:#?}");
+    for r in &rows {
+        assert!(r.paired.is_some() && r.ended.is_some(), "{r:?}");
+        assert_eq!(r.attempts, 1, "{r:?}");
+    }
+    backend.drop_database().await;
 }

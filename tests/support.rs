@@ -340,3 +340,28 @@ impl Drop for Xvfb {
         let _ = self.child.wait();
     }
 }
+
+/// A free UDP port on loopback, for a relay node that must know its address before it starts.
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A rendezvous client pinned to `pin` (a relay's or a cluster key's fingerprint), following
+/// redirects, that notices a silent relay within `idle`.
+pub async fn relay_client(
+    addr: std::net::SocketAddr,
+    pin: ponte_transport::tls::CertFingerprint,
+    idle: Duration,
+) -> Result<ponte_transport::client::RelayClient, ponte_transport::client::ClientError> {
+    use ponte_transport::client::{Redirects, RelayClient};
+    use ponte_transport::tls::{self, RelayTrust};
+    let (config, seen) = tls::client_config(&RelayTrust::Pinned(pin), tls::transport_config(idle)).unwrap();
+    let ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let mut c = RelayClient::connect(&ep, addr, "ponte-relay", config.clone(), &seen).await?;
+    c.follow_redirects(Redirects { endpoint: ep, config });
+    Ok(c)
+}
