@@ -107,12 +107,13 @@ async fn flows(from: &RelayClient, to: &RelayClient) -> Result<(), String> {
         .map_err(|_| "timed out".to_string())?
 }
 
-/// An in-process node with a tap on what it forwards.
-async fn tapped_node(
+/// An in-process node of the cluster whose key is in `key_dir`, configured further by
+/// `configure`.
+async fn in_process_node(
     key_dir: &Path,
     redis: &RedisServer,
     name: &str,
-    seen: Arc<Mutex<Vec<u8>>>,
+    configure: impl FnOnce(&mut Config),
 ) -> (Relay, SocketAddr) {
     let dir = key_dir.join(name);
     let addr = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
@@ -121,15 +122,28 @@ async fn tapped_node(
     let files = cert::certify_node(key_dir, &node, Some(&public), &dir).unwrap();
     let mut config = Config::new(addr, dir);
     config.cert = Some((files.cert, files.key));
-    config.tap = Some(Tap(Arc::new(move |b| seen.lock().unwrap().extend_from_slice(b))));
     config.cluster = Some(ClusterSettings {
         url: redis.url(),
         node,
         public_addr: public,
     });
+    configure(&mut config);
     let relay = Relay::start(config).await.unwrap();
     let addr = relay.local_addr().unwrap();
     (relay, addr)
+}
+
+/// An in-process node with a tap on what it forwards.
+async fn tapped_node(
+    key_dir: &Path,
+    redis: &RedisServer,
+    name: &str,
+    seen: Arc<Mutex<Vec<u8>>>,
+) -> (Relay, SocketAddr) {
+    in_process_node(key_dir, redis, name, |config| {
+        config.tap = Some(Tap(Arc::new(move |b| seen.lock().unwrap().extend_from_slice(b))));
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -388,29 +402,14 @@ async fn assistant_accounts_belong_to_the_cluster_and_a_removal_reaches_every_no
         "the account is the cluster's, not a local file's"
     );
 
-    let node = |name: &'static str| {
-        let (dir, redis) = (dir.path().to_owned(), redis.url());
-        async move {
-            let addr = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
-            let public = addr.to_string().parse().unwrap();
-            let node = name.parse().unwrap();
-            let files = cert::certify_node(&dir, &node, Some(&public), &dir.join(name)).unwrap();
-            let mut config = Config::new(addr, dir.join(name));
-            config.cert = Some((files.cert, files.key));
-            config.assistants = ponte_relay::config::AssistantMode::Required;
-            // Every client here comes from 127.0.0.1: lift the per-source limits.
-            config.registry.join_burst = 1000.0;
-            config.registry.register_burst = 1000.0;
-            config.cluster = Some(ClusterSettings {
-                url: redis,
-                node,
-                public_addr: public,
-            });
-            Relay::start(config).await.unwrap()
-        }
+    let credentials_required = |config: &mut Config| {
+        config.assistants = ponte_relay::config::AssistantMode::Required;
+        // Every client here comes from 127.0.0.1: lift the per-source limits.
+        config.registry.join_burst = 1000.0;
+        config.registry.register_burst = 1000.0;
     };
-    let (a, b) = (node("a").await, node("b").await);
-    let (a, b) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+    let (_a, a) = in_process_node(dir.path(), &redis, "a", credentials_required).await;
+    let (_b, b) = in_process_node(dir.path(), &redis, "b", credentials_required).await;
     let idle = Duration::from_secs(3);
     let alice = || JoinExtras {
         credential: Some(AssistantCredential::read(&file).unwrap()),
@@ -454,4 +453,34 @@ async fn assistant_accounts_belong_to_the_cluster_and_a_removal_reaches_every_no
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_source_holds_no_more_connections_across_the_nodes_than_on_one() {
+    // At most 4 connections per source: two on A and two on B fill the cap, and once the
+    // nodes have shared their counts (a heartbeat), C and A turn the fifth away; when one
+    // closes, there is room again.
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let pin = cluster_init(dir.path());
+    let cap = |config: &mut Config| config.admission.per_source = 4;
+    let (_a, a) = in_process_node(dir.path(), &redis, "a", cap).await;
+    let (_b, b) = in_process_node(dir.path(), &redis, "b", cap).await;
+    let (_c, c) = in_process_node(dir.path(), &redis, "c", cap).await;
+    let idle = Duration::from_secs(5);
+    let mut held = Vec::new();
+    for at in [a, a, b, b] {
+        held.push(client(at, pin, idle).await.unwrap());
+    }
+    let shared = ponte_relay::cluster::HEARTBEAT * 2 + Duration::from_millis(500);
+    tokio::time::sleep(shared).await;
+    for at in [c, a] {
+        assert!(
+            client(at, pin, idle).await.is_err(),
+            "{at} let a fifth connection in"
+        );
+    }
+    held.pop().unwrap().connection().close(0u32.into(), b"bye");
+    tokio::time::sleep(shared).await;
+    held.push(client(c, pin, idle).await.expect("room again"));
 }

@@ -1,5 +1,7 @@
 //! Who gets a connection slot: the total connection cap, a cap per source, and QUIC address
-//! validation (Retry) so that the per-source counts are not filled with spoofed addresses.
+//! validation (Retry) so that the per-source counts are not filled with spoofed addresses. On
+//! a relay cluster the per-source cap counts the source's connections on the other nodes too,
+//! as they last reported them (every heartbeat, through Redis).
 //!
 //! Sans-IO: the server asks [`Admission::decide`] for each incoming connection and carries out
 //! the decision (accept, send a Retry, refuse).
@@ -72,6 +74,8 @@ pub enum Decision {
 #[derive(Debug)]
 struct Counts {
     by_source: HashMap<Source, u32>,
+    /// Connections of each source on the other nodes of the cluster.
+    elsewhere: HashMap<Source, u32>,
 }
 
 /// Connection admission, shared by the accept loop and the connections it admitted.
@@ -103,6 +107,7 @@ impl Admission {
             limits,
             counts: Arc::new(Mutex::new(Counts {
                 by_source: HashMap::new(),
+                elsewhere: HashMap::new(),
             })),
         }
     }
@@ -119,8 +124,9 @@ impl Admission {
             return Decision::Refuse(Crowded::Full);
         }
         let mut counts = self.counts();
-        let theirs = counts.by_source.get(&source).copied().unwrap_or(0);
-        if theirs >= self.limits.per_source {
+        let here = counts.by_source.get(&source).copied().unwrap_or(0);
+        let elsewhere = counts.elsewhere.get(&source).copied().unwrap_or(0);
+        if here.saturating_add(elsewhere) >= self.limits.per_source {
             return Decision::Refuse(Crowded::Source);
         }
         let loaded = load.open >= self.limits.max_connections / 2 || load.handshaking >= HANDSHAKE_LOAD;
@@ -139,9 +145,20 @@ impl Admission {
         })
     }
 
-    /// Connections counted for `source` right now.
+    /// Connections counted for `source` right now (on this node).
     pub fn connections_of(&self, source: Source) -> u32 {
         self.counts().by_source.get(&source).copied().unwrap_or(0)
+    }
+
+    /// Every source's connections on this node, for the other nodes of a cluster.
+    pub fn local_counts(&self) -> Vec<(Source, u32)> {
+        self.counts().by_source.iter().map(|(s, n)| (*s, *n)).collect()
+    }
+
+    /// The sources' connections on the other nodes, as the cluster has them now (empty when
+    /// unknown: the cap then holds per node).
+    pub fn set_elsewhere(&self, elsewhere: HashMap<Source, u32>) {
+        self.counts().elsewhere = elsewhere;
     }
 }
 
@@ -208,6 +225,25 @@ mod tests {
             a.decide(src("192.0.2.3"), true, full),
             Decision::Refuse(Crowded::Full)
         );
+    }
+
+    #[test]
+    fn connections_on_other_nodes_count_against_the_cap() {
+        let a = Admission::new(limits(RetryMode::Never));
+        let s = src("192.0.2.1");
+        let _here = a.decide(s, false, IDLE);
+        assert_eq!(a.local_counts(), [(s, 1)], "what this node shares");
+        a.set_elsewhere([(s, 1)].into_iter().collect());
+        assert_eq!(a.decide(s, false, IDLE), Decision::Refuse(Crowded::Source));
+        // Another source, and the same one once the other node's connection is gone.
+        assert!(matches!(
+            a.decide(src("192.0.2.2"), false, IDLE),
+            Decision::Accept(_)
+        ));
+        a.set_elsewhere(HashMap::new());
+        assert!(matches!(a.decide(s, false, IDLE), Decision::Accept(_)));
+        // A count the source parses back from, as the nodes exchange it.
+        assert_eq!(s.to_string().parse::<Source>().unwrap(), s);
     }
 
     #[test]

@@ -8,8 +8,9 @@
 //!   to the owning node ([`ponte_protocol::rendezvous::RelayMessage::Redirect`]) — see
 //!   docs/PROTOCOL.md for why redirect and not forwarding;
 //! - Redis holds, per session ID, which node owns it and whether it can be joined; per node,
-//!   its public address and health; per source, token buckets and its waiting sessions; and the
-//!   operator's assistant accounts, which every node reads again at each heartbeat.
+//!   its public address and health and how many connections each source holds there; per
+//!   source, token buckets and its waiting sessions; and the operator's assistant accounts,
+//!   which every node reads again at each heartbeat.
 //!
 //! Every entry expires: a node renews its own every [`HEARTBEAT`], so the entries of a node
 //! that dies are gone within [`SESSION_LEASE`] and its ID claims with them. When Redis cannot
@@ -288,6 +289,26 @@ fn heartbeat_script() -> String {
     )
 }
 
+/// KEYS: this node's connection counts, node set. ARGV: name, lease ms, then source and
+/// count pairs. Replaces this node's counts, then returns the other nodes' counts summed per
+/// source, flattened (a dead node's counts expire with its lease).
+fn connections_script() -> String {
+    format!(
+        "redis.call('DEL', KEYS[1]) \
+        for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end \
+        if #ARGV > 2 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end \
+        local sum = {{}} \
+        for _, n in ipairs(redis.call('SMEMBERS', KEYS[2])) do \
+            if n ~= ARGV[1] then \
+                local kv = redis.call('HGETALL', '{PREFIX}connections:' .. n) \
+                for i = 1, #kv, 2 do sum[kv[i]] = (sum[kv[i]] or 0) + tonumber(kv[i + 1]) end \
+            end end \
+        local out = {{}} \
+        for k, v in pairs(sum) do out[#out + 1] = k out[#out + 1] = v end \
+        return out"
+    )
+}
+
 /// A node's handle on the cluster's shared state.
 pub struct Cluster {
     settings: ClusterSettings,
@@ -298,6 +319,7 @@ pub struct Cluster {
     update: redis::Script,
     renew: redis::Script,
     heartbeat: redis::Script,
+    connections: redis::Script,
     /// Round trips to Redis so far (the benchmark's "Redis operations per session").
     operations: AtomicU64,
     /// Whether the last operation reached Redis (logged on each change).
@@ -322,6 +344,10 @@ fn node_key(name: &str) -> String {
 
 fn nodes_key() -> String {
     format!("{PREFIX}nodes")
+}
+
+fn connections_key(node: &str) -> String {
+    format!("{PREFIX}connections:{node}")
 }
 
 fn assistants_key() -> String {
@@ -366,6 +392,7 @@ impl Cluster {
             update: redis::Script::new(&update_script()),
             renew: redis::Script::new(RENEW),
             heartbeat: redis::Script::new(&heartbeat_script()),
+            connections: redis::Script::new(&connections_script()),
             operations: AtomicU64::new(0),
             reachable: AtomicBool::new(true),
         }))
@@ -554,6 +581,29 @@ impl Cluster {
         Ok(())
     }
 
+    /// Tells the cluster how many connections each source holds on this node, and returns
+    /// how many each holds on the other nodes (sources the cluster does not know are left
+    /// out).
+    pub async fn share_connections(
+        &self,
+        here: &[(Source, u32)],
+    ) -> Result<HashMap<Source, u32>, ClusterError> {
+        let node = self.settings.node.as_str();
+        let mut call = self.connections.prepare_invoke();
+        call.key(connections_key(node))
+            .key(nodes_key())
+            .arg(node)
+            .arg(millis(NODE_LEASE));
+        for (source, n) in here {
+            call.arg(source.to_string()).arg(*n);
+        }
+        let flat: Vec<(String, u64)> = self.run(call).await?;
+        Ok(flat
+            .into_iter()
+            .filter_map(|(s, n)| Some((s.parse().ok()?, u32::try_from(n).unwrap_or(u32::MAX))))
+            .collect())
+    }
+
     /// The cluster's assistant accounts, as the lines of an assistants file (field: name).
     pub async fn assistant_lines(&self) -> Result<HashMap<String, String>, ClusterError> {
         self.operations.fetch_add(1, Ordering::Relaxed);
@@ -573,7 +623,9 @@ impl Cluster {
         let mut redis = self.redis.clone();
         let node = self.settings.node.as_str();
         let mut pipe = redis::pipe();
-        pipe.del(node_key(node)).srem(nodes_key(), node);
+        pipe.del(node_key(node))
+            .del(connections_key(node))
+            .srem(nodes_key(), node);
         let removed = pipe.query_async::<()>(&mut redis);
         match tokio::time::timeout(OPERATION_TIMEOUT * 2, removed).await {
             Ok(r) => Ok(r?),

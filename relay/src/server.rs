@@ -384,6 +384,15 @@ async fn heartbeat(shared: Arc<Shared>, cluster: Arc<Cluster>) {
         if let Err(e) = cluster.heartbeat(health(&shared), &sessions).await {
             debug!("cluster heartbeat failed: {e}");
         }
+        let here = shared.admission.local_counts();
+        match cluster.share_connections(&here).await {
+            Ok(elsewhere) => shared.admission.set_elsewhere(elsewhere),
+            // Without the cluster's counts the cap holds per node, not on stale numbers.
+            Err(e) => {
+                debug!("connection counts not shared: {e}");
+                shared.admission.set_elsewhere(Default::default());
+            }
+        }
         refresh_assistants(&shared, &cluster).await;
     }
 }

@@ -46,6 +46,15 @@ impl Default for SourceMask {
     }
 }
 
+/// A source as [`Source`]'s `Display` writes it (how cluster nodes share their counts).
+impl std::str::FromStr for Source {
+    type Err = std::net::AddrParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(Source)
+    }
+}
+
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)
