@@ -323,6 +323,7 @@ async fn with_nothing_granted_the_session_still_carries_chat() {
 
 /// A hostile agent — built here from the session library — answers the real viewer with
 /// escape sequences in every string it sends back; the assistant's terminal shows them inert.
+/// It also sends a quick-access grant nobody asked for, which the viewer does not keep.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hostile_agents_strings_reach_the_assistant_inert() {
     use ponte_protocol::app::{Control, Grants, Request, Response, Transfer};
@@ -355,6 +356,16 @@ async fn a_hostile_agents_strings_reach_the_assistant_inert() {
     .await
     .unwrap();
     control.send.send(&Control::Grants(Grants::all())).await.unwrap();
+    // A quick-access grant nobody asked for: the assistant's address book must not take it.
+    let unasked = ponte_protocol::app::QuickAccessGrant {
+        device: ponte_protocol::device::DevicePublic([7; 32]),
+        not_after: u64::MAX,
+    };
+    control
+        .send
+        .send(&Control::QuickAccess(Some(unasked)))
+        .await
+        .unwrap();
     control
         .send
         .send(&Control::Chat { text: EVIL.into() })
@@ -388,5 +399,9 @@ async fn a_hostile_agents_strings_reach_the_assistant_inert() {
         "{stderr}"
     );
     assert!(stderr.contains(&format!("customer: {escaped}")), "chat: {stderr}");
+    assert!(
+        w.viewer_cli(&["devices"]).starts_with("no devices yet"),
+        "an unasked grant was remembered"
+    );
     drop(client);
 }

@@ -274,11 +274,7 @@ async fn quick_line(config: &Config, events: &Events, trusted: Trusted) -> anyho
     let Some(registered) = trusted.device().map(|d| d.public()) else {
         return std::future::pending().await;
     };
-    let now = ponte_session::now_unix();
-    for entry in trusted.entries().iter().filter(|e| e.is_active(now)) {
-        let who = crate::phrases::trusted_who(events.tr(), entry);
-        events.emit(Event::Note(crate::t!(events.tr(), "quick-waiting", who = who)));
-    }
+    let mut told = false;
     loop {
         let (mut client, _) = ponte_session::connect::connect(&config.relay, false)
             .await
@@ -287,6 +283,14 @@ async fn quick_line(config: &Config, events: &Events, trusted: Trusted) -> anyho
             .register_device(registered.tag())
             .await
             .context("registering for quick access")?;
+        // Once findable, the customer hears whom the agent waits for.
+        if !std::mem::replace(&mut told, true) {
+            let now = ponte_session::now_unix();
+            for entry in trusted.entries().iter().filter(|e| e.is_active(now)) {
+                let who = crate::phrases::trusted_who(events.tr(), entry);
+                events.emit(Event::Note(crate::t!(events.tr(), "quick-waiting", who = who)));
+            }
+        }
         loop {
             match client.next().await.context("connection to the relay")? {
                 RelayMessage::PairedDevice { session } => {

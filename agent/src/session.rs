@@ -368,7 +368,11 @@ fn offer_quick_access(
     // end, so an abort never leaves an opt-in the assistant did not hear of.
     Some(tokio::spawn(async move {
         let tr = events.tr();
-        let grant = if let Answer::Yes(terms) = questions.ask(question).await {
+        // Within the time the assistant's viewer waits for the answer, counted from now (a
+        // question may wait behind others before it is shown): a later "yes" would store an
+        // opt-in the assistant never heard of.
+        let answer = tokio::time::timeout(crate::questions::ANSWER_TIMEOUT, questions.ask(question)).await;
+        let grant = if let Ok(Answer::Yes(terms)) = answer {
             // The customer's terms, or the proposal; "without asking" only means something
             // with permissions to apply.
             let terms = terms.unwrap_or(QuickTerms {

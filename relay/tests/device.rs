@@ -29,12 +29,18 @@ async fn a_viewer_finds_the_agent_by_tag_and_both_hear_the_session() {
     let tag = DeviceTag([5; 16]);
     let mut agent = r.connect().await;
     let (id, _) = agent.register_device(tag).await.unwrap();
+    // Its ID is no way in: a join by ID is answered as for an unknown session, and the agent
+    // hears nothing of it (quick access has a registration of its own, docs/PROTOCOL.md § 9.5).
+    let mut by_id = r.connect_from(&endpoint(4)).await.unwrap();
+    let err = by_id.join(id).await.unwrap_err();
+    assert_eq!(refusal(&err), Some(Refusal::UnknownSession));
     let mut viewer = r.connect_from(&endpoint(2)).await.unwrap();
     let session = viewer.join_device(tag, &JoinExtras::default()).await.unwrap();
     assert_eq!(session, id);
     assert_eq!(
         agent.next().await.unwrap(),
-        RelayMessage::PairedDevice { session: id }
+        RelayMessage::PairedDevice { session: id },
+        "the first thing the agent hears is the join by tag"
     );
     // Streams are forwarded as after any pairing.
     let (mut send, _recv) = agent.connection().open_bi().await.unwrap();
@@ -43,13 +49,31 @@ async fn a_viewer_finds_the_agent_by_tag_and_both_hear_the_session() {
     let (_s, mut recv) = viewer.connection().accept_bi().await.unwrap();
     assert_eq!(recv.read_to_end(100).await.unwrap(), b"hello");
 
-    // The same session can still be joined by ID once free; an unknown tag is unknown.
+    // A second viewer by tag while it is paired: unknown to it, and the agent is told.
+    let mut second = r.connect_from(&endpoint(5)).await.unwrap();
+    let err = second.join_device(tag, &JoinExtras::default()).await.unwrap_err();
+    assert_eq!(refusal(&err), Some(Refusal::UnknownSession));
+    assert_eq!(
+        agent.next().await.unwrap(),
+        RelayMessage::JoinRefused(Refusal::AlreadyPaired)
+    );
+    // An unknown tag is unknown.
     let mut other = r.connect_from(&endpoint(3)).await.unwrap();
     let err = other
         .join_device(DeviceTag([6; 16]), &JoinExtras::default())
         .await
         .unwrap_err();
     assert_eq!(refusal(&err), Some(Refusal::UnknownSession));
+    // A modified agent that registers again on its control line breaks the protocol: the
+    // relay refuses and ends its session.
+    agent
+        .send(&ponte_protocol::rendezvous::ClientMessage::RegisterDevice { tag })
+        .await
+        .unwrap();
+    assert_eq!(
+        agent.next().await.unwrap(),
+        RelayMessage::Refused(Refusal::BadRequest)
+    );
 }
 
 #[tokio::test]
