@@ -62,18 +62,9 @@ async fn alice_in_a_code_session(w: &World) -> (ponte_tests::Running, ponte_view
     (agent, w.assistant_as(&id, &code, credentials).await)
 }
 
-/// The customer ticked "allow without asking" for the first opt-in (in the window:
-/// tests/window.rs); here the file says so.
-fn allow_without_asking(w: &World) {
-    let path = trusted_file(w);
-    let mut trusted: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    trusted["entries"][0]["without_asking"] = true.into();
-    std::fs::write(&path, trusted.to_string()).unwrap();
-}
-
-/// Session 1 with a code: the assistant asks with `remember`, the customer says yes.
-fn opt_in(w: &World, org_pub: &str, identity: &str, remember: &str) {
+/// Session 1 with a code: the assistant asks with `remember`, the customer says yes, and
+/// whether to allow the remembered permissions next time without asking.
+fn opt_in(w: &World, org_pub: &str, identity: &str, remember: &str, without_asking: bool) {
     let (mut agent, id, code) = w.text_agent(&["--allow", "terminal", "--trust-org", org_pub]);
     let batch = format!("remember {remember}\nquit\n");
     let viewer = viewer_in_background(
@@ -93,6 +84,7 @@ fn opt_in(w: &World, org_pub: &str, identity: &str, remember: &str) {
         true,
     );
     assert!(question.contains("ACME Support"), "{question}");
+    answer(&mut agent, "without asking me", without_asking);
     agent.expect("may now connect without a code until");
     let out = viewer.join().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -105,7 +97,7 @@ fn opt_in(w: &World, org_pub: &str, identity: &str, remember: &str) {
 async fn after_opting_in_the_assistant_reconnects_by_device_without_a_code() {
     let w = World::new().await;
     let org_pub = w.certified("alice", "Alice Example", "acme", "ACME Support");
-    opt_in(&w, &org_pub, "alice", "--org Rossi office");
+    opt_in(&w, &org_pub, "alice", "--org Rossi office", false);
 
     // What the customer's side keeps: one entry, readable by the customer only, listed.
     let mode = std::fs::metadata(trusted_file(&w)).unwrap().permissions().mode();
@@ -200,7 +192,7 @@ async fn removed_expired_and_other_organisations_are_turned_away() {
     let w = World::new().await;
     let acme = w.certified("alice", "Alice Example", "acme", "ACME Support");
     let other = w.certified("mallory", "Mallory", "other", "Other Support");
-    opt_in(&w, &acme, "alice", "Rossi");
+    opt_in(&w, &acme, "alice", "Rossi", false);
 
     // Another organisation's assistant (trusted by the customer as verified, but never
     // allowed quick access) who got hold of the device's key: refused, and the customer is told.
@@ -271,7 +263,7 @@ async fn removed_expired_and_other_organisations_are_turned_away() {
 async fn an_opt_in_removed_while_the_agent_waits_no_longer_opens_it() {
     let w = World::new().await;
     let acme = w.certified("alice", "Alice Example", "acme", "ACME Support");
-    opt_in(&w, &acme, "alice", "Rossi");
+    opt_in(&w, &acme, "alice", "Rossi", false);
     let (mut agent, _, _) = w.text_agent(&["--trust-org", &acme]);
     agent.expect("Also waiting for Alice Example");
     // The customer takes it back without closing Ponte.
@@ -388,6 +380,10 @@ async fn the_customer_chooses_how_long() {
     agent.send("y 400");
     agent.expect("a number of days from 1 to 365");
     agent.send("y 30");
+    // The permissions (Terminal) could come without asking next time; Enter says no.
+    agent.expect("without asking me");
+    std::thread::sleep(SETTLE);
+    agent.send("");
     let (answer, viewer) = asking.await.unwrap();
     let grant = answer.unwrap().expect("the customer said yes");
     let trusted: serde_json::Value =
@@ -415,8 +411,7 @@ async fn the_customer_chooses_how_long() {
 async fn allowed_without_asking_skips_the_consent_screen_not_the_customers_eyes() {
     let w = World::new().await;
     let acme = w.certified("alice", "Alice Example", "acme", "ACME Support");
-    opt_in(&w, &acme, "alice", "Rossi");
-    allow_without_asking(&w);
+    opt_in(&w, &acme, "alice", "Rossi", true);
 
     let (mut agent, _, _) = w.text_agent(&["--trust-org", &acme]);
     agent.expect("Also waiting for Alice Example, ACME Support (only this assistant)");
@@ -444,8 +439,7 @@ async fn an_opt_in_never_begets_another() {
     // opt-in: refused without asking the customer; only a session with the code can.
     let w = World::new().await;
     let acme = w.certified("alice", "Alice Example", "acme", "ACME Support");
-    opt_in(&w, &acme, "alice", "Rossi");
-    allow_without_asking(&w);
+    opt_in(&w, &acme, "alice", "Rossi", true);
     let before = std::fs::read_to_string(trusted_file(&w)).unwrap();
     let (mut agent, _, _) = w.text_agent(&["--trust-org", &acme]);
     agent.expect("Also waiting for Alice Example");
@@ -503,7 +497,7 @@ async fn whoever_holds_the_device_key_cannot_hold_up_the_code_session() {
     // joiner learns is not the code session's, and a join by it is refused.
     let w = World::new().await;
     let acme = w.certified("alice", "Alice Example", "acme", "ACME Support");
-    opt_in(&w, &acme, "alice", "Rossi");
+    opt_in(&w, &acme, "alice", "Rossi", false);
     let book = ponte_viewer::devices::Devices::load(&w.path("config/ponte/devices.json")).unwrap();
     let tag = book.list()[0].key.tag();
     let (mut agent, id, code) = w.text_agent(&["--trust-org", &acme, "--allow", "terminal"]);

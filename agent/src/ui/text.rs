@@ -102,12 +102,25 @@ pub async fn run(ends: FrontendEnds) {
 struct Prompt {
     /// The question it answers, or `None` for a step of the consent dialog.
     question: Option<QuestionId>,
-    /// For a quick-access question, the days proposed (a yes may name others: `y 30`).
-    days: Option<u32>,
+    /// For a quick-access question, its terms so far.
+    quick: Option<Quick>,
     /// As shown.
     text: String,
     /// When it was shown.
     shown: Instant,
+}
+
+/// A quick-access question in the terminal: first "allow, for how long" (a yes may name
+/// other days than proposed: `y 30`), then — when there are permissions to remember — whether
+/// to allow them next time without asking.
+#[derive(Clone, Copy)]
+struct Quick {
+    /// The days the assistant proposed.
+    proposed: u32,
+    /// Whether permissions come with it (only then is "without asking" asked).
+    grants: bool,
+    /// The days the customer chose, once they said yes: the prompt now asks "without asking?".
+    chosen: Option<Option<u32>>,
 }
 
 struct Consent {
@@ -180,11 +193,11 @@ impl TextUi {
     }
 
     /// Shows a prompt; answers count from [`SETTLE`] after now.
-    fn ask(&mut self, question: Option<QuestionId>, days: Option<u32>, text: String) {
+    fn ask(&mut self, question: Option<QuestionId>, quick: Option<Quick>, text: String) {
         say(&text);
         self.prompt = Some(Prompt {
             question,
-            days,
+            quick,
             text,
             shown: Instant::now(),
         });
@@ -211,8 +224,36 @@ impl TextUi {
         {
             return say(&format!("    {}", t!(self.tr, "question-changed")));
         }
+        // The second step of a quick-access question: allow the permissions without asking?
+        if let (
+            Some(question),
+            Some(Quick {
+                chosen: Some(days),
+                proposed,
+                ..
+            }),
+        ) = (prompt.question, prompt.quick)
+        {
+            let without_asking = match line {
+                "" => false,
+                word => match self.tr.yes_no(word) {
+                    Some(yes) => yes,
+                    None => return say(&format!("    {}", t!(self.tr, "question-answer-yn"))),
+                },
+            };
+            let terms = QuickTerms {
+                days: days.unwrap_or(proposed),
+                without_asking,
+            };
+            return self
+                .send(Input::Answer {
+                    question,
+                    reply: Reply::QuickAccess(terms),
+                })
+                .await;
+        }
         // A quick-access yes may name the days: "y 30".
-        let (word, days) = match (prompt.days, line.split_once(' ')) {
+        let (word, days) = match (prompt.quick, line.split_once(' ')) {
             (Some(_), Some((word, days))) => match days.trim().parse::<u32>() {
                 Ok(days) if (1..=crate::trusted::MAX_DAYS).contains(&days) => (word, Some(days)),
                 _ => return say(&format!("    {}", t!(self.tr, "question-quick-days"))),
@@ -225,6 +266,16 @@ impl TextUi {
         match (prompt.question, &mut self.consent) {
             // The prompt stays until the core closes the question (it may not take the answer).
             (Some(question), _) => {
+                if let (true, Some(quick @ Quick { grants: true, .. })) = (allow, prompt.quick) {
+                    let text = format!(
+                        "\n  ? {}\n    {}\n    {}",
+                        t!(self.tr, "quick-without-asking"),
+                        t!(self.tr, "quick-without-asking-note"),
+                        t!(self.tr, "question-allow-text")
+                    );
+                    let chosen = Some(days);
+                    return self.ask(Some(question), Some(Quick { chosen, ..quick }), text);
+                }
                 let reply = match (allow, days) {
                     (false, _) => Reply::No,
                     (true, None) => Reply::Yes,
@@ -321,13 +372,18 @@ impl TextUi {
             Event::Grants(_) | Event::Sharing { .. } | Event::QuickAccess(_) => {}
             Event::Question { id, question } => {
                 let lines = phrases::question(&tr, &question).join("\n    ");
-                let (days, hint) = match question {
-                    Question::QuickAccess { days, .. } => {
-                        (Some(days), t!(tr, "question-quick-text", days = days))
+                let (quick, hint) = match question {
+                    Question::QuickAccess { days, grants, .. } => {
+                        let quick = Quick {
+                            proposed: days,
+                            grants: grants != Grants::NONE,
+                            chosen: None,
+                        };
+                        (Some(quick), t!(tr, "question-quick-text", days = days))
                     }
                     _ => (None, t!(tr, "question-allow-text")),
                 };
-                self.ask(Some(id), days, format!("\n  ? {lines}\n    {hint}"));
+                self.ask(Some(id), quick, format!("\n  ? {lines}\n    {hint}"));
             }
             Event::QuestionClosed { id, outcome } => {
                 if self.prompt.as_ref().is_some_and(|p| p.question == Some(id)) {
