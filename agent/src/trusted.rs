@@ -160,19 +160,21 @@ impl Trusted {
         {
             return Err(TrustedError::Permissions(path.to_owned()));
         }
-        let mut text = String::new();
+        // The text holds the device's secret: wiped when dropped, as is the key's hex below.
+        let mut text = zeroize::Zeroizing::new(String::new());
         file.take(MAX_FILE + 1)
             .read_to_string(&mut text)
             .map_err(io(path))?;
         if text.len() as u64 > MAX_FILE {
             return Err(TrustedError::Malformed(path.to_owned()));
         }
-        let file: FileFormat =
+        let mut file: FileFormat =
             serde_json::from_str(&text).map_err(|_| TrustedError::Malformed(path.to_owned()))?;
+        let key_text = file.device_key.take().map(zeroize::Zeroizing::new);
         if file.entries.len() > MAX_ENTRIES {
             return Err(TrustedError::Malformed(path.to_owned()));
         }
-        trusted.device = match file.device_key {
+        trusted.device = match key_text {
             Some(text) => {
                 let mut key = zeroize::Zeroizing::new([0u8; 32]);
                 hex::decode_to_slice(&text, &mut *key)
@@ -222,11 +224,12 @@ impl Trusted {
                 _ => Ok(()),
             };
         }
-        let file = FileFormat {
+        let mut file = FileFormat {
             device_key: self.device.as_ref().map(|d| hex::encode(&d.to_bytes()[..])),
             entries: self.entries.clone(),
         };
         let text = zeroize::Zeroizing::new(serde_json::to_string_pretty(&file).unwrap_or_default());
+        drop(file.device_key.take().map(zeroize::Zeroizing::new));
         ponte_session::private_file::replace(path, text.as_bytes()).map_err(io(path))
     }
 
