@@ -248,13 +248,7 @@ async fn a_killed_node_ends_only_its_own_sessions_and_the_others_carry_on() {
         accept_new_fingerprint: false,
         session: ready["session_id"].as_str().unwrap().parse().unwrap(),
         code: ready["code"].as_str().unwrap().parse().unwrap(),
-        credentials: ponte_protocol::handshake::Credentials {
-            key: ponte_protocol::identity::PrivateKey::from_pem(include_str!(
-                "../crates/protocol/tests/vectors/assistant.key.pem"
-            ))
-            .unwrap(),
-            certificate: None,
-        },
+        credentials: world::test_assistant(),
         extras: Default::default(),
     })
     .await

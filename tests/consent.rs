@@ -543,13 +543,7 @@ async fn the_log_has_the_shell_transcript_and_every_connection_attempt() {
             accept_new_fingerprint: false,
             session: id.parse().unwrap(),
             code: wrong.parse().unwrap(),
-            credentials: ponte_protocol::handshake::Credentials {
-                key: ponte_protocol::identity::PrivateKey::from_pem(include_str!(
-                    "../crates/protocol/tests/vectors/assistant.key.pem"
-                ))
-                .unwrap(),
-                certificate: None,
-            },
+            credentials: test_assistant(),
             extras: Default::default(),
         };
         match ponte_viewer::join(options).await {
@@ -745,13 +739,7 @@ async fn a_yes_typed_as_the_consent_question_appears_is_not_taken() {
                 accept_new_fingerprint: false,
                 session: id.parse().unwrap(),
                 code: code.parse().unwrap(),
-                credentials: ponte_protocol::handshake::Credentials {
-                    key: ponte_protocol::identity::PrivateKey::from_pem(include_str!(
-                        "../crates/protocol/tests/vectors/assistant.key.pem"
-                    ))
-                    .unwrap(),
-                    certificate: None,
-                },
+                credentials: test_assistant(),
                 extras: Default::default(),
             };
             let (viewer, _) = ponte_viewer::join(options).await.unwrap();

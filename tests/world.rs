@@ -140,12 +140,7 @@ impl World {
     /// vectors' assistant key) — the base of the tests' hostile viewers. Returns once the
     /// customer answered (or `consent` is false).
     pub async fn assistant(&self, id: &str, code: &str) -> ponte_viewer::Viewer {
-        let pem = include_str!("../crates/protocol/tests/vectors/assistant.key.pem");
-        let credentials = ponte_protocol::handshake::Credentials {
-            key: ponte_protocol::identity::PrivateKey::from_pem(pem).unwrap(),
-            certificate: None,
-        };
-        self.assistant_as(id, code, credentials).await
+        self.assistant_as(id, code, test_assistant()).await
     }
 
     /// [`World::assistant`] with these credentials.
@@ -214,6 +209,15 @@ impl World {
 }
 
 /// The PID printed as `bg=PID` by a command (the first `bg=` may be the terminal echoing it).
+/// The test vectors' assistant key, without a certificate (an UNVERIFIED assistant).
+pub fn test_assistant() -> ponte_protocol::handshake::Credentials {
+    let pem = include_str!("../crates/protocol/tests/vectors/assistant.key.pem");
+    ponte_protocol::handshake::Credentials {
+        key: ponte_protocol::identity::PrivateKey::from_pem(pem).unwrap(),
+        certificate: None,
+    }
+}
+
 pub fn background_pid(output: &str) -> u32 {
     output
         .split("bg=")
