@@ -605,9 +605,13 @@ async fn a_join_by_device_needs_a_proof_made_for_that_device() {
     assert!(add.status.success(), "{add:?}");
     let alice = AssistantCredential::read(&cred_file).unwrap();
     let relay = LoggedRelay::start(&data, &["--assistants", "required"]);
-    let tag = DeviceTag([5; 16]);
+    let key = ponte_protocol::device::DeviceKey::generate(&mut ponte_protocol::os_rng());
+    let tag = key.public().tag();
     let mut agent = client(relay.addr, relay.fp).await;
-    let (id, _) = agent.register_device(tag).await.unwrap();
+    let (id, _) = agent
+        .register_device(key.public().0, tag, |c, e| key.possession(c, e))
+        .await
+        .unwrap();
     for target in [JoinTarget::Session(id), JoinTarget::Device(DeviceTag([6; 16]))] {
         let mut v = client(relay.addr, relay.fp).await;
         let proof = alice.prove(v.connection(), target, None).unwrap();

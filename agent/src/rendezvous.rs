@@ -271,16 +271,19 @@ async fn code_line(
 /// key-authenticated handshake with whoever joins by it, until an assistant the opt-ins admit
 /// gets in. Its registration is renewed when it expires.
 async fn quick_line(config: &Config, events: &Events, trusted: Trusted) -> anyhow::Result<Paired> {
-    let Some(registered) = trusted.device().map(|d| d.public()) else {
+    let Some(key) = trusted.device() else {
         return std::future::pending().await;
     };
+    let registered = key.public();
     let mut told = false;
     loop {
         let (mut client, _) = ponte_session::connect::connect(&config.relay, false)
             .await
             .context("connecting to the relay")?;
         let (id, _) = client
-            .register_device(registered.tag())
+            .register_device(registered.0, registered.tag(), |challenge, exporter| {
+                key.possession(challenge, exporter)
+            })
             .await
             .context("registering for quick access")?;
         // Once findable, the customer hears whom the agent waits for.
@@ -379,7 +382,8 @@ fn other_news(events: &Events, message: RelayMessage) -> anyhow::Result<()> {
         // viewer, whom the relay may have paired in the meantime. Only viewers are redirected
         // (to the node that holds the session).
         RelayMessage::PeerLeft | RelayMessage::Registered { .. } | RelayMessage::Redirect { .. } => {}
-        RelayMessage::Paired | RelayMessage::PairedDevice { .. } => {}
+        // Pairings are the lines' own business; a challenge comes only while registering.
+        RelayMessage::Paired | RelayMessage::PairedDevice { .. } | RelayMessage::DeviceChallenge { .. } => {}
     }
     Ok(())
 }

@@ -535,7 +535,7 @@ async fn handle(connection: Connection, source: Source, slot: Admitted, shared: 
     match first {
         Ok(Some(ClientMessage::Register)) => agent(connection, send, recv, source, shared, None).await,
         Ok(Some(ClientMessage::RegisterDevice { tag })) => {
-            agent(connection, send, recv, source, shared, Some(tag)).await
+            register_device(connection, send, recv, source, shared, tag).await
         }
         Ok(Some(ClientMessage::JoinDevice { tag, ticket, proof })) => {
             // The credential first, as for joins by ID: a viewer a credential-only relay
@@ -593,6 +593,41 @@ async fn handle(connection: Connection, source: Source, slot: Admitted, shared: 
         Err(FramedError::Frame(e)) => refuse(&connection, &mut send, rendezvous::refusal_for(&e)).await,
         Err(_) => close(&connection, Refusal::BadRequest),
     }
+}
+
+/// A quick-access registration: the agent first proves it holds the private key of the device
+/// whose tag it registers — knowing the public key, as every assistant it was given to does,
+/// is not enough to take the tag (docs/PROTOCOL.md § 9.5).
+async fn register_device(
+    connection: Connection,
+    mut send: SendStream,
+    mut recv: RecvStream,
+    source: Source,
+    shared: Arc<Shared>,
+    tag: DeviceTag,
+) {
+    let Some(challenge) = ponte_transport::device::Challenge::new() else {
+        return refuse(&connection, &mut send, Refusal::Capacity).await;
+    };
+    let asked = RelayMessage::DeviceChallenge {
+        challenge: challenge.public(),
+    };
+    if !send_relay(&mut send, &asked).await {
+        return;
+    }
+    let timeout = shared.config.request_timeout;
+    let proven = match framed::read_timeout::<ClientMessage>(&mut recv, MAX_MESSAGE, timeout).await {
+        Ok(Some(ClientMessage::DeviceProof { device, proof })) => {
+            ponte_transport::credential::exporter(&connection)
+                .is_some_and(|exporter| challenge.verify(&exporter, tag, &device, &proof))
+        }
+        _ => false,
+    };
+    if !proven {
+        debug!("device registration without a valid proof refused");
+        return refuse(&connection, &mut send, Refusal::BadRequest).await;
+    }
+    agent(connection, send, recv, source, shared, Some(tag)).await
 }
 
 async fn send_relay(send: &mut SendStream, message: &RelayMessage) -> bool {

@@ -1,6 +1,7 @@
 //! Quick-access rendezvous by device tag, with real quinn clients on loopback: an agent
 //! registered under a tag is found by it, lookups are rate-limited, a credential-only relay
-//! refuses before looking, and whoever else claims a tag only gets a failed key handshake.
+//! refuses before looking, nobody without the device's private key can take its tag, and an
+//! agent a relay routes a viewer to instead only gets a failed key handshake.
 
 #![allow(clippy::unwrap_used)]
 
@@ -15,7 +16,7 @@ use ponte_protocol::key_handshake::{
 };
 use ponte_protocol::rendezvous::{Refusal, RelayMessage};
 use ponte_protocol::{DeviceTag, SessionId, os_rng};
-use ponte_transport::client::{JoinExtras, RelayClient};
+use ponte_transport::client::{ClientError, JoinExtras, RelayClient};
 use ponte_transport::framed;
 
 const ASSISTANT: &str = include_str!("../../crates/protocol/tests/vectors/assistant.key.pem");
@@ -23,12 +24,20 @@ const ORGANISATION: &str = include_str!("../../crates/protocol/tests/vectors/org
 /// Inside the test certificate's validity.
 const NOW: u64 = 1_800_000_000;
 
+/// Registers `client` for quick access as the holder of `key`.
+async fn register(client: &mut RelayClient, key: &DeviceKey) -> Result<SessionId, ClientError> {
+    let public = key.public();
+    let prove = |challenge: &[u8; 32], exporter: &[u8]| key.possession(challenge, exporter);
+    Ok(client.register_device(public.0, public.tag(), prove).await?.0)
+}
+
 #[tokio::test]
 async fn a_viewer_finds_the_agent_by_tag_and_both_hear_the_session() {
     let r = relay().await;
-    let tag = DeviceTag([5; 16]);
+    let key = DeviceKey::generate(&mut os_rng());
+    let tag = key.public().tag();
     let mut agent = r.connect().await;
-    let (id, _) = agent.register_device(tag).await.unwrap();
+    let id = register(&mut agent, &key).await.unwrap();
     // Its ID is no way in: a join by ID is answered as for an unknown session, and the agent
     // hears nothing of it (quick access has a registration of its own, docs/PROTOCOL.md § 9.5).
     let mut by_id = r.connect_from(&endpoint(4)).await.unwrap();
@@ -113,9 +122,10 @@ async fn device_lookups_are_rate_limited_per_source() {
 #[tokio::test]
 async fn a_credential_only_relay_refuses_before_looking_the_tag_up() {
     let r = relay_with(|c| c.assistants = ponte_relay::config::AssistantMode::Required).await;
-    let tag = DeviceTag([5; 16]);
+    let key = DeviceKey::generate(&mut os_rng());
+    let tag = key.public().tag();
     let mut agent = r.connect().await;
-    agent.register_device(tag).await.unwrap();
+    register(&mut agent, &key).await.unwrap();
     let mut viewer = r.connect_from(&endpoint(2)).await.unwrap();
     let err = viewer.join_device(tag, &JoinExtras::default()).await.unwrap_err();
     assert_eq!(refusal(&err), Some(Refusal::CredentialRequired));
@@ -191,7 +201,7 @@ async fn the_right_device_completes_the_key_handshake_through_the_relay() {
     let device = DeviceKey::generate(&mut os_rng());
     let tag = device.public().tag();
     let mut agent = r.connect().await;
-    agent.register_device(tag).await.unwrap();
+    register(&mut agent, &device).await.unwrap();
     let mut viewer = r.connect_from(&endpoint(2)).await.unwrap();
     let session = viewer.join_device(tag, &JoinExtras::default()).await.unwrap();
     assert_eq!(
@@ -204,19 +214,66 @@ async fn the_right_device_completes_the_key_handshake_through_the_relay() {
 }
 
 #[tokio::test]
-async fn someone_else_claiming_the_tag_gets_only_a_failed_handshake() {
-    // The real device registers, then an impostor (a hostile relay operator's own agent, or
-    // anyone who learned the tag) claims the same tag later and is the one the viewer meets.
+async fn nobody_without_the_device_key_can_take_its_tag() {
+    // Every assistant given the device's public key knows its tag. An impostor who tries to
+    // register it — with its own key, with the real public key and a proof of its own, or
+    // replaying the real agent's proof on another connection — is refused, and the viewer
+    // still meets the real device.
     let r = relay().await;
     let device = DeviceKey::generate(&mut os_rng());
     let impostor = DeviceKey::generate(&mut os_rng());
-    let tag = device.public().tag();
+    let (public, tag) = (device.public(), device.public().tag());
     let mut real = r.connect().await;
-    real.register_device(tag).await.unwrap();
-    let mut fake = r.connect_from(&endpoint(3)).await.unwrap();
-    fake.register_device(tag).await.unwrap();
+    let mut seen = None;
+    let id = real
+        .register_device(public.0, tag, |challenge, exporter| {
+            let proof = device.possession(challenge, exporter);
+            seen = Some(proof);
+            proof
+        })
+        .await
+        .unwrap()
+        .0;
+    type Prove<'a> = Box<dyn Fn(&[u8; 32], &[u8]) -> [u8; 32] + 'a>;
+    let attempts: [(&str, [u8; 32], Prove); 3] = [
+        (
+            "its own key",
+            impostor.public().0,
+            Box::new(|c, e| impostor.possession(c, e)),
+        ),
+        (
+            "the real key, its own proof",
+            public.0,
+            Box::new(|c, e| impostor.possession(c, e)),
+        ),
+        ("a replayed proof", public.0, Box::new(move |_, _| seen.unwrap())),
+    ];
+    for (n, (what, claimed, prove)) in attempts.into_iter().enumerate() {
+        let mut fake = r.connect_from(&endpoint(3 + n as u8)).await.unwrap();
+        let err = fake.register_device(claimed, tag, prove).await.unwrap_err();
+        assert_eq!(refusal(&err), Some(Refusal::BadRequest), "{what}");
+    }
     let mut viewer = r.connect_from(&endpoint(2)).await.unwrap();
     let session = viewer.join_device(tag, &JoinExtras::default()).await.unwrap();
+    assert_eq!(session, id);
+    assert_eq!(real.next().await.unwrap(), RelayMessage::PairedDevice { session });
+}
+
+#[tokio::test]
+async fn an_agent_a_relay_routes_the_viewer_to_instead_gets_only_a_failed_handshake() {
+    // A hostile relay answers the lookup of the real device's tag with another agent (here:
+    // the viewer joins that agent's own tag, as such a relay would route it). The key
+    // handshake fails on both sides: no session.
+    let r = relay().await;
+    let device = DeviceKey::generate(&mut os_rng());
+    let impostor = DeviceKey::generate(&mut os_rng());
+    let mut fake = r.connect_from(&endpoint(3)).await.unwrap();
+    register(&mut fake, &impostor).await.unwrap();
+    let mut viewer = r.connect_from(&endpoint(2)).await.unwrap();
+    let session = viewer
+        .join_device(impostor.public().tag(), &JoinExtras::default())
+        .await
+        .unwrap();
     assert_eq!(fake.next().await.unwrap(), RelayMessage::PairedDevice { session });
     let (a, v) = key_handshake(&fake, &viewer, session, &impostor, &device).await;
     assert_eq!(a, Err(HandshakeError::WrongDevice));

@@ -4,7 +4,9 @@
 //! The assistant's viewer learns the public half at opt-in and keeps it in its address book;
 //! the key-authenticated handshake ([`crate::key_handshake`]) mixes a Diffie-Hellman with it
 //! into every key, so only the holder of the private half can complete a session. The relay
-//! only ever sees the [`DeviceTag`] derived from it.
+//! finds the device by the [`DeviceTag`] derived from it, and learns the public key only when
+//! the agent proves, at registration, that it holds the private half ([`DeviceKey::possession`]),
+//! so that nobody who merely knows the public key can take the tag.
 
 use std::fmt;
 use std::str::FromStr;
@@ -53,6 +55,29 @@ impl DeviceKey {
     /// The public half, given to assistants at opt-in.
     pub fn public(&self) -> DevicePublic {
         self.public
+    }
+
+    /// The answer to a relay's registration challenge (its ephemeral X25519 public key) on the
+    /// connection with this TLS exporter value: HMAC-SHA-256 keyed with
+    /// `SHA-256("ponte/1 device possession" ‖ 00 ‖ DH(d, challenge))` over
+    /// `exporter ‖ D ‖ challenge` (docs/PROTOCOL.md § 9.5).
+    pub fn possession(&self, challenge: &[u8; 32], exporter: &[u8]) -> [u8; 32] {
+        use hmac::{KeyInit, Mac};
+        let shared = self.diffie_hellman(challenge);
+        let key: Zeroizing<[u8; 32]> = Zeroizing::new(
+            Sha256::new()
+                .chain_update(LABEL_PREFIX.as_bytes())
+                .chain_update(b"device possession\0")
+                .chain_update(shared.as_bytes())
+                .finalize()
+                .into(),
+        );
+        let mut mac = hmac::Hmac::<Sha256>::new_from_slice(key.as_slice())
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(exporter);
+        mac.update(&self.public.0);
+        mac.update(challenge);
+        mac.finalize().into_bytes().into()
     }
 
     pub(crate) fn diffie_hellman(&self, peer: &[u8; 32]) -> x25519_dalek::SharedSecret {
@@ -109,6 +134,24 @@ impl FromStr for DevicePublic {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn possession_is_bound_to_the_challenge_the_connection_and_the_key() {
+        let key = DeviceKey::from_bytes([1; 32]);
+        let other = DeviceKey::from_bytes([2; 32]);
+        let challenge = DeviceKey::from_bytes([3; 32]).public().0;
+        let proof = key.possession(&challenge, &[9; 32]);
+        // Known answer, computed independently (Python's `cryptography` X25519, hashlib and
+        // hmac, from docs/PROTOCOL.md § 9.5); the relay computes the same with aws-lc-rs
+        // (ponte-transport's device module, which relay/tests/device.rs registers through).
+        assert_eq!(
+            hex::encode(proof),
+            "d0635584e863da2ffb9aa6e2fbb38916853dc21a368cea0d0837d28c8f257297"
+        );
+        assert_ne!(proof, key.possession(&other.public().0, &[9; 32]));
+        assert_ne!(proof, key.possession(&challenge, &[8; 32]));
+        assert_ne!(proof, other.possession(&challenge, &[9; 32]));
+    }
 
     #[test]
     fn public_key_round_trips_as_hex_and_tags_differ() {

@@ -48,12 +48,13 @@ pub enum ClientMessage {
         /// Proof that the viewer holds an assistant credential of this relay.
         proof: Option<AssistantProof>,
     },
-    /// Agent: [`ClientMessage::Register`], and be findable under this device tag too (quick
-    /// access: the customer let some assistants reconnect without a code). The latest live
-    /// registration of a tag holds it; a registration by anyone else only leads a viewer into
-    /// a key handshake it will fail.
+    /// Agent: register a session joined only by this device tag (quick access: the customer
+    /// let some assistants reconnect without a code), never by its ID. The relay answers
+    /// [`RelayMessage::DeviceChallenge`], and registers once [`ClientMessage::DeviceProof`]
+    /// shows the agent holds the device's private key. The latest live registration of a tag
+    /// holds it.
     RegisterDevice {
-        /// Derived from the device's public key; the relay never learns the key.
+        /// Derived from the device's public key.
         tag: DeviceTag,
     },
     /// Viewer: pair me with the agent waiting under this device tag (quick access), with what
@@ -65,6 +66,15 @@ pub enum ClientMessage {
         ticket: Option<Ticket>,
         /// Proof that the viewer holds an assistant credential of this relay.
         proof: Option<AssistantProof>,
+    },
+    /// Agent, answering [`RelayMessage::DeviceChallenge`]: the device's public key, whose
+    /// tag it registers, and the proof that it holds the private half (docs/PROTOCOL.md § 9.5).
+    DeviceProof {
+        /// The device's X25519 public key.
+        device: [u8; 32],
+        /// HMAC over the connection's exporter, the key and the challenge, keyed by a
+        /// Diffie-Hellman of the device key and the challenge.
+        proof: [u8; 32],
     },
 }
 
@@ -100,6 +110,12 @@ pub enum RelayMessage {
     PairedDevice {
         /// The agent's current session ID (the viewer did not know it).
         session: SessionId,
+    },
+    /// Agent, after [`ClientMessage::RegisterDevice`]: prove you hold the device key by a
+    /// Diffie-Hellman with this fresh X25519 public key ([`ClientMessage::DeviceProof`]).
+    DeviceChallenge {
+        /// The relay's ephemeral X25519 public key, for this registration only.
+        challenge: [u8; 32],
     },
 }
 
@@ -535,6 +551,10 @@ mod tests {
                 ticket: Some("#".repeat(MAX_TICKET).parse().unwrap()),
                 proof: Some(AssistantProof::new([0xff; 32], &[0xee; 64])),
             },
+            ClientMessage::DeviceProof {
+                device: [0xff; 32],
+                proof: [0xee; 32],
+            },
         ]
     }
 
@@ -548,6 +568,9 @@ mod tests {
             RelayMessage::PeerLeft,
             RelayMessage::PairedDevice {
                 session: "999999999".parse().unwrap(),
+            },
+            RelayMessage::DeviceChallenge {
+                challenge: [0xff; 32],
             },
         ];
         v.extend(Refusal::ALL.into_iter().map(RelayMessage::Refused));

@@ -225,9 +225,24 @@ impl RelayClient {
         self.register_with(ClientMessage::Register).await
     }
 
-    /// Agent (quick access): registers, and is findable under `tag` too.
-    pub async fn register_device(&mut self, tag: DeviceTag) -> Result<(SessionId, Duration), ClientError> {
-        self.register_with(ClientMessage::RegisterDevice { tag }).await
+    /// Agent (quick access): registers a session joined by the tag of the device key `device`
+    /// only. `prove` answers the relay's challenge with the connection's TLS exporter value
+    /// (`DeviceKey::possession` of the protocol crate), showing the agent holds the key.
+    pub async fn register_device(
+        &mut self,
+        device: [u8; 32],
+        tag: DeviceTag,
+        prove: impl FnOnce(&[u8; 32], &[u8]) -> [u8; 32],
+    ) -> Result<(SessionId, Duration), ClientError> {
+        self.send(&ClientMessage::RegisterDevice { tag }).await?;
+        let challenge = match self.answer().await? {
+            RelayMessage::DeviceChallenge { challenge } => challenge,
+            other => return Err(ClientError::Unexpected(other)),
+        };
+        let exporter = crate::credential::exporter(&self.connection).ok_or(ClientError::Closed)?;
+        let proof = prove(&challenge, &exporter);
+        self.register_with(ClientMessage::DeviceProof { device, proof })
+            .await
     }
 
     async fn register_with(&mut self, message: ClientMessage) -> Result<(SessionId, Duration), ClientError> {

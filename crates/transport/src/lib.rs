@@ -14,6 +14,7 @@
 
 pub mod client;
 pub mod credential;
+pub mod device;
 pub mod framed;
 pub mod tls;
 
