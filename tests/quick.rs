@@ -510,6 +510,9 @@ async fn whoever_holds_the_device_key_cannot_hold_up_the_code_session() {
         .await
         .expect("the tag is found");
     assert_ne!(quick_id.to_string(), id, "the tag leads to a session of its own");
+    // The customer is told it is about quick access, not about the ID they read out.
+    let line = agent.expect("connecting without a code (quick access)");
+    assert!(!line.contains("session ID"), "{line}");
     let (mut by_id, _) = client().await.unwrap();
     let refused = match by_id.join(quick_id).await {
         Err(e) => e.refusal(),

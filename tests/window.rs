@@ -242,8 +242,15 @@ fn id_and_code(seen: &Seen) -> Option<(String, String)> {
         .windows(3)
         .find(|w| w.iter().all(|p| digits(p, 3)))
         .map(|w| w.concat())?;
-    let code = words.iter().find_map(|w| {
-        let (a, b) = w.split_once('-')?;
+    // The code as one word, or as two when the OCR sees a space beside the hyphen ("8333- 0859").
+    let code = words.iter().enumerate().find_map(|(i, w)| {
+        let next = words.get(i + 1).copied().unwrap_or_default();
+        let joined = if w.ends_with('-') || next.starts_with('-') {
+            format!("{w}{next}")
+        } else {
+            (*w).to_owned()
+        };
+        let (a, b) = joined.split_once('-')?;
         (digits(a, 4) && digits(b, 4)).then(|| format!("{a}{b}"))
     })?;
     Some((id, code))

@@ -147,6 +147,12 @@ pub enum Attempt {
     /// A verified assistant tried to connect without a code, but no opt-in of the customer's
     /// lets it (none, expired, removed, or another organisation's): turned away.
     NotTrusted(PeerIdentity),
+    /// Someone joined by the device tag (quick access) and runs the key handshake.
+    QuickConnecting,
+    /// A join by the device tag did not succeed: why (`None`: they left before proving
+    /// anything). Told apart from the code's attempts: the tag is known to every assistant the
+    /// customer opted in for, not to whoever has the ID they read out.
+    QuickFailed(Option<PeerText>),
 }
 
 /// What an activity line is about.

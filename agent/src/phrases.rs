@@ -23,6 +23,9 @@ pub fn attempt(tr: &Tr, attempt: &Attempt) -> String {
         Attempt::Burned => t!(tr, "attempt-burned"),
         Attempt::Expired => t!(tr, "attempt-expired"),
         Attempt::NotTrusted(who) => t!(tr, "attempt-not-trusted", peer = peer(tr, who)),
+        Attempt::QuickConnecting => t!(tr, "attempt-quick-connecting"),
+        Attempt::QuickFailed(Some(reason)) => t!(tr, "attempt-quick-failed", reason = reason),
+        Attempt::QuickFailed(None) => t!(tr, "attempt-quick-left"),
     }
 }
 

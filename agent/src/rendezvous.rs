@@ -56,6 +56,7 @@ fn load_trusted(config: &Config) -> Result<Option<Trusted>, crate::trusted::Trus
 async fn attempt<T>(
     client: &mut RelayClient,
     events: &Events,
+    line: Line,
     attempt: impl std::future::Future<Output = Result<T, SessionError>>,
 ) -> anyhow::Result<Result<T, SessionError>> {
     tokio::pin!(attempt);
@@ -64,9 +65,7 @@ async fn attempt<T>(
             outcome = &mut attempt => return Ok(outcome),
             message = client.next() => match message.context("connection to the relay")? {
                 RelayMessage::PeerLeft => return Ok(Err(SessionError::UnexpectedEnd)),
-                RelayMessage::JoinRefused(reason) => {
-                    events.emit(Event::Attempt(Attempt::TurnedAway(reason)));
-                }
+                RelayMessage::JoinRefused(reason) => events.emit(Event::Attempt(line.turned_away(reason))),
                 RelayMessage::Refused(reason) => {
                     anyhow::bail!("the relay ended the session: {reason}")
                 }
@@ -152,7 +151,7 @@ pub async fn pair(
             )));
         }
         match trusted {
-            Some(trusted) => quick_line(config, events, trusted).await,
+            Some(_) => quick_line(config, events).await,
             None => std::future::pending().await,
         }
     };
@@ -222,7 +221,7 @@ async fn code_line(
                         &mut attempts,
                         &config.trust,
                     );
-                    let error = match attempt(&mut client, events, handshake).await? {
+                    let error = match attempt(&mut client, events, Line::Code, handshake).await? {
                         Ok((session, control, peer)) => {
                             return Ok(Paired {
                                 client,
@@ -250,7 +249,7 @@ async fn code_line(
                         SessionError::Handshake(HandshakeError::WrongCode) => Attempt::WrongCode {
                             attempts_left: attempts.remaining(),
                         },
-                        error => failed(error),
+                        error => Line::Code.failed(error),
                     }));
                 }
                 // A join by tag never reaches a code session (the relay keeps them apart); a
@@ -260,123 +259,185 @@ async fn code_line(
                     events.emit(Event::Attempt(Attempt::Expired));
                     break;
                 }
-                other => other_news(events, other)?,
+                other => other_news(events, Line::Code, other)?,
             }
         }
         client = connect(config, events, questions).await?;
     }
 }
 
+/// After a failure the quick-access line tries the relay again after this long, doubling up
+/// to [`QUICK_RETRY_MAX`]: a relay that is briefly away must not turn quick access off until
+/// the customer restarts the agent.
+const QUICK_RETRY: Duration = Duration::from_secs(2);
+const QUICK_RETRY_MAX: Duration = Duration::from_secs(60);
+
 /// The quick-access line: register the device tag on a connection of its own and run the
 /// key-authenticated handshake with whoever joins by it, until an assistant the opt-ins admit
-/// gets in. Its registration is renewed when it expires.
-async fn quick_line(config: &Config, events: &Events, trusted: Trusted) -> anyhow::Result<Paired> {
-    let Some(key) = trusted.device() else {
-        return std::future::pending().await;
-    };
-    let registered = key.public();
-    let mut told = false;
+/// gets in. The registration is renewed when it expires, and tried again (after a pause) when
+/// the relay cannot be reached; each time the trust file is read again, and the line stops
+/// once no opt-in is left. Its attempts are told as quick access, not as the code's.
+async fn quick_line(config: &Config, events: &Events) -> anyhow::Result<Paired> {
+    let (mut told, mut warned, mut pause) = (false, false, QUICK_RETRY);
     loop {
-        let (mut client, _) = ponte_session::connect::connect(&config.relay, false)
-            .await
-            .context("connecting to the relay")?;
-        let (id, _) = client
-            .register_device(registered.0, registered.tag(), |challenge, exporter| {
-                key.possession(challenge, exporter)
-            })
-            .await
-            .context("registering for quick access")?;
-        // Once findable, the customer hears whom the agent waits for.
-        if !std::mem::replace(&mut told, true) {
-            let now = ponte_session::now_unix();
-            for entry in trusted.entries().iter().filter(|e| e.is_active(now)) {
-                let who = crate::phrases::trusted_who(events.tr(), entry);
-                events.emit(Event::Note(crate::t!(events.tr(), "quick-waiting", who = who)));
-            }
-        }
-        loop {
-            match client.next().await.context("connection to the relay")? {
-                RelayMessage::PairedDevice { session } => {
-                    events.emit(Event::Attempt(Attempt::Connecting));
-                    // The customer may have taken an opt-in back (`ponte-agent trusted remove`)
-                    // since the agent registered: every attempt reads the file again, and only
-                    // the key whose tag was registered answers.
-                    let current = load_trusted(config)
-                        .ok()
-                        .flatten()
-                        .filter(|t| t.device().map(|d| d.public()) == Some(registered));
-                    // Only for this registration's session; anything else is a relay error
-                    // and the viewer is let go.
-                    let device = current
-                        .as_ref()
-                        .and_then(Trusted::device)
-                        .filter(|_| session == id);
-                    let outcome = match (device, &current) {
-                        (Some(device), Some(trusted)) => {
-                            let context = ponte_session::handshake::context(&client, id)?;
-                            let connection = client.connection().clone();
-                            let admissions = trusted.admissions();
-                            let handshake = ponte_session::handshake::agent_key(
-                                connection,
-                                context,
-                                device,
-                                &config.trust,
-                                &admissions,
-                            );
-                            attempt(&mut client, events, handshake).await?
-                        }
-                        _ => Err(SessionError::Handshake(HandshakeError::UnexpectedMessage)),
-                    };
-                    let error = match outcome {
-                        Ok((session, control, admitted)) => {
-                            let quick = current.and_then(|t| t.entries().get(admitted.admission).cloned());
-                            return Ok(Paired {
-                                client,
-                                session,
-                                control,
-                                peer: admitted.peer,
-                                id,
-                                quick,
-                            });
-                        }
-                        Err(e) => e,
-                    };
-                    client.send(&ClientMessage::Release).await?;
-                    events.emit(Event::Attempt(match error {
-                        SessionError::Handshake(HandshakeError::NotTrusted(peer)) => {
-                            Attempt::NotTrusted(*peer)
-                        }
-                        error => failed(error),
-                    }));
+        let Some(trusted) = load_trusted(config)? else {
+            return std::future::pending().await;
+        };
+        let Some(key) = trusted.device() else {
+            return std::future::pending().await;
+        };
+        match quick_registration(config, events, &trusted, key, &mut told).await {
+            Ok(Some(paired)) => return Ok(paired),
+            // Expired: registered again at once.
+            Ok(None) => pause = QUICK_RETRY,
+            Err(e) => {
+                if !std::mem::replace(&mut warned, true) {
+                    events.emit(Event::Note(crate::t!(
+                        events.tr(),
+                        "quick-unavailable",
+                        error = format!("{e:#}")
+                    )));
                 }
-                // Nobody was given this registration's ID: a join by it is a relay error.
-                RelayMessage::Paired => client.send(&ClientMessage::Release).await?,
-                // Renewed quietly: the customer sees the code session's expiry, not this one's.
-                RelayMessage::Refused(Refusal::Expired) => break,
-                other => other_news(events, other)?,
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(QUICK_RETRY_MAX);
             }
         }
     }
 }
 
-/// What the customer is told about a failed handshake (other than a wrong code).
-fn failed(error: SessionError) -> Attempt {
-    match error {
-        // A broken proof: counted, and shown as what it was.
-        e @ (SessionError::Handshake(_) | SessionError::Frame(_) | SessionError::Record(_)) => {
-            Attempt::Failed(e.to_string().into())
+/// One registration of the quick-access line, until a session (`Some`), its expiry (`None`)
+/// or a failure.
+async fn quick_registration(
+    config: &Config,
+    events: &Events,
+    trusted: &Trusted,
+    key: &ponte_protocol::device::DeviceKey,
+    told: &mut bool,
+) -> anyhow::Result<Option<Paired>> {
+    let registered = key.public();
+    let (mut client, _) = ponte_session::connect::connect(&config.relay, false)
+        .await
+        .context("connecting to the relay")?;
+    let (id, _) = client
+        .register_device(registered.0, registered.tag(), |challenge, exporter| {
+            key.possession(challenge, exporter)
+        })
+        .await
+        .context("registering for quick access")?;
+    // Once findable, the customer hears whom the agent waits for.
+    if !std::mem::replace(told, true) {
+        let now = ponte_session::now_unix();
+        for entry in trusted.entries().iter().filter(|e| e.is_active(now)) {
+            let who = crate::phrases::trusted_who(events.tr(), entry);
+            events.emit(Event::Note(crate::t!(events.tr(), "quick-waiting", who = who)));
         }
-        // Silence, or the connection went away: they left before proving anything.
-        _ => Attempt::Abandoned,
+    }
+    loop {
+        match client.next().await.context("connection to the relay")? {
+            RelayMessage::PairedDevice { session } => {
+                events.emit(Event::Attempt(Attempt::QuickConnecting));
+                // The customer may have taken an opt-in back (`ponte-agent trusted remove`)
+                // since the agent registered: every attempt reads the file again, and only the
+                // key whose tag was registered answers.
+                let current = load_trusted(config)
+                    .ok()
+                    .flatten()
+                    .filter(|t| t.device().map(|d| d.public()) == Some(registered));
+                // Only for this registration's session; anything else is a relay error and the
+                // viewer is let go.
+                let device = current
+                    .as_ref()
+                    .and_then(Trusted::device)
+                    .filter(|_| session == id);
+                let outcome = match (device, &current) {
+                    (Some(device), Some(trusted)) => {
+                        let context = ponte_session::handshake::context(&client, id)?;
+                        let connection = client.connection().clone();
+                        let admissions = trusted.admissions();
+                        let handshake = ponte_session::handshake::agent_key(
+                            connection,
+                            context,
+                            device,
+                            &config.trust,
+                            &admissions,
+                        );
+                        attempt(&mut client, events, Line::Quick, handshake).await?
+                    }
+                    _ => Err(SessionError::Handshake(HandshakeError::UnexpectedMessage)),
+                };
+                let error = match outcome {
+                    Ok((session, control, admitted)) => {
+                        let quick = current.and_then(|t| t.entries().get(admitted.admission).cloned());
+                        return Ok(Some(Paired {
+                            client,
+                            session,
+                            control,
+                            peer: admitted.peer,
+                            id,
+                            quick,
+                        }));
+                    }
+                    Err(e) => e,
+                };
+                client.send(&ClientMessage::Release).await?;
+                events.emit(Event::Attempt(match error {
+                    SessionError::Handshake(HandshakeError::NotTrusted(peer)) => Attempt::NotTrusted(*peer),
+                    error => Line::Quick.failed(error),
+                }));
+            }
+            // Nobody was given this registration's ID: a join by it is a relay error.
+            RelayMessage::Paired => client.send(&ClientMessage::Release).await?,
+            // Renewed quietly: the customer sees the code session's expiry, not this one's.
+            RelayMessage::Refused(Refusal::Expired) => return Ok(None),
+            other => other_news(events, Line::Quick, other)?,
+        }
     }
 }
 
-/// The relay's other news on a waiting line, alike for both.
-fn other_news(events: &Events, message: RelayMessage) -> anyhow::Result<()> {
-    match message {
-        RelayMessage::JoinRefused(reason) => {
-            events.emit(Event::Attempt(Attempt::TurnedAway(reason)));
+/// Which of the agent's two waiting lines something happened on: what the customer is told
+/// differs (the tag is known to every assistant the customer opted in for, the ID only to
+/// whom the customer read it out).
+#[derive(Clone, Copy)]
+enum Line {
+    /// The session ID and code.
+    Code,
+    /// The device tag (quick access).
+    Quick,
+}
+
+impl Line {
+    /// What the customer is told about a failed handshake (other than a wrong code or an
+    /// assistant the opt-ins do not admit).
+    fn failed(self, error: SessionError) -> Attempt {
+        match (self, error) {
+            // A broken proof: shown as what it was.
+            (
+                Line::Code,
+                e @ (SessionError::Handshake(_) | SessionError::Frame(_) | SessionError::Record(_)),
+            ) => Attempt::Failed(e.to_string().into()),
+            (
+                Line::Quick,
+                e @ (SessionError::Handshake(_) | SessionError::Frame(_) | SessionError::Record(_)),
+            ) => Attempt::QuickFailed(Some(e.to_string().into())),
+            // Silence, or the connection went away: they left before proving anything.
+            (Line::Code, _) => Attempt::Abandoned,
+            (Line::Quick, _) => Attempt::QuickFailed(None),
         }
+    }
+
+    /// The relay turned away someone who asked to join this line's session.
+    fn turned_away(self, reason: Refusal) -> Attempt {
+        match self {
+            Line::Code => Attempt::TurnedAway(reason),
+            Line::Quick => Attempt::QuickFailed(Some(reason.to_string().into())),
+        }
+    }
+}
+
+/// The relay's other news on a waiting line.
+fn other_news(events: &Events, line: Line, message: RelayMessage) -> anyhow::Result<()> {
+    match message {
+        RelayMessage::JoinRefused(reason) => events.emit(Event::Attempt(line.turned_away(reason))),
         RelayMessage::Refused(reason) => anyhow::bail!("the relay ended the session: {reason}"),
         // Every failed attempt was released already; releasing again could turn away the next
         // viewer, whom the relay may have paired in the meantime. Only viewers are redirected

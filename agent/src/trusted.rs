@@ -161,7 +161,8 @@ impl Trusted {
             return Err(TrustedError::Permissions(path.to_owned()));
         }
         // The text holds the device's secret: wiped when dropped, as is the key's hex below.
-        let mut text = zeroize::Zeroizing::new(String::new());
+        // Room for the largest file there is, so reading never reallocates and leaves a copy.
+        let mut text = zeroize::Zeroizing::new(String::with_capacity(MAX_FILE as usize + 1));
         file.take(MAX_FILE + 1)
             .read_to_string(&mut text)
             .map_err(io(path))?;
@@ -228,9 +229,13 @@ impl Trusted {
             device_key: self.device.as_ref().map(|d| hex::encode(&d.to_bytes()[..])),
             entries: self.entries.clone(),
         };
-        let text = zeroize::Zeroizing::new(serde_json::to_string_pretty(&file).unwrap_or_default());
+        // Written into room for the largest file there is, so the text never reallocates and
+        // leaves a copy of the key behind.
+        let mut text = zeroize::Zeroizing::new(Vec::with_capacity(MAX_FILE as usize));
+        let written = serde_json::to_writer_pretty(&mut *text, &file);
         drop(file.device_key.take().map(zeroize::Zeroizing::new));
-        ponte_session::private_file::replace(path, text.as_bytes()).map_err(io(path))
+        written.map_err(|e| io(path)(std::io::Error::other(e)))?;
+        ponte_session::private_file::replace(path, &text).map_err(io(path))
     }
 
     /// Every opt-in, expired ones included (the customer may want to see and remove them).

@@ -243,13 +243,18 @@ impl crate::cluster::AssistantBook {
     }
 }
 
-/// The accounts of the cluster's hash, sorted by name; entries that are not accounts (or
-/// whose line names another account) are skipped — admitting nobody by them.
-pub fn parse_book(lines: std::collections::HashMap<String, String>) -> Vec<Assistant> {
+/// The accounts of the cluster's hash (name and line, as bytes: whoever wrote Redis may have
+/// written anything), sorted by name; entries that are not accounts (or whose line names
+/// another account) are skipped, one by one — admitting nobody by them.
+pub fn parse_book(lines: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<Assistant> {
     let mut all: Vec<Assistant> = lines
         .into_iter()
         .filter_map(|(name, line)| {
-            let parsed = Assistant::parse(&line).filter(|a| a.name == name);
+            let name = String::from_utf8_lossy(&name);
+            let parsed = std::str::from_utf8(&line)
+                .ok()
+                .and_then(Assistant::parse)
+                .filter(|a| a.name == name);
             if parsed.is_none() {
                 let name: String = name.chars().take(MAX_NAME + 1).collect();
                 tracing::error!(name = ?name, "cluster assistant entry unusable, skipped");

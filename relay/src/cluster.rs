@@ -605,7 +605,7 @@ impl Cluster {
     }
 
     /// The cluster's assistant accounts, as the lines of an assistants file (field: name).
-    pub async fn assistant_lines(&self) -> Result<HashMap<String, String>, ClusterError> {
+    pub async fn assistant_lines(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ClusterError> {
         self.operations.fetch_add(1, Ordering::Relaxed);
         crate::metrics::cluster_operation();
         let mut redis = self.redis.clone();
@@ -662,7 +662,7 @@ impl AssistantBook {
     }
 
     /// Every account: name → line.
-    pub async fn lines(&self) -> Result<HashMap<String, String>, ClusterError> {
+    pub async fn lines(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ClusterError> {
         self.query(redis::cmd("HGETALL").arg(assistants_key())).await
     }
 

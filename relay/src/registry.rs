@@ -73,7 +73,9 @@ struct Entry<A, V> {
     /// The device tag this session is findable under (quick access), while it holds it.
     device: Option<DeviceTag>,
     /// Registered for quick access: joined by its device tag only, never by its ID (which the
-    /// customer never read out, and which the key handshake's viewer learns).
+    /// customer never read out, and which the key handshake's viewer learns). Its failed
+    /// pairings are not counted: attempts bound guessing a code, and a key handshake cannot be
+    /// guessed — counting them would let anyone who knows the tag use the session up.
     quick: bool,
 }
 
@@ -311,8 +313,9 @@ impl<A: Clone, V> Registry<A, V> {
         self.sessions.get(&id).is_some_and(|e| self.open(e))
     }
 
+    /// Whether a viewer could join by ID (a quick-access session never can).
     fn open(&self, e: &Entry<A, V>) -> bool {
-        matches!(e.state, State::Waiting { .. }) && e.attempts < self.limits.attempts_per_session
+        matches!(e.state, State::Waiting { .. }) && e.attempts < self.limits.attempts_per_session && !e.quick
     }
 
     fn admit_registration(&mut self, source: Source, now: Instant) -> Result<(), Refusal> {
@@ -452,7 +455,7 @@ impl<A: Clone, V> Registry<A, V> {
                 match std::mem::replace(&mut entry.state, State::Waiting { expires }) {
                     State::Paired { viewer, .. } => {
                         self.paired = self.paired.saturating_sub(1);
-                        if viewer_spoke {
+                        if viewer_spoke && !entry.quick {
                             entry.attempts += 1;
                         }
                         Some(viewer)
@@ -479,7 +482,7 @@ impl<A: Clone, V> Registry<A, V> {
         match entry.state {
             State::Paired { generation: g, .. } if g == generation => {
                 entry.state = State::Vacated;
-                if viewer_spoke {
+                if viewer_spoke && !entry.quick {
                     entry.attempts += 1;
                 }
                 self.paired = self.paired.saturating_sub(1);
@@ -650,6 +653,17 @@ mod tests {
                 .map(|p| p.agent)
         };
         assert!(attempt(Joining::Id(quick)).is_err());
+        // Failed key handshakes do not use a quick-access session up, and the cluster never
+        // hears of it as joinable by ID.
+        for _ in 0..limits().attempts_per_session + 2 {
+            let device = |r: &mut Registry<u32, u32>| {
+                r.join(Joining::Device(newer), 7, ip(4), t, Ok(()), |_| Some(()))
+            };
+            assert!(device(&mut r).is_ok());
+            r.release(newer, t, true);
+        }
+        assert!(!r.joinable(quick) && !r.joinable(newer));
+        assert!(r.joinable(code) || r.viewer(code).is_some());
     }
 
     #[test]

@@ -384,8 +384,14 @@ async fn heartbeat(shared: Arc<Shared>, cluster: Arc<Cluster>) {
         if let Err(e) = cluster.heartbeat(health(&shared), &sessions).await {
             debug!("cluster heartbeat failed: {e}");
         }
+        // At once, not one after the other: each may take up to its timeout, and the next
+        // heartbeat must come well within the node's lease.
         let here = shared.admission.local_counts();
-        match cluster.share_connections(&here).await {
+        let (shared_counts, ()) = tokio::join!(
+            cluster.share_connections(&here),
+            refresh_assistants(&shared, &cluster)
+        );
+        match shared_counts {
             Ok(elsewhere) => shared.admission.set_elsewhere(elsewhere),
             // Without the cluster's counts the cap holds per node, not on stale numbers.
             Err(e) => {
@@ -393,7 +399,6 @@ async fn heartbeat(shared: Arc<Shared>, cluster: Arc<Cluster>) {
                 shared.admission.set_elsewhere(Default::default());
             }
         }
-        refresh_assistants(&shared, &cluster).await;
     }
 }
 
@@ -687,6 +692,8 @@ async fn agent(
         // Device tags are this node's alone: a relay cluster does not share them (yet), so a
         // viewer finds a device only on the node the agent registered with.
         shared.registry().claim_device(id, tag);
+        // Nobody joins it by ID, here or through another node.
+        shared.cluster_update(id, source, ClusterUpdate::Joinable(Joinable::No));
     }
     shared.publish_counts();
     info!(session = %id, "agent registered");

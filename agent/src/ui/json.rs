@@ -51,6 +51,13 @@ pub fn to_json(event: &Event, tr: &Tr) -> Option<Value> {
                     v["peer"] = json!(peer.to_string());
                     "not_trusted"
                 }
+                Attempt::QuickConnecting => "quick_connecting",
+                Attempt::QuickFailed(reason) => {
+                    if let Some(reason) = reason {
+                        v["reason"] = json!(reason.to_string());
+                    }
+                    "quick_failed"
+                }
             };
             v["outcome"] = json!(outcome);
             v

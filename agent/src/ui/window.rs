@@ -278,7 +278,7 @@ impl Window {
             }
             Event::Attempt(attempt) => {
                 let color = match attempt {
-                    Attempt::Connecting => Color32::PLACEHOLDER,
+                    Attempt::Connecting | Attempt::QuickConnecting => Color32::PLACEHOLDER,
                     Attempt::Burned | Attempt::Expired => AMBER,
                     _ => RED,
                 };
