@@ -136,7 +136,7 @@ pub async fn pair(
         let entries = loaded.as_ref().map(|t| t.entries().to_vec()).unwrap_or_default();
         events.emit(Event::QuickAccess(entries));
     }
-    let trusted = loaded.filter(|t| t.any_active(ponte_session::now_unix()));
+    let active = loaded.is_some_and(|t| t.any_active(ponte_session::now_unix()));
     // The quick-access line starts once the ID and code are shown (so the customer reads them
     // first, and the relay is pinned by the code line's connection).
     let shown = tokio::sync::Notify::new();
@@ -150,9 +150,10 @@ pub async fn pair(
                 error = e.to_string()
             )));
         }
-        match trusted {
-            Some(_) => quick_line(config, events).await,
-            None => std::future::pending().await,
+        if active {
+            quick_line(config, events).await
+        } else {
+            std::future::pending().await
         }
     };
     tokio::pin!(code, quick);
