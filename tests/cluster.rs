@@ -478,3 +478,48 @@ async fn a_source_holds_no_more_connections_across_the_nodes_than_on_one() {
     tokio::time::sleep(shared).await;
     held.push(client(c, pin, idle).await.expect("room again"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_device_waiting_on_one_node_is_found_through_another() {
+    // Quick access on a cluster: the agent's device registration lands on A, the returning
+    // assistant's viewer on B (a DNS name with several records may send them anywhere); B
+    // redirects the join by tag to A. Once the agent leaves, the tag leads nowhere.
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let pin = cluster_init(dir.path());
+    // Every client here comes from 127.0.0.1: lift the per-source lookup limit.
+    let lookups = |config: &mut Config| config.registry.device_lookup_burst = 1000.0;
+    let (_a, a) = in_process_node(dir.path(), &redis, "a", lookups).await;
+    let (_b, b) = in_process_node(dir.path(), &redis, "b", lookups).await;
+    let idle = Duration::from_secs(5);
+    let key = ponte_protocol::device::DeviceKey::generate(&mut ponte_protocol::os_rng());
+    let tag = key.public().tag();
+    let mut agent = client(a, pin, idle).await.unwrap();
+    let (id, _) = agent
+        .register_device(key.public().0, tag, |c, e| key.possession(c, e))
+        .await
+        .unwrap();
+    let extras = ponte_transport::client::JoinExtras::default();
+    let mut viewer = client(b, pin, idle).await.unwrap();
+    assert_eq!(viewer.join_device(tag, &extras).await.unwrap(), id);
+    assert_eq!(
+        viewer.connection().remote_address(),
+        a,
+        "moved to the agent's node"
+    );
+    assert_eq!(
+        agent.next().await.unwrap(),
+        RelayMessage::PairedDevice { session: id }
+    );
+    drop((agent, viewer));
+    // The release reaches Redis in the background.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut late = client(b, pin, idle).await.unwrap();
+        match late.join_device(tag, &extras).await {
+            Err(e) if e.refusal() == Some(Refusal::UnknownSession) => break,
+            other => assert!(Instant::now() < deadline, "still found: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}

@@ -23,8 +23,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use ponte_protocol::SessionId;
 use ponte_protocol::rendezvous::{NodeAddress, Refusal};
+use ponte_protocol::{DeviceTag, SessionId};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tracing::{info, warn};
 
@@ -252,6 +252,13 @@ const LOCATE: &str = "local n = redis.call('GET', KEYS[1]) \
     if (not n) or n == '-' or string.sub(n, -1) == '!' then return false end \
     return redis.call('HGET', ARGV[1] .. n, 'addr')";
 
+/// KEYS: a device tag's entry. ARGV: node, lease ms, `claim` or `release`. A claim takes the
+/// tag for this node (the latest claim holds it, as on one node); a release gives it up only
+/// while this node holds it.
+const DEVICE: &str = "if ARGV[3] == 'claim' then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) \
+    elseif redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end \
+    return 1";
+
 /// KEYS: session, waiting set. ARGV: node, new value, px, op on the waiting set (0 none,
 /// 1 remove, 2 add), id, pairing ttl ms. Changes the session's entry only while this node
 /// owns it.
@@ -320,6 +327,7 @@ pub struct Cluster {
     renew: redis::Script,
     heartbeat: redis::Script,
     connections: redis::Script,
+    device: redis::Script,
     /// Round trips to Redis so far (the benchmark's "Redis operations per session").
     operations: AtomicU64,
     /// Whether the last operation reached Redis (logged on each change).
@@ -344,6 +352,10 @@ fn node_key(name: &str) -> String {
 
 fn nodes_key() -> String {
     format!("{PREFIX}nodes")
+}
+
+fn device_key(tag: DeviceTag) -> String {
+    format!("{PREFIX}device:{tag}")
 }
 
 fn connections_key(node: &str) -> String {
@@ -393,6 +405,7 @@ impl Cluster {
             renew: redis::Script::new(RENEW),
             heartbeat: redis::Script::new(&heartbeat_script()),
             connections: redis::Script::new(&connections_script()),
+            device: redis::Script::new(DEVICE),
             operations: AtomicU64::new(0),
             reachable: AtomicBool::new(true),
         }))
@@ -498,6 +511,25 @@ impl Cluster {
         Ok(addr.and_then(|a| a.parse().ok()))
     }
 
+    /// The address of the node where an agent waits under device tag `tag`, if any.
+    pub async fn locate_device(&self, tag: DeviceTag) -> Result<Option<NodeAddress>, ClusterError> {
+        let mut call = self.locate.prepare_invoke();
+        call.key(device_key(tag)).arg(format!("{PREFIX}node:"));
+        let addr: Option<String> = self.run(call).await?;
+        Ok(addr.and_then(|a| a.parse().ok()))
+    }
+
+    /// An agent on this node registered under `tag` (`claim`), or the last one did no longer.
+    pub async fn device(&self, tag: DeviceTag, claim: bool) -> Result<(), ClusterError> {
+        let mut call = self.device.prepare_invoke();
+        call.key(device_key(tag))
+            .arg(self.settings.node.as_str())
+            .arg(millis(SESSION_LEASE))
+            .arg(if claim { "claim" } else { "release" });
+        let _: u8 = self.run(call).await?;
+        Ok(())
+    }
+
     /// Records that session `id` (of an agent from `source`) became joinable or not.
     pub async fn set_joinable(
         &self,
@@ -545,11 +577,12 @@ impl Cluster {
         Ok(())
     }
 
-    /// Renews this node's entry and the claims of the sessions it holds.
+    /// Renews this node's entry and the claims of the sessions and device tags it holds.
     pub async fn heartbeat(
         &self,
         health: Health,
         sessions: &[(SessionId, Joinable)],
+        devices: &[DeviceTag],
     ) -> Result<(), ClusterError> {
         let node = self.settings.node.as_str();
         let mut call = self.heartbeat.prepare_invoke();
@@ -575,6 +608,18 @@ impl Cluster {
                 } else {
                     busy.as_str()
                 });
+            }
+            let _: u64 = self.run(call).await?;
+        }
+        // A tag another node claimed since is left to it.
+        for chunk in devices.chunks(RENEW_CHUNK) {
+            let mut call = self.renew.prepare_invoke();
+            call.arg(node).arg(millis(SESSION_LEASE));
+            for tag in chunk {
+                call.key(device_key(*tag));
+            }
+            for _ in chunk {
+                call.arg(node);
             }
             let _: u64 = self.run(call).await?;
         }

@@ -274,6 +274,16 @@ impl<A: Clone, V> Registry<A, V> {
         }
     }
 
+    /// Every device tag a session of this node holds.
+    pub fn device_tags(&self) -> Vec<DeviceTag> {
+        self.devices.keys().copied().collect()
+    }
+
+    /// Whether a session of this node holds `tag`.
+    pub fn holds_device(&self, tag: DeviceTag) -> bool {
+        self.devices.contains_key(&tag)
+    }
+
     /// The session findable under `tag`, for a viewer from `source`; each lookup costs one
     /// token of the source's device-lookup bucket. Unknown tags are `UnknownSession`, like
     /// unknown IDs.

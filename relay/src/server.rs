@@ -127,6 +127,19 @@ impl Shared {
         });
     }
 
+    /// Tells the cluster, in the background, that an agent of this node waits under `tag`
+    /// (`claim`) or none does any longer; the heartbeat repairs a lost update.
+    fn cluster_device(&self, tag: DeviceTag, claim: bool) {
+        let Some(cluster) = self.cluster.clone() else {
+            return;
+        };
+        tokio::spawn(async move {
+            if let Err(e) = cluster.device(tag, claim).await {
+                debug!("cluster device update deferred to the next heartbeat: {e}");
+            }
+        });
+    }
+
     fn publish_counts(&self) {
         let r = self.registry();
         crate::metrics::sessions(r.waiting(), r.paired());
@@ -325,7 +338,7 @@ impl Relay {
         let _ = self.shutdown.send(true);
         if let Some(cluster) = &self.shared.cluster {
             // Tell the cluster at once rather than at the next heartbeat.
-            let _ = cluster.heartbeat(health(&self.shared), &[]).await;
+            let _ = cluster.heartbeat(health(&self.shared), &[], &[]).await;
         }
         let waiting = self.shared.registry().waiting_agents();
         for (_, agent) in waiting {
@@ -381,7 +394,8 @@ async fn heartbeat(shared: Arc<Shared>, cluster: Arc<Cluster>) {
             .into_iter()
             .map(|(id, open)| (id, if open { Joinable::Yes } else { Joinable::No }))
             .collect();
-        if let Err(e) = cluster.heartbeat(health(&shared), &sessions).await {
+        let devices = shared.registry().device_tags();
+        if let Err(e) = cluster.heartbeat(health(&shared), &sessions, &devices).await {
             debug!("cluster heartbeat failed: {e}");
         }
         // At once, not one after the other: each may take up to its timeout, and the next
@@ -555,6 +569,14 @@ async fn handle(connection: Connection, source: Source, slot: Admitted, shared: 
                 return refuse(&connection, &mut send, reason).await;
             }
             let found = shared.registry().find_device(tag, source, Instant::now());
+            // Not here: on a cluster, the agent may wait on another node.
+            if found == Err(Refusal::UnknownSession)
+                && let Some(cluster) = &shared.cluster
+                && let Ok(Some(node)) = cluster.locate_device(tag).await
+                && node != *cluster.public_addr()
+            {
+                return redirect(&connection, &mut send, tag, node).await;
+            }
             match found {
                 Ok(session) => {
                     let join = Join {
@@ -689,10 +711,10 @@ async fn agent(
     // A successful registration made the link.
     let Some(link) = made else { return };
     if let Some(tag) = device {
-        // Device tags are this node's alone: a relay cluster does not share them (yet), so a
-        // viewer finds a device only on the node the agent registered with.
         shared.registry().claim_device(id, tag);
-        // Nobody joins it by ID, here or through another node.
+        // Found by its tag through any node (redirected here); nobody joins it by ID, here or
+        // through another node.
+        shared.cluster_device(tag, true);
         shared.cluster_update(id, source, ClusterUpdate::Joinable(Joinable::No));
     }
     shared.publish_counts();
@@ -714,6 +736,11 @@ async fn agent(
     });
     let viewer = shared.registry().remove(id, Instant::now());
     shared.cluster_update(id, source, ClusterUpdate::Ended);
+    if let Some(tag) = device
+        && !shared.registry().holds_device(tag)
+    {
+        shared.cluster_device(tag, false);
+    }
     shared.publish_counts();
     if let Some(viewer) = viewer {
         // At shutdown the endpoint's close reaches each connection in its own time; whichever
@@ -867,12 +894,12 @@ async fn misbehaves(recv: &mut RecvStream) {
 async fn redirect(
     connection: &Connection,
     send: &mut SendStream,
-    id: SessionId,
+    target: impl std::fmt::Display,
     node: rendezvous::NodeAddress,
 ) {
     crate::metrics::redirect();
     crate::metrics::join("redirected");
-    debug!(session = %id, %node, "viewer redirected");
+    debug!(%target, %node, "viewer redirected");
     let _ = send_relay(send, &RelayMessage::Redirect { node }).await;
     let _ = send.finish();
     let _ = tokio::time::timeout(REFUSAL_LINGER, connection.closed()).await;
