@@ -256,6 +256,20 @@ fn id_and_code(seen: &Seen) -> Option<(String, String)> {
     Some((id, code))
 }
 
+/// `read`, but only once two looks (at different times, often at different OCR scales) read
+/// the same: a digit misread once would send the assistant to a session nobody holds.
+fn agreed<T: Clone + PartialEq>(mut read: impl FnMut(&Seen) -> Option<T>) -> impl FnMut(&Seen) -> Option<T> {
+    let mut readings = Vec::new();
+    move |seen| {
+        let now = read(seen)?;
+        if readings.contains(&now) {
+            return Some(now);
+        }
+        readings.push(now);
+        None
+    }
+}
+
 /// Starts the agent with its window on `x`.
 fn window_agent(w: &World, x: &Xvfb, lang: &str, args: &[&str]) -> Running {
     let mut cmd = w.command("ponte-agent");
@@ -273,7 +287,7 @@ async fn a_customer_reads_the_code_allows_by_clicking_revokes_and_ends_the_sessi
     let x = Xvfb::start(1024, 800);
     let w = World::new().await;
     let mut agent = window_agent(&w, &x, "C.UTF-8", &[]);
-    let (id, code) = wait_for(&x, "waiting", id_and_code);
+    let (id, code) = wait_for(&x, "waiting", agreed(id_and_code));
     // What the customer reads out works for the assistant.
     let mut viewer = w.assistant(&id, &code).await;
     let mut notices = viewer.notices().unwrap();
@@ -365,7 +379,7 @@ async fn the_assistants_clicks_on_the_window_do_nothing() {
         "C.UTF-8",
         &["--allow", "terminal,control", "--display", &x.display],
     );
-    let (id, code) = wait_for(&x, "control-waiting", id_and_code);
+    let (id, code) = wait_for(&x, "control-waiting", agreed(id_and_code));
     let viewer = w.assistant(&id, &code).await;
     viewer.consent(WAIT).await.unwrap();
     let end = wait_for_phrase(&x, "control-session", "End session");
@@ -429,9 +443,11 @@ async fn the_window_and_the_terminal_speak_italian_and_polish() {
         let x = Xvfb::start(1024, 800);
         let w = World::new().await;
         let mut agent = window_agent(&w, &x, lang, &[]);
-        let (id, code) = wait_for(&x, &format!("{lang}-waiting"), |seen| {
-            seen.text().contains(session).then(|| id_and_code(seen)).flatten()
-        });
+        let (id, code) = wait_for(
+            &x,
+            &format!("{lang}-waiting"),
+            agreed(|seen| seen.text().contains(session).then(|| id_and_code(seen)).flatten()),
+        );
         let viewer = w.assistant(&id, &code).await;
         wait_for_phrase(&x, &format!("{lang}-consent"), unverified);
         drop(viewer);
@@ -451,7 +467,7 @@ async fn the_window_works_with_the_keyboard_alone() {
     let x = Xvfb::start(1024, 800);
     let w = World::new().await;
     let mut agent = window_agent(&w, &x, "C.UTF-8", &[]);
-    let (id, code) = wait_for(&x, "keyboard-waiting", id_and_code);
+    let (id, code) = wait_for(&x, "keyboard-waiting", agreed(id_and_code));
     let viewer = w.assistant(&id, &code).await;
     wait_for_phrase(&x, "keyboard-consent", "UNVERIFIED ASSISTANT");
     // A window manager gives a new window the keyboard; Xvfb has none, so the test does.
@@ -484,7 +500,7 @@ async fn the_window_asks_about_quick_access_and_keeps_the_customers_yes() {
     let identity = w.path("alice");
 
     let mut agent = window_agent(&w, &x, "C.UTF-8", &["--trust-org", &org_pub]);
-    let (id, code) = wait_for(&x, "quick-waiting", id_and_code);
+    let (id, code) = wait_for(&x, "quick-waiting", agreed(id_and_code));
     let (credentials, created) = ponte_viewer::identity::load_or_create(&identity).unwrap();
     assert!(!created);
     let viewer = w.assistant_as(&id, &code, credentials).await;
