@@ -410,19 +410,17 @@ impl Line {
     /// What the customer is told about a failed handshake (other than a wrong code or an
     /// assistant the opt-ins do not admit).
     fn failed(self, error: SessionError) -> Attempt {
-        match (self, error) {
-            // A broken proof: shown as what it was.
-            (
-                Line::Code,
-                e @ (SessionError::Handshake(_) | SessionError::Frame(_) | SessionError::Record(_)),
-            ) => Attempt::Failed(e.to_string().into()),
-            (
-                Line::Quick,
-                e @ (SessionError::Handshake(_) | SessionError::Frame(_) | SessionError::Record(_)),
-            ) => Attempt::QuickFailed(Some(e.to_string().into())),
-            // Silence, or the connection went away: they left before proving anything.
-            (Line::Code, _) => Attempt::Abandoned,
-            (Line::Quick, _) => Attempt::QuickFailed(None),
+        // A broken proof is shown as what it was; silence, or the connection going away, as
+        // leaving before proving anything.
+        let broken = matches!(
+            error,
+            SessionError::Handshake(_) | SessionError::Frame(_) | SessionError::Record(_)
+        );
+        let reason = broken.then(|| error.to_string().into());
+        match (self, reason) {
+            (Line::Code, Some(reason)) => Attempt::Failed(reason),
+            (Line::Code, None) => Attempt::Abandoned,
+            (Line::Quick, reason) => Attempt::QuickFailed(reason),
         }
     }
 

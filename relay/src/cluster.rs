@@ -653,14 +653,8 @@ impl Cluster {
     pub async fn assistant_lines(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ClusterError> {
         self.operations.fetch_add(1, Ordering::Relaxed);
         crate::metrics::cluster_operation();
-        let mut redis = self.redis.clone();
-        let mut cmd = redis::cmd("HGETALL");
-        cmd.arg(assistants_key());
-        let read = cmd.query_async(&mut redis);
-        match tokio::time::timeout(OPERATION_TIMEOUT * 2, read).await {
-            Ok(r) => Ok(r?),
-            Err(_) => Err(ClusterError::Unavailable("timed out".into())),
-        }
+        let read = redis::cmd("HGETALL").arg(assistants_key()).clone();
+        query(&self.redis, &read, OPERATION_TIMEOUT * 2).await
     }
 
     /// Removes this node's entry (a node that stops cleanly is no redirect target).
@@ -685,6 +679,19 @@ fn rate_limited(wait_ms: u64) -> Refusal {
     }
 }
 
+/// One command, given up after `limit`.
+async fn query<T: redis::FromRedisValue>(
+    redis: &ConnectionManager,
+    cmd: &redis::Cmd,
+    limit: Duration,
+) -> Result<T, ClusterError> {
+    let mut redis = redis.clone();
+    match tokio::time::timeout(limit, cmd.query_async(&mut redis)).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(ClusterError::Unavailable("timed out".into())),
+    }
+}
+
 /// The operator's side of the cluster's assistant accounts (`ponte-relay assistant …
 /// --cluster`): one Redis hash, name → the account's line of an assistants file.
 #[derive(Clone)]
@@ -699,11 +706,7 @@ impl AssistantBook {
     }
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, ClusterError> {
-        let mut redis = self.redis.clone();
-        match tokio::time::timeout(Duration::from_secs(5), cmd.query_async(&mut redis)).await {
-            Ok(r) => Ok(r?),
-            Err(_) => Err(ClusterError::Unavailable("timed out".into())),
-        }
+        query(&self.redis, cmd, Duration::from_secs(5)).await
     }
 
     /// Every account: name → line.

@@ -279,3 +279,43 @@ async fn an_agent_a_relay_routes_the_viewer_to_instead_gets_only_a_failed_handsh
     assert_eq!(a, Err(HandshakeError::WrongDevice));
     assert!(v.is_err(), "{v:?}");
 }
+
+#[tokio::test]
+async fn a_modified_agent_that_skips_or_garbles_the_challenge_is_refused() {
+    // A proof sent as the first message (no challenge was asked, so none can be answered), and
+    // a registration that answers the challenge with something else: both refused, nothing
+    // registered under the tag.
+    use ponte_protocol::rendezvous::ClientMessage;
+    let r = relay().await;
+    let key = DeviceKey::generate(&mut os_rng());
+    let (public, tag) = (key.public(), key.public().tag());
+    let mut early = r.connect().await;
+    early
+        .send(&ClientMessage::DeviceProof {
+            device: public.0,
+            proof: [0; 32],
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        early.next().await.unwrap(),
+        RelayMessage::Refused(Refusal::BadRequest)
+    );
+    let mut garbled = r.connect_from(&endpoint(3)).await.unwrap();
+    garbled
+        .send(&ClientMessage::RegisterDevice { tag })
+        .await
+        .unwrap();
+    assert!(matches!(
+        garbled.next().await.unwrap(),
+        RelayMessage::DeviceChallenge { .. }
+    ));
+    garbled.send(&ClientMessage::Register).await.unwrap();
+    assert_eq!(
+        garbled.next().await.unwrap(),
+        RelayMessage::Refused(Refusal::BadRequest)
+    );
+    let mut viewer = r.connect_from(&endpoint(2)).await.unwrap();
+    let err = viewer.join_device(tag, &JoinExtras::default()).await.unwrap_err();
+    assert_eq!(refusal(&err), Some(Refusal::UnknownSession));
+}
