@@ -127,14 +127,14 @@ impl Shared {
         });
     }
 
-    /// Tells the cluster, in the background, that an agent of this node waits under `tag`
-    /// (`claim`) or none does any longer; the heartbeat repairs a lost update.
-    fn cluster_device(&self, tag: DeviceTag, claim: bool) {
+    /// Tells the cluster, in the background, that no agent of this node waits under `tag` any
+    /// longer; the heartbeat repairs a lost update.
+    fn cluster_release_device(&self, tag: DeviceTag) {
         let Some(cluster) = self.cluster.clone() else {
             return;
         };
         tokio::spawn(async move {
-            if let Err(e) = cluster.device(tag, claim).await {
+            if let Err(e) = cluster.device(tag, false).await {
                 debug!("cluster device update deferred to the next heartbeat: {e}");
             }
         });
@@ -712,9 +712,14 @@ async fn agent(
     let Some(link) = made else { return };
     if let Some(tag) = device {
         shared.registry().claim_device(id, tag);
-        // Found by its tag through any node (redirected here); nobody joins it by ID, here or
+        // Found by its tag through any node (redirected here) as soon as the agent hears it is
+        // registered, so the claim is written before that; nobody joins it by ID, here or
         // through another node.
-        shared.cluster_device(tag, true);
+        if let Some(cluster) = &shared.cluster
+            && let Err(e) = cluster.device(tag, true).await
+        {
+            debug!("cluster device claim deferred to the next heartbeat: {e}");
+        }
         shared.cluster_update(id, source, ClusterUpdate::Joinable(Joinable::No));
     }
     shared.publish_counts();
@@ -739,7 +744,7 @@ async fn agent(
     if let Some(tag) = device
         && !shared.registry().holds_device(tag)
     {
-        shared.cluster_device(tag, false);
+        shared.cluster_release_device(tag);
     }
     shared.publish_counts();
     if let Some(viewer) = viewer {
