@@ -6,7 +6,8 @@
 //! viewer acknowledges each frame, and the agent keeps at most a few frames unacknowledged, so
 //! a slow viewer receives fewer, newer frames instead of a growing queue.
 //!
-//! Pixels travel in tiles of at most [`TILE`]×[`TILE`]. A tile's pixels, after decompression,
+//! Pixels travel in tiles of at most [`TILE`]×[`TILE`] (lossless WebP ones up to
+//! [`MAX_WEBP_TILE_WIDTH`] wide). A tile's pixels, after decompression,
 //! are rows top to bottom of 3 bytes per pixel in blue, green, red order ([`BYTES_PER_PIXEL`]).
 
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,10 @@ pub const TILE: u16 = 64;
 
 /// Bytes per pixel of decompressed tile data (blue, green, red).
 pub const BYTES_PER_PIXEL: usize = 3;
+
+/// Widest [`Tile`] coded as [`Codec::Webp`], in pixels: the agent refines a run of
+/// neighbouring photo-like tiles as one lossless picture, which WebP predicts across.
+pub const MAX_WEBP_TILE_WIDTH: u16 = 8 * TILE;
 
 /// Largest screen side accepted, in pixels.
 pub const MAX_SIDE: u16 = 8192;
@@ -135,7 +140,7 @@ pub struct Tile {
     pub x: u16,
     /// Top edge.
     pub y: u16,
-    /// Width (at most [`TILE`]).
+    /// Width (at most [`TILE`]; at most [`MAX_WEBP_TILE_WIDTH`] for [`Codec::Webp`]).
     pub width: u16,
     /// Height (at most [`TILE`]).
     pub height: u16,

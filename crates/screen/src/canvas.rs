@@ -3,7 +3,7 @@
 
 use ponte_protocol::screen::{
     BYTES_PER_PIXEL, Codec, CopyRect, FrameStats, LossyRect, MAX_CURSOR, MAX_LOSSY_SIDE, MAX_SCALE, MAX_SIDE,
-    ScreenUpdate, TILE, Tile,
+    MAX_WEBP_TILE_WIDTH, ScreenUpdate, TILE, Tile,
 };
 
 use crate::ScreenError;
@@ -218,7 +218,11 @@ impl Canvas {
             usize::from(tile.height),
         );
         let inside = x + w <= usize::from(self.width) && y + h <= usize::from(self.height);
-        if w == 0 || h == 0 || tile.width > TILE || tile.height > TILE || !inside {
+        let widest = match tile.codec {
+            Codec::Webp => MAX_WEBP_TILE_WIDTH,
+            Codec::Raw | Codec::Zstd => TILE,
+        };
+        if w == 0 || h == 0 || tile.width > widest || tile.height > TILE || !inside {
             return Err(ScreenError::TileOutside);
         }
         let len = w * h * BYTES_PER_PIXEL;

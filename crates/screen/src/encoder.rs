@@ -4,8 +4,8 @@ use std::time::Instant;
 
 use ponte_protocol::app::MAX_MESSAGE;
 use ponte_protocol::screen::{
-    BYTES_PER_PIXEL, Codec, CopyRect, FrameStats, LossyRect, MAX_LOSSY_SIDE, MAX_SIDE, ScreenUpdate, TILE,
-    Tile,
+    BYTES_PER_PIXEL, Codec, CopyRect, FrameStats, LossyRect, MAX_LOSSY_SIDE, MAX_SIDE, MAX_WEBP_TILE_WIDTH,
+    ScreenUpdate, TILE, Tile,
 };
 
 use crate::ScreenError;
@@ -147,6 +147,8 @@ pub struct Encoder {
     packed: Vec<u8>,
     /// Learned bytes per screen pixel of each rung of [`lossy::LADDER`].
     lossy_cost: [f64; lossy::LADDER.len()],
+    /// Learned bytes per screen pixel of refinements (for sizing their runs).
+    refine_cost: f64,
 }
 
 impl std::fmt::Debug for Encoder {
@@ -179,6 +181,12 @@ const REFINE_TRIES: usize = 4;
 /// Upper bound of one copy-rect's encoding, for splitting them into messages.
 const COPY_BYTES: usize = 16;
 
+/// Most tiles refined as one picture: [`MAX_WEBP_TILE_WIDTH`] over [`TILE`].
+const MAX_RUN: usize = (MAX_WEBP_TILE_WIDTH / TILE) as usize;
+
+/// First guess of a refinement's bytes per screen pixel (lossless WebP of a grainy photo).
+const REFINE_COST: f64 = 0.75;
+
 /// With at least this many changed tiles, look for moved content first.
 const SCROLL_MIN_TILES: usize = 8;
 
@@ -194,6 +202,7 @@ impl Encoder {
             compressor: zstd::bulk::Compressor::new(ZSTD_LEVEL).map_err(|_| ScreenError::Codec)?,
             packed: Vec::new(),
             lossy_cost: lossy::LADDER.map(|r| r.cost),
+            refine_cost: REFINE_COST,
         })
     }
 
@@ -323,7 +332,8 @@ impl Encoder {
                 stats.scale = lossy::LADDER[rung].scale;
             }
         }
-        // Refinement: lossy tiles that stood still, oldest first, while the budget lasts.
+        // Refinement: lossy tiles that stood still, oldest first, while the budget lasts; in
+        // runs of lossy neighbours in a tile row, as many as the budget is expected to carry.
         let mut lossy_tiles: Vec<usize> = (0..self.states.len())
             .filter(|&i| self.states[i].level == Level::Lossy && !touched[i])
             .collect();
@@ -333,19 +343,33 @@ impl Encoder {
             if left < TILE_OVERHEAD {
                 break;
             }
-            let place = self.place(i);
-            let mut tile = self.encode_tile(image, place)?;
-            if let Some(webp) = lossy::lossless_tile(image, place.x, place.y, place.w, place.h)
-                && webp.len() < tile.data.len()
+            if touched[i] {
+                // Refined with the run of a neighbour.
+                continue;
+            }
+            let tile_pixels = usize::from(TILE) * usize::from(TILE);
+            let wanted = (left as f64 / (self.refine_cost * tile_pixels as f64)) as usize;
+            let mut n = 1;
+            while n < wanted.min(MAX_RUN)
+                && !(i + n).is_multiple_of(self.tiles_x())
+                && self.states[i + n].level == Level::Lossy
+                && !touched[i + n]
             {
-                tile.codec = Codec::Webp;
-                tile.data = webp;
+                n += 1;
+            }
+            let mut refined = self.refinement(image, i, n)?;
+            let mut cost = self.learn_refinement(&refined);
+            if cost > left && n > 1 {
+                // Costlier than expected: as much of the run as fits, by what it did cost.
+                n = (n * left / cost).max(1);
+                refined = self.refinement(image, i, n)?;
+                cost = self.learn_refinement(&refined);
             }
             // The first refinement goes out even over the budget when the frame is otherwise
             // empty (a noisy tile larger than a small budget must not block the rest forever);
             // a tile that does not fit lets smaller ones behind it go first.
             let anyway = tiles.is_empty() && rects.is_empty() && copies.is_empty();
-            if !spend(&mut left, tile.data.len() + TILE_OVERHEAD, anyway) {
+            if !spend(&mut left, cost, anyway) {
                 // Each try costs an encode: a few, then the rest waits for the next frame.
                 misses += 1;
                 if misses == REFINE_TRIES {
@@ -353,7 +377,10 @@ impl Encoder {
                 }
                 continue;
             }
-            self.sent_exact(image, i, tile, &mut tiles, &mut touched);
+            for k in i..i + n {
+                self.keep(image, k, Level::Exact, &mut touched);
+            }
+            tiles.extend(refined);
         }
 
         let exact = self.states.iter().all(|s| s.level == Level::Exact);
@@ -454,6 +481,45 @@ impl Encoder {
             s.since = None;
         }
         touched[i] = true;
+    }
+
+    /// The exact pixels of the run of `n` tiles from tile `i` (in one tile row): one lossless
+    /// WebP picture of the whole run if that is smaller than the tiles in zstd — WebP
+    /// predicts where zstd on raw pixels cannot, and across tile borders, so a run of four
+    /// photo tiles takes ~5 % fewer bytes than the four one by one.
+    fn refinement(&mut self, image: &Image<'_>, i: usize, n: usize) -> Result<Vec<Tile>, ScreenError> {
+        let mut each = Vec::with_capacity(n);
+        for k in i..i + n {
+            each.push(self.encode_tile(image, self.place(k))?);
+        }
+        let (a, b) = (self.place(i), self.place(i + n - 1));
+        let width = b.x + b.w - a.x;
+        let separately: usize = each.iter().map(|t| t.data.len() + TILE_OVERHEAD).sum();
+        match lossy::lossless_tile(image, a.x, a.y, width, a.h) {
+            Some(webp) if webp.len() + TILE_OVERHEAD < separately && webp.len() <= MESSAGE_BUDGET => {
+                // Coordinates and sides are within the screen (checked), so they fit u16.
+                Ok(vec![Tile {
+                    x: a.x as u16,
+                    y: a.y as u16,
+                    width: width as u16,
+                    height: a.h as u16,
+                    codec: Codec::Webp,
+                    data: webp,
+                }])
+            }
+            _ => Ok(each),
+        }
+    }
+
+    /// Bytes `refined` takes in a frame; learns its cost per pixel for sizing the next runs.
+    fn learn_refinement(&mut self, refined: &[Tile]) -> usize {
+        let cost: usize = refined.iter().map(|t| t.data.len() + TILE_OVERHEAD).sum();
+        let pixels: usize = refined
+            .iter()
+            .map(|t| usize::from(t.width) * usize::from(t.height))
+            .sum();
+        self.refine_cost = (self.refine_cost * 3.0 + cost as f64 / pixels.max(1) as f64) / 4.0;
+        cost
     }
 
     fn sent_exact(

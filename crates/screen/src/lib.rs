@@ -44,7 +44,7 @@ pub enum ScreenError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ponte_protocol::screen::{Codec, ScreenUpdate, Tile};
+    use ponte_protocol::screen::{Codec, MAX_WEBP_TILE_WIDTH, ScreenUpdate, TILE, Tile};
 
     /// A BGRX picture with a gradient, so tiles differ from one another.
     fn picture(width: u16, height: u16, seed: u8) -> Vec<u8> {
@@ -363,6 +363,72 @@ mod tests {
                 .encode_within(&image(&data, w, h), 0, budget, now)
                 .unwrap(),
             None
+        );
+    }
+
+    #[test]
+    fn refinement_sends_runs_of_photo_tiles_as_one_picture() {
+        let (w, h) = (1024, 128);
+        let data = photo(w, h, 3);
+        let mut encoder = Encoder::new().unwrap();
+        let mut canvas = Canvas::new().unwrap();
+        let now = std::time::Instant::now();
+        let mut widest = 0;
+        for _ in 0..100 {
+            let Some(frame) = encoder
+                .encode_within(&image(&data, w, h), 0, 16 * 1024, now)
+                .unwrap()
+            else {
+                break;
+            };
+            for u in &frame.updates {
+                if let ScreenUpdate::Tiles(tiles) = u {
+                    widest = tiles.iter().map(|t| t.width).max().unwrap_or(0).max(widest);
+                }
+            }
+            apply_all(&mut canvas, frame);
+        }
+        assert!(!encoder.pending(), "refinement finished");
+        assert!(matches(&canvas, &data));
+        assert!(widest > TILE, "no run of tiles was refined at once");
+        assert!(widest <= MAX_WEBP_TILE_WIDTH);
+    }
+
+    #[test]
+    fn only_webp_tiles_may_be_wider_than_a_tile() {
+        let mut canvas = Canvas::new().unwrap();
+        canvas
+            .apply(ScreenUpdate::Size {
+                width: 1024,
+                height: 64,
+            })
+            .unwrap();
+        let tile = |width: u16, codec, data| {
+            ScreenUpdate::Tiles(vec![Tile {
+                x: 0,
+                y: 0,
+                width,
+                height: 1,
+                codec,
+                data,
+            }])
+        };
+        let wide_raw = tile(128, Codec::Raw, vec![0; 128 * 3]);
+        assert_eq!(canvas.apply(wide_raw), Err(ScreenError::TileOutside));
+        let wide_zstd = tile(128, Codec::Zstd, zstd::bulk::compress(&[0; 128 * 3], 3).unwrap());
+        assert_eq!(canvas.apply(wide_zstd), Err(ScreenError::TileOutside));
+        let webp = |width: u16| {
+            let rgb = vec![7u8; usize::from(width) * 3];
+            webp::Encoder::from_rgb(&rgb, u32::from(width), 1)
+                .encode_lossless()
+                .to_vec()
+        };
+        let widest = MAX_WEBP_TILE_WIDTH;
+        assert!(canvas.apply(tile(widest, Codec::Webp, webp(widest))).is_ok());
+        let wider = widest + 1;
+        assert_eq!(
+            canvas.apply(tile(wider, Codec::Webp, webp(wider))),
+            Err(ScreenError::TileOutside)
         );
     }
 

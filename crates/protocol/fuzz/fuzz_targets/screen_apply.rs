@@ -33,7 +33,8 @@ fuzz_target!(|data: &[u8]| {
             1 => ScreenUpdate::Tiles(vec![Tile {
                 x: 0,
                 y: 0,
-                width: width.min(64),
+                // Up to 256 wide: WebP tiles may span a run of tiles.
+                width,
                 height: height.min(64),
                 codec: Codec::Webp,
                 data: image,
