@@ -102,18 +102,28 @@ struct TileState {
     level: Level,
     /// Since when the tile has not been exact.
     since: Option<Instant>,
+    /// For a stale tile: whether the viewer's pixels are exactly the older ones kept in the
+    /// encoder (the tile was exact when it changed), so only what differs needs sending.
+    over_exact: bool,
 }
 
 impl TileState {
     const EXACT: TileState = TileState {
         level: Level::Exact,
         since: None,
+        over_exact: false,
     };
+
+    /// Whether the viewer's pixels of the tile are exactly what the encoder keeps of it.
+    fn viewer_exact(self) -> bool {
+        self.level == Level::Exact || (self.level == Level::Stale && self.over_exact)
+    }
 
     /// The less exact of two states (for content that a move mixed).
     fn worst(self, other: TileState) -> TileState {
         TileState {
             level: self.level.max(other.level),
+            over_exact: self.viewer_exact() && other.viewer_exact(),
             since: match (self.since, other.since) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -243,6 +253,7 @@ impl Encoder {
             let stale = TileState {
                 level: Level::Stale,
                 since: Some(now),
+                over_exact: false,
             };
             self.states.resize(self.tiles_x() * self.tiles_y(), stale);
             updates.push(ScreenUpdate::Size {
@@ -275,6 +286,7 @@ impl Encoder {
         }
         for &i in &changed {
             let s = &mut self.states[i];
+            s.over_exact = s.viewer_exact();
             s.level = Level::Stale;
             s.since = s.since.or(Some(now));
         }
@@ -294,7 +306,19 @@ impl Encoder {
         // Photo-like tiles, and text tiles that have waited too long: exact if all fit, else lossy.
         let mut photos = Vec::new();
         for i in stale {
-            let place = self.place(i);
+            let mut place = self.place(i);
+            if self.states[i].over_exact {
+                // Only the rectangle that differs from the viewer's exact pixels: a typed
+                // glyph, or the rows a scroll uncovered.
+                match self.difference(image, place) {
+                    Some(part) => place = part,
+                    None => {
+                        // Changed back to what the viewer has.
+                        self.keep(image, i, Level::Exact, &mut touched);
+                        continue;
+                    }
+                }
+            }
             let tile = self.encode_tile(image, place)?;
             let photo = tile.data.len() * 100 > place.w * place.h * BYTES_PER_PIXEL * PHOTO_PERCENT;
             if photo {
@@ -461,6 +485,35 @@ impl Encoder {
                 })
             })
             .collect()
+    }
+
+    /// The smallest rectangle of `p` holding every pixel where `image` differs from the
+    /// pixels kept for the viewer; `None` if none does.
+    fn difference(&self, image: &Image<'_>, p: Place) -> Option<Place> {
+        let row_bytes = usize::from(self.width) * CAPTURE_BYTES_PER_PIXEL;
+        let (mut x0, mut x1, mut rows) = (p.w, 0, None::<(usize, usize)>);
+        for r in 0..p.h {
+            let start = (p.y + r) * row_bytes + p.x * CAPTURE_BYTES_PER_PIXEL;
+            let kept = &self.previous[start..start + p.w * CAPTURE_BYTES_PER_PIXEL];
+            let now = image.row(p.y + r, p.x, p.w);
+            let differ = |c: &usize| {
+                let px = c * CAPTURE_BYTES_PER_PIXEL..(c + 1) * CAPTURE_BYTES_PER_PIXEL;
+                kept[px.clone()] != now[px]
+            };
+            let Some(first) = (0..p.w).find(differ) else {
+                continue;
+            };
+            let last = (first..p.w).rev().find(differ).unwrap_or(first);
+            (x0, x1) = (x0.min(first), x1.max(last));
+            rows = Some(rows.map_or((r, r), |(top, _)| (top, r)));
+        }
+        let (top, bottom) = rows?;
+        Some(Place {
+            x: p.x + x0,
+            y: p.y + top,
+            w: x1 + 1 - x0,
+            h: bottom + 1 - top,
+        })
     }
 
     /// Keeps what the viewer will have of tile `i`: the image's pixels at `level`.

@@ -125,6 +125,10 @@ mod tests {
         }
         let frame = encoder.encode(&image(&data, w, h), 0).unwrap().unwrap();
         assert_eq!(frame.tiles, 3);
+        // Each tile only as large as what differs in it.
+        let mut sent: Vec<_> = tiles_of(&frame).map(|t| (t.x, t.y, t.width, t.height)).collect();
+        sent.sort();
+        assert_eq!(sent, [(60, 200, 4, 1), (64, 200, 6, 1), (70, 130, 1, 1)]);
         apply_all(&mut canvas, frame);
         assert!(matches(&canvas, &data));
 
@@ -139,6 +143,34 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    fn tiles_of(frame: &EncodedFrame) -> impl Iterator<Item = &Tile> {
+        frame.updates.iter().flat_map(|u| match u {
+            ScreenUpdate::Tiles(t) => t.as_slice(),
+            _ => &[],
+        })
+    }
+
+    #[test]
+    fn a_change_over_an_approximation_resends_the_whole_tile() {
+        // The viewer's tile is lossy: a one-pixel change must bring all of it, exact.
+        let (w, h) = (256, 128);
+        let mut data = photo(w, h, 5);
+        let mut encoder = Encoder::new().unwrap();
+        let mut canvas = Canvas::new().unwrap();
+        let now = std::time::Instant::now();
+        let first = encoder
+            .encode_within(&image(&data, w, h), 0, 1000, now)
+            .unwrap()
+            .unwrap();
+        assert!(first.lossy > 0 && first.tiles == 0);
+        apply_all(&mut canvas, first);
+        data[(10 * usize::from(w) + 10) * 4] ^= 0xff;
+        let frame = encoder.encode(&image(&data, w, h), 0).unwrap().unwrap();
+        assert!(tiles_of(&frame).any(|t| (t.x, t.y, t.width, t.height) == (0, 0, 64, 64)));
+        apply_all(&mut canvas, frame);
+        assert!(matches(&canvas, &data));
     }
 
     #[test]
@@ -558,8 +590,13 @@ mod tests {
         scroll(&mut data, w, 39, 2);
         let frame = encoder.encode(&image(&data, w, h), 0).unwrap().unwrap();
         assert_eq!(frame.copies, 1, "one move of the whole width");
-        // The 39 new rows lie in the last two tile rows (416..480): 10 tiles each at most.
+        // The 39 new rows lie in the last two tile rows (416..480): 10 tiles each at most,
+        // each no more than the new rows.
         assert!(frame.tiles <= 20, "{} tiles", frame.tiles);
+        let rows: std::collections::BTreeSet<u16> = tiles_of(&frame)
+            .flat_map(|t| t.y..t.y + t.height)
+            .collect();
+        assert!(rows.iter().all(|&y| y >= 480 - 39), "sent rows {rows:?}");
         let copied = frame.updates.iter().find_map(|u| match u {
             ScreenUpdate::Copy(c) => Some(c[0]),
             _ => None,
