@@ -676,6 +676,20 @@ async fn link_scenes(name: &str, seconds: u64) -> anyhow::Result<()> {
             .ok_or_else(|| anyhow::anyhow!("stream ended"))?;
         bytes += a.bytes;
         frames.push(a);
+        if std::env::var_os("PONTE_BENCH_TRACE").is_some() {
+            use std::sync::atomic::Ordering::Relaxed;
+            eprintln!(
+                "t={:5.0}ms bytes={:6} budget={:6} rate={:7} rtt={:4}ms up={:8} dropped={:4} inexact={}",
+                (a.at - requested).as_secs_f64() * 1e3,
+                a.bytes,
+                a.stats.budget,
+                a.stats.rate,
+                a.stats.rtt_us / 1000,
+                link.counters.up_bytes.load(Relaxed),
+                link.counters.up_dropped.load(Relaxed),
+                a.stats.inexact_tiles,
+            );
+        }
         if usable.is_none() && a.stats.backlog_us == 0 {
             usable = Some(a.at - requested);
         }

@@ -474,28 +474,30 @@ impl Encoder {
 
     /// Tiles whose pixels differ from what the viewer has (or approximates).
     fn changed(&self, image: &Image<'_>) -> Vec<usize> {
-        let row_bytes = usize::from(self.width) * CAPTURE_BYTES_PER_PIXEL;
         (0..self.states.len())
             .filter(|&i| {
                 let p = self.place(i);
-                (0..p.h).any(|r| {
-                    let start = (p.y + r) * row_bytes + p.x * CAPTURE_BYTES_PER_PIXEL;
-                    image.row(p.y + r, p.x, p.w)
-                        != &self.previous[start..start + p.w * CAPTURE_BYTES_PER_PIXEL]
-                })
+                (0..p.h).any(|r| image.row(p.y + r, p.x, p.w) != self.kept_row(p.y + r, p.x, p.w))
             })
             .collect()
+    }
+
+    /// What the viewer has (or approximates) of `width` pixels of row `y` from `x`.
+    fn kept_row(&self, y: usize, x: usize, width: usize) -> &[u8] {
+        let start = (y * usize::from(self.width) + x) * CAPTURE_BYTES_PER_PIXEL;
+        &self.previous[start..start + width * CAPTURE_BYTES_PER_PIXEL]
     }
 
     /// The smallest rectangle of `p` holding every pixel where `image` differs from the
     /// pixels kept for the viewer; `None` if none does.
     fn difference(&self, image: &Image<'_>, p: Place) -> Option<Place> {
-        let row_bytes = usize::from(self.width) * CAPTURE_BYTES_PER_PIXEL;
         let (mut x0, mut x1, mut rows) = (p.w, 0, None::<(usize, usize)>);
         for r in 0..p.h {
-            let start = (p.y + r) * row_bytes + p.x * CAPTURE_BYTES_PER_PIXEL;
-            let kept = &self.previous[start..start + p.w * CAPTURE_BYTES_PER_PIXEL];
+            let kept = self.kept_row(p.y + r, p.x, p.w);
             let now = image.row(p.y + r, p.x, p.w);
+            if kept == now {
+                continue;
+            }
             let differ = |c: &usize| {
                 let px = c * CAPTURE_BYTES_PER_PIXEL..(c + 1) * CAPTURE_BYTES_PER_PIXEL;
                 kept[px.clone()] != now[px]
