@@ -16,6 +16,8 @@
 //!
 //! Run: `cargo run --release -p ponte-benches --bin screen-bench [-- --frames 200]`, or
 //! `cargo run --release -p ponte-benches --bin screen-bench -- --link dsl [--seconds 30]`.
+//! With `PONTE_BENCH_TRACE=1`, the photo scene also prints each frame's arrival (size,
+//! budget, the agent's rate and RTT, the link's bytes and drops so far) to stderr.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 

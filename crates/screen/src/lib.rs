@@ -593,9 +593,8 @@ mod tests {
         // The 39 new rows lie in the last two tile rows (416..480): 10 tiles each at most,
         // each no more than the new rows.
         assert!(frame.tiles <= 20, "{} tiles", frame.tiles);
-        let rows: std::collections::BTreeSet<u16> = tiles_of(&frame)
-            .flat_map(|t| t.y..t.y + t.height)
-            .collect();
+        let rows: std::collections::BTreeSet<u16> =
+            tiles_of(&frame).flat_map(|t| t.y..t.y + t.height).collect();
         assert!(rows.iter().all(|&y| y >= 480 - 39), "sent rows {rows:?}");
         let copied = frame.updates.iter().find_map(|u| match u {
             ScreenUpdate::Copy(c) => Some(c[0]),
