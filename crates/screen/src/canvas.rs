@@ -143,6 +143,7 @@ impl Canvas {
                 Ok(Applied::Resized)
             }
             ScreenUpdate::Tiles(tiles) => {
+                self.check_area(tiles.iter().map(|t| t.width as usize * t.height as usize))?;
                 let n = tiles.len();
                 for tile in tiles {
                     self.draw(&tile)?;

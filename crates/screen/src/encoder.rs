@@ -179,6 +179,9 @@ pub const ZSTD_LEVEL: i32 = 3;
 /// text and UI compress to a few percent, photos and gradients barely.
 const PHOTO_PERCENT: usize = 20;
 
+/// Changed rectangles of at most this many pixels are never photo-like (a quarter tile).
+const SMALL_CROP: usize = (TILE as usize * TILE as usize) / 4;
+
 /// A changed text or UI tile that has waited this long for room in a frame goes lossy like a
 /// photo (refined later): when the screen changes faster than the path carries it exactly,
 /// the picture's age stays bounded instead of exact text queueing behind exact text. (In a
@@ -320,7 +323,10 @@ impl Encoder {
                 }
             }
             let tile = self.encode_tile(image, place)?;
-            let photo = tile.data.len() * 100 > place.w * place.h * BYTES_PER_PIXEL * PHOTO_PERCENT;
+            // A small crop (a glyph, a caret) is text whatever its ratio: its exact bytes are
+            // few, and zstd's own framing alone would exceed the share on a handful of pixels.
+            let photo = place.w * place.h > SMALL_CROP
+                && tile.data.len() * 100 > place.w * place.h * BYTES_PER_PIXEL * PHOTO_PERCENT;
             if photo {
                 photos.push((i, tile));
             } else if spend(&mut left, tile.data.len() + TILE_OVERHEAD, tiles.is_empty()) {
@@ -384,10 +390,16 @@ impl Encoder {
             let mut refined = self.refinement(image, i, n)?;
             let mut cost = self.learn_refinement(&refined);
             if cost > left && n > 1 {
-                // Costlier than expected: as much of the run as fits, by what it did cost.
+                // Costlier than expected: as much of the run as fits by its mean cost, else
+                // the tile alone (its neighbours may be the costly ones).
                 n = (n * left / cost).max(1);
                 refined = self.refinement(image, i, n)?;
                 cost = self.learn_refinement(&refined);
+                if cost > left && n > 1 {
+                    n = 1;
+                    refined = self.refinement(image, i, n)?;
+                    cost = self.learn_refinement(&refined);
+                }
             }
             // The first refinement goes out even over the budget when the frame is otherwise
             // empty (a noisy tile larger than a small budget must not block the rest forever);

@@ -153,6 +153,38 @@ mod tests {
     }
 
     #[test]
+    fn a_caret_is_never_blurred_to_save_bytes() {
+        // Two small changes under a budget that carries one: the second waits, exact. (Judged
+        // by its ratio alone, a few pixels of zstd look like a photo and went lossy, whole tile.)
+        let (w, h) = (256, 128);
+        let mut data = picture(w, h, 0);
+        let mut encoder = Encoder::new().unwrap();
+        let mut canvas = Canvas::new().unwrap();
+        apply_all(
+            &mut canvas,
+            encoder.encode(&image(&data, w, h), 0).unwrap().unwrap(),
+        );
+        for y in 10..26 {
+            data[(y * usize::from(w) + 3) * 4] ^= 0xff;
+            data[(y * usize::from(w) + 200) * 4 + 1] ^= 0xff;
+        }
+        let now = std::time::Instant::now();
+        let first = encoder
+            .encode_within(&image(&data, w, h), 0, 1, now)
+            .unwrap()
+            .unwrap();
+        assert_eq!((first.tiles, first.lossy), (1, 0));
+        apply_all(&mut canvas, first);
+        let second = encoder
+            .encode_within(&image(&data, w, h), 0, 1, now)
+            .unwrap()
+            .unwrap();
+        assert_eq!((second.tiles, second.lossy), (1, 0));
+        apply_all(&mut canvas, second);
+        assert!(matches(&canvas, &data));
+    }
+
+    #[test]
     fn a_change_over_an_approximation_resends_the_whole_tile() {
         // The viewer's tile is lossy: a one-pixel change must bring all of it, exact.
         let (w, h) = (256, 128);
@@ -276,6 +308,19 @@ mod tests {
         assert_eq!(canvas.apply(outside), Err(ScreenError::TileOutside));
         let too_big = tile(0, 0, 65, 1, Codec::Raw, vec![0; 195]);
         assert_eq!(canvas.apply(too_big), Err(ScreenError::TileOutside));
+        // Tiles that together cover more than the screen: the same spot drawn over and over.
+        let spot = Tile {
+            x: 0,
+            y: 0,
+            width: 64,
+            height: 64,
+            codec: Codec::Raw,
+            data: vec![0; 64 * 64 * 3],
+        };
+        assert_eq!(
+            canvas.apply(ScreenUpdate::Tiles(vec![spot; 3])),
+            Err(ScreenError::TileOutside)
+        );
         let short = tile(0, 0, 10, 10, Codec::Raw, vec![0; 299]);
         assert_eq!(canvas.apply(short), Err(ScreenError::BadTile));
         let garbage = tile(0, 0, 10, 10, Codec::Zstd, vec![1, 2, 3]);
