@@ -72,6 +72,17 @@ mod tests {
         }
     }
 
+    /// An encoder and a canvas showing `data` after its first, whole frame.
+    fn shown(data: &[u8], w: u16, h: u16) -> (Encoder, Canvas) {
+        let mut encoder = Encoder::new().unwrap();
+        let mut canvas = Canvas::new().unwrap();
+        apply_all(
+            &mut canvas,
+            encoder.encode(&image(data, w, h), 0).unwrap().unwrap(),
+        );
+        (encoder, canvas)
+    }
+
     fn matches(canvas: &Canvas, data: &[u8]) -> bool {
         canvas
             .pixels()
@@ -105,12 +116,7 @@ mod tests {
     fn only_changed_tiles_are_sent() {
         let (w, h) = (256, 256);
         let mut data = picture(w, h, 0);
-        let mut encoder = Encoder::new().unwrap();
-        let mut canvas = Canvas::new().unwrap();
-        apply_all(
-            &mut canvas,
-            encoder.encode(&image(&data, w, h), 0).unwrap().unwrap(),
-        );
+        let (mut encoder, mut canvas) = shown(&data, w, h);
         assert_eq!(
             encoder.encode(&image(&data, w, h), 0).unwrap(),
             None,
@@ -158,12 +164,7 @@ mod tests {
         // by its ratio alone, a few pixels of zstd look like a photo and went lossy, whole tile.)
         let (w, h) = (256, 128);
         let mut data = picture(w, h, 0);
-        let mut encoder = Encoder::new().unwrap();
-        let mut canvas = Canvas::new().unwrap();
-        apply_all(
-            &mut canvas,
-            encoder.encode(&image(&data, w, h), 0).unwrap().unwrap(),
-        );
+        let (mut encoder, mut canvas) = shown(&data, w, h);
         for y in 10..26 {
             data[(y * usize::from(w) + 3) * 4] ^= 0xff;
             data[(y * usize::from(w) + 200) * 4 + 1] ^= 0xff;
@@ -458,11 +459,7 @@ mod tests {
             else {
                 break;
             };
-            for u in &frame.updates {
-                if let ScreenUpdate::Tiles(tiles) = u {
-                    widest = tiles.iter().map(|t| t.width).max().unwrap_or(0).max(widest);
-                }
-            }
+            widest = tiles_of(&frame).map(|t| t.width).fold(widest, u16::max);
             apply_all(&mut canvas, frame);
         }
         assert!(!encoder.pending(), "refinement finished");
@@ -626,12 +623,7 @@ mod tests {
     fn a_scroll_is_a_move_plus_the_new_rows() {
         let (w, h) = (640, 480);
         let mut data = page(w, h, 1);
-        let mut encoder = Encoder::new().unwrap();
-        let mut canvas = Canvas::new().unwrap();
-        apply_all(
-            &mut canvas,
-            encoder.encode(&image(&data, w, h), 0).unwrap().unwrap(),
-        );
+        let (mut encoder, mut canvas) = shown(&data, w, h);
         scroll(&mut data, w, 39, 2);
         let frame = encoder.encode(&image(&data, w, h), 0).unwrap().unwrap();
         assert_eq!(frame.copies, 1, "one move of the whole width");
