@@ -104,7 +104,8 @@ impl Handler for Screen {
                     let want = sync;
                     if let Some(session) = &ctx.session {
                         let path = session.connection().stats().path;
-                        pacer.on_path(PathSample { rtt: path.rtt, cwnd: path.cwnd });
+                        let sample = PathSample { rtt: path.rtt, cwnd: path.cwnd, lost_packets: path.lost_packets };
+                        pacer.on_path(sample, Instant::now());
                     }
                     let budget = if want != 0 && sync_since.elapsed() > REFRESH_PATIENCE {
                         usize::MAX
@@ -122,7 +123,7 @@ impl Handler for Screen {
                         }
                         // A frame says what the path carries only if it was cut to the budget.
                         let full = encoder.pending() && frame.bytes.saturating_mul(2) >= budget;
-                        pacer.sent(frame.number, frame.bytes, full, Instant::now());
+                        pacer.sent(frame.number, frame.bytes, full, frame.still, Instant::now());
                         if want != 0 && frame.answers(want) {
                             sync = 0;
                         }

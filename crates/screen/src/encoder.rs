@@ -67,6 +67,9 @@ pub struct EncodedFrame {
     pub copies: u32,
     /// Bytes of pixel data (tiles and lossy images) in the frame.
     pub bytes: usize,
+    /// Nothing on the screen changed since the frame before: this one only sharpens or
+    /// completes the picture.
+    pub still: bool,
 }
 
 impl EncodedFrame {
@@ -287,6 +290,7 @@ impl Encoder {
                 changed = self.changed(image);
             }
         }
+        let still = changed.is_empty() && copies.is_empty();
         for &i in &changed {
             let s = &mut self.states[i];
             s.over_exact = s.viewer_exact();
@@ -432,6 +436,7 @@ impl Encoder {
             copies: copies.len() as u32,
             bytes: tiles.iter().map(|t: &Tile| t.data.len()).sum::<usize>()
                 + rects.iter().map(|r: &LossyRect| r.data.len()).sum::<usize>(),
+            still,
         };
         // A copy is a few bytes on the wire; many of them still must not overflow a message.
         batches(copies, |_| COPY_BYTES, ScreenUpdate::Copy, &mut frame.updates);

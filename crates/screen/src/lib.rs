@@ -401,6 +401,7 @@ mod tests {
             .unwrap();
         assert_eq!(first.tiles, 0, "nothing exact fits");
         assert!(first.lossy > 0);
+        assert!(!first.still, "the first picture is a change");
         assert!(first.bytes <= budget, "{} bytes", first.bytes);
         assert_eq!(
             apply_frame(&mut canvas, &first),
@@ -423,6 +424,7 @@ mod tests {
                 .unwrap()
                 .unwrap();
             assert!(frame.bytes <= budget, "{} bytes", frame.bytes);
+            assert!(frame.still, "the picture only sharpens");
             sent += frame.bytes;
             frames += 1;
             if apply_frame(&mut canvas, &frame) == 1 {
@@ -627,6 +629,7 @@ mod tests {
         scroll(&mut data, w, 39, 2);
         let frame = encoder.encode(&image(&data, w, h), 0).unwrap().unwrap();
         assert_eq!(frame.copies, 1, "one move of the whole width");
+        assert!(!frame.still);
         // The 39 new rows lie in the last two tile rows (416..480): 10 tiles each at most,
         // each no more than the new rows.
         assert!(frame.tiles <= 20, "{} tiles", frame.tiles);

@@ -7,6 +7,9 @@
 //! more than a round trip in flight keeps the path busy while the agent captures and encodes
 //! (which is what makes the acknowledgements measure it), a slow path gets fewer, newer frames
 //! instead of a queue, and small frames (typing, scrolling) still follow each other closely.
+//! While a still picture is being sharpened and the connection has lost a packet of the
+//! waiting frames, twice as many may wait: the frames behind the hole cannot be acknowledged
+//! until it is filled, but the path still carries them.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -42,6 +45,8 @@ pub struct PathSample {
     pub rtt: Duration,
     /// Congestion window, bytes.
     pub cwnd: u64,
+    /// Packets the connection has declared lost so far.
+    pub lost_packets: u64,
 }
 
 /// The pacer's state.
@@ -57,6 +62,10 @@ pub struct Pacer {
     last_ack: Option<Instant>,
     /// Round trip from a frame's sending to its acknowledgement (smoothed).
     ack_rtt: Option<Duration>,
+    /// When the connection last declared a packet lost.
+    last_loss: Option<Instant>,
+    /// The last frame sent only sharpened a still picture.
+    still: bool,
 }
 
 impl Default for Pacer {
@@ -74,24 +83,43 @@ impl Pacer {
             delivered: None,
             last_ack: None,
             ack_rtt: None,
+            last_loss: None,
+            still: false,
         }
     }
 
-    /// The latest figures of the QUIC connection.
-    pub fn on_path(&mut self, sample: PathSample) {
+    /// The latest figures of the QUIC connection, read at `now`.
+    pub fn on_path(&mut self, sample: PathSample, now: Instant) {
+        if self.path.is_some_and(|p| sample.lost_packets > p.lost_packets) {
+            self.last_loss = Some(now);
+        }
         self.path = Some(sample);
     }
 
     /// Whether a new frame may be captured now.
     pub fn may_send(&self) -> bool {
+        // A packet lost after the oldest waiting frame went out holds up every frame behind it
+        // on the stream until it is sent again (a round trip or more): acknowledgements stop
+        // although the path still delivers. While a still picture is being sharpened, twice
+        // the frames may wait then, so the path keeps carrying the refinement instead of
+        // idling until the hole is filled. Not while the screen changes: there the frames
+        // behind the hole would only age.
+        let stalled = match (self.in_flight.front(), self.last_loss) {
+            (Some(oldest), Some(loss)) => self.still && loss > oldest.2,
+            _ => false,
+        };
+        let share = if stalled { 2 } else { 1 };
         let waiting: usize = self.in_flight.iter().map(|f| f.1).sum();
-        self.in_flight.len() < MAX_IN_FLIGHT && waiting < self.budget().saturating_mul(FRAMES_IN_FLIGHT)
+        self.in_flight.len() < MAX_IN_FLIGHT * share
+            && waiting < self.budget().saturating_mul(FRAMES_IN_FLIGHT * share)
     }
 
     /// Frame `frame` of `bytes` went out; `full`: the encoder had more to send than the
     /// budget let it and the frame used most of the budget (otherwise the frame says little
-    /// about what the path could carry).
-    pub fn sent(&mut self, frame: u64, bytes: usize, full: bool, now: Instant) {
+    /// about what the path could carry); `still`: nothing on the screen had changed, the frame
+    /// only sharpened the picture.
+    pub fn sent(&mut self, frame: u64, bytes: usize, full: bool, still: bool, now: Instant) {
+        self.still = still;
         let busy = full && !self.in_flight.is_empty();
         self.in_flight.push_back((frame, bytes, now, busy));
     }
@@ -175,7 +203,7 @@ mod tests {
         // Small frames: up to MAX_IN_FLIGHT of them.
         for n in 1..=MAX_IN_FLIGHT as u64 {
             assert!(p.may_send());
-            p.sent(n, 500, false, t);
+            p.sent(n, 500, false, false, t);
         }
         assert!(!p.may_send(), "{MAX_IN_FLIGHT} frames wait");
         p.acked(1, t + 50 * MS);
@@ -185,13 +213,17 @@ mod tests {
         p.acked(MAX_IN_FLIGHT as u64, t + 70 * MS);
         assert!(p.in_flight.is_empty());
         // Frames as large as the budget: FRAMES_IN_FLIGHT of them, no more.
-        p.on_path(PathSample {
-            rtt: 50 * MS,
-            cwnd: 32_000,
-        });
+        p.on_path(
+            PathSample {
+                rtt: 50 * MS,
+                cwnd: 32_000,
+                lost_packets: 0,
+            },
+            t,
+        );
         for n in 0..FRAMES_IN_FLIGHT as u64 {
             assert!(p.may_send());
-            p.sent(10 + n, p.budget(), true, t + 80 * MS);
+            p.sent(10 + n, p.budget(), true, false, t + 80 * MS);
         }
         assert!(!p.may_send(), "{FRAMES_IN_FLIGHT} budgets' worth of bytes wait");
         p.acked(10 + FRAMES_IN_FLIGHT as u64, t + 200 * MS);
@@ -199,23 +231,72 @@ mod tests {
     }
 
     #[test]
+    fn a_loss_behind_the_waiting_frames_lets_refinement_go_on() {
+        let path = |lost_packets| PathSample {
+            rtt: 80 * MS,
+            cwnd: 32_000,
+            lost_packets,
+        };
+        // Fills the pacer with full frames numbered from `first`, sent at `at`; returns how
+        // many it let out.
+        let fill = |p: &mut Pacer, first: u64, still: bool, at: Instant| {
+            let mut n = 0;
+            while p.may_send() && n < 100 {
+                p.sent(first + n, p.budget(), true, still, at);
+                n += 1;
+            }
+            n
+        };
+        for still in [true, false] {
+            let mut p = Pacer::new();
+            let t = Instant::now();
+            p.on_path(path(3), t);
+            let normal = fill(&mut p, 1, still, t);
+            assert_eq!(normal, FRAMES_IN_FLIGHT as u64);
+            // A loss declared before these frames went out says nothing about them.
+            p.on_path(path(3), t + 10 * MS);
+            assert!(!p.may_send());
+            // A packet of theirs is declared lost: the stream is held up behind it.
+            p.on_path(path(4), t + 100 * MS);
+            let more = fill(&mut p, normal + 1, still, t + 100 * MS);
+            if still {
+                assert_eq!(more, FRAMES_IN_FLIGHT as u64, "refinement goes on past the hole");
+            } else {
+                assert_eq!(more, 0, "changing frames would only age behind the hole");
+            }
+            // Once the held-up frames arrive, the usual limit holds again.
+            p.acked(normal, t + 300 * MS);
+            assert_eq!(p.may_send(), !still, "{} frames still wait", p.in_flight.len());
+        }
+    }
+
+    #[test]
     fn the_window_caps_the_budget() {
         let mut p = Pacer::new();
+        let t = Instant::now();
         assert_eq!(p.budget(), usize::MAX, "nothing known: as today");
         // 5 Mbit/s with 50 ms RTT: a 32 KB window, 640 KB/s.
-        p.on_path(PathSample {
-            rtt: 50 * MS,
-            cwnd: 32_000,
-        });
+        p.on_path(
+            PathSample {
+                rtt: 50 * MS,
+                cwnd: 32_000,
+                lost_packets: 0,
+            },
+            t,
+        );
         assert_eq!(
             p.budget(),
             (640_000.0 * PROBE_GAIN * FRAME_TIME.as_secs_f64()) as usize
         );
         // A collapsed window still leaves a usable frame.
-        p.on_path(PathSample {
-            rtt: 500 * MS,
-            cwnd: 2_400,
-        });
+        p.on_path(
+            PathSample {
+                rtt: 500 * MS,
+                cwnd: 2_400,
+                lost_packets: 0,
+            },
+            t,
+        );
         assert_eq!(p.budget(), MIN_BUDGET);
     }
 
@@ -230,7 +311,7 @@ mod tests {
             if p.may_send() {
                 n += 1;
                 let bytes = p.budget().min(10_000_000);
-                p.sent(n, bytes, true, *t);
+                p.sent(n, bytes, true, false, *t);
                 free = free.max(*t) + Duration::from_secs_f64(bytes as f64 / rate);
                 acks.push_back((free + 25 * MS, n));
             } else {
@@ -250,16 +331,24 @@ mod tests {
     fn a_busy_path_is_measured_and_a_faster_one_is_found() {
         let mut p = Pacer::new();
         let mut t = Instant::now();
-        p.on_path(PathSample {
-            rtt: 50 * MS,
-            cwnd: 15_000,
-        });
+        p.on_path(
+            PathSample {
+                rtt: 50 * MS,
+                cwnd: 15_000,
+                lost_packets: 0,
+            },
+            t,
+        );
         // The window says 300 KB/s; the acknowledgements find the path's 625 KB/s (5 Mbit/s)
         // after a few frames, and the window (grown meanwhile) no longer limits.
-        p.on_path(PathSample {
-            rtt: 50 * MS,
-            cwnd: 1_000_000,
-        });
+        p.on_path(
+            PathSample {
+                rtt: 50 * MS,
+                cwnd: 1_000_000,
+                lost_packets: 0,
+            },
+            t,
+        );
         let rate = saturate(&mut p, 625_000.0, 3.0, &mut t);
         assert!((550_000.0..=700_000.0).contains(&rate), "{rate}");
         // The budget drains in about FRAME_TIME (with the probing gain).
@@ -279,7 +368,7 @@ mod tests {
         let before = p.rate().unwrap();
         // Typing: a tiny frame every 100 ms, each acknowledged a round trip later.
         for n in 100..130 {
-            p.sent(n, 600, false, t);
+            p.sent(n, 600, false, false, t);
             p.acked(n, t + 50 * MS);
             t += 100 * MS;
         }
@@ -293,16 +382,20 @@ mod tests {
         // forgets only frames it sent, and the budget stays what the path allows.
         let mut p = Pacer::new();
         let t = Instant::now();
-        p.on_path(PathSample {
-            rtt: 50 * MS,
-            cwnd: 32_000,
-        });
+        p.on_path(
+            PathSample {
+                rtt: 50 * MS,
+                cwnd: 32_000,
+                lost_packets: 0,
+            },
+            t,
+        );
         let budget = p.budget();
         p.acked(u64::MAX, t);
         p.acked(7, t + MS);
         assert_eq!(p.budget(), budget, "acks of nothing measure nothing");
         for n in 1..=FRAMES_IN_FLIGHT as u64 {
-            p.sent(n, budget, true, t);
+            p.sent(n, budget, true, false, t);
         }
         assert!(!p.may_send());
         p.acked(0, t + 10 * MS);
@@ -317,13 +410,17 @@ mod tests {
     fn the_round_trip_comes_from_the_connection_else_the_acknowledgements() {
         let mut p = Pacer::new();
         let t = Instant::now();
-        p.sent(1, 1000, false, t);
+        p.sent(1, 1000, false, false, t);
         p.acked(1, t + 80 * MS);
         assert_eq!(p.rtt(), Some(80 * MS));
-        p.on_path(PathSample {
-            rtt: 50 * MS,
-            cwnd: 15_000,
-        });
+        p.on_path(
+            PathSample {
+                rtt: 50 * MS,
+                cwnd: 15_000,
+                lost_packets: 0,
+            },
+            t,
+        );
         assert_eq!(p.rtt(), Some(50 * MS));
     }
 }
