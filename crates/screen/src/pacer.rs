@@ -7,9 +7,9 @@
 //! more than a round trip in flight keeps the path busy while the agent captures and encodes
 //! (which is what makes the acknowledgements measure it), a slow path gets fewer, newer frames
 //! instead of a queue, and small frames (typing, scrolling) still follow each other closely.
-//! While a still picture is being sharpened and the connection has lost a packet of the
-//! waiting frames, twice as many may wait: the frames behind the hole cannot be acknowledged
-//! until it is filled, but the path still carries them.
+//! While a picture that stood still for [`QUIET`] is being sharpened and the connection has
+//! lost a packet of the waiting frames, twice as many may wait: the frames behind the hole
+//! cannot be acknowledged until it is filled, but the path still carries them.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -34,6 +34,10 @@ pub const MIN_BUDGET: usize = 16 * 1024;
 /// Budgets ask for this much more than the path was seen to deliver, so that a path faster
 /// than what the frames so far needed shows itself in the next samples.
 const PROBE_GAIN: f64 = 1.25;
+
+/// How long the screen must have stood still before its refinement may keep more frames in
+/// flight past a lost packet (longer than the pauses between the steps of a scroll).
+pub const QUIET: Duration = Duration::from_millis(300);
 
 /// Acknowledgements closer together than this make no sample (their spacing is noise).
 const MIN_SPAN: Duration = Duration::from_millis(5);
@@ -64,8 +68,10 @@ pub struct Pacer {
     ack_rtt: Option<Duration>,
     /// When the connection last declared a packet lost.
     last_loss: Option<Instant>,
-    /// The last frame sent only sharpened a still picture.
-    still: bool,
+    /// When the last frame with a change of the screen went out.
+    changed_at: Option<Instant>,
+    /// The last frame sent only sharpened a picture that had stood still for [`QUIET`].
+    quiet: bool,
 }
 
 impl Default for Pacer {
@@ -84,7 +90,8 @@ impl Pacer {
             last_ack: None,
             ack_rtt: None,
             last_loss: None,
-            still: false,
+            changed_at: None,
+            quiet: false,
         }
     }
 
@@ -100,12 +107,12 @@ impl Pacer {
     pub fn may_send(&self) -> bool {
         // A packet lost after the oldest waiting frame went out holds up every frame behind it
         // on the stream until it is sent again (a round trip or more): acknowledgements stop
-        // although the path still delivers. While a still picture is being sharpened, twice
+        // although the path still delivers. While a quiet picture is being sharpened, twice
         // the frames may wait then, so the path keeps carrying the refinement instead of
         // idling until the hole is filled. Not while the screen changes: there the frames
         // behind the hole would only age.
         let stalled = match (self.in_flight.front(), self.last_loss) {
-            (Some(oldest), Some(loss)) => self.still && loss > oldest.2,
+            (Some(oldest), Some(loss)) => self.quiet && loss > oldest.2,
             _ => false,
         };
         let share = if stalled { 2 } else { 1 };
@@ -119,7 +126,13 @@ impl Pacer {
     /// about what the path could carry); `still`: nothing on the screen had changed, the frame
     /// only sharpened the picture.
     pub fn sent(&mut self, frame: u64, bytes: usize, full: bool, still: bool, now: Instant) {
-        self.still = still;
+        if !still {
+            self.changed_at = Some(now);
+        }
+        self.quiet = still
+            && self
+                .changed_at
+                .is_none_or(|c| now.saturating_duration_since(c) >= QUIET);
         let busy = full && !self.in_flight.is_empty();
         self.in_flight.push_back((frame, bytes, now, busy));
     }
@@ -268,6 +281,20 @@ mod tests {
             p.acked(normal, t + 300 * MS);
             assert_eq!(p.may_send(), !still, "{} frames still wait", p.in_flight.len());
         }
+        // A pause between the steps of a scroll is not a quiet picture.
+        let mut p = Pacer::new();
+        let t = Instant::now();
+        p.on_path(path(0), t);
+        p.sent(1, 100, false, false, t);
+        p.acked(1, t + 50 * MS);
+        let normal = fill(&mut p, 2, true, t + 100 * MS);
+        p.on_path(path(1), t + 200 * MS);
+        assert_eq!(fill(&mut p, 10, true, t + 200 * MS), 0);
+        p.acked(normal + 1, t + 250 * MS);
+        // Quiet for long enough, it is.
+        let normal = fill(&mut p, 20, true, t + QUIET);
+        p.on_path(path(2), t + QUIET + 100 * MS);
+        assert_eq!(fill(&mut p, 30, true, t + QUIET + 100 * MS), normal);
     }
 
     #[test]
