@@ -58,9 +58,11 @@ pub fn lines(stats: Option<&FrameStats>, fps: f64, bytes_per_s: f64, present_ms:
     let mut out = vec![format!("FPS {fps:.0}  {:.0} KB/S", bytes_per_s / 1e3)];
     if let Some(s) = stats {
         out.push(format!(
-            "CAPTURE {:.1}  ENCODE {:.1}  DRAW {present_ms:.1} MS",
+            "CAPTURE {:.1}  DIFF {:.1}  ENCODE {:.1}  SEND {:.1}  DRAW {present_ms:.1} MS",
             f64::from(s.capture_us) / 1e3,
-            f64::from(s.encode_us) / 1e3,
+            f64::from(s.diff_us) / 1e3,
+            f64::from(s.encode_us.saturating_sub(s.diff_us)) / 1e3,
+            f64::from(s.send_us) / 1e3,
         ));
         out.push(format!(
             "RTT {:.0} MS  RATE {:.0} KB/S  BACKLOG {:.0} MS",
@@ -125,6 +127,8 @@ mod tests {
         let stats = FrameStats {
             capture_us: 4_200,
             encode_us: 9_000,
+            diff_us: 2_500,
+            send_us: 300,
             rtt_us: 52_000,
             rate: 610_000,
             quality: 40,
@@ -134,7 +138,11 @@ mod tests {
         };
         let l = lines(Some(&stats), 23.4, 612_000.0, 1.5);
         assert_eq!(l[0], "FPS 23  612 KB/S");
-        assert!(l[1].starts_with("CAPTURE 4.2  ENCODE 9.0  DRAW 1.5"), "{}", l[1]);
+        assert!(
+            l[1].starts_with("CAPTURE 4.2  DIFF 2.5  ENCODE 6.5  SEND 0.3  DRAW 1.5"),
+            "{}",
+            l[1]
+        );
         assert!(l[2].starts_with("RTT 52 MS  RATE 610 KB/S"), "{}", l[2]);
         assert!(l[3].starts_with("Q40 X4  INEXACT 12"), "{}", l[3]);
         assert_eq!(lines(None, 0.0, 0.0, 0.0).len(), 1);
@@ -146,6 +154,8 @@ mod tests {
             captured_unix_us: u64::MAX,
             capture_us: u32::MAX,
             encode_us: u32::MAX,
+            diff_us: u32::MAX,
+            send_us: u32::MAX,
             backlog_us: u32::MAX,
             budget: u32::MAX,
             rtt_us: u32::MAX,

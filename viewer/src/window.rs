@@ -172,43 +172,9 @@ impl App {
         s.surface.resize(ww, wh).map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut buffer = s.surface.buffer_mut().map_err(|e| anyhow::anyhow!("{e}"))?;
         let canvas = self.shared.canvas.lock().unwrap_or_else(|e| e.into_inner());
-        let border = if control { CONTROL_BORDER } else { VIEW_ONLY_BORDER };
-        buffer.fill(border);
         let (ww, wh) = (ww.get(), wh.get());
-        let (cw, ch) = (u32::from(canvas.width()), u32::from(canvas.height()));
-        let (aw, ah) = (ww.saturating_sub(2 * BORDER), wh.saturating_sub(2 * BORDER));
-        if cw > 0 && ch > 0 && aw > 0 && ah > 0 {
-            // Fit, keeping the aspect ratio.
-            let (dw, dh) = if u64::from(aw) * u64::from(ch) <= u64::from(ah) * u64::from(cw) {
-                (aw, (u64::from(aw) * u64::from(ch) / u64::from(cw)).max(1) as u32)
-            } else {
-                ((u64::from(ah) * u64::from(cw) / u64::from(ch)).max(1) as u32, ah)
-            };
-            let (ox, oy) = (BORDER + (aw - dw) / 2, BORDER + (ah - dh) / 2);
-            self.placement = (ox, oy, dw, dh);
-            for y in BORDER..wh - BORDER {
-                buffer[(y * ww + BORDER) as usize..(y * ww + ww - BORDER) as usize].fill(0);
-            }
-            scale(canvas.pixels(), cw, ch, &mut buffer, ww, (ox, oy, dw, dh));
-            if let (Some((px, py)), Some(cursor)) = (canvas.cursor_position, &canvas.cursor) {
-                let at = |v: i32, o: u32, d: u32, c: u32| {
-                    i64::from(o) + i64::from(v) * i64::from(d) / i64::from(c)
-                };
-                let (x0, y0) = (
-                    at(px, ox, dw, cw) - i64::from(cursor.hot_x),
-                    at(py, oy, dh, ch) - i64::from(cursor.hot_y),
-                );
-                for (i, &argb) in cursor.argb.iter().enumerate() {
-                    let (x, y) = (
-                        x0 + (i % usize::from(cursor.width)) as i64,
-                        y0 + (i / usize::from(cursor.width)) as i64,
-                    );
-                    if x >= 0 && y >= 0 && x < i64::from(ww) && y < i64::from(wh) {
-                        let dst = &mut buffer[(y as u32 * ww + x as u32) as usize];
-                        *dst = blend(*dst, argb);
-                    }
-                }
-            }
+        if let Some(placement) = compose(&canvas, &mut buffer, ww, wh, control) {
+            self.placement = placement;
         }
         let (since, frames, bytes, _, _) = self.rates;
         let elapsed = since.elapsed().as_secs_f64();
@@ -236,6 +202,54 @@ fn title(control: bool) -> String {
     } else {
         "Ponte — customer's screen — VIEW ONLY".into()
     }
+}
+
+/// Draws the picture into a window buffer of `ww`×`wh` (0x00RRGGBB): the border that says
+/// whether the assistant controls, the picture fitted inside keeping its aspect ratio, the
+/// pointer over it. Returns where the picture went (left, top, width, height), if anywhere.
+pub fn compose(
+    canvas: &Canvas,
+    buffer: &mut [u32],
+    ww: u32,
+    wh: u32,
+    control: bool,
+) -> Option<(u32, u32, u32, u32)> {
+    let border = if control { CONTROL_BORDER } else { VIEW_ONLY_BORDER };
+    buffer.fill(border);
+    let (cw, ch) = (u32::from(canvas.width()), u32::from(canvas.height()));
+    let (aw, ah) = (ww.saturating_sub(2 * BORDER), wh.saturating_sub(2 * BORDER));
+    if cw == 0 || ch == 0 || aw == 0 || ah == 0 {
+        return None;
+    }
+    // Fit, keeping the aspect ratio.
+    let (dw, dh) = if u64::from(aw) * u64::from(ch) <= u64::from(ah) * u64::from(cw) {
+        (aw, (u64::from(aw) * u64::from(ch) / u64::from(cw)).max(1) as u32)
+    } else {
+        ((u64::from(ah) * u64::from(cw) / u64::from(ch)).max(1) as u32, ah)
+    };
+    let (ox, oy) = (BORDER + (aw - dw) / 2, BORDER + (ah - dh) / 2);
+    for y in BORDER..wh - BORDER {
+        buffer[(y * ww + BORDER) as usize..(y * ww + ww - BORDER) as usize].fill(0);
+    }
+    scale(canvas.pixels(), cw, ch, buffer, ww, (ox, oy, dw, dh));
+    if let (Some((px, py)), Some(cursor)) = (canvas.cursor_position, &canvas.cursor) {
+        let at = |v: i32, o: u32, d: u32, c: u32| i64::from(o) + i64::from(v) * i64::from(d) / i64::from(c);
+        let (x0, y0) = (
+            at(px, ox, dw, cw) - i64::from(cursor.hot_x),
+            at(py, oy, dh, ch) - i64::from(cursor.hot_y),
+        );
+        for (i, &argb) in cursor.argb.iter().enumerate() {
+            let (x, y) = (
+                x0 + (i % usize::from(cursor.width)) as i64,
+                y0 + (i / usize::from(cursor.width)) as i64,
+            );
+            if x >= 0 && y >= 0 && x < i64::from(ww) && y < i64::from(wh) {
+                let dst = &mut buffer[(y as u32 * ww + x as u32) as usize];
+                *dst = blend(*dst, argb);
+            }
+        }
+    }
+    Some((ox, oy, dw, dh))
 }
 
 /// Nearest-neighbour scaling of `src` (cw×ch) into `dst` (stride `ww`) at `(ox, oy, dw, dh)`.

@@ -208,8 +208,13 @@ async fn send_step(
         send.send(&ScreenUpdate::Cursor { x, y }).await?;
     }
     if let Some(frame) = step.frame {
-        for update in &frame.updates {
-            send.send(update).await?;
+        // The frame's figures go out after its pixels: they can say how long those took.
+        let started = Instant::now();
+        for mut update in frame.updates {
+            if let ScreenUpdate::Stats(stats) = &mut update {
+                stats.send_us = started.elapsed().as_micros().min(u32::MAX.into()) as u32;
+            }
+            send.send(&update).await?;
         }
     }
     Ok(())

@@ -114,6 +114,12 @@ pub struct FrameStats {
     pub capture_us: u32,
     /// Finding changes and encoding them, microseconds.
     pub encode_us: u32,
+    /// Of `encode_us`: finding what changed since the last frame (comparing, detecting moved
+    /// content), microseconds.
+    pub diff_us: u32,
+    /// Handing the frame's pixel messages to the connection, microseconds (waiting for QUIC
+    /// flow control shows here).
+    pub send_us: u32,
     /// How long the oldest change not yet sent had waited at capture, microseconds (0: the
     /// picture is complete after this frame).
     pub backlog_us: u32,

@@ -272,6 +272,8 @@ impl Encoder {
             ..FrameStats::default()
         };
 
+        // The clock is read only for the statistics; `now` stays the frame's time.
+        let diff_started = Instant::now();
         let mut changed = self.changed(image);
         let mut copies = Vec::new();
         if changed.len() >= SCROLL_MIN_TILES {
@@ -290,6 +292,7 @@ impl Encoder {
                 changed = self.changed(image);
             }
         }
+        stats.diff_us = diff_started.elapsed().as_micros().min(u32::MAX.into()) as u32;
         let still = changed.is_empty() && copies.is_empty();
         for &i in &changed {
             let s = &mut self.states[i];
