@@ -263,11 +263,12 @@ mod tests {
         for still in [true, false] {
             let mut p = Pacer::new();
             let t = Instant::now();
-            p.on_path(path(3), t);
-            let normal = fill(&mut p, 1, still, t);
-            assert_eq!(normal, FRAMES_IN_FLIGHT as u64);
+            p.on_path(path(2), t);
             // A loss declared before these frames went out says nothing about them.
-            p.on_path(path(3), t + 10 * MS);
+            p.on_path(path(3), t);
+            let normal = fill(&mut p, 1, still, t + MS);
+            assert_eq!(normal, FRAMES_IN_FLIGHT as u64);
+            p.on_path(path(3), t + 50 * MS);
             assert!(!p.may_send());
             // A packet of theirs is declared lost: the stream is held up behind it.
             p.on_path(path(4), t + 100 * MS);
