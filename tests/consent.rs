@@ -538,15 +538,7 @@ async fn the_log_has_the_shell_transcript_and_every_connection_attempt() {
     };
     let mut result = None;
     for _ in 0..50 {
-        let options = ponte_viewer::JoinOptions {
-            relay: w.relay_options(),
-            accept_new_fingerprint: false,
-            session: id.parse().unwrap(),
-            code: wrong.parse().unwrap(),
-            credentials: test_assistant(),
-            extras: Default::default(),
-        };
-        match ponte_viewer::join(options).await {
+        match ponte_viewer::join(w.join_options(&id, wrong, test_assistant())).await {
             Err(ViewerError::Relay(ponte_protocol::rendezvous::Refusal::AlreadyPaired)) => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -731,17 +723,8 @@ async fn a_yes_typed_as_the_consent_question_appears_is_not_taken() {
     let w = World::new().await;
     let (mut agent, id, code) = w.text_agent(&[]);
     let viewer = tokio::spawn({
-        let w_relay = w.relay_options();
-        let (id, code) = (id.clone(), code.clone());
+        let options = w.join_options(&id, &code, test_assistant());
         async move {
-            let options = ponte_viewer::JoinOptions {
-                relay: w_relay,
-                accept_new_fingerprint: false,
-                session: id.parse().unwrap(),
-                code: code.parse().unwrap(),
-                credentials: test_assistant(),
-                extras: Default::default(),
-            };
             let (viewer, _) = ponte_viewer::join(options).await.unwrap();
             viewer.consent(WAIT).await;
             viewer

@@ -288,15 +288,7 @@ async fn join_shown(
             name,
             agreed(|seen| read(seen).filter(|r| !refused.contains(r))),
         );
-        let options = ponte_viewer::JoinOptions {
-            relay: w.relay_options(),
-            accept_new_fingerprint: false,
-            session: id.parse().unwrap(),
-            code: code.parse().unwrap(),
-            credentials: credentials(),
-            extras: Default::default(),
-        };
-        match ponte_viewer::join(options).await {
+        match ponte_viewer::join(w.join_options(&id, &code, credentials())).await {
             Ok((viewer, _)) => return viewer,
             Err(e) if refused.len() < 2 => {
                 eprintln!("{name}: the reading {id} {code} was refused ({e}); reading again");

@@ -150,16 +150,28 @@ impl World {
         code: &str,
         credentials: ponte_protocol::handshake::Credentials,
     ) -> ponte_viewer::Viewer {
-        let options = ponte_viewer::JoinOptions {
+        let (viewer, _) = ponte_viewer::join(self.join_options(id, code, credentials))
+            .await
+            .unwrap();
+        viewer
+    }
+
+    /// What an assistant joining session `id` with `code` as `credentials` through the
+    /// in-process relay passes to [`ponte_viewer::join`].
+    pub fn join_options(
+        &self,
+        id: &str,
+        code: &str,
+        credentials: ponte_protocol::handshake::Credentials,
+    ) -> ponte_viewer::JoinOptions {
+        ponte_viewer::JoinOptions {
             relay: self.relay_options(),
             accept_new_fingerprint: false,
             session: id.parse().unwrap(),
             code: code.parse().unwrap(),
             credentials,
             extras: Default::default(),
-        };
-        let (viewer, _) = ponte_viewer::join(options).await.unwrap();
-        viewer
+        }
     }
 
     /// How the in-process relay is reached and pinned.
