@@ -16,6 +16,9 @@ use tokio::task::JoinSet;
 
 use crate::bucket::TokenBucket;
 
+/// How long the data a departed peer sent before leaving may still take to be passed on.
+const DRAIN: Duration = Duration::from_secs(3);
+
 /// Largest chunk read from a stream at a time.
 const CHUNK: usize = crate::memory::CHUNK as usize;
 
@@ -104,11 +107,19 @@ impl Budget {
 }
 
 /// Copies one stream direction until it ends, propagating FIN, RESET and STOP_SENDING.
-async fn copy(mut from: RecvStream, mut to: SendStream, budget: Arc<Budget>, direction: Direction) {
+///
+/// Only the sender's FIN becomes a FIN: a stream cut short any other way (its sender's
+/// connection lost, the copy aborted) is reset, so the reader never takes a truncated stream
+/// for a complete one.
+async fn copy(mut from: RecvStream, to: SendStream, budget: Arc<Budget>, direction: Direction) {
+    let mut to = Outgoing {
+        stream: to,
+        ended: false,
+    };
     loop {
         let chunk = tokio::select! {
             chunk = from.read_chunk(CHUNK, true) => chunk,
-            stopped = to.stopped() => {
+            stopped = to.stream.stopped() => {
                 if let Ok(Some(code)) = stopped {
                     let _ = from.stop(code);
                 }
@@ -121,7 +132,7 @@ async fn copy(mut from: RecvStream, mut to: SendStream, budget: Arc<Budget>, dir
                     (tap.0)(&chunk.bytes);
                 }
                 budget.spend(chunk.bytes.len(), direction).await;
-                if let Err(e) = to.write_chunk(chunk.bytes).await {
+                if let Err(e) = to.stream.write_chunk(chunk.bytes).await {
                     if let quinn::WriteError::Stopped(code) = e {
                         let _ = from.stop(code);
                     }
@@ -129,14 +140,30 @@ async fn copy(mut from: RecvStream, mut to: SendStream, budget: Arc<Budget>, dir
                 }
             }
             Ok(None) => {
-                let _ = to.finish();
+                to.ended = to.stream.finish().is_ok();
                 return;
             }
             Err(quinn::ReadError::Reset(code)) => {
-                let _ = to.reset(code);
+                to.ended = to.stream.reset(code).is_ok();
                 return;
             }
             Err(_) => return,
+        }
+    }
+}
+
+/// A forwarded stream's sending half, reset when dropped before its sender's FIN or RESET
+/// was passed on (quinn's own drop would finish it: a cut stream would look complete).
+struct Outgoing {
+    stream: SendStream,
+    ended: bool,
+}
+
+impl Drop for Outgoing {
+    fn drop(&mut self) {
+        if !self.ended {
+            // Fails harmlessly on a stopped stream or a closed connection.
+            let _ = self.stream.reset(quinn::VarInt::from_u32(0));
         }
     }
 }
@@ -225,6 +252,15 @@ pub async fn run(
         _ = idle_watch => End::Idle,
         _ = tokio::time::sleep(max) => End::MaxDuration,
     };
-    tasks.lock().unwrap_or_else(|e| e.into_inner()).abort_all();
+    let mut tasks = std::mem::take(&mut *tasks.lock().unwrap_or_else(|e| e.into_inner()));
+    if matches!(end, End::AgentGone | End::ViewerGone) {
+        // What the leaving side sent before it left (its last chat line, why it ended) was
+        // acknowledged by this relay: pass it on. Copies towards the closed connection end
+        // at once; copies from it end once its received data is read.
+        let drained = async { while tasks.join_next().await.is_some() {} };
+        let _ = tokio::time::timeout(DRAIN, drained).await;
+    }
+    // Whatever is still copying is cut: its streams are reset (see `Outgoing`).
+    tasks.abort_all();
     end
 }

@@ -90,6 +90,60 @@ async fn fin_reset_and_stop_sending_propagate() {
     assert_eq!(ar.read_to_end(100).await.unwrap(), b"done");
 }
 
+/// What a leaving viewer sent (and the relay acknowledged) before it left — its last chat
+/// line, why it ended — still reaches the agent, even when the session's bandwidth limit
+/// holds it at the relay for a while.
+#[tokio::test]
+async fn what_a_leaving_peer_sent_before_it_left_still_arrives() {
+    let r = relay_with(|c| c.session_bandwidth = Some(200_000)).await;
+    let (agent, viewer) = r.pair().await;
+    let data = payload(3, 300_000);
+    let (mut send, _recv) = viewer.connection().open_bi().await.unwrap();
+    send.write_all(&data).await.unwrap();
+    send.finish().unwrap();
+    // Acknowledged by the relay: leaving now is what a well-behaved viewer does.
+    let acked = tokio::time::timeout(Duration::from_secs(10), send.stopped()).await;
+    assert!(matches!(acked, Ok(Ok(None))), "{acked:?}");
+    viewer.connection().close(0u32.into(), b"bye");
+    let (_s, mut recv) = agent.connection().accept_bi().await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), recv.read_to_end(1 << 20))
+        .await
+        .unwrap();
+    assert_eq!(got.map(|g| g == data), Ok(true), "the agent got a cut stream");
+}
+
+/// A stream its sender never finished, or one the relay could not pass on before giving up
+/// on a departed peer, arrives reset: never as a clean end of a truncated stream.
+#[tokio::test]
+async fn a_stream_cut_by_a_departure_is_reset_never_ended_cleanly() {
+    // 10 kB/s after a 64 kB burst: 100 kB cannot cross before the relay stops draining (3 s).
+    let r = relay_with(|c| c.session_bandwidth = Some(10_000)).await;
+    for finished in [false, true] {
+        let (agent, viewer) = r.pair().await;
+        let data = payload(4, 100_000);
+        let (mut send, _recv) = viewer.connection().open_bi().await.unwrap();
+        send.write_all(&data).await.unwrap();
+        if finished {
+            send.finish().unwrap();
+        }
+        let (_s, mut recv) = agent.connection().accept_bi().await.unwrap();
+        let mut first = [0u8; 1000];
+        recv.read_exact(&mut first).await.unwrap();
+        // Let loopback carry and acknowledge all of it: quinn 0.11 sends no CONNECTION_CLOSE
+        // while congestion-blocked (quinn#2785), and the relay would wait for the idle timeout.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        viewer.connection().close(0u32.into(), b"bye");
+        let end = tokio::time::timeout(Duration::from_secs(10), recv.read_to_end(1 << 20))
+            .await
+            .unwrap();
+        assert!(
+            matches!(end, Err(quinn::ReadToEndError::Read(quinn::ReadError::Reset(_)))),
+            "finished {finished}: {:?}",
+            end.map(|d| d.len())
+        );
+    }
+}
+
 async fn join_error(r: &TestRelay, session: ponte_protocol::SessionId, from: u8) -> Refusal {
     let mut viewer = r.connect_from(&endpoint(from)).await.unwrap();
     let err = viewer.join(session).await.unwrap_err();
