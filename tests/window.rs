@@ -271,9 +271,10 @@ fn agreed<T: Clone + PartialEq>(mut read: impl FnMut(&Seen) -> Option<T>) -> imp
 }
 
 /// Reads the session ID and code the window shows (`read`, agreed by two looks) and joins
-/// with the credentials `credentials` makes. OCR can misread a digit alike twice; the join then fails (no
-/// such session, or a failed handshake) and the test reads again, never taking a refused
-/// reading twice — at most twice, since failed handshakes use up the customer's attempts.
+/// with the credentials `credentials` makes. OCR can misread a digit alike twice; the join
+/// then fails (no such session, or a failed handshake) and the test reads again, never taking
+/// a refused reading twice — at most twice, since failed handshakes use up the customer's
+/// attempts.
 async fn join_shown(
     w: &World,
     x: &Xvfb,
