@@ -145,8 +145,10 @@ async fn peer_text_is_inert_on_screen_and_cannot_forge_log_lines() {
     };
     let viewer = Arc::new(w.assistant_as(&id, &code, credentials).await);
     let connected = agent.expect("Connected: verified");
+    // The organisation as the customer's trust names it (after the key's file, "org"), and
+    // what the certificate claims beside it: both inert.
     assert!(
-        connected.contains("Alice \\u{202e}evil, ACME \\u{2066}Support"),
+        connected.contains("Alice \\u{202e}evil, org (their certificate calls it ACME \\u{2066}Support)"),
         "{connected}"
     );
 
@@ -785,4 +787,125 @@ async fn the_programs_own_folder_is_never_written_without_a_question() {
     assert!(matches!(refused, ViewerError::Refused(_)), "{refused}");
     assert!(!downloads.join("ponte-agent.toml").exists());
     drop(agent);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_decides_whom_ponte_trusts_is_ponte_itself_for_every_way_of_writing() {
+    // An installer put the agent in Downloads with a ponte-agent.toml that trusts ACME's key
+    // in a folder of its own. The assistant tries to change whom the agent trusts.
+    let w = World::new().await;
+    let downloads = w.path("agent-home/Downloads");
+    std::fs::create_dir_all(downloads.join("keys")).unwrap();
+    let program = downloads.join("ponte-agent");
+    std::fs::copy(ponte_tests::binary("ponte-agent"), &program).unwrap();
+    let org = ponte_protocol::identity::PrivateKey::from_pem(include_str!(
+        "../crates/protocol/tests/vectors/organisation.key.pem"
+    ))
+    .unwrap();
+    let acme_key = org.public_key().to_pem();
+    std::fs::write(downloads.join("keys/acme.pub.pem"), &acme_key).unwrap();
+    let toml = "trust-org = [\"ACME Support=keys/acme.pub.pem\"]\n";
+    std::fs::write(downloads.join("ponte-agent.toml"), toml).unwrap();
+    let (mut agent, id, code) = w.text_agent_at(&program, &["--allow", "upload"]);
+    let viewer = w.assistant(&id, &code).await;
+    viewer.consent(WAIT).await.unwrap();
+
+    // 1. A folder merged into the shared folder, carrying a ponte-agent.toml and a key for
+    //    beside the program: the customer is asked about replacing what is there, and says
+    //    yes — but the entries that are Ponte itself are not written that way.
+    let payload = w.path("payload");
+    std::fs::create_dir_all(payload.join("Downloads")).unwrap();
+    std::fs::write(
+        payload.join("Downloads/ponte-agent.toml"),
+        "trust-org = [\"evil.pub.pem\"]\n",
+    )
+    .unwrap();
+    std::fs::write(payload.join("Downloads/evil.pub.pem"), &acme_key).unwrap();
+    std::fs::write(payload.join("notes.txt"), "harmless").unwrap();
+    let putting = tokio::spawn({
+        let viewer = Arc::new(viewer);
+        let payload = payload.clone();
+        let v = viewer.clone();
+        async move { (v.put(&payload, ".", true, &mut no_progress()).await, viewer) }
+    });
+    let question = agent.expect("wants to PUT the folder");
+    assert!(question.contains("agent-home"), "{question}");
+    agent.expect("REPLACES what is there");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    agent.send("y");
+    let (put, viewer) = putting.await.unwrap();
+    assert!(put.is_err(), "the merge wrote Ponte's own files: {put:?}");
+    assert_eq!(
+        std::fs::read_to_string(downloads.join("ponte-agent.toml")).unwrap(),
+        toml
+    );
+    assert!(!downloads.join("evil.pub.pem").exists());
+
+    // 2. The key the configuration names, in a folder of its own, replaced on its own: asked
+    //    as Ponte itself (and refused here).
+    let planted = w.path("planted.pem");
+    std::fs::write(
+        &planted,
+        "-----BEGIN PUBLIC KEY-----\nnot ACME's\n-----END PUBLIC KEY-----\n",
+    )
+    .unwrap();
+    let putting = tokio::spawn({
+        let planted = planted.clone();
+        async move {
+            let put = viewer
+                .put(&planted, "Downloads/keys/acme.pub.pem", true, &mut no_progress())
+                .await;
+            (put, viewer)
+        }
+    });
+    agent.expect("wants to PUT the file");
+    agent.expect("PONTE ITSELF");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    agent.send("n");
+    let (put, _viewer) = putting.await.unwrap();
+    assert!(matches!(put, Err(ViewerError::Refused(_))), "{put:?}");
+    assert_eq!(
+        std::fs::read_to_string(downloads.join("keys/acme.pub.pem")).unwrap(),
+        acme_key
+    );
+    agent.send("end");
+    agent.wait(WAIT);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_typed_after_stty_echo_off_is_still_shown_and_logged() {
+    // The assistant turns the terminal's echo off and runs a command: nothing echoes it, but
+    // the customer's activity list and log show what was typed.
+    let w = World::new().await;
+    let log = w.path("session.log");
+    let (agent, id, code) = w.agent(&["--allow", "terminal", "--log", log.to_str().unwrap()]);
+    let viewer = w.assistant(&id, &code).await;
+    viewer.consent(WAIT).await.unwrap();
+    let mut terminal = viewer.shell(80, 24).await.unwrap();
+    terminal.input(b"stty -echo\n".to_vec()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    terminal
+        .input(b"echo hidden-$((6*7)) > /dev/null; echo done-$((6*7))\nexit\n".to_vec())
+        .await
+        .unwrap();
+    while let Ok(TerminalOutput::Output(_)) = terminal.output().await {}
+    let typed = agent.event_where(
+        "typed",
+        |v| v["text"].as_str().is_some_and(|t| t.contains("hidden-")),
+        WAIT,
+    );
+    assert!(
+        typed["text"]
+            .as_str()
+            .unwrap()
+            .contains("the assistant typed: echo hidden-$((6*7)) > /dev/null; echo done-$((6*7))"),
+        "{typed}"
+    );
+    viewer.quit().await;
+    agent.event("ended", WAIT);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("the assistant typed: echo hidden-$((6*7)) > /dev/null"),
+        "{text}"
+    );
 }

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use ponte_viewer::QuickAccessReply;
 use world::*;
 
 /// Long enough after a prompt appears for the agent to take the answer.
@@ -42,10 +43,27 @@ fn by_device(w: &World, device: &str, identity: &str, batch: &str) -> Output {
 }
 
 fn answer(agent: &mut ponte_tests::Running, prompt: &str, yes: bool) -> String {
+    reply(agent, prompt, if yes { "y" } else { "n" })
+}
+
+/// Types `typed` once the line containing `prompt` has been on screen long enough.
+fn reply(agent: &mut ponte_tests::Running, prompt: &str, typed: &str) -> String {
     let line = agent.expect(prompt);
     std::thread::sleep(SETTLE);
-    agent.send(if yes { "y" } else { "n" });
+    agent.send(typed);
     line
+}
+
+/// The quick-access question as the terminal asks it once the session is over: `days` for
+/// how long ("y": the proposal), then — with permissions to remember — `how` ("1": ask me each
+/// time, "2": without asking).
+fn answer_quick(agent: &mut ponte_tests::Running, days: &str, how: Option<&str>) -> String {
+    let question = agent.expect("connect without a code whenever you start Ponte");
+    reply(agent, "For how many days?", days);
+    if let Some(how) = how {
+        reply(agent, "Type 1 to be asked each time", how);
+    }
+    question
 }
 
 fn trusted_file(w: &World) -> PathBuf {
@@ -78,18 +96,22 @@ fn opt_in(w: &World, org_pub: &str, identity: &str, remember: &str, without_aski
         ],
         &batch,
     );
-    let question = answer(
-        &mut agent,
-        "connect without a code whenever you start Ponte",
-        true,
-    );
+    // Asked only once the session is over and nothing of the assistant's runs any more.
+    agent.expect("asked when the session has ended");
+    agent.expect("Session ended");
+    let question = answer_quick(&mut agent, "y", Some(if without_asking { "2" } else { "1" }));
     assert!(question.contains("ACME Support"), "{question}");
-    answer(&mut agent, "without asking me", without_asking);
+    // Whom it lets in, told apart by the key (two organisations can share a name).
+    assert!(
+        agent.seen().iter().any(|l| l.contains("Key fingerprint: ")),
+        "{:#?}",
+        agent.seen()
+    );
     agent.expect("may now connect without a code until");
     let out = viewer.join().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("saved as"), "{}", text(&out.stderr));
-    agent.expect("Session ended");
+    agent.expect("What happened is recorded in");
     assert!(agent.wait(WAIT).success());
 }
 
@@ -110,6 +132,10 @@ async fn after_opting_in_the_assistant_reconnects_by_device_without_a_code() {
         "{listed}"
     );
     assert!(listed.contains("Terminal"), "the grants to pre-select: {listed}");
+    assert!(
+        listed.contains("; key "),
+        "the organisation key's fingerprint: {listed}"
+    );
     // …and the assistant's address book.
     assert!(w.viewer_cli(&["devices"]).contains("Rossi office"));
 
@@ -285,19 +311,72 @@ async fn an_opt_in_removed_while_the_agent_waits_no_longer_opens_it() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_question_goes_away_with_the_session() {
+async fn the_question_goes_away_with_the_assistant() {
     let w = World::new().await;
     let (mut agent, viewer) = alice_in_a_code_session(&w).await;
-    // The assistant asks and goes away before the customer answers.
-    let asking = tokio::spawn(async move { viewer.request_quick_access(false, 30).await });
+    viewer.consent(WAIT).await.expect("allowed by --allow");
+    assert_eq!(
+        viewer.request_quick_access(false, 30).await.unwrap(),
+        QuickAccessReply::Later
+    );
+    // The assistant ends the session and waits for the answer, then goes away before the
+    // customer gives it: the question is withdrawn and a late yes stores nothing.
+    let connection = viewer.session().connection().clone();
+    let quitting = tokio::spawn(async move { viewer.quit().await });
     agent.expect("connect without a code whenever you start Ponte");
-    asking.abort();
+    connection.close(0u32.into(), b"gone");
     agent.expect("That question was withdrawn");
-    agent.expect("Session ended");
-    // A late yes stores nothing.
+    agent.expect("disconnected before you answered");
     agent.send("y");
+    agent.expect("What happened is recorded in");
     agent.wait(WAIT);
+    quitting.abort();
     assert!(!trusted_file(&w).exists(), "nothing was stored");
+
+    // An assistant that drops the connection instead of ending the session is not asked
+    // about at all.
+    let w = World::new().await;
+    let (mut agent, viewer) = alice_in_a_code_session(&w).await;
+    viewer.consent(WAIT).await.expect("allowed by --allow");
+    viewer.request_quick_access(false, 30).await.unwrap();
+    viewer.session().connection().close(0u32.into(), b"gone");
+    agent.expect("Session ended");
+    agent.expect("What happened is recorded in");
+    agent.wait(WAIT);
+    assert!(
+        !agent
+            .seen()
+            .iter()
+            .any(|l| l.contains("connect without a code whenever")),
+        "the customer was asked: {:#?}",
+        agent.seen()
+    );
+    assert!(!trusted_file(&w).exists(), "nothing was stored");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_enter_or_end_at_any_step_means_no_opt_in() {
+    // "n" for how long; Enter for how long; Enter, then "n" at the second step; "end" at the
+    // second step: nothing stored, and the assistant is told no.
+    for steps in [&["n"][..], &[""], &["30", ""], &["30", "n"], &["y", "end"]] {
+        let w = World::new().await;
+        let (mut agent, viewer) = alice_in_a_code_session(&w).await;
+        viewer.consent(WAIT).await.expect("allowed by --allow");
+        viewer.request_quick_access(true, 30).await.unwrap();
+        let quitting = tokio::spawn(async move {
+            viewer.quit().await;
+            viewer.state().quick_access
+        });
+        agent.expect("connect without a code whenever you start Ponte");
+        reply(&mut agent, "For how many days?", steps[0]);
+        if let Some(second) = steps.get(1) {
+            reply(&mut agent, "Type 1 to be asked each time", second);
+        }
+        agent.expect("What happened is recorded in");
+        agent.wait(WAIT);
+        assert_eq!(quitting.await.unwrap(), None, "{steps:?}");
+        assert!(!trusted_file(&w).exists(), "{steps:?}: stored");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -339,21 +418,28 @@ async fn a_flood_of_requests_asks_the_customer_once() {
     let w = World::new().await;
     let (mut agent, viewer) = alice_in_a_code_session(&w).await;
     let viewer = std::sync::Arc::new(viewer);
+    viewer.consent(WAIT).await.expect("allowed by --allow");
     let asks: Vec<_> = (0..20)
         .map(|n| {
             let viewer = viewer.clone();
             tokio::spawn(async move { viewer.request_quick_access(n % 2 == 0, u32::MAX).await })
         })
         .collect();
+    for ask in asks {
+        let reply = ask.await.unwrap().unwrap();
+        assert!(
+            matches!(reply, QuickAccessReply::Later | QuickAccessReply::Refused),
+            "{reply:?}"
+        );
+    }
+    let quitting = tokio::spawn(async move { viewer.quit().await });
     answer(
         &mut agent,
         "connect without a code whenever you start Ponte",
         false,
     );
-    for ask in asks {
-        assert_eq!(ask.await.unwrap().unwrap(), None);
-    }
-    agent.lines_within(Duration::from_millis(500));
+    quitting.await.unwrap();
+    agent.expect("What happened is recorded in");
     let questions = agent
         .seen()
         .iter()
@@ -361,31 +447,36 @@ async fn a_flood_of_requests_asks_the_customer_once() {
         .count();
     assert_eq!(questions, 1, "{:#?}", agent.seen());
     assert!(!trusted_file(&w).exists(), "nothing was stored");
-    viewer.quit().await;
-    agent.send("end");
     agent.wait(WAIT);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_customer_chooses_how_long() {
-    // The assistant proposes 90 days; the customer answers "y 30" (after a period the agent
-    // does not take), and the opt-in lasts 30 days, on both sides.
+    // The assistant proposes 90 days; when the session is over the customer answers 30
+    // (after a period the agent does not take), and the opt-in lasts 30 days, on both sides.
     let w = World::new().await;
     let (mut agent, viewer) = alice_in_a_code_session(&w).await;
     viewer.consent(WAIT).await.expect("allowed by --allow");
-    let asking = tokio::spawn(async move { (viewer.request_quick_access(true, 90).await, viewer) });
+    assert_eq!(
+        viewer.request_quick_access(true, 90).await.unwrap(),
+        QuickAccessReply::Later
+    );
+    // One opt-in per session: a second request is refused at once.
+    assert_eq!(
+        viewer.request_quick_access(true, 90).await.unwrap(),
+        QuickAccessReply::Refused
+    );
+    let quitting = tokio::spawn(async move {
+        viewer.quit().await;
+        viewer.state().quick_access
+    });
     agent.expect("For 90 days, until");
-    agent.expect("y 30");
-    std::thread::sleep(SETTLE);
-    agent.send("y 400");
+    reply(&mut agent, "For how many days?", "400");
     agent.expect("a number of days from 1 to 365");
-    agent.send("y 30");
-    // The permissions (Terminal) could come without asking next time; Enter says no.
-    agent.expect("without asking me");
-    std::thread::sleep(SETTLE);
-    agent.send("");
-    let (answer, viewer) = asking.await.unwrap();
-    let grant = answer.unwrap().expect("the customer said yes");
+    agent.send("30");
+    // The permissions (Terminal) are remembered; asked each time.
+    reply(&mut agent, "Type 1 to be asked each time", "1");
+    let grant = quitting.await.unwrap().expect("the customer said yes");
     let trusted: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(trusted_file(&w)).unwrap()).unwrap();
     let entry = &trusted["entries"][0];
@@ -399,11 +490,7 @@ async fn the_customer_chooses_how_long() {
         "the assistant is told the customer's period"
     );
     assert_eq!(entry["without_asking"], false, "{trusted}");
-    // One opt-in per session: a second request is refused, and the assistant is not handed
-    // the first answer again.
-    assert_eq!(viewer.request_quick_access(true, 90).await.unwrap(), None);
-    viewer.quit().await;
-    agent.expect("Session ended");
+    agent.expect("What happened is recorded in");
     agent.wait(WAIT);
 }
 
@@ -483,8 +570,22 @@ async fn a_viewer_that_keeps_asking_is_cut_off() {
     assert!(agent.wait(WAIT).success());
     for ask in asks {
         let answer = tokio::time::timeout(WAIT, ask).await.unwrap().unwrap();
-        assert!(matches!(answer, Ok(None) | Err(_)), "{answer:?}");
+        assert!(
+            matches!(
+                answer,
+                Ok(QuickAccessReply::Later | QuickAccessReply::Refused) | Err(_)
+            ),
+            "{answer:?}"
+        );
     }
+    assert!(
+        !agent
+            .seen()
+            .iter()
+            .any(|l| l.contains("connect without a code whenever")),
+        "a flooding assistant is not asked about: {:#?}",
+        agent.seen()
+    );
     assert!(!trusted_file(&w).exists(), "nothing was stored");
 }
 
@@ -533,4 +634,34 @@ async fn whoever_holds_the_device_key_cannot_hold_up_the_code_session() {
     drop(silent);
     agent.expect("Session ended");
     assert!(agent.wait(WAIT).success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scripts_agent_or_no_quick_access_never_lets_an_opt_in_in() {
+    // The customer opted in, asking to be asked. An agent run for a script (JSON, --allow
+    // terminal) has nobody to ask: it does not wait for the device at all, and --allow is for
+    // the code it shows. --no-quick-access turns the line off in the terminal UI too.
+    let w = World::new().await;
+    let acme = w.certified("alice", "Alice Example", "acme", "ACME Support");
+    opt_in(&w, &acme, "alice", "Rossi", false);
+    for args in [
+        &["--json", "--allow", "terminal"][..],
+        &["--text", "--no-quick-access", "--allow", "terminal"],
+    ] {
+        let mut cmd = w.command("ponte-agent");
+        cmd.args(args)
+            .args(["--trust-org", &acme, "--dir"])
+            .arg(w.path("agent-home"))
+            .stdin(std::process::Stdio::piped());
+        let agent = ponte_tests::Running::start(cmd);
+        agent.expect(if args[0] == "--json" { "\"ready\"" } else { "Code:" });
+        let out = by_device(&w, "Rossi", "alice", "exec echo in-$((6*7))\nquit\n");
+        assert!(!out.status.success(), "{args:?}: {}", text(&out.stdout));
+        assert!(!text(&out.stdout).contains("in-42"), "{args:?}");
+        assert!(
+            text(&out.stderr).contains("ask them to start ponte-agent"),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
 }

@@ -64,7 +64,8 @@ impl World {
     }
 
     /// An assistant identity in `dir`, certified as `name` of `organisation` by the organisation
-    /// key at `org` (created if missing); returns the organisation's public key file.
+    /// key at `org` (created if missing); returns `--trust-org`'s argument for the organisation's
+    /// public key, named `organisation` as the customer's trust names it.
     pub fn certified(&self, dir: &str, name: &str, org: &str, organisation: &str) -> String {
         let identity = self.path(dir);
         let identity_dir = identity.to_str().unwrap();
@@ -87,7 +88,7 @@ impl World {
             "--out",
             identity.join("assistant.cert.pem").to_str().unwrap(),
         ]);
-        format!("{}.pub.pem", org.display())
+        format!("{organisation}={}.pub.pem", org.display())
     }
 
     /// Any program with this world's home, config and data directories and relay.
@@ -187,7 +188,13 @@ impl World {
     /// Starts an agent with its terminal UI, driven on stdin as the customer would; returns it
     /// with its ID and code.
     pub fn text_agent(&self, args: &[&str]) -> (Running, String, String) {
-        let mut cmd = self.command("ponte-agent");
+        self.text_agent_at(&binary("ponte-agent"), args)
+    }
+
+    /// [`World::text_agent`] with the agent program at `program` (a copy the customer runs
+    /// from a folder of theirs).
+    pub fn text_agent_at(&self, program: &Path, args: &[&str]) -> (Running, String, String) {
+        let mut cmd = self.program(program);
         cmd.arg("--text");
         if !args.contains(&"--dir") {
             cmd.arg("--dir").arg(self.path("agent-home"));

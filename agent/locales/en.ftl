@@ -30,6 +30,7 @@ attempt-expired = The code expired unused. Here is a new one.
 
 ## Who is asking
 peer-verified = verified: { $name }, { $organisation }
+peer-verified-claims = verified: { $name }, { $organisation } (their certificate calls it { $claimed })
 peer-unverified = UNVERIFIED ({ $reason }); key fingerprint { $fingerprint }
 unverified-title = UNVERIFIED ASSISTANT
 unverified-body = Nobody you trust vouches for this person ({ $reason }).
@@ -47,13 +48,13 @@ cert-not-yet-valid = the certificate is not valid yet
 
 ## Consent
 consent-connected = An assistant has connected.
-consent-files = Files: the folder { $folder } is shared. Hidden files, places programs start from and anything outside it are asked one by one.
+consent-files = Files: the folder { $folder } is shared. Without the terminal, hidden files, places programs start from and anything outside it are asked one by one; the terminal reaches all your files.
 consent-what = What may they do?
 consent-what-text = What may they do? (y or n; 'end' ends the session)
 consent-allow-cap = Allow them to { $what }?
 consent-allow-selected = Allow selected
 consent-deny = Deny
-cap-terminal = run commands and a terminal as you
+cap-terminal = run commands and a terminal as you — that is everything you can do on this computer: all your files, your screen, your keyboard and mouse, Ponte's own settings
 cap-upload = put files on this computer
 cap-download = copy files from this computer (otherwise you are asked per file)
 cap-info = read system information (OS, CPU, memory, disks, network)
@@ -112,6 +113,8 @@ command-finished = command finished ({ $status }): { $command }
 terminal-opened = terminal { $terminal } opened ({ $shell }); what the assistant types is shown here
 terminal-closed = terminal { $terminal } closed
 terminal-entered = terminal { $terminal }: the assistant entered: { $line }
+terminal-typed = terminal { $terminal }: the assistant typed: { $keys } — the terminal showed: { $line }
+terminal-typed-unshown = terminal { $terminal }: the assistant typed: { $keys } (the terminal did not show it)
 sending = sending { $path }
 sent = sent { $path } ({ $what })
 sent-hidden-left-out = { $count ->
@@ -248,6 +251,7 @@ trusted-title = These may connect without a code while you have Ponte open (you 
 trusted-assistant = { $name }, { $organisation } (only this assistant)
 trusted-line = { $number }. { $who } — until { $until }; permissions remembered: { $grants }
 trusted-without-asking = ; allowed without asking
+trusted-key = ; key { $fingerprint }
 trusted-expired = ; EXPIRED
 trusted-remove-hint = To take one back: ponte-agent trusted remove NUMBER
 trusted-removed = Removed: { $who }. They need a new code to connect again.
@@ -262,7 +266,7 @@ question-quick-access-until = { $days ->
     [one] For one day, until { $until }.
    *[other] For { $days } days, until { $until }.
 }
-question-quick-access-grants = Next time these permissions will be pre-selected: { $grants }. You will still see who connects and decide.
+question-quick-access-grants = Permissions they had at the end: { $grants }. Next time they will be pre-selected; you still see who connects and decide.
 question-quick-access-revoke = You can take it back at any time: in this window while Ponte waits, or with ponte-agent trusted remove.
 quick-waiting = Also waiting for { $who }: they can connect without a code (quick access).
 quick-granted = { $who } may now connect without a code until { $until }.
@@ -279,5 +283,13 @@ quick-period-option = { $days ->
    *[other] { $days } days (until { $until })
 }
 quick-period = For how long?
-question-quick-days = Type y and a number of days from 1 to 365 (e.g. y 30), or n.
-question-quick-text = Allow for { $days } days? [y/N] — or type y and another number of days, e.g. y 30
+question-quick-days = Type a number of days from 1 to 365, or y for the proposal; n or Enter: no.
+question-quick-text = For how many days? Type a number from 1 to 365, or y for { $days } days; n or Enter: no quick access.
+quick-later = The assistant asked to connect without a code next time. You will be asked when the session has ended, once nothing of theirs can act on this computer any more.
+quick-assistant-left = The assistant disconnected before you answered: quick access was not set up.
+question-quick-access-after = The session is over: the assistant can no longer act on this computer. Only you can answer this.
+quick-remember = Permissions to remember for next time (pre-selected; you still decide):
+question-quick-how = Next time: ask you what they may do (with { $grants } pre-selected), or allow { $grants } at once without asking?
+question-quick-how-text = Type 1 to be asked each time, 2 to allow them without asking; n or Enter: no quick access at all.
+quick-off = Quick access is off this time (the agent runs for a script, or with --no-quick-access): the assistants you allowed need the session ID and code too.
+terminal-means-all = With the terminal allowed, the assistant can in effect also see your screen, use your keyboard and mouse, and read and change all your files and Ponte's settings.

@@ -28,6 +28,7 @@ attempt-expired = Il codice è scaduto senza essere usato. Eccone uno nuovo.
 
 ## Chi chiede
 peer-verified = verificato: { $name }, { $organisation }
+peer-verified-claims = verificato: { $name }, { $organisation } (il suo certificato lo chiama { $claimed })
 peer-unverified = NON VERIFICATO ({ $reason }); impronta della chiave { $fingerprint }
 unverified-title = ASSISTENTE NON VERIFICATO
 unverified-body = Nessuno di cui ti fidi garantisce per questa persona ({ $reason }).
@@ -45,13 +46,13 @@ cert-not-yet-valid = il certificato non è ancora valido
 
 ## Consenso
 consent-connected = Un assistente si è collegato.
-consent-files = File: la cartella { $folder } è condivisa. I file nascosti, i luoghi da cui partono i programmi e tutto ciò che è fuori da essa vengono chiesti uno per uno.
+consent-files = File: la cartella { $folder } è condivisa. Senza il terminale, i file nascosti, i luoghi da cui partono i programmi e tutto ciò che è fuori da essa vengono chiesti uno per uno; il terminale raggiunge tutti i tuoi file.
 consent-what = Che cosa può fare?
 consent-what-text = Che cosa può fare? (y o n; 'end' termina la sessione)
 consent-allow-cap = Permettere di { $what }?
 consent-allow-selected = Consenti le scelte
 consent-deny = Rifiuta
-cap-terminal = eseguire comandi e un terminale come te
+cap-terminal = eseguire comandi e un terminale come te — cioè tutto ciò che puoi fare su questo computer: tutti i tuoi file, lo schermo, tastiera e mouse, le impostazioni di Ponte
 cap-upload = mettere file su questo computer
 cap-download = copiare file da questo computer (altrimenti ti viene chiesto file per file)
 cap-info = leggere le informazioni di sistema (sistema operativo, CPU, memoria, dischi, rete)
@@ -110,6 +111,8 @@ command-finished = comando terminato ({ $status }): { $command }
 terminal-opened = terminale { $terminal } aperto ({ $shell }); qui vedi ciò che l'assistente scrive
 terminal-closed = terminale { $terminal } chiuso
 terminal-entered = terminale { $terminal }: l'assistente ha inserito: { $line }
+terminal-typed = terminale { $terminal }: l'assistente ha digitato: { $keys } — il terminale ha mostrato: { $line }
+terminal-typed-unshown = terminale { $terminal }: l'assistente ha digitato: { $keys } (il terminale non l'ha mostrato)
 sending = invio di { $path }
 sent = inviato { $path } ({ $what })
 sent-hidden-left-out = { $count ->
@@ -246,6 +249,7 @@ trusted-title = Questi possono collegarsi senza codice quando Ponte è aperto (v
 trusted-assistant = { $name }, { $organisation } (solo questo assistente)
 trusted-line = { $number }. { $who } — fino al { $until }; permessi ricordati: { $grants }
 trusted-without-asking = ; consentito senza chiedere
+trusted-key = ; chiave { $fingerprint }
 trusted-expired = ; SCADUTO
 trusted-remove-hint = Per revocarne uno: ponte-agent trusted remove NUMERO
 trusted-removed = Rimosso: { $who }. Per ricollegarsi servirà un nuovo codice.
@@ -260,7 +264,7 @@ question-quick-access-until = { $days ->
     [one] Per un giorno, fino al { $until }.
    *[other] Per { $days } giorni, fino al { $until }.
 }
-question-quick-access-grants = La prossima volta questi permessi saranno già selezionati: { $grants }. Vedrai comunque chi si collega e deciderai tu.
+question-quick-access-grants = Permessi che aveva alla fine: { $grants }. La prossima volta saranno già selezionati; vedrai comunque chi si collega e deciderai tu.
 question-quick-access-revoke = Puoi revocarlo in qualsiasi momento: in questa finestra mentre Ponte attende, oppure con ponte-agent trusted remove.
 quick-waiting = In attesa anche di { $who }: può collegarsi senza codice (accesso rapido).
 quick-granted = { $who } può ora collegarsi senza codice fino al { $until }.
@@ -277,5 +281,13 @@ quick-period-option = { $days ->
    *[other] { $days } giorni (fino al { $until })
 }
 quick-period = Per quanto tempo?
-question-quick-days = Scrivi s e un numero di giorni da 1 a 365 (es. s 30), oppure n.
-question-quick-text = Consentire per { $days } giorni? [s/N] — oppure scrivi s e un altro numero di giorni, es. s 30
+question-quick-days = Scrivi un numero di giorni da 1 a 365, oppure s per la proposta; n o Invio: no.
+question-quick-text = Per quanti giorni? Scrivi un numero da 1 a 365, oppure s per { $days } giorni; n o Invio: nessun accesso rapido.
+quick-later = L'assistente ha chiesto di collegarsi senza codice la prossima volta. Ti verrà chiesto a sessione finita, quando nulla di suo potrà più agire su questo computer.
+quick-assistant-left = L'assistente si è scollegato prima della tua risposta: l'accesso rapido non è stato attivato.
+question-quick-access-after = La sessione è finita: l'assistente non può più agire su questo computer. Solo tu puoi rispondere.
+quick-remember = Permessi da ricordare per la prossima volta (già selezionati; decidi comunque tu):
+question-quick-how = La prossima volta: chiederti cosa può fare (con { $grants } già selezionati), oppure consentire subito { $grants } senza chiedere?
+question-quick-how-text = Scrivi 1 per essere interpellato ogni volta, 2 per consentirli senza chiedere; n o Invio: nessun accesso rapido.
+quick-off = L'accesso rapido è disattivato questa volta (l'agente funziona per uno script, o con --no-quick-access): anche gli assistenti autorizzati hanno bisogno dell'ID di sessione e del codice.
+terminal-means-all = Con il terminale consentito, l'assistente può di fatto anche vedere lo schermo, usare tastiera e mouse, e leggere e modificare tutti i tuoi file e le impostazioni di Ponte.

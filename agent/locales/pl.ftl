@@ -30,6 +30,7 @@ attempt-expired = Kod wygasł nieużyty. Oto nowy.
 
 ## Kto pyta
 peer-verified = zweryfikowany: { $name }, { $organisation }
+peer-verified-claims = zweryfikowany: { $name }, { $organisation } (jego certyfikat nazywa ją { $claimed })
 peer-unverified = NIEZWERYFIKOWANY ({ $reason }); odcisk klucza { $fingerprint }
 unverified-title = NIEZWERYFIKOWANY ASYSTENT
 unverified-body = Nikt, komu ufasz, nie poręcza za tę osobę ({ $reason }).
@@ -47,13 +48,13 @@ cert-not-yet-valid = certyfikat nie jest jeszcze ważny
 
 ## Zgoda
 consent-connected = Asystent się połączył.
-consent-files = Pliki: udostępniony jest folder { $folder }. O pliki ukryte, miejsca, z których uruchamiają się programy, i wszystko poza nim pytamy osobno.
+consent-files = Pliki: udostępniony jest folder { $folder }. Bez terminala o pliki ukryte, miejsca, z których uruchamiają się programy, i wszystko poza nim pytamy osobno; terminal sięga do wszystkich Twoich plików.
 consent-what = Co może robić?
 consent-what-text = Co może robić? (y lub n; 'end' kończy sesję)
 consent-allow-cap = Pozwolić { $what }?
 consent-allow-selected = Zezwól na wybrane
 consent-deny = Odmów
-cap-terminal = uruchamiać polecenia i terminal jako Ty
+cap-terminal = uruchamiać polecenia i terminal jako Ty — czyli robić wszystko, co Ty możesz na tym komputerze: wszystkie Twoje pliki, ekran, klawiatura i mysz, ustawienia Ponte
 cap-upload = umieszczać pliki na tym komputerze
 cap-download = kopiować pliki z tego komputera (inaczej pytamy o każdy plik)
 cap-info = odczytywać informacje o systemie (system, procesor, pamięć, dyski, sieć)
@@ -115,6 +116,8 @@ command-finished = polecenie zakończone ({ $status }): { $command }
 terminal-opened = otwarto terminal { $terminal } ({ $shell }); tutaj widać, co wpisuje asystent
 terminal-closed = zamknięto terminal { $terminal }
 terminal-entered = terminal { $terminal }: asystent wpisał: { $line }
+terminal-typed = terminal { $terminal }: asystent nacisnął klawisze: { $keys } — terminal pokazał: { $line }
+terminal-typed-unshown = terminal { $terminal }: asystent nacisnął klawisze: { $keys } (terminal tego nie pokazał)
 sending = wysyłanie { $path }
 sent = wysłano { $path } ({ $what })
 sent-hidden-left-out = { $count ->
@@ -256,6 +259,7 @@ trusted-title = Ci mogą połączyć się bez kodu, gdy Ponte jest otwarte (nada
 trusted-assistant = { $name }, { $organisation } (tylko ten asystent)
 trusted-line = { $number }. { $who } — do { $until }; zapamiętane uprawnienia: { $grants }
 trusted-without-asking = ; dozwolone bez pytania
+trusted-key = ; klucz { $fingerprint }
 trusted-expired = ; WYGASŁO
 trusted-remove-hint = Aby cofnąć: ponte-agent trusted remove NUMER
 trusted-removed = Usunięto: { $who }. Do ponownego połączenia potrzebny będzie nowy kod.
@@ -270,7 +274,7 @@ question-quick-access-until = { $days ->
     [one] Przez jeden dzień, do { $until }.
    *[other] Przez { $days } dni, do { $until }.
 }
-question-quick-access-grants = Następnym razem te uprawnienia będą wstępnie zaznaczone: { $grants }. Nadal zobaczysz, kto się łączy, i zdecydujesz.
+question-quick-access-grants = Uprawnienia, które miał na końcu: { $grants }. Następnym razem będą wstępnie zaznaczone; nadal zobaczysz, kto się łączy, i zdecydujesz.
 question-quick-access-revoke = Możesz to cofnąć w każdej chwili: w tym oknie, gdy Ponte czeka, albo poleceniem ponte-agent trusted remove.
 quick-waiting = Czekam też na: { $who } — może połączyć się bez kodu (szybki dostęp).
 quick-granted = { $who } może teraz łączyć się bez kodu do { $until }.
@@ -287,5 +291,13 @@ quick-period-option = { $days ->
    *[other] { $days } dni (do { $until })
 }
 quick-period = Na jak długo?
-question-quick-days = Wpisz t i liczbę dni od 1 do 365 (np. t 30) albo n.
-question-quick-text = Zezwolić na { $days } dni? [t/N] — albo wpisz t i inną liczbę dni, np. t 30
+question-quick-days = Wpisz liczbę dni od 1 do 365 albo t, aby przyjąć propozycję; n lub Enter: nie.
+question-quick-text = Na ile dni? Wpisz liczbę od 1 do 365 albo t dla { $days } dni; n lub Enter: bez szybkiego dostępu.
+quick-later = Asystent poprosił o łączenie się następnym razem bez kodu. Zapytamy Cię o to po zakończeniu sesji, gdy nic, co uruchomił, nie będzie już mogło działać na tym komputerze.
+quick-assistant-left = Asystent rozłączył się, zanim odpowiedziałeś: szybki dostęp nie został ustawiony.
+question-quick-access-after = Sesja się zakończyła: asystent nie może już nic zrobić na tym komputerze. Tylko Ty możesz odpowiedzieć.
+quick-remember = Uprawnienia do zapamiętania na następny raz (wstępnie zaznaczone; nadal decydujesz Ty):
+question-quick-how = Następnym razem: pytać Cię, co może robić (z zaznaczonymi: { $grants }), czy od razu zezwolić na { $grants } bez pytania?
+question-quick-how-text = Wpisz 1, aby za każdym razem decydować, 2, aby zezwalać bez pytania; n lub Enter: bez szybkiego dostępu.
+quick-off = Szybki dostęp jest tym razem wyłączony (agent działa dla skryptu albo z --no-quick-access): również asystenci, którym na to zezwolono, potrzebują ID sesji i kodu.
+terminal-means-all = Gdy terminal jest dozwolony, asystent może w praktyce także widzieć Twój ekran, używać klawiatury i myszy oraz czytać i zmieniać wszystkie Twoje pliki i ustawienia Ponte.

@@ -15,8 +15,9 @@ pub struct Config {
     pub relay: RelayOptions,
     /// Continue when the relay's certificate changed since the last time.
     pub accept_new_fingerprint: bool,
-    /// Organisation keys whose certificates make an assistant "verified".
-    pub trust: TrustStore,
+    /// Organisation keys whose certificates make an assistant "verified", and the files that
+    /// decide them.
+    pub trust: Trust,
     /// Permissions granted without asking (scripts, pre-configured agents).
     pub allow: Option<Grants>,
     /// Whether the customer can be asked. Without anyone to ask (scripts), nothing is granted
@@ -32,20 +33,53 @@ pub struct Config {
     pub tr: std::sync::Arc<crate::i18n::Tr>,
     /// The quick-access trust file ([`crate::trusted`]); `None`: no quick access at all.
     pub trusted: Option<PathBuf>,
+    /// Whether to wait for the assistants the customer opted in for (quick access) besides the
+    /// code. Only where the customer can be asked: never for a script's agent.
+    pub quick_line: bool,
 }
 
 /// `ponte-agent.toml` beside the binary: organisation keys an installer pre-trusts.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 struct BesideConfig {
+    /// `NAME=FILE` or `FILE`, as `--trust-org`; relative files are beside the program.
     #[serde(default)]
-    trust_org: Vec<PathBuf>,
+    trust_org: Vec<String>,
 }
 
-/// The organisation keys in `files`, plus those listed in `ponte-agent.toml` beside the
-/// running program (paths there are relative to it).
-pub fn load_trust(files: &[PathBuf]) -> anyhow::Result<TrustStore> {
-    let mut files = files.to_vec();
+/// Whom the agent trusts, and every file that decides it.
+pub struct Trust {
+    /// The organisation keys, with the names the customer's configuration gives them.
+    pub store: TrustStore,
+    /// What the agent loaded (or would load) to decide whom it trusts: `ponte-agent.toml`
+    /// beside the program and every organisation key named there or on the command line.
+    /// Nothing the assistant sends may write them without the customer's "Ponte itself" yes.
+    pub files: Vec<PathBuf>,
+}
+
+/// `NAME=FILE`, or a plain `FILE` named after the file (`acme.pub.pem`: "acme"). The name is
+/// what the customer is shown for assistants the key certifies.
+fn trusted_org(arg: &str) -> (String, PathBuf) {
+    if let Some((name, file)) = arg.split_once('=')
+        && !name.trim().is_empty()
+        && !Path::new(arg).exists()
+    {
+        return (name.trim().to_owned(), PathBuf::from(file));
+    }
+    let file = PathBuf::from(arg);
+    let stem = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = stem.trim_end_matches(".pem").trim_end_matches(".pub").to_owned();
+    (name, file)
+}
+
+/// The organisation keys named by `orgs` (`NAME=FILE` or `FILE`) and by `ponte-agent.toml`
+/// beside the running program (its files relative to it).
+pub fn load_trust(orgs: &[String]) -> anyhow::Result<Trust> {
+    let mut named: Vec<(String, PathBuf)> = orgs.iter().map(|o| trusted_org(o)).collect();
+    let mut files = Vec::new();
     if let Some(dir) = std::env::current_exe()
         .ok()
         .and_then(|e| e.parent().map(Path::to_owned))
@@ -54,15 +88,22 @@ pub fn load_trust(files: &[PathBuf]) -> anyhow::Result<TrustStore> {
         if let Ok(text) = std::fs::read_to_string(&path) {
             let config: BesideConfig =
                 toml::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
-            files.extend(config.trust_org.into_iter().map(|p| dir.join(p)));
+            named.extend(config.trust_org.iter().map(|o| {
+                let (name, file) = trusted_org(o);
+                (name, dir.join(file))
+            }));
         }
+        files.push(path);
     }
-    let mut trust = TrustStore::new();
-    for file in files {
+    let mut store = TrustStore::new();
+    for (name, file) in named {
         let pem = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-        trust.add(PublicKey::from_pem(&pem).with_context(|| format!("organisation key {}", file.display()))?);
+        let key =
+            PublicKey::from_pem(&pem).with_context(|| format!("organisation key {}", file.display()))?;
+        store.add(key, name);
+        files.push(std::path::absolute(&file).unwrap_or(file));
     }
-    Ok(trust)
+    Ok(Trust { store, files })
 }
 
 /// Where a session's log goes by default.

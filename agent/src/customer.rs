@@ -80,12 +80,7 @@ pub fn route(
     tokio::spawn(async move {
         while let Some(input) = inputs.recv().await {
             // What the assistant may have typed or clicked itself is not taken as the customer's.
-            let widening = match &input {
-                Input::Grant(_) => true,
-                Input::Answer { reply, .. } => reply.allows(),
-                _ => false,
-            };
-            if widening && injected.recent() {
+            if input.widens() && injected.recent() {
                 events.emit(Event::Note(crate::t!(events.tr(), "not-taken")));
                 continue;
             }

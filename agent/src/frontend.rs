@@ -106,6 +106,13 @@ pub enum Event {
     /// The customer's quick-access opt-ins, as stored now (sent before the session ID and
     /// after every change); take one back with [`Input::Untrust`].
     QuickAccess(Vec<crate::trusted::Entry>),
+    /// The assistant's access has ended: the session is over, nothing the assistant started
+    /// runs any more and no input of theirs can arrive. A last question (quick access) may
+    /// follow; then [`Event::Ended`].
+    AccessEnded {
+        /// Why the session ended.
+        reason: String,
+    },
     /// The session (or the wait for one) ended; the agent exits. The last event.
     Ended {
         /// Why.
@@ -278,14 +285,19 @@ pub enum Question {
         /// Why this is asked.
         why: Vec<Why>,
     },
-    /// The (verified) assistant asks to connect later without a code. The customer chooses
-    /// for how long (answer with [`Reply::QuickAccess`]; a plain yes takes `days`).
+    /// The (verified) assistant asked to connect later without a code; asked only once the
+    /// assistant's access has ended. The customer sets the terms — for how long, which
+    /// permissions to remember, whether to allow them without asking — and answers with
+    /// [`Reply::QuickAccess`] (a plain yes takes the proposal: `days`, `grants`, asking).
     QuickAccess {
         /// Who would be let in (already a sentence: the assistant, or their organisation).
         who: String,
+        /// The fingerprint of the key that would be let in (the organisation's, or the
+        /// assistant's), so that two organisations of one name are told apart.
+        key: String,
         /// The period proposed, in days (1 to [`crate::trusted::MAX_DAYS`]).
         days: u32,
-        /// The permissions that would be pre-selected next time.
+        /// The permissions the session had at its end: offered to remember for next time.
         grants: Grants,
     },
 }
@@ -295,9 +307,12 @@ pub enum Question {
 pub struct QuickTerms {
     /// How long it lasts (clamped to 1 to [`crate::trusted::MAX_DAYS`]).
     pub days: u32,
-    /// The permissions granted now apply next time without the consent screen (the customer
+    /// The remembered permissions apply next time without the consent screen (the customer
     /// still sees who connected and can stop everything).
     pub without_asking: bool,
+    /// The permissions to remember (pre-selected, or applied without asking); never more than
+    /// the question offered.
+    pub grants: Grants,
 }
 
 /// The customer's answer to a question.
@@ -342,13 +357,28 @@ pub enum Input {
     End,
 }
 
+impl Input {
+    /// Whether it gives the assistant more than it has: a grant, consent with permissions, a
+    /// "yes". Such inputs are not taken while the assistant may have typed or clicked them
+    /// itself; everything that narrows the assistant's access (end, revoke, deny, no, removing
+    /// an opt-in) is always taken, however busy the assistant's input is.
+    pub fn widens(&self) -> bool {
+        match self {
+            Input::Grant(_) => true,
+            Input::Consent(grants) => *grants != Grants::NONE,
+            Input::Answer { reply, .. } => reply.allows(),
+            Input::Untrust(_) | Input::Revoke(_) | Input::Chat(_) | Input::End => false,
+        }
+    }
+}
+
 /// The core's ends of a front-end's channels.
 pub struct Frontend {
     /// Where events go.
     pub events: mpsc::UnboundedSender<Event>,
     /// Where the customer's inputs come from. When it closes, the session ends.
     pub inputs: mpsc::Receiver<Input>,
-    /// When the assistant last pressed a key or button here.
+    /// When the assistant last used the pointer or keyboard here.
     pub injected: InjectedInput,
 }
 
@@ -360,7 +390,7 @@ pub struct FrontendEnds {
     pub inputs: mpsc::Sender<Input>,
     /// The customer's language.
     pub tr: std::sync::Arc<Tr>,
-    /// When the assistant last pressed a key or button on this desktop: a window on it must
+    /// When the assistant last used the pointer or keyboard on this desktop: a window on it must
     /// not take such presses as the customer's.
     pub injected: InjectedInput,
 }

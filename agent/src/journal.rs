@@ -138,9 +138,9 @@ impl Journal {
                 peer = phrases::peer(tr, peer),
                 grants = phrases::grants(tr, *granted)
             )),
-            // The permissions and screen activity lines say it.
-            // Changes to the list are activity lines of their own.
-            Event::Grants(_) | Event::Sharing { .. } | Event::QuickAccess(_) => {}
+            // The permissions and screen activity lines say it; changes to the list are
+            // activity lines of their own; the end is written once, at `Ended`.
+            Event::Grants(_) | Event::Sharing { .. } | Event::QuickAccess(_) | Event::AccessEnded { .. } => {}
             Event::Question { id, question } => write(t!(
                 tr,
                 "log-question",

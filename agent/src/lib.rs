@@ -66,7 +66,10 @@ pub async fn run(config: Config, frontend: Frontend) -> anyhow::Result<()> {
     );
     let result = async {
         process::adopt_orphans().context("becoming the reaper of the assistant's processes")?;
-        let scope = scope::Scope::new(&config.scope, dirs::home_dir())
+        // Ponte's own settings and opt-ins decide whom it trusts as much as its keys do.
+        let mut protected = config.trust.files.clone();
+        protected.extend(dirs::config_dir().map(|d| d.join("ponte")));
+        let scope = scope::Scope::new(&config.scope, dirs::home_dir(), &protected)
             .with_context(|| format!("the shared folder {}", config.scope.display()))?;
         Ok(
             match rendezvous::pair(&config, &events, &questions, &mut customer).await? {

@@ -42,7 +42,8 @@ struct Cli {
     lang: Option<Lang>,
 
     /// Print JSON lines on stdout instead of text (for scripts); nothing is asked, so only
-    /// what --allow grants is allowed.
+    /// what --allow grants is allowed, and only to whoever uses the code shown (quick access
+    /// is off: nobody could be asked).
     #[arg(long)]
     json: bool,
 
@@ -51,18 +52,24 @@ struct Cli {
     #[arg(long, value_parser = Grants::parse_list)]
     allow: Option<Grants>,
 
-    /// Trust certificates issued by this organisation public key (PEM); repeatable. Keys
-    /// listed in ponte-agent.toml beside the program are trusted too.
-    #[arg(long = "trust-org")]
-    trust_org: Vec<PathBuf>,
+    /// Trust certificates issued by this organisation public key (PEM), shown to you under
+    /// NAME (without NAME=, under the file's name); repeatable. Keys listed in
+    /// ponte-agent.toml beside the program (trust-org = ["NAME=FILE", …]) are trusted too.
+    #[arg(long = "trust-org", value_name = "[NAME=]FILE")]
+    trust_org: Vec<String>,
+
+    /// Do not let the assistants you allowed quick access connect without a code this time:
+    /// only the session ID and code shown work.
+    #[arg(long)]
+    no_quick_access: bool,
 
     /// Where to keep the activity log [default: ~/.local/share/ponte/sessions/…].
     #[arg(long)]
     log: Option<PathBuf>,
 
     /// The folder you share: the assistant's relative paths start here, and file permissions
-    /// cover it (hidden files, startup places and anything outside are asked one by one)
-    /// [default: your home].
+    /// cover it (hidden files, startup places and anything outside are asked one by one —
+    /// unless you allow the terminal, which reaches everything you can) [default: your home].
     #[arg(long)]
     dir: Option<PathBuf>,
 
@@ -197,6 +204,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         },
         tr: tr.clone(),
         trusted: ponte_agent::trusted::Trusted::default_path(),
+        // Quick access lets in whom the customer opted in for, with the customer watching (and
+        // asked, unless they chose otherwise): never for a script, whose --allow is for the code.
+        quick_line: look != Look::Json && !cli.no_quick_access,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -47,8 +47,24 @@ pub fn certificate(tr: &Tr, error: &CertificateError) -> String {
 pub fn peer(tr: &Tr, peer: &PeerIdentity) -> String {
     match peer {
         PeerIdentity::Verified {
-            name, organisation, ..
+            name,
+            organisation,
+            certified_as: None,
+            ..
         } => t!(tr, "peer-verified", name = name, organisation = organisation),
+        // The organisation as the customer's trust names it, and what the certificate claims.
+        PeerIdentity::Verified {
+            name,
+            organisation,
+            certified_as: Some(claimed),
+            ..
+        } => t!(
+            tr,
+            "peer-verified-claims",
+            name = name,
+            organisation = organisation,
+            claimed = claimed
+        ),
         PeerIdentity::Unverified { fingerprint, reason } => t!(
             tr,
             "peer-unverified",
@@ -143,6 +159,12 @@ pub fn trusted_entry(tr: &Tr, number: usize, entry: &crate::trusted::Entry, now:
     if entry.without_asking {
         line.push_str(&t!(tr, "trusted-without-asking"));
     }
+    // Two organisations may carry one name: the key tells them apart.
+    let key = match entry.admits {
+        ponte_protocol::key_handshake::Admits::Assistant(key)
+        | ponte_protocol::key_handshake::Admits::Organisation(key) => key,
+    };
+    line.push_str(&t!(tr, "trusted-key", fingerprint = key.to_string()));
     if !entry.is_active(now) {
         line.push_str(&t!(tr, "trusted-expired"));
     }
@@ -234,8 +256,15 @@ pub fn question(tr: &Tr, question: &Question) -> Vec<String> {
             }
             (line, why.as_slice())
         }
-        Question::QuickAccess { who, days, grants: g } => {
+        Question::QuickAccess {
+            who,
+            key,
+            days,
+            grants: g,
+        } => {
             lines.push(t!(tr, "question-quick-access", who = who));
+            lines.push(t!(tr, "key-fingerprint", fingerprint = key));
+            lines.push(t!(tr, "question-quick-access-after"));
             lines.push(t!(
                 tr,
                 "question-quick-access-until",

@@ -137,6 +137,10 @@ pub async fn pair(
         events.emit(Event::QuickAccess(entries));
     }
     let active = loaded.is_some_and(|t| t.any_active(ponte_session::now_unix()));
+    if active && !config.quick_line {
+        events.emit(Event::Note(crate::t!(events.tr(), "quick-off")));
+    }
+    let active = active && config.quick_line;
     // The quick-access line starts once the ID and code are shown (so the customer reads them
     // first, and the relay is pinned by the code line's connection).
     let shown = tokio::sync::Notify::new();
@@ -220,7 +224,7 @@ async fn code_line(
                         context,
                         &code,
                         &mut attempts,
-                        &config.trust,
+                        &config.trust.store,
                     );
                     let error = match attempt(&mut client, events, Line::Code, handshake).await? {
                         Ok((session, control, peer)) => {
@@ -359,7 +363,7 @@ async fn quick_registration(
                             connection,
                             context,
                             device,
-                            &config.trust,
+                            &config.trust.store,
                             &admissions,
                         );
                         attempt(&mut client, events, Line::Quick, handshake).await?

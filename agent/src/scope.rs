@@ -90,7 +90,9 @@ pub struct Place {
     pub hidden: bool,
     /// A place programs start from, or inside one.
     pub startup: bool,
-    /// The agent program, its configuration or keys beside it, or its folder as a whole.
+    /// Ponte itself: the agent program, its folder as a whole, or anything that decides whom
+    /// it trusts (its configuration, the organisation keys it names wherever they are, the
+    /// customer's Ponte settings and opt-ins).
     pub program: bool,
     /// The first folder that does not exist yet and would have to be created.
     pub missing: Option<PathBuf>,
@@ -100,6 +102,9 @@ impl Place {
     /// Why a question is needed even with the grant (empty: the grant covers it).
     pub fn concerns(&self) -> Vec<Why> {
         let mut why = Vec::new();
+        if self.program {
+            why.push(Why::Program);
+        }
         if !self.inside {
             why.push(Why::OutsideFolder);
         }
@@ -125,6 +130,8 @@ pub struct Scope {
     /// Where the agent program is: files there (the program, ponte-agent.toml, organisation
     /// keys) decide whom it trusts.
     program: Option<PathBuf>,
+    /// Files and folders elsewhere that decide whom it trusts, resolved as paths are.
+    protected: Vec<PathBuf>,
 }
 
 /// A path that cannot be used at all.
@@ -133,15 +140,23 @@ pub struct Scope {
 pub struct BadPath(pub PeerText);
 
 impl Scope {
-    /// The folder `root` (resolved), with `home` for the startup places.
-    pub fn new(root: &Path, home: Option<PathBuf>) -> std::io::Result<Scope> {
+    /// The folder `root` (resolved), with `home` for the startup places; `protected` are the
+    /// files and folders besides the program's own that decide whom the agent trusts (they
+    /// need not exist: creating one changes whom it trusts as much as replacing it).
+    pub fn new(root: &Path, home: Option<PathBuf>, protected: &[PathBuf]) -> std::io::Result<Scope> {
         let program = std::env::current_exe()
             .ok()
             .and_then(|exe| exe.parent().and_then(|dir| std::fs::canonicalize(dir).ok()));
+        let protected = protected
+            .iter()
+            .filter_map(|p| std::path::absolute(p).ok())
+            .map(|p| resolve_links(&p, Last::Keep))
+            .collect();
         Ok(Scope {
             root: std::fs::canonicalize(root)?,
             home: home.and_then(|h| std::fs::canonicalize(h).ok()),
             program,
+            protected,
         })
     }
 
@@ -187,13 +202,14 @@ impl Scope {
                 .home
                 .as_ref()
                 .is_some_and(|home| HOME_STARTUP.iter().any(|p| path.starts_with(home.join(p))));
-        // The program, its ponte-agent.toml and the keys beside it; or the folder as a whole.
+        // The program, its ponte-agent.toml and the keys beside it, or the folder as a whole;
+        // and whatever else decides whom it trusts, or is inside such a folder.
         let program = self.program.as_ref().is_some_and(|dir| {
             let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
             *dir == path
                 || path.parent() == Some(dir.as_path())
                     && (name.starts_with("ponte-agent") || name.ends_with(".pem"))
-        });
+        }) || self.protected.iter().any(|p| path.starts_with(p));
         Ok(Place {
             path,
             inside,
@@ -263,7 +279,8 @@ mod tests {
         std::fs::create_dir_all(home.join("Documents")).unwrap();
         std::fs::create_dir_all(home.join(".ssh")).unwrap();
         std::fs::create_dir_all(dir.path().join("elsewhere")).unwrap();
-        let scope = Scope::new(&home, Some(home.clone())).unwrap();
+        let protected = [home.join(".config/ponte"), dir.path().join("keys/acme.pub.pem")];
+        let scope = Scope::new(&home, Some(home.clone()), &protected).unwrap();
         (dir, scope)
     }
 
@@ -308,6 +325,13 @@ mod tests {
             let write = place(&scope, "keys", Last::Keep);
             assert!(!write.hidden, "writing replaces the link itself");
         }
+        // What decides whom Ponte trusts, existing or not, is Ponte itself wherever it is.
+        let key = place(&scope, "../keys/acme.pub.pem", Last::Keep);
+        assert!(key.program, "{key:?}");
+        assert_eq!(key.concerns(), vec![Why::Program, Why::OutsideFolder]);
+        let opt_ins = place(&scope, ".config/ponte/trusted.json", Last::Keep);
+        assert_eq!(opt_ins.concerns(), vec![Why::Program, Why::Hidden]);
+        assert!(!place(&scope, "../keys/other.pem", Last::Keep).program);
         assert!(scope.resolve(&PeerText::from(""), Last::Keep).is_err());
         assert!(scope.resolve(&PeerText::from("a\0b"), Last::Keep).is_err());
     }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use ponte_protocol::app::{Capability, Control, EndReason, Grants, MAX_CHAT, QuickAccessGrant};
 use ponte_protocol::identity::PeerIdentity;
 use ponte_protocol::os_rng;
+use ponte_protocol::rendezvous::RelayMessage;
 use ponte_protocol::text::PeerText;
 use tokio::sync::mpsc;
 
@@ -105,7 +106,7 @@ pub async fn run(
         injected,
     } = parts;
     let Paired {
-        client,
+        mut client,
         session,
         control,
         peer,
@@ -135,15 +136,15 @@ pub async fn run(
     let mut chat_limit = ChatLimit::new();
     let mut quick = QuickRequests::default();
     let tr = events.tr();
-    let granted = match config.allow {
-        Some(g) => Ok(g),
-        None if !config.interactive => Ok(Grants::NONE),
+    let granted = match (&quick_entry, config.allow) {
+        // What a script's agent allows up front is for the code it showed: an assistant let in
+        // by an opt-in never gets it.
+        (None, Some(g)) => Ok(g),
         // The customer chose "allow without asking" for this opt-in: they still see who
         // connected and every action, and can revoke or end at any moment.
-        None if quick_entry.as_ref().is_some_and(|e| e.without_asking) => {
-            Ok(quick_entry.as_ref().map_or(Grants::NONE, |e| e.grants))
-        }
-        None => {
+        (Some(entry), _) if entry.without_asking => Ok(entry.grants),
+        _ if !config.interactive => Ok(Grants::NONE),
+        _ => {
             events.emit(Event::ConsentNeeded {
                 peer: peer.clone(),
                 scope: scope.root().to_owned(),
@@ -204,39 +205,41 @@ pub async fn run(
     let mut requests = tokio::task::JoinSet::new();
     let mut changes = grants.subscribe();
     let mut last = granted;
-    // The question outlives no session: aborted at the end, which withdraws it.
-    let mut quick_question: Option<tokio::task::JoinHandle<()>> = None;
-    let reason = loop {
+    // Why it ended, and whether the assistant is still there to hear an answer.
+    let (reason, listening) = loop {
         tokio::select! {
             stream = session.accept() => match stream {
                 Ok(stream) => {
                     let ctx = ctx.clone();
                     requests.spawn(async move { crate::dispatch::serve(stream, &ctx).await });
                 }
-                Err(e) => break lost(tr, &e),
+                Err(e) => break (lost(tr, &e), false),
             },
             message = control_recv.recv::<Control>() => match message {
                 Ok(Some(Control::Chat { text })) => assistant_chat(events, &mut chat_limit, text),
 
-                Ok(Some(Control::End(reason))) => break match reason {
+                Ok(Some(Control::End(reason))) => break (match reason {
                     EndReason::AssistantEnded => crate::t!(tr, "ended-assistant"),
                     EndReason::CustomerEnded => crate::t!(tr, "ended-you"),
                     EndReason::Declined => crate::t!(tr, "ended-declined"),
-                },
-                Ok(Some(Control::Grants(_) | Control::QuickAccess(_))) => {} // Only the customer grants.
+                }, true),
+                // Only the customer grants.
+                Ok(Some(Control::Grants(_) | Control::QuickAccess(_) | Control::QuickAccessLater)) => {}
                 // Asked once per session, and only in a session opened with the code: an
                 // opt-in never begets another.
                 Ok(Some(Control::QuickAccessRequest { organisation, days })) => {
                     if quick_entry.is_none() && !std::mem::replace(&mut quick.asked, true) {
-                        let request = QuickRequest { organisation, days, grants: grants.now() };
-                        quick_question =
-                            offer_quick_access(config, events, questions, &peer, request, to_assistant.clone());
+                        quick.later = accept_quick_request(config, events, &peer, organisation, days);
+                        let _ = to_assistant.send(match quick.later {
+                            Some(_) => Control::QuickAccessLater,
+                            None => Control::QuickAccess(None),
+                        });
                     } else if !quick.refuse(&to_assistant) {
-                        break crate::t!(tr, "ended-flooded");
+                        break (crate::t!(tr, "ended-flooded"), false);
                     }
                 }
-                Err(e) if e.relay_silent() => break lost(tr, &e),
-                Ok(None) | Err(_) => break crate::t!(tr, "ended-assistant-left"),
+                Err(e) if e.relay_silent() => break (lost(tr, &e), false),
+                Ok(None) | Err(_) => break (crate::t!(tr, "ended-assistant-left"), false),
             },
             Ok(()) = changes.changed() => {
                 let now = grants.now();
@@ -265,14 +268,11 @@ pub async fn run(
             }
             () = crate::customer::ended(&mut customer.end) => {
                 let _ = to_assistant.send(Control::End(EndReason::CustomerEnded));
-                break crate::t!(tr, "ended-you");
+                break (crate::t!(tr, "ended-you"), true);
             }
             Some(_) = requests.join_next() => {}
         }
     };
-    if let Some(question) = quick_question {
-        question.abort();
-    }
     // Every lease ends: running requests stop, their processes and partial files with them.
     grants.end();
     let _ = tokio::time::timeout(WIND_DOWN, async { while requests.join_next().await.is_some() {} }).await;
@@ -288,6 +288,25 @@ pub async fn run(
         ctx.desktop.close().await;
     }
     drop(session);
+    // From here nothing the assistant ran is running and no input of theirs can arrive: only
+    // now may the customer be asked for what outlives the session.
+    events.emit(Event::AccessEnded {
+        reason: reason.clone(),
+    });
+    if let (Some(request), true) = (quick.later, listening) {
+        let answer = ask_quick_access(
+            config,
+            events,
+            questions,
+            customer,
+            &mut client,
+            &peer,
+            request,
+            last,
+        )
+        .await;
+        let _ = to_assistant.send(Control::QuickAccess(answer));
+    }
     Ok(close(client, writer, to_assistant, reason).await)
 }
 
@@ -300,8 +319,10 @@ const MAX_QUICK_REFUSALS: u32 = 32;
 /// The viewer's quick-access requests in this session.
 #[derive(Default)]
 struct QuickRequests {
-    /// One was put to the customer.
+    /// One was answered other than by a refusal for flooding.
     asked: bool,
+    /// The one the customer will be asked about once the assistant's access has ended.
+    later: Option<QuickRequest>,
     refused: u32,
 }
 
@@ -318,111 +339,157 @@ impl QuickRequests {
 }
 
 /// What the assistant asked for with [`Control::QuickAccessRequest`].
+#[derive(Clone, Copy)]
 struct QuickRequest {
-    organisation: bool,
+    scope: TrustScope,
+    /// The period proposed (clamped to 1 to [`crate::trusted::MAX_DAYS`]).
     days: u32,
-    /// What the customer allows now: pre-selected next time.
-    grants: Grants,
 }
 
-/// The assistant asked to reconnect later without a code: asks the customer (only for a
-/// verified assistant, and only if someone can be asked), keeps the opt-in and gives the
-/// assistant the device's key. Runs beside the session loop, which never waits on a question.
-fn offer_quick_access(
+/// Whether the customer will be asked about the assistant's quick-access request when the
+/// session ends: only for a verified assistant, where someone can be asked and the opt-ins can
+/// be kept. The customer sees that it was asked, and when they will be.
+fn accept_quick_request(
+    config: &Config,
+    events: &Events,
+    peer: &PeerIdentity,
+    organisation: bool,
+    days: u32,
+) -> Option<QuickRequest> {
+    let tr = events.tr();
+    if !peer.is_verified() {
+        events.activity(Kind::Refused, crate::t!(tr, "quick-unverified"));
+        return None;
+    }
+    if config.trusted.is_none() || !config.interactive {
+        return None;
+    }
+    events.activity(Kind::Permissions, crate::t!(tr, "quick-later"));
+    Some(QuickRequest {
+        scope: if organisation {
+            TrustScope::Organisation
+        } else {
+            TrustScope::Assistant
+        },
+        days: days.clamp(1, crate::trusted::MAX_DAYS),
+    })
+}
+
+/// Puts the assistant's quick-access request to the customer — called only once the
+/// assistant's access has ended — and keeps the opt-in on the customer's terms. Returns what
+/// the assistant is told (`None`: not allowed). The question is withdrawn when the assistant
+/// disconnects (nobody would learn the device) or the customer ends again or closes the
+/// window; anything but their explicit yes means no opt-in.
+#[allow(clippy::too_many_arguments)] // the session's parts the question needs
+async fn ask_quick_access(
     config: &Config,
     events: &Events,
     questions: &Questions,
+    customer: &mut Customer,
+    client: &mut ponte_transport::client::RelayClient,
     peer: &PeerIdentity,
     request: QuickRequest,
-    to_assistant: mpsc::UnboundedSender<Control>,
-) -> Option<tokio::task::JoinHandle<()>> {
+    offered: Grants,
+) -> Option<QuickAccessGrant> {
     let tr = events.tr();
     let (
         PeerIdentity::Verified {
-            name, organisation, ..
+            name,
+            organisation,
+            fingerprint,
+            issuer,
+            ..
         },
         Some(path),
-        true,
-    ) = (peer, config.trusted.clone(), config.interactive)
+    ) = (peer, config.trusted.clone())
     else {
-        if !peer.is_verified() {
-            events.activity(Kind::Refused, crate::t!(tr, "quick-unverified"));
-        }
-        let _ = to_assistant.send(Control::QuickAccess(None));
         return None;
     };
-    let scope = if request.organisation {
-        TrustScope::Organisation
-    } else {
-        TrustScope::Assistant
+    let key = match request.scope {
+        TrustScope::Assistant => fingerprint,
+        TrustScope::Organisation => issuer,
     };
-    let proposed = request.days.clamp(1, crate::trusted::MAX_DAYS);
-    let who = crate::phrases::quick_who(tr, name, organisation, scope);
+    let who = crate::phrases::quick_who(tr, name, organisation, request.scope);
     let question = Question::QuickAccess {
         who: who.clone(),
-        days: proposed,
-        grants: request.grants,
+        key: key.to_string(),
+        days: request.days,
+        grants: offered,
     };
-    let (events, questions, peer) = (events.clone(), questions.clone(), peer.clone());
-    // Only the answer is awaited: once it came, storing and telling the assistant run to the
-    // end, so an abort never leaves an opt-in the assistant did not hear of.
-    Some(tokio::spawn(async move {
-        let tr = events.tr();
-        // Within the time the assistant's viewer waits for the answer, counted from now (a
-        // question may wait behind others before it is shown): a later "yes" would store an
-        // opt-in the assistant never heard of.
-        let answer = tokio::time::timeout(crate::questions::ANSWER_TIMEOUT, questions.ask(question)).await;
-        let grant = if let Ok(Answer::Yes(terms)) = answer {
-            // The customer's terms, or the proposal; "without asking" only means something
-            // with permissions to apply.
-            let terms = terms.unwrap_or(QuickTerms {
-                days: proposed,
-                without_asking: false,
-            });
-            let without_asking = terms.without_asking && request.grants != Grants::NONE;
-            let now = ponte_session::now_unix();
-            let until = crate::trusted::ends(now, terms.days);
-            let (opt_in, grants) = (peer.clone(), request.grants);
-            let stored = Trusted::update_async(path, move |trusted| {
-                let device = trusted.add(
-                    &opt_in,
-                    scope,
-                    terms.days,
-                    grants,
-                    without_asking,
-                    now,
-                    &mut os_rng(),
-                )?;
-                Ok((device, trusted.entries().to_vec()))
-            })
-            .await;
-            match stored {
-                Ok((device, entries)) => {
-                    events.emit(Event::QuickAccess(entries));
-                    let mut line = crate::t!(tr, "quick-granted", who = who, until = tr.date_time(until));
-                    if without_asking {
-                        line.push_str(&crate::t!(tr, "trusted-without-asking"));
-                    }
-                    events.activity(Kind::Permissions, line);
-                    Some(QuickAccessGrant {
-                        device,
-                        not_after: until,
-                    })
-                }
-                Err(e) => {
-                    events.activity(
-                        Kind::Failed,
-                        crate::t!(tr, "quick-unavailable", error = e.to_string()),
-                    );
-                    None
-                }
+    // An End seen before now ended the session; only a later one (or the window closing)
+    // answers this question.
+    customer.end.borrow_and_update();
+    // The relay says when the assistant leaves (or the connection to it goes).
+    let left = async {
+        while let Ok(message) = client.next().await {
+            if matches!(message, RelayMessage::PeerLeft | RelayMessage::Refused(_)) {
+                break;
             }
-        } else {
-            events.activity(Kind::Refused, crate::t!(tr, "quick-declined"));
+        }
+    };
+    let answer = tokio::select! {
+        answer = questions.ask(question) => answer,
+        _ = customer.end.changed() => Answer::No,
+        () = left => {
+            events.activity(Kind::Refused, crate::t!(tr, "quick-assistant-left"));
+            return None;
+        }
+    };
+    let Answer::Yes(terms) = answer else {
+        events.activity(Kind::Refused, crate::t!(tr, "quick-declined"));
+        return None;
+    };
+    // The customer's terms, or the proposal; never more permissions than the session had,
+    // and "without asking" only means something with permissions to apply.
+    let terms = terms.unwrap_or(QuickTerms {
+        days: request.days,
+        without_asking: false,
+        grants: offered,
+    });
+    let remembered: Grants = terms
+        .grants
+        .list()
+        .into_iter()
+        .filter(|c| offered.allows(*c))
+        .collect();
+    let without_asking = terms.without_asking && remembered != Grants::NONE;
+    let now = ponte_session::now_unix();
+    let until = crate::trusted::ends(now, terms.days);
+    let (opt_in, scope) = (peer.clone(), request.scope);
+    let stored = Trusted::update_async(path, move |trusted| {
+        let device = trusted.add(
+            &opt_in,
+            scope,
+            terms.days,
+            remembered,
+            without_asking,
+            now,
+            &mut os_rng(),
+        )?;
+        Ok((device, trusted.entries().to_vec()))
+    })
+    .await;
+    match stored {
+        Ok((device, entries)) => {
+            events.emit(Event::QuickAccess(entries));
+            let mut line = crate::t!(tr, "quick-granted", who = who, until = tr.date_time(until));
+            if without_asking {
+                line.push_str(&crate::t!(tr, "trusted-without-asking"));
+            }
+            events.activity(Kind::Permissions, line);
+            Some(QuickAccessGrant {
+                device,
+                not_after: until,
+            })
+        }
+        Err(e) => {
+            events.activity(
+                Kind::Failed,
+                crate::t!(tr, "quick-unavailable", error = e.to_string()),
+            );
             None
-        };
-        let _ = to_assistant.send(Control::QuickAccess(grant));
-    }))
+        }
+    }
 }
 
 /// Lets the writer deliver what is queued, then closes the connection; returns `reason`.

@@ -277,6 +277,7 @@ impl Trusted {
             organisation,
             fingerprint,
             issuer,
+            ..
         } = peer
         else {
             return Err(TrustedError::Unverified);
@@ -345,6 +346,7 @@ mod tests {
         PeerIdentity::Verified {
             name: "Alice".into(),
             organisation: "Example Support".into(),
+            certified_as: None,
             fingerprint: Fingerprint([1; 32]),
             issuer: Fingerprint([2; 32]),
         }
@@ -363,6 +365,7 @@ mod tests {
                     let peer = PeerIdentity::Verified {
                         name: format!("Assistant {n}").into(),
                         organisation: "Example Support".into(),
+                        certified_as: None,
                         fingerprint: Fingerprint([n; 32]),
                         issuer: Fingerprint([99; 32]),
                     };

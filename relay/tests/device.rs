@@ -168,7 +168,7 @@ async fn key_handshake(
 ) -> (Result<(), HandshakeError>, Result<(), HandshakeError>) {
     let org = PrivateKey::from_pem(ORGANISATION).unwrap();
     let mut trust = TrustStore::new();
-    trust.add(org.public_key().clone());
+    trust.add(org.public_key().clone(), "ACME Support");
     let admissions = [Admission {
         admits: Admits::Organisation(org.public_key().fingerprint()),
         not_after: NOW + 60,

@@ -170,11 +170,34 @@ pub struct State {
     pub grants: Option<Grants>,
     /// The customer's last answer to [`Viewer::request_quick_access`] (`None`: no, or none yet).
     pub quick_access: Option<QuickAccessGrant>,
-    /// How many such answers came: a request waits for one more than there were before it.
+    /// How many replies to such requests came: a request waits for one more than there were
+    /// before it.
     pub quick_answers: u32,
+    /// The latest reply to a request.
+    pub quick_reply: Option<QuickAccessReply>,
+    /// The customer will be asked when the session ends; the answer follows the end.
+    pub quick_pending: bool,
     /// Why the session ended, once it has.
     pub ended: Option<String>,
 }
+
+/// The reply to [`Viewer::request_quick_access`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuickAccessReply {
+    /// The customer will be asked once the session has ended (when the assistant can no longer
+    /// act on their computer); [`Viewer::quit`] waits for the answer, then
+    /// [`State::quick_access`] holds it.
+    Later,
+    /// The customer's computer will not ask (an unverified assistant, a second request, a
+    /// session opened by quick access, nobody there to ask).
+    Refused,
+    /// Allowed at once (only an older or modified agent answers so).
+    Allowed(QuickAccessGrant),
+}
+
+/// How long the viewer waits, after the session's end, for the customer's answer to a quick
+/// access request: the agent gives them three minutes from when the question is shown.
+const QUICK_ANSWER_WAIT: Duration = Duration::from_secs(240);
 
 /// What the customer's side says on the control stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -285,12 +308,19 @@ impl Viewer {
                     Ok(Some(Control::Chat { text })) => {
                         let _ = notices_tx.send(Notice::Chat(text));
                     }
-                    Ok(Some(Control::QuickAccess(grant))) => {
-                        tx.send_modify(|s| {
-                            s.quick_access = grant;
-                            s.quick_answers = s.quick_answers.saturating_add(1);
-                        });
-                    }
+                    Ok(Some(Control::QuickAccess(grant))) => tx.send_modify(|s| {
+                        if s.quick_pending && s.ended.is_some() {
+                            // The customer's answer, after the end this viewer said.
+                            answered(s, grant);
+                        } else {
+                            // A reply to a request (a refusal, unless the agent allows at once).
+                            replied(s, grant.map_or(QuickAccessReply::Refused, QuickAccessReply::Allowed));
+                        }
+                    }),
+                    Ok(Some(Control::QuickAccessLater)) => tx.send_modify(|s| {
+                        s.quick_pending = true;
+                        replied(s, QuickAccessReply::Later);
+                    }),
                     // Only the assistant asks for quick access.
                     Ok(Some(Control::QuickAccessRequest { .. })) => {}
                     Ok(Some(Control::End(reason))) => break reason.to_string(),
@@ -310,6 +340,22 @@ impl Viewer {
             });
             if first {
                 let _ = notices_tx.send(Notice::Ended(reason));
+            }
+            // A quick-access answer follows the end, on the same stream.
+            if tx.borrow().quick_pending {
+                let answer = async {
+                    loop {
+                        match recv.recv::<Control>().await {
+                            Ok(Some(Control::QuickAccess(grant))) => break grant,
+                            Ok(Some(_)) => {}
+                            Ok(None) | Err(_) => break None,
+                        }
+                    }
+                };
+                let grant = tokio::time::timeout(QUICK_ANSWER_WAIT, answer)
+                    .await
+                    .unwrap_or(None);
+                tx.send_modify(|s| answered(s, grant));
             }
             connection.close(0u32.into(), b"session ended");
         });
@@ -350,14 +396,14 @@ impl Viewer {
     }
 
     /// Asks the customer to let this assistant (or, with `organisation`, any verified
-    /// assistant of its organisation) reconnect without a code for `days` days; waits for
-    /// the answer (at most [`RESPONSE_TIMEOUT`]). `None`: the customer declined, or could not be
-    /// asked (quick access is only for verified assistants).
+    /// assistant of its organisation) reconnect without a code for `days` days. The customer's
+    /// computer says at once whether it will ask ([`QuickAccessReply::Later`]: when the session
+    /// has ended, so nothing the assistant runs can answer for the customer) or not.
     pub async fn request_quick_access(
         &self,
         organisation: bool,
         days: u32,
-    ) -> Result<Option<QuickAccessGrant>, ViewerError> {
+    ) -> Result<QuickAccessReply, ViewerError> {
         let before = {
             let state = self.state.borrow();
             if let Some(reason) = state.ended.clone() {
@@ -375,7 +421,7 @@ impl Viewer {
         // An earlier answer (or one the agent sent unasked) is not this request's.
         let answered = state.wait_for(|s| s.quick_answers > before || s.ended.is_some());
         match tokio::time::timeout(RESPONSE_TIMEOUT, answered).await {
-            Ok(Ok(s)) if s.quick_answers > before => Ok(s.quick_access),
+            Ok(Ok(s)) if s.quick_answers > before => Ok(s.quick_reply.unwrap_or(QuickAccessReply::Refused)),
             Ok(Ok(s)) => Err(s
                 .ended
                 .clone()
@@ -573,7 +619,9 @@ impl Viewer {
             .map_err(|e| self.explain(e))
     }
 
-    /// Ends the session from the assistant's side.
+    /// Ends the session from the assistant's side. With a quick-access request the customer
+    /// will be asked about, it waits for their answer (a few minutes at most), which is then in
+    /// [`State::quick_access`].
     pub async fn quit(&self) {
         let mut already = true;
         self.ended_tx.send_modify(|s| {
@@ -588,6 +636,24 @@ impl Viewer {
             let _ = control.finish().await;
             control.flushed(Duration::from_secs(5)).await;
         }
+        let mut state = self.state.clone();
+        let _ = tokio::time::timeout(QUICK_ANSWER_WAIT, state.wait_for(|s| !s.quick_pending)).await;
         self.session.connection().close(0u32.into(), b"quit");
     }
+}
+
+/// The customer's computer replied to a quick-access request.
+fn replied(s: &mut State, reply: QuickAccessReply) {
+    if let QuickAccessReply::Allowed(grant) = reply {
+        s.quick_access = Some(grant);
+    }
+    s.quick_reply = Some(reply);
+    s.quick_answers = s.quick_answers.saturating_add(1);
+}
+
+/// The customer's answer, after the session's end, to the request they were to be asked about
+/// (`None`: no, or no answer).
+fn answered(s: &mut State, grant: Option<QuickAccessGrant>) {
+    s.quick_access = grant;
+    s.quick_pending = false;
 }

@@ -13,7 +13,7 @@ use ponte_protocol::screen::InputEvent;
 use ponte_protocol::text::PeerText;
 use ponte_session::files;
 use ponte_viewer::screen::{self, Progress, ScreenClient};
-use ponte_viewer::{TerminalOutput, Viewer};
+use ponte_viewer::{QuickAccessReply, TerminalOutput, Viewer};
 
 /// One parsed command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,6 +193,9 @@ pub struct Runner {
     screen: Option<ScreenClient>,
     /// What had arrived at the last screenshot.
     last_shot: Progress,
+    /// The name to save the customer's device under, when they answer the quick-access request
+    /// at the end of the session.
+    remember: Option<String>,
 }
 
 /// A progress bar for a transfer, fed by [`Progress`] steps: shown once the transfer starts
@@ -236,6 +239,20 @@ pub fn say(line: &str) {
     }
 }
 
+/// Saves the customer's device under `name` in the address book.
+async fn save_device(name: String, grant: ponte_protocol::app::QuickAccessGrant) -> anyhow::Result<()> {
+    use ponte_viewer::devices::Devices;
+    let path = Devices::default_path();
+    // Read again under the lock: another viewer may have added a device while the customer
+    // thought about it.
+    let added = name.clone();
+    tokio::task::spawn_blocking(move || Devices::update(&path, |book| book.add(&added, grant))).await??;
+    eprintln!(
+        "[ponte] the customer allowed quick access; saved as {name:?} (ponte-viewer connect --device {name:?})"
+    );
+    Ok(())
+}
+
 impl Runner {
     /// Commands for `viewer`.
     pub fn new(viewer: Viewer) -> Runner {
@@ -243,6 +260,26 @@ impl Runner {
             viewer,
             screen: None,
             last_shot: Progress::default(),
+            remember: None,
+        }
+    }
+
+    /// Ends the session; with a quick-access request pending, waits for the customer's
+    /// answer and saves their device. `Ok(false)`: the customer did not allow it.
+    pub async fn finish(&mut self) -> anyhow::Result<bool> {
+        if self.remember.is_some() {
+            eprintln!("[ponte] waiting for the customer's answer about quick access…");
+        }
+        self.viewer.quit().await;
+        let Some(name) = self.remember.take() else {
+            return Ok(true);
+        };
+        match self.viewer.state().quick_access {
+            Some(grant) => save_device(name, grant).await.map(|()| true),
+            None => {
+                eprintln!("[ponte] the customer did not allow quick access");
+                Ok(false)
+            }
         }
     }
 
@@ -354,24 +391,17 @@ impl Runner {
                 days,
             } => {
                 // The address book first: the customer answers once per session.
-                use ponte_viewer::devices::Devices;
-                let path = Devices::default_path();
-                Devices::load(&path)?.can_add(&name)?;
-                eprintln!("[ponte] asking the customer for quick access…");
+                ponte_viewer::devices::Devices::load(&ponte_viewer::devices::Devices::default_path())?
+                    .can_add(&name)?;
                 match self.viewer.request_quick_access(organisation, days).await? {
-                    Some(grant) => {
-                        // Read again under the lock: another viewer may have added a device
-                        // while the customer thought about it.
-                        let added = name.clone();
-                        tokio::task::spawn_blocking(move || {
-                            Devices::update(&path, |book| book.add(&added, grant))
-                        })
-                        .await??;
+                    QuickAccessReply::Later => {
                         eprintln!(
-                            "[ponte] the customer allowed quick access; saved as {name:?} (ponte-viewer connect --device {name:?})"
+                            "[ponte] the customer will be asked for quick access when this session ends; stay connected until they answer"
                         );
+                        self.remember = Some(name);
                     }
-                    None => bail!("the customer did not allow quick access"),
+                    QuickAccessReply::Allowed(grant) => save_device(name, grant).await?,
+                    QuickAccessReply::Refused => bail!("the customer did not allow quick access"),
                 }
             }
             Command::Help => println!("{HELP}"),

@@ -20,6 +20,6 @@ pub mod screen;
 pub mod window;
 
 pub use client::{
-    DeviceJoinOptions, JoinOptions, Notice, State, Terminal, TerminalOutput, Viewer, ViewerError, join,
-    join_device,
+    DeviceJoinOptions, JoinOptions, Notice, QuickAccessReply, State, Terminal, TerminalOutput, Viewer,
+    ViewerError, join, join_device,
 };

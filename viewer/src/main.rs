@@ -267,8 +267,10 @@ async fn connect(c: Connect) -> anyhow::Result<ExitCode> {
         Some(source) => batch(&mut runner, source).await?,
         None => interactive(&mut runner).await,
     };
-    runner.viewer().quit().await;
-    Ok(code)
+    Ok(match runner.finish().await? {
+        true => code,
+        false => ExitCode::FAILURE,
+    })
 }
 
 /// `ponte-viewer devices`: the address book.

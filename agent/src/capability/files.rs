@@ -201,9 +201,6 @@ impl Handler for Put {
         };
         let existing = std::fs::symlink_metadata(&place.path).ok();
         let mut why = place.concerns();
-        if place.program {
-            why.push(Why::Program);
-        }
         if let Some(meta) = &existing {
             if !self.overwrite {
                 return Decision::Refuse(Reason::Exists(place.shown()));
@@ -250,18 +247,21 @@ impl Handler for Put {
             .activity(Kind::Upload, t!(ctx.tr(), "receiving", path = &shown));
         // Merging into an existing folder: an entry that is hidden, a startup place or
         // outside the folder needs its own question, which a running transfer cannot ask.
+        // Whatever the folder, an entry that is Ponte itself (a ponte-agent.toml, a key it
+        // trusts) needs the customer's "Ponte itself" yes for the folder.
         let asked = self.asked.clone();
         let asked_replace = asked.contains(&Why::Replaces);
         let scope = &ctx.scope;
         let merging = asked_replace && self.kind == EntryKind::Dir;
         let guard = move |target: &std::path::Path| -> Result<(), String> {
-            if !merging {
-                return Ok(());
-            }
             let entry = scope
                 .resolve(&PeerText::path(target), Last::Keep)
                 .map_err(|e| e.to_string())?;
-            match entry.concerns().into_iter().find(|w| !asked.contains(w)) {
+            let mut concerns = entry.concerns();
+            if !merging {
+                concerns.retain(|w| *w == Why::Program);
+            }
+            match concerns.into_iter().find(|w| !asked.contains(w)) {
                 None => Ok(()),
                 Some(why) => Err(format!("not written ({why:?}): put it on its own to be asked")),
             }

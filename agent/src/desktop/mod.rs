@@ -9,28 +9,29 @@ pub use worker::{DesktopWorker, DisplayOptions, IndicatorText, Injected, Sharing
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// When the assistant last pressed a key or a button on this computer. Whatever the customer's
-/// side receives right after may have been typed or clicked by the assistant (into the agent's
-/// own terminal, say), so grants and "yes" answers arriving then are not taken.
+/// When the assistant last moved the pointer or pressed a key or a button on this computer.
+/// Whatever the customer's side receives right after may have been typed or clicked by the
+/// assistant (into the agent's own terminal, say), so grants and "yes" answers arriving then are
+/// not taken.
 #[derive(Debug, Clone, Default)]
 pub struct InjectedInput(Arc<Mutex<Option<Instant>>>);
 
 impl InjectedInput {
-    /// How long after the assistant's last key or button the customer's grants and "yes"
+    /// How long after the assistant's last input the customer's grants and "yes"
     /// answers are not taken.
     pub const GUARD: Duration = Duration::from_secs(3);
 
-    /// The assistant is about to press keys or buttons.
+    /// The assistant is about to move the pointer or press keys or buttons.
     pub fn mark(&self) {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
     }
 
-    /// Whether the assistant pressed a key or button within [`InjectedInput::GUARD`].
+    /// Whether the assistant used the pointer or keyboard within [`InjectedInput::GUARD`].
     pub fn recent(&self) -> bool {
         self.within(Self::GUARD)
     }
 
-    /// Whether the assistant pressed a key or button within `span`.
+    /// Whether the assistant used the pointer or keyboard within `span`.
     pub fn within(&self, span: Duration) -> bool {
         self.0
             .lock()

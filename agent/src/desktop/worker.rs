@@ -320,9 +320,9 @@ impl Worker {
                 self.paused_until = Some(now + LOCAL_INPUT_PAUSE);
                 return Ok(Injected::LocalInputWins);
             }
-            if !matches!(event, InputEvent::Move { .. }) {
-                self.injected.mark();
-            }
+            // A pointer warped onto a button right before the customer's click counts as much
+            // as a key or button of the assistant's.
+            self.injected.mark();
             // The indicator goes up before the first event lands.
             if !self.injected_since_grant {
                 self.injected_since_grant = true;

@@ -17,7 +17,8 @@ fn names(grants: Grants) -> Vec<&'static str> {
 /// The JSON object for an event (`None`: not printed).
 pub fn to_json(event: &Event, tr: &Tr) -> Option<Value> {
     Some(match event {
-        Event::Note(_) | Event::QuickAccess(_) => return None,
+        // Nobody is asked in JSON mode, so the end is told once, by `ended`.
+        Event::Note(_) | Event::QuickAccess(_) | Event::AccessEnded { .. } => return None,
         Event::Ready {
             session,
             code,

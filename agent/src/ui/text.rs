@@ -76,6 +76,7 @@ pub async fn run(ends: FrontendEnds) {
         prompt: None,
         consent: None,
         bars: HashMap::new(),
+        told_end: false,
     };
     let mut stdin_open = true;
     let mut stop = super::StopSignals::listen();
@@ -110,17 +111,18 @@ struct Prompt {
     shown: Instant,
 }
 
-/// A quick-access question in the terminal: first "allow, for how long" (a yes may name
-/// other days than proposed: `y 30`), then — when there are permissions to remember — whether
-/// to allow them next time without asking.
+/// A quick-access question in the terminal, in steps: for how many days (a number, or yes for
+/// the proposal), then — when there are permissions to remember — whether next time the
+/// customer is asked what the assistant may do, or the permissions apply without asking. No,
+/// Enter or anything but those answers, at any step, means no opt-in.
 #[derive(Clone, Copy)]
 struct Quick {
     /// The days the assistant proposed.
     proposed: u32,
-    /// Whether permissions come with it (only then is "without asking" asked).
-    grants: bool,
-    /// The days the customer chose, once they said yes: the prompt now asks "without asking?".
-    chosen: Option<Option<u32>>,
+    /// The permissions offered to remember (only with some is the second step asked).
+    grants: Grants,
+    /// The days the customer chose: the prompt now asks how the permissions apply.
+    days: Option<u32>,
 }
 
 struct Consent {
@@ -153,6 +155,8 @@ struct TextUi {
     prompt: Option<Prompt>,
     consent: Option<Consent>,
     bars: HashMap<u64, indicatif::ProgressBar>,
+    /// The end of the session was told already.
+    told_end: bool,
 }
 
 /// A customer's command, if the line is one (the words are English in every language, as
@@ -224,66 +228,16 @@ impl TextUi {
         {
             return say(&format!("    {}", t!(self.tr, "question-changed")));
         }
-        // The second step of a quick-access question: allow the permissions without asking?
-        if let (
-            Some(question),
-            Some(Quick {
-                chosen: Some(days),
-                proposed,
-                ..
-            }),
-        ) = (prompt.question, prompt.quick)
-        {
-            let without_asking = match line {
-                "" => false,
-                word => match self.tr.yes_no(word) {
-                    Some(yes) => yes,
-                    None => return say(&format!("    {}", t!(self.tr, "question-answer-yn"))),
-                },
-            };
-            let terms = QuickTerms {
-                days: days.unwrap_or(proposed),
-                without_asking,
-            };
-            return self
-                .send(Input::Answer {
-                    question,
-                    reply: Reply::QuickAccess(terms),
-                })
-                .await;
+        if let (Some(question), Some(quick)) = (prompt.question, prompt.quick) {
+            return self.quick_step(question, quick, line).await;
         }
-        // A quick-access yes may name the days: "y 30".
-        let (word, days) = match (prompt.quick, line.split_once(' ')) {
-            (Some(_), Some((word, days))) => match days.trim().parse::<u32>() {
-                Ok(days) if (1..=crate::trusted::MAX_DAYS).contains(&days) => (word, Some(days)),
-                _ => return say(&format!("    {}", t!(self.tr, "question-quick-days"))),
-            },
-            _ => (line, None),
-        };
-        let Some(allow) = self.tr.yes_no(word) else {
+        let Some(allow) = self.tr.yes_no(line) else {
             return say(&format!("    {}", t!(self.tr, "question-answer-yn")));
         };
         match (prompt.question, &mut self.consent) {
             // The prompt stays until the core closes the question (it may not take the answer).
             (Some(question), _) => {
-                if let (true, Some(quick @ Quick { grants: true, .. })) = (allow, prompt.quick) {
-                    let text = format!(
-                        "\n  ? {}\n    {}\n    {}",
-                        t!(self.tr, "quick-without-asking"),
-                        t!(self.tr, "quick-without-asking-note"),
-                        t!(self.tr, "question-allow-text")
-                    );
-                    let chosen = Some(days);
-                    return self.ask(Some(question), Some(Quick { chosen, ..quick }), text);
-                }
-                let reply = match (allow, days) {
-                    (false, _) => Reply::No,
-                    (true, None) => Reply::Yes,
-                    (true, Some(days)) => Reply::QuickAccess(QuickTerms {
-                        days,
-                        without_asking: false,
-                    }),
-                };
+                let reply = if allow { Reply::Yes } else { Reply::No };
                 self.send(Input::Answer { question, reply }).await;
             }
             (None, Some(consent)) => {
@@ -307,6 +261,56 @@ impl TextUi {
             }
             (None, None) => self.prompt = None,
         }
+    }
+
+    /// A line typed at a step of a quick-access question.
+    async fn quick_step(&mut self, question: QuestionId, quick: Quick, line: &str) {
+        let no = Input::Answer {
+            question,
+            reply: Reply::No,
+        };
+        let Some(days) = quick.days else {
+            // For how many days: a number, or yes for the proposal; no or Enter: none.
+            let days = match (line.parse::<u32>(), self.tr.yes_no(line)) {
+                (Ok(days), _) if (1..=crate::trusted::MAX_DAYS).contains(&days) => days,
+                (_, Some(true)) => quick.proposed,
+                (_, Some(false)) => return self.send(no).await,
+                _ => return say(&format!("    {}", t!(self.tr, "question-quick-days"))),
+            };
+            if quick.grants == Grants::NONE {
+                let reply = Reply::QuickAccess(QuickTerms {
+                    days,
+                    without_asking: false,
+                    grants: Grants::NONE,
+                });
+                return self.send(Input::Answer { question, reply }).await;
+            }
+            let grants = phrases::grants(&self.tr, quick.grants);
+            let text = format!(
+                "\n  ? {}\n    {}\n    {}",
+                t!(self.tr, "question-quick-how", grants = &grants),
+                t!(self.tr, "quick-without-asking-note"),
+                t!(self.tr, "question-quick-how-text"),
+            );
+            let quick = Quick {
+                days: Some(days),
+                ..quick
+            };
+            return self.ask(Some(question), Some(quick), text);
+        };
+        // How the remembered permissions apply: asked each time, or without asking.
+        let without_asking = match line {
+            "1" => false,
+            "2" => true,
+            _ if matches!(self.tr.yes_no(line), Some(false)) => return self.send(no).await,
+            _ => return say(&format!("    {}", t!(self.tr, "question-quick-how-text"))),
+        };
+        let reply = Reply::QuickAccess(QuickTerms {
+            days,
+            without_asking,
+            grants: quick.grants,
+        });
+        self.send(Input::Answer { question, reply }).await;
     }
 
     fn show(&mut self, event: Event) {
@@ -362,12 +366,17 @@ impl TextUi {
                 }
                 self.consent = Some(consent);
             }
-            Event::Connected { peer, granted } => self.say(&format!(
-                "  {}\n  {}\n  {}",
-                t!(tr, "connected", peer = phrases::peer(&tr, &peer)),
-                t!(tr, "allowed", grants = phrases::grants(&tr, granted)),
-                t!(tr, "commands-hint"),
-            )),
+            Event::Connected { peer, granted } => {
+                self.say(&format!(
+                    "  {}\n  {}",
+                    t!(tr, "connected", peer = phrases::peer(&tr, &peer)),
+                    t!(tr, "allowed", grants = phrases::grants(&tr, granted)),
+                ));
+                if granted.allows(Capability::Terminal) {
+                    self.say(&format!("  {}", t!(tr, "terminal-means-all")));
+                }
+                self.say(&format!("  {}", t!(tr, "commands-hint")));
+            }
             // The permissions and screen activity lines say it; `ponte-agent trusted list` lists.
             Event::Grants(_) | Event::Sharing { .. } | Event::QuickAccess(_) => {}
             Event::Question { id, question } => {
@@ -376,8 +385,8 @@ impl TextUi {
                     Question::QuickAccess { days, grants, .. } => {
                         let quick = Quick {
                             proposed: days,
-                            grants: grants != Grants::NONE,
-                            chosen: None,
+                            grants,
+                            days: None,
                         };
                         (Some(quick), t!(tr, "question-quick-text", days = days))
                     }
@@ -407,6 +416,7 @@ impl TextUi {
                 };
                 self.say(&format!("  [{}] {line}", clock(&tr)));
             }
+            Event::AccessEnded { reason } => self.access_ended(&reason),
             Event::Ended { reason, log } => self.ended(&reason, log),
             Event::Failed { error } => self.say(&format!("  {}", t!(tr, "agent-failed", error = &error))),
         }
@@ -440,11 +450,19 @@ impl TextUi {
         }
     }
 
-    fn ended(&mut self, reason: &str, log: Option<std::path::PathBuf>) {
+    /// The session is over (said once: when the assistant's access ended, or at the very end).
+    fn access_ended(&mut self, reason: &str) {
+        if std::mem::replace(&mut self.told_end, true) {
+            return;
+        }
         for (_, bar) in self.bars.drain() {
             bar.abandon();
         }
         say(&format!("\n  {}", t!(self.tr, "ended", reason = reason)));
+    }
+
+    fn ended(&mut self, reason: &str, log: Option<std::path::PathBuf>) {
+        self.access_ended(reason);
         if let Some(log) = log {
             say(&format!(
                 "  {}",

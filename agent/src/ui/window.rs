@@ -6,10 +6,11 @@
 //! window through a channel that wakes it; the customer's clicks go back as [`Input`]s.
 //!
 //! The assistant may control this desktop's mouse and keyboard, and so could click this
-//! window. Everything the window does for the customer is therefore dropped while the
-//! assistant is pressing keys or buttons ([`NOT_THEIRS`]; widening inputs also meet the core's
-//! longer guard), and a question's buttons only work once it has been on screen for
-//! [`SETTLE`].
+//! window. What would widen its access (a switch turned on, Allow, a yes) is therefore not
+//! taken while the assistant is using the pointer or keyboard ([`NOT_THEIRS`]; the core's
+//! guard is longer still); what narrows it (End session, a switch turned off, Deny, No,
+//! Remove) is always taken, so a jammed keyboard cannot lock the customer out of stopping it.
+//! A question's buttons only work once it has been on screen for [`SETTLE`].
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
@@ -31,8 +32,8 @@ use crate::trusted::Entry;
 use crate::ui::text::SETTLE;
 use crate::{phrases, t};
 
-/// How long after the assistant's last key or button press the window takes no click or key
-/// as the customer's.
+/// How long after the assistant's last pointer movement, key or button the window takes no
+/// widening click or key as the customer's.
 pub const NOT_THEIRS: Duration = Duration::from_secs(1);
 
 /// Lines kept in the activity list, the terminal view and the chat.
@@ -132,8 +133,14 @@ struct Question {
 }
 
 /// The terms of a quick-access opt-in as the customer sets them in its dialog.
+#[derive(Clone, PartialEq)]
 struct QuickChoice {
     who: String,
+    /// The fingerprint of the key it would let in.
+    key: String,
+    /// The permissions offered to remember.
+    offered: Grants,
+    /// Those chosen.
     grants: Grants,
     /// The periods offered (the assistant's proposal among them), in days.
     periods: Vec<u32>,
@@ -142,8 +149,9 @@ struct QuickChoice {
 }
 
 impl QuickChoice {
-    /// A week, a month, three months, a year, and what the assistant proposed (chosen).
-    fn new(who: String, proposed: u32, grants: Grants) -> QuickChoice {
+    /// A week, a month, three months, a year, and what the assistant proposed (chosen); the
+    /// permissions offered, all chosen; asking each time.
+    fn new(who: String, key: String, proposed: u32, grants: Grants) -> QuickChoice {
         let mut periods = vec![
             7,
             30,
@@ -155,6 +163,8 @@ impl QuickChoice {
         periods.dedup();
         QuickChoice {
             who,
+            key,
+            offered: grants,
             grants,
             periods,
             days: proposed,
@@ -251,9 +261,12 @@ impl Window {
         }
     }
 
-    /// Sends what the customer did — unless the assistant may have done it.
+    /// Sends what the customer did. What widens the assistant's access (or speaks for the
+    /// customer, as chat does) is not taken while the assistant may have done it; what narrows
+    /// it — End, a switch turned off, Deny, No, Remove — always is.
     fn send(&mut self, input: Input) {
-        if self.injected.within(NOT_THEIRS) {
+        let guarded = input.widens() || matches!(input, Input::Chat(_));
+        if guarded && self.injected.within(NOT_THEIRS) {
             self.refused_at = Some(Instant::now());
             return;
         }
@@ -305,9 +318,12 @@ impl Window {
             Event::Grants(grants) => self.grants = grants,
             Event::Question { id, question } => {
                 let quick = match &question {
-                    crate::frontend::Question::QuickAccess { who, days, grants } => {
-                        Some(QuickChoice::new(who.clone(), *days, *grants))
-                    }
+                    crate::frontend::Question::QuickAccess {
+                        who,
+                        key,
+                        days,
+                        grants,
+                    } => Some(QuickChoice::new(who.clone(), key.clone(), *days, *grants)),
                     _ => None,
                 };
                 self.question = Some(Question {
@@ -374,13 +390,26 @@ impl Window {
                     at: tr.date_time(ponte_session::now_unix()),
                 };
             }
-            Event::Ended { reason, log } => {
-                self.question = None;
+            // The session is over; a last question (quick access) may still come.
+            Event::AccessEnded { reason } => {
                 self.stage = Stage::Ended {
                     reason: t!(tr, "ended", reason = reason),
-                    log,
+                    log: None,
                     at: tr.date_time(ponte_session::now_unix()),
                 };
+            }
+            Event::Ended { reason, log } => {
+                self.question = None;
+                match &mut self.stage {
+                    Stage::Ended { log: shown, .. } => *shown = log,
+                    _ => {
+                        self.stage = Stage::Ended {
+                            reason: t!(tr, "ended", reason = reason),
+                            log,
+                            at: tr.date_time(ponte_session::now_unix()),
+                        }
+                    }
+                }
             }
         }
     }
@@ -531,7 +560,14 @@ impl Window {
         ui.label(RichText::new(t!(tr, "consent-what")).strong());
         let mut chosen = *selected;
         switches(ui, &tr, &mut chosen);
+        // A switch turned on by the assistant's click would be allowed with the customer's.
+        let widened = chosen.list().iter().any(|c| !selected.allows(*c));
+        if widened && self.injected.within(NOT_THEIRS) {
+            self.refused_at = Some(Instant::now());
+            chosen = *selected;
+        }
         *selected = chosen;
+        terminal_means_all(ui, &tr, chosen);
         ui.add_space(10.0);
         let mut answer = None;
         ui.horizontal(|ui| {
@@ -577,6 +613,7 @@ impl Window {
                 let before = self.grants;
                 let mut now = before;
                 switches(ui, &tr, &mut now);
+                terminal_means_all(ui, &tr, before);
                 for c in Capability::ALL {
                     match (before.allows(c), now.allows(c)) {
                         (false, true) => self.send(Input::Grant(c)),
@@ -667,10 +704,18 @@ impl Window {
         };
         let (id, settled) = (question.id, question.shown.elapsed() >= SETTLE);
         let mut answer = None;
-        egui::Modal::new(egui::Id::new(("question", id.0))).show(ctx, |ui| {
+        let mut refused = false;
+        let modal = egui::Modal::new(egui::Id::new(("question", id.0))).show(ctx, |ui| {
             ui.set_max_width(520.0);
             if let Some(quick) = &mut question.quick {
-                quick_terms(ui, &tr, quick);
+                // Terms set by the assistant's input would be kept with the customer's Allow.
+                let mut chosen = quick.clone();
+                quick_terms(ui, &tr, &mut chosen);
+                if chosen != *quick && self.injected.within(NOT_THEIRS) {
+                    refused = true;
+                } else {
+                    *quick = chosen;
+                }
             } else {
                 let mut lines = question.lines.iter();
                 if let Some(headline) = lines.next() {
@@ -695,13 +740,21 @@ impl Window {
                     answer = Some(match &question.quick {
                         Some(quick) => Reply::QuickAccess(QuickTerms {
                             days: quick.days,
-                            without_asking: quick.without_asking,
+                            without_asking: quick.without_asking && quick.grants != Grants::NONE,
+                            grants: quick.grants,
                         }),
                         None => Reply::Yes,
                     });
                 }
             });
         });
+        if refused {
+            self.refused_at = Some(Instant::now());
+        }
+        // Escape (or a click beside the dialog) is a no, as closing the window is.
+        if answer.is_none() && modal.should_close() {
+            answer = Some(Reply::No);
+        }
         if let Some(reply) = answer {
             self.send(Input::Answer { question: id, reply });
         }
@@ -731,10 +784,13 @@ impl Window {
     }
 }
 
-/// The quick-access question: who, for how long, what would be pre-selected (or applied
-/// without asking), and how to take it back.
+/// The quick-access question, asked once the assistant's access has ended: who (with the
+/// key's fingerprint), for how long, which permissions to remember and whether they apply
+/// without asking, and how to take it back.
 fn quick_terms(ui: &mut egui::Ui, tr: &Tr, quick: &mut QuickChoice) {
     ui.label(RichText::new(t!(tr, "question-quick-access", who = &quick.who)).strong());
+    ui.label(RichText::new(t!(tr, "key-fingerprint", fingerprint = &quick.key)).small());
+    ui.label(t!(tr, "question-quick-access-after"));
     ui.add_space(4.0);
     ui.label(t!(tr, "quick-period"));
     let now = ponte_session::now_unix();
@@ -747,12 +803,23 @@ fn quick_terms(ui: &mut egui::Ui, tr: &Tr, quick: &mut QuickChoice) {
         );
     }
     ui.add_space(4.0);
-    if quick.grants != Grants::NONE {
-        let grants = phrases::grants(tr, quick.grants);
-        ui.label(t!(tr, "question-quick-access-grants", grants = grants));
-        ui.checkbox(&mut quick.without_asking, t!(tr, "quick-without-asking"));
-        if quick.without_asking {
-            ui.colored_label(AMBER, t!(tr, "quick-without-asking-note"));
+    if quick.offered != Grants::NONE {
+        ui.label(t!(tr, "quick-remember"));
+        for c in quick.offered.list() {
+            let mut on = quick.grants.allows(c);
+            if ui.checkbox(&mut on, phrases::capability_name(tr, c)).changed() {
+                if on {
+                    quick.grants.grant(c);
+                } else {
+                    quick.grants.revoke(c);
+                }
+            }
+        }
+        if quick.grants != Grants::NONE {
+            ui.checkbox(&mut quick.without_asking, t!(tr, "quick-without-asking"));
+            if quick.without_asking {
+                ui.colored_label(AMBER, t!(tr, "quick-without-asking-note"));
+            }
         }
     }
     ui.label(t!(tr, "question-quick-access-revoke"));
@@ -820,6 +887,14 @@ fn switches(ui: &mut egui::Ui, tr: &Tr, grants: &mut Grants) {
                 }
             }
         }
+    }
+}
+
+/// With the terminal the assistant runs as the customer: the screen, the mouse and keyboard
+/// and every file come with it, whatever the other switches say.
+fn terminal_means_all(ui: &mut egui::Ui, tr: &Tr, grants: Grants) {
+    if grants.allows(Capability::Terminal) {
+        ui.colored_label(AMBER, t!(tr, "terminal-means-all"));
     }
 }
 

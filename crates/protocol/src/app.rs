@@ -216,8 +216,10 @@ pub enum Control {
     /// Either way: the session ends now.
     End(EndReason),
     /// Viewer → agent: the assistant asks to reconnect later without a code (quick access).
-    /// The agent asks the customer, and only for a verified assistant; the answer is
-    /// [`Control::QuickAccess`].
+    /// The agent asks the customer — only for a verified assistant, and only once the
+    /// assistant's access has ended (so that nothing it runs or types can answer): it replies
+    /// [`Control::QuickAccessLater`] at once and [`Control::QuickAccess`] after the session's
+    /// end, or [`Control::QuickAccess`]`(None)` at once when it will not ask.
     QuickAccessRequest {
         /// Any verified assistant of the organisation (`true`), or only this one.
         organisation: bool,
@@ -227,6 +229,11 @@ pub enum Control {
     /// Agent → viewer: the customer's answer to [`Control::QuickAccessRequest`]: the device
     /// to reconnect to and until when, or `None` (declined, unverified, or nobody to ask).
     QuickAccess(Option<QuickAccessGrant>),
+    /// Agent → viewer: the customer will be asked about the [`Control::QuickAccessRequest`]
+    /// when the session ends; the answer, [`Control::QuickAccess`], follows the end (after
+    /// [`Control::End`], on the same stream) — a viewer that wants it keeps the connection
+    /// open until then.
+    QuickAccessLater,
 }
 
 /// What a viewer keeps in its address book when the customer allows quick access.

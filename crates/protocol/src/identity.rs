@@ -421,10 +421,12 @@ impl Certificate {
     }
 }
 
-/// The organisation keys an agent trusts to vouch for assistants.
+/// The organisation keys an agent trusts to vouch for assistants, each with the name the
+/// customer's own configuration gives it: that name, not the text a certificate carries, is
+/// what the customer is shown (two organisations can both call themselves "ACME Support").
 #[derive(Debug, Clone, Default)]
 pub struct TrustStore {
-    organisations: Vec<PublicKey>,
+    organisations: Vec<(PublicKey, String)>,
 }
 
 impl TrustStore {
@@ -433,10 +435,11 @@ impl TrustStore {
         TrustStore::default()
     }
 
-    /// Trusts certificates signed by `organisation_key`.
-    pub fn add(&mut self, organisation_key: PublicKey) {
+    /// Trusts certificates signed by `organisation_key`, known locally as `name` (a key
+    /// already trusted keeps its first name).
+    pub fn add(&mut self, organisation_key: PublicKey, name: impl Into<String>) {
         if self.find(&organisation_key.fingerprint()).is_none() {
-            self.organisations.push(organisation_key);
+            self.organisations.push((organisation_key, name.into()));
         }
     }
 
@@ -444,7 +447,16 @@ impl TrustStore {
     pub fn find(&self, fingerprint: &Fingerprint) -> Option<&PublicKey> {
         self.organisations
             .iter()
-            .find(|k| k.fingerprint() == *fingerprint)
+            .find(|(k, _)| k.fingerprint() == *fingerprint)
+            .map(|(k, _)| k)
+    }
+
+    /// The local name of the trusted key with this fingerprint.
+    pub fn name(&self, fingerprint: &Fingerprint) -> Option<&str> {
+        self.organisations
+            .iter()
+            .find(|(k, _)| k.fingerprint() == *fingerprint)
+            .map(|(_, name)| name.as_str())
     }
 
     /// Whether no organisation is trusted.
@@ -460,8 +472,12 @@ pub enum PeerIdentity {
     Verified {
         /// The assistant's name (from the certificate: text of the peer's).
         name: crate::text::PeerText,
-        /// The organisation that vouches for the assistant (from the certificate).
+        /// The organisation that vouches for the assistant: the name the agent's own trust
+        /// configuration gives its key.
         organisation: crate::text::PeerText,
+        /// What the certificate calls the organisation, when that differs from
+        /// `organisation` (text of the peer's).
+        certified_as: Option<crate::text::PeerText>,
         /// Fingerprint of the assistant's key.
         fingerprint: Fingerprint,
         /// Fingerprint of the organisation key that issued the certificate.
@@ -492,12 +508,17 @@ impl PeerIdentity {
             };
         };
         match cert.verify(key, trust, now) {
-            Ok((name, organisation)) => PeerIdentity::Verified {
-                name: name.into(),
-                organisation: organisation.into(),
-                fingerprint,
-                issuer: cert.body.issuer,
-            },
+            Ok((name, certified)) => {
+                // `verify` found the issuer in the store, so it has a local name.
+                let local = trust.name(&cert.body.issuer).unwrap_or(certified);
+                PeerIdentity::Verified {
+                    name: name.into(),
+                    organisation: local.into(),
+                    certified_as: (certified != local).then(|| certified.into()),
+                    fingerprint,
+                    issuer: cert.body.issuer,
+                }
+            }
             Err(reason) => PeerIdentity::Unverified { fingerprint, reason },
         }
     }
@@ -512,8 +533,17 @@ impl fmt::Display for PeerIdentity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PeerIdentity::Verified {
-                name, organisation, ..
-            } => write!(f, "verified: {name}, {organisation}"),
+                name,
+                organisation,
+                certified_as,
+                ..
+            } => {
+                write!(f, "verified: {name}, {organisation}")?;
+                match certified_as {
+                    Some(other) => write!(f, " (the certificate says {other})"),
+                    None => Ok(()),
+                }
+            }
             PeerIdentity::Unverified { fingerprint, reason } => {
                 write!(f, "UNVERIFIED ({reason}); key fingerprint {fingerprint}")
             }

@@ -31,6 +31,7 @@ fn right_code_gives_both_sides_the_same_keys_and_a_verified_peer() {
         PeerIdentity::Verified {
             name: "Alice Example".into(),
             organisation: "Example Support Ltd".into(),
+            certified_as: None,
             fingerprint: creds.key.public_key().fingerprint(),
             issuer: org_key().public_key().fingerprint(),
         }

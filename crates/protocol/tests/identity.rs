@@ -160,11 +160,44 @@ fn small_keys_are_refused() {
 }
 
 #[test]
+fn the_organisation_is_named_by_the_agents_trust_not_by_the_certificate() {
+    // Two trusted organisations whose certificates both say "Org": the customer is shown the
+    // names their own configuration gives the keys, and what the certificate claims beside.
+    let mut trust = TrustStore::new();
+    trust.add(other_key().public_key().clone(), "Rossi IT");
+    trust.add(org_key().public_key().clone(), "ACME Support");
+    let key = assistant_key();
+    let peer = PeerIdentity::evaluate(key.public_key(), Some(&cert(0, u64::MAX)), &trust, NOW);
+    let PeerIdentity::Verified {
+        organisation,
+        certified_as,
+        issuer,
+        ..
+    } = &peer
+    else {
+        panic!("{peer}");
+    };
+    assert_eq!(organisation.as_raw(), "ACME Support");
+    assert_eq!(certified_as.as_ref().map(|c| c.as_raw()), Some("Org"));
+    assert_eq!(*issuer, org_key().public_key().fingerprint());
+    assert_eq!(
+        peer.to_string(),
+        "verified: Bob, ACME Support (the certificate says Org)"
+    );
+    // When the names agree, only one is shown.
+    let mut trust = TrustStore::new();
+    trust.add(org_key().public_key().clone(), "Org");
+    let peer = PeerIdentity::evaluate(key.public_key(), Some(&cert(0, u64::MAX)), &trust, NOW);
+    assert_eq!(peer.to_string(), "verified: Bob, Org");
+}
+
+#[test]
 fn trust_store_deduplicates() {
     let mut t = TrustStore::new();
     assert!(t.is_empty());
-    t.add(org_key().public_key().clone());
-    t.add(org_key().public_key().clone());
+    t.add(org_key().public_key().clone(), "Example");
+    t.add(org_key().public_key().clone(), "Another name");
+    assert_eq!(t.name(&org_key().public_key().fingerprint()), Some("Example"));
     assert!(t.find(&org_key().public_key().fingerprint()).is_some());
     assert!(t.find(&other_key().public_key().fingerprint()).is_none());
 }

@@ -75,7 +75,7 @@ pub fn certified_credentials() -> Credentials {
 
 pub fn trust_org() -> TrustStore {
     let mut t = TrustStore::new();
-    t.add(org_key().public_key().clone());
+    t.add(org_key().public_key().clone(), "Example Support Ltd");
     t
 }
 
