@@ -150,13 +150,13 @@ async fn a_process_the_assistant_left_running_cannot_answer_in_the_window() {
     let target = w.path("allow-at");
     let script = format!(
         "until grep -qs 'without a code when''ever' {log}/*.log && [ -s {target} ]; do sleep 0.2; done; \
-         sleep 1.5; xdotool mousemove $(cat {target}) click 1",
+         sleep 1.5; xdotool mousemove \\$(cat {target}) mousedown 1 sleep 0.1 mouseup 1",
         log = w.path("data/ponte/sessions").display(),
         target = target.display(),
     );
     let status = viewer
         .exec(
-            &format!("nohup setsid sh -c \"{script}\" >/dev/null 2>&1 &"),
+            &leave_running(&script),
             |_, _| {},
         )
         .await
@@ -194,6 +194,14 @@ async fn a_process_the_assistant_left_running_cannot_answer_in_the_window() {
     assert_eq!(viewer.state().quick_access, None);
     assert!(opt_ins(&w).is_empty());
     agent.terminate(WAIT);
+}
+
+/// A command line that starts `script` in the background, out of the command's session (so it
+/// outlives the command), as an attacker would.
+fn leave_running(script: &str) -> String {
+    // The command waits a moment, so that the child has left its session before the command
+    // ends (and the agent ends what is left in it).
+    format!("nohup setsid -f sh -c \"{script}\" >/dev/null 2>&1; sleep 1")
 }
 
 /// `x y` for `xdotool mousemove`.
@@ -249,7 +257,7 @@ async fn a_process_the_assistant_left_running_cannot_answer_in_the_terminal() {
     );
     let status = viewer
         .exec(
-            &format!("nohup setsid sh -c \"{script}\" >/dev/null 2>&1 &"),
+            &leave_running(&script),
             |_, _| {},
         )
         .await
