@@ -165,8 +165,9 @@ impl RateLimit {
 /// What a registration asks of the cluster.
 #[derive(Debug, Clone, Copy)]
 pub struct RegisterLimits {
-    /// Registrations per source.
-    pub rate: RateLimit,
+    /// Registrations per source; `None` when the caller took the source's registration token
+    /// already ([`Cluster::take_registration`]).
+    pub rate: Option<RateLimit>,
     /// Waiting sessions one source may hold, cluster-wide.
     pub waiting_per_source: u32,
     /// How long the new session can be joined.
@@ -224,16 +225,17 @@ const GCRA: &str = "local function gcra(key, interval, tolerance, now) \
     return 0 end ";
 
 /// KEYS: session, register bucket, waiting set. ARGV: node, lease ms, interval, tolerance,
-/// waiting cap, pairing ttl ms, id. Returns {0} ID taken, {1, wait} rate limited, {2} waiting
-/// cap reached, {3} registered.
+/// waiting cap, pairing ttl ms, id, `paid` (the token was taken already) or `take`. Returns
+/// {0} ID taken, {1, wait} rate limited, {2} waiting cap reached, {3} registered.
 fn register_script() -> String {
     format!(
         "{NOW}{GCRA}\
         if redis.call('EXISTS', KEYS[1]) == 1 then return {{0, 0}} end \
         redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now) \
         if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[5]) then return {{2, 0}} end \
-        local wait = gcra(KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4]), now) \
-        if wait > 0 then return {{1, math.ceil(wait)}} end \
+        if ARGV[8] ~= 'paid' then \
+            local wait = gcra(KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4]), now) \
+            if wait > 0 then return {{1, math.ceil(wait)}} end end \
         redis.call('ZADD', KEYS[3], now + tonumber(ARGV[6]), ARGV[7]) \
         redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[6]) + 1000) \
         redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) \
@@ -470,11 +472,12 @@ impl Cluster {
             .key(waiting_key(source))
             .arg(self.settings.node.as_str())
             .arg(millis(SESSION_LEASE.max(limits.pairing_ttl)))
-            .arg(limits.rate.interval_ms())
-            .arg(limits.rate.tolerance_ms())
+            .arg(limits.rate.map_or(0, |r| r.interval_ms()))
+            .arg(limits.rate.map_or(0, |r| r.tolerance_ms()))
             .arg(limits.waiting_per_source)
             .arg(millis(limits.pairing_ttl))
-            .arg(id.to_string());
+            .arg(id.to_string())
+            .arg(if limits.rate.is_some() { "take" } else { "paid" });
         let (code, wait): (u8, u64) = self.run(call).await?;
         Ok(match code {
             0 => None,
@@ -484,14 +487,35 @@ impl Cluster {
         })
     }
 
+    /// Takes a registration token for `source` from the cluster-wide bucket, before anything
+    /// is spent on the registration; [`Cluster::register`] with `rate: None` then does not take
+    /// another.
+    pub async fn take_registration(
+        &self,
+        source: Source,
+        limit: RateLimit,
+    ) -> Result<Result<(), Refusal>, ClusterError> {
+        self.take("register", source, limit).await
+    }
+
     /// Takes a join token for `source` from the cluster-wide bucket.
     pub async fn take_join(
         &self,
         source: Source,
         limit: RateLimit,
     ) -> Result<Result<(), Refusal>, ClusterError> {
+        self.take("join", source, limit).await
+    }
+
+    /// Takes a token from `source`'s cluster-wide bucket of `kind`.
+    async fn take(
+        &self,
+        kind: &str,
+        source: Source,
+        limit: RateLimit,
+    ) -> Result<Result<(), Refusal>, ClusterError> {
         let mut call = self.rate.prepare_invoke();
-        call.key(bucket_key("join", source))
+        call.key(bucket_key(kind, source))
             .arg(limit.interval_ms())
             .arg(limit.tolerance_ms());
         let wait: u64 = self.run(call).await?;

@@ -24,7 +24,7 @@ use crate::config::{AssistantMode, Config};
 use crate::forward::{self, Budget, Direction, End};
 use crate::ledger::{EndReason, Ledger, SessionRecord, ViewerFacts, WriterSettings};
 use crate::memory::{self, Buffers, Reservation};
-use crate::registry::{Joining, Registry, TurnedAway};
+use crate::registry::{Joining, RegistrationToken, Registry, TurnedAway};
 use crate::source::Source;
 
 /// What the registry keeps of an agent.
@@ -62,6 +62,7 @@ struct Counters {
     refused_full: AtomicU64,
     refused_source: AtomicU64,
     auth_refused: AtomicU64,
+    device_challenges: AtomicU64,
 }
 
 /// A snapshot of the relay's own accounting.
@@ -81,6 +82,8 @@ pub struct Stats {
     pub refused_source: u64,
     /// Joins refused for their credential.
     pub auth_refused: u64,
+    /// Quick-access registrations that got a challenge (an ephemeral key pair each).
+    pub device_challenges: u64,
 }
 
 struct Shared {
@@ -322,6 +325,7 @@ impl Relay {
             refused_full: c.refused_full.load(Ordering::Relaxed),
             refused_source: c.refused_source.load(Ordering::Relaxed),
             auth_refused: c.auth_refused.load(Ordering::Relaxed),
+            device_challenges: c.device_challenges.load(Ordering::Relaxed),
         }
     }
 
@@ -424,15 +428,21 @@ async fn refresh_assistants(shared: &Shared, cluster: &Cluster) {
     }
 }
 
+/// The cluster-wide registration rate limit.
+fn register_rate(shared: &Shared) -> RateLimit {
+    RateLimit {
+        rate: shared.config.registry.register_rate,
+        burst: shared.config.registry.register_burst,
+    }
+}
+
 /// Claims a cluster-wide unique session ID for a new agent from `source`, within the
-/// cluster-wide registration limits.
-async fn claim(cluster: &Cluster, shared: &Shared, source: Source) -> Result<SessionId, Refusal> {
+/// cluster-wide registration limits; `paid`: its cluster-wide registration token was taken
+/// already.
+async fn claim(cluster: &Cluster, shared: &Shared, source: Source, paid: bool) -> Result<SessionId, Refusal> {
     let limits = &shared.config.registry;
     let wanted = RegisterLimits {
-        rate: RateLimit {
-            rate: limits.register_rate,
-            burst: limits.register_burst,
-        },
+        rate: (!paid).then(|| register_rate(shared)),
         waiting_per_source: limits.waiting_per_source,
         pairing_ttl: limits.pairing_ttl,
     };
@@ -552,7 +562,21 @@ async fn handle(connection: Connection, source: Source, slot: Admitted, shared: 
     };
     let first = framed::read_timeout::<ClientMessage>(&mut recv, MAX_MESSAGE, timeout).await;
     match first {
-        Ok(Some(ClientMessage::Register)) => agent(connection, send, recv, source, shared, None).await,
+        Ok(Some(ClientMessage::Register)) => {
+            let taken = shared.registry().take_registration(source, Instant::now());
+            match taken {
+                // On a cluster the claim script takes the cluster-wide token with the ID, in
+                // the same round trip.
+                Ok(local) => {
+                    let paid = Paid {
+                        local,
+                        cluster: false,
+                    };
+                    agent(connection, send, recv, source, shared, paid, None).await
+                }
+                Err(reason) => refuse(&connection, &mut send, reason).await,
+            }
+        }
         Ok(Some(ClientMessage::RegisterDevice { tag })) => {
             register_device(connection, send, recv, source, shared, tag).await
         }
@@ -622,6 +646,33 @@ async fn handle(connection: Connection, source: Source, slot: Admitted, shared: 
     }
 }
 
+/// The registration tokens taken for an agent before anything was spent on it: always this
+/// node's, and the cluster's when `cluster` says so (else the claim takes it).
+struct Paid {
+    local: RegistrationToken,
+    cluster: bool,
+}
+
+/// Takes every registration token a registration from `source` needs — the cluster's, then
+/// this node's — before anything is spent on it.
+async fn pay_registration(shared: &Shared, source: Source) -> Result<Paid, Refusal> {
+    if let Some(cluster) = &shared.cluster {
+        match cluster.take_registration(source, register_rate(shared)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(refusal)) => return Err(refusal),
+            Err(e) => {
+                warn!("registration refused: {e}");
+                return Err(Refusal::ClusterUnavailable);
+            }
+        }
+    }
+    let local = shared.registry().take_registration(source, Instant::now())?;
+    Ok(Paid {
+        local,
+        cluster: shared.cluster.is_some(),
+    })
+}
+
 /// A quick-access registration: the agent first proves it holds the private key of the device
 /// whose tag it registers — knowing the public key, as every assistant it was given to does,
 /// is not enough to take the tag (docs/PROTOCOL.md § 9.5).
@@ -633,9 +684,19 @@ async fn register_device(
     shared: Arc<Shared>,
     tag: DeviceTag,
 ) {
+    // The rate limit first: a challenge costs a key pair and a line held open for the proof,
+    // which a source past its limits must not get.
+    let paid = match pay_registration(&shared, source).await {
+        Ok(paid) => paid,
+        Err(reason) => {
+            debug!(%reason, "device registration refused before its challenge");
+            return refuse(&connection, &mut send, reason).await;
+        }
+    };
     let Some(challenge) = ponte_transport::device::Challenge::new() else {
         return refuse(&connection, &mut send, Refusal::Capacity).await;
     };
+    shared.counters.device_challenges.fetch_add(1, Ordering::Relaxed);
     let asked = RelayMessage::DeviceChallenge {
         challenge: challenge.public(),
     };
@@ -654,7 +715,7 @@ async fn register_device(
         debug!("device registration without a valid proof refused");
         return refuse(&connection, &mut send, Refusal::BadRequest).await;
     }
-    agent(connection, send, recv, source, shared, Some(tag)).await
+    agent(connection, send, recv, source, shared, paid, Some(tag)).await
 }
 
 async fn send_relay(send: &mut SendStream, message: &RelayMessage) -> bool {
@@ -663,13 +724,15 @@ async fn send_relay(send: &mut SendStream, message: &RelayMessage) -> bool {
         .is_ok()
 }
 
-/// An agent's control line: register, then relay events to it and act on its requests.
+/// An agent's control line: register (with the tokens already `paid`), then relay events to
+/// it and act on its requests.
 async fn agent(
     connection: Connection,
     mut send: SendStream,
     mut recv: RecvStream,
     source: Source,
     shared: Arc<Shared>,
+    paid: Paid,
     device: Option<DeviceTag>,
 ) {
     let (events, mut inbox) = mpsc::channel(16);
@@ -690,12 +753,16 @@ async fn agent(
         link
     };
     let registered = match &shared.cluster {
-        None => shared
-            .registry()
-            .register(make, source, Instant::now(), &mut ponte_protocol::os_rng()),
-        Some(cluster) => match claim(cluster, &shared, source).await {
+        None => {
+            shared
+                .registry()
+                .register_with(paid.local, make, Instant::now(), &mut ponte_protocol::os_rng())
+        }
+        Some(cluster) => match claim(cluster, &shared, source, paid.cluster).await {
             Ok(id) => {
-                let local = shared.registry().register_as(id, make, source, Instant::now());
+                let local = shared
+                    .registry()
+                    .register_as(paid.local, id, make, Instant::now());
                 if local.is_err() {
                     shared.cluster_update(id, source, ClusterUpdate::Ended);
                 }

@@ -181,10 +181,10 @@ async fn session_ids_are_claimed_atomically_cluster_wide() {
         })
         .collect();
     let limits = RegisterLimits {
-        rate: RateLimit {
+        rate: Some(RateLimit {
             rate: 1e6,
             burst: 1e6,
-        },
+        }),
         waiting_per_source: 1_000_000,
         pairing_ttl: Duration::from_secs(60),
     };
@@ -388,4 +388,40 @@ async fn a_node_certified_by_another_cluster_key_is_refused() {
         .unwrap();
     assert_eq!(c.trust_anchor(), Some(ours.fingerprint));
     assert_eq!(c.relay_fingerprint(), Some(good.relay.fingerprint()));
+}
+
+#[tokio::test]
+async fn a_register_device_flood_spread_over_the_nodes_is_limited_before_any_challenge() {
+    use ponte_protocol::device::DeviceKey;
+    use ponte_protocol::rendezvous::ClientMessage;
+    let redis = RedisServer::start();
+    let key = ClusterKey::new();
+    let limits = |c: &mut Config| {
+        c.registry.register_burst = 2.0;
+        c.registry.register_rate = 1.0 / 60.0;
+        c.admission.per_source = 100;
+    };
+    let nodes = [
+        node_with(&key, &redis.url(), "a", limits).await,
+        node_with(&key, &redis.url(), "b", limits).await,
+    ];
+    let mut held = Vec::new();
+    let (mut challenged, mut limited) = (0, 0);
+    for i in 0..8 {
+        let tag = DeviceKey::generate(&mut ponte_protocol::os_rng()).public().tag();
+        let mut agent = client(&nodes[i % 2], &key).await;
+        agent.send(&ClientMessage::RegisterDevice { tag }).await.unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(10), agent.next())
+            .await
+            .expect("the node answers RegisterDevice at once")
+            .unwrap();
+        match answer {
+            RelayMessage::DeviceChallenge { .. } => challenged += 1,
+            RelayMessage::Refused(Refusal::RateLimited { .. }) => limited += 1,
+            other => panic!("unexpected answer {other:?}"),
+        }
+        held.push(agent);
+    }
+    // Each node alone would have challenged two (four in all).
+    assert_eq!((challenged, limited), (2, 6));
 }
