@@ -988,6 +988,17 @@ async fn viewer(
     shared: Arc<Shared>,
 ) {
     let id = join.session;
+    let target = match join.device {
+        Some(tag) => JoinTarget::Device(tag),
+        None => JoinTarget::Session(join.session),
+    };
+    let credential = check_credential(
+        &shared,
+        &connection,
+        target,
+        join.proof.as_ref(),
+        join.ticket.as_ref(),
+    );
     if let Some(cluster) = shared.cluster.clone() {
         let limit = RateLimit {
             rate: shared.config.registry.join_rate,
@@ -998,7 +1009,11 @@ async fn viewer(
             crate::metrics::join(crate::metrics::reason_label(&refusal));
             return refuse(&connection, &mut send, refusal).await;
         }
-        if !shared.registry().contains(id) {
+        // A viewer whose credential is refused is not told where a session lives (a redirect
+        // would tell it the ID is live): the registry below refuses it with the same answer
+        // as for any ID. A redirected viewer proves its credential again on the other node,
+        // on that connection.
+        if credential.is_ok() && !shared.registry().contains(id) {
             match cluster.locate(id).await {
                 Ok(Some(node)) if node != *cluster.public_addr() => {
                     return redirect(&connection, &mut send, id, node).await;
@@ -1012,17 +1027,6 @@ async fn viewer(
             }
         }
     }
-    let target = match join.device {
-        Some(tag) => JoinTarget::Device(tag),
-        None => JoinTarget::Session(join.session),
-    };
-    let credential = check_credential(
-        &shared,
-        &connection,
-        target,
-        join.proof.as_ref(),
-        join.ticket.as_ref(),
-    );
     let budget = Arc::new(Budget::new(
         shared.config.session_bandwidth,
         shared.total_bandwidth.clone(),

@@ -425,3 +425,101 @@ async fn a_register_device_flood_spread_over_the_nodes_is_limited_before_any_cha
     // Each node alone would have challenged two (four in all).
     assert_eq!((challenged, limited), (2, 6));
 }
+
+/// A client of `node` that does not follow redirects: it sees exactly what the node answers.
+async fn probe(node: &Node, key: &ClusterKey, from: u8) -> RelayClient {
+    let (config, seen) = tls::client_config(
+        &RelayTrust::Pinned(key.fingerprint),
+        tls::transport_config(Duration::from_secs(30)),
+    )
+    .unwrap();
+    RelayClient::connect(&endpoint(from), node.addr, "ponte-relay", config, &seen)
+        .await
+        .unwrap()
+}
+
+/// What a join answered, as the test compares it: the refusal, or the whole error (a redirect
+/// is not a refusal).
+fn answer(result: Result<(), ClientError>) -> String {
+    match result {
+        Ok(()) => "paired".to_owned(),
+        Err(e) => match refusal(&e) {
+            Some(r) => format!("{r:?}"),
+            None => format!("{e:?}"),
+        },
+    }
+}
+
+#[tokio::test]
+async fn without_a_credential_a_session_on_another_node_is_answered_like_an_unknown_id() {
+    // docs/PROTOCOL.md § 3.2: on a relay that requires credentials the credential is checked
+    // before the ID is looked up. A redirect before that check told a scanner without a
+    // credential which IDs are live somewhere in the cluster.
+    use ponte_protocol::device::DeviceKey;
+    use ponte_relay::cluster::AssistantBook;
+    use ponte_relay::config::AssistantMode;
+    use ponte_transport::client::JoinExtras;
+    use ponte_transport::credential::AssistantCredential;
+    let redis = RedisServer::start();
+    // The nodes read the cluster's accounts when they start.
+    let alice = AssistantBook::open(&redis.url())
+        .unwrap()
+        .add_assistant("alice")
+        .await
+        .unwrap()
+        .to_text();
+    let key = ClusterKey::new();
+    let required = |c: &mut Config| c.assistants = AssistantMode::Required;
+    let a = node_with(&key, &redis.url(), "a", required).await;
+    let b = node_with(&key, &redis.url(), "b", required).await;
+    let mut agent = client(&a, &key).await;
+    let (live, _) = agent.register().await.unwrap();
+    let unknown: SessionId = if live.to_string() == "123456789" {
+        "987654321"
+    } else {
+        "123456789"
+    }
+    .parse()
+    .unwrap();
+    let device = DeviceKey::generate(&mut ponte_protocol::os_rng());
+    let tag = device.public().tag();
+    let mut quick = client(&a, &key).await;
+    quick
+        .register_device(device.public().0, tag, |c, e| device.possession(c, e))
+        .await
+        .unwrap();
+
+    // Through node B, with no credential and with one the cluster does not know: the live ID
+    // gets exactly the unknown ID's answer, and so does the live device tag.
+    let mut from = 10;
+    for (credential, expected) in [(false, "CredentialRequired"), (true, "CredentialRefused")] {
+        let extras = || JoinExtras {
+            credential: credential.then(|| AssistantCredential::generate().unwrap()),
+            ticket: None,
+        };
+        let mut answers = Vec::new();
+        for id in [live, unknown] {
+            from += 1;
+            let mut p = probe(&b, &key, from).await;
+            answers.push(answer(p.join_with(id, &extras()).await));
+        }
+        for t in [tag, ponte_protocol::DeviceTag([3; 16])] {
+            from += 1;
+            let mut p = probe(&b, &key, from).await;
+            answers.push(answer(p.join_device(t, &extras()).await.map(|_| ())));
+        }
+        assert_eq!(answers, [expected; 4], "credential presented: {credential}");
+    }
+    assert!(b.relay.stats().auth_refused >= 8);
+
+    // A valid credential is redirected, and joins on node A with a proof made for that
+    // connection.
+    let mut viewer = client(&b, &key).await;
+    let extras = JoinExtras {
+        credential: Some(AssistantCredential::parse(&alice).unwrap()),
+        ticket: None,
+    };
+    viewer.join_with(live, &extras).await.unwrap();
+    assert_eq!(agent.next().await.unwrap(), RelayMessage::Paired);
+    assert_eq!(viewer.connection().remote_address(), a.addr);
+}
