@@ -14,12 +14,12 @@ use ponte_transport::framed::{self, FramedError};
 use ponte_transport::tls::CertFingerprint;
 use quinn::{Connection, RecvStream, SendStream, VarInt};
 use tokio::sync::{mpsc, watch};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::admission::{Admission, Admitted, Crowded, Decision, Load};
 use crate::assistants::Assistants;
 use crate::bucket::TokenBucket;
-use crate::cluster::{Cluster, Health, Joinable, RateLimit, RegisterLimits};
+use crate::cluster::{Cluster, Health, Joinable, Located, RateLimit, RegisterLimits};
 use crate::config::{AssistantMode, Config};
 use crate::forward::{self, Budget, Direction, End};
 use crate::ledger::{EndReason, Ledger, SessionRecord, ViewerFacts, WriterSettings};
@@ -63,6 +63,7 @@ struct Counters {
     refused_source: AtomicU64,
     auth_refused: AtomicU64,
     device_challenges: AtomicU64,
+    redirects_refused: AtomicU64,
 }
 
 /// A snapshot of the relay's own accounting.
@@ -84,6 +85,9 @@ pub struct Stats {
     pub auth_refused: u64,
     /// Quick-access registrations that got a challenge (an ephemeral key pair each).
     pub device_challenges: u64,
+    /// Joins not redirected to the node the cluster's Redis named: it was gone, or its entry
+    /// was not certified for its address.
+    pub redirects_refused: u64,
 }
 
 struct Shared {
@@ -211,14 +215,33 @@ impl Relay {
         };
         let fingerprint = identity.fingerprint();
         let cluster_fingerprint = identity.cluster_fingerprint();
-        let cluster = config.cluster.clone().map(Cluster::new).transpose()?;
+        let cluster = config
+            .cluster
+            .clone()
+            .map(|settings| Cluster::new(settings, &identity.chain))
+            .transpose()?;
         if let Some(cluster) = &cluster {
+            let public = cluster.public_addr();
+            let certified = identity
+                .chain
+                .first()
+                .map(|c| crate::cert::certified_addresses(c))
+                .unwrap_or_default();
             if cluster_fingerprint.is_none() {
                 warn!(
-                    "this cluster node's certificate is not signed by a cluster key: clients must pin each node"
+                    "this cluster node's certificate is not signed by a cluster key: clients must pin each node, and no node redirects viewers to another"
+                );
+            } else if !certified.iter().any(|c| c.eq_ignore_ascii_case(public.as_str())) {
+                // It still serves whoever reaches it directly; a rolling upgrade of nodes
+                // certified before certificates named their address must not stop them.
+                error!(
+                    %public,
+                    ?certified,
+                    "this node's certificate is not certified for its public address: the other nodes will not redirect viewers here (ponte-relay cluster certify --node-name {} --public-addr {public})",
+                    cluster.node()
                 );
             }
-            info!(node = %cluster.node(), public_addr = %cluster.public_addr(), "joining the relay cluster");
+            info!(node = %cluster.node(), public_addr = %public, "joining the relay cluster");
         }
         let ledger_target = config.ledger_target()?;
         let transport = memory::unpaired_transport(config.stream_window);
@@ -326,6 +349,7 @@ impl Relay {
             refused_source: c.refused_source.load(Ordering::Relaxed),
             auth_refused: c.auth_refused.load(Ordering::Relaxed),
             device_challenges: c.device_challenges.load(Ordering::Relaxed),
+            redirects_refused: c.redirects_refused.load(Ordering::Relaxed),
         }
     }
 
@@ -596,10 +620,13 @@ async fn handle(connection: Connection, source: Source, slot: Admitted, shared: 
             // Not here: on a cluster, the agent may wait on another node.
             if found == Err(Refusal::UnknownSession)
                 && let Some(cluster) = &shared.cluster
-                && let Ok(Some(node)) = cluster.locate_device(tag).await
-                && node != *cluster.public_addr()
+                && let Ok(located) = cluster.locate_device(tag).await
             {
-                return redirect(&connection, &mut send, tag, node).await;
+                match redirect_target(&shared, &tag, located) {
+                    Ok(Some(node)) => return redirect(&connection, &mut send, tag, node).await,
+                    Ok(None) => {}
+                    Err(refusal) => return refuse(&connection, &mut send, refusal).await,
+                }
             }
             match found {
                 Ok(session) => {
@@ -961,6 +988,34 @@ async fn misbehaves(recv: &mut RecvStream) {
     }
 }
 
+/// Where to send a viewer for a session or device tag (`what`) that this node does not hold,
+/// from what the cluster says: `Some` node, `None` (the usual answer for an unknown ID
+/// follows), or a refusal when the entry names a node that cannot be trusted with viewers.
+/// Every entry not followed is counted and logged: a node that is gone is expected now and
+/// then, an uncertified one means a misconfigured node or someone writing the cluster's Redis.
+fn redirect_target(
+    shared: &Shared,
+    what: &dyn std::fmt::Display,
+    located: Located,
+) -> Result<Option<rendezvous::NodeAddress>, Refusal> {
+    match located {
+        Located::Node(node) => Ok(Some(node)),
+        Located::Nowhere => Ok(None),
+        Located::Gone { node } => {
+            shared.counters.redirects_refused.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::redirect_refused("node_gone");
+            debug!(%what, ?node, "not redirected: its node no longer heartbeats");
+            Ok(None)
+        }
+        Located::Uncertified { node, why } => {
+            shared.counters.redirects_refused.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::redirect_refused("uncertified");
+            warn!(%what, ?node, "not redirected to that node: {why}");
+            Err(Refusal::ClusterUnavailable)
+        }
+    }
+}
+
 /// Sends a viewer to the node that holds its session, and lets it hang up first (like a
 /// refusal) so the redirect is read before the connection closes.
 async fn redirect(
@@ -1014,12 +1069,11 @@ async fn viewer(
         // as for any ID. A redirected viewer proves its credential again on the other node,
         // on that connection.
         if credential.is_ok() && !shared.registry().contains(id) {
-            match cluster.locate(id).await {
-                Ok(Some(node)) if node != *cluster.public_addr() => {
-                    return redirect(&connection, &mut send, id, node).await;
-                }
-                // Unknown to the cluster too: the registry gives the usual answer below.
-                Ok(_) => {}
+            match cluster.locate(id).await.map(|l| redirect_target(&shared, &id, l)) {
+                Ok(Ok(Some(node))) => return redirect(&connection, &mut send, id, node).await,
+                // Not joinable elsewhere: the registry gives the usual answer below.
+                Ok(Ok(None)) => {}
+                Ok(Err(refusal)) => return refuse(&connection, &mut send, refusal).await,
                 Err(e) => {
                     debug!(session = %id, "join refused: {e}");
                     return refuse(&connection, &mut send, Refusal::ClusterUnavailable).await;
