@@ -902,10 +902,17 @@ pub async fn status(url: &str) -> Result<Vec<NodeStatus>, ClusterError> {
         let now = secs * 1000 + micros / 1000;
         let mut nodes = Vec::new();
         for name in names {
-            let fields: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+            // Bytes, not text: the entry holds the node's certificate (DER), and whoever can
+            // write Redis may have written anything.
+            let fields: std::collections::HashMap<Vec<u8>, Vec<u8>> = redis::cmd("HGETALL")
                 .arg(node_key(&name))
                 .query_async(&mut redis)
                 .await?;
+            let text = |k: &str| {
+                fields
+                    .get(k.as_bytes())
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+            };
             if fields.is_empty() {
                 let _: () = redis::cmd("SREM")
                     .arg(nodes_key())
@@ -914,9 +921,9 @@ pub async fn status(url: &str) -> Result<Vec<NodeStatus>, ClusterError> {
                     .await?;
                 continue;
             }
-            let num = |k: &str| fields.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            let num = |k: &str| text(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
             nodes.push(NodeStatus {
-                addr: fields.get("addr").cloned().unwrap_or_default(),
+                addr: text("addr").unwrap_or_default(),
                 waiting: num("waiting"),
                 paired: num("paired"),
                 draining: num("draining") == 1,
