@@ -2,7 +2,8 @@
 //!
 //! Each assistant is a name and the Ed25519 public key of its credential, one line each in
 //! `assistants` in the data directory (written whole and renamed into place, so a reader
-//! never sees half a file) — or, for a relay cluster, one field each of a Redis hash, so that
+//! never sees half a file, and changed under an exclusive lock, so that two changes at once
+//! never undo each other) — or, for a relay cluster, one field each of a Redis hash, so that
 //! every node knows the same accounts. The relay holds no secret: a credential's secret exists
 //! only in the assistant's file, printed once by `ponte-relay assistant add`. A single relay
 //! re-reads the file when it changes, so a removal takes effect at the next join; a cluster
@@ -191,10 +192,22 @@ impl AssistantStore {
         std::fs::rename(&tmp, &self.path).map_err(|e| self.io(e))
     }
 
+    /// Takes the exclusive lock on changing the file (see [`Lock`]).
+    fn lock(&self) -> Result<Lock, AssistantError> {
+        Lock::acquire(&self.path).map_err(|source| AssistantError::Io {
+            path: lock_path(&self.path).display().to_string(),
+            source,
+        })
+    }
+
     /// Adds an assistant and returns its new credential (to hand over once; the relay keeps
     /// only the public key).
     pub fn add(&self, name: &str) -> Result<AssistantCredential, AssistantError> {
         let (assistant, credential) = Assistant::generate(name)?;
+        // Held from reading to renaming: two changes at once would each save the list as
+        // they read it, and the later one would undo the other (a lost account, or a removed
+        // one back in).
+        let _lock = self.lock()?;
         let mut all = self.load()?;
         if all.iter().any(|a| a.name == name) {
             return Err(AssistantError::Exists(name.to_owned()));
@@ -206,6 +219,7 @@ impl AssistantStore {
 
     /// Removes an assistant; its credential stops working at the next join.
     pub fn remove(&self, name: &str) -> Result<(), AssistantError> {
+        let _lock = self.lock()?;
         let mut all = self.load()?;
         let before = all.len();
         all.retain(|a| a.name != name);
@@ -213,6 +227,55 @@ impl AssistantStore {
             return Err(AssistantError::Unknown(name.to_owned()));
         }
         self.save(&all)
+    }
+}
+
+/// The lock file beside `path` (the file itself is replaced by renaming, so it cannot be the
+/// one locked).
+fn lock_path(path: &Path) -> PathBuf {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    path.with_file_name(format!(".{name}.lock"))
+}
+
+/// An exclusive lock on changing a file, held until dropped: `flock` on a lock file beside it,
+/// so it also holds between `ponte-relay assistant` processes, and is released when a process
+/// dies. The same as `ponte_session::private_file::Lock`, which the relay cannot use: that
+/// crate carries the end-to-end cryptography the relay must not link.
+/// (The relay is built for Linux; elsewhere the lock file is made but not locked.)
+struct Lock(#[allow(dead_code)] std::fs::File);
+
+impl Lock {
+    fn acquire(path: &Path) -> std::io::Result<Lock> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            // Never follow a link planted where the lock file goes.
+            options
+                .mode(0o600)
+                .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
+        }
+        let file = options.open(lock_path(path))?;
+        #[cfg(unix)]
+        {
+            // Whoever holds the lock only loads and saves a small file: waiting longer than
+            // this means something is wrong there, and is an error.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            loop {
+                match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+                    Ok(()) => break,
+                    Err(rustix::io::Errno::WOULDBLOCK) if std::time::Instant::now() < deadline => {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(Lock(file))
     }
 }
 

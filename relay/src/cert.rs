@@ -123,10 +123,32 @@ pub struct NodeFiles {
     pub key: std::path::PathBuf,
 }
 
+/// How a node certificate names the address it was certified for: a URI subject alternative
+/// name `ponte-relay://HOST:PORT`. The other nodes of the cluster redirect viewers to a node
+/// only at that address, so that whoever can write the cluster's Redis cannot send them
+/// elsewhere (docs/PROTOCOL.md § 3.3). Clients ignore it: they check DNS names and addresses.
+pub const NODE_ADDRESS_URI: &str = "ponte-relay://";
+
+/// The addresses a node certificate (DER) was certified for (`HOST:PORT`, as written); none if
+/// it is not a certificate or was certified without `--public-addr`.
+pub fn certified_addresses(cert: &[u8]) -> Vec<String> {
+    let der = CertificateDer::from(cert);
+    let Ok(parsed) = webpki::EndEntityCert::try_from(&der) else {
+        return Vec::new();
+    };
+    parsed
+        .valid_uri_names()
+        .filter_map(|uri| uri.strip_prefix(NODE_ADDRESS_URI))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Issues a certificate for node `name` signed by the cluster key in `dir`, valid for the
 /// cluster name [`ponte_transport::tls::NODE_NAME`] (what clients pinning the cluster key
 /// check), the node's name and the host of `public_addr` (for clients that use the cluster
-/// certificate as a CA). Writes `node-NAME-cert.pem` and `node-NAME-key.pem` into `out`.
+/// certificate as a CA), and certified for `public_addr` ([`NODE_ADDRESS_URI`]), the only
+/// address the other nodes send viewers to. Writes `node-NAME-cert.pem` and
+/// `node-NAME-key.pem` into `out`.
 pub fn certify_node(
     dir: &Path,
     name: &crate::cluster::NodeName,
@@ -163,6 +185,12 @@ pub fn certify_node(
     }
     names.dedup();
     let mut params = rcgen::CertificateParams::new(names).context("node certificate names")?;
+    if let Some(addr) = public_addr {
+        let uri = format!("{NODE_ADDRESS_URI}{addr}");
+        params
+            .subject_alt_names
+            .push(rcgen::SanType::URI(uri.try_into().context("node address")?));
+    }
     params.distinguished_name.push(
         rcgen::DnType::CommonName,
         format!("Ponte relay node {}", name.as_str()),
@@ -219,6 +247,48 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_node_certificate_names_the_address_it_was_certified_for() {
+        use rustls::client::danger::ServerCertVerifier;
+        let dir = tempfile::tempdir().unwrap();
+        let fingerprint = init_cluster(dir.path()).unwrap();
+        let name: crate::cluster::NodeName = "eu_1.b".parse().unwrap();
+        for (addr, host) in [
+            ("relay-b.example.com:4433", "relay-b.example.com"),
+            ("192.0.2.7:443", "192.0.2.7"),
+            ("[2001:db8::7]:443", "2001:db8::7"),
+        ] {
+            let public = addr.parse().unwrap();
+            let files = certify_node(dir.path(), &name, Some(&public), dir.path()).unwrap();
+            let identity = load(&files.cert, &files.key).unwrap();
+            assert_eq!(certified_addresses(&identity.chain[0]), [addr]);
+            assert_eq!(identity.cluster_fingerprint(), Some(fingerprint));
+            // Clients that use the cluster certificate as a CA still find the host.
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(identity.chain[1].clone()).unwrap();
+            let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                std::sync::Arc::new(roots),
+                ponte_transport::tls::provider(),
+            )
+            .build()
+            .unwrap();
+            let server = rustls::pki_types::ServerName::try_from(host.to_owned()).unwrap();
+            verifier
+                .verify_server_cert(
+                    &identity.chain[0],
+                    &[],
+                    &server,
+                    &[],
+                    rustls::pki_types::UnixTime::now(),
+                )
+                .unwrap();
+        }
+        let bare = certify_node(dir.path(), &name, None, dir.path()).unwrap();
+        let identity = load(&bare.cert, &bare.key).unwrap();
+        assert!(certified_addresses(&identity.chain[0]).is_empty());
+        assert!(certified_addresses(b"not a certificate").is_empty());
+    }
 
     #[test]
     fn generated_once_then_reused() {

@@ -8,9 +8,14 @@
 //!   to the owning node ([`ponte_protocol::rendezvous::RelayMessage::Redirect`]) — see
 //!   docs/PROTOCOL.md for why redirect and not forwarding;
 //! - Redis holds, per session ID, which node owns it and whether it can be joined; per node,
-//!   its public address and health and how many connections each source holds there; per
+//!   its public address, certificate and health and how many connections each source holds
+//!   there; per
 //!   source, token buckets and its waiting sessions; and the operator's assistant accounts,
 //!   which every node reads again at each heartbeat.
+//!
+//! Whoever can write the Redis can write any of it, so a node sends a viewer only to a node
+//! that heartbeats, at the address that node's certificate — signed by the cluster key — was
+//! certified for ([`Located`]); it does not take an address from Redis on trust.
 //!
 //! Every entry expires: a node renews its own every [`HEARTBEAT`], so the entries of a node
 //! that dies are gone within [`SESSION_LEASE`] and its ID claims with them. When Redis cannot
@@ -23,9 +28,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use ponte_protocol::rendezvous::{NodeAddress, Refusal};
+use ponte_protocol::rendezvous::{MAX_NODE_ADDRESS, NodeAddress, Refusal};
 use ponte_protocol::{DeviceTag, SessionId};
+use ponte_transport::tls::CertFingerprint;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use rustls::pki_types::CertificateDer;
 use tracing::{info, warn};
 
 use crate::source::Source;
@@ -165,8 +172,9 @@ impl RateLimit {
 /// What a registration asks of the cluster.
 #[derive(Debug, Clone, Copy)]
 pub struct RegisterLimits {
-    /// Registrations per source.
-    pub rate: RateLimit,
+    /// Registrations per source; `None` when the caller took the source's registration token
+    /// already ([`Cluster::take_registration`]).
+    pub rate: Option<RateLimit>,
     /// Waiting sessions one source may hold, cluster-wide.
     pub waiting_per_source: u32,
     /// How long the new session can be joined.
@@ -224,16 +232,17 @@ const GCRA: &str = "local function gcra(key, interval, tolerance, now) \
     return 0 end ";
 
 /// KEYS: session, register bucket, waiting set. ARGV: node, lease ms, interval, tolerance,
-/// waiting cap, pairing ttl ms, id. Returns {0} ID taken, {1, wait} rate limited, {2} waiting
-/// cap reached, {3} registered.
+/// waiting cap, pairing ttl ms, id, `paid` (the token was taken already) or `take`. Returns
+/// {0} ID taken, {1, wait} rate limited, {2} waiting cap reached, {3} registered.
 fn register_script() -> String {
     format!(
         "{NOW}{GCRA}\
         if redis.call('EXISTS', KEYS[1]) == 1 then return {{0, 0}} end \
         redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now) \
         if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[5]) then return {{2, 0}} end \
-        local wait = gcra(KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4]), now) \
-        if wait > 0 then return {{1, math.ceil(wait)}} end \
+        if ARGV[8] ~= 'paid' then \
+            local wait = gcra(KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4]), now) \
+            if wait > 0 then return {{1, math.ceil(wait)}} end end \
         redis.call('ZADD', KEYS[3], now + tonumber(ARGV[6]), ARGV[7]) \
         redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[6]) + 1000) \
         redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) \
@@ -246,11 +255,23 @@ fn rate_script() -> String {
     format!("{NOW}{GCRA} return math.ceil(gcra(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), now))")
 }
 
-/// KEYS: session. ARGV: node-key prefix. The address of the node that holds a joinable
-/// session, or nil (unknown, tombstoned, not joinable, or its node is gone).
-const LOCATE: &str = "local n = redis.call('GET', KEYS[1]) \
-    if (not n) or n == '-' or string.sub(n, -1) == '!' then return false end \
-    return redis.call('HGET', ARGV[1] .. n, 'addr')";
+/// KEYS: a session's or device tag's entry, the node set. ARGV: node-key prefix, node lease
+/// ms. Nil when nobody can join it (unknown, tombstoned, not joinable); else the name of the
+/// node that holds it, the address and certificate that node published, and 1 if the node is
+/// live — in the node set, with a heartbeat within its lease by Redis's clock — or 0.
+fn locate_script() -> String {
+    format!(
+        "local n = redis.call('GET', KEYS[1]) \
+        if (not n) or n == '-' or string.sub(n, -1) == '!' then return false end \
+        {NOW}\
+        local e = redis.call('HMGET', ARGV[1] .. n, 'addr', 'cert', 'seen') \
+        local seen = tonumber(e[3] or '') \
+        local live = 0 \
+        if seen and now - seen <= tonumber(ARGV[2]) \
+            and redis.call('SISMEMBER', KEYS[2], n) == 1 then live = 1 end \
+        return {{n, e[1] or '', e[2] or '', live}}"
+    )
+}
 
 /// KEYS: a device tag's entry. ARGV: node, lease ms, `claim` or `release`. A claim takes the
 /// tag for this node (the latest claim holds it, as on one node); a release gives it up only
@@ -284,12 +305,13 @@ const RENEW: &str = "for i, k in ipairs(KEYS) do \
         redis.call('SET', k, ARGV[i + 2], 'PX', ARGV[2]) end end \
     return #KEYS";
 
-/// KEYS: node entry, node set. ARGV: name, addr, waiting, paired, draining, lease ms.
+/// KEYS: node entry, node set. ARGV: name, addr, waiting, paired, draining, lease ms,
+/// certificate (DER).
 fn heartbeat_script() -> String {
     format!(
         "{NOW}\
         redis.call('HSET', KEYS[1], 'addr', ARGV[2], 'waiting', ARGV[3], 'paired', ARGV[4], \
-            'draining', ARGV[5], 'seen', now) \
+            'draining', ARGV[5], 'seen', now, 'cert', ARGV[7]) \
         redis.call('PEXPIRE', KEYS[1], ARGV[6]) \
         redis.call('SADD', KEYS[2], ARGV[1]) \
         return 1"
@@ -316,9 +338,68 @@ fn connections_script() -> String {
     )
 }
 
+/// Where the cluster says a viewer can join a session (or a device tag's session) that this
+/// node does not hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Located {
+    /// On the live node at this address, the one its certificate was certified for.
+    Node(NodeAddress),
+    /// Nowhere else: unknown, ended, paired, used up, or held by this node.
+    Nowhere,
+    /// Held by a node that no longer heartbeats (dead or stopped): its sessions are gone.
+    Gone {
+        /// The node's name, as the entry has it.
+        node: String,
+    },
+    /// Held by a node whose entry cannot be trusted with a viewer: not redirected.
+    Uncertified {
+        /// The node's name, as the entry has it.
+        node: String,
+        /// What is wrong with its entry.
+        why: Uncertified,
+    },
+}
+
+/// Why a node's entry in the cluster's Redis is not one this node redirects viewers to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Uncertified {
+    /// This node has no cluster certificate to check other nodes' certificates with.
+    #[error("this node's certificate is not signed by a cluster key, so it cannot check any other node's")]
+    NoClusterKey,
+    /// The published certificate is missing, or not signed (now) by this cluster's key.
+    #[error("its published certificate is missing or not signed by this cluster's key")]
+    NotSigned,
+    /// The published address is not one the certificate was certified for.
+    #[error(
+        "its published address {published:?} is not the one its certificate was certified for ({certified:?})"
+    )]
+    OtherAddress {
+        /// The address the entry publishes (as text, whatever was written).
+        published: String,
+        /// The addresses its certificate names.
+        certified: Vec<String>,
+    },
+}
+
+/// A node's entry as the locate script returns it: name, published address, published
+/// certificate, live (1) or not. Bytes: whoever can write Redis may have written anything.
+type NodeEntry = (Vec<u8>, Vec<u8>, Vec<u8>, u8);
+
+/// This node's certificate as the cluster sees it: published at each heartbeat, and the
+/// cluster certificate other nodes' are checked against.
+#[derive(Default)]
+struct Certification {
+    /// This node's own certificate (DER).
+    node: Vec<u8>,
+    /// The cluster certificate that signed it, and its key's fingerprint (none without a
+    /// cluster key).
+    cluster: Option<(CertificateDer<'static>, CertFingerprint)>,
+}
+
 /// A node's handle on the cluster's shared state.
 pub struct Cluster {
     settings: ClusterSettings,
+    certification: Certification,
     redis: ConnectionManager,
     register: redis::Script,
     rate: redis::Script,
@@ -391,16 +472,29 @@ fn connect(url: &str) -> Result<ConnectionManager, ClusterError> {
 }
 
 impl Cluster {
-    /// A handle for this node. Does not wait for Redis: a node starts (and holds its own
-    /// sessions) while Redis is down, and uses it once it answers.
-    pub fn new(settings: ClusterSettings) -> Result<Arc<Cluster>, ClusterError> {
+    /// A handle for this node, whose TLS certificate chain is `chain` (node certificate
+    /// first, then the cluster certificate that signed it). Does not wait for Redis: a node
+    /// starts (and holds its own sessions) while Redis is down, and uses it once it answers.
+    pub fn new(
+        settings: ClusterSettings,
+        chain: &[CertificateDer<'static>],
+    ) -> Result<Arc<Cluster>, ClusterError> {
         let redis = connect(&settings.url)?;
+        let certification = match chain.split_first() {
+            Some((node, rest)) => Certification {
+                node: node.to_vec(),
+                cluster: ponte_transport::tls::signing_cluster(node, rest)
+                    .and_then(|fingerprint| Some((rest.last()?.clone(), fingerprint))),
+            },
+            None => Certification::default(),
+        };
         Ok(Arc::new(Cluster {
             settings,
+            certification,
             redis,
             register: redis::Script::new(&register_script()),
             rate: redis::Script::new(&rate_script()),
-            locate: redis::Script::new(LOCATE),
+            locate: redis::Script::new(&locate_script()),
             update: redis::Script::new(&update_script()),
             renew: redis::Script::new(RENEW),
             heartbeat: redis::Script::new(&heartbeat_script()),
@@ -470,11 +564,12 @@ impl Cluster {
             .key(waiting_key(source))
             .arg(self.settings.node.as_str())
             .arg(millis(SESSION_LEASE.max(limits.pairing_ttl)))
-            .arg(limits.rate.interval_ms())
-            .arg(limits.rate.tolerance_ms())
+            .arg(limits.rate.map_or(0, |r| r.interval_ms()))
+            .arg(limits.rate.map_or(0, |r| r.tolerance_ms()))
             .arg(limits.waiting_per_source)
             .arg(millis(limits.pairing_ttl))
-            .arg(id.to_string());
+            .arg(id.to_string())
+            .arg(if limits.rate.is_some() { "take" } else { "paid" });
         let (code, wait): (u8, u64) = self.run(call).await?;
         Ok(match code {
             0 => None,
@@ -484,14 +579,35 @@ impl Cluster {
         })
     }
 
+    /// Takes a registration token for `source` from the cluster-wide bucket, before anything
+    /// is spent on the registration; [`Cluster::register`] with `rate: None` then does not take
+    /// another.
+    pub async fn take_registration(
+        &self,
+        source: Source,
+        limit: RateLimit,
+    ) -> Result<Result<(), Refusal>, ClusterError> {
+        self.take("register", source, limit).await
+    }
+
     /// Takes a join token for `source` from the cluster-wide bucket.
     pub async fn take_join(
         &self,
         source: Source,
         limit: RateLimit,
     ) -> Result<Result<(), Refusal>, ClusterError> {
+        self.take("join", source, limit).await
+    }
+
+    /// Takes a token from `source`'s cluster-wide bucket of `kind`.
+    async fn take(
+        &self,
+        kind: &str,
+        source: Source,
+        limit: RateLimit,
+    ) -> Result<Result<(), Refusal>, ClusterError> {
         let mut call = self.rate.prepare_invoke();
-        call.key(bucket_key("join", source))
+        call.key(bucket_key(kind, source))
             .arg(limit.interval_ms())
             .arg(limit.tolerance_ms());
         let wait: u64 = self.run(call).await?;
@@ -502,21 +618,66 @@ impl Cluster {
         })
     }
 
-    /// The public address of the node holding `id`, if it is joinable there.
-    pub async fn locate(&self, id: SessionId) -> Result<Option<NodeAddress>, ClusterError> {
-        let mut call = self.locate.prepare_invoke();
-        call.key(session_key(id)).arg(format!("{PREFIX}node:"));
-        let addr: Option<String> = self.run(call).await?;
-        // Another node wrote it, but Redis is shared with whoever can reach it: still checked.
-        Ok(addr.and_then(|a| a.parse().ok()))
+    /// Where session `id` can be joined, if on another node.
+    pub async fn locate(&self, id: SessionId) -> Result<Located, ClusterError> {
+        self.locate_key(session_key(id)).await
     }
 
-    /// The address of the node where an agent waits under device tag `tag`, if any.
-    pub async fn locate_device(&self, tag: DeviceTag) -> Result<Option<NodeAddress>, ClusterError> {
+    /// Where the agent waiting under device tag `tag` can be joined, if on another node.
+    pub async fn locate_device(&self, tag: DeviceTag) -> Result<Located, ClusterError> {
+        self.locate_key(device_key(tag)).await
+    }
+
+    async fn locate_key(&self, key: String) -> Result<Located, ClusterError> {
         let mut call = self.locate.prepare_invoke();
-        call.key(device_key(tag)).arg(format!("{PREFIX}node:"));
-        let addr: Option<String> = self.run(call).await?;
-        Ok(addr.and_then(|a| a.parse().ok()))
+        call.key(key)
+            .key(nodes_key())
+            .arg(format!("{PREFIX}node:"))
+            .arg(millis(NODE_LEASE));
+        let found: Option<NodeEntry> = self.run(call).await?;
+        Ok(match found {
+            None => Located::Nowhere,
+            Some((node, addr, cert, live)) => self.judge(&node, &addr, &cert, live == 1),
+        })
+    }
+
+    /// Whether a viewer may be sent to the node `node` holding a session, from its entry:
+    /// only to a live node, at the address its certificate, signed by this cluster's key, was
+    /// certified for. The nodes wrote their entries, but whoever can write Redis could have
+    /// too: an address alone could send viewers anywhere.
+    fn judge(&self, node: &[u8], addr: &[u8], cert: &[u8], live: bool) -> Located {
+        let node = String::from_utf8_lossy(node).into_owned();
+        if node == self.settings.node.as_str() {
+            return Located::Nowhere;
+        }
+        if !live {
+            return Located::Gone { node };
+        }
+        let uncertified = |why| Located::Uncertified {
+            node: node.clone(),
+            why,
+        };
+        let Some((cluster_cert, fingerprint)) = &self.certification.cluster else {
+            return uncertified(Uncertified::NoClusterKey);
+        };
+        let signed = ponte_transport::tls::signing_cluster(
+            &CertificateDer::from(cert),
+            std::slice::from_ref(cluster_cert),
+        );
+        if signed != Some(*fingerprint) {
+            return uncertified(Uncertified::NotSigned);
+        }
+        let published = String::from_utf8_lossy(addr).into_owned();
+        let certified = crate::cert::certified_addresses(cert);
+        match published.parse::<NodeAddress>() {
+            Ok(addr) if certified.iter().any(|c| c.eq_ignore_ascii_case(addr.as_str())) => {
+                Located::Node(addr)
+            }
+            _ => uncertified(Uncertified::OtherAddress {
+                published: published.chars().take(MAX_NODE_ADDRESS + 1).collect(),
+                certified,
+            }),
+        }
     }
 
     /// An agent on this node registered under `tag` (`claim`), or the last one did no longer.
@@ -593,7 +754,8 @@ impl Cluster {
             .arg(health.waiting)
             .arg(health.paired)
             .arg(u8::from(health.draining))
-            .arg(millis(NODE_LEASE));
+            .arg(millis(NODE_LEASE))
+            .arg(self.certification.node.as_slice());
         let _: u8 = self.run(call).await?;
         let busy = format!("{node}!");
         for chunk in sessions.chunks(RENEW_CHUNK) {
@@ -740,10 +902,17 @@ pub async fn status(url: &str) -> Result<Vec<NodeStatus>, ClusterError> {
         let now = secs * 1000 + micros / 1000;
         let mut nodes = Vec::new();
         for name in names {
-            let fields: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+            // Bytes, not text: the entry holds the node's certificate (DER), and whoever can
+            // write Redis may have written anything.
+            let fields: std::collections::HashMap<Vec<u8>, Vec<u8>> = redis::cmd("HGETALL")
                 .arg(node_key(&name))
                 .query_async(&mut redis)
                 .await?;
+            let text = |k: &str| {
+                fields
+                    .get(k.as_bytes())
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+            };
             if fields.is_empty() {
                 let _: () = redis::cmd("SREM")
                     .arg(nodes_key())
@@ -752,9 +921,9 @@ pub async fn status(url: &str) -> Result<Vec<NodeStatus>, ClusterError> {
                     .await?;
                 continue;
             }
-            let num = |k: &str| fields.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            let num = |k: &str| text(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
             nodes.push(NodeStatus {
-                addr: fields.get("addr").cloned().unwrap_or_default(),
+                addr: text("addr").unwrap_or_default(),
                 waiting: num("waiting"),
                 paired: num("paired"),
                 draining: num("draining") == 1,

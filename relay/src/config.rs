@@ -73,8 +73,10 @@ pub enum ClusterCommand {
         /// The node's name (as given to the node with --node-name).
         #[arg(long)]
         node_name: crate::cluster::NodeName,
-        /// The node's public address, also written into the certificate for clients that use
-        /// the cluster certificate as a CA.
+        /// The node's public address (as given to the node with --public-addr): the
+        /// certificate is certified for it, and the other nodes redirect viewers to this node
+        /// only there; its host is also a name for clients that use the cluster certificate as
+        /// a CA.
         #[arg(long)]
         public_addr: Option<ponte_protocol::rendezvous::NodeAddress>,
         /// Directory with the cluster key [default: DATA_DIR/cluster].
@@ -337,7 +339,7 @@ pub struct Settings {
     pub node_name: Option<crate::cluster::NodeName>,
 
     /// Where clients reach this node (host:port); viewers that join on another node are sent
-    /// here.
+    /// here, if the node's certificate was certified for it (cluster certify --public-addr).
     #[arg(long, env = "PONTE_RELAY_PUBLIC_ADDR")]
     pub public_addr: Option<ponte_protocol::rendezvous::NodeAddress>,
 }

@@ -73,6 +73,10 @@ pub fn serve(addr: SocketAddr, node: Option<&str>) -> anyhow::Result<()> {
         "ponte_relay_redirects_total",
         "Viewers sent to the cluster node that holds their session"
     );
+    metrics::describe_counter!(
+        "ponte_relay_redirects_refused_total",
+        "Joins not sent to the node the cluster named: gone, or not certified for its address"
+    );
     // Publish zeros so dashboards see every series from the start.
     sessions(0, 0);
     forwarded(0);
@@ -81,6 +85,9 @@ pub fn serve(addr: SocketAddr, node: Option<&str>) -> anyhow::Result<()> {
     buffers_reserved(0);
     for reason in ["credential_required", "credential_refused"] {
         metrics::counter!("ponte_relay_auth_refusals_total", "reason" => reason).increment(0);
+    }
+    for reason in ["node_gone", "uncertified"] {
+        metrics::counter!("ponte_relay_redirects_refused_total", "reason" => reason).increment(0);
     }
     Ok(())
 }
@@ -202,4 +209,9 @@ pub fn cluster_up(up: bool) {
 /// Counts a viewer redirected to another node.
 pub fn redirect() {
     metrics::counter!("ponte_relay_redirects_total").increment(1);
+}
+
+/// Counts a join not redirected to the node the cluster named (`node_gone` or `uncertified`).
+pub fn redirect_refused(reason: &'static str) {
+    metrics::counter!("ponte_relay_redirects_refused_total", "reason" => reason).increment(1);
 }

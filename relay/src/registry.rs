@@ -131,6 +131,15 @@ impl<A> TurnedAway<A> {
     }
 }
 
+/// One registration's token, taken from its source's registration bucket by
+/// [`Registry::take_registration`] and spent by [`Registry::register_with`] or
+/// [`Registry::register_as`]: a registration cannot be made without one.
+#[derive(Debug)]
+#[must_use = "a registration token is spent by registering"]
+pub struct RegistrationToken {
+    source: Source,
+}
+
 /// The session table.
 #[derive(Debug)]
 pub struct Registry<A, V> {
@@ -218,8 +227,24 @@ impl<A: Clone, V> Registry<A, V> {
         }
     }
 
+    /// Takes a registration token from `source`'s bucket, and checks that it may hold one more
+    /// waiting session. Taken before anything is spent on a registration (a quick-access
+    /// registration's challenge key pair and its wait for the proof), so a source past its
+    /// limits costs the relay nothing more.
+    pub fn take_registration(&mut self, source: Source, now: Instant) -> Result<RegistrationToken, Refusal> {
+        take(
+            &mut self.register_buckets,
+            source,
+            self.limits.register_rate,
+            self.limits.register_burst,
+            now,
+        )?;
+        self.check_waiting(source)?;
+        Ok(RegistrationToken { source })
+    }
+
     /// Registers a waiting agent from `source` under a fresh random session ID; `agent` makes
-    /// the agent's handle once the ID is chosen.
+    /// the agent's handle once the ID is chosen. Takes the registration token itself.
     pub fn register(
         &mut self,
         agent: impl FnOnce(SessionId) -> A,
@@ -227,31 +252,45 @@ impl<A: Clone, V> Registry<A, V> {
         now: Instant,
         rng: &mut impl CryptoRng,
     ) -> Result<(SessionId, Duration), Refusal> {
-        self.admit_registration(source, now)?;
+        let token = self.take_registration(source, now)?;
+        self.register_with(token, agent, now, rng)
+    }
+
+    /// Registers a waiting agent under a fresh random session ID with a registration token
+    /// taken earlier. The waiting caps are checked again: others may have registered since.
+    pub fn register_with(
+        &mut self,
+        token: RegistrationToken,
+        agent: impl FnOnce(SessionId) -> A,
+        now: Instant,
+        rng: &mut impl CryptoRng,
+    ) -> Result<(SessionId, Duration), Refusal> {
+        self.check_waiting(token.source)?;
         let id = loop {
             let id = SessionId::random(rng);
             if self.is_free(id) {
                 break id;
             }
         };
-        Ok((id, self.insert(id, agent(id), source, now)))
+        Ok((id, self.insert(id, agent(id), token.source, now)))
     }
 
     /// Registers a waiting agent under `id`, which the caller chose and claimed elsewhere (a
-    /// relay cluster claims IDs in its shared state first). The same local limits apply; an ID
-    /// this node still knows is refused as [`Refusal::Capacity`].
+    /// relay cluster claims IDs in its shared state first), with a registration token taken
+    /// earlier. The waiting caps are checked again; an ID this node still knows is refused as
+    /// [`Refusal::Capacity`].
     pub fn register_as(
         &mut self,
+        token: RegistrationToken,
         id: SessionId,
         agent: impl FnOnce(SessionId) -> A,
-        source: Source,
         now: Instant,
     ) -> Result<Duration, Refusal> {
-        self.admit_registration(source, now)?;
+        self.check_waiting(token.source)?;
         if !self.is_free(id) {
             return Err(Refusal::Capacity);
         }
-        Ok(self.insert(id, agent(id), source, now))
+        Ok(self.insert(id, agent(id), token.source, now))
     }
 
     /// Makes session `id` findable under device tag `tag` (quick access). The latest claim
@@ -328,14 +367,7 @@ impl<A: Clone, V> Registry<A, V> {
         matches!(e.state, State::Waiting { .. }) && e.attempts < self.limits.attempts_per_session && !e.quick
     }
 
-    fn admit_registration(&mut self, source: Source, now: Instant) -> Result<(), Refusal> {
-        take(
-            &mut self.register_buckets,
-            source,
-            self.limits.register_rate,
-            self.limits.register_burst,
-            now,
-        )?;
+    fn check_waiting(&self, source: Source) -> Result<(), Refusal> {
         if self.waiting_by_source.get(&source).copied().unwrap_or(0) >= self.limits.waiting_per_source
             || self.waiting >= self.limits.waiting_total
         {
@@ -819,6 +851,38 @@ mod tests {
         r.register(|_| 1, ip(2), t, &mut rng).unwrap();
         r.register(|_| 1, ip(1), t + Duration::from_secs(1), &mut rng)
             .unwrap();
+    }
+
+    #[test]
+    fn a_registration_token_comes_first_and_the_caps_hold_again_when_it_is_spent() {
+        let mut r: Registry<u32, u32> = Registry::new(RegistryLimits {
+            register_burst: 2.0,
+            waiting_per_source: 1,
+            waiting_total: 100,
+            ..limits()
+        });
+        let t = Instant::now();
+        let mut rng = ponte_protocol::os_rng();
+        let first = r.take_registration(ip(1), t).unwrap();
+        let second = r.take_registration(ip(1), t).unwrap();
+        // The burst is spent: refused before the caller has made anything for it.
+        assert!(matches!(
+            r.take_registration(ip(1), t),
+            Err(Refusal::RateLimited { .. })
+        ));
+        r.register_with(first, |_| 1, t, &mut rng).unwrap();
+        // The source took its one waiting session while the second registration was pending.
+        assert_eq!(
+            r.register_with(second, |_| 2, t, &mut rng).unwrap_err(),
+            Refusal::Capacity
+        );
+        // A source at its cap is refused when it asks, not after.
+        assert_eq!(
+            r.take_registration(ip(1), t + Duration::from_secs(1))
+                .unwrap_err(),
+            Refusal::Capacity
+        );
+        assert_eq!(r.waiting(), 1);
     }
 
     #[test]

@@ -14,17 +14,17 @@ use ponte_transport::framed::{self, FramedError};
 use ponte_transport::tls::CertFingerprint;
 use quinn::{Connection, RecvStream, SendStream, VarInt};
 use tokio::sync::{mpsc, watch};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::admission::{Admission, Admitted, Crowded, Decision, Load};
 use crate::assistants::Assistants;
 use crate::bucket::TokenBucket;
-use crate::cluster::{Cluster, Health, Joinable, RateLimit, RegisterLimits};
+use crate::cluster::{Cluster, Health, Joinable, Located, RateLimit, RegisterLimits};
 use crate::config::{AssistantMode, Config};
 use crate::forward::{self, Budget, Direction, End};
 use crate::ledger::{EndReason, Ledger, SessionRecord, ViewerFacts, WriterSettings};
 use crate::memory::{self, Buffers, Reservation};
-use crate::registry::{Joining, Registry, TurnedAway};
+use crate::registry::{Joining, RegistrationToken, Registry, TurnedAway};
 use crate::source::Source;
 
 /// What the registry keeps of an agent.
@@ -62,6 +62,8 @@ struct Counters {
     refused_full: AtomicU64,
     refused_source: AtomicU64,
     auth_refused: AtomicU64,
+    device_challenges: AtomicU64,
+    redirects_refused: AtomicU64,
 }
 
 /// A snapshot of the relay's own accounting.
@@ -81,6 +83,11 @@ pub struct Stats {
     pub refused_source: u64,
     /// Joins refused for their credential.
     pub auth_refused: u64,
+    /// Quick-access registrations that got a challenge (an ephemeral key pair each).
+    pub device_challenges: u64,
+    /// Joins not redirected to the node the cluster's Redis named: it was gone, or its entry
+    /// was not certified for its address.
+    pub redirects_refused: u64,
 }
 
 struct Shared {
@@ -208,14 +215,33 @@ impl Relay {
         };
         let fingerprint = identity.fingerprint();
         let cluster_fingerprint = identity.cluster_fingerprint();
-        let cluster = config.cluster.clone().map(Cluster::new).transpose()?;
+        let cluster = config
+            .cluster
+            .clone()
+            .map(|settings| Cluster::new(settings, &identity.chain))
+            .transpose()?;
         if let Some(cluster) = &cluster {
+            let public = cluster.public_addr();
+            let certified = identity
+                .chain
+                .first()
+                .map(|c| crate::cert::certified_addresses(c))
+                .unwrap_or_default();
             if cluster_fingerprint.is_none() {
                 warn!(
-                    "this cluster node's certificate is not signed by a cluster key: clients must pin each node"
+                    "this cluster node's certificate is not signed by a cluster key: clients must pin each node, and no node redirects viewers to another"
+                );
+            } else if !certified.iter().any(|c| c.eq_ignore_ascii_case(public.as_str())) {
+                // It still serves whoever reaches it directly; a rolling upgrade of nodes
+                // certified before certificates named their address must not stop them.
+                error!(
+                    %public,
+                    ?certified,
+                    "this node's certificate is not certified for its public address: the other nodes will not redirect viewers here (ponte-relay cluster certify --node-name {} --public-addr {public})",
+                    cluster.node()
                 );
             }
-            info!(node = %cluster.node(), public_addr = %cluster.public_addr(), "joining the relay cluster");
+            info!(node = %cluster.node(), public_addr = %public, "joining the relay cluster");
         }
         let ledger_target = config.ledger_target()?;
         let transport = memory::unpaired_transport(config.stream_window);
@@ -322,6 +348,8 @@ impl Relay {
             refused_full: c.refused_full.load(Ordering::Relaxed),
             refused_source: c.refused_source.load(Ordering::Relaxed),
             auth_refused: c.auth_refused.load(Ordering::Relaxed),
+            device_challenges: c.device_challenges.load(Ordering::Relaxed),
+            redirects_refused: c.redirects_refused.load(Ordering::Relaxed),
         }
     }
 
@@ -424,15 +452,21 @@ async fn refresh_assistants(shared: &Shared, cluster: &Cluster) {
     }
 }
 
+/// The cluster-wide registration rate limit.
+fn register_rate(shared: &Shared) -> RateLimit {
+    RateLimit {
+        rate: shared.config.registry.register_rate,
+        burst: shared.config.registry.register_burst,
+    }
+}
+
 /// Claims a cluster-wide unique session ID for a new agent from `source`, within the
-/// cluster-wide registration limits.
-async fn claim(cluster: &Cluster, shared: &Shared, source: Source) -> Result<SessionId, Refusal> {
+/// cluster-wide registration limits; `paid`: its cluster-wide registration token was taken
+/// already.
+async fn claim(cluster: &Cluster, shared: &Shared, source: Source, paid: bool) -> Result<SessionId, Refusal> {
     let limits = &shared.config.registry;
     let wanted = RegisterLimits {
-        rate: RateLimit {
-            rate: limits.register_rate,
-            burst: limits.register_burst,
-        },
+        rate: (!paid).then(|| register_rate(shared)),
         waiting_per_source: limits.waiting_per_source,
         pairing_ttl: limits.pairing_ttl,
     };
@@ -552,7 +586,21 @@ async fn handle(connection: Connection, source: Source, slot: Admitted, shared: 
     };
     let first = framed::read_timeout::<ClientMessage>(&mut recv, MAX_MESSAGE, timeout).await;
     match first {
-        Ok(Some(ClientMessage::Register)) => agent(connection, send, recv, source, shared, None).await,
+        Ok(Some(ClientMessage::Register)) => {
+            let taken = shared.registry().take_registration(source, Instant::now());
+            match taken {
+                // On a cluster the claim script takes the cluster-wide token with the ID, in
+                // the same round trip.
+                Ok(local) => {
+                    let paid = Paid {
+                        local,
+                        cluster: false,
+                    };
+                    agent(connection, send, recv, source, shared, paid, None).await
+                }
+                Err(reason) => refuse(&connection, &mut send, reason).await,
+            }
+        }
         Ok(Some(ClientMessage::RegisterDevice { tag })) => {
             register_device(connection, send, recv, source, shared, tag).await
         }
@@ -572,10 +620,13 @@ async fn handle(connection: Connection, source: Source, slot: Admitted, shared: 
             // Not here: on a cluster, the agent may wait on another node.
             if found == Err(Refusal::UnknownSession)
                 && let Some(cluster) = &shared.cluster
-                && let Ok(Some(node)) = cluster.locate_device(tag).await
-                && node != *cluster.public_addr()
+                && let Ok(located) = cluster.locate_device(tag).await
             {
-                return redirect(&connection, &mut send, tag, node).await;
+                match redirect_target(&shared, &tag, located) {
+                    Ok(Some(node)) => return redirect(&connection, &mut send, tag, node).await,
+                    Ok(None) => {}
+                    Err(refusal) => return refuse(&connection, &mut send, refusal).await,
+                }
             }
             match found {
                 Ok(session) => {
@@ -622,6 +673,33 @@ async fn handle(connection: Connection, source: Source, slot: Admitted, shared: 
     }
 }
 
+/// The registration tokens taken for an agent before anything was spent on it: always this
+/// node's, and the cluster's when `cluster` says so (else the claim takes it).
+struct Paid {
+    local: RegistrationToken,
+    cluster: bool,
+}
+
+/// Takes every registration token a registration from `source` needs — the cluster's, then
+/// this node's — before anything is spent on it.
+async fn pay_registration(shared: &Shared, source: Source) -> Result<Paid, Refusal> {
+    if let Some(cluster) = &shared.cluster {
+        match cluster.take_registration(source, register_rate(shared)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(refusal)) => return Err(refusal),
+            Err(e) => {
+                warn!("registration refused: {e}");
+                return Err(Refusal::ClusterUnavailable);
+            }
+        }
+    }
+    let local = shared.registry().take_registration(source, Instant::now())?;
+    Ok(Paid {
+        local,
+        cluster: shared.cluster.is_some(),
+    })
+}
+
 /// A quick-access registration: the agent first proves it holds the private key of the device
 /// whose tag it registers — knowing the public key, as every assistant it was given to does,
 /// is not enough to take the tag (docs/PROTOCOL.md § 9.5).
@@ -633,9 +711,19 @@ async fn register_device(
     shared: Arc<Shared>,
     tag: DeviceTag,
 ) {
+    // The rate limit first: a challenge costs a key pair and a line held open for the proof,
+    // which a source past its limits must not get.
+    let paid = match pay_registration(&shared, source).await {
+        Ok(paid) => paid,
+        Err(reason) => {
+            debug!(%reason, "device registration refused before its challenge");
+            return refuse(&connection, &mut send, reason).await;
+        }
+    };
     let Some(challenge) = ponte_transport::device::Challenge::new() else {
         return refuse(&connection, &mut send, Refusal::Capacity).await;
     };
+    shared.counters.device_challenges.fetch_add(1, Ordering::Relaxed);
     let asked = RelayMessage::DeviceChallenge {
         challenge: challenge.public(),
     };
@@ -654,7 +742,7 @@ async fn register_device(
         debug!("device registration without a valid proof refused");
         return refuse(&connection, &mut send, Refusal::BadRequest).await;
     }
-    agent(connection, send, recv, source, shared, Some(tag)).await
+    agent(connection, send, recv, source, shared, paid, Some(tag)).await
 }
 
 async fn send_relay(send: &mut SendStream, message: &RelayMessage) -> bool {
@@ -663,13 +751,15 @@ async fn send_relay(send: &mut SendStream, message: &RelayMessage) -> bool {
         .is_ok()
 }
 
-/// An agent's control line: register, then relay events to it and act on its requests.
+/// An agent's control line: register (with the tokens already `paid`), then relay events to
+/// it and act on its requests.
 async fn agent(
     connection: Connection,
     mut send: SendStream,
     mut recv: RecvStream,
     source: Source,
     shared: Arc<Shared>,
+    paid: Paid,
     device: Option<DeviceTag>,
 ) {
     let (events, mut inbox) = mpsc::channel(16);
@@ -690,12 +780,16 @@ async fn agent(
         link
     };
     let registered = match &shared.cluster {
-        None => shared
-            .registry()
-            .register(make, source, Instant::now(), &mut ponte_protocol::os_rng()),
-        Some(cluster) => match claim(cluster, &shared, source).await {
+        None => {
+            shared
+                .registry()
+                .register_with(paid.local, make, Instant::now(), &mut ponte_protocol::os_rng())
+        }
+        Some(cluster) => match claim(cluster, &shared, source, paid.cluster).await {
             Ok(id) => {
-                let local = shared.registry().register_as(id, make, source, Instant::now());
+                let local = shared
+                    .registry()
+                    .register_as(paid.local, id, make, Instant::now());
                 if local.is_err() {
                     shared.cluster_update(id, source, ClusterUpdate::Ended);
                 }
@@ -894,6 +988,34 @@ async fn misbehaves(recv: &mut RecvStream) {
     }
 }
 
+/// Where to send a viewer for a session or device tag (`what`) that this node does not hold,
+/// from what the cluster says: `Some` node, `None` (the usual answer for an unknown ID
+/// follows), or a refusal when the entry names a node that cannot be trusted with viewers.
+/// Every entry not followed is counted and logged: a node that is gone is expected now and
+/// then, an uncertified one means a misconfigured node or someone writing the cluster's Redis.
+fn redirect_target(
+    shared: &Shared,
+    what: &dyn std::fmt::Display,
+    located: Located,
+) -> Result<Option<rendezvous::NodeAddress>, Refusal> {
+    match located {
+        Located::Node(node) => Ok(Some(node)),
+        Located::Nowhere => Ok(None),
+        Located::Gone { node } => {
+            shared.counters.redirects_refused.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::redirect_refused("node_gone");
+            debug!(%what, ?node, "not redirected: its node no longer heartbeats");
+            Ok(None)
+        }
+        Located::Uncertified { node, why } => {
+            shared.counters.redirects_refused.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::redirect_refused("uncertified");
+            warn!(%what, ?node, "not redirected to that node: {why}");
+            Err(Refusal::ClusterUnavailable)
+        }
+    }
+}
+
 /// Sends a viewer to the node that holds its session, and lets it hang up first (like a
 /// refusal) so the redirect is read before the connection closes.
 async fn redirect(
@@ -921,30 +1043,6 @@ async fn viewer(
     shared: Arc<Shared>,
 ) {
     let id = join.session;
-    if let Some(cluster) = shared.cluster.clone() {
-        let limit = RateLimit {
-            rate: shared.config.registry.join_rate,
-            burst: shared.config.registry.join_burst,
-        };
-        // Without Redis the node's own join limits below still hold.
-        if let Ok(Err(refusal)) = cluster.take_join(source, limit).await {
-            crate::metrics::join(crate::metrics::reason_label(&refusal));
-            return refuse(&connection, &mut send, refusal).await;
-        }
-        if !shared.registry().contains(id) {
-            match cluster.locate(id).await {
-                Ok(Some(node)) if node != *cluster.public_addr() => {
-                    return redirect(&connection, &mut send, id, node).await;
-                }
-                // Unknown to the cluster too: the registry gives the usual answer below.
-                Ok(_) => {}
-                Err(e) => {
-                    debug!(session = %id, "join refused: {e}");
-                    return refuse(&connection, &mut send, Refusal::ClusterUnavailable).await;
-                }
-            }
-        }
-    }
     let target = match join.device {
         Some(tag) => JoinTarget::Device(tag),
         None => JoinTarget::Session(join.session),
@@ -956,6 +1054,33 @@ async fn viewer(
         join.proof.as_ref(),
         join.ticket.as_ref(),
     );
+    if let Some(cluster) = shared.cluster.clone() {
+        let limit = RateLimit {
+            rate: shared.config.registry.join_rate,
+            burst: shared.config.registry.join_burst,
+        };
+        // Without Redis the node's own join limits below still hold.
+        if let Ok(Err(refusal)) = cluster.take_join(source, limit).await {
+            crate::metrics::join(crate::metrics::reason_label(&refusal));
+            return refuse(&connection, &mut send, refusal).await;
+        }
+        // A viewer whose credential is refused is not told where a session lives (a redirect
+        // would tell it the ID is live): the registry below refuses it with the same answer
+        // as for any ID. A redirected viewer proves its credential again on the other node,
+        // on that connection.
+        if credential.is_ok() && !shared.registry().contains(id) {
+            match cluster.locate(id).await.map(|l| redirect_target(&shared, &id, l)) {
+                Ok(Ok(Some(node))) => return redirect(&connection, &mut send, id, node).await,
+                // Not joinable elsewhere: the registry gives the usual answer below.
+                Ok(Ok(None)) => {}
+                Ok(Err(refusal)) => return refuse(&connection, &mut send, refusal).await,
+                Err(e) => {
+                    debug!(session = %id, "join refused: {e}");
+                    return refuse(&connection, &mut send, Refusal::ClusterUnavailable).await;
+                }
+            }
+        }
+    }
     let budget = Arc::new(Budget::new(
         shared.config.session_bandwidth,
         shared.total_bandwidth.clone(),

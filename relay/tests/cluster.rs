@@ -172,19 +172,22 @@ async fn session_ids_are_claimed_atomically_cluster_wide() {
         .iter()
         .enumerate()
         .map(|(i, name)| {
-            Cluster::new(ClusterSettings {
-                url: redis.url(),
-                node: name.parse().unwrap(),
-                public_addr: format!("127.0.0.1:{}", 5000 + i).parse().unwrap(),
-            })
+            Cluster::new(
+                ClusterSettings {
+                    url: redis.url(),
+                    node: name.parse().unwrap(),
+                    public_addr: format!("127.0.0.1:{}", 5000 + i).parse().unwrap(),
+                },
+                &[],
+            )
             .unwrap()
         })
         .collect();
     let limits = RegisterLimits {
-        rate: RateLimit {
+        rate: Some(RateLimit {
             rate: 1e6,
             burst: 1e6,
-        },
+        }),
         waiting_per_source: 1_000_000,
         pairing_ttl: Duration::from_secs(60),
     };
@@ -351,6 +354,47 @@ async fn established_sessions_survive_a_redis_outage_and_new_ones_resume_after_i
     again.connection().close(0u32.into(), b"");
 }
 
+/// A node of the cluster `key` gone rogue: it answers every join with a redirect to `to`.
+async fn rogue_node(key: &ClusterKey, to: ponte_protocol::rendezvous::NodeAddress) -> SocketAddr {
+    use ponte_protocol::rendezvous::{self, ClientMessage, MAX_MESSAGE};
+    use ponte_transport::framed;
+    let dir = tempfile::tempdir().unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
+    let files = cert::certify_node(
+        key.dir.path(),
+        &"rogue".parse().unwrap(),
+        Some(&addr.to_string().parse().unwrap()),
+        dir.path(),
+    )
+    .unwrap();
+    let identity = cert::load(&files.cert, &files.key).unwrap();
+    let config = tls::server_config(
+        identity.chain,
+        identity.key,
+        tls::transport_config(Duration::from_secs(30)),
+    )
+    .unwrap();
+    let endpoint = quinn::Endpoint::server(config, addr).unwrap();
+    let addr = endpoint.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _dir = dir;
+        while let Some(incoming) = endpoint.accept().await {
+            let to = to.clone();
+            tokio::spawn(async move {
+                let connection = incoming.await?;
+                let (mut send, mut recv) = connection.accept_bi().await?;
+                let _ = framed::read::<ClientMessage>(&mut recv, MAX_MESSAGE).await;
+                let redirect = RelayMessage::Redirect { node: to };
+                let _ = framed::write(&mut send, &rendezvous::encode_relay(&redirect)).await;
+                let _ = send.finish();
+                connection.closed().await;
+                Ok::<_, quinn::ConnectionError>(())
+            });
+        }
+    });
+    addr
+}
+
 #[tokio::test]
 async fn a_node_certified_by_another_cluster_key_is_refused() {
     let redis = RedisServer::start();
@@ -370,10 +414,17 @@ async fn a_node_certified_by_another_cluster_key_is_refused() {
     // The node's own certificate fingerprint is not the cluster key's.
     assert_ne!(good.relay.fingerprint(), ours.fingerprint);
 
-    // A redirect (from a hostile node sharing the Redis) to a foreign node fails too.
+    // A foreign node sharing the Redis is no redirect target: its certificate is not signed
+    // by our key, so our node refuses rather than send the viewer there.
     let mut agent = client(&foreign, &theirs).await;
     let (id, _) = agent.register().await.unwrap();
     let mut viewer = client(&good, &ours).await;
+    let err = viewer.join(id).await.unwrap_err();
+    assert_eq!(refusal(&err), Some(Refusal::ClusterUnavailable), "{err:?}");
+    // And a rogue node of ours that redirects there anyway gets nowhere: the client checks
+    // the node it is sent to with the same pin.
+    let rogue = rogue_node(&ours, foreign.addr.to_string().parse().unwrap()).await;
+    let mut viewer = client_pinned(rogue, ours.fingerprint, 1).await.unwrap();
     let err = viewer.join(id).await.unwrap_err();
     assert!(matches!(err, ClientError::Redirect { .. }), "{err:?}");
 
@@ -388,4 +439,270 @@ async fn a_node_certified_by_another_cluster_key_is_refused() {
         .unwrap();
     assert_eq!(c.trust_anchor(), Some(ours.fingerprint));
     assert_eq!(c.relay_fingerprint(), Some(good.relay.fingerprint()));
+}
+
+#[tokio::test]
+async fn a_register_device_flood_spread_over_the_nodes_is_limited_before_any_challenge() {
+    use ponte_protocol::device::DeviceKey;
+    use ponte_protocol::rendezvous::ClientMessage;
+    let redis = RedisServer::start();
+    let key = ClusterKey::new();
+    let limits = |c: &mut Config| {
+        c.registry.register_burst = 2.0;
+        c.registry.register_rate = 1.0 / 60.0;
+        c.admission.per_source = 100;
+    };
+    let nodes = [
+        node_with(&key, &redis.url(), "a", limits).await,
+        node_with(&key, &redis.url(), "b", limits).await,
+    ];
+    let mut held = Vec::new();
+    let (mut challenged, mut limited) = (0, 0);
+    for i in 0..8 {
+        let tag = DeviceKey::generate(&mut ponte_protocol::os_rng()).public().tag();
+        let mut agent = client(&nodes[i % 2], &key).await;
+        agent.send(&ClientMessage::RegisterDevice { tag }).await.unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(10), agent.next())
+            .await
+            .expect("the node answers RegisterDevice at once")
+            .unwrap();
+        match answer {
+            RelayMessage::DeviceChallenge { .. } => challenged += 1,
+            RelayMessage::Refused(Refusal::RateLimited { .. }) => limited += 1,
+            other => panic!("unexpected answer {other:?}"),
+        }
+        held.push(agent);
+    }
+    // Each node alone would have challenged two (four in all).
+    assert_eq!((challenged, limited), (2, 6));
+}
+
+/// A client of `node` that does not follow redirects: it sees exactly what the node answers.
+async fn probe(node: &Node, key: &ClusterKey, from: u8) -> RelayClient {
+    let (config, seen) = tls::client_config(
+        &RelayTrust::Pinned(key.fingerprint),
+        tls::transport_config(Duration::from_secs(30)),
+    )
+    .unwrap();
+    RelayClient::connect(&endpoint(from), node.addr, "ponte-relay", config, &seen)
+        .await
+        .unwrap()
+}
+
+/// What a join answered, as the test compares it: the refusal, or the whole error (a redirect
+/// is not a refusal).
+fn answer(result: Result<(), ClientError>) -> String {
+    match result {
+        Ok(()) => "paired".to_owned(),
+        Err(e) => match refusal(&e) {
+            Some(r) => format!("{r:?}"),
+            None => format!("{e:?}"),
+        },
+    }
+}
+
+#[tokio::test]
+async fn without_a_credential_a_session_on_another_node_is_answered_like_an_unknown_id() {
+    // docs/PROTOCOL.md § 3.2: on a relay that requires credentials the credential is checked
+    // before the ID is looked up. A redirect before that check told a scanner without a
+    // credential which IDs are live somewhere in the cluster.
+    use ponte_protocol::device::DeviceKey;
+    use ponte_relay::cluster::AssistantBook;
+    use ponte_relay::config::AssistantMode;
+    use ponte_transport::client::JoinExtras;
+    use ponte_transport::credential::AssistantCredential;
+    let redis = RedisServer::start();
+    // The nodes read the cluster's accounts when they start.
+    let alice = AssistantBook::open(&redis.url())
+        .unwrap()
+        .add_assistant("alice")
+        .await
+        .unwrap()
+        .to_text();
+    let key = ClusterKey::new();
+    let required = |c: &mut Config| c.assistants = AssistantMode::Required;
+    let a = node_with(&key, &redis.url(), "a", required).await;
+    let b = node_with(&key, &redis.url(), "b", required).await;
+    let mut agent = client(&a, &key).await;
+    let (live, _) = agent.register().await.unwrap();
+    let unknown: SessionId = if live.to_string() == "123456789" {
+        "987654321"
+    } else {
+        "123456789"
+    }
+    .parse()
+    .unwrap();
+    let device = DeviceKey::generate(&mut ponte_protocol::os_rng());
+    let tag = device.public().tag();
+    let mut quick = client(&a, &key).await;
+    quick
+        .register_device(device.public().0, tag, |c, e| device.possession(c, e))
+        .await
+        .unwrap();
+
+    // Through node B, with no credential and with one the cluster does not know: the live ID
+    // gets exactly the unknown ID's answer, and so does the live device tag.
+    let mut from = 10;
+    for (credential, expected) in [(false, "CredentialRequired"), (true, "CredentialRefused")] {
+        let extras = || JoinExtras {
+            credential: credential.then(|| AssistantCredential::generate().unwrap()),
+            ticket: None,
+        };
+        let mut answers = Vec::new();
+        for id in [live, unknown] {
+            from += 1;
+            let mut p = probe(&b, &key, from).await;
+            answers.push(answer(p.join_with(id, &extras()).await));
+        }
+        for t in [tag, ponte_protocol::DeviceTag([3; 16])] {
+            from += 1;
+            let mut p = probe(&b, &key, from).await;
+            answers.push(answer(p.join_device(t, &extras()).await.map(|_| ())));
+        }
+        assert_eq!(answers, [expected; 4], "credential presented: {credential}");
+    }
+    assert!(b.relay.stats().auth_refused >= 8);
+
+    // A valid credential is redirected, and joins on node A with a proof made for that
+    // connection.
+    let mut viewer = client(&b, &key).await;
+    let extras = JoinExtras {
+        credential: Some(AssistantCredential::parse(&alice).unwrap()),
+        ticket: None,
+    };
+    viewer.join_with(live, &extras).await.unwrap();
+    assert_eq!(agent.next().await.unwrap(), RelayMessage::Paired);
+    assert_eq!(viewer.connection().remote_address(), a.addr);
+}
+
+/// Writes into the cluster's Redis what whoever can write it may: an entry for node `node`
+/// (published address `addr`, certificate `cert`, last heartbeat `age_ms` ago by Redis's
+/// clock, in the node set) and `claims` (session or device keys) pointing at it.
+async fn forge(url: &str, node: &str, addr: &str, cert: &[u8], age_ms: u64, claims: &[String]) {
+    use ponte_relay::cluster::PREFIX;
+    let mut redis = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let script = redis::Script::new(
+        "local t = redis.call('TIME') \
+         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) \
+         redis.call('HSET', KEYS[1], 'addr', ARGV[1], 'cert', ARGV[2], 'seen', now - tonumber(ARGV[3]), \
+             'waiting', 1, 'paired', 0, 'draining', 0) \
+         redis.call('SADD', KEYS[2], ARGV[4]) \
+         for i = 3, #KEYS do redis.call('SET', KEYS[i], ARGV[4]) end \
+         return 1",
+    );
+    let mut call = script.prepare_invoke();
+    call.key(format!("{PREFIX}node:{node}"))
+        .key(format!("{PREFIX}nodes"));
+    for claim in claims {
+        call.key(claim);
+    }
+    call.arg(addr).arg(cert).arg(age_ms).arg(node);
+    let _: i64 = call.invoke_async(&mut redis).await.unwrap();
+}
+
+/// A node's certificate as it publishes it in the cluster's Redis (empty if it does not).
+async fn published_certificate(url: &str, node: &str) -> Vec<u8> {
+    let mut redis = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let cert: Option<Vec<u8>> = redis::cmd("HGET")
+        .arg(format!("{}node:{node}", ponte_relay::cluster::PREFIX))
+        .arg("cert")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    cert.unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_redis_entry_is_followed_only_to_a_live_node_at_the_address_it_was_certified_for() {
+    // Whoever can write the cluster's Redis could send viewers anywhere (their TLS pinning
+    // holds, but they would be sent away from the session). A node redirects only to a node
+    // that heartbeats, and only to the address its certificate — signed by this cluster's
+    // key — was certified for (`ponte-relay cluster certify --public-addr`).
+    use ponte_protocol::DeviceTag;
+    use ponte_relay::cluster::PREFIX;
+    use ponte_transport::client::JoinExtras;
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let key = ClusterKey::new();
+    let a = node(&key, &url, "a").await;
+    let b = node(&key, &url, "b").await;
+    // Node A's own certificate, as A publishes it at its first heartbeat: genuine, certified
+    // for A's address.
+    let mut a_cert = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while a_cert.is_empty() && tokio::time::Instant::now() < deadline {
+        a_cert = published_certificate(&url, "a").await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!a_cert.is_empty(), "node A publishes its certificate");
+    // A certificate of another cluster key, certified for the attacker's address.
+    let theirs = ClusterKey::new();
+    let evil_addr = "evil.example:443";
+    let out = tempfile::tempdir().unwrap();
+    let files = cert::certify_node(
+        theirs.dir.path(),
+        &"evil".parse().unwrap(),
+        Some(&evil_addr.parse().unwrap()),
+        out.path(),
+    )
+    .unwrap();
+    let foreign = CertificateDer::pem_file_iter(&files.cert)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .to_vec();
+
+    let session = |n: u32| -> SessionId { format!("{:09}", 111_111_111 * n).parse().unwrap() };
+    let claim = |id: SessionId| format!("{PREFIX}session:{id}");
+    let evil_tag = DeviceTag([0xee; 16]);
+    let a_addr = a.addr.to_string();
+    // A's genuine certificate, published with another address.
+    let evil_claims = [claim(session(1)), format!("{PREFIX}device:{evil_tag}")];
+    forge(&url, "evil", evil_addr, &a_cert, 0, &evil_claims).await;
+    // Another cluster's certificate, certified for the address it is published with.
+    forge(&url, "mallory", evil_addr, &foreign, 0, &[claim(session(2))]).await;
+    // A's certificate and address, but no heartbeat for a minute.
+    forge(&url, "ghost", &a_addr, &a_cert, 60_000, &[claim(session(3))]).await;
+    // A's certificate and address, heartbeating: a genuine node's place, so followed.
+    forge(&url, "twin", &a_addr, &a_cert, 0, &[claim(session(4))]).await;
+
+    let mut answers = Vec::new();
+    for (n, from) in [(1, 21), (2, 22), (3, 23), (4, 24)] {
+        let mut p = probe(&b, &key, from).await;
+        answers.push(answer(p.join(session(n)).await));
+    }
+    let mut p = probe(&b, &key, 25).await;
+    answers.push(answer(
+        p.join_device(evil_tag, &JoinExtras::default()).await.map(|_| ()),
+    ));
+    assert_eq!(
+        answers,
+        [
+            "ClusterUnavailable".to_owned(),
+            "ClusterUnavailable".to_owned(),
+            "UnknownSession".to_owned(),
+            format!("Unexpected(Redirect {{ node: NodeAddress({a_addr:?}) }})"),
+            "ClusterUnavailable".to_owned(),
+        ]
+    );
+    assert_eq!(b.relay.stats().redirects_refused, 4);
+    // `cluster status` reads entries that hold a certificate (bytes), forged ones included.
+    let names: Vec<String> = ponte_relay::cluster::status(&url)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.name)
+        .collect();
+    assert_eq!(names, ["a", "b", "evil", "ghost", "mallory", "twin"]);
 }

@@ -319,3 +319,51 @@ async fn a_modified_agent_that_skips_or_garbles_the_challenge_is_refused() {
     let err = viewer.join_device(tag, &JoinExtras::default()).await.unwrap_err();
     assert_eq!(refusal(&err), Some(Refusal::UnknownSession));
 }
+
+/// Sends `RegisterDevice` for a fresh tag on a new connection from `ep` and returns the relay's
+/// first answer, with the connection (kept open: an agent that never proves holds its line).
+async fn knock(r: &TestRelay, ep: &quinn::Endpoint) -> (RelayClient, RelayMessage) {
+    use ponte_protocol::rendezvous::ClientMessage;
+    let tag = DeviceKey::generate(&mut os_rng()).public().tag();
+    let mut client = r.connect_from(ep).await.unwrap();
+    client.send(&ClientMessage::RegisterDevice { tag }).await.unwrap();
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(10), client.next())
+        .await
+        .expect("the relay answers RegisterDevice at once")
+        .unwrap();
+    (client, answer)
+}
+
+#[tokio::test]
+async fn a_register_device_flood_is_rate_limited_before_any_challenge_is_made() {
+    // Each challenge is an X25519 key pair and a line held open for the proof: a source past
+    // its registration limit must get neither, only `RateLimited`.
+    let r = relay_with(|c| {
+        c.registry.register_burst = 2.0;
+        c.registry.register_rate = 1.0 / 60.0;
+        c.admission.per_source = 100;
+    })
+    .await;
+    let ep = endpoint(9);
+    let mut held = Vec::new();
+    let mut challenged = 0;
+    let mut limited = 0;
+    for _ in 0..10 {
+        let (client, answer) = knock(&r, &ep).await;
+        match answer {
+            RelayMessage::DeviceChallenge { .. } => challenged += 1,
+            RelayMessage::Refused(Refusal::RateLimited { .. }) => limited += 1,
+            other => panic!("unexpected answer {other:?}"),
+        }
+        held.push(client);
+    }
+    assert_eq!((challenged, limited), (2, 8));
+    assert_eq!(r.relay.stats().device_challenges, 2, "key pairs made");
+    // Another source still has its own budget.
+    let (_other, answer) = knock(&r, &endpoint(10)).await;
+    assert!(
+        matches!(answer, RelayMessage::DeviceChallenge { .. }),
+        "{answer:?}"
+    );
+    assert_eq!(r.relay.stats().device_challenges, 3);
+}

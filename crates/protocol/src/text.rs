@@ -3,8 +3,10 @@
 //! Every string an agent or a viewer receives — paths, commands, chat, names in certificates,
 //! refusal reasons, system information — is a [`PeerText`] on the wire. Its `Display` and
 //! `Debug` forms are printable: control characters (C0, DEL, C1, so every ANSI/CSI/OSC escape),
-//! newlines, tabs, bidi overrides and the other invisible format characters are shown escaped
-//! (`\n`, `\x1b`, `\u{202e}`), and a backslash as `\\` so the escaped form is unambiguous.
+//! newlines, tabs, bidi overrides, the other invisible format characters and every character
+//! that renders as nothing or as a blank other than the ASCII space ([`is_invisible`]) are shown
+//! escaped (`\n`, `\x1b`, `\u{202e}`), and a backslash as `\\` so the escaped form is
+//! unambiguous.
 //! What a peer sends can therefore neither move a cursor, recolour or retitle a terminal,
 //! reorder a line, nor start a new log line. The raw string is available only through
 //! [`PeerText::as_raw`], for machine use (a path to open, a command to run).
@@ -98,33 +100,57 @@ fn write_inert(f: &mut fmt::Formatter<'_>, c: char) -> fmt::Result {
     }
 }
 
-/// C1 controls, bidi controls, line and paragraph separators and the other format (Cf)
-/// characters of Unicode 16: they render as nothing, or rearrange or break what follows.
-fn is_invisible(c: char) -> bool {
-    matches!(c as u32,
-        0x80..=0x9f
-        | 0xad
-        | 0x600..=0x605
-        | 0x61c
-        | 0x6dd
-        | 0x70f
-        | 0x890..=0x891
-        | 0x8e2
-        | 0x180e
-        | 0x200b..=0x200f
-        | 0x2028..=0x202e
-        | 0x2060..=0x2064
-        | 0x2066..=0x206f
-        | 0xfeff
-        | 0xfff9..=0xfffb
-        | 0x110bd
-        | 0x110cd
-        | 0x13430..=0x1343f
-        | 0x1bca0..=0x1bca3
-        | 0x1d173..=0x1d17a
-        | 0xe0001
-        | 0xe0020..=0xe007f
-    )
+/// Characters shown escaped besides the C0 controls and DEL, as sorted, disjoint inclusive
+/// ranges of code points: everything that renders as nothing or as a blank other than the
+/// ASCII space, or rearranges or breaks what follows. That is the C1 controls, every format
+/// (Cf) character and every `Default_Ignorable_Code_Point` of Unicode 16 (including the
+/// reserved ones, so a later Unicode cannot make them visible-but-blank behind our back), and
+/// the characters that draw a blank: spaces of other widths, the Hangul fillers, the braille
+/// blank, the null notehead. A blank that is not a space would let two different strings
+/// (paths, commands, names) look the same, or hide text inside one.
+const INVISIBLE: &[(u32, u32)] = &[
+    (0x80, 0x9f),       // C1 controls
+    (0xa0, 0xa0),       // no-break space
+    (0xad, 0xad),       // soft hyphen
+    (0x34f, 0x34f),     // combining grapheme joiner
+    (0x600, 0x605),     // Arabic number signs
+    (0x61c, 0x61c),     // Arabic letter mark
+    (0x6dd, 0x6dd),     // Arabic end of ayah
+    (0x70f, 0x70f),     // Syriac abbreviation mark
+    (0x890, 0x891),     // Arabic pound and piastre marks above
+    (0x8e2, 0x8e2),     // Arabic disputed end of ayah
+    (0x115f, 0x1160),   // Hangul choseong and jungseong fillers
+    (0x1680, 0x1680),   // Ogham space mark
+    (0x17b4, 0x17b5),   // Khmer inherent vowels
+    (0x180b, 0x180f),   // Mongolian variation selectors, vowel separator
+    (0x2000, 0x200f),   // spaces of other widths, zero-width space and joiners, LRM, RLM
+    (0x2028, 0x202f),   // line, paragraph separators, bidi embeddings, overrides, narrow no-break space
+    (0x205f, 0x206f),   // medium mathematical space, word joiner, invisible operators, bidi isolates
+    (0x2800, 0x2800),   // braille pattern blank
+    (0x3000, 0x3000),   // ideographic space
+    (0x3164, 0x3164),   // Hangul filler
+    (0xfe00, 0xfe0f),   // variation selectors
+    (0xfeff, 0xfeff),   // zero-width no-break space (byte order mark)
+    (0xffa0, 0xffa0),   // halfwidth Hangul filler
+    (0xfff0, 0xfffb),   // reserved default-ignorables, interlinear annotation
+    (0x110bd, 0x110bd), // Kaithi number sign
+    (0x110cd, 0x110cd), // Kaithi number sign above
+    (0x13430, 0x1343f), // Egyptian hieroglyph format controls
+    (0x1bca0, 0x1bca3), // shorthand format controls
+    (0x1d159, 0x1d159), // musical symbol null notehead
+    (0x1d173, 0x1d17a), // musical symbol format controls
+    (0xe0000, 0xe0fff), // tags, variation selectors supplement, reserved default-ignorables
+];
+
+/// Whether [`PeerText`] shows `c` escaped as `\u{…}` because it renders as nothing or as a
+/// blank other than the ASCII space, or steers what follows: the C1 controls, every format
+/// character and default-ignorable code point, and the blanks (no-break and other spaces,
+/// Hangul fillers, braille blank). C0 controls and DEL are escaped too, as `\x..`, and are not
+/// included here.
+pub fn is_invisible(c: char) -> bool {
+    let c = c as u32;
+    let i = INVISIBLE.partition_point(|&(_, last)| last < c);
+    INVISIBLE.get(i).is_some_and(|&(first, _)| first <= c)
 }
 
 #[cfg(test)]
@@ -161,6 +187,77 @@ mod tests {
             format!("{:?}", PeerText::from("say \"hi\"\n")),
             "\"say \\\"hi\\\"\\n\""
         );
+    }
+
+    /// Every character that renders as nothing or as a blank (default-ignorable code points,
+    /// fillers, blanks other than the ASCII space) is shown escaped, one by one: otherwise two
+    /// different strings would look the same, or text could hide inside one.
+    #[test]
+    fn blank_and_default_ignorable_characters_are_escaped() {
+        let listed: &[(u32, u32)] = &[
+            // Default_Ignorable_Code_Point (DerivedCoreProperties.txt, Unicode 16).
+            (0xad, 0xad),
+            (0x34f, 0x34f),
+            (0x61c, 0x61c),
+            (0x115f, 0x1160),
+            (0x17b4, 0x17b5),
+            (0x180b, 0x180f),
+            (0x200b, 0x200f),
+            (0x202a, 0x202e),
+            (0x2060, 0x206f),
+            (0x3164, 0x3164),
+            (0xfe00, 0xfe0f),
+            (0xfeff, 0xfeff),
+            (0xffa0, 0xffa0),
+            (0xfff0, 0xfff8),
+            (0x1bca0, 0x1bca3),
+            (0x1d173, 0x1d17a),
+            (0xe0000, 0xe0fff),
+            // Blanks that are not the ASCII space: spaces of other widths, the braille blank,
+            // the null notehead.
+            (0xa0, 0xa0),
+            (0x1680, 0x1680),
+            (0x2000, 0x200a),
+            (0x2028, 0x2029),
+            (0x202f, 0x202f),
+            (0x205f, 0x205f),
+            (0x3000, 0x3000),
+            (0x2800, 0x2800),
+            (0x1d159, 0x1d159),
+        ];
+        let mut checked = 0;
+        for &(first, last) in listed {
+            for c in (first..=last).filter_map(char::from_u32) {
+                let raw = format!("a{c}b");
+                let shown = PeerText::from(raw.as_str()).to_string();
+                assert_eq!(shown, format!("a\\u{{{:x}}}b", c as u32), "U+{:04X}", c as u32);
+                checked += 1;
+            }
+        }
+        assert!(checked > 4000, "{checked}");
+        // The table is searched by bisection: sorted, disjoint, each range the right way round.
+        assert!(INVISIBLE.iter().all(|(first, last)| first <= last));
+        assert!(INVISIBLE.windows(2).all(|w| w[0].1 < w[1].0));
+        // What the issue found unescaped, by name.
+        for c in [
+            '\u{115f}',
+            '\u{1160}',
+            '\u{3164}',
+            '\u{ffa0}',
+            '\u{2800}',
+            '\u{34f}',
+            '\u{fe00}',
+            '\u{fe0f}',
+            '\u{e0100}',
+            '\u{e01ef}',
+        ] {
+            let shown = PeerText::from(format!("x{c}y")).to_string();
+            assert!(!shown.contains(c), "U+{:04X} shown raw", c as u32);
+        }
+        // The ASCII space, letters with marks, other scripts and symbols stay as they are.
+        for plain in ["a b", "e\u{301}", "żółw", "日本語", "✓ ok", "\u{2764}"] {
+            assert_eq!(PeerText::from(plain).to_string(), plain);
+        }
     }
 
     #[test]

@@ -6,11 +6,14 @@ use libfuzzer_sys::fuzz_target;
 use ponte_protocol::app::{Control, MAX_MESSAGE, Request, Response, Transfer};
 use ponte_protocol::frame;
 use ponte_protocol::screen::{ScreenFeedback, ScreenUpdate};
-use ponte_protocol::text::PeerText;
+use ponte_protocol::text::{self, PeerText};
 
 fn inert(text: &PeerText) {
     let shown = text.to_string();
-    assert!(!shown.chars().any(|c| c.is_control()), "{shown:?}");
+    assert!(
+        !shown.chars().any(|c| c.is_control() || text::is_invisible(c)),
+        "{shown:?}"
+    );
 }
 
 fuzz_target!(|data: &[u8]| {
