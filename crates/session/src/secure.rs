@@ -1,4 +1,8 @@
 //! Sealed streams over quinn: each application message is one frame sealed as one record.
+//!
+//! A stream ends with its end-of-stream record ([`SecureSend::finish`]) or a reset, never with
+//! a bare FIN: a [`SecureSend`] dropped unfinished resets its QUIC stream, since a FIN without
+//! the end-of-stream record is what a relay truncating the stream would send.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +24,9 @@ use crate::SessionError;
 /// buffer, and the next `send` or `finish` writes it first. So a task that runs a request can
 /// be stopped at any await point and the stream still carries whole records — the agent
 /// relies on this to tell the assistant why it stopped something.
+///
+/// Dropped before [`SecureSend::finish`], it resets the stream: quinn's own drop would end it
+/// with a FIN, which without the end-of-stream record is exactly what a truncating relay does.
 #[derive(Debug)]
 pub struct SecureSend {
     quic: quinn::SendStream,
@@ -27,6 +34,17 @@ pub struct SecureSend {
     buf: Vec<u8>,
     /// How much of `buf` is on the stream already.
     written: usize,
+    /// The end-of-stream record is written and the QUIC stream finished.
+    finished: bool,
+}
+
+impl Drop for SecureSend {
+    fn drop(&mut self) {
+        if !self.finished {
+            // Fails harmlessly on a stream already reset or stopped, or a closed connection.
+            let _ = self.quic.reset(0u32.into());
+        }
+    }
 }
 
 impl SecureSend {
@@ -34,10 +52,16 @@ impl SecureSend {
     pub async fn send<T: Serialize>(&mut self, message: &T) -> Result<(), SessionError> {
         self.write_pending().await?;
         self.buf.clear();
-        self.buf.resize(HEADER_LEN, 0);
-        frame::encode_into(message, MAX_MESSAGE, &mut self.buf)?;
-        self.sealer.seal_in_place(&mut self.buf)?;
         self.written = 0;
+        self.buf.resize(HEADER_LEN, 0);
+        let sealed = frame::encode_into(message, MAX_MESSAGE, &mut self.buf)
+            .map_err(SessionError::from)
+            .and_then(|()| Ok(self.sealer.seal_in_place(&mut self.buf)?));
+        if let Err(e) = sealed {
+            // Nothing of a message that could not be sealed (after `finish`, say) goes out.
+            self.buf.clear();
+            return Err(e);
+        }
         self.write_pending().await
     }
 
@@ -50,14 +74,22 @@ impl SecureSend {
         Ok(())
     }
 
-    /// Sends the authenticated end of the stream and finishes the QUIC stream.
+    /// Sends the authenticated end of the stream and finishes the QUIC stream; nothing can be
+    /// sent after. Finishing again does nothing.
     pub async fn finish(&mut self) -> Result<(), SessionError> {
+        if self.finished {
+            return Ok(());
+        }
         self.write_pending().await?;
-        self.buf.clear();
-        self.sealer.finish(&mut self.buf)?;
-        self.written = 0;
+        // A `finish` cancelled half-way sealed the end record already; its rest was written.
+        if !self.sealer.is_finished() {
+            self.buf.clear();
+            self.sealer.finish(&mut self.buf)?;
+            self.written = 0;
+        }
         self.write_pending().await?;
         let _ = self.quic.finish();
+        self.finished = true;
         Ok(())
     }
 
@@ -171,6 +203,7 @@ impl SecureStream {
                 sealer: keys.sealer,
                 buf: Vec::new(),
                 written: 0,
+                finished: false,
             },
             recv: SecureRecv {
                 quic: recv,
@@ -225,29 +258,38 @@ impl Session {
 
     /// Opens a new sealed stream.
     pub async fn open(&self) -> Result<SecureStream, SessionError> {
-        let (send, recv) = self.connection.open_bi().await?;
+        // Keys first: a QUIC stream dropped raw would end with a FIN the peer takes for a cut.
         let keys = self.keys.lock().await.open_stream()?;
+        let (send, recv) = self.connection.open_bi().await?;
         Ok(SecureStream::new(keys, send, recv, None))
     }
 
     /// Accepts the next stream the peer opens. Cancel-safe (it waits for nothing but the
     /// stream itself); [`Incoming::open`] then reads its first record header.
     pub async fn accept(&self) -> Result<Incoming, SessionError> {
-        let (send, recv) = self.connection.accept_bi().await?;
+        let halves = self.connection.accept_bi().await?;
         Ok(Incoming {
             session: self.clone(),
-            send,
-            recv,
+            halves: Some(halves),
         })
     }
 }
 
-/// A stream the peer opened, not read yet.
+/// A stream the peer opened, not read yet. Dropped unopened (or failing to open), its sending
+/// half is reset, like an unfinished [`SecureSend`]'s.
 #[derive(Debug)]
 pub struct Incoming {
     session: Session,
-    send: quinn::SendStream,
-    recv: quinn::RecvStream,
+    /// Both halves, until [`Incoming::open`] makes a [`SecureStream`] of them.
+    halves: Option<(quinn::SendStream, quinn::RecvStream)>,
+}
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        if let Some((send, _)) = &mut self.halves {
+            let _ = send.reset(0u32.into());
+        }
+    }
 }
 
 impl Incoming {
@@ -257,8 +299,15 @@ impl Incoming {
     /// Reads the first record header: the stream number, which the session accepts only if
     /// it is the peer's and was not used before.
     pub async fn open(mut self) -> Result<SecureStream, SessionError> {
+        let (header, keys) = self.first_header().await?;
+        let (send, recv) = self.halves.take().ok_or(SessionError::UnexpectedEnd)?;
+        Ok(SecureStream::new(keys, send, recv, Some(header)))
+    }
+
+    async fn first_header(&mut self) -> Result<([u8; HEADER_LEN], StreamKeys), SessionError> {
+        let (_, recv) = self.halves.as_mut().ok_or(SessionError::UnexpectedEnd)?;
         let mut header = [0u8; HEADER_LEN];
-        let read = tokio::time::timeout(Self::HEADER_TIMEOUT, self.recv.read_exact(&mut header));
+        let read = tokio::time::timeout(Self::HEADER_TIMEOUT, recv.read_exact(&mut header));
         read.await
             .map_err(|_| SessionError::Timeout)?
             .map_err(|e| match e {
@@ -267,12 +316,12 @@ impl Incoming {
             })?;
         let parsed = RecordHeader::parse(&header)?;
         let keys = self.session.keys.lock().await.accept_stream(parsed.stream)?;
-        Ok(SecureStream::new(keys, self.send, self.recv, Some(header)))
+        Ok((header, keys))
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
@@ -280,7 +329,7 @@ mod tests {
     use ponte_transport::tls::{self, CertFingerprint, RelayTrust};
 
     /// An agent and a viewer session over a direct loopback QUIC connection.
-    async fn pair() -> (Session, Session, quinn::Endpoint, quinn::Endpoint) {
+    pub(crate) async fn pair() -> (Session, Session, quinn::Endpoint, quinn::Endpoint) {
         let cert = rcgen::generate_simple_self_signed(vec!["ponte-relay".into()]).unwrap();
         let der = cert.cert.der().clone();
         let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
@@ -375,5 +424,24 @@ mod tests {
         assert_eq!(got.len(), whole + 2);
         assert!(got[..=whole].iter().all(|m| *m == big));
         assert_eq!(got[whole + 1], "after");
+    }
+
+    /// A stream a task drops before finishing it (an aborted request) is reset, never ended
+    /// with a FIN: a FIN without the end-of-stream record is what a truncating relay does.
+    #[tokio::test]
+    async fn an_unfinished_send_is_reset_when_dropped() {
+        let (agent, viewer, _server, _client) = pair().await;
+        let mut sender = agent.open().await.unwrap();
+        sender.send.send(&"first".to_owned()).await.unwrap();
+        let mut receiver = viewer.accept().await.unwrap().open().await.unwrap();
+        assert_eq!(receiver.recv.expect::<String>().await.unwrap(), "first");
+        drop(sender);
+        let next = tokio::time::timeout(Duration::from_secs(5), receiver.recv.recv::<String>())
+            .await
+            .unwrap();
+        assert!(
+            matches!(next, Err(SessionError::Read(quinn::ReadError::Reset(_)))),
+            "{next:?}"
+        );
     }
 }
