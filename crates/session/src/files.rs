@@ -221,20 +221,31 @@ fn mode_of(_: &std::fs::Metadata) -> u32 {
     0o644
 }
 
-/// Opens a file for reading without following a symbolic link in its last component.
-fn open_source(path: &Path) -> std::io::Result<std::fs::File> {
+/// Opens a regular file for reading without following a symbolic link in its last component;
+/// anything else is refused. What was measured as a file may have been swapped since: the
+/// open never waits (a FIFO without a writer would block the thread for ever), and the type
+/// is checked on the opened descriptor, not on the name.
+fn open_source(path: &Path) -> std::io::Result<(std::fs::File, std::fs::Metadata)> {
     #[cfg(unix)]
-    {
+    let file = {
         use rustix::fs::{Mode, OFlags};
+        // Non-blocking only matters for the open: reads of a regular file never wait.
         let fd = rustix::fs::open(
             path,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
             Mode::empty(),
         )?;
-        Ok(std::fs::File::from(fd))
-    }
+        std::fs::File::from(fd)
+    };
     #[cfg(not(unix))]
-    std::fs::File::open(path)
+    let file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other(
+            "not a regular file (a FIFO, device or socket is never sent)",
+        ));
+    }
+    Ok((file, meta))
 }
 
 async fn send_file(
@@ -243,14 +254,7 @@ async fn send_file(
     relative: String,
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<(), TransferError> {
-    let source = open_source(path).map_err(io(path))?;
-    let meta = source.metadata().map_err(io(path))?;
-    if !meta.is_file() {
-        return Err(TransferError::Io {
-            path: path.to_owned(),
-            error: std::io::Error::other("not a regular file"),
-        });
-    }
+    let (source, meta) = open_source(path).map_err(io(path))?;
     send.send(&Transfer::File {
         path: relative.into(),
         size: meta.len(),
@@ -789,5 +793,24 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    /// A file swapped for a FIFO after it was measured is refused at once, not waited on.
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_is_refused_without_waiting_for_a_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(made.success());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(open_source(&fifo).map(|_| ()));
+        });
+        let opened = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("opening a FIFO blocked");
+        let err = opened.expect_err("a FIFO is not sent");
+        assert!(err.to_string().contains("not a regular file"), "{err}");
     }
 }
