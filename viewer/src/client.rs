@@ -30,6 +30,10 @@ pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(200);
 /// How long a short request (info, input) waits for its result once accepted.
 const RESULT_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long the answer that ends a `get` may take to reach the relay before `get` returns:
+/// closing the connection right after would discard it.
+const ANSWER_FLUSH: Duration = Duration::from_secs(2);
+
 /// What can go wrong for the assistant.
 #[derive(Debug, thiserror::Error)]
 pub enum ViewerError {
@@ -486,8 +490,21 @@ impl Viewer {
             limit: Some(room_in(local)),
             guard: &files::no_guard,
         };
-        let result = files::receive_into(&mut stream.recv, destination, progress).await;
-        result.map_err(|e| match e {
+        let received = files::receive_into(&mut stream.recv, destination, progress).await;
+        // The customer's computer reports the transfer done only on this answer: the files
+        // are verified and in place here (or why not).
+        let answer = match &received {
+            Ok(_) => Some(Transfer::Done),
+            Err(TransferError::Remote(_)) => None,
+            Err(e) => Some(Transfer::Failed(e.to_string().into())),
+        };
+        if let Some(answer) = answer
+            && stream.send.send(&answer).await.is_ok()
+            && stream.send.finish().await.is_ok()
+        {
+            stream.send.flushed(ANSWER_FLUSH).await;
+        }
+        received.map_err(|e| match e {
             TransferError::Session(e) => self.explain(e),
             other => other.into(),
         })
@@ -526,13 +543,13 @@ impl Viewer {
             });
         }
         stream.send.finish().await.map_err(|e| self.explain(e))?;
-        // The customer's computer verifies and renames; then it says whether all arrived.
-        match tokio::time::timeout(files::IDLE_TIMEOUT, self.next(&mut stream)).await {
-            Ok(Ok(Transfer::Done)) => Ok(measured.totals),
-            Ok(Ok(_)) => Err(ViewerError::Unexpected),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(ViewerError::Timeout),
-        }
+        // Sent is not done: the customer's computer verifies, puts the files in place, and
+        // only then says so.
+        files::confirmed(&mut stream.recv).await.map_err(|e| match e {
+            TransferError::Session(e) => self.explain(e),
+            other => other.into(),
+        })?;
+        Ok(measured.totals)
     }
 
     /// The customer's system information.
