@@ -34,7 +34,8 @@ pub enum SessionError {
     /// The end-to-end handshake failed.
     #[error(transparent)]
     Handshake(#[from] HandshakeError),
-    /// A record failed (tampering, truncation, …).
+    /// A record failed (tampering, truncation, …); [`SessionError::is_attack`] says whether it
+    /// is an attack on the path.
     #[error("secure stream: {0}")]
     Record(RecordError),
     /// A message did not decode.
@@ -109,6 +110,13 @@ impl From<quinn::WriteError> for SessionError {
 }
 
 impl SessionError {
+    /// Whether this is a detected attack on the path between agent and viewer (a record
+    /// altered, dropped, repeated, moved, or a stream cut before its end): the session ends.
+    /// A stream reset or a lost connection is not one.
+    pub fn is_attack(&self) -> bool {
+        matches!(self, SessionError::Record(e) if e.is_attack())
+    }
+
     /// The relay's reason, if the relay refused or closed with one.
     pub fn refusal(&self) -> Option<Refusal> {
         match self {
