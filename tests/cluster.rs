@@ -141,7 +141,7 @@ async fn tapped_node(
     seen: Arc<Mutex<Vec<u8>>>,
 ) -> (Relay, SocketAddr) {
     in_process_node(key_dir, redis, name, |config| {
-        config.tap = Some(Tap(Arc::new(move |b| seen.lock().unwrap().extend_from_slice(b))));
+        config.tap = Some(Tap::observe(move |b| seen.lock().unwrap().extend_from_slice(b)));
     })
     .await
 }

@@ -321,6 +321,45 @@ async fn with_nothing_granted_the_session_still_carries_chat() {
     assert_eq!(agent.event("chat", WAIT)["text"], "anyone there?");
 }
 
+/// A get the assistant's side did not keep (the name was taken while it arrived) is reported
+/// as failed on the customer's side too — "sent" only once the viewer confirmed it. Not an
+/// attack: the session goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_get_the_viewer_did_not_keep_is_not_reported_sent() {
+    let w = World::new().await;
+    let (agent, id, code) = w.agent(&["--allow", "download"]);
+    std::fs::write(w.path("agent-home/small.txt"), "customer's file").unwrap();
+    let viewer = w.assistant(&id, &code).await;
+    assert!(viewer.consent(WAIT).await.is_some());
+    let local = w.path("taken.txt");
+    let appear = local.clone();
+    let mut progress = move |step| {
+        if let ponte_session::files::Progress::Started(_) = step {
+            std::fs::write(&appear, "the assistant's own file").unwrap();
+        }
+    };
+    let got = tokio::time::timeout(WAIT, viewer.get("small.txt", &local, false, &mut progress))
+        .await
+        .expect("the get ends");
+    let err = got.expect_err("the name was taken").to_string();
+    assert!(err.contains("exists"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&local).unwrap(),
+        "the assistant's own file"
+    );
+    let failed = agent.event_where("failed", |v| v["kind"] == "failed", WAIT);
+    assert!(failed["text"].as_str().unwrap().contains("exists"), "{failed}");
+    let sent = agent.seen().into_iter().find(|l| l.contains("\"text\":\"sent "));
+    assert_eq!(sent, None, "reported sent");
+    // Not an attack: the session goes on.
+    assert_eq!(viewer.state().ended, None);
+    assert!(
+        viewer.info().await.is_err(),
+        "info is not granted, but the request is answered"
+    );
+    assert_eq!(viewer.state().ended, None);
+}
+
 /// A hostile agent — built here from the session library — answers the real viewer with
 /// escape sequences in every string it sends back; the assistant's terminal shows them inert.
 /// It also sends a quick-access grant nobody asked for, which the viewer does not keep.

@@ -25,13 +25,24 @@ pub struct World {
 
 impl World {
     pub async fn new() -> World {
+        World::start(None).await
+    }
+
+    /// A world whose relay passes what it forwards through `tap` — a relay that attacks the
+    /// path — instead of recording it in `seen` (which then stays empty).
+    pub async fn with_tap(tap: Tap) -> World {
+        World::start(Some(tap)).await
+    }
+
+    async fn start(tap: Option<Tap>) -> World {
         let dir = tempfile::tempdir().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let tap_seen = seen.clone();
         let mut config = Config::new("127.0.0.1:0".parse().unwrap(), dir.path().join("relay"));
-        config.tap = Some(Tap(Arc::new(move |bytes| {
-            tap_seen.lock().unwrap().extend_from_slice(bytes)
-        })));
+        config.tap =
+            Some(tap.unwrap_or_else(|| {
+                Tap::observe(move |bytes| tap_seen.lock().unwrap().extend_from_slice(bytes))
+            }));
         let relay = Relay::start(config).await.unwrap();
         for d in ["home", "agent-home", "config", "data"] {
             std::fs::create_dir_all(dir.path().join(d)).unwrap();

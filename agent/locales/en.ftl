@@ -208,6 +208,8 @@ ended-assistant-left = the assistant disconnected
 ended-assistant = the assistant ended the session
 ended-declined = the session was declined
 ended-flooded = the assistant's program sent request after request; the session was ended
+ended-tampered = the connection between the two computers was tampered with (by the relay or the network); the session was ended and nothing more was sent
+tampered-detected = tampering detected on the connection ({ $error }); ending the session
 agent-failed = ponte-agent failed: { $error }
 
 ## The window

@@ -206,6 +206,8 @@ ended-assistant-left = l'assistente si è scollegato
 ended-assistant = l'assistente ha terminato la sessione
 ended-declined = la sessione è stata rifiutata
 ended-flooded = il programma dell'assistente ha inviato una richiesta dopo l'altra; la sessione è stata terminata
+ended-tampered = qualcuno ha manomesso la connessione tra i due computer (il relay o la rete); la sessione è stata terminata e non è stato inviato nient'altro
+tampered-detected = rilevata una manomissione della connessione ({ $error }); la sessione termina
 agent-failed = ponte-agent non è riuscito: { $error }
 
 ## La finestra

@@ -216,6 +216,8 @@ ended-assistant-left = asystent się rozłączył
 ended-assistant = asystent zakończył sesję
 ended-declined = sesja została odrzucona
 ended-flooded = program asystenta wysyłał żądanie za żądaniem; sesja została zakończona
+ended-tampered = ktoś ingerował w połączenie między dwoma komputerami (przekaźnik lub sieć); sesja została zakończona i nic więcej nie zostało wysłane
+tampered-detected = wykryto ingerencję w połączenie ({ $error }); sesja zostaje zakończona
 agent-failed = ponte-agent nie powiódł się: { $error }
 
 ## Okno

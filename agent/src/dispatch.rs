@@ -102,6 +102,11 @@ async fn run<H: Handler>(mut handler: H, mut stream: SecureStream, ctx: &Context
                 ),
             };
             ctx.events.activity(kind, line);
+            if ctx.session.as_ref().is_some_and(|s| s.attack().is_some()) {
+                // The path was attacked: the session ends, and nothing more is sent.
+                stream.send.reset();
+                return;
+            }
             // Complete records only (SecureSend is cancel-safe), so this arrives intact.
             let told = format!("{verb}: {}", reason.english());
             let _ = stream.send.send(&Transfer::Failed(told.into())).await;

@@ -168,6 +168,10 @@ pub async fn run(
                             }
                         }
                         Ok(Some(_)) => {}
+                        Err(e) if e.is_attack() => {
+                            let reason = tampered(events, &to_assistant, &e.to_string());
+                            return Ok(close(client, writer, to_assistant, reason).await);
+                        }
                         Ok(None) | Err(_) => {
                             let reason = crate::t!(tr, "ended-left-before-answer");
                             return Ok(close(client, writer, to_assistant, reason).await);
@@ -208,6 +212,8 @@ pub async fn run(
     // Why it ended, and whether the assistant is still there to hear an answer.
     let (reason, listening) = loop {
         tokio::select! {
+            // Any stream of the session may detect an attack on the path.
+            attack = session.attacked() => break (tampered(events, &to_assistant, &attack.to_string()), false),
             stream = session.accept() => match stream {
                 Ok(stream) => {
                     let ctx = ctx.clone();
@@ -218,11 +224,13 @@ pub async fn run(
             message = control_recv.recv::<Control>() => match message {
                 Ok(Some(Control::Chat { text })) => assistant_chat(events, &mut chat_limit, text),
 
-                Ok(Some(Control::End(reason))) => break (match reason {
-                    EndReason::AssistantEnded => crate::t!(tr, "ended-assistant"),
-                    EndReason::CustomerEnded => crate::t!(tr, "ended-you"),
-                    EndReason::Declined => crate::t!(tr, "ended-declined"),
-                }, true),
+                Ok(Some(Control::End(reason))) => break match reason {
+                    EndReason::AssistantEnded => (crate::t!(tr, "ended-assistant"), true),
+                    EndReason::CustomerEnded => (crate::t!(tr, "ended-you"), true),
+                    EndReason::Declined => (crate::t!(tr, "ended-declined"), true),
+                    // Nothing more is asked in a session someone attacked.
+                    EndReason::Tampered => (crate::t!(tr, "ended-tampered"), false),
+                },
                 // Only the customer grants.
                 Ok(Some(Control::Grants(_) | Control::QuickAccess(_) | Control::QuickAccessLater)) => {}
                 // Asked once per session, and only in a session opened with the code: an
@@ -238,6 +246,7 @@ pub async fn run(
                         break (crate::t!(tr, "ended-flooded"), false);
                     }
                 }
+                Err(e) if e.is_attack() => break (tampered(events, &to_assistant, &e.to_string()), false),
                 Err(e) if e.relay_silent() => break (lost(tr, &e), false),
                 Ok(None) | Err(_) => break (crate::t!(tr, "ended-assistant-left"), false),
             },
@@ -505,6 +514,18 @@ async fn close(
     // Give the close a moment to reach the relay so the assistant hears it promptly.
     tokio::time::sleep(Duration::from_millis(100)).await;
     reason
+}
+
+/// A stream of the session detected an attack on the path (`what`): the customer's log says
+/// what, the assistant is told the session ends (best effort: the relay may drop it), and the
+/// customer's reason for the end is returned.
+fn tampered(events: &Events, to_assistant: &mpsc::UnboundedSender<Control>, what: &str) -> String {
+    events.activity(
+        Kind::Failed,
+        crate::t!(events.tr(), "tampered-detected", error = what),
+    );
+    let _ = to_assistant.send(Control::End(EndReason::Tampered));
+    crate::t!(events.tr(), "ended-tampered")
 }
 
 /// `text` cut to at most `max` bytes, at a character boundary.

@@ -33,12 +33,12 @@ const DAY: u64 = 86_400;
 #[derive(Debug, thiserror::Error)]
 pub enum TrustedError {
     /// Reading or writing failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file or folder.
         path: PathBuf,
-        /// What failed.
-        source: std::io::Error,
+        /// What failed (part of the message, not a `source()`: each cause is said once).
+        error: std::io::Error,
     },
     /// The file is not ours to trust: others may read or write it.
     #[error("{0}: readable or writable by other users (must be 0600); quick access is off until it is fixed")]
@@ -119,9 +119,9 @@ pub struct Trusted {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrustedError + '_ {
-    move |source| TrustedError::Io {
+    move |error| TrustedError::Io {
         path: path.to_owned(),
-        source,
+        error,
     }
 }
 

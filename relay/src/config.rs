@@ -493,13 +493,45 @@ pub fn default_data_dir() -> PathBuf {
         .join("ponte-relay")
 }
 
-/// A copy of every forwarded byte, for tests that prove what the relay can see. Settable only
-/// from code (never from the command line or a config file).
+/// Tests only: a hook on every stream direction the relay forwards, to prove what a relay can
+/// see ([`Tap::observe`]) or to play a relay that attacks the path — one that alters, drops,
+/// repeats or cuts what it forwards — and show that the two ends detect it. Settable only from
+/// code (never from the command line or a config file); off (`None`) unless a test sets it.
 #[derive(Clone)]
 pub struct Tap(pub std::sync::Arc<TapFn>);
 
-/// The function a [`Tap`] calls with each forwarded chunk.
-pub type TapFn = dyn Fn(&[u8]) + Send + Sync;
+/// What a [`Tap`] is: called once for each forwarded stream direction as its copy starts, it
+/// returns the filter every chunk of that direction then goes through, in order.
+pub type TapFn = dyn Fn(crate::forward::Direction) -> Box<TapFilter> + Send + Sync;
+
+/// The filter of one forwarded stream direction (see [`TapFn`]).
+pub type TapFilter = dyn FnMut(&[u8]) -> Tapped + Send;
+
+/// What a [`TapFilter`] makes of a chunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tapped {
+    /// Forward the chunk unchanged.
+    Pass,
+    /// Forward these bytes instead (nothing, when empty).
+    Replace(Vec<u8>),
+    /// Forward these bytes, then end the stream with a FIN as if its sender had finished it,
+    /// and stop reading from the sender.
+    Finish(Vec<u8>),
+}
+
+impl Tap {
+    /// A tap that only looks: `observer` sees every forwarded chunk, which goes on unchanged.
+    pub fn observe(observer: impl Fn(&[u8]) + Send + Sync + 'static) -> Tap {
+        let observer = std::sync::Arc::new(observer);
+        Tap(std::sync::Arc::new(move |_| {
+            let observer = observer.clone();
+            Box::new(move |bytes: &[u8]| {
+                observer(bytes);
+                Tapped::Pass
+            })
+        }))
+    }
+}
 
 impl std::fmt::Debug for Tap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -552,7 +584,7 @@ pub struct Config {
     pub ledger_addresses: AddressMode,
     /// How often old ledger rows are purged (settable only from code, for tests).
     pub ledger_purge_every: Duration,
-    /// Observer of forwarded bytes (tests only).
+    /// A hook on forwarded bytes (tests only; see [`Tap`]).
     pub tap: Option<Tap>,
     /// The cluster this node belongs to (None: a single relay).
     pub cluster: Option<crate::cluster::ClusterSettings>,

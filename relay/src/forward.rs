@@ -15,6 +15,7 @@ use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 
 use crate::bucket::TokenBucket;
+use crate::config::Tapped;
 
 /// How long the data a departed peer sent before leaving may still take to be passed on.
 const DRAIN: Duration = Duration::from_secs(3);
@@ -116,6 +117,7 @@ async fn copy(mut from: RecvStream, to: SendStream, budget: Arc<Budget>, directi
         stream: to,
         ended: false,
     };
+    let mut tap = budget.tap.as_ref().map(|tap| (tap.0)(direction));
     loop {
         let chunk = tokio::select! {
             chunk = from.read_chunk(CHUNK, true) => chunk,
@@ -128,14 +130,24 @@ async fn copy(mut from: RecvStream, to: SendStream, budget: Arc<Budget>, directi
         };
         match chunk {
             Ok(Some(chunk)) => {
-                if let Some(tap) = &budget.tap {
-                    (tap.0)(&chunk.bytes);
-                }
-                budget.spend(chunk.bytes.len(), direction).await;
-                if let Err(e) = to.stream.write_chunk(chunk.bytes).await {
+                let (bytes, finish) = match tap.as_mut().map(|filter| filter(&chunk.bytes)) {
+                    None | Some(Tapped::Pass) => (chunk.bytes, false),
+                    Some(Tapped::Replace(bytes)) => (bytes.into(), false),
+                    Some(Tapped::Finish(bytes)) => (bytes.into(), true),
+                };
+                budget.spend(bytes.len(), direction).await;
+                if !bytes.is_empty()
+                    && let Err(e) = to.stream.write_chunk(bytes).await
+                {
                     if let quinn::WriteError::Stopped(code) = e {
                         let _ = from.stop(code);
                     }
+                    return;
+                }
+                if finish {
+                    // A test's relay cutting the stream: the reader sees a clean end here.
+                    to.ended = to.stream.finish().is_ok();
+                    let _ = from.stop(quinn::VarInt::from_u32(0));
                     return;
                 }
             }

@@ -6,6 +6,7 @@
 //! code as on the agent, and every wait for an answer is bounded.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ponte_protocol::app::{Control, EndReason, Grants, QuickAccessGrant, Request, Response, Transfer};
@@ -29,6 +30,18 @@ pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(200);
 
 /// How long a short request (info, input) waits for its result once accepted.
 const RESULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long an operation whose stream or connection was cut waits for the session's end
+/// reason, which may still be on its way on the control stream.
+const END_REASON_WAIT: Duration = Duration::from_secs(2);
+
+/// How long the answer that ends a `get` may take to reach the relay before `get` returns:
+/// closing the connection right after would discard it.
+const ANSWER_FLUSH: Duration = Duration::from_secs(2);
+
+/// How long telling the customer's side of a detected attack may take before the connection
+/// is closed anyway (the relay may not pass it on).
+const TELL_TAMPERED: Duration = Duration::from_secs(2);
 
 /// What can go wrong for the assistant.
 #[derive(Debug, thiserror::Error)]
@@ -179,6 +192,9 @@ pub struct State {
     pub quick_pending: bool,
     /// Why the session ended, once it has.
     pub ended: Option<String>,
+    /// The session ended because one side detected an attack on the path between the two
+    /// ([`EndReason::Tampered`], which `ended` then says).
+    pub tampered: bool,
 }
 
 /// The reply to [`Viewer::request_quick_access`].
@@ -206,7 +222,7 @@ pub enum Notice {
     Grants(Grants),
     /// A chat message from the customer.
     Chat(PeerText),
-    /// The session ended.
+    /// The session ended (after an attack on the path, with [`EndReason::Tampered`]'s text).
     Ended(String),
 }
 
@@ -214,7 +230,7 @@ pub enum Notice {
 pub struct Viewer {
     _client: RelayClient,
     session: Session,
-    control: Mutex<SecureSend>,
+    control: Arc<Mutex<SecureSend>>,
     state: watch::Receiver<State>,
     ended_tx: watch::Sender<State>,
     notices: Option<mpsc::UnboundedReceiver<Notice>>,
@@ -294,13 +310,21 @@ pub async fn join(options: JoinOptions) -> Result<(Viewer, TrustNote), ViewerErr
 impl Viewer {
     fn new(client: RelayClient, session: Session, control: SecureStream) -> Viewer {
         let SecureStream { send, mut recv, .. } = control;
+        let control = Arc::new(Mutex::new(send));
         let (state_tx, state) = watch::channel(State::default());
         let (notices_tx, notices) = mpsc::unbounded_channel();
         let tx = state_tx.clone();
-        let connection = session.connection().clone();
+        // Weak: a dropped `Viewer` drops (and so resets) the control stream, which tells the
+        // customer's side the assistant left.
+        let (watched, to_customer) = (session.clone(), Arc::downgrade(&control));
         tokio::spawn(async move {
-            let reason = loop {
-                match recv.recv::<Control>().await {
+            let (reason, tampered) = loop {
+                let message = tokio::select! {
+                    // Any stream of the session, this one included, may detect an attack.
+                    _ = watched.attacked() => break (EndReason::Tampered.to_string(), true),
+                    message = recv.recv::<Control>() => message,
+                };
+                match message {
                     Ok(Some(Control::Grants(g))) => {
                         tx.send_modify(|s| s.grants = Some(g));
                         let _ = notices_tx.send(Notice::Grants(g));
@@ -323,26 +347,44 @@ impl Viewer {
                     }),
                     // Only the assistant asks for quick access.
                     Ok(Some(Control::QuickAccessRequest { .. })) => {}
-                    Ok(Some(Control::End(reason))) => break reason.to_string(),
-                    Ok(None) => break "the customer's side closed the session".into(),
+                    Ok(Some(Control::End(reason))) => break (reason.to_string(), reason == EndReason::Tampered),
+                    Ok(None) => break ("the customer's side closed the session".into(), false),
+                    Err(e) if e.is_attack() => break (EndReason::Tampered.to_string(), true),
                     Err(e) if e.relay_silent() => {
-                        break "the relay stopped answering: the relay, or its node of a cluster, may be down (connect again; another node may answer)".into()
+                        break ("the relay stopped answering: the relay, or its node of a cluster, may be down (connect again; another node may answer)".into(), false)
                     }
-                    Err(e) => break format!("connection lost ({e})"),
+                    Err(e) => break (format!("connection lost ({e})"), false),
                 }
             };
             let mut first = false;
             tx.send_modify(|s| {
                 if s.ended.is_none() {
                     s.ended = Some(reason.clone());
+                    s.tampered = tampered;
                     first = true;
                 }
             });
             if first {
                 let _ = notices_tx.send(Notice::Ended(reason));
             }
-            // A quick-access answer follows the end, on the same stream.
-            if tx.borrow().quick_pending {
+            if watched.attack().is_some() {
+                // Told on the control stream, the only thing sent after the attack.
+                let tell = async {
+                    let Some(control) = to_customer.upgrade() else {
+                        return;
+                    };
+                    let mut control = control.lock().await;
+                    if control.send(&Control::End(EndReason::Tampered)).await.is_ok()
+                        && control.finish().await.is_ok()
+                    {
+                        control.flushed(TELL_TAMPERED).await;
+                    }
+                };
+                let _ = tokio::time::timeout(TELL_TAMPERED, tell).await;
+                // Nothing more is taken from the customer's side: no quick-access answer.
+                tx.send_modify(|s| answered(s, None));
+            } else if tx.borrow().quick_pending {
+                // A quick-access answer follows the end, on the same stream.
                 let answer = async {
                     loop {
                         match recv.recv::<Control>().await {
@@ -357,12 +399,12 @@ impl Viewer {
                     .unwrap_or(None);
                 tx.send_modify(|s| answered(s, grant));
             }
-            connection.close(0u32.into(), b"session ended");
+            watched.connection().close(0u32.into(), b"session ended");
         });
         Viewer {
             _client: client,
             session,
-            control: Mutex::new(send),
+            control,
             state,
             ended_tx: state_tx,
             notices: Some(notices),
@@ -411,12 +453,15 @@ impl Viewer {
             }
             state.quick_answers
         };
-        self.control
+        let sent = self
+            .control
             .lock()
             .await
             .send(&Control::QuickAccessRequest { organisation, days })
-            .await
-            .map_err(|e| self.explain(e))?;
+            .await;
+        if let Err(e) = sent {
+            return Err(self.explain(e).await);
+        }
         let mut state = self.state.clone();
         // An earlier answer (or one the agent sent unasked) is not this request's.
         let answered = state.wait_for(|s| s.quick_answers > before || s.ended.is_some());
@@ -436,11 +481,31 @@ impl Viewer {
         &self.session
     }
 
-    /// A transport error becomes the session's end reason when there is one.
-    fn explain(&self, e: impl Into<ViewerError>) -> ViewerError {
-        match self.state.borrow().ended.clone() {
-            Some(reason) => ViewerError::Ended(reason),
-            None => e.into(),
+    /// The error of an operation, or the session's end when that is why it failed: an attack on
+    /// the path this side detected, or the reason the session ended — waited for a moment when a
+    /// stream or the connection was cut, as the reason may still be on its way.
+    async fn explain(&self, e: SessionError) -> ViewerError {
+        if self.session.attack().is_some() {
+            return ViewerError::Ended(EndReason::Tampered.to_string());
+        }
+        let cut = matches!(
+            e,
+            SessionError::Read(_) | SessionError::Write(_) | SessionError::Connection(_)
+        );
+        let mut state = self.state.clone();
+        let ended = state.wait_for(|s| s.ended.is_some());
+        let wait = if cut { END_REASON_WAIT } else { Duration::ZERO };
+        match tokio::time::timeout(wait, ended).await {
+            Ok(Ok(s)) => ViewerError::Ended(s.ended.clone().unwrap_or_default()),
+            _ => e.into(),
+        }
+    }
+
+    /// A transfer's error, explained like [`Viewer::explain`] when the session failed.
+    async fn explain_transfer(&self, e: TransferError) -> ViewerError {
+        match e {
+            TransferError::Session(e) => self.explain(e).await,
+            other => other.into(),
         }
     }
 
@@ -450,28 +515,31 @@ impl Viewer {
         if let Some(reason) = self.state.borrow().ended.clone() {
             return Err(ViewerError::Ended(reason));
         }
-        let mut stream = self.session.open().await.map_err(|e| self.explain(e))?;
-        stream.send.send(request).await.map_err(|e| self.explain(e))?;
+        let opened = async {
+            let mut stream = self.session.open().await?;
+            stream.send.send(request).await?;
+            Ok(stream)
+        };
+        let mut stream = match opened.await {
+            Ok(stream) => stream,
+            Err(e) => return Err(self.explain(e).await),
+        };
         let response = tokio::time::timeout(RESPONSE_TIMEOUT, stream.recv.expect::<Response>())
             .await
-            .map_err(|_| ViewerError::Timeout)?
-            .map_err(|e| self.explain(e))?;
+            .map_err(|_| ViewerError::Timeout)?;
         match response {
-            Response::Accepted => Ok(stream),
-            Response::Refused(reason) => Err(ViewerError::Refused(reason)),
+            Ok(Response::Accepted) => Ok(stream),
+            Ok(Response::Refused(reason)) => Err(ViewerError::Refused(reason)),
+            Err(e) => Err(self.explain(e).await),
         }
     }
 
     /// The next message of a request, or why there is none.
     async fn next(&self, stream: &mut SecureStream) -> Result<Transfer, ViewerError> {
-        match stream
-            .recv
-            .expect::<Transfer>()
-            .await
-            .map_err(|e| self.explain(e))?
-        {
-            Transfer::Failed(reason) => Err(ViewerError::Failed(reason)),
-            other => Ok(other),
+        match stream.recv.expect::<Transfer>().await {
+            Ok(Transfer::Failed(reason)) => Err(ViewerError::Failed(reason)),
+            Ok(other) => Ok(other),
+            Err(e) => Err(self.explain(e).await),
         }
     }
 
@@ -532,11 +600,25 @@ impl Viewer {
             limit: Some(room_in(local)),
             guard: &files::no_guard,
         };
-        let result = files::receive_into(&mut stream.recv, destination, progress).await;
-        result.map_err(|e| match e {
-            TransferError::Session(e) => self.explain(e),
-            other => other.into(),
-        })
+        let received = files::receive_into(&mut stream.recv, destination, progress).await;
+        // The customer's computer reports the transfer done only on this answer: the files
+        // are verified and in place here (or why not). After an attack nothing more is sent.
+        let answer = match &received {
+            Ok(_) => Some(Transfer::Done),
+            Err(TransferError::Remote(_)) => None,
+            Err(_) if self.session.attack().is_some() => None,
+            Err(e) => Some(Transfer::Failed(e.to_string().into())),
+        };
+        if let Some(answer) = answer
+            && stream.send.send(&answer).await.is_ok()
+            && stream.send.finish().await.is_ok()
+        {
+            stream.send.flushed(ANSWER_FLUSH).await;
+        }
+        match received {
+            Ok(totals) => Ok(totals),
+            Err(e) => Err(self.explain_transfer(e).await),
+        }
     }
 
     /// Copies `local` to `remote` on the customer's computer (replacing only with `force`).
@@ -557,27 +639,27 @@ impl Viewer {
         };
         let mut stream = self.request(&request).await?;
         if let Err(e) = files::send_path(&mut stream.send, local, Hidden::Include, None, progress).await {
-            // Tell the customer's computer to discard what arrived.
-            let _ = stream.send.send(&Transfer::Failed(e.to_string().into())).await;
-            let _ = stream.send.finish().await;
-            // It may have failed first, with the better reason.
-            if let Ok(Ok(Transfer::Failed(reason))) =
-                tokio::time::timeout(Duration::from_secs(2), stream.recv.expect::<Transfer>()).await
-            {
-                return Err(ViewerError::Failed(reason));
+            if self.session.attack().is_none() {
+                // Tell the customer's computer to discard what arrived.
+                let _ = stream.send.send(&Transfer::Failed(e.to_string().into())).await;
+                let _ = stream.send.finish().await;
+                // It may have failed first, with the better reason.
+                if let Ok(Ok(Transfer::Failed(reason))) =
+                    tokio::time::timeout(Duration::from_secs(2), stream.recv.expect::<Transfer>()).await
+                {
+                    return Err(ViewerError::Failed(reason));
+                }
             }
-            return Err(match e {
-                TransferError::Session(e) => self.explain(e),
-                other => other.into(),
-            });
+            return Err(self.explain_transfer(e).await);
         }
-        stream.send.finish().await.map_err(|e| self.explain(e))?;
-        // The customer's computer verifies and renames; then it says whether all arrived.
-        match tokio::time::timeout(files::IDLE_TIMEOUT, self.next(&mut stream)).await {
-            Ok(Ok(Transfer::Done)) => Ok(measured.totals),
-            Ok(Ok(_)) => Err(ViewerError::Unexpected),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(ViewerError::Timeout),
+        if let Err(e) = stream.send.finish().await {
+            return Err(self.explain(e).await);
+        }
+        // Sent is not done: the customer's computer verifies, puts the files in place, and
+        // only then says so.
+        match files::confirmed(&mut stream.recv).await {
+            Ok(()) => Ok(measured.totals),
+            Err(e) => Err(self.explain_transfer(e).await),
         }
     }
 
@@ -611,12 +693,16 @@ impl Viewer {
 
     /// Sends a chat message.
     pub async fn chat(&self, text: &str) -> Result<(), ViewerError> {
-        self.control
+        let sent = self
+            .control
             .lock()
             .await
             .send(&Control::Chat { text: text.into() })
-            .await
-            .map_err(|e| self.explain(e))
+            .await;
+        match sent {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.explain(e).await),
+        }
     }
 
     /// Ends the session from the assistant's side. With a quick-access request the customer

@@ -22,12 +22,12 @@ const MAX_FILE: u64 = 4 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum DevicesError {
     /// Reading or writing failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// What failed.
-        source: std::io::Error,
+        /// What failed (part of the message, not a `source()`: each cause is said once).
+        error: std::io::Error,
     },
     /// The file does not parse.
     #[error("{0}: not a valid address book")]
@@ -101,9 +101,9 @@ impl Devices {
 
     /// Reads the address book; a missing file is an empty one.
     pub fn load(path: &Path) -> Result<Devices, DevicesError> {
-        let io = |source| DevicesError::Io {
+        let io = |error| DevicesError::Io {
             path: path.to_owned(),
-            source,
+            error,
         };
         let devices = match std::fs::metadata(path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
@@ -131,9 +131,9 @@ impl Devices {
         path: &Path,
         change: impl FnOnce(&mut Devices) -> Result<T, DevicesError>,
     ) -> Result<T, DevicesError> {
-        let _lock = ponte_session::private_file::Lock::acquire(path).map_err(|source| DevicesError::Io {
+        let _lock = ponte_session::private_file::Lock::acquire(path).map_err(|error| DevicesError::Io {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         let mut book = Devices::load(path)?;
         let out = change(&mut book)?;
@@ -144,9 +144,9 @@ impl Devices {
     /// Writes the address book (0600, replaced atomically).
     pub fn save(&self) -> Result<(), DevicesError> {
         let text = serde_json::to_string_pretty(&self.devices).unwrap_or_default();
-        ponte_session::private_file::replace(&self.path, text.as_bytes()).map_err(|source| DevicesError::Io {
+        ponte_session::private_file::replace(&self.path, text.as_bytes()).map_err(|error| DevicesError::Io {
             path: self.path.clone(),
-            source,
+            error,
         })
     }
 

@@ -248,7 +248,7 @@ async fn connect(c: Connect) -> anyhow::Result<ExitCode> {
     }
     eprintln!("[ponte] connected end-to-end; waiting for the customer to allow access…");
     // What the customer's side says is printed as it arrives, inert.
-    if let Some(mut notices) = viewer.notices() {
+    let printer = viewer.notices().map(|mut notices| {
         tokio::spawn(async move {
             while let Some(notice) = notices.recv().await {
                 commands::say(&match notice {
@@ -257,8 +257,8 @@ async fn connect(c: Connect) -> anyhow::Result<ExitCode> {
                     Notice::Ended(reason) => format!("[ponte] session ended: {reason}"),
                 });
             }
-        });
-    }
+        })
+    });
     if viewer.consent(Duration::from_secs(600)).await.is_none() && viewer.state().ended.is_none() {
         eprintln!("[ponte] the customer has not answered yet; requests will be refused until they do");
     }
@@ -267,10 +267,17 @@ async fn connect(c: Connect) -> anyhow::Result<ExitCode> {
         Some(source) => batch(&mut runner, source).await?,
         None => interactive(&mut runner).await,
     };
-    Ok(match runner.finish().await? {
-        true => code,
-        false => ExitCode::FAILURE,
-    })
+    let remembered = runner.finish().await?;
+    if let Some(printer) = printer {
+        // The last notices (why the session ended) are printed before the program exits.
+        let _ = tokio::time::timeout(Duration::from_secs(3), printer).await;
+    }
+    // A detected attack on the path fails the run, whatever the commands did; so does a
+    // quick-access request the customer did not allow.
+    if runner.viewer().state().tampered || !remembered {
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(code)
 }
 
 /// `ponte-viewer devices`: the address book.

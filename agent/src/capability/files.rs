@@ -142,6 +142,12 @@ impl Handler for Get {
             &mut progress,
         )
         .await?;
+        // Sent only once the assistant's computer has it verified and in place, as it answers
+        // after the end of the stream; until then the customer is not told it went.
+        stream.send.finish().await?;
+        files::confirmed(&mut stream.recv)
+            .await
+            .map_err(|e| anyhow::anyhow!("the assistant's computer did not confirm it: {e}"))?;
         let tr = ctx.tr();
         let mut what = phrases::totals(tr, self.kind, totals);
         if self.skipped > 0 {

@@ -191,6 +191,10 @@ pub enum EndReason {
     AssistantEnded,
     /// The customer declined to let the assistant in.
     Declined,
+    /// The side that says so detected an attack on the path between the two: a record that
+    /// failed authentication, came out of order or twice, or a stream cut before its
+    /// end-of-stream record ([`crate::record::RecordError::is_attack`]).
+    Tampered,
 }
 
 impl fmt::Display for EndReason {
@@ -199,6 +203,10 @@ impl fmt::Display for EndReason {
             EndReason::CustomerEnded => "the customer ended the session",
             EndReason::AssistantEnded => "the assistant ended the session",
             EndReason::Declined => "the customer declined the session",
+            EndReason::Tampered => {
+                "the connection between the two computers was tampered with (by the relay or the \
+                 network); the session was ended and nothing more was sent"
+            }
         })
     }
 }

@@ -53,7 +53,15 @@ pub enum IdentityError {
     Rsa(String),
     /// A certificate was rejected.
     #[error("certificate rejected: {0}")]
-    Certificate(#[from] CertificateError),
+    Certificate(CertificateError),
+}
+
+// By hand rather than `#[from]`, which would make the reason the error's `source()` too: the
+// message says it already (see `text::error_text`).
+impl From<CertificateError> for IdentityError {
+    fn from(e: CertificateError) -> IdentityError {
+        IdentityError::Certificate(e)
+    }
 }
 
 /// Why a certificate does not verify the assistant.

@@ -94,6 +94,31 @@ pub enum RecordError {
     TooManyStreams,
 }
 
+impl RecordError {
+    /// Whether this is what a record looks like after someone between the two ends altered,
+    /// dropped, repeated, moved or cut the stream — a detected attack on the path, which ends
+    /// the session — rather than a limit of this side or of the peer.
+    pub fn is_attack(&self) -> bool {
+        match self {
+            RecordError::Malformed
+            | RecordError::BadLength(_)
+            | RecordError::Reflected
+            | RecordError::Spliced { .. }
+            | RecordError::Replayed { .. }
+            | RecordError::Reordered { .. }
+            | RecordError::Tampered
+            | RecordError::Truncated
+            | RecordError::AfterEnd
+            | RecordError::WrongStreamSpace(_)
+            | RecordError::StreamReused(_) => true,
+            RecordError::PlaintextTooLarge(_)
+            | RecordError::CounterExhausted
+            | RecordError::Finished
+            | RecordError::TooManyStreams => false,
+        }
+    }
+}
+
 /// The parsed cleartext header of a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordHeader {

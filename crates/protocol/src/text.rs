@@ -32,6 +32,12 @@ impl PeerText {
         PeerText(path.to_string_lossy().into_owned())
     }
 
+    /// An error and the causes behind it ([`error_text`]), shown inert: for errors that may
+    /// quote the other side or the relay (a QUIC close reason, say).
+    pub fn error(error: &dyn std::error::Error) -> PeerText {
+        PeerText(error_text(error))
+    }
+
     /// The string exactly as received. Only for machine use — opening a file, running a
     /// command — never for showing or logging: use `Display` for that.
     pub fn as_raw(&self) -> &str {
@@ -52,6 +58,24 @@ impl PeerText {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+}
+
+/// An error and the causes behind it as one message (`error: cause: cause…`), each said once.
+/// Ponte's errors that carry a cause say it this way and expose no `source()` of their own, so
+/// however they are printed (`{}`, or `{:#}` with the sources), no cause appears twice.
+pub fn error_text(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        let shown = cause.to_string();
+        // Some errors already end with what their cause says.
+        if !text.ends_with(&shown) {
+            text.push_str(": ");
+            text.push_str(&shown);
+        }
+        next = cause.source();
+    }
+    text
 }
 
 impl From<String> for PeerText {

@@ -4,10 +4,11 @@
 //! [`Transfer`] entries; every file ends with its SHA-256. The receiver holds the sender to its
 //! announcement, and writes each file through a fresh, randomly named partial file beside its
 //! destination — created exclusively, never through a symbolic link, readable only by its
-//! owner — that is renamed into place only after the size and hash matched. A failed or
-//! cancelled transfer therefore never leaves a file that looks complete, and a planted link
-//! cannot redirect a write. Entry paths are relative and checked: nothing a peer sends can
-//! write outside the destination or through a link inside it.
+//! owner. A verified file waits there until the whole transfer stream arrived (`Done` and the
+//! authenticated end of the stream); only then is every file renamed into place. A failed,
+//! cancelled or cut transfer therefore never leaves a file that looks complete, and a planted
+//! link cannot redirect a write. Entry paths are relative and checked: nothing a peer sends
+//! can write outside the destination or through a link inside it.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -67,6 +68,17 @@ pub enum TransferError {
         path: PathBuf,
         /// Why.
         reason: String,
+    },
+    /// Moving the verified files into a folder that already existed failed part-way: the
+    /// files before the failing one are in place, the rest are not.
+    #[error("{error} ({placed} of {files} files were put in place before this)")]
+    PartlyPlaced {
+        /// Files in place.
+        placed: usize,
+        /// Files the transfer carried.
+        files: usize,
+        /// What failed.
+        error: Box<TransferError>,
     },
 }
 
@@ -221,20 +233,31 @@ fn mode_of(_: &std::fs::Metadata) -> u32 {
     0o644
 }
 
-/// Opens a file for reading without following a symbolic link in its last component.
-fn open_source(path: &Path) -> std::io::Result<std::fs::File> {
+/// Opens a regular file for reading without following a symbolic link in its last component;
+/// anything else is refused. What was measured as a file may have been swapped since: the
+/// open never waits (a FIFO without a writer would block the thread for ever), and the type
+/// is checked on the opened descriptor, not on the name.
+fn open_source(path: &Path) -> std::io::Result<(std::fs::File, std::fs::Metadata)> {
     #[cfg(unix)]
-    {
+    let file = {
         use rustix::fs::{Mode, OFlags};
+        // Non-blocking only matters for the open: reads of a regular file never wait.
         let fd = rustix::fs::open(
             path,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
             Mode::empty(),
         )?;
-        Ok(std::fs::File::from(fd))
-    }
+        std::fs::File::from(fd)
+    };
     #[cfg(not(unix))]
-    std::fs::File::open(path)
+    let file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other(
+            "not a regular file (a FIFO, device or socket is never sent)",
+        ));
+    }
+    Ok((file, meta))
 }
 
 async fn send_file(
@@ -243,14 +266,7 @@ async fn send_file(
     relative: String,
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<(), TransferError> {
-    let source = open_source(path).map_err(io(path))?;
-    let meta = source.metadata().map_err(io(path))?;
-    if !meta.is_file() {
-        return Err(TransferError::Io {
-            path: path.to_owned(),
-            error: std::io::Error::other("not a regular file"),
-        });
-    }
+    let (source, meta) = open_source(path).map_err(io(path))?;
     send.send(&Transfer::File {
         path: relative.into(),
         size: meta.len(),
@@ -307,6 +323,9 @@ async fn send_file(
 /// Announces and streams the file or directory at `source`, then `Done`; returns what was
 /// announced. With `approved`, nothing more than that is sent (what changed since it was
 /// measured fails). On a local error the caller tells the receiver (`Transfer::Failed`).
+///
+/// Sent is not done: the caller then ends the stream ([`SecureSend::finish`]) and waits for
+/// the receiver's answer ([`confirmed`]) before it reports the transfer done.
 pub async fn send_path(
     send: &mut SecureSend,
     source: &Path,
@@ -332,6 +351,16 @@ pub async fn send_path(
     let totals = result?;
     send.send(&Transfer::Done).await?;
     Ok(totals)
+}
+
+/// Waits for the receiver's answer after the end of a transfer stream: `Done` once the files
+/// are verified and in place on its side, `Failed(why)` if not (at most [`IDLE_TIMEOUT`]).
+pub async fn confirmed(recv: &mut SecureRecv) -> Result<(), TransferError> {
+    match next_message(recv).await? {
+        Transfer::Done => Ok(()),
+        Transfer::Failed(reason) => Err(TransferError::Remote(reason)),
+        _ => Err(TransferError::Protocol),
+    }
 }
 
 async fn send_entries(
@@ -453,7 +482,7 @@ fn received_mode(peer_mode: u32) -> u32 {
     0o600 | (peer_mode & 0o100)
 }
 
-/// Moves the verified partial file into place; without `replace`, never over an existing entry
+/// Moves a verified partial file into place; without `replace`, never over an existing entry
 /// (even one that appeared during the transfer).
 fn commit(partial: &Path, target: &Path, replace: bool) -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
@@ -501,7 +530,9 @@ async fn next_message(recv: &mut SecureRecv) -> Result<Transfer, TransferError> 
     }
 }
 
-/// Receives a transfer into `dest` and returns what arrived.
+/// Receives a transfer into `dest` and returns what arrived. Nothing is put in place before
+/// the whole transfer stream arrived — its `Done` and the authenticated end of the stream
+/// after it — so a stream cut anywhere, even after the last file, leaves nothing behind.
 pub async fn receive_into(
     recv: &mut SecureRecv,
     dest: Destination<'_>,
@@ -521,7 +552,7 @@ pub async fn receive_into(
     let mut received = Totals::default();
     let mut dirs = 0u64;
     let mut root_is_dir = false;
-    let mut made = None;
+    let mut staging = Staging::default();
     // A file stays a file and a folder a folder, as announced.
     let (single_file, tree) = match dest.kind {
         Some(EntryKind::File) => (true, false),
@@ -532,11 +563,16 @@ pub async fn receive_into(
         match next_message(recv).await? {
             Transfer::Done => {
                 if dest.kind == Some(EntryKind::Dir) && !root_is_dir {
-                    made = create_root(&dest).await?; // An empty folder.
+                    staging.root = create_root(&dest).await?; // An empty folder.
                 }
-                if let Some(made) = &mut made {
-                    made.keep = true;
+                // Only the end-of-stream record says nobody cut the stream here.
+                match tokio::time::timeout(IDLE_TIMEOUT, recv.recv::<Transfer>()).await {
+                    Ok(Ok(None)) => {}
+                    Ok(Ok(Some(_))) => return Err(TransferError::Protocol),
+                    Ok(Err(e)) => return Err(e.into()),
+                    Err(_) => return Err(TransferError::Idle),
                 }
+                staging.commit(dest.replace)?;
                 return Ok(received);
             }
             Transfer::Failed(reason) => return Err(TransferError::Remote(reason)),
@@ -546,7 +582,7 @@ pub async fn receive_into(
                     return Err(TransferError::TooMuch("folders"));
                 }
                 if !root_is_dir {
-                    made = create_root(&dest).await?;
+                    staging.root = create_root(&dest).await?;
                     root_is_dir = true;
                 }
                 let target = safe_join(dest.path, &path)?;
@@ -555,7 +591,8 @@ pub async fn receive_into(
                 // One folder per message (parents come first): the count bounds what is made.
                 match tokio::fs::DirBuilder::new().mode(0o755).create(&target).await {
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dest.replace => {}
-                    other => other.map_err(io(&target))?,
+                    Err(e) => return Err(io(&target)(e)),
+                    Ok(()) => staging.dirs.push(target),
                 }
             }
             Transfer::File { path, size, mode } => {
@@ -573,7 +610,7 @@ pub async fn receive_into(
                     dest.path.to_owned()
                 } else if !path.is_empty() && tree {
                     if !root_is_dir {
-                        made = create_root(&dest).await?;
+                        staging.root = create_root(&dest).await?;
                         root_is_dir = true;
                     }
                     let target = safe_join(dest.path, &path)?;
@@ -586,7 +623,13 @@ pub async fn receive_into(
                 if !dest.replace && tokio::fs::symlink_metadata(&target).await.is_ok() {
                     return Err(TransferError::Exists(target));
                 }
-                received.bytes += receive_file(recv, &target, size, mode, dest.replace, progress).await?;
+                // Each file once: they are all put in place at the end.
+                if staging.files.iter().any(|(_, staged)| *staged == target) {
+                    return Err(TransferError::Protocol);
+                }
+                let (bytes, partial) = receive_file(recv, &target, size, mode, progress).await?;
+                received.bytes += bytes;
+                staging.files.push((partial, target));
             }
             _ => return Err(TransferError::Protocol),
         }
@@ -600,24 +643,66 @@ fn guard(dest: &Destination<'_>, target: &Path) -> Result<(), TransferError> {
     })
 }
 
-/// A folder a transfer created: removed with everything in it unless the transfer completes,
-/// so a failed or cancelled folder transfer does not leave a folder that looks complete.
-struct MadeFolder {
-    path: PathBuf,
-    keep: bool,
+/// What a transfer has put on disk so far: the verified files waiting in their partial files,
+/// the folders it created, and its root folder if it created that. Unless every file was put
+/// in place, all of it is removed again when this is dropped — a failed, cancelled or cut
+/// transfer leaves nothing that looks complete.
+#[derive(Default)]
+struct Staging {
+    files: Vec<(Partial, PathBuf)>,
+    dirs: Vec<PathBuf>,
+    root: Option<PathBuf>,
+    kept: bool,
 }
 
-impl Drop for MadeFolder {
+impl Staging {
+    /// Moves every verified file into place (without `replace`, never over an entry that
+    /// appeared meanwhile); an error says what could not be placed, and what already was.
+    fn commit(&mut self, replace: bool) -> Result<(), TransferError> {
+        let files = self.files.len();
+        for (placed, (partial, target)) in self.files.iter_mut().enumerate() {
+            if let Err(e) = commit(&partial.path, target, replace) {
+                let error = match e.kind() {
+                    std::io::ErrorKind::AlreadyExists => TransferError::Exists(target.clone()),
+                    _ => io(target)(e),
+                };
+                // A folder this transfer created goes with everything in it (see `Drop`).
+                if placed == 0 || self.root.is_some() {
+                    return Err(error);
+                }
+                return Err(TransferError::PartlyPlaced {
+                    placed,
+                    files,
+                    error: Box::new(error),
+                });
+            }
+            partial.committed = true;
+        }
+        self.kept = true;
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
     fn drop(&mut self) {
-        if !self.keep {
+        if self.kept {
+            return;
+        }
+        // Partial files remove themselves; then the folders, which only a file already
+        // placed (in a folder that existed before) keeps.
+        self.files.clear();
+        for dir in self.dirs.iter().rev() {
+            let _ = std::fs::remove_dir(dir);
+        }
+        if let Some(root) = &self.root {
             // Never follows a link: a link put in its place is removed, not its target.
-            let _ = std::fs::remove_dir_all(&self.path);
+            let _ = std::fs::remove_dir_all(root);
         }
     }
 }
 
 /// Creates (or, replacing, merges into) the destination folder; `Some` when it was created.
-async fn create_root(dest: &Destination<'_>) -> Result<Option<MadeFolder>, TransferError> {
+async fn create_root(dest: &Destination<'_>) -> Result<Option<PathBuf>, TransferError> {
     guard(dest, dest.path)?;
     match tokio::fs::symlink_metadata(dest.path).await {
         Ok(meta) if meta.is_dir() && dest.replace => Ok(None),
@@ -628,23 +713,21 @@ async fn create_root(dest: &Destination<'_>) -> Result<Option<MadeFolder>, Trans
                 .create(dest.path)
                 .await
                 .map_err(io(dest.path))?;
-            Ok(Some(MadeFolder {
-                path: dest.path.to_owned(),
-                keep: false,
-            }))
+            Ok(Some(dest.path.to_owned()))
         }
     }
 }
 
+/// Receives one file into a fresh partial file beside `target`; returns its size and the
+/// partial file, verified (size and hash) and with its final mode, for [`Staging`] to place.
 async fn receive_file(
     recv: &mut SecureRecv,
     target: &Path,
     size: u64,
     mode: u32,
-    replace: bool,
     progress: &mut (dyn FnMut(Progress) + Send),
-) -> Result<u64, TransferError> {
-    let mut partial = Partial {
+) -> Result<(u64, Partial), TransferError> {
+    let partial = Partial {
         path: partial_path(target),
         committed: false,
     };
@@ -704,12 +787,7 @@ async fn receive_file(
     #[cfg(not(unix))]
     let _ = mode;
     drop(file);
-    commit(&partial.path, target, replace).map_err(|e| match e.kind() {
-        std::io::ErrorKind::AlreadyExists => TransferError::Exists(target.to_owned()),
-        _ => io(target)(e),
-    })?;
-    partial.committed = true;
-    Ok(received)
+    Ok((received, partial))
 }
 
 #[cfg(test)]
@@ -789,5 +867,154 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    /// A sender's messages on a fresh stream pair, and the receiver of what arrives.
+    async fn transfer_to(
+        dest: PathBuf,
+        replace: bool,
+    ) -> (
+        crate::secure::SecureStream,
+        tokio::task::JoinHandle<Result<Totals, TransferError>>,
+        Vec<quinn::Endpoint>,
+    ) {
+        let (agent, viewer, server, client) = crate::secure::tests::pair().await;
+        let mut sender = agent.open().await.unwrap();
+        sender
+            .send
+            .send(&Transfer::Total { files: 1, bytes: 5 })
+            .await
+            .unwrap();
+        let receiver = tokio::spawn(async move {
+            let mut stream = viewer.accept().await.unwrap().open().await.unwrap();
+            let destination = Destination {
+                path: &dest,
+                kind: None,
+                replace,
+                limit: None,
+                guard: &no_guard,
+            };
+            receive_into(&mut stream.recv, destination, &mut |_| {}).await
+        });
+        (sender, receiver, vec![server, client])
+    }
+
+    /// Sends one verified five-byte file and the transfer's `Done`.
+    async fn send_one_file(send: &mut SecureSend) {
+        send.send(&Transfer::File {
+            path: String::new().into(),
+            size: 5,
+            mode: 0o644,
+        })
+        .await
+        .unwrap();
+        send.send(&Transfer::Data(b"hello".to_vec())).await.unwrap();
+        let sha256 = Sha256::digest(b"hello").into();
+        send.send(&Transfer::FileEnd { sha256 }).await.unwrap();
+        send.send(&Transfer::Done).await.unwrap();
+    }
+
+    /// Waits (at most 5 s) until a partial file is being written in `dir`: the receiver has
+    /// opened the stream, so a reset now cuts a transfer under way.
+    async fn receiving_in(dir: &Path) {
+        for _ in 0..100 {
+            let partial = std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().ends_with(PARTIAL_SUFFIX)));
+            if partial {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("nothing is received in {}", dir.display());
+    }
+
+    /// A verified file is put in place only once the whole transfer stream arrived (its `Done`
+    /// and its end-of-stream record): a stream cut after the last file leaves nothing.
+    #[tokio::test]
+    async fn files_are_put_in_place_only_when_the_transfer_stream_is_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("file.txt");
+        let (mut sender, receiver, _endpoints) = transfer_to(target.clone(), false).await;
+        send_one_file(&mut sender.send).await;
+        receiving_in(dir.path()).await;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(!target.exists(), "in place before the end of the stream");
+        assert!(!receiver.is_finished(), "done before the end of the stream");
+        sender.send.reset();
+        let outcome = receiver.await.unwrap();
+        assert!(outcome.is_err(), "{outcome:?}");
+        assert!(!target.exists(), "a cut transfer left its file in place");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "nothing is left"
+        );
+
+        let (mut sender, receiver, _endpoints) = transfer_to(target.clone(), false).await;
+        send_one_file(&mut sender.send).await;
+        sender.send.finish().await.unwrap();
+        let totals = receiver.await.unwrap().unwrap();
+        assert_eq!(totals, Totals { files: 1, bytes: 5 });
+        assert_eq!(std::fs::read(&target).unwrap(), b"hello");
+    }
+
+    /// Merging into a folder that was there: a cut transfer takes the folders it made with it
+    /// and leaves the folder as it was.
+    #[tokio::test]
+    async fn a_cut_merge_leaves_the_existing_folder_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("tree");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::write(root.join("kept.txt"), "mine").unwrap();
+        let (mut sender, receiver, _endpoints) = transfer_to(root.clone(), true).await;
+        sender
+            .send
+            .send(&Transfer::Dir { path: "sub".into() })
+            .await
+            .unwrap();
+        let file = Transfer::File {
+            path: "sub/new.txt".into(),
+            size: 5,
+            mode: 0o644,
+        };
+        sender.send.send(&file).await.unwrap();
+        sender
+            .send
+            .send(&Transfer::Data(b"hello".to_vec()))
+            .await
+            .unwrap();
+        let sha256 = Sha256::digest(b"hello").into();
+        sender.send.send(&Transfer::FileEnd { sha256 }).await.unwrap();
+        sender.send.send(&Transfer::Done).await.unwrap();
+        receiving_in(&root.join("sub")).await;
+        sender.send.reset();
+        assert!(receiver.await.unwrap().is_err());
+        let left: Vec<_> = std::fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["kept.txt"]);
+        assert_eq!(std::fs::read_to_string(root.join("kept.txt")).unwrap(), "mine");
+    }
+
+    /// A file swapped for a FIFO after it was measured is refused at once, not waited on.
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_is_refused_without_waiting_for_a_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(made.success());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(open_source(&fifo).map(|_| ()));
+        });
+        let opened = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("opening a FIFO blocked");
+        let err = opened.expect_err("a FIFO is not sent");
+        assert!(err.to_string().contains("not a regular file"), "{err}");
     }
 }

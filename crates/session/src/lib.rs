@@ -23,29 +23,33 @@ pub use secure::{Incoming, SecureRecv, SecureSend, SecureStream, Session};
 
 /// What went wrong in a session. Errors that can quote the relay or the peer (QUIC close
 /// reasons) are shown through [`PeerText`], inert.
+///
+/// Each message says its cause, and no variant exposes that cause again as its `source()`:
+/// however an error is printed (`{}`, or `{:#}` with its sources), each cause appears once.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
     /// Talking to the relay failed.
-    #[error("{}", PeerText::new(.0.to_string()))]
-    Relay(#[from] ClientError),
+    #[error("{}", PeerText::error(.0))]
+    Relay(ClientError),
     /// The end-to-end handshake failed.
     #[error(transparent)]
     Handshake(#[from] HandshakeError),
-    /// A record failed (tampering, truncation, …).
+    /// A record failed (tampering, truncation, …); [`SessionError::is_attack`] says whether it
+    /// is an attack on the path.
     #[error("secure stream: {0}")]
-    Record(#[from] RecordError),
+    Record(RecordError),
     /// A message did not decode.
     #[error("bad message: {0}")]
-    Frame(#[from] ponte_protocol::frame::FrameError),
+    Frame(ponte_protocol::frame::FrameError),
     /// The connection failed.
-    #[error("connection lost: {}", PeerText::new(.0.to_string()))]
-    Connection(#[from] quinn::ConnectionError),
+    #[error("connection lost: {}", PeerText::error(.0))]
+    Connection(quinn::ConnectionError),
     /// Reading failed.
-    #[error("read: {}", PeerText::new(.0.to_string()))]
-    Read(#[from] quinn::ReadError),
+    #[error("read: {}", PeerText::error(.0))]
+    Read(quinn::ReadError),
     /// Writing failed.
-    #[error("write: {}", PeerText::new(.0.to_string()))]
-    Write(#[from] quinn::WriteError),
+    #[error("write: {}", PeerText::error(.0))]
+    Write(quinn::WriteError),
     /// A stream ended where a message was expected.
     #[error("the other side closed the stream unexpectedly")]
     UnexpectedEnd,
@@ -68,7 +72,51 @@ pub enum SessionError {
     Setup(String),
 }
 
+// By hand rather than `#[from]`, which would make each of these the error's `source()` too.
+impl From<ClientError> for SessionError {
+    fn from(e: ClientError) -> SessionError {
+        SessionError::Relay(e)
+    }
+}
+
+impl From<RecordError> for SessionError {
+    fn from(e: RecordError) -> SessionError {
+        SessionError::Record(e)
+    }
+}
+
+impl From<ponte_protocol::frame::FrameError> for SessionError {
+    fn from(e: ponte_protocol::frame::FrameError) -> SessionError {
+        SessionError::Frame(e)
+    }
+}
+
+impl From<quinn::ConnectionError> for SessionError {
+    fn from(e: quinn::ConnectionError) -> SessionError {
+        SessionError::Connection(e)
+    }
+}
+
+impl From<quinn::ReadError> for SessionError {
+    fn from(e: quinn::ReadError) -> SessionError {
+        SessionError::Read(e)
+    }
+}
+
+impl From<quinn::WriteError> for SessionError {
+    fn from(e: quinn::WriteError) -> SessionError {
+        SessionError::Write(e)
+    }
+}
+
 impl SessionError {
+    /// Whether this is a detected attack on the path between agent and viewer (a record
+    /// altered, dropped, repeated, moved, or a stream cut before its end): the session ends.
+    /// A stream reset or a lost connection is not one.
+    pub fn is_attack(&self) -> bool {
+        matches!(self, SessionError::Record(e) if e.is_attack())
+    }
+
     /// The relay's reason, if the relay refused or closed with one.
     pub fn refusal(&self) -> Option<Refusal> {
         match self {
@@ -112,4 +160,42 @@ pub fn now_unix() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error and its sources the way `anyhow` prints them with `{:#}`.
+    fn with_sources(error: &dyn std::error::Error) -> String {
+        let mut shown = error.to_string();
+        let mut next = error.source();
+        while let Some(cause) = next {
+            shown = format!("{shown}: {cause}");
+            next = cause.source();
+        }
+        shown
+    }
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let tampered = SessionError::from(RecordError::Tampered);
+        let shown = with_sources(&tampered);
+        assert_eq!(
+            shown,
+            "secure stream: record failed authentication (tampered or forged)"
+        );
+        let lost = SessionError::from(quinn::ReadError::ConnectionLost(quinn::ConnectionError::TimedOut));
+        assert_eq!(with_sources(&lost), "read: connection lost: timed out");
+        assert_eq!(
+            lost.to_string(),
+            "read: connection lost: timed out",
+            "nothing is lost without the sources"
+        );
+        let transfer = files::TransferError::from(tampered);
+        assert_eq!(
+            with_sources(&transfer),
+            "secure stream: record failed authentication (tampered or forged)"
+        );
+    }
 }

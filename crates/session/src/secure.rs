@@ -1,4 +1,12 @@
 //! Sealed streams over quinn: each application message is one frame sealed as one record.
+//!
+//! Every stream of a session reports to one alarm: a record that fails authentication, comes
+//! out of order or twice, or a stream cut before its end-of-stream record means someone
+//! between the two programs attacks the path, and whoever runs the session ends all of it
+//! ([`Session::attacked`]). Our own programs therefore never end a stream any other way than
+//! with its end-of-stream record ([`SecureSend::finish`]) or a reset: a [`SecureSend`] dropped
+//! unfinished resets its QUIC stream, which is not an attack (peers and the relay reset streams
+//! for good reasons).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +18,7 @@ use ponte_protocol::record::{HEADER_LEN, Opened, RecordError, RecordHeader, Reco
 use ponte_protocol::session::{SessionKeys, StreamKeys};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, watch};
 
 use crate::SessionError;
 
@@ -20,6 +28,9 @@ use crate::SessionError;
 /// buffer, and the next `send` or `finish` writes it first. So a task that runs a request can
 /// be stopped at any await point and the stream still carries whole records — the agent
 /// relies on this to tell the assistant why it stopped something.
+///
+/// Dropped before [`SecureSend::finish`], it resets the stream: quinn's own drop would end it
+/// with a FIN, which without the end-of-stream record is exactly what a truncating relay does.
 #[derive(Debug)]
 pub struct SecureSend {
     quic: quinn::SendStream,
@@ -27,6 +38,17 @@ pub struct SecureSend {
     buf: Vec<u8>,
     /// How much of `buf` is on the stream already.
     written: usize,
+    /// The end-of-stream record is written and the QUIC stream finished.
+    finished: bool,
+}
+
+impl Drop for SecureSend {
+    fn drop(&mut self) {
+        if !self.finished {
+            // Fails harmlessly on a stream already reset or stopped, or a closed connection.
+            let _ = self.quic.reset(0u32.into());
+        }
+    }
 }
 
 impl SecureSend {
@@ -34,10 +56,16 @@ impl SecureSend {
     pub async fn send<T: Serialize>(&mut self, message: &T) -> Result<(), SessionError> {
         self.write_pending().await?;
         self.buf.clear();
-        self.buf.resize(HEADER_LEN, 0);
-        frame::encode_into(message, MAX_MESSAGE, &mut self.buf)?;
-        self.sealer.seal_in_place(&mut self.buf)?;
         self.written = 0;
+        self.buf.resize(HEADER_LEN, 0);
+        let sealed = frame::encode_into(message, MAX_MESSAGE, &mut self.buf)
+            .map_err(SessionError::from)
+            .and_then(|()| Ok(self.sealer.seal_in_place(&mut self.buf)?));
+        if let Err(e) = sealed {
+            // Nothing of a message that could not be sealed (after `finish`, say) goes out.
+            self.buf.clear();
+            return Err(e);
+        }
         self.write_pending().await
     }
 
@@ -50,14 +78,22 @@ impl SecureSend {
         Ok(())
     }
 
-    /// Sends the authenticated end of the stream and finishes the QUIC stream.
+    /// Sends the authenticated end of the stream and finishes the QUIC stream; nothing can be
+    /// sent after. Finishing again does nothing.
     pub async fn finish(&mut self) -> Result<(), SessionError> {
+        if self.finished {
+            return Ok(());
+        }
         self.write_pending().await?;
-        self.buf.clear();
-        self.sealer.finish(&mut self.buf)?;
-        self.written = 0;
+        // A `finish` cancelled half-way sealed the end record already; its rest was written.
+        if !self.sealer.is_finished() {
+            self.buf.clear();
+            self.sealer.finish(&mut self.buf)?;
+            self.written = 0;
+        }
         self.write_pending().await?;
         let _ = self.quic.finish();
+        self.finished = true;
         Ok(())
     }
 
@@ -78,11 +114,13 @@ impl SecureSend {
     }
 }
 
-/// The receiving half of a sealed stream.
+/// The receiving half of a sealed stream. A detected attack on its records raises the
+/// session's alarm before the error is returned.
 #[derive(Debug)]
 pub struct SecureRecv {
     quic: quinn::RecvStream,
     opener: RecordOpener,
+    alarm: Alarm,
     /// The record being read: its first `filled` bytes have arrived.
     buf: Vec<u8>,
     filled: usize,
@@ -97,6 +135,11 @@ impl SecureRecv {
     /// the next call continues the same record, so `recv` can wait in `select!` beside other
     /// work without losing part of a message.
     pub async fn recv<T: DeserializeOwned + Serialize>(&mut self) -> Result<Option<T>, SessionError> {
+        let received = self.receive().await;
+        received.map_err(|e| self.alarm.check(Some(self.opener.stream()), e))
+    }
+
+    async fn receive<T: DeserializeOwned + Serialize>(&mut self) -> Result<Option<T>, SessionError> {
         if let Some(header) = self.pending_header.take() {
             self.buf.clear();
             self.buf.extend_from_slice(&header);
@@ -163,6 +206,7 @@ impl SecureStream {
         send: quinn::SendStream,
         recv: quinn::RecvStream,
         header: Option<[u8; HEADER_LEN]>,
+        alarm: Alarm,
     ) -> Self {
         SecureStream {
             number: keys.number,
@@ -171,10 +215,12 @@ impl SecureStream {
                 sealer: keys.sealer,
                 buf: Vec::new(),
                 written: 0,
+                finished: false,
             },
             recv: SecureRecv {
                 quic: recv,
                 opener: keys.opener,
+                alarm,
                 buf: Vec::new(),
                 filled: 0,
                 pending_header: header,
@@ -183,11 +229,41 @@ impl SecureStream {
     }
 }
 
+/// A session's alarm: raised by the first of its streams that detects an attack on the path
+/// ([`RecordError::is_attack`]), watched by whoever runs the session.
+#[derive(Debug, Clone)]
+struct Alarm(Arc<watch::Sender<Option<RecordError>>>);
+
+impl Alarm {
+    fn new() -> Alarm {
+        Alarm(Arc::new(watch::Sender::new(None)))
+    }
+
+    /// Raises the alarm if `error` is an attack on the path (the first one is kept); returns
+    /// the error.
+    fn check(&self, stream: Option<u64>, error: SessionError) -> SessionError {
+        if let SessionError::Record(record) = &error
+            && record.is_attack()
+        {
+            self.0.send_if_modified(|raised| {
+                if raised.is_some() {
+                    return false;
+                }
+                tracing::warn!(?stream, error = %record, "attack on the path detected; the session ends");
+                *raised = Some(record.clone());
+                true
+            });
+        }
+        error
+    }
+}
+
 /// An established end-to-end session over a relayed QUIC connection.
 #[derive(Debug, Clone)]
 pub struct Session {
     connection: quinn::Connection,
     keys: Arc<Mutex<SessionKeys>>,
+    alarm: Alarm,
 }
 
 impl Session {
@@ -195,7 +271,29 @@ impl Session {
         Session {
             connection,
             keys: Arc::new(Mutex::new(keys)),
+            alarm: Alarm::new(),
         }
+    }
+
+    /// Completes once any stream of this session detected an attack on the path (at once if
+    /// one did already), with what it detected; the session must then end, and tell the other
+    /// side with `EndReason::Tampered`. Cancel-safe.
+    pub async fn attacked(&self) -> RecordError {
+        let mut raised = self.alarm.0.subscribe();
+        loop {
+            if let Some(attack) = raised.borrow_and_update().clone() {
+                return attack;
+            }
+            // Never fails: `self` holds the sender.
+            if raised.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// The attack on the path a stream of this session detected, if one did.
+    pub fn attack(&self) -> Option<RecordError> {
+        self.alarm.0.borrow().clone()
     }
 
     /// This side's role.
@@ -220,34 +318,49 @@ impl Session {
             Role::Viewer => keys.accept_stream(0)?,
         };
         debug_assert_eq!(stream_keys.number, 0);
-        Ok(SecureStream::new(stream_keys, send, recv, None))
+        Ok(SecureStream::new(
+            stream_keys,
+            send,
+            recv,
+            None,
+            self.alarm.clone(),
+        ))
     }
 
     /// Opens a new sealed stream.
     pub async fn open(&self) -> Result<SecureStream, SessionError> {
-        let (send, recv) = self.connection.open_bi().await?;
+        // Keys first: a QUIC stream dropped raw would end with a FIN the peer takes for a cut.
         let keys = self.keys.lock().await.open_stream()?;
-        Ok(SecureStream::new(keys, send, recv, None))
+        let (send, recv) = self.connection.open_bi().await?;
+        Ok(SecureStream::new(keys, send, recv, None, self.alarm.clone()))
     }
 
     /// Accepts the next stream the peer opens. Cancel-safe (it waits for nothing but the
     /// stream itself); [`Incoming::open`] then reads its first record header.
     pub async fn accept(&self) -> Result<Incoming, SessionError> {
-        let (send, recv) = self.connection.accept_bi().await?;
+        let halves = self.connection.accept_bi().await?;
         Ok(Incoming {
             session: self.clone(),
-            send,
-            recv,
+            halves: Some(halves),
         })
     }
 }
 
-/// A stream the peer opened, not read yet.
+/// A stream the peer opened, not read yet. Dropped unopened (or failing to open), its sending
+/// half is reset, like an unfinished [`SecureSend`]'s.
 #[derive(Debug)]
 pub struct Incoming {
     session: Session,
-    send: quinn::SendStream,
-    recv: quinn::RecvStream,
+    /// Both halves, until [`Incoming::open`] makes a [`SecureStream`] of them.
+    halves: Option<(quinn::SendStream, quinn::RecvStream)>,
+}
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        if let Some((send, _)) = &mut self.halves {
+            let _ = send.reset(0u32.into());
+        }
+    }
 }
 
 impl Incoming {
@@ -255,24 +368,37 @@ impl Incoming {
     pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
     /// Reads the first record header: the stream number, which the session accepts only if
-    /// it is the peer's and was not used before.
+    /// it is the peer's and was not used before. A stream cut before its first header, a
+    /// garbled header or a stream replayed whole raises the session's alarm.
     pub async fn open(mut self) -> Result<SecureStream, SessionError> {
+        let alarm = self.session.alarm.clone();
+        let (header, keys) = self.first_header().await?;
+        let (send, recv) = self.halves.take().ok_or(SessionError::UnexpectedEnd)?;
+        Ok(SecureStream::new(keys, send, recv, Some(header), alarm))
+    }
+
+    async fn first_header(&mut self) -> Result<([u8; HEADER_LEN], StreamKeys), SessionError> {
+        let alarm = &self.session.alarm;
+        let (_, recv) = self.halves.as_mut().ok_or(SessionError::UnexpectedEnd)?;
         let mut header = [0u8; HEADER_LEN];
-        let read = tokio::time::timeout(Self::HEADER_TIMEOUT, self.recv.read_exact(&mut header));
-        read.await
+        let read = tokio::time::timeout(Self::HEADER_TIMEOUT, recv.read_exact(&mut header));
+        let read = read
+            .await
             .map_err(|_| SessionError::Timeout)?
             .map_err(|e| match e {
                 quinn::ReadExactError::FinishedEarly(_) => SessionError::Record(RecordError::Truncated),
                 quinn::ReadExactError::ReadError(e) => e.into(),
-            })?;
-        let parsed = RecordHeader::parse(&header)?;
-        let keys = self.session.keys.lock().await.accept_stream(parsed.stream)?;
-        Ok(SecureStream::new(keys, self.send, self.recv, Some(header)))
+            });
+        read.map_err(|e| alarm.check(None, e))?;
+        let parsed = RecordHeader::parse(&header).map_err(|e| alarm.check(None, e.into()))?;
+        let keys = self.session.keys.lock().await.accept_stream(parsed.stream);
+        let keys = keys.map_err(|e| alarm.check(Some(parsed.stream), e.into()))?;
+        Ok((header, keys))
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
@@ -280,7 +406,7 @@ mod tests {
     use ponte_transport::tls::{self, CertFingerprint, RelayTrust};
 
     /// An agent and a viewer session over a direct loopback QUIC connection.
-    async fn pair() -> (Session, Session, quinn::Endpoint, quinn::Endpoint) {
+    pub(crate) async fn pair() -> (Session, Session, quinn::Endpoint, quinn::Endpoint) {
         let cert = rcgen::generate_simple_self_signed(vec!["ponte-relay".into()]).unwrap();
         let der = cert.cert.der().clone();
         let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
@@ -375,5 +501,64 @@ mod tests {
         assert_eq!(got.len(), whole + 2);
         assert!(got[..=whole].iter().all(|m| *m == big));
         assert_eq!(got[whole + 1], "after");
+    }
+
+    /// A stream a task drops before finishing it (an aborted request) is reset, never ended
+    /// with a FIN: a FIN without the end-of-stream record is what a truncating relay does.
+    #[tokio::test]
+    async fn an_unfinished_send_is_reset_when_dropped() {
+        let (agent, viewer, _server, _client) = pair().await;
+        let mut sender = agent.open().await.unwrap();
+        sender.send.send(&"first".to_owned()).await.unwrap();
+        let mut receiver = viewer.accept().await.unwrap().open().await.unwrap();
+        assert_eq!(receiver.recv.expect::<String>().await.unwrap(), "first");
+        drop(sender);
+        let next = tokio::time::timeout(Duration::from_secs(5), receiver.recv.recv::<String>())
+            .await
+            .unwrap();
+        assert!(
+            matches!(next, Err(SessionError::Read(quinn::ReadError::Reset(_)))),
+            "{next:?}"
+        );
+    }
+
+    /// Every stream reports to its session's alarm: a stream ended before its end-of-stream
+    /// record or an altered record raises it, a reset does not, and each side has its own.
+    #[tokio::test]
+    async fn an_attack_on_a_stream_raises_the_sessions_alarm() {
+        let (agent, viewer, _server, _client) = pair().await;
+        let mut reset = agent.open().await.unwrap();
+        reset.send.send(&"a".to_owned()).await.unwrap();
+        let mut receiver = viewer.accept().await.unwrap().open().await.unwrap();
+        assert_eq!(receiver.recv.expect::<String>().await.unwrap(), "a");
+        reset.send.reset();
+        let next = receiver.recv.recv::<String>().await.unwrap_err();
+        assert!(!next.is_attack(), "{next}");
+        assert_eq!(viewer.attack(), None, "a reset is no attack");
+
+        let mut cut = agent.open().await.unwrap();
+        cut.send.send(&"b".to_owned()).await.unwrap();
+        cut.send.quic.finish().unwrap();
+        let mut receiver = viewer.accept().await.unwrap().open().await.unwrap();
+        assert_eq!(receiver.recv.expect::<String>().await.unwrap(), "b");
+        let next = receiver.recv.recv::<String>().await.unwrap_err();
+        assert!(next.is_attack(), "{next}");
+        let raised = tokio::time::timeout(Duration::from_secs(1), viewer.attacked()).await;
+        assert_eq!(raised.unwrap(), RecordError::Truncated);
+        assert_eq!(agent.attack(), None, "the other side's alarm is its own");
+
+        // The other way: an altered record raises the agent's alarm; the viewer's keeps its own.
+        let mut altered = viewer.open().await.unwrap();
+        let mut bytes = record(&mut altered.send, "c");
+        *bytes.last_mut().unwrap() ^= 1;
+        altered.send.quic.write_all(&bytes).await.unwrap();
+        let mut receiver = agent.accept().await.unwrap().open().await.unwrap();
+        let next = receiver.recv.recv::<String>().await.unwrap_err();
+        assert!(
+            matches!(next, SessionError::Record(RecordError::Tampered)),
+            "{next}"
+        );
+        assert_eq!(agent.attack(), Some(RecordError::Tampered));
+        assert_eq!(viewer.attack(), Some(RecordError::Truncated));
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use ponte_protocol::rendezvous::{
     self, ClientMessage, JoinTarget, MAX_MESSAGE, NodeAddress, Refusal, RelayMessage, Ticket,
 };
+use ponte_protocol::text::error_text;
 use ponte_protocol::{DeviceTag, SessionId};
 
 use crate::credential::{AssistantCredential, CredentialError};
@@ -23,11 +24,11 @@ pub enum ClientError {
     #[error("the relay refused: {0}")]
     Refused(Refusal),
     /// The QUIC connection could not be set up.
-    #[error("could not connect to the relay: {0}")]
-    Connect(#[from] quinn::ConnectError),
+    #[error("could not connect to the relay: {}", error_text(.0))]
+    Connect(quinn::ConnectError),
     /// The connection failed or was closed.
-    #[error("connection to the relay lost: {0}")]
-    Connection(#[from] quinn::ConnectionError),
+    #[error("connection to the relay lost: {}", error_text(.0))]
+    Connection(quinn::ConnectionError),
     /// A message could not be read or written.
     #[error(transparent)]
     Framed(#[from] FramedError),
@@ -48,6 +49,20 @@ pub enum ClientError {
         /// Why.
         reason: String,
     },
+}
+
+// By hand rather than `#[from]`, which would make the cause the error's `source()` too: each
+// message already says its cause (see `error_text`).
+impl From<quinn::ConnectError> for ClientError {
+    fn from(e: quinn::ConnectError) -> ClientError {
+        ClientError::Connect(e)
+    }
+}
+
+impl From<quinn::ConnectionError> for ClientError {
+    fn from(e: quinn::ConnectionError) -> ClientError {
+        ClientError::Connection(e)
+    }
 }
 
 /// What a viewer presents with its join besides the session ID.

@@ -19,12 +19,12 @@ use ponte_protocol::rendezvous::{
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialError {
     /// The credential file could not be read.
-    #[error("cannot read the credential file {path}: {source}")]
+    #[error("cannot read the credential file {path}: {error}")]
     Read {
         /// The file.
         path: String,
-        /// Why.
-        source: std::io::Error,
+        /// Why (part of the message, not a `source()`: each cause is said once).
+        error: std::io::Error,
     },
     /// The text is not a credential.
     #[error(transparent)]
@@ -82,9 +82,9 @@ impl AssistantCredential {
     /// Reads a credential file (its text form, white space around it allowed).
     pub fn read(path: &Path) -> Result<AssistantCredential, CredentialError> {
         use std::io::Read;
-        let read_error = |source| CredentialError::Read {
+        let read_error = |error| CredentialError::Read {
             path: path.display().to_string(),
-            source,
+            error,
         };
         let file = std::fs::File::open(path).map_err(read_error)?;
         let mut text = zeroize::Zeroizing::new(String::new());

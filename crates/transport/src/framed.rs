@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use ponte_protocol::frame::{FrameError, FrameReader};
+use ponte_protocol::text::error_text;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -13,17 +14,31 @@ pub enum FramedError {
     #[error(transparent)]
     Frame(#[from] FrameError),
     /// Reading failed (connection lost, stream reset).
-    #[error("read: {0}")]
-    Read(#[from] quinn::ReadError),
+    #[error("read: {}", error_text(.0))]
+    Read(quinn::ReadError),
     /// Writing failed (connection lost, stream stopped).
-    #[error("write: {0}")]
-    Write(#[from] quinn::WriteError),
+    #[error("write: {}", error_text(.0))]
+    Write(quinn::WriteError),
     /// The stream ended in the middle of a frame.
     #[error("stream ended in the middle of a message")]
     Truncated,
     /// No complete message arrived in time.
     #[error("timed out waiting for a message")]
     Timeout,
+}
+
+// By hand rather than `#[from]`, which would make the cause the error's `source()` too: each
+// message already says its cause (see `error_text`).
+impl From<quinn::ReadError> for FramedError {
+    fn from(e: quinn::ReadError) -> FramedError {
+        FramedError::Read(e)
+    }
+}
+
+impl From<quinn::WriteError> for FramedError {
+    fn from(e: quinn::WriteError) -> FramedError {
+        FramedError::Write(e)
+    }
 }
 
 /// Reads one message of at most `max_body` bytes. Returns `None` if the stream ended cleanly

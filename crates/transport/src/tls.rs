@@ -16,11 +16,18 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// rustls refused the configuration (bad key, bad certificate).
-    #[error("TLS configuration: {0}")]
-    Rustls(#[from] rustls::Error),
+    #[error("TLS configuration: {}", ponte_protocol::text::error_text(.0))]
+    Rustls(rustls::Error),
     /// The rustls configuration is not usable for QUIC.
     #[error("QUIC TLS configuration: {0}")]
     Quic(String),
+}
+
+// By hand rather than `#[from]`, which would make the cause the error's `source()` too.
+impl From<rustls::Error> for TlsError {
+    fn from(e: rustls::Error) -> TlsError {
+        TlsError::Rustls(e)
+    }
 }
 
 /// The one crypto provider Ponte uses everywhere (aws-lc-rs).
