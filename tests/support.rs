@@ -9,6 +9,9 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+/// Ponte's programs, each in the package of the same name.
+const PROGRAMS: &[&str] = &["ponte-agent", "ponte-viewer", "ponte-relay"];
+
 /// The path of a workspace binary, built (or confirmed up to date) once per test process so
 /// a test never runs a stale binary.
 pub fn binary(name: &str) -> PathBuf {
@@ -23,14 +26,24 @@ pub fn binary(name: &str) -> PathBuf {
     if !built.iter().any(|b| b == name) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        // Each binary lives in the package of the same name.
-        cmd.args(["build", "--quiet", "-p", name, "--bin", name]);
-        if dir.ends_with("release") {
-            cmd.arg("--release");
-        }
+        let names: &[&str] = if dir.ends_with("release") {
+            // A benchmark: each binary lives in the package of the same name.
+            cmd.args(["build", "--quiet", "--release", "-p", name, "--bin", name]);
+            &[name]
+        } else {
+            // The packages and targets of `cargo test --workspace`, so that the programs are
+            // built with the features that build resolved and nothing is compiled twice: a
+            // build of one package alone resolves other features and rebuilds half the tree
+            // (minutes on two cores).
+            cmd.args(["build", "--quiet", "--workspace", "--tests"]);
+            for program in PROGRAMS {
+                cmd.args(["--bin", program]);
+            }
+            PROGRAMS
+        };
         let status = cmd.status().unwrap();
-        assert!(status.success(), "building {name} failed");
-        built.push(name.to_owned());
+        assert!(status.success(), "building {names:?} failed");
+        built.extend(names.iter().map(|n| (*n).to_owned()));
     }
     dir.join(name)
 }
