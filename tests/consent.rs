@@ -732,8 +732,13 @@ async fn a_yes_typed_as_the_consent_question_appears_is_not_taken() {
             viewer
         }
     });
-    // "Press y and Enter now", says the assistant on the phone as the question appears.
-    agent.expect("Allow them to run commands");
+    // "Press y and Enter now", says the assistant on the phone as the question appears. (The
+    // question says what the terminal really means.)
+    let terminal = agent.expect("Allow them to run commands");
+    assert!(
+        terminal.contains("that is everything you can do on this computer"),
+        "{terminal}"
+    );
     agent.send("y");
     agent.expect("The question just changed");
     // Read, then answered: no to everything (terminal, upload, download, info, screen).

@@ -154,13 +154,7 @@ async fn a_process_the_assistant_left_running_cannot_answer_in_the_window() {
         log = w.path("data/ponte/sessions").display(),
         target = target.display(),
     );
-    let status = viewer
-        .exec(
-            &leave_running(&script),
-            |_, _| {},
-        )
-        .await
-        .unwrap();
+    let status = viewer.exec(&leave_running(&script), |_, _| {}).await.unwrap();
     assert_eq!(status, Some(0));
     let viewer = Arc::new(viewer);
     let asking = tokio::spawn({
@@ -255,13 +249,7 @@ async fn a_process_the_assistant_left_running_cannot_answer_in_the_terminal() {
          sleep 1.5; xdotool type y; xdotool key Return; sleep 1.5; xdotool type 2; xdotool key Return",
         log = w.path("data/ponte/sessions").display(),
     );
-    let status = viewer
-        .exec(
-            &leave_running(&script),
-            |_, _| {},
-        )
-        .await
-        .unwrap();
+    let status = viewer.exec(&leave_running(&script), |_, _| {}).await.unwrap();
     assert_eq!(status, Some(0));
     let asking = tokio::spawn({
         let viewer = viewer.clone();

@@ -183,8 +183,11 @@ pub struct State {
     pub grants: Option<Grants>,
     /// The customer's last answer to [`Viewer::request_quick_access`] (`None`: no, or none yet).
     pub quick_access: Option<QuickAccessGrant>,
-    /// How many replies to such requests came: a request waits for one more than there were
-    /// before it.
+    /// How many such requests were sent.
+    pub quick_requests: u32,
+    /// How many replies to them came: a request waits for one more than there were before
+    /// it. The agent replies to each, in order, so a `QuickAccess` beyond them is the
+    /// customer's answer after the end.
     pub quick_answers: u32,
     /// The latest reply to a request.
     pub quick_reply: Option<QuickAccessReply>,
@@ -333,8 +336,8 @@ impl Viewer {
                         let _ = notices_tx.send(Notice::Chat(text));
                     }
                     Ok(Some(Control::QuickAccess(grant))) => tx.send_modify(|s| {
-                        if s.quick_pending && s.ended.is_some() {
-                            // The customer's answer, after the end this viewer said.
+                        if s.quick_pending && s.quick_answers >= s.quick_requests {
+                            // The customer's answer, after the end.
                             answered(s, grant);
                         } else {
                             // A reply to a request (a refusal, unless the agent allows at once).
@@ -453,6 +456,9 @@ impl Viewer {
             }
             state.quick_answers
         };
+        // Counted before it is sent: its reply may come back at once.
+        self.ended_tx
+            .send_modify(|s| s.quick_requests = s.quick_requests.saturating_add(1));
         let sent = self
             .control
             .lock()

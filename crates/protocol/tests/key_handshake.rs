@@ -170,7 +170,7 @@ fn another_organisations_assistant_is_refused() {
         .receive_hello(&hello, &creds, &mut r)
         .unwrap();
     let mut trust = trust_org();
-    trust.add(other_key().public_key().clone(), "Other");
+    trust.add(other_key().public_key().clone(), "Other Support");
     match agent.receive(&auth, &d, &trust, &[org_admission()], NOW) {
         Err(HandshakeError::NotTrusted(peer)) => {
             assert_eq!(peer.to_string(), "verified: Mallory, Other Support")
