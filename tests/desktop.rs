@@ -14,41 +14,13 @@ use std::time::{Duration, Instant};
 
 use ponte_protocol::screen::InputEvent;
 use ponte_tests::{Running, Xvfb};
-use ponte_viewer::{Notice, QuickAccessReply, Viewer, ViewerError};
+use ponte_viewer::{QuickAccessReply, Viewer, ViewerError};
 
 mod ocr;
 mod world;
 
 use ocr::*;
 use world::*;
-
-/// The input events of a left click at `(px, py)` on the shared screen.
-fn click_at((px, py): (i32, i32)) -> Vec<InputEvent> {
-    let (x, y) = (u16::try_from(px).unwrap(), u16::try_from(py).unwrap());
-    vec![
-        InputEvent::Move { x, y },
-        InputEvent::Button {
-            button: 1,
-            pressed: true,
-        },
-        InputEvent::Button {
-            button: 1,
-            pressed: false,
-        },
-    ]
-}
-
-/// The customer's opt-ins as stored (none when the file is absent).
-fn opt_ins(w: &World) -> Vec<serde_json::Value> {
-    match std::fs::read_to_string(w.path("config/ponte/trusted.json")) {
-        Ok(text) => serde_json::from_str::<serde_json::Value>(&text).unwrap()["entries"]
-            .as_array()
-            .unwrap()
-            .clone(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => panic!("{e}"),
-    }
-}
 
 /// Alice, verified by ACME Support whom the customer trusts, in a session with the agent's
 /// window on `x` that allows `allow` up front.
@@ -185,7 +157,7 @@ async fn a_process_the_assistant_left_running_cannot_answer_in_the_window() {
     if let Some(quitting) = quitting {
         quitting.await.unwrap();
     }
-    assert_eq!(viewer.state().quick_access, None);
+    assert_eq!(viewer.state().quick_access, None, "the assistant was told yes");
     assert!(opt_ins(&w).is_empty());
     agent.terminate(WAIT);
 }
@@ -406,17 +378,9 @@ async fn end_session_works_while_the_assistant_jams_the_keyboard() {
         .unwrap();
     assert!(clicked.success());
     let clicked_at = Instant::now();
-    let ended = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match notices.recv().await {
-                Some(Notice::Ended(reason)) => break reason,
-                Some(_) => continue,
-                None => panic!("the session went away without a reason"),
-            }
-        }
-    })
-    .await
-    .expect("End session did not end the session while the assistant typed");
+    let ended = tokio::time::timeout(Duration::from_secs(10), ended(&mut notices))
+        .await
+        .expect("End session did not end the session while the assistant typed");
     let took = clicked_at.elapsed();
     assert!(ended.contains("customer ended"), "{ended}");
     assert!(took < Duration::from_secs(1), "ending took {took:?}");

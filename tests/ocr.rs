@@ -322,3 +322,20 @@ pub fn deny_button(seen: &Seen) -> Option<(i32, i32)> {
     let w = seen.words.iter().find(|w| w.text == "Allow?")?;
     Some((w.x + 70, w.y + w.h / 2 + 39))
 }
+
+/// The input events of a left click at `(px, py)`, for the assistant to inject.
+pub fn click_at((px, py): (i32, i32)) -> Vec<ponte_protocol::screen::InputEvent> {
+    use ponte_protocol::screen::InputEvent;
+    let (x, y) = (u16::try_from(px).unwrap(), u16::try_from(py).unwrap());
+    vec![
+        InputEvent::Move { x, y },
+        InputEvent::Button {
+            button: 1,
+            pressed: true,
+        },
+        InputEvent::Button {
+            button: 1,
+            pressed: false,
+        },
+    ]
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 use ponte_protocol::app::Capability;
 use ponte_protocol::screen::InputEvent;
 use ponte_tests::{Running, Xvfb};
-use ponte_viewer::{Notice, QuickAccessReply, TerminalOutput, ViewerError};
+use ponte_viewer::{QuickAccessReply, TerminalOutput, ViewerError};
 
 mod ocr;
 mod world;
@@ -79,17 +79,7 @@ async fn a_customer_reads_the_code_allows_by_clicking_revokes_and_ends_the_sessi
     // "End session" ends the viewer's session with the reason.
     let end = wait_for_phrase(&x, "session", "End session");
     click(&x, end);
-    let ended = tokio::time::timeout(WAIT, async {
-        loop {
-            match notices.recv().await {
-                Some(Notice::Ended(reason)) => break reason,
-                Some(_) => continue,
-                None => panic!("the session went away without a reason"),
-            }
-        }
-    })
-    .await
-    .unwrap();
+    let ended = ended(&mut notices).await;
     assert!(ended.contains("customer ended"), "{ended}");
     let close = wait_for(&x, "ended", |seen| {
         seen.text()
@@ -102,22 +92,6 @@ async fn a_customer_reads_the_code_allows_by_clicking_revokes_and_ends_the_sessi
         agent.wait(WAIT).success(),
         "the agent exits when the customer closes the window"
     );
-}
-
-/// The input events of a left click at `(px, py)` on the shared screen.
-fn click_at((px, py): (i32, i32)) -> Vec<InputEvent> {
-    let (x, y) = (u16::try_from(px).unwrap(), u16::try_from(py).unwrap());
-    vec![
-        InputEvent::Move { x, y },
-        InputEvent::Button {
-            button: 1,
-            pressed: true,
-        },
-        InputEvent::Button {
-            button: 1,
-            pressed: false,
-        },
-    ]
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -163,17 +137,7 @@ async fn the_assistants_clicks_cannot_widen_its_access_but_can_end_it() {
     // Narrowing is never refused: the assistant's click on "End session" ends it.
     let end = wait_for_phrase(&x, "control-after", "End session");
     viewer.input(click_at(end)).await.unwrap();
-    let ended = tokio::time::timeout(WAIT, async {
-        loop {
-            match notices.recv().await {
-                Some(Notice::Ended(reason)) => break reason,
-                Some(_) => continue,
-                None => panic!("the session went away without a reason"),
-            }
-        }
-    })
-    .await
-    .unwrap();
+    let ended = ended(&mut notices).await;
     assert!(ended.contains("customer ended"), "{ended}");
     let close = wait_for(&x, "control-ended", |seen| {
         seen.text()
@@ -260,10 +224,7 @@ async fn the_window_asks_about_quick_access_and_keeps_the_customers_yes() {
         viewer.request_quick_access(true, 30).await.unwrap(),
         QuickAccessReply::Later
     );
-    let quitting = tokio::spawn(async move {
-        viewer.quit().await;
-        viewer.state().quick_access
-    });
+    let quitting = tokio::spawn(async move { viewer.quit().await });
     wait_for_phrase(&x, "quick-question", "connect without a code");
     // The assistant proposed 30 days; the customer chooses a year, and lets the permissions
     // granted now apply next time without asking.
@@ -279,17 +240,7 @@ async fn the_window_asks_about_quick_access_and_keeps_the_customers_yes() {
     let days = grant.not_after.saturating_sub(now) / 86_400;
     assert!((364..=365).contains(&days), "{days} days");
     // Kept on the customer's computer, with what they granted, on their terms.
-    let trusted_file = w.path("config/ponte/trusted.json");
-    // (The file goes with its last entry.)
-    let entries = || match std::fs::read_to_string(&trusted_file) {
-        Ok(text) => serde_json::from_str::<serde_json::Value>(&text).unwrap()["entries"]
-            .as_array()
-            .unwrap()
-            .clone(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => panic!("{e}"),
-    };
-    let entry = &entries()[0];
+    let entry = &opt_ins(&w)[0];
     assert_eq!(entry["organisation"], "ACME Support", "{entry}");
     assert_eq!(entry["without_asking"], true, "{entry}");
     assert_eq!(
@@ -308,11 +259,11 @@ async fn the_window_asks_about_quick_access_and_keeps_the_customers_yes() {
     });
     click(&x, remove);
     let deadline = std::time::Instant::now() + WAIT;
-    while !entries().is_empty() {
+    while !opt_ins(&w).is_empty() {
         assert!(
             std::time::Instant::now() < deadline,
             "still there: {:?}",
-            entries()
+            opt_ins(&w)
         );
         std::thread::sleep(Duration::from_millis(200));
     }

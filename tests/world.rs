@@ -267,6 +267,32 @@ pub async fn assert_gone(pid: u32) {
     panic!("background process {pid} outlived its terminal or command");
 }
 
+/// The customer's quick-access opt-ins as stored (none when the file is absent).
+pub fn opt_ins(w: &World) -> Vec<serde_json::Value> {
+    match std::fs::read_to_string(w.path("config/ponte/trusted.json")) {
+        Ok(text) => serde_json::from_str::<serde_json::Value>(&text).unwrap()["entries"]
+            .as_array()
+            .unwrap()
+            .clone(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Why the session ended, as the viewer's notices say (waiting up to [`WAIT`]).
+pub async fn ended(notices: &mut tokio::sync::mpsc::UnboundedReceiver<ponte_viewer::Notice>) -> String {
+    let ended = tokio::time::timeout(WAIT, async {
+        loop {
+            match notices.recv().await {
+                Some(ponte_viewer::Notice::Ended(reason)) => break reason,
+                Some(_) => continue,
+                None => panic!("the session went away without a reason"),
+            }
+        }
+    });
+    ended.await.expect("the session did not end")
+}
+
 pub fn rand_suffix() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -204,8 +204,7 @@ pub struct State {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QuickAccessReply {
     /// The customer will be asked once the session has ended (when the assistant can no longer
-    /// act on their computer); [`Viewer::quit`] waits for the answer, then
-    /// [`State::quick_access`] holds it.
+    /// act on their computer); [`Viewer::quit`] waits for the answer and returns it.
     Later,
     /// The customer's computer will not ask (an unverified assistant, a second request, a
     /// session opened by quick access, nobody there to ask).
@@ -712,9 +711,9 @@ impl Viewer {
     }
 
     /// Ends the session from the assistant's side. With a quick-access request the customer
-    /// will be asked about, it waits for their answer (a few minutes at most), which is then in
-    /// [`State::quick_access`].
-    pub async fn quit(&self) {
+    /// will be asked about, it waits for their answer (a few minutes at most) and returns it
+    /// (`None`: no, or no such request).
+    pub async fn quit(&self) -> Option<QuickAccessGrant> {
         let mut already = true;
         self.ended_tx.send_modify(|s| {
             if s.ended.is_none() {
@@ -731,6 +730,7 @@ impl Viewer {
         let mut state = self.state.clone();
         let _ = tokio::time::timeout(QUICK_ANSWER_WAIT, state.wait_for(|s| !s.quick_pending)).await;
         self.session.connection().close(0u32.into(), b"quit");
+        self.state().quick_access
     }
 }
 

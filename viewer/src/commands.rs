@@ -270,11 +270,11 @@ impl Runner {
         if self.remember.is_some() {
             eprintln!("[ponte] waiting for the customer's answer about quick access…");
         }
-        self.viewer.quit().await;
+        let answer = self.viewer.quit().await;
         let Some(name) = self.remember.take() else {
             return Ok(true);
         };
-        match self.viewer.state().quick_access {
+        match answer {
             Some(grant) => save_device(name, grant).await.map(|()| true),
             None => {
                 eprintln!("[ponte] the customer did not allow quick access");
