@@ -393,3 +393,44 @@ async fn end_session_works_while_the_assistant_jams_the_keyboard() {
     );
     agent.terminate(WAIT);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn end_session_works_while_the_assistant_keeps_questions_coming() {
+    // The assistant asks for one hidden file after another: a question is always open, and
+    // its dialog covers the window's End button. The customer ends the session from the
+    // dialog itself.
+    let x = Xvfb::start(1024, 800);
+    let w = World::new().await;
+    for n in 0..16 {
+        std::fs::write(w.path(&format!("agent-home/.secret{n}")), "the customer's secret").unwrap();
+    }
+    let (mut agent, mut viewer) = alice_at_the_window(&w, &x, "questions", "chat").await;
+    let mut notices = viewer.notices().unwrap();
+    let viewer = Arc::new(viewer);
+    let asking: Vec<_> = (0..16)
+        .map(|n| {
+            let viewer = viewer.clone();
+            let local = w.path(&format!("stolen{n}"));
+            tokio::spawn(async move {
+                let path = format!(".secret{n}");
+                viewer
+                    .get(&path, &local, false, &mut |_: ponte_session::files::Progress| {})
+                    .await
+            })
+        })
+        .collect();
+    // (OCR does not read the label on its red fill: where the dialog puts it.)
+    let end = wait_for(&x, "questions-open", |seen| {
+        seen.text().contains("wants to COPY").then_some(())?;
+        dialog_end_button(seen)
+    });
+    click(&x, end);
+    let ended = tokio::time::timeout(Duration::from_secs(10), ended(&mut notices))
+        .await
+        .expect("the customer could not end the session while questions kept coming");
+    assert!(ended.contains("customer ended"), "{ended}");
+    for ask in asking {
+        assert!(ask.await.unwrap().is_err(), "a file was copied");
+    }
+    agent.terminate(WAIT);
+}

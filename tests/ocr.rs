@@ -339,3 +339,9 @@ pub fn click_at((px, py): (i32, i32)) -> Vec<ponte_protocol::screen::InputEvent>
         },
     ]
 }
+
+/// The End session button a question's dialog shows during a session, below its Deny button.
+pub fn dialog_end_button(seen: &Seen) -> Option<(i32, i32)> {
+    let w = seen.words.iter().find(|w| w.text == "Allow?")?;
+    Some((w.x + 70, w.y + w.h / 2 + 95))
+}

@@ -641,3 +641,32 @@ async fn a_scripts_agent_or_no_quick_access_never_lets_an_opt_in_in() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ponte_settings_changed_from_the_terminal_are_told_and_nothing_is_asked() {
+    // With the terminal the assistant runs as the customer: it plants an opt-in of its own in
+    // the customer's Ponte settings by hand, then asks for quick access. Ponte cannot prevent
+    // the write, but it sees it: the customer is told, and not asked anything.
+    let w = World::new().await;
+    let (mut agent, viewer) = alice_in_a_code_session(&w).await;
+    viewer.consent(WAIT).await.expect("allowed by --allow");
+    let planted = "printf '{\"device_key\":null,\"entries\":[]}' > \"$XDG_CONFIG_HOME/ponte/trusted.json\" && chmod 600 \"$XDG_CONFIG_HOME/ponte/trusted.json\"";
+    let status = viewer
+        .exec(
+            &format!("mkdir -p \"$XDG_CONFIG_HOME/ponte\" && {planted}"),
+            |_, _| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, Some(0));
+    assert_eq!(
+        viewer.request_quick_access(true, 30).await.unwrap(),
+        QuickAccessReply::Later
+    );
+    assert_eq!(viewer.quit().await, None, "the assistant was told yes");
+    agent.expect("something other than Ponte changed");
+    agent.expect("was not put to you: Ponte's own files changed");
+    agent.expect("What happened is recorded in");
+    agent.wait(WAIT);
+    never_asked(&agent);
+}

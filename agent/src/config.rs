@@ -106,6 +106,19 @@ pub fn load_trust(orgs: &[String]) -> anyhow::Result<Trust> {
     Ok(Trust { store, files })
 }
 
+impl Config {
+    /// Ponte's own files: everything that decides whom the agent trusts — the organisation
+    /// keys and the configuration naming them, the customer's Ponte settings and opt-ins — and
+    /// the program itself. Nothing the assistant sends may write them without the customer's
+    /// "Ponte itself" yes, and what else changes them while the assistant has access is told.
+    pub fn own_files(&self) -> Vec<PathBuf> {
+        let mut files = self.trust.files.clone();
+        files.extend(dirs::config_dir().map(|d| d.join("ponte")));
+        files.extend(std::env::current_exe().ok());
+        files
+    }
+}
+
 /// Where a session's log goes by default.
 pub fn default_log(session: ponte_protocol::SessionId) -> PathBuf {
     dirs::data_dir()

@@ -24,6 +24,7 @@ pub mod frontend;
 pub mod grants;
 pub mod i18n;
 pub mod journal;
+pub mod own_files;
 pub mod phrases;
 pub mod process;
 pub mod questions;
@@ -66,10 +67,7 @@ pub async fn run(config: Config, frontend: Frontend) -> anyhow::Result<()> {
     );
     let result = async {
         process::adopt_orphans().context("becoming the reaper of the assistant's processes")?;
-        // Ponte's own settings and opt-ins decide whom it trusts as much as its keys do.
-        let mut protected = config.trust.files.clone();
-        protected.extend(dirs::config_dir().map(|d| d.join("ponte")));
-        let scope = scope::Scope::new(&config.scope, dirs::home_dir(), &protected)
+        let scope = scope::Scope::new(&config.scope, dirs::home_dir(), &config.own_files())
             .with_context(|| format!("the shared folder {}", config.scope.display()))?;
         Ok(
             match rendezvous::pair(&config, &events, &questions, &mut customer).await? {

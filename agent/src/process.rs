@@ -99,11 +99,20 @@ pub fn adopt_orphans() -> std::io::Result<()> {
     Ok(())
 }
 
+/// What [`end_descendants`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ended {
+    /// How many processes it killed.
+    pub killed: usize,
+    /// Whether it saw none left at the end (not so when processes kept forking faster than it
+    /// could kill them, or the process table could not be read).
+    pub clean: bool,
+}
+
 /// Kills every process descended from the agent, however it detached, until none is left
 /// (bounded rounds, for processes forking while they are killed) or `until()` says to stop
-/// (the customer granted `terminal` again: what runs from then on is allowed). Returns how
-/// many were killed.
-pub fn end_descendants(until: impl Fn() -> bool) -> usize {
+/// (the customer granted `terminal` again: what runs from then on is allowed).
+pub fn end_descendants(until: impl Fn() -> bool) -> Ended {
     let me = sysinfo::Pid::from_u32(std::process::id());
     let mut killed = 0;
     for _ in 0..20 {
@@ -111,7 +120,7 @@ pub fn end_descendants(until: impl Fn() -> bool) -> usize {
             break;
         }
         let Ok(mut system) = sysinfo::System::new() else {
-            return killed;
+            return Ended { killed, clean: false };
         };
         system.refresh_processes(sysinfo::ProcessesToUpdate::All, true);
         let mut children: HashMap<sysinfo::Pid, Vec<&sysinfo::Process>> = HashMap::new();
@@ -136,7 +145,7 @@ pub fn end_descendants(until: impl Fn() -> bool) -> usize {
             }
         }
         if found.is_empty() {
-            break;
+            return Ended { killed, clean: true };
         }
         for process in found {
             if process.kill() {
@@ -145,7 +154,7 @@ pub fn end_descendants(until: impl Fn() -> bool) -> usize {
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    killed
+    Ended { killed, clean: false }
 }
 
 /// Collects the exit status of an adopted orphan that has died, so it does not linger as a

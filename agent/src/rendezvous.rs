@@ -137,10 +137,12 @@ pub async fn pair(
         events.emit(Event::QuickAccess(entries));
     }
     let active = loaded.is_some_and(|t| t.any_active(ponte_session::now_unix()));
-    if active && !config.quick_line {
+    // Only where someone can be asked, whatever the caller says.
+    let line = config.quick_line && config.interactive;
+    if active && !line {
         events.emit(Event::Note(crate::t!(events.tr(), "quick-off")));
     }
-    let active = active && config.quick_line;
+    let active = active && line;
     // The quick-access line starts once the ID and code are shown (so the customer reads them
     // first, and the relay is pinned by the code line's connection).
     let shown = tokio::sync::Notify::new();

@@ -147,10 +147,11 @@ impl Scope {
         let program = std::env::current_exe()
             .ok()
             .and_then(|exe| exe.parent().and_then(|dir| std::fs::canonicalize(dir).ok()));
+        // A protected file that is a link is protected as the link and as what it points to.
         let protected = protected
             .iter()
             .filter_map(|p| std::path::absolute(p).ok())
-            .map(|p| resolve_links(&p, Last::Keep))
+            .flat_map(|p| [resolve_links(&p, Last::Keep), resolve_links(&p, Last::Follow)])
             .collect();
         Ok(Scope {
             root: std::fs::canonicalize(root)?,
@@ -331,6 +332,22 @@ mod tests {
         assert_eq!(key.concerns(), vec![Why::Program, Why::OutsideFolder]);
         let opt_ins = place(&scope, ".config/ponte/trusted.json", Last::Keep);
         assert_eq!(opt_ins.concerns(), vec![Why::Program, Why::Hidden]);
+        // Reached through a link or at the link's target, a protected file is protected.
+        #[cfg(unix)]
+        {
+            std::fs::create_dir_all(dir.path().join("dotfiles/ponte")).unwrap();
+            std::fs::create_dir_all(dir.path().join("keys")).unwrap();
+            std::fs::write(dir.path().join("dotfiles/ponte/acme.pub.pem"), "key").unwrap();
+            std::os::unix::fs::symlink(
+                dir.path().join("dotfiles/ponte/acme.pub.pem"),
+                dir.path().join("keys/linked.pem"),
+            )
+            .unwrap();
+            let protected = [dir.path().join("keys/linked.pem")];
+            let scope = Scope::new(&root, None, &protected).unwrap();
+            assert!(place(&scope, "../keys/linked.pem", Last::Keep).program);
+            assert!(place(&scope, "../dotfiles/ponte/acme.pub.pem", Last::Keep).program);
+        }
         assert!(!place(&scope, "../keys/other.pem", Last::Keep).program);
         assert!(scope.resolve(&PeerText::from(""), Last::Keep).is_err());
         assert!(scope.resolve(&PeerText::from("a\0b"), Last::Keep).is_err());

@@ -18,6 +18,7 @@ use crate::customer::Customer;
 use crate::desktop::{DesktopWorker, InjectedInput};
 use crate::frontend::{Event, Events, Kind, Party, Question, QuickTerms};
 use crate::grants::LiveGrants;
+use crate::own_files::OwnFiles;
 use crate::questions::{Answer, Questions};
 use crate::rendezvous::Paired;
 use crate::scope::Scope;
@@ -195,6 +196,8 @@ pub async fn run(
         granted,
     });
     let _ = to_assistant.send(Control::Grants(granted));
+    // As they are before the assistant can act here, to tell the customer what changed.
+    let own_files = OwnFiles::snapshot(config.own_files());
 
     let desktop = DesktopWorker::start(config.display.clone(), grants.subscribe(), injected);
     let ctx = Arc::new(Context::new(
@@ -289,31 +292,51 @@ pub async fn run(
     // Nothing the assistant started outlives the session, however it detached.
     let ended = tokio::task::spawn_blocking(|| crate::process::end_descendants(|| false))
         .await
-        .unwrap_or(0);
-    if ended > 0 {
-        events.activity(Kind::Command, crate::t!(tr, "processes-ended", count = ended));
+        .unwrap_or(crate::process::Ended {
+            killed: 0,
+            clean: false,
+        });
+    if ended.killed > 0 {
+        events.activity(
+            Kind::Command,
+            crate::t!(tr, "processes-ended", count = ended.killed),
+        );
     }
     if let Ok(ctx) = Arc::try_unwrap(ctx) {
         ctx.desktop.close().await;
     }
     drop(session);
-    // From here nothing the assistant ran is running and no input of theirs can arrive: only
-    // now may the customer be asked for what outlives the session.
+    // Everything the assistant ran through Ponte has stopped and no input of theirs can arrive.
     events.emit(Event::AccessEnded {
         reason: reason.clone(),
     });
-    if let (Some(request), true) = (quick.later, listening) {
-        let answer = ask_quick_access(
-            config,
-            events,
-            questions,
-            customer,
-            &mut client,
-            &peer,
-            request,
-            last,
-        )
-        .await;
+    // What Ponte cannot stop or undo, it tells.
+    if !ended.clean {
+        events.emit(Event::Note(crate::t!(tr, "processes-still-running")));
+    }
+    let changed = own_files.changed();
+    for path in &changed {
+        let path = crate::phrases::path(path);
+        events.emit(Event::Note(crate::t!(tr, "own-file-changed", path = path)));
+    }
+    // Only now, and only then, may the customer be asked for what outlives the session.
+    if let Some(request) = quick.later {
+        let not_asked = if !listening {
+            Some(crate::t!(tr, "quick-not-asked-gone"))
+        } else if !ended.clean {
+            Some(crate::t!(tr, "quick-not-asked-running"))
+        } else if !changed.is_empty() {
+            Some(crate::t!(tr, "quick-not-asked-changed"))
+        } else {
+            None
+        };
+        let answer = match not_asked {
+            Some(why) => {
+                events.activity(Kind::Refused, why);
+                None
+            }
+            None => ask_quick_access(config, events, questions, customer, &mut client, request, last).await,
+        };
         let _ = to_assistant.send(Control::QuickAccess(answer));
     }
     Ok(close(client, writer, to_assistant, reason).await)
@@ -347,11 +370,18 @@ impl QuickRequests {
     }
 }
 
-/// What the assistant asked for with [`Control::QuickAccessRequest`].
-#[derive(Clone, Copy)]
+/// What the assistant asked for with [`Control::QuickAccessRequest`], once the agent knows it
+/// may ask the customer.
+#[derive(Clone)]
 struct QuickRequest {
+    /// The verified assistant who asked.
+    peer: PeerIdentity,
     scope: TrustScope,
-    /// The period proposed (clamped to 1 to [`crate::trusted::MAX_DAYS`]).
+    /// Whom it would let in, as a sentence, and that key's fingerprint.
+    who: String,
+    key: String,
+    /// The period proposed (at most [`crate::trusted::DEFAULT_DAYS`]: a longer one the
+    /// customer chooses themselves).
     days: u32,
 }
 
@@ -366,21 +396,32 @@ fn accept_quick_request(
     days: u32,
 ) -> Option<QuickRequest> {
     let tr = events.tr();
-    if !peer.is_verified() {
+    let PeerIdentity::Verified {
+        name,
+        organisation: their_organisation,
+        fingerprint,
+        issuer,
+        ..
+    } = peer
+    else {
         events.activity(Kind::Refused, crate::t!(tr, "quick-unverified"));
         return None;
-    }
+    };
     if config.trusted.is_none() || !config.interactive {
         return None;
     }
+    let (scope, key) = if organisation {
+        (TrustScope::Organisation, issuer)
+    } else {
+        (TrustScope::Assistant, fingerprint)
+    };
     events.activity(Kind::Permissions, crate::t!(tr, "quick-later"));
     Some(QuickRequest {
-        scope: if organisation {
-            TrustScope::Organisation
-        } else {
-            TrustScope::Assistant
-        },
-        days: days.clamp(1, crate::trusted::MAX_DAYS),
+        peer: peer.clone(),
+        scope,
+        who: crate::phrases::quick_who(tr, name, their_organisation, scope),
+        key: key.to_string(),
+        days: days.clamp(1, crate::trusted::DEFAULT_DAYS),
     })
 }
 
@@ -389,39 +430,20 @@ fn accept_quick_request(
 /// the assistant is told (`None`: not allowed). The question is withdrawn when the assistant
 /// disconnects (nobody would learn the device) or the customer ends again or closes the
 /// window; anything but their explicit yes means no opt-in.
-#[allow(clippy::too_many_arguments)] // the session's parts the question needs
 async fn ask_quick_access(
     config: &Config,
     events: &Events,
     questions: &Questions,
     customer: &mut Customer,
     client: &mut ponte_transport::client::RelayClient,
-    peer: &PeerIdentity,
     request: QuickRequest,
     offered: Grants,
 ) -> Option<QuickAccessGrant> {
     let tr = events.tr();
-    let (
-        PeerIdentity::Verified {
-            name,
-            organisation,
-            fingerprint,
-            issuer,
-            ..
-        },
-        Some(path),
-    ) = (peer, config.trusted.clone())
-    else {
-        return None;
-    };
-    let key = match request.scope {
-        TrustScope::Assistant => fingerprint,
-        TrustScope::Organisation => issuer,
-    };
-    let who = crate::phrases::quick_who(tr, name, organisation, request.scope);
+    let path = config.trusted.clone()?;
     let question = Question::QuickAccess {
-        who: who.clone(),
-        key: key.to_string(),
+        who: request.who.clone(),
+        key: request.key.clone(),
         days: request.days,
         grants: offered,
     };
@@ -464,10 +486,10 @@ async fn ask_quick_access(
     let without_asking = terms.without_asking && remembered != Grants::NONE;
     let now = ponte_session::now_unix();
     let until = crate::trusted::ends(now, terms.days);
-    let (opt_in, scope) = (peer.clone(), request.scope);
+    let QuickRequest { peer, scope, who, .. } = request;
     let stored = Trusted::update_async(path, move |trusted| {
         let device = trusted.add(
-            &opt_in,
+            &peer,
             scope,
             terms.days,
             remembered,

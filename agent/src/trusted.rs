@@ -73,7 +73,8 @@ pub struct Entry {
     pub admits: Admits,
     /// The assistant's name from the certificate at opt-in (peer text: show it inert).
     pub name: String,
-    /// The organisation's name from the certificate at opt-in (peer text: show it inert).
+    /// The organisation's name at opt-in, as the customer's trust names its key (opt-ins
+    /// stored by older agents: the certificate's text). Shown inert.
     pub organisation: String,
     /// When the customer opted in, seconds since the Unix epoch.
     pub created: u64,

@@ -343,9 +343,13 @@ impl Viewer {
                             replied(s, grant.map_or(QuickAccessReply::Refused, QuickAccessReply::Allowed));
                         }
                     }),
+                    // Only as the reply to a request of ours: an unasked one would hold
+                    // `quit` for minutes.
                     Ok(Some(Control::QuickAccessLater)) => tx.send_modify(|s| {
-                        s.quick_pending = true;
-                        replied(s, QuickAccessReply::Later);
+                        if s.quick_answers < s.quick_requests {
+                            s.quick_pending = true;
+                            replied(s, QuickAccessReply::Later);
+                        }
                     }),
                     // Only the assistant asks for quick access.
                     Ok(Some(Control::QuickAccessRequest { .. })) => {}
@@ -465,6 +469,9 @@ impl Viewer {
             .send(&Control::QuickAccessRequest { organisation, days })
             .await;
         if let Err(e) = sent {
+            // Not sent: no reply will come for it.
+            self.ended_tx
+                .send_modify(|s| s.quick_requests = s.quick_requests.saturating_sub(1));
             return Err(self.explain(e).await);
         }
         let mut state = self.state.clone();

@@ -24,6 +24,10 @@ use crate::i18n::Tr;
 use crate::scope::{Last, Place};
 use crate::{phrases, t};
 
+/// How long the assistant's reason is waited for when a download failed on the way (it
+/// stopped reading: it has said why, or will not).
+const ANSWER_AFTER_FAILURE: Duration = Duration::from_secs(2);
+
 /// How often a transfer's progress is shown.
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 
@@ -134,20 +138,36 @@ impl Handler for Get {
             .activity(Kind::Download, t!(ctx.tr(), "sending", path = &shown));
         let mut progress = progress(ctx, shown.clone());
         let approved = Some(self.approved);
-        let totals = files::send_path(
-            &mut stream.send,
-            &place.path,
-            self.hidden,
-            approved,
-            &mut progress,
-        )
-        .await?;
+        let sent = async {
+            let totals = files::send_path(
+                &mut stream.send,
+                &place.path,
+                self.hidden,
+                approved,
+                &mut progress,
+            )
+            .await?;
+            stream.send.finish().await?;
+            anyhow::Ok(totals)
+        }
+        .await;
         // Sent only once the assistant's computer has it verified and in place, as it answers
-        // after the end of the stream; until then the customer is not told it went.
-        stream.send.finish().await?;
-        files::confirmed(&mut stream.recv)
-            .await
-            .map_err(|e| anyhow::anyhow!("the assistant's computer did not confirm it: {e}"))?;
+        // after the end of the stream; until then the customer is not told it went. When it
+        // gave up first (and stopped reading), its answer says why.
+        let answer = match &sent {
+            Ok(_) => files::confirmed(&mut stream.recv).await,
+            Err(_) => tokio::time::timeout(ANSWER_AFTER_FAILURE, files::confirmed(&mut stream.recv))
+                .await
+                .unwrap_or(Err(files::TransferError::Idle)),
+        };
+        let totals = match (sent, answer) {
+            (Ok(totals), Ok(())) => totals,
+            (_, Err(files::TransferError::Remote(reason))) => {
+                anyhow::bail!("the assistant's computer did not keep it: {reason}")
+            }
+            (Err(e), _) => return Err(e),
+            (Ok(_), Err(e)) => anyhow::bail!("the assistant's computer did not confirm it: {e}"),
+        };
         let tr = ctx.tr();
         let mut what = phrases::totals(tr, self.kind, totals);
         if self.skipped > 0 {

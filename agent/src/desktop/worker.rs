@@ -318,6 +318,9 @@ impl Worker {
             }
             if self.desktop()?.local_input_since_injection()? {
                 self.paused_until = Some(now + LOCAL_INPUT_PAUSE);
+                // A button or key the assistant holds would keep a grab or a modifier on the
+                // customer's own input (a click meant for End landing elsewhere).
+                self.release();
                 return Ok(Injected::LocalInputWins);
             }
             // A pointer warped onto a button right before the customer's click counts as much

@@ -133,7 +133,6 @@ struct Question {
 }
 
 /// The terms of a quick-access opt-in as the customer sets them in its dialog.
-#[derive(Clone, PartialEq)]
 struct QuickChoice {
     who: String,
     /// The fingerprint of the key it would let in.
@@ -392,6 +391,7 @@ impl Window {
             }
             // The session is over; a last question (quick access) may still come.
             Event::AccessEnded { reason } => {
+                self.notes.clear();
                 self.stage = Stage::Ended {
                     reason: t!(tr, "ended", reason = reason),
                     log: None,
@@ -483,7 +483,9 @@ impl eframe::App for Window {
                         Stage::Session { .. } => self.session(ui),
                         Stage::Ended { .. } => self.ended(ui),
                     }
-                    if !matches!(self.stage, Stage::Session { .. } | Stage::Ended { .. }) {
+                    // (In a session the activity list says it all; after it, only what came
+                    // after its end is left in the notes.)
+                    if !matches!(self.stage, Stage::Session { .. }) {
                         self.show_notes(ui);
                     }
                     if matches!(self.stage, Stage::Waiting(_) | Stage::Ended { .. }) {
@@ -704,18 +706,13 @@ impl Window {
         };
         let (id, settled) = (question.id, question.shown.elapsed() >= SETTLE);
         let mut answer = None;
-        let mut refused = false;
+        let mut end = false;
+        let in_session = matches!(self.stage, Stage::Session { .. });
         let modal = egui::Modal::new(egui::Id::new(("question", id.0))).show(ctx, |ui| {
             ui.set_max_width(520.0);
             if let Some(quick) = &mut question.quick {
-                // Terms set by the assistant's input would be kept with the customer's Allow.
-                let mut chosen = quick.clone();
-                quick_terms(ui, &tr, &mut chosen);
-                if chosen != *quick && self.injected.within(NOT_THEIRS) {
-                    refused = true;
-                } else {
-                    *quick = chosen;
-                }
+                // Asked only once the assistant's access has ended: no input of theirs arrives.
+                quick_terms(ui, &tr, quick);
             } else {
                 let mut lines = question.lines.iter();
                 if let Some(headline) = lines.next() {
@@ -747,15 +744,21 @@ impl Window {
                     });
                 }
             });
+            // The dialog covers the window's own End button: a stream of questions from the
+            // assistant must not keep the customer from ending the session.
+            if in_session {
+                ui.add_space(8.0);
+                let button = filled(t!(tr, "window-end-session"), ANSWER_TEXT, RED).min_size(ANSWER);
+                end = ui.add(button).clicked();
+            }
         });
-        if refused {
-            self.refused_at = Some(Instant::now());
-        }
         // Escape (or a click beside the dialog) is a no, as closing the window is.
         if answer.is_none() && modal.should_close() {
             answer = Some(Reply::No);
         }
-        if let Some(reply) = answer {
+        if end {
+            self.send(Input::End);
+        } else if let Some(reply) = answer {
             self.send(Input::Answer { question: id, reply });
         }
     }
