@@ -332,7 +332,7 @@ async fn end_session_works_while_the_assistant_jams_the_keyboard() {
     let w = World::new().await;
     let (mut agent, mut viewer) = alice_at_the_window(&w, &x, "jam", "control").await;
     let mut notices = viewer.notices().unwrap();
-    let end = wait_for_phrase(&x, "jam-session", "End session");
+    let end = wait_for_steady_phrase(&x, "jam-session", "End session");
     let viewer = Arc::new(viewer);
     // Shift pressed and released every 300 ms, for as long as the session lasts; each
     // result is kept.

@@ -216,6 +216,19 @@ pub fn wait_for_phrase(x: &Xvfb, name: &str, phrase: &str) -> (i32, i32) {
     wait_for(x, name, |seen| seen.find(phrase))
 }
 
+/// Where `phrase` is, once two looks in a row find it in the same place: a screenshot taken
+/// while the window repaints can show it elsewhere for a moment.
+pub fn wait_for_steady_phrase(x: &Xvfb, name: &str, phrase: &str) -> (i32, i32) {
+    let mut last: Option<(i32, i32)> = None;
+    wait_for(x, name, |seen| {
+        let now = seen.find(phrase);
+        let steady =
+            matches!((last, now), (Some((a, b)), Some((c, d))) if (a - c).abs() + (b - d).abs() <= 4);
+        last = now;
+        steady.then_some(now).flatten()
+    })
+}
+
 /// The customer clicks at `(px, py)` (a local click: xdotool, not the assistant).
 pub fn click(x: &Xvfb, (px, py): (i32, i32)) {
     let status = Command::new("xdotool")

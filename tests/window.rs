@@ -135,7 +135,7 @@ async fn the_assistants_clicks_cannot_widen_its_access_but_can_end_it() {
     );
     assert!(!viewer.state().grants.unwrap().allows(Capability::Upload));
     // Narrowing is never refused: the assistant's click on "End session" ends it.
-    let end = wait_for_phrase(&x, "control-after", "End session");
+    let end = wait_for_steady_phrase(&x, "control-after", "End session");
     viewer.input(click_at(end)).await.unwrap();
     let ended = ended(&mut notices).await;
     assert!(ended.contains("customer ended"), "{ended}");
