@@ -10,13 +10,13 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ponte_protocol::rendezvous::{Refusal, RelayMessage};
 use ponte_relay::cluster::ClusterSettings;
 use ponte_relay::config::Tap;
 use ponte_relay::{Config, Relay, cert};
 use ponte_tests::{RedisServer, Running, binary, free_udp_port, relay_client as client};
 use ponte_transport::client::RelayClient;
 use ponte_transport::tls::CertFingerprint;
+use ponte_wire::rendezvous::{Refusal, RelayMessage};
 
 mod world;
 
@@ -492,7 +492,7 @@ async fn a_device_waiting_on_one_node_is_found_through_another() {
     let (_a, a) = in_process_node(dir.path(), &redis, "a", lookups).await;
     let (_b, b) = in_process_node(dir.path(), &redis, "b", lookups).await;
     let idle = Duration::from_secs(5);
-    let key = ponte_protocol::device::DeviceKey::generate(&mut ponte_protocol::os_rng());
+    let key = ponte_e2e::device_key::DeviceKey::generate(&mut ponte_wire::os_rng());
     let tag = key.public().tag();
     let mut agent = client(a, pin, idle).await.unwrap();
     let (id, _) = agent

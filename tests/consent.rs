@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ponte_protocol::app::Request;
+use ponte_e2e::app::Request;
 use ponte_viewer::{TerminalOutput, ViewerError};
 
 mod world;
@@ -108,15 +108,11 @@ async fn one_yes_approves_only_the_question_on_screen() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn peer_text_is_inert_on_screen_and_cannot_forge_log_lines() {
-    use ponte_protocol::identity::{Certificate, PrivateKey};
+    use ponte_e2e::identity::{Certificate, PrivateKey};
     let w = World::new().await;
     // A certified assistant whose name reverses the text after it.
-    let org = PrivateKey::from_pem(include_str!(
-        "../crates/protocol/tests/vectors/organisation.key.pem"
-    ))
-    .unwrap();
-    let key =
-        PrivateKey::from_pem(include_str!("../crates/protocol/tests/vectors/assistant.key.pem")).unwrap();
+    let org = PrivateKey::from_pem(include_str!("../crates/e2e/tests/vectors/organisation.key.pem")).unwrap();
+    let key = PrivateKey::from_pem(include_str!("../crates/e2e/tests/vectors/assistant.key.pem")).unwrap();
     let now = ponte_session::now_unix();
     let cert = Certificate::issue(
         &org,
@@ -125,7 +121,7 @@ async fn peer_text_is_inert_on_screen_and_cannot_forge_log_lines() {
         key.public_key(),
         now - 60,
         now + 3600,
-        &mut ponte_protocol::os_rng(),
+        &mut ponte_wire::os_rng(),
     )
     .unwrap();
     let org_pub = w.path("org.pub.pem");
@@ -139,7 +135,7 @@ async fn peer_text_is_inert_on_screen_and_cannot_forge_log_lines() {
         "--log",
         log.to_str().unwrap(),
     ]);
-    let credentials = ponte_protocol::handshake::Credentials {
+    let credentials = ponte_e2e::handshake::Credentials {
         key,
         certificate: Some(cert),
     };
@@ -541,7 +537,7 @@ async fn the_log_has_the_shell_transcript_and_every_connection_attempt() {
     let mut result = None;
     for _ in 0..50 {
         match ponte_viewer::join(w.join_options(&id, wrong, test_assistant())).await {
-            Err(ViewerError::Relay(ponte_protocol::rendezvous::Refusal::AlreadyPaired)) => {
+            Err(ViewerError::Relay(ponte_wire::rendezvous::Refusal::AlreadyPaired)) => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             other => {
@@ -754,7 +750,7 @@ async fn a_yes_typed_as_the_consent_question_appears_is_not_taken() {
         agent.expect(next);
     }
     let viewer = viewer.await.unwrap();
-    assert_eq!(viewer.state().grants, Some(ponte_protocol::app::Grants::NONE));
+    assert_eq!(viewer.state().grants, Some(ponte_e2e::app::Grants::NONE));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -803,8 +799,8 @@ async fn what_decides_whom_ponte_trusts_is_ponte_itself_for_every_way_of_writing
     std::fs::create_dir_all(downloads.join("keys")).unwrap();
     let program = downloads.join("ponte-agent");
     std::fs::copy(ponte_tests::binary("ponte-agent"), &program).unwrap();
-    let org = ponte_protocol::identity::PrivateKey::from_pem(include_str!(
-        "../crates/protocol/tests/vectors/organisation.key.pem"
+    let org = ponte_e2e::identity::PrivateKey::from_pem(include_str!(
+        "../crates/e2e/tests/vectors/organisation.key.pem"
     ))
     .unwrap();
     let acme_key = org.public_key().to_pem();

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ponte_protocol::screen::InputEvent;
+use ponte_e2e::screen::InputEvent;
 use ponte_tests::{Running, Xvfb};
 use ponte_viewer::{QuickAccessReply, Viewer, ViewerError};
 

@@ -492,7 +492,7 @@ async fn postgres_one_row_per_session_across_a_relay_cluster() {
         viewer.join_with(id, &extras).await.unwrap();
         assert_eq!(
             agent.next().await.unwrap(),
-            ponte_protocol::rendezvous::RelayMessage::Paired
+            ponte_wire::rendezvous::RelayMessage::Paired
         );
         assert_eq!(
             viewer.connection().remote_address(),

@@ -290,7 +290,7 @@ pub async fn join_shown(
     x: &Xvfb,
     name: &str,
     read: impl Fn(&Seen) -> Option<(String, String)>,
-    credentials: impl Fn() -> ponte_protocol::handshake::Credentials,
+    credentials: impl Fn() -> ponte_e2e::handshake::Credentials,
 ) -> ponte_viewer::Viewer {
     let mut refused: Vec<(String, String)> = Vec::new();
     loop {
@@ -337,8 +337,8 @@ pub fn deny_button(seen: &Seen) -> Option<(i32, i32)> {
 }
 
 /// The input events of a left click at `(px, py)`, for the assistant to inject.
-pub fn click_at((px, py): (i32, i32)) -> Vec<ponte_protocol::screen::InputEvent> {
-    use ponte_protocol::screen::InputEvent;
+pub fn click_at((px, py): (i32, i32)) -> Vec<ponte_e2e::screen::InputEvent> {
+    use ponte_e2e::screen::InputEvent;
     let (x, y) = (u16::try_from(px).unwrap(), u16::try_from(py).unwrap());
     vec![
         InputEvent::Move { x, y },

@@ -595,7 +595,7 @@ async fn whoever_holds_the_device_key_cannot_hold_up_the_code_session() {
         Err(e) => e.refusal(),
         Ok(()) => None,
     };
-    assert_eq!(refused, Some(ponte_protocol::rendezvous::Refusal::UnknownSession));
+    assert_eq!(refused, Some(ponte_wire::rendezvous::Refusal::UnknownSession));
 
     let started = std::time::Instant::now();
     let viewer = viewer_in_background(&w, &[&id, "--code", &code], "exec echo by-code-$((40+2))\nquit\n");

@@ -10,10 +10,10 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use ponte_protocol::rendezvous::{Refusal, RelayMessage};
 use ponte_tests::{Running, binary, free_tcp_port};
 use ponte_transport::client::RelayClient;
 use ponte_transport::tls::{self, CertFingerprint, RelayTrust};
+use ponte_wire::rendezvous::{Refusal, RelayMessage};
 
 const START: Duration = Duration::from_secs(20);
 
@@ -311,10 +311,10 @@ async fn raw_client(addr: SocketAddr, fp: CertFingerprint) -> quinn::Connection 
 /// it: dropping it ends the rendezvous).
 async fn raw_request(
     c: &quinn::Connection,
-    m: &ponte_protocol::rendezvous::ClientMessage,
+    m: &ponte_wire::rendezvous::ClientMessage,
 ) -> (RelayMessage, (quinn::SendStream, quinn::RecvStream)) {
     let (mut send, mut recv) = c.open_bi().await.unwrap();
-    send.write_all(&ponte_protocol::rendezvous::encode_client(m))
+    send.write_all(&ponte_wire::rendezvous::encode_client(m))
         .await
         .unwrap();
     let answer = ponte_transport::framed::read::<RelayMessage>(&mut recv, 256).await;
@@ -328,16 +328,13 @@ async fn a_stream_flood_after_self_pairing_leaves_relay_memory_bounded() {
     let relay = LoggedRelay::start(&dir.path().join("relay"), &["--metrics", &metrics.to_string()]);
     let agent = raw_client(relay.addr, relay.fp).await;
     let (RelayMessage::Registered { session, .. }, _agent_line) =
-        raw_request(&agent, &ponte_protocol::rendezvous::ClientMessage::Register).await
+        raw_request(&agent, &ponte_wire::rendezvous::ClientMessage::Register).await
     else {
         panic!("not registered")
     };
     let viewer = raw_client(relay.addr, relay.fp).await;
-    let (paired, _viewer_line) = raw_request(
-        &viewer,
-        &ponte_protocol::rendezvous::ClientMessage::Join { session },
-    )
-    .await;
+    let (paired, _viewer_line) =
+        raw_request(&viewer, &ponte_wire::rendezvous::ClientMessage::Join { session }).await;
     assert_eq!(paired, RelayMessage::Paired);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let before = rss_kib(relay.pid());
@@ -403,7 +400,7 @@ fn relay_cli(data_dir: &std::path::Path, args: &[&str]) -> std::process::Output 
 
 async fn join_with(
     relay: &LoggedRelay,
-    id: ponte_protocol::SessionId,
+    id: ponte_wire::SessionId,
     credential: Option<&str>,
 ) -> Result<RelayClient, Option<Refusal>> {
     let mut v = client(relay.addr, relay.fp).await;
@@ -438,7 +435,7 @@ async fn required_credentials_refuse_missing_and_removed_accept_valid_and_stay_o
     let add = relay_cli(&data, &["assistant", "add", "bob"]);
     assert!(add.status.success(), "{add:?}");
     let bob = String::from_utf8(add.stdout).unwrap().trim().to_owned();
-    assert!(bob.starts_with(ponte_protocol::credential::PREFIX), "{bob}");
+    assert!(bob.starts_with(ponte_wire::credential::PREFIX), "{bob}");
     assert!(
         !relay_cli(&data, &["assistant", "add", "bob"]).status.success(),
         "names are unique"
@@ -463,7 +460,7 @@ async fn required_credentials_refuse_missing_and_removed_accept_valid_and_stay_o
     viewer.connection().close(0u32.into(), b"done");
     assert_eq!(agent.next().await.unwrap(), RelayMessage::PeerLeft);
     agent
-        .send(&ponte_protocol::rendezvous::ClientMessage::Release)
+        .send(&ponte_wire::rendezvous::ClientMessage::Release)
         .await
         .unwrap();
     assert!(matches!(
@@ -532,7 +529,7 @@ async fn required_credentials_refuse_missing_and_removed_accept_valid_and_stay_o
     assert!(log.contains("join refused"), "the log is being written:\n{log}");
     let cli_said = format!("{listed}{}", String::from_utf8_lossy(&removed.stderr));
     for secret in [&alice, &bob] {
-        let hex = &secret[ponte_protocol::credential::PREFIX.len()..];
+        let hex = &secret[ponte_wire::credential::PREFIX.len()..];
         assert!(!log.contains(hex), "a credential reached the relay's log");
         assert!(!cli_said.contains(hex), "a credential reached the CLI's output");
         assert!(!missing.contains(hex) && !revoked.contains(hex));
@@ -592,9 +589,9 @@ async fn a_join_by_device_needs_a_proof_made_for_that_device() {
     // A modified viewer holding a valid credential replays a proof made for another target (a
     // session ID, another device tag) in a join by device tag: refused before the tag is
     // looked up, and the agent hears nothing of it. The proof made for the tag gets in.
-    use ponte_protocol::DeviceTag;
-    use ponte_protocol::rendezvous::{ClientMessage, JoinTarget};
     use ponte_transport::credential::AssistantCredential;
+    use ponte_wire::DeviceTag;
+    use ponte_wire::rendezvous::{ClientMessage, JoinTarget};
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("relay");
     let cred_file = dir.path().join("alice.credential");
@@ -605,7 +602,7 @@ async fn a_join_by_device_needs_a_proof_made_for_that_device() {
     assert!(add.status.success(), "{add:?}");
     let alice = AssistantCredential::read(&cred_file).unwrap();
     let relay = LoggedRelay::start(&data, &["--assistants", "required"]);
-    let key = ponte_protocol::device::DeviceKey::generate(&mut ponte_protocol::os_rng());
+    let key = ponte_e2e::device_key::DeviceKey::generate(&mut ponte_wire::os_rng());
     let tag = key.public().tag();
     let mut agent = client(relay.addr, relay.fp).await;
     let (id, _) = agent

@@ -499,7 +499,7 @@ async fn drain(
     canvas: &mut ponte_screen::Canvas,
     quiet: Duration,
 ) -> (Vec<u64>, Option<(i32, i32)>, bool) {
-    use ponte_protocol::screen::ScreenUpdate;
+    use ponte_e2e::screen::ScreenUpdate;
     let (mut frames, mut pointer, mut shape) = (Vec::new(), None, false);
     while let Ok(update) = tokio::time::timeout(quiet, recv.expect::<ScreenUpdate>()).await {
         let update = update.unwrap();
@@ -518,8 +518,8 @@ async fn drain(
 /// and input on the stream without the `control` grant.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stalled_viewer_gets_fewer_newer_frames_and_input_without_control_is_dropped() {
-    use ponte_protocol::app::Request;
-    use ponte_protocol::screen::{InputEvent, ScreenFeedback};
+    use ponte_e2e::app::Request;
+    use ponte_e2e::screen::{InputEvent, ScreenFeedback};
 
     let x = Xvfb::start(320, 240);
     let conn = x.connect();
@@ -678,8 +678,8 @@ fn pointer_at(conn: &RustConnection, want: (i16, i16)) -> (i16, i16) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_customers_mouse_wins_over_the_assistants() {
-    use ponte_protocol::app::Request;
-    use ponte_protocol::screen::{InputEvent, ScreenFeedback};
+    use ponte_e2e::app::Request;
+    use ponte_e2e::screen::{InputEvent, ScreenFeedback};
 
     let x = Xvfb::start(320, 240);
     let conn = x.connect();
@@ -742,7 +742,7 @@ const BLUE: u32 = 0x1f_6f_d0;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn click_and_type_go_through_the_indicator_and_the_customers_mouse_pause() {
-    use ponte_protocol::screen::InputEvent;
+    use ponte_e2e::screen::InputEvent;
     use ponte_viewer::ViewerError;
 
     let x = Xvfb::start(320, 240);
@@ -799,8 +799,8 @@ async fn click_and_type_go_through_the_indicator_and_the_customers_mouse_pause()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn revoking_control_releases_held_keys_and_buttons_at_once() {
-    use ponte_protocol::app::{Request, Transfer};
-    use ponte_protocol::screen::{InputEvent, ScreenFeedback};
+    use ponte_e2e::app::{Request, Transfer};
+    use ponte_e2e::screen::{InputEvent, ScreenFeedback};
 
     let x = Xvfb::start(320, 240);
     let conn = x.connect();
@@ -871,8 +871,8 @@ async fn revoking_control_releases_held_keys_and_buttons_at_once() {
 /// "grant", a "y") is not taken as the customer's; the customer's own typing is.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_assistant_cannot_grant_or_answer_through_the_agents_own_terminal() {
-    use ponte_protocol::app::Capability;
-    use ponte_protocol::screen::InputEvent;
+    use ponte_e2e::app::Capability;
+    use ponte_e2e::screen::InputEvent;
 
     let x = Xvfb::start(800, 600);
     let w = World::new().await;

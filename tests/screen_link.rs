@@ -5,8 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use ponte_protocol::app::Request;
-use ponte_protocol::screen::{FrameStats, ScreenFeedback, ScreenUpdate};
+use ponte_e2e::app::Request;
+use ponte_e2e::screen::{FrameStats, ScreenFeedback, ScreenUpdate};
 use ponte_screen::{Applied, Canvas};
 use ponte_tests::Xvfb;
 use ponte_tests::link::{Link, Profile};

@@ -365,10 +365,10 @@ async fn a_get_the_viewer_did_not_keep_is_not_reported_sent() {
 /// It also sends a quick-access grant nobody asked for, which the viewer does not keep.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hostile_agents_strings_reach_the_assistant_inert() {
-    use ponte_protocol::app::{Control, Grants, Request, Response, Transfer};
-    use ponte_protocol::handshake::CodeAttempts;
-    use ponte_protocol::identity::TrustStore;
-    use ponte_protocol::rendezvous::RelayMessage;
+    use ponte_e2e::app::{Control, Grants, Request, Response, Transfer};
+    use ponte_e2e::handshake::CodeAttempts;
+    use ponte_e2e::identity::TrustStore;
+    use ponte_wire::rendezvous::RelayMessage;
 
     const EVIL: &str = "\x1b]0;pwned\x07\x1b[2J\x1b[31m\r\nforged\u{202e}line";
     let w = World::new().await;
@@ -376,7 +376,7 @@ async fn a_hostile_agents_strings_reach_the_assistant_inert() {
         .await
         .unwrap();
     let (id, _) = client.register().await.unwrap();
-    let code = ponte_protocol::OneTimeCode::random(&mut ponte_protocol::os_rng());
+    let code = ponte_wire::OneTimeCode::random(&mut ponte_wire::os_rng());
     let mut cmd = w.command("ponte-viewer");
     let batch = w.path("hostile.txt");
     std::fs::write(&batch, "info\nexec ls\nchat hello\n").unwrap();
@@ -396,8 +396,8 @@ async fn a_hostile_agents_strings_reach_the_assistant_inert() {
     .unwrap();
     control.send.send(&Control::Grants(Grants::all())).await.unwrap();
     // A quick-access grant nobody asked for: the assistant's address book must not take it.
-    let unasked = ponte_protocol::app::QuickAccessGrant {
-        device: ponte_protocol::device::DevicePublic([7; 32]),
+    let unasked = ponte_e2e::app::QuickAccessGrant {
+        device: ponte_wire::device::DevicePublic([7; 32]),
         not_after: u64::MAX,
     };
     control

@@ -7,8 +7,8 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use ponte_protocol::app::Capability;
-use ponte_protocol::screen::InputEvent;
+use ponte_e2e::app::Capability;
+use ponte_e2e::screen::InputEvent;
 use ponte_tests::{Running, Xvfb};
 use ponte_viewer::{QuickAccessReply, TerminalOutput, ViewerError};
 

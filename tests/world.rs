@@ -160,7 +160,7 @@ impl World {
         &self,
         id: &str,
         code: &str,
-        credentials: ponte_protocol::handshake::Credentials,
+        credentials: ponte_e2e::handshake::Credentials,
     ) -> ponte_viewer::Viewer {
         let (viewer, _) = ponte_viewer::join(self.join_options(id, code, credentials))
             .await
@@ -174,7 +174,7 @@ impl World {
         &self,
         id: &str,
         code: &str,
-        credentials: ponte_protocol::handshake::Credentials,
+        credentials: ponte_e2e::handshake::Credentials,
     ) -> ponte_viewer::JoinOptions {
         ponte_viewer::JoinOptions {
             relay: self.relay_options(),
@@ -240,10 +240,10 @@ impl World {
 
 /// The PID printed as `bg=PID` by a command (the first `bg=` may be the terminal echoing it).
 /// The test vectors' assistant key, without a certificate (an UNVERIFIED assistant).
-pub fn test_assistant() -> ponte_protocol::handshake::Credentials {
-    let pem = include_str!("../crates/protocol/tests/vectors/assistant.key.pem");
-    ponte_protocol::handshake::Credentials {
-        key: ponte_protocol::identity::PrivateKey::from_pem(pem).unwrap(),
+pub fn test_assistant() -> ponte_e2e::handshake::Credentials {
+    let pem = include_str!("../crates/e2e/tests/vectors/assistant.key.pem");
+    ponte_e2e::handshake::Credentials {
+        key: ponte_e2e::identity::PrivateKey::from_pem(pem).unwrap(),
         certificate: None,
     }
 }

@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use ponte_protocol::app::Grants;
-use ponte_protocol::identity::{PublicKey, TrustStore};
+use ponte_e2e::app::Grants;
+use ponte_e2e::identity::{PublicKey, TrustStore};
 use ponte_session::connect::RelayOptions;
 
 use crate::desktop::DisplayOptions;
@@ -120,7 +120,7 @@ impl Config {
 }
 
 /// Where a session's log goes by default.
-pub fn default_log(session: ponte_protocol::SessionId) -> PathBuf {
+pub fn default_log(session: ponte_wire::SessionId) -> PathBuf {
     dirs::data_dir()
         .unwrap_or_else(|| PathBuf::from("."))
         .join("ponte")

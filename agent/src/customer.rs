@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use ponte_protocol::app::Grants;
+use ponte_e2e::app::Grants;
 use tokio::sync::{mpsc, watch};
 
 use crate::desktop::InjectedInput;

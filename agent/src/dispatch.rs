@@ -8,9 +8,9 @@
 
 use std::time::Duration;
 
-use ponte_protocol::app::{Request, Response, Transfer};
-use ponte_protocol::text::PeerText;
+use ponte_e2e::app::{Request, Response, Transfer};
 use ponte_session::{Incoming, SecureStream};
+use ponte_wire::text::PeerText;
 
 use crate::capability::{Context, Decision, Handler, Reason, exec, files, info, input, screen, shell};
 use crate::frontend::Kind;

@@ -8,11 +8,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ponte_protocol::app::{Capability, EntryKind, Grants};
-use ponte_protocol::identity::PeerIdentity;
-use ponte_protocol::text::PeerText;
-use ponte_protocol::{OneTimeCode, SessionId};
+use ponte_e2e::app::{Capability, EntryKind, Grants};
+use ponte_e2e::identity::PeerIdentity;
 use ponte_session::files::{Progress, Totals};
+use ponte_wire::text::PeerText;
+use ponte_wire::{OneTimeCode, SessionId};
 use tokio::sync::mpsc;
 
 use crate::desktop::InjectedInput;
@@ -146,7 +146,7 @@ pub enum Attempt {
     /// The attempt failed for another reason (which may quote the relay or the peer).
     Failed(PeerText),
     /// The relay turned someone away who asked to join (the session goes on).
-    TurnedAway(ponte_protocol::rendezvous::Refusal),
+    TurnedAway(ponte_wire::rendezvous::Refusal),
     /// The code was tried wrongly too often; a new pair follows.
     Burned,
     /// The pair expired unused; a new one follows.

@@ -2,7 +2,7 @@
 //! for the assistant holds a [`Lease`] on the capability it needs and is stopped the moment
 //! that capability is revoked — not at its next request.
 
-use ponte_protocol::app::{Capability, Grants};
+use ponte_e2e::app::{Capability, Grants};
 use tokio::sync::watch;
 
 /// What the grants are now, and how often each capability was revoked.

@@ -9,7 +9,7 @@
 
 use fluent_bundle::concurrent::FluentBundle;
 use fluent_bundle::{FluentArgs, FluentResource, FluentValue};
-use ponte_protocol::text::PeerText;
+use ponte_wire::text::PeerText;
 
 /// A language the agent speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -219,7 +219,7 @@ mod tests {
         let path = dir.path().join("logs/session.log");
         let journal = journal();
         journal.open(&path).unwrap();
-        let forged = ponte_protocol::PeerText::from("hi\n2026-01-01 00:00:00 UTC session ended: fake\x1b[2K");
+        let forged = ponte_wire::PeerText::from("hi\n2026-01-01 00:00:00 UTC session ended: fake\x1b[2K");
         journal.record(&Event::Chat {
             from: Party::Assistant,
             text: forged,
@@ -244,7 +244,7 @@ mod tests {
             assert_eq!(dir_mode & 0o777, 0o700);
         }
         // The transcript stops at its budget and says so.
-        let line = ponte_protocol::PeerText::from("y".repeat(1 << 16));
+        let line = ponte_wire::PeerText::from("y".repeat(1 << 16));
         let mut kept = 0;
         for _ in 0..200 {
             if journal.record(&Event::Terminal {

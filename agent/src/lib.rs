@@ -94,7 +94,7 @@ pub async fn run(config: Config, frontend: Frontend) -> anyhow::Result<()> {
         Err(e) => {
             // The chain may quote the relay (close reasons): inert.
             events.emit(Event::Failed {
-                error: ponte_protocol::PeerText::new(format!("{e:#}")),
+                error: ponte_wire::PeerText::new(format!("{e:#}")),
             });
             Err(e)
         }

@@ -10,7 +10,7 @@ use clap::Parser;
 use ponte_agent::desktop::{DisplayOptions, IndicatorText};
 use ponte_agent::i18n::{Lang, Tr};
 use ponte_agent::{Config, frontend, t, ui};
-use ponte_protocol::app::Grants;
+use ponte_e2e::app::Grants;
 use ponte_session::connect::RelayArgs;
 
 /// Ponte agent: lets an assistant help you on this computer, end-to-end encrypted.
@@ -156,7 +156,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // The chain may quote the relay (close reasons): inert.
-            eprintln!("ponte-agent: {}", ponte_protocol::PeerText::new(format!("{e:#}")));
+            eprintln!("ponte-agent: {}", ponte_wire::PeerText::new(format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
@@ -219,7 +219,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Look::Window => match ui::window::run(runtime.handle(), ends) {
             Ok(()) => None,
             Err(ui::window::NoWindow { ends, error }) => {
-                let error = ponte_protocol::PeerText::new(error);
+                let error = ponte_wire::PeerText::new(error);
                 match ends {
                     Some(_) => {
                         eprintln!("ponte-agent: cannot open a window ({error}); using the terminal instead.")

@@ -2,10 +2,10 @@
 //! questions, identities and permissions into sentences (for the terminal UI, the window, the
 //! log and JSON alike).
 
-use ponte_protocol::app::{Capability, EntryKind, Grants};
-use ponte_protocol::identity::{CertificateError, PeerIdentity};
-use ponte_protocol::text::PeerText;
+use ponte_e2e::app::{Capability, EntryKind, Grants};
+use ponte_e2e::identity::{CertificateError, PeerIdentity};
 use ponte_session::files::Totals;
+use ponte_wire::text::PeerText;
 
 use crate::frontend::{Attempt, Question, Why};
 use crate::i18n::Tr;
@@ -118,8 +118,8 @@ pub fn grants(tr: &Tr, grants: Grants) -> String {
 pub fn trusted_who(tr: &Tr, entry: &crate::trusted::Entry) -> String {
     // Names from a certificate are the peer's text: inert.
     let scope = match entry.admits {
-        ponte_protocol::key_handshake::Admits::Assistant(_) => crate::trusted::Scope::Assistant,
-        ponte_protocol::key_handshake::Admits::Organisation(_) => crate::trusted::Scope::Organisation,
+        ponte_e2e::key_handshake::Admits::Assistant(_) => crate::trusted::Scope::Assistant,
+        ponte_e2e::key_handshake::Admits::Organisation(_) => crate::trusted::Scope::Organisation,
     };
     quick_who(
         tr,
@@ -161,8 +161,8 @@ pub fn trusted_entry(tr: &Tr, number: usize, entry: &crate::trusted::Entry, now:
     }
     // Two organisations may carry one name: the key tells them apart.
     let key = match entry.admits {
-        ponte_protocol::key_handshake::Admits::Assistant(key)
-        | ponte_protocol::key_handshake::Admits::Organisation(key) => key,
+        ponte_e2e::key_handshake::Admits::Assistant(key)
+        | ponte_e2e::key_handshake::Admits::Organisation(key) => key,
     };
     line.push_str(&t!(tr, "trusted-key", fingerprint = key.to_string()));
     if !entry.is_active(now) {

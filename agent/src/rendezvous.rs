@@ -11,13 +11,13 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use ponte_protocol::handshake::{CodeAttempts, HandshakeError};
-use ponte_protocol::identity::PeerIdentity;
-use ponte_protocol::rendezvous::{ClientMessage, Refusal, RelayMessage};
-use ponte_protocol::{OneTimeCode, SessionId, os_rng};
+use ponte_e2e::handshake::{CodeAttempts, HandshakeError};
+use ponte_e2e::identity::PeerIdentity;
 use ponte_session::connect::TrustNote;
 use ponte_session::{SecureStream, Session, SessionError};
 use ponte_transport::client::RelayClient;
+use ponte_wire::rendezvous::{ClientMessage, Refusal, RelayMessage};
+use ponte_wire::{OneTimeCode, SessionId, os_rng};
 
 use crate::config::{Config, default_log};
 use crate::customer::Customer;
@@ -318,7 +318,7 @@ async fn quick_registration(
     config: &Config,
     events: &Events,
     trusted: &Trusted,
-    key: &ponte_protocol::device::DeviceKey,
+    key: &ponte_e2e::device_key::DeviceKey,
     told: &mut bool,
 ) -> anyhow::Result<Option<Paired>> {
     let registered = key.public();

@@ -5,8 +5,8 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use ponte_protocol::app::MAX_PATH;
-use ponte_protocol::text::PeerText;
+use ponte_e2e::app::MAX_PATH;
+use ponte_wire::text::PeerText;
 
 use crate::frontend::Why;
 

@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ponte_protocol::app::{Capability, Control, EndReason, Grants, MAX_CHAT, QuickAccessGrant};
-use ponte_protocol::identity::PeerIdentity;
-use ponte_protocol::os_rng;
-use ponte_protocol::rendezvous::RelayMessage;
-use ponte_protocol::text::PeerText;
+use ponte_e2e::app::{Capability, Control, EndReason, Grants, MAX_CHAT, QuickAccessGrant};
+use ponte_e2e::identity::PeerIdentity;
+use ponte_wire::os_rng;
+use ponte_wire::rendezvous::RelayMessage;
+use ponte_wire::text::PeerText;
 use tokio::sync::mpsc;
 
 use crate::capability::Context;
@@ -65,7 +65,7 @@ impl ChatLimit {
 }
 
 /// Shows the assistant's chat message, within the limit.
-fn assistant_chat(events: &Events, limit: &mut ChatLimit, text: ponte_protocol::PeerText) {
+fn assistant_chat(events: &Events, limit: &mut ChatLimit, text: ponte_wire::PeerText) {
     if text.len() > MAX_CHAT {
         events.activity(Kind::Refused, crate::t!(events.tr(), "chat-too-long"));
         return;

@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 
-use ponte_protocol::text::PeerText;
+use ponte_wire::text::PeerText;
 
 use crate::frontend::{Event, Events, Kind};
 

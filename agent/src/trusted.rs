@@ -12,10 +12,11 @@ use std::io::Read as _;
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
-use ponte_protocol::app::Grants;
-use ponte_protocol::device::{DeviceKey, DevicePublic};
-use ponte_protocol::identity::PeerIdentity;
-use ponte_protocol::key_handshake::{Admission, Admits};
+use ponte_e2e::app::Grants;
+use ponte_e2e::device_key::DeviceKey;
+use ponte_e2e::identity::PeerIdentity;
+use ponte_e2e::key_handshake::{Admission, Admits};
+use ponte_wire::device::DevicePublic;
 use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
 
@@ -337,10 +338,10 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use ponte_protocol::identity::{CertificateError, Fingerprint};
+    use ponte_e2e::identity::{CertificateError, Fingerprint};
 
     fn rng() -> impl CryptoRng {
-        ponte_protocol::os_rng()
+        ponte_wire::os_rng()
     }
 
     fn verified() -> PeerIdentity {

@@ -10,19 +10,18 @@ use std::hint::black_box;
 
 use chacha20::ChaCha20Rng;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use ponte_protocol::cipher::Backend;
-use ponte_protocol::handshake::{
-    AgentHandshake, CodeAttempts, Credentials, HandshakeContext, ViewerHandshake,
-};
-use ponte_protocol::identity::{PrivateKey, TrustStore};
-use ponte_protocol::key_schedule;
-use ponte_protocol::record::HEADER_LEN;
-use ponte_protocol::session::SessionKeys;
-use ponte_protocol::{OneTimeCode, Role};
+use ponte_e2e::Role;
+use ponte_e2e::cipher::Backend;
+use ponte_e2e::handshake::{AgentHandshake, CodeAttempts, Credentials, HandshakeContext, ViewerHandshake};
+use ponte_e2e::identity::{PrivateKey, TrustStore};
+use ponte_e2e::key_schedule;
+use ponte_e2e::record::HEADER_LEN;
+use ponte_e2e::session::SessionKeys;
+use ponte_wire::OneTimeCode;
 use rand_core::SeedableRng;
 
 const SIZES: [usize; 3] = [1024, 16 * 1024, 64 * 1024];
-const KEY_PEM: &str = include_str!("../../crates/protocol/tests/vectors/assistant.key.pem");
+const KEY_PEM: &str = include_str!("../../crates/e2e/tests/vectors/assistant.key.pem");
 
 fn context() -> HandshakeContext {
     HandshakeContext {

@@ -152,7 +152,7 @@ pub fn certified_addresses(cert: &[u8]) -> Vec<String> {
 pub fn certify_node(
     dir: &Path,
     name: &crate::cluster::NodeName,
-    public_addr: Option<&ponte_protocol::rendezvous::NodeAddress>,
+    public_addr: Option<&ponte_wire::rendezvous::NodeAddress>,
     out: &Path,
 ) -> anyhow::Result<NodeFiles> {
     let key_path = dir.join(CLUSTER_KEY_FILE);

@@ -5,7 +5,7 @@
 //! What lives where:
 //! - each node keeps its own sessions in memory ([`crate::registry`]) and forwards them itself;
 //!   a session never spans nodes, because a viewer that joins on another node is *redirected*
-//!   to the owning node ([`ponte_protocol::rendezvous::RelayMessage::Redirect`]) — see
+//!   to the owning node ([`ponte_wire::rendezvous::RelayMessage::Redirect`]) — see
 //!   docs/PROTOCOL.md for why redirect and not forwarding;
 //! - Redis holds, per session ID, which node owns it and whether it can be joined; per node,
 //!   its public address, certificate and health and how many connections each source holds
@@ -28,9 +28,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use ponte_protocol::rendezvous::{MAX_NODE_ADDRESS, NodeAddress, Refusal};
-use ponte_protocol::{DeviceTag, SessionId};
 use ponte_transport::tls::CertFingerprint;
+use ponte_wire::rendezvous::{MAX_NODE_ADDRESS, NodeAddress, Refusal};
+use ponte_wire::{DeviceTag, SessionId};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use rustls::pki_types::CertificateDer;
 use tracing::{info, warn};

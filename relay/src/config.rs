@@ -78,7 +78,7 @@ pub enum ClusterCommand {
         /// only there; its host is also a name for clients that use the cluster certificate as
         /// a CA.
         #[arg(long)]
-        public_addr: Option<ponte_protocol::rendezvous::NodeAddress>,
+        public_addr: Option<ponte_wire::rendezvous::NodeAddress>,
         /// Directory with the cluster key [default: DATA_DIR/cluster].
         #[arg(long)]
         dir: Option<PathBuf>,
@@ -341,7 +341,7 @@ pub struct Settings {
     /// Where clients reach this node (host:port); viewers that join on another node are sent
     /// here, if the node's certificate was certified for it (cluster certify --public-addr).
     #[arg(long, env = "PONTE_RELAY_PUBLIC_ADDR")]
-    pub public_addr: Option<ponte_protocol::rendezvous::NodeAddress>,
+    pub public_addr: Option<ponte_wire::rendezvous::NodeAddress>,
 }
 
 impl Settings {

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use ponte_protocol::rendezvous::Refusal;
+use ponte_wire::rendezvous::Refusal;
 
 /// Starts the HTTP exporter on `addr` (GET /metrics). A cluster node labels every series with
 /// `node="NAME"`, so one dashboard can sum or split the nodes.

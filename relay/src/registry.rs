@@ -15,8 +15,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use ponte_protocol::rendezvous::Refusal;
-use ponte_protocol::{DeviceTag, SessionId};
+use ponte_wire::rendezvous::Refusal;
+use ponte_wire::{DeviceTag, SessionId};
 use rand_core::CryptoRng;
 
 use crate::bucket::TokenBucket;
@@ -649,7 +649,7 @@ mod tests {
     fn register_join_once() {
         let mut r = reg();
         let t = Instant::now();
-        let mut rng = ponte_protocol::os_rng();
+        let mut rng = ponte_wire::os_rng();
         let (id, ttl) = r.register(|_| 1, ip(1), t, &mut rng).unwrap();
         assert_eq!(ttl, Duration::from_secs(60));
         assert_eq!(r.waiting(), 1);
@@ -669,7 +669,7 @@ mod tests {
     fn quick_access_sessions_are_joined_by_tag_only_and_code_sessions_by_id_only() {
         let mut r = reg();
         let t = Instant::now();
-        let mut rng = ponte_protocol::os_rng();
+        let mut rng = ponte_wire::os_rng();
         let (code, _) = r.register(|_| 1, ip(1), t, &mut rng).unwrap();
         let (quick, _) = r.register(|_| 2, ip(1), t, &mut rng).unwrap();
         r.claim_device(quick, DeviceTag([7; 16]));
@@ -712,7 +712,7 @@ mod tests {
     fn device_tags_find_the_latest_live_claim_and_lookups_are_limited() {
         let mut r = reg();
         let t = Instant::now();
-        let mut rng = ponte_protocol::os_rng();
+        let mut rng = ponte_wire::os_rng();
         let tag = DeviceTag([7; 16]);
         let (first, _) = r.register(|_| 1, ip(1), t, &mut rng).unwrap();
         r.claim_device(first, tag);
@@ -752,7 +752,7 @@ mod tests {
     fn unknown_expired_burned_and_paired_ids_get_one_answer() {
         let mut r = reg();
         let t = Instant::now();
-        let mut rng = ponte_protocol::os_rng();
+        let mut rng = ponte_wire::os_rng();
         let unknown: SessionId = "000000000".parse().unwrap();
         assert_eq!(
             refusal(join(&mut r, unknown, 1, ip(2), t)),
@@ -790,7 +790,7 @@ mod tests {
             ..limits()
         });
         let t = Instant::now();
-        let mut rng = ponte_protocol::os_rng();
+        let mut rng = ponte_wire::os_rng();
         for _ in 0..MAX_TOMBSTONES + 10 {
             let (id, _) = r.register(|_| 1, ip(1), t, &mut rng).unwrap();
             r.remove(id, t);
@@ -805,7 +805,7 @@ mod tests {
     fn sweep_reports_expired_agents() {
         let mut r = reg();
         let t = Instant::now();
-        let mut rng = ponte_protocol::os_rng();
+        let mut rng = ponte_wire::os_rng();
         let (id, _) = r.register(|_| 7, ip(1), t, &mut rng).unwrap();
         assert!(r.sweep(t + Duration::from_secs(59)).is_empty());
         assert_eq!(r.sweep(t + Duration::from_secs(60)), vec![(id, 7)]);
@@ -816,7 +816,7 @@ mod tests {
     fn waiting_caps_per_source_and_total() {
         let mut r = reg();
         let t = Instant::now();
-        let mut rng = ponte_protocol::os_rng();
+        let mut rng = ponte_wire::os_rng();
         r.register(|_| 1, ip(1), t, &mut rng).unwrap();
         r.register(|_| 2, ip(1), t, &mut rng).unwrap();
         assert_eq!(
@@ -839,7 +839,7 @@ mod tests {
             ..limits()
         });
         let t = Instant::now();
-        let mut rng = ponte_protocol::os_rng();
+        let mut rng = ponte_wire::os_rng();
         for _ in 0..2 {
             let (id, _) = r.register(|_| 1, ip(1), t, &mut rng).unwrap();
             r.remove(id, t);
@@ -862,7 +862,7 @@ mod tests {
             ..limits()
         });
         let t = Instant::now();
-        let mut rng = ponte_protocol::os_rng();
+        let mut rng = ponte_wire::os_rng();
         let first = r.take_registration(ip(1), t).unwrap();
         let second = r.take_registration(ip(1), t).unwrap();
         // The burst is spent: refused before the caller has made anything for it.
@@ -889,7 +889,7 @@ mod tests {
     fn per_source_limits_aggregate_an_ipv6_prefix() {
         let mut r = reg();
         let t = Instant::now();
-        let mut rng = ponte_protocol::os_rng();
+        let mut rng = ponte_wire::os_rng();
         // Waiting sessions: two per source, and every address of a /64 is the same source.
         r.register(|_| 1, v6("2001:db8:1:1::1"), t, &mut rng).unwrap();
         r.register(|_| 2, v6("2001:db8:1:1::2"), t, &mut rng).unwrap();
@@ -933,7 +933,7 @@ mod tests {
     fn join_flood_from_one_source_is_throttled_others_get_through() {
         let mut r = reg();
         let t = Instant::now();
-        let mut rng = ponte_protocol::os_rng();
+        let mut rng = ponte_wire::os_rng();
         let (id, _) = r.register(|_| 1, ip(1), t, &mut rng).unwrap();
         let unknown: SessionId = "999999999".parse().unwrap();
         let mut limited = 0;
@@ -957,7 +957,7 @@ mod tests {
             ..limits()
         });
         let t = Instant::now();
-        let mut rng = ponte_protocol::os_rng();
+        let mut rng = ponte_wire::os_rng();
         let (id, _) = r.register(|_| 1, ip(1), t, &mut rng).unwrap();
         // Many viewers that pair and leave without a word, and refused joins while paired,
         // cost nothing.
@@ -988,7 +988,7 @@ mod tests {
     fn credential_refusals_do_not_depend_on_the_id_and_reach_the_agent() {
         let mut r = reg();
         let t = Instant::now();
-        let mut rng = ponte_protocol::os_rng();
+        let mut rng = ponte_wire::os_rng();
         let (id, _) = r.register(|_| 1, ip(1), t, &mut rng).unwrap();
         let unknown: SessionId = "999999999".parse().unwrap();
         let mut attempt = |id, credential| {
@@ -1011,7 +1011,7 @@ mod tests {
     fn a_pairing_the_reservation_cannot_pay_for_is_refused_for_capacity() {
         let mut r = reg();
         let t = Instant::now();
-        let mut rng = ponte_protocol::os_rng();
+        let mut rng = ponte_wire::os_rng();
         let (id, _) = r.register(|_| 1, ip(1), t, &mut rng).unwrap();
         let refused = r.join(Joining::Id(id), 5, ip(2), t, Ok(()), |_| None::<()>);
         let turned = refused.unwrap_err();
@@ -1028,7 +1028,7 @@ mod tests {
     fn release_and_viewer_left() {
         let mut r = reg();
         let t = Instant::now();
-        let mut rng = ponte_protocol::os_rng();
+        let mut rng = ponte_wire::os_rng();
         let (id, _) = r.register(|_| 1, ip(1), t, &mut rng).unwrap();
         let p = join(&mut r, id, 100, ip(2), t).unwrap();
         // The viewer leaves: the agent is told, nobody can join until it releases.

@@ -6,12 +6,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ponte_protocol::rendezvous::{
-    self, AssistantProof, ClientMessage, JoinTarget, MAX_MESSAGE, Refusal, RelayMessage, Ticket,
-};
-use ponte_protocol::{DeviceTag, SessionId};
 use ponte_transport::framed::{self, FramedError};
 use ponte_transport::tls::CertFingerprint;
+use ponte_wire::rendezvous::{
+    self, AssistantProof, ClientMessage, JoinTarget, MAX_MESSAGE, Refusal, RelayMessage, Ticket,
+};
+use ponte_wire::{DeviceTag, SessionId};
 use quinn::{Connection, RecvStream, SendStream, VarInt};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
@@ -472,7 +472,7 @@ async fn claim(cluster: &Cluster, shared: &Shared, source: Source, paid: bool) -
     };
     // With a billion IDs a collision is rare; a few tries bound the work anyway.
     for _ in 0..8 {
-        let id = SessionId::random(&mut ponte_protocol::os_rng());
+        let id = SessionId::random(&mut ponte_wire::os_rng());
         if !shared.registry().is_free(id) {
             continue;
         }
@@ -720,9 +720,7 @@ async fn register_device(
             return refuse(&connection, &mut send, reason).await;
         }
     };
-    let Some(challenge) = ponte_transport::device::Challenge::new() else {
-        return refuse(&connection, &mut send, Refusal::Capacity).await;
-    };
+    let challenge = ponte_wire::device::Challenge::new(&mut ponte_wire::os_rng());
     shared.counters.device_challenges.fetch_add(1, Ordering::Relaxed);
     let asked = RelayMessage::DeviceChallenge {
         challenge: challenge.public(),
@@ -780,11 +778,9 @@ async fn agent(
         link
     };
     let registered = match &shared.cluster {
-        None => {
-            shared
-                .registry()
-                .register_with(paid.local, make, Instant::now(), &mut ponte_protocol::os_rng())
-        }
+        None => shared
+            .registry()
+            .register_with(paid.local, make, Instant::now(), &mut ponte_wire::os_rng()),
         Some(cluster) => match claim(cluster, &shared, source, paid.cluster).await {
             Ok(id) => {
                 let local = shared

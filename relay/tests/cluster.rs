@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use common::redis::RedisServer;
 use common::{endpoint, eventually, refusal};
-use ponte_protocol::SessionId;
-use ponte_protocol::rendezvous::{Refusal, RelayMessage};
 use ponte_relay::cluster::{Cluster, ClusterSettings, NodeName, RateLimit, RegisterLimits};
 use ponte_relay::{Config, Relay, cert};
 use ponte_transport::client::{ClientError, Redirects, RelayClient};
 use ponte_transport::tls::{self, CertFingerprint, RelayTrust};
+use ponte_wire::SessionId;
+use ponte_wire::rendezvous::{Refusal, RelayMessage};
 
 struct Node {
     relay: Relay,
@@ -355,9 +355,9 @@ async fn established_sessions_survive_a_redis_outage_and_new_ones_resume_after_i
 }
 
 /// A node of the cluster `key` gone rogue: it answers every join with a redirect to `to`.
-async fn rogue_node(key: &ClusterKey, to: ponte_protocol::rendezvous::NodeAddress) -> SocketAddr {
-    use ponte_protocol::rendezvous::{self, ClientMessage, MAX_MESSAGE};
+async fn rogue_node(key: &ClusterKey, to: ponte_wire::rendezvous::NodeAddress) -> SocketAddr {
     use ponte_transport::framed;
+    use ponte_wire::rendezvous::{self, ClientMessage, MAX_MESSAGE};
     let dir = tempfile::tempdir().unwrap();
     let addr = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
     let files = cert::certify_node(
@@ -443,8 +443,8 @@ async fn a_node_certified_by_another_cluster_key_is_refused() {
 
 #[tokio::test]
 async fn a_register_device_flood_spread_over_the_nodes_is_limited_before_any_challenge() {
-    use ponte_protocol::device::DeviceKey;
-    use ponte_protocol::rendezvous::ClientMessage;
+    use ponte_e2e::device_key::DeviceKey;
+    use ponte_wire::rendezvous::ClientMessage;
     let redis = RedisServer::start();
     let key = ClusterKey::new();
     let limits = |c: &mut Config| {
@@ -459,7 +459,7 @@ async fn a_register_device_flood_spread_over_the_nodes_is_limited_before_any_cha
     let mut held = Vec::new();
     let (mut challenged, mut limited) = (0, 0);
     for i in 0..8 {
-        let tag = DeviceKey::generate(&mut ponte_protocol::os_rng()).public().tag();
+        let tag = DeviceKey::generate(&mut ponte_wire::os_rng()).public().tag();
         let mut agent = client(&nodes[i % 2], &key).await;
         agent.send(&ClientMessage::RegisterDevice { tag }).await.unwrap();
         let answer = tokio::time::timeout(Duration::from_secs(10), agent.next())
@@ -506,7 +506,7 @@ async fn without_a_credential_a_session_on_another_node_is_answered_like_an_unkn
     // docs/PROTOCOL.md § 3.2: on a relay that requires credentials the credential is checked
     // before the ID is looked up. A redirect before that check told a scanner without a
     // credential which IDs are live somewhere in the cluster.
-    use ponte_protocol::device::DeviceKey;
+    use ponte_e2e::device_key::DeviceKey;
     use ponte_relay::cluster::AssistantBook;
     use ponte_relay::config::AssistantMode;
     use ponte_transport::client::JoinExtras;
@@ -532,7 +532,7 @@ async fn without_a_credential_a_session_on_another_node_is_answered_like_an_unkn
     }
     .parse()
     .unwrap();
-    let device = DeviceKey::generate(&mut ponte_protocol::os_rng());
+    let device = DeviceKey::generate(&mut ponte_wire::os_rng());
     let tag = device.public().tag();
     let mut quick = client(&a, &key).await;
     quick
@@ -554,7 +554,7 @@ async fn without_a_credential_a_session_on_another_node_is_answered_like_an_unkn
             let mut p = probe(&b, &key, from).await;
             answers.push(answer(p.join_with(id, &extras()).await));
         }
-        for t in [tag, ponte_protocol::DeviceTag([3; 16])] {
+        for t in [tag, ponte_wire::DeviceTag([3; 16])] {
             from += 1;
             let mut p = probe(&b, &key, from).await;
             answers.push(answer(p.join_device(t, &extras()).await.map(|_| ())));
@@ -626,9 +626,9 @@ async fn a_redis_entry_is_followed_only_to_a_live_node_at_the_address_it_was_cer
     // holds, but they would be sent away from the session). A node redirects only to a node
     // that heartbeats, and only to the address its certificate — signed by this cluster's
     // key — was certified for (`ponte-relay cluster certify --public-addr`).
-    use ponte_protocol::DeviceTag;
     use ponte_relay::cluster::PREFIX;
     use ponte_transport::client::JoinExtras;
+    use ponte_wire::DeviceTag;
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let redis = RedisServer::start();

@@ -8,19 +8,19 @@
 mod common;
 
 use common::*;
-use ponte_protocol::device::DeviceKey;
-use ponte_protocol::handshake::{Credentials, HandshakeContext, HandshakeError, MAX_MESSAGE};
-use ponte_protocol::identity::{Certificate, PrivateKey, TrustStore};
-use ponte_protocol::key_handshake::{
+use ponte_e2e::device_key::DeviceKey;
+use ponte_e2e::handshake::{Credentials, HandshakeContext, HandshakeError, MAX_MESSAGE};
+use ponte_e2e::identity::{Certificate, PrivateKey, TrustStore};
+use ponte_e2e::key_handshake::{
     Admission, Admits, KeyAgentHandshake, KeyAgentMessage, KeyViewerHandshake, KeyViewerMessage,
 };
-use ponte_protocol::rendezvous::{Refusal, RelayMessage};
-use ponte_protocol::{DeviceTag, SessionId, os_rng};
 use ponte_transport::client::{ClientError, JoinExtras, RelayClient};
 use ponte_transport::framed;
+use ponte_wire::rendezvous::{Refusal, RelayMessage};
+use ponte_wire::{DeviceTag, SessionId, os_rng};
 
-const ASSISTANT: &str = include_str!("../../crates/protocol/tests/vectors/assistant.key.pem");
-const ORGANISATION: &str = include_str!("../../crates/protocol/tests/vectors/organisation.key.pem");
+const ASSISTANT: &str = include_str!("../../crates/e2e/tests/vectors/assistant.key.pem");
+const ORGANISATION: &str = include_str!("../../crates/e2e/tests/vectors/organisation.key.pem");
 /// Inside the test certificate's validity.
 const NOW: u64 = 1_800_000_000;
 
@@ -76,7 +76,7 @@ async fn a_viewer_finds_the_agent_by_tag_and_both_hear_the_session() {
     // A modified agent that registers again on its control line breaks the protocol: the
     // relay refuses and ends its session.
     agent
-        .send(&ponte_protocol::rendezvous::ClientMessage::RegisterDevice { tag })
+        .send(&ponte_wire::rendezvous::ClientMessage::RegisterDevice { tag })
         .await
         .unwrap();
     assert_eq!(
@@ -285,7 +285,7 @@ async fn a_modified_agent_that_skips_or_garbles_the_challenge_is_refused() {
     // A proof sent as the first message (no challenge was asked, so none can be answered), and
     // a registration that answers the challenge with something else: both refused, nothing
     // registered under the tag.
-    use ponte_protocol::rendezvous::ClientMessage;
+    use ponte_wire::rendezvous::ClientMessage;
     let r = relay().await;
     let key = DeviceKey::generate(&mut os_rng());
     let (public, tag) = (key.public(), key.public().tag());
@@ -323,7 +323,7 @@ async fn a_modified_agent_that_skips_or_garbles_the_challenge_is_refused() {
 /// Sends `RegisterDevice` for a fresh tag on a new connection from `ep` and returns the relay's
 /// first answer, with the connection (kept open: an agent that never proves holds its line).
 async fn knock(r: &TestRelay, ep: &quinn::Endpoint) -> (RelayClient, RelayMessage) {
-    use ponte_protocol::rendezvous::ClientMessage;
+    use ponte_wire::rendezvous::ClientMessage;
     let tag = DeviceKey::generate(&mut os_rng()).public().tag();
     let mut client = r.connect_from(ep).await.unwrap();
     client.send(&ClientMessage::RegisterDevice { tag }).await.unwrap();

@@ -7,17 +7,17 @@
 mod common;
 
 use common::*;
-use ponte_protocol::handshake::{
+use ponte_e2e::handshake::{
     AgentHandshake, AgentMessage, CodeAttempts, Credentials, HandshakeContext, MAX_MESSAGE, ViewerHandshake,
     ViewerMessage,
 };
-use ponte_protocol::identity::{PrivateKey, TrustStore};
-use ponte_protocol::record::{Opened, RecordHeader};
-use ponte_protocol::{OneTimeCode, os_rng};
+use ponte_e2e::identity::{PrivateKey, TrustStore};
+use ponte_e2e::record::{Opened, RecordHeader};
 use ponte_transport::framed;
+use ponte_wire::{OneTimeCode, os_rng};
 
 const MARKER: &[u8] = b"PONTE-PLAINTEXT-MARKER-6f1d";
-const KEY: &str = include_str!("../../crates/protocol/tests/vectors/assistant.key.pem");
+const KEY: &str = include_str!("../../crates/e2e/tests/vectors/assistant.key.pem");
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)

@@ -11,11 +11,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
-use ponte_protocol::SessionId;
-use ponte_protocol::frame::VERSION;
-use ponte_protocol::rendezvous::{self, ClientMessage, MAX_MESSAGE, Refusal, RelayMessage};
 use ponte_relay::admission::RetryMode;
 use ponte_transport::tls::{self, RelayTrust};
+use ponte_wire::SessionId;
+use ponte_wire::frame::VERSION;
+use ponte_wire::rendezvous::{self, ClientMessage, MAX_MESSAGE, Refusal, RelayMessage};
 use quinn::{Connection, Endpoint, RecvStream, SendStream};
 
 /// A raw client: quinn with TLS pinned to the relay and the given receive windows.

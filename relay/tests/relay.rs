@@ -7,9 +7,9 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use ponte_protocol::frame::VERSION;
-use ponte_protocol::rendezvous::{self, ClientMessage, Refusal, RelayMessage};
 use ponte_transport::client::ClientError;
+use ponte_wire::frame::VERSION;
+use ponte_wire::rendezvous::{self, ClientMessage, Refusal, RelayMessage};
 
 #[tokio::test]
 async fn pairs_and_forwards_many_streams_both_ways_in_order() {
@@ -144,7 +144,7 @@ async fn a_stream_cut_by_a_departure_is_reset_never_ended_cleanly() {
     }
 }
 
-async fn join_error(r: &TestRelay, session: ponte_protocol::SessionId, from: u8) -> Refusal {
+async fn join_error(r: &TestRelay, session: ponte_wire::SessionId, from: u8) -> Refusal {
     let mut viewer = r.connect_from(&endpoint(from)).await.unwrap();
     let err = viewer.join(session).await.unwrap_err();
     refusal(&err).unwrap_or_else(|| panic!("no refusal in {err:?}"))
@@ -247,7 +247,7 @@ async fn a_join_flood_from_one_ip_is_throttled_while_another_ip_gets_through() {
     let flooder = endpoint(7);
     let mut limited = 0;
     for n in 0..12u32 {
-        let guess = ponte_protocol::SessionId::try_from(n).unwrap();
+        let guess = ponte_wire::SessionId::try_from(n).unwrap();
         let mut v = r.connect_from(&flooder).await.unwrap();
         if let Some(Refusal::RateLimited { retry_after_secs }) =
             v.join(guess).await.err().as_ref().and_then(refusal)

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use ponte_protocol::rendezvous::RelayMessage;
+use ponte_wire::rendezvous::RelayMessage;
 use tokio::sync::Semaphore;
 
 const SESSIONS: usize = 1000;

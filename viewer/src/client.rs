@@ -9,17 +9,17 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ponte_protocol::app::{Control, EndReason, Grants, QuickAccessGrant, Request, Response, Transfer};
-use ponte_protocol::device::DevicePublic;
-use ponte_protocol::handshake::{Credentials, HandshakeError};
-use ponte_protocol::rendezvous::Refusal;
-use ponte_protocol::screen::InputEvent;
-use ponte_protocol::text::PeerText;
-use ponte_protocol::{OneTimeCode, SessionId};
+use ponte_e2e::app::{Control, EndReason, Grants, QuickAccessGrant, Request, Response, Transfer};
+use ponte_e2e::handshake::{Credentials, HandshakeError};
+use ponte_e2e::screen::InputEvent;
 use ponte_session::connect::{RelayOptions, TrustNote};
 use ponte_session::files::{self, Destination, Hidden, Progress, Totals, TransferError};
 use ponte_session::{SecureSend, SecureStream, Session, SessionError};
 use ponte_transport::client::{JoinExtras, RelayClient};
+use ponte_wire::device::DevicePublic;
+use ponte_wire::rendezvous::Refusal;
+use ponte_wire::text::PeerText;
+use ponte_wire::{OneTimeCode, SessionId};
 use tokio::sync::{Mutex, mpsc, watch};
 
 use crate::screen::ScreenClient;

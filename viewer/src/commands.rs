@@ -9,11 +9,11 @@ use anyhow::{Context, bail};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use ponte_protocol::screen::InputEvent;
-use ponte_protocol::text::PeerText;
+use ponte_e2e::screen::InputEvent;
 use ponte_session::files;
 use ponte_viewer::screen::{self, Progress, ScreenClient};
 use ponte_viewer::{QuickAccessReply, TerminalOutput, Viewer};
+use ponte_wire::text::PeerText;
 
 /// One parsed command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -240,7 +240,7 @@ pub fn say(line: &str) {
 }
 
 /// Saves the customer's device under `name` in the address book.
-async fn save_device(name: String, grant: ponte_protocol::app::QuickAccessGrant) -> anyhow::Result<()> {
+async fn save_device(name: String, grant: ponte_e2e::app::QuickAccessGrant) -> anyhow::Result<()> {
     use ponte_viewer::devices::Devices;
     let path = Devices::default_path();
     // Read again under the lock: another viewer may have added a device while the customer

@@ -8,8 +8,8 @@
 
 use std::path::{Path, PathBuf};
 
-use ponte_protocol::app::QuickAccessGrant;
-use ponte_protocol::device::DevicePublic;
+use ponte_e2e::app::QuickAccessGrant;
+use ponte_wire::device::DevicePublic;
 use serde::{Deserialize, Serialize};
 
 /// Longest device name, in characters.
@@ -58,7 +58,7 @@ pub struct Device {
 /// A device key in the file as its 64 hex digits (docs/PROTOCOL.md § 9.1), readable and
 /// comparable with what the agent shows, rather than 32 numbers.
 mod hex_key {
-    use ponte_protocol::device::DevicePublic;
+    use ponte_wire::device::DevicePublic;
     use serde::Deserialize as _;
 
     pub fn serialize<S: serde::Serializer>(key: &DevicePublic, s: S) -> Result<S::Ok, S::Error> {

@@ -7,9 +7,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use ponte_protocol::handshake::Credentials;
-use ponte_protocol::identity::{Certificate, PrivateKey, PublicKey};
-use ponte_protocol::os_rng;
+use ponte_e2e::handshake::Credentials;
+use ponte_e2e::identity::{Certificate, PrivateKey, PublicKey};
+use ponte_wire::os_rng;
 
 /// The default identity directory.
 pub fn default_dir() -> PathBuf {

@@ -7,7 +7,7 @@
 //! end-to-end tests and the benchmarks are front-ends of this library.
 //!
 //! The customer's computer may be hostile too: what it sends is shown only through
-//! [`ponte_protocol::PeerText`], files it sends are written link-safe and private, and every
+//! [`ponte_wire::PeerText`], files it sends are written link-safe and private, and every
 //! wait is bounded.
 
 #![forbid(unsafe_code)]

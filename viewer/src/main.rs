@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use ponte_protocol::rendezvous::Refusal;
-use ponte_protocol::{OneTimeCode, SessionId};
 use ponte_session::connect::{RelayArgs, TrustNote};
 use ponte_viewer::devices::Devices;
 use ponte_viewer::{DeviceJoinOptions, JoinOptions, Notice, identity};
+use ponte_wire::rendezvous::Refusal;
+use ponte_wire::{OneTimeCode, SessionId};
 
 use crate::commands::{Command, HELP, Runner};
 

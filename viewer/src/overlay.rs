@@ -2,7 +2,7 @@
 //! age, the agent's per-stage times, quality and path — drawn with a built-in 3×5 pixel font,
 //! so the window needs no font library.
 
-use ponte_protocol::screen::FrameStats;
+use ponte_e2e::screen::FrameStats;
 
 /// Glyph rows, 3 bits each (bit 2 is the left column).
 fn glyph(c: char) -> [u8; 5] {

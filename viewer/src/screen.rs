@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use ponte_protocol::screen::{ScreenFeedback, ScreenUpdate};
+use ponte_e2e::screen::{ScreenFeedback, ScreenUpdate};
 use ponte_screen::{Applied, Canvas};
 use ponte_session::SecureStream;
 use tokio::sync::{mpsc, watch};

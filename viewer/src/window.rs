@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use ponte_protocol::app::Capability;
-use ponte_protocol::screen::{InputEvent, ScreenFeedback, keysym_for_char};
+use ponte_e2e::app::Capability;
+use ponte_e2e::screen::{InputEvent, ScreenFeedback, keysym_for_char};
 use ponte_screen::Canvas;
 use tokio::sync::{mpsc, watch};
 use winit::application::ApplicationHandler;

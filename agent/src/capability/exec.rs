@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use ponte_protocol::app::{Capability, MAX_CHUNK, MAX_PATH, Transfer};
-use ponte_protocol::text::PeerText;
+use ponte_e2e::app::{Capability, MAX_CHUNK, MAX_PATH, Transfer};
 use ponte_session::SecureStream;
+use ponte_wire::text::PeerText;
 use tokio::io::AsyncReadExt;
 
 use super::{Context, Decision, Handler, Reason, not_allowed};

@@ -13,10 +13,10 @@
 
 use std::time::{Duration, Instant};
 
-use ponte_protocol::app::{Capability, EntryKind, MAX_PATH, Transfer};
-use ponte_protocol::text::PeerText;
+use ponte_e2e::app::{Capability, EntryKind, MAX_PATH, Transfer};
 use ponte_session::SecureStream;
 use ponte_session::files::{self, Destination, Hidden, Progress, Totals};
+use ponte_wire::text::PeerText;
 
 use super::{Context, Decision, Handler, Reason, not_allowed};
 use crate::frontend::{Activity, Event, Kind, Question, Why};

@@ -1,6 +1,6 @@
 //! `info`: the operating system, machine and network facts of [`crate::sysinfo`]. Under `info`.
 
-use ponte_protocol::app::{Capability, Transfer};
+use ponte_e2e::app::{Capability, Transfer};
 use ponte_session::SecureStream;
 
 use super::{Context, Handler};

@@ -1,8 +1,8 @@
 //! `click` and `type`: a batch of input events, injected through the session's desktop worker
 //! like the screen stream's input (indicator, the customer's-mouse-wins pause). Under `control`.
 
-use ponte_protocol::app::{Capability, Transfer};
-use ponte_protocol::screen::{InputEvent, MAX_EVENTS};
+use ponte_e2e::app::{Capability, Transfer};
+use ponte_e2e::screen::{InputEvent, MAX_EVENTS};
 use ponte_session::SecureStream;
 
 use super::{Context, Decision, Handler, Reason, not_allowed};

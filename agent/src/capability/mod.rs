@@ -12,7 +12,7 @@ pub mod shell;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use ponte_protocol::app::Capability;
+use ponte_e2e::app::Capability;
 use ponte_session::SecureStream;
 
 use crate::desktop::DesktopWorker;
@@ -22,7 +22,7 @@ use crate::grants::Stop;
 use crate::questions::{Answer, Questions};
 use crate::scope::Scope;
 use crate::t;
-use ponte_protocol::text::PeerText;
+use ponte_wire::text::PeerText;
 
 /// What every request of a session shares.
 pub struct Context {

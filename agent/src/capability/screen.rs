@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use ponte_protocol::app::Capability;
-use ponte_protocol::screen::{ScreenFeedback, ScreenUpdate};
+use ponte_e2e::app::Capability;
+use ponte_e2e::screen::{ScreenFeedback, ScreenUpdate};
 use ponte_screen::{Encoder, Pacer, PathSample};
 use ponte_session::{SecureSend, SecureStream};
 
@@ -13,7 +13,7 @@ use crate::desktop::{Injected, Step};
 use crate::frontend::{Activity, Kind};
 use crate::i18n::Tr;
 use crate::t;
-use ponte_protocol::text::PeerText;
+use ponte_wire::text::PeerText;
 
 /// Screen streams at once.
 pub const MAX_STREAMS: usize = 2;

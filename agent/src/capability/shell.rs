@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use ponte_protocol::app::{Capability, MAX_CHUNK, Transfer};
+use ponte_e2e::app::{Capability, MAX_CHUNK, Transfer};
 use ponte_session::SecureStream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -40,7 +40,7 @@ impl InjectedInput {
     }
 }
 
-use ponte_protocol::screen::InputEvent;
+use ponte_e2e::screen::InputEvent;
 pub use ponte_screen::CursorImage;
 
 /// The part of the desktop that is shared.

@@ -10,8 +10,8 @@ use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use ponte_protocol::app::Capability;
-use ponte_protocol::screen::InputEvent;
+use ponte_e2e::app::Capability;
+use ponte_e2e::screen::InputEvent;
 use ponte_screen::{EncodedFrame, Encoder, Image};
 use tokio::sync::{oneshot, watch};
 

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 
 use anyhow::{Context, bail};
-use ponte_protocol::screen::{InputEvent, MAX_CURSOR, keysym_for_char};
+use ponte_e2e::screen::{InputEvent, MAX_CURSOR, keysym_for_char};
 use x11rb::connection::{Connection, RequestConnection};
 use x11rb::protocol::Event;
 use x11rb::protocol::damage::{ConnectionExt as _, ReportLevel};

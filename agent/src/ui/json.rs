@@ -3,7 +3,7 @@
 
 use std::io::Write as _;
 
-use ponte_protocol::app::Grants;
+use ponte_e2e::app::Grants;
 use serde_json::{Value, json};
 
 use crate::frontend::{Attempt, Closed, Event, FrontendEnds, Input, Party};
@@ -71,7 +71,7 @@ pub fn to_json(event: &Event, tr: &Tr) -> Option<Value> {
             "event": "consent_needed",
             "peer": peer.to_string(),
             "verified": peer.is_verified(),
-            "folder": ponte_protocol::PeerText::path(scope).to_string(),
+            "folder": ponte_wire::PeerText::path(scope).to_string(),
             "remembered": names(*remembered),
         }),
         Event::Connected { peer, granted } => json!({

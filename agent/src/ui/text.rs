@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use std::io::Write as _;
 use std::time::{Duration, Instant};
 
-use ponte_protocol::app::{Capability, Grants};
-use ponte_protocol::identity::PeerIdentity;
+use ponte_e2e::app::{Capability, Grants};
+use ponte_e2e::identity::PeerIdentity;
 use ponte_session::files::Progress;
 use tokio::sync::mpsc;
 
@@ -422,7 +422,7 @@ impl TextUi {
         }
     }
 
-    fn progress(&mut self, transfer: u64, what: &ponte_protocol::PeerText, progress: Progress) {
+    fn progress(&mut self, transfer: u64, what: &ponte_wire::PeerText, progress: Progress) {
         match progress {
             Progress::Started(totals) => {
                 let bar = indicatif::ProgressBar::with_draw_target(

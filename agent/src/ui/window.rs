@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use eframe::egui::{self, Color32, RichText};
-use ponte_protocol::app::{Capability, Grants};
-use ponte_protocol::identity::PeerIdentity;
+use ponte_e2e::app::{Capability, Grants};
+use ponte_e2e::identity::PeerIdentity;
 use ponte_session::files::Progress;
 use tokio::sync::mpsc;
 

@@ -11,10 +11,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use ponte_protocol::rendezvous::RelayMessage;
 use ponte_tests::{RedisServer, Running, binary, free_tcp_port};
 use ponte_transport::client::{Redirects, RelayClient};
 use ponte_transport::tls::{self, CertFingerprint, RelayTrust};
+use ponte_wire::rendezvous::RelayMessage;
 
 struct Node {
     _running: Running,

@@ -17,10 +17,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use ponte_protocol::rendezvous::RelayMessage;
 use ponte_tests::{Running, binary};
 use ponte_transport::client::RelayClient;
 use ponte_transport::tls::{self, CertFingerprint, RelayTrust};
+use ponte_wire::rendezvous::RelayMessage;
 use quinn::{Connection, Endpoint};
 use tokio::sync::Semaphore;
 

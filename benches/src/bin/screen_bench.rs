@@ -24,14 +24,14 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ponte_protocol::app::{MAX_MESSAGE, Request};
-use ponte_protocol::frame;
-use ponte_protocol::handshake::Credentials;
-use ponte_protocol::identity::PrivateKey;
-use ponte_protocol::screen::{FrameStats, ScreenFeedback, ScreenUpdate};
+use ponte_e2e::app::{MAX_MESSAGE, Request};
+use ponte_e2e::handshake::Credentials;
+use ponte_e2e::identity::PrivateKey;
+use ponte_e2e::screen::{FrameStats, ScreenFeedback, ScreenUpdate};
 use ponte_screen::{Applied, Canvas, Encoder, Image};
 use ponte_tests::{Running, Xvfb, binary};
 use ponte_transport::tls::CertFingerprint;
+use ponte_wire::frame;
 use x11rb::connection::Connection;
 use x11rb::protocol::xproto::{
     ConnectionExt as _, CreateGCAux, CreateWindowAux, ImageFormat, Rectangle, WindowClass,
@@ -460,7 +460,7 @@ async fn viewer(
         session: id.parse().unwrap(),
         code: code.parse().unwrap(),
         credentials: Credentials {
-            key: PrivateKey::generate(&mut ponte_protocol::os_rng()).unwrap(),
+            key: PrivateKey::generate(&mut ponte_wire::os_rng()).unwrap(),
             certificate: None,
         },
         extras: Default::default(),
@@ -534,7 +534,7 @@ fn stages(frames: &[Arrival]) -> serde_json::Value {
 
 /// Lossy and lossless codecs on the photo-like desktop: bytes, encode and decode time, error.
 fn compare_photo_codecs() {
-    use ponte_protocol::screen::{Codec, LossyRect, Tile};
+    use ponte_e2e::screen::{Codec, LossyRect, Tile};
     let data = photo(1);
     let img = Image {
         width: W,

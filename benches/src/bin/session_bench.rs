@@ -13,10 +13,10 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ponte_protocol::rendezvous::RelayMessage;
 use ponte_tests::{Running, binary};
 use ponte_transport::client::RelayClient;
 use ponte_transport::tls::{self, CertFingerprint, RelayTrust};
+use ponte_wire::rendezvous::RelayMessage;
 
 fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();

@@ -1,7 +1,7 @@
 //! The viewer's side: the remote picture rebuilt from [`ScreenUpdate`]s. Every update comes
 //! from the network, so every size and position is checked before it touches memory.
 
-use ponte_protocol::screen::{
+use ponte_e2e::screen::{
     BYTES_PER_PIXEL, Codec, CopyRect, FrameStats, LossyRect, MAX_CURSOR, MAX_LOSSY_SIDE, MAX_SCALE, MAX_SIDE,
     MAX_WEBP_TILE_WIDTH, ScreenUpdate, TILE, Tile,
 };

@@ -2,8 +2,8 @@
 
 use std::time::Instant;
 
-use ponte_protocol::app::MAX_MESSAGE;
-use ponte_protocol::screen::{
+use ponte_e2e::app::MAX_MESSAGE;
+use ponte_e2e::screen::{
     BYTES_PER_PIXEL, Codec, CopyRect, FrameStats, LossyRect, MAX_LOSSY_SIDE, MAX_SIDE, MAX_WEBP_TILE_WIDTH,
     ScreenUpdate, TILE, Tile,
 };

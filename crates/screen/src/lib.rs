@@ -4,7 +4,7 @@
 //! since the last frame sent — moved content, exact tiles, lossy previews of photo-like regions
 //! refined to exact pixels later — within the byte budget its [`Pacer`] sets from the path;
 //! the viewer's [`Canvas`] rebuilds the picture from them. Capture, input injection and windows live in the agent and viewer; the wire
-//! messages are [`ponte_protocol::screen`].
+//! messages are [`ponte_e2e::screen`].
 
 #![forbid(unsafe_code)]
 
@@ -44,7 +44,7 @@ pub enum ScreenError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ponte_protocol::screen::{Codec, MAX_WEBP_TILE_WIDTH, ScreenUpdate, TILE, Tile};
+    use ponte_e2e::screen::{Codec, MAX_WEBP_TILE_WIDTH, ScreenUpdate, TILE, Tile};
 
     /// A BGRX picture with a gradient, so tiles differ from one another.
     fn picture(width: u16, height: u16, seed: u8) -> Vec<u8> {
@@ -243,7 +243,7 @@ mod tests {
         let frame = encoder.encode(&image(&data, w, h), 0).unwrap().unwrap();
         assert!(frame.updates.len() > 10);
         for update in &frame.updates {
-            let bytes = ponte_protocol::frame::encode(update, ponte_protocol::app::MAX_MESSAGE);
+            let bytes = ponte_wire::frame::encode(update, ponte_e2e::app::MAX_MESSAGE);
             assert!(bytes.is_ok(), "every message fits");
         }
         let mut canvas = Canvas::new().unwrap();
@@ -656,7 +656,7 @@ mod tests {
             })
             .unwrap();
         let lossy = |x, y, width, height, scale, data: Vec<u8>| {
-            ScreenUpdate::Lossy(vec![ponte_protocol::screen::LossyRect {
+            ScreenUpdate::Lossy(vec![ponte_e2e::screen::LossyRect {
                 x,
                 y,
                 width,
@@ -713,7 +713,7 @@ mod tests {
         );
         // Rectangles that together cover more than the screen: refused before any drawing.
         let twice = ScreenUpdate::Lossy(vec![
-            ponte_protocol::screen::LossyRect {
+            ponte_e2e::screen::LossyRect {
                 x: 0,
                 y: 0,
                 width: 64,
@@ -724,7 +724,7 @@ mod tests {
             3
         ]);
         assert_eq!(canvas.apply(twice), Err(ScreenError::TileOutside));
-        let whole = ponte_protocol::screen::CopyRect {
+        let whole = ponte_e2e::screen::CopyRect {
             src_x: 0,
             src_y: 1,
             x: 0,
@@ -751,7 +751,7 @@ mod tests {
             Err(ScreenError::BadTile)
         );
         let copy = |src_x, src_y, x, y, width, height| {
-            ScreenUpdate::Copy(vec![ponte_protocol::screen::CopyRect {
+            ScreenUpdate::Copy(vec![ponte_e2e::screen::CopyRect {
                 src_x,
                 src_y,
                 x,

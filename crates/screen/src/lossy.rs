@@ -1,7 +1,7 @@
 //! WebP on the agent's side (libwebp): lossy, possibly downscaled pictures of photo-like
 //! regions, and lossless tiles for refining them to exact pixels.
 
-use ponte_protocol::screen::{LossyRect, TILE};
+use ponte_e2e::screen::{LossyRect, TILE};
 
 use crate::ScreenError;
 use crate::encoder::{CAPTURE_BYTES_PER_PIXEL, Image};

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use ponte_protocol::screen::{CopyRect, TILE};
+use ponte_e2e::screen::{CopyRect, TILE};
 
 use crate::encoder::{CAPTURE_BYTES_PER_PIXEL, Image};
 

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ponte_protocol::rendezvous::Ticket;
 use ponte_transport::client::{ClientError, JoinExtras, Redirects, RelayClient};
 use ponte_transport::tls::{self, CertFingerprint, RelayTrust};
+use ponte_wire::rendezvous::Ticket;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
@@ -141,20 +141,28 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The addresses to try, in order: each comma-separated entry, each address it resolves to.
 async fn candidates(address: &str) -> Result<Vec<(std::net::SocketAddr, String)>, SessionError> {
     let mut out = Vec::new();
-    let mut failure = None;
+    let mut failure = SessionError::Resolve {
+        relay: address.to_owned(),
+        error: None,
+    };
     for entry in address.split(',').map(str::trim).filter(|e| !e.is_empty()) {
         let host = entry.rsplit_once(':').map_or(entry, |(h, _)| h);
         let server_name = host.trim_start_matches('[').trim_end_matches(']').to_owned();
-        match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host(entry)).await {
-            Ok(Ok(addrs)) => out.extend(addrs.map(|a| (a, server_name.clone()))),
-            Ok(Err(e)) => failure = Some(format!("cannot resolve relay {entry}: {e}")),
-            Err(_) => failure = Some(format!("cannot resolve relay {entry}: timed out")),
-        }
+        let error = match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host(entry)).await {
+            Ok(Ok(addrs)) => {
+                out.extend(addrs.map(|a| (a, server_name.clone())));
+                continue;
+            }
+            Ok(Err(e)) => e,
+            Err(_) => std::io::ErrorKind::TimedOut.into(),
+        };
+        failure = SessionError::Resolve {
+            relay: entry.to_owned(),
+            error: Some(error),
+        };
     }
     if out.is_empty() {
-        return Err(SessionError::Setup(
-            failure.unwrap_or_else(|| format!("relay {address} has no address")),
-        ));
+        return Err(failure);
     }
     Ok(out)
 }
@@ -170,15 +178,15 @@ pub async fn connect(
     let trust = match (&options.fingerprint, &options.ca) {
         (Some(fp), _) => RelayTrust::Pinned(*fp),
         (None, Some(ca)) => {
+            let bad_ca = |error: Box<dyn std::error::Error + Send + Sync>| SessionError::Ca {
+                path: ca.clone(),
+                error,
+            };
             let mut roots = rustls::RootCertStore::empty();
-            for cert in CertificateDer::pem_file_iter(ca)
-                .map_err(|e| SessionError::Setup(format!("reading CA {}: {e}", ca.display())))?
-            {
-                let cert =
-                    cert.map_err(|e| SessionError::Setup(format!("reading CA {}: {e}", ca.display())))?;
+            for cert in CertificateDer::pem_file_iter(ca).map_err(|e| bad_ca(e.into()))? {
                 roots
-                    .add(cert)
-                    .map_err(|e| SessionError::Setup(format!("CA {}: {e}", ca.display())))?;
+                    .add(cert.map_err(|e| bad_ca(e.into()))?)
+                    .map_err(|e| bad_ca(e.into()))?;
             }
             RelayTrust::Roots(Arc::new(roots))
         }
@@ -187,11 +195,13 @@ pub async fn connect(
     let mut last_error = None;
     let mut connected = None;
     for (addr, server_name) in candidates {
-        let (config, seen) =
-            tls::client_config(&trust, client_transport()).map_err(|e| SessionError::Setup(e.to_string()))?;
-        let bind = if addr.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" };
-        let endpoint = quinn::Endpoint::client(bind.parse().map_err(|_| SessionError::Setup("bind".into()))?)
-            .map_err(|e| SessionError::Setup(format!("cannot open a UDP socket: {e}")))?;
+        let (config, seen) = tls::client_config(&trust, client_transport())?;
+        let any: std::net::IpAddr = if addr.is_ipv6() {
+            std::net::Ipv6Addr::UNSPECIFIED.into()
+        } else {
+            std::net::Ipv4Addr::UNSPECIFIED.into()
+        };
+        let endpoint = quinn::Endpoint::client((any, 0).into()).map_err(SessionError::Socket)?;
         let attempt = RelayClient::connect(&endpoint, addr, &server_name, config.clone(), &seen);
         match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
             Ok(Ok(client)) => {
@@ -199,23 +209,18 @@ pub async fn connect(
                 break;
             }
             Ok(Err(e)) => last_error = Some(SessionError::Relay(e)),
-            Err(_) => {
-                last_error = Some(SessionError::Setup(format!("relay {addr} did not answer")));
-            }
+            Err(_) => last_error = Some(SessionError::NoAnswer(addr)),
         }
     }
     let Some((mut client, endpoint, config)) = connected else {
-        return Err(last_error.unwrap_or_else(|| SessionError::Setup("no relay address".into())));
+        // (`candidates` is never empty, so one attempt failed.)
+        return Err(last_error.unwrap_or(SessionError::Timeout));
     };
     // A cluster node may send the viewer to the node holding its session: trust that node
     // exactly as this one (the pinned key, the CA, or what first use just recorded).
     let redirect_config = match &trust {
         RelayTrust::FirstUse => match client.trust_anchor() {
-            Some(anchor) => {
-                tls::client_config(&RelayTrust::Pinned(anchor), client_transport())
-                    .map_err(|e| SessionError::Setup(e.to_string()))?
-                    .0
-            }
+            Some(anchor) => tls::client_config(&RelayTrust::Pinned(anchor), client_transport())?.0,
             None => config,
         },
         _ => config,
@@ -227,13 +232,11 @@ pub async fn connect(
     let note = match trust {
         RelayTrust::FirstUse => {
             // For a cluster this is the cluster key: every node of it is the same relay.
-            let fp = client
-                .trust_anchor()
-                .ok_or_else(|| SessionError::Setup("the relay presented no certificate".into()))?;
+            let fp = client.trust_anchor().ok_or(SessionError::NoCertificate)?;
             let verdict = options
                 .known_relays
                 .check(&options.address, fp)
-                .map_err(|e| SessionError::Setup(format!("cannot update known relays: {e}")))?;
+                .map_err(SessionError::KnownRelays)?;
             match verdict {
                 Verdict::New => TrustNote::FirstUse(fp),
                 Verdict::Known => TrustNote::Trusted,
@@ -248,7 +251,7 @@ pub async fn connect(
                     options
                         .known_relays
                         .remember(&options.address, fp)
-                        .map_err(|e| SessionError::Setup(format!("cannot update known relays: {e}")))?;
+                        .map_err(SessionError::KnownRelays)?;
                     TrustNote::AcceptedChange(fp)
                 }
             }

@@ -12,8 +12,8 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use ponte_protocol::app::{EntryKind, MAX_CHUNK, MAX_PATH, Transfer};
-use ponte_protocol::text::PeerText;
+use ponte_e2e::app::{EntryKind, MAX_CHUNK, MAX_PATH, Transfer};
+use ponte_wire::text::PeerText;
 use sha2::{Digest, Sha256};
 
 use crate::SessionError;
@@ -455,7 +455,7 @@ fn partial_path(dest: &Path) -> PathBuf {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let mut random = [0u8; 8];
-    ponte_protocol::os_rng().fill_bytes(&mut random);
+    ponte_wire::os_rng().fill_bytes(&mut random);
     let tag: String = random.iter().map(|b| format!("{b:02x}")).collect();
     dest.with_file_name(format!(".{name}.{tag}{PARTIAL_SUFFIX}"))
 }

@@ -4,21 +4,22 @@
 
 use std::time::Duration;
 
-use ponte_protocol::device::{DeviceKey, DevicePublic};
-use ponte_protocol::frame::FrameError;
-use ponte_protocol::handshake::{
+use ponte_e2e::device_key::DeviceKey;
+use ponte_e2e::handshake::{
     AbortReason, AgentHandshake, AgentMessage, AgentOutcome, CodeAttempts, Credentials, HandshakeContext,
     HandshakeError, MAX_MESSAGE, ViewerHandshake, ViewerMessage,
 };
-use ponte_protocol::identity::{PeerIdentity, TrustStore};
-use ponte_protocol::key_handshake::{
+use ponte_e2e::identity::{PeerIdentity, TrustStore};
+use ponte_e2e::key_handshake::{
     Admission, KeyAgentHandshake, KeyAgentMessage, KeyAgentOutcome, KeyViewerHandshake, KeyViewerMessage,
 };
-use ponte_protocol::rendezvous::Refusal;
-use ponte_protocol::session::SessionKeys;
-use ponte_protocol::{OneTimeCode, SessionId, os_rng};
+use ponte_e2e::session::SessionKeys;
 use ponte_transport::client::RelayClient;
 use ponte_transport::framed::{self, FramedError};
+use ponte_wire::device::DevicePublic;
+use ponte_wire::frame::FrameError;
+use ponte_wire::rendezvous::Refusal;
+use ponte_wire::{OneTimeCode, SessionId, os_rng};
 
 use crate::secure::{SecureStream, Session};
 use crate::{SessionError, now_unix};
@@ -28,9 +29,7 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What a handshake over `client`'s relay for `session` is bound to.
 pub fn context(client: &RelayClient, session: SessionId) -> Result<HandshakeContext, SessionError> {
-    let relay = client
-        .relay_fingerprint()
-        .ok_or_else(|| SessionError::Setup("the relay presented no certificate".into()))?;
+    let relay = client.relay_fingerprint().ok_or(SessionError::NoCertificate)?;
     Ok(HandshakeContext {
         session,
         relay: relay.0,

@@ -13,11 +13,11 @@ pub mod known_relays;
 pub mod private_file;
 pub mod secure;
 
-use ponte_protocol::handshake::HandshakeError;
-use ponte_protocol::record::RecordError;
-use ponte_protocol::rendezvous::Refusal;
-use ponte_protocol::text::PeerText;
+use ponte_e2e::handshake::HandshakeError;
+use ponte_e2e::record::RecordError;
 use ponte_transport::client::ClientError;
+use ponte_wire::rendezvous::Refusal;
+use ponte_wire::text::PeerText;
 
 pub use secure::{Incoming, SecureRecv, SecureSend, SecureStream, Session};
 
@@ -40,7 +40,7 @@ pub enum SessionError {
     Record(RecordError),
     /// A message did not decode.
     #[error("bad message: {0}")]
-    Frame(ponte_protocol::frame::FrameError),
+    Frame(ponte_wire::frame::FrameError),
     /// The connection failed.
     #[error("connection lost: {}", PeerText::error(.0))]
     Connection(quinn::ConnectionError),
@@ -67,9 +67,37 @@ pub enum SessionError {
         /// What the relay presented.
         seen: String,
     },
-    /// Setting up the connection failed.
-    #[error("{0}")]
-    Setup(String),
+    /// The relay's address did not resolve (`None`: it resolved to nothing, or timed out).
+    #[error("cannot resolve relay {relay}: {}", .error.as_ref().map_or("no address".to_owned(), |e| e.to_string()))]
+    Resolve {
+        /// The address as given.
+        relay: String,
+        /// Why.
+        error: Option<std::io::Error>,
+    },
+    /// The CA file given to verify the relay is unreadable or holds no usable certificate.
+    #[error("CA {}: {error}", path.display())]
+    Ca {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        error: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The TLS configuration could not be built.
+    #[error(transparent)]
+    Tls(#[from] ponte_transport::tls::TlsError),
+    /// No UDP socket could be opened.
+    #[error("cannot open a UDP socket: {0}")]
+    Socket(std::io::Error),
+    /// The relay did not answer in time.
+    #[error("relay {0} did not answer")]
+    NoAnswer(std::net::SocketAddr),
+    /// The relay's TLS connection carries no certificate to pin or bind the handshake to.
+    #[error("the relay presented no certificate")]
+    NoCertificate,
+    /// The known-relays file could not be updated.
+    #[error("cannot update known relays: {0}")]
+    KnownRelays(std::io::Error),
 }
 
 // By hand rather than `#[from]`, which would make each of these the error's `source()` too.
@@ -85,8 +113,8 @@ impl From<RecordError> for SessionError {
     }
 }
 
-impl From<ponte_protocol::frame::FrameError> for SessionError {
-    fn from(e: ponte_protocol::frame::FrameError) -> SessionError {
+impl From<ponte_wire::frame::FrameError> for SessionError {
+    fn from(e: ponte_wire::frame::FrameError) -> SessionError {
         SessionError::Frame(e)
     }
 }

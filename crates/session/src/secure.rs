@@ -11,11 +11,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ponte_protocol::Role;
-use ponte_protocol::app::MAX_MESSAGE;
-use ponte_protocol::frame;
-use ponte_protocol::record::{HEADER_LEN, Opened, RecordError, RecordHeader, RecordOpener, RecordSealer};
-use ponte_protocol::session::{SessionKeys, StreamKeys};
+use bytes::Bytes;
+use ponte_e2e::Role;
+use ponte_e2e::app::MAX_MESSAGE;
+use ponte_e2e::record::{HEADER_LEN, Opened, RecordError, RecordHeader, RecordOpener, RecordSealer};
+use ponte_e2e::session::{SessionKeys, StreamKeys};
+use ponte_wire::frame;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{Mutex, watch};
@@ -114,68 +115,51 @@ impl SecureSend {
     }
 }
 
-/// The receiving half of a sealed stream. A detected attack on its records raises the
-/// session's alarm before the error is returned.
+/// The receiving half of a sealed stream: the QUIC stream's bytes fed to the record layer's
+/// [`RecordOpener::decapsulate`] (the code the fuzzer runs). A detected attack on its records
+/// raises the session's alarm before the error is returned.
 #[derive(Debug)]
 pub struct SecureRecv {
     quic: quinn::RecvStream,
     opener: RecordOpener,
     alarm: Alarm,
-    /// The record being read: its first `filled` bytes have arrived.
-    buf: Vec<u8>,
-    filled: usize,
-    /// A header already read from the stream (the first one, read to learn the stream number).
-    pending_header: Option<[u8; HEADER_LEN]>,
+    /// Bytes read from the stream that the opener has not taken yet (the opener never takes
+    /// bytes past the record it assembles).
+    unread: Bytes,
 }
 
 impl SecureRecv {
     /// Receives the next message; `None` at the authenticated end of the stream.
     ///
-    /// Cancel-safe: bytes of a record read before the future is dropped stay in the buffer and
-    /// the next call continues the same record, so `recv` can wait in `select!` beside other
-    /// work without losing part of a message.
+    /// Cancel-safe: bytes read before the future is dropped are kept (in `unread` or in the
+    /// opener's record), so `recv` can wait in `select!` beside other work without losing part
+    /// of a message.
     pub async fn recv<T: DeserializeOwned + Serialize>(&mut self) -> Result<Option<T>, SessionError> {
         let received = self.receive().await;
         received.map_err(|e| self.alarm.check(Some(self.opener.stream()), e))
     }
 
     async fn receive<T: DeserializeOwned + Serialize>(&mut self) -> Result<Option<T>, SessionError> {
-        if let Some(header) = self.pending_header.take() {
-            self.buf.clear();
-            self.buf.extend_from_slice(&header);
-            self.filled = HEADER_LEN;
-        }
-        if !self.fill_to(HEADER_LEN).await? {
-            self.opener.finish()?;
-            return Ok(None);
-        }
-        let parsed = RecordHeader::parse(&self.buf[..HEADER_LEN])?;
-        let total = HEADER_LEN + parsed.length as usize;
-        self.fill_to(total).await?;
-        // The record is complete: the next call starts a new one.
-        self.filled = 0;
-        self.buf.truncate(total);
-        match self.opener.open_in_place(&mut self.buf)? {
-            Opened::End => Ok(None),
-            Opened::Data(plaintext) => Ok(Some(frame::decode(plaintext, MAX_MESSAGE)?)),
-        }
-    }
-
-    /// Reads until the buffer holds `want` bytes of the current record; `false` when the stream
-    /// ended cleanly before its first byte.
-    async fn fill_to(&mut self, want: usize) -> Result<bool, SessionError> {
-        if self.buf.len() < want {
-            self.buf.resize(want, 0);
-        }
-        while self.filled < want {
-            // quinn's `read` is cancel-safe: bytes are only taken when it completes.
-            match self.quic.read(&mut self.buf[self.filled..want]).await? {
-                Some(n) => self.filled += n,
-                None if self.filled == 0 => return Ok(false),
-                None => return Err(RecordError::Truncated.into()),
+        loop {
+            while !self.unread.is_empty() {
+                let (used, opened) = self.opener.decapsulate(&self.unread)?;
+                let _ = self.unread.split_to(used);
+                match opened {
+                    None => {}
+                    Some(Opened::End) => return Ok(None),
+                    Some(Opened::Data(plaintext)) => return Ok(Some(frame::decode(plaintext, MAX_MESSAGE)?)),
+                }
+            }
+            // quinn's `read_chunk` is cancel-safe: bytes are only taken when it completes.
+            match self.quic.read_chunk(usize::MAX, true).await? {
+                Some(chunk) => self.unread = chunk.bytes,
+                // The end of the QUIC stream: clean only after the end-of-stream record.
+                None => {
+                    self.opener.finish()?;
+                    return Ok(None);
+                }
             }
         }
-        Ok(true)
     }
 
     /// Receives the next message, which must exist.
@@ -221,9 +205,7 @@ impl SecureStream {
                 quic: recv,
                 opener: keys.opener,
                 alarm,
-                buf: Vec::new(),
-                filled: 0,
-                pending_header: header,
+                unread: header.map_or_else(Bytes::new, |h| Bytes::copy_from_slice(&h)),
             },
         }
     }
@@ -402,7 +384,7 @@ pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use ponte_protocol::key_schedule;
+    use ponte_e2e::key_schedule;
     use ponte_transport::tls::{self, CertFingerprint, RelayTrust};
 
     /// An agent and a viewer session over a direct loopback QUIC connection.

@@ -4,11 +4,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use ponte_protocol::rendezvous::{
+use ponte_wire::rendezvous::{
     self, ClientMessage, JoinTarget, MAX_MESSAGE, NodeAddress, Refusal, RelayMessage, Ticket,
 };
-use ponte_protocol::text::error_text;
-use ponte_protocol::{DeviceTag, SessionId};
+use ponte_wire::text::error_text;
+use ponte_wire::{DeviceTag, SessionId};
 
 use crate::credential::{AssistantCredential, CredentialError};
 use crate::framed::{self, FramedError};

@@ -10,8 +10,8 @@
 use std::path::Path;
 
 use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
-use ponte_protocol::credential::{BadCredential, CredentialSecret};
-use ponte_protocol::rendezvous::{
+use ponte_wire::credential::{BadCredential, CredentialSecret};
+use ponte_wire::rendezvous::{
     AssistantProof, JoinTarget, PROOF_EXPORTER_LABEL, PROOF_EXPORTER_LEN, Ticket, proof_message,
 };
 
@@ -146,7 +146,7 @@ pub fn find(
         return AssistantCredential::read(path).map(Some);
     }
     if let Some(value) = env.map(str::trim).filter(|v| !v.is_empty()) {
-        return if value.starts_with(ponte_protocol::credential::PREFIX) {
+        return if value.starts_with(ponte_wire::credential::PREFIX) {
             AssistantCredential::parse(value).map(Some)
         } else {
             AssistantCredential::read(Path::new(value)).map(Some)
@@ -190,7 +190,7 @@ pub fn key_fingerprint(key: &[u8; 32]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ponte_protocol::SessionId;
+    use ponte_wire::SessionId;
 
     #[test]
     fn proofs_verify_only_for_their_binding() {
@@ -273,7 +273,7 @@ mod tests {
         assert_eq!(read.public_key(), credential.public_key());
         let debug = format!("{credential:?}");
         assert!(
-            !debug.contains(&text[ponte_protocol::credential::PREFIX.len()..][..16]),
+            !debug.contains(&text[ponte_wire::credential::PREFIX.len()..][..16]),
             "{debug}"
         );
         std::fs::write(&path, "not a credential").unwrap();

@@ -1,9 +1,9 @@
-//! [`ponte_protocol::frame`] messages over quinn streams.
+//! [`ponte_wire::frame`] messages over quinn streams.
 
 use std::time::Duration;
 
-use ponte_protocol::frame::{FrameError, FrameReader};
-use ponte_protocol::text::error_text;
+use ponte_wire::frame::{FrameError, FrameReader};
+use ponte_wire::text::error_text;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -48,7 +48,7 @@ pub async fn read<T: DeserializeOwned + Serialize>(
     max_body: usize,
 ) -> Result<Option<T>, FramedError> {
     let mut reader = FrameReader::new(max_body);
-    let mut buf = vec![0u8; max_body.min(4096) + ponte_protocol::frame::LENGTH_PREFIX];
+    let mut buf = vec![0u8; max_body.min(4096) + ponte_wire::frame::LENGTH_PREFIX];
     let mut started = false;
     loop {
         if let Some(message) = reader.take()? {

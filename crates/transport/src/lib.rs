@@ -4,17 +4,16 @@
 //!
 //! - [`tls`]: quinn/rustls configuration with one crypto provider (aws-lc-rs), relay
 //!   certificates verified by CA or pinned by SHA-256 fingerprint.
-//! - [`framed`]: reading and writing [`ponte_protocol::frame`] messages on quinn streams.
+//! - [`framed`]: reading and writing [`ponte_wire::frame`] messages on quinn streams.
 //! - [`client`]: an agent's or viewer's control line to the relay (register, join, events).
 //! - [`credential`]: assistant credentials (Ed25519), their proofs and their verification.
 //!
-//! It never enables ponte-protocol's `e2e` feature: the relay builds on it.
+//! It depends on ponte-wire only, never on ponte-e2e: the relay builds on it.
 
 #![forbid(unsafe_code)]
 
 pub mod client;
 pub mod credential;
-pub mod device;
 pub mod framed;
 pub mod tls;
 

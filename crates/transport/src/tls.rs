@@ -16,7 +16,7 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// rustls refused the configuration (bad key, bad certificate).
-    #[error("TLS configuration: {}", ponte_protocol::text::error_text(.0))]
+    #[error("TLS configuration: {}", ponte_wire::text::error_text(.0))]
     Rustls(rustls::Error),
     /// The rustls configuration is not usable for QUIC.
     #[error("QUIC TLS configuration: {0}")]

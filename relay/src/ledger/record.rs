@@ -4,8 +4,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use ponte_protocol::SessionId;
-use ponte_protocol::rendezvous::Ticket;
+use ponte_wire::SessionId;
+use ponte_wire::rendezvous::Ticket;
 
 use super::{Ledger, Row, now_ms};
 
@@ -143,7 +143,7 @@ impl SessionRecord {
     pub fn new(ledger: &Ledger, session: SessionId, agent_address: Option<String>) -> SessionRecord {
         use rand_core::Rng;
         ledger.opened();
-        let id = (ponte_protocol::os_rng().next_u64() >> 1) as i64;
+        let id = (ponte_wire::os_rng().next_u64() >> 1) as i64;
         SessionRecord(Arc::new(Inner {
             state: Mutex::new(State {
                 id,

@@ -6,10 +6,10 @@ pub mod redis;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use ponte_protocol::rendezvous::{Refusal, RelayMessage};
 use ponte_relay::{Config, Relay};
 use ponte_transport::client::{ClientError, RelayClient};
 use ponte_transport::tls::{self, RelayTrust};
+use ponte_wire::rendezvous::{Refusal, RelayMessage};
 
 pub struct TestRelay {
     pub relay: Relay,
