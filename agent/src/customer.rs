@@ -12,8 +12,10 @@ use ponte_e2e::app::Grants;
 use tokio::sync::{mpsc, watch};
 
 use crate::desktop::InjectedInput;
-use crate::frontend::{Event, Events, Input, Kind};
+use crate::events::Events;
+use crate::frontend::{Event, Input, Kind};
 use crate::grants::LiveGrants;
+use crate::i18n::t;
 use crate::questions::Questions;
 
 /// What the session reads of the customer.
@@ -50,16 +52,12 @@ async fn untrust(path: PathBuf, events: Events, entry: crate::trusted::Entry) {
     match removed {
         Ok((removed, entries)) => {
             if removed {
-                let who = crate::phrases::trusted_who(tr, &entry);
-                events.activity(Kind::Permissions, crate::t!(tr, "trusted-removed", who = who));
+                let who = crate::i18n::phrases::trusted_who(tr, &entry);
+                events.activity(Kind::Permissions, t!(tr, "trusted-removed", who = who));
             }
             events.emit(Event::QuickAccess(entries));
         }
-        Err(e) => events.emit(Event::Note(crate::t!(
-            tr,
-            "quick-unavailable",
-            error = e.to_string()
-        ))),
+        Err(e) => events.emit(Event::Note(t!(tr, "quick-unavailable", error = e.to_string()))),
     }
 }
 
@@ -81,7 +79,7 @@ pub fn route(
         while let Some(input) = inputs.recv().await {
             // What the assistant may have typed or clicked itself is not taken as the customer's.
             if input.widens() && injected.recent() {
-                events.emit(Event::Note(crate::t!(events.tr(), "not-taken")));
+                events.emit(Event::Note(t!(events.tr(), "not-taken")));
                 continue;
             }
             match input {
@@ -98,7 +96,7 @@ pub fn route(
                     let _ = consent_tx.try_send(g);
                 }
                 Input::Grant(_) | Input::Revoke(_) | Input::Chat(_) if !is_active.load(Ordering::SeqCst) => {
-                    events.emit(Event::Note(crate::t!(events.tr(), "nobody-connected")));
+                    events.emit(Event::Note(t!(events.tr(), "nobody-connected")));
                 }
                 Input::Grant(c) => {
                     grants.grant(c);

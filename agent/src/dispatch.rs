@@ -14,7 +14,7 @@ use ponte_wire::text::PeerText;
 
 use crate::capability::{Context, Decision, Handler, Reason, exec, files, info, input, screen, shell};
 use crate::frontend::Kind;
-use crate::t;
+use crate::i18n::t;
 
 /// How long a new stream may take to say what it requests.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);

@@ -2,6 +2,7 @@
 //! for the assistant holds a [`Lease`] on the capability it needs and is stopped the moment
 //! that capability is revoked — not at its next request.
 
+use crate::i18n::t;
 use ponte_e2e::app::{Capability, Grants};
 use tokio::sync::watch;
 
@@ -48,13 +49,13 @@ impl Stop {
     pub fn local(&self, tr: &crate::i18n::Tr) -> String {
         match self {
             Stop::Revoked(c) => {
-                crate::t!(
+                t!(
                     tr,
                     "reason-revoked",
-                    capability = crate::phrases::capability_name(tr, *c)
+                    capability = crate::i18n::phrases::capability_name(tr, *c)
                 )
             }
-            Stop::SessionEnded => crate::t!(tr, "reason-session-ended"),
+            Stop::SessionEnded => t!(tr, "reason-session-ended"),
         }
     }
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::frontend::{Closed, Event, Party};
 use crate::i18n::Tr;
-use crate::{phrases, t};
+use crate::i18n::{phrases, t};
 
 /// Terminal output kept per session.
 pub const MAX_TRANSCRIPT: u64 = 8 << 20;

@@ -4,8 +4,8 @@
 //! assistant ([`rendezvous`]), the consent and the session ([`session`]), every request served
 //! by one [`dispatch`]er under the live [`grants`], one [`capability`] module per thing the
 //! assistant can do, questions one at a time ([`questions`]), the file [`scope`], and the
-//! session [`journal`]. Front-ends — the terminal UI and JSON lines in [`ui`], a window — talk
-//! to it only through [`frontend`]'s events and inputs.
+//! session [`journal`]. Front-ends — the window, the terminal UI and JSON lines, in the
+//! `ponte-agent` binary — talk to it only through [`frontend`]'s events and inputs.
 //!
 //! Against a hostile assistant (a modified viewer sending anything) the promises hold here,
 //! on the customer's machine: nothing runs without its grant and stops when the grant is
@@ -20,29 +20,28 @@ pub mod config;
 pub mod customer;
 pub mod desktop;
 pub mod dispatch;
+pub mod events;
 pub mod frontend;
 pub mod grants;
 pub mod i18n;
 pub mod journal;
 pub mod own_files;
-pub mod phrases;
 pub mod process;
 pub mod questions;
 pub mod rendezvous;
 pub mod scope;
 pub mod session;
-pub mod sysinfo;
 pub mod transcript;
 pub mod trusted;
-pub mod ui;
 
 pub use config::Config;
 pub use frontend::{Event, Frontend, Input};
 
 use anyhow::Context as _;
 
-use crate::frontend::Events;
+use crate::events::Events;
 use crate::grants::LiveGrants;
+use crate::i18n::t;
 use crate::journal::Journal;
 use crate::questions::Questions;
 

@@ -1,5 +1,7 @@
 //! `ponte-agent`: see `ponte-agent --help`.
 
+mod ui;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -8,8 +10,8 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Parser;
 use ponte_agent::desktop::{DisplayOptions, IndicatorText};
-use ponte_agent::i18n::{Lang, Tr};
-use ponte_agent::{Config, frontend, t, ui};
+use ponte_agent::i18n::{Lang, Tr, t};
+use ponte_agent::{Config, frontend};
 use ponte_e2e::app::Grants;
 use ponte_session::connect::RelayArgs;
 
@@ -120,7 +122,10 @@ fn trusted(tr: &Tr, action: Trusted) -> anyhow::Result<()> {
             }
             println!("{}", t!(tr, "trusted-title"));
             for (i, entry) in store.entries().iter().enumerate() {
-                println!("  {}", ponte_agent::phrases::trusted_entry(tr, i + 1, entry, now));
+                println!(
+                    "  {}",
+                    ponte_agent::i18n::phrases::trusted_entry(tr, i + 1, entry, now)
+                );
             }
             println!("{}", t!(tr, "trusted-remove-hint"));
         }
@@ -131,7 +136,7 @@ fn trusted(tr: &Tr, action: Trusted) -> anyhow::Result<()> {
                     t!(
                         tr,
                         "trusted-removed",
-                        who = ponte_agent::phrases::trusted_who(tr, &entry)
+                        who = ponte_agent::i18n::phrases::trusted_who(tr, &entry)
                     )
                 );
             }

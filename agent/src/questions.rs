@@ -7,17 +7,43 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use crate::frontend::{Closed, Event, Events, Question, QuestionId, QuickTerms, Reply};
+use crate::desktop::InjectedInput;
+use crate::events::Events;
+use crate::frontend::{Closed, Event, Input, Question, QuestionId, QuickTerms, Reply};
 
 /// Questions that may wait behind the open one.
 pub const MAX_WAITING: usize = 16;
 
 /// How long a shown question waits for the customer before it counts as "no".
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// How long a question must have been shown before an answer counts: neither type-ahead nor
+/// a click meant for what was there a moment before answers it. Every front end applies it
+/// ([`settled`]).
+pub const SETTLE: Duration = Duration::from_millis(700);
+
+/// How long after the assistant's last pointer movement, key or button a front end takes no
+/// widening click or key as the customer's ([`taken_as_customers`]; the core's own, longer
+/// guard is [`InjectedInput::GUARD`]).
+pub const NOT_THEIRS: Duration = Duration::from_secs(1);
+
+/// Whether an answer given at `at` to a question shown at `shown` counts ([`SETTLE`]).
+pub fn settled(shown: Instant, at: Instant) -> bool {
+    at.checked_duration_since(shown).is_some_and(|d| d >= SETTLE)
+}
+
+/// Whether a front end may take `input` as the customer's now. What widens the assistant's
+/// access, or speaks for the customer as chat does, is not taken while the assistant may have
+/// done it ([`NOT_THEIRS`]); what narrows it — End, a switch turned off, Deny, No, Remove —
+/// always is.
+pub fn taken_as_customers(input: &Input, injected: &InjectedInput) -> bool {
+    let guarded = input.widens() || matches!(input, Input::Chat(_));
+    !(guarded && injected.within(NOT_THEIRS))
+}
 
 /// The customer's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,7 +21,9 @@ use ponte_wire::{OneTimeCode, SessionId, os_rng};
 
 use crate::config::{Config, default_log};
 use crate::customer::Customer;
-use crate::frontend::{Attempt, Event, Events, Question};
+use crate::events::Events;
+use crate::frontend::{Attempt, Event, Question};
+use crate::i18n::t;
 use crate::questions::{Answer, Questions};
 use crate::trusted::{Entry, Trusted};
 
@@ -93,13 +95,13 @@ async fn connect(config: &Config, events: &Events, questions: &Questions) -> any
     };
     let (client, note) = result.with_context(|| format!("connecting to the relay {address}"))?;
     match note {
-        TrustNote::FirstUse(fp) => events.emit(Event::Note(crate::t!(
+        TrustNote::FirstUse(fp) => events.emit(Event::Note(t!(
             events.tr(),
             "first-relay",
             relay = address,
             fingerprint = fp.to_string()
         ))),
-        TrustNote::AcceptedChange(fp) => events.emit(Event::Note(crate::t!(
+        TrustNote::AcceptedChange(fp) => events.emit(Event::Note(t!(
             events.tr(),
             "accepted-relay",
             fingerprint = fp.to_string()
@@ -140,7 +142,7 @@ pub async fn pair(
     // Only where someone can be asked, whatever the caller says.
     let line = config.quick_line && config.interactive;
     if active && !line {
-        events.emit(Event::Note(crate::t!(events.tr(), "quick-off")));
+        events.emit(Event::Note(t!(events.tr(), "quick-off")));
     }
     let active = active && line;
     // The quick-access line starts once the ID and code are shown (so the customer reads them
@@ -150,7 +152,7 @@ pub async fn pair(
     let quick = async {
         shown.notified().await;
         if let Some(e) = trouble {
-            events.emit(Event::Note(crate::t!(
+            events.emit(Event::Note(t!(
                 events.tr(),
                 "quick-unavailable",
                 error = e.to_string()
@@ -172,7 +174,7 @@ pub async fn pair(
                 // The code still works: say why quick access stopped, and go on with it.
                 Err(e) => {
                     quick_open = false;
-                    events.emit(Event::Note(crate::t!(
+                    events.emit(Event::Note(t!(
                         events.tr(),
                         "quick-unavailable",
                         error = format!("{e:#}")
@@ -201,10 +203,10 @@ async fn code_line(
         if !events.journal().is_open() {
             let path = config.log.clone().unwrap_or_else(|| default_log(id));
             if let Err(e) = events.journal().open(&path) {
-                events.emit(Event::Note(crate::t!(
+                events.emit(Event::Note(t!(
                     events.tr(),
                     "log-unwritable",
-                    path = crate::phrases::path(&path),
+                    path = crate::i18n::phrases::path(&path),
                     error = e.to_string()
                 )));
             }
@@ -299,7 +301,7 @@ async fn quick_line(config: &Config, events: &Events) -> anyhow::Result<Paired> 
             Ok(None) => pause = QUICK_RETRY,
             Err(e) => {
                 if !std::mem::replace(&mut warned, true) {
-                    events.emit(Event::Note(crate::t!(
+                    events.emit(Event::Note(t!(
                         events.tr(),
                         "quick-unavailable",
                         error = format!("{e:#}")
@@ -335,8 +337,8 @@ async fn quick_registration(
     if !std::mem::replace(told, true) {
         let now = ponte_session::now_unix();
         for entry in trusted.entries().iter().filter(|e| e.is_active(now)) {
-            let who = crate::phrases::trusted_who(events.tr(), entry);
-            events.emit(Event::Note(crate::t!(events.tr(), "quick-waiting", who = who)));
+            let who = crate::i18n::phrases::trusted_who(events.tr(), entry);
+            events.emit(Event::Note(t!(events.tr(), "quick-waiting", who = who)));
         }
     }
     loop {

@@ -16,8 +16,10 @@ use crate::capability::Context;
 use crate::config::Config;
 use crate::customer::Customer;
 use crate::desktop::{DesktopWorker, InjectedInput};
-use crate::frontend::{Event, Events, Kind, Party, Question, QuickTerms};
+use crate::events::Events;
+use crate::frontend::{Event, Kind, Party, Question, QuickTerms};
 use crate::grants::LiveGrants;
+use crate::i18n::t;
 use crate::own_files::OwnFiles;
 use crate::questions::{Answer, Questions};
 use crate::rendezvous::Paired;
@@ -67,7 +69,7 @@ impl ChatLimit {
 /// Shows the assistant's chat message, within the limit.
 fn assistant_chat(events: &Events, limit: &mut ChatLimit, text: ponte_wire::PeerText) {
     if text.len() > MAX_CHAT {
-        events.activity(Kind::Refused, crate::t!(events.tr(), "chat-too-long"));
+        events.activity(Kind::Refused, t!(events.tr(), "chat-too-long"));
         return;
     }
     match limit.admit() {
@@ -75,7 +77,7 @@ fn assistant_chat(events: &Events, limit: &mut ChatLimit, text: ponte_wire::Peer
             from: Party::Assistant,
             text,
         }),
-        Err(true) => events.activity(Kind::Refused, crate::t!(events.tr(), "chat-too-fast")),
+        Err(true) => events.activity(Kind::Refused, t!(events.tr(), "chat-too-fast")),
         Err(false) => {}
     }
 }
@@ -155,16 +157,16 @@ pub async fn run(
             tokio::pin!(deadline);
             loop {
                 tokio::select! {
-                    g = customer.consent.recv() => break g.ok_or_else(|| crate::t!(tr, "ended-you")),
-                    () = crate::customer::ended(&mut customer.end) => break Err(crate::t!(tr, "ended-you")),
-                    () = &mut deadline => break Err(crate::t!(tr, "ended-no-answer")),
+                    g = customer.consent.recv() => break g.ok_or_else(|| t!(tr, "ended-you")),
+                    () = crate::customer::ended(&mut customer.end) => break Err(t!(tr, "ended-you")),
+                    () = &mut deadline => break Err(t!(tr, "ended-no-answer")),
                     // The assistant may chat, or leave, while the customer reads.
                     message = control_recv.recv::<Control>() => match message {
                         Ok(Some(Control::Chat { text })) => assistant_chat(events, &mut chat_limit, text),
                         // Nothing is granted yet, so there is nothing to remember.
                         Ok(Some(Control::QuickAccessRequest { .. })) => {
                             if !quick.refuse(&to_assistant) {
-                                let reason = crate::t!(tr, "ended-flooded");
+                                let reason = t!(tr, "ended-flooded");
                                 return Ok(close(client, writer, to_assistant, reason).await);
                             }
                         }
@@ -174,7 +176,7 @@ pub async fn run(
                             return Ok(close(client, writer, to_assistant, reason).await);
                         }
                         Ok(None) | Err(_) => {
-                            let reason = crate::t!(tr, "ended-left-before-answer");
+                            let reason = t!(tr, "ended-left-before-answer");
                             return Ok(close(client, writer, to_assistant, reason).await);
                         }
                     },
@@ -228,11 +230,11 @@ pub async fn run(
                 Ok(Some(Control::Chat { text })) => assistant_chat(events, &mut chat_limit, text),
 
                 Ok(Some(Control::End(reason))) => break match reason {
-                    EndReason::AssistantEnded => (crate::t!(tr, "ended-assistant"), true),
-                    EndReason::CustomerEnded => (crate::t!(tr, "ended-you"), true),
-                    EndReason::Declined => (crate::t!(tr, "ended-declined"), true),
+                    EndReason::AssistantEnded => (t!(tr, "ended-assistant"), true),
+                    EndReason::CustomerEnded => (t!(tr, "ended-you"), true),
+                    EndReason::Declined => (t!(tr, "ended-declined"), true),
                     // Nothing more is asked in a session someone attacked.
-                    EndReason::Tampered => (crate::t!(tr, "ended-tampered"), false),
+                    EndReason::Tampered => (t!(tr, "ended-tampered"), false),
                 },
                 // Only the customer grants.
                 Ok(Some(Control::Grants(_) | Control::QuickAccess(_) | Control::QuickAccessLater)) => {}
@@ -246,12 +248,12 @@ pub async fn run(
                             None => Control::QuickAccess(None),
                         });
                     } else if !quick.refuse(&to_assistant) {
-                        break (crate::t!(tr, "ended-flooded"), false);
+                        break (t!(tr, "ended-flooded"), false);
                     }
                 }
                 Err(e) if e.is_attack() => break (tampered(events, &to_assistant, &e.to_string()), false),
                 Err(e) if e.relay_silent() => break (lost(tr, &e), false),
-                Ok(None) | Err(_) => break (crate::t!(tr, "ended-assistant-left"), false),
+                Ok(None) | Err(_) => break (t!(tr, "ended-assistant-left"), false),
             },
             Ok(()) = changes.changed() => {
                 let now = grants.now();
@@ -268,7 +270,7 @@ pub async fn run(
                     events.emit(Event::Grants(now));
                     events.activity(
                         Kind::Permissions,
-                        crate::t!(tr, "permissions-changed", grants = crate::phrases::grants(tr, now)),
+                        t!(tr, "permissions-changed", grants = crate::i18n::phrases::grants(tr, now)),
                     );
                     let _ = to_assistant.send(Control::Grants(now));
                 }
@@ -280,7 +282,7 @@ pub async fn run(
             }
             () = crate::customer::ended(&mut customer.end) => {
                 let _ = to_assistant.send(Control::End(EndReason::CustomerEnded));
-                break (crate::t!(tr, "ended-you"), true);
+                break (t!(tr, "ended-you"), true);
             }
             Some(_) = requests.join_next() => {}
         }
@@ -297,10 +299,7 @@ pub async fn run(
             clean: false,
         });
     if ended.killed > 0 {
-        events.activity(
-            Kind::Command,
-            crate::t!(tr, "processes-ended", count = ended.killed),
-        );
+        events.activity(Kind::Command, t!(tr, "processes-ended", count = ended.killed));
     }
     if let Ok(ctx) = Arc::try_unwrap(ctx) {
         ctx.desktop.close().await;
@@ -312,21 +311,21 @@ pub async fn run(
     });
     // What Ponte cannot stop or undo, it tells.
     if !ended.clean {
-        events.emit(Event::Note(crate::t!(tr, "processes-still-running")));
+        events.emit(Event::Note(t!(tr, "processes-still-running")));
     }
     let changed = own_files.changed();
     for path in &changed {
-        let path = crate::phrases::path(path);
-        events.emit(Event::Note(crate::t!(tr, "own-file-changed", path = path)));
+        let path = crate::i18n::phrases::path(path);
+        events.emit(Event::Note(t!(tr, "own-file-changed", path = path)));
     }
     // Only now, and only then, may the customer be asked for what outlives the session.
     if let Some(request) = quick.later {
         let not_asked = if !listening {
-            Some(crate::t!(tr, "quick-not-asked-gone"))
+            Some(t!(tr, "quick-not-asked-gone"))
         } else if !ended.clean {
-            Some(crate::t!(tr, "quick-not-asked-running"))
+            Some(t!(tr, "quick-not-asked-running"))
         } else if !changed.is_empty() {
-            Some(crate::t!(tr, "quick-not-asked-changed"))
+            Some(t!(tr, "quick-not-asked-changed"))
         } else {
             None
         };
@@ -404,7 +403,7 @@ fn accept_quick_request(
         ..
     } = peer
     else {
-        events.activity(Kind::Refused, crate::t!(tr, "quick-unverified"));
+        events.activity(Kind::Refused, t!(tr, "quick-unverified"));
         return None;
     };
     if config.trusted.is_none() || !config.interactive {
@@ -415,11 +414,11 @@ fn accept_quick_request(
     } else {
         (TrustScope::Assistant, fingerprint)
     };
-    events.activity(Kind::Permissions, crate::t!(tr, "quick-later"));
+    events.activity(Kind::Permissions, t!(tr, "quick-later"));
     Some(QuickRequest {
         peer: peer.clone(),
         scope,
-        who: crate::phrases::quick_who(tr, name, their_organisation, scope),
+        who: crate::i18n::phrases::quick_who(tr, name, their_organisation, scope),
         key: key.to_string(),
         days: days.clamp(1, crate::trusted::DEFAULT_DAYS),
     })
@@ -462,12 +461,12 @@ async fn ask_quick_access(
         answer = questions.ask(question) => answer,
         _ = customer.end.changed() => Answer::No,
         () = left => {
-            events.activity(Kind::Refused, crate::t!(tr, "quick-assistant-left"));
+            events.activity(Kind::Refused, t!(tr, "quick-assistant-left"));
             return None;
         }
     };
     let Answer::Yes(terms) = answer else {
-        events.activity(Kind::Refused, crate::t!(tr, "quick-declined"));
+        events.activity(Kind::Refused, t!(tr, "quick-declined"));
         return None;
     };
     // The customer's terms, or the proposal; never more permissions than the session had,
@@ -503,9 +502,9 @@ async fn ask_quick_access(
     match stored {
         Ok((device, entries)) => {
             events.emit(Event::QuickAccess(entries));
-            let mut line = crate::t!(tr, "quick-granted", who = who, until = tr.date_time(until));
+            let mut line = t!(tr, "quick-granted", who = who, until = tr.date_time(until));
             if without_asking {
-                line.push_str(&crate::t!(tr, "trusted-without-asking"));
+                line.push_str(&t!(tr, "trusted-without-asking"));
             }
             events.activity(Kind::Permissions, line);
             Some(QuickAccessGrant {
@@ -514,10 +513,7 @@ async fn ask_quick_access(
             })
         }
         Err(e) => {
-            events.activity(
-                Kind::Failed,
-                crate::t!(tr, "quick-unavailable", error = e.to_string()),
-            );
+            events.activity(Kind::Failed, t!(tr, "quick-unavailable", error = e.to_string()));
             None
         }
     }
@@ -542,12 +538,9 @@ async fn close(
 /// what, the assistant is told the session ends (best effort: the relay may drop it), and the
 /// customer's reason for the end is returned.
 fn tampered(events: &Events, to_assistant: &mpsc::UnboundedSender<Control>, what: &str) -> String {
-    events.activity(
-        Kind::Failed,
-        crate::t!(events.tr(), "tampered-detected", error = what),
-    );
+    events.activity(Kind::Failed, t!(events.tr(), "tampered-detected", error = what));
     let _ = to_assistant.send(Control::End(EndReason::Tampered));
-    crate::t!(events.tr(), "ended-tampered")
+    t!(events.tr(), "ended-tampered")
 }
 
 /// `text` cut to at most `max` bytes, at a character boundary.
@@ -566,8 +559,8 @@ fn truncate(mut text: String, max: usize) -> String {
 /// other failures, so the customer knows to start again rather than wait for the assistant.
 fn lost(tr: &crate::i18n::Tr, error: &ponte_session::SessionError) -> String {
     if error.relay_silent() {
-        crate::t!(tr, "ended-relay-lost")
+        t!(tr, "ended-relay-lost")
     } else {
-        crate::t!(tr, "ended-connection-lost", error = error.to_string())
+        t!(tr, "ended-connection-lost", error = error.to_string())
     }
 }

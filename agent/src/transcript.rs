@@ -9,7 +9,9 @@ use std::collections::VecDeque;
 
 use ponte_wire::text::PeerText;
 
-use crate::frontend::{Event, Events, Kind};
+use crate::events::Events;
+use crate::frontend::{Event, Kind};
+use crate::i18n::t;
 
 /// Longest line kept whole; longer output (or typing without Enter) is cut into pieces of this
 /// size.
@@ -83,14 +85,14 @@ impl Transcript {
         let tr = self.events.tr();
         let keys = PeerText::new(String::from_utf8_lossy(keys).into_owned());
         let text = match shown {
-            Some(line) => crate::t!(
+            Some(line) => t!(
                 tr,
                 "terminal-typed",
                 terminal = self.terminal,
                 keys = &keys,
                 line = &PeerText::new(line.to_owned())
             ),
-            None => crate::t!(
+            None => t!(
                 tr,
                 "terminal-typed-unshown",
                 terminal = self.terminal,
@@ -111,7 +113,7 @@ impl Transcript {
             if echoes(&shown, &keys) {
                 self.events.activity(
                     Kind::Command,
-                    crate::t!(
+                    t!(
                         self.events.tr(),
                         "terminal-entered",
                         terminal = self.terminal,

@@ -10,8 +10,7 @@ use tokio::io::AsyncReadExt;
 
 use super::{Context, Decision, Handler, Reason, not_allowed};
 use crate::frontend::{Activity, Kind};
-use crate::i18n::Tr;
-use crate::t;
+use crate::i18n::{Tr, t};
 use crate::transcript::Transcript;
 
 /// A command request.

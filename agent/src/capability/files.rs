@@ -21,8 +21,8 @@ use ponte_wire::text::PeerText;
 use super::{Context, Decision, Handler, Reason, not_allowed};
 use crate::frontend::{Activity, Event, Kind, Question, Why};
 use crate::i18n::Tr;
+use crate::i18n::{phrases, t};
 use crate::scope::{Last, Place};
-use crate::{phrases, t};
 
 /// How long the assistant's reason is waited for when a download failed on the way (it
 /// stopped reading: it has said why, or will not).

@@ -8,8 +8,7 @@ use ponte_session::SecureStream;
 use super::{Context, Decision, Handler, Reason, not_allowed};
 use crate::desktop::Injected;
 use crate::frontend::{Activity, Kind};
-use crate::i18n::Tr;
-use crate::t;
+use crate::i18n::{Tr, t};
 
 /// An input request.
 pub struct Input {

@@ -16,12 +16,13 @@ use ponte_e2e::app::Capability;
 use ponte_session::SecureStream;
 
 use crate::desktop::DesktopWorker;
-use crate::frontend::{Activity, Events, Question};
+use crate::events::Events;
+use crate::frontend::{Activity, Question};
 use crate::grants::LiveGrants;
 use crate::grants::Stop;
+use crate::i18n::t;
 use crate::questions::{Answer, Questions};
 use crate::scope::Scope;
-use crate::t;
 use ponte_wire::text::PeerText;
 
 /// What every request of a session shares.
@@ -174,7 +175,7 @@ impl Reason {
             Reason::NotAllowed(c) => t!(
                 tr,
                 "reason-not-allowed",
-                capability = crate::phrases::capability_name(tr, *c)
+                capability = crate::i18n::phrases::capability_name(tr, *c)
             ),
             Reason::Declined => t!(tr, "reason-declined"),
             Reason::CannotAsk => t!(tr, "reason-cannot-ask"),

@@ -11,8 +11,7 @@ use ponte_session::{SecureSend, SecureStream};
 use super::{Context, Handler};
 use crate::desktop::{Injected, Step};
 use crate::frontend::{Activity, Kind};
-use crate::i18n::Tr;
-use crate::t;
+use crate::i18n::{Tr, t};
 use ponte_wire::text::PeerText;
 
 /// Screen streams at once.
@@ -172,10 +171,10 @@ impl Handler for Screen {
 }
 
 /// Tells the front-end the screen is shared for as long as it lives (however the stream ends).
-struct Shown<'a>(&'a crate::frontend::Events);
+struct Shown<'a>(&'a crate::events::Events);
 
 impl<'a> Shown<'a> {
-    fn new(events: &'a crate::frontend::Events) -> Shown<'a> {
+    fn new(events: &'a crate::events::Events) -> Shown<'a> {
         events.emit(crate::frontend::Event::Sharing { active: true });
         Shown(events)
     }

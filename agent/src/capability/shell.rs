@@ -11,8 +11,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::{Context, Handler};
 use crate::frontend::{Activity, Kind};
 use crate::i18n::Tr;
+use crate::i18n::t;
 use crate::process::{SessionGuard, user_shell};
-use crate::t;
 use crate::transcript::Transcript;
 
 /// A terminal request.

@@ -6,9 +6,9 @@ use std::io::Write as _;
 use ponte_e2e::app::Grants;
 use serde_json::{Value, json};
 
-use crate::frontend::{Attempt, Closed, Event, FrontendEnds, Input, Party};
-use crate::i18n::Tr;
-use crate::phrases;
+use ponte_agent::frontend::{Attempt, Closed, Event, FrontendEnds, Input, Party};
+use ponte_agent::i18n::Tr;
+use ponte_agent::i18n::phrases;
 
 fn names(grants: Grants) -> Vec<&'static str> {
     grants.list().iter().map(|c| c.name()).collect()

@@ -2,13 +2,13 @@
 //! activity list and questions; reads the customer's lines. Commands (`revoke NAME`,
 //! `grant NAME`, `chat TEXT`, `end`) are recognised before anything is taken as an answer, and
 //! an answer goes to the one prompt on screen (a question, or a step of the consent dialog) —
-//! only if it was typed at least [`SETTLE`] after the prompt appeared (so neither type-ahead
+//! only if it was typed at least [`SETTLE`](ponte_agent::questions::SETTLE) after the prompt appeared (so neither type-ahead
 //! nor a prompt swapped under the customer's fingers catches a "y"). The prompt stays the last
 //! thing on screen: whatever else is printed while it is open is followed by a reminder of it.
 
 use std::collections::HashMap;
 use std::io::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ponte_e2e::app::{Capability, Grants};
 use ponte_e2e::identity::PeerIdentity;
@@ -17,12 +17,12 @@ use tokio::sync::mpsc;
 
 use std::sync::Arc;
 
-use crate::frontend::{Closed, Event, FrontendEnds, Input, Party, Question, QuestionId, QuickTerms, Reply};
-use crate::i18n::Tr;
-use crate::{phrases, t};
-
-/// How long a question must have been on screen before an answer counts.
-pub const SETTLE: Duration = Duration::from_millis(700);
+use ponte_agent::frontend::{
+    Closed, Event, FrontendEnds, Input, Party, Question, QuestionId, QuickTerms, Reply,
+};
+use ponte_agent::i18n::Tr;
+use ponte_agent::i18n::{phrases, t};
+use ponte_agent::questions;
 
 fn say(text: &str) {
     let mut out = std::io::stdout().lock();
@@ -196,7 +196,7 @@ impl TextUi {
         }
     }
 
-    /// Shows a prompt; answers count from [`SETTLE`] after now.
+    /// Shows a prompt; answers count from [`SETTLE`](ponte_agent::questions::SETTLE) after now.
     fn ask(&mut self, question: Option<QuestionId>, quick: Option<Quick>, text: String) {
         say(&text);
         self.prompt = Some(Prompt {
@@ -221,11 +221,7 @@ impl TextUi {
             }
             return;
         };
-        if typed
-            .at
-            .checked_duration_since(prompt.shown)
-            .is_none_or(|d| d < SETTLE)
-        {
+        if !questions::settled(prompt.shown, typed.at) {
             return say(&format!("    {}", t!(self.tr, "question-changed")));
         }
         if let (Some(question), Some(quick)) = (prompt.question, prompt.quick) {
@@ -272,7 +268,7 @@ impl TextUi {
         let Some(days) = quick.days else {
             // For how many days: a number, or yes for the proposal; no or Enter: none.
             let days = match (line.parse::<u32>(), self.tr.yes_no(line)) {
-                (Ok(days), _) if (1..=crate::trusted::MAX_DAYS).contains(&days) => days,
+                (Ok(days), _) if (1..=ponte_agent::trusted::MAX_DAYS).contains(&days) => days,
                 (_, Some(true)) => quick.proposed,
                 (_, Some(false)) => return self.send(no).await,
                 _ => return say(&format!("    {}", t!(self.tr, "question-quick-days"))),
@@ -478,7 +474,7 @@ mod tests {
 
     #[test]
     fn commands_come_before_answers() {
-        let tr = Tr::new(crate::i18n::Lang::En);
+        let tr = Tr::new(ponte_agent::i18n::Lang::En);
         let command = |line| command(&tr, line);
         assert_eq!(command("end"), Some(Ok(Input::End)));
         assert_eq!(

@@ -7,10 +7,10 @@
 //!
 //! The assistant may control this desktop's mouse and keyboard, and so could click this
 //! window. What would widen its access (a switch turned on, Allow, a yes) is therefore not
-//! taken while the assistant is using the pointer or keyboard ([`NOT_THEIRS`]; the core's
+//! taken while the assistant is using the pointer or keyboard ([`NOT_THEIRS`](ponte_agent::questions::NOT_THEIRS); the core's
 //! guard is longer still); what narrows it (End session, a switch turned off, Deny, No,
 //! Remove) is always taken, so a jammed keyboard cannot lock the customer out of stopping it.
-//! A question's buttons only work once it has been on screen for [`SETTLE`].
+//! A question's buttons only work once it has been on screen for [`SETTLE`](ponte_agent::questions::SETTLE).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
@@ -23,18 +23,14 @@ use ponte_e2e::identity::PeerIdentity;
 use ponte_session::files::Progress;
 use tokio::sync::mpsc;
 
-use crate::desktop::InjectedInput;
-use crate::frontend::{
+use ponte_agent::desktop::InjectedInput;
+use ponte_agent::frontend::{
     Attempt, Closed, Event, FrontendEnds, Input, Kind, Party, QuestionId, QuickTerms, Reply,
 };
-use crate::i18n::Tr;
-use crate::trusted::Entry;
-use crate::ui::text::SETTLE;
-use crate::{phrases, t};
-
-/// How long after the assistant's last pointer movement, key or button the window takes no
-/// widening click or key as the customer's.
-pub const NOT_THEIRS: Duration = Duration::from_secs(1);
+use ponte_agent::i18n::Tr;
+use ponte_agent::i18n::{phrases, t};
+use ponte_agent::questions;
+use ponte_agent::trusted::Entry;
 
 /// Lines kept in the activity list, the terminal view and the chat.
 const KEPT: usize = 500;
@@ -154,8 +150,8 @@ impl QuickChoice {
         let mut periods = vec![
             7,
             30,
-            crate::trusted::DEFAULT_DAYS,
-            crate::trusted::MAX_DAYS,
+            ponte_agent::trusted::DEFAULT_DAYS,
+            ponte_agent::trusted::MAX_DAYS,
             proposed,
         ];
         periods.sort_unstable();
@@ -264,8 +260,7 @@ impl Window {
     /// customer, as chat does) is not taken while the assistant may have done it; what narrows
     /// it — End, a switch turned off, Deny, No, Remove — always is.
     fn send(&mut self, input: Input) {
-        let guarded = input.widens() || matches!(input, Input::Chat(_));
-        if guarded && self.injected.within(NOT_THEIRS) {
+        if !questions::taken_as_customers(&input, &self.injected) {
             self.refused_at = Some(Instant::now());
             return;
         }
@@ -317,7 +312,7 @@ impl Window {
             Event::Grants(grants) => self.grants = grants,
             Event::Question { id, question } => {
                 let quick = match &question {
-                    crate::frontend::Question::QuickAccess {
+                    ponte_agent::frontend::Question::QuickAccess {
                         who,
                         key,
                         days,
@@ -564,7 +559,7 @@ impl Window {
         switches(ui, &tr, &mut chosen);
         // A switch turned on by the assistant's click would be allowed with the customer's.
         let widened = chosen.list().iter().any(|c| !selected.allows(*c));
-        if widened && self.injected.within(NOT_THEIRS) {
+        if widened && self.injected.within(questions::NOT_THEIRS) {
             self.refused_at = Some(Instant::now());
             chosen = *selected;
         }
@@ -704,7 +699,7 @@ impl Window {
         let Some(question) = &mut self.question else {
             return;
         };
-        let (id, settled) = (question.id, question.shown.elapsed() >= SETTLE);
+        let (id, settled) = (question.id, questions::settled(question.shown, Instant::now()));
         let mut answer = None;
         let mut end = false;
         let in_session = matches!(self.stage, Stage::Session { .. });
@@ -798,7 +793,7 @@ fn quick_terms(ui: &mut egui::Ui, tr: &Tr, quick: &mut QuickChoice) {
     ui.label(t!(tr, "quick-period"));
     let now = ponte_session::now_unix();
     for &days in &quick.periods {
-        let until = tr.date_time(crate::trusted::ends(now, days));
+        let until = tr.date_time(ponte_agent::trusted::ends(now, days));
         ui.radio_value(
             &mut quick.days,
             days,

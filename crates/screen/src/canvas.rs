@@ -6,7 +6,7 @@ use ponte_e2e::screen::{
     MAX_WEBP_TILE_WIDTH, ScreenUpdate, TILE, Tile,
 };
 
-use crate::ScreenError;
+use crate::error::ScreenError;
 
 /// The pointer's image.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,8 +3,8 @@
 
 use ponte_e2e::screen::{LossyRect, TILE};
 
-use crate::ScreenError;
-use crate::encoder::{CAPTURE_BYTES_PER_PIXEL, Image};
+use crate::error::ScreenError;
+use crate::image::{CAPTURE_BYTES_PER_PIXEL, Image};
 
 /// One rung of the quality ladder.
 #[derive(Debug, Clone, Copy)]

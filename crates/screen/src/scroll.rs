@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use ponte_e2e::screen::{CopyRect, TILE};
 
-use crate::encoder::{CAPTURE_BYTES_PER_PIXEL, Image};
+use crate::image::{CAPTURE_BYTES_PER_PIXEL, Image};
 
 /// Fewest rows that must agree on one offset before a stripe counts as moved.
 const MIN_VOTES: u32 = 8;

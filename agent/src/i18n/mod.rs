@@ -1,11 +1,13 @@
 //! The customer's language. Everything the customer reads — the window, the terminal UI,
 //! questions, the bar on the shared screen, the log — comes from the Fluent files in
-//! `agent/locales/` (English, Italian, Polish), chosen from the system locale (`LC_ALL`,
+//! `locales/` beside this module (English, Italian, Polish), chosen from the system locale (`LC_ALL`,
 //! `LC_MESSAGES`, `LANG`) or `--lang`; plurals follow each language's rules, sizes use its
 //! decimal mark, and times are shown in the customer's own time zone with the date.
 //!
 //! Messages are looked up with [`t!`](crate::t); a test checks that every language has exactly
 //! the keys the code uses.
+
+pub mod phrases;
 
 use fluent_bundle::concurrent::FluentBundle;
 use fluent_bundle::{FluentArgs, FluentResource, FluentValue};
@@ -60,9 +62,9 @@ impl Lang {
     /// The Fluent source.
     pub fn source(self) -> &'static str {
         match self {
-            Lang::En => include_str!("../locales/en.ftl"),
-            Lang::It => include_str!("../locales/it.ftl"),
-            Lang::Pl => include_str!("../locales/pl.ftl"),
+            Lang::En => include_str!("locales/en.ftl"),
+            Lang::It => include_str!("locales/it.ftl"),
+            Lang::Pl => include_str!("locales/pl.ftl"),
         }
     }
 
@@ -202,9 +204,9 @@ impl Tr {
                 .iter()
                 .any(|list| list.split(',').any(|w| w.trim() == word))
         };
-        if listed(crate::t!(self, "answer-yes-words"), "answer-yes-words") {
+        if listed(t!(self, "answer-yes-words"), "answer-yes-words") {
             Some(true)
-        } else if listed(crate::t!(self, "answer-no-words"), "answer-no-words") {
+        } else if listed(t!(self, "answer-no-words"), "answer-no-words") {
             Some(false)
         } else {
             None
@@ -233,11 +235,15 @@ fn local(unix: u64, format: &str) -> String {
 /// Looks up a message: `t!(tr, "key")` or `t!(tr, "key", name = value, …)`. The key is a
 /// literal, so that a test can find every key the code uses.
 #[macro_export]
-macro_rules! t {
+#[doc(hidden)]
+macro_rules! __t {
     ($tr:expr, $id:literal $(, $name:ident = $value:expr)* $(,)?) => {
         $tr.t_with($id, &[$((stringify!($name), $crate::i18n::Arg::from($value))),*])
     };
 }
+// (A `macro_rules!` can only be exported at the crate root; it is used from here.)
+#[doc(inline)]
+pub use crate::__t as t;
 
 #[cfg(test)]
 mod tests {
@@ -330,23 +336,23 @@ mod tests {
     fn plurals_and_numbers_follow_the_language() {
         let (en, it, pl) = (Tr::new(Lang::En), Tr::new(Lang::It), Tr::new(Lang::Pl));
         assert_eq!(
-            crate::t!(en, "attempt-wrong-code", left = 1u8),
+            t!(en, "attempt-wrong-code", left = 1u8),
             "Someone tried a wrong code — one try left."
         );
-        assert!(crate::t!(en, "attempt-wrong-code", left = 2u8).contains("2 tries left"));
+        assert!(t!(en, "attempt-wrong-code", left = 2u8).contains("2 tries left"));
         // Polish has one, few (2–4) and many (5+) forms.
         let (one, few, many) = (
-            crate::t!(pl, "processes-ended", count = 1u64),
-            crate::t!(pl, "processes-ended", count = 3u64),
-            crate::t!(pl, "processes-ended", count = 5u64),
+            t!(pl, "processes-ended", count = 1u64),
+            t!(pl, "processes-ended", count = 3u64),
+            t!(pl, "processes-ended", count = 5u64),
         );
         assert!(one != few && few != many && one != many, "{one} / {few} / {many}");
         assert_eq!(en.size(1536 << 10), "1.5 MiB");
         assert_eq!(it.size(1536 << 10), "1,5 MiB");
         assert_eq!(pl.size(1536 << 10), "1,5 MiB");
-        assert_ne!(crate::t!(it, "ready-title"), crate::t!(en, "ready-title"));
+        assert_ne!(t!(it, "ready-title"), t!(en, "ready-title"));
         // No invisible isolation marks around arguments.
-        assert!(!crate::t!(en, "sending", path = "x").contains('\u{2068}'));
+        assert!(!t!(en, "sending", path = "x").contains('\u{2068}'));
         assert_eq!(it.yes_no("sì"), Some(true));
         assert_eq!(pl.yes_no("tak"), Some(true));
         assert_eq!(pl.yes_no("y"), Some(true), "English answers always work");

@@ -8,8 +8,7 @@ use ponte_session::files::Totals;
 use ponte_wire::text::PeerText;
 
 use crate::frontend::{Attempt, Question, Why};
-use crate::i18n::Tr;
-use crate::t;
+use crate::i18n::{Tr, t};
 
 /// An attempt, as a sentence.
 pub fn attempt(tr: &Tr, attempt: &Attempt) -> String {
