@@ -28,6 +28,7 @@ pub mod journal;
 pub mod own_files;
 pub mod process;
 pub mod questions;
+mod quick_access;
 pub mod rendezvous;
 pub mod scope;
 pub mod session;

@@ -5,10 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ponte_e2e::app::{Capability, Control, EndReason, Grants, MAX_CHAT, QuickAccessGrant};
-use ponte_e2e::identity::PeerIdentity;
-use ponte_wire::os_rng;
-use ponte_wire::rendezvous::RelayMessage;
+use ponte_e2e::app::{Capability, Control, EndReason, Grants, MAX_CHAT};
 use ponte_wire::text::PeerText;
 use tokio::sync::mpsc;
 
@@ -17,14 +14,14 @@ use crate::config::Config;
 use crate::customer::Customer;
 use crate::desktop::{DesktopWorker, InjectedInput};
 use crate::events::Events;
-use crate::frontend::{Event, Kind, Party, Question, QuickTerms};
+use crate::frontend::{Event, Kind, Party};
 use crate::grants::LiveGrants;
 use crate::i18n::t;
 use crate::own_files::OwnFiles;
-use crate::questions::{Answer, Questions};
+use crate::questions::Questions;
+use crate::quick_access;
 use crate::rendezvous::Paired;
 use crate::scope::Scope;
-use crate::trusted::{Scope as TrustScope, Trusted};
 
 /// How long the customer has to answer the consent question.
 const CONSENT_TIMEOUT: Duration = Duration::from_secs(600);
@@ -137,7 +134,7 @@ pub async fn run(
     });
 
     let mut chat_limit = ChatLimit::new();
-    let mut quick = QuickRequests::default();
+    let mut quick = quick_access::QuickRequests::default();
     let tr = events.tr();
     let granted = match (&quick_entry, config.allow) {
         // What a script's agent allows up front is for the code it showed: an assistant let in
@@ -242,7 +239,7 @@ pub async fn run(
                 // opt-in never begets another.
                 Ok(Some(Control::QuickAccessRequest { organisation, days })) => {
                     if quick_entry.is_none() && !std::mem::replace(&mut quick.asked, true) {
-                        quick.later = accept_quick_request(config, events, &peer, organisation, days);
+                        quick.later = quick_access::accept(config, events, &peer, organisation, days);
                         let _ = to_assistant.send(match quick.later {
                             Some(_) => Control::QuickAccessLater,
                             None => Control::QuickAccess(None),
@@ -334,189 +331,11 @@ pub async fn run(
                 events.activity(Kind::Refused, why);
                 None
             }
-            None => ask_quick_access(config, events, questions, customer, &mut client, request, last).await,
+            None => quick_access::ask(config, events, questions, customer, &mut client, request, last).await,
         };
         let _ = to_assistant.send(Control::QuickAccess(answer));
     }
     Ok(close(client, writer, to_assistant, reason).await)
-}
-
-/// Quick-access requests that are refused at once (a second one, one before consent, one in
-/// a session opened by quick access) get an answer each — up to this many in a session; a
-/// viewer that sends more (each answer would wait in memory while a viewer that does not read
-/// holds the writer) ends the session.
-const MAX_QUICK_REFUSALS: u32 = 32;
-
-/// The viewer's quick-access requests in this session.
-#[derive(Default)]
-struct QuickRequests {
-    /// One was answered other than by a refusal for flooding.
-    asked: bool,
-    /// The one the customer will be asked about once the assistant's access has ended.
-    later: Option<QuickRequest>,
-    refused: u32,
-}
-
-impl QuickRequests {
-    /// Answers a request "no" without asking; `false` when the viewer has sent too many.
-    fn refuse(&mut self, to_assistant: &mpsc::UnboundedSender<Control>) -> bool {
-        self.refused += 1;
-        if self.refused > MAX_QUICK_REFUSALS {
-            return false;
-        }
-        let _ = to_assistant.send(Control::QuickAccess(None));
-        true
-    }
-}
-
-/// What the assistant asked for with [`Control::QuickAccessRequest`], once the agent knows it
-/// may ask the customer.
-#[derive(Clone)]
-struct QuickRequest {
-    /// The verified assistant who asked.
-    peer: PeerIdentity,
-    scope: TrustScope,
-    /// Whom it would let in, as a sentence, and that key's fingerprint.
-    who: String,
-    key: String,
-    /// The period proposed (at most [`crate::trusted::DEFAULT_DAYS`]: a longer one the
-    /// customer chooses themselves).
-    days: u32,
-}
-
-/// Whether the customer will be asked about the assistant's quick-access request when the
-/// session ends: only for a verified assistant, where someone can be asked and the opt-ins can
-/// be kept. The customer sees that it was asked, and when they will be.
-fn accept_quick_request(
-    config: &Config,
-    events: &Events,
-    peer: &PeerIdentity,
-    organisation: bool,
-    days: u32,
-) -> Option<QuickRequest> {
-    let tr = events.tr();
-    let PeerIdentity::Verified {
-        name,
-        organisation: their_organisation,
-        fingerprint,
-        issuer,
-        ..
-    } = peer
-    else {
-        events.activity(Kind::Refused, t!(tr, "quick-unverified"));
-        return None;
-    };
-    if config.trusted.is_none() || !config.interactive {
-        return None;
-    }
-    let (scope, key) = if organisation {
-        (TrustScope::Organisation, issuer)
-    } else {
-        (TrustScope::Assistant, fingerprint)
-    };
-    events.activity(Kind::Permissions, t!(tr, "quick-later"));
-    Some(QuickRequest {
-        peer: peer.clone(),
-        scope,
-        who: crate::i18n::phrases::quick_who(tr, name, their_organisation, scope),
-        key: key.to_string(),
-        days: days.clamp(1, crate::trusted::DEFAULT_DAYS),
-    })
-}
-
-/// Puts the assistant's quick-access request to the customer — called only once the
-/// assistant's access has ended — and keeps the opt-in on the customer's terms. Returns what
-/// the assistant is told (`None`: not allowed). The question is withdrawn when the assistant
-/// disconnects (nobody would learn the device) or the customer ends again or closes the
-/// window; anything but their explicit yes means no opt-in.
-async fn ask_quick_access(
-    config: &Config,
-    events: &Events,
-    questions: &Questions,
-    customer: &mut Customer,
-    client: &mut ponte_transport::client::RelayClient,
-    request: QuickRequest,
-    offered: Grants,
-) -> Option<QuickAccessGrant> {
-    let tr = events.tr();
-    let path = config.trusted.clone()?;
-    let question = Question::QuickAccess {
-        who: request.who.clone(),
-        key: request.key.clone(),
-        days: request.days,
-        grants: offered,
-    };
-    // An End seen before now ended the session; only a later one (or the window closing)
-    // answers this question.
-    customer.end.borrow_and_update();
-    // The relay says when the assistant leaves (or the connection to it goes).
-    let left = async {
-        while let Ok(message) = client.next().await {
-            if matches!(message, RelayMessage::PeerLeft | RelayMessage::Refused(_)) {
-                break;
-            }
-        }
-    };
-    let answer = tokio::select! {
-        answer = questions.ask(question) => answer,
-        _ = customer.end.changed() => Answer::No,
-        () = left => {
-            events.activity(Kind::Refused, t!(tr, "quick-assistant-left"));
-            return None;
-        }
-    };
-    let Answer::Yes(terms) = answer else {
-        events.activity(Kind::Refused, t!(tr, "quick-declined"));
-        return None;
-    };
-    // The customer's terms, or the proposal; never more permissions than the session had,
-    // and "without asking" only means something with permissions to apply.
-    let terms = terms.unwrap_or(QuickTerms {
-        days: request.days,
-        without_asking: false,
-        grants: offered,
-    });
-    let remembered: Grants = terms
-        .grants
-        .list()
-        .into_iter()
-        .filter(|c| offered.allows(*c))
-        .collect();
-    let without_asking = terms.without_asking && remembered != Grants::NONE;
-    let now = ponte_session::now_unix();
-    let until = crate::trusted::ends(now, terms.days);
-    let QuickRequest { peer, scope, who, .. } = request;
-    let stored = Trusted::update_async(path, move |trusted| {
-        let device = trusted.add(
-            &peer,
-            scope,
-            terms.days,
-            remembered,
-            without_asking,
-            now,
-            &mut os_rng(),
-        )?;
-        Ok((device, trusted.entries().to_vec()))
-    })
-    .await;
-    match stored {
-        Ok((device, entries)) => {
-            events.emit(Event::QuickAccess(entries));
-            let mut line = t!(tr, "quick-granted", who = who, until = tr.date_time(until));
-            if without_asking {
-                line.push_str(&t!(tr, "trusted-without-asking"));
-            }
-            events.activity(Kind::Permissions, line);
-            Some(QuickAccessGrant {
-                device,
-                not_after: until,
-            })
-        }
-        Err(e) => {
-            events.activity(Kind::Failed, t!(tr, "quick-unavailable", error = e.to_string()));
-            None
-        }
-    }
 }
 
 /// Lets the writer deliver what is queued, then closes the connection; returns `reason`.

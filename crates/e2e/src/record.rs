@@ -341,11 +341,6 @@ impl RecordOpener {
         self.stream
     }
 
-    /// Whether the authenticated end-of-stream record has arrived.
-    pub fn is_ended(&self) -> bool {
-        self.state == OpenerState::Ended
-    }
-
     fn fail(&mut self, e: RecordError) -> RecordError {
         self.state = OpenerState::Failed(e.clone());
         e

@@ -1,7 +1,7 @@
 //! Trust on first use: the fingerprint of each relay first seen, remembered per relay address
 //! in the user's config directory (`known_relays`, one `address fingerprint` pair per line).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use ponte_transport::tls::CertFingerprint;
 
@@ -32,11 +32,6 @@ impl KnownRelays {
     /// A store in a specific file.
     pub fn at(path: impl Into<PathBuf>) -> KnownRelays {
         KnownRelays { path: path.into() }
-    }
-
-    /// Where the store lives.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     fn read(&self) -> Vec<(String, CertFingerprint)> {

@@ -278,11 +278,6 @@ impl Session {
         self.alarm.0.borrow().clone()
     }
 
-    /// This side's role.
-    pub async fn role(&self) -> Role {
-        self.keys.lock().await.role()
-    }
-
     /// The QUIC connection to the relay.
     pub fn connection(&self) -> &quinn::Connection {
         &self.connection
