@@ -99,6 +99,15 @@ pub(crate) fn accept(
     })
 }
 
+/// Completes when the relay says the assistant left (or the connection to it goes).
+pub(crate) async fn assistant_left(client: &mut ponte_transport::client::RelayClient) {
+    while let Ok(message) = client.next().await {
+        if matches!(message, RelayMessage::PeerLeft | RelayMessage::Refused(_)) {
+            break;
+        }
+    }
+}
+
 /// Puts the assistant's quick-access request to the customer — called only once the
 /// assistant's access has ended — and keeps the opt-in on the customer's terms. Returns what
 /// the assistant is told (`None`: not allowed). The question is withdrawn when the assistant
@@ -124,14 +133,7 @@ pub(crate) async fn ask(
     // An End seen before now ended the session; only a later one (or the window closing)
     // answers this question.
     customer.end.borrow_and_update();
-    // The relay says when the assistant leaves (or the connection to it goes).
-    let left = async {
-        while let Ok(message) = client.next().await {
-            if matches!(message, RelayMessage::PeerLeft | RelayMessage::Refused(_)) {
-                break;
-            }
-        }
-    };
+    let left = assistant_left(client);
     let answer = tokio::select! {
         answer = questions.ask(question) => answer,
         _ = customer.end.changed() => Answer::No,

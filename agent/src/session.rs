@@ -334,6 +334,9 @@ pub async fn run(
             None => quick_access::ask(config, events, questions, customer, &mut client, request, last).await,
         };
         let _ = to_assistant.send(Control::QuickAccess(answer));
+        // The relay acknowledges what it forwards, not the assistant, and closing now could
+        // cut the answer on its way: the assistant's viewer leaves once it has read it.
+        let _ = tokio::time::timeout(WIND_DOWN, quick_access::assistant_left(&mut client)).await;
     }
     Ok(close(client, writer, to_assistant, reason).await)
 }
