@@ -640,6 +640,32 @@ fn resize(conn: &RustConnection, width: u16, height: u16) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn on_a_wayland_session_the_screen_is_not_shared_and_both_sides_are_told_why() {
+    // An X display is there (as XWayland would be), with something on it.
+    let x = Xvfb::start(320, 240);
+    draw(&x.connect(), 320, 240, pattern);
+    let w = World::new().await;
+    let mut cmd = w.agent_command(&["--allow", "screen"]);
+    cmd.env("DISPLAY", &x.display)
+        .env("XDG_SESSION_TYPE", "wayland")
+        .env("WAYLAND_DISPLAY", "wayland-0");
+    let (agent, id, code) = w.start_agent(cmd);
+    let mut viewer = Scripted::start(&w, &id, &code, None);
+    let shot = w.path("shot.png");
+    viewer.send(&format!("screenshot {}", shot.display()));
+    let line = viewer.expect("Wayland");
+    assert!(line.contains("cannot share the screen"), "{line}");
+    assert!(!shot.exists(), "the X display of a Wayland session was shared");
+    let failed = loop {
+        let activity = agent.event("activity", WAIT);
+        if activity["kind"] == "failed" {
+            break activity;
+        }
+    };
+    assert!(failed["text"].as_str().unwrap().contains("Wayland"), "{failed}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn sharing_follows_a_resolution_change() {
     let x = Xvfb::start(640, 480);
     let conn = x.connect();
@@ -799,8 +825,8 @@ async fn click_and_type_go_through_the_indicator_and_the_customers_mouse_pause()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn revoking_control_releases_held_keys_and_buttons_at_once() {
-    use ponte_e2e::app::{Request, Transfer};
-    use ponte_e2e::screen::{InputEvent, ScreenFeedback};
+    use ponte_e2e::app::Request;
+    use ponte_e2e::screen::{InputEvent, ScreenFeedback, ScreenUpdate};
 
     let x = Xvfb::start(320, 240);
     let conn = x.connect();
@@ -849,11 +875,10 @@ async fn revoking_control_releases_held_keys_and_buttons_at_once() {
     agent.send("revoke screen");
     let revoked = Instant::now();
     let reason = loop {
-        match stream.recv.recv::<Transfer>().await {
-            // Screen updates decode as other messages or not at all: skip them.
-            Ok(Some(Transfer::Failed(reason))) => break reason,
-            Ok(None) => panic!("the stream ended without a reason"),
-            _ => continue,
+        match stream.recv.recv::<ScreenUpdate>().await {
+            Ok(Some(ScreenUpdate::Ended(reason))) => break reason,
+            Ok(Some(_)) => continue,
+            other => panic!("the stream ended without a reason: {other:?}"),
         }
     };
     assert!(

@@ -122,12 +122,22 @@ impl World {
     /// Starts an agent with `--json` and the given extra arguments; returns it with its ID
     /// and code.
     pub fn agent(&self, args: &[&str]) -> (Running, String, String) {
+        self.start_agent(self.agent_command(args))
+    }
+
+    /// The command [`World::agent`] runs, to change before [`World::start_agent`].
+    pub fn agent_command(&self, args: &[&str]) -> Command {
         let mut cmd = self.command("ponte-agent");
         cmd.arg("--json")
             .arg("--dir")
             .arg(self.path("agent-home"))
             .args(args)
             .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Starts an agent command made by [`World::agent_command`]; returns it with its ID and code.
+    pub fn start_agent(&self, cmd: Command) -> (Running, String, String) {
         let agent = Running::start(cmd);
         let ready = agent.event("ready", WAIT);
         let first: serde_json::Value = serde_json::from_str(&agent.first_line().unwrap()).unwrap();

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use ponte_e2e::app::{Request, Response, Transfer};
+use ponte_e2e::app::{Request, Response};
 use ponte_session::{Incoming, SecureStream};
 use ponte_wire::text::PeerText;
 
@@ -109,7 +109,7 @@ async fn run<H: Handler>(mut handler: H, mut stream: SecureStream, ctx: &Context
             }
             // Complete records only (SecureSend is cancel-safe), so this arrives intact.
             let told = format!("{verb}: {}", reason.english());
-            let _ = stream.send.send(&Transfer::Failed(told.into())).await;
+            H::tell_ended(&mut stream.send, told.into()).await;
         }
     }
     finish(stream).await;

@@ -80,6 +80,9 @@ impl ScreenClient {
                             break "the screen stream closed".to_owned();
                         }
                     }
+                    Ok(Applied::Ended(why)) => {
+                        break format!("the customer's computer stopped sharing the screen: {why}");
+                    }
                     Ok(_) => {}
                     Err(e) => break format!("the customer's computer sent a bad screen update: {e}"),
                 }

@@ -12,8 +12,8 @@ pub mod shell;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use ponte_e2e::app::Capability;
-use ponte_session::SecureStream;
+use ponte_e2e::app::{Capability, Transfer};
+use ponte_session::{SecureSend, SecureStream};
 
 use crate::desktop::DesktopWorker;
 use crate::events::Events;
@@ -228,6 +228,14 @@ pub trait Handler: Send + Sized {
             } else {
                 not_allowed(Self::GRANT)
             }
+        }
+    }
+
+    /// Tells the assistant, as the last message of the stream, that the request failed or was
+    /// stopped (`told`, in English). Streams carry `Transfer`s unless they say otherwise.
+    fn tell_ended(send: &mut SecureSend, told: PeerText) -> impl Future<Output = ()> + Send {
+        async move {
+            let _ = send.send(&Transfer::Failed(told)).await;
         }
     }
 

@@ -64,6 +64,10 @@ impl Screen {
 impl Handler for Screen {
     const GRANT: Capability = Capability::Screen;
 
+    async fn tell_ended(send: &mut SecureSend, told: PeerText) {
+        let _ = send.send(&ScreenUpdate::Ended(told)).await;
+    }
+
     fn describe(&self, tr: &Tr) -> String {
         t!(tr, "request-screen")
     }

@@ -1,8 +1,14 @@
 //! The customer's desktop behind a seam: capture, pointer, input injection and the on-screen
-//! indicator. X11 is the first back end; Windows and macOS ones implement the same trait.
+//! indicator. X11 is the first back end (in `x11.rs`, built on Linux); others implement the
+//! same trait. On a Wayland session the X11 back end would see only the X programs (usually
+//! nothing), so the agent says it cannot share the screen there rather than share that.
 
 mod worker;
+#[cfg(target_os = "linux")]
 mod x11;
+
+#[cfg(not(target_os = "linux"))]
+compile_error!("ponte-agent has a desktop back end for Linux (X11) only so far");
 
 pub use worker::{DesktopWorker, DisplayOptions, IndicatorText, Injected, Sharing, Step};
 
@@ -41,7 +47,7 @@ impl InjectedInput {
 }
 
 use ponte_e2e::screen::InputEvent;
-pub use ponte_screen::CursorImage;
+pub use ponte_screen::{CursorImage, Image};
 
 /// The part of the desktop that is shared.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -56,19 +62,6 @@ pub struct Monitor {
     pub width: u16,
     /// Height in pixels.
     pub height: u16,
-}
-
-/// A captured picture: rows of 4-byte pixels (blue, green, red, padding).
-#[derive(Debug)]
-pub struct Capture<'a> {
-    /// Width in pixels.
-    pub width: u16,
-    /// Height in pixels.
-    pub height: u16,
-    /// Bytes per row.
-    pub stride: usize,
-    /// The pixels.
-    pub data: &'a [u8],
 }
 
 /// Which picture a capture asks for.
@@ -98,7 +91,7 @@ pub trait Desktop: Send {
     fn monitor(&self) -> &Monitor;
     /// Captures the shared monitor as `want` says; `None` when nothing changed and
     /// [`Want::Changes`] was asked.
-    fn capture(&mut self, want: Want) -> anyhow::Result<Option<Capture<'_>>>;
+    fn capture(&mut self, want: Want) -> anyhow::Result<Option<Image<'_>>>;
     /// The pointer position relative to the shared monitor.
     fn pointer(&mut self) -> anyhow::Result<(i32, i32)>;
     /// The pointer's image, when it changed since the last call.
@@ -115,8 +108,78 @@ pub trait Desktop: Send {
     fn restore_keymap(&mut self) -> anyhow::Result<()>;
 }
 
-/// Opens the desktop on `display` (X11 display name; default `$DISPLAY`), sharing monitor
-/// `monitor` (default the primary one).
+/// Why there is no desktop to share.
+#[derive(Debug, thiserror::Error)]
+pub enum DesktopError {
+    /// A Wayland session: its X display (XWayland) shows only X programs.
+    #[error(
+        "this computer runs a Wayland session, whose screen Ponte cannot share yet (X11 sessions only); \
+         its X display would show only X programs, usually nothing"
+    )]
+    Wayland,
+}
+
+/// The kind of graphical session the agent runs in, as its environment (`getenv`) says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionKind {
+    /// An X11 session (or no graphical session at all: opening the display says why).
+    X11,
+    /// A Wayland session.
+    Wayland,
+}
+
+impl SessionKind {
+    /// `XDG_SESSION_TYPE` when it says, otherwise Wayland when there is a `WAYLAND_DISPLAY` and
+    /// no `DISPLAY`.
+    pub fn detect(getenv: impl Fn(&str) -> Option<String>) -> SessionKind {
+        let set = |name: &str| getenv(name).is_some_and(|v| !v.is_empty());
+        match getenv("XDG_SESSION_TYPE").as_deref() {
+            Some("wayland") => SessionKind::Wayland,
+            Some("x11") => SessionKind::X11,
+            _ if set("WAYLAND_DISPLAY") && !set("DISPLAY") => SessionKind::Wayland,
+            _ => SessionKind::X11,
+        }
+    }
+}
+
+/// Opens the desktop on `display` (X11 display name; default `$DISPLAY`, refused on a Wayland
+/// session), sharing monitor `monitor` (default the primary one).
 pub fn open(display: Option<&str>, monitor: Option<usize>) -> anyhow::Result<Box<dyn Desktop>> {
+    // A display named by the customer is shared as asked.
+    if display.is_none() && SessionKind::detect(|name| std::env::var(name).ok()) == SessionKind::Wayland {
+        return Err(DesktopError::Wayland.into());
+    }
     Ok(Box::new(x11::X11::open(display, monitor)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SessionKind;
+
+    fn kind(vars: &[(&str, &str)]) -> SessionKind {
+        SessionKind::detect(|name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    #[test]
+    fn the_session_kind_follows_the_environment() {
+        assert_eq!(
+            kind(&[("XDG_SESSION_TYPE", "wayland"), ("DISPLAY", ":0")]),
+            SessionKind::Wayland
+        );
+        assert_eq!(
+            kind(&[("XDG_SESSION_TYPE", "x11"), ("WAYLAND_DISPLAY", "wayland-0")]),
+            SessionKind::X11
+        );
+        assert_eq!(kind(&[("WAYLAND_DISPLAY", "wayland-0")]), SessionKind::Wayland);
+        assert_eq!(
+            kind(&[("WAYLAND_DISPLAY", "wayland-0"), ("DISPLAY", ":0")]),
+            SessionKind::X11
+        );
+        assert_eq!(kind(&[("DISPLAY", ":0")]), SessionKind::X11);
+        assert_eq!(kind(&[("XDG_SESSION_TYPE", "tty")]), SessionKind::X11);
+    }
 }

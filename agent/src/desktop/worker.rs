@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use ponte_e2e::app::Capability;
 use ponte_e2e::screen::InputEvent;
-use ponte_screen::{EncodedFrame, Encoder, Image};
+use ponte_screen::{EncodedFrame, Encoder};
 use tokio::sync::{oneshot, watch};
 
 use super::{CursorImage, Desktop, Indicator, Monitor, Want};
@@ -265,7 +265,7 @@ impl Worker {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
         if let Some(budget) = budget
-            && let Some(c) = desktop.capture(if sync != 0 {
+            && let Some(image) = desktop.capture(if sync != 0 {
                 Want::Fresh
             } else if encoder.pending() {
                 Want::Latest
@@ -273,12 +273,6 @@ impl Worker {
                 Want::Changes
             })?
         {
-            let image = Image {
-                width: c.width,
-                height: c.height,
-                stride: c.stride,
-                data: c.data,
-            };
             let captured = Instant::now();
             step.frame = encoder.encode_within(&image, sync, budget, captured)?;
             if let Some(stats) = step.frame.as_mut().and_then(EncodedFrame::stats_mut) {

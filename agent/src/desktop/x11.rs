@@ -19,7 +19,7 @@ use x11rb::protocol::xproto::{
 use x11rb::protocol::xtest::ConnectionExt as _;
 use x11rb::rust_connection::RustConnection;
 
-use super::{Capture, CursorImage, Desktop, Indicator, Monitor, Want};
+use super::{CursorImage, Desktop, Image, Indicator, Monitor, Want};
 
 /// XTest event types (core protocol event codes).
 const KEY_PRESS: u8 = 2;
@@ -378,7 +378,7 @@ impl Desktop for X11 {
         &self.monitor
     }
 
-    fn capture(&mut self, want: Want) -> anyhow::Result<Option<Capture<'_>>> {
+    fn capture(&mut self, want: Want) -> anyhow::Result<Option<Image<'_>>> {
         if self.drain_events()? {
             let monitor = self.find_monitor()?;
             if monitor != self.monitor {
@@ -397,7 +397,7 @@ impl Desktop for X11 {
                 self.grab()?;
             }
         }
-        Ok(Some(Capture {
+        Ok(Some(Image {
             width: self.monitor.width,
             height: self.monitor.height,
             stride: usize::from(self.monitor.width) * 4,

@@ -219,6 +219,9 @@ pub enum ScreenUpdate {
     Copy(Vec<CopyRect>),
     /// What the frame being sent cost.
     Stats(FrameStats),
+    /// The agent stopped sharing (a revocation, or a failure), and why; nothing follows. (A
+    /// screen stream carries no `Transfer::Failed`: this is its last word.)
+    Ended(ponte_wire::PeerText),
 }
 
 /// Viewer → agent on a screen stream.

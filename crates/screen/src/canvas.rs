@@ -24,7 +24,7 @@ pub struct CursorImage {
 }
 
 /// What applying an update did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
     /// The picture has a new size (and is black).
     Resized,
@@ -47,6 +47,8 @@ pub enum Applied {
         /// Tiles it carried.
         tiles: u32,
     },
+    /// The agent stopped sharing, for this reason (inert text); nothing follows.
+    Ended(ponte_wire::PeerText),
 }
 
 /// The remote screen as the viewer knows it.
@@ -208,6 +210,7 @@ impl Canvas {
                 self.frames += 1;
                 Ok(Applied::Frame { frame, sync, tiles })
             }
+            ScreenUpdate::Ended(why) => Ok(Applied::Ended(why)),
         }
     }
 
