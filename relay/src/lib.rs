@@ -14,6 +14,7 @@ pub mod bucket;
 pub mod cert;
 pub mod cluster;
 pub mod config;
+pub mod directory;
 pub mod forward;
 pub mod ledger;
 pub mod memory;

@@ -6,12 +6,12 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use ponte_transport::framed::{self, FramedError};
-use ponte_wire::rendezvous::{self, ClientMessage, JoinTarget, MAX_MESSAGE, Refusal};
+use ponte_wire::rendezvous::{self, ClientMessage, MAX_MESSAGE, Refusal};
 use quinn::Connection;
 use tracing::debug;
 
 use super::agent::{Paid, agent, register_device};
-use super::viewer::{Join, check_credential, redirect, redirect_target, viewer};
+use super::viewer::{Join, JoinByTag, join_device, viewer};
 use super::{Shared, close, refuse};
 use crate::admission::{Admitted, Crowded, Decision, Load};
 use crate::source::Source;
@@ -102,45 +102,8 @@ async fn handle(connection: Connection, source: Source, slot: Admitted, shared: 
             register_device(connection, send, recv, source, shared, tag).await
         }
         Ok(Some(ClientMessage::JoinDevice { tag, ticket, proof })) => {
-            // The credential first, as for joins by ID: a viewer a credential-only relay
-            // refuses learns nothing about the tag.
-            let target = JoinTarget::Device(tag);
-            if let Err(reason) =
-                check_credential(&shared, &connection, target, proof.as_ref(), ticket.as_ref())
-            {
-                crate::metrics::join(crate::metrics::reason_label(&reason));
-                shared.counters.auth_refused.fetch_add(1, Ordering::Relaxed);
-                crate::metrics::auth_refused(&reason);
-                return refuse(&connection, &mut send, reason).await;
-            }
-            let found = shared.registry().find_device(tag, source, Instant::now());
-            // Not here: on a cluster, the agent may wait on another node.
-            if found == Err(Refusal::UnknownSession)
-                && let Some(cluster) = &shared.cluster
-                && let Ok(located) = cluster.locate_device(tag).await
-            {
-                match redirect_target(&shared, &tag, located) {
-                    Ok(Some(node)) => return redirect(&connection, &mut send, tag, node).await,
-                    Ok(None) => {}
-                    Err(refusal) => return refuse(&connection, &mut send, refusal).await,
-                }
-            }
-            match found {
-                Ok(session) => {
-                    let join = Join {
-                        session,
-                        device: Some(tag),
-                        ticket,
-                        proof,
-                    };
-                    viewer(connection, send, recv, join, source, shared).await
-                }
-                Err(reason) => {
-                    crate::metrics::join(crate::metrics::reason_label(&reason));
-                    debug!(%reason, "device join refused");
-                    refuse(&connection, &mut send, reason).await
-                }
-            }
+            let join = JoinByTag { tag, ticket, proof };
+            join_device(connection, send, recv, join, source, shared).await
         }
         Ok(Some(ClientMessage::Join { session })) => {
             let join = Join {

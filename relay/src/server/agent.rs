@@ -12,8 +12,9 @@ use quinn::{Connection, RecvStream, SendStream};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::{AgentLink, ClusterUpdate, Shared, ViewerLink, close, departure, end_reason, refuse, send_relay};
+use super::{AgentLink, Shared, ViewerLink, close, departure, end_reason, refuse, send_relay};
 use crate::cluster::{Cluster, Joinable, RateLimit, RegisterLimits};
+use crate::directory::ClusterUpdate;
 use crate::ledger::{EndReason, SessionRecord};
 use crate::memory;
 use crate::registry::RegistrationToken;
@@ -65,7 +66,7 @@ pub(super) struct Paid {
 /// Takes every registration token a registration from `source` needs — the cluster's, then
 /// this node's — before anything is spent on it.
 async fn pay_registration(shared: &Shared, source: Source) -> Result<Paid, Refusal> {
-    if let Some(cluster) = &shared.cluster {
+    if let Some(cluster) = shared.directory.cluster() {
         match cluster.take_registration(source, register_rate(shared)).await {
             Ok(Ok(())) => {}
             Ok(Err(refusal)) => return Err(refusal),
@@ -78,7 +79,7 @@ async fn pay_registration(shared: &Shared, source: Source) -> Result<Paid, Refus
     let local = shared.registry().take_registration(source, Instant::now())?;
     Ok(Paid {
         local,
-        cluster: shared.cluster.is_some(),
+        cluster: shared.directory.cluster().is_some(),
     })
 }
 
@@ -153,7 +154,7 @@ pub(super) async fn agent(
         made = Some(link.clone());
         link
     };
-    let registered = match &shared.cluster {
+    let registered = match shared.directory.cluster() {
         None => shared
             .registry()
             .register_with(paid.local, make, Instant::now(), &mut ponte_wire::os_rng()),
@@ -163,7 +164,7 @@ pub(super) async fn agent(
                     .registry()
                     .register_as(paid.local, id, make, Instant::now());
                 if local.is_err() {
-                    shared.cluster_update(id, source, ClusterUpdate::Ended);
+                    shared.directory.tell_cluster(id, source, ClusterUpdate::Ended);
                 }
                 local.map(|ttl| (id, ttl))
             }
@@ -181,12 +182,14 @@ pub(super) async fn agent(
         // Found by its tag through any node (redirected here) as soon as the agent hears it is
         // registered, so the claim is written before that; nobody joins it by ID, here or
         // through another node.
-        if let Some(cluster) = &shared.cluster
+        if let Some(cluster) = shared.directory.cluster()
             && let Err(e) = cluster.device(tag, true).await
         {
             debug!("cluster device claim deferred to the next heartbeat: {e}");
         }
-        shared.cluster_update(id, source, ClusterUpdate::Joinable(Joinable::No));
+        shared
+            .directory
+            .tell_cluster(id, source, ClusterUpdate::Joinable(Joinable::No));
     }
     shared.publish_counts();
     info!(session = %id, "agent registered");
@@ -206,11 +209,9 @@ pub(super) async fn agent(
         other => end_reason(other),
     });
     let viewer = shared.registry().remove(id, Instant::now());
-    shared.cluster_update(id, source, ClusterUpdate::Ended);
-    if let Some(tag) = device
-        && !shared.registry().holds_device(tag)
-    {
-        shared.cluster_release_device(tag);
+    shared.directory.tell_cluster(id, source, ClusterUpdate::Ended);
+    if let Some(tag) = device {
+        shared.directory.release_device(tag);
     }
     shared.publish_counts();
     if let Some(viewer) = viewer {
@@ -254,7 +255,7 @@ async fn agent_loop(
                         link.record.released();
                         let open = shared.registry().joinable(id);
                         if open {
-                            shared.cluster_update(id, link.source, ClusterUpdate::Joinable(Joinable::Yes));
+                            shared.directory.tell_cluster(id, link.source, ClusterUpdate::Joinable(Joinable::Yes));
                         }
                     }
                     if let Some(viewer) = released.viewer {

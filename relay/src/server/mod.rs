@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use ponte_transport::framed;
 use ponte_transport::tls::CertFingerprint;
 use ponte_wire::rendezvous::{self, Refusal, RelayMessage};
-use ponte_wire::{DeviceTag, SessionId};
 use quinn::{Connection, SendStream, VarInt};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
@@ -22,8 +21,9 @@ use tracing::{debug, error, info, warn};
 use crate::admission::Admission;
 use crate::assistants::Assistants;
 use crate::bucket::TokenBucket;
-use crate::cluster::{Cluster, Joinable};
+use crate::cluster::Cluster;
 use crate::config::Config;
+use crate::directory::{ClusterUpdate, Directory};
 use crate::forward::{Budget, Direction};
 use crate::ledger::{EndReason, Ledger, SessionRecord, WriterSettings};
 use crate::memory::{self, Buffers, Reservation};
@@ -67,7 +67,6 @@ struct Counters {
     refused_source: AtomicU64,
     auth_refused: AtomicU64,
     device_challenges: AtomicU64,
-    redirects_refused: AtomicU64,
 }
 
 /// A snapshot of the relay's own accounting.
@@ -96,7 +95,8 @@ pub struct Stats {
 
 struct Shared {
     config: Config,
-    registry: Mutex<Registry<AgentLink, ViewerLink>>,
+    /// The session table, and the cluster when this node is one of a cluster's.
+    directory: Directory<AgentLink, ViewerLink>,
     total_bandwidth: Option<Arc<tokio::sync::Mutex<TokenBucket>>>,
     shutting_down: watch::Receiver<bool>,
     /// Set just before the relay closes every connection at the end of a shutdown.
@@ -107,48 +107,13 @@ struct Shared {
     ledger: Ledger,
     handshaking: AtomicUsize,
     counters: Counters,
-    /// The cluster's shared state, when this relay is a node of one.
-    cluster: Option<Arc<Cluster>>,
     /// Set at SIGTERM: the node takes no new sessions and tells the cluster so.
     draining: AtomicBool,
 }
 
 impl Shared {
     fn registry(&self) -> std::sync::MutexGuard<'_, Registry<AgentLink, ViewerLink>> {
-        // A panic while holding the lock cannot leave the table half-updated in a way that
-        // matters more than stopping the relay would.
-        self.registry.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Tells the cluster, in the background, what became of session `id` (of an agent from
-    /// `source`). A lost update is repaired by the next heartbeat, which rewrites every claim.
-    fn cluster_update(&self, id: SessionId, source: Source, update: ClusterUpdate) {
-        let Some(cluster) = self.cluster.clone() else {
-            return;
-        };
-        let ttl = self.config.registry.pairing_ttl;
-        tokio::spawn(async move {
-            let done = match update {
-                ClusterUpdate::Joinable(j) => cluster.set_joinable(id, source, j, ttl).await,
-                ClusterUpdate::Ended => cluster.ended(id, source, ttl).await,
-            };
-            if let Err(e) = done {
-                debug!(session = %id, "cluster update deferred to the next heartbeat: {e}");
-            }
-        });
-    }
-
-    /// Tells the cluster, in the background, that no agent of this node waits under `tag` any
-    /// longer; the heartbeat repairs a lost update.
-    fn cluster_release_device(&self, tag: DeviceTag) {
-        let Some(cluster) = self.cluster.clone() else {
-            return;
-        };
-        tokio::spawn(async move {
-            if let Err(e) = cluster.device(tag, false).await {
-                debug!("cluster device update deferred to the next heartbeat: {e}");
-            }
-        });
+        self.directory.registry()
     }
 
     fn publish_counts(&self) {
@@ -157,11 +122,33 @@ impl Shared {
     }
 }
 
-/// A change of a session that the cluster must hear of.
-#[derive(Debug, Clone, Copy)]
-enum ClusterUpdate {
-    Joinable(Joinable),
-    Ended,
+/// Warns when other nodes will not redirect viewers to this one: its certificate is not
+/// signed by a cluster key (`signed`), or not certified for its public address.
+fn check_certification(
+    cluster: &Cluster,
+    chain: &[rustls::pki_types::CertificateDer<'static>],
+    signed: bool,
+) {
+    let public = cluster.public_addr();
+    let certified = chain
+        .first()
+        .map(|c| crate::cert::certified_addresses(c))
+        .unwrap_or_default();
+    if !signed {
+        warn!(
+            "this cluster node's certificate is not signed by a cluster key: clients must pin each node, and no node redirects viewers to another"
+        );
+    } else if !certified.iter().any(|c| c.eq_ignore_ascii_case(public.as_str())) {
+        // It still serves whoever reaches it directly; a rolling upgrade of nodes
+        // certified before certificates named their address must not stop them.
+        error!(
+            %public,
+            ?certified,
+            "this node's certificate is not certified for its public address: the other nodes will not redirect viewers here (ponte-relay cluster certify --node-name {} --public-addr {public})",
+            cluster.node()
+        );
+    }
+    info!(node = %cluster.node(), public_addr = %public, "joining the relay cluster");
 }
 
 /// Closes a connection with a reason the client can show.
@@ -225,27 +212,7 @@ impl Relay {
             .map(|settings| Cluster::new(settings, &identity.chain))
             .transpose()?;
         if let Some(cluster) = &cluster {
-            let public = cluster.public_addr();
-            let certified = identity
-                .chain
-                .first()
-                .map(|c| crate::cert::certified_addresses(c))
-                .unwrap_or_default();
-            if cluster_fingerprint.is_none() {
-                warn!(
-                    "this cluster node's certificate is not signed by a cluster key: clients must pin each node, and no node redirects viewers to another"
-                );
-            } else if !certified.iter().any(|c| c.eq_ignore_ascii_case(public.as_str())) {
-                // It still serves whoever reaches it directly; a rolling upgrade of nodes
-                // certified before certificates named their address must not stop them.
-                error!(
-                    %public,
-                    ?certified,
-                    "this node's certificate is not certified for its public address: the other nodes will not redirect viewers here (ponte-relay cluster certify --node-name {} --public-addr {public})",
-                    cluster.node()
-                );
-            }
-            info!(node = %cluster.node(), public_addr = %public, "joining the relay cluster");
+            check_certification(cluster, &identity.chain, cluster_fingerprint.is_some());
         }
         let ledger_target = config.ledger_target()?;
         let transport = memory::unpaired_transport(config.stream_window);
@@ -268,10 +235,14 @@ impl Relay {
             },
         );
         let shared = Arc::new(Shared {
-            registry: Mutex::new(Registry::new(config.registry.clone())),
+            directory: Directory::new(
+                Registry::new(config.registry.clone()),
+                cluster,
+                config.registry.pairing_ttl,
+            ),
             admission: Admission::new(config.admission),
             buffers: Buffers::new(config.buffers),
-            assistants: match &cluster {
+            assistants: match &config.cluster {
                 Some(_) => Assistants::shared(),
                 None => Assistants::new(&config.data_dir),
             },
@@ -282,10 +253,9 @@ impl Relay {
             closing: AtomicBool::new(false),
             handshaking: AtomicUsize::new(0),
             counters: Counters::default(),
-            cluster,
             draining: AtomicBool::new(false),
         });
-        if let Some(cluster) = &shared.cluster {
+        if let Some(cluster) = shared.directory.cluster() {
             let local = crate::assistants::AssistantStore::in_dir(&shared.config.data_dir);
             if local.load().is_ok_and(|a| !a.is_empty()) {
                 warn!(
@@ -298,8 +268,9 @@ impl Relay {
         }
         tokio::spawn(sweep(shared.clone()));
         let heartbeat = shared
-            .cluster
-            .clone()
+            .directory
+            .cluster()
+            .cloned()
             .map(|cluster| tokio::spawn(heartbeat(shared.clone(), cluster)));
         let accept = tokio::spawn(accept::accept_loop(endpoint.clone(), shared.clone()));
         Ok(Relay {
@@ -331,7 +302,7 @@ impl Relay {
 
     /// Round trips this node made to the cluster's Redis (0 outside a cluster).
     pub fn cluster_operations(&self) -> u64 {
-        self.shared.cluster.as_ref().map_or(0, |c| c.operations())
+        self.shared.directory.cluster().map_or(0, |c| c.operations())
     }
 
     /// Sessions waiting and paired right now.
@@ -353,7 +324,7 @@ impl Relay {
             refused_source: c.refused_source.load(Ordering::Relaxed),
             auth_refused: c.auth_refused.load(Ordering::Relaxed),
             device_challenges: c.device_challenges.load(Ordering::Relaxed),
-            redirects_refused: c.redirects_refused.load(Ordering::Relaxed),
+            redirects_refused: self.shared.directory.redirects_refused(),
         }
     }
 
@@ -368,7 +339,7 @@ impl Relay {
         info!("shutting down: no new connections");
         self.shared.draining.store(true, Ordering::SeqCst);
         let _ = self.shutdown.send(true);
-        if let Some(cluster) = &self.shared.cluster {
+        if let Some(cluster) = self.shared.directory.cluster() {
             // Tell the cluster at once rather than at the next heartbeat.
             let _ = cluster.heartbeat(health(&self.shared), &[], &[]).await;
         }
@@ -394,7 +365,7 @@ impl Relay {
         if let Some(heartbeat) = self.heartbeat {
             heartbeat.abort();
         }
-        if let Some(cluster) = &self.shared.cluster {
+        if let Some(cluster) = self.shared.directory.cluster() {
             // The claims of sessions still held expire with their lease.
             if let Err(e) = cluster.leave().await {
                 warn!("could not leave the cluster cleanly (its entry expires by itself): {e}");
@@ -417,7 +388,9 @@ async fn sweep(shared: Arc<Shared>) {
         for (id, agent) in expired {
             debug!(session = %id, "session expired unpaired");
             agent.record.ended(EndReason::Expired);
-            shared.cluster_update(id, agent.source, ClusterUpdate::Ended);
+            shared
+                .directory
+                .tell_cluster(id, agent.source, ClusterUpdate::Ended);
             let _ = agent.events.try_send(RelayMessage::Refused(Refusal::Expired));
         }
         shared.publish_counts();

@@ -13,15 +13,14 @@ use ponte_wire::{DeviceTag, SessionId};
 use quinn::{Connection, RecvStream, SendStream, VarInt};
 use tracing::{debug, info, warn};
 
-use super::{
-    AgentLink, ClusterUpdate, REFUSAL_LINGER, Shared, ViewerLink, close, departure, refuse, send_relay,
-};
-use crate::cluster::{Joinable, Located, RateLimit};
+use super::{AgentLink, REFUSAL_LINGER, Shared, ViewerLink, close, departure, refuse, send_relay};
+use crate::cluster::{Joinable, RateLimit};
 use crate::config::AssistantMode;
+use crate::directory::{ClusterUpdate, Route};
 use crate::forward::{self, Budget, Direction, End};
 use crate::ledger::{EndReason, ViewerFacts};
 use crate::memory::{self, Reservation};
-use crate::registry::{Joining, TurnedAway};
+use crate::registry::{Joining, Pairing, TurnedAway};
 use crate::source::Source;
 
 /// Refuses every stream the peer has opened that the relay has not taken yet.
@@ -83,34 +82,6 @@ async fn misbehaves(recv: &mut RecvStream) {
     }
 }
 
-/// Where to send a viewer for a session or device tag (`what`) that this node does not hold,
-/// from what the cluster says: `Some` node, `None` (the usual answer for an unknown ID
-/// follows), or a refusal when the entry names a node that cannot be trusted with viewers.
-/// Every entry not followed is counted and logged: a node that is gone is expected now and
-/// then, an uncertified one means a misconfigured node or someone writing the cluster's Redis.
-pub(super) fn redirect_target(
-    shared: &Shared,
-    what: &dyn std::fmt::Display,
-    located: Located,
-) -> Result<Option<rendezvous::NodeAddress>, Refusal> {
-    match located {
-        Located::Node(node) => Ok(Some(node)),
-        Located::Nowhere => Ok(None),
-        Located::Gone { node } => {
-            shared.counters.redirects_refused.fetch_add(1, Ordering::Relaxed);
-            crate::metrics::redirect_refused("node_gone");
-            debug!(%what, ?node, "not redirected: its node no longer heartbeats");
-            Ok(None)
-        }
-        Located::Uncertified { node, why } => {
-            shared.counters.redirects_refused.fetch_add(1, Ordering::Relaxed);
-            crate::metrics::redirect_refused("uncertified");
-            warn!(%what, ?node, "not redirected to that node: {why}");
-            Err(Refusal::ClusterUnavailable)
-        }
-    }
-}
-
 /// Sends a viewer to the node that holds its session, and lets it hang up first (like a
 /// refusal) so the redirect is read before the connection closes.
 pub(super) async fn redirect(
@@ -128,11 +99,58 @@ pub(super) async fn redirect(
     connection.close(VarInt::from_u32(0), b"redirected");
 }
 
+/// A join by device tag (quick access), before the tag is looked up.
+pub(super) struct JoinByTag {
+    pub(super) tag: DeviceTag,
+    pub(super) ticket: Option<Ticket>,
+    pub(super) proof: Option<AssistantProof>,
+}
+
+/// A viewer joining by device tag: its credential first, as for joins by ID, so a viewer a
+/// credential-only relay refuses learns nothing about the tag; then wherever the tag's agent
+/// waits.
+pub(super) async fn join_device(
+    connection: Connection,
+    mut send: SendStream,
+    recv: RecvStream,
+    join: JoinByTag,
+    source: Source,
+    shared: Arc<Shared>,
+) {
+    let JoinByTag { tag, ticket, proof } = join;
+    let target = JoinTarget::Device(tag);
+    if let Err(reason) = check_credential(&shared, &connection, target, proof.as_ref(), ticket.as_ref()) {
+        crate::metrics::join(crate::metrics::reason_label(&reason));
+        shared.counters.auth_refused.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::auth_refused(&reason);
+        return refuse(&connection, &mut send, reason).await;
+    }
+    match shared.directory.route_tag(tag, source, Instant::now()).await {
+        Route::Here(session) => {
+            let join = Join {
+                session,
+                device: Some(tag),
+                ticket,
+                proof,
+            };
+            viewer(connection, send, recv, join, source, shared).await
+        }
+        Route::Redirect(node) => redirect(&connection, &mut send, tag, node).await,
+        // The cluster's refusal of an entry it cannot trust, not an answer about the tag.
+        Route::Refuse(reason @ Refusal::ClusterUnavailable) => refuse(&connection, &mut send, reason).await,
+        Route::Refuse(reason) => {
+            crate::metrics::join(crate::metrics::reason_label(&reason));
+            debug!(%reason, "device join refused");
+            refuse(&connection, &mut send, reason).await
+        }
+    }
+}
+
 /// A viewer: join, then forward between it and the agent until the session ends.
 pub(super) async fn viewer(
     connection: Connection,
     mut send: SendStream,
-    mut recv: RecvStream,
+    recv: RecvStream,
     join: Join,
     source: Source,
     shared: Arc<Shared>,
@@ -149,91 +167,34 @@ pub(super) async fn viewer(
         join.proof.as_ref(),
         join.ticket.as_ref(),
     );
-    if let Some(cluster) = shared.cluster.clone() {
-        let limit = RateLimit {
-            rate: shared.config.registry.join_rate,
-            burst: shared.config.registry.join_burst,
-        };
-        // Without Redis the node's own join limits below still hold.
-        if let Ok(Err(refusal)) = cluster.take_join(source, limit).await {
-            crate::metrics::join(crate::metrics::reason_label(&refusal));
-            return refuse(&connection, &mut send, refusal).await;
-        }
-        // A viewer whose credential is refused is not told where a session lives (a redirect
-        // would tell it the ID is live): the registry below refuses it with the same answer
-        // as for any ID. A redirected viewer proves its credential again on the other node,
-        // on that connection.
-        if credential.is_ok() && !shared.registry().contains(id) {
-            match cluster.locate(id).await.map(|l| redirect_target(&shared, &id, l)) {
-                Ok(Ok(Some(node))) => return redirect(&connection, &mut send, id, node).await,
-                // Not joinable elsewhere: the registry gives the usual answer below.
-                Ok(Ok(None)) => {}
-                Ok(Err(refusal)) => return refuse(&connection, &mut send, refusal).await,
-                Err(e) => {
-                    debug!(session = %id, "join refused: {e}");
-                    return refuse(&connection, &mut send, Refusal::ClusterUnavailable).await;
-                }
-            }
-        }
+    let limit = RateLimit {
+        rate: shared.config.registry.join_rate,
+        burst: shared.config.registry.join_burst,
+    };
+    if let Err(refusal) = shared.directory.may_join(source, limit).await {
+        crate::metrics::join(crate::metrics::reason_label(&refusal));
+        return refuse(&connection, &mut send, refusal).await;
+    }
+    match shared.directory.route_id(id, credential.is_ok()).await {
+        Route::Here(_) => {}
+        Route::Redirect(node) => return redirect(&connection, &mut send, id, node).await,
+        Route::Refuse(refusal) => return refuse(&connection, &mut send, refusal).await,
     }
     let budget = Arc::new(Budget::new(
         shared.config.session_bandwidth,
         shared.total_bandwidth.clone(),
         shared.config.tap.clone(),
     ));
-    let link = ViewerLink {
-        connection: connection.clone(),
-        budget: budget.clone(),
-    };
-    let joining = match join.device {
-        Some(_) => Joining::Device(id),
-        None => Joining::Id(id),
-    };
-    let joined = shared.registry().join(
-        joining,
-        link,
-        source,
-        Instant::now(),
-        credential.as_ref().map(|_| ()).map_err(|r| *r),
-        |agent: &AgentLink| {
-            let mine = shared.buffers.reserve(source)?;
-            let mut theirs = agent.reservation.lock().unwrap_or_else(|e| e.into_inner());
-            if theirs.is_none() {
-                *theirs = Some(shared.buffers.reserve(agent.source)?);
-            }
-            memory::open_up(
-                &agent.connection,
-                theirs.as_ref().map_or(mine.tier(), Reservation::tier),
-            );
-            memory::open_up(&connection, mine.tier());
-            Some(mine)
-        },
-    );
-    let pairing = match joined {
+    let pairing = match pair(&shared, &connection, &join, budget.clone(), source, &credential) {
         Ok(p) => p,
-        Err(TurnedAway {
-            to_viewer,
-            tell_agent,
-        }) => {
-            crate::metrics::join(crate::metrics::reason_label(&to_viewer));
-            if matches!(
-                to_viewer,
-                Refusal::CredentialRequired | Refusal::CredentialRefused
-            ) {
-                shared.counters.auth_refused.fetch_add(1, Ordering::Relaxed);
-                crate::metrics::auth_refused(&to_viewer);
-            }
-            if let Some((agent, reason)) = tell_agent {
-                let _ = agent.events.try_send(RelayMessage::JoinRefused(reason));
-            }
-            debug!(session = %id, reason = %to_viewer, "join refused");
-            return refuse(&connection, &mut send, to_viewer).await;
-        }
+        Err(to_viewer) => return refuse(&connection, &mut send, to_viewer).await,
     };
     // Held for the life of this task, which is the life of the viewer's connection.
     let _reservation = pairing.reserved;
     let agent = pairing.agent;
-    shared.cluster_update(id, agent.source, ClusterUpdate::Joinable(Joinable::No));
+    shared
+        .directory
+        .tell_cluster(id, agent.source, ClusterUpdate::Joinable(Joinable::No));
     let generation = pairing.generation;
     crate::metrics::join("paired");
     crate::metrics::pairing_latency(pairing.latency);
@@ -251,18 +212,7 @@ pub(super) async fn viewer(
                 .keep(connection.remote_address().ip()),
         },
     );
-    // Streams the agent opened for an earlier viewer (who left before the relay forwarded
-    // them) must not reach this one: the agent opens this pairing's handshake stream only once
-    // it hears `Paired`, so whatever is already waiting is stale.
-    drop_stale_streams(&agent.connection).await;
-    // Tell the agent first: it opens the handshake stream as soon as it hears of the viewer.
-    // Bounded: an agent that stopped reading its control line must not hold this viewer.
-    let paired = match join.device {
-        Some(_) => RelayMessage::PairedDevice { session: id },
-        None => RelayMessage::Paired,
-    };
-    let told = tokio::time::timeout(shared.config.request_timeout, agent.events.send(paired.clone())).await;
-    if !matches!(told, Ok(Ok(()))) || !send_relay(&mut send, &paired).await {
+    if !announce(&shared, &agent, &mut send, id, join.device).await {
         agent
             .record
             .pairing_ended(generation, EndReason::ViewerLeft, 0, 0);
@@ -271,6 +221,119 @@ pub(super) async fn viewer(
         }
         return close(&connection, Refusal::PeerLeft);
     }
+    let session = Session {
+        id,
+        generation,
+        agent,
+        viewer: connection,
+        budget,
+    };
+    forward_until_end(&shared, &session, recv).await;
+    shared.publish_counts();
+}
+
+/// Pairs the viewer on `connection` with the agent waiting under its join, opening up both
+/// connections' windows; or the refusal the viewer hears (the agent is told when it should be).
+fn pair(
+    shared: &Shared,
+    connection: &Connection,
+    join: &Join,
+    budget: Arc<Budget>,
+    source: Source,
+    credential: &Result<Option<String>, Refusal>,
+) -> Result<Pairing<AgentLink, Reservation>, Refusal> {
+    let link = ViewerLink {
+        connection: connection.clone(),
+        budget,
+    };
+    let joining = match join.device {
+        Some(_) => Joining::Device(join.session),
+        None => Joining::Id(join.session),
+    };
+    let joined = shared.registry().join(
+        joining,
+        link,
+        source,
+        Instant::now(),
+        credential.as_ref().map(|_| ()).map_err(|r| *r),
+        |agent: &AgentLink| {
+            let mine = shared.buffers.reserve(source)?;
+            let mut theirs = agent.reservation.lock().unwrap_or_else(|e| e.into_inner());
+            if theirs.is_none() {
+                *theirs = Some(shared.buffers.reserve(agent.source)?);
+            }
+            memory::open_up(
+                &agent.connection,
+                theirs.as_ref().map_or(mine.tier(), Reservation::tier),
+            );
+            memory::open_up(connection, mine.tier());
+            Some(mine)
+        },
+    );
+    joined.map_err(
+        |TurnedAway {
+             to_viewer,
+             tell_agent,
+         }| {
+            crate::metrics::join(crate::metrics::reason_label(&to_viewer));
+            if matches!(
+                to_viewer,
+                Refusal::CredentialRequired | Refusal::CredentialRefused
+            ) {
+                shared.counters.auth_refused.fetch_add(1, Ordering::Relaxed);
+                crate::metrics::auth_refused(&to_viewer);
+            }
+            if let Some((agent, reason)) = tell_agent {
+                let _ = agent.events.try_send(RelayMessage::JoinRefused(reason));
+            }
+            debug!(session = %join.session, reason = %to_viewer, "join refused");
+            to_viewer
+        },
+    )
+}
+
+/// Tells the agent, then the viewer, that they are paired; false when either does not hear it.
+async fn announce(
+    shared: &Shared,
+    agent: &AgentLink,
+    send: &mut SendStream,
+    id: SessionId,
+    device: Option<DeviceTag>,
+) -> bool {
+    // Streams the agent opened for an earlier viewer (who left before the relay forwarded
+    // them) must not reach this one: the agent opens this pairing's handshake stream only once
+    // it hears `Paired`, so whatever is already waiting is stale.
+    drop_stale_streams(&agent.connection).await;
+    // Tell the agent first: it opens the handshake stream as soon as it hears of the viewer.
+    // Bounded: an agent that stopped reading its control line must not hold this viewer.
+    let paired = match device {
+        Some(_) => RelayMessage::PairedDevice { session: id },
+        None => RelayMessage::Paired,
+    };
+    let told = tokio::time::timeout(shared.config.request_timeout, agent.events.send(paired.clone())).await;
+    matches!(told, Ok(Ok(()))) && send_relay(send, &paired).await
+}
+
+/// A viewer paired with an agent.
+struct Session {
+    id: SessionId,
+    generation: u64,
+    agent: AgentLink,
+    viewer: Connection,
+    budget: Arc<Budget>,
+}
+
+/// Forwards between the peers of `session` until it ends, then records why and tells the
+/// peer that stays.
+async fn forward_until_end(shared: &Shared, session: &Session, mut recv: RecvStream) {
+    let Session {
+        id,
+        generation,
+        agent,
+        viewer: connection,
+        budget,
+    } = session;
+    let (id, generation) = (*id, *generation);
     let forwarded = forward::run(
         agent.connection.clone(),
         connection.clone(),
@@ -335,5 +398,4 @@ pub(super) async fn viewer(
             close(&connection, reason);
         }
     }
-    shared.publish_counts();
 }
