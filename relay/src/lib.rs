@@ -22,6 +22,8 @@ pub mod metrics;
 pub mod registry;
 pub mod server;
 pub mod source;
+#[cfg(feature = "test-tap")]
+pub mod tap;
 
 pub use config::Config;
 pub use server::Relay;

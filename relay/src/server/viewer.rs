@@ -180,11 +180,10 @@ pub(super) async fn viewer(
         Route::Redirect(node) => return redirect(&connection, &mut send, id, node).await,
         Route::Refuse(refusal) => return refuse(&connection, &mut send, refusal).await,
     }
-    let budget = Arc::new(Budget::new(
-        shared.config.session_bandwidth,
-        shared.total_bandwidth.clone(),
-        shared.config.tap.clone(),
-    ));
+    let budget = Budget::new(shared.config.session_bandwidth, shared.total_bandwidth.clone());
+    #[cfg(feature = "test-tap")]
+    let budget = budget.tapped(shared.config.tap.clone());
+    let budget = Arc::new(budget);
     let pairing = match pair(&shared, &connection, &join, budget.clone(), source, &credential) {
         Ok(p) => p,
         Err(to_viewer) => return refuse(&connection, &mut send, to_viewer).await,
@@ -358,7 +357,7 @@ async fn forward_until_end(shared: &Shared, session: &Session, mut recv: RecvStr
         }
         drop(r);
         if reason != Refusal::PeerLeft {
-            close(&connection, reason);
+            close(connection, reason);
         }
     };
     match end {
@@ -376,14 +375,14 @@ async fn forward_until_end(shared: &Shared, session: &Session, mut recv: RecvStr
             viewer_gone(Refusal::PeerLeft);
         }
         Some(End::AgentGone) => {
-            let reason = departure(&shared, &agent.connection);
+            let reason = departure(shared, &agent.connection);
             let ended = if reason == Refusal::ShuttingDown {
                 EndReason::ShuttingDown
             } else {
                 EndReason::AgentLeft
             };
             agent.record.pairing_ended(generation, ended, a2v, v2a);
-            close(&connection, reason);
+            close(connection, reason);
         }
         Some(end @ (End::Idle | End::MaxDuration)) => {
             let (reason, ended) = if end == End::Idle {
@@ -395,7 +394,7 @@ async fn forward_until_end(shared: &Shared, session: &Session, mut recv: RecvStr
             agent.record.pairing_ended(generation, ended, a2v, v2a);
             agent.record.ended(ended);
             let _ = agent.events.try_send(RelayMessage::Refused(reason));
-            close(&connection, reason);
+            close(connection, reason);
         }
     }
 }
