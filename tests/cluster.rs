@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ponte_relay::cluster::ClusterSettings;
-use ponte_relay::config::Tap;
+use ponte_relay::tap::Tap;
 use ponte_relay::{Config, Relay, cert};
 use ponte_tests::{RedisServer, Running, binary, free_udp_port, relay_client as client};
 use ponte_transport::client::RelayClient;

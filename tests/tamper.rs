@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use ponte_relay::config::{Tap, Tapped};
 use ponte_relay::forward::Direction;
+use ponte_relay::tap::{Tap, Tapped};
 use ponte_tests::Running;
 use ponte_viewer::Viewer;
 

@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ponte_relay::config::Tap;
+use ponte_relay::tap::Tap;
 use ponte_relay::{Config, Relay};
 use ponte_tests::{Running, binary};
 use sha2::{Digest, Sha256};

@@ -473,6 +473,7 @@ impl Settings {
             },
             ledger_addresses: self.ledger_addresses.unwrap_or_default(),
             ledger_purge_every: Duration::from_secs(3600),
+            #[cfg(feature = "test-tap")]
             tap: None,
             cluster: match (self.cluster, self.node_name, self.public_addr) {
                 (Some(url), Some(node), Some(public_addr)) => Some(crate::cluster::ClusterSettings {
@@ -491,52 +492,6 @@ pub fn default_data_dir() -> PathBuf {
     dirs::data_dir()
         .unwrap_or_else(|| PathBuf::from("."))
         .join("ponte-relay")
-}
-
-/// Tests only: a hook on every stream direction the relay forwards, to prove what a relay can
-/// see ([`Tap::observe`]) or to play a relay that attacks the path — one that alters, drops,
-/// repeats or cuts what it forwards — and show that the two ends detect it. Settable only from
-/// code (never from the command line or a config file); off (`None`) unless a test sets it.
-#[derive(Clone)]
-pub struct Tap(pub std::sync::Arc<TapFn>);
-
-/// What a [`Tap`] is: called once for each forwarded stream direction as its copy starts, it
-/// returns the filter every chunk of that direction then goes through, in order.
-pub type TapFn = dyn Fn(crate::forward::Direction) -> Box<TapFilter> + Send + Sync;
-
-/// The filter of one forwarded stream direction (see [`TapFn`]).
-pub type TapFilter = dyn FnMut(&[u8]) -> Tapped + Send;
-
-/// What a [`TapFilter`] makes of a chunk.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Tapped {
-    /// Forward the chunk unchanged.
-    Pass,
-    /// Forward these bytes instead (nothing, when empty).
-    Replace(Vec<u8>),
-    /// Forward these bytes, then end the stream with a FIN as if its sender had finished it,
-    /// and stop reading from the sender.
-    Finish(Vec<u8>),
-}
-
-impl Tap {
-    /// A tap that only looks: `observer` sees every forwarded chunk, which goes on unchanged.
-    pub fn observe(observer: impl Fn(&[u8]) + Send + Sync + 'static) -> Tap {
-        let observer = std::sync::Arc::new(observer);
-        Tap(std::sync::Arc::new(move |_| {
-            let observer = observer.clone();
-            Box::new(move |bytes: &[u8]| {
-                observer(bytes);
-                Tapped::Pass
-            })
-        }))
-    }
-}
-
-impl std::fmt::Debug for Tap {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Tap")
-    }
 }
 
 /// The relay's resolved configuration.
@@ -584,8 +539,9 @@ pub struct Config {
     pub ledger_addresses: AddressMode,
     /// How often old ledger rows are purged (settable only from code, for tests).
     pub ledger_purge_every: Duration,
-    /// A hook on forwarded bytes (tests only; see [`Tap`]).
-    pub tap: Option<Tap>,
+    /// A hook on forwarded bytes (tests only; see [`crate::tap::Tap`]).
+    #[cfg(feature = "test-tap")]
+    pub tap: Option<crate::tap::Tap>,
     /// The cluster this node belongs to (None: a single relay).
     pub cluster: Option<crate::cluster::ClusterSettings>,
 }

@@ -15,7 +15,6 @@ use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 
 use crate::bucket::TokenBucket;
-use crate::config::Tapped;
 
 /// How long the data a departed peer sent before leaving may still take to be passed on.
 const DRAIN: Duration = Duration::from_secs(3);
@@ -40,18 +39,15 @@ pub struct Budget {
     start: Instant,
     /// Milliseconds since `start` of the last forwarded byte.
     last_activity_ms: AtomicU64,
-    tap: Option<crate::config::Tap>,
+    #[cfg(feature = "test-tap")]
+    tap: Option<crate::tap::Tap>,
     agent_to_viewer: AtomicU64,
     viewer_to_agent: AtomicU64,
 }
 
 impl Budget {
     /// A budget limited per session (bytes/s) and by the relay-wide bucket.
-    pub fn new(
-        session_rate: Option<u64>,
-        total: Option<Arc<Mutex<TokenBucket>>>,
-        tap: Option<crate::config::Tap>,
-    ) -> Budget {
+    pub fn new(session_rate: Option<u64>, total: Option<Arc<Mutex<TokenBucket>>>) -> Budget {
         let now = Instant::now();
         Budget {
             // A quarter second of burst keeps short bursts fast without defeating the limit.
@@ -65,10 +61,17 @@ impl Budget {
             total,
             start: now,
             last_activity_ms: AtomicU64::new(0),
-            tap,
+            #[cfg(feature = "test-tap")]
+            tap: None,
             agent_to_viewer: AtomicU64::new(0),
             viewer_to_agent: AtomicU64::new(0),
         }
+    }
+
+    /// The budget with `tap` on every stream direction it forwards.
+    #[cfg(feature = "test-tap")]
+    pub fn tapped(self, tap: Option<crate::tap::Tap>) -> Budget {
+        Budget { tap, ..self }
     }
 
     /// Bytes forwarded so far in one direction.
@@ -117,6 +120,7 @@ async fn copy(mut from: RecvStream, to: SendStream, budget: Arc<Budget>, directi
         stream: to,
         ended: false,
     };
+    #[cfg(feature = "test-tap")]
     let mut tap = budget.tap.as_ref().map(|tap| (tap.0)(direction));
     loop {
         let chunk = tokio::select! {
@@ -130,11 +134,10 @@ async fn copy(mut from: RecvStream, to: SendStream, budget: Arc<Budget>, directi
         };
         match chunk {
             Ok(Some(chunk)) => {
-                let (bytes, finish) = match tap.as_mut().map(|filter| filter(&chunk.bytes)) {
-                    None | Some(Tapped::Pass) => (chunk.bytes, false),
-                    Some(Tapped::Replace(bytes)) => (bytes.into(), false),
-                    Some(Tapped::Finish(bytes)) => (bytes.into(), true),
-                };
+                #[cfg(feature = "test-tap")]
+                let (bytes, finish) = crate::tap::apply(tap.as_mut(), chunk.bytes);
+                #[cfg(not(feature = "test-tap"))]
+                let (bytes, finish) = (chunk.bytes, false);
                 budget.spend(bytes.len(), direction).await;
                 if !bytes.is_empty()
                     && let Err(e) = to.stream.write_chunk(bytes).await

@@ -14,6 +14,7 @@ pub mod bucket;
 pub mod cert;
 pub mod cluster;
 pub mod config;
+pub mod directory;
 pub mod forward;
 pub mod ledger;
 pub mod memory;
@@ -21,6 +22,8 @@ pub mod metrics;
 pub mod registry;
 pub mod server;
 pub mod source;
+#[cfg(feature = "test-tap")]
+pub mod tap;
 
 pub use config::Config;
 pub use server::Relay;

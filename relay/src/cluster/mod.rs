@@ -218,125 +218,27 @@ pub struct Health {
     pub draining: bool,
 }
 
-// Milliseconds by the Redis server's clock, so that every node agrees on expiry.
-const NOW: &str =
-    "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) ";
-
-// GCRA on KEYS[n] with interval ARGV[i] and tolerance ARGV[i+1]: returns 0 when a token was
-// taken, else the milliseconds to wait.
-const GCRA: &str = "local function gcra(key, interval, tolerance, now) \
-    local tat = tonumber(redis.call('GET', key) or now) \
-    if tat < now then tat = now end \
-    if tat + interval - now > tolerance then return tat + interval - now - tolerance end \
-    redis.call('SET', key, tat + interval, 'PX', math.ceil(tat + interval - now + 1000)) \
-    return 0 end ";
-
-/// KEYS: session, register bucket, waiting set. ARGV: node, lease ms, interval, tolerance,
-/// waiting cap, pairing ttl ms, id, `paid` (the token was taken already) or `take`. Returns
-/// {0} ID taken, {1, wait} rate limited, {2} waiting cap reached, {3} registered.
-fn register_script() -> String {
-    format!(
-        "{NOW}{GCRA}\
-        if redis.call('EXISTS', KEYS[1]) == 1 then return {{0, 0}} end \
-        redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now) \
-        if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[5]) then return {{2, 0}} end \
-        if ARGV[8] ~= 'paid' then \
-            local wait = gcra(KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4]), now) \
-            if wait > 0 then return {{1, math.ceil(wait)}} end end \
-        redis.call('ZADD', KEYS[3], now + tonumber(ARGV[6]), ARGV[7]) \
-        redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[6]) + 1000) \
-        redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) \
-        return {{3, 0}}"
-    )
+/// The scripts' shared functions: `clock()`, milliseconds by the Redis server's clock (so
+/// that every node agrees on expiry), and `gcra(...)`, a token bucket in one key.
+macro_rules! script {
+    ($file:literal) => {
+        concat!(
+            include_str!("clock.lua"),
+            include_str!("gcra.lua"),
+            include_str!($file)
+        )
+    };
 }
 
-/// KEYS: bucket. ARGV: interval, tolerance. Returns 0 or the milliseconds to wait.
-fn rate_script() -> String {
-    format!("{NOW}{GCRA} return math.ceil(gcra(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), now))")
-}
-
-/// KEYS: a session's or device tag's entry, the node set. ARGV: node-key prefix, node lease
-/// ms. Nil when nobody can join it (unknown, tombstoned, not joinable); else the name of the
-/// node that holds it, the address and certificate that node published, and 1 if the node is
-/// live — in the node set, with a heartbeat within its lease by Redis's clock — or 0.
-fn locate_script() -> String {
-    format!(
-        "local n = redis.call('GET', KEYS[1]) \
-        if (not n) or n == '-' or string.sub(n, -1) == '!' then return false end \
-        {NOW}\
-        local e = redis.call('HMGET', ARGV[1] .. n, 'addr', 'cert', 'seen') \
-        local seen = tonumber(e[3] or '') \
-        local live = 0 \
-        if seen and now - seen <= tonumber(ARGV[2]) \
-            and redis.call('SISMEMBER', KEYS[2], n) == 1 then live = 1 end \
-        return {{n, e[1] or '', e[2] or '', live}}"
-    )
-}
-
-/// KEYS: a device tag's entry. ARGV: node, lease ms, `claim` or `release`. A claim takes the
-/// tag for this node (the latest claim holds it, as on one node); a release gives it up only
-/// while this node holds it.
-const DEVICE: &str = "if ARGV[3] == 'claim' then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) \
-    elseif redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end \
-    return 1";
-
-/// KEYS: session, waiting set. ARGV: node, new value, px, op on the waiting set (0 none,
-/// 1 remove, 2 add), id, pairing ttl ms. Changes the session's entry only while this node
-/// owns it.
-fn update_script() -> String {
-    format!(
-        "{NOW}\
-        local v = redis.call('GET', KEYS[1]) \
-        if v ~= ARGV[1] and v ~= ARGV[1] .. '!' then return 0 end \
-        redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) \
-        if ARGV[4] == '1' then redis.call('ZREM', KEYS[2], ARGV[5]) end \
-        if ARGV[4] == '2' then \
-            redis.call('ZADD', KEYS[2], now + tonumber(ARGV[6]), ARGV[5]) \
-            redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[6]) + 1000) end \
-        return 1"
-    )
-}
-
-/// KEYS: session claims. ARGV: node, lease ms, then each key's value. Renews (or, after Redis
-/// lost them, re-creates) this node's claims, never taking over another node's.
-const RENEW: &str = "for i, k in ipairs(KEYS) do \
-    local v = redis.call('GET', k) \
-    if (not v) or v == ARGV[1] or v == ARGV[1] .. '!' then \
-        redis.call('SET', k, ARGV[i + 2], 'PX', ARGV[2]) end end \
-    return #KEYS";
-
-/// KEYS: node entry, node set. ARGV: name, addr, waiting, paired, draining, lease ms,
-/// certificate (DER).
-fn heartbeat_script() -> String {
-    format!(
-        "{NOW}\
-        redis.call('HSET', KEYS[1], 'addr', ARGV[2], 'waiting', ARGV[3], 'paired', ARGV[4], \
-            'draining', ARGV[5], 'seen', now, 'cert', ARGV[7]) \
-        redis.call('PEXPIRE', KEYS[1], ARGV[6]) \
-        redis.call('SADD', KEYS[2], ARGV[1]) \
-        return 1"
-    )
-}
-
-/// KEYS: this node's connection counts, node set. ARGV: name, lease ms, then source and
-/// count pairs. Replaces this node's counts, then returns the other nodes' counts summed per
-/// source, flattened (a dead node's counts expire with its lease).
-fn connections_script() -> String {
-    format!(
-        "redis.call('DEL', KEYS[1]) \
-        for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end \
-        if #ARGV > 2 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end \
-        local sum = {{}} \
-        for _, n in ipairs(redis.call('SMEMBERS', KEYS[2])) do \
-            if n ~= ARGV[1] then \
-                local kv = redis.call('HGETALL', '{PREFIX}connections:' .. n) \
-                for i = 1, #kv, 2 do sum[kv[i]] = (sum[kv[i]] or 0) + tonumber(kv[i + 1]) end \
-            end end \
-        local out = {{}} \
-        for k, v in pairs(sum) do out[#out + 1] = k out[#out + 1] = v end \
-        return out"
-    )
-}
+/// Each script's keys, arguments and answer are described at the top of its file.
+const REGISTER_LUA: &str = script!("register.lua");
+const RATE_LUA: &str = script!("rate.lua");
+const LOCATE_LUA: &str = script!("locate.lua");
+const DEVICE_LUA: &str = script!("device.lua");
+const UPDATE_LUA: &str = script!("update.lua");
+const RENEW_LUA: &str = script!("renew.lua");
+const HEARTBEAT_LUA: &str = script!("heartbeat.lua");
+const CONNECTIONS_LUA: &str = script!("connections.lua");
 
 /// Where the cluster says a viewer can join a session (or a device tag's session) that this
 /// node does not hold.
@@ -492,14 +394,14 @@ impl Cluster {
             settings,
             certification,
             redis,
-            register: redis::Script::new(&register_script()),
-            rate: redis::Script::new(&rate_script()),
-            locate: redis::Script::new(&locate_script()),
-            update: redis::Script::new(&update_script()),
-            renew: redis::Script::new(RENEW),
-            heartbeat: redis::Script::new(&heartbeat_script()),
-            connections: redis::Script::new(&connections_script()),
-            device: redis::Script::new(DEVICE),
+            register: redis::Script::new(REGISTER_LUA),
+            rate: redis::Script::new(RATE_LUA),
+            locate: redis::Script::new(LOCATE_LUA),
+            update: redis::Script::new(UPDATE_LUA),
+            renew: redis::Script::new(RENEW_LUA),
+            heartbeat: redis::Script::new(HEARTBEAT_LUA),
+            connections: redis::Script::new(CONNECTIONS_LUA),
+            device: redis::Script::new(DEVICE_LUA),
             operations: AtomicU64::new(0),
             reachable: AtomicBool::new(true),
         }))
