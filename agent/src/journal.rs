@@ -66,29 +66,7 @@ impl Journal {
 
     /// Starts writing to `path` (appending), creating its folder; the file is made private.
     pub fn open(&self, path: &Path) -> std::io::Result<()> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            let mut builder = std::fs::DirBuilder::new();
-            builder.recursive(true);
-            #[cfg(unix)]
-            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-            builder.create(dir)?;
-        }
-        let mut options = std::fs::OpenOptions::new();
-        options.create(true).append(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options
-                .mode(0o600)
-                .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
-        }
-        let file = options.open(path)?;
-        #[cfg(unix)]
-        {
-            // An existing file keeps its mode on open: make it private too.
-            use std::os::unix::fs::PermissionsExt;
-            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        }
+        let file = ponte_session::private_file::append(path)?;
         let mut inner = self.lock();
         inner.file = Some(file);
         inner.path = Some(path.to_owned());

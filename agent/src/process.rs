@@ -36,6 +36,25 @@ impl Drop for SessionGuard {
     }
 }
 
+/// Starts the customer's shell, made by `shell` from its command, in `dir` as the leader of
+/// a new session on a new pseudo-terminal (of `size`, else the default): the one way Ponte
+/// starts a process for the assistant.
+fn spawn_shell(
+    dir: &std::path::Path,
+    size: Option<pty_process::Size>,
+    shell: impl FnOnce(pty_process::Command) -> pty_process::Command,
+) -> std::io::Result<(tokio::process::Child, pty_process::Pty)> {
+    let (pty, pts) = pty_process::open().map_err(std::io::Error::other)?;
+    if let Some(size) = size {
+        pty.resize(size).map_err(std::io::Error::other)?;
+    }
+    let command = pty_process::Command::new(user_shell())
+        .current_dir(dir)
+        .kill_on_drop(true);
+    let child = shell(command).spawn(pts).map_err(std::io::Error::other)?;
+    Ok((child, pty))
+}
+
 /// Starts `command` with the customer's shell as the leader of a new session, with pipes for
 /// output, so that everything it starts ends with the guard.
 pub fn spawn_command(
@@ -43,22 +62,32 @@ pub fn spawn_command(
     dir: &std::path::Path,
 ) -> std::io::Result<(tokio::process::Child, SessionGuard)> {
     use std::process::Stdio;
-    let (pty, pts) = pty_process::open().map_err(std::io::Error::other)?;
-    let child = pty_process::Command::new(user_shell())
-        .arg("-c")
-        .arg(command)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn(pts)
-        .map_err(std::io::Error::other)?;
+    let (child, pty) = spawn_shell(dir, None, |shell| {
+        shell
+            .arg("-c")
+            .arg(command)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+    })?;
     let guard = SessionGuard {
         leader: child.id(),
         _terminal: Some(pty),
     };
     Ok((child, guard))
+}
+
+/// Starts the customer's shell, interactive on a pseudo-terminal of `rows` × `cols`, as the
+/// leader of a new session; everything it starts ends with the guard (and the terminal).
+pub fn spawn_terminal(
+    dir: &std::path::Path,
+    rows: u16,
+    cols: u16,
+) -> std::io::Result<(tokio::process::Child, pty_process::Pty, SessionGuard)> {
+    let size = pty_process::Size::new(rows.max(1), cols.max(1));
+    let (child, pty) = spawn_shell(dir, Some(size), |shell| shell.env("TERM", "xterm-256color"))?;
+    let guard = SessionGuard::new(child.id());
+    Ok((child, pty, guard))
 }
 
 /// Kills every process of the session `session` leads (the shell was its leader), including
@@ -94,7 +123,6 @@ fn hang_up(session: u32) {
 /// `setsid -f`, `nohup … &`) is re-parented to the agent instead of to init, so it remains
 /// among the agent's descendants.
 pub fn adopt_orphans() -> std::io::Result<()> {
-    #[cfg(target_os = "linux")]
     rustix::process::set_child_subreaper(Some(rustix::process::getpid()))?;
     Ok(())
 }
@@ -162,7 +190,6 @@ pub fn end_descendants(until: impl Fn() -> bool) -> Ended {
 /// them, their requests have ended.)
 /// Returns whether it is gone (reaped now, or not a child to wait for).
 fn reap(pid: sysinfo::Pid) -> bool {
-    #[cfg(target_os = "linux")]
     if let Some(pid) = rustix::process::Pid::from_raw(pid.as_u32() as i32) {
         return !matches!(
             rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG),

@@ -26,19 +26,8 @@ const NAME: &str = "assistant.name";
 
 /// Writes a private key readable only by its owner.
 pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut f = options
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(text.as_bytes())?;
-    Ok(())
+    ponte_session::private_file::create_new(path, text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Creates a new identity in `dir` (refusing to replace one unless `force`).

@@ -12,7 +12,7 @@ use super::{Context, Handler};
 use crate::frontend::{Activity, Kind};
 use crate::i18n::Tr;
 use crate::i18n::t;
-use crate::process::{SessionGuard, user_shell};
+use crate::process::{spawn_terminal, user_shell};
 use crate::transcript::Transcript;
 
 /// A terminal request.
@@ -39,17 +39,9 @@ impl Handler for Shell {
     /// and the pseudo-terminal closed, which hangs up everything started on it.
     async fn run(self, stream: &mut SecureStream, ctx: &Context) -> anyhow::Result<Activity> {
         let shell = user_shell();
-        let size = pty_process::Size::new(self.rows.max(1), self.cols.max(1));
-        let (pty, pts) = pty_process::open()?;
-        pty.resize(size)?;
-        let mut child = pty_process::Command::new(&shell)
-            .current_dir(ctx.scope.root())
-            .env("TERM", "xterm-256color")
-            .kill_on_drop(true)
-            .spawn(pts)
+        // The guard is dropped with this future: the shell and everything it started end.
+        let (mut child, pty, _session) = spawn_terminal(ctx.scope.root(), self.rows, self.cols)
             .map_err(|e| anyhow::anyhow!("cannot start a terminal ({shell}): {e}"))?;
-        // Dropped with this future: the shell and everything it started end.
-        let _session = SessionGuard::new(child.id());
         let terminal = ctx.next_terminal();
         let opened = t!(ctx.tr(), "terminal-opened", terminal = terminal, shell = &shell);
         ctx.events.activity(Kind::Command, opened);

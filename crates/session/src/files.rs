@@ -222,15 +222,9 @@ pub async fn measure(path: &Path, hidden: Hidden) -> Result<Measured, TransferEr
     Ok(measured)
 }
 
-#[cfg(unix)]
 fn mode_of(meta: &std::fs::Metadata) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     meta.permissions().mode() & 0o777
-}
-
-#[cfg(not(unix))]
-fn mode_of(_: &std::fs::Metadata) -> u32 {
-    0o644
 }
 
 /// Opens a regular file for reading without following a symbolic link in its last component;
@@ -238,7 +232,6 @@ fn mode_of(_: &std::fs::Metadata) -> u32 {
 /// open never waits (a FIFO without a writer would block the thread for ever), and the type
 /// is checked on the opened descriptor, not on the name.
 fn open_source(path: &Path) -> std::io::Result<(std::fs::File, std::fs::Metadata)> {
-    #[cfg(unix)]
     let file = {
         use rustix::fs::{Mode, OFlags};
         // Non-blocking only matters for the open: reads of a regular file never wait.
@@ -249,8 +242,6 @@ fn open_source(path: &Path) -> std::io::Result<(std::fs::File, std::fs::Metadata
         )?;
         std::fs::File::from(fd)
     };
-    #[cfg(not(unix))]
-    let file = std::fs::File::open(path)?;
     let meta = file.metadata()?;
     if !meta.is_file() {
         return Err(std::io::Error::other(
@@ -462,18 +453,10 @@ fn partial_path(dest: &Path) -> PathBuf {
 
 /// Creates `path` exclusively (never through a symbolic link), readable only by its owner.
 fn create_partial(path: &Path) -> std::io::Result<std::fs::File> {
-    #[cfg(unix)]
-    {
-        use rustix::fs::{Mode, OFlags};
-        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let fd = rustix::fs::open(path, flags, Mode::from_raw_mode(0o600))?;
-        Ok(std::fs::File::from(fd))
-    }
-    #[cfg(not(unix))]
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = rustix::fs::open(path, flags, Mode::from_raw_mode(0o600))?;
+    Ok(std::fs::File::from(fd))
 }
 
 /// The permissions a received file gets: the owner's read and write, execute if the sender's
@@ -777,15 +760,12 @@ async fn receive_file(
         (_, Err(e)) => return Err(e),
         _ => return Err(TransferError::HashMismatch(target.to_owned())),
     };
-    #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         // On the open handle: the name could have been swapped since it was created.
         file.set_permissions(std::fs::Permissions::from_mode(received_mode(mode)))
             .map_err(io(&partial.path))?;
     }
-    #[cfg(not(unix))]
-    let _ = mode;
     drop(file);
     Ok((received, partial))
 }

@@ -6,6 +6,9 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(not(unix))]
+compile_error!("ponte-session runs on Unix (Linux, macOS) only so far");
+
 pub mod connect;
 pub mod files;
 pub mod handshake;

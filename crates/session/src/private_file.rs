@@ -1,5 +1,6 @@
-//! Files only their owner may read (a customer's opt-ins, an assistant's address book),
-//! replaced atomically so a crash never leaves half a file.
+//! Files only their owner may read (a customer's opt-ins and session logs, an assistant's
+//! keys and address book), in folders only their owner may open: replaced atomically so a
+//! crash never leaves half a file, created once, or appended to.
 
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -29,6 +30,34 @@ pub fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .open(&partial)?;
     out.write_all(bytes).and_then(|()| out.sync_all())?;
     std::fs::rename(&partial, path)
+}
+
+/// Writes `bytes` to `path`, which must not exist yet (the folder is created 0700 if missing,
+/// the file 0600).
+pub fn create_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    folder(path)?;
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    out.write_all(bytes)
+}
+
+/// Opens `path` for appending, creating it (and its folder, 0700) if missing; a link is not
+/// followed, and a file that exists already is made private (0600) too.
+pub fn append(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::PermissionsExt;
+    folder(path)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)?;
+    // An existing file keeps its mode on open.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    Ok(file)
 }
 
 /// Longest wait for another change of the same file to finish.
