@@ -311,7 +311,10 @@ async fn a_pointer_warped_onto_allow_right_before_the_customers_click_is_the_ass
         .unwrap();
     assert!(clicked.success());
     // The window saw the click and did not take it.
-    wait_for_phrase(&x, "warp-not-taken", "Not taken");
+    assert!(
+        shown_within(&x, "warp-not-taken", "Not taken", Duration::from_secs(4)),
+        "the window did not say the click was not taken"
+    );
     assert!(
         !getting.is_finished(),
         "the click on the warped pointer answered: {:?}",

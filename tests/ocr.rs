@@ -132,9 +132,33 @@ fn for_ocr(rgb: &[u8], width: usize, height: usize, scale: usize, invert: bool) 
 /// Reads the display. Each `attempt` prepares the picture differently (scale), so that
 /// waiting for something is not asking the same question of the same picture again.
 pub fn look(x: &Xvfb, name: &str, attempt: usize) -> Seen {
+    read(screenshot(x), name, attempt)
+}
+
+/// Whether `phrase` was on the display at some moment in the next `span`: the screenshots are
+/// taken first (a few a second), then read, so that something shown for a few seconds is seen
+/// however slow reading is.
+pub fn shown_within(x: &Xvfb, name: &str, phrase: &str, span: Duration) -> bool {
+    let deadline = Instant::now() + span;
+    let mut shots = Vec::new();
+    while Instant::now() < deadline {
+        shots.push(screenshot(x));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // The middle first: by then it is shown, and not gone yet.
+    let middle = shots.len() / 2;
+    let order = (middle..shots.len()).chain((0..middle).rev());
+    let mut shots: Vec<Option<_>> = shots.into_iter().map(Some).collect();
+    order.enumerate().any(|(attempt, i)| {
+        let shot = shots[i].take().unwrap();
+        read(shot, name, attempt).find(phrase).is_some()
+    })
+}
+
+/// Reads a screenshot (see [`look`]).
+fn read((rgb, width, height): (Vec<u8>, usize, usize), name: &str, attempt: usize) -> Seen {
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("window");
     std::fs::create_dir_all(&dir).unwrap();
-    let (rgb, width, height) = screenshot(x);
     write_png(
         &dir.join(format!("{name}.png")),
         &rgb,

@@ -120,7 +120,10 @@ async fn the_assistants_clicks_cannot_widen_its_access_but_can_end_it() {
         }
     }
     // The window says why (for a few seconds).
-    wait_for_phrase(&x, "control-after", "Not taken");
+    assert!(
+        shown_within(&x, "control-after", "Not taken", Duration::from_secs(4)),
+        "the window did not say the click was not taken"
+    );
     let put = viewer
         .put(
             &w.path("home"),

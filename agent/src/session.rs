@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ponte_e2e::app::{Capability, Control, EndReason, Grants, MAX_CHAT};
+use ponte_e2e::identity::PeerIdentity;
+use ponte_session::{SecureRecv, Session};
 use ponte_wire::text::PeerText;
 use tokio::sync::mpsc;
 
@@ -22,6 +24,7 @@ use crate::questions::Questions;
 use crate::quick_access;
 use crate::rendezvous::Paired;
 use crate::scope::Scope;
+use crate::trusted::Entry;
 
 /// How long the customer has to answer the consent question.
 const CONSENT_TIMEOUT: Duration = Duration::from_secs(600);
@@ -99,12 +102,6 @@ pub async fn run(
     parts: Parts<'_>,
     customer: &mut Customer,
 ) -> anyhow::Result<String> {
-    let Parts {
-        events,
-        questions,
-        grants,
-        injected,
-    } = parts;
     let Paired {
         mut client,
         session,
@@ -118,10 +115,90 @@ pub async fn run(
         recv: mut control_recv,
         ..
     } = control;
-    // Everything for the assistant goes through one writer, so nothing here waits on it.
+    let (to_assistant, writer) = writer(control_send);
+    let mut live = Live {
+        config,
+        events: parts.events,
+        grants: parts.grants,
+        to_assistant,
+        peer,
+        quick_entry,
+        chat_limit: ChatLimit::new(),
+        quick: quick_access::QuickRequests::default(),
+        last: Grants::NONE,
+    };
+    let granted = match live.consent(&scope, customer, &mut control_recv).await {
+        Ok(granted) => granted,
+        Err(reason) => return Ok(close(client, writer, live.to_assistant, reason).await),
+    };
+    live.connected(granted, customer);
+    // As they are before the assistant can act here, to tell the customer what changed.
+    let own_files = OwnFiles::snapshot(config.own_files());
+    let desktop = DesktopWorker::start(config.display.clone(), live.grants.subscribe(), parts.injected);
+    let ctx = Arc::new(Context::new(
+        live.events.clone(),
+        live.grants.clone(),
+        parts.questions.clone(),
+        scope,
+        config.interactive,
+        desktop,
+        Some(session.clone()),
+    ));
+    let (reason, listening) = live.serve(&session, &ctx, customer, &mut control_recv).await;
+    let ended = end_access(live.events, ctx, session, &reason).await;
+    let changed = own_files.changed();
+    for path in &changed {
+        let path = crate::i18n::phrases::path(path);
+        live.events
+            .emit(Event::Note(t!(live.events.tr(), "own-file-changed", path = path)));
+    }
+    // Only now, and only then, may the customer be asked for what outlives the session.
+    if let Some(request) = live.quick.later.take() {
+        let tr = live.events.tr();
+        let not_asked = if !listening {
+            Some(t!(tr, "quick-not-asked-gone"))
+        } else if !ended.clean {
+            Some(t!(tr, "quick-not-asked-running"))
+        } else if !changed.is_empty() {
+            Some(t!(tr, "quick-not-asked-changed"))
+        } else {
+            None
+        };
+        let answer = match not_asked {
+            Some(why) => {
+                live.events.activity(Kind::Refused, why);
+                None
+            }
+            None => {
+                let (events, questions) = (live.events, parts.questions);
+                quick_access::ask(
+                    config,
+                    events,
+                    questions,
+                    customer,
+                    &mut client,
+                    request,
+                    live.last,
+                )
+                .await
+            }
+        };
+        let _ = live.to_assistant.send(Control::QuickAccess(answer));
+        // The relay acknowledges what it forwards, not the assistant, and closing now could
+        // cut the answer on its way: the assistant's viewer leaves once it has read it.
+        let _ = tokio::time::timeout(WIND_DOWN, quick_access::assistant_left(&mut client)).await;
+    }
+    Ok(close(client, writer, live.to_assistant, reason).await)
+}
+
+/// Starts the one writer everything for the assistant goes through, so that nothing in the
+/// session waits on the assistant.
+fn writer(
+    control: ponte_session::SecureSend,
+) -> (mpsc::UnboundedSender<Control>, tokio::task::JoinHandle<()>) {
     let (to_assistant, mut outbox) = mpsc::unbounded_channel::<Control>();
     let writer = tokio::spawn(async move {
-        let mut send = control_send;
+        let mut send = control;
         while let Some(message) = outbox.recv().await {
             if send.send(&message).await.is_err() {
                 return;
@@ -132,163 +209,242 @@ pub async fn run(
             send.flushed(WIND_DOWN).await;
         }
     });
+    (to_assistant, writer)
+}
 
-    let mut chat_limit = ChatLimit::new();
-    let mut quick = quick_access::QuickRequests::default();
-    let tr = events.tr();
-    let granted = match (&quick_entry, config.allow) {
-        // What a script's agent allows up front is for the code it showed: an assistant let in
-        // by an opt-in never gets it.
-        (None, Some(g)) => Ok(g),
-        // The customer chose "allow without asking" for this opt-in: they still see who
-        // connected and every action, and can revoke or end at any moment.
-        (Some(entry), _) if entry.without_asking => Ok(entry.grants),
-        _ if !config.interactive => Ok(Grants::NONE),
-        _ => {
-            events.emit(Event::ConsentNeeded {
-                peer: peer.clone(),
-                scope: scope.root().to_owned(),
-                remembered: quick_entry.as_ref().map_or(Grants::NONE, |e| e.grants),
-            });
-            let deadline = tokio::time::sleep(CONSENT_TIMEOUT);
-            tokio::pin!(deadline);
-            loop {
-                tokio::select! {
-                    g = customer.consent.recv() => break g.ok_or_else(|| t!(tr, "ended-you")),
-                    () = crate::customer::ended(&mut customer.end) => break Err(t!(tr, "ended-you")),
-                    () = &mut deadline => break Err(t!(tr, "ended-no-answer")),
-                    // The assistant may chat, or leave, while the customer reads.
-                    message = control_recv.recv::<Control>() => match message {
-                        Ok(Some(Control::Chat { text })) => assistant_chat(events, &mut chat_limit, text),
-                        // Nothing is granted yet, so there is nothing to remember.
-                        Ok(Some(Control::QuickAccessRequest { .. })) => {
-                            if !quick.refuse(&to_assistant) {
-                                let reason = t!(tr, "ended-flooded");
-                                return Ok(close(client, writer, to_assistant, reason).await);
-                            }
-                        }
-                        Ok(Some(_)) => {}
-                        Err(e) if e.is_attack() => {
-                            let reason = tampered(events, &to_assistant, &e.to_string());
-                            return Ok(close(client, writer, to_assistant, reason).await);
-                        }
-                        Ok(None) | Err(_) => {
-                            let reason = t!(tr, "ended-left-before-answer");
-                            return Ok(close(client, writer, to_assistant, reason).await);
-                        }
-                    },
-                }
+/// Why a session ended, and whether the assistant is still there to hear an answer.
+type Ending = (String, bool);
+
+/// What the session's phases and handlers share.
+struct Live<'a> {
+    config: &'a Config,
+    events: &'a Events,
+    grants: &'a LiveGrants,
+    to_assistant: mpsc::UnboundedSender<Control>,
+    peer: PeerIdentity,
+    /// The opt-in that let the assistant in without a code, if one did.
+    quick_entry: Option<Entry>,
+    chat_limit: ChatLimit,
+    quick: quick_access::QuickRequests,
+    /// The grants as last told.
+    last: Grants,
+}
+
+impl Live<'_> {
+    /// What the customer grants to start with (`Err`: why the session ends instead): a
+    /// script's `--allow`, an opt-in's "without asking", or the customer's answer.
+    async fn consent(
+        &mut self,
+        scope: &Scope,
+        customer: &mut Customer,
+        control: &mut SecureRecv,
+    ) -> Result<Grants, String> {
+        match (&self.quick_entry, self.config.allow) {
+            // What a script's agent allows up front is for the code it showed: an assistant let
+            // in by an opt-in never gets it.
+            (None, Some(g)) => Ok(g),
+            // The customer chose "allow without asking" for this opt-in: they still see who
+            // connected and every action, and can revoke or end at any moment.
+            (Some(entry), _) if entry.without_asking => Ok(entry.grants),
+            _ if !self.config.interactive => Ok(Grants::NONE),
+            _ => {
+                self.events.emit(Event::ConsentNeeded {
+                    peer: self.peer.clone(),
+                    scope: scope.root().to_owned(),
+                    remembered: self.quick_entry.as_ref().map_or(Grants::NONE, |e| e.grants),
+                });
+                self.ask_consent(customer, control).await
             }
         }
-    };
-    let granted = match granted {
-        Ok(granted) => granted,
-        Err(reason) => {
+    }
+
+    /// Waits for the customer's answer to the consent question; the assistant may chat, or
+    /// leave, meanwhile.
+    async fn ask_consent(
+        &mut self,
+        customer: &mut Customer,
+        control: &mut SecureRecv,
+    ) -> Result<Grants, String> {
+        let tr = self.events.tr();
+        let deadline = tokio::time::sleep(CONSENT_TIMEOUT);
+        tokio::pin!(deadline);
+        // The customer did not let the assistant in: it is told so.
+        let declined = |to_assistant: &mpsc::UnboundedSender<Control>, why: String| {
             let _ = to_assistant.send(Control::End(EndReason::Declined));
-            return Ok(close(client, writer, to_assistant, reason).await);
+            Err(why)
+        };
+        loop {
+            tokio::select! {
+                g = customer.consent.recv() => match g {
+                    Some(g) => return Ok(g),
+                    None => return declined(&self.to_assistant, t!(tr, "ended-you")),
+                },
+                () = crate::customer::ended(&mut customer.end) => return declined(&self.to_assistant, t!(tr, "ended-you")),
+                () = &mut deadline => return declined(&self.to_assistant, t!(tr, "ended-no-answer")),
+                message = control.recv::<Control>() => match message {
+                    Ok(Some(Control::Chat { text })) => assistant_chat(self.events, &mut self.chat_limit, text),
+                    // Nothing is granted yet, so there is nothing to remember.
+                    Ok(Some(Control::QuickAccessRequest { .. })) => {
+                        if !self.quick.refuse(&self.to_assistant) {
+                            return Err(t!(tr, "ended-flooded"));
+                        }
+                    }
+                    Ok(Some(_)) => {}
+                    Err(e) if e.is_attack() => return Err(tampered(self.events, &self.to_assistant, &e.to_string())),
+                    Ok(None) | Err(_) => return Err(t!(tr, "ended-left-before-answer")),
+                },
+            }
         }
-    };
-    grants.set(granted);
-    customer.activate();
-    events.emit(Event::Connected {
-        peer: peer.clone(),
-        granted,
-    });
-    let _ = to_assistant.send(Control::Grants(granted));
-    // As they are before the assistant can act here, to tell the customer what changed.
-    let own_files = OwnFiles::snapshot(config.own_files());
+    }
 
-    let desktop = DesktopWorker::start(config.display.clone(), grants.subscribe(), injected);
-    let ctx = Arc::new(Context::new(
-        events.clone(),
-        grants.clone(),
-        questions.clone(),
-        scope,
-        config.interactive,
-        desktop,
-        Some(session.clone()),
-    ));
-    let mut requests = tokio::task::JoinSet::new();
-    let mut changes = grants.subscribe();
-    let mut last = granted;
-    // Why it ended, and whether the assistant is still there to hear an answer.
-    let (reason, listening) = loop {
-        tokio::select! {
-            // Any stream of the session may detect an attack on the path.
-            attack = session.attacked() => break (tampered(events, &to_assistant, &attack.to_string()), false),
-            stream = session.accept() => match stream {
-                Ok(stream) => {
-                    let ctx = ctx.clone();
-                    requests.spawn(async move { crate::dispatch::serve(stream, &ctx).await });
+    /// The assistant is let in with `granted`: the customer and the assistant are told.
+    fn connected(&mut self, granted: Grants, customer: &Customer) {
+        self.grants.set(granted);
+        customer.activate();
+        self.events.emit(Event::Connected {
+            peer: self.peer.clone(),
+            granted,
+        });
+        let _ = self.to_assistant.send(Control::Grants(granted));
+        self.last = granted;
+    }
+
+    /// Serves the assistant's requests and both sides' messages until one side ends the
+    /// session.
+    async fn serve(
+        &mut self,
+        session: &Session,
+        ctx: &Arc<Context>,
+        customer: &mut Customer,
+        control: &mut SecureRecv,
+    ) -> Ending {
+        let tr = self.events.tr();
+        let mut requests = tokio::task::JoinSet::new();
+        let mut changes = self.grants.subscribe();
+        let ending = loop {
+            tokio::select! {
+                // Any stream of the session may detect an attack on the path.
+                attack = session.attacked() => break (tampered(self.events, &self.to_assistant, &attack.to_string()), false),
+                stream = session.accept() => match stream {
+                    Ok(stream) => {
+                        let ctx = ctx.clone();
+                        requests.spawn(async move { crate::dispatch::serve(stream, &ctx).await });
+                    }
+                    Err(e) => break (lost(tr, &e), false),
+                },
+                message = control.recv::<Control>() => {
+                    if let Some(ending) = self.on_control(message) {
+                        break ending;
+                    }
                 }
-                Err(e) => break (lost(tr, &e), false),
-            },
-            message = control_recv.recv::<Control>() => match message {
-                Ok(Some(Control::Chat { text })) => assistant_chat(events, &mut chat_limit, text),
+                Ok(()) = changes.changed() => self.on_grants_changed(),
+                Some(text) = customer.chat.recv() => self.on_customer_chat(text),
+                () = crate::customer::ended(&mut customer.end) => {
+                    let _ = self.to_assistant.send(Control::End(EndReason::CustomerEnded));
+                    break (t!(tr, "ended-you"), true);
+                }
+                Some(_) = requests.join_next() => {}
+            }
+        };
+        // Every lease ends: running requests stop, their processes and partial files with them.
+        self.grants.end();
+        let _ =
+            tokio::time::timeout(WIND_DOWN, async { while requests.join_next().await.is_some() {} }).await;
+        requests.shutdown().await;
+        ending
+    }
 
-                Ok(Some(Control::End(reason))) => break match reason {
+    /// A message from the assistant on the control stream; `Some` when the session ends.
+    fn on_control(
+        &mut self,
+        message: Result<Option<Control>, ponte_session::SessionError>,
+    ) -> Option<Ending> {
+        let tr = self.events.tr();
+        match message {
+            Ok(Some(Control::Chat { text })) => assistant_chat(self.events, &mut self.chat_limit, text),
+            Ok(Some(Control::End(reason))) => {
+                return Some(match reason {
                     EndReason::AssistantEnded => (t!(tr, "ended-assistant"), true),
                     EndReason::CustomerEnded => (t!(tr, "ended-you"), true),
                     EndReason::Declined => (t!(tr, "ended-declined"), true),
                     // Nothing more is asked in a session someone attacked.
                     EndReason::Tampered => (t!(tr, "ended-tampered"), false),
-                },
-                // Only the customer grants.
-                Ok(Some(Control::Grants(_) | Control::QuickAccess(_) | Control::QuickAccessLater)) => {}
-                // Asked once per session, and only in a session opened with the code: an
-                // opt-in never begets another.
-                Ok(Some(Control::QuickAccessRequest { organisation, days })) => {
-                    if quick_entry.is_none() && !std::mem::replace(&mut quick.asked, true) {
-                        quick.later = quick_access::accept(config, events, &peer, organisation, days);
-                        let _ = to_assistant.send(match quick.later {
-                            Some(_) => Control::QuickAccessLater,
-                            None => Control::QuickAccess(None),
-                        });
-                    } else if !quick.refuse(&to_assistant) {
-                        break (t!(tr, "ended-flooded"), false);
-                    }
-                }
-                Err(e) if e.is_attack() => break (tampered(events, &to_assistant, &e.to_string()), false),
-                Err(e) if e.relay_silent() => break (lost(tr, &e), false),
-                Ok(None) | Err(_) => break (t!(tr, "ended-assistant-left"), false),
-            },
-            Ok(()) = changes.changed() => {
-                let now = grants.now();
-                if last.allows(Capability::Terminal) && !now.allows(Capability::Terminal) {
-                    // Whatever left its command's session (setsid, double forks) ends too —
-                    // until the customer grants the terminal again.
-                    let live = grants.clone();
-                    tokio::task::spawn_blocking(move || {
-                        crate::process::end_descendants(|| live.now().allows(Capability::Terminal))
+                });
+            }
+            // Only the customer grants.
+            Ok(Some(Control::Grants(_) | Control::QuickAccess(_) | Control::QuickAccessLater)) => {}
+            // Asked once per session, and only in a session opened with the code: an opt-in
+            // never begets another.
+            Ok(Some(Control::QuickAccessRequest { organisation, days })) => {
+                if self.quick_entry.is_none() && !std::mem::replace(&mut self.quick.asked, true) {
+                    self.quick.later =
+                        quick_access::accept(self.config, self.events, &self.peer, organisation, days);
+                    let _ = self.to_assistant.send(match self.quick.later {
+                        Some(_) => Control::QuickAccessLater,
+                        None => Control::QuickAccess(None),
                     });
-                }
-                if now != last {
-                    last = now;
-                    events.emit(Event::Grants(now));
-                    events.activity(
-                        Kind::Permissions,
-                        t!(tr, "permissions-changed", grants = crate::i18n::phrases::grants(tr, now)),
-                    );
-                    let _ = to_assistant.send(Control::Grants(now));
+                } else if !self.quick.refuse(&self.to_assistant) {
+                    return Some((t!(tr, "ended-flooded"), false));
                 }
             }
-            Some(text) = customer.chat.recv() => {
-                let text = truncate(text, MAX_CHAT);
-                events.emit(Event::Chat { from: Party::Customer, text: PeerText::new(text.clone()) });
-                let _ = to_assistant.send(Control::Chat { text: text.into() });
+            Err(e) if e.is_attack() => {
+                return Some((tampered(self.events, &self.to_assistant, &e.to_string()), false));
             }
-            () = crate::customer::ended(&mut customer.end) => {
-                let _ = to_assistant.send(Control::End(EndReason::CustomerEnded));
-                break (t!(tr, "ended-you"), true);
-            }
-            Some(_) = requests.join_next() => {}
+            Err(e) if e.relay_silent() => return Some((lost(tr, &e), false)),
+            Ok(None) | Err(_) => return Some((t!(tr, "ended-assistant-left"), false)),
         }
-    };
-    // Every lease ends: running requests stop, their processes and partial files with them.
-    grants.end();
-    let _ = tokio::time::timeout(WIND_DOWN, async { while requests.join_next().await.is_some() {} }).await;
-    requests.shutdown().await;
-    // Nothing the assistant started outlives the session, however it detached.
+        None
+    }
+
+    /// The customer granted or revoked something: the assistant is told, and what leaves the
+    /// terminal's reach ends with it.
+    fn on_grants_changed(&mut self) {
+        let tr = self.events.tr();
+        let now = self.grants.now();
+        if self.last.allows(Capability::Terminal) && !now.allows(Capability::Terminal) {
+            // Whatever left its command's session (setsid, double forks) ends too — until the
+            // customer grants the terminal again.
+            let live = self.grants.clone();
+            tokio::task::spawn_blocking(move || {
+                crate::process::end_descendants(|| live.now().allows(Capability::Terminal))
+            });
+        }
+        if now != self.last {
+            self.last = now;
+            self.events.emit(Event::Grants(now));
+            self.events.activity(
+                Kind::Permissions,
+                t!(
+                    tr,
+                    "permissions-changed",
+                    grants = crate::i18n::phrases::grants(tr, now)
+                ),
+            );
+            let _ = self.to_assistant.send(Control::Grants(now));
+        }
+    }
+
+    /// The customer's chat message, to the assistant.
+    fn on_customer_chat(&self, text: String) {
+        let text = truncate(text, MAX_CHAT);
+        self.events.emit(Event::Chat {
+            from: Party::Customer,
+            text: PeerText::new(text.clone()),
+        });
+        let _ = self.to_assistant.send(Control::Chat { text: text.into() });
+    }
+}
+
+/// Ends everything the assistant could act through: every process it started (however it
+/// detached), the desktop (capture, injected input) and the session; then tells the customer
+/// that access has ended, and what Ponte could not stop.
+async fn end_access(
+    events: &Events,
+    ctx: Arc<Context>,
+    session: Session,
+    reason: &str,
+) -> crate::process::Ended {
+    let tr = events.tr();
     let ended = tokio::task::spawn_blocking(|| crate::process::end_descendants(|| false))
         .await
         .unwrap_or(crate::process::Ended {
@@ -304,41 +460,13 @@ pub async fn run(
     drop(session);
     // Everything the assistant ran through Ponte has stopped and no input of theirs can arrive.
     events.emit(Event::AccessEnded {
-        reason: reason.clone(),
+        reason: reason.to_owned(),
     });
     // What Ponte cannot stop or undo, it tells.
     if !ended.clean {
         events.emit(Event::Note(t!(tr, "processes-still-running")));
     }
-    let changed = own_files.changed();
-    for path in &changed {
-        let path = crate::i18n::phrases::path(path);
-        events.emit(Event::Note(t!(tr, "own-file-changed", path = path)));
-    }
-    // Only now, and only then, may the customer be asked for what outlives the session.
-    if let Some(request) = quick.later {
-        let not_asked = if !listening {
-            Some(t!(tr, "quick-not-asked-gone"))
-        } else if !ended.clean {
-            Some(t!(tr, "quick-not-asked-running"))
-        } else if !changed.is_empty() {
-            Some(t!(tr, "quick-not-asked-changed"))
-        } else {
-            None
-        };
-        let answer = match not_asked {
-            Some(why) => {
-                events.activity(Kind::Refused, why);
-                None
-            }
-            None => quick_access::ask(config, events, questions, customer, &mut client, request, last).await,
-        };
-        let _ = to_assistant.send(Control::QuickAccess(answer));
-        // The relay acknowledges what it forwards, not the assistant, and closing now could
-        // cut the answer on its way: the assistant's viewer leaves once it has read it.
-        let _ = tokio::time::timeout(WIND_DOWN, quick_access::assistant_left(&mut client)).await;
-    }
-    Ok(close(client, writer, to_assistant, reason).await)
+    ended
 }
 
 /// Lets the writer deliver what is queued, then closes the connection; returns `reason`.
