@@ -2,6 +2,8 @@
 //! (`frontend::channel`): what a hostile assistant asks for is decided as the customer answers
 //! in a front end — here the test — with no network, relay or display.
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
