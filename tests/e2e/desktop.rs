@@ -16,8 +16,8 @@ use ponte_e2e::screen::InputEvent;
 use ponte_tests::{Running, Xvfb};
 use ponte_viewer::{QuickAccessReply, Viewer, ViewerError};
 
-mod ocr;
-mod world;
+use crate::ocr;
+use crate::world;
 
 use ocr::*;
 use world::*;

@@ -251,7 +251,7 @@ impl World {
 /// The PID printed as `bg=PID` by a command (the first `bg=` may be the terminal echoing it).
 /// The test vectors' assistant key, without a certificate (an UNVERIFIED assistant).
 pub fn test_assistant() -> ponte_e2e::handshake::Credentials {
-    let pem = include_str!("../crates/e2e/tests/vectors/assistant.key.pem");
+    let pem = include_str!("../../crates/e2e/tests/vectors/assistant.key.pem");
     ponte_e2e::handshake::Credentials {
         key: ponte_e2e::identity::PrivateKey::from_pem(pem).unwrap(),
         certificate: None,

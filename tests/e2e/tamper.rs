@@ -16,7 +16,7 @@ use ponte_relay::tap::{Tap, Tapped};
 use ponte_tests::Running;
 use ponte_viewer::Viewer;
 
-mod world;
+use crate::world;
 
 use world::*;
 

@@ -18,7 +18,7 @@ use ponte_transport::client::RelayClient;
 use ponte_transport::tls::CertFingerprint;
 use ponte_wire::rendezvous::{Refusal, RelayMessage};
 
-mod world;
+use crate::world;
 
 use world::{WAIT, rand_suffix, run_with_timeout, sha256_file, text};
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use ponte_e2e::app::Request;
 use ponte_viewer::{TerminalOutput, ViewerError};
 
-mod world;
+use crate::world;
 
 use world::*;
 
@@ -111,8 +111,8 @@ async fn peer_text_is_inert_on_screen_and_cannot_forge_log_lines() {
     use ponte_e2e::identity::{Certificate, PrivateKey};
     let w = World::new().await;
     // A certified assistant whose name reverses the text after it.
-    let org = PrivateKey::from_pem(include_str!("../crates/e2e/tests/vectors/organisation.key.pem")).unwrap();
-    let key = PrivateKey::from_pem(include_str!("../crates/e2e/tests/vectors/assistant.key.pem")).unwrap();
+    let org = PrivateKey::from_pem(include_str!("../../crates/e2e/tests/vectors/organisation.key.pem")).unwrap();
+    let key = PrivateKey::from_pem(include_str!("../../crates/e2e/tests/vectors/assistant.key.pem")).unwrap();
     let now = ponte_session::now_unix();
     let cert = Certificate::issue(
         &org,
@@ -800,7 +800,7 @@ async fn what_decides_whom_ponte_trusts_is_ponte_itself_for_every_way_of_writing
     let program = downloads.join("ponte-agent");
     std::fs::copy(ponte_tests::binary("ponte-agent"), &program).unwrap();
     let org = ponte_e2e::identity::PrivateKey::from_pem(include_str!(
-        "../crates/e2e/tests/vectors/organisation.key.pem"
+        "../../crates/e2e/tests/vectors/organisation.key.pem"
     ))
     .unwrap();
     let acme_key = org.public_key().to_pem();

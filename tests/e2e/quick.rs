@@ -6,7 +6,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod world;
+use crate::world;
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;

@@ -12,8 +12,8 @@ use ponte_tests::Xvfb;
 use ponte_tests::link::{Link, Profile};
 use x11rb::protocol::xproto::{ConnectionExt as _, Rectangle};
 
-mod display;
-mod world;
+use crate::display;
+use crate::world;
 
 use display::*;
 use world::*;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use ponte_relay::{Config, Relay};
 use ponte_tests::Running;
 
-mod world;
+use crate::world;
 
 use world::*;
 

@@ -19,8 +19,8 @@ use x11rb::protocol::xproto::{
 use x11rb::protocol::xtest::ConnectionExt as _;
 use x11rb::rust_connection::RustConnection;
 
-mod display;
-mod world;
+use crate::display;
+use crate::world;
 
 use ponte_tests::Xvfb;
 
