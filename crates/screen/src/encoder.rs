@@ -173,6 +173,35 @@ const REFINE_COST: f64 = 0.75;
 /// With at least this many changed tiles, look for moved content first.
 const SCROLL_MIN_TILES: usize = 8;
 
+/// One frame's work in progress: what it sends so far and the budget left.
+struct Work {
+    /// Bytes of pixel data the budget still allows.
+    left: usize,
+    copies: Vec<CopyRect>,
+    rects: Vec<LossyRect>,
+    tiles: Vec<Tile>,
+    /// Per tile: what the viewer will have of it was set in this frame (so it is not refined
+    /// in it again).
+    touched: Vec<bool>,
+    stats: FrameStats,
+}
+
+impl Work {
+    fn new(budget: usize, tiles: usize) -> Work {
+        Work {
+            left: budget,
+            copies: Vec::new(),
+            rects: Vec::new(),
+            tiles: Vec::new(),
+            touched: vec![false; tiles],
+            stats: FrameStats {
+                budget: budget.min(u32::MAX as usize) as u32,
+                ..FrameStats::default()
+            },
+        }
+    }
+}
+
 impl Encoder {
     /// An encoder whose first frame is sent whole.
     pub fn new() -> Result<Encoder, ScreenError> {
@@ -215,72 +244,95 @@ impl Encoder {
         image.check()?;
         let mut updates = Vec::new();
         if (image.width, image.height) != (self.width, self.height) {
-            self.width = image.width;
-            self.height = image.height;
-            self.previous.clear();
-            self.previous.resize(
-                usize::from(image.width) * usize::from(image.height) * CAPTURE_BYTES_PER_PIXEL,
-                0,
-            );
-            self.states.clear();
-            let stale = TileState {
-                level: Level::Stale,
-                since: Some(now),
-                over_exact: false,
-            };
-            self.states.resize(self.tiles_x() * self.tiles_y(), stale);
-            updates.push(ScreenUpdate::Size {
-                width: image.width,
-                height: image.height,
-            });
+            updates.push(self.resize(image, now));
         }
-        let mut stats = FrameStats {
-            budget: budget.min(u32::MAX as usize) as u32,
-            ..FrameStats::default()
-        };
-
+        let mut work = Work::new(budget, self.states.len());
         // The clock is read only for the statistics; `now` stays the frame's time.
         let diff_started = Instant::now();
-        let mut changed = self.changed(image);
-        let mut copies = Vec::new();
-        if changed.len() >= SCROLL_MIN_TILES {
-            let mut stripes = vec![false; self.tiles_x()];
-            for &i in &changed {
-                stripes[i % self.tiles_x()] = true;
-            }
-            copies = crate::scroll::vertical_moves(&self.previous, image, &stripes);
-            if !copies.is_empty() {
-                for rect in &copies {
-                    self.apply_copy(rect);
-                    stats.copied_pixels = stats
-                        .copied_pixels
-                        .saturating_add(u32::from(rect.width) * u32::from(rect.height));
-                }
-                changed = self.changed(image);
-            }
+        let changed = self.moves_and_changes(image, &mut work);
+        work.stats.diff_us = diff_started.elapsed().as_micros().min(u32::MAX.into()) as u32;
+        let still = changed.is_empty() && work.copies.is_empty();
+        self.mark_stale(&changed, now);
+        let photos = self.send_exact_within(image, now, &mut work)?;
+        self.send_photos(image, photos, &mut work)?;
+        self.refine(image, &mut work)?;
+        Ok(self.finish(work, updates, still, sync, now))
+    }
+
+    /// Starts over at the size of `image`, every tile stale since `now`; returns the message
+    /// announcing the size.
+    fn resize(&mut self, image: &Image<'_>, now: Instant) -> ScreenUpdate {
+        self.width = image.width;
+        self.height = image.height;
+        self.previous.clear();
+        self.previous.resize(
+            usize::from(image.width) * usize::from(image.height) * CAPTURE_BYTES_PER_PIXEL,
+            0,
+        );
+        self.states.clear();
+        let stale = TileState {
+            level: Level::Stale,
+            since: Some(now),
+            over_exact: false,
+        };
+        self.states.resize(self.tiles_x() * self.tiles_y(), stale);
+        ScreenUpdate::Size {
+            width: image.width,
+            height: image.height,
         }
-        stats.diff_us = diff_started.elapsed().as_micros().min(u32::MAX.into()) as u32;
-        let still = changed.is_empty() && copies.is_empty();
+    }
+
+    /// Finds content that moved (when enough changed for a move to be likely), applies the
+    /// moves to what the viewer has, and returns the tiles that still differ after them.
+    fn moves_and_changes(&mut self, image: &Image<'_>, work: &mut Work) -> Vec<usize> {
+        let changed = self.changed(image);
+        if changed.len() < SCROLL_MIN_TILES {
+            return changed;
+        }
+        let mut stripes = vec![false; self.tiles_x()];
         for &i in &changed {
+            stripes[i % self.tiles_x()] = true;
+        }
+        work.copies = crate::scroll::vertical_moves(&self.previous, image, &stripes);
+        if work.copies.is_empty() {
+            return changed;
+        }
+        for rect in &work.copies {
+            self.apply_copy(rect);
+            work.stats.copied_pixels = work
+                .stats
+                .copied_pixels
+                .saturating_add(u32::from(rect.width) * u32::from(rect.height));
+        }
+        self.changed(image)
+    }
+
+    /// Marks the `changed` tiles stale, remembering whether the viewer's pixels under them
+    /// are exact and keeping the time of their oldest unsent change.
+    fn mark_stale(&mut self, changed: &[usize], now: Instant) {
+        for &i in changed {
             let s = &mut self.states[i];
             s.over_exact = s.viewer_exact();
             s.level = Level::Stale;
             s.since = s.since.or(Some(now));
         }
+    }
 
-        // While content moves, the rows it uncovers that do not fit exactly go lossy at once:
-        // a scroll keeps its pace and the text sharpens when it stops.
-        let scrolling = !copies.is_empty();
-        let mut left = budget;
-        let mut tiles = Vec::new();
-        let mut rects = Vec::new();
-        let mut touched = vec![false; self.states.len()];
-        // Changed tiles, oldest change first.
+    /// Sends changed text and UI tiles exactly, oldest change first, while the budget lasts.
+    /// Returns the tiles for [`Encoder::send_photos`]: photo-like ones, and text that does not
+    /// fit and has waited [`LATE`] (or, while content moves, at once: a scroll keeps its pace
+    /// and the text sharpens when it stops).
+    fn send_exact_within(
+        &mut self,
+        image: &Image<'_>,
+        now: Instant,
+        work: &mut Work,
+    ) -> Result<Vec<(usize, Tile)>, ScreenError> {
+        let scrolling = !work.copies.is_empty();
         let mut stale: Vec<usize> = (0..self.states.len())
             .filter(|&i| self.states[i].level == Level::Stale)
             .collect();
         stale.sort_by_key(|&i| (self.states[i].since, i));
-        // Photo-like tiles, and text tiles that have waited too long: exact if all fit, else lossy.
         let mut photos = Vec::new();
         for i in stale {
             let mut place = self.place(i);
@@ -291,7 +343,7 @@ impl Encoder {
                     Some(part) => place = part,
                     None => {
                         // Changed back to what the viewer has.
-                        self.keep(image, i, Level::Exact, &mut touched);
+                        self.keep(image, i, Level::Exact, &mut work.touched);
                         continue;
                     }
                 }
@@ -303,8 +355,12 @@ impl Encoder {
                 && tile.data.len() * 100 > place.w * place.h * BYTES_PER_PIXEL * PHOTO_PERCENT;
             if photo {
                 photos.push((i, tile));
-            } else if spend(&mut left, tile.data.len() + TILE_OVERHEAD, tiles.is_empty()) {
-                self.sent_exact(image, i, tile, &mut tiles, &mut touched);
+            } else if spend(
+                &mut work.left,
+                tile.data.len() + TILE_OVERHEAD,
+                work.tiles.is_empty(),
+            ) {
+                self.sent_exact(image, i, tile, work);
             } else if scrolling
                 || self.states[i]
                     .since
@@ -313,73 +369,68 @@ impl Encoder {
                 photos.push((i, tile));
             }
         }
-        if !photos.is_empty() {
-            let exact: usize = photos.iter().map(|(_, t)| t.data.len() + TILE_OVERHEAD).sum();
-            if exact <= left {
-                left -= exact;
-                for (i, tile) in photos {
-                    self.sent_exact(image, i, tile, &mut tiles, &mut touched);
-                }
-            } else {
-                let pixels: usize = photos
-                    .iter()
-                    .map(|&(i, _)| self.place(i).w * self.place(i).h)
-                    .sum();
-                let rung = (0..lossy::LADDER.len())
-                    .find(|&r| (self.lossy_cost[r] * pixels as f64) as usize <= left)
-                    .unwrap_or(lossy::LADDER.len() - 1);
-                let chosen: Vec<usize> = photos.iter().map(|&(i, _)| i).collect();
-                let bytes = self.send_lossy(image, &chosen, rung, &mut rects, &mut touched)?;
-                left = left.saturating_sub(bytes);
-                self.lossy_cost[rung] = (self.lossy_cost[rung] + bytes as f64 / pixels.max(1) as f64) / 2.0;
-                stats.quality = lossy::LADDER[rung].quality as u8;
-                stats.scale = lossy::LADDER[rung].scale;
-            }
+        Ok(photos)
+    }
+
+    /// Sends `photos` exactly if all of them fit what is left of the budget, else as lossy
+    /// previews at the best rung of the ladder expected to fit (learning that rung's cost).
+    fn send_photos(
+        &mut self,
+        image: &Image<'_>,
+        photos: Vec<(usize, Tile)>,
+        work: &mut Work,
+    ) -> Result<(), ScreenError> {
+        if photos.is_empty() {
+            return Ok(());
         }
-        // Refinement: lossy tiles that stood still, oldest first, while the budget lasts; in
-        // runs of lossy neighbours in a tile row, as many as the budget is expected to carry.
+        let exact: usize = photos.iter().map(|(_, t)| t.data.len() + TILE_OVERHEAD).sum();
+        if exact <= work.left {
+            work.left -= exact;
+            for (i, tile) in photos {
+                self.sent_exact(image, i, tile, work);
+            }
+            return Ok(());
+        }
+        let pixels: usize = photos
+            .iter()
+            .map(|&(i, _)| self.place(i).w * self.place(i).h)
+            .sum();
+        let rung = (0..lossy::LADDER.len())
+            .find(|&r| (self.lossy_cost[r] * pixels as f64) as usize <= work.left)
+            .unwrap_or(lossy::LADDER.len() - 1);
+        let chosen: Vec<usize> = photos.iter().map(|&(i, _)| i).collect();
+        let bytes = self.send_lossy(image, &chosen, rung, work)?;
+        work.left = work.left.saturating_sub(bytes);
+        self.lossy_cost[rung] = (self.lossy_cost[rung] + bytes as f64 / pixels.max(1) as f64) / 2.0;
+        work.stats.quality = lossy::LADDER[rung].quality as u8;
+        work.stats.scale = lossy::LADDER[rung].scale;
+        Ok(())
+    }
+
+    /// Refines lossy tiles that stood still to exact pixels, oldest first, while the budget
+    /// lasts; in runs of lossy neighbours in a tile row, as many as the budget is expected to
+    /// carry.
+    fn refine(&mut self, image: &Image<'_>, work: &mut Work) -> Result<(), ScreenError> {
         let mut lossy_tiles: Vec<usize> = (0..self.states.len())
-            .filter(|&i| self.states[i].level == Level::Lossy && !touched[i])
+            .filter(|&i| self.states[i].level == Level::Lossy && !work.touched[i])
             .collect();
         lossy_tiles.sort_by_key(|&i| (self.states[i].since, i));
         let mut misses = 0;
         for i in lossy_tiles {
-            if left < TILE_OVERHEAD {
+            if work.left < TILE_OVERHEAD {
                 break;
             }
-            if touched[i] {
+            if work.touched[i] {
                 // Refined with the run of a neighbour.
                 continue;
             }
-            let tile_pixels = usize::from(TILE) * usize::from(TILE);
-            let wanted = (left as f64 / (self.refine_cost * tile_pixels as f64)) as usize;
-            let mut n = 1;
-            while n < wanted.min(MAX_RUN)
-                && !(i + n).is_multiple_of(self.tiles_x())
-                && self.states[i + n].level == Level::Lossy
-                && !touched[i + n]
-            {
-                n += 1;
-            }
-            let mut refined = self.refinement(image, i, n)?;
-            let mut cost = self.learn_refinement(&refined);
-            if cost > left && n > 1 {
-                // Costlier than expected: as much of the run as fits by its mean cost, else
-                // the tile alone (its neighbours may be the costly ones).
-                n = (n * left / cost).max(1);
-                refined = self.refinement(image, i, n)?;
-                cost = self.learn_refinement(&refined);
-                if cost > left && n > 1 {
-                    n = 1;
-                    refined = self.refinement(image, i, n)?;
-                    cost = self.learn_refinement(&refined);
-                }
-            }
+            let n = self.lossy_run(i, work);
+            let (refined, n, cost) = self.refinement_within(image, i, n, work.left)?;
             // The first refinement goes out even over the budget when the frame is otherwise
             // empty (a noisy tile larger than a small budget must not block the rest forever);
             // a tile that does not fit lets smaller ones behind it go first.
-            let anyway = tiles.is_empty() && rects.is_empty() && copies.is_empty();
-            if !spend(&mut left, cost, anyway) {
+            let anyway = work.tiles.is_empty() && work.rects.is_empty() && work.copies.is_empty();
+            if !spend(&mut work.left, cost, anyway) {
                 // Each try costs an encode: a few, then the rest waits for the next frame.
                 misses += 1;
                 if misses == REFINE_TRIES {
@@ -388,15 +439,77 @@ impl Encoder {
                 continue;
             }
             for k in i..i + n {
-                self.keep(image, k, Level::Exact, &mut touched);
+                self.keep(image, k, Level::Exact, &mut work.touched);
             }
-            tiles.extend(refined);
+            work.tiles.extend(refined);
         }
+        Ok(())
+    }
 
+    /// How many tiles from lossy tile `i` to refine as one run: lossy neighbours in its tile
+    /// row not yet touched in this frame, as many as the budget left is expected to carry.
+    fn lossy_run(&self, i: usize, work: &Work) -> usize {
+        let tile_pixels = usize::from(TILE) * usize::from(TILE);
+        let wanted = (work.left as f64 / (self.refine_cost * tile_pixels as f64)) as usize;
+        let mut n = 1;
+        while n < wanted.min(MAX_RUN)
+            && !(i + n).is_multiple_of(self.tiles_x())
+            && self.states[i + n].level == Level::Lossy
+            && !work.touched[i + n]
+        {
+            n += 1;
+        }
+        n
+    }
+
+    /// The refinement of the run of `n` tiles from `i`, shortened when it costs more than
+    /// `left`; returns it with the run's length and its cost.
+    fn refinement_within(
+        &mut self,
+        image: &Image<'_>,
+        i: usize,
+        mut n: usize,
+        left: usize,
+    ) -> Result<(Vec<Tile>, usize, usize), ScreenError> {
+        let mut refined = self.refinement(image, i, n)?;
+        let mut cost = self.learn_refinement(&refined);
+        if cost > left && n > 1 {
+            // Costlier than expected: as much of the run as fits by its mean cost, else the
+            // tile alone (its neighbours may be the costly ones).
+            n = (n * left / cost).max(1);
+            refined = self.refinement(image, i, n)?;
+            cost = self.learn_refinement(&refined);
+            if cost > left && n > 1 {
+                n = 1;
+                refined = self.refinement(image, i, n)?;
+                cost = self.learn_refinement(&refined);
+            }
+        }
+        Ok((refined, n, cost))
+    }
+
+    /// Assembles the frame's messages after `updates` (a size, if any): its work in batches
+    /// that each fit a message, then its statistics and its end, answering `sync` if the
+    /// picture is exact. `None` if there is nothing to send.
+    fn finish(
+        &mut self,
+        work: Work,
+        updates: Vec<ScreenUpdate>,
+        still: bool,
+        sync: u64,
+        now: Instant,
+    ) -> Option<EncodedFrame> {
+        let Work {
+            copies,
+            rects,
+            tiles,
+            mut stats,
+            ..
+        } = work;
         let exact = self.states.iter().all(|s| s.level == Level::Exact);
         let nothing = tiles.is_empty() && rects.is_empty() && copies.is_empty() && updates.is_empty();
         if nothing && (sync == 0 || !exact) {
-            return Ok(None);
+            return None;
         }
         let mut frame = EncodedFrame {
             number: self.frame + 1,
@@ -413,15 +526,7 @@ impl Encoder {
         batches(rects, |r| r.data.len(), ScreenUpdate::Lossy, &mut frame.updates);
         batches(tiles, |t| t.data.len(), ScreenUpdate::Tiles, &mut frame.updates);
         stats.inexact_tiles = self.states.iter().filter(|s| s.level != Level::Exact).count() as u32;
-        let backlog = self
-            .states
-            .iter()
-            .filter(|s| s.level == Level::Stale)
-            .filter_map(|s| s.since)
-            .min();
-        stats.backlog_us = backlog.map_or(0, |t| {
-            now.duration_since(t).as_micros().min(u32::MAX.into()) as u32
-        });
+        stats.backlog_us = self.backlog_us(now);
         frame.updates.push(ScreenUpdate::Stats(stats));
         self.frame += 1;
         frame.updates.push(ScreenUpdate::FrameEnd {
@@ -429,7 +534,20 @@ impl Encoder {
             sync: if exact { sync } else { 0 },
             tiles: frame.tiles,
         });
-        Ok(Some(frame))
+        Some(frame)
+    }
+
+    /// How long the oldest change not yet sent has waited at `now`, microseconds.
+    fn backlog_us(&self, now: Instant) -> u32 {
+        let backlog = self
+            .states
+            .iter()
+            .filter(|s| s.level == Level::Stale)
+            .filter_map(|s| s.since)
+            .min();
+        backlog.map_or(0, |t| {
+            now.duration_since(t).as_micros().min(u32::MAX.into()) as u32
+        })
     }
 
     /// Whether the viewer's picture is not yet exactly the last image: tiles are lossy or
@@ -564,16 +682,10 @@ impl Encoder {
         cost
     }
 
-    fn sent_exact(
-        &mut self,
-        image: &Image<'_>,
-        i: usize,
-        tile: Tile,
-        tiles: &mut Vec<Tile>,
-        touched: &mut [bool],
-    ) {
-        self.keep(image, i, Level::Exact, touched);
-        tiles.push(tile);
+    /// Sends changed tile `i` exactly as `tile`.
+    fn sent_exact(&mut self, image: &Image<'_>, i: usize, tile: Tile, work: &mut Work) {
+        self.keep(image, i, Level::Exact, &mut work.touched);
+        work.tiles.push(tile);
     }
 
     /// Sends tiles `chosen` as lossy rectangles (runs of neighbouring tiles in a tile row) at
@@ -583,8 +695,7 @@ impl Encoder {
         image: &Image<'_>,
         chosen: &[usize],
         rung: usize,
-        rects: &mut Vec<LossyRect>,
-        touched: &mut [bool],
+        work: &mut Work,
     ) -> Result<usize, ScreenError> {
         let mut sorted = chosen.to_vec();
         sorted.sort_unstable();
@@ -612,9 +723,9 @@ impl Encoder {
                 MESSAGE_BUDGET,
             )?;
             bytes += made.iter().map(|r| r.data.len() + TILE_OVERHEAD).sum::<usize>();
-            rects.extend(made);
+            work.rects.extend(made);
             for i in first..first + n {
-                self.keep(image, i, Level::Lossy, touched);
+                self.keep(image, i, Level::Lossy, &mut work.touched);
             }
             k += n;
         }

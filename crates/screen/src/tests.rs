@@ -735,6 +735,111 @@ fn hostile_lossy_and_copies_are_errors() {
     );
 }
 
+/// FNV-1a over `bytes`, continuing from `hash`: a fingerprint of encoder output without a
+/// hashing dependency.
+fn fnv(mut hash: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// One picture of a fixed sequence: pixels, width, height, milliseconds after the start,
+/// sync.
+type Step = (Vec<u8>, u16, u16, u64, u64);
+
+/// Encodes `steps` under `budget`, then the last picture again until nothing is left to send
+/// (at most 60 frames); returns the number of messages and a fingerprint of every message's
+/// wire bytes and every frame's counts, in order. The measured `diff_us` is the only clock
+/// reading in a message and is zeroed.
+fn fingerprint(steps: &[Step], budget: usize) -> (usize, u64) {
+    let mut encoder = Encoder::new().unwrap();
+    let start = std::time::Instant::now();
+    let (mut messages, mut hash) = (0, 0xcbf2_9ce4_8422_2325);
+    for (k, (data, w, h, ms, sync)) in steps.iter().enumerate() {
+        let now = start + std::time::Duration::from_millis(*ms);
+        let again = if k == steps.len() - 1 { 60 } else { 1 };
+        for _ in 0..again {
+            let Some(mut frame) = encoder
+                .encode_within(&image(data, *w, *h), *sync, budget, now)
+                .unwrap()
+            else {
+                break;
+            };
+            frame.stats_mut().unwrap().diff_us = 0;
+            let counts = (
+                frame.number,
+                frame.tiles,
+                frame.lossy,
+                frame.copies,
+                frame.bytes,
+                frame.still,
+            );
+            hash = fnv(hash, format!("{counts:?}").as_bytes());
+            for update in &frame.updates {
+                let wire = ponte_wire::frame::encode(update, ponte_e2e::app::MAX_MESSAGE).unwrap();
+                hash = fnv(hash, &wire);
+                messages += 1;
+            }
+        }
+    }
+    (messages, hash)
+}
+
+/// Pins the encoder's output on fixed frame sequences, so a refactor cannot change a byte. A
+/// change of behaviour on purpose (or of the zstd or WebP libraries) changes these values;
+/// the failure shows the new ones to put here once the round-trip tests agree.
+#[test]
+fn output_is_pinned_on_fixed_sequences() {
+    // A gradient, then a shifted one (every tile changes), with partial edge tiles.
+    let gradient = [
+        (picture(200, 130, 0), 200, 130, 0, 0),
+        (picture(200, 130, 40), 200, 130, 100, 1),
+    ];
+    // A page of text scrolled three times, by uneven steps.
+    let (w, h) = (640, 480);
+    let mut data = page(w, h, 1);
+    let mut scrolled = vec![(data.clone(), w, h, 0, 0)];
+    for (k, by) in [39, 64, 7].into_iter().enumerate() {
+        scroll(&mut data, w, by, k as u32 + 2);
+        scrolled.push((data.clone(), w, h, 100 * (k as u64 + 1), 0));
+    }
+    // A photo-like region of a page changing twice, then an exact picture asked for.
+    let (w, h) = (512, 256);
+    let mut data = page(w, h, 3);
+    let mut photos = vec![(data.clone(), w, h, 0, 0)];
+    for (k, seed) in [11, 12].into_iter().enumerate() {
+        let p = photo(w, 128, seed);
+        let at = 64 * usize::from(w) * 4;
+        data[at..at + p.len()].copy_from_slice(&p);
+        photos.push((data.clone(), w, h, 300 * (k as u64 + 1), 0));
+    }
+    photos.push((data, w, h, 900, 7));
+    // Resizes: a photo, then a smaller and a larger one.
+    let resized = [
+        (photo(300, 200, 1), 300, 200, 0, 0),
+        (photo(120, 90, 2), 120, 90, 50, 0),
+        (photo(320, 240, 3), 320, 240, 100, 0),
+    ];
+    let mut got = Vec::new();
+    for steps in [&gradient[..], &scrolled, &photos, &resized] {
+        for budget in [16 * 1024, usize::MAX] {
+            got.push(fingerprint(steps, budget));
+        }
+    }
+    let pinned = [
+        (128, 0x77b4_5bb7_b6d9_cf59),
+        (127, 0xd96c_d43e_22fc_326e),
+        (16, 0x1ba3_948e_4c8a_9b13),
+        (16, 0x7716_5d2f_a80d_036d),
+        (136, 0x6eff_74d0_4cf0_dbc2),
+        (134, 0x3695_1e62_a8df_c6bf),
+        (34, 0x1117_24d4_17fa_d791),
+        (17, 0xd821_c1b8_31f0_6b58),
+    ];
+    assert_eq!(got, pinned, "the encoder's output changed: {got:#x?}");
+}
+
 proptest::proptest! {
     #[test]
     fn any_change_round_trips(
