@@ -560,15 +560,16 @@ impl Settings {
             ledger_addresses: self
                 .ledger_addresses
                 .map_or(defaults.ledger_addresses, Into::into),
-            ledger_purge_every: defaults.ledger_purge_every,
             cluster: match (self.cluster, self.node_name, self.public_addr) {
                 (Some(url), Some(node), Some(public_addr)) => Some(ClusterSettings {
                     url,
                     node,
                     public_addr,
                 }),
-                _ => defaults.cluster,
+                _ => None,
             },
+            // What no setting reaches (the purge period; the test tap, with test-tap).
+            ..defaults
         }
     }
 }
