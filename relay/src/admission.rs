@@ -9,15 +9,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use clap::ValueEnum;
-use serde::Deserialize;
-
 use crate::source::Source;
 
 /// When the relay makes clients prove their address with a QUIC Retry (one extra round trip)
 /// before it keeps any state for them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RetryMode {
     /// Every new connection.
     Always,

@@ -1,14 +1,16 @@
 //! `ponte-relay`: see `ponte-relay --help`.
 
+mod cli;
+
 use std::io::Write;
 
 use anyhow::Context;
 use clap::Parser;
+use cli::{AssistantCommand, Cli, ClusterCommand, Command, LedgerCommand, LogFormat};
 use ponte_relay::assistants::{Assistant, AssistantError, AssistantStore};
 use ponte_relay::cluster::AssistantBook;
-use ponte_relay::config::{AssistantCommand, Cli, ClusterCommand, Command, Config, LedgerCommand, LogFormat};
 use ponte_relay::ledger::report;
-use ponte_relay::{Relay, cert};
+use ponte_relay::{Config, Relay, cert};
 use ponte_transport::credential::AssistantCredential;
 use tracing_subscriber::EnvFilter;
 
@@ -169,7 +171,7 @@ async fn ledger(config: &Config, command: LedgerCommand) -> anyhow::Result<()> {
         LedgerCommand::Export { since, until, format } => {
             let (since, until) = period(since.as_deref(), until.as_deref())?;
             let rows = store.rows(since, until).await?;
-            report::export(&rows, format, &mut out)?;
+            report::export(&rows, format.into(), &mut out)?;
         }
         LedgerCommand::Report {
             by,
@@ -180,7 +182,8 @@ async fn ledger(config: &Config, command: LedgerCommand) -> anyhow::Result<()> {
         } => {
             let (since, until) = period(since.as_deref(), until.as_deref())?;
             let rows = store.rows(since, until).await?;
-            report::write_totals(&report::totals(&rows, by, round_up), by, format, &mut out)?;
+            let by = by.into();
+            report::write_totals(&report::totals(&rows, by, round_up), by, format.into(), &mut out)?;
         }
     }
     out.flush()?;
@@ -241,6 +244,7 @@ async fn main() -> anyhow::Result<()> {
     if cli.command.is_none() {
         settings.check()?;
     }
+    let log_format = settings.log_format.unwrap_or_default();
     let config = settings.resolve();
     match cli.command {
         Some(Command::Fingerprint) => {
@@ -258,7 +262,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Command::Cluster { command }) => return cluster(&config, cluster_url.as_deref(), command).await,
         None => {}
     }
-    init_logging(config.log_format);
+    init_logging(log_format);
     if let Some(addr) = config.metrics {
         let node = config.cluster.as_ref().map(|c| c.node.as_str());
         ponte_relay::metrics::serve(addr, node)?;

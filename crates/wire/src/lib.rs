@@ -11,6 +11,8 @@
 //! - [`device`]: a quick-access device's tag and the proof that an agent holds its key.
 //! - [`text`]: [`PeerText`], the one type every string from the other side travels in, shown
 //!   only in an inert, escaped form.
+//! - [`validated`]: [`validated_string!`], the newtype of strings that exist only checked
+//!   ([`rendezvous::Ticket`], [`rendezvous::NodeAddress`], the relay's node names).
 //!
 //! docs/PROTOCOL.md in the repository is the normative wire specification.
 
@@ -22,6 +24,7 @@ pub mod frame;
 pub mod ids;
 pub mod rendezvous;
 pub mod text;
+pub mod validated;
 
 pub use ids::{DeviceTag, OneTimeCode, ParseIdError, SessionId, os_rng};
 pub use text::PeerText;

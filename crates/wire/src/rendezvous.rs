@@ -189,16 +189,25 @@ pub enum Refusal {
 /// The longest ticket reference, in bytes.
 pub const MAX_TICKET: usize = 64;
 
-/// An operator's reference for a piece of work (a support ticket number, say), sent by the
-/// viewer when it joins and written into the relay's ledger so sessions can be billed per
-/// ticket. The operator sees it; it is not end-to-end encrypted.
-///
-/// 1 to [`MAX_TICKET`] characters from `A–Z a–z 0–9 space . _ - : / #`, starting with a
-/// letter, a digit or `#` and not ending in a space: enough for ticket numbers and safe to put
-/// in a log line, a CSV cell or a spreadsheet without escaping surprises.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Ticket(String);
+crate::validated_string! {
+    /// An operator's reference for a piece of work (a support ticket number, say), sent by the
+    /// viewer when it joins and written into the relay's ledger so sessions can be billed per
+    /// ticket. The operator sees it; it is not end-to-end encrypted.
+    ///
+    /// 1 to [`MAX_TICKET`] characters from `A–Z a–z 0–9 space . _ - : / #`, starting with a
+    /// letter, a digit or `#` and not ending in a space: enough for ticket numbers and safe to put
+    /// in a log line, a CSV cell or a spreadsheet without escaping surprises.
+    pub struct Ticket;
+    error: BadTicket,
+    valid: |s| {
+        let allowed = |c: char| c.is_ascii_alphanumeric() || " ._-:/#".contains(c);
+        let first_ok = s
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '#');
+        s.len() <= MAX_TICKET && first_ok && !s.ends_with(' ') && s.chars().all(allowed)
+    },
+}
 
 /// A ticket reference that breaks the rules of [`Ticket`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -207,89 +216,20 @@ pub struct Ticket(String);
 )]
 pub struct BadTicket;
 
-impl Ticket {
-    /// The reference as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for Ticket {
-    type Error = BadTicket;
-
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        let allowed = |c: char| c.is_ascii_alphanumeric() || " ._-:/#".contains(c);
-        let first_ok = s
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '#');
-        if s.len() > MAX_TICKET || !first_ok || s.ends_with(' ') || !s.chars().all(allowed) {
-            return Err(BadTicket);
-        }
-        Ok(Ticket(s))
-    }
-}
-
-impl std::str::FromStr for Ticket {
-    type Err = BadTicket;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ticket::try_from(s.to_owned())
-    }
-}
-
-impl From<Ticket> for String {
-    fn from(t: Ticket) -> String {
-        t.0
-    }
-}
-
-impl fmt::Display for Ticket {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for Ticket {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Ticket({:?})", self.0)
-    }
-}
-
 /// The longest node address, in bytes.
 pub const MAX_NODE_ADDRESS: usize = 128;
 
-/// Where a relay node can be reached: `host:port`, the host a DNS name (letters, digits, `.`
-/// and `-`), an IPv4 address or a bracketed IPv6 address, the port 1 to 65535. At most
-/// [`MAX_NODE_ADDRESS`] bytes. A relay sends it in [`RelayMessage::Redirect`]; the strict form
-/// keeps a hostile relay from handing a client anything but an address to connect to.
-#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct NodeAddress(String);
-
-/// A node address that breaks the rules of [`NodeAddress`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("a node address is host:port (a DNS name, an IPv4 address or [IPv6]), at most 128 characters")]
-pub struct BadNodeAddress;
-
-impl NodeAddress {
-    /// The address as text (`host:port`).
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The host part (without brackets for IPv6).
-    pub fn host(&self) -> &str {
-        let host = self.0.rsplit_once(':').map_or(self.0.as_str(), |(h, _)| h);
-        host.trim_start_matches('[').trim_end_matches(']')
-    }
-}
-
-impl TryFrom<String> for NodeAddress {
-    type Error = BadNodeAddress;
-
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        let (host, port) = s.rsplit_once(':').ok_or(BadNodeAddress)?;
+crate::validated_string! {
+    /// Where a relay node can be reached: `host:port`, the host a DNS name (letters, digits, `.`
+    /// and `-`), an IPv4 address or a bracketed IPv6 address, the port 1 to 65535. At most
+    /// [`MAX_NODE_ADDRESS`] bytes. A relay sends it in [`RelayMessage::Redirect`]; the strict form
+    /// keeps a hostile relay from handing a client anything but an address to connect to.
+    pub struct NodeAddress;
+    error: BadNodeAddress,
+    valid: |s| {
+        let Some((host, port)) = s.rsplit_once(':') else {
+            return false;
+        };
         let port_ok = !port.is_empty()
             && port.len() <= 5
             && port.bytes().all(|b| b.is_ascii_digit())
@@ -304,36 +244,20 @@ impl TryFrom<String> for NodeAddress {
                         .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
             }
         };
-        if s.len() > MAX_NODE_ADDRESS || !port_ok || !host_ok {
-            return Err(BadNodeAddress);
-        }
-        Ok(NodeAddress(s))
-    }
+        s.len() <= MAX_NODE_ADDRESS && port_ok && host_ok
+    },
 }
 
-impl std::str::FromStr for NodeAddress {
-    type Err = BadNodeAddress;
+/// A node address that breaks the rules of [`NodeAddress`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a node address is host:port (a DNS name, an IPv4 address or [IPv6]), at most 128 characters")]
+pub struct BadNodeAddress;
 
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        NodeAddress::try_from(s.to_owned())
-    }
-}
-
-impl From<NodeAddress> for String {
-    fn from(a: NodeAddress) -> String {
-        a.0
-    }
-}
-
-impl fmt::Display for NodeAddress {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for NodeAddress {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "NodeAddress({:?})", self.0)
+impl NodeAddress {
+    /// The host part (without brackets for IPv6).
+    pub fn host(&self) -> &str {
+        let host = self.0.rsplit_once(':').map_or(self.0.as_str(), |(h, _)| h);
+        host.trim_start_matches('[').trim_end_matches(']')
     }
 }
 

@@ -57,57 +57,21 @@ const RENEW_CHUNK: usize = 1000;
 /// Key prefix of everything Ponte keeps in Redis.
 pub const PREFIX: &str = "ponte:";
 
-/// A node's name in the cluster: 1 to 63 letters, digits, `-`, `_` or `.`.
-#[derive(Clone, PartialEq, Eq, Hash, serde::Deserialize)]
-#[serde(try_from = "String")]
-pub struct NodeName(String);
-
-impl TryFrom<String> for NodeName {
-    type Error = BadNodeName;
-
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        s.parse()
-    }
+ponte_wire::validated_string! {
+    /// A node's name in the cluster: 1 to 63 letters, digits, `-`, `_` or `.`.
+    pub struct NodeName;
+    error: BadNodeName,
+    valid: |s| {
+        (1..=63).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    },
 }
 
 /// A node name that breaks the rules of [`NodeName`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("a node name is 1 to 63 letters, digits, '-', '_' or '.'")]
 pub struct BadNodeName;
-
-impl NodeName {
-    /// The name as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::str::FromStr for NodeName {
-    type Err = BadNodeName;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let ok = (1..=63).contains(&s.len())
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-        if ok {
-            Ok(NodeName(s.to_owned()))
-        } else {
-            Err(BadNodeName)
-        }
-    }
-}
-
-impl fmt::Display for NodeName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for NodeName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "NodeName({:?})", self.0)
-    }
-}
 
 /// How a node joins its cluster.
 #[derive(Clone)]

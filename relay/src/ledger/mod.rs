@@ -20,8 +20,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use clap::ValueEnum;
-use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
@@ -178,8 +176,7 @@ impl std::fmt::Debug for Target {
 }
 
 /// How much of the peers' addresses the ledger keeps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AddressMode {
     /// The whole address.
     Full,

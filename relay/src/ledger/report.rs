@@ -4,14 +4,13 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use clap::ValueEnum;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::Row;
 
 /// Export format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Format {
     /// Comma-separated values with a header line.
     #[default]
@@ -21,7 +20,7 @@ pub enum Format {
 }
 
 /// Report format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ReportFormat {
     /// Aligned columns for people.
     #[default]
@@ -33,7 +32,7 @@ pub enum ReportFormat {
 }
 
 /// What a report groups by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupBy {
     /// The ticket reference viewers gave.
     Ticket,
