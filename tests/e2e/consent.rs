@@ -111,7 +111,10 @@ async fn peer_text_is_inert_on_screen_and_cannot_forge_log_lines() {
     use ponte_e2e::identity::{Certificate, PrivateKey};
     let w = World::new().await;
     // A certified assistant whose name reverses the text after it.
-    let org = PrivateKey::from_pem(include_str!("../../crates/e2e/tests/vectors/organisation.key.pem")).unwrap();
+    let org = PrivateKey::from_pem(include_str!(
+        "../../crates/e2e/tests/vectors/organisation.key.pem"
+    ))
+    .unwrap();
     let key = PrivateKey::from_pem(include_str!("../../crates/e2e/tests/vectors/assistant.key.pem")).unwrap();
     let now = ponte_session::now_unix();
     let cert = Certificate::issue(

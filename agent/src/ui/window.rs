@@ -21,6 +21,7 @@ use eframe::egui::{self, Color32, RichText};
 use ponte_e2e::app::{Capability, Grants};
 use ponte_e2e::identity::PeerIdentity;
 use ponte_session::files::Progress;
+use ponte_wire::PeerText;
 use tokio::sync::mpsc;
 
 use ponte_agent::desktop::InjectedInput;
@@ -112,6 +113,17 @@ enum Stage {
         log: Option<PathBuf>,
         at: String,
     },
+}
+
+impl Stage {
+    /// The session ended (now) for `reason`.
+    fn ended(tr: &Tr, reason: String, log: Option<PathBuf>) -> Stage {
+        Stage::Ended {
+            reason,
+            log,
+            at: tr.date_time(ponte_session::now_unix()),
+        }
+    }
 }
 
 struct Ready {
@@ -310,23 +322,7 @@ impl Window {
                 self.stage = Stage::Session { peer, since };
             }
             Event::Grants(grants) => self.grants = grants,
-            Event::Question { id, question } => {
-                let quick = match &question {
-                    ponte_agent::frontend::Question::QuickAccess {
-                        who,
-                        key,
-                        days,
-                        grants,
-                    } => Some(QuickChoice::new(who.clone(), key.clone(), *days, *grants)),
-                    _ => None,
-                };
-                self.question = Some(Question {
-                    id,
-                    lines: phrases::question(&tr, &question),
-                    shown: Instant::now(),
-                    quick,
-                });
-            }
+            Event::Question { id, question } => self.ask(id, &question),
             Event::QuickAccess(entries) => self.trusted = entries,
             Event::QuestionClosed { id, outcome } => {
                 if self.question.as_ref().is_some_and(|q| q.id == id) {
@@ -345,23 +341,7 @@ impl Window {
                 transfer,
                 what,
                 progress,
-            } => match progress {
-                Progress::Started(totals) => {
-                    self.transfers.insert(
-                        transfer,
-                        Transfer {
-                            what: what.to_string(),
-                            total: totals.bytes,
-                            done: 0,
-                        },
-                    );
-                }
-                Progress::Advanced(done) => {
-                    if let Some(t) = self.transfers.get_mut(&transfer) {
-                        t.done = done;
-                    }
-                }
-            },
+            } => self.transfer(transfer, &what, progress),
             Event::Sharing { active } => {
                 self.sharing = if active {
                     self.sharing.saturating_add(1)
@@ -378,32 +358,58 @@ impl Window {
             }
             Event::Failed { error } => {
                 self.question = None;
-                self.stage = Stage::Ended {
-                    reason: t!(tr, "agent-failed", error = &error),
-                    log: None,
-                    at: tr.date_time(ponte_session::now_unix()),
-                };
+                self.stage = Stage::ended(&tr, t!(tr, "agent-failed", error = &error), None);
             }
             // The session is over; a last question (quick access) may still come.
             Event::AccessEnded { reason } => {
                 self.notes.clear();
-                self.stage = Stage::Ended {
-                    reason: t!(tr, "ended", reason = reason),
-                    log: None,
-                    at: tr.date_time(ponte_session::now_unix()),
-                };
+                self.stage = Stage::ended(&tr, t!(tr, "ended", reason = reason), None);
             }
             Event::Ended { reason, log } => {
                 self.question = None;
                 match &mut self.stage {
                     Stage::Ended { log: shown, .. } => *shown = log,
-                    _ => {
-                        self.stage = Stage::Ended {
-                            reason: t!(tr, "ended", reason = reason),
-                            log,
-                            at: tr.date_time(ponte_session::now_unix()),
-                        }
-                    }
+                    _ => self.stage = Stage::ended(&tr, t!(tr, "ended", reason = reason), log),
+                }
+            }
+        }
+    }
+
+    /// Shows `question` as the open dialog, bound to `id`.
+    fn ask(&mut self, id: QuestionId, question: &ponte_agent::frontend::Question) {
+        let quick = match question {
+            ponte_agent::frontend::Question::QuickAccess {
+                who,
+                key,
+                days,
+                grants,
+            } => Some(QuickChoice::new(who.clone(), key.clone(), *days, *grants)),
+            _ => None,
+        };
+        self.question = Some(Question {
+            id,
+            lines: phrases::question(&self.tr, question),
+            shown: Instant::now(),
+            quick,
+        });
+    }
+
+    /// A transfer started or advanced.
+    fn transfer(&mut self, transfer: u64, what: &PeerText, progress: Progress) {
+        match progress {
+            Progress::Started(totals) => {
+                self.transfers.insert(
+                    transfer,
+                    Transfer {
+                        what: what.to_string(),
+                        total: totals.bytes,
+                        done: 0,
+                    },
+                );
+            }
+            Progress::Advanced(done) => {
+                if let Some(t) = self.transfers.get_mut(&transfer) {
+                    t.done = done;
                 }
             }
         }
