@@ -294,36 +294,7 @@ impl Runner {
             bail!("session ended: {reason}");
         }
         match command {
-            Command::Exec(cmd) => {
-                // A command's output is the customer's computer's text: on a terminal it is shown
-                // inert (no escapes that retitle it, set the clipboard or forge our lines);
-                // piped, it stays byte for byte for scripts.
-                let (out_tty, err_tty) = (std::io::stdout().is_terminal(), std::io::stderr().is_terminal());
-                let status = self
-                    .viewer
-                    .exec(&cmd, |stderr, data| {
-                        let shown = if stderr { err_tty } else { out_tty };
-                        let inert;
-                        let data = if shown {
-                            inert = inert_lines(data);
-                            inert.as_bytes()
-                        } else {
-                            data
-                        };
-                        let _ = if stderr {
-                            std::io::stderr().lock().write_all(data)
-                        } else {
-                            let mut out = std::io::stdout().lock();
-                            out.write_all(data).and_then(|()| out.flush())
-                        };
-                    })
-                    .await?;
-                match status {
-                    Some(0) => {}
-                    Some(code) => bail!("exit status {code}"),
-                    None => bail!("the command was killed by a signal"),
-                }
-            }
+            Command::Exec(cmd) => self.exec(&cmd).await?,
             Command::Get { remote, local, force } => {
                 let (bar, mut feed) = progress_bar(&remote);
                 let totals = self
@@ -350,17 +321,7 @@ impl Runner {
                     totals.files, totals.bytes
                 );
             }
-            Command::Info => {
-                let facts = self.viewer.info().await?;
-                let shown: Vec<(String, String)> = facts
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect();
-                let width = shown.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
-                for (k, v) in shown {
-                    println!("{k:width$}  {v}");
-                }
-            }
+            Command::Info => self.info().await?,
             Command::Chat(text) => self.viewer.chat(&text).await?,
             Command::Shell => bail!("shell needs an interactive terminal; in a batch use exec CMD"),
             Command::Screen => {
@@ -389,25 +350,76 @@ impl Runner {
                 name,
                 organisation,
                 days,
-            } => {
-                // The address book first: the customer answers once per session.
-                ponte_viewer::devices::Devices::load(&ponte_viewer::devices::Devices::default_path())?
-                    .can_add(&name)?;
-                match self.viewer.request_quick_access(organisation, days).await? {
-                    QuickAccessReply::Later => {
-                        eprintln!(
-                            "[ponte] the customer will be asked for quick access when this session ends; stay connected until they answer"
-                        );
-                        self.remember = Some(name);
-                    }
-                    QuickAccessReply::Allowed(grant) => save_device(name, grant).await?,
-                    QuickAccessReply::Refused => bail!("the customer did not allow quick access"),
-                }
-            }
+            } => self.remember(name, organisation, days).await?,
             Command::Help => println!("{HELP}"),
             Command::Quit => return Ok(false),
         }
         Ok(true)
+    }
+
+    /// `exec`: runs a command; its output shown inert on a terminal, byte for byte when piped.
+    async fn exec(&self, cmd: &str) -> anyhow::Result<()> {
+        // A command's output is the customer's computer's text: on a terminal it is shown
+        // inert (no escapes that retitle it, set the clipboard or forge our lines);
+        // piped, it stays byte for byte for scripts.
+        let (out_tty, err_tty) = (std::io::stdout().is_terminal(), std::io::stderr().is_terminal());
+        let status = self
+            .viewer
+            .exec(cmd, |stderr, data| {
+                let shown = if stderr { err_tty } else { out_tty };
+                let inert;
+                let data = if shown {
+                    inert = inert_lines(data);
+                    inert.as_bytes()
+                } else {
+                    data
+                };
+                let _ = if stderr {
+                    std::io::stderr().lock().write_all(data)
+                } else {
+                    let mut out = std::io::stdout().lock();
+                    out.write_all(data).and_then(|()| out.flush())
+                };
+            })
+            .await?;
+        match status {
+            Some(0) => {}
+            Some(code) => bail!("exit status {code}"),
+            None => bail!("the command was killed by a signal"),
+        }
+        Ok(())
+    }
+
+    /// `info`: the customer's system facts, aligned.
+    async fn info(&self) -> anyhow::Result<()> {
+        let facts = self.viewer.info().await?;
+        let shown: Vec<(String, String)> = facts
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let width = shown.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
+        for (k, v) in shown {
+            println!("{k:width$}  {v}");
+        }
+        Ok(())
+    }
+
+    /// `remember`: asks the customer for quick access, to be saved under `name`.
+    async fn remember(&mut self, name: String, organisation: bool, days: u32) -> anyhow::Result<()> {
+        // The address book first: the customer answers once per session.
+        ponte_viewer::devices::Devices::load(&ponte_viewer::devices::Devices::default_path())?
+            .can_add(&name)?;
+        match self.viewer.request_quick_access(organisation, days).await? {
+            QuickAccessReply::Later => {
+                eprintln!(
+                    "[ponte] the customer will be asked for quick access when this session ends; stay connected until they answer"
+                );
+                self.remember = Some(name);
+            }
+            QuickAccessReply::Allowed(grant) => save_device(name, grant).await?,
+            QuickAccessReply::Refused => bail!("the customer did not allow quick access"),
+        }
+        Ok(())
     }
 
     /// An interactive terminal on the customer's computer, in raw mode until the remote shell
