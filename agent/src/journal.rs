@@ -66,7 +66,7 @@ impl Journal {
 
     /// Starts writing to `path` (appending), creating its folder; the file is made private.
     pub fn open(&self, path: &Path) -> std::io::Result<()> {
-        let file = ponte_session::private_file::append(path)?;
+        let file = ponte_transport::private_file::append(path)?;
         let mut inner = self.lock();
         inner.file = Some(file);
         inner.path = Some(path.to_owned());

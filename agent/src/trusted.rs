@@ -193,13 +193,13 @@ impl Trusted {
     /// Loads the file at `path`, lets `change` modify it and saves it, all under a lock
     /// beside the file: an opt-in being stored, a removal in the window and `ponte-agent
     /// trusted remove` in another process never lose each other's change. Blocks (at most
-    /// [`ponte_session::private_file::LOCK_WAIT`] for the lock): async callers use
+    /// [`ponte_transport::private_file::LOCK_WAIT`] for the lock): async callers use
     /// [`Trusted::update_async`].
     pub fn update<T>(
         path: &Path,
         change: impl FnOnce(&mut Trusted) -> Result<T, TrustedError>,
     ) -> Result<T, TrustedError> {
-        let _lock = ponte_session::private_file::Lock::acquire(path).map_err(io(path))?;
+        let _lock = ponte_transport::private_file::Lock::acquire(path).map_err(io(path))?;
         let mut trusted = Trusted::load(path)?;
         let out = change(&mut trusted)?;
         trusted.save()?;
@@ -237,7 +237,7 @@ impl Trusted {
         let written = serde_json::to_writer_pretty(&mut *text, &file);
         drop(file.device_key.take().map(zeroize::Zeroizing::new));
         written.map_err(|e| io(path)(std::io::Error::other(e)))?;
-        ponte_session::private_file::replace(path, &text).map_err(io(path))
+        ponte_transport::private_file::replace(path, &text).map_err(io(path))
     }
 
     /// Every opt-in, expired ones included (the customer may want to see and remove them).

@@ -16,6 +16,7 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 use ponte_transport::credential::{AssistantCredential, CredentialError};
+use ponte_transport::private_file::{self, Lock};
 
 /// The file's name in the data directory.
 pub const FILE: &str = "assistants";
@@ -170,9 +171,6 @@ impl AssistantStore {
     }
 
     fn save(&self, assistants: &[Assistant]) -> Result<(), AssistantError> {
-        use std::io::Write;
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|e| self.io(e))?;
         let mut text = String::from(
             "# ponte-relay assistants: name, credential public key (Ed25519, hex), added (Unix time)\n",
         );
@@ -180,24 +178,12 @@ impl AssistantStore {
             text.push_str(&a.line());
             text.push('\n');
         }
-        let tmp = self.path.with_extension(format!("tmp{}", std::process::id()));
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(&tmp).map_err(|e| self.io(e))?;
-        file.write_all(text.as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(|e| self.io(e))?;
-        std::fs::rename(&tmp, &self.path).map_err(|e| self.io(e))
+        private_file::replace(&self.path, text.as_bytes()).map_err(|e| self.io(e))
     }
 
     /// Takes the exclusive lock on changing the file (see [`Lock`]).
     fn lock(&self) -> Result<Lock, AssistantError> {
-        Lock::acquire(&self.path).map_err(|source| AssistantError::Io {
-            path: lock_path(&self.path).display().to_string(),
-            source,
-        })
+        Lock::acquire(&self.path).map_err(|e| self.io(e))
     }
 
     /// Adds an assistant and returns its new credential (to hand over once; the relay keeps
@@ -232,53 +218,6 @@ impl AssistantStore {
 
 /// The lock file beside `path` (the file itself is replaced by renaming, so it cannot be the
 /// one locked).
-fn lock_path(path: &Path) -> PathBuf {
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    path.with_file_name(format!(".{name}.lock"))
-}
-
-/// An exclusive lock on changing a file, held until dropped: `flock` on a lock file beside it,
-/// so it also holds between `ponte-relay assistant` processes, and is released when a process
-/// dies. The same as `ponte_session::private_file::Lock`, which the relay cannot use: that
-/// crate carries the end-to-end cryptography the relay must not link.
-/// (The relay is built for Linux; elsewhere the lock file is made but not locked.)
-struct Lock(#[allow(dead_code)] std::fs::File);
-
-impl Lock {
-    fn acquire(path: &Path) -> std::io::Result<Lock> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let mut options = std::fs::OpenOptions::new();
-        options.read(true).write(true).create(true).truncate(false);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            // Never follow a link planted where the lock file goes.
-            options
-                .mode(0o600)
-                .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
-        }
-        let file = options.open(lock_path(path))?;
-        #[cfg(unix)]
-        {
-            // Whoever holds the lock only loads and saves a small file: waiting longer than
-            // this means something is wrong there, and is an error.
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-            loop {
-                match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-                    Ok(()) => break,
-                    Err(rustix::io::Errno::WOULDBLOCK) if std::time::Instant::now() < deadline => {
-                        std::thread::sleep(std::time::Duration::from_millis(20));
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        }
-        Ok(Lock(file))
-    }
-}
-
 /// The cluster's accounts, for `ponte-relay assistant … --cluster`: the same operations as
 /// [`AssistantStore`]'s, on the Redis hash every node reads.
 impl crate::cluster::AssistantBook {

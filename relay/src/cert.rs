@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use anyhow::Context;
+use ponte_transport::private_file;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -215,33 +216,14 @@ pub fn certify_node(
     Ok(files)
 }
 
-/// Like [`write_private`], but never replaces an existing file.
-fn write_new_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(bytes)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+/// Writes a private key: readable by its owner only, replaced whole (never half-written).
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    private_file::replace(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    file.write_all(bytes)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+/// Like [`write_private`], but never replaces an existing file.
+fn write_new_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    private_file::create_new(path, bytes).with_context(|| format!("creating {}", path.display()))
 }
 
 #[cfg(test)]

@@ -131,7 +131,7 @@ impl Devices {
         path: &Path,
         change: impl FnOnce(&mut Devices) -> Result<T, DevicesError>,
     ) -> Result<T, DevicesError> {
-        let _lock = ponte_session::private_file::Lock::acquire(path).map_err(|error| DevicesError::Io {
+        let _lock = ponte_transport::private_file::Lock::acquire(path).map_err(|error| DevicesError::Io {
             path: path.to_owned(),
             error,
         })?;
@@ -144,9 +144,11 @@ impl Devices {
     /// Writes the address book (0600, replaced atomically).
     pub fn save(&self) -> Result<(), DevicesError> {
         let text = serde_json::to_string_pretty(&self.devices).unwrap_or_default();
-        ponte_session::private_file::replace(&self.path, text.as_bytes()).map_err(|error| DevicesError::Io {
-            path: self.path.clone(),
-            error,
+        ponte_transport::private_file::replace(&self.path, text.as_bytes()).map_err(|error| {
+            DevicesError::Io {
+                path: self.path.clone(),
+                error,
+            }
         })
     }
 

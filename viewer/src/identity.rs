@@ -26,7 +26,7 @@ const NAME: &str = "assistant.name";
 
 /// Writes a private key readable only by its owner.
 pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    ponte_session::private_file::create_new(path, text.as_bytes())
+    ponte_transport::private_file::create_new(path, text.as_bytes())
         .with_context(|| format!("writing {}", path.display()))
 }
 

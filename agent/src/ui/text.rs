@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::io::Write as _;
+use std::path::Path;
 use std::time::Instant;
 
 use ponte_e2e::app::{Capability, Grants};
@@ -331,37 +332,7 @@ impl TextUi {
                 peer,
                 scope,
                 remembered,
-            } => {
-                let who = match &peer {
-                    PeerIdentity::Verified { .. } => format!("  {}", phrases::peer(&tr, &peer)),
-                    PeerIdentity::Unverified { fingerprint, reason } => format!(
-                        "  !!! {} !!!\n  {}\n  {}\n  {}",
-                        t!(tr, "unverified-title"),
-                        t!(tr, "unverified-body", reason = phrases::certificate(&tr, reason)),
-                        t!(tr, "unverified-stop-text"),
-                        t!(tr, "key-fingerprint", fingerprint = fingerprint.to_string()),
-                    ),
-                };
-                self.say(&format!(
-                    "\n  {}\n{who}\n\n  {}\n\n  {}",
-                    t!(tr, "consent-connected"),
-                    t!(tr, "consent-files", folder = phrases::path(&scope)),
-                    t!(tr, "consent-what-text"),
-                ));
-                if remembered != Grants::NONE {
-                    let grants = phrases::grants(&tr, remembered);
-                    self.say(&format!("  {}", t!(tr, "consent-remembered", grants = grants)));
-                }
-                let mut consent = Consent {
-                    grants: Grants::NONE,
-                    remembered,
-                    asking: None,
-                };
-                if let Some(c) = consent.next() {
-                    self.ask(None, None, consent_prompt(&tr, c, remembered.allows(c)));
-                }
-                self.consent = Some(consent);
-            }
+            } => self.consent_needed(&peer, &scope, remembered),
             Event::Connected { peer, granted } => {
                 self.say(&format!(
                     "  {}\n  {}",
@@ -375,21 +346,7 @@ impl TextUi {
             }
             // The permissions and screen activity lines say it; `ponte-agent trusted list` lists.
             Event::Grants(_) | Event::Sharing { .. } | Event::QuickAccess(_) => {}
-            Event::Question { id, question } => {
-                let lines = phrases::question(&tr, &question).join("\n    ");
-                let (quick, hint) = match question {
-                    Question::QuickAccess { days, grants, .. } => {
-                        let quick = Quick {
-                            proposed: days,
-                            grants,
-                            days: None,
-                        };
-                        (Some(quick), t!(tr, "question-quick-text", days = days))
-                    }
-                    _ => (None, t!(tr, "question-allow-text")),
-                };
-                self.ask(Some(id), quick, format!("\n  ? {lines}\n    {hint}"));
-            }
+            Event::Question { id, question } => self.question(id, question),
             Event::QuestionClosed { id, outcome } => {
                 if self.prompt.as_ref().is_some_and(|p| p.question == Some(id)) {
                     self.prompt = None;
@@ -416,6 +373,58 @@ impl TextUi {
             Event::Ended { reason, log } => self.ended(&reason, log),
             Event::Failed { error } => self.say(&format!("  {}", t!(tr, "agent-failed", error = &error))),
         }
+    }
+
+    /// Who is asking, what the folder is, and the first permission question.
+    fn consent_needed(&mut self, peer: &PeerIdentity, scope: &Path, remembered: Grants) {
+        let tr = self.tr.clone();
+        let who = match peer {
+            PeerIdentity::Verified { .. } => format!("  {}", phrases::peer(&tr, peer)),
+            PeerIdentity::Unverified { fingerprint, reason } => format!(
+                "  !!! {} !!!\n  {}\n  {}\n  {}",
+                t!(tr, "unverified-title"),
+                t!(tr, "unverified-body", reason = phrases::certificate(&tr, reason)),
+                t!(tr, "unverified-stop-text"),
+                t!(tr, "key-fingerprint", fingerprint = fingerprint.to_string()),
+            ),
+        };
+        self.say(&format!(
+            "\n  {}\n{who}\n\n  {}\n\n  {}",
+            t!(tr, "consent-connected"),
+            t!(tr, "consent-files", folder = phrases::path(scope)),
+            t!(tr, "consent-what-text"),
+        ));
+        if remembered != Grants::NONE {
+            let grants = phrases::grants(&tr, remembered);
+            self.say(&format!("  {}", t!(tr, "consent-remembered", grants = grants)));
+        }
+        let mut consent = Consent {
+            grants: Grants::NONE,
+            remembered,
+            asking: None,
+        };
+        if let Some(c) = consent.next() {
+            self.ask(None, None, consent_prompt(&tr, c, remembered.allows(c)));
+        }
+        self.consent = Some(consent);
+    }
+
+    /// A question of the agent's, with the answers this prompt takes.
+    fn question(&mut self, id: QuestionId, question: Question) {
+        let tr = self.tr.clone();
+        let lines = phrases::question(&tr, &question).join("\n    ");
+        let (quick, hint) = match question {
+            Question::QuickAccess { days, grants, .. } => {
+                let quick = Quick {
+                    proposed: days,
+                    grants,
+                    days: None,
+                };
+                (Some(quick), t!(tr, "question-quick-text", days = days))
+            }
+            _ => (None, t!(tr, "question-allow-text")),
+        };
+        self.ask(Some(id), quick, format!("\n  ? {lines}\n    {hint}"));
     }
 
     fn progress(&mut self, transfer: u64, what: &ponte_wire::PeerText, progress: Progress) {

@@ -532,90 +532,133 @@ pub async fn receive_into(
         return Err(TransferError::TooMuch("it announced more than allowed"));
     }
     progress(Progress::Started(announced));
-    let mut received = Totals::default();
-    let mut dirs = 0u64;
-    let mut root_is_dir = false;
-    let mut staging = Staging::default();
-    // A file stays a file and a folder a folder, as announced.
-    let (single_file, tree) = match dest.kind {
-        Some(EntryKind::File) => (true, false),
-        Some(EntryKind::Dir) => (false, true),
-        None => (true, true),
-    };
+    let mut into = Receiving::new(dest, announced);
     loop {
         match next_message(recv).await? {
             Transfer::Done => {
-                if dest.kind == Some(EntryKind::Dir) && !root_is_dir {
-                    staging.root = create_root(&dest).await?; // An empty folder.
+                if into.dest.kind == Some(EntryKind::Dir) {
+                    into.root().await?; // An empty folder.
                 }
-                // Only the end-of-stream record says nobody cut the stream here.
-                match tokio::time::timeout(IDLE_TIMEOUT, recv.recv::<Transfer>()).await {
-                    Ok(Ok(None)) => {}
-                    Ok(Ok(Some(_))) => return Err(TransferError::Protocol),
-                    Ok(Err(e)) => return Err(e.into()),
-                    Err(_) => return Err(TransferError::Idle),
-                }
-                staging.commit(dest.replace)?;
-                return Ok(received);
+                stream_end(recv).await?;
+                into.staging.commit(into.dest.replace)?;
+                return Ok(into.received);
             }
             Transfer::Failed(reason) => return Err(TransferError::Remote(reason)),
-            Transfer::Dir { path } if tree => {
-                dirs += 1;
-                if dirs > announced.files.saturating_add(MAX_EXTRA_DIRS) {
-                    return Err(TransferError::TooMuch("folders"));
-                }
-                if !root_is_dir {
-                    staging.root = create_root(&dest).await?;
-                    root_is_dir = true;
-                }
-                let target = safe_join(dest.path, &path)?;
-                refuse_links(dest.path, &target, &path)?;
-                guard(&dest, &target)?;
-                // One folder per message (parents come first): the count bounds what is made.
-                match tokio::fs::DirBuilder::new().mode(0o755).create(&target).await {
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dest.replace => {}
-                    Err(e) => return Err(io(&target)(e)),
-                    Ok(()) => staging.dirs.push(target),
-                }
-            }
+            Transfer::Dir { path } if into.tree => into.dir(&path).await?,
             Transfer::File { path, size, mode } => {
-                received.files += 1;
-                if received.files > announced.files {
-                    return Err(TransferError::TooMuch("files"));
-                }
-                if size > announced.bytes - received.bytes {
-                    return Err(TransferError::TooMuch("bytes"));
-                }
-                let target = if path.is_empty() && single_file {
-                    if root_is_dir || received.files > 1 {
-                        return Err(TransferError::Protocol);
-                    }
-                    dest.path.to_owned()
-                } else if !path.is_empty() && tree {
-                    if !root_is_dir {
-                        staging.root = create_root(&dest).await?;
-                        root_is_dir = true;
-                    }
-                    let target = safe_join(dest.path, &path)?;
-                    refuse_links(dest.path, &target, &path)?;
-                    target
-                } else {
-                    return Err(TransferError::Protocol);
-                };
-                guard(&dest, &target)?;
-                if !dest.replace && tokio::fs::symlink_metadata(&target).await.is_ok() {
-                    return Err(TransferError::Exists(target));
-                }
-                // Each file once: they are all put in place at the end.
-                if staging.files.iter().any(|(_, staged)| *staged == target) {
-                    return Err(TransferError::Protocol);
-                }
+                let target = into.file(&path, size).await?;
                 let (bytes, partial) = receive_file(recv, &target, size, mode, progress).await?;
-                received.bytes += bytes;
-                staging.files.push((partial, target));
+                into.received.bytes += bytes;
+                into.staging.files.push((partial, target));
             }
             _ => return Err(TransferError::Protocol),
         }
+    }
+}
+
+/// Only the end-of-stream record after `Done` says nobody cut the stream there.
+async fn stream_end(recv: &mut SecureRecv) -> Result<(), TransferError> {
+    match tokio::time::timeout(IDLE_TIMEOUT, recv.recv::<Transfer>()).await {
+        Ok(Ok(None)) => Ok(()),
+        Ok(Ok(Some(_))) => Err(TransferError::Protocol),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(TransferError::Idle),
+    }
+}
+
+/// A transfer being received: what was announced, what arrived, and where it goes.
+struct Receiving<'d> {
+    dest: Destination<'d>,
+    announced: Totals,
+    received: Totals,
+    dirs: u64,
+    root_is_dir: bool,
+    /// A single file may arrive (an entry without a path).
+    single_file: bool,
+    /// A folder may arrive (entries with paths).
+    tree: bool,
+    staging: Staging,
+}
+
+impl<'d> Receiving<'d> {
+    fn new(dest: Destination<'d>, announced: Totals) -> Self {
+        // A file stays a file and a folder a folder, as announced.
+        let (single_file, tree) = match dest.kind {
+            Some(EntryKind::File) => (true, false),
+            Some(EntryKind::Dir) => (false, true),
+            None => (true, true),
+        };
+        Receiving {
+            dest,
+            announced,
+            received: Totals::default(),
+            dirs: 0,
+            root_is_dir: false,
+            single_file,
+            tree,
+            staging: Staging::default(),
+        }
+    }
+
+    /// Creates the destination folder, once.
+    async fn root(&mut self) -> Result<(), TransferError> {
+        if !self.root_is_dir {
+            self.staging.root = create_root(&self.dest).await?;
+            self.root_is_dir = true;
+        }
+        Ok(())
+    }
+
+    /// A folder of the tree.
+    async fn dir(&mut self, path: &PeerText) -> Result<(), TransferError> {
+        self.dirs += 1;
+        if self.dirs > self.announced.files.saturating_add(MAX_EXTRA_DIRS) {
+            return Err(TransferError::TooMuch("folders"));
+        }
+        self.root().await?;
+        let target = safe_join(self.dest.path, path)?;
+        refuse_links(self.dest.path, &target, path)?;
+        guard(&self.dest, &target)?;
+        // One folder per message (parents come first): the count bounds what is made.
+        match tokio::fs::DirBuilder::new().mode(0o755).create(&target).await {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && self.dest.replace => {}
+            Err(e) => return Err(io(&target)(e)),
+            Ok(()) => self.staging.dirs.push(target),
+        }
+        Ok(())
+    }
+
+    /// Where an announced file goes, once it is known to fit what was announced and allowed.
+    async fn file(&mut self, path: &PeerText, size: u64) -> Result<PathBuf, TransferError> {
+        self.received.files += 1;
+        if self.received.files > self.announced.files {
+            return Err(TransferError::TooMuch("files"));
+        }
+        if size > self.announced.bytes - self.received.bytes {
+            return Err(TransferError::TooMuch("bytes"));
+        }
+        let target = if path.is_empty() && self.single_file {
+            if self.root_is_dir || self.received.files > 1 {
+                return Err(TransferError::Protocol);
+            }
+            self.dest.path.to_owned()
+        } else if !path.is_empty() && self.tree {
+            self.root().await?;
+            let target = safe_join(self.dest.path, path)?;
+            refuse_links(self.dest.path, &target, path)?;
+            target
+        } else {
+            return Err(TransferError::Protocol);
+        };
+        guard(&self.dest, &target)?;
+        if !self.dest.replace && tokio::fs::symlink_metadata(&target).await.is_ok() {
+            return Err(TransferError::Exists(target));
+        }
+        // Each file once: they are all put in place at the end.
+        if self.staging.files.iter().any(|(_, staged)| *staged == target) {
+            return Err(TransferError::Protocol);
+        }
+        Ok(target)
     }
 }
 

@@ -13,7 +13,6 @@ pub mod connect;
 pub mod files;
 pub mod handshake;
 pub mod known_relays;
-pub mod private_file;
 pub mod secure;
 
 use ponte_e2e::handshake::HandshakeError;

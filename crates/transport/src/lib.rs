@@ -7,6 +7,9 @@
 //! - [`framed`]: reading and writing [`ponte_wire::frame`] messages on quinn streams.
 //! - [`client`]: an agent's or viewer's control line to the relay (register, join, events).
 //! - [`credential`]: assistant credentials (Ed25519), their proofs and their verification.
+//! - [`private_file`]: files only their owner may read, for the keys and records of all three
+//!   programs (the relay's keys and accounts, the customer's opt-ins and logs, the assistant's
+//!   identity and address book).
 //!
 //! It depends on ponte-wire only, never on ponte-e2e: the relay builds on it.
 
@@ -15,6 +18,8 @@
 pub mod client;
 pub mod credential;
 pub mod framed;
+#[cfg(unix)]
+pub mod private_file;
 pub mod tls;
 
 /// ALPN protocol name of Ponte's QUIC connections.
