@@ -16,7 +16,7 @@ use ponte_e2e::handshake::{AgentHandshake, CodeAttempts, Credentials, HandshakeC
 use ponte_e2e::identity::{PrivateKey, TrustStore};
 use ponte_e2e::key_schedule;
 use ponte_e2e::record::HEADER_LEN;
-use ponte_e2e::session::SessionKeys;
+use ponte_e2e::session_keys::SessionKeys;
 use ponte_wire::OneTimeCode;
 use rand_core::SeedableRng;
 

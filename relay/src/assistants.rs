@@ -384,7 +384,7 @@ mod tests {
         // Only public keys are stored: the credential's secret is nowhere in the file.
         let text = std::fs::read_to_string(store.path()).unwrap();
         let secret = bob.to_text();
-        assert!(!text.contains(&secret[ponte_wire::credential::PREFIX.len()..]));
+        assert!(!text.contains(&secret[ponte_wire::credential_text::PREFIX.len()..]));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

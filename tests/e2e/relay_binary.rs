@@ -408,7 +408,7 @@ async fn required_credentials_refuse_missing_and_removed_accept_valid_and_stay_o
     let add = relay_cli(&data, &["assistant", "add", "bob"]);
     assert!(add.status.success(), "{add:?}");
     let bob = String::from_utf8(add.stdout).unwrap().trim().to_owned();
-    assert!(bob.starts_with(ponte_wire::credential::PREFIX), "{bob}");
+    assert!(bob.starts_with(ponte_wire::credential_text::PREFIX), "{bob}");
     assert!(
         !relay_cli(&data, &["assistant", "add", "bob"]).status.success(),
         "names are unique"
@@ -502,7 +502,7 @@ async fn required_credentials_refuse_missing_and_removed_accept_valid_and_stay_o
     assert!(log.contains("join refused"), "the log is being written:\n{log}");
     let cli_said = format!("{listed}{}", String::from_utf8_lossy(&removed.stderr));
     for secret in [&alice, &bob] {
-        let hex = &secret[ponte_wire::credential::PREFIX.len()..];
+        let hex = &secret[ponte_wire::credential_text::PREFIX.len()..];
         assert!(!log.contains(hex), "a credential reached the relay's log");
         assert!(!cli_said.contains(hex), "a credential reached the CLI's output");
         assert!(!missing.contains(hex) && !revoked.contains(hex));

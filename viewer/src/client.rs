@@ -22,7 +22,7 @@ use ponte_wire::text::PeerText;
 use ponte_wire::{OneTimeCode, SessionId};
 use tokio::sync::{Mutex, mpsc, watch};
 
-use crate::screen::ScreenClient;
+use crate::screen_client::ScreenClient;
 
 /// How long a request waits for the customer's computer to accept or refuse it: longer than
 /// the agent gives the customer to answer a question.

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ponte_e2e::screen::InputEvent;
 use ponte_session::files;
-use ponte_viewer::screen::{self, Progress, ScreenClient};
+use ponte_viewer::screen_client::{self, Progress, ScreenClient};
 use ponte_viewer::{QuickAccessReply, TerminalOutput, Viewer};
 use ponte_wire::text::PeerText;
 
@@ -478,7 +478,7 @@ impl Runner {
             Some(client) => client,
             None => {
                 self.last_shot = Progress::default();
-                self.viewer.screen(screen::FPS).await?
+                self.viewer.screen(screen_client::FPS).await?
             }
         };
         Ok(self.screen.insert(client))

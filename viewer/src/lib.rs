@@ -2,7 +2,7 @@
 //!
 //! The assistant's side of a Ponte session as a library: [`client::join`] a customer's session
 //! and use it through typed operations ([`client::Viewer`]: exec, shell, get, put, info,
-//! screen, input, chat); [`screen`] rebuilds the customer's screen, [`window`] shows it, and
+//! screen, input, chat); [`screen_client`] rebuilds the customer's screen, [`window`] shows it, and
 //! [`identity`] keeps the assistant's key and certificate. The `ponte-viewer` command, the
 //! end-to-end tests and the benchmarks are front-ends of this library.
 //!
@@ -16,7 +16,7 @@ pub mod client;
 pub mod devices;
 pub mod identity;
 pub mod overlay;
-pub mod screen;
+pub mod screen_client;
 pub mod window;
 
 pub use client::{

@@ -21,7 +21,7 @@ use winit::platform::x11::EventLoopBuilderExtX11;
 use winit::window::{Window, WindowId};
 
 use crate::client::State;
-use crate::screen::{Progress, ScreenClient};
+use crate::screen_client::{Progress, ScreenClient};
 
 /// How often the window looks for a new frame.
 const FRAME_INTERVAL: Duration = Duration::from_millis(8);

@@ -28,7 +28,7 @@ use crate::Role;
 use crate::cipher::{AeadKey, Backend, NONCE_LEN, TAG_LEN};
 use crate::identity::{Certificate, PeerIdentity, PrivateKey, PublicKey, TrustStore};
 use crate::key_schedule::{self, HASH_LEN, HandshakeSecrets, Transcript};
-use crate::session::SessionKeys;
+use crate::session_keys::SessionKeys;
 use ponte_wire::frame::{self, FrameError};
 use ponte_wire::{OneTimeCode, SessionId};
 

@@ -35,7 +35,7 @@ use crate::handshake::{
 };
 use crate::identity::{Fingerprint, PeerIdentity, TrustStore};
 use crate::key_schedule::{self, HASH_LEN, HandshakeSecrets, Transcript};
-use crate::session::SessionKeys;
+use crate::session_keys::SessionKeys;
 use ponte_wire::device::DevicePublic;
 use ponte_wire::frame::{self, FrameError};
 

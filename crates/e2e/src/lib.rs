@@ -9,7 +9,7 @@
 //!   [`key_handshake`] (quick access: the handshake authenticated by the customer's
 //!   [`device_key`] and the assistant's key instead of a code), [`key_schedule`] and
 //!   [`identity`] (RSA-PSS keys and organisation certificates).
-//! - [`record`] (the AES-256-GCM record layer), [`session`] (per-stream keys) and [`cipher`]
+//! - [`record`] (the AES-256-GCM record layer), [`session_keys`] (per-stream keys) and [`cipher`]
 //!   (the AES-256-GCM backend seam).
 //! - [`app`], the application messages inside a session, with [`screen`] (screen sharing and
 //!   input).
@@ -28,7 +28,7 @@ pub mod key_schedule;
 pub mod record;
 mod role;
 pub mod screen;
-pub mod session;
+pub mod session_keys;
 
 pub use role::Role;
 

@@ -13,7 +13,7 @@ use ponte_e2e::key_handshake::{
     Admission, Admits, KeyAgentHandshake, KeyAgentMessage, KeyAgentOutcome, KeyViewerHandshake,
     KeyViewerMessage,
 };
-use ponte_e2e::session::SessionKeys;
+use ponte_e2e::session_keys::SessionKeys;
 use ponte_wire::device::DevicePublic;
 use proptest::prelude::*;
 

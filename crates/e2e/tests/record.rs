@@ -10,7 +10,7 @@ use ponte_e2e::handshake::CodeAttempts;
 use ponte_e2e::identity::TrustStore;
 use ponte_e2e::key_schedule;
 use ponte_e2e::record::{HEADER_LEN, MAX_PLAINTEXT, Opened, RecordError, RecordHeader, RecordOpener};
-use ponte_e2e::session::{SessionKeys, StreamKeys};
+use ponte_e2e::session_keys::{SessionKeys, StreamKeys};
 use ponte_e2e::{Role, handshake::Credentials};
 use proptest::prelude::*;
 

@@ -13,7 +13,7 @@ use ponte_e2e::identity::{PeerIdentity, TrustStore};
 use ponte_e2e::key_handshake::{
     Admission, KeyAgentHandshake, KeyAgentMessage, KeyAgentOutcome, KeyViewerHandshake, KeyViewerMessage,
 };
-use ponte_e2e::session::SessionKeys;
+use ponte_e2e::session_keys::SessionKeys;
 use ponte_transport::client::RelayClient;
 use ponte_transport::framed::{self, FramedError};
 use ponte_wire::device::DevicePublic;

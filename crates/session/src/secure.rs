@@ -15,7 +15,7 @@ use bytes::Bytes;
 use ponte_e2e::Role;
 use ponte_e2e::app::MAX_MESSAGE;
 use ponte_e2e::record::{HEADER_LEN, Opened, RecordError, RecordHeader, RecordOpener, RecordSealer};
-use ponte_e2e::session::{SessionKeys, StreamKeys};
+use ponte_e2e::session_keys::{SessionKeys, StreamKeys};
 use ponte_wire::frame;
 use serde::Serialize;
 use serde::de::DeserializeOwned;

@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
-use ponte_wire::credential::{BadCredential, CredentialSecret};
+use ponte_wire::credential_text::{BadCredential, CredentialSecret};
 use ponte_wire::rendezvous::{
     AssistantProof, JoinTarget, PROOF_EXPORTER_LABEL, PROOF_EXPORTER_LEN, Ticket, proof_message,
 };
@@ -146,7 +146,7 @@ pub fn find(
         return AssistantCredential::read(path).map(Some);
     }
     if let Some(value) = env.map(str::trim).filter(|v| !v.is_empty()) {
-        return if value.starts_with(ponte_wire::credential::PREFIX) {
+        return if value.starts_with(ponte_wire::credential_text::PREFIX) {
             AssistantCredential::parse(value).map(Some)
         } else {
             AssistantCredential::read(Path::new(value)).map(Some)
@@ -273,7 +273,7 @@ mod tests {
         assert_eq!(read.public_key(), credential.public_key());
         let debug = format!("{credential:?}");
         assert!(
-            !debug.contains(&text[ponte_wire::credential::PREFIX.len()..][..16]),
+            !debug.contains(&text[ponte_wire::credential_text::PREFIX.len()..][..16]),
             "{debug}"
         );
         std::fs::write(&path, "not a credential").unwrap();

@@ -6,7 +6,7 @@
 //!
 //! - [`ids`]: session IDs, one-time codes and device tags.
 //! - [`frame`] and [`rendezvous`]: the length-bounded, versioned messages agents and viewers
-//!   exchange with the relay, and [`credential`], the text form of an operator's assistant
+//!   exchange with the relay, and [`credential_text`], the text form of an operator's assistant
 //!   credential.
 //! - [`device`]: a quick-access device's tag and the proof that an agent holds its key.
 //! - [`text`]: [`PeerText`], the one type every string from the other side travels in, shown
@@ -18,7 +18,7 @@
 
 #![forbid(unsafe_code)]
 
-pub mod credential;
+pub mod credential_text;
 pub mod device;
 pub mod frame;
 pub mod ids;

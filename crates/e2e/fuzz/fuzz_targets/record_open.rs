@@ -6,7 +6,7 @@ use libfuzzer_sys::fuzz_target;
 use ponte_e2e::Role;
 use ponte_e2e::key_schedule;
 use ponte_e2e::record::{Opened, RecordHeader};
-use ponte_e2e::session::SessionKeys;
+use ponte_e2e::session_keys::SessionKeys;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&chunk, bytes)) = data.split_first() else { return };

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ponte_wire::credential::CredentialSecret;
+use ponte_wire::credential_text::CredentialSecret;
 use ponte_wire::frame::FrameReader;
 use ponte_wire::rendezvous::{
     self, ClientMessage, MAX_MESSAGE, NodeAddress, PROOF_EXPORTER_LEN, RelayMessage, Ticket,

@@ -11,7 +11,7 @@ use ponte_e2e::handshake::{
     ViewerHandshake,
 };
 use ponte_e2e::identity::{Certificate, PrivateKey, TrustStore};
-use ponte_e2e::session::SessionKeys;
+use ponte_e2e::session_keys::SessionKeys;
 use ponte_wire::OneTimeCode;
 use rand_core::SeedableRng;
 
