@@ -444,3 +444,84 @@ async fn a_hostile_agents_strings_reach_the_assistant_inert() {
     );
     drop(client);
 }
+
+/// A hostile agent — built here from the session library — answers each of the real viewer's
+/// requests with a message of another kind: each request fails with an error naming what it
+/// waited for, and the session goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_of_the_wrong_kind_fails_the_request_with_a_clear_error() {
+    use ponte_e2e::app::{Control, Grants, Request, Response, Transfer};
+    use ponte_e2e::handshake::CodeAttempts;
+    use ponte_e2e::identity::TrustStore;
+    use ponte_viewer::ViewerError;
+    use ponte_wire::rendezvous::RelayMessage;
+
+    let w = World::new().await;
+    let (mut client, _) = ponte_session::connect::connect(&w.relay_options(), false)
+        .await
+        .unwrap();
+    let (id, _) = client.register().await.unwrap();
+    let code = ponte_wire::OneTimeCode::random(&mut ponte_wire::os_rng());
+    let joining = tokio::spawn(ponte_viewer::join(w.join_options(
+        &id.to_digits(),
+        &code.digits(),
+        test_assistant(),
+    )));
+    assert_eq!(client.next().await.unwrap(), RelayMessage::Paired);
+    let mut attempts = CodeAttempts::new();
+    let (session, mut control, _) = ponte_session::handshake::agent(
+        client.connection().clone(),
+        ponte_session::handshake::context(&client, id).unwrap(),
+        &code,
+        &mut attempts,
+        &TrustStore::new(),
+    )
+    .await
+    .unwrap();
+    control.send.send(&Control::Grants(Grants::all())).await.unwrap();
+    let (viewer, _) = joining.await.unwrap().unwrap();
+    viewer.consent(WAIT).await.unwrap();
+
+    let asking = tokio::spawn(async move {
+        let info = viewer.info().await.map(drop);
+        let input = viewer.input(Vec::new()).await;
+        let exec = viewer.exec("true", |_, _| {}).await.map(drop);
+        let mut terminal = viewer.shell(80, 24).await.unwrap();
+        let shell = terminal.output().await.map(drop);
+        (vec![info, input, exec, shell], viewer.state().ended)
+    });
+    for _ in 0..4 {
+        let mut stream = session.accept().await.unwrap().open().await.unwrap();
+        // Each an answer to another request.
+        let wrong = match stream.recv.expect::<Request>().await.unwrap() {
+            Request::Info => Transfer::Done,
+            Request::Input(_) => Transfer::Info(Vec::new()),
+            Request::Exec { .. } => Transfer::Done,
+            Request::Shell { .. } => Transfer::Info(Vec::new()),
+            other => panic!("not asked: {other:?}"),
+        };
+        stream.send.send(&Response::Accepted).await.unwrap();
+        stream.send.send(&wrong).await.unwrap();
+        stream.send.finish().await.unwrap();
+    }
+    let (answers, ended) = tokio::time::timeout(WAIT, asking).await.unwrap().unwrap();
+    let expected = [
+        "system information",
+        "the confirmation that it was done",
+        "the command's output or its exit status",
+        "the terminal's output or its end",
+    ];
+    for (answer, expected) in answers.into_iter().zip(expected) {
+        let e = answer.expect_err(expected);
+        assert!(
+            matches!(e, ViewerError::Unexpected { expected: said } if said == expected),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            format!("unexpected message from the customer's computer (expected {expected})")
+        );
+    }
+    assert_eq!(ended, None, "not an attack on the path: the session goes on");
+    drop((session, control, client));
+}

@@ -6,7 +6,7 @@
 //! code as on the agent, and every wait for an answer is bounded.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use ponte_e2e::app::{Control, EndReason, Grants, QuickAccessGrant, Request, Response, Transfer};
@@ -14,7 +14,7 @@ use ponte_e2e::handshake::{Credentials, HandshakeError};
 use ponte_e2e::screen::InputEvent;
 use ponte_session::connect::{RelayOptions, TrustNote};
 use ponte_session::files::{self, Destination, Hidden, Progress, Totals, TransferError};
-use ponte_session::{SecureSend, SecureStream, Session, SessionError};
+use ponte_session::{SecureRecv, SecureSend, SecureStream, Session, SessionError};
 use ponte_transport::client::{JoinExtras, RelayClient};
 use ponte_wire::device::DevicePublic;
 use ponte_wire::rendezvous::Refusal;
@@ -22,6 +22,7 @@ use ponte_wire::text::PeerText;
 use ponte_wire::{OneTimeCode, SessionId};
 use tokio::sync::{Mutex, mpsc, watch};
 
+use crate::reply::{self, CommandOutput, Done, Facts, Reply, TerminalOutput};
 use crate::screen_client::ScreenClient;
 
 /// How long a request waits for the customer's computer to accept or refuse it: longer than
@@ -81,9 +82,12 @@ pub enum ViewerError {
     /// The customer's computer did not answer in time.
     #[error("the customer's computer did not answer in time")]
     Timeout,
-    /// It sent something that does not belong here.
-    #[error("unexpected message from the customer's computer")]
-    Unexpected,
+    /// It answered a request with a message that does not answer it (see [`crate::reply`]).
+    #[error("unexpected message from the customer's computer (expected {expected})")]
+    Unexpected {
+        /// What the request waited for.
+        expected: &'static str,
+    },
     /// A local file problem.
     #[error("{}: {error}", PeerText::path(path))]
     Local {
@@ -238,15 +242,6 @@ pub struct Viewer {
     notices: Option<mpsc::UnboundedReceiver<Notice>>,
 }
 
-/// The output of a terminal.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TerminalOutput {
-    /// Bytes the terminal wrote (a terminal's own escapes included: shown by a terminal).
-    Output(Vec<u8>),
-    /// The shell exited with this status (`None`: killed by a signal).
-    Exit(Option<i32>),
-}
-
 /// An interactive terminal on the customer's computer.
 pub struct Terminal {
     stream: SecureStream,
@@ -271,11 +266,8 @@ impl Terminal {
     /// The next output. Cancel-safe.
     pub async fn output(&mut self) -> Result<TerminalOutput, ViewerError> {
         match self.stream.recv.recv::<Transfer>().await? {
-            Some(Transfer::Output { data, .. }) => Ok(TerminalOutput::Output(data)),
-            Some(Transfer::Exit(code)) => Ok(TerminalOutput::Exit(code)),
-            Some(Transfer::Failed(reason)) => Err(ViewerError::Failed(reason)),
+            Some(message) => reply::decode(message),
             None => Ok(TerminalOutput::Exit(None)),
-            Some(_) => Err(ViewerError::Unexpected),
         }
     }
 }
@@ -311,102 +303,20 @@ pub async fn join(options: JoinOptions) -> Result<(Viewer, TrustNote), ViewerErr
 
 impl Viewer {
     fn new(client: RelayClient, session: Session, control: SecureStream) -> Viewer {
-        let SecureStream { send, mut recv, .. } = control;
+        let SecureStream { send, recv, .. } = control;
         let control = Arc::new(Mutex::new(send));
         let (state_tx, state) = watch::channel(State::default());
         let (notices_tx, notices) = mpsc::unbounded_channel();
-        let tx = state_tx.clone();
-        // Weak: a dropped `Viewer` drops (and so resets) the control stream, which tells the
-        // customer's side the assistant left.
-        let (watched, to_customer) = (session.clone(), Arc::downgrade(&control));
-        tokio::spawn(async move {
-            let (reason, tampered) = loop {
-                let message = tokio::select! {
-                    // Any stream of the session, this one included, may detect an attack.
-                    _ = watched.attacked() => break (EndReason::Tampered.to_string(), true),
-                    message = recv.recv::<Control>() => message,
-                };
-                match message {
-                    Ok(Some(Control::Grants(g))) => {
-                        tx.send_modify(|s| s.grants = Some(g));
-                        let _ = notices_tx.send(Notice::Grants(g));
-                    }
-                    Ok(Some(Control::Chat { text })) => {
-                        let _ = notices_tx.send(Notice::Chat(text));
-                    }
-                    Ok(Some(Control::QuickAccess(grant))) => tx.send_modify(|s| {
-                        if s.quick_pending && s.quick_answers >= s.quick_requests {
-                            // The customer's answer, after the end.
-                            answered(s, grant);
-                        } else {
-                            // A reply to a request (a refusal, unless the agent allows at once).
-                            replied(s, grant.map_or(QuickAccessReply::Refused, QuickAccessReply::Allowed));
-                        }
-                    }),
-                    // Only as the reply to a request of ours: an unasked one would hold
-                    // `quit` for minutes.
-                    Ok(Some(Control::QuickAccessLater)) => tx.send_modify(|s| {
-                        if s.quick_answers < s.quick_requests {
-                            s.quick_pending = true;
-                            replied(s, QuickAccessReply::Later);
-                        }
-                    }),
-                    // Only the assistant asks for quick access.
-                    Ok(Some(Control::QuickAccessRequest { .. })) => {}
-                    Ok(Some(Control::End(reason))) => break (reason.to_string(), reason == EndReason::Tampered),
-                    Ok(None) => break ("the customer's side closed the session".into(), false),
-                    Err(e) if e.is_attack() => break (EndReason::Tampered.to_string(), true),
-                    Err(e) if e.relay_silent() => {
-                        break ("the relay stopped answering: the relay, or its node of a cluster, may be down (connect again; another node may answer)".into(), false)
-                    }
-                    Err(e) => break (format!("connection lost ({e})"), false),
-                }
-            };
-            let mut first = false;
-            tx.send_modify(|s| {
-                if s.ended.is_none() {
-                    s.ended = Some(reason.clone());
-                    s.tampered = tampered;
-                    first = true;
-                }
-            });
-            if first {
-                let _ = notices_tx.send(Notice::Ended(reason));
-            }
-            if watched.attack().is_some() {
-                // Told on the control stream, the only thing sent after the attack.
-                let tell = async {
-                    let Some(control) = to_customer.upgrade() else {
-                        return;
-                    };
-                    let mut control = control.lock().await;
-                    if control.send(&Control::End(EndReason::Tampered)).await.is_ok()
-                        && control.finish().await.is_ok()
-                    {
-                        control.flushed(TELL_TAMPERED).await;
-                    }
-                };
-                let _ = tokio::time::timeout(TELL_TAMPERED, tell).await;
-                // Nothing more is taken from the customer's side: no quick-access answer.
-                tx.send_modify(|s| answered(s, None));
-            } else if tx.borrow().quick_pending {
-                // A quick-access answer follows the end, on the same stream.
-                let answer = async {
-                    loop {
-                        match recv.recv::<Control>().await {
-                            Ok(Some(Control::QuickAccess(grant))) => break grant,
-                            Ok(Some(_)) => {}
-                            Ok(None) | Err(_) => break None,
-                        }
-                    }
-                };
-                let grant = tokio::time::timeout(QUICK_ANSWER_WAIT, answer)
-                    .await
-                    .unwrap_or(None);
-                tx.send_modify(|s| answered(s, grant));
-            }
-            watched.connection().close(0u32.into(), b"session ended");
-        });
+        let follower = ControlFollower {
+            recv,
+            session: session.clone(),
+            // Weak: a dropped `Viewer` drops (and so resets) the control stream, which tells
+            // the customer's side the assistant left.
+            to_customer: Arc::downgrade(&control),
+            state: state_tx.clone(),
+            notices: notices_tx,
+        };
+        tokio::spawn(follower.run());
         Viewer {
             _client: client,
             session,
@@ -477,14 +387,15 @@ impl Viewer {
         let mut state = self.state.clone();
         // An earlier answer (or one the agent sent unasked) is not this request's.
         let answered = state.wait_for(|s| s.quick_answers > before || s.ended.is_some());
-        match tokio::time::timeout(RESPONSE_TIMEOUT, answered).await {
-            Ok(Ok(s)) if s.quick_answers > before => Ok(s.quick_reply.unwrap_or(QuickAccessReply::Refused)),
-            Ok(Ok(s)) => Err(s
-                .ended
-                .clone()
-                .map_or(ViewerError::Unexpected, ViewerError::Ended)),
-            Ok(Err(_)) => Err(ViewerError::Unexpected),
-            Err(_) => Err(ViewerError::Timeout),
+        // The watch cannot close while waiting: `self` holds a sender.
+        if tokio::time::timeout(RESPONSE_TIMEOUT, answered).await.is_err() {
+            return Err(ViewerError::Timeout);
+        }
+        let state = self.state();
+        if state.quick_answers > before {
+            Ok(state.quick_reply.unwrap_or(QuickAccessReply::Refused))
+        } else {
+            Err(ViewerError::Ended(state.ended.unwrap_or_default()))
         }
     }
 
@@ -546,13 +457,20 @@ impl Viewer {
         }
     }
 
-    /// The next message of a request, or why there is none.
-    async fn next(&self, stream: &mut SecureStream) -> Result<Transfer, ViewerError> {
+    /// The next message of a request, as the request's kind of answer, or why there is none.
+    async fn reply<R: Reply>(&self, stream: &mut SecureStream) -> Result<R, ViewerError> {
         match stream.recv.expect::<Transfer>().await {
-            Ok(Transfer::Failed(reason)) => Err(ViewerError::Failed(reason)),
-            Ok(other) => Ok(other),
+            Ok(message) => reply::decode(message),
             Err(e) => Err(self.explain(e).await),
         }
+    }
+
+    /// Sends a short request and waits for its one answer.
+    async fn short<R: Reply>(&self, request: &Request) -> Result<R, ViewerError> {
+        let mut stream = self.request(request).await?;
+        tokio::time::timeout(RESULT_TIMEOUT, self.reply(&mut stream))
+            .await
+            .map_err(|_| ViewerError::Timeout)?
     }
 
     /// Runs a command; `output` gets its output as it comes (`true`: standard error). Returns
@@ -568,10 +486,9 @@ impl Viewer {
             })
             .await?;
         loop {
-            match self.next(&mut stream).await? {
-                Transfer::Output { stderr, data } => output(stderr, &data),
-                Transfer::Exit(code) => return Ok(code),
-                _ => return Err(ViewerError::Unexpected),
+            match self.reply(&mut stream).await? {
+                CommandOutput::Output { stderr, data } => output(stderr, &data),
+                CommandOutput::Exit(code) => return Ok(code),
             }
         }
     }
@@ -677,13 +594,8 @@ impl Viewer {
 
     /// The customer's system information.
     pub async fn info(&self) -> Result<Vec<(PeerText, PeerText)>, ViewerError> {
-        let mut stream = self.request(&Request::Info).await?;
-        match tokio::time::timeout(RESULT_TIMEOUT, self.next(&mut stream)).await {
-            Ok(Ok(Transfer::Info(facts))) => Ok(facts),
-            Ok(Ok(_)) => Err(ViewerError::Unexpected),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(ViewerError::Timeout),
-        }
+        let Facts(facts) = self.short(&Request::Info).await?;
+        Ok(facts)
     }
 
     /// Starts receiving the customer's screen.
@@ -694,13 +606,8 @@ impl Viewer {
 
     /// Injects input events (click, type) on the customer's computer.
     pub async fn input(&self, events: Vec<InputEvent>) -> Result<(), ViewerError> {
-        let mut stream = self.request(&Request::Input(events)).await?;
-        match tokio::time::timeout(RESULT_TIMEOUT, self.next(&mut stream)).await {
-            Ok(Ok(Transfer::Done)) => Ok(()),
-            Ok(Ok(_)) => Err(ViewerError::Unexpected),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(ViewerError::Timeout),
-        }
+        let Done = self.short(&Request::Input(events)).await?;
+        Ok(())
     }
 
     /// Sends a chat message.
@@ -738,6 +645,160 @@ impl Viewer {
         let _ = tokio::time::timeout(QUICK_ANSWER_WAIT, state.wait_for(|s| !s.quick_pending)).await;
         self.session.connection().close(0u32.into(), b"quit");
         self.state().quick_access
+    }
+}
+
+/// Why the session ended, as the control stream (or an attack) told.
+struct End {
+    /// What the assistant is shown.
+    reason: String,
+    /// One side detected an attack on the path.
+    tampered: bool,
+}
+
+impl End {
+    fn new(reason: impl Into<String>, tampered: bool) -> End {
+        End {
+            reason: reason.into(),
+            tampered,
+        }
+    }
+}
+
+/// The task that follows the customer's side on the control stream, for as long as the
+/// session lasts and a moment after: grants, chat and quick-access replies become the
+/// [`State`] and [`Notice`]s, then the end.
+struct ControlFollower {
+    recv: SecureRecv,
+    session: Session,
+    to_customer: Weak<Mutex<SecureSend>>,
+    state: watch::Sender<State>,
+    notices: mpsc::UnboundedSender<Notice>,
+}
+
+impl ControlFollower {
+    async fn run(mut self) {
+        let end = self.until_end().await;
+        self.ended(end);
+        if self.session.attack().is_some() {
+            self.tell_tampered().await;
+            // Nothing more is taken from the customer's side: no quick-access answer.
+            self.state.send_modify(|s| answered(s, None));
+        } else if self.state.borrow().quick_pending {
+            let grant = tokio::time::timeout(QUICK_ANSWER_WAIT, self.quick_answer())
+                .await
+                .unwrap_or(None);
+            self.state.send_modify(|s| answered(s, grant));
+        }
+        self.session.connection().close(0u32.into(), b"session ended");
+    }
+
+    /// Takes the customer's side's messages until the session ends.
+    async fn until_end(&mut self) -> End {
+        loop {
+            let message = tokio::select! {
+                // Any stream of the session, this one included, may detect an attack.
+                _ = self.session.attacked() => return End::new(EndReason::Tampered.to_string(), true),
+                message = self.recv.recv::<Control>() => message,
+            };
+            match message {
+                Ok(Some(message)) => {
+                    if let Some(end) = self.take(message) {
+                        return end;
+                    }
+                }
+                Ok(None) => return End::new("the customer's side closed the session", false),
+                Err(e) if e.is_attack() => return End::new(EndReason::Tampered.to_string(), true),
+                Err(e) if e.relay_silent() => {
+                    return End::new(
+                        "the relay stopped answering: the relay, or its node of a cluster, may be down (connect again; another node may answer)",
+                        false,
+                    );
+                }
+                Err(e) => return End::new(format!("connection lost ({e})"), false),
+            }
+        }
+    }
+
+    /// One message of the customer's side before the end; `Some` when it ends the session.
+    fn take(&self, message: Control) -> Option<End> {
+        match message {
+            Control::Grants(g) => {
+                self.state.send_modify(|s| s.grants = Some(g));
+                let _ = self.notices.send(Notice::Grants(g));
+            }
+            Control::Chat { text } => {
+                let _ = self.notices.send(Notice::Chat(text));
+            }
+            Control::QuickAccess(grant) => self.state.send_modify(|s| {
+                if s.quick_pending && s.quick_answers >= s.quick_requests {
+                    // The customer's answer, after the end.
+                    answered(s, grant);
+                } else {
+                    // A reply to a request (a refusal, unless the agent allows at once).
+                    replied(
+                        s,
+                        grant.map_or(QuickAccessReply::Refused, QuickAccessReply::Allowed),
+                    );
+                }
+            }),
+            // Only as the reply to a request of ours: an unasked one would hold `quit` for
+            // minutes.
+            Control::QuickAccessLater => self.state.send_modify(|s| {
+                if s.quick_answers < s.quick_requests {
+                    s.quick_pending = true;
+                    replied(s, QuickAccessReply::Later);
+                }
+            }),
+            // Only the assistant asks for quick access.
+            Control::QuickAccessRequest { .. } => {}
+            Control::End(reason) => return Some(End::new(reason.to_string(), reason == EndReason::Tampered)),
+        }
+        None
+    }
+
+    /// Records the end, unless the assistant ended the session first, and tells the front-end.
+    fn ended(&self, end: End) {
+        let mut first = false;
+        self.state.send_modify(|s| {
+            if s.ended.is_none() {
+                s.ended = Some(end.reason.clone());
+                s.tampered = end.tampered;
+                first = true;
+            }
+        });
+        if first {
+            let _ = self.notices.send(Notice::Ended(end.reason));
+        }
+    }
+
+    /// Tells the customer's side of the detected attack, on the control stream: the only thing
+    /// sent after it.
+    async fn tell_tampered(&self) {
+        let tell = async {
+            let Some(control) = self.to_customer.upgrade() else {
+                return;
+            };
+            let mut control = control.lock().await;
+            if control.send(&Control::End(EndReason::Tampered)).await.is_ok()
+                && control.finish().await.is_ok()
+            {
+                control.flushed(TELL_TAMPERED).await;
+            }
+        };
+        let _ = tokio::time::timeout(TELL_TAMPERED, tell).await;
+    }
+
+    /// The customer's answer to a quick-access request, which follows the end on the same
+    /// stream (`None`: no, or none).
+    async fn quick_answer(&mut self) -> Option<QuickAccessGrant> {
+        loop {
+            match self.recv.recv::<Control>().await {
+                Ok(Some(Control::QuickAccess(grant))) => return grant,
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => return None,
+            }
+        }
     }
 }
 
