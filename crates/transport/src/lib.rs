@@ -7,11 +7,13 @@
 //! - [`framed`]: reading and writing [`ponte_wire::frame`] messages on quinn streams.
 //! - [`client`]: an agent's or viewer's control line to the relay (register, join, events).
 //! - [`credential`]: assistant credentials (Ed25519), their proofs and their verification.
+//! - [`bucket`]: the token bucket that paces what peers send (joins, bytes, chat).
 //!
 //! It depends on ponte-wire only, never on ponte-e2e: the relay builds on it.
 
 #![forbid(unsafe_code)]
 
+pub mod bucket;
 pub mod client;
 pub mod credential;
 pub mod framed;
