@@ -3,11 +3,12 @@
 //! through a writer task, so the customer's "end" and revocations always act at once.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ponte_e2e::app::{Capability, Control, EndReason, Grants, MAX_CHAT};
 use ponte_e2e::identity::PeerIdentity;
 use ponte_session::{SecureRecv, Session};
+use ponte_transport::bucket::TokenBucket;
 use ponte_wire::text::PeerText;
 use tokio::sync::mpsc;
 
@@ -35,33 +36,28 @@ const WIND_DOWN: Duration = Duration::from_secs(3);
 /// The assistant's chat: a burst of [`ChatLimit::BURST`] messages, then one a second; more
 /// are dropped (and the customer told once per flood), so chat cannot bury the screen.
 struct ChatLimit {
-    tokens: f64,
-    last: std::time::Instant,
+    bucket: TokenBucket,
     dropping: bool,
 }
 
 impl ChatLimit {
     const BURST: f64 = 20.0;
 
-    fn new() -> ChatLimit {
+    fn new(now: Instant) -> ChatLimit {
         ChatLimit {
-            tokens: Self::BURST,
-            last: std::time::Instant::now(),
+            bucket: TokenBucket::new(1.0, Self::BURST, now),
             dropping: false,
         }
     }
 
     /// Whether to show the next message; `Err(true)` the first time one is dropped.
-    fn admit(&mut self) -> Result<(), bool> {
-        let now = std::time::Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64()).min(Self::BURST);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            self.dropping = false;
-            Ok(())
-        } else {
-            Err(!std::mem::replace(&mut self.dropping, true))
+    fn admit(&mut self, now: Instant) -> Result<(), bool> {
+        match self.bucket.try_take(1.0, now) {
+            Ok(()) => {
+                self.dropping = false;
+                Ok(())
+            }
+            Err(_) => Err(!std::mem::replace(&mut self.dropping, true)),
         }
     }
 }
@@ -72,7 +68,7 @@ fn assistant_chat(events: &Events, limit: &mut ChatLimit, text: ponte_wire::Peer
         events.activity(Kind::Refused, t!(events.tr(), "chat-too-long"));
         return;
     }
-    match limit.admit() {
+    match limit.admit(Instant::now()) {
         Ok(()) => events.emit(Event::Chat {
             from: Party::Assistant,
             text,
@@ -123,7 +119,7 @@ pub async fn run(
         to_assistant,
         peer,
         quick_entry,
-        chat_limit: ChatLimit::new(),
+        chat_limit: ChatLimit::new(Instant::now()),
         quick: quick_access::QuickRequests::default(),
         last: Grants::NONE,
     };
@@ -512,5 +508,31 @@ fn lost(tr: &crate::i18n::Tr, error: &ponte_session::SessionError) -> String {
         t!(tr, "ended-relay-lost")
     } else {
         t!(tr, "ended-connection-lost", error = error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chat_beyond_its_burst_is_dropped_and_told_once_per_flood() {
+        let t0 = Instant::now();
+        let mut limit = ChatLimit::new(t0);
+        for _ in 0..20 {
+            assert_eq!(limit.admit(t0), Ok(()));
+        }
+        assert_eq!(limit.admit(t0), Err(true), "the customer is told");
+        assert_eq!(limit.admit(t0), Err(false), "once");
+        // One message a second after that; a new flood is told again.
+        assert_eq!(limit.admit(t0 + Duration::from_secs(1)), Ok(()));
+        assert_eq!(limit.admit(t0 + Duration::from_secs(1)), Err(true));
+        assert_eq!(limit.admit(t0 + Duration::from_millis(1500)), Err(false));
+        // A quiet minute refills the burst, and no more.
+        let later = t0 + Duration::from_secs(60);
+        for _ in 0..20 {
+            assert_eq!(limit.admit(later), Ok(()));
+        }
+        assert_eq!(limit.admit(later), Err(true));
     }
 }

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ponte_agent::capability::files::Get;
-use ponte_agent::capability::{Context, Decision, Handler, Reason};
+use ponte_agent::capability::{Context, Decision, Handler, LISTED_REFUSALS, Reason};
 use ponte_agent::desktop::{DesktopWorker, DisplayOptions};
 use ponte_agent::events::Events;
-use ponte_agent::frontend::{self, Event, FrontendEnds, Input, Question, Reply};
+use ponte_agent::frontend::{self, Activity, Event, FrontendEnds, Input, Kind, Question, Reply};
 use ponte_agent::grants::LiveGrants;
 use ponte_agent::i18n::{Lang, Tr};
 use ponte_agent::journal::Journal;
@@ -130,4 +130,28 @@ async fn hidden_files_and_the_world_outside_are_asked_for_even_with_the_grant() 
             "{path}: {decision:?} after {asked:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_flood_of_refusals_is_listed_only_up_to_a_point_then_counted() {
+    let mut desk = desk(&[]);
+    let flood = 3 * LISTED_REFUSALS;
+    for n in 1..=flood {
+        desk.ctx.refused(format!("refusal {n}"));
+    }
+    let mut shown = Vec::new();
+    while let Ok(event) = desk.ends.events.try_recv() {
+        if let Event::Activity(Activity {
+            kind: Kind::Refused,
+            text,
+        }) = event
+        {
+            shown.push(text);
+        }
+    }
+    let listed: Vec<String> = (1..=LISTED_REFUSALS).map(|n| format!("refusal {n}")).collect();
+    assert_eq!(shown[..listed.len()], listed[..]);
+    let counts = &shown[listed.len()..];
+    assert_eq!(counts.len(), 2, "{counts:#?}");
+    assert!(counts[1].contains(&format!("{flood} requests")), "{counts:#?}");
 }

@@ -10,11 +10,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use ponte_transport::bucket::TokenBucket;
 use quinn::{Connection, RecvStream, SendStream};
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
-
-use crate::bucket::TokenBucket;
 
 /// How long the data a departed peer sent before leaving may still take to be passed on.
 const DRAIN: Duration = Duration::from_secs(3);

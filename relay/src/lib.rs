@@ -10,7 +10,6 @@
 
 pub mod admission;
 pub mod assistants;
-pub mod bucket;
 pub mod cert;
 pub mod cluster;
 pub mod config;

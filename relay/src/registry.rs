@@ -15,11 +15,11 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use ponte_transport::bucket::TokenBucket;
 use ponte_wire::rendezvous::Refusal;
 use ponte_wire::{DeviceTag, SessionId};
 use rand_core::CryptoRng;
 
-use crate::bucket::TokenBucket;
 use crate::source::Source;
 
 /// Most recently ended session IDs kept out of reuse.

@@ -81,8 +81,10 @@ impl Context {
         self.transfers.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Shows a refused request — each of the first [`LISTED_REFUSALS`], then a count every
-    /// so often, so a flood of refused requests cannot bury what matters.
+    /// Shows a refused request — each of the session's first [`LISTED_REFUSALS`], then only
+    /// a running count at every [`LISTED_REFUSALS`]th — so a flood of refused requests cannot
+    /// bury what matters. A share, not a rate: after the first ones, one refusal in
+    /// [`LISTED_REFUSALS`] makes a line however slowly they come, and that line counts them all.
     pub fn refused(&self, text: String) {
         let n = self.refusals.fetch_add(1, Ordering::Relaxed) + 1;
         if n <= LISTED_REFUSALS {

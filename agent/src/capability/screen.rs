@@ -7,6 +7,7 @@ use ponte_e2e::app::Capability;
 use ponte_e2e::screen::{ScreenFeedback, ScreenUpdate};
 use ponte_screen::{Encoder, Pacer, PathSample};
 use ponte_session::{SecureSend, SecureStream};
+use ponte_transport::bucket::TokenBucket;
 
 use super::{Context, Handler};
 use crate::desktop::{Injected, Step};
@@ -27,24 +28,26 @@ const REFRESH_PATIENCE: Duration = Duration::from_secs(5);
 /// How often a stream of dropped or paused input is reported to the customer.
 const REPORT_EVERY: Duration = Duration::from_secs(5);
 
-/// Rate-limits a repeated report to the customer.
+/// Rate-limits a repeated report to the customer: at most one per [`REPORT_EVERY`], telling
+/// how many occurred since the last.
 struct Reporter {
-    last: Option<Instant>,
+    bucket: TokenBucket,
     count: u64,
 }
 
 impl Reporter {
-    fn new() -> Reporter {
-        Reporter { last: None, count: 0 }
+    fn new(now: Instant) -> Reporter {
+        let rate = 1.0 / REPORT_EVERY.as_secs_f64();
+        Reporter {
+            bucket: TokenBucket::new(rate, 1.0, now),
+            count: 0,
+        }
     }
 
     /// Counts one occurrence; returns how many to report now, if it is time.
-    fn count(&mut self) -> Option<u64> {
+    fn count(&mut self, now: Instant) -> Option<u64> {
         self.count += 1;
-        if self.last.is_some_and(|t| t.elapsed() < REPORT_EVERY) {
-            return None;
-        }
-        self.last = Some(Instant::now());
+        self.bucket.try_take(1.0, now).ok()?;
         Some(std::mem::take(&mut self.count))
     }
 }
@@ -99,7 +102,8 @@ impl Handler for Screen {
         let mut sync = 0u64;
         let mut sync_since = Instant::now();
         let mut pointer = None;
-        let (mut dropped, mut paused) = (Reporter::new(), Reporter::new());
+        let mut dropped = Reporter::new(Instant::now());
+        let mut paused = Reporter::new(Instant::now());
         let mut controlling = false;
         let end = loop {
             tokio::select! {
@@ -154,10 +158,10 @@ impl Handler for Screen {
                                 ctx.events.activity(Kind::Control, t!(ctx.tr(), "control-using"));
                             }
                             Injected::Done => {}
-                            Injected::LocalInputWins => if let Some(n) = paused.count() {
+                            Injected::LocalInputWins => if let Some(n) = paused.count(Instant::now()) {
                                 ctx.events.activity(Kind::Control, t!(ctx.tr(), "control-paused", count = n));
                             },
-                            Injected::NotAllowed => if let Some(n) = dropped.count() {
+                            Injected::NotAllowed => if let Some(n) = dropped.count(Instant::now()) {
                                 ctx.events.activity(Kind::Refused, t!(ctx.tr(), "control-dropped", count = n));
                             },
                         }
@@ -221,4 +225,22 @@ async fn send_step(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_report_is_told_at_most_every_few_seconds_with_its_count() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let mut reporter = Reporter::new(t0);
+        assert_eq!(reporter.count(t0), Some(1), "the first at once");
+        assert_eq!(reporter.count(at(1000)), None);
+        assert_eq!(reporter.count(at(4900)), None);
+        assert_eq!(reporter.count(at(5100)), Some(3), "then how many since");
+        assert_eq!(reporter.count(at(6000)), None);
+        assert_eq!(reporter.count(at(60_000)), Some(2));
+    }
 }

@@ -1,6 +1,7 @@
 //! # ponte-transport
 //!
-//! The QUIC side of Ponte shared by the relay, the agent and the viewer:
+//! What the relay, the agent and the viewer share below the end-to-end layer: QUIC, the relay
+//! line, credentials, owner-only files and pacing.
 //!
 //! - [`tls`]: quinn/rustls configuration with one crypto provider (aws-lc-rs), relay
 //!   certificates verified by CA or pinned by SHA-256 fingerprint.
@@ -10,11 +11,13 @@
 //! - [`private_file`]: files only their owner may read, for the keys and records of all three
 //!   programs (the relay's keys and accounts, the customer's opt-ins and logs, the assistant's
 //!   identity and address book).
+//! - [`bucket`]: the token bucket that paces what peers send (joins, bytes, chat).
 //!
 //! It depends on ponte-wire only, never on ponte-e2e: the relay builds on it.
 
 #![forbid(unsafe_code)]
 
+pub mod bucket;
 pub mod client;
 pub mod credential;
 pub mod framed;

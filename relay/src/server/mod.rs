@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ponte_transport::bucket::TokenBucket;
 use ponte_transport::framed;
 use ponte_transport::tls::CertFingerprint;
 use ponte_wire::rendezvous::{self, Refusal, RelayMessage};
@@ -20,7 +21,6 @@ use tracing::{debug, error, info, warn};
 
 use crate::admission::Admission;
 use crate::assistants::Assistants;
-use crate::bucket::TokenBucket;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::directory::{ClusterUpdate, Directory};

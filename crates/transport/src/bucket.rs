@@ -1,7 +1,13 @@
-//! A token bucket: `rate` tokens per second, holding at most `burst`.
+//! A token bucket: `rate` tokens per second, holding at most `burst` — the one rate limiter of
+//! the relay and the agent.
 //!
-//! Used for join attempts per IP (tokens are requests) and for bandwidth (tokens are bytes).
-//! Time is passed in, so the arithmetic is tested without sleeping.
+//! It lives here because what it paces is traffic from a peer who may be hostile: the relay's
+//! join and registration attempts per source (tokens are requests) and forwarded streams (tokens
+//! are bytes); the agent's chat messages from the assistant and its notices of the assistant's
+//! dropped input (tokens are lines shown to the customer). The relay may link only ponte-wire
+//! and this crate, and ponte-wire holds what is said, not how fast.
+//!
+//! Sans-IO: time is passed in, so the arithmetic is tested without sleeping.
 
 use std::time::{Duration, Instant};
 
