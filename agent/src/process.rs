@@ -122,8 +122,20 @@ fn hang_up(session: u32) {
 /// Makes the agent the reaper of everything it starts: a process that detaches (double fork,
 /// `setsid -f`, `nohup … &`) is re-parented to the agent instead of to init, so it remains
 /// among the agent's descendants.
+#[cfg(target_os = "linux")]
 pub fn adopt_orphans() -> std::io::Result<()> {
     rustix::process::set_child_subreaper(Some(rustix::process::getpid()))?;
+    Ok(())
+}
+
+/// Without a subreaper (Linux's alone), a process that detaches is re-parented to init and no
+/// longer found among the agent's descendants: said, not silent.
+#[cfg(not(target_os = "linux"))]
+pub fn adopt_orphans() -> std::io::Result<()> {
+    tracing::warn!(
+        "this system cannot make Ponte the reaper of the assistant's processes: one that \
+         detaches (setsid, double fork, nohup) may outlive the session"
+    );
     Ok(())
 }
 

@@ -1,15 +1,20 @@
 //! The capability handlers' decisions, in process, through the front-end seam
 //! (`frontend::channel`): what a hostile assistant asks for is decided as the customer answers
-//! in a front end — here the test — with no network, relay or display.
+//! in a front end — here the test — with no network, relay or display (desktops are fakes of
+//! the desktop seam).
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ponte_agent::capability::files::Get;
+use ponte_agent::capability::input;
 use ponte_agent::capability::{Context, Decision, Handler, LISTED_REFUSALS, Reason};
-use ponte_agent::desktop::{DesktopWorker, DisplayOptions};
+use ponte_agent::desktop::{
+    Capture, CursorImage, Desktop, DesktopWorker, Image, Indicator, IndicatorText, Injected, Injector,
+    Monitor, Pointer, Want,
+};
 use ponte_agent::events::Events;
 use ponte_agent::frontend::{self, Activity, Event, FrontendEnds, Input, Kind, Question, Reply};
 use ponte_agent::grants::LiveGrants;
@@ -18,6 +23,7 @@ use ponte_agent::journal::Journal;
 use ponte_agent::questions::Questions;
 use ponte_agent::scope::Scope;
 use ponte_e2e::app::{Capability, Grants};
+use ponte_e2e::screen::InputEvent;
 use ponte_wire::PeerText;
 
 /// A session's core around a shared folder, and the front end's ends.
@@ -28,7 +34,14 @@ struct Desk {
     _customer: ponte_agent::customer::Customer,
 }
 
+/// Opens a desktop for the session's worker.
+type Open = Box<dyn FnMut() -> anyhow::Result<Box<dyn Desktop>> + Send>;
+
 fn desk(granted: &[Capability]) -> Desk {
+    desk_on(granted, Box::new(|| anyhow::bail!("no display in these tests")))
+}
+
+fn desk_on(granted: &[Capability], open: Open) -> Desk {
     let folder = tempfile::tempdir().unwrap();
     std::fs::write(folder.path().join("invoice.pdf"), b"numbers").unwrap();
     std::fs::create_dir(folder.path().join(".ssh")).unwrap();
@@ -49,7 +62,8 @@ fn desk(granted: &[Capability]) -> Desk {
     );
     customer.activate();
     let scope = Scope::new(folder.path(), None, &[]).unwrap();
-    let desktop = DesktopWorker::start(DisplayOptions::default(), grants.subscribe(), core.injected);
+    let text = IndicatorText::default();
+    let desktop = DesktopWorker::start_with(open, text, grants.subscribe(), core.injected);
     let ctx = Context::new(events, grants, questions, scope, true, desktop, None);
     Desk {
         ctx,
@@ -154,4 +168,146 @@ async fn a_flood_of_refusals_is_listed_only_up_to_a_point_then_counted() {
     let counts = &shown[listed.len()..];
     assert_eq!(counts.len(), 2, "{counts:#?}");
     assert!(counts[1].contains(&format!("{flood} requests")), "{counts:#?}");
+}
+
+/// A desktop with capture, and input only if it has `injected`: no pointer to read, no
+/// indicator of ours — as a Wayland portal, with or without remote input.
+struct Portal {
+    monitor: Monitor,
+    pixels: Vec<u8>,
+    injected: Option<Arc<Mutex<Vec<InputEvent>>>>,
+}
+
+impl Portal {
+    fn open(injected: Option<Arc<Mutex<Vec<InputEvent>>>>) -> Open {
+        Box::new(move || {
+            let monitor = Monitor {
+                name: "portal".into(),
+                x: 0,
+                y: 0,
+                width: 64,
+                height: 32,
+            };
+            let pixels = vec![0x80; 64 * 32 * 4];
+            let injected = injected.clone();
+            Ok(Box::new(Portal {
+                monitor,
+                pixels,
+                injected,
+            }))
+        })
+    }
+}
+
+impl Capture for Portal {
+    fn monitor(&self) -> &Monitor {
+        &self.monitor
+    }
+
+    fn capture(&mut self, _: Want) -> anyhow::Result<Option<Image<'_>>> {
+        Ok(Some(Image {
+            width: self.monitor.width,
+            height: self.monitor.height,
+            stride: usize::from(self.monitor.width) * 4,
+            data: &self.pixels,
+        }))
+    }
+
+    fn cursor_shape(&mut self) -> anyhow::Result<Option<CursorImage>> {
+        Ok(None)
+    }
+}
+
+impl Injector for Portal {
+    fn inject(&mut self, event: &InputEvent) -> anyhow::Result<()> {
+        if let Some(injected) = &self.injected {
+            injected.lock().unwrap().push(event.clone());
+        }
+        Ok(())
+    }
+
+    fn restore_keymap(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+impl Desktop for Portal {
+    fn input(&mut self) -> Option<&mut dyn Injector> {
+        match self.injected {
+            Some(_) => Some(self),
+            None => None,
+        }
+    }
+
+    fn pointer(&mut self) -> Option<&mut dyn Pointer> {
+        None
+    }
+
+    fn indicator(&mut self) -> Option<&mut dyn Indicator> {
+        None
+    }
+}
+
+fn click() -> Vec<InputEvent> {
+    vec![
+        InputEvent::Move { x: 10, y: 20 },
+        InputEvent::Button {
+            button: 1,
+            pressed: true,
+        },
+        InputEvent::Button {
+            button: 1,
+            pressed: false,
+        },
+    ]
+}
+
+#[tokio::test]
+async fn on_a_view_only_desktop_control_is_refused_plainly_and_the_screen_still_shared() {
+    let desk = desk_on(&[Capability::Control], Portal::open(None));
+    let mut request = input::Input::new(click());
+    let decision = request.decide(&desk.ctx, true).await;
+    assert_eq!(decision, Decision::Refuse(Reason::ViewOnly));
+    // The assistant is told in English, the customer in their language: both say why.
+    assert!(
+        Reason::ViewOnly.english().contains("view only"),
+        "{}",
+        Reason::ViewOnly.english()
+    );
+    let local = Reason::ViewOnly.local(desk.ctx.tr());
+    assert!(local.contains("view only"), "{local}");
+    // Input on a screen stream is dropped as such, not injected nowhere.
+    let injected = desk.ctx.desktop.inject(click()).await.unwrap();
+    assert_eq!(injected, Injected::ViewOnly);
+
+    let opened = desk.ctx.desktop.open().await.unwrap();
+    assert!(!opened.input);
+    assert_eq!(opened.monitor.name, "portal");
+    let encoder = Box::new(ponte_screen::Encoder::new().unwrap());
+    let (_, step) = desk.ctx.desktop.step(0, Some(usize::MAX), encoder).await.unwrap();
+    let step = step.unwrap();
+    assert!(
+        step.frame.is_some(),
+        "the screen of a view-only desktop is not shared"
+    );
+    assert_eq!(step.pointer, None, "a pointer position made up");
+}
+
+#[tokio::test]
+async fn a_desktop_with_input_but_no_pointer_or_indicator_takes_the_assistants_input() {
+    let injected = Arc::new(Mutex::new(Vec::new()));
+    let desk = desk_on(&[Capability::Control], Portal::open(Some(injected.clone())));
+    let mut request = input::Input::new(click());
+    assert_eq!(request.decide(&desk.ctx, true).await, Decision::Allow);
+    assert_eq!(desk.ctx.desktop.inject(click()).await.unwrap(), Injected::Done);
+    assert_eq!(*injected.lock().unwrap(), click());
+
+    desk.ctx.grants.set(Grants::NONE);
+    let dropped = desk.ctx.desktop.inject(click()).await.unwrap();
+    assert_eq!(dropped, Injected::NotAllowed);
+    assert_eq!(
+        injected.lock().unwrap().len(),
+        3,
+        "input injected without control"
+    );
 }

@@ -1,12 +1,13 @@
 //! `click` and `type`: a batch of input events, injected through the session's desktop worker
-//! like the screen stream's input (indicator, the customer's-mouse-wins pause). Under `control`.
+//! like the screen stream's input (indicator, the customer's-mouse-wins pause). Under `control`;
+//! refused plainly on a view-only desktop.
 
 use ponte_e2e::app::{Capability, Transfer};
 use ponte_e2e::screen::{InputEvent, MAX_EVENTS};
 use ponte_session::SecureStream;
 
 use super::{Context, Decision, Handler, Reason, not_allowed};
-use crate::desktop::Injected;
+use crate::desktop::{DesktopError, Injected};
 use crate::frontend::{Activity, Kind};
 use crate::i18n::{Tr, t};
 
@@ -53,11 +54,15 @@ impl Handler for Input {
         t!(tr, "request-input", what = describe(tr, &self.events))
     }
 
-    async fn decide(&mut self, _: &Context, granted: bool) -> Decision {
+    async fn decide(&mut self, ctx: &Context, granted: bool) -> Decision {
         if self.events.len() > MAX_EVENTS || !self.events.iter().all(InputEvent::is_valid) {
             Decision::Refuse(Reason::Malformed)
         } else if granted {
-            Decision::Allow
+            // A desktop that cannot be opened fails as the request runs, saying why.
+            match ctx.desktop.open().await {
+                Ok(opened) if !opened.input => Decision::Refuse(Reason::ViewOnly),
+                _ => Decision::Allow,
+            }
         } else {
             not_allowed(Self::GRANT)
         }
@@ -84,6 +89,7 @@ impl Handler for Input {
                 })
             }
             Injected::NotAllowed => anyhow::bail!("the customer has not allowed 'control'"),
+            Injected::ViewOnly => anyhow::bail!(DesktopError::ViewOnly),
         }
     }
 }

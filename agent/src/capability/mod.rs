@@ -134,6 +134,8 @@ pub enum Reason {
     TooLong,
     /// The request breaks the protocol's rules.
     Malformed,
+    /// The desktop takes no input: the assistant can see, not control.
+    ViewOnly,
     /// The destination exists and replacing was not asked for.
     Exists(PeerText),
     /// The destination exists as the other kind (file / folder).
@@ -163,6 +165,7 @@ impl Reason {
             Reason::Stopped(stop) => stop.to_string(),
             Reason::TooLong => "command too long".into(),
             Reason::Malformed => "malformed request".into(),
+            Reason::ViewOnly => crate::desktop::DesktopError::ViewOnly.to_string(),
             Reason::Exists(path) => format!("{path} already exists on the customer's computer"),
             Reason::NotA { path, folder: true } => format!("{path} exists and is not a folder"),
             Reason::NotA { path, folder: false } => format!("{path} exists and is not a file"),
@@ -186,6 +189,7 @@ impl Reason {
             Reason::Stopped(stop) => stop.local(tr),
             Reason::TooLong => t!(tr, "reason-too-long"),
             Reason::Malformed => t!(tr, "reason-malformed"),
+            Reason::ViewOnly => t!(tr, "reason-view-only"),
             Reason::Exists(path) => t!(tr, "reason-exists", path = path),
             Reason::NotA { path, folder: true } => t!(tr, "reason-not-a-folder", path = path),
             Reason::NotA { path, folder: false } => t!(tr, "reason-not-a-file", path = path),

@@ -80,7 +80,8 @@ impl Handler for Screen {
             .desktop
             .open()
             .await
-            .map_err(|e| anyhow::anyhow!("cannot share the screen: {e:#}"))?;
+            .map_err(|e| anyhow::anyhow!("cannot share the screen: {e:#}"))?
+            .monitor;
         let Some(_sharing) = ctx.desktop.share(MAX_STREAMS) else {
             anyhow::bail!("the screen is already shared {MAX_STREAMS} times");
         };
@@ -164,6 +165,9 @@ impl Handler for Screen {
                             Injected::NotAllowed => if let Some(n) = dropped.count(Instant::now()) {
                                 ctx.events.activity(Kind::Refused, t!(ctx.tr(), "control-dropped", count = n));
                             },
+                            Injected::ViewOnly => if let Some(n) = dropped.count(Instant::now()) {
+                                ctx.events.activity(Kind::Refused, t!(ctx.tr(), "control-view-only", count = n));
+                            },
                         }
                     }
                     Ok(None) => break t!(ctx.tr(), "screen-ended-closed"),
@@ -209,9 +213,10 @@ async fn send_step(
         })
         .await?;
     }
-    if *last_pointer != Some(step.pointer) {
-        *last_pointer = Some(step.pointer);
-        let (x, y) = step.pointer;
+    if let Some((x, y)) = step.pointer
+        && *last_pointer != step.pointer
+    {
+        *last_pointer = step.pointer;
         send.send(&ScreenUpdate::Cursor { x, y }).await?;
     }
     if let Some(frame) = step.frame {

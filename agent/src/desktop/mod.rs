@@ -1,7 +1,10 @@
-//! The customer's desktop behind a seam: capture, pointer, input injection and the on-screen
-//! indicator. X11 is the first back end (in `x11.rs`, built on Linux); others implement the
-//! same trait. On a Wayland session the X11 back end would see only the X programs (usually
-//! nothing), so the agent says it cannot share the screen there rather than share that.
+//! The customer's desktop behind a seam: capture, which every back end has, and the parts a
+//! back end may lack — input injection, a pointer it can read, and an on-screen indicator of
+//! our own. X11 is the first back end (in `x11.rs`, built on Linux) and has them all; a
+//! Wayland portal back end has no global pointer and shows the system's own indicator, and
+//! where the compositor offers no remote input it is view only. On a Wayland session the X11
+//! back end would see only the X programs (usually nothing), so the agent says it cannot share
+//! the screen there rather than share that.
 
 mod worker;
 #[cfg(target_os = "linux")]
@@ -10,7 +13,7 @@ mod x11;
 #[cfg(not(target_os = "linux"))]
 compile_error!("ponte-agent has a desktop back end for Linux (X11) only so far");
 
-pub use worker::{DesktopWorker, DisplayOptions, IndicatorText, Injected, Sharing, Step};
+pub use worker::{DesktopWorker, DisplayOptions, IndicatorText, Injected, Opened, Sharing, Step};
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -78,37 +81,57 @@ pub enum Want {
 
 /// What the on-screen indicator tells the customer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Indicator {
+pub enum Indication {
     /// The screen is shared, view only.
     Viewing,
     /// The assistant may use the mouse and keyboard.
     Controlling,
 }
 
-/// A desktop the agent can share.
-pub trait Desktop: Send {
+/// A desktop the agent can share: its screen, and whichever other parts its back end has.
+/// A part it lacks is `None` — said, never pretended — and the agent does without it.
+pub trait Desktop: Capture {
+    /// Input injection; `None` on a view-only desktop.
+    fn input(&mut self) -> Option<&mut dyn Injector>;
+    /// The pointer, where its position can be read.
+    fn pointer(&mut self) -> Option<&mut dyn Pointer>;
+    /// The indicator the agent shows; `None` where the system shows its own.
+    fn indicator(&mut self) -> Option<&mut dyn Indicator>;
+}
+
+/// Capturing the shared monitor.
+pub trait Capture: Send {
     /// The shared monitor.
     fn monitor(&self) -> &Monitor;
     /// Captures the shared monitor as `want` says; `None` when nothing changed and
     /// [`Want::Changes`] was asked.
     fn capture(&mut self, want: Want) -> anyhow::Result<Option<Image<'_>>>;
-    /// The pointer position relative to the shared monitor.
-    fn pointer(&mut self) -> anyhow::Result<(i32, i32)>;
     /// The pointer's image, when it changed since the last call.
     fn cursor_shape(&mut self) -> anyhow::Result<Option<CursorImage>>;
-    /// Whether the customer moved the pointer since our last injected event (or since the
-    /// last time this said so).
-    fn local_input_since_injection(&mut self) -> anyhow::Result<bool>;
+}
+
+/// Injecting the assistant's input.
+pub trait Injector {
     /// Injects one input event; returns once the display has processed it.
     fn inject(&mut self, event: &InputEvent) -> anyhow::Result<()>;
-    /// Shows, changes or (with `None`) removes the indicator.
-    fn show_indicator(&mut self, shown: Option<(Indicator, &str)>) -> anyhow::Result<()>;
-    /// Gives back what input injection borrowed (keycodes remapped to type characters the
-    /// keymap lacks).
+    /// Gives back what injection borrowed (keycodes remapped to type characters the keymap
+    /// lacks).
     fn restore_keymap(&mut self) -> anyhow::Result<()>;
 }
 
-/// Why there is no desktop to share.
+/// Reading the pointer, which the customer's mouse and the assistant's input both move.
+pub trait Pointer {
+    /// The pointer position relative to the shared monitor.
+    fn position(&mut self) -> anyhow::Result<(i32, i32)>;
+}
+
+/// The agent's own on-screen indicator.
+pub trait Indicator {
+    /// Shows, changes or (with `None`) removes the indicator.
+    fn show(&mut self, shown: Option<(Indication, &str)>) -> anyhow::Result<()>;
+}
+
+/// Why the desktop cannot do what is asked.
 #[derive(Debug, thiserror::Error)]
 pub enum DesktopError {
     /// A Wayland session: its X display (XWayland) shows only X programs.
@@ -117,6 +140,9 @@ pub enum DesktopError {
          its X display would show only X programs, usually nothing"
     )]
     Wayland,
+    /// The desktop takes no input from Ponte: the assistant can see, not control.
+    #[error("the customer's desktop is view only: it takes no mouse or keyboard input from Ponte")]
+    ViewOnly,
 }
 
 /// The kind of graphical session the agent runs in, as its environment (`getenv`) says.

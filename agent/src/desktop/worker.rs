@@ -2,7 +2,10 @@
 //! desktop and does everything with it — capture for screen streams, input from them and from
 //! `click`/`type` requests — so the indicator and the customer's-mouse-wins pause apply to all
 //! input alike, and held keys and buttons are released and the keymap restored the moment
-//! control ends (the thread looks at the live grants every [`TICK`]).
+//! control ends (the thread looks at the live grants every [`TICK`]). It uses what parts the
+//! back end has: a view-only desktop answers input with [`Injected::ViewOnly`], one whose
+//! pointer cannot be read sends no pointer position and cannot tell when the customer moves
+//! the mouse, and one that shows its own indicator gets none of ours.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,7 +18,7 @@ use ponte_e2e::screen::InputEvent;
 use ponte_screen::{EncodedFrame, Encoder};
 use tokio::sync::{oneshot, watch};
 
-use super::{CursorImage, Desktop, Indicator, Monitor, Want};
+use super::{CursorImage, Desktop, Indication, Monitor, Want};
 use crate::grants;
 
 /// How often the worker looks at the grants when nothing else happens.
@@ -49,8 +52,8 @@ pub struct IndicatorText {
 pub struct Step {
     /// Changed tiles, if a frame was captured and something changed.
     pub frame: Option<EncodedFrame>,
-    /// Where the pointer is on the shared monitor.
-    pub pointer: (i32, i32),
+    /// Where the pointer is on the shared monitor, if the desktop says.
+    pub pointer: Option<(i32, i32)>,
     /// The pointer's image, when it changed.
     pub shape: Option<CursorImage>,
 }
@@ -64,12 +67,26 @@ pub enum Injected {
     LocalInputWins,
     /// Control is not granted (any more).
     NotAllowed,
+    /// The desktop takes no input (view only).
+    ViewOnly,
 }
+
+/// The opened desktop, as the capabilities need to know it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opened {
+    /// The shared monitor.
+    pub monitor: Monitor,
+    /// Whether it takes the assistant's input (it is view only if not).
+    pub input: bool,
+}
+
+/// How the worker opens the desktop, on first use.
+type Open = Box<dyn FnMut() -> anyhow::Result<Box<dyn Desktop>> + Send>;
 
 type Reply<T> = oneshot::Sender<anyhow::Result<T>>;
 
 enum Job {
-    Open(Reply<Monitor>),
+    Open(Reply<Opened>),
     Step {
         sync: u64,
         budget: Option<usize>,
@@ -96,20 +113,39 @@ impl Drop for Sharing {
 }
 
 impl DesktopWorker {
-    /// Starts the worker; the desktop itself is opened on first use.
+    /// Starts the worker on the platform's desktop as `options` say; the desktop itself is
+    /// opened on first use.
     pub fn start(
         options: DisplayOptions,
+        grants: watch::Receiver<grants::State>,
+        injected: super::InjectedInput,
+    ) -> DesktopWorker {
+        let DisplayOptions {
+            display,
+            monitor,
+            indicator,
+        } = options;
+        let open = move || super::open(display.as_deref(), monitor);
+        DesktopWorker::start_with(open, indicator, grants, injected)
+    }
+
+    /// Starts the worker on the desktop `open` opens, on first use (and again after it failed).
+    pub fn start_with(
+        open: impl FnMut() -> anyhow::Result<Box<dyn Desktop>> + Send + 'static,
+        indicator: IndicatorText,
         grants: watch::Receiver<grants::State>,
         injected: super::InjectedInput,
     ) -> DesktopWorker {
         let (jobs, rx) = std_mpsc::channel();
         let sharing = Arc::new(AtomicUsize::new(0));
         let mut worker = Worker {
-            options,
+            open: Box::new(open),
+            text: indicator,
             grants,
             injected,
             sharing: sharing.clone(),
             desktop: None,
+            injected_pointer: None,
             paused_until: None,
             held_keys: Vec::new(),
             held_buttons: Vec::new(),
@@ -137,8 +173,8 @@ impl DesktopWorker {
             .context("the desktop worker has stopped")
     }
 
-    /// Opens the desktop if needed; returns the shared monitor.
-    pub async fn open(&self) -> anyhow::Result<Monitor> {
+    /// Opens the desktop if needed; says what it shares and whether it takes input.
+    pub async fn open(&self) -> anyhow::Result<Opened> {
         let (reply, rx) = oneshot::channel();
         self.submit(Job::Open(reply))?;
         rx.await.context("the desktop worker has stopped")?
@@ -189,11 +225,16 @@ impl DesktopWorker {
 }
 
 struct Worker {
-    options: DisplayOptions,
+    open: Open,
+    /// What the indicator says.
+    text: IndicatorText,
     grants: watch::Receiver<grants::State>,
     injected: super::InjectedInput,
     sharing: Arc<AtomicUsize>,
     desktop: Option<Box<dyn Desktop>>,
+    /// Where the pointer was right after our last injected event: if it moved elsewhere
+    /// since, the customer is using the mouse.
+    injected_pointer: Option<(i32, i32)>,
     paused_until: Option<Instant>,
     held_keys: Vec<u32>,
     held_buttons: Vec<u8>,
@@ -201,7 +242,7 @@ struct Worker {
     control: bool,
     /// Whether the assistant injected input since control was last granted.
     injected_since_grant: bool,
-    indicator: Option<Indicator>,
+    indicator: Option<Indication>,
 }
 
 impl Worker {
@@ -218,29 +259,28 @@ impl Worker {
             self.reconcile();
         }
         self.release();
-        if let Some(desktop) = &mut self.desktop {
-            let _ = desktop.show_indicator(None);
+        if let Some(indicator) = self.desktop.as_deref_mut().and_then(Desktop::indicator) {
+            let _ = indicator.show(None);
         }
         // Dropping the desktop closes the connection.
     }
 
     fn desktop(&mut self) -> anyhow::Result<&mut dyn Desktop> {
-        if self.desktop.is_none() {
-            self.desktop = Some(super::open(
-                self.options.display.as_deref(),
-                self.options.monitor,
-            )?);
-        }
-        match self.desktop.as_deref_mut() {
-            Some(desktop) => Ok(desktop),
-            None => anyhow::bail!("no desktop"),
-        }
+        let desktop = match &mut self.desktop {
+            Some(desktop) => desktop,
+            none => none.insert(opened((self.open)()?)),
+        };
+        Ok(&mut **desktop)
     }
 
     fn handle(&mut self, job: Job) {
         match job {
             Job::Open(reply) => {
-                let _ = reply.send(self.desktop().map(|d| d.monitor().clone()));
+                let opened = self.desktop().map(|d| Opened {
+                    monitor: d.monitor().clone(),
+                    input: d.input().is_some(),
+                });
+                let _ = reply.send(opened);
             }
             Job::Step {
                 sync,
@@ -282,7 +322,7 @@ impl Worker {
                 stats.encode_us = micros(captured.elapsed());
             }
         }
-        step.pointer = desktop.pointer()?;
+        step.pointer = desktop.pointer().map(|p| p.position()).transpose()?;
         step.shape = desktop.cursor_shape()?;
         Ok(step)
     }
@@ -290,6 +330,9 @@ impl Worker {
     /// Injects `events` one by one while control stays granted and the customer leaves the
     /// mouse alone: both are looked at before every event, so a long batch stops at once.
     fn inject(&mut self, events: &[InputEvent]) -> anyhow::Result<Injected> {
+        if self.desktop()?.input().is_none() {
+            return Ok(Injected::ViewOnly);
+        }
         // Text goes character by character, so that it too stops mid-way.
         let events = events.iter().flat_map(|event| match event {
             InputEvent::Text(text) => text
@@ -310,7 +353,7 @@ impl Worker {
             if self.paused_until.is_some_and(|t| now < t) {
                 return Ok(Injected::LocalInputWins);
             }
-            if self.desktop()?.local_input_since_injection()? {
+            if self.local_input()? {
                 self.paused_until = Some(now + LOCAL_INPUT_PAUSE);
                 // A button or key the assistant holds would keep a grab or a modifier on the
                 // customer's own input (a click meant for End landing elsewhere).
@@ -325,7 +368,14 @@ impl Worker {
                 self.injected_since_grant = true;
                 self.reconcile();
             }
-            self.desktop()?.inject(&event)?;
+            let desktop = self.desktop()?;
+            let Some(input) = desktop.input() else {
+                return Ok(Injected::ViewOnly);
+            };
+            input.inject(&event)?;
+            // Any other movement from now on is the customer's.
+            let left = desktop.pointer().map(|p| p.position()).transpose()?;
+            self.injected_pointer = left;
             match event {
                 InputEvent::Key { keysym, pressed } => {
                     self.held_keys.retain(|k| *k != keysym);
@@ -345,24 +395,40 @@ impl Worker {
         Ok(Injected::Done)
     }
 
+    /// Whether the customer moved the pointer since our last injected event (or since the
+    /// last time this said so). Without a pointer to read, this cannot be seen: control still
+    /// ends the moment the customer revokes it.
+    fn local_input(&mut self) -> anyhow::Result<bool> {
+        let Some(expected) = self.injected_pointer else {
+            return Ok(false);
+        };
+        let Some(pointer) = self.desktop()?.pointer() else {
+            return Ok(false);
+        };
+        let now = pointer.position()?;
+        // Where the customer left it is the new baseline: only further movement counts again.
+        self.injected_pointer = Some(now);
+        Ok(now != expected)
+    }
+
     /// Releases every key and button the assistant holds and gives back borrowed keycodes.
     fn release(&mut self) {
-        let Some(desktop) = &mut self.desktop else {
+        let Some(input) = self.desktop.as_deref_mut().and_then(Desktop::input) else {
             return;
         };
         for keysym in self.held_keys.drain(..) {
-            let _ = desktop.inject(&InputEvent::Key {
+            let _ = input.inject(&InputEvent::Key {
                 keysym,
                 pressed: false,
             });
         }
         for button in self.held_buttons.drain(..) {
-            let _ = desktop.inject(&InputEvent::Button {
+            let _ = input.inject(&InputEvent::Button {
                 button,
                 pressed: false,
             });
         }
-        if let Err(e) = desktop.restore_keymap() {
+        if let Err(e) = input.restore_keymap() {
             tracing::warn!("restoring the keymap: {e:#}");
         }
     }
@@ -379,24 +445,41 @@ impl Worker {
         self.control = control;
         let sharing = self.sharing.load(Ordering::SeqCst) > 0;
         let want = if control && (sharing || self.injected_since_grant) {
-            Some(Indicator::Controlling)
+            Some(Indication::Controlling)
         } else if sharing && !state.ended() {
-            Some(Indicator::Viewing)
+            Some(Indication::Viewing)
         } else {
             None
         };
         if want != self.indicator
-            && let Some(desktop) = &mut self.desktop
+            && let Some(indicator) = self.desktop.as_deref_mut().and_then(Desktop::indicator)
         {
-            let text = &self.options.indicator;
+            let text = &self.text;
             let shown = want.map(|state| match state {
-                Indicator::Viewing => (state, text.viewing.as_str()),
-                Indicator::Controlling => (state, text.controlling.as_str()),
+                Indication::Viewing => (state, text.viewing.as_str()),
+                Indication::Controlling => (state, text.controlling.as_str()),
             });
-            match desktop.show_indicator(shown) {
+            match indicator.show(shown) {
                 Ok(()) => self.indicator = want,
                 Err(e) => tracing::warn!("showing the indicator: {e:#}"),
             }
         }
     }
+}
+
+/// Logs once what the opened desktop goes without.
+fn opened(mut desktop: Box<dyn Desktop>) -> Box<dyn Desktop> {
+    if desktop.input().is_none() {
+        tracing::info!("the desktop takes no input: the screen is shared view only");
+    }
+    if desktop.pointer().is_none() {
+        tracing::info!(
+            "the desktop's pointer cannot be read: the customer's mouse cannot pause the \
+             assistant's input (revoking control still ends it)"
+        );
+    }
+    if desktop.indicator().is_none() {
+        tracing::info!("the desktop shows its own sharing indicator");
+    }
+    desktop
 }

@@ -19,7 +19,7 @@ use x11rb::protocol::xproto::{
 use x11rb::protocol::xtest::ConnectionExt as _;
 use x11rb::rust_connection::RustConnection;
 
-use super::{CursorImage, Desktop, Image, Indicator, Monitor, Want};
+use super::{Capture, CursorImage, Desktop, Image, Indication, Indicator, Injector, Monitor, Pointer, Want};
 
 /// XTest event types (core protocol event codes).
 const KEY_PRESS: u8 = 2;
@@ -53,9 +53,6 @@ pub struct X11 {
     cursor_changed: bool,
     xfixes: bool,
     keymap: Keymap,
-    /// Where our last injected motion left the pointer: if it moved elsewhere since, the
-    /// customer is using the mouse.
-    injected_pointer: Option<(i16, i16)>,
     /// Keycodes remapped to type characters the keymap lacks, restored when dropped.
     remapped: Vec<u8>,
     indicator: Option<IndicatorWindow>,
@@ -106,7 +103,7 @@ impl Keymap {
 struct IndicatorWindow {
     window: u32,
     gc: u32,
-    state: Indicator,
+    state: Indication,
     /// What it says, as 16-bit characters for an ISO 10646 font (Latin-1 for `fixed`).
     text: Vec<xproto::Char2b>,
 }
@@ -165,7 +162,6 @@ impl X11 {
             cursor_changed: xfixes,
             xfixes,
             keymap,
-            injected_pointer: None,
             remapped: Vec::new(),
             indicator: None,
         };
@@ -343,8 +339,8 @@ impl X11 {
     fn draw_indicator(&mut self) -> anyhow::Result<()> {
         let Some(ind) = &self.indicator else { return Ok(()) };
         let color = match ind.state {
-            Indicator::Viewing => 0x00_1f_6f_d0,
-            Indicator::Controlling => 0x00_d0_20_20,
+            Indication::Viewing => 0x00_1f_6f_d0,
+            Indication::Controlling => 0x00_d0_20_20,
         };
         self.conn.change_gc(
             ind.gc,
@@ -374,6 +370,20 @@ impl Drop for X11 {
 }
 
 impl Desktop for X11 {
+    fn input(&mut self) -> Option<&mut dyn Injector> {
+        Some(self)
+    }
+
+    fn pointer(&mut self) -> Option<&mut dyn Pointer> {
+        Some(self)
+    }
+
+    fn indicator(&mut self) -> Option<&mut dyn Indicator> {
+        Some(self)
+    }
+}
+
+impl Capture for X11 {
     fn monitor(&self) -> &Monitor {
         &self.monitor
     }
@@ -405,14 +415,6 @@ impl Desktop for X11 {
         }))
     }
 
-    fn pointer(&mut self) -> anyhow::Result<(i32, i32)> {
-        let p = self.conn.query_pointer(self.root)?.reply()?;
-        Ok((
-            i32::from(p.root_x) - i32::from(self.monitor.x),
-            i32::from(p.root_y) - i32::from(self.monitor.y),
-        ))
-    }
-
     fn cursor_shape(&mut self) -> anyhow::Result<Option<CursorImage>> {
         if !(self.xfixes && std::mem::take(&mut self.cursor_changed)) {
             return Ok(None);
@@ -429,18 +431,19 @@ impl Desktop for X11 {
             argb: c.cursor_image,
         }))
     }
+}
 
-    fn local_input_since_injection(&mut self) -> anyhow::Result<bool> {
-        let Some(expected) = self.injected_pointer else {
-            return Ok(false);
-        };
+impl Pointer for X11 {
+    fn position(&mut self) -> anyhow::Result<(i32, i32)> {
         let p = self.conn.query_pointer(self.root)?.reply()?;
-        let now = (p.root_x, p.root_y);
-        // Where the customer left it is the new baseline: only further movement counts again.
-        self.injected_pointer = Some(now);
-        Ok(now != expected)
+        Ok((
+            i32::from(p.root_x) - i32::from(self.monitor.x),
+            i32::from(p.root_y) - i32::from(self.monitor.y),
+        ))
     }
+}
 
+impl Injector for X11 {
     fn inject(&mut self, event: &InputEvent) -> anyhow::Result<()> {
         match event {
             InputEvent::Move { x, y } => {
@@ -468,10 +471,8 @@ impl Desktop for X11 {
                 }
             }
         }
-        // The reply comes after the server processed the events: the pointer is where our
-        // input left it, and any other movement from now on is the customer's.
-        let p = self.conn.query_pointer(self.root)?.reply()?;
-        self.injected_pointer = Some((p.root_x, p.root_y));
+        // Its reply comes after the server processed the events.
+        self.conn.get_input_focus()?.reply()?;
         Ok(())
     }
 
@@ -486,8 +487,10 @@ impl Desktop for X11 {
         self.conn.flush()?;
         Ok(())
     }
+}
 
-    fn show_indicator(&mut self, shown: Option<(Indicator, &str)>) -> anyhow::Result<()> {
+impl Indicator for X11 {
+    fn show(&mut self, shown: Option<(Indication, &str)>) -> anyhow::Result<()> {
         match (shown, &mut self.indicator) {
             (None, None) => return Ok(()),
             (None, Some(ind)) => {
@@ -499,7 +502,7 @@ impl Desktop for X11 {
             (Some(_), Some(ind)) => {
                 self.conn.destroy_window(ind.window)?;
                 self.indicator = None;
-                return self.show_indicator(shown);
+                return self.show(shown);
             }
             (Some((state, sentence)), None) => {
                 let window = self.conn.generate_id()?;

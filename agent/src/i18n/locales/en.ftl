@@ -141,6 +141,10 @@ control-dropped = { $count ->
     [one] dropped one input event from the assistant: control is not allowed
    *[other] dropped { $count } input events from the assistant: control is not allowed
 }
+control-view-only = { $count ->
+    [one] dropped one input event from the assistant: this screen is shared view only
+   *[other] dropped { $count } input events from the assistant: this screen is shared view only
+}
 input-done = the assistant's input: { $what }
 input-paused = you moved the mouse: the assistant's input paused ({ $what })
 input-pointer = pointer to ({ $x }, { $y })
@@ -183,6 +187,7 @@ reason-revoked = you revoked '{ $capability }'
 reason-session-ended = the session ended
 reason-too-long = the command is too long
 reason-malformed = the request is malformed
+reason-view-only = this screen is shared view only: it takes no mouse or keyboard input from Ponte
 reason-exists = { $path } already exists
 reason-not-a-file = { $path } exists and is not a file
 reason-not-a-folder = { $path } exists and is not a folder

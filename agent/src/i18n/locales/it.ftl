@@ -139,6 +139,10 @@ control-dropped = { $count ->
     [one] scartato un evento dell'assistente: il controllo non è consentito
    *[other] scartati { $count } eventi dell'assistente: il controllo non è consentito
 }
+control-view-only = { $count ->
+    [one] scartato un evento dell'assistente: questo schermo è condiviso in sola visione
+   *[other] scartati { $count } eventi dell'assistente: questo schermo è condiviso in sola visione
+}
 input-done = input dell'assistente: { $what }
 input-paused = hai mosso il mouse: l'input dell'assistente è in pausa ({ $what })
 input-pointer = puntatore a ({ $x }, { $y })
@@ -181,6 +185,7 @@ reason-revoked = hai revocato '{ $capability }'
 reason-session-ended = la sessione è terminata
 reason-too-long = il comando è troppo lungo
 reason-malformed = la richiesta non è valida
+reason-view-only = questo schermo è condiviso in sola visione: non accetta mouse né tastiera da Ponte
 reason-exists = { $path } esiste già
 reason-not-a-file = { $path } esiste e non è un file
 reason-not-a-folder = { $path } esiste e non è una cartella

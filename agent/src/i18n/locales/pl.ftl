@@ -148,6 +148,11 @@ control-dropped = { $count ->
     [few] odrzucono { $count } zdarzenia asystenta: sterowanie nie jest dozwolone
    *[other] odrzucono { $count } zdarzeń asystenta: sterowanie nie jest dozwolone
 }
+control-view-only = { $count ->
+    [one] odrzucono jedno zdarzenie asystenta: ten ekran jest udostępniony tylko do podglądu
+    [few] odrzucono { $count } zdarzenia asystenta: ten ekran jest udostępniony tylko do podglądu
+   *[other] odrzucono { $count } zdarzeń asystenta: ten ekran jest udostępniony tylko do podglądu
+}
 input-done = działania asystenta: { $what }
 input-paused = poruszyłeś myszą: działania asystenta wstrzymane ({ $what })
 input-pointer = wskaźnik na ({ $x }, { $y })
@@ -191,6 +196,7 @@ reason-revoked = cofnąłeś '{ $capability }'
 reason-session-ended = sesja się zakończyła
 reason-too-long = polecenie jest zbyt długie
 reason-malformed = prośba jest nieprawidłowa
+reason-view-only = ten ekran jest udostępniony tylko do podglądu: nie przyjmuje od Ponte myszy ani klawiatury
 reason-exists = { $path } już istnieje
 reason-not-a-file = { $path } istnieje i nie jest plikiem
 reason-not-a-folder = { $path } istnieje i nie jest folderem
