@@ -1,377 +1,127 @@
-//! Helpers for the end-to-end tests: find and start Ponte's binaries, read what they print.
+//! What the end-to-end tests share beyond the testbed (`ponte-testbed`): a relay in the test's
+//! own process, and rendezvous clients of it on loopback.
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
-pub mod link;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use ponte_relay::{Config, Relay};
+use ponte_transport::client::{ClientError, Redirects, RelayClient};
+use ponte_transport::tls::{self, RelayTrust};
+use ponte_wire::rendezvous::{Refusal, RelayMessage};
 
-/// Ponte's programs, each in the package of the same name.
-const PROGRAMS: &[&str] = &["ponte-agent", "ponte-viewer", "ponte-relay"];
-
-/// The path of a workspace binary, built (or confirmed up to date) once per test process so
-/// a test never runs a stale binary.
-pub fn binary(name: &str) -> PathBuf {
-    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-    let exe = std::env::current_exe().unwrap();
-    // Tests run from target/<profile>/deps/, bench binaries from target/<profile>/.
-    let mut dir = exe.parent().unwrap().to_owned();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if !built.iter().any(|b| b == name) {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        let names: &[&str] = if dir.ends_with("release") {
-            // A benchmark: each binary lives in the package of the same name.
-            cmd.args(["build", "--quiet", "--release", "-p", name, "--bin", name]);
-            &[name]
-        } else {
-            // The packages and targets of `cargo test --workspace`, so that the programs are
-            // built with the features that build resolved and nothing is compiled twice: a
-            // build of one package alone resolves other features and rebuilds half the tree
-            // (minutes on two cores).
-            cmd.args(["build", "--quiet", "--workspace", "--tests"]);
-            for program in PROGRAMS {
-                cmd.args(["--bin", program]);
-            }
-            PROGRAMS
-        };
-        let status = cmd.status().unwrap();
-        assert!(status.success(), "building {names:?} failed");
-        built.extend(names.iter().map(|n| (*n).to_owned()));
-    }
-    dir.join(name)
+/// A relay in this process on a loopback port, with a data directory of its own.
+pub struct TestRelay {
+    /// The relay.
+    pub relay: Relay,
+    /// Its address.
+    pub addr: SocketAddr,
+    _dir: tempfile::TempDir,
 }
 
-/// How long [`Running::expect`] waits for a line.
-pub const LINE_WAIT: Duration = Duration::from_secs(60);
-
-/// A child process whose stdout lines are collected in the background (and kept), with its
-/// stdin at hand when the command was given a piped one.
-pub struct Running {
-    /// The process.
-    pub child: Child,
-    stdin: Option<ChildStdin>,
-    lines: mpsc::Receiver<String>,
-    /// Every stdout line read so far.
-    seen: std::cell::RefCell<Vec<String>>,
+/// A relay started with the default configuration as changed by `tweak`.
+pub async fn relay_with(tweak: impl FnOnce(&mut Config)) -> TestRelay {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new("127.0.0.1:0".parse().unwrap(), dir.path().to_owned());
+    tweak(&mut config);
+    let relay = Relay::start(config).await.unwrap();
+    let addr = relay.local_addr().unwrap();
+    TestRelay {
+        relay,
+        addr,
+        _dir: dir,
+    }
 }
 
-impl Running {
-    /// Starts `command` with stdout collected; set PONTE_TEST_LOGS=1 to see its stderr and
-    /// stdout.
-    pub fn start(mut command: Command) -> Running {
-        let logs = std::env::var_os("PONTE_TEST_LOGS").is_some();
-        // Logs go nowhere unless PONTE_TEST_LOGS is set (an undrained pipe would block the child).
-        let stderr = if logs { Stdio::inherit() } else { Stdio::null() };
-        let mut child = command.stdout(Stdio::piped()).stderr(stderr).spawn().unwrap();
-        let stdout: ChildStdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if logs {
-                    eprintln!("stdout: {line}");
-                }
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Running {
-            stdin: child.stdin.take(),
-            child,
-            lines,
-            seen: std::cell::RefCell::new(Vec::new()),
-        }
-    }
+/// A relay with the default configuration.
+pub async fn relay() -> TestRelay {
+    relay_with(|_| {}).await
+}
 
-    /// The next stdout line, if one comes before `deadline`.
-    fn next_line(&self, deadline: Instant) -> Option<String> {
-        let line = self
-            .lines
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .ok()?;
-        self.seen.borrow_mut().push(line.clone());
-        Some(line)
-    }
+/// A client endpoint bound to a loopback address (127.0.0.x stands for different client IPs).
+pub fn endpoint(last_octet: u8) -> quinn::Endpoint {
+    let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, last_octet));
+    quinn::Endpoint::client(SocketAddr::new(ip, 0)).unwrap()
+}
 
-    /// Every stdout line read so far.
-    pub fn seen(&self) -> Vec<String> {
-        self.seen.borrow().clone()
-    }
-
-    /// Types a line on the process's stdin (started with `Stdio::piped()`).
-    pub fn send(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("started with a piped stdin");
-        writeln!(stdin, "{line}").unwrap();
-        stdin.flush().unwrap();
-    }
-
-    /// The next stdout line containing `needle`, waiting up to [`LINE_WAIT`].
-    pub fn expect(&self, needle: &str) -> String {
-        let deadline = Instant::now() + LINE_WAIT;
-        loop {
-            match self.next_line(deadline) {
-                Some(line) if line.contains(needle) => return line,
-                Some(_) => {}
-                None => panic!("never printed {needle:?}; printed {:#?}", self.seen()),
-            }
-        }
-    }
-
-    /// The stdout lines printed within `wait` from now.
-    pub fn lines_within(&self, wait: Duration) -> Vec<String> {
-        let deadline = Instant::now() + wait;
-        std::iter::from_fn(|| self.next_line(deadline)).collect()
-    }
-
-    /// The next JSON line on stdout whose `event` is `name`, waiting up to `timeout`.
-    pub fn event(&self, name: &str, timeout: Duration) -> serde_json::Value {
-        self.event_where(&format!("{name:?}"), |v| v["event"] == name, timeout)
-    }
-
-    /// The next `attempt` event with this `outcome`, waiting up to `timeout`.
-    pub fn attempt(&self, outcome: &str, timeout: Duration) -> serde_json::Value {
-        let what = format!("attempt {outcome:?}");
-        self.event_where(
-            &what,
-            |v| v["event"] == "attempt" && v["outcome"] == outcome,
-            timeout,
+impl TestRelay {
+    /// A rendezvous client of it from `ep`, pinned to its certificate.
+    pub async fn connect_from(&self, ep: &quinn::Endpoint) -> Result<RelayClient, ClientError> {
+        let (config, seen) = tls::client_config(
+            &RelayTrust::Pinned(self.relay.fingerprint()),
+            tls::transport_config(Duration::from_secs(30)),
         )
+        .unwrap();
+        RelayClient::connect(ep, self.addr, "ponte-relay", config, &seen).await
     }
 
-    /// The next JSON line on stdout that `wanted` accepts, waiting up to `timeout`.
-    pub fn event_where(
-        &self,
-        what: &str,
-        wanted: impl Fn(&serde_json::Value) -> bool,
-        timeout: Duration,
-    ) -> serde_json::Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let Some(line) = self.next_line(deadline) else {
-                panic!("no {what} event within {timeout:?}");
-            };
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                && wanted(&v)
-            {
-                return v;
-            }
-        }
+    /// A bare connection with no stream opened, for sending raw bytes.
+    pub async fn raw_connection(&self) -> quinn::Connection {
+        let (config, _) = tls::client_config(
+            &RelayTrust::Pinned(self.relay.fingerprint()),
+            tls::transport_config(Duration::from_secs(30)),
+        )
+        .unwrap();
+        endpoint(1)
+            .connect_with(config, self.addr, "ponte-relay")
+            .unwrap()
+            .await
+            .unwrap()
     }
 
-    /// The first line the process printed on stdout (once something was read).
-    pub fn first_line(&self) -> Option<String> {
-        self.seen.borrow().first().cloned()
+    /// A rendezvous client of it from 127.0.0.1.
+    pub async fn connect(&self) -> RelayClient {
+        self.connect_from(&endpoint(1)).await.unwrap()
     }
 
-    /// The rest of the first stdout line starting with `prefix`, waiting up to `timeout`.
-    pub fn line_after(&self, prefix: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.next_line(deadline) {
-                Some(line) => {
-                    if let Some(rest) = line.strip_prefix(prefix) {
-                        return rest.trim().to_owned();
-                    }
-                }
-                None => panic!("no line starting with {prefix:?} within {timeout:?}"),
-            }
-        }
-    }
-
-    /// Sends SIGTERM (Unix) and waits for the exit status, up to `timeout`.
-    pub fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        self.wait(timeout)
-    }
-
-    /// Waits for the process to exit by itself, up to `timeout`.
-    pub fn wait(&mut self, timeout: Duration) -> std::process::ExitStatus {
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "process did not exit in {timeout:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    /// A registered agent and a viewer paired with it; both have seen `Paired`.
+    pub async fn pair(&self) -> (RelayClient, RelayClient) {
+        let mut agent = self.connect().await;
+        let (id, _) = agent.register().await.unwrap();
+        let mut viewer = self.connect().await;
+        viewer.join(id).await.unwrap();
+        assert_eq!(agent.next().await.unwrap(), RelayMessage::Paired);
+        (agent, viewer)
     }
 }
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// The refusal carried by a client error (refused message or close reason).
+pub fn refusal(e: &ClientError) -> Option<Refusal> {
+    e.refusal()
+}
+
+/// Waits until `f` is true or panics after `secs`.
+pub async fn eventually(secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met in {secs} s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
-/// A free TCP port on 127.0.0.1 (for endpoints that need a fixed address up front).
-pub fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A redis-server of the test's own on a loopback port (Debian's `redis-server`, installed by
-/// .ci/run); a missing binary fails the test, never skips it.
-pub struct RedisServer {
-    /// Its TCP port on 127.0.0.1.
-    pub port: u16,
-    child: Option<Child>,
-}
-
-impl RedisServer {
-    /// Starts one on a free port.
-    pub fn start() -> RedisServer {
-        let mut server = RedisServer {
-            port: free_tcp_port(),
-            child: None,
-        };
-        server.restart();
-        server
-    }
-
-    /// Its URL for `--cluster`.
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    /// Starts (again) on the same port, with empty state, and waits until it answers.
-    pub fn restart(&mut self) {
-        assert!(self.child.is_none(), "already running");
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--protected-mode", "yes"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect(
-                "redis-server is required for the cluster tests (apt-get install redis-server; .ci/run does)",
-            );
-        self.child = Some(child);
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Stops it hard (SIGKILL), as a crash or a network cut would.
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// An Xvfb server on a free display number, stopped when dropped.
-pub struct Xvfb {
-    child: Child,
-    /// Its display name (`:N`).
-    pub display: String,
-}
-
-impl Xvfb {
-    /// Starts a server with one screen of this size at 24-bit depth.
-    pub fn start(width: u16, height: u16) -> Xvfb {
-        Xvfb::start_with(width, height, &[])
-    }
-
-    /// Starts a server with extra arguments (e.g. `-extension MIT-SHM`).
-    pub fn start_with(width: u16, height: u16, args: &[&str]) -> Xvfb {
-        // Tests in one process start servers concurrently: each takes its own numbers.
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let base = 100 + (std::process::id() % 500) as usize * 10;
-        for _ in 0..200 {
-            let n = base + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 5000;
-            let taken = |p: String| Path::new(&p).exists();
-            if taken(format!("/tmp/.X11-unix/X{n}")) || taken(format!("/tmp/.X{n}-lock")) {
-                continue;
-            }
-            let mut child = Command::new("Xvfb")
-                .arg(format!(":{n}"))
-                .args([
-                    "-screen",
-                    "0",
-                    &format!("{width}x{height}x24"),
-                    "-nolisten",
-                    "tcp",
-                    "-noreset",
-                ])
-                .args(args)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("Xvfb is needed for the screen tests (apt-get install xvfb)");
-            let display = format!(":{n}");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if child.try_wait().unwrap().is_some() {
-                    break; // Display taken by someone else: try the next one.
-                }
-                if x11rb::connect(Some(&display)).is_ok() {
-                    return Xvfb { child, display };
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("could not start Xvfb");
-    }
-
-    /// A new connection to it.
-    pub fn connect(&self) -> x11rb::rust_connection::RustConnection {
-        x11rb::connect(Some(&self.display)).unwrap().0
-    }
-}
-
-impl Drop for Xvfb {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A free UDP port on loopback, for a relay node that must know its address before it starts.
-pub fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Deterministic pseudo-random payload.
+pub fn payload(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
 }
 
 /// A rendezvous client pinned to `pin` (a relay's or a cluster key's fingerprint), following
 /// redirects, that notices a silent relay within `idle`.
 pub async fn relay_client(
-    addr: std::net::SocketAddr,
-    pin: ponte_transport::tls::CertFingerprint,
+    addr: SocketAddr,
+    pin: tls::CertFingerprint,
     idle: Duration,
-) -> Result<ponte_transport::client::RelayClient, ponte_transport::client::ClientError> {
-    use ponte_transport::client::{Redirects, RelayClient};
-    use ponte_transport::tls::{self, RelayTrust};
+) -> Result<RelayClient, ClientError> {
     let (config, seen) = tls::client_config(&RelayTrust::Pinned(pin), tls::transport_config(idle)).unwrap();
     let ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     let mut c = RelayClient::connect(&ep, addr, "ponte-relay", config.clone(), &seen).await?;

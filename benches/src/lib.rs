@@ -1,7 +1,36 @@
 //! Benchmarks of Ponte live in `benches/` (criterion) and `src/bin/` (whole-program figures);
 //! docs/BENCHMARKS.md records the figures and how they were measured.
 
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+/// The path of one of Ponte's programs (`ponte-relay`, `ponte-agent`, `ponte-viewer`), built
+/// first by cargo in this benchmark's profile (release, as docs/BENCHMARKS.md runs them).
+///
+/// Built here because a benchmark runs by hand (never in CI) and `cargo run -p ponte-benches`
+/// cannot build another package's program: each benchmark stays one command. Built on its own
+/// (`-p`), the program has the features it ships with, not the workspace tests' (`test-tap`).
+pub fn program(name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if built.iter().any(|b| b == name) {
+        return ponte_testbed::binary(name);
+    }
+    let release = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.ends_with("release")))
+        .unwrap_or(false);
+    let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    build.args(["build", "--quiet", "-p", name, "--bin", name]);
+    if release {
+        build.arg("--release");
+    }
+    let status = build.status();
+    assert!(status.is_ok_and(|s| s.success()), "building {name} failed");
+    built.push(name.to_owned());
+    ponte_testbed::binary(name)
+}
 
 /// Moves `bytes` from `a` to `b` on one unidirectional stream and returns how long it took,
 /// from opening the stream until the writer saw everything acknowledged.
@@ -35,11 +64,11 @@ pub async fn stream_bytes(a: &quinn::Connection, b: &quinn::Connection, bytes: u
 pub fn start_relay(
     data_dir: &std::path::Path,
 ) -> anyhow::Result<(
-    ponte_tests::Running,
+    ponte_testbed::Running,
     std::net::SocketAddr,
     ponte_transport::tls::CertFingerprint,
 )> {
-    let mut relay = std::process::Command::new(ponte_tests::binary("ponte-relay"));
+    let mut relay = std::process::Command::new(program("ponte-relay"));
     relay
         .args([
             "--listen",
@@ -51,7 +80,7 @@ pub fn start_relay(
         ])
         .arg("--data-dir")
         .arg(data_dir);
-    let relay = ponte_tests::Running::start(relay);
+    let relay = ponte_testbed::Running::start(relay);
     let addr = relay
         .line_after("listening on ", Duration::from_secs(30))
         .parse()?;

@@ -1,5 +1,8 @@
 //! The relay is blind by construction: what it links cannot open a session. Its normal
 //! dependency graph (no dev-dependencies) holds ponte-wire, never the end-to-end layer.
+//!
+//! As this package's integration test, it is also what makes `cargo test` build the
+//! `ponte-relay` program before any test runs: the end-to-end tests (tests/) start it.
 
 use std::process::Command;
 

@@ -763,12 +763,12 @@ async fn the_programs_own_folder_is_never_written_without_a_question() {
     let downloads = w.path("agent-home/Downloads");
     std::fs::create_dir_all(&downloads).unwrap();
     let agent_copy = downloads.join("ponte-agent");
-    std::fs::copy(ponte_tests::binary("ponte-agent"), &agent_copy).unwrap();
+    std::fs::copy(ponte_testbed::binary("ponte-agent"), &agent_copy).unwrap();
     let mut cmd = w.program(&agent_copy);
     cmd.args(["--json", "--allow", "upload", "--dir"])
         .arg(w.path("agent-home"))
         .stdin(std::process::Stdio::null());
-    let agent = ponte_tests::Running::start(cmd);
+    let agent = ponte_testbed::Running::start(cmd);
     let ready = agent.event("ready", WAIT);
     let (id, code) = (
         ready["session_id"].as_str().unwrap().to_owned(),
@@ -801,7 +801,7 @@ async fn what_decides_whom_ponte_trusts_is_ponte_itself_for_every_way_of_writing
     let downloads = w.path("agent-home/Downloads");
     std::fs::create_dir_all(downloads.join("keys")).unwrap();
     let program = downloads.join("ponte-agent");
-    std::fs::copy(ponte_tests::binary("ponte-agent"), &program).unwrap();
+    std::fs::copy(ponte_testbed::binary("ponte-agent"), &program).unwrap();
     let org = ponte_e2e::identity::PrivateKey::from_pem(include_str!(
         "../../crates/e2e/tests/vectors/organisation.key.pem"
     ))

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ponte_e2e::screen::InputEvent;
-use ponte_tests::{Running, Xvfb};
+use ponte_testbed::{Running, Xvfb};
 use ponte_viewer::{QuickAccessReply, Viewer, ViewerError};
 
 use crate::ocr;
@@ -185,7 +185,7 @@ async fn a_process_the_assistant_left_running_cannot_answer_in_the_terminal() {
     let shown = w.path("agent-output.txt");
     let agent = format!(
         "{} --text --dir {} --allow terminal --trust-org '{org}' | tee {}",
-        ponte_tests::binary("ponte-agent").display(),
+        ponte_testbed::binary("ponte-agent").display(),
         w.path("agent-home").display(),
         shown.display(),
     );

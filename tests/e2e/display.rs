@@ -1,4 +1,4 @@
-//! Drawing on and reading back an X display the tests started (`ponte_tests::Xvfb`), shared by
+//! Drawing on and reading back an X display the tests started (`ponte_testbed::Xvfb`), shared by
 //! the screen tests.
 
 #![allow(dead_code)]

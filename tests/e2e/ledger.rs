@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ponte_relay::ledger::{Row, Target};
-use ponte_tests::{Running, binary};
+use ponte_testbed::{Running, binary};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -455,13 +455,13 @@ async fn postgres_one_row_per_session_across_a_relay_cluster() {
     let Backend::Postgres { url, .. } = &backend else {
         unreachable!()
     };
-    let redis = ponte_tests::RedisServer::start();
+    let redis = ponte_testbed::RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("cluster");
     let pin = cert::init_cluster(&keys).unwrap();
     let mut nodes = Vec::new();
     for name in ["a", "b", "c"] {
-        let addr = SocketAddr::from(([127, 0, 0, 1], ponte_tests::free_udp_port()));
+        let addr = SocketAddr::from(([127, 0, 0, 1], ponte_testbed::free_udp_port()));
         let public = addr.to_string().parse().unwrap();
         let node = name.parse().unwrap();
         let files = cert::certify_node(&keys, &node, Some(&public), &dir.path().join(name)).unwrap();

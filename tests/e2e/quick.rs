@@ -42,12 +42,12 @@ fn by_device(w: &World, device: &str, identity: &str, batch: &str) -> Output {
     .unwrap()
 }
 
-fn answer(agent: &mut ponte_tests::Running, prompt: &str, yes: bool) -> String {
+fn answer(agent: &mut ponte_testbed::Running, prompt: &str, yes: bool) -> String {
     reply(agent, prompt, if yes { "y" } else { "n" })
 }
 
 /// Types `typed` once the line containing `prompt` has been on screen long enough.
-fn reply(agent: &mut ponte_tests::Running, prompt: &str, typed: &str) -> String {
+fn reply(agent: &mut ponte_testbed::Running, prompt: &str, typed: &str) -> String {
     let line = agent.expect(prompt);
     std::thread::sleep(SETTLE);
     agent.send(typed);
@@ -55,7 +55,7 @@ fn reply(agent: &mut ponte_tests::Running, prompt: &str, typed: &str) -> String 
 }
 
 /// The customer was not asked about quick access.
-fn never_asked(agent: &ponte_tests::Running) {
+fn never_asked(agent: &ponte_testbed::Running) {
     let asked = agent
         .seen()
         .iter()
@@ -66,7 +66,7 @@ fn never_asked(agent: &ponte_tests::Running) {
 /// The quick-access question as the terminal asks it once the session is over: `days` for
 /// how long ("y": the proposal), then — with permissions to remember — `how` ("1": ask me each
 /// time, "2": without asking).
-fn answer_quick(agent: &mut ponte_tests::Running, days: &str, how: Option<&str>) -> String {
+fn answer_quick(agent: &mut ponte_testbed::Running, days: &str, how: Option<&str>) -> String {
     let question = agent.expect("connect without a code whenever you start Ponte");
     reply(agent, "For how many days?", days);
     if let Some(how) = how {
@@ -82,7 +82,7 @@ fn trusted_file(w: &World) -> PathBuf {
 /// A session with the code between a text agent that trusts ACME Support and Alice, a
 /// verified assistant of ACME, through the viewer library (the test plays the viewer,
 /// modified or not).
-async fn alice_in_a_code_session(w: &World) -> (ponte_tests::Running, ponte_viewer::Viewer) {
+async fn alice_in_a_code_session(w: &World) -> (ponte_testbed::Running, ponte_viewer::Viewer) {
     let acme = w.certified("alice", "Alice Example", "acme", "ACME Support");
     let (agent, id, code) = w.text_agent(&["--allow", "terminal", "--trust-org", &acme]);
     let (credentials, _) = ponte_viewer::identity::load_or_create(&w.path("alice")).unwrap();
@@ -629,7 +629,7 @@ async fn a_scripts_agent_or_no_quick_access_never_lets_an_opt_in_in() {
             .args(["--trust-org", &acme, "--dir"])
             .arg(w.path("agent-home"))
             .stdin(std::process::Stdio::piped());
-        let agent = ponte_tests::Running::start(cmd);
+        let agent = ponte_testbed::Running::start(cmd);
         agent.expect(if args[0] == "--json" { "\"ready\"" } else { "Code:" });
         let out = by_device(&w, "Rossi", "alice", "exec echo in-$((6*7))\nquit\n");
         assert!(!out.status.success(), "{args:?}: {}", text(&out.stdout));

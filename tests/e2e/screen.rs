@@ -22,7 +22,7 @@ use x11rb::rust_connection::RustConnection;
 use crate::display;
 use crate::world;
 
-use ponte_tests::Xvfb;
+use ponte_testbed::Xvfb;
 
 use display::*;
 use world::*;
@@ -905,7 +905,7 @@ async fn the_assistant_cannot_grant_or_answer_through_the_agents_own_terminal() 
     let screen = w.path("agent-screen.txt");
     let agent = format!(
         "{} --text --dir {} --allow control --display {} | tee {}",
-        ponte_tests::binary("ponte-agent").display(),
+        ponte_testbed::binary("ponte-agent").display(),
         w.path("agent-home").display(),
         x.display,
         screen.display()

@@ -1,4 +1,4 @@
-//! Screen sharing through the link emulator (`ponte_tests::link`) between the agent and the
+//! Screen sharing through the link emulator (`ponte_testbed::link`) between the agent and the
 //! relay: short, bounded runs that check behaviour, not figures (those are in screen-bench).
 
 #![allow(clippy::unwrap_used)]
@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use ponte_e2e::app::Request;
 use ponte_e2e::screen::{FrameStats, ScreenFeedback, ScreenUpdate};
 use ponte_screen::{Applied, Canvas};
-use ponte_tests::Xvfb;
-use ponte_tests::link::{Link, Profile};
+use ponte_testbed::Xvfb;
+use ponte_testbed::link::{Link, Profile};
 use x11rb::protocol::xproto::{ConnectionExt as _, Rectangle};
 
 use crate::display;
@@ -41,7 +41,7 @@ fn unix_us() -> u64 {
 /// An agent sharing `display` whose relay is reached through a link of `profile`, and a
 /// screen stream to it.
 struct Shared {
-    _agent: ponte_tests::Running,
+    _agent: ponte_testbed::Running,
     _link: Link,
     _viewer: ponte_viewer::Viewer,
     stream: ponte_session::SecureStream,

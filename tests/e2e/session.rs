@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use ponte_relay::{Config, Relay};
-use ponte_tests::Running;
+use ponte_testbed::Running;
 
 use crate::world;
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use ponte_relay::forward::Direction;
 use ponte_relay::tap::{Tap, Tapped};
-use ponte_tests::Running;
+use ponte_testbed::Running;
 use ponte_viewer::Viewer;
 
 use crate::world;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use ponte_e2e::app::Capability;
 use ponte_e2e::screen::InputEvent;
-use ponte_tests::{Running, Xvfb};
+use ponte_testbed::{Running, Xvfb};
 use ponte_viewer::{QuickAccessReply, TerminalOutput, ViewerError};
 
 use crate::ocr;

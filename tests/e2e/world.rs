@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use ponte_relay::tap::Tap;
 use ponte_relay::{Config, Relay};
-use ponte_tests::{Running, binary};
+use ponte_testbed::{Running, binary};
 use sha2::{Digest, Sha256};
 
 pub const WAIT: Duration = Duration::from_secs(60);

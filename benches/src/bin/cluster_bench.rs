@@ -11,7 +11,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use ponte_tests::{RedisServer, Running, binary, free_tcp_port};
+use ponte_benches::program;
+use ponte_testbed::{RedisServer, Running, free_tcp_port};
 use ponte_transport::client::{Redirects, RelayClient};
 use ponte_transport::tls::{self, CertFingerprint, RelayTrust};
 use ponte_wire::rendezvous::RelayMessage;
@@ -39,7 +40,7 @@ fn node(dir: &Path, redis: &RedisServer, name: &str) -> anyhow::Result<Node> {
     let addr = SocketAddr::from(([127, 0, 0, 1], free_udp_port()));
     let metrics = SocketAddr::from(([127, 0, 0, 1], free_tcp_port()));
     let certs = output(
-        Command::new(binary("ponte-relay"))
+        Command::new(program("ponte-relay"))
             .args([
                 "cluster",
                 "certify",
@@ -51,7 +52,7 @@ fn node(dir: &Path, redis: &RedisServer, name: &str) -> anyhow::Result<Node> {
             .arg("--dir")
             .arg(dir),
     )?;
-    let mut cmd = Command::new(binary("ponte-relay"));
+    let mut cmd = Command::new(program("ponte-relay"));
     cmd.args(["--listen", &addr.to_string(), "--data-dir"])
         .arg(dir.join(name))
         .args([
@@ -216,7 +217,7 @@ async fn main() -> anyhow::Result<()> {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir()?;
     let init = output(
-        Command::new(binary("ponte-relay"))
+        Command::new(program("ponte-relay"))
             .args(["cluster", "init", "--dir"])
             .arg(dir.path()),
     )?;

@@ -3,14 +3,14 @@
 //!
 //! `ponte-link --relay 127.0.0.1:4433 --link dsl` prints the address to give the agent as its
 //! relay, then forwards until interrupted. The screen benchmark and tests use the same
-//! emulator in-process (`ponte_tests::link`).
+//! emulator in-process (`ponte_testbed::link`).
 
 #![allow(missing_docs)]
 
 use std::net::SocketAddr;
 
 use clap::Parser;
-use ponte_tests::link::{Link, Profile};
+use ponte_testbed::link::{Link, Profile};
 
 #[derive(Parser)]
 #[command(about = "Emulates a customer's uplink between a Ponte peer and the relay")]

@@ -17,7 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use ponte_tests::{Running, binary};
+use ponte_benches::program;
+use ponte_testbed::Running;
 use ponte_transport::client::RelayClient;
 use ponte_transport::tls::{self, CertFingerprint, RelayTrust};
 use ponte_wire::rendezvous::RelayMessage;
@@ -217,8 +218,8 @@ async fn close_all(sessions: Vec<(RelayClient, RelayClient)>) {
 async fn before_after(baseline: &std::path::Path, ep: &Endpoint) -> anyhow::Result<()> {
     let relays = [
         start_relay(baseline, false),
-        start_relay(&binary("ponte-relay"), true),
-        start_relay_with(&binary("ponte-relay"), true, &["--ledger", "none"]),
+        start_relay(&program("ponte-relay"), true),
+        start_relay_with(&program("ponte-relay"), true, &["--ledger", "none"]),
     ];
     let targets: Vec<Target> = relays
         .iter()
@@ -306,7 +307,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(baseline) = &baseline {
         before_after(baseline, &ep).await?;
     }
-    let running = start_relay(&binary("ponte-relay"), true);
+    let running = start_relay(&program("ponte-relay"), true);
     let pid = running.running.child.id();
     let relay = Target {
         addr: running.addr,

@@ -9,7 +9,7 @@
 //!
 //!
 //! With `--link dsl|mobile|lan`, instead: the real agent reaches the relay through the link
-//! emulator (`ponte_tests::link`) and an in-process viewer measures what the assistant feels —
+//! emulator (`ponte_testbed::link`) and an in-process viewer measures what the assistant feels —
 //! first usable and exact picture of a photo-like desktop, typing latency, scrolling frame
 //! rate and frame age, frame age under full-screen changes every 100 ms — with per-stage
 //! latency, printing a JSON line per scene.
@@ -24,12 +24,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ponte_benches::program;
 use ponte_e2e::app::{MAX_MESSAGE, Request};
 use ponte_e2e::handshake::Credentials;
 use ponte_e2e::identity::PrivateKey;
 use ponte_e2e::screen::{FrameStats, ScreenFeedback, ScreenUpdate};
 use ponte_screen::{Applied, Canvas, Encoder, Image};
-use ponte_tests::{Running, Xvfb, binary};
+use ponte_testbed::{Running, Xvfb};
 use ponte_transport::tls::CertFingerprint;
 use ponte_wire::frame;
 use x11rb::connection::Connection;
@@ -429,7 +430,7 @@ fn start_agent(
     relay: std::net::SocketAddr,
     fp: &CertFingerprint,
 ) -> (Running, serde_json::Value) {
-    let mut agent = std::process::Command::new(binary("ponte-agent"));
+    let mut agent = std::process::Command::new(program("ponte-agent"));
     agent
         .env("HOME", home)
         .env("XDG_DATA_HOME", home)
@@ -624,7 +625,7 @@ fn compare_photo_codecs() {
 
 /// The emulated-link scenes, each a JSON line.
 async fn link_scenes(name: &str, seconds: u64) -> anyhow::Result<()> {
-    use ponte_tests::link::{Link, Profile};
+    use ponte_testbed::link::{Link, Profile};
     let profile = Profile::named(name).ok_or_else(|| anyhow::anyhow!("unknown link {name}"))?;
     let x = Xvfb::start(W, H);
     let mut scene = Scene::new(x.connect());

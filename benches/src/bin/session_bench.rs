@@ -13,7 +13,8 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ponte_tests::{Running, binary};
+use ponte_benches::program;
+use ponte_testbed::Running;
 use ponte_transport::client::RelayClient;
 use ponte_transport::tls::{self, CertFingerprint, RelayTrust};
 use ponte_wire::rendezvous::RelayMessage;
@@ -80,7 +81,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     // The viewer identity is created once, outside the timed runs.
-    let mut make_identity = Command::new(binary("ponte-viewer"));
+    let mut make_identity = Command::new(program("ponte-viewer"));
     make_identity
         .env("XDG_CONFIG_HOME", dir.path().join("config"))
         .args(["identity", "new", "--name", "bench"]);
@@ -88,7 +89,7 @@ async fn main() -> anyhow::Result<()> {
 
     // One session: an agent, and a viewer running `batch`; returns the viewer's wall time.
     let session = |name: &str, batch: &str| -> anyhow::Result<f64> {
-        let mut agent = Command::new(binary("ponte-agent"));
+        let mut agent = Command::new(program("ponte-agent"));
         env(&mut agent);
         agent
             .args(["--json", "--allow", "all", "--dir"])
@@ -102,7 +103,7 @@ async fn main() -> anyhow::Result<()> {
         );
         let file = dir.path().join(format!("{name}.txt"));
         std::fs::write(&file, batch)?;
-        let mut viewer = Command::new(binary("ponte-viewer"));
+        let mut viewer = Command::new(program("ponte-viewer"));
         env(&mut viewer);
         viewer
             .args(["connect", id, "--code", code, "--batch"])

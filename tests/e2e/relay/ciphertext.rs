@@ -4,20 +4,18 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
 use ponte_e2e::handshake::{
     AgentHandshake, AgentMessage, CodeAttempts, Credentials, HandshakeContext, MAX_MESSAGE, ViewerHandshake,
     ViewerMessage,
 };
 use ponte_e2e::identity::{PrivateKey, TrustStore};
 use ponte_e2e::record::{Opened, RecordHeader};
+use ponte_tests::*;
 use ponte_transport::framed;
 use ponte_wire::{OneTimeCode, os_rng};
 
 const MARKER: &[u8] = b"PONTE-PLAINTEXT-MARKER-6f1d";
-const KEY: &str = include_str!("../../crates/e2e/tests/vectors/assistant.key.pem");
+const KEY: &str = include_str!("../../../crates/e2e/tests/vectors/assistant.key.pem");
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)

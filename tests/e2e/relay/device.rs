@@ -5,22 +5,20 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
 use ponte_e2e::device_key::DeviceKey;
 use ponte_e2e::handshake::{Credentials, HandshakeContext, HandshakeError, MAX_MESSAGE};
 use ponte_e2e::identity::{Certificate, PrivateKey, TrustStore};
 use ponte_e2e::key_handshake::{
     Admission, Admits, KeyAgentHandshake, KeyAgentMessage, KeyViewerHandshake, KeyViewerMessage,
 };
+use ponte_tests::*;
 use ponte_transport::client::{ClientError, JoinExtras, RelayClient};
 use ponte_transport::framed;
 use ponte_wire::rendezvous::{Refusal, RelayMessage};
 use ponte_wire::{DeviceTag, SessionId, os_rng};
 
-const ASSISTANT: &str = include_str!("../../crates/e2e/tests/vectors/assistant.key.pem");
-const ORGANISATION: &str = include_str!("../../crates/e2e/tests/vectors/organisation.key.pem");
+const ASSISTANT: &str = include_str!("../../../crates/e2e/tests/vectors/assistant.key.pem");
+const ORGANISATION: &str = include_str!("../../../crates/e2e/tests/vectors/organisation.key.pem");
 /// Inside the test certificate's validity.
 const NOW: u64 = 1_800_000_000;
 

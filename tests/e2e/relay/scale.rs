@@ -3,12 +3,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use ponte_tests::*;
 use ponte_wire::rendezvous::RelayMessage;
 use tokio::sync::Semaphore;
 

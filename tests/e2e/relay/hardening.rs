@@ -5,13 +5,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::*;
 use ponte_relay::admission::RetryMode;
+use ponte_tests::*;
 use ponte_transport::tls::{self, RelayTrust};
 use ponte_wire::SessionId;
 use ponte_wire::frame::VERSION;

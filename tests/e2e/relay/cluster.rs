@@ -1,19 +1,17 @@
 //! Relay clusters in one process: three nodes sharing a real redis-server on loopback, clients
-//! that pin the cluster key. Node death and SIGTERM with real processes are in tests/cluster.rs
-//! at the workspace root.
+//! that pin the cluster key. Node death and SIGTERM with real processes are in the top-level
+//! `cluster` module.
 
 #![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::redis::RedisServer;
-use common::{endpoint, eventually, refusal};
 use ponte_relay::cluster::{Cluster, ClusterSettings, NodeName, RateLimit, RegisterLimits};
 use ponte_relay::{Config, Relay, cert};
+use ponte_testbed::RedisServer;
+use ponte_tests::{endpoint, eventually, refusal};
 use ponte_transport::client::{ClientError, Redirects, RelayClient};
 use ponte_transport::tls::{self, CertFingerprint, RelayTrust};
 use ponte_wire::SessionId;
@@ -126,8 +124,8 @@ async fn viewers_joining_on_other_nodes_are_redirected_to_the_agents_node() {
         assert_eq!(viewer.connection().remote_address(), a.addr);
         assert_eq!(a.relay.counts(), (0, 1));
         assert_eq!(via.relay.counts(), (0, 0));
-        forwarded(&viewer, &agent, &common::payload(n, 100_000)).await;
-        forwarded(&agent, &viewer, &common::payload(n + 10, 1000)).await;
+        forwarded(&viewer, &agent, &ponte_tests::payload(n, 100_000)).await;
+        forwarded(&agent, &viewer, &ponte_tests::payload(n + 10, 1000)).await;
         viewer.connection().close(0u32.into(), b"done");
         agent.connection().close(0u32.into(), b"done");
         eventually(5, || a.relay.counts() == (0, 0)).await;

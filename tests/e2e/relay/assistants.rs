@@ -4,15 +4,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::redis::RedisServer;
 use ponte_relay::assistants::{AssistantStore, Assistants};
+use ponte_testbed::{RedisServer, binary};
 use ponte_transport::credential::AssistantCredential;
 
 /// Longest a batch of CLI processes may take before the test fails instead of hanging.
@@ -20,7 +18,7 @@ const WAIT: Duration = Duration::from_secs(60);
 
 /// `ponte-relay ARGS --data-dir DIR [--cluster URL]`, started and not waited for.
 fn spawn(dir: &Path, cluster: Option<&str>, args: &[&str]) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ponte-relay"));
+    let mut cmd = Command::new(binary("ponte-relay"));
     cmd.args(args).arg("--data-dir").arg(dir);
     if let Some(url) = cluster {
         cmd.args(["--cluster", url]);

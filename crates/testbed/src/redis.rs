@@ -1,24 +1,20 @@
-//! A real redis-server of the test's own on a loopback port (Debian's `redis-server`, which
-//! .ci/run installs). A missing binary fails the test: cluster tests never skip.
+//! A redis-server of the caller's own on a loopback port, for relay clusters.
 
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::free_tcp_port;
+
+/// A redis-server of the test's own on a loopback port (Debian's `redis-server`, installed by
+/// .ci/run); a missing binary fails the test, never skips it.
 pub struct RedisServer {
+    /// Its TCP port on 127.0.0.1.
     pub port: u16,
     child: Option<Child>,
 }
 
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl RedisServer {
+    /// Starts one on a free port.
     pub fn start() -> RedisServer {
         let mut server = RedisServer {
             port: free_tcp_port(),
@@ -28,6 +24,7 @@ impl RedisServer {
         server
     }
 
+    /// Its URL for `--cluster`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
@@ -35,7 +32,7 @@ impl RedisServer {
     /// Starts (again) on the same port, with empty state, and waits until it answers.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
-        let child = Command::new("redis-server")
+        let child = std::process::Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "yes"])
             .stdout(Stdio::null())
@@ -45,9 +42,9 @@ impl RedisServer {
                 "redis-server is required for the cluster tests (apt-get install redis-server; .ci/run does)",
             );
         self.child = Some(child);
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
             assert!(Instant::now() < deadline, "redis-server did not start");
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use ponte_tests::{Running, binary, free_tcp_port};
+use ponte_testbed::{Running, binary, free_tcp_port};
 use ponte_transport::client::RelayClient;
 use ponte_transport::tls::{self, CertFingerprint, RelayTrust};
 use ponte_wire::rendezvous::{Refusal, RelayMessage};

@@ -2,11 +2,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use ponte_tests::*;
 use ponte_transport::client::ClientError;
 use ponte_wire::frame::VERSION;
 use ponte_wire::rendezvous::{self, ClientMessage, Refusal, RelayMessage};
