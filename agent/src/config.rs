@@ -31,8 +31,8 @@ pub struct Config {
     pub display: DisplayOptions,
     /// The customer's language.
     pub tr: std::sync::Arc<crate::i18n::Tr>,
-    /// The quick-access trust file ([`crate::trusted`]); `None`: no quick access at all.
-    pub trusted: Option<PathBuf>,
+    /// The quick-access opt-ins file ([`crate::quick_access::opt_ins`]); `None`: no quick access at all.
+    pub opt_ins: Option<PathBuf>,
     /// Whether to wait for the assistants the customer opted in for (quick access) besides the
     /// code. Only where the customer can be asked: never for a script's agent.
     pub quick_line: bool,

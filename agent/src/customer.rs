@@ -42,9 +42,9 @@ pub async fn ended(end: &mut watch::Receiver<bool>) {
 }
 
 /// Takes a quick-access opt-in back (from the window's list) and shows the list as it is now.
-async fn untrust(path: PathBuf, events: Events, entry: crate::trusted::Entry) {
+async fn untrust(path: PathBuf, events: Events, entry: crate::quick_access::opt_ins::Entry) {
     let tr = events.tr();
-    let removed = crate::trusted::Trusted::update_async(path, {
+    let removed = crate::quick_access::opt_ins::OptIns::update_async(path, {
         let entry = entry.clone();
         move |trusted| Ok((trusted.remove_entry(&entry), trusted.entries().to_vec()))
     })
@@ -52,8 +52,8 @@ async fn untrust(path: PathBuf, events: Events, entry: crate::trusted::Entry) {
     match removed {
         Ok((removed, entries)) => {
             if removed {
-                let who = crate::i18n::phrases::trusted_who(tr, &entry);
-                events.activity(Kind::Permissions, t!(tr, "trusted-removed", who = who));
+                let who = crate::i18n::phrases::opt_in_who(tr, &entry);
+                events.activity(Kind::Permissions, t!(tr, "quick-access-removed", who = who));
             }
             events.emit(Event::QuickAccess(entries));
         }
@@ -68,7 +68,7 @@ pub fn route(
     questions: Questions,
     grants: LiveGrants,
     injected: InjectedInput,
-    trusted: Option<PathBuf>,
+    opt_ins: Option<PathBuf>,
 ) -> Customer {
     let (consent_tx, consent) = mpsc::channel(1);
     let (chat_tx, chat) = mpsc::channel(64);
@@ -86,9 +86,9 @@ pub fn route(
                 Input::Answer { question, reply } => {
                     questions.answer(question, reply);
                 }
-                // Off the router: a slow trust file must not hold "end".
+                // Off the router: a slow opt-ins file must not hold "end".
                 Input::Untrust(entry) => {
-                    if let Some(path) = trusted.clone() {
+                    if let Some(path) = opt_ins.clone() {
                         tokio::spawn(untrust(path, events.clone(), entry));
                     }
                 }

@@ -104,7 +104,7 @@ pub enum Event {
     },
     /// The customer's quick-access opt-ins, as stored now (sent before the session ID and
     /// after every change); take one back with [`Input::Untrust`].
-    QuickAccess(Vec<crate::trusted::Entry>),
+    QuickAccess(Vec<crate::quick_access::opt_ins::Entry>),
     /// The assistant's access has ended: the session is over, nothing the assistant started
     /// runs any more and no input of theirs can arrive. A last question (quick access) may
     /// follow; then [`Event::Ended`].
@@ -294,7 +294,7 @@ pub enum Question {
         /// The fingerprint of the key that would be let in (the organisation's, or the
         /// assistant's), so that two organisations of one name are told apart.
         key: String,
-        /// The period proposed, in days (1 to [`crate::trusted::MAX_DAYS`]).
+        /// The period proposed, in days (1 to [`crate::quick_access::opt_ins::MAX_DAYS`]).
         days: u32,
         /// The permissions the session had at its end: offered to remember for next time.
         grants: Grants,
@@ -304,7 +304,7 @@ pub enum Question {
 /// The customer's terms for a quick-access opt-in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QuickTerms {
-    /// How long it lasts (clamped to 1 to [`crate::trusted::MAX_DAYS`]).
+    /// How long it lasts (clamped to 1 to [`crate::quick_access::opt_ins::MAX_DAYS`]).
     pub days: u32,
     /// The remembered permissions apply next time without the consent screen (the customer
     /// still sees who connected and can stop everything).
@@ -345,7 +345,7 @@ pub enum Input {
         reply: Reply,
     },
     /// Take back a quick-access opt-in (as listed in [`Event::QuickAccess`]).
-    Untrust(crate::trusted::Entry),
+    Untrust(crate::quick_access::opt_ins::Entry),
     /// Allow this from now on.
     Grant(Capability),
     /// Stop allowing this, and stop whatever runs under it.

@@ -28,12 +28,11 @@ pub mod journal;
 pub mod own_files;
 pub mod process;
 pub mod questions;
-mod quick_access;
+pub mod quick_access;
 pub mod rendezvous;
 pub mod scope;
 pub mod session;
 pub mod transcript;
-pub mod trusted;
 
 pub use config::Config;
 pub use frontend::{Event, Frontend, Input};
@@ -63,7 +62,7 @@ pub async fn run(config: Config, frontend: Frontend) -> anyhow::Result<()> {
         questions.clone(),
         grants.clone(),
         injected.clone(),
-        config.trusted.clone(),
+        config.opt_ins.clone(),
     );
     let result = async {
         process::adopt_orphans().context("becoming the reaper of the assistant's processes")?;

@@ -91,57 +91,58 @@ struct Cli {
 #[derive(Debug, clap::Subcommand)]
 enum Command {
     /// Quick access: the assistants you let connect without a code (list them, take one back).
-    Trusted {
+    #[command(alias = "trusted")]
+    QuickAccess {
         #[command(subcommand)]
-        action: Trusted,
+        action: QuickAccessAction,
     },
 }
 
 #[derive(Debug, clap::Subcommand)]
-enum Trusted {
+enum QuickAccessAction {
     /// Show who may connect without a code, until when, with which remembered permissions.
     List,
-    /// Take one back: from now on they need a new code again (NUMBER as in `trusted list`).
+    /// Take one back: from now on they need a new code again (NUMBER as in `quick-access list`).
     Remove {
-        /// The entry's number in `ponte-agent trusted list`.
+        /// The entry's number in `ponte-agent quick-access list`.
         number: usize,
     },
 }
 
-/// `ponte-agent trusted …`: works on the trust file only; nothing connects anywhere.
-fn trusted(tr: &Tr, action: Trusted) -> anyhow::Result<()> {
-    use ponte_agent::trusted::{Trusted as Store, TrustedError};
+/// `ponte-agent quick-access …`: works on the opt-ins file only; nothing connects anywhere.
+fn quick_access(tr: &Tr, action: QuickAccessAction) -> anyhow::Result<()> {
+    use ponte_agent::quick_access::opt_ins::{OptIns as Store, OptInsError};
     let path = Store::default_path().context("no configuration folder for this user")?;
     match action {
-        Trusted::List => {
+        QuickAccessAction::List => {
             let store = Store::load(&path)?;
             let now = ponte_session::now_unix();
             if store.entries().is_empty() {
-                println!("{}", t!(tr, "trusted-none"));
+                println!("{}", t!(tr, "quick-access-none"));
                 return Ok(());
             }
-            println!("{}", t!(tr, "trusted-title"));
+            println!("{}", t!(tr, "quick-access-title"));
             for (i, entry) in store.entries().iter().enumerate() {
                 println!(
                     "  {}",
-                    ponte_agent::i18n::phrases::trusted_entry(tr, i + 1, entry, now)
+                    ponte_agent::i18n::phrases::opt_in_line(tr, i + 1, entry, now)
                 );
             }
-            println!("{}", t!(tr, "trusted-remove-hint"));
+            println!("{}", t!(tr, "quick-access-remove-hint"));
         }
-        Trusted::Remove { number } => match Store::update(&path, |store| store.remove(number)) {
+        QuickAccessAction::Remove { number } => match Store::update(&path, |store| store.remove(number)) {
             Ok(entry) => {
                 println!(
                     "{}",
                     t!(
                         tr,
-                        "trusted-removed",
-                        who = ponte_agent::i18n::phrases::trusted_who(tr, &entry)
+                        "quick-access-removed",
+                        who = ponte_agent::i18n::phrases::opt_in_who(tr, &entry)
                     )
                 );
             }
-            Err(TrustedError::NoSuchEntry(n)) => {
-                anyhow::bail!("{}", t!(tr, "trusted-no-such", number = n))
+            Err(OptInsError::NoSuchEntry(n)) => {
+                anyhow::bail!("{}", t!(tr, "quick-access-no-such", number = n))
             }
             Err(e) => return Err(e.into()),
         },
@@ -184,8 +185,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Look::Window
     };
     let tr = Arc::new(Tr::new(cli.lang.unwrap_or_else(Lang::from_env)));
-    if let Some(Command::Trusted { action }) = cli.command {
-        return trusted(&tr, action);
+    if let Some(Command::QuickAccess { action }) = cli.command {
+        return quick_access(&tr, action);
     }
     let config = Config {
         relay: cli.relay.options(),
@@ -208,7 +209,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             },
         },
         tr: tr.clone(),
-        trusted: ponte_agent::trusted::Trusted::default_path(),
+        opt_ins: ponte_agent::quick_access::opt_ins::OptIns::default_path(),
         // Quick access lets in whom the customer opted in for, with the customer watching (and
         // asked, unless they chose otherwise): never for a script, whose --allow is for the code.
         quick_line: look != Look::Json && !cli.no_quick_access,

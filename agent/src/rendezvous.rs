@@ -3,7 +3,7 @@
 //! attempt — until one succeeds, the customer quits, or a relay error ends it. Wrong codes
 //! burn the pair after three tries; an expired or burned pair is replaced by a new one.
 //!
-//! With unexpired quick-access opt-ins ([`crate::trusted`]) the agent also registers its
+//! With unexpired quick-access opt-ins ([`crate::quick_access::opt_ins`]) the agent also registers its
 //! device tag, on a second relay connection, and says whom it waits for; a viewer that joins
 //! by the tag gets the key-authenticated handshake instead, and only the assistants those
 //! opt-ins admit get in.
@@ -25,7 +25,7 @@ use crate::events::Events;
 use crate::frontend::{Attempt, Event, Question};
 use crate::i18n::t;
 use crate::questions::{Answer, Questions};
-use crate::trusted::{Entry, Trusted};
+use crate::quick_access::opt_ins::{Entry, OptIns};
 
 /// A session that passed the handshake.
 pub struct Paired {
@@ -45,11 +45,11 @@ pub struct Paired {
 
 /// The customer's quick-access opt-ins, if there are active ones (`Ok(None)`: none). A trust
 /// file that cannot be used turns quick access off; the caller tells the customer why.
-fn load_trusted(config: &Config) -> Result<Option<Trusted>, crate::trusted::TrustedError> {
-    let Some(path) = config.trusted.as_deref() else {
+fn load_trusted(config: &Config) -> Result<Option<OptIns>, crate::quick_access::opt_ins::OptInsError> {
+    let Some(path) = config.opt_ins.as_deref() else {
         return Ok(None);
     };
-    let trusted = Trusted::load(path)?;
+    let trusted = OptIns::load(path)?;
     Ok(Some(trusted).filter(|t| t.any_active(ponte_session::now_unix())))
 }
 
@@ -129,11 +129,11 @@ pub async fn pair(
         client = connect(config, events, questions) => client?,
         () = crate::customer::ended(&mut customer.end) => return Ok(None),
     };
-    let (loaded, trouble) = match config.trusted.as_deref().map(Trusted::load).transpose() {
+    let (loaded, trouble) = match config.opt_ins.as_deref().map(OptIns::load).transpose() {
         Ok(loaded) => (loaded, None),
         Err(e) => (None, Some(e)),
     };
-    if config.trusted.is_some() {
+    if config.opt_ins.is_some() {
         // All of them, expired too, for the window's list (an unusable file lists none).
         let entries = loaded.as_ref().map(|t| t.entries().to_vec()).unwrap_or_default();
         events.emit(Event::QuickAccess(entries));
@@ -284,7 +284,7 @@ const QUICK_RETRY_MAX: Duration = Duration::from_secs(60);
 /// The quick-access line: register the device tag on a connection of its own and run the
 /// key-authenticated handshake with whoever joins by it, until an assistant the opt-ins admit
 /// gets in. The registration is renewed when it expires, and tried again (after a pause) when
-/// the relay cannot be reached; each time the trust file is read again, and the line stops
+/// the relay cannot be reached; each time the opt-ins file is read again, and the line stops
 /// once no opt-in is left. Its attempts are told as quick access, not as the code's.
 async fn quick_line(config: &Config, events: &Events) -> anyhow::Result<Paired> {
     let (mut told, mut warned, mut pause) = (false, false, QUICK_RETRY);
@@ -319,7 +319,7 @@ async fn quick_line(config: &Config, events: &Events) -> anyhow::Result<Paired> 
 async fn quick_registration(
     config: &Config,
     events: &Events,
-    trusted: &Trusted,
+    trusted: &OptIns,
     key: &ponte_e2e::device_key::DeviceKey,
     told: &mut bool,
 ) -> anyhow::Result<Option<Paired>> {
@@ -337,7 +337,7 @@ async fn quick_registration(
     if !std::mem::replace(told, true) {
         let now = ponte_session::now_unix();
         for entry in trusted.entries().iter().filter(|e| e.is_active(now)) {
-            let who = crate::i18n::phrases::trusted_who(events.tr(), entry);
+            let who = crate::i18n::phrases::opt_in_who(events.tr(), entry);
             events.emit(Event::Note(t!(events.tr(), "quick-waiting", who = who)));
         }
     }
@@ -345,7 +345,7 @@ async fn quick_registration(
         match client.next().await.context("connection to the relay")? {
             RelayMessage::PairedDevice { session } => {
                 events.emit(Event::Attempt(Attempt::QuickConnecting));
-                // The customer may have taken an opt-in back (`ponte-agent trusted remove`)
+                // The customer may have taken an opt-in back (`ponte-agent quick-access remove`)
                 // since the agent registered: every attempt reads the file again, and only the
                 // key whose tag was registered answers.
                 let current = load_trusted(config)
@@ -356,7 +356,7 @@ async fn quick_registration(
                 // viewer is let go.
                 let device = current
                     .as_ref()
-                    .and_then(Trusted::device)
+                    .and_then(OptIns::device)
                     .filter(|_| session == id);
                 let outcome = match (device, &current) {
                     (Some(device), Some(trusted)) => {

@@ -23,9 +23,9 @@ use crate::i18n::t;
 use crate::own_files::OwnFiles;
 use crate::questions::Questions;
 use crate::quick_access;
+use crate::quick_access::opt_ins::Entry;
 use crate::rendezvous::Paired;
 use crate::scope::Scope;
-use crate::trusted::Entry;
 
 /// How long the customer has to answer the consent question.
 const CONSENT_TIMEOUT: Duration = Duration::from_secs(600);

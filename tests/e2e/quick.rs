@@ -133,6 +133,7 @@ async fn after_opting_in_the_assistant_reconnects_by_device_without_a_code() {
     // What the customer's side keeps: one entry, readable by the customer only, listed.
     let mode = std::fs::metadata(trusted_file(&w)).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
+    // The command's old name, `trusted`, still works.
     let mut list = w.command("ponte-agent");
     list.args(["trusted", "list"]);
     let listed = text(&run_with_timeout(list, WAIT).stdout);
@@ -260,23 +261,23 @@ async fn removed_expired_and_other_organisations_are_turned_away() {
     assert!(!out.status.success());
     agent.expect("verified: Alice Example, ACME Support tried to connect without a code");
 
-    // Removed: `trusted list` numbers them, `trusted remove` takes one back; with nothing
+    // Removed: `quick-access list` numbers them, `quick-access remove` takes one back; with nothing
     // left the device key is gone and the agent no longer waits for anyone but a code.
     agent.send("end");
     agent.wait(WAIT);
     for _ in 0..2 {
         let mut remove = w.command("ponte-agent");
-        remove.args(["trusted", "remove", "1"]);
+        remove.args(["quick-access", "remove", "1"]);
         let out = run_with_timeout(remove, WAIT);
         assert!(out.status.success(), "{}", text(&out.stderr));
         assert!(text(&out.stdout).contains("Removed:"), "{}", text(&out.stdout));
     }
     assert!(!trusted_file(&w).exists());
     let mut list = w.command("ponte-agent");
-    list.args(["trusted", "list"]);
+    list.args(["quick-access", "list"]);
     assert!(text(&run_with_timeout(list, WAIT).stdout).contains("No assistant may connect without a code"));
     let mut remove = w.command("ponte-agent");
-    remove.args(["trusted", "remove", "1"]);
+    remove.args(["quick-access", "remove", "1"]);
     assert!(!run_with_timeout(remove, WAIT).status.success());
     let (agent, _, _) = w.text_agent(&["--trust-org", &acme]);
     let out = by_device(&w, "Rossi", "alice", "quit\n");
@@ -303,7 +304,7 @@ async fn an_opt_in_removed_while_the_agent_waits_no_longer_opens_it() {
     agent.expect("Also waiting for Alice Example");
     // The customer takes it back without closing Ponte.
     let mut remove = w.command("ponte-agent");
-    remove.args(["trusted", "remove", "1"]);
+    remove.args(["quick-access", "remove", "1"]);
     let out = run_with_timeout(remove, WAIT);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = by_device(&w, "Rossi", "alice", "exec echo opened\nquit\n");

@@ -114,11 +114,13 @@ pub fn grants(tr: &Tr, grants: Grants) -> String {
 }
 
 /// Whom a quick-access opt-in lets in ("Alice, Example Support (only this assistant)").
-pub fn trusted_who(tr: &Tr, entry: &crate::trusted::Entry) -> String {
+pub fn opt_in_who(tr: &Tr, entry: &crate::quick_access::opt_ins::Entry) -> String {
     // Names from a certificate are the peer's text: inert.
     let scope = match entry.admits {
-        ponte_e2e::key_handshake::Admits::Assistant(_) => crate::trusted::Scope::Assistant,
-        ponte_e2e::key_handshake::Admits::Organisation(_) => crate::trusted::Scope::Organisation,
+        ponte_e2e::key_handshake::Admits::Assistant(_) => crate::quick_access::opt_ins::Scope::Assistant,
+        ponte_e2e::key_handshake::Admits::Organisation(_) => {
+            crate::quick_access::opt_ins::Scope::Organisation
+        }
     };
     quick_who(
         tr,
@@ -129,15 +131,25 @@ pub fn trusted_who(tr: &Tr, entry: &crate::trusted::Entry) -> String {
 }
 
 /// Whom quick access would let in: the assistant, or any of its organisation.
-pub fn quick_who(tr: &Tr, name: &PeerText, organisation: &PeerText, scope: crate::trusted::Scope) -> String {
+pub fn quick_who(
+    tr: &Tr,
+    name: &PeerText,
+    organisation: &PeerText,
+    scope: crate::quick_access::opt_ins::Scope,
+) -> String {
     match scope {
-        crate::trusted::Scope::Assistant => {
-            t!(tr, "trusted-assistant", name = name, organisation = organisation)
-        }
-        crate::trusted::Scope::Organisation => {
+        crate::quick_access::opt_ins::Scope::Assistant => {
             t!(
                 tr,
-                "trusted-organisation",
+                "quick-access-assistant",
+                name = name,
+                organisation = organisation
+            )
+        }
+        crate::quick_access::opt_ins::Scope::Organisation => {
+            t!(
+                tr,
+                "quick-access-organisation",
                 name = name,
                 organisation = organisation
             )
@@ -145,27 +157,27 @@ pub fn quick_who(tr: &Tr, name: &PeerText, organisation: &PeerText, scope: crate
     }
 }
 
-/// One line of `ponte-agent trusted list`.
-pub fn trusted_entry(tr: &Tr, number: usize, entry: &crate::trusted::Entry, now: u64) -> String {
+/// One line of `ponte-agent quick-access list`.
+pub fn opt_in_line(tr: &Tr, number: usize, entry: &crate::quick_access::opt_ins::Entry, now: u64) -> String {
     let mut line = t!(
         tr,
-        "trusted-line",
+        "quick-access-line",
         number = number,
-        who = trusted_who(tr, entry),
+        who = opt_in_who(tr, entry),
         until = tr.date_time(entry.not_after),
         grants = grants(tr, entry.grants)
     );
     if entry.without_asking {
-        line.push_str(&t!(tr, "trusted-without-asking"));
+        line.push_str(&t!(tr, "quick-access-without-asking"));
     }
     // Two organisations may carry one name: the key tells them apart.
     let key = match entry.admits {
         ponte_e2e::key_handshake::Admits::Assistant(key)
         | ponte_e2e::key_handshake::Admits::Organisation(key) => key,
     };
-    line.push_str(&t!(tr, "trusted-key", fingerprint = key.to_string()));
+    line.push_str(&t!(tr, "quick-access-key", fingerprint = key.to_string()));
     if !entry.is_active(now) {
-        line.push_str(&t!(tr, "trusted-expired"));
+        line.push_str(&t!(tr, "quick-access-expired"));
     }
     line
 }
@@ -268,7 +280,10 @@ pub fn question(tr: &Tr, question: &Question) -> Vec<String> {
                 tr,
                 "question-quick-access-until",
                 days = *days,
-                until = tr.date_time(crate::trusted::ends(ponte_session::now_unix(), *days))
+                until = tr.date_time(crate::quick_access::opt_ins::ends(
+                    ponte_session::now_unix(),
+                    *days
+                ))
             ));
             lines.push(t!(tr, "question-quick-access-grants", grants = grants(tr, *g)));
             lines.push(t!(tr, "question-quick-access-revoke"));

@@ -269,7 +269,7 @@ impl TextUi {
         let Some(days) = quick.days else {
             // For how many days: a number, or yes for the proposal; no or Enter: none.
             let days = match (line.parse::<u32>(), self.tr.yes_no(line)) {
-                (Ok(days), _) if (1..=ponte_agent::trusted::MAX_DAYS).contains(&days) => days,
+                (Ok(days), _) if (1..=ponte_agent::quick_access::opt_ins::MAX_DAYS).contains(&days) => days,
                 (_, Some(true)) => quick.proposed,
                 (_, Some(false)) => return self.send(no).await,
                 _ => return say(&format!("    {}", t!(self.tr, "question-quick-days"))),
@@ -344,7 +344,7 @@ impl TextUi {
                 }
                 self.say(&format!("  {}", t!(tr, "commands-hint")));
             }
-            // The permissions and screen activity lines say it; `ponte-agent trusted list` lists.
+            // The permissions and screen activity lines say it; `ponte-agent quick-access list` lists.
             Event::Grants(_) | Event::Sharing { .. } | Event::QuickAccess(_) => {}
             Event::Question { id, question } => self.question(id, question),
             Event::QuestionClosed { id, outcome } => {

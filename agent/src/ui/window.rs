@@ -31,7 +31,7 @@ use ponte_agent::frontend::{
 use ponte_agent::i18n::Tr;
 use ponte_agent::i18n::{phrases, t};
 use ponte_agent::questions;
-use ponte_agent::trusted::Entry;
+use ponte_agent::quick_access::opt_ins::Entry;
 
 /// Lines kept in the activity list, the terminal view and the chat.
 const KEPT: usize = 500;
@@ -162,8 +162,8 @@ impl QuickChoice {
         let mut periods = vec![
             7,
             30,
-            ponte_agent::trusted::DEFAULT_DAYS,
-            ponte_agent::trusted::MAX_DAYS,
+            ponte_agent::quick_access::opt_ins::DEFAULT_DAYS,
+            ponte_agent::quick_access::opt_ins::MAX_DAYS,
             proposed,
         ];
         periods.sort_unstable();
@@ -203,7 +203,7 @@ struct Window {
     draft: String,
     question: Option<Question>,
     /// The customer's quick-access opt-ins, to list and take back.
-    trusted: Vec<Entry>,
+    opt_ins: Vec<Entry>,
     copied: Option<Instant>,
     /// A click or key the window did not take (the assistant was using this desktop).
     refused_at: Option<Instant>,
@@ -262,7 +262,7 @@ impl Window {
             chat: VecDeque::new(),
             draft: String::new(),
             question: None,
-            trusted: Vec::new(),
+            opt_ins: Vec::new(),
             copied: None,
             refused_at: None,
         }
@@ -323,7 +323,7 @@ impl Window {
             }
             Event::Grants(grants) => self.grants = grants,
             Event::Question { id, question } => self.ask(id, &question),
-            Event::QuickAccess(entries) => self.trusted = entries,
+            Event::QuickAccess(entries) => self.opt_ins = entries,
             Event::QuestionClosed { id, outcome } => {
                 if self.question.as_ref().is_some_and(|q| q.id == id) {
                     self.question = None;
@@ -490,7 +490,7 @@ impl eframe::App for Window {
                         self.show_notes(ui);
                     }
                     if matches!(self.stage, Stage::Waiting(_) | Stage::Ended { .. }) {
-                        self.trusted(ui);
+                        self.opt_ins(ui);
                     }
                 });
         });
@@ -765,8 +765,8 @@ impl Window {
     }
 
     /// The customer's quick-access opt-ins, each with a button to take it back.
-    fn trusted(&mut self, ui: &mut egui::Ui) {
-        if self.trusted.is_empty() {
+    fn opt_ins(&mut self, ui: &mut egui::Ui) {
+        if self.opt_ins.is_empty() {
             return;
         }
         let tr = self.tr.clone();
@@ -774,12 +774,12 @@ impl Window {
         let mut remove = None;
         ui.separator();
         ui.label(RichText::new(t!(tr, "quick-list-title")).strong());
-        for (i, entry) in self.trusted.iter().enumerate() {
+        for (i, entry) in self.opt_ins.iter().enumerate() {
             ui.horizontal_wrapped(|ui| {
                 if ui.button(t!(tr, "quick-list-remove")).clicked() {
                     remove = Some(entry.clone());
                 }
-                ui.label(phrases::trusted_entry(&tr, i + 1, entry, now));
+                ui.label(phrases::opt_in_line(&tr, i + 1, entry, now));
             });
         }
         if let Some(entry) = remove {
@@ -799,7 +799,7 @@ fn quick_terms(ui: &mut egui::Ui, tr: &Tr, quick: &mut QuickChoice) {
     ui.label(t!(tr, "quick-period"));
     let now = ponte_session::now_unix();
     for &days in &quick.periods {
-        let until = tr.date_time(ponte_agent::trusted::ends(now, days));
+        let until = tr.date_time(ponte_agent::quick_access::opt_ins::ends(now, days));
         ui.radio_value(
             &mut quick.days,
             days,

@@ -252,18 +252,18 @@ log-lines-lost = { $count } lines were not recorded (log limit { $mib } MiB)
 log-ended = session ended: { $reason }
 log-failed = the agent failed: { $error }
 
-## Quick access (ponte-agent trusted)
-trusted-none = No assistant may connect without a code.
-trusted-title = These may connect without a code while you have Ponte open (you still see who connects and decide):
-trusted-assistant = { $name }, { $organisation } (only this assistant)
-trusted-line = { $number }. { $who } — until { $until }; permissions remembered: { $grants }
-trusted-without-asking = ; allowed without asking
-trusted-key = ; key { $fingerprint }
-trusted-expired = ; EXPIRED
-trusted-remove-hint = To take one back: ponte-agent trusted remove NUMBER
-trusted-removed = Removed: { $who }. They need a new code to connect again.
-trusted-no-such = There is no number { $number }; see ponte-agent trusted list.
-trusted-organisation = any verified assistant of { $organisation } (asked by { $name })
+## Quick access (ponte-agent quick-access)
+quick-access-none = No assistant may connect without a code.
+quick-access-title = These may connect without a code while you have Ponte open (you still see who connects and decide):
+quick-access-assistant = { $name }, { $organisation } (only this assistant)
+quick-access-line = { $number }. { $who } — until { $until }; permissions remembered: { $grants }
+quick-access-without-asking = ; allowed without asking
+quick-access-key = ; key { $fingerprint }
+quick-access-expired = ; EXPIRED
+quick-access-remove-hint = To take one back: ponte-agent quick-access remove NUMBER
+quick-access-removed = Removed: { $who }. They need a new code to connect again.
+quick-access-no-such = There is no number { $number }; see ponte-agent quick-access list.
+quick-access-organisation = any verified assistant of { $organisation } (asked by { $name })
 attempt-quick-connecting = Someone is connecting without a code (quick access)…
 attempt-quick-failed = A connection without a code did not succeed: { $reason }
 attempt-quick-left = Someone connected without a code and left before proving who they are.
@@ -274,7 +274,7 @@ question-quick-access-until = { $days ->
    *[other] For { $days } days, until { $until }.
 }
 question-quick-access-grants = Permissions they had at the end: { $grants }. Next time they will be pre-selected; you still see who connects and decide.
-question-quick-access-revoke = You can take it back at any time: in this window while Ponte waits, or with ponte-agent trusted remove.
+question-quick-access-revoke = You can take it back at any time: in this window while Ponte waits, or with ponte-agent quick-access remove.
 quick-waiting = Also waiting for { $who }: they can connect without a code (quick access).
 quick-granted = { $who } may now connect without a code until { $until }.
 quick-declined = Quick access was not allowed.
@@ -300,7 +300,7 @@ question-quick-how = Next time: ask you what they may do (with { $grants } pre-s
 question-quick-how-text = Type 1 to be asked each time, 2 to allow them without asking; n or Enter: no quick access at all.
 quick-off = Quick access is off this time (the agent runs for a script, or with --no-quick-access): the assistants you allowed need the session ID and code too.
 terminal-means-all = With the terminal allowed, the assistant can in effect also see your screen, use your keyboard and mouse, and read and change all your files and Ponte's settings.
-own-file-changed = While the assistant had access, something other than Ponte changed { $path }. It decides whom Ponte trusts: if you did not change it yourself, have it checked before you start Ponte again (ponte-agent trusted list shows who may connect without a code).
+own-file-changed = While the assistant had access, something other than Ponte changed { $path }. It decides whom Ponte trusts: if you did not change it yourself, have it checked before you start Ponte again (ponte-agent quick-access list shows who may connect without a code).
 processes-still-running = Some programs the assistant started kept starting new ones and may still be running: restart the computer to be sure they are gone.
 quick-not-asked-gone = The assistant's request to connect without a code next time was not put to you: the session did not end normally.
 quick-not-asked-running = The assistant's request to connect without a code next time was not put to you: something it started may still be running.

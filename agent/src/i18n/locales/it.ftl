@@ -250,18 +250,18 @@ log-lines-lost = { $count } righe non registrate (limite del registro { $mib } M
 log-ended = sessione terminata: { $reason }
 log-failed = l'agente non è riuscito: { $error }
 
-## Accesso rapido (ponte-agent trusted)
-trusted-none = Nessun assistente può collegarsi senza codice.
-trusted-title = Questi possono collegarsi senza codice quando Ponte è aperto (vedi comunque chi si collega e decidi tu):
-trusted-assistant = { $name }, { $organisation } (solo questo assistente)
-trusted-line = { $number }. { $who } — fino al { $until }; permessi ricordati: { $grants }
-trusted-without-asking = ; consentito senza chiedere
-trusted-key = ; chiave { $fingerprint }
-trusted-expired = ; SCADUTO
-trusted-remove-hint = Per revocarne uno: ponte-agent trusted remove NUMERO
-trusted-removed = Rimosso: { $who }. Per ricollegarsi servirà un nuovo codice.
-trusted-no-such = Non esiste il numero { $number }; vedi ponte-agent trusted list.
-trusted-organisation = qualsiasi assistente verificato di { $organisation } (richiesto da { $name })
+## Accesso rapido (ponte-agent quick-access)
+quick-access-none = Nessun assistente può collegarsi senza codice.
+quick-access-title = Questi possono collegarsi senza codice quando Ponte è aperto (vedi comunque chi si collega e decidi tu):
+quick-access-assistant = { $name }, { $organisation } (solo questo assistente)
+quick-access-line = { $number }. { $who } — fino al { $until }; permessi ricordati: { $grants }
+quick-access-without-asking = ; consentito senza chiedere
+quick-access-key = ; chiave { $fingerprint }
+quick-access-expired = ; SCADUTO
+quick-access-remove-hint = Per revocarne uno: ponte-agent quick-access remove NUMERO
+quick-access-removed = Rimosso: { $who }. Per ricollegarsi servirà un nuovo codice.
+quick-access-no-such = Non esiste il numero { $number }; vedi ponte-agent quick-access list.
+quick-access-organisation = qualsiasi assistente verificato di { $organisation } (richiesto da { $name })
 attempt-quick-connecting = Qualcuno si sta collegando senza codice (accesso rapido)…
 attempt-quick-failed = Un collegamento senza codice non è riuscito: { $reason }
 attempt-quick-left = Qualcuno si è collegato senza codice ed è uscito prima di dimostrare chi è.
@@ -272,7 +272,7 @@ question-quick-access-until = { $days ->
    *[other] Per { $days } giorni, fino al { $until }.
 }
 question-quick-access-grants = Permessi che aveva alla fine: { $grants }. La prossima volta saranno già selezionati; vedrai comunque chi si collega e deciderai tu.
-question-quick-access-revoke = Puoi revocarlo in qualsiasi momento: in questa finestra mentre Ponte attende, oppure con ponte-agent trusted remove.
+question-quick-access-revoke = Puoi revocarlo in qualsiasi momento: in questa finestra mentre Ponte attende, oppure con ponte-agent quick-access remove.
 quick-waiting = In attesa anche di { $who }: può collegarsi senza codice (accesso rapido).
 quick-granted = { $who } può ora collegarsi senza codice fino al { $until }.
 quick-declined = L'accesso rapido non è stato permesso.
@@ -298,7 +298,7 @@ question-quick-how = La prossima volta: chiederti cosa può fare (con { $grants 
 question-quick-how-text = Scrivi 1 per essere interpellato ogni volta, 2 per consentirli senza chiedere; n o Invio: nessun accesso rapido.
 quick-off = L'accesso rapido è disattivato questa volta (l'agente funziona per uno script, o con --no-quick-access): anche gli assistenti autorizzati hanno bisogno dell'ID di sessione e del codice.
 terminal-means-all = Con il terminale consentito, l'assistente può di fatto anche vedere lo schermo, usare tastiera e mouse, e leggere e modificare tutti i tuoi file e le impostazioni di Ponte.
-own-file-changed = Mentre l'assistente aveva accesso, qualcosa di diverso da Ponte ha modificato { $path }. Decide di chi Ponte si fida: se non l'hai modificato tu, fallo controllare prima di riavviare Ponte (ponte-agent trusted list mostra chi può collegarsi senza codice).
+own-file-changed = Mentre l'assistente aveva accesso, qualcosa di diverso da Ponte ha modificato { $path }. Decide di chi Ponte si fida: se non l'hai modificato tu, fallo controllare prima di riavviare Ponte (ponte-agent quick-access list mostra chi può collegarsi senza codice).
 processes-still-running = Alcuni programmi avviati dall'assistente continuavano ad avviarne di nuovi e potrebbero essere ancora in esecuzione: riavvia il computer per essere sicuro che siano terminati.
 quick-not-asked-gone = La richiesta dell'assistente di collegarsi senza codice la prossima volta non ti è stata posta: la sessione non è terminata normalmente.
 quick-not-asked-running = La richiesta dell'assistente di collegarsi senza codice la prossima volta non ti è stata posta: qualcosa che ha avviato potrebbe essere ancora in esecuzione.

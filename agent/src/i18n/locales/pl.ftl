@@ -261,18 +261,18 @@ log-lines-lost = nie zapisano { $count } wierszy (limit dziennika { $mib } MiB)
 log-ended = sesja zakończona: { $reason }
 log-failed = agent nie powiódł się: { $error }
 
-## Szybki dostęp (ponte-agent trusted)
-trusted-none = Żaden asystent nie może połączyć się bez kodu.
-trusted-title = Ci mogą połączyć się bez kodu, gdy Ponte jest otwarte (nadal widzisz, kto się łączy, i decydujesz):
-trusted-assistant = { $name }, { $organisation } (tylko ten asystent)
-trusted-line = { $number }. { $who } — do { $until }; zapamiętane uprawnienia: { $grants }
-trusted-without-asking = ; dozwolone bez pytania
-trusted-key = ; klucz { $fingerprint }
-trusted-expired = ; WYGASŁO
-trusted-remove-hint = Aby cofnąć: ponte-agent trusted remove NUMER
-trusted-removed = Usunięto: { $who }. Do ponownego połączenia potrzebny będzie nowy kod.
-trusted-no-such = Nie ma numeru { $number }; zobacz ponte-agent trusted list.
-trusted-organisation = każdy zweryfikowany asystent firmy { $organisation } (prośba od: { $name })
+## Szybki dostęp (ponte-agent quick-access)
+quick-access-none = Żaden asystent nie może połączyć się bez kodu.
+quick-access-title = Ci mogą połączyć się bez kodu, gdy Ponte jest otwarte (nadal widzisz, kto się łączy, i decydujesz):
+quick-access-assistant = { $name }, { $organisation } (tylko ten asystent)
+quick-access-line = { $number }. { $who } — do { $until }; zapamiętane uprawnienia: { $grants }
+quick-access-without-asking = ; dozwolone bez pytania
+quick-access-key = ; klucz { $fingerprint }
+quick-access-expired = ; WYGASŁO
+quick-access-remove-hint = Aby cofnąć: ponte-agent quick-access remove NUMER
+quick-access-removed = Usunięto: { $who }. Do ponownego połączenia potrzebny będzie nowy kod.
+quick-access-no-such = Nie ma numeru { $number }; zobacz ponte-agent quick-access list.
+quick-access-organisation = każdy zweryfikowany asystent firmy { $organisation } (prośba od: { $name })
 attempt-quick-connecting = Ktoś łączy się bez kodu (szybki dostęp)…
 attempt-quick-failed = Połączenie bez kodu nie powiodło się: { $reason }
 attempt-quick-left = Ktoś połączył się bez kodu i rozłączył, zanim pokazał, kim jest.
@@ -283,7 +283,7 @@ question-quick-access-until = { $days ->
    *[other] Przez { $days } dni, do { $until }.
 }
 question-quick-access-grants = Uprawnienia, które miał na końcu: { $grants }. Następnym razem będą wstępnie zaznaczone; nadal zobaczysz, kto się łączy, i zdecydujesz.
-question-quick-access-revoke = Możesz to cofnąć w każdej chwili: w tym oknie, gdy Ponte czeka, albo poleceniem ponte-agent trusted remove.
+question-quick-access-revoke = Możesz to cofnąć w każdej chwili: w tym oknie, gdy Ponte czeka, albo poleceniem ponte-agent quick-access remove.
 quick-waiting = Czekam też na: { $who } — może połączyć się bez kodu (szybki dostęp).
 quick-granted = { $who } może teraz łączyć się bez kodu do { $until }.
 quick-declined = Nie zezwolono na szybki dostęp.
@@ -309,7 +309,7 @@ question-quick-how = Następnym razem: pytać Cię, co może robić (z zaznaczon
 question-quick-how-text = Wpisz 1, aby za każdym razem decydować, 2, aby zezwalać bez pytania; n lub Enter: bez szybkiego dostępu.
 quick-off = Szybki dostęp jest tym razem wyłączony (agent działa dla skryptu albo z --no-quick-access): również asystenci, którym na to zezwolono, potrzebują ID sesji i kodu.
 terminal-means-all = Gdy terminal jest dozwolony, asystent może w praktyce także widzieć Twój ekran, używać klawiatury i myszy oraz czytać i zmieniać wszystkie Twoje pliki i ustawienia Ponte.
-own-file-changed = Gdy asystent miał dostęp, coś innego niż Ponte zmieniło { $path }. Od tego zależy, komu Ponte ufa: jeśli to nie Ty to zmieniłeś, zleć sprawdzenie, zanim znowu uruchomisz Ponte (ponte-agent trusted list pokazuje, kto może łączyć się bez kodu).
+own-file-changed = Gdy asystent miał dostęp, coś innego niż Ponte zmieniło { $path }. Od tego zależy, komu Ponte ufa: jeśli to nie Ty to zmieniłeś, zleć sprawdzenie, zanim znowu uruchomisz Ponte (ponte-agent quick-access list pokazuje, kto może łączyć się bez kodu).
 processes-still-running = Niektóre programy uruchomione przez asystenta wciąż uruchamiały nowe i mogą nadal działać: uruchom komputer ponownie, aby mieć pewność, że zostały zakończone.
 quick-not-asked-gone = Prośba asystenta o łączenie się następnym razem bez kodu nie została Ci przedstawiona: sesja nie zakończyła się normalnie.
 quick-not-asked-running = Prośba asystenta o łączenie się następnym razem bez kodu nie została Ci przedstawiona: coś, co uruchomił, może nadal działać.

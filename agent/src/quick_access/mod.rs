@@ -1,6 +1,9 @@
 //! Quick access, from the agent's side: the assistant's request during a session is only
 //! noted ([`accept`]); the customer is asked ([`ask`]) once the assistant's access has ended,
-//! and sets the terms of the opt-in in that question.
+//! and sets the terms of the opt-in in that question. The opt-ins themselves are kept in
+//! [`opt_ins`].
+
+pub mod opt_ins;
 
 use ponte_e2e::app::{Control, Grants, QuickAccessGrant};
 use ponte_e2e::identity::PeerIdentity;
@@ -14,7 +17,7 @@ use crate::events::Events;
 use crate::frontend::{Event, Kind, Question, QuickTerms};
 use crate::i18n::t;
 use crate::questions::{Answer, Questions};
-use crate::trusted::{Scope as TrustScope, Trusted};
+use opt_ins::{OptIns, Scope as OptInScope};
 
 /// Quick-access requests that are refused at once (a second one, one before consent, one in
 /// a session opened by quick access) get an answer each — up to this many in a session; a
@@ -50,11 +53,11 @@ impl QuickRequests {
 pub(crate) struct QuickRequest {
     /// The verified assistant who asked.
     peer: PeerIdentity,
-    scope: TrustScope,
+    scope: OptInScope,
     /// Whom it would let in, as a sentence, and that key's fingerprint.
     who: String,
     key: String,
-    /// The period proposed (at most [`crate::trusted::DEFAULT_DAYS`]: a longer one the
+    /// The period proposed (at most [`crate::quick_access::opt_ins::DEFAULT_DAYS`]: a longer one the
     /// customer chooses themselves).
     days: u32,
 }
@@ -81,13 +84,13 @@ pub(crate) fn accept(
         events.activity(Kind::Refused, t!(tr, "quick-unverified"));
         return None;
     };
-    if config.trusted.is_none() || !config.interactive {
+    if config.opt_ins.is_none() || !config.interactive {
         return None;
     }
     let (scope, key) = if organisation {
-        (TrustScope::Organisation, issuer)
+        (OptInScope::Organisation, issuer)
     } else {
-        (TrustScope::Assistant, fingerprint)
+        (OptInScope::Assistant, fingerprint)
     };
     events.activity(Kind::Permissions, t!(tr, "quick-later"));
     Some(QuickRequest {
@@ -95,7 +98,7 @@ pub(crate) fn accept(
         scope,
         who: crate::i18n::phrases::quick_who(tr, name, their_organisation, scope),
         key: key.to_string(),
-        days: days.clamp(1, crate::trusted::DEFAULT_DAYS),
+        days: days.clamp(1, crate::quick_access::opt_ins::DEFAULT_DAYS),
     })
 }
 
@@ -123,7 +126,7 @@ pub(crate) async fn ask(
     offered: Grants,
 ) -> Option<QuickAccessGrant> {
     let tr = events.tr();
-    let path = config.trusted.clone()?;
+    let path = config.opt_ins.clone()?;
     let question = Question::QuickAccess {
         who: request.who.clone(),
         key: request.key.clone(),
@@ -161,9 +164,9 @@ pub(crate) async fn ask(
         .collect();
     let without_asking = terms.without_asking && remembered != Grants::NONE;
     let now = ponte_session::now_unix();
-    let until = crate::trusted::ends(now, terms.days);
+    let until = crate::quick_access::opt_ins::ends(now, terms.days);
     let QuickRequest { peer, scope, who, .. } = request;
-    let stored = Trusted::update_async(path, move |trusted| {
+    let stored = OptIns::update_async(path, move |trusted| {
         let device = trusted.add(
             &peer,
             scope,
@@ -181,7 +184,7 @@ pub(crate) async fn ask(
             events.emit(Event::QuickAccess(entries));
             let mut line = t!(tr, "quick-granted", who = who, until = tr.date_time(until));
             if without_asking {
-                line.push_str(&t!(tr, "trusted-without-asking"));
+                line.push_str(&t!(tr, "quick-access-without-asking"));
             }
             events.activity(Kind::Permissions, line);
             Some(QuickAccessGrant {

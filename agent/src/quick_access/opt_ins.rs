@@ -2,9 +2,9 @@
 //! reconnect without a code, until when, and the device key they reconnect to.
 //!
 //! Kept only on this machine, in one file readable by the user alone
-//! (`<config dir>/ponte/trusted.json`, mode 0600 in a 0700 folder), listed and revoked with
-//! `ponte-agent trusted list` / `remove N`. A file that others could read or change is refused:
-//! whoever can write it could let themselves in. When the last opt-in goes, the device key
+//! (`<config dir>/ponte/trusted.json` — the name it had before, so existing opt-ins stay —
+//! mode 0600 in a 0700 folder), listed and revoked with `ponte-agent quick-access list` /
+//! `remove N`. A file that others could read or change is refused: whoever can write it could let themselves in. When the last opt-in goes, the device key
 //! goes with it, so a stolen copy of an old key stops being worth anything to the thief once
 //! assistants are given a new one.
 
@@ -26,13 +26,13 @@ pub const DEFAULT_DAYS: u32 = 90;
 pub const MAX_DAYS: u32 = 365;
 /// Most opt-ins one file holds: bounds the file and the handshake's work.
 pub const MAX_ENTRIES: usize = 64;
-/// Largest trust file read.
+/// Largest opt-ins file read.
 const MAX_FILE: u64 = 256 * 1024;
 const DAY: u64 = 86_400;
 
-/// What can go wrong with the trust file.
+/// What can go wrong with the opt-ins file.
 #[derive(Debug, thiserror::Error)]
-pub enum TrustedError {
+pub enum OptInsError {
     /// Reading or writing failed.
     #[error("{path}: {error}")]
     Io {
@@ -45,7 +45,7 @@ pub enum TrustedError {
     #[error("{0}: readable or writable by other users (must be 0600); quick access is off until it is fixed")]
     Permissions(PathBuf),
     /// The file does not parse.
-    #[error("{0}: not a valid trust file")]
+    #[error("{0}: not a valid opt-ins file")]
     Malformed(PathBuf),
     /// Quick access is only for assistants a trusted organisation vouches for.
     #[error("quick access is only offered to verified assistants")]
@@ -114,28 +114,28 @@ struct FileFormat {
 
 /// The opt-ins and the device key, as stored.
 #[derive(Debug)]
-pub struct Trusted {
+pub struct OptIns {
     path: PathBuf,
     device: Option<DeviceKey>,
     entries: Vec<Entry>,
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrustedError + '_ {
-    move |error| TrustedError::Io {
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> OptInsError + '_ {
+    move |error| OptInsError::Io {
         path: path.to_owned(),
         error,
     }
 }
 
-impl Trusted {
+impl OptIns {
     /// `<config dir>/ponte/trusted.json`.
     pub fn default_path() -> Option<PathBuf> {
         dirs::config_dir().map(|d| d.join("ponte").join("trusted.json"))
     }
 
     /// Reads the file at `path`; a missing file is an empty list.
-    pub fn load(path: &Path) -> Result<Trusted, TrustedError> {
-        let mut trusted = Trusted {
+    pub fn load(path: &Path) -> Result<OptIns, OptInsError> {
+        let mut trusted = OptIns {
             path: path.to_owned(),
             device: None,
             entries: Vec::new(),
@@ -151,7 +151,7 @@ impl Trusted {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(trusted),
             // A symbolic link (ELOOP) is not ours to trust.
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
-                return Err(TrustedError::Permissions(path.to_owned()));
+                return Err(OptInsError::Permissions(path.to_owned()));
             }
             Err(e) => return Err(io(path)(e)),
         };
@@ -160,7 +160,7 @@ impl Trusted {
             || meta.permissions().mode() & 0o077 != 0
             || meta.uid() != rustix::process::getuid().as_raw()
         {
-            return Err(TrustedError::Permissions(path.to_owned()));
+            return Err(OptInsError::Permissions(path.to_owned()));
         }
         // The text holds the device's secret: wiped when dropped, as is the key's hex below.
         // Room for the largest file there is, so reading never reallocates and leaves a copy.
@@ -169,19 +169,19 @@ impl Trusted {
             .read_to_string(&mut text)
             .map_err(io(path))?;
         if text.len() as u64 > MAX_FILE {
-            return Err(TrustedError::Malformed(path.to_owned()));
+            return Err(OptInsError::Malformed(path.to_owned()));
         }
         let mut file: FileFormat =
-            serde_json::from_str(&text).map_err(|_| TrustedError::Malformed(path.to_owned()))?;
+            serde_json::from_str(&text).map_err(|_| OptInsError::Malformed(path.to_owned()))?;
         let key_text = file.device_key.take().map(zeroize::Zeroizing::new);
         if file.entries.len() > MAX_ENTRIES {
-            return Err(TrustedError::Malformed(path.to_owned()));
+            return Err(OptInsError::Malformed(path.to_owned()));
         }
         trusted.device = match key_text {
             Some(text) => {
                 let mut key = zeroize::Zeroizing::new([0u8; 32]);
                 hex::decode_to_slice(&text, &mut *key)
-                    .map_err(|_| TrustedError::Malformed(path.to_owned()))?;
+                    .map_err(|_| OptInsError::Malformed(path.to_owned()))?;
                 Some(DeviceKey::from_bytes(*key))
             }
             None => None,
@@ -194,32 +194,32 @@ impl Trusted {
     /// beside the file: an opt-in being stored, a removal in the window and `ponte-agent
     /// trusted remove` in another process never lose each other's change. Blocks (at most
     /// [`ponte_transport::private_file::LOCK_WAIT`] for the lock): async callers use
-    /// [`Trusted::update_async`].
+    /// [`OptIns::update_async`].
     pub fn update<T>(
         path: &Path,
-        change: impl FnOnce(&mut Trusted) -> Result<T, TrustedError>,
-    ) -> Result<T, TrustedError> {
+        change: impl FnOnce(&mut OptIns) -> Result<T, OptInsError>,
+    ) -> Result<T, OptInsError> {
         let _lock = ponte_transport::private_file::Lock::acquire(path).map_err(io(path))?;
-        let mut trusted = Trusted::load(path)?;
+        let mut trusted = OptIns::load(path)?;
         let out = change(&mut trusted)?;
         trusted.save()?;
         Ok(out)
     }
 
-    /// [`Trusted::update`] for async callers: on a blocking thread, so a slow lock never
+    /// [`OptIns::update`] for async callers: on a blocking thread, so a slow lock never
     /// holds the runtime's workers.
     pub async fn update_async<T: Send + 'static>(
         path: PathBuf,
-        change: impl FnOnce(&mut Trusted) -> Result<T, TrustedError> + Send + 'static,
-    ) -> Result<T, TrustedError> {
+        change: impl FnOnce(&mut OptIns) -> Result<T, OptInsError> + Send + 'static,
+    ) -> Result<T, OptInsError> {
         let at = path.clone();
-        tokio::task::spawn_blocking(move || Trusted::update(&path, change))
+        tokio::task::spawn_blocking(move || OptIns::update(&path, change))
             .await
             .unwrap_or_else(|e| Err(io(&at)(std::io::Error::other(e))))
     }
 
     /// Writes the file (0600, replaced atomically), or deletes it when no entry is left.
-    pub fn save(&self) -> Result<(), TrustedError> {
+    pub fn save(&self) -> Result<(), OptInsError> {
         let path = &self.path;
         if self.entries.is_empty() {
             return match std::fs::remove_file(path) {
@@ -255,7 +255,7 @@ impl Trusted {
         self.device.is_some() && self.entries.iter().any(|e| e.is_active(now))
     }
 
-    /// The admissions for the handshake, index for index with [`Trusted::entries`].
+    /// The admissions for the handshake, index for index with [`OptIns::entries`].
     pub fn admissions(&self) -> Vec<Admission> {
         self.entries.iter().map(Entry::admission).collect()
     }
@@ -273,7 +273,7 @@ impl Trusted {
         without_asking: bool,
         now: u64,
         rng: &mut impl CryptoRng,
-    ) -> Result<DevicePublic, TrustedError> {
+    ) -> Result<DevicePublic, OptInsError> {
         let PeerIdentity::Verified {
             name,
             organisation,
@@ -282,7 +282,7 @@ impl Trusted {
             ..
         } = peer
         else {
-            return Err(TrustedError::Unverified);
+            return Err(OptInsError::Unverified);
         };
         let admits = match scope {
             Scope::Assistant => Admits::Assistant(*fingerprint),
@@ -290,7 +290,7 @@ impl Trusted {
         };
         self.entries.retain(|e| e.admits != admits);
         if self.entries.len() >= MAX_ENTRIES {
-            return Err(TrustedError::Full);
+            return Err(OptInsError::Full);
         }
         self.entries.push(Entry {
             admits,
@@ -306,9 +306,9 @@ impl Trusted {
     }
 
     /// Removes entry `number` (1-based, as listed). The device key goes with the last one.
-    pub fn remove(&mut self, number: usize) -> Result<Entry, TrustedError> {
+    pub fn remove(&mut self, number: usize) -> Result<Entry, OptInsError> {
         if number == 0 || number > self.entries.len() {
-            return Err(TrustedError::NoSuchEntry(number));
+            return Err(OptInsError::NoSuchEntry(number));
         }
         let entry = self.entries.remove(number - 1);
         if self.entries.is_empty() {
@@ -371,7 +371,7 @@ mod tests {
                         fingerprint: Fingerprint([n; 32]),
                         issuer: Fingerprint([99; 32]),
                     };
-                    Trusted::update(&path, |t| {
+                    OptIns::update(&path, |t| {
                         t.add(&peer, Scope::Assistant, 30, Grants::NONE, false, 1000, &mut rng())
                     })
                     .unwrap();
@@ -379,7 +379,7 @@ mod tests {
             })
             .collect();
         writers.into_iter().for_each(|w| w.join().unwrap());
-        assert_eq!(Trusted::load(&path).unwrap().entries().len(), 8);
+        assert_eq!(OptIns::load(&path).unwrap().entries().len(), 8);
     }
 
     #[test]
@@ -390,15 +390,15 @@ mod tests {
         std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o600)).unwrap();
         let link = dir.path().join("trusted.json");
         std::os::unix::fs::symlink(&real, &link).unwrap();
-        assert!(matches!(Trusted::load(&link), Err(TrustedError::Permissions(_))));
-        assert!(Trusted::load(&real).is_ok());
+        assert!(matches!(OptIns::load(&link), Err(OptInsError::Permissions(_))));
+        assert!(OptIns::load(&real).is_ok());
     }
 
     #[test]
     fn opt_in_is_saved_0600_listed_and_removed_with_the_device_key() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ponte").join("trusted.json");
-        let mut t = Trusted::load(&path).unwrap();
+        let mut t = OptIns::load(&path).unwrap();
         assert!(t.entries().is_empty() && t.device().is_none());
         let d = t
             .add(
@@ -420,7 +420,7 @@ mod tests {
             .mode();
         assert_eq!(dir_mode & 0o777, 0o700);
 
-        let mut again = Trusted::load(&path).unwrap();
+        let mut again = OptIns::load(&path).unwrap();
         assert_eq!(again.device().unwrap().public(), d);
         assert_eq!(again.entries().len(), 1);
         let e = &again.entries()[0];
@@ -428,8 +428,8 @@ mod tests {
         assert_eq!(e.not_after, 1000 + 90 * DAY);
         assert!(again.any_active(1000 + 90 * DAY) && !again.any_active(1001 + 90 * DAY));
 
-        assert!(matches!(again.remove(2), Err(TrustedError::NoSuchEntry(2))));
-        assert!(matches!(again.remove(0), Err(TrustedError::NoSuchEntry(0))));
+        assert!(matches!(again.remove(2), Err(OptInsError::NoSuchEntry(2))));
+        assert!(matches!(again.remove(0), Err(OptInsError::NoSuchEntry(0))));
         again.remove(1).unwrap();
         assert!(again.device().is_none());
         again.save().unwrap();
@@ -439,7 +439,7 @@ mod tests {
     #[test]
     fn only_verified_assistants_and_at_most_a_year() {
         let dir = tempfile::tempdir().unwrap();
-        let mut t = Trusted::load(&dir.path().join("t.json")).unwrap();
+        let mut t = OptIns::load(&dir.path().join("t.json")).unwrap();
         let unverified = PeerIdentity::Unverified {
             fingerprint: Fingerprint([1; 32]),
             reason: CertificateError::Missing,
@@ -454,7 +454,7 @@ mod tests {
                 0,
                 &mut rng()
             ),
-            Err(TrustedError::Unverified)
+            Err(OptInsError::Unverified)
         ));
         assert!(t.device().is_none());
         t.add(
@@ -487,7 +487,7 @@ mod tests {
     fn a_file_others_can_read_or_a_broken_file_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("trusted.json");
-        let mut t = Trusted::load(&path).unwrap();
+        let mut t = OptIns::load(&path).unwrap();
         t.add(
             &verified(),
             Scope::Assistant,
@@ -500,13 +500,13 @@ mod tests {
         .unwrap();
         t.save().unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(matches!(Trusted::load(&path), Err(TrustedError::Permissions(_))));
+        assert!(matches!(OptIns::load(&path), Err(OptInsError::Permissions(_))));
         std::fs::write(&path, "{not json").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert!(matches!(Trusted::load(&path), Err(TrustedError::Malformed(_))));
+        assert!(matches!(OptIns::load(&path), Err(OptInsError::Malformed(_))));
         // A symlink is not followed.
         let link = dir.path().join("link.json");
         std::os::unix::fs::symlink(&path, &link).unwrap();
-        assert!(matches!(Trusted::load(&link), Err(TrustedError::Permissions(_))));
+        assert!(matches!(OptIns::load(&link), Err(OptInsError::Permissions(_))));
     }
 }
