@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use ponte_e2e::app::Capability;
-use ponte_e2e::screen::{ScreenFeedback, ScreenUpdate};
+use ponte_e2e::screen::{InputEvent, ScreenFeedback, ScreenUpdate};
 use ponte_screen::{Encoder, Pacer, PathSample};
 use ponte_session::{SecureSend, SecureStream};
 use ponte_transport::bucket::TokenBucket;
@@ -103,9 +103,7 @@ impl Handler for Screen {
         let mut sync = 0u64;
         let mut sync_since = Instant::now();
         let mut pointer = None;
-        let mut dropped = Reporter::new(Instant::now());
-        let mut paused = Reporter::new(Instant::now());
-        let mut controlling = false;
+        let mut control = Control::new();
         let end = loop {
             tokio::select! {
                 _ = ticker.tick() => {
@@ -146,30 +144,7 @@ impl Handler for Screen {
                         }
                         sync = sync.max(s);
                     }
-                    Ok(Some(ScreenFeedback::Input(event))) => {
-                        let allowed = ctx.grants.now().allows(Capability::Control) && event.is_valid();
-                        let injected = if allowed {
-                            ctx.desktop.inject(vec![event]).await?
-                        } else {
-                            Injected::NotAllowed
-                        };
-                        match injected {
-                            Injected::Done if !controlling => {
-                                controlling = true;
-                                ctx.events.activity(Kind::Control, t!(ctx.tr(), "control-using"));
-                            }
-                            Injected::Done => {}
-                            Injected::LocalInputWins => if let Some(n) = paused.count(Instant::now()) {
-                                ctx.events.activity(Kind::Control, t!(ctx.tr(), "control-paused", count = n));
-                            },
-                            Injected::NotAllowed => if let Some(n) = dropped.count(Instant::now()) {
-                                ctx.events.activity(Kind::Refused, t!(ctx.tr(), "control-dropped", count = n));
-                            },
-                            Injected::ViewOnly => if let Some(n) = dropped.count(Instant::now()) {
-                                ctx.events.activity(Kind::Refused, t!(ctx.tr(), "control-view-only", count = n));
-                            },
-                        }
-                    }
+                    Ok(Some(ScreenFeedback::Input(event))) => control.input(ctx, event).await?,
                     Ok(None) => break t!(ctx.tr(), "screen-ended-closed"),
                     Err(e) => break t!(ctx.tr(), "screen-ended-failed", error = e.to_string()),
                 },
@@ -179,6 +154,63 @@ impl Handler for Screen {
             kind: Kind::Screen,
             text: t!(ctx.tr(), "screen-ended", reason = end),
         })
+    }
+}
+
+/// The assistant's input on a screen stream, and what the customer is told of it.
+struct Control {
+    /// Whether the customer was told the assistant is using mouse and keyboard.
+    controlling: bool,
+    /// Input dropped: without `control`, or on a desktop that takes none.
+    dropped: Reporter,
+    /// Input paused because the customer is using mouse or keyboard.
+    paused: Reporter,
+}
+
+impl Control {
+    fn new() -> Control {
+        Control {
+            controlling: false,
+            dropped: Reporter::new(Instant::now()),
+            paused: Reporter::new(Instant::now()),
+        }
+    }
+
+    /// Injects `event` if `control` is granted now, and says what became of it.
+    async fn input(&mut self, ctx: &Context, event: InputEvent) -> anyhow::Result<()> {
+        let allowed = ctx.grants.now().allows(Capability::Control) && event.is_valid();
+        let injected = if allowed {
+            ctx.desktop.inject(vec![event]).await?
+        } else {
+            Injected::NotAllowed
+        };
+        let tr = ctx.tr();
+        match injected {
+            Injected::Done if !self.controlling => {
+                self.controlling = true;
+                ctx.events.activity(Kind::Control, t!(tr, "control-using"));
+            }
+            Injected::Done => {}
+            Injected::LocalInputWins => {
+                if let Some(n) = self.paused.count(Instant::now()) {
+                    ctx.events
+                        .activity(Kind::Control, t!(tr, "control-paused", count = n));
+                }
+            }
+            Injected::NotAllowed => {
+                if let Some(n) = self.dropped.count(Instant::now()) {
+                    ctx.events
+                        .activity(Kind::Refused, t!(tr, "control-dropped", count = n));
+                }
+            }
+            Injected::ViewOnly => {
+                if let Some(n) = self.dropped.count(Instant::now()) {
+                    ctx.events
+                        .activity(Kind::Refused, t!(tr, "control-view-only", count = n));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
