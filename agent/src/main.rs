@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser;
-use ponte_agent::desktop::{DisplayOptions, IndicatorText};
+use ponte_agent::desktop::{DisplayOptions, IndicatorText, SessionKind};
 use ponte_agent::i18n::{Lang, Tr, t};
 use ponte_agent::{Config, frontend};
 use ponte_e2e::app::Grants;
@@ -74,6 +74,11 @@ struct Cli {
     /// unless you allow the terminal, which reaches everything you can) [default: your home].
     #[arg(long)]
     dir: Option<PathBuf>,
+
+    /// The kind of desktop to share: x11, or wayland (through the system's screen-sharing
+    /// portal, which asks you in its own dialog) [default: your session's kind].
+    #[arg(long, value_enum)]
+    desktop: Option<SessionKind>,
 
     /// The X display to share [default: $DISPLAY].
     #[arg(long)]
@@ -201,6 +206,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             .unwrap_or_else(|| PathBuf::from(".")),
         log: cli.log.clone(),
         display: DisplayOptions {
+            desktop: cli.desktop,
             display: cli.display.clone(),
             monitor: cli.monitor,
             indicator: IndicatorText {

@@ -26,4 +26,5 @@ mod screen;
 mod screen_link;
 mod session;
 mod tamper;
+mod wayland;
 mod window;

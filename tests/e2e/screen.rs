@@ -27,7 +27,7 @@ use ponte_testbed::Xvfb;
 use display::*;
 use world::*;
 
-fn read_png(path: &Path) -> (u16, u16, Vec<u32>) {
+pub(crate) fn read_png(path: &Path) -> (u16, u16, Vec<u32>) {
     let decoder = png::Decoder::new(BufReader::new(std::fs::File::open(path).unwrap()));
     let mut reader = decoder.read_info().unwrap();
     let mut buf = vec![0; reader.output_buffer_size().unwrap()];
@@ -41,14 +41,14 @@ fn read_png(path: &Path) -> (u16, u16, Vec<u32>) {
 }
 
 /// A viewer driven line by line on stdin (`--batch -`), its messages read from stderr.
-struct Scripted {
+pub(crate) struct Scripted {
     child: Child,
     stdin: ChildStdin,
     lines: mpsc::Receiver<String>,
 }
 
 impl Scripted {
-    fn start(w: &World, id: &str, code: &str, display: Option<&str>) -> Scripted {
+    pub(crate) fn start(w: &World, id: &str, code: &str, display: Option<&str>) -> Scripted {
         let mut cmd = w.command("ponte-viewer");
         cmd.args(["connect", id, "--code", code, "--batch", "-"]);
         match display {
@@ -77,13 +77,13 @@ impl Scripted {
         Scripted { child, stdin, lines }
     }
 
-    fn send(&mut self, line: &str) {
+    pub(crate) fn send(&mut self, line: &str) {
         writeln!(self.stdin, "{line}").unwrap();
         self.stdin.flush().unwrap();
     }
 
     /// The next stderr line containing `needle`; a failed command fails the test.
-    fn expect(&self, needle: &str) -> String {
+    pub(crate) fn expect(&self, needle: &str) -> String {
         let deadline = Instant::now() + WAIT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -640,15 +640,20 @@ fn resize(conn: &RustConnection, width: u16, height: u16) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn on_a_wayland_session_the_screen_is_not_shared_and_both_sides_are_told_why() {
-    // An X display is there (as XWayland would be), with something on it.
+async fn on_a_wayland_session_without_a_portal_the_x_display_is_not_shared_and_both_sides_are_told_why() {
+    // An X display is there (as XWayland would be), with something on it, and no session bus
+    // (so no screen-sharing portal).
     let x = Xvfb::start(320, 240);
     draw(&x.connect(), 320, 240, pattern);
     let w = World::new().await;
     let mut cmd = w.agent_command(&["--allow", "screen"]);
     cmd.env("DISPLAY", &x.display)
         .env("XDG_SESSION_TYPE", "wayland")
-        .env("WAYLAND_DISPLAY", "wayland-0");
+        .env("WAYLAND_DISPLAY", "wayland-0")
+        .env(
+            "DBUS_SESSION_BUS_ADDRESS",
+            "unix:path=/nonexistent/ponte-test-bus",
+        );
     let (agent, id, code) = w.start_agent(cmd);
     let mut viewer = Scripted::start(&w, &id, &code, None);
     let shot = w.path("shot.png");

@@ -1,17 +1,20 @@
 //! The customer's desktop behind a seam: capture, which every back end has, and the parts a
 //! back end may lack — input injection, a pointer it can read, and an on-screen indicator of
-//! our own. X11 is the first back end (in `x11.rs`, built on Linux) and has them all; a
-//! Wayland portal back end has no global pointer and shows the system's own indicator, and
-//! where the compositor offers no remote input it is view only. On a Wayland session the X11
-//! back end would see only the X programs (usually nothing), so the agent says it cannot share
-//! the screen there rather than share that.
+//! our own. X11 (in `x11.rs`) has them all. On a Wayland session, whose X display (XWayland)
+//! shows only the X programs, the portal back end (`portal.rs`) shares the screen through the
+//! xdg-desktop-portal and PipeWire: it has no pointer to read, the system shows its own
+//! indicator, and it takes input only if the customer allowed it in the system's dialog.
 
+#[cfg(target_os = "linux")]
+mod portal;
+#[cfg(target_os = "linux")]
+mod screencast;
 mod worker;
 #[cfg(target_os = "linux")]
 mod x11;
 
 #[cfg(not(target_os = "linux"))]
-compile_error!("ponte-agent has a desktop back end for Linux (X11) only so far");
+compile_error!("ponte-agent has desktop back ends for Linux (X11, Wayland) only so far");
 
 pub use worker::{DesktopWorker, DisplayOptions, IndicatorText, Injected, Opened, Sharing, Step};
 
@@ -134,19 +137,30 @@ pub trait Indicator {
 /// Why the desktop cannot do what is asked.
 #[derive(Debug, thiserror::Error)]
 pub enum DesktopError {
-    /// A Wayland session: its X display (XWayland) shows only X programs.
+    /// No xdg-desktop-portal with ScreenCast and RemoteDesktop answers on the session bus.
     #[error(
-        "this computer runs a Wayland session, whose screen Ponte cannot share yet (X11 sessions only); \
-         its X display would show only X programs, usually nothing"
+        "this Wayland desktop offers no screen-sharing portal (xdg-desktop-portal with ScreenCast and RemoteDesktop): {0}"
     )]
-    Wayland,
+    NoPortal(String),
+    /// The customer cancelled the system's sharing dialog.
+    #[error("the customer did not allow sharing the screen in the system's dialog")]
+    PortalCancelled,
+    /// Nobody answered the system's sharing dialog in time (minutes).
+    #[error("the system's screen-sharing dialog was not answered within {0} minutes")]
+    PortalUnanswered(u64),
+    /// The portal failed otherwise.
+    #[error("the screen-sharing portal failed: {0}")]
+    Portal(String),
+    /// The PipeWire stream of the shared screen failed.
+    #[error("the screen stream (PipeWire) failed: {0}")]
+    PipeWire(String),
     /// The desktop takes no input from Ponte: the assistant can see, not control.
     #[error("the customer's desktop is view only: it takes no mouse or keyboard input from Ponte")]
     ViewOnly,
 }
 
 /// The kind of graphical session the agent runs in, as its environment (`getenv`) says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SessionKind {
     /// An X11 session (or no graphical session at all: opening the display says why).
     X11,
@@ -168,14 +182,23 @@ impl SessionKind {
     }
 }
 
-/// Opens the desktop on `display` (X11 display name; default `$DISPLAY`, refused on a Wayland
-/// session), sharing monitor `monitor` (default the primary one).
-pub fn open(display: Option<&str>, monitor: Option<usize>) -> anyhow::Result<Box<dyn Desktop>> {
-    // A display named by the customer is shared as asked.
-    if display.is_none() && SessionKind::detect(|name| std::env::var(name).ok()) == SessionKind::Wayland {
-        return Err(DesktopError::Wayland.into());
-    }
-    Ok(Box::new(x11::X11::open(display, monitor)?))
+/// Opens the desktop of kind `kind` (default: as the session's environment says, or X11 when an
+/// X display is named): on X11, `display` (default `$DISPLAY`) sharing monitor `monitor`
+/// (default the primary one); on Wayland, through the portal, whose dialog picks the monitor.
+pub fn open(
+    kind: Option<SessionKind>,
+    display: Option<&str>,
+    monitor: Option<usize>,
+) -> anyhow::Result<Box<dyn Desktop>> {
+    let kind = kind.unwrap_or_else(|| match display {
+        // A display named by the customer is shared as asked.
+        Some(_) => SessionKind::X11,
+        None => SessionKind::detect(|name| std::env::var(name).ok()),
+    });
+    Ok(match kind {
+        SessionKind::X11 => Box::new(x11::X11::open(display, monitor)?),
+        SessionKind::Wayland => Box::new(portal::Portal::open()?),
+    })
 }
 
 #[cfg(test)]

@@ -30,6 +30,8 @@ pub const LOCAL_INPUT_PAUSE: Duration = Duration::from_secs(1);
 /// Where the desktop is.
 #[derive(Debug, Clone, Default)]
 pub struct DisplayOptions {
+    /// Which kind of desktop (default: as the session's environment says).
+    pub desktop: Option<super::SessionKind>,
     /// X display name (default `$DISPLAY`).
     pub display: Option<String>,
     /// RandR monitor index (default the primary one).
@@ -121,11 +123,12 @@ impl DesktopWorker {
         injected: super::InjectedInput,
     ) -> DesktopWorker {
         let DisplayOptions {
+            desktop,
             display,
             monitor,
             indicator,
         } = options;
-        let open = move || super::open(display.as_deref(), monitor);
+        let open = move || super::open(desktop, display.as_deref(), monitor);
         DesktopWorker::start_with(open, indicator, grants, injected)
     }
 

@@ -4,6 +4,8 @@
 //!   whose output the caller reads line by line;
 //! - [`RedisServer`]: a redis-server of the caller's own, for relay clusters;
 //! - [`Xvfb`]: an X display of the caller's own, for screen sharing;
+//! - [`WaylandSession`]: a headless GNOME Wayland session of the caller's own, with the
+//!   screen-sharing portal, and the test's [`wayland::Customer`] in it;
 //! - [`link`]: an emulated network link (rate, delay, jitter, loss) in front of a relay.
 //!
 //! It holds no Ponte code, so a benchmark measures the programs as they ship.
@@ -13,10 +15,12 @@ pub mod link;
 mod program;
 mod redis;
 mod sources;
+pub mod wayland;
 mod xvfb;
 
 pub use program::{LINE_WAIT, Running, binary};
 pub use redis::RedisServer;
+pub use wayland::WaylandSession;
 pub use xvfb::Xvfb;
 
 /// A free TCP port on 127.0.0.1 (for endpoints that need a fixed address up front).

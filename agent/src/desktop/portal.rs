@@ -1,0 +1,355 @@
+//! The Wayland desktop, through the xdg-desktop-portal: one portal session with ScreenCast
+//! (the picture, as a PipeWire stream) and RemoteDesktop (the assistant's pointer and keys), so
+//! the customer sees one system dialog. The dialog is part of the customer's consent: its
+//! "allow remote interaction" switch decides whether this desktop takes input at all. The
+//! compositor draws its own sharing indicator and does not tell where the pointer is, so this
+//! back end has neither part.
+
+use std::future::Future;
+use std::time::Duration;
+
+use ashpd::desktop::remote_desktop::{Axis, DeviceType, KeyState, RemoteDesktop, SelectDevicesOptions};
+use ashpd::desktop::screencast::{CursorMode, Screencast, SelectSourcesOptions, SourceType};
+use ashpd::desktop::{ResponseError, Session};
+use ponte_e2e::screen::{InputEvent, keysym_for_char};
+
+use super::screencast::{Frame, Stream};
+use super::{Capture, CursorImage, Desktop, DesktopError, Image, Injector, Monitor, Want};
+
+/// How long a portal call may take (every one but the dialog).
+const CALL: Duration = Duration::from_secs(10);
+
+/// How long the system dialog waits for the customer: long enough to read it, not forever.
+pub const DIALOG: Duration = Duration::from_secs(180);
+
+/// How long the first picture may take once the customer shared the screen.
+const FIRST_FRAME: Duration = Duration::from_secs(10);
+
+/// Linux evdev codes of the mouse buttons X numbers 1, 2, 3, 8 and 9.
+const BTN_LEFT: i32 = 0x110;
+const BTN_RIGHT: i32 = 0x111;
+const BTN_MIDDLE: i32 = 0x112;
+const BTN_SIDE: i32 = 0x113;
+const BTN_EXTRA: i32 = 0x114;
+
+/// A started portal session and its screen stream.
+pub struct Portal {
+    /// Runs the portal's D-Bus calls; the desktop worker's thread blocks on it.
+    runtime: tokio::runtime::Runtime,
+    remote: RemoteDesktop,
+    session: Session<RemoteDesktop>,
+    /// The PipeWire node of the shared monitor: pointer positions are relative to it.
+    node: u32,
+    /// The customer allowed remote interaction in the dialog.
+    input: bool,
+    monitor: Monitor,
+    stream: Option<Stream>,
+    frame: Frame,
+    /// The number of the frame in `frame`.
+    seen: u64,
+}
+
+/// What the portal's `Start` gave.
+struct Started {
+    remote: RemoteDesktop,
+    session: Session<RemoteDesktop>,
+    node: u32,
+    position: (i32, i32),
+    input: bool,
+    fd: std::os::fd::OwnedFd,
+}
+
+impl Portal {
+    /// Asks the portal for the screen and the pointer and keyboard (the system shows its
+    /// dialog), then waits for the first picture.
+    pub fn open() -> anyhow::Result<Portal> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let started = runtime.block_on(start())?;
+        let mut portal = Portal {
+            runtime,
+            remote: started.remote,
+            session: started.session,
+            node: started.node,
+            input: started.input,
+            monitor: Monitor::default(),
+            stream: None,
+            frame: Frame::default(),
+            seen: 0,
+        };
+        // From here on, dropping `portal` closes the portal session.
+        let stream = Stream::start(started.fd, started.node)?;
+        stream.wait_first(FIRST_FRAME)?;
+        portal.stream = Some(stream);
+        portal.next_frame()?;
+        let (x, y) = started.position;
+        portal.monitor = Monitor {
+            name: format!("portal stream {}", started.node),
+            x: i16::try_from(x).unwrap_or(0),
+            y: i16::try_from(y).unwrap_or(0),
+            width: portal.frame.width,
+            height: portal.frame.height,
+        };
+        tracing::info!(node = portal.node, input = portal.input, "portal session started");
+        Ok(portal)
+    }
+
+    /// Takes the newest frame, if one arrived; whether one did.
+    fn next_frame(&mut self) -> Result<bool, DesktopError> {
+        let stream = self
+            .stream
+            .as_ref()
+            .ok_or(DesktopError::PipeWire("no stream".into()))?;
+        match stream.newest(self.seen, &mut self.frame)? {
+            Some(seen) => {
+                self.seen = seen;
+                self.monitor.width = self.frame.width;
+                self.monitor.height = self.frame.height;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Runs one portal call, bounded by [`CALL`].
+    fn call<T>(&self, f: impl Future<Output = ashpd::Result<T>>) -> anyhow::Result<T> {
+        Ok(self.runtime.block_on(within(CALL, f))?)
+    }
+}
+
+/// A portal call within `limit`, its failure said plainly.
+async fn within<T>(limit: Duration, f: impl Future<Output = ashpd::Result<T>>) -> Result<T, DesktopError> {
+    match tokio::time::timeout(limit, f).await {
+        Ok(result) => result.map_err(plain),
+        Err(_) => Err(DesktopError::Portal(format!(
+            "no answer within {} s",
+            limit.as_secs()
+        ))),
+    }
+}
+
+/// A portal failure, in the customer's and the assistant's terms.
+fn plain(e: ashpd::Error) -> DesktopError {
+    match e {
+        ashpd::Error::PortalNotFound(_) => DesktopError::NoPortal(e.to_string()),
+        ashpd::Error::Response(ResponseError::Cancelled) => DesktopError::PortalCancelled,
+        e => DesktopError::Portal(e.to_string()),
+    }
+}
+
+/// Creates the portal session and shares through it; a session that did not start is closed
+/// (the system's dialog with it).
+async fn start() -> Result<Started, DesktopError> {
+    // A connection of our own: ashpd's shared one would die with the first session's runtime.
+    let bus = tokio::time::timeout(CALL, ashpd::zbus::Connection::session())
+        .await
+        .map_err(|_| DesktopError::NoPortal("the session bus does not answer".into()))?
+        .map_err(|e| DesktopError::NoPortal(e.to_string()))?;
+    let remote = within(CALL, RemoteDesktop::with_connection(bus.clone())).await?;
+    let screencast = within(CALL, Screencast::with_connection(bus)).await?;
+    let session = within(CALL, remote.create_session(Default::default())).await?;
+    match share(&remote, &screencast, &session).await {
+        Ok((node, position, input, fd)) => Ok(Started {
+            remote,
+            session,
+            node,
+            position,
+            input,
+            fd,
+        }),
+        Err(e) => {
+            let _ = tokio::time::timeout(CALL, session.close()).await;
+            Err(e)
+        }
+    }
+}
+
+/// Asks for the monitor and the input devices and shows the system's dialog; says which
+/// PipeWire node, where, whether with input, and the PipeWire connection.
+async fn share(
+    remote: &RemoteDesktop,
+    screencast: &Screencast,
+    session: &Session<RemoteDesktop>,
+) -> Result<(u32, (i32, i32), bool, std::os::fd::OwnedFd), DesktopError> {
+    let devices = SelectDevicesOptions::default().set_devices(DeviceType::Keyboard | DeviceType::Pointer);
+    within(CALL, async {
+        remote.select_devices(session, devices).await?.response()
+    })
+    .await?;
+    // The pointer is not in the picture: the viewer draws it where the assistant points.
+    let sources = SelectSourcesOptions::default()
+        .set_cursor_mode(CursorMode::Hidden)
+        .set_sources(ashpd::enumflags2::BitFlags::from(SourceType::Monitor))
+        .set_multiple(false);
+    within(CALL, async {
+        screencast.select_sources(session, sources).await?.response()
+    })
+    .await?;
+    // `start` returns once the customer answered the dialog.
+    let answer = async { remote.start(session, None, Default::default()).await?.response() };
+    let selected = tokio::time::timeout(DIALOG, answer)
+        .await
+        .map_err(|_| DesktopError::PortalUnanswered(DIALOG.as_secs() / 60))?
+        .map_err(plain)?;
+    let stream = selected
+        .streams()
+        .first()
+        .ok_or(DesktopError::Portal("the customer shared no monitor".into()))?;
+    let (node, position) = (stream.pipe_wire_node_id(), stream.position().unwrap_or((0, 0)));
+    let input = selected
+        .devices()
+        .contains(DeviceType::Keyboard | DeviceType::Pointer);
+    let fd = within(
+        CALL,
+        screencast.open_pipe_wire_remote(session, Default::default()),
+    )
+    .await?;
+    Ok((node, position, input, fd))
+}
+
+impl Drop for Portal {
+    fn drop(&mut self) {
+        // The stream first, then the portal session (the system's indicator goes away).
+        self.stream = None;
+        if let Err(e) = self.call(self.session.close()) {
+            tracing::warn!("closing the portal session: {e:#}");
+        }
+    }
+}
+
+impl Desktop for Portal {
+    fn input(&mut self) -> Option<&mut dyn Injector> {
+        if self.input { Some(self) } else { None }
+    }
+
+    fn pointer(&mut self) -> Option<&mut dyn super::Pointer> {
+        None
+    }
+
+    fn indicator(&mut self) -> Option<&mut dyn super::Indicator> {
+        None
+    }
+}
+
+impl Capture for Portal {
+    fn monitor(&self) -> &Monitor {
+        &self.monitor
+    }
+
+    fn capture(&mut self, want: Want) -> anyhow::Result<Option<Image<'_>>> {
+        // The compositor sends a picture only when the screen changed: without a new one, the
+        // last one is the current picture (a refresh cannot ask for another).
+        if !self.next_frame()? && want == Want::Changes {
+            return Ok(None);
+        }
+        Ok(Some(Image {
+            width: self.frame.width,
+            height: self.frame.height,
+            stride: self.frame.stride,
+            data: &self.frame.data,
+        }))
+    }
+
+    fn cursor_shape(&mut self) -> anyhow::Result<Option<CursorImage>> {
+        Ok(None)
+    }
+}
+
+impl Injector for Portal {
+    fn inject(&mut self, event: &InputEvent) -> anyhow::Result<()> {
+        let (r, s) = (&self.remote, &self.session);
+        match *event {
+            InputEvent::Move { x, y } => {
+                // Stream coordinates, on the shared monitor whatever the assistant sent.
+                let x = f64::from(x.min(self.monitor.width.saturating_sub(1)));
+                let y = f64::from(y.min(self.monitor.height.saturating_sub(1)));
+                self.call(r.notify_pointer_motion_absolute(s, self.node, x, y, Default::default()))
+            }
+            InputEvent::Button { button, pressed } => match (button, wheel(button)) {
+                // A wheel step is one press; its release says nothing more.
+                (_, Some((axis, steps))) if pressed => {
+                    self.call(r.notify_pointer_axis_discrete(s, axis, steps, Default::default()))
+                }
+                (_, Some(_)) => Ok(()),
+                (b, None) => {
+                    let Some(code) = evdev_button(b) else {
+                        return Ok(());
+                    };
+                    self.call(r.notify_pointer_button(s, code, state(pressed), Default::default()))
+                }
+            },
+            InputEvent::Key { keysym, pressed } => self.key(keysym, pressed),
+            InputEvent::Text(ref text) => {
+                // The compositor types a keysym only if its keymap has it (mutter drops others).
+                for c in text.as_raw().chars() {
+                    let sym = keysym_for_char(c);
+                    self.key(sym, true)?;
+                    self.key(sym, false)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn restore_keymap(&mut self) -> anyhow::Result<()> {
+        // The portal borrows no keycodes.
+        Ok(())
+    }
+}
+
+impl Portal {
+    fn key(&self, keysym: u32, pressed: bool) -> anyhow::Result<()> {
+        let sym = i32::try_from(keysym).unwrap_or(0);
+        self.call(
+            self.remote
+                .notify_keyboard_keysym(&self.session, sym, state(pressed), Default::default()),
+        )
+    }
+}
+
+fn state(pressed: bool) -> KeyState {
+    if pressed {
+        KeyState::Pressed
+    } else {
+        KeyState::Released
+    }
+}
+
+/// X buttons 4–7 are wheel steps: up, down, left, right.
+fn wheel(button: u8) -> Option<(Axis, i32)> {
+    match button {
+        4 => Some((Axis::Vertical, -1)),
+        5 => Some((Axis::Vertical, 1)),
+        6 => Some((Axis::Horizontal, -1)),
+        7 => Some((Axis::Horizontal, 1)),
+        _ => None,
+    }
+}
+
+/// The evdev code of X button `button`.
+fn evdev_button(button: u8) -> Option<i32> {
+    match button {
+        1 => Some(BTN_LEFT),
+        2 => Some(BTN_MIDDLE),
+        3 => Some(BTN_RIGHT),
+        8 => Some(BTN_SIDE),
+        9 => Some(BTN_EXTRA),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn x_buttons_map_to_evdev_buttons_and_wheel_steps() {
+        assert_eq!(evdev_button(1), Some(BTN_LEFT));
+        assert_eq!(evdev_button(3), Some(BTN_RIGHT));
+        assert_eq!(evdev_button(4), None);
+        assert!(matches!(wheel(4), Some((Axis::Vertical, -1))));
+        assert!(matches!(wheel(7), Some((Axis::Horizontal, 1))));
+        assert!(wheel(1).is_none());
+    }
+}
