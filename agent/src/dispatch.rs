@@ -84,9 +84,7 @@ async fn run<H: Handler>(mut handler: H, mut stream: SecureStream, ctx: &Context
         biased;
         stop = lease.ended() => Err((Kind::Stopped, Reason::Stopped(stop))),
         // Errors may quote the peer (or the relay, through quinn): shown inert.
-        result = handler.run(&mut stream, ctx) => {
-            result.map_err(|e| (Kind::Failed, Reason::Error(PeerText::new(format!("{e:#}")).to_string())))
-        }
+        result = handler.run(&mut stream, ctx) => result.map_err(|e| (Kind::Failed, failure(&e))),
     };
     match outcome {
         Ok(done) => ctx.events.emit(crate::frontend::Event::Activity(done)),
@@ -113,6 +111,14 @@ async fn run<H: Handler>(mut handler: H, mut stream: SecureStream, ctx: &Context
         }
     }
     finish(stream).await;
+}
+
+/// Why a request failed: the desktop's failures are said in the customer's language too.
+fn failure(e: &anyhow::Error) -> Reason {
+    match e.downcast_ref::<crate::desktop::DesktopError>() {
+        Some(desktop) => Reason::Desktop(desktop.clone()),
+        None => Reason::Error(PeerText::new(format!("{e:#}")).to_string()),
+    }
 }
 
 async fn finish(mut stream: SecureStream) {

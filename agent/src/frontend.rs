@@ -89,6 +89,9 @@ pub enum Event {
     Sharing {
         /// Started or ended.
         active: bool,
+        /// Whether the shared desktop takes the assistant's input when `control` is granted
+        /// (not on a view-only Wayland desktop).
+        input: bool,
     },
     /// A chat message.
     Chat {

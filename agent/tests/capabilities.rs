@@ -12,8 +12,8 @@ use ponte_agent::capability::files::Get;
 use ponte_agent::capability::input;
 use ponte_agent::capability::{Context, Decision, Handler, LISTED_REFUSALS, Reason};
 use ponte_agent::desktop::{
-    Capture, CursorImage, Desktop, DesktopWorker, Image, Indicator, IndicatorText, Injected, Injector,
-    Monitor, Pointer, Want,
+    Capture, CursorImage, Desktop, DesktopError, DesktopWorker, Image, Indicator, IndicatorText, Injected,
+    Injector, Monitor, Pointer, Want,
 };
 use ponte_agent::events::Events;
 use ponte_agent::frontend::{self, Activity, Event, FrontendEnds, Input, Kind, Question, Reply};
@@ -267,14 +267,19 @@ async fn on_a_view_only_desktop_control_is_refused_plainly_and_the_screen_still_
     let desk = desk_on(&[Capability::Control], Portal::open(None));
     let mut request = input::Input::new(click());
     let decision = request.decide(&desk.ctx, true).await;
-    assert_eq!(decision, Decision::Refuse(Reason::ViewOnly));
+    assert_eq!(
+        decision,
+        Decision::Refuse(Reason::Desktop(DesktopError::ViewOnly))
+    );
     // The assistant is told in English, the customer in their language: both say why.
     assert!(
-        Reason::ViewOnly.english().contains("view only"),
+        Reason::Desktop(DesktopError::ViewOnly)
+            .english()
+            .contains("view only"),
         "{}",
-        Reason::ViewOnly.english()
+        Reason::Desktop(DesktopError::ViewOnly).english()
     );
-    let local = Reason::ViewOnly.local(desk.ctx.tr());
+    let local = Reason::Desktop(DesktopError::ViewOnly).local(desk.ctx.tr());
     assert!(local.contains("view only"), "{local}");
     // Input on a screen stream is dropped as such, not injected nowhere.
     let injected = desk.ctx.desktop.inject(click()).await.unwrap();

@@ -659,7 +659,8 @@ async fn on_a_wayland_session_without_a_portal_the_x_display_is_not_shared_and_b
     let shot = w.path("shot.png");
     viewer.send(&format!("screenshot {}", shot.display()));
     let line = viewer.expect("Wayland");
-    assert!(line.contains("cannot share the screen"), "{line}");
+    assert!(line.contains("stopped sharing the screen"), "{line}");
+    assert!(line.contains("no screen-sharing portal"), "{line}");
     assert!(!shot.exists(), "the X display of a Wayland session was shared");
     let failed = loop {
         let activity = agent.event("activity", WAIT);
@@ -667,7 +668,12 @@ async fn on_a_wayland_session_without_a_portal_the_x_display_is_not_shared_and_b
             break activity;
         }
     };
-    assert!(failed["text"].as_str().unwrap().contains("Wayland"), "{failed}");
+    // In the customer's words (English here).
+    let text = failed["text"].as_str().unwrap();
+    assert!(
+        text.contains("your desktop offers no way to share the screen"),
+        "{failed}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -5,10 +5,13 @@
 #![allow(clippy::unwrap_used)]
 
 use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use ponte_e2e::app::Request;
+use ponte_e2e::screen::{InputEvent, ScreenFeedback, ScreenUpdate};
+use ponte_session::SecureStream;
 use ponte_testbed::WaylandSession;
 use ponte_testbed::wayland::{Customer, Picture};
 
@@ -21,6 +24,20 @@ const ESCAPE: u32 = 0xff1b;
 const TAB: u32 = 0xff09;
 const SPACE: u32 = 0x20;
 
+/// The middle of wev's window, which mutter centres on the 1280×800 screen.
+const IN_WINDOW: (u16, u16) = (640, 400);
+
+/// How the customer answers the system's dialog.
+#[derive(Clone, Copy)]
+enum Answer {
+    /// "Share", leaving "Allow remote interaction" off.
+    Share,
+    /// "Allow remote interaction" on (Tab to the switch, Space), then "Share".
+    ShareWithControl,
+    /// Escape.
+    Cancel,
+}
+
 /// wev, a program that prints what input its window receives, stopped when dropped.
 struct Client {
     child: Child,
@@ -31,13 +48,15 @@ impl Client {
     /// Waits until wev printed lines containing each of `needles` in order.
     fn expect(&self, needles: &[&str]) {
         let deadline = Instant::now() + WAIT;
+        let mut seen = Vec::new();
         for needle in needles {
             loop {
                 let left = deadline.saturating_duration_since(Instant::now());
                 let line = self
                     .lines
                     .recv_timeout(left)
-                    .unwrap_or_else(|_| panic!("the window never received {needle:?}"));
+                    .unwrap_or_else(|_| panic!("the window never received {needle:?}; it printed {seen:#?}"));
+                seen.push(line.clone());
                 if line.contains(needle) {
                     break;
                 }
@@ -53,114 +72,284 @@ impl Drop for Client {
     }
 }
 
-/// A session whose screen shows a window (wev's), and the customer in it.
-async fn desktop() -> (WaylandSession, Customer, Client, Picture) {
-    let wayland = WaylandSession::start(1280, 800);
-    let customer = wayland.customer().await;
-    let empty = customer.picture(Duration::from_millis(300)).await;
-    // Line-buffered, or its output waits in a pipe buffer.
-    let mut child = wayland
-        .command("stdbuf")
-        .args(["-oL", "wev"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("wev is needed for the Wayland tests");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
+/// A headless session whose screen shows a window (wev's), and the customer at it.
+struct Desktop {
+    wayland: WaylandSession,
+    customer: Customer,
+    client: Client,
+    /// The screen with the window, before anything of Ponte's.
+    screen: Picture,
+}
+
+impl Desktop {
+    /// A GNOME session; without a RemoteDesktop portal (as on wlroots) if `view_only`.
+    async fn start(view_only: bool) -> Desktop {
+        let wayland = if view_only {
+            WaylandSession::start_view_only(1280, 800)
+        } else {
+            WaylandSession::start(1280, 800)
+        };
+        let customer = wayland.customer().await;
+        let empty = customer.picture(Duration::from_millis(300)).await;
+        // Line-buffered, or its output waits in a pipe buffer.
+        let mut child = wayland
+            .command("stdbuf")
+            .args(["-oL", "wev"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("wev is needed for the Wayland tests");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
             }
+        });
+        let client = Client { child, lines };
+        let screen = customer.changed_from(&empty, WAIT).await;
+        Desktop {
+            wayland,
+            customer,
+            client,
+            screen,
         }
-    });
-    let client = Client { child, lines };
-    let shown = customer.changed_from(&empty, WAIT).await;
-    (wayland, customer, client, shown)
+    }
+
+    /// An agent command (`--json`) inside the session.
+    fn agent(&self, w: &World, allow: &str) -> Command {
+        let mut cmd = w.agent_command(&["--allow", allow]);
+        self.wayland.apply(&mut cmd);
+        cmd
+    }
+
+    /// Answers the system's dialog once it shows.
+    async fn answer(&self, answer: Answer) {
+        self.customer.changed_from(&self.screen, WAIT).await;
+        let keys: &[&[u32]] = match answer {
+            Answer::Share => &[&[ALT_L, u32::from(b's')]],
+            Answer::ShareWithControl => &[&[TAB], &[SPACE], &[ALT_L, u32::from(b's')]],
+            Answer::Cancel => &[&[ESCAPE]],
+        };
+        for combo in keys {
+            self.customer.keys(combo).await;
+        }
+    }
+
+    /// Whether the agent's PipeWire stream of the screen runs.
+    fn agent_streams(&self) -> bool {
+        self.wayland.pipewire_nodes().iter().any(|n| n == "ponte-agent")
+    }
+
+    /// Waits until no portal session is open and the agent's stream has gone; how long that took.
+    fn wait_portal_closed(&self, limit: Duration) -> Duration {
+        let started = Instant::now();
+        while !self.wayland.portal_sessions().is_empty() || self.agent_streams() {
+            assert!(
+                started.elapsed() < limit,
+                "a portal session is still open ({:?}) or the stream runs ({})",
+                self.wayland.portal_sessions(),
+                self.agent_streams()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        started.elapsed()
+    }
+}
+
+/// The next activity line of a `--json` agent whose text contains `needle`.
+fn activity(agent: &ponte_testbed::Running, needle: &str) -> serde_json::Value {
+    agent.event_where(
+        needle,
+        |v| v["event"] == "activity" && v["text"].as_str().is_some_and(|t| t.contains(needle)),
+        WAIT,
+    )
+}
+
+/// The next message on a screen stream that is not a frame's part, or the first `Size`.
+async fn next_update(stream: &mut SecureStream) -> ScreenUpdate {
+    loop {
+        match tokio::time::timeout(WAIT, stream.recv.recv::<ScreenUpdate>()).await {
+            Ok(Ok(Some(
+                ScreenUpdate::Tiles(_)
+                | ScreenUpdate::Lossy(_)
+                | ScreenUpdate::Copy(_)
+                | ScreenUpdate::Stats(_)
+                | ScreenUpdate::FrameEnd { .. }
+                | ScreenUpdate::Cursor { .. }
+                | ScreenUpdate::CursorShape { .. },
+            ))) => {}
+            Ok(Ok(Some(update))) => return update,
+            other => panic!("the screen stream ended: {other:?}"),
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn through_the_portal_the_screenshot_is_the_screen_pixel_for_pixel() {
-    let (wayland, customer, _client, screen) = desktop().await;
+    let desktop = Desktop::start(false).await;
     let w = World::new().await;
-    let mut cmd = w.agent_command(&["--allow", "screen"]);
-    wayland.apply(&mut cmd);
-    let (agent, id, code) = w.start_agent(cmd);
+    let (agent, id, code) = w.start_agent(desktop.agent(&w, "screen"));
     let mut viewer = Scripted::start(&w, &id, &code, None);
     let shot = w.path("shot.png");
     viewer.send(&format!("screenshot {}", shot.display()));
 
-    // The system asks; the customer shares the screen (Alt+S: "Share"), without control.
-    customer.changed_from(&screen, WAIT).await;
-    customer.keys(&[ALT_L, u32::from(b's')]).await;
+    // Ponte tells the customer the system's dialog comes, before it does.
+    activity(&agent, "Your system will now ask");
+    desktop.answer(Answer::Share).await;
     viewer.expect("saved");
-    let started = agent.event("activity", WAIT);
-    assert!(
-        started["text"]
-            .as_str()
-            .unwrap()
-            .contains("screen sharing started"),
-        "{started}"
-    );
-    let reference = customer.picture(Duration::from_millis(300)).await;
-    assert_eq!(reference, screen, "the dialog has gone");
+    activity(&agent, "screen sharing started");
+    let reference = desktop.customer.picture(Duration::from_millis(300)).await;
+    assert_eq!(reference, desktop.screen, "the dialog has gone");
     assert_eq!(
         read_png(&shot),
         (reference.width, reference.height, reference.pixels),
         "the screenshot is mutter's own picture of the screen, pixel for pixel"
     );
+
+    // Ending the session leaves no portal session and no stream behind.
+    assert_eq!(desktop.wayland.portal_sessions().len(), 1);
+    assert!(desktop.agent_streams());
+    viewer.send("quit");
+    agent.event("ended", WAIT);
+    desktop.wait_portal_closed(Duration::from_secs(5));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cancelled_system_dialog_tells_both_sides_why() {
-    let (wayland, customer, _client, screen) = desktop().await;
+    let desktop = Desktop::start(false).await;
     let w = World::new().await;
-    let mut cmd = w.agent_command(&["--allow", "screen"]);
-    wayland.apply(&mut cmd);
-    let (agent, id, code) = w.start_agent(cmd);
+    let (agent, id, code) = w.start_agent(desktop.agent(&w, "screen"));
     let mut viewer = Scripted::start(&w, &id, &code, None);
     let shot = w.path("shot.png");
     viewer.send(&format!("screenshot {}", shot.display()));
 
-    customer.changed_from(&screen, WAIT).await;
-    customer.keys(&[ESCAPE]).await;
+    desktop.answer(Answer::Cancel).await;
     let line = viewer.expect("did not allow sharing the screen");
-    assert!(line.contains("cannot share the screen"), "{line}");
+    assert!(line.contains("stopped sharing the screen"), "{line}");
     assert!(!shot.exists());
-    let failed = loop {
-        let activity = agent.event("activity", WAIT);
-        if activity["kind"] == "failed" {
-            break activity;
-        }
-    };
-    assert!(
-        failed["text"].as_str().unwrap().contains("system's dialog"),
-        "{failed}"
+    // The customer reads it in their language (English here), not the assistant's words.
+    activity(
+        &agent,
+        "you did not allow sharing the screen in the system's dialog",
     );
+    desktop.wait_portal_closed(Duration::from_secs(5));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_control_allowed_in_the_system_dialog_a_click_and_keys_reach_a_window() {
-    let (wayland, customer, client, screen) = desktop().await;
+    let desktop = Desktop::start(false).await;
     let w = World::new().await;
-    let mut cmd = w.agent_command(&["--allow", "control"]);
-    wayland.apply(&mut cmd);
-    let (_agent, id, code) = w.start_agent(cmd);
+    let (_agent, id, code) = w.start_agent(desktop.agent(&w, "control"));
     let mut viewer = Scripted::start(&w, &id, &code, None);
-    // Inside wev's window, which mutter centres on the 1280×800 screen.
-    viewer.send("click 640 400");
+    viewer.send(&format!("click {} {}", IN_WINDOW.0, IN_WINDOW.1));
 
-    // The customer turns on "Allow remote interaction" (Tab to the switch, Space), then
-    // shares (Alt+S).
-    customer.changed_from(&screen, WAIT).await;
-    customer.keys(&[TAB]).await;
-    customer.keys(&[SPACE]).await;
-    customer.keys(&[ALT_L, u32::from(b's')]).await;
-    client.expect(&[
+    desktop.answer(Answer::ShareWithControl).await;
+    desktop.client.expect(&[
         "button: 272 (left), state: 1 (pressed)",
         "button: 272 (left), state: 0 (released)",
     ]);
     viewer.send("type hi");
-    client.expect(&["sym: h", "sym: i"]);
+    desktop.client.expect(&["sym: h", "sym: i"]);
+}
+
+/// Shared view only — by the customer's choice in GNOME's dialog, or by a desktop without a
+/// RemoteDesktop portal — with `control` granted: both sides are told plainly, and the
+/// assistant's click is refused with the reason.
+async fn view_only(portal_without_remote_desktop: bool) {
+    let desktop = Desktop::start(portal_without_remote_desktop).await;
+    let w = World::new().await;
+    let (agent, id, code) = w.start_agent(desktop.agent(&w, "screen,control"));
+    let mut viewer = Scripted::start(&w, &id, &code, None);
+    let shot = w.path("shot.png");
+    viewer.send(&format!("screenshot {}", shot.display()));
+    // Even with the switch at hand, the customer leaves it off.
+    desktop.answer(Answer::Share).await;
+    let said = viewer.expect("view only");
+    assert!(said.contains("the customer's desktop is view only"), "{said}");
+    viewer.expect("saved");
+    activity(&agent, "your desktop shares the screen view only");
+
+    viewer.send(&format!("click {} {}", IN_WINDOW.0, IN_WINDOW.1));
+    let refused = viewer.expect("refused");
+    assert!(refused.contains("view only"), "{refused}");
+    activity(&agent, "refused: use the mouse and keyboard");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shared_without_remote_interaction_the_screen_is_view_only_and_both_sides_are_told() {
+    view_only(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_remote_desktop_portal_the_screen_is_shared_view_only() {
+    view_only(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn revoking_control_releases_held_keys_and_revoking_the_screen_closes_the_portal_session() {
+    let desktop = Desktop::start(false).await;
+    let w = World::new().await;
+    let mut cmd = w.text_agent_command(
+        &ponte_testbed::binary("ponte-agent"),
+        &["--allow", "screen,control"],
+    );
+    desktop.wayland.apply(&mut cmd);
+    let (mut agent, id, code) = w.start_text_agent(cmd);
+    let viewer = w.assistant(&id, &code).await;
+    viewer.consent(WAIT).await.unwrap();
+    let mut stream = viewer.request(&Request::Screen { max_fps: 30 }).await.unwrap();
+    desktop.answer(Answer::ShareWithControl).await;
+    assert!(matches!(
+        next_update(&mut stream).await,
+        ScreenUpdate::Size { .. }
+    ));
+    assert_eq!(desktop.wayland.portal_sessions().len(), 1);
+    assert!(desktop.agent_streams());
+
+    // The assistant clicks into the window and holds "a" down.
+    let (x, y) = IN_WINDOW;
+    for event in [
+        InputEvent::Move { x, y },
+        InputEvent::Button {
+            button: 1,
+            pressed: true,
+        },
+        InputEvent::Button {
+            button: 1,
+            pressed: false,
+        },
+        InputEvent::Key {
+            keysym: 0x61,
+            pressed: true,
+        },
+    ] {
+        stream.send.send(&ScreenFeedback::Input(event)).await.unwrap();
+    }
+    // wev prints the X keycode of "a" (evdev KEY_A, 30, plus 8).
+    desktop.client.expect(&["key: 38; state: 1 (pressed)"]);
+    agent.send("revoke control");
+    let revoked = Instant::now();
+    desktop.client.expect(&["key: 38; state: 0 (released)"]);
+    assert!(
+        revoked.elapsed() < Duration::from_secs(1),
+        "released within a second: {:?}",
+        revoked.elapsed()
+    );
+    // The screen is still shared: the portal session stays.
+    agent.expect("permissions changed: now allowed See the screen");
+    assert_eq!(desktop.wayland.portal_sessions().len(), 1);
+    assert!(desktop.agent_streams());
+
+    // Revoking the screen ends the stream and closes the portal session within a second: the
+    // system's own sharing indicator goes away, and the compositor stops streaming.
+    agent.send("revoke screen");
+    let revoked = Instant::now();
+    let ScreenUpdate::Ended(reason) = next_update(&mut stream).await else {
+        panic!("the stream ends with a reason");
+    };
+    assert!(reason.as_raw().contains("revoked 'screen'"), "{reason}");
+    desktop.wait_portal_closed(Duration::from_secs(1).saturating_sub(revoked.elapsed()));
 }

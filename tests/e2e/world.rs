@@ -215,12 +215,23 @@ impl World {
     /// [`World::text_agent`] with the agent program at `program` (a copy the customer runs
     /// from a folder of theirs).
     pub fn text_agent_at(&self, program: &Path, args: &[&str]) -> (Running, String, String) {
+        self.start_text_agent(self.text_agent_command(program, args))
+    }
+
+    /// The command [`World::text_agent_at`] runs, to change before [`World::start_text_agent`].
+    pub fn text_agent_command(&self, program: &Path, args: &[&str]) -> Command {
         let mut cmd = self.program(program);
         cmd.arg("--text");
         if !args.contains(&"--dir") {
             cmd.arg("--dir").arg(self.path("agent-home"));
         }
         cmd.args(args).stdin(Stdio::piped());
+        cmd
+    }
+
+    /// Starts a text agent command made by [`World::text_agent_command`]; returns it with its
+    /// ID and code.
+    pub fn start_text_agent(&self, cmd: Command) -> (Running, String, String) {
         let agent = Running::start(cmd);
         let id = agent
             .expect("Session ID:")

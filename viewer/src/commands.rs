@@ -489,6 +489,9 @@ impl Runner {
         let now = client.refresh().await?;
         let (width, height) = client.save_png(Path::new(path))?;
         let last = std::mem::replace(&mut self.last_shot, now.clone());
+        if let Some(why) = now.view_only.as_ref().filter(|_| last.view_only.is_none()) {
+            eprintln!("[ponte] {why}");
+        }
         eprintln!(
             "[ponte] saved {path} ({width}×{height}; {} tiles in {} frames since the last screenshot)",
             now.tiles - last.tiles,

@@ -16,6 +16,10 @@ pub const FPS: u8 = 60;
 /// How long a screenshot waits for the frame it asked for.
 const REFRESH_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// How long a screenshot waits for the first picture: on Wayland the customer's system asks
+/// first, in a dialog the agent gives three minutes (then it ends the stream, saying why).
+const FIRST_PICTURE_TIMEOUT: Duration = Duration::from_secs(200);
+
 /// What has arrived so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Progress {
@@ -27,6 +31,8 @@ pub struct Progress {
     pub sync: u64,
     /// Why the stream ended, once it has.
     pub ended: Option<String>,
+    /// Why the customer's desktop takes no input, if it takes none.
+    pub view_only: Option<String>,
 }
 
 /// A shared screen.
@@ -83,6 +89,9 @@ impl ScreenClient {
                     Ok(Applied::Ended(why)) => {
                         break format!("the customer's computer stopped sharing the screen: {why}");
                     }
+                    Ok(Applied::ViewOnly(why)) => {
+                        progress_tx.send_modify(|p| p.view_only = Some(why.to_string()));
+                    }
                     Ok(_) => {}
                     Err(e) => break format!("the customer's computer sent a bad screen update: {e}"),
                 }
@@ -124,8 +133,13 @@ impl ScreenClient {
             .await
             .context("the screen stream closed")?;
         let mut progress = self.progress.clone();
+        let limit = if progress.borrow().frames == 0 {
+            FIRST_PICTURE_TIMEOUT
+        } else {
+            REFRESH_TIMEOUT
+        };
         let wait = progress.wait_for(|p| p.sync >= sync || p.ended.is_some());
-        let p = tokio::time::timeout(REFRESH_TIMEOUT, wait)
+        let p = tokio::time::timeout(limit, wait)
             .await
             .context("the customer's computer sent no frame in time")?
             .context("the screen stream closed")?

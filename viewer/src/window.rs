@@ -123,12 +123,16 @@ impl App {
         }
     }
 
+    /// Whether the assistant's input goes to the customer: `control` granted, on a desktop
+    /// that takes input.
     fn control(&self) -> bool {
-        self.shared
-            .state
-            .borrow()
-            .grants
-            .is_some_and(|g| g.allows(Capability::Control))
+        self.shared.progress.borrow().view_only.is_none()
+            && self
+                .shared
+                .state
+                .borrow()
+                .grants
+                .is_some_and(|g| g.allows(Capability::Control))
     }
 
     fn fail(&mut self, event_loop: &ActiveEventLoop, e: anyhow::Error) {

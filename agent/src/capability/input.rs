@@ -59,8 +59,8 @@ impl Handler for Input {
             Decision::Refuse(Reason::Malformed)
         } else if granted {
             // A desktop that cannot be opened fails as the request runs, saying why.
-            match ctx.desktop.open().await {
-                Ok(opened) if !opened.input => Decision::Refuse(Reason::ViewOnly),
+            match ctx.open_desktop().await {
+                Ok(opened) if !opened.input => Decision::Refuse(Reason::Desktop(DesktopError::ViewOnly)),
                 _ => Decision::Allow,
             }
         } else {

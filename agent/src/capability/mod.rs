@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use ponte_e2e::app::{Capability, Transfer};
 use ponte_session::{SecureSend, SecureStream};
 
-use crate::desktop::DesktopWorker;
+use crate::desktop::{DesktopWorker, Opened};
 use crate::events::Events;
 use crate::frontend::{Activity, Question};
 use crate::grants::LiveGrants;
@@ -112,6 +112,16 @@ impl Context {
     pub fn tr(&self) -> &crate::i18n::Tr {
         self.events.tr()
     }
+
+    /// Opens the customer's desktop if needed, telling the customer first when their system
+    /// is about to show its own sharing dialog (so they expect it, and know it is not Ponte's).
+    pub async fn open_desktop(&self) -> anyhow::Result<Opened> {
+        if self.desktop.asks_customer() {
+            let text = t!(self.tr(), "system-dialog");
+            self.events.activity(crate::frontend::Kind::Screen, text);
+        }
+        self.desktop.open().await
+    }
 }
 
 /// Why a request is refused or stopped: told to the assistant in English (the protocol's
@@ -134,8 +144,8 @@ pub enum Reason {
     TooLong,
     /// The request breaks the protocol's rules.
     Malformed,
-    /// The desktop takes no input: the assistant can see, not control.
-    ViewOnly,
+    /// The desktop cannot be shared, failed, or takes no input.
+    Desktop(crate::desktop::DesktopError),
     /// The destination exists and replacing was not asked for.
     Exists(PeerText),
     /// The destination exists as the other kind (file / folder).
@@ -149,6 +159,19 @@ pub enum Reason {
     Unusable(PeerText),
     /// An error of the system (its own words).
     Error(String),
+}
+
+/// Why the desktop failed, for the customer.
+fn desktop_failure(tr: &crate::i18n::Tr, e: &crate::desktop::DesktopError) -> String {
+    use crate::desktop::DesktopError as E;
+    match e {
+        E::NoPortal(_) => t!(tr, "desktop-no-portal"),
+        E::PortalCancelled => t!(tr, "desktop-portal-cancelled"),
+        E::PortalUnanswered(minutes) => t!(tr, "desktop-portal-unanswered", minutes = *minutes),
+        E::Portal(why) => t!(tr, "desktop-portal-failed", error = why),
+        E::PipeWire(why) => t!(tr, "desktop-pipewire-failed", error = why),
+        E::ViewOnly => t!(tr, "reason-view-only"),
+    }
 }
 
 impl Reason {
@@ -165,7 +188,7 @@ impl Reason {
             Reason::Stopped(stop) => stop.to_string(),
             Reason::TooLong => "command too long".into(),
             Reason::Malformed => "malformed request".into(),
-            Reason::ViewOnly => crate::desktop::DesktopError::ViewOnly.to_string(),
+            Reason::Desktop(e) => e.to_string(),
             Reason::Exists(path) => format!("{path} already exists on the customer's computer"),
             Reason::NotA { path, folder: true } => format!("{path} exists and is not a folder"),
             Reason::NotA { path, folder: false } => format!("{path} exists and is not a file"),
@@ -189,7 +212,7 @@ impl Reason {
             Reason::Stopped(stop) => stop.local(tr),
             Reason::TooLong => t!(tr, "reason-too-long"),
             Reason::Malformed => t!(tr, "reason-malformed"),
-            Reason::ViewOnly => t!(tr, "reason-view-only"),
+            Reason::Desktop(e) => desktop_failure(tr, e),
             Reason::Exists(path) => t!(tr, "reason-exists", path = path),
             Reason::NotA { path, folder: true } => t!(tr, "reason-not-a-folder", path = path),
             Reason::NotA { path, folder: false } => t!(tr, "reason-not-a-file", path = path),

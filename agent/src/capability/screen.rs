@@ -10,7 +10,7 @@ use ponte_session::{SecureSend, SecureStream};
 use ponte_transport::bucket::TokenBucket;
 
 use super::{Context, Handler};
-use crate::desktop::{Injected, Step};
+use crate::desktop::{DesktopError, Injected, Opened, Step};
 use crate::frontend::{Activity, Kind};
 use crate::i18n::{Tr, t};
 use ponte_wire::text::PeerText;
@@ -76,12 +76,7 @@ impl Handler for Screen {
     }
 
     async fn run(self, stream: &mut SecureStream, ctx: &Context) -> anyhow::Result<Activity> {
-        let monitor = ctx
-            .desktop
-            .open()
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot share the screen: {e:#}"))?
-            .monitor;
+        let Opened { monitor, input } = ctx.open_desktop().await?;
         let Some(_sharing) = ctx.desktop.share(MAX_STREAMS) else {
             anyhow::bail!("the screen is already shared {MAX_STREAMS} times");
         };
@@ -93,7 +88,16 @@ impl Handler for Screen {
             height = monitor.height
         );
         ctx.events.activity(Kind::Screen, started);
-        let _shown = Shown::new(&ctx.events);
+        if !input {
+            let why = DesktopError::ViewOnly.to_string();
+            stream
+                .send
+                .send(&ScreenUpdate::ViewOnly(PeerText::new(why)))
+                .await?;
+            ctx.events
+                .activity(Kind::Screen, t!(ctx.tr(), "screen-view-only"));
+        }
+        let _shown = Shown::new(&ctx.events, input);
         let fps = self.max_fps.clamp(1, MAX_FPS);
         let mut ticker = tokio::time::interval(Duration::from_secs(1) / u32::from(fps));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -215,18 +219,20 @@ impl Control {
 }
 
 /// Tells the front-end the screen is shared for as long as it lives (however the stream ends).
-struct Shown<'a>(&'a crate::events::Events);
+struct Shown<'a>(&'a crate::events::Events, bool);
 
 impl<'a> Shown<'a> {
-    fn new(events: &'a crate::events::Events) -> Shown<'a> {
-        events.emit(crate::frontend::Event::Sharing { active: true });
-        Shown(events)
+    fn new(events: &'a crate::events::Events, input: bool) -> Shown<'a> {
+        events.emit(crate::frontend::Event::Sharing { active: true, input });
+        Shown(events, input)
     }
 }
 
 impl Drop for Shown<'_> {
     fn drop(&mut self) {
-        self.0.emit(crate::frontend::Event::Sharing { active: false });
+        let input = self.1;
+        self.0
+            .emit(crate::frontend::Event::Sharing { active: false, input });
     }
 }
 

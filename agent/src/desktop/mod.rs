@@ -135,7 +135,7 @@ pub trait Indicator {
 }
 
 /// Why the desktop cannot do what is asked.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DesktopError {
     /// No xdg-desktop-portal with ScreenCast and RemoteDesktop answers on the session bus.
     #[error(
@@ -155,7 +155,11 @@ pub enum DesktopError {
     #[error("the screen stream (PipeWire) failed: {0}")]
     PipeWire(String),
     /// The desktop takes no input from Ponte: the assistant can see, not control.
-    #[error("the customer's desktop is view only: it takes no mouse or keyboard input from Ponte")]
+    #[error(
+        "the customer's desktop is view only: it takes no mouse or keyboard input from Ponte \
+         (on Wayland: shared without \"allow remote interaction\" in the system's dialog, or the \
+         desktop offers no remote control)"
+    )]
     ViewOnly,
 }
 
@@ -182,19 +186,30 @@ impl SessionKind {
     }
 }
 
-/// Opens the desktop of kind `kind` (default: as the session's environment says, or X11 when an
-/// X display is named): on X11, `display` (default `$DISPLAY`) sharing monitor `monitor`
-/// (default the primary one); on Wayland, through the portal, whose dialog picks the monitor.
+impl SessionKind {
+    /// `kind` if given, else X11 when an X display is named (shared as asked), else as the
+    /// session's environment says.
+    pub fn resolve(kind: Option<SessionKind>, display: Option<&str>) -> SessionKind {
+        kind.unwrap_or_else(|| match display {
+            Some(_) => SessionKind::X11,
+            None => SessionKind::detect(|name| std::env::var(name).ok()),
+        })
+    }
+
+    /// Whether opening this desktop shows the system's own sharing dialog.
+    pub fn asks_customer(self) -> bool {
+        self == SessionKind::Wayland
+    }
+}
+
+/// Opens the desktop of kind `kind`: on X11, `display` (default `$DISPLAY`) sharing monitor
+/// `monitor` (default the primary one); on Wayland, through the portal, whose dialog picks the
+/// monitor.
 pub fn open(
-    kind: Option<SessionKind>,
+    kind: SessionKind,
     display: Option<&str>,
     monitor: Option<usize>,
 ) -> anyhow::Result<Box<dyn Desktop>> {
-    let kind = kind.unwrap_or_else(|| match display {
-        // A display named by the customer is shared as asked.
-        Some(_) => SessionKind::X11,
-        None => SessionKind::detect(|name| std::env::var(name).ok()),
-    });
     Ok(match kind {
         SessionKind::X11 => Box::new(x11::X11::open(display, monitor)?),
         SessionKind::Wayland => Box::new(portal::Portal::open()?),

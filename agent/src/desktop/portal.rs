@@ -9,7 +9,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use ashpd::desktop::remote_desktop::{Axis, DeviceType, KeyState, RemoteDesktop, SelectDevicesOptions};
-use ashpd::desktop::screencast::{CursorMode, Screencast, SelectSourcesOptions, SourceType};
+use ashpd::desktop::screencast::{
+    CursorMode, IsScreencastSession, Screencast, SelectSourcesOptions, SourceType, Stream as ScreenStream,
+};
 use ashpd::desktop::{ResponseError, Session};
 use ponte_e2e::screen::{InputEvent, keysym_for_char};
 
@@ -36,8 +38,7 @@ const BTN_EXTRA: i32 = 0x114;
 pub struct Portal {
     /// Runs the portal's D-Bus calls; the desktop worker's thread blocks on it.
     runtime: tokio::runtime::Runtime,
-    remote: RemoteDesktop,
-    session: Session<RemoteDesktop>,
+    session: Parts,
     /// The PipeWire node of the shared monitor: pointer positions are relative to it.
     node: u32,
     /// The customer allowed remote interaction in the dialog.
@@ -49,43 +50,67 @@ pub struct Portal {
     seen: u64,
 }
 
+/// The portal session: screen and input together where the desktop offers RemoteDesktop (one
+/// dialog), the screen alone where it does not (wlroots, COSMIC: view only).
+enum Parts {
+    Remote {
+        remote: RemoteDesktop,
+        session: Session<RemoteDesktop>,
+    },
+    ScreenOnly(Session<Screencast>),
+}
+
+impl Parts {
+    async fn close(&self) -> ashpd::Result<()> {
+        match self {
+            Parts::Remote { session, .. } => session.close().await,
+            Parts::ScreenOnly(session) => session.close().await,
+        }
+    }
+}
+
 /// What the portal's `Start` gave.
 struct Started {
-    remote: RemoteDesktop,
-    session: Session<RemoteDesktop>,
+    session: Parts,
+    shared: Shared,
+}
+
+/// The monitor the customer shared, and how.
+struct Shared {
     node: u32,
     position: (i32, i32),
+    /// Whether the customer allowed remote interaction.
     input: bool,
+    /// The PipeWire connection.
     fd: std::os::fd::OwnedFd,
 }
 
 impl Portal {
-    /// Asks the portal for the screen and the pointer and keyboard (the system shows its
-    /// dialog), then waits for the first picture.
+    /// Asks the portal for the screen and, where the desktop offers it, the pointer and
+    /// keyboard (the system shows its dialog), then waits for the first picture.
     pub fn open() -> anyhow::Result<Portal> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let started = runtime.block_on(start())?;
+        let Started { session, shared } = runtime.block_on(start())?;
         let mut portal = Portal {
             runtime,
-            remote: started.remote,
-            session: started.session,
-            node: started.node,
-            input: started.input,
+            session,
+            node: shared.node,
+            input: shared.input,
             monitor: Monitor::default(),
             stream: None,
             frame: Frame::default(),
             seen: 0,
         };
         // From here on, dropping `portal` closes the portal session.
-        let stream = Stream::start(started.fd, started.node)?;
+        let stream = Stream::start(shared.fd, shared.node)?;
         stream.wait_first(FIRST_FRAME)?;
         portal.stream = Some(stream);
         portal.next_frame()?;
-        let (x, y) = started.position;
+        let (x, y) = shared.position;
         portal.monitor = Monitor {
-            name: format!("portal stream {}", started.node),
+            name: format!("portal stream {}", shared.node),
             x: i16::try_from(x).unwrap_or(0),
             y: i16::try_from(y).unwrap_or(0),
             width: portal.frame.width,
@@ -146,18 +171,33 @@ async fn start() -> Result<Started, DesktopError> {
         .await
         .map_err(|_| DesktopError::NoPortal("the session bus does not answer".into()))?
         .map_err(|e| DesktopError::NoPortal(e.to_string()))?;
-    let remote = within(CALL, RemoteDesktop::with_connection(bus.clone())).await?;
-    let screencast = within(CALL, Screencast::with_connection(bus)).await?;
-    let session = within(CALL, remote.create_session(Default::default())).await?;
-    match share(&remote, &screencast, &session).await {
-        Ok((node, position, input, fd)) => Ok(Started {
-            remote,
-            session,
-            node,
-            position,
-            input,
-            fd,
-        }),
+    let screencast = within(CALL, Screencast::with_connection(bus.clone())).await?;
+    let session = match within(CALL, RemoteDesktop::with_connection(bus)).await {
+        Ok(remote) => {
+            let session = within(CALL, remote.create_session(Default::default())).await?;
+            Parts::Remote { remote, session }
+        }
+        Err(DesktopError::NoPortal(why)) => {
+            tracing::info!("no RemoteDesktop portal ({why}): the screen is shared view only");
+            Parts::ScreenOnly(within(CALL, screencast.create_session(Default::default())).await?)
+        }
+        Err(e) => return Err(e),
+    };
+    let shared = match &session {
+        Parts::Remote { remote, session } => share_with_input(remote, &screencast, session).await,
+        Parts::ScreenOnly(session) => {
+            let start = async {
+                let selected = screencast
+                    .start(session, None, Default::default())
+                    .await?
+                    .response()?;
+                Ok((selected.streams().to_vec(), false))
+            };
+            share(&screencast, session, start).await
+        }
+    };
+    match shared {
+        Ok(shared) => Ok(Started { session, shared }),
         Err(e) => {
             let _ = tokio::time::timeout(CALL, session.close()).await;
             Err(e)
@@ -165,18 +205,37 @@ async fn start() -> Result<Started, DesktopError> {
     }
 }
 
-/// Asks for the monitor and the input devices and shows the system's dialog; says which
-/// PipeWire node, where, whether with input, and the PipeWire connection.
-async fn share(
+/// Asks for the pointer and keyboard, then shares as [`share`] does, in the one dialog.
+async fn share_with_input(
     remote: &RemoteDesktop,
     screencast: &Screencast,
     session: &Session<RemoteDesktop>,
-) -> Result<(u32, (i32, i32), bool, std::os::fd::OwnedFd), DesktopError> {
+) -> Result<Shared, DesktopError> {
     let devices = SelectDevicesOptions::default().set_devices(DeviceType::Keyboard | DeviceType::Pointer);
     within(CALL, async {
         remote.select_devices(session, devices).await?.response()
     })
     .await?;
+    let start = async {
+        let selected = remote
+            .start(session, None, Default::default())
+            .await?
+            .response()?;
+        let input = selected
+            .devices()
+            .contains(DeviceType::Keyboard | DeviceType::Pointer);
+        Ok((selected.streams().to_vec(), input))
+    };
+    share(screencast, session, start).await
+}
+
+/// Asks for one monitor, shows the system's dialog through `start` (which answers the
+/// streams and whether with input, once the customer answered), and opens PipeWire.
+async fn share<S: IsScreencastSession>(
+    screencast: &Screencast,
+    session: &Session<S>,
+    start: impl Future<Output = ashpd::Result<(Vec<ScreenStream>, bool)>>,
+) -> Result<Shared, DesktopError> {
     // The pointer is not in the picture: the viewer draws it where the assistant points.
     let sources = SelectSourcesOptions::default()
         .set_cursor_mode(CursorMode::Hidden)
@@ -186,26 +245,25 @@ async fn share(
         screencast.select_sources(session, sources).await?.response()
     })
     .await?;
-    // `start` returns once the customer answered the dialog.
-    let answer = async { remote.start(session, None, Default::default()).await?.response() };
-    let selected = tokio::time::timeout(DIALOG, answer)
+    let (streams, input) = tokio::time::timeout(DIALOG, start)
         .await
         .map_err(|_| DesktopError::PortalUnanswered(DIALOG.as_secs() / 60))?
         .map_err(plain)?;
-    let stream = selected
-        .streams()
+    let stream = streams
         .first()
         .ok_or(DesktopError::Portal("the customer shared no monitor".into()))?;
     let (node, position) = (stream.pipe_wire_node_id(), stream.position().unwrap_or((0, 0)));
-    let input = selected
-        .devices()
-        .contains(DeviceType::Keyboard | DeviceType::Pointer);
     let fd = within(
         CALL,
         screencast.open_pipe_wire_remote(session, Default::default()),
     )
     .await?;
-    Ok((node, position, input, fd))
+    Ok(Shared {
+        node,
+        position,
+        input,
+        fd,
+    })
 }
 
 impl Drop for Portal {
@@ -258,7 +316,7 @@ impl Capture for Portal {
 
 impl Injector for Portal {
     fn inject(&mut self, event: &InputEvent) -> anyhow::Result<()> {
-        let (r, s) = (&self.remote, &self.session);
+        let (r, s) = self.remote()?;
         match *event {
             InputEvent::Move { x, y } => {
                 // Stream coordinates, on the shared monitor whatever the assistant sent.
@@ -299,12 +357,18 @@ impl Injector for Portal {
 }
 
 impl Portal {
+    /// The RemoteDesktop part of the session, through which input goes.
+    fn remote(&self) -> Result<(&RemoteDesktop, &Session<RemoteDesktop>), DesktopError> {
+        match &self.session {
+            Parts::Remote { remote, session } if self.input => Ok((remote, session)),
+            _ => Err(DesktopError::ViewOnly),
+        }
+    }
+
     fn key(&self, keysym: u32, pressed: bool) -> anyhow::Result<()> {
         let sym = i32::try_from(keysym).unwrap_or(0);
-        self.call(
-            self.remote
-                .notify_keyboard_keysym(&self.session, sym, state(pressed), Default::default()),
-        )
+        let (remote, session) = self.remote()?;
+        self.call(remote.notify_keyboard_keysym(session, sym, state(pressed), Default::default()))
     }
 }
 

@@ -8,7 +8,7 @@
 //! the mouse, and one that shows its own indicator gets none of ours.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
@@ -103,6 +103,10 @@ pub struct DesktopWorker {
     jobs: Option<std_mpsc::Sender<Job>>,
     thread: Option<std::thread::JoinHandle<()>>,
     sharing: Arc<AtomicUsize>,
+    /// Whether the desktop is open.
+    opened: Arc<AtomicBool>,
+    /// Whether opening the desktop shows the system's dialog.
+    asks: bool,
 }
 
 /// Marks the screen as shared while it lives (the indicator shows).
@@ -128,8 +132,11 @@ impl DesktopWorker {
             monitor,
             indicator,
         } = options;
-        let open = move || super::open(desktop, display.as_deref(), monitor);
-        DesktopWorker::start_with(open, indicator, grants, injected)
+        let kind = super::SessionKind::resolve(desktop, display.as_deref());
+        let open = move || super::open(kind, display.as_deref(), monitor);
+        let mut worker = DesktopWorker::start_with(open, indicator, grants, injected);
+        worker.asks = kind.asks_customer();
+        worker
     }
 
     /// Starts the worker on the desktop `open` opens, on first use (and again after it failed).
@@ -141,8 +148,10 @@ impl DesktopWorker {
     ) -> DesktopWorker {
         let (jobs, rx) = std_mpsc::channel();
         let sharing = Arc::new(AtomicUsize::new(0));
+        let opened = Arc::new(AtomicBool::new(false));
         let mut worker = Worker {
             open: Box::new(open),
+            opened: opened.clone(),
             text: indicator,
             grants,
             injected,
@@ -153,6 +162,7 @@ impl DesktopWorker {
             held_keys: Vec::new(),
             held_buttons: Vec::new(),
             control: false,
+            screen: false,
             injected_since_grant: false,
             indicator: None,
         };
@@ -164,7 +174,15 @@ impl DesktopWorker {
             jobs: Some(jobs),
             thread,
             sharing,
+            opened,
+            asks: false,
         }
+    }
+
+    /// Whether the next use of the desktop shows the system's own sharing dialog (it is not
+    /// open, and opening it asks the customer).
+    pub fn asks_customer(&self) -> bool {
+        self.asks && !self.opened.load(Ordering::SeqCst)
     }
 
     fn submit(&self, job: Job) -> anyhow::Result<()> {
@@ -229,6 +247,8 @@ impl DesktopWorker {
 
 struct Worker {
     open: Open,
+    /// Whether `desktop` is open, for the handle.
+    opened: Arc<AtomicBool>,
     /// What the indicator says.
     text: IndicatorText,
     grants: watch::Receiver<grants::State>,
@@ -243,6 +263,8 @@ struct Worker {
     held_buttons: Vec<u8>,
     /// Whether control was granted at the last look.
     control: bool,
+    /// Whether the screen was granted at the last look.
+    screen: bool,
     /// Whether the assistant injected input since control was last granted.
     injected_since_grant: bool,
     indicator: Option<Indication>,
@@ -261,19 +283,39 @@ impl Worker {
             }
             self.reconcile();
         }
-        self.release();
-        if let Some(indicator) = self.desktop.as_deref_mut().and_then(Desktop::indicator) {
-            let _ = indicator.show(None);
-        }
-        // Dropping the desktop closes the connection.
+        self.close();
     }
 
     fn desktop(&mut self) -> anyhow::Result<&mut dyn Desktop> {
         let desktop = match &mut self.desktop {
             Some(desktop) => desktop,
-            none => none.insert(opened((self.open)()?)),
+            none => {
+                // A job that was waiting when the customer revoked both must not open it again
+                // (on Wayland: the system's dialog once more).
+                if !self.screen && !self.control {
+                    anyhow::bail!("the customer has not allowed 'screen' or 'control'");
+                }
+                let desktop = none.insert(opened((self.open)()?));
+                self.opened.store(true, Ordering::SeqCst);
+                desktop
+            }
         };
         Ok(&mut **desktop)
+    }
+
+    /// Releases input, removes the indicator and closes the desktop (on Wayland: the portal
+    /// session, so the system's own indicator goes away and the compositor stops streaming).
+    fn close(&mut self) {
+        self.release();
+        if let Some(indicator) = self.desktop.as_deref_mut().and_then(Desktop::indicator) {
+            let _ = indicator.show(None);
+        }
+        self.indicator = None;
+        self.injected_pointer = None;
+        if self.desktop.take().is_some() {
+            self.opened.store(false, Ordering::SeqCst);
+            tracing::info!("the desktop is closed: nothing that needs it is allowed any more");
+        }
     }
 
     fn handle(&mut self, job: Job) {
@@ -301,6 +343,9 @@ impl Worker {
     }
 
     fn step(&mut self, sync: u64, budget: Option<usize>, encoder: &mut Encoder) -> anyhow::Result<Step> {
+        if !self.screen {
+            anyhow::bail!("the customer has not allowed 'screen'");
+        }
         let desktop = self.desktop()?;
         let mut step = Step::default();
         let started = Instant::now();
@@ -333,6 +378,9 @@ impl Worker {
     /// Injects `events` one by one while control stays granted and the customer leaves the
     /// mouse alone: both are looked at before every event, so a long batch stops at once.
     fn inject(&mut self, events: &[InputEvent]) -> anyhow::Result<Injected> {
+        if !self.control {
+            return Ok(Injected::NotAllowed);
+        }
         if self.desktop()?.input().is_none() {
             return Ok(Injected::ViewOnly);
         }
@@ -436,16 +484,24 @@ impl Worker {
         }
     }
 
-    /// Follows the grants: releases input when control ends, and shows the indicator that
-    /// tells the truth — red while the assistant may control, blue while the screen is seen.
+    /// Follows the grants: releases input when control ends, closes the desktop when the
+    /// screen is revoked or nothing that needs it is allowed any more, and shows the indicator
+    /// that tells the truth — red while the assistant may control, blue while the screen is
+    /// seen.
     fn reconcile(&mut self) {
         let state = *self.grants.borrow();
         let control = state.grants.allows(Capability::Control) && !state.ended();
+        let screen = state.grants.allows(Capability::Screen) && !state.ended();
         if self.control && !control {
             self.release();
             self.injected_since_grant = false;
         }
+        let revoked_screen = self.screen && !screen;
         self.control = control;
+        self.screen = screen;
+        if revoked_screen || (!screen && !control) {
+            self.close();
+        }
         let sharing = self.sharing.load(Ordering::SeqCst) > 0;
         let want = if control && (sharing || self.injected_since_grant) {
             Some(Indication::Controlling)

@@ -80,7 +80,9 @@ pub fn to_json(event: &Event, tr: &Tr) -> Option<Value> {
             "verified": peer.is_verified(),
             "granted": names(*granted),
         }),
-        Event::Sharing { active } => json!({"event": "sharing", "active": active}),
+        Event::Sharing { active, input } => {
+            json!({"event": "sharing", "active": active, "input": input})
+        }
         Event::Grants(grants) => json!({"event": "grants", "granted": names(*grants)}),
         Event::Question { id, question } => json!({
             "event": "question", "id": id.0, "text": phrases::question(tr, question).join("\n"),

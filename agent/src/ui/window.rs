@@ -196,6 +196,8 @@ struct Window {
     notes: VecDeque<(String, Color32)>,
     grants: Grants,
     sharing: u32,
+    /// Whether the shared desktop takes the assistant's input.
+    sharing_input: bool,
     activity: VecDeque<(String, Kind)>,
     terminal: VecDeque<String>,
     transfers: BTreeMap<u64, Transfer>,
@@ -256,6 +258,7 @@ impl Window {
             notes: VecDeque::new(),
             grants: Grants::NONE,
             sharing: 0,
+            sharing_input: true,
             activity: VecDeque::new(),
             terminal: VecDeque::new(),
             transfers: BTreeMap::new(),
@@ -342,7 +345,8 @@ impl Window {
                 what,
                 progress,
             } => self.transfer(transfer, &what, progress),
-            Event::Sharing { active } => {
+            Event::Sharing { active, input } => {
+                self.sharing_input = input;
                 self.sharing = if active {
                     self.sharing.saturating_add(1)
                 } else {
@@ -599,7 +603,7 @@ impl Window {
         who(ui, &tr, &peer.clone());
         ui.label(since);
         if self.sharing > 0 {
-            let (text, color) = if self.grants.allows(Capability::Control) {
+            let (text, color) = if self.grants.allows(Capability::Control) && self.sharing_input {
                 (t!(tr, "window-screen-controlling"), RED)
             } else {
                 (

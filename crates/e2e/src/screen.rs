@@ -222,6 +222,11 @@ pub enum ScreenUpdate {
     /// The agent stopped sharing (a revocation, or a failure), and why; nothing follows. (A
     /// screen stream carries no `Transfer::Failed`: this is its last word.)
     Ended(ponte_wire::PeerText),
+    /// The shared desktop takes no mouse or keyboard input from Ponte, and why (the customer
+    /// shared the screen without allowing remote interaction in the system's dialog, or the
+    /// desktop has no way to take it): the viewer offers no control on this stream. Sent at
+    /// most once, before the first frame.
+    ViewOnly(ponte_wire::PeerText),
 }
 
 /// Viewer → agent on a screen stream.

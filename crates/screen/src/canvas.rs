@@ -49,6 +49,8 @@ pub enum Applied {
     },
     /// The agent stopped sharing, for this reason (inert text); nothing follows.
     Ended(ponte_wire::PeerText),
+    /// The shared desktop takes no input, for this reason (inert text).
+    ViewOnly(ponte_wire::PeerText),
 }
 
 /// The remote screen as the viewer knows it.
@@ -211,6 +213,7 @@ impl Canvas {
                 Ok(Applied::Frame { frame, sync, tiles })
             }
             ScreenUpdate::Ended(why) => Ok(Applied::Ended(why)),
+            ScreenUpdate::ViewOnly(why) => Ok(Applied::ViewOnly(why)),
         }
     }
 

@@ -899,16 +899,20 @@ proptest::proptest! {
 }
 
 #[test]
-fn why_sharing_ended_stays_inert_text() {
+fn why_sharing_ended_or_is_view_only_stays_inert_text() {
     // A hostile agent's reason: terminal escapes, a forged line of ours, a bidi override.
     let why = ponte_wire::PeerText::new("\x1b]0;owned\x07\n[ponte] saved as \u{202e}gpj.exe".to_owned());
     let mut canvas = Canvas::new().unwrap();
-    let Ok(Applied::Ended(got)) = canvas.apply(ScreenUpdate::Ended(why)) else {
+    let Ok(Applied::ViewOnly(got)) = canvas.apply(ScreenUpdate::ViewOnly(why.clone())) else {
+        panic!("a view-only desktop is applied as one");
+    };
+    let Ok(Applied::Ended(ended)) = canvas.apply(ScreenUpdate::Ended(why)) else {
         panic!("an end of sharing is applied as one");
     };
-    let shown = got.to_string();
-    assert!(
-        !shown.chars().any(|c| c.is_control() || c == '\u{202e}'),
-        "{shown:?}"
-    );
+    for shown in [got.to_string(), ended.to_string()] {
+        assert!(
+            !shown.chars().any(|c| c.is_control() || c == '\u{202e}'),
+            "{shown:?}"
+        );
+    }
 }

@@ -44,6 +44,16 @@ impl WaylandSession {
     /// Starts a session whose one monitor is `width`×`height`. Panics, naming the service and
     /// its log, when one does not come up within 30 s.
     pub fn start(width: u16, height: u16) -> WaylandSession {
+        WaylandSession::start_with(width, height, true)
+    }
+
+    /// Starts a session like [`WaylandSession::start`] whose portal offers screen casting but
+    /// no RemoteDesktop, as on wlroots compositors and COSMIC: a view-only desktop.
+    pub fn start_view_only(width: u16, height: u16) -> WaylandSession {
+        WaylandSession::start_with(width, height, false)
+    }
+
+    fn start_with(width: u16, height: u16, remote_desktop: bool) -> WaylandSession {
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("ponte-wayland-{}-{n}", std::process::id()));
@@ -53,11 +63,14 @@ impl WaylandSession {
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
         // Only the GNOME back end, or the portal offers interfaces no running back end serves.
-        std::fs::copy(
-            "/usr/share/xdg-desktop-portal/portals/gnome.portal",
-            dir.join("portals/gnome.portal"),
-        )
-        .expect("xdg-desktop-portal-gnome is needed for the Wayland tests");
+        let portal = std::fs::read_to_string("/usr/share/xdg-desktop-portal/portals/gnome.portal")
+            .expect("xdg-desktop-portal-gnome is needed for the Wayland tests");
+        let portal = if remote_desktop {
+            portal
+        } else {
+            portal.replace("org.freedesktop.impl.portal.RemoteDesktop;", "")
+        };
+        std::fs::write(dir.join("portals/gnome.portal"), portal).unwrap();
         let text = |p: &Path| p.to_str().unwrap().to_owned();
         let mut env = vec![
             ("XDG_RUNTIME_DIR", text(&dir)),
@@ -227,6 +240,61 @@ impl WaylandSession {
     /// The session's runtime folder (`XDG_RUNTIME_DIR`), where its logs are too (`log/`).
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The `node.name` of every PipeWire node in the session now (a screen cast's consumer
+    /// among them while it streams), from `pw-dump`.
+    pub fn pipewire_nodes(&self) -> Vec<String> {
+        let out = self
+            .command("pw-dump")
+            .stderr(Stdio::null())
+            .output()
+            .expect("pw-dump (pipewire-bin) is needed for the Wayland tests");
+        let objects: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        objects
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|o| o["type"] == "PipeWire:Interface:Node")
+            .filter_map(|o| o["info"]["props"]["node.name"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// The object paths of the xdg-desktop-portal's open sessions (every client's): they are
+    /// `session/SENDER/TOKEN` under the portal's object.
+    pub fn portal_sessions(&self) -> Vec<String> {
+        let root = "/org/freedesktop/portal/desktop/session";
+        self.object_children(root)
+            .into_iter()
+            .flat_map(|sender| {
+                let folder = format!("{root}/{sender}");
+                self.object_children(&folder)
+                    .into_iter()
+                    .map(move |token| format!("{folder}/{token}"))
+            })
+            .collect()
+    }
+
+    /// The child nodes of the portal's object `path`, as it introspects them.
+    fn object_children(&self, path: &str) -> Vec<String> {
+        let out = self
+            .command("dbus-send")
+            .args([
+                "--session",
+                "--print-reply",
+                "--dest=org.freedesktop.portal.Desktop",
+                path,
+                "org.freedesktop.DBus.Introspectable.Introspect",
+            ])
+            .stderr(Stdio::null())
+            .output()
+            .expect("dbus-send is needed for the Wayland tests");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix("<node name=\""))
+            .filter_map(|rest| rest.split('"').next())
+            .map(str::to_owned)
+            .collect()
     }
 
     /// The test's own mouse, keyboard and view of the screen, through mutter's D-Bus API.
