@@ -155,6 +155,17 @@ pub fn shown_within(x: &Xvfb, name: &str, phrase: &str, span: Duration) -> bool 
     })
 }
 
+/// Reads a picture of a Wayland session's screen (see [`look`]).
+pub fn look_at(picture: &ponte_testbed::wayland::Picture, name: &str, attempt: usize) -> Seen {
+    let rgb = picture
+        .pixels
+        .iter()
+        .flat_map(|p| [(p >> 16) as u8, (p >> 8) as u8, *p as u8])
+        .collect();
+    let size = (usize::from(picture.width), usize::from(picture.height));
+    read((rgb, size.0, size.1), name, attempt)
+}
+
 /// Reads a screenshot (see [`look`]).
 fn read((rgb, width, height): (Vec<u8>, usize, usize), name: &str, attempt: usize) -> Seen {
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("window");

@@ -15,6 +15,7 @@ use ponte_session::SecureStream;
 use ponte_testbed::WaylandSession;
 use ponte_testbed::wayland::{Customer, Picture};
 
+use crate::ocr;
 use crate::screen::{Scripted, read_png};
 use crate::world::*;
 
@@ -352,4 +353,77 @@ async fn revoking_control_releases_held_keys_and_revoking_the_screen_closes_the_
     };
     assert!(reason.as_raw().contains("revoked 'screen'"), "{reason}");
     desktop.wait_portal_closed(Duration::from_secs(1).saturating_sub(revoked.elapsed()));
+}
+
+/// Reads the session's screen until `found` finds something in it.
+async fn wait_for_words<T>(
+    customer: &Customer,
+    name: &str,
+    mut found: impl FnMut(&ocr::Seen) -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + ocr::SHOW;
+    for attempt in 0.. {
+        let picture = customer.picture(Duration::from_millis(200)).await;
+        let seen = tokio::task::block_in_place(|| ocr::look_at(&picture, name, attempt));
+        if let Some(t) = found(&seen) {
+            return t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the screen never showed what {name} looks for; it shows: {}",
+            seen.text()
+        );
+    }
+    unreachable!()
+}
+
+/// The customer clicks where `phrase` is written, once the screen shows it.
+async fn click_phrase(customer: &Customer, name: &str, phrase: &str) {
+    let (x, y) = wait_for_words(customer, name, |seen| seen.find(phrase)).await;
+    customer.click(f64::from(x), f64::from(y)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_its_window_on_wayland_the_customer_allows_the_screen_and_is_told_of_the_systems_dialog() {
+    let wayland = WaylandSession::start(1280, 800);
+    let customer = wayland.customer().await;
+    let w = World::new().await;
+    let mut cmd = w.command("ponte-agent");
+    wayland.apply(&mut cmd);
+    cmd.env("LANG", "C.UTF-8")
+        .arg("--dir")
+        .arg(w.path("agent-home"))
+        .stdin(Stdio::null());
+    // The window opens on the Wayland display itself: there is no X display in the session.
+    let _agent = ponte_testbed::Running::start(cmd);
+    let (id, code) = wait_for_words(&customer, "wayland-waiting", ocr::agreed(ocr::id_and_code)).await;
+    let (viewer, _) = ponte_viewer::join(w.join_options(&id, &code, test_assistant()))
+        .await
+        .unwrap();
+    click_phrase(&customer, "wayland-consent", "See the screen").await;
+    click_phrase(&customer, "wayland-consent", "Allow selected").await;
+    let granted = viewer.consent(WAIT).await.expect("the customer allowed");
+    assert!(granted.allows(ponte_e2e::app::Capability::Screen));
+
+    let mut stream = viewer.request(&Request::Screen { max_fps: 30 }).await.unwrap();
+    // The system's dialog, over Ponte's window that said it would come.
+    wait_for_words(&customer, "wayland-dialog", |seen| {
+        seen.find("Share").and(seen.find("Your system will now ask"))
+    })
+    .await;
+    customer.keys(&[ALT_L, u32::from(b's')]).await;
+    // Shared without remote interaction (only `screen` was allowed): view only, then the picture.
+    assert!(matches!(
+        next_update(&mut stream).await,
+        ScreenUpdate::ViewOnly(_)
+    ));
+    assert!(matches!(
+        next_update(&mut stream).await,
+        ScreenUpdate::Size { .. }
+    ));
+    wait_for_words(&customer, "wayland-shared", |seen| {
+        seen.find("Your screen is being shared (view only)")
+            .and(seen.find("shares the screen view only"))
+    })
+    .await;
 }

@@ -110,7 +110,8 @@ impl Portal {
         portal.next_frame()?;
         let (x, y) = shared.position;
         portal.monitor = Monitor {
-            name: format!("portal stream {}", shared.node),
+            // The customer chose it in the system's dialog, which names it.
+            name: "screen".into(),
             x: i16::try_from(x).unwrap_or(0),
             y: i16::try_from(y).unwrap_or(0),
             width: portal.frame.width,

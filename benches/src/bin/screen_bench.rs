@@ -16,6 +16,10 @@
 //!
 //! Run: `cargo run --release -p ponte-benches --bin screen-bench [-- --frames 200]`, or
 //! `cargo run --release -p ponte-benches --bin screen-bench -- --link dsl [--seconds 30]`.
+//! With `--wayland` too, the link scenes run on a headless GNOME session instead (the agent
+//! shares through the portal and PipeWire; the scenes are an X window on its Xwayland; the
+//! bench answers the system's dialog), and the photo's clock starts when the photo goes up on
+//! the already shared screen.
 //! With `PONTE_BENCH_TRACE=1`, the photo scene also prints each frame's arrival (size,
 //! budget, the agent's rate and RTT, the link's bytes and drops so far) to stderr.
 
@@ -30,7 +34,8 @@ use ponte_e2e::handshake::Credentials;
 use ponte_e2e::identity::PrivateKey;
 use ponte_e2e::screen::{FrameStats, ScreenFeedback, ScreenUpdate};
 use ponte_screen::{Applied, Canvas, Encoder, Image};
-use ponte_testbed::{Running, Xvfb};
+use ponte_testbed::wayland::Customer;
+use ponte_testbed::{Running, WaylandSession, Xvfb};
 use ponte_transport::tls::CertFingerprint;
 use ponte_wire::frame;
 use x11rb::connection::Connection;
@@ -206,16 +211,20 @@ impl Scene {
         self.sync();
     }
 
-    /// Shows a BGRX picture of the whole screen (in strips: a request has a size limit).
+    /// Shows a BGRX picture of the whole screen at once, as programs present a finished picture:
+    /// drawn off screen (in strips: a request has a size limit), then copied in one request,
+    /// so no capture sees half of it.
     fn put(&self, data: &[u8]) {
         let rows = 30;
         let (w, h) = (usize::from(W), usize::from(H));
+        let pixmap = self.conn.generate_id().unwrap();
+        self.conn.create_pixmap(24, pixmap, self.window, W, H).unwrap();
         for y in (0..h).step_by(rows) {
             let n = rows.min(h - y);
             self.conn
                 .put_image(
                     ImageFormat::Z_PIXMAP,
-                    self.window,
+                    pixmap,
                     self.fill,
                     W,
                     n as u16,
@@ -227,18 +236,24 @@ impl Scene {
                 )
                 .unwrap();
         }
+        self.conn
+            .copy_area(pixmap, self.window, self.fill, 0, 0, 0, 0, W, H)
+            .unwrap();
+        self.conn.free_pixmap(pixmap).unwrap();
         self.sync();
     }
 
+    /// The screen: the root window's pixels (with the agent's indicator bar on X11), or on
+    /// rootless Xwayland, whose root has none, the scene's window (which covers the screen).
     fn capture(&self) -> Vec<u8> {
         let root = self.conn.setup().roots[0].root;
-        let reply = self
-            .conn
-            .get_image(ImageFormat::Z_PIXMAP, root, 0, 0, W, H, !0)
-            .unwrap()
-            .reply()
-            .unwrap();
-        reply.data
+        let image = |drawable| {
+            self.conn
+                .get_image(ImageFormat::Z_PIXMAP, drawable, 0, 0, W, H, !0)
+                .unwrap()
+                .reply()
+        };
+        image(root).or_else(|_| image(self.window)).unwrap().data
     }
 }
 
@@ -426,7 +441,7 @@ fn compare_codecs(scenes: &[(&str, &Stats)]) {
 /// "ready" event (session ID and code).
 fn start_agent(
     home: &std::path::Path,
-    display: &str,
+    desktop: &Desktop,
     relay: std::net::SocketAddr,
     fp: &CertFingerprint,
 ) -> (Running, serde_json::Value) {
@@ -435,8 +450,17 @@ fn start_agent(
         .env("HOME", home)
         .env("XDG_DATA_HOME", home)
         .env("XDG_CONFIG_HOME", home)
-        .args(["--json", "--allow", "screen", "--display", display])
+        .args(["--json", "--allow", "screen"])
         .args(["--relay", &relay.to_string(), "--fingerprint", &fp.to_string()]);
+    match desktop {
+        Desktop::X(x) => {
+            agent.args(["--display", &x.display]);
+        }
+        Desktop::Wayland(session) => {
+            session.apply(&mut agent);
+            agent.args(["--desktop", "wayland"]);
+        }
+    }
     let agent = Running::start(agent);
     let ready = agent.event("ready", Duration::from_secs(30));
     (agent, ready)
@@ -623,20 +647,62 @@ fn compare_photo_codecs() {
     }
 }
 
-/// The emulated-link scenes, each a JSON line.
-async fn link_scenes(name: &str, seconds: u64) -> anyhow::Result<()> {
+/// The screen the scenes are drawn on and the agent shares.
+enum Desktop {
+    /// An Xvfb display, shared through X11.
+    X(Xvfb),
+    /// A headless GNOME session, shared through the portal and PipeWire; the scenes are an X
+    /// program's window on its Xwayland.
+    Wayland(WaylandSession),
+}
+
+/// Answers the portal's dialog ("Share", Alt+S) until `shared` is set. The scene's window may
+/// cover the dialog, so the keys go out every second instead of when the dialog is seen.
+async fn answer_dialog(customer: Customer, shared: Arc<std::sync::atomic::AtomicBool>) {
+    while !shared.load(std::sync::atomic::Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        customer.keys(&[0xffe9, u32::from(b's')]).await;
+    }
+}
+
+/// Waits until the picture is exact and nothing arrives for a while.
+async fn settle(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Arrival>) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_millis(700), rx.recv()).await {
+            Ok(Some(_)) => {}
+            _ => return,
+        }
+    }
+}
+
+/// The emulated-link scenes, each a JSON line; on a Wayland session if `wayland`.
+async fn link_scenes(name: &str, seconds: u64, wayland: bool) -> anyhow::Result<()> {
     use ponte_testbed::link::{Link, Profile};
     let profile = Profile::named(name).ok_or_else(|| anyhow::anyhow!("unknown link {name}"))?;
-    let x = Xvfb::start(W, H);
-    let mut scene = Scene::new(x.connect());
+    let desktop = if wayland {
+        Desktop::Wayland(WaylandSession::start_with_xwayland(W, H))
+    } else {
+        Desktop::X(Xvfb::start(W, H))
+    };
+    let mut scene = Scene::new(match &desktop {
+        Desktop::X(x) => x.connect(),
+        Desktop::Wayland(session) => session.x_connect(),
+    });
     let photos = [photo(1), photo(2)];
-    scene.put(&photos[0]);
+    if !wayland {
+        scene.put(&photos[0]);
+    }
 
     let dir = tempfile::tempdir()?;
     let (_relay, addr, fp) = ponte_benches::start_relay(&dir.path().join("relay"))?;
     let link = Link::start(addr, profile)?;
-    let (agent, ready) = start_agent(dir.path(), &x.display, link.addr, &fp);
+    let (agent, ready) = start_agent(dir.path(), &desktop, link.addr, &fp);
     let started = Instant::now();
+    let shared = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if let Desktop::Wayland(session) = &desktop {
+        tokio::spawn(answer_dialog(session.customer().await, shared.clone()));
+    }
     let stream = viewer(
         addr,
         fp,
@@ -645,7 +711,7 @@ async fn link_scenes(name: &str, seconds: u64) -> anyhow::Result<()> {
     )
     .await;
     // The request's answer is in; the first frame's clock starts here.
-    let requested = Instant::now();
+    let mut requested = Instant::now();
     eprintln!(
         "joined through the link in {:.1} s",
         started.elapsed().as_secs_f64()
@@ -692,6 +758,19 @@ async fn link_scenes(name: &str, seconds: u64) -> anyhow::Result<()> {
             }
         }
     });
+
+    // On Wayland the customer answers the system's dialog first: the clock starts when the
+    // photo goes up on the shared (black) screen.
+    if wayland {
+        tokio::time::timeout(Duration::from_secs(60), rx.recv())
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("stream ended"))?;
+        shared.store(true, std::sync::atomic::Ordering::Relaxed);
+        eprintln!("shared after {:.1} s", requested.elapsed().as_secs_f64());
+        settle(&mut rx).await;
+        scene.put(&photos[0]);
+        requested = Instant::now();
+    }
 
     // (1) A photo-like desktop: first usable picture (nothing stale), then exact.
     let (mut usable, mut exact, mut bytes) = (None, None, 0);
@@ -754,17 +833,6 @@ async fn link_scenes(name: &str, seconds: u64) -> anyhow::Result<()> {
             "stages": stages(&frames),
         })
     );
-
-    // Waits until the picture is exact and nothing arrives for a while.
-    async fn settle(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Arrival>) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            match tokio::time::timeout(Duration::from_millis(700), rx.recv()).await {
-                Ok(Some(_)) => {}
-                _ => return,
-            }
-        }
-    }
 
     // (2) Typing in a terminal: a glyph-sized change of a new colour, ten a second.
     scene.terminal();
@@ -893,11 +961,13 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(i) = args.iter().position(|a| a == "--link") {
         let name = args.get(i + 1).map_or("dsl", String::as_str);
-        return link_scenes(name, arg("--seconds", 30)).await;
+        let wayland = args.iter().any(|a| a == "--wayland");
+        return link_scenes(name, arg("--seconds", 30), wayland).await;
     }
     let frames = arg("--frames", 200) as usize;
     let x = Xvfb::start(W, H);
     let mut scene = Scene::new(x.connect());
+    let desktop = Desktop::X(x);
 
     println!(
         "encoder at {W}×{H}, {frames} frames per scene (zstd level {}):",
@@ -922,7 +992,7 @@ async fn main() -> anyhow::Result<()> {
     // Through the relay.
     let dir = tempfile::tempdir()?;
     let (_relay, addr, fp) = ponte_benches::start_relay(&dir.path().join("relay"))?;
-    let (agent, ready) = start_agent(dir.path(), &x.display, addr, &fp);
+    let (agent, ready) = start_agent(dir.path(), &desktop, addr, &fp);
     let stream = viewer(
         addr,
         fp,

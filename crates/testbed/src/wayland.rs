@@ -44,16 +44,30 @@ impl WaylandSession {
     /// Starts a session whose one monitor is `width`×`height`. Panics, naming the service and
     /// its log, when one does not come up within 30 s.
     pub fn start(width: u16, height: u16) -> WaylandSession {
-        WaylandSession::start_with(width, height, true)
+        WaylandSession::start_with(width, height, Setup::default())
     }
 
     /// Starts a session like [`WaylandSession::start`] whose portal offers screen casting but
     /// no RemoteDesktop, as on wlroots compositors and COSMIC: a view-only desktop.
     pub fn start_view_only(width: u16, height: u16) -> WaylandSession {
-        WaylandSession::start_with(width, height, false)
+        let setup = Setup {
+            remote_desktop: false,
+            ..Setup::default()
+        };
+        WaylandSession::start_with(width, height, setup)
     }
 
-    fn start_with(width: u16, height: u16, remote_desktop: bool) -> WaylandSession {
+    /// Starts a session like [`WaylandSession::start`] with Xwayland, so X programs draw on
+    /// the Wayland screen ([`WaylandSession::x_connect`]); as a customer's X programs do.
+    pub fn start_with_xwayland(width: u16, height: u16) -> WaylandSession {
+        let setup = Setup {
+            xwayland: true,
+            ..Setup::default()
+        };
+        WaylandSession::start_with(width, height, setup)
+    }
+
+    fn start_with(width: u16, height: u16, setup: Setup) -> WaylandSession {
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("ponte-wayland-{}-{n}", std::process::id()));
@@ -65,7 +79,7 @@ impl WaylandSession {
         // Only the GNOME back end, or the portal offers interfaces no running back end serves.
         let portal = std::fs::read_to_string("/usr/share/xdg-desktop-portal/portals/gnome.portal")
             .expect("xdg-desktop-portal-gnome is needed for the Wayland tests");
-        let portal = if remote_desktop {
+        let portal = if setup.remote_desktop {
             portal
         } else {
             portal.replace("org.freedesktop.impl.portal.RemoteDesktop;", "")
@@ -95,7 +109,7 @@ impl WaylandSession {
         session.bus = session.start_bus();
         env.push(("DBUS_SESSION_BUS_ADDRESS", session.bus.clone()));
         session.env = env;
-        session.start_services(width, height);
+        session.start_services(width, height, setup.xwayland);
         session
     }
 
@@ -118,25 +132,20 @@ impl WaylandSession {
         line.trim().to_owned()
     }
 
-    fn start_services(&mut self, width: u16, height: u16) {
+    fn start_services(&mut self, width: u16, height: u16, xwayland: bool) {
         let size = format!("{width}x{height}");
         let socket = self.dir.join(DISPLAY_NAME);
-        self.spawn(
-            "mutter",
-            "mutter",
-            &[
-                "--headless",
-                "--virtual-monitor",
-                &size,
-                "--wayland",
-                "--no-x11",
-                &format!("--wayland-display={DISPLAY_NAME}"),
-            ],
-        );
+        let display = format!("--wayland-display={DISPLAY_NAME}");
+        let mut args = vec!["--headless", "--virtual-monitor", &size, "--wayland", &display];
+        if !xwayland {
+            args.push("--no-x11");
+        }
+        self.spawn("mutter", "mutter", &args);
         self.ready("mutter", |s| {
             s.has_name("org.gnome.Mutter.RemoteDesktop")
                 && s.has_name("org.gnome.Mutter.ScreenCast")
                 && socket.exists()
+                && (!xwayland || s.xwayland().is_some())
         });
         self.spawn("pipewire", "pipewire", &[]);
         self.ready("pipewire", |s| {
@@ -242,6 +251,39 @@ impl WaylandSession {
         &self.dir
     }
 
+    /// The X display mutter's Xwayland serves and its authority file, once it said so.
+    fn xwayland(&self) -> Option<(u16, PathBuf)> {
+        let log = std::fs::read_to_string(self.dir.join("log/mutter.log")).ok()?;
+        let (_, rest) = log.split_once("Using public X11 display :")?;
+        let number = rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()?;
+        let authority = std::fs::read_dir(&self.dir)
+            .ok()?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(".mutter-Xwaylandauth."))
+            })?;
+        Some((number, authority))
+    }
+
+    /// A connection to the session's Xwayland (a session started with
+    /// [`WaylandSession::start_with_xwayland`]), authorised with mutter's cookie.
+    pub fn x_connect(&self) -> x11rb::rust_connection::RustConnection {
+        let (number, authority) = self.xwayland().expect("a session with Xwayland");
+        let cookie = mit_cookie(&std::fs::read(authority).unwrap()).expect("an MIT-MAGIC-COOKIE-1");
+        let socket = std::os::unix::net::UnixStream::connect(format!("/tmp/.X11-unix/X{number}")).unwrap();
+        let (stream, _) = x11rb::rust_connection::DefaultStream::from_unix_stream(socket).unwrap();
+        x11rb::rust_connection::RustConnection::connect_to_stream_with_auth_info(
+            stream,
+            0,
+            b"MIT-MAGIC-COOKIE-1".to_vec(),
+            cookie,
+        )
+        .unwrap()
+    }
+
     /// The `node.name` of every PipeWire node in the session now (a screen cast's consumer
     /// among them while it streams), from `pw-dump`.
     pub fn pipewire_nodes(&self) -> Vec<String> {
@@ -324,6 +366,47 @@ impl Drop for WaylandSession {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// How a session is set up.
+struct Setup {
+    /// The portal offers RemoteDesktop.
+    remote_desktop: bool,
+    /// mutter runs Xwayland.
+    xwayland: bool,
+}
+
+impl Default for Setup {
+    fn default() -> Setup {
+        Setup {
+            remote_desktop: true,
+            xwayland: false,
+        }
+    }
+}
+
+/// The first MIT-MAGIC-COOKIE-1 in an X authority file (entries of family, address, display
+/// number, name and data, each but the family a big-endian u16 length and its bytes).
+fn mit_cookie(file: &[u8]) -> Option<Vec<u8>> {
+    let mut rest = file;
+    let field = |rest: &mut &[u8]| -> Option<Vec<u8>> {
+        let (len, tail) = rest.split_first_chunk::<2>()?;
+        let len = usize::from(u16::from_be_bytes(*len));
+        let (value, tail) = tail.split_at_checked(len)?;
+        *rest = tail;
+        Some(value.to_vec())
+    };
+    while !rest.is_empty() {
+        rest = rest.get(2..)?; // family
+        let _address = field(&mut rest)?;
+        let _number = field(&mut rest)?;
+        let name = field(&mut rest)?;
+        let data = field(&mut rest)?;
+        if name == b"MIT-MAGIC-COOKIE-1" {
+            return Some(data);
+        }
+    }
+    None
 }
 
 /// A picture of the screen: `width`×`height` pixels, each `0xRRGGBB`.
