@@ -427,3 +427,56 @@ async fn in_its_window_on_wayland_the_customer_allows_the_screen_and_is_told_of_
     })
     .await;
 }
+
+/// The next pointer position on a screen stream (frames' parts are skipped); keeps the last
+/// pointer image (its pixels, 4 bytes each, alpha last) that came before it in `shape`.
+async fn next_cursor(stream: &mut SecureStream, shape: &mut Option<Vec<u8>>) -> (i32, i32) {
+    loop {
+        match tokio::time::timeout(WAIT, stream.recv.recv::<ScreenUpdate>()).await {
+            Ok(Ok(Some(ScreenUpdate::Cursor { x, y }))) => return (x, y),
+            Ok(Ok(Some(ScreenUpdate::CursorShape { argb, .. }))) => *shape = Some(argb),
+            Ok(Ok(Some(_))) => {}
+            other => panic!("the screen stream ended: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_customers_pointer_is_seen_and_moving_it_pauses_the_assistant() {
+    let desktop = Desktop::start(false).await;
+    let w = World::new().await;
+    let (_agent, id, code) = w.start_agent(desktop.agent(&w, "screen,control"));
+    let viewer = w.assistant(&id, &code).await;
+    viewer.consent(WAIT).await.unwrap();
+    let mut stream = viewer.request(&Request::Screen { max_fps: 30 }).await.unwrap();
+    desktop.answer(Answer::ShareWithControl).await;
+
+    // The assistant points: the compositor's cursor metadata says where the pointer went, and
+    // what it looks like.
+    let (x, y) = IN_WINDOW;
+    let to = InputEvent::Move { x, y };
+    stream.send.send(&ScreenFeedback::Input(to)).await.unwrap();
+    let mut shape = None;
+    while next_cursor(&mut stream, &mut shape).await != (i32::from(x), i32::from(y)) {}
+    let shape = shape.expect("the viewer has a picture of the pointer to draw");
+    let alphas: Vec<u8> = shape.chunks_exact(4).map(|p| p[3]).collect();
+    assert!(
+        alphas.contains(&0) && alphas.contains(&0xff),
+        "a pointer is opaque where drawn, clear around: {alphas:?}"
+    );
+    let mut shape = None;
+    // The assistant's own motions never count as the customer's.
+    viewer
+        .input(vec![InputEvent::Move { x: x + 5, y }])
+        .await
+        .unwrap();
+
+    // The customer takes the mouse: the assistant sees it move, and its input waits.
+    desktop.customer.click(900.0, 700.0).await;
+    while next_cursor(&mut stream, &mut shape).await != (900, 700) {}
+    let paused = viewer.input(vec![InputEvent::Move { x, y }]).await.unwrap_err();
+    assert!(
+        paused.to_string().contains("the customer is using the mouse"),
+        "{paused}"
+    );
+}

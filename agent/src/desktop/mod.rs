@@ -2,8 +2,9 @@
 //! back end may lack — input injection, a pointer it can read, and an on-screen indicator of
 //! our own. X11 (in `x11.rs`) has them all. On a Wayland session, whose X display (XWayland)
 //! shows only the X programs, the portal back end (`portal.rs`) shares the screen through the
-//! xdg-desktop-portal and PipeWire: it has no pointer to read, the system shows its own
-//! indicator, and it takes input only if the customer allowed it in the system's dialog.
+//! xdg-desktop-portal and PipeWire: it reads the pointer only where the compositor sends it
+//! beside the picture, the system shows its own indicator, and it takes input only if the
+//! customer allowed it in the system's dialog.
 
 #[cfg(target_os = "linux")]
 mod portal;
@@ -126,6 +127,9 @@ pub trait Injector {
 pub trait Pointer {
     /// The pointer position relative to the shared monitor.
     fn position(&mut self) -> anyhow::Result<(i32, i32)>;
+    /// Whether the customer moved the pointer since the assistant's last input (or since the
+    /// last time this said so); never before the assistant's first input.
+    fn customer_moved(&mut self) -> anyhow::Result<bool>;
 }
 
 /// The agent's own on-screen indicator.

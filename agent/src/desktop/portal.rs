@@ -2,8 +2,10 @@
 //! (the picture, as a PipeWire stream) and RemoteDesktop (the assistant's pointer and keys), so
 //! the customer sees one system dialog. The dialog is part of the customer's consent: its
 //! "allow remote interaction" switch decides whether this desktop takes input at all. The
-//! compositor draws its own sharing indicator and does not tell where the pointer is, so this
-//! back end has neither part.
+//! compositor draws its own sharing indicator, so this back end has none; where it sends the
+//! pointer as cursor metadata beside the picture (mutter does), the pointer is read from it —
+//! a frame late, so the customer's hand is told from the assistant's by where the assistant's
+//! recent motions put it.
 
 use std::future::Future;
 use std::time::Duration;
@@ -48,7 +50,15 @@ pub struct Portal {
     frame: Frame,
     /// The number of the frame in `frame`.
     seen: u64,
+    /// Where the assistant's recent pointer motions put the pointer: the compositor reports
+    /// them a frame later, beside any the customer makes.
+    targets: std::collections::VecDeque<(i32, i32)>,
+    /// Whether the assistant's input was injected since the portal session started.
+    injected: bool,
 }
+
+/// How many of the assistant's recent pointer motions are told apart from the customer's.
+const TARGETS: usize = 32;
 
 /// The portal session: screen and input together where the desktop offers RemoteDesktop (one
 /// dialog), the screen alone where it does not (wlroots, COSMIC: view only).
@@ -102,6 +112,8 @@ impl Portal {
             stream: None,
             frame: Frame::default(),
             seen: 0,
+            targets: Default::default(),
+            injected: false,
         };
         // From here on, dropping `portal` closes the portal session.
         let stream = Stream::start(shared.fd, shared.node)?;
@@ -237,9 +249,16 @@ async fn share<S: IsScreencastSession>(
     session: &Session<S>,
     start: impl Future<Output = ashpd::Result<(Vec<ScreenStream>, bool)>>,
 ) -> Result<Shared, DesktopError> {
-    // The pointer is not in the picture: the viewer draws it where the assistant points.
+    // The pointer is not in the picture: it comes beside it where the desktop can (the viewer
+    // draws it), and is left out where not.
+    let modes = within(CALL, screencast.available_cursor_modes()).await?;
+    let cursor = if modes.contains(CursorMode::Metadata) {
+        CursorMode::Metadata
+    } else {
+        CursorMode::Hidden
+    };
     let sources = SelectSourcesOptions::default()
-        .set_cursor_mode(CursorMode::Hidden)
+        .set_cursor_mode(cursor)
         .set_sources(ashpd::enumflags2::BitFlags::from(SourceType::Monitor))
         .set_multiple(false);
     within(CALL, async {
@@ -283,7 +302,9 @@ impl Desktop for Portal {
     }
 
     fn pointer(&mut self) -> Option<&mut dyn super::Pointer> {
-        None
+        // Where the compositor sends cursor metadata (mutter does; xdg-desktop-portal-wlr not).
+        let known = self.stream.as_ref().and_then(Stream::pointer).is_some();
+        if known { Some(self) } else { None }
     }
 
     fn indicator(&mut self) -> Option<&mut dyn super::Indicator> {
@@ -311,20 +332,55 @@ impl Capture for Portal {
     }
 
     fn cursor_shape(&mut self) -> anyhow::Result<Option<CursorImage>> {
-        Ok(None)
+        Ok(self.stream.as_ref().and_then(Stream::take_shape))
+    }
+}
+
+impl super::Pointer for Portal {
+    fn position(&mut self) -> anyhow::Result<(i32, i32)> {
+        let stream = self
+            .stream
+            .as_ref()
+            .ok_or(DesktopError::PipeWire("no stream".into()))?;
+        Ok(stream
+            .pointer()
+            .ok_or(DesktopError::PipeWire("no pointer position".into()))?)
+    }
+
+    fn customer_moved(&mut self) -> anyhow::Result<bool> {
+        let Some(stream) = &self.stream else {
+            return Ok(false);
+        };
+        let moves = stream.take_moves();
+        // Any position the assistant's motions did not ask for is the customer's hand.
+        Ok(self.injected && moves.iter().any(|at| !self.targets.contains(at)))
     }
 }
 
 impl Injector for Portal {
     fn inject(&mut self, event: &InputEvent) -> anyhow::Result<()> {
+        if !self.injected {
+            // What the pointer did before the assistant's first input is nobody's business.
+            self.injected = true;
+            self.stream.as_ref().map(Stream::take_moves);
+        }
+        if let InputEvent::Move { x, y } = *event {
+            // Stream coordinates, on the shared monitor whatever the assistant sent.
+            let at = (
+                x.min(self.monitor.width.saturating_sub(1)),
+                y.min(self.monitor.height.saturating_sub(1)),
+            );
+            if self.targets.len() == TARGETS {
+                self.targets.pop_front();
+            }
+            self.targets.push_back((i32::from(at.0), i32::from(at.1)));
+            let (r, s) = self.remote()?;
+            let (x, y) = (f64::from(at.0), f64::from(at.1));
+            return self.call(r.notify_pointer_motion_absolute(s, self.node, x, y, Default::default()));
+        }
         let (r, s) = self.remote()?;
         match *event {
-            InputEvent::Move { x, y } => {
-                // Stream coordinates, on the shared monitor whatever the assistant sent.
-                let x = f64::from(x.min(self.monitor.width.saturating_sub(1)));
-                let y = f64::from(y.min(self.monitor.height.saturating_sub(1)));
-                self.call(r.notify_pointer_motion_absolute(s, self.node, x, y, Default::default()))
-            }
+            InputEvent::Move { .. } => Ok(()),
             InputEvent::Button { button, pressed } => match (button, wheel(button)) {
                 // A wheel step is one press; its release says nothing more.
                 (_, Some((axis, steps))) if pressed => {

@@ -15,7 +15,9 @@ use spa::param::video::{VideoFormat, VideoInfoRaw};
 use spa::pod::{ChoiceValue, Object, Pod, Property, Value};
 use spa::utils::{Choice, ChoiceEnum, ChoiceFlags, Fraction, Id, Rectangle, SpaTypes};
 
-use super::DesktopError;
+use spa::buffer::meta::{MetaBitmap, MetaCursor};
+
+use super::{CursorImage, DesktopError};
 
 /// The largest side accepted from the compositor (the encoder's own limit is lower).
 const MAX_SIDE: u32 = 16384;
@@ -33,9 +35,21 @@ pub struct Frame {
     pub data: Vec<u8>,
 }
 
+/// How many pointer positions are kept for [`Stream::take_moves`].
+const MAX_MOVES: usize = 64;
+
+/// The largest pointer image taken from the compositor (the viewer's limit).
+const MAX_CURSOR: u32 = ponte_e2e::screen::MAX_CURSOR as u32;
+
 #[derive(Default)]
 struct Latest {
     frame: Frame,
+    /// Where the pointer is on the stream, once the compositor said (cursor metadata).
+    pointer: Option<(i32, i32)>,
+    /// The pointer's positions as the compositor reported them, oldest first (bounded).
+    moves: std::collections::VecDeque<(i32, i32)>,
+    /// The pointer's image, when it changed and was not taken yet.
+    shape: Option<CursorImage>,
     /// How many frames arrived; 0 until the first.
     count: u64,
     /// Why the stream stopped, once it did.
@@ -107,6 +121,31 @@ impl Stream {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
+    }
+
+    /// Where the pointer is on the stream, if the compositor says (cursor metadata).
+    pub fn pointer(&self) -> Option<(i32, i32)> {
+        self.shared
+            .latest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pointer
+    }
+
+    /// The pointer positions the compositor reported since the last call, oldest first.
+    pub fn take_moves(&self) -> Vec<(i32, i32)> {
+        let mut latest = self.shared.latest.lock().unwrap_or_else(|e| e.into_inner());
+        latest.moves.drain(..).collect()
+    }
+
+    /// The pointer's image, if it changed since the last call.
+    pub fn take_shape(&self) -> Option<CursorImage> {
+        self.shared
+            .latest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .shape
+            .take()
     }
 
     /// Swaps the newest frame into `into` when it is newer than frame number `seen`; returns
@@ -184,11 +223,11 @@ fn run(
                 return;
             }
             let size = st.info.size();
-            let buffers = buffers(size.width, size.height);
-            let Some(pod) = Pod::from_bytes(&buffers) else {
+            let (buffers, cursor) = (buffers(size.width, size.height), cursor_meta());
+            let (Some(buffers), Some(cursor)) = (Pod::from_bytes(&buffers), Pod::from_bytes(&cursor)) else {
                 return;
             };
-            if let Err(e) = stream.update_params(&mut [pod]) {
+            if let Err(e) = stream.update_params(&mut [buffers, cursor]) {
                 st.shared
                     .update(|l| l.failed = Some(format!("PipeWire buffers: {e}")));
                 st.mainloop.quit();
@@ -211,22 +250,22 @@ fn run(
     Ok(())
 }
 
-/// Copies the newest buffer into the shared frame (older ones go back unread).
+/// Takes the pointer from every waiting buffer, and copies the newest picture into the shared
+/// frame (older ones go back unread).
 fn receive(stream: &pw::stream::Stream, st: &mut State) {
     let mut newest = None;
-    while let Some(buffer) = stream.dequeue_buffer() {
-        newest = Some(buffer);
+    while let Some(mut buffer) = stream.dequeue_buffer() {
+        cursor(&buffer, &st.shared);
+        if has_picture(&mut buffer) {
+            newest = Some(buffer);
+        }
     }
     let Some(mut buffer) = newest else { return };
     let Some(data) = buffer.datas_mut().first_mut() else {
         return;
     };
     let chunk = data.chunk();
-    let (offset, size, stride) = (chunk.offset() as usize, chunk.size() as usize, chunk.stride());
-    // An empty or corrupted chunk carries no picture (a cursor-only update, say).
-    if size == 0 || chunk.flags().contains(spa::buffer::ChunkFlags::CORRUPTED) {
-        return;
-    }
+    let (offset, stride) = (chunk.offset() as usize, chunk.stride());
     let size_px = st.info.size();
     let (w, h) = (size_px.width, size_px.height);
     if !matches!(st.info.format(), VideoFormat::BGRx | VideoFormat::BGRA)
@@ -310,6 +349,119 @@ fn format() -> Vec<u8> {
                         default: Fraction { num: 30, denom: 1 },
                         min: Fraction { num: 0, denom: 1 },
                         max: Fraction { num: 1000, denom: 1 },
+                    },
+                ))),
+            ),
+        ],
+    })
+}
+
+/// Whether a buffer carries a picture: an empty or corrupted chunk does not (a cursor-only
+/// update, say).
+fn has_picture(buffer: &mut pw::buffer::Buffer) -> bool {
+    buffer.datas_mut().first().is_some_and(|data| {
+        let chunk = data.chunk();
+        chunk.size() > 0 && !chunk.flags().contains(spa::buffer::ChunkFlags::CORRUPTED)
+    })
+}
+
+/// Takes the pointer's position and, when it changed, its image from a buffer's cursor
+/// metadata.
+fn cursor(buffer: &pw::buffer::Buffer, shared: &Shared) {
+    // Id 0: no pointer on this stream (or nothing new about it).
+    let Some(meta) = buffer
+        .find_meta::<MetaCursor>()
+        .filter(|c| c.is_valid() && c.id() != 0)
+    else {
+        return;
+    };
+    let position = meta.position();
+    let at = (position.x, position.y);
+    let shape = meta.bitmap().and_then(|bitmap| {
+        let hot = meta.hotspot();
+        cursor_image(bitmap, (hot.x, hot.y))
+    });
+    shared.update(|l| {
+        if l.pointer != Some(at) {
+            l.pointer = Some(at);
+            if l.moves.len() == MAX_MOVES {
+                l.moves.pop_front();
+            }
+            l.moves.push_back(at);
+        }
+        if shape.is_some() {
+            l.shape = shape;
+        }
+    });
+}
+
+/// A cursor bitmap as the viewer takes it (premultiplied ARGB), if it is one we read and no
+/// larger than the viewer accepts.
+fn cursor_image(bitmap: &MetaBitmap, (hot_x, hot_y): (i32, i32)) -> Option<CursorImage> {
+    let size = bitmap.size();
+    let (w, h) = (size.width, size.height);
+    if w == 0 || h == 0 || w > MAX_CURSOR || h > MAX_CURSOR {
+        return None;
+    }
+    // Where red, green, blue and alpha sit in a pixel's four bytes.
+    let [r, g, b, a] = match bitmap.format() {
+        VideoFormat::RGBA => [0, 1, 2, 3],
+        VideoFormat::BGRA => [2, 1, 0, 3],
+        VideoFormat::ARGB => [1, 2, 3, 0],
+        VideoFormat::ABGR => [3, 2, 1, 0],
+        _ => return None,
+    };
+    let row = w as usize * 4;
+    let stride = usize::try_from(bitmap.stride()).ok().filter(|s| *s >= row)?;
+    let data = bitmap.bitmap_data()?;
+    let argb = (0..h as usize)
+        .flat_map(|y| {
+            data.get(y * stride..y * stride + row)
+                .unwrap_or_default()
+                .chunks_exact(4)
+        })
+        .map(|p| u32::from_be_bytes([p[a], p[r], p[g], p[b]]))
+        .collect::<Vec<u32>>();
+    if argb.len() != (w * h) as usize {
+        return None;
+    }
+    let clamp = |v: i32, side: u32| u16::try_from(v.clamp(0, side as i32 - 1)).unwrap_or(0);
+    Some(CursorImage {
+        width: u16::try_from(w).ok()?,
+        height: u16::try_from(h).ok()?,
+        hot_x: clamp(hot_x, w),
+        hot_y: clamp(hot_y, h),
+        argb,
+    })
+}
+
+/// The pointer as metadata beside the picture. mutter 43 offers one fixed size, that of a
+/// 384×384 bitmap: the range must include it, or the metadata is silently not negotiated.
+fn cursor_meta() -> Vec<u8> {
+    let size = |side: usize| {
+        i32::try_from(
+            std::mem::size_of::<spa::sys::spa_meta_cursor>()
+                + std::mem::size_of::<spa::sys::spa_meta_bitmap>()
+                + side * side * 4,
+        )
+        .unwrap_or(i32::MAX)
+    };
+    serialize(Object {
+        type_: SpaTypes::ObjectParamMeta.as_raw(),
+        id: spa::param::ParamType::Meta.as_raw(),
+        properties: vec![
+            Property::new(
+                spa::sys::SPA_PARAM_META_type,
+                Value::Id(Id(spa::sys::SPA_META_Cursor)),
+            ),
+            Property::new(
+                spa::sys::SPA_PARAM_META_size,
+                Value::Choice(ChoiceValue::Int(Choice(
+                    ChoiceFlags::empty(),
+                    ChoiceEnum::Range {
+                        default: size(64),
+                        min: size(1),
+                        max: size(1024),
                     },
                 ))),
             ),

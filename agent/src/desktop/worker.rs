@@ -157,7 +157,6 @@ impl DesktopWorker {
             injected,
             sharing: sharing.clone(),
             desktop: None,
-            injected_pointer: None,
             paused_until: None,
             held_keys: Vec::new(),
             held_buttons: Vec::new(),
@@ -255,9 +254,6 @@ struct Worker {
     injected: super::InjectedInput,
     sharing: Arc<AtomicUsize>,
     desktop: Option<Box<dyn Desktop>>,
-    /// Where the pointer was right after our last injected event: if it moved elsewhere
-    /// since, the customer is using the mouse.
-    injected_pointer: Option<(i32, i32)>,
     paused_until: Option<Instant>,
     held_keys: Vec<u32>,
     held_buttons: Vec<u8>,
@@ -311,7 +307,6 @@ impl Worker {
             let _ = indicator.show(None);
         }
         self.indicator = None;
-        self.injected_pointer = None;
         if self.desktop.take().is_some() {
             self.opened.store(false, Ordering::SeqCst);
             tracing::info!("the desktop is closed: nothing that needs it is allowed any more");
@@ -424,9 +419,6 @@ impl Worker {
                 return Ok(Injected::ViewOnly);
             };
             input.inject(&event)?;
-            // Any other movement from now on is the customer's.
-            let left = desktop.pointer().map(|p| p.position()).transpose()?;
-            self.injected_pointer = left;
             match event {
                 InputEvent::Key { keysym, pressed } => {
                     self.held_keys.retain(|k| *k != keysym);
@@ -450,16 +442,10 @@ impl Worker {
     /// last time this said so). Without a pointer to read, this cannot be seen: control still
     /// ends the moment the customer revokes it.
     fn local_input(&mut self) -> anyhow::Result<bool> {
-        let Some(expected) = self.injected_pointer else {
-            return Ok(false);
-        };
-        let Some(pointer) = self.desktop()?.pointer() else {
-            return Ok(false);
-        };
-        let now = pointer.position()?;
-        // Where the customer left it is the new baseline: only further movement counts again.
-        self.injected_pointer = Some(now);
-        Ok(now != expected)
+        match self.desktop()?.pointer() {
+            Some(pointer) => pointer.customer_moved(),
+            None => Ok(false),
+        }
     }
 
     /// Releases every key and button the assistant holds and gives back borrowed keycodes.

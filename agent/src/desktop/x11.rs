@@ -56,6 +56,9 @@ pub struct X11 {
     /// Keycodes remapped to type characters the keymap lacks, restored when dropped.
     remapped: Vec<u8>,
     indicator: Option<IndicatorWindow>,
+    /// Where the pointer was right after the assistant's last input: if it is elsewhere
+    /// later, the customer moved it.
+    left_at: Option<(i32, i32)>,
 }
 
 struct Keymap {
@@ -164,6 +167,7 @@ impl X11 {
             keymap,
             remapped: Vec::new(),
             indicator: None,
+            left_at: None,
         };
         x11.monitor = x11.find_monitor()?;
         x11.setup_grabber()?;
@@ -441,6 +445,16 @@ impl Pointer for X11 {
             i32::from(p.root_y) - i32::from(self.monitor.y),
         ))
     }
+
+    fn customer_moved(&mut self) -> anyhow::Result<bool> {
+        let Some(left_at) = self.left_at else {
+            return Ok(false);
+        };
+        let now = self.position()?;
+        // Where the customer left it is the new baseline: only further movement counts again.
+        self.left_at = Some(now);
+        Ok(now != left_at)
+    }
 }
 
 impl Injector for X11 {
@@ -471,8 +485,9 @@ impl Injector for X11 {
                 }
             }
         }
-        // Its reply comes after the server processed the events.
-        self.conn.get_input_focus()?.reply()?;
+        // Its reply comes after the server processed the events: any other movement from now
+        // on is the customer's.
+        self.left_at = Some(self.position()?);
         Ok(())
     }
 
