@@ -312,21 +312,14 @@ async fn revoking_control_releases_held_keys_and_revoking_the_screen_closes_the_
 
     // The assistant clicks into the window and holds "a" down.
     let (x, y) = IN_WINDOW;
-    for event in [
-        InputEvent::Move { x, y },
-        InputEvent::Button {
-            button: 1,
-            pressed: true,
-        },
-        InputEvent::Button {
-            button: 1,
-            pressed: false,
-        },
-        InputEvent::Key {
-            keysym: 0x61,
-            pressed: true,
-        },
-    ] {
+    let hold = InputEvent::Key {
+        keysym: 0x61,
+        pressed: true,
+    };
+    for event in ocr::click_at((i32::from(x), i32::from(y)))
+        .into_iter()
+        .chain([hold])
+    {
         stream.send.send(&ScreenFeedback::Input(event)).await.unwrap();
     }
     // wev prints the X keycode of "a" (evdev KEY_A, 30, plus 8).
@@ -478,5 +471,51 @@ async fn the_customers_pointer_is_seen_and_moving_it_pauses_the_assistant() {
     assert!(
         paused.to_string().contains("the customer is using the mouse"),
         "{paused}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_wayland_the_assistants_click_on_pontes_own_switch_is_not_taken() {
+    // A verified assistant the customer allowed the screen and control up front.
+    let wayland = WaylandSession::start(1280, 800);
+    let customer = wayland.customer().await;
+    let w = World::new().await;
+    let org = w.certified("alice", "Alice Example", "acme", "ACME Support");
+    let mut cmd = w.command("ponte-agent");
+    wayland.apply(&mut cmd);
+    cmd.env("LANG", "C.UTF-8")
+        .arg("--dir")
+        .arg(w.path("agent-home"))
+        .args(["--trust-org", &org, "--allow", "screen,control"])
+        .stdin(Stdio::null());
+    let _agent = ponte_testbed::Running::start(cmd);
+    let (id, code) = wait_for_words(&customer, "wl-hostile-waiting", ocr::agreed(ocr::id_and_code)).await;
+    let alice = ponte_viewer::identity::load_or_create(&w.path("alice"))
+        .unwrap()
+        .0;
+    let (viewer, _) = ponte_viewer::join(w.join_options(&id, &code, alice))
+        .await
+        .unwrap();
+    viewer.consent(WAIT).await.expect("allowed up front");
+    let mut stream = viewer.request(&Request::Screen { max_fps: 30 }).await.unwrap();
+    wait_for_words(&customer, "wl-hostile-dialog", |seen| seen.find("Share")).await;
+    for combo in [&[TAB][..], &[SPACE], &[ALT_L, u32::from(b's')]] {
+        customer.keys(combo).await;
+    }
+    assert!(matches!(
+        next_update(&mut stream).await,
+        ScreenUpdate::Size { .. }
+    ));
+
+    // The assistant clicks Ponte's own "Terminal" switch on the customer's screen.
+    let switch = wait_for_words(&customer, "wl-hostile-session", |seen| seen.find("Terminal")).await;
+    for event in ocr::click_at(switch) {
+        stream.send.send(&ScreenFeedback::Input(event)).await.unwrap();
+    }
+    wait_for_words(&customer, "wl-hostile-not-taken", |seen| seen.find("Not taken")).await;
+    let grants = viewer.watch().borrow().grants;
+    assert!(
+        grants.is_some_and(|g| !g.allows(ponte_e2e::app::Capability::Terminal)),
+        "the assistant granted itself the terminal: {grants:?}"
     );
 }
