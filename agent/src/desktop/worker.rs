@@ -307,6 +307,8 @@ impl Worker {
             let _ = indicator.show(None);
         }
         self.indicator = None;
+        // Opened again for the assistant's input, its indicator goes up before the first event.
+        self.injected_since_grant = false;
         if self.desktop.take().is_some() {
             self.opened.store(false, Ordering::SeqCst);
             tracing::info!("the desktop is closed: nothing that needs it is allowed any more");
