@@ -412,7 +412,11 @@ fn cursor_image(bitmap: &MetaBitmap, (hot_x, hot_y): (i32, i32)) -> Option<Curso
         _ => return None,
     };
     let row = w as usize * 4;
-    let stride = usize::try_from(bitmap.stride()).ok().filter(|s| *s >= row)?;
+    // libspa reads height × stride bytes as the compositor states them: only within the room
+    // every negotiated metadata has (at least a MAX_CURSOR-sided bitmap), or not at all.
+    let stride = usize::try_from(bitmap.stride())
+        .ok()
+        .filter(|s| *s >= row && s * h as usize <= (MAX_CURSOR * MAX_CURSOR * 4) as usize)?;
     let data = bitmap.bitmap_data()?;
     let argb = (0..h as usize)
         .flat_map(|y| {
@@ -435,8 +439,9 @@ fn cursor_image(bitmap: &MetaBitmap, (hot_x, hot_y): (i32, i32)) -> Option<Curso
     })
 }
 
-/// The pointer as metadata beside the picture. mutter 43 offers one fixed size, that of a
-/// 384×384 bitmap: the range must include it, or the metadata is silently not negotiated.
+/// The pointer as metadata beside the picture, with room for at least the largest bitmap taken
+/// (see [`cursor_image`]). mutter 43 offers one fixed size, that of a 384×384 bitmap: the range
+/// must include it, or the metadata is silently not negotiated.
 fn cursor_meta() -> Vec<u8> {
     let size = |side: usize| {
         i32::try_from(
@@ -459,8 +464,8 @@ fn cursor_meta() -> Vec<u8> {
                 Value::Choice(ChoiceValue::Int(Choice(
                     ChoiceFlags::empty(),
                     ChoiceEnum::Range {
-                        default: size(64),
-                        min: size(1),
+                        default: size(384),
+                        min: size(MAX_CURSOR as usize),
                         max: size(1024),
                     },
                 ))),
