@@ -519,3 +519,35 @@ async fn on_wayland_the_assistants_click_on_pontes_own_switch_is_not_taken() {
         "the assistant granted itself the terminal: {grants:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_input_while_the_system_asks_gets_one_dialog_and_the_customers_no_holds() {
+    let desktop = Desktop::start(false).await;
+    let w = World::new().await;
+    let (_agent, id, code) = w.start_agent(desktop.agent(&w, "control"));
+    let viewer = std::sync::Arc::new(w.assistant(&id, &code).await);
+    viewer.consent(WAIT).await.unwrap();
+    // A modified viewer sends many input requests at once, each needing the desktop.
+    let clicks: Vec<_> = (0..24)
+        .map(|_| {
+            let viewer = viewer.clone();
+            tokio::spawn(async move { viewer.input(ocr::click_at((640, 400))).await })
+        })
+        .collect();
+    desktop.answer(Answer::Cancel).await;
+    for click in clicks {
+        let refused = tokio::time::timeout(WAIT, click)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            refused.to_string().contains("did not allow sharing the screen"),
+            "{refused}"
+        );
+    }
+    // No second dialog: the customer's no stands until they allow anew.
+    let after = desktop.customer.picture(Duration::from_secs(3)).await;
+    assert_eq!(after, desktop.screen, "the system asked again");
+    assert!(desktop.wayland.portal_sessions().is_empty());
+}

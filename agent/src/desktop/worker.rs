@@ -18,7 +18,7 @@ use ponte_e2e::screen::InputEvent;
 use ponte_screen::{EncodedFrame, Encoder};
 use tokio::sync::{oneshot, watch};
 
-use super::{CursorImage, Desktop, Indication, Monitor, Want};
+use super::{CursorImage, Desktop, DesktopError, Indication, Monitor, Want};
 use crate::grants;
 
 /// How often the worker looks at the grants when nothing else happens.
@@ -162,6 +162,7 @@ impl DesktopWorker {
             held_buttons: Vec::new(),
             control: false,
             screen: false,
+            declined: None,
             injected_since_grant: false,
             indicator: None,
         };
@@ -261,6 +262,9 @@ struct Worker {
     control: bool,
     /// Whether the screen was granted at the last look.
     screen: bool,
+    /// The customer cancelled (or left unanswered) the system's sharing dialog: it is not shown
+    /// again until they grant `screen` or `control` anew.
+    declined: Option<DesktopError>,
     /// Whether the assistant injected input since control was last granted.
     injected_since_grant: bool,
     indicator: Option<Indication>,
@@ -291,7 +295,18 @@ impl Worker {
                 if !self.screen && !self.control {
                     anyhow::bail!("the customer has not allowed 'screen' or 'control'");
                 }
-                let desktop = none.insert(opened((self.open)()?));
+                // Jobs queued behind a dialog the customer said no to must not show it again.
+                if let Some(no) = &self.declined {
+                    return Err(no.clone().into());
+                }
+                let desktop = (self.open)().inspect_err(|e| {
+                    if let Some(no @ (DesktopError::PortalCancelled | DesktopError::PortalUnanswered(_))) =
+                        e.downcast_ref::<DesktopError>()
+                    {
+                        self.declined = Some(no.clone());
+                    }
+                })?;
+                let desktop = none.insert(opened(desktop));
                 self.opened.store(true, Ordering::SeqCst);
                 desktop
             }
@@ -485,6 +500,9 @@ impl Worker {
             self.injected_since_grant = false;
         }
         let revoked_screen = self.screen && !screen;
+        if (screen && !self.screen) || (control && !self.control) {
+            self.declined = None;
+        }
         self.control = control;
         self.screen = screen;
         if revoked_screen || (!screen && !control) {
