@@ -116,7 +116,7 @@ impl Context {
     /// Opens the customer's desktop if needed, telling the customer first when their system
     /// is about to show its own sharing dialog (so they expect it, and know it is not Ponte's).
     pub async fn open_desktop(&self) -> anyhow::Result<Opened> {
-        if self.desktop.asks_customer() {
+        if self.desktop.announce_dialog() {
             let text = t!(self.tr(), "system-dialog");
             self.events.activity(crate::frontend::Kind::Screen, text);
         }

@@ -103,8 +103,8 @@ pub struct DesktopWorker {
     jobs: Option<std_mpsc::Sender<Job>>,
     thread: Option<std::thread::JoinHandle<()>>,
     sharing: Arc<AtomicUsize>,
-    /// Whether the desktop is open.
-    opened: Arc<AtomicBool>,
+    /// Whether the customer was told of the system's dialog that opening the desktop shows.
+    announced: Arc<AtomicBool>,
     /// Whether opening the desktop shows the system's dialog.
     asks: bool,
 }
@@ -148,10 +148,10 @@ impl DesktopWorker {
     ) -> DesktopWorker {
         let (jobs, rx) = std_mpsc::channel();
         let sharing = Arc::new(AtomicUsize::new(0));
-        let opened = Arc::new(AtomicBool::new(false));
+        let announced = Arc::new(AtomicBool::new(false));
         let mut worker = Worker {
             open: Box::new(open),
-            opened: opened.clone(),
+            announced: announced.clone(),
             text: indicator,
             grants,
             injected,
@@ -174,15 +174,16 @@ impl DesktopWorker {
             jobs: Some(jobs),
             thread,
             sharing,
-            opened,
+            announced,
             asks: false,
         }
     }
 
-    /// Whether the next use of the desktop shows the system's own sharing dialog (it is not
-    /// open, and opening it asks the customer).
-    pub fn asks_customer(&self) -> bool {
-        self.asks && !self.opened.load(Ordering::SeqCst)
+    /// Whether to tell the customer now that their system is about to ask: true once per
+    /// dialog, for the first of the requests that will wait on it (a flood of them must not
+    /// repeat it).
+    pub fn announce_dialog(&self) -> bool {
+        self.asks && !self.announced.swap(true, Ordering::SeqCst)
     }
 
     fn submit(&self, job: Job) -> anyhow::Result<()> {
@@ -247,8 +248,9 @@ impl DesktopWorker {
 
 struct Worker {
     open: Open,
-    /// Whether `desktop` is open, for the handle.
-    opened: Arc<AtomicBool>,
+    /// Whether the next system dialog was announced, for the handle: cleared when another may
+    /// show.
+    announced: Arc<AtomicBool>,
     /// What the indicator says.
     text: IndicatorText,
     grants: watch::Receiver<grants::State>,
@@ -300,15 +302,15 @@ impl Worker {
                     return Err(no.clone().into());
                 }
                 let desktop = (self.open)().inspect_err(|e| {
-                    if let Some(no @ (DesktopError::PortalCancelled | DesktopError::PortalUnanswered(_))) =
-                        e.downcast_ref::<DesktopError>()
-                    {
-                        self.declined = Some(no.clone());
+                    match e.downcast_ref::<DesktopError>() {
+                        Some(no @ (DesktopError::PortalCancelled | DesktopError::PortalUnanswered(_))) => {
+                            self.declined = Some(no.clone());
+                        }
+                        // The next request tries, and the system may ask, again.
+                        _ => self.announced.store(false, Ordering::SeqCst),
                     }
                 })?;
-                let desktop = none.insert(opened(desktop));
-                self.opened.store(true, Ordering::SeqCst);
-                desktop
+                none.insert(opened(desktop))
             }
         };
         Ok(&mut **desktop)
@@ -325,7 +327,7 @@ impl Worker {
         // Opened again for the assistant's input, its indicator goes up before the first event.
         self.injected_since_grant = false;
         if self.desktop.take().is_some() {
-            self.opened.store(false, Ordering::SeqCst);
+            self.announced.store(false, Ordering::SeqCst);
             tracing::info!("the desktop is closed: nothing that needs it is allowed any more");
         }
     }
@@ -500,8 +502,10 @@ impl Worker {
             self.injected_since_grant = false;
         }
         let revoked_screen = self.screen && !screen;
-        if (screen && !self.screen) || (control && !self.control) {
-            self.declined = None;
+        let granted_anew = (screen && !self.screen) || (control && !self.control);
+        if granted_anew && self.declined.take().is_some() {
+            // After a no: the system asks again, and the customer is told so first.
+            self.announced.store(false, Ordering::SeqCst);
         }
         self.control = control;
         self.screen = screen;
