@@ -370,6 +370,31 @@ async fn wait_for_words<T>(
     unreachable!()
 }
 
+/// Starts the agent with its window (in English) in the session, and joins it with
+/// `credentials` and the ID and code the window shows (read as `name`, unique per test).
+async fn join_window(
+    name: &str,
+    wayland: &WaylandSession,
+    customer: &Customer,
+    w: &World,
+    args: &[&str],
+    credentials: ponte_e2e::handshake::Credentials,
+) -> (ponte_testbed::Running, ponte_viewer::Viewer) {
+    let mut cmd = w.command("ponte-agent");
+    wayland.apply(&mut cmd);
+    cmd.env("LANG", "C.UTF-8")
+        .arg("--dir")
+        .arg(w.path("agent-home"))
+        .args(args)
+        .stdin(Stdio::null());
+    let agent = ponte_testbed::Running::start(cmd);
+    let (id, code) = wait_for_words(customer, name, ocr::agreed(ocr::id_and_code)).await;
+    let (viewer, _) = ponte_viewer::join(w.join_options(&id, &code, credentials))
+        .await
+        .unwrap();
+    (agent, viewer)
+}
+
 /// The customer clicks where `phrase` is written, once the screen shows it.
 async fn click_phrase(customer: &Customer, name: &str, phrase: &str) {
     let (x, y) = wait_for_words(customer, name, |seen| seen.find(phrase)).await;
@@ -381,18 +406,9 @@ async fn in_its_window_on_wayland_the_customer_allows_the_screen_and_is_told_of_
     let wayland = WaylandSession::start(1280, 800);
     let customer = wayland.customer().await;
     let w = World::new().await;
-    let mut cmd = w.command("ponte-agent");
-    wayland.apply(&mut cmd);
-    cmd.env("LANG", "C.UTF-8")
-        .arg("--dir")
-        .arg(w.path("agent-home"))
-        .stdin(Stdio::null());
     // The window opens on the Wayland display itself: there is no X display in the session.
-    let _agent = ponte_testbed::Running::start(cmd);
-    let (id, code) = wait_for_words(&customer, "wayland-waiting", ocr::agreed(ocr::id_and_code)).await;
-    let (viewer, _) = ponte_viewer::join(w.join_options(&id, &code, test_assistant()))
-        .await
-        .unwrap();
+    let (_agent, viewer) =
+        join_window("wayland-waiting", &wayland, &customer, &w, &[], test_assistant()).await;
     click_phrase(&customer, "wayland-consent", "See the screen").await;
     click_phrase(&customer, "wayland-consent", "Allow selected").await;
     let granted = viewer.consent(WAIT).await.expect("the customer allowed");
@@ -481,21 +497,11 @@ async fn on_wayland_the_assistants_click_on_pontes_own_switch_is_not_taken() {
     let customer = wayland.customer().await;
     let w = World::new().await;
     let org = w.certified("alice", "Alice Example", "acme", "ACME Support");
-    let mut cmd = w.command("ponte-agent");
-    wayland.apply(&mut cmd);
-    cmd.env("LANG", "C.UTF-8")
-        .arg("--dir")
-        .arg(w.path("agent-home"))
-        .args(["--trust-org", &org, "--allow", "screen,control"])
-        .stdin(Stdio::null());
-    let _agent = ponte_testbed::Running::start(cmd);
-    let (id, code) = wait_for_words(&customer, "wl-hostile-waiting", ocr::agreed(ocr::id_and_code)).await;
     let alice = ponte_viewer::identity::load_or_create(&w.path("alice"))
         .unwrap()
         .0;
-    let (viewer, _) = ponte_viewer::join(w.join_options(&id, &code, alice))
-        .await
-        .unwrap();
+    let allow = ["--trust-org", &org, "--allow", "screen,control"];
+    let (_agent, viewer) = join_window("wl-hostile-waiting", &wayland, &customer, &w, &allow, alice).await;
     viewer.consent(WAIT).await.expect("allowed up front");
     let mut stream = viewer.request(&Request::Screen { max_fps: 30 }).await.unwrap();
     wait_for_words(&customer, "wl-hostile-dialog", |seen| seen.find("Share")).await;
@@ -524,7 +530,7 @@ async fn on_wayland_the_assistants_click_on_pontes_own_switch_is_not_taken() {
 async fn a_flood_of_input_while_the_system_asks_gets_one_dialog_and_the_customers_no_holds() {
     let desktop = Desktop::start(false).await;
     let w = World::new().await;
-    let (_agent, id, code) = w.start_agent(desktop.agent(&w, "control"));
+    let (agent, id, code) = w.start_agent(desktop.agent(&w, "control"));
     let viewer = std::sync::Arc::new(w.assistant(&id, &code).await);
     viewer.consent(WAIT).await.unwrap();
     // A modified viewer sends many input requests at once, each needing the desktop.
@@ -550,4 +556,12 @@ async fn a_flood_of_input_while_the_system_asks_gets_one_dialog_and_the_customer
     let after = desktop.customer.picture(Duration::from_secs(3)).await;
     assert_eq!(after, desktop.screen, "the system asked again");
     assert!(desktop.wayland.portal_sessions().is_empty());
+    // The customer was told once that their system would ask, not once per request.
+    agent.lines_within(Duration::from_millis(500));
+    let told = agent
+        .seen()
+        .iter()
+        .filter(|line| line.contains("Your system will now ask"))
+        .count();
+    assert_eq!(told, 1);
 }

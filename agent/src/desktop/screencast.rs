@@ -461,14 +461,7 @@ fn cursor_meta() -> Vec<u8> {
             ),
             Property::new(
                 spa::sys::SPA_PARAM_META_size,
-                Value::Choice(ChoiceValue::Int(Choice(
-                    ChoiceFlags::empty(),
-                    ChoiceEnum::Range {
-                        default: size(384),
-                        min: size(MAX_CURSOR as usize),
-                        max: size(1024),
-                    },
-                ))),
+                int_range(size(384), size(MAX_CURSOR as usize), size(1024)),
             ),
         ],
     })
@@ -481,17 +474,7 @@ fn buffers(width: u32, height: u32) -> Vec<u8> {
         type_: SpaTypes::ObjectParamBuffers.as_raw(),
         id: spa::param::ParamType::Buffers.as_raw(),
         properties: vec![
-            Property::new(
-                spa::sys::SPA_PARAM_BUFFERS_buffers,
-                Value::Choice(ChoiceValue::Int(Choice(
-                    ChoiceFlags::empty(),
-                    ChoiceEnum::Range {
-                        default: 8,
-                        min: 2,
-                        max: 16,
-                    },
-                ))),
-            ),
+            Property::new(spa::sys::SPA_PARAM_BUFFERS_buffers, int_range(8, 2, 16)),
             Property::new(spa::sys::SPA_PARAM_BUFFERS_blocks, Value::Int(1)),
             Property::new(
                 spa::sys::SPA_PARAM_BUFFERS_size,
@@ -513,6 +496,14 @@ fn buffers(width: u32, height: u32) -> Vec<u8> {
             ),
         ],
     })
+}
+
+/// A choice of integers from `min` to `max`, preferring `default`.
+fn int_range(default: i32, min: i32, max: i32) -> Value {
+    Value::Choice(ChoiceValue::Int(Choice(
+        ChoiceFlags::empty(),
+        ChoiceEnum::Range { default, min, max },
+    )))
 }
 
 fn serialize(object: Object) -> Vec<u8> {
