@@ -420,7 +420,8 @@ async fn a_hostile_agents_strings_reach_the_assistant_inert() {
             }
             _ => stream.send.send(&Response::Refused(EVIL.into())).await.unwrap(),
         }
-        stream.send.finish().await.unwrap();
+        // The viewer may have read the answer and stopped the stream already.
+        let _ = stream.send.finish().await;
     }
     let out = viewer.join().unwrap();
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
@@ -502,7 +503,9 @@ async fn an_answer_of_the_wrong_kind_fails_the_request_with_a_clear_error() {
         };
         stream.send.send(&Response::Accepted).await.unwrap();
         stream.send.send(&wrong).await.unwrap();
-        stream.send.finish().await.unwrap();
+        // The viewer may already have read the wrong answer and stopped the
+        // stream; finishing it then fails, which is not what is tested here.
+        let _ = stream.send.finish().await;
     }
     let (answers, ended) = tokio::time::timeout(WAIT, asking).await.unwrap().unwrap();
     let expected = [
