@@ -13,7 +13,7 @@ use ponte_agent::capability::input;
 use ponte_agent::capability::{Context, Decision, Handler, LISTED_REFUSALS, Reason};
 use ponte_agent::desktop::{
     Capture, CursorImage, Desktop, DesktopError, DesktopWorker, Image, Indicator, IndicatorText, Injected,
-    Injector, Monitor, Pointer, Want,
+    Injector, Monitor, Monitors, Pointer, Want,
 };
 use ponte_agent::events::Events;
 use ponte_agent::frontend::{self, Activity, Event, FrontendEnds, Input, Kind, Question, Reply};
@@ -170,10 +170,12 @@ async fn a_flood_of_refusals_is_listed_only_up_to_a_point_then_counted() {
     assert!(counts[1].contains(&format!("{flood} requests")), "{counts:#?}");
 }
 
-/// A desktop with capture, and input only if it has `injected`: no pointer to read, no
-/// indicator of ours — as a Wayland portal, with or without remote input.
+/// A desktop with capture of two monitors (64×32 and 48×16), and input only if it has
+/// `injected`: no pointer to read, no indicator of ours — as a Wayland portal, with or without
+/// remote input.
 struct Portal {
-    monitor: Monitor,
+    monitors: Vec<Monitor>,
+    current: usize,
     pixels: Vec<u8>,
     injected: Option<Arc<Mutex<Vec<InputEvent>>>>,
 }
@@ -181,17 +183,18 @@ struct Portal {
 impl Portal {
     fn open(injected: Option<Arc<Mutex<Vec<InputEvent>>>>) -> Open {
         Box::new(move || {
-            let monitor = Monitor {
-                name: "portal".into(),
+            let monitor = |name: &str, width, height| Monitor {
+                name: name.into(),
                 x: 0,
                 y: 0,
-                width: 64,
-                height: 32,
+                width,
+                height,
             };
             let pixels = vec![0x80; 64 * 32 * 4];
             let injected = injected.clone();
             Ok(Box::new(Portal {
-                monitor,
+                monitors: vec![monitor("portal", 64, 32), monitor("second", 48, 16)],
+                current: 0,
                 pixels,
                 injected,
             }))
@@ -201,14 +204,31 @@ impl Portal {
 
 impl Capture for Portal {
     fn monitor(&self) -> &Monitor {
-        &self.monitor
+        &self.monitors[self.current]
+    }
+
+    fn monitors(&self) -> Monitors {
+        Monitors {
+            names: self.monitors.iter().map(|m| m.name.clone()).collect(),
+            current: self.current,
+        }
+    }
+
+    fn select(&mut self, index: usize) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            index < self.monitors.len(),
+            "the worker asked for a monitor out of the list"
+        );
+        self.current = index;
+        Ok(())
     }
 
     fn capture(&mut self, _: Want) -> anyhow::Result<Option<Image<'_>>> {
+        let m = &self.monitors[self.current];
         Ok(Some(Image {
-            width: self.monitor.width,
-            height: self.monitor.height,
-            stride: usize::from(self.monitor.width) * 4,
+            width: m.width,
+            height: m.height,
+            stride: usize::from(m.width) * 4,
             data: &self.pixels,
         }))
     }
@@ -315,4 +335,38 @@ async fn a_desktop_with_input_but_no_pointer_or_indicator_takes_the_assistants_i
         3,
         "input injected without control"
     );
+}
+
+#[tokio::test]
+async fn the_assistant_switches_among_the_shared_monitors_and_only_among_them() {
+    let desk = desk_on(&[Capability::Screen], Portal::open(None));
+    let opened = desk.ctx.desktop.open().await.unwrap();
+    assert_eq!(opened.monitors.names, ["portal", "second"]);
+    assert_eq!(opened.monitors.current, 0);
+
+    // A hostile viewer's index out of the list, and the monitor already shared: nothing.
+    for index in [2, 255, usize::MAX, 0] {
+        assert_eq!(desk.ctx.desktop.select(index).await.unwrap(), None, "{index}");
+    }
+    let second = desk.ctx.desktop.select(1).await.unwrap().expect("switched");
+    assert_eq!(
+        (second.name.as_str(), second.width, second.height),
+        ("second", 48, 16)
+    );
+    let encoder = Box::new(ponte_screen::Encoder::new().unwrap());
+    let (_, step) = desk.ctx.desktop.step(0, Some(usize::MAX), encoder).await.unwrap();
+    let step = step.unwrap();
+    assert_eq!(step.monitors.current, 1);
+    let frame = step.frame.expect("the second monitor's picture");
+    assert_eq!(
+        frame.updates.first(),
+        Some(&ponte_e2e::screen::ScreenUpdate::Size {
+            width: 48,
+            height: 16
+        })
+    );
+
+    // Without `screen`, nothing switches.
+    desk.ctx.grants.set(Grants::NONE);
+    assert!(desk.ctx.desktop.select(0).await.is_err());
 }

@@ -410,8 +410,10 @@ async fn the_viewer_window_shows_the_remote_screen_and_forwards_the_mouse() {
     );
 }
 
+/// The agent shares the monitor it was told to, alone; the assistant sees which monitors there
+/// are and switches to another, whose pixels and pointer positions are then its own.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_chosen_monitor_is_shared_alone_even_without_shared_memory() {
+async fn a_chosen_monitor_is_shared_alone_and_the_assistant_can_switch_to_another() {
     let x = Xvfb::start_with(640, 480, &["-extension", "MIT-SHM"]);
     let conn = x.connect();
     draw(&conn, 640, 480, pattern);
@@ -448,6 +450,16 @@ async fn a_chosen_monitor_is_shared_alone_even_without_shared_memory() {
         .iter()
         .position(|m| m.name == name)
         .expect("the monitor was added");
+    assert_eq!(monitors.len(), 2, "Xvfb's own monitor and ours");
+    let other = 1 - index;
+    let whole_name = conn
+        .get_atom_name(monitors[other].name)
+        .unwrap()
+        .reply()
+        .unwrap()
+        .name;
+    let whole_name = String::from_utf8(whole_name).unwrap();
+    let (ox, oy) = (monitors[other].x, monitors[other].y);
 
     let w = World::new().await;
     let args = [
@@ -460,12 +472,32 @@ async fn a_chosen_monitor_is_shared_alone_even_without_shared_memory() {
     ];
     let (_agent, id, code) = w.agent(&args);
     let shot = w.path("right.png");
-    let out = w.viewer(
-        &id,
-        &code,
-        &format!("screenshot {}\nclick 10 20\n", shot.display()),
+    let other_shot = w.path("other.png");
+    let script = format!(
+        "screenshot {}\nclick 10 20\nmonitor\nmonitor {}\nscreenshot {}\nclick 30 40\nmonitor 3\n",
+        shot.display(),
+        other + 1,
+        other_shot.display()
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = w.viewer(&id, &code, &script);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(
+        stdout.contains(&format!("{:>2}  PONTE-RIGHT  (shared)", index + 1)),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("{:>2}  {whole_name}\n", other + 1)),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains(&format!("now sharing monitor {}: {whole_name}", other + 1)),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("shares 2 monitor(s); there is no monitor 3"),
+        "{stderr}"
+    );
+    assert!(!out.status.success(), "the last command failed: {stderr}");
     let (width, height, pixels) = read_png(&shot);
     assert_eq!((width, height), (320, 480));
     let (_, _, whole) = dump(&conn);
@@ -484,11 +516,26 @@ async fn a_chosen_monitor_is_shared_alone_even_without_shared_memory() {
             );
         }
     }
+
+    // Then the other monitor, the whole screen: its pixels, and input relative to it.
+    let (width, height, pixels) = read_png(&other_shot);
+    assert_eq!((width, height), (monitors[other].width, monitors[other].height));
+    let (width, height) = (usize::from(width), usize::from(height));
+    for y in 20..height {
+        for x in 0..width {
+            let at = (y + oy as usize) * 640 + x + ox as usize;
+            assert_eq!(
+                pixels[y * width + x],
+                whole[at],
+                "pixel ({x}, {y}) of the other monitor"
+            );
+        }
+    }
     let p = conn.query_pointer(root(&conn)).unwrap().reply().unwrap();
     assert_eq!(
         (p.root_x, p.root_y),
-        (330, 20),
-        "positions are relative to the monitor"
+        (ox + 30, oy + 40),
+        "positions are relative to the monitor switched to: {stderr}"
     );
 }
 
@@ -698,7 +745,16 @@ async fn sharing_follows_a_resolution_change() {
         tiles(&line) >= 5 * 4,
         "every tile of the new size is sent again: {line}"
     );
-    assert_eq!(read_png(&after), dump(&conn));
+    let (got, want) = (read_png(&after), dump(&conn));
+    let differ: Vec<usize> = (0..got.2.len()).filter(|&i| got.2[i] != want.2[i]).collect();
+    assert!(
+        differ.is_empty(),
+        "{} pixels differ, first {:?}: {:x} vs {:x}",
+        differ.len(),
+        differ.first(),
+        got.2[differ[0]],
+        want.2[differ[0]]
+    );
 }
 
 /// Where the pointer is on the display, once it settles at `want` or after 5 s.

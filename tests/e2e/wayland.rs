@@ -169,7 +169,8 @@ fn activity(agent: &ponte_testbed::Running, needle: &str) -> serde_json::Value {
     )
 }
 
-/// The next message on a screen stream that is not a frame's part, or the first `Size`.
+/// The next message on a screen stream that is neither a frame's part nor the list of
+/// monitors, or the first `Size`.
 async fn next_update(stream: &mut SecureStream) -> ScreenUpdate {
     loop {
         match tokio::time::timeout(WAIT, stream.recv.recv::<ScreenUpdate>()).await {
@@ -180,7 +181,8 @@ async fn next_update(stream: &mut SecureStream) -> ScreenUpdate {
                 | ScreenUpdate::Stats(_)
                 | ScreenUpdate::FrameEnd { .. }
                 | ScreenUpdate::Cursor { .. }
-                | ScreenUpdate::CursorShape { .. },
+                | ScreenUpdate::CursorShape { .. }
+                | ScreenUpdate::Monitors { .. },
             ))) => {}
             Ok(Ok(Some(update))) => return update,
             other => panic!("the screen stream ended: {other:?}"),

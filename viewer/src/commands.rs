@@ -1,6 +1,6 @@
 //! The assistant's commands in a session, typed at the prompt or read from a batch file:
 //! `exec CMD`, `get REMOTE LOCAL`, `put LOCAL REMOTE`, `info`, `screen`, `screenshot FILE`,
-//! `click X Y`, `type TEXT`, `chat TEXT`, `quit`.
+//! `monitor [N]`, `click X Y`, `type TEXT`, `chat TEXT`, `quit`.
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -48,6 +48,8 @@ pub enum Command {
     Screen,
     /// Save the customer's current screen as PNG.
     Screenshot(String),
+    /// List the customer's monitors, or share monitor N (counting from 1) instead.
+    Monitor(Option<usize>),
     /// Click at a position on the customer's screen.
     Click {
         /// Horizontal position.
@@ -83,6 +85,7 @@ pub const HELP: &str = "commands:
   info                  show the customer's system information
   screen                open a window with the customer's screen (mouse and keyboard when allowed)
   screenshot FILE.png   save the customer's current screen as PNG
+  monitor [N]           list the customer's shared monitors, or switch to monitor N
   click X Y [BUTTON]    click at X,Y on the customer's screen (left, middle or right)
   type TEXT             type TEXT on the customer's computer
   chat TEXT             send a chat message
@@ -129,6 +132,11 @@ pub fn parse(line: &str) -> anyhow::Result<Option<Command>> {
         "screen" => Command::Screen,
         "screenshot" if !rest.is_empty() => Command::Screenshot(rest.to_owned()),
         "screenshot" => bail!("screenshot needs a file name: screenshot FILE.png"),
+        "monitor" if rest.is_empty() => Command::Monitor(None),
+        "monitor" => match rest.parse::<usize>() {
+            Ok(n) if n >= 1 => Command::Monitor(Some(n - 1)),
+            _ => bail!("usage: monitor [N] (N counts from 1; `monitor` lists them)"),
+        },
         "click" => {
             let parts: Vec<&str> = rest.split_whitespace().collect();
             let usage = "usage: click X Y [left|middle|right]";
@@ -330,6 +338,20 @@ impl Runner {
                 ponte_viewer::window::show(client, state).await?;
             }
             Command::Screenshot(path) => self.screenshot(&path).await?,
+            Command::Monitor(None) => {
+                let (names, current) = self.screen().await?.monitors().await?;
+                for (i, name) in names.iter().enumerate() {
+                    let shared = if i == current { "  (shared)" } else { "" };
+                    println!("{:>2}  {name}{shared}", i + 1);
+                }
+            }
+            Command::Monitor(Some(index)) => {
+                let client = self.screen().await?;
+                client.switch(index).await?;
+                let (names, _) = client.monitors().await?;
+                let name = names.get(index).map_or("", String::as_str);
+                eprintln!("[ponte] now sharing monitor {}: {name}", index + 1);
+            }
             Command::Click { x, y, button } => {
                 self.viewer
                     .input(vec![
@@ -507,6 +529,11 @@ mod tests {
 
     #[test]
     fn parses_commands() {
+        assert_eq!(parse("monitor").unwrap(), Some(Command::Monitor(None)));
+        assert_eq!(parse("monitor 2").unwrap(), Some(Command::Monitor(Some(1))));
+        for bad in ["monitor 0", "monitor two", "monitor -1"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
         assert_eq!(
             parse("exec ls -la /tmp").unwrap(),
             Some(Command::Exec("ls -la /tmp".into()))

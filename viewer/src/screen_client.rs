@@ -33,6 +33,10 @@ pub struct Progress {
     pub ended: Option<String>,
     /// Why the customer's desktop takes no input, if it takes none.
     pub view_only: Option<String>,
+    /// The customer's monitors one may switch among (inert names; empty until the agent said).
+    pub monitors: Vec<String>,
+    /// The shared one, an index into `monitors`.
+    pub monitor: usize,
 }
 
 /// A shared screen.
@@ -92,6 +96,12 @@ impl ScreenClient {
                     Ok(Applied::ViewOnly(why)) => {
                         progress_tx.send_modify(|p| p.view_only = Some(why.to_string()));
                     }
+                    Ok(Applied::Monitors { names, current }) => {
+                        progress_tx.send_modify(|p| {
+                            p.monitors = names.iter().map(ToString::to_string).collect();
+                            p.monitor = current;
+                        });
+                    }
                     Ok(_) => {}
                     Err(e) => break format!("the customer's computer sent a bad screen update: {e}"),
                 }
@@ -147,6 +157,54 @@ impl ScreenClient {
         match p.ended {
             Some(reason) if p.sync < sync => bail!("{reason}"),
             _ => Ok(p),
+        }
+    }
+
+    /// The customer's monitors one may switch among, and the shared one, once the agent said
+    /// (it does before the first picture).
+    pub async fn monitors(&self) -> anyhow::Result<(Vec<String>, usize)> {
+        let mut progress = self.progress.clone();
+        let wait = progress.wait_for(|p| !p.monitors.is_empty() || p.ended.is_some());
+        let p = tokio::time::timeout(FIRST_PICTURE_TIMEOUT, wait)
+            .await
+            .context("the customer's computer did not say which monitors it shares")?
+            .context("the screen stream closed")?
+            .clone();
+        match p.ended {
+            Some(reason) if p.monitors.is_empty() => bail!("{reason}"),
+            _ => Ok((p.monitors, p.monitor)),
+        }
+    }
+
+    /// Shares the customer's monitor `index` (of [`ScreenClient::monitors`]) instead; returns
+    /// once the agent says it is shared.
+    pub async fn switch(&mut self, index: usize) -> anyhow::Result<()> {
+        let (monitors, current) = self.monitors().await?;
+        if index >= monitors.len() {
+            bail!(
+                "the customer's computer shares {} monitor(s); there is no monitor {}",
+                monitors.len(),
+                index + 1
+            );
+        }
+        if index == current {
+            return Ok(());
+        }
+        let message = ScreenFeedback::Monitor(u8::try_from(index)?);
+        self.feedback
+            .send(message)
+            .await
+            .context("the screen stream closed")?;
+        let mut progress = self.progress.clone();
+        let wait = progress.wait_for(|p| p.monitor == index || p.ended.is_some());
+        let p = tokio::time::timeout(REFRESH_TIMEOUT, wait)
+            .await
+            .context("the customer's computer did not switch the monitor in time")?
+            .context("the screen stream closed")?
+            .clone();
+        match p.ended {
+            Some(reason) if p.monitor != index => bail!("{reason}"),
+            _ => Ok(()),
         }
     }
 

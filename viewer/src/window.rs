@@ -99,7 +99,8 @@ struct App {
     drawn: Option<(u64, Option<(i32, i32)>)>,
     /// Where the picture sits in the window: offset and scaled size.
     placement: (u32, u32, u32, u32),
-    control: Option<bool>,
+    /// The window's title as last set.
+    title: Option<String>,
     /// Whether the statistics overlay is shown (F2).
     overlay: bool,
     /// Frames and pixel bytes at the start of the current second, and the last second's rates.
@@ -116,7 +117,7 @@ impl App {
             error: None,
             drawn: None,
             placement: (0, 0, 0, 0),
-            control: None,
+            title: None,
             overlay: false,
             rates: (Instant::now(), 0, 0, 0.0, 0.0),
             present_ms: 0.0,
@@ -169,9 +170,10 @@ impl App {
         let (Some(ww), Some(wh)) = (NonZeroU32::new(size.width), NonZeroU32::new(size.height)) else {
             return Ok(());
         };
-        if self.control != Some(control) {
-            self.control = Some(control);
-            s.window.set_title(&title(control));
+        let title = title(control, &self.shared.progress.borrow());
+        if self.title.as_ref() != Some(&title) {
+            s.window.set_title(&title);
+            self.title = Some(title);
         }
         s.surface.resize(ww, wh).map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut buffer = s.surface.buffer_mut().map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -200,11 +202,21 @@ impl App {
     }
 }
 
-fn title(control: bool) -> String {
-    if control {
-        "Ponte — customer's screen — CONTROL: your mouse and keyboard act on it".into()
+/// The window's title: whether the assistant controls, and which monitor is shown when the
+/// customer shares several.
+fn title(control: bool, progress: &Progress) -> String {
+    let mode = if control {
+        "CONTROL: your mouse and keyboard act on it"
     } else {
-        "Ponte — customer's screen — VIEW ONLY".into()
+        "VIEW ONLY"
+    };
+    match progress.monitors.get(progress.monitor) {
+        Some(name) if progress.monitors.len() > 1 => format!(
+            "Ponte — customer's screen — {mode} — monitor {} of {}: {name} (F3: next)",
+            progress.monitor + 1,
+            progress.monitors.len()
+        ),
+        _ => format!("Ponte — customer's screen — {mode}"),
     }
 }
 
@@ -337,7 +349,7 @@ impl ApplicationHandler for App {
         // Half the remote size (a 1080p screen opens at 960×540), larger on small screens.
         let (w, h) = ((w / 2).max(640), (h / 2).max(360));
         let attributes = Window::default_attributes()
-            .with_title(title(self.control()))
+            .with_title(title(self.control(), &self.shared.progress.borrow()))
             .with_inner_size(winit::dpi::PhysicalSize::new(w + 2 * BORDER, h + 2 * BORDER));
         let opened = (|| -> anyhow::Result<Surface> {
             let window = Arc::new(event_loop.create_window(attributes)?);
@@ -400,6 +412,20 @@ impl ApplicationHandler for App {
                     }
                     return;
                 }
+                // F3 too: it shows the customer's next monitor, when they share several.
+                if event.logical_key == Key::Named(NamedKey::F3) {
+                    if event.state == ElementState::Pressed && !event.repeat {
+                        let p = self.shared.progress.borrow().clone();
+                        if p.monitors.len() > 1 {
+                            let next = (p.monitor + 1) % p.monitors.len();
+                            let _ = self
+                                .shared
+                                .input
+                                .try_send(ScreenFeedback::Monitor(u8::try_from(next).unwrap_or(0)));
+                        }
+                    }
+                    return;
+                }
                 if let Some(keysym) = keysym(&event.logical_key) {
                     let pressed = event.state == ElementState::Pressed;
                     self.send(InputEvent::Key { keysym, pressed });
@@ -419,7 +445,8 @@ impl ApplicationHandler for App {
             let c = self.shared.canvas.lock().unwrap_or_else(|e| e.into_inner());
             (c.frames, c.cursor_position)
         };
-        if (self.drawn != Some(now) || self.control != Some(self.control()))
+        let title = title(self.control(), &self.shared.progress.borrow());
+        if (self.drawn != Some(now) || self.title.as_ref() != Some(&title))
             && let Some(s) = &self.surface
         {
             s.window.request_redraw();

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use ponte_e2e::app::Capability;
-use ponte_e2e::screen::{InputEvent, ScreenFeedback, ScreenUpdate};
+use ponte_e2e::screen::{InputEvent, MAX_MONITOR_NAME, MAX_MONITORS, ScreenFeedback, ScreenUpdate};
 use ponte_screen::{Encoder, Pacer, PathSample};
 use ponte_session::{SecureSend, SecureStream};
 use ponte_transport::bucket::TokenBucket;
@@ -24,6 +24,10 @@ pub const MAX_FPS: u8 = 60;
 /// How long a refresh waits for the picture to become exact by itself before the frame
 /// budget is lifted to make it so (a screenshot of a continuously changing photo screen).
 const REFRESH_PATIENCE: Duration = Duration::from_secs(5);
+
+/// The least time between two monitor switches: a flood of them would flood the customer's
+/// activity list (and restart a PipeWire stream each on Wayland).
+const SWITCH_SPACING: Duration = Duration::from_millis(500);
 
 /// How often a stream of dropped or paused input is reported to the customer.
 const REPORT_EVERY: Duration = Duration::from_secs(5);
@@ -76,7 +80,11 @@ impl Handler for Screen {
     }
 
     async fn run(self, stream: &mut SecureStream, ctx: &Context) -> anyhow::Result<Activity> {
-        let Opened { monitor, input } = ctx.open_desktop().await?;
+        let Opened {
+            monitor,
+            monitors,
+            input,
+        } = ctx.open_desktop().await?;
         let Some(_sharing) = ctx.desktop.share(MAX_STREAMS) else {
             anyhow::bail!("the screen is already shared {MAX_STREAMS} times");
         };
@@ -97,6 +105,9 @@ impl Handler for Screen {
             ctx.events
                 .activity(Kind::Screen, t!(ctx.tr(), "screen-view-only"));
         }
+        send_monitors(&mut stream.send, &monitors).await?;
+        let mut monitors = monitors;
+        let mut switched = Instant::now() - SWITCH_SPACING;
         let _shown = Shown::new(&ctx.events, input);
         let fps = self.max_fps.clamp(1, MAX_FPS);
         let mut ticker = tokio::time::interval(Duration::from_secs(1) / u32::from(fps));
@@ -138,6 +149,10 @@ impl Handler for Screen {
                             sync = 0;
                         }
                     }
+                    if step.monitors != monitors {
+                        monitors = step.monitors.clone();
+                        send_monitors(&mut stream.send, &monitors).await?;
+                    }
                     send_step(&mut stream.send, step, &mut pointer).await?;
                 }
                 message = stream.recv.recv::<ScreenFeedback>() => match message {
@@ -149,6 +164,20 @@ impl Handler for Screen {
                         sync = sync.max(s);
                     }
                     Ok(Some(ScreenFeedback::Input(event))) => control.input(ctx, event).await?,
+                    Ok(Some(ScreenFeedback::Monitor(index))) => {
+                        tokio::time::sleep_until((switched + SWITCH_SPACING).into()).await;
+                        switched = Instant::now();
+                        if let Some(m) = ctx.desktop.select(usize::from(index)).await? {
+                            let text = t!(
+                                ctx.tr(),
+                                "screen-monitor",
+                                monitor = PeerText::new(m.name).to_string(),
+                                width = m.width,
+                                height = m.height
+                            );
+                            ctx.events.activity(Kind::Screen, text);
+                        }
+                    }
                     Ok(None) => break t!(ctx.tr(), "screen-ended-closed"),
                     Err(e) => break t!(ctx.tr(), "screen-ended-failed", error = e.to_string()),
                 },
@@ -234,6 +263,19 @@ impl Drop for Shown<'_> {
         self.0
             .emit(crate::frontend::Event::Sharing { active: false, input });
     }
+}
+
+/// Tells the viewer which monitors it may switch among (the names bounded as the protocol says).
+async fn send_monitors(send: &mut SecureSend, monitors: &crate::desktop::Monitors) -> anyhow::Result<()> {
+    let names = monitors
+        .names
+        .iter()
+        .take(MAX_MONITORS)
+        .map(|n| PeerText::new(n.chars().take(MAX_MONITOR_NAME / 4).collect::<String>()))
+        .collect();
+    let current = u8::try_from(monitors.current).unwrap_or(0);
+    send.send(&ScreenUpdate::Monitors { names, current }).await?;
+    Ok(())
 }
 
 async fn send_step(

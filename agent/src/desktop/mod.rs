@@ -71,6 +71,15 @@ pub struct Monitor {
     pub height: u16,
 }
 
+/// The monitors the assistant may switch among, and the shared one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Monitors {
+    /// Their names, in the order they are numbered.
+    pub names: Vec<String>,
+    /// The shared one, an index into `names`.
+    pub current: usize,
+}
+
 /// Which picture a capture asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Want {
@@ -107,6 +116,11 @@ pub trait Desktop: Capture {
 pub trait Capture: Send {
     /// The shared monitor.
     fn monitor(&self) -> &Monitor;
+    /// The monitors that may be shared (on Wayland: those the customer picked in the system's
+    /// dialog), and which of them is.
+    fn monitors(&self) -> Monitors;
+    /// Shares monitor `index` of [`Capture::monitors`] from the next capture on.
+    fn select(&mut self, index: usize) -> anyhow::Result<()>;
     /// Captures the shared monitor as `want` says; `None` when nothing changed and
     /// [`Want::Changes`] was asked.
     fn capture(&mut self, want: Want) -> anyhow::Result<Option<Image<'_>>>;

@@ -15,10 +15,10 @@ use ashpd::desktop::screencast::{
     CursorMode, IsScreencastSession, Screencast, SelectSourcesOptions, SourceType, Stream as ScreenStream,
 };
 use ashpd::desktop::{ResponseError, Session};
-use ponte_e2e::screen::{InputEvent, keysym_for_char};
+use ponte_e2e::screen::{InputEvent, MAX_MONITORS, keysym_for_char};
 
 use super::screencast::{Frame, Stream};
-use super::{Capture, CursorImage, Desktop, DesktopError, Image, Injector, Monitor, Want};
+use super::{Capture, CursorImage, Desktop, DesktopError, Image, Injector, Monitor, Monitors, Want};
 
 /// How long a portal call may take (every one but the dialog).
 const CALL: Duration = Duration::from_secs(10);
@@ -36,11 +36,16 @@ const BTN_MIDDLE: i32 = 0x112;
 const BTN_SIDE: i32 = 0x113;
 const BTN_EXTRA: i32 = 0x114;
 
-/// A started portal session and its screen stream.
+/// A started portal session and the stream of the shared monitor.
 pub struct Portal {
     /// Runs the portal's D-Bus calls; the desktop worker's thread blocks on it.
     runtime: tokio::runtime::Runtime,
+    screencast: Screencast,
     session: Parts,
+    /// The monitors the customer picked in the dialog.
+    sources: Vec<Source>,
+    /// The shared one, in `sources`.
+    current: usize,
     /// The PipeWire node of the shared monitor: pointer positions are relative to it.
     node: u32,
     /// The customer allowed remote interaction in the dialog.
@@ -53,7 +58,7 @@ pub struct Portal {
     /// Where the assistant's recent pointer motions put the pointer: the compositor reports
     /// them a frame later, beside any the customer makes.
     targets: std::collections::VecDeque<(i32, i32)>,
-    /// Whether the assistant's input was injected since the portal session started.
+    /// Whether the assistant's input was injected since the shared monitor's stream started.
     injected: bool,
 }
 
@@ -77,22 +82,46 @@ impl Parts {
             Parts::ScreenOnly(session) => session.close().await,
         }
     }
+
+    /// A connection to PipeWire that sees the session's streams (one per stream: a PipeWire
+    /// connection is not handed from one stream to the next).
+    async fn pipe_wire(&self, screencast: &Screencast) -> ashpd::Result<std::os::fd::OwnedFd> {
+        match self {
+            Parts::Remote { session, .. } => {
+                screencast
+                    .open_pipe_wire_remote(session, Default::default())
+                    .await
+            }
+            Parts::ScreenOnly(session) => {
+                screencast
+                    .open_pipe_wire_remote(session, Default::default())
+                    .await
+            }
+        }
+    }
 }
 
 /// What the portal's `Start` gave.
 struct Started {
+    screencast: Screencast,
     session: Parts,
     shared: Shared,
 }
 
-/// The monitor the customer shared, and how.
-struct Shared {
+/// One monitor the customer shared.
+#[derive(Debug, Clone, Copy)]
+struct Source {
+    /// Its PipeWire node.
     node: u32,
-    position: (i32, i32),
+    /// Where it is on the desktop, if the portal says.
+    position: Option<(i32, i32)>,
+}
+
+/// The monitors the customer shared, and how.
+struct Shared {
+    sources: Vec<Source>,
     /// Whether the customer allowed remote interaction.
     input: bool,
-    /// The PipeWire connection.
-    fd: std::os::fd::OwnedFd,
 }
 
 impl Portal {
@@ -102,11 +131,18 @@ impl Portal {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let Started { session, shared } = runtime.block_on(start())?;
+        let Started {
+            screencast,
+            session,
+            shared,
+        } = runtime.block_on(start())?;
         let mut portal = Portal {
             runtime,
+            screencast,
             session,
-            node: shared.node,
+            sources: shared.sources,
+            current: 0,
+            node: 0,
             input: shared.input,
             monitor: Monitor::default(),
             stream: None,
@@ -116,21 +152,48 @@ impl Portal {
             injected: false,
         };
         // From here on, dropping `portal` closes the portal session.
-        let stream = Stream::start(shared.fd, shared.node)?;
+        portal.stream(0)?;
+        tracing::info!(
+            monitors = portal.sources.len(),
+            input = portal.input,
+            "portal session started"
+        );
+        Ok(portal)
+    }
+
+    /// Streams the customer's monitor `index` (of those shared), once its first picture came.
+    fn stream(&mut self, index: usize) -> anyhow::Result<()> {
+        let source = self.sources[index];
+        // One stream at a time: the old one ends before the next connects.
+        self.stream = None;
+        let fd = self.call(self.session.pipe_wire(&self.screencast))?;
+        let stream = Stream::start(fd, source.node)?;
         stream.wait_first(FIRST_FRAME)?;
-        portal.stream = Some(stream);
-        portal.next_frame()?;
-        let (x, y) = shared.position;
-        portal.monitor = Monitor {
-            // The customer chose it in the system's dialog, which names it.
-            name: "screen".into(),
+        (self.stream, self.seen, self.current, self.node) = (Some(stream), 0, index, source.node);
+        // Where the assistant's motions went on the last monitor says nothing about this one,
+        // nor does where the pointer was before the assistant's first input on it.
+        self.targets.clear();
+        self.injected = false;
+        self.next_frame()?;
+        let (x, y) = source.position.unwrap_or((0, 0));
+        self.monitor = Monitor {
+            name: self.name(index),
             x: i16::try_from(x).unwrap_or(0),
             y: i16::try_from(y).unwrap_or(0),
-            width: portal.frame.width,
-            height: portal.frame.height,
+            width: self.frame.width,
+            height: self.frame.height,
         };
-        tracing::info!(node = portal.node, input = portal.input, "portal session started");
-        Ok(portal)
+        Ok(())
+    }
+
+    /// What the assistant and the customer call shared monitor `index`: the system's dialog
+    /// named it, the portal does not say how, so by number and place (in no language).
+    fn name(&self, index: usize) -> String {
+        match (self.sources.len(), self.sources[index].position) {
+            (1, _) => "screen".into(),
+            (_, Some((x, y))) => format!("#{} ({x},{y})", index + 1),
+            (_, None) => format!("#{}", index + 1),
+        }
     }
 
     /// Takes the newest frame, if one arrived; whether one did.
@@ -210,7 +273,11 @@ async fn start() -> Result<Started, DesktopError> {
         }
     };
     match shared {
-        Ok(shared) => Ok(Started { session, shared }),
+        Ok(shared) => Ok(Started {
+            screencast,
+            session,
+            shared,
+        }),
         Err(e) => {
             let _ = tokio::time::timeout(CALL, session.close()).await;
             Err(e)
@@ -242,8 +309,8 @@ async fn share_with_input(
     share(screencast, session, start).await
 }
 
-/// Asks for one monitor, shows the system's dialog through `start` (which answers the
-/// streams and whether with input, once the customer answered), and opens PipeWire.
+/// Asks for monitors (the customer may pick several), and shows the system's dialog through
+/// `start`, which answers the streams and whether with input once the customer answered.
 async fn share<S: IsScreencastSession>(
     screencast: &Screencast,
     session: &Session<S>,
@@ -260,7 +327,7 @@ async fn share<S: IsScreencastSession>(
     let sources = SelectSourcesOptions::default()
         .set_cursor_mode(cursor)
         .set_sources(ashpd::enumflags2::BitFlags::from(SourceType::Monitor))
-        .set_multiple(false);
+        .set_multiple(true);
     within(CALL, async {
         screencast.select_sources(session, sources).await?.response()
     })
@@ -269,21 +336,18 @@ async fn share<S: IsScreencastSession>(
         .await
         .map_err(|_| DesktopError::PortalUnanswered(DIALOG.as_secs() / 60))?
         .map_err(plain)?;
-    let stream = streams
-        .first()
-        .ok_or(DesktopError::Portal("the customer shared no monitor".into()))?;
-    let (node, position) = (stream.pipe_wire_node_id(), stream.position().unwrap_or((0, 0)));
-    let fd = within(
-        CALL,
-        screencast.open_pipe_wire_remote(session, Default::default()),
-    )
-    .await?;
-    Ok(Shared {
-        node,
-        position,
-        input,
-        fd,
-    })
+    let sources: Vec<Source> = streams
+        .iter()
+        .take(MAX_MONITORS)
+        .map(|s| Source {
+            node: s.pipe_wire_node_id(),
+            position: s.position(),
+        })
+        .collect();
+    if sources.is_empty() {
+        return Err(DesktopError::Portal("the customer shared no monitor".into()));
+    }
+    Ok(Shared { sources, input })
 }
 
 impl Drop for Portal {
@@ -315,6 +379,21 @@ impl Desktop for Portal {
 impl Capture for Portal {
     fn monitor(&self) -> &Monitor {
         &self.monitor
+    }
+
+    fn monitors(&self) -> Monitors {
+        Monitors {
+            names: (0..self.sources.len()).map(|i| self.name(i)).collect(),
+            current: self.current,
+        }
+    }
+
+    fn select(&mut self, index: usize) -> anyhow::Result<()> {
+        anyhow::ensure!(index < self.sources.len(), "there is no monitor {index}");
+        if index != self.current {
+            self.stream(index)?;
+        }
+        Ok(())
     }
 
     fn capture(&mut self, want: Want) -> anyhow::Result<Option<Image<'_>>> {

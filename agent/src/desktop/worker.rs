@@ -18,7 +18,7 @@ use ponte_e2e::screen::InputEvent;
 use ponte_screen::{EncodedFrame, Encoder};
 use tokio::sync::{oneshot, watch};
 
-use super::{CursorImage, Desktop, DesktopError, Indication, Monitor, Want};
+use super::{CursorImage, Desktop, DesktopError, Indication, Monitor, Monitors, Want};
 use crate::grants;
 
 /// How often the worker looks at the grants when nothing else happens.
@@ -58,6 +58,8 @@ pub struct Step {
     pub pointer: Option<(i32, i32)>,
     /// The pointer's image, when it changed.
     pub shape: Option<CursorImage>,
+    /// The monitors one may switch among, and the shared one.
+    pub monitors: Monitors,
 }
 
 /// What happened to a batch of input events.
@@ -80,6 +82,8 @@ pub struct Opened {
     pub monitor: Monitor,
     /// Whether it takes the assistant's input (it is view only if not).
     pub input: bool,
+    /// The monitors one may switch among, and the shared one.
+    pub monitors: Monitors,
 }
 
 /// How the worker opens the desktop, on first use.
@@ -96,6 +100,7 @@ enum Job {
         reply: oneshot::Sender<(Box<Encoder>, anyhow::Result<Step>)>,
     },
     Inject(Vec<InputEvent>, Reply<Injected>),
+    Select(usize, Reply<Option<Monitor>>),
 }
 
 /// The handle of the session's desktop worker.
@@ -227,6 +232,15 @@ impl DesktopWorker {
         rx.await.context("the desktop worker has stopped")?
     }
 
+    /// Shares monitor `index` of [`Opened::monitors`] from now on, for every screen stream and
+    /// all input; the monitor now shared, or `None` when nothing changed (it was shared
+    /// already, or there is no such monitor).
+    pub async fn select(&self, index: usize) -> anyhow::Result<Option<Monitor>> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Job::Select(index, reply))?;
+        rx.await.context("the desktop worker has stopped")?
+    }
+
     /// Counts a screen stream while the returned guard lives; `None` when `max` are shared
     /// already (each holds whole frames: a flood of them must not exhaust memory).
     pub fn share(&self, max: usize) -> Option<Sharing> {
@@ -337,6 +351,7 @@ impl Worker {
             Job::Open(reply) => {
                 let opened = self.desktop().map(|d| Opened {
                     monitor: d.monitor().clone(),
+                    monitors: d.monitors(),
                     input: d.input().is_some(),
                 });
                 let _ = reply.send(opened);
@@ -352,6 +367,9 @@ impl Worker {
             }
             Job::Inject(events, reply) => {
                 let _ = reply.send(self.inject(&events));
+            }
+            Job::Select(index, reply) => {
+                let _ = reply.send(self.select(index));
             }
         }
     }
@@ -386,7 +404,24 @@ impl Worker {
         }
         step.pointer = desktop.pointer().map(|p| p.position()).transpose()?;
         step.shape = desktop.cursor_shape()?;
+        step.monitors = desktop.monitors();
         Ok(step)
+    }
+
+    fn select(&mut self, index: usize) -> anyhow::Result<Option<Monitor>> {
+        if !self.screen {
+            anyhow::bail!("the customer has not allowed 'screen'");
+        }
+        let desktop = self.desktop()?;
+        let monitors = desktop.monitors();
+        if index >= monitors.names.len() || index == monitors.current {
+            return Ok(None);
+        }
+        // Nothing held carries over to the other monitor (on Wayland its stream is another).
+        self.release();
+        let desktop = self.desktop()?;
+        desktop.select(index)?;
+        Ok(Some(desktop.monitor().clone()))
     }
 
     /// Injects `events` one by one while control stays granted and the customer leaves the

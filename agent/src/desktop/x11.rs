@@ -6,7 +6,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 
 use anyhow::{Context, bail};
-use ponte_e2e::screen::{InputEvent, MAX_CURSOR, keysym_for_char};
+use ponte_e2e::screen::{InputEvent, MAX_CURSOR, MAX_MONITORS, keysym_for_char};
 use x11rb::connection::{Connection, RequestConnection};
 use x11rb::protocol::Event;
 use x11rb::protocol::damage::{ConnectionExt as _, ReportLevel};
@@ -19,7 +19,9 @@ use x11rb::protocol::xproto::{
 use x11rb::protocol::xtest::ConnectionExt as _;
 use x11rb::rust_connection::RustConnection;
 
-use super::{Capture, CursorImage, Desktop, Image, Indication, Indicator, Injector, Monitor, Pointer, Want};
+use super::{
+    Capture, CursorImage, Desktop, Image, Indication, Indicator, Injector, Monitor, Monitors, Pointer, Want,
+};
 
 /// XTest event types (core protocol event codes).
 const KEY_PRESS: u8 = 2;
@@ -42,7 +44,12 @@ enum Grabber {
 pub struct X11 {
     conn: RustConnection,
     root: u32,
+    /// The RandR monitor asked for (index), if one was.
     monitor_choice: Option<usize>,
+    /// The display's monitors (the whole screen as one without RandR monitors).
+    monitors: Vec<Monitor>,
+    /// The shared one, in `monitors`.
+    current: usize,
     monitor: Monitor,
     grabber: Grabber,
     shm_available: bool,
@@ -107,6 +114,8 @@ struct IndicatorWindow {
     window: u32,
     gc: u32,
     state: Indication,
+    /// Its width in pixels.
+    width: u16,
     /// What it says, as 16-bit characters for an ISO 10646 font (Latin-1 for `fixed`).
     text: Vec<xproto::Char2b>,
 }
@@ -156,6 +165,8 @@ impl X11 {
             conn,
             root,
             monitor_choice: monitor,
+            monitors: Vec::new(),
+            current: 0,
             monitor: Monitor::default(),
             grabber: Grabber::Plain,
             shm_available,
@@ -169,12 +180,31 @@ impl X11 {
             indicator: None,
             left_at: None,
         };
-        x11.monitor = x11.find_monitor()?;
-        x11.setup_grabber()?;
+        x11.find_monitor()?;
         Ok(x11)
     }
 
-    fn find_monitor(&self) -> anyhow::Result<Monitor> {
+    /// Finds the display's monitors and the shared one again; when the shared one changed,
+    /// captures it from now on (the indicator moves to it).
+    fn find_monitor(&mut self) -> anyhow::Result<()> {
+        let (monitors, current) = self.list_monitors()?;
+        let monitor = monitors[current].clone();
+        (self.monitors, self.current) = (monitors, current);
+        if monitor != self.monitor {
+            self.monitor = monitor;
+            self.setup_grabber()?;
+            self.dirty = true;
+            self.place_indicator()?;
+            // The pointer did not move: only its position relative to the shared monitor did.
+            if self.left_at.is_some() {
+                self.left_at = Some(self.position()?);
+            }
+        }
+        Ok(())
+    }
+
+    /// The display's monitors, and which is shared: the chosen one, else the primary one.
+    fn list_monitors(&self) -> anyhow::Result<(Vec<Monitor>, usize)> {
         let geometry = self.conn.get_geometry(self.root)?.reply()?;
         let whole = Monitor {
             name: "screen".into(),
@@ -183,19 +213,28 @@ impl X11 {
             width: geometry.width,
             height: geometry.height,
         };
-        let monitors = match self.conn.randr_get_monitors(self.root, true) {
+        let found = match self.conn.randr_get_monitors(self.root, true) {
             Ok(cookie) => cookie.reply().map(|r| r.monitors).unwrap_or_default(),
             Err(_) => Vec::new(),
         };
-        let pick =
-            match self.monitor_choice {
-                Some(i) => Some(monitors.get(i).with_context(|| {
-                    format!("there is no monitor {i} (this display has {})", monitors.len())
-                })?),
-                None => monitors.iter().find(|m| m.primary).or(monitors.first()),
-            };
-        Ok(match pick {
-            Some(m) if m.width > 0 && m.height > 0 => Monitor {
+        let found: Vec<_> = found
+            .into_iter()
+            .filter(|m| m.width > 0 && m.height > 0)
+            .take(MAX_MONITORS)
+            .collect();
+        let current = match self.monitor_choice {
+            Some(i) if i >= found.len().max(1) => {
+                bail!("there is no monitor {i} (this display has {})", found.len())
+            }
+            Some(i) => i,
+            None => found.iter().position(|m| m.primary).unwrap_or(0),
+        };
+        if found.is_empty() {
+            return Ok((vec![whole], 0));
+        }
+        let monitors = found
+            .iter()
+            .map(|m| Monitor {
                 name: self
                     .conn
                     .get_atom_name(m.name)
@@ -207,9 +246,9 @@ impl X11 {
                 y: m.y,
                 width: m.width,
                 height: m.height,
-            },
-            _ => whole,
-        })
+            })
+            .collect();
+        Ok((monitors, current))
     }
 
     /// Sets up shared memory for the current monitor size, or plain GetImage without it.
@@ -392,14 +431,24 @@ impl Capture for X11 {
         &self.monitor
     }
 
+    fn monitors(&self) -> Monitors {
+        Monitors {
+            names: self.monitors.iter().map(|m| m.name.clone()).collect(),
+            current: self.current,
+        }
+    }
+
+    fn select(&mut self, index: usize) -> anyhow::Result<()> {
+        if index >= self.monitors.len() {
+            bail!("there is no monitor {index}");
+        }
+        self.monitor_choice = Some(index);
+        self.find_monitor()
+    }
+
     fn capture(&mut self, want: Want) -> anyhow::Result<Option<Image<'_>>> {
         if self.drain_events()? {
-            let monitor = self.find_monitor()?;
-            if monitor != self.monitor {
-                self.monitor = monitor;
-                self.setup_grabber()?;
-                self.dirty = true;
-            }
+            self.find_monitor()?;
         }
         let changed = self.dirty || !self.damage;
         match want {
@@ -504,6 +553,23 @@ impl Injector for X11 {
     }
 }
 
+impl X11 {
+    /// Moves the indicator, if shown, to the top middle of the shared monitor.
+    fn place_indicator(&mut self) -> anyhow::Result<()> {
+        if let Some(ind) = &self.indicator {
+            let m = &self.monitor;
+            let at = xproto::ConfigureWindowAux::new()
+                .x(i32::from(m.x) + i32::from(m.width.saturating_sub(ind.width) / 2))
+                .y(i32::from(m.y));
+            self.conn.configure_window(ind.window, &at)?;
+            // Drawn at once and waited for: the next capture must show it where it is now.
+            self.draw_indicator()?;
+            self.conn.get_input_focus()?.reply()?;
+        }
+        Ok(())
+    }
+}
+
 impl Indicator for X11 {
     fn show(&mut self, shown: Option<(Indication, &str)>) -> anyhow::Result<()> {
         match (shown, &mut self.indicator) {
@@ -576,6 +642,7 @@ impl Indicator for X11 {
                     window,
                     gc,
                     state,
+                    width,
                     text,
                 });
             }

@@ -37,6 +37,12 @@ pub const MAX_EVENTS: usize = 256;
 /// Largest side of a [`LossyRect`] on the screen, in pixels.
 pub const MAX_LOSSY_SIDE: u16 = 2048;
 
+/// Most monitors in one [`ScreenUpdate::Monitors`].
+pub const MAX_MONITORS: usize = 16;
+
+/// Longest monitor name in [`ScreenUpdate::Monitors`], in bytes.
+pub const MAX_MONITOR_NAME: usize = 128;
+
 /// Largest downscaling factor of a [`LossyRect`].
 pub const MAX_SCALE: u8 = 8;
 
@@ -227,6 +233,16 @@ pub enum ScreenUpdate {
     /// desktop has no way to take it): the viewer offers no control on this stream. Sent at
     /// most once, before the first frame.
     ViewOnly(ponte_wire::PeerText),
+    /// The monitors the assistant may switch among with [`ScreenFeedback::Monitor`] (at most
+    /// [`MAX_MONITORS`], names at most [`MAX_MONITOR_NAME`] bytes) and which of them is shared
+    /// (`current`, an index into `names`): sent before the first frame and after every switch.
+    /// On Wayland these are the monitors the customer picked in the system's dialog.
+    Monitors {
+        /// The monitors' names, in the customer's terms.
+        names: Vec<ponte_wire::PeerText>,
+        /// The shared one.
+        current: u8,
+    },
 }
 
 /// Viewer → agent on a screen stream.
@@ -245,6 +261,9 @@ pub enum ScreenFeedback {
     },
     /// Mouse or keyboard input (injected only while the customer grants control).
     Input(InputEvent),
+    /// Share this monitor of the last [`ScreenUpdate::Monitors`] instead (the whole session's
+    /// screen streams switch; input goes to it). An index not in the list changes nothing.
+    Monitor(u8),
 }
 
 /// One mouse or keyboard event.

@@ -2,8 +2,8 @@
 //! from the network, so every size and position is checked before it touches memory.
 
 use ponte_e2e::screen::{
-    BYTES_PER_PIXEL, Codec, CopyRect, FrameStats, LossyRect, MAX_CURSOR, MAX_LOSSY_SIDE, MAX_SCALE, MAX_SIDE,
-    MAX_WEBP_TILE_WIDTH, ScreenUpdate, TILE, Tile,
+    BYTES_PER_PIXEL, Codec, CopyRect, FrameStats, LossyRect, MAX_CURSOR, MAX_LOSSY_SIDE, MAX_MONITOR_NAME,
+    MAX_MONITORS, MAX_SCALE, MAX_SIDE, MAX_WEBP_TILE_WIDTH, ScreenUpdate, TILE, Tile,
 };
 
 use crate::error::ScreenError;
@@ -51,6 +51,14 @@ pub enum Applied {
     Ended(ponte_wire::PeerText),
     /// The shared desktop takes no input, for this reason (inert text).
     ViewOnly(ponte_wire::PeerText),
+    /// The monitors one may switch among (inert names), and the shared one (an index into
+    /// them).
+    Monitors {
+        /// Their names.
+        names: Vec<ponte_wire::PeerText>,
+        /// The shared one.
+        current: usize,
+    },
 }
 
 /// The remote screen as the viewer knows it.
@@ -214,6 +222,16 @@ impl Canvas {
             }
             ScreenUpdate::Ended(why) => Ok(Applied::Ended(why)),
             ScreenUpdate::ViewOnly(why) => Ok(Applied::ViewOnly(why)),
+            ScreenUpdate::Monitors { names, current } => {
+                let current = usize::from(current);
+                if names.len() > MAX_MONITORS
+                    || current >= names.len()
+                    || names.iter().any(|n| n.len() > MAX_MONITOR_NAME)
+                {
+                    return Err(ScreenError::BadMonitors);
+                }
+                Ok(Applied::Monitors { names, current })
+            }
         }
     }
 

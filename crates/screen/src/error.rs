@@ -18,6 +18,9 @@ pub enum ScreenError {
     /// A cursor image of the wrong size.
     #[error("malformed cursor image")]
     BadCursor,
+    /// A list of monitors that is empty, too long, or whose shared one is not in it.
+    #[error("malformed list of monitors")]
+    BadMonitors,
     /// The compressor could not be set up.
     #[error("compressor unavailable")]
     Codec,

@@ -916,3 +916,32 @@ fn why_sharing_ended_or_is_view_only_stays_inert_text() {
         );
     }
 }
+
+#[test]
+fn a_hostile_agents_list_of_monitors_is_bounded_and_its_names_inert() {
+    use ponte_e2e::screen::{MAX_MONITOR_NAME, MAX_MONITORS};
+    let name = |s: &str| ponte_wire::PeerText::new(s.to_owned());
+    let mut canvas = Canvas::new().unwrap();
+    let monitors = |names: Vec<ponte_wire::PeerText>, current| ScreenUpdate::Monitors { names, current };
+    let evil = name("\x1b[2J\u{202e}DP-1");
+    let Ok(Applied::Monitors { names, current }) = canvas.apply(monitors(vec![name("eDP-1"), evil], 1))
+    else {
+        panic!("two monitors are a list");
+    };
+    assert_eq!(current, 1);
+    assert!(
+        !names[1]
+            .to_string()
+            .chars()
+            .any(|c| c.is_control() || c == '\u{202e}')
+    );
+    for bad in [
+        monitors(Vec::new(), 0),
+        monitors(vec![name("a")], 1),
+        monitors(vec![name("a"); MAX_MONITORS + 1], 0),
+        monitors(vec![name(&"x".repeat(MAX_MONITOR_NAME + 1))], 0),
+    ] {
+        assert_eq!(canvas.apply(bad), Err(ScreenError::BadMonitors));
+    }
+    assert!(canvas.apply(monitors(vec![name("a"); MAX_MONITORS], 15)).is_ok());
+}

@@ -134,6 +134,7 @@ screen-ended-closed = the assistant closed the screen
 screen-ended-failed = the screen stream failed ({ $error })
 system-dialog = Your system will now ask whether to share your screen, in a window of its own (not Ponte's). That is expected: choose the screen and "Share" to let the assistant see it. Switch on "Allow remote interaction" only if the assistant may also use your mouse and keyboard. Cancel it to share nothing.
 screen-view-only = your desktop shares the screen view only: the assistant cannot use your mouse and keyboard
+screen-monitor = the assistant switched to monitor { $monitor } ({ $width }×{ $height })
 control-using = the assistant is using your mouse and keyboard
 control-paused = { $count ->
     [one] you moved the mouse: one input event of the assistant paused

@@ -132,6 +132,7 @@ screen-ended-closed = l'assistente ha chiuso lo schermo
 screen-ended-failed = il flusso dello schermo si è interrotto ({ $error })
 system-dialog = Ora il sistema ti chiederà, in una sua finestra (non di Ponte), se condividere lo schermo. È previsto: scegli lo schermo e "Condividi" perché l'assistente lo veda. Attiva "Consenti interazione remota" solo se l'assistente può usare anche mouse e tastiera. Annulla per non condividere nulla.
 screen-view-only = il tuo desktop condivide lo schermo in sola visione: l'assistente non può usare mouse e tastiera
+screen-monitor = l'assistente è passato al monitor { $monitor } ({ $width }×{ $height })
 control-using = l'assistente sta usando il tuo mouse e la tua tastiera
 control-paused = { $count ->
     [one] hai mosso il mouse: un evento dell'assistente messo in pausa

@@ -139,6 +139,7 @@ screen-ended-closed = asystent zamknął podgląd ekranu
 screen-ended-failed = strumień ekranu został przerwany ({ $error })
 system-dialog = System zapyta teraz we własnym oknie (nie Ponte), czy udostępnić ekran. Tak ma być: wybierz ekran i „Udostępnij”, aby asystent go widział. Włącz „Zdalne sterowanie” tylko wtedy, gdy asystent może też używać myszy i klawiatury. Anuluj, aby nic nie udostępniać.
 screen-view-only = twój pulpit udostępnia ekran tylko do podglądu: asystent nie może używać myszy ani klawiatury
+screen-monitor = asystent przełączył się na monitor { $monitor } ({ $width }×{ $height })
 control-using = asystent używa Twojej myszy i klawiatury
 control-paused = { $count ->
     [one] poruszyłeś myszą: wstrzymano jedno zdarzenie asystenta
