@@ -567,3 +567,83 @@ async fn a_flood_of_input_while_the_system_asks_gets_one_dialog_and_the_customer
         .count();
     assert_eq!(told, 1);
 }
+
+/// The next list of monitors on a screen stream, and the size that follows it (every other
+/// message is skipped).
+async fn next_monitors(stream: &mut SecureStream) -> (Vec<String>, u8, (u16, u16)) {
+    let mut monitors = None;
+    loop {
+        match tokio::time::timeout(WAIT, stream.recv.recv::<ScreenUpdate>()).await {
+            Ok(Ok(Some(ScreenUpdate::Monitors { names, current }))) => {
+                monitors = Some((names.iter().map(ToString::to_string).collect(), current));
+            }
+            Ok(Ok(Some(ScreenUpdate::Size { width, height }))) => {
+                if let Some((names, current)) = monitors {
+                    return (names, current, (width, height));
+                }
+            }
+            Ok(Ok(Some(_))) => {}
+            other => panic!("the screen stream ended: {other:?}"),
+        }
+    }
+}
+
+/// Two monitors: the customer picks both in the system's dialog; the assistant is told which
+/// are shared, switches to the second, sees it and points on it; an index out of the list
+/// (a hostile viewer's) switches nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_two_monitors_picked_in_the_dialog_the_assistant_switches_between_them() {
+    let wayland = WaylandSession::start_with_second_monitor(1280, 800, (1024, 768));
+    let customer = wayland.customer().await;
+    let w = World::new().await;
+    let mut cmd = w.agent_command(&["--allow", "screen,control"]);
+    wayland.apply(&mut cmd);
+    let (agent, id, code) = w.start_agent(cmd);
+    let viewer = w.assistant(&id, &code).await;
+    viewer.consent(WAIT).await.unwrap();
+    let mut stream = viewer.request(&Request::Screen { max_fps: 30 }).await.unwrap();
+
+    // GNOME's dialog lists both monitors, the first picked: the customer picks the second
+    // too, allows remote interaction, and shares.
+    let (x, y) = wait_for_words(&customer, "wl-two-monitors-dialog", |seen| seen.find("Share")).await;
+    let (sx, sy) = (f64::from(x), f64::from(y));
+    // Each click once the dialog has settled from the last (it grows a scroll bar).
+    let still = Duration::from_millis(300);
+    customer.click(sx - 212.0, sy + 168.0).await; // the second row
+    customer.picture(still).await;
+    customer.click(sx - 22.0, sy + 255.0).await; // "Allow remote interaction"
+    customer.picture(still).await;
+    customer.click(sx, sy).await;
+
+    let (names, current, size) = next_monitors(&mut stream).await;
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert_eq!((current, size), (0, (1280, 800)));
+    assert!(
+        names[0].starts_with("#1") && names[1].starts_with("#2"),
+        "{names:?}"
+    );
+
+    for index in [2, 255, 1] {
+        let switch = ScreenFeedback::Monitor(index);
+        stream.send.send(&switch).await.unwrap();
+    }
+    let (names_then, current, size) = next_monitors(&mut stream).await;
+    assert_eq!(names_then, names);
+    assert_eq!(
+        (current, size),
+        (1, (1024, 768)),
+        "the second monitor, not one out of the list"
+    );
+    activity(&agent, &format!("switched to monitor {}", names[1]));
+
+    // The assistant's pointer goes to the monitor shown: the second stream's cursor says so.
+    let to = InputEvent::Move { x: 100, y: 120 };
+    stream.send.send(&ScreenFeedback::Input(to)).await.unwrap();
+    let mut shape = None;
+    while next_cursor(&mut stream, &mut shape).await != (100, 120) {}
+
+    // And back.
+    stream.send.send(&ScreenFeedback::Monitor(0)).await.unwrap();
+    let (_, current, size) = next_monitors(&mut stream).await;
+    assert_eq!((current, size), (0, (1280, 800)));
+}

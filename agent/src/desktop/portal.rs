@@ -55,6 +55,9 @@ pub struct Portal {
     frame: Frame,
     /// The number of the frame in `frame`.
     seen: u64,
+    /// Whether `frame` is a monitor's first picture, not captured yet: the compositor sends
+    /// the next only when that monitor changes.
+    first: bool,
     /// Where the assistant's recent pointer motions put the pointer: the compositor reports
     /// them a frame later, beside any the customer makes.
     targets: std::collections::VecDeque<(i32, i32)>,
@@ -148,6 +151,7 @@ impl Portal {
             stream: None,
             frame: Frame::default(),
             seen: 0,
+            first: false,
             targets: Default::default(),
             injected: false,
         };
@@ -175,6 +179,7 @@ impl Portal {
         self.targets.clear();
         self.injected = false;
         self.next_frame()?;
+        self.first = true;
         let (x, y) = source.position.unwrap_or((0, 0));
         self.monitor = Monitor {
             name: self.name(index),
@@ -336,7 +341,7 @@ async fn share<S: IsScreencastSession>(
         .await
         .map_err(|_| DesktopError::PortalUnanswered(DIALOG.as_secs() / 60))?
         .map_err(plain)?;
-    let sources: Vec<Source> = streams
+    let mut sources: Vec<Source> = streams
         .iter()
         .take(MAX_MONITORS)
         .map(|s| Source {
@@ -344,6 +349,8 @@ async fn share<S: IsScreencastSession>(
             position: s.position(),
         })
         .collect();
+    // Numbered as they stand, left to right, top to bottom (the portal's order is its own).
+    sources.sort_by_key(|s| s.position.map(|(x, y)| (x, y)));
     if sources.is_empty() {
         return Err(DesktopError::Portal("the customer shared no monitor".into()));
     }
@@ -399,7 +406,8 @@ impl Capture for Portal {
     fn capture(&mut self, want: Want) -> anyhow::Result<Option<Image<'_>>> {
         // The compositor sends a picture only when the screen changed: without a new one, the
         // last one is the current picture (a refresh cannot ask for another).
-        if !self.next_frame()? && want == Want::Changes {
+        let first = std::mem::take(&mut self.first);
+        if !self.next_frame()? && !first && want == Want::Changes {
             return Ok(None);
         }
         Ok(Some(Image {

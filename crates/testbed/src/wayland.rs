@@ -28,8 +28,11 @@ const READY: Duration = Duration::from_secs(30);
 /// The Wayland socket's name in the session's runtime folder.
 const DISPLAY_NAME: &str = "wayland-ponte";
 
-/// The connector of mutter's headless virtual monitor.
+/// The connector of mutter's (first) headless virtual monitor.
 const CONNECTOR: &str = "Meta-0";
+
+/// The connector of the second one.
+const SECOND_CONNECTOR: &str = "Meta-1";
 
 /// A running headless GNOME session, stopped (every process it started) when dropped.
 pub struct WaylandSession {
@@ -62,6 +65,16 @@ impl WaylandSession {
     pub fn start_with_xwayland(width: u16, height: u16) -> WaylandSession {
         let setup = Setup {
             xwayland: true,
+            ..Setup::default()
+        };
+        WaylandSession::start_with(width, height, setup)
+    }
+
+    /// Starts a session like [`WaylandSession::start`] with a second monitor of
+    /// `second`'s size (connector `Meta-1`, right of the first).
+    pub fn start_with_second_monitor(width: u16, height: u16, second: (u16, u16)) -> WaylandSession {
+        let setup = Setup {
+            second_monitor: Some(second),
             ..Setup::default()
         };
         WaylandSession::start_with(width, height, setup)
@@ -109,7 +122,7 @@ impl WaylandSession {
         session.bus = session.start_bus();
         env.push(("DBUS_SESSION_BUS_ADDRESS", session.bus.clone()));
         session.env = env;
-        session.start_services(width, height, setup.xwayland);
+        session.start_services(width, height, &setup);
         session
     }
 
@@ -132,11 +145,16 @@ impl WaylandSession {
         line.trim().to_owned()
     }
 
-    fn start_services(&mut self, width: u16, height: u16, xwayland: bool) {
+    fn start_services(&mut self, width: u16, height: u16, setup: &Setup) {
+        let xwayland = setup.xwayland;
         let size = format!("{width}x{height}");
+        let second = setup.second_monitor.map(|(w, h)| format!("{w}x{h}"));
         let socket = self.dir.join(DISPLAY_NAME);
         let display = format!("--wayland-display={DISPLAY_NAME}");
         let mut args = vec!["--headless", "--virtual-monitor", &size, "--wayland", &display];
+        if let Some(second) = &second {
+            args.extend(["--virtual-monitor", second]);
+        }
         if !xwayland {
             args.push("--no-x11");
         }
@@ -341,7 +359,13 @@ impl WaylandSession {
 
     /// The test's own mouse, keyboard and view of the screen, through mutter's D-Bus API.
     pub async fn customer(&self) -> Customer {
-        Customer::start(self).await
+        Customer::start(self, CONNECTOR).await
+    }
+
+    /// Like [`WaylandSession::customer`], with the view of the second monitor (see
+    /// [`WaylandSession::start_with_second_monitor`]); the pointer is absolute to it.
+    pub async fn customer_on_second_monitor(&self) -> Customer {
+        Customer::start(self, SECOND_CONNECTOR).await
     }
 }
 
@@ -374,6 +398,8 @@ struct Setup {
     remote_desktop: bool,
     /// mutter runs Xwayland.
     xwayland: bool,
+    /// The size of a second virtual monitor, if there is one.
+    second_monitor: Option<(u16, u16)>,
 }
 
 impl Default for Setup {
@@ -381,6 +407,7 @@ impl Default for Setup {
         Setup {
             remote_desktop: true,
             xwayland: false,
+            second_monitor: None,
         }
     }
 }
@@ -432,7 +459,7 @@ pub struct Customer {
 }
 
 impl Customer {
-    async fn start(wayland: &WaylandSession) -> Customer {
+    async fn start(wayland: &WaylandSession, connector: &str) -> Customer {
         let bus = zbus::connection::Builder::address(wayland.bus.as_str())
             .unwrap()
             .build()
@@ -457,7 +484,7 @@ impl Customer {
         // Cursor hidden (0): the screen as the agent's stream shows it.
         let record = HashMap::from([("cursor-mode", Variant::U32(0))]);
         let stream_path: OwnedObjectPath = sc_session
-            .call("RecordMonitor", &(CONNECTOR, record))
+            .call("RecordMonitor", &(connector, record))
             .await
             .unwrap();
         let stream = zbus::Proxy::new(&bus, SC, stream_path.clone(), format!("{SC}.Stream"))
