@@ -350,7 +350,7 @@ async fn share<S: IsScreencastSession>(
         })
         .collect();
     // Numbered as they stand, left to right, top to bottom (the portal's order is its own).
-    sources.sort_by_key(|s| s.position.map(|(x, y)| (x, y)));
+    sources.sort_by_key(|s| s.position);
     if sources.is_empty() {
         return Err(DesktopError::Portal("the customer shared no monitor".into()));
     }
