@@ -460,6 +460,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_title_says_which_monitor_is_shown_when_there_are_several() {
+        let mut progress = Progress {
+            monitors: vec!["eDP-1".into()],
+            ..Progress::default()
+        };
+        assert_eq!(title(false, &progress), "Ponte — customer's screen — VIEW ONLY");
+        progress.monitors.push("HDMI-1".into());
+        progress.monitor = 1;
+        let shown = title(true, &progress);
+        assert!(shown.contains("CONTROL"), "{shown}");
+        assert!(shown.ends_with("monitor 2 of 2: HDMI-1 (F3: next)"), "{shown}");
+        // A list the agent never sent right (the canvas refuses it) shows no monitor at all.
+        progress.monitor = 7;
+        assert!(!title(false, &progress).contains("monitor"));
+    }
+
+    #[test]
     fn scaling_keeps_corners() {
         let src: Vec<u32> = (0..16).collect(); // 4×4
         let mut dst = vec![u32::MAX; 10 * 3];
