@@ -647,3 +647,33 @@ async fn with_two_monitors_picked_in_the_dialog_the_assistant_switches_between_t
     let (_, current, size) = next_monitors(&mut stream).await;
     assert_eq!((current, size), (0, (1280, 800)));
 }
+
+/// PipeWire gone (crashed, or never installed): both sides read one plain sentence at once,
+/// and the customer is not shown a system dialog that could only fail.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_pipewire_sharing_fails_at_once_with_a_plain_sentence() {
+    let mut desktop = Desktop::start(false).await;
+    desktop.wayland.kill("wireplumber");
+    desktop.wayland.kill("pipewire");
+    let w = World::new().await;
+    let (agent, id, code) = w.start_agent(desktop.agent(&w, "screen"));
+    let mut viewer = Scripted::start(&w, &id, &code, None);
+    let shot = w.path("shot.png");
+    let asked = Instant::now();
+    viewer.send(&format!("screenshot {}", shot.display()));
+    let line = viewer.expect("stopped sharing the screen");
+    assert!(
+        line.contains("screen-sharing service (PipeWire) is not running"),
+        "{line}"
+    );
+    assert!(asked.elapsed() < Duration::from_secs(10), "{:?}", asked.elapsed());
+    activity(
+        &agent,
+        "your desktop's screen-sharing service (PipeWire) is not running",
+    );
+    assert!(
+        desktop.wayland.portal_sessions().is_empty(),
+        "no dialog was shown"
+    );
+    assert!(!shot.exists());
+}

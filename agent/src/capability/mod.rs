@@ -169,6 +169,7 @@ fn desktop_failure(tr: &crate::i18n::Tr, e: &crate::desktop::DesktopError) -> St
         E::PortalCancelled => t!(tr, "desktop-portal-cancelled"),
         E::PortalUnanswered(minutes) => t!(tr, "desktop-portal-unanswered", minutes = *minutes),
         E::Portal(why) => t!(tr, "desktop-portal-failed", error = why),
+        E::NoPipeWire(_) => t!(tr, "desktop-no-pipewire"),
         E::PipeWire(why) => t!(tr, "desktop-pipewire-failed", error = why),
         E::ViewOnly => t!(tr, "reason-view-only"),
     }

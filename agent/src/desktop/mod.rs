@@ -169,6 +169,9 @@ pub enum DesktopError {
     /// The portal failed otherwise.
     #[error("the screen-sharing portal failed: {0}")]
     Portal(String),
+    /// PipeWire, through which the desktop streams the screen, does not answer.
+    #[error("this desktop's screen-sharing service (PipeWire) is not running: {0}")]
+    NoPipeWire(String),
     /// The PipeWire stream of the shared screen failed.
     #[error("the screen stream (PipeWire) failed: {0}")]
     PipeWire(String),

@@ -247,6 +247,8 @@ fn plain(e: ashpd::Error) -> DesktopError {
 /// Creates the portal session and shares through it; a session that did not start is closed
 /// (the system's dialog with it).
 async fn start() -> Result<Started, DesktopError> {
+    // Without PipeWire the portal could only fail after the customer answered its dialog.
+    super::screencast::running().map_err(DesktopError::NoPipeWire)?;
     // A connection of our own: ashpd's shared one would die with the first session's runtime.
     let bus = tokio::time::timeout(CALL, ashpd::zbus::Connection::session())
         .await

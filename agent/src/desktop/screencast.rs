@@ -69,6 +69,26 @@ impl Shared {
     }
 }
 
+/// Whether the session's PipeWire answers on its socket, found as libpipewire finds it
+/// (`PIPEWIRE_REMOTE`, default `pipewire-0`, in `PIPEWIRE_RUNTIME_DIR` or `XDG_RUNTIME_DIR`);
+/// why not, if it does not.
+pub fn running() -> Result<(), String> {
+    let var = |name| std::env::var_os(name).filter(|v| !v.is_empty());
+    let name = var("PIPEWIRE_REMOTE").unwrap_or_else(|| "pipewire-0".into());
+    let path = if std::path::Path::new(&name).is_absolute() {
+        std::path::PathBuf::from(name)
+    } else {
+        let dir = var("PIPEWIRE_RUNTIME_DIR")
+            .or_else(|| var("XDG_RUNTIME_DIR"))
+            .ok_or("XDG_RUNTIME_DIR is not set")?;
+        std::path::Path::new(&dir).join(name)
+    };
+    match std::os::unix::net::UnixStream::connect(&path) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
 /// A running PipeWire stream of one screen-cast node.
 pub struct Stream {
     shared: Arc<Shared>,

@@ -357,6 +357,14 @@ impl WaylandSession {
             .collect()
     }
 
+    /// Stops the session's service `name` (`"pipewire"`, say), as a crash would.
+    pub fn kill(&mut self, name: &str) {
+        for (_, child) in self.children.iter_mut().filter(|(n, _)| *n == name) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// The test's own mouse, keyboard and view of the screen, through mutter's D-Bus API.
     pub async fn customer(&self) -> Customer {
         Customer::start(self, CONNECTOR).await

@@ -195,6 +195,7 @@ desktop-no-portal = your desktop offers no way to share the screen with Ponte (n
 desktop-portal-cancelled = you did not allow sharing the screen in the system's dialog
 desktop-portal-unanswered = the system's sharing dialog was not answered within { $minutes } minutes
 desktop-portal-failed = your system's screen sharing failed ({ $error })
+desktop-no-pipewire = your desktop's screen-sharing service (PipeWire) is not running, so the screen cannot be shared
 desktop-pipewire-failed = your system's screen stream (PipeWire) failed ({ $error })
 reason-exists = { $path } already exists
 reason-not-a-file = { $path } exists and is not a file

@@ -193,6 +193,7 @@ desktop-no-portal = il tuo desktop non offre a Ponte alcun modo di condividere l
 desktop-portal-cancelled = non hai consentito la condivisione dello schermo nella finestra del sistema
 desktop-portal-unanswered = nessuno ha risposto alla finestra di condivisione del sistema entro { $minutes } minuti
 desktop-portal-failed = la condivisione dello schermo del sistema non è riuscita ({ $error })
+desktop-no-pipewire = il servizio di condivisione dello schermo del tuo desktop (PipeWire) non è in esecuzione: lo schermo non può essere condiviso
 desktop-pipewire-failed = il flusso dello schermo del sistema (PipeWire) si è interrotto ({ $error })
 reason-exists = { $path } esiste già
 reason-not-a-file = { $path } esiste e non è un file

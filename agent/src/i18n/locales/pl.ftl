@@ -204,6 +204,7 @@ desktop-no-portal = twój pulpit nie daje Ponte żadnej możliwości udostępnie
 desktop-portal-cancelled = nie zezwolono na udostępnienie ekranu w oknie systemu
 desktop-portal-unanswered = nikt nie odpowiedział w oknie udostępniania systemu w ciągu { $minutes } min
 desktop-portal-failed = udostępnianie ekranu przez system nie powiodło się ({ $error })
+desktop-no-pipewire = usługa udostępniania ekranu twojego pulpitu (PipeWire) nie działa, więc nie można udostępnić ekranu
 desktop-pipewire-failed = strumień ekranu systemu (PipeWire) został przerwany ({ $error })
 reason-exists = { $path } już istnieje
 reason-not-a-file = { $path } istnieje i nie jest plikiem
