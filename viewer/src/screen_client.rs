@@ -142,20 +142,32 @@ impl ScreenClient {
             .send(ScreenFeedback::Refresh { sync })
             .await
             .context("the screen stream closed")?;
-        let mut progress = self.progress.clone();
-        let limit = if progress.borrow().frames == 0 {
+        let limit = if self.progress.borrow().frames == 0 {
             FIRST_PICTURE_TIMEOUT
         } else {
             REFRESH_TIMEOUT
         };
-        let wait = progress.wait_for(|p| p.sync >= sync || p.ended.is_some());
+        let late = "the customer's computer sent no frame in time";
+        self.wait_until(limit, late, |p| p.sync >= sync).await
+    }
+
+    /// Waits at most `limit` until `done` holds: the progress then, else why the stream ended
+    /// first, or `late`.
+    async fn wait_until(
+        &self,
+        limit: Duration,
+        late: &'static str,
+        done: impl Fn(&Progress) -> bool,
+    ) -> anyhow::Result<Progress> {
+        let mut progress = self.progress.clone();
+        let wait = progress.wait_for(|p| done(p) || p.ended.is_some());
         let p = tokio::time::timeout(limit, wait)
             .await
-            .context("the customer's computer sent no frame in time")?
+            .context(late)?
             .context("the screen stream closed")?
             .clone();
-        match p.ended {
-            Some(reason) if p.sync < sync => bail!("{reason}"),
+        match &p.ended {
+            Some(reason) if !done(&p) => bail!("{reason}"),
             _ => Ok(p),
         }
     }
@@ -163,17 +175,11 @@ impl ScreenClient {
     /// The customer's monitors one may switch among, and the shared one, once the agent said
     /// (it does before the first picture).
     pub async fn monitors(&self) -> anyhow::Result<(Vec<String>, usize)> {
-        let mut progress = self.progress.clone();
-        let wait = progress.wait_for(|p| !p.monitors.is_empty() || p.ended.is_some());
-        let p = tokio::time::timeout(FIRST_PICTURE_TIMEOUT, wait)
-            .await
-            .context("the customer's computer did not say which monitors it shares")?
-            .context("the screen stream closed")?
-            .clone();
-        match p.ended {
-            Some(reason) if p.monitors.is_empty() => bail!("{reason}"),
-            _ => Ok((p.monitors, p.monitor)),
-        }
+        let late = "the customer's computer did not say which monitors it shares";
+        let p = self
+            .wait_until(FIRST_PICTURE_TIMEOUT, late, |p| !p.monitors.is_empty())
+            .await?;
+        Ok((p.monitors, p.monitor))
     }
 
     /// Shares the customer's monitor `index` (of [`ScreenClient::monitors`]) instead; returns
@@ -195,17 +201,10 @@ impl ScreenClient {
             .send(message)
             .await
             .context("the screen stream closed")?;
-        let mut progress = self.progress.clone();
-        let wait = progress.wait_for(|p| p.monitor == index || p.ended.is_some());
-        let p = tokio::time::timeout(REFRESH_TIMEOUT, wait)
+        let late = "the customer's computer did not switch the monitor in time";
+        self.wait_until(REFRESH_TIMEOUT, late, |p| p.monitor == index)
             .await
-            .context("the customer's computer did not switch the monitor in time")?
-            .context("the screen stream closed")?
-            .clone();
-        match p.ended {
-            Some(reason) if p.monitor != index => bail!("{reason}"),
-            _ => Ok(()),
-        }
+            .map(drop)
     }
 
     /// Saves the picture as PNG.
