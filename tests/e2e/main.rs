@@ -20,6 +20,7 @@ mod cluster;
 mod consent;
 mod desktop;
 mod ledger;
+mod path;
 mod quick;
 mod relay;
 mod screen;

@@ -5,15 +5,19 @@
 //!
 //! "Up" is from the peer that connects through the link (the agent, the customer's side) to
 //! the relay; "down" is back.
+//!
+//! A link can also fail as real ones do: go dark (every packet lost, both ways) and come back
+//! ([`Link::set_dark`]), or rebind like a NAT that forgot its mapping, so the relay sees the
+//! peer's packets come from a new address ([`Link::rebind`]).
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 /// One direction of a link.
@@ -119,6 +123,10 @@ pub struct Link {
     pub addr: SocketAddr,
     /// What it carried.
     pub counters: Arc<Counters>,
+    /// Whether every packet is lost.
+    dark: Arc<AtomicBool>,
+    /// How many times the link rebound towards the relay.
+    rebinds: watch::Sender<u64>,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
@@ -146,63 +154,126 @@ impl Link {
         listen.set_nonblocking(true)?;
         let addr = listen.local_addr()?;
         let counters = Arc::new(Counters::default());
-        let serving = counters.clone();
+        let dark = Arc::new(AtomicBool::new(false));
+        let (rebinds, rebound) = watch::channel(0);
+        let state = State {
+            relay,
+            profile,
+            counters: counters.clone(),
+            dark: dark.clone(),
+            rebound,
+        };
         runtime.spawn(async move {
             match UdpSocket::from_std(listen) {
-                Ok(listen) => serve(Arc::new(listen), relay, profile, serving).await,
+                Ok(listen) => serve(Arc::new(listen), state).await,
                 Err(e) => eprintln!("link: cannot listen: {e}"),
             }
         });
         Ok(Link {
             addr,
             counters,
+            dark,
+            rebinds,
             runtime: Some(runtime),
         })
     }
+
+    /// Loses every packet, both ways, from now until called with `false`.
+    pub fn set_dark(&self, dark: bool) {
+        self.dark.store(dark, Ordering::SeqCst);
+    }
+
+    /// From now on every peer's packets reach the relay from a new address, and the old one
+    /// hears nothing more (a NAT that rebound).
+    pub fn rebind(&self) {
+        self.rebinds.send_modify(|n| *n += 1);
+    }
 }
 
-async fn serve(listen: Arc<UdpSocket>, relay: SocketAddr, profile: Profile, counters: Arc<Counters>) {
-    let mut peers: HashMap<SocketAddr, mpsc::UnboundedSender<Vec<u8>>> = HashMap::new();
+/// What the forwarding tasks share.
+struct State {
+    relay: SocketAddr,
+    profile: Profile,
+    counters: Arc<Counters>,
+    dark: Arc<AtomicBool>,
+    rebound: watch::Receiver<u64>,
+}
+
+/// A peer's way up to the relay, made at the rebinding count `epoch`.
+struct Peer {
+    up: mpsc::UnboundedSender<Vec<u8>>,
+    epoch: u64,
+}
+
+async fn serve(listen: Arc<UdpSocket>, state: State) {
+    let mut peers: HashMap<SocketAddr, Peer> = HashMap::new();
     let mut buf = vec![0u8; 65_536];
     while let Ok((n, from)) = listen.recv_from(&mut buf).await {
-        if !peers.contains_key(&from) {
-            if peers.len() >= MAX_PEERS {
+        if state.dark.load(Ordering::SeqCst) {
+            continue;
+        }
+        let epoch = *state.rebound.borrow();
+        let known = peers.get(&from).is_some_and(|p| p.epoch == epoch);
+        if !known {
+            if !peers.contains_key(&from) && peers.len() >= MAX_PEERS {
                 continue;
             }
-            let Ok(upstream) = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await else {
-                continue;
-            };
-            if upstream.connect(relay).await.is_err() {
-                continue;
+            match connect(&listen, from, &state).await {
+                Some(up) => {
+                    peers.insert(from, Peer { up, epoch });
+                }
+                None => continue,
             }
-            let upstream = Arc::new(upstream);
-            let (up_tx, up_rx) = mpsc::unbounded_channel();
-            let up = Shaper::new(profile.up, 1);
-            tokio::spawn(forward(up_rx, up, upstream.clone(), None, counters.clone(), true));
-            let (down_tx, down_rx) = mpsc::unbounded_channel();
-            let down = Shaper::new(profile.down, 2);
-            tokio::spawn(forward(
-                down_rx,
-                down,
-                listen.clone(),
-                Some(from),
-                counters.clone(),
-                false,
-            ));
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 65_536];
-                while let Ok(n) = upstream.recv(&mut buf).await {
-                    if down_tx.send(buf[..n].to_vec()).is_err() {
+        }
+        if let Some(peer) = peers.get(&from) {
+            let _ = peer.up.send(buf[..n].to_vec());
+        }
+    }
+}
+
+/// A new socket towards the relay for the peer at `from`, with the tasks that forward both
+/// ways through it until the link rebinds; the way up.
+async fn connect(
+    listen: &Arc<UdpSocket>,
+    from: SocketAddr,
+    state: &State,
+) -> Option<mpsc::UnboundedSender<Vec<u8>>> {
+    let upstream = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.ok()?;
+    upstream.connect(state.relay).await.ok()?;
+    let upstream = Arc::new(upstream);
+    let counters = &state.counters;
+    let (up_tx, up_rx) = mpsc::unbounded_channel();
+    let up = Shaper::new(state.profile.up, 1);
+    tokio::spawn(forward(up_rx, up, upstream.clone(), None, counters.clone(), true));
+    let (down_tx, down_rx) = mpsc::unbounded_channel();
+    let down = Shaper::new(state.profile.down, 2);
+    tokio::spawn(forward(
+        down_rx,
+        down,
+        listen.clone(),
+        Some(from),
+        counters.clone(),
+        false,
+    ));
+    let dark = state.dark.clone();
+    let mut rebound = state.rebound.clone();
+    rebound.mark_unchanged();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            tokio::select! {
+                received = upstream.recv(&mut buf) => {
+                    let Ok(n) = received else { break };
+                    if !dark.load(Ordering::SeqCst) && down_tx.send(buf[..n].to_vec()).is_err() {
                         break;
                     }
                 }
-            });
-            peers.insert(from, up_tx);
+                // The old mapping is gone: nothing more comes down through it.
+                _ = rebound.changed() => break,
+            }
         }
-        if let Some(tx) = peers.get(&from) {
-            let _ = tx.send(buf[..n].to_vec());
-        }
-    }
+    });
+    Some(up_tx)
 }
 
 /// One direction's state: when the link is next free, and a small random generator.
