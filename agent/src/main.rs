@@ -84,9 +84,9 @@ struct Cli {
     #[arg(long)]
     display: Option<String>,
 
-    /// On X11, which monitor to share first when there are several: its number in the RandR
-    /// list, from 0 [default: the primary monitor]; the assistant may switch to the others. On
-    /// Wayland the customer picks in the system's dialog.
+    /// On X11, share only this monitor: its number in the RandR list, from 0 [default: the
+    /// primary monitor first, and the assistant may switch to the others]. On Wayland the
+    /// customer picks in the system's dialog.
     #[arg(long)]
     monitor: Option<usize>,
 

@@ -170,12 +170,14 @@ async fn a_flood_of_refusals_is_listed_only_up_to_a_point_then_counted() {
     assert!(counts[1].contains(&format!("{flood} requests")), "{counts:#?}");
 }
 
-/// A desktop with capture of two monitors (64×32 and 48×16), and input only if it has
-/// `injected`: no pointer to read, no indicator of ours — as a Wayland portal, with or without
-/// remote input.
+/// A desktop with capture of two monitors (64×32 and 48×16) that changes only when switched,
+/// and input only if it has `injected`: no pointer to read, no indicator of ours — as a
+/// Wayland portal, with or without remote input.
 struct Portal {
     monitors: Vec<Monitor>,
     current: usize,
+    /// The shared monitor changed since the last capture.
+    changed: bool,
     pixels: Vec<u8>,
     injected: Option<Arc<Mutex<Vec<InputEvent>>>>,
 }
@@ -195,6 +197,7 @@ impl Portal {
             Ok(Box::new(Portal {
                 monitors: vec![monitor("portal", 64, 32), monitor("second", 48, 16)],
                 current: 0,
+                changed: true,
                 pixels,
                 injected,
             }))
@@ -220,10 +223,14 @@ impl Capture for Portal {
             "the worker asked for a monitor out of the list"
         );
         self.current = index;
+        self.changed = true;
         Ok(())
     }
 
-    fn capture(&mut self, _: Want) -> anyhow::Result<Option<Image<'_>>> {
+    fn capture(&mut self, want: Want) -> anyhow::Result<Option<Image<'_>>> {
+        if !std::mem::take(&mut self.changed) && want == Want::Changes {
+            return Ok(None);
+        }
         let m = &self.monitors[self.current];
         Ok(Some(Image {
             width: m.width,
@@ -309,7 +316,13 @@ async fn on_a_view_only_desktop_control_is_refused_plainly_and_the_screen_still_
     assert!(!opened.input);
     assert_eq!(opened.monitor.name, "portal");
     let encoder = Box::new(ponte_screen::Encoder::new().unwrap());
-    let (_, step) = desk.ctx.desktop.step(0, Some(usize::MAX), encoder).await.unwrap();
+    let sharing = desk.ctx.desktop.share(1).unwrap();
+    let (_, step) = desk
+        .ctx
+        .desktop
+        .step(&sharing, 0, Some(usize::MAX), encoder)
+        .await
+        .unwrap();
     let step = step.unwrap();
     assert!(
         step.frame.is_some(),
@@ -337,36 +350,56 @@ async fn a_desktop_with_input_but_no_pointer_or_indicator_takes_the_assistants_i
     );
 }
 
+/// The size a step's frame announces, if it has a frame that does.
+fn announced_size(step: &ponte_agent::desktop::Step) -> Option<(u16, u16)> {
+    match step.frame.as_ref()?.updates.first()? {
+        ponte_e2e::screen::ScreenUpdate::Size { width, height } => Some((*width, *height)),
+        _ => None,
+    }
+}
+
 #[tokio::test]
 async fn the_assistant_switches_among_the_shared_monitors_and_only_among_them() {
     let desk = desk_on(&[Capability::Screen], Portal::open(None));
     let opened = desk.ctx.desktop.open().await.unwrap();
     assert_eq!(opened.monitors.names, ["portal", "second"]);
     assert_eq!(opened.monitors.current, 0);
+    // Two screen streams, each with its encoder, both with the first monitor's picture.
+    let (a, b) = (
+        desk.ctx.desktop.share(2).unwrap(),
+        desk.ctx.desktop.share(2).unwrap(),
+    );
+    let mut encoders = [(); 2].map(|_| Some(Box::new(ponte_screen::Encoder::new().unwrap())));
+    let desktop = &desk.ctx.desktop;
+    let step = async |sharing, encoder: &mut Option<Box<ponte_screen::Encoder>>| {
+        let (back, step) = desktop
+            .step(sharing, 0, Some(usize::MAX), encoder.take().unwrap())
+            .await
+            .unwrap();
+        *encoder = Some(back);
+        step.unwrap()
+    };
+    assert_eq!(announced_size(&step(&a, &mut encoders[0]).await), Some((64, 32)));
+    assert_eq!(announced_size(&step(&b, &mut encoders[1]).await), Some((64, 32)));
 
     // A hostile viewer's index out of the list, and the monitor already shared: nothing.
     for index in [2, 255, usize::MAX, 0] {
-        assert_eq!(desk.ctx.desktop.select(index).await.unwrap(), None, "{index}");
+        assert_eq!(desktop.select(index).await.unwrap(), None, "{index}");
     }
-    let second = desk.ctx.desktop.select(1).await.unwrap().expect("switched");
+    let second = desktop.select(1).await.unwrap().expect("switched");
     assert_eq!(
         (second.name.as_str(), second.width, second.height),
         ("second", 48, 16)
     );
-    let encoder = Box::new(ponte_screen::Encoder::new().unwrap());
-    let (_, step) = desk.ctx.desktop.step(0, Some(usize::MAX), encoder).await.unwrap();
-    let step = step.unwrap();
-    assert_eq!(step.monitors.current, 1);
-    let frame = step.frame.expect("the second monitor's picture");
-    assert_eq!(
-        frame.updates.first(),
-        Some(&ponte_e2e::screen::ScreenUpdate::Size {
-            width: 48,
-            height: 16
-        })
-    );
+    // Both streams show the second monitor, though the desktop told only the first that it
+    // changed.
+    for (sharing, encoder) in [(&a, 0), (&b, 1)] {
+        let shown = step(sharing, &mut encoders[encoder]).await;
+        assert_eq!(shown.monitors.current, 1);
+        assert_eq!(announced_size(&shown), Some((48, 16)), "stream {encoder}");
+    }
 
-    // Without `screen`, nothing switches.
+    // Without `screen` (the desktop is closed), nothing switches.
     desk.ctx.grants.set(Grants::NONE);
-    assert!(desk.ctx.desktop.select(0).await.is_err());
+    assert!(desktop.select(0).await.is_err());
 }

@@ -410,14 +410,11 @@ async fn the_viewer_window_shows_the_remote_screen_and_forwards_the_mouse() {
     );
 }
 
-/// The agent shares the monitor it was told to, alone; the assistant sees which monitors there
-/// are and switches to another, whose pixels and pointer positions are then its own.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_chosen_monitor_is_shared_alone_and_the_assistant_can_switch_to_another() {
-    let x = Xvfb::start_with(640, 480, &["-extension", "MIT-SHM"]);
+/// An Xvfb display of 640×480 with a second RandR monitor, `PONTE-RIGHT`, on its right half;
+/// the display's monitors and the index of ours among them.
+fn two_monitors(x: &Xvfb) -> (Vec<x11rb::protocol::randr::MonitorInfo>, usize) {
     let conn = x.connect();
     draw(&conn, 640, 480, pattern);
-    // A second monitor on the right half of the screen.
     let name = conn
         .intern_atom(false, b"PONTE-RIGHT")
         .unwrap()
@@ -451,90 +448,109 @@ async fn a_chosen_monitor_is_shared_alone_and_the_assistant_can_switch_to_anothe
         .position(|m| m.name == name)
         .expect("the monitor was added");
     assert_eq!(monitors.len(), 2, "Xvfb's own monitor and ours");
-    let other = 1 - index;
-    let whole_name = conn
-        .get_atom_name(monitors[other].name)
-        .unwrap()
-        .reply()
-        .unwrap()
-        .name;
-    let whole_name = String::from_utf8(whole_name).unwrap();
-    let (ox, oy) = (monitors[other].x, monitors[other].y);
+    (monitors, index)
+}
 
+/// Whether `shot` shows `monitor` of the display at `conn` (below the indicator's 20 rows).
+fn shows(conn: &RustConnection, shot: &std::path::Path, monitor: &x11rb::protocol::randr::MonitorInfo) {
+    let (width, height, pixels) = read_png(shot);
+    assert_eq!((width, height), (monitor.width, monitor.height));
+    let (_, _, whole) = dump(conn);
+    let (w, h) = (usize::from(width), usize::from(height));
+    let (ox, oy) = (monitor.x as usize, monitor.y as usize);
+    for y in 20..h {
+        for x in 0..w {
+            assert_eq!(
+                pixels[y * w + x],
+                whole[(y + oy) * 640 + x + ox],
+                "pixel ({x}, {y})"
+            );
+        }
+    }
+}
+
+/// The customer pins one monitor with `--monitor`: it is shared alone, the assistant can
+/// switch to no other, and positions are relative to it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chosen_monitor_is_shared_alone_even_without_shared_memory() {
+    let x = Xvfb::start_with(640, 480, &["-extension", "MIT-SHM"]);
+    let (monitors, index) = two_monitors(&x);
+    let conn = x.connect();
     let w = World::new().await;
-    let args = [
-        "--allow",
-        "control",
-        "--display",
-        &x.display,
-        "--monitor",
-        &index.to_string(),
-    ];
-    let (_agent, id, code) = w.agent(&args);
+    let display = ["--display", &x.display, "--monitor", &index.to_string()];
+    let (_agent, id, code) = w.agent(&[&["--allow", "control"][..], &display].concat());
     let shot = w.path("right.png");
-    let other_shot = w.path("other.png");
-    let script = format!(
-        "screenshot {}\nclick 10 20\nmonitor\nmonitor {}\nscreenshot {}\nclick 30 40\nmonitor 3\n",
-        shot.display(),
-        other + 1,
-        other_shot.display()
-    );
+    let script = format!("screenshot {}\nclick 10 20\nmonitor\nmonitor 2\n", shot.display());
     let out = w.viewer(&id, &code, &script);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(stdout, " 1  PONTE-RIGHT  (shared)\n", "{stderr}");
     assert!(
-        stdout.contains(&format!("{:>2}  PONTE-RIGHT  (shared)", index + 1)),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains(&format!("{:>2}  {whole_name}\n", other + 1)),
-        "{stdout}"
-    );
-    assert!(
-        stderr.contains(&format!("now sharing monitor {}: {whole_name}", other + 1)),
+        stderr.contains("shares 1 monitor(s); there is no monitor 2"),
         "{stderr}"
     );
-    assert!(
-        stderr.contains("shares 2 monitor(s); there is no monitor 3"),
-        "{stderr}"
-    );
-    assert!(!out.status.success(), "the last command failed: {stderr}");
-    let (width, height, pixels) = read_png(&shot);
-    assert_eq!((width, height), (320, 480));
-    let (_, _, whole) = dump(&conn);
+    let (_, _, pixels) = read_png(&shot);
     // The top 20 rows showed the agent's indicator bar, removed when the viewer left.
     assert_eq!(
         pixels[5 * 320 + 300],
         0xd0_20_20,
         "the red 'control' indicator was on the screen"
     );
-    for y in 20..480 {
-        for x in 0..320 {
-            assert_eq!(
-                pixels[y * 320 + x],
-                whole[y * 640 + 320 + x],
-                "pixel ({x}, {y}) of the monitor"
-            );
-        }
-    }
-
-    // Then the other monitor, the whole screen: its pixels, and input relative to it.
-    let (width, height, pixels) = read_png(&other_shot);
-    assert_eq!((width, height), (monitors[other].width, monitors[other].height));
-    let (width, height) = (usize::from(width), usize::from(height));
-    for y in 20..height {
-        for x in 0..width {
-            let at = (y + oy as usize) * 640 + x + ox as usize;
-            assert_eq!(
-                pixels[y * width + x],
-                whole[at],
-                "pixel ({x}, {y}) of the other monitor"
-            );
-        }
-    }
+    shows(&conn, &shot, &monitors[index]);
     let p = conn.query_pointer(root(&conn)).unwrap().reply().unwrap();
     assert_eq!(
         (p.root_x, p.root_y),
-        (ox + 30, oy + 40),
+        (330, 20),
+        "positions are relative to the monitor"
+    );
+}
+
+/// Without a pinned monitor the primary one is shared first; the assistant sees which
+/// monitors there are and switches to another, whose pixels and pointer positions are then
+/// its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_assistant_switches_to_another_monitor_and_sees_and_clicks_there() {
+    let x = Xvfb::start(640, 480);
+    let (monitors, _) = two_monitors(&x);
+    let conn = x.connect();
+    let first = monitors.iter().position(|m| m.primary).unwrap_or(0);
+    let other = 1 - first;
+    let name = |i: usize| {
+        let atom = conn.get_atom_name(monitors[i].name).unwrap().reply().unwrap();
+        String::from_utf8(atom.name).unwrap()
+    };
+    let w = World::new().await;
+    let (_agent, id, code) = w.agent(&["--allow", "control", "--display", &x.display]);
+    let (first_shot, other_shot) = (w.path("first.png"), w.path("other.png"));
+    let script = format!(
+        "screenshot {}\nmonitor\nmonitor {}\nscreenshot {}\nclick 30 40\nmonitor 3\n",
+        first_shot.display(),
+        other + 1,
+        other_shot.display()
+    );
+    let out = w.viewer(&id, &code, &script);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(
+        stdout.contains(&format!("{:>2}  {}  (shared)\n", first + 1, name(first))),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("{:>2}  {}\n", other + 1, name(other))),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains(&format!("now sharing monitor {}: {}", other + 1, name(other))),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("shares 2 monitor(s); there is no monitor 3"),
+        "{stderr}"
+    );
+    shows(&conn, &first_shot, &monitors[first]);
+    shows(&conn, &other_shot, &monitors[other]);
+    let p = conn.query_pointer(root(&conn)).unwrap().reply().unwrap();
+    assert_eq!(
+        (p.root_x, p.root_y),
+        (monitors[other].x + 30, monitors[other].y + 40),
         "positions are relative to the monitor switched to: {stderr}"
     );
 }

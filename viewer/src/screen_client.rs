@@ -16,6 +16,9 @@ pub const FPS: u8 = 60;
 /// How long a screenshot waits for the frame it asked for.
 const REFRESH_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// How long a monitor switch may take: on Wayland the agent starts another stream.
+const SWITCH_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How long a screenshot waits for the first picture: on Wayland the customer's system asks
 /// first, in a dialog the agent gives three minutes (then it ends the stream, saying why).
 const FIRST_PICTURE_TIMEOUT: Duration = Duration::from_secs(200);
@@ -202,7 +205,7 @@ impl ScreenClient {
             .await
             .context("the screen stream closed")?;
         let late = "the customer's computer did not switch the monitor in time";
-        self.wait_until(REFRESH_TIMEOUT, late, |p| p.monitor == index)
+        self.wait_until(SWITCH_TIMEOUT, late, |p| p.monitor == index)
             .await
             .map(drop)
     }

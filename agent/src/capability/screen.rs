@@ -85,7 +85,7 @@ impl Handler for Screen {
             monitors,
             input,
         } = ctx.open_desktop().await?;
-        let Some(_sharing) = ctx.desktop.share(MAX_STREAMS) else {
+        let Some(sharing) = ctx.desktop.share(MAX_STREAMS) else {
             anyhow::bail!("the screen is already shared {MAX_STREAMS} times");
         };
         let started = t!(
@@ -134,7 +134,7 @@ impl Handler for Screen {
                         pacer.budget()
                     };
                     let capture = pacer.may_send().then_some(budget);
-                    let (back, step) = ctx.desktop.step(want, capture, encoder).await?;
+                    let (back, step) = ctx.desktop.step(&sharing, want, capture, encoder).await?;
                     encoder = back;
                     let mut step = step?;
                     if let Some(frame) = &mut step.frame {
@@ -164,7 +164,12 @@ impl Handler for Screen {
                         sync = sync.max(s);
                     }
                     Ok(Some(ScreenFeedback::Input(event))) => control.input(ctx, event).await?,
-                    Ok(Some(ScreenFeedback::Monitor(index))) => {
+                    // A monitor not in the list, or the one shared, changes nothing and waits
+                    // for nothing.
+                    Ok(Some(ScreenFeedback::Monitor(index)))
+                        if usize::from(index) < monitors.names.len()
+                            && usize::from(index) != monitors.current =>
+                    {
                         tokio::time::sleep_until((switched + SWITCH_SPACING).into()).await;
                         switched = Instant::now();
                         if let Some(m) = ctx.desktop.select(usize::from(index)).await? {
@@ -178,6 +183,7 @@ impl Handler for Screen {
                             ctx.events.activity(Kind::Screen, text);
                         }
                     }
+                    Ok(Some(ScreenFeedback::Monitor(_))) => {}
                     Ok(None) => break t!(ctx.tr(), "screen-ended-closed"),
                     Err(e) => break t!(ctx.tr(), "screen-ended-failed", error = e.to_string()),
                 },

@@ -247,14 +247,14 @@ fn plain(e: ashpd::Error) -> DesktopError {
 /// Creates the portal session and shares through it; a session that did not start is closed
 /// (the system's dialog with it).
 async fn start() -> Result<Started, DesktopError> {
-    // Without PipeWire the portal could only fail after the customer answered its dialog.
-    super::screencast::running().map_err(DesktopError::NoPipeWire)?;
     // A connection of our own: ashpd's shared one would die with the first session's runtime.
     let bus = tokio::time::timeout(CALL, ashpd::zbus::Connection::session())
         .await
         .map_err(|_| DesktopError::NoPortal("the session bus does not answer".into()))?
         .map_err(|e| DesktopError::NoPortal(e.to_string()))?;
     let screencast = within(CALL, Screencast::with_connection(bus.clone())).await?;
+    // Without PipeWire the portal could only fail after the customer answered its dialog.
+    super::screencast::running().map_err(DesktopError::NoPipeWire)?;
     let session = match within(CALL, RemoteDesktop::with_connection(bus)).await {
         Ok(remote) => {
             let session = within(CALL, remote.create_session(Default::default())).await?;
@@ -351,7 +351,7 @@ async fn share<S: IsScreencastSession>(
             position: s.position(),
         })
         .collect();
-    // Numbered as they stand, left to right, top to bottom (the portal's order is its own).
+    // Numbered by where they stand, leftmost first (the portal's order is its own).
     sources.sort_by_key(|s| s.position);
     if sources.is_empty() {
         return Err(DesktopError::Portal("the customer shared no monitor".into()));

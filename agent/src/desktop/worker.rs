@@ -8,7 +8,7 @@
 //! the mouse, and one that shows its own indicator gets none of ours.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
@@ -94,6 +94,7 @@ type Reply<T> = oneshot::Sender<anyhow::Result<T>>;
 enum Job {
     Open(Reply<Opened>),
     Step {
+        stream: u64,
         sync: u64,
         budget: Option<usize>,
         encoder: Box<Encoder>,
@@ -114,12 +115,17 @@ pub struct DesktopWorker {
     asks: bool,
 }
 
-/// Marks the screen as shared while it lives (the indicator shows).
-pub struct Sharing(Arc<AtomicUsize>);
+/// Marks the screen as shared while it lives (the indicator shows); a screen stream steps
+/// through it.
+pub struct Sharing {
+    count: Arc<AtomicUsize>,
+    /// Tells the session's screen streams apart.
+    id: u64,
+}
 
 impl Drop for Sharing {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.count.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -169,6 +175,7 @@ impl DesktopWorker {
             screen: false,
             declined: None,
             injected_since_grant: false,
+            captured_for: None,
             indicator: None,
         };
         let thread = std::thread::Builder::new()
@@ -207,16 +214,18 @@ impl DesktopWorker {
         rx.await.context("the desktop worker has stopped")?
     }
 
-    /// Captures (when `capture`) and encodes a frame with `encoder`; answers refresh `sync`.
-    /// The encoder comes back with the result.
+    /// Captures (when `capture`) and encodes a frame with `encoder` for the screen stream
+    /// `sharing`; answers refresh `sync`. The encoder comes back with the result.
     pub async fn step(
         &self,
+        sharing: &Sharing,
         sync: u64,
         budget: Option<usize>,
         encoder: Box<Encoder>,
     ) -> anyhow::Result<(Box<Encoder>, anyhow::Result<Step>)> {
         let (reply, rx) = oneshot::channel();
         self.submit(Job::Step {
+            stream: sharing.id,
             sync,
             budget,
             encoder,
@@ -244,10 +253,14 @@ impl DesktopWorker {
     /// Counts a screen stream while the returned guard lives; `None` when `max` are shared
     /// already (each holds whole frames: a flood of them must not exhaust memory).
     pub fn share(&self, max: usize) -> Option<Sharing> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
         self.sharing
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < max).then_some(n + 1))
             .ok()?;
-        Some(Sharing(self.sharing.clone()))
+        Some(Sharing {
+            count: self.sharing.clone(),
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+        })
     }
 
     /// Stops the worker: input is released, the indicator removed, the keymap restored.
@@ -283,6 +296,8 @@ struct Worker {
     declined: Option<DesktopError>,
     /// Whether the assistant injected input since control was last granted.
     injected_since_grant: bool,
+    /// The screen stream the last capture was for.
+    captured_for: Option<u64>,
     indicator: Option<Indication>,
 }
 
@@ -357,12 +372,13 @@ impl Worker {
                 let _ = reply.send(opened);
             }
             Job::Step {
+                stream,
                 sync,
                 budget,
                 mut encoder,
                 reply,
             } => {
-                let step = self.step(sync, budget, &mut encoder);
+                let step = self.step(stream, sync, budget, &mut encoder);
                 let _ = reply.send((encoder, step));
             }
             Job::Inject(events, reply) => {
@@ -374,10 +390,20 @@ impl Worker {
         }
     }
 
-    fn step(&mut self, sync: u64, budget: Option<usize>, encoder: &mut Encoder) -> anyhow::Result<Step> {
+    fn step(
+        &mut self,
+        stream: u64,
+        sync: u64,
+        budget: Option<usize>,
+        encoder: &mut Encoder,
+    ) -> anyhow::Result<Step> {
         if !self.screen {
             anyhow::bail!("the customer has not allowed 'screen'");
         }
+        // The desktop tracks changes since its last capture, whichever stream took it: another
+        // stream's encoder still compares the latest picture with what it sent (after a
+        // monitor switch, too).
+        let other = budget.is_some() && self.captured_for.replace(stream).is_some_and(|s| s != stream);
         let desktop = self.desktop()?;
         let mut step = Step::default();
         let started = Instant::now();
@@ -387,7 +413,7 @@ impl Worker {
         if let Some(budget) = budget
             && let Some(image) = desktop.capture(if sync != 0 {
                 Want::Fresh
-            } else if encoder.pending() {
+            } else if encoder.pending() || other {
                 Want::Latest
             } else {
                 Want::Changes
@@ -419,9 +445,12 @@ impl Worker {
         }
         // Nothing held carries over to the other monitor (on Wayland its stream is another).
         self.release();
-        let desktop = self.desktop()?;
-        desktop.select(index)?;
-        Ok(Some(desktop.monitor().clone()))
+        if let Err(e) = self.desktop()?.select(index) {
+            // Half switched is no state to share from: the next request opens it afresh.
+            self.close();
+            return Err(e);
+        }
+        Ok(Some(self.desktop()?.monitor().clone()))
     }
 
     /// Injects `events` one by one while control stays granted and the customer leaves the

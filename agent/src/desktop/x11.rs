@@ -44,8 +44,10 @@ enum Grabber {
 pub struct X11 {
     conn: RustConnection,
     root: u32,
-    /// The RandR monitor asked for (index), if one was.
-    monitor_choice: Option<usize>,
+    /// The RandR monitor (index) the customer pinned with `--monitor`: the only one shared.
+    pinned: Option<usize>,
+    /// The monitor (name) the assistant switched to, when none is pinned.
+    chosen: Option<String>,
     /// The display's monitors (the whole screen as one without RandR monitors).
     monitors: Vec<Monitor>,
     /// The shared one, in `monitors`.
@@ -164,7 +166,8 @@ impl X11 {
         let mut x11 = X11 {
             conn,
             root,
-            monitor_choice: monitor,
+            pinned: monitor,
+            chosen: None,
             monitors: Vec::new(),
             current: 0,
             monitor: Monitor::default(),
@@ -203,7 +206,9 @@ impl X11 {
         Ok(())
     }
 
-    /// The display's monitors, and which is shared: the chosen one, else the primary one.
+    /// The monitors that may be shared, and which is: the one the customer pinned alone, else
+    /// all the display's, sharing the one the assistant chose (while it is there), else the
+    /// primary one.
     fn list_monitors(&self) -> anyhow::Result<(Vec<Monitor>, usize)> {
         let geometry = self.conn.get_geometry(self.root)?.reply()?;
         let whole = Monitor {
@@ -222,17 +227,16 @@ impl X11 {
             .filter(|m| m.width > 0 && m.height > 0)
             .take(MAX_MONITORS)
             .collect();
-        let current = match self.monitor_choice {
-            Some(i) if i >= found.len().max(1) => {
-                bail!("there is no monitor {i} (this display has {})", found.len())
-            }
-            Some(i) => i,
-            None => found.iter().position(|m| m.primary).unwrap_or(0),
-        };
+        if let Some(i) = self.pinned
+            && i >= found.len().max(1)
+        {
+            bail!("there is no monitor {i} (this display has {})", found.len());
+        }
         if found.is_empty() {
             return Ok((vec![whole], 0));
         }
-        let monitors = found
+        let primary = found.iter().position(|m| m.primary).unwrap_or(0);
+        let monitors: Vec<Monitor> = found
             .iter()
             .map(|m| Monitor {
                 name: self
@@ -248,7 +252,14 @@ impl X11 {
                 height: m.height,
             })
             .collect();
-        Ok((monitors, current))
+        if let Some(i) = self.pinned {
+            return Ok((vec![monitors[i].clone()], 0));
+        }
+        let chosen = self
+            .chosen
+            .as_ref()
+            .and_then(|name| monitors.iter().position(|m| &m.name == name));
+        Ok((monitors, chosen.unwrap_or(primary)))
     }
 
     /// Sets up shared memory for the current monitor size, or plain GetImage without it.
@@ -439,10 +450,10 @@ impl Capture for X11 {
     }
 
     fn select(&mut self, index: usize) -> anyhow::Result<()> {
-        if index >= self.monitors.len() {
+        let Some(monitor) = self.monitors.get(index) else {
             bail!("there is no monitor {index}");
-        }
-        self.monitor_choice = Some(index);
+        };
+        self.chosen = Some(monitor.name.clone());
         self.find_monitor()
     }
 
@@ -553,19 +564,27 @@ impl Injector for X11 {
     }
 }
 
+/// How wide the indicator is for `chars` characters (both fonts are 6 pixels wide).
+fn indicator_width(chars: usize) -> u16 {
+    u16::try_from(chars.min(255)).unwrap_or(255) * 6 + 8
+}
+
 impl X11 {
     /// Moves the indicator, if shown, to the top middle of the shared monitor.
     fn place_indicator(&mut self) -> anyhow::Result<()> {
-        if let Some(ind) = &self.indicator {
-            let m = &self.monitor;
-            let at = xproto::ConfigureWindowAux::new()
-                .x(i32::from(m.x) + i32::from(m.width.saturating_sub(ind.width) / 2))
-                .y(i32::from(m.y));
-            self.conn.configure_window(ind.window, &at)?;
-            // Drawn at once and waited for: the next capture must show it where it is now.
-            self.draw_indicator()?;
-            self.conn.get_input_focus()?.reply()?;
-        }
+        let Some(ind) = &mut self.indicator else {
+            return Ok(());
+        };
+        let m = &self.monitor;
+        ind.width = indicator_width(ind.text.len()).min(m.width);
+        let at = xproto::ConfigureWindowAux::new()
+            .x(i32::from(m.x) + i32::from(m.width.saturating_sub(ind.width) / 2))
+            .y(i32::from(m.y))
+            .width(u32::from(ind.width));
+        self.conn.configure_window(ind.window, &at)?;
+        // Drawn at once and waited for: the next capture must show it where it is now.
+        self.draw_indicator()?;
+        self.conn.get_input_focus()?.reply()?;
         Ok(())
     }
 }
@@ -611,10 +630,8 @@ impl Indicator for X11 {
                         byte2: code as u8,
                     })
                     .collect();
-                // Both fonts are 6 pixels wide.
                 let m = &self.monitor;
-                let wanted = u16::try_from(text.len().min(255)).unwrap_or(255) * 6 + 8;
-                let width = wanted.min(m.width);
+                let width = indicator_width(text.len()).min(m.width);
                 self.conn.create_window(
                     x11rb::COPY_DEPTH_FROM_PARENT,
                     window,

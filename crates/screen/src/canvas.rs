@@ -230,6 +230,8 @@ impl Canvas {
                 {
                     return Err(ScreenError::BadMonitors);
                 }
+                // Where the pointer was on another monitor says nothing about this one.
+                self.cursor_position = None;
                 Ok(Applied::Monitors { names, current })
             }
         }
