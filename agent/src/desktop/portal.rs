@@ -29,6 +29,11 @@ pub const DIALOG: Duration = Duration::from_secs(180);
 /// How long the first picture may take once the customer shared the screen.
 const FIRST_FRAME: Duration = Duration::from_secs(10);
 
+/// How many times a stream is connected, at most, until its first picture comes: mutter sends
+/// a still monitor's picture once, as the stream starts, and now and then (on a busy machine)
+/// that picture is lost; a stream connected again gets another.
+const ATTEMPTS: u32 = 3;
+
 /// Linux evdev codes of the mouse buttons X numbers 1, 2, 3, 8 and 9.
 const BTN_LEFT: i32 = 0x110;
 const BTN_RIGHT: i32 = 0x111;
@@ -168,11 +173,19 @@ impl Portal {
     /// Streams the customer's monitor `index` (of those shared), once its first picture came.
     fn stream(&mut self, index: usize) -> anyhow::Result<()> {
         let source = self.sources[index];
-        // One stream at a time: the old one ends before the next connects.
-        self.stream = None;
-        let fd = self.call(self.session.pipe_wire(&self.screencast))?;
-        let stream = Stream::start(fd, source.node)?;
-        stream.wait_first(FIRST_FRAME)?;
+        let mut attempt = 1;
+        let stream = loop {
+            // One stream at a time: the old one ends before the next connects.
+            self.stream = None;
+            let fd = self.call(self.session.pipe_wire(&self.screencast))?;
+            let stream = Stream::start(fd, source.node)?;
+            match stream.wait_first(FIRST_FRAME / ATTEMPTS) {
+                Ok(()) => break stream,
+                Err(e) if attempt == ATTEMPTS => return Err(e.into()),
+                Err(e) => tracing::info!("no first picture of monitor {index} ({e}): connecting again"),
+            }
+            attempt += 1;
+        };
         (self.stream, self.seen, self.current, self.node) = (Some(stream), 0, index, source.node);
         // Where the assistant's motions went on the last monitor says nothing about this one,
         // nor does where the pointer was before the assistant's first input on it.
