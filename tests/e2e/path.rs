@@ -1,7 +1,8 @@
 //! The customer's path to the relay failing as real ones do, through the link emulator
 //! (`ponte_testbed::link`) between the agent and the relay: a NAT that rebinds, so the relay
-//! sees the customer's packets arrive from a new address, and a few seconds without network.
-//! What must hold: neither interrupts the session — a transfer under way completes with its
+//! sees the customer's packets arrive from a new address, an address that is gone, and a few
+//! seconds without network.
+//! What must hold: none of them interrupts the session — a transfer under way completes with its
 //! hash verified, the shell still answers.
 
 #![allow(clippy::unwrap_used)]
@@ -96,5 +97,23 @@ async fn five_seconds_without_network_do_not_end_the_session() {
         "the shell answered {:?} after the network came back",
         back.elapsed()
     );
+    assert!(viewer.state().ended.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn when_the_customers_address_is_gone_the_agent_moves_to_a_new_one_within_seconds() {
+    let w = World::new().await;
+    let link = Link::start(w.addr, fast()).unwrap();
+    let (_agent, viewer) = behind(&w, &link).await;
+    assert_eq!(echo(&viewer, "before").await, "before\n");
+
+    // The laptop left the Wi-Fi: its address is gone, the agent must send from a new one.
+    link.lose_addresses();
+    let lost = Instant::now();
+    assert_eq!(echo(&viewer, "after").await, "after\n");
+    let took = lost.elapsed();
+    eprintln!("the shell answered {took:?} after the address was lost");
+    // Well inside the 10 s after which a silent relay counts as lost.
+    assert!(took < Duration::from_secs(6), "{took:?}");
     assert!(viewer.state().ended.is_none());
 }

@@ -132,6 +132,8 @@ fn idle_timeout() -> Duration {
 fn client_transport() -> quinn::TransportConfig {
     let mut t = tls::transport_config(idle_timeout());
     t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
+    // Heard from every second, a silent path is noticed in seconds (and moved from).
+    t.keep_alive_interval(Some(ponte_transport::path::KEEP_ALIVE));
     t
 }
 

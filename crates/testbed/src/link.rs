@@ -7,8 +7,9 @@
 //! the relay; "down" is back.
 //!
 //! A link can also fail as real ones do: go dark (every packet lost, both ways) and come back
-//! ([`Link::set_dark`]), or rebind like a NAT that forgot its mapping, so the relay sees the
-//! peer's packets come from a new address ([`Link::rebind`]).
+//! ([`Link::set_dark`]), rebind like a NAT that forgot its mapping, so the relay sees the
+//! peer's packets come from a new address ([`Link::rebind`]), or lose the peer's address, so
+//! only a peer that moves to a new one gets through again ([`Link::lose_addresses`]).
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -127,6 +128,8 @@ pub struct Link {
     dark: Arc<AtomicBool>,
     /// How many times the link rebound towards the relay.
     rebinds: watch::Sender<u64>,
+    /// How many times the peers' addresses were lost.
+    losses: watch::Sender<u64>,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
@@ -156,12 +159,14 @@ impl Link {
         let counters = Arc::new(Counters::default());
         let dark = Arc::new(AtomicBool::new(false));
         let (rebinds, rebound) = watch::channel(0);
+        let (losses, lost) = watch::channel(0);
         let state = State {
             relay,
             profile,
             counters: counters.clone(),
             dark: dark.clone(),
             rebound,
+            lost,
         };
         runtime.spawn(async move {
             match UdpSocket::from_std(listen) {
@@ -174,6 +179,7 @@ impl Link {
             counters,
             dark,
             rebinds,
+            losses,
             runtime: Some(runtime),
         })
     }
@@ -188,6 +194,12 @@ impl Link {
     pub fn rebind(&self) {
         self.rebinds.send_modify(|n| *n += 1);
     }
+
+    /// The addresses the peers use now are gone (a laptop left the Wi-Fi): nothing sent from
+    /// them, or to them, gets through any more; a peer that sends from a new address does.
+    pub fn lose_addresses(&self) {
+        self.losses.send_modify(|n| *n += 1);
+    }
 }
 
 /// What the forwarding tasks share.
@@ -197,6 +209,7 @@ struct State {
     counters: Arc<Counters>,
     dark: Arc<AtomicBool>,
     rebound: watch::Receiver<u64>,
+    lost: watch::Receiver<u64>,
 }
 
 /// A peer's way up to the relay, made at the rebinding count `epoch`.
@@ -205,11 +218,16 @@ struct Peer {
     epoch: u64,
 }
 
-async fn serve(listen: Arc<UdpSocket>, state: State) {
+async fn serve(listen: Arc<UdpSocket>, mut state: State) {
     let mut peers: HashMap<SocketAddr, Peer> = HashMap::new();
+    let mut gone = std::collections::HashSet::new();
     let mut buf = vec![0u8; 65_536];
     while let Ok((n, from)) = listen.recv_from(&mut buf).await {
-        if state.dark.load(Ordering::SeqCst) {
+        if state.lost.has_changed().unwrap_or(false) {
+            state.lost.mark_unchanged();
+            gone.extend(peers.drain().map(|(from, _)| from));
+        }
+        if state.dark.load(Ordering::SeqCst) || gone.contains(&from) {
             continue;
         }
         let epoch = *state.rebound.borrow();
@@ -258,6 +276,8 @@ async fn connect(
     let dark = state.dark.clone();
     let mut rebound = state.rebound.clone();
     rebound.mark_unchanged();
+    let mut lost = state.lost.clone();
+    lost.mark_unchanged();
     tokio::spawn(async move {
         let mut buf = vec![0u8; 65_536];
         loop {
@@ -270,6 +290,7 @@ async fn connect(
                 }
                 // The old mapping is gone: nothing more comes down through it.
                 _ = rebound.changed() => break,
+                _ = lost.changed() => break,
             }
         }
     });

@@ -117,6 +117,8 @@ pub struct RelayClient {
     fingerprint: Option<CertFingerprint>,
     anchor: Option<CertFingerprint>,
     redirects: Option<Redirects>,
+    /// Moves the connection to a fresh socket when the path goes silent, while this lives.
+    _watching: crate::path::Watching,
 }
 
 impl RelayClient {
@@ -133,6 +135,7 @@ impl RelayClient {
         let fingerprint = crate::tls::peer_fingerprint(&connection).or_else(|| seen.get());
         let anchor = crate::tls::peer_anchor(&connection).or_else(|| seen.anchor());
         Ok(RelayClient {
+            _watching: crate::path::watch(endpoint.clone(), connection.clone()),
             connection,
             send,
             recv,
@@ -181,6 +184,7 @@ impl RelayClient {
         self.connection.close(0u32.into(), b"redirected");
         self.fingerprint = crate::tls::peer_fingerprint(&connection);
         self.anchor = crate::tls::peer_anchor(&connection);
+        self._watching = crate::path::watch(redirects.endpoint, connection.clone());
         self.connection = connection;
         self.send = send;
         self.recv = recv;

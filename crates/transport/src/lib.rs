@@ -7,6 +7,7 @@
 //!   certificates verified by CA or pinned by SHA-256 fingerprint.
 //! - [`framed`]: reading and writing [`ponte_wire::frame`] messages on quinn streams.
 //! - [`client`]: an agent's or viewer's control line to the relay (register, join, events).
+//! - [`path`]: a client's path to the relay going silent, and the move to a fresh socket.
 //! - [`credential`]: assistant credentials (Ed25519), their proofs and their verification.
 //! - [`private_file`]: files only their owner may read, for the keys and records of all three
 //!   programs (the relay's keys and accounts, the customer's opt-ins and logs, the assistant's
@@ -21,6 +22,7 @@ pub mod bucket;
 pub mod client;
 pub mod credential;
 pub mod framed;
+pub mod path;
 #[cfg(unix)]
 pub mod private_file;
 pub mod tls;
