@@ -82,25 +82,6 @@ async fn a_nat_rebinding_in_the_middle_of_a_transfer_does_not_interrupt_the_sess
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn five_seconds_without_network_do_not_end_the_session() {
-    let w = World::new().await;
-    let link = Link::start(w.addr, fast()).unwrap();
-    let (_agent, viewer) = behind(&w, &link).await;
-    assert_eq!(echo(&viewer, "before").await, "before\n");
-
-    link.set_dark(true);
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    link.set_dark(false);
-    let back = Instant::now();
-    assert_eq!(echo(&viewer, "after").await, "after\n");
-    eprintln!(
-        "the shell answered {:?} after the network came back",
-        back.elapsed()
-    );
-    assert!(viewer.state().ended.is_none());
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn when_the_customers_address_is_gone_the_agent_moves_to_a_new_one_within_seconds() {
     let w = World::new().await;
     let link = Link::start(w.addr, fast()).unwrap();
@@ -115,5 +96,71 @@ async fn when_the_customers_address_is_gone_the_agent_moves_to_a_new_one_within_
     eprintln!("the shell answered {took:?} after the address was lost");
     // Well inside the 10 s after which a silent relay counts as lost.
     assert!(took < Duration::from_secs(6), "{took:?}");
+    assert!(viewer.state().ended.is_none());
+}
+
+/// Reads the terminal until its output contains `needle` (at most [`WAIT`]).
+async fn read_until(terminal: &mut ponte_viewer::Terminal, needle: &str) {
+    let mut seen = String::new();
+    tokio::time::timeout(WAIT, async {
+        while !seen.contains(needle) {
+            match terminal.output().await.unwrap() {
+                ponte_viewer::TerminalOutput::Output(data) => seen.push_str(&String::from_utf8_lossy(&data)),
+                ponte_viewer::TerminalOutput::Exit(code) => panic!("the shell exited ({code:?}): {seen}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the terminal never showed {needle:?}: {seen}"));
+}
+
+/// Eight seconds without network in the middle of a download, with a shell open (below the
+/// 10 s after which a silent relay counts as lost): the download goes on within seconds of the
+/// network's return and completes whole, and the same shell answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn eight_dark_seconds_in_the_middle_of_a_transfer_and_a_shell_are_a_pause() {
+    let w = World::new().await;
+    let data: Vec<u8> = (0..24u32 << 20).map(|i| (i / 4093) as u8).collect();
+    std::fs::write(w.path("agent-home/big.bin"), &data).unwrap();
+    let way = Direction::new(40.0, 5, 0, 0.0, 50);
+    let link = std::sync::Arc::new(Link::start(w.addr, Profile { up: way, down: way }).unwrap());
+    let (_agent, viewer) = behind(&w, &link).await;
+    let mut terminal = viewer.shell(80, 24).await.unwrap();
+    terminal.input(b"GAP=before-the-gap\n".to_vec()).await.unwrap();
+
+    // A third of the way through, the network goes dark for 8 s.
+    let received = AtomicU64::new(0);
+    let back = std::sync::Arc::new(std::sync::Mutex::new(None::<Instant>));
+    let resumed_after = std::sync::Mutex::new(None::<Duration>);
+    let darkened = AtomicBool::new(false);
+    let mut progress = |step| {
+        let Progress::Advanced(n) = step else { return };
+        let now = received.fetch_add(n, Ordering::SeqCst) + n;
+        if let Some(t) = *back.lock().unwrap() {
+            resumed_after.lock().unwrap().get_or_insert(t.elapsed());
+        }
+        if now >= data.len() as u64 / 3 && !darkened.swap(true, Ordering::SeqCst) {
+            link.set_dark(true);
+            let (link, back) = (link.clone(), back.clone());
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_secs(8));
+                link.set_dark(false);
+                *back.lock().unwrap() = Some(Instant::now());
+            });
+        }
+    };
+    let local = w.path("big.bin");
+    let totals = viewer.get("big.bin", &local, false, &mut progress).await.unwrap();
+    assert_eq!(totals.bytes, data.len() as u64);
+    assert!(std::fs::read(&local).unwrap() == data, "the file arrived whole");
+    let resumed = resumed_after.lock().unwrap().expect("bytes came after the gap");
+    eprintln!("the download went on {resumed:?} after the network came back");
+    assert!(resumed < Duration::from_secs(5), "{resumed:?}");
+
+    terminal
+        .input(b"echo \"$GAP\"-and-after\n".to_vec())
+        .await
+        .unwrap();
+    read_until(&mut terminal, "before-the-gap-and-after").await;
     assert!(viewer.state().ended.is_none());
 }
