@@ -29,9 +29,10 @@ pub const DIALOG: Duration = Duration::from_secs(180);
 /// How long the first picture may take once the customer shared the screen.
 const FIRST_FRAME: Duration = Duration::from_secs(10);
 
-/// How many times a stream is connected, at most, until its first picture comes: mutter sends
-/// a still monitor's picture once, as the stream starts, and now and then (on a busy machine)
-/// that picture is lost; a stream connected again gets another.
+/// How many times a switched-to monitor's stream is connected, at most, until its first picture
+/// comes: mutter sends a still monitor's picture once, as the stream starts, and now and then
+/// (on a busy machine) that picture is lost; a stream connected again gets another. (The first
+/// stream needs no second try: the system's dialog closing changes the screen.)
 const ATTEMPTS: u32 = 3;
 
 /// Linux evdev codes of the mouse buttons X numbers 1, 2, 3, 8 and 9.
@@ -161,7 +162,7 @@ impl Portal {
             injected: false,
         };
         // From here on, dropping `portal` closes the portal session.
-        portal.stream(0)?;
+        portal.stream(0, 1)?;
         tracing::info!(
             monitors = portal.sources.len(),
             input = portal.input,
@@ -170,8 +171,9 @@ impl Portal {
         Ok(portal)
     }
 
-    /// Streams the customer's monitor `index` (of those shared), once its first picture came.
-    fn stream(&mut self, index: usize) -> anyhow::Result<()> {
+    /// Streams the customer's monitor `index` (of those shared), once its first picture came
+    /// (connecting up to `attempts` times within [`FIRST_FRAME`]).
+    fn stream(&mut self, index: usize, attempts: u32) -> anyhow::Result<()> {
         let source = self.sources[index];
         let mut attempt = 1;
         let stream = loop {
@@ -179,9 +181,9 @@ impl Portal {
             self.stream = None;
             let fd = self.call(self.session.pipe_wire(&self.screencast))?;
             let stream = Stream::start(fd, source.node)?;
-            match stream.wait_first(FIRST_FRAME / ATTEMPTS) {
+            match stream.wait_first(FIRST_FRAME / attempts) {
                 Ok(()) => break stream,
-                Err(e) if attempt == ATTEMPTS => return Err(e.into()),
+                Err(e) if attempt == attempts => return Err(e.into()),
                 Err(e) => tracing::info!("no first picture of monitor {index} ({e}): connecting again"),
             }
             attempt += 1;
@@ -413,7 +415,7 @@ impl Capture for Portal {
     fn select(&mut self, index: usize) -> anyhow::Result<()> {
         anyhow::ensure!(index < self.sources.len(), "there is no monitor {index}");
         if index != self.current {
-            self.stream(index)?;
+            self.stream(index, ATTEMPTS)?;
         }
         Ok(())
     }
