@@ -227,6 +227,8 @@ pub async fn connect(
         },
         _ => config,
     };
+    // The endpoint is this client's alone, and its keep-alives go every second.
+    client.move_when_silent(endpoint.clone());
     client.follow_redirects(Redirects {
         endpoint,
         config: redirect_config,

@@ -117,8 +117,9 @@ pub struct RelayClient {
     fingerprint: Option<CertFingerprint>,
     anchor: Option<CertFingerprint>,
     redirects: Option<Redirects>,
-    /// Moves the connection to a fresh socket when the path goes silent, while this lives.
-    _watching: crate::path::Watching,
+    /// Moves the connection to a fresh socket when the path goes silent, while this lives
+    /// (see [`RelayClient::move_when_silent`]).
+    watching: Option<crate::path::Watching>,
 }
 
 impl RelayClient {
@@ -135,7 +136,7 @@ impl RelayClient {
         let fingerprint = crate::tls::peer_fingerprint(&connection).or_else(|| seen.get());
         let anchor = crate::tls::peer_anchor(&connection).or_else(|| seen.anchor());
         Ok(RelayClient {
-            _watching: crate::path::watch(endpoint.clone(), connection.clone()),
+            watching: None,
             connection,
             send,
             recv,
@@ -143,6 +144,15 @@ impl RelayClient {
             anchor,
             redirects: None,
         })
+    }
+
+    /// Moves this client's connection (and a redirected one) to a fresh socket of `endpoint`
+    /// whenever the path to the relay went silent for [`crate::path::SILENCE`]. The endpoint
+    /// must be this client's alone (a move rebinds every connection on it), and the connection
+    /// must send keep-alives at least every [`crate::path::KEEP_ALIVE`], or an idle path looks
+    /// silent.
+    pub fn move_when_silent(&mut self, endpoint: quinn::Endpoint) {
+        self.watching = Some(crate::path::watch(endpoint, self.connection.clone()));
     }
 
     /// Lets [`RelayClient::join_with`] follow a cluster's redirect (one, at most) with these
@@ -184,7 +194,9 @@ impl RelayClient {
         self.connection.close(0u32.into(), b"redirected");
         self.fingerprint = crate::tls::peer_fingerprint(&connection);
         self.anchor = crate::tls::peer_anchor(&connection);
-        self._watching = crate::path::watch(redirects.endpoint, connection.clone());
+        if self.watching.is_some() {
+            self.watching = Some(crate::path::watch(redirects.endpoint, connection.clone()));
+        }
         self.connection = connection;
         self.send = send;
         self.recv = recv;
