@@ -675,5 +675,13 @@ async fn without_pipewire_sharing_fails_at_once_with_a_plain_sentence() {
         desktop.wayland.portal_sessions().is_empty(),
         "no dialog was shown"
     );
+    assert!(
+        !agent
+            .seen()
+            .iter()
+            .any(|l| l.contains("Your system will now ask")),
+        "nor announced: {:#?}",
+        agent.seen()
+    );
     assert!(!shot.exists());
 }

@@ -193,9 +193,10 @@ impl DesktopWorker {
 
     /// Whether to tell the customer now that their system is about to ask: true once per
     /// dialog, for the first of the requests that will wait on it (a flood of them must not
-    /// repeat it).
+    /// repeat it); never where the system cannot share at all (no PipeWire), so no dialog
+    /// comes.
     pub fn announce_dialog(&self) -> bool {
-        self.asks && !self.announced.swap(true, Ordering::SeqCst)
+        self.asks && super::screencast::running().is_ok() && !self.announced.swap(true, Ordering::SeqCst)
     }
 
     fn submit(&self, job: Job) -> anyhow::Result<()> {
