@@ -372,15 +372,16 @@ async fn wait_for_words<T>(
     unreachable!()
 }
 
-/// Starts the agent with its window (in English) in the session, and joins it with
-/// `credentials` and the ID and code the window shows (read as `name`, unique per test).
+/// Starts the agent with its window (in English) in the session, and joins it with the
+/// credentials `credentials` makes and the ID and code the window shows (read as `name`, unique
+/// per test; a reading the join refuses is read again, as [`ocr::join_shown`] does).
 async fn join_window(
     name: &str,
     wayland: &WaylandSession,
     customer: &Customer,
     w: &World,
     args: &[&str],
-    credentials: ponte_e2e::handshake::Credentials,
+    credentials: impl Fn() -> ponte_e2e::handshake::Credentials,
 ) -> (ponte_testbed::Running, ponte_viewer::Viewer) {
     let mut cmd = w.command("ponte-agent");
     wayland.apply(&mut cmd);
@@ -390,11 +391,19 @@ async fn join_window(
         .args(args)
         .stdin(Stdio::null());
     let agent = ponte_testbed::Running::start(cmd);
-    let (id, code) = wait_for_words(customer, name, ocr::agreed(ocr::id_and_code)).await;
-    let (viewer, _) = ponte_viewer::join(w.join_options(&id, &code, credentials))
-        .await
-        .unwrap();
-    (agent, viewer)
+    let mut refused: Vec<(String, String)> = Vec::new();
+    loop {
+        let read = ocr::agreed(|seen| ocr::id_and_code(seen).filter(|r| !refused.contains(r)));
+        let (id, code) = wait_for_words(customer, name, read).await;
+        match ponte_viewer::join(w.join_options(&id, &code, credentials())).await {
+            Ok((viewer, _)) => return (agent, viewer),
+            Err(e) if refused.len() < 2 => {
+                eprintln!("{name}: the reading {id} {code} was refused ({e}); reading again");
+                refused.push((id, code));
+            }
+            Err(e) => panic!("{name}: joining with what the window shows failed: {e}"),
+        }
+    }
 }
 
 /// The customer clicks where `phrase` is written, once the screen shows it.
@@ -409,8 +418,7 @@ async fn in_its_window_on_wayland_the_customer_allows_the_screen_and_is_told_of_
     let customer = wayland.customer().await;
     let w = World::new().await;
     // The window opens on the Wayland display itself: there is no X display in the session.
-    let (_agent, viewer) =
-        join_window("wayland-waiting", &wayland, &customer, &w, &[], test_assistant()).await;
+    let (_agent, viewer) = join_window("wayland-waiting", &wayland, &customer, &w, &[], test_assistant).await;
     click_phrase(&customer, "wayland-consent", "See the screen").await;
     click_phrase(&customer, "wayland-consent", "Allow selected").await;
     let granted = viewer.consent(WAIT).await.expect("the customer allowed");
@@ -499,9 +507,11 @@ async fn on_wayland_the_assistants_click_on_pontes_own_switch_is_not_taken() {
     let customer = wayland.customer().await;
     let w = World::new().await;
     let org = w.certified("alice", "Alice Example", "acme", "ACME Support");
-    let alice = ponte_viewer::identity::load_or_create(&w.path("alice"))
-        .unwrap()
-        .0;
+    let alice = || {
+        ponte_viewer::identity::load_or_create(&w.path("alice"))
+            .unwrap()
+            .0
+    };
     let allow = ["--trust-org", &org, "--allow", "screen,control"];
     let (_agent, viewer) = join_window("wl-hostile-waiting", &wayland, &customer, &w, &allow, alice).await;
     viewer.consent(WAIT).await.expect("allowed up front");
