@@ -1083,3 +1083,53 @@ async fn the_assistant_cannot_grant_or_answer_through_the_agents_own_terminal() 
     let _ = xterm.kill();
     let _ = xterm.wait();
 }
+
+/// A hostile viewer floods monitor switches (201, alternating, the last to the other monitor):
+/// the stream goes on answering at once, the customer reads a switch or two, not one per
+/// request, and the last one asked is what is shared.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_monitor_switches_is_coalesced_and_the_stream_goes_on() {
+    use ponte_e2e::app::Request;
+    use ponte_e2e::screen::{ScreenFeedback, ScreenUpdate};
+    let x = Xvfb::start(640, 480);
+    let _ = two_monitors(&x);
+    let w = World::new().await;
+    let (agent, id, code) = w.agent(&["--allow", "screen", "--display", &x.display]);
+    let viewer = w.assistant(&id, &code).await;
+    let mut stream = viewer.request(&Request::Screen { max_fps: 30 }).await.unwrap();
+    let mut next = async || {
+        match tokio::time::timeout(WAIT, stream.recv.recv::<ScreenUpdate>()).await {
+            Ok(Ok(Some(update))) => update,
+            other => panic!("the screen stream ended: {other:?}"),
+        }
+    };
+    let first = loop {
+        if let ScreenUpdate::Monitors { current, .. } = next().await {
+            break current;
+        }
+    };
+    let other = 1 - first;
+    for n in 0..=200u32 {
+        let to = if n % 2 == 0 { other } else { first };
+        stream.send.send(&ScreenFeedback::Monitor(to)).await.unwrap();
+    }
+    let asked = Instant::now();
+    stream.send.send(&ScreenFeedback::Refresh { sync: 1 }).await.unwrap();
+    let (mut shared, mut answered) = (first, false);
+    while !(answered && shared == other) {
+        match next().await {
+            ScreenUpdate::Monitors { current, .. } => shared = current,
+            ScreenUpdate::FrameEnd { sync: 1, .. } if !answered => {
+                answered = true;
+                assert!(asked.elapsed() < Duration::from_secs(5), "{:?}", asked.elapsed());
+            }
+            _ => {}
+        }
+    }
+    let switches = agent
+        .lines_within(Duration::from_secs(1))
+        .iter()
+        .filter(|l| l.contains("switched to monitor"))
+        .count();
+    assert!((1..=2).contains(&switches), "{switches} switches told for 201 asked");
+}

@@ -25,8 +25,9 @@ pub const MAX_FPS: u8 = 60;
 /// budget is lifted to make it so (a screenshot of a continuously changing photo screen).
 const REFRESH_PATIENCE: Duration = Duration::from_secs(5);
 
-/// The least time between two monitor switches: a flood of them would flood the customer's
-/// activity list (and restart a PipeWire stream each on Wayland).
+/// The least time between two monitor switches of one stream; what is asked in between
+/// waits, the last ask winning, while frames go on. A flood of switches would flood the
+/// customer's activity list (and restart a PipeWire stream each on Wayland).
 const SWITCH_SPACING: Duration = Duration::from_millis(500);
 
 /// How often a stream of dropped or paused input is reported to the customer.
@@ -108,6 +109,7 @@ impl Handler for Screen {
         send_monitors(&mut stream.send, &monitors).await?;
         let mut monitors = monitors;
         let mut switched = Instant::now() - SWITCH_SPACING;
+        let mut switch: Option<usize> = None;
         let _shown = Shown::new(&ctx.events, input);
         let fps = self.max_fps.clamp(1, MAX_FPS);
         let mut ticker = tokio::time::interval(Duration::from_secs(1) / u32::from(fps));
@@ -122,6 +124,23 @@ impl Handler for Screen {
         let end = loop {
             tokio::select! {
                 _ = ticker.tick() => {
+                    // A monitor not in the list, or the one shared, changes nothing.
+                    if let Some(index) = switch.take_if(|_| switched.elapsed() >= SWITCH_SPACING)
+                        && index < monitors.names.len()
+                        && index != monitors.current
+                    {
+                        switched = Instant::now();
+                        if let Some(m) = ctx.desktop.select(index).await? {
+                            let text = t!(
+                                ctx.tr(),
+                                "screen-monitor",
+                                monitor = PeerText::new(m.name).to_string(),
+                                width = m.width,
+                                height = m.height
+                            );
+                            ctx.events.activity(Kind::Screen, text);
+                        }
+                    }
                     let want = sync;
                     if let Some(session) = &ctx.session {
                         let path = session.connection().stats().path;
@@ -164,26 +183,8 @@ impl Handler for Screen {
                         sync = sync.max(s);
                     }
                     Ok(Some(ScreenFeedback::Input(event))) => control.input(ctx, event).await?,
-                    // A monitor not in the list, or the one shared, changes nothing and waits
-                    // for nothing.
-                    Ok(Some(ScreenFeedback::Monitor(index)))
-                        if usize::from(index) < monitors.names.len()
-                            && usize::from(index) != monitors.current =>
-                    {
-                        tokio::time::sleep_until((switched + SWITCH_SPACING).into()).await;
-                        switched = Instant::now();
-                        if let Some(m) = ctx.desktop.select(usize::from(index)).await? {
-                            let text = t!(
-                                ctx.tr(),
-                                "screen-monitor",
-                                monitor = PeerText::new(m.name).to_string(),
-                                width = m.width,
-                                height = m.height
-                            );
-                            ctx.events.activity(Kind::Screen, text);
-                        }
-                    }
-                    Ok(Some(ScreenFeedback::Monitor(_))) => {}
+                    // Applied at the next tick that may switch: the last one asked wins.
+                    Ok(Some(ScreenFeedback::Monitor(index))) => switch = Some(usize::from(index)),
                     Ok(None) => break t!(ctx.tr(), "screen-ended-closed"),
                     Err(e) => break t!(ctx.tr(), "screen-ended-failed", error = e.to_string()),
                 },
