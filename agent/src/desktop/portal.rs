@@ -50,6 +50,8 @@ pub struct Portal {
     session: Parts,
     /// The monitors the customer picked in the dialog.
     sources: Vec<Source>,
+    /// Their names, as [`names`] gives them (the list stays as the dialog left it).
+    names: Vec<String>,
     /// The shared one, in `sources`.
     current: usize,
     /// The PipeWire node of the shared monitor: pointer positions are relative to it.
@@ -126,6 +128,17 @@ struct Source {
     position: Option<(i32, i32)>,
 }
 
+/// What the assistant and the customer call the shared monitors: the system's dialog named
+/// them, the portal does not say how, so by number and place (in no language).
+fn names(sources: &[Source]) -> Vec<String> {
+    let name = |(i, source): (usize, &Source)| match (sources.len(), source.position) {
+        (1, _) => "screen".into(),
+        (_, Some((x, y))) => format!("#{} ({x},{y})", i + 1),
+        (_, None) => format!("#{}", i + 1),
+    };
+    sources.iter().enumerate().map(name).collect()
+}
+
 /// The monitors the customer shared, and how.
 struct Shared {
     sources: Vec<Source>,
@@ -149,6 +162,7 @@ impl Portal {
             runtime,
             screencast,
             session,
+            names: names(&shared.sources),
             sources: shared.sources,
             current: 0,
             node: 0,
@@ -197,23 +211,13 @@ impl Portal {
         self.first = true;
         let (x, y) = source.position.unwrap_or((0, 0));
         self.monitor = Monitor {
-            name: self.name(index),
+            name: self.names[index].clone(),
             x: i16::try_from(x).unwrap_or(0),
             y: i16::try_from(y).unwrap_or(0),
             width: self.frame.width,
             height: self.frame.height,
         };
         Ok(())
-    }
-
-    /// What the assistant and the customer call shared monitor `index`: the system's dialog
-    /// named it, the portal does not say how, so by number and place (in no language).
-    fn name(&self, index: usize) -> String {
-        match (self.sources.len(), self.sources[index].position) {
-            (1, _) => "screen".into(),
-            (_, Some((x, y))) => format!("#{} ({x},{y})", index + 1),
-            (_, None) => format!("#{}", index + 1),
-        }
     }
 
     /// Takes the newest frame, if one arrived; whether one did.
@@ -407,7 +411,7 @@ impl Capture for Portal {
 
     fn monitors(&self) -> Monitors {
         Monitors {
-            names: (0..self.sources.len()).map(|i| self.name(i)).collect(),
+            names: self.names.clone(),
             current: self.current,
         }
     }
