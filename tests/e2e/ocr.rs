@@ -327,13 +327,27 @@ pub async fn join_shown(
     read: impl Fn(&Seen) -> Option<(String, String)>,
     credentials: impl Fn() -> ponte_e2e::handshake::Credentials,
 ) -> ponte_viewer::Viewer {
-    let mut refused: Vec<(String, String)> = Vec::new();
-    loop {
-        let (id, code) = wait_for(
+    let look = async |refused: &[(String, String)]| {
+        wait_for(
             x,
             name,
             agreed(|seen| read(seen).filter(|r| !refused.contains(r))),
-        );
+        )
+    };
+    join_read(w, name, look, credentials).await
+}
+
+/// Joins with the ID and code `look` reads, never one of those it is given (refused before),
+/// reading again when the join is refused, as [`join_shown`] says.
+pub async fn join_read(
+    w: &World,
+    name: &str,
+    mut look: impl AsyncFnMut(&[(String, String)]) -> (String, String),
+    credentials: impl Fn() -> ponte_e2e::handshake::Credentials,
+) -> ponte_viewer::Viewer {
+    let mut refused: Vec<(String, String)> = Vec::new();
+    loop {
+        let (id, code) = look(&refused).await;
         match ponte_viewer::join(w.join_options(&id, &code, credentials())).await {
             Ok((viewer, _)) => return viewer,
             Err(e) if refused.len() < 2 => {

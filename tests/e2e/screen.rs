@@ -1097,11 +1097,9 @@ async fn a_flood_of_monitor_switches_is_coalesced_and_the_stream_goes_on() {
     let (agent, id, code) = w.agent(&["--allow", "screen", "--display", &x.display]);
     let viewer = w.assistant(&id, &code).await;
     let mut stream = viewer.request(&Request::Screen { max_fps: 30 }).await.unwrap();
-    let mut next = async || {
-        match tokio::time::timeout(WAIT, stream.recv.recv::<ScreenUpdate>()).await {
-            Ok(Ok(Some(update))) => update,
-            other => panic!("the screen stream ended: {other:?}"),
-        }
+    let mut next = async || match tokio::time::timeout(WAIT, stream.recv.recv::<ScreenUpdate>()).await {
+        Ok(Ok(Some(update))) => update,
+        other => panic!("the screen stream ended: {other:?}"),
     };
     let first = loop {
         if let ScreenUpdate::Monitors { current, .. } = next().await {
@@ -1114,7 +1112,11 @@ async fn a_flood_of_monitor_switches_is_coalesced_and_the_stream_goes_on() {
         stream.send.send(&ScreenFeedback::Monitor(to)).await.unwrap();
     }
     let asked = Instant::now();
-    stream.send.send(&ScreenFeedback::Refresh { sync: 1 }).await.unwrap();
+    stream
+        .send
+        .send(&ScreenFeedback::Refresh { sync: 1 })
+        .await
+        .unwrap();
     let (mut shared, mut answered) = (first, false);
     while !(answered && shared == other) {
         match next().await {
@@ -1131,5 +1133,8 @@ async fn a_flood_of_monitor_switches_is_coalesced_and_the_stream_goes_on() {
         .iter()
         .filter(|l| l.contains("switched to monitor"))
         .count();
-    assert!((1..=2).contains(&switches), "{switches} switches told for 201 asked");
+    assert!(
+        (1..=2).contains(&switches),
+        "{switches} switches told for 201 asked"
+    );
 }

@@ -391,19 +391,11 @@ async fn join_window(
         .args(args)
         .stdin(Stdio::null());
     let agent = ponte_testbed::Running::start(cmd);
-    let mut refused: Vec<(String, String)> = Vec::new();
-    loop {
+    let look = async |refused: &[(String, String)]| {
         let read = ocr::agreed(|seen| ocr::id_and_code(seen).filter(|r| !refused.contains(r)));
-        let (id, code) = wait_for_words(customer, name, read).await;
-        match ponte_viewer::join(w.join_options(&id, &code, credentials())).await {
-            Ok((viewer, _)) => return (agent, viewer),
-            Err(e) if refused.len() < 2 => {
-                eprintln!("{name}: the reading {id} {code} was refused ({e}); reading again");
-                refused.push((id, code));
-            }
-            Err(e) => panic!("{name}: joining with what the window shows failed: {e}"),
-        }
-    }
+        wait_for_words(customer, name, read).await
+    };
+    (agent, ocr::join_read(w, name, look, credentials).await)
 }
 
 /// The customer clicks where `phrase` is written, once the screen shows it.
