@@ -172,19 +172,34 @@ fn activity(agent: &ponte_testbed::Running, needle: &str) -> serde_json::Value {
 /// The next message on a screen stream that is neither a frame's part nor the list of
 /// monitors, or the first `Size`.
 async fn next_update(stream: &mut SecureStream) -> ScreenUpdate {
+    until(stream, |update| match update {
+        ScreenUpdate::Tiles(_)
+        | ScreenUpdate::Lossy(_)
+        | ScreenUpdate::Copy(_)
+        | ScreenUpdate::Stats(_)
+        | ScreenUpdate::FrameEnd { .. }
+        | ScreenUpdate::Cursor { .. }
+        | ScreenUpdate::CursorShape { .. }
+        | ScreenUpdate::Monitors { .. } => None,
+        update => Some(update),
+    })
+    .await
+}
+
+/// Reads a screen stream until `take` takes an update; an `Ended` it does not take, or the
+/// stream's end, fails the test with the reason.
+async fn until<T>(stream: &mut SecureStream, mut take: impl FnMut(ScreenUpdate) -> Option<T>) -> T {
     loop {
         match tokio::time::timeout(WAIT, stream.recv.recv::<ScreenUpdate>()).await {
-            Ok(Ok(Some(
-                ScreenUpdate::Tiles(_)
-                | ScreenUpdate::Lossy(_)
-                | ScreenUpdate::Copy(_)
-                | ScreenUpdate::Stats(_)
-                | ScreenUpdate::FrameEnd { .. }
-                | ScreenUpdate::Cursor { .. }
-                | ScreenUpdate::CursorShape { .. }
-                | ScreenUpdate::Monitors { .. },
-            ))) => {}
-            Ok(Ok(Some(update))) => return update,
+            Ok(Ok(Some(update))) => {
+                let ended = matches!(update, ScreenUpdate::Ended(_)).then(|| format!("{update:?}"));
+                if let Some(taken) = take(update) {
+                    return taken;
+                }
+                if let Some(ended) = ended {
+                    panic!("the agent stopped sharing: {ended}");
+                }
+            }
             other => panic!("the screen stream ended: {other:?}"),
         }
     }
@@ -442,14 +457,15 @@ async fn in_its_window_on_wayland_the_customer_allows_the_screen_and_is_told_of_
 /// The next pointer position on a screen stream (frames' parts are skipped); keeps the last
 /// pointer image (its pixels, 4 bytes each, alpha last) that came before it in `shape`.
 async fn next_cursor(stream: &mut SecureStream, shape: &mut Option<Vec<u8>>) -> (i32, i32) {
-    loop {
-        match tokio::time::timeout(WAIT, stream.recv.recv::<ScreenUpdate>()).await {
-            Ok(Ok(Some(ScreenUpdate::Cursor { x, y }))) => return (x, y),
-            Ok(Ok(Some(ScreenUpdate::CursorShape { argb, .. }))) => *shape = Some(argb),
-            Ok(Ok(Some(_))) => {}
-            other => panic!("the screen stream ended: {other:?}"),
+    until(stream, |update| match update {
+        ScreenUpdate::Cursor { x, y } => Some((x, y)),
+        ScreenUpdate::CursorShape { argb, .. } => {
+            *shape = Some(argb);
+            None
         }
-    }
+        _ => None,
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -574,20 +590,18 @@ async fn a_flood_of_input_while_the_system_asks_gets_one_dialog_and_the_customer
 /// message is skipped).
 async fn next_monitors(stream: &mut SecureStream) -> (Vec<String>, u8, (u16, u16)) {
     let mut monitors = None;
-    loop {
-        match tokio::time::timeout(WAIT, stream.recv.recv::<ScreenUpdate>()).await {
-            Ok(Ok(Some(ScreenUpdate::Monitors { names, current }))) => {
-                monitors = Some((names.iter().map(ToString::to_string).collect(), current));
-            }
-            Ok(Ok(Some(ScreenUpdate::Size { width, height }))) => {
-                if let Some((names, current)) = monitors {
-                    return (names, current, (width, height));
-                }
-            }
-            Ok(Ok(Some(_))) => {}
-            other => panic!("the screen stream ended: {other:?}"),
+    until(stream, |update| match update {
+        ScreenUpdate::Monitors { names, current } => {
+            monitors = Some((names.iter().map(ToString::to_string).collect(), current));
+            None
         }
-    }
+        ScreenUpdate::Size { width, height } => {
+            let (names, current) = monitors.take()?;
+            Some((names, current, (width, height)))
+        }
+        _ => None,
+    })
+    .await
 }
 
 /// Two monitors: the customer picks both in the system's dialog; the assistant is told which
