@@ -156,10 +156,13 @@ impl<A: Clone, V> Directory<A, V> {
         route_id(id, located.as_ref())
     }
 
-    /// Where a viewer from `source` joining by device tag `tag` goes; each lookup costs the
-    /// source a token of its device-lookup bucket.
-    pub async fn route_tag(&self, tag: DeviceTag, source: Source, now: Instant) -> Route {
-        let found = self.registry().find_device(tag, source, now);
+    /// Where a viewer from `source` joining by device tag `tag` goes; each `metered` lookup
+    /// costs the source a token of its device-lookup bucket.
+    pub async fn route_tag(&self, tag: DeviceTag, source: Source, now: Instant, metered: bool) -> Route {
+        let found = match metered {
+            true => self.registry().find_device(tag, source, now),
+            false => self.registry().device(tag).ok_or(Refusal::UnknownSession),
+        };
         // Not here: on a cluster, the agent may wait on another node.
         let located = match &self.cluster {
             Some(cluster) if found == Err(Refusal::UnknownSession) => cluster.locate_device(tag).await.ok(),
@@ -331,11 +334,30 @@ mod tests {
         };
         assert_eq!(directory.may_join(source, limit).await, Ok(()));
         assert_eq!(directory.route_id(id(1), true).await, Route::Here(id(1)));
-        assert_eq!(directory.route_tag(tag, source, now).await, Route::Here(session));
         assert_eq!(
-            directory.route_tag(DeviceTag([8; 16]), source, now).await,
+            directory.route_tag(tag, source, now, true).await,
+            Route::Here(session)
+        );
+        assert_eq!(
+            directory.route_tag(DeviceTag([8; 16]), source, now, true).await,
             Route::Refuse(Refusal::UnknownSession)
         );
+        // Device lookups are metered (3 at once by default); resume lookups are not.
+        assert_eq!(
+            directory.route_tag(tag, source, now, true).await,
+            Route::Here(session)
+        );
+        let metered = directory.route_tag(tag, source, now, true).await;
+        assert!(
+            matches!(metered, Route::Refuse(Refusal::RateLimited { .. })),
+            "{metered:?}"
+        );
+        for _ in 0..5 {
+            assert_eq!(
+                directory.route_tag(tag, source, now, false).await,
+                Route::Here(session)
+            );
+        }
         assert_eq!(directory.redirects_refused(), 0);
     }
 }

@@ -342,6 +342,11 @@ impl<A: Clone, V> Registry<A, V> {
         self.devices.get(&tag).copied().ok_or(Refusal::UnknownSession)
     }
 
+    /// The session that holds `tag`, unmetered (for one-time resume tags).
+    pub fn device(&self, tag: DeviceTag) -> Option<SessionId> {
+        self.devices.get(&tag).copied()
+    }
+
     /// Whether `id` is neither in use nor recently ended on this node.
     pub fn is_free(&self, id: SessionId) -> bool {
         !self.sessions.contains_key(&id) && !self.tombstones.contains_key(&id)

@@ -75,6 +75,10 @@ pub enum HandshakeError {
     /// device answered, or someone in the middle).
     #[error("the other side is not the expected device")]
     WrongDevice,
+    /// Resume: the other side does not hold this session's resume secret (someone else
+    /// answered under its tag, or the other side already forgot the session).
+    #[error("the other side could not prove it holds this session")]
+    WrongResume,
 }
 
 /// Why the agent gave up a handshake, told to the viewer so it can say so plainly.

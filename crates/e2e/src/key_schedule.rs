@@ -65,6 +65,9 @@ pub struct HandshakeSecrets {
     pub traffic_agent: Secret,
     /// Traffic secret of everything the viewer sends.
     pub traffic_viewer: Secret,
+    /// What a resume of this session proves and derives from (the relay never learns it);
+    /// each resume derives the next one, so every resume secret is used once.
+    pub resume: Secret,
 }
 
 impl HandshakeSecrets {
@@ -99,6 +102,13 @@ fn expand(hk: &Hkdf<Sha256>, purpose: &str) -> Secret {
     out
 }
 
+/// `HKDF-Expand(secret, "ponte/1 <purpose>", 32)`: a secret derived from another one.
+pub fn expand_secret(secret: &Secret, purpose: &str) -> Secret {
+    let hk = Hkdf::<Sha256>::from_prk(secret.as_slice())
+        .unwrap_or_else(|_| unreachable!("a 32-byte PRK is valid for HKDF-SHA256"));
+    expand(&hk, purpose)
+}
+
 /// Derives the handshake secrets:
 /// `PRK = HKDF-Extract(salt = transcript_hash, IKM = pake_key ‖ dh_secret)`, then one
 /// `HKDF-Expand(PRK, "ponte/1 <purpose>", 32)` per secret.
@@ -111,6 +121,7 @@ pub fn derive(transcript_hash: &[u8; HASH_LEN], pake_key: &[u8], dh_secret: &[u8
         identity: expand(&hk, "identity"),
         traffic_agent: expand(&hk, "traffic agent"),
         traffic_viewer: expand(&hk, "traffic viewer"),
+        resume: expand(&hk, "resume"),
     }
 }
 
@@ -168,6 +179,7 @@ mod tests {
             *s.identity,
             *s.traffic_agent,
             *s.traffic_viewer,
+            *s.resume,
         ];
         for i in 0..all.len() {
             for j in i + 1..all.len() {

@@ -26,6 +26,7 @@ pub mod identity;
 pub mod key_handshake;
 pub mod key_schedule;
 pub mod record;
+pub mod resume;
 mod role;
 pub mod screen;
 pub mod session_keys;

@@ -34,6 +34,7 @@ pub struct SessionKeys {
     backend: Backend,
     next_own: u64,
     peer_streams: HashSet<u64>,
+    resume: Secret,
 }
 
 impl std::fmt::Debug for SessionKeys {
@@ -63,12 +64,18 @@ impl SessionKeys {
             backend: Backend::default(),
             next_own: first_number(role),
             peer_streams: HashSet::new(),
+            resume: secrets.resume.clone(),
         }
     }
 
     /// This side's role.
     pub fn role(&self) -> Role {
         self.role
+    }
+
+    /// The secret a resume of this session proves ([`crate::resume`]).
+    pub fn resume_secret(&self) -> &Secret {
+        &self.resume
     }
 
     /// The AES-256-GCM backend used for streams created from now on.

@@ -276,6 +276,12 @@ impl RelayClient {
             .await
     }
 
+    /// Agent: waits under the resume tag `tag` for the viewer of a session whose connection
+    /// was lost; returns the new session ID (nobody can join it by that ID).
+    pub async fn register_resume(&mut self, tag: DeviceTag) -> Result<(SessionId, Duration), ClientError> {
+        self.register_with(ClientMessage::RegisterResume { tag }).await
+    }
+
     async fn register_with(&mut self, message: ClientMessage) -> Result<(SessionId, Duration), ClientError> {
         self.send(&message).await?;
         match self.answer().await? {
@@ -320,6 +326,20 @@ impl RelayClient {
         }
     }
 
+    /// Viewer: joins the agent waiting under the resume tag `tag` (its session's connection
+    /// was lost) and returns the new session ID, which the resume handshake binds. The relay
+    /// answers [`Refusal::UnknownSession`] until the agent is back.
+    pub async fn join_resume(
+        &mut self,
+        tag: DeviceTag,
+        options: &JoinExtras,
+    ) -> Result<SessionId, ClientError> {
+        match self.join_target(JoinTarget::Resume(tag), options).await? {
+            RelayMessage::PairedDevice { session } => Ok(session),
+            other => Err(ClientError::Unexpected(other)),
+        }
+    }
+
     /// Joins `target`, following at most one redirect; returns the relay's pairing answer.
     async fn join_target(
         &mut self,
@@ -358,6 +378,7 @@ impl RelayClient {
                 proof,
             },
             JoinTarget::Device(tag) => ClientMessage::JoinDevice { tag, ticket, proof },
+            JoinTarget::Resume(tag) => ClientMessage::JoinResume { tag, ticket, proof },
         };
         self.send(&message).await?;
         self.answer().await

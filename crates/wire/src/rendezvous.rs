@@ -76,6 +76,23 @@ pub enum ClientMessage {
         /// Diffie-Hellman of the device key and the challenge.
         proof: [u8; 32],
     },
+    /// Agent: the connection of a session was lost; wait under this one-time resume tag for
+    /// its viewer (docs/PROTOCOL.md § Resume). Answered like [`ClientMessage::Register`] with
+    /// a fresh session ID that nobody can join by ID; the viewer finds it by the tag.
+    RegisterResume {
+        /// Derived from the session's resume secret, which the relay never learns.
+        tag: DeviceTag,
+    },
+    /// Viewer: pair me with the agent waiting under this resume tag, with what
+    /// [`ClientMessage::JoinAs`] carries. Answered with [`RelayMessage::PairedDevice`].
+    JoinResume {
+        /// The session's current resume tag.
+        tag: DeviceTag,
+        /// The operator's reference for this piece of work (visible to the operator).
+        ticket: Option<Ticket>,
+        /// Proof that the viewer holds an assistant credential of this relay.
+        proof: Option<AssistantProof>,
+    },
 }
 
 /// A message from the relay to an agent or a viewer.
@@ -318,6 +335,18 @@ pub enum JoinTarget {
     Session(SessionId),
     /// The device tag from the assistant's address book.
     Device(DeviceTag),
+    /// The resume tag of a session whose connection was lost.
+    Resume(DeviceTag),
+}
+
+impl JoinTarget {
+    /// The tag joined by, unless the join is by session ID.
+    pub fn tag(self) -> Option<DeviceTag> {
+        match self {
+            JoinTarget::Session(_) => None,
+            JoinTarget::Device(tag) | JoinTarget::Resume(tag) => Some(tag),
+        }
+    }
 }
 
 impl From<SessionId> for JoinTarget {
@@ -336,8 +365,9 @@ impl From<DeviceTag> for JoinTarget {
 /// exporter value of the viewer's connection to the relay, what it joins and the ticket.
 ///
 /// `"ponte/1 assistant proof" ‖ 0x00 ‖ exporter ‖ u32(session) ‖ lp(ticket)` (the empty
-/// string when there is no ticket), or for a device join
-/// `"ponte/1 assistant device proof" ‖ 0x00 ‖ exporter ‖ tag (16 bytes) ‖ lp(ticket)`.
+/// string when there is no ticket), for a device join
+/// `"ponte/1 assistant device proof" ‖ 0x00 ‖ exporter ‖ tag (16 bytes) ‖ lp(ticket)`, and for
+/// a resume the same with `"ponte/1 assistant resume proof"`.
 pub fn proof_message(
     exporter: &[u8; PROOF_EXPORTER_LEN],
     target: impl Into<JoinTarget>,
@@ -353,6 +383,11 @@ pub fn proof_message(
         }
         JoinTarget::Device(tag) => {
             m.extend_from_slice(b"ponte/1 assistant device proof\0");
+            m.extend_from_slice(exporter);
+            m.extend_from_slice(&tag.0);
+        }
+        JoinTarget::Resume(tag) => {
+            m.extend_from_slice(b"ponte/1 assistant resume proof\0");
             m.extend_from_slice(exporter);
             m.extend_from_slice(&tag.0);
         }

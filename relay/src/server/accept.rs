@@ -6,11 +6,11 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use ponte_transport::framed::{self, FramedError};
-use ponte_wire::rendezvous::{self, ClientMessage, MAX_MESSAGE, Refusal};
+use ponte_wire::rendezvous::{self, ClientMessage, JoinTarget, MAX_MESSAGE, Refusal};
 use quinn::Connection;
 use tracing::debug;
 
-use super::agent::{Paid, agent, register_device};
+use super::agent::{Paid, agent, pay_registration, register_device};
 use super::viewer::{Join, JoinByTag, join_device, viewer};
 use super::{Shared, close, refuse};
 use crate::admission::{Admitted, Crowded, Decision, Load};
@@ -102,13 +102,34 @@ async fn handle(connection: Connection, source: Source, slot: Admitted, shared: 
             register_device(connection, send, recv, source, shared, tag).await
         }
         Ok(Some(ClientMessage::JoinDevice { tag, ticket, proof })) => {
-            let join = JoinByTag { tag, ticket, proof };
+            let join = JoinByTag {
+                tag,
+                resume: false,
+                ticket,
+                proof,
+            };
+            join_device(connection, send, recv, join, source, shared).await
+        }
+        // No proof of possession as for a device tag: a resume tag is one-time and derived
+        // from a secret only the two ends hold, and whoever answers under it must still prove
+        // that secret end to end.
+        Ok(Some(ClientMessage::RegisterResume { tag })) => match pay_registration(&shared, source).await {
+            Ok(paid) => agent(connection, send, recv, source, shared, paid, Some(tag)).await,
+            Err(reason) => refuse(&connection, &mut send, reason).await,
+        },
+        Ok(Some(ClientMessage::JoinResume { tag, ticket, proof })) => {
+            let join = JoinByTag {
+                tag,
+                resume: true,
+                ticket,
+                proof,
+            };
             join_device(connection, send, recv, join, source, shared).await
         }
         Ok(Some(ClientMessage::Join { session })) => {
             let join = Join {
                 session,
-                device: None,
+                target: JoinTarget::Session(session),
                 ticket: None,
                 proof: None,
             };
@@ -121,7 +142,7 @@ async fn handle(connection: Connection, source: Source, slot: Admitted, shared: 
         })) => {
             let join = Join {
                 session,
-                device: None,
+                target: JoinTarget::Session(session),
                 ticket,
                 proof,
             };

@@ -65,7 +65,7 @@ pub(super) struct Paid {
 
 /// Takes every registration token a registration from `source` needs — the cluster's, then
 /// this node's — before anything is spent on it.
-async fn pay_registration(shared: &Shared, source: Source) -> Result<Paid, Refusal> {
+pub(super) async fn pay_registration(shared: &Shared, source: Source) -> Result<Paid, Refusal> {
     if let Some(cluster) = shared.directory.cluster() {
         match cluster.take_registration(source, register_rate(shared)).await {
             Ok(Ok(())) => {}

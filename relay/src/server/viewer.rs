@@ -40,9 +40,9 @@ async fn drop_stale_streams(connection: &Connection) {
 /// What a viewer asked for.
 pub(super) struct Join {
     pub(super) session: SessionId,
-    /// Set when the viewer joined by device tag (quick access): its credential proof binds the
-    /// tag, and both peers hear `PairedDevice`.
-    pub(super) device: Option<DeviceTag>,
+    /// What the viewer asked for: by ID, or by a device or resume tag (its credential proof
+    /// binds the tag, and both peers hear `PairedDevice`).
+    pub(super) target: JoinTarget,
     pub(super) ticket: Option<Ticket>,
     pub(super) proof: Option<AssistantProof>,
 }
@@ -99,9 +99,12 @@ pub(super) async fn redirect(
     connection.close(VarInt::from_u32(0), b"redirected");
 }
 
-/// A join by device tag (quick access), before the tag is looked up.
+/// A join by device tag (quick access) or resume tag, before the tag is looked up.
 pub(super) struct JoinByTag {
     pub(super) tag: DeviceTag,
+    /// A resume tag: one-time and unguessable, so its lookups cost only the join limit, not
+    /// the device-lookup limit that keeps long-lived tags from being probed.
+    pub(super) resume: bool,
     pub(super) ticket: Option<Ticket>,
     pub(super) proof: Option<AssistantProof>,
 }
@@ -117,19 +120,32 @@ pub(super) async fn join_device(
     source: Source,
     shared: Arc<Shared>,
 ) {
-    let JoinByTag { tag, ticket, proof } = join;
-    let target = JoinTarget::Device(tag);
+    let JoinByTag {
+        tag,
+        resume,
+        ticket,
+        proof,
+    } = join;
+    let target = if resume {
+        JoinTarget::Resume(tag)
+    } else {
+        JoinTarget::Device(tag)
+    };
     if let Err(reason) = check_credential(&shared, &connection, target, proof.as_ref(), ticket.as_ref()) {
         crate::metrics::join(crate::metrics::reason_label(&reason));
         shared.counters.auth_refused.fetch_add(1, Ordering::Relaxed);
         crate::metrics::auth_refused(&reason);
         return refuse(&connection, &mut send, reason).await;
     }
-    match shared.directory.route_tag(tag, source, Instant::now()).await {
+    match shared
+        .directory
+        .route_tag(tag, source, Instant::now(), !resume)
+        .await
+    {
         Route::Here(session) => {
             let join = Join {
                 session,
-                device: Some(tag),
+                target,
                 ticket,
                 proof,
             };
@@ -156,10 +172,7 @@ pub(super) async fn viewer(
     shared: Arc<Shared>,
 ) {
     let id = join.session;
-    let target = match join.device {
-        Some(tag) => JoinTarget::Device(tag),
-        None => JoinTarget::Session(join.session),
-    };
+    let target = join.target;
     let credential = check_credential(
         &shared,
         &connection,
@@ -211,7 +224,7 @@ pub(super) async fn viewer(
                 .keep(connection.remote_address().ip()),
         },
     );
-    if !announce(&shared, &agent, &mut send, id, join.device).await {
+    if !announce(&shared, &agent, &mut send, id, join.target.tag()).await {
         agent
             .record
             .pairing_ended(generation, EndReason::ViewerLeft, 0, 0);
@@ -245,9 +258,9 @@ fn pair(
         connection: connection.clone(),
         budget,
     };
-    let joining = match join.device {
-        Some(_) => Joining::Device(join.session),
-        None => Joining::Id(join.session),
+    let joining = match join.target {
+        JoinTarget::Session(_) => Joining::Id(join.session),
+        JoinTarget::Device(_) | JoinTarget::Resume(_) => Joining::Device(join.session),
     };
     let joined = shared.registry().join(
         joining,
