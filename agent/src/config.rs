@@ -36,6 +36,9 @@ pub struct Config {
     /// Whether to wait for the assistants the customer opted in for (quick access) besides the
     /// code. Only where the customer can be asked: never for a script's agent.
     pub quick_line: bool,
+    /// How long a session whose connection was lost waits to be resumed by its assistant
+    /// (no new code or consent); zero: it ends at once, as before.
+    pub resume: std::time::Duration,
 }
 
 /// `ponte-agent.toml` beside the binary: organisation keys an installer pre-trusts.

@@ -100,6 +100,9 @@ pub enum Event {
         /// The text.
         text: PeerText,
     },
+    /// The connection to the assistant was lost and the session waits this long to be
+    /// resumed (`Some`), or it is back (`None`: resumed, with the same permissions).
+    Reconnecting(Option<Duration>),
     /// The agent failed (e.g. the relay cannot be reached); it exits. The last event.
     Failed {
         /// What went wrong (it may quote the relay).

@@ -131,6 +131,7 @@ impl Journal {
                 Closed::Withdrawn => t!(tr, "log-withdrawn", id = id.0),
             }),
             Event::Activity(activity) => write(activity.text.clone()),
+            Event::Reconnecting(window) => write(phrases::reconnecting(tr, *window)),
             Event::Terminal { terminal, line } => {
                 let cost = line.len() as u64 + 1;
                 if inner.transcript + cost > MAX_TRANSCRIPT {

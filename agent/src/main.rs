@@ -90,6 +90,12 @@ struct Cli {
     #[arg(long)]
     monitor: Option<usize>,
 
+    /// When the connection is lost (Wi-Fi drop, relay restart), keep the session this many
+    /// seconds for the assistant to reconnect: no new code, your permissions kept, and you can
+    /// end it meanwhile. 0: end the session at once.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    resume_secs: u64,
+
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -206,6 +212,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             .or_else(dirs::home_dir)
             .unwrap_or_else(|| PathBuf::from(".")),
         log: cli.log.clone(),
+        resume: std::time::Duration::from_secs(cli.resume_secs),
         display: DisplayOptions {
             desktop: cli.desktop,
             display: cli.display.clone(),

@@ -9,6 +9,7 @@ use ponte_e2e::app::{Capability, Control, EndReason, Grants, MAX_CHAT};
 use ponte_e2e::identity::PeerIdentity;
 use ponte_session::{SecureRecv, Session};
 use ponte_transport::bucket::TokenBucket;
+use ponte_transport::client::RelayClient;
 use ponte_wire::text::PeerText;
 use tokio::sync::mpsc;
 
@@ -117,6 +118,7 @@ pub async fn run(
         events: parts.events,
         grants: parts.grants,
         to_assistant,
+        writer,
         peer,
         quick_entry,
         chat_limit: ChatLimit::new(Instant::now()),
@@ -125,7 +127,7 @@ pub async fn run(
     };
     let granted = match live.consent(&scope, customer, &mut control_recv).await {
         Ok(granted) => granted,
-        Err(reason) => return Ok(close(client, writer, live.to_assistant, reason).await),
+        Err(reason) => return Ok(close(client, live.writer, live.to_assistant, reason).await),
     };
     live.connected(granted, customer);
     // As they are before the assistant can act here, to tell the customer what changed.
@@ -140,7 +142,9 @@ pub async fn run(
         desktop,
         Some(session.clone()),
     ));
-    let (reason, listening) = live.serve(&session, &ctx, customer, &mut control_recv).await;
+    let (reason, listening) = live
+        .serve(&session, &mut client, &ctx, customer, &mut control_recv)
+        .await;
     let ended = end_access(live.events, ctx, session, &reason).await;
     let changed = own_files.changed();
     for path in &changed {
@@ -184,7 +188,7 @@ pub async fn run(
         // cut the answer on its way: the assistant's viewer leaves once it has read it.
         let _ = tokio::time::timeout(WIND_DOWN, quick_access::assistant_left(&mut client)).await;
     }
-    Ok(close(client, writer, live.to_assistant, reason).await)
+    Ok(close(client, live.writer, live.to_assistant, reason).await)
 }
 
 /// Starts the one writer everything for the assistant goes through, so that nothing in the
@@ -217,6 +221,8 @@ struct Live<'a> {
     events: &'a Events,
     grants: &'a LiveGrants,
     to_assistant: mpsc::UnboundedSender<Control>,
+    /// The task that writes `to_assistant` on the control stream.
+    writer: tokio::task::JoinHandle<()>,
     peer: PeerIdentity,
     /// The opt-in that let the assistant in without a code, if one did.
     quick_entry: Option<Entry>,
@@ -310,6 +316,7 @@ impl Live<'_> {
     async fn serve(
         &mut self,
         session: &Session,
+        client: &mut RelayClient,
         ctx: &Arc<Context>,
         customer: &mut Customer,
         control: &mut SecureRecv,
@@ -326,13 +333,21 @@ impl Live<'_> {
                         let ctx = ctx.clone();
                         requests.spawn(async move { crate::dispatch::serve(stream, &ctx).await });
                     }
+                    Err(e) if self.may_resume(&e) => match self.resume(session, client, customer).await {
+                        Ok(resumed) => *control = resumed,
+                        Err(ending) => break ending,
+                    },
                     Err(e) => break (lost(tr, &e), false),
                 },
-                message = control.recv::<Control>() => {
-                    if let Some(ending) = self.on_control(message) {
+                message = control.recv::<Control>() => match message {
+                    Err(e) if self.may_resume(&e) => match self.resume(session, client, customer).await {
+                        Ok(resumed) => *control = resumed,
+                        Err(ending) => break ending,
+                    },
+                    message => if let Some(ending) = self.on_control(message) {
                         break ending;
                     }
-                }
+                },
                 Ok(()) = changes.changed() => self.on_grants_changed(),
                 Some(text) = customer.chat.recv() => self.on_customer_chat(text),
                 () = crate::customer::ended(&mut customer.end) => {
@@ -348,6 +363,49 @@ impl Live<'_> {
             tokio::time::timeout(WIND_DOWN, async { while requests.join_next().await.is_some() {} }).await;
         requests.shutdown().await;
         ending
+    }
+
+    /// Whether the session waits for its assistant after `error`: the connection was lost (not
+    /// ended by either side), and the customer's agent keeps sessions for a resume.
+    fn may_resume(&self, error: &ponte_session::SessionError) -> bool {
+        !self.config.resume.is_zero() && error.resumable()
+    }
+
+    /// The connection was lost: waits for the assistant's viewer to resume the session (no new
+    /// code or consent: the grants stay as the customer left them) — the new control stream —
+    /// or for the customer to end it, or for the resume window to pass. Requests that were
+    /// running ended with the old connection.
+    async fn resume(
+        &mut self,
+        session: &Session,
+        client: &mut RelayClient,
+        customer: &mut Customer,
+    ) -> Result<SecureRecv, Ending> {
+        let tr = self.events.tr();
+        let window = self.config.resume;
+        self.events.emit(Event::Reconnecting(Some(window)));
+        client.connection().close(0u32.into(), b"resuming");
+        let deadline = tokio::time::Instant::now() + window;
+        let resumed = tokio::select! {
+            resumed = ponte_session::resume::agent(&self.config.relay, session, deadline) => resumed,
+            () = crate::customer::ended(&mut customer.end) => return Err((t!(tr, "ended-you"), false)),
+        };
+        let ponte_session::resume::Resumed {
+            client: resumed,
+            control,
+        } = resumed.map_err(|e| {
+            tracing::info!("the session was not resumed: {e}");
+            (t!(tr, "ended-not-resumed", secs = window.as_secs()), false)
+        })?;
+        *client = resumed;
+        let ponte_session::SecureStream { send, recv, .. } = control;
+        // What was queued for the old stream is gone with it; the grants are told again.
+        let (to_assistant, writer) = writer(send);
+        self.to_assistant = to_assistant;
+        std::mem::replace(&mut self.writer, writer).abort();
+        let _ = self.to_assistant.send(Control::Grants(self.grants.now()));
+        self.events.emit(Event::Reconnecting(None));
+        Ok(recv)
     }
 
     /// A message from the assistant on the control stream; `Some` when the session ends.

@@ -186,3 +186,58 @@ async fn when_the_assistants_address_is_gone_the_viewer_moves_to_a_new_one_withi
     let took = lost.elapsed();
     eprintln!("the shell answered {took:?} after the assistant's address was lost");
 }
+
+/// Fourteen seconds without network: longer than the 10 s after which a silent relay counts as
+/// lost, so both connections end. The session is resumed end to end once the network is back:
+/// no new code, no new consent, the same permissions, and the customer saw "reconnecting" and
+/// then "reconnected".
+#[tokio::test(flavor = "multi_thread")]
+async fn when_the_connections_are_lost_the_session_is_resumed_without_a_new_code_or_consent() {
+    let w = World::new().await;
+    let link = std::sync::Arc::new(Link::start(w.addr, fast()).unwrap());
+    let (agent, mut viewer) = behind(&w, &link).await;
+    let granted = viewer.state().grants;
+    let mut notices = viewer.notices().unwrap();
+    assert_eq!(echo(&viewer, "before").await, "before\n");
+
+    link.set_dark(true);
+    let dark = Instant::now();
+    let lost = agent.event("reconnecting", Duration::from_secs(30));
+    assert_eq!(lost["window_secs"], 60, "{lost}");
+    let said = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match notices.recv().await.unwrap() {
+                ponte_viewer::Notice::Reconnecting(true) => return,
+                ponte_viewer::Notice::Ended(why) => panic!("the session ended: {why}"),
+                _ => {}
+            }
+        }
+    });
+    said.await
+        .expect("the assistant is told the session is being resumed");
+    tokio::time::sleep(Duration::from_secs(14).saturating_sub(dark.elapsed())).await;
+    link.set_dark(false);
+    let back = Instant::now();
+
+    let resumed = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match notices.recv().await.unwrap() {
+                ponte_viewer::Notice::Reconnecting(false) => return,
+                ponte_viewer::Notice::Ended(why) => panic!("the session ended: {why}"),
+                _ => {}
+            }
+        }
+    });
+    resumed.await.expect("the session is resumed");
+    eprintln!("resumed {:?} after the network came back", back.elapsed());
+    agent.event("reconnected", Duration::from_secs(10));
+    assert_eq!(echo(&viewer, "after").await, "after\n");
+    assert_eq!(viewer.state().grants, granted, "the same permissions");
+    assert!(viewer.state().ended.is_none());
+    let consents = agent
+        .seen()
+        .iter()
+        .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| v["event"] == "consent"))
+        .count();
+    assert_eq!(consents, 1, "no new consent: {:#?}", agent.seen());
+}

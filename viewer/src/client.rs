@@ -202,6 +202,8 @@ pub struct State {
     /// The session ended because one side detected an attack on the path between the two
     /// ([`EndReason::Tampered`], which `ended` then says).
     pub tampered: bool,
+    /// The connection was lost and the viewer is resuming the session.
+    pub reconnecting: bool,
 }
 
 /// The reply to [`Viewer::request_quick_access`].
@@ -228,8 +230,23 @@ pub enum Notice {
     Grants(Grants),
     /// A chat message from the customer.
     Chat(PeerText),
+    /// The connection was lost and the session is being resumed (`true`), or it was resumed
+    /// (`false`): the customer's permissions follow.
+    Reconnecting(bool),
     /// The session ended (after an attack on the path, with [`EndReason::Tampered`]'s text).
     Ended(String),
+}
+
+/// How long the viewer tries to resume a session whose connection was lost: as long as an
+/// agent waits by default.
+const RESUME_WINDOW: Duration = ponte_session::resume::DEFAULT_WINDOW;
+
+/// How to reach the relay again to resume the session.
+struct Reconnect {
+    relay: RelayOptions,
+    extras: JoinExtras,
+    /// The line to the relay of the latest resume (kept open for the session).
+    client: Option<RelayClient>,
 }
 
 /// A joined session.
@@ -284,7 +301,12 @@ pub async fn join_device(options: DeviceJoinOptions) -> Result<(Viewer, TrustNot
         .map_err(SessionError::from)?;
     let (session, control) =
         ponte_session::handshake::viewer_key(&client, session, options.device, &options.credentials).await?;
-    Ok((Viewer::new(client, session, control), note))
+    let reconnect = Reconnect {
+        relay: options.relay,
+        extras: options.extras,
+        client: None,
+    };
+    Ok((Viewer::new(client, session, control, reconnect), note))
 }
 
 /// Connects to the relay, joins the session and runs the handshake.
@@ -298,11 +320,16 @@ pub async fn join(options: JoinOptions) -> Result<(Viewer, TrustNote), ViewerErr
     let (session, control) =
         ponte_session::handshake::viewer(&client, options.session, options.code, &options.credentials)
             .await?;
-    Ok((Viewer::new(client, session, control), note))
+    let reconnect = Reconnect {
+        relay: options.relay,
+        extras: options.extras,
+        client: None,
+    };
+    Ok((Viewer::new(client, session, control, reconnect), note))
 }
 
 impl Viewer {
-    fn new(client: RelayClient, session: Session, control: SecureStream) -> Viewer {
+    fn new(client: RelayClient, session: Session, control: SecureStream, reconnect: Reconnect) -> Viewer {
         let SecureStream { send, recv, .. } = control;
         let control = Arc::new(Mutex::new(send));
         let (state_tx, state) = watch::channel(State::default());
@@ -315,6 +342,7 @@ impl Viewer {
             to_customer: Arc::downgrade(&control),
             state: state_tx.clone(),
             notices: notices_tx,
+            reconnect,
         };
         tokio::spawn(follower.run());
         Viewer {
@@ -674,6 +702,7 @@ struct ControlFollower {
     to_customer: Weak<Mutex<SecureSend>>,
     state: watch::Sender<State>,
     notices: mpsc::UnboundedSender<Notice>,
+    reconnect: Reconnect,
 }
 
 impl ControlFollower {
@@ -709,6 +738,11 @@ impl ControlFollower {
                 }
                 Ok(None) => return End::new("the customer's side closed the session", false),
                 Err(e) if e.is_attack() => return End::new(EndReason::Tampered.to_string(), true),
+                Err(e) if e.resumable() && self.state.borrow().grants.is_some() => {
+                    if let Err(end) = self.resume().await {
+                        return end;
+                    }
+                }
                 Err(e) if e.relay_silent() => {
                     return End::new(
                         "the relay stopped answering: the relay, or its node of a cluster, may be down (connect again; another node may answer)",
@@ -718,6 +752,36 @@ impl ControlFollower {
                 Err(e) => return End::new(format!("connection lost ({e})"), false),
             }
         }
+    }
+
+    /// The connection was lost: finds the customer's agent again under the session's resume
+    /// tag and goes on with a new control stream, or says why the session ended.
+    async fn resume(&mut self) -> Result<(), End> {
+        self.state.send_modify(|s| s.reconnecting = true);
+        let _ = self.notices.send(Notice::Reconnecting(true));
+        let deadline = tokio::time::Instant::now() + RESUME_WINDOW;
+        let Reconnect { relay, extras, .. } = &self.reconnect;
+        let resumed = ponte_session::resume::viewer(relay, extras, &self.session, deadline).await;
+        self.state.send_modify(|s| s.reconnecting = false);
+        let resumed = resumed.map_err(|e| {
+            End::new(
+                format!(
+                    "the connection was lost and the session could not be resumed within {} s ({e})",
+                    RESUME_WINDOW.as_secs()
+                ),
+                false,
+            )
+        })?;
+        let SecureStream { send, recv, .. } = resumed.control;
+        self.recv = recv;
+        match self.to_customer.upgrade() {
+            Some(control) => *control.lock().await = send,
+            // The assistant let go of the session meanwhile.
+            None => return Err(End::new("you left the session", false)),
+        }
+        self.reconnect.client = Some(resumed.client);
+        let _ = self.notices.send(Notice::Reconnecting(false));
+        Ok(())
     }
 
     /// One message of the customer's side before the end; `Some` when it ends the session.

@@ -254,6 +254,8 @@ async fn connect(c: Connect) -> anyhow::Result<ExitCode> {
                 commands::say(&match notice {
                     Notice::Grants(g) => format!("[ponte] the customer allows: {g}"),
                     Notice::Chat(text) => format!("[ponte] {} customer: {text}", ponte_session::clock()),
+                    Notice::Reconnecting(true) => "[ponte] connection lost — reconnecting…".to_owned(),
+                    Notice::Reconnecting(false) => "[ponte] reconnected".to_owned(),
                     Notice::Ended(reason) => format!("[ponte] session ended: {reason}"),
                 });
             }

@@ -299,3 +299,12 @@ pub fn question(tr: &Tr, question: &Question) -> Vec<String> {
 pub fn path(path: &std::path::Path) -> String {
     PeerText::path(path).to_string()
 }
+
+/// The connection was lost and the session waits `window` to be resumed (`Some`), or it was
+/// resumed (`None`).
+pub fn reconnecting(tr: &Tr, window: Option<std::time::Duration>) -> String {
+    match window {
+        Some(window) => t!(tr, "reconnecting", secs = window.as_secs()),
+        None => t!(tr, "reconnected"),
+    }
+}

@@ -97,6 +97,10 @@ pub fn to_json(event: &Event, tr: &Tr) -> Option<Value> {
             },
         }),
         Event::Activity(a) => json!({"event": "activity", "kind": a.kind.name(), "text": a.text}),
+        Event::Reconnecting(Some(window)) => {
+            json!({"event": "reconnecting", "window_secs": window.as_secs()})
+        }
+        Event::Reconnecting(None) => json!({"event": "reconnected"}),
         Event::Terminal { terminal, line } => json!({
             "event": "terminal", "terminal": terminal, "line": line.to_string(),
         }),

@@ -356,6 +356,11 @@ impl TextUi {
                 }
             }
             Event::Activity(activity) => self.say(&format!("  [{}] {}", clock(&tr), activity.text)),
+            Event::Reconnecting(window) => self.say(&format!(
+                "  [{}] {}",
+                clock(&tr),
+                phrases::reconnecting(&tr, window)
+            )),
             Event::Terminal { .. } => {} // Command lines are activities; the transcript is in the log.
             Event::Transfer {
                 transfer,

@@ -209,6 +209,8 @@ struct Window {
     copied: Option<Instant>,
     /// A click or key the window did not take (the assistant was using this desktop).
     refused_at: Option<Instant>,
+    /// The connection is lost and the session waits this long to be resumed.
+    reconnecting: Option<std::time::Duration>,
 }
 
 fn push<T>(list: &mut VecDeque<T>, item: T) {
@@ -268,6 +270,7 @@ impl Window {
             opt_ins: Vec::new(),
             copied: None,
             refused_at: None,
+            reconnecting: None,
         }
     }
 
@@ -338,6 +341,11 @@ impl Window {
             Event::Activity(activity) => {
                 let line = format!("{}  {}", clock(&tr), activity.text);
                 push(&mut self.activity, (line, activity.kind));
+            }
+            Event::Reconnecting(window) => {
+                self.reconnecting = window;
+                let line = format!("{}  {}", clock(&tr), phrases::reconnecting(&tr, window));
+                push(&mut self.activity, (line, Kind::Permissions));
             }
             Event::Terminal { terminal, line } => push(&mut self.terminal, format!("[{terminal}] {line}")),
             Event::Transfer {
@@ -602,6 +610,10 @@ impl Window {
         let since = t!(tr, "window-since", time = since);
         who(ui, &tr, &peer.clone());
         ui.label(since);
+        if let Some(window) = self.reconnecting {
+            let text = phrases::reconnecting(&tr, Some(window));
+            ui.label(RichText::new(text).strong().color(AMBER));
+        }
         if self.sharing > 0 {
             let (text, color) = if self.grants.allows(Capability::Control) && self.sharing_input {
                 (t!(tr, "window-screen-controlling"), RED)

@@ -169,6 +169,26 @@ async fn candidates(address: &str) -> Result<Vec<(std::net::SocketAddr, String)>
     Ok(out)
 }
 
+/// `options` with the entry that reached `remote` first, so that trying again (a resume)
+/// starts with the node that answered, not with one that is down.
+pub async fn prefer(options: &RelayOptions, remote: std::net::SocketAddr) -> RelayOptions {
+    let mut entries: Vec<&str> = options.address.split(',').map(str::trim).collect();
+    for (i, entry) in entries.iter().enumerate() {
+        let resolved = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host(*entry)).await;
+        if let Ok(Ok(mut addrs)) = resolved
+            && addrs.any(|a| a == remote)
+        {
+            let entry = entries.remove(i);
+            entries.insert(0, entry);
+            break;
+        }
+    }
+    RelayOptions {
+        address: entries.join(","),
+        ..options.clone()
+    }
+}
+
 /// Connects to the relay. When trust on first use meets a changed fingerprint, the
 /// connection is refused with [`SessionError::FingerprintChanged`] unless `accept_change`
 /// (the user confirmed the new fingerprint after being warned).

@@ -13,6 +13,7 @@ use ponte_e2e::identity::{PeerIdentity, TrustStore};
 use ponte_e2e::key_handshake::{
     Admission, KeyAgentHandshake, KeyAgentMessage, KeyAgentOutcome, KeyViewerHandshake, KeyViewerMessage,
 };
+use ponte_e2e::resume::{ResumeAgentHandshake, ResumeAgentMessage, ResumeViewerMessage};
 use ponte_e2e::session_keys::SessionKeys;
 use ponte_transport::client::RelayClient;
 use ponte_transport::framed::{self, FramedError};
@@ -58,7 +59,7 @@ pub async fn agent(
     trust: &TrustStore,
 ) -> Result<(Session, SecureStream, PeerIdentity), SessionError> {
     let (handshake, hello) = AgentHandshake::start(ctx, code, attempts, &mut os_rng())?;
-    agent_exchange::<ViewerMessage, _>(connection, hello.encode(), |auth| {
+    agent_exchange::<ViewerMessage, _>(connection, hello.encode(), None, |auth| {
         let auth = match auth {
             Ok(auth) => auth,
             Err(e) => {
@@ -89,6 +90,7 @@ type Verdict<T> = Result<(Vec<u8>, SessionKeys, T), (Vec<u8>, SessionError)>;
 async fn agent_exchange<M, T>(
     connection: quinn::Connection,
     hello: Vec<u8>,
+    resumed: Option<&Session>,
     judge: impl FnOnce(Result<M, FrameError>) -> Verdict<T>,
 ) -> Result<(Session, SecureStream, T), SessionError>
 where
@@ -106,8 +108,7 @@ where
     match judge(auth) {
         Ok((confirm, keys, admitted)) => {
             framed::write(&mut send, &confirm).await.map_err(framed_error)?;
-            let session = Session::new(connection, keys);
-            let control = session.control(send, recv).await?;
+            let (session, control) = established(connection, keys, resumed, send, recv).await?;
             Ok((session, control, admitted))
         }
         Err((abort, e)) => {
@@ -146,9 +147,7 @@ pub async fn viewer(
     )
     .await?;
     let keys = waiting.receive_confirm(&answer)?;
-    let session = Session::new(connection, keys);
-    let control = session.control(send, recv).await?;
-    Ok((session, control))
+    established(connection, keys, None, send, recv).await
 }
 
 /// The agent's side of one key-authenticated handshake (quick access) with a viewer that
@@ -163,7 +162,7 @@ pub async fn agent_key(
     admissions: &[Admission],
 ) -> Result<(Session, SecureStream, Admitted), SessionError> {
     let (handshake, hello) = KeyAgentHandshake::start(ctx, device, &mut os_rng());
-    agent_exchange::<KeyViewerMessage, _>(connection, hello.encode(), |auth| {
+    agent_exchange::<KeyViewerMessage, _>(connection, hello.encode(), None, |auth| {
         let abort = |reason| KeyAgentMessage::Abort(reason).encode();
         let auth = auth.map_err(|e| (abort(AbortReason::Invalid), SessionError::Frame(e)))?;
         match handshake.receive(&auth, device, trust, admissions, now_unix()) {
@@ -224,9 +223,77 @@ pub async fn viewer_key(
     )
     .await?;
     let keys = waiting.receive_confirm(&answer)?;
-    let session = Session::new(connection, keys);
+    established(connection, keys, None, send, recv).await
+}
+
+/// The session a handshake established over `connection`: a new one, or `resumed` going on
+/// there; the handshake's stream becomes its control stream.
+async fn established(
+    connection: quinn::Connection,
+    keys: SessionKeys,
+    resumed: Option<&Session>,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+) -> Result<(Session, SecureStream), SessionError> {
+    let session = match resumed {
+        Some(session) => {
+            session.resume(connection, keys).await;
+            session.clone()
+        }
+        None => Session::new(connection, keys),
+    };
     let control = session.control(send, recv).await?;
     Ok((session, control))
+}
+
+/// The agent's side of a resume handshake with the viewer that joined under `session`'s
+/// resume tag over `connection` (bound to `ctx`): on success `session` goes on over
+/// `connection` with new keys and this is its new control stream. On failure the viewer is
+/// told, and `session` is unchanged (the caller lets the viewer go and waits again).
+pub async fn agent_resume(
+    session: &Session,
+    connection: quinn::Connection,
+    ctx: HandshakeContext,
+) -> Result<SecureStream, SessionError> {
+    let secret = session.resume_secret().await;
+    let (handshake, hello) = ResumeAgentHandshake::start(ctx, &mut os_rng());
+    let judged =
+        agent_exchange::<ResumeViewerMessage, _>(connection, hello.encode(), Some(session), |auth| {
+            let abort = || ResumeAgentMessage::Abort.encode();
+            let auth = auth.map_err(|e| (abort(), SessionError::Frame(e)))?;
+            match handshake.receive(&auth, &secret) {
+                Ok((confirm, keys)) => Ok((confirm.encode(), keys, ())),
+                Err(e) => Err((abort(), e.into())),
+            }
+        });
+    let (_, control, ()) = judged.await?;
+    Ok(control)
+}
+
+/// The viewer's side of a resume handshake, after the relay paired it under `session`'s
+/// resume tag with the agent's new session `id`: on success `session` goes on over the new
+/// connection and this is its new control stream.
+pub async fn viewer_resume(
+    session: &Session,
+    client: &RelayClient,
+    id: SessionId,
+) -> Result<SecureStream, SessionError> {
+    let ctx = context(client, id)?;
+    let connection = client.connection().clone();
+    let secret = session.resume_secret().await;
+    let (send, recv, waiting, answer) = viewer_exchange::<ResumeAgentMessage, _>(
+        &connection,
+        |e| e,
+        |hello| {
+            let (auth, waiting) = ponte_e2e::resume::viewer_answer(ctx, &secret, hello, &mut os_rng())?;
+            Ok((auth.encode(), waiting))
+        },
+        SessionError::Handshake(HandshakeError::WrongResume),
+    )
+    .await?;
+    let keys = waiting.receive_confirm(&answer)?;
+    let (_, control) = established(connection, keys, Some(session), send, recv).await?;
+    Ok(control)
 }
 
 /// The viewer's half of either handshake on the stream the agent opens: reads the agent's

@@ -13,6 +13,7 @@ pub mod connect;
 pub mod files;
 pub mod handshake;
 pub mod known_relays;
+pub mod resume;
 pub mod secure;
 
 use ponte_e2e::handshake::HandshakeError;
@@ -160,6 +161,21 @@ impl SessionError {
     /// which the relay would have said.
     pub fn relay_silent(&self) -> bool {
         matches!(self.connection(), Some(quinn::ConnectionError::TimedOut))
+    }
+
+    /// Whether the connection to the relay was lost in a way a resume ([`resume`]) may mend:
+    /// the path fell silent, the relay (or its node) went away, or the relay says the other
+    /// side left — it may be coming back. Not a relay's refusal (a limit, a release), not a
+    /// close of our own, not an attack.
+    pub fn resumable(&self) -> bool {
+        use quinn::ConnectionError as C;
+        match self.connection() {
+            Some(C::TimedOut | C::Reset | C::TransportError(_) | C::ConnectionClosed(_)) => true,
+            Some(C::ApplicationClosed(_)) => {
+                matches!(self.refusal(), Some(Refusal::PeerLeft | Refusal::ShuttingDown))
+            }
+            _ => false,
+        }
     }
 
     /// Why the connection to the relay ended, if that is what failed.

@@ -240,10 +240,12 @@ impl Alarm {
     }
 }
 
-/// An established end-to-end session over a relayed QUIC connection.
+/// An established end-to-end session over a relayed QUIC connection — the latest one: a
+/// resumed session ([`crate::resume`]) goes on over a new connection with new keys, and every
+/// clone sees the change.
 #[derive(Debug, Clone)]
 pub struct Session {
-    connection: quinn::Connection,
+    connection: Arc<std::sync::Mutex<quinn::Connection>>,
     keys: Arc<Mutex<SessionKeys>>,
     alarm: Alarm,
 }
@@ -251,10 +253,22 @@ pub struct Session {
 impl Session {
     pub(crate) fn new(connection: quinn::Connection, keys: SessionKeys) -> Session {
         Session {
-            connection,
+            connection: Arc::new(std::sync::Mutex::new(connection)),
             keys: Arc::new(Mutex::new(keys)),
             alarm: Alarm::new(),
         }
+    }
+
+    /// Goes on over `connection` with the keys a resume handshake made (and so with the next
+    /// resume secret: the one used is forgotten). Streams of the old connection are gone.
+    pub(crate) async fn resume(&self, connection: quinn::Connection, keys: SessionKeys) {
+        *self.keys.lock().await = keys;
+        *self.connection.lock().unwrap_or_else(|e| e.into_inner()) = connection;
+    }
+
+    /// The secret the next resume of this session proves.
+    pub(crate) async fn resume_secret(&self) -> ponte_e2e::key_schedule::Secret {
+        self.keys.lock().await.resume_secret().clone()
     }
 
     /// Completes once any stream of this session detected an attack on the path (at once if
@@ -278,9 +292,9 @@ impl Session {
         self.alarm.0.borrow().clone()
     }
 
-    /// The QUIC connection to the relay.
-    pub fn connection(&self) -> &quinn::Connection {
-        &self.connection
+    /// The QUIC connection to the relay (the latest, after a resume).
+    pub fn connection(&self) -> quinn::Connection {
+        self.connection.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Turns the handshake's QUIC stream into the control stream (stream 0 of the agent).
@@ -308,14 +322,14 @@ impl Session {
     pub async fn open(&self) -> Result<SecureStream, SessionError> {
         // Keys first: a QUIC stream dropped raw would end with a FIN the peer takes for a cut.
         let keys = self.keys.lock().await.open_stream()?;
-        let (send, recv) = self.connection.open_bi().await?;
+        let (send, recv) = self.connection().open_bi().await?;
         Ok(SecureStream::new(keys, send, recv, None, self.alarm.clone()))
     }
 
     /// Accepts the next stream the peer opens. Cancel-safe (it waits for nothing but the
     /// stream itself); [`Incoming::open`] then reads its first record header.
     pub async fn accept(&self) -> Result<Incoming, SessionError> {
-        let halves = self.connection.accept_bi().await?;
+        let halves = self.connection().accept_bi().await?;
         Ok(Incoming {
             session: self.clone(),
             halves: Some(halves),

@@ -1,0 +1,130 @@
+//! Resuming a session whose connection to the relay was lost: both sides connect again and
+//! meet under the session's one-time resume tag, then prove the session's resume secret to
+//! each other ([`ponte_e2e::resume`]). The agent waits under the tag; the viewer looks for it
+//! until the agent is back. Any node of a relay cluster finds the tag, like a device tag.
+
+use std::time::Duration;
+
+use ponte_transport::client::{ClientError, JoinExtras, RelayClient};
+use ponte_wire::rendezvous::{ClientMessage, Refusal, RelayMessage};
+use tokio::time::Instant;
+
+use crate::connect::{RelayOptions, connect, prefer};
+use crate::handshake::{agent_resume, context, viewer_resume};
+use crate::{SecureStream, Session, SessionError};
+
+/// How long a session whose connection was lost waits to be resumed, unless configured.
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
+
+/// Pause between attempts: the agent's to reach the relay, the viewer's to find the agent.
+/// A refused join costs the viewer's source one join token (20 a minute, a burst of 10 by
+/// default), so looking once a second fits the first ten seconds of an outage, and a relay
+/// that says to slow down is listened to.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// What a resumed session goes on with.
+#[derive(Debug)]
+pub struct Resumed {
+    /// The new line to the relay (keep it: dropping it closes the connection).
+    pub client: RelayClient,
+    /// The new control stream.
+    pub control: SecureStream,
+}
+
+/// The agent's side: waits under `session`'s resume tag until its viewer comes back and
+/// proves the resume secret, or `deadline` passes; then `session` goes on over the new
+/// connection. Whoever else joins under the tag (only the relay could know it) fails the
+/// handshake and is let go.
+pub async fn agent(
+    options: &RelayOptions,
+    session: &Session,
+    deadline: Instant,
+) -> Result<Resumed, SessionError> {
+    let tag = ponte_e2e::resume::tag(&session.resume_secret().await);
+    let options = std::sync::Mutex::new(options.clone());
+    retry(deadline, || async {
+        let (mut client, _) = reach(&options).await?;
+        client.register_resume(tag).await?;
+        loop {
+            match client.next().await? {
+                RelayMessage::PairedDevice { session: id } => {
+                    let ctx = context(&client, id)?;
+                    match agent_resume(session, client.connection().clone(), ctx).await {
+                        Ok(control) => return Ok(Resumed { client, control }),
+                        Err(e) => {
+                            tracing::warn!("a resume attempt failed: {e}");
+                            client.send(&ClientMessage::Release).await?;
+                        }
+                    }
+                }
+                // Nobody knows this registration's ID: a join by it is a relay error.
+                RelayMessage::Paired => client.send(&ClientMessage::Release).await?,
+                RelayMessage::Refused(reason) => return Err(ClientError::Refused(reason).into()),
+                _ => {}
+            }
+        }
+    })
+    .await
+}
+
+/// The viewer's side: looks for the agent under `session`'s resume tag until it is there and
+/// proves the resume secret, or `deadline` passes; then `session` goes on over the new
+/// connection.
+pub async fn viewer(
+    options: &RelayOptions,
+    extras: &JoinExtras,
+    session: &Session,
+    deadline: Instant,
+) -> Result<Resumed, SessionError> {
+    let tag = ponte_e2e::resume::tag(&session.resume_secret().await);
+    let options = std::sync::Mutex::new(options.clone());
+    retry(deadline, || async {
+        let (mut client, _) = reach(&options).await?;
+        let id = client.join_resume(tag, extras).await?;
+        let control = viewer_resume(session, &client, id).await?;
+        Ok(Resumed { client, control })
+    })
+    .await
+}
+
+/// Connects to the relay (a node of a cluster that answers); the next attempt starts with the
+/// node that answered this time, not with one that is down and costs a timeout each time.
+async fn reach(
+    options: &std::sync::Mutex<RelayOptions>,
+) -> Result<(RelayClient, crate::connect::TrustNote), SessionError> {
+    let current = options.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let reached = connect(&current, false).await?;
+    let preferred = prefer(&current, reached.0.connection().remote_address()).await;
+    *options.lock().unwrap_or_else(|e| e.into_inner()) = preferred;
+    Ok(reached)
+}
+
+/// Runs `attempt` until it succeeds or `deadline` passes (then the last failure), pausing
+/// [`RETRY`] between attempts, or as long as the relay asks.
+async fn retry<F, Fut>(deadline: Instant, mut attempt: F) -> Result<Resumed, SessionError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Resumed, SessionError>>,
+{
+    let mut last = SessionError::Timeout;
+    loop {
+        match tokio::time::timeout_at(deadline, attempt()).await {
+            Ok(Ok(resumed)) => return Ok(resumed),
+            Ok(Err(e)) => {
+                tracing::debug!("not resumed yet: {e}");
+                let pause = match e.refusal() {
+                    Some(Refusal::RateLimited { retry_after_secs }) => {
+                        Duration::from_secs(retry_after_secs.into()).max(RETRY)
+                    }
+                    _ => RETRY,
+                };
+                last = e;
+                if Instant::now() + pause >= deadline {
+                    return Err(last);
+                }
+                tokio::time::sleep(pause).await;
+            }
+            Err(_) => return Err(last),
+        }
+    }
+}
