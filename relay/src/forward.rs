@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ponte_transport::bucket::TokenBucket;
+use ponte_wire::rendezvous::LOST_CODE;
 use quinn::{Connection, RecvStream, SendStream};
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
@@ -161,13 +162,22 @@ async fn copy(mut from: RecvStream, to: SendStream, budget: Arc<Budget>, directi
                 to.ended = to.stream.reset(code).is_ok();
                 return;
             }
+            // The sender closed its connection on purpose: it left, like a reset of its own.
+            Err(quinn::ReadError::ConnectionLost(
+                quinn::ConnectionError::ApplicationClosed(_) | quinn::ConnectionError::LocallyClosed,
+            )) => {
+                to.ended = to.stream.reset(quinn::VarInt::from_u32(0)).is_ok();
+                return;
+            }
+            // The sender's connection was lost (silent, reset): `Outgoing` says so.
             Err(_) => return,
         }
     }
 }
 
 /// A forwarded stream's sending half, reset when dropped before its sender's FIN or RESET
-/// was passed on (quinn's own drop would finish it: a cut stream would look complete).
+/// was passed on (quinn's own drop would finish it: a cut stream would look complete), with
+/// [`LOST_CODE`]: the sender did not end it, so the session may yet be resumed.
 struct Outgoing {
     stream: SendStream,
     ended: bool,
@@ -177,7 +187,7 @@ impl Drop for Outgoing {
     fn drop(&mut self) {
         if !self.ended {
             // Fails harmlessly on a stopped stream or a closed connection.
-            let _ = self.stream.reset(quinn::VarInt::from_u32(0));
+            let _ = self.stream.reset(quinn::VarInt::from_u32(LOST_CODE));
         }
     }
 }

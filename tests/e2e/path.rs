@@ -241,3 +241,93 @@ async fn when_the_connections_are_lost_the_session_is_resumed_without_a_new_code
         .count();
     assert_eq!(consents, 1, "no new consent: {:#?}", agent.seen());
 }
+
+/// The assistant's network is gone long enough for the relay to drop it: the customer's agent
+/// waits under the session's resume tag. Someone who knows the tag but not the secret — as a
+/// hostile relay does — joins there first and is turned away; the real viewer resumes once its
+/// network is back. After the session has ended, nothing answers under its tag any more.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_holder_of_the_sessions_secret_resumes_it_and_never_after_its_end() {
+    let w = World::new().await;
+    let link = Link::start(w.addr, fast()).unwrap();
+    let (agent, id, code) = w.agent(&["--allow", "terminal"]);
+    let mut options = w.join_options(&id, &code, test_assistant());
+    options.relay.address = link.addr.to_string();
+    let (viewer, _) = ponte_viewer::join(options).await.unwrap();
+    viewer.consent(WAIT).await.unwrap();
+    assert_eq!(echo(&viewer, "before").await, "before\n");
+    let tag = viewer.session().resume_tag().await;
+
+    link.set_dark(true);
+    agent.event("reconnecting", Duration::from_secs(30));
+
+    // The impostor: a well-formed answer under the right tag, from a wrong secret; it looks
+    // until the agent is registered there, as a viewer does.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (impostor, new_id) = loop {
+        let (mut impostor, _) = ponte_session::connect::connect(&w.relay_options(), false)
+            .await
+            .unwrap();
+        match impostor.join_resume(tag, &Default::default()).await {
+            Ok(id) => break (impostor, id),
+            Err(e) if Instant::now() < deadline => {
+                assert_eq!(
+                    e.refusal(),
+                    Some(ponte_wire::rendezvous::Refusal::UnknownSession),
+                    "{e}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("the tag never found the waiting agent: {e}"),
+        }
+    };
+    let connection = impostor.connection().clone();
+    let (mut send, mut recv) = connection.accept_bi().await.unwrap();
+    let limit = ponte_e2e::handshake::MAX_MESSAGE;
+    let hello = ponte_transport::framed::read::<ponte_e2e::resume::ResumeAgentMessage>(&mut recv, limit)
+        .await
+        .unwrap()
+        .unwrap();
+    let ctx = ponte_session::handshake::context(&impostor, new_id).unwrap();
+    let wrong = zeroize::Zeroizing::new([7u8; 32]);
+    let (auth, _) = ponte_e2e::resume::viewer_answer(ctx, &wrong, &hello, &mut ponte_wire::os_rng()).unwrap();
+    ponte_transport::framed::write(&mut send, &auth.encode())
+        .await
+        .unwrap();
+    let answer =
+        ponte_transport::framed::read::<ponte_e2e::resume::ResumeAgentMessage>(&mut recv, limit).await;
+    assert!(
+        matches!(
+            answer,
+            Ok(Some(ponte_e2e::resume::ResumeAgentMessage::Abort)) | Ok(None) | Err(_)
+        ),
+        "the agent never confirms to the impostor: {answer:?}"
+    );
+
+    // The real viewer, once its network is back.
+    link.set_dark(false);
+    agent.event("reconnected", Duration::from_secs(30));
+    assert_eq!(echo(&viewer, "after").await, "after\n");
+    assert_ne!(
+        viewer.session().resume_tag().await,
+        tag,
+        "each resume meets under a new tag"
+    );
+
+    // Ended: the agent forgets the session, and its tag leads nowhere.
+    viewer.quit().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(4);
+    let late = ponte_session::resume::viewer(
+        &w.relay_options(),
+        &Default::default(),
+        viewer.session(),
+        deadline,
+    )
+    .await;
+    let err = late.expect_err("no resume after the end");
+    assert_eq!(
+        err.refusal(),
+        Some(ponte_wire::rendezvous::Refusal::UnknownSession),
+        "{err}"
+    );
+}

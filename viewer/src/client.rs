@@ -463,6 +463,9 @@ impl Viewer {
     /// Sends a request and waits for the customer's computer to accept it; the stream then
     /// carries the request's messages.
     pub async fn request(&self, request: &Request) -> Result<SecureStream, ViewerError> {
+        // A request made while the session is being resumed goes on the resumed connection.
+        let mut state = self.state.clone();
+        let _ = tokio::time::timeout(RESUME_WINDOW, state.wait_for(|s| !s.reconnecting)).await;
         if let Some(reason) = self.state.borrow().ended.clone() {
             return Err(ViewerError::Ended(reason));
         }

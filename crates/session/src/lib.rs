@@ -165,10 +165,14 @@ impl SessionError {
 
     /// Whether the connection to the relay was lost in a way a resume ([`resume`]) may mend:
     /// the path fell silent, the relay (or its node) went away, or the relay says the other
-    /// side left — it may be coming back. Not a relay's refusal (a limit, a release), not a
+    /// side left or lost its connection — it may be coming back. Not a relay's refusal (a limit, a release), not a
     /// close of our own, not an attack.
     pub fn resumable(&self) -> bool {
         use quinn::ConnectionError as C;
+        if let SessionError::Read(quinn::ReadError::Reset(code)) = self {
+            // The relay cut the stream: the other side's connection was lost.
+            return code.into_inner() == u64::from(ponte_wire::rendezvous::LOST_CODE);
+        }
         match self.connection() {
             Some(C::TimedOut | C::Reset | C::TransportError(_) | C::ConnectionClosed(_)) => true,
             Some(C::ApplicationClosed(_)) => {

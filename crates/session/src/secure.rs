@@ -266,6 +266,12 @@ impl Session {
         *self.connection.lock().unwrap_or_else(|e| e.into_inner()) = connection;
     }
 
+    /// Where the next resume of this session meets at the relay: the relay sees this tag, and
+    /// whoever learns it (a hostile relay) still cannot resume without the secret.
+    pub async fn resume_tag(&self) -> ponte_wire::DeviceTag {
+        ponte_e2e::resume::tag(self.keys.lock().await.resume_secret())
+    }
+
     /// The secret the next resume of this session proves.
     pub(crate) async fn resume_secret(&self) -> ponte_e2e::key_schedule::Secret {
         self.keys.lock().await.resume_secret().clone()

@@ -397,6 +397,11 @@ pub fn proof_message(
     m
 }
 
+/// The QUIC reset code of a forwarded stream the relay cut because its sender's connection
+/// was lost (not reset by the sender, whose own code is passed on): the other side may be
+/// coming back, and the session may be resumed.
+pub const LOST_CODE: u32 = 1;
+
 /// Offset of [`Refusal`] close codes: a connection the relay closes for a reason carries
 /// QUIC application error code `CLOSE_CODE_BASE + index of the reason`.
 pub const CLOSE_CODE_BASE: u32 = 0x100;
