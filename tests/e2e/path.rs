@@ -187,22 +187,45 @@ async fn when_the_assistants_address_is_gone_the_viewer_moves_to_a_new_one_withi
     eprintln!("the shell answered {took:?} after the assistant's address was lost");
 }
 
-/// Fourteen seconds without network: longer than the 10 s after which a silent relay counts as
-/// lost, so both connections end. The session is resumed end to end once the network is back:
-/// no new code, no new consent, the same permissions, and the customer saw "reconnecting" and
-/// then "reconnected".
+/// Fourteen seconds without network in the middle of a download: longer than the 10 s after
+/// which a silent relay counts as lost, so both connections end. The session is resumed end to
+/// end once the network is back — no new code, no new consent, the same permissions, and the
+/// customer saw "reconnecting" and then "reconnected" — and the download starts again and
+/// completes whole, with no partial file left from the cut one.
 #[tokio::test(flavor = "multi_thread")]
 async fn when_the_connections_are_lost_the_session_is_resumed_without_a_new_code_or_consent() {
     let w = World::new().await;
-    let link = std::sync::Arc::new(Link::start(w.addr, fast()).unwrap());
+    let data: Vec<u8> = (0..24u32 << 20).map(|i| (i / 4093) as u8).collect();
+    std::fs::write(w.path("agent-home/big.bin"), &data).unwrap();
+    let way = Direction::new(40.0, 5, 0, 0.0, 50);
+    let link = std::sync::Arc::new(Link::start(w.addr, Profile { up: way, down: way }).unwrap());
     let (agent, mut viewer) = behind(&w, &link).await;
     let granted = viewer.state().grants;
     let mut notices = viewer.notices().unwrap();
     assert_eq!(echo(&viewer, "before").await, "before\n");
+    let viewer = std::sync::Arc::new(viewer);
 
-    link.set_dark(true);
-    let dark = Instant::now();
-    let lost = agent.event("reconnecting", Duration::from_secs(30));
+    // A third of the way through the download, the network goes dark for 14 s.
+    let dark_at = std::sync::Arc::new(std::sync::Mutex::new(None::<Instant>));
+    let download = {
+        let (viewer, link, dark_at) = (viewer.clone(), link.clone(), dark_at.clone());
+        let local = w.path("big.bin");
+        let half = data.len() as u64 / 3;
+        tokio::spawn(async move {
+            let mut received = 0;
+            let mut progress = |step| {
+                let Progress::Advanced(n) = step else { return };
+                received += n;
+                let mut dark_at = dark_at.lock().unwrap();
+                if received >= half && dark_at.is_none() {
+                    link.set_dark(true);
+                    *dark_at = Some(Instant::now());
+                }
+            };
+            viewer.get("big.bin", &local, false, &mut progress).await
+        })
+    };
+    let lost = agent.event("reconnecting", Duration::from_secs(60));
     assert_eq!(lost["window_secs"], 60, "{lost}");
     let said = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
@@ -215,6 +238,7 @@ async fn when_the_connections_are_lost_the_session_is_resumed_without_a_new_code
     });
     said.await
         .expect("the assistant is told the session is being resumed");
+    let dark = dark_at.lock().unwrap().expect("the link went dark");
     tokio::time::sleep(Duration::from_secs(14).saturating_sub(dark.elapsed())).await;
     link.set_dark(false);
     let back = Instant::now();
@@ -231,6 +255,26 @@ async fn when_the_connections_are_lost_the_session_is_resumed_without_a_new_code
     resumed.await.expect("the session is resumed");
     eprintln!("resumed {:?} after the network came back", back.elapsed());
     agent.event("reconnected", Duration::from_secs(10));
+    let totals = tokio::time::timeout(WAIT, download)
+        .await
+        .expect("the download completes")
+        .unwrap()
+        .expect("the download started again after the resume");
+    assert_eq!(totals.bytes, data.len() as u64);
+    assert!(
+        std::fs::read(w.path("big.bin")).unwrap() == data,
+        "the file arrived whole"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(w.path(""))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .ends_with(ponte_session::files::PARTIAL_SUFFIX)
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "no partial file: {leftovers:?}");
     assert_eq!(echo(&viewer, "after").await, "after\n");
     assert_eq!(viewer.state().grants, granted, "the same permissions");
     assert!(viewer.state().ended.is_none());

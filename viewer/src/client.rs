@@ -204,6 +204,8 @@ pub struct State {
     pub tampered: bool,
     /// The connection was lost and the viewer is resuming the session.
     pub reconnecting: bool,
+    /// How many times the session was resumed.
+    pub resumes: u32,
 }
 
 /// The reply to [`Viewer::request_quick_access`].
@@ -222,6 +224,18 @@ pub enum QuickAccessReply {
 /// How long the viewer waits, after the session's end, for the customer's answer to a quick
 /// access request: the agent gives them three minutes from when the question is shown.
 const QUICK_ANSWER_WAIT: Duration = Duration::from_secs(240);
+
+/// How often a download cut by a lost connection starts again after a resume.
+const MAX_RESTARTS: u32 = 3;
+
+/// Whether `error` is a stream or connection cut (not an answer of the customer's side).
+fn cut(error: &ViewerError) -> bool {
+    matches!(
+        error,
+        ViewerError::Session(SessionError::Read(_) | SessionError::Write(_) | SessionError::Connection(_))
+            | ViewerError::Relay(Refusal::PeerLeft | Refusal::ShuttingDown)
+    )
+}
 
 /// What the customer's side says on the control stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -552,6 +566,50 @@ impl Viewer {
         if let Some(parent) = local.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(local_error)?;
         }
+        // Nothing of a cut transfer stays (its partial file is removed): after a resume it
+        // starts again, whole, and is verified end to end as always.
+        let mut restarts = 0;
+        loop {
+            let resumes = self.state.borrow().resumes;
+            match self.get_once(remote, local, force, progress).await {
+                Err(e) if restarts < MAX_RESTARTS && cut(&e) && self.resumed_since(resumes).await => {
+                    restarts += 1;
+                }
+                Err(e) => return Err(self.explain_viewer(e).await),
+                Ok(totals) => return Ok(totals),
+            }
+        }
+    }
+
+    /// Whether the session was resumed since it had been resumed `resumes` times: after a
+    /// cut, waits for the follower to notice, then for the resume to finish.
+    async fn resumed_since(&self, resumes: u32) -> bool {
+        let mut state = self.state.clone();
+        let noticed = state.wait_for(|s| s.reconnecting || s.resumes > resumes || s.ended.is_some());
+        if tokio::time::timeout(END_REASON_WAIT, noticed).await.is_err() {
+            return false;
+        }
+        let _ = tokio::time::timeout(RESUME_WINDOW, state.wait_for(|s| !s.reconnecting)).await;
+        let now = self.state.borrow();
+        now.resumes > resumes && now.ended.is_none()
+    }
+
+    /// An error explained like [`Viewer::explain`] when the session failed.
+    async fn explain_viewer(&self, e: ViewerError) -> ViewerError {
+        match e {
+            ViewerError::Session(e) => self.explain(e).await,
+            other => other,
+        }
+    }
+
+    /// One try of [`Viewer::get`]; its errors unexplained.
+    async fn get_once(
+        &self,
+        remote: &str,
+        local: &Path,
+        force: bool,
+        progress: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<Totals, ViewerError> {
         let mut stream = self.request(&Request::Get { path: remote.into() }).await?;
         let destination = Destination {
             path: local,
@@ -575,10 +633,7 @@ impl Viewer {
         {
             stream.send.flushed(ANSWER_FLUSH).await;
         }
-        match received {
-            Ok(totals) => Ok(totals),
-            Err(e) => Err(self.explain_transfer(e).await),
-        }
+        Ok(received?)
     }
 
     /// Copies `local` to `remote` on the customer's computer (replacing only with `force`).
@@ -765,8 +820,8 @@ impl ControlFollower {
         let deadline = tokio::time::Instant::now() + RESUME_WINDOW;
         let Reconnect { relay, extras, .. } = &self.reconnect;
         let resumed = ponte_session::resume::viewer(relay, extras, &self.session, deadline).await;
-        self.state.send_modify(|s| s.reconnecting = false);
         let resumed = resumed.map_err(|e| {
+            self.state.send_modify(|s| s.reconnecting = false);
             End::new(
                 format!(
                     "the connection was lost and the session could not be resumed within {} s ({e})",
@@ -782,7 +837,9 @@ impl ControlFollower {
             // The assistant let go of the session meanwhile.
             None => return Err(End::new("you left the session", false)),
         }
+        self.state.send_modify(|s| s.reconnecting = false);
         self.reconnect.client = Some(resumed.client);
+        self.state.send_modify(|s| s.resumes += 1);
         let _ = self.notices.send(Notice::Reconnecting(false));
         Ok(())
     }
