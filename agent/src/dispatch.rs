@@ -53,6 +53,25 @@ pub async fn serve(incoming: Incoming, ctx: &Context) {
         Request::Info => run(info::Info, stream, ctx).await,
         Request::Screen { max_fps } => run(screen::Screen::new(max_fps), stream, ctx).await,
         Request::Input(events) => run(input::Input::new(events), stream, ctx).await,
+        Request::Reattach { terminal } => reattach(terminal, stream, ctx).await,
+    }
+}
+
+/// A terminal parked by a resume goes on on this stream — only while the terminal is granted
+/// (the parked shell runs under its own request's lease).
+async fn reattach(terminal: u64, mut stream: SecureStream, ctx: &Context) {
+    let parked = match ctx.grants.now().allows(ponte_e2e::app::Capability::Terminal) {
+        true => ctx.parked.take(terminal).await,
+        false => None,
+    };
+    let Some(parked) = parked else {
+        let refused = Response::Refused("no terminal with this number waits to go on".into());
+        let _ = stream.send.send(&refused).await;
+        return finish(stream).await;
+    };
+    if stream.send.send(&Response::Accepted).await.is_ok() {
+        // A terminal that ended meanwhile drops the stream (a reset).
+        let _ = parked.send(stream);
     }
 }
 

@@ -333,14 +333,14 @@ impl Live<'_> {
                         let ctx = ctx.clone();
                         requests.spawn(async move { crate::dispatch::serve(stream, &ctx).await });
                     }
-                    Err(e) if self.may_resume(&e) => match self.resume(session, client, customer).await {
+                    Err(e) if self.may_resume(&e) => match self.resume(session, client, ctx, customer).await {
                         Ok(resumed) => *control = resumed,
                         Err(ending) => break ending,
                     },
                     Err(e) => break (lost(tr, &e), false),
                 },
                 message = control.recv::<Control>() => match message {
-                    Err(e) if self.may_resume(&e) => match self.resume(session, client, customer).await {
+                    Err(e) if self.may_resume(&e) => match self.resume(session, client, ctx, customer).await {
                         Ok(resumed) => *control = resumed,
                         Err(ending) => break ending,
                     },
@@ -373,9 +373,24 @@ impl Live<'_> {
 
     /// The connection was lost: waits for the assistant's viewer to resume the session (no new
     /// code or consent: the grants stay as the customer left them) — the new control stream —
-    /// or for the customer to end it, or for the resume window to pass. Requests that were
+    /// or for the customer to end it, or for the resume window to pass. Terminals wait for
+    /// their viewer meanwhile (see [`crate::capability::parked`]); other requests that were
     /// running ended with the old connection.
     async fn resume(
+        &mut self,
+        session: &Session,
+        client: &mut RelayClient,
+        ctx: &Context,
+        customer: &mut Customer,
+    ) -> Result<SecureRecv, Ending> {
+        ctx.parked.resuming();
+        let resumed = self.resumed(session, client, customer).await;
+        ctx.parked.resumed(resumed.is_ok());
+        resumed
+    }
+
+    /// [`Live::resume`] but for the terminals.
+    async fn resumed(
         &mut self,
         session: &Session,
         client: &mut RelayClient,

@@ -190,8 +190,8 @@ async fn when_the_assistants_address_is_gone_the_viewer_moves_to_a_new_one_withi
 /// Fourteen seconds without network in the middle of a download: longer than the 10 s after
 /// which a silent relay counts as lost, so both connections end. The session is resumed end to
 /// end once the network is back — no new code, no new consent, the same permissions, and the
-/// customer saw "reconnecting" and then "reconnected" — and the download starts again and
-/// completes whole, with no partial file left from the cut one.
+/// customer saw "reconnecting" and then "reconnected" — the same shell answers, and the
+/// download starts again and completes whole, with no partial file left from the cut one.
 #[tokio::test(flavor = "multi_thread")]
 async fn when_the_connections_are_lost_the_session_is_resumed_without_a_new_code_or_consent() {
     let w = World::new().await;
@@ -203,6 +203,8 @@ async fn when_the_connections_are_lost_the_session_is_resumed_without_a_new_code
     let granted = viewer.state().grants;
     let mut notices = viewer.notices().unwrap();
     assert_eq!(echo(&viewer, "before").await, "before\n");
+    let mut terminal = viewer.shell(80, 24).await.unwrap();
+    terminal.input(b"GAP=before-the-gap\n".to_vec()).await.unwrap();
     let viewer = std::sync::Arc::new(viewer);
 
     // A third of the way through the download, the network goes dark for 14 s.
@@ -276,6 +278,12 @@ async fn when_the_connections_are_lost_the_session_is_resumed_without_a_new_code
         .collect();
     assert!(leftovers.is_empty(), "no partial file: {leftovers:?}");
     assert_eq!(echo(&viewer, "after").await, "after\n");
+    // The same shell, with what was set before the gap.
+    terminal
+        .input(b"echo \"$GAP\"-and-after\n".to_vec())
+        .await
+        .unwrap();
+    read_until(&mut terminal, "before-the-gap-and-after").await;
     assert_eq!(viewer.state().grants, granted, "the same permissions");
     assert!(viewer.state().ended.is_none());
     let consents = agent
@@ -374,4 +382,34 @@ async fn only_the_holder_of_the_sessions_secret_resumes_it_and_never_after_its_e
         Some(ponte_wire::rendezvous::Refusal::UnknownSession),
         "{err}"
     );
+}
+
+/// A hostile viewer asking to go on with terminals by number: one that does not exist, and one
+/// that is open and not waiting for a resume, are both refused; the open one is not disturbed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_terminal_is_reattached_only_after_a_resume_cut_it() {
+    let w = World::new().await;
+    let (_agent, id, code) = w.agent(&["--allow", "terminal"]);
+    let viewer = w.assistant(&id, &code).await;
+    viewer.consent(WAIT).await.unwrap();
+    let mut terminal = viewer.shell(80, 24).await.unwrap();
+    terminal.input(b"echo open-$((20+22))\n".to_vec()).await.unwrap();
+    read_until(&mut terminal, "open-42").await;
+    // All at once (each waits a moment for its terminal to park).
+    let viewer = &viewer;
+    let reattach = |terminal| async move {
+        viewer
+            .request(&ponte_e2e::app::Request::Reattach { terminal })
+            .await
+    };
+    let asked = tokio::join!(reattach(0), reattach(1), reattach(2), reattach(u64::MAX));
+    for (number, asked) in [(0, asked.0), (1, asked.1), (2, asked.2), (u64::MAX, asked.3)] {
+        assert!(
+            matches!(&asked, Err(ponte_viewer::ViewerError::Refused(_))),
+            "terminal {number}: {:?}",
+            asked.map(drop)
+        );
+    }
+    terminal.input(b"echo still-$((40+2))\n".to_vec()).await.unwrap();
+    read_until(&mut terminal, "still-42").await;
 }

@@ -273,20 +273,29 @@ pub struct Viewer {
     notices: Option<mpsc::UnboundedReceiver<Notice>>,
 }
 
-/// An interactive terminal on the customer's computer.
+/// An interactive terminal on the customer's computer. It survives a resume of the session:
+/// the customer's shell waits, and the terminal goes on with it on the resumed connection, the
+/// output of the gap first.
 pub struct Terminal {
     stream: SecureStream,
+    link: Link,
+    /// Its number in the session, which the customer's computer says first.
+    number: Option<u64>,
+    /// A first message that was not the number (an older or hostile agent's), for `output`.
+    first: Option<Transfer>,
+    /// The session's resumes when this stream was opened.
+    resumes: u32,
 }
 
 impl Terminal {
     /// Keystrokes.
     pub async fn input(&mut self, bytes: Vec<u8>) -> Result<(), ViewerError> {
-        Ok(self.stream.send.send(&Transfer::Input(bytes)).await?)
+        self.send(&Transfer::Input(bytes)).await
     }
 
     /// The local terminal changed size.
     pub async fn resize(&mut self, cols: u16, rows: u16) -> Result<(), ViewerError> {
-        Ok(self.stream.send.send(&Transfer::Resize { cols, rows }).await?)
+        self.send(&Transfer::Resize { cols, rows }).await
     }
 
     /// Closes the terminal (the shell and everything it started end).
@@ -296,10 +305,39 @@ impl Terminal {
 
     /// The next output. Cancel-safe.
     pub async fn output(&mut self) -> Result<TerminalOutput, ViewerError> {
-        match self.stream.recv.recv::<Transfer>().await? {
-            Some(message) => reply::decode(message),
-            None => Ok(TerminalOutput::Exit(None)),
+        if let Some(first) = self.first.take() {
+            return reply::decode(first);
         }
+        loop {
+            match self.stream.recv.recv::<Transfer>().await {
+                Ok(Some(Transfer::Terminal(number))) => self.number = Some(number),
+                Ok(Some(message)) => return reply::decode(message),
+                Ok(None) => return Ok(TerminalOutput::Exit(None)),
+                Err(e) => self.reattach(e).await?,
+            }
+        }
+    }
+
+    async fn send(&mut self, message: &Transfer) -> Result<(), ViewerError> {
+        if let Err(e) = self.stream.send.send(message).await {
+            self.reattach(e).await?;
+            self.stream.send.send(message).await?;
+        }
+        Ok(())
+    }
+
+    /// The stream failed with `error`: if a resume cut it, goes on with the same shell on the
+    /// resumed session; otherwise the error, explained.
+    async fn reattach(&mut self, error: SessionError) -> Result<(), ViewerError> {
+        let Some(terminal) = self.number else {
+            return Err(self.link.explain(error).await);
+        };
+        if !self.link.resumed_since(self.resumes).await {
+            return Err(self.link.explain(error).await);
+        }
+        self.resumes = self.link.state.borrow().resumes;
+        self.stream = self.link.request(&Request::Reattach { terminal }).await?;
+        Ok(())
     }
 }
 
@@ -446,23 +484,27 @@ impl Viewer {
         &self.session
     }
 
-    /// The error of an operation, or the session's end when that is why it failed: an attack on
-    /// the path this side detected, or the reason the session ended — waited for a moment when a
-    /// stream or the connection was cut, as the reason may still be on its way.
+    /// Sends a request and waits for the customer's computer to accept it; the stream then
+    /// carries the request's messages.
+    pub async fn request(&self, request: &Request) -> Result<SecureStream, ViewerError> {
+        self.link().request(request).await
+    }
+
+    /// See [`Link::explain`].
     async fn explain(&self, e: SessionError) -> ViewerError {
-        if self.session.attack().is_some() {
-            return ViewerError::Ended(EndReason::Tampered.to_string());
-        }
-        let cut = matches!(
-            e,
-            SessionError::Read(_) | SessionError::Write(_) | SessionError::Connection(_)
-        );
-        let mut state = self.state.clone();
-        let ended = state.wait_for(|s| s.ended.is_some());
-        let wait = if cut { END_REASON_WAIT } else { Duration::ZERO };
-        match tokio::time::timeout(wait, ended).await {
-            Ok(Ok(s)) => ViewerError::Ended(s.ended.clone().unwrap_or_default()),
-            _ => e.into(),
+        self.link().explain(e).await
+    }
+
+    /// See [`Link::resumed_since`].
+    async fn resumed_since(&self, resumes: u32) -> bool {
+        self.link().resumed_since(resumes).await
+    }
+
+    /// What requests go through.
+    fn link(&self) -> Link {
+        Link {
+            session: self.session.clone(),
+            state: self.state.clone(),
         }
     }
 
@@ -471,34 +513,6 @@ impl Viewer {
         match e {
             TransferError::Session(e) => self.explain(e).await,
             other => other.into(),
-        }
-    }
-
-    /// Sends a request and waits for the customer's computer to accept it; the stream then
-    /// carries the request's messages.
-    pub async fn request(&self, request: &Request) -> Result<SecureStream, ViewerError> {
-        // A request made while the session is being resumed goes on the resumed connection.
-        let mut state = self.state.clone();
-        let _ = tokio::time::timeout(RESUME_WINDOW, state.wait_for(|s| !s.reconnecting)).await;
-        if let Some(reason) = self.state.borrow().ended.clone() {
-            return Err(ViewerError::Ended(reason));
-        }
-        let opened = async {
-            let mut stream = self.session.open().await?;
-            stream.send.send(request).await?;
-            Ok(stream)
-        };
-        let mut stream = match opened.await {
-            Ok(stream) => stream,
-            Err(e) => return Err(self.explain(e).await),
-        };
-        let response = tokio::time::timeout(RESPONSE_TIMEOUT, stream.recv.expect::<Response>())
-            .await
-            .map_err(|_| ViewerError::Timeout)?;
-        match response {
-            Ok(Response::Accepted) => Ok(stream),
-            Ok(Response::Refused(reason)) => Err(ViewerError::Refused(reason)),
-            Err(e) => Err(self.explain(e).await),
         }
     }
 
@@ -540,8 +554,23 @@ impl Viewer {
 
     /// Opens a terminal of this size.
     pub async fn shell(&self, cols: u16, rows: u16) -> Result<Terminal, ViewerError> {
-        let stream = self.request(&Request::Shell { cols, rows }).await?;
-        Ok(Terminal { stream })
+        let resumes = self.state.borrow().resumes;
+        let mut stream = self.request(&Request::Shell { cols, rows }).await?;
+        let (number, first) = match tokio::time::timeout(RESULT_TIMEOUT, stream.recv.recv::<Transfer>()).await
+        {
+            Ok(Ok(Some(Transfer::Terminal(number)))) => (Some(number), None),
+            Ok(Ok(Some(other))) => (None, Some(other)),
+            Ok(Ok(None)) => (None, Some(Transfer::Exit(None))),
+            Ok(Err(e)) => return Err(self.explain(e).await),
+            Err(_) => return Err(ViewerError::Timeout),
+        };
+        Ok(Terminal {
+            stream,
+            link: self.link(),
+            number,
+            first,
+            resumes,
+        })
     }
 
     /// Copies `remote` from the customer's computer to `local` (replacing only with `force`,
@@ -579,19 +608,6 @@ impl Viewer {
                 Ok(totals) => return Ok(totals),
             }
         }
-    }
-
-    /// Whether the session was resumed since it had been resumed `resumes` times: after a
-    /// cut, waits for the follower to notice, then for the resume to finish.
-    async fn resumed_since(&self, resumes: u32) -> bool {
-        let mut state = self.state.clone();
-        let noticed = state.wait_for(|s| s.reconnecting || s.resumes > resumes || s.ended.is_some());
-        if tokio::time::timeout(END_REASON_WAIT, noticed).await.is_err() {
-            return false;
-        }
-        let _ = tokio::time::timeout(RESUME_WINDOW, state.wait_for(|s| !s.reconnecting)).await;
-        let now = self.state.borrow();
-        now.resumes > resumes && now.ended.is_none()
     }
 
     /// An error explained like [`Viewer::explain`] when the session failed.
@@ -731,6 +747,77 @@ impl Viewer {
         let _ = tokio::time::timeout(QUICK_ANSWER_WAIT, state.wait_for(|s| !s.quick_pending)).await;
         self.session.connection().close(0u32.into(), b"quit");
         self.state().quick_access
+    }
+}
+
+/// The session and what the viewer knows of it: what every request, and a terminal going on
+/// after a resume, goes through.
+#[derive(Clone)]
+struct Link {
+    session: Session,
+    state: watch::Receiver<State>,
+}
+
+impl Link {
+    /// Sends a request and waits for the customer's computer to accept it; the stream then
+    /// carries the request's messages.
+    async fn request(&self, request: &Request) -> Result<SecureStream, ViewerError> {
+        // A request made while the session is being resumed goes on the resumed connection.
+        let mut state = self.state.clone();
+        let _ = tokio::time::timeout(RESUME_WINDOW, state.wait_for(|s| !s.reconnecting)).await;
+        if let Some(reason) = self.state.borrow().ended.clone() {
+            return Err(ViewerError::Ended(reason));
+        }
+        let opened = async {
+            let mut stream = self.session.open().await?;
+            stream.send.send(request).await?;
+            Ok(stream)
+        };
+        let mut stream = match opened.await {
+            Ok(stream) => stream,
+            Err(e) => return Err(self.explain(e).await),
+        };
+        let response = tokio::time::timeout(RESPONSE_TIMEOUT, stream.recv.expect::<Response>())
+            .await
+            .map_err(|_| ViewerError::Timeout)?;
+        match response {
+            Ok(Response::Accepted) => Ok(stream),
+            Ok(Response::Refused(reason)) => Err(ViewerError::Refused(reason)),
+            Err(e) => Err(self.explain(e).await),
+        }
+    }
+
+    /// The error of an operation, or the session's end when that is why it failed: an attack on
+    /// the path this side detected, or the reason the session ended — waited for a moment when a
+    /// stream or the connection was cut, as the reason may still be on its way.
+    async fn explain(&self, e: SessionError) -> ViewerError {
+        if self.session.attack().is_some() {
+            return ViewerError::Ended(EndReason::Tampered.to_string());
+        }
+        let cut = matches!(
+            e,
+            SessionError::Read(_) | SessionError::Write(_) | SessionError::Connection(_)
+        );
+        let mut state = self.state.clone();
+        let ended = state.wait_for(|s| s.ended.is_some());
+        let wait = if cut { END_REASON_WAIT } else { Duration::ZERO };
+        match tokio::time::timeout(wait, ended).await {
+            Ok(Ok(s)) => ViewerError::Ended(s.ended.clone().unwrap_or_default()),
+            _ => e.into(),
+        }
+    }
+
+    /// Whether the session was resumed since it had been resumed `resumes` times: after a
+    /// cut, waits for the follower to notice, then for the resume to finish.
+    async fn resumed_since(&self, resumes: u32) -> bool {
+        let mut state = self.state.clone();
+        let noticed = state.wait_for(|s| s.reconnecting || s.resumes > resumes || s.ended.is_some());
+        if tokio::time::timeout(END_REASON_WAIT, noticed).await.is_err() {
+            return false;
+        }
+        let _ = tokio::time::timeout(RESUME_WINDOW, state.wait_for(|s| !s.reconnecting)).await;
+        let now = self.state.borrow();
+        now.resumes > resumes && now.ended.is_none()
     }
 }
 

@@ -6,6 +6,7 @@ pub mod exec;
 pub mod files;
 pub mod info;
 pub mod input;
+pub mod parked;
 pub mod screen;
 pub mod shell;
 
@@ -41,6 +42,8 @@ pub struct Context {
     pub desktop: DesktopWorker,
     /// The session, whose QUIC path figures pace the screen (none in tests without one).
     pub session: Option<ponte_session::Session>,
+    /// Terminals kept across a resume, and whether one is under way.
+    pub parked: parked::Parked,
     terminals: AtomicU64,
     transfers: AtomicU64,
     refusals: AtomicU64,
@@ -65,6 +68,7 @@ impl Context {
             interactive,
             desktop,
             session,
+            parked: parked::Parked::default(),
             terminals: AtomicU64::new(1),
             transfers: AtomicU64::new(1),
             refusals: AtomicU64::new(0),

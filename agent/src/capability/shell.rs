@@ -49,14 +49,19 @@ impl Handler for Shell {
         let (mut read, mut write) = pty.into_split();
         let mut buf = vec![0u8; MAX_CHUNK];
         let mut status = None;
+        stream.send.send(&Transfer::Terminal(terminal)).await?;
+        // Output the viewer has not received: what a cut stream lost, and the gap's output.
+        let mut unsent = Vec::new();
+        let mut resumes = ctx.parked.resumes();
         loop {
-            tokio::select! {
+            let cut = tokio::select! {
                 n = read.read(&mut buf) => match n {
                     // EIO or EOF once nothing holds the terminal open any more.
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
                         transcript.output(&buf[..n]);
-                        stream.send.send(&Transfer::Output { stderr: false, data: buf[..n].to_vec() }).await?;
+                        let sent = stream.send.send(&Transfer::Output { stderr: false, data: buf[..n].to_vec() }).await;
+                        sent.err().inspect(|_| unsent.extend_from_slice(&buf[..n]))
                     }
                 },
                 exit = child.wait() => {
@@ -75,13 +80,53 @@ impl Handler for Shell {
                     Ok(Some(Transfer::Input(bytes))) => {
                         transcript.typed(&bytes);
                         write.write_all(&bytes).await?;
+                        None
                     }
                     Ok(Some(Transfer::Resize { cols, rows })) => {
                         let _ = write.resize(pty_process::Size::new(rows.max(1), cols.max(1)));
+                        None
                     }
                     // The assistant closed the terminal, left, or sent something else.
-                    _ => break,
+                    Ok(_) => break,
+                    Err(e) => Some(e),
                 },
+            };
+            let Some(error) = cut else { continue };
+            // Cut by a lost connection: the shell waits for its viewer on the resumed session.
+            if !ctx.parked.cut_by_resume(resumes).await {
+                return Err(error.into());
+            }
+            let mut reattached = ctx.parked.park(terminal);
+            let limit = tokio::time::sleep(super::parked::PARK_LIMIT);
+            tokio::pin!(limit);
+            let fresh = loop {
+                tokio::select! {
+                    fresh = &mut reattached => match fresh {
+                        Ok(fresh) => break fresh,
+                        Err(_) => return Err(error.into()),
+                    },
+                    n = read.read(&mut buf) => match n {
+                        Ok(0) | Err(_) => return Err(error.into()),
+                        Ok(n) => {
+                            transcript.output(&buf[..n]);
+                            unsent.extend_from_slice(&buf[..n]);
+                            let over = unsent.len().saturating_sub(super::parked::MAX_PARKED_OUTPUT);
+                            unsent.drain(..over);
+                        }
+                    },
+                    () = &mut limit => return Err(error.into()),
+                }
+            };
+            *stream = fresh;
+            resumes = ctx.parked.resumes();
+            for chunk in std::mem::take(&mut unsent).chunks(MAX_CHUNK) {
+                stream
+                    .send
+                    .send(&Transfer::Output {
+                        stderr: false,
+                        data: chunk.to_vec(),
+                    })
+                    .await?;
             }
         }
         let code = status.and_then(|s| s.code());

@@ -309,6 +309,12 @@ pub enum Request {
     },
     /// Inject these input events; the agent answers [`Transfer::Done`] once they are injected.
     Input(Vec<crate::screen::InputEvent>),
+    /// After a resume: go on with the terminal numbered `terminal` (its
+    /// [`Transfer::Terminal`]) on this stream, its output of the gap first.
+    Reattach {
+        /// The terminal's number in the session.
+        terminal: u64,
+    },
 }
 
 /// The agent's answer to a request.
@@ -378,6 +384,9 @@ pub enum Transfer {
         /// Bytes in all files.
         bytes: u64,
     },
+    /// First message of a terminal after the response: its number in the session, which a
+    /// [`Request::Reattach`] names after a resume.
+    Terminal(u64),
 }
 
 #[cfg(test)]
