@@ -413,3 +413,30 @@ async fn a_terminal_is_reattached_only_after_a_resume_cut_it() {
     terminal.input(b"echo still-$((40+2))\n".to_vec()).await.unwrap();
     read_until(&mut terminal, "still-42").await;
 }
+
+/// While the session waits to be resumed the customer can end it, at once and for good: the
+/// agent does not wait out the resume window, and nothing answers under the session's tag.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_customer_can_end_a_session_that_waits_to_be_resumed() {
+    let w = World::new().await;
+    let link = Link::start(w.addr, fast()).unwrap();
+    let (mut agent, viewer) = behind(&w, &link).await;
+    let tag = viewer.session().resume_tag().await;
+    link.set_dark(true);
+    agent.event("reconnecting", Duration::from_secs(30));
+
+    let asked = Instant::now();
+    agent.terminate(WAIT);
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "ended at once, not after the resume window: {:?}",
+        asked.elapsed()
+    );
+    let ended = agent.event("ended", Duration::from_secs(5));
+    assert!(ended["reason"].as_str().unwrap().contains("you ended"), "{ended}");
+    let (mut late, _) = ponte_session::connect::connect(&w.relay_options(), false)
+        .await
+        .unwrap();
+    let err = late.join_resume(tag, &Default::default()).await.unwrap_err();
+    assert_eq!(err.refusal(), Some(ponte_wire::rendezvous::Refusal::UnknownSession), "{err}");
+}
