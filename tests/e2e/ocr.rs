@@ -129,6 +129,20 @@ fn for_ocr(rgb: &[u8], width: usize, height: usize, scale: usize, invert: bool) 
     out
 }
 
+/// Writes the display as a PNG to `$PONTE_SCREENSHOTS/<name>.png` when that variable names a
+/// folder (to look at what a test saw, and for the README's pictures); nothing otherwise.
+pub fn keep(x: &Xvfb, name: &str) {
+    let Some(dir) = std::env::var_os("PONTE_SCREENSHOTS") else {
+        return;
+    };
+    let (rgb, width, height) = screenshot(x);
+    let file = std::fs::File::create(std::path::Path::new(&dir).join(format!("{name}.png"))).unwrap();
+    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), width as u32, height as u32);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder.write_header().unwrap().write_image_data(&rgb).unwrap();
+}
+
 /// Reads the display. Each `attempt` prepares the picture differently (scale), so that
 /// waiting for something is not asking the same question of the same picture again.
 pub fn look(x: &Xvfb, name: &str, attempt: usize) -> Seen {

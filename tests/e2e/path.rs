@@ -438,5 +438,9 @@ async fn the_customer_can_end_a_session_that_waits_to_be_resumed() {
         .await
         .unwrap();
     let err = late.join_resume(tag, &Default::default()).await.unwrap_err();
-    assert_eq!(err.refusal(), Some(ponte_wire::rendezvous::Refusal::UnknownSession), "{err}");
+    assert_eq!(
+        err.refusal(),
+        Some(ponte_wire::rendezvous::Refusal::UnknownSession),
+        "{err}"
+    );
 }

@@ -279,3 +279,47 @@ async fn the_window_asks_about_quick_access_and_keeps_the_customers_yes() {
     });
     agent.terminate(WAIT);
 }
+
+/// The customer's network goes dark for longer than the relay waits: the window says plainly
+/// that the connection is lost and the session waits to be resumed, then that it was — and
+/// the session goes on with the same permissions.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_window_says_when_the_connection_is_lost_and_when_it_is_back() {
+    let x = Xvfb::start(1024, 800);
+    let w = World::new().await;
+    let link = ponte_testbed::link::Link::start(w.addr, ponte_testbed::link::Profile::lan()).unwrap();
+    let fp = w.relay.as_ref().unwrap().fingerprint().to_string();
+    let relay = link.addr.to_string();
+    let mut agent = window_agent(
+        &w,
+        &x,
+        "C.UTF-8",
+        &["--allow", "terminal", "--relay", &relay, "--fingerprint", &fp],
+    );
+    let mut viewer = join_shown(&w, &x, "lost-waiting", id_and_code, test_assistant).await;
+    let mut notices = viewer.notices().unwrap();
+    viewer.consent(WAIT).await.unwrap();
+    wait_for_phrase(&x, "lost-session", "End session");
+
+    link.set_dark(true);
+    wait_for_phrase(&x, "lost-gap", "reconnecting");
+    keep(&x, "agent-reconnecting");
+    link.set_dark(false);
+    wait_for(&x, "lost-back", |seen| seen.find("Reconnected"));
+    keep(&x, "agent-reconnected");
+    let mut out = Vec::new();
+    let status = viewer
+        .exec("echo back-$((6*7))", |_, data| out.extend_from_slice(data))
+        .await
+        .unwrap();
+    assert_eq!((status, text(&out).trim()), (Some(0), "back-42"));
+    assert!(viewer.state().ended.is_none());
+    while let Ok(notice) = notices.try_recv() {
+        assert!(!matches!(notice, ponte_viewer::Notice::Ended(_)), "{notice:?}");
+    }
+    let end = wait_for_steady_phrase(&x, "lost-end", "End session");
+    click(&x, end);
+    let ended = ended(&mut notices).await;
+    assert!(ended.contains("customer ended"), "{ended}");
+    agent.terminate(WAIT);
+}
