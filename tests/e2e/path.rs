@@ -444,3 +444,65 @@ async fn the_customer_can_end_a_session_that_waits_to_be_resumed() {
         "{err}"
     );
 }
+
+/// The screen across a resume: the stream cut by the lost connection is asked for again on the
+/// resumed session, and the next screenshot is the display as it is now, pixel for pixel.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_shared_screen_goes_on_after_a_resume_with_a_fresh_picture() {
+    use crate::display::{draw, dump};
+    let x = ponte_testbed::Xvfb::start(320, 240);
+    let conn = x.connect();
+    draw(&conn, 320, 240, |px, py| {
+        ((px * 7) ^ (py * 13)) as u32 & 0xff_ff_ff
+    });
+    let w = World::new().await;
+    let link = Link::start(w.addr, fast()).unwrap();
+    let fp = w.relay.as_ref().unwrap().fingerprint().to_string();
+    let relay = link.addr.to_string();
+    let args = [
+        "--allow",
+        "screen",
+        "--display",
+        &x.display,
+        "--relay",
+        &relay,
+        "--fingerprint",
+        &fp,
+    ];
+    let (agent, id, code) = w.agent(&args);
+    let mut viewer = w.assistant(&id, &code).await;
+    viewer.consent(WAIT).await.unwrap();
+    let mut notices = viewer.notices().unwrap();
+    let mut screen = viewer.screen(30).await.unwrap();
+    screen.refresh().await.unwrap();
+
+    link.set_dark(true);
+    agent.event("reconnecting", Duration::from_secs(30));
+    link.set_dark(false);
+    tokio::time::timeout(Duration::from_secs(40), async {
+        loop {
+            match notices.recv().await.unwrap() {
+                ponte_viewer::Notice::Reconnecting(false) => return,
+                ponte_viewer::Notice::Ended(why) => panic!("the session ended: {why}"),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("the session is resumed");
+
+    // Changed during the gap: only a fresh picture shows it.
+    draw(&conn, 320, 240, |px, py| {
+        ((px * 3) ^ (py * 5) ^ 0x40_80_c0) as u32 & 0xff_ff_ff
+    });
+    let progress = screen
+        .refresh()
+        .await
+        .expect("the screen goes on after the resume");
+    assert!(progress.ended.is_none(), "{progress:?}");
+    let shot = w.path("after.png");
+    screen.save_png(&shot).unwrap();
+    let (got, want) = (crate::screen::read_png(&shot), dump(&conn));
+    assert_eq!((got.0, got.1), (want.0, want.1));
+    assert!(got.2 == want.2, "the picture after the resume is the display now");
+}

@@ -703,7 +703,7 @@ impl Viewer {
     /// Starts receiving the customer's screen.
     pub async fn screen(&self, max_fps: u8) -> Result<ScreenClient, ViewerError> {
         let stream = self.request(&Request::Screen { max_fps }).await?;
-        ScreenClient::start(stream).map_err(ViewerError::Screen)
+        ScreenClient::start(stream, self.link(), max_fps).map_err(ViewerError::Screen)
     }
 
     /// Injects input events (click, type) on the customer's computer.
@@ -753,15 +753,20 @@ impl Viewer {
 /// The session and what the viewer knows of it: what every request, and a terminal going on
 /// after a resume, goes through.
 #[derive(Clone)]
-struct Link {
+pub(crate) struct Link {
     session: Session,
     state: watch::Receiver<State>,
 }
 
 impl Link {
+    /// How many times the session was resumed.
+    pub(crate) fn resumes(&self) -> u32 {
+        self.state.borrow().resumes
+    }
+
     /// Sends a request and waits for the customer's computer to accept it; the stream then
     /// carries the request's messages.
-    async fn request(&self, request: &Request) -> Result<SecureStream, ViewerError> {
+    pub(crate) async fn request(&self, request: &Request) -> Result<SecureStream, ViewerError> {
         // A request made while the session is being resumed goes on the resumed connection.
         let mut state = self.state.clone();
         let _ = tokio::time::timeout(RESUME_WINDOW, state.wait_for(|s| !s.reconnecting)).await;
@@ -809,7 +814,7 @@ impl Link {
 
     /// Whether the session was resumed since it had been resumed `resumes` times: after a
     /// cut, waits for the follower to notice, then for the resume to finish.
-    async fn resumed_since(&self, resumes: u32) -> bool {
+    pub(crate) async fn resumed_since(&self, resumes: u32) -> bool {
         let mut state = self.state.clone();
         let noticed = state.wait_for(|s| s.reconnecting || s.resumes > resumes || s.ended.is_some());
         if tokio::time::timeout(END_REASON_WAIT, noticed).await.is_err() {

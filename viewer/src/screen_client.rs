@@ -5,10 +5,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use ponte_e2e::app::Request;
 use ponte_e2e::screen::{ScreenFeedback, ScreenUpdate};
 use ponte_screen::{Applied, Canvas};
 use ponte_session::SecureStream;
 use tokio::sync::{mpsc, watch};
+
+use crate::client::Link;
 
 /// Frames per second the viewer asks for.
 pub const FPS: u8 = 60;
@@ -52,35 +55,89 @@ pub struct ScreenClient {
 }
 
 impl ScreenClient {
-    /// Starts receiving on an accepted screen stream.
-    pub fn start(stream: SecureStream) -> anyhow::Result<ScreenClient> {
-        let SecureStream {
-            mut send, mut recv, ..
-        } = stream;
+    /// Starts receiving on an accepted screen stream; after a resume of the session (`link`),
+    /// asks for the screen again (`max_fps`) and goes on with a fresh full picture.
+    pub(crate) fn start(stream: SecureStream, link: Link, max_fps: u8) -> anyhow::Result<ScreenClient> {
+        let resumes = link.resumes();
+        let SecureStream { send, mut recv, .. } = stream;
         let canvas = Arc::new(Mutex::new(Canvas::new()?));
         let (progress_tx, progress) = watch::channel(Progress::default());
         let (feedback, mut feedback_rx) = mpsc::channel::<ScreenFeedback>(256);
+        // The sending half, replaced after a resume.
+        let (halves, mut next_half) = mpsc::channel::<ponte_session::SecureSend>(1);
         let acks = feedback.clone();
         tokio::spawn(async move {
-            while let Some(message) = feedback_rx.recv().await {
-                if send.send(&message).await.is_err() {
-                    break;
+            let mut send = send;
+            // What the new stream after a resume must hear again: the monitor chosen, and the
+            // latest refresh asked for (it may have gone down with the old stream).
+            let (mut monitor, mut refresh) = (None, None);
+            loop {
+                tokio::select! {
+                    message = feedback_rx.recv() => {
+                        let Some(message) = message else { break };
+                        match message {
+                            ScreenFeedback::Monitor(_) => monitor = Some(message.clone()),
+                            ScreenFeedback::Refresh { .. } => refresh = Some(message.clone()),
+                            _ => {}
+                        }
+                        // An ack or input lost with a cut stream is not repeated.
+                        let _ = send.send(&message).await;
+                    }
+                    half = next_half.recv() => match half {
+                        Some(half) => {
+                            send = half;
+                            for message in monitor.iter().chain(&refresh) {
+                                let _ = send.send(message).await;
+                            }
+                        }
+                        None => break,
+                    },
                 }
             }
             let _ = send.finish().await;
         });
         let picture = canvas.clone();
         tokio::spawn(async move {
+            let mut resumes = resumes;
+            // Frames and tiles of the streams before a resume.
+            let (mut base_frames, mut base_tiles) = (0, 0);
             let ended = loop {
                 let update = match recv.recv::<ScreenUpdate>().await {
                     Ok(Some(u)) => u,
                     Ok(None) => break "the customer's computer stopped sharing the screen".to_owned(),
-                    Err(e) => break format!("the screen stream failed: {e}"),
+                    Err(e) => {
+                        // Cut by a lost connection: ask again on the resumed session.
+                        if !link.resumed_since(resumes).await {
+                            break format!("the screen stream failed: {e}");
+                        }
+                        resumes = link.resumes();
+                        match link.request(&Request::Screen { max_fps }).await {
+                            Ok(stream) => {
+                                let SecureStream {
+                                    send, recv: fresh, ..
+                                } = stream;
+                                recv = fresh;
+                                if halves.send(send).await.is_err() {
+                                    break "the screen stream closed".to_owned();
+                                }
+                                let mut c = picture.lock().unwrap_or_else(|e| e.into_inner());
+                                (base_frames, base_tiles) = (base_frames + c.frames, base_tiles + c.tiles);
+                                match Canvas::new() {
+                                    Ok(fresh) => *c = fresh,
+                                    Err(e) => break format!("the screen could not start again: {e}"),
+                                }
+                                continue;
+                            }
+                            Err(e) => {
+                                break format!("the screen could not start again after the resume: {e}");
+                            }
+                        }
+                    }
                 };
                 let (applied, frames, tiles) = {
                     let mut c = picture.lock().unwrap_or_else(|e| e.into_inner());
                     let applied = c.apply(update);
-                    (applied, c.frames, c.tiles)
+                    (applied, base_frames + c.frames, base_tiles + c.tiles)
                 };
                 match applied {
                     Ok(Applied::Frame { frame, sync, .. }) => {
