@@ -93,7 +93,8 @@ struct Cli {
     /// When the connection is lost (Wi-Fi drop, relay restart), keep the session this many
     /// seconds for the assistant to reconnect: no new code, your permissions kept, and you can
     /// end it meanwhile. 0: end the session at once.
-    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
     resume_secs: u64,
 
     #[command(subcommand)]

@@ -158,26 +158,34 @@ async fn copy(mut from: RecvStream, to: SendStream, budget: Arc<Budget>, directi
                 to.ended = to.stream.finish().is_ok();
                 return;
             }
+            // The sender's own reset, passed on — except the code that means "lost", which only
+            // this relay says.
             Err(quinn::ReadError::Reset(code)) => {
+                let code = if code == quinn::VarInt::from_u32(LOST_CODE) {
+                    quinn::VarInt::from_u32(0)
+                } else {
+                    code
+                };
                 to.ended = to.stream.reset(code).is_ok();
                 return;
             }
-            // The sender closed its connection on purpose: it left, like a reset of its own.
+            // The sender's connection fell silent or was reset: it may be coming back.
             Err(quinn::ReadError::ConnectionLost(
-                quinn::ConnectionError::ApplicationClosed(_) | quinn::ConnectionError::LocallyClosed,
+                quinn::ConnectionError::TimedOut
+                | quinn::ConnectionError::Reset
+                | quinn::ConnectionError::TransportError(_),
             )) => {
-                to.ended = to.stream.reset(quinn::VarInt::from_u32(0)).is_ok();
+                to.ended = to.stream.reset(quinn::VarInt::from_u32(LOST_CODE)).is_ok();
                 return;
             }
-            // The sender's connection was lost (silent, reset): `Outgoing` says so.
+            // Closed on purpose, or cut by this relay: `Outgoing` resets it.
             Err(_) => return,
         }
     }
 }
 
 /// A forwarded stream's sending half, reset when dropped before its sender's FIN or RESET
-/// was passed on (quinn's own drop would finish it: a cut stream would look complete), with
-/// [`LOST_CODE`]: the sender did not end it, so the session may yet be resumed.
+/// was passed on (quinn's own drop would finish it: a cut stream would look complete).
 struct Outgoing {
     stream: SendStream,
     ended: bool,
@@ -187,7 +195,7 @@ impl Drop for Outgoing {
     fn drop(&mut self) {
         if !self.ended {
             // Fails harmlessly on a stopped stream or a closed connection.
-            let _ = self.stream.reset(quinn::VarInt::from_u32(LOST_CODE));
+            let _ = self.stream.reset(quinn::VarInt::from_u32(0));
         }
     }
 }

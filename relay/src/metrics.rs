@@ -111,6 +111,7 @@ pub fn reason_label(r: &Refusal) -> &'static str {
         Refusal::CredentialRequired => "credential_required",
         Refusal::CredentialRefused => "credential_refused",
         Refusal::ClusterUnavailable => "cluster_unavailable",
+        Refusal::PeerLost => "peer_lost",
     }
 }
 

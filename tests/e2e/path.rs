@@ -94,7 +94,8 @@ async fn when_the_customers_address_is_gone_the_agent_moves_to_a_new_one_within_
     assert_eq!(echo(&viewer, "after").await, "after\n");
     let took = lost.elapsed();
     // Without the move, nothing would get through again and the session would end at the
-    // 10 s after which a silent relay counts as lost; with it, ~3 s (more on a loaded machine).
+    // 5 s after which a silent relay counts as lost (and the session is resumed); with it, ~3 s
+    // (more on a loaded machine).
     eprintln!("the shell answered {took:?} after the address was lost");
     assert!(viewer.state().ended.is_none());
 }
@@ -114,12 +115,12 @@ async fn read_until(terminal: &mut ponte_viewer::Terminal, needle: &str) {
     .unwrap_or_else(|_| panic!("the terminal never showed {needle:?}: {seen}"));
 }
 
-/// Six seconds without network in the middle of a download, with a shell open (well below the
-/// 10 s after which a silent relay counts as lost; 8 s is too close to it on a busy machine,
-/// where only an end-to-end resume would help): the download goes on after the network's
-/// return and completes whole, and the same shell answers.
+/// Three seconds without network in the middle of a download, with a shell open (below the
+/// 5 s after which a silent relay counts as lost, so the connection itself goes on — on a busy
+/// machine it may be resumed instead, which must be as good): the download goes on after the
+/// network's return and completes whole, and the same shell answers.
 #[tokio::test(flavor = "multi_thread")]
-async fn six_dark_seconds_in_the_middle_of_a_transfer_and_a_shell_are_a_pause() {
+async fn three_dark_seconds_in_the_middle_of_a_transfer_and_a_shell_are_a_pause() {
     let w = World::new().await;
     let data: Vec<u8> = (0..24u32 << 20).map(|i| (i / 4093) as u8).collect();
     std::fs::write(w.path("agent-home/big.bin"), &data).unwrap();
@@ -144,7 +145,7 @@ async fn six_dark_seconds_in_the_middle_of_a_transfer_and_a_shell_are_a_pause() 
             link.set_dark(true);
             let (link, back) = (link.clone(), back.clone());
             std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_secs(6));
+                std::thread::sleep(Duration::from_secs(3));
                 link.set_dark(false);
                 *back.lock().unwrap() = Some(Instant::now());
             });
@@ -156,8 +157,11 @@ async fn six_dark_seconds_in_the_middle_of_a_transfer_and_a_shell_are_a_pause() 
     assert!(std::fs::read(&local).unwrap() == data, "the file arrived whole");
     let resumed = resumed_after.lock().unwrap().expect("bytes came after the gap");
     // Within a few seconds (QUIC's probes back off while the network is dark); no bound here:
-    // a loaded machine stretches it, and past the 10 s the session would have ended anyway.
-    eprintln!("the download went on {resumed:?} after the network came back");
+    // a loaded machine stretches it, and past the 5 s the session is resumed instead.
+    eprintln!(
+        "the download went on {resumed:?} after the network came back ({} resumes)",
+        viewer.state().resumes
+    );
 
     terminal
         .input(b"echo \"$GAP\"-and-after\n".to_vec())
@@ -187,7 +191,7 @@ async fn when_the_assistants_address_is_gone_the_viewer_moves_to_a_new_one_withi
     eprintln!("the shell answered {took:?} after the assistant's address was lost");
 }
 
-/// Fourteen seconds without network in the middle of a download: longer than the 10 s after
+/// Fourteen seconds without network in the middle of a download: longer than the 5 s after
 /// which a silent relay counts as lost, so both connections end. The session is resumed end to
 /// end once the network is back — no new code, no new consent, the same permissions, and the
 /// customer saw "reconnecting" and then "reconnected" — the same shell answers, and the
@@ -308,7 +312,7 @@ async fn only_the_holder_of_the_sessions_secret_resumes_it_and_never_after_its_e
     let (viewer, _) = ponte_viewer::join(options).await.unwrap();
     viewer.consent(WAIT).await.unwrap();
     assert_eq!(echo(&viewer, "before").await, "before\n");
-    let tag = viewer.session().resume_tag().await;
+    let tag = viewer.session().resume_tag();
 
     link.set_dark(true);
     agent.event("reconnecting", Duration::from_secs(30));
@@ -361,7 +365,7 @@ async fn only_the_holder_of_the_sessions_secret_resumes_it_and_never_after_its_e
     agent.event("reconnected", Duration::from_secs(30));
     assert_eq!(echo(&viewer, "after").await, "after\n");
     assert_ne!(
-        viewer.session().resume_tag().await,
+        viewer.session().resume_tag(),
         tag,
         "each resume meets under a new tag"
     );
@@ -421,7 +425,7 @@ async fn the_customer_can_end_a_session_that_waits_to_be_resumed() {
     let w = World::new().await;
     let link = Link::start(w.addr, fast()).unwrap();
     let (mut agent, viewer) = behind(&w, &link).await;
-    let tag = viewer.session().resume_tag().await;
+    let tag = viewer.session().resume_tag();
     link.set_dark(true);
     agent.event("reconnecting", Duration::from_secs(30));
 

@@ -40,9 +40,10 @@ const END_REASON_WAIT: Duration = Duration::from_secs(2);
 /// closing the connection right after would discard it.
 const ANSWER_FLUSH: Duration = Duration::from_secs(2);
 
-/// How long telling the customer's side of a detected attack may take before the connection
-/// is closed anyway (the relay may not pass it on).
-const TELL_TAMPERED: Duration = Duration::from_secs(2);
+/// How long telling the customer's side why the session ends (an attack on the path, the
+/// assistant leaving as a resume completed) may take before the connection is closed anyway
+/// (the relay may not pass it on).
+const TELL_END: Duration = Duration::from_secs(2);
 
 /// What can go wrong for the assistant.
 #[derive(Debug, thiserror::Error)]
@@ -233,7 +234,7 @@ fn cut(error: &ViewerError) -> bool {
     matches!(
         error,
         ViewerError::Session(SessionError::Read(_) | SessionError::Write(_) | SessionError::Connection(_))
-            | ViewerError::Relay(Refusal::PeerLeft | Refusal::ShuttingDown)
+            | ViewerError::Relay(Refusal::PeerLost | Refusal::ShuttingDown)
     )
 }
 
@@ -909,11 +910,30 @@ impl ControlFollower {
     async fn resume(&mut self) -> Result<(), End> {
         self.state.send_modify(|s| s.reconnecting = true);
         let _ = self.notices.send(Notice::Reconnecting(true));
+        let resumed = self.reconnect().await;
+        // Both at once: a waiting request or terminal sees the resume counted as it goes on.
+        self.state.send_modify(|s| {
+            s.reconnecting = false;
+            s.resumes += u32::from(resumed.is_ok());
+        });
+        if resumed.is_ok() {
+            let _ = self.notices.send(Notice::Reconnecting(false));
+        }
+        resumed
+    }
+
+    /// [`ControlFollower::resume`] but for the state.
+    async fn reconnect(&mut self) -> Result<(), End> {
+        let you_quit = || End::new("you ended the session", false);
         let deadline = tokio::time::Instant::now() + RESUME_WINDOW;
+        let mut state = self.state.subscribe();
         let Reconnect { relay, extras, .. } = &self.reconnect;
-        let resumed = ponte_session::resume::viewer(relay, extras, &self.session, deadline).await;
+        let resumed = tokio::select! {
+            resumed = ponte_session::resume::viewer(relay, extras, &self.session, deadline) => resumed,
+            // The assistant quit during the gap: nothing is resumed.
+            _ = state.wait_for(|s| s.ended.is_some()) => return Err(you_quit()),
+        };
         let resumed = resumed.map_err(|e| {
-            self.state.send_modify(|s| s.reconnecting = false);
             End::new(
                 format!(
                     "the connection was lost and the session could not be resumed within {} s ({e})",
@@ -922,17 +942,21 @@ impl ControlFollower {
                 false,
             )
         })?;
-        let SecureStream { send, recv, .. } = resumed.control;
-        self.recv = recv;
-        match self.to_customer.upgrade() {
-            Some(control) => *control.lock().await = send,
-            // The assistant let go of the session meanwhile.
-            None => return Err(End::new("you left the session", false)),
-        }
-        self.state.send_modify(|s| s.reconnecting = false);
+        let SecureStream { mut send, recv, .. } = resumed.control;
         self.reconnect.client = Some(resumed.client);
-        self.state.send_modify(|s| s.resumes += 1);
-        let _ = self.notices.send(Notice::Reconnecting(false));
+        let quit = self.state.borrow().ended.is_some();
+        let control = self.to_customer.upgrade().filter(|_| !quit);
+        let Some(control) = control else {
+            // The assistant left as the resume completed: the customer's side hears it now.
+            if send.send(&Control::End(EndReason::AssistantEnded)).await.is_ok()
+                && send.finish().await.is_ok()
+            {
+                send.flushed(TELL_END).await;
+            }
+            return Err(you_quit());
+        };
+        self.recv = recv;
+        *control.lock().await = send;
         Ok(())
     }
 
@@ -999,10 +1023,10 @@ impl ControlFollower {
             if control.send(&Control::End(EndReason::Tampered)).await.is_ok()
                 && control.finish().await.is_ok()
             {
-                control.flushed(TELL_TAMPERED).await;
+                control.flushed(TELL_END).await;
             }
         };
-        let _ = tokio::time::timeout(TELL_TAMPERED, tell).await;
+        let _ = tokio::time::timeout(TELL_END, tell).await;
     }
 
     /// The customer's answer to a quick-access request, which follows the end on the same

@@ -81,11 +81,16 @@ impl Parked {
         self.resumes() > resumes
     }
 
-    /// Parks terminal `terminal`: the stream its viewer reattaches comes here.
-    pub fn park(&self, terminal: u64) -> oneshot::Receiver<SecureStream> {
+    /// Parks terminal `terminal` until the returned [`Waiting`] is dropped: the stream its
+    /// viewer reattaches comes there.
+    pub fn park(&self, terminal: u64) -> Waiting<'_> {
         let (tx, rx) = oneshot::channel();
         self.lock().insert(terminal, tx);
-        rx
+        Waiting {
+            parked: self,
+            terminal,
+            reattached: rx,
+        }
     }
 
     /// The way to the parked terminal `terminal`, waiting a moment for it to park (its stream
@@ -105,5 +110,21 @@ impl Parked {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<SecureStream>>> {
         self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A parked terminal; dropped, it is no longer found (so a late `Reattach` is refused, not
+/// accepted and dropped).
+#[derive(Debug)]
+pub struct Waiting<'a> {
+    parked: &'a Parked,
+    terminal: u64,
+    /// The stream its viewer reattaches.
+    pub reattached: oneshot::Receiver<SecureStream>,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.parked.lock().remove(&self.terminal);
     }
 }

@@ -96,12 +96,12 @@ impl Handler for Shell {
             if !ctx.parked.cut_by_resume(resumes).await {
                 return Err(error.into());
             }
-            let mut reattached = ctx.parked.park(terminal);
+            let mut waiting = ctx.parked.park(terminal);
             let limit = tokio::time::sleep(super::parked::PARK_LIMIT);
             tokio::pin!(limit);
             let fresh = loop {
                 tokio::select! {
-                    fresh = &mut reattached => match fresh {
+                    fresh = &mut waiting.reattached => match fresh {
                         Ok(fresh) => break fresh,
                         Err(_) => return Err(error.into()),
                     },
@@ -117,6 +117,7 @@ impl Handler for Shell {
                     () = &mut limit => return Err(error.into()),
                 }
             };
+            drop(waiting);
             *stream = fresh;
             resumes = ctx.parked.resumes();
             for chunk in std::mem::take(&mut unsent).chunks(MAX_CHUNK) {

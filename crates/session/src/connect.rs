@@ -118,11 +118,13 @@ pub enum TrustNote {
     AcceptedChange(CertFingerprint),
 }
 
-/// Silence after which the relay counts as lost. Keep-alives go every third of it, so only a
-/// relay (node) that died or a cut network is silent this long; short, so both sides of a
-/// session on a node that died hear it in seconds.
+/// Silence after which the relay counts as lost (the shorter of the two sides' timeouts holds
+/// for both, so the relay drops a silent client as soon). Keep-alives go every second and a
+/// silent path is left for a fresh socket after 2.5 s ([`ponte_transport::path`]), so only a
+/// relay (node) that died or a network cut for longer is silent this long; short, so that a
+/// session is resumed ([`crate::resume`]) seconds after its path died, not tens.
 fn idle_timeout() -> Duration {
-    Duration::from_secs(10)
+    Duration::from_secs(5)
 }
 
 /// The transport of an agent's or viewer's connection to the relay. Their uplinks are the

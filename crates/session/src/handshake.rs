@@ -237,7 +237,7 @@ async fn established(
 ) -> Result<(Session, SecureStream), SessionError> {
     let session = match resumed {
         Some(session) => {
-            session.resume(connection, keys).await;
+            session.resume(connection, keys);
             session.clone()
         }
         None => Session::new(connection, keys),
@@ -255,7 +255,7 @@ pub async fn agent_resume(
     connection: quinn::Connection,
     ctx: HandshakeContext,
 ) -> Result<SecureStream, SessionError> {
-    let secret = session.resume_secret().await;
+    let secret = session.resume_secret();
     let (handshake, hello) = ResumeAgentHandshake::start(ctx, &mut os_rng());
     let judged =
         agent_exchange::<ResumeViewerMessage, _>(connection, hello.encode(), Some(session), |auth| {
@@ -280,7 +280,7 @@ pub async fn viewer_resume(
 ) -> Result<SecureStream, SessionError> {
     let ctx = context(client, id)?;
     let connection = client.connection().clone();
-    let secret = session.resume_secret().await;
+    let secret = session.resume_secret();
     let (send, recv, waiting, answer) = viewer_exchange::<ResumeAgentMessage, _>(
         &connection,
         |e| e,

@@ -176,7 +176,7 @@ impl SessionError {
         match self.connection() {
             Some(C::TimedOut | C::Reset | C::TransportError(_) | C::ConnectionClosed(_)) => true,
             Some(C::ApplicationClosed(_)) => {
-                matches!(self.refusal(), Some(Refusal::PeerLeft | Refusal::ShuttingDown))
+                matches!(self.refusal(), Some(Refusal::PeerLost | Refusal::ShuttingDown))
             }
             _ => false,
         }

@@ -40,7 +40,7 @@ pub async fn agent(
     session: &Session,
     deadline: Instant,
 ) -> Result<Resumed, SessionError> {
-    let tag = session.resume_tag().await;
+    let tag = session.resume_tag();
     let options = std::sync::Mutex::new(options.clone());
     retry(deadline, || async {
         let (mut client, _) = reach(&options).await?;
@@ -76,7 +76,7 @@ pub async fn viewer(
     session: &Session,
     deadline: Instant,
 ) -> Result<Resumed, SessionError> {
-    let tag = session.resume_tag().await;
+    let tag = session.resume_tag();
     let options = std::sync::Mutex::new(options.clone());
     retry(deadline, || async {
         let (mut client, _) = reach(&options).await?;

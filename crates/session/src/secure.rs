@@ -19,7 +19,7 @@ use ponte_e2e::session_keys::{SessionKeys, StreamKeys};
 use ponte_wire::frame;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::{Mutex, watch};
+use tokio::sync::watch;
 
 use crate::SessionError;
 
@@ -245,36 +245,45 @@ impl Alarm {
 /// clone sees the change.
 #[derive(Debug, Clone)]
 pub struct Session {
-    connection: Arc<std::sync::Mutex<quinn::Connection>>,
-    keys: Arc<Mutex<SessionKeys>>,
+    /// The connection and its keys, changed together (one lock): a stream is never opened or
+    /// accepted with the keys of one connection on another.
+    inner: Arc<std::sync::Mutex<Inner>>,
     alarm: Alarm,
+}
+
+#[derive(Debug)]
+struct Inner {
+    connection: quinn::Connection,
+    keys: SessionKeys,
 }
 
 impl Session {
     pub(crate) fn new(connection: quinn::Connection, keys: SessionKeys) -> Session {
         Session {
-            connection: Arc::new(std::sync::Mutex::new(connection)),
-            keys: Arc::new(Mutex::new(keys)),
+            inner: Arc::new(std::sync::Mutex::new(Inner { connection, keys })),
             alarm: Alarm::new(),
         }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Goes on over `connection` with the keys a resume handshake made (and so with the next
     /// resume secret: the one used is forgotten). Streams of the old connection are gone.
-    pub(crate) async fn resume(&self, connection: quinn::Connection, keys: SessionKeys) {
-        *self.keys.lock().await = keys;
-        *self.connection.lock().unwrap_or_else(|e| e.into_inner()) = connection;
+    pub(crate) fn resume(&self, connection: quinn::Connection, keys: SessionKeys) {
+        *self.lock() = Inner { connection, keys };
     }
 
     /// Where the next resume of this session meets at the relay: the relay sees this tag, and
     /// whoever learns it (a hostile relay) still cannot resume without the secret.
-    pub async fn resume_tag(&self) -> ponte_wire::DeviceTag {
-        ponte_e2e::resume::tag(self.keys.lock().await.resume_secret())
+    pub fn resume_tag(&self) -> ponte_wire::DeviceTag {
+        ponte_e2e::resume::tag(self.lock().keys.resume_secret())
     }
 
     /// The secret the next resume of this session proves.
-    pub(crate) async fn resume_secret(&self) -> ponte_e2e::key_schedule::Secret {
-        self.keys.lock().await.resume_secret().clone()
+    pub(crate) fn resume_secret(&self) -> ponte_e2e::key_schedule::Secret {
+        self.lock().keys.resume_secret().clone()
     }
 
     /// Completes once any stream of this session detected an attack on the path (at once if
@@ -300,7 +309,7 @@ impl Session {
 
     /// The QUIC connection to the relay (the latest, after a resume).
     pub fn connection(&self) -> quinn::Connection {
-        self.connection.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.lock().connection.clone()
     }
 
     /// Turns the handshake's QUIC stream into the control stream (stream 0 of the agent).
@@ -309,10 +318,12 @@ impl Session {
         send: quinn::SendStream,
         recv: quinn::RecvStream,
     ) -> Result<SecureStream, SessionError> {
-        let mut keys = self.keys.lock().await;
-        let stream_keys = match keys.role() {
-            Role::Agent => keys.open_stream()?,
-            Role::Viewer => keys.accept_stream(0)?,
+        let stream_keys = {
+            let keys = &mut self.lock().keys;
+            match keys.role() {
+                Role::Agent => keys.open_stream()?,
+                Role::Viewer => keys.accept_stream(0)?,
+            }
         };
         debug_assert_eq!(stream_keys.number, 0);
         Ok(SecureStream::new(
@@ -327,17 +338,22 @@ impl Session {
     /// Opens a new sealed stream.
     pub async fn open(&self) -> Result<SecureStream, SessionError> {
         // Keys first: a QUIC stream dropped raw would end with a FIN the peer takes for a cut.
-        let keys = self.keys.lock().await.open_stream()?;
-        let (send, recv) = self.connection().open_bi().await?;
+        let (keys, connection) = {
+            let mut inner = self.lock();
+            (inner.keys.open_stream()?, inner.connection.clone())
+        };
+        let (send, recv) = connection.open_bi().await?;
         Ok(SecureStream::new(keys, send, recv, None, self.alarm.clone()))
     }
 
     /// Accepts the next stream the peer opens. Cancel-safe (it waits for nothing but the
     /// stream itself); [`Incoming::open`] then reads its first record header.
     pub async fn accept(&self) -> Result<Incoming, SessionError> {
-        let halves = self.connection().accept_bi().await?;
+        let connection = self.connection();
+        let halves = connection.accept_bi().await?;
         Ok(Incoming {
             session: self.clone(),
+            connection: connection.stable_id(),
             halves: Some(halves),
         })
     }
@@ -348,6 +364,8 @@ impl Session {
 #[derive(Debug)]
 pub struct Incoming {
     session: Session,
+    /// The connection it came on ([`quinn::Connection::stable_id`]).
+    connection: usize,
     /// Both halves, until [`Incoming::open`] makes a [`SecureStream`] of them.
     halves: Option<(quinn::SendStream, quinn::RecvStream)>,
 }
@@ -388,7 +406,15 @@ impl Incoming {
             });
         read.map_err(|e| alarm.check(None, e))?;
         let parsed = RecordHeader::parse(&header).map_err(|e| alarm.check(None, e.into()))?;
-        let keys = self.session.keys.lock().await.accept_stream(parsed.stream);
+        let keys = {
+            let mut inner = self.session.lock();
+            // A stream of a connection the session has left (resumed elsewhere) is no stream of
+            // the session's any more; its number must not be spent under the new keys.
+            if inner.connection.stable_id() != self.connection {
+                return Err(SessionError::UnexpectedEnd);
+            }
+            inner.keys.accept_stream(parsed.stream)
+        };
         let keys = keys.map_err(|e| alarm.check(Some(parsed.stream), e.into()))?;
         Ok((header, keys))
     }

@@ -38,6 +38,21 @@ impl DevicePublic {
     }
 }
 
+/// Where a relay keeps a resume tag (`ClientMessage::RegisterResume`, `JoinResume`):
+/// `SHA-256("ponte/1 resume slot" ‖ 00 ‖ tag)`, its first 16 bytes. A namespace of its own
+/// beside device tags: whatever tag a client names, registering or looking it up as a resume
+/// tag never takes or probes a device's tag.
+pub fn resume_slot(tag: DeviceTag) -> DeviceTag {
+    let digest = Sha256::new()
+        .chain_update(LABEL_PREFIX.as_bytes())
+        .chain_update(b"resume slot\0")
+        .chain_update(tag.0)
+        .finalize();
+    let mut slot = [0u8; 16];
+    slot.copy_from_slice(&digest[..16]);
+    DeviceTag(slot)
+}
+
 impl fmt::Display for DevicePublic {
     /// 64 lowercase hex digits.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -201,6 +201,10 @@ pub enum Refusal {
     /// already holds go on. Try again shortly (or another node).
     #[error("the relay cluster's shared state is unreachable; try again in a moment")]
     ClusterUnavailable,
+    /// The other side's connection was lost (it fell silent or was reset), not closed: it may
+    /// be coming back to resume the session.
+    #[error("the other side's connection was lost")]
+    PeerLost,
 }
 
 /// The longest ticket reference, in bytes.
@@ -407,7 +411,7 @@ pub const LOST_CODE: u32 = 1;
 pub const CLOSE_CODE_BASE: u32 = 0x100;
 
 impl Refusal {
-    const ALL: [Refusal; 16] = [
+    const ALL: [Refusal; 17] = [
         Refusal::UnknownSession,
         Refusal::Expired,
         Refusal::AlreadyPaired,
@@ -426,6 +430,7 @@ impl Refusal {
         Refusal::CredentialRequired,
         Refusal::CredentialRefused,
         Refusal::ClusterUnavailable,
+        Refusal::PeerLost,
     ];
 
     /// The QUIC application close code that carries this reason.

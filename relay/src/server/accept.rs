@@ -114,7 +114,10 @@ async fn handle(connection: Connection, source: Source, slot: Admitted, shared: 
         // from a secret only the two ends hold, and whoever answers under it must still prove
         // that secret end to end.
         Ok(Some(ClientMessage::RegisterResume { tag })) => match pay_registration(&shared, source).await {
-            Ok(paid) => agent(connection, send, recv, source, shared, paid, Some(tag)).await,
+            Ok(paid) => {
+                let slot = ponte_wire::device::resume_slot(tag);
+                agent(connection, send, recv, source, shared, paid, Some(slot)).await
+            }
             Err(reason) => refuse(&connection, &mut send, reason).await,
         },
         Ok(Some(ClientMessage::JoinResume { tag, ticket, proof })) => {

@@ -218,7 +218,7 @@ pub(super) async fn agent(
         // At shutdown the endpoint's close reaches each connection in its own time; whichever
         // comes first, the viewer must hear that the relay is stopping, not that the agent left.
         let reason = match end {
-            Refusal::Burned | Refusal::ShuttingDown => end,
+            Refusal::Burned | Refusal::ShuttingDown | Refusal::PeerLost => end,
             _ => Refusal::PeerLeft,
         };
         close(&viewer.connection, reason);

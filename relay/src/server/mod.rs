@@ -168,6 +168,12 @@ fn departure(shared: &Shared, connection: &Connection) -> Refusal {
     match connection.close_reason() {
         _ if closing => Refusal::ShuttingDown,
         Some(quinn::ConnectionError::LocallyClosed) => Refusal::ShuttingDown,
+        // It fell silent or was reset, not closed: it may be back to resume the session.
+        Some(
+            quinn::ConnectionError::TimedOut
+            | quinn::ConnectionError::Reset
+            | quinn::ConnectionError::TransportError(_),
+        ) => Refusal::PeerLost,
         _ => Refusal::PeerLeft,
     }
 }

@@ -137,9 +137,25 @@ pub(super) async fn join_device(
         crate::metrics::auth_refused(&reason);
         return refuse(&connection, &mut send, reason).await;
     }
+    // A resume tag is found in its own namespace, and its lookup costs a join token here
+    // (the join then takes none again): every miss is paid for.
+    let slot = match resume {
+        true => {
+            let limit = RateLimit {
+                rate: shared.config.registry.join_rate,
+                burst: shared.config.registry.join_burst,
+            };
+            if let Err(refusal) = shared.directory.may_join(source, limit).await {
+                crate::metrics::join(crate::metrics::reason_label(&refusal));
+                return refuse(&connection, &mut send, refusal).await;
+            }
+            ponte_wire::device::resume_slot(tag)
+        }
+        false => tag,
+    };
     match shared
         .directory
-        .route_tag(tag, source, Instant::now(), !resume)
+        .route_tag(slot, source, Instant::now(), !resume)
         .await
     {
         Route::Here(session) => {
@@ -184,7 +200,10 @@ pub(super) async fn viewer(
         rate: shared.config.registry.join_rate,
         burst: shared.config.registry.join_burst,
     };
-    if let Err(refusal) = shared.directory.may_join(source, limit).await {
+    // (A resume paid for its lookup already.)
+    if !matches!(target, JoinTarget::Resume(_))
+        && let Err(refusal) = shared.directory.may_join(source, limit).await
+    {
         crate::metrics::join(crate::metrics::reason_label(&refusal));
         return refuse(&connection, &mut send, refusal).await;
     }
