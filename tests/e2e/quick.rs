@@ -671,3 +671,37 @@ async fn ponte_settings_changed_from_the_terminal_are_told_and_nothing_is_asked(
     agent.wait(WAIT);
     never_asked(&agent);
 }
+
+/// Whoever knows a device's tag (every assistant given its key does) registers it as a resume
+/// tag, without the device's key: the device keeps its tag — joins by it still reach the
+/// device — and a resume lookup of the device's tag finds only what was registered as a resume.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resume_registration_cannot_take_or_probe_a_device_tag() {
+    let w = World::new().await;
+    let connect = async || {
+        ponte_session::connect::connect(&w.relay_options(), false)
+            .await
+            .unwrap()
+            .0
+    };
+    let key = ponte_e2e::device_key::DeviceKey::generate(&mut ponte_wire::os_rng());
+    let tag = key.public().tag();
+    let mut device = connect().await;
+    let (id, _) = device
+        .register_device(key.public().0, tag, |c, e| key.possession(c, e))
+        .await
+        .unwrap();
+    let mut thief = connect().await;
+    let (stolen, _) = thief.register_resume(tag).await.unwrap();
+    assert_ne!(stolen, id);
+
+    let mut prober = connect().await;
+    let found = prober.join_resume(tag, &Default::default()).await.unwrap();
+    assert_eq!(found, stolen, "a resume lookup never finds the device");
+    let mut assistant = connect().await;
+    assert_eq!(
+        assistant.join_device(tag, &Default::default()).await.unwrap(),
+        id,
+        "the device keeps its tag"
+    );
+}
