@@ -21,7 +21,7 @@ use ponte_wire::rendezvous::{Refusal, RelayMessage};
 
 use crate::world;
 
-use world::{WAIT, rand_suffix, run_with_timeout, sha256_file, text};
+use world::{WAIT, rand_suffix, reconnecting, run_with_timeout, sha256_file, text};
 
 const START: Duration = Duration::from_secs(30);
 
@@ -278,16 +278,7 @@ async fn a_killed_node_ends_only_its_own_sessions_and_the_real_ones_resume_on_an
     // code, the same shell access, within seconds of the clients noticing.
     let mut notices = viewer.notices().unwrap();
     agent.event("reconnecting", Duration::from_secs(20));
-    let resumed = tokio::time::timeout(Duration::from_secs(40), async {
-        loop {
-            match notices.recv().await.unwrap() {
-                ponte_viewer::Notice::Reconnecting(false) => return,
-                ponte_viewer::Notice::Ended(why) => panic!("the session ended: {why}"),
-                _ => {}
-            }
-        }
-    });
-    resumed.await.expect("resumed on a live node");
+    reconnecting(&mut notices, false).await;
     agent.event("reconnected", Duration::from_secs(10));
     eprintln!("resumed {:?} after the node was killed", killed.elapsed());
     let mut out = Vec::new();

@@ -233,32 +233,13 @@ async fn when_the_connections_are_lost_the_session_is_resumed_without_a_new_code
     };
     let lost = agent.event("reconnecting", Duration::from_secs(60));
     assert_eq!(lost["window_secs"], 60, "{lost}");
-    let said = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            match notices.recv().await.unwrap() {
-                ponte_viewer::Notice::Reconnecting(true) => return,
-                ponte_viewer::Notice::Ended(why) => panic!("the session ended: {why}"),
-                _ => {}
-            }
-        }
-    });
-    said.await
-        .expect("the assistant is told the session is being resumed");
+    reconnecting(&mut notices, true).await;
     let dark = dark_at.lock().unwrap().expect("the link went dark");
     tokio::time::sleep(Duration::from_secs(14).saturating_sub(dark.elapsed())).await;
     link.set_dark(false);
     let back = Instant::now();
 
-    let resumed = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            match notices.recv().await.unwrap() {
-                ponte_viewer::Notice::Reconnecting(false) => return,
-                ponte_viewer::Notice::Ended(why) => panic!("the session ended: {why}"),
-                _ => {}
-            }
-        }
-    });
-    resumed.await.expect("the session is resumed");
+    reconnecting(&mut notices, false).await;
     eprintln!("resumed {:?} after the network came back", back.elapsed());
     agent.event("reconnected", Duration::from_secs(10));
     let totals = tokio::time::timeout(WAIT, download)
@@ -483,17 +464,7 @@ async fn the_shared_screen_goes_on_after_a_resume_with_a_fresh_picture() {
     link.set_dark(true);
     agent.event("reconnecting", Duration::from_secs(30));
     link.set_dark(false);
-    tokio::time::timeout(Duration::from_secs(40), async {
-        loop {
-            match notices.recv().await.unwrap() {
-                ponte_viewer::Notice::Reconnecting(false) => return,
-                ponte_viewer::Notice::Ended(why) => panic!("the session ended: {why}"),
-                _ => {}
-            }
-        }
-    })
-    .await
-    .expect("the session is resumed");
+    reconnecting(&mut notices, false).await;
 
     // Changed during the gap: only a fresh picture shows it.
     draw(&conn, 320, 240, |px, py| {

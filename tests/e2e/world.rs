@@ -300,6 +300,29 @@ pub fn opt_ins(w: &World) -> Vec<serde_json::Value> {
     }
 }
 
+/// Waits (at most 40 s) until the viewer's notices say the session is being resumed (`now`)
+/// or was resumed (`!now`); panics if the session ends first.
+pub async fn reconnecting(
+    notices: &mut tokio::sync::mpsc::UnboundedReceiver<ponte_viewer::Notice>,
+    now: bool,
+) {
+    let said = tokio::time::timeout(Duration::from_secs(40), async {
+        loop {
+            match notices.recv().await.unwrap() {
+                ponte_viewer::Notice::Reconnecting(r) if r == now => return,
+                ponte_viewer::Notice::Ended(why) => panic!("the session ended: {why}"),
+                _ => {}
+            }
+        }
+    });
+    said.await.unwrap_or_else(|_| {
+        panic!(
+            "no notice that it is {}",
+            if now { "resuming" } else { "resumed" }
+        )
+    });
+}
+
 /// Why the session ended, as the viewer's notices say (waiting up to [`WAIT`]).
 pub async fn ended(notices: &mut tokio::sync::mpsc::UnboundedReceiver<ponte_viewer::Notice>) -> String {
     let ended = tokio::time::timeout(WAIT, async {
