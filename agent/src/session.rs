@@ -389,7 +389,7 @@ impl Live<'_> {
         resumed
     }
 
-    /// [`Live::resume`] but for the terminals.
+    /// The resume itself, for [`Live::resume`], which tells the parked terminals how it went.
     async fn resumed(
         &mut self,
         session: &Session,

@@ -457,15 +457,24 @@ async fn in_its_window_on_wayland_the_customer_allows_the_screen_and_is_told_of_
 /// The next pointer position on a screen stream (frames' parts are skipped); keeps the last
 /// pointer image (its pixels, 4 bytes each, alpha last) that came before it in `shape`.
 async fn next_cursor(stream: &mut SecureStream, shape: &mut Option<Vec<u8>>) -> (i32, i32) {
-    until(stream, |update| match update {
-        ScreenUpdate::Cursor { x, y } => Some((x, y)),
-        ScreenUpdate::CursorShape { argb, .. } => {
-            *shape = Some(argb);
-            None
+    loop {
+        let taken = until(stream, |update| match update {
+            ScreenUpdate::Cursor { x, y } => Some(Ok((x, y))),
+            ScreenUpdate::CursorShape { argb, .. } => {
+                *shape = Some(argb);
+                None
+            }
+            ScreenUpdate::FrameEnd { frame, .. } => Some(Err(frame)),
+            _ => None,
+        })
+        .await;
+        match taken {
+            Ok(at) => return at,
+            // Acknowledged as a viewer does: without it the agent stops capturing after a few
+            // frames, and the pointer's moves with it.
+            Err(frame) => stream.send.send(&ScreenFeedback::Ack { frame }).await.unwrap(),
         }
-        _ => None,
-    })
-    .await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -922,7 +922,7 @@ impl ControlFollower {
         resumed
     }
 
-    /// [`ControlFollower::resume`] but for the state.
+    /// The resume itself, for [`ControlFollower::resume`], which publishes how it went.
     async fn reconnect(&mut self) -> Result<(), End> {
         let you_quit = || End::new("you ended the session", false);
         let deadline = tokio::time::Instant::now() + RESUME_WINDOW;
