@@ -387,6 +387,26 @@ async fn wait_for_words<T>(
     unreachable!()
 }
 
+/// Whether `phrase` was on the screen at some moment in the next `span`: the pictures are
+/// taken first (a few a second), then read, so that something shown for a few seconds is seen
+/// however slow reading is on a busy machine (as [`ocr::shown_within`] on X11).
+async fn shown_within(customer: &Customer, name: &str, phrase: &str, span: Duration) -> bool {
+    let deadline = Instant::now() + span;
+    let mut pictures = Vec::new();
+    while Instant::now() < deadline {
+        pictures.push(customer.picture(Duration::ZERO).await);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // The middle first: by then it is shown, and not gone yet.
+    let middle = pictures.len() / 2;
+    let order = (middle..pictures.len()).chain((0..middle).rev());
+    tokio::task::block_in_place(|| {
+        order
+            .enumerate()
+            .any(|(attempt, i)| ocr::look_at(&pictures[i], name, attempt).find(phrase).is_some())
+    })
+}
+
 /// Starts the agent with its window (in English) in the session, and joins it with the
 /// credentials `credentials` makes and the ID and code the window shows (read as `name`, unique
 /// per test; a reading the join refuses is read again, as [`ocr::join_shown`] does).
@@ -547,7 +567,16 @@ async fn on_wayland_the_assistants_click_on_pontes_own_switch_is_not_taken() {
     for event in ocr::click_at(switch) {
         stream.send.send(&ScreenFeedback::Input(event)).await.unwrap();
     }
-    wait_for_words(&customer, "wl-hostile-not-taken", |seen| seen.find("Not taken")).await;
+    assert!(
+        shown_within(
+            &customer,
+            "wl-hostile-not-taken",
+            "Not taken",
+            Duration::from_secs(4)
+        )
+        .await,
+        "the window did not say the click was not taken"
+    );
     let grants = viewer.watch().borrow().grants;
     assert!(
         grants.is_some_and(|g| !g.allows(ponte_e2e::app::Capability::Terminal)),
