@@ -156,12 +156,13 @@ impl<A: Clone, V> Directory<A, V> {
         route_id(id, located.as_ref())
     }
 
-    /// Where a viewer from `source` joining by device tag `tag` goes; each `metered` lookup
-    /// costs the source a token of its device-lookup bucket.
+    /// Where a viewer from `source` joining by tag `tag` goes: a device tag (`metered`: each
+    /// lookup costs a token of the source's device-lookup bucket) or a resume slot (a token of
+    /// its join bucket).
     pub async fn route_tag(&self, tag: DeviceTag, source: Source, now: Instant, metered: bool) -> Route {
         let found = match metered {
             true => self.registry().find_device(tag, source, now),
-            false => self.registry().device(tag).ok_or(Refusal::UnknownSession),
+            false => self.registry().find_resume(tag, source, now),
         };
         // Not here: on a cluster, the agent may wait on another node.
         let located = match &self.cluster {

@@ -342,9 +342,23 @@ impl<A: Clone, V> Registry<A, V> {
         self.devices.get(&tag).copied().ok_or(Refusal::UnknownSession)
     }
 
-    /// The session that holds `tag`, unmetered (for one-time resume tags).
-    pub fn device(&self, tag: DeviceTag) -> Option<SessionId> {
-        self.devices.get(&tag).copied()
+    /// The session waiting under the resume slot `tag`, for a viewer from `source`; each
+    /// lookup, found or not, costs one token of the source's join bucket (a resume tag is
+    /// one-time, so the stricter device-lookup limit is not needed; a flood still is limited).
+    pub fn find_resume(
+        &mut self,
+        tag: DeviceTag,
+        source: Source,
+        now: Instant,
+    ) -> Result<SessionId, Refusal> {
+        take(
+            &mut self.join_buckets,
+            source,
+            self.limits.join_rate,
+            self.limits.join_burst,
+            now,
+        )?;
+        self.devices.get(&tag).copied().ok_or(Refusal::UnknownSession)
     }
 
     /// Whether `id` is neither in use nor recently ended on this node.

@@ -705,3 +705,33 @@ async fn a_resume_registration_cannot_take_or_probe_a_device_tag() {
         "the device keeps its tag"
     );
 }
+
+/// A flood of resume lookups from one source (random tags, as an internet client scanning
+/// for sessions would send): each costs a join token, found or not, so the source is soon
+/// told to slow down instead of making the relay look tags up at its pace.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_resume_lookups_is_rate_limited() {
+    let w = World::new().await;
+    let mut limited = None;
+    for n in 0..30u8 {
+        let (mut scanner, _) = ponte_session::connect::connect(&w.relay_options(), false)
+            .await
+            .unwrap();
+        let tag = ponte_wire::DeviceTag([n; 16]);
+        match scanner
+            .join_resume(tag, &Default::default())
+            .await
+            .unwrap_err()
+            .refusal()
+        {
+            Some(ponte_wire::rendezvous::Refusal::UnknownSession) => {}
+            Some(ponte_wire::rendezvous::Refusal::RateLimited { .. }) => {
+                limited = Some(n);
+                break;
+            }
+            other => panic!("lookup {n}: {other:?}"),
+        }
+    }
+    let limited = limited.expect("30 lookups at once were never limited");
+    assert!(limited <= 12, "limited only after {limited} lookups");
+}
