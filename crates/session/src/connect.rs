@@ -142,6 +142,12 @@ fn client_transport() -> quinn::TransportConfig {
 /// How long one address gets to answer before the next is tried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long one address gets to answer while a session waits to be resumed, where the
+/// attempt is simply made again. QUIC resends a first packet that got no answer after ~1 s,
+/// then 2 s, 4 s later: a fresh attempt every 2 s keeps a packet going out every second, so
+/// a network that comes back is noticed within one, not after the next doubled wait.
+pub(crate) const RESUME_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The addresses to try, in order: each comma-separated entry, each address it resolves to.
 async fn candidates(address: &str) -> Result<Vec<(std::net::SocketAddr, String)>, SessionError> {
     let mut out = Vec::new();
@@ -198,6 +204,15 @@ pub async fn connect(
     options: &RelayOptions,
     accept_change: bool,
 ) -> Result<(RelayClient, TrustNote), SessionError> {
+    connect_within(options, accept_change, CONNECT_TIMEOUT).await
+}
+
+/// [`connect`], giving each address `per_address` to answer.
+pub(crate) async fn connect_within(
+    options: &RelayOptions,
+    accept_change: bool,
+    per_address: Duration,
+) -> Result<(RelayClient, TrustNote), SessionError> {
     let candidates = candidates(&options.address).await?;
     let trust = match (&options.fingerprint, &options.ca) {
         (Some(fp), _) => RelayTrust::Pinned(*fp),
@@ -227,7 +242,7 @@ pub async fn connect(
         };
         let endpoint = quinn::Endpoint::client((any, 0).into()).map_err(SessionError::Socket)?;
         let attempt = RelayClient::connect(&endpoint, addr, &server_name, config.clone(), &seen);
-        match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+        match tokio::time::timeout(per_address, attempt).await {
             Ok(Ok(client)) => {
                 connected = Some((client, endpoint, config));
                 break;

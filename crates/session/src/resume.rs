@@ -9,7 +9,7 @@ use ponte_transport::client::{ClientError, JoinExtras, RelayClient};
 use ponte_wire::rendezvous::{ClientMessage, Refusal, RelayMessage};
 use tokio::time::Instant;
 
-use crate::connect::{RelayOptions, connect, prefer};
+use crate::connect::{RESUME_CONNECT_TIMEOUT, RelayOptions, connect_within, prefer};
 use crate::handshake::{agent_resume, context, viewer_resume};
 use crate::{SecureStream, Session, SessionError};
 
@@ -93,7 +93,7 @@ async fn reach(
     options: &std::sync::Mutex<RelayOptions>,
 ) -> Result<(RelayClient, crate::connect::TrustNote), SessionError> {
     let current = options.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let reached = connect(&current, false).await?;
+    let reached = connect_within(&current, false, RESUME_CONNECT_TIMEOUT).await?;
     let preferred = prefer(&current, reached.0.connection().remote_address()).await;
     *options.lock().unwrap_or_else(|e| e.into_inner()) = preferred;
     Ok(reached)
@@ -112,10 +112,12 @@ where
             Ok(Ok(resumed)) => return Ok(resumed),
             Ok(Err(e)) => {
                 tracing::debug!("not resumed yet: {e}");
-                let pause = match e.refusal() {
-                    Some(Refusal::RateLimited { retry_after_secs }) => {
+                let pause = match (&e, e.refusal()) {
+                    (_, Some(Refusal::RateLimited { retry_after_secs })) => {
                         Duration::from_secs(retry_after_secs.into()).max(RETRY)
                     }
+                    // Nothing answered: the attempt waited already, and costs the relay nothing.
+                    (SessionError::NoAnswer(_), _) => Duration::ZERO,
                     _ => RETRY,
                 };
                 last = e;
