@@ -165,6 +165,10 @@ pub enum Attempt {
     /// anything). Told apart from the code's attempts: the tag is known to every assistant the
     /// customer opted in for, not to whoever has the ID they read out.
     QuickFailed(Option<PeerText>),
+    /// While the session waited to be resumed, someone joined under its resume tag (only the
+    /// relay could know it) and did not prove the session's secret: turned away, the session
+    /// goes on waiting for its assistant.
+    ResumeFailed(PeerText),
 }
 
 /// What an activity line is about.

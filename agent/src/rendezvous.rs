@@ -450,8 +450,12 @@ fn other_news(events: &Events, line: Line, message: RelayMessage) -> anyhow::Res
         // viewer, whom the relay may have paired in the meantime. Only viewers are redirected
         // (to the node that holds the session).
         RelayMessage::PeerLeft | RelayMessage::Registered { .. } | RelayMessage::Redirect { .. } => {}
-        // Pairings are the lines' own business; a challenge comes only while registering.
-        RelayMessage::Paired | RelayMessage::PairedDevice { .. } | RelayMessage::DeviceChallenge { .. } => {}
+        // Pairings are the lines' own business; a challenge comes only while registering, an
+        // ended resume only to a viewer.
+        RelayMessage::Paired
+        | RelayMessage::PairedDevice { .. }
+        | RelayMessage::DeviceChallenge { .. }
+        | RelayMessage::ResumeEnded { .. } => {}
     }
     Ok(())
 }

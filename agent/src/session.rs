@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::customer::Customer;
 use crate::desktop::{DesktopWorker, InjectedInput};
 use crate::events::Events;
-use crate::frontend::{Event, Kind, Party};
+use crate::frontend::{Attempt, Event, Kind, Party};
 use crate::grants::LiveGrants;
 use crate::i18n::t;
 use crate::own_files::OwnFiles;
@@ -401,9 +401,19 @@ impl Live<'_> {
         self.events.emit(Event::Reconnecting(Some(window)));
         client.connection().close(0u32.into(), b"resuming");
         let deadline = tokio::time::Instant::now() + window;
+        let events = self.events;
+        let turned_away = |e: &ponte_session::SessionError| {
+            events.emit(Event::Attempt(Attempt::ResumeFailed(e.to_string().into())));
+        };
         let resumed = tokio::select! {
-            resumed = ponte_session::resume::agent(&self.config.relay, session, deadline) => resumed,
-            () = crate::customer::ended(&mut customer.end) => return Err((t!(tr, "ended-you"), false)),
+            resumed = ponte_session::resume::agent(&self.config.relay, session, deadline, turned_away) => resumed,
+            () = crate::customer::ended(&mut customer.end) => {
+                // The assistant hears it when it looks for the session again.
+                if let Err(e) = ponte_session::resume::tell_ended(&self.config.relay, session).await {
+                    tracing::info!("the relay could not be told the session ended: {e}");
+                }
+                return Err((t!(tr, "ended-you"), false));
+            }
         };
         let ponte_session::resume::Resumed {
             client: resumed,

@@ -156,6 +156,9 @@ pub struct Registry<A, V> {
     /// Which session holds each device tag: at most one tag per session, so this is bounded
     /// by the session table.
     devices: HashMap<DeviceTag, SessionId>,
+    /// Resume slots of sessions the customer ended while they waited to be resumed: the
+    /// agent's proof for the viewer, and until when it is kept.
+    ended_resumes: HashMap<DeviceTag, ([u8; 32], Instant)>,
     device_buckets: HashMap<Source, TokenBucket>,
     next_generation: u64,
 }
@@ -188,6 +191,7 @@ impl<A: Clone, V> Registry<A, V> {
             join_buckets: HashMap::new(),
             register_buckets: HashMap::new(),
             devices: HashMap::new(),
+            ended_resumes: HashMap::new(),
             device_buckets: HashMap::new(),
             next_generation: 0,
         }
@@ -313,14 +317,41 @@ impl<A: Clone, V> Registry<A, V> {
         }
     }
 
-    /// Every device tag a session of this node holds.
+    /// Every device tag (and resume slot) a session of this node holds, and every resume
+    /// slot whose end it keeps.
     pub fn device_tags(&self) -> Vec<DeviceTag> {
-        self.devices.keys().copied().collect()
+        self.devices
+            .keys()
+            .chain(self.ended_resumes.keys())
+            .copied()
+            .collect()
     }
 
-    /// Whether a session of this node holds `tag`.
+    /// Whether a session of this node holds `tag`, or this node keeps the end of the session
+    /// that waited under it.
     pub fn holds_device(&self, tag: DeviceTag) -> bool {
-        self.devices.contains_key(&tag)
+        self.devices.contains_key(&tag) || self.ended_resumes.contains_key(&tag)
+    }
+
+    /// The customer ended the session that waited under resume slot `slot`: its viewer hears
+    /// `proof` ([`Registry::resume_ended`]) for as long as a session can be joined. As many
+    /// are kept as sessions may wait (each was paid for with a registration).
+    pub fn end_resume(&mut self, slot: DeviceTag, proof: [u8; 32], now: Instant) -> Result<(), Refusal> {
+        if self.ended_resumes.len() >= self.limits.waiting_total && !self.ended_resumes.contains_key(&slot) {
+            return Err(Refusal::Capacity);
+        }
+        self.ended_resumes
+            .insert(slot, (proof, now + self.limits.pairing_ttl));
+        Ok(())
+    }
+
+    /// The proof the agent left when the customer ended the session that waited under resume
+    /// slot `slot`, if it did.
+    pub fn resume_ended(&self, slot: DeviceTag, now: Instant) -> Option<[u8; 32]> {
+        self.ended_resumes
+            .get(&slot)
+            .filter(|(_, until)| now < *until)
+            .map(|(proof, _)| *proof)
     }
 
     /// The session findable under `tag`, for a viewer from `source`; each lookup costs one
@@ -597,6 +628,7 @@ impl<A: Clone, V> Registry<A, V> {
             self.remove(id, now);
         }
         self.tombstones.retain(|_, until| now < *until);
+        self.ended_resumes.retain(|_, (_, until)| now < *until);
         self.join_buckets.retain(|_, b| !b.is_full(now));
         self.register_buckets.retain(|_, b| !b.is_full(now));
         self.device_buckets.retain(|_, b| !b.is_full(now));
@@ -1076,5 +1108,35 @@ mod tests {
         assert_eq!(r.waiting(), 1);
         assert_eq!(r.remove(id, t), None);
         assert_eq!(r.waiting(), 0);
+    }
+
+    #[test]
+    fn an_ended_resume_is_kept_for_its_viewer_until_the_pairing_ttl_and_bounded() {
+        let mut r = reg();
+        let t = Instant::now();
+        let slot = DeviceTag([1; 16]);
+        assert_eq!(r.resume_ended(slot, t), None);
+        r.end_resume(slot, [7; 32], t).unwrap();
+        assert_eq!(r.resume_ended(slot, t + Duration::from_secs(59)), Some([7; 32]));
+        assert!(r.holds_device(slot), "the cluster keeps pointing here");
+        assert!(
+            r.device_tags().contains(&slot),
+            "and the heartbeat renews the claim"
+        );
+        // The latest end under a slot holds (the customer's own comes after any made up).
+        r.end_resume(slot, [8; 32], t).unwrap();
+        assert_eq!(r.resume_ended(slot, t), Some([8; 32]));
+        // As many as sessions may wait (3 here).
+        r.end_resume(DeviceTag([2; 16]), [0; 32], t).unwrap();
+        r.end_resume(DeviceTag([3; 16]), [0; 32], t).unwrap();
+        assert_eq!(
+            r.end_resume(DeviceTag([4; 16]), [0; 32], t),
+            Err(Refusal::Capacity)
+        );
+        let later = t + Duration::from_secs(60);
+        assert_eq!(r.resume_ended(slot, later), None);
+        r.sweep(later);
+        assert!(!r.holds_device(slot));
+        r.end_resume(DeviceTag([4; 16]), [0; 32], later).unwrap();
     }
 }

@@ -359,6 +359,16 @@ async fn only_the_holder_of_the_sessions_secret_resumes_it_and_never_after_its_e
         "the agent never confirms to the impostor: {answer:?}"
     );
 
+    // The customer is told, and the session goes on waiting.
+    let turned_away = agent.attempt("resume_failed", Duration::from_secs(10));
+    assert!(
+        turned_away["text"]
+            .as_str()
+            .unwrap()
+            .contains("without its secret"),
+        "{turned_away}"
+    );
+
     // The real viewer, once its network is back.
     link.set_dark(false);
     agent.event("reconnected", Duration::from_secs(30));
@@ -367,6 +377,16 @@ async fn only_the_holder_of_the_sessions_secret_resumes_it_and_never_after_its_e
         viewer.session().resume_tag(),
         tag,
         "each resume meets under a new tag"
+    );
+    // The used tag is spent: nobody waits under it any more.
+    let (mut replay, _) = ponte_session::connect::connect(&w.relay_options(), false)
+        .await
+        .unwrap();
+    let err = replay.join_resume(tag, &Default::default()).await.unwrap_err();
+    assert_eq!(
+        err.refusal(),
+        Some(ponte_wire::rendezvous::Refusal::UnknownSession),
+        "{err}"
     );
 
     // Ended: the agent forgets the session, and its tag leads nowhere.
@@ -385,6 +405,10 @@ async fn only_the_holder_of_the_sessions_secret_resumes_it_and_never_after_its_e
         Some(ponte_wire::rendezvous::Refusal::UnknownSession),
         "{err}"
     );
+    // The customer's log of the session keeps the attempt.
+    let ended = agent.event("ended", WAIT);
+    let log = std::fs::read_to_string(ended["log"].as_str().unwrap()).unwrap();
+    assert!(log.contains("without its secret and was turned away"), "{log}");
 }
 
 /// A hostile viewer asking to go on with terminals by number: one that does not exist, and one
@@ -445,6 +469,63 @@ async fn the_customer_can_end_a_session_that_waits_to_be_resumed() {
         err.refusal(),
         Some(ponte_wire::rendezvous::Refusal::UnknownSession),
         "{err}"
+    );
+}
+
+/// The assistant's network is gone and the customer ends the session while it waits: the
+/// agent leaves the proof of that end at the relay, and the assistant's viewer, back on the
+/// network, hears that the customer ended the session — not a minute of looking for it. An
+/// end made up by someone who knows the tag but not the session's secret (a hostile relay) is
+/// not believed.
+#[tokio::test(flavor = "multi_thread")]
+async fn when_the_customer_ends_during_the_gap_the_assistant_hears_so() {
+    let w = World::new().await;
+    let link = Link::start(w.addr, fast()).unwrap();
+    let (mut agent, id, code) = w.agent(&["--allow", "terminal"]);
+    let mut options = w.join_options(&id, &code, test_assistant());
+    options.relay.address = link.addr.to_string();
+    let (mut viewer, _) = ponte_viewer::join(options).await.unwrap();
+    viewer.consent(WAIT).await.unwrap();
+    let mut notices = viewer.notices().unwrap();
+    let tag = viewer.session().resume_tag();
+    link.set_dark(true);
+    agent.event("reconnecting", Duration::from_secs(30));
+    reconnecting(&mut notices, true).await;
+
+    // A made-up end under the right tag is not taken for the customer's.
+    let (mut forger, _) = ponte_session::connect::connect(&w.relay_options(), false)
+        .await
+        .unwrap();
+    forger.end_resume(tag, [9; 32]).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    let looked = ponte_session::resume::viewer(
+        &w.relay_options(),
+        &Default::default(),
+        viewer.session(),
+        deadline,
+    )
+    .await;
+    let err = looked.expect_err("nothing to resume behind a made-up end");
+    assert!(
+        !matches!(err, ponte_session::SessionError::CustomerEnded),
+        "a made-up end is not believed: {err}"
+    );
+
+    // The customer ends it.
+    agent.terminate(WAIT);
+    let ended_at = agent.event("ended", Duration::from_secs(5));
+    assert!(
+        ended_at["reason"].as_str().unwrap().contains("you ended"),
+        "{ended_at}"
+    );
+    link.set_dark(false);
+    let back = Instant::now();
+    let why = ended(&mut notices).await;
+    assert_eq!(why, "the customer ended the session");
+    assert!(
+        back.elapsed() < Duration::from_secs(10),
+        "heard at once, not after the resume window: {:?}",
+        back.elapsed()
     );
 }
 

@@ -933,14 +933,17 @@ impl ControlFollower {
             // The assistant quit during the gap: nothing is resumed.
             _ = state.wait_for(|s| s.ended.is_some()) => return Err(you_quit()),
         };
-        let resumed = resumed.map_err(|e| {
-            End::new(
+        let resumed = resumed.map_err(|e| match e {
+            ponte_session::SessionError::CustomerEnded => {
+                End::new(EndReason::CustomerEnded.to_string(), false)
+            }
+            e => End::new(
                 format!(
                     "the connection was lost and the session could not be resumed within {} s ({e})",
                     RESUME_WINDOW.as_secs()
                 ),
                 false,
-            )
+            ),
         })?;
         let SecureStream { mut send, recv, .. } = resumed.control;
         self.reconnect.client = Some(resumed.client);

@@ -25,6 +25,7 @@ pub fn attempt(tr: &Tr, attempt: &Attempt) -> String {
         Attempt::QuickConnecting => t!(tr, "attempt-quick-connecting"),
         Attempt::QuickFailed(Some(reason)) => t!(tr, "attempt-quick-failed", reason = reason),
         Attempt::QuickFailed(None) => t!(tr, "attempt-quick-left"),
+        Attempt::ResumeFailed(reason) => t!(tr, "attempt-resume-failed", reason = reason),
     }
 }
 

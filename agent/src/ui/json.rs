@@ -59,6 +59,10 @@ pub fn to_json(event: &Event, tr: &Tr) -> Option<Value> {
                     }
                     "quick_failed"
                 }
+                Attempt::ResumeFailed(reason) => {
+                    v["reason"] = json!(reason.to_string());
+                    "resume_failed"
+                }
             };
             v["outcome"] = json!(outcome);
             v

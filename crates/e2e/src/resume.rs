@@ -44,6 +44,20 @@ pub fn tag(resume: &Secret) -> DeviceTag {
     DeviceTag(tag)
 }
 
+/// What the agent leaves at the relay when the customer ends a session that waits to be
+/// resumed, for its viewer to check that the end is the customer's:
+/// `HKDF-Expand(R, "ponte/1 resume ended", 32)`. Revealed only to end the session, so the relay
+/// cannot end one with it that was not.
+pub fn end_proof(resume: &Secret) -> [u8; 32] {
+    *key_schedule::expand_secret(resume, "resume ended")
+}
+
+/// Whether `proof` is [`end_proof`] of `resume` (compared in constant time).
+pub fn is_end_proof(resume: &Secret, proof: &[u8; 32]) -> bool {
+    let expected = end_proof(resume);
+    expected.iter().zip(proof).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
 /// Messages the agent sends in a resume handshake.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ResumeAgentMessage {
@@ -286,5 +300,21 @@ mod tests {
         ));
         let hello = ResumeAgentMessage::Hello { x25519: [0; 32] };
         assert!(viewer_answer(ctx, &r, &hello, &mut rng()).is_err());
+    }
+
+    #[test]
+    fn only_the_secrets_end_proof_is_one() {
+        let secret = Secret::new([3; 32]);
+        let proof = end_proof(&secret);
+        assert!(is_end_proof(&secret, &proof));
+        assert!(!is_end_proof(&Secret::new([4; 32]), &proof));
+        let mut flipped = proof;
+        flipped[31] ^= 1;
+        assert!(!is_end_proof(&secret, &flipped));
+        assert_ne!(
+            &proof[..16],
+            &tag(&secret).0[..],
+            "the tag the relay sees does not give it away"
+        );
     }
 }

@@ -98,6 +98,10 @@ pub enum SessionError {
     /// The relay's TLS connection carries no certificate to pin or bind the handshake to.
     #[error("the relay presented no certificate")]
     NoCertificate,
+    /// The customer ended the session while it waited to be resumed (the agent's proof of it,
+    /// left at the relay, checked).
+    #[error("the customer ended the session while the connection was lost")]
+    CustomerEnded,
     /// The known-relays file could not be updated.
     #[error("cannot update known relays: {0}")]
     KnownRelays(std::io::Error),

@@ -34,11 +34,12 @@ pub struct Resumed {
 /// The agent's side: waits under `session`'s resume tag until its viewer comes back and
 /// proves the resume secret, or `deadline` passes; then `session` goes on over the new
 /// connection. Whoever else joins under the tag (only the relay could know it) fails the
-/// handshake and is let go.
+/// handshake, is let go and reported to `turned_away`.
 pub async fn agent(
     options: &RelayOptions,
     session: &Session,
     deadline: Instant,
+    turned_away: impl Fn(&SessionError),
 ) -> Result<Resumed, SessionError> {
     let tag = session.resume_tag();
     let options = std::sync::Mutex::new(options.clone());
@@ -53,6 +54,7 @@ pub async fn agent(
                         Ok(control) => return Ok(Resumed { client, control }),
                         Err(e) => {
                             tracing::warn!("a resume attempt failed: {e}");
+                            turned_away(&e);
                             client.send(&ClientMessage::Release).await?;
                         }
                     }
@@ -80,11 +82,39 @@ pub async fn viewer(
     let options = std::sync::Mutex::new(options.clone());
     retry(deadline, || async {
         let (mut client, _) = reach(&options).await?;
-        let id = client.join_resume(tag, extras).await?;
+        let id = match client.join_resume(tag, extras).await {
+            Ok(id) => id,
+            Err(ClientError::ResumeEnded { proof }) => {
+                return Err(
+                    match ponte_e2e::resume::is_end_proof(&session.resume_secret(), &proof) {
+                        true => SessionError::CustomerEnded,
+                        // Not from the agent: whoever made it up is not listened to.
+                        false => ClientError::Refused(Refusal::UnknownSession).into(),
+                    },
+                );
+            }
+            Err(e) => return Err(e.into()),
+        };
         let control = viewer_resume(session, &client, id).await?;
         Ok(Resumed { client, control })
     })
     .await
+}
+
+/// The agent's side, when the customer ends a session that waits to be resumed: leaves the
+/// proof of it at the relay, so that its viewer hears the customer ended the session rather
+/// than looking for it until its window passes. Tries once, briefly: a customer whose network
+/// is down cannot tell anyone.
+pub async fn tell_ended(options: &RelayOptions, session: &Session) -> Result<(), SessionError> {
+    let (mut client, _) = connect_within(options, false, RESUME_CONNECT_TIMEOUT).await?;
+    let proof = ponte_e2e::resume::end_proof(&session.resume_secret());
+    tokio::time::timeout(
+        RESUME_CONNECT_TIMEOUT,
+        client.end_resume(session.resume_tag(), proof),
+    )
+    .await
+    .map_err(|_| SessionError::Timeout)??;
+    Ok(())
 }
 
 /// Connects to the relay (a node of a cluster that answers); the next attempt starts with the
@@ -110,6 +140,7 @@ where
     loop {
         match tokio::time::timeout_at(deadline, attempt()).await {
             Ok(Ok(resumed)) => return Ok(resumed),
+            Ok(Err(e @ SessionError::CustomerEnded)) => return Err(e),
             Ok(Err(e)) => {
                 tracing::debug!("not resumed yet: {e}");
                 let pause = match (&e, e.refusal()) {

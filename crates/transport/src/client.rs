@@ -41,6 +41,13 @@ pub enum ClientError {
     /// The assistant credential could not be used.
     #[error(transparent)]
     Credential(#[from] CredentialError),
+    /// The customer ended the session that waited under this resume tag; `proof` is what its
+    /// agent left, to be checked against the session's secret.
+    #[error("the customer's side ended the session")]
+    ResumeEnded {
+        /// [`ponte_wire::rendezvous::RelayMessage::ResumeEnded`]'s proof.
+        proof: [u8; 32],
+    },
     /// The node the relay redirected to could not be reached (or verified).
     #[error("the relay sent this session to its node {node}, which cannot be reached: {reason}")]
     Redirect {
@@ -336,6 +343,17 @@ impl RelayClient {
     ) -> Result<SessionId, ClientError> {
         match self.join_target(JoinTarget::Resume(tag), options).await? {
             RelayMessage::PairedDevice { session } => Ok(session),
+            RelayMessage::ResumeEnded { proof } => Err(ClientError::ResumeEnded { proof }),
+            other => Err(ClientError::Unexpected(other)),
+        }
+    }
+
+    /// Agent: the customer ended the session that waits to be resumed under `tag`; the relay
+    /// keeps `proof` for its viewer. Returns once the relay has it.
+    pub async fn end_resume(&mut self, tag: DeviceTag, proof: [u8; 32]) -> Result<(), ClientError> {
+        self.send(&ClientMessage::EndResume { tag, proof }).await?;
+        match self.answer().await? {
+            RelayMessage::ResumeEnded { proof: kept } if kept == proof => Ok(()),
             other => Err(ClientError::Unexpected(other)),
         }
     }

@@ -93,6 +93,17 @@ pub enum ClientMessage {
         /// Proof that the viewer holds an assistant credential of this relay.
         proof: Option<AssistantProof>,
     },
+    /// Agent: the customer ended a session that waits to be resumed under `tag`. The relay
+    /// answers a [`ClientMessage::JoinResume`] under the tag with `proof`
+    /// ([`RelayMessage::ResumeEnded`]) for as long as a session can be joined, and
+    /// acknowledges with that same message.
+    EndResume {
+        /// The session's current resume tag.
+        tag: DeviceTag,
+        /// Derived from the session's resume secret: shows the viewer the end is the
+        /// customer's (docs/PROTOCOL.md § 10).
+        proof: [u8; 32],
+    },
 }
 
 /// A message from the relay to an agent or a viewer.
@@ -133,6 +144,13 @@ pub enum RelayMessage {
     DeviceChallenge {
         /// The relay's ephemeral X25519 public key, for this registration only.
         challenge: [u8; 32],
+    },
+    /// Viewer, answering [`ClientMessage::JoinResume`]: the customer ended the session that
+    /// waited under this tag; `proof` is the agent's, for the viewer to check. Agent: the
+    /// relay keeps its [`ClientMessage::EndResume`].
+    ResumeEnded {
+        /// What the agent left.
+        proof: [u8; 32],
     },
 }
 
@@ -524,6 +542,18 @@ mod tests {
                 device: [0xff; 32],
                 proof: [0xee; 32],
             },
+            ClientMessage::RegisterResume {
+                tag: DeviceTag([0x12; 16]),
+            },
+            ClientMessage::JoinResume {
+                tag: DeviceTag([0x34; 16]),
+                ticket: Some("#".repeat(MAX_TICKET).parse().unwrap()),
+                proof: Some(AssistantProof::new([0xff; 32], &[0xee; 64])),
+            },
+            ClientMessage::EndResume {
+                tag: DeviceTag([0x56; 16]),
+                proof: [0xff; 32],
+            },
         ]
     }
 
@@ -541,6 +571,7 @@ mod tests {
             RelayMessage::DeviceChallenge {
                 challenge: [0xff; 32],
             },
+            RelayMessage::ResumeEnded { proof: [0xff; 32] },
         ];
         v.extend(Refusal::ALL.into_iter().map(RelayMessage::Refused));
         v.push(RelayMessage::Refused(Refusal::RateLimited {

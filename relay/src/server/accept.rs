@@ -10,7 +10,7 @@ use ponte_wire::rendezvous::{self, ClientMessage, JoinTarget, MAX_MESSAGE, Refus
 use quinn::Connection;
 use tracing::debug;
 
-use super::agent::{Paid, agent, pay_registration, register_device};
+use super::agent::{Paid, agent, end_resume, pay_registration, register_device};
 use super::viewer::{Join, JoinByTag, join_device, viewer};
 use super::{Shared, close, refuse};
 use crate::admission::{Admitted, Crowded, Decision, Load};
@@ -118,6 +118,10 @@ async fn handle(connection: Connection, source: Source, slot: Admitted, shared: 
                 let slot = ponte_wire::device::resume_slot(tag);
                 agent(connection, send, recv, source, shared, paid, Some(slot)).await
             }
+            Err(reason) => refuse(&connection, &mut send, reason).await,
+        },
+        Ok(Some(ClientMessage::EndResume { tag, proof })) => match pay_registration(&shared, source).await {
+            Ok(_) => end_resume(connection, send, shared, tag, proof).await,
             Err(reason) => refuse(&connection, &mut send, reason).await,
         },
         Ok(Some(ClientMessage::JoinResume { tag, ticket, proof })) => {

@@ -12,7 +12,9 @@ use quinn::{Connection, RecvStream, SendStream};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::{AgentLink, Shared, ViewerLink, close, departure, end_reason, refuse, send_relay};
+use super::{
+    AgentLink, REFUSAL_LINGER, Shared, ViewerLink, close, departure, end_reason, refuse, send_relay,
+};
 use crate::cluster::{Cluster, Joinable, RateLimit, RegisterLimits};
 use crate::directory::ClusterUpdate;
 use crate::ledger::{EndReason, SessionRecord};
@@ -81,6 +83,33 @@ pub(super) async fn pay_registration(shared: &Shared, source: Source) -> Result<
         local,
         cluster: shared.directory.cluster().is_some(),
     })
+}
+
+/// The customer ended a session that waited to be resumed under `tag` (paid for like a
+/// registration): its viewer, looking there through any node, hears `proof`.
+pub(super) async fn end_resume(
+    connection: Connection,
+    mut send: SendStream,
+    shared: Arc<Shared>,
+    tag: DeviceTag,
+    proof: [u8; 32],
+) {
+    let slot = ponte_wire::device::resume_slot(tag);
+    let kept = shared.registry().end_resume(slot, proof, Instant::now());
+    if let Err(reason) = kept {
+        return refuse(&connection, &mut send, reason).await;
+    }
+    if let Some(cluster) = shared.directory.cluster()
+        && let Err(e) = cluster.device(slot, true).await
+    {
+        debug!("cluster claim of an ended resume deferred to the next heartbeat: {e}");
+    }
+    info!("a session waiting to be resumed was ended by the customer");
+    if send_relay(&mut send, &RelayMessage::ResumeEnded { proof }).await {
+        let _ = send.finish();
+        let _ = tokio::time::timeout(REFUSAL_LINGER, connection.closed()).await;
+    }
+    connection.close(0u32.into(), b"kept");
 }
 
 /// A quick-access registration: the agent first proves it holds the private key of the device

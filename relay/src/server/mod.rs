@@ -404,7 +404,7 @@ async fn sweep(shared: Arc<Shared>) {
 }
 
 /// How long a refused client gets to read the refusal and hang up before it is closed.
-const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+pub(super) const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 
 async fn refuse(connection: &Connection, send: &mut SendStream, reason: Refusal) {
     let _ = framed::write(send, &rendezvous::encode_relay(&RelayMessage::Refused(reason))).await;

@@ -149,7 +149,18 @@ pub(super) async fn join_device(
                 crate::metrics::join(crate::metrics::reason_label(&refusal));
                 return refuse(&connection, &mut send, refusal).await;
             }
-            ponte_wire::device::resume_slot(tag)
+            let slot = ponte_wire::device::resume_slot(tag);
+            // The customer ended it while it waited: the viewer hears so, and the agent's proof.
+            let ended = shared.registry().resume_ended(slot, Instant::now());
+            if let Some(proof) = ended {
+                crate::metrics::join("resume_ended");
+                if send_relay(&mut send, &RelayMessage::ResumeEnded { proof }).await {
+                    let _ = send.finish();
+                    let _ = tokio::time::timeout(REFUSAL_LINGER, connection.closed()).await;
+                }
+                return close(&connection, Refusal::PeerLeft);
+            }
+            slot
         }
         false => tag,
     };

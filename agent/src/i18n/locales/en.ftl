@@ -279,6 +279,7 @@ quick-access-organisation = any verified assistant of { $organisation } (asked b
 attempt-quick-connecting = Someone is connecting without a code (quick access)…
 attempt-quick-failed = A connection without a code did not succeed: { $reason }
 attempt-quick-left = Someone connected without a code and left before proving who they are.
+attempt-resume-failed = Someone tried to take over the interrupted session without its secret and was turned away: { $reason }
 attempt-not-trusted = { $peer } tried to connect without a code, but you have not allowed that (or it expired or was removed). They were turned away.
 question-quick-access = Let { $who } connect without a code whenever you start Ponte?
 question-quick-access-until = { $days ->

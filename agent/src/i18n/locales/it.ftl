@@ -277,6 +277,7 @@ quick-access-organisation = qualsiasi assistente verificato di { $organisation }
 attempt-quick-connecting = Qualcuno si sta collegando senza codice (accesso rapido)…
 attempt-quick-failed = Un collegamento senza codice non è riuscito: { $reason }
 attempt-quick-left = Qualcuno si è collegato senza codice ed è uscito prima di dimostrare chi è.
+attempt-resume-failed = Qualcuno ha provato a riprendere la sessione interrotta senza il suo segreto ed è stato respinto: { $reason }
 attempt-not-trusted = { $peer } ha provato a collegarsi senza codice, ma non l'hai permesso (o il permesso è scaduto o è stato rimosso). È stato respinto.
 question-quick-access = Permettere a { $who } di collegarsi senza codice ogni volta che avvii Ponte?
 question-quick-access-until = { $days ->

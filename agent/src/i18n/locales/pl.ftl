@@ -288,6 +288,7 @@ quick-access-organisation = każdy zweryfikowany asystent firmy { $organisation 
 attempt-quick-connecting = Ktoś łączy się bez kodu (szybki dostęp)…
 attempt-quick-failed = Połączenie bez kodu nie powiodło się: { $reason }
 attempt-quick-left = Ktoś połączył się bez kodu i rozłączył, zanim pokazał, kim jest.
+attempt-resume-failed = Ktoś próbował przejąć przerwaną sesję bez jej sekretu i został odrzucony: { $reason }
 attempt-not-trusted = { $peer } próbował połączyć się bez kodu, ale nie zezwolono na to (albo zgoda wygasła lub została usunięta). Odrzucono.
 question-quick-access = Pozwolić, aby { $who } łączył się bez kodu za każdym razem, gdy uruchomisz Ponte?
 question-quick-access-until = { $days ->
