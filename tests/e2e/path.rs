@@ -581,6 +581,65 @@ async fn the_shared_screen_goes_on_after_a_resume_with_a_fresh_picture() {
     assert!(got.2 == want.2, "the picture after the resume is the display now");
 }
 
+/// An upload cut by a lost connection: nothing of it stays on the customer's computer, and
+/// after the resume it is sent again and put in place whole, as the assistant sent it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_cut_by_a_lost_connection_is_sent_again_after_the_resume() {
+    let w = World::new().await;
+    let data: Vec<u8> = (0..24u32 << 20).map(|i| (i / 4099) as u8).collect();
+    std::fs::write(w.path("up.bin"), &data).unwrap();
+    let link = std::sync::Arc::new(Link::start(w.addr, fast()).unwrap());
+    let fp = w.relay.as_ref().unwrap().fingerprint().to_string();
+    let relay = link.addr.to_string();
+    let (agent, id, code) = w.agent(&["--allow", "upload", "--relay", &relay, "--fingerprint", &fp]);
+    let mut viewer = w.assistant(&id, &code).await;
+    viewer.consent(WAIT).await.unwrap();
+    let mut notices = viewer.notices().unwrap();
+
+    let sent = AtomicU64::new(0);
+    let dark_at = std::sync::Mutex::new(None::<Instant>);
+    let mut progress = |step| {
+        if let Progress::Advanced(n) = step {
+            let now = sent.fetch_add(n, Ordering::SeqCst) + n;
+            let mut dark_at = dark_at.lock().unwrap();
+            if now >= data.len() as u64 / 3 && dark_at.is_none() {
+                link.set_dark(true);
+                *dark_at = Some(Instant::now());
+            }
+        }
+    };
+    let local = w.path("up.bin");
+    let upload = viewer.put(&local, "up.bin", false, &mut progress);
+    let gap = async {
+        reconnecting(&mut notices, true).await;
+        agent.event("reconnecting", Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        link.set_dark(false);
+        reconnecting(&mut notices, false).await;
+    };
+    let (totals, ()) = tokio::join!(upload, gap);
+    let totals = totals.expect("the upload is sent again after the resume");
+    assert_eq!(totals.bytes, data.len() as u64);
+    assert!(
+        dark_at.lock().unwrap().is_some(),
+        "the link went dark during the upload"
+    );
+    assert!(
+        std::fs::read(w.path("agent-home/up.bin")).unwrap() == data,
+        "the file arrived whole"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(w.path("agent-home"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .ends_with(ponte_session::files::PARTIAL_SUFFIX)
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "no partial file: {leftovers:?}");
+}
+
 /// `ponte-relay` restarted under the session (as `systemctl restart` does: SIGTERM, then the
 /// same data directory, certificate and port): both sides lose their connections, wait for
 /// the relay to be back and resume the session there — the same shell, the same permissions,

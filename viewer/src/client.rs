@@ -226,7 +226,7 @@ pub enum QuickAccessReply {
 /// access request: the agent gives them three minutes from when the question is shown.
 const QUICK_ANSWER_WAIT: Duration = Duration::from_secs(240);
 
-/// How often a download cut by a lost connection starts again after a resume.
+/// How often a transfer cut by a lost connection starts again after a resume.
 const MAX_RESTARTS: u32 = 3;
 
 /// Whether `error` is a stream or connection cut (not an answer of the customer's side).
@@ -509,14 +509,6 @@ impl Viewer {
         }
     }
 
-    /// A transfer's error, explained like [`Viewer::explain`] when the session failed.
-    async fn explain_transfer(&self, e: TransferError) -> ViewerError {
-        match e {
-            TransferError::Session(e) => self.explain(e).await,
-            other => other.into(),
-        }
-    }
-
     /// The next message of a request, as the request's kind of answer, or why there is none.
     async fn reply<R: Reply>(&self, stream: &mut SecureStream) -> Result<R, ViewerError> {
         match stream.recv.expect::<Transfer>().await {
@@ -662,6 +654,32 @@ impl Viewer {
         progress: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<Totals, ViewerError> {
         let measured = files::measure(local, Hidden::Include).await?;
+        // As for `get`: a cut upload left nothing on the customer's computer (its partial file
+        // is removed there), so after a resume it is sent again, whole. Had it been put in
+        // place just before the cut, the new one meets the file as any upload does: the
+        // customer is asked before it is replaced (unless `force`).
+        let mut restarts = 0;
+        loop {
+            let resumes = self.state.borrow().resumes;
+            match self.put_once(local, remote, force, &measured, progress).await {
+                Err(e) if restarts < MAX_RESTARTS && cut(&e) && self.resumed_since(resumes).await => {
+                    restarts += 1;
+                }
+                Err(e) => return Err(self.explain_viewer(e).await),
+                Ok(()) => return Ok(measured.totals),
+            }
+        }
+    }
+
+    /// One try of [`Viewer::put`]; its errors unexplained.
+    async fn put_once(
+        &self,
+        local: &Path,
+        remote: &str,
+        force: bool,
+        measured: &files::Measured,
+        progress: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<(), ViewerError> {
         let request = Request::Put {
             path: remote.into(),
             kind: measured.kind,
@@ -682,17 +700,12 @@ impl Viewer {
                     return Err(ViewerError::Failed(reason));
                 }
             }
-            return Err(self.explain_transfer(e).await);
+            return Err(e.into());
         }
-        if let Err(e) = stream.send.finish().await {
-            return Err(self.explain(e).await);
-        }
+        stream.send.finish().await?;
         // Sent is not done: the customer's computer verifies, puts the files in place, and
         // only then says so.
-        match files::confirmed(&mut stream.recv).await {
-            Ok(()) => Ok(measured.totals),
-            Err(e) => Err(self.explain_transfer(e).await),
-        }
+        Ok(files::confirmed(&mut stream.recv).await?)
     }
 
     /// The customer's system information.
