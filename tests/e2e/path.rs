@@ -472,6 +472,65 @@ async fn the_customer_can_end_a_session_that_waits_to_be_resumed() {
     );
 }
 
+/// The connection is lost again just as a resume completes: the agent confirmed and went on
+/// with the next secret, but its confirmation never reached the viewer (a relay that drops it,
+/// then a network that fails). The viewer, which sent its proof and heard nothing, looks for
+/// the agent under the next secret's tag too, and the session is resumed there.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resume_whose_confirmation_was_lost_is_found_under_the_next_tag() {
+    use ponte_relay::forward::Direction;
+    use ponte_relay::tap::{Tap, Tapped};
+    // Armed: the next stream from the agent (the resume's handshake) passes its first chunk
+    // (Hello) and drops the second (Confirm) and everything after, and the viewer's network
+    // goes dark at that moment.
+    let armed = std::sync::Arc::new(AtomicBool::new(false));
+    let link_slot = std::sync::Arc::new(std::sync::OnceLock::<std::sync::Arc<Link>>::new());
+    let tap = {
+        let (armed, link_slot) = (armed.clone(), link_slot.clone());
+        Tap(std::sync::Arc::new(move |direction| {
+            if direction != Direction::AgentToViewer || !armed.swap(false, Ordering::SeqCst) {
+                return Box::new(|_: &[u8]| Tapped::Pass);
+            }
+            let link_slot = link_slot.clone();
+            let mut chunks = 0;
+            Box::new(move |_: &[u8]| {
+                chunks += 1;
+                if chunks == 1 {
+                    return Tapped::Pass;
+                }
+                if chunks == 2 {
+                    link_slot.get().unwrap().set_dark(true);
+                }
+                Tapped::Replace(Vec::new())
+            })
+        }))
+    };
+    let w = World::with_tap(tap).await;
+    let link = std::sync::Arc::new(Link::start(w.addr, fast()).unwrap());
+    link_slot.set(link.clone()).ok().unwrap();
+    let (agent, id, code) = w.agent(&["--allow", "terminal"]);
+    let mut options = w.join_options(&id, &code, test_assistant());
+    options.relay.address = link.addr.to_string();
+    let (mut viewer, _) = ponte_viewer::join(options).await.unwrap();
+    viewer.consent(WAIT).await.unwrap();
+    let mut notices = viewer.notices().unwrap();
+    let first = viewer.session().resume_tag();
+
+    link.set_dark(true);
+    agent.event("reconnecting", Duration::from_secs(30));
+    reconnecting(&mut notices, true).await;
+    armed.store(true, Ordering::SeqCst);
+    link.set_dark(false);
+    // The agent confirmed (to nobody) and went on; then lost the viewer again.
+    agent.event("reconnected", Duration::from_secs(30));
+    let again = agent.event("reconnecting", Duration::from_secs(30));
+    assert_eq!(again["window_secs"], 60, "{again}");
+    link.set_dark(false);
+    reconnecting(&mut notices, false).await;
+    assert_eq!(echo(&viewer, "found").await, "found\n");
+    assert_ne!(viewer.session().resume_tag(), first);
+}
+
 /// The assistant's network is gone and the customer ends the session while it waits: the
 /// agent leaves the proof of that end at the relay, and the assistant's viewer, back on the
 /// network, hears that the customer ended the session — not a minute of looking for it. An

@@ -188,6 +188,13 @@ pub fn viewer_answer(
 }
 
 impl ResumeViewerAwaitingConfirm {
+    /// The resume secret the agent goes on with if it accepted the viewer's message. When its
+    /// confirmation never arrives (the connection was lost just then), the agent may have gone
+    /// on with this secret and wait under its tag for the next resume, not under the old one.
+    pub fn unconfirmed_resume_secret(&self) -> Secret {
+        self.secrets.resume.clone()
+    }
+
     /// Checks the agent's confirmation: on success the session goes on with the new keys.
     pub fn receive_confirm(self, message: &ResumeAgentMessage) -> Result<SessionKeys, HandshakeError> {
         match message {

@@ -13,6 +13,7 @@ use ponte_e2e::identity::{PeerIdentity, TrustStore};
 use ponte_e2e::key_handshake::{
     Admission, KeyAgentHandshake, KeyAgentMessage, KeyAgentOutcome, KeyViewerHandshake, KeyViewerMessage,
 };
+use ponte_e2e::key_schedule::Secret;
 use ponte_e2e::resume::{ResumeAgentHandshake, ResumeAgentMessage, ResumeViewerMessage};
 use ponte_e2e::session_keys::SessionKeys;
 use ponte_transport::client::RelayClient;
@@ -270,27 +271,33 @@ pub async fn agent_resume(
     Ok(control)
 }
 
-/// The viewer's side of a resume handshake, after the relay paired it under `session`'s
-/// resume tag with the agent's new session `id`: on success `session` goes on over the new
-/// connection and this is its new control stream.
+/// The viewer's side of a resume handshake proving `secret`, after the relay paired it under
+/// its tag with the agent's new session `id`: on success `session` goes on over the new
+/// connection and this is its new control stream. When the viewer's proof was sent but no
+/// confirmation came, `unconfirmed` is set to the secret the agent may have gone on with.
 pub async fn viewer_resume(
     session: &Session,
     client: &RelayClient,
     id: SessionId,
+    secret: &Secret,
+    unconfirmed: &mut Option<Secret>,
 ) -> Result<SecureStream, SessionError> {
     let ctx = context(client, id)?;
     let connection = client.connection().clone();
-    let secret = session.resume_secret();
-    let (send, recv, waiting, answer) = viewer_exchange::<ResumeAgentMessage, _>(
+    let exchanged = viewer_exchange::<ResumeAgentMessage, _>(
         &connection,
         |e| e,
         |hello| {
-            let (auth, waiting) = ponte_e2e::resume::viewer_answer(ctx, &secret, hello, &mut os_rng())?;
+            let (auth, waiting) = ponte_e2e::resume::viewer_answer(ctx, secret, hello, &mut os_rng())?;
+            *unconfirmed = Some(waiting.unconfirmed_resume_secret());
             Ok((auth.encode(), waiting))
         },
         SessionError::Handshake(HandshakeError::WrongResume),
     )
-    .await?;
+    .await;
+    let (send, recv, waiting, answer) = exchanged?;
+    // An answer came: whatever it is, the agent told where it stands.
+    *unconfirmed = None;
     let keys = waiting.receive_confirm(&answer)?;
     let (_, control) = established(connection, keys, Some(session), send, recv).await?;
     Ok(control)

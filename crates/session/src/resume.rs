@@ -22,6 +22,9 @@ pub const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
 /// that says to slow down is listened to.
 const RETRY: Duration = Duration::from_secs(1);
 
+/// How many secrets a viewer looks for its agent under at most (see [`viewer`]).
+const MAX_SECRETS: usize = 4;
+
 /// What a resumed session goes on with.
 #[derive(Debug)]
 pub struct Resumed {
@@ -72,31 +75,53 @@ pub async fn agent(
 /// The viewer's side: looks for the agent under `session`'s resume tag until it is there and
 /// proves the resume secret, or `deadline` passes; then `session` goes on over the new
 /// connection.
+///
+/// An attempt whose proof was sent but not confirmed (the connection was lost just then) may
+/// have moved the agent on to the next secret: from then on the viewer looks under that
+/// secret's tag too, in turn with the session's.
 pub async fn viewer(
     options: &RelayOptions,
     extras: &JoinExtras,
     session: &Session,
     deadline: Instant,
 ) -> Result<Resumed, SessionError> {
-    let tag = session.resume_tag();
+    let secrets = std::sync::Mutex::new(vec![session.resume_secret()]);
+    let attempts = std::sync::atomic::AtomicUsize::new(0);
     let options = std::sync::Mutex::new(options.clone());
     retry(deadline, || async {
+        let secret = {
+            let secrets = secrets.lock().unwrap_or_else(|e| e.into_inner());
+            let turn = attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            secrets[turn % secrets.len()].clone()
+        };
         let (mut client, _) = reach(&options).await?;
-        let id = match client.join_resume(tag, extras).await {
+        let id = match client.join_resume(ponte_e2e::resume::tag(&secret), extras).await {
             Ok(id) => id,
             Err(ClientError::ResumeEnded { proof }) => {
-                return Err(
-                    match ponte_e2e::resume::is_end_proof(&session.resume_secret(), &proof) {
-                        true => SessionError::CustomerEnded,
-                        // Not from the agent: whoever made it up is not listened to.
-                        false => ClientError::Refused(Refusal::UnknownSession).into(),
-                    },
-                );
+                return Err(match ponte_e2e::resume::is_end_proof(&secret, &proof) {
+                    true => SessionError::CustomerEnded,
+                    // Not from the agent: whoever made it up is not listened to.
+                    false => ClientError::Refused(Refusal::UnknownSession).into(),
+                });
             }
             Err(e) => return Err(e.into()),
         };
-        let control = viewer_resume(session, &client, id).await?;
-        Ok(Resumed { client, control })
+        let mut unconfirmed = None;
+        let control = viewer_resume(session, &client, id, &secret, &mut unconfirmed).await;
+        if let Some(next) = unconfirmed {
+            let mut secrets = secrets.lock().unwrap_or_else(|e| e.into_inner());
+            if !secrets.iter().any(|s| s[..] == next[..]) {
+                secrets.push(next);
+                // The session's own, and the latest few the agent may have gone on with.
+                if secrets.len() > MAX_SECRETS {
+                    secrets.remove(1);
+                }
+            }
+        }
+        Ok(Resumed {
+            client,
+            control: control?,
+        })
     })
     .await
 }
