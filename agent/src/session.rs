@@ -308,6 +308,8 @@ impl Live<'_> {
             granted,
         });
         let _ = self.to_assistant.send(Control::Grants(granted));
+        let secs = self.config.resume.as_secs().try_into().unwrap_or(u32::MAX);
+        let _ = self.to_assistant.send(Control::ResumeWindow { secs });
         self.last = granted;
     }
 
@@ -451,7 +453,12 @@ impl Live<'_> {
                 });
             }
             // Only the customer grants.
-            Ok(Some(Control::Grants(_) | Control::QuickAccess(_) | Control::QuickAccessLater)) => {}
+            Ok(Some(
+                Control::Grants(_)
+                | Control::QuickAccess(_)
+                | Control::QuickAccessLater
+                | Control::ResumeWindow { .. },
+            )) => {}
             // Asked once per session, and only in a session opened with the code: an opt-in
             // never begets another.
             Ok(Some(Control::QuickAccessRequest { organisation, days })) => {

@@ -531,6 +531,58 @@ async fn a_resume_whose_confirmation_was_lost_is_found_under_the_next_tag() {
     assert_ne!(viewer.session().resume_tag(), first);
 }
 
+/// The customer's agent waits as long as it was told (`--resume-secs`), and the viewer, told
+/// so at the start, looks for it as long: after the window both end with the reason, and
+/// nothing answers under the session's tag. With `--resume-secs 0` a lost connection ends the
+/// session on both sides at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn after_the_customers_resume_window_the_session_ends_on_both_sides() {
+    let w = World::new().await;
+    for secs in ["3", "0"] {
+        let link = Link::start(w.addr, fast()).unwrap();
+        let (agent, id, code) = w.agent(&["--allow", "terminal", "--resume-secs", secs]);
+        let mut options = w.join_options(&id, &code, test_assistant());
+        options.relay.address = link.addr.to_string();
+        let (mut viewer, _) = ponte_viewer::join(options).await.unwrap();
+        viewer.consent(WAIT).await.unwrap();
+        assert_eq!(echo(&viewer, "before").await, "before\n");
+        let mut notices = viewer.notices().unwrap();
+        let tag = viewer.session().resume_tag();
+        link.set_dark(true);
+        let dark = Instant::now();
+        let why = ended(&mut notices).await;
+        let took = dark.elapsed();
+        let agent_ended = agent.event("ended", Duration::from_secs(20));
+        if secs == "0" {
+            assert!(!why.contains("resumed"), "{why}");
+            assert!(
+                took < Duration::from_secs(10),
+                "the viewer ended at once: {took:?}"
+            );
+            continue;
+        }
+        assert!(why.contains("could not be resumed within 3 s"), "{why}");
+        // The 5 s until the loss is noticed, then the agent's 3 s, not the viewer's default 60.
+        assert!(
+            took < Duration::from_secs(20),
+            "the viewer looked as long as the agent waits: {took:?}"
+        );
+        assert!(
+            agent_ended["reason"].as_str().unwrap().contains("3 s"),
+            "{agent_ended}"
+        );
+        let (mut late, _) = ponte_session::connect::connect(&w.relay_options(), false)
+            .await
+            .unwrap();
+        let err = late.join_resume(tag, &Default::default()).await.unwrap_err();
+        assert_eq!(
+            err.refusal(),
+            Some(ponte_wire::rendezvous::Refusal::UnknownSession),
+            "{err}"
+        );
+    }
+}
+
 /// The assistant's network is gone and the customer ends the session while it waits: the
 /// agent leaves the proof of that end at the relay, and the assistant's viewer, back on the
 /// network, hears that the customer ended the session — not a minute of looking for it. An

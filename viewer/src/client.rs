@@ -207,6 +207,9 @@ pub struct State {
     pub reconnecting: bool,
     /// How many times the session was resumed.
     pub resumes: u32,
+    /// How long the customer's agent waits to be resumed after a lost connection, as it said
+    /// (`None`: not said; [`ponte_session::resume::DEFAULT_WINDOW`] is assumed).
+    pub resume_window: Option<Duration>,
 }
 
 /// The reply to [`Viewer::request_quick_access`].
@@ -252,9 +255,9 @@ pub enum Notice {
     Ended(String),
 }
 
-/// How long the viewer tries to resume a session whose connection was lost: as long as an
-/// agent waits by default.
-const RESUME_WINDOW: Duration = ponte_session::resume::DEFAULT_WINDOW;
+/// The longest the viewer tries to resume a session whose connection was lost, whatever the
+/// agent says (the longest an agent can be told to wait).
+const MAX_RESUME_WINDOW: Duration = Duration::from_secs(3600);
 
 /// How to reach the relay again to resume the session.
 struct Reconnect {
@@ -783,7 +786,7 @@ impl Link {
     pub(crate) async fn request(&self, request: &Request) -> Result<SecureStream, ViewerError> {
         // A request made while the session is being resumed goes on the resumed connection.
         let mut state = self.state.clone();
-        let _ = tokio::time::timeout(RESUME_WINDOW, state.wait_for(|s| !s.reconnecting)).await;
+        let _ = tokio::time::timeout(MAX_RESUME_WINDOW, state.wait_for(|s| !s.reconnecting)).await;
         if let Some(reason) = self.state.borrow().ended.clone() {
             return Err(ViewerError::Ended(reason));
         }
@@ -834,7 +837,7 @@ impl Link {
         if tokio::time::timeout(END_REASON_WAIT, noticed).await.is_err() {
             return false;
         }
-        let _ = tokio::time::timeout(RESUME_WINDOW, state.wait_for(|s| !s.reconnecting)).await;
+        let _ = tokio::time::timeout(MAX_RESUME_WINDOW, state.wait_for(|s| !s.reconnecting)).await;
         let now = self.state.borrow();
         now.resumes > resumes && now.ended.is_none()
     }
@@ -902,7 +905,9 @@ impl ControlFollower {
                 }
                 Ok(None) => return End::new("the customer's side closed the session", false),
                 Err(e) if e.is_attack() => return End::new(EndReason::Tampered.to_string(), true),
-                Err(e) if e.resumable() && self.state.borrow().grants.is_some() => {
+                Err(e)
+                    if e.resumable() && self.state.borrow().grants.is_some() && !self.window().is_zero() =>
+                {
                     if let Err(end) = self.resume().await {
                         return end;
                     }
@@ -916,6 +921,14 @@ impl ControlFollower {
                 Err(e) => return End::new(format!("connection lost ({e})"), false),
             }
         }
+    }
+
+    /// How long the customer's agent waits to be resumed (see [`State::resume_window`]).
+    fn window(&self) -> Duration {
+        self.state
+            .borrow()
+            .resume_window
+            .unwrap_or(ponte_session::resume::DEFAULT_WINDOW)
     }
 
     /// The connection was lost: finds the customer's agent again under the session's resume
@@ -938,7 +951,8 @@ impl ControlFollower {
     /// The resume itself, for [`ControlFollower::resume`], which publishes how it went.
     async fn reconnect(&mut self) -> Result<(), End> {
         let you_quit = || End::new("you ended the session", false);
-        let deadline = tokio::time::Instant::now() + RESUME_WINDOW;
+        let window = self.window();
+        let deadline = tokio::time::Instant::now() + window;
         let mut state = self.state.subscribe();
         let Reconnect { relay, extras, .. } = &self.reconnect;
         let resumed = tokio::select! {
@@ -953,7 +967,7 @@ impl ControlFollower {
             e => End::new(
                 format!(
                     "the connection was lost and the session could not be resumed within {} s ({e})",
-                    RESUME_WINDOW.as_secs()
+                    window.as_secs()
                 ),
                 false,
             ),
@@ -1005,6 +1019,9 @@ impl ControlFollower {
                     s.quick_pending = true;
                     replied(s, QuickAccessReply::Later);
                 }
+            }),
+            Control::ResumeWindow { secs } => self.state.send_modify(|s| {
+                s.resume_window = Some(Duration::from_secs(secs.into()).min(MAX_RESUME_WINDOW));
             }),
             // Only the assistant asks for quick access.
             Control::QuickAccessRequest { .. } => {}

@@ -242,6 +242,13 @@ pub enum Control {
     /// [`Control::End`], on the same stream) — a viewer that wants it keeps the connection
     /// open until then.
     QuickAccessLater,
+    /// Agent → viewer, after consent: how long the session waits to be resumed when its
+    /// connection is lost, in seconds (0: it ends at once) — so the viewer looks for it as long
+    /// and no longer (docs/PROTOCOL.md § 10; a viewer caps it at an hour).
+    ResumeWindow {
+        /// Seconds.
+        secs: u32,
+    },
 }
 
 /// What a viewer keeps in its address book when the customer allows quick access.
