@@ -704,3 +704,32 @@ async fn a_redis_entry_is_followed_only_to_a_live_node_at_the_address_it_was_cer
         .collect();
     assert_eq!(names, ["a", "b", "evil", "ghost", "mallory", "twin"]);
 }
+
+/// The customer's End of a session that waited to be resumed, left on one node, is what its
+/// viewer hears through any other node (redirected to the node that keeps it), and a session
+/// waiting under another tag is not disturbed.
+#[tokio::test]
+async fn an_ended_resume_is_heard_through_any_node() {
+    let redis = RedisServer::start();
+    let key = ClusterKey::new();
+    let (a, b) = (
+        node(&key, &redis.url(), "a").await,
+        node(&key, &redis.url(), "b").await,
+    );
+    let tag = ponte_wire::DeviceTag([0x42; 16]);
+    let mut ender = client(&a, &key).await;
+    ender.end_resume(tag, [7; 32]).await.unwrap();
+    let other = ponte_wire::DeviceTag([0x43; 16]);
+    let mut waiting = client(&a, &key).await;
+    waiting.register_resume(other).await.unwrap();
+
+    for via in [&b, &a] {
+        let mut viewer = client(via, &key).await;
+        match viewer.join_resume(tag, &Default::default()).await {
+            Err(ClientError::ResumeEnded { proof }) => assert_eq!(proof, [7; 32]),
+            other => panic!("{other:?}"),
+        }
+    }
+    let mut viewer = client(&b, &key).await;
+    viewer.join_resume(other, &Default::default()).await.unwrap();
+}
