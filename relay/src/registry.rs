@@ -86,6 +86,9 @@ pub enum Joining {
     Id(SessionId),
     /// By a device tag (quick access) that led to this session.
     Device(SessionId),
+    /// By a resume tag that led to this session; its lookup ([`Registry::find_resume`]) took
+    /// the join token already.
+    Resume(SessionId),
 }
 
 /// The outcome of a successful join.
@@ -458,17 +461,21 @@ impl<A: Clone, V> Registry<A, V> {
         credential: Result<(), Refusal>,
         reserve: impl FnOnce(&A) -> Option<R>,
     ) -> Result<Pairing<A, R>, TurnedAway<A>> {
-        take(
-            &mut self.join_buckets,
-            source,
-            self.limits.join_rate,
-            self.limits.join_burst,
-            now,
-        )
-        .map_err(TurnedAway::viewer_only)?;
+        // Paid once: a resume found with a source's last token must not be turned away for
+        // the next one, or its viewer would look and be refused in turn until the window ends.
+        if !matches!(joining, Joining::Resume(_)) {
+            take(
+                &mut self.join_buckets,
+                source,
+                self.limits.join_rate,
+                self.limits.join_burst,
+                now,
+            )
+            .map_err(TurnedAway::viewer_only)?;
+        }
         let (id, by_device) = match joining {
             Joining::Id(id) => (id, false),
-            Joining::Device(id) => (id, true),
+            Joining::Device(id) | Joining::Resume(id) => (id, true),
         };
         // A quick-access session is not there for a join by ID, nor a code session for a
         // join by tag: the same answer as for an ID nobody holds.
@@ -1138,5 +1145,20 @@ mod tests {
         r.sweep(later);
         assert!(!r.holds_device(slot));
         r.end_resume(DeviceTag([4; 16]), [0; 32], later).unwrap();
+    }
+
+    #[test]
+    fn a_resume_found_with_the_last_join_token_pairs() {
+        let mut r = reg();
+        let t = Instant::now();
+        let (id, _) = r.register(|_| 1, ip(1), t, &mut ponte_wire::os_rng()).unwrap();
+        let slot = DeviceTag([9; 16]);
+        r.claim_device(id, slot);
+        // The viewer's source spent all but one of its 5 join tokens looking.
+        for _ in 0..4 {
+            assert_eq!(r.find_resume(DeviceTag([1; 16]), ip(2), t), Err(Refusal::UnknownSession));
+        }
+        assert_eq!(r.find_resume(slot, ip(2), t), Ok(id));
+        assert!(r.join(Joining::Resume(id), 5, ip(2), t, Ok(()), |_| Some(())).is_ok());
     }
 }

@@ -290,7 +290,8 @@ fn pair(
     };
     let joining = match join.target {
         JoinTarget::Session(_) => Joining::Id(join.session),
-        JoinTarget::Device(_) | JoinTarget::Resume(_) => Joining::Device(join.session),
+        JoinTarget::Device(_) => Joining::Device(join.session),
+        JoinTarget::Resume(_) => Joining::Resume(join.session),
     };
     let joined = shared.registry().join(
         joining,
