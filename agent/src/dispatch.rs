@@ -12,7 +12,7 @@ use ponte_e2e::app::{Request, Response};
 use ponte_session::{Incoming, SecureStream};
 use ponte_wire::text::PeerText;
 
-use crate::capability::{Context, Decision, Handler, Reason, exec, files, info, input, screen, shell};
+use crate::capability::{Context, Decision, Handler, Reason, exec, files, info, input, list, screen, shell};
 use crate::frontend::Kind;
 use crate::i18n::t;
 
@@ -54,6 +54,7 @@ pub async fn serve(incoming: Incoming, ctx: &Context) {
         Request::Screen { max_fps } => run(screen::Screen::new(max_fps), stream, ctx).await,
         Request::Input(events) => run(input::Input::new(events), stream, ctx).await,
         Request::Reattach { terminal } => reattach(terminal, stream, ctx).await,
+        Request::List { path } => run(list::List::new(path), stream, ctx).await,
     }
 }
 

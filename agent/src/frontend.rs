@@ -281,6 +281,15 @@ pub enum Question {
         /// Why this is asked.
         why: Vec<Why>,
     },
+    /// The assistant wants to see the names in a folder of this computer.
+    List {
+        /// The resolved absolute path.
+        path: PeerText,
+        /// How many entries it holds (hidden ones included, as they are shown when allowed).
+        entries: u64,
+        /// Why this is asked.
+        why: Vec<Why>,
+    },
     /// The assistant wants to put something on this computer.
     Put {
         /// The resolved absolute path.

@@ -913,3 +913,85 @@ async fn a_command_typed_after_stty_echo_off_is_still_shown_and_logged() {
         "{text}"
     );
 }
+
+/// `ls` is reading — names are contents — so it is judged like `get`: inside the shared folder
+/// it lists without hidden entries; a hidden folder, a link out of the folder, the world
+/// outside and a folder without the `download` grant are asked (and refused by a script's
+/// agent, which nobody can ask); a "yes" shows the hidden entries too, and every name arrives
+/// inert whatever bytes it holds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_listing_is_judged_like_a_download() {
+    let w = World::new().await;
+    let home = w.path("agent-home");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    std::fs::write(home.join(".ssh/id_ed25519"), "PRIVATE KEY").unwrap();
+    std::fs::create_dir_all(home.join("project")).unwrap();
+    std::fs::write(home.join("project/readme.txt"), "read me").unwrap();
+    std::fs::write(home.join("project/.env"), "PASSWORD=x").unwrap();
+    let evil_name = EVIL.replace('/', "|").replace('\n', " ");
+    std::fs::write(home.join(&evil_name), "x").unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(home.join(".ssh"), home.join("keys")).unwrap();
+
+    let (_agent, id, code) = w.agent(&["--allow", "download"]);
+    let viewer = w.assistant(&id, &code).await;
+    viewer.consent(WAIT).await.unwrap();
+    let names = |entries: &[ponte_e2e::app::ListEntry]| -> Vec<String> {
+        entries.iter().map(|e| e.name.to_string()).collect()
+    };
+    let top = viewer.list(".").await.unwrap();
+    assert!(
+        !names(&top).iter().any(|n| n.starts_with('.')),
+        "{:?}",
+        names(&top)
+    );
+    assert!(names(&top).contains(&"project".to_owned()));
+    let keys = top.iter().find(|e| e.name.as_raw() == "keys").unwrap();
+    assert_eq!(
+        keys.kind,
+        ponte_e2e::app::ListedKind::Link,
+        "a link is not followed"
+    );
+    let evil = top
+        .iter()
+        .find(|e| e.name.as_raw().contains("pwned"))
+        .expect("the odd name is listed");
+    assert_inert(&evil.name.to_string());
+    let project = viewer.list("project").await.unwrap();
+    assert_eq!(names(&project), ["readme.txt"]);
+    assert_eq!(project[0].size, 7);
+    assert_eq!(project[0].kind, ponte_e2e::app::ListedKind::File);
+    // (A script's agent cannot ask, so what would be asked is refused.)
+    for (path, why) in [
+        (".ssh", ""),
+        ("keys", ""),
+        ("..", ""),
+        ("/etc", ""),
+        ("project/readme.txt", "folder"),
+    ] {
+        let refused = viewer.list(path).await.unwrap_err();
+        assert!(
+            matches!(&refused, ViewerError::Refused(r) if r.as_raw().contains(why)),
+            "{path}: {refused}"
+        );
+    }
+
+    // Asked on the customer's screen, and allowed: everything, hidden entries included.
+    let (mut agent, id, code) = w.text_agent(&["--allow", "terminal"]);
+    let viewer = Arc::new(w.assistant(&id, &code).await);
+    viewer.consent(WAIT).await.unwrap();
+    let asked = {
+        let viewer = viewer.clone();
+        tokio::spawn(async move { viewer.list("project").await })
+    };
+    let question = agent.expect("SEE WHAT IS IN the folder");
+    assert!(
+        question.contains("project") && question.contains("2 entries"),
+        "{question}"
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    agent.send("y");
+    let listed = asked.await.unwrap().unwrap();
+    assert_eq!(names(&listed), [".env", "readme.txt"]);
+    agent.expect("showed the folder");
+}

@@ -42,6 +42,35 @@ async fn behind(w: &World, link: &Link) -> (ponte_testbed::Running, ponte_viewer
     (agent, viewer)
 }
 
+/// An agent (`--allow terminal` and `args`) on the relay, and the assistant in its session
+/// reaching the relay through `link`.
+async fn assistant_behind(
+    w: &World,
+    link: &Link,
+    args: &[&str],
+) -> (ponte_testbed::Running, ponte_viewer::Viewer) {
+    let args: Vec<&str> = ["--allow", "terminal"].iter().chain(args).copied().collect();
+    let (agent, id, code) = w.agent(&args);
+    let mut options = w.join_options(&id, &code, test_assistant());
+    options.relay.address = link.addr.to_string();
+    let (viewer, _) = ponte_viewer::join(options).await.unwrap();
+    viewer.consent(WAIT).await.unwrap();
+    (agent, viewer)
+}
+
+/// Asserts that nobody waits under the resume tag `tag` any more.
+async fn nobody_under(w: &World, tag: ponte_wire::DeviceTag) {
+    let (mut late, _) = ponte_session::connect::connect(&w.relay_options(), false)
+        .await
+        .unwrap();
+    let err = late.join_resume(tag, &Default::default()).await.unwrap_err();
+    assert_eq!(
+        err.refusal(),
+        Some(ponte_wire::rendezvous::Refusal::UnknownSession),
+        "{err}"
+    );
+}
+
 /// Runs `echo` on the customer's computer; what it printed.
 async fn echo(viewer: &ponte_viewer::Viewer, word: &str) -> String {
     let mut out = Vec::new();
@@ -178,11 +207,7 @@ async fn three_dark_seconds_in_the_middle_of_a_transfer_and_a_shell_are_a_pause(
 async fn when_the_assistants_address_is_gone_the_viewer_moves_to_a_new_one_within_seconds() {
     let w = World::new().await;
     let link = Link::start(w.addr, fast()).unwrap();
-    let (_agent, id, code) = w.agent(&["--allow", "terminal"]);
-    let mut options = w.join_options(&id, &code, test_assistant());
-    options.relay.address = link.addr.to_string();
-    let (viewer, _) = ponte_viewer::join(options).await.unwrap();
-    viewer.consent(WAIT).await.unwrap();
+    let (_agent, viewer) = assistant_behind(&w, &link, &[]).await;
     assert_eq!(echo(&viewer, "before").await, "before\n");
 
     link.lose_addresses();
@@ -305,11 +330,7 @@ async fn when_the_connections_are_lost_the_session_is_resumed_without_a_new_code
 async fn only_the_holder_of_the_sessions_secret_resumes_it_and_never_after_its_end() {
     let w = World::new().await;
     let link = Link::start(w.addr, fast()).unwrap();
-    let (agent, id, code) = w.agent(&["--allow", "terminal"]);
-    let mut options = w.join_options(&id, &code, test_assistant());
-    options.relay.address = link.addr.to_string();
-    let (viewer, _) = ponte_viewer::join(options).await.unwrap();
-    viewer.consent(WAIT).await.unwrap();
+    let (agent, viewer) = assistant_behind(&w, &link, &[]).await;
     assert_eq!(echo(&viewer, "before").await, "before\n");
     let tag = viewer.session().resume_tag();
 
@@ -379,15 +400,7 @@ async fn only_the_holder_of_the_sessions_secret_resumes_it_and_never_after_its_e
         "each resume meets under a new tag"
     );
     // The used tag is spent: nobody waits under it any more.
-    let (mut replay, _) = ponte_session::connect::connect(&w.relay_options(), false)
-        .await
-        .unwrap();
-    let err = replay.join_resume(tag, &Default::default()).await.unwrap_err();
-    assert_eq!(
-        err.refusal(),
-        Some(ponte_wire::rendezvous::Refusal::UnknownSession),
-        "{err}"
-    );
+    nobody_under(&w, tag).await;
 
     // Ended: the agent forgets the session, and its tag leads nowhere.
     viewer.quit().await;
@@ -461,15 +474,7 @@ async fn the_customer_can_end_a_session_that_waits_to_be_resumed() {
     );
     let ended = agent.event("ended", Duration::from_secs(5));
     assert!(ended["reason"].as_str().unwrap().contains("you ended"), "{ended}");
-    let (mut late, _) = ponte_session::connect::connect(&w.relay_options(), false)
-        .await
-        .unwrap();
-    let err = late.join_resume(tag, &Default::default()).await.unwrap_err();
-    assert_eq!(
-        err.refusal(),
-        Some(ponte_wire::rendezvous::Refusal::UnknownSession),
-        "{err}"
-    );
+    nobody_under(&w, tag).await;
 }
 
 /// The connection is lost again just as a resume completes: the agent confirmed and went on
@@ -508,11 +513,7 @@ async fn a_resume_whose_confirmation_was_lost_is_found_under_the_next_tag() {
     let w = World::with_tap(tap).await;
     let link = std::sync::Arc::new(Link::start(w.addr, fast()).unwrap());
     link_slot.set(link.clone()).ok().unwrap();
-    let (agent, id, code) = w.agent(&["--allow", "terminal"]);
-    let mut options = w.join_options(&id, &code, test_assistant());
-    options.relay.address = link.addr.to_string();
-    let (mut viewer, _) = ponte_viewer::join(options).await.unwrap();
-    viewer.consent(WAIT).await.unwrap();
+    let (agent, mut viewer) = assistant_behind(&w, &link, &[]).await;
     let mut notices = viewer.notices().unwrap();
     let first = viewer.session().resume_tag();
 
@@ -540,11 +541,7 @@ async fn after_the_customers_resume_window_the_session_ends_on_both_sides() {
     let w = World::new().await;
     for secs in ["3", "0"] {
         let link = Link::start(w.addr, fast()).unwrap();
-        let (agent, id, code) = w.agent(&["--allow", "terminal", "--resume-secs", secs]);
-        let mut options = w.join_options(&id, &code, test_assistant());
-        options.relay.address = link.addr.to_string();
-        let (mut viewer, _) = ponte_viewer::join(options).await.unwrap();
-        viewer.consent(WAIT).await.unwrap();
+        let (agent, mut viewer) = assistant_behind(&w, &link, &["--resume-secs", secs]).await;
         assert_eq!(echo(&viewer, "before").await, "before\n");
         let mut notices = viewer.notices().unwrap();
         let tag = viewer.session().resume_tag();
@@ -571,15 +568,7 @@ async fn after_the_customers_resume_window_the_session_ends_on_both_sides() {
             agent_ended["reason"].as_str().unwrap().contains("3 s"),
             "{agent_ended}"
         );
-        let (mut late, _) = ponte_session::connect::connect(&w.relay_options(), false)
-            .await
-            .unwrap();
-        let err = late.join_resume(tag, &Default::default()).await.unwrap_err();
-        assert_eq!(
-            err.refusal(),
-            Some(ponte_wire::rendezvous::Refusal::UnknownSession),
-            "{err}"
-        );
+        nobody_under(&w, tag).await;
     }
 }
 
@@ -592,11 +581,7 @@ async fn after_the_customers_resume_window_the_session_ends_on_both_sides() {
 async fn when_the_customer_ends_during_the_gap_the_assistant_hears_so() {
     let w = World::new().await;
     let link = Link::start(w.addr, fast()).unwrap();
-    let (mut agent, id, code) = w.agent(&["--allow", "terminal"]);
-    let mut options = w.join_options(&id, &code, test_assistant());
-    options.relay.address = link.addr.to_string();
-    let (mut viewer, _) = ponte_viewer::join(options).await.unwrap();
-    viewer.consent(WAIT).await.unwrap();
+    let (mut agent, mut viewer) = assistant_behind(&w, &link, &[]).await;
     let mut notices = viewer.notices().unwrap();
     let tag = viewer.session().resume_tag();
     link.set_dark(true);

@@ -528,3 +528,90 @@ async fn an_answer_of_the_wrong_kind_fails_the_request_with_a_clear_error() {
     assert_eq!(ended, None, "not an attack on the path: the session goes on");
     drop((session, control, client));
 }
+
+/// A hostile agent answers the real viewer's `ls` with names full of escape sequences, then
+/// with a listing longer than any agent sends: the names reach the assistant's terminal inert,
+/// the endless listing fails with a clear error, and the session goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hostile_agents_listing_reaches_the_assistant_inert_and_bounded() {
+    use ponte_e2e::app::{Control, Grants, ListEntry, ListedKind, MAX_LISTING, Request, Response, Transfer};
+    use ponte_e2e::handshake::CodeAttempts;
+    use ponte_e2e::identity::TrustStore;
+    use ponte_wire::rendezvous::RelayMessage;
+
+    const EVIL: &str = "\x1b]0;pwned\x07\x1b[2J\r\nforged\u{202e}line";
+    let w = World::new().await;
+    let (mut client, _) = ponte_session::connect::connect(&w.relay_options(), false)
+        .await
+        .unwrap();
+    let (id, _) = client.register().await.unwrap();
+    let code = ponte_wire::OneTimeCode::random(&mut ponte_wire::os_rng());
+    let mut cmd = w.command("ponte-viewer");
+    let batch = w.path("hostile.txt");
+    std::fs::write(&batch, "ls\nls big\ninfo\n").unwrap();
+    cmd.args(["connect", &id.to_digits(), "--code", &code.digits(), "--batch"])
+        .arg(&batch);
+    let viewer = std::thread::spawn(move || run_with_timeout(cmd, WAIT));
+    assert_eq!(client.next().await.unwrap(), RelayMessage::Paired);
+    let (session, mut control, _) = ponte_session::handshake::agent(
+        client.connection().clone(),
+        ponte_session::handshake::context(&client, id).unwrap(),
+        &code,
+        &mut CodeAttempts::new(),
+        &TrustStore::new(),
+    )
+    .await
+    .unwrap();
+    control.send.send(&Control::Grants(Grants::all())).await.unwrap();
+    let entry = |name: &str| ListEntry {
+        name: name.into(),
+        kind: ListedKind::File,
+        size: 1,
+        modified: Some(0),
+    };
+    for _ in 0..3 {
+        let mut stream = session.accept().await.unwrap().open().await.unwrap();
+        let request = stream.recv.expect::<Request>().await.unwrap();
+        stream.send.send(&Response::Accepted).await.unwrap();
+        match request {
+            Request::List { path } if path.as_raw() == "." => {
+                let listing = Transfer::Listing(vec![entry(EVIL)]);
+                stream.send.send(&listing).await.unwrap();
+                stream.send.send(&Transfer::Done).await.unwrap();
+            }
+            Request::List { .. } => {
+                // More than any agent sends, and never done: the viewer stops reading.
+                for _ in 0..=MAX_LISTING / 100 {
+                    let chunk = (0..100).map(|n| entry(&format!("f{n}"))).collect();
+                    if stream.send.send(&Transfer::Listing(chunk)).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            Request::Info => {
+                let facts = vec![("os".into(), "still here".into())];
+                stream.send.send(&Transfer::Info(facts)).await.unwrap();
+            }
+            other => panic!("not asked: {other:?}"),
+        }
+        let _ = stream.send.finish().await;
+    }
+    let out = viewer.join().unwrap();
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    for shown in [&stdout, &stderr] {
+        assert!(
+            !shown.contains('\x1b') && !shown.contains('\r') && !shown.contains('\u{202e}'),
+            "{shown:?}"
+        );
+        assert!(!shown.lines().any(|l| l.starts_with("forged")), "{shown}");
+    }
+    assert!(stdout.contains("\\x1b]0;pwned"), "the name, escaped: {stdout}");
+    assert!(
+        stderr.contains(
+            "ls big: unexpected message from the customer's computer (expected at most 10000 entries)"
+        ),
+        "{stderr}"
+    );
+    assert!(stdout.contains("still here"), "the session went on: {stdout}");
+    drop((session, control, client));
+}

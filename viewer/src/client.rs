@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use ponte_e2e::app::{Control, EndReason, Grants, QuickAccessGrant, Request, Response, Transfer};
+use ponte_e2e::app::{Control, EndReason, Grants, ListEntry, QuickAccessGrant, Request, Response, Transfer};
 use ponte_e2e::handshake::{Credentials, HandshakeError};
 use ponte_e2e::screen::InputEvent;
 use ponte_session::connect::{RelayOptions, TrustNote};
@@ -22,7 +22,7 @@ use ponte_wire::text::PeerText;
 use ponte_wire::{OneTimeCode, SessionId};
 use tokio::sync::{Mutex, mpsc, watch};
 
-use crate::reply::{self, CommandOutput, Done, Facts, Reply, TerminalOutput};
+use crate::reply::{self, CommandOutput, Done, Facts, Listed, Reply, TerminalOutput};
 use crate::screen_client::ScreenClient;
 
 /// How long a request waits for the customer's computer to accept or refuse it: longer than
@@ -715,6 +715,30 @@ impl Viewer {
     pub async fn info(&self) -> Result<Vec<(PeerText, PeerText)>, ViewerError> {
         let Facts(facts) = self.short(&Request::Info).await?;
         Ok(facts)
+    }
+
+    /// Lists the folder at `path` on the customer's computer (relative paths are in its shared
+    /// folder: `.` is the folder itself): its entries in name order, at most
+    /// [`MAX_LISTING`](ponte_e2e::app::MAX_LISTING) — a longer listing, which only a broken or
+    /// hostile agent sends, fails.
+    pub async fn list(&self, path: &str) -> Result<Vec<ListEntry>, ViewerError> {
+        let mut stream = self.request(&Request::List { path: path.into() }).await?;
+        let mut entries = Vec::new();
+        let listed = tokio::time::timeout(RESULT_TIMEOUT, async {
+            loop {
+                match self.reply(&mut stream).await? {
+                    Listed::Entries(more) => entries.extend(more),
+                    Listed::Done => return Ok(()),
+                }
+                if entries.len() > ponte_e2e::app::MAX_LISTING {
+                    return Err(ViewerError::Unexpected {
+                        expected: "at most 10000 entries",
+                    });
+                }
+            }
+        });
+        listed.await.map_err(|_| ViewerError::Timeout)??;
+        Ok(entries)
     }
 
     /// Starts receiving the customer's screen.

@@ -1,5 +1,5 @@
 //! The assistant's commands in a session, typed at the prompt or read from a batch file:
-//! `exec CMD`, `get REMOTE LOCAL`, `put LOCAL REMOTE`, `info`, `screen`, `screenshot FILE`,
+//! `exec CMD`, `ls [PATH]`, `get REMOTE LOCAL`, `put LOCAL REMOTE`, `info`, `screen`, `screenshot FILE`,
 //! `monitor [N]`, `click X Y`, `type TEXT`, `chat TEXT`, `quit`.
 
 use std::io::{IsTerminal, Write};
@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use ponte_e2e::app::ListedKind;
 use ponte_e2e::screen::InputEvent;
 use ponte_session::files;
 use ponte_viewer::screen_client::{self, Progress, ScreenClient};
@@ -20,6 +21,8 @@ use ponte_wire::text::PeerText;
 pub enum Command {
     /// Run a command on the customer's machine.
     Exec(String),
+    /// List a folder on the customer's machine (`.`: the shared folder).
+    List(String),
     /// Copy a remote path to a local one.
     Get {
         /// Path on the customer's machine.
@@ -80,6 +83,7 @@ pub enum Command {
 pub const HELP: &str = "commands:
   shell                 open a terminal on the customer's computer (exit the shell to return)
   exec CMD              run CMD on the customer's computer (output and exit status)
+  ls [PATH]             list a folder on the customer's computer (default: the shared folder)
   get [-f] REMOTE LOCAL copy a file or directory from the customer's computer
   put [-f] LOCAL REMOTE copy a file or directory to the customer's computer
   info                  show the customer's system information
@@ -117,6 +121,8 @@ pub fn parse(line: &str) -> anyhow::Result<Option<Command>> {
     Ok(Some(match word {
         "exec" if !rest.is_empty() => Command::Exec(rest.to_owned()),
         "exec" => bail!("exec needs a command"),
+        "ls" if rest.is_empty() => Command::List(".".to_owned()),
+        "ls" => Command::List(rest.to_owned()),
         "get" => {
             let (force, remote, local) = two(rest)?;
             Command::Get { remote, local, force }
@@ -330,6 +336,7 @@ impl Runner {
                 );
             }
             Command::Info => self.info().await?,
+            Command::List(path) => self.list(&path).await?,
             Command::Chat(text) => self.viewer.chat(&text).await?,
             Command::Shell => bail!("shell needs an interactive terminal; in a batch use exec CMD"),
             Command::Screen => {
@@ -413,6 +420,33 @@ impl Runner {
     }
 
     /// `info`: the customer's system facts, aligned.
+    /// `ls`: one line per entry — kind, size, last change (local time), name (inert).
+    async fn list(&self, path: &str) -> anyhow::Result<()> {
+        let entries = self.viewer.list(path).await?;
+        for entry in &entries {
+            let (kind, size) = match entry.kind {
+                ListedKind::File => ("file", indicatif::HumanBytes(entry.size).to_string()),
+                ListedKind::Dir => ("dir", String::new()),
+                ListedKind::Link => ("link", String::new()),
+                ListedKind::Other => ("other", String::new()),
+            };
+            let modified = entry
+                .modified
+                .and_then(|secs| jiff::Timestamp::from_second(i64::try_from(secs).ok()?).ok())
+                .map(|t| {
+                    t.to_zoned(jiff::tz::TimeZone::system())
+                        .strftime("%Y-%m-%d %H:%M")
+                        .to_string()
+                })
+                .unwrap_or_default();
+            println!("{kind:<5} {size:>10}  {modified:<16}  {}", entry.name);
+        }
+        if entries.len() == ponte_e2e::app::MAX_LISTING {
+            println!("(the listing stops at {} entries)", ponte_e2e::app::MAX_LISTING);
+        }
+        Ok(())
+    }
+
     async fn info(&self) -> anyhow::Result<()> {
         let facts = self.viewer.info().await?;
         let shown: Vec<(String, String)> = facts

@@ -93,6 +93,27 @@ impl Reply for Facts {
     }
 }
 
+/// Part of a folder listing, or its end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Listed {
+    /// More entries.
+    Entries(Vec<ponte_e2e::app::ListEntry>),
+    /// No more.
+    Done,
+}
+
+impl Reply for Listed {
+    const EXPECTED: &'static str = "the folder's entries or their end";
+
+    fn from_message(message: Transfer) -> Option<Listed> {
+        match message {
+            Transfer::Listing(entries) => Some(Listed::Entries(entries)),
+            Transfer::Done => Some(Listed::Done),
+            _ => None,
+        }
+    }
+}
+
 /// The request was carried out (the input events were injected).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Done;

@@ -6,6 +6,7 @@ pub mod exec;
 pub mod files;
 pub mod info;
 pub mod input;
+pub mod list;
 pub mod parked;
 pub mod screen;
 pub mod shell;

@@ -245,6 +245,10 @@ pub fn question(tr: &Tr, question: &Question) -> Vec<String> {
             }
             (line, why.as_slice())
         }
+        Question::List { path, entries, why } => (
+            t!(tr, "question-list", path = path, count = *entries),
+            why.as_slice(),
+        ),
         Question::Put {
             path,
             kind,

@@ -322,6 +322,43 @@ pub enum Request {
         /// The terminal's number in the session.
         terminal: u64,
     },
+    /// List the folder at `path` (on the customer's machine). Names are contents, so this is
+    /// reading: judged like [`Request::Get`] under `download`. The agent answers with
+    /// [`Transfer::Listing`] messages in name order (at most [`MAX_LISTING`] entries), then
+    /// [`Transfer::Done`].
+    List {
+        /// Path on the customer's machine.
+        path: PeerText,
+    },
+}
+
+/// Most entries one [`Request::List`] answers with; a folder with more is listed up to here.
+pub const MAX_LISTING: usize = 10_000;
+
+/// One entry of a folder listing ([`Transfer::Listing`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListEntry {
+    /// Its name in the folder (not a path).
+    pub name: PeerText,
+    /// What it is (a symbolic link is not followed).
+    pub kind: ListedKind,
+    /// Size in bytes (of a file; 0 otherwise).
+    pub size: u64,
+    /// Last modified, in seconds since the Unix epoch, when known.
+    pub modified: Option<u64>,
+}
+
+/// What a listed entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ListedKind {
+    /// A regular file.
+    File,
+    /// A folder.
+    Dir,
+    /// A symbolic link.
+    Link,
+    /// Anything else (a device, a socket, a pipe).
+    Other,
 }
 
 /// The agent's answer to a request.
@@ -394,6 +431,8 @@ pub enum Transfer {
     /// First message of a terminal after the response: its number in the session, which a
     /// [`Request::Reattach`] names after a resume.
     Terminal(u64),
+    /// Entries of a folder listing ([`Request::List`]), as many as fit a message.
+    Listing(Vec<ListEntry>),
 }
 
 #[cfg(test)]

@@ -180,6 +180,17 @@ async fn candidates(address: &str) -> Result<Vec<(std::net::SocketAddr, String)>
 /// `options` with the entry that reached `remote` first, so that trying again (a resume)
 /// starts with the node that answered, not with one that is down.
 pub async fn prefer(options: &RelayOptions, remote: std::net::SocketAddr) -> RelayOptions {
+    moved(options, remote, true).await
+}
+
+/// `options` with the entry that reached `remote` last: a resume after the connection to it
+/// was lost tries the other nodes of a cluster first, as that node may be the one that died.
+pub async fn avoid(options: &RelayOptions, remote: std::net::SocketAddr) -> RelayOptions {
+    moved(options, remote, false).await
+}
+
+/// `options` with the entry that reaches `remote` moved to the front (or the back).
+async fn moved(options: &RelayOptions, remote: std::net::SocketAddr, front: bool) -> RelayOptions {
     let mut entries: Vec<&str> = options.address.split(',').map(str::trim).collect();
     for (i, entry) in entries.iter().enumerate() {
         let resolved = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host(*entry)).await;
@@ -187,7 +198,10 @@ pub async fn prefer(options: &RelayOptions, remote: std::net::SocketAddr) -> Rel
             && addrs.any(|a| a == remote)
         {
             let entry = entries.remove(i);
-            entries.insert(0, entry);
+            match front {
+                true => entries.insert(0, entry),
+                false => entries.push(entry),
+            }
             break;
         }
     }
@@ -329,5 +343,29 @@ mod tests {
         let args = Viewer::try_parse_from(["viewer", "--credential", path.to_str().unwrap()]).unwrap();
         let err = args.assistant.join_extras().unwrap_err();
         assert!(err.to_string().contains("not an assistant credential"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_resume_tries_the_node_it_lost_last_and_then_the_one_that_answered_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = RelayOptions {
+            address: "127.0.0.1:1, 127.0.0.2:2,127.0.0.3:3".to_owned(),
+            fingerprint: None,
+            ca: None,
+            known_relays: crate::known_relays::KnownRelays::at(dir.path().join("kr")),
+        };
+        let lost = "127.0.0.1:1".parse().unwrap();
+        let avoided = avoid(&options, lost).await;
+        assert_eq!(avoided.address, "127.0.0.2:2,127.0.0.3:3,127.0.0.1:1");
+        let answered = "127.0.0.3:3".parse().unwrap();
+        assert_eq!(
+            prefer(&avoided, answered).await.address,
+            "127.0.0.3:3,127.0.0.2:2,127.0.0.1:1"
+        );
+        let elsewhere = "127.0.0.9:9".parse().unwrap();
+        assert_eq!(
+            avoid(&options, elsewhere).await.address,
+            "127.0.0.1:1,127.0.0.2:2,127.0.0.3:3"
+        );
     }
 }

@@ -9,7 +9,7 @@ use ponte_transport::client::{ClientError, JoinExtras, RelayClient};
 use ponte_wire::rendezvous::{ClientMessage, Refusal, RelayMessage};
 use tokio::time::Instant;
 
-use crate::connect::{RESUME_CONNECT_TIMEOUT, RelayOptions, connect_within, prefer};
+use crate::connect::{RESUME_CONNECT_TIMEOUT, RelayOptions, avoid, connect_within, prefer};
 use crate::handshake::{agent_resume, context, viewer_resume};
 use crate::{SecureStream, Session, SessionError};
 
@@ -45,7 +45,7 @@ pub async fn agent(
     turned_away: impl Fn(&SessionError),
 ) -> Result<Resumed, SessionError> {
     let tag = session.resume_tag();
-    let options = std::sync::Mutex::new(options.clone());
+    let options = std::sync::Mutex::new(avoid(options, session.connection().remote_address()).await);
     retry(deadline, || async {
         let (mut client, _) = reach(&options).await?;
         client.register_resume(tag).await?;
@@ -87,7 +87,7 @@ pub async fn viewer(
 ) -> Result<Resumed, SessionError> {
     let secrets = std::sync::Mutex::new(vec![session.resume_secret()]);
     let attempts = std::sync::atomic::AtomicUsize::new(0);
-    let options = std::sync::Mutex::new(options.clone());
+    let options = std::sync::Mutex::new(avoid(options, session.connection().remote_address()).await);
     retry(deadline, || async {
         let secret = {
             let secrets = secrets.lock().unwrap_or_else(|e| e.into_inner());

@@ -75,6 +75,10 @@ commands-hint = Type 'revoke NAME', 'grant NAME', 'chat TEXT' or 'end'.
 commands-help = Commands: revoke NAME, grant NAME (terminal, upload, download, info, screen, control), chat TEXT, end
 
 ## Questions
+question-list = { $count ->
+    [one] The assistant wants to SEE WHAT IS IN the folder { $path } on this computer (the name of its one entry).
+   *[other] The assistant wants to SEE WHAT IS IN the folder { $path } on this computer (the names of its { $count } entries).
+}
 question-copy-file = The assistant wants to COPY the file { $path } ({ $size }) FROM this computer.
 question-copy-folder = { $files ->
     [one] The assistant wants to COPY the folder { $path } (one file, { $size }) FROM this computer.
@@ -127,6 +131,10 @@ files-and-size = { $files ->
     [one] one file, { $size }
    *[other] { $files } files, { $size }
 }
+listed = { $count ->
+    [one] showed the folder { $path } (one entry)
+   *[other] showed the folder { $path } ({ $count } entries)
+}
 info-read = system information read
 screen-started = screen sharing started ({ $monitor } { $width }×{ $height })
 screen-ended = screen sharing ended: { $reason }
@@ -158,6 +166,7 @@ input-typed = typed "{ $text }"
 request-exec = run the command: { $command }
 request-shell = open a terminal
 request-get = copy { $path } from this computer
+request-list = see what is in the folder { $path }
 request-put = put { $path } on this computer ({ $what })
 request-info = read system information
 request-screen = see the screen

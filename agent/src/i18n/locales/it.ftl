@@ -73,6 +73,10 @@ commands-hint = Scrivi 'revoke NOME', 'grant NOME', 'chat TESTO' o 'end'.
 commands-help = Comandi: revoke NOME, grant NOME (terminal, upload, download, info, screen, control), chat TESTO, end
 
 ## Domande
+question-list = { $count ->
+    [one] L'assistente vuole VEDERE COSA C'È nella cartella { $path } di questo computer (il nome del suo unico elemento).
+   *[other] L'assistente vuole VEDERE COSA C'È nella cartella { $path } di questo computer (i nomi dei suoi { $count } elementi).
+}
 question-copy-file = L'assistente vuole COPIARE il file { $path } ({ $size }) DA questo computer.
 question-copy-folder = { $files ->
     [one] L'assistente vuole COPIARE la cartella { $path } (un file, { $size }) DA questo computer.
@@ -125,6 +129,10 @@ files-and-size = { $files ->
     [one] un file, { $size }
    *[other] { $files } file, { $size }
 }
+listed = { $count ->
+    [one] mostrata la cartella { $path } (un elemento)
+   *[other] mostrata la cartella { $path } ({ $count } elementi)
+}
 info-read = informazioni di sistema lette
 screen-started = condivisione dello schermo avviata ({ $monitor } { $width }×{ $height })
 screen-ended = condivisione dello schermo terminata: { $reason }
@@ -156,6 +164,7 @@ input-typed = scritto "{ $text }"
 request-exec = eseguire il comando: { $command }
 request-shell = aprire un terminale
 request-get = copiare { $path } da questo computer
+request-list = vedere cosa c'è nella cartella { $path }
 request-put = mettere { $path } su questo computer ({ $what })
 request-info = leggere le informazioni di sistema
 request-screen = vedere lo schermo

@@ -75,6 +75,11 @@ commands-hint = Wpisz 'revoke NAZWA', 'grant NAZWA', 'chat TEKST' lub 'end'.
 commands-help = Polecenia: revoke NAZWA, grant NAZWA (terminal, upload, download, info, screen, control), chat TEKST, end
 
 ## Pytania
+question-list = { $count ->
+    [one] Asystent chce ZOBACZYĆ ZAWARTOŚĆ folderu { $path } na tym komputerze (nazwę jego jedynego elementu).
+    [few] Asystent chce ZOBACZYĆ ZAWARTOŚĆ folderu { $path } na tym komputerze (nazwy jego { $count } elementów).
+   *[other] Asystent chce ZOBACZYĆ ZAWARTOŚĆ folderu { $path } na tym komputerze (nazwy jego { $count } elementów).
+}
 question-copy-file = Asystent chce SKOPIOWAĆ plik { $path } ({ $size }) Z tego komputera.
 question-copy-folder = { $files ->
     [one] Asystent chce SKOPIOWAĆ folder { $path } (jeden plik, { $size }) Z tego komputera.
@@ -132,6 +137,11 @@ files-and-size = { $files ->
     [few] { $files } pliki, { $size }
    *[other] { $files } plików, { $size }
 }
+listed = { $count ->
+    [one] pokazano folder { $path } (jeden element)
+    [few] pokazano folder { $path } ({ $count } elementy)
+   *[other] pokazano folder { $path } ({ $count } elementów)
+}
 info-read = odczytano informacje o systemie
 screen-started = rozpoczęto udostępnianie ekranu ({ $monitor } { $width }×{ $height })
 screen-ended = zakończono udostępnianie ekranu: { $reason }
@@ -166,6 +176,7 @@ input-typed = wpisano "{ $text }"
 request-exec = uruchomić polecenie: { $command }
 request-shell = otworzyć terminal
 request-get = skopiować { $path } z tego komputera
+request-list = zobaczyć zawartość folderu { $path }
 request-put = umieścić { $path } na tym komputerze ({ $what })
 request-info = odczytać informacje o systemie
 request-screen = widzieć ekran
