@@ -1156,9 +1156,15 @@ mod tests {
         r.claim_device(id, slot);
         // The viewer's source spent all but one of its 5 join tokens looking.
         for _ in 0..4 {
-            assert_eq!(r.find_resume(DeviceTag([1; 16]), ip(2), t), Err(Refusal::UnknownSession));
+            assert_eq!(
+                r.find_resume(DeviceTag([1; 16]), ip(2), t),
+                Err(Refusal::UnknownSession)
+            );
         }
         assert_eq!(r.find_resume(slot, ip(2), t), Ok(id));
-        assert!(r.join(Joining::Resume(id), 5, ip(2), t, Ok(()), |_| Some(())).is_ok());
+        assert!(
+            r.join(Joining::Resume(id), 5, ip(2), t, Ok(()), |_| Some(()))
+                .is_ok()
+        );
     }
 }
