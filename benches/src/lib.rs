@@ -68,6 +68,18 @@ pub fn start_relay(
     std::net::SocketAddr,
     ponte_transport::tls::CertFingerprint,
 )> {
+    start_relay_with(data_dir, &[])
+}
+
+/// [`start_relay`] with `extra` arguments.
+pub fn start_relay_with(
+    data_dir: &std::path::Path,
+    extra: &[&str],
+) -> anyhow::Result<(
+    ponte_testbed::Running,
+    std::net::SocketAddr,
+    ponte_transport::tls::CertFingerprint,
+)> {
     let mut relay = std::process::Command::new(program("ponte-relay"));
     relay
         .args([
@@ -79,7 +91,8 @@ pub fn start_relay(
             "0",
         ])
         .arg("--data-dir")
-        .arg(data_dir);
+        .arg(data_dir)
+        .args(extra);
     let relay = ponte_testbed::Running::start(relay);
     let addr = relay
         .line_after("listening on ", Duration::from_secs(30))
