@@ -395,6 +395,12 @@ impl<A: Clone, V> Registry<A, V> {
         self.devices.get(&tag).copied().ok_or(Refusal::UnknownSession)
     }
 
+    /// The session waiting under resume slot `slot`, looked up again for a viewer whose
+    /// [`Registry::find_resume`] paid already.
+    pub fn resume_waiting(&self, slot: DeviceTag) -> Option<SessionId> {
+        self.devices.get(&slot).copied()
+    }
+
     /// Whether `id` is neither in use nor recently ended on this node.
     pub fn is_free(&self, id: SessionId) -> bool {
         !self.sessions.contains_key(&id) && !self.tombstones.contains_key(&id)

@@ -16,10 +16,11 @@ use crate::{SecureStream, Session, SessionError};
 /// How long a session whose connection was lost waits to be resumed, unless configured.
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
 
-/// Pause between attempts: the agent's to reach the relay, the viewer's to find the agent.
-/// A refused join costs the viewer's source one join token (20 a minute, a burst of 10 by
-/// default), so looking once a second fits the first ten seconds of an outage, and a relay
-/// that says to slow down is listened to.
+/// Least time from one attempt to the next: the agent's to reach the relay, the viewer's to
+/// find the agent. A refused join costs the viewer's source one join token (20 a minute, a
+/// burst of 10 by default), so looking once a second fits the first ten seconds of an outage,
+/// and a relay that says to slow down is listened to. The relay holds each look for up to a
+/// second while nobody is there, so the agent is found as soon as it is back.
 const RETRY: Duration = Duration::from_secs(1);
 
 /// How many secrets a viewer looks for its agent under at most (see [`viewer`]).
@@ -163,6 +164,7 @@ where
 {
     let mut last = SessionError::Timeout;
     loop {
+        let started = Instant::now();
         match tokio::time::timeout_at(deadline, attempt()).await {
             Ok(Ok(resumed)) => return Ok(resumed),
             Ok(Err(e @ SessionError::CustomerEnded)) => return Err(e),
@@ -174,7 +176,9 @@ where
                     }
                     // Nothing answered: the attempt waited already, and costs the relay nothing.
                     (SessionError::NoAnswer(_), _) => Duration::ZERO,
-                    _ => RETRY,
+                    // A relay holds a resume lookup while nobody is there (a second): the
+                    // next one goes at once.
+                    _ => RETRY.saturating_sub(started.elapsed()),
                 };
                 last = e;
                 if Instant::now() + pause >= deadline {

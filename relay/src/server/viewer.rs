@@ -99,6 +99,10 @@ pub(super) async fn redirect(
     connection.close(VarInt::from_u32(0), b"redirected");
 }
 
+/// How long a resume lookup is held while nobody waits under its tag (docs/PROTOCOL.md § 10):
+/// the viewer looks once a second, so its agent is found the moment it is back.
+const RESUME_HOLD: Duration = Duration::from_secs(1);
+
 /// A join by device tag (quick access) or resume tag, before the tag is looked up.
 pub(super) struct JoinByTag {
     pub(super) tag: DeviceTag,
@@ -164,11 +168,16 @@ pub(super) async fn join_device(
         }
         false => tag,
     };
-    match shared
-        .directory
-        .route_tag(slot, source, Instant::now(), !resume)
-        .await
-    {
+    let route = match resume {
+        true => shared.directory.route_resume(slot, source, RESUME_HOLD).await,
+        false => {
+            shared
+                .directory
+                .route_tag(slot, source, Instant::now(), true)
+                .await
+        }
+    };
+    match route {
         Route::Here(session) => {
             let join = Join {
                 session,
