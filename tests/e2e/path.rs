@@ -284,8 +284,8 @@ async fn when_the_connections_are_lost_the_session_is_resumed_without_a_new_code
     eprintln!(
         "resumed {resumed:?} after the network came back, first byte of the download after {first_byte:?}"
     );
-    // ~1 s (docs/BENCHMARKS.md § Resume); far more means the two sides look for each other
-    // less often than they should, on any machine.
+    // 0.1-0.9 s (docs/BENCHMARKS.md § Resume); far more means the two sides look for each
+    // other less often than they should, on any machine.
     assert!(
         resumed < Duration::from_secs(4),
         "resumed {resumed:?} after the network came back"
