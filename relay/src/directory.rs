@@ -182,7 +182,7 @@ impl<A: Clone, V> Directory<A, V> {
     /// [`Directory::route_tag`] (one join token), but while nobody waits there the answer is
     /// held up to `hold`, looking again every [`RESUME_LOOK`] at no further cost — so a viewer
     /// is paired as soon as its agent is back rather than at its next try. The cluster is
-    /// asked every fourth look.
+    /// asked every tenth look (twice a second).
     pub async fn route_resume(&self, slot: DeviceTag, source: Source, hold: Duration) -> Route {
         let deadline = Instant::now() + hold;
         let mut route = self.route_tag(slot, source, Instant::now(), false).await;
@@ -195,7 +195,7 @@ impl<A: Clone, V> Directory<A, V> {
                 .resume_waiting(slot)
                 .ok_or(Refusal::UnknownSession);
             let located = match &self.cluster {
-                Some(cluster) if found.is_err() && looks.is_multiple_of(4) => {
+                Some(cluster) if found.is_err() && looks.is_multiple_of(10) => {
                     cluster.locate_device(slot).await.ok()
                 }
                 _ => None,

@@ -143,6 +143,14 @@ pub struct RegistrationToken {
     source: Source,
 }
 
+/// What an agent left when the customer ended a session that waited to be resumed.
+#[derive(Debug, Clone, Copy)]
+struct EndedResume {
+    proof: [u8; 32],
+    until: Instant,
+    source: Source,
+}
+
 /// The session table.
 #[derive(Debug)]
 pub struct Registry<A, V> {
@@ -160,8 +168,8 @@ pub struct Registry<A, V> {
     /// by the session table.
     devices: HashMap<DeviceTag, SessionId>,
     /// Resume slots of sessions the customer ended while they waited to be resumed: the
-    /// agent's proof for the viewer, and until when it is kept.
-    ended_resumes: HashMap<DeviceTag, ([u8; 32], Instant)>,
+    /// agent's proof for the viewer, until when it is kept, and who left it.
+    ended_resumes: HashMap<DeviceTag, EndedResume>,
     device_buckets: HashMap<Source, TokenBucket>,
     next_generation: u64,
 }
@@ -336,25 +344,47 @@ impl<A: Clone, V> Registry<A, V> {
         self.devices.contains_key(&tag) || self.ended_resumes.contains_key(&tag)
     }
 
-    /// The customer ended the session that waited under resume slot `slot`: its viewer hears
-    /// `proof` ([`Registry::resume_ended`]) for as long as a session can be joined. As many
-    /// are kept as sessions may wait (each was paid for with a registration).
-    pub fn end_resume(&mut self, slot: DeviceTag, proof: [u8; 32], now: Instant) -> Result<(), Refusal> {
-        if self.ended_resumes.len() >= self.limits.waiting_total && !self.ended_resumes.contains_key(&slot) {
-            return Err(Refusal::Capacity);
+    /// The customer ended the session that waited under resume slot `slot` (an agent from
+    /// `source` says so): its viewer hears `proof` ([`Registry::resume_ended`]) for as long
+    /// as a session can be joined. Each was paid for with a registration; a source keeps as
+    /// many as it may have sessions waiting, and when the relay keeps as many as sessions may
+    /// wait in all, the oldest goes — never a customer's end refused.
+    pub fn end_resume(&mut self, slot: DeviceTag, proof: [u8; 32], source: Source, now: Instant) {
+        let oldest = |ended: &HashMap<DeviceTag, EndedResume>, of: Option<Source>| {
+            ended
+                .iter()
+                .filter(|(_, e)| of.is_none_or(|s| e.source == s))
+                .min_by_key(|(_, e)| e.until)
+                .map(|(slot, _)| *slot)
+        };
+        if !self.ended_resumes.contains_key(&slot) {
+            let mine = self.ended_resumes.values().filter(|e| e.source == source).count();
+            let full = self.ended_resumes.len() >= self.limits.waiting_total;
+            let evict = match (mine >= self.limits.waiting_per_source as usize, full) {
+                (true, _) => oldest(&self.ended_resumes, Some(source)),
+                (false, true) => oldest(&self.ended_resumes, None),
+                (false, false) => None,
+            };
+            if let Some(old) = evict {
+                self.ended_resumes.remove(&old);
+            }
         }
+        let until = now + self.limits.pairing_ttl;
         self.ended_resumes
-            .insert(slot, (proof, now + self.limits.pairing_ttl));
-        Ok(())
+            .insert(slot, EndedResume { proof, until, source });
     }
 
     /// The proof the agent left when the customer ended the session that waited under resume
-    /// slot `slot`, if it did.
+    /// slot `slot`, if it did and no agent waits there now (whoever made up an end under the
+    /// tag does not stand in the way of a resume).
     pub fn resume_ended(&self, slot: DeviceTag, now: Instant) -> Option<[u8; 32]> {
+        if self.devices.contains_key(&slot) {
+            return None;
+        }
         self.ended_resumes
             .get(&slot)
-            .filter(|(_, until)| now < *until)
-            .map(|(proof, _)| *proof)
+            .filter(|e| now < e.until)
+            .map(|e| e.proof)
     }
 
     /// The session findable under `tag`, for a viewer from `source`; each lookup costs one
@@ -641,7 +671,7 @@ impl<A: Clone, V> Registry<A, V> {
             self.remove(id, now);
         }
         self.tombstones.retain(|_, until| now < *until);
-        self.ended_resumes.retain(|_, (_, until)| now < *until);
+        self.ended_resumes.retain(|_, e| now < e.until);
         self.join_buckets.retain(|_, b| !b.is_full(now));
         self.register_buckets.retain(|_, b| !b.is_full(now));
         self.device_buckets.retain(|_, b| !b.is_full(now));
@@ -1124,12 +1154,12 @@ mod tests {
     }
 
     #[test]
-    fn an_ended_resume_is_kept_for_its_viewer_until_the_pairing_ttl_and_bounded() {
+    fn an_ended_resume_is_kept_for_its_viewer_until_the_pairing_ttl_and_bounded_per_source() {
         let mut r = reg();
         let t = Instant::now();
         let slot = DeviceTag([1; 16]);
         assert_eq!(r.resume_ended(slot, t), None);
-        r.end_resume(slot, [7; 32], t).unwrap();
+        r.end_resume(slot, [7; 32], ip(1), t);
         assert_eq!(r.resume_ended(slot, t + Duration::from_secs(59)), Some([7; 32]));
         assert!(r.holds_device(slot), "the cluster keeps pointing here");
         assert!(
@@ -1137,20 +1167,29 @@ mod tests {
             "and the heartbeat renews the claim"
         );
         // The latest end under a slot holds (the customer's own comes after any made up).
-        r.end_resume(slot, [8; 32], t).unwrap();
+        r.end_resume(slot, [8; 32], ip(1), t);
         assert_eq!(r.resume_ended(slot, t), Some([8; 32]));
-        // As many as sessions may wait (3 here).
-        r.end_resume(DeviceTag([2; 16]), [0; 32], t).unwrap();
-        r.end_resume(DeviceTag([3; 16]), [0; 32], t).unwrap();
-        assert_eq!(
-            r.end_resume(DeviceTag([4; 16]), [0; 32], t),
-            Err(Refusal::Capacity)
-        );
-        let later = t + Duration::from_secs(60);
-        assert_eq!(r.resume_ended(slot, later), None);
-        r.sweep(later);
-        assert!(!r.holds_device(slot));
-        r.end_resume(DeviceTag([4; 16]), [0; 32], later).unwrap();
+        // A source keeps as many as it may have sessions waiting (2 here): its oldest goes.
+        let later = t + Duration::from_secs(1);
+        r.end_resume(DeviceTag([2; 16]), [2; 32], ip(1), later);
+        r.end_resume(DeviceTag([3; 16]), [3; 32], ip(1), later);
+        assert_eq!(r.resume_ended(slot, later), None, "the source's oldest went");
+        assert_eq!(r.resume_ended(DeviceTag([3; 16]), later), Some([3; 32]));
+        // The relay as many as sessions may wait (3 here): the oldest of all goes.
+        r.end_resume(DeviceTag([4; 16]), [4; 32], ip(2), later + Duration::from_secs(1));
+        r.end_resume(DeviceTag([5; 16]), [5; 32], ip(3), later + Duration::from_secs(2));
+        assert_eq!(r.resume_ended(DeviceTag([2; 16]), later), None);
+        assert_eq!(r.resume_ended(DeviceTag([5; 16]), later), Some([5; 32]));
+        // An agent waiting under a slot stands before an end made up there.
+        let (id, _) = r
+            .register(|_| 1, ip(4), later, &mut ponte_wire::os_rng())
+            .unwrap();
+        r.claim_device(id, DeviceTag([5; 16]));
+        assert_eq!(r.resume_ended(DeviceTag([5; 16]), later), None);
+        let gone = t + Duration::from_secs(70);
+        assert_eq!(r.resume_ended(DeviceTag([3; 16]), gone), None);
+        r.sweep(gone);
+        assert!(!r.holds_device(DeviceTag([3; 16])));
     }
 
     #[test]

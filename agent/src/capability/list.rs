@@ -77,7 +77,8 @@ impl Handler for List {
             let all = entries.len();
             self.entries = entries
                 .into_iter()
-                .filter(|e| !e.name.as_raw().starts_with('.'))
+                .filter(|(_, hidden)| !hidden)
+                .map(|(entry, _)| entry)
                 .collect();
             self.skipped = all - self.entries.len();
         } else {
@@ -89,7 +90,7 @@ impl Handler for List {
             if let Err(reason) = ctx.ask(question).await {
                 return Decision::Refuse(reason);
             }
-            self.entries = entries;
+            self.entries = entries.into_iter().map(|(entry, _)| entry).collect();
         }
         self.entries.truncate(MAX_LISTING);
         self.place = Some(place);
@@ -118,8 +119,8 @@ impl Handler for List {
 }
 
 /// The entries of `folder` in name order (the first [`MAX_READ`] the system gives), symbolic
-/// links not followed.
-fn read(folder: &Path) -> std::io::Result<Vec<ListEntry>> {
+/// links not followed, each with whether it is hidden.
+fn read(folder: &Path) -> std::io::Result<Vec<(ListEntry, bool)>> {
     let mut entries = Vec::new();
     for entry in std::fs::read_dir(folder)?.take(MAX_READ) {
         let Ok(entry) = entry else { continue };
@@ -132,8 +133,10 @@ fn read(folder: &Path) -> std::io::Result<Vec<ListEntry>> {
             t if t.is_file() => ListedKind::File,
             _ => ListedKind::Other,
         };
-        entries.push(ListEntry {
-            name: PeerText::path(Path::new(&entry.file_name())),
+        let name = entry.file_name();
+        let hidden = ponte_session::files::is_hidden(&name);
+        let entry = ListEntry {
+            name: PeerText::path(Path::new(&name)),
             kind,
             size: if kind == ListedKind::File {
                 metadata.len()
@@ -145,9 +148,10 @@ fn read(folder: &Path) -> std::io::Result<Vec<ListEntry>> {
                 .ok()
                 .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
                 .map(|d| d.as_secs()),
-        });
+        };
+        entries.push((entry, hidden));
     }
-    entries.sort_by(|a, b| a.name.as_raw().cmp(b.name.as_raw()));
+    entries.sort_by(|(a, _), (b, _)| a.name.as_raw().cmp(b.name.as_raw()));
     Ok(entries)
 }
 

@@ -35,13 +35,11 @@ use crate::session_keys::SessionKeys;
 use ponte_wire::DeviceTag;
 use ponte_wire::frame::{self, FrameError};
 
-/// Where both sides of a session meet at the relay to resume it:
-/// `HKDF-Expand(R, "ponte/1 resume tag", 16)`. The relay learns this, never `R`.
+/// Where both sides of a session meet at the relay to resume it: the tag of its
+/// [`end_proof`] ([`ponte_wire::device::resume_tag`]). The relay learns this, never `R`, and
+/// checks against it an end the agent leaves.
 pub fn tag(resume: &Secret) -> DeviceTag {
-    let derived = key_schedule::expand_secret(resume, "resume tag");
-    let mut tag = [0u8; 16];
-    tag.copy_from_slice(&derived[..16]);
-    DeviceTag(tag)
+    ponte_wire::device::resume_tag(&end_proof(resume))
 }
 
 /// What the agent leaves at the relay when the customer ends a session that waits to be

@@ -192,6 +192,10 @@ pub async fn avoid(options: &RelayOptions, remote: std::net::SocketAddr) -> Rela
 /// `options` with the entry that reaches `remote` moved to the front (or the back).
 async fn moved(options: &RelayOptions, remote: std::net::SocketAddr, front: bool) -> RelayOptions {
     let mut entries: Vec<&str> = options.address.split(',').map(str::trim).collect();
+    // Nothing to reorder, nothing to look up (a resume's DNS may be what is down).
+    if entries.len() < 2 {
+        return options.clone();
+    }
     for (i, entry) in entries.iter().enumerate() {
         let resolved = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host(*entry)).await;
         if let Ok(Ok(mut addrs)) = resolved

@@ -38,7 +38,8 @@ pub struct Resumed {
 /// The agent's side: waits under `session`'s resume tag until its viewer comes back and
 /// proves the resume secret, or `deadline` passes; then `session` goes on over the new
 /// connection. Whoever else joins under the tag (only the relay could know it) fails the
-/// handshake, is let go and reported to `turned_away`.
+/// handshake, is let go and reported to `turned_away` (not a viewer whose network failed
+/// during the handshake).
 pub async fn agent(
     options: &RelayOptions,
     session: &Session,
@@ -58,7 +59,11 @@ pub async fn agent(
                         Ok(control) => return Ok(Resumed { client, control }),
                         Err(e) => {
                             tracing::warn!("a resume attempt failed: {e}");
-                            turned_away(&e);
+                            // A wrong proof or a message that is none, not a network that
+                            // failed mid-way: only the first is someone without the secret.
+                            if matches!(e, SessionError::Handshake(_) | SessionError::Frame(_)) {
+                                turned_away(&e);
+                            }
                             client.send(&ClientMessage::Release).await?;
                         }
                     }
@@ -132,15 +137,16 @@ pub async fn viewer(
 /// than looking for it until its window passes. Tries once, briefly: a customer whose network
 /// is down cannot tell anyone.
 pub async fn tell_ended(options: &RelayOptions, session: &Session) -> Result<(), SessionError> {
-    let (mut client, _) = connect_within(options, false, RESUME_CONNECT_TIMEOUT).await?;
-    let proof = ponte_e2e::resume::end_proof(&session.resume_secret());
-    tokio::time::timeout(
-        RESUME_CONNECT_TIMEOUT,
-        client.end_resume(session.resume_tag(), proof),
-    )
-    .await
-    .map_err(|_| SessionError::Timeout)??;
-    Ok(())
+    let told = async {
+        let options = avoid(options, session.connection().remote_address()).await;
+        let (mut client, _) = connect_within(&options, false, RESUME_CONNECT_TIMEOUT).await?;
+        let proof = ponte_e2e::resume::end_proof(&session.resume_secret());
+        client.end_resume(session.resume_tag(), proof).await?;
+        Ok(())
+    };
+    tokio::time::timeout(RESUME_CONNECT_TIMEOUT, told)
+        .await
+        .map_err(|_| SessionError::Timeout)?
 }
 
 /// Connects to the relay (a node of a cluster that answers); the next attempt starts with the

@@ -53,6 +53,22 @@ pub fn resume_slot(tag: DeviceTag) -> DeviceTag {
     DeviceTag(slot)
 }
 
+/// A session's resume tag, from the proof its agent reveals only if the customer ends the
+/// session while it waits to be resumed (`ClientMessage::EndResume`):
+/// `SHA-256("ponte/1 resume tag" ‖ 00 ‖ end proof)`, its first 16 bytes. So a relay checks an
+/// end against the tag it was left under, and nobody who lacks the session's secret can leave
+/// one.
+pub fn resume_tag(end_proof: &[u8; 32]) -> DeviceTag {
+    let digest = Sha256::new()
+        .chain_update(LABEL_PREFIX.as_bytes())
+        .chain_update(b"resume tag\0")
+        .chain_update(end_proof)
+        .finalize();
+    let mut tag = [0u8; 16];
+    tag.copy_from_slice(&digest[..16]);
+    DeviceTag(tag)
+}
+
 impl fmt::Display for DevicePublic {
     /// 64 lowercase hex digits.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -120,8 +120,14 @@ async fn handle(connection: Connection, source: Source, slot: Admitted, shared: 
             }
             Err(reason) => refuse(&connection, &mut send, reason).await,
         },
+        // Only the holder of the session's secret has the proof whose tag this is.
+        Ok(Some(ClientMessage::EndResume { tag, proof }))
+            if ponte_wire::device::resume_tag(&proof) != tag =>
+        {
+            refuse(&connection, &mut send, Refusal::BadRequest).await
+        }
         Ok(Some(ClientMessage::EndResume { tag, proof })) => match pay_registration(&shared, source).await {
-            Ok(_) => end_resume(connection, send, shared, tag, proof).await,
+            Ok(_) => end_resume(connection, send, shared, source, (tag, proof)).await,
             Err(reason) => refuse(&connection, &mut send, reason).await,
         },
         Ok(Some(ClientMessage::JoinResume { tag, ticket, proof })) => {

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::{
-    AgentLink, REFUSAL_LINGER, Shared, ViewerLink, close, departure, end_reason, refuse, send_relay,
+    AgentLink, Shared, ViewerLink, close, departure, end_reason, refuse, send_relay, tell_resume_ended,
 };
 use crate::cluster::{Cluster, Joinable, RateLimit, RegisterLimits};
 use crate::directory::ClusterUpdate;
@@ -91,25 +91,18 @@ pub(super) async fn end_resume(
     connection: Connection,
     mut send: SendStream,
     shared: Arc<Shared>,
-    tag: DeviceTag,
-    proof: [u8; 32],
+    source: Source,
+    (tag, proof): (DeviceTag, [u8; 32]),
 ) {
     let slot = ponte_wire::device::resume_slot(tag);
-    let kept = shared.registry().end_resume(slot, proof, Instant::now());
-    if let Err(reason) = kept {
-        return refuse(&connection, &mut send, reason).await;
-    }
+    shared.registry().end_resume(slot, proof, source, Instant::now());
     if let Some(cluster) = shared.directory.cluster()
         && let Err(e) = cluster.device(slot, true).await
     {
         debug!("cluster claim of an ended resume deferred to the next heartbeat: {e}");
     }
     info!("a session waiting to be resumed was ended by the customer");
-    if send_relay(&mut send, &RelayMessage::ResumeEnded { proof }).await {
-        let _ = send.finish();
-        let _ = tokio::time::timeout(REFUSAL_LINGER, connection.closed()).await;
-    }
-    connection.close(0u32.into(), b"kept");
+    tell_resume_ended(&connection, &mut send, proof).await;
 }
 
 /// A quick-access registration: the agent first proves it holds the private key of the device

@@ -415,6 +415,16 @@ async fn refuse(connection: &Connection, send: &mut SendStream, reason: Refusal)
     close(connection, reason);
 }
 
+/// Answers with `ResumeEnded { proof }` — to the agent that left it, or a viewer looking for
+/// the session — lets the client read it and hang up, then closes.
+async fn tell_resume_ended(connection: &Connection, send: &mut SendStream, proof: [u8; 32]) {
+    if send_relay(send, &RelayMessage::ResumeEnded { proof }).await {
+        let _ = send.finish();
+        let _ = tokio::time::timeout(REFUSAL_LINGER, connection.closed()).await;
+    }
+    connection.close(0u32.into(), b"ended");
+}
+
 async fn send_relay(send: &mut SendStream, message: &RelayMessage) -> bool {
     framed::write(send, &rendezvous::encode_relay(message))
         .await

@@ -13,7 +13,9 @@ use ponte_wire::{DeviceTag, SessionId};
 use quinn::{Connection, RecvStream, SendStream, VarInt};
 use tracing::{debug, info, warn};
 
-use super::{AgentLink, REFUSAL_LINGER, Shared, ViewerLink, close, departure, refuse, send_relay};
+use super::{
+    AgentLink, REFUSAL_LINGER, Shared, ViewerLink, close, departure, refuse, send_relay, tell_resume_ended,
+};
 use crate::cluster::{Joinable, RateLimit};
 use crate::config::AssistantMode;
 use crate::directory::{ClusterUpdate, Route};
@@ -158,11 +160,7 @@ pub(super) async fn join_device(
             let ended = shared.registry().resume_ended(slot, Instant::now());
             if let Some(proof) = ended {
                 crate::metrics::join("resume_ended");
-                if send_relay(&mut send, &RelayMessage::ResumeEnded { proof }).await {
-                    let _ = send.finish();
-                    let _ = tokio::time::timeout(REFUSAL_LINGER, connection.closed()).await;
-                }
-                return close(&connection, Refusal::PeerLeft);
+                return tell_resume_ended(&connection, &mut send, proof).await;
             }
             slot
         }

@@ -716,7 +716,7 @@ async fn an_ended_resume_is_heard_through_any_node() {
         node(&key, &redis.url(), "a").await,
         node(&key, &redis.url(), "b").await,
     );
-    let tag = ponte_wire::DeviceTag([0x42; 16]);
+    let tag = ponte_wire::device::resume_tag(&[7; 32]);
     let mut ender = client(&a, &key).await;
     ender.end_resume(tag, [7; 32]).await.unwrap();
     let other = ponte_wire::DeviceTag([0x43; 16]);
