@@ -12,7 +12,9 @@ use ponte_e2e::app::{Request, Response};
 use ponte_session::{Incoming, SecureStream};
 use ponte_wire::text::PeerText;
 
-use crate::capability::{Context, Decision, Handler, Reason, exec, files, info, input, list, screen, shell};
+use crate::capability::{
+    Context, Decision, Handler, Reason, clipboard, exec, files, info, input, list, screen, shell,
+};
 use crate::frontend::Kind;
 use crate::i18n::t;
 
@@ -55,6 +57,8 @@ pub async fn serve(incoming: Incoming, ctx: &Context) {
         Request::Input(events) => run(input::Input::new(events), stream, ctx).await,
         Request::Reattach { terminal } => reattach(terminal, stream, ctx).await,
         Request::List { path } => run(list::List::new(path), stream, ctx).await,
+        Request::ClipboardGet => run(clipboard::Clipboard::Get, stream, ctx).await,
+        Request::ClipboardSet { text } => run(clipboard::Clipboard::Set(text), stream, ctx).await,
     }
 }
 

@@ -76,6 +76,14 @@ pub enum Event {
         /// The line.
         line: PeerText,
     },
+    /// Text that went to or from the customer's clipboard (`to_customer`: put on it): the
+    /// session log keeps it; the live list shows only its length (an activity line).
+    ClipboardText {
+        /// Put on the customer's clipboard (`true`) or read from it.
+        to_customer: bool,
+        /// The text.
+        text: PeerText,
+    },
     /// A file transfer advanced.
     Transfer {
         /// Which transfer (numbered per session).
@@ -186,6 +194,8 @@ pub enum Kind {
     Screen,
     /// Mouse and keyboard.
     Control,
+    /// The clipboard.
+    Clipboard,
     /// Permission changes.
     Permissions,
     /// A request the agent refused.
@@ -206,6 +216,7 @@ impl Kind {
             Kind::Info => "info",
             Kind::Screen => "screen",
             Kind::Control => "control",
+            Kind::Clipboard => "clipboard",
             Kind::Permissions => "permissions",
             Kind::Refused => "refused",
             Kind::Failed => "failed",

@@ -132,6 +132,10 @@ impl Journal {
             }),
             Event::Activity(activity) => write(activity.text.clone()),
             Event::Reconnecting(window) => write(phrases::reconnecting(tr, *window)),
+            Event::ClipboardText { to_customer, text } => write(match to_customer {
+                true => t!(tr, "log-clipboard-put", text = text),
+                false => t!(tr, "log-clipboard-read", text = text),
+            }),
             Event::Terminal { terminal, line } => {
                 let cost = line.len() as u64 + 1;
                 if inner.transcript + cost > MAX_TRANSCRIPT {

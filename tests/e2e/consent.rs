@@ -740,12 +740,14 @@ async fn a_yes_typed_as_the_consent_question_appears_is_not_taken() {
     );
     agent.send("y");
     agent.expect("The question just changed");
-    // Read, then answered: no to everything (terminal, upload, download, info, screen).
+    // Read, then answered: no to everything (terminal, upload, download, info, screen,
+    // clipboard).
     for next in [
         "put files",
         "copy files",
         "system information",
         "see your screen",
+        "your clipboard",
         "Connected:",
     ] {
         tokio::time::sleep(Duration::from_millis(800)).await;

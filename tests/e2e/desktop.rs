@@ -437,3 +437,106 @@ async fn end_session_works_while_the_assistant_keeps_questions_coming() {
     }
     agent.terminate(WAIT);
 }
+
+/// The customer's clipboard (X11's CLIPBOARD selection, as Ctrl+C and Ctrl+V use it), read by
+/// another program with `xclip`.
+fn xclip_out(display: &str) -> String {
+    xclip_read(display).expect("something is on the clipboard")
+}
+
+/// [`xclip_out`], `None` while nothing is on the clipboard.
+fn xclip_read(display: &str) -> Option<String> {
+    let out = Command::new("xclip")
+        .args(["-selection", "clipboard", "-o"])
+        .env("DISPLAY", display)
+        .output()
+        .expect("xclip is installed");
+    out.status.success().then(|| text(&out.stdout))
+}
+
+/// The customer copies `copied` (xclip keeps serving it in the background).
+fn xclip_in(display: &str, copied: &str) {
+    use std::io::Write;
+    let mut xclip = Command::new("xclip")
+        .args(["-selection", "clipboard", "-i"])
+        .env("DISPLAY", display)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("xclip is installed");
+    xclip.stdin.take().unwrap().write_all(copied.as_bytes()).unwrap();
+    assert!(xclip.wait().unwrap().success());
+    // Its background copy takes the selection a moment later.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while xclip_read(display).as_deref() != Some(copied) {
+        assert!(Instant::now() < deadline, "xclip never held {copied:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The clipboard, granted: the assistant puts text on the customer's clipboard (another
+/// program pastes it) and reads what the customer copied, each time it asks — each use an
+/// activity line with its length, the text only in the session log; escape sequences in it
+/// reach the assistant inert; too much text is refused. Without the grant both are refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_clipboard_goes_either_way_only_when_asked_and_granted() {
+    let x = Xvfb::start(320, 240);
+    let w = World::new().await;
+    let mut cmd = w.agent_command(&["--allow", "clipboard"]);
+    cmd.env("DISPLAY", &x.display);
+    let (agent, id, code) = w.start_agent(cmd);
+    let viewer = w.assistant(&id, &code).await;
+    viewer.consent(WAIT).await.unwrap();
+
+    viewer.set_clipboard("from the assistant ✓").await.unwrap();
+    assert_eq!(xclip_out(&x.display), "from the assistant ✓");
+    let is_clipboard = |v: &serde_json::Value| v["event"] == "activity" && v["kind"] == "clipboard";
+    let put = agent.event_where("clipboard activity", is_clipboard, WAIT);
+    assert!(
+        put["text"].as_str().unwrap().contains("put 20 characters"),
+        "{put}"
+    );
+    assert!(
+        !put.to_string().contains("from the assistant"),
+        "only the length: {put}"
+    );
+
+    xclip_in(&x.display, "copied by the customer \x1b[2J\u{202e}");
+    let read = viewer.clipboard().await.unwrap();
+    assert_eq!(read.as_raw(), "copied by the customer \x1b[2J\u{202e}");
+    let shown = read.to_string();
+    assert!(
+        !shown.contains('\x1b') && !shown.contains('\u{202e}'),
+        "{shown:?}"
+    );
+    let got = agent.event_where("clipboard activity", is_clipboard, WAIT);
+    assert!(
+        got["text"]
+            .as_str()
+            .unwrap()
+            .contains("read your clipboard (28 characters)"),
+        "{got}"
+    );
+
+    let long = "x".repeat(ponte_e2e::app::MAX_CLIPBOARD + 1);
+    let refused = viewer.set_clipboard(&long).await.unwrap_err();
+    assert!(matches!(refused, ViewerError::Refused(_)), "{refused}");
+    assert_eq!(xclip_out(&x.display), "copied by the customer \x1b[2J\u{202e}");
+
+    viewer.quit().await;
+    let ended = agent.event("ended", WAIT);
+    let log = std::fs::read_to_string(ended["log"].as_str().unwrap()).unwrap();
+    assert!(log.contains("from the assistant ✓"), "{log}");
+    assert!(log.contains("copied by the customer \\x1b[2J\\u{202e}"), "{log}");
+
+    // Not granted: neither way.
+    let mut cmd = w.agent_command(&["--allow", "info"]);
+    cmd.env("DISPLAY", &x.display);
+    let (_agent, id, code) = w.start_agent(cmd);
+    let viewer = w.assistant(&id, &code).await;
+    viewer.consent(WAIT).await.unwrap();
+    assert!(matches!(viewer.clipboard().await, Err(ViewerError::Refused(_))));
+    let refused = viewer.set_clipboard("sneaky").await;
+    assert!(matches!(refused, Err(ViewerError::Refused(_))), "{refused:?}");
+    assert_eq!(xclip_out(&x.display), "copied by the customer \x1b[2J\u{202e}");
+}

@@ -22,7 +22,7 @@ use ponte_wire::text::PeerText;
 use ponte_wire::{OneTimeCode, SessionId};
 use tokio::sync::{Mutex, mpsc, watch};
 
-use crate::reply::{self, CommandOutput, Done, Facts, Listed, Reply, TerminalOutput};
+use crate::reply::{self, ClipboardText, CommandOutput, Done, Facts, Listed, Reply, TerminalOutput};
 use crate::screen_client::ScreenClient;
 
 /// How long a request waits for the customer's computer to accept or refuse it: longer than
@@ -659,14 +659,21 @@ impl Viewer {
         let measured = files::measure(local, Hidden::Include).await?;
         // As for `get`: a cut upload left nothing on the customer's computer (its partial file
         // is removed there), so after a resume it is sent again, whole. Had it been put in
-        // place just before the cut, the new one meets the file as any upload does: the
-        // customer is asked before it is replaced (unless `force`).
+        // place just before the cut, the new one meets the file as any upload does (without
+        // `force` it is refused as existing): the refusal then says what probably happened.
         let mut restarts = 0;
         loop {
             let resumes = self.state.borrow().resumes;
             match self.put_once(local, remote, force, &measured, progress).await {
                 Err(e) if restarts < MAX_RESTARTS && cut(&e) && self.resumed_since(resumes).await => {
                     restarts += 1;
+                }
+                Err(ViewerError::Refused(reason)) if restarts > 0 => {
+                    return Err(ViewerError::Failed(PeerText::new(format!(
+                        "{} (the connection was lost as the upload was completing, so it may be \
+                         in place already; put -f replaces it)",
+                        reason.as_raw()
+                    ))));
                 }
                 Err(e) => return Err(self.explain_viewer(e).await),
                 Ok(()) => return Ok(measured.totals),
@@ -739,6 +746,20 @@ impl Viewer {
         });
         listed.await.map_err(|_| ViewerError::Timeout)??;
         Ok(entries)
+    }
+
+    /// The text on the customer's clipboard (with `clipboard` granted). Peer text: shown
+    /// inert; its raw form is what the customer copied.
+    pub async fn clipboard(&self) -> Result<PeerText, ViewerError> {
+        let ClipboardText(text) = self.short(&Request::ClipboardGet).await?;
+        Ok(text)
+    }
+
+    /// Puts `text` on the customer's clipboard (with `clipboard` granted; at most
+    /// [`MAX_CLIPBOARD`](ponte_e2e::app::MAX_CLIPBOARD) bytes).
+    pub async fn set_clipboard(&self, text: &str) -> Result<(), ViewerError> {
+        let Done = self.short(&Request::ClipboardSet { text: text.into() }).await?;
+        Ok(())
     }
 
     /// Starts receiving the customer's screen.

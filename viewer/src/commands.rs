@@ -1,5 +1,6 @@
 //! The assistant's commands in a session, typed at the prompt or read from a batch file:
-//! `exec CMD`, `ls [PATH]`, `get REMOTE LOCAL`, `put LOCAL REMOTE`, `info`, `screen`, `screenshot FILE`,
+//! `exec CMD`, `ls [PATH]`, `get REMOTE LOCAL`, `put LOCAL REMOTE`, `info`, `clipboard [set TEXT]`,
+//! `screen`, `screenshot FILE`,
 //! `monitor [N]`, `click X Y`, `type TEXT`, `chat TEXT`, `quit`.
 
 use std::io::{IsTerminal, Write};
@@ -43,6 +44,8 @@ pub enum Command {
     },
     /// Show system information.
     Info,
+    /// Show the customer's clipboard text, or put text on it.
+    Clipboard(Option<String>),
     /// Send a chat message.
     Chat(String),
     /// Interactive shell on the customer's computer (prompt only).
@@ -92,6 +95,8 @@ pub const HELP: &str = "commands:
   monitor [N]           list the customer's shared monitors, or switch to monitor N
   click X Y [BUTTON]    click at X,Y on the customer's screen (left, middle or right)
   type TEXT             type TEXT on the customer's computer
+  clipboard             show the text on the customer's clipboard (needs 'clipboard')
+  clipboard set TEXT    put TEXT on the customer's clipboard
   chat TEXT             send a chat message
   remember [--org] [--days N] NAME
                         ask the customer to let you (--org: your organisation) reconnect
@@ -132,6 +137,13 @@ pub fn parse(line: &str) -> anyhow::Result<Option<Command>> {
             Command::Put { local, remote, force }
         }
         "info" => Command::Info,
+        "clipboard" if rest.is_empty() => Command::Clipboard(None),
+        "clipboard" => match rest.split_once(char::is_whitespace) {
+            Some(("set", text)) if !text.trim().is_empty() => {
+                Command::Clipboard(Some(text.trim().to_owned()))
+            }
+            _ => bail!("usage: clipboard, or clipboard set TEXT"),
+        },
         "chat" if !rest.is_empty() => Command::Chat(rest.to_owned()),
         "chat" => bail!("chat needs a message"),
         "shell" => Command::Shell,
@@ -337,6 +349,9 @@ impl Runner {
             }
             Command::Info => self.info().await?,
             Command::List(path) => self.list(&path).await?,
+            // The customer's text, inert: the assistant reads it here and copies what they need.
+            Command::Clipboard(None) => println!("{}", self.viewer.clipboard().await?),
+            Command::Clipboard(Some(text)) => self.viewer.set_clipboard(&text).await?,
             Command::Chat(text) => self.viewer.chat(&text).await?,
             Command::Shell => bail!("shell needs an interactive terminal; in a batch use exec CMD"),
             Command::Screen => {
@@ -419,7 +434,6 @@ impl Runner {
         Ok(())
     }
 
-    /// `info`: the customer's system facts, aligned.
     /// `ls`: one line per entry — kind, size, last change (local time), name (inert).
     async fn list(&self, path: &str) -> anyhow::Result<()> {
         let entries = self.viewer.list(path).await?;
@@ -447,6 +461,7 @@ impl Runner {
         Ok(())
     }
 
+    /// `info`: the customer's system facts, aligned.
     async fn info(&self) -> anyhow::Result<()> {
         let facts = self.viewer.info().await?;
         let shown: Vec<(String, String)> = facts

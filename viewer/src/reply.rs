@@ -93,6 +93,21 @@ impl Reply for Facts {
     }
 }
 
+/// The text on the customer's clipboard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ClipboardText(pub(crate) PeerText);
+
+impl Reply for ClipboardText {
+    const EXPECTED: &'static str = "the clipboard's text";
+
+    fn from_message(message: Transfer) -> Option<ClipboardText> {
+        match message {
+            Transfer::Clipboard(text) => Some(ClipboardText(text)),
+            _ => None,
+        }
+    }
+}
+
 /// Part of a folder listing, or its end.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Listed {

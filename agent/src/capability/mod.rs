@@ -2,6 +2,7 @@
 //! trait, [`Handler`]. The dispatcher ([`crate::dispatch`]) runs every request the same way:
 //! decide, refuse or accept, run under a lease on the live grants, finish.
 
+pub mod clipboard;
 pub mod exec;
 pub mod files;
 pub mod info;
@@ -45,6 +46,8 @@ pub struct Context {
     pub session: Option<ponte_session::Session>,
     /// Terminals kept across a resume, and whether one is under way.
     pub parked: parked::Parked,
+    /// The desktop's clipboard, once used.
+    pub clipboard: clipboard::Board,
     terminals: AtomicU64,
     transfers: AtomicU64,
     refusals: AtomicU64,
@@ -70,6 +73,7 @@ impl Context {
             desktop,
             session,
             parked: parked::Parked::default(),
+            clipboard: clipboard::Board::default(),
             terminals: AtomicU64::new(1),
             transfers: AtomicU64::new(1),
             refusals: AtomicU64::new(0),

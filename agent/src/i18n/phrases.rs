@@ -84,6 +84,7 @@ pub fn capability(tr: &Tr, c: Capability) -> String {
         Capability::Chat => t!(tr, "cap-chat"),
         Capability::Screen => t!(tr, "cap-screen"),
         Capability::Control => t!(tr, "cap-control"),
+        Capability::Clipboard => t!(tr, "cap-clipboard"),
     }
 }
 
@@ -97,6 +98,7 @@ pub fn capability_name(tr: &Tr, c: Capability) -> String {
         Capability::Chat => t!(tr, "name-chat"),
         Capability::Screen => t!(tr, "name-screen"),
         Capability::Control => t!(tr, "name-control"),
+        Capability::Clipboard => t!(tr, "name-clipboard"),
     }
 }
 

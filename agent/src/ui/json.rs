@@ -108,7 +108,8 @@ pub fn to_json(event: &Event, tr: &Tr) -> Option<Value> {
         Event::Terminal { terminal, line } => json!({
             "event": "terminal", "terminal": terminal, "line": line.to_string(),
         }),
-        Event::Transfer { .. } => return None,
+        // The activity line says the length; the text is in the session log only.
+        Event::Transfer { .. } | Event::ClipboardText { .. } => return None,
         Event::Chat { from, text } => json!({
             "event": "chat",
             "from": match from { Party::Assistant => "assistant", Party::Customer => "customer" },

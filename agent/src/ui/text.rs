@@ -361,7 +361,8 @@ impl TextUi {
                 clock(&tr),
                 phrases::reconnecting(&tr, window)
             )),
-            Event::Terminal { .. } => {} // Command lines are activities; the transcript is in the log.
+            // Command lines and clipboard uses are activities; what they carried is in the log.
+            Event::Terminal { .. } | Event::ClipboardText { .. } => {}
             Event::Transfer {
                 transfer,
                 what,
@@ -531,6 +532,11 @@ mod tests {
         while let Some(c) = consent.next() {
             asked.push(c);
         }
-        assert_eq!(asked.last(), Some(&Capability::Control));
+        let screen = asked.iter().position(|c| *c == Capability::Screen).unwrap();
+        assert_eq!(
+            asked.get(screen + 1),
+            Some(&Capability::Control),
+            "right after the screen"
+        );
     }
 }

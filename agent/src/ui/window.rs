@@ -348,6 +348,8 @@ impl Window {
                 push(&mut self.activity, (line, Kind::Permissions));
             }
             Event::Terminal { terminal, line } => push(&mut self.terminal, format!("[{terminal}] {line}")),
+            // Its length is an activity line; the text is in the session log only.
+            Event::ClipboardText { .. } => {}
             Event::Transfer {
                 transfer,
                 what,

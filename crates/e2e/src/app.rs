@@ -41,11 +41,14 @@ pub enum Capability {
     Screen,
     /// Move the mouse and type.
     Control,
+    /// Read the customer's clipboard and put text on it, each time on the assistant's request
+    /// (never synchronised by itself).
+    Clipboard,
 }
 
 impl Capability {
     /// Every capability, in display order.
-    pub const ALL: [Capability; 7] = [
+    pub const ALL: [Capability; 8] = [
         Capability::Terminal,
         Capability::Upload,
         Capability::Download,
@@ -53,6 +56,7 @@ impl Capability {
         Capability::Chat,
         Capability::Screen,
         Capability::Control,
+        Capability::Clipboard,
     ];
 
     /// The name used on command lines and in JSON.
@@ -65,6 +69,7 @@ impl Capability {
             Capability::Chat => "chat",
             Capability::Screen => "screen",
             Capability::Control => "control",
+            Capability::Clipboard => "clipboard",
         }
     }
 
@@ -78,6 +83,7 @@ impl Capability {
             Capability::Chat => "chat with you",
             Capability::Screen => "see your screen",
             Capability::Control => "use your mouse and keyboard",
+            Capability::Clipboard => "read your clipboard and put text on it, when they ask",
         }
     }
 }
@@ -90,7 +96,9 @@ impl fmt::Display for Capability {
 
 /// A capability name that does not exist.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown permission {0:?} (known: terminal, upload, download, info, chat, screen, control, all)")]
+#[error(
+    "unknown permission {0:?} (known: terminal, upload, download, info, chat, screen, control, clipboard, all)"
+)]
 pub struct UnknownCapability(pub String);
 
 impl FromStr for Capability {
@@ -330,7 +338,19 @@ pub enum Request {
         /// Path on the customer's machine.
         path: PeerText,
     },
+    /// Send the text on the customer's clipboard (under `clipboard`): answered with
+    /// [`Transfer::Clipboard`].
+    ClipboardGet,
+    /// Put `text` on the customer's clipboard (under `clipboard`; at most [`MAX_CLIPBOARD`]
+    /// bytes): answered with [`Transfer::Done`].
+    ClipboardSet {
+        /// The text.
+        text: PeerText,
+    },
 }
+
+/// Most bytes of text one clipboard request carries either way.
+pub const MAX_CLIPBOARD: usize = 48 * 1024;
 
 /// Most entries one [`Request::List`] answers with; a folder with more is listed up to here.
 pub const MAX_LISTING: usize = 10_000;
@@ -433,6 +453,8 @@ pub enum Transfer {
     Terminal(u64),
     /// Entries of a folder listing ([`Request::List`]), as many as fit a message.
     Listing(Vec<ListEntry>),
+    /// The text on the customer's clipboard ([`Request::ClipboardGet`]).
+    Clipboard(PeerText),
 }
 
 #[cfg(test)]

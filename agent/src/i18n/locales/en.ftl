@@ -77,7 +77,7 @@ commands-help = Commands: revoke NAME, grant NAME (terminal, upload, download, i
 ## Questions
 question-list = { $count ->
     [one] The assistant wants to SEE WHAT IS IN the folder { $path } on this computer (the name of its one entry).
-   *[other] The assistant wants to SEE WHAT IS IN the folder { $path } on this computer (the names of its { $count } entries).
+   *[other] The assistant wants to SEE WHAT IS IN the folder { $path } on this computer (the names, sizes and dates of its { $count } entries).
 }
 question-copy-file = The assistant wants to COPY the file { $path } ({ $size }) FROM this computer.
 question-copy-folder = { $files ->
@@ -327,3 +327,20 @@ processes-still-running = Some programs the assistant started kept starting new 
 quick-not-asked-gone = The assistant's request to connect without a code next time was not put to you: the session did not end normally.
 quick-not-asked-running = The assistant's request to connect without a code next time was not put to you: something it started may still be running.
 quick-not-asked-changed = The assistant's request to connect without a code next time was not put to you: Ponte's own files changed while the assistant had access.
+
+## Clipboard
+cap-clipboard = read your clipboard and put text on it — each time the assistant asks, never by itself
+name-clipboard = Clipboard
+request-clipboard-get = read your clipboard
+request-clipboard-set = put text on your clipboard
+clipboard-read = { $count ->
+    [one] the assistant read your clipboard (one character)
+   *[other] the assistant read your clipboard ({ $count } characters)
+}
+clipboard-put = { $count ->
+    [one] the assistant put one character on your clipboard
+   *[other] the assistant put { $count } characters on your clipboard
+}
+clipboard-unavailable = the clipboard of this desktop cannot be reached: { $error }
+log-clipboard-read = the clipboard the assistant read: { $text }
+log-clipboard-put = what the assistant put on the clipboard: { $text }

@@ -75,7 +75,7 @@ commands-help = Comandi: revoke NOME, grant NOME (terminal, upload, download, in
 ## Domande
 question-list = { $count ->
     [one] L'assistente vuole VEDERE COSA C'È nella cartella { $path } di questo computer (il nome del suo unico elemento).
-   *[other] L'assistente vuole VEDERE COSA C'È nella cartella { $path } di questo computer (i nomi dei suoi { $count } elementi).
+   *[other] L'assistente vuole VEDERE COSA C'È nella cartella { $path } di questo computer (nomi, dimensioni e date dei suoi { $count } elementi).
 }
 question-copy-file = L'assistente vuole COPIARE il file { $path } ({ $size }) DA questo computer.
 question-copy-folder = { $files ->
@@ -325,3 +325,20 @@ processes-still-running = Alcuni programmi avviati dall'assistente continuavano 
 quick-not-asked-gone = La richiesta dell'assistente di collegarsi senza codice la prossima volta non ti è stata posta: la sessione non è terminata normalmente.
 quick-not-asked-running = La richiesta dell'assistente di collegarsi senza codice la prossima volta non ti è stata posta: qualcosa che ha avviato potrebbe essere ancora in esecuzione.
 quick-not-asked-changed = La richiesta dell'assistente di collegarsi senza codice la prossima volta non ti è stata posta: i file di Ponte sono stati modificati mentre l'assistente aveva accesso.
+
+## Clipboard
+cap-clipboard = leggere i tuoi appunti e metterci del testo — ogni volta che l'assistente lo chiede, mai da solo
+name-clipboard = Appunti
+request-clipboard-get = leggere i tuoi appunti
+request-clipboard-set = mettere del testo nei tuoi appunti
+clipboard-read = { $count ->
+    [one] l'assistente ha letto i tuoi appunti (un carattere)
+   *[other] l'assistente ha letto i tuoi appunti ({ $count } caratteri)
+}
+clipboard-put = { $count ->
+    [one] l'assistente ha messo un carattere nei tuoi appunti
+   *[other] l'assistente ha messo { $count } caratteri nei tuoi appunti
+}
+clipboard-unavailable = gli appunti di questo desktop non sono raggiungibili: { $error }
+log-clipboard-read = gli appunti letti dall'assistente: { $text }
+log-clipboard-put = ciò che l'assistente ha messo negli appunti: { $text }

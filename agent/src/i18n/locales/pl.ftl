@@ -77,8 +77,8 @@ commands-help = Polecenia: revoke NAZWA, grant NAZWA (terminal, upload, download
 ## Pytania
 question-list = { $count ->
     [one] Asystent chce ZOBACZYĆ ZAWARTOŚĆ folderu { $path } na tym komputerze (nazwę jego jedynego elementu).
-    [few] Asystent chce ZOBACZYĆ ZAWARTOŚĆ folderu { $path } na tym komputerze (nazwy jego { $count } elementów).
-   *[other] Asystent chce ZOBACZYĆ ZAWARTOŚĆ folderu { $path } na tym komputerze (nazwy jego { $count } elementów).
+    [few] Asystent chce ZOBACZYĆ ZAWARTOŚĆ folderu { $path } na tym komputerze (nazwy, rozmiary i daty jego { $count } elementów).
+   *[other] Asystent chce ZOBACZYĆ ZAWARTOŚĆ folderu { $path } na tym komputerze (nazwy, rozmiary i daty jego { $count } elementów).
 }
 question-copy-file = Asystent chce SKOPIOWAĆ plik { $path } ({ $size }) Z tego komputera.
 question-copy-folder = { $files ->
@@ -338,3 +338,22 @@ processes-still-running = Niektóre programy uruchomione przez asystenta wciąż
 quick-not-asked-gone = Prośba asystenta o łączenie się następnym razem bez kodu nie została Ci przedstawiona: sesja nie zakończyła się normalnie.
 quick-not-asked-running = Prośba asystenta o łączenie się następnym razem bez kodu nie została Ci przedstawiona: coś, co uruchomił, może nadal działać.
 quick-not-asked-changed = Prośba asystenta o łączenie się następnym razem bez kodu nie została Ci przedstawiona: pliki Ponte zostały zmienione, gdy asystent miał dostęp.
+
+## Clipboard
+cap-clipboard = odczytywać Twój schowek i umieszczać w nim tekst — za każdym razem na prośbę asystenta, nigdy samoczynnie
+name-clipboard = Schowek
+request-clipboard-get = odczytać Twój schowek
+request-clipboard-set = umieścić tekst w Twoim schowku
+clipboard-read = { $count ->
+    [one] asystent odczytał Twój schowek (jeden znak)
+    [few] asystent odczytał Twój schowek ({ $count } znaki)
+   *[other] asystent odczytał Twój schowek ({ $count } znaków)
+}
+clipboard-put = { $count ->
+    [one] asystent umieścił w Twoim schowku jeden znak
+    [few] asystent umieścił w Twoim schowku { $count } znaki
+   *[other] asystent umieścił w Twoim schowku { $count } znaków
+}
+clipboard-unavailable = schowek tego pulpitu jest niedostępny: { $error }
+log-clipboard-read = schowek odczytany przez asystenta: { $text }
+log-clipboard-put = tekst umieszczony przez asystenta w schowku: { $text }
