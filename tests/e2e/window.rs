@@ -27,6 +27,7 @@ async fn a_customer_reads_the_code_allows_by_clicking_revokes_and_ends_the_sessi
     let mut viewer = join_shown(&w, &x, "waiting", id_and_code, test_assistant).await;
     let mut notices = viewer.notices().unwrap();
     wait_for_phrase(&x, "consent", "UNVERIFIED ASSISTANT");
+    keep(&x, "agent-consent");
     for phrase in ["Terminal", "Copy files from here"] {
         let at = wait_for_phrase(&x, "consent", phrase);
         click(&x, at);
@@ -47,6 +48,8 @@ async fn a_customer_reads_the_code_allows_by_clicking_revokes_and_ends_the_sessi
         matches!(&refused, ViewerError::Refused(r) if r.as_raw().contains("info")),
         "{refused}"
     );
+    wait_for_phrase(&x, "session", "refused");
+    keep(&x, "agent-session");
 
     // Switching the terminal off stops a running shell.
     let mut terminal = viewer.shell(80, 24).await.unwrap();
