@@ -488,9 +488,16 @@ async fn the_clipboard_goes_either_way_only_when_asked_and_granted() {
     let viewer = w.assistant(&id, &code).await;
     viewer.consent(WAIT).await.unwrap();
 
+    // Nothing copied yet: empty text, not an error.
+    assert_eq!(viewer.clipboard().await.unwrap().as_raw(), "");
     viewer.set_clipboard("from the assistant ✓").await.unwrap();
     assert_eq!(xclip_out(&x.display), "from the assistant ✓");
     let is_clipboard = |v: &serde_json::Value| v["event"] == "activity" && v["kind"] == "clipboard";
+    let empty = agent.event_where("clipboard activity", is_clipboard, WAIT);
+    assert!(
+        empty["text"].as_str().unwrap().contains("(0 characters)"),
+        "{empty}"
+    );
     let put = agent.event_where("clipboard activity", is_clipboard, WAIT);
     assert!(
         put["text"].as_str().unwrap().contains("put 20 characters"),

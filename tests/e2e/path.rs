@@ -58,6 +58,20 @@ async fn assistant_behind(
     (agent, viewer)
 }
 
+/// Asserts that no partial file of a transfer is left in `dir`.
+fn no_partial_file(dir: &std::path::Path) {
+    let leftovers: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .ends_with(ponte_session::files::PARTIAL_SUFFIX)
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "no partial file: {leftovers:?}");
+}
+
 /// Asserts that nobody waits under the resume tag `tag` any more.
 async fn nobody_under(w: &World, tag: ponte_wire::DeviceTag) {
     let (mut late, _) = ponte_session::connect::connect(&w.relay_options(), false)
@@ -295,16 +309,7 @@ async fn when_the_connections_are_lost_the_session_is_resumed_without_a_new_code
         std::fs::read(w.path("big.bin")).unwrap() == data,
         "the file arrived whole"
     );
-    let leftovers: Vec<_> = std::fs::read_dir(w.path(""))
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .ends_with(ponte_session::files::PARTIAL_SUFFIX)
-        })
-        .collect();
-    assert!(leftovers.is_empty(), "no partial file: {leftovers:?}");
+    no_partial_file(&w.path(""));
     assert_eq!(echo(&viewer, "after").await, "after\n");
     // The same shell, with what was set before the gap.
     terminal
@@ -716,16 +721,7 @@ async fn an_upload_cut_by_a_lost_connection_is_sent_again_after_the_resume() {
         std::fs::read(w.path("agent-home/up.bin")).unwrap() == data,
         "the file arrived whole"
     );
-    let leftovers: Vec<_> = std::fs::read_dir(w.path("agent-home"))
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .ends_with(ponte_session::files::PARTIAL_SUFFIX)
-        })
-        .collect();
-    assert!(leftovers.is_empty(), "no partial file: {leftovers:?}");
+    no_partial_file(&w.path("agent-home"));
 }
 
 /// `ponte-relay` restarted under the session (as `systemctl restart` does: SIGTERM, then the

@@ -175,6 +175,7 @@ async fn after_opting_in_the_assistant_reconnects_by_device_without_a_code() {
         "copy files",
         "read system information",
         "see your screen",
+        "your clipboard",
     ] {
         answer(&mut agent, prompt, false);
     }

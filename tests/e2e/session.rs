@@ -360,41 +360,59 @@ async fn a_get_the_viewer_did_not_keep_is_not_reported_sent() {
     assert_eq!(viewer.state().ended, None);
 }
 
-/// A hostile agent — built here from the session library — answers the real viewer with
-/// escape sequences in every string it sends back; the assistant's terminal shows them inert.
-/// It also sends a quick-access grant nobody asked for, which the viewer does not keep.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_hostile_agents_strings_reach_the_assistant_inert() {
-    use ponte_e2e::app::{Control, Grants, Request, Response, Transfer};
-    use ponte_e2e::handshake::CodeAttempts;
-    use ponte_e2e::identity::TrustStore;
-    use ponte_wire::rendezvous::RelayMessage;
-
-    const EVIL: &str = "\x1b]0;pwned\x07\x1b[2J\x1b[31m\r\nforged\u{202e}line";
-    let w = World::new().await;
+/// A hostile agent, built here from the session library and registered at `w`'s relay:
+/// `viewer` is started with the session ID and code the customer would read out; returns once
+/// that viewer joined and the code handshake is done, every permission "granted".
+async fn hostile_agent<T>(
+    w: &World,
+    viewer: impl FnOnce(String, String) -> T,
+) -> (
+    ponte_transport::client::RelayClient,
+    ponte_session::Session,
+    ponte_session::SecureStream,
+    T,
+) {
+    use ponte_e2e::app::{Control, Grants};
     let (mut client, _) = ponte_session::connect::connect(&w.relay_options(), false)
         .await
         .unwrap();
     let (id, _) = client.register().await.unwrap();
     let code = ponte_wire::OneTimeCode::random(&mut ponte_wire::os_rng());
-    let mut cmd = w.command("ponte-viewer");
-    let batch = w.path("hostile.txt");
-    std::fs::write(&batch, "info\nexec ls\nchat hello\n").unwrap();
-    cmd.args(["connect", &id.to_digits(), "--code", &code.digits(), "--batch"])
-        .arg(&batch);
-    let viewer = std::thread::spawn(move || run_with_timeout(cmd, WAIT));
-    assert_eq!(client.next().await.unwrap(), RelayMessage::Paired);
-    let mut attempts = CodeAttempts::new();
+    let started = viewer(id.to_digits(), code.digits());
+    assert_eq!(
+        client.next().await.unwrap(),
+        ponte_wire::rendezvous::RelayMessage::Paired
+    );
     let (session, mut control, _) = ponte_session::handshake::agent(
         client.connection().clone(),
         ponte_session::handshake::context(&client, id).unwrap(),
         &code,
-        &mut attempts,
-        &TrustStore::new(),
+        &mut ponte_e2e::handshake::CodeAttempts::new(),
+        &ponte_e2e::identity::TrustStore::new(),
     )
     .await
     .unwrap();
     control.send.send(&Control::Grants(Grants::all())).await.unwrap();
+    (client, session, control, started)
+}
+
+/// A hostile agent — built here from the session library — answers the real viewer with
+/// escape sequences in every string it sends back; the assistant's terminal shows them inert.
+/// It also sends a quick-access grant nobody asked for, which the viewer does not keep.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hostile_agents_strings_reach_the_assistant_inert() {
+    use ponte_e2e::app::{Control, Request, Response, Transfer};
+
+    const EVIL: &str = "\x1b]0;pwned\x07\x1b[2J\x1b[31m\r\nforged\u{202e}line";
+    let w = World::new().await;
+    let batch = w.path("hostile.txt");
+    std::fs::write(&batch, "info\nexec ls\nchat hello\n").unwrap();
+    let (client, session, mut control, viewer) = hostile_agent(&w, |id, code| {
+        let mut cmd = w.command("ponte-viewer");
+        cmd.args(["connect", &id, "--code", &code, "--batch"]).arg(&batch);
+        std::thread::spawn(move || run_with_timeout(cmd, WAIT))
+    })
+    .await;
     // A quick-access grant nobody asked for: the assistant's address book must not take it.
     let unasked = ponte_e2e::app::QuickAccessGrant {
         device: ponte_wire::device::DevicePublic([7; 32]),
@@ -451,35 +469,14 @@ async fn a_hostile_agents_strings_reach_the_assistant_inert() {
 /// waited for, and the session goes on.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_answer_of_the_wrong_kind_fails_the_request_with_a_clear_error() {
-    use ponte_e2e::app::{Control, Grants, Request, Response, Transfer};
-    use ponte_e2e::handshake::CodeAttempts;
-    use ponte_e2e::identity::TrustStore;
+    use ponte_e2e::app::{Request, Response, Transfer};
     use ponte_viewer::ViewerError;
-    use ponte_wire::rendezvous::RelayMessage;
 
     let w = World::new().await;
-    let (mut client, _) = ponte_session::connect::connect(&w.relay_options(), false)
-        .await
-        .unwrap();
-    let (id, _) = client.register().await.unwrap();
-    let code = ponte_wire::OneTimeCode::random(&mut ponte_wire::os_rng());
-    let joining = tokio::spawn(ponte_viewer::join(w.join_options(
-        &id.to_digits(),
-        &code.digits(),
-        test_assistant(),
-    )));
-    assert_eq!(client.next().await.unwrap(), RelayMessage::Paired);
-    let mut attempts = CodeAttempts::new();
-    let (session, mut control, _) = ponte_session::handshake::agent(
-        client.connection().clone(),
-        ponte_session::handshake::context(&client, id).unwrap(),
-        &code,
-        &mut attempts,
-        &TrustStore::new(),
-    )
-    .await
-    .unwrap();
-    control.send.send(&Control::Grants(Grants::all())).await.unwrap();
+    let (client, session, control, joining) = hostile_agent(&w, |id, code| {
+        tokio::spawn(ponte_viewer::join(w.join_options(&id, &code, test_assistant())))
+    })
+    .await;
     let (viewer, _) = joining.await.unwrap().unwrap();
     viewer.consent(WAIT).await.unwrap();
 
@@ -534,35 +531,18 @@ async fn an_answer_of_the_wrong_kind_fails_the_request_with_a_clear_error() {
 /// the endless listing fails with a clear error, and the session goes on.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hostile_agents_listing_reaches_the_assistant_inert_and_bounded() {
-    use ponte_e2e::app::{Control, Grants, ListEntry, ListedKind, MAX_LISTING, Request, Response, Transfer};
-    use ponte_e2e::handshake::CodeAttempts;
-    use ponte_e2e::identity::TrustStore;
-    use ponte_wire::rendezvous::RelayMessage;
+    use ponte_e2e::app::{ListEntry, ListedKind, MAX_LISTING, Request, Response, Transfer};
 
     const EVIL: &str = "\x1b]0;pwned\x07\x1b[2J\r\nforged\u{202e}line";
     let w = World::new().await;
-    let (mut client, _) = ponte_session::connect::connect(&w.relay_options(), false)
-        .await
-        .unwrap();
-    let (id, _) = client.register().await.unwrap();
-    let code = ponte_wire::OneTimeCode::random(&mut ponte_wire::os_rng());
-    let mut cmd = w.command("ponte-viewer");
     let batch = w.path("hostile.txt");
     std::fs::write(&batch, "ls\nls big\ninfo\n").unwrap();
-    cmd.args(["connect", &id.to_digits(), "--code", &code.digits(), "--batch"])
-        .arg(&batch);
-    let viewer = std::thread::spawn(move || run_with_timeout(cmd, WAIT));
-    assert_eq!(client.next().await.unwrap(), RelayMessage::Paired);
-    let (session, mut control, _) = ponte_session::handshake::agent(
-        client.connection().clone(),
-        ponte_session::handshake::context(&client, id).unwrap(),
-        &code,
-        &mut CodeAttempts::new(),
-        &TrustStore::new(),
-    )
-    .await
-    .unwrap();
-    control.send.send(&Control::Grants(Grants::all())).await.unwrap();
+    let (client, session, control, viewer) = hostile_agent(&w, |id, code| {
+        let mut cmd = w.command("ponte-viewer");
+        cmd.args(["connect", &id, "--code", &code, "--batch"]).arg(&batch);
+        std::thread::spawn(move || run_with_timeout(cmd, WAIT))
+    })
+    .await;
     let entry = |name: &str| ListEntry {
         name: name.into(),
         kind: ListedKind::File,

@@ -191,13 +191,14 @@ async fn the_window_works_with_the_keyboard_alone() {
     let viewer = join_shown(&w, &x, "keyboard-waiting", id_and_code, test_assistant).await;
     wait_for_phrase(&x, "keyboard-consent", "UNVERIFIED ASSISTANT");
     // A window manager gives a new window the keyboard; Xvfb has none, so the test does.
-    // Then: Tab to the terminal switch, Space; five Tabs on to "Allow selected" (past put,
-    // copy, information, screen; the control switch is off while the screen is), Enter.
+    // Then: Tab to the terminal switch, Space; six Tabs on to "Allow selected" (past put,
+    // copy, information, screen, clipboard; the control switch is off while the screen is),
+    // Enter.
     let keys = Command::new("xdotool")
         .env("DISPLAY", &x.display)
         .args(["search", "--name", "^Ponte", "windowfocus", "--sync", "%1"])
         .args(["sleep", "0.3", "key", "--delay", "150", "Tab", "space"])
-        .args(["Tab", "Tab", "Tab", "Tab", "Tab", "Return"])
+        .args(["Tab", "Tab", "Tab", "Tab", "Tab", "Tab", "Return"])
         .status()
         .unwrap();
     assert!(keys.success());

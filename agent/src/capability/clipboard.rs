@@ -80,7 +80,12 @@ impl Handler for Clipboard {
         let unavailable = |error: String| anyhow::anyhow!(t!(tr, "clipboard-unavailable", error = error));
         let (to_customer, text) = match self {
             Clipboard::Get => {
-                let text = ctx.clipboard.with(|c| c.get_text()).await.map_err(unavailable)?;
+                // Nothing copied (or no text among what was) reads as empty text.
+                let read = |c: &mut arboard::Clipboard| match c.get_text() {
+                    Err(arboard::Error::ContentNotAvailable) => Ok(String::new()),
+                    other => other,
+                };
+                let text = ctx.clipboard.with(read).await.map_err(unavailable)?;
                 if text.len() > MAX_CLIPBOARD {
                     anyhow::bail!(
                         "the clipboard holds more than {} KiB of text",

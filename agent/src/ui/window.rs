@@ -576,7 +576,7 @@ impl Window {
         ui.add_space(6.0);
         ui.label(RichText::new(t!(tr, "consent-what")).strong());
         let mut chosen = *selected;
-        switches(ui, &tr, &mut chosen);
+        switches(ui, &tr, &mut chosen, true);
         // A switch turned on by the assistant's click would be allowed with the customer's.
         let widened = chosen.list().iter().any(|c| !selected.allows(*c));
         if widened && self.injected.within(questions::NOT_THEIRS) {
@@ -633,7 +633,9 @@ impl Window {
             .show(ui, |ui| {
                 let before = self.grants;
                 let mut now = before;
-                switches(ui, &tr, &mut now);
+                // Short names: what each means was shown when they were chosen, and the
+                // session's activity needs the room.
+                switches(ui, &tr, &mut now, false);
                 terminal_means_all(ui, &tr, before);
                 for c in Capability::ALL {
                     match (before.allows(c), now.allows(c)) {
@@ -883,19 +885,22 @@ fn who(ui: &mut egui::Ui, tr: &Tr, peer: &PeerIdentity) {
         });
 }
 
-/// One switch per capability, with what it allows; control only with the screen.
-fn switches(ui: &mut egui::Ui, tr: &Tr, grants: &mut Grants) {
+/// One switch per capability (`explained`: with what it allows); control only with the screen.
+fn switches(ui: &mut egui::Ui, tr: &Tr, grants: &mut Grants, explained: bool) {
     for c in Capability::ALL {
         if c == Capability::Chat {
             continue; // Chat always works.
         }
         let mut on = grants.allows(c);
         let enabled = c != Capability::Control || grants.allows(Capability::Screen);
-        let label = format!(
-            "{} — {}",
-            phrases::capability_name(tr, c),
-            phrases::capability(tr, c)
-        );
+        let label = match explained {
+            true => format!(
+                "{} — {}",
+                phrases::capability_name(tr, c),
+                phrases::capability(tr, c)
+            ),
+            false => phrases::capability_name(tr, c),
+        };
         if ui
             .add_enabled(enabled, egui::Checkbox::new(&mut on, label))
             .changed()
