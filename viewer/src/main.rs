@@ -1,5 +1,6 @@
 //! `ponte-viewer`: see `ponte-viewer --help`.
 
+mod app;
 mod commands;
 
 use std::path::PathBuf;
@@ -19,18 +20,23 @@ use crate::commands::{Command, HELP, Runner};
 /// Ponte viewer: help a customer on their computer — terminal, files, system information and
 /// chat — end-to-end encrypted through a Ponte relay.
 ///
-/// Ask the customer to start ponte-agent and read you the session ID and code, then run
-/// `ponte-viewer connect ID --code CODE`. A customer who allowed you quick access (`remember
+/// Ask the customer to start ponte-agent and read you the session ID and code, then type them
+/// into the app (`ponte-viewer` on a desktop opens it) or run `ponte-viewer connect ID --code
+/// CODE`. A customer who allowed you quick access (`remember
 /// NAME` in a session) only needs to start ponte-agent: `ponte-viewer connect --device NAME`.
 #[derive(Debug, Parser)]
 #[command(name = "ponte-viewer", version, about, long_about)]
 struct Cli {
+    /// Without one: the app on a desktop, this help elsewhere.
     #[command(subcommand)]
-    command: Top,
+    command: Option<Top>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Top {
+    /// The app: one window for your sessions — files side by side, terminals, chat, the
+    /// customer's system, the clipboard (the default on a desktop).
+    App(AppArgs),
     /// Join a customer's session and work in it (prompt, or --batch).
     Connect(Connect),
     /// The customers' devices you may reconnect to without a code (quick access), by name.
@@ -74,6 +80,20 @@ struct Connect {
     /// Identity directory [default: ~/.config/ponte/identity].
     #[arg(long)]
     identity_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct AppArgs {
+    #[command(flatten)]
+    relay: RelayArgs,
+    #[command(flatten)]
+    assistant: ponte_session::connect::AssistantArgs,
+    /// Identity directory [default: ~/.config/ponte/identity].
+    #[arg(long)]
+    identity_dir: Option<PathBuf>,
+    /// Your folder in the Files tab [default: the current folder].
+    #[arg(long)]
+    folder: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -124,8 +144,7 @@ enum OrgCommand {
     },
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
@@ -133,7 +152,62 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let result = match cli.command {
+    let command = match cli.command {
+        Some(command) => command,
+        None if desktop() => match Cli::parse_from(["ponte-viewer", "app"]).command {
+            Some(app) => app,
+            None => unreachable!("`app` is a subcommand"),
+        },
+        None => {
+            let _ = <Cli as clap::CommandFactory>::command().print_help();
+            return ExitCode::SUCCESS;
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("ponte-viewer: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match command {
+        // The window runs on this thread (toolkits want the main one), sessions on the runtime.
+        Top::App(args) => open_app(runtime.handle(), args),
+        other => runtime.block_on(run(other)),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("ponte-viewer: {e:#}");
+        ExitCode::FAILURE
+    })
+}
+
+/// Whether a window can be opened here.
+fn desktop() -> bool {
+    ["DISPLAY", "WAYLAND_DISPLAY"]
+        .iter()
+        .any(|var| std::env::var_os(var).is_some_and(|v| !v.is_empty()))
+}
+
+fn open_app(runtime: &tokio::runtime::Handle, args: AppArgs) -> anyhow::Result<ExitCode> {
+    let folder = match args.folder {
+        Some(folder) => folder,
+        None => std::env::current_dir().context("the current folder")?,
+    };
+    app::run(
+        runtime,
+        app::Settings {
+            relay: args.relay,
+            assistant: args.assistant,
+            identity_dir: args.identity_dir.unwrap_or_else(identity::default_dir),
+            folder,
+        },
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run(command: Top) -> anyhow::Result<ExitCode> {
+    match command {
+        Top::App(_) => unreachable!("the app runs outside the runtime"),
         Top::Connect(c) => connect(c).await,
         Top::Devices => devices(),
         Top::Identity {
@@ -183,11 +257,7 @@ async fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }),
         },
-    };
-    result.unwrap_or_else(|e| {
-        eprintln!("ponte-viewer: {e:#}");
-        ExitCode::FAILURE
-    })
+    }
 }
 
 async fn connect(c: Connect) -> anyhow::Result<ExitCode> {

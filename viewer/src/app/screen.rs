@@ -1,0 +1,490 @@
+//! The Screen tab: the customer's screen as the viewer core rebuilds it, scaled to fit or 1:1,
+//! with the figures (F2), the monitor choice when the customer has several, and — only while
+//! the customer grants control and the assistant switches it on — the assistant's mouse and
+//! keyboard on the picture going to the customer's desktop, and a "send keys" menu for
+//! combinations the assistant's own desktop would catch.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use eframe::egui::{self, Color32, Key, RichText};
+use ponte_e2e::screen::{InputEvent, ScreenFeedback};
+use ponte_screen::Canvas;
+use ponte_viewer::client::Viewer;
+use ponte_viewer::screen_client::{FPS, Progress, ScreenClient};
+use ponte_wire::PeerText;
+use tokio::sync::{mpsc, watch};
+
+use super::Outbox;
+use super::session::Update;
+
+/// How often the tab looks for a new frame while shown.
+const FRAME_INTERVAL: Duration = Duration::from_millis(16);
+
+const SHIFT: u32 = 0xffe1;
+const CONTROL: u32 = 0xffe3;
+const ALT: u32 = 0xffe9;
+const SUPER: u32 = 0xffeb;
+
+/// Combinations the assistant's desktop would take for itself, sent from a menu instead.
+const SEND_KEYS: [(&str, &[u32]); 6] = [
+    ("Alt+Tab (switch windows)", &[ALT, 0xff09]),
+    ("Alt+F4 (close the window)", &[ALT, 0xffc1]),
+    ("Super (the desktop's menu)", &[SUPER]),
+    ("Ctrl+Esc", &[CONTROL, 0xff1b]),
+    ("Print Screen", &[0xff61]),
+    ("Ctrl+Alt+T (a terminal on many desktops)", &[CONTROL, ALT, 0x74]),
+];
+
+/// The screen stream, once started.
+struct Stream {
+    canvas: Arc<Mutex<Canvas>>,
+    progress: watch::Receiver<Progress>,
+    input: mpsc::Sender<ScreenFeedback>,
+}
+
+/// The Screen tab of one session.
+pub struct ScreenView {
+    stream: Option<Result<Stream, String>>,
+    asked: bool,
+    texture: Option<egui::TextureHandle>,
+    /// The frame (and pointer position) in the texture.
+    shown: Option<(u64, Option<(i32, i32)>)>,
+    /// Whether the assistant's input goes to the customer (when the customer allows it).
+    control: bool,
+    one_to_one: bool,
+    figures: bool,
+    /// Frames and bytes at the start of the current second, and the last second's rates.
+    rates: (Instant, u64, u64, f64, f64),
+    /// Modifiers last sent as held.
+    held: egui::Modifiers,
+}
+
+impl Default for ScreenView {
+    fn default() -> Self {
+        ScreenView {
+            stream: None,
+            asked: false,
+            texture: None,
+            shown: None,
+            control: false,
+            one_to_one: false,
+            figures: false,
+            rates: (Instant::now(), 0, 0, 0.0, 0.0),
+            held: egui::Modifiers::NONE,
+        }
+    }
+}
+
+impl ScreenView {
+    /// Takes the started stream, or why it did not start.
+    pub fn started(&mut self, client: Result<ScreenClient, String>) {
+        self.stream = Some(client.map(|c| Stream {
+            canvas: c.canvas.clone(),
+            progress: c.progress_receiver(),
+            input: c.input_sender(),
+        }));
+    }
+
+    fn ask(&mut self, runtime: &tokio::runtime::Handle, viewer: &Arc<Viewer>, outbox: &Outbox<Update>) {
+        self.asked = true;
+        self.stream = None;
+        self.shown = None;
+        let (viewer, outbox) = (viewer.clone(), outbox.clone());
+        runtime.spawn(async move {
+            let client = viewer.screen(FPS).await.map_err(|e| e.to_string());
+            outbox.send(Update::Screen(client));
+        });
+    }
+
+    /// Draws the tab; `may_control`: the customer allows control now.
+    pub fn show(
+        &mut self,
+        ui: &mut egui::Ui,
+        runtime: &tokio::runtime::Handle,
+        viewer: &Arc<Viewer>,
+        outbox: &Outbox<Update>,
+        may_control: bool,
+    ) {
+        if !self.asked {
+            self.ask(runtime, viewer, outbox);
+        }
+        let stream = match &self.stream {
+            None => {
+                ui.horizontal(|ui| {
+                    ui.spinner();
+                    ui.label("Asking for the customer's screen…");
+                });
+                return;
+            }
+            Some(Err(e)) => {
+                ui.colored_label(Color32::RED, e);
+                if ui.button("Ask again").clicked() {
+                    self.ask(runtime, viewer, outbox);
+                }
+                return;
+            }
+            Some(Ok(stream)) => stream,
+        };
+        let progress = stream.progress.borrow().clone();
+        if let Some(ended) = &progress.ended {
+            ui.colored_label(Color32::RED, ended);
+            if ui.button("Ask again").clicked() {
+                self.ask(runtime, viewer, outbox);
+            }
+            return;
+        }
+        let input = stream.input.clone();
+        let canvas = stream.canvas.clone();
+        let can_control = may_control && progress.view_only.is_none();
+        self.toolbar(ui, &progress, &input, can_control);
+        let control = self.control && can_control;
+        let picture = self.picture(ui, &canvas);
+        if let Some((rect, size)) = picture {
+            if control {
+                self.forward(ui, rect, size, &input);
+            }
+            if self.figures {
+                let c = canvas.lock().unwrap_or_else(|e| e.into_inner());
+                let lines = ponte_viewer::overlay::lines(c.stats.as_ref(), self.rates.3, self.rates.4, 0.0);
+                let text = lines.join("\n");
+                let at = rect.left_top() + egui::vec2(8.0, 8.0);
+                let galley = ui
+                    .painter()
+                    .layout_no_wrap(text, egui::FontId::monospace(12.0), Color32::WHITE);
+                ui.painter().rect_filled(
+                    egui::Rect::from_min_size(at, galley.size()).expand(4.0),
+                    2.0,
+                    Color32::from_black_alpha(180),
+                );
+                ui.painter().galley(at, galley, Color32::WHITE);
+            }
+        }
+        ui.ctx().request_repaint_after(FRAME_INTERVAL);
+    }
+
+    fn toolbar(
+        &mut self,
+        ui: &mut egui::Ui,
+        progress: &Progress,
+        input: &mpsc::Sender<ScreenFeedback>,
+        can_control: bool,
+    ) {
+        ui.horizontal_wrapped(|ui| {
+            let hint = match &progress.view_only {
+                Some(why) => format!("the customer's desktop takes no input: {}", PeerText::new(why.clone())),
+                None => "the customer does not allow control".to_owned(),
+            };
+            ui.add_enabled(can_control, egui::Checkbox::new(&mut self.control, "Control"))
+                .on_hover_text("your mouse and keyboard on the picture act on the customer's computer")
+                .on_disabled_hover_text(hint);
+            if self.control && can_control {
+                ui.label(RichText::new("CONTROL").color(Color32::from_rgb(0xff, 0x8c, 0x00)).strong());
+            } else {
+                ui.label(RichText::new("VIEW ONLY").weak());
+            }
+            ui.separator();
+            ui.checkbox(&mut self.one_to_one, "1:1");
+            ui.checkbox(&mut self.figures, "Figures (F2)");
+            if ui.input(|i| i.key_pressed(Key::F2)) {
+                self.figures = !self.figures;
+            }
+            if progress.monitors.len() > 1 {
+                ui.separator();
+                let current = progress.monitors.get(progress.monitor).cloned().unwrap_or_default();
+                egui::ComboBox::from_label("monitor")
+                    .selected_text(format!("{} of {}: {current}", progress.monitor + 1, progress.monitors.len()))
+                    .show_ui(ui, |ui| {
+                        for (i, name) in progress.monitors.iter().enumerate() {
+                            if ui.selectable_label(i == progress.monitor, format!("{}: {name}", i + 1)).clicked() {
+                                let _ = input.try_send(ScreenFeedback::Monitor(u8::try_from(i).unwrap_or(0)));
+                            }
+                        }
+                    });
+            }
+            ui.separator();
+            ui.add_enabled_ui(self.control && can_control, |ui| {
+                ui.menu_button("Send keys", |ui| {
+                    for (name, keys) in SEND_KEYS {
+                        if ui.button(name).clicked() {
+                            for &keysym in keys {
+                                send(input, InputEvent::Key { keysym, pressed: true });
+                            }
+                            for &keysym in keys.iter().rev() {
+                                send(input, InputEvent::Key { keysym, pressed: false });
+                            }
+                            ui.close();
+                        }
+                    }
+                    ui.add_enabled(false, egui::Button::new("Ctrl+Alt+Del")).on_disabled_hover_text(
+                        "not sendable: on X11 no program can send it in place of the keyboard; ask the customer to \
+                         press it",
+                    );
+                });
+            });
+        });
+    }
+
+    /// Draws the latest picture; returns where, and the remote size.
+    fn picture(&mut self, ui: &mut egui::Ui, canvas: &Mutex<Canvas>) -> Option<(egui::Rect, egui::Vec2)> {
+        let (size, now) = {
+            let c = canvas.lock().unwrap_or_else(|e| e.into_inner());
+            let (since, frames, bytes, _, _) = self.rates;
+            let elapsed = since.elapsed().as_secs_f64();
+            if elapsed >= 1.0 {
+                let fps = (c.frames - frames) as f64 / elapsed;
+                let rate = (c.bytes - bytes) as f64 / elapsed;
+                self.rates = (Instant::now(), c.frames, c.bytes, fps, rate);
+            }
+            let now = (c.frames, c.cursor_position);
+            if c.frames > 0 && self.shown != Some(now) {
+                let image = image(&c);
+                match &mut self.texture {
+                    Some(t) => t.set(image, egui::TextureOptions::LINEAR),
+                    None => {
+                        self.texture = Some(ui.ctx().load_texture(
+                            "customer-screen",
+                            image,
+                            egui::TextureOptions::LINEAR,
+                        ));
+                    }
+                }
+                self.shown = Some(now);
+            }
+            (egui::vec2(f32::from(c.width()), f32::from(c.height())), c.frames)
+        };
+        let Some(texture) = &self.texture else {
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.label("Waiting for the first picture…");
+            });
+            return None;
+        };
+        if now == 0 {
+            return None;
+        }
+        let fitted = |space: egui::Vec2| {
+            let scale = (space.x / size.x).min(space.y / size.y).min(1.0);
+            size * scale
+        };
+        let image = egui::Image::new(texture).sense(egui::Sense::click_and_drag());
+        let response = if self.one_to_one {
+            egui::ScrollArea::both()
+                .show(ui, |ui| ui.add(image.fit_to_exact_size(size)))
+                .inner
+        } else {
+            let shown = fitted(ui.available_size());
+            ui.add(image.fit_to_exact_size(shown))
+        };
+        if response.clicked() || response.drag_started() {
+            response.request_focus();
+        }
+        Some((response.rect, size))
+    }
+
+    /// Sends the assistant's pointer and keys over the picture to the customer's desktop.
+    fn forward(
+        &mut self,
+        ui: &egui::Ui,
+        rect: egui::Rect,
+        size: egui::Vec2,
+        input: &mpsc::Sender<ScreenFeedback>,
+    ) {
+        let remote = |p: egui::Pos2| {
+            rect.contains(p).then(|| {
+                let x = (p.x - rect.left()) / rect.width() * size.x;
+                let y = (p.y - rect.top()) / rect.height() * size.y;
+                (
+                    x.clamp(0.0, size.x - 1.0) as u16,
+                    y.clamp(0.0, size.y - 1.0) as u16,
+                )
+            })
+        };
+        let (events, modifiers, hovered) = ui.input(|i| {
+            (
+                i.events.clone(),
+                i.modifiers,
+                i.pointer.hover_pos().is_some_and(|p| rect.contains(p)),
+            )
+        });
+        if !hovered {
+            return;
+        }
+        for event in events {
+            match event {
+                egui::Event::PointerMoved(p) => {
+                    if let Some((x, y)) = remote(p) {
+                        send(input, InputEvent::Move { x, y });
+                    }
+                }
+                egui::Event::PointerButton {
+                    pos, button, pressed, ..
+                } => {
+                    if remote(pos).is_none() {
+                        continue;
+                    }
+                    let button = match button {
+                        egui::PointerButton::Primary => 1,
+                        egui::PointerButton::Middle => 2,
+                        egui::PointerButton::Secondary => 3,
+                        _ => continue,
+                    };
+                    send(input, InputEvent::Button { button, pressed });
+                }
+                egui::Event::MouseWheel { delta, .. } if delta.y != 0.0 => {
+                    let button = if delta.y > 0.0 { 4 } else { 5 };
+                    send(
+                        input,
+                        InputEvent::Button {
+                            button,
+                            pressed: true,
+                        },
+                    );
+                    send(
+                        input,
+                        InputEvent::Button {
+                            button,
+                            pressed: false,
+                        },
+                    );
+                }
+                egui::Event::Text(text) if !modifiers.ctrl && !modifiers.alt => {
+                    send(input, InputEvent::Text(PeerText::new(text)));
+                }
+                egui::Event::Key {
+                    key,
+                    pressed,
+                    modifiers,
+                    ..
+                } => {
+                    let keysym = named(key).or_else(|| {
+                        // A letter or digit only with Ctrl or Alt (without, it comes as text).
+                        (modifiers.ctrl || modifiers.alt)
+                            .then(|| character(key))
+                            .flatten()
+                    });
+                    if let Some(keysym) = keysym {
+                        self.hold(input, modifiers);
+                        send(input, InputEvent::Key { keysym, pressed });
+                    }
+                }
+                // Ctrl-C, Ctrl-X and Ctrl-V are the customer's desktop's, like any Ctrl combination.
+                egui::Event::Copy | egui::Event::Cut | egui::Event::Paste(_) => {
+                    let letter = match event {
+                        egui::Event::Copy => 0x63,
+                        egui::Event::Cut => 0x78,
+                        _ => 0x76,
+                    };
+                    self.hold(input, modifiers);
+                    send(
+                        input,
+                        InputEvent::Key {
+                            keysym: letter,
+                            pressed: true,
+                        },
+                    );
+                    send(
+                        input,
+                        InputEvent::Key {
+                            keysym: letter,
+                            pressed: false,
+                        },
+                    );
+                }
+                _ => {}
+            }
+        }
+        self.hold(input, modifiers);
+    }
+
+    /// Presses or releases the modifiers whose state changed.
+    fn hold(&mut self, input: &mpsc::Sender<ScreenFeedback>, now: egui::Modifiers) {
+        for (before, after, keysym) in [
+            (self.held.shift, now.shift, SHIFT),
+            (self.held.ctrl, now.ctrl, CONTROL),
+            (self.held.alt, now.alt, ALT),
+        ] {
+            if before != after {
+                send(
+                    input,
+                    InputEvent::Key {
+                        keysym,
+                        pressed: after,
+                    },
+                );
+            }
+        }
+        self.held = now;
+    }
+}
+
+fn send(input: &mpsc::Sender<ScreenFeedback>, event: InputEvent) {
+    // Motion may be dropped when the link is busy; the next motion supersedes it.
+    let _ = input.try_send(ScreenFeedback::Input(event));
+}
+
+/// The canvas as an image for a texture.
+fn image(canvas: &Canvas) -> egui::ColorImage {
+    let size = [usize::from(canvas.width()), usize::from(canvas.height())];
+    let pixels = canvas
+        .pixels()
+        .iter()
+        .map(|&p| Color32::from_rgb((p >> 16) as u8, (p >> 8) as u8, p as u8))
+        .collect();
+    egui::ColorImage::new(size, pixels)
+}
+
+/// The X keysym of a key that is not text.
+fn named(key: Key) -> Option<u32> {
+    Some(match key {
+        Key::Enter => 0xff0d,
+        Key::Backspace => 0xff08,
+        Key::Tab => 0xff09,
+        Key::Escape => 0xff1b,
+        Key::Delete => 0xffff,
+        Key::Insert => 0xff63,
+        Key::Home => 0xff50,
+        Key::ArrowLeft => 0xff51,
+        Key::ArrowUp => 0xff52,
+        Key::ArrowRight => 0xff53,
+        Key::ArrowDown => 0xff54,
+        Key::PageUp => 0xff55,
+        Key::PageDown => 0xff56,
+        Key::End => 0xff57,
+        Key::F1 => 0xffbe,
+        Key::F3 => 0xffc0,
+        Key::F4 => 0xffc1,
+        Key::F5 => 0xffc2,
+        Key::F6 => 0xffc3,
+        Key::F7 => 0xffc4,
+        Key::F8 => 0xffc5,
+        Key::F9 => 0xffc6,
+        Key::F10 => 0xffc7,
+        Key::F11 => 0xffc8,
+        Key::F12 => 0xffc9,
+        _ => return None,
+    })
+}
+
+/// The keysym of a letter or digit key (lower case: Shift is sent as held).
+fn character(key: Key) -> Option<u32> {
+    match key.name().as_bytes() {
+        [c @ b'A'..=b'Z'] => Some(u32::from(c.to_ascii_lowercase())),
+        [c @ b'0'..=b'9'] => Some(u32::from(*c)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_map_to_keysyms() {
+        assert_eq!(named(Key::Enter), Some(0xff0d));
+        assert_eq!(named(Key::F2), None, "F2 is the viewer's own");
+        assert_eq!(character(Key::C), Some(0x63));
+        assert_eq!(character(Key::Num7), Some(0x37));
+        assert_eq!(character(Key::Enter), None);
+    }
+}

@@ -1,0 +1,593 @@
+//! One session's tab: a header with what the customer allows now (a revoke greys out the
+//! matching view at once and says so), how the assistant shows to the customer, the ticket,
+//! the time connected and End; then the views — Screen, Files, Terminal, Chat, Info — and the
+//! clipboard buttons.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc as std_mpsc;
+use std::time::Instant;
+
+use eframe::egui::{self, Color32, RichText};
+use ponte_e2e::app::{Capability, Grants};
+use ponte_wire::PeerText;
+use tokio::sync::watch;
+
+use super::Outbox;
+use super::connect::{Joined, ShowsAs};
+use super::files::{Files, FilesUpdate};
+use super::screen::ScreenView;
+use super::terminal::{self, TerminalView};
+use ponte_viewer::client::{Notice, State, Viewer};
+use ponte_viewer::screen_client::ScreenClient;
+
+const GREEN: Color32 = Color32::from_rgb(0x1b, 0x7a, 0x2e);
+const RED: Color32 = Color32::from_rgb(0xc0, 0x1c, 0x1c);
+const AMBER: Color32 = Color32::from_rgb(0x9a, 0x5b, 0x00);
+
+/// Chat lines kept.
+const KEPT: usize = 500;
+
+/// What a session's tasks tell its tab.
+pub enum Update {
+    /// What the customer's side said on the control stream.
+    Notice(Notice),
+    /// The customer's system facts, or why not.
+    Info(Result<Vec<(PeerText, PeerText)>, String>),
+    /// A terminal's output or end.
+    Terminal(usize, terminal::Output),
+    /// A listing or transfer.
+    Files(FilesUpdate),
+    /// A clipboard exchange: what to say about it, or why it failed.
+    Clipboard(Result<String, String>),
+    /// A chat message could not be sent.
+    ChatFailed(String),
+    /// The screen stream started, or why not.
+    Screen(Result<ScreenClient, String>),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum View {
+    Screen,
+    Files,
+    Terminal,
+    Chat,
+    Info,
+}
+
+impl View {
+    const ALL: [View; 5] = [View::Screen, View::Files, View::Terminal, View::Chat, View::Info];
+
+    fn name(self) -> &'static str {
+        match self {
+            View::Screen => "Screen",
+            View::Files => "Files",
+            View::Terminal => "Terminal",
+            View::Chat => "Chat",
+            View::Info => "Info",
+        }
+    }
+
+    /// Whether the customer's grants let it be used.
+    fn allowed(self, grants: Grants) -> bool {
+        match self {
+            View::Screen => grants.allows(Capability::Screen),
+            View::Files => grants.allows(Capability::Download) || grants.allows(Capability::Upload),
+            View::Terminal => grants.allows(Capability::Terminal),
+            View::Chat => grants.allows(Capability::Chat),
+            View::Info => grants.allows(Capability::Info),
+        }
+    }
+}
+
+/// One session's tab.
+pub struct SessionTab {
+    /// Its name in the tab strip.
+    pub label: String,
+    viewer: Arc<Viewer>,
+    state: watch::Receiver<State>,
+    updates: std_mpsc::Receiver<Update>,
+    outbox: Outbox<Update>,
+    since: Instant,
+    ticket: Option<String>,
+    shows_as: ShowsAs,
+    view: View,
+    /// The grants last seen, and what changed then (shown in the header).
+    grants: Option<Grants>,
+    change: Option<(String, Color32)>,
+    chat: Vec<(String, bool, String)>,
+    draft: String,
+    unread: usize,
+    info: Option<Result<Vec<(String, String)>, String>>,
+    files: Files,
+    screen: ScreenView,
+    terminals: Vec<TerminalView>,
+    terminal: usize,
+    opened_terminals: usize,
+    clipboard: Option<(String, Color32)>,
+    /// The assistant ended the session.
+    ending: bool,
+    confirm_end: bool,
+}
+
+impl SessionTab {
+    pub fn new(
+        ctx: &egui::Context,
+        runtime: &tokio::runtime::Handle,
+        joined: Joined,
+        folder: PathBuf,
+    ) -> SessionTab {
+        let Joined {
+            mut viewer,
+            label,
+            ticket,
+            shows_as,
+            ..
+        } = joined;
+        let (outbox, updates) = Outbox::new(ctx);
+        if let Some(mut notices) = viewer.notices() {
+            let outbox = outbox.clone();
+            runtime.spawn(async move {
+                while let Some(notice) = notices.recv().await {
+                    outbox.send(Update::Notice(notice));
+                }
+            });
+        }
+        // A state change (an end, a resume) wakes the window too.
+        let mut watched = viewer.watch();
+        let waker = ctx.clone();
+        runtime.spawn(async move {
+            while watched.changed().await.is_ok() {
+                waker.request_repaint();
+            }
+        });
+        SessionTab {
+            label,
+            state: viewer.watch(),
+            viewer: Arc::new(viewer),
+            updates,
+            outbox,
+            since: Instant::now(),
+            ticket,
+            shows_as,
+            view: View::Chat,
+            grants: None,
+            change: None,
+            chat: Vec::new(),
+            draft: String::new(),
+            unread: 0,
+            info: None,
+            files: Files::new(folder),
+            screen: ScreenView::default(),
+            terminals: Vec::new(),
+            terminal: 0,
+            opened_terminals: 0,
+            clipboard: None,
+            ending: false,
+            confirm_end: false,
+        }
+    }
+
+    /// Whether the session has ended.
+    pub fn ended(&self) -> bool {
+        self.state.borrow().ended.is_some()
+    }
+
+    /// Ends the session (the customer's computer is told); the returned task finishes when it
+    /// has been.
+    pub fn end(&self, runtime: &tokio::runtime::Handle) -> tokio::task::JoinHandle<()> {
+        let viewer = self.viewer.clone();
+        runtime.spawn(async move {
+            viewer.quit().await;
+        })
+    }
+
+    /// Takes what the session's tasks said.
+    pub fn poll(&mut self) {
+        while let Ok(update) = self.updates.try_recv() {
+            match update {
+                Update::Notice(Notice::Chat(text)) => {
+                    self.chat.push((ponte_session::clock(), false, text.to_string()));
+                    if self.view != View::Chat {
+                        self.unread += 1;
+                    }
+                }
+                Update::Notice(_) => {}
+                Update::Info(result) => {
+                    self.info = Some(result.map(|facts| {
+                        facts
+                            .into_iter()
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .collect()
+                    }));
+                }
+                Update::Terminal(number, output) => {
+                    if let Some(t) = self.terminals.iter_mut().find(|t| t.number == number) {
+                        t.apply(output);
+                    }
+                }
+                Update::Files(update) => self.files.apply(update),
+                Update::Clipboard(Ok(said)) => self.clipboard = Some((said, GREEN)),
+                Update::Clipboard(Err(why)) => self.clipboard = Some((why, RED)),
+                Update::Screen(client) => self.screen.started(client),
+                Update::ChatFailed(why) => {
+                    self.chat
+                        .push((ponte_session::clock(), true, format!("(not sent: {why})")))
+                }
+            }
+        }
+        if self.chat.len() > KEPT {
+            self.chat.drain(..self.chat.len() - KEPT);
+        }
+        let grants = self.state.borrow().grants;
+        if grants != self.grants {
+            if let (Some(before), Some(now)) = (self.grants, grants) {
+                let off: Vec<&str> = before
+                    .list()
+                    .into_iter()
+                    .filter(|c| !now.allows(*c))
+                    .map(Capability::name)
+                    .collect();
+                let on: Vec<&str> = now
+                    .list()
+                    .into_iter()
+                    .filter(|c| !before.allows(*c))
+                    .map(Capability::name)
+                    .collect();
+                self.change = if !off.is_empty() {
+                    Some((format!("The customer turned off: {}", off.join(", ")), RED))
+                } else if !on.is_empty() {
+                    Some((format!("The customer allowed: {}", on.join(", ")), GREEN))
+                } else {
+                    None
+                };
+            }
+            if self.grants.is_none()
+                && let Some(now) = grants
+                && let Some(first) = View::ALL.into_iter().find(|v| v.allowed(now))
+            {
+                self.view = first;
+            }
+            self.grants = grants;
+        }
+    }
+
+    pub fn show(&mut self, ui: &mut egui::Ui, runtime: &tokio::runtime::Handle) {
+        let state = self.state.borrow().clone();
+        let grants = state.grants.unwrap_or(Grants::NONE);
+        self.header(ui, runtime, &state, grants);
+        ui.separator();
+        ui.horizontal(|ui| {
+            for view in View::ALL {
+                let label = match view {
+                    View::Chat if self.unread > 0 => format!("Chat ({})", self.unread),
+                    _ => view.name().to_owned(),
+                };
+                let enabled = view.allowed(grants) && state.ended.is_none();
+                let response = ui
+                    .add_enabled(enabled, egui::Button::selectable(self.view == view, label))
+                    .on_disabled_hover_text("the customer does not allow this now");
+                if response.clicked() {
+                    self.view = view;
+                }
+            }
+        });
+        ui.separator();
+        let usable = self.view.allowed(grants) && state.ended.is_none();
+        if !usable {
+            ui.add_space(20.0);
+            ui.label(
+                RichText::new(match state.ended {
+                    Some(_) => "The session has ended.",
+                    None if state.grants.is_none() => "Waiting for the customer to allow access…",
+                    None => "The customer does not allow this now.",
+                })
+                .size(16.0),
+            );
+            return;
+        }
+        match self.view {
+            View::Screen => self.screen.show(
+                ui,
+                runtime,
+                &self.viewer,
+                &self.outbox,
+                grants.allows(Capability::Control),
+            ),
+            View::Files => self.files.show(
+                ui,
+                runtime,
+                &self.viewer,
+                &self.outbox,
+                (
+                    grants.allows(Capability::Download),
+                    grants.allows(Capability::Upload),
+                ),
+            ),
+            View::Terminal => self.terminals_view(ui, runtime),
+            View::Chat => self.chat_view(ui, runtime, state.ended.is_none()),
+            View::Info => self.info_view(ui, runtime),
+        }
+    }
+
+    fn header(&mut self, ui: &mut egui::Ui, runtime: &tokio::runtime::Handle, state: &State, grants: Grants) {
+        ui.horizontal_wrapped(|ui| {
+            ui.heading(format!("Session {}", self.label));
+            if let Some(ticket) = &self.ticket {
+                ui.label(format!("ticket {ticket}"));
+            }
+            match &self.shows_as {
+                ShowsAs::Certified { name, organisation } => {
+                    ui.label(RichText::new(format!("verified: {name}, {organisation}")).color(GREEN))
+                        .on_hover_text(format!("as the customer sees you where their computer trusts {organisation}"));
+                }
+                ShowsAs::Unverified => {
+                    ui.label(RichText::new("UNVERIFIED").color(RED).strong())
+                        .on_hover_text("the customer sees you as an unverified assistant: your identity has no organisation's certificate");
+                }
+            }
+            let secs = self.since.elapsed().as_secs();
+            ui.label(format!("connected {:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60));
+            ui.ctx().request_repaint_after(std::time::Duration::from_secs(1));
+            if state.ended.is_none()
+                && ui
+                    .add_enabled(!self.ending, egui::Button::new(RichText::new("End session").color(RED)))
+                    .clicked()
+            {
+                self.confirm_end = true;
+            }
+        });
+        ui.horizontal_wrapped(|ui| {
+            if let Some(reason) = &state.ended {
+                ui.label(
+                    RichText::new(format!("Session ended: {reason}"))
+                        .color(RED)
+                        .strong(),
+                );
+                return;
+            }
+            if state.reconnecting {
+                ui.label(
+                    RichText::new("connection lost — reconnecting…")
+                        .color(AMBER)
+                        .strong(),
+                );
+            }
+            if state.grants.is_none() {
+                ui.spinner();
+                ui.label("Waiting for the customer to allow access…");
+                return;
+            }
+            ui.label("The customer allows:");
+            for capability in Capability::ALL {
+                let (mark, colour) = if grants.allows(capability) {
+                    ("✔", GREEN)
+                } else {
+                    ("✖", Color32::GRAY)
+                };
+                ui.label(RichText::new(format!("{mark} {}", capability.name())).color(colour));
+            }
+        });
+        ui.horizontal_wrapped(|ui| {
+            let clipboard = grants.allows(Capability::Clipboard) && state.ended.is_none();
+            if ui
+                .add_enabled(clipboard, egui::Button::new("Send my clipboard"))
+                .on_disabled_hover_text("the customer does not allow the clipboard")
+                .clicked()
+            {
+                self.send_clipboard(runtime);
+            }
+            if ui
+                .add_enabled(clipboard, egui::Button::new("Get the customer's clipboard"))
+                .on_disabled_hover_text("the customer does not allow the clipboard")
+                .clicked()
+            {
+                self.get_clipboard(runtime);
+            }
+            if let Some((said, colour)) = &self.clipboard {
+                ui.label(RichText::new(said).color(*colour));
+            }
+            if let Some((change, colour)) = &self.change {
+                ui.label(RichText::new(change).color(*colour).strong());
+            }
+        });
+        if self.confirm_end {
+            let mut answer = None;
+            egui::Modal::new(egui::Id::new(("end", &self.label))).show(ui.ctx(), |ui| {
+                ui.heading("End the session?");
+                ui.label("Everything you started on the customer's computer stops.");
+                ui.horizontal(|ui| {
+                    if ui.button("End session").clicked() {
+                        answer = Some(true);
+                    }
+                    if ui.button("Cancel").clicked() {
+                        answer = Some(false);
+                    }
+                });
+            });
+            if let Some(end) = answer {
+                self.confirm_end = false;
+                if end {
+                    self.ending = true;
+                    self.end(runtime);
+                }
+            }
+        }
+    }
+
+    fn send_clipboard(&mut self, runtime: &tokio::runtime::Handle) {
+        let text = match arboard::Clipboard::new().and_then(|mut c| c.get_text()) {
+            Ok(text) => text,
+            Err(e) => {
+                self.clipboard = Some((format!("your clipboard has no text ({e})"), RED));
+                return;
+            }
+        };
+        let (viewer, outbox) = (self.viewer.clone(), self.outbox.clone());
+        runtime.spawn(async move {
+            let chars = text.chars().count();
+            let result = viewer
+                .set_clipboard(&text)
+                .await
+                .map(|()| format!("sent your clipboard ({chars} characters)"))
+                .map_err(|e| e.to_string());
+            outbox.send(Update::Clipboard(result));
+        });
+    }
+
+    fn get_clipboard(&mut self, runtime: &tokio::runtime::Handle) {
+        let (viewer, outbox, ctx) = (self.viewer.clone(), self.outbox.clone(), self.outbox.ctx.clone());
+        runtime.spawn(async move {
+            let result = match viewer.clipboard().await {
+                // The raw text goes to the assistant's clipboard, where they chose to put it.
+                Ok(text) => {
+                    let raw = text.as_raw().to_owned();
+                    let said = format!(
+                        "the customer's clipboard is in yours ({} characters)",
+                        raw.chars().count()
+                    );
+                    ctx.copy_text(raw);
+                    Ok(said)
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            outbox.send(Update::Clipboard(result));
+        });
+    }
+
+    fn terminals_view(&mut self, ui: &mut egui::Ui, runtime: &tokio::runtime::Handle) {
+        if self.terminals.is_empty() {
+            self.open_terminal(runtime);
+        }
+        let mut close = None;
+        ui.horizontal(|ui| {
+            for (i, t) in self.terminals.iter().enumerate() {
+                let label = match t.ended() {
+                    Some(_) => format!("Terminal {} (ended)", t.number),
+                    None => format!("Terminal {}", t.number),
+                };
+                if ui.selectable_label(self.terminal == i, label).clicked() {
+                    self.terminal = i;
+                }
+                if ui
+                    .small_button("✖")
+                    .on_hover_text("close this terminal")
+                    .clicked()
+                {
+                    close = Some(i);
+                }
+            }
+            if ui.button("+ New terminal").clicked() {
+                self.open_terminal(runtime);
+            }
+            if let Some(t) = self.terminals.get(self.terminal)
+                && ui
+                    .button("Copy")
+                    .on_hover_text("copy what the terminal shows (also Ctrl-Shift-C)")
+                    .clicked()
+            {
+                ui.ctx().copy_text(t.text());
+            }
+        });
+        if let Some(i) = close {
+            let mut t = self.terminals.remove(i);
+            t.close();
+            self.terminal = self.terminal.min(self.terminals.len().saturating_sub(1));
+        }
+        let Some(t) = self.terminals.get_mut(self.terminal) else {
+            return;
+        };
+        if let Some(why) = t.ended() {
+            ui.label(RichText::new(why.to_owned()).color(AMBER));
+        }
+        t.show(ui, true);
+    }
+
+    fn open_terminal(&mut self, runtime: &tokio::runtime::Handle) {
+        self.opened_terminals += 1;
+        let t = TerminalView::open(
+            runtime,
+            self.viewer.clone(),
+            self.outbox.clone(),
+            self.opened_terminals,
+        );
+        self.terminals.push(t);
+        self.terminal = self.terminals.len() - 1;
+    }
+
+    fn chat_view(&mut self, ui: &mut egui::Ui, runtime: &tokio::runtime::Handle, live: bool) {
+        self.unread = 0;
+        let height = ui.available_height() - 40.0;
+        egui::ScrollArea::vertical()
+            .max_height(height)
+            .auto_shrink([false, false])
+            .stick_to_bottom(true)
+            .show(ui, |ui| {
+                if self.chat.is_empty() {
+                    ui.weak("No messages yet. What you write here appears in the customer's window.");
+                }
+                for (at, mine, text) in &self.chat {
+                    let who = if *mine { "you" } else { "customer" };
+                    ui.label(format!("{at} {who}: {text}"));
+                }
+            });
+        ui.horizontal(|ui| {
+            let edit = ui.add_enabled(
+                live,
+                egui::TextEdit::singleline(&mut self.draft)
+                    .hint_text("message to the customer")
+                    .desired_width(ui.available_width() - 80.0),
+            );
+            let enter = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+            if (ui.add_enabled(live, egui::Button::new("Send")).clicked() || enter)
+                && !self.draft.trim().is_empty()
+            {
+                let text = std::mem::take(&mut self.draft);
+                self.chat.push((ponte_session::clock(), true, text.clone()));
+                let (viewer, outbox) = (self.viewer.clone(), self.outbox.clone());
+                runtime.spawn(async move {
+                    if let Err(e) = viewer.chat(&text).await {
+                        outbox.send(Update::ChatFailed(e.to_string()));
+                    }
+                });
+                edit.request_focus();
+            }
+        });
+    }
+
+    fn info_view(&mut self, ui: &mut egui::Ui, runtime: &tokio::runtime::Handle) {
+        let refresh = ui.button("⟳ Refresh").clicked();
+        if refresh || self.info.is_none() {
+            if self.info.is_none() || refresh {
+                self.info = Some(Ok(Vec::new()));
+            }
+            let (viewer, outbox) = (self.viewer.clone(), self.outbox.clone());
+            runtime.spawn(async move {
+                outbox.send(Update::Info(viewer.info().await.map_err(|e| e.to_string())));
+            });
+        }
+        match &self.info {
+            Some(Err(e)) => {
+                ui.colored_label(RED, e);
+            }
+            Some(Ok(facts)) if facts.is_empty() => {
+                ui.spinner();
+            }
+            Some(Ok(facts)) => {
+                egui::ScrollArea::vertical().show(ui, |ui| {
+                    egui::Grid::new("info")
+                        .striped(true)
+                        .num_columns(2)
+                        .show(ui, |ui| {
+                            for (key, value) in facts {
+                                ui.strong(key);
+                                ui.label(value);
+                                ui.end_row();
+                            }
+                        });
+                });
+            }
+            None => {}
+        }
+    }
+}
