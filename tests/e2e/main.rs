@@ -16,6 +16,7 @@ mod display;
 mod ocr;
 mod world;
 
+mod app;
 mod cluster;
 mod consent;
 mod desktop;

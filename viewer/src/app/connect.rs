@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::mpsc as std_mpsc;
 
 use eframe::egui::{self, Color32, RichText};
+use ponte_session::SessionError;
 use ponte_session::connect::TrustNote;
 use ponte_wire::rendezvous::{Refusal, Ticket};
 use ponte_wire::{OneTimeCode, SessionId};
@@ -41,6 +42,13 @@ pub enum ShowsAs {
     Unverified,
 }
 
+/// The fingerprints of a relay whose certificate changed.
+#[derive(Clone)]
+struct Changed {
+    known: String,
+    seen: String,
+}
+
 /// Whom to join.
 #[derive(Clone)]
 enum Target {
@@ -66,8 +74,8 @@ pub struct ConnectForm {
     note: Option<String>,
     /// Wrong codes tried per session ID.
     wrong: HashMap<SessionId, u32>,
-    /// The relay's certificate changed: the warning, and whom the assistant was joining.
-    changed: Option<(String, Target)>,
+    /// The relay's certificate changed: how, and whom the assistant was joining.
+    changed: Option<(Changed, Target)>,
 }
 
 impl ConnectForm {
@@ -131,13 +139,15 @@ impl ConnectForm {
             (ViewerError::WrongCode, Target::Code { session, .. }) => {
                 let tried = self.wrong.entry(*session).or_default();
                 *tried += 1;
+                // The customer reads it again: the field is ready for it.
+                self.code.clear();
                 format!(
                     "Wrong code: the customer's computer did not accept it (try {tried} of {TRIES}; after the \
                      last one the customer gets a new ID and code). Ask them to read it again."
                 )
             }
-            (e @ ViewerError::FingerprintChanged(_), target) => {
-                self.changed = Some((e.to_string(), target.clone()));
+            (ViewerError::FingerprintChanged(SessionError::FingerprintChanged { known, seen }), target) => {
+                self.changed = Some((Changed { known, seen }, target.clone()));
                 "The relay's certificate changed: connection stopped.".to_owned()
             }
             (ViewerError::Relay(Refusal::UnknownSession), Target::Device(name)) => format!(
@@ -355,16 +365,28 @@ impl ConnectForm {
     /// The relay's certificate changed: say so, and go on only if the assistant says the
     /// operator confirmed the new one.
     fn fingerprint_dialog(&mut self, ctx: &egui::Context, runtime: &tokio::runtime::Handle) {
-        let Some((warning, target)) = self.changed.clone() else {
+        let Some((Changed { known, seen }, target)) = self.changed.clone() else {
             return;
         };
+        let relay = self.settings.relay.relay.clone();
         let mut answer = None;
         egui::Modal::new(egui::Id::new("fingerprint-changed")).show(ctx, |ui| {
-            ui.set_max_width(480.0);
+            ui.set_max_width(560.0);
             ui.heading(
                 RichText::new("The relay's identity changed").color(Color32::from_rgb(0xc0, 0x1c, 0x1c)),
             );
-            ui.label(warning);
+            ui.label(format!(
+                "The relay {relay} shows a different certificate than the last time."
+            ));
+            egui::Grid::new("fingerprints").show(ui, |ui| {
+                ui.label("remembered");
+                ui.label(RichText::new(known).monospace().size(11.0));
+                ui.end_row();
+                ui.label("now");
+                ui.label(RichText::new(seen).monospace().size(11.0));
+                ui.end_row();
+            });
+            ui.label("Someone may be intercepting the connection; nothing was sent through it.");
             ui.add_space(8.0);
             ui.label(
                 "Go on only if the relay's operator told you its new fingerprint and it is the one above.",
