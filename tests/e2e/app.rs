@@ -248,6 +248,34 @@ async fn the_apps_screen_is_the_customers_and_its_clicks_reach_them_only_with_co
     };
     assert!(!pressed(&conn), "a click went through with control off");
 
+    // The guide: the assistant's pointer over the picture is a ring on the customer's screen,
+    // around the same place, and clicks nothing.
+    let guide = wait_for_phrase(&x, "screen-screen", "Guide");
+    click(&x, (guide.0 - 30, guide.1));
+    xdotool(
+        &x,
+        &["mousemove", &on_picture.0.to_string(), &on_picture.1.to_string()],
+    );
+    xdotool(&x, &["mousemove_relative", "--", "1", "1"]);
+    let ring = |pixels: &[u32], width: usize| {
+        // The top bar of the 40-pixel ring around (161, 161), and its untouched middle.
+        (150..172).all(|px| pixels[142 * width + px] == 0xff8c00) && pixels[161 * width + 161] != 0xff8c00
+    };
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (width, _, theirs) = display::dump(&conn);
+        if ring(&theirs, usize::from(width)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the guide never showed on the customer's screen"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    keep(&x, "viewer-guide");
+    assert!(!pressed(&conn), "the guide clicked");
+
     // Control on: the same click reaches the customer's desktop.
     let toggle = wait_for_phrase(&x, "screen-screen", "Control");
     click(&x, (toggle.0 - 30, toggle.1));

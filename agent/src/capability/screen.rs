@@ -185,11 +185,14 @@ impl Handler for Screen {
                     Ok(Some(ScreenFeedback::Input(event))) => control.input(ctx, event).await?,
                     // Applied at the next tick that may switch: the last one asked wins.
                     Ok(Some(ScreenFeedback::Monitor(index))) => switch = Some(usize::from(index)),
+                    Ok(Some(ScreenFeedback::Guide(at))) => ctx.desktop.guide(at),
                     Ok(None) => break t!(ctx.tr(), "screen-ended-closed"),
                     Err(e) => break t!(ctx.tr(), "screen-ended-failed", error = e.to_string()),
                 },
             }
         };
+        // The guide goes with the stream that drew it.
+        ctx.desktop.guide(None);
         Ok(Activity {
             kind: Kind::Screen,
             text: t!(ctx.tr(), "screen-ended", reason = end),

@@ -148,8 +148,11 @@ pub trait Pointer {
 
 /// The agent's own on-screen indicator.
 pub trait Indicator {
-    /// Shows, changes or (with `None`) removes the indicator.
+    /// Shows, changes or (with `None`) removes the indicator (and the guide with it).
     fn show(&mut self, shown: Option<(Indication, &str)>) -> anyhow::Result<()>;
+    /// Draws the assistant's guide — a ring the customer's clicks pass through the middle of —
+    /// around this position on the shared monitor, or (with `None`) removes it.
+    fn guide(&mut self, at: Option<(i32, i32)>) -> anyhow::Result<()>;
 }
 
 /// Why the desktop cannot do what is asked.

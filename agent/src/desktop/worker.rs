@@ -102,7 +102,13 @@ enum Job {
     },
     Inject(Vec<InputEvent>, Reply<Injected>),
     Select(usize, Reply<Option<Monitor>>),
+    /// Draw the guide where [`DesktopWorker::guide`] last put it.
+    Guide,
 }
+
+/// Where the assistant's guide is to go, waiting for the worker: the latest position only, so a
+/// flood of them queues nothing.
+type GuideSlot = Arc<std::sync::Mutex<Option<Option<(u16, u16)>>>>;
 
 /// The handle of the session's desktop worker.
 pub struct DesktopWorker {
@@ -113,6 +119,7 @@ pub struct DesktopWorker {
     announced: Arc<AtomicBool>,
     /// Whether opening the desktop shows the system's dialog.
     asks: bool,
+    guide: GuideSlot,
 }
 
 /// Marks the screen as shared while it lives (the indicator shows); a screen stream steps
@@ -160,7 +167,9 @@ impl DesktopWorker {
         let (jobs, rx) = std_mpsc::channel();
         let sharing = Arc::new(AtomicUsize::new(0));
         let announced = Arc::new(AtomicBool::new(false));
+        let guide = GuideSlot::default();
         let mut worker = Worker {
+            guide: guide.clone(),
             open: Box::new(open),
             announced: announced.clone(),
             text: indicator,
@@ -188,6 +197,7 @@ impl DesktopWorker {
             sharing,
             announced,
             asks: false,
+            guide,
         }
     }
 
@@ -251,6 +261,20 @@ impl DesktopWorker {
         rx.await.context("the desktop worker has stopped")?
     }
 
+    /// Shows the assistant's guide at a position of the shared monitor, or (`None`) removes
+    /// it; only while the screen is granted and shown. Nothing waits for it.
+    pub fn guide(&self, at: Option<(u16, u16)>) {
+        let waiting = self
+            .guide
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(at)
+            .is_some();
+        if !waiting {
+            let _ = self.submit(Job::Guide);
+        }
+    }
+
     /// Counts a screen stream while the returned guard lives; `None` when `max` are shared
     /// already (each holds whole frames: a flood of them must not exhaust memory).
     pub fn share(&self, max: usize) -> Option<Sharing> {
@@ -276,6 +300,7 @@ impl DesktopWorker {
 
 struct Worker {
     open: Open,
+    guide: GuideSlot,
     /// Whether the next system dialog was announced, for the handle: cleared when another may
     /// show.
     announced: Arc<AtomicBool>,
@@ -387,6 +412,17 @@ impl Worker {
             }
             Job::Select(index, reply) => {
                 let _ = reply.send(self.select(index));
+            }
+            Job::Guide => {
+                let Some(at) = self.guide.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+                    return;
+                };
+                let at = at.filter(|_| self.screen && self.indicator.is_some());
+                if let Some(indicator) = self.desktop.as_deref_mut().and_then(Desktop::indicator)
+                    && let Err(e) = indicator.guide(at.map(|(x, y)| (i32::from(x), i32::from(y))))
+                {
+                    tracing::warn!("drawing the guide: {e:#}");
+                }
             }
         }
     }

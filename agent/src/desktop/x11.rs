@@ -65,6 +65,8 @@ pub struct X11 {
     /// Keycodes remapped to type characters the keymap lacks, restored when dropped.
     remapped: Vec<u8>,
     indicator: Option<IndicatorWindow>,
+    /// The assistant's guide: the four bars of a ring, when shown.
+    guide: Option<[u32; 4]>,
     /// Where the pointer was right after the assistant's last input: if it is elsewhere
     /// later, the customer moved it.
     left_at: Option<(i32, i32)>,
@@ -181,6 +183,7 @@ impl X11 {
             keymap,
             remapped: Vec::new(),
             indicator: None,
+            guide: None,
             left_at: None,
         };
         x11.find_monitor()?;
@@ -589,8 +592,79 @@ impl X11 {
     }
 }
 
+/// The guide's ring: its outer size and its bars' thickness, in pixels, and its colour (the
+/// indicator's "controlling" orange).
+const GUIDE_SIZE: i32 = 40;
+const GUIDE_BAR: i32 = 4;
+const GUIDE_COLOUR: u32 = 0x00ff_8c00;
+
+/// The guide's four bars around `(x, y)`: (left, top, width, height) each.
+fn guide_bars(x: i32, y: i32) -> [(i32, i32, i32, i32); 4] {
+    let (half, bar) = (GUIDE_SIZE / 2, GUIDE_BAR);
+    [
+        (x - half, y - half, GUIDE_SIZE, bar),
+        (x - half, y + half - bar, GUIDE_SIZE, bar),
+        (x - half, y - half + bar, bar, GUIDE_SIZE - 2 * bar),
+        (x + half - bar, y - half + bar, bar, GUIDE_SIZE - 2 * bar),
+    ]
+}
+
 impl Indicator for X11 {
+    fn guide(&mut self, at: Option<(i32, i32)>) -> anyhow::Result<()> {
+        let Some((x, y)) = at else {
+            if let Some(bars) = self.guide.take() {
+                for bar in bars {
+                    self.conn.destroy_window(bar)?;
+                }
+                self.conn.flush()?;
+            }
+            return Ok(());
+        };
+        let (x, y) = (x + i32::from(self.monitor.x), y + i32::from(self.monitor.y));
+        let bars = match self.guide {
+            Some(bars) => bars,
+            None => {
+                let mut bars = [0; 4];
+                for (bar, &(bx, by, w, h)) in bars.iter_mut().zip(&guide_bars(x, y)) {
+                    *bar = self.conn.generate_id()?;
+                    self.conn.create_window(
+                        x11rb::COPY_DEPTH_FROM_PARENT,
+                        *bar,
+                        self.root,
+                        bx as i16,
+                        by as i16,
+                        w as u16,
+                        h as u16,
+                        0,
+                        WindowClass::INPUT_OUTPUT,
+                        x11rb::COPY_FROM_PARENT,
+                        &CreateWindowAux::new()
+                            .override_redirect(1)
+                            .background_pixel(GUIDE_COLOUR),
+                    )?;
+                    self.conn.map_window(*bar)?;
+                }
+                self.guide = Some(bars);
+                bars
+            }
+        };
+        for (bar, (bx, by, _, _)) in bars.into_iter().zip(guide_bars(x, y)) {
+            self.conn.configure_window(
+                bar,
+                &xproto::ConfigureWindowAux::new()
+                    .x(bx)
+                    .y(by)
+                    .stack_mode(xproto::StackMode::ABOVE),
+            )?;
+        }
+        self.conn.flush()?;
+        Ok(())
+    }
+
     fn show(&mut self, shown: Option<(Indication, &str)>) -> anyhow::Result<()> {
+        if shown.is_none() {
+            self.guide(None)?;
+        }
         match (shown, &mut self.indicator) {
             (None, None) => return Ok(()),
             (None, Some(ind)) => {

@@ -264,6 +264,9 @@ pub enum ScreenFeedback {
     /// Share this monitor of the last [`ScreenUpdate::Monitors`] instead (the whole session's
     /// screen streams switch; input goes to it). An index not in the list changes nothing.
     Monitor(u8),
+    /// Show the customer where the assistant points: a highlight drawn at this position of the
+    /// shared screen (`None`: none). It clicks nothing, so the `screen` grant alone allows it.
+    Guide(Option<(u16, u16)>),
 }
 
 /// One mouse or keyboard event.

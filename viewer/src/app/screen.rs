@@ -2,7 +2,8 @@
 //! with the figures (F2), the monitor choice when the customer has several, and — only while
 //! the customer grants control and the assistant switches it on — the assistant's mouse and
 //! keyboard on the picture going to the customer's desktop, and a "send keys" menu for
-//! combinations the assistant's own desktop would catch.
+//! combinations the assistant's own desktop would catch. With control off, the assistant's
+//! pointer can guide the customer instead: drawn on their screen, it clicks nothing.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -52,6 +53,10 @@ pub struct ScreenView {
     shown: Option<(u64, Option<(i32, i32)>)>,
     /// Whether the assistant's input goes to the customer (when the customer allows it).
     control: bool,
+    /// Whether the assistant's pointer is drawn on the customer's screen as a guide.
+    guide: bool,
+    /// Where the guide was last sent.
+    guided: Option<(u16, u16)>,
     one_to_one: bool,
     figures: bool,
     /// Frames and bytes at the start of the current second, and the last second's rates.
@@ -68,6 +73,8 @@ impl Default for ScreenView {
             texture: None,
             shown: None,
             control: false,
+            guide: false,
+            guided: None,
             one_to_one: false,
             figures: false,
             rates: (Instant::now(), 0, 0, 0.0, 0.0),
@@ -140,9 +147,14 @@ impl ScreenView {
         self.toolbar(ui, &progress, &input, can_control);
         let control = self.control && can_control;
         let picture = self.picture(ui, &canvas);
+        let mut guide_at = None;
         if let Some((rect, size)) = picture {
             if control {
                 self.forward(ui, rect, size, &input);
+            } else if self.guide {
+                guide_at = ui
+                    .input(|i| i.pointer.hover_pos())
+                    .and_then(|p| remote(rect, size, p));
             }
             if self.figures {
                 let c = canvas.lock().unwrap_or_else(|e| e.into_inner());
@@ -159,6 +171,10 @@ impl ScreenView {
                 );
                 ui.painter().galley(at, galley, Color32::WHITE);
             }
+        }
+        if guide_at != self.guided {
+            self.guided = guide_at;
+            let _ = input.try_send(ScreenFeedback::Guide(guide_at));
         }
         ui.ctx().request_repaint_after(FRAME_INTERVAL);
     }
@@ -183,6 +199,8 @@ impl ScreenView {
             } else {
                 ui.label(RichText::new("VIEW ONLY").weak());
             }
+            ui.checkbox(&mut self.guide, "Guide")
+                .on_hover_text("your pointer on the picture shows on the customer's screen as a ring; it clicks nothing");
             ui.separator();
             ui.checkbox(&mut self.one_to_one, "1:1");
             ui.checkbox(&mut self.figures, "Figures (F2)");
@@ -290,16 +308,7 @@ impl ScreenView {
         size: egui::Vec2,
         input: &mpsc::Sender<ScreenFeedback>,
     ) {
-        let remote = |p: egui::Pos2| {
-            rect.contains(p).then(|| {
-                let x = (p.x - rect.left()) / rect.width() * size.x;
-                let y = (p.y - rect.top()) / rect.height() * size.y;
-                (
-                    x.clamp(0.0, size.x - 1.0) as u16,
-                    y.clamp(0.0, size.y - 1.0) as u16,
-                )
-            })
-        };
+        let remote = |p| remote(rect, size, p);
         let (events, modifiers, hovered) = ui.input(|i| {
             (
                 i.events.clone(),
@@ -416,6 +425,19 @@ impl ScreenView {
         }
         self.held = now;
     }
+}
+
+/// The position on the customer's screen (`size`) under `p`, if the picture (drawn in `rect`) is
+/// there.
+fn remote(rect: egui::Rect, size: egui::Vec2, p: egui::Pos2) -> Option<(u16, u16)> {
+    rect.contains(p).then(|| {
+        let x = (p.x - rect.left()) / rect.width() * size.x;
+        let y = (p.y - rect.top()) / rect.height() * size.y;
+        (
+            x.clamp(0.0, size.x - 1.0) as u16,
+            y.clamp(0.0, size.y - 1.0) as u16,
+        )
+    })
 }
 
 fn send(input: &mpsc::Sender<ScreenFeedback>, event: InputEvent) {
