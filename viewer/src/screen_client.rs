@@ -68,15 +68,17 @@ impl ScreenClient {
         let acks = feedback.clone();
         tokio::spawn(async move {
             let mut send = send;
-            // What the new stream after a resume must hear again: the monitor chosen, and the
-            // latest refresh asked for (it may have gone down with the old stream).
-            let (mut monitor, mut refresh) = (None, None);
+            // What the new stream after a resume must hear again: the monitor and quality
+            // chosen, and the latest refresh asked for (it may have gone down with the old
+            // stream).
+            let (mut monitor, mut quality, mut refresh) = (None, None, None);
             loop {
                 tokio::select! {
                     message = feedback_rx.recv() => {
                         let Some(message) = message else { break };
                         match message {
                             ScreenFeedback::Monitor(_) => monitor = Some(message.clone()),
+                            ScreenFeedback::Quality(_) => quality = Some(message.clone()),
                             ScreenFeedback::Refresh { .. } => refresh = Some(message.clone()),
                             _ => {}
                         }
@@ -86,7 +88,7 @@ impl ScreenClient {
                     half = next_half.recv() => match half {
                         Some(half) => {
                             send = half;
-                            for message in monitor.iter().chain(&refresh) {
+                            for message in monitor.iter().chain(&quality).chain(&refresh) {
                                 let _ = send.send(message).await;
                             }
                         }

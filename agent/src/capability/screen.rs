@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use ponte_e2e::app::Capability;
-use ponte_e2e::screen::{InputEvent, MAX_MONITOR_NAME, MAX_MONITORS, ScreenFeedback, ScreenUpdate};
-use ponte_screen::{Encoder, Pacer, PathSample};
+use ponte_e2e::screen::{InputEvent, MAX_MONITOR_NAME, MAX_MONITORS, Quality, ScreenFeedback, ScreenUpdate};
+use ponte_screen::{Encoder, MIN_BUDGET, Pacer, PathSample};
 use ponte_session::{SecureSend, SecureStream};
 use ponte_transport::bucket::TokenBucket;
 
@@ -121,6 +121,7 @@ impl Handler for Screen {
         let mut sync_since = Instant::now();
         let mut pointer = None;
         let mut control = Control::new();
+        let mut quality = Quality::default();
         let end = loop {
             tokio::select! {
                 _ = ticker.tick() => {
@@ -149,9 +150,13 @@ impl Handler for Screen {
                     }
                     let budget = if want != 0 && sync_since.elapsed() > REFRESH_PATIENCE {
                         usize::MAX
+                    } else if quality == Quality::Fast {
+                        // Smaller frames come back sooner: smoother motion.
+                        (pacer.budget() / 2).max(MIN_BUDGET)
                     } else {
                         pacer.budget()
                     };
+                    encoder.set_quality(quality);
                     let capture = pacer.may_send().then_some(budget);
                     let (back, step) = ctx.desktop.step(&sharing, want, capture, encoder).await?;
                     encoder = back;
@@ -186,6 +191,7 @@ impl Handler for Screen {
                     // Applied at the next tick that may switch: the last one asked wins.
                     Ok(Some(ScreenFeedback::Monitor(index))) => switch = Some(usize::from(index)),
                     Ok(Some(ScreenFeedback::Guide(at))) => ctx.desktop.guide(at),
+                    Ok(Some(ScreenFeedback::Quality(chosen))) => quality = chosen,
                     Ok(None) => break t!(ctx.tr(), "screen-ended-closed"),
                     Err(e) => break t!(ctx.tr(), "screen-ended-failed", error = e.to_string()),
                 },

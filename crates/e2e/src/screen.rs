@@ -267,6 +267,22 @@ pub enum ScreenFeedback {
     /// Show the customer where the assistant points: a highlight drawn at this position of the
     /// shared screen (`None`: none). It clicks nothing, so the `screen` grant alone allows it.
     Guide(Option<(u16, u16)>),
+    /// What to give up first when the link cannot carry every change exactly at once.
+    Quality(Quality),
+}
+
+/// The assistant's choice between sharpness and speed on a slow link
+/// ([`ScreenFeedback::Quality`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Quality {
+    /// Exact pixels only: what does not fit a frame waits for the next (slower on photos).
+    Sharp,
+    /// Exact when it fits, else lossy previews refined to exact when still (the default).
+    #[default]
+    Balanced,
+    /// Lossy previews of photo-like regions whenever they change, at most of medium quality,
+    /// in frames half as large (smoother motion); refined to exact when still.
+    Fast,
 }
 
 /// One mouse or keyboard event.

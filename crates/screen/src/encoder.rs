@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use ponte_e2e::app::MAX_MESSAGE;
 use ponte_e2e::screen::{
-    BYTES_PER_PIXEL, Codec, CopyRect, FrameStats, LossyRect, MAX_LOSSY_SIDE, MAX_WEBP_TILE_WIDTH,
+    BYTES_PER_PIXEL, Codec, CopyRect, FrameStats, LossyRect, MAX_LOSSY_SIDE, MAX_WEBP_TILE_WIDTH, Quality,
     ScreenUpdate, TILE, Tile,
 };
 
@@ -129,6 +129,8 @@ pub struct Encoder {
     lossy_cost: [f64; lossy::LADDER.len()],
     /// Learned bytes per screen pixel of refinements (for sizing their runs).
     refine_cost: f64,
+    /// What to give up first when the budget is short.
+    quality: Quality,
 }
 
 impl std::fmt::Debug for Encoder {
@@ -215,7 +217,14 @@ impl Encoder {
             packed: Vec::new(),
             lossy_cost: lossy::LADDER.map(|r| r.cost),
             refine_cost: REFINE_COST,
+            quality: Quality::Balanced,
         })
+    }
+
+    /// Sets what to give up first when a frame's budget cannot carry every change exactly
+    /// (from the next frame on).
+    pub fn set_quality(&mut self, quality: Quality) {
+        self.quality = quality;
     }
 
     /// Encodes `image` exactly as what changed since the last frame (no byte budget: for
@@ -383,8 +392,21 @@ impl Encoder {
         if photos.is_empty() {
             return Ok(());
         }
+        if self.quality == Quality::Sharp {
+            // Exact only: as many as fit (one at least), the rest in the next frames.
+            for (i, tile) in photos {
+                if spend(
+                    &mut work.left,
+                    tile.data.len() + TILE_OVERHEAD,
+                    work.tiles.is_empty(),
+                ) {
+                    self.sent_exact(image, i, tile, work);
+                }
+            }
+            return Ok(());
+        }
         let exact: usize = photos.iter().map(|(_, t)| t.data.len() + TILE_OVERHEAD).sum();
-        if exact <= work.left {
+        if self.quality == Quality::Balanced && exact <= work.left {
             work.left -= exact;
             for (i, tile) in photos {
                 self.sent_exact(image, i, tile, work);
@@ -395,7 +417,9 @@ impl Encoder {
             .iter()
             .map(|&(i, _)| self.place(i).w * self.place(i).h)
             .sum();
-        let rung = (0..lossy::LADDER.len())
+        // Fast skips the best rung: medium quality keeps motion smooth.
+        let best = usize::from(self.quality == Quality::Fast);
+        let rung = (best..lossy::LADDER.len())
             .find(|&r| (self.lossy_cost[r] * pixels as f64) as usize <= work.left)
             .unwrap_or(lossy::LADDER.len() - 1);
         let chosen: Vec<usize> = photos.iter().map(|&(i, _)| i).collect();

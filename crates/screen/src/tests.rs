@@ -1,7 +1,7 @@
 //! Round trips: what the encoder sends, the canvas rebuilds exactly.
 
 use super::*;
-use ponte_e2e::screen::{Codec, MAX_WEBP_TILE_WIDTH, ScreenUpdate, TILE, Tile};
+use ponte_e2e::screen::{Codec, MAX_WEBP_TILE_WIDTH, Quality, ScreenUpdate, TILE, Tile};
 
 /// A BGRX picture with a gradient, so tiles differ from one another.
 fn picture(width: u16, height: u16, seed: u8) -> Vec<u8> {
@@ -401,6 +401,61 @@ fn a_photo_on_a_small_budget_goes_lossy_then_exact() {
             .unwrap(),
         None
     );
+}
+
+#[test]
+fn sharp_never_approximates_and_fast_approximates_even_what_would_fit() {
+    let (w, h) = (512, 256);
+    let data = photo(w, h, 2);
+    let now = std::time::Instant::now();
+    let encode = |quality, budget| {
+        let mut encoder = Encoder::new().unwrap();
+        encoder.set_quality(quality);
+        let mut canvas = Canvas::new().unwrap();
+        let mut frames = Vec::new();
+        loop {
+            let frame = encoder
+                .encode_within(&image(&data, w, h), 1, budget, now)
+                .unwrap()
+                .unwrap();
+            let answered = apply_frame(&mut canvas, &frame);
+            frames.push(frame);
+            if answered == 1 {
+                break;
+            }
+            assert!(frames.len() < 200, "never exact");
+        }
+        assert!(matches(&canvas, &data), "every quality ends exact");
+        frames
+    };
+    // Sharp on a small budget: exact tiles only, as many as fit, over several frames.
+    let sharp = encode(Quality::Sharp, 16 * 1024);
+    assert!(sharp.iter().all(|f| f.lossy == 0), "sharp sent an approximation");
+    assert!(
+        sharp.len() > 2,
+        "the photo did not fit one frame: {}",
+        sharp.len()
+    );
+    assert!(
+        sharp.iter().all(|f| f.bytes <= 16 * 1024 || f.tiles == 1),
+        "a frame over its budget beyond the one tile every frame carries"
+    );
+    // With room for all of it exactly: balanced sends it exact at once, fast a medium
+    // preview first.
+    let room = 4 << 20;
+    let balanced = encode(Quality::Balanced, room);
+    assert_eq!((balanced[0].lossy, balanced.len()), (0, 1));
+    let fast = encode(Quality::Fast, room);
+    assert!(
+        fast[0].lossy > 0 && fast[0].tiles == 0,
+        "fast sent the photo exact first"
+    );
+    let quality = fast[0].updates.iter().find_map(|u| match u {
+        ScreenUpdate::Stats(s) => Some(s.quality),
+        _ => None,
+    });
+    assert!(quality.unwrap() <= 40, "fast used the best rung: {quality:?}");
+    assert!(fast[0].bytes < balanced[0].bytes / 2);
 }
 
 #[test]

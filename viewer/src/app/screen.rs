@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use eframe::egui::{self, Color32, Key, RichText};
-use ponte_e2e::screen::{InputEvent, ScreenFeedback};
+use ponte_e2e::screen::{InputEvent, Quality, ScreenFeedback};
 use ponte_screen::Canvas;
 use ponte_viewer::client::Viewer;
 use ponte_viewer::screen_client::{FPS, Progress, ScreenClient};
@@ -55,6 +55,8 @@ pub struct ScreenView {
     control: bool,
     /// Whether the assistant's pointer is drawn on the customer's screen as a guide.
     guide: bool,
+    /// Sharp, balanced or fast, as chosen.
+    quality: Quality,
     /// Where the guide was last sent.
     guided: Option<(u16, u16)>,
     one_to_one: bool,
@@ -74,6 +76,7 @@ impl Default for ScreenView {
             shown: None,
             control: false,
             guide: false,
+            quality: Quality::Balanced,
             guided: None,
             one_to_one: false,
             figures: false,
@@ -86,10 +89,17 @@ impl Default for ScreenView {
 impl ScreenView {
     /// Takes the started stream, or why it did not start.
     pub fn started(&mut self, client: Result<ScreenClient, String>) {
-        self.stream = Some(client.map(|c| Stream {
-            canvas: c.canvas.clone(),
-            progress: c.progress_receiver(),
-            input: c.input_sender(),
+        self.stream = Some(client.map(|c| {
+            let input = c.input_sender();
+            // A stream asked for again keeps the quality chosen.
+            if self.quality != Quality::default() {
+                let _ = input.try_send(ScreenFeedback::Quality(self.quality));
+            }
+            Stream {
+                canvas: c.canvas.clone(),
+                progress: c.progress_receiver(),
+                input,
+            }
         }));
     }
 
@@ -202,6 +212,23 @@ impl ScreenView {
             ui.checkbox(&mut self.guide, "Guide")
                 .on_hover_text("your pointer on the picture shows on the customer's screen as a ring; it clicks nothing");
             ui.separator();
+            let before = self.quality;
+            egui::ComboBox::from_id_salt("quality")
+                .selected_text(match self.quality {
+                    Quality::Sharp => "Sharp",
+                    Quality::Balanced => "Balanced",
+                    Quality::Fast => "Fast",
+                })
+                .show_ui(ui, |ui| {
+                    ui.selectable_value(&mut self.quality, Quality::Sharp, "Sharp: exact pixels only");
+                    ui.selectable_value(&mut self.quality, Quality::Balanced, "Balanced");
+                    ui.selectable_value(&mut self.quality, Quality::Fast, "Fast: smoother, sharpens when still");
+                })
+                .response
+                .on_hover_text("what the picture gives up first when the customer's link is slow");
+            if self.quality != before {
+                let _ = input.try_send(ScreenFeedback::Quality(self.quality));
+            }
             ui.checkbox(&mut self.one_to_one, "1:1");
             ui.checkbox(&mut self.figures, "Figures (F2)");
             if ui.input(|i| i.key_pressed(Key::F2)) {
