@@ -1138,3 +1138,60 @@ async fn a_flood_of_monitor_switches_is_coalesced_and_the_stream_goes_on() {
         "{switches} switches told for 201 asked"
     );
 }
+
+/// The assistant's quality choice reaches the agent's encoder: "fast" previews a changed
+/// photo-like picture lossily even on a link that would carry it exactly, "sharp" never
+/// approximates; both end exact.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_assistants_quality_choice_decides_between_previews_and_exact_pixels() {
+    use ponte_e2e::app::Request;
+    use ponte_e2e::screen::{Quality, ScreenFeedback, ScreenUpdate};
+
+    let x = Xvfb::start(320, 240);
+    let conn = x.connect();
+    let window = window(&conn, 320, 240);
+    paint(&conn, window, 320, 240, pattern);
+    let w = World::new().await;
+    let (_agent, id, code) = w.agent(&["--allow", "screen", "--display", &x.display]);
+    let viewer = w.assistant(&id, &code).await;
+    let mut stream = viewer.request(&Request::Screen { max_fps: 30 }).await.unwrap();
+    let mut canvas = ponte_screen::Canvas::new().unwrap();
+    // Frames until the screen is quiet, acknowledged as a viewer does; whether any was lossy.
+    async fn frames(stream: &mut ponte_session::SecureStream, canvas: &mut ponte_screen::Canvas) -> bool {
+        let mut lossy = false;
+        while let Ok(update) =
+            tokio::time::timeout(Duration::from_secs(2), stream.recv.expect::<ScreenUpdate>()).await
+        {
+            let update = update.unwrap();
+            lossy |= matches!(update, ScreenUpdate::Lossy(_));
+            if let ScreenUpdate::FrameEnd { frame, .. } = &update {
+                let ack = ScreenFeedback::Ack { frame: *frame };
+                stream.send.send(&ack).await.unwrap();
+            }
+            canvas.apply(update).unwrap();
+        }
+        lossy
+    }
+    let noise = |seed: u32| {
+        move |x: usize, y: usize| {
+            let mut v = (x as u32).wrapping_mul(0x9E37_79B1) ^ (y as u32).wrapping_mul(0x85EB_CA77) ^ seed;
+            v ^= v >> 15;
+            v = v.wrapping_mul(0x2C1B_3C6D);
+            (v ^ (v >> 12)) & 0x00ff_ffff
+        }
+    };
+    frames(&mut stream, &mut canvas).await;
+    for (quality, seed, previews) in [
+        (Quality::Balanced, 1, false),
+        (Quality::Fast, 2, true),
+        (Quality::Sharp, 3, false),
+    ] {
+        stream.send.send(&ScreenFeedback::Quality(quality)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        paint(&conn, window, 320, 240, noise(seed));
+        let lossy = frames(&mut stream, &mut canvas).await;
+        assert_eq!(lossy, previews, "{quality:?}: lossy previews {lossy}");
+        let (_, _, shown) = dump(&conn);
+        assert!(canvas.pixels() == shown.as_slice(), "{quality:?} did not end exact");
+    }
+}
