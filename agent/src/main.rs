@@ -80,7 +80,7 @@ struct Cli {
     #[arg(long, value_enum)]
     desktop: Option<SessionKind>,
 
-    /// The X display to share [default: $DISPLAY].
+    /// The X display to share [default: $DISPLAY]. The clipboard is always $DISPLAY's.
     #[arg(long)]
     display: Option<String>,
 

@@ -13,6 +13,7 @@ use x11rb::connection::Connection;
 use x11rb::protocol::Event;
 use x11rb::protocol::xproto::{ChangeWindowAttributesAux, ConnectionExt as _, EventMask};
 
+use crate::desktop::{xclip_in, xclip_read};
 use crate::display;
 use crate::ocr::*;
 use crate::world::*;
@@ -209,7 +210,13 @@ async fn the_apps_screen_is_the_customers_and_its_clicks_reach_them_only_with_co
     )
     .unwrap();
     display::sync(&conn);
-    let (mut agent, id, code) = w.text_agent(&["--allow", "screen,control", "--display", &customer.display]);
+    // The customer's agent runs on their desktop: its clipboard is $DISPLAY's.
+    let mut cmd = w.text_agent_command(
+        &ponte_testbed::binary("ponte-agent"),
+        &["--allow", "screen,control,clipboard", "--display", &customer.display],
+    );
+    cmd.env("DISPLAY", &customer.display);
+    let (mut agent, id, code) = w.start_text_agent(cmd);
     let _app = app(&w, &x, &w.path("home"));
     connect(&x, "screen", &id, &code);
     wait_for_phrase(&x, "screen-screen", "VIEW ONLY");
@@ -289,6 +296,21 @@ async fn the_apps_screen_is_the_customers_and_its_clicks_reach_them_only_with_co
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    // The clipboard, each way only when the assistant asks.
+    xclip_in(&customer.display, "copied by the customer");
+    assert_ne!(xclip_read(&x.display).as_deref(), Some("copied by the customer"));
+    let get = wait_for_phrase(&x, "screen-clipboard", "Get the customer's clipboard");
+    click(&x, get);
+    wait_for_phrase(&x, "screen-clipboard", "is in yours");
+    assert_eq!(xclip_read(&x.display).as_deref(), Some("copied by the customer"));
+    agent.expect("clipboard");
+    xclip_in(&x.display, "sent by the assistant");
+    let send = wait_for_phrase(&x, "screen-clipboard", "Send my clipboard");
+    click(&x, send);
+    wait_for_phrase(&x, "screen-clipboard", "sent your clipboard");
+    assert_eq!(xclip_read(&customer.display).as_deref(), Some("sent by the assistant"));
+
     agent.send("end");
     assert!(agent.wait(WAIT).success());
 }

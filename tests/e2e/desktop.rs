@@ -445,7 +445,7 @@ fn xclip_out(display: &str) -> String {
 }
 
 /// [`xclip_out`], `None` while nothing is on the clipboard.
-fn xclip_read(display: &str) -> Option<String> {
+pub(crate) fn xclip_read(display: &str) -> Option<String> {
     let out = Command::new("xclip")
         .args(["-selection", "clipboard", "-o"])
         .env("DISPLAY", display)
@@ -455,7 +455,7 @@ fn xclip_read(display: &str) -> Option<String> {
 }
 
 /// The customer copies `copied` (xclip keeps serving it in the background).
-fn xclip_in(display: &str, copied: &str) {
+pub(crate) fn xclip_in(display: &str, copied: &str) {
     use std::io::Write;
     let mut xclip = Command::new("xclip")
         .args(["-selection", "clipboard", "-i"])

@@ -38,8 +38,9 @@ pub enum Update {
     Terminal(usize, terminal::Output),
     /// A listing or transfer.
     Files(FilesUpdate),
-    /// A clipboard exchange: what to say about it, or why it failed.
-    Clipboard(Result<String, String>),
+    /// A clipboard exchange: what to say about it and the customer's text to put on the
+    /// assistant's clipboard, if it brought some; or why it failed.
+    Clipboard(Result<(String, Option<String>), String>),
     /// A chat message could not be sent.
     ChatFailed(String),
     /// The screen stream started, or why not.
@@ -207,7 +208,12 @@ impl SessionTab {
                     }
                 }
                 Update::Files(update) => self.files.apply(update),
-                Update::Clipboard(Ok(said)) => self.clipboard = Some((said, GREEN)),
+                Update::Clipboard(Ok((said, text))) => {
+                    if let Some(text) = text {
+                        self.outbox.ctx.copy_text(text);
+                    }
+                    self.clipboard = Some((said, GREEN));
+                }
                 Update::Clipboard(Err(why)) => self.clipboard = Some((why, RED)),
                 Update::Screen(client) => self.screen.started(client),
                 Update::ChatFailed(why) => {
@@ -429,14 +435,14 @@ impl SessionTab {
             let result = viewer
                 .set_clipboard(&text)
                 .await
-                .map(|()| format!("sent your clipboard ({chars} characters)"))
+                .map(|()| (format!("sent your clipboard ({chars} characters)"), None))
                 .map_err(|e| e.to_string());
             outbox.send(Update::Clipboard(result));
         });
     }
 
     fn get_clipboard(&mut self, runtime: &tokio::runtime::Handle) {
-        let (viewer, outbox, ctx) = (self.viewer.clone(), self.outbox.clone(), self.outbox.ctx.clone());
+        let (viewer, outbox) = (self.viewer.clone(), self.outbox.clone());
         runtime.spawn(async move {
             let result = match viewer.clipboard().await {
                 // The raw text goes to the assistant's clipboard, where they chose to put it.
@@ -446,8 +452,7 @@ impl SessionTab {
                         "the customer's clipboard is in yours ({} characters)",
                         raw.chars().count()
                     );
-                    ctx.copy_text(raw);
-                    Ok(said)
+                    Ok((said, Some(raw)))
                 }
                 Err(e) => Err(e.to_string()),
             };
