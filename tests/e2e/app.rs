@@ -213,7 +213,12 @@ async fn the_apps_screen_is_the_customers_and_its_clicks_reach_them_only_with_co
     // The customer's agent runs on their desktop: its clipboard is $DISPLAY's.
     let mut cmd = w.text_agent_command(
         &ponte_testbed::binary("ponte-agent"),
-        &["--allow", "screen,control,clipboard", "--display", &customer.display],
+        &[
+            "--allow",
+            "screen,control,clipboard",
+            "--display",
+            &customer.display,
+        ],
     );
     cmd.env("DISPLAY", &customer.display);
     let (mut agent, id, code) = w.start_text_agent(cmd);
@@ -244,7 +249,6 @@ async fn the_apps_screen_is_the_customers_and_its_clicks_reach_them_only_with_co
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
-    keep(&x, "viewer-screen");
 
     // Control off (the default): a click on the picture does nothing there.
     let on_picture = (origin.0 + 160, origin.1 + 160);
@@ -280,7 +284,22 @@ async fn the_apps_screen_is_the_customers_and_its_clicks_reach_them_only_with_co
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    keep(&x, "viewer-guide");
+    // The assistant sees it too, in the picture.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (width, _, ours) = display::dump(&x.connect());
+        let at =
+            |dx: i32, dy: i32| ours[(origin.1 + dy) as usize * usize::from(width) + (origin.0 + dx) as usize];
+        if (150..172).all(|dx| at(dx, 142) == 0xff8c00) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the guide never showed in the assistant's picture"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    keep(&x, "viewer-screen");
     assert!(!pressed(&conn), "the guide clicked");
 
     // Control on: the same click reaches the customer's desktop.
@@ -309,7 +328,10 @@ async fn the_apps_screen_is_the_customers_and_its_clicks_reach_them_only_with_co
     let send = wait_for_phrase(&x, "screen-clipboard", "Send my clipboard");
     click(&x, send);
     wait_for_phrase(&x, "screen-clipboard", "sent your clipboard");
-    assert_eq!(xclip_read(&customer.display).as_deref(), Some("sent by the assistant"));
+    assert_eq!(
+        xclip_read(&customer.display).as_deref(),
+        Some("sent by the assistant")
+    );
 
     agent.send("end");
     assert!(agent.wait(WAIT).success());

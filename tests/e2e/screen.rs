@@ -1192,6 +1192,9 @@ async fn the_assistants_quality_choice_decides_between_previews_and_exact_pixels
         let lossy = frames(&mut stream, &mut canvas).await;
         assert_eq!(lossy, previews, "{quality:?}: lossy previews {lossy}");
         let (_, _, shown) = dump(&conn);
-        assert!(canvas.pixels() == shown.as_slice(), "{quality:?} did not end exact");
+        assert!(
+            canvas.pixels() == shown.as_slice(),
+            "{quality:?} did not end exact"
+        );
     }
 }
