@@ -413,3 +413,18 @@ async fn the_app_says_what_went_wrong_stops_at_a_changed_relay_and_runs_two_sess
     first.expect("Session ended");
     assert!(first.wait(WAIT).success());
 }
+
+/// Without a desktop, `ponte-viewer` alone explains itself instead of failing to open a window.
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_desktop_the_viewer_alone_prints_its_help() {
+    let w = World::new().await;
+    let mut cmd = w.command("ponte-viewer");
+    cmd.env_remove("DISPLAY").env_remove("WAYLAND_DISPLAY");
+    let out = run_with_timeout(cmd, WAIT);
+    let said = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        said.contains("Usage") && said.contains("connect") && said.contains("app"),
+        "{said}"
+    );
+}

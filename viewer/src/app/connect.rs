@@ -7,13 +7,13 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::mpsc as std_mpsc;
 
-use eframe::egui::{self, Color32, RichText};
+use eframe::egui::{self, RichText};
 use ponte_session::SessionError;
 use ponte_session::connect::TrustNote;
 use ponte_wire::rendezvous::{Refusal, Ticket};
 use ponte_wire::{OneTimeCode, SessionId};
 
-use super::{Outbox, Settings};
+use super::{Outbox, RED, Settings};
 use ponte_viewer::client::{DeviceJoinOptions, JoinOptions, Viewer, ViewerError};
 use ponte_viewer::devices::Devices;
 use ponte_viewer::identity;
@@ -327,7 +327,7 @@ impl ConnectForm {
         }
         if let Some(error) = &self.error {
             ui.add_space(8.0);
-            ui.colored_label(Color32::from_rgb(0xc0, 0x1c, 0x1c), error);
+            ui.colored_label(RED, error);
         }
         if let Some(note) = &self.note {
             ui.label(RichText::new(note).small());
@@ -372,9 +372,7 @@ impl ConnectForm {
         let mut answer = None;
         egui::Modal::new(egui::Id::new("fingerprint-changed")).show(ctx, |ui| {
             ui.set_max_width(560.0);
-            ui.heading(
-                RichText::new("The relay's identity changed").color(Color32::from_rgb(0xc0, 0x1c, 0x1c)),
-            );
+            ui.heading(RichText::new("The relay's identity changed").color(RED));
             ui.label(format!(
                 "The relay {relay} shows a different certificate than the last time."
             ));

@@ -10,13 +10,13 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use eframe::egui::{self, Color32, RichText};
+use eframe::egui::{self, RichText};
 use ponte_e2e::app::{ListEntry, ListedKind};
 use ponte_session::files::Progress;
 use ponte_wire::PeerText;
 
-use super::Outbox;
 use super::session::Update;
+use super::{AMBER, GREEN, Outbox, RED};
 use ponte_viewer::client::{Viewer, ViewerError};
 
 /// After this long without a byte moving, a transfer is shown as waiting for the customer (the
@@ -383,7 +383,7 @@ impl Files {
                 .auto_shrink([false, false])
                 .show(ui, |ui| match &self.local_entries {
                     Err(e) => {
-                        ui.colored_label(Color32::RED, e);
+                        ui.colored_label(RED, e);
                     }
                     Ok(entries) => {
                         for entry in entries {
@@ -456,7 +456,7 @@ impl Files {
                         });
                     }
                     Some(Err(e)) => {
-                        ui.colored_label(Color32::RED, e);
+                        ui.colored_label(RED, e);
                     }
                     Some(Ok(entries)) if entries.is_empty() => {
                         ui.weak("(empty)");
@@ -527,10 +527,7 @@ impl Files {
                             } => {
                                 if *done == 0 && total.is_none() && moved.elapsed() > ASKING_AFTER {
                                     ui.spinner();
-                                    ui.label(
-                                        RichText::new("waiting for the customer…")
-                                            .color(Color32::from_rgb(0x9a, 0x5b, 0x00)),
-                                    );
+                                    ui.label(RichText::new("waiting for the customer…").color(AMBER));
                                 } else {
                                     let fraction = total.map_or(0.0, |t| *done as f32 / t.max(1) as f32);
                                     ui.add(egui::ProgressBar::new(fraction).desired_width(200.0).text(
@@ -549,7 +546,7 @@ impl Files {
                                         "is already on the customer's computer (they will be asked):"
                                     }
                                 };
-                                ui.colored_label(Color32::from_rgb(0x9a, 0x5b, 0x00), place);
+                                ui.colored_label(AMBER, place);
                                 if ui.small_button("Replace").clicked() {
                                     replace = Some(job.id);
                                 }
@@ -558,16 +555,13 @@ impl Files {
                                 }
                             }
                             JobState::Done(what) => {
-                                ui.colored_label(
-                                    Color32::from_rgb(0x1b, 0x7a, 0x2e),
-                                    format!("done: {what}, hash verified"),
-                                );
+                                ui.colored_label(GREEN, format!("done: {what}, hash verified"));
                                 if ui.small_button("✖").clicked() {
                                     remove = Some(job.id);
                                 }
                             }
                             JobState::Failed(why) => {
-                                ui.colored_label(Color32::RED, format!("failed: {why}"));
+                                ui.colored_label(RED, format!("failed: {why}"));
                                 if ui.small_button("✖").clicked() {
                                     remove = Some(job.id);
                                 }

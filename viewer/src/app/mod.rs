@@ -24,6 +24,13 @@ use ponte_session::connect::{AssistantArgs, RelayArgs};
 use connect::ConnectForm;
 use session::SessionTab;
 
+/// The app's colours for what went well, what went wrong or was taken away, and what waits.
+const GREEN: egui::Color32 = egui::Color32::from_rgb(0x1b, 0x7a, 0x2e);
+const RED: egui::Color32 = egui::Color32::from_rgb(0xc0, 0x1c, 0x1c);
+const AMBER: egui::Color32 = egui::Color32::from_rgb(0x9a, 0x5b, 0x00);
+/// The colour of control, as on the customer's indicator.
+const ORANGE: egui::Color32 = egui::Color32::from_rgb(0xff, 0x8c, 0x00);
+
 /// How long ending the sessions may take when the window closes.
 const END_ON_CLOSE: Duration = Duration::from_secs(3);
 

@@ -16,8 +16,8 @@ use ponte_viewer::screen_client::{FPS, Progress, ScreenClient};
 use ponte_wire::PeerText;
 use tokio::sync::{mpsc, watch};
 
-use super::Outbox;
 use super::session::Update;
+use super::{ORANGE, Outbox, RED};
 
 /// How often the tab looks for a new frame while shown.
 const FRAME_INTERVAL: Duration = Duration::from_millis(16);
@@ -135,7 +135,7 @@ impl ScreenView {
                 return;
             }
             Some(Err(e)) => {
-                ui.colored_label(Color32::RED, e);
+                ui.colored_label(RED, e);
                 if ui.button("Ask again").clicked() {
                     self.ask(runtime, viewer, outbox);
                 }
@@ -145,7 +145,7 @@ impl ScreenView {
         };
         let progress = stream.progress.borrow().clone();
         if let Some(ended) = &progress.ended {
-            ui.colored_label(Color32::RED, ended);
+            ui.colored_label(RED, ended);
             if ui.button("Ask again").clicked() {
                 self.ask(runtime, viewer, outbox);
             }
@@ -205,7 +205,7 @@ impl ScreenView {
                 .on_hover_text("your mouse and keyboard on the picture act on the customer's computer")
                 .on_disabled_hover_text(hint);
             if self.control && can_control {
-                ui.label(RichText::new("CONTROL").color(Color32::from_rgb(0xff, 0x8c, 0x00)).strong());
+                ui.label(RichText::new("CONTROL").color(ORANGE).strong());
             } else {
                 ui.label(RichText::new("VIEW ONLY").weak());
             }

@@ -13,17 +13,13 @@ use ponte_e2e::app::{Capability, Grants};
 use ponte_wire::PeerText;
 use tokio::sync::watch;
 
-use super::Outbox;
 use super::connect::{Joined, ShowsAs};
 use super::files::{Files, FilesUpdate};
 use super::screen::ScreenView;
 use super::terminal::{self, TerminalView};
+use super::{AMBER, GREEN, Outbox, RED};
 use ponte_viewer::client::{Notice, State, Viewer};
 use ponte_viewer::screen_client::ScreenClient;
-
-const GREEN: Color32 = Color32::from_rgb(0x1b, 0x7a, 0x2e);
-const RED: Color32 = Color32::from_rgb(0xc0, 0x1c, 0x1c);
-const AMBER: Color32 = Color32::from_rgb(0x9a, 0x5b, 0x00);
 
 /// Chat lines kept.
 const KEPT: usize = 500;
