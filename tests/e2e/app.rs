@@ -301,6 +301,16 @@ async fn the_apps_screen_is_the_customers_and_its_clicks_reach_them_only_with_co
     }
     keep(&x, "viewer-screen");
     assert!(!pressed(&conn), "the guide clicked");
+    // The customer's own click on the ring's bar goes through it to what is beneath.
+    xdotool(&customer, &["mousemove", "161", "142", "click", "1"]);
+    let deadline = Instant::now() + WAIT;
+    while !pressed(&conn) {
+        assert!(
+            Instant::now() < deadline,
+            "the guide's ring caught the customer's click"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // Control on: the same click reaches the customer's desktop.
     let toggle = wait_for_phrase(&x, "screen-screen", "Control");

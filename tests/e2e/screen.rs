@@ -1139,13 +1139,33 @@ async fn a_flood_of_monitor_switches_is_coalesced_and_the_stream_goes_on() {
     );
 }
 
+/// Frames until the screen is quiet, acknowledged as a viewer does: how many, and whether any
+/// was lossy.
+async fn follow(stream: &mut ponte_session::SecureStream, canvas: &mut ponte_screen::Canvas) -> (u64, bool) {
+    use ponte_e2e::screen::{ScreenFeedback, ScreenUpdate};
+    let (mut frames, mut lossy) = (0, false);
+    while let Ok(update) =
+        tokio::time::timeout(Duration::from_secs(2), stream.recv.expect::<ScreenUpdate>()).await
+    {
+        let update = update.unwrap();
+        lossy |= matches!(update, ScreenUpdate::Lossy(_));
+        if let ScreenUpdate::FrameEnd { frame, .. } = &update {
+            frames += 1;
+            let ack = ScreenFeedback::Ack { frame: *frame };
+            stream.send.send(&ack).await.unwrap();
+        }
+        canvas.apply(update).unwrap();
+    }
+    (frames, lossy)
+}
+
 /// The assistant's quality choice reaches the agent's encoder: "fast" previews a changed
 /// photo-like picture lossily even on a link that would carry it exactly, "sharp" never
 /// approximates; both end exact.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_assistants_quality_choice_decides_between_previews_and_exact_pixels() {
     use ponte_e2e::app::Request;
-    use ponte_e2e::screen::{Quality, ScreenFeedback, ScreenUpdate};
+    use ponte_e2e::screen::{Quality, ScreenFeedback};
 
     let x = Xvfb::start(320, 240);
     let conn = x.connect();
@@ -1156,22 +1176,6 @@ async fn the_assistants_quality_choice_decides_between_previews_and_exact_pixels
     let viewer = w.assistant(&id, &code).await;
     let mut stream = viewer.request(&Request::Screen { max_fps: 30 }).await.unwrap();
     let mut canvas = ponte_screen::Canvas::new().unwrap();
-    // Frames until the screen is quiet, acknowledged as a viewer does; whether any was lossy.
-    async fn frames(stream: &mut ponte_session::SecureStream, canvas: &mut ponte_screen::Canvas) -> bool {
-        let mut lossy = false;
-        while let Ok(update) =
-            tokio::time::timeout(Duration::from_secs(2), stream.recv.expect::<ScreenUpdate>()).await
-        {
-            let update = update.unwrap();
-            lossy |= matches!(update, ScreenUpdate::Lossy(_));
-            if let ScreenUpdate::FrameEnd { frame, .. } = &update {
-                let ack = ScreenFeedback::Ack { frame: *frame };
-                stream.send.send(&ack).await.unwrap();
-            }
-            canvas.apply(update).unwrap();
-        }
-        lossy
-    }
     let noise = |seed: u32| {
         move |x: usize, y: usize| {
             let mut v = (x as u32).wrapping_mul(0x9E37_79B1) ^ (y as u32).wrapping_mul(0x85EB_CA77) ^ seed;
@@ -1180,7 +1184,7 @@ async fn the_assistants_quality_choice_decides_between_previews_and_exact_pixels
             (v ^ (v >> 12)) & 0x00ff_ffff
         }
     };
-    frames(&mut stream, &mut canvas).await;
+    follow(&mut stream, &mut canvas).await;
     for (quality, seed, previews) in [
         (Quality::Balanced, 1, false),
         (Quality::Fast, 2, true),
@@ -1189,12 +1193,73 @@ async fn the_assistants_quality_choice_decides_between_previews_and_exact_pixels
         stream.send.send(&ScreenFeedback::Quality(quality)).await.unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
         paint(&conn, window, 320, 240, noise(seed));
-        let lossy = frames(&mut stream, &mut canvas).await;
+        let (_, lossy) = follow(&mut stream, &mut canvas).await;
         assert_eq!(lossy, previews, "{quality:?}: lossy previews {lossy}");
         let (_, _, shown) = dump(&conn);
         assert!(
             canvas.pixels() == shown.as_slice(),
             "{quality:?} did not end exact"
         );
+    }
+}
+
+/// A hostile assistant's guide: off the shared monitor it draws nothing, a flood moves one
+/// ring and the stream goes on, and the ring goes when the stream ends.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hostile_guide_stays_on_the_shared_screen_and_goes_with_the_stream() {
+    use ponte_e2e::app::Request;
+    use ponte_e2e::screen::ScreenFeedback;
+
+    let x = Xvfb::start(320, 240);
+    let conn = x.connect();
+    draw(&conn, 320, 240, |_, _| 0x0020_4060);
+    let w = World::new().await;
+    let (_agent, id, code) = w.agent(&["--allow", "screen", "--display", &x.display]);
+    let viewer = w.assistant(&id, &code).await;
+    let mut stream = viewer.request(&Request::Screen { max_fps: 30 }).await.unwrap();
+    let ring = |at: (usize, usize)| {
+        let (width, _, shown) = dump(&conn);
+        let orange = |px: usize, py: usize| shown[py * usize::from(width) + px] == 0x00ff_8c00;
+        (
+            orange(at.0, at.1 - 19),
+            shown.iter().filter(|&&p| p == 0x00ff_8c00).count(),
+        )
+    };
+    let mut canvas = ponte_screen::Canvas::new().unwrap();
+    follow(&mut stream, &mut canvas).await;
+    for far in [(65535, 65535), (320, 10), (10, 240)] {
+        stream.send.send(&ScreenFeedback::Guide(Some(far))).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(ring((0, 20)).1, 0, "a guide off the shared screen was drawn");
+    // A flood, ending at (100, 100).
+    for i in 0..10_000u16 {
+        let at = (i % 300, i % 200);
+        stream.send.send(&ScreenFeedback::Guide(Some(at))).await.unwrap();
+    }
+    stream
+        .send
+        .send(&ScreenFeedback::Guide(Some((100, 100))))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    while !ring((100, 100)).0 {
+        assert!(
+            Instant::now() < deadline,
+            "the guide never settled where it was last put"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (frames, _) = follow(&mut stream, &mut canvas).await;
+    assert!(frames > 0, "the stream stopped after the flood");
+    // Ending the stream takes the ring away.
+    stream.send.finish().await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    while ring((100, 100)).1 > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the guide stayed after the stream ended"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

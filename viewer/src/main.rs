@@ -37,6 +37,13 @@ enum Top {
     /// The app: one window for your sessions — files side by side, terminals, chat, the
     /// customer's system, the clipboard (the default on a desktop).
     App(AppArgs),
+    #[command(flatten)]
+    Other(Other),
+}
+
+/// Everything but the app: it runs on the runtime.
+#[derive(Debug, Subcommand)]
+enum Other {
     /// Join a customer's session and work in it (prompt, or --batch).
     Connect(Connect),
     /// The customers' devices you may reconnect to without a code (quick access), by name.
@@ -91,7 +98,8 @@ struct AppArgs {
     /// Identity directory [default: ~/.config/ponte/identity].
     #[arg(long)]
     identity_dir: Option<PathBuf>,
-    /// Your folder in the Files tab [default: the current folder].
+    /// Your folder in the Files tab [default: Ponte in your downloads folder, made if missing:
+    /// what a customer's computer sends lands apart from your own files].
     #[arg(long)]
     folder: Option<PathBuf>,
 }
@@ -152,16 +160,14 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let command = match cli.command {
-        Some(command) => command,
-        None if desktop() => match Cli::parse_from(["ponte-viewer", "app"]).command {
-            Some(app) => app,
-            None => unreachable!("`app` is a subcommand"),
-        },
-        None => {
-            let _ = <Cli as clap::CommandFactory>::command().print_help();
-            return ExitCode::SUCCESS;
-        }
+    let command = cli.command.or_else(|| {
+        desktop()
+            .then(|| Cli::parse_from(["ponte-viewer", "app"]).command)
+            .flatten()
+    });
+    let Some(command) = command else {
+        let _ = <Cli as clap::CommandFactory>::command().print_help();
+        return ExitCode::SUCCESS;
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -173,7 +179,7 @@ fn main() -> ExitCode {
     let result = match command {
         // The window runs on this thread (toolkits want the main one), sessions on the runtime.
         Top::App(args) => open_app(runtime.handle(), args),
-        other => runtime.block_on(run(other)),
+        Top::Other(other) => runtime.block_on(run(other)),
     };
     result.unwrap_or_else(|e| {
         eprintln!("ponte-viewer: {e:#}");
@@ -191,7 +197,7 @@ fn desktop() -> bool {
 fn open_app(runtime: &tokio::runtime::Handle, args: AppArgs) -> anyhow::Result<ExitCode> {
     let folder = match args.folder {
         Some(folder) => folder,
-        None => std::env::current_dir().context("the current folder")?,
+        None => app::downloads()?,
     };
     app::run(
         runtime,
@@ -205,12 +211,11 @@ fn open_app(runtime: &tokio::runtime::Handle, args: AppArgs) -> anyhow::Result<E
     Ok(ExitCode::SUCCESS)
 }
 
-async fn run(command: Top) -> anyhow::Result<ExitCode> {
+async fn run(command: Other) -> anyhow::Result<ExitCode> {
     match command {
-        Top::App(_) => unreachable!("the app runs outside the runtime"),
-        Top::Connect(c) => connect(c).await,
-        Top::Devices => devices(),
-        Top::Identity {
+        Other::Connect(c) => connect(c).await,
+        Other::Devices => devices(),
+        Other::Identity {
             command,
             identity_dir,
         } => {
@@ -233,7 +238,7 @@ async fn run(command: Top) -> anyhow::Result<ExitCode> {
                 }),
             }
         }
-        Top::Org { command } => match command {
+        Other::Org { command } => match command {
             OrgCommand::New { out } => identity::org_new(&out).map(|(key, public)| {
                 println!("organisation private key: {} (keep it secret)", key.display());
                 println!(

@@ -57,6 +57,15 @@ impl Reporter {
     }
 }
 
+/// Removes the assistant's guide when dropped.
+struct GuideOff<'a>(&'a crate::desktop::DesktopWorker);
+
+impl Drop for GuideOff<'_> {
+    fn drop(&mut self) {
+        self.0.guide(None);
+    }
+}
+
 /// A screen request.
 pub struct Screen {
     max_fps: u8,
@@ -122,9 +131,15 @@ impl Handler for Screen {
         let mut pointer = None;
         let mut control = Control::new();
         let mut quality = Quality::default();
+        let mut guide = None;
+        // The guide goes with the stream that drew it, however the stream ends.
+        let _guide_off = GuideOff(&ctx.desktop);
         let end = loop {
             tokio::select! {
                 _ = ticker.tick() => {
+                    if let Some(at) = guide.take() {
+                        ctx.desktop.guide(at);
+                    }
                     // A monitor not in the list, or the one shared, changes nothing.
                     if let Some(index) = switch.take_if(|_| switched.elapsed() >= SWITCH_SPACING)
                         && index < monitors.names.len()
@@ -190,15 +205,14 @@ impl Handler for Screen {
                     Ok(Some(ScreenFeedback::Input(event))) => control.input(ctx, event).await?,
                     // Applied at the next tick that may switch: the last one asked wins.
                     Ok(Some(ScreenFeedback::Monitor(index))) => switch = Some(usize::from(index)),
-                    Ok(Some(ScreenFeedback::Guide(at))) => ctx.desktop.guide(at),
+                    // Drawn at the next tick: a flood moves the ring at most once a frame.
+                    Ok(Some(ScreenFeedback::Guide(at))) => guide = Some(at),
                     Ok(Some(ScreenFeedback::Quality(chosen))) => quality = chosen,
                     Ok(None) => break t!(ctx.tr(), "screen-ended-closed"),
                     Err(e) => break t!(ctx.tr(), "screen-ended-failed", error = e.to_string()),
                 },
             }
         };
-        // The guide goes with the stream that drew it.
-        ctx.desktop.guide(None);
         Ok(Activity {
             kind: Kind::Screen,
             text: t!(ctx.tr(), "screen-ended", reason = end),

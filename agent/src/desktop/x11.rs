@@ -573,6 +573,53 @@ fn indicator_width(chars: usize) -> u16 {
 }
 
 impl X11 {
+    /// The guide's four bars around `(x, y)` (root coordinates), mapped, each with an empty
+    /// input region so that clicks on them reach what is beneath. Nothing is left behind if
+    /// one fails.
+    fn guide_windows(&mut self, x: i32, y: i32) -> anyhow::Result<[u32; 4]> {
+        let mut made = Vec::with_capacity(4);
+        let result = (|| -> anyhow::Result<()> {
+            let nothing = self.conn.generate_id()?;
+            self.conn.xfixes_create_region(nothing, &[])?.check()?;
+            for (bx, by, w, h) in guide_bars(x, y) {
+                let bar = self.conn.generate_id()?;
+                self.conn.create_window(
+                    x11rb::COPY_DEPTH_FROM_PARENT,
+                    bar,
+                    self.root,
+                    bx.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16,
+                    by.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16,
+                    w as u16,
+                    h as u16,
+                    0,
+                    WindowClass::INPUT_OUTPUT,
+                    x11rb::COPY_FROM_PARENT,
+                    &CreateWindowAux::new()
+                        .override_redirect(1)
+                        .background_pixel(GUIDE_COLOUR),
+                )?;
+                made.push(bar);
+                // Checked: a bar that would catch clicks must not be shown.
+                self.conn
+                    .xfixes_set_window_shape_region(bar, x11rb::protocol::shape::SK::INPUT, 0, 0, nothing)?
+                    .check()?;
+                self.conn.map_window(bar)?;
+            }
+            self.conn.xfixes_destroy_region(nothing)?;
+            Ok(())
+        })();
+        match (result, <[u32; 4]>::try_from(made.as_slice())) {
+            (Ok(()), Ok(bars)) => Ok(bars),
+            (result, _) => {
+                for bar in made {
+                    let _ = self.conn.destroy_window(bar);
+                }
+                let _ = self.conn.flush();
+                result.and_then(|()| anyhow::bail!("the guide's windows were not all made"))
+            }
+        }
+    }
+
     /// Moves the indicator, if shown, to the top middle of the shared monitor.
     fn place_indicator(&mut self) -> anyhow::Result<()> {
         let Some(ind) = &mut self.indicator else {
@@ -611,6 +658,12 @@ fn guide_bars(x: i32, y: i32) -> [(i32, i32, i32, i32); 4] {
 
 impl Indicator for X11 {
     fn guide(&mut self, at: Option<(i32, i32)>) -> anyhow::Result<()> {
+        // Only on the shared monitor, and only where the ring can let clicks through (XFixes
+        // gives its bars an empty input region): the customer's clicks must never be caught.
+        let m = &self.monitor;
+        let at = at.filter(|&(x, y)| {
+            self.xfixes && (0..i32::from(m.width)).contains(&x) && (0..i32::from(m.height)).contains(&y)
+        });
         let Some((x, y)) = at else {
             if let Some(bars) = self.guide.take() {
                 for bar in bars {
@@ -620,30 +673,11 @@ impl Indicator for X11 {
             }
             return Ok(());
         };
-        let (x, y) = (x + i32::from(self.monitor.x), y + i32::from(self.monitor.y));
+        let (x, y) = (x + i32::from(m.x), y + i32::from(m.y));
         let bars = match self.guide {
             Some(bars) => bars,
             None => {
-                let mut bars = [0; 4];
-                for (bar, &(bx, by, w, h)) in bars.iter_mut().zip(&guide_bars(x, y)) {
-                    *bar = self.conn.generate_id()?;
-                    self.conn.create_window(
-                        x11rb::COPY_DEPTH_FROM_PARENT,
-                        *bar,
-                        self.root,
-                        bx as i16,
-                        by as i16,
-                        w as u16,
-                        h as u16,
-                        0,
-                        WindowClass::INPUT_OUTPUT,
-                        x11rb::COPY_FROM_PARENT,
-                        &CreateWindowAux::new()
-                            .override_redirect(1)
-                            .background_pixel(GUIDE_COLOUR),
-                    )?;
-                    self.conn.map_window(*bar)?;
-                }
+                let bars = self.guide_windows(x, y)?;
                 self.guide = Some(bars);
                 bars
             }

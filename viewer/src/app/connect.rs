@@ -19,13 +19,15 @@ use ponte_viewer::devices::Devices;
 use ponte_viewer::identity;
 
 /// Wrong codes an agent takes before it burns the pair and shows a new one.
-const TRIES: u32 = 3;
+const TRIES: u8 = ponte_e2e::handshake::CodeAttempts::MAX_FAILURES;
 
 /// A joined session, for a new tab.
 pub struct Joined {
+    /// The session.
     pub viewer: Viewer,
     /// The tab's name: the session ID or the device's name.
     pub label: String,
+    /// The ticket it was joined with, for the header.
     pub ticket: Option<String>,
     /// How the assistant shows to the customer.
     pub shows_as: ShowsAs,
@@ -37,7 +39,12 @@ pub struct Joined {
 #[derive(Clone)]
 pub enum ShowsAs {
     /// Certified by an organisation (verified where the customer's computer trusts it).
-    Certified { name: String, organisation: String },
+    Certified {
+        /// The assistant's name in the certificate.
+        name: String,
+        /// The organisation that certified it.
+        organisation: String,
+    },
     /// No certificate: UNVERIFIED.
     Unverified,
 }
@@ -73,12 +80,13 @@ pub struct ConnectForm {
     error: Option<String>,
     note: Option<String>,
     /// Wrong codes tried per session ID.
-    wrong: HashMap<SessionId, u32>,
+    wrong: HashMap<SessionId, u8>,
     /// The relay's certificate changed: how, and whom the assistant was joining.
     changed: Option<(Changed, Target)>,
 }
 
 impl ConnectForm {
+    /// The page, empty, with the devices of the address book.
     pub fn new(ctx: &egui::Context, settings: Settings) -> ConnectForm {
         let (outbox, results) = Outbox::new(ctx);
         let devices = Devices::load(&Devices::default_path())
@@ -138,7 +146,7 @@ impl ConnectForm {
         match (e, target) {
             (ViewerError::WrongCode, Target::Code { session, .. }) => {
                 let tried = self.wrong.entry(*session).or_default();
-                *tried += 1;
+                *tried = tried.saturating_add(1).min(TRIES);
                 // The customer reads it again: the field is ready for it.
                 self.code.clear();
                 format!(
@@ -250,6 +258,7 @@ impl ConnectForm {
         });
     }
 
+    /// Draws the page (and the changed-relay dialog when it is open).
     pub fn show(&mut self, ui: &mut egui::Ui, runtime: &tokio::runtime::Handle) {
         const WIDTH: f32 = 520.0;
         ui.add_space(32.0);
@@ -321,7 +330,10 @@ impl ConnectForm {
                 self.session.parse::<SessionId>(),
                 self.code.parse::<OneTimeCode>(),
             ) {
-                (Ok(session), Ok(code)) => self.join(runtime, Target::Code { session, code }, false),
+                (Ok(session), Ok(code)) => {
+                    let accept = self.settings.relay.accept_new_fingerprint;
+                    self.join(runtime, Target::Code { session, code }, accept);
+                }
                 (Err(e), _) | (_, Err(e)) => self.error = Some(e.to_string()),
             }
         }
@@ -347,7 +359,8 @@ impl ConnectForm {
                 }
             });
             if let Some(name) = chosen {
-                self.join(runtime, Target::Device(name), false);
+                let accept = self.settings.relay.accept_new_fingerprint;
+                self.join(runtime, Target::Device(name), accept);
             }
         }
         ui.add_space(16.0);

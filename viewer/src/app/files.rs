@@ -75,21 +75,22 @@ struct Job {
     state: JobState,
 }
 
-struct LocalEntry {
+/// An entry as a pane shows it: its name, and its line (built once; a customer's name inert).
+struct Row {
     name: String,
+    line: String,
     dir: bool,
-    size: u64,
 }
 
 /// The Files tab of one session.
 pub struct Files {
     local: PathBuf,
-    local_entries: Result<Vec<LocalEntry>, String>,
+    local_entries: Result<Vec<Row>, String>,
     local_selected: Option<String>,
     /// The customer's folder shown: a path relative to their shared folder ("." is it).
     remote: String,
     /// Its entries, once listed (`None`: being listed).
-    remote_entries: Option<Result<Vec<ListEntry>, String>>,
+    remote_entries: Option<Result<Vec<Row>, String>>,
     remote_selected: Option<String>,
     /// The customer's folder is to be listed (again) when next shown.
     relist: bool,
@@ -135,12 +136,20 @@ impl Files {
     pub fn apply(&mut self, update: FilesUpdate) {
         match update {
             FilesUpdate::Listed { path, result } if path == self.remote => {
-                self.remote_entries = Some(result.map(|mut entries| {
-                    entries.sort_by(|a, b| {
-                        (a.kind != ListedKind::Dir, a.name.as_raw())
-                            .cmp(&(b.kind != ListedKind::Dir, b.name.as_raw()))
-                    });
-                    entries
+                self.remote_entries = Some(result.map(|entries| {
+                    let mut rows: Vec<Row> = entries
+                        .iter()
+                        .map(|e| {
+                            let dir = e.kind == ListedKind::Dir;
+                            Row {
+                                name: e.name.as_raw().to_owned(),
+                                line: line(&e.name.to_string(), dir, e.size),
+                                dir,
+                            }
+                        })
+                        .collect();
+                    rows.sort_by(|a, b| (!a.dir, &a.name).cmp(&(!b.dir, &b.name)));
+                    rows
                 }));
             }
             FilesUpdate::Listed { .. } => {}
@@ -177,20 +186,25 @@ impl Files {
         self.local_entries = std::fs::read_dir(&self.local)
             .map_err(|e| e.to_string())
             .map(|dir| {
-                let mut entries: Vec<LocalEntry> = dir
+                let mut rows: Vec<Row> = dir
                     .filter_map(Result::ok)
                     .filter_map(|e| {
                         let meta = e.metadata().ok()?;
-                        Some(LocalEntry {
-                            name: e.file_name().to_str()?.to_owned(),
+                        let name = e.file_name().to_str()?.to_owned();
+                        Some(Row {
+                            line: line(
+                                &PeerText::new(name.clone()).to_string(),
+                                meta.is_dir(),
+                                meta.len(),
+                            ),
+                            name,
                             dir: meta.is_dir(),
-                            size: meta.len(),
                         })
                     })
-                    .filter(|e| !e.name.starts_with('.'))
+                    .filter(|r| !r.name.starts_with('.'))
                     .collect();
-                entries.sort_by(|a, b| (!a.dir, &a.name).cmp(&(!b.dir, &b.name)));
-                entries
+                rows.sort_by(|a, b| (!a.dir, &a.name).cmp(&(!b.dir, &b.name)));
+                rows
             });
     }
 
@@ -202,10 +216,13 @@ impl Files {
         }
     }
 
-    /// Whether the customer's folder shown lists `remote` (a path in it).
-    fn remote_has(&self, remote: &str) -> bool {
+    /// The entry of the customer's folder shown at `remote` (a path in it), if listed.
+    fn remote_row(&self, remote: &str) -> Option<&Row> {
         let name = remote.rsplit('/').next().unwrap_or(remote);
-        matches!(&self.remote_entries, Some(Ok(entries)) if entries.iter().any(|e| e.name.as_raw() == name))
+        match &self.remote_entries {
+            Some(Ok(rows)) => rows.iter().find(|r| r.name == name),
+            _ => None,
+        }
     }
 
     /// Starts a download of the customer's `name` into the assistant's folder.
@@ -262,10 +279,27 @@ impl Files {
         outbox: &Outbox<Update>,
     ) {
         let id = self.take_id();
-        let exists = match direction {
-            Direction::Down => std::fs::symlink_metadata(&local).is_ok(),
-            Direction::Up => self.remote_has(&remote),
+        let (exists, folder) = match direction {
+            Direction::Down => match std::fs::symlink_metadata(&local) {
+                Ok(meta) => (true, meta.is_dir()),
+                Err(_) => (false, false),
+            },
+            Direction::Up => match self.remote_row(&remote) {
+                Some(row) => (true, row.dir),
+                None => (false, false),
+            },
         };
+        // A folder is never replaced: its contents would merge with what is there.
+        if exists && folder {
+            self.jobs.push(Job {
+                id,
+                direction,
+                remote,
+                local,
+                state: JobState::Failed("a folder of that name is there already".into()),
+            });
+            return;
+        }
         if exists && !replace {
             self.jobs.push(Job {
                 id,
@@ -378,31 +412,26 @@ impl Files {
             });
             ui.label(RichText::new(self.local.display().to_string()).small());
             ui.separator();
-            egui::ScrollArea::vertical()
-                .id_salt("local")
-                .auto_shrink([false, false])
-                .show(ui, |ui| match &self.local_entries {
-                    Err(e) => {
-                        ui.colored_label(RED, e);
+            match &self.local_entries {
+                Err(e) => {
+                    ui.colored_label(RED, e);
+                }
+                Ok(entries) => {
+                    let (clicked, opened) = rows(
+                        ui,
+                        "local",
+                        entries,
+                        self.local_selected.as_deref(),
+                        Dragged::Local,
+                    );
+                    if let Some(name) = clicked {
+                        self.local_selected = Some(name);
                     }
-                    Ok(entries) => {
-                        for entry in entries {
-                            let label = row(&entry.name, entry.dir, entry.size);
-                            let selected = self.local_selected.as_deref() == Some(&entry.name);
-                            let response = ui.add(
-                                egui::Button::selectable(selected, label)
-                                    .sense(egui::Sense::click_and_drag()),
-                            );
-                            response.dnd_set_drag_payload(Dragged::Local(entry.name.clone()));
-                            if response.clicked() {
-                                self.local_selected = Some(entry.name.clone());
-                            }
-                            if response.double_clicked() && entry.dir {
-                                go = Some(self.local.join(&entry.name));
-                            }
-                        }
+                    if let Some(name) = opened {
+                        go = Some(self.local.join(name));
                     }
-                });
+                }
+            }
         });
         if let Some(dir) = go {
             self.local = dir;
@@ -428,11 +457,7 @@ impl Files {
             ui.horizontal(|ui| {
                 ui.strong("Customer's computer");
                 if ui.small_button("⬆ Up").clicked() {
-                    go = Some(match self.remote.rsplit_once('/') {
-                        Some((parent, _)) => parent.to_owned(),
-                        None if self.remote == "." => "..".to_owned(),
-                        None => ".".to_owned(),
-                    });
+                    go = Some(parent(&self.remote));
                 }
                 if ui.small_button("⟳ Refresh").clicked() {
                     go = Some(self.remote.clone());
@@ -445,43 +470,35 @@ impl Files {
             };
             ui.label(RichText::new(shown).small());
             ui.separator();
-            egui::ScrollArea::vertical()
-                .id_salt("remote")
-                .auto_shrink([false, false])
-                .show(ui, |ui| match &self.remote_entries {
-                    None => {
-                        ui.horizontal(|ui| {
-                            ui.spinner();
-                            ui.label("listing… (the customer may be asked)");
-                        });
+            match &self.remote_entries {
+                None => {
+                    ui.horizontal(|ui| {
+                        ui.spinner();
+                        ui.label("listing… (the customer may be asked)");
+                    });
+                }
+                Some(Err(e)) => {
+                    ui.colored_label(RED, e);
+                }
+                Some(Ok(entries)) if entries.is_empty() => {
+                    ui.weak("(empty)");
+                }
+                Some(Ok(entries)) => {
+                    let (clicked, opened) = rows(
+                        ui,
+                        "remote",
+                        entries,
+                        self.remote_selected.as_deref(),
+                        Dragged::Remote,
+                    );
+                    if let Some(name) = clicked {
+                        self.remote_selected = Some(name);
                     }
-                    Some(Err(e)) => {
-                        ui.colored_label(RED, e);
+                    if let Some(name) = opened {
+                        go = Some(self.remote_path(&name));
                     }
-                    Some(Ok(entries)) if entries.is_empty() => {
-                        ui.weak("(empty)");
-                    }
-                    Some(Ok(entries)) => {
-                        for entry in entries {
-                            // Shown inert; used as a name only through `remote_path`.
-                            let name = entry.name.as_raw().to_owned();
-                            let dir = entry.kind == ListedKind::Dir;
-                            let label = row(&entry.name.to_string(), dir, entry.size);
-                            let selected = self.remote_selected.as_deref() == Some(&name);
-                            let response = ui.add(
-                                egui::Button::selectable(selected, label)
-                                    .sense(egui::Sense::click_and_drag()),
-                            );
-                            response.dnd_set_drag_payload(Dragged::Remote(name.clone()));
-                            if response.clicked() {
-                                self.remote_selected = Some(name.clone());
-                            }
-                            if response.double_clicked() && dir {
-                                go = Some(self.remote_path(&name));
-                            }
-                        }
-                    }
-                });
+                }
+            }
         });
         if let Some(path) = go {
             self.remote = path;
@@ -597,15 +614,19 @@ impl Files {
 }
 
 /// The customer's entry `name` as a file name in the assistant's folder: only a single plain
-/// name (no separator, no `..`), so a listing cannot choose where a download lands; and not a
-/// hidden one, which in a home folder could be a shell's or a program's start-up file.
+/// name (no separator, no `..`), so a listing cannot choose where a download lands; not a
+/// hidden one, which in a home folder could be a shell's or a program's start-up file; none
+/// that reads as another (invisible or direction-changing characters) or as an option or a
+/// home folder to a shell (`-`, `~`).
 pub fn local_name(name: &str) -> Option<&str> {
     let mut components = Path::new(name).components();
     match (components.next(), components.next()) {
         (Some(Component::Normal(_)), None)
-            if !name.starts_with('.')
+            if !name.starts_with(['.', '-', '~'])
                 && !name.contains(['/', '\\', '\0'])
-                && name.chars().all(|c| !c.is_control()) =>
+                && name
+                    .chars()
+                    .all(|c| !c.is_control() && !ponte_wire::text::is_invisible(c)) =>
         {
             Some(name)
         }
@@ -613,11 +634,55 @@ pub fn local_name(name: &str) -> Option<&str> {
     }
 }
 
-fn row(name: &str, dir: bool, size: u64) -> String {
+fn line(name: &str, dir: bool, size: u64) -> String {
     if dir {
         format!("🗀 {name}/")
     } else {
         format!("🗋 {name}   {}", bytes(size))
+    }
+}
+
+/// A pane's entries, only those in view laid out (a folder may list 10,000); returns the name
+/// clicked and the folder double-clicked, if any. Each row can be dragged to the other pane.
+fn rows(
+    ui: &mut egui::Ui,
+    salt: &str,
+    entries: &[Row],
+    selected: Option<&str>,
+    dragged: fn(String) -> Dragged,
+) -> (Option<String>, Option<String>) {
+    let (mut clicked, mut opened) = (None, None);
+    let height = ui.spacing().interact_size.y;
+    egui::ScrollArea::vertical()
+        .id_salt(salt)
+        .auto_shrink([false, false])
+        .show_rows(ui, height, entries.len(), |ui, range| {
+            for entry in &entries[range] {
+                let response = ui.add(
+                    egui::Button::selectable(selected == Some(entry.name.as_str()), entry.line.as_str())
+                        .sense(egui::Sense::click_and_drag()),
+                );
+                response.dnd_set_drag_payload(dragged(entry.name.clone()));
+                if response.clicked() {
+                    clicked = Some(entry.name.clone());
+                }
+                if response.double_clicked() && entry.dir {
+                    opened = Some(entry.name.clone());
+                }
+            }
+        });
+    (clicked, opened)
+}
+
+/// The folder above `path` (relative to the shared folder, whose own is `..`).
+fn parent(path: &str) -> String {
+    match path {
+        "." => "..".to_owned(),
+        p if p == ".." || p.ends_with("/..") => format!("{p}/.."),
+        p => match p.rsplit_once('/') {
+            Some((up, _)) => up.to_owned(),
+            None => ".".to_owned(),
+        },
     }
 }
 
@@ -638,6 +703,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn up_goes_up_from_the_shared_folder_and_above_it() {
+        assert_eq!(parent("."), "..");
+        assert_eq!(parent(".."), "../..");
+        assert_eq!(parent("../.."), "../../..");
+        assert_eq!(parent("docs/2026"), "docs");
+        assert_eq!(parent("docs"), ".");
+    }
+
+    #[test]
     fn a_listed_name_lands_only_in_the_assistants_folder() {
         assert_eq!(local_name("report.pdf"), Some("report.pdf"));
         for hostile in [
@@ -651,6 +725,10 @@ mod tests {
             "a\\b",
             "evil\u{1b}[2J",
             "nul\0",
+            "invoice\u{202e}fdp.sh",
+            "zero\u{200b}width",
+            "-rf",
+            "~root",
         ] {
             assert_eq!(local_name(hostile), None, "{hostile:?}");
         }

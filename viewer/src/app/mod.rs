@@ -67,12 +67,28 @@ impl<T> Outbox<T> {
         (Outbox { tx, ctx: ctx.clone() }, rx)
     }
 
+    /// The window's context, to wake it or reach its clipboard.
+    pub fn ctx(&self) -> &egui::Context {
+        &self.ctx
+    }
+
     /// Sends `message` and wakes the window (nothing, if the window is gone).
     pub fn send(&self, message: T) {
         if self.tx.send(message).is_ok() {
             self.ctx.request_repaint();
         }
     }
+}
+
+/// The Files tab's own folder: `Ponte` in the downloads folder, made if missing.
+pub fn downloads() -> anyhow::Result<PathBuf> {
+    let base = dirs::download_dir()
+        .or_else(|| dirs::home_dir().map(|h| h.join("Downloads")))
+        .ok_or_else(|| anyhow::anyhow!("no home folder: give --folder"))?;
+    let folder = base.join("Ponte");
+    std::fs::create_dir_all(&folder)
+        .map_err(|e| anyhow::anyhow!("making {}: {e} (or give --folder)", folder.display()))?;
+    Ok(folder)
 }
 
 /// Runs the app until its window is closed; sessions still open then are ended. Must run on the
@@ -176,26 +192,26 @@ impl App {
             other => other,
         };
     }
+}
 
-    /// Asks whether to end a live session (closing its tab, or the window).
-    fn confirm(ctx: &egui::Context, what: &str) -> Option<bool> {
-        let mut answer = None;
-        egui::Modal::new(egui::Id::new("confirm-end")).show(ctx, |ui| {
-            ui.set_max_width(420.0);
-            ui.heading("End the session?");
-            ui.label(what);
-            ui.add_space(8.0);
-            ui.horizontal(|ui| {
-                if ui.button("End session").clicked() {
-                    answer = Some(true);
-                }
-                if ui.button("Cancel").clicked() || ui.input(|i| i.key_pressed(egui::Key::Escape)) {
-                    answer = Some(false);
-                }
-            });
+/// Asks whether to end a session (`what` says what ends and how); `Some` once answered.
+fn confirm_end(ctx: &egui::Context, id: impl std::hash::Hash, what: &str) -> Option<bool> {
+    let mut answer = None;
+    egui::Modal::new(egui::Id::new(("confirm-end", id))).show(ctx, |ui| {
+        ui.set_max_width(420.0);
+        ui.heading("End the session?");
+        ui.label(what);
+        ui.add_space(8.0);
+        ui.horizontal(|ui| {
+            if ui.button("End session").clicked() {
+                answer = Some(true);
+            }
+            if ui.button("Cancel").clicked() || ui.input(|i| i.key_pressed(egui::Key::Escape)) {
+                answer = Some(false);
+            }
         });
-        answer
-    }
+    });
+    answer
 }
 
 impl eframe::App for App {
@@ -225,8 +241,9 @@ impl eframe::App for App {
         if let Some(index) = self.closing {
             let live = self.sessions.get(index).is_some_and(|s| !s.ended());
             let answer = if live {
-                Self::confirm(
+                confirm_end(
                     ctx,
+                    "tab",
                     "Closing the tab ends the session: everything you started on the customer's computer stops.",
                 )
             } else {
@@ -244,7 +261,7 @@ impl eframe::App for App {
             }
         }
         if self.quitting {
-            match Self::confirm(ctx, "Closing Ponte ends every open session.") {
+            match confirm_end(ctx, "window", "Closing Ponte ends every open session.") {
                 Some(true) => {
                     self.leaving = true;
                     ctx.send_viewport_cmd(egui::ViewportCommand::Close);

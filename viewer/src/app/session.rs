@@ -21,6 +21,9 @@ use super::{AMBER, GREEN, Outbox, RED};
 use ponte_viewer::client::{Notice, State, Viewer};
 use ponte_viewer::screen_client::ScreenClient;
 
+/// The customer's system facts as shown, or why they could not be read.
+type Facts = Result<Vec<(String, String)>, String>;
+
 /// Chat lines kept.
 const KEPT: usize = 500;
 
@@ -95,7 +98,9 @@ pub struct SessionTab {
     chat: Vec<(String, bool, String)>,
     draft: String,
     unread: usize,
-    info: Option<Result<Vec<(String, String)>, String>>,
+    /// The customer's system facts: not asked yet (`None`), being asked (`Some(None)`), or
+    /// the answer.
+    info: Option<Option<Facts>>,
     files: Files,
     screen: ScreenView,
     terminals: Vec<TerminalView>,
@@ -108,6 +113,8 @@ pub struct SessionTab {
 }
 
 impl SessionTab {
+    /// The tab of a session just joined; what the customer's side says and every change of
+    /// the session's state wake the window.
     pub fn new(
         ctx: &egui::Context,
         runtime: &tokio::runtime::Handle,
@@ -191,12 +198,12 @@ impl SessionTab {
                 }
                 Update::Notice(_) => {}
                 Update::Info(result) => {
-                    self.info = Some(result.map(|facts| {
+                    self.info = Some(Some(result.map(|facts| {
                         facts
                             .into_iter()
                             .map(|(k, v)| (k.to_string(), v.to_string()))
                             .collect()
-                    }));
+                    })));
                 }
                 Update::Terminal(number, output) => {
                     if let Some(t) = self.terminals.iter_mut().find(|t| t.number == number) {
@@ -206,7 +213,7 @@ impl SessionTab {
                 Update::Files(update) => self.files.apply(update),
                 Update::Clipboard(Ok((said, text))) => {
                     if let Some(text) = text {
-                        self.outbox.ctx.copy_text(text);
+                        self.outbox.ctx().copy_text(text);
                     }
                     self.clipboard = Some((said, GREEN));
                 }
@@ -254,6 +261,7 @@ impl SessionTab {
         }
     }
 
+    /// Draws the header and the view chosen.
     pub fn show(&mut self, ui: &mut egui::Ui, runtime: &tokio::runtime::Handle) {
         let state = self.state.borrow().clone();
         let grants = state.grants.unwrap_or(Grants::NONE);
@@ -287,6 +295,9 @@ impl SessionTab {
                 .size(16.0),
             );
             return;
+        }
+        if self.view != View::Screen {
+            self.screen.hide();
         }
         match self.view {
             View::Screen => self.screen.show(
@@ -393,46 +404,40 @@ impl SessionTab {
                 ui.label(RichText::new(change).color(*colour).strong());
             }
         });
-        if self.confirm_end {
-            let mut answer = None;
-            egui::Modal::new(egui::Id::new(("end", &self.label))).show(ui.ctx(), |ui| {
-                ui.heading("End the session?");
-                ui.label("Everything you started on the customer's computer stops.");
-                ui.horizontal(|ui| {
-                    if ui.button("End session").clicked() {
-                        answer = Some(true);
-                    }
-                    if ui.button("Cancel").clicked() {
-                        answer = Some(false);
-                    }
-                });
-            });
-            if let Some(end) = answer {
-                self.confirm_end = false;
-                if end {
-                    self.ending = true;
-                    self.end(runtime);
-                }
+        if self.confirm_end
+            && let Some(end) = super::confirm_end(
+                ui.ctx(),
+                &self.label,
+                "Everything you started on the customer's computer stops.",
+            )
+        {
+            self.confirm_end = false;
+            if end {
+                self.ending = true;
+                self.end(runtime);
             }
         }
     }
 
     fn send_clipboard(&mut self, runtime: &tokio::runtime::Handle) {
-        let text = match arboard::Clipboard::new().and_then(|mut c| c.get_text()) {
-            Ok(text) => text,
-            Err(e) => {
-                self.clipboard = Some((format!("your clipboard has no text ({e})"), RED));
-                return;
-            }
-        };
         let (viewer, outbox) = (self.viewer.clone(), self.outbox.clone());
         runtime.spawn(async move {
-            let chars = text.chars().count();
-            let result = viewer
-                .set_clipboard(&text)
-                .await
-                .map(|()| (format!("sent your clipboard ({chars} characters)"), None))
-                .map_err(|e| e.to_string());
+            // Reading the clipboard is X11 round trips (seconds, if its owner is slow).
+            let read =
+                tokio::task::spawn_blocking(|| arboard::Clipboard::new().and_then(|mut c| c.get_text()))
+                    .await;
+            let result = match read {
+                Ok(Ok(text)) => {
+                    let chars = text.chars().count();
+                    viewer
+                        .set_clipboard(&text)
+                        .await
+                        .map(|()| (format!("sent your clipboard ({chars} characters)"), None))
+                        .map_err(|e| e.to_string())
+                }
+                Ok(Err(e)) => Err(format!("your clipboard has no text ({e})")),
+                Err(e) => Err(e.to_string()),
+            };
             outbox.send(Update::Clipboard(result));
         });
     }
@@ -440,24 +445,18 @@ impl SessionTab {
     fn get_clipboard(&mut self, runtime: &tokio::runtime::Handle) {
         let (viewer, outbox) = (self.viewer.clone(), self.outbox.clone());
         runtime.spawn(async move {
-            let result = match viewer.clipboard().await {
-                // The raw text goes to the assistant's clipboard, where they chose to put it.
-                Ok(text) => {
-                    let raw = text.as_raw().to_owned();
-                    let said = format!(
-                        "the customer's clipboard is in yours ({} characters)",
-                        raw.chars().count()
-                    );
-                    Ok((said, Some(raw)))
-                }
-                Err(e) => Err(e.to_string()),
-            };
+            let result = viewer
+                .clipboard()
+                .await
+                .map(|text| (said_of(&text), Some(text.as_raw().to_owned())))
+                .map_err(|e| e.to_string());
             outbox.send(Update::Clipboard(result));
         });
     }
 
     fn terminals_view(&mut self, ui: &mut egui::Ui, runtime: &tokio::runtime::Handle) {
-        if self.terminals.is_empty() {
+        // The first visit opens one; closing the last one opens none.
+        if self.opened_terminals == 0 {
             self.open_terminal(runtime);
         }
         let mut close = None;
@@ -493,6 +492,9 @@ impl SessionTab {
         if let Some(i) = close {
             let mut t = self.terminals.remove(i);
             t.close();
+            if i < self.terminal {
+                self.terminal -= 1;
+            }
             self.terminal = self.terminal.min(self.terminals.len().saturating_sub(1));
         }
         let Some(t) = self.terminals.get_mut(self.terminal) else {
@@ -501,7 +503,7 @@ impl SessionTab {
         if let Some(why) = t.ended() {
             ui.label(RichText::new(why.to_owned()).color(AMBER));
         }
-        t.show(ui, true);
+        t.show(ui);
     }
 
     fn open_terminal(&mut self, runtime: &tokio::runtime::Handle) {
@@ -557,24 +559,23 @@ impl SessionTab {
     }
 
     fn info_view(&mut self, ui: &mut egui::Ui, runtime: &tokio::runtime::Handle) {
-        let refresh = ui.button("⟳ Refresh").clicked();
+        let asking = matches!(self.info, Some(None));
+        let refresh = ui.add_enabled(!asking, egui::Button::new("⟳ Refresh")).clicked();
         if refresh || self.info.is_none() {
-            if self.info.is_none() || refresh {
-                self.info = Some(Ok(Vec::new()));
-            }
+            self.info = Some(None);
             let (viewer, outbox) = (self.viewer.clone(), self.outbox.clone());
             runtime.spawn(async move {
                 outbox.send(Update::Info(viewer.info().await.map_err(|e| e.to_string())));
             });
         }
         match &self.info {
-            Some(Err(e)) => {
+            Some(Some(Err(e))) => {
                 ui.colored_label(RED, e);
             }
-            Some(Ok(facts)) if facts.is_empty() => {
+            Some(None) => {
                 ui.spinner();
             }
-            Some(Ok(facts)) => {
+            Some(Some(Ok(facts))) => {
                 egui::ScrollArea::vertical().show(ui, |ui| {
                     egui::Grid::new("info")
                         .striped(true)
@@ -590,5 +591,38 @@ impl SessionTab {
             }
             None => {}
         }
+    }
+}
+
+/// What the assistant reads about the customer's clipboard text that is now on theirs: its
+/// length, its beginning (inert), and a warning when it holds what a terminal would act on —
+/// it goes raw to the assistant's clipboard, where they chose to put it.
+fn said_of(text: &PeerText) -> String {
+    let raw = text.as_raw();
+    let start: String = raw.chars().take(40).collect();
+    let mut said = format!(
+        "the customer's clipboard is in yours ({} characters): {}",
+        raw.chars().count(),
+        PeerText::new(start)
+    );
+    if raw
+        .chars()
+        .any(|c| (c.is_control() && c != '\n' && c != '\t') || ponte_wire::text::is_invisible(c))
+    {
+        said.push_str(" — it holds control or invisible characters: paste it with care");
+    }
+    said
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hostile_clipboard_is_shown_inert_and_flagged() {
+        let said = said_of(&PeerText::new("ls\u{1b}[201~\nrm -rf ~\n"));
+        assert!(!said.contains('\u{1b}'), "{said}");
+        assert!(said.contains("paste it with care"), "{said}");
+        assert!(!said_of(&PeerText::new("plain text\n")).contains("care"));
     }
 }

@@ -45,7 +45,9 @@ pub struct TerminalView {
     /// Its number among the session's terminals, for its sub-tab.
     pub number: usize,
     parser: vt100::Parser,
-    input: Option<mpsc::Sender<Input>>,
+    /// Unbounded: keys come at a person's pace, and one must never be dropped or reordered
+    /// while the link (or a customer's computer that stops reading) holds them up.
+    input: Option<mpsc::UnboundedSender<Input>>,
     ended: Option<String>,
     /// The grid's size (columns, rows).
     size: (u16, u16),
@@ -61,7 +63,7 @@ impl TerminalView {
         number: usize,
     ) -> TerminalView {
         let (cols, rows) = (80, 24);
-        let (tx, rx) = mpsc::channel(64);
+        let (tx, rx) = mpsc::unbounded_channel();
         runtime.spawn(drive(viewer, cols, rows, rx, outbox, number));
         TerminalView {
             number,
@@ -100,17 +102,12 @@ impl TerminalView {
 
     fn send(&self, input: Input) {
         if let Some(tx) = &self.input {
-            // A full queue means the link is far behind; dropping keys would garble a
-            // command, so the key waits its turn in a spawned send instead.
-            if let Err(mpsc::error::TrySendError::Full(input)) = tx.try_send(input) {
-                let tx = tx.clone();
-                tokio::spawn(async move { tx.send(input).await });
-            }
+            let _ = tx.send(input);
         }
     }
 
     /// Draws the grid in all the space left and takes the keys typed into it.
-    pub fn show(&mut self, ui: &mut egui::Ui, enabled: bool) {
+    pub fn show(&mut self, ui: &mut egui::Ui) {
         let font = FontId::monospace(14.0);
         let (cell_w, cell_h) = ui.fonts_mut(|f| (f.glyph_width(&font, 'M'), f.row_height(&font)));
         let space = ui.available_size();
@@ -153,7 +150,7 @@ impl TerminalView {
                     .set_scrollback(now.saturating_add(lines).max(0) as usize);
             }
         }
-        if focused && enabled && self.ended.is_none() {
+        if focused && self.ended.is_none() {
             let (events, modifiers) = ui.input(|i| (i.events.clone(), i.modifiers));
             let bytes = keys(&events, modifiers, self.parser.screen());
             if !bytes.is_empty() {
@@ -354,7 +351,7 @@ async fn drive(
     viewer: Arc<Viewer>,
     cols: u16,
     rows: u16,
-    mut input: mpsc::Receiver<Input>,
+    mut input: mpsc::UnboundedReceiver<Input>,
     outbox: Outbox<Update>,
     number: usize,
 ) {
