@@ -7,7 +7,6 @@
 //! outside the assistant's folder.
 
 use std::path::{Component, Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use eframe::egui::{self, RichText};
@@ -16,8 +15,8 @@ use ponte_session::files::Progress;
 use ponte_wire::PeerText;
 
 use super::session::Update;
-use super::{AMBER, GREEN, Outbox, RED};
-use ponte_viewer::client::{Viewer, ViewerError};
+use super::{AMBER, GREEN, Peer, RED};
+use ponte_viewer::client::ViewerError;
 
 /// After this long without a byte moving, a transfer is shown as waiting for the customer (the
 /// customer's computer asks them about places outside the shared folder and replacements).
@@ -117,16 +116,11 @@ impl Files {
     }
 
     /// Lists the customer's folder (again).
-    fn list_remote(
-        &mut self,
-        runtime: &tokio::runtime::Handle,
-        viewer: &Arc<Viewer>,
-        outbox: &Outbox<Update>,
-    ) {
+    fn list_remote(&mut self, peer: &Peer) {
         self.remote_entries = None;
         self.relist = false;
-        let (viewer, outbox, path) = (viewer.clone(), outbox.clone(), self.remote.clone());
-        runtime.spawn(async move {
+        let (viewer, outbox, path) = (peer.viewer.clone(), peer.outbox.clone(), self.remote.clone());
+        peer.runtime.spawn(async move {
             let result = viewer.list(&path).await.map_err(|e| e.to_string());
             outbox.send(Update::Files(FilesUpdate::Listed { path, result }));
         });
@@ -226,13 +220,7 @@ impl Files {
     }
 
     /// Starts a download of the customer's `name` into the assistant's folder.
-    fn download(
-        &mut self,
-        name: &str,
-        runtime: &tokio::runtime::Handle,
-        viewer: &Arc<Viewer>,
-        outbox: &Outbox<Update>,
-    ) {
+    fn download(&mut self, name: &str, peer: &Peer) {
         let remote = self.remote_path(name);
         let Some(local) = local_name(name).map(|n| self.local.join(n)) else {
             let id = self.take_id();
@@ -247,19 +235,13 @@ impl Files {
             });
             return;
         };
-        self.queue(Direction::Down, remote, local, false, runtime, viewer, outbox);
+        self.queue(Direction::Down, remote, local, false, peer);
     }
 
     /// Starts an upload of the assistant's `name` into the customer's folder shown.
-    fn upload(
-        &mut self,
-        name: &str,
-        runtime: &tokio::runtime::Handle,
-        viewer: &Arc<Viewer>,
-        outbox: &Outbox<Update>,
-    ) {
+    fn upload(&mut self, name: &str, peer: &Peer) {
         let (remote, local) = (self.remote_path(name), self.local.join(name));
-        self.queue(Direction::Up, remote, local, false, runtime, viewer, outbox);
+        self.queue(Direction::Up, remote, local, false, peer);
     }
 
     fn take_id(&mut self) -> u64 {
@@ -267,17 +249,7 @@ impl Files {
         self.next_job
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn queue(
-        &mut self,
-        direction: Direction,
-        remote: String,
-        local: PathBuf,
-        replace: bool,
-        runtime: &tokio::runtime::Handle,
-        viewer: &Arc<Viewer>,
-        outbox: &Outbox<Update>,
-    ) {
+    fn queue(&mut self, direction: Direction, remote: String, local: PathBuf, replace: bool, peer: &Peer) {
         let id = self.take_id();
         let (exists, folder) = match direction {
             Direction::Down => match std::fs::symlink_metadata(&local) {
@@ -310,9 +282,9 @@ impl Files {
             });
             return;
         }
-        let (viewer, outbox) = (viewer.clone(), outbox.clone());
+        let (viewer, outbox) = (peer.viewer.clone(), peer.outbox.clone());
         let (from, to) = (remote.clone(), local.clone());
-        let task = runtime.spawn(async move {
+        let task = peer.runtime.spawn(async move {
             let progress_box = outbox.clone();
             let mut progress =
                 move |progress| progress_box.send(Update::Files(FilesUpdate::Progress { job: id, progress }));
@@ -343,16 +315,9 @@ impl Files {
     }
 
     /// Draws the tab. `download` and `upload`: whether the customer allows them now.
-    pub fn show(
-        &mut self,
-        ui: &mut egui::Ui,
-        runtime: &tokio::runtime::Handle,
-        viewer: &Arc<Viewer>,
-        outbox: &Outbox<Update>,
-        (download, upload): (bool, bool),
-    ) {
+    pub fn show(&mut self, ui: &mut egui::Ui, peer: &Peer, (download, upload): (bool, bool)) {
         if std::mem::take(&mut self.relist) {
-            self.list_remote(runtime, viewer, outbox);
+            self.list_remote(peer);
         }
         ui.horizontal(|ui| {
             let selected = self.remote_selected.clone();
@@ -366,7 +331,7 @@ impl Files {
                 .clicked()
                 && let Some(name) = selected
             {
-                self.download(&name, runtime, viewer, outbox);
+                self.download(&name, peer);
             }
             let selected = self.local_selected.clone();
             if ui
@@ -379,7 +344,7 @@ impl Files {
                 .clicked()
                 && let Some(name) = selected
             {
-                self.upload(&name, runtime, viewer, outbox);
+                self.upload(&name, peer);
             }
             ui.weak("or drag a file to the other side");
         });
@@ -389,15 +354,14 @@ impl Files {
             columns[0].set_height(panes_height);
             columns[1].set_height(panes_height);
             let on_local = self.local_pane(&mut columns[0]);
-            self.remote_pane(&mut columns[1], runtime, viewer, outbox)
-                .or(on_local)
+            self.remote_pane(&mut columns[1], peer).or(on_local)
         });
         match dropped {
-            Some(Dragged::Remote(name)) if download => self.download(&name, runtime, viewer, outbox),
-            Some(Dragged::Local(name)) if upload => self.upload(&name, runtime, viewer, outbox),
+            Some(Dragged::Remote(name)) if download => self.download(&name, peer),
+            Some(Dragged::Local(name)) if upload => self.upload(&name, peer),
             _ => {}
         }
-        self.queue_view(ui, runtime, viewer, outbox);
+        self.queue_view(ui, peer);
     }
 
     /// The assistant's folder; returns what was dropped on it.
@@ -445,13 +409,7 @@ impl Files {
     }
 
     /// The customer's folder; returns what was dropped on it.
-    fn remote_pane(
-        &mut self,
-        ui: &mut egui::Ui,
-        runtime: &tokio::runtime::Handle,
-        viewer: &Arc<Viewer>,
-        outbox: &Outbox<Update>,
-    ) -> Option<Dragged> {
+    fn remote_pane(&mut self, ui: &mut egui::Ui, peer: &Peer) -> Option<Dragged> {
         let mut go = None;
         let pane = ui.scope(|ui| {
             ui.horizontal(|ui| {
@@ -503,7 +461,7 @@ impl Files {
         if let Some(path) = go {
             self.remote = path;
             self.remote_selected = None;
-            self.list_remote(runtime, viewer, outbox);
+            self.list_remote(peer);
         }
         match pane.response.dnd_release_payload::<Dragged>().as_deref() {
             Some(Dragged::Local(name)) => Some(Dragged::Local(name.clone())),
@@ -511,13 +469,7 @@ impl Files {
         }
     }
 
-    fn queue_view(
-        &mut self,
-        ui: &mut egui::Ui,
-        runtime: &tokio::runtime::Handle,
-        viewer: &Arc<Viewer>,
-        outbox: &Outbox<Update>,
-    ) {
+    fn queue_view(&mut self, ui: &mut egui::Ui, peer: &Peer) {
         if self.jobs.is_empty() {
             return;
         }
@@ -592,15 +544,7 @@ impl Files {
         }
         if let Some(index) = replace.and_then(|id| self.jobs.iter().position(|j| j.id == id)) {
             let job = self.jobs.remove(index);
-            self.queue(
-                job.direction,
-                job.remote,
-                job.local,
-                true,
-                runtime,
-                viewer,
-                outbox,
-            );
+            self.queue(job.direction, job.remote, job.local, true, peer);
         }
         // A running transfer's "waiting" appears without an event.
         if self

@@ -91,6 +91,17 @@ pub fn downloads() -> anyhow::Result<PathBuf> {
     Ok(folder)
 }
 
+/// What a session's views act through: the runtime their tasks run on, the session, and the
+/// outbox their results come back by.
+pub struct Peer {
+    /// The runtime.
+    pub runtime: tokio::runtime::Handle,
+    /// The session.
+    pub viewer: std::sync::Arc<ponte_viewer::client::Viewer>,
+    /// Where results go.
+    pub outbox: Outbox<session::Update>,
+}
+
 /// Runs the app until its window is closed; sessions still open then are ended. Must run on the
 /// main thread, outside the runtime.
 pub fn run(runtime: &tokio::runtime::Handle, settings: Settings) -> anyhow::Result<()> {
@@ -185,7 +196,7 @@ impl App {
 
     fn close_tab(&mut self, index: usize) {
         let session = self.sessions.remove(index);
-        session.end(&self.runtime);
+        session.end();
         self.current = match self.current {
             Some(c) if c == index => None,
             Some(c) if c > index => Some(c - 1),
@@ -234,7 +245,7 @@ impl eframe::App for App {
         egui::TopBottomPanel::top("tabs").show(ctx, |ui| self.tabs(ui));
         egui::CentralPanel::default().show(ctx, |ui| {
             match self.current.and_then(|i| self.sessions.get_mut(i)) {
-                Some(session) => session.show(ui, &self.runtime),
+                Some(session) => session.show(ui),
                 None => self.connect.show(ui, &self.runtime),
             }
         });
@@ -275,7 +286,7 @@ impl eframe::App for App {
     fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
         // The customers' computers hear the end, rather than waiting for a connection to come
         // back.
-        let ends: Vec<_> = self.sessions.drain(..).map(|s| s.end(&self.runtime)).collect();
+        let ends: Vec<_> = self.sessions.drain(..).map(|s| s.end()).collect();
         self.runtime.block_on(async {
             let _ = tokio::time::timeout(END_ON_CLOSE, async {
                 for end in ends {

@@ -12,13 +12,12 @@ use std::time::{Duration, Instant};
 use eframe::egui::{self, Color32, Key, RichText};
 use ponte_e2e::screen::{InputEvent, Quality, ScreenFeedback};
 use ponte_screen::Canvas;
-use ponte_viewer::client::Viewer;
 use ponte_viewer::screen_client::{FPS, Progress, ScreenClient};
 use ponte_wire::PeerText;
 use tokio::sync::{mpsc, watch};
 
 use super::session::Update;
-use super::{ORANGE, Outbox, RED};
+use super::{ORANGE, Peer, RED};
 
 /// How soon input, a guide or a quality the stream had no room for is tried again.
 const RETRY: Duration = Duration::from_millis(16);
@@ -118,13 +117,13 @@ impl ScreenView {
         self.guided = None;
     }
 
-    fn ask(&mut self, runtime: &tokio::runtime::Handle, viewer: &Arc<Viewer>, outbox: &Outbox<Update>) {
+    fn ask(&mut self, peer: &Peer) {
         self.asked = true;
         self.stream = None;
         self.shown = None;
         self.rates = (Instant::now(), 0, 0, 0.0, 0.0);
-        let (viewer, outbox) = (viewer.clone(), outbox.clone());
-        runtime.spawn(async move {
+        let (viewer, outbox) = (peer.viewer.clone(), peer.outbox.clone());
+        peer.runtime.spawn(async move {
             let client = viewer.screen(FPS).await.map_err(|e| e.to_string());
             if let Ok(client) = &client {
                 // Every frame, and the stream's end, wakes the window.
@@ -160,16 +159,9 @@ impl ScreenView {
     }
 
     /// Draws the tab; `may_control`: the customer allows control now.
-    pub fn show(
-        &mut self,
-        ui: &mut egui::Ui,
-        runtime: &tokio::runtime::Handle,
-        viewer: &Arc<Viewer>,
-        outbox: &Outbox<Update>,
-        may_control: bool,
-    ) {
+    pub fn show(&mut self, ui: &mut egui::Ui, peer: &Peer, may_control: bool) {
         if !self.asked {
-            self.ask(runtime, viewer, outbox);
+            self.ask(peer);
         }
         let stream = match &self.stream {
             None => {
@@ -182,7 +174,7 @@ impl ScreenView {
             Some(Err(e)) => {
                 ui.colored_label(RED, e);
                 if ui.button("Ask again").clicked() {
-                    self.ask(runtime, viewer, outbox);
+                    self.ask(peer);
                 }
                 return;
             }
@@ -192,7 +184,7 @@ impl ScreenView {
         if let Some(ended) = &progress.ended {
             ui.colored_label(RED, ended);
             if ui.button("Ask again").clicked() {
-                self.ask(runtime, viewer, outbox);
+                self.ask(peer);
             }
             return;
         }

@@ -17,8 +17,8 @@ use super::connect::{Joined, ShowsAs};
 use super::files::{Files, FilesUpdate};
 use super::screen::ScreenView;
 use super::terminal::{self, TerminalView};
-use super::{AMBER, GREEN, Outbox, RED};
-use ponte_viewer::client::{Notice, State, Viewer};
+use super::{AMBER, GREEN, Outbox, Peer, RED};
+use ponte_viewer::client::{Notice, State};
 use ponte_viewer::screen_client::ScreenClient;
 
 /// The customer's system facts as shown, or why they could not be read.
@@ -84,10 +84,10 @@ impl View {
 pub struct SessionTab {
     /// Its name in the tab strip.
     pub label: String,
-    viewer: Arc<Viewer>,
+    /// The session and how its tasks run and report.
+    peer: Peer,
     state: watch::Receiver<State>,
     updates: std_mpsc::Receiver<Update>,
-    outbox: Outbox<Update>,
     since: Instant,
     ticket: Option<String>,
     shows_as: ShowsAs,
@@ -148,9 +148,12 @@ impl SessionTab {
         SessionTab {
             label,
             state: viewer.watch(),
-            viewer: Arc::new(viewer),
+            peer: Peer {
+                runtime: runtime.clone(),
+                viewer: Arc::new(viewer),
+                outbox,
+            },
             updates,
-            outbox,
             since: Instant::now(),
             ticket,
             shows_as,
@@ -179,9 +182,9 @@ impl SessionTab {
 
     /// Ends the session (the customer's computer is told); the returned task finishes when it
     /// has been.
-    pub fn end(&self, runtime: &tokio::runtime::Handle) -> tokio::task::JoinHandle<()> {
-        let viewer = self.viewer.clone();
-        runtime.spawn(async move {
+    pub fn end(&self) -> tokio::task::JoinHandle<()> {
+        let viewer = self.peer.viewer.clone();
+        self.peer.runtime.spawn(async move {
             viewer.quit().await;
         })
     }
@@ -213,7 +216,7 @@ impl SessionTab {
                 Update::Files(update) => self.files.apply(update),
                 Update::Clipboard(Ok((said, text))) => {
                     if let Some(text) = text {
-                        self.outbox.ctx().copy_text(text);
+                        self.peer.outbox.ctx().copy_text(text);
                     }
                     self.clipboard = Some((said, GREEN));
                 }
@@ -262,10 +265,10 @@ impl SessionTab {
     }
 
     /// Draws the header and the view chosen.
-    pub fn show(&mut self, ui: &mut egui::Ui, runtime: &tokio::runtime::Handle) {
+    pub fn show(&mut self, ui: &mut egui::Ui) {
         let state = self.state.borrow().clone();
         let grants = state.grants.unwrap_or(Grants::NONE);
-        self.header(ui, runtime, &state, grants);
+        self.header(ui, &state, grants);
         ui.separator();
         ui.horizontal(|ui| {
             for view in View::ALL {
@@ -300,30 +303,24 @@ impl SessionTab {
             self.screen.hide();
         }
         match self.view {
-            View::Screen => self.screen.show(
-                ui,
-                runtime,
-                &self.viewer,
-                &self.outbox,
-                grants.allows(Capability::Control),
-            ),
+            View::Screen => self
+                .screen
+                .show(ui, &self.peer, grants.allows(Capability::Control)),
             View::Files => self.files.show(
                 ui,
-                runtime,
-                &self.viewer,
-                &self.outbox,
+                &self.peer,
                 (
                     grants.allows(Capability::Download),
                     grants.allows(Capability::Upload),
                 ),
             ),
-            View::Terminal => self.terminals_view(ui, runtime),
-            View::Chat => self.chat_view(ui, runtime, state.ended.is_none()),
-            View::Info => self.info_view(ui, runtime),
+            View::Terminal => self.terminals_view(ui),
+            View::Chat => self.chat_view(ui, state.ended.is_none()),
+            View::Info => self.info_view(ui),
         }
     }
 
-    fn header(&mut self, ui: &mut egui::Ui, runtime: &tokio::runtime::Handle, state: &State, grants: Grants) {
+    fn header(&mut self, ui: &mut egui::Ui, state: &State, grants: Grants) {
         ui.horizontal_wrapped(|ui| {
             ui.heading(format!("Session {}", self.label));
             if let Some(ticket) = &self.ticket {
@@ -388,14 +385,14 @@ impl SessionTab {
                 .on_disabled_hover_text("the customer does not allow the clipboard")
                 .clicked()
             {
-                self.send_clipboard(runtime);
+                self.send_clipboard();
             }
             if ui
                 .add_enabled(clipboard, egui::Button::new("Get the customer's clipboard"))
                 .on_disabled_hover_text("the customer does not allow the clipboard")
                 .clicked()
             {
-                self.get_clipboard(runtime);
+                self.get_clipboard();
             }
             if let Some((said, colour)) = &self.clipboard {
                 ui.label(RichText::new(said).color(*colour));
@@ -414,14 +411,14 @@ impl SessionTab {
             self.confirm_end = false;
             if end {
                 self.ending = true;
-                self.end(runtime);
+                self.end();
             }
         }
     }
 
-    fn send_clipboard(&mut self, runtime: &tokio::runtime::Handle) {
-        let (viewer, outbox) = (self.viewer.clone(), self.outbox.clone());
-        runtime.spawn(async move {
+    fn send_clipboard(&mut self) {
+        let (viewer, outbox) = (self.peer.viewer.clone(), self.peer.outbox.clone());
+        self.peer.runtime.spawn(async move {
             // Reading the clipboard is X11 round trips (seconds, if its owner is slow).
             let read =
                 tokio::task::spawn_blocking(|| arboard::Clipboard::new().and_then(|mut c| c.get_text()))
@@ -442,9 +439,9 @@ impl SessionTab {
         });
     }
 
-    fn get_clipboard(&mut self, runtime: &tokio::runtime::Handle) {
-        let (viewer, outbox) = (self.viewer.clone(), self.outbox.clone());
-        runtime.spawn(async move {
+    fn get_clipboard(&mut self) {
+        let (viewer, outbox) = (self.peer.viewer.clone(), self.peer.outbox.clone());
+        self.peer.runtime.spawn(async move {
             let result = viewer
                 .clipboard()
                 .await
@@ -454,10 +451,10 @@ impl SessionTab {
         });
     }
 
-    fn terminals_view(&mut self, ui: &mut egui::Ui, runtime: &tokio::runtime::Handle) {
+    fn terminals_view(&mut self, ui: &mut egui::Ui) {
         // The first visit opens one; closing the last one opens none.
         if self.opened_terminals == 0 {
-            self.open_terminal(runtime);
+            self.open_terminal();
         }
         let mut close = None;
         ui.horizontal(|ui| {
@@ -478,7 +475,7 @@ impl SessionTab {
                 }
             }
             if ui.button("+ New terminal").clicked() {
-                self.open_terminal(runtime);
+                self.open_terminal();
             }
             if let Some(t) = self.terminals.get(self.terminal)
                 && ui
@@ -506,19 +503,14 @@ impl SessionTab {
         t.show(ui);
     }
 
-    fn open_terminal(&mut self, runtime: &tokio::runtime::Handle) {
+    fn open_terminal(&mut self) {
         self.opened_terminals += 1;
-        let t = TerminalView::open(
-            runtime,
-            self.viewer.clone(),
-            self.outbox.clone(),
-            self.opened_terminals,
-        );
+        let t = TerminalView::open(&self.peer, self.opened_terminals);
         self.terminals.push(t);
         self.terminal = self.terminals.len() - 1;
     }
 
-    fn chat_view(&mut self, ui: &mut egui::Ui, runtime: &tokio::runtime::Handle, live: bool) {
+    fn chat_view(&mut self, ui: &mut egui::Ui, live: bool) {
         self.unread = 0;
         let height = ui.available_height() - 40.0;
         egui::ScrollArea::vertical()
@@ -547,8 +539,8 @@ impl SessionTab {
             {
                 let text = std::mem::take(&mut self.draft);
                 self.chat.push((ponte_session::clock(), true, text.clone()));
-                let (viewer, outbox) = (self.viewer.clone(), self.outbox.clone());
-                runtime.spawn(async move {
+                let (viewer, outbox) = (self.peer.viewer.clone(), self.peer.outbox.clone());
+                self.peer.runtime.spawn(async move {
                     if let Err(e) = viewer.chat(&text).await {
                         outbox.send(Update::ChatFailed(e.to_string()));
                     }
@@ -558,13 +550,13 @@ impl SessionTab {
         });
     }
 
-    fn info_view(&mut self, ui: &mut egui::Ui, runtime: &tokio::runtime::Handle) {
+    fn info_view(&mut self, ui: &mut egui::Ui) {
         let asking = matches!(self.info, Some(None));
         let refresh = ui.add_enabled(!asking, egui::Button::new("⟳ Refresh")).clicked();
         if refresh || self.info.is_none() {
             self.info = Some(None);
-            let (viewer, outbox) = (self.viewer.clone(), self.outbox.clone());
-            runtime.spawn(async move {
+            let (viewer, outbox) = (self.peer.viewer.clone(), self.peer.outbox.clone());
+            self.peer.runtime.spawn(async move {
                 outbox.send(Update::Info(viewer.info().await.map_err(|e| e.to_string())));
             });
         }

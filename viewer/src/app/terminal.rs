@@ -12,8 +12,8 @@ use std::sync::Arc;
 use eframe::egui::{self, Color32, FontId, Key, Sense, Stroke};
 use tokio::sync::mpsc;
 
-use super::Outbox;
 use super::session::Update;
+use super::{Outbox, Peer};
 use ponte_viewer::client::Viewer;
 use ponte_viewer::reply::TerminalOutput;
 
@@ -56,15 +56,17 @@ pub struct TerminalView {
 impl TerminalView {
     /// Opens a shell of `cols`×`rows` on the customer's computer; its output reaches the app
     /// as [`Update::Terminal`] with `number`.
-    pub fn open(
-        runtime: &tokio::runtime::Handle,
-        viewer: Arc<Viewer>,
-        outbox: Outbox<Update>,
-        number: usize,
-    ) -> TerminalView {
+    pub fn open(peer: &Peer, number: usize) -> TerminalView {
         let (cols, rows) = (80, 24);
         let (tx, rx) = mpsc::unbounded_channel();
-        runtime.spawn(drive(viewer, cols, rows, rx, outbox, number));
+        peer.runtime.spawn(drive(
+            peer.viewer.clone(),
+            cols,
+            rows,
+            rx,
+            peer.outbox.clone(),
+            number,
+        ));
         TerminalView {
             number,
             parser: vt100::Parser::new(nonzero(rows), nonzero(cols), SCROLLBACK),
