@@ -147,6 +147,19 @@ async fn an_assistant_connects_in_the_app_and_works_with_files_side_by_side_and_
     click(&x, upload);
     agent.expect("wants to PUT");
     wait_for_phrase(&x, "files-waiting", "waiting for the customer");
+    // Cancelled while the customer is asked: the question goes away, nothing is written.
+    let cancel = wait_for_phrase(&x, "files-waiting", "Cancel");
+    click(&x, cancel);
+    agent.expect("withdrawn");
+    wait_for_phrase(&x, "files-cancelled", "cancelled");
+    assert!(
+        !w.path("upload-me.txt").exists(),
+        "a cancelled upload was written"
+    );
+    // Again, answered this time.
+    click(&x, upload);
+    agent.expect("wants to PUT");
+    wait_for_phrase(&x, "files-waiting", "waiting for the customer");
     keep(&x, "viewer-files");
     assert!(
         !w.path("upload-me.txt").exists(),
@@ -398,10 +411,25 @@ async fn the_app_says_what_went_wrong_stops_at_a_changed_relay_and_runs_two_sess
         (text.contains(&group(&id_1)) && text.contains(&group(&id_2))).then_some(())
     });
 
+    // The first customer turns a permission off: the app says so, and greys out its view.
+    let tab = wait_for(&x, "two-tabs", |seen| {
+        let label = seen
+            .words
+            .iter()
+            .find(|w| w.y < 30 && w.text.contains(&group(&id_1)))?;
+        Some((label.x + label.w / 2, label.y + label.h / 2))
+    });
+    click(&x, tab);
+    first.send("revoke info");
+    wait_for_phrase(&x, "two-revoked", "turned off: info");
+
     // The second customer ends theirs: that tab says so, the first session goes on.
     second.send("end");
     assert!(second.wait(WAIT).success());
-    wait_for_phrase(&x, "two-ended", "Session ended");
+    // Its tab says so (the first one is shown).
+    wait_for(&x, "two-ended", |seen| {
+        seen.text().contains("(ended)").then_some(())
+    });
     assert!(
         !first
             .lines_within(Duration::from_secs(1))
