@@ -10,6 +10,7 @@
 //! link cannot redirect a write. Entry paths are relative and checked: nothing a peer sends
 //! can write outside the destination or through a link inside it.
 
+use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
 
 use ponte_e2e::app::{EntryKind, MAX_CHUNK, MAX_PATH, Transfer};
@@ -676,7 +677,7 @@ impl<'d> Receiving<'d> {
             return Err(TransferError::Exists(target));
         }
         // Each file once: they are all put in place at the end.
-        if self.staging.files.iter().any(|(_, staged)| *staged == target) {
+        if !self.staging.targets.insert(target.clone()) {
             return Err(TransferError::Protocol);
         }
         Ok(target)
@@ -697,6 +698,9 @@ fn guard(dest: &Destination<'_>, target: &Path) -> Result<(), TransferError> {
 #[derive(Default)]
 struct Staging {
     files: Vec<(Partial, PathBuf)>,
+    /// Where the files go, to refuse one that comes twice (a set: a folder may hold 10,000, and
+    /// comparing each with all before was quadratic).
+    targets: HashSet<PathBuf>,
     dirs: Vec<PathBuf>,
     root: Option<PathBuf>,
     kept: bool,
@@ -1005,6 +1009,47 @@ mod tests {
         let totals = receiver.await.unwrap().unwrap();
         assert_eq!(totals, Totals { files: 1, bytes: 5 });
         assert_eq!(std::fs::read(&target).unwrap(), b"hello");
+    }
+
+    /// A sender that names the same file twice in a folder is refused, and nothing is left.
+    #[tokio::test]
+    async fn a_file_sent_twice_in_a_folder_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("tree");
+        let (agent, viewer, _server, _client) = crate::secure::tests::pair().await;
+        let mut sender = agent.open().await.unwrap();
+        let into = dest.clone();
+        let receiver = tokio::spawn(async move {
+            let mut stream = viewer.accept().await.unwrap().open().await.unwrap();
+            let destination = Destination {
+                path: &into,
+                kind: Some(EntryKind::Dir),
+                replace: false,
+                limit: None,
+                guard: &no_guard,
+            };
+            receive_into(&mut stream.recv, destination, &mut |_| {}).await
+        });
+        let sha256: [u8; 32] = Sha256::digest(b"hello").into();
+        let mut messages = vec![Transfer::Total { files: 2, bytes: 10 }];
+        for _ in 0..2 {
+            messages.push(Transfer::File {
+                path: "a.txt".to_owned().into(),
+                size: 5,
+                mode: 0o644,
+            });
+            messages.push(Transfer::Data(b"hello".to_vec()));
+            messages.push(Transfer::FileEnd { sha256 });
+        }
+        messages.push(Transfer::Done);
+        for message in &messages {
+            // The receiver may stop reading at the second one.
+            let _ = sender.send.send(message).await;
+        }
+        let _ = sender.send.finish().await;
+        let outcome = receiver.await.unwrap();
+        assert!(matches!(outcome, Err(TransferError::Protocol)), "{outcome:?}");
+        assert!(!dest.exists(), "a refused folder was left");
     }
 
     /// Merging into a folder that was there: a cut transfer takes the folders it made with it
