@@ -1172,7 +1172,13 @@ mod tests {
         // A source keeps as many as it may have sessions waiting (2 here): its oldest goes.
         let later = t + Duration::from_secs(1);
         r.end_resume(DeviceTag([2; 16]), [2; 32], ip(1), later);
-        r.end_resume(DeviceTag([3; 16]), [3; 32], ip(1), later);
+        // Apart in time, so that which is the oldest of all below does not rest on a tie.
+        r.end_resume(
+            DeviceTag([3; 16]),
+            [3; 32],
+            ip(1),
+            later + Duration::from_millis(500),
+        );
         assert_eq!(r.resume_ended(slot, later), None, "the source's oldest went");
         assert_eq!(r.resume_ended(DeviceTag([3; 16]), later), Some([3; 32]));
         // The relay as many as sessions may wait (3 here): the oldest of all goes.
