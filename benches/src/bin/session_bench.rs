@@ -234,88 +234,24 @@ async fn main() -> anyhow::Result<()> {
         return over_link(name, arg("--mib", 20) as usize).await;
     }
     let mib = arg("--mib", 1024) as usize;
-    let dir = tempfile::tempdir()?;
-    for d in ["home", "config", "data", "agent"] {
-        std::fs::create_dir_all(dir.path().join(d))?;
-    }
-    let (_relay, addr, fp) = ponte_benches::start_relay(&dir.path().join("relay"))?;
-    let env = |cmd: &mut Command| {
-        cmd.env("HOME", dir.path().join("home"))
-            .env("XDG_CONFIG_HOME", dir.path().join("config"))
-            .env("XDG_DATA_HOME", dir.path().join("data"))
-            .env("PONTE_RELAY", addr.to_string());
-    };
-    let pin = ["--fingerprint".to_owned(), fp.to_string()];
-    let file = dir.path().join("agent/big.bin");
-    {
-        use std::io::Write;
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&file)?);
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        let mut buf = vec![0u8; 1 << 20];
-        for _ in 0..mib {
-            for c in buf.chunks_mut(8) {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                c.copy_from_slice(&x.to_le_bytes());
-            }
-            f.write_all(&buf)?;
-        }
-    }
-    // The viewer identity is created once, outside the timed runs.
-    let mut make_identity = Command::new(program("ponte-viewer"));
-    make_identity
-        .env("XDG_CONFIG_HOME", dir.path().join("config"))
-        .args(["identity", "new", "--name", "bench"]);
-    make_identity.stdout(Stdio::null()).status()?;
-
-    // One session: an agent, and a viewer running `batch`; returns the viewer's wall time.
-    let session = |name: &str, batch: &str| -> anyhow::Result<f64> {
-        let mut agent = Command::new(program("ponte-agent"));
-        env(&mut agent);
-        agent
-            .args(["--json", "--allow", "all", "--dir"])
-            .arg(dir.path().join("agent"))
-            .args(&pin);
-        let agent = Running::start(agent);
-        let ready = agent.event("ready", Duration::from_secs(30));
-        let (id, code) = (
-            ready["session_id"].as_str().unwrap_or_default(),
-            ready["code"].as_str().unwrap_or_default(),
-        );
-        let file = dir.path().join(format!("{name}.txt"));
-        std::fs::write(&file, batch)?;
-        let mut viewer = Command::new(program("ponte-viewer"));
-        env(&mut viewer);
-        viewer
-            .args(["connect", id, "--code", code, "--batch"])
-            .arg(&file)
-            .args(&pin);
-        let start = Instant::now();
-        let out = viewer.stdin(Stdio::null()).output()?;
-        let took = start.elapsed().as_secs_f64();
-        anyhow::ensure!(
-            out.status.success(),
-            "viewer failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(took)
-    };
+    let bench = Bench::start()?;
+    random_file(&bench.path("agent/big.bin"), mib << 20, 0)?;
+    let session = |batch: &str| bench.session(bench.addr, batch);
 
     let mut connect_times = Vec::new();
     let mut get_rates = Vec::new();
     let mut raw_rates = Vec::new();
     for run in 0..3 {
-        let dest = dir.path().join(format!("got{run}.bin"));
-        let total = session("get", &format!("get big.bin {}\n", dest.display()))?;
+        let dest = bench.path(&format!("viewer/got{run}.bin"));
+        let total = session(&format!("get big.bin {}\n", dest.display()))?;
         std::fs::remove_file(&dest)?;
         // The same with an empty batch: connect, handshake, consent, quit.
-        let connect = session("empty", "")?;
+        let connect = session("")?;
         connect_times.push(connect);
         // The get's own time is the whole run minus a session set-up.
         get_rates.push((mib << 20) as f64 / (total - connect).max(1e-3) / 1e6);
         // Interleaved with the gets, so both see the same machine state.
-        raw_rates.push(raw_relayed_copy(addr, fp, mib << 20).await);
+        raw_rates.push(raw_relayed_copy(bench.addr, bench.fp, mib << 20).await);
     }
     let raw = raw_rates.iter().cloned().fold(0.0, f64::max);
     let best = get_rates.iter().cloned().fold(0.0, f64::max);
