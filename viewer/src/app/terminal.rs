@@ -20,6 +20,37 @@ use ponte_viewer::reply::TerminalOutput;
 /// Lines kept above the screen.
 const SCROLLBACK: usize = 2000;
 
+/// Output received but not yet taken by the window: beyond this the terminal's task stops
+/// reading, so a shell flooding its output (or a window that draws no frames) holds the stream
+/// up instead of growing memory.
+const MAX_UNSHOWN: usize = 4 << 20;
+
+/// The terminal's output on its way to the window, bounded by [`MAX_UNSHOWN`].
+#[derive(Clone)]
+struct Unshown(Arc<tokio::sync::Semaphore>);
+
+impl Unshown {
+    fn new() -> Unshown {
+        Unshown(Arc::new(tokio::sync::Semaphore::new(MAX_UNSHOWN)))
+    }
+
+    /// Waits until `n` more bytes may be on their way; `false` once the window closed it.
+    async fn reserve(&self, n: usize) -> bool {
+        match self.0.acquire_many(n.min(MAX_UNSHOWN) as u32).await {
+            Ok(permit) => {
+                permit.forget();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// `n` bytes reached the grid.
+    fn shown(&self, n: usize) {
+        self.0.add_permits(n.min(MAX_UNSHOWN));
+    }
+}
+
 /// The largest grid drawn, whatever the window's size.
 const MAX_COLS: u16 = 400;
 const MAX_ROWS: u16 = 200;
@@ -48,6 +79,7 @@ pub struct TerminalView {
     /// Unbounded: keys come at a person's pace, and one must never be dropped or reordered
     /// while the link (or a customer's computer that stops reading) holds them up.
     input: Option<mpsc::UnboundedSender<Input>>,
+    unshown: Unshown,
     ended: Option<String>,
     /// The grid's size (columns, rows).
     size: (u16, u16),
@@ -59,11 +91,12 @@ impl TerminalView {
     pub fn open(peer: &Peer, number: usize) -> TerminalView {
         let (cols, rows) = (80, 24);
         let (tx, rx) = mpsc::unbounded_channel();
+        let unshown = Unshown::new();
         peer.runtime.spawn(drive(
             peer.viewer.clone(),
-            cols,
-            rows,
+            (cols, rows),
             rx,
+            unshown.clone(),
             peer.outbox.clone(),
             number,
         ));
@@ -71,6 +104,7 @@ impl TerminalView {
             number,
             parser: vt100::Parser::new(nonzero(rows), nonzero(cols), SCROLLBACK),
             input: Some(tx),
+            unshown,
             ended: None,
             size: (cols, rows),
         }
@@ -84,7 +118,10 @@ impl TerminalView {
     /// Takes what its task said.
     pub fn apply(&mut self, output: Output) {
         match output {
-            Output::Bytes(bytes) => self.parser.process(&bytes),
+            Output::Bytes(bytes) => {
+                self.parser.process(&bytes);
+                self.unshown.shown(bytes.len());
+            }
             Output::Ended(why) => {
                 self.ended = Some(why);
                 self.input = None;
@@ -221,6 +258,13 @@ impl TerminalView {
     }
 }
 
+impl Drop for TerminalView {
+    fn drop(&mut self) {
+        // A task waiting for the window to take output stops.
+        self.unshown.0.close();
+    }
+}
+
 const BACKGROUND: Color32 = Color32::from_rgb(0x1e, 0x1e, 0x1e);
 const FOREGROUND: Color32 = Color32::from_rgb(0xe0, 0xe0, 0xe0);
 
@@ -351,9 +395,9 @@ fn nonzero(n: u16) -> NonZeroU16 {
 /// either side ends.
 async fn drive(
     viewer: Arc<Viewer>,
-    cols: u16,
-    rows: u16,
+    (cols, rows): (u16, u16),
     mut input: mpsc::UnboundedReceiver<Input>,
+    unshown: Unshown,
     outbox: Outbox<Update>,
     number: usize,
 ) {
@@ -378,7 +422,12 @@ async fn drive(
                 }
             }
             output = terminal.output() => match output {
-                Ok(TerminalOutput::Output(bytes)) => tell(Output::Bytes(bytes)),
+                Ok(TerminalOutput::Output(bytes)) => {
+                    if !unshown.reserve(bytes.len()).await {
+                        return; // The window closed the terminal.
+                    }
+                    tell(Output::Bytes(bytes));
+                }
                 Ok(TerminalOutput::Exit(code)) => {
                     return tell(Output::Ended(match code {
                         Some(code) => format!("the shell exited ({code})"),
@@ -431,6 +480,18 @@ mod tests {
             keys(&events, egui::Modifiers::default(), application.screen()),
             b"\x1bOA\x1b[200~a[201~b\x1b[201~"
         );
+    }
+
+    #[tokio::test]
+    async fn a_flooding_shell_waits_for_the_window() {
+        let unshown = Unshown::new();
+        assert!(unshown.reserve(MAX_UNSHOWN).await);
+        let more = tokio::time::timeout(std::time::Duration::from_millis(100), unshown.reserve(1)).await;
+        assert!(more.is_err(), "output beyond what the window took was read");
+        unshown.shown(64 << 10);
+        assert!(unshown.reserve(64 << 10).await, "what was shown frees room");
+        unshown.0.close();
+        assert!(!unshown.reserve(1).await, "a closed terminal stops its task");
     }
 
     #[test]
