@@ -249,6 +249,13 @@ impl RecordSealer {
         self.seal_at(false, record, 0)
     }
 
+    /// Seals, in place, the record that begins at `start` in `buf` ([`HEADER_LEN`] bytes of
+    /// any value, then at most [`MAX_PLAINTEXT`] bytes of plaintext up to the end of `buf`),
+    /// after the records already there: several records built in one buffer.
+    pub fn seal_in_place_at(&mut self, buf: &mut Vec<u8>, start: usize) -> Result<(), RecordError> {
+        self.seal_at(false, buf, start)
+    }
+
     /// Appends `plaintext` to `out` as one or more records of at most `record_size` bytes of
     /// plaintext each (clamped to 1..=[`MAX_PLAINTEXT`]). On error `out` is left as it was.
     pub fn seal(

@@ -1,0 +1,458 @@
+//! The receiving side: every message of the sender checked against its announcement and the
+//! destination, and what passes handed to the transfer's [`Disk`] thread.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use ponte_e2e::app::{EntryKind, Transfer};
+use ponte_wire::text::PeerText;
+
+use super::disk::{Disk, Op};
+use super::{IDLE_TIMEOUT, MAX_EXTRA_DIRS, Progress, Totals, TransferError, safe_join};
+use crate::secure::SecureRecv;
+
+pub use super::disk::PARTIAL_SUFFIX;
+
+/// Where and how a transfer is received.
+pub struct Destination<'a> {
+    /// The file (single-file transfer) or directory (tree) to create. Its parent must exist.
+    pub path: &'a Path,
+    /// What must arrive, if that was agreed: a file, or a folder.
+    pub kind: Option<EntryKind>,
+    /// Replace an existing file, or merge into an existing directory.
+    pub replace: bool,
+    /// At most this much may arrive, whatever the sender announces.
+    pub limit: Option<Totals>,
+    /// Asked before every directory or file is created (with its full path); an error fails
+    /// the transfer with that reason.
+    pub guard: &'a (dyn Fn(&Path) -> Result<(), String> + Sync),
+}
+
+/// Accepts every entry (a destination the receiving user chose).
+pub fn no_guard(_: &Path) -> Result<(), String> {
+    Ok(())
+}
+
+/// The sender's next message, at most [`IDLE_TIMEOUT`] away.
+pub(super) async fn next_message(recv: &mut SecureRecv) -> Result<Transfer, TransferError> {
+    match tokio::time::timeout(IDLE_TIMEOUT, recv.expect::<Transfer>()).await {
+        Ok(message) => Ok(message?),
+        Err(_) => Err(TransferError::Idle),
+    }
+}
+
+/// Receives a transfer into `dest` and returns what arrived. Nothing is put in place before
+/// the whole transfer stream arrived — its `Done` and the authenticated end of the stream
+/// after it — so a stream cut anywhere, even after the last file, leaves nothing behind.
+pub async fn receive_into(
+    recv: &mut SecureRecv,
+    dest: Destination<'_>,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<Totals, TransferError> {
+    let announced = match next_message(recv).await? {
+        Transfer::Total { files, bytes } => Totals { files, bytes },
+        Transfer::Failed(reason) => return Err(TransferError::Remote(reason)),
+        _ => return Err(TransferError::Protocol),
+    };
+    if let Some(limit) = dest.limit
+        && (announced.files > limit.files || announced.bytes > limit.bytes)
+    {
+        return Err(TransferError::TooMuch("it announced more than allowed"));
+    }
+    progress(Progress::Started(announced));
+    let mut into = Receiving::new(dest, announced);
+    loop {
+        match next_message(recv).await? {
+            Transfer::Done => {
+                if into.dest.kind == Some(EntryKind::Dir) {
+                    into.root().await?; // An empty folder.
+                }
+                // Written while the end of the stream is awaited.
+                into.disk.flush().await?;
+                stream_end(recv).await?;
+                into.disk.finish().await?;
+                return Ok(into.received);
+            }
+            Transfer::Failed(reason) => return Err(TransferError::Remote(reason)),
+            Transfer::Dir { path } if into.tree => into.dir(path).await?,
+            Transfer::File { path, size, mode } => {
+                into.file(path, size, mode).await?;
+                into.received.bytes += receive_file(recv, &mut into.disk, size, progress).await?;
+            }
+            _ => return Err(TransferError::Protocol),
+        }
+    }
+}
+
+/// Only the end-of-stream record after `Done` says nobody cut the stream there.
+async fn stream_end(recv: &mut SecureRecv) -> Result<(), TransferError> {
+    match tokio::time::timeout(IDLE_TIMEOUT, recv.recv::<Transfer>()).await {
+        Ok(Ok(None)) => Ok(()),
+        Ok(Ok(Some(_))) => Err(TransferError::Protocol),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(TransferError::Idle),
+    }
+}
+
+/// The data of the file just begun, up to its end; returns its size.
+async fn receive_file(
+    recv: &mut SecureRecv,
+    disk: &mut Disk,
+    size: u64,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<u64, TransferError> {
+    let mut received = 0u64;
+    loop {
+        match next_message(recv).await? {
+            Transfer::Data(bytes) => {
+                let n = bytes.len() as u64;
+                received += n;
+                if received > size {
+                    return Err(TransferError::TooMuch("bytes in a file"));
+                }
+                disk.send(Op::Data(bytes)).await?;
+                progress(Progress::Advanced(n));
+            }
+            Transfer::FileEnd { sha256 } => {
+                disk.send(Op::End { sha256 }).await?;
+                return Ok(received);
+            }
+            Transfer::Failed(reason) => return Err(TransferError::Remote(reason)),
+            _ => return Err(TransferError::Protocol),
+        }
+    }
+}
+
+/// A transfer being received: what was announced, what arrived, and where it goes.
+struct Receiving<'d> {
+    dest: Destination<'d>,
+    announced: Totals,
+    received: Totals,
+    dirs: u64,
+    root_is_dir: bool,
+    /// A single file may arrive (an entry without a path).
+    single_file: bool,
+    /// A folder may arrive (entries with paths).
+    tree: bool,
+    /// Where the files go, to refuse one that comes twice (a set: a folder may hold 10,000, and
+    /// comparing each with all before was quadratic).
+    targets: HashSet<PathBuf>,
+    disk: Disk,
+}
+
+impl<'d> Receiving<'d> {
+    fn new(dest: Destination<'d>, announced: Totals) -> Self {
+        // A file stays a file and a folder a folder, as announced.
+        let (single_file, tree) = match dest.kind {
+            Some(EntryKind::File) => (true, false),
+            Some(EntryKind::Dir) => (false, true),
+            None => (true, true),
+        };
+        let disk = Disk::start(dest.path.to_owned(), dest.replace, tree);
+        Receiving {
+            dest,
+            announced,
+            received: Totals::default(),
+            dirs: 0,
+            root_is_dir: false,
+            single_file,
+            tree,
+            targets: HashSet::new(),
+            disk,
+        }
+    }
+
+    fn guard(&self, target: &Path) -> Result<(), TransferError> {
+        (self.dest.guard)(target).map_err(|reason| TransferError::Refused {
+            path: target.to_owned(),
+            reason,
+        })
+    }
+
+    /// Creates (or, replacing, merges into) the destination folder, once.
+    async fn root(&mut self) -> Result<(), TransferError> {
+        if !self.root_is_dir {
+            self.guard(self.dest.path)?;
+            self.disk.send(Op::Root).await?;
+            self.root_is_dir = true;
+        }
+        Ok(())
+    }
+
+    /// A folder of the tree.
+    async fn dir(&mut self, relative: PeerText) -> Result<(), TransferError> {
+        self.dirs += 1;
+        if self.dirs > self.announced.files.saturating_add(MAX_EXTRA_DIRS) {
+            return Err(TransferError::TooMuch("folders"));
+        }
+        self.root().await?;
+        let target = safe_join(self.dest.path, &relative)?;
+        self.guard(&target)?;
+        // One folder per message (parents come first): the count bounds what is made.
+        self.disk.send(Op::Dir { target, relative }).await
+    }
+
+    /// An announced file begins, once it is known to fit what was announced and allowed.
+    async fn file(&mut self, relative: PeerText, size: u64, mode: u32) -> Result<(), TransferError> {
+        self.received.files += 1;
+        if self.received.files > self.announced.files {
+            return Err(TransferError::TooMuch("files"));
+        }
+        if size > self.announced.bytes - self.received.bytes {
+            return Err(TransferError::TooMuch("bytes"));
+        }
+        let (target, relative) = if relative.is_empty() && self.single_file {
+            if self.root_is_dir || self.received.files > 1 {
+                return Err(TransferError::Protocol);
+            }
+            (self.dest.path.to_owned(), None)
+        } else if !relative.is_empty() && self.tree {
+            self.root().await?;
+            (safe_join(self.dest.path, &relative)?, Some(relative))
+        } else {
+            return Err(TransferError::Protocol);
+        };
+        self.guard(&target)?;
+        // Each file once: they are all put in place at the end.
+        if !self.targets.insert(target.clone()) {
+            return Err(TransferError::Protocol);
+        }
+        self.disk
+            .send(Op::File {
+                target,
+                relative,
+                size,
+                mode,
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sha2::{Digest, Sha256};
+
+    use super::*;
+    use crate::secure::SecureSend;
+
+    /// A fresh stream pair: its sending end, and a task receiving into `dest` what arrives.
+    async fn receiver(
+        dest: PathBuf,
+        kind: Option<EntryKind>,
+        replace: bool,
+    ) -> (
+        crate::secure::SecureStream,
+        tokio::task::JoinHandle<Result<Totals, TransferError>>,
+        Vec<quinn::Endpoint>,
+    ) {
+        let (agent, viewer, server, client) = crate::secure::tests::pair().await;
+        let sender = agent.open().await.unwrap();
+        let receiver = tokio::spawn(async move {
+            let mut stream = viewer.accept().await.unwrap().open().await.unwrap();
+            let destination = Destination {
+                path: &dest,
+                kind,
+                replace,
+                limit: None,
+                guard: &no_guard,
+            };
+            receive_into(&mut stream.recv, destination, &mut |_| {}).await
+        });
+        (sender, receiver, vec![server, client])
+    }
+
+    /// A transfer of one five-byte file, its announcement sent.
+    async fn transfer_to(
+        dest: PathBuf,
+        replace: bool,
+    ) -> (
+        crate::secure::SecureStream,
+        tokio::task::JoinHandle<Result<Totals, TransferError>>,
+        Vec<quinn::Endpoint>,
+    ) {
+        let (mut sender, receiver, endpoints) = receiver(dest, None, replace).await;
+        sender
+            .send
+            .send(&Transfer::Total { files: 1, bytes: 5 })
+            .await
+            .unwrap();
+        (sender, receiver, endpoints)
+    }
+
+    /// Sends one verified five-byte file and the transfer's `Done`.
+    async fn send_one_file(send: &mut SecureSend) {
+        send.send(&Transfer::File {
+            path: String::new().into(),
+            size: 5,
+            mode: 0o644,
+        })
+        .await
+        .unwrap();
+        send.send(&Transfer::Data(b"hello".to_vec())).await.unwrap();
+        let sha256 = Sha256::digest(b"hello").into();
+        send.send(&Transfer::FileEnd { sha256 }).await.unwrap();
+        send.send(&Transfer::Done).await.unwrap();
+    }
+
+    /// Waits (at most 5 s) until a partial file is being written in `dir`: the receiver has
+    /// opened the stream, so a reset now cuts a transfer under way.
+    async fn receiving_in(dir: &Path) {
+        for _ in 0..100 {
+            let partial = std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().ends_with(PARTIAL_SUFFIX)));
+            if partial {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("nothing is received in {}", dir.display());
+    }
+
+    /// A verified file is put in place only once the whole transfer stream arrived (its `Done`
+    /// and its end-of-stream record): a stream cut after the last file leaves nothing.
+    #[tokio::test]
+    async fn files_are_put_in_place_only_when_the_transfer_stream_is_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("file.txt");
+        let (mut sender, receiver, _endpoints) = transfer_to(target.clone(), false).await;
+        send_one_file(&mut sender.send).await;
+        receiving_in(dir.path()).await;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(!target.exists(), "in place before the end of the stream");
+        assert!(!receiver.is_finished(), "done before the end of the stream");
+        sender.send.reset();
+        let outcome = receiver.await.unwrap();
+        assert!(outcome.is_err(), "{outcome:?}");
+        assert!(!target.exists(), "a cut transfer left its file in place");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "nothing is left"
+        );
+
+        let (mut sender, receiver, _endpoints) = transfer_to(target.clone(), false).await;
+        send_one_file(&mut sender.send).await;
+        sender.send.finish().await.unwrap();
+        let totals = receiver.await.unwrap().unwrap();
+        assert_eq!(totals, Totals { files: 1, bytes: 5 });
+        assert_eq!(std::fs::read(&target).unwrap(), b"hello");
+    }
+
+    /// A new folder is filled under a hidden name and appears, whole, only at the end; cut
+    /// before its end, nothing of it is left.
+    #[tokio::test]
+    async fn a_new_folder_appears_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("tree");
+        let sha256: [u8; 32] = Sha256::digest(b"hello").into();
+        let mut messages = vec![
+            Transfer::Total { files: 2, bytes: 10 },
+            Transfer::Dir { path: "sub".into() },
+        ];
+        for path in ["a.txt", "sub/b.txt"] {
+            messages.push(Transfer::File {
+                path: path.into(),
+                size: 5,
+                mode: 0o644,
+            });
+            messages.push(Transfer::Data(b"hello".to_vec()));
+            messages.push(Transfer::FileEnd { sha256 });
+        }
+        messages.push(Transfer::Done);
+        for cut in [true, false] {
+            let (mut sender, receiver, _endpoints) =
+                receiver(dest.clone(), Some(EntryKind::Dir), false).await;
+            sender.send.send_all(&messages).await.unwrap();
+            receiving_in(dir.path()).await;
+            assert!(!dest.exists(), "the folder is there before the end");
+            if cut {
+                sender.send.reset();
+                assert!(receiver.await.unwrap().is_err());
+                assert_eq!(
+                    std::fs::read_dir(dir.path()).unwrap().count(),
+                    0,
+                    "nothing is left"
+                );
+            } else {
+                sender.send.finish().await.unwrap();
+                let totals = receiver.await.unwrap().unwrap();
+                assert_eq!(totals, Totals { files: 2, bytes: 10 });
+                assert_eq!(std::fs::read(dest.join("sub/b.txt")).unwrap(), b"hello");
+                let names: Vec<_> = std::fs::read_dir(dir.path())
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name())
+                    .collect();
+                assert_eq!(names, ["tree"], "only the folder, by its name");
+            }
+        }
+    }
+
+    /// A sender that names the same file twice in a folder is refused, and nothing is left.
+    #[tokio::test]
+    async fn a_file_sent_twice_in_a_folder_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("tree");
+        let (mut sender, receiver, _endpoints) = receiver(dest.clone(), Some(EntryKind::Dir), false).await;
+        let sha256: [u8; 32] = Sha256::digest(b"hello").into();
+        let mut messages = vec![Transfer::Total { files: 2, bytes: 10 }];
+        for _ in 0..2 {
+            messages.push(Transfer::File {
+                path: "a.txt".to_owned().into(),
+                size: 5,
+                mode: 0o644,
+            });
+            messages.push(Transfer::Data(b"hello".to_vec()));
+            messages.push(Transfer::FileEnd { sha256 });
+        }
+        messages.push(Transfer::Done);
+        for message in &messages {
+            // The receiver may stop reading at the second one.
+            let _ = sender.send.send(message).await;
+        }
+        let _ = sender.send.finish().await;
+        let outcome = receiver.await.unwrap();
+        assert!(matches!(outcome, Err(TransferError::Protocol)), "{outcome:?}");
+        assert!(!dest.exists(), "a refused folder was left");
+    }
+
+    /// Merging into a folder that was there: a cut transfer takes the folders it made with it
+    /// and leaves the folder as it was.
+    #[tokio::test]
+    async fn a_cut_merge_leaves_the_existing_folder_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("tree");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::write(root.join("kept.txt"), "mine").unwrap();
+        let (mut sender, receiver, _endpoints) = transfer_to(root.clone(), true).await;
+        sender
+            .send
+            .send(&Transfer::Dir { path: "sub".into() })
+            .await
+            .unwrap();
+        let file = Transfer::File {
+            path: "sub/new.txt".into(),
+            size: 5,
+            mode: 0o644,
+        };
+        sender.send.send(&file).await.unwrap();
+        sender
+            .send
+            .send(&Transfer::Data(b"hello".to_vec()))
+            .await
+            .unwrap();
+        let sha256 = Sha256::digest(b"hello").into();
+        sender.send.send(&Transfer::FileEnd { sha256 }).await.unwrap();
+        sender.send.send(&Transfer::Done).await.unwrap();
+        receiving_in(&root.join("sub")).await;
+        sender.send.reset();
+        assert!(receiver.await.unwrap().is_err());
+        let left: Vec<_> = std::fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["kept.txt"]);
+        assert_eq!(std::fs::read_to_string(root.join("kept.txt")).unwrap(), "mine");
+    }
+}
