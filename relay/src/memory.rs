@@ -25,9 +25,15 @@ pub const UNPAIRED_WINDOW: u64 = 16 * 1024;
 /// Buffer for datagrams in each direction of a connection (endpoint-wide in quinn).
 pub const DATAGRAM_BUFFER: u64 = 64 * 1024;
 
-/// Streams of each kind a paired peer may have open at once; mirrored streams count on both
-/// sides.
-pub const PAIRED_STREAMS: u32 = 256;
+/// Bidirectional streams a paired peer may have open at once (mirrored streams count on both
+/// sides; credit comes back as streams end). Enough for every view of a session at once (the
+/// peers' own QUIC stacks allow 100). quinn keeps a map entry for every stream a peer may open,
+/// so this is memory at rest: 256 of each kind were about half of an idle session's.
+pub const PAIRED_BI_STREAMS: u32 = 64;
+
+/// Unidirectional streams a paired peer may have open at once (Ponte's own protocol opens
+/// none; they are forwarded for what is built on the relay).
+pub const PAIRED_UNI_STREAMS: u32 = 16;
 
 /// The smallest windows a pairing gets when the pool is tight.
 pub const MIN_WINDOW: u64 = 64 * 1024;
@@ -171,8 +177,8 @@ pub fn unpaired_transport(stream_window: u64) -> quinn::TransportConfig {
 pub fn open_up(connection: &Connection, tier: Tier) {
     connection.set_receive_window(VarInt::from_u64(tier.window).unwrap_or(VarInt::MAX));
     connection.set_send_window(tier.window);
-    connection.set_max_concurrent_bi_streams(VarInt::from_u32(PAIRED_STREAMS));
-    connection.set_max_concurrent_uni_streams(VarInt::from_u32(PAIRED_STREAMS));
+    connection.set_max_concurrent_bi_streams(VarInt::from_u32(PAIRED_BI_STREAMS));
+    connection.set_max_concurrent_uni_streams(VarInt::from_u32(PAIRED_UNI_STREAMS));
 }
 
 /// Takes a connection back to unpaired limits (its pairing ended; it waits for another).

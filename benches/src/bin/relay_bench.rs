@@ -6,8 +6,13 @@
 //! same run also measures throughput and pairing rate through that relay, interleaved with
 //! this one's, and prints the ratios.
 //!
+//! With `--memory`, only the pairing rate and the memory per idle paired session; with
+//! `--relay PROGRAM`, that program is run as the relay (a wrapper that runs it under a heap
+//! profiler, say: docs/BENCHMARKS.md has one).
+//!
 //! Run: `cargo run --release -p ponte-benches --bin relay-bench [-- --sessions 10000]
-//! [--baseline PATH]`. The relays are real release binaries, each in its own process.
+//! [--baseline PATH] [--memory] [--relay PROGRAM]`. The relays are real release binaries, each
+//! in its own process.
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -288,38 +293,14 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e6
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let max_sessions: usize = args
-        .iter()
-        .position(|a| a == "--sessions")
-        .and_then(|i| args.get(i + 1))
-        .map(|s| s.parse().context("--sessions N"))
-        .transpose()?
-        .unwrap_or(10_000);
-    let baseline = args
-        .iter()
-        .position(|a| a == "--baseline")
-        .and_then(|i| args.get(i + 1))
-        .map(std::path::PathBuf::from);
-    let ep = Endpoint::client("127.0.0.1:0".parse().unwrap())?;
-    if let Some(baseline) = &baseline {
-        before_after(baseline, &ep).await?;
-    }
-    let running = start_relay(&program("ponte-relay"), true);
-    let pid = running.running.child.id();
-    let relay = Target {
-        addr: running.addr,
-        fp: running.fp,
-    };
-
+/// Throughput relayed vs direct (best of three, alternating) and echo latency.
+async fn speed(ep: &Endpoint, relay: Target) {
     println!(
         "## Relay figures ({} MiB transfers, {ROUND_TRIPS} round trips)\n",
         TRANSFER >> 20
     );
     // Throughput: alternate relayed and direct runs, report the best of three each.
-    let (agent, viewer) = pair(&ep, relay).await;
+    let (agent, viewer) = pair(ep, relay).await;
     let (dc, ds, _e1, _e2) = direct().await;
     let mut relayed = Vec::new();
     let mut direct_t = Vec::new();
@@ -351,6 +332,42 @@ async fn main() -> anyhow::Result<()> {
         pct(&rl, 0.99) / pct(&dl, 0.99)
     );
     drop((agent, viewer));
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let max_sessions: usize = args
+        .iter()
+        .position(|a| a == "--sessions")
+        .and_then(|i| args.get(i + 1))
+        .map(|s| s.parse().context("--sessions N"))
+        .transpose()?
+        .unwrap_or(10_000);
+    let baseline = args
+        .iter()
+        .position(|a| a == "--baseline")
+        .and_then(|i| args.get(i + 1))
+        .map(std::path::PathBuf::from);
+    let ep = Endpoint::client("127.0.0.1:0".parse().unwrap())?;
+    if let Some(baseline) = &baseline {
+        before_after(baseline, &ep).await?;
+    }
+    let relay_program = args
+        .iter()
+        .position(|a| a == "--relay")
+        .and_then(|i| args.get(i + 1))
+        .map_or_else(|| program("ponte-relay"), std::path::PathBuf::from);
+    let running = start_relay(&relay_program, true);
+    let pid = running.running.child.id();
+    let relay = Target {
+        addr: running.addr,
+        fp: running.fp,
+    };
+
+    if !args.iter().any(|a| a == "--memory") {
+        speed(&ep, relay).await;
+    }
 
     // Pairings per second and memory per idle paired session.
     let base = relay_rss_kib(pid);

@@ -312,8 +312,8 @@ async fn a_stream_flood_after_self_pairing_leaves_relay_memory_bounded() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let before = rss_kib(relay.pid());
 
-    // 255 bidirectional and 256 unidirectional streams from each side, written into for
-    // 3 seconds and never read.
+    // 255 bidirectional and 256 unidirectional streams asked for from each side (more than
+    // the relay allows open at once), written into for 3 seconds and never read.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
     let mut tasks = tokio::task::JoinSet::new();
     for c in [agent.clone(), viewer.clone()] {

@@ -102,6 +102,47 @@ async fn no_stream_can_be_opened_before_pairing() {
     eventually(5, || r.relay.stats().buffers_reserved == 0).await;
 }
 
+/// A paired peer opening stream after stream, never ending one, gets the relay's paired
+/// limits and no more (quinn keeps state for every stream a peer may open: the limit is the
+/// relay's memory at rest).
+#[tokio::test]
+async fn a_paired_peer_has_at_most_the_paired_streams_open_at_once() {
+    use ponte_relay::memory::{PAIRED_BI_STREAMS, PAIRED_UNI_STREAMS};
+    let r = relay().await;
+    let ep = endpoint(30);
+    let agent = raw(&r, &ep, 1 << 20).await.unwrap();
+    let (_a_send, _a_recv, id) = register(&agent).await;
+    let viewer = raw(&r, &ep, 1 << 20).await.unwrap();
+    let (_v_send, _v_recv, answer) = join(&viewer, id).await;
+    assert_eq!(answer, Some(RelayMessage::Paired));
+    let mut open = Vec::new();
+    // The control line is one of the bidirectional streams.
+    for n in 1..PAIRED_BI_STREAMS {
+        let Ok(Ok((mut send, _recv))) = tokio::time::timeout(Duration::from_secs(5), viewer.open_bi()).await
+        else {
+            panic!("bidirectional stream {n} of {PAIRED_BI_STREAMS} not opened");
+        };
+        send.write_all(b"x").await.unwrap();
+        open.push(send);
+    }
+    assert!(
+        blocked(viewer.open_bi()).await,
+        "a stream beyond the limit opened"
+    );
+    let mut uni = Vec::new();
+    for n in 0..PAIRED_UNI_STREAMS {
+        let Ok(Ok(mut send)) = tokio::time::timeout(Duration::from_secs(5), viewer.open_uni()).await else {
+            panic!("unidirectional stream {n} of {PAIRED_UNI_STREAMS} not opened");
+        };
+        send.write_all(b"x").await.unwrap();
+        uni.push(send);
+    }
+    assert!(
+        blocked(viewer.open_uni()).await,
+        "a stream beyond the limit opened"
+    );
+}
+
 /// Opens `n` streams of each kind on `c` and writes into them until `deadline`, never reading.
 fn flood(c: &Connection, n: usize, deadline: tokio::time::Instant) -> tokio::task::JoinSet<u64> {
     let mut tasks = tokio::task::JoinSet::new();
