@@ -219,9 +219,11 @@ impl RecordSealer {
             // The last sequence number is kept for the end-of-stream record.
             return Err(RecordError::CounterExhausted);
         }
-        let record = &mut buf[start..];
-        let plaintext_len = record.len().saturating_sub(HEADER_LEN);
-        if record.len() < HEADER_LEN || plaintext_len > MAX_PLAINTEXT {
+        let Some(record) = buf.get_mut(start..).filter(|r| r.len() >= HEADER_LEN) else {
+            return Err(RecordError::PlaintextTooLarge(0));
+        };
+        let plaintext_len = record.len() - HEADER_LEN;
+        if plaintext_len > MAX_PLAINTEXT {
             return Err(RecordError::PlaintextTooLarge(plaintext_len));
         }
         let header = RecordHeader {
@@ -484,6 +486,18 @@ impl RecordOpener {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sealing_at_a_place_past_the_buffer_is_an_error() {
+        let (mut sealer, _) = pair();
+        let mut buf = vec![0u8; 10];
+        assert!(sealer.seal_in_place_at(&mut buf, 50).is_err());
+        assert!(
+            sealer.seal_in_place_at(&mut buf, 5).is_err(),
+            "no room for a header"
+        );
+        assert_eq!(buf.len(), 10);
+    }
     use zeroize::Zeroizing;
 
     fn pair() -> (RecordSealer, RecordOpener) {

@@ -21,6 +21,10 @@ use super::{AMBER, GREEN, Outbox, Peer, RED};
 use ponte_viewer::client::{Notice, State};
 use ponte_viewer::screen_client::ScreenClient;
 
+/// Terminals open at once in one session: each holds a stream of the session, and the relay
+/// lets a peer have 64 open (the views and requests need the rest).
+const MAX_TERMINALS: usize = 16;
+
 /// The customer's system facts as shown, or why they could not be read.
 type Facts = Result<Vec<(String, String)>, String>;
 
@@ -474,7 +478,13 @@ impl SessionTab {
                     close = Some(i);
                 }
             }
-            if ui.button("+ New terminal").clicked() {
+            let live = self.terminals.iter().filter(|t| t.ended().is_none()).count();
+            let new = ui
+                .add_enabled(live < MAX_TERMINALS, egui::Button::new("+ New terminal"))
+                .on_disabled_hover_text(format!(
+                    "at most {MAX_TERMINALS} terminals at once: close one first"
+                ));
+            if new.clicked() {
                 self.open_terminal();
             }
             if let Some(t) = self.terminals.get(self.terminal)

@@ -24,6 +24,9 @@ const BATCH_OPS: usize = 64;
 /// The suffix of every partial file's name.
 pub const PARTIAL_SUFFIX: &str = ".ponte-partial";
 
+/// The bytes of a destination's name kept in its partial name.
+const PARTIAL_NAME_MAX: usize = 200;
+
 /// What the receiving side asks of its disk thread, in the order of the transfer.
 pub(super) enum Op {
     /// Create the destination folder, or (replacing) merge into the one there.
@@ -60,11 +63,12 @@ pub(super) struct Disk {
 
 impl Disk {
     /// Starts the thread for a transfer into `root`; `tree` when a folder may arrive.
-    pub(super) fn start(root: PathBuf, replace: bool, tree: bool) -> Disk {
+    pub(super) fn start(root: PathBuf, replace: bool, tree: bool) -> Result<Disk, TransferError> {
         let (ops, queue) = mpsc::channel(QUEUED);
         let (report, outcome) = oneshot::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
+        let at = root.clone();
         let writer = Writer {
             root,
             replace,
@@ -77,15 +81,20 @@ impl Disk {
             .spawn(move || {
                 let _ = report.send(writer.run(queue, &stopped));
             })
-            .ok();
-        Disk {
+            .map_err(io(&at))?;
+        Ok(Disk {
             ops: Some(ops),
             batch: Vec::new(),
             batched: 0,
             outcome,
             stop,
-            thread,
-        }
+            thread: Some(thread),
+        })
+    }
+
+    /// The error that stopped the thread, if it stopped on one.
+    pub(super) fn failure(&mut self) -> Option<TransferError> {
+        self.outcome.try_recv().ok()?.err()
     }
 
     /// Queues an operation; an error is the one that stopped the thread (perhaps on an
@@ -195,8 +204,13 @@ impl Writer {
             // A folder's files were not synced one by one (an fsync each made 10,000 small
             // files 20 times slower than one large file): the whole file system is, once,
             // before anything says they are there.
-            let dir = std::fs::File::open(&self.root).map_err(io(&self.root))?;
-            rustix::fs::syncfs(&dir).map_err(|e| io(&self.root)(e.into()))?;
+            // What was just put in place (a folder, or a file), never through a link and
+            // never waiting: a FIFO swapped in its place cannot hold the thread.
+            use rustix::fs::{Mode, OFlags};
+            let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+            let placed =
+                rustix::fs::open(&self.root, flags, Mode::empty()).map_err(|e| io(&self.root)(e.into()))?;
+            rustix::fs::syncfs(&placed).map_err(|e| io(&self.root)(e.into()))?;
         }
         Ok(())
     }
@@ -326,6 +340,13 @@ fn partial_path(dest: &Path) -> PathBuf {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    // The partial name adds 31 bytes: a long name is shortened so that it still fits the
+    // file system's 255.
+    let name: String = name
+        .char_indices()
+        .take_while(|(i, c)| i + c.len_utf8() <= PARTIAL_NAME_MAX)
+        .map(|(_, c)| c)
+        .collect();
     let mut random = [0u8; 8];
     ponte_wire::os_rng().fill_bytes(&mut random);
     let tag: String = random.iter().map(|b| format!("{b:02x}")).collect();
@@ -417,6 +438,10 @@ impl Staging {
     /// appeared meanwhile); an error says what could not be placed, and what already was.
     fn commit(&mut self, replace: bool) -> Result<(), TransferError> {
         if let Some((hidden, name)) = &self.folder {
+            if !self.files.is_empty() {
+                // Every file of a new folder is in it already.
+                return Err(TransferError::Protocol);
+            }
             commit(hidden, name, false).map_err(|e| match e.kind() {
                 std::io::ErrorKind::AlreadyExists => TransferError::Exists(name.clone()),
                 _ => io(name)(e),
@@ -480,6 +505,16 @@ mod tests {
             name.starts_with(".file.bin.") && name.ends_with(PARTIAL_SUFFIX),
             "{name}"
         );
+    }
+
+    #[test]
+    fn a_long_name_still_has_a_partial_name() {
+        for name in ["é".repeat(127), "x".repeat(255)] {
+            let partial = partial_path(&Path::new("/d").join(&name));
+            let partial = partial.file_name().unwrap().to_str().unwrap();
+            assert!(partial.len() <= 255, "{} bytes", partial.len());
+            assert!(partial.starts_with(&format!(".{}", &name[..100])), "{partial}");
+        }
     }
 
     #[test]

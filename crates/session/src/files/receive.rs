@@ -60,27 +60,11 @@ pub async fn receive_into(
         return Err(TransferError::TooMuch("it announced more than allowed"));
     }
     progress(Progress::Started(announced));
-    let mut into = Receiving::new(dest, announced);
-    loop {
-        match next_message(recv).await? {
-            Transfer::Done => {
-                if into.dest.kind == Some(EntryKind::Dir) {
-                    into.root().await?; // An empty folder.
-                }
-                // Written while the end of the stream is awaited.
-                into.disk.flush().await?;
-                stream_end(recv).await?;
-                into.disk.finish().await?;
-                return Ok(into.received);
-            }
-            Transfer::Failed(reason) => return Err(TransferError::Remote(reason)),
-            Transfer::Dir { path } if into.tree => into.dir(path).await?,
-            Transfer::File { path, size, mode } => {
-                into.file(path, size, mode).await?;
-                into.received.bytes += receive_file(recv, &mut into.disk, size, progress).await?;
-            }
-            _ => return Err(TransferError::Protocol),
-        }
+    let mut into = Receiving::new(dest, announced)?;
+    match into.receive(recv, progress).await {
+        Ok(()) => Ok(into.received),
+        // The disk thread's error, if it has one, came first in the transfer's order.
+        Err(e) => Err(into.disk.failure().unwrap_or(e)),
     }
 }
 
@@ -134,6 +118,8 @@ struct Receiving<'d> {
     single_file: bool,
     /// A folder may arrive (entries with paths).
     tree: bool,
+    /// A single file arrived: the destination is that file.
+    single_taken: bool,
     /// Where the files go, to refuse one that comes twice (a set: a folder may hold 10,000, and
     /// comparing each with all before was quadratic).
     targets: HashSet<PathBuf>,
@@ -141,15 +127,15 @@ struct Receiving<'d> {
 }
 
 impl<'d> Receiving<'d> {
-    fn new(dest: Destination<'d>, announced: Totals) -> Self {
+    fn new(dest: Destination<'d>, announced: Totals) -> Result<Self, TransferError> {
         // A file stays a file and a folder a folder, as announced.
         let (single_file, tree) = match dest.kind {
             Some(EntryKind::File) => (true, false),
             Some(EntryKind::Dir) => (false, true),
             None => (true, true),
         };
-        let disk = Disk::start(dest.path.to_owned(), dest.replace, tree);
-        Receiving {
+        let disk = Disk::start(dest.path.to_owned(), dest.replace, tree)?;
+        Ok(Receiving {
             dest,
             announced,
             received: Totals::default(),
@@ -157,8 +143,37 @@ impl<'d> Receiving<'d> {
             root_is_dir: false,
             single_file,
             tree,
+            single_taken: false,
             targets: HashSet::new(),
             disk,
+        })
+    }
+
+    /// The transfer's entries up to its end, then everything put in place.
+    async fn receive(
+        &mut self,
+        recv: &mut SecureRecv,
+        progress: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<(), TransferError> {
+        loop {
+            match next_message(recv).await? {
+                Transfer::Done => {
+                    if self.dest.kind == Some(EntryKind::Dir) {
+                        self.root().await?; // An empty folder.
+                    }
+                    // Written while the end of the stream is awaited.
+                    self.disk.flush().await?;
+                    stream_end(recv).await?;
+                    return self.disk.finish().await;
+                }
+                Transfer::Failed(reason) => return Err(TransferError::Remote(reason)),
+                Transfer::Dir { path } if self.tree => self.dir(path).await?,
+                Transfer::File { path, size, mode } => {
+                    self.file(path, size, mode).await?;
+                    self.received.bytes += receive_file(recv, &mut self.disk, size, progress).await?;
+                }
+                _ => return Err(TransferError::Protocol),
+            }
         }
     }
 
@@ -169,8 +184,12 @@ impl<'d> Receiving<'d> {
         })
     }
 
-    /// Creates (or, replacing, merges into) the destination folder, once.
+    /// Creates (or, replacing, merges into) the destination folder, once; never after the
+    /// destination was taken by a single file.
     async fn root(&mut self) -> Result<(), TransferError> {
+        if self.single_taken {
+            return Err(TransferError::Protocol);
+        }
         if !self.root_is_dir {
             self.guard(self.dest.path)?;
             self.disk.send(Op::Root).await?;
@@ -205,6 +224,7 @@ impl<'d> Receiving<'d> {
             if self.root_is_dir || self.received.files > 1 {
                 return Err(TransferError::Protocol);
             }
+            self.single_taken = true;
             (self.dest.path.to_owned(), None)
         } else if !relative.is_empty() && self.tree {
             self.root().await?;
@@ -386,6 +406,51 @@ mod tests {
                     .collect();
                 assert_eq!(names, ["tree"], "only the folder, by its name");
             }
+        }
+    }
+
+    /// Where a file or a folder may arrive, a sender that sends a single file and then a
+    /// folder's entry is refused (the file was reported received, then lost), and nothing is
+    /// left.
+    #[tokio::test]
+    async fn a_single_file_then_a_folder_entry_is_refused() {
+        let sha256: [u8; 32] = Sha256::digest(b"hello").into();
+        for second in [
+            Transfer::Dir { path: "d".into() },
+            Transfer::File {
+                path: "a".into(),
+                size: 5,
+                mode: 0o644,
+            },
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let dest = dir.path().join("got");
+            let (mut sender, receiver, _endpoints) = receiver(dest.clone(), None, false).await;
+            let mut messages = vec![
+                Transfer::Total { files: 2, bytes: 10 },
+                Transfer::File {
+                    path: "".into(),
+                    size: 5,
+                    mode: 0o644,
+                },
+                Transfer::Data(b"hello".to_vec()),
+                Transfer::FileEnd { sha256 },
+                second,
+            ];
+            if matches!(messages[4], Transfer::File { .. }) {
+                messages.push(Transfer::Data(b"hello".to_vec()));
+                messages.push(Transfer::FileEnd { sha256 });
+            }
+            messages.push(Transfer::Done);
+            let _ = sender.send.send_all(&messages).await;
+            let _ = sender.send.finish().await;
+            let outcome = receiver.await.unwrap();
+            assert!(matches!(outcome, Err(TransferError::Protocol)), "{outcome:?}");
+            assert_eq!(
+                std::fs::read_dir(dir.path()).unwrap().count(),
+                0,
+                "nothing is left"
+            );
         }
     }
 
