@@ -277,6 +277,7 @@ impl Writer {
                 writing.written += bytes.len() as u64;
                 writing.file.write_all(&bytes).map_err(io(&writing.path))
             }
+            // `run` commits; nothing else may.
             Op::Commit => Err(TransferError::Protocol),
             Op::End { sha256 } => {
                 let writing = self.current.take().ok_or(TransferError::Protocol)?;
