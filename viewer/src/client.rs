@@ -275,6 +275,8 @@ pub struct Viewer {
     state: watch::Receiver<State>,
     ended_tx: watch::Sender<State>,
     notices: Option<mpsc::UnboundedReceiver<Notice>>,
+    /// The control stream's follower, which alone ends a session that was attacked.
+    follower: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// An interactive terminal on the customer's computer. It survives a resume of the session:
@@ -400,7 +402,7 @@ impl Viewer {
             notices: notices_tx,
             reconnect,
         };
-        tokio::spawn(follower.run());
+        let follower = tokio::spawn(follower.run());
         Viewer {
             _client: client,
             session,
@@ -408,6 +410,7 @@ impl Viewer {
             state,
             ended_tx: state_tx,
             notices: Some(notices),
+            follower: std::sync::Mutex::new(Some(follower)),
         }
     }
 
@@ -792,6 +795,17 @@ impl Viewer {
     /// will be asked about, it waits for their answer (a few minutes at most) and returns it
     /// (`None`: no, or no such request).
     pub async fn quit(&self) -> Option<QuickAccessGrant> {
+        if self.session.attack().is_some() {
+            // The follower tells the customer's side of the attack — the only thing sent after
+            // it — and closes the connection; saying "the assistant ended" first, or closing
+            // under it, would hide the attack from the customer. It is given that long.
+            let follower = self.follower.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(follower) = follower {
+                let _ = tokio::time::timeout(2 * TELL_END, follower).await;
+            }
+            self.session.connection().close(0u32.into(), b"quit");
+            return None;
+        }
         let mut already = true;
         self.ended_tx.send_modify(|s| {
             if s.ended.is_none() {

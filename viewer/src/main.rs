@@ -179,7 +179,11 @@ fn main() -> ExitCode {
     let result = match command {
         // The window runs on this thread (toolkits want the main one), sessions on the runtime.
         Top::App(args) => open_app(runtime.handle(), args),
-        Top::Other(other) => runtime.block_on(run(other)),
+        // On a worker like the tasks it talks to (the connection's driver, the streams'), not
+        // on this thread: a wake-up between tasks of one worker needs no thread switch.
+        Top::Other(other) => runtime
+            .block_on(runtime.spawn(run(other)))
+            .unwrap_or_else(|e| Err(anyhow::anyhow!("the session task failed: {e}"))),
     };
     result.unwrap_or_else(|e| {
         eprintln!("ponte-viewer: {e:#}");

@@ -409,10 +409,10 @@ pub enum Transfer {
     },
     /// Bytes of the current file or command output.
     Data(#[serde(with = "serde_bytes")] Vec<u8>),
-    /// The current file is complete; its SHA-256.
+    /// The current file is complete; its hash.
     FileEnd {
-        /// SHA-256 of the file's bytes.
-        sha256: [u8; 32],
+        /// BLAKE3 of the file's bytes.
+        blake3: [u8; 32],
     },
     /// Everything was sent.
     Done,

@@ -53,7 +53,7 @@ pub enum TransferError {
     #[error("unsafe path from the other side: {0:?}")]
     UnsafePath(PeerText),
     /// The received bytes do not match the sender's hash.
-    #[error("{}: integrity check failed (SHA-256 mismatch); the partial file was removed", PeerText::path(.0))]
+    #[error("{}: integrity check failed (its hash does not match); the partial file was removed", PeerText::path(.0))]
     HashMismatch(PathBuf),
     /// The sender reported a failure.
     #[error("the other side failed: {0}")]

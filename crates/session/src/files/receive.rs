@@ -97,8 +97,8 @@ async fn receive_file(
                 disk.send(Op::Data(bytes)).await?;
                 progress(Progress::Advanced(n));
             }
-            Transfer::FileEnd { sha256 } => {
-                disk.send(Op::End { sha256 }).await?;
+            Transfer::FileEnd { blake3 } => {
+                disk.send(Op::End { blake3 }).await?;
                 return Ok(received);
             }
             Transfer::Failed(reason) => return Err(TransferError::Remote(reason)),
@@ -250,7 +250,6 @@ impl<'d> Receiving<'d> {
 
 #[cfg(test)]
 mod tests {
-    use sha2::{Digest, Sha256};
 
     use super::*;
     use crate::secure::SecureSend;
@@ -309,8 +308,8 @@ mod tests {
         .await
         .unwrap();
         send.send(&Transfer::Data(b"hello".to_vec())).await.unwrap();
-        let sha256 = Sha256::digest(b"hello").into();
-        send.send(&Transfer::FileEnd { sha256 }).await.unwrap();
+        let blake3 = blake3::hash(b"hello").into();
+        send.send(&Transfer::FileEnd { blake3 }).await.unwrap();
         send.send(&Transfer::Done).await.unwrap();
     }
 
@@ -360,13 +359,72 @@ mod tests {
         assert_eq!(std::fs::read(&target).unwrap(), b"hello");
     }
 
+    /// A file of several write-back stretches and a partial last chunk arrives byte for byte
+    /// through the sender's reader and the receiver's disk thread.
+    #[tokio::test]
+    async fn a_large_file_arrives_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("source.bin");
+        let size = 2 * super::super::disk::WRITE_BACK as usize + ponte_e2e::app::MAX_CHUNK / 2 + 3;
+        let bytes: Vec<u8> = (0..size).map(|i| (i * 7 + i / 4099) as u8).collect();
+        std::fs::write(&source, &bytes).unwrap();
+        let target = dir.path().join("target.bin");
+        let (mut sender, receiver, _endpoints) = receiver(target.clone(), None, false).await;
+        let sent = crate::files::send_path(
+            &mut sender.send,
+            &source,
+            crate::files::Hidden::Include,
+            None,
+            &mut |_| {},
+        )
+        .await
+        .unwrap();
+        sender.send.finish().await.unwrap();
+        let received = receiver.await.unwrap().unwrap();
+        assert_eq!(sent, received);
+        assert_eq!(received.bytes, size as u64);
+        assert!(std::fs::read(&target).unwrap() == bytes, "the bytes differ");
+    }
+
+    /// A file whose bytes do not match the hash the sender gives is refused, and nothing of
+    /// it is left.
+    #[tokio::test]
+    async fn a_file_not_matching_its_hash_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("file.txt");
+        let (mut sender, receiver, _endpoints) = transfer_to(target.clone(), false).await;
+        let send = &mut sender.send;
+        send.send(&Transfer::File {
+            path: String::new().into(),
+            size: 5,
+            mode: 0o644,
+        })
+        .await
+        .unwrap();
+        send.send(&Transfer::Data(b"hello".to_vec())).await.unwrap();
+        let blake3 = blake3::hash(b"hellO").into();
+        send.send(&Transfer::FileEnd { blake3 }).await.unwrap();
+        send.send(&Transfer::Done).await.unwrap();
+        let _ = send.finish().await;
+        let outcome = receiver.await.unwrap();
+        assert!(
+            matches!(outcome, Err(TransferError::HashMismatch(_))),
+            "{outcome:?}"
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "nothing is left"
+        );
+    }
+
     /// A new folder is filled under a hidden name and appears, whole, only at the end; cut
     /// before its end, nothing of it is left.
     #[tokio::test]
     async fn a_new_folder_appears_whole_or_not_at_all() {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("tree");
-        let sha256: [u8; 32] = Sha256::digest(b"hello").into();
+        let blake3: [u8; 32] = blake3::hash(b"hello").into();
         let mut messages = vec![
             Transfer::Total { files: 2, bytes: 10 },
             Transfer::Dir { path: "sub".into() },
@@ -378,7 +436,7 @@ mod tests {
                 mode: 0o644,
             });
             messages.push(Transfer::Data(b"hello".to_vec()));
-            messages.push(Transfer::FileEnd { sha256 });
+            messages.push(Transfer::FileEnd { blake3 });
         }
         messages.push(Transfer::Done);
         for cut in [true, false] {
@@ -414,7 +472,7 @@ mod tests {
     /// left.
     #[tokio::test]
     async fn a_single_file_then_a_folder_entry_is_refused() {
-        let sha256: [u8; 32] = Sha256::digest(b"hello").into();
+        let blake3: [u8; 32] = blake3::hash(b"hello").into();
         for second in [
             Transfer::Dir { path: "d".into() },
             Transfer::File {
@@ -434,12 +492,12 @@ mod tests {
                     mode: 0o644,
                 },
                 Transfer::Data(b"hello".to_vec()),
-                Transfer::FileEnd { sha256 },
+                Transfer::FileEnd { blake3 },
                 second,
             ];
             if matches!(messages[4], Transfer::File { .. }) {
                 messages.push(Transfer::Data(b"hello".to_vec()));
-                messages.push(Transfer::FileEnd { sha256 });
+                messages.push(Transfer::FileEnd { blake3 });
             }
             messages.push(Transfer::Done);
             let _ = sender.send.send_all(&messages).await;
@@ -460,7 +518,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("tree");
         let (mut sender, receiver, _endpoints) = receiver(dest.clone(), Some(EntryKind::Dir), false).await;
-        let sha256: [u8; 32] = Sha256::digest(b"hello").into();
+        let blake3: [u8; 32] = blake3::hash(b"hello").into();
         let mut messages = vec![Transfer::Total { files: 2, bytes: 10 }];
         for _ in 0..2 {
             messages.push(Transfer::File {
@@ -469,7 +527,7 @@ mod tests {
                 mode: 0o644,
             });
             messages.push(Transfer::Data(b"hello".to_vec()));
-            messages.push(Transfer::FileEnd { sha256 });
+            messages.push(Transfer::FileEnd { blake3 });
         }
         messages.push(Transfer::Done);
         for message in &messages {
@@ -507,8 +565,8 @@ mod tests {
             .send(&Transfer::Data(b"hello".to_vec()))
             .await
             .unwrap();
-        let sha256 = Sha256::digest(b"hello").into();
-        sender.send.send(&Transfer::FileEnd { sha256 }).await.unwrap();
+        let blake3 = blake3::hash(b"hello").into();
+        sender.send.send(&Transfer::FileEnd { blake3 }).await.unwrap();
         sender.send.send(&Transfer::Done).await.unwrap();
         receiving_in(&root.join("sub")).await;
         sender.send.reset();

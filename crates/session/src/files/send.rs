@@ -4,7 +4,6 @@
 use std::path::Path;
 
 use ponte_e2e::app::{EntryKind, MAX_CHUNK, Transfer};
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use super::{Hidden, MAX_ENTRIES, Measured, Progress, Totals, TransferError, io, is_hidden};
@@ -223,21 +222,19 @@ impl Reader<'_> {
                 mode,
             },
         )?;
-        let mut hasher = Sha256::new();
+        let mut hasher = blake3::Hasher::new();
         let mut left = size;
         while left > 0 {
-            let mut chunk = vec![0u8; MAX_CHUNK.min(usize::try_from(left).unwrap_or(MAX_CHUNK))];
-            let mut filled = 0;
-            while filled < chunk.len() {
-                match file.read(&mut chunk[filled..]).map_err(io(path))? {
-                    0 => break,
-                    n => filled += n,
-                }
-            }
+            let want = MAX_CHUNK.min(usize::try_from(left).unwrap_or(MAX_CHUNK));
+            // Read into spare capacity: no zeroing of memory about to be overwritten.
+            let mut chunk = Vec::with_capacity(want);
+            let filled = (&mut file)
+                .take(want as u64)
+                .read_to_end(&mut chunk)
+                .map_err(io(path))?;
             if filled == 0 {
                 return Err(changed()); // Shrank.
             }
-            chunk.truncate(filled);
             left -= filled as u64;
             hasher.update(&chunk);
             self.emit(path, Transfer::Data(chunk))?;
@@ -248,7 +245,7 @@ impl Reader<'_> {
         self.emit(
             path,
             Transfer::FileEnd {
-                sha256: hasher.finalize().into(),
+                blake3: hasher.finalize().into(),
             },
         )
     }
