@@ -800,8 +800,10 @@ impl Viewer {
             // it — and closes the connection; saying "the assistant ended" first, or closing
             // under it, would hide the attack from the customer. It is given that long.
             let follower = self.follower.lock().unwrap_or_else(|e| e.into_inner()).take();
-            if let Some(follower) = follower {
-                let _ = tokio::time::timeout(2 * TELL_END, follower).await;
+            if let Some(mut follower) = follower
+                && tokio::time::timeout(2 * TELL_END, &mut follower).await.is_err()
+            {
+                follower.abort();
             }
             self.session.connection().close(0u32.into(), b"quit");
             return None;
@@ -963,7 +965,11 @@ impl ControlFollower {
                     }
                 }
                 Ok(None) => return End::new("the customer's side closed the session", false),
-                Err(e) if e.is_attack() => return End::new(EndReason::Tampered.to_string(), true),
+                // An error after an attack on another stream (a relay that flips a record, then
+                // closes) ends the session as attacked: an attacked session is never resumed.
+                Err(e) if e.is_attack() || self.session.attack().is_some() => {
+                    return End::new(EndReason::Tampered.to_string(), true);
+                }
                 Err(e)
                     if e.resumable() && self.state.borrow().grants.is_some() && !self.window().is_zero() =>
                 {
@@ -1018,6 +1024,7 @@ impl ControlFollower {
             resumed = ponte_session::resume::viewer(relay, extras, &self.session, deadline) => resumed,
             // The assistant quit during the gap: nothing is resumed.
             _ = state.wait_for(|s| s.ended.is_some()) => return Err(you_quit()),
+            _ = self.session.attacked() => return Err(End::new(EndReason::Tampered.to_string(), true)),
         };
         let resumed = resumed.map_err(|e| match e {
             ponte_session::SessionError::CustomerEnded => {

@@ -256,6 +256,14 @@ fn inert_lines(data: &[u8]) -> String {
 /// return of their own.
 static RAW: AtomicBool = AtomicBool::new(false);
 
+/// Runs `f`, which may block (a write to a stdout piped into a paused pager, a PNG written to a
+/// slow disk), off the runtime's scheduling: the command runs on a worker, and the tasks queued
+/// behind it there — the connection's, whose keep-alives hold the session — move to another
+/// thread meanwhile.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}
+
 /// Prints a line of the viewer's own on stderr, whatever mode the terminal is in.
 pub fn say(line: &str) {
     if RAW.load(Ordering::Relaxed) {
@@ -330,7 +338,7 @@ impl Runner {
                 bar.finish_and_clear();
                 let totals = totals?;
                 eprintln!(
-                    "[ponte] received {remote} → {local} ({} file(s), {} bytes, SHA-256 verified)",
+                    "[ponte] received {remote} → {local} ({} file(s), {} bytes, hash verified)",
                     totals.files, totals.bytes
                 );
             }
@@ -343,7 +351,7 @@ impl Runner {
                 bar.finish_and_clear();
                 let totals = totals?;
                 eprintln!(
-                    "[ponte] sent {local} → {remote} ({} file(s), {} bytes, SHA-256 verified by the customer's computer)",
+                    "[ponte] sent {local} → {remote} ({} file(s), {} bytes, hash verified by the customer's computer)",
                     totals.files, totals.bytes
                 );
             }
@@ -418,12 +426,14 @@ impl Runner {
                 } else {
                     data
                 };
-                let _ = if stderr {
-                    std::io::stderr().lock().write_all(data)
-                } else {
-                    let mut out = std::io::stdout().lock();
-                    out.write_all(data).and_then(|()| out.flush())
-                };
+                let _ = blocking(|| {
+                    if stderr {
+                        std::io::stderr().lock().write_all(data)
+                    } else {
+                        let mut out = std::io::stdout().lock();
+                        out.write_all(data).and_then(|()| out.flush())
+                    }
+                });
             })
             .await?;
         match status {
@@ -517,11 +527,10 @@ impl Runner {
             let resize = std::future::pending::<Option<()>>();
             tokio::select! {
                 output = terminal.output() => match output? {
-                    TerminalOutput::Output(data) => {
+                    TerminalOutput::Output(data) => blocking(|| {
                         let mut out = std::io::stdout().lock();
-                        out.write_all(&data)?;
-                        out.flush()?;
-                    }
+                        out.write_all(&data).and_then(|()| out.flush())
+                    })?,
                     TerminalOutput::Exit(_) => return Ok(()),
                 },
                 keys = input.recv() => match keys {
@@ -558,7 +567,7 @@ impl Runner {
     async fn screenshot(&mut self, path: &str) -> anyhow::Result<()> {
         let client = self.screen().await?;
         let now = client.refresh().await?;
-        let (width, height) = client.save_png(Path::new(path))?;
+        let (width, height) = blocking(|| client.save_png(Path::new(path)))?;
         let last = std::mem::replace(&mut self.last_shot, now.clone());
         if let Some(why) = now.view_only.as_ref().filter(|_| last.view_only.is_none()) {
             eprintln!("[ponte] {why}");

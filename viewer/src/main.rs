@@ -169,7 +169,14 @@ fn main() -> ExitCode {
         let _ = <Cli as clap::CommandFactory>::command().print_help();
         return ExitCode::SUCCESS;
     };
-    let runtime = match tokio::runtime::Runtime::new() {
+    // Two workers at least, also on one CPU: a command blocked on a write (stdout piped into
+    // a paused pager) must never hold up the connection's tasks (see `commands::blocking`).
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("ponte-viewer: starting the async runtime: {e}");
@@ -181,9 +188,11 @@ fn main() -> ExitCode {
         Top::App(args) => open_app(runtime.handle(), args),
         // On a worker like the tasks it talks to (the connection's driver, the streams'), not
         // on this thread: a wake-up between tasks of one worker needs no thread switch.
-        Top::Other(other) => runtime
-            .block_on(runtime.spawn(run(other)))
-            .unwrap_or_else(|e| Err(anyhow::anyhow!("the session task failed: {e}"))),
+        Top::Other(other) => match runtime.block_on(runtime.spawn(run(other))) {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(anyhow::anyhow!("the session task failed: {e}")),
+        },
     };
     result.unwrap_or_else(|e| {
         eprintln!("ponte-viewer: {e:#}");

@@ -126,7 +126,7 @@ sent-hidden-left-out = { $count ->
    *[other] { $count } hidden items left out
 }
 receiving = receiving { $path }
-received = received { $path } ({ $what }, SHA-256 verified)
+received = received { $path } ({ $what }, hash verified)
 files-and-size = { $files ->
     [one] one file, { $size }
    *[other] { $files } files, { $size }

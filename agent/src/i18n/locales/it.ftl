@@ -124,7 +124,7 @@ sent-hidden-left-out = { $count ->
    *[other] { $count } elementi nascosti esclusi
 }
 receiving = ricezione di { $path }
-received = ricevuto { $path } ({ $what }, SHA-256 verificato)
+received = ricevuto { $path } ({ $what }, hash verificato)
 files-and-size = { $files ->
     [one] un file, { $size }
    *[other] { $files } file, { $size }

@@ -131,7 +131,7 @@ sent-hidden-left-out = { $count ->
    *[other] pominięto { $count } ukrytych elementów
 }
 receiving = odbieranie { $path }
-received = odebrano { $path } ({ $what }, SHA-256 sprawdzony)
+received = odebrano { $path } ({ $what }, suma kontrolna sprawdzona)
 files-and-size = { $files ->
     [one] jeden plik, { $size }
     [few] { $files } pliki, { $size }

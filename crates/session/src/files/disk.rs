@@ -285,7 +285,10 @@ impl Writer {
                     // Start writing the last stretch to the disk now, so the sync before the
                     // file is reported holds up little (a 1 GiB file would otherwise wait for
                     // its whole write-back there, on an idle CPU). On Linux, DONTNEED starts
-                    // the write-back of dirty pages without waiting for it.
+                    // the write-back of the stretch's dirty pages and returns without waiting
+                    // for it to finish (it blocks only while the disk's queue is full); pages
+                    // still being written stay cached. Its outcome changes nothing we rely on:
+                    // the sync before the file is reported is what makes it durable.
                     let from = (writing.written / WRITE_BACK - 1) * WRITE_BACK;
                     let _ = rustix::fs::fadvise(
                         &writing.file,

@@ -1,7 +1,7 @@
 //! File and directory transfer over a sealed stream, the same code for both directions.
 //!
 //! The sender measures the source, announces it ([`Transfer::Total`]) and streams
-//! [`Transfer`] entries; every file ends with its SHA-256. The receiver holds the sender to its
+//! [`Transfer`] entries; every file ends with its hash (BLAKE3). The receiver holds the sender to its
 //! announcement. A new folder is filled under a fresh, randomly named hidden name beside its
 //! destination; a single file, or a file merged into a folder that was there, is written
 //! through such a partial file of its own — created exclusively, never through a symbolic

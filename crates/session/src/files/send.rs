@@ -225,16 +225,18 @@ impl Reader<'_> {
         let mut hasher = blake3::Hasher::new();
         let mut left = size;
         while left > 0 {
-            let want = MAX_CHUNK.min(usize::try_from(left).unwrap_or(MAX_CHUNK));
-            // Read into spare capacity: no zeroing of memory about to be overwritten.
-            let mut chunk = Vec::with_capacity(want);
-            let filled = (&mut file)
-                .take(want as u64)
-                .read_to_end(&mut chunk)
-                .map_err(io(path))?;
+            let mut chunk = vec![0u8; MAX_CHUNK.min(usize::try_from(left).unwrap_or(MAX_CHUNK))];
+            let mut filled = 0;
+            while filled < chunk.len() {
+                match file.read(&mut chunk[filled..]).map_err(io(path))? {
+                    0 => break,
+                    n => filled += n,
+                }
+            }
             if filled == 0 {
                 return Err(changed()); // Shrank.
             }
+            chunk.truncate(filled);
             left -= filled as u64;
             hasher.update(&chunk);
             self.emit(path, Transfer::Data(chunk))?;
