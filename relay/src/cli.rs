@@ -601,6 +601,29 @@ mod tests {
         ));
     }
 
+    /// The packaged `relay.toml`: each `# key = value` line in it is the default, and with
+    /// all of them uncommented the file parses (no unknown or misspelt setting) and changes
+    /// nothing.
+    #[test]
+    fn the_shipped_config_file_states_the_defaults() {
+        let setting = |line: &&str| {
+            line.split_once(" = ").is_some_and(|(key, _)| {
+                !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '-')
+            })
+        };
+        let uncommented: String = include_str!("../relay.toml")
+            .lines()
+            .filter_map(|line| line.strip_prefix("# "))
+            .filter(setting)
+            .map(|line| format!("{line}\n"))
+            .collect();
+        assert!(uncommented.lines().count() >= 28, "{uncommented}");
+        let file: Settings = toml::from_str(&uncommented).unwrap();
+        assert_eq!(file.log_format, Some(LogFormat::default()));
+        let (shipped, defaults) = (file.resolve(), Settings::default().resolve());
+        assert_eq!(format!("{shipped:?}"), format!("{defaults:?}"));
+    }
+
     #[test]
     fn old_names_of_renamed_settings_still_work() {
         let file: Settings = toml::from_str("joins-per-session = 4\nmax-waiting-per-ip = 3").unwrap();

@@ -21,6 +21,7 @@ mod cluster;
 mod consent;
 mod desktop;
 mod ledger;
+mod package;
 mod path;
 mod quick;
 mod relay;

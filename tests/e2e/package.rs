@@ -1,0 +1,279 @@
+//! The Debian packages (issue #28), built by cargo-deb from the programs this test run built:
+//! what each holds; the relay's unit checked by `systemd-analyze verify`; all three installed
+//! with `dpkg -i` on this machine; the relay started as the package's user with the unit's
+//! environment, serving a session of the real agent and viewer; removed (its data kept), then
+//! purged without a trace.
+//!
+//! Needs root, `cargo-deb`, `dpkg`, `systemd-analyze` and `desktop-file-validate`: `.ci/run`
+//! installs them. No systemd runs here, so the unit is verified, not started by systemd: the
+//! relay is started the way the unit says (its `User=`, `Environment=` and `ExecStart=`).
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use ponte_testbed::Running;
+
+use crate::world::{WAIT, World, run_with_timeout, text};
+
+const PACKAGES: [&str; 3] = ["ponte-relay", "ponte-agent", "ponte-viewer"];
+const UNIT: &str = "ponte-relay.service";
+
+/// Runs `cmd` (at most two minutes) and checks it succeeded.
+fn run(mut cmd: Command) -> Output {
+    let shown = format!("{cmd:?}");
+    cmd.stdin(std::process::Stdio::null());
+    let out = run_with_timeout(cmd, Duration::from_secs(120));
+    assert!(
+        out.status.success(),
+        "{shown}: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    out
+}
+
+fn command(program: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    cmd
+}
+
+/// Whether dpkg knows `package` (installed, or removed with its configuration left).
+fn known(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .is_ok_and(|o| o.status.success() && !text(&o.stdout).contains("not-installed"))
+}
+
+fn purge_all() {
+    let known: Vec<&str> = PACKAGES.into_iter().filter(|p| known(p)).collect();
+    if !known.is_empty() {
+        run(command("dpkg", &[&["--purge"], known.as_slice()].concat()));
+    }
+}
+
+/// Builds the package of `name` from this test run's program into `out`; returns its path.
+fn build(name: &str, out: &Path) -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mut cmd = Command::new(cargo);
+    // The test run's (debug) programs: cargo-deb warns that it is meant for release builds.
+    cmd.current_dir(workspace)
+        .args([
+            "deb",
+            "-p",
+            name,
+            "--no-build",
+            "--profile",
+            "dev",
+            "--fast",
+            "-q",
+            "-o",
+        ])
+        .arg(out);
+    run(cmd);
+    std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(&format!("{name}_"))
+        })
+        .unwrap_or_else(|| panic!("no package of {name} in {}", out.display()))
+}
+
+/// The paths a package holds (`./usr/bin/…`, without the leading dot).
+fn contents(deb: &Path) -> Vec<String> {
+    let out = run(command("dpkg-deb", &["--contents", deb.to_str().unwrap()]));
+    text(&out.stdout)
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(5))
+        .map(|path| path.trim_start_matches('.').to_owned())
+        .collect()
+}
+
+fn field(deb: &Path, name: &str) -> String {
+    let out = run(command("dpkg-deb", &["-f", deb.to_str().unwrap(), name]));
+    text(&out.stdout).trim().to_owned()
+}
+
+/// The values of `key=` lines in a unit file.
+fn unit_values(unit: &str, key: &str) -> Vec<String> {
+    unit.lines()
+        .filter_map(|line| line.strip_prefix(key)?.strip_prefix('='))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_packages_install_serve_a_session_and_purge_without_a_trace() {
+    purge_all();
+    let out = tempfile::tempdir().unwrap();
+    let debs: Vec<PathBuf> = PACKAGES.iter().map(|p| build(p, out.path())).collect();
+    let [relay_deb, agent_deb, viewer_deb] = &debs[..] else {
+        unreachable!()
+    };
+
+    // What each package holds and says.
+    let version = env!("CARGO_PKG_VERSION");
+    for (deb, name) in debs.iter().zip(PACKAGES) {
+        assert_eq!(field(deb, "Package"), name);
+        assert!(
+            field(deb, "Version").starts_with(version),
+            "{}",
+            field(deb, "Version")
+        );
+        let paths = contents(deb);
+        assert!(paths.contains(&format!("/usr/bin/{name}")), "{paths:?}");
+        // Nothing of Ponte starts by itself: no autostart entry, no user unit.
+        assert!(
+            !paths
+                .iter()
+                .any(|p| p.contains("autostart") || p.contains("systemd/user")),
+            "{paths:?}"
+        );
+    }
+    let relay_paths = contents(relay_deb);
+    let unit_path = relay_paths
+        .iter()
+        .find(|p| p.ends_with(&format!("systemd/system/{UNIT}")))
+        .unwrap_or_else(|| panic!("no unit in {relay_paths:?}"))
+        .clone();
+    assert!(relay_paths.contains(&"/etc/ponte-relay/relay.toml".to_owned()));
+    assert!(field(relay_deb, "Depends").contains("adduser"));
+    let conffiles = run(command(
+        "dpkg-deb",
+        &["-I", relay_deb.to_str().unwrap(), "conffiles"],
+    ));
+    assert!(text(&conffiles.stdout).contains("/etc/ponte-relay/relay.toml"));
+    for (deb, name) in [(agent_deb, "ponte-agent"), (viewer_deb, "ponte-viewer")] {
+        let paths = contents(deb);
+        let desktop = format!("/usr/share/applications/{name}.desktop");
+        assert!(paths.contains(&desktop), "{paths:?}");
+        assert!(
+            paths.contains(&format!("/usr/share/icons/hicolor/scalable/apps/{name}.svg")),
+            "{paths:?}"
+        );
+    }
+
+    // Installed here.
+    run(command(
+        "dpkg",
+        &[
+            &["-i"],
+            &debs.iter().map(|d| d.to_str().unwrap()).collect::<Vec<_>>()[..],
+        ]
+        .concat(),
+    ));
+    let verify = run(command("systemd-analyze", &["verify", &unit_path]));
+    assert!(
+        text(&verify.stderr).trim().is_empty() && text(&verify.stdout).trim().is_empty(),
+        "systemd-analyze verify: {}{}",
+        text(&verify.stdout),
+        text(&verify.stderr)
+    );
+    for name in ["ponte-agent", "ponte-viewer"] {
+        run(command(
+            "desktop-file-validate",
+            &[&format!("/usr/share/applications/{name}.desktop")],
+        ));
+    }
+    // Enabled (where systemd runs, also started): the link systemd follows at boot.
+    let wanted = Path::new("/etc/systemd/system/multi-user.target.wants").join(UNIT);
+    assert!(wanted.exists(), "{} is missing", wanted.display());
+    let unit = std::fs::read_to_string(&unit_path).unwrap();
+    let [user] = &unit_values(&unit, "User")[..] else {
+        panic!("one User= in {unit}")
+    };
+    let uid = text(&run(command("id", &["-u", user])).stdout).trim().to_owned();
+    let data = Path::new("/var/lib/ponte-relay");
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(data).unwrap();
+        assert_eq!(meta.uid().to_string(), uid);
+        assert_eq!(meta.mode() & 0o777, 0o700);
+    }
+
+    // The relay as the unit starts it: its user, its environment, its command — listening on
+    // loopback (as a drop-in would set it) for the test.
+    let [exec] = &unit_values(&unit, "ExecStart")[..] else {
+        panic!("one ExecStart= in {unit}")
+    };
+    let as_the_unit = |extra: &[&str]| {
+        let mut cmd = Command::new("setpriv");
+        cmd.args([
+            "--reuid",
+            user,
+            "--regid",
+            user,
+            "--init-groups",
+            "--",
+            "env",
+            "-i",
+        ])
+        .args(unit_values(&unit, "Environment"))
+        .arg("PONTE_RELAY_LISTEN=127.0.0.1:0")
+        .args(exec.split_whitespace())
+        .args(extra);
+        cmd
+    };
+    let mut relay = Running::start(as_the_unit(&[]));
+    let addr = relay.line_after("listening on ", WAIT);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", relay.child.id())).unwrap();
+    let uids = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(
+        uids.split_whitespace().skip(1).all(|u| u == uid),
+        "the relay runs as {uids}, not {user} ({uid})"
+    );
+
+    // A session of the real agent and viewer through it.
+    let mut w = World::new().await;
+    w.addr = addr.parse().unwrap();
+    let (mut agent, id, code) = w.agent(&["--allow", "all"]);
+    let session = w.viewer(&id, &code, "exec echo served by the package\n");
+    assert!(session.status.success(), "{}", text(&session.stderr));
+    assert!(text(&session.stdout).contains("served by the package"));
+    agent.wait(WAIT);
+    relay.terminate(WAIT);
+    // Its ledger, in the state directory, has the session.
+    let ledger = run(as_the_unit(&["ledger", "export", "--format", "json"]));
+    let rows: serde_json::Value = serde_json::from_slice(&ledger.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert!(
+        rows.iter().any(|row| row["session_id"] == id.as_str()),
+        "{rows:?}"
+    );
+
+    // Removed, the relay keeps its data; purged, nothing is left.
+    run(command("dpkg", &["-r", "ponte-relay"]));
+    assert!(!Path::new("/usr/bin/ponte-relay").exists());
+    assert!(data.join("ledger.sqlite3").exists(), "removing deleted the data");
+    purge_all();
+    for gone in [
+        "/usr/bin/ponte-relay",
+        "/usr/bin/ponte-agent",
+        "/usr/bin/ponte-viewer",
+        "/etc/ponte-relay",
+        "/var/lib/ponte-relay",
+        unit_path.as_str(),
+        "/usr/share/applications/ponte-agent.desktop",
+        "/usr/share/applications/ponte-viewer.desktop",
+        "/usr/share/icons/hicolor/scalable/apps/ponte-agent.svg",
+        wanted.to_str().unwrap(),
+    ] {
+        assert!(!Path::new(gone).exists(), "{gone} is left after purging");
+    }
+    for database in ["passwd", "group"] {
+        let entry = Command::new("getent").args([database, user]).output().unwrap();
+        assert!(!entry.status.success(), "the {database} entry {user} is left");
+    }
+    for name in PACKAGES {
+        assert!(!known(name), "dpkg still knows {name}");
+    }
+}
