@@ -622,6 +622,12 @@ mod tests {
         assert_eq!(file.log_format, Some(LogFormat::default()));
         let (shipped, defaults) = (file.resolve(), Settings::default().resolve());
         assert_eq!(format!("{shipped:?}"), format!("{defaults:?}"));
+        // As shipped, it sets the package's data directory and nothing else.
+        let as_shipped: Settings = toml::from_str(include_str!("../relay.toml")).unwrap();
+        assert_eq!(as_shipped.data_dir, Some(PathBuf::from("/var/lib/ponte-relay")));
+        let mut rest = as_shipped.resolve();
+        rest.data_dir = Settings::default().resolve().data_dir;
+        assert_eq!(format!("{rest:?}"), format!("{defaults:?}"));
     }
 
     #[test]

@@ -5,8 +5,10 @@
 //! purged without a trace.
 //!
 //! Needs root, `cargo-deb`, `dpkg`, `systemd-analyze` and `desktop-file-validate`: `.ci/run`
-//! installs them. No systemd runs here, so the unit is verified, not started by systemd: the
-//! relay is started the way the unit says (its `User=`, `Environment=` and `ExecStart=`).
+//! installs them. It refuses to run where Ponte is installed for real. No systemd runs here,
+//! so the unit is verified, not started by systemd: the relay is started the way the unit says
+//! (its `User=`, `Environment=` and `ExecStart=`), without the unit's sandbox (system call
+//! filter, address families, W^X), which only systemd applies.
 
 #![allow(clippy::unwrap_used)]
 
@@ -20,6 +22,9 @@ use crate::world::{WAIT, World, run_with_timeout, text};
 
 const PACKAGES: [&str; 3] = ["ponte-relay", "ponte-agent", "ponte-viewer"];
 const UNIT: &str = "ponte-relay.service";
+/// The Debian revision of the packages this test builds: what marks an installed package as
+/// one of its own, which it may purge (never a real installation's).
+const REVISION: &str = "0ponte.test";
 
 /// Runs `cmd` (at most two minutes) and checks it succeeded.
 fn run(mut cmd: Command) -> Output {
@@ -56,6 +61,38 @@ fn purge_all() {
     }
 }
 
+/// Purges this test's packages when dropped, also when the test fails half-way.
+struct Installed;
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        purge_all();
+    }
+}
+
+/// Refuses to run over a real installation of Ponte; purges what an earlier run of this test
+/// left (killed before its clean-up).
+fn claim_machine() -> Installed {
+    for name in PACKAGES.into_iter().filter(|p| known(p)) {
+        let version = Command::new("dpkg-query")
+            .args(["-W", "-f=${Version}", name])
+            .output()
+            .unwrap();
+        let version = text(&version.stdout);
+        assert!(
+            version.ends_with(REVISION),
+            "{name} {version} is installed on this machine: this test installs and purges \
+             Ponte's packages, so it does not run here (purge it first, or run elsewhere)"
+        );
+    }
+    assert!(
+        !Path::new("/var/lib/ponte-relay").exists() || known("ponte-relay"),
+        "/var/lib/ponte-relay exists without the package: a relay's data is there"
+    );
+    purge_all();
+    Installed
+}
+
 /// Builds the package of `name` from this test run's program into `out`; returns its path.
 fn build(name: &str, out: &Path) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -72,6 +109,8 @@ fn build(name: &str, out: &Path) -> PathBuf {
             "dev",
             "--fast",
             "-q",
+            "--deb-revision",
+            REVISION,
             "-o",
         ])
         .arg(out);
@@ -113,7 +152,7 @@ fn unit_values(unit: &str, key: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_packages_install_serve_a_session_and_purge_without_a_trace() {
-    purge_all();
+    let installed = claim_machine();
     let out = tempfile::tempdir().unwrap();
     let debs: Vec<PathBuf> = PACKAGES.iter().map(|p| build(p, out.path())).collect();
     let [relay_deb, agent_deb, viewer_deb] = &debs[..] else {
@@ -146,7 +185,11 @@ async fn the_packages_install_serve_a_session_and_purge_without_a_trace() {
         .unwrap_or_else(|| panic!("no unit in {relay_paths:?}"))
         .clone();
     assert!(relay_paths.contains(&"/etc/ponte-relay/relay.toml".to_owned()));
-    assert!(field(relay_deb, "Depends").contains("adduser"));
+    let depends = field(relay_deb, "Depends");
+    assert!(
+        depends.contains("adduser") && depends.contains("libc6"),
+        "{depends}"
+    );
     let conffiles = run(command(
         "dpkg-deb",
         &["-I", relay_deb.to_str().unwrap(), "conffiles"],
@@ -198,6 +241,11 @@ async fn the_packages_install_serve_a_session_and_purge_without_a_trace() {
         let meta = std::fs::metadata(data).unwrap();
         assert_eq!(meta.uid().to_string(), uid);
         assert_eq!(meta.mode() & 0o777, 0o700);
+        // The settings may hold passwords: root's, readable by the relay's group only.
+        let config = std::fs::metadata("/etc/ponte-relay/relay.toml").unwrap();
+        let gid = text(&run(command("id", &["-g", user])).stdout).trim().to_owned();
+        assert_eq!((config.uid(), config.gid().to_string()), (0, gid));
+        assert_eq!(config.mode() & 0o777, 0o640);
     }
 
     // The relay as the unit starts it: its user, its environment, its command — listening on
@@ -254,7 +302,7 @@ async fn the_packages_install_serve_a_session_and_purge_without_a_trace() {
     run(command("dpkg", &["-r", "ponte-relay"]));
     assert!(!Path::new("/usr/bin/ponte-relay").exists());
     assert!(data.join("ledger.sqlite3").exists(), "removing deleted the data");
-    purge_all();
+    drop(installed);
     for gone in [
         "/usr/bin/ponte-relay",
         "/usr/bin/ponte-agent",
@@ -265,10 +313,27 @@ async fn the_packages_install_serve_a_session_and_purge_without_a_trace() {
         "/usr/share/applications/ponte-agent.desktop",
         "/usr/share/applications/ponte-viewer.desktop",
         "/usr/share/icons/hicolor/scalable/apps/ponte-agent.svg",
+        "/usr/share/icons/hicolor/scalable/apps/ponte-viewer.svg",
         wanted.to_str().unwrap(),
+        // The link that masks a removed package's unit, and deb-systemd-helper's records.
+        "/etc/systemd/system/ponte-relay.service",
+        "/var/lib/systemd/deb-systemd-helper-enabled/ponte-relay.service.dsh-also",
+        "/var/lib/systemd/deb-systemd-helper-masked/ponte-relay.service",
     ] {
-        assert!(!Path::new(gone).exists(), "{gone} is left after purging");
+        // Not `exists`, which follows links: a dangling link is left too.
+        assert!(
+            std::fs::symlink_metadata(gone).is_err(),
+            "{gone} is left after purging"
+        );
     }
+    let statoverride = Command::new("dpkg-statoverride")
+        .args(["--list", "/etc/ponte-relay/relay.toml"])
+        .output()
+        .unwrap();
+    assert!(
+        !statoverride.status.success(),
+        "the settings' owner override is left"
+    );
     for database in ["passwd", "group"] {
         let entry = Command::new("getent").args([database, user]).output().unwrap();
         assert!(!entry.status.success(), "the {database} entry {user} is left");

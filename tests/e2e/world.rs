@@ -352,12 +352,15 @@ pub fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Output {
         .spawn()
         .unwrap();
     let pid = child.id();
-    let killer = std::thread::spawn(move || {
-        std::thread::sleep(timeout);
-        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        // Only a child still running is killed: after it ended, its pid may be another's.
+        if finished.recv_timeout(timeout) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
     });
     let out = child.wait_with_output().unwrap();
-    drop(killer);
+    drop(done);
     out
 }
 
