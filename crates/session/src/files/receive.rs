@@ -300,6 +300,11 @@ mod tests {
 
     /// Sends one verified five-byte file and the transfer's `Done`.
     async fn send_one_file(send: &mut SecureSend) {
+        send_hello(send, b"hello").await;
+    }
+
+    /// Sends the five-byte file "hello" with the hash of `hashed`, and the transfer's `Done`.
+    async fn send_hello(send: &mut SecureSend, hashed: &[u8]) {
         send.send(&Transfer::File {
             path: String::new().into(),
             size: 5,
@@ -308,7 +313,7 @@ mod tests {
         .await
         .unwrap();
         send.send(&Transfer::Data(b"hello".to_vec())).await.unwrap();
-        let blake3 = blake3::hash(b"hello").into();
+        let blake3 = blake3::hash(hashed).into();
         send.send(&Transfer::FileEnd { blake3 }).await.unwrap();
         send.send(&Transfer::Done).await.unwrap();
     }
@@ -393,19 +398,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("file.txt");
         let (mut sender, receiver, _endpoints) = transfer_to(target.clone(), false).await;
-        let send = &mut sender.send;
-        send.send(&Transfer::File {
-            path: String::new().into(),
-            size: 5,
-            mode: 0o644,
-        })
-        .await
-        .unwrap();
-        send.send(&Transfer::Data(b"hello".to_vec())).await.unwrap();
-        let blake3 = blake3::hash(b"hellO").into();
-        send.send(&Transfer::FileEnd { blake3 }).await.unwrap();
-        send.send(&Transfer::Done).await.unwrap();
-        let _ = send.finish().await;
+        send_hello(&mut sender.send, b"hellO").await;
+        let _ = sender.send.finish().await;
         let outcome = receiver.await.unwrap();
         assert!(
             matches!(outcome, Err(TransferError::HashMismatch(_))),
