@@ -359,6 +359,17 @@ impl Live<'_> {
                 Some(_) = requests.join_next() => {}
             }
         };
+        // The relay's operator ended it: however that was noticed first (a stream the relay
+        // cut, say), the customer hears that and the operator's words.
+        let ending = match session
+            .connection()
+            .close_reason()
+            .as_ref()
+            .and_then(ponte_transport::client::operator_words)
+        {
+            Some(words) => (t!(tr, "ended-by-operator", reason = words.to_string()), false),
+            None => ending,
+        };
         // Every lease ends: running requests stop, their processes and partial files with them.
         self.grants.end();
         let _ =
@@ -594,7 +605,9 @@ fn truncate(mut text: String, max: usize) -> String {
 /// Why the session ended when its connection did: the relay falling silent is told apart from
 /// other failures, so the customer knows to start again rather than wait for the assistant.
 fn lost(tr: &crate::i18n::Tr, error: &ponte_session::SessionError) -> String {
-    if error.relay_silent() {
+    if let Some(words) = error.operator_words() {
+        t!(tr, "ended-by-operator", reason = words.to_string())
+    } else if error.relay_silent() {
         t!(tr, "ended-relay-lost")
     } else {
         t!(tr, "ended-connection-lost", error = error.to_string())

@@ -112,6 +112,7 @@ pub fn reason_label(r: &Refusal) -> &'static str {
         Refusal::CredentialRefused => "credential_refused",
         Refusal::ClusterUnavailable => "cluster_unavailable",
         Refusal::PeerLost => "peer_lost",
+        Refusal::EndedByOperator => "ended_by_operator",
     }
 }
 

@@ -59,6 +59,9 @@ pub enum ViewerError {
     /// The relay refused.
     #[error("the relay refused: {0}")]
     Relay(Refusal),
+    /// The relay's operator ended the session, saying this.
+    #[error("the relay's operator ended the session: \"{0}\"")]
+    EndedByOperator(PeerText),
     /// The relay's certificate changed since the last time.
     #[error(
         "WARNING: {0}. Someone may be intercepting the connection; rerun with --accept-new-fingerprint \
@@ -115,9 +118,10 @@ impl From<SessionError> for ViewerError {
             SessionError::Handshake(HandshakeError::Burned) => ViewerError::Burned,
             SessionError::Handshake(HandshakeError::WrongDevice) => ViewerError::WrongDevice,
             e @ SessionError::FingerprintChanged { .. } => ViewerError::FingerprintChanged(e),
-            other => match other.refusal() {
-                Some(reason) => ViewerError::Relay(reason),
-                None => ViewerError::Session(other),
+            other => match (other.operator_words(), other.refusal()) {
+                (Some(words), _) => ViewerError::EndedByOperator(words),
+                (None, Some(reason)) => ViewerError::Relay(reason),
+                (None, None) => ViewerError::Session(other),
             },
         }
     }
@@ -935,7 +939,18 @@ struct ControlFollower {
 
 impl ControlFollower {
     async fn run(mut self) {
-        let end = self.until_end().await;
+        let mut end = self.until_end().await;
+        // The relay's operator ended it: however that was noticed first (a stream the relay
+        // cut, say), the assistant hears that and the operator's words.
+        if let Some(words) = self
+            .session
+            .connection()
+            .close_reason()
+            .as_ref()
+            .and_then(ponte_transport::client::operator_words)
+        {
+            end = End::new(ViewerError::EndedByOperator(words).to_string(), false);
+        }
         self.ended(end);
         if self.session.attack().is_some() {
             self.tell_tampered().await;

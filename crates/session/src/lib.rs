@@ -160,6 +160,16 @@ impl SessionError {
         }
     }
 
+    /// The relay operator's words, if the operator ended the session from the relay's console.
+    pub fn operator_words(&self) -> Option<ponte_wire::text::PeerText> {
+        match self {
+            SessionError::Relay(e) => e.operator_words(),
+            _ => self
+                .connection()
+                .and_then(ponte_transport::client::operator_words),
+        }
+    }
+
     /// Whether the relay stopped answering: nothing came back for the idle timeout, so the
     /// relay (or its node of a cluster) died or the network was cut — not the peer leaving,
     /// which the relay would have said.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use ponte_wire::rendezvous::{
     self, ClientMessage, JoinTarget, MAX_MESSAGE, NodeAddress, Refusal, RelayMessage, Ticket,
 };
-use ponte_wire::text::error_text;
+use ponte_wire::text::{PeerText, error_text};
 use ponte_wire::{DeviceTag, SessionId};
 
 use crate::credential::{AssistantCredential, CredentialError};
@@ -86,9 +86,20 @@ impl ClientError {
     pub fn refusal(&self) -> Option<Refusal> {
         match self {
             ClientError::Refused(r) => Some(*r),
-            ClientError::Connection(e) => refusal_of(e),
-            ClientError::Framed(FramedError::Read(quinn::ReadError::ConnectionLost(e)))
-            | ClientError::Framed(FramedError::Write(quinn::WriteError::ConnectionLost(e))) => refusal_of(e),
+            _ => self.connection().and_then(refusal_of),
+        }
+    }
+
+    /// The relay operator's words, if the operator ended the session ([`operator_words`]).
+    pub fn operator_words(&self) -> Option<PeerText> {
+        self.connection().and_then(operator_words)
+    }
+
+    fn connection(&self) -> Option<&quinn::ConnectionError> {
+        match self {
+            ClientError::Connection(e)
+            | ClientError::Framed(FramedError::Read(quinn::ReadError::ConnectionLost(e)))
+            | ClientError::Framed(FramedError::Write(quinn::WriteError::ConnectionLost(e))) => Some(e),
             _ => None,
         }
     }
@@ -99,6 +110,23 @@ pub fn refusal_of(error: &quinn::ConnectionError) -> Option<Refusal> {
     match error {
         quinn::ConnectionError::ApplicationClosed(close) => {
             Refusal::from_close_code(close.error_code.into_inner())
+        }
+        _ => None,
+    }
+}
+
+/// The words the relay's operator gave for ending the session, when that is why the relay
+/// closed the connection ([`Refusal::EndedByOperator`]); bounded and inert.
+pub fn operator_words(error: &quinn::ConnectionError) -> Option<PeerText> {
+    match error {
+        quinn::ConnectionError::ApplicationClosed(close)
+            if Refusal::from_close_code(close.error_code.into_inner()) == Some(Refusal::EndedByOperator) =>
+        {
+            let words = &close.reason[..close
+                .reason
+                .len()
+                .min(ponte_wire::rendezvous::MAX_OPERATOR_REASON)];
+            Some(PeerText::new(String::from_utf8_lossy(words)))
         }
         _ => None,
     }

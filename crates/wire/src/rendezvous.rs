@@ -223,7 +223,14 @@ pub enum Refusal {
     /// be coming back to resume the session.
     #[error("the other side's connection was lost")]
     PeerLost,
+    /// The relay's operator ended the session. The connection's close reason carries the
+    /// operator's words (at most [`MAX_OPERATOR_REASON`] bytes; peer text to the clients).
+    #[error("the relay's operator ended the session")]
+    EndedByOperator,
 }
+
+/// The longest reason an operator may give for ending a session, in bytes.
+pub const MAX_OPERATOR_REASON: usize = 200;
 
 /// The longest ticket reference, in bytes.
 pub const MAX_TICKET: usize = 64;
@@ -429,7 +436,7 @@ pub const LOST_CODE: u32 = 1;
 pub const CLOSE_CODE_BASE: u32 = 0x100;
 
 impl Refusal {
-    const ALL: [Refusal; 17] = [
+    const ALL: [Refusal; 18] = [
         Refusal::UnknownSession,
         Refusal::Expired,
         Refusal::AlreadyPaired,
@@ -449,6 +456,7 @@ impl Refusal {
         Refusal::CredentialRefused,
         Refusal::ClusterUnavailable,
         Refusal::PeerLost,
+        Refusal::EndedByOperator,
     ];
 
     /// The QUIC application close code that carries this reason.

@@ -226,6 +226,7 @@ ended-quit-waiting = you quit before anyone connected
 ended-left-before-answer = the assistant left before you answered
 ended-no-answer = you did not answer in time
 ended-connection-lost = the connection was lost ({ $error })
+ended-by-operator = the relay's operator ended the session: "{ $reason }"
 ended-relay-lost = the relay stopped answering (the relay, or its node of a cluster, may be down); start Ponte again for a new session
 ended-not-resumed = the connection could not be restored within { $secs } s; start Ponte again for a new session
 reconnecting = Connection lost — reconnecting… The assistant can do nothing until it is back (at most { $secs } s). You can end the session now.

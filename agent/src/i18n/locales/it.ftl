@@ -224,6 +224,7 @@ ended-quit-waiting = sei uscito prima che qualcuno si collegasse
 ended-left-before-answer = l'assistente se n'è andato prima della tua risposta
 ended-no-answer = non hai risposto in tempo
 ended-connection-lost = la connessione si è interrotta ({ $error })
+ended-by-operator = il gestore del relay ha chiuso la sessione: "{ $reason }"
 ended-relay-lost = il relay ha smesso di rispondere (il relay, o il suo nodo del cluster, potrebbe essere fuori servizio); avvia di nuovo Ponte per una nuova sessione
 ended-not-resumed = non è stato possibile ripristinare la connessione entro { $secs } s; avvia di nuovo Ponte per una nuova sessione
 reconnecting = Connessione persa — riconnessione in corso… L'assistente non può fare nulla finché non torna (al massimo { $secs } s). Puoi terminare la sessione ora.

@@ -237,6 +237,7 @@ ended-quit-waiting = zakończyłeś, zanim ktoś się połączył
 ended-left-before-answer = asystent wyszedł przed Twoją odpowiedzią
 ended-no-answer = nie odpowiedziałeś na czas
 ended-connection-lost = połączenie zostało przerwane ({ $error })
+ended-by-operator = operator przekaźnika zakończył sesję: „{ $reason }”
 ended-relay-lost = przekaźnik przestał odpowiadać (przekaźnik lub jego węzeł klastra może nie działać); uruchom Ponte ponownie, aby rozpocząć nową sesję
 ended-not-resumed = nie udało się przywrócić połączenia w ciągu { $secs } s; uruchom Ponte ponownie, aby rozpocząć nową sesję
 reconnecting = Utracono połączenie — ponowne łączenie… Asystent nie może nic zrobić, dopóki połączenie nie wróci (najwyżej { $secs } s). Możesz teraz zakończyć sesję.
