@@ -245,6 +245,56 @@ impl crate::cluster::AssistantBook {
     }
 }
 
+/// The operator's assistants: the data directory's file, or the cluster's (with --cluster).
+pub enum AssistantAccounts {
+    /// The file in the data directory.
+    File(AssistantStore),
+    /// The cluster's (in its Redis).
+    Cluster(crate::cluster::AssistantBook),
+}
+
+impl AssistantAccounts {
+    /// The cluster's accounts when `cluster` names its Redis, else `data_dir`'s file.
+    pub fn open(data_dir: &Path, cluster: Option<&str>) -> Result<AssistantAccounts, AssistantError> {
+        Ok(match cluster {
+            Some(url) => AssistantAccounts::Cluster(crate::cluster::AssistantBook::open(url)?),
+            None => AssistantAccounts::File(AssistantStore::in_dir(data_dir)),
+        })
+    }
+
+    /// Every account, by name.
+    pub async fn load(&self) -> Result<Vec<Assistant>, AssistantError> {
+        match self {
+            AssistantAccounts::File(store) => store.load(),
+            AssistantAccounts::Cluster(book) => book.assistants().await,
+        }
+    }
+
+    /// Adds an account and returns its credential (to hand over once).
+    pub async fn add(&self, name: &str) -> Result<AssistantCredential, AssistantError> {
+        match self {
+            AssistantAccounts::File(store) => store.add(name),
+            AssistantAccounts::Cluster(book) => book.add_assistant(name).await,
+        }
+    }
+
+    /// Removes an account.
+    pub async fn remove(&self, name: &str) -> Result<(), AssistantError> {
+        match self {
+            AssistantAccounts::File(store) => store.remove(name),
+            AssistantAccounts::Cluster(book) => book.remove_assistant(name).await,
+        }
+    }
+
+    /// Where the accounts are, for messages.
+    pub fn place(&self) -> String {
+        match self {
+            AssistantAccounts::File(store) => store.path().display().to_string(),
+            AssistantAccounts::Cluster(_) => "the cluster".to_owned(),
+        }
+    }
+}
+
 /// The accounts of the cluster's hash (name and line, as bytes: whoever wrote Redis may have
 /// written anything), sorted by name; entries that are not accounts (or whose line names
 /// another account) are skipped, one by one — admitting nobody by them.

@@ -161,6 +161,43 @@ pub enum Command {
         #[command(subcommand)]
         command: ClusterCommand,
     },
+    /// Manage the web console's operator accounts (kept in the ledger's database).
+    ConsoleUser {
+        /// What to do.
+        #[command(subcommand)]
+        command: ConsoleUserCommand,
+    },
+}
+
+twin! {
+    /// What an operator may do in the console.
+    ConsoleRole => ponte_relay::console::accounts::Role {
+        /// Everything: live sessions, the ledger, assistants, the cluster, the audit log.
+        Admin,
+        /// Read the ledger and its reports.
+        Billing,
+    }
+}
+
+/// `ponte-relay console-user …`
+#[derive(Debug, Subcommand)]
+pub enum ConsoleUserCommand {
+    /// Add an operator account. The password is read from standard input (one line), or asked
+    /// for twice without echo on a terminal; at least 12 characters.
+    Add {
+        /// The login name (letters, digits and . _ @ -).
+        name: String,
+        /// What the operator may do.
+        #[arg(long, value_enum)]
+        role: ConsoleRole,
+    },
+    /// List the operator accounts.
+    List,
+    /// Remove an operator account (its open logins end at their next request).
+    Remove {
+        /// The login name.
+        name: String,
+    },
 }
 
 /// `ponte-relay cluster …`
@@ -281,6 +318,11 @@ pub struct Settings {
     /// Serve Prometheus metrics over HTTP on this address (e.g. 127.0.0.1:9433) [default: off].
     #[arg(long, env = "PONTE_RELAY_METRICS")]
     pub metrics: Option<SocketAddr>,
+
+    /// Serve the web console on this TCP address (e.g. 127.0.0.1:9444) [default: off]. Beyond
+    /// loopback it speaks only HTTPS, with the relay's certificate. Accounts: `console-user add`.
+    #[arg(long, env = "PONTE_RELAY_CONSOLE")]
+    pub console: Option<SocketAddr>,
 
     /// Log format [default: human]. The level comes from RUST_LOG (default: info).
     #[arg(long, env = "PONTE_RELAY_LOG_FORMAT", value_enum)]
@@ -441,6 +483,7 @@ impl Settings {
             cert,
             key,
             metrics,
+            console,
             log_format,
             pairing_ttl_secs,
             idle_timeout_secs,
@@ -516,6 +559,7 @@ impl Settings {
             data_dir: self.data_dir.unwrap_or(defaults.data_dir),
             cert: self.cert.zip(self.key),
             metrics: self.metrics,
+            console: self.console,
             registry: RegistryLimits {
                 pairing_ttl: secs(self.pairing_ttl_secs, registry.pairing_ttl),
                 join_rate: per_second(self.joins_per_minute, registry.join_rate),

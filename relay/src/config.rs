@@ -40,6 +40,8 @@ pub struct Config {
     pub cert: Option<(PathBuf, PathBuf)>,
     /// Prometheus endpoint address.
     pub metrics: Option<SocketAddr>,
+    /// The web console's address (None: no console).
+    pub console: Option<SocketAddr>,
     /// Registration and joining limits.
     pub registry: RegistryLimits,
     /// Idle time after which a paired session is closed.
@@ -105,6 +107,7 @@ impl Default for Config {
             data_dir: default_data_dir(),
             cert: None,
             metrics: None,
+            console: None,
             registry: RegistryLimits {
                 pairing_ttl: Duration::from_secs(600),
                 join_rate: 20.0 / 60.0,

@@ -13,6 +13,7 @@ pub mod assistants;
 pub mod cert;
 pub mod cluster;
 pub mod config;
+pub mod console;
 pub mod directory;
 pub mod forward;
 pub mod ledger;

@@ -6,19 +6,18 @@ use std::io::Write;
 
 use anyhow::Context;
 use clap::Parser;
-use cli::{AssistantCommand, Cli, ClusterCommand, Command, LedgerCommand, LogFormat};
-use ponte_relay::assistants::{Assistant, AssistantError, AssistantStore};
-use ponte_relay::cluster::AssistantBook;
+use cli::{AssistantCommand, Cli, ClusterCommand, Command, ConsoleUserCommand, LedgerCommand, LogFormat};
+use ponte_relay::assistants::AssistantAccounts;
 use ponte_relay::ledger::report;
 use ponte_relay::{Config, Relay, cert};
-use ponte_transport::credential::AssistantCredential;
 use tracing_subscriber::EnvFilter;
 
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -42,47 +41,8 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// The operator's assistants: the data directory's file, or the cluster's (with --cluster).
-enum Book {
-    File(AssistantStore),
-    Cluster(AssistantBook),
-}
-
-impl Book {
-    async fn load(&self) -> Result<Vec<Assistant>, AssistantError> {
-        match self {
-            Book::File(store) => store.load(),
-            Book::Cluster(book) => book.assistants().await,
-        }
-    }
-
-    async fn add(&self, name: &str) -> Result<AssistantCredential, AssistantError> {
-        match self {
-            Book::File(store) => store.add(name),
-            Book::Cluster(book) => book.add_assistant(name).await,
-        }
-    }
-
-    async fn remove(&self, name: &str) -> Result<(), AssistantError> {
-        match self {
-            Book::File(store) => store.remove(name),
-            Book::Cluster(book) => book.remove_assistant(name).await,
-        }
-    }
-
-    fn place(&self) -> String {
-        match self {
-            Book::File(store) => store.path().display().to_string(),
-            Book::Cluster(_) => "the cluster".to_owned(),
-        }
-    }
-}
-
 async fn assistant(config: &Config, cluster: Option<&str>, command: AssistantCommand) -> anyhow::Result<()> {
-    let store = match cluster {
-        Some(url) => Book::Cluster(AssistantBook::open(url)?),
-        None => Book::File(AssistantStore::in_dir(&config.data_dir)),
-    };
+    let store = AssistantAccounts::open(&config.data_dir, cluster)?;
     match command {
         AssistantCommand::Add { name, out } => {
             // Claim the output file first, so a failure there leaves no assistant behind.
@@ -140,10 +100,10 @@ async fn assistant(config: &Config, cluster: Option<&str>, command: AssistantCom
         AssistantCommand::Remove { name } => {
             store.remove(&name).await?;
             match store {
-                Book::File(_) => {
+                AssistantAccounts::File(_) => {
                     eprintln!("removed assistant {name}; its credential stops working at its next join")
                 }
-                Book::Cluster(_) => eprintln!(
+                AssistantAccounts::Cluster(_) => eprintln!(
                     "removed assistant {name}; its credential stops working on every node within {} s",
                     ponte_relay::cluster::HEARTBEAT.as_secs()
                 ),
@@ -187,6 +147,61 @@ async fn ledger(config: &Config, command: LedgerCommand) -> anyhow::Result<()> {
         }
     }
     out.flush()?;
+    Ok(())
+}
+
+/// The console password: one line of standard input, or asked twice without echo on a terminal.
+fn read_password() -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("password (at least 12 characters): ")?;
+        let again = rpassword::prompt_password("the same again: ")?;
+        anyhow::ensure!(first == again, "the two passwords differ; nothing was changed");
+        Ok(first)
+    } else {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        Ok(line.trim_end_matches(['\n', '\r']).to_owned())
+    }
+}
+
+async fn console_user(config: &Config, command: ConsoleUserCommand) -> anyhow::Result<()> {
+    use ponte_relay::console::accounts;
+    let target = config.ledger_target()?;
+    let open = || async {
+        target
+            .open()
+            .await
+            .with_context(|| format!("opening the ledger ({target})"))?
+            .context("console accounts live in the ledger's database, and the ledger is off (--ledger none)")
+    };
+    match command {
+        ConsoleUserCommand::Add { name, role } => {
+            accounts::check_name(&name)?;
+            let password = read_password()?;
+            let mut store = open().await?;
+            accounts::add(&mut store, &name, role.into(), &password).await?;
+            eprintln!("added console operator {name} ({})", accounts::Role::from(role));
+        }
+        ConsoleUserCommand::List => {
+            let all = accounts::operators(&mut open().await?).await?;
+            if all.is_empty() {
+                eprintln!("no console operators in {target}");
+            }
+            for op in all {
+                println!(
+                    "{}  {}  added {}",
+                    op.name,
+                    op.role,
+                    report::format_time(op.created)
+                );
+            }
+        }
+        ConsoleUserCommand::Remove { name } => {
+            accounts::remove(&mut open().await?, &name).await?;
+            eprintln!("removed console operator {name}; its logins end at their next request");
+        }
+    }
     Ok(())
 }
 
@@ -260,6 +275,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Some(Command::Ledger { command }) => return ledger(&config, command).await,
         Some(Command::Cluster { command }) => return cluster(&config, cluster_url.as_deref(), command).await,
+        Some(Command::ConsoleUser { command }) => return console_user(&config, command).await,
         None => {}
     }
     init_logging(log_format);
@@ -276,6 +292,10 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(addr) = config.metrics {
         println!("metrics on http://{addr}/metrics");
+    }
+    if let Some(addr) = relay.console_addr() {
+        let scheme = if addr.ip().is_loopback() { "http" } else { "https" };
+        println!("console on {scheme}://{addr}/");
     }
     shutdown_signal().await;
     relay.shutdown().await;

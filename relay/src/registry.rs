@@ -446,6 +446,17 @@ impl<A: Clone, V> Registry<A, V> {
         self.sessions.iter().map(|(id, e)| (*id, self.open(e))).collect()
     }
 
+    /// Every session held: its agent and, when paired, its viewer.
+    pub fn entries(&self) -> impl Iterator<Item = (SessionId, &A, Option<&V>)> {
+        self.sessions.iter().map(|(id, e)| {
+            let viewer = match &e.state {
+                State::Paired { viewer, .. } => Some(viewer),
+                _ => None,
+            };
+            (*id, &e.agent, viewer)
+        })
+    }
+
     /// Whether a viewer could join session `id` now.
     pub fn joinable(&self, id: SessionId) -> bool {
         self.sessions.get(&id).is_some_and(|e| self.open(e))

@@ -525,3 +525,88 @@ async fn a_device_waiting_on_one_node_is_found_through_another() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
+
+/// A console on node a lists the session held by node b (published at b's heartbeat) and ends
+/// it: b closes both peers' connections with the operator's words, and b's ledger says why.
+#[tokio::test(flavor = "multi_thread")]
+async fn any_nodes_console_lists_and_ends_the_sessions_of_every_node() {
+    use crate::console::{PASSWORD, field_after, http, log_in};
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let pin = cluster_init(dir.path());
+    let (a, _) = in_process_node(dir.path(), &redis, "a", |c| {
+        c.console = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let (b, b_addr) = in_process_node(dir.path(), &redis, "b", |_| {}).await;
+    let mut store = ponte_relay::ledger::Target::parse(None, &dir.path().join("a"))
+        .unwrap()
+        .open()
+        .await
+        .unwrap()
+        .unwrap();
+    ponte_relay::console::accounts::add(
+        &mut store,
+        "anna",
+        ponte_relay::console::accounts::Role::Admin,
+        PASSWORD,
+    )
+    .await
+    .unwrap();
+    let (agent, viewer) = session(b_addr, b_addr, pin).await;
+
+    let base = format!("http://{}/", a.console_addr().unwrap());
+    let cookie = log_in(&base, "anna", PASSWORD).await;
+    let deadline = Instant::now() + WAIT;
+    let page = loop {
+        let (status, _, page) = http(&base, "/sessions", Some(&cookie), None).await;
+        assert_eq!(status, 200);
+        if page.contains("name=\"node\" value=\"b\"") {
+            break page;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node b's session never listed on a's console:\n{page}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(page.contains("1 session(s), 1 paired"), "{page}");
+    let csrf = field_after(&page, "<body", "csrf");
+    let row = field_after(&page, "name=\"node\" value=\"b\"", "row");
+    let words = "Maintenance on node b";
+    let form = format!("csrf={csrf}&node=b&row={row}&reason={}", words.replace(' ', "+"));
+    let (status, head, _) = http(&base, "/sessions/end", Some(&cookie), Some(&form)).await;
+    assert_eq!(status, 303, "{head}");
+    for (side, client) in [("agent", &agent), ("viewer", &viewer)] {
+        let closed = tokio::time::timeout(Duration::from_secs(15), client.connection().closed())
+            .await
+            .unwrap_or_else(|_| panic!("the {side} was not disconnected"));
+        assert_eq!(
+            ponte_transport::client::operator_words(&closed)
+                .map(|w| w.into_raw())
+                .as_deref(),
+            Some(words),
+            "{side}: {closed}"
+        );
+    }
+    let mut ledger = ponte_relay::ledger::Target::parse(None, &dir.path().join("b"))
+        .unwrap()
+        .open()
+        .await
+        .unwrap()
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let rows = ledger.rows(i64::MIN, i64::MAX).await.unwrap();
+        if let [row] = rows.as_slice()
+            && row.end_reason.is_some()
+        {
+            assert_eq!(row.end_reason.as_deref(), Some("ended_by_operator"), "{row:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{rows:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(b);
+    drop(a);
+}

@@ -396,6 +396,16 @@ async fn retention_purges_old_rows(backend: Backend) {
         ])
         .await
         .unwrap();
+    // The console's audit log is kept as long as the ledger.
+    for (at, detail) in [(now - 400 * day, "old"), (now - 1000, "today")] {
+        let entry = ponte_relay::ledger::AuditRow {
+            at,
+            operator: "anna".into(),
+            action: "login".into(),
+            detail: detail.into(),
+        };
+        store.audit(entry).await.unwrap();
+    }
     drop(store);
     // The relay purges at start and every hour after.
     let (mut relay, _, _) = relay(&data, &backend, &["--ledger-retention-days", "30"]);
@@ -409,8 +419,67 @@ async fn retention_purges_old_rows(backend: Backend) {
     }
     let tickets: Vec<&str> = left.iter().map(|r| r["ticket"].as_str().unwrap()).collect();
     assert_eq!(tickets, ["recent", "today"]);
+    let audit = backend.store(&data).await.audit_log(10).await.unwrap();
+    let details: Vec<&str> = audit.iter().map(|e| e.detail.as_str()).collect();
+    assert_eq!(details, ["today"]);
     assert!(relay.terminate(WAIT).success());
     backend.drop_database().await;
+}
+
+/// The console's operator accounts live in the ledger's database: made with the library or
+/// `console-user add` (password on standard input), listed and removed by the CLI, checked
+/// by their argon2id hash.
+async fn console_accounts_live_in_the_ledger_database(backend: Backend) {
+    use ponte_relay::console::accounts::{self, AccountError, Role};
+    const PASSWORD: &str = "correct horse battery staple";
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("relay");
+    let mut store = backend.store(&data).await;
+    accounts::add(&mut store, "anna", Role::Admin, PASSWORD)
+        .await
+        .unwrap();
+    let again = accounts::add(&mut store, "anna", Role::Billing, PASSWORD).await;
+    assert!(matches!(again, Err(AccountError::Exists(_))), "{again:?}");
+    let mut add = Command::new(binary("ponte-relay"));
+    add.args(["console-user", "add", "bea", "--role", "billing", "--data-dir"])
+        .arg(&data)
+        .args(backend.args())
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = add.spawn().unwrap();
+    std::io::Write::write_all(
+        &mut child.stdin.take().unwrap(),
+        format!("{PASSWORD}\n").as_bytes(),
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let list = String::from_utf8(relay_cli(&data, &backend, &["console-user", "list"]).stdout).unwrap();
+    assert!(
+        list.contains("anna  admin") && list.contains("bea  billing"),
+        "{list}"
+    );
+    let all = accounts::operators(&mut store).await.unwrap();
+    assert_eq!(
+        accounts::authenticate(&all, "bea", PASSWORD).map(|o| o.role),
+        Some(Role::Billing)
+    );
+    assert!(accounts::authenticate(&all, "bea", "correct horse battery stapler").is_none());
+    relay_cli(&data, &backend, &["console-user", "remove", "anna"]);
+    let list = String::from_utf8(relay_cli(&data, &backend, &["console-user", "list"]).stdout).unwrap();
+    assert!(!list.contains("anna") && list.contains("bea"), "{list}");
+    drop(store);
+    backend.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_console_accounts_live_in_the_ledger_database() {
+    console_accounts_live_in_the_ledger_database(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_console_accounts_live_in_the_ledger_database() {
+    console_accounts_live_in_the_ledger_database(Backend::postgres().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

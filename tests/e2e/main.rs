@@ -19,6 +19,7 @@ mod world;
 mod app;
 mod cluster;
 mod consent;
+mod console;
 mod desktop;
 mod ledger;
 mod package;

@@ -309,6 +309,14 @@ fn connections_key(node: &str) -> String {
     format!("{PREFIX}connections:{node}")
 }
 
+fn live_key(node: &str) -> String {
+    format!("{PREFIX}live:{node}")
+}
+
+fn ends_key(node: &str) -> String {
+    format!("{PREFIX}ends:{node}")
+}
+
 fn assistants_key() -> String {
     format!("{PREFIX}assistants")
 }
@@ -677,6 +685,39 @@ impl Cluster {
             .collect())
     }
 
+    /// Publishes this node's live sessions (their ledger rows as they stand) for the consoles
+    /// of every node; the entry expires with the node's lease.
+    pub async fn publish_live(&self, rows: &[crate::ledger::Row]) -> Result<(), ClusterError> {
+        let rows = &rows[..rows.len().min(MAX_LIVE_PUBLISHED)];
+        let json = serde_json::to_vec(rows).map_err(|e| ClusterError::Unavailable(e.to_string()))?;
+        self.operations.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::cluster_operation();
+        let set = redis::cmd("SET")
+            .arg(live_key(self.settings.node.as_str()))
+            .arg(json)
+            .arg("PX")
+            .arg(millis(NODE_LEASE))
+            .clone();
+        query(&self.redis, &set, OPERATION_TIMEOUT * 2).await
+    }
+
+    /// The sessions other nodes' consoles asked this node to end: `(ledger row, words)`.
+    /// Entries that are not such requests are dropped.
+    pub async fn take_ends(&self) -> Result<Vec<(i64, String)>, ClusterError> {
+        self.operations.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::cluster_operation();
+        let pop = redis::cmd("LPOP")
+            .arg(ends_key(self.settings.node.as_str()))
+            .arg(ENDS_PER_HEARTBEAT)
+            .clone();
+        let popped: Option<Vec<Vec<u8>>> = query(&self.redis, &pop, OPERATION_TIMEOUT).await?;
+        Ok(popped
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|entry| serde_json::from_slice(entry).ok())
+            .collect())
+    }
+
     /// The cluster's assistant accounts, as the lines of an assistants file (field: name).
     pub async fn assistant_lines(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ClusterError> {
         self.operations.fetch_add(1, Ordering::Relaxed);
@@ -717,6 +758,62 @@ async fn query<T: redis::FromRedisValue>(
     match tokio::time::timeout(limit, cmd.query_async(&mut redis)).await {
         Ok(r) => Ok(r?),
         Err(_) => Err(ClusterError::Unavailable("timed out".into())),
+    }
+}
+
+/// Most live sessions a node publishes for the consoles.
+pub const MAX_LIVE_PUBLISHED: usize = 10_000;
+
+/// Most end requests a node takes at one heartbeat (more wait for the next).
+const ENDS_PER_HEARTBEAT: usize = 64;
+
+/// A console's view of the cluster: every node's live sessions, and ending one on its node.
+#[derive(Clone)]
+pub struct ConsoleView {
+    redis: ConnectionManager,
+}
+
+impl ConsoleView {
+    /// The view of the cluster whose Redis is at `url`.
+    pub fn open(url: &str) -> Result<ConsoleView, ClusterError> {
+        Ok(ConsoleView { redis: connect(url)? })
+    }
+
+    /// The live sessions each live node published at its last heartbeat, by node name.
+    /// A node's entry that does not parse (Redis may hold anything) counts as none.
+    pub async fn live(&self) -> Result<Vec<(String, Vec<crate::ledger::Row>)>, ClusterError> {
+        let limit = Duration::from_secs(5);
+        let names: Vec<String> = query(&self.redis, redis::cmd("SMEMBERS").arg(nodes_key()), limit).await?;
+        let mut all = Vec::new();
+        for name in names {
+            let entry: Option<Vec<u8>> =
+                query(&self.redis, redis::cmd("GET").arg(live_key(&name)), limit).await?;
+            if let Some(entry) = entry {
+                all.push((name, serde_json::from_slice(&entry).unwrap_or_default()));
+            }
+        }
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(all)
+    }
+
+    /// Asks `node` to end the session of ledger row `row` with `words`; it does at its next
+    /// heartbeat. A request for a node that does not take it soon expires.
+    pub async fn request_end(&self, node: &str, row: i64, words: &str) -> Result<(), ClusterError> {
+        let entry =
+            serde_json::to_vec(&(row, words)).map_err(|e| ClusterError::Unavailable(e.to_string()))?;
+        let mut pipe = redis::pipe();
+        pipe.rpush(ends_key(node), entry)
+            .ignore()
+            .pexpire(
+                ends_key(node),
+                i64::try_from(millis(NODE_LEASE)).unwrap_or(i64::MAX),
+            )
+            .ignore();
+        let mut redis = self.redis.clone();
+        match tokio::time::timeout(Duration::from_secs(5), pipe.query_async::<()>(&mut redis)).await {
+            Ok(r) => Ok(r?),
+            Err(_) => Err(ClusterError::Unavailable("timed out".into())),
+        }
     }
 }
 

@@ -67,8 +67,9 @@ pub enum LedgerError {
     Schema(String),
 }
 
-/// One session's row. Times are milliseconds since 1970-01-01 UTC.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One session's row. Times are milliseconds since 1970-01-01 UTC. (Serialized only for a
+/// cluster's consoles: each node publishes its live sessions' rows in Redis.)
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Row {
     /// A random key: session IDs come back after a while, rows do not.
     pub id: i64,
@@ -97,6 +98,38 @@ pub struct Row {
     pub agent_address: Option<String>,
     /// The last pairing's viewer's address as configured.
     pub viewer_address: Option<String>,
+}
+
+/// A random positive row key: session IDs come back after a while, rows do not.
+pub(crate) fn random_id() -> i64 {
+    use rand_core::Rng;
+    (ponte_wire::os_rng().next_u64() >> 1) as i64
+}
+
+/// An operator account of the web console, as stored (see `crate::console::accounts`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorRow {
+    /// The login name.
+    pub name: String,
+    /// `admin` or `billing`.
+    pub role: String,
+    /// The password's argon2id hash in PHC string form (never the password).
+    pub password_hash: String,
+    /// When the account was made (ms since 1970 UTC).
+    pub created: i64,
+}
+
+/// One action in the console's audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRow {
+    /// When (ms since 1970 UTC).
+    pub at: i64,
+    /// The operator who acted (or tried to log in as).
+    pub operator: String,
+    /// What, e.g. `login`, `end-session`, `add-assistant`.
+    pub action: String,
+    /// Its object and details, e.g. the assistant's name or the reason given.
+    pub detail: String,
 }
 
 /// Where the ledger lives.

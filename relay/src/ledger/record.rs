@@ -28,6 +28,8 @@ pub enum EndReason {
     ShuttingDown,
     /// A peer broke the rendezvous protocol.
     BadRequest,
+    /// An operator ended it from the console.
+    EndedByOperator,
 }
 
 impl EndReason {
@@ -42,6 +44,7 @@ impl EndReason {
             EndReason::LimitExceeded => "limit_exceeded",
             EndReason::ShuttingDown => "shutting_down",
             EndReason::BadRequest => "bad_request",
+            EndReason::EndedByOperator => "ended_by_operator",
         }
     }
 }
@@ -141,9 +144,8 @@ pub struct ViewerFacts {
 impl SessionRecord {
     /// The record of a session registered now.
     pub fn new(ledger: &Ledger, session: SessionId, agent_address: Option<String>) -> SessionRecord {
-        use rand_core::Rng;
         ledger.opened();
-        let id = (ponte_wire::os_rng().next_u64() >> 1) as i64;
+        let id = super::random_id();
         SessionRecord(Arc::new(Inner {
             state: Mutex::new(State {
                 id,

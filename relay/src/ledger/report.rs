@@ -99,12 +99,18 @@ pub fn connected_ms(row: &Row) -> Option<i64> {
 }
 
 fn csv_field(s: &str) -> String {
-    // Tickets and names are plain by construction; quote anyway so the format never depends
-    // on that.
+    // Tickets and names are plain by construction; escape anyway so the format never depends
+    // on that. A cell a spreadsheet would take for a formula (=, +, -, @, tab, CR first) gets
+    // a leading apostrophe (OWASP's advice against CSV injection).
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_owned()
+    };
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
-        s.to_owned()
+        s
     }
 }
 
@@ -213,7 +219,8 @@ fn ceil_div(a: i64, b: i64) -> i64 {
     if a <= 0 { 0 } else { (a - 1) / b + 1 }
 }
 
-fn hms(ms: i64) -> String {
+/// `H:MM:SS` of a duration in milliseconds, rounded up to the second.
+pub fn hms(ms: i64) -> String {
     let secs = ceil_div(ms, 1000);
     format!("{}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
 }
@@ -294,6 +301,43 @@ mod tests {
             ticket: ticket.map(Into::into),
             agent_address: None,
             viewer_address: None,
+        }
+    }
+
+    #[test]
+    fn no_text_field_reaches_a_csv_cell_as_a_formula() {
+        let hostile = [
+            "=HYPERLINK(\"http://x\",\"y\")",
+            "+1+1",
+            "-2-3",
+            "@SUM(A1)",
+            "\tx",
+            "\r=1",
+        ];
+        for text in hostile {
+            let mut r = row(Some(text), Some(1), Some(2));
+            r.assistant = Some(text.into());
+            r.end_reason = Some(text.into());
+            r.agent_address = Some(text.into());
+            r.viewer_address = Some(text.into());
+            let mut out = Vec::new();
+            export(&[r], Format::Csv, &mut out).unwrap();
+            let csv = String::from_utf8(out).unwrap();
+            let line = csv.lines().nth(1).unwrap();
+            // Every cell after the times: none starts with a formula character, quoted or not.
+            let cells: Vec<&str> = line.split(',').collect();
+            for cell in &cells[4..] {
+                let cell = cell.trim_start_matches('"');
+                assert!(
+                    !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                    "{text:?} → {line:?}"
+                );
+            }
+            assert_eq!(
+                line.matches('\'').count(),
+                5,
+                "each of the five text fields escaped: {line}"
+            );
         }
     }
 

@@ -5,12 +5,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{LedgerError, Row};
+use super::{AuditRow, LedgerError, OperatorRow, Row};
 
 /// Schema migrations, applied in order, each once. Never edit a released one: add another.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    "CREATE TABLE ponte_sessions (
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        "CREATE TABLE ponte_sessions (
         id BIGINT PRIMARY KEY,
         session_id TEXT NOT NULL,
         registered_ms BIGINT NOT NULL,
@@ -26,7 +27,27 @@ const MIGRATIONS: &[(i32, &str)] = &[(
         viewer_address TEXT
     );
     CREATE INDEX ponte_sessions_registered ON ponte_sessions (registered_ms);",
-)];
+    ),
+    // The web console's operator accounts and its audit log (kept with the ledger's
+    // retention): in the ledger's database, so every node of a cluster shares them.
+    (
+        2,
+        "CREATE TABLE ponte_console_operators (
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL,
+        password_hash TEXT NOT NULL,
+        created_ms BIGINT NOT NULL
+    );
+    CREATE TABLE ponte_console_audit (
+        id BIGINT PRIMARY KEY,
+        at_ms BIGINT NOT NULL,
+        operator TEXT NOT NULL,
+        action TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX ponte_console_audit_at ON ponte_console_audit (at_ms);",
+    ),
+];
 
 const COLUMNS: &str = "id, session_id, registered_ms, paired_ms, ended_ms, end_reason, \
     bytes_agent_to_viewer, bytes_viewer_to_agent, attempts, assistant, ticket, agent_address, viewer_address";
@@ -62,6 +83,41 @@ fn select_sql(sigil: char) -> String {
 fn purge_sql(sigil: char) -> String {
     format!("DELETE FROM ponte_sessions WHERE registered_ms < {sigil}1")
 }
+
+fn purge_audit_sql(sigil: char) -> String {
+    format!("DELETE FROM ponte_console_audit WHERE at_ms < {sigil}1")
+}
+
+const OPERATORS_SQL: &str =
+    "SELECT name, role, password_hash, created_ms FROM ponte_console_operators ORDER BY name";
+
+fn add_operator_sql(sigil: char) -> String {
+    format!(
+        "INSERT INTO ponte_console_operators (name, role, password_hash, created_ms) VALUES ({}) \
+         ON CONFLICT (name) DO NOTHING",
+        placeholders(4, sigil)
+    )
+}
+
+fn remove_operator_sql(sigil: char) -> String {
+    format!("DELETE FROM ponte_console_operators WHERE name = {sigil}1")
+}
+
+fn audit_sql(sigil: char) -> String {
+    format!(
+        "INSERT INTO ponte_console_audit (id, at_ms, operator, action, detail) VALUES ({})",
+        placeholders(5, sigil)
+    )
+}
+
+fn audit_log_sql(sigil: char) -> String {
+    format!(
+        "SELECT at_ms, operator, action, detail FROM ponte_console_audit ORDER BY at_ms DESC, id LIMIT {sigil}1"
+    )
+}
+
+const LAST_USE_SQL: &str = "SELECT assistant, MAX(registered_ms) FROM ponte_sessions \
+    WHERE assistant IS NOT NULL GROUP BY assistant";
 
 const SCHEMA_TABLE: &str = "CREATE TABLE IF NOT EXISTS ponte_ledger_schema (version INTEGER NOT NULL)";
 
@@ -289,16 +345,21 @@ impl Store {
         }
     }
 
-    /// Deletes rows registered before `before_ms`; returns how many.
+    /// Deletes rows registered before `before_ms`, and console audit entries older than that;
+    /// returns how many rows.
     pub async fn purge(&mut self, before_ms: i64) -> Result<u64, LedgerError> {
         match self {
             Store::Sqlite(conn) => {
                 blocking(conn, move |conn| {
+                    conn.execute(&purge_audit_sql('?'), [before_ms])?;
                     conn.execute(&purge_sql('?'), [before_ms]).map(|n| n as u64)
                 })
                 .await
             }
-            Store::Postgres(client) => Ok(client.execute(&purge_sql('$'), &[&before_ms]).await?),
+            Store::Postgres(client) => {
+                client.execute(&purge_audit_sql('$'), &[&before_ms]).await?;
+                Ok(client.execute(&purge_sql('$'), &[&before_ms]).await?)
+            }
         }
     }
 
@@ -318,6 +379,148 @@ impl Store {
                 .await?
                 .iter()
                 .map(|r| postgres_row(r).map_err(LedgerError::from))
+                .collect(),
+        }
+    }
+
+    /// The console's operator accounts, by name.
+    pub async fn operators(&mut self) -> Result<Vec<OperatorRow>, LedgerError> {
+        let operator = |name, role, password_hash, created| OperatorRow {
+            name,
+            role,
+            password_hash,
+            created,
+        };
+        match self {
+            Store::Sqlite(conn) => {
+                blocking(conn, move |conn| {
+                    let mut stmt = conn.prepare(OPERATORS_SQL)?;
+                    let rows =
+                        stmt.query_map([], |r| Ok(operator(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+                    rows.collect()
+                })
+                .await
+            }
+            Store::Postgres(client) => client
+                .query(OPERATORS_SQL, &[])
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok(operator(
+                        r.try_get(0)?,
+                        r.try_get(1)?,
+                        r.try_get(2)?,
+                        r.try_get(3)?,
+                    ))
+                })
+                .collect(),
+        }
+    }
+
+    /// Adds an operator account; `false` if one of that name exists (it is left as it is).
+    pub async fn add_operator(&mut self, op: OperatorRow) -> Result<bool, LedgerError> {
+        let n = match self {
+            Store::Sqlite(conn) => {
+                blocking(conn, move |conn| {
+                    conn.execute(
+                        &add_operator_sql('?'),
+                        rusqlite::params![op.name, op.role, op.password_hash, op.created],
+                    )
+                })
+                .await? as u64
+            }
+            Store::Postgres(client) => {
+                client
+                    .execute(
+                        &add_operator_sql('$'),
+                        &[&op.name, &op.role, &op.password_hash, &op.created],
+                    )
+                    .await?
+            }
+        };
+        Ok(n == 1)
+    }
+
+    /// Removes an operator account; `false` if there was none of that name.
+    pub async fn remove_operator(&mut self, name: &str) -> Result<bool, LedgerError> {
+        let n = match self {
+            Store::Sqlite(conn) => {
+                let name = name.to_owned();
+                blocking(conn, move |conn| conn.execute(&remove_operator_sql('?'), [name])).await? as u64
+            }
+            Store::Postgres(client) => client.execute(&remove_operator_sql('$'), &[&name]).await?,
+        };
+        Ok(n > 0)
+    }
+
+    /// Appends an entry to the console's audit log.
+    pub async fn audit(&mut self, entry: AuditRow) -> Result<(), LedgerError> {
+        let id = super::random_id();
+        match self {
+            Store::Sqlite(conn) => {
+                blocking(conn, move |conn| {
+                    conn.execute(
+                        &audit_sql('?'),
+                        rusqlite::params![id, entry.at, entry.operator, entry.action, entry.detail],
+                    )
+                })
+                .await?;
+            }
+            Store::Postgres(client) => {
+                client
+                    .execute(
+                        &audit_sql('$'),
+                        &[&id, &entry.at, &entry.operator, &entry.action, &entry.detail],
+                    )
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The newest `limit` entries of the console's audit log, newest first.
+    pub async fn audit_log(&mut self, limit: i64) -> Result<Vec<AuditRow>, LedgerError> {
+        let entry = |at, operator, action, detail| AuditRow {
+            at,
+            operator,
+            action,
+            detail,
+        };
+        match self {
+            Store::Sqlite(conn) => {
+                blocking(conn, move |conn| {
+                    let mut stmt = conn.prepare(&audit_log_sql('?'))?;
+                    let rows =
+                        stmt.query_map([limit], |r| Ok(entry(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+                    rows.collect()
+                })
+                .await
+            }
+            Store::Postgres(client) => client
+                .query(&audit_log_sql('$'), &[&limit])
+                .await?
+                .iter()
+                .map(|r| Ok(entry(r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+                .collect(),
+        }
+    }
+
+    /// When each assistant account last registered a session it joined (ms since 1970).
+    pub async fn last_use(&mut self) -> Result<Vec<(String, i64)>, LedgerError> {
+        match self {
+            Store::Sqlite(conn) => {
+                blocking(conn, move |conn| {
+                    let mut stmt = conn.prepare(LAST_USE_SQL)?;
+                    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                    rows.collect()
+                })
+                .await
+            }
+            Store::Postgres(client) => client
+                .query(LAST_USE_SQL, &[])
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
                 .collect(),
         }
     }

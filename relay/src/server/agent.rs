@@ -172,6 +172,7 @@ pub(super) async fn agent(
             events,
             record: SessionRecord::new(&shared.ledger, id, address),
             reservation: Arc::new(Mutex::new(None)),
+            operator_words: Arc::default(),
         };
         made = Some(link.clone());
         link
@@ -223,6 +224,10 @@ pub(super) async fn agent(
     if send_relay(&mut send, &registered).await {
         end = agent_loop(id, &link, &mut send, &mut recv, &mut inbox, &shared).await;
     }
+    if link.operator_words.get().is_some() {
+        // An operator ended it (`Control::end`), whatever the loop noticed first.
+        end = Refusal::EndedByOperator;
+    }
     link.record.ended(match end {
         Refusal::PeerLeft => match departure(&shared, &connection) {
             Refusal::ShuttingDown => EndReason::ShuttingDown,
@@ -243,6 +248,7 @@ pub(super) async fn agent(
             Refusal::Burned | Refusal::ShuttingDown | Refusal::PeerLost => end,
             _ => Refusal::PeerLeft,
         };
+        // After an operator's end the viewer's connection is closed already, with the words.
         close(&viewer.connection, reason);
     }
     info!(session = %id, reason = %end, "agent session ended");

@@ -34,6 +34,7 @@ pub(super) async fn heartbeat(shared: Arc<Shared>, cluster: Arc<Cluster>) {
         if let Err(e) = cluster.heartbeat(health(&shared), &sessions, &devices).await {
             debug!("cluster heartbeat failed: {e}");
         }
+        consoles(&shared, &cluster).await;
         // At once, not one after the other: each may take up to its timeout, and the next
         // heartbeat must come well within the node's lease.
         let here = shared.admission.local_counts();
@@ -49,6 +50,24 @@ pub(super) async fn heartbeat(shared: Arc<Shared>, cluster: Arc<Cluster>) {
                 shared.admission.set_elsewhere(Default::default());
             }
         }
+    }
+}
+
+/// The consoles' part: publishes this node's live sessions and ends those a console of
+/// another node asked to end.
+async fn consoles(shared: &Arc<Shared>, cluster: &Cluster) {
+    let control = super::Control(shared.clone());
+    if let Err(e) = cluster.publish_live(&control.live()).await {
+        debug!("live sessions not published: {e}");
+    }
+    match cluster.take_ends().await {
+        Ok(ends) => {
+            for (row, words) in ends {
+                // The console made the words one bounded line; whoever wrote Redis may not have.
+                control.end(row, &crate::console::operator_reason(&words));
+            }
+        }
+        Err(e) => debug!("end requests not read: {e}"),
     }
 }
 

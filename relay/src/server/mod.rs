@@ -42,6 +42,8 @@ struct AgentLink {
     /// The agent connection's windows, reserved at its first pairing and kept until it
     /// closes: credit granted to a QUIC peer cannot be taken back.
     reservation: Arc<Mutex<Option<Reservation>>>,
+    /// What an operator said when ending the session from the console, for both sides.
+    operator_words: Arc<std::sync::OnceLock<String>>,
 }
 
 /// What the registry keeps of a paired viewer.
@@ -153,11 +155,13 @@ fn check_certification(
 
 /// Closes a connection with a reason the client can show.
 fn close(connection: &Connection, reason: Refusal) {
+    close_saying(connection, reason, &reason.to_string());
+}
+
+/// Closes a connection with a reason and the words the client shows with it.
+fn close_saying(connection: &Connection, reason: Refusal, words: &str) {
     crate::metrics::refused(&reason);
-    connection.close(
-        VarInt::from_u32(reason.close_code()),
-        reason.to_string().as_bytes(),
-    );
+    connection.close(VarInt::from_u32(reason.close_code()), words.as_bytes());
 }
 
 /// Why a peer's connection ended, as told to the other peer: the relay closing everything
@@ -187,7 +191,58 @@ fn end_reason(reason: Refusal) -> EndReason {
         Refusal::LimitExceeded => EndReason::LimitExceeded,
         Refusal::ShuttingDown => EndReason::ShuttingDown,
         Refusal::BadRequest | Refusal::VersionUnsupported { .. } => EndReason::BadRequest,
+        Refusal::EndedByOperator => EndReason::EndedByOperator,
         _ => EndReason::AgentLeft,
+    }
+}
+
+/// The console's handle on a running relay: its configuration, its live sessions, and ending
+/// one of them.
+#[derive(Clone)]
+pub struct Control(Arc<Shared>);
+
+impl Control {
+    /// The relay's configuration.
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+
+    /// The sessions this node holds now, as their ledger rows stand, with the bytes of the
+    /// current pairing counted in.
+    pub fn live(&self) -> Vec<crate::ledger::Row> {
+        let registry = self.0.registry();
+        registry
+            .entries()
+            .map(|(_, agent, viewer)| {
+                let mut row = agent.record.row();
+                if let Some(viewer) = viewer {
+                    let add = |total: i64, d| {
+                        total.saturating_add(i64::try_from(viewer.budget.forwarded(d)).unwrap_or(i64::MAX))
+                    };
+                    row.bytes_agent_to_viewer = add(row.bytes_agent_to_viewer, Direction::AgentToViewer);
+                    row.bytes_viewer_to_agent = add(row.bytes_viewer_to_agent, Direction::ViewerToAgent);
+                }
+                row
+            })
+            .collect()
+    }
+
+    /// Ends the session whose ledger row is `row`: both sides are told the relay's operator
+    /// ended it, with `words`. Returns its ID, or `None` if this node holds no such session.
+    pub fn end(&self, row: i64, words: &str) -> Option<ponte_wire::SessionId> {
+        let registry = self.0.registry();
+        let (id, agent, viewer) = registry
+            .entries()
+            .find(|(_, agent, _)| agent.record.row().id == row)?;
+        // Both connections close at once, so each side hears the words before anything else
+        // (a stream reset forwarded from the other side, say); the session's tasks see the
+        // words set and record why it ended.
+        let _ = agent.operator_words.set(words.to_owned());
+        close_saying(&agent.connection, Refusal::EndedByOperator, words);
+        if let Some(viewer) = viewer {
+            close_saying(&viewer.connection, Refusal::EndedByOperator, words);
+        }
+        Some(id)
     }
 }
 
@@ -200,6 +255,7 @@ pub struct Relay {
     cluster_fingerprint: Option<CertFingerprint>,
     accept: tokio::task::JoinHandle<()>,
     heartbeat: Option<tokio::task::JoinHandle<()>>,
+    console: Option<crate::console::ConsoleServer>,
 }
 
 impl Relay {
@@ -222,6 +278,10 @@ impl Relay {
         }
         let ledger_target = config.ledger_target()?;
         let transport = memory::unpaired_transport(config.stream_window);
+        let console_identity = config.console.map(|_| crate::cert::Identity {
+            chain: identity.chain.clone(),
+            key: identity.key.clone_key(),
+        });
         let server = ponte_transport::tls::server_config(identity.chain, identity.key, transport)?;
         let endpoint = quinn::Endpoint::server(server, config.listen)?;
         let (shutdown, shutting_down) = watch::channel(false);
@@ -279,6 +339,10 @@ impl Relay {
             .cloned()
             .map(|cluster| tokio::spawn(heartbeat(shared.clone(), cluster)));
         let accept = tokio::spawn(accept::accept_loop(endpoint.clone(), shared.clone()));
+        let console = match shared.config.console {
+            Some(addr) => Some(crate::console::start(addr, Control(shared.clone()), console_identity).await?),
+            None => None,
+        };
         Ok(Relay {
             endpoint,
             shared,
@@ -287,6 +351,7 @@ impl Relay {
             cluster_fingerprint,
             accept,
             heartbeat,
+            console,
         })
     }
 
@@ -304,6 +369,11 @@ impl Relay {
     /// what clients of a cluster pin.
     pub fn cluster_fingerprint(&self) -> Option<CertFingerprint> {
         self.cluster_fingerprint
+    }
+
+    /// Where the web console listens, if it was started (`Config::console`).
+    pub fn console_addr(&self) -> Option<SocketAddr> {
+        self.console.as_ref().map(|c| c.local_addr())
     }
 
     /// Round trips this node made to the cluster's Redis (0 outside a cluster).

@@ -412,6 +412,12 @@ async fn forward_until_end(shared: &Shared, session: &Session, mut recv: RecvStr
         }
     };
     match end {
+        // An operator ended the session (`Control::end` closed both connections).
+        Some(End::AgentGone | End::ViewerGone) if agent.operator_words.get().is_some() => {
+            agent
+                .record
+                .pairing_ended(generation, EndReason::EndedByOperator, a2v, v2a);
+        }
         None => {
             warn!(session = %id, "viewer broke the rendezvous protocol");
             agent

@@ -1,0 +1,238 @@
+//! Who is logged in to the console: login sessions behind random cookie tokens, each with its
+//! CSRF token, and the rate limits on login attempts per source and per account. Sans-IO: the
+//! caller passes the time.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use ponte_transport::bucket::TokenBucket;
+
+use super::accounts::Role;
+use crate::source::Source;
+
+/// A login ends after this long without a request…
+pub const IDLE: Duration = Duration::from_secs(30 * 60);
+/// …and after this long in any case.
+pub const LONGEST: Duration = Duration::from_secs(12 * 3600);
+/// Logins kept at once; beyond, the least recently used ends.
+const MAX_LOGINS: usize = 1024;
+/// Sources whose login attempts are counted at once; beyond, the least recently seen is
+/// forgotten.
+const MAX_SOURCES: usize = 4096;
+
+/// Login attempts from one source: a burst, then one per `SOURCE_EVERY`.
+const SOURCE_BURST: f64 = 10.0;
+const SOURCE_EVERY: Duration = Duration::from_secs(6);
+/// Login attempts on one account, whoever makes them: a burst, then one per `ACCOUNT_EVERY`.
+/// Attempts on names that are no account share one allowance.
+const ACCOUNT_BURST: f64 = 5.0;
+const ACCOUNT_EVERY: Duration = Duration::from_secs(12);
+
+/// One operator's login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Login {
+    /// The operator's name.
+    pub operator: String,
+    /// Its role when it logged in.
+    pub role: Role,
+    /// The token every form of this login carries.
+    pub csrf: String,
+    started: Instant,
+    last: Instant,
+}
+
+/// The console's logins and login limits.
+#[derive(Debug, Default)]
+pub struct Gate {
+    logins: HashMap<String, Login>,
+    sources: HashMap<Source, (TokenBucket, Instant)>,
+    accounts: HashMap<Option<String>, TokenBucket>,
+}
+
+fn token() -> String {
+    let mut bytes = [0u8; 32];
+    rand_core::Rng::fill_bytes(&mut ponte_wire::os_rng(), &mut bytes);
+    hex::encode(bytes)
+}
+
+fn bucket(burst: f64, every: Duration, now: Instant) -> TokenBucket {
+    TokenBucket::new(1.0 / every.as_secs_f64(), burst, now)
+}
+
+impl Gate {
+    /// Takes one login attempt from `source`'s and `account`'s allowances (`account` is `None`
+    /// for a name that is no account); `Err` says how long until the next may be tried.
+    pub fn attempt(&mut self, source: Source, account: Option<&str>, now: Instant) -> Result<(), Duration> {
+        if self.sources.len() >= MAX_SOURCES && !self.sources.contains_key(&source) {
+            let oldest = self
+                .sources
+                .iter()
+                .min_by_key(|(_, (_, seen))| *seen)
+                .map(|(s, _)| *s);
+            if let Some(oldest) = oldest {
+                self.sources.remove(&oldest);
+            }
+        }
+        let (by_source, seen) = self
+            .sources
+            .entry(source)
+            .or_insert_with(|| (bucket(SOURCE_BURST, SOURCE_EVERY, now), now));
+        *seen = now;
+        let by_account = self
+            .accounts
+            .entry(account.map(str::to_owned))
+            .or_insert_with(|| bucket(ACCOUNT_BURST, ACCOUNT_EVERY, now));
+        // Every attempt counts against both, refused or not.
+        match (by_source.try_take(1.0, now), by_account.try_take(1.0, now)) {
+            (Ok(()), Ok(())) => Ok(()),
+            (Err(a), Err(b)) => Err(a.max(b)),
+            (Err(wait), Ok(())) | (Ok(()), Err(wait)) => Err(wait),
+        }
+    }
+
+    /// Opens a login for `operator`; returns its cookie token.
+    pub fn open(&mut self, operator: &str, role: Role, now: Instant) -> String {
+        self.expire(now);
+        if self.logins.len() >= MAX_LOGINS {
+            let oldest = self
+                .logins
+                .iter()
+                .min_by_key(|(_, l)| l.last)
+                .map(|(t, _)| t.clone());
+            if let Some(oldest) = oldest {
+                self.logins.remove(&oldest);
+            }
+        }
+        let cookie = token();
+        self.logins.insert(
+            cookie.clone(),
+            Login {
+                operator: operator.to_owned(),
+                role,
+                csrf: token(),
+                started: now,
+                last: now,
+            },
+        );
+        cookie
+    }
+
+    /// The login behind a cookie token, if it is live (and marks it used).
+    pub fn login(&mut self, cookie: &str, now: Instant) -> Option<Login> {
+        let login = self.logins.get_mut(cookie)?;
+        if now.duration_since(login.last) > IDLE || now.duration_since(login.started) > LONGEST {
+            self.logins.remove(cookie);
+            return None;
+        }
+        login.last = now;
+        Some(login.clone())
+    }
+
+    /// Ends a login.
+    pub fn close(&mut self, cookie: &str) {
+        self.logins.remove(cookie);
+    }
+
+    fn expire(&mut self, now: Instant) {
+        self.logins
+            .retain(|_, l| now.duration_since(l.last) <= IDLE && now.duration_since(l.started) <= LONGEST);
+    }
+}
+
+/// Compares two secrets in time that depends only on their lengths.
+pub fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+impl Login {
+    /// A login for page tests.
+    pub fn for_tests(operator: &str, role: Role) -> Login {
+        let now = Instant::now();
+        Login {
+            operator: operator.into(),
+            role,
+            csrf: "0".repeat(64),
+            started: now,
+            last: now,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(n: u8) -> Source {
+        crate::source::SourceMask::default().source(std::net::IpAddr::from([192, 0, 2, n]))
+    }
+
+    #[test]
+    fn an_account_gets_a_few_tries_then_waits_whatever_the_source() {
+        let mut gate = Gate::default();
+        let t0 = Instant::now();
+        for i in 0..ACCOUNT_BURST as u8 {
+            assert!(gate.attempt(source(i), Some("anna"), t0).is_ok());
+        }
+        let wait = gate.attempt(source(99), Some("anna"), t0).unwrap_err();
+        assert!(wait > Duration::ZERO && wait <= ACCOUNT_EVERY, "{wait:?}");
+        // Another account is not held up by anna's…
+        assert!(gate.attempt(source(98), Some("bea"), t0).is_ok());
+        // …and anna may try again once the allowance has grown back.
+        assert!(gate.attempt(source(97), Some("anna"), t0 + ACCOUNT_EVERY).is_ok());
+    }
+
+    #[test]
+    fn a_source_gets_a_few_tries_whatever_the_accounts() {
+        let mut gate = Gate::default();
+        let t0 = Instant::now();
+        for i in 0..SOURCE_BURST as usize {
+            assert!(gate.attempt(source(1), Some(&format!("user{i}")), t0).is_ok());
+        }
+        assert!(gate.attempt(source(1), Some("fresh"), t0).is_err());
+        assert!(gate.attempt(source(2), Some("fresh"), t0).is_ok());
+        // Names that are no account share one allowance.
+        for i in 0..ACCOUNT_BURST as u8 {
+            assert!(gate.attempt(source(10 + i), None, t0).is_ok());
+        }
+        assert!(gate.attempt(source(50), None, t0).is_err());
+    }
+
+    #[test]
+    fn logins_end_when_idle_too_long_or_closed() {
+        let mut gate = Gate::default();
+        let t0 = Instant::now();
+        let a = gate.open("anna", Role::Admin, t0);
+        let b = gate.open("bea", Role::Billing, t0);
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 64);
+        let login = gate.login(&a, t0 + IDLE / 2).unwrap();
+        assert_eq!((login.operator.as_str(), login.role), ("anna", Role::Admin));
+        assert_eq!(login.csrf.len(), 64);
+        assert!(
+            gate.login(&a, t0 + IDLE).is_some(),
+            "used within IDLE of its last use"
+        );
+        assert!(
+            gate.login(&b, t0 + IDLE + Duration::from_secs(1)).is_none(),
+            "idle too long"
+        );
+        assert!(gate.login("not a token", t0).is_none());
+        gate.close(&a);
+        assert!(gate.login(&a, t0 + IDLE).is_none());
+        let c = gate.open("carla", Role::Admin, t0);
+        let mut t = t0;
+        while t <= t0 + LONGEST {
+            t += IDLE / 2;
+            let _ = gate.login(&c, t);
+        }
+        assert!(gate.login(&c, t).is_none(), "no login outlives LONGEST");
+    }
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret("abc", "abc"));
+        assert!(!same_secret("abc", "abd"));
+        assert!(!same_secret("abc", "ab"));
+    }
+}

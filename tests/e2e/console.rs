@@ -1,0 +1,553 @@
+//! The relay's web console in a real browser: headless Chromium driven through chromedriver
+//! (WebDriver), against the real `ponte-relay --console` with a real agent and viewer.
+//!
+//! An admin logs in, adds an assistant and uses the credential shown once, sees the live
+//! session, ends it with a reason both programs then show, finds its row in the ledger by
+//! ticket, downloads CSV and JSON that match `ledger export`, and finds it all in the audit
+//! log. Then as the attacker on the console: nothing but `/health` without a login, the
+//! billing role refused the admin pages (403), password guessing rate-limited per account, a
+//! forged form refused for its CSRF token, the cookie's flags, a removed account logged out.
+//!
+//! Needs `chromium` and `chromium-driver` (Debian), which `.ci/run` installs. Screenshots go
+//! to `$PONTE_SCREENSHOTS` when it is set (the README's come from there).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use ponte_testbed::{Running, binary, free_tcp_port};
+
+use crate::world::{WAIT, run_with_timeout, text};
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A headless Chromium behind its chromedriver.
+struct Browser {
+    client: Client,
+    _driver: Running,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn start() -> Browser {
+        let port = free_tcp_port();
+        let mut driver = Command::new("chromedriver");
+        driver.arg(format!("--port={port}")).stdin(Stdio::null());
+        let driver = Running::start(driver);
+        driver.expect("started successfully");
+        let profile = tempfile::tempdir().unwrap();
+        let capabilities = serde_json::json!({
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--window-size=1400,900", "--lang=en-GB",
+                    format!("--user-data-dir={}", profile.path().display()),
+                ],
+            }
+        });
+        let serde_json::Value::Object(capabilities) = capabilities else {
+            unreachable!()
+        };
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = ClientBuilder::new(connector)
+            .capabilities(capabilities)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .unwrap_or_else(|e| panic!("cannot start Chromium through chromedriver: {e}"));
+        Browser {
+            client,
+            _driver: driver,
+            _profile: profile,
+        }
+    }
+
+    async fn goto(&self, url: &str) {
+        self.client.goto(url).await.unwrap();
+    }
+
+    async fn path(&self) -> String {
+        self.client.current_url().await.unwrap().path().to_owned()
+    }
+
+    /// The page's visible text.
+    async fn text(&self) -> String {
+        self.client
+            .find(Locator::Css("body"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    async fn type_into(&self, css: &str, value: &str) {
+        let field = self.client.find(Locator::Css(css)).await.unwrap();
+        field.clear().await.unwrap();
+        field.send_keys(value).await.unwrap();
+    }
+
+    /// Clicks what `css` names (a submit button) and waits for the next page.
+    async fn click(&self, css: &str) {
+        let page = self.client.find(Locator::Css("body")).await.unwrap();
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let deadline = Instant::now() + WAIT;
+        // The old page's body goes stale when the next page replaces it.
+        while page.tag_name().await.is_ok() {
+            assert!(Instant::now() < deadline, "no new page after clicking {css}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn log_in(&self, base: &str, name: &str, password: &str) -> String {
+        self.goto(&format!("{base}login")).await;
+        self.type_into("input[name=name]", name).await;
+        self.type_into("input[name=password]", password).await;
+        self.click("form.login button[type=submit]").await;
+        self.text().await
+    }
+
+    /// A request made outside the page (a script in it could not: the console's
+    /// Content-Security-Policy allows none) with the browser's login cookie, if it has one:
+    /// `(status, body)`. With `post_body`, a form POST.
+    async fn request(&self, relay: &Relay, path: &str, post_body: Option<&str>) -> (u16, String) {
+        let cookie = self.client.get_named_cookie("ponte_console").await.ok();
+        let cookie = cookie.as_ref().map(|c| c.value());
+        let (status, _, body) = http(&relay.base, path, cookie, post_body).await;
+        (status, body)
+    }
+
+    /// Keeps a screenshot in `$PONTE_SCREENSHOTS/<name>.png`, if that is set.
+    async fn keep(&self, name: &str) {
+        if let Some(dir) = std::env::var_os("PONTE_SCREENSHOTS") {
+            let png = self.client.screenshot().await.unwrap();
+            std::fs::write(Path::new(&dir).join(format!("{name}.png")), png).unwrap();
+        }
+    }
+
+    /// Reloads `url` until its text contains `needle` (or fails after [`WAIT`]).
+    async fn until(&self, url: &str, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            self.goto(url).await;
+            let text = self.text().await;
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(Instant::now() < deadline, "{needle:?} never on {url}:\n{text}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+}
+
+/// One HTTP/1.1 request to the console at `base` (`http://HOST:PORT/`), with the login cookie
+/// `cookie` if given; with `post_body`, a form POST. Returns the status, the head and the body.
+pub async fn http(
+    base: &str,
+    path: &str,
+    cookie: Option<&str>,
+    post_body: Option<&str>,
+) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cookie = cookie
+        .map(|c| format!("Cookie: ponte_console={c}\r\n"))
+        .unwrap_or_default();
+    let host = base.trim_start_matches("http://").trim_end_matches('/');
+    let request = match post_body {
+        None => format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{cookie}Connection: close\r\n\r\n"),
+        Some(body) => format!(
+            "POST {path} HTTP/1.1\r\nHost: {host}\r\n{cookie}Content-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    };
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head.to_owned(), body.to_owned())
+}
+
+/// Logs in to the console at `base` without a browser; returns the login cookie.
+pub async fn log_in(base: &str, name: &str, password: &str) -> String {
+    let form = format!("name={name}&password={}", password.replace(' ', "+"));
+    let (status, head, body) = http(base, "/login", None, Some(&form)).await;
+    assert_eq!(status, 303, "{head}\n{body}");
+    let at = head.find("ponte_console=").unwrap() + "ponte_console=".len();
+    head[at..at + 64].to_owned()
+}
+
+/// The value of the first `name="NAME" value="…"` after `from` in an HTML page.
+pub fn field_after<'a>(html: &'a str, from: &str, name: &str) -> &'a str {
+    let rest = &html[html
+        .find(from)
+        .unwrap_or_else(|| panic!("{from:?} not in {html}"))..];
+    let needle = format!("name=\"{name}\" value=\"");
+    let at = rest.find(&needle).unwrap() + needle.len();
+    &rest[at..at + rest[at..].find('"').unwrap()]
+}
+
+/// A relay with its console, in `dir`.
+struct Relay {
+    running: Running,
+    data: PathBuf,
+    addr: std::net::SocketAddr,
+    fingerprint: String,
+    /// `http://127.0.0.1:PORT/`
+    base: String,
+}
+
+impl Relay {
+    fn start(dir: &Path, extra: &[&str]) -> Relay {
+        let data = dir.join("relay");
+        let mut cmd = Command::new(binary("ponte-relay"));
+        cmd.args([
+            "--listen",
+            "127.0.0.1:0",
+            "--console",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .args(extra)
+        .stdin(Stdio::null());
+        let running = Running::start(cmd);
+        let addr = running.line_after("listening on ", WAIT).parse().unwrap();
+        let fingerprint = running.line_after("fingerprint: ", WAIT);
+        let base = running.line_after("console on ", WAIT);
+        assert!(
+            base.starts_with("http://127.0.0.1:") && base.ends_with('/'),
+            "{base}"
+        );
+        Relay {
+            running,
+            data,
+            addr,
+            fingerprint,
+            base,
+        }
+    }
+
+    /// Runs `ponte-relay ARGS` against this relay's data, with `stdin` as its input.
+    fn cli(&self, args: &[&str], stdin: &str) -> std::process::Output {
+        let mut cmd = Command::new(binary("ponte-relay"));
+        cmd.args(args)
+            .arg("--data-dir")
+            .arg(&self.data)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    fn operator(&self, name: &str, role: &str) {
+        let out = self.cli(
+            &["console-user", "add", name, "--role", role],
+            &format!("{PASSWORD}\n"),
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path.trim_start_matches('/'))
+    }
+}
+
+fn program(home: &Path, bin: &str, relay: &Relay) -> Command {
+    let mut cmd = Command::new(binary(bin));
+    cmd.env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("PONTE_RELAY", relay.addr.to_string())
+        .env_remove("PONTE_CREDENTIAL")
+        .env_remove("RUST_LOG");
+    cmd
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_hands_out_a_credential_watches_a_session_ends_it_and_bills_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(
+        dir.path(),
+        &["--assistants", "required", "--ledger-addresses", "full"],
+    );
+    relay.operator("anna", "admin");
+    let b = Browser::start().await;
+
+    let landed = b.log_in(&relay.base, "anna", PASSWORD).await;
+    assert_eq!(b.path().await, "/sessions", "{landed}");
+    assert!(
+        landed.contains("anna (admin)") && landed.contains("No session right now"),
+        "{landed}"
+    );
+
+    // A new assistant; its credential is on the page once.
+    b.goto(&relay.url("assistants")).await;
+    b.type_into("input[name=name]", "carol").await;
+    b.click("form[action='/assistants/add'] button").await;
+    let added = b.text().await;
+    let credential = match b.client.find(Locator::Id("credential")).await {
+        Ok(c) => c.text().await.unwrap(),
+        Err(e) => panic!("{e}: {added}"),
+    };
+    assert!(credential.starts_with("ponte-assistant-v1-"), "{credential}");
+    b.keep("console-assistant-added").await;
+    b.goto(&relay.url("assistants")).await;
+    let listed = b.text().await;
+    assert!(
+        listed.contains("carol") && !listed.contains(credential.trim()),
+        "shown once: {listed}"
+    );
+    let credential_file = dir.path().join("carol.credential");
+    std::fs::write(&credential_file, format!("{}\n", credential.trim())).unwrap();
+
+    // A customer and the assistant with that credential, in a session that lasts.
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(home.join("agent-dir")).unwrap();
+    let mut agent = program(&home, "ponte-agent", &relay);
+    agent
+        .args([
+            "--json",
+            "--allow",
+            "terminal",
+            "--fingerprint",
+            &relay.fingerprint,
+            "--dir",
+        ])
+        .arg(home.join("agent-dir"))
+        .stdin(Stdio::null());
+    let agent = Running::start(agent);
+    let ready = agent.event("ready", WAIT);
+    let id = ready["session_id"].as_str().unwrap().replace(' ', "");
+    let code = ready["code"].as_str().unwrap().to_owned();
+    let batch = dir.path().join("batch");
+    std::fs::write(&batch, "exec sleep 300\n").unwrap();
+    let mut viewer = program(&home, "ponte-viewer", &relay);
+    viewer.args([
+        "connect",
+        &id,
+        "--code",
+        &code,
+        "--ticket",
+        "ACME-7",
+        "--fingerprint",
+        &relay.fingerprint,
+    ]);
+    viewer.arg("--credential");
+    viewer
+        .arg(&credential_file)
+        .arg("--batch")
+        .arg(&batch)
+        .stdin(Stdio::null());
+    let viewer = tokio::task::spawn_blocking(move || run_with_timeout(viewer, WAIT * 2));
+
+    // It appears, with its ticket and assistant, and without its whole ID.
+    let live = b.until(&relay.url("sessions"), "ACME-7").await;
+    assert!(live.contains("carol"), "{live}");
+    assert!(
+        live.contains(&format!("{} •••", &id[..3])) && !live.contains(&id),
+        "{live}"
+    );
+    agent.event("activity", WAIT);
+    b.keep("console-sessions").await;
+
+    // Ended from the console, with a reason both sides see.
+    let reason = "Suspected fraud: call the office on 0123";
+    b.type_into("form[action='/sessions/end'] input[name=reason]", reason)
+        .await;
+    b.click("form[action='/sessions/end'] button").await;
+    let ended = agent.event("ended", WAIT);
+    assert!(
+        ended["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("the relay's operator ended the session: \"{reason}\"")),
+        "{ended}"
+    );
+    let out = viewer.await.unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains(&format!("the relay's operator ended the session: \"{reason}\"")),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        b.until(&relay.url("sessions"), "No session right now")
+            .await
+            .contains("0 session(s)")
+    );
+
+    // The ledger has it, by ticket; the downloads match `ledger export`.
+    let ledger = b
+        .until(
+            &relay.url("ledger?ticket=ACME-7&reason=ended_by_operator"),
+            "1 session(s)",
+        )
+        .await;
+    assert!(
+        ledger.contains("1 session(s)") && ledger.contains("carol"),
+        "{ledger}"
+    );
+    b.keep("console-ledger").await;
+    let (status, csv) = b.request(&relay, "/ledger.csv?ticket=ACME-7", None).await;
+    assert_eq!(status, 200);
+    let export = relay.cli(&["ledger", "export"], "");
+    assert_eq!(csv, text(&export.stdout));
+    assert!(csv.contains(&id) && csv.contains("ended_by_operator"), "{csv}");
+    let (_, json) = b.request(&relay, "/ledger.json?ticket=ACME-7", None).await;
+    assert_eq!(
+        json,
+        text(&relay.cli(&["ledger", "export", "--format", "json"], "").stdout)
+    );
+    let (_, none) = b.request(&relay, "/ledger.csv?ticket=OTHER-1", None).await;
+    assert_eq!(none.lines().count(), 1, "only the header: {none}");
+
+    // The report per ticket and the audit log.
+    let report = b
+        .until(&relay.url("reports?by=ticket&round_up=15"), "ACME-7")
+        .await;
+    assert!(report.contains("0:15:00"), "rounded up to 15 minutes: {report}");
+    let audit = b.until(&relay.url("audit"), "end-session").await;
+    for needle in ["login", "add-assistant", "carol", reason] {
+        assert!(
+            audit.contains(needle),
+            "{needle:?} not in the audit log:\n{audit}"
+        );
+    }
+    b.keep("console-audit").await;
+
+    // Removing the assistant.
+    b.goto(&relay.url("assistants")).await;
+    b.click("form[action='/assistants/remove'] button").await;
+    assert!(!b.text().await.contains("carol"));
+    let list = relay.cli(&["assistant", "list"], "");
+    assert!(!text(&list.stdout).contains("carol"));
+    b.client.clone().close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_holds_against_strangers_guessers_forgers_and_the_billing_role() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(dir.path(), &[]);
+    for (name, role) in [("anna", "admin"), ("dora", "admin"), ("bill", "billing")] {
+        relay.operator(name, role);
+    }
+    let b = Browser::start().await;
+
+    // Nothing but the health check without a login.
+    b.goto(&relay.url("health")).await;
+    assert_eq!(b.text().await.trim(), "ok");
+    for path in [
+        "",
+        "sessions",
+        "ledger",
+        "ledger.csv",
+        "ledger.json",
+        "reports",
+        "assistants",
+        "cluster",
+        "audit",
+    ] {
+        b.goto(&relay.url(path)).await;
+        assert_eq!(b.path().await, "/login", "{path} without a login");
+    }
+    let (status, _) = b
+        .request(&relay, "/assistants/add", Some("csrf=x&name=eve"))
+        .await;
+    assert_eq!(status, 303, "sent to the login page");
+
+    // Guessing anna's password: a few tries, then the account waits, even for the right one.
+    for _ in 0..5 {
+        assert!(
+            b.log_in(&relay.base, "anna", "wrong password!")
+                .await
+                .contains("Wrong name or password")
+        );
+    }
+    let limited = b.log_in(&relay.base, "anna", "still a wrong one").await;
+    assert!(limited.contains("Too many attempts"), "{limited}");
+    assert!(
+        b.log_in(&relay.base, "anna", PASSWORD)
+            .await
+            .contains("Too many attempts")
+    );
+    b.keep("console-login-limited").await;
+
+    // Billing sees the ledger and reports only.
+    let landed = b.log_in(&relay.base, "bill", PASSWORD).await;
+    assert_eq!(b.path().await, "/ledger", "{landed}");
+    assert!(
+        !landed.contains("Assistants") && !landed.contains("Audit log"),
+        "{landed}"
+    );
+    for path in ["/sessions", "/assistants", "/cluster", "/audit"] {
+        let (status, body) = b.request(&relay, path, None).await;
+        assert_eq!(status, 403, "{path}: {body}");
+    }
+    let (status, _) = b.request(&relay, "/reports", None).await;
+    assert_eq!(status, 200);
+    let csrf_of = |html: &str| field_after(html, "<body", "csrf").to_owned();
+    let (_, page) = b.request(&relay, "/ledger", None).await;
+    let token = csrf_of(&page);
+    let (status, _) = b
+        .request(&relay, "/assistants/add", Some(&format!("csrf={token}&name=eve")))
+        .await;
+    assert_eq!(status, 403, "billing may not add assistants");
+
+    // The cookie is out of scripts' reach and never sent cross-site or in clear.
+    let cookie = b.client.get_named_cookie("ponte_console").await.unwrap();
+    assert_eq!(cookie.http_only(), Some(true));
+    assert_eq!(cookie.secure(), Some(true));
+    assert_eq!(
+        cookie.same_site().map(|s| s.to_string()).as_deref(),
+        Some("Strict")
+    );
+
+    // An admin's form with a forged token is refused; the same with the page's token works.
+    b.click("header form button").await;
+    assert_eq!(b.path().await, "/login");
+    b.log_in(&relay.base, "dora", PASSWORD).await;
+    assert_eq!(b.path().await, "/sessions");
+    let (status, _) = b
+        .request(
+            &relay,
+            "/assistants/add",
+            Some(&format!("csrf={}&name=eve", "0".repeat(64))),
+        )
+        .await;
+    assert_eq!(status, 403);
+    assert!(!text(&relay.cli(&["assistant", "list"], "").stdout).contains("eve"));
+    let (_, page) = b.request(&relay, "/assistants", None).await;
+    let (status, body) = b
+        .request(
+            &relay,
+            "/assistants/add",
+            Some(&format!("csrf={}&name=eve", csrf_of(&page))),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(text(&relay.cli(&["assistant", "list"], "").stdout).contains("eve"));
+
+    // An account removed while logged in is logged out at its next request.
+    let out = relay.cli(&["console-user", "remove", "dora"], "");
+    assert!(out.status.success());
+    b.goto(&relay.url("sessions")).await;
+    assert_eq!(b.path().await, "/login");
+    drop(relay.running);
+    b.client.clone().close().await.unwrap();
+}
