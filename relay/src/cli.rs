@@ -190,6 +190,10 @@ pub enum ConsoleUserCommand {
         /// What the operator may do.
         #[arg(long, value_enum)]
         role: ConsoleRole,
+        /// Also ask for a TOTP code at login: prints the secret and its otpauth:// link once,
+        /// for an authenticator app.
+        #[arg(long)]
+        totp: bool,
     },
     /// List the operator accounts.
     List,

@@ -176,12 +176,20 @@ async fn console_user(config: &Config, command: ConsoleUserCommand) -> anyhow::R
             .context("console accounts live in the ledger's database, and the ledger is off (--ledger none)")
     };
     match command {
-        ConsoleUserCommand::Add { name, role } => {
+        ConsoleUserCommand::Add { name, role, totp } => {
             accounts::check_name(&name)?;
             let password = read_password()?;
             let mut store = open().await?;
-            accounts::add(&mut store, &name, role.into(), &password).await?;
+            let secret = totp.then(accounts::new_totp_secret);
+            accounts::add(&mut store, &name, role.into(), &password, secret.as_deref()).await?;
             eprintln!("added console operator {name} ({})", accounts::Role::from(role));
+            if let Some(secret) = secret {
+                eprintln!(
+                    "its TOTP secret follows, shown only this once: add it to the operator's authenticator app"
+                );
+                println!("{}", accounts::totp_uri(&name, &secret));
+                println!("{secret}");
+            }
         }
         ConsoleUserCommand::List => {
             let all = accounts::operators(&mut open().await?).await?;

@@ -550,6 +550,7 @@ async fn any_nodes_console_lists_and_ends_the_sessions_of_every_node() {
         "anna",
         ponte_relay::console::accounts::Role::Admin,
         PASSWORD,
+        None,
     )
     .await
     .unwrap();

@@ -38,6 +38,9 @@ impl Browser {
         driver.expect("started successfully");
         let profile = tempfile::tempdir().unwrap();
         let capabilities = serde_json::json!({
+            // The relay's self-signed certificate beyond loopback, accepted as its operator
+            // would once (after checking its fingerprint).
+            "acceptInsecureCerts": true,
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
                 "args": [
@@ -107,9 +110,14 @@ impl Browser {
     }
 
     async fn log_in(&self, base: &str, name: &str, password: &str) -> String {
+        self.log_in_with_code(base, name, password, "").await
+    }
+
+    async fn log_in_with_code(&self, base: &str, name: &str, password: &str, code: &str) -> String {
         self.goto(&format!("{base}login")).await;
         self.type_into("input[name=name]", name).await;
         self.type_into("input[name=password]", password).await;
+        self.type_into("input[name=code]", code).await;
         self.click("form.login button[type=submit]").await;
         self.text().await
     }
@@ -214,24 +222,22 @@ impl Relay {
     fn start(dir: &Path, extra: &[&str]) -> Relay {
         let data = dir.join("relay");
         let mut cmd = Command::new(binary("ponte-relay"));
-        cmd.args([
-            "--listen",
-            "127.0.0.1:0",
-            "--console",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(&data)
-        .args(extra)
-        .stdin(Stdio::null());
+        // On loopback unless the test says where.
+        let console: &[&str] = if extra.contains(&"--console") {
+            &[]
+        } else {
+            &["--console", "127.0.0.1:0"]
+        };
+        cmd.args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .args(console)
+            .args(extra)
+            .stdin(Stdio::null());
         let running = Running::start(cmd);
         let addr = running.line_after("listening on ", WAIT).parse().unwrap();
         let fingerprint = running.line_after("fingerprint: ", WAIT);
         let base = running.line_after("console on ", WAIT);
-        assert!(
-            base.starts_with("http://127.0.0.1:") && base.ends_with('/'),
-            "{base}"
-        );
+        assert!(base.ends_with('/'), "{base}");
         Relay {
             running,
             data,
@@ -437,6 +443,44 @@ async fn an_admin_hands_out_a_credential_watches_a_session_ends_it_and_bills_it(
     assert!(!b.text().await.contains("carol"));
     let list = relay.cli(&["assistant", "list"], "");
     assert!(!text(&list.stdout).contains("carol"));
+
+    // An operator with a second factor: the password alone is not enough, and a code works once.
+    let out = relay.cli(
+        &["console-user", "add", "tess", "--role", "admin", "--totp"],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    let mut lines = printed.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("otpauth://totp/Ponte%20relay:tess?secret=")
+    );
+    let secret = data_encoding::BASE32_NOPAD
+        .decode(lines.next().unwrap().as_bytes())
+        .unwrap();
+    b.click("header form button").await;
+    assert!(
+        b.log_in(&relay.base, "tess", PASSWORD)
+            .await
+            .contains("Wrong name, password or code")
+    );
+    let step = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 30;
+    let code = ponte_relay::console::accounts::totp_at(&secret, step).unwrap();
+    b.log_in_with_code(&relay.base, "tess", PASSWORD, &code).await;
+    assert_eq!(b.path().await, "/sessions");
+    b.click("header form button").await;
+    let again = b.log_in_with_code(&relay.base, "tess", PASSWORD, &code).await;
+    assert!(
+        again.contains("Wrong name, password or code"),
+        "a code works once: {again}"
+    );
     b.client.clone().close().await.unwrap();
 }
 
@@ -476,7 +520,7 @@ async fn the_console_holds_against_strangers_guessers_forgers_and_the_billing_ro
         assert!(
             b.log_in(&relay.base, "anna", "wrong password!")
                 .await
-                .contains("Wrong name or password")
+                .contains("Wrong name, password or code")
         );
     }
     let limited = b.log_in(&relay.base, "anna", "still a wrong one").await;
@@ -549,5 +593,47 @@ async fn the_console_holds_against_strangers_guessers_forgers_and_the_billing_ro
     b.goto(&relay.url("sessions")).await;
     assert_eq!(b.path().await, "/login");
     drop(relay.running);
+    b.client.clone().close().await.unwrap();
+}
+
+/// Beyond loopback the console speaks only HTTPS, with the relay's own certificate: a relay
+/// whose console listens on an address of a veth pair to a network namespace of the test's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_loopback_the_console_speaks_only_https_with_the_relays_certificate() {
+    let ns = crate::path::Namespace::new();
+    let addr = std::net::SocketAddr::new(ns.outer_addr(), free_tcp_port());
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(dir.path(), &["--console", &addr.to_string()]);
+    assert_eq!(relay.base, format!("https://{addr}/"));
+    relay.operator("anna", "admin");
+
+    // Plain HTTP gets no page.
+    // (`http` panics when the server hangs up mid-answer: that is a refusal too.)
+    let plain = tokio::spawn(async move { http(&format!("http://{addr}/"), "/health", None, None).await });
+    let plain = tokio::time::timeout(WAIT, plain).await.unwrap();
+    assert!(
+        plain.is_err() || plain.as_ref().is_ok_and(|(status, _, _)| *status != 200),
+        "{plain:?}"
+    );
+
+    // The certificate is the relay's: the fingerprint its clients pin.
+    let script = format!(
+        "openssl s_client -connect {addr} </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256"
+    );
+    let out = Command::new("sh").args(["-c", &script]).output().unwrap();
+    let seen: String = text(&out.stdout)
+        .split('=')
+        .nth(1)
+        .unwrap_or_default()
+        .trim()
+        .replace(':', "")
+        .to_lowercase();
+    assert_eq!(seen, relay.fingerprint, "{}", text(&out.stdout));
+
+    // And a browser logs in over it.
+    let b = Browser::start().await;
+    b.log_in(&relay.base, "anna", PASSWORD).await;
+    assert_eq!(b.path().await, "/sessions");
+    assert_eq!(b.client.current_url().await.unwrap().scheme(), "https");
     b.client.clone().close().await.unwrap();
 }

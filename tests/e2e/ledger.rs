@@ -435,10 +435,10 @@ async fn console_accounts_live_in_the_ledger_database(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("relay");
     let mut store = backend.store(&data).await;
-    accounts::add(&mut store, "anna", Role::Admin, PASSWORD)
+    accounts::add(&mut store, "anna", Role::Admin, PASSWORD, None)
         .await
         .unwrap();
-    let again = accounts::add(&mut store, "anna", Role::Billing, PASSWORD).await;
+    let again = accounts::add(&mut store, "anna", Role::Billing, PASSWORD, None).await;
     assert!(matches!(again, Err(AccountError::Exists(_))), "{again:?}");
     let mut add = Command::new(binary("ponte-relay"));
     add.args(["console-user", "add", "bea", "--role", "billing", "--data-dir"])

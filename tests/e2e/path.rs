@@ -790,14 +790,14 @@ async fn a_session_is_resumed_on_its_restarted_relay() {
 
 /// A network namespace of its own for the customer's computer, joined to this one by a veth
 /// pair on `10.N.0.0/24` (this side `.1`, the customer's `.2`); removed on drop.
-struct Namespace {
+pub(crate) struct Namespace {
     name: String,
     /// The second octet of its addresses.
     net: u8,
 }
 
 impl Namespace {
-    fn new() -> Namespace {
+    pub(crate) fn new() -> Namespace {
         let net = 64 + (std::process::id() % 128) as u8;
         let name = format!("ponte-{}", rand_suffix() % 1_000_000);
         let ns = Namespace { name, net };
@@ -830,7 +830,7 @@ impl Namespace {
     }
 
     /// This side's address, where the relay listens.
-    fn outer_addr(&self) -> std::net::IpAddr {
+    pub(crate) fn outer_addr(&self) -> std::net::IpAddr {
         std::net::Ipv4Addr::new(10, self.net, 0, 1).into()
     }
 

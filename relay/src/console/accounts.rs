@@ -7,6 +7,8 @@ use std::fmt;
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash};
 
+use data_encoding::BASE32_NOPAD;
+
 use crate::ledger::{LedgerError, OperatorRow, Store, now_ms};
 
 /// Shortest password accepted for an operator account, in characters.
@@ -59,6 +61,7 @@ pub struct Operator {
     /// When it was made (ms since 1970 UTC).
     pub created: i64,
     password_hash: String,
+    totp: Option<Vec<u8>>,
 }
 
 /// What went wrong with an operator account.
@@ -123,14 +126,63 @@ impl Operator {
         verify(&self.password_hash, password)
     }
 
+    /// Whether the account asks for a TOTP code at login.
+    pub fn has_totp(&self) -> bool {
+        self.totp.is_some()
+    }
+
+    /// The TOTP time step `code` is valid for at `unix_secs` (this step or one either side, for
+    /// clocks a little apart), if any; an account without TOTP takes any code as step 0.
+    pub fn totp_step(&self, code: &str, unix_secs: u64) -> Option<u64> {
+        let Some(secret) = &self.totp else { return Some(0) };
+        let code = code.trim();
+        let step = unix_secs / TOTP_STEP_SECS;
+        [step, step.saturating_sub(1), step + 1]
+            .into_iter()
+            .find(|&s| totp_at(secret, s).is_some_and(|want| crate::console::gate::same_secret(&want, code)))
+    }
+
     fn from_row(row: OperatorRow) -> Option<Operator> {
+        let totp = match row.totp_secret {
+            Some(text) => Some(BASE32_NOPAD.decode(text.as_bytes()).ok()?),
+            None => None,
+        };
         Some(Operator {
             role: Role::parse(&row.role)?,
             name: row.name,
             created: row.created,
             password_hash: row.password_hash,
+            totp,
         })
     }
+}
+
+/// TOTP's time step (RFC 6238's default, and every authenticator app's).
+pub const TOTP_STEP_SECS: u64 = 30;
+
+/// The 6-digit TOTP code of `secret` for time step `step` (RFC 6238 with HMAC-SHA-1).
+pub fn totp_at(secret: &[u8], step: u64) -> Option<String> {
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(secret).ok()?;
+    mac.update(&step.to_be_bytes());
+    let hash = mac.finalize().into_bytes();
+    let offset = usize::from(hash[hash.len() - 1] & 0x0f);
+    let word = u32::from_be_bytes(hash[offset..offset + 4].try_into().ok()?) & 0x7fff_ffff;
+    Some(format!("{:06}", word % 1_000_000))
+}
+
+/// A fresh TOTP secret: 20 random bytes (RFC 4226's recommended length), base32 as apps take it.
+pub fn new_totp_secret() -> String {
+    let mut secret = [0u8; 20];
+    rand_core::Rng::fill_bytes(&mut ponte_wire::os_rng(), &mut secret);
+    BASE32_NOPAD.encode(&secret)
+}
+
+/// The `otpauth://` URI an authenticator app reads (as a QR code or pasted) for `name`.
+pub fn totp_uri(name: &str, secret: &str) -> String {
+    format!(
+        "otpauth://totp/Ponte%20relay:{name}?secret={secret}&issuer=Ponte%20relay&digits=6&period={TOTP_STEP_SECS}"
+    )
 }
 
 fn verify(hash: &str, password: &str) -> bool {
@@ -163,8 +215,14 @@ pub async fn operators(store: &mut Store) -> Result<Vec<Operator>, AccountError>
         .collect())
 }
 
-/// Adds an account.
-pub async fn add(store: &mut Store, name: &str, role: Role, password: &str) -> Result<(), AccountError> {
+/// Adds an account, with a second factor if `totp_secret` (from [`new_totp_secret`]) is given.
+pub async fn add(
+    store: &mut Store,
+    name: &str,
+    role: Role,
+    password: &str,
+    totp_secret: Option<&str>,
+) -> Result<(), AccountError> {
     check_name(name)?;
     let password_hash = {
         let password = password.to_owned();
@@ -176,6 +234,7 @@ pub async fn add(store: &mut Store, name: &str, role: Role, password: &str) -> R
         name: name.to_owned(),
         role: role.label().to_owned(),
         password_hash,
+        totp_secret: totp_secret.map(str::to_owned),
         created: now_ms(),
     };
     if store.add_operator(row).await? {
@@ -204,7 +263,45 @@ mod tests {
             role: Role::Billing,
             created: 0,
             password_hash: hash_password(password).unwrap(),
+            totp: None,
         }
+    }
+
+    #[test]
+    fn totp_codes_are_rfc_6238s() {
+        // RFC 6238, appendix B (SHA-1): the 8-digit codes' last six digits.
+        let secret = b"12345678901234567890";
+        for (time, code) in [
+            (59, "287082"),
+            (1_111_111_109, "081804"),
+            (1_234_567_890, "005924"),
+            (20_000_000_000, "353130"),
+        ] {
+            assert_eq!(
+                totp_at(secret, time / TOTP_STEP_SECS).unwrap(),
+                code,
+                "T = {time}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_account_with_totp_takes_this_steps_code_and_its_neighbours_only() {
+        let secret = new_totp_secret();
+        let mut op = operator("anna", "correct horse battery");
+        op.totp = Some(BASE32_NOPAD.decode(secret.as_bytes()).unwrap());
+        assert!(op.has_totp());
+        let now = 1_800_000_000;
+        let step = now / TOTP_STEP_SECS;
+        let code = |s| totp_at(op.totp.as_ref().unwrap(), s).unwrap();
+        assert_eq!(op.totp_step(&code(step), now), Some(step));
+        assert_eq!(op.totp_step(&code(step - 1), now), Some(step - 1));
+        assert_eq!(op.totp_step(&code(step + 1), now), Some(step + 1));
+        assert_eq!(op.totp_step(&code(step - 2), now), None);
+        assert_eq!(op.totp_step("", now), None);
+        assert_eq!(op.totp_step("12345", now), None);
+        assert!(totp_uri("anna", &secret).starts_with("otpauth://totp/Ponte%20relay:anna?secret="));
+        assert_eq!(operator("bea", "another long secret").totp_step("", now), Some(0));
     }
 
     #[test]

@@ -47,6 +47,8 @@ pub struct Gate {
     logins: HashMap<String, Login>,
     sources: HashMap<Source, (TokenBucket, Instant)>,
     accounts: HashMap<Option<String>, TokenBucket>,
+    /// The last TOTP time step each operator logged in with: a code works once.
+    totp_used: HashMap<String, u64>,
 }
 
 fn token() -> String {
@@ -87,6 +89,18 @@ impl Gate {
             (Ok(()), Ok(())) => Ok(()),
             (Err(a), Err(b)) => Err(a.max(b)),
             (Err(wait), Ok(())) | (Ok(()), Err(wait)) => Err(wait),
+        }
+    }
+
+    /// Spends `operator`'s TOTP code of time `step`: `false` if a code of that step or a later
+    /// one was used already (a code seen over a shoulder or in a log cannot be used again).
+    pub fn spend_totp(&mut self, operator: &str, step: u64) -> bool {
+        match self.totp_used.get(operator) {
+            Some(&last) if step <= last => false,
+            _ => {
+                self.totp_used.insert(operator.to_owned(), step);
+                true
+            }
         }
     }
 
@@ -227,6 +241,16 @@ mod tests {
             let _ = gate.login(&c, t);
         }
         assert!(gate.login(&c, t).is_none(), "no login outlives LONGEST");
+    }
+
+    #[test]
+    fn a_totp_code_works_once() {
+        let mut gate = Gate::default();
+        assert!(gate.spend_totp("anna", 100));
+        assert!(!gate.spend_totp("anna", 100));
+        assert!(!gate.spend_totp("anna", 99), "an older step after a newer one");
+        assert!(gate.spend_totp("bea", 100));
+        assert!(gate.spend_totp("anna", 101));
     }
 
     #[test]

@@ -128,6 +128,8 @@ pub fn login(message: Option<&str>) -> Markup {
                 @if let Some(m) = message { p.error role="alert" { (m) } }
                 label { "Operator name" input name="name" autocomplete="username" required autofocus; }
                 label { "Password" input name="password" type="password" autocomplete="current-password" required; }
+                label { "Code from your authenticator app (if your account has one)"
+                    input name="code" inputmode="numeric" autocomplete="one-time-code" maxlength="6" pattern="[0-9]{6}"; }
                 button type="submit" { "Log in" }
             }
         },

@@ -115,6 +115,8 @@ pub struct OperatorRow {
     pub role: String,
     /// The password's argon2id hash in PHC string form (never the password).
     pub password_hash: String,
+    /// The TOTP secret (base32), when the account has a second factor.
+    pub totp_secret: Option<String>,
     /// When the account was made (ms since 1970 UTC).
     pub created: i64,
 }

@@ -36,6 +36,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
         name TEXT PRIMARY KEY,
         role TEXT NOT NULL,
         password_hash TEXT NOT NULL,
+        totp_secret TEXT,
         created_ms BIGINT NOT NULL
     );
     CREATE TABLE ponte_console_audit (
@@ -89,13 +90,13 @@ fn purge_audit_sql(sigil: char) -> String {
 }
 
 const OPERATORS_SQL: &str =
-    "SELECT name, role, password_hash, created_ms FROM ponte_console_operators ORDER BY name";
+    "SELECT name, role, password_hash, totp_secret, created_ms FROM ponte_console_operators ORDER BY name";
 
 fn add_operator_sql(sigil: char) -> String {
     format!(
-        "INSERT INTO ponte_console_operators (name, role, password_hash, created_ms) VALUES ({}) \
-         ON CONFLICT (name) DO NOTHING",
-        placeholders(4, sigil)
+        "INSERT INTO ponte_console_operators (name, role, password_hash, totp_secret, created_ms) \
+         VALUES ({}) ON CONFLICT (name) DO NOTHING",
+        placeholders(5, sigil)
     )
 }
 
@@ -385,18 +386,20 @@ impl Store {
 
     /// The console's operator accounts, by name.
     pub async fn operators(&mut self) -> Result<Vec<OperatorRow>, LedgerError> {
-        let operator = |name, role, password_hash, created| OperatorRow {
+        let operator = |name, role, password_hash, totp_secret, created| OperatorRow {
             name,
             role,
             password_hash,
+            totp_secret,
             created,
         };
         match self {
             Store::Sqlite(conn) => {
                 blocking(conn, move |conn| {
                     let mut stmt = conn.prepare(OPERATORS_SQL)?;
-                    let rows =
-                        stmt.query_map([], |r| Ok(operator(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+                    let rows = stmt.query_map([], |r| {
+                        Ok(operator(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                    })?;
                     rows.collect()
                 })
                 .await
@@ -411,6 +414,7 @@ impl Store {
                         r.try_get(1)?,
                         r.try_get(2)?,
                         r.try_get(3)?,
+                        r.try_get(4)?,
                     ))
                 })
                 .collect(),
@@ -424,7 +428,7 @@ impl Store {
                 blocking(conn, move |conn| {
                     conn.execute(
                         &add_operator_sql('?'),
-                        rusqlite::params![op.name, op.role, op.password_hash, op.created],
+                        rusqlite::params![op.name, op.role, op.password_hash, op.totp_secret, op.created],
                     )
                 })
                 .await? as u64
@@ -433,7 +437,13 @@ impl Store {
                 client
                     .execute(
                         &add_operator_sql('$'),
-                        &[&op.name, &op.role, &op.password_hash, &op.created],
+                        &[
+                            &op.name,
+                            &op.role,
+                            &op.password_hash,
+                            &op.totp_secret,
+                            &op.created,
+                        ],
                     )
                     .await?
             }
