@@ -559,19 +559,42 @@ async fn any_nodes_console_lists_and_ends_the_sessions_of_every_node() {
     let base = format!("http://{}/", a.console_addr().unwrap());
     let cookie = log_in(&base, "anna", PASSWORD).await;
     let deadline = Instant::now() + WAIT;
-    let page = loop {
+    loop {
         let (status, _, page) = http(&base, "/sessions", Some(&cookie), None).await;
         assert_eq!(status, 200);
-        if page.contains("name=\"node\" value=\"b\"") {
-            break page;
+        if page.contains("name=\"node\" value=\"b\"") && page.contains("1 session(s), 1 paired") {
+            break;
         }
         assert!(
             Instant::now() < deadline,
             "node b's session never listed on a's console:\n{page}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Whoever can write Redis may write anything there: a live entry that is not a node's is
+    // named and left out; an end request that is not one is dropped.
+    let redis_cli = |args: &[&str]| {
+        let out = Command::new("redis-cli")
+            .arg("-u")
+            .arg(redis.url())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
     };
-    assert!(page.contains("1 session(s), 1 paired"), "{page}");
+    redis_cli(&["SADD", "ponte:nodes", "z"]);
+    redis_cli(&["SET", "ponte:live:z", "<script>not json"]);
+    redis_cli(&["RPUSH", "ponte:ends:b", "not a request", "[1]", "[\"x\", 2]"]);
+    let (_, _, page) = http(&base, "/sessions", Some(&cookie), None).await;
+    assert!(
+        page.contains("node(s) z are not shown") && !page.contains("<script>not"),
+        "{page}"
+    );
+    tokio::time::sleep(ponte_relay::cluster::HEARTBEAT * 2).await;
+    assert!(
+        flows(&agent, &viewer).await.is_ok(),
+        "junk in Redis ended nothing"
+    );
     let csrf = field_after(&page, "<body", "csrf");
     let row = field_after(&page, "name=\"node\" value=\"b\"", "row");
     let words = "Maintenance on node b";

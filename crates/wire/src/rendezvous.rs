@@ -232,6 +232,31 @@ pub enum Refusal {
 /// The longest reason an operator may give for ending a session, in bytes.
 pub const MAX_OPERATOR_REASON: usize = 200;
 
+/// An operator's reason for ending a session as both sides will see it: one line of visible
+/// text (control and invisible characters become spaces, runs of space one), at most
+/// [`MAX_OPERATOR_REASON`] bytes.
+pub fn operator_reason(reason: &str) -> String {
+    let mut words = reason
+        .chars()
+        .map(|c| {
+            if c.is_control() || crate::text::is_invisible(c) {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut end = words.len().min(MAX_OPERATOR_REASON);
+    while !words.is_char_boundary(end) {
+        end -= 1;
+    }
+    words.truncate(end);
+    words
+}
+
 /// The longest ticket reference, in bytes.
 pub const MAX_TICKET: usize = 64;
 
@@ -517,6 +542,20 @@ pub fn refusal_for(error: &FrameError) -> Refusal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_operator_reason_is_one_bounded_line_of_visible_text() {
+        assert_eq!(
+            operator_reason("  fraud\n\x1b[31mred\u{202e}  stop "),
+            "fraud [31mred stop"
+        );
+        let r = operator_reason(&"é".repeat(300));
+        assert!(
+            r.len() <= MAX_OPERATOR_REASON
+                && r.len() > MAX_OPERATOR_REASON - 2
+                && r.chars().all(|c| c == 'é')
+        );
+    }
     use proptest::prelude::*;
 
     fn all_client() -> Vec<ClientMessage> {

@@ -688,8 +688,10 @@ impl Cluster {
     /// Publishes this node's live sessions (their ledger rows as they stand) for the consoles
     /// of every node; the entry expires with the node's lease.
     pub async fn publish_live(&self, rows: &[crate::ledger::Row]) -> Result<(), ClusterError> {
-        let rows = &rows[..rows.len().min(MAX_LIVE_PUBLISHED)];
-        let json = serde_json::to_vec(rows).map_err(|e| ClusterError::Unavailable(e.to_string()))?;
+        let mut rows: Vec<&crate::ledger::Row> = rows.iter().collect();
+        rows.sort_by_key(|r| std::cmp::Reverse(r.registered));
+        rows.truncate(MAX_LIVE_PUBLISHED);
+        let json = serde_json::to_vec(&rows).map_err(|e| ClusterError::Unavailable(e.to_string()))?;
         self.operations.fetch_add(1, Ordering::Relaxed);
         crate::metrics::cluster_operation();
         let set = redis::cmd("SET")
@@ -706,13 +708,20 @@ impl Cluster {
     pub async fn take_ends(&self) -> Result<Vec<(i64, String)>, ClusterError> {
         self.operations.fetch_add(1, Ordering::Relaxed);
         crate::metrics::cluster_operation();
-        let pop = redis::cmd("LPOP")
-            .arg(ends_key(self.settings.node.as_str()))
-            .arg(ENDS_PER_HEARTBEAT)
-            .clone();
-        let popped: Option<Vec<Vec<u8>>> = query(&self.redis, &pop, OPERATION_TIMEOUT).await?;
-        Ok(popped
-            .unwrap_or_default()
+        // LRANGE and LTRIM in one transaction (LPOP with a count needs Redis 6.2).
+        let key = ends_key(self.settings.node.as_str());
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .lrange(&key, 0, ENDS_PER_HEARTBEAT as isize - 1)
+            .ltrim(&key, ENDS_PER_HEARTBEAT as isize, -1)
+            .ignore();
+        let mut redis = self.redis.clone();
+        let taken = tokio::time::timeout(OPERATION_TIMEOUT, pipe.query_async::<(Vec<Vec<u8>>,)>(&mut redis));
+        let (entries,) = match taken.await {
+            Ok(r) => r?,
+            Err(_) => return Err(ClusterError::Unavailable("timed out".into())),
+        };
+        Ok(entries
             .iter()
             .filter_map(|entry| serde_json::from_slice(entry).ok())
             .collect())
@@ -761,8 +770,23 @@ async fn query<T: redis::FromRedisValue>(
     }
 }
 
-/// Most live sessions a node publishes for the consoles.
-pub const MAX_LIVE_PUBLISHED: usize = 10_000;
+/// Most live sessions a node publishes for the consoles (the newest).
+pub const MAX_LIVE_PUBLISHED: usize = 2_000;
+
+/// Largest live-sessions entry a console reads, in bytes (what a node publishes is far less).
+const MAX_LIVE_ENTRY: u64 = 4 << 20;
+
+/// Most nodes whose live sessions a console shows.
+pub const MAX_NODES_SHOWN: usize = 64;
+
+/// The cluster's live sessions, as a console reads them from Redis.
+#[derive(Debug, Default)]
+pub struct LiveSessions {
+    /// Each node's sessions, by node name.
+    pub nodes: Vec<(String, Vec<crate::ledger::Row>)>,
+    /// Nodes whose entry could not be read (too large, or not what a node writes).
+    pub unreadable: Vec<String>,
+}
 
 /// Most end requests a node takes at one heartbeat (more wait for the next).
 const ENDS_PER_HEARTBEAT: usize = 64;
@@ -779,21 +803,50 @@ impl ConsoleView {
         Ok(ConsoleView { redis: connect(url)? })
     }
 
-    /// The live sessions each live node published at its last heartbeat, by node name.
-    /// A node's entry that does not parse (Redis may hold anything) counts as none.
-    pub async fn live(&self) -> Result<Vec<(String, Vec<crate::ledger::Row>)>, ClusterError> {
+    /// The live sessions each live node published at its last heartbeat, by node name (at
+    /// most [`MAX_NODES_SHOWN`] nodes). A node's entry that is too large or does not parse
+    /// (Redis may hold anything) is left out and named in the second list.
+    pub async fn live(&self) -> Result<LiveSessions, ClusterError> {
         let limit = Duration::from_secs(5);
-        let names: Vec<String> = query(&self.redis, redis::cmd("SMEMBERS").arg(nodes_key()), limit).await?;
-        let mut all = Vec::new();
-        for name in names {
-            let entry: Option<Vec<u8>> =
-                query(&self.redis, redis::cmd("GET").arg(live_key(&name)), limit).await?;
-            if let Some(entry) = entry {
-                all.push((name, serde_json::from_slice(&entry).unwrap_or_default()));
+        let mut names: Vec<String> =
+            query(&self.redis, redis::cmd("SMEMBERS").arg(nodes_key()), limit).await?;
+        names.sort();
+        names.truncate(MAX_NODES_SHOWN);
+        if names.is_empty() {
+            return Ok(LiveSessions::default());
+        }
+        let keys: Vec<String> = names.iter().map(|n| live_key(n)).collect();
+        let sizes: Vec<u64> = {
+            let mut pipe = redis::pipe();
+            for key in &keys {
+                pipe.strlen(key);
+            }
+            let mut redis = self.redis.clone();
+            match tokio::time::timeout(limit, pipe.query_async(&mut redis)).await {
+                Ok(r) => r?,
+                Err(_) => return Err(ClusterError::Unavailable("timed out".into())),
+            }
+        };
+        let mut live = LiveSessions::default();
+        for ((name, key), size) in names.into_iter().zip(keys).zip(sizes) {
+            if size == 0 {
+                continue;
+            }
+            if size > MAX_LIVE_ENTRY {
+                live.unreadable.push(name);
+                continue;
+            }
+            let entry: Option<Vec<u8>> = query(&self.redis, redis::cmd("GET").arg(key), limit).await?;
+            match entry.map(|e| serde_json::from_slice::<Vec<crate::ledger::Row>>(&e)) {
+                Some(Ok(mut rows)) => {
+                    rows.truncate(MAX_LIVE_PUBLISHED);
+                    live.nodes.push((name, rows));
+                }
+                Some(Err(_)) => live.unreadable.push(name),
+                None => {}
             }
         }
-        all.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(all)
+        Ok(live)
     }
 
     /// Asks `node` to end the session of ledger row `row` with `words`; it does at its next

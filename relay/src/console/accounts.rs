@@ -157,6 +157,20 @@ impl Operator {
     }
 }
 
+#[cfg(test)]
+impl Operator {
+    /// An account for tests of the logins (no password matches it).
+    pub fn for_tests(name: &str, role: Role) -> Operator {
+        Operator {
+            name: name.into(),
+            role,
+            created: 0,
+            password_hash: String::new(),
+            totp: None,
+        }
+    }
+}
+
 /// TOTP's time step (RFC 6238's default, and every authenticator app's).
 pub const TOTP_STEP_SECS: u64 = 30;
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use ponte_transport::bucket::TokenBucket;
 
-use super::accounts::Role;
+use super::accounts::{Operator, Role};
 use crate::source::Source;
 
 /// A login ends after this long without a request…
@@ -21,12 +21,16 @@ const MAX_LOGINS: usize = 1024;
 const MAX_SOURCES: usize = 4096;
 
 /// Login attempts from one source: a burst, then one per `SOURCE_EVERY`.
-const SOURCE_BURST: f64 = 10.0;
-const SOURCE_EVERY: Duration = Duration::from_secs(6);
-/// Login attempts on one account, whoever makes them: a burst, then one per `ACCOUNT_EVERY`.
-/// Attempts on names that are no account share one allowance.
+const SOURCE_BURST: f64 = 20.0;
+const SOURCE_EVERY: Duration = Duration::from_secs(3);
+/// Login attempts on one name, whoever makes them: a burst, then one per `ACCOUNT_EVERY`.
+/// A name that is no account gets the same allowance as one that is (sharing one would tell
+/// the two apart).
 const ACCOUNT_BURST: f64 = 5.0;
 const ACCOUNT_EVERY: Duration = Duration::from_secs(12);
+/// Names that are no account whose attempts are counted at once; beyond, the least recently
+/// tried is forgotten. The accounts' own are never forgotten.
+const MAX_UNKNOWN_NAMES: usize = 4096;
 
 /// One operator's login.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +39,9 @@ pub struct Login {
     pub operator: String,
     /// Its role when it logged in.
     pub role: Role,
+    /// When its account was made (a login outlives neither its account nor the account's
+    /// removal and remaking).
+    pub created: i64,
     /// The token every form of this login carries.
     pub csrf: String,
     started: Instant,
@@ -46,7 +53,8 @@ pub struct Login {
 pub struct Gate {
     logins: HashMap<String, Login>,
     sources: HashMap<Source, (TokenBucket, Instant)>,
-    accounts: HashMap<Option<String>, TokenBucket>,
+    accounts: HashMap<String, TokenBucket>,
+    unknown: HashMap<String, (TokenBucket, Instant)>,
     /// The last TOTP time step each operator logged in with: a code works once.
     totp_used: HashMap<String, u64>,
 }
@@ -61,35 +69,52 @@ fn bucket(burst: f64, every: Duration, now: Instant) -> TokenBucket {
     TokenBucket::new(1.0 / every.as_secs_f64(), burst, now)
 }
 
+/// `key`'s bucket in a map of at most `max` keys, the least recently used one forgotten to make
+/// room.
+fn take_lru<K: std::hash::Hash + Eq + Clone>(
+    map: &mut HashMap<K, (TokenBucket, Instant)>,
+    key: K,
+    max: usize,
+    now: Instant,
+    new: impl FnOnce() -> TokenBucket,
+) -> &mut TokenBucket {
+    if map.len() >= max && !map.contains_key(&key) {
+        let oldest = map
+            .iter()
+            .min_by_key(|(_, (_, seen))| *seen)
+            .map(|(k, _)| k.clone());
+        if let Some(oldest) = oldest {
+            map.remove(&oldest);
+        }
+    }
+    let (bucket, seen) = map.entry(key).or_insert_with(|| (new(), now));
+    *seen = now;
+    bucket
+}
+
 impl Gate {
-    /// Takes one login attempt from `source`'s and `account`'s allowances (`account` is `None`
-    /// for a name that is no account); `Err` says how long until the next may be tried.
-    pub fn attempt(&mut self, source: Source, account: Option<&str>, now: Instant) -> Result<(), Duration> {
-        if self.sources.len() >= MAX_SOURCES && !self.sources.contains_key(&source) {
-            let oldest = self
-                .sources
-                .iter()
-                .min_by_key(|(_, (_, seen))| *seen)
-                .map(|(s, _)| *s);
-            if let Some(oldest) = oldest {
-                self.sources.remove(&oldest);
-            }
-        }
-        let (by_source, seen) = self
-            .sources
-            .entry(source)
-            .or_insert_with(|| (bucket(SOURCE_BURST, SOURCE_EVERY, now), now));
-        *seen = now;
-        let by_account = self
-            .accounts
-            .entry(account.map(str::to_owned))
-            .or_insert_with(|| bucket(ACCOUNT_BURST, ACCOUNT_EVERY, now));
-        // Every attempt counts against both, refused or not.
-        match (by_source.try_take(1.0, now), by_account.try_take(1.0, now)) {
-            (Ok(()), Ok(())) => Ok(()),
-            (Err(a), Err(b)) => Err(a.max(b)),
-            (Err(wait), Ok(())) | (Ok(()), Err(wait)) => Err(wait),
-        }
+    /// Takes one login attempt from `source`'s allowance, before anything else is done for it;
+    /// `Err` says how long until the next may be tried.
+    pub fn attempt_from(&mut self, source: Source, now: Instant) -> Result<(), Duration> {
+        let bucket = take_lru(&mut self.sources, source, MAX_SOURCES, now, || {
+            bucket(SOURCE_BURST, SOURCE_EVERY, now)
+        });
+        bucket.try_take(1.0, now)
+    }
+
+    /// Takes one login attempt on `name` (`known`: it is an account) from the name's
+    /// allowance; `Err` says how long until the next may be tried.
+    pub fn attempt_on(&mut self, name: &str, known: bool, now: Instant) -> Result<(), Duration> {
+        let bucket = if known {
+            self.accounts
+                .entry(name.to_owned())
+                .or_insert_with(|| bucket(ACCOUNT_BURST, ACCOUNT_EVERY, now))
+        } else {
+            take_lru(&mut self.unknown, name.to_owned(), MAX_UNKNOWN_NAMES, now, || {
+                bucket(ACCOUNT_BURST, ACCOUNT_EVERY, now)
+            })
+        };
+        bucket.try_take(1.0, now)
     }
 
     /// Spends `operator`'s TOTP code of time `step`: `false` if a code of that step or a later
@@ -105,7 +130,7 @@ impl Gate {
     }
 
     /// Opens a login for `operator`; returns its cookie token.
-    pub fn open(&mut self, operator: &str, role: Role, now: Instant) -> String {
+    pub fn open(&mut self, operator: &Operator, now: Instant) -> String {
         self.expire(now);
         if self.logins.len() >= MAX_LOGINS {
             let oldest = self
@@ -121,8 +146,9 @@ impl Gate {
         self.logins.insert(
             cookie.clone(),
             Login {
-                operator: operator.to_owned(),
-                role,
+                operator: operator.name.clone(),
+                role: operator.role,
+                created: operator.created,
                 csrf: token(),
                 started: now,
                 last: now,
@@ -166,6 +192,7 @@ impl Login {
         Login {
             operator: operator.into(),
             role,
+            created: 0,
             csrf: "0".repeat(64),
             started: now,
             last: now,
@@ -182,42 +209,58 @@ mod tests {
     }
 
     #[test]
-    fn an_account_gets_a_few_tries_then_waits_whatever_the_source() {
+    fn a_name_gets_a_few_tries_then_waits_and_unknown_names_alike() {
         let mut gate = Gate::default();
         let t0 = Instant::now();
-        for i in 0..ACCOUNT_BURST as u8 {
-            assert!(gate.attempt(source(i), Some("anna"), t0).is_ok());
+        for known in [true, false] {
+            let name = if known { "anna" } else { "ghost" };
+            for _ in 0..ACCOUNT_BURST as u8 {
+                assert!(gate.attempt_on(name, known, t0).is_ok());
+            }
+            let wait = gate.attempt_on(name, known, t0).unwrap_err();
+            assert!(wait > Duration::ZERO && wait <= ACCOUNT_EVERY, "{wait:?}");
+            // …and may try again once the allowance has grown back.
+            assert!(gate.attempt_on(name, known, t0 + ACCOUNT_EVERY).is_ok());
         }
-        let wait = gate.attempt(source(99), Some("anna"), t0).unwrap_err();
-        assert!(wait > Duration::ZERO && wait <= ACCOUNT_EVERY, "{wait:?}");
-        // Another account is not held up by anna's…
-        assert!(gate.attempt(source(98), Some("bea"), t0).is_ok());
-        // …and anna may try again once the allowance has grown back.
-        assert!(gate.attempt(source(97), Some("anna"), t0 + ACCOUNT_EVERY).is_ok());
+        // Another name is not held up by theirs, known or not: no answer tells the two apart.
+        assert!(gate.attempt_on("bea", true, t0).is_ok());
+        assert!(gate.attempt_on("ghost2", false, t0).is_ok());
     }
 
     #[test]
-    fn a_source_gets_a_few_tries_whatever_the_accounts() {
+    fn a_source_gets_a_few_tries_whatever_the_names() {
         let mut gate = Gate::default();
         let t0 = Instant::now();
-        for i in 0..SOURCE_BURST as usize {
-            assert!(gate.attempt(source(1), Some(&format!("user{i}")), t0).is_ok());
+        for _ in 0..SOURCE_BURST as usize {
+            assert!(gate.attempt_from(source(1), t0).is_ok());
         }
-        assert!(gate.attempt(source(1), Some("fresh"), t0).is_err());
-        assert!(gate.attempt(source(2), Some("fresh"), t0).is_ok());
-        // Names that are no account share one allowance.
-        for i in 0..ACCOUNT_BURST as u8 {
-            assert!(gate.attempt(source(10 + i), None, t0).is_ok());
+        assert!(gate.attempt_from(source(1), t0).is_err());
+        assert!(gate.attempt_from(source(2), t0).is_ok());
+    }
+
+    #[test]
+    fn unknown_names_are_forgotten_first_accounts_never() {
+        let mut gate = Gate::default();
+        let t0 = Instant::now();
+        for _ in 0..ACCOUNT_BURST as u8 {
+            let _ = gate.attempt_on("anna", true, t0);
         }
-        assert!(gate.attempt(source(50), None, t0).is_err());
+        for i in 0..MAX_UNKNOWN_NAMES + 10 {
+            let _ = gate.attempt_on(&format!("junk{i}"), false, t0);
+        }
+        assert_eq!(gate.unknown.len(), MAX_UNKNOWN_NAMES);
+        assert!(
+            gate.attempt_on("anna", true, t0).is_err(),
+            "a flood of names does not reset an account's"
+        );
     }
 
     #[test]
     fn logins_end_when_idle_too_long_or_closed() {
         let mut gate = Gate::default();
         let t0 = Instant::now();
-        let a = gate.open("anna", Role::Admin, t0);
-        let b = gate.open("bea", Role::Billing, t0);
+        let a = gate.open(&Operator::for_tests("anna", Role::Admin), t0);
+        let b = gate.open(&Operator::for_tests("bea", Role::Billing), t0);
         assert_ne!(a, b);
         assert_eq!(a.len(), 64);
         let login = gate.login(&a, t0 + IDLE / 2).unwrap();
@@ -234,7 +277,7 @@ mod tests {
         assert!(gate.login("not a token", t0).is_none());
         gate.close(&a);
         assert!(gate.login(&a, t0 + IDLE).is_none());
-        let c = gate.open("carla", Role::Admin, t0);
+        let c = gate.open(&Operator::for_tests("carla", Role::Admin), t0);
         let mut t = t0;
         while t <= t0 + LONGEST {
             t += IDLE / 2;

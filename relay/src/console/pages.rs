@@ -213,7 +213,7 @@ pub fn sessions(login: &Login, node: Option<&str>, live: &[(String, Row)], warni
                                 input type="hidden" name="csrf" value=(login.csrf);
                                 input type="hidden" name="node" value=(at);
                                 input type="hidden" name="row" value=(r.id);
-                                input name="reason" required maxlength=(ponte_wire::rendezvous::MAX_OPERATOR_REASON) placeholder="reason both sides see" aria-label="reason";
+                                input name="reason" required maxlength=(ponte_wire::rendezvous::MAX_OPERATOR_REASON / 2) placeholder="reason both sides see" aria-label="reason (up to 100 characters)";
                                 button.danger type="submit" { "End" }
                             }
                         }
@@ -254,6 +254,12 @@ impl LedgerFilter {
         matches(self.ticket.trim(), &row.ticket)
             && matches(self.assistant.trim(), &row.assistant)
             && matches(self.reason.trim(), &row.end_reason)
+    }
+
+    /// The filter in words, for the audit log.
+    pub fn describe(&self) -> String {
+        let q = self.query();
+        if q.is_empty() { "everything".to_owned() } else { q }
     }
 
     fn query(&self) -> String {
@@ -387,7 +393,7 @@ pub fn reports(
                         td { (t.key.as_deref().unwrap_or("(none)")) }
                         td.num { (t.sessions) }
                         td.num { (hms(t.connected_ms)) }
-                        td.num { ((t.connected_ms + 999) / 1000) }
+                        td.num { (report::seconds(t.connected_ms)) }
                     }
                 }
             }

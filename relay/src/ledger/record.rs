@@ -221,6 +221,16 @@ impl SessionRecord {
         }
     }
 
+    /// The row's key.
+    pub fn id(&self) -> i64 {
+        self.state().id
+    }
+
+    /// Whether the session has ended (the row has its end, if not yet its last counts).
+    pub fn has_ended(&self) -> bool {
+        self.state().ended.is_some()
+    }
+
     /// The row as it stands (for tests and the open write).
     pub fn row(&self) -> Row {
         self.state().row()

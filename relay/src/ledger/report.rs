@@ -219,9 +219,14 @@ fn ceil_div(a: i64, b: i64) -> i64 {
     if a <= 0 { 0 } else { (a - 1) / b + 1 }
 }
 
+/// Whole seconds of a duration in milliseconds, rounded up.
+pub fn seconds(ms: i64) -> i64 {
+    ceil_div(ms, 1000)
+}
+
 /// `H:MM:SS` of a duration in milliseconds, rounded up to the second.
 pub fn hms(ms: i64) -> String {
-    let secs = ceil_div(ms, 1000);
+    let secs = seconds(ms);
     format!("{}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
 }
 

@@ -117,8 +117,8 @@ fn audit_log_sql(sigil: char) -> String {
     )
 }
 
-const LAST_USE_SQL: &str = "SELECT assistant, MAX(registered_ms) FROM ponte_sessions \
-    WHERE assistant IS NOT NULL GROUP BY assistant";
+const LAST_USE_SQL: &str = "SELECT assistant, MAX(paired_ms) FROM ponte_sessions \
+    WHERE assistant IS NOT NULL AND paired_ms IS NOT NULL GROUP BY assistant";
 
 const SCHEMA_TABLE: &str = "CREATE TABLE IF NOT EXISTS ponte_ledger_schema (version INTEGER NOT NULL)";
 
@@ -515,7 +515,7 @@ impl Store {
         }
     }
 
-    /// When each assistant account last registered a session it joined (ms since 1970).
+    /// When each assistant account was last paired with a session (ms since 1970).
     pub async fn last_use(&mut self) -> Result<Vec<(String, i64)>, LedgerError> {
         match self {
             Store::Sqlite(conn) => {

@@ -244,12 +244,12 @@ pub(super) async fn agent(
     if let Some(viewer) = viewer {
         // At shutdown the endpoint's close reaches each connection in its own time; whichever
         // comes first, the viewer must hear that the relay is stopping, not that the agent left.
-        let reason = match end {
-            Refusal::Burned | Refusal::ShuttingDown | Refusal::PeerLost => end,
-            _ => Refusal::PeerLeft,
-        };
-        // After an operator's end the viewer's connection is closed already, with the words.
-        close(&viewer.connection, reason);
+        match end {
+            // `Control::end` closed it already, with the operator's words.
+            Refusal::EndedByOperator => {}
+            Refusal::Burned | Refusal::ShuttingDown | Refusal::PeerLost => close(&viewer.connection, end),
+            _ => close(&viewer.connection, Refusal::PeerLeft),
+        }
     }
     info!(session = %id, reason = %end, "agent session ended");
 }

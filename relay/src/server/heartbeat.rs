@@ -1,10 +1,11 @@
 //! The node's side of a cluster: its heartbeat, which renews its entry and its sessions'
-//! claims, shares its connection counts and reads the cluster's assistants.
+//! claims, shares its connection counts, reads the cluster's assistants, publishes its live
+//! sessions for the consoles and ends those a console asked to end.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use tracing::debug;
+use tracing::{debug, info};
 
 use super::Shared;
 use crate::cluster::{Cluster, Health, Joinable};
@@ -34,13 +35,13 @@ pub(super) async fn heartbeat(shared: Arc<Shared>, cluster: Arc<Cluster>) {
         if let Err(e) = cluster.heartbeat(health(&shared), &sessions, &devices).await {
             debug!("cluster heartbeat failed: {e}");
         }
-        consoles(&shared, &cluster).await;
         // At once, not one after the other: each may take up to its timeout, and the next
         // heartbeat must come well within the node's lease.
         let here = shared.admission.local_counts();
-        let (shared_counts, ()) = tokio::join!(
+        let (shared_counts, (), ()) = tokio::join!(
             cluster.share_connections(&here),
-            refresh_assistants(&shared, &cluster)
+            refresh_assistants(&shared, &cluster),
+            consoles(&shared, &cluster)
         );
         match shared_counts {
             Ok(elsewhere) => shared.admission.set_elsewhere(elsewhere),
@@ -64,7 +65,10 @@ async fn consoles(shared: &Arc<Shared>, cluster: &Cluster) {
         Ok(ends) => {
             for (row, words) in ends {
                 // The console made the words one bounded line; whoever wrote Redis may not have.
-                control.end(row, &crate::console::operator_reason(&words));
+                let words = ponte_wire::rendezvous::operator_reason(&words);
+                if let Some(id) = control.end(row, &words) {
+                    info!(session = %id, reason = %words.escape_debug(), "session ended at a console's request through the cluster");
+                }
             }
         }
         Err(e) => debug!("end requests not read: {e}"),

@@ -155,13 +155,11 @@ fn check_certification(
 
 /// Closes a connection with a reason the client can show.
 fn close(connection: &Connection, reason: Refusal) {
-    close_saying(connection, reason, &reason.to_string());
-}
-
-/// Closes a connection with a reason and the words the client shows with it.
-fn close_saying(connection: &Connection, reason: Refusal, words: &str) {
     crate::metrics::refused(&reason);
-    connection.close(VarInt::from_u32(reason.close_code()), words.as_bytes());
+    connection.close(
+        VarInt::from_u32(reason.close_code()),
+        reason.to_string().as_bytes(),
+    );
 }
 
 /// Why a peer's connection ended, as told to the other peer: the relay closing everything
@@ -210,14 +208,19 @@ impl Control {
     /// The sessions this node holds now, as their ledger rows stand, with the bytes of the
     /// current pairing counted in.
     pub fn live(&self) -> Vec<crate::ledger::Row> {
-        let registry = self.0.registry();
-        registry
+        // The records and counters are taken under the registry's lock, the rows made after.
+        let held: Vec<_> = self
+            .0
+            .registry()
             .entries()
-            .map(|(_, agent, viewer)| {
-                let mut row = agent.record.row();
-                if let Some(viewer) = viewer {
+            .map(|(_, agent, viewer)| (agent.record.clone(), viewer.map(|v| v.budget.clone())))
+            .collect();
+        held.into_iter()
+            .map(|(record, budget)| {
+                let mut row = record.row();
+                if let Some(budget) = budget {
                     let add = |total: i64, d| {
-                        total.saturating_add(i64::try_from(viewer.budget.forwarded(d)).unwrap_or(i64::MAX))
+                        total.saturating_add(i64::try_from(budget.forwarded(d)).unwrap_or(i64::MAX))
                     };
                     row.bytes_agent_to_viewer = add(row.bytes_agent_to_viewer, Direction::AgentToViewer);
                     row.bytes_viewer_to_agent = add(row.bytes_viewer_to_agent, Direction::ViewerToAgent);
@@ -228,19 +231,22 @@ impl Control {
     }
 
     /// Ends the session whose ledger row is `row`: both sides are told the relay's operator
-    /// ended it, with `words`. Returns its ID, or `None` if this node holds no such session.
+    /// ended it, with `words`. Returns its ID, or `None` if this node holds no such session
+    /// still going.
     pub fn end(&self, row: i64, words: &str) -> Option<ponte_wire::SessionId> {
         let registry = self.0.registry();
         let (id, agent, viewer) = registry
             .entries()
-            .find(|(_, agent, _)| agent.record.row().id == row)?;
+            .find(|(_, agent, _)| agent.record.id() == row && !agent.record.has_ended())?;
         // Both connections close at once, so each side hears the words before anything else
         // (a stream reset forwarded from the other side, say); the session's tasks see the
         // words set and record why it ended.
-        let _ = agent.operator_words.set(words.to_owned());
-        close_saying(&agent.connection, Refusal::EndedByOperator, words);
+        agent.operator_words.set(words.to_owned()).ok()?;
+        crate::metrics::refused(&Refusal::EndedByOperator);
+        let code = VarInt::from_u32(Refusal::EndedByOperator.close_code());
+        agent.connection.close(code, words.as_bytes());
         if let Some(viewer) = viewer {
-            close_saying(&viewer.connection, Refusal::EndedByOperator, words);
+            viewer.connection.close(code, words.as_bytes());
         }
         Some(id)
     }
