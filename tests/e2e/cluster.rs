@@ -571,6 +571,13 @@ async fn any_nodes_console_lists_and_ends_the_sessions_of_every_node() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The cluster page: both nodes, Redis up.
+    let (_, _, nodes) = http(&base, "/cluster", Some(&cookie), None).await;
+    assert!(nodes.contains("Redis is up; 2 live node(s)."), "{nodes}");
+    assert!(
+        nodes.contains("<td>a</td>") && nodes.contains("<td>b</td>"),
+        "{nodes}"
+    );
     // Whoever can write Redis may write anything there: a live entry that is not a node's is
     // named and left out; an end request that is not one is dropped.
     let redis_cli = |args: &[&str]| {

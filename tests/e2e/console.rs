@@ -214,6 +214,21 @@ pub async fn http_as(
     (status, head.to_owned(), body.to_owned())
 }
 
+/// `%XX` escapes decoded (a data: URL's text).
+fn percent_decode(text: &str) -> String {
+    let mut out = Vec::new();
+    let mut bytes = text.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hex: String = bytes.by_ref().take(2).map(char::from).collect();
+            out.push(u8::from_str_radix(&hex, 16).unwrap());
+        } else {
+            out.push(b);
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
 /// Logs in to the console at `base` without a browser; returns the login cookie.
 pub async fn log_in(base: &str, name: &str, password: &str) -> String {
     let form = format!("name={name}&password={}", password.replace(' ', "+"));
@@ -337,6 +352,11 @@ async fn an_admin_hands_out_a_credential_watches_a_session_ends_it_and_bills_it(
         Err(e) => panic!("{e}: {added}"),
     };
     assert!(credential.starts_with("ponte-assistant-v1-"), "{credential}");
+    // The Download button's file is the same credential, as a line of text.
+    let href = b.client.find(Locator::Css("a[download]")).await.unwrap();
+    let href = href.attr("href").await.unwrap().unwrap();
+    let downloaded = percent_decode(href.strip_prefix("data:text/plain;charset=utf-8,").unwrap());
+    assert_eq!(downloaded, format!("{}\n", credential.trim()));
     b.keep("console-assistant-added").await;
     b.goto(&relay.url("assistants")).await;
     let listed = b.text().await;
@@ -345,7 +365,7 @@ async fn an_admin_hands_out_a_credential_watches_a_session_ends_it_and_bills_it(
         "shown once: {listed}"
     );
     let credential_file = dir.path().join("carol.credential");
-    std::fs::write(&credential_file, format!("{}\n", credential.trim())).unwrap();
+    std::fs::write(&credential_file, downloaded).unwrap();
 
     // A customer and the assistant with that credential, in a session that lasts.
     let home = dir.path().join("home");

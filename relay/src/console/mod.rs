@@ -31,6 +31,7 @@ use serde::Deserialize;
 use tokio::sync::MappedMutexGuard;
 use tracing::{debug, info, warn};
 
+use self::accounts::Role;
 use self::gate::{Gate, Login};
 use self::pages::{LedgerFilter, Section};
 use crate::assistants::AssistantAccounts;
@@ -308,30 +309,35 @@ impl FromRequestParts<Shared> for Operator {
     }
 }
 
-impl Operator {
-    /// The login if it may see `section`, else a 403 page.
-    fn may(self, section: Section) -> Result<Login, Response> {
-        if section.allowed(self.0.role) {
-            Ok(self.0)
+/// A logged-in admin: other operators get a 403 page (the sections [`Section::allowed`] gives
+/// admins only).
+struct Admin(Login);
+
+impl FromRequestParts<Shared> for Admin {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, console: &Shared) -> Result<Self, Self::Rejection> {
+        let Operator(login) = Operator::from_request_parts(parts, console).await?;
+        if login.role == Role::Admin {
+            Ok(Admin(login))
         } else {
             Err(forbidden())
         }
     }
+}
 
-    /// The login if `csrf` is its token and it may act in `section`.
-    fn may_change(self, section: Section, csrf: &str) -> Result<Login, Response> {
-        if !gate::same_secret(csrf, &self.0.csrf) {
-            return Err((
-                StatusCode::FORBIDDEN,
-                pages::notice(
-                    "Refused",
-                    "This form is stale or came from another site; reload the page and try again.",
-                ),
-            )
-                .into_response());
-        }
-        self.may(section)
-    }
+/// A 403 page unless `csrf` is the login's token (every change carries it).
+fn stale(login: &Login, csrf: &str) -> Option<Response> {
+    (!gate::same_secret(csrf, &login.csrf)).then(|| {
+        (
+            StatusCode::FORBIDDEN,
+            pages::notice(
+                "Refused",
+                "This form is stale or came from another site; reload the page and try again.",
+            ),
+        )
+            .into_response()
+    })
 }
 
 fn forbidden() -> Response {
@@ -417,8 +423,8 @@ impl Console {
     }
 }
 
-async fn home(operator: Operator) -> Redirect {
-    let home = Section::home(operator.0.role);
+async fn home(Operator(login): Operator) -> Redirect {
+    let home = Section::home(login.role);
     Redirect::to(match home {
         Section::Sessions => "/sessions",
         _ => "/ledger",
@@ -534,16 +540,16 @@ struct Csrf {
 async fn log_out(
     State(console): State<Shared>,
     headers: HeaderMap,
-    operator: Operator,
+    Operator(login): Operator,
     Form(form): Form<Csrf>,
 ) -> Response {
-    if !gate::same_secret(&form.csrf, &operator.0.csrf) {
-        return forbidden();
+    if let Some(refused) = stale(&login, &form.csrf) {
+        return refused;
     }
     if let Some(c) = cookie(&headers) {
         console.gate.lock().unwrap_or_else(|e| e.into_inner()).close(&c);
     }
-    console.audit(&operator.0.operator, "logout", String::new()).await;
+    console.audit(&login.operator, "logout", String::new()).await;
     let mut response = Redirect::to("/login").into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
@@ -552,11 +558,7 @@ async fn log_out(
     response
 }
 
-async fn sessions(State(console): State<Shared>, operator: Operator) -> Response {
-    let login = match operator.may(Section::Sessions) {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
+async fn sessions(State(console): State<Shared>, Admin(login): Admin) -> Response {
     let here = console.node.clone().unwrap_or_default();
     let mut live: Vec<(String, Row)> = console
         .control
@@ -605,13 +607,12 @@ struct EndForm {
 
 async fn end_session(
     State(console): State<Shared>,
-    operator: Operator,
+    Admin(login): Admin,
     Form(form): Form<EndForm>,
 ) -> Response {
-    let login = match operator.may_change(Section::Sessions, &form.csrf) {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
+    if let Some(refused) = stale(&login, &form.csrf) {
+        return refused;
+    }
     let reason = ponte_wire::rendezvous::operator_reason(&form.reason);
     if reason.is_empty() {
         return (
@@ -687,13 +688,9 @@ async fn filtered(
 
 async fn ledger(
     State(console): State<Shared>,
-    operator: Operator,
+    Operator(login): Operator,
     Query(filter): Query<LedgerFilter>,
 ) -> Response {
-    let login = match operator.may(Section::Ledger) {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
     match filtered(&console, &filter).await {
         Ok(Ok(rows)) => pages::ledger(&login, console.node(), &filter, &rows, None).into_response(),
         Ok(Err(e)) => (
@@ -707,14 +704,10 @@ async fn ledger(
 
 async fn download(
     console: &Console,
-    operator: Operator,
+    login: Login,
     filter: &LedgerFilter,
     format: report::Format,
 ) -> Response {
-    let login = match operator.may(Section::Ledger) {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
     let rows = match filtered(console, filter).await {
         Ok(Ok(rows)) => rows,
         Ok(Err(e)) => return (StatusCode::BAD_REQUEST, e).into_response(),
@@ -752,18 +745,18 @@ async fn download(
 
 async fn ledger_csv(
     State(console): State<Shared>,
-    operator: Operator,
+    Operator(login): Operator,
     Query(filter): Query<LedgerFilter>,
 ) -> Response {
-    download(&console, operator, &filter, report::Format::Csv).await
+    download(&console, login, &filter, report::Format::Csv).await
 }
 
 async fn ledger_json(
     State(console): State<Shared>,
-    operator: Operator,
+    Operator(login): Operator,
     Query(filter): Query<LedgerFilter>,
 ) -> Response {
-    download(&console, operator, &filter, report::Format::Json).await
+    download(&console, login, &filter, report::Format::Json).await
 }
 
 /// The reports page's query.
@@ -785,13 +778,9 @@ pub struct ReportQuery {
 
 async fn reports(
     State(console): State<Shared>,
-    operator: Operator,
+    Operator(login): Operator,
     Query(query): Query<ReportQuery>,
 ) -> Response {
-    let login = match operator.may(Section::Reports) {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
     let by_ticket = query.by != "assistant";
     let round_up = query.round_up.trim();
     let checked = period(&query.since, &query.until).and_then(|p| {
@@ -872,11 +861,8 @@ async fn assistants_page(
         .into_response()
 }
 
-async fn assistants(State(console): State<Shared>, operator: Operator) -> Response {
-    match operator.may(Section::Assistants) {
-        Ok(login) => assistants_page(&console, &login, None, None).await,
-        Err(r) => r,
-    }
+async fn assistants(State(console): State<Shared>, Admin(login): Admin) -> Response {
+    assistants_page(&console, &login, None, None).await
 }
 
 #[derive(Deserialize)]
@@ -887,13 +873,12 @@ struct NameForm {
 
 async fn add_assistant(
     State(console): State<Shared>,
-    operator: Operator,
+    Admin(login): Admin,
     Form(form): Form<NameForm>,
 ) -> Response {
-    let login = match operator.may_change(Section::Assistants, &form.csrf) {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
+    if let Some(refused) = stale(&login, &form.csrf) {
+        return refused;
+    }
     let name = form.name.trim();
     match console.assistants.add(name).await {
         Ok(credential) => {
@@ -909,13 +894,12 @@ async fn add_assistant(
 
 async fn remove_assistant(
     State(console): State<Shared>,
-    operator: Operator,
+    Admin(login): Admin,
     Form(form): Form<NameForm>,
 ) -> Response {
-    let login = match operator.may_change(Section::Assistants, &form.csrf) {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
+    if let Some(refused) = stale(&login, &form.csrf) {
+        return refused;
+    }
     match console.assistants.remove(&form.name).await {
         Ok(()) => {
             console
@@ -927,11 +911,7 @@ async fn remove_assistant(
     }
 }
 
-async fn cluster(State(console): State<Shared>, operator: Operator) -> Response {
-    let login = match operator.may(Section::Cluster) {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
+async fn cluster(State(console): State<Shared>, Admin(login): Admin) -> Response {
     let nodes = match &console.cluster {
         None => None,
         Some((url, _)) => Some(crate::cluster::status(url).await.map_err(|e| e.to_string())),
@@ -939,11 +919,7 @@ async fn cluster(State(console): State<Shared>, operator: Operator) -> Response 
     pages::cluster(&login, console.node(), nodes).into_response()
 }
 
-async fn audit(State(console): State<Shared>, operator: Operator) -> Response {
-    let login = match operator.may(Section::Audit) {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
+async fn audit(State(console): State<Shared>, Admin(login): Admin) -> Response {
     match console
         .database("reading the audit log", async |s| s.audit_log(AUDIT_PAGE).await)
         .await
