@@ -5,7 +5,7 @@
 //! Server-rendered pages ([`pages`]) without script. Logins are cookies
 //! (`HttpOnly; Secure; SameSite=Strict`) naming a login in memory ([`gate`]); every change is
 //! a POST carrying the login's CSRF token; login attempts are rate-limited per source and per
-//! account; every answer carries a strict Content-Security-Policy. Nothing but `/health` (and
+//! name; every answer carries a strict Content-Security-Policy. Nothing but `/health` (and
 //! the login page with its style sheet and icon) answers without a login. Beyond loopback the
 //! console speaks only TLS, with the relay's certificate.
 

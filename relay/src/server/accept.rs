@@ -72,6 +72,9 @@ pub(super) async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) 
     }
 }
 
+/// Each role's future is boxed: this task lives as long as its connection, and unboxed it
+/// would be as large as the largest role's for every connection (docs/BENCHMARKS.md, relay
+/// memory per idle session).
 async fn handle(connection: Connection, source: Source, slot: Admitted, shared: Arc<Shared>) {
     // The connection holds its slot until this task ends.
     let _slot = slot;
@@ -93,13 +96,13 @@ async fn handle(connection: Connection, source: Source, slot: Admitted, shared: 
                         local,
                         cluster: false,
                     };
-                    agent(connection, send, recv, source, shared, paid, None).await
+                    Box::pin(agent(connection, send, recv, source, shared, paid, None)).await
                 }
                 Err(reason) => refuse(&connection, &mut send, reason).await,
             }
         }
         Ok(Some(ClientMessage::RegisterDevice { tag })) => {
-            register_device(connection, send, recv, source, shared, tag).await
+            Box::pin(register_device(connection, send, recv, source, shared, tag)).await
         }
         Ok(Some(ClientMessage::JoinDevice { tag, ticket, proof })) => {
             let join = JoinByTag {
@@ -108,7 +111,7 @@ async fn handle(connection: Connection, source: Source, slot: Admitted, shared: 
                 ticket,
                 proof,
             };
-            join_device(connection, send, recv, join, source, shared).await
+            Box::pin(join_device(connection, send, recv, join, source, shared)).await
         }
         // No proof of possession as for a device tag: a resume tag is one-time and derived
         // from a secret only the two ends hold, and whoever answers under it must still prove
@@ -116,7 +119,7 @@ async fn handle(connection: Connection, source: Source, slot: Admitted, shared: 
         Ok(Some(ClientMessage::RegisterResume { tag })) => match pay_registration(&shared, source).await {
             Ok(paid) => {
                 let slot = ponte_wire::device::resume_slot(tag);
-                agent(connection, send, recv, source, shared, paid, Some(slot)).await
+                Box::pin(agent(connection, send, recv, source, shared, paid, Some(slot))).await
             }
             Err(reason) => refuse(&connection, &mut send, reason).await,
         },
@@ -127,7 +130,7 @@ async fn handle(connection: Connection, source: Source, slot: Admitted, shared: 
             refuse(&connection, &mut send, Refusal::BadRequest).await
         }
         Ok(Some(ClientMessage::EndResume { tag, proof })) => match pay_registration(&shared, source).await {
-            Ok(_) => end_resume(connection, send, shared, source, (tag, proof)).await,
+            Ok(_) => Box::pin(end_resume(connection, send, shared, source, (tag, proof))).await,
             Err(reason) => refuse(&connection, &mut send, reason).await,
         },
         Ok(Some(ClientMessage::JoinResume { tag, ticket, proof })) => {
@@ -137,7 +140,7 @@ async fn handle(connection: Connection, source: Source, slot: Admitted, shared: 
                 ticket,
                 proof,
             };
-            join_device(connection, send, recv, join, source, shared).await
+            Box::pin(join_device(connection, send, recv, join, source, shared)).await
         }
         Ok(Some(ClientMessage::Join { session })) => {
             let join = Join {
@@ -146,7 +149,7 @@ async fn handle(connection: Connection, source: Source, slot: Admitted, shared: 
                 ticket: None,
                 proof: None,
             };
-            viewer(connection, send, recv, join, source, shared).await
+            Box::pin(viewer(connection, send, recv, join, source, shared)).await
         }
         Ok(Some(ClientMessage::JoinAs {
             session,
@@ -159,7 +162,7 @@ async fn handle(connection: Connection, source: Source, slot: Admitted, shared: 
                 ticket,
                 proof,
             };
-            viewer(connection, send, recv, join, source, shared).await
+            Box::pin(viewer(connection, send, recv, join, source, shared)).await
         }
         Ok(Some(_)) | Ok(None) => refuse(&connection, &mut send, Refusal::BadRequest).await,
         Err(FramedError::Frame(e)) => refuse(&connection, &mut send, rendezvous::refusal_for(&e)).await,
