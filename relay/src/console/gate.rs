@@ -1,5 +1,5 @@
 //! Who is logged in to the console: login sessions behind random cookie tokens, each with its
-//! CSRF token, and the rate limits on login attempts per source and per account. Sans-IO: the
+//! CSRF token, and the rate limits on login attempts per source and per name. Sans-IO: the
 //! caller passes the time.
 
 use std::collections::HashMap;
