@@ -127,7 +127,10 @@ pub async fn run(
     };
     let granted = match live.consent(&scope, customer, &mut control_recv).await {
         Ok(granted) => granted,
-        Err(reason) => return Ok(close(client, live.writer, live.to_assistant, reason).await),
+        Err(reason) => {
+            let reason = operator_ended(&live, &session).unwrap_or(reason);
+            return Ok(close(client, live.writer, live.to_assistant, reason).await);
+        }
     };
     live.connected(granted, customer);
     // As they are before the assistant can act here, to tell the customer what changed.
@@ -145,6 +148,7 @@ pub async fn run(
     let (reason, listening) = live
         .serve(&session, &mut client, &ctx, customer, &mut control_recv)
         .await;
+    let reason = operator_ended(&live, &session).unwrap_or(reason);
     let ended = end_access(live.events, ctx, session, &reason).await;
     let changed = own_files.changed();
     for path in &changed {
@@ -358,17 +362,6 @@ impl Live<'_> {
                 }
                 Some(_) = requests.join_next() => {}
             }
-        };
-        // The relay's operator ended it: however that was noticed first (a stream the relay
-        // cut, say), the customer hears that and the operator's words.
-        let ending = match session
-            .connection()
-            .close_reason()
-            .as_ref()
-            .and_then(ponte_transport::client::operator_words)
-        {
-            Some(words) => (t!(tr, "ended-by-operator", reason = words.to_string()), false),
-            None => ending,
         };
         // Every lease ends: running requests stop, their processes and partial files with them.
         self.grants.end();
@@ -602,12 +595,21 @@ fn truncate(mut text: String, max: usize) -> String {
     text
 }
 
+/// The relay's operator ended the session: whatever ended it first here (a stream the relay
+/// cut, the assistant's side gone quiet), the customer hears that, with the operator's words.
+fn operator_ended(live: &Live<'_>, session: &Session) -> Option<String> {
+    let words = session.operator_words()?;
+    Some(t!(
+        live.events.tr(),
+        "ended-by-operator",
+        reason = words.to_string()
+    ))
+}
+
 /// Why the session ended when its connection did: the relay falling silent is told apart from
 /// other failures, so the customer knows to start again rather than wait for the assistant.
 fn lost(tr: &crate::i18n::Tr, error: &ponte_session::SessionError) -> String {
-    if let Some(words) = error.operator_words() {
-        t!(tr, "ended-by-operator", reason = words.to_string())
-    } else if error.relay_silent() {
+    if error.relay_silent() {
         t!(tr, "ended-relay-lost")
     } else {
         t!(tr, "ended-connection-lost", error = error.to_string())

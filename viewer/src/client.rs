@@ -942,13 +942,7 @@ impl ControlFollower {
         let mut end = self.until_end().await;
         // The relay's operator ended it: however that was noticed first (a stream the relay
         // cut, say), the assistant hears that and the operator's words.
-        if let Some(words) = self
-            .session
-            .connection()
-            .close_reason()
-            .as_ref()
-            .and_then(ponte_transport::client::operator_words)
-        {
+        if let Some(words) = self.session.operator_words() {
             end = End::new(ViewerError::EndedByOperator(words).to_string(), false);
         }
         self.ended(end);

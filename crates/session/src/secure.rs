@@ -328,6 +328,15 @@ impl Session {
         self.lock().connection.clone()
     }
 
+    /// The relay operator's words, if the relay closed the connection because its operator
+    /// ended the session (however the end was noticed first: a stream the relay cut, say).
+    pub fn operator_words(&self) -> Option<ponte_wire::text::PeerText> {
+        self.connection()
+            .close_reason()
+            .as_ref()
+            .and_then(ponte_transport::client::operator_words)
+    }
+
     /// Turns the handshake's QUIC stream into the control stream (stream 0 of the agent).
     pub(crate) async fn control(
         &self,
