@@ -20,7 +20,8 @@
 //! shares through the portal and PipeWire; the scenes are an X window on its Xwayland; the
 //! bench answers the system's dialog), and the photo's clock starts when the photo goes up on
 //! the already shared screen.
-//! With `PONTE_BENCH_TRACE=1`, the photo scene also prints each frame's arrival (size,
+//! `--scenes photo,text,mixed,typing,scrolling,full-screen` runs only those link scenes.
+//! With `PONTE_BENCH_TRACE=1`, the scenes that wait for an exact picture also print each frame's arrival (size,
 //! budget, the agent's rate and RTT, the link's bytes and drops so far) to stderr.
 
 #![allow(clippy::unwrap_used, missing_docs)]
@@ -238,6 +239,53 @@ impl Scene {
         }
         self.conn
             .copy_area(pixmap, self.window, self.fill, 0, 0, 0, 0, W, H)
+            .unwrap();
+        self.conn.free_pixmap(pixmap).unwrap();
+        self.sync();
+    }
+
+    /// Shows the part `w`×`h` at `x`,`y` of a BGRX picture of the whole screen at its place,
+    /// as [`Scene::put`] does.
+    fn put_part(&self, data: &[u8], x: usize, y: usize, w: usize, h: usize) {
+        let full = usize::from(W) * 4;
+        let mut part = Vec::with_capacity(w * h * 4);
+        for row in y..y + h {
+            part.extend_from_slice(&data[row * full + x * 4..row * full + (x + w) * 4]);
+        }
+        let pixmap = self.conn.generate_id().unwrap();
+        self.conn
+            .create_pixmap(24, pixmap, self.window, w as u16, h as u16)
+            .unwrap();
+        let rows = 30;
+        for r in (0..h).step_by(rows) {
+            let n = rows.min(h - r);
+            self.conn
+                .put_image(
+                    ImageFormat::Z_PIXMAP,
+                    pixmap,
+                    self.fill,
+                    w as u16,
+                    n as u16,
+                    0,
+                    r as i16,
+                    0,
+                    24,
+                    &part[r * w * 4..(r + n) * w * 4],
+                )
+                .unwrap();
+        }
+        self.conn
+            .copy_area(
+                pixmap,
+                self.window,
+                self.fill,
+                0,
+                0,
+                x as i16,
+                y as i16,
+                w as u16,
+                h as u16,
+            )
             .unwrap();
         self.conn.free_pixmap(pixmap).unwrap();
         self.sync();
@@ -543,6 +591,113 @@ impl Arrival {
     }
 }
 
+/// A picture's way to the viewer: from the change until it was usable (nothing stale) and
+/// exact, with the bytes and frames that took.
+struct ToExact {
+    usable: Duration,
+    exact: Duration,
+    bytes: usize,
+    frames: Vec<Arrival>,
+    /// The customer's uplink until exact: bytes carried (payload, retransmissions, QUIC's own
+    /// packets) and packets dropped (loss and a full queue).
+    link_bytes: u64,
+    link_dropped: u64,
+}
+
+/// Receives frames until the viewer's picture is exact; `requested` is when the change was
+/// made. With `trace`, prints each frame's arrival.
+async fn until_exact(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Arrival>,
+    requested: Instant,
+    link: &ponte_testbed::link::Link,
+    trace: bool,
+) -> anyhow::Result<ToExact> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (up, dropped) = (
+        link.counters.up_bytes.load(Relaxed),
+        link.counters.up_dropped.load(Relaxed),
+    );
+    let (mut usable, mut bytes, mut frames) = (None, 0, Vec::new());
+    loop {
+        let a = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("stream ended"))?;
+        bytes += a.bytes;
+        frames.push(a);
+        if trace {
+            eprintln!(
+                "t={:5.0}ms bytes={:6} budget={:6} rate={:7} rtt={:4}ms up={:8} dropped={:4} inexact={}",
+                (a.at - requested).as_secs_f64() * 1e3,
+                a.bytes,
+                a.stats.budget,
+                a.stats.rate,
+                a.stats.rtt_us / 1000,
+                link.counters.up_bytes.load(Relaxed) - up,
+                link.counters.up_dropped.load(Relaxed) - dropped,
+                a.stats.inexact_tiles,
+            );
+        }
+        if usable.is_none() && a.stats.backlog_us == 0 {
+            usable = Some(a.at - requested);
+        }
+        if a.stats.inexact_tiles == 0 {
+            return Ok(ToExact {
+                usable: usable.unwrap_or(a.at - requested),
+                exact: a.at - requested,
+                bytes,
+                frames,
+                link_bytes: link.counters.up_bytes.load(Relaxed) - up,
+                link_dropped: link.counters.up_dropped.load(Relaxed) - dropped,
+            });
+        }
+    }
+}
+
+impl ToExact {
+    /// Prints the scene's JSON line: the times, whether the viewer's picture is the screen's
+    /// pixel for pixel, and the picture's size as one lossless WebP with the time the link's
+    /// uplink needs for it.
+    fn report(&self, link: &str, scene_name: &str, canvas: &Mutex<Canvas>, scene: &Scene) {
+        let screen = scene.capture();
+        let pixel_exact = canvas
+            .lock()
+            .unwrap()
+            .pixels()
+            .iter()
+            .zip(screen.chunks_exact(4))
+            .all(|(p, px)| *p == u32::from(px[2]) << 16 | u32::from(px[1]) << 8 | u32::from(px[0]));
+        let image = Image {
+            width: W,
+            height: H,
+            stride: usize::from(W) * 4,
+            data: &screen,
+        };
+        let lossless =
+            ponte_screen::lossy::lossless_tile(&image, 0, 0, W.into(), H.into()).map_or(0, |w| w.len());
+        let uplink = ponte_testbed::link::Profile::named(link)
+            .and_then(|p| p.up.rate_bps)
+            .map_or(f64::INFINITY, |bits| bits as f64 / 8.0);
+        let link_ms = lossless as f64 / uplink * 1e3;
+        let first = self.frames[0].stats;
+        println!(
+            "{}",
+            serde_json::json!({
+                "link": link, "scene": scene_name,
+                "first_usable_ms": self.usable.as_secs_f64() * 1e3,
+                "exact_ms": self.exact.as_secs_f64() * 1e3,
+                "pixel_exact": pixel_exact,
+                "lossless_webp_bytes": lossless, "lossless_link_ms": link_ms,
+                "exact_vs_lossless_link": self.exact.as_secs_f64() * 1e3 / link_ms,
+                "first_frame_bytes": self.frames[0].bytes,
+                "first_quality": first.quality, "first_scale": first.scale,
+                "bytes_to_exact": self.bytes, "frames": self.frames.len(),
+                "link_up_bytes": self.link_bytes, "link_up_dropped": self.link_dropped,
+                "stages": stages(&self.frames),
+            })
+        );
+    }
+}
+
 /// Per-stage means over frames, milliseconds.
 fn stages(frames: &[Arrival]) -> serde_json::Value {
     let m = |f: &dyn Fn(&Arrival) -> f64| mean(frames.iter().map(f));
@@ -555,6 +710,47 @@ fn stages(frames: &[Arrival]) -> serde_json::Value {
         "decode_ms": m(&|a| a.decode_us as f64 / 1e3),
         "present_ms": m(&|a| a.present_us as f64 / 1e3),
     })
+}
+
+/// Exact codings of a page of text (real X text, captured): the encoder's zstd tiles against
+/// lossless WebP in runs of tiles of a tile row, bytes and encode time.
+fn compare_text_codecs() {
+    let x = Xvfb::start(W, H);
+    let mut scene = Scene::new(x.connect());
+    scene.page();
+    let data = scene.capture();
+    let img = Image {
+        width: W,
+        height: H,
+        stride: usize::from(W) * 4,
+        data: &data,
+    };
+    let mut encoder = Encoder::new().unwrap();
+    let start = Instant::now();
+    let frame = encoder.encode(&img, 0).unwrap().unwrap();
+    println!(
+        "{}",
+        serde_json::json!({"scene": "text codec", "codec": "zstd-3 tiles", "bytes": wire_bytes(&frame.updates),
+            "encode_ms": start.elapsed().as_secs_f64() * 1e3})
+    );
+    for run in [64usize, 256, 512, 1920] {
+        let start = Instant::now();
+        let mut bytes = 0;
+        for ty in (0..usize::from(H)).step_by(64) {
+            for tx in (0..usize::from(W)).step_by(run) {
+                let (tw, th) = (run.min(usize::from(W) - tx), 64.min(usize::from(H) - ty));
+                bytes += ponte_screen::lossy::lossless_tile(&img, tx, ty, tw, th)
+                    .unwrap()
+                    .len()
+                    + 16;
+            }
+        }
+        println!(
+            "{}",
+            serde_json::json!({"scene": "text codec", "codec": format!("webp lossless {run}x64"), "bytes": bytes,
+                "encode_ms": start.elapsed().as_secs_f64() * 1e3})
+        );
+    }
 }
 
 /// Lossy and lossless codecs on the photo-like desktop: bytes, encode and decode time, error.
@@ -678,6 +874,14 @@ async fn settle(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Arrival>) {
 
 /// The emulated-link scenes, each a JSON line; on a Wayland session if `wayland`.
 async fn link_scenes(name: &str, seconds: u64, wayland: bool) -> anyhow::Result<()> {
+    // `--scenes photo,text,...`: only those (the photo's way to exact is always waited for).
+    let args: Vec<String> = std::env::args().collect();
+    let only = args
+        .iter()
+        .position(|a| a == "--scenes")
+        .and_then(|i| args.get(i + 1))
+        .map(|list| list.split(',').map(str::to_owned).collect::<Vec<_>>());
+    let wanted = |scene: &str| only.as_ref().is_none_or(|o| o.iter().any(|s| s == scene));
     use ponte_testbed::link::{Link, Profile};
     let profile = Profile::named(name).ok_or_else(|| anyhow::anyhow!("unknown link {name}"))?;
     let desktop = if wayland {
@@ -773,173 +977,140 @@ async fn link_scenes(name: &str, seconds: u64, wayland: bool) -> anyhow::Result<
     }
 
     // (1) A photo-like desktop: first usable picture (nothing stale), then exact.
-    let (mut usable, mut exact, mut bytes) = (None, None, 0);
-    let mut frames = Vec::new();
-    while exact.is_none() {
-        let a = tokio::time::timeout(Duration::from_secs(60), rx.recv())
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("stream ended"))?;
-        bytes += a.bytes;
-        frames.push(a);
-        if std::env::var_os("PONTE_BENCH_TRACE").is_some() {
-            use std::sync::atomic::Ordering::Relaxed;
-            eprintln!(
-                "t={:5.0}ms bytes={:6} budget={:6} rate={:7} rtt={:4}ms up={:8} dropped={:4} inexact={}",
-                (a.at - requested).as_secs_f64() * 1e3,
-                a.bytes,
-                a.stats.budget,
-                a.stats.rate,
-                a.stats.rtt_us / 1000,
-                link.counters.up_bytes.load(Relaxed),
-                link.counters.up_dropped.load(Relaxed),
-                a.stats.inexact_tiles,
-            );
-        }
-        if usable.is_none() && a.stats.backlog_us == 0 {
-            usable = Some(a.at - requested);
-        }
-        if a.stats.inexact_tiles == 0 {
-            exact = Some(a.at - requested);
-        }
+    let trace = std::env::var_os("PONTE_BENCH_TRACE").is_some();
+    let photo = until_exact(&mut rx, requested, &link, trace).await?;
+    if wanted("photo") {
+        photo.report(name, "photo", &canvas, &scene);
     }
-    // What the customer's uplink carried until then (payload, retransmissions, QUIC's own
-    // packets) and dropped (loss and a full queue): how much of the link the picture used.
-    let (link_bytes, link_dropped) = {
-        use std::sync::atomic::Ordering::Relaxed;
-        (
-            link.counters.up_bytes.load(Relaxed),
-            link.counters.up_dropped.load(Relaxed),
-        )
-    };
-    let pixel_exact = {
-        let c = canvas.lock().unwrap();
-        c.pixels()
-            .iter()
-            .zip(scene.capture().chunks_exact(4))
-            .all(|(p, px)| *p == u32::from(px[2]) << 16 | u32::from(px[1]) << 8 | u32::from(px[0]))
-    };
-    let first = frames[0].stats;
-    println!(
-        "{}",
-        serde_json::json!({
-            "link": name, "scene": "photo",
-            "first_usable_ms": usable.unwrap().as_secs_f64() * 1e3,
-            "exact_ms": exact.unwrap().as_secs_f64() * 1e3,
-            "pixel_exact": pixel_exact,
-            "first_frame_bytes": frames[0].bytes,
-            "first_quality": first.quality, "first_scale": first.scale,
-            "bytes_to_exact": bytes, "frames": frames.len(),
-            "link_up_bytes": link_bytes, "link_up_dropped": link_dropped,
-            "stages": stages(&frames),
-        })
-    );
+
+    // (1b) A page of text, and (1c) the page with a photo on it, drawn at once: the time to
+    // the exact picture against the time the link needs for the picture as one lossless WebP.
+    for (label, with_photo) in [("text", false), ("mixed", true)] {
+        if !wanted(label) {
+            continue;
+        }
+        settle(&mut rx).await;
+        scene.page();
+        if with_photo {
+            scene.put_part(&photos[1], 900, 240, 800, 520);
+        }
+        let requested = Instant::now();
+        let shown = until_exact(&mut rx, requested, &link, trace).await?;
+        shown.report(name, label, &canvas, &scene);
+    }
 
     // (2) Typing in a terminal: a glyph-sized change of a new colour, ten a second.
-    scene.terminal();
-    settle(&mut rx).await;
-    let mut latencies = Vec::new();
-    let mut frames = Vec::new();
-    for n in 0..100u32 {
-        let color = 0x0030_0000 + n * 0x0101;
-        let (px, py) = (8 + (n as i16 % 200) * COLUMN, (H as i16 / LINE - 1) * LINE);
-        let start = Instant::now();
-        scene.rect(color, px, py, COLUMN as u16, LINE as u16);
-        scene.conn.flush()?;
-        loop {
-            let a = tokio::time::timeout(Duration::from_secs(10), rx.recv())
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("stream ended"))?;
-            frames.push(a);
-            let c = canvas.lock().unwrap();
-            if c.pixels()[(py as usize + 6) * usize::from(W) + px as usize + 3] == color {
-                latencies.push(a.at.duration_since(start).as_secs_f64() * 1e3);
-                break;
+    if wanted("typing") {
+        scene.terminal();
+        settle(&mut rx).await;
+        let mut latencies = Vec::new();
+        let mut frames = Vec::new();
+        for n in 0..100u32 {
+            let color = 0x0030_0000 + n * 0x0101;
+            let (px, py) = (8 + (n as i16 % 200) * COLUMN, (H as i16 / LINE - 1) * LINE);
+            let start = Instant::now();
+            scene.rect(color, px, py, COLUMN as u16, LINE as u16);
+            scene.conn.flush()?;
+            loop {
+                let a = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("stream ended"))?;
+                frames.push(a);
+                let c = canvas.lock().unwrap();
+                if c.pixels()[(py as usize + 6) * usize::from(W) + px as usize + 3] == color {
+                    latencies.push(a.at.duration_since(start).as_secs_f64() * 1e3);
+                    break;
+                }
             }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        println!(
+            "{}",
+            serde_json::json!({
+                "link": name, "scene": "typing",
+                "p50_ms": percentile(&latencies, 0.5), "p95_ms": percentile(&latencies, 0.95),
+                "max_ms": percentile(&latencies, 1.0),
+                "bytes_per_frame": mean(frames.iter().map(|a| a.bytes as f64)),
+                "stages": stages(&frames),
+            })
+        );
     }
-    println!(
-        "{}",
-        serde_json::json!({
-            "link": name, "scene": "typing",
-            "p50_ms": percentile(&latencies, 0.5), "p95_ms": percentile(&latencies, 0.95),
-            "max_ms": percentile(&latencies, 1.0),
-            "bytes_per_frame": mean(frames.iter().map(|a| a.bytes as f64)),
-            "stages": stages(&frames),
-        })
-    );
 
     // (3) Scrolling a page three lines at a time, 60 times a second, for 5 s.
-    scene.page();
-    settle(&mut rx).await;
-    let copies_before = canvas.lock().unwrap().copies;
-    let mut frames = Vec::new();
-    let start = Instant::now();
-    let mut n = 0;
-    let mut tick = tokio::time::interval(Duration::from_millis(16));
-    while start.elapsed() < Duration::from_secs(5) {
-        tick.tick().await;
-        scene.scroll(n);
-        n += 1;
-        while let Ok(a) = rx.try_recv() {
-            frames.push(a);
+    if wanted("scrolling") {
+        scene.page();
+        settle(&mut rx).await;
+        let copies_before = canvas.lock().unwrap().copies;
+        let mut frames = Vec::new();
+        let start = Instant::now();
+        let mut n = 0;
+        let mut tick = tokio::time::interval(Duration::from_millis(16));
+        while start.elapsed() < Duration::from_secs(5) {
+            tick.tick().await;
+            scene.scroll(n);
+            n += 1;
+            while let Ok(a) = rx.try_recv() {
+                frames.push(a);
+            }
         }
+        let secs = start.elapsed().as_secs_f64();
+        let ages: Vec<f64> = frames.iter().map(Arrival::age_ms).collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "link": name, "scene": "scrolling",
+                "fps": frames.len() as f64 / secs, "scrolls_drawn": n,
+                "age_p50_ms": percentile(&ages, 0.5), "age_p95_ms": percentile(&ages, 0.95),
+                "age_max_ms": percentile(&ages, 1.0),
+                "bytes_per_s": frames.iter().map(|a| a.bytes).sum::<usize>() as f64 / secs,
+                "copies": canvas.lock().unwrap().copies - copies_before,
+                "stages": stages(&frames),
+            })
+        );
     }
-    let secs = start.elapsed().as_secs_f64();
-    let ages: Vec<f64> = frames.iter().map(Arrival::age_ms).collect();
-    println!(
-        "{}",
-        serde_json::json!({
-            "link": name, "scene": "scrolling",
-            "fps": frames.len() as f64 / secs, "scrolls_drawn": n,
-            "age_p50_ms": percentile(&ages, 0.5), "age_p95_ms": percentile(&ages, 0.95),
-            "age_max_ms": percentile(&ages, 1.0),
-            "bytes_per_s": frames.iter().map(|a| a.bytes).sum::<usize>() as f64 / secs,
-            "copies": canvas.lock().unwrap().copies - copies_before,
-            "stages": stages(&frames),
-        })
-    );
 
     // (4) Full-screen changes every 100 ms: terminal, photo, page, other photo.
-    settle(&mut rx).await;
-    let mut frames = Vec::new();
-    let start = Instant::now();
-    let mut n = 0;
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    while start.elapsed() < Duration::from_secs(seconds) {
-        tick.tick().await;
-        match n % 4 {
-            0 => scene.terminal(),
-            1 => scene.put(&photos[0]),
-            2 => scene.page(),
-            _ => scene.put(&photos[1]),
+    if wanted("full-screen") {
+        settle(&mut rx).await;
+        let mut frames = Vec::new();
+        let start = Instant::now();
+        let mut n = 0;
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        while start.elapsed() < Duration::from_secs(seconds) {
+            tick.tick().await;
+            match n % 4 {
+                0 => scene.terminal(),
+                1 => scene.put(&photos[0]),
+                2 => scene.page(),
+                _ => scene.put(&photos[1]),
+            }
+            n += 1;
+            while let Ok(a) = rx.try_recv() {
+                frames.push(a);
+            }
         }
-        n += 1;
-        while let Ok(a) = rx.try_recv() {
-            frames.push(a);
-        }
+        let secs = start.elapsed().as_secs_f64();
+        let ages: Vec<f64> = frames.iter().map(Arrival::age_ms).collect();
+        let qualities: Vec<f64> = frames
+            .iter()
+            .filter(|a| a.stats.quality > 0)
+            .map(|a| f64::from(a.stats.quality))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "link": name, "scene": "full-screen",
+                "seconds": secs, "changes": n, "fps": frames.len() as f64 / secs,
+                "age_p50_ms": percentile(&ages, 0.5), "age_p95_ms": percentile(&ages, 0.95),
+                "age_max_ms": percentile(&ages, 1.0),
+                "bytes_per_s": frames.iter().map(|a| a.bytes).sum::<usize>() as f64 / secs,
+                "mean_quality_when_lossy": mean(qualities.into_iter()),
+                "mean_budget": mean(frames.iter().map(|a| f64::from(a.stats.budget))),
+                "mean_rate": mean(frames.iter().map(|a| f64::from(a.stats.rate))),
+                "stages": stages(&frames),
+            })
+        );
     }
-    let secs = start.elapsed().as_secs_f64();
-    let ages: Vec<f64> = frames.iter().map(Arrival::age_ms).collect();
-    let qualities: Vec<f64> = frames
-        .iter()
-        .filter(|a| a.stats.quality > 0)
-        .map(|a| f64::from(a.stats.quality))
-        .collect();
-    println!(
-        "{}",
-        serde_json::json!({
-            "link": name, "scene": "full-screen",
-            "seconds": secs, "changes": n, "fps": frames.len() as f64 / secs,
-            "age_p50_ms": percentile(&ages, 0.5), "age_p95_ms": percentile(&ages, 0.95),
-            "age_max_ms": percentile(&ages, 1.0),
-            "bytes_per_s": frames.iter().map(|a| a.bytes).sum::<usize>() as f64 / secs,
-            "mean_quality_when_lossy": mean(qualities.into_iter()),
-            "mean_budget": mean(frames.iter().map(|a| f64::from(a.stats.budget))),
-            "mean_rate": mean(frames.iter().map(|a| f64::from(a.stats.rate))),
-            "stages": stages(&frames),
-        })
-    );
     let c = &link.counters;
     eprintln!(
         "link: {} B up ({} dropped), {} B down ({} dropped)",
@@ -956,6 +1127,7 @@ async fn link_scenes(name: &str, seconds: u64, wayland: bool) -> anyhow::Result<
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--codecs") {
+        compare_text_codecs();
         compare_photo_codecs();
         return Ok(());
     }
