@@ -379,7 +379,7 @@ impl Encoder {
         let mut text = text.into_iter().peekable();
         while let Some(first) = text.next() {
             let mut run = vec![first];
-            while let Some(next) = text.next_if(|(_, t)| pack && continues(&run, t)) {
+            while let Some(next) = text.next_if(|(i, t)| pack && self.continues(&run, *i, t)) {
                 run.push(next);
             }
             let (indices, each): (Vec<usize>, Vec<Tile>) = run.into_iter().unzip();
@@ -629,6 +629,17 @@ impl Encoder {
         }
     }
 
+    /// Whether tile `i`, whose changed part is `next`, continues `run` (changed parts of tiles
+    /// left to right in one tile row) as its right neighbour, the rectangle holding them all
+    /// staying within a WebP tile's width.
+    fn continues(&self, run: &[(usize, Tile)], i: usize, next: &Tile) -> bool {
+        let (first, last) = (&run[0], &run[run.len() - 1]);
+        i == last.0 + 1
+            && !i.is_multiple_of(self.tiles_x())
+            && usize::from(next.x) + usize::from(next.width) - usize::from(first.1.x)
+                <= usize::from(MAX_WEBP_TILE_WIDTH)
+    }
+
     /// Tiles whose pixels differ from what the viewer has (or approximates).
     fn changed(&self, image: &Image<'_>) -> Vec<usize> {
         (0..self.states.len())
@@ -848,34 +859,35 @@ impl Encoder {
     }
 }
 
-/// The tiles `each` (neighbours left to right in the same rows) as one lossless WebP picture,
-/// if that is smaller than they are: WebP predicts where zstd on raw pixels cannot, and across
-/// tile borders — a run of four photo tiles takes ~5 % fewer bytes than the four one by one,
-/// a page of text in runs of eight a quarter of its zstd tiles.
+/// The tiles `each` (parts of neighbouring tiles of one tile row, left to right) as one
+/// lossless WebP picture of the rectangle holding them all, if that is smaller than they are:
+/// WebP predicts where zstd on raw pixels cannot, and across tile borders — a run of four
+/// photo tiles takes ~5 % fewer bytes than the four one by one, a page of text in runs of
+/// eight a quarter of its zstd tiles. Pixels of the rectangle outside the parts did not change
+/// (they are exact at the viewer), so sending them again is harmless.
 fn one_picture(image: &Image<'_>, each: &[Tile]) -> Option<Tile> {
-    let (a, b) = (each.first()?, each.last()?);
-    let width = usize::from(b.x) + usize::from(b.width) - usize::from(a.x);
+    let x = usize::from(each.first()?.x);
+    let y = each.iter().map(|t| usize::from(t.y)).min()?;
+    let right = each
+        .iter()
+        .map(|t| usize::from(t.x) + usize::from(t.width))
+        .max()?;
+    let bottom = each
+        .iter()
+        .map(|t| usize::from(t.y) + usize::from(t.height))
+        .max()?;
     let separately: usize = each.iter().map(|t| t.data.len() + TILE_OVERHEAD).sum();
-    let webp = lossy::lossless_tile(image, a.x.into(), a.y.into(), width, a.height.into())?;
+    let webp = lossy::lossless_tile(image, x, y, right - x, bottom - y)?;
+    // Within the screen and at most MAX_WEBP_TILE_WIDTH × TILE (one tile row; see
+    // `Encoder::continues`), so every figure fits u16.
     (webp.len() + TILE_OVERHEAD < separately && webp.len() <= MESSAGE_BUDGET).then_some(Tile {
-        x: a.x,
-        y: a.y,
-        // At most MAX_WEBP_TILE_WIDTH (see `continues`), so it fits u16.
-        width: width as u16,
-        height: a.height,
+        x: x as u16,
+        y: y as u16,
+        width: (right - x) as u16,
+        height: (bottom - y) as u16,
         codec: Codec::Webp,
         data: webp,
     })
-}
-
-/// Whether `next` continues `run` (tiles left to right) on its right in the same rows, within
-/// a WebP tile's width.
-fn continues(run: &[(usize, Tile)], next: &Tile) -> bool {
-    let (first, last) = (&run[0].1, &run[run.len() - 1].1);
-    next.y == first.y
-        && next.height == first.height
-        && u32::from(next.x) == u32::from(last.x) + u32::from(last.width)
-        && u32::from(next.x) + u32::from(next.width) - u32::from(first.x) <= u32::from(MAX_WEBP_TILE_WIDTH)
 }
 
 /// Takes `cost` from the budget if it fits (or if `anyway`, so a frame is never empty).
