@@ -646,6 +646,35 @@ fn text_short_of_budget_goes_in_runs_of_lossless_webp() {
 }
 
 #[test]
+fn changed_parts_of_neighbouring_tiles_pack_as_one_picture() {
+    // Each tile of a row changes in a small part at its own height (a scroll's uncovered rows,
+    // edits): short of budget, the parts go as one picture of the rectangle holding them.
+    let (w, h) = (512, 64);
+    let mut data = page(w, h, 1);
+    let (mut encoder, mut canvas) = shown(&data, w, h);
+    let other = page(w, h, 2);
+    let row = usize::from(w) * 4;
+    for k in 0..8 {
+        for y in 5 + k..9 + k {
+            let (from, to) = (y * row + (k * 64 + 10) * 4, y * row + (k * 64 + 50) * 4);
+            data[from..to].copy_from_slice(&other[from..to]);
+        }
+    }
+    let frame = encoder
+        .encode_within(&image(&data, w, h), 0, 1, std::time::Instant::now())
+        .unwrap()
+        .unwrap();
+    let tiles: Vec<&Tile> = tiles_of(&frame).collect();
+    assert_eq!(tiles.len(), 1, "{tiles:?}");
+    let t = tiles[0];
+    assert_eq!((t.codec, t.y, t.height), (Codec::Webp, 5, 4 + 7));
+    // From the first tile's part to the last's (where their pixels differ), nothing more.
+    assert!(t.x >= 10 && t.x < 64 && t.x + t.width <= 7 * 64 + 50 && t.x + t.width > 7 * 64);
+    apply_frame(&mut canvas, &frame);
+    assert!(matches(&canvas, &data));
+}
+
+#[test]
 fn noise_larger_than_the_smallest_budget_is_still_refined() {
     // Pure noise: every tile's exact form is the raw 12 KiB, more than a budget of 12 KiB
     // with framing. Refinement must still reach exact pixels, a tile per frame.
