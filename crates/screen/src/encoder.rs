@@ -371,11 +371,14 @@ impl Encoder {
                 text.push((i, tile));
             }
         }
+        // Packing costs three times zstd's time: it stops at the first picture that does not
+        // fit (the rest waits anyway) and after a few that are not smaller.
         let mut pack = text
             .iter()
             .map(|(_, t)| t.data.len() + TILE_OVERHEAD)
             .sum::<usize>()
             > work.left;
+        let mut misses = 0;
         let mut text = text.into_iter().peekable();
         while let Some(first) = text.next() {
             let mut run = vec![first];
@@ -383,25 +386,42 @@ impl Encoder {
                 run.push(next);
             }
             let (indices, each): (Vec<usize>, Vec<Tile>) = run.into_iter().unzip();
-            let one = if pack { one_picture(image, &each) } else { None };
-            let cost = match &one {
-                Some(t) => t.data.len() + TILE_OVERHEAD,
-                None => each.iter().map(|t| t.data.len() + TILE_OVERHEAD).sum(),
-            };
-            if spend(&mut work.left, cost, work.tiles.is_empty()) {
-                for &i in &indices {
-                    self.keep(image, i, Level::Exact, &mut work.touched);
+            match pack.then(|| one_picture(image, &each)).flatten() {
+                // Like a tile, the first picture goes even over the budget (it is smaller than
+                // its at most nine text parts in zstd, each under a fifth of a raw tile).
+                Some(picture)
+                    if spend(
+                        &mut work.left,
+                        picture.data.len() + TILE_OVERHEAD,
+                        work.tiles.is_empty(),
+                    ) =>
+                {
+                    for &i in &indices {
+                        self.keep(image, i, Level::Exact, &mut work.touched);
+                    }
+                    work.tiles.push(picture);
+                    continue;
                 }
-                work.tiles.extend(one.map_or(each, |t| vec![t]));
-                continue;
+                Some(_) => pack = false,
+                None if pack => {
+                    misses += 1;
+                    pack = misses < REFINE_TRIES;
+                }
+                None => {}
             }
-            // What does not fit waits (or goes lossy), and is not packed in vain.
-            pack = false;
+            // One by one: what fits goes exact, the rest waits (or goes lossy).
             for (i, tile) in indices.into_iter().zip(each) {
-                let late = self.states[i]
-                    .since
-                    .is_some_and(|t| now.saturating_duration_since(t) >= LATE);
-                if scrolling || late {
+                if spend(
+                    &mut work.left,
+                    tile.data.len() + TILE_OVERHEAD,
+                    work.tiles.is_empty(),
+                ) {
+                    self.sent_exact(image, i, tile, work);
+                } else if scrolling
+                    || self.states[i]
+                        .since
+                        .is_some_and(|t| now.saturating_duration_since(t) >= LATE)
+                {
                     photos.push((i, tile));
                 }
             }
@@ -876,15 +896,25 @@ fn one_picture(image: &Image<'_>, each: &[Tile]) -> Option<Tile> {
         .iter()
         .map(|t| usize::from(t.y) + usize::from(t.height))
         .max()?;
+    let (width, height) = (right.checked_sub(x)?, bottom - y);
+    let parts: usize = each
+        .iter()
+        .map(|t| usize::from(t.width) * usize::from(t.height))
+        .sum();
+    // Sparse parts (a few pixels at different heights) would make a large picture of pixels
+    // that did not change: not worth encoding.
+    if width > usize::from(MAX_WEBP_TILE_WIDTH) || height > usize::from(TILE) || width * height > 2 * parts {
+        return None;
+    }
     let separately: usize = each.iter().map(|t| t.data.len() + TILE_OVERHEAD).sum();
-    let webp = lossy::lossless_tile(image, x, y, right - x, bottom - y)?;
-    // Within the screen and at most MAX_WEBP_TILE_WIDTH × TILE (one tile row; see
-    // `Encoder::continues`), so every figure fits u16.
+    let webp = lossy::lossless_tile(image, x, y, width, height)?;
+    // Within the screen and at most MAX_WEBP_TILE_WIDTH × TILE (checked), so every figure
+    // fits u16.
     (webp.len() + TILE_OVERHEAD < separately && webp.len() <= MESSAGE_BUDGET).then_some(Tile {
         x: x as u16,
         y: y as u16,
-        width: (right - x) as u16,
-        height: (bottom - y) as u16,
+        width: width as u16,
+        height: height as u16,
         codec: Codec::Webp,
         data: webp,
     })

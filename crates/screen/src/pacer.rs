@@ -28,10 +28,10 @@ pub const FRAME_TIME: Duration = Duration::from_millis(40);
 const FRAMES_IN_FLIGHT: usize = 3;
 
 /// No frame gets a smaller budget: a few text tiles, a 1080p photo screen's preview at the
-/// ladder's second rung (~10.7 KB), a raw 64×64 tile's pixels (a refinement larger than the
-/// budget still goes out alone, so refinement always progresses). Small enough that a
-/// 2 Mbit/s uplink carries 15 frames a second of a scrolling page (16 KiB gave 11–13).
-pub const MIN_BUDGET: usize = 12 * 1024;
+/// ladder's third rung (q50 at half size, ~10.7 KB), a raw 64×64 tile with its framing (so
+/// refinement always progresses). Small enough that a 2 Mbit/s uplink carries 15 frames a
+/// second of a scrolling page (16 KiB gave 11–13).
+pub const MIN_BUDGET: usize = 12 * 1024 + 64;
 
 /// Budgets ask for this much more than the path was seen to deliver, so that a path faster
 /// than what the frames so far needed shows itself in the next samples.
