@@ -1000,9 +1000,11 @@ proptest::proptest! {
     /// is exact, whatever was lossy, stale or moved before.
     #[test]
     fn anything_under_any_budget_ends_exact(
-        steps in proptest::collection::vec((0usize..70, 0usize..3, 1usize..40_000), 1..6)
+        steps in proptest::collection::vec((0usize..70, 0usize..3, 1usize..40_000), 1..6),
+        // Partial tiles at the right and bottom edges, rows longer than a packed run.
+        w in 100u16..700,
+        h in 192u16..260,
     ) {
-        let (w, h) = (256u16, 192u16);
         let mut data = page(w, h, 7);
         let photo_part = photo(w, 64, 5);
         data[..photo_part.len()].copy_from_slice(&photo_part);
