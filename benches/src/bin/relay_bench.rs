@@ -1,5 +1,6 @@
 //! Relay figures, all in one run so they compare on the same machine state:
-//! throughput relayed vs direct, 64-byte round-trip latency relayed vs direct (p50/p99),
+//! throughput relayed vs direct, 64-byte round-trip latency relayed vs direct and vs direct through
+//! a blind UDP forwarder (the least any middle hop costs) (p50/p99),
 //! pairings per second, and the relay's resident memory per idle paired session.
 //!
 //! With `--baseline PATH` (a `ponte-relay` built from before the hardening of issue #10), the
@@ -137,13 +138,48 @@ async fn pair(ep: &Endpoint, relay: Target) -> (RelayClient, RelayClient) {
 }
 
 /// A direct quinn connection pair on loopback with the same TLS and transport settings.
-async fn direct() -> (Connection, Connection, Endpoint, Endpoint) {
+/// Passes UDP datagrams between one client and `server` from the returned loopback address,
+/// on two threads of its own (one per direction, blocking reads: no timer, no runtime) — the
+/// least a middle hop can cost. The threads end with the process.
+fn blind_forwarder(server: SocketAddr) -> SocketAddr {
+    let front = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let back = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    back.connect(server).unwrap();
+    let addr = front.local_addr().unwrap();
+    let client = Arc::new(std::sync::OnceLock::<SocketAddr>::new());
+    let (front2, back2, client2) = (
+        front.try_clone().unwrap(),
+        back.try_clone().unwrap(),
+        client.clone(),
+    );
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 65536];
+        while let Ok((n, from)) = front.recv_from(&mut buf) {
+            let _ = client.set(from);
+            let _ = back.send(&buf[..n]);
+        }
+    });
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 65536];
+        while let Ok(n) = back2.recv(&mut buf) {
+            if let Some(to) = client2.get() {
+                let _ = front2.send_to(&buf[..n], to);
+            }
+        }
+    });
+    addr
+}
+
+/// A direct quinn connection pair, with its endpoints; with `forwarded`, the client reaches the
+/// server through a [`blind_forwarder`].
+async fn direct(forwarded: bool) -> (Connection, Connection, Endpoint, Endpoint) {
     let cert = rcgen::generate_simple_self_signed(vec!["direct".into()]).unwrap();
     let fp = CertFingerprint::of(cert.cert.der());
     let key = rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der()).unwrap();
     let server = tls::server_config(vec![cert.cert.der().clone()], key, transport()).unwrap();
     let server_ep = Endpoint::server(server, "127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = server_ep.local_addr().unwrap();
+    let addr = if forwarded { blind_forwarder(addr) } else { addr };
     let client_ep = Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     let (config, _) = tls::client_config(&RelayTrust::Pinned(fp), transport()).unwrap();
     let connecting = client_ep.connect_with(config, addr, "direct").unwrap();
@@ -301,7 +337,7 @@ async fn speed(ep: &Endpoint, relay: Target) {
     );
     // Throughput: alternate relayed and direct runs, report the best of three each.
     let (agent, viewer) = pair(ep, relay).await;
-    let (dc, ds, _e1, _e2) = direct().await;
+    let (dc, ds, _e1, _e2) = direct(false).await;
     let mut relayed = Vec::new();
     let mut direct_t = Vec::new();
     for _ in 0..3 {
@@ -319,11 +355,20 @@ async fn speed(ep: &Endpoint, relay: Target) {
 
     let rl = latencies(agent.connection(), viewer.connection()).await;
     let dl = latencies(&dc, &ds).await;
+    // The least any middle hop costs: a direct pair through a forwarder with no QUIC in it.
+    let (fc, fs, _f1, _f2) = direct(true).await;
+    let fl = latencies(&fc, &fs).await;
     println!("| path | RTT p50 | RTT p99 |\n|---|---|---|");
     println!(
         "| direct quinn | {:.0} µs | {:.0} µs |",
         pct(&dl, 0.5),
         pct(&dl, 0.99)
+    );
+    println!(
+        "| direct quinn through a blind UDP forwarder | {:.0} µs | {:.0} µs |  (p99 ratio {:.2}×)",
+        pct(&fl, 0.5),
+        pct(&fl, 0.99),
+        pct(&fl, 0.99) / pct(&dl, 0.99)
     );
     println!(
         "| through ponte-relay | {:.0} µs | {:.0} µs |  (p99 ratio {:.2}×)\n",
