@@ -216,32 +216,7 @@ impl Scene {
     /// drawn off screen (in strips: a request has a size limit), then copied in one request,
     /// so no capture sees half of it.
     fn put(&self, data: &[u8]) {
-        let rows = 30;
-        let (w, h) = (usize::from(W), usize::from(H));
-        let pixmap = self.conn.generate_id().unwrap();
-        self.conn.create_pixmap(24, pixmap, self.window, W, H).unwrap();
-        for y in (0..h).step_by(rows) {
-            let n = rows.min(h - y);
-            self.conn
-                .put_image(
-                    ImageFormat::Z_PIXMAP,
-                    pixmap,
-                    self.fill,
-                    W,
-                    n as u16,
-                    0,
-                    y as i16,
-                    0,
-                    24,
-                    &data[y * w * 4..(y + n) * w * 4],
-                )
-                .unwrap();
-        }
-        self.conn
-            .copy_area(pixmap, self.window, self.fill, 0, 0, 0, 0, W, H)
-            .unwrap();
-        self.conn.free_pixmap(pixmap).unwrap();
-        self.sync();
+        self.put_part(data, 0, 0, usize::from(W), usize::from(H));
     }
 
     /// Shows the part `w`×`h` at `x`,`y` of a BGRX picture of the whole screen at its place,
