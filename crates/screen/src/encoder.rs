@@ -160,8 +160,9 @@ const SMALL_CROP: usize = (TILE as usize * TILE as usize) / 4;
 /// frame that moves content, at once.)
 const LATE: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// Refinements tried per frame that do not fit the budget left before refining stops.
-const REFINE_TRIES: usize = 4;
+/// Encodes per frame that do not pay before that kind of work stops for the frame: refinements
+/// that do not fit the budget left, packed pictures of text no smaller than its tiles.
+const TRIES: usize = 4;
 
 /// Upper bound of one copy-rect's encoding, for splitting them into messages.
 const COPY_BYTES: usize = 16;
@@ -405,7 +406,7 @@ impl Encoder {
                 Some(_) => pack = false,
                 None if pack => {
                     misses += 1;
-                    pack = misses < REFINE_TRIES;
+                    pack = misses < TRIES;
                 }
                 None => {}
             }
@@ -505,7 +506,7 @@ impl Encoder {
             if !spend(&mut work.left, cost, anyway) {
                 // Each try costs an encode: a few, then the rest waits for the next frame.
                 misses += 1;
-                if misses == REFINE_TRIES {
+                if misses == TRIES {
                     break;
                 }
                 continue;
