@@ -561,6 +561,72 @@ async fn an_admin_hands_out_a_credential_watches_a_session_ends_it_and_bills_it(
     b.client.clone().close().await.unwrap();
 }
 
+/// The operator ends a session while its customer is still being asked whether to let the
+/// assistant in: the question goes, the agent exits, and both sides say the operator ended it,
+/// in the operator's words; the ledger bills it as ended by the operator. (Without a browser:
+/// the console's form, as the page posts it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_ends_a_session_while_the_customer_is_still_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(dir.path(), &[]);
+    relay.operator("anna", "admin");
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(home.join("agent-dir")).unwrap();
+    let mut agent = program(&home, "ponte-agent", &relay);
+    agent
+        .args([
+            "--text",
+            "--no-quick-access",
+            "--fingerprint",
+            &relay.fingerprint,
+            "--dir",
+        ])
+        .arg(home.join("agent-dir"))
+        .stdin(Stdio::piped());
+    let mut agent = Running::start(agent);
+    let after = |line: String, label: &str| line.split(label).nth(1).unwrap().trim().to_owned();
+    let id = after(agent.expect("Session ID:"), "Session ID:").replace(' ', "");
+    let code = after(agent.expect("Code:"), "Code:");
+    let batch = dir.path().join("batch");
+    std::fs::write(&batch, "chat let me in\n").unwrap();
+    let mut viewer = program(&home, "ponte-viewer", &relay);
+    viewer
+        .args(["connect", &id, "--code", &code, "--ticket", "ACME-9"])
+        .args(["--fingerprint", &relay.fingerprint, "--batch"])
+        .arg(&batch)
+        .stdin(Stdio::null());
+    let viewer = tokio::task::spawn_blocking(move || run_with_timeout(viewer, WAIT * 2));
+    agent.expect("What may they do?");
+
+    let cookie = log_in(&relay.base, "anna", PASSWORD).await;
+    let (_, _, page) = http(&relay.base, "/sessions", Some(&cookie), None).await;
+    assert!(page.contains("ACME-9"), "{page}");
+    let csrf = field_after(&page, "<body", "csrf");
+    let row = field_after(&page, "action=\"/sessions/end\"", "row");
+    let words = "Not one of ours: hang up";
+    let form = format!("csrf={csrf}&node=&row={row}&reason={}", words.replace(' ', "+"));
+    let (status, head, _) = http(&relay.base, "/sessions/end", Some(&cookie), Some(&form)).await;
+    assert_eq!(status, 303, "{head}");
+
+    let told = format!("the relay's operator ended the session: \"{words}\"");
+    agent.expect(&told);
+    agent.wait(WAIT);
+    assert!(
+        !agent.seen().iter().any(|l| l.contains("Connected: ")),
+        "nobody was let in: {:?}",
+        agent.seen()
+    );
+    let out = viewer.await.unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains(&told), "{}", text(&out.stderr));
+    let export = text(&relay.cli(&["ledger", "export"], "").stdout);
+    let billed: Vec<_> = export.lines().filter(|l| l.contains(&id)).collect();
+    assert!(
+        billed.len() == 1 && billed[0].contains("ended_by_operator") && billed[0].contains("ACME-9"),
+        "{export}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_holds_against_strangers_guessers_forgers_and_the_billing_role() {
     let dir = tempfile::tempdir().unwrap();
