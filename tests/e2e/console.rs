@@ -4,7 +4,8 @@
 //! An admin logs in, adds an assistant and uses the credential shown once, sees the live
 //! session, ends it with a reason both programs then show, finds its row in the ledger by
 //! ticket, downloads CSV and JSON that match `ledger export`, and finds it all in the audit
-//! log. Then as the attacker on the console: nothing but `/health` without a login, the
+//! log; another session is ended while its customer is still asked whether to let anyone
+//! in. Then as the attacker on the console: nothing but `/health` without a login, the
 //! billing role refused the admin pages (403), password guessing rate-limited per account, a
 //! forged form refused for its CSRF token, the cookie's flags, a removed account logged out.
 //!
