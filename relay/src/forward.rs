@@ -218,16 +218,19 @@ async fn mirror(
         while tasks.try_join_next().is_some() {}
         tasks.spawn(f);
     };
+    let mut credit = crate::memory::StreamCredit::default();
     loop {
         tokio::select! {
             bi = a.accept_bi() => {
                 let Ok((a_send, a_recv)) = bi else { return };
+                credit.opened_bi(&a);
                 let Ok((b_send, b_recv)) = b.open_bi().await else { return };
                 spawn(copy(a_recv, b_send, budget.clone(), direction));
                 spawn(copy(b_recv, a_send, budget.clone(), back));
             }
             uni = a.accept_uni() => {
                 let Ok(a_recv) = uni else { return };
+                credit.opened_uni(&a);
                 let Ok(b_send) = b.open_uni().await else { return };
                 spawn(copy(a_recv, b_send, budget.clone(), direction));
             }

@@ -25,15 +25,89 @@ pub const UNPAIRED_WINDOW: u64 = 16 * 1024;
 /// Buffer for datagrams in each direction of a connection (endpoint-wide in quinn).
 pub const DATAGRAM_BUFFER: u64 = 64 * 1024;
 
-/// Bidirectional streams a paired peer may have open at once (mirrored streams count on both
-/// sides; credit comes back as streams end). Enough for every view of a session at once (the
-/// peers' own QUIC stacks allow 100). quinn keeps a map entry for every stream a peer may open,
-/// so this is memory at rest: 256 of each kind were about half of an idle session's.
+/// Bidirectional streams a paired peer may have open at once at most (mirrored streams count
+/// on both sides; credit comes back as streams end). Enough for every view of a session at
+/// once (the peers' own QUIC stacks allow 100). quinn keeps a map entry for every stream a
+/// peer may open, so this is memory at rest: 256 of each kind were about half of an idle
+/// session's. A pairing starts with fewer ([`StreamCredit`]).
 pub const PAIRED_BI_STREAMS: u32 = 64;
 
-/// Unidirectional streams a paired peer may have open at once (Ponte's own protocol opens
-/// none; they are forwarded for what is built on the relay).
+/// Unidirectional streams a paired peer may have open at once at most (Ponte's own protocol
+/// opens none; they are forwarded for what is built on the relay).
 pub const PAIRED_UNI_STREAMS: u32 = 16;
+
+/// Bidirectional streams a peer may have open at once when its pairing starts: the control
+/// line and the views an idle session keeps open, with room to spare.
+pub const FIRST_BI_STREAMS: u32 = 8;
+
+/// Unidirectional streams a peer may have open at once when its pairing starts.
+pub const FIRST_UNI_STREAMS: u32 = 2;
+
+/// The streams a paired peer may have open at once: [`FIRST_BI_STREAMS`] and
+/// [`FIRST_UNI_STREAMS`] to start with, doubled each time the peer has opened half as many
+/// streams as it may have open, up to [`PAIRED_BI_STREAMS`] and [`PAIRED_UNI_STREAMS`]. An idle
+/// session — most of a relay's sessions at any time — then costs quinn a few stream entries,
+/// not 80; a peer that opens many streams at once gets more credit before it runs out.
+/// (Doubling, not one at a time: quinn announces new credit only once it has grown by more
+/// than an eighth, and a peer waiting for it would open nothing more to raise it.)
+#[derive(Debug)]
+pub struct StreamCredit {
+    bi: Allowance,
+    uni: Allowance,
+}
+
+impl Default for StreamCredit {
+    fn default() -> Self {
+        StreamCredit {
+            bi: Allowance::new(FIRST_BI_STREAMS, PAIRED_BI_STREAMS),
+            uni: Allowance::new(FIRST_UNI_STREAMS, PAIRED_UNI_STREAMS),
+        }
+    }
+}
+
+impl StreamCredit {
+    /// The peer on `connection` opened another bidirectional stream.
+    pub fn opened_bi(&mut self, connection: &Connection) {
+        if let Some(limit) = self.bi.opened() {
+            connection.set_max_concurrent_bi_streams(limit);
+        }
+    }
+
+    /// The peer on `connection` opened another unidirectional stream.
+    pub fn opened_uni(&mut self, connection: &Connection) {
+        if let Some(limit) = self.uni.opened() {
+            connection.set_max_concurrent_uni_streams(limit);
+        }
+    }
+}
+
+/// Streams of one kind: how many were opened, how many may be open at once.
+#[derive(Debug)]
+struct Allowance {
+    opened: u32,
+    limit: u32,
+    max: u32,
+}
+
+impl Allowance {
+    fn new(first: u32, max: u32) -> Self {
+        Allowance {
+            opened: 0,
+            limit: first,
+            max,
+        }
+    }
+
+    /// Counts one more opened stream; the new limit when it grows.
+    fn opened(&mut self) -> Option<VarInt> {
+        self.opened = self.opened.saturating_add(1);
+        if self.limit >= self.max || self.opened.saturating_mul(2) < self.limit {
+            return None;
+        }
+        self.limit = self.limit.saturating_mul(2).min(self.max);
+        Some(VarInt::from_u32(self.limit))
+    }
+}
 
 /// The smallest windows a pairing gets when the pool is tight.
 pub const MIN_WINDOW: u64 = 64 * 1024;
@@ -173,12 +247,13 @@ pub fn unpaired_transport(stream_window: u64) -> quinn::TransportConfig {
     t
 }
 
-/// Opens a connection up for forwarding with the windows of `tier`.
+/// Opens a connection up for forwarding with the windows of `tier`, and the first streams of
+/// its [`StreamCredit`].
 pub fn open_up(connection: &Connection, tier: Tier) {
     connection.set_receive_window(VarInt::from_u64(tier.window).unwrap_or(VarInt::MAX));
     connection.set_send_window(tier.window);
-    connection.set_max_concurrent_bi_streams(VarInt::from_u32(PAIRED_BI_STREAMS));
-    connection.set_max_concurrent_uni_streams(VarInt::from_u32(PAIRED_UNI_STREAMS));
+    connection.set_max_concurrent_bi_streams(VarInt::from_u32(FIRST_BI_STREAMS));
+    connection.set_max_concurrent_uni_streams(VarInt::from_u32(FIRST_UNI_STREAMS));
 }
 
 /// Takes a connection back to unpaired limits (its pairing ended; it waits for another).
@@ -198,6 +273,26 @@ mod tests {
 
     fn src(s: &str) -> Source {
         SourceMask::default().source(s.parse().unwrap())
+    }
+
+    #[test]
+    fn stream_credit_doubles_as_streams_are_opened_up_to_the_paired_limit() {
+        let mut bi = Allowance::new(FIRST_BI_STREAMS, PAIRED_BI_STREAMS);
+        let mut grown = Vec::new();
+        for n in 1..=200 {
+            if let Some(limit) = bi.opened() {
+                grown.push((n, limit.into_inner()));
+            }
+        }
+        // Each step more than an eighth (quinn announces nothing smaller), never past the
+        // limit, and always ahead of what was opened.
+        assert_eq!(grown, [(4, 16), (8, 32), (16, 64)]);
+        let mut uni = Allowance::new(FIRST_UNI_STREAMS, PAIRED_UNI_STREAMS);
+        let grown: Vec<_> = (1..=100)
+            .filter_map(|_| uni.opened())
+            .map(VarInt::into_inner)
+            .collect();
+        assert_eq!(grown, [4, 8, 16]);
     }
 
     #[test]
