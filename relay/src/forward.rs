@@ -16,6 +16,8 @@ use quinn::{Connection, RecvStream, SendStream};
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 
+use crate::memory::{OpenStream, StreamCredit};
+
 /// How long the data a departed peer sent before leaving may still take to be passed on.
 const DRAIN: Duration = Duration::from_secs(3);
 
@@ -212,27 +214,30 @@ async fn mirror(
         Direction::AgentToViewer => Direction::ViewerToAgent,
         Direction::ViewerToAgent => Direction::AgentToViewer,
     };
-    let spawn = |f| {
+    // Each copy holds its stream's token: the stream counts as open until its copies end.
+    let spawn = |f, open: Arc<OpenStream>| {
         let mut tasks = tasks.lock().unwrap_or_else(|e| e.into_inner());
         // Reap finished copies so a long session with many streams does not accumulate them.
         while tasks.try_join_next().is_some() {}
-        tasks.spawn(f);
+        tasks.spawn(async move {
+            let _open = open;
+            f.await
+        });
     };
-    let mut credit = crate::memory::StreamCredit::default();
+    let mut credit = StreamCredit::default();
     loop {
         tokio::select! {
             bi = a.accept_bi() => {
                 let Ok((a_send, a_recv)) = bi else { return };
-                credit.opened_bi(&a);
                 let Ok((b_send, b_recv)) = b.open_bi().await else { return };
-                spawn(copy(a_recv, b_send, budget.clone(), direction));
-                spawn(copy(b_recv, a_send, budget.clone(), back));
+                let open = credit.opened_bi(&a);
+                spawn(copy(a_recv, b_send, budget.clone(), direction), open.clone());
+                spawn(copy(b_recv, a_send, budget.clone(), back), open);
             }
             uni = a.accept_uni() => {
                 let Ok(a_recv) = uni else { return };
-                credit.opened_uni(&a);
                 let Ok(b_send) = b.open_uni().await else { return };
-                spawn(copy(a_recv, b_send, budget.clone(), direction));
+                spawn(copy(a_recv, b_send, budget.clone(), direction), credit.opened_uni(&a));
             }
             datagram = a.read_datagram() => {
                 let Ok(datagram) = datagram else { return };

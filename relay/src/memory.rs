@@ -10,6 +10,7 @@
 //! those, the join is refused with `Capacity`.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use quinn::{Connection, VarInt};
@@ -44,12 +45,15 @@ pub const FIRST_BI_STREAMS: u32 = 8;
 pub const FIRST_UNI_STREAMS: u32 = 2;
 
 /// The streams a paired peer may have open at once: [`FIRST_BI_STREAMS`] and
-/// [`FIRST_UNI_STREAMS`] to start with, doubled each time the peer has opened half as many
-/// streams as it may have open, up to [`PAIRED_BI_STREAMS`] and [`PAIRED_UNI_STREAMS`]. An idle
-/// session — most of a relay's sessions at any time — then costs quinn a few stream entries,
-/// not 80; a peer that opens many streams at once gets more credit before it runs out.
-/// (Doubling, not one at a time: quinn announces new credit only once it has grown by more
-/// than an eighth, and a peer waiting for it would open nothing more to raise it.)
+/// [`FIRST_UNI_STREAMS`] to start with, doubled whenever the peer has half as many streams open
+/// as it may, up to [`PAIRED_BI_STREAMS`] and [`PAIRED_UNI_STREAMS`]. A session that never has
+/// more than a few streams open at once — an idle one, or one whose assistant makes request
+/// after request — then costs quinn a few stream entries, not 80; a peer that opens many at
+/// once gets more credit before it runs out. Credit once given stays (QUIC cannot take it
+/// back), so a limit only grows.
+///
+/// Doubling, not one more at a time: quinn announces new credit only once it has grown by more
+/// than an eighth, and a peer waiting for it would open nothing more to raise it.
 #[derive(Debug)]
 pub struct StreamCredit {
     bi: Allowance,
@@ -66,25 +70,41 @@ impl Default for StreamCredit {
 }
 
 impl StreamCredit {
-    /// The peer on `connection` opened another bidirectional stream.
-    pub fn opened_bi(&mut self, connection: &Connection) {
-        if let Some(limit) = self.bi.opened() {
+    /// The peer on `connection` opened another bidirectional stream, which counts as open until
+    /// the returned token is dropped.
+    pub fn opened_bi(&mut self, connection: &Connection) -> Arc<OpenStream> {
+        let (open, grown) = self.bi.opened();
+        if let Some(limit) = grown {
             connection.set_max_concurrent_bi_streams(limit);
         }
+        open
     }
 
-    /// The peer on `connection` opened another unidirectional stream.
-    pub fn opened_uni(&mut self, connection: &Connection) {
-        if let Some(limit) = self.uni.opened() {
+    /// The peer on `connection` opened another unidirectional stream, which counts as open
+    /// until the returned token is dropped.
+    pub fn opened_uni(&mut self, connection: &Connection) -> Arc<OpenStream> {
+        let (open, grown) = self.uni.opened();
+        if let Some(limit) = grown {
             connection.set_max_concurrent_uni_streams(limit);
         }
+        open
     }
 }
 
-/// Streams of one kind: how many were opened, how many may be open at once.
+/// A stream the peer has open, held by the tasks that copy it.
+#[derive(Debug)]
+pub struct OpenStream(Arc<AtomicU32>);
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Streams of one kind: how many are open, how many may be open at once.
 #[derive(Debug)]
 struct Allowance {
-    opened: u32,
+    open: Arc<AtomicU32>,
     limit: u32,
     max: u32,
 }
@@ -92,20 +112,21 @@ struct Allowance {
 impl Allowance {
     fn new(first: u32, max: u32) -> Self {
         Allowance {
-            opened: 0,
+            open: Arc::new(AtomicU32::new(0)),
             limit: first,
             max,
         }
     }
 
-    /// Counts one more opened stream; the new limit when it grows.
-    fn opened(&mut self) -> Option<VarInt> {
-        self.opened = self.opened.saturating_add(1);
-        if self.limit >= self.max || self.opened.saturating_mul(2) < self.limit {
-            return None;
+    /// Counts one more open stream; its token, and the new limit if it grows.
+    fn opened(&mut self) -> (Arc<OpenStream>, Option<VarInt>) {
+        let open = self.open.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        let token = Arc::new(OpenStream(self.open.clone()));
+        if self.limit >= self.max || open.saturating_mul(2) < self.limit {
+            return (token, None);
         }
         self.limit = self.limit.saturating_mul(2).min(self.max);
-        Some(VarInt::from_u32(self.limit))
+        (token, Some(VarInt::from_u32(self.limit)))
     }
 }
 
@@ -276,22 +297,37 @@ mod tests {
     }
 
     #[test]
-    fn stream_credit_doubles_as_streams_are_opened_up_to_the_paired_limit() {
+    fn stream_credit_doubles_with_the_streams_open_at_once_up_to_the_paired_limit() {
         let mut bi = Allowance::new(FIRST_BI_STREAMS, PAIRED_BI_STREAMS);
+        // Request after request, one open at a time: the first credit does.
+        for _ in 0..200 {
+            assert_eq!(bi.opened().1, None);
+        }
+        // Streams kept open: each step more than an eighth (quinn announces nothing smaller),
+        // taken while half the limit is still free, never past the paired limit.
+        let mut held = Vec::new();
         let mut grown = Vec::new();
-        for n in 1..=200 {
-            if let Some(limit) = bi.opened() {
+        for n in 1..=100 {
+            let (token, limit) = bi.opened();
+            held.push(token);
+            if let Some(limit) = limit {
                 grown.push((n, limit.into_inner()));
             }
         }
-        // Each step more than an eighth (quinn announces nothing smaller), never past the
-        // limit, and always ahead of what was opened.
         assert_eq!(grown, [(4, 16), (8, 32), (16, 64)]);
+        // Closing them takes no credit back.
+        held.clear();
+        assert_eq!(bi.opened().1, None);
+        assert_eq!(bi.limit, PAIRED_BI_STREAMS);
+
         let mut uni = Allowance::new(FIRST_UNI_STREAMS, PAIRED_UNI_STREAMS);
-        let grown: Vec<_> = (1..=100)
-            .filter_map(|_| uni.opened())
-            .map(VarInt::into_inner)
-            .collect();
+        let mut held = Vec::new();
+        let mut grown = Vec::new();
+        for _ in 0..100 {
+            let (token, limit) = uni.opened();
+            held.push(token);
+            grown.extend(limit.map(VarInt::into_inner));
+        }
         assert_eq!(grown, [4, 8, 16]);
     }
 

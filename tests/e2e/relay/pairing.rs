@@ -52,6 +52,61 @@ async fn pairs_and_forwards_many_streams_both_ways_in_order() {
     assert_eq!(&a.read_datagram().await.unwrap()[..], b"pong");
 }
 
+/// A peer that opens many streams at once — more than a pairing's first credit — gets them
+/// all through, each whole, while the relay's credit grows (`memory::StreamCredit`); none
+/// waits for credit that never comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_streams_opened_at_once_all_get_through() {
+    use ponte_relay::memory::{FIRST_BI_STREAMS, FIRST_UNI_STREAMS, PAIRED_BI_STREAMS};
+    let r = relay().await;
+    let (agent, viewer) = r.pair().await;
+    let (a, v) = (agent.connection().clone(), viewer.connection().clone());
+    // All open at once, none finished before the last is open: the control line and these
+    // are as many as the paired limit allows.
+    let bi = PAIRED_BI_STREAMS as u64 - 1;
+    let uni = 4 * FIRST_UNI_STREAMS as u64;
+    assert!(bi > 4 * FIRST_BI_STREAMS as u64);
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new((bi + uni) as usize));
+    let mut opened = tokio::task::JoinSet::new();
+    for i in 0..bi + uni {
+        let (v, barrier) = (v.clone(), barrier.clone());
+        opened.spawn(async move {
+            let mut send = if i < bi {
+                v.open_bi().await.unwrap().0
+            } else {
+                v.open_uni().await.unwrap()
+            };
+            send.write_all(&payload(i, 2_000)).await.unwrap();
+            barrier.wait().await;
+            send.finish().unwrap();
+            // Kept until the other side has read it all.
+            let _ = send.stopped().await;
+        });
+    }
+    let mut got = Vec::new();
+    let received = async {
+        loop {
+            let recv = tokio::select! {
+                s = a.accept_bi() => s.unwrap().1,
+                s = a.accept_uni() => s.unwrap(),
+            };
+            let mut recv = recv;
+            got.push(recv.read_to_end(1 << 20).await.unwrap());
+            if got.len() as u64 == bi + uni {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), received)
+        .await
+        .unwrap_or_else(|_| panic!("only {} of {} streams arrived", got.len(), bi + uni));
+    got.sort();
+    let mut sent: Vec<_> = (0..bi + uni).map(|i| payload(i, 2_000)).collect();
+    sent.sort();
+    assert_eq!(got, sent);
+    opened.abort_all();
+}
+
 #[tokio::test]
 async fn fin_reset_and_stop_sending_propagate() {
     let r = relay().await;
