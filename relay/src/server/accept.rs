@@ -52,10 +52,13 @@ pub(super) async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) 
             Decision::Accept(slot) => {
                 let shared = shared.clone();
                 shared.handshaking.fetch_add(1, Ordering::Relaxed);
+                // This task lives as long as its connection, and a future keeps room for what
+                // it captured all along: the Incoming (half a kilobyte) is boxed.
+                let incoming = Box::new(incoming);
                 tokio::spawn(async move {
                     let remote = incoming.remote_address();
                     // A handshake that does not finish in time gives its slot back.
-                    let connected = tokio::time::timeout(shared.config.request_timeout, incoming).await;
+                    let connected = tokio::time::timeout(shared.config.request_timeout, *incoming).await;
                     shared.handshaking.fetch_sub(1, Ordering::Relaxed);
                     match connected {
                         Ok(Ok(connection)) => handle(connection, source, slot, shared).await,
@@ -72,9 +75,9 @@ pub(super) async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) 
     }
 }
 
-/// Each role's future is boxed: this task lives as long as its connection, and unboxed it
-/// would be as large as the largest role's for every connection (docs/BENCHMARKS.md, relay
-/// memory per idle session).
+/// Each role's future is boxed, and so is every other wait longer than a few bytes: this
+/// task lives as long as its connection, and it is as large as the largest thing it may wait
+/// on (docs/BENCHMARKS.md, relay memory per idle session).
 async fn handle(connection: Connection, source: Source, slot: Admitted, shared: Arc<Shared>) {
     // The connection holds its slot until this task ends.
     let _slot = slot;
@@ -84,7 +87,12 @@ async fn handle(connection: Connection, source: Source, slot: Admitted, shared: 
         Ok(Err(_)) => return,
         Err(_) => return close(&connection, Refusal::BadRequest),
     };
-    let first = framed::read_timeout::<ClientMessage>(&mut recv, MAX_MESSAGE, timeout).await;
+    let first = Box::pin(framed::read_timeout::<ClientMessage>(
+        &mut recv,
+        MAX_MESSAGE,
+        timeout,
+    ))
+    .await;
     match first {
         Ok(Some(ClientMessage::Register)) => {
             let taken = shared.registry().take_registration(source, Instant::now());
@@ -116,23 +124,27 @@ async fn handle(connection: Connection, source: Source, slot: Admitted, shared: 
         // No proof of possession as for a device tag: a resume tag is one-time and derived
         // from a secret only the two ends hold, and whoever answers under it must still prove
         // that secret end to end.
-        Ok(Some(ClientMessage::RegisterResume { tag })) => match pay_registration(&shared, source).await {
-            Ok(paid) => {
-                let slot = ponte_wire::device::resume_slot(tag);
-                Box::pin(agent(connection, send, recv, source, shared, paid, Some(slot))).await
+        Ok(Some(ClientMessage::RegisterResume { tag })) => {
+            match Box::pin(pay_registration(&shared, source)).await {
+                Ok(paid) => {
+                    let slot = ponte_wire::device::resume_slot(tag);
+                    Box::pin(agent(connection, send, recv, source, shared, paid, Some(slot))).await
+                }
+                Err(reason) => refuse(&connection, &mut send, reason).await,
             }
-            Err(reason) => refuse(&connection, &mut send, reason).await,
-        },
+        }
         // Only the holder of the session's secret has the proof whose tag this is.
         Ok(Some(ClientMessage::EndResume { tag, proof }))
             if ponte_wire::device::resume_tag(&proof) != tag =>
         {
             refuse(&connection, &mut send, Refusal::BadRequest).await
         }
-        Ok(Some(ClientMessage::EndResume { tag, proof })) => match pay_registration(&shared, source).await {
-            Ok(_) => Box::pin(end_resume(connection, send, shared, source, (tag, proof))).await,
-            Err(reason) => refuse(&connection, &mut send, reason).await,
-        },
+        Ok(Some(ClientMessage::EndResume { tag, proof })) => {
+            match Box::pin(pay_registration(&shared, source)).await {
+                Ok(_) => Box::pin(end_resume(connection, send, shared, source, (tag, proof))).await,
+                Err(reason) => refuse(&connection, &mut send, reason).await,
+            }
+        }
         Ok(Some(ClientMessage::JoinResume { tag, ticket, proof })) => {
             let join = JoinByTag {
                 tag,
