@@ -234,7 +234,7 @@ async fn the_apps_screen_is_the_customers_and_its_clicks_reach_them_only_with_co
         ],
     );
     cmd.env("DISPLAY", &customer.display);
-    let (mut agent, id, code) = w.start_text_agent(cmd);
+    let (mut agent, id, code) = crate::world::start_text_agent(cmd);
     let _app = app(&w, &x, &w.path("home"));
     connect(&x, "screen", &id, &code);
     wait_for_phrase(&x, "screen-screen", "VIEW ONLY");

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use ponte_testbed::{Running, binary, free_tcp_port};
 
-use crate::world::{WAIT, run_with_timeout, text};
+use crate::world::{WAIT, run_with_timeout, start_text_agent, text};
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
@@ -310,6 +310,31 @@ impl Relay {
         assert!(out.status.success(), "{}", text(&out.stderr));
     }
 
+    /// A customer's `ponte-agent` at `home` trusting this relay, sharing `home/agent-dir`, with
+    /// the front-end and grants of `args`.
+    fn agent(&self, home: &Path, args: &[&str], stdin: Stdio) -> Command {
+        std::fs::create_dir_all(home.join("agent-dir")).unwrap();
+        let mut agent = program(home, "ponte-agent", self);
+        agent
+            .args(args)
+            .args(["--fingerprint", &self.fingerprint, "--dir"])
+            .arg(home.join("agent-dir"))
+            .stdin(stdin);
+        agent
+    }
+
+    /// An assistant's `ponte-viewer connect` to session `id` for `ticket` trusting this
+    /// relay, running the commands of `batch`.
+    fn viewer(&self, home: &Path, (id, code): (&str, &str), ticket: &str, batch: &Path) -> Command {
+        let mut viewer = program(home, "ponte-viewer", self);
+        viewer
+            .args(["connect", id, "--code", code, "--ticket", ticket])
+            .args(["--fingerprint", &self.fingerprint, "--batch"])
+            .arg(batch)
+            .stdin(Stdio::null());
+        viewer
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path.trim_start_matches('/'))
     }
@@ -370,42 +395,15 @@ async fn an_admin_hands_out_a_credential_watches_a_session_ends_it_and_bills_it(
 
     // A customer and the assistant with that credential, in a session that lasts.
     let home = dir.path().join("home");
-    std::fs::create_dir_all(home.join("agent-dir")).unwrap();
-    let mut agent = program(&home, "ponte-agent", &relay);
-    agent
-        .args([
-            "--json",
-            "--allow",
-            "terminal",
-            "--fingerprint",
-            &relay.fingerprint,
-            "--dir",
-        ])
-        .arg(home.join("agent-dir"))
-        .stdin(Stdio::null());
+    let agent = relay.agent(&home, &["--json", "--allow", "terminal"], Stdio::null());
     let agent = Running::start(agent);
     let ready = agent.event("ready", WAIT);
     let id = ready["session_id"].as_str().unwrap().replace(' ', "");
     let code = ready["code"].as_str().unwrap().to_owned();
     let batch = dir.path().join("batch");
     std::fs::write(&batch, "exec sleep 300\n").unwrap();
-    let mut viewer = program(&home, "ponte-viewer", &relay);
-    viewer.args([
-        "connect",
-        &id,
-        "--code",
-        &code,
-        "--ticket",
-        "ACME-7",
-        "--fingerprint",
-        &relay.fingerprint,
-    ]);
-    viewer.arg("--credential");
-    viewer
-        .arg(&credential_file)
-        .arg("--batch")
-        .arg(&batch)
-        .stdin(Stdio::null());
+    let mut viewer = relay.viewer(&home, (&id, &code), "ACME-7", &batch);
+    viewer.arg("--credential").arg(&credential_file);
     let viewer = tokio::task::spawn_blocking(move || run_with_timeout(viewer, WAIT * 2));
 
     // It appears, with its ticket and assistant, and without its whole ID.
@@ -572,30 +570,12 @@ async fn the_operator_ends_a_session_while_the_customer_is_still_asked() {
     let relay = Relay::start(dir.path(), &[]);
     relay.operator("anna", "admin");
     let home = dir.path().join("home");
-    std::fs::create_dir_all(home.join("agent-dir")).unwrap();
-    let mut agent = program(&home, "ponte-agent", &relay);
-    agent
-        .args([
-            "--text",
-            "--no-quick-access",
-            "--fingerprint",
-            &relay.fingerprint,
-            "--dir",
-        ])
-        .arg(home.join("agent-dir"))
-        .stdin(Stdio::piped());
-    let mut agent = Running::start(agent);
-    let after = |line: String, label: &str| line.split(label).nth(1).unwrap().trim().to_owned();
-    let id = after(agent.expect("Session ID:"), "Session ID:").replace(' ', "");
-    let code = after(agent.expect("Code:"), "Code:");
+    let agent = relay.agent(&home, &["--text", "--no-quick-access"], Stdio::piped());
+    let (mut agent, id, code) = start_text_agent(agent);
+    let id = id.replace(' ', "");
     let batch = dir.path().join("batch");
     std::fs::write(&batch, "chat let me in\n").unwrap();
-    let mut viewer = program(&home, "ponte-viewer", &relay);
-    viewer
-        .args(["connect", &id, "--code", &code, "--ticket", "ACME-9"])
-        .args(["--fingerprint", &relay.fingerprint, "--batch"])
-        .arg(&batch)
-        .stdin(Stdio::null());
+    let viewer = relay.viewer(&home, (&id, &code), "ACME-9", &batch);
     let viewer = tokio::task::spawn_blocking(move || run_with_timeout(viewer, WAIT * 2));
     agent.expect("What may they do?");
 

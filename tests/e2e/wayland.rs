@@ -315,7 +315,7 @@ async fn revoking_control_releases_held_keys_and_revoking_the_screen_closes_the_
         &["--allow", "screen,control"],
     );
     desktop.wayland.apply(&mut cmd);
-    let (mut agent, id, code) = w.start_text_agent(cmd);
+    let (mut agent, id, code) = crate::world::start_text_agent(cmd);
     let viewer = w.assistant(&id, &code).await;
     viewer.consent(WAIT).await.unwrap();
     let mut stream = viewer.request(&Request::Screen { max_fps: 30 }).await.unwrap();

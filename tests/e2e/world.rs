@@ -215,10 +215,10 @@ impl World {
     /// [`World::text_agent`] with the agent program at `program` (a copy the customer runs
     /// from a folder of theirs).
     pub fn text_agent_at(&self, program: &Path, args: &[&str]) -> (Running, String, String) {
-        self.start_text_agent(self.text_agent_command(program, args))
+        start_text_agent(self.text_agent_command(program, args))
     }
 
-    /// The command [`World::text_agent_at`] runs, to change before [`World::start_text_agent`].
+    /// The command [`World::text_agent_at`] runs, to change before [`start_text_agent`].
     pub fn text_agent_command(&self, program: &Path, args: &[&str]) -> Command {
         let mut cmd = self.program(program);
         cmd.arg("--text");
@@ -227,27 +227,6 @@ impl World {
         }
         cmd.args(args).stdin(Stdio::piped());
         cmd
-    }
-
-    /// Starts a text agent command made by [`World::text_agent_command`]; returns it with its
-    /// ID and code.
-    pub fn start_text_agent(&self, cmd: Command) -> (Running, String, String) {
-        let agent = Running::start(cmd);
-        let id = agent
-            .expect("Session ID:")
-            .split("Session ID:")
-            .nth(1)
-            .unwrap()
-            .trim()
-            .to_owned();
-        let code = agent
-            .expect("Code:")
-            .split("Code:")
-            .nth(1)
-            .unwrap()
-            .trim()
-            .to_owned();
-        (agent, id, code)
     }
 
     pub fn relay_saw(&self, needle: &[u8]) -> bool {
@@ -259,7 +238,27 @@ impl World {
     }
 }
 
-/// The PID printed as `bg=PID` by a command (the first `bg=` may be the terminal echoing it).
+/// Starts a text agent (`ponte-agent --text`, say made by [`World::text_agent_command`]);
+/// returns it with its ID and code as it shows them.
+pub fn start_text_agent(cmd: Command) -> (Running, String, String) {
+    let agent = Running::start(cmd);
+    let id = agent
+        .expect("Session ID:")
+        .split("Session ID:")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .to_owned();
+    let code = agent
+        .expect("Code:")
+        .split("Code:")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .to_owned();
+    (agent, id, code)
+}
+
 /// The test vectors' assistant key, without a certificate (an UNVERIFIED assistant).
 pub fn test_assistant() -> ponte_e2e::handshake::Credentials {
     let pem = include_str!("../../crates/e2e/tests/vectors/assistant.key.pem");
@@ -269,6 +268,7 @@ pub fn test_assistant() -> ponte_e2e::handshake::Credentials {
     }
 }
 
+/// The PID printed as `bg=PID` by a command (the first `bg=` may be the terminal echoing it).
 pub fn background_pid(output: &str) -> u32 {
     output
         .split("bg=")
