@@ -242,20 +242,8 @@ impl World {
 /// returns it with its ID and code as it shows them.
 pub fn start_text_agent(cmd: Command) -> (Running, String, String) {
     let agent = Running::start(cmd);
-    let id = agent
-        .expect("Session ID:")
-        .split("Session ID:")
-        .nth(1)
-        .unwrap()
-        .trim()
-        .to_owned();
-    let code = agent
-        .expect("Code:")
-        .split("Code:")
-        .nth(1)
-        .unwrap()
-        .trim()
-        .to_owned();
+    let shown = |label: &str| agent.expect(label).split(label).nth(1).unwrap().trim().to_owned();
+    let (id, code) = (shown("Session ID:"), shown("Code:"));
     (agent, id, code)
 }
 
